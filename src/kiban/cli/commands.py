@@ -1,0 +1,139 @@
+"""The CLI commands. Each one loads what it needs from the core and prints it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kiban.cli import State, app
+
+SelectArg = Annotated[list[str] | None, typer.Argument(
+    help="Assets to run: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. "
+         "Default: everything.", show_default=False)]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave these out (same syntax).")]
+
+
+def _project() -> Any:
+    from kiban.project import load_project
+
+    return load_project(State.project_dir)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder's name).")] = None,
+) -> None:
+    """Create a new project that runs as it is: [bold]kiban init shop && cd shop && kiban run[/]."""
+    from kiban.cli.output import console
+    from kiban.project.scaffold import scaffold
+
+    created = scaffold(directory, name)
+    for path in created:
+        console.print(f"  [green]created[/] {path}")
+    console.print(f"\nNext: [bold]cd {directory} && kiban run[/]")
+
+
+@app.command()
+def run(
+    selection: SelectArg = None,
+    exclude: ExcludeOpt = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild even what is fresh.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Re-run only what failed, was skipped or "
+                                         "was cancelled in the last run.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Assets built in parallel "
+                                                "(default: kiban.yml, else one per core).")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait if another run holds the project.")] = 0.0,
+    log_format: Annotated[str, typer.Option("--log-format", help="text (live display) or json "
+                                            "(one event per line, for cron and CI).")] = "text",
+) -> None:
+    """Build the selected assets in dependency order; only what changed is rebuilt."""
+    from kiban.cli.output import console
+    from kiban.cli.progress import JsonLog, LiveView
+    from kiban.cli.report import print_run_summary
+    from kiban.errors import KibanError
+    from kiban.run import RunOptions, run_project
+
+    if log_format not in ("text", "json"):
+        raise KibanError(f"unknown log format '{log_format}'", "use text or json")
+    if resume and selection:
+        raise KibanError("--resume takes no selection: it re-runs what the last run left undone")
+    project = _project()
+    listener = JsonLog() if log_format == "json" else LiveView()
+    options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
+                         resume=resume, threads=threads, wait=wait)
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        result = run_project(project, options, [listener])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if log_format == "text":
+        print_run_summary(result, project)
+    elif not result.ok:
+        console.print(f"run {result.run_id} {result.status}", style="red")
+    if result.status == "cancelled":
+        sys.exit(130)
+    if not result.ok:
+        sys.exit(1)
+
+
+@app.command()
+def status() -> None:
+    """Every asset's latest state: built, fresh, failed or never run."""
+    from kiban.cli.report import print_status
+
+    print_status(_project())
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to list.")] = 20,
+    run_id: Annotated[str | None, typer.Argument(help="Show one run's assets (an id or its prefix).")] = None,
+) -> None:
+    """Recent runs, newest first; or one run in detail."""
+    from kiban.cli.report import print_run, print_runs
+
+    project = _project()
+    if run_id:
+        print_run(project, run_id)
+    else:
+        print_runs(project, limit)
+
+
+@app.command()
+def show(asset: Annotated[str, typer.Argument(help="An asset, e.g. mart.daily_sales or daily_sales.")]) -> None:
+    """One asset: description, owner, columns, SQL, upstream and downstream, recent runs."""
+    from kiban.cli.report import print_asset
+
+    print_asset(_project(), asset)
+
+
+@app.command()
+def graph(
+    selection: SelectArg = None,
+    exclude: ExcludeOpt = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="tree, dot, json or mermaid.")] = "tree",
+) -> None:
+    """The asset graph (dependencies inferred from SQL), as a tree or for other tools."""
+    from kiban.cli.output import console
+    from kiban.errors import KibanError
+    from kiban.graph import build_graph, select
+    from kiban.graph.render import FORMATS, render
+
+    if format not in FORMATS:
+        raise KibanError(f"unknown format '{format}'", f"use one of: {', '.join(FORMATS)}")
+    graph_ = build_graph(_project())
+    keys = select(graph_, selection or [], exclude or [])
+    text = render(graph_, keys, format)
+    if format == "tree":
+        console.print(text, markup=False)
+    else:
+        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))

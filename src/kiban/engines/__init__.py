@@ -1,0 +1,18 @@
+"""Engines: where SQL runs (DuckDB by default)."""
+
+from kiban.engines.base import AuditHook, BuildResult, Engine, Session
+
+
+def open_engine(url: str) -> Engine:
+    """Open the engine named by a warehouse URL (``duckdb:///path``)."""
+    from kiban.errors import ConfigError
+
+    if url.startswith("duckdb:///"):
+        from kiban.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine(url[len("duckdb:///"):])
+    scheme = url.split(":", 1)[0]
+    raise ConfigError(f"unsupported warehouse '{scheme}'", "the warehouse URL starts with duckdb:///")
+
+
+__all__ = ["AuditHook", "BuildResult", "Engine", "Session", "open_engine"]

@@ -1,0 +1,51 @@
+"""The engine protocol: where SQL runs. DuckDB is the default; others implement the same calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kiban.project import Asset
+
+# Called on the freshly built, not yet published relation: (session, relation name). Raising blocks
+# the publish and leaves the previous version in place. The data-quality checks plug in here.
+AuditHook = Callable[["Session", str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    rows: int | None
+    nbytes: int | None
+
+
+class Session(Protocol):
+    """One worker thread's connection to the engine."""
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+    def interrupt(self) -> None:
+        """Stop the statement running now (called from another thread)."""
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def session(self) -> Session: ...
+
+    def prepare(self, lake_assets: list[Asset]) -> dict[str, str]:
+        """Create schemas, expose the lake, drop leftovers of killed runs.
+
+        Returns the data version of every lake asset.
+        """
+
+    def published(self) -> dict[str, str]:
+        """Fingerprint of the published version of each asset (``layer.name`` → fingerprint)."""
+
+    def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
+              audit: AuditHook | None = None) -> BuildResult:
+        """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
+
+    def close(self) -> None: ...

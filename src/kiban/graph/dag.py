@@ -1,0 +1,139 @@
+"""The asset graph: assets and the edges inferred from their SQL."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+
+from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
+from kiban.graph.sqlrefs import SqlCache, TableRef
+from kiban.project import Asset, Project
+
+# which layers each layer may read, and why
+ALLOWED_READS: dict[str, tuple[str, ...]] = {
+    "lake": (),
+    "warehouse": ("lake", "warehouse"),
+    "mart": ("lake", "warehouse"),
+}
+LAYER_REASON = {
+    "warehouse": "the warehouse holds shared domain knowledge built from the lake and the warehouse",
+    "mart": "a mart is one purpose's interface and reads only the layers below it (lake, warehouse); "
+    "move logic shared by several marts into a warehouse model",
+}
+
+
+@dataclass
+class Graph:
+    """Assets, their direct upstream dependencies, and a topological order."""
+
+    assets: dict[str, Asset]
+    deps: dict[str, tuple[str, ...]]
+    sql_hashes: dict[str, str] = field(default_factory=dict)  # normalized SQL hash per model
+    order: list[str] = field(default_factory=list)
+    children: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.children = {key: [] for key in self.assets}
+        for key, ups in self.deps.items():
+            for up in ups:
+                self.children[up].append(key)
+        if not self.order:
+            self.order = list(TopologicalSorter(self.deps).static_order())
+
+    def upstream(self, key: str) -> set[str]:
+        """All ancestors of ``key`` (not including it)."""
+        return self._reach(key, self.deps)
+
+    def downstream(self, key: str) -> set[str]:
+        """All descendants of ``key`` (not including it)."""
+        return self._reach(key, self.children)
+
+    @staticmethod
+    def _reach(key: str, edges: dict[str, Iterable[str]] | dict[str, tuple[str, ...]]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(edges.get(key, ()))
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(edges.get(node, ()))
+        return seen
+
+    def sorted(self, keys: Iterable[str]) -> list[str]:
+        wanted = set(keys)
+        return [k for k in self.order if k in wanted]
+
+
+def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset]) -> str:
+    by_name: dict[str, list[str]] = {}
+    for key, other in assets.items():
+        by_name.setdefault(other.name.lower(), []).append(key)
+    where = Location(asset.path, ref.line, ref.column)
+    schema, name = ref.schema.lower(), ref.name.lower()
+    if schema:
+        key = f"{schema}.{name}"
+        if key in assets:
+            return key
+        hint = did_you_mean(key, assets) or (
+            f"known assets named {name}: {', '.join(by_name[name])}" if name in by_name else None)
+        raise ProjectError(f"unknown table {ref.schema}.{ref.name}", where, hint)
+    candidates = by_name.get(name, [])
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise ProjectError(f"table {ref.name} is ambiguous: it could be {' or '.join(candidates)}", where,
+                           "qualify it with its layer, e.g. " + candidates[0])
+    near = closest(name, by_name)
+    raise ProjectError(f"unknown table {ref.name}", where, f"did you mean '{by_name[near][0]}'?" if near else None)
+
+
+def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
+    """Parse every model, resolve what it reads, and check layers and cycles."""
+    cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
+    errors: list[ProjectError] = []
+    deps: dict[str, tuple[str, ...]] = {}
+    hashes: dict[str, str] = {}
+    for key, asset in project.assets.items():
+        if asset.sql is None:
+            deps[key] = ()
+            continue
+        try:
+            parsed = cache.parse(asset.sql, asset.path)
+        except ProjectError as exc:
+            errors.append(exc)
+            deps[key] = ()
+            continue
+        hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
+        found: list[str] = []
+        for ref in parsed.refs:
+            try:
+                up = _resolve(ref, asset, project.assets)
+            except ProjectError as exc:
+                errors.append(exc)
+                continue
+            upstream_layer = project.assets[up].layer
+            if upstream_layer not in ALLOWED_READS[asset.layer]:
+                errors.append(ProjectError(
+                    f"{asset.layer} model {key} reads {up}, but the {asset.layer} layer may only read "
+                    f"{' and '.join(ALLOWED_READS[asset.layer])}",
+                    Location(asset.path, ref.line, ref.column), LAYER_REASON.get(asset.layer)))
+                continue
+            if up == key:
+                errors.append(ProjectError(f"{key} reads itself", Location(asset.path, ref.line, ref.column)))
+                continue
+            if up not in found:
+                found.append(up)
+        deps[key] = tuple(found)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
+    try:
+        order = list(TopologicalSorter(deps).static_order())
+    except CycleError as exc:
+        cycle = list(reversed(exc.args[1]))
+        first = project.assets[cycle[0]]
+        raise ProjectError("dependency cycle: " + " → ".join(cycle), Location(first.path),
+                           "a model cannot depend on itself through others; break one of these edges") from None
+    cache.save(live_keys={a.sql_hash for a in project.assets.values() if a.sql is not None})
+    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order)

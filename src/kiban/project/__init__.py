@@ -1,0 +1,16 @@
+"""Projects: a folder with ``kiban.yml``, models and use cases, loaded once and validated."""
+
+from kiban.project.asset import Asset
+from kiban.project.config import LAYERS, ColumnConfig, ModelConfig, ProjectConfig
+from kiban.project.loader import Project, find_project_root, load_project
+
+__all__ = [
+    "LAYERS",
+    "Asset",
+    "ColumnConfig",
+    "ModelConfig",
+    "Project",
+    "ProjectConfig",
+    "find_project_root",
+    "load_project",
+]

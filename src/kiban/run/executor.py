@@ -1,0 +1,204 @@
+"""Executing a plan: assets in dependency order on a pool of worker threads.
+
+Each asset is retried with exponential backoff and jitter; a timeout interrupts the running
+statement for real. When an asset fails, everything downstream of it is skipped with the reason
+while independent branches go on. Cancelling (Ctrl-C, SIGTERM) interrupts running statements;
+nothing half-built is ever published because publishing is one transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kiban.engines import AuditHook, BuildResult, Engine, Session
+from kiban.graph import Graph
+from kiban.project import Asset
+from kiban.run.events import Event, Listener
+from kiban.store import utcnow
+
+
+class Cancelled(Exception):
+    """The run was asked to stop."""
+
+
+class TimedOut(Exception):
+    """An attempt ran past its timeout and was interrupted."""
+
+
+@dataclass
+class Outcome:
+    asset: str
+    status: str  # success, failed, skipped, cancelled
+    attempts: int = 0
+    rows: int | None = None
+    nbytes: int | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass
+class Policy:
+    retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+
+
+@dataclass
+class Executor:
+    engine: Engine
+    graph: Graph
+    run_id: str
+    fingerprints: dict[str, str]
+    threads: int
+    policy_for: Callable[[Asset], Policy]
+    emit: Listener
+    record: Callable[[Outcome, int, str], None]  # outcome, attempt number, fingerprint
+    audit: AuditHook | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    _active: dict[str, Session] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self) -> None:
+        """Cancel the run: interrupt every running statement."""
+        self.cancel.set()
+        with self._lock:
+            for session in self._active.values():
+                session.interrupt()
+
+    def execute(self, build: list[str]) -> dict[str, Outcome]:
+        todo = set(build)
+        outcomes: dict[str, Outcome] = {}
+        waiting = {k: {d for d in self.graph.deps[k] if d in todo} for k in build}
+        ready = [k for k in build if not waiting[k]]
+        running: dict[Future[Outcome], str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="kiban") as pool:
+            while ready or running:
+                while ready and len(running) < self.threads and not self.cancel.is_set():
+                    key = ready.pop(0)
+                    running[pool.submit(self._run_asset, key)] = key
+                if self.cancel.is_set():
+                    for key in ready:
+                        outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
+                    ready.clear()
+                if not running:
+                    break
+                try:
+                    done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop, then collect what was running
+                    self.stop()
+                    continue
+                for future in done:
+                    key = running.pop(future)
+                    outcome = future.result()
+                    outcomes[key] = outcome
+                    for child in self.graph.children[key]:
+                        if child not in waiting or child in outcomes:
+                            continue
+                        if outcome.status != "success":
+                            self._skip_downstream(child, key, outcome, outcomes, waiting)
+                            continue
+                        waiting[child].discard(key)
+                        if not waiting[child]:
+                            ready.append(child)
+        for key in build:  # anything never reached (cancelled before its inputs finished)
+            if key not in outcomes:
+                outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
+        return outcomes
+
+    def _skip_downstream(self, key: str, cause: str, cause_outcome: Outcome,
+                         outcomes: dict[str, Outcome], waiting: dict[str, set[str]]) -> None:
+        status = "cancelled" if cause_outcome.status == "cancelled" else "skipped"
+        reason = (f"upstream {cause} was {cause_outcome.status}" if status == "skipped"
+                  else "the run was cancelled")
+        stack = [key]
+        while stack:
+            node = stack.pop()
+            if node in outcomes or node not in waiting:
+                continue
+            outcomes[node] = self._finish_unstarted(node, status, reason)
+            stack.extend(self.graph.children[node])
+
+    def _finish_unstarted(self, key: str, status: str, reason: str) -> Outcome:
+        outcome = Outcome(key, status, error=reason)
+        self.record(outcome, 0, self.fingerprints[key])
+        self.emit(Event("asset_finished", self.run_id, asset=key, status=status, error=reason))
+        return outcome
+
+    def _run_asset(self, key: str) -> Outcome:
+        asset = self.graph.assets[key]
+        policy = self.policy_for(asset)
+        fingerprint = self.fingerprints[key]
+        attempt = 0
+        while True:
+            attempt += 1
+            started = utcnow()
+            self.emit(Event("asset_started", self.run_id, asset=key, attempt=attempt))
+            outcome = Outcome(key, "success", attempts=attempt, started_at=started)
+            try:
+                result = self._attempt(asset, fingerprint, attempt, policy.timeout)
+                outcome.rows, outcome.nbytes = result.rows, result.nbytes
+            except Cancelled:
+                outcome.status, outcome.error = "cancelled", "the run was cancelled"
+            except TimedOut as exc:
+                outcome.status, outcome.error = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - any engine error fails this asset only
+                outcome.status, outcome.error = "failed", _clean_error(exc)
+            outcome.ended_at = utcnow()
+            seconds = (outcome.ended_at - started).total_seconds()
+            if outcome.status == "failed" and attempt <= policy.retries and not self.cancel.is_set():
+                delay = policy.retry_delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+                retry = Outcome(key, "retrying", attempt, error=outcome.error, started_at=started,
+                                ended_at=outcome.ended_at)
+                self.record(retry, attempt, fingerprint)
+                self.emit(Event("asset_retry", self.run_id, asset=key, attempt=attempt, error=outcome.error,
+                                seconds=seconds, detail={"delay": round(delay, 2)}))
+                if self.cancel.wait(delay):
+                    outcome.status, outcome.error = "cancelled", "the run was cancelled"
+                else:
+                    continue
+            self.record(outcome, attempt, fingerprint)
+            self.emit(Event("asset_finished", self.run_id, asset=key, status=outcome.status, attempt=attempt,
+                            rows=outcome.rows, seconds=seconds, error=outcome.error))
+            return outcome
+
+    def _attempt(self, asset: Asset, fingerprint: str, attempt: int, timeout: float | None) -> BuildResult:
+        if self.cancel.is_set():
+            raise Cancelled()
+        session = self.engine.session()
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            session.interrupt()
+
+        timer = threading.Timer(timeout, on_timeout) if timeout else None
+        with self._lock:
+            self._active[asset.key] = session
+        try:
+            if timer:
+                timer.daemon = True
+                timer.start()
+            tag = f"{self.run_id[-6:]}_{attempt}"
+            return self.engine.build(session, asset, fingerprint, tag, self.audit)
+        except Exception:
+            if self.cancel.is_set():
+                raise Cancelled() from None
+            if timed_out.is_set():
+                raise TimedOut(f"timed out after {timeout:g} s (the query was interrupted)") from None
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+            with self._lock:
+                self._active.pop(asset.key, None)
+            session.close()
+
+
+def _clean_error(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__

@@ -1,0 +1,205 @@
+"""One run of a selection: lock → prepare → plan → execute → record.
+
+This is the only entry point front ends use to run assets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kiban.engines import AuditHook, open_engine
+from kiban.errors import KibanError
+from kiban.graph import Graph, build_graph, select
+from kiban.project import Asset, Project
+from kiban.run.events import Event, Listener
+from kiban.run.executor import Executor, Outcome, Policy
+from kiban.run.plan import Plan, make_plan
+from kiban.store import Store, utcnow
+
+HEARTBEAT_SECONDS = 5.0
+RERUN_STATUSES = ("failed", "skipped", "cancelled")
+
+
+@dataclass
+class RunOptions:
+    select: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    full_refresh: bool = False
+    resume: bool = False
+    threads: int | None = None
+    wait: float = 0.0  # seconds to wait for another run's lock
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # success, failed, cancelled, nothing
+    plan: Plan
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, o in self.outcomes.items() if o.status == "failed"]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [k for k, o in self.outcomes.items() if o.status == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("success", "nothing")
+
+
+def new_run_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def resume_selection(store: Store, project: Project, graph: Graph) -> list[str]:
+    """What the last run left undone: failed, skipped or cancelled assets, or never reached ones."""
+    last = store.last_run(project.name)
+    if last is None:
+        raise KibanError("there is no earlier run to resume", "run `kiban run` first")
+    attempts = store.attempts(last.run_id)
+    final: dict[str, str] = {}
+    for attempt in attempts:
+        final[attempt.asset] = attempt.status
+    wanted = {k for k, s in final.items() if s in RERUN_STATUSES}
+    if last.status in ("abandoned", "cancelled"):
+        planned = set(select(graph, last.selection, last.options.get("exclude", [])))
+        wanted |= {k for k in planned if k not in final and graph.assets[k].layer != "lake"}
+    return graph.sorted(k for k in wanted if k in graph.assets)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store: Store, run_id: str) -> None:
+        super().__init__(daemon=True, name="kiban-heartbeat")
+        self.store, self.run_id = store, run_id
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(HEARTBEAT_SECONDS):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # noqa: BLE001, S110 - a missed heartbeat is retried on the next tick
+                pass
+
+
+@contextmanager
+def _listening(listeners: Sequence[Listener]) -> Iterator[Listener]:
+    lock = threading.Lock()
+
+    def emit(event: Event) -> None:
+        with lock:
+            for listener in listeners:
+                listener(event)
+
+    yield emit
+
+
+def run_project(project: Project, options: RunOptions, listeners: Sequence[Listener] = (),
+                audit: AuditHook | None = None, executor_hook: list[Executor] | None = None) -> RunResult:
+    """Run the selected assets of ``project``. Never raises for an asset failure: see the result."""
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    run_id = new_run_id()
+    lock_name = f"run:{project.name}"
+    try:
+        store.reap_abandoned(project.name)
+        if options.resume:
+            selection = resume_selection(store, project, graph)
+            selectors: list[str] = list(selection)
+        else:
+            selection = select(graph, options.select, options.exclude)
+            selectors = list(options.select)
+        store.acquire_lock(lock_name, run_id, wait=options.wait)
+        try:
+            return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit,
+                               executor_hook)
+        finally:
+            store.release_lock(lock_name, run_id)
+    finally:
+        store.close()
+
+
+def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
+                selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
+                audit: AuditHook | None, executor_hook: list[Executor] | None) -> RunResult:
+    started = utcnow()
+    store.start_run(run_id, project.name, selectors, {
+        "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
+        "pid": os.getpid()})
+    heartbeat = Heartbeat(store, run_id)
+    heartbeat.start()
+    status = "failed"
+    error: str | None = None
+    engine = None
+    plan = Plan(order=selection, fingerprints={})
+    outcomes: dict[str, Outcome] = {}
+    with _listening(listeners) as emit:
+        try:
+            engine = open_engine(project.warehouse_url)
+            lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
+            lake_versions = engine.prepare(lake_assets)
+            plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh)
+            emit(Event("run_started", run_id, detail={
+                "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
+                "selected": len(selection), "assets": plan.build}))
+            store.record_attempts([
+                dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
+                     fingerprint=plan.fingerprints[k]) for k in plan.fresh])
+            for key in plan.fresh:
+                emit(Event("asset_finished", run_id, asset=key, status="fresh"))
+
+            def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
+                store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt,
+                                     started_at=outcome.started_at, ended_at=outcome.ended_at, rows=outcome.rows,
+                                     nbytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error)
+
+            executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
+                                threads=options.threads or project.config.effective_threads,
+                                policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit)
+            if executor_hook is not None:
+                executor_hook.append(executor)
+            outcomes = executor.execute(plan.build)
+            statuses = {o.status for o in outcomes.values()}
+            if "cancelled" in statuses or executor.cancel.is_set():
+                status = "cancelled"
+            elif statuses & {"failed", "skipped"}:
+                status = "failed"
+            else:
+                status = "success" if plan.build else "nothing"
+        except KeyboardInterrupt:
+            status, error = "cancelled", "interrupted"
+            raise
+        except KibanError as exc:
+            error = str(exc)
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            heartbeat.halt.set()
+            if engine is not None:
+                engine.close()
+            stored = "success" if status == "nothing" else status
+            store.finish_run(run_id, stored, error)
+            emit(Event("run_finished", run_id, status=status, error=error,
+                       seconds=(utcnow() - started).total_seconds()))
+    return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _policy(project: Project, asset: Asset) -> Policy:
+    cfg = project.config
+    return Policy(
+        retries=asset.config.retries if asset.config.retries is not None else cfg.retries,
+        retry_delay=cfg.retry_delay,
+        timeout=asset.config.timeout if asset.config.timeout is not None else cfg.timeout,
+    )

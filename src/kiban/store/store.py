@@ -1,0 +1,295 @@
+"""The state store: the single source of facts about runs, attempts and locks.
+
+SQLite by default (a file under ``.kiban/``), PostgreSQL by URL. The schema is managed by
+Alembic; opening a store that is already at the newest revision does not import Alembic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kiban.errors import ConfigError, RunLockedError
+from kiban.store.schema import attempts, locks, runs
+
+HEAD_REVISION = "0001"
+STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
+HOST = socket.gethostname()
+
+
+def utcnow() -> datetime:
+    """Now in UTC, without tzinfo (the store keeps naive UTC everywhere)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool | None:
+    """True/False for a process on this host; None when it runs elsewhere (use heartbeats)."""
+    if pid is None or host != HOST:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    project: str
+    status: str
+    selection: list[str]
+    options: dict[str, Any]
+    started_at: datetime
+    ended_at: datetime | None
+    heartbeat_at: datetime | None
+    pid: int | None
+    host: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    run_id: str
+    asset: str
+    attempt: int
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    seconds: float | None
+    rows: int | None
+    bytes: int | None
+    fingerprint: str | None
+    error: str | None
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(row.run_id, row.project, row.status, json.loads(row.selection or "[]"),
+                     json.loads(row.options or "{}"), row.started_at, row.ended_at, row.heartbeat_at,
+                     row.pid, row.host, row.error)
+
+
+def _attempt(row: Any) -> AttemptRecord:
+    return AttemptRecord(row.run_id, row.asset, row.attempt, row.status, row.started_at, row.ended_at,
+                         row.seconds, row.rows, row.bytes, row.fingerprint, row.error)
+
+
+class Store:
+    """Facts about runs. Thread-safe: the executor's worker threads record attempts here."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._write_lock = threading.Lock()
+        try:
+            self.engine: Engine = _make_engine(url)
+            self._migrate()
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"state store URL is not valid: {exc}") from None
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"cannot open the state store: {str(exc.orig).strip()}") from None
+
+    # -- schema -----------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            inspector_has = sa.inspect(conn).has_table("alembic_version")
+            current = conn.execute(sa.text("select version_num from alembic_version")).scalar() \
+                if inspector_has else None
+            if current == HEAD_REVISION:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, run_id: str, project: str, selection: Sequence[str], options: dict[str, Any]) -> None:
+        now = utcnow()
+        with self._tx() as conn:
+            conn.execute(runs.insert().values(
+                run_id=run_id, project=project, status="running", selection=json.dumps(list(selection)),
+                options=json.dumps(options), started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
+
+    def heartbeat(self, run_id: str) -> None:
+        now = utcnow()
+        with self._tx() as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=now))
+            conn.execute(locks.update().where(locks.c.run_id == run_id).values(heartbeat_at=now))
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        with self._tx() as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id)
+                         .values(status=status, ended_at=utcnow(), error=error))
+
+    def record_attempt(self, run_id: str, asset: str, status: str, *, attempt: int = 1,
+                       started_at: datetime | None = None, ended_at: datetime | None = None,
+                       rows: int | None = None, nbytes: int | None = None, fingerprint: str | None = None,
+                       error: str | None = None) -> None:
+        self.record_attempts([dict(run_id=run_id, asset=asset, status=status, attempt=attempt,
+                                   started_at=started_at, ended_at=ended_at, rows=rows, bytes=nbytes,
+                                   fingerprint=fingerprint, error=error)])
+
+    def record_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        for row in rows:
+            start, end = row.get("started_at"), row.get("ended_at")
+            row["seconds"] = (end - start).total_seconds() if start and end else None
+        with self._tx() as conn:
+            conn.execute(attempts.insert(), rows)
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
+        return _run(row) if row else None
+
+    def find_run(self, prefix: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(runs.select().where(runs.c.run_id.startswith(prefix)).limit(2)).all()
+        return _run(rows[0]) if len(rows) == 1 else None
+
+    def runs(self, project: str, limit: int = 20) -> list[RunRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(runs.select().where(runs.c.project == project)
+                                .order_by(runs.c.started_at.desc()).limit(limit)).all()
+        return [_run(r) for r in rows]
+
+    def last_run(self, project: str, finished_only: bool = True) -> RunRecord | None:
+        query = runs.select().where(runs.c.project == project)
+        if finished_only:
+            query = query.where(runs.c.status != "running")
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(runs.c.started_at.desc()).limit(1)).first()
+        return _run(row) if row else None
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(attempts.select().where(attempts.c.run_id == run_id)
+                                .order_by(attempts.c.id)).all()
+        return [_attempt(r) for r in rows]
+
+    def asset_history(self, asset: str, limit: int = 20) -> list[AttemptRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(attempts.select().where(attempts.c.asset == asset)
+                                .order_by(attempts.c.id.desc()).limit(limit)).all()
+        return [_attempt(r) for r in rows]
+
+    def latest_attempts(self, project: str) -> dict[str, AttemptRecord]:
+        """The newest attempt of every asset that ever ran in this project."""
+        newest = (sa.select(sa.func.max(attempts.c.id).label("id"))
+                  .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
+                  .where(runs.c.project == project).group_by(attempts.c.asset).subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
+        return {r.asset: _attempt(r) for r in rows}
+
+    def last_built(self, project: str) -> dict[str, AttemptRecord]:
+        """The newest successful build (not 'fresh') of every asset."""
+        newest = (sa.select(sa.func.max(attempts.c.id).label("id"))
+                  .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
+                  .where(runs.c.project == project, attempts.c.status == "success")
+                  .group_by(attempts.c.asset).subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
+        return {r.asset: _attempt(r) for r in rows}
+
+    def reap_abandoned(self, project: str) -> list[str]:
+        """Mark runs whose process is gone as abandoned; returns their ids."""
+        reaped: list[str] = []
+        now = utcnow()
+        with self._tx() as conn:
+            for row in conn.execute(runs.select().where(runs.c.project == project,
+                                                        runs.c.status == "running")).all():
+                alive = pid_alive(row.pid, row.host)
+                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
+                if alive is False or (alive is None and stale):
+                    conn.execute(runs.update().where(runs.c.run_id == row.run_id).values(
+                        status="abandoned", ended_at=row.heartbeat_at or now,
+                        error="the process running it stopped without finishing (killed or crashed)"))
+                    reaped.append(row.run_id)
+        return reaped
+
+    # -- locks ------------------------------------------------------------------------------
+    def acquire_lock(self, name: str, run_id: str, wait: float = 0.0) -> None:
+        """Take the named lock, taking it over from a dead holder; wait up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            holder = self._try_lock(name, run_id)
+            if holder is None:
+                return
+            if time.monotonic() >= deadline:
+                since = holder.acquired_at.strftime("%Y-%m-%d %H:%M:%S UTC") if holder.acquired_at else "?"
+                raise RunLockedError(
+                    f"another run ({holder.run_id}, pid {holder.pid} on {holder.host}, since {since}) "
+                    f"is working on this project",
+                    "wait for it to finish, or pass --wait SECONDS to queue behind it")
+            time.sleep(0.5)
+
+    def _try_lock(self, name: str, run_id: str) -> Any:
+        now = utcnow()
+        with self._tx() as conn:
+            row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
+            if row is not None and row.run_id is not None:
+                alive = pid_alive(row.pid, row.host)
+                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
+                if alive is True or (alive is None and not stale):
+                    return row
+            values = dict(run_id=run_id, pid=os.getpid(), host=HOST, acquired_at=now, heartbeat_at=now)
+            if row is None:
+                conn.execute(locks.insert().values(name=name, **values))
+            else:
+                conn.execute(locks.update().where(locks.c.name == name).values(**values))
+        return None
+
+    def release_lock(self, name: str, run_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(locks.update().where(locks.c.name == name, locks.c.run_id == run_id)
+                         .values(run_id=None, pid=None, host=None))
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's begin below issue BEGIN IMMEDIATE
+            cur = dbapi_conn.cursor()
+            cur.execute("pragma journal_mode=wal")
+            cur.execute("pragma synchronous=normal")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("begin immediate")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
