@@ -62,9 +62,20 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _click_exceptions()):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """Click's usage-error class: Typer >= 0.2x vendors Click as ``typer._click``, older Typer uses ``click``."""
+    import importlib
+
+    kinds: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            kinds.append(importlib.import_module(module).ClickException)
+        except ImportError:
+            continue
+    return tuple(kinds)

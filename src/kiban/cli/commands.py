@@ -52,7 +52,7 @@ def run(
                                             "(one event per line, for cron and CI).")] = "text",
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
-    from kiban.cli.output import console
+    from kiban.cli.output import err_console
     from kiban.cli.progress import JsonLog, LiveView
     from kiban.cli.report import print_run_summary
     from kiban.errors import KibanError
@@ -77,8 +77,8 @@ def run(
         signal.signal(signal.SIGTERM, previous)
     if log_format == "text":
         print_run_summary(result, project)
-    elif not result.ok:
-        console.print(f"run {result.run_id} {result.status}", style="red")
+    elif not result.ok:  # stdout holds only JSON lines
+        err_console.print(f"run {result.run_id} {result.status}", style="red")
     if result.status == "cancelled":
         sys.exit(130)
     if not result.ok:

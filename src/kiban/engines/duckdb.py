@@ -8,6 +8,7 @@ records its fingerprint. So the fingerprint lives *with* the data: whatever the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from kiban.engines.base import AuditHook, BuildResult
+from kiban.engines.base import AuditHook, BuildResult, Session
 from kiban.errors import ConfigError
 from kiban.project import Asset
 
@@ -155,8 +156,9 @@ class DuckDBEngine:
         return row[0] if row else None
 
     # -- building -----------------------------------------------------------------------------
-    def build(self, session: DuckDBSession, asset: Asset, fingerprint: str, tag: str,  # type: ignore[override]
+    def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
               audit: AuditHook | None = None) -> BuildResult:
+        assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
         schema, name = asset.layer, asset.name
         target = f"{quote(schema)}.{quote(name)}"
@@ -198,10 +200,8 @@ class DuckDBEngine:
                 cur.execute("rollback")
                 raise
         except BaseException:
-            try:
+            with contextlib.suppress(duckdb.Error):  # else the next run's prepare() drops it
                 cur.execute(f"drop table if exists {tmp}")
-            except duckdb.Error:
-                pass  # the next run's prepare() drops leftovers
             raise
         return BuildResult(rows=int(rows[0]) if rows else None, nbytes=nbytes)
 

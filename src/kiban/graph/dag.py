@@ -66,10 +66,7 @@ class Graph:
         return [k for k in self.order if k in wanted]
 
 
-def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset]) -> str:
-    by_name: dict[str, list[str]] = {}
-    for key, other in assets.items():
-        by_name.setdefault(other.name.lower(), []).append(key)
+def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset], by_name: dict[str, list[str]]) -> str:
     where = Location(asset.path, ref.line, ref.column)
     schema, name = ref.schema.lower(), ref.name.lower()
     if schema:
@@ -95,6 +92,10 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     errors: list[ProjectError] = []
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
+    by_name: dict[str, list[str]] = {}
+    for other_key, other in project.assets.items():
+        by_name.setdefault(other.name.lower(), []).append(other_key)
+    edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     for key, asset in project.assets.items():
         if asset.sql is None:
             deps[key] = ()
@@ -109,7 +110,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         found: list[str] = []
         for ref in parsed.refs:
             try:
-                up = _resolve(ref, asset, project.assets)
+                up = _resolve(ref, asset, project.assets, by_name)
             except ProjectError as exc:
                 errors.append(exc)
                 continue
@@ -125,6 +126,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
                 continue
             if up not in found:
                 found.append(up)
+                edge_at[(key, up)] = ref
         deps[key] = tuple(found)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
@@ -133,7 +135,9 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     except CycleError as exc:
         cycle = list(reversed(exc.args[1]))
         first = project.assets[cycle[0]]
-        raise ProjectError("dependency cycle: " + " → ".join(cycle), Location(first.path),
+        ref = edge_at.get((cycle[0], cycle[1]))
+        where = Location(first.path, ref.line, ref.column) if ref else Location(first.path)
+        raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={a.sql_hash for a in project.assets.values() if a.sql is not None})
     return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order)

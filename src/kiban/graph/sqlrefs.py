@@ -70,7 +70,7 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
     try:
         tables = [src for scope in traverse_scope(tree) for src in scope.sources.values()
                   if isinstance(src, exp.Table)]
-    except Exception:  # noqa: BLE001 - scope analysis gives up on exotic SQL; fall back to all tables
+    except Exception:
         ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         tables = [t for t in tree.find_all(exp.Table) if t.db or t.name not in ctes]
     for table in tables:

@@ -147,7 +147,7 @@ class Executor:
                 outcome.status, outcome.error = "cancelled", "the run was cancelled"
             except TimedOut as exc:
                 outcome.status, outcome.error = "failed", str(exc)
-            except Exception as exc:  # noqa: BLE001 - any engine error fails this asset only
+            except Exception as exc:
                 outcome.status, outcome.error = "failed", _clean_error(exc)
             outcome.ended_at = utcnow()
             seconds = (outcome.ended_at - started).total_seconds()

@@ -5,6 +5,7 @@ This is the only entry point front ends use to run assets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -86,10 +87,8 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(HEARTBEAT_SECONDS):
-            try:
+            with contextlib.suppress(Exception):  # a missed heartbeat is retried on the next tick
                 self.store.heartbeat(self.run_id)
-            except Exception:  # noqa: BLE001, S110 - a missed heartbeat is retried on the next tick
-                pass
 
 
 @contextmanager
