@@ -3,6 +3,7 @@
 from kiban.project.asset import Asset
 from kiban.project.config import LAYERS, ColumnConfig, ModelConfig, ProjectConfig
 from kiban.project.loader import Project, find_project_root, load_project
+from kiban.project.usecase import UseCase, UseCaseConfig
 
 __all__ = [
     "LAYERS",
@@ -11,6 +12,8 @@ __all__ = [
     "ModelConfig",
     "Project",
     "ProjectConfig",
+    "UseCase",
+    "UseCaseConfig",
     "find_project_root",
     "load_project",
 ]

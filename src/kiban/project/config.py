@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
+from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LAYERS = ("lake", "warehouse", "mart")
 Layer = Literal["lake", "warehouse", "mart"]
@@ -28,6 +30,9 @@ class ProjectConfig(_Strict):
     retries: int = Field(default=0, ge=0, le=20)
     retry_delay: float = Field(default=1.0, ge=0)
     timeout: float | None = Field(default=None, gt=0, description="seconds per asset attempt")
+    calendar: str = "jp"
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -41,6 +46,53 @@ class ProjectConfig(_Strict):
     @property
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1.5h"``."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a duration (examples: 90s, 15m, 1.5h)")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}[unit]
+
+
+class CalendarConfig(_Strict):
+    """A business calendar: a country's public holidays, weekend days, and the company's own closed days."""
+
+    country: str | None = "JP"
+    weekend: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("sat", "sun")
+    closed: tuple[date, ...] = ()
+    open: tuple[date, ...] = ()  # days that are business days even though the rules above say closed
+
+
+class ChannelConfig(_Strict):
+    """A notification channel. URLs and SMTP credentials may be ``env:NAME``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Literal["slack", "webhook", "email"]
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    smtp: str | None = None  # smtp://user:password@host:port (smtps:// for TLS, ?starttls=1)
+    sender: str | None = Field(default=None, alias="from")
+    to: tuple[str, ...] = ()
+    min_interval: float = Field(default=300, ge=0, description="seconds before the same message is sent again")
+    retries: int = Field(default=3, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelConfig:
+        if self.type in ("slack", "webhook") and not self.url:
+            raise ValueError(f"a {self.type} channel needs a url")
+        if self.type == "email" and not (self.smtp and self.sender and self.to):
+            raise ValueError("an email channel needs smtp, from and to")
+        return self
 
 
 class ColumnConfig(_Strict):
@@ -61,3 +113,10 @@ class ModelConfig(_Strict):
     columns: tuple[ColumnConfig, ...] = ()
     retries: int | None = Field(default=None, ge=0, le=20)
     timeout: float | None = Field(default=None, gt=0)
+    time_column: str | None = None  # the column that says how far the data reaches (max → watermark)
+    expected_duration: float | None = None  # seconds; used for deadlines until there is history
+
+    @field_validator("expected_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import LAYERS, ModelConfig, ProjectConfig
+from kiban.project.usecase import UseCase, UseCaseConfig
 from kiban.project.yamlfile import load_yaml, validate
 
 PROJECT_FILE = "kiban.yml"
@@ -22,6 +23,7 @@ class Project:
     root: Path
     config: ProjectConfig
     assets: dict[str, Asset]
+    usecases: dict[str, UseCase] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -87,9 +89,66 @@ def load_project(start: Path | str = ".") -> Project:
                                        Location(asset.path)))
             continue
         assets[asset.key] = asset
+    usecases = _usecases(root, config, assets, errors)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
-    return Project(root=root, config=config, assets=dict(sorted(assets.items())))
+    return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases)
+
+
+BUILTIN_CALENDARS = ("jp", "none")
+
+
+def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
+              errors: list[ProjectError]) -> dict[str, UseCase]:
+    """Load ``usecases/*.yml``; asset, calendar and channel names must exist (errors name file:line)."""
+    folder = root / "usecases"
+    if not folder.is_dir():
+        return {}
+    calendars = (*BUILTIN_CALENDARS, *config.calendars)
+    if config.calendar not in calendars:
+        errors.append(ProjectError(f"unknown calendar '{config.calendar}'", Location(root / PROJECT_FILE),
+                                   did_you_mean(config.calendar, calendars)
+                                   or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}"))
+    by_name: dict[str, list[str]] = {}
+    for key, asset in assets.items():
+        by_name.setdefault(asset.name, []).append(key)
+    found: dict[str, UseCase] = {}
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        try:
+            doc = load_yaml(path)
+            cfg = validate(doc, UseCaseConfig)
+        except ProjectErrors as many:
+            errors.extend(many.errors)
+            continue
+        except ProjectError as exc:
+            errors.append(exc)
+            continue
+        keys: list[str] = []
+        for i, name in enumerate(cfg.assets):
+            matches = [name] if name in assets else by_name.get(name, [])
+            if len(matches) == 1:
+                keys.append(matches[0])
+                continue
+            hint = did_you_mean(name, [*assets, *by_name]) if not matches else "qualify it with its layer"
+            problem = f"unknown asset '{name}'" if not matches else f"'{name}' is ambiguous: {', '.join(matches)}"
+            errors.append(ProjectError(problem, doc.location(("assets", i)), hint))
+        calendar = cfg.need.calendar or config.calendar
+        if calendar not in calendars:
+            errors.append(ProjectError(f"unknown calendar '{calendar}'", doc.location(("need", "calendar")),
+                                       did_you_mean(calendar, calendars)
+                                       or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}; "
+                                          "define others under `calendars:` in kiban.yml"))
+        routes = [(("owner_notify", i), c) for i, c in enumerate(cfg.owner_notify)]
+        routes += [(("consumers", j, "notify", i), c) for j, who in enumerate(cfg.consumers)
+                   for i, c in enumerate(who.notify)]
+        for where, channel in routes:
+            if channel not in config.channels:
+                errors.append(ProjectError(f"unknown channel '{channel}'", doc.location(where),
+                                           did_you_mean(channel, config.channels)
+                                           or "define channels under `channels:` in kiban.yml"))
+        cfg = cfg.model_copy(update={"assets": tuple(keys)})
+        found[path.stem] = UseCase(name=path.stem, path=path, config=cfg)
+    return found
 
 
 def _lake_assets(root: Path, config: ProjectConfig) -> list[Asset]:
