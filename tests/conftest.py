@@ -83,7 +83,7 @@ def postgres_url() -> str:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-# --- projects written from a dict, and the real `kiban` command (test_project_errors, test_graph, test_cli) ---
+# --- projects from a dict, and the real `kiban` command (test_project_errors, test_graph, test_cli) ---
 
 
 @pytest.fixture
@@ -96,7 +96,8 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
     for tests that only load the project and build its graph. ``root`` names the folder under ``tmp_path``.
     """
 
-    def build(files: dict[str, str], lake: dict[str, str | None] | None = None, root: str = "project") -> Path:
+    def build(files: dict[str, str], lake: dict[str, str | None] | None = None,
+              root: str = "project") -> Path:
         base = tmp_path / root
         write_files(base, {"kiban.yml": "name: shop\ntimezone: UTC\n", **files})
         for table, sql in (lake or {}).items():
@@ -109,7 +110,7 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., object]:
     """Run the real command line in a child process: ``cli("--project", root, "run")``.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
 from kiban.project import Asset
@@ -17,6 +18,7 @@ AuditHook = Callable[["Session", str], None]
 class BuildResult:
     rows: int | None
     nbytes: int | None
+    watermark: date | None = None  # max(time_column) of the new version, when the model declares one
 
 
 class Session(Protocol):

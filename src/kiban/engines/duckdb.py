@@ -1,9 +1,11 @@
 """The DuckDB engine: one database file, one connection, a cursor per worker thread.
 
-Publishing is write-audit-swap: the model is built as ``<schema>.__kiban_tmp_<name>_<tag>``,
-audited, then renamed over the published table in one transaction together with a comment that
-records its fingerprint. So the fingerprint lives *with* the data: whatever the state store says,
-``published()`` reads what is really there.
+Publishing is write-audit-publish in ONE transaction: ``create or replace`` the table, audit the new
+version (the blocking-checks hook), record the fingerprint in the table's comment, commit. DuckDB's
+MVCC keeps showing every other reader the old version until the commit, and a failure or a killed
+process rolls the whole transaction back — so a published table is always a complete old or new
+version, and no temporary leftovers exist. The fingerprint lives *with* the data: ``published()``
+reads what is really there, whatever the state store says.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import contextlib
 import hashlib
 import os
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from kiban.engines.base import AuditHook, BuildResult, Session
-from kiban.errors import ConfigError
+from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 SCHEMAS = ("lake", "warehouse", "mart")
+SIZE_FROM_ROWS = 50_000  # measuring storage costs ~3 ms; worth it only for tables big enough to matter
 
 
 def quote(name: str) -> str:
@@ -92,6 +96,7 @@ class DuckDBEngine:
             raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
         self.path = path
         self._catalog_lock = threading.Lock()
+        self._kinds: dict[str, str] | None = None
 
     def session(self) -> DuckDBSession:
         return DuckDBSession(self.con.cursor())
@@ -147,63 +152,72 @@ class DuckDBEngine:
     def published(self) -> dict[str, str]:
         return self._comments(*SCHEMAS)
 
-    def _kind(self, cursor: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
-        row = cursor.execute(
-            "select 'table' from duckdb_tables() where database_name = current_database() "
-            "and schema_name = ? and table_name = ? union all "
-            "select 'view' from duckdb_views() where database_name = current_database() "
-            "and schema_name = ? and view_name = ?", [schema, name, schema, name]).fetchone()
-        return row[0] if row else None
+    def _kind(self, schema: str, name: str) -> str | None:
+        """'table', 'view' or None: from the catalog read once per run, kept current by publishes."""
+        if self._kinds is None:
+            rows = self.con.execute(
+                "select schema_name || '.' || table_name, 'table' from duckdb_tables() "
+                "where database_name = current_database() union all "
+                "select schema_name || '.' || view_name, 'view' from duckdb_views() "
+                "where database_name = current_database() and not internal").fetchall()
+            self._kinds = dict(rows)
+        return self._kinds.get(f"{schema}.{name}")
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
               audit: AuditHook | None = None) -> BuildResult:
+        """Build, audit and publish in ONE transaction: until it commits, readers see the old version;
+        if anything fails (or the process dies) DuckDB rolls it all back — nothing half-built remains."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
         schema, name = asset.layer, asset.name
         target = f"{quote(schema)}.{quote(name)}"
         comment = literal(COMMENT_PREFIX + fingerprint)
         sql = (asset.sql or "").strip().rstrip(";")
-        if asset.config.materialized == "view":
-            cur.execute("begin transaction")
-            try:
-                if self._kind(cur, schema, name) == "table":
-                    cur.execute(f"drop table {target}")
-                cur.execute(f"create or replace view {target} as {sql}")
-                if audit:
-                    audit(session, target)
-                cur.execute(f"comment on view {target} is {comment}")
-                cur.execute("commit")
-            except BaseException:
-                cur.execute("rollback")
-                raise
-            return BuildResult(rows=None, nbytes=None)
-
-        tmp_name = f"{TMP_PREFIX}{name}_{tag}"
-        tmp = f"{quote(schema)}.{quote(tmp_name)}"
-        cur.execute(f"drop table if exists {tmp}")
+        with self._catalog_lock:
+            kind = self._kind(schema, name)
+        rows: int | None = None
+        nbytes: int | None = None
+        cur.execute("begin transaction")
         try:
-            cur.execute(f"create table {tmp} as {sql}")
-            rows = cur.execute(f"select count(*) from {tmp}").fetchone()
+            if kind and kind != asset.config.materialized:
+                cur.execute(f"drop {kind} {target}")
+            if asset.config.materialized == "view":
+                cur.execute(f"create or replace view {target} as {sql}")
+            else:
+                created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
+                rows = int(created[0]) if created else None
+                if rows is not None and rows >= SIZE_FROM_ROWS:
+                    nbytes = self._bytes(cur, schema, name)
+            watermark = self._watermark(cur, target, asset)
             if audit:
-                audit(session, tmp)
-            nbytes = self._bytes(cur, schema, tmp_name)
-            cur.execute("begin transaction")
-            try:
-                kind = self._kind(cur, schema, name)
-                if kind:
-                    cur.execute(f"drop {kind} {target}")
-                cur.execute(f"alter table {tmp} rename to {quote(name)}")
-                cur.execute(f"comment on table {target} is {comment}")
-                cur.execute("commit")
-            except BaseException:
-                cur.execute("rollback")
-                raise
+                audit(session, target)  # sees the new version; everyone else still sees the old one
+            cur.execute(f"comment on {asset.config.materialized} {target} is {comment}")
+            cur.execute("commit")
         except BaseException:
-            with contextlib.suppress(duckdb.Error):  # else the next run's prepare() drops it
-                cur.execute(f"drop table if exists {tmp}")
+            with contextlib.suppress(duckdb.Error):
+                cur.execute("rollback")
             raise
-        return BuildResult(rows=int(rows[0]) if rows else None, nbytes=nbytes)
+        with self._catalog_lock:
+            if self._kinds is not None:
+                self._kinds[f"{schema}.{name}"] = asset.config.materialized
+        return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    @staticmethod
+    def _watermark(cur: duckdb.DuckDBPyConnection, relation: str, asset: Asset) -> date | None:
+        """How far the data reaches: the newest date in the model's declared ``time_column``."""
+        column = asset.config.time_column
+        if not column:
+            return None
+        try:
+            row = cur.execute(f"select max({quote(column)})::date from {relation}").fetchone()
+        except duckdb.BinderException:
+            raise KibanError(f"time_column '{column}' is not a column of {asset.key}",
+                             f"set time_column in {asset.config_path or asset.key} to one of its date columns"
+                             ) from None
+        except duckdb.ConversionException:
+            raise KibanError(f"time_column '{column}' of {asset.key} is not a date or timestamp") from None
+        return row[0] if row else None
 
     @staticmethod
     def _bytes(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> int | None:

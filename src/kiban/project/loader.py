@@ -10,7 +10,7 @@ from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did
 from kiban.project.asset import Asset
 from kiban.project.config import LAYERS, ModelConfig, ProjectConfig
 from kiban.project.usecase import UseCase, UseCaseConfig
-from kiban.project.yamlfile import load_yaml, validate
+from kiban.project.yamlfile import YamlPath, load_yaml, validate
 
 PROJECT_FILE = "kiban.yml"
 MODEL_LAYERS = ("warehouse", "mart")
@@ -106,7 +106,8 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
         return {}
     calendars = (*BUILTIN_CALENDARS, *config.calendars)
     if config.calendar not in calendars:
-        errors.append(ProjectError(f"unknown calendar '{config.calendar}'", Location(root / PROJECT_FILE),
+        errors.append(ProjectError(f"unknown calendar '{config.calendar}'",
+                                   load_yaml(root / PROJECT_FILE).location(("calendar",)),
                                    did_you_mean(config.calendar, calendars)
                                    or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}"))
     by_name: dict[str, list[str]] = {}
@@ -123,6 +124,10 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
         except ProjectError as exc:
             errors.append(exc)
             continue
+        if path.stem in found:
+            errors.append(ProjectError(f"two use cases are both named {path.stem} (the other is "
+                                       f"{found[path.stem].path.name})", Location(path)))
+            continue
         keys: list[str] = []
         for i, name in enumerate(cfg.assets):
             matches = [name] if name in assets else by_name.get(name, [])
@@ -132,13 +137,13 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
             hint = did_you_mean(name, [*assets, *by_name]) if not matches else "qualify it with its layer"
             problem = f"unknown asset '{name}'" if not matches else f"'{name}' is ambiguous: {', '.join(matches)}"
             errors.append(ProjectError(problem, doc.location(("assets", i)), hint))
-        calendar = cfg.need.calendar or config.calendar
-        if calendar not in calendars:
+        calendar = cfg.need.calendar
+        if calendar is not None and calendar not in calendars:  # the project's default is checked above
             errors.append(ProjectError(f"unknown calendar '{calendar}'", doc.location(("need", "calendar")),
                                        did_you_mean(calendar, calendars)
                                        or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}; "
                                           "define others under `calendars:` in kiban.yml"))
-        routes = [(("owner_notify", i), c) for i, c in enumerate(cfg.owner_notify)]
+        routes: list[tuple[YamlPath, str]] = [(("owner_notify", i), c) for i, c in enumerate(cfg.owner_notify)]
         routes += [(("consumers", j, "notify", i), c) for j, who in enumerate(cfg.consumers)
                    for i, c in enumerate(who.notify)]
         for where, channel in routes:

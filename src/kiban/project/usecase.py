@@ -31,10 +31,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from kiban.project.config import WEEKDAYS, _Strict
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as is (a ValueError would be prefixed with "Value error, ")."""
+    return PydanticCustomError("invalid_value", "{message}", {"message": message})
 
 
 class Consumer(_Strict):
@@ -51,31 +57,39 @@ class Need(_Strict):
     data_through: Literal["today", "yesterday", "previous_business_day", "none"] = "none"
     checks: Literal["all", "none"] | tuple[str, ...] = "all"
 
-    @field_validator("by")
+    @field_validator("by", mode="before")
     @classmethod
-    def _clock(cls, value: str) -> str:
-        if not _HHMM.match(str(value)):
-            raise ValueError(f"'{value}' is not a time of day; write it as HH:MM, e.g. \"08:30\" (quoted)")
+    def _clock(cls, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 24 * 60:
+            # YAML 1.1 reads an unquoted 8:30 as the base-60 number 510
+            raise _invalid(f"YAML read the unquoted time as the number {value}; "
+                           f"write it in quotes: \"{value // 60:02d}:{value % 60:02d}\"")
+        if not isinstance(value, str) or not _HHMM.match(value):
+            raise _invalid(f"{value!r} is not a time of day; write it as HH:MM in quotes, e.g. \"08:30\"")
         return value
 
-    @field_validator("on")
+    @field_validator("on", mode="before")
     @classmethod
-    def _days(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
-        if isinstance(value, tuple):
+    def _days(cls, value: object) -> str | tuple[str, ...]:
+        if isinstance(value, list | tuple):
             bad = [d for d in value if d not in WEEKDAYS]
             if bad:
-                raise ValueError(f"unknown weekday {bad[0]!r}; use {', '.join(WEEKDAYS)}")
+                raise _invalid(f"unknown weekday {bad[0]!r}; use {', '.join(WEEKDAYS)}")
+            return tuple(value)
+        if not isinstance(value, str):
+            value = repr(value)
+        elif value in ("business_days", "every_day", "weekdays"):
             return value
-        if value in ("business_days", "every_day", "weekdays"):
-            return value
-        if value.startswith("cron:"):
+        elif value.startswith("cron:"):
             from croniter import croniter
 
             if not croniter.is_valid(value[5:].strip()):
-                raise ValueError(f"'{value[5:].strip()}' is not a valid cron expression")
+                raise _invalid(f"'{value[5:].strip()}' is not a valid cron expression (e.g. \"cron: 0 10 * * 1\")")
             return value
-        raise ValueError(f"'{value}' is not a schedule; use business_days, every_day, weekdays, "
-                         "a list of weekdays such as [mon, thu], or \"cron: 0 10 * * 1\"")
+        elif value in WEEKDAYS:
+            raise _invalid(f"write a single weekday as a list: on: [{value}]")
+        raise _invalid(f"'{value}' is not a schedule; use business_days, every_day, weekdays, "
+                       "a list of weekdays such as [mon, thu], or \"cron: 0 10 * * 1\"")
 
     @property
     def deadline(self) -> time:

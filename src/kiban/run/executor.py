@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from kiban.engines import AuditHook, BuildResult, Engine, Session
 from kiban.graph import Graph
@@ -37,6 +37,7 @@ class Outcome:
     attempts: int = 0
     rows: int | None = None
     nbytes: int | None = None
+    watermark: date | None = None
     error: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -142,7 +143,7 @@ class Executor:
             outcome = Outcome(key, "success", attempts=attempt, started_at=started)
             try:
                 result = self._attempt(asset, fingerprint, attempt, policy.timeout)
-                outcome.rows, outcome.nbytes = result.rows, result.nbytes
+                outcome.rows, outcome.nbytes, outcome.watermark = result.rows, result.nbytes, result.watermark
             except Cancelled:
                 outcome.status, outcome.error = "cancelled", "the run was cancelled"
             except TimedOut as exc:

@@ -151,16 +151,20 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": plan.build}))
-            store.record_attempts([
+            timed = [k for k in plan.fresh if graph.assets[k].config.time_column]
+            previous = store.last_built(project.name) if timed else {}
+            store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
                 dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
-                     fingerprint=plan.fingerprints[k]) for k in plan.fresh])
+                     fingerprint=plan.fingerprints[k],
+                     watermark=previous[k].watermark if k in previous else None) for k in plan.fresh])
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status="fresh"))
 
             def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
                 store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt,
                                      started_at=outcome.started_at, ended_at=outcome.ended_at, rows=outcome.rows,
-                                     nbytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error)
+                                     nbytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error,
+                                     watermark=outcome.watermark)
 
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class AttemptRecord:
     bytes: int | None
     fingerprint: str | None
     error: str | None
+    watermark: date | None = None
 
 
 def _run(row: Any) -> RunRecord:
@@ -85,7 +86,7 @@ def _run(row: Any) -> RunRecord:
 
 def _attempt(row: Any) -> AttemptRecord:
     return AttemptRecord(row.run_id, row.asset, row.attempt, row.status, row.started_at, row.ended_at,
-                         row.seconds, row.rows, row.bytes, row.fingerprint, row.error)
+                         row.seconds, row.rows, row.bytes, row.fingerprint, row.error, row.watermark)
 
 
 class Store:
@@ -148,10 +149,10 @@ class Store:
     def record_attempt(self, run_id: str, asset: str, status: str, *, attempt: int = 1,
                        started_at: datetime | None = None, ended_at: datetime | None = None,
                        rows: int | None = None, nbytes: int | None = None, fingerprint: str | None = None,
-                       error: str | None = None) -> None:
+                       error: str | None = None, watermark: date | None = None) -> None:
         self.record_attempts([dict(run_id=run_id, asset=asset, status=status, attempt=attempt,
                                    started_at=started_at, ended_at=ended_at, rows=rows, bytes=nbytes,
-                                   fingerprint=fingerprint, error=error)])
+                                   fingerprint=fingerprint, error=error, watermark=watermark)])
 
     def record_attempts(self, rows: list[dict[str, Any]]) -> None:
         if not rows:

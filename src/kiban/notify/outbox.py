@@ -1,0 +1,173 @@
+"""The outbox: deduplicate, rate-limit, retry, record — and never break the caller.
+
+Notifications are a side effect of runs and service-level checks. A dead Slack webhook or an SMTP server
+that is down must not turn a successful run into a failed one, so :meth:`Notifier.send` never raises: every
+outcome, good or bad, is a :class:`DeliveryResult` and a row in the ``notifications`` table, and failures are
+logged on the ``kiban.notify`` logger. The table doubles as the memory for deduplication ("told them already
+five minutes ago") and rate limiting, so both hold across runs and processes that share a state store. Within
+a process, sends to one channel are serialised; two processes sending the same key in the same instant can
+still both deliver (the check is a read, not a lock) — a rare duplicate is better than a lost alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kiban.errors import did_you_mean
+from kiban.notify.channels import DEFAULT_TIMEOUT, SENDERS, DeliveryError, scrub, secrets_of
+from kiban.notify.message import Message
+from kiban.project.config import ChannelConfig
+from kiban.store import Store
+from kiban.store.schema import notifications
+from kiban.store.store import utcnow
+
+log = logging.getLogger("kiban.notify")
+
+RATE_LIMIT = 20  # messages per channel per RATE_WINDOW: a flapping pipeline must not flood a chat room
+RATE_WINDOW = timedelta(minutes=1)
+BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time, with ±20 % jitter
+MAX_WAIT = 30.0  # longest single wait, also the cap on a server's Retry-After
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to a message on one channel.
+
+    ``status`` is ``sent``, ``failed`` or ``suppressed``; ``error`` says why it failed or why it was
+    suppressed (never containing a secret). ``attempts`` counts the tries actually made (0 when suppressed).
+    """
+
+    channel: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "sent"
+
+
+class Notifier:
+    """Send :class:`Message` s over the channels of ``kiban.yml``, remembering what went out in ``store``."""
+
+    def __init__(self, store: Store, channels: Mapping[str, ChannelConfig], project_root: Path | str, *,
+                 rate_limit: int = RATE_LIMIT, backoff: float = BACKOFF_BASE, timeout: float = DEFAULT_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = store
+        self.channels = dict(channels)
+        self.root = Path(project_root)
+        self.rate_limit = rate_limit
+        self.backoff = backoff
+        self.timeout = timeout
+        self._sleep = sleep
+        self._guard = threading.Lock()
+        self._channel_locks: dict[str, threading.Lock] = {}
+
+    def send(self, channel_names: list[str], message: Message) -> list[DeliveryResult]:
+        """Deliver ``message`` to each named channel (each name once, in order). Never raises."""
+        if isinstance(channel_names, str):  # send("ops", ...) must not mean channels "o", "p" and "s"
+            channel_names = [channel_names]
+        return [self._send_one(name, message) for name in dict.fromkeys(channel_names)]
+
+    # -- one channel --------------------------------------------------------------------------------
+    def _send_one(self, name: str, message: Message) -> DeliveryResult:
+        try:
+            return self._deliver(name, message)
+        except Exception as exc:  # the last line of defence: a bug here must not break a run either
+            config = self.channels.get(name)
+            error = f"{type(exc).__name__}: {exc}"
+            if config is not None:
+                error = scrub(error, secrets_of(config, self.root))
+            log.error("notification %r to channel %s failed unexpectedly: %s", message.subject, name, error)
+            return DeliveryResult(name, "failed", 0, error)
+
+    def _deliver(self, name: str, message: Message) -> DeliveryResult:
+        config = self.channels.get(name)
+        if config is None:
+            known = ", ".join(sorted(self.channels)) or "none"
+            hint = did_you_mean(name, self.channels)
+            error = f"unknown channel '{name}'" + (f" ({hint})" if hint else f" (kiban.yml defines: {known})")
+            return self._finish(name, message, "failed", 0, error)
+        # One sender per channel at a time in this process, so that check-then-send cannot double up.
+        with self._lock(name):
+            reason = self._suppression(name, config, message)
+            if reason:
+                return self._finish(name, message, "suppressed", 0, reason)
+            attempts, failure = self._attempts(name, config, message)
+            return self._finish(name, message, "sent" if failure is None else "failed", attempts, failure)
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._channel_locks.setdefault(name, threading.Lock())
+
+    def _suppression(self, name: str, config: ChannelConfig, message: Message) -> str | None:
+        """Why this message must not go out now, or None."""
+        now, n = utcnow(), notifications.c
+        with self.store.engine.connect() as conn:
+            if config.min_interval > 0:
+                since = now - timedelta(seconds=config.min_interval)
+                last = conn.execute(sa.select(sa.func.max(n.sent_at)).where(
+                    n.channel == name, n.dedupe_key == _key(message), n.status == "sent", n.sent_at >= since)).scalar()
+                if last is not None:
+                    age = (now - last).total_seconds()
+                    return f"duplicate: sent {age:.1f} s ago (min_interval is {config.min_interval:g} s)"
+            recent = conn.execute(sa.select(sa.func.count()).select_from(notifications).where(
+                n.channel == name, n.status.in_(("sent", "failed")), n.created_at >= now - RATE_WINDOW)).scalar()
+        if recent is not None and recent >= self.rate_limit:
+            return f"rate limit: {recent} messages on this channel in the last minute (at most {self.rate_limit})"
+        return None
+
+    def _attempts(self, name: str, config: ChannelConfig, message: Message) -> tuple[int, str | None]:
+        """Try up to ``retries + 1`` times; only transient failures (network, 429, 5xx) are retried."""
+        send, secrets = SENDERS[config.type], secrets_of(config, self.root)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                send(config, message, root=self.root, timeout=self.timeout)
+                return attempt, None
+            except DeliveryError as exc:
+                error, retryable, retry_after = scrub(str(exc), secrets), exc.retryable, exc.retry_after
+            except Exception as exc:  # a sender bug or a malformed message: not worth retrying
+                error, retryable, retry_after = scrub(f"{type(exc).__name__}: {exc}", secrets), False, None
+            if not retryable or attempt > config.retries:
+                return attempt, error
+            delay = self._delay(attempt, retry_after)
+            log.info("channel %s: attempt %d failed (%s); trying again in %.1f s", name, attempt, error, delay)
+            self._sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:  # the server knows best, within reason
+            return min(retry_after, MAX_WAIT)
+        return min(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2), MAX_WAIT)
+
+    def _finish(self, name: str, message: Message, status: str, attempts: int, error: str | None) -> DeliveryResult:
+        """Record the outcome (a store that cannot be written is logged, not raised) and log it."""
+        now = utcnow()
+        row = {"channel": name[:200], "dedupe_key": _key(message), "subject": message.subject, "status": status,
+               "attempts": attempts, "error": error, "created_at": now, "sent_at": now if status == "sent" else None}
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(notifications.insert().values(**row))
+        except Exception as exc:
+            log.warning("could not record notification to channel %s in the state store: %s", name, exc)
+        if status == "failed":
+            log.warning("notification %r to channel %s failed after %d attempt(s): %s",
+                        message.subject, name, attempts, error)
+        else:
+            log.info("notification %r to channel %s: %s%s", message.subject, name, status,
+                     f" ({error})" if error else "")
+        return DeliveryResult(name, status, attempts, error)
+
+
+def _key(message: Message) -> str:
+    return message.dedupe_key[:300]  # the column's width; longer keys still deduplicate by their prefix

@@ -1,0 +1,345 @@
+"""Notifications over real loopback servers: SMTP (aiosmtpd) and HTTP (http.server). No mocks."""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from kiban.notify import DeliveryResult, Message, Notifier
+from kiban.project.config import ChannelConfig
+from kiban.store import Store
+from kiban.store.schema import notifications
+
+SUBJECT_JA = "売上データが遅れています"
+TEXT_JA = "本日の売上データは約40分遅れます。\n09:40 頃に更新される見込みです。"
+
+
+def message(key: str = "incident:morning_sales:2026-11-30:at_risk", **overrides: Any) -> Message:
+    values: dict[str, Any] = {"subject": "morning_sales will be about 40 minutes late",
+                              "text": "Expected at 09:40 instead of 09:00.", "severity": "warning",
+                              "dedupe_key": key, "fields": {"use case": "morning_sales", "deadline": "09:00"},
+                              "link": "https://kiban.example/usecases/morning_sales"}
+    return Message(**{**values, **overrides})
+
+
+def channel(**values: Any) -> ChannelConfig:
+    """A channel exactly as kiban.yml would spell it (``from``, not ``sender``)."""
+    return ChannelConfig.model_validate(values)
+
+
+def part(mail: email.message.EmailMessage, subtype: str) -> str:
+    body = mail.get_body((subtype,))
+    assert body is not None, f"no text/{subtype} part"
+    return str(body.get_content())
+
+
+def free_port() -> int:
+    """A port with nothing listening: bound once, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    st = Store(f"sqlite:///{tmp_path}/state.db")
+    yield st
+    st.close()
+
+
+def rows(store: Store) -> list[Any]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(sa.select(notifications).order_by(notifications.c.id)))
+
+
+# --- a real HTTP server ----------------------------------------------------------------------------------
+
+
+class Hook(ThreadingHTTPServer):
+    """Records every POST; answers from ``script`` (status, headers, body) in order, then 200."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _HookHandler)
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[tuple[int, dict[str, str], str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    server: Hook
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                     "at": time.monotonic()})
+        status, headers, text = self.server.script.pop(0) if self.server.script else (200, {}, "ok")
+        data = text.replace("{path}", self.path).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# --- a real SMTP server ----------------------------------------------------------------------------------
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def only_alice(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (_text(auth_data.login), _text(auth_data.password)) == (
+        "alice", "s3cret!")
+    return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535 itself
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=only_alice,
+                            auth_require_tls=False)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+# --- e-mail ----------------------------------------------------------------------------------------------
+
+
+def test_email_in_japanese_arrives_with_headers_and_both_bodies(store: Store, tmp_path: Path,
+                                                                   smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    mail = channel(type="email", smtp=f"smtp://127.0.0.1:{port}", **{"from": "kiban <kiban@example.com>"},
+                   to=["sales-team@example.com", "担当 <owner@example.com>"])
+    msg = message(subject=SUBJECT_JA, text=TEXT_JA, fields={"ユースケース": "morning_sales", "期限": "09:00"})
+    [result] = Notifier(store, {"mail": mail}, tmp_path).send(["mail"], msg)
+
+    assert result == DeliveryResult("mail", "sent", 1, None)
+    [envelope] = inbox.envelopes
+    assert envelope.mail_from == "kiban@example.com"
+    assert envelope.rcpt_tos == ["sales-team@example.com", "owner@example.com"]
+    received = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert isinstance(received, email.message.EmailMessage)
+    assert received["Subject"] == SUBJECT_JA  # decoded from RFC 2047
+    assert received["From"] == "kiban <kiban@example.com>"
+    assert "owner@example.com" in received["To"] and "担当" in received["To"]
+    # Text bodies travel in canonical CRLF form (RFC 2045) inside base64.
+    plain = part(received, "plain").replace("\r\n", "\n")
+    html = part(received, "html")
+    assert TEXT_JA in plain and "ユースケース" in plain and "https://kiban.example/usecases/morning_sales" in plain
+    assert "本日の売上データは約40分遅れます。" in html and "<table>" in html
+    assert [(r.channel, r.status, r.attempts) for r in rows(store)] == [("mail", "sent", 1)]
+
+
+def test_email_login_from_env_and_a_wrong_password_is_not_retried(store: Store, tmp_path: Path,
+                                                                   smtp: tuple[Inbox, int],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox, port = smtp
+    mail = channel(type="email", smtp="env:SMTP_URL", **{"from": "kiban@example.com"}, to=["ops@example.com"])
+    notifier = Notifier(store, {"mail": mail}, tmp_path, backoff=0.01)
+
+    monkeypatch.setenv("SMTP_URL", f"smtp://alice:wrong-pass-9f3@127.0.0.1:{port}")
+    [bad] = notifier.send(["mail"], message("k1"))
+    assert (bad.status, bad.attempts) == ("failed", 1)
+    assert "refused the login of alice" in (bad.error or "") and "wrong-pass-9f3" not in (bad.error or "")
+
+    monkeypatch.setenv("SMTP_URL", f"smtp://alice:s3cret%21@127.0.0.1:{port}")  # percent-encoded "!"
+    [good] = notifier.send(["mail"], message("k2"))
+    assert good.status == "sent" and len(inbox.envelopes) == 1
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------
+
+
+def test_slack_payload(store: Store, tmp_path: Path, hook: Hook) -> None:
+    slack = channel(type="slack", url=hook.url + "/services/T1/B2/abc")
+    [result] = Notifier(store, {"slack": slack}, tmp_path).send(["slack"], message(subject="a < b & c"))
+
+    assert result.status == "sent"
+    [request] = hook.requests
+    assert request["path"] == "/services/T1/B2/abc"
+    assert request["headers"]["Content-Type"] == "application/json"
+    payload = json.loads(request["body"])
+    assert "a &lt; b &amp; c" in payload["text"]  # Slack mrkdwn escaping
+    header, section, facts, link, context = payload["blocks"]
+    assert header == {"type": "header", "text": {"type": "plain_text", "text": "a < b & c", "emoji": True}}
+    assert section["text"]["text"] == "Expected at 09:40 instead of 09:00."
+    assert {"type": "mrkdwn", "text": "*deadline*\n09:00"} in facts["fields"]
+    assert "https://kiban.example/usecases/morning_sales" in link["text"]["text"]
+    assert "warning" in context["elements"][0]["text"]
+
+
+def test_webhook_posts_the_message_as_json_with_headers_from_env(store: Store, tmp_path: Path, hook: Hook,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "Bearer t0ken-123")
+    web = channel(type="webhook", url=hook.url + "/events", headers={"Authorization": "env:HOOK_TOKEN",
+                                                                    "X-Team": "data"})
+    msg = message(subject=SUBJECT_JA)
+    [result] = Notifier(store, {"web": web}, tmp_path).send(["web"], msg)
+
+    assert result.status == "sent"
+    [request] = hook.requests
+    assert json.loads(request["body"]) == {"subject": SUBJECT_JA, "text": msg.text, "severity": "warning",
+                                           "dedupe_key": msg.dedupe_key, "fields": msg.fields, "link": msg.link}
+    assert request["headers"]["Authorization"] == "Bearer t0ken-123"
+    assert request["headers"]["X-Team"] == "data"
+
+
+def test_503_twice_then_delivered_on_the_third_attempt(store: Store, tmp_path: Path, hook: Hook) -> None:
+    hook.script = [(503, {}, "busy"), (503, {}, "busy")]
+    web = channel(type="webhook", url=hook.url, retries=3)
+    [result] = Notifier(store, {"web": web}, tmp_path).send(["web"], message())
+
+    assert (result.status, result.attempts, result.error) == ("sent", 3, None)
+    assert len(hook.requests) == 3
+    first, second, third = (r["at"] for r in hook.requests)
+    assert second - first >= 0.35 and third - second >= 0.75  # 0.5 s, then 1 s, each ±20 %
+    [row] = rows(store)
+    assert (row.status, row.attempts, row.sent_at is not None) == ("sent", 3, True)
+
+
+def test_429_retry_after_is_honoured(store: Store, tmp_path: Path, hook: Hook) -> None:
+    hook.script = [(429, {"Retry-After": "1"}, "slow down")]
+    slack = channel(type="slack", url=hook.url, retries=1)
+    started = time.monotonic()
+    [result] = Notifier(store, {"slack": slack}, tmp_path, backoff=0.01).send(["slack"], message())
+
+    assert (result.status, result.attempts) == ("sent", 2)
+    assert time.monotonic() - started >= 1.0
+    assert hook.requests[1]["at"] - hook.requests[0]["at"] >= 1.0
+
+
+def test_dead_channel_fails_quietly_is_recorded_and_retried_next_time(store: Store, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    web = channel(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", retries=2)
+    notifier = Notifier(store, {"web": web}, tmp_path, backoff=0.01)
+    with caplog.at_level(logging.INFO, logger="kiban.notify"):
+        [result] = notifier.send(["web"], message())  # no exception, whatever happens
+
+    assert (result.status, result.attempts) == ("failed", 3)
+    assert "cannot reach webhook http://127.0.0.1:" in (result.error or "")
+    [row] = rows(store)
+    assert (row.status, row.attempts, row.error, row.sent_at) == ("failed", 3, result.error, None)
+    assert any(r.levelno == logging.WARNING and "failed after 3 attempt(s)" in r.getMessage()
+               for r in caplog.records)
+    # A failure is not a delivery: the same message is tried again rather than suppressed as a duplicate.
+    [again] = notifier.send(["web"], message())
+    assert (again.status, again.attempts) == ("failed", 3)
+
+
+def test_400_is_not_retried(store: Store, tmp_path: Path, hook: Hook) -> None:
+    hook.script = [(400, {}, "invalid_payload")]
+    slack = channel(type="slack", url=hook.url, retries=3)
+    [result] = Notifier(store, {"slack": slack}, tmp_path).send(["slack"], message())
+
+    assert (result.status, result.attempts) == ("failed", 1)
+    assert "HTTP 400" in (result.error or "") and "invalid_payload" in (result.error or "")
+    assert len(hook.requests) == 1
+
+
+def test_same_key_within_min_interval_is_suppressed_then_sent_again(store: Store, tmp_path: Path,
+                                                                     hook: Hook) -> None:
+    slack = channel(type="slack", url=hook.url, min_interval=0.2)
+    notifier = Notifier(store, {"slack": slack}, tmp_path)
+
+    first, second, other = (notifier.send(["slack"], m)[0] for m in (message("k"), message("k"), message("k2")))
+    assert [first.status, second.status, other.status] == ["sent", "suppressed", "sent"]
+    assert second.attempts == 0 and "duplicate" in (second.error or "")
+    assert len(hook.requests) == 2
+
+    time.sleep(0.25)
+    [later] = notifier.send(["slack"], message("k"))
+    assert later.status == "sent" and len(hook.requests) == 3
+    assert [r.status for r in rows(store)] == ["sent", "suppressed", "sent", "sent"]
+
+
+def test_rate_limit_20_per_channel_per_minute(store: Store, tmp_path: Path, hook: Hook) -> None:
+    slack = channel(type="slack", url=hook.url)
+    notifier = Notifier(store, {"slack": slack}, tmp_path)
+    results = [notifier.send(["slack"], message(f"key-{i}"))[0] for i in range(21)]
+
+    assert [r.status for r in results] == ["sent"] * 20 + ["suppressed"]
+    assert "rate limit" in (results[-1].error or "")
+    assert len(hook.requests) == 20
+
+
+def test_secret_webhook_path_never_appears_in_errors_store_or_logs(store: Store, tmp_path: Path, hook: Hook,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    token = "T0AB12CD/B0EF34GH/zYx9SecretToken"
+    monkeypatch.setenv("HOOK_URL", f"http://127.0.0.1:{free_port()}/services/{token}")
+    monkeypatch.setenv("LIVE_HOOK_URL", f"{hook.url}/services/{token}")
+    hook.script = [(500, {}, "no route for {path}")]  # a server that echoes the URL back
+    channels = {"dead": channel(type="slack", url="env:HOOK_URL", retries=1),
+                "echo": channel(type="slack", url="env:LIVE_HOOK_URL", retries=0)}
+    with caplog.at_level(logging.DEBUG, logger="kiban.notify"):
+        dead, echo = Notifier(store, channels, tmp_path, backoff=0.01).send(["dead", "echo"], message())
+
+    assert (dead.status, echo.status) == ("failed", "failed")
+    assert "127.0.0.1" in (dead.error or "") and "HTTP 500" in (echo.error or "")
+    texts = [dead.error or "", echo.error or "", *(r.error or "" for r in rows(store)), caplog.text]
+    for text in texts:
+        assert "SecretToken" not in text and "T0AB12CD" not in text
+
+
+def test_unknown_channel_and_missing_env_fail_without_raising(store: Store, tmp_path: Path, hook: Hook,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_HOOK", raising=False)
+    channels = {"ops": channel(type="slack", url=hook.url), "gone": channel(type="slack", url="env:NOT_SET_HOOK")}
+    opz, gone, ops = Notifier(store, channels, tmp_path).send(["opz", "gone", "ops"], message())
+
+    assert opz.status == "failed" and "unknown channel 'opz'" in (opz.error or "") and "ops" in (opz.error or "")
+    assert gone.status == "failed" and "NOT_SET_HOOK is not set" in (gone.error or "") and gone.attempts == 1
+    assert ops.status == "sent"
+    assert [(r.channel, r.status) for r in rows(store)] == [("opz", "failed"), ("gone", "failed"), ("ops", "sent")]
+
+
+def test_message_validates_severity_and_key() -> None:
+    with pytest.raises(ValueError, match="severity"):
+        message(severity="urgent")
+    with pytest.raises(ValueError, match="dedupe_key"):
+        message(key="")
