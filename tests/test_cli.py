@@ -160,7 +160,7 @@ def test_runs_with_an_id_shows_that_run(shop, cli):
 
 def test_runs_with_an_unknown_id(shop, cli):
     result = cli("--project", shop["root"], "runs", "19990101T000000-abcdef")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no run with id '19990101T000000-abcdef'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -201,7 +201,7 @@ def test_graph_selection_on_the_command_line(shop, cli):
 
 def test_graph_unknown_format(shop, cli):
     result = cli("--project", shop["root"], "graph", "--format", "xml")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown format 'xml'" in result.stderr
     assert "tree, dot, json, mermaid" in result.stderr
 
@@ -210,7 +210,7 @@ def test_init_refuses_an_existing_project(shop, cli):
     root: Path = shop["root"]
     before = (root / "kiban.yml").read_text()
     result = cli("init", root)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
     assert f"{root} already holds a kiban project (kiban.yml exists)" in result.stderr
     assert (root / "kiban.yml").read_text() == before
@@ -255,7 +255,7 @@ def test_unknown_log_format(tmp_path, cli):
     root = tmp_path / "shop"
     ok(cli("init", root))
     result = cli("--project", root, "run", "--log-format", "yaml")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown log format 'yaml'" in result.stderr
     assert not (root / "kiban.duckdb").exists()
 

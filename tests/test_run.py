@@ -108,7 +108,7 @@ def test_failure_keeps_previous_table_skips_downstream_and_independent_branch_go
     assert statuses(result) == {"warehouse.orders": "failed", "mart.sales": "skipped",
                                 "warehouse.stores": "success", "mart.store_list": "success"}
     assert "Could not convert string" in result.outcomes["warehouse.orders"].error
-    assert "upstream warehouse.orders was failed" in result.outcomes["mart.sales"].error
+    assert "upstream warehouse.orders failed" in result.outcomes["mart.sales"].error
     assert query(root, "select * from warehouse.orders order by order_id") == before
     leftovers = query(root, "select count(*) from duckdb_tables() where table_name like '__kiban_tmp_%'")
     assert leftovers == [(0,)]
@@ -221,3 +221,40 @@ def test_state_url_from_environment(project_dir, tmp_path, monkeypatch):
     root = project_dir(MODELS, LAKE, config="state: env:KIBAN_TEST_STATE\n")
     assert run(root).status == "success"
     assert (tmp_path / "elsewhere.db").exists()
+
+
+def test_sql_errors_are_not_retried(project_dir):
+    root = project_dir({"models/warehouse/bad.sql": "select no_such_column from lake.orders"}, LAKE,
+                       config="retries: 3\nretry_delay: 5\n")
+    started = time.monotonic()
+    result = run(root)
+    assert result.outcomes["warehouse.bad"].attempts == 1
+    assert time.monotonic() - started < 4  # no backoff spent on an error that cannot heal
+
+
+def test_an_empty_lake_folder_fails_its_readers_with_a_clear_reason(project_dir):
+    root = project_dir({"models/warehouse/orders.sql": "select * from lake.orders"})
+    (root / "lake/orders").mkdir(parents=True)
+    result = run(root)
+    assert result.outcomes["warehouse.orders"].status == "failed"
+    assert "lake.orders has no Parquet files yet" in result.outcomes["warehouse.orders"].error
+
+
+def test_upper_case_model_files_are_referenced_in_any_case(project_dir):
+    root = project_dir({"models/warehouse/Big.sql": "select * from lake.orders",
+                        "models/mart/m.sql": "select count(*) as n from warehouse.BIG"}, LAKE)
+    assert run(root).status == "success"
+    assert query(root, "select n from mart.m") == [(100,)]
+
+
+def test_resume_picks_up_an_asset_cut_off_between_retries(project_dir):
+    root = project_dir(MODELS, LAKE)
+    run(root)
+    project = load_project(root)
+    store = Store(project.state_url)
+    store.start_run("killed", project.name, [], {})
+    store.record_attempt("killed", "warehouse.stores", "retrying", attempt=1, error="disk full")
+    store.finish_run("killed", "abandoned")
+    store.close()
+    resumed = run(root, resume=True)
+    assert "warehouse.stores" in resumed.plan.order

@@ -71,6 +71,12 @@ class ProjectErrors(KibanError):
         return "\n".join(str(e) for e in self.errors)
 
 
+class UsageError(KibanError):
+    """The command was called wrongly (bad option value, conflicting options)."""
+
+    exit_code = 2
+
+
 class SelectionError(KibanError):
     """A selection names nothing the project has."""
 

@@ -12,9 +12,10 @@ import typer
 from kiban.cli import State, app
 
 SelectArg = Annotated[list[str] | None, typer.Argument(
-    help="Assets to run: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. "
-         "Default: everything.", show_default=False)]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave these out (same syntax).")]
+    help="Assets: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. Default: all.",
+    show_default=False, metavar="SELECTOR...")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave these out (same syntax).",
+                                                      metavar="SELECTOR")]
 
 
 def _project() -> Any:
@@ -45,23 +46,24 @@ def run(
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild even what is fresh.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Re-run only what failed, was skipped or "
                                          "was cancelled in the last run.")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="Assets built in parallel "
+    threads: Annotated[int | None, typer.Option(min=1, metavar="N", help="Assets built in parallel "
                                                 "(default: kiban.yml, else one per core).")] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait if another run holds the project.")] = 0.0,
-    log_format: Annotated[str, typer.Option("--log-format", help="text (live display) or json "
-                                            "(one event per line, for cron and CI).")] = "text",
+    wait: Annotated[float, typer.Option(metavar="SECONDS",
+                                        help="Seconds to wait if another run holds the project.")] = 0.0,
+    log_format: Annotated[str, typer.Option("--log-format", metavar="text|json", help="text (live display) or "
+                                            "json (one event per line, for cron and CI).")] = "text",
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
     from kiban.cli.output import err_console
     from kiban.cli.progress import JsonLog, LiveView
     from kiban.cli.report import print_run_summary
-    from kiban.errors import KibanError
+    from kiban.errors import UsageError
     from kiban.run import RunOptions, run_project
 
     if log_format not in ("text", "json"):
-        raise KibanError(f"unknown log format '{log_format}'", "use text or json")
+        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
     if resume and selection:
-        raise KibanError("--resume takes no selection: it re-runs what the last run left undone")
+        raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
     project = _project()
     listener = JsonLog() if log_format == "json" else LiveView()
     options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
@@ -120,16 +122,17 @@ def show(asset: Annotated[str, typer.Argument(help="An asset, e.g. mart.daily_sa
 def graph(
     selection: SelectArg = None,
     exclude: ExcludeOpt = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="tree, dot, json or mermaid.")] = "tree",
+    format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT",
+                                        help="tree, dot, json or mermaid.")] = "tree",
 ) -> None:
     """The asset graph (dependencies inferred from SQL), as a tree or for other tools."""
     from kiban.cli.output import console
-    from kiban.errors import KibanError
+    from kiban.errors import UsageError
     from kiban.graph import build_graph, select
     from kiban.graph.render import FORMATS, render
 
     if format not in FORMATS:
-        raise KibanError(f"unknown format '{format}'", f"use one of: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format '{format}'", f"use one of: {', '.join(FORMATS)}")
     graph_ = build_graph(_project())
     keys = select(graph_, selection or [], exclude or [])
     text = render(graph_, keys, format)

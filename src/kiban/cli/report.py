@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from kiban.cli.output import console, duration, local_time, number, size, styled
-from kiban.errors import KibanError, SelectionError, did_you_mean
+from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.project import Project
 from kiban.run import RunResult
 from kiban.store import Store
@@ -46,8 +46,10 @@ def print_run_summary(result: RunResult, project: Project) -> None:
     verdict = {"success": "[green]done[/]", "nothing": "[green]up to date[/]", "failed": "[bold red]failed[/]",
                "cancelled": "[magenta]cancelled[/]"}[result.status]
     console.print(f"run {result.run_id} {verdict} in {duration(elapsed)}: {summary}")
-    if result.status in ("failed", "cancelled"):
+    if result.status == "failed":
         console.print("  fix the cause, then [bold]kiban run --resume[/] re-runs only what did not finish")
+    elif result.status == "cancelled":
+        console.print("  [bold]kiban run --resume[/] picks up what this run did not finish")
 
 
 def print_status(project: Project) -> None:
@@ -116,7 +118,7 @@ def print_run(project: Project, run_id: str) -> None:
     try:
         run = store.run(run_id) or store.find_run(run_id)
         if run is None:
-            raise KibanError(f"no run with id '{run_id}'", "list runs with `kiban runs`")
+            raise UsageError(f"no run with id '{run_id}'", "list runs with `kiban runs`")
         attempts = store.attempts(run.run_id)
     finally:
         store.close()

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 from kiban.project import Asset
 
+EMPTY_LAKE = "empty"  # the data version of a lake folder that has no data files yet
+
 # Called on the freshly built, not yet published relation: (session, relation name). Raising blocks
 # the publish and leaves the previous version in place. The data-quality checks plug in here.
 AuditHook = Callable[["Session", str], None]
@@ -49,5 +51,8 @@ class Engine(Protocol):
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
               audit: AuditHook | None = None) -> BuildResult:
         """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
+
+    def retryable(self, error: BaseException) -> bool:
+        """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 
     def close(self) -> None: ...

@@ -20,13 +20,15 @@ from typing import Any
 
 import duckdb
 
-from kiban.engines.base import AuditHook, BuildResult, Session
+from kiban.engines.base import EMPTY_LAKE, AuditHook, BuildResult, Session
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 SCHEMAS = ("lake", "warehouse", "mart")
+PERMANENT_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException,
+                    duckdb.ConversionException, duckdb.NotImplementedException, KibanError)
 SIZE_FROM_ROWS = 50_000  # measuring storage costs ~3 ms; worth it only for tables big enough to matter
 
 
@@ -104,6 +106,11 @@ class DuckDBEngine:
     def close(self) -> None:
         self.con.close()
 
+    @staticmethod
+    def retryable(error: BaseException) -> bool:
+        """Retrying helps with I/O, memory, locks and interruptions — never with wrong SQL or bad casts."""
+        return not isinstance(error, PERMANENT_ERRORS)
+
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, lake_assets: list[Asset]) -> dict[str, str]:
         con = self.con
@@ -121,7 +128,7 @@ class DuckDBEngine:
         versions: dict[str, str] = {}
         for asset in lake_assets:
             version, files = lake_version(asset.path)
-            versions[asset.key] = version
+            versions[asset.key] = version if files else EMPTY_LAKE
             if current.get(asset.key) == version:
                 continue
             target = f"lake.{quote(asset.name)}"
@@ -187,8 +194,6 @@ class DuckDBEngine:
             else:
                 created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
                 rows = int(created[0]) if created else None
-                if rows is not None and rows >= SIZE_FROM_ROWS:
-                    nbytes = self._bytes(cur, schema, name)
             watermark = self._watermark(cur, target, asset)
             if audit:
                 audit(session, target)  # sees the new version; everyone else still sees the old one
@@ -201,6 +206,8 @@ class DuckDBEngine:
         with self._catalog_lock:
             if self._kinds is not None:
                 self._kinds[f"{schema}.{name}"] = asset.config.materialized
+        if rows is not None and rows >= SIZE_FROM_ROWS:  # blocks exist only once committed
+            nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
 
     @staticmethod

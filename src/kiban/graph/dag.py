@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
@@ -51,7 +51,7 @@ class Graph:
         return self._reach(key, self.children)
 
     @staticmethod
-    def _reach(key: str, edges: dict[str, Iterable[str]] | dict[str, tuple[str, ...]]) -> set[str]:
+    def _reach(key: str, edges: Mapping[str, Iterable[str]]) -> set[str]:
         seen: set[str] = set()
         stack = list(edges.get(key, ()))
         while stack:
@@ -135,8 +135,8 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     except CycleError as exc:
         cycle = list(reversed(exc.args[1]))
         first = project.assets[cycle[0]]
-        ref = edge_at.get((cycle[0], cycle[1]))
-        where = Location(first.path, ref.line, ref.column) if ref else Location(first.path)
+        closing = edge_at.get((cycle[0], cycle[1]))
+        where = Location(first.path, closing.line, closing.column) if closing else Location(first.path)
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={a.sql_hash for a in project.assets.values() if a.sql is not None})

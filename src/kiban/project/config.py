@@ -40,7 +40,11 @@ class ProjectConfig(_Strict):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone '{value}' (use an IANA name such as Asia/Tokyo)") from None
+            from kiban.errors import closest
+
+            near = closest(value, zoneinfo.available_timezones())
+            advice = f"did you mean '{near}'?" if near else "use an IANA name such as Asia/Tokyo"
+            raise ValueError(f"unknown timezone '{value}' ({advice})") from None
         return value
 
     @property
@@ -70,6 +74,17 @@ class CalendarConfig(_Strict):
     weekend: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("sat", "sun")
     closed: tuple[date, ...] = ()
     open: tuple[date, ...] = ()  # days that are business days even though the rules above say closed
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import holidays
+
+        if value.upper() not in holidays.list_supported_countries():
+            raise ValueError(f"'{value}' is not a country the holidays package knows (ISO code such as JP, US, DE)")
+        return value.upper()
 
 
 class ChannelConfig(_Strict):

@@ -161,7 +161,7 @@ def _lake_assets(root: Path, config: ProjectConfig) -> list[Asset]:
     if not lake.is_dir():
         return []
     return [
-        Asset(layer="lake", name=entry.name, path=entry)
+        Asset(layer="lake", name=entry.name.lower(), path=entry)
         for entry in sorted(lake.iterdir())
         if entry.is_dir() and not entry.name.startswith((".", "_"))
     ]
@@ -195,7 +195,7 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
 
 
 def _load_model(layer: str, sql_path: Path) -> Asset:
-    name = sql_path.stem
+    name = sql_path.stem.lower()  # SQL identifiers are case-insensitive; so are asset names
     if not name.replace("_", "a").isalnum() or name[0].isdigit():
         raise ProjectError(f"model name '{name}' must be letters, digits and _ (not starting with a digit)",
                            Location(sql_path))

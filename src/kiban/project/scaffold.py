@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from kiban.errors import KibanError
+from kiban.errors import UsageError
 
 FILES: dict[str, str] = {
     "kiban.yml": """\
@@ -71,8 +72,11 @@ columns:
 def scaffold(target: Path, name: str | None = None) -> list[Path]:
     """Create a project in ``target``; refuses to overwrite an existing project."""
     if (target / "kiban.yml").exists():
-        raise KibanError(f"{target} already holds a kiban project (kiban.yml exists)")
-    project_name = name or target.resolve().name.replace(" ", "_").replace("-", "_") or "project"
+        raise UsageError(f"{target} already holds a kiban project (kiban.yml exists)",
+                         "choose another folder, or run kiban commands in that one")
+    project_name = name or re.sub(r"\W", "_", target.resolve().name, flags=re.ASCII).strip("_") or "project"
+    if project_name[0].isdigit():
+        project_name = "p_" + project_name
     created = []
     for rel, text in FILES.items():
         path = target / rel

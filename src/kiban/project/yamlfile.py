@@ -90,7 +90,13 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str |
         )
     if kind == "missing":
         return f"missing required key '{name}'", None
-    return f"{name}: {error['msg']}" if name else error["msg"], None
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error" and "input" in error:
+        message = f"'{error['input']}' is not allowed; {message[0].lower()}{message[1:]}"
+        expected = [str(v).strip("'") for v in str(error.get("ctx", {}).get("expected", "")).split(" or ")]
+        near = did_you_mean(str(error["input"]), [e.strip("' ") for e in expected if e])
+        return (f"{name}: {message}" if name else message), near
+    return (f"{name}: {message}" if name else message), None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

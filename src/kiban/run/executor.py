@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from kiban.engines import AuditHook, BuildResult, Engine, Session
+from kiban.errors import KibanError
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.run.events import Event, Listener
@@ -61,6 +62,7 @@ class Executor:
     emit: Listener
     record: Callable[[Outcome, int, str], None]  # outcome, attempt number, fingerprint
     audit: AuditHook | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)  # input → why it cannot be read
     cancel: threading.Event = field(default_factory=threading.Event)
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,8 +117,8 @@ class Executor:
     def _skip_downstream(self, key: str, cause: str, cause_outcome: Outcome,
                          outcomes: dict[str, Outcome], waiting: dict[str, set[str]]) -> None:
         status = "cancelled" if cause_outcome.status == "cancelled" else "skipped"
-        reason = (f"upstream {cause} was {cause_outcome.status}" if status == "skipped"
-                  else "the run was cancelled")
+        verb = {"failed": "failed", "skipped": "was skipped"}.get(cause_outcome.status, cause_outcome.status)
+        reason = f"upstream {cause} {verb}" if status == "skipped" else "the run was cancelled"
         stack = [key]
         while stack:
             node = stack.pop()
@@ -141,6 +143,7 @@ class Executor:
             started = utcnow()
             self.emit(Event("asset_started", self.run_id, asset=key, attempt=attempt))
             outcome = Outcome(key, "success", attempts=attempt, started_at=started)
+            permanent = False
             try:
                 result = self._attempt(asset, fingerprint, attempt, policy.timeout)
                 outcome.rows, outcome.nbytes, outcome.watermark = result.rows, result.nbytes, result.watermark
@@ -150,9 +153,10 @@ class Executor:
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:
                 outcome.status, outcome.error = "failed", _clean_error(exc)
+                permanent = not self.engine.retryable(exc)
             outcome.ended_at = utcnow()
             seconds = (outcome.ended_at - started).total_seconds()
-            if outcome.status == "failed" and attempt <= policy.retries and not self.cancel.is_set():
+            if outcome.status == "failed" and attempt <= policy.retries and not permanent and not self.cancel.is_set():
                 delay = policy.retry_delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 retry = Outcome(key, "retrying", attempt, error=outcome.error, started_at=started,
                                 ended_at=outcome.ended_at)
@@ -171,6 +175,9 @@ class Executor:
     def _attempt(self, asset: Asset, fingerprint: str, attempt: int, timeout: float | None) -> BuildResult:
         if self.cancel.is_set():
             raise Cancelled()
+        missing = [d for d in self.graph.deps[asset.key] if d in self.unavailable]
+        if missing:
+            raise KibanError("; ".join(self.unavailable[d] for d in missing))
         session = self.engine.session()
         timed_out = threading.Event()
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from kiban.engines import AuditHook, open_engine
-from kiban.errors import KibanError
+from kiban.engines.base import EMPTY_LAKE
+from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
@@ -24,7 +25,7 @@ from kiban.run.plan import Plan, make_plan
 from kiban.store import Store, utcnow
 
 HEARTBEAT_SECONDS = 5.0
-RERUN_STATUSES = ("failed", "skipped", "cancelled")
+RERUN_STATUSES = ("failed", "skipped", "cancelled", "retrying")  # retrying: killed between attempts
 
 
 @dataclass
@@ -64,18 +65,16 @@ def new_run_id() -> str:
 
 
 def resume_selection(store: Store, project: Project, graph: Graph) -> list[str]:
-    """What the last run left undone: failed, skipped or cancelled assets, or never reached ones."""
+    """What runs left undone: every asset whose latest attempt failed, was skipped, cancelled or cut off
+    between retries — and what a killed or cancelled last run never reached."""
     last = store.last_run(project.name)
     if last is None:
-        raise KibanError("there is no earlier run to resume", "run `kiban run` first")
-    attempts = store.attempts(last.run_id)
-    final: dict[str, str] = {}
-    for attempt in attempts:
-        final[attempt.asset] = attempt.status
-    wanted = {k for k, s in final.items() if s in RERUN_STATUSES}
-    if last.status in ("abandoned", "cancelled"):
+        raise UsageError("there is no earlier run to resume", "run `kiban run` first")
+    wanted = {k for k, a in store.latest_attempts(project.name).items() if a.status in RERUN_STATUSES}
+    if last.status in ("abandoned", "cancelled", "failed"):
+        reached = {a.asset for a in store.attempts(last.run_id)}
         planned = set(select(graph, last.selection, last.options.get("exclude", [])))
-        wanted |= {k for k in planned if k not in final and graph.assets[k].layer != "lake"}
+        wanted |= {k for k in planned if k not in reached and graph.assets[k].layer != "lake"}
     return graph.sorted(k for k in wanted if k in graph.assets)
 
 
@@ -168,7 +167,10 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
 
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
-                                policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit)
+                                policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
+                                unavailable={k: f"{k} has no Parquet files yet (folder {graph.assets[k].path})"
+                                             for k in graph.order if graph.assets[k].layer == "lake"
+                                             and lake_versions.get(k) == EMPTY_LAKE})
             if executor_hook is not None:
                 executor_hook.append(executor)
             outcomes = executor.execute(plan.build)

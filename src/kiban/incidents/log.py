@@ -1,0 +1,151 @@
+"""The incident log in the state store: open, update, acknowledge, resolve — deduplicated per use case and day."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from kiban.errors import KibanError
+from kiban.store import Store, utcnow
+from kiban.store.schema import incident_events, incidents
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    at: datetime
+    kind: str
+    message: str
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    usecase: str
+    due_date: date
+    status: str  # open, acknowledged, resolved
+    kind: str  # at_risk, missed
+    verdict: str | None
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    impact: dict[str, Any]
+    root_cause: dict[str, Any]
+    workaround: str | None
+    note: str | None
+
+
+def _incident(row: Any) -> Incident:
+    return Incident(row.id, row.usecase, row.due_date, row.status, row.kind, row.verdict, row.opened_at,
+                    row.updated_at, row.resolved_at, json.loads(row.impact or "{}"),
+                    json.loads(row.root_cause or "{}"), row.workaround, row.note)
+
+
+class IncidentLog:
+    def __init__(self, store: Store, project: str) -> None:
+        self.store, self.project = store, project
+
+    def record(self, usecase: str, due: date, kind: str, verdict: str, message: str, *,
+               impact: dict[str, Any] | None = None, root_cause: dict[str, Any] | None = None,
+               workaround: str | None = None, event: str | None = None, at: datetime | None = None
+               ) -> tuple[Incident, bool]:
+        """Open the incident of (use case, day) or add to its timeline. Returns it and whether it is new.
+
+        An at-risk incident that becomes a miss is escalated; a resolved one that misses again reopens.
+        """
+        now = at or utcnow()
+        with self.store.engine.begin() as conn:
+            row = conn.execute(incidents.select().where(
+                incidents.c.project == self.project, incidents.c.usecase == usecase,
+                incidents.c.due_date == due)).first()
+            values: dict[str, Any] = {"verdict": verdict, "updated_at": now}
+            if impact is not None:
+                values["impact"] = json.dumps(impact, default=str)
+            if root_cause is not None:
+                values["root_cause"] = json.dumps(root_cause, default=str)
+            if workaround is not None:
+                values["workaround"] = workaround
+            if row is None:
+                result = conn.execute(incidents.insert().values(
+                    project=self.project, usecase=usecase, due_date=due, status="open", kind=kind, opened_at=now,
+                    **{"impact": "{}", "root_cause": "{}", **values}))
+                key = result.inserted_primary_key
+                assert key is not None
+                incident_id = int(key[0])
+            else:
+                incident_id = int(row.id)
+                if kind == "missed" and row.kind != "missed":
+                    values["kind"] = "missed"
+                if row.status == "resolved" and kind == "missed" and row.kind != "missed":
+                    values.update(status="open", resolved_at=None)
+                conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+            conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=event or kind,
+                                                         message=message))
+        found = self.get(incident_id)
+        assert found is not None
+        return found, row is None
+
+    def open_for(self, usecase: str, due: date) -> Incident | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(incidents.select().where(
+                incidents.c.project == self.project, incidents.c.usecase == usecase,
+                incidents.c.due_date == due)).first()
+        return _incident(row) if row else None
+
+    def get(self, incident_id: int) -> Incident | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(incidents.select().where(incidents.c.id == incident_id,
+                                                        incidents.c.project == self.project)).first()
+        return _incident(row) if row else None
+
+    def require(self, incident_id: int) -> Incident:
+        found = self.get(incident_id)
+        if found is None:
+            raise KibanError(f"no incident #{incident_id}", "list incidents with `kiban incidents`")
+        return found
+
+    def recent(self, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
+        query = incidents.select().where(incidents.c.project == self.project)
+        if not include_resolved:
+            query = query.where(incidents.c.status != "resolved")
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(incidents.c.due_date.desc(), incidents.c.id.desc()).limit(limit)).all()
+        return [_incident(r) for r in rows]
+
+    def events(self, incident_id: int) -> list[IncidentEvent]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(incident_events.select().where(incident_events.c.incident_id == incident_id)
+                                .order_by(incident_events.c.at, incident_events.c.id)).all()
+        return [IncidentEvent(r.at, r.kind, r.message, r.actor) for r in rows]
+
+    def _transition(self, incident_id: int, status: str, kind: str, message: str, actor: str | None,
+                    note: str | None = None) -> Incident:
+        current = self.require(incident_id)
+        if current.status == "resolved" and status != "open":
+            raise KibanError(f"incident #{incident_id} is already resolved")
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "resolved":
+            values["resolved_at"] = now
+        if note:
+            values["note"] = note
+        with self.store.engine.begin() as conn:
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+            conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=kind,
+                                                         message=message, actor=actor))
+        return self.require(incident_id)
+
+    def acknowledge(self, incident_id: int, actor: str | None = None, note: str | None = None) -> Incident:
+        return self._transition(incident_id, "acknowledged", "ack", note or "acknowledged", actor, note)
+
+    def resolve(self, incident_id: int, note: str, actor: str | None = None, kind: str = "resolved") -> Incident:
+        return self._transition(incident_id, "resolved", kind, note, actor, note)
+
+    def count_open(self) -> int:
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.project == self.project, incidents.c.status != "resolved")).scalar() or 0)

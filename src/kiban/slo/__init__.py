@@ -1,0 +1,1 @@
+"""Service levels from use cases: calendars, verdicts, deadlines, predictions, budgets."""

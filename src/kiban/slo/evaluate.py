@@ -1,0 +1,174 @@
+"""Verdicts: for every use case and every due day, was the promise kept?
+
+``met``        every asset was published (reaching ``data_through``) by the deadline
+``late``       it was, but only after the deadline (``lateness_s`` says by how much)
+``failed``     the deadline passed and the data was not published (something failed or never ran)
+``incomplete`` the deadline passed; the data was published but does not reach ``data_through``
+``bad_data``   the data arrived, but a blocking check on it failed
+``pending``    the deadline has not come yet and nothing says it will be missed
+``at_risk``    the deadline has not come yet, and an upstream failure (or the prediction) says it will be
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kiban.graph import Graph
+from kiban.project import Project, UseCase
+from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
+from kiban.slo.facts import Facts
+
+FINAL = ("met", "late", "failed", "incomplete", "bad_data")
+MISSES = ("late", "failed", "incomplete", "bad_data")
+
+
+@dataclass
+class Verdict:
+    usecase: str
+    due_date: date
+    deadline: datetime  # naive UTC
+    verdict: str
+    lateness_s: float | None = None
+    satisfied_at: datetime | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.verdict in FINAL
+
+
+@dataclass
+class Context:
+    """What evaluation needs besides the facts; built once, reused for every use case."""
+
+    project: Project
+    graph: Graph
+    tz: ZoneInfo
+    calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+    upstream: dict[str, list[str]] = field(default_factory=dict)  # use case → assets it depends on (+ own)
+
+    @classmethod
+    def build(cls, project: Project, graph: Graph) -> Context:
+        ctx = cls(project, graph, ZoneInfo(project.config.timezone))
+        for name, usecase in project.usecases.items():
+            wanted: set[str] = set(usecase.assets)
+            for key in usecase.assets:
+                wanted |= graph.upstream(key)
+            ctx.upstream[name] = graph.sorted(wanted)
+        return ctx
+
+    def calendar(self, usecase: UseCase) -> BusinessCalendar:
+        name = usecase.config.need.calendar or self.project.config.calendar
+        if name not in self.calendars:
+            self.calendars[name] = calendar_for(name, self.project.config)
+        return self.calendars[name]
+
+    def schedule(self, usecase: UseCase, start: date, end: date) -> list[tuple[date, datetime, datetime]]:
+        """(due day, window start, deadline) for due days in [start, end]; the window opens at the previous
+        due day's deadline — each delivery must be new since the last promise."""
+        need = usecase.config.need
+        calendar = self.calendar(usecase)
+        days = due_days(need, calendar, start - timedelta(days=31), end)
+        out: list[tuple[date, datetime, datetime]] = []
+        previous: datetime | None = None
+        for day in days:
+            deadline = deadline_utc(day, need.deadline, self.tz)
+            if day >= start:
+                out.append((day, previous or deadline - timedelta(days=1), deadline))
+            previous = deadline
+        return out
+
+
+def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window_start: datetime,
+                 deadline: datetime, now: datetime) -> Verdict:
+    need = usecase.config.need
+    through = required_through(due, need.data_through, ctx.calendar(usecase))
+    per_asset: dict[str, Any] = {}
+    satisfied: list[datetime | None] = []
+    for key in usecase.assets:
+        asset_facts = facts.of(key)
+        timed = bool(ctx.graph.assets[key].config.time_column)
+        if through is not None and timed:
+            at = asset_facts.first_reaching(through)
+        else:
+            at = asset_facts.first_publish_after(window_start)
+        if at is not None and at > now:
+            at = None
+        satisfied.append(at)
+        per_asset[key] = {"ready_at": _iso(at), "reach": _iso(asset_facts.reach_at(min(now, deadline)))}
+    evidence: dict[str, Any] = {"assets": per_asset, "window_start": _iso(window_start),
+                                "data_through": _iso(through)}
+    done = None if any(s is None for s in satisfied) else max(s for s in satisfied if s is not None)
+    verdict = Verdict(usecase.name, due, deadline, "pending", evidence=evidence, satisfied_at=done)
+    checks_until = min(now, done or deadline)
+    bad = _failed_checks(ctx, facts, usecase, window_start, checks_until) if need.checks != "none" else []
+    if done is not None:
+        if bad:
+            verdict.verdict = "bad_data"
+            evidence["failed_checks"] = bad
+        elif done <= deadline:
+            verdict.verdict = "met"
+        else:
+            verdict.verdict, verdict.lateness_s = "late", (done - deadline).total_seconds()
+        return verdict
+    failures = _failures(ctx, facts, usecase, window_start, now)
+    if failures:
+        evidence["failures"] = failures
+    if now < deadline:
+        verdict.verdict = "at_risk" if failures else "pending"
+        return verdict
+    if bad:
+        verdict.verdict = "bad_data"
+        evidence["failed_checks"] = bad
+    elif through is not None and any(
+            facts.of(k).first_publish_after(window_start) is not None for k in usecase.assets
+            if ctx.graph.assets[k].config.time_column):
+        verdict.verdict = "incomplete"
+    else:
+        verdict.verdict = "failed"
+    return verdict
+
+
+def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Failed, skipped or cancelled attempts upstream of the use case that nothing has repaired since."""
+    found = []
+    for key in ctx.upstream[usecase.name]:
+        item = facts.of(key)
+        events = item.failures_between(start, end)
+        if not events:
+            continue
+        last_at, status, error = events[-1]
+        repaired = item.last_good_before(end)
+        if repaired is not None and repaired > last_at:
+            continue
+        found.append({"asset": key, "status": status, "at": _iso(last_at), "error": error})
+    return found
+
+
+def _failed_checks(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime) -> list[str]:
+    wanted = usecase.config.need.checks
+    out = []
+    for key in usecase.assets:
+        for _, name in facts.of(key).failed_checks_between(start, end):
+            if wanted == "all" or name in wanted:
+                out.append(f"{key}: {name}")
+    return sorted(set(out))
+
+
+def evaluate(ctx: Context, facts: Facts, start: date, end: date, now: datetime,
+             usecases: Iterable[str] | None = None) -> list[Verdict]:
+    """Verdicts of every due day in [start, end] (local dates) of the chosen use cases."""
+    verdicts: list[Verdict] = []
+    for name in usecases or ctx.project.usecases:
+        usecase = ctx.project.usecases[name]
+        for due, window_start, deadline in ctx.schedule(usecase, start, end):
+            verdicts.append(evaluate_day(ctx, facts, usecase, due, window_start, deadline, now))
+    return verdicts
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,122 @@
+"""The facts service levels are judged on, read from the state store in one pass.
+
+Per asset: when it was published or confirmed current (and how far its data reached then), when
+it failed, how long its builds took, and which blocking checks failed. Lists are sorted by time so
+evaluation can bisect instead of scanning.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from kiban.store import Store
+from kiban.store.schema import attempts, check_results, runs
+
+GOOD = ("success", "fresh")
+BAD = ("failed", "skipped", "cancelled")
+
+
+@dataclass
+class AssetFacts:
+    published_at: list[datetime] = field(default_factory=list)  # success or fresh, ascending
+    reach: list[date | None] = field(default_factory=list)  # running max of the watermark at each publish
+    failed_at: list[datetime] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (status, error) matching failed_at
+    durations: list[float] = field(default_factory=list)  # seconds of successful builds, oldest first
+    check_failed_at: list[datetime] = field(default_factory=list)
+    check_failures: list[str] = field(default_factory=list)
+    check_passed_at: list[datetime] = field(default_factory=list)
+
+    def first_publish_after(self, after: datetime) -> datetime | None:
+        i = bisect.bisect_right(self.published_at, after)
+        return self.published_at[i] if i < len(self.published_at) else None
+
+    def first_reaching(self, through: date) -> datetime | None:
+        """When the data first reached ``through`` (published with a watermark at or past it)."""
+        lo, hi = 0, len(self.reach)
+        while lo < hi:  # reach is non-decreasing (None sorts first)
+            mid = (lo + hi) // 2
+            value = self.reach[mid]
+            if value is not None and value >= through:
+                hi = mid
+            else:
+                lo = mid + 1
+        return self.published_at[lo] if lo < len(self.reach) else None
+
+    def reach_at(self, moment: datetime) -> date | None:
+        i = bisect.bisect_right(self.published_at, moment)
+        return self.reach[i - 1] if i else None
+
+    def failures_between(self, start: datetime, end: datetime) -> list[tuple[datetime, str, str]]:
+        lo = bisect.bisect_right(self.failed_at, start)
+        hi = bisect.bisect_right(self.failed_at, end)
+        return [(self.failed_at[i], *self.failures[i]) for i in range(lo, hi)]
+
+    def last_good_before(self, moment: datetime) -> datetime | None:
+        i = bisect.bisect_right(self.published_at, moment)
+        return self.published_at[i - 1] if i else None
+
+    def failed_checks_between(self, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+        lo = bisect.bisect_right(self.check_failed_at, start)
+        hi = bisect.bisect_right(self.check_failed_at, end)
+        found = [(self.check_failed_at[i], self.check_failures[i]) for i in range(lo, hi)]
+        if found and self.check_passed_at:  # a later passing check (before ``end``) clears the failure
+            j = bisect.bisect_right(self.check_passed_at, end)
+            last_pass = self.check_passed_at[j - 1] if j else None
+            if last_pass and last_pass > found[-1][0]:
+                return []
+        return found
+
+
+@dataclass
+class Facts:
+    assets: dict[str, AssetFacts] = field(default_factory=dict)
+
+    def of(self, key: str) -> AssetFacts:
+        return self.assets.get(key) or AssetFacts()
+
+
+def load_facts(store: Store, project: str, since: datetime) -> Facts:
+    """All attempts and check results of ``project`` that ended after ``since``."""
+    facts = Facts()
+    query = (sa.select(attempts.c.asset, attempts.c.status, attempts.c.ended_at, attempts.c.watermark,
+                       attempts.c.seconds, attempts.c.error)
+             .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
+             .where(runs.c.project == project, attempts.c.ended_at.is_not(None), attempts.c.ended_at > since)
+             .order_by(attempts.c.ended_at, attempts.c.id))
+    checks = (sa.select(check_results.c.asset, check_results.c.check_name, check_results.c.status,
+                        check_results.c.checked_at)
+              .where(check_results.c.severity == "error", check_results.c.checked_at > since)
+              .order_by(check_results.c.checked_at))
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+        check_rows = conn.execute(checks).all()
+    reach: dict[str, date | None] = {}
+    for asset, status, ended_at, watermark, seconds, error in rows:
+        item = facts.assets.get(asset)
+        if item is None:
+            item = facts.assets[asset] = AssetFacts()
+        if status in GOOD:
+            best = reach.get(asset)
+            if watermark is not None and (best is None or watermark > best):
+                best = watermark
+            reach[asset] = best
+            item.published_at.append(ended_at)
+            item.reach.append(best)
+            if status == "success" and seconds is not None:
+                item.durations.append(float(seconds))
+        elif status in BAD:
+            item.failed_at.append(ended_at)
+            item.failures.append((status, error or ""))
+    for asset, name, status, checked_at in check_rows:
+        item = facts.assets.setdefault(asset, AssetFacts())
+        if status == "fail":
+            item.check_failed_at.append(checked_at)
+            item.check_failures.append(name)
+        else:
+            item.check_passed_at.append(checked_at)
+    return facts

@@ -1,0 +1,103 @@
+"""Breach prediction: when will each use case's data be ready, given what is running now?
+
+Earliest-finish over the remaining plan: an asset that finished is done at its end time; a running
+one at max(start + expected, now); a waiting one at max(now, its inputs' finish) + expected. A use
+case is ready when the last of its assets is. Done with p50 and p90 durations; p90 past the
+deadline means ``at_risk`` — said before the deadline, while there is still time to act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kiban.graph import Graph
+
+
+@dataclass(frozen=True)
+class Forecast:
+    usecase: str
+    p50: datetime | None  # None: it cannot finish in this run (an input failed)
+    p90: datetime | None
+    deadline: datetime
+    slowest: str | None  # the asset on the critical path that takes longest (or the failed one)
+    blocked_by: str | None = None  # a failed or skipped asset it needs
+
+    @property
+    def at_risk(self) -> bool:
+        return self.p90 is None or self.p90 > self.deadline
+
+
+@dataclass
+class RunState:
+    """What a run has done so far, fed from its events."""
+
+    planned: set[str] = field(default_factory=set)
+    started: dict[str, datetime] = field(default_factory=dict)
+    finished: dict[str, datetime] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # failed, skipped or cancelled
+
+
+class Predictor:
+    """Forecasts for the use cases that read what a run builds. One update costs O(relevant assets)."""
+
+    def __init__(self, graph: Graph, usecase_assets: dict[str, tuple[str, ...]],
+                 deadlines: dict[str, datetime], p50: dict[str, float], p90: dict[str, float]) -> None:
+        self.graph = graph
+        self.deadlines = deadlines
+        self.p50, self.p90 = p50, p90
+        self.usecase_assets = usecase_assets
+        wanted: set[str] = set()
+        for keys in usecase_assets.values():
+            for key in keys:
+                wanted.add(key)
+                wanted |= graph.upstream(key)
+        self.order = graph.sorted(wanted)  # only what some use case needs
+
+    def forecast(self, state: RunState, now: datetime) -> list[Forecast]:
+        finish50: dict[str, datetime | None] = {}
+        finish90: dict[str, datetime | None] = {}
+        blocker: dict[str, str | None] = {}
+        for key in self.order:
+            if key in state.broken:
+                finish50[key] = finish90[key] = None
+                blocker[key] = key
+                continue
+            if key in state.finished or key not in state.planned:
+                finish50[key] = finish90[key] = state.finished.get(key, now if key in state.planned else None)
+                blocker[key] = None
+                continue
+            deps = self.graph.deps[key]
+            blocked = next((blocker[d] for d in deps if blocker.get(d)), None)
+            if blocked:
+                finish50[key] = finish90[key] = None
+                blocker[key] = blocked
+                continue
+            blocker[key] = None
+            for table, durations in ((finish50, self.p50), (finish90, self.p90)):
+                expected = timedelta(seconds=durations.get(key, 0.0))
+                if key in state.started:
+                    table[key] = max(state.started[key] + expected, now)
+                else:
+                    ready = max([now, *(t for d in deps if (t := table.get(d)) is not None)])
+                    table[key] = ready + expected
+        out = []
+        for name, keys in self.usecase_assets.items():
+            if name not in self.deadlines:
+                continue
+            pending = [k for k in keys if k in state.planned and k not in state.finished]
+            blocked_by = next((blocker[k] for k in keys if blocker.get(k)), None)
+            if not pending and not blocked_by:
+                continue  # nothing of this use case in flight
+            p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
+            p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
+            slowest = max((k for k in self._path(keys) if k in state.planned and k not in state.finished),
+                          key=lambda k: self.p90.get(k, 0.0), default=None)
+            out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by))
+        return out
+
+    def _path(self, keys: tuple[str, ...]) -> list[str]:
+        seen: set[str] = set(keys)
+        for key in keys:
+            seen |= self.graph.upstream(key)
+        return [k for k in self.order if k in seen]
