@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +128,40 @@ def cli() -> Callable[..., object]:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     return run
+
+
+class _Recorder(__import__("http.server").server.BaseHTTPRequestHandler):
+    received: typing.ClassVar[list] = []
+
+    def do_POST(self) -> None:
+        import json
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_hook():
+    """A real HTTP server on loopback that records the JSON bodies POSTed to it: (port, received)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    handler = type("Recorder", (_Recorder,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], handler.received
+    server.shutdown()
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port with nothing listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -65,26 +65,65 @@ def run(
     if resume and selection:
         raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
     project = _project()
-    listener = JsonLog() if log_format == "json" else LiveView()
+    listeners: list[Any] = [JsonLog() if log_format == "json" else LiveView()]
     options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
                          resume=resume, threads=threads, wait=wait)
+    watcher = _breach_watcher(project)
+    if watcher is not None:
+        listeners.append(watcher)
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_project(project, options, [listener])
+        result = run_project(project, options, listeners)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if watcher is not None:
+            watcher.close()
+            watcher.store.close()
     if log_format == "text":
         print_run_summary(result, project)
     elif not result.ok:  # stdout holds only JSON lines
         err_console.print(f"run {result.run_id} {result.status}", style="red")
+    if project.usecases:
+        _service_levels(project, quiet=log_format == "json")
     if result.status == "cancelled":
         sys.exit(130)
     if not result.ok:
         sys.exit(1)
+
+
+def _breach_watcher(project: Any) -> Any:
+    """Forecasts use cases while the run goes; None when the project has no use cases."""
+    if not project.usecases:
+        return None
+    from kiban.graph import build_graph
+    from kiban.slo.watch import BreachWatcher
+    from kiban.store import Store
+
+    return BreachWatcher(project, build_graph(project), Store(project.state_url))
+
+
+def _service_levels(project: Any, quiet: bool) -> None:
+    """After a run: judge the use cases, keep incidents and notify. Never changes the run's outcome."""
+    from kiban.cli.output import err_console
+    from kiban.graph import build_graph
+    from kiban.slo.service import check
+    from kiban.store import Store
+
+    store = Store(project.state_url)
+    try:
+        result = check(project, build_graph(project), store)
+        if not quiet:
+            from kiban.cli.slo import print_assessment
+
+            print_assessment(result)
+    except Exception as exc:
+        err_console.print(f"[yellow]service levels could not be checked: {exc}[/]")
+    finally:
+        store.close()
 
 
 @app.command()

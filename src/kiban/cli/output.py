@@ -16,6 +16,7 @@ err_console = Console(stderr=True, highlight=False)
 STATUS_STYLE = {
     "success": "green", "fresh": "dim green", "failed": "bold red", "skipped": "yellow",
     "cancelled": "magenta", "running": "cyan", "retrying": "yellow", "abandoned": "red", "nothing": "green",
+    "open": "bold red", "acknowledged": "yellow", "resolved": "green", "sent": "green", "suppressed": "dim",
 }
 
 

@@ -52,6 +52,9 @@ class Engine(Protocol):
               audit: AuditHook | None = None) -> BuildResult:
         """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
 
+    def watermark(self, asset: Asset) -> date | None:
+        """How far the published data of ``asset`` reaches (max of its time_column)."""
+
     def retryable(self, error: BaseException) -> bool:
         """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 

@@ -210,6 +210,10 @@ class DuckDBEngine:
             nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
 
+    def watermark(self, asset: Asset) -> date | None:
+        """The watermark of the published version (for assets whose builds did not record one)."""
+        return self._watermark(self.con.cursor(), f"{quote(asset.layer)}.{quote(asset.name)}", asset)
+
     @staticmethod
     def _watermark(cur: duckdb.DuckDBPyConnection, relation: str, asset: Asset) -> date | None:
         """How far the data reaches: the newest date in the model's declared ``time_column``."""

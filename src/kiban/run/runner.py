@@ -12,9 +12,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
-from kiban.engines import AuditHook, open_engine
+from kiban.engines import AuditHook, Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE
 from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
@@ -150,12 +150,10 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": plan.build}))
-            timed = [k for k in plan.fresh if graph.assets[k].config.time_column]
-            previous = store.last_built(project.name) if timed else {}
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
                 dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
-                     fingerprint=plan.fingerprints[k],
-                     watermark=previous[k].watermark if k in previous else None) for k in plan.fresh])
+                     fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, store, project, graph, k))
+                for k in plan.fresh])
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status="fresh"))
 
@@ -199,6 +197,20 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _fresh_watermark(engine: Engine, store: Store, project: Project, graph: Graph, key: str) -> date | None:
+    """A fresh asset reaches as far as its last build did; measure it if that build did not record it."""
+    asset = graph.assets[key]
+    if not asset.config.time_column:
+        return None
+    history = store.asset_history(key, 1)
+    if history and history[0].watermark is not None:
+        return history[0].watermark
+    try:
+        return engine.watermark(asset)
+    except KibanError:
+        return None
 
 
 def _policy(project: Project, asset: Asset) -> Policy:

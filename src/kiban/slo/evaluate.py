@@ -166,6 +166,8 @@ def evaluate(ctx: Context, facts: Facts, start: date, end: date, now: datetime,
     for name in usecases or ctx.project.usecases:
         usecase = ctx.project.usecases[name]
         for due, window_start, deadline in ctx.schedule(usecase, start, end):
+            if facts.first_run is None or deadline < facts.first_run:
+                continue  # before kiban ran this project there is nothing to judge
             verdicts.append(evaluate_day(ctx, facts, usecase, due, window_start, deadline, now))
     return verdicts
 

@@ -75,6 +75,7 @@ class AssetFacts:
 @dataclass
 class Facts:
     assets: dict[str, AssetFacts] = field(default_factory=dict)
+    first_run: datetime | None = None  # kiban knows nothing before this: earlier due days are not judged
 
     def of(self, key: str) -> AssetFacts:
         return self.assets.get(key) or AssetFacts()
@@ -95,6 +96,8 @@ def load_facts(store: Store, project: str, since: datetime) -> Facts:
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
         check_rows = conn.execute(checks).all()
+        facts.first_run = conn.execute(sa.select(sa.func.min(runs.c.started_at)).where(runs.c.project == project)
+                                       ).scalar()
     reach: dict[str, date | None] = {}
     for asset, status, ended_at, watermark, seconds, error in rows:
         item = facts.assets.get(asset)

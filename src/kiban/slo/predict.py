@@ -91,10 +91,18 @@ class Predictor:
                 continue  # nothing of this use case in flight
             p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
             p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
-            slowest = max((k for k in self._path(keys) if k in state.planned and k not in state.finished),
-                          key=lambda k: self.p90.get(k, 0.0), default=None)
+            slowest = self._slowest(keys, state, now)
             out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by))
         return out
+
+    def _slowest(self, keys: tuple[str, ...], state: RunState, now: datetime) -> str | None:
+        """The step to blame: the running one furthest past its p90, else the longest one still to come."""
+        open_steps = [k for k in self._path(keys) if k in state.planned and k not in state.finished]
+        overruns = {k: (now - state.started[k]).total_seconds() - self.p90.get(k, 0.0)
+                    for k in open_steps if k in state.started}
+        if overruns and max(overruns.values()) > 0:
+            return max(overruns, key=lambda k: overruns[k])
+        return max(open_steps, key=lambda k: self.p90.get(k, 0.0), default=None)
 
     def _path(self, keys: tuple[str, ...]) -> list[str]:
         seen: set[str] = set(keys)

@@ -1,0 +1,320 @@
+"""CLI for service levels, incidents, impact and the morning report."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from kiban.cli import State, app
+from kiban.cli.output import console, duration, styled
+
+slo_app = typer.Typer(help="Service levels: is each use case's data there, correct, on time?",
+                      invoke_without_command=True, no_args_is_help=False)
+incidents_app = typer.Typer(help="Missed or endangered service levels, with impact, root cause and workaround.",
+                            invoke_without_command=True)
+app.add_typer(slo_app, name="slo")
+app.add_typer(incidents_app, name="incidents")
+
+VERDICT_STYLE = {"met": "green", "late": "yellow", "failed": "bold red", "incomplete": "red", "bad_data": "red",
+                 "pending": "dim", "at_risk": "bold yellow", "not due": "dim"}
+
+
+def _open() -> tuple[Any, Any, Any]:
+    from kiban.graph import build_graph
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    project = load_project(State.project_dir)
+    if not project.usecases:
+        from kiban.errors import UsageError
+
+        raise UsageError("this project has no use cases yet",
+                         "describe who needs which data by when in usecases/NAME.yml (see docs/service-levels.md)")
+    return project, build_graph(project), Store(project.state_url)
+
+
+def _verdict(value: str) -> str:
+    return f"[{VERDICT_STYLE.get(value, 'white')}]{value.replace('_', ' ')}[/]"
+
+
+def print_assessment(result: Any) -> None:
+    from kiban.slo.report import rows
+
+    table = Table(box=None, header_style="bold", title=f"service levels {result.today}", title_justify="left")
+    for col in ("use case", "due", "deadline", "verdict", "detail", "attainment", "budget left", "burn"):
+        table.add_column(col, no_wrap=col not in ("detail",))
+    for row in rows(result):
+        burn = row.burn
+        spent = result.budgets[row.usecase]
+        if spent.fast_burn:
+            burn = f"[bold red]{burn} fast[/]"
+        left = f"[red]{row.budget_left}[/]" if spent.exhausted else row.budget_left
+        table.add_row(escape(row.usecase), row.due, row.deadline, _verdict(row.verdict), escape(row.detail),
+                      row.attainment, left, burn)
+    console.print(table)
+    for incident in result.incidents:
+        console.print(f"  incident [bold]#{incident.id}[/] {escape(incident.usecase)} {incident.due_date}: "
+                      f"{_verdict(incident.verdict or incident.kind)} — fix: "
+                      f"[bold]{escape(incident.workaround or '-')}[/]")
+
+
+@slo_app.callback()
+def slo(ctx: typer.Context) -> None:
+    """Today's verdict, deadline and error budget of every use case (reads only)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from kiban.slo.service import assess
+
+    project, graph, store = _open()
+    try:
+        print_assessment(assess(project, graph, store))
+    finally:
+        store.close()
+
+
+@slo_app.command("check")
+def slo_check(notify: Annotated[bool, typer.Option("--notify/--no-notify", help="Send notifications.")] = True
+              ) -> None:
+    """Judge, store verdicts, open or close incidents and notify — run it from cron every few minutes."""
+    from kiban.slo.service import check
+
+    project, graph, store = _open()
+    try:
+        result = check(project, graph, store, notify=notify)
+    finally:
+        store.close()
+    print_assessment(result)
+
+
+@slo_app.command("deadlines")
+def slo_deadlines() -> None:
+    """Upstream deadlines: the latest time each asset may finish for every use case to stay on time."""
+    from kiban.slo.service import assess
+
+    project, graph, store = _open()
+    try:
+        result = assess(project, graph, store)
+    finally:
+        store.close()
+    tz = result.context.tz
+    table = Table(box=None, header_style="bold")
+    for col in ("asset", "finish by", "for use case", "due", "p50", "p90"):
+        table.add_column(col, no_wrap=True)
+    for key in graph.order:
+        bound = result.safe_finish.get(key)
+        if bound is None or graph.assets[key].layer == "lake":
+            continue
+        when = bound.latest_finish.replace(tzinfo=UTC).astimezone(tz).strftime("%m-%d %H:%M:%S")
+        table.add_row(escape(key), when, escape(bound.usecase), str(bound.due_date),
+                      duration(result.p50[key]), duration(result.p90[key]))
+    console.print(table)
+
+
+@slo_app.command("history")
+def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")],
+                days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 28) -> None:
+    """One use case's verdicts day by day, with its attainment."""
+    from kiban.errors import SelectionError, did_you_mean
+    from kiban.slo.service import assess
+
+    project, graph, store = _open()
+    if usecase not in project.usecases:
+        store.close()
+        raise SelectionError(f"no use case named '{usecase}'", did_you_mean(usecase, project.usecases))
+    try:
+        result = assess(project, graph, store)
+    finally:
+        store.close()
+    start = result.today - timedelta(days=days - 1)
+    mine = [v for v in result.verdicts if v.usecase == usecase and v.due_date >= start]
+    strip = "".join({"met": "[green]█[/]", "late": "[yellow]█[/]", "pending": "[dim]·[/]",
+                     "at_risk": "[yellow]▒[/]"}.get(v.verdict, "[red]█[/]") for v in mine)
+    console.print(f"[bold]{escape(usecase)}[/] {escape(project.usecases[usecase].config.description)}")
+    console.print(f"{start} {strip} {result.today}")
+    table = Table(box=None, header_style="bold")
+    for col in ("day", "deadline", "verdict", "ready", "late by"):
+        table.add_column(col, no_wrap=True)
+    for v in reversed(mine):
+        ready = v.satisfied_at.replace(tzinfo=UTC).astimezone(result.context.tz).strftime("%m-%d %H:%M") \
+            if v.satisfied_at else "-"
+        table.add_row(str(v.due_date), v.deadline.replace(tzinfo=UTC).astimezone(result.context.tz).strftime("%H:%M"),
+                      _verdict(v.verdict), ready, duration(v.lateness_s) if v.lateness_s else "")
+    console.print(table)
+    spent = result.budgets[usecase]
+    if spent.attainment is not None:
+        console.print(f"attainment {spent.attainment:.1%} over {spent.due} due days (target "
+                      f"{spent.target:.0%}); budget left {spent.left} of {spent.allowed} misses")
+
+
+@app.command()
+def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.orders.")]) -> None:
+    """Blast radius: every use case, consumer and downstream asset a broken asset would hurt."""
+    from kiban.errors import SelectionError, did_you_mean
+    from kiban.graph import build_graph
+    from kiban.project import load_project
+    from kiban.slo.impact import blast_radius
+
+    project = load_project(State.project_dir)
+    graph = build_graph(project)
+    matches = [k for k, a in graph.assets.items() if asset in (k, a.name)]
+    if len(matches) != 1:
+        raise SelectionError(f"no single asset named '{asset}'", did_you_mean(asset, graph.assets))
+    found = blast_radius(project, graph, matches[0])
+    console.print(f"[bold]{found.asset}[/] feeds {len(found.downstream)} asset(s) and "
+                  f"{len(found.usecases)} use case(s)")
+    for name in found.usecases:
+        usecase = project.usecases[name]
+        need = usecase.config.need
+        console.print(f"  [bold]{escape(name)}[/] (by {need.by} on {escape(str(need.on))}, owner "
+                      f"{escape(usecase.config.owner or '-')})")
+        for who in usecase.config.consumers:
+            console.print(f"    {escape(who.name)}" + (f" [{escape(who.team)}]" if who.team else "")
+                          + (f" — {escape(', '.join(who.contact))}" if who.contact else ""))
+    if found.downstream:
+        console.print("downstream: " + ", ".join(found.downstream))
+
+
+def _incident_log() -> Any:
+    from kiban.incidents import IncidentLog
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    project = load_project(State.project_dir)
+    store = Store(project.state_url)
+    return project, store, IncidentLog(store, project.name)
+
+
+@incidents_app.callback()
+def incidents(ctx: typer.Context,
+              all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False) -> None:
+    """Open incidents, newest first (``--all`` adds resolved ones)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _project, store, log = _incident_log()
+    try:
+        found = log.recent(include_resolved=all_)
+    finally:
+        store.close()
+    if not found:
+        console.print("[green]no open incidents[/]" if not all_ else "no incidents")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("#", "use case", "day", "status", "kind", "verdict", "root cause", "workaround"):
+        table.add_column(col, no_wrap=col not in ("root cause",))
+    for i in found:
+        cause = f"{i.root_cause.get('asset', '')} {i.root_cause.get('status', '')}".strip() or "-"
+        table.add_row(str(i.id), escape(i.usecase), str(i.due_date), styled(i.status), i.kind,
+                      _verdict(i.verdict or "-"), escape(cause), escape(i.workaround or "-"))
+    console.print(table)
+
+
+@incidents_app.command("show")
+def incident_show(incident_id: Annotated[int, typer.Argument(help="Incident number.")]) -> None:
+    """One incident: timeline, impact, root cause and the workaround command."""
+    from kiban.cli.output import local_time
+
+    project, store, log = _incident_log()
+    try:
+        incident = log.require(incident_id)
+        events = log.events(incident_id)
+    finally:
+        store.close()
+    tz = project.config.timezone
+    console.print(f"[bold]incident #{incident.id}[/] {escape(incident.usecase)} {incident.due_date} "
+                  f"{styled(incident.status)} {_verdict(incident.verdict or incident.kind)}")
+    cause = incident.root_cause
+    if cause:
+        console.print(f"root cause: [bold]{escape(str(cause.get('asset')))}[/] {escape(str(cause.get('status')))}"
+                      + (f": {escape(str(cause.get('error'))[:400])}" if cause.get("error") else ""))
+    consumers = incident.impact.get("consumers", [])
+    if consumers:
+        console.print("affects: " + ", ".join(escape(c["name"]) for c in consumers))
+    others = incident.impact.get("other_usecases", [])
+    if others:
+        console.print("the same cause also hurts: " + ", ".join(others))
+    if incident.workaround:
+        console.print(f"workaround: [bold]{escape(incident.workaround)}[/]")
+    table = Table(box=None, header_style="bold", title="timeline", title_justify="left")
+    for col in ("when", "what", "message", "by"):
+        table.add_column(col)
+    for event in events:
+        table.add_row(local_time(event.at, tz), event.kind, escape(event.message), escape(event.actor or ""))
+    console.print(table)
+
+
+@incidents_app.command("ack")
+def incident_ack(incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+                 note: Annotated[str | None, typer.Option(help="What you are doing about it.")] = None) -> None:
+    """Acknowledge: someone is on it."""
+    import getpass
+
+    _, store, log = _incident_log()
+    try:
+        incident = log.acknowledge(incident_id, actor=getpass.getuser(), note=note)
+    finally:
+        store.close()
+    console.print(f"incident #{incident.id} {styled(incident.status)}")
+
+
+@incidents_app.command("resolve")
+def incident_resolve(incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+                     note: Annotated[str, typer.Option(help="What was done (kept on the timeline).")]) -> None:
+    """Resolve with a note saying what was done."""
+    import getpass
+
+    _, store, log = _incident_log()
+    try:
+        incident = log.resolve(incident_id, note, actor=getpass.getuser())
+    finally:
+        store.close()
+    console.print(f"incident #{incident.id} {styled(incident.status)}")
+
+
+@app.command()
+def report(
+    format: Annotated[str, typer.Option("--format", "-f", metavar="text|markdown|html",
+                                        help="Terminal text, Markdown or an HTML page.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    send: Annotated[list[str] | None, typer.Option("--send", metavar="CHANNEL",
+                                                   help="Also send it to these channels.")] = None,
+) -> None:
+    """The morning report: today's use cases, misses with root cause and workaround, budgets, growing builds."""
+    from kiban.errors import UsageError
+    from kiban.slo.report import markdown, to_html
+    from kiban.slo.service import check
+
+    if format not in ("text", "markdown", "html"):
+        raise UsageError(f"unknown format '{format}'", "use text, markdown or html")
+    project, graph, store = _open()
+    try:
+        result = check(project, graph, store, notify=False)
+        title = f"{project.name}: data service levels"
+        text = to_html(result, title) if format == "html" else markdown(result, title)
+        if output:
+            output.write_text(text, encoding="utf-8")
+            console.print(f"wrote {output}")
+        elif format == "text":
+            print_assessment(result)
+            from kiban.slo.report import misses
+
+            for miss in misses(result):
+                console.print(f"  [red]{miss['verdict']}[/] {escape(miss['usecase'])} {miss['due']}: "
+                              f"{escape(miss['cause'])} — fix: [bold]{escape(miss['workaround'])}[/]")
+        else:
+            console.print(text, markup=False, highlight=False)
+        if send:
+            from kiban.notify import Message, Notifier
+
+            delivered = Notifier(store, dict(project.config.channels), project.root).send(list(send), Message(
+                subject=title + f" {result.today}", text=markdown(result, title), severity="info",
+                dedupe_key=f"report:{project.name}:{result.today}"))
+            for item in delivered:
+                console.print(f"  {item.channel}: {styled(item.status)} {escape(item.error or '')}")
+    finally:
+        store.close()
+

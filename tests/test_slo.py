@@ -1,0 +1,272 @@
+"""Service levels: verdicts from constructed histories, budgets, upstream deadlines, impact, incidents."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from kiban.graph import build_graph
+from kiban.incidents import IncidentLog
+from kiban.project import load_project
+from kiban.slo.budget import budget
+from kiban.slo.evaluate import Context, Verdict
+from kiban.slo.impact import blast_radius, root_cause
+from kiban.slo.service import assess, check
+from kiban.store import Store
+from tests.slo_history import add_check, add_run
+
+# Tokyo is UTC+9 without DST: 08:30 JST on day D is 23:30 UTC on D-1.
+MODELS = {
+    "models/warehouse/orders.sql": "select * from lake.orders",
+    "models/mart/daily_sales.sql": "select order_date, count(*) as n from warehouse.orders group by 1",
+    "models/mart/daily_sales.yml": "time_column: order_date\n",
+    "models/mart/other.sql": "select count(*) as n from warehouse.orders",
+    "usecases/morning.yml": """\
+description: Store managers read yesterday's sales before the meeting.
+owner: data-team
+consumers:
+  - name: Store managers
+    team: stores
+    contact: [email:stores@example.com]
+assets: [daily_sales]
+need: {by: "08:30", on: every_day, calendar: none, data_through: yesterday}
+target: {attainment: 0.9, window_days: 10}
+""",
+}
+LAKE = {"orders": "select i as order_id, date '2026-11-01' + (i % 20)::int as order_date from range(100) t(i)"}
+FIRST = datetime(2026, 11, 1, 12, 0)  # the project's first run: everything before is not judged
+
+
+def utc_deadline(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 8, 30) - timedelta(hours=9)
+
+
+@pytest.fixture
+def shop(project_dir):
+    root = project_dir(MODELS, LAKE)
+    project = load_project(root)
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    add_run(store, project.name, "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
+    yield project, graph, store
+    store.close()
+
+
+def nightly(store, day: date, offset_s: float, *, watermark: date | None = None, fail: bool = False,
+            run_id: str | None = None) -> datetime:
+    """A run that starts at 02:00 JST on ``day`` and publishes daily_sales ``offset_s`` later."""
+    start = utc_deadline(day) - timedelta(hours=6, minutes=30)
+    steps = [("warehouse.orders", "failed" if fail else "success", offset_s / 2, None,
+              "IO Error: No space left on device" if fail else None),
+             ("mart.daily_sales", "skipped" if fail else "success", offset_s,
+              None if fail else (watermark or day - timedelta(days=1)),
+              "upstream warehouse.orders failed" if fail else None)]
+    return add_run(store, "test", run_id or f"run-{day}-{offset_s}", start, steps)
+
+
+def verdict_of(project, graph, store, day: date, now: datetime) -> Verdict:
+    result = assess(project, graph, store, now)
+    return next(v for v in result.verdicts if v.due_date == day)
+
+
+def test_met_when_published_before_the_deadline(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    ready = nightly(store, day, 600)
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(hours=5))
+    assert verdict.verdict == "met"
+    assert verdict.satisfied_at == ready
+    assert verdict.deadline == datetime(2026, 11, 9, 23, 30)
+
+
+def test_late_with_exact_lateness(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 6.5 * 3600 + 1234)  # 02:00 + 6h30m + 1234 s = 08:30 + 1234 s
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(hours=5))
+    assert verdict.verdict == "late"
+    assert verdict.lateness_s == 1234
+
+
+def test_failed_when_nothing_was_published_and_the_evidence_names_the_failure(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(minutes=1))
+    assert verdict.verdict == "failed"
+    failures = {f["asset"]: f for f in verdict.evidence["failures"]}
+    assert failures["warehouse.orders"]["error"] == "IO Error: No space left on device"
+    assert root_cause(graph, verdict.evidence["failures"])["asset"] == "warehouse.orders"
+
+
+def test_a_failed_day_turns_late_when_repaired_after_the_deadline(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    repair = utc_deadline(day) + timedelta(hours=2, minutes=10)
+    add_run(store, "test", "repair", repair - timedelta(minutes=3),
+            [("warehouse.orders", "success", 60, None, None),
+             ("mart.daily_sales", "success", 180, day - timedelta(days=1), None)])
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(hours=5))
+    assert verdict.verdict == "late"
+    assert verdict.lateness_s == 2 * 3600 + 600
+
+
+def test_incomplete_when_the_data_does_not_reach_yesterday(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 600, watermark=day - timedelta(days=3))
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(minutes=5))
+    assert verdict.verdict == "incomplete"
+    assert verdict.evidence["data_through"] == "2026-11-09"
+    assert verdict.evidence["assets"]["mart.daily_sales"]["reach"] == "2026-11-07"
+
+
+def test_bad_data_when_a_blocking_check_failed(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    ready = nightly(store, day, 600)
+    add_check(store, "mart.daily_sales", "not_null(n)", "fail", ready - timedelta(seconds=1))
+    verdict = verdict_of(project, graph, store, day, utc_deadline(day) + timedelta(minutes=5))
+    assert verdict.verdict == "bad_data"
+    assert verdict.evidence["failed_checks"] == ["mart.daily_sales: not_null(n)"]
+
+
+def test_a_later_passing_check_clears_bad_data(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    ready = nightly(store, day, 600)
+    add_check(store, "mart.daily_sales", "not_null(n)", "fail", ready - timedelta(seconds=30))
+    add_check(store, "mart.daily_sales", "not_null(n)", "pass", ready - timedelta(seconds=1))
+    assert verdict_of(project, graph, store, day, utc_deadline(day)).verdict == "met"
+
+
+def test_pending_before_the_deadline_and_at_risk_after_a_failure(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    before = utc_deadline(day) - timedelta(hours=1)
+    assert verdict_of(project, graph, store, day, before).verdict == "pending"
+    nightly(store, day, 60, fail=True)
+    assert verdict_of(project, graph, store, day, before).verdict == "at_risk"
+
+
+def test_days_before_the_first_run_are_not_judged(shop):
+    project, graph, store = shop
+    result = assess(project, graph, store, datetime(2026, 11, 3, 12))
+    assert sorted(v.due_date for v in result.verdicts) == [date(2026, 11, 2), date(2026, 11, 3)]
+
+
+def test_error_budget_attainment_and_burn_rate(shop):
+    _project, _graph, _store = shop
+    today = date(2026, 11, 20)
+    verdicts = [Verdict("morning", today - timedelta(days=i), datetime(2026, 1, 1),
+                        "late" if i in (0, 1) else "met") for i in range(10)]
+    spent = budget("morning", 0.9, 10, verdicts, today)
+    assert (spent.due, spent.met, spent.missed, spent.allowed, spent.left) == (10, 8, 2, 1, -1)
+    assert spent.attainment == pytest.approx(0.8)
+    assert spent.burn_rate == pytest.approx((2 / 7) / 0.1)
+    assert spent.fast_burn and spent.exhausted
+
+
+def test_upstream_deadlines_subtract_p90_of_everything_below(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    for n in range(5):  # history: orders takes 100 s, daily_sales 200 s (its run's offsets)
+        add_run(store, "test", f"h{n}", FIRST + timedelta(hours=n + 1),
+                [("warehouse.orders", "success", 100, None, None), ("mart.daily_sales", "success", 200, None, None)])
+    result = assess(project, graph, store, utc_deadline(day) - timedelta(hours=3))
+    deadline = utc_deadline(day)
+    assert result.safe_finish["mart.daily_sales"].latest_finish == deadline
+    assert result.safe_finish["warehouse.orders"].latest_finish == deadline - timedelta(seconds=200)
+    assert result.safe_finish["lake.orders"].latest_finish == deadline - timedelta(seconds=300)
+    assert "mart.other" not in result.safe_finish  # no use case reads it
+
+
+def test_blast_radius_names_use_cases_and_consumers(shop):
+    project, graph, _ = shop
+    found = blast_radius(project, graph, "warehouse.orders")
+    assert found.usecases == ["morning"]
+    assert found.consumers[0]["name"] == "Store managers"
+    assert found.downstream == ["mart.daily_sales", "mart.other"]
+    assert blast_radius(project, graph, "mart.other").usecases == []
+
+
+def test_check_opens_one_incident_per_day_with_root_cause_and_workaround(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    now = utc_deadline(day) + timedelta(minutes=30)
+    first = check(project, graph, store, now, notify=False)
+    mine = [i for i in first.incidents if i.due_date == day]
+    assert [i.verdict for i in mine] == ["failed"]
+    assert len({i.due_date for i in first.incidents}) == len(first.incidents)  # one per use case and day
+    incident = mine[0]
+    assert incident.root_cause["asset"] == "warehouse.orders"
+    assert incident.workaround == "kiban run --resume"
+    assert incident.impact["consumers"][0]["name"] == "Store managers"
+    again = check(project, graph, store, now + timedelta(minutes=5), notify=False)
+    assert again.incidents == []  # deduplicated: nothing new to say
+    log = IncidentLog(store, "test")
+    assert len([i for i in log.recent() if i.due_date == day]) == 1
+    # repaired late: the same incident gets a 'met_late' event instead of a new incident
+    add_run(store, "test", "repair", now, [("warehouse.orders", "success", 30, None, None),
+                                            ("mart.daily_sales", "success", 60, day - timedelta(days=1), None)])
+    later = check(project, graph, store, now + timedelta(hours=1), notify=False)
+    assert [i.verdict for i in later.incidents if i.due_date == day] == ["late"]
+    assert [e.kind for e in log.events(incident.id)] == ["failed", "met_late"]
+
+
+def test_an_at_risk_incident_closes_itself_when_the_data_arrives_in_time(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    early = utc_deadline(day) - timedelta(hours=2)
+    opened = [i for i in check(project, graph, store, early, notify=False).incidents if i.due_date == day]
+    assert [(i.kind, i.status) for i in opened] == [("at_risk", "open")]
+    add_run(store, "test", "fixed", early, [("warehouse.orders", "success", 30, None, None),
+                                             ("mart.daily_sales", "success", 60, day - timedelta(days=1), None)])
+    closed = [i for i in check(project, graph, store, early + timedelta(minutes=10), notify=False).incidents
+              if i.due_date == day]
+    assert [(i.kind, i.status) for i in closed] == [("at_risk", "resolved")]
+    assert [e.kind for e in IncidentLog(store, "test").events(opened[0].id)] == ["at_risk", "recovered"]
+
+
+def test_context_lists_everything_upstream_of_a_use_case(shop):
+    project, graph, _ = shop
+    ctx = Context.build(project, graph)
+    assert ctx.upstream["morning"] == ["lake.orders", "warehouse.orders", "mart.daily_sales"]
+
+
+def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project_dir, http_hook, dead_port):
+    port, received = http_hook
+    usecase = MODELS["usecases/morning.yml"].replace(
+        "consumers:\n  - name: Store managers\n",
+        "owner_notify: [ops, dead]\nconsumers:\n  - name: Store managers\n    notify: [stores]\n")
+    channels = (f"channels:\n  stores: {{type: webhook, url: 'http://127.0.0.1:{port}/stores'}}\n"
+                f"  ops: {{type: slack, url: 'http://127.0.0.1:{port}/ops'}}\n"
+                f"  dead: {{type: webhook, url: 'http://127.0.0.1:{dead_port}/x', retries: 1}}\n")
+    root = project_dir({**MODELS, "usecases/morning.yml": usecase}, LAKE, config=channels)
+    project = load_project(root)
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    try:
+        add_run(store, "test", "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
+        day = date(2026, 11, 10)
+        for previous in range(2, 10):  # earlier days went fine
+            nightly(store, date(2026, 11, previous), 600)
+        nightly(store, day, 60, fail=True)
+        result = check(project, graph, store, utc_deadline(day) + timedelta(minutes=5))
+        assert [i.due_date for i in result.incidents] == [day]
+        consumer = next(m for m in received if "subject" in m)
+        assert "failed" in consumer["subject"] and "Store managers" not in consumer["text"]
+        owner = next(m for m in received if "blocks" in m)
+        assert "warehouse.orders" in owner["text"] and "kiban run --resume" in owner["text"]
+        with store.engine.connect() as conn:
+            from kiban.store.schema import notifications
+
+            rows = {r.channel: r for r in conn.execute(notifications.select()).all()}
+        assert rows["dead"].status == "failed" and rows["dead"].attempts == 2
+        assert rows["stores"].status == rows["ops"].status == "sent"
+    finally:
+        store.close()
