@@ -235,7 +235,7 @@ def test_an_at_risk_incident_closes_itself_when_the_data_arrives_in_time(shop):
 def test_context_lists_everything_upstream_of_a_use_case(shop):
     project, graph, _ = shop
     ctx = Context.build(project, graph)
-    assert ctx.upstream["morning"] == ["lake.orders", "warehouse.orders", "mart.daily_sales"]
+    assert ctx.upstream("morning") == ["lake.orders", "warehouse.orders", "mart.daily_sales"]
 
 
 def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project_dir, http_hook, dead_port):

@@ -35,7 +35,7 @@ class Budget:
 
 def budget(usecase: str, target: float, window_days: int, verdicts: list[Verdict], today: date,
            recent_days: int = 7) -> Budget:
-    """Budget from the verdicts of ``usecase`` whose due day falls in the window ending ``today``."""
+    """Budget from ``verdicts`` (of this use case) whose due day falls in the window ending ``today``."""
     start = today - timedelta(days=window_days - 1)
     final = [v for v in verdicts if v.usecase == usecase and start <= v.due_date <= today and v.verdict in FINAL]
     due = len(final)

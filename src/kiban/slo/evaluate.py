@@ -49,17 +49,22 @@ class Context:
     graph: Graph
     tz: ZoneInfo
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
-    upstream: dict[str, list[str]] = field(default_factory=dict)  # use case → assets it depends on (+ own)
+    _upstream: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project: Project, graph: Graph) -> Context:
-        ctx = cls(project, graph, ZoneInfo(project.config.timezone))
-        for name, usecase in project.usecases.items():
-            wanted: set[str] = set(usecase.assets)
-            for key in usecase.assets:
-                wanted |= graph.upstream(key)
-            ctx.upstream[name] = graph.sorted(wanted)
-        return ctx
+        return cls(project, graph, ZoneInfo(project.config.timezone))
+
+    def upstream(self, usecase: str) -> list[str]:
+        """The use case's assets and everything they are built from, in dependency order (computed once)."""
+        found = self._upstream.get(usecase)
+        if found is None:
+            keys = self.project.usecases[usecase].assets
+            wanted: set[str] = set(keys)
+            for key in keys:
+                wanted |= self.graph.upstream(key)
+            found = self._upstream[usecase] = self.graph.sorted(wanted)
+        return found
 
     def calendar(self, usecase: UseCase) -> BusinessCalendar:
         name = usecase.config.need.calendar or self.project.config.calendar
@@ -136,7 +141,7 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
 def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Failed, skipped or cancelled attempts upstream of the use case that nothing has repaired since."""
     found = []
-    for key in ctx.upstream[usecase.name]:
+    for key in ctx.upstream(usecase.name):
         item = facts.of(key)
         events = item.failures_between(start, end)
         if not events:
@@ -153,7 +158,10 @@ def _failed_checks(ctx: Context, facts: Facts, usecase: UseCase, start: datetime
     wanted = usecase.config.need.checks
     out = []
     for key in usecase.assets:
-        for _, name in facts.of(key).failed_checks_between(start, end):
+        item = facts.assets.get(key)
+        if item is None or not item.check_failed_at:
+            continue
+        for _, name in item.failed_checks_between(start, end):
             if wanted == "all" or name in wanted:
                 out.append(f"{key}: {name}")
     return sorted(set(out))

@@ -47,12 +47,16 @@ class Predictor:
         self.deadlines = deadlines
         self.p50, self.p90 = p50, p90
         self.usecase_assets = usecase_assets
+        self.paths: dict[str, list[str]] = {}
         wanted: set[str] = set()
-        for keys in usecase_assets.values():
+        for name, keys in usecase_assets.items():
+            path: set[str] = set(keys)
             for key in keys:
-                wanted.add(key)
-                wanted |= graph.upstream(key)
+                path |= graph.upstream(key)
+            self.paths[name] = graph.sorted(path)
+            wanted |= path
         self.order = graph.sorted(wanted)  # only what some use case needs
+        self.deps = {k: graph.deps[k] for k in self.order}
 
     def forecast(self, state: RunState, now: datetime) -> list[Forecast]:
         finish50: dict[str, datetime | None] = {}
@@ -67,7 +71,7 @@ class Predictor:
                 finish50[key] = finish90[key] = state.finished.get(key, now if key in state.planned else None)
                 blocker[key] = None
                 continue
-            deps = self.graph.deps[key]
+            deps = self.deps[key]
             blocked = next((blocker[d] for d in deps if blocker.get(d)), None)
             if blocked:
                 finish50[key] = finish90[key] = None
@@ -91,21 +95,16 @@ class Predictor:
                 continue  # nothing of this use case in flight
             p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
             p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
-            slowest = self._slowest(keys, state, now)
+            at_risk = p90 is None or p90 > self.deadlines[name]
+            slowest = self._slowest(name, state, now) if at_risk and not blocked_by else None
             out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by))
         return out
 
-    def _slowest(self, keys: tuple[str, ...], state: RunState, now: datetime) -> str | None:
+    def _slowest(self, usecase: str, state: RunState, now: datetime) -> str | None:
         """The step to blame: the running one furthest past its p90, else the longest one still to come."""
-        open_steps = [k for k in self._path(keys) if k in state.planned and k not in state.finished]
+        open_steps = [k for k in self.paths[usecase] if k in state.planned and k not in state.finished]
         overruns = {k: (now - state.started[k]).total_seconds() - self.p90.get(k, 0.0)
                     for k in open_steps if k in state.started}
         if overruns and max(overruns.values()) > 0:
             return max(overruns, key=lambda k: overruns[k])
         return max(open_steps, key=lambda k: self.p90.get(k, 0.0), default=None)
-
-    def _path(self, keys: tuple[str, ...]) -> list[str]:
-        seen: set[str] = set(keys)
-        for key in keys:
-            seen |= self.graph.upstream(key)
-        return [k for k in self.order if k in seen]

@@ -63,8 +63,11 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     current: dict[str, Verdict] = {}
     for verdict in verdicts:  # in due-day order per use case: the last one wins
         current[verdict.usecase] = verdict
-    budgets = {name: budget(name, u.config.target.attainment, u.config.target.window_days, verdicts, today)
-               for name, u in project.usecases.items()}
+    by_usecase: dict[str, list[Verdict]] = {}
+    for verdict in verdicts:
+        by_usecase.setdefault(verdict.usecase, []).append(verdict)
+    budgets = {name: budget(name, u.config.target.attainment, u.config.target.window_days,
+                            by_usecase.get(name, []), today) for name, u in project.usecases.items()}
     p50, p90 = expected(graph, facts, 0.5), expected(graph, facts, 0.9)
     safe = upstream_deadlines(ctx, p90, next_deadlines(ctx, now))
     return Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)

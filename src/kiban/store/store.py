@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kiban.errors import ConfigError, RunLockedError
-from kiban.store.schema import attempts, locks, runs
+from kiban.store.schema import attempts, locks, metadata, runs
 
 HEAD_REVISION = "0002"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
@@ -106,10 +106,18 @@ class Store:
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
-            inspector_has = sa.inspect(conn).has_table("alembic_version")
+            inspector = sa.inspect(conn)
+            inspector_has = inspector.has_table("alembic_version")
             current = conn.execute(sa.text("select version_num from alembic_version")).scalar() \
                 if inspector_has else None
             if current == HEAD_REVISION:
+                return
+            if current is None and not inspector.has_table("runs"):
+                # A new store: create the newest schema directly and stamp it, as Alembic recommends;
+                # the migrations are for stores that already hold history (tests keep both in step).
+                metadata.create_all(conn)
+                conn.execute(sa.text("create table alembic_version (version_num varchar(32) not null primary key)"))
+                conn.execute(sa.text("insert into alembic_version values (:v)"), {"v": HEAD_REVISION})
                 return
             from alembic import command
             from alembic.config import Config

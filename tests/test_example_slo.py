@@ -1,0 +1,245 @@
+"""The shop example's service-level story, end to end: generated data, generated history
+(examples/shop/history.py), a real ``kiban run`` — then what kiban says about it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from kiban.project import load_project
+from kiban.slo.calendar import calendar_for
+from kiban.store import Store
+from kiban.store.schema import attempts, incident_events, incidents, runs, slo_evaluations
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shop"
+TZ = ZoneInfo("Asia/Tokyo")
+TOLERANCE_S = 60
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    both = result.stdout + result.stderr
+    assert result.returncode == 0, both
+    assert "Traceback" not in both, both
+    return result.stdout
+
+
+def python(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("shop_history", path)
+    assert spec is not None and spec.loader is not None
+    found = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = found  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(found)
+    return found
+
+
+def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything history.py writes, without autoincrement ids of attempts."""
+    store = Store(f"sqlite:///{root / '.kiban' / 'state.db'}")
+    try:
+        with store.engine.connect() as conn:
+            return {
+                "runs": [tuple(r) for r in conn.execute(sa.select(runs).order_by(runs.c.run_id))],
+                "attempts": [tuple(r) for r in conn.execute(sa.select(*(c for c in attempts.c if c.name != "id"))
+                                                            .order_by(attempts.c.run_id, attempts.c.asset,
+                                                                      attempts.c.attempt))],
+                "evaluations": [tuple(r) for r in conn.execute(sa.select(slo_evaluations).order_by(
+                    slo_evaluations.c.usecase, slo_evaluations.c.due_date))],
+                "incidents": [tuple(r) for r in conn.execute(sa.select(incidents).order_by(incidents.c.id))],
+                "events": [tuple(r) for r in conn.execute(sa.select(incident_events).order_by(incident_events.c.id))],
+            }
+    finally:
+        store.close()
+
+
+def local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC).astimezone(TZ)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory, cli: Any) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("example_slo") / "shop"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("lake", ".kiban", "kiban.duckdb*", "__pycache__"))
+    ok(python(root / "generate.py", "--scale", "0.01", "--out", root))
+    first = json.loads(ok(python(root / "history.py", "--project", root, "--json")))
+    before = snapshot(root)
+    again = json.loads(ok(python(root / "history.py", "--project", root, "--json")))
+    repeated = snapshot(root)
+    run = cli("--project", root, "run")
+    ok(run)
+    project = load_project(root)
+    calendar = calendar_for(project.config.calendar, project.config)
+    slow, failed = date.fromisoformat(first["slow_night"]), date.fromisoformat(first["failed_night"])
+    # the store managers' use case is the story; in a week of holidays it may not be due, then the every-day one is
+    usecase = "morning_sales" if calendar.is_business_day(slow) and calendar.is_business_day(failed) \
+        else "demand_forecast"
+    return {"root": root, "first": first, "again": again, "before": before, "repeated": repeated, "run": run,
+            "usecase": usecase, "slow": slow, "failed": failed, "project": project,
+            "history": module(root / "history.py")}
+
+
+def expected_lateness(shop: dict[str, Any], day: date, ready_at: Any) -> float:
+    by = shop["project"].usecases[shop["usecase"]].config.need.deadline
+    return (datetime.combine(day, ready_at, TZ) - datetime.combine(day, by, TZ)).total_seconds()
+
+
+def test_history_tells_the_story_in_the_last_week(shop):
+    today = date.fromisoformat(shop["first"]["today"])
+    assert today - timedelta(days=6) <= shop["slow"] < shop["failed"] < today
+    assert shop["first"]["runs"] >= 27  # a night per day, the repair run, tonight's only if it already ended
+
+
+def test_exactly_two_late_days_with_the_encoded_lateness(shop):
+    store = Store(shop["project"].state_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(slo_evaluations.c.due_date, slo_evaluations.c.verdict,
+                                          slo_evaluations.c.lateness_s)
+                                .where(slo_evaluations.c.usecase == shop["usecase"])).all()
+    finally:
+        store.close()
+    verdicts = {day: (verdict, late) for day, verdict, late in rows}
+    misses = {day: v for day, v in verdicts.items() if v[0] != "met"}
+    assert set(misses) == {shop["slow"], shop["failed"]}, misses
+    assert len(verdicts) >= 10  # every due day of four weeks was judged
+    history = shop["history"]
+    for day, ready_at in ((shop["failed"], history.REPAIR_AT), (shop["slow"], history.SLOW_STEP_ENDS)):
+        verdict, late = misses[day]
+        assert verdict == "late"
+        assert abs(late - expected_lateness(shop, day, ready_at)) < TOLERANCE_S, (day, late)
+
+
+def test_slo_history_shows_the_two_late_days(shop, cli):
+    out = ok(cli("--project", shop["root"], "slo", "history", shop["usecase"]))
+    table = dict(re.findall(r"^\s*(\d{4}-\d\d-\d\d)\s+\d\d:\d\d\s+(\w+)", out, flags=re.MULTILINE))
+    assert table[str(shop["slow"])] == "late"
+    assert table[str(shop["failed"])] == "late"
+    assert [d for d, v in table.items() if v != "met"] == sorted([str(shop["failed"]), str(shop["slow"])],
+                                                                 reverse=True), out
+
+
+def test_the_failed_night_failed_and_the_slow_night_did_not(shop):
+    """In the store: the failed night has the failed attempt, skipped marts and a --resume repair; the
+    slow night only a very slow order_lines."""
+    history = shop["history"]
+    store = Store(shop["project"].state_url)
+    try:
+        with store.engine.connect() as conn:
+            found = conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.options, runs.c.started_at,
+                                           attempts.c.asset, attempts.c.status, attempts.c.error, attempts.c.seconds)
+                                 .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))).all()
+    finally:
+        store.close()
+    failed = [r for r in found if r[5] == "failed"]
+    assert len(failed) == 1
+    assert failed[0][4] == history.FAILED_STEP and "No space left on device" in failed[0][6]
+    assert local(failed[0][3]).date() == shop["failed"]
+    skipped = {r[4] for r in found if r[0] == failed[0][0] and r[5] == "skipped"}
+    assert skipped == {"mart.customer_rfm", "mart.daily_sales", "mart.product_ranking"}
+    repair = [r for r in found if json.loads(r[2]).get("resume") and local(r[3]).date() == shop["failed"]]
+    assert {r[4] for r in repair} == {history.FAILED_STEP, *skipped}
+    assert all(r[5] == "success" for r in repair)
+    slow = [r for r in found if r[4] == history.SLOW_STEP and local(r[3]).date() == shop["slow"]]
+    assert len(slow) == 1 and slow[0][5] == "success" and slow[0][7] > 6 * 3600
+
+
+def test_generated_runs_are_labelled_and_the_real_run_is_not(shop):
+    store = Store(shop["project"].state_url)
+    try:
+        rows = store.runs(shop["project"].name, limit=1000)
+    finally:
+        store.close()
+    generated = [r for r in rows if r.options.get("generated_history") is True]
+    real = [r for r in rows if "generated_history" not in r.options]
+    assert len(generated) == shop["first"]["runs"]
+    assert len(real) == 1 and real[0].started_at > max(r.ended_at for r in generated)
+
+
+def events_of(root: Path, usecase: str, day: date) -> tuple[Any, list[tuple[str, str]]]:
+    store = Store(f"sqlite:///{root / '.kiban' / 'state.db'}")
+    try:
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(incidents).where(incidents.c.usecase == usecase,
+                                                          incidents.c.due_date == day)).first()
+            assert row is not None, f"no incident for {usecase} {day}"
+            events = conn.execute(sa.select(incident_events.c.kind, incident_events.c.message)
+                                  .where(incident_events.c.incident_id == row.id)
+                                  .order_by(incident_events.c.at, incident_events.c.id)).all()
+    finally:
+        store.close()
+    return row, [(k, m) for k, m in events]
+
+
+def test_incidents_record_failed_then_late_and_late(shop, cli):
+    history = shop["history"]
+    failed_row, failed_events = events_of(shop["root"], shop["usecase"], shop["failed"])
+    slow_row, slow_events = events_of(shop["root"], shop["usecase"], shop["slow"])
+    for row, events in ((failed_row, failed_events), (slow_row, slow_events)):
+        assert row.verdict == "late" and row.kind == "missed"
+        assert row.workaround and row.workaround.startswith("kiban run")
+        assert events[-1][0] == "met_late", events
+    cause = f"{history.FAILED_STEP} failed"
+    before_repair = [m for k, m in failed_events if k != "met_late"]
+    assert any(cause in m and "No space left on device" in m for m in before_repair), failed_events
+    assert any(k in ("failed", "incomplete") for k, _ in failed_events), failed_events  # the deadline passed
+    assert any(k == "ack" for k, _ in failed_events)  # the on-call engineer
+    assert not any(cause in m for _, m in slow_events), slow_events  # slow, nothing failed
+    listed = ok(cli("--project", shop["root"], "incidents"))
+    for day in (shop["failed"], shop["slow"]):
+        assert re.search(rf"{shop['usecase']}\s+{day}\s+\w+\s+missed\s+late", listed), listed
+    shown = ok(cli("--project", shop["root"], "incidents", "show", failed_row.id))
+    assert "workaround: kiban run" in shown and "No space left on device" in shown, shown
+
+
+@pytest.mark.xfail(strict=True, reason="kiban bug: slo.service._track overwrites the incident's root cause with {} "
+                   "(and the workaround with `kiban run +ASSET`) when a repaired failure turns into `late`, "
+                   "because late verdicts carry no failure evidence")
+def test_the_failed_nights_incident_keeps_its_root_cause(shop):
+    row, _ = events_of(shop["root"], shop["usecase"], shop["failed"])
+    assert json.loads(row.root_cause).get("asset") == shop["history"].FAILED_STEP
+    assert row.workaround in ("kiban run --resume", f"kiban run {shop['history'].FAILED_STEP}+")
+
+
+def test_the_morning_report_lists_both_misses(shop, cli):
+    path = shop["root"] / "report.md"
+    ok(cli("--project", shop["root"], "report", "--format", "markdown", "-o", path))
+    text = path.read_text(encoding="utf-8")
+    misses = text.split("## Misses", 1)[1].split("\n## ", 1)[0]
+    for day in (shop["failed"], shop["slow"]):
+        assert re.search(rf"\| {shop['usecase']} \| {day} \| late \| \d+ min \|", misses), misses
+    assert "## Build times growing fastest" in text
+    assert text.split("## Build times growing fastest", 1)[1].splitlines()[4].startswith(
+        f"| {shop['history'].GROWING} |"), text
+
+
+def test_generating_the_history_again_gives_the_same_history(shop):
+    assert shop["again"]["replaced"] == shop["first"]["runs"]
+    assert {k: v for k, v in shop["again"].items() if k != "replaced"} == \
+        {k: v for k, v in shop["first"].items() if k != "replaced"}
+    assert shop["repeated"] == shop["before"]
+
+
+def test_generating_the_history_after_a_real_run_keeps_the_real_run(shop):
+    root = shop["root"]
+    after_run = snapshot(root)
+    ok(python(root / "history.py", "--project", root, "--json"))
+    now = snapshot(root)
+    assert now["runs"] == after_run["runs"] and now["attempts"] == after_run["attempts"]
+    final = lambda s: [(i[2], i[3], i[4], i[5], i[6]) for i in s["incidents"]]  # noqa: E731 - use case, day, ...
+    assert final(now) == final(after_run)
