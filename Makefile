@@ -14,16 +14,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed  ## generate the shop example's data and run it end to end
+demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, a run, its service levels
 	$(BIN)/python examples/shop/generate.py --scale $(SCALE)
+	$(BIN)/python examples/shop/history.py
 	$(BIN)/kiban --project examples/shop run
-	$(BIN)/kiban --project examples/shop status
+	$(BIN)/kiban --project examples/shop slo history morning_sales
+	$(BIN)/kiban --project examples/shop incidents
+	$(BIN)/kiban --project examples/shop report
 	@echo
 	@echo "Next: look around with"
-	@echo "  $(BIN)/kiban --project examples/shop graph          # what feeds what"
-	@echo "  $(BIN)/kiban --project examples/shop show daily_sales"
+	@echo "  $(BIN)/kiban --project examples/shop incidents show 4     # one incident's timeline"
+	@echo "  $(BIN)/kiban --project examples/shop slo deadlines       # how late each asset may finish"
+	@echo "  $(BIN)/kiban --project examples/shop impact warehouse.order_lines"
+	@echo "  $(BIN)/kiban --project examples/shop report -f html -o examples/shop/report.html"
+	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"
-	@echo "  duckdb examples/shop/kiban.duckdb 'from mart.daily_sales limit 10'"
 
 test: $(VENV)/.installed  ## run the whole test suite
 	$(BIN)/python -m pytest -q
@@ -37,4 +42,4 @@ bench: $(VENV)/.installed  ## kiban against dbt, SQLMesh and raw DuckDB (see ben
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) examples/shop/lake examples/shop/kiban.duckdb* examples/shop/.kiban
+	rm -rf $(VENV) examples/shop/lake examples/shop/kiban.duckdb* examples/shop/.kiban examples/shop/report.html

@@ -598,7 +598,8 @@ NOTES = [
     "ceil(0.1N) marts, the rest intermediate (enrich / 2-3-way join / customer-day aggregate / union + "
     "aggregate). Same SQL and data as the published peer benchmark; every model is a table.",
     "kiban: staging + intermediate models in `warehouse`, marts in `mart`, source as `lake.orders` "
-    "(the same Parquet file); `threads: 1` unless --kiban-threads says otherwise. "
+    "(the same Parquet file); kiban's default parallelism (one asset per core, here 2) unless "
+    "--kiban-threads says otherwise; the peers run serially (their defaults). "
     "No checks (not yet in kiban).",
     "Peers: dbt-duckdb threads 1 (its project also carries the workload's tests, not run here); "
     "SQLMesh kind FULL — its `plan` runs the attached audits (4/13/53 for N=10/100/500) as part of the "
@@ -696,7 +697,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-startup", action="store_true", help="skip the --help / import startup rows")
     ap.add_argument("--timeout", type=int, default=900, help="per-command timeout in seconds")
     ap.add_argument("--max-wait", type=float, default=3.0, help="max seconds to wait for a quiet machine")
-    ap.add_argument("--kiban-threads", type=int, default=1, help="threads in kiban.yml (0: kiban's default)")
+    ap.add_argument("--kiban-threads", type=int, default=0,
+                    help="threads in kiban.yml (0, the default: kiban's own default of one per core)")
     ap.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from results-raw.json")
     args = ap.parse_args(argv)
     if args.quick:

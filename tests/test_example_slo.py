@@ -127,11 +127,12 @@ def test_exactly_two_late_days_with_the_encoded_lateness(shop):
 
 def test_slo_history_shows_the_two_late_days(shop, cli):
     out = ok(cli("--project", shop["root"], "slo", "history", shop["usecase"]))
-    table = dict(re.findall(r"^\s*(\d{4}-\d\d-\d\d)\s+\d\d:\d\d\s+(\w+)", out, flags=re.MULTILINE))
-    assert table[str(shop["slow"])] == "late"
-    assert table[str(shop["failed"])] == "late"
-    assert [d for d, v in table.items() if v != "met"] == sorted([str(shop["failed"]), str(shop["slow"])],
-                                                                 reverse=True), out
+    days = {line.split()[0]: line for line in out.splitlines() if re.match(r"\s*\d{4}-\d\d-\d\d\s+\d\d:\d\d", line)}
+    assert len(days) >= 10, out
+    not_met = sorted(day for day, line in days.items() if not re.search(r"\bmet\b", line))
+    assert not_met == sorted([str(shop["slow"]), str(shop["failed"])]), out
+    for day in not_met:
+        assert re.search(r"\blate\b", days[day]), days[day]
 
 
 def test_the_failed_night_failed_and_the_slow_night_did_not(shop):
@@ -202,14 +203,12 @@ def test_incidents_record_failed_then_late_and_late(shop, cli):
     assert not any(cause in m for _, m in slow_events), slow_events  # slow, nothing failed
     listed = ok(cli("--project", shop["root"], "incidents"))
     for day in (shop["failed"], shop["slow"]):
-        assert re.search(rf"{shop['usecase']}\s+{day}\s+\w+\s+missed\s+late", listed), listed
+        assert any(shop["usecase"] in line and str(day) in line and "late" in line for line in listed.splitlines()), \
+            listed
     shown = ok(cli("--project", shop["root"], "incidents", "show", failed_row.id))
     assert "workaround: kiban run" in shown and "No space left on device" in shown, shown
 
 
-@pytest.mark.xfail(strict=True, reason="kiban bug: slo.service._track overwrites the incident's root cause with {} "
-                   "(and the workaround with `kiban run +ASSET`) when a repaired failure turns into `late`, "
-                   "because late verdicts carry no failure evidence")
 def test_the_failed_nights_incident_keeps_its_root_cause(shop):
     row, _ = events_of(shop["root"], shop["usecase"], shop["failed"])
     assert json.loads(row.root_cause).get("asset") == shop["history"].FAILED_STEP
@@ -223,9 +222,9 @@ def test_the_morning_report_lists_both_misses(shop, cli):
     misses = text.split("## Misses", 1)[1].split("\n## ", 1)[0]
     for day in (shop["failed"], shop["slow"]):
         assert re.search(rf"\| {shop['usecase']} \| {day} \| late \| \d+ min \|", misses), misses
-    assert "## Build times growing fastest" in text
-    assert text.split("## Build times growing fastest", 1)[1].splitlines()[4].startswith(
-        f"| {shop['history'].GROWING} |"), text
+    growing = [line for line in text.split("## Build times growing fastest", 1)[1].splitlines()
+               if line.startswith("| ") and not line.startswith("| asset")]
+    assert growing and growing[0].startswith(f"| {shop['history'].GROWING} |"), text  # the trend history encodes
 
 
 def test_generating_the_history_again_gives_the_same_history(shop):

@@ -258,3 +258,13 @@ def test_resume_picks_up_an_asset_cut_off_between_retries(project_dir):
     store.close()
     resumed = run(root, resume=True)
     assert "warehouse.stores" in resumed.plan.order
+
+
+def test_a_corrupt_lake_file_fails_only_its_readers(project_dir):
+    root = project_dir({**MODELS, "models/warehouse/other.sql": "select 1 as x"}, LAKE)
+    (root / "lake/orders/broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    result = run(root)
+    assert result.status == "failed"
+    assert result.outcomes["warehouse.other"].status == "success"
+    assert result.outcomes["warehouse.orders"].error.startswith("lake.orders cannot be read:")
+    assert result.outcomes["mart.sales"].status == "skipped"

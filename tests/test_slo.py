@@ -270,3 +270,19 @@ def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project
         assert rows["stores"].status == rows["ops"].status == "sent"
     finally:
         store.close()
+
+
+def test_a_use_case_added_later_is_not_held_to_the_past(shop):
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    now = utc_deadline(day) + timedelta(hours=1)
+    assert any(v.usecase == "morning" for v in check(project, graph, store, now, notify=False).verdicts)
+    (project.root / "usecases/second.yml").write_text(MODELS["usecases/morning.yml"])
+    later = load_project(project.root)
+    result = check(later, build_graph(later), store, now, notify=False)
+    assert [v for v in result.verdicts if v.usecase == "second"] == []
+    assert all(i.usecase == "morning" for i in IncidentLog(store, "test").recent())
+    next_day = check(later, build_graph(later), store, utc_deadline(day + timedelta(days=1)) + timedelta(hours=1),
+                     notify=False)
+    assert [v.due_date for v in next_day.verdicts if v.usecase == "second"] == [day + timedelta(days=1)]

@@ -36,7 +36,8 @@ class LiveView:
         self.running: dict[str, tuple[float, int]] = {}
         self.finished: list[tuple[str, str, Any, Any, Any]] = []
         self.counts: dict[str, int] = {}
-        self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+        # rendered on Live's own refresh tick, not on every event: 500 events cost no 500 re-renders
+        self.live = Live(console=console, refresh_per_second=8, transient=True, get_renderable=self._render)
         self.started = False
 
     def __call__(self, event: Event) -> None:
@@ -63,7 +64,6 @@ class LiveView:
         if self.started:
             self.progress.update(self.task, description=" ".join(
                 f"{styled(s)} {n}" for s, n in sorted(self.counts.items())))
-            self.live.update(self._render())
 
     def _render(self) -> Table:
         grid = Table.grid()

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from kiban.cli.output import console, duration, local_time, number, size, styled
 from kiban.errors import SelectionError, UsageError, did_you_mean
+from kiban.graph import Graph
 from kiban.project import Project
 from kiban.run import RunResult
 from kiban.store import Store
@@ -169,6 +170,8 @@ def print_asset(project: Project, name: str) -> None:
     store = Store(project.state_url)
     try:
         history = store.asset_history(key, 10)
+        if project.usecases:
+            _print_service_levels(project, graph, store, key)
     finally:
         store.close()
     if history:
@@ -180,3 +183,22 @@ def print_asset(project: Project, name: str) -> None:
             table.add_row(a.run_id, styled(a.status), str(a.attempt), local_time(a.started_at, tz),
                           duration(a.seconds), number(a.rows), size(a.bytes), escape((a.error or "")[:80]))
         console.print(table)
+
+
+def _print_service_levels(project: Project, graph: Graph, store: Store, key: str) -> None:
+    """Which use cases this asset serves, and the latest time it may finish for all of them to be on time."""
+    from kiban.slo.impact import blast_radius
+    from kiban.slo.service import assess
+
+    served = blast_radius(project, graph, key).usecases
+    if not served:
+        console.print("serves no use case")
+        return
+    result = assess(project, graph, store)
+    bound = result.safe_finish.get(key)
+    line = f"serves: {', '.join(served)}"
+    if bound is not None:
+        line += (f"   latest safe finish: {local_time(bound.latest_finish, project.config.timezone)} "
+                 f"(for {bound.usecase}, due {bound.due_date}; expected {duration(result.p50.get(key))} p50, "
+                 f"{duration(result.p90.get(key))} p90)")
+    console.print(escape(line))

@@ -46,15 +46,15 @@ def print_assessment(result: Any) -> None:
     from kiban.slo.report import rows
 
     table = Table(box=None, header_style="bold", title=f"service levels {result.today}", title_justify="left")
-    for col in ("use case", "due", "deadline", "verdict", "detail", "attainment", "budget left", "burn"):
-        table.add_column(col, no_wrap=col not in ("detail",))
+    for col in ("use case", "deadline", "verdict", "detail", "met", "budget", "burn"):
+        table.add_column(col, no_wrap=col != "detail", justify="right" if col in ("met", "budget", "burn") else "left")
     for row in rows(result):
         burn = row.burn
         spent = result.budgets[row.usecase]
         if spent.fast_burn:
-            burn = f"[bold red]{burn} fast[/]"
+            burn = f"[bold red]{burn}[/]"
         left = f"[red]{row.budget_left}[/]" if spent.exhausted else row.budget_left
-        table.add_row(escape(row.usecase), row.due, row.deadline, _verdict(row.verdict), escape(row.detail),
+        table.add_row(escape(row.usecase), row.deadline, _verdict(row.verdict), escape(row.detail),
                       row.attainment, left, burn)
     console.print(table)
     for incident in result.incidents:
@@ -170,10 +170,11 @@ def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.o
     for name in found.usecases:
         usecase = project.usecases[name]
         need = usecase.config.need
-        console.print(f"  [bold]{escape(name)}[/] (by {need.by} on {escape(str(need.on))}, owner "
+        days = need.on if isinstance(need.on, str) else ", ".join(need.on)
+        console.print(f"  [bold]{escape(name)}[/] (by {need.by} on {escape(days)}, owner "
                       f"{escape(usecase.config.owner or '-')})")
         for who in usecase.config.consumers:
-            console.print(f"    {escape(who.name)}" + (f" [{escape(who.team)}]" if who.team else "")
+            console.print(f"    {escape(who.name)}" + (f" ({escape(who.team)})" if who.team else "")
                           + (f" — {escape(', '.join(who.contact))}" if who.contact else ""))
     if found.downstream:
         console.print("downstream: " + ", ".join(found.downstream))
@@ -204,11 +205,11 @@ def incidents(ctx: typer.Context,
         console.print("[green]no open incidents[/]" if not all_ else "no incidents")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("#", "use case", "day", "status", "kind", "verdict", "root cause", "workaround"):
-        table.add_column(col, no_wrap=col not in ("root cause",))
+    for col in ("#", "use case", "day", "status", "verdict", "root cause", "workaround"):
+        table.add_column(col, no_wrap=col not in ("root cause", "workaround"), min_width=len(col))
     for i in found:
         cause = f"{i.root_cause.get('asset', '')} {i.root_cause.get('status', '')}".strip() or "-"
-        table.add_row(str(i.id), escape(i.usecase), str(i.due_date), styled(i.status), i.kind,
+        table.add_row(str(i.id), escape(i.usecase), str(i.due_date), styled(i.status),
                       _verdict(i.verdict or "-"), escape(cause), escape(i.workaround or "-"))
     console.print(table)
 
@@ -285,7 +286,7 @@ def report(
 ) -> None:
     """The morning report: today's use cases, misses with root cause and workaround, budgets, growing builds."""
     from kiban.errors import UsageError
-    from kiban.slo.report import markdown, to_html
+    from kiban.slo.report import markdown, plain, to_html
     from kiban.slo.service import check
 
     if format not in ("text", "markdown", "html"):
@@ -306,12 +307,14 @@ def report(
                 console.print(f"  [red]{miss['verdict']}[/] {escape(miss['usecase'])} {miss['due']}: "
                               f"{escape(miss['cause'])} — fix: [bold]{escape(miss['workaround'])}[/]")
         else:
-            console.print(text, markup=False, highlight=False)
+            import sys
+
+            sys.stdout.write(text)  # as is: a terminal must not re-wrap Markdown tables
         if send:
             from kiban.notify import Message, Notifier
 
             delivered = Notifier(store, dict(project.config.channels), project.root).send(list(send), Message(
-                subject=title + f" {result.today}", text=markdown(result, title), severity="info",
+                subject=title + f" {result.today}", text=plain(result, title), severity="info",
                 dedupe_key=f"report:{project.name}:{result.today}"))
             for item in delivered:
                 console.print(f"  {item.channel}: {styled(item.status)} {escape(item.error or '')}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from kiban.engines.base import EMPTY_LAKE, AuditHook, BuildResult, Session
+from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, Session
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -141,9 +141,9 @@ class DuckDBEngine:
                             f"select * from read_parquet({glob}, union_by_name = true)")
                 con.execute(f"comment on view {target} is {literal(COMMENT_PREFIX + version)}")
                 con.execute("commit")
-            except Exception:
+            except duckdb.Error as exc:  # a broken file fails the lake table's readers, not the whole run
                 con.execute("rollback")
-                raise
+                versions[asset.key] = UNREADABLE_LAKE + str(exc).splitlines()[0]
         return versions
 
     def _comments(self, *schemas: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from kiban.engines import AuditHook, Engine, open_engine
-from kiban.engines.base import EMPTY_LAKE
+from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
 from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
@@ -166,9 +166,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
-                                unavailable={k: f"{k} has no Parquet files yet (folder {graph.assets[k].path})"
-                                             for k in graph.order if graph.assets[k].layer == "lake"
-                                             and lake_versions.get(k) == EMPTY_LAKE})
+                                unavailable=_unavailable(graph, lake_versions))
             if executor_hook is not None:
                 executor_hook.append(executor)
             outcomes = executor.execute(plan.build)
@@ -197,6 +195,17 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _unavailable(graph: Graph, lake_versions: dict[str, str]) -> dict[str, str]:
+    """Lake tables that cannot be read, and why: their readers fail with this reason instead of SQL errors."""
+    out = {}
+    for key, version in lake_versions.items():
+        if version == EMPTY_LAKE:
+            out[key] = f"{key} has no Parquet files yet (folder {graph.assets[key].path})"
+        elif version.startswith(UNREADABLE_LAKE):
+            out[key] = f"{key} cannot be read: {version[len(UNREADABLE_LAKE):]}"
+    return out
 
 
 def _fresh_watermark(engine: Engine, store: Store, project: Project, graph: Graph, key: str) -> date | None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -119,6 +120,15 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
             verdict.verdict = "met"
         else:
             verdict.verdict, verdict.lateness_s = "late", (done - deadline).total_seconds()
+            # why it was late: what failed on the way (and was repaired), else the step that ran longest
+            # past its usual time
+            failures = _failures(ctx, facts, usecase, window_start, done, include_repaired=True)
+            if failures:
+                evidence["failures"] = failures
+            else:
+                slow = _slowest_step(ctx, facts, usecase, window_start, done)
+                if slow:
+                    evidence["slow"] = slow
         return verdict
     failures = _failures(ctx, facts, usecase, window_start, now)
     if failures:
@@ -129,17 +139,17 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
     if bad:
         verdict.verdict = "bad_data"
         evidence["failed_checks"] = bad
-    elif through is not None and any(
-            facts.of(k).first_publish_after(window_start) is not None for k in usecase.assets
-            if ctx.graph.assets[k].config.time_column):
+    elif through is not None and _published_recently(ctx, facts, usecase, deadline, now):
         verdict.verdict = "incomplete"
     else:
         verdict.verdict = "failed"
     return verdict
 
 
-def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Failed, skipped or cancelled attempts upstream of the use case that nothing has repaired since."""
+def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime,
+              include_repaired: bool = False) -> list[dict[str, Any]]:
+    """Failed, skipped or cancelled attempts upstream of the use case in (start, end] — only those nothing
+    has repaired since, unless ``include_repaired`` (to explain a delivery that came late)."""
     found = []
     for key in ctx.upstream(usecase.name):
         item = facts.of(key)
@@ -148,10 +158,44 @@ def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end
             continue
         last_at, status, error = events[-1]
         repaired = item.last_good_before(end)
-        if repaired is not None and repaired > last_at:
+        if not include_repaired and repaired is not None and repaired > last_at:
             continue
         found.append({"asset": key, "status": status, "at": _iso(last_at), "error": error})
     return found
+
+
+def _slowest_step(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime
+                  ) -> dict[str, Any] | None:
+    """The upstream build of this delivery that ran furthest past its usual (median) time."""
+    worst: tuple[float, str, float, float] | None = None
+    for key in ctx.upstream(usecase.name):
+        item = facts.assets.get(key)
+        if item is None or not item.durations:
+            continue
+        i = item.last_publish_before(end)
+        if i is None or item.published_at[i] <= start or item.publish_seconds[i] is None:
+            continue
+        took = item.publish_seconds[i] or 0.0
+        usual = statistics.median(item.durations)
+        if took - usual > 0 and (worst is None or took - usual > worst[0]):
+            worst = (took - usual, key, took, usual)
+    if worst is None:
+        return None
+    _, key, took, usual = worst
+    return {"asset": key, "status": "slow", "error": f"took {took / 60:.0f} min, usually {usual / 60:.1f} min"}
+
+
+def _published_recently(ctx: Context, facts: Facts, usecase: UseCase, deadline: datetime, now: datetime) -> bool:
+    """Whether a timed asset was published in the day before the deadline (so the delivery came, but short)."""
+    until = min(now, deadline)
+    for key in usecase.assets:
+        if not ctx.graph.assets[key].config.time_column:
+            continue
+        item = facts.of(key)
+        i = item.last_publish_before(until)
+        if i is not None and item.published_at[i] > deadline - timedelta(hours=24):
+            return True
+    return False
 
 
 def _failed_checks(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime) -> list[str]:
@@ -168,14 +212,21 @@ def _failed_checks(ctx: Context, facts: Facts, usecase: UseCase, start: datetime
 
 
 def evaluate(ctx: Context, facts: Facts, start: date, end: date, now: datetime,
-             usecases: Iterable[str] | None = None) -> list[Verdict]:
-    """Verdicts of every due day in [start, end] (local dates) of the chosen use cases."""
+             usecases: Iterable[str] | None = None, known_since: dict[str, datetime] | None = None) -> list[Verdict]:
+    """Verdicts of every due day in [start, end] (local dates) of the chosen use cases.
+
+    Days are judged only from when kiban could know: after the project's first run and, for a use case
+    added later (``known_since``), from when it was first judged.
+    """
     verdicts: list[Verdict] = []
     for name in usecases or ctx.project.usecases:
         usecase = ctx.project.usecases[name]
+        since = facts.first_run
+        if known_since is not None and since is not None:
+            since = max(since, known_since.get(name, now))
         for due, window_start, deadline in ctx.schedule(usecase, start, end):
-            if facts.first_run is None or deadline < facts.first_run:
-                continue  # before kiban ran this project there is nothing to judge
+            if since is None or deadline < since:
+                continue  # a promise made before kiban knew of it is not judged
             verdicts.append(evaluate_day(ctx, facts, usecase, due, window_start, deadline, now))
     return verdicts
 

@@ -24,6 +24,7 @@ BAD = ("failed", "skipped", "cancelled")
 class AssetFacts:
     published_at: list[datetime] = field(default_factory=list)  # success or fresh, ascending
     reach: list[date | None] = field(default_factory=list)  # running max of the watermark at each publish
+    publish_seconds: list[float | None] = field(default_factory=list)  # build time of each publish (None: fresh)
     failed_at: list[datetime] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (status, error) matching failed_at
     durations: list[float] = field(default_factory=list)  # seconds of successful builds, oldest first
@@ -46,6 +47,11 @@ class AssetFacts:
             else:
                 lo = mid + 1
         return self.published_at[lo] if lo < len(self.reach) else None
+
+    def last_publish_before(self, moment: datetime) -> int | None:
+        """Index of the newest publish at or before ``moment``."""
+        i = bisect.bisect_right(self.published_at, moment)
+        return i - 1 if i else None
 
     def reach_at(self, moment: datetime) -> date | None:
         i = bisect.bisect_right(self.published_at, moment)
@@ -110,6 +116,7 @@ def load_facts(store: Store, project: str, since: datetime) -> Facts:
             reach[asset] = best
             item.published_at.append(ended_at)
             item.reach.append(best)
+            item.publish_seconds.append(float(seconds) if status == "success" and seconds is not None else None)
             if status == "success" and seconds is not None:
                 item.durations.append(float(seconds))
         elif status in BAD:

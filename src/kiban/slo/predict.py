@@ -81,7 +81,10 @@ class Predictor:
             for table, durations in ((finish50, self.p50), (finish90, self.p90)):
                 expected = timedelta(seconds=durations.get(key, 0.0))
                 if key in state.started:
-                    table[key] = max(state.started[key] + expected, now)
+                    elapsed = now - state.started[key]
+                    # past its usual time a step is assumed to need half as long again as it has run: the longer
+                    # it overruns, the later the forecast — so a stuck step warns early, not at the deadline
+                    table[key] = state.started[key] + expected if elapsed < expected else now + elapsed / 2
                 else:
                     ready = max([now, *(t for d in deps if (t := table.get(d)) is not None)])
                     table[key] = ready + expected

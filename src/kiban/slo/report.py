@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from statistics import median
 
+from kiban.slo.impact import root_cause
 from kiban.slo.service import Assessment
 
 SYMBOL = {"met": "✅", "late": "⏰", "failed": "❌", "incomplete": "◐", "bad_data": "⚠️", "pending": "…",
@@ -73,13 +74,11 @@ def slowest_growing(result: Assessment, limit: int = 5) -> list[tuple[str, float
 def misses(result: Assessment) -> list[dict[str, str]]:
     out = []
     for verdict in result.misses():
-        cause = ""
-        failures = verdict.evidence.get("failures") or []
-        if failures:
-            first = failures[0]
-            cause = f"{first['asset']} {first['status']}: {first.get('error', '')[:200]}"
-        incident = next((i for i in result.incidents if i.usecase == verdict.usecase
-                         and i.due_date == verdict.due_date), None)
+        incident = result.known.get((verdict.usecase, verdict.due_date)) or next(
+            (i for i in result.incidents if i.usecase == verdict.usecase and i.due_date == verdict.due_date), None)
+        found = (incident.root_cause if incident and incident.root_cause else None) or \
+            root_cause(result.context.graph, verdict.evidence.get("failures") or []) or verdict.evidence.get("slow")
+        cause = f"{found['asset']} {found['status']}: {str(found.get('error', ''))[:200]}" if found else ""
         out.append({"usecase": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,
                     "late": f"{round((verdict.lateness_s or 0) / 60)} min" if verdict.lateness_s else "",
                     "cause": cause or "-", "workaround": incident.workaround or "-" if incident else "-",
@@ -139,3 +138,17 @@ def to_html(result: Assessment, title: str) -> str:
             f"<p>{result.today} — generated {_local(result.now, result)}</p><h2>Use cases today</h2>{body}"
             f"<h2>Misses (last 7 days)</h2>{miss_html}<h2>Build times growing fastest</h2>{grow_html}"
             "</body></html>\n")
+
+
+def plain(result: Assessment, title: str) -> str:
+    """The report as plain lines, for chat channels and e-mail bodies that do not render tables."""
+    lines = [f"{title} — {result.today}"]
+    for r in rows(result):
+        lines.append(f"{SYMBOL.get(r.verdict, '·')} {r.usecase}: {r.verdict}"
+                     + (f" ({r.detail})" if r.detail else "") + f"; met {r.attainment}, budget {r.budget_left}")
+    missed = misses(result)
+    if missed:
+        lines.append("Misses in the last 7 days:")
+        lines += [f"- {m['usecase']} {m['due']} {m['verdict']} {m['late']}: {m['cause']} (fix: {m['workaround']}) "
+                  f"{m['incident']}".rstrip() for m in missed]
+    return "\n".join(lines) + "\n"

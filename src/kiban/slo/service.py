@@ -45,6 +45,8 @@ class Assessment:
     facts: Facts
     context: Context
     incidents: list[Incident] = field(default_factory=list)  # opened or changed by ``check``
+    known: dict[tuple[str, date], Incident] = field(default_factory=dict)  # every recent incident (``check``)
+    upcoming: dict[str, tuple[date, datetime]] = field(default_factory=dict)  # next due day and deadline
 
     def misses(self, days: int = INCIDENT_DAYS) -> list[Verdict]:
         start = self.today - timedelta(days=days - 1)
@@ -59,7 +61,7 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     window = max((u.config.target.window_days for u in project.usecases.values()), default=1)
     start = today - timedelta(days=window - 1)
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
-    verdicts = evaluate(ctx, facts, start, today, now)
+    verdicts = evaluate(ctx, facts, start, today, now, known_since=_known_since(store, project.name))
     current: dict[str, Verdict] = {}
     for verdict in verdicts:  # in due-day order per use case: the last one wins
         current[verdict.usecase] = verdict
@@ -69,8 +71,19 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     budgets = {name: budget(name, u.config.target.attainment, u.config.target.window_days,
                             by_usecase.get(name, []), today) for name, u in project.usecases.items()}
     p50, p90 = expected(graph, facts, 0.5), expected(graph, facts, 0.9)
-    safe = upstream_deadlines(ctx, p90, next_deadlines(ctx, now))
-    return Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)
+    upcoming = next_deadlines(ctx, now)
+    safe = upstream_deadlines(ctx, p90, upcoming)
+    result = Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)
+    result.upcoming = upcoming
+    return result
+
+
+def _known_since(store: Store, project: str) -> dict[str, datetime] | None:
+    """When each use case was first judged; None when none ever was (a new project judges from its first run)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(slo_evaluations.c.usecase, sa.func.min(slo_evaluations.c.deadline))
+                            .where(slo_evaluations.c.project == project).group_by(slo_evaluations.c.usecase)).all()
+    return {name: first for name, first in rows} if rows else None
 
 
 def store_verdicts(store: Store, project: str, verdicts: list[Verdict], now: datetime) -> None:
@@ -102,9 +115,14 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
           notify: bool = True) -> Assessment:
     """Assess, store the verdicts, keep incidents in step and notify. Never raises for a channel."""
     result = assess(project, graph, store, now)
-    store_verdicts(store, project.name, result.verdicts, result.now)
+    judged = {v.usecase for v in result.verdicts}
+    # a use case judged for the first time is recorded from its next due day on: it is not held to the past
+    first = [Verdict(name, due, deadline, "pending") for name, (due, deadline) in result.upcoming.items()
+             if name not in judged and name not in (_known_since(store, project.name) or {})]
+    store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
     incidents = IncidentLog(store, project.name)
-    last_run = store.last_run(project.name)
+    last_run = next((r for r in store.runs(project.name, 50) if r.started_at <= result.now and r.status != "running"),
+                    None)
     last_failed = last_run is not None and last_run.status in ("failed", "abandoned", "cancelled")
     start = result.today - timedelta(days=INCIDENT_DAYS - 1)
     for verdict in result.verdicts:
@@ -115,6 +133,8 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
             result.incidents.append(changed[0])
             if notify and changed[1]:
                 _notify(project, store, changed[0], verdict, result)
+    result.known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=500)
+                    if i.due_date >= start}
     return result
 
 
@@ -136,18 +156,21 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, last_fa
     if existing and existing.status == "resolved" and verdict.verdict != "late":
         return None  # someone closed it; a miss that stays the same is not reopened
     failures = verdict.evidence.get("failures", [])
-    cause = root_cause(ctx.graph, failures)
+    cause = root_cause(ctx.graph, failures) or verdict.evidence.get("slow")
     impact = blast_radius(ctx.project, ctx.graph, cause["asset"]) if cause else None
     consumers = [{"name": c.name, "team": c.team, "contact": list(c.contact)} for c in usecase.config.consumers]
     impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers,
                                   "other_usecases": [u for u in (impact.usecases if impact else [])
                                                      if u != verdict.usecase]}
-    fix = workaround(cause, usecase.assets, last_failed)
+    fix = None if verdict.verdict == "late" else workaround(cause if cause and cause["status"] != "slow" else None,
+                                                           usecase.assets, last_failed)
     message = _describe(verdict, cause, ctx)
     kind = "at_risk" if verdict.verdict == "at_risk" else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
+    # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
     incident, _created = incidents.record(verdict.usecase, verdict.due_date, kind, verdict.verdict, message,
-                                         impact=impact_doc, root_cause=cause or {}, workaround=fix, event=event)
+                                         impact=impact_doc, root_cause=cause, workaround=fix, event=event,
+                                         at=result.now)
     return incident, True
 
 

@@ -20,6 +20,7 @@ from kiban.store import Store, utcnow
 
 log = logging.getLogger("kiban.slo")
 TICK_SECONDS = 1.0
+HORIZON = timedelta(hours=18)  # a run warns only about deadlines it is meant to feed, not next week's
 
 
 class BreachWatcher:
@@ -72,7 +73,7 @@ class BreachWatcher:
             return
         self.ctx = Context.build(self.project, self.graph)
         facts = load_facts(self.store, self.project.name, now - timedelta(days=35))
-        self.due = next_deadlines(self.ctx, now)
+        self.due = {n: d for n, d in next_deadlines(self.ctx, now).items() if d[1] - now <= HORIZON}
         relevant = {n: u.assets for n, u in self.project.usecases.items()
                     if n in self.due and any(k in planned or self.graph.upstream(k) & planned for k in u.assets)}
         if not relevant:
@@ -105,7 +106,7 @@ class BreachWatcher:
         assert self.ctx is not None
         due_day, _ = self.due[forecast.usecase]
         tz = self.ctx.tz
-        deadline = forecast.deadline.replace(tzinfo=UTC).astimezone(tz).strftime("%H:%M")
+        deadline = forecast.deadline.replace(tzinfo=UTC).astimezone(tz).strftime("%m-%d %H:%M")
         if forecast.blocked_by:
             message = f"at risk: {forecast.blocked_by} failed, so the data cannot be ready by {deadline}"
         else:
