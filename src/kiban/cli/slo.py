@@ -132,6 +132,11 @@ def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")]
         store.close()
     start = result.today - timedelta(days=days - 1)
     mine = [v for v in result.verdicts if v.usecase == usecase and v.due_date >= start]
+    if not mine:
+        upcoming = result.upcoming.get(usecase)
+        console.print(f"[bold]{escape(usecase)}[/] has not been judged yet"
+                      + (f"; its first due day is {upcoming[0]}" if upcoming else ""))
+        return
     strip = "".join({"met": "[green]█[/]", "late": "[yellow]█[/]", "pending": "[dim]·[/]",
                      "at_risk": "[yellow]▒[/]"}.get(v.verdict, "[red]█[/]") for v in mine)
     console.print(f"[bold]{escape(usecase)}[/] {escape(project.usecases[usecase].config.description)}")
@@ -304,8 +309,10 @@ def report(
             from kiban.slo.report import misses
 
             for miss in misses(result):
-                console.print(f"  [red]{miss['verdict']}[/] {escape(miss['usecase'])} {miss['due']}: "
-                              f"{escape(miss['cause'])} — fix: [bold]{escape(miss['workaround'])}[/]")
+                console.print(f"  {miss['incident'] or '-'} [red]{miss['verdict']}[/] {escape(miss['usecase'])} "
+                              f"{miss['due']} {miss['late']}: {escape(miss['cause'])}", soft_wrap=True)
+                if miss["workaround"] != "-":
+                    console.print(f"      fix: [bold]{escape(miss['workaround'])}[/]", soft_wrap=True)
         else:
             import sys
 

@@ -182,7 +182,15 @@ def _slowest_step(ctx: Context, facts: Facts, usecase: UseCase, start: datetime,
     if worst is None:
         return None
     _, key, took, usual = worst
-    return {"asset": key, "status": "slow", "error": f"took {took / 60:.0f} min, usually {usual / 60:.1f} min"}
+    return {"asset": key, "status": "slow", "error": f"took {_span(took)}, usually {_span(usual)}"}
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _published_recently(ctx: Context, facts: Facts, usecase: UseCase, deadline: datetime, now: datetime) -> bool:

@@ -1,7 +1,8 @@
 """Breach prediction: when will each use case's data be ready, given what is running now?
 
 Earliest-finish over the remaining plan: an asset that finished is done at its end time; a running
-one at max(start + expected, now); a waiting one at max(now, its inputs' finish) + expected. A use
+one at start + expected, or — once it runs past that — now + half its elapsed time (a stuck step keeps
+pushing the forecast out); a waiting one at max(now, its inputs' finish) + expected. A use
 case is ready when the last of its assets is. Done with p50 and p90 durations; p90 past the
 deadline means ``at_risk`` — said before the deadline, while there is still time to act.
 """

@@ -142,7 +142,7 @@ def to_html(result: Assessment, title: str) -> str:
 
 def plain(result: Assessment, title: str) -> str:
     """The report as plain lines, for chat channels and e-mail bodies that do not render tables."""
-    lines = [f"{title} — {result.today}"]
+    lines = [f"{result.today}"]
     for r in rows(result):
         lines.append(f"{SYMBOL.get(r.verdict, '·')} {r.usecase}: {r.verdict}"
                      + (f" ({r.detail})" if r.detail else "") + f"; met {r.attainment}, budget {r.budget_left}")

@@ -159,9 +159,9 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, last_fa
     cause = root_cause(ctx.graph, failures) or verdict.evidence.get("slow")
     impact = blast_radius(ctx.project, ctx.graph, cause["asset"]) if cause else None
     consumers = [{"name": c.name, "team": c.team, "contact": list(c.contact)} for c in usecase.config.consumers]
-    impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers,
-                                  "other_usecases": [u for u in (impact.usecases if impact else [])
-                                                     if u != verdict.usecase]}
+    others = [u for u in (impact.usecases if impact else []) if u != verdict.usecase
+              and ctx.schedule(ctx.project.usecases[u], verdict.due_date, verdict.due_date)]  # due that day too
+    impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers, "other_usecases": others}
     fix = None if verdict.verdict == "late" else workaround(cause if cause and cause["status"] != "slow" else None,
                                                            usecase.assets, last_failed)
     message = _describe(verdict, cause, ctx)
