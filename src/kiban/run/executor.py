@@ -22,6 +22,10 @@ from kiban.project import Asset
 from kiban.run.events import Event, Listener
 from kiban.store import utcnow
 
+# The audit hook for one build: (asset, run id, fingerprint of the new version) → a hook, or None (nothing
+# to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish.
+AuditFor = Callable[[Asset, str, str], AuditHook | None]
+
 
 class Cancelled(Exception):
     """The run was asked to stop."""
@@ -61,8 +65,11 @@ class Executor:
     policy_for: Callable[[Asset], Policy]
     emit: Listener
     record: Callable[[Outcome, int, str], None]  # outcome, attempt number, fingerprint
-    audit: AuditHook | None = None
+    audit: AuditFor | None = None
     unavailable: dict[str, str] = field(default_factory=dict)  # input → why it cannot be read
+    # Whether an asset is big enough to deserve the whole machine. DuckDB already spreads one query over
+    # every core; two big queries side by side only compete for cores and double the memory.
+    heavy: Callable[[str, dict[str, Outcome]], bool] = lambda _key, _done: False
     cancel: threading.Event = field(default_factory=threading.Event)
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,8 +88,13 @@ class Executor:
         ready = [k for k in build if not waiting[k]]
         running: dict[Future[Outcome], str] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="kiban") as pool:
+            alone: str | None = None  # a heavy asset running with the machine to itself
             while ready or running:
-                while ready and len(running) < self.threads and not self.cancel.is_set():
+                while ready and len(running) < self.threads and alone is None and not self.cancel.is_set():
+                    if self.heavy(ready[0], outcomes):
+                        if running:
+                            break  # let the others finish; then it runs alone
+                        alone = ready[0]
                     key = ready.pop(0)
                     running[pool.submit(self._run_asset, key)] = key
                 if self.cancel.is_set():
@@ -98,6 +110,8 @@ class Executor:
                     continue
                 for future in done:
                     key = running.pop(future)
+                    if key == alone:
+                        alone = None
                     outcome = future.result()
                     outcomes[key] = outcome
                     for child in self.graph.children[key]:
@@ -193,7 +207,8 @@ class Executor:
                 timer.daemon = True
                 timer.start()
             tag = f"{self.run_id[-6:]}_{attempt}"
-            return self.engine.build(session, asset, fingerprint, tag, self.audit)
+            hook = self.audit(asset, self.run_id, fingerprint) if self.audit else None
+            return self.engine.build(session, asset, fingerprint, tag, hook)
         except Exception:
             if self.cancel.is_set():
                 raise Cancelled() from None

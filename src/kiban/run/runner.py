@@ -9,18 +9,19 @@ import contextlib
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 
-from kiban.engines import AuditHook, Engine, open_engine
+from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
 from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
-from kiban.run.executor import Executor, Outcome, Policy
+from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.plan import Plan, make_plan
 from kiban.store import Store, utcnow
 
@@ -103,8 +104,11 @@ def _listening(listeners: Sequence[Listener]) -> Iterator[Listener]:
 
 
 def run_project(project: Project, options: RunOptions, listeners: Sequence[Listener] = (),
-                audit: AuditHook | None = None, executor_hook: list[Executor] | None = None) -> RunResult:
-    """Run the selected assets of ``project``. Never raises for an asset failure: see the result."""
+                audit: AuditFor | None = None, executor_hook: list[Executor] | None = None) -> RunResult:
+    """Run the selected assets of ``project``. Never raises for an asset failure: see the result.
+
+    ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``).
+    """
     graph = build_graph(project)
     store = Store(project.state_url)
     run_id = new_run_id()
@@ -129,7 +133,7 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
 
 def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
                 selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
-                audit: AuditHook | None, executor_hook: list[Executor] | None) -> RunResult:
+                audit: AuditFor | None, executor_hook: list[Executor] | None) -> RunResult:
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
@@ -166,7 +170,8 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
-                                unavailable=_unavailable(graph, lake_versions))
+                                unavailable=_unavailable(graph, lake_versions),
+                                heavy=_heaviness(graph, store, project))
             if executor_hook is not None:
                 executor_hook.append(executor)
             outcomes = executor.execute(plan.build)
@@ -195,6 +200,36 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+HEAVY_LAKE_BYTES = 64 * 2**20  # reading this much Parquet keeps every core busy on its own
+HEAVY_INPUT_ROWS = 2_000_000
+
+
+def _heaviness(graph: Graph, store: Store, project: Project) -> Callable[[str, dict[str, Outcome]], bool]:
+    """A model is heavy when its inputs are big: Parquet bytes for lake inputs; rows for model inputs, as
+    built in this run or, failing that, in the last successful build."""
+    lake_bytes = {k: _folder_bytes(graph.assets[k].path) for k in graph.order if graph.assets[k].layer == "lake"}
+    last_rows = {k: a.rows for k, a in store.last_built(project.name).items() if a.rows is not None}
+
+    def heavy(key: str, done: dict[str, Outcome]) -> bool:
+        nbytes = rows = 0
+        for dep in graph.deps[key]:
+            if dep in lake_bytes:
+                nbytes += lake_bytes[dep]
+            else:
+                built = done.get(dep)
+                rows += (built.rows if built and built.rows is not None else last_rows.get(dep)) or 0
+        return nbytes >= HEAVY_LAKE_BYTES or rows >= HEAVY_INPUT_ROWS
+
+    return heavy
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames if f.endswith(".parquet"))
+    return total
 
 
 def _unavailable(graph: Graph, lake_versions: dict[str, str]) -> dict[str, str]:
