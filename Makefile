@@ -22,11 +22,16 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	$(BIN)/kiban --project examples/shop incidents
 	$(BIN)/kiban --project examples/shop report
 	@echo
+	@echo "Data-quality checks on the lake (the generator's bad POS lines fail on purpose):"
+	-$(BIN)/kiban --project examples/shop check layer:lake
+	@echo
 	@echo "Next: look around with"
 	@echo "  $(BIN)/kiban --project examples/shop incidents show 4     # one incident's timeline"
 	@echo "  $(BIN)/kiban --project examples/shop slo deadlines       # how late each asset may finish"
 	@echo "  $(BIN)/kiban --project examples/shop impact warehouse.order_lines"
 	@echo "  $(BIN)/kiban --project examples/shop report -f html -o examples/shop/report.html"
+	@echo "  $(BIN)/kiban --project examples/shop check                # every check, on what is published"
+	@echo "  $(BIN)/kiban --project examples/shop show warehouse.customers"
 	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"
 

@@ -30,6 +30,7 @@ def add_run(store: Store, project: str, run_id: str, started: datetime,
 
 def add_check(store: Store, asset: str, name: str, status: str, at: datetime) -> None:
     with store.engine.begin() as conn:
-        conn.execute(check_results.insert().values(run_id=None, asset=asset, check_name=name, severity="error",
+        conn.execute(check_results.insert().values(run_id=None, project="test", asset=asset, check_name=name,
+                                                   severity="error", kind="not_null",
                                                    status=status, failures=3 if status == "fail" else 0,
                                                    checked_at=at))

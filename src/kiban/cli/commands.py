@@ -75,16 +75,25 @@ def run(
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
+    from kiban.checks.gate import gate_for
+
+    gate = gate_for(project)  # data-quality checks judge every new version before it is published
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_project(project, options, listeners)
+        result = run_project(project, options, listeners, audit=gate)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if watcher is not None:
             watcher.close()
             watcher.store.close()
+        if gate is not None:
+            gate.close()
     if log_format == "text":
         print_run_summary(result, project)
+        if gate is not None:
+            from kiban.cli.checks import print_run_checks
+
+            print_run_checks(project, result.run_id)
     elif not result.ok:  # stdout holds only JSON lines
         err_console.print(f"run {result.run_id} {result.status}", style="red")
     if project.usecases:

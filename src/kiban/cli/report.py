@@ -183,6 +183,9 @@ def print_asset(project: Project, name: str) -> None:
             table.add_row(a.run_id, styled(a.status), str(a.attempt), local_time(a.started_at, tz),
                           duration(a.seconds), number(a.rows), size(a.bytes), escape((a.error or "")[:80]))
         console.print(table)
+    from kiban.cli.checks import print_asset_checks
+
+    print_asset_checks(project, key)
 
 
 def _print_service_levels(project: Project, graph: Graph, store: Store, key: str) -> None:

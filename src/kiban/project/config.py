@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kiban.checks.spec import ColumnCheck, TableCheck, check_type, columns_of
+from kiban.project.jobs import JobConfig, SchedulerConfig
+
 LAYERS = ("lake", "warehouse", "mart")
 Layer = Literal["lake", "warehouse", "mart"]
 
@@ -33,6 +36,8 @@ class ProjectConfig(_Strict):
     calendar: str = "jp"
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    jobs: dict[str, JobConfig] = Field(default_factory=dict)  # the scheduler's: kiban.project.jobs
+    scheduler: SchedulerConfig = SchedulerConfig()
 
     @field_validator("timezone")
     @classmethod
@@ -111,11 +116,37 @@ class ChannelConfig(_Strict):
 
 
 class ColumnConfig(_Strict):
-    """One documented column of a model."""
+    """One documented column of a model: what it means, its type for a contract, the checks on it."""
 
     name: str
     description: str = ""
     tags: tuple[str, ...] = ()
+    type: str | None = None  # the declared type, enforced by a `contract` check
+    checks: tuple[ColumnCheck, ...] = ()
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str | None) -> str | None:
+        return check_type(value)
+
+    @model_validator(mode="after")
+    def _own_column(self) -> ColumnConfig:
+        """A check listed under a column is about that column."""
+        resolved = []
+        for check in self.checks:
+            named = columns_of(check)
+            if check.kind == "unique":
+                if named and named != (self.name,):
+                    raise ValueError(f"a unique check under column {self.name} is about {self.name}; "
+                                     "list a composite key under the model's `checks:` as unique: [a, b]")
+                check = check.model_copy(update={"columns": (self.name,)})
+            elif hasattr(check, "column"):
+                if named and named != (self.name,):
+                    raise ValueError(f"a check under column {self.name} names another column ({named[0]})")
+                check = check.model_copy(update={"column": self.name})
+            resolved.append(check)
+        object.__setattr__(self, "checks", tuple(resolved))  # frozen: set once, while validating
+        return self
 
 
 class ModelConfig(_Strict):
@@ -130,8 +161,17 @@ class ModelConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     time_column: str | None = None  # the column that says how far the data reaches (max → watermark)
     expected_duration: float | None = None  # seconds; used for deadlines until there is history
+    checks: tuple[TableCheck, ...] = ()  # table checks; column checks sit under `columns:`
 
     @field_validator("expected_duration", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @property
+    def has_checks(self) -> bool:
+        return bool(self.checks) or any(c.checks for c in self.columns)
+
+
+# Keys of a model's sidecar that are about building it, and so mean nothing for a lake table's sidecar.
+BUILD_KEYS = ("materialized", "retries", "timeout", "time_column", "expected_duration")

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
-from kiban.project.config import LAYERS, ModelConfig, ProjectConfig
+from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
+from kiban.project.jobs import check_jobs
 from kiban.project.usecase import UseCase, UseCaseConfig
 from kiban.project.yamlfile import YamlPath, load_yaml, validate
 
 PROJECT_FILE = "kiban.yml"
 MODEL_LAYERS = ("warehouse", "mart")
+LAKE_SIDECARS = "lake"  # models/lake/<table>.yml describes (and checks) the lake table lake/<table>/
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def load_project(start: Path | str = ".") -> Project:
     assets: dict[str, Asset] = {}
     for asset in _lake_assets(root, config):
         assets[asset.key] = asset
+    for asset in _lake_sidecars(root, assets, errors):
+        assets[asset.key] = asset
     for asset in _model_assets(root, errors):
         if asset.key in assets:
             other = assets[asset.key]
@@ -90,6 +94,10 @@ def load_project(start: Path | str = ".") -> Project:
             continue
         assets[asset.key] = asset
     usecases = _usecases(root, config, assets, errors)
+    _check_declarations(config, assets, errors)
+    if config.jobs:
+        check_jobs(load_yaml(root / PROJECT_FILE), config.jobs, assets, usecases,
+                   (*BUILTIN_CALENDARS, *config.calendars), errors)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases)
@@ -167,6 +175,85 @@ def _lake_assets(root: Path, config: ProjectConfig) -> list[Asset]:
     ]
 
 
+def _lake_sidecars(root: Path, assets: dict[str, Asset], errors: list[ProjectError]) -> list[Asset]:
+    """``models/lake/<table>.yml``: the description, columns and checks of the lake table ``lake/<table>/``.
+
+    Lake tables have no SQL, so their sidecars live apart from the data (which may be elsewhere, and is
+    often not in version control). They take a model sidecar's keys except those about building.
+    """
+    folder = root / "models" / LAKE_SIDECARS
+    if not folder.is_dir():
+        return []
+    found: list[Asset] = []
+    lake_names = [a.name for a in assets.values() if a.layer == "lake"]
+    for path in sorted([*folder.glob("*"), *folder.glob("*/**/*")]):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        if path.suffix not in (".yml", ".yaml"):
+            errors.append(ProjectError("models/lake/ holds only sidecars of lake tables (<table>.yml)",
+                                       Location(path), "SQL models live in models/warehouse/ or models/mart/"))
+            continue
+        asset = assets.get(f"lake.{path.stem.lower()}")
+        if asset is None or path.parent != folder:
+            errors.append(ProjectError(f"sidecar {path.name} describes no lake table: there is no folder "
+                                       f"lake/{path.stem}/", Location(path),
+                                       did_you_mean(path.stem, lake_names) or "name it after a folder in lake/"))
+            continue
+        try:
+            doc = load_yaml(path)
+            extra = [k for k in BUILD_KEYS if isinstance(doc.data, dict) and k in doc.data]
+            if extra:
+                raise ProjectError(f"'{extra[0]}' is about building a model; a lake table's sidecar takes "
+                                   "description, owner, tags, columns and checks", doc.location((extra[0],)))
+            config = validate(doc, ModelConfig)
+        except ProjectErrors as many:
+            errors.extend(many.errors)
+            continue
+        except ProjectError as exc:
+            errors.append(exc)
+            continue
+        found.append(Asset(layer="lake", name=asset.name, path=asset.path, config=config, config_path=path))
+    return found
+
+
+def _check_declarations(config: ProjectConfig, assets: dict[str, Asset], errors: list[ProjectError]) -> None:
+    """What a sidecar's checks name must exist: other assets (relationships), calendars (freshness);
+    check names must differ. Columns are checked when the checks run, against the relation itself."""
+    from kiban.checks.spec import Contract, Freshness, Relationships, declared
+
+    by_name: dict[str, list[str]] = {}
+    for key, asset in assets.items():
+        by_name.setdefault(asset.name, []).append(key)
+    calendars = (*BUILTIN_CALENDARS, *config.calendars)
+    for asset in assets.values():
+        cfg = asset.config
+        if not cfg.has_checks or asset.config_path is None:
+            continue
+        found, named = declared(cfg.columns, cfg.checks)
+        problems: list[tuple[YamlPath, str, str | None]] = [(path, message, None) for path, message in named]
+        for item in found:
+            spec = item.spec
+            if isinstance(spec, Relationships):
+                target = spec.target
+                matches = [target] if target in assets else by_name.get(target, [])
+                if len(matches) != 1:
+                    hint = did_you_mean(target, [*assets, *by_name]) if not matches else "qualify it with its layer"
+                    problems.append((item.path, f"relationships: unknown asset '{target}'" if not matches
+                                     else f"relationships: '{target}' is ambiguous: {', '.join(matches)}", hint))
+                elif matches[0] == asset.key:
+                    problems.append((item.path, "relationships: an asset cannot reference itself", None))
+            elif isinstance(spec, Freshness) and spec.calendar is not None and spec.calendar not in calendars:
+                problems.append((item.path, f"freshness: unknown calendar '{spec.calendar}'",
+                                 did_you_mean(spec.calendar, calendars)
+                                 or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}"))
+            elif isinstance(spec, Contract) and not cfg.columns:
+                problems.append((item.path, "a contract is the columns listed under `columns:` (with their "
+                                 "`type:`); this sidecar lists none", None))
+        if problems:
+            doc = load_yaml(asset.config_path)
+            errors.extend(ProjectError(message, doc.location(path), hint) for path, message, hint in problems)
+
+
 def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
     models = root / "models"
     if not models.is_dir():
@@ -175,8 +262,11 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
     for folder in sorted(models.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
+        if folder.name == LAKE_SIDECARS:
+            continue  # sidecars of lake tables: _lake_sidecars
         if folder.name not in MODEL_LAYERS:
-            hint = did_you_mean(folder.name, MODEL_LAYERS) or "models live in models/warehouse/ or models/mart/"
+            hint = did_you_mean(folder.name, MODEL_LAYERS) or (
+                "models live in models/warehouse/ or models/mart/ (and sidecars of lake tables in models/lake/)")
             errors.append(ProjectError(f"'{folder.name}' is not a layer", Location(folder), hint))
             continue
         for sql_path in sorted(folder.rglob("*.sql")):

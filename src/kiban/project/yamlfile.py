@@ -100,29 +100,56 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str |
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields that are allowed at ``loc`` inside ``model`` (best effort)."""
-    current: Any = model
+    """Names of the fields that are allowed at ``loc`` inside ``model`` (best effort).
+
+    A union of models tagged by ``kind`` (the checks) shows up in the path as the tag's value:
+    ``checks.0.range.mx`` looks for ``mx`` among the fields of the model whose ``kind`` is ``range``.
+    """
+    candidates: list[type[BaseModel]] = [model]
+    keyed = False  # the previous field is a mapping (dict[str, Model]): this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
-        info = getattr(current, "model_fields", {}).get(part)
-        if info is None:
+        tagged = [m for m in candidates if _kind_of(m) == part]
+        if tagged:
+            candidates = tagged
+            continue
+        owner = next((m for m in candidates if part in m.model_fields), None)
+        if owner is None:
             return []
-        annotation = info.annotation
-        current = _inner_model(annotation)
-        if current is None:
+        annotation = owner.model_fields[part].annotation
+        keyed = getattr(annotation, "__origin__", None) is dict
+        candidates = _inner_models(annotation)
+        if not candidates:
             return []
-    return list(getattr(current, "model_fields", {}).keys())
+    fields = list(candidates[0].model_fields) if len(candidates) == 1 else []
+    return [f for f in fields if f != "kind"]
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def _kind_of(model: type[BaseModel]) -> str | None:
+    info = model.model_fields.get("kind")
+    return info.default if info is not None and isinstance(info.default, str) else None
+
+
+def _inner_models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return [annotation]
+    found: list[type[BaseModel]] = []
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found:
-            return found
-    return None
+        found += [m for m in _inner_models(arg) if m not in found]
+    return found
+
+
+def _locate(doc: YamlDoc, loc: YamlPath) -> Location:
+    """Where an error's path points in the file. A tagged union (a check) puts its tag in the path
+    (``checks.0.range.min``) where the YAML may not have it (``- range: …`` / ``min: …`` beside it)."""
+    if loc not in doc.positions:
+        for i in range(len(loc) - 2, 0, -1):  # drop an inner segment, never the key itself
+            shorter = loc[:i] + loc[i + 1:]
+            if shorter in doc.positions:
+                return doc.location(shorter)
+    return doc.location(loc)
 
 
 def validate(doc: YamlDoc, model: type[M]) -> M:
@@ -135,7 +162,7 @@ def validate(doc: YamlDoc, model: type[M]) -> M:
         problems = []
         for err in exc.errors():
             message, hint = _describe(dict(err), model)
-            problems.append(ProjectError(message, doc.location(tuple(err["loc"])), hint))
+            problems.append(ProjectError(message, _locate(doc, tuple(err["loc"])), hint))
         if len(problems) == 1:
             raise problems[0] from None
         raise ProjectErrors(problems) from None

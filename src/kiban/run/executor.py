@@ -23,7 +23,9 @@ from kiban.run.events import Event, Listener
 from kiban.store import utcnow
 
 # The audit hook for one build: (asset, run id, fingerprint of the new version) → a hook, or None (nothing
-# to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish.
+# to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish. A factory
+# may also have an attribute ``after`` (asset → assets whose build it must wait for, when they are built in
+# the same run): a relationships check wants the referenced table's new version.
 AuditFor = Callable[[Asset, str, str], AuditHook | None]
 
 
@@ -66,6 +68,7 @@ class Executor:
     emit: Listener
     record: Callable[[Outcome, int, str], None]  # outcome, attempt number, fingerprint
     audit: AuditFor | None = None
+    after: dict[str, tuple[str, ...]] = field(default_factory=dict)  # ordering only: not inputs, never skipped
     unavailable: dict[str, str] = field(default_factory=dict)  # input → why it cannot be read
     # Whether an asset is big enough to deserve the whole machine. DuckDB already spreads one query over
     # every core; two big queries side by side only compete for cores and double the memory.
@@ -84,7 +87,12 @@ class Executor:
     def execute(self, build: list[str]) -> dict[str, Outcome]:
         todo = set(build)
         outcomes: dict[str, Outcome] = {}
-        waiting = {k: {d for d in self.graph.deps[k] if d in todo} for k in build}
+        waiting = {k: {d for d in (*self.graph.deps[k], *self.after.get(k, ())) if d in todo and d != k}
+                   for k in build}
+        later: dict[str, list[str]] = {}  # the reverse of `after`
+        for key, firsts in self.after.items():
+            for first in firsts:
+                later.setdefault(first, []).append(key)
         ready = [k for k in build if not waiting[k]]
         running: dict[Future[Outcome], str] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="kiban") as pool:
@@ -114,10 +122,11 @@ class Executor:
                         alone = None
                     outcome = future.result()
                     outcomes[key] = outcome
-                    for child in self.graph.children[key]:
+                    children = self.graph.children[key]
+                    for child in [*children, *(k for k in later.get(key, ()) if k not in children)]:
                         if child not in waiting or child in outcomes:
                             continue
-                        if outcome.status != "success":
+                        if outcome.status != "success" and child in children:
                             self._skip_downstream(child, key, outcome, outcomes, waiting)
                             continue
                         waiting[child].discard(key)

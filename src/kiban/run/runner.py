@@ -170,6 +170,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
+                                after=dict(getattr(audit, "after", None) or {}),
                                 unavailable=_unavailable(graph, lake_versions),
                                 heavy=_heaviness(graph, store, project))
             if executor_hook is not None:

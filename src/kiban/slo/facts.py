@@ -97,7 +97,8 @@ def load_facts(store: Store, project: str, since: datetime) -> Facts:
              .order_by(attempts.c.ended_at, attempts.c.id))
     checks = (sa.select(check_results.c.asset, check_results.c.check_name, check_results.c.status,
                         check_results.c.checked_at)
-              .where(check_results.c.severity == "error", check_results.c.checked_at > since)
+              .where(check_results.c.project == project, check_results.c.severity == "error",
+                     check_results.c.checked_at > since)
               .order_by(check_results.c.checked_at))
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()

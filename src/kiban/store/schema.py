@@ -66,6 +66,12 @@ check_results = Table(  # filled by data-quality checks; read by service levels 
     Column("failures", BigInteger),
     Column("detail", Text),
     Column("checked_at", DateTime, nullable=False),
+    Column("project", String(200)),  # runs know their project; `kiban check` results (run_id check-…) say it here
+    Column("kind", String(30)),  # not_null, unique, … (check_name is the declared or default name)
+    Column("fingerprint", String(64)),  # the version judged: a build's new version, or the published one
+    Column("rows", BigInteger),  # rows of that version
+    Column("observed", Text),  # JSON: what was measured (row count, sum, newest value) — the volume history
+    Column("samples", Text),  # JSON: up to N failing rows of a failed check (pii columns masked)
     Index("ix_check_results_asset", "asset", "checked_at"),
 )
 
@@ -128,4 +134,48 @@ notifications = Table(
     Column("created_at", DateTime, nullable=False),
     Column("sent_at", DateTime),
     Index("ix_notifications_key", "channel", "dedupe_key", "created_at"),
+)
+
+scheduler_leases = Table(  # leader election: the scheduler that holds an unexpired lease is the active one
+    "scheduler_leases",
+    metadata,
+    Column("name", String(300), primary_key=True),  # scheduler:<project>
+    Column("holder", String(64), nullable=False),  # the daemon's id (uuid), unique per process start
+    Column("pid", Integer),
+    Column("host", String(255)),
+    Column("acquired_at", DateTime, nullable=False),
+    Column("renewed_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+job_ticks = Table(  # one row per cron tick or sensor firing; the unique key is what makes a tick run once
+    "job_ticks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("job", String(200), nullable=False),
+    Column("scheduled_at", DateTime, nullable=False),  # UTC: the cron tick, or when the sensor fired
+    Column("kind", String(20), nullable=False),  # cron, sensor
+    Column("status", String(20), nullable=False),  # queued, running, success, failed, skipped, lost
+    Column("holder", String(64)),  # the scheduler that claimed it
+    Column("run_id", String(40)),
+    Column("pid", Integer),  # of the `kiban run` process
+    Column("host", String(255)),  # where that process runs
+    Column("reason", Text),  # why: the sensor's change, or why it was skipped
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("exit_code", Integer),
+    Index("ux_job_ticks_job_time", "project", "job", "scheduled_at", unique=True),
+)
+
+trigger_states = Table(  # what each trigger last saw: a sensor's fingerprint; how far cron ticks were looked at
+    "trigger_states",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("job", String(200), primary_key=True),
+    Column("trigger", String(500), primary_key=True),  # a sensor's key, or "cron"
+    Column("fingerprint", String(64), nullable=False),
+    Column("observed_at", DateTime, nullable=False),
+    Column("fired_at", DateTime),
 )

@@ -1,0 +1,131 @@
+"""The gate of ``kiban run``: every new version of a model passes its checks before it is published.
+
+``Gate`` is the audit-hook factory that ``run_project`` takes. For each asset being built it returns a
+hook (or None when the asset has no checks) which ``Engine.build`` calls on the new version inside the
+publishing transaction. The hook runs the suite, records every result with the run id and the version's
+fingerprint, and raises :class:`CheckFailed` when a check of severity ``error`` failed: the transaction
+rolls back, the previous version stays published, and the run skips what is downstream.
+
+Lake tables are not built, so they are not gated here; ``kiban check`` judges them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from kiban.checks.evaluate import CheckResult, context, run_suite
+from kiban.checks.history import observations, record
+from kiban.checks.spec import Relationships
+from kiban.checks.suite import Suite, suites_of
+from kiban.engines.base import AuditHook, Session
+from kiban.errors import KibanError
+from kiban.project import Asset, Project
+from kiban.store import Store
+
+
+class CheckFailed(KibanError):
+    """Checks of severity error failed: the version they judged is not published."""
+
+    def __init__(self, asset: str, failed: list[CheckResult]) -> None:
+        listed = "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        super().__init__(f"{len(failed)} blocking check{'s' if len(failed) != 1 else ''} failed, the previous "
+                         f"version stays published — {listed}",
+                         f"`kiban show {asset}` shows the checks' history and failing rows")
+        self.asset = asset
+        self.failed = failed
+
+
+class Gate:
+    """Audit hooks for the models of ``project`` that declare checks (their SQL is validated here)."""
+
+    def __init__(self, project: Project, now: Callable[[], datetime] | None = None) -> None:
+        self.project = project
+        self.suites: dict[str, Suite] = suites_of(project, [k for k, a in project.assets.items()
+                                                            if a.layer != "lake"])
+        self.now = now or (lambda: datetime.now(UTC))
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self.after = self._order()
+
+    def _order(self) -> dict[str, tuple[str, ...]]:
+        """Which builds wait for which: a relationships check wants the referenced model's new version when
+        both are built in one run. Checked here: the referenced model must not be built from the checked one."""
+        after: dict[str, tuple[str, ...]] = {}
+        for key, suite in self.suites.items():
+            targets = {c.target for c in suite.checks if isinstance(c.spec, Relationships) and c.target}
+            targets = {t for t in targets if t in self.project.assets and self.project.assets[t].layer != "lake"}
+            if targets:
+                after[key] = tuple(sorted(targets))
+        if not after:
+            return after
+        from kiban.graph import build_graph
+
+        graph = build_graph(self.project)
+        deps = {k: set(graph.deps[k]) | set(after.get(k, ())) for k in graph.assets}
+        for key, firsts in after.items():
+            for target in firsts:
+                if key in graph.upstream(target) or _reaches(deps, target, key):
+                    check = next(c for c in self.suites[key].checks if c.target == target)
+                    raise check.error(f"relationships to {target}, which is built from {key} (directly or via "
+                                      "other checks), so it would always see an old version",
+                                      "check the relationship from the other side")
+        return after
+
+    def __bool__(self) -> bool:
+        return bool(self.suites)
+
+    @property
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.project.state_url)
+            return self._store
+
+    def __call__(self, asset: Asset, run_id: str, fingerprint: str) -> AuditHook | None:
+        suite = self.suites.get(asset.key)
+        if not suite:
+            return None
+
+        def audit(session: Session, relation: str) -> None:
+            moment = self.now()
+            store = self.store
+            tz = ZoneInfo(self.project.config.timezone)
+            results = run_suite(session, relation, suite, context(
+                self.project, lambda a, c: observations(store, self.project.name, a, c, tz), moment))
+            record(store, self.project.name, run_id, fingerprint, results,
+                   checked_at=moment.astimezone(UTC).replace(tzinfo=None))
+            blocking = [r for r in results if r.blocks]
+            if blocking:
+                raise CheckFailed(asset.key, blocking)
+
+        return audit
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def gate_for(project: Project) -> Gate | None:
+    """The gate of a run of ``project``, or None when no model declares checks."""
+    if not any(a.config.has_checks for a in project.assets.values() if a.layer != "lake"):
+        return None
+    return Gate(project)
+
+
+def _reaches(deps: dict[str, set[str]], start: str, goal: str) -> bool:
+    """Whether ``goal`` is among the things ``start`` waits for, following ``deps`` (inputs and orderings)."""
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        node = stack.pop()
+        for up in deps.get(node, ()):
+            if up == goal:
+                return True
+            if up not in seen:
+                seen.add(up)
+                stack.append(up)
+    return False

@@ -1,0 +1,245 @@
+"""The scheduler loop: lead, find what is due, start it in deadline order within the limit, record outcomes.
+
+One iteration (:meth:`Scheduler.step`):
+
+1. take or renew the lease (:mod:`kiban.schedule.leader`); a follower stops here and looks again later;
+2. settle ticks a previous leader left running (their run's outcome is in the store);
+3. claim due cron ticks, applying each job's catch-up policy (skipped ticks are recorded too);
+4. look at the sensors; a firing claims a tick;
+5. start queued ticks, nearest latest start first, while fewer than ``scheduler.max_runs`` run;
+6. record the outcome of runs that ended.
+
+Every tick is a row of ``job_ticks`` whose insert is its claim, and whose ``queued → running`` update is
+the claim to start it: neither can happen twice, so no tick runs twice, even when leaders change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kiban.project import Project
+from kiban.schedule.clock import Clock, RealClock
+from kiban.schedule.launcher import Handle, Launcher, launch_process
+from kiban.schedule.leader import Leader
+from kiban.schedule.ledger import Ledger
+from kiban.schedule.priority import JobPriority, job_priorities, ordered
+from kiban.schedule.sensors import fire_sensors
+from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
+from kiban.store import Store
+from kiban.store.schema import job_ticks
+from kiban.store.store import HOST, pid_alive
+
+EXIT_STATUS = {0: "success", 130: "cancelled", 3: "failed"}
+STOP_GRACE = 60.0  # seconds runs get to cancel cleanly when the scheduler stops
+
+SLO_CHECK_SECONDS = 60.0
+
+@dataclass
+class Running:
+    tick_id: int
+    job: str
+    handle: Handle
+    run_id: str | None = None
+
+
+@dataclass
+class Scheduler:
+    project: Project
+    store: Store
+    clock: Clock = field(default_factory=RealClock)
+    launcher: Launcher = launch_process
+    jobs: list[str] | None = None  # only these jobs (default: all)
+    log: Callable[[str, dict[str, Any]], None] = lambda message, detail: None
+    leader: Leader = field(init=False)
+    ledger: Ledger = field(init=False)
+    running: dict[int, Running] = field(default_factory=dict)
+    is_leader: bool = False
+    _graph: Any = None
+    _last_renew: datetime | None = None
+    _last_slo_check: datetime | None = None
+
+    def __post_init__(self) -> None:
+        settings = self.project.config.scheduler
+        self.leader = Leader(self.store, self.project.name, self.clock, settings.lease)
+        self.ledger = Ledger(self.store, self.project.name)
+        self.schedules = {name: JobSchedule(name, job, self.project.config)
+                          for name, job in self.project.config.jobs.items()
+                          if self.jobs is None or name in self.jobs}
+
+    # -- the loop ----------------------------------------------------------------------------
+    def serve(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; then stop the runs cleanly and give the lease up."""
+        poll = self.project.config.scheduler.poll
+        try:
+            while not stop.is_set():
+                self.step()
+                self.clock.sleep(poll, stop)
+        finally:
+            self.shutdown()
+
+    def step(self) -> bool:
+        """One look at the schedule; True when this scheduler is the leader."""
+        was = self.is_leader
+        self.is_leader = self.leader.acquire()
+        if self.is_leader != was:
+            self.log("leader" if self.is_leader else "follower",
+                     {"holder": self.leader.holder, "pid": self.leader.pid})
+        if not self.is_leader:
+            return False
+        self._last_renew = self.clock.now()
+        self._collect()
+        self._settle_orphans()
+        now = self.clock.now()
+        self.claim_cron_ticks(now)
+        for tick in fire_sensors(self.project, self.store, self.ledger, self.leader.holder, now,
+                                 list(self.schedules)):
+            self.log("sensor fired", {"tick": tick})
+        self._start_queued(now)
+        self._check_service_levels(now)
+        return True
+
+    def _check_service_levels(self, now: datetime) -> None:
+        """Deadlines pass whether or not anything ran: judge the use cases every minute, open incidents,
+        notify. A batch that never started is noticed here."""
+        if not self.project.usecases:
+            return
+        if self._last_slo_check is not None and (now - self._last_slo_check).total_seconds() < SLO_CHECK_SECONDS:
+            return
+        self._last_slo_check = now
+        try:
+            from kiban.graph import build_graph
+            from kiban.slo.service import check
+
+            if self._graph is None:
+                self._graph = build_graph(self.project)
+            result = check(self.project, self._graph, self.store, now)
+            for incident in result.incidents:
+                self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
+        except Exception as exc:  # the scheduler keeps scheduling whatever happens here
+            self.log("service-level check failed", {"error": str(exc)})
+
+    def renew(self) -> None:
+        """Keep the lease while waiting for runs (``--once``)."""
+        renew_every = self.project.config.scheduler.renew
+        if self._last_renew is None or (self.clock.now() - self._last_renew).total_seconds() >= renew_every:
+            self.is_leader = self.leader.acquire()
+            self._last_renew = self.clock.now()
+
+    def wait_for_runs(self, stop: threading.Event) -> None:
+        """Until every run this scheduler started has ended (``--once``)."""
+        while self.running and not stop.is_set():
+            self.renew()
+            self._collect()
+            if self.running:
+                self.clock.sleep(0.2, stop)
+
+    def shutdown(self) -> None:
+        """Stop the runs this scheduler started (they cancel cleanly), record them, and release the lease."""
+        for item in self.running.values():
+            item.handle.terminate()
+        for item in list(self.running.values()):
+            item.handle.wait(STOP_GRACE)
+        self._collect()
+        if self.is_leader:
+            self.leader.release()
+            self.is_leader = False
+
+    # -- cron ticks ----------------------------------------------------------------------------
+    def claim_cron_ticks(self, now: datetime) -> list[int]:
+        """Claim the cron ticks due since each job's last handled tick, per its catch-up policy."""
+        claimed: list[int] = []
+        for name, schedule in self.schedules.items():
+            if schedule.job.cron is None:
+                continue
+            last = self.ledger.cron_cursor(name)
+            ticks = schedule.ticks(last or now - FIRST_LOOKBACK, now)
+            to_run, to_skip = catch_up(schedule.job.catch_up, ticks, now)
+            for tick in to_skip:
+                self.ledger.claim(name, tick, "cron", self.leader.holder, now, status="skipped",
+                                  reason=f"missed (catch_up: {schedule.job.catch_up})")
+            for tick in to_run:
+                tick_id = self.ledger.claim(name, tick, "cron", self.leader.holder, now)
+                if tick_id is not None:
+                    claimed.append(tick_id)
+                    self.log("tick", {"job": name, "scheduled_at": tick.isoformat() + "Z", "tick": tick_id})
+            self.ledger.advance_cron_cursor(name, now)
+        return claimed
+
+    # -- starting and watching runs ------------------------------------------------------------
+    def _priorities(self, now: datetime) -> dict[str, JobPriority]:
+        if not any(job.for_ for job in self.project.config.jobs.values()):
+            return {}
+        try:
+            if self._graph is None:
+                from kiban.graph import build_graph
+
+                self._graph = build_graph(self.project)
+            return job_priorities(self.project, self._graph, self.store, now)
+        except Exception as exc:  # ordering is an optimisation: never let it stop the schedule
+            self.log("priorities unavailable", {"error": str(exc)})
+            return {}
+
+    def _start_queued(self, now: datetime) -> None:
+        queued = [t for t in self.ledger.pending() if t.status == "queued" and t.job in self.schedules]
+        slots = self.project.config.scheduler.max_runs - self._busy()
+        if not queued or slots <= 0:
+            return
+        items = [(t.job, t.scheduled_at, t.id) for t in queued]
+        if len(items) > 1 and slots < len(items):
+            items = ordered(items, self._priorities(now))
+        for job, _scheduled, tick_id in items[:slots]:
+            if not self._mark_running(tick_id, now):
+                continue  # another scheduler started it
+            handle = self.launcher(self.project, job, self.project.config.jobs[job], tick_id)
+            self.ledger.update(tick_id, pid=handle.pid, host=HOST)
+            self.running[tick_id] = Running(tick_id, job, handle)
+            self.log("run started", {"job": job, "tick": tick_id, "pid": handle.pid})
+
+    def _mark_running(self, tick_id: int, now: datetime) -> bool:
+        with self.store.engine.begin() as conn:
+            result = conn.execute(job_ticks.update().where(job_ticks.c.id == tick_id, job_ticks.c.status == "queued")
+                                  .values(status="running", started_at=now, holder=self.leader.holder))
+        return result.rowcount == 1
+
+    def _busy(self) -> int:
+        """Runs going on now: this scheduler's, and those a previous leader started that still run."""
+        mine = len(self.running)
+        others = sum(1 for t in self.ledger.pending() if t.status == "running" and t.id not in self.running)
+        return mine + others
+
+    def _collect(self) -> None:
+        """Record the outcome of the runs that ended."""
+        for tick_id, item in list(self.running.items()):
+            if item.run_id is None:
+                item.run_id = item.handle.run_id()
+                if item.run_id is not None:
+                    self.ledger.update(tick_id, run_id=item.run_id)
+            code = item.handle.poll()
+            if code is None:
+                continue
+            item.run_id = item.run_id or item.handle.run_id()
+            status = EXIT_STATUS.get(code, "failed") if code >= 0 else "cancelled"
+            self.ledger.update(tick_id, status=status, exit_code=code, ended_at=self.clock.now(), run_id=item.run_id)
+            del self.running[tick_id]
+            self.log("run ended", {"job": item.job, "tick": tick_id, "status": status, "exit_code": code,
+                                   "run_id": item.run_id})
+
+    def _settle_orphans(self) -> None:
+        """Ticks another (dead) scheduler left running: take their run's outcome from the store."""
+        for tick in self.ledger.pending():
+            if tick.status != "running" or tick.id in self.running:
+                continue
+            status: str | None = None
+            run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
+            if run_status is not None and run_status != "running":
+                status = {"success": "success", "cancelled": "cancelled"}.get(run_status, "failed")
+            elif pid_alive(tick.pid, tick.host) is False:
+                status = "lost"
+            if status is not None:
+                self.ledger.update(tick.id, status=status, ended_at=self.clock.now(),
+                                   reason=(tick.reason or "") + " (settled by another scheduler)")
+

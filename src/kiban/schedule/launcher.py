@@ -1,0 +1,103 @@
+"""Starting a job's run: a ``kiban run`` child process per tick, for crash isolation.
+
+A run that crashes, leaks memory or hangs cannot take the scheduler with it; the state store's run lock
+serialises runs of one project whoever starts them (``--wait`` queues behind a run in progress).
+The child runs in its own session, so a Ctrl-C at the scheduler's terminal reaches the scheduler only,
+which then stops its runs with SIGTERM (they cancel cleanly) — and a ``kill -9`` of the scheduler
+leaves its runs to finish; the next leader picks up their outcome from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from kiban.project import Project
+from kiban.project.jobs import JobConfig
+
+
+class Handle(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def run_id(self) -> str | None: ...
+
+    def terminate(self) -> None: ...
+
+    def wait(self, timeout: float) -> int | None: ...
+
+
+class Launcher(Protocol):
+    def __call__(self, project: Project, job_name: str, job: JobConfig, tick_id: int) -> Handle: ...
+
+
+def run_command(project: Project, job: JobConfig) -> list[str]:
+    """The ``kiban run`` command line of a job."""
+    args = [sys.executable, "-m", "kiban", "--project", str(project.root), "run", *job.select]
+    for term in job.exclude:
+        args += ["--exclude", term]
+    return [*args, "--wait", f"{job.wait:g}", "--log-format", "json"]
+
+
+@dataclass
+class ProcessHandle:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = None
+    _run_id: str | None = field(default=None)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is not None and self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def run_id(self) -> str | None:
+        """The run's id, from the first JSON event it logged."""
+        if self._run_id is None and self.log_path.exists():
+            with self.log_path.open("rb") as log:
+                for line in log:
+                    if line.startswith(b"{") and b'"run_id"' in line:
+                        try:
+                            self._run_id = str(json.loads(line)["run_id"])
+                        except (ValueError, KeyError):
+                            continue
+                        break
+        return self._run_id
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.poll()
+        return code
+
+
+def launch_process(project: Project, job_name: str, job: JobConfig, tick_id: int) -> ProcessHandle:
+    """Start the job's run; its JSON log goes to ``.kiban/logs/scheduler/JOB-TICK.jsonl``."""
+    folder = project.state_dir / "logs" / "scheduler"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"{job_name}-{tick_id}.jsonl"
+    log = log_path.open("ab")
+    env = {**os.environ, "NO_COLOR": "1", "KIBAN_SCHEDULER_TICK": str(tick_id)}
+    process = subprocess.Popen(run_command(project, job), stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env, start_new_session=True, cwd=project.root)
+    return ProcessHandle(process, log_path, log)
