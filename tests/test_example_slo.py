@@ -242,3 +242,15 @@ def test_generating_the_history_after_a_real_run_keeps_the_real_run(shop):
     assert now["runs"] == after_run["runs"] and now["attempts"] == after_run["attempts"]
     final = lambda s: [(i[2], i[3], i[4], i[5], i[6]) for i in s["incidents"]]  # noqa: E731 - use case, day, ...
     assert final(now) == final(after_run)
+
+
+def test_the_shops_jobs_are_listed_with_next_runs_and_no_warning(shop, cli):
+    listed = cli("--project", shop["root"], "jobs", "--json")
+    rows = {r["job"]: r for r in json.loads(ok(listed))}
+    assert set(rows) == {"nightly_stores", "hourly_ranking", "partner_files"}
+    assert rows["nightly_stores"]["for"] == "morning_sales" and rows["nightly_stores"]["latest_start"]
+    assert rows["nightly_stores"]["next_run"].endswith("T17:00:00Z")  # 02:00 in Tokyo
+    assert rows["hourly_ranking"]["next_run"] and rows["partner_files"]["sensors"] == ["landing:landing/partners:*.csv"]
+    assert all(r["warning"] is None for r in rows.values())
+    table = ok(cli("--project", shop["root"], "jobs"))
+    assert "nightly_stores" in table and "warning" not in table

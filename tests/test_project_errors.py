@@ -125,7 +125,7 @@ def test_wrong_materialization_value(project, cli):
     root = project({"models/mart/daily_sales.yml": "description: Orders per day.\nmaterialized: tabel\n"})
     err = problem(cli, root)
     assert where(root, "models/mart/daily_sales.yml", 2, 1) + "materialized:" in err
-    assert "'table' or 'view'" in err
+    assert "'table', 'view' or 'incremental'" in err
 
 
 def test_unknown_timezone(project, cli):

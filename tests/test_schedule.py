@@ -54,11 +54,13 @@ class FakeLauncher:
 
     def __init__(self, instant: bool = True) -> None:
         self.started: list[tuple[str, int]] = []
+        self.resumed: list[bool] = []  # per start: `kiban run --resume` (a crashed run's recovery)
         self.handles: list[FakeHandle] = []
         self.instant = instant
 
-    def __call__(self, project, job_name, job, tick_id):
+    def __call__(self, project, job_name, job, tick_id, resume=False):
         self.started.append((job_name, tick_id))
+        self.resumed.append(resume)
         handle = FakeHandle(1000 + len(self.handles))
         if self.instant:
             handle.code = 0

@@ -45,7 +45,7 @@ def _root(
 
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
-    from kiban.cli import checks, commands, schedule, slo  # noqa: F401 - registers the commands
+    from kiban.cli import backfill, checks, commands, schedule, slo  # noqa: F401 - registers the commands
     from kiban.errors import KibanError
 
     try:

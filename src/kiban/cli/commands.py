@@ -147,15 +147,35 @@ def status() -> None:
 def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to list.")] = 20,
     run_id: Annotated[str | None, typer.Argument(help="Show one run's assets (an id or its prefix).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the list every second until Ctrl-C.")] = False,
+    count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
+                                              help="With --watch: stop after N refreshes.")] = None,
 ) -> None:
     """Recent runs, newest first; or one run in detail."""
-    from kiban.cli.report import print_run, print_runs
+    from kiban.cli.report import print_run, print_runs, watch_runs
+    from kiban.errors import UsageError
 
     project = _project()
     if run_id:
+        if watch:
+            raise UsageError("--watch lists the recent runs; it takes no run id",
+                             f"kiban logs {run_id} shows one run in full")
         print_run(project, run_id)
+    elif watch:
+        watch_runs(project, limit, count)
     else:
         print_runs(project, limit)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="A run id or its prefix (see `kiban runs`).")],
+    asset: Annotated[str | None, typer.Argument(help="Only this asset (key or name).")] = None,
+) -> None:
+    """A run's attempts in full: timing, rows, errors; and the scheduler's log of the run, if it started it."""
+    from kiban.cli.report import print_logs
+
+    print_logs(_project(), run_id, asset)
 
 
 @app.command()

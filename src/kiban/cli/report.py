@@ -12,7 +12,7 @@ from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.graph import Graph
 from kiban.project import Project
 from kiban.run import RunResult
-from kiban.store import Store
+from kiban.store import Store, utcnow
 
 
 def print_run_summary(result: RunResult, project: Project) -> None:
@@ -89,6 +89,29 @@ def print_status(project: Project) -> None:
 
 
 def print_runs(project: Project, limit: int) -> None:
+    console.print(runs_table(project, limit))
+
+
+def watch_runs(project: Project, limit: int, count: int | None = None, every: float = 1.0) -> None:
+    """``kiban runs --watch``: the runs table, refreshed every ``every`` seconds until Ctrl-C (or ``count`` times)."""
+    import time
+
+    from rich.live import Live
+
+    shown = 0
+    try:
+        with Live(runs_table(project, limit), console=console, auto_refresh=False) as live:
+            while count is None or shown < count:
+                live.update(runs_table(project, limit), refresh=True)
+                shown += 1
+                if count is None or shown < count:
+                    time.sleep(every)
+    except KeyboardInterrupt:  # the way to leave: not an error
+        pass
+
+
+def runs_table(project: Project, limit: int) -> Table | str:
+    """Recent runs, newest first (runs whose process is gone are marked abandoned first)."""
     store = Store(project.state_url)
     try:
         store.reap_abandoned(project.name)
@@ -97,8 +120,7 @@ def print_runs(project: Project, limit: int) -> None:
     finally:
         store.close()
     if not rows:
-        console.print("no runs yet: [bold]kiban run[/]")
-        return
+        return "no runs yet: [bold]kiban run[/]"
     table = Table(box=None, header_style="bold")
     for col in ("run", "status", "started", "took", "assets", "selection"):
         table.add_column(col, no_wrap=col != "selection")
@@ -107,11 +129,12 @@ def print_runs(project: Project, limit: int) -> None:
         counts: dict[str, int] = {}
         for value in final.values():
             counts[value] = counts.get(value, 0) + 1
-        took = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None
+        end = run.ended_at or (utcnow() if run.status == "running" else None)  # running: so far
+        took = (end - run.started_at).total_seconds() if end else None
         table.add_row(run.run_id, styled(run.status), local_time(run.started_at, project.config.timezone),
                       duration(took), " ".join(f"{styled(s)} {n}" for s, n in sorted(counts.items())) or "-",
                       escape(" ".join(run.selection) or "(all)"))
-    console.print(table)
+    return table
 
 
 def print_run(project: Project, run_id: str) -> None:
@@ -135,6 +158,91 @@ def print_run(project: Project, run_id: str) -> None:
         table.add_row(escape(a.asset), str(a.attempt), styled(a.status), local_time(a.started_at, tz),
                       duration(a.seconds), number(a.rows), escape((a.error or "")[:100]))
     console.print(table)
+
+
+def print_logs(project: Project, run_id: str, asset: str | None = None) -> None:
+    """``kiban logs RUN [ASSET]``: every attempt of a run with its timing, rows and full error; for a run the
+    scheduler started, its log file too (what the run printed, including a crash's traceback)."""
+    from kiban.schedule.ledger import Ledger
+
+    store = Store(project.state_url)
+    try:
+        store.reap_abandoned(project.name)
+        run = store.run(run_id) or store.find_run(run_id)
+        if run is None:
+            raise UsageError(f"no run with id '{run_id}'", "list runs with `kiban runs`")
+        attempts = store.attempts(run.run_id)
+        tick = Ledger(store, project.name).for_run(run.run_id)
+    finally:
+        store.close()
+    if asset is not None:
+        keys = sorted({a.asset for a in attempts})
+        matches = [k for k in keys if asset in (k, k.split(".", 1)[-1])]
+        if len(matches) != 1:
+            raise UsageError(f"run {run.run_id} has no asset '{asset}'" if not matches
+                             else f"'{asset}' is ambiguous: {', '.join(matches)}",
+                             did_you_mean(asset, [*keys, *(k.split(".", 1)[-1] for k in keys)])
+                             or f"its assets: {', '.join(keys) or 'none'}")
+        attempts = [a for a in attempts if a.asset == matches[0]]
+        asset = matches[0]
+    tz = project.config.timezone
+    took = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None
+    console.print(f"run [bold]{run.run_id}[/] {styled(run.status)}  started {local_time(run.started_at, tz)}"
+                  f"  ended {local_time(run.ended_at, tz)}  took {duration(took)}")
+    console.print(f"  selection: {escape(' '.join(run.selection) or '(all)')}   pid {run.pid} on {run.host}"
+                  + (f"   started by job {tick.job} (tick {tick.id}, {tick.kind})" if tick else ""))
+    if run.error:
+        console.print(f"  [red]{escape(run.error)}[/]")
+    for a in attempts:
+        console.print(f"\n[bold]{escape(a.asset)}[/] attempt {a.attempt} {styled(a.status)}  "
+                      f"{local_time(a.started_at, tz)} → {local_time(a.ended_at, tz)}  {duration(a.seconds)}"
+                      f"  rows {number(a.rows)}  size {size(a.bytes)}"
+                      + (f"  data through {a.watermark}" if a.watermark else ""))
+        if a.error:
+            console.print(escape(a.error), style="red" if a.status == "failed" else None, soft_wrap=True)
+    if not attempts:
+        console.print("no attempts recorded" + (" for this asset" if asset else ""))
+    if tick is None:
+        return
+    path = project.state_dir / "logs" / "scheduler" / f"{tick.job}-{tick.id}.jsonl"
+    if not path.exists():
+        console.print(f"\n[dim]scheduler log {path} is gone[/]")
+        return
+    console.print(f"\n[bold]scheduler log[/] {path}")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        text = _log_line(line, asset, tz)
+        if text is not None:
+            console.print(escape(text), soft_wrap=True)
+
+
+def _log_line(line: str, asset: str | None, tz: str) -> str | None:
+    """One line of a run's JSON log, readable; None when it is about another asset than ``asset``."""
+    import contextlib
+    import json
+    from datetime import datetime
+
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line  # not an event: what the process printed (a traceback, a warning)
+    if not isinstance(event, dict):
+        return line
+    if asset is not None and event.get("asset") not in (None, asset):
+        return None
+    at = str(event.get("at", ""))
+    with contextlib.suppress(ValueError):
+        at = local_time(datetime.fromisoformat(at.rstrip("Z")), tz)
+    parts = [at, event.get("kind", "")]
+    parts += [str(event[k]) for k in ("asset", "status") if event.get(k)]
+    if event.get("attempt"):
+        parts.append(f"attempt {event['attempt']}")
+    if event.get("seconds") is not None:
+        parts.append(duration(event["seconds"]))
+    if event.get("rows") is not None:
+        parts.append(f"{event['rows']:,} rows")
+    if event.get("error"):
+        parts.append(f"error: {event['error']}")
+    return "  ".join(parts)
 
 
 def print_asset(project: Project, name: str) -> None:

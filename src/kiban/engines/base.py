@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from kiban.project import Asset
@@ -37,6 +37,7 @@ class Session(Protocol):
 
 class Engine(Protocol):
     name: str
+    full_refresh: bool  # incremental models rebuild their whole table instead of their recent partitions
 
     def session(self) -> Session: ...
 
@@ -52,6 +53,16 @@ class Engine(Protocol):
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
               audit: AuditHook | None = None) -> BuildResult:
         """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        """Why the incremental ``asset`` cannot take single partitions now (not built, code changed); None: it can."""
+
+    def build_partition(self, session: Session, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        """Replace the rows of one time partition [start, end) of a published incremental model atomically."""
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        """Partitions of an incremental model as published: start → rows."""
 
     def watermark(self, asset: Asset) -> date | None:
         """How far the published data of ``asset`` reaches (max of its time_column)."""

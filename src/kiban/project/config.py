@@ -38,6 +38,16 @@ class ProjectConfig(_Strict):
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     jobs: dict[str, JobConfig] = Field(default_factory=dict)  # the scheduler's: kiban.project.jobs
     scheduler: SchedulerConfig = SchedulerConfig()
+    # at most N assets with this tag build at the same time within a run, e.g. {pos_extract: 1}
+    limits: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for tag, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"limits.{tag}: {limit} would never let an asset tagged {tag} run; use 1 or more")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -155,11 +165,15 @@ class ModelConfig(_Strict):
     description: str = ""
     owner: str | None = None
     tags: tuple[str, ...] = ()
-    materialized: Literal["table", "view"] = "table"
+    materialized: Literal["table", "view", "incremental"] = "table"
     columns: tuple[ColumnConfig, ...] = ()
     retries: int | None = Field(default=None, ge=0, le=20)
     timeout: float | None = Field(default=None, gt=0)
     time_column: str | None = None  # the column that says how far the data reaches (max → watermark)
+    # incremental models: partitions of time_column by grain; `lookback` partitions before the newest
+    # processed one are processed again on every run, for rows that arrive late
+    grain: Literal["day", "hour", "month"] | None = None
+    lookback: int | None = Field(default=None, ge=0, le=10_000)
     expected_duration: float | None = None  # seconds; used for deadlines until there is history
     checks: tuple[TableCheck, ...] = ()  # table checks; column checks sit under `columns:`
 
@@ -172,6 +186,18 @@ class ModelConfig(_Strict):
     def has_checks(self) -> bool:
         return bool(self.checks) or any(c.checks for c in self.columns)
 
+    @property
+    def incremental(self) -> bool:
+        return self.materialized == "incremental"
+
+    @property
+    def partition_grain(self) -> str:
+        return self.grain or "day"
+
+    @property
+    def partition_lookback(self) -> int:
+        return self.lookback if self.lookback is not None else 1
+
 
 # Keys of a model's sidecar that are about building it, and so mean nothing for a lake table's sidecar.
-BUILD_KEYS = ("materialized", "retries", "timeout", "time_column", "expected_duration")
+BUILD_KEYS = ("materialized", "retries", "timeout", "time_column", "expected_duration", "grain", "lookback")

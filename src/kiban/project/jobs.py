@@ -11,6 +11,7 @@ In ``kiban.yml``::
         cron: "0 2 * * *"       # in `timezone` (default: the project's)
         calendar: jp            # fire only on business days of this calendar (default: every day)
         catch_up: latest        # after downtime: skip | latest | all missed ticks
+        on_crash: resume        # a run whose process died is resumed once (`kiban run --resume`); or none
         for: store_managers     # a use case: deadline-aware order and a warning when it cannot be met
       partner_files:
         select: [+mart.partner_sales]
@@ -108,6 +109,10 @@ class JobConfig(_Strict):
     for_: str | None = Field(default=None, alias="for")  # a use case this job feeds
     sensors: tuple[SensorConfig, ...] = ()
     wait: float = Field(default=6 * 3600.0, ge=0, description="seconds a run waits for the run lock")
+    # When the job's run crashes (its process vanished, the run was reaped as abandoned): `resume` queues
+    # `kiban run --resume` once (a resumed run that crashes again is not resumed a second time); `none` leaves
+    # it to a person (the runbook in docs/operations.md).
+    on_crash: Literal["resume", "none"] = "resume"
 
     @field_validator("select", "exclude", mode="before")
     @classmethod
@@ -246,6 +251,18 @@ def check_jobs(doc: YamlDoc, jobs: Mapping[str, JobConfig], assets: Mapping[str,
                     and ".." in Path(sensor.landing).parts:
                 errors.append(ProjectError(f"job {name}: sensor {i + 1}: a landing folder inside the project, "
                                            "or an absolute path", doc.location((*here, "sensors", i, "landing"))))
+
+
+def check_limits(doc: YamlDoc, limits: Mapping[str, int], assets: Mapping[str, Asset],
+                 errors: list[ProjectError]) -> None:
+    """Per-tag limits (``limits:``) must name a tag some asset has: a misspelt one would limit nothing."""
+    from kiban.errors import ProjectError, did_you_mean
+
+    tags = {t for a in assets.values() for t in a.tags}
+    for tag in limits:
+        if tag not in tags:
+            errors.append(ProjectError(f"limits: no asset has tag '{tag}'", doc.location(("limits", tag)),
+                                       did_you_mean(tag, tags) or "tags are set in models' sidecars (tags: [...])"))
 
 
 def _at(doc: YamlDoc, path: tuple[Any, ...]) -> Any:

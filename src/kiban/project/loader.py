@@ -9,9 +9,9 @@ from pathlib import Path
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
-from kiban.project.jobs import check_jobs
+from kiban.project.jobs import check_jobs, check_limits
 from kiban.project.usecase import UseCase, UseCaseConfig
-from kiban.project.yamlfile import YamlPath, load_yaml, validate
+from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, validate
 
 PROJECT_FILE = "kiban.yml"
 MODEL_LAYERS = ("warehouse", "mart")
@@ -98,6 +98,8 @@ def load_project(start: Path | str = ".") -> Project:
     if config.jobs:
         check_jobs(load_yaml(root / PROJECT_FILE), config.jobs, assets, usecases,
                    (*BUILTIN_CALENDARS, *config.calendars), errors)
+    if config.limits:
+        check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases)
@@ -300,11 +302,26 @@ def _load_model(layer: str, sql_path: Path) -> Asset:
     for suffix in (".yml", ".yaml"):
         candidate = sql_path.with_suffix(suffix)
         if candidate.exists():
-            config = validate(load_yaml(candidate), ModelConfig)
+            doc = load_yaml(candidate)
+            config = validate(doc, ModelConfig)
+            _check_incremental(doc, config)
             config_path = candidate
             break
     return Asset(layer=layer, name=name, path=sql_path, sql=sql, config=config,  # type: ignore[arg-type]
                  config_path=config_path)
+
+
+def _check_incremental(doc: YamlDoc, config: ModelConfig) -> None:
+    """An incremental model needs its time column; partition settings mean nothing on other models."""
+    if config.incremental and not config.time_column:
+        raise ProjectError("an incremental model needs a time_column to cut its partitions by",
+                           doc.location(("materialized",)),
+                           "add e.g. `time_column: ordered_at` (a date or timestamp column of the model)")
+    if not config.incremental:
+        for key in ("grain", "lookback"):
+            if isinstance(doc.data, dict) and key in doc.data:
+                raise ProjectError(f"`{key}` only applies to incremental models", doc.location((key,)),
+                                   "add `materialized: incremental`, or remove the key")
 
 
 __all__ = ["LAYERS", "PROJECT_FILE", "Project", "find_project_root", "load_project", "resolve_url"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -73,6 +73,8 @@ class Executor:
     # Whether an asset is big enough to deserve the whole machine. DuckDB already spreads one query over
     # every core; two big queries side by side only compete for cores and double the memory.
     heavy: Callable[[str, dict[str, Outcome]], bool] = lambda _key, _done: False
+    # Per-tag concurrency limits (kiban.yml `limits: {tag: N}`), e.g. one extraction from the POS database at a time.
+    limits: dict[str, int] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,11 +101,16 @@ class Executor:
             alone: str | None = None  # a heavy asset running with the machine to itself
             while ready or running:
                 while ready and len(running) < self.threads and alone is None and not self.cancel.is_set():
-                    if self.heavy(ready[0], outcomes):
+                    # -- per-tag limits: the first ready asset whose tags all have a free slot ----------------
+                    pick = self._within_limits(ready, running.values())
+                    if pick is None:
+                        break  # every ready asset waits for one of its tags' running assets to finish
+                    # -- end of per-tag limits -------------------------------------------------------------
+                    if self.heavy(ready[pick], outcomes):
                         if running:
                             break  # let the others finish; then it runs alone
-                        alone = ready[0]
-                    key = ready.pop(0)
+                        alone = ready[pick]
+                    key = ready.pop(pick)
                     running[pool.submit(self._run_asset, key)] = key
                 if self.cancel.is_set():
                     for key in ready:
@@ -136,6 +143,21 @@ class Executor:
             if key not in outcomes:
                 outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
         return outcomes
+
+    def _within_limits(self, ready: list[str], running: Iterable[str]) -> int | None:
+        """Per-tag limits: the index of the first ready asset that may start now — for each of its tags with a
+        limit, fewer assets with that tag are running than the limit — or None when all must wait."""
+        if not self.limits:
+            return 0
+        busy: dict[str, int] = {}
+        for key in running:
+            for tag in self.graph.assets[key].config.tags:
+                busy[tag] = busy.get(tag, 0) + 1
+        for index, key in enumerate(ready):
+            if all(busy.get(tag, 0) < self.limits[tag] for tag in self.graph.assets[key].config.tags
+                   if tag in self.limits):
+                return index
+        return None
 
     def _skip_downstream(self, key: str, cause: str, cause_outcome: Outcome,
                          outcomes: dict[str, Outcome], waiting: dict[str, set[str]]) -> None:

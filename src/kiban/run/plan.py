@@ -35,6 +35,8 @@ def fingerprints(graph: Graph, lake_versions: dict[str, str], published: dict[st
             prints[key] = lake_versions.get(key, "")
             continue
         digest = hashlib.sha256(graph.sql_hashes[key].encode())
+        if asset.config.incremental:  # how the rows are cut into partitions is part of what they are
+            digest.update(f"\0partitions={asset.config.time_column}/{asset.config.partition_grain}".encode())
         for dep in sorted(graph.deps[key]):
             version = prints[dep] if dep in selected or graph.assets[dep].layer == "lake" \
                 else published.get(dep, "")

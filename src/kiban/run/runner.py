@@ -148,6 +148,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
     with _listening(listeners) as emit:
         try:
             engine = open_engine(project.warehouse_url)
+            engine.full_refresh = options.full_refresh  # incremental models: the whole table, not recent partitions
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             lake_versions = engine.prepare(lake_assets)
             plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh)
@@ -172,7 +173,8 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
                                 after=dict(getattr(audit, "after", None) or {}),
                                 unavailable=_unavailable(graph, lake_versions),
-                                heavy=_heaviness(graph, store, project))
+                                heavy=_heaviness(graph, store, project),
+                                limits=dict(project.config.limits))
             if executor_hook is not None:
                 executor_hook.append(executor)
             outcomes = executor.execute(plan.build)

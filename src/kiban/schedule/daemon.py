@@ -7,7 +7,8 @@ One iteration (:meth:`Scheduler.step`):
 3. claim due cron ticks, applying each job's catch-up policy (skipped ticks are recorded too);
 4. look at the sensors; a firing claims a tick;
 5. start queued ticks, nearest latest start first, while fewer than ``scheduler.max_runs`` run;
-6. record the outcome of runs that ended.
+6. record the outcome of runs that ended; a run that crashed is resumed once, per the job's ``on_crash``
+   (:mod:`kiban.schedule.recovery`).
 
 Every tick is a row of ``job_ticks`` whose insert is its claim, and whose ``queued → running`` update is
 the claim to start it: neither can happen twice, so no tick runs twice, even when leaders change.
@@ -23,17 +24,17 @@ from typing import Any
 
 from kiban.project import Project
 from kiban.schedule.clock import Clock, RealClock
-from kiban.schedule.launcher import Handle, Launcher, launch_process
+from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
 from kiban.schedule.leader import Leader
 from kiban.schedule.ledger import Ledger
 from kiban.schedule.priority import JobPriority, job_priorities, ordered
+from kiban.schedule.recovery import RECOVERY_KINDS, queue_recovery, run_outcome
 from kiban.schedule.sensors import fire_sensors
 from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
 from kiban.store import Store
 from kiban.store.schema import job_ticks
 from kiban.store.store import HOST, pid_alive
 
-EXIT_STATUS = {0: "success", 130: "cancelled", 3: "failed"}
 STOP_GRACE = 60.0  # seconds runs get to cancel cleanly when the scheduler stops
 
 SLO_CHECK_SECONDS = 60.0
@@ -44,6 +45,9 @@ class Running:
     job: str
     handle: Handle
     run_id: str | None = None
+    kind: str = "cron"  # cron, sensor, or a recovery (resume, retry)
+    scheduled_at: datetime | None = None
+    stopping: bool = False  # the scheduler sent it SIGTERM: a death by signal is a cancel, not a crash
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Scheduler:
     _graph: Any = None
     _last_renew: datetime | None = None
     _last_slo_check: datetime | None = None
+    _next_ticks: dict[str, datetime | None] = field(default_factory=dict)  # per job: its next cron tick
 
     def __post_init__(self) -> None:
         settings = self.project.config.scheduler
@@ -77,9 +82,25 @@ class Scheduler:
         try:
             while not stop.is_set():
                 self.step()
-                self.clock.sleep(poll, stop)
+                self.clock.sleep(self._until_next_look(poll), stop)
         finally:
             self.shutdown()
+
+    def _until_next_look(self, poll: float) -> float:
+        """Seconds to sleep: ``poll``, or less when a cron tick falls due sooner — the leader wakes at the tick
+        instead of noticing it up to a poll later."""
+        if not self.is_leader:
+            return poll
+        now = self.clock.now()
+        for name, schedule in self.schedules.items():
+            if schedule.job.cron is None:
+                continue
+            if name not in self._next_ticks or (self._next_ticks[name] or now) <= now:  # unknown, or due
+                self._next_ticks[name] = schedule.next_tick(now)
+        due = [t for t in self._next_ticks.values() if t is not None and t > now]
+        if not due:
+            return poll
+        return max(0.0, min(poll, (min(due) - now).total_seconds() + 0.001))
 
     def step(self) -> bool:
         """One look at the schedule; True when this scheduler is the leader."""
@@ -88,6 +109,10 @@ class Scheduler:
         if self.is_leader != was:
             self.log("leader" if self.is_leader else "follower",
                      {"holder": self.leader.holder, "pid": self.leader.pid})
+            if self.launcher is launch_process and self.is_leader:
+                warm_up(self.project)  # a process ready for the next tick: see kiban.schedule.warm
+            elif self.launcher is launch_process:
+                cool_down()
         if not self.is_leader:
             return False
         self._last_renew = self.clock.now()
@@ -140,10 +165,13 @@ class Scheduler:
     def shutdown(self) -> None:
         """Stop the runs this scheduler started (they cancel cleanly), record them, and release the lease."""
         for item in self.running.values():
+            item.stopping = True
             item.handle.terminate()
         for item in list(self.running.values()):
             item.handle.wait(STOP_GRACE)
         self._collect()
+        if self.launcher is launch_process:
+            cool_down()
         if self.is_leader:
             self.leader.release()
             self.is_leader = False
@@ -188,16 +216,22 @@ class Scheduler:
         slots = self.project.config.scheduler.max_runs - self._busy()
         if not queued or slots <= 0:
             return
-        items = [(t.job, t.scheduled_at, t.id) for t in queued]
-        if len(items) > 1 and slots < len(items):
-            items = ordered(items, self._priorities(now))
-        for job, _scheduled, tick_id in items[:slots]:
+        by_id = {t.id: t for t in queued}
+        # Recoveries first: they finish work a crash interrupted, and `--resume` reads the last run.
+        items = [(t.job, t.scheduled_at, t.id) for t in queued if t.kind in RECOVERY_KINDS]
+        rest = [(t.job, t.scheduled_at, t.id) for t in queued if t.kind not in RECOVERY_KINDS]
+        if len(rest) > 1 and slots < len(items) + len(rest):
+            rest = ordered(rest, self._priorities(now))
+        items += rest
+        for job, scheduled, tick_id in items[:slots]:
             if not self._mark_running(tick_id, now):
                 continue  # another scheduler started it
-            handle = self.launcher(self.project, job, self.project.config.jobs[job], tick_id)
+            kind = by_id[tick_id].kind
+            handle = self.launcher(self.project, job, self.project.config.jobs[job], tick_id,
+                                   resume=kind == "resume")
             self.ledger.update(tick_id, pid=handle.pid, host=HOST)
-            self.running[tick_id] = Running(tick_id, job, handle)
-            self.log("run started", {"job": job, "tick": tick_id, "pid": handle.pid})
+            self.running[tick_id] = Running(tick_id, job, handle, kind=kind, scheduled_at=scheduled)
+            self.log("run started", {"job": job, "tick": tick_id, "pid": handle.pid, "kind": kind})
 
     def _mark_running(self, tick_id: int, now: datetime) -> bool:
         with self.store.engine.begin() as conn:
@@ -222,11 +256,13 @@ class Scheduler:
             if code is None:
                 continue
             item.run_id = item.run_id or item.handle.run_id()
-            status = EXIT_STATUS.get(code, "failed") if code >= 0 else "cancelled"
+            status = run_outcome(self.store, self.project.name, item.run_id, code, item.stopping)
             self.ledger.update(tick_id, status=status, exit_code=code, ended_at=self.clock.now(), run_id=item.run_id)
             del self.running[tick_id]
             self.log("run ended", {"job": item.job, "tick": tick_id, "status": status, "exit_code": code,
                                    "run_id": item.run_id})
+            if status == "lost" and item.scheduled_at is not None:
+                self._recover(item.job, tick_id, item.kind, item.scheduled_at, item.run_id)
 
     def _settle_orphans(self) -> None:
         """Ticks another (dead) scheduler left running: take their run's outcome from the store."""
@@ -235,11 +271,29 @@ class Scheduler:
                 continue
             status: str | None = None
             run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
+            if run_status == "running" and pid_alive(tick.pid, tick.host) is False:
+                self.store.reap_abandoned(self.project.name)  # the process is gone: the run is abandoned
+                run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
             if run_status is not None and run_status != "running":
-                status = {"success": "success", "cancelled": "cancelled"}.get(run_status, "failed")
+                status = {"success": "success", "cancelled": "cancelled", "abandoned": "lost"}.get(run_status,
+                                                                                                   "failed")
             elif pid_alive(tick.pid, tick.host) is False:
                 status = "lost"
             if status is not None:
                 self.ledger.update(tick.id, status=status, ended_at=self.clock.now(),
                                    reason=(tick.reason or "") + " (settled by another scheduler)")
+                if status == "lost":
+                    self._recover(tick.job, tick.id, tick.kind, tick.scheduled_at, tick.run_id)
+
+    def _recover(self, job: str, tick_id: int, kind: str, scheduled_at: datetime, run_id: str | None) -> None:
+        """A tick's run crashed: queue its one resume, if the job's ``on_crash`` says so."""
+        config = self.project.config.jobs.get(job)
+        if config is None:
+            return
+        queued = queue_recovery(self.ledger, job, config, tick_id, kind, scheduled_at, run_id, self.leader.holder,
+                                self.clock.now())
+        if queued is not None:
+            self.log("run crashed: resume queued", {"job": job, "tick": tick_id, "run_id": run_id, "resume": queued})
+        else:
+            self.log("run crashed", {"job": job, "tick": tick_id, "run_id": run_id, "on_crash": config.on_crash})
 

@@ -131,6 +131,14 @@ class Ledger:
             rows = conn.execute(job_ticks.select().where(job_ticks.c.id.in_(sa.select(newest.c.id)))).all()
         return {r.job: _tick(r) for r in rows}
 
+    def for_run(self, run_id: str) -> TickRecord | None:
+        """The tick that started run ``run_id`` (None for a run started by hand)."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(job_ticks.select().where(job_ticks.c.project == self.project,
+                                                        job_ticks.c.run_id == run_id)
+                               .order_by(job_ticks.c.id.desc()).limit(1)).first()
+        return _tick(row) if row else None
+
     def run_status(self, run_id: str) -> str | None:
         with self.store.engine.connect() as conn:
             return conn.execute(sa.select(runs.c.status).where(runs.c.run_id == run_id)).scalar()

@@ -63,18 +63,25 @@ class JobSchedule:
         return found
 
     def next_tick(self, after: datetime) -> datetime | None:
-        """The first tick strictly after ``after``; None without a cron or within _SEARCH_DAYS."""
+        """The first tick strictly after ``after``; None without a cron or within _SEARCH_DAYS.
+
+        Walks the cron one tick at a time (the same croniter rules as :meth:`ticks`), so a cron with a seconds
+        field costs microseconds, not the enumeration of days of ticks."""
         if self.job.cron is None:
             return None
-        window = timedelta(days=2)
-        start = after
-        while start - after < timedelta(days=_SEARCH_DAYS):
-            found = self.ticks(start, start + window)
-            if found:
-                return found[0]
-            start += window
-            window = min(window * 2, timedelta(days=64))
-        return None
+        from croniter import croniter
+
+        it = croniter(self.job.cron, after.replace(tzinfo=UTC).astimezone(self.tz))
+        limit = after + timedelta(days=_SEARCH_DAYS)
+        while True:
+            local: datetime = it.get_next(datetime)
+            moment = local.astimezone(UTC).replace(tzinfo=None)
+            if moment > limit:
+                return None
+            if moment <= after:  # croniter may repeat a fall-back hour's tick
+                continue
+            if self.calendar is None or self.calendar.is_business_day(local.date()):
+                return moment
 
     def local(self, moment: datetime) -> datetime:
         return moment.replace(tzinfo=UTC).astimezone(self.tz)

@@ -179,3 +179,40 @@ trigger_states = Table(  # what each trigger last saw: a sensor's fingerprint; h
     Column("observed_at", DateTime, nullable=False),
     Column("fired_at", DateTime),
 )
+
+backfills = Table(  # one backfill: incremental models × a range of partitions; resumed while unfinished
+    "backfills",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("key", String(64), nullable=False),  # models, range and their code: the same backfill resumes
+    Column("selection", Text, nullable=False),  # JSON: the selectors as given
+    Column("assets", Text, nullable=False),  # JSON: the incremental models, in dependency order
+    Column("range_from", DateTime, nullable=False),  # first partition's start
+    Column("range_to", DateTime, nullable=False),  # end of the last partition (exclusive)
+    Column("status", String(20), nullable=False),  # running, success, failed, cancelled, abandoned
+    Column("total", Integer, nullable=False),  # partitions over all models
+    Column("concurrency", Integer),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),  # of the latest session: a resumed backfill starts again
+    Column("ended_at", DateTime),
+    Column("heartbeat_at", DateTime),
+    Column("pid", Integer),
+    Column("host", String(255)),
+    Column("error", Text),
+    Index("ix_backfills_project_key", "project", "key"),
+)
+
+backfill_partitions = Table(  # each partition's latest outcome in its backfill
+    "backfill_partitions",
+    metadata,
+    Column("backfill_id", String(40), primary_key=True),
+    Column("asset", String(300), primary_key=True),
+    Column("partition_start", DateTime, primary_key=True),
+    Column("status", String(20), nullable=False),  # success, failed, skipped
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("rows", BigInteger),
+    Column("seconds", Float),
+    Column("error", Text),
+    Column("ended_at", DateTime, nullable=False),
+)

@@ -1,0 +1,140 @@
+"""``kiban backfill``: every partition of a date range of incremental models, with a progress bar."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from kiban.cli import State, app
+
+
+@app.command()
+def backfill(
+    selection: Annotated[list[str] | None, typer.Argument(
+        help="Incremental models: NAME, tag:x, layer:mart (same syntax as run).", show_default=False,
+        metavar="SELECTOR...")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", metavar="SELECTOR",
+                                                      help="Leave these out.")] = None,
+    start: Annotated[str | None, typer.Option("--from", metavar="DATE",
+                                              help="First day (YYYY-MM-DD), month (YYYY-MM) or hour.")] = None,
+    end: Annotated[str | None, typer.Option("--to", metavar="DATE", help="Last day, month or hour (included).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, metavar="N",
+                                             help="Partitions processed at the same time.")] = 4,
+    restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming an unfinished "
+                                          "backfill of the same models and range.")] = False,
+    wait: Annotated[float, typer.Option(metavar="SECONDS",
+                                        help="Seconds to wait if a run holds the project.")] = 0.0,
+    status: Annotated[bool, typer.Option("--status", help="Show recent backfills and their progress "
+                                         "(with an id: its failed partitions).")] = False,
+) -> None:
+    """Process every partition from --from to --to of incremental models; an interrupted backfill resumes."""
+    from kiban.errors import UsageError
+    from kiban.project import load_project
+
+    project = load_project(State.project_dir)
+    if status:
+        print_backfills(project, selection[0] if selection else None)
+        return
+    if not start or not end:
+        raise UsageError("a backfill needs --from and --to", "e.g. --from 2024-01-01 --to 2024-12-31")
+    result = _run(project, selection or [], exclude or [], start, end, concurrency, restart, wait)
+    if result.status == "cancelled":
+        sys.exit(130)
+    if result.status != "success":
+        sys.exit(1)
+
+
+def _run(project: Any, selection: list[str], exclude: list[str], start: str, end: str, concurrency: int,
+         restart: bool, wait: float) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from kiban.checks.gate import gate_for
+    from kiban.cli.output import console, styled
+    from kiban.run.backfill import BackfillOptions, PartitionOutcome, run_backfill
+
+    options = BackfillOptions(select=selection, exclude=exclude, start=start, end=end, concurrency=concurrency,
+                              wait=wait, restart=restart)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[failed]}"), TimeRemainingColumn(), console=console)
+    task = progress.add_task("backfill", total=None, failed="")
+    failures = 0
+
+    def on_start(backfill_id: str, total: int, done: int) -> None:
+        progress.update(task, description=backfill_id, total=total, completed=done)
+        if done:
+            console.print(f"resuming {backfill_id}: {done} of {total} partitions were done already")
+        progress.start()
+
+    def on_partition(outcome: PartitionOutcome) -> None:
+        nonlocal failures
+        if outcome.status != "success":
+            failures += 1
+        progress.update(task, advance=1, failed=f"[red]{failures} failed[/]" if failures else "")
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    gate = gate_for(project)  # blocking checks judge the table with each new partition before it commits
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        result = run_backfill(project, options, on_start, on_partition, audit=gate)
+    finally:
+        progress.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if gate is not None:
+            gate.close()
+    rate = result.processed / result.seconds if result.seconds else 0.0
+    console.print(f"backfill {result.backfill_id} {styled(result.status)}: {result.processed} partitions processed"
+                  f"{f', {result.done_before} done earlier' if result.done_before else ''}"
+                  f", {len(result.failed)} failed in {result.seconds:.1f} s ({rate:.1f}/s)")
+    for outcome in [o for o in result.outcomes if o.status != "success"][:10]:
+        console.print(f"  {styled(outcome.status)} {outcome.asset} {outcome.start:%Y-%m-%d %H:%M}: {outcome.error}",
+                      soft_wrap=True)
+    if result.status != "success":
+        console.print("Fix the cause, then run the same command again: done partitions are skipped.")
+    return result
+
+
+def print_backfills(project: Any, backfill_id: str | None) -> None:
+    from datetime import timedelta
+
+    from rich.table import Table
+
+    from kiban.cli.output import console, local_time, styled
+    from kiban.errors import UsageError
+    from kiban.store import Store
+    from kiban.store.backfills import BackfillLedger
+
+    store = Store(project.state_url)
+    try:
+        ledger = BackfillLedger(store)
+        ledger.reap(project.name)
+        if backfill_id:
+            record = ledger.get(backfill_id)
+            if record is None:
+                raise UsageError(f"no backfill {backfill_id}", "kiban backfill --status lists them")
+            records = [record]
+        else:
+            records = ledger.recent(project.name)
+        if not records:
+            console.print("no backfills yet")
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("backfill", "status", "models", "range", "done", "failed", "started", "ended"):
+            table.add_column(column)
+        for r in records:
+            last = r.range_to - timedelta(seconds=1)  # the end is excluded: show the last day included
+            table.add_row(r.id, styled(r.status), ", ".join(r.assets), f"{r.range_from:%Y-%m-%d}..{last:%Y-%m-%d}",
+                          f"{r.counts.get('success', 0)}/{r.total}",
+                          str(r.counts.get("failed", 0) + r.counts.get("skipped", 0)),
+                          local_time(r.started_at, project.config.timezone),
+                          local_time(r.ended_at, project.config.timezone))
+        console.print(table)
+        if backfill_id:
+            for p in [p for p in ledger.partitions(records[0].id) if p.status != "success"][:50]:
+                console.print(f"  {styled(p.status)} {p.asset} {p.start:%Y-%m-%d %H:%M}: {p.error}", soft_wrap=True)
+    finally:
+        store.close()

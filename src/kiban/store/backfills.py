@@ -1,0 +1,150 @@
+"""Backfills in the state store: each backfill, its partitions' outcomes, and what is left to do."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from kiban.store.schema import backfill_partitions, backfills
+from kiban.store.store import HOST, STALE_AFTER, Store, pid_alive, utcnow
+
+
+@dataclass(frozen=True)
+class BackfillRecord:
+    id: str
+    project: str
+    key: str
+    selection: list[str]
+    assets: list[str]
+    range_from: datetime
+    range_to: datetime
+    status: str
+    total: int
+    concurrency: int | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    counts: dict[str, int]  # partition status → how many
+
+
+@dataclass(frozen=True)
+class PartitionRecord:
+    asset: str
+    start: datetime
+    status: str
+    attempts: int
+    rows: int | None
+    seconds: float | None
+    error: str | None
+
+
+class BackfillLedger:
+    """Reads and writes the backfill tables through a :class:`Store` (its engine and write lock)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, backfill_id: str, project: str, key: str, selection: list[str], assets: list[str],
+               range_from: datetime, range_to: datetime, total: int, concurrency: int) -> None:
+        now = utcnow()
+        with self.store._tx() as conn:
+            conn.execute(backfills.insert().values(
+                id=backfill_id, project=project, key=key, selection=json.dumps(selection), assets=json.dumps(assets),
+                range_from=range_from, range_to=range_to, status="running", total=total, concurrency=concurrency,
+                created_at=now, started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
+
+    def restart(self, backfill_id: str, concurrency: int) -> None:
+        """A resumed backfill: running again, in this process."""
+        now = utcnow()
+        with self.store._tx() as conn:
+            conn.execute(backfills.update().where(backfills.c.id == backfill_id).values(
+                status="running", started_at=now, ended_at=None, heartbeat_at=now, pid=os.getpid(), host=HOST,
+                error=None, concurrency=concurrency))
+
+    def heartbeat(self, backfill_id: str) -> None:
+        with self.store._tx() as conn:
+            conn.execute(backfills.update().where(backfills.c.id == backfill_id).values(heartbeat_at=utcnow()))
+
+    def finish(self, backfill_id: str, status: str, error: str | None = None) -> None:
+        with self.store._tx() as conn:
+            conn.execute(backfills.update().where(backfills.c.id == backfill_id)
+                         .values(status=status, ended_at=utcnow(), error=error))
+
+    def record(self, backfill_id: str, asset: str, start: datetime, status: str, *, attempts: int = 1,
+               rows: int | None = None, seconds: float | None = None, error: str | None = None) -> None:
+        """A partition's outcome, replacing an earlier one of the same backfill (a retry after a resume)."""
+        key = (backfill_partitions.c.backfill_id == backfill_id) & (backfill_partitions.c.asset == asset) \
+            & (backfill_partitions.c.partition_start == start)
+        with self.store._tx() as conn:
+            conn.execute(backfill_partitions.delete().where(key))
+            conn.execute(backfill_partitions.insert().values(
+                backfill_id=backfill_id, asset=asset, partition_start=start, status=status, attempts=attempts,
+                rows=rows, seconds=seconds, error=error, ended_at=utcnow()))
+
+    def unfinished(self, project: str, key: str) -> BackfillRecord | None:
+        """The newest backfill of the same models and range that did not finish successfully."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(backfills.select().where(backfills.c.project == project, backfills.c.key == key)
+                               .order_by(backfills.c.created_at.desc()).limit(1)).first()
+        if row is None or row.status == "success":
+            return None
+        return self._record(row)
+
+    def done(self, backfill_id: str) -> set[tuple[str, datetime]]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(backfill_partitions.c.asset, backfill_partitions.c.partition_start)
+                                .where(backfill_partitions.c.backfill_id == backfill_id,
+                                       backfill_partitions.c.status == "success")).all()
+        return {(r.asset, r.partition_start) for r in rows}
+
+    def partitions(self, backfill_id: str, status: str | None = None) -> list[PartitionRecord]:
+        query = backfill_partitions.select().where(backfill_partitions.c.backfill_id == backfill_id)
+        if status:
+            query = query.where(backfill_partitions.c.status == status)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(backfill_partitions.c.asset,
+                                               backfill_partitions.c.partition_start)).all()
+        return [PartitionRecord(r.asset, r.partition_start, r.status, r.attempts, r.rows, r.seconds, r.error)
+                for r in rows]
+
+    def recent(self, project: str, limit: int = 10) -> list[BackfillRecord]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(backfills.select().where(backfills.c.project == project)
+                                .order_by(backfills.c.created_at.desc()).limit(limit)).all()
+        return [self._record(r) for r in rows]
+
+    def get(self, prefix: str) -> BackfillRecord | None:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(backfills.select().where(backfills.c.id.startswith(prefix)).limit(2)).all()
+        return self._record(rows[0]) if len(rows) == 1 else None
+
+    def reap(self, project: str) -> list[str]:
+        """Backfills still marked running whose process is gone become abandoned (and can be resumed)."""
+        reaped = []
+        now = utcnow()
+        with self.store._tx() as conn:
+            for row in conn.execute(backfills.select().where(backfills.c.project == project,
+                                                             backfills.c.status == "running")).all():
+                alive = pid_alive(row.pid, row.host)
+                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
+                if alive is False or (alive is None and stale):
+                    conn.execute(backfills.update().where(backfills.c.id == row.id).values(
+                        status="abandoned", ended_at=row.heartbeat_at or now,
+                        error="the process running it stopped without finishing (killed or crashed)"))
+                    reaped.append(row.id)
+        return reaped
+
+    def _record(self, row: Any) -> BackfillRecord:
+        with self.store.engine.connect() as conn:
+            counts: dict[Any, Any] = dict(conn.execute(
+                sa.select(backfill_partitions.c.status, sa.func.count())
+                .where(backfill_partitions.c.backfill_id == row.id).group_by(backfill_partitions.c.status)).all())
+        return BackfillRecord(row.id, row.project, row.key, json.loads(row.selection), json.loads(row.assets),
+                              row.range_from, row.range_to, row.status, row.total, row.concurrency, row.created_at,
+                              row.started_at, row.ended_at, row.error, {str(k): int(v) for k, v in counts.items()})
