@@ -17,12 +17,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+from results import write_section  # bench/ is on sys.path when a script in it runs
 
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.run.backfill import BackfillOptions, run_backfill
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 MARKER = "## Backfill throughput"
 MODEL = ("select cast(ts as date) as day, store, count(*) as orders, sum(amount) as revenue, "
          "count(distinct customer) as customers from lake.events group by all")
@@ -81,14 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     text = header + "\n".join(rows) + "\n"
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        if MARKER in current:
-            before, after = current[: current.index(MARKER)], current[current.index(MARKER) + len(MARKER):]
-            rest = after[after.index("\n## "):] if "\n## " in after else ""
-            current = before.rstrip() + "\n\n" + text + rest
-        else:
-            current = current.rstrip() + "\n\n" + text
-        RESULTS.write_text(current)
+        write_section(MARKER, text)
     return 0
 
 

@@ -33,6 +33,9 @@ import sys
 import time
 from pathlib import Path
 
+from results import section as section_text  # bench/ is on sys.path when a script in it runs
+from results import write_section
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 ROOT = Path(os.environ.get("KIBAN_BENCH_ROOT", "/tmp/kiban-bench"))
@@ -40,7 +43,6 @@ WORK = ROOT / "checks"
 VENVS = ROOT / "venvs"
 KIBAN = Path(os.environ.get("KIBAN_CLI", REPO / ".venv" / "bin" / "kiban"))
 PYTHON = REPO / ".venv" / "bin" / "python"
-RESULTS = BENCH / "RESULTS.md"
 MARKER = "## Data-quality checks"
 TIME = "/usr/bin/time"
 REF_NOW = "2024-12-31T12:00:00+00:00"  # freshness is judged against this fixed moment, as in the reference
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args.rows, args.reps, wanted, runs)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARKER, text)
     return 0
 
 
@@ -445,19 +447,6 @@ def report(rows: int, reps: int, wanted: list[str], runs: list[dict[str, object]
               "; Great Expectations is not reproduced (its 1.x DuckDB support needs a patched connection "
               "handling; see ../shared/bench/checks/README.md for the reference figures).", ""]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    """Replace this script's section of RESULTS.md (bench/run.py rewrites the file; bench/slo_eval.py
-    keeps everything before its own section, so this one goes before it)."""
-    current = RESULTS.read_text() if RESULTS.exists() else ""
-    if MARKER in current:
-        start = current.index(MARKER)
-        nxt = current.find("\n## ", start + len(MARKER))
-        current = current[:start].rstrip() + ("\n\n" + current[nxt + 1:] if nxt >= 0 else "\n")
-    slo = current.find("## Service-level evaluation")
-    current = current[:slo] + text + "\n" + current[slo:] if slo >= 0 else current.rstrip() + "\n\n" + text
-    RESULTS.write_text(current.rstrip() + "\n")
 
 
 def _per_check_baseline(db: str, statements: str) -> int:
@@ -531,19 +520,16 @@ def many_models(n: int, reps: int, write: bool) -> int:
     text = "\n".join(lines)
     print(text)
     if write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        if MARKER not in current:
+        found = section_text(MARKER)
+        if found is None:
             raise SystemExit("run the 12-check benchmark first: this table goes into its section")
-        start = current.index(MARKER)
-        end = current.find("\n## ", start + len(MARKER))
-        section = current[start:end if end >= 0 else len(current)]
+        section = found
         head = f"### {n_checks} checks over the {n}-model project"
         if head in section:
             a = section.index(head)
             b = section.find("\n### ", a + len(head))
             section = section[:a] + (section[b + 1:] if b >= 0 else "")
-        section = section.rstrip() + "\n\n" + text.rstrip() + "\n"
-        RESULTS.write_text(current[:start] + section + ("\n" + current[end + 1:] if end >= 0 else ""))
+        write_section(MARKER, section.rstrip() + "\n\n" + text.rstrip() + "\n")
     return 0
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
+from results import write_section  # bench/ is on sys.path when a script in it runs
 
 from kiban.store import Store
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 MARKER = "## Scheduler: cron tick → first asset"
 MODELS = {
     "models/warehouse/orders.sql": "select * from lake.orders",
@@ -133,21 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     text = header + "\n".join(lines) + "\n" + notes
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARKER, text)
     return 0
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (up to the next `## ` heading), keeping every other one."""
-    current = RESULTS.read_text() if RESULTS.exists() else ""
-    if MARKER in current:
-        start = current.index(MARKER)
-        end = current.find("\n## ", start + len(MARKER))
-        rest = current[end + 1:] if end != -1 else ""
-        current = current[:start] + text + ("\n" + rest if rest else "")
-    else:
-        current = current.rstrip() + "\n\n" + text
-    RESULTS.write_text(current)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from results import write_section  # bench/ is on sys.path when a script in it runs
+
 from kiban.graph.dag import Graph
 from kiban.project import Asset, Project, ProjectConfig, UseCase, UseCaseConfig
 from kiban.project.config import ModelConfig
@@ -31,8 +33,6 @@ from kiban.slo.impact import blast_radius
 from kiban.slo.predict import Predictor, RunState
 from kiban.store import Store
 from kiban.store.schema import attempts, runs
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def synthetic(n_assets: int, n_usecases: int, root: Path) -> tuple[Project, Graph]:
@@ -157,11 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     text = header + "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        marker = "## Service-level evaluation"
-        if marker in current:
-            current = current[: current.index(marker)].rstrip() + "\n\n"
-        RESULTS.write_text(current + text)
+        write_section("## Service-level evaluation", text)
     return 0
 
 
