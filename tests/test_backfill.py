@@ -197,3 +197,51 @@ def test_a_killed_backfill_resumes_where_it_stopped(year, cli):
     assert published(root) == published(uninterrupted)
     run(root, full_refresh=True)
     assert published(root) == published(uninterrupted)
+
+
+def test_a_backfill_gives_way_to_deadline_work(make_project):
+    """While a job that feeds a use case waits, the backfill lets go of the warehouse and the run lock."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from kiban.run import backfill as backfill_module
+    from kiban.store.schema import backfills, job_ticks
+
+    files = {**MODELS,
+             "usecases/morning.yml": "assets: [mart.monthly]\nneed: {by: '08:30', on: every_day, calendar: none}\n"}
+    root = make_project(files, {"events": events(366)}, root="yielding")
+    (root / "kiban.yml").write_text((root / "kiban.yml").read_text()
+                                    + "jobs:\n  nightly:\n    select: [mart.monthly]\n    cron: '0 2 * * *'\n"
+                                      "    for: morning\n")
+    assert run(root).status == "success"
+    project = load_project(root)
+    store = Store(project.state_url)
+    with store.engine.begin() as conn:  # the scheduler has claimed the deadline job's tick: it is waiting
+        conn.execute(job_ticks.insert().values(project=project.name, job="nightly", kind="cron", status="queued",
+                                               scheduled_at=datetime(2024, 1, 1), created_at=datetime(2024, 1, 1)))
+    seen: list[str] = []
+
+    def deadline_work() -> None:  # what the waiting run does: take the lock, finish, mark the tick done
+        store.acquire_lock(f"run:{project.name}", "deadline-run", wait=60)
+        with store.engine.connect() as conn:
+            state = conn.execute(sa.select(backfills.c.status)).scalar_one_or_none()
+        seen.append(f"ran while the backfill was {state}")
+        store.release_lock(f"run:{project.name}", "deadline-run")
+        with store.engine.begin() as conn:
+            conn.execute(job_ticks.update().values(status="success"))
+
+    worker = threading.Thread(target=deadline_work)
+    backfill_module.GiveWay.CHECK_SECONDS = 0.0
+    try:
+        worker.start()
+        result = run_backfill(project, BackfillOptions(select=("warehouse.daily",), start="2024-01-01",
+                                                       end="2024-03-31", concurrency=2))
+    finally:
+        backfill_module.GiveWay.CHECK_SECONDS = 2.0
+        worker.join(30)
+    assert seen == ["ran while the backfill was running"]  # not after it: the backfill gave way
+    assert result.status == "success" and result.processed == 91
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(job_ticks.c.status)).scalar_one() == "success"
+    store.close()

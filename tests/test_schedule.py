@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from kiban.project import load_project
@@ -187,8 +188,17 @@ def test_a_tick_is_claimed_once_even_by_two_schedulers(project_dir):
     assert len(one.started) == 1 and two.started == []
 
 
-def test_a_lease_expires_and_another_scheduler_takes_over(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/state.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lease_store(request, tmp_path):
+    """The lease on both state stores: SQLite for one machine, PostgreSQL for several."""
+    url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store(url)
+    yield store
+    store.close()
+
+
+def test_a_lease_expires_and_another_scheduler_takes_over(lease_store):
+    store = lease_store
     clock = FakeClock(datetime(2026, 11, 19, 12))
     a, b = Leader(store, "p", clock, lease=20), Leader(store, "p", clock, lease=20)
     assert a.acquire() and not b.acquire()

@@ -23,6 +23,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from kiban.engines import AuditHook, Engine, Session, open_engine
 from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
@@ -31,6 +33,7 @@ from kiban.run.executor import AuditFor
 from kiban.run.partitions import following, partition_range
 from kiban.store import Store, utcnow
 from kiban.store.backfills import BackfillLedger
+from kiban.store.schema import job_ticks
 
 HEARTBEAT_SECONDS = 5.0
 CONFLICT_RETRIES = 5  # two partitions of one table committing at once may conflict in DuckDB; try again
@@ -131,8 +134,10 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
         if earlier is not None:
             backfill_id = earlier.id  # resume it: the lock is held under the backfill's id
         store.acquire_lock(lock_name, backfill_id, wait=options.wait)
+        holder: list[Engine] = []
         try:
             engine = open_engine(project.warehouse_url)
+            holder.append(engine)
             try:
                 engine.prepare([a for a in project.assets.values() if a.layer == "lake"])
                 for asset in assets:
@@ -148,10 +153,11 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
                     ledger.create(backfill_id, project.name, key, list(options.select), [a.key for a in assets],
                                   first, stop, total, options.concurrency)
                     done = set()
+                give_way = GiveWay(project, store, lock_name, backfill_id, cancel, holder)
                 return _execute(graph, engine, store, ledger, backfill_id, assets, work, done, options,
-                                earlier is not None, on_start, on_partition, audit, cancel)
+                                earlier is not None, on_start, on_partition, audit, cancel, give_way)
             finally:
-                engine.close()
+                holder[-1].close()
         finally:
             store.release_lock(lock_name, backfill_id)
     finally:
@@ -161,7 +167,7 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
 def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger, backfill_id: str,
              assets: list[Asset], work: dict[str, list[datetime]], done: set[tuple[str, datetime]],
              options: BackfillOptions, resumed: bool, on_start: OnStart | None, on_partition: OnPartition | None,
-             audit: AuditFor | None, cancel: threading.Event) -> BackfillResult:
+             audit: AuditFor | None, cancel: threading.Event, give_way: GiveWay | None = None) -> BackfillResult:
     total = sum(len(s) for s in work.values())
     done_before = sum(1 for a in assets for s in work[a.key] if (a.key, s) in done)
     result = BackfillResult(backfill_id, "success", total, done_before, resumed)
@@ -185,14 +191,21 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
             todo = [s for s in work[asset.key] if (asset.key, s) not in done]
             upstream = sorted(d for d in failed_assets if d in _upstream(graph, asset))
             hook = audit(asset, backfill_id, published.get(asset.key, "")) if audit else None
-            for outcome in _partitions(engine, asset, todo, options.concurrency, hook, cancel, upstream):
-                ledger.record(backfill_id, asset.key, outcome.start, outcome.status, attempts=outcome.attempts,
-                              rows=outcome.rows, seconds=outcome.seconds, error=outcome.error)
-                result.outcomes.append(outcome)
-                if outcome.status != "success":
-                    failed_assets.add(asset.key)
-                if on_partition:
-                    on_partition(outcome)
+            step = max(16, options.concurrency * 8)
+            for first in range(0, len(todo), step):
+                if give_way is not None:
+                    engine = give_way(engine)  # deadline work waiting? let it go first
+                for outcome in _partitions(engine, asset, todo[first:first + step], options.concurrency, hook,
+                                           cancel, upstream):
+                    ledger.record(backfill_id, asset.key, outcome.start, outcome.status, attempts=outcome.attempts,
+                                  rows=outcome.rows, seconds=outcome.seconds, error=outcome.error)
+                    result.outcomes.append(outcome)
+                    if outcome.status != "success":
+                        failed_assets.add(asset.key)
+                    if on_partition:
+                        on_partition(outcome)
+                if cancel.is_set():
+                    break
             if cancel.is_set():
                 break
     except KeyboardInterrupt:
@@ -207,6 +220,44 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
         result.seconds = time.monotonic() - started
         ledger.finish(backfill_id, result.status, error)
     return result
+
+
+class GiveWay:
+    """Backfills yield to deadline work. Between batches of partitions, when a scheduled job that feeds a use
+    case (``for:``) is queued or waiting, the backfill closes the warehouse (DuckDB lets one process write),
+    releases the run lock, waits until that work is done, then takes both back and carries on."""
+
+    CHECK_SECONDS = 2.0  # how often to look: a look costs one small query
+
+    def __init__(self, project: Project, store: Store, lock_name: str, backfill_id: str, cancel: threading.Event,
+                 holder: list[Engine]) -> None:
+        self.project, self.store, self.lock_name, self.backfill_id = project, store, lock_name, backfill_id
+        self.cancel, self.holder = cancel, holder
+        self.jobs = sorted(name for name, job in project.config.jobs.items() if job.for_)
+        self.last_look = 0.0
+        self.yielded = 0
+
+    def waiting(self) -> bool:
+        with self.store.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(job_ticks).where(
+                job_ticks.c.project == self.project.name, job_ticks.c.job.in_(self.jobs),
+                job_ticks.c.status.in_(("queued", "running")))).scalar_one() > 0
+
+    def __call__(self, engine: Engine) -> Engine:
+        if not self.jobs or time.monotonic() - self.last_look < self.CHECK_SECONDS:
+            return engine
+        self.last_look = time.monotonic()
+        if not self.waiting():
+            return engine
+        self.yielded += 1
+        engine.close()
+        self.store.release_lock(self.lock_name, self.backfill_id)
+        while self.waiting() and not self.cancel.wait(1.0):
+            pass
+        self.store.acquire_lock(self.lock_name, self.backfill_id, wait=24 * 3600)
+        reopened = open_engine(self.project.warehouse_url)
+        self.holder.append(reopened)
+        return reopened
 
 
 def _upstream(graph: Graph, asset: Asset) -> set[str]:
