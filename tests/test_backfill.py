@@ -223,6 +223,11 @@ def test_a_backfill_gives_way_to_deadline_work(make_project):
     seen: list[str] = []
 
     def deadline_work() -> None:  # what the waiting run does: take the lock, finish, mark the tick done
+        for _ in range(600):  # it starts while the backfill holds the lock
+            with store.engine.connect() as conn:
+                if conn.execute(sa.select(backfills.c.status)).scalar_one_or_none() == "running":
+                    break
+            time.sleep(0.01)
         store.acquire_lock(f"run:{project.name}", "deadline-run", wait=60)
         with store.engine.connect() as conn:
             state = conn.execute(sa.select(backfills.c.status)).scalar_one_or_none()

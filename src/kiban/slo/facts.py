@@ -8,6 +8,7 @@ evaluation can bisect instead of scanning.
 from __future__ import annotations
 
 import bisect
+import gc
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -82,6 +83,16 @@ class AssetFacts:
 class Facts:
     assets: dict[str, AssetFacts] = field(default_factory=dict)
     first_run: datetime | None = None  # kiban knows nothing before this: earlier due days are not judged
+    failure_times: list[datetime] = field(default_factory=list)  # every failure of any asset, ascending
+    failure_assets: list[str] = field(default_factory=list)  # the asset of each
+
+    any_check_failed: bool = False
+
+    def failed_between(self, start: datetime, end: datetime) -> list[str]:
+        """Assets with a failure in (start, end]."""
+        lo = bisect.bisect_right(self.failure_times, start)
+        hi = bisect.bisect_right(self.failure_times, end)
+        return self.failure_assets[lo:hi]
 
     def of(self, key: str) -> AssetFacts:
         return self.assets.get(key) or AssetFacts()
@@ -89,6 +100,17 @@ class Facts:
 
 def load_facts(store: Store, project: str, since: datetime) -> Facts:
     """All attempts and check results of ``project`` that ended after ``since``."""
+    # Hundreds of thousands of small objects and no reference cycles: the cyclic GC would only re-scan them.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(store, project, since)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(store: Store, project: str, since: datetime) -> Facts:
     facts = Facts()
     query = (sa.select(attempts.c.asset, attempts.c.status, attempts.c.ended_at, attempts.c.watermark,
                        attempts.c.seconds, attempts.c.error)
@@ -123,9 +145,12 @@ def load_facts(store: Store, project: str, since: datetime) -> Facts:
         elif status in BAD:
             item.failed_at.append(ended_at)
             item.failures.append((status, error or ""))
+            facts.failure_times.append(ended_at)  # rows come in time order
+            facts.failure_assets.append(asset)
     for asset, name, status, checked_at in check_rows:
         item = facts.assets.setdefault(asset, AssetFacts())
         if status == "fail":
+            facts.any_check_failed = True
             item.check_failed_at.append(checked_at)
             item.check_failures.append(name)
         else:
