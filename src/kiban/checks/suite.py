@@ -9,15 +9,13 @@ checks.json``), so SQLGlot is imported only when such SQL is new or changed.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kiban.cachefile import read_entries, write_entries
 from kiban.checks.quoting import relation_name, split_relation
 from kiban.checks.spec import CheckSpec, Expression, Relationships, Sql, columns_of, declared
 from kiban.errors import Location, ProjectError, ProjectErrors
@@ -135,16 +133,9 @@ class ParseCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.entries: dict[str, Any] = {}
+        self.entries: dict[str, Any] = read_entries(path, CACHE_VERSION)
         self.used: set[str] = set()
         self.dirty = False
-        if path is not None and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                if data.get("version") == CACHE_VERSION:
-                    self.entries = data["entries"]
-            except (OSError, ValueError, KeyError):
-                self.entries = {}
 
     def parse(self, check: Check, relation: str) -> tuple[str, tuple[str, ...]]:
         spec = check.spec
@@ -164,14 +155,7 @@ class ParseCache:
         if self.path is None or not (self.dirty or stale):
             return
         self.entries = {k: v for k, v in self.entries.items() if k in self.used}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkcache")
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"version": CACHE_VERSION, "entries": self.entries}, handle)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # a read-only project still runs; it only parses again next time
+        write_entries(self.path, CACHE_VERSION, self.entries)
 
 
 def render(check: Check, relation: str) -> tuple[str, tuple[str, ...]]:

@@ -7,13 +7,11 @@ hash of the SQL text: a second load of an unchanged project does not import SQLG
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiban.cachefile import read_entries, write_entries
 from kiban.errors import Location, ProjectError
 
 CACHE_VERSION = 1
@@ -90,15 +88,8 @@ class SqlCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.entries: dict[str, Any] = {}
+        self.entries: dict[str, Any] = read_entries(path, CACHE_VERSION)
         self.dirty = False
-        if path and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                if data.get("version") == CACHE_VERSION:
-                    self.entries = data["entries"]
-            except (OSError, ValueError, KeyError):
-                self.entries = {}
 
     def parse(self, sql: str, path: Path) -> ParsedSql:
         key = hashlib.sha256(sql.encode()).hexdigest()
@@ -116,9 +107,5 @@ class SqlCache:
             return
         if live_keys is not None:
             self.entries = {k: v for k, v in self.entries.items() if k in live_keys}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".sqlcache")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"version": CACHE_VERSION, "entries": self.entries}, handle)
-        os.replace(tmp, self.path)
+        write_entries(self.path, CACHE_VERSION, self.entries)
         self.dirty = False

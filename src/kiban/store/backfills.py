@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.store.schema import backfill_partitions, backfills
-from kiban.store.store import HOST, STALE_AFTER, Store, pid_alive, utcnow
+from kiban.store.store import HOST, Store, holder_gone, utcnow
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,7 @@ class BackfillLedger:
         with self.store._tx() as conn:
             for row in conn.execute(backfills.select().where(backfills.c.project == project,
                                                              backfills.c.status == "running")).all():
-                alive = pid_alive(row.pid, row.host)
-                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
-                if alive is False or (alive is None and stale):
+                if holder_gone(row.pid, row.host, row.heartbeat_at, now):
                     conn.execute(backfills.update().where(backfills.c.id == row.id).values(
                         status="abandoned", ended_at=row.heartbeat_at or now,
                         error="the process running it stopped without finishing (killed or crashed)"))

@@ -47,6 +47,14 @@ def pid_alive(pid: int | None, host: str | None) -> bool | None:
     return True
 
 
+def holder_gone(pid: int | None, host: str | None, heartbeat_at: datetime | None, now: datetime) -> bool:
+    """Whether the process behind a run, lock or backfill is gone: its pid is dead on this host, or — on
+    another host — it has not heartbeated for STALE_AFTER."""
+    alive = pid_alive(pid, host)
+    stale = heartbeat_at is None or now - heartbeat_at > STALE_AFTER
+    return alive is False or (alive is None and stale)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
@@ -233,9 +241,7 @@ class Store:
         with self._tx() as conn:
             for row in conn.execute(runs.select().where(runs.c.project == project,
                                                         runs.c.status == "running")).all():
-                alive = pid_alive(row.pid, row.host)
-                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
-                if alive is False or (alive is None and stale):
+                if holder_gone(row.pid, row.host, row.heartbeat_at, now):
                     conn.execute(runs.update().where(runs.c.run_id == row.run_id).values(
                         status="abandoned", ended_at=row.heartbeat_at or now,
                         error="the process running it stopped without finishing (killed or crashed)"))
@@ -262,11 +268,8 @@ class Store:
         now = utcnow()
         with self._tx() as conn:
             row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
-            if row is not None and row.run_id is not None:
-                alive = pid_alive(row.pid, row.host)
-                stale = row.heartbeat_at is None or now - row.heartbeat_at > STALE_AFTER
-                if alive is True or (alive is None and not stale):
-                    return row
+            if row is not None and row.run_id is not None and not holder_gone(row.pid, row.host, row.heartbeat_at, now):
+                return row
             values = dict(run_id=run_id, pid=os.getpid(), host=HOST, acquired_at=now, heartbeat_at=now)
             if row is None:
                 conn.execute(locks.insert().values(name=name, **values))

@@ -1,0 +1,32 @@
+"""Caches under ``.kiban/cache/``: one versioned JSON file each, written atomically. Only caches: a missing,
+stale or unreadable file is the same as an empty one, and a project on a read-only disk still runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def read_entries(path: Path | None, version: int) -> dict[str, Any]:
+    """The entries of the cache at ``path``, or none when it is missing, unreadable or of another version."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return dict(data["entries"]) if data.get("version") == version else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_entries(path: Path, version: int, entries: dict[str, Any]) -> None:
+    """Replace the cache at ``path`` in one rename, so a reader never sees half a file."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"version": version, "entries": entries}, handle)
+        os.replace(tmp, path)
