@@ -122,7 +122,7 @@ def query(root: Path, sql: str) -> list[tuple]:
 
 def test_every_kind_catches_seeded_violations_with_exact_counts_and_passes_clean_data(shop):
     the_gate = gate(shop)
-    result = run_project(load_project(shop), RunOptions(), audit=the_gate)
+    result = run_project(load_project(shop), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert result.status == "success"  # the dirty model only warns
     found = results_of(shop, result.run_id)
@@ -152,7 +152,7 @@ checks:
 """}, {"dirty": DIRTY})
     monday_after = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # Wednesday: data through Monday is too old
     the_gate = gate(root, monday_after)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert result.outcomes["warehouse.t"].status == "failed"
     found = results_of(root, result.run_id)
@@ -168,7 +168,7 @@ checks:
   - freshness: {column: ordered_at, max_age: 1 business_day}
 """)
     the_gate = gate(root, monday_after)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     found = results_of(root, result.run_id)
     assert found["warehouse.t:row_count"]["detail"] == "100 rows; expected at least 101"
@@ -242,7 +242,7 @@ columns:
     tags: [pii]
 """}, {"p": "select i as id, 'broken' || i as email, date '2000-01-01' as born from range(10) t(i)"})
     the_gate = gate(root)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     found = results_of(root, result.run_id)["warehouse.people:pattern_email"]
     assert found["failures"] == 10
@@ -264,7 +264,7 @@ columns:
         fail_above: 5%
 """}, {"dirty": DIRTY})
     the_gate = gate(root)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     found = results_of(root, result.run_id)
     assert found["warehouse.t:pattern_email"]["status"] == "pass"  # 8 failing, 8 tolerated
@@ -294,13 +294,13 @@ GOOD = "select i as order_id, i % 5 as customer_id, 'ok' as status from range(1,
 def test_a_blocking_failure_keeps_the_old_version_skips_downstream_and_records_why(project_dir):
     root = project_dir(MODELS, {"orders": GOOD})
     the_gate = gate(root)
-    first = run_project(load_project(root), RunOptions(), audit=the_gate)
+    first = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     assert first.status == "success"
     before = query(root, "select count(*), comment from duckdb_tables() where table_name = 'orders' group by all")
     write_parquet(root / "lake/orders/part-1.parquet",
                   "select 100 + i as order_id, case when i < 3 then null else 1 end as customer_id, 'ok' as status "
                   "from range(10) t(i)")
-    second = run_project(load_project(root), RunOptions(), audit=the_gate)
+    second = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert second.status == "failed"
     statuses = {k: o.status for k, o in second.outcomes.items()}
@@ -321,7 +321,7 @@ def test_a_blocking_failure_keeps_the_old_version_skips_downstream_and_records_w
 def test_a_warning_publishes_and_is_recorded(project_dir):
     root = project_dir(MODELS, {"orders": GOOD.replace("'ok' as status", "'odd' as status")})
     the_gate = gate(root)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert result.status == "success"
     assert query(root, "select count(*) from warehouse.orders") == [(50,)]
@@ -413,7 +413,7 @@ def test_volume_check_reads_its_own_history_from_the_store(project_dir):
     assert len(history) == 60 and history[-1][1]["rows"] == 1000 + 37 % 40
     store.close()
     the_gate = gate(root)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert result.outcomes["warehouse.daily"].status == "failed"
     found = results_of(root, result.run_id)["warehouse.daily:volume"]
@@ -448,7 +448,7 @@ checks:
 """}, {"orders": "select i as order_id, case when i = 3 then 7 else 1 end as customer_id from range(5) t(i)"})
     run_project(load_project(root), RunOptions(select=["warehouse.customers"]))
     the_gate = gate(root)
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     found = results_of(root, result.run_id)
     assert found["warehouse.orders:relationships_customer_id"]["failures"] == 1
@@ -472,7 +472,7 @@ def test_compiled_sql_quotes_identifiers_and_literals():
 
 def test_results_survive_as_json_in_the_store(shop):
     the_gate = gate(shop)
-    result = run_project(load_project(shop), RunOptions(), audit=the_gate)
+    result = run_project(load_project(shop), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     con = __import__("sqlite3").connect(shop / ".kiban/state.db")
     try:
@@ -511,7 +511,7 @@ def test_a_relationships_check_waits_for_the_model_it_references(project_dir):
                        config="threads: 4\n")
     the_gate = gate(root)
     assert the_gate.after == {"warehouse.orders": ("warehouse.stores",)}
-    result = run_project(load_project(root), RunOptions(), audit=the_gate)
+    result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
     the_gate.close()
     assert result.status == "success", result.outcomes
     assert result.outcomes["warehouse.stores"].ended_at <= result.outcomes["warehouse.orders"].started_at

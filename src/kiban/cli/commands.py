@@ -80,7 +80,7 @@ def run(
     gate = gate_for(project)  # data-quality checks judge every new version before it is published
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_project(project, options, listeners, audit=gate)
+        result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if watcher is not None:

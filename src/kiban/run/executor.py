@@ -23,9 +23,7 @@ from kiban.run.events import Event, Listener
 from kiban.store import utcnow
 
 # The audit hook for one build: (asset, run id, fingerprint of the new version) → a hook, or None (nothing
-# to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish. A factory
-# may also have an attribute ``after`` (asset → assets whose build it must wait for, when they are built in
-# the same run): a relationships check wants the referenced table's new version.
+# to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish.
 AuditFor = Callable[[Asset, str, str], AuditHook | None]
 
 

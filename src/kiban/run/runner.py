@@ -9,7 +9,7 @@ import contextlib
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -23,7 +23,7 @@ from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.plan import Plan, make_plan
-from kiban.store import Store, utcnow
+from kiban.store import AttemptRecord, Store, utcnow
 
 HEARTBEAT_SECONDS = 5.0
 RERUN_STATUSES = ("failed", "skipped", "cancelled", "retrying")  # retrying: killed between attempts
@@ -104,10 +104,12 @@ def _listening(listeners: Sequence[Listener]) -> Iterator[Listener]:
 
 
 def run_project(project: Project, options: RunOptions, listeners: Sequence[Listener] = (),
-                audit: AuditFor | None = None, executor_hook: list[Executor] | None = None) -> RunResult:
+                audit: AuditFor | None = None, executor_hook: list[Executor] | None = None,
+                after: Mapping[str, tuple[str, ...]] | None = None) -> RunResult:
     """Run the selected assets of ``project``. Never raises for an asset failure: see the result.
 
-    ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``).
+    ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``); ``after``
+    orders builds without making them inputs (a relationships check waits for the table it refers to).
     """
     graph = build_graph(project)
     store = Store(project.state_url)
@@ -123,7 +125,7 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
             selectors = list(options.select)
         store.acquire_lock(lock_name, run_id, wait=options.wait)
         try:
-            return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit,
+            return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit, after,
                                executor_hook)
         finally:
             store.release_lock(lock_name, run_id)
@@ -133,7 +135,8 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
 
 def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
                 selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
-                audit: AuditFor | None, executor_hook: list[Executor] | None) -> RunResult:
+                audit: AuditFor | None, after: Mapping[str, tuple[str, ...]] | None,
+                executor_hook: list[Executor] | None) -> RunResult:
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
@@ -155,9 +158,10 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": plan.build}))
+            built = store.last_built(project.name)  # last successful build of every asset
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
                 dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
-                     fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, store, project, graph, k))
+                     fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, built, graph, k))
                 for k in plan.fresh])
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status="fresh"))
@@ -171,9 +175,9 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
-                                after=dict(getattr(audit, "after", None) or {}),
+                                after=dict(after or {}),
                                 unavailable=_unavailable(graph, lake_versions),
-                                heavy=_heaviness(graph, store, project),
+                                heavy=_heaviness(graph, built),
                                 limits=dict(project.config.limits))
             if executor_hook is not None:
                 executor_hook.append(executor)
@@ -209,11 +213,11 @@ HEAVY_LAKE_BYTES = 64 * 2**20  # reading this much Parquet keeps every core busy
 HEAVY_INPUT_ROWS = 2_000_000
 
 
-def _heaviness(graph: Graph, store: Store, project: Project) -> Callable[[str, dict[str, Outcome]], bool]:
+def _heaviness(graph: Graph, built: dict[str, AttemptRecord]) -> Callable[[str, dict[str, Outcome]], bool]:
     """A model is heavy when its inputs are big: Parquet bytes for lake inputs; rows for model inputs, as
     built in this run or, failing that, in the last successful build."""
     lake_bytes = {k: _folder_bytes(graph.assets[k].path) for k in graph.order if graph.assets[k].layer == "lake"}
-    last_rows = {k: a.rows for k, a in store.last_built(project.name).items() if a.rows is not None}
+    last_rows = {k: a.rows for k, a in built.items() if a.rows is not None}
 
     def heavy(key: str, done: dict[str, Outcome]) -> bool:
         nbytes = rows = 0
@@ -246,14 +250,14 @@ def _unavailable(graph: Graph, lake_versions: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _fresh_watermark(engine: Engine, store: Store, project: Project, graph: Graph, key: str) -> date | None:
+def _fresh_watermark(engine: Engine, built: dict[str, AttemptRecord], graph: Graph, key: str) -> date | None:
     """A fresh asset reaches as far as its last build did; measure it if that build did not record it."""
     asset = graph.assets[key]
     if not asset.config.time_column:
         return None
-    history = store.asset_history(key, 1)
-    if history and history[0].watermark is not None:
-        return history[0].watermark
+    last = built.get(key)
+    if last is not None and last.watermark is not None:
+        return last.watermark
     try:
         return engine.watermark(asset)
     except KibanError:

@@ -47,6 +47,7 @@ class Assessment:
     incidents: list[Incident] = field(default_factory=list)  # opened or changed by ``check``
     known: dict[tuple[str, date], Incident] = field(default_factory=dict)  # every recent incident (``check``)
     upcoming: dict[str, tuple[date, datetime]] = field(default_factory=dict)  # next due day and deadline
+    known_since: dict[str, datetime] | None = None  # when each use case was first judged
 
     def misses(self, days: int = INCIDENT_DAYS) -> list[Verdict]:
         start = self.today - timedelta(days=days - 1)
@@ -61,7 +62,8 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     window = max((u.config.target.window_days for u in project.usecases.values()), default=1)
     start = today - timedelta(days=window - 1)
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
-    verdicts = evaluate(ctx, facts, start, today, now, known_since=_known_since(store, project.name))
+    known = _known_since(store, project.name)
+    verdicts = evaluate(ctx, facts, start, today, now, known_since=known)
     current: dict[str, Verdict] = {}
     for verdict in verdicts:  # in due-day order per use case: the last one wins
         current[verdict.usecase] = verdict
@@ -74,7 +76,7 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     upcoming = next_deadlines(ctx, now)
     safe = upstream_deadlines(ctx, p90, upcoming)
     result = Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)
-    result.upcoming = upcoming
+    result.upcoming, result.known_since = upcoming, known
     return result
 
 
@@ -118,7 +120,7 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     judged = {v.usecase for v in result.verdicts}
     # a use case judged for the first time is recorded from its next due day on: it is not held to the past
     first = [Verdict(name, due, deadline, "pending") for name, (due, deadline) in result.upcoming.items()
-             if name not in judged and name not in (_known_since(store, project.name) or {})]
+             if name not in judged and name not in (result.known_since or {})]
     store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
     incidents = IncidentLog(store, project.name)
     last_run = next((r for r in store.runs(project.name, 50) if r.started_at <= result.now and r.status != "running"),

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.store.schema import backfill_partitions, backfills
-from kiban.store.store import HOST, Store, holder_gone, utcnow
+from kiban.store.store import HOST, Store, utcnow
 
 
 @dataclass(frozen=True)
@@ -126,17 +126,7 @@ class BackfillLedger:
 
     def reap(self, project: str) -> list[str]:
         """Backfills still marked running whose process is gone become abandoned (and can be resumed)."""
-        reaped = []
-        now = utcnow()
-        with self.store._tx() as conn:
-            for row in conn.execute(backfills.select().where(backfills.c.project == project,
-                                                             backfills.c.status == "running")).all():
-                if holder_gone(row.pid, row.host, row.heartbeat_at, now):
-                    conn.execute(backfills.update().where(backfills.c.id == row.id).values(
-                        status="abandoned", ended_at=row.heartbeat_at or now,
-                        error="the process running it stopped without finishing (killed or crashed)"))
-                    reaped.append(row.id)
-        return reaped
+        return self.store.abandon_dead(backfills, backfills.c.id, project)
 
     def _record(self, row: Any) -> BackfillRecord:
         with self.store.engine.connect() as conn:

@@ -236,16 +236,20 @@ class Store:
 
     def reap_abandoned(self, project: str) -> list[str]:
         """Mark runs whose process is gone as abandoned; returns their ids."""
+        return self.abandon_dead(runs, runs.c.run_id, project)
+
+    def abandon_dead(self, table: sa.Table, key: sa.Column[Any], project: str) -> list[str]:
+        """Rows of ``table`` (runs, backfills) still ``running`` whose process is gone become ``abandoned``."""
         reaped: list[str] = []
         now = utcnow()
         with self._tx() as conn:
-            for row in conn.execute(runs.select().where(runs.c.project == project,
-                                                        runs.c.status == "running")).all():
+            for row in conn.execute(table.select().where(table.c.project == project,
+                                                         table.c.status == "running")).all():
                 if holder_gone(row.pid, row.host, row.heartbeat_at, now):
-                    conn.execute(runs.update().where(runs.c.run_id == row.run_id).values(
+                    conn.execute(table.update().where(key == row._mapping[key.name]).values(
                         status="abandoned", ended_at=row.heartbeat_at or now,
                         error="the process running it stopped without finishing (killed or crashed)"))
-                    reaped.append(row.run_id)
+                    reaped.append(row._mapping[key.name])
         return reaped
 
     # -- locks ------------------------------------------------------------------------------
