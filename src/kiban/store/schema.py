@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -215,4 +215,287 @@ backfill_partitions = Table(  # each partition's latest outcome in its backfill
     Column("seconds", Float),
     Column("error", Text),
     Column("ended_at", DateTime, nullable=False),
+)
+
+# -- collection (migration 0006): a load's manifest commits in ONE transaction with its cursor ---------------
+
+loads = Table(  # one load of one source table: committed (its files are the lake) or failed (nothing landed)
+    "loads",
+    metadata,
+    Column("load_id", String(40), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("asset", String(300), nullable=False),  # lake.<source>_<table>
+    Column("source", String(200), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("run_id", String(40)),
+    Column("kind", String(20), nullable=False),  # load, replay
+    Column("status", String(20), nullable=False),  # committed, failed
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("rows_read", BigInteger, nullable=False),
+    Column("rows_landed", BigInteger, nullable=False),
+    Column("rows_quarantined", BigInteger, nullable=False),
+    Column("rows_dropped", BigInteger, nullable=False),  # duplicates and unchanged rows (read = landed + q + d)
+    Column("rows_deleted", BigInteger, nullable=False),  # deletion rows landed for keys gone from the source
+    Column("cursor", Text),  # JSON {"type", "value"}: the newest cursor value after this load
+    Column("schema", Text),  # JSON [[column, type], ...] of the landed rows (metadata columns left out)
+    Column("error", Text),
+    Index("ix_loads_asset", "project", "asset", "started_at"),
+)
+
+load_files = Table(  # the files a load wrote: data files (the lake view lists exactly these) and its quarantine
+    "load_files",
+    metadata,
+    Column("load_id", String(40), primary_key=True),
+    Column("path", String(1000), primary_key=True),  # relative to the lake folder
+    Column("kind", String(20), nullable=False),  # data, quarantine
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+)
+
+consumed_files = Table(  # source files a committed load read: a landing folder loads each file once
+    "consumed_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("asset", String(300), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("load_id", String(40), nullable=False),
+    Index("ix_consumed_files_asset", "project", "asset", "sha256"),
+)
+
+drift_events = Table(  # schema changes seen by loads, and what the table's on_drift policy did about them
+    "drift_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("asset", String(300), nullable=False),
+    Column("load_id", String(40), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("change", String(20), nullable=False),  # added, dropped, retyped
+    Column("column_name", String(300), nullable=False),
+    Column("old_type", String(200)),
+    Column("new_type", String(200)),
+    Column("action", String(20), nullable=False),  # evolved, warned, failed
+    Index("ix_drift_events_asset", "project", "asset", "id"),
+)
+
+quarantine_replays = Table(  # quarantined rows that a later `kiban quarantine replay` landed
+    "quarantine_replays",
+    metadata,
+    Column("load_id", String(40), primary_key=True),  # the load that quarantined the row
+    Column("row_number", Integer, primary_key=True),  # its position in that load's quarantine file
+    Column("replay_load_id", String(40), nullable=False),
+    Column("replayed_at", DateTime, nullable=False),
+)
+
+# -- web console (migration 0007): local users, sessions, API tokens, login throttling, audit log ---------------
+
+users = Table(  # people who may use the web console and API; passwords hashed with argon2
+    "users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # viewer, analyst, operator, admin
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+sessions = Table(  # signed-in browsers; the cookie holds a random token, the store only its sha256
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_name", String(100), nullable=False),
+    Column("csrf", String(64), nullable=False),  # sent back in forms and the X-CSRF-Token header
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("ip", String(100)),
+    Index("ix_sessions_user", "user_name"),
+)
+
+api_tokens = Table(  # Bearer tokens for scripts; only their sha256 is kept
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("label", String(200)),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_used_at", DateTime),
+    Index("ux_api_tokens_hash", "token_hash", unique=True),
+)
+
+login_failures = Table(  # failed sign-ins per user and address: the backoff before the next try is allowed
+    "login_failures",
+    metadata,
+    Column("user_name", String(100), primary_key=True),
+    Column("ip", String(100), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failed_at", DateTime, nullable=False),
+    Column("blocked_until", DateTime, nullable=False),
+)
+
+audit_log = Table(  # every state-changing action: who, what, when, from where, and how it went
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(100)),  # a user name, or cli:<os user> for `kiban users`
+    Column("action", String(60), nullable=False),  # login, logout, run.resume, user.add, …
+    Column("target", Text),
+    Column("ip", String(100)),
+    Column("outcome", String(20), nullable=False),  # ok, denied, failed
+    Column("detail", Text),
+    Index("ix_audit_log_at", "at"),
+)
+
+# -- catalog (migration 0009): query history and usage, column profiles, data requests --------------------------
+
+query_log = Table(  # every console query, recipe run and export: who, which team, what it read, how it went
+    "query_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("user_name", String(100), nullable=False),
+    Column("team", String(100)),
+    Column("kind", String(20), nullable=False),  # query, recipe, export
+    Column("name", String(200)),  # the recipe's name, or the export's file
+    Column("sql", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # ok, refused, failed, timeout
+    Column("rows", BigInteger),
+    Column("seconds", Float),
+    Column("error", Text),
+    Column("pii_shown", Boolean, nullable=False, default=False),  # values of PII columns were shown unmasked
+    Index("ix_query_log_project_at", "project", "at"),
+    Index("ix_query_log_user", "project", "user_name", "at"),
+)
+
+query_assets = Table(  # the assets each logged query read (from its parsed SQL): what `kiban usage unused` reads
+    "query_assets",
+    metadata,
+    Column("query_id", Integer, primary_key=True),
+    Column("asset", String(300), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Index("ix_query_assets_asset", "project", "asset", "at"),
+)
+
+column_profiles = Table(  # cheap statistics of each published column, refreshed after publishes (pii examples masked)
+    "column_profiles",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("asset", String(300), primary_key=True),
+    Column("column_name", String(300), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("data_type", String(200), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("null_share", Float),
+    Column("approx_distinct", BigInteger),
+    Column("min_value", Text),
+    Column("max_value", Text),
+    Column("examples", Text),  # JSON list of a few values
+    Column("profiled_at", DateTime, nullable=False),
+)
+
+data_requests = Table(  # a person's request for data: new → in_progress → delivered → closed
+    "data_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("requester", String(100), nullable=False),
+    Column("team", String(100)),
+    Column("purpose", Text, nullable=False, default=""),
+    Column("hypothesis", Text, nullable=False, default=""),
+    Column("data_needed", Text, nullable=False, default=""),
+    Column("needed_by", Date),
+    Column("status", String(20), nullable=False),
+    Column("assignee", String(100)),
+    Column("deliverable", String(500)),  # recipe:NAME, mart.NAME, file:PATH
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime),
+    Column("closed_at", DateTime),
+    Index("ix_data_requests_project", "project", "status"),
+)
+
+data_request_events = Table(  # each state change of a request, for its timeline and lead times
+    "data_request_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(100)),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("note", Text),
+    Index("ix_data_request_events_request", "request_id"),
+)
+
+# -- machine learning (migration 0008): the model registry ---------------------------------------------------------
+
+model_versions = Table(  # every trained version of every model: what it was trained on, how it scored, its fate
+    "model_versions",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("model", String(300), primary_key=True),  # the training asset's key, e.g. warehouse.demand_model
+    Column("version", Integer, primary_key=True),  # 1, 2, 3 … per model
+    Column("status", String(20), nullable=False),  # current, rejected, retired
+    Column("reason", Text),  # why it was rejected or retired, or what made it current
+    Column("metric", String(100), nullable=False),  # the hold-out metric that decides promotion
+    Column("direction", String(3), nullable=False),  # min, max
+    Column("metric_value", Float),
+    Column("metrics", Text, nullable=False),  # JSON: every hold-out metric
+    Column("params", Text, nullable=False),  # JSON: the training parameters
+    Column("data_fingerprint", String(64), nullable=False),  # sha256 of the training inputs
+    Column("code_fingerprint", String(64), nullable=False),  # the build's fingerprint (code and inputs' versions)
+    Column("artefact", String(1000), nullable=False),  # path under .kiban/models/
+    Column("sha256", String(64), nullable=False),  # of the artefact: it is loaded only if this matches
+    Column("baseline", Text),  # JSON: the training features' distributions, for drift checks
+    Column("trained_at", DateTime, nullable=False),
+    Column("changed_at", DateTime, nullable=False),  # when the status last changed
+    Index("ix_model_versions_status", "project", "model", "status"),
+)
+
+# -- workers (migration 0010): the shared run queue that `kiban worker` processes claim from ------------------------
+
+run_queue = Table(  # one row per asset a distributed run builds; workers claim ready rows FOR UPDATE SKIP LOCKED
+    "run_queue",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("asset", String(300), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # waiting, ready, running, success, failed, skipped, cancelled
+    Column("deps", Text, nullable=False, default="[]"),  # JSON: assets of this run it waits for
+    Column("fingerprint", String(64), nullable=False),  # what the published version will carry
+    Column("code", String(64), nullable=False),  # hash of the model's SQL: a worker with other code refuses it
+    Column("worker", String(100)),  # who holds it (running) or last held it
+    Column("claims", Integer, nullable=False, default=0),  # how often it was claimed: > 1 after a worker died
+    Column("enqueued_at", DateTime, nullable=False),
+    Column("ready_at", DateTime),
+    Column("claimed_at", DateTime),
+    Column("heartbeat_at", DateTime),  # renewed by the holding worker; expired → the row is ready again
+    Column("finished_at", DateTime),
+    Column("rows", BigInteger),
+    Column("error", Text),
+    Index("ix_run_queue_ready", "project", "status", "ready_at"),
+)
+
+workers = Table(  # the `kiban worker` processes: what each is doing, and when it last said so
+    "workers",
+    metadata,
+    Column("worker_id", String(100), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("status", String(20), nullable=False),  # idle, busy, stopped
+    Column("run_id", String(40)),
+    Column("asset", String(300)),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime),
+    Column("built", Integer, nullable=False, default=0),  # assets this worker finished
+    Index("ix_workers_project", "project", "heartbeat_at"),
 )

@@ -114,6 +114,8 @@ class Store:
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # several processes (workers) may open a new store at once
+                conn.execute(sa.text("select pg_advisory_xact_lock(7460121)"))
             inspector = sa.inspect(conn)
             inspector_has = inspector.has_table("alembic_version")
             current = conn.execute(sa.text("select version_num from alembic_version")).scalar() \
