@@ -1,0 +1,99 @@
+"""Declared column types, enforced: a value that does not cast sends its row to quarantine with the reason.
+
+Types are DuckDB's (as in checks and contracts). Each batch is cast by DuckDB in one statement that
+also says, per declared column, which rows failed; the rows that failed leave the batch as
+:class:`BadRow` s carrying their raw values (JSON) so that a later replay can cast them again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kiban.collect.connector import BadRow
+from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
+
+RAW_LIMIT = 4000  # characters of a refused row kept in quarantine
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The declared types of a table: column → DuckDB type."""
+
+    types: dict[str, str]
+    key: tuple[str, ...] = ()  # primary key columns: a refused row's location names them
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        present = set(names)
+        return [c for c in self.types if c not in present]
+
+
+def raw_text(row: dict[str, Any]) -> str:
+    """A refused row as JSON text (metadata columns left out), cut to RAW_LIMIT characters."""
+    text = json.dumps({k: v for k, v in row.items() if k not in (SOURCE_FILE, SOURCE_LINE)},
+                      default=str, ensure_ascii=False)
+    return text[:RAW_LIMIT]
+
+
+def location_of(row: dict[str, Any], key: tuple[str, ...], ordinal: int) -> tuple[str, str | None, int | None]:
+    """Where a row came from: ``file:line`` for files, ``key=value`` for keyed tables, else ``row N``."""
+    file, line = row.get(SOURCE_FILE), row.get(SOURCE_LINE)
+    if file is not None:
+        return (f"{file}:{line}" if line is not None else str(file)), str(file), \
+            (int(line) if line is not None else None)
+    if key and all(k in row for k in key):
+        return ", ".join(f"{k}={row[k]}" for k in key), None, None
+    return f"row {ordinal}", None, None
+
+
+def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: Declared,
+               first_ordinal: int) -> tuple[pa.Table, list[BadRow]]:
+    """``batch`` with its declared columns cast, and the rows that did not cast (with their reasons).
+
+    ``first_ordinal`` numbers the rows of the load (1-based) for locations when nothing better exists."""
+    names = batch.schema.names
+    wanted = [c for c in declared.types if c in names]
+    if not wanted:
+        return pa.Table.from_batches([batch]), []
+    view = "__kiban_batch"
+    con.register(view, batch)
+    try:
+        select = []
+        for name in names:
+            if name in declared.types:
+                select.append(f"try_cast({quote(name)} as {declared.types[name]}) as {quote(name)}")
+            else:
+                select.append(quote(name))
+        failed = [f"({quote(c)} is not null and try_cast({quote(c)} as {declared.types[c]}) is null) "
+                  f"as {quote('__bad_' + c)}" for c in wanted]
+        table = con.execute(f"select {', '.join(select + failed)} from {view}").to_arrow_table()
+    finally:
+        con.unregister(view)
+    flags = [table.column("__bad_" + c) for c in wanted]
+    table = table.drop_columns(["__bad_" + c for c in wanted])
+    any_bad = flags[0]
+    for flag in flags[1:]:
+        any_bad = pc.or_(any_bad, flag)
+    if not pc.any(any_bad).as_py():
+        return table, []
+    bad_rows: list[BadRow] = []
+    original = pa.Table.from_batches([batch])
+    positions = pc.indices_nonzero(any_bad).to_pylist()
+    for index in positions:
+        row = {name: original.column(name)[index].as_py() for name in names}
+        column = next(c for c, flag in zip(wanted, flags, strict=True) if flag[index].as_py())
+        location, file, line = location_of(row, declared.key, first_ordinal + index)
+        bad_rows.append(BadRow(location=location, raw=raw_text(row),
+                               reason=f"column {column}: {str(row[column])[:200]!r} is not a {declared.types[column]}",
+                               column=column, file=file, line=line))
+    return table.filter(pc.invert(any_bad)), bad_rows

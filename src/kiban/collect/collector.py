@@ -1,0 +1,185 @@
+"""The collection step of a run: load the selected source tables in parallel, each with its retry and
+timeout policy, record every attempt like a build's, and report through the run's events.
+
+A table's attempt that times out or is cancelled stops between two batches; nothing it wrote is
+committed, so the next attempt (or the next load) simply starts over from the committed cursor.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from kiban.collect.connector import SourceError
+from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
+from kiban.collect.manifest import Manifests
+from kiban.engines.base import CollectedTable
+from kiban.run.events import Event, Listener
+from kiban.store import Store, utcnow
+
+if TYPE_CHECKING:
+    from kiban.project import Project
+
+
+@dataclass
+class Collected:
+    """What the collection of one table came to (after its retries)."""
+
+    asset: str
+    status: str  # success, failed, cancelled
+    attempts: int = 0
+    rows: int | None = None  # rows landed
+    error: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    watermark: date | None = None
+    result: LoadResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# (asset) → (retries, retry delay in seconds, timeout in seconds or None)
+PolicyFor = Callable[[str], tuple[int, float, float | None]]
+
+
+def collected_tables(project: Project, store: Store) -> dict[str, CollectedTable]:
+    """The committed files of every collected table, for the engine's lake views (one store read)."""
+    tables = project.source_tables()
+    states = Manifests(store).states(project.name, list(tables))
+    lake = project.lake_dir
+    out: dict[str, CollectedTable] = {}
+    for key, (source, name) in tables.items():
+        spec = project.sources[source].tables[name]
+        state = states.get(key)
+        out[key] = CollectedTable(version=state.latest_load if state else "",
+                                  files=tuple(str(lake / f) for f in state.files) if state else (),
+                                  primary_key=spec.primary_key, cursor=spec.cursor, deletes=spec.detect_deletes,
+                                  history=spec.history == "scd2")
+    return out
+
+
+def collect_assets(project: Project, store: Store, run_id: str, keys: list[str], *, emit: Listener,
+                   policy_for: PolicyFor, threads: int, limits: dict[str, int] | None = None,
+                   cancel: threading.Event | None = None) -> dict[str, Collected]:
+    """Load every table in ``keys`` (``lake.<source>_<table>``); never raises for a table's failure."""
+    cancel = cancel or threading.Event()
+    tables = project.source_tables()
+    slots = {tag: threading.BoundedSemaphore(n) for tag, n in (limits or {}).items()}
+    outcomes: dict[str, Collected] = {}
+    stops: dict[str, threading.Event] = {}
+
+    def one(key: str) -> Collected:
+        source, table = tables[key]
+        tags = sorted(t for t in project.assets[key].config.tags if t in slots)
+        for tag in tags:  # per-tag limits: e.g. one extraction from the POS database at a time
+            slots[tag].acquire()
+        try:
+            return _collect_one(project, store, run_id, key, source, table, emit, policy_for(key), cancel, stops)
+        finally:
+            for tag in reversed(tags):
+                slots[tag].release()
+
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="kiban-collect") as pool:
+        running: dict[Future[Collected], str] = {pool.submit(one, k): k for k in keys}
+        while running:
+            try:
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                cancel.set()
+                for stop in list(stops.values()):
+                    stop.set()
+                continue
+            for future in done:
+                key = running.pop(future)
+                outcomes[key] = future.result()
+    return outcomes
+
+
+def _collect_one(project: Project, store: Store, run_id: str, key: str, source: str, table: str, emit: Listener,
+                 policy: tuple[int, float, float | None], cancel: threading.Event,
+                 stops: dict[str, threading.Event]) -> Collected:
+    retries, delay, timeout = policy
+    attempt = 0
+    while True:
+        attempt += 1
+        started = utcnow()
+        outcome = Collected(key, "success", attempts=attempt, started_at=started)
+        if cancel.is_set():
+            outcome.status, outcome.error = "cancelled", "the run was cancelled"
+        else:
+            emit(Event("asset_started", run_id, asset=key, attempt=attempt, detail={"collect": True}))
+            stop = threading.Event()
+            stops[key] = stop
+            timed_out = threading.Event()
+
+            def on_timeout(stop: threading.Event = stop, timed_out: threading.Event = timed_out) -> None:
+                timed_out.set()
+                stop.set()
+
+            timer = threading.Timer(timeout, on_timeout) if timeout else None
+            if timer:
+                timer.daemon = True
+                timer.start()
+            permanent = False
+            try:
+                result = load_table(project, source, table, store, run_id=run_id, cancel=stop)
+                outcome.result, outcome.rows, outcome.notes = result, result.record.rows_landed, result.notes
+                outcome.watermark = result.watermark
+            except LoadCancelled as exc:
+                outcome.status = "failed" if timed_out.is_set() else "cancelled"
+                outcome.error = f"timed out after {timeout:g} s (the load was stopped)" if timed_out.is_set() \
+                    else str(exc)
+            except LoadFailed as exc:  # refused (quarantine, drift): retrying reads the same rows again
+                outcome.status, outcome.error, permanent = "failed", str(exc), True
+                outcome.result = LoadResult(exc.record)
+            except SourceError as exc:
+                outcome.status, outcome.error = "failed", str(exc)
+            except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
+                outcome.status, outcome.error = "failed", _clean(source, table, exc)
+            finally:
+                if timer:
+                    timer.cancel()
+                stops.pop(key, None)
+                if cancel.is_set() and outcome.status == "failed" and not timed_out.is_set():
+                    outcome.status, outcome.error = "cancelled", "the run was cancelled"
+        outcome.ended_at = utcnow()
+        seconds = (outcome.ended_at - started).total_seconds()
+        if outcome.status == "failed" and attempt <= retries and not permanent and not cancel.is_set():
+            wait_s = delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            store.record_attempt(run_id, key, "retrying", attempt=attempt, started_at=started,
+                                 ended_at=outcome.ended_at, error=outcome.error)
+            emit(Event("asset_retry", run_id, asset=key, attempt=attempt, error=outcome.error, seconds=seconds,
+                       detail={"delay": round(wait_s, 2)}))
+            if not cancel.wait(wait_s):
+                continue
+            outcome.status, outcome.error = "cancelled", "the run was cancelled"
+        store.record_attempt(run_id, key, outcome.status, attempt=attempt, started_at=started,
+                             ended_at=outcome.ended_at, rows=outcome.rows, error=outcome.error,
+                             watermark=outcome.watermark)
+        emit(Event("asset_finished", run_id, asset=key, status=outcome.status, attempt=attempt, rows=outcome.rows,
+                   seconds=seconds, error=outcome.error, detail=_detail(outcome)))
+        return outcome
+
+
+def _detail(outcome: Collected) -> dict[str, Any]:
+    """The load's reconciled counts and notes, for the CLI's summary and the JSON log."""
+    detail: dict[str, Any] = {"collect": True}
+    if outcome.result is not None:
+        r = outcome.result.record
+        detail.update(load_id=r.load_id, read=r.rows_read, landed=r.rows_landed, quarantined=r.rows_quarantined,
+                      dropped=r.rows_dropped, deleted=r.rows_deleted,
+                      cursor=None if r.cursor is None else str(r.cursor),
+                      drift=[d.describe() for d, _ in r.drift])
+    if outcome.notes:
+        detail["notes"] = outcome.notes
+    return detail
+
+
+def _clean(source: str, table: str, exc: BaseException) -> str:
+    from kiban.collect.secrets import redact
+
+    return f"source {source}, table {table}: " + redact(str(exc).strip() or type(exc).__name__)

@@ -1,0 +1,252 @@
+"""MySQL / MariaDB tables and queries → Arrow batches (docs/connectors/databases.md).
+
+Example ``sources/shop.yml``::
+
+    type: mysql
+    url: env:SHOP_DB_URL           # mysql://user:password@host:3306/database
+    tables:
+      customers:
+        mode: incremental
+        cursor: id
+        primary_key: [id]
+
+Fast path: DuckDB's mysql scanner (filter and order pushed to the server; the cursor value is a bound
+parameter). Fallback: PyMySQL's unbuffered cursor, ``batch_rows`` rows at a time. The session's time zone is
+UTC, so TIMESTAMP columns come out in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from kiban.collect.connector import ReadContext
+from kiban.collect.connectors.database import (
+    Options,
+    Plan,
+    check_columns,
+    connection_error,
+    duckdb_with,
+    ident,
+    literal,
+    missing_table,
+    plan_of,
+    query_error,
+    require_url,
+    stream,
+    use_duckdb,
+    where_of,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pymysql
+
+__all__ = ["Options", "check", "read"]
+EXAMPLE = "mysql://user:password@host:3306/database"
+
+
+def check(ctx: ReadContext, options: Options) -> None:
+    """Connect, find the table (or run the query for no rows), check the selected and cursor columns."""
+    url = require_url(ctx, "mysql", EXAMPLE)
+    plan = plan_of(ctx, options)
+    conn = _connect(ctx, url, options)
+    try:
+        check_columns(ctx, plan, [d[0] for d in _describe(ctx, conn, plan)[0]])
+    finally:
+        conn.close()
+
+
+def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
+    url = require_url(ctx, "mysql", EXAMPLE)
+    plan = plan_of(ctx, options)
+    extension = use_duckdb(ctx, options, "mysql", "PyMySQL")
+    if extension is not None:
+        yield from _read_duckdb(ctx, plan, url, extension)
+    else:
+        yield from _read_pymysql(ctx, plan, url, options)
+
+
+def _since(value: Any) -> Any:
+    """The cursor value as the server compares it (times in UTC, like the session)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _source_sql(plan: Plan) -> str:
+    """The MySQL statement for a query (the cursor filter is a ``?`` placeholder)."""
+    sql = f"select * from ({plan.query}) as _kiban_query"
+    if plan.filtered:
+        sql += f" where {ident(plan.cursor or '', '`')} {plan.operator} ?"
+    if plan.cursor:
+        sql += f" order by {ident(plan.cursor, '`')}"
+    return sql
+
+
+# -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
+
+
+def _read_duckdb(ctx: ReadContext, plan: Plan, url: str, extension: Any) -> Iterator[pa.RecordBatch]:
+    import duckdb
+
+    con = duckdb_with(extension)
+    try:
+        con.execute("set mysql_session_time_zone = '+00:00'")
+        try:
+            con.execute(f"attach {literal(url)} as src (type mysql, read_only)")
+        except duckdb.Error as exc:
+            raise connection_error(ctx, exc, where_of(url)) from None
+        params: list[Any] = []
+        if plan.query is not None:
+            # the scanner sends the statement as is, with the value bound to its ? (text: MySQL converts it)
+            sql = f"select * from mysql_query('src', {literal(_source_sql(plan))}"
+            if plan.filtered:
+                sql += ", params := row(?)"
+                since = _since(plan.since)
+                params.append(since.isoformat(sep=" ") if isinstance(since, dt.datetime)
+                              else since.isoformat() if isinstance(since, dt.date) else str(since))
+            sql += ")"
+        else:
+            schema = f"{ident(plan.schema)}." if plan.schema else ""
+            columns = ", ".join(ident(c) for c in plan.select) or "*"
+            sql = f"select {columns} from src.{schema}{ident(plan.table or '')}"
+            if plan.filtered:  # pushed down to MySQL by the scanner
+                sql += f" where {ident(plan.cursor or '')} {plan.operator} ?"
+                params.append(_since(plan.since))
+            if plan.cursor:
+                sql += f" order by {ident(plan.cursor)}"
+        try:
+            yield from stream(con, sql, params, ctx.batch_rows, ctx)
+        except duckdb.Error as exc:
+            raise query_error(ctx, plan, exc) from None
+    finally:
+        con.close()
+
+
+# -- connecting and describing with PyMySQL (the check, and the fallback) -----------------------------------------
+
+
+def _connect(ctx: ReadContext, url: str, options: Options, unbuffered: bool = False) -> pymysql.Connection[Any]:
+    import pymysql
+    import pymysql.cursors
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ctx.error("the URL must look like mysql://user:password@host:3306/database")
+    try:
+        return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                               user=unquote(parts.username or ""), password=unquote(parts.password or ""),
+                               database=unquote(parts.path.lstrip("/")) or None,
+                               connect_timeout=options.connect_timeout,
+                               init_command="set time_zone = '+00:00'", charset="utf8mb4",
+                               cursorclass=pymysql.cursors.SSCursor if unbuffered else pymysql.cursors.Cursor)
+    except pymysql.Error as exc:
+        raise connection_error(ctx, exc, where_of(url)) from None
+
+
+def _describe(ctx: ReadContext, conn: pymysql.Connection[Any], plan: Plan) -> tuple[list[Any], list[Any]]:
+    """The result's description and its fields (type codes, flags, character sets)."""
+    import pymysql
+
+    with conn.cursor() as cur:
+        if plan.table is not None:
+            cur.execute("select count(*) from information_schema.tables where table_schema = coalesce(%s, "
+                        "database()) and table_name = %s", [plan.schema, plan.table])
+            row = cur.fetchone()
+            if not row or not row[0]:
+                cur.execute("select case when table_schema = database() then table_name else concat(table_schema, "
+                            "'.', table_name) end from information_schema.tables where table_schema not in "
+                            "('mysql', 'information_schema', 'performance_schema', 'sys')")
+                raise missing_table(ctx, plan, [r[0] for r in cur.fetchall()])
+            schema = f"{ident(plan.schema, '`')}." if plan.schema else ""
+            columns = ", ".join(ident(c, "`") for c in plan.select) or "*"
+            sql = f"select {columns} from {schema}{ident(plan.table, '`')} limit 0"
+        else:
+            sql = f"select * from ({plan.query}) as _kiban_query limit 0"
+        try:
+            cur.execute(sql)
+        except pymysql.Error as exc:
+            raise query_error(ctx, plan, exc) from None
+        return list(cur.description or []), list(cur._result.fields if cur._result else [])
+
+
+# -- the fallback: PyMySQL, batch_rows rows at a time --------------------------------------------------------------
+
+_UNSIGNED, _BINARY_CHARSET = 32, 63
+
+
+def _arrow_type(description: Any, field: Any) -> pa.DataType:
+    import pyarrow as pa
+
+    code, length, scale = description[1], description[3] or 0, description[5] or 0
+    unsigned = bool(field.flags & _UNSIGNED)
+    if code in (0, 246):  # DECIMAL: the length counts the sign and the point
+        precision = length - (0 if unsigned else 1) - (1 if scale else 0)
+        return pa.decimal128(max(1, min(38, precision)), scale) if precision <= 38 else pa.float64()
+    if code == 1:
+        return pa.bool_() if length == 1 else (pa.uint8() if unsigned else pa.int8())
+    ints = {2: (pa.int16(), pa.uint16()), 3: (pa.int32(), pa.uint32()), 9: (pa.int32(), pa.uint32()),
+            8: (pa.int64(), pa.uint64()), 13: (pa.int16(), pa.int16())}
+    if code in ints:
+        return ints[code][unsigned]
+    if code == 16:
+        return pa.bool_() if length == 1 else pa.binary()
+    fixed = {4: pa.float32(), 5: pa.float64(), 10: pa.date32(), 12: pa.timestamp("us"), 7: pa.timestamp("us")}
+    if code in fixed:
+        return fixed[code]
+    if code in (249, 250, 251, 252, 253, 254, 15) and field.charsetnr == _BINARY_CHARSET:
+        return pa.binary()
+    return pa.string()
+
+
+def _value(value: Any, kind: pa.DataType) -> Any:
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_boolean(kind):
+        return bool(int.from_bytes(value, "big")) if isinstance(value, bytes) else bool(value)
+    if pa.types.is_string(kind) and not isinstance(value, str):
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return value
+
+
+def _read_pymysql(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    import pymysql
+
+    first = _connect(ctx, url, options)
+    try:
+        described, fields = _describe(ctx, first, plan)
+    finally:
+        first.close()
+    schema = pa.schema([pa.field(d[0], _arrow_type(d, f)) for d, f in zip(described, fields, strict=True)])
+    if plan.query is not None:
+        sql = _source_sql(plan).replace("%", "%%").replace(" ?", " %s")
+    else:
+        name = f"{ident(plan.schema, '`')}.{ident(plan.table or '', '`')}" if plan.schema else \
+            ident(plan.table or "", "`")
+        columns = ", ".join(ident(c, "`") for c in plan.select) or "*"
+        sql = f"select {columns} from {name}".replace("%", "%%")
+        if plan.filtered:
+            sql += f" where {ident(plan.cursor or '', '`')} {plan.operator} %s"
+        if plan.cursor:
+            sql += f" order by {ident(plan.cursor, '`')}"
+    conn = _connect(ctx, url, options, unbuffered=True)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(sql, [_since(plan.since)] if plan.filtered else None)
+                while not ctx.cancel.is_set():
+                    rows = cur.fetchmany(ctx.batch_rows)
+                    if not rows:
+                        break
+                    arrays = [pa.array([_value(r[i], f.type) for r in rows], f.type) for i, f in enumerate(schema)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            except pymysql.Error as exc:
+                raise query_error(ctx, plan, exc) from None
+    finally:
+        conn.close()

@@ -1,0 +1,290 @@
+"""PostgreSQL tables and queries → Arrow batches (docs/connectors/databases.md).
+
+Example ``sources/pos.yml``::
+
+    type: postgres
+    url: env:POS_DB_URL            # postgresql://user:password@host:5432/db
+    tables:
+      orders:
+        table: sales.orders        # default: the key (orders), in the search path's schema (public)
+        mode: incremental
+        cursor: updated_at
+        lookback: 10m
+        primary_key: [order_id]
+
+Fast path: DuckDB's postgres scanner (binary COPY, filter pushed to the server as a bound parameter).
+Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's streaming CSV reader.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from kiban.collect.connector import ReadContext
+from kiban.collect.connectors.database import (
+    Options,
+    Plan,
+    check_columns,
+    connection_error,
+    duckdb_with,
+    ident,
+    literal,
+    missing_table,
+    plan_of,
+    query_error,
+    require_url,
+    stream,
+    use_duckdb,
+    where_of,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    import pyarrow as pa
+
+__all__ = ["Options", "check", "read"]
+EXAMPLE = "postgresql://user:password@host:5432/database"
+
+
+def _plan(ctx: ReadContext, options: Options) -> Plan:
+    """The read plan; an unqualified table is in schema public (for both readers, whatever the search path)."""
+    plan = plan_of(ctx, options)
+    return replace(plan, schema="public") if plan.table is not None and plan.schema is None else plan
+
+
+def check(ctx: ReadContext, options: Options) -> None:
+    """Connect, find the table (or run the query for no rows), check the selected and cursor columns."""
+    url = require_url(ctx, "postgres", EXAMPLE)
+    plan = _plan(ctx, options)
+    with _connect(ctx, url, options) as conn:
+        check_columns(ctx, plan, [c.name for c in _describe(ctx, conn, plan)])
+
+
+def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
+    url = require_url(ctx, "postgres", EXAMPLE)
+    plan = _plan(ctx, options)
+    extension = use_duckdb(ctx, options, "postgres", "psycopg COPY (CSV)")
+    if extension is not None:
+        yield from _read_duckdb(ctx, plan, url, options, extension)
+    else:
+        yield from _read_copy(ctx, plan, url, options)
+
+
+# -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
+
+
+def _read_duckdb(ctx: ReadContext, plan: Plan, url: str, options: Options, extension: Any) -> Iterator[pa.RecordBatch]:
+    import duckdb
+
+    con = duckdb_with(extension)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        try:
+            con.execute(f"attach {literal(_with_timeout(url, options.connect_timeout))} as src "
+                        "(type postgres, read_only)")
+        except duckdb.Error as exc:
+            raise connection_error(ctx, exc, where_of(url)) from None
+        params: list[Any] = []
+        if plan.query is not None:
+            relation = f"postgres_query('src', {literal(plan.query)})"
+            columns = "*"
+        else:
+            relation = f"src.{ident(plan.schema or 'public')}.{ident(plan.table or '')}"
+            columns = ", ".join(ident(c) for c in plan.select) or "*"
+        sql = f"select {columns} from {relation}"
+        if plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
+            sql += f" where {ident(plan.cursor or '')} {plan.operator} ?"
+            params.append(plan.since)
+        # no ORDER BY here: DuckDB would have to read everything before the first row (the scanner cannot push
+        # it down); the loader takes the newest cursor of the whole load, so the order does not matter
+        try:
+            for batch in stream(con, sql, params, ctx.batch_rows, ctx):
+                yield _utc(batch)
+        except duckdb.Error as exc:
+            raise query_error(ctx, plan, exc) from None
+    finally:
+        con.close()
+
+
+def _with_timeout(url: str, seconds: int) -> str:
+    if "connect_timeout" in url:
+        return url
+    if "://" in url:
+        return url + ("&" if "?" in url else "?") + f"connect_timeout={seconds}"
+    return f"{url} connect_timeout={seconds}"
+
+
+def _utc(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps with a time zone are labelled UTC (DuckDB says Etc/UTC: the same instants)."""
+    import pyarrow as pa
+
+    fields = [pa.field(f.name, pa.timestamp(f.type.unit, "UTC"), f.nullable)
+              if pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz != "UTC" else f for f in batch.schema]
+    if all(a is b for a, b in zip(fields, batch.schema, strict=True)):
+        return batch
+    return batch.cast(pa.schema(fields))
+
+
+# -- connecting and describing with psycopg (the check, and the fallback) -----------------------------------------
+
+
+def _connect(ctx: ReadContext, url: str, options: Options) -> psycopg.Connection[Any]:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(url, connect_timeout=options.connect_timeout, autocommit=False)
+    except psycopg.Error as exc:
+        raise connection_error(ctx, exc, where_of(url)) from None
+    conn.execute("set time zone 'UTC'")
+    conn.execute("set datestyle = 'ISO, YMD'")
+    return conn
+
+
+def _relation(plan: Plan) -> Any:
+    from psycopg import sql
+
+    if plan.query is not None:
+        return sql.SQL("({}) as _kiban_query").format(sql.SQL(plan.query))
+    table = sql.Identifier(plan.table or "")
+    return sql.SQL("{}.{}").format(sql.Identifier(plan.schema), table) if plan.schema else table
+
+
+def _describe(ctx: ReadContext, conn: psycopg.Connection[Any], plan: Plan) -> list[Any]:
+    """The result's columns (psycopg ``Column``: name, type_code, precision, scale)."""
+    import psycopg
+    from psycopg import sql
+
+    if plan.table is not None:
+        name = f"{_quote(plan.schema)}.{_quote(plan.table)}" if plan.schema else _quote(plan.table)
+        row = conn.execute("select to_regclass(%s)", [name]).fetchone()
+        if not row or row[0] is None:
+            tables = [r[0] for r in conn.execute(
+                "select case when table_schema = current_schema() then table_name "
+                "else table_schema || '.' || table_name end from information_schema.tables "
+                "where table_schema not in ('pg_catalog', 'information_schema')").fetchall()]
+            raise missing_table(ctx, plan, tables)
+    try:
+        cur = conn.execute(sql.SQL("select * from {} limit 0").format(_relation(plan)))
+    except psycopg.Error as exc:
+        conn.rollback()
+        raise query_error(ctx, plan, exc) from None
+    return list(cur.description or [])
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- the fallback: COPY … (FORMAT CSV) → pyarrow.csv ---------------------------------------------------------------
+
+# PostgreSQL type OIDs → Arrow; anything else is read as its text form
+_TYPES: dict[int, str] = {16: "bool", 21: "int16", 23: "int32", 20: "int64", 26: "int64", 700: "float32",
+                          701: "float64", 1082: "date", 1114: "timestamp", 1184: "timestamptz", 1083: "time",
+                          17: "binary", 1700: "numeric"}
+
+
+def _arrow_type(column: Any) -> pa.DataType:
+    import pyarrow as pa
+
+    kind = _TYPES.get(column.type_code, "string")
+    if kind == "numeric":
+        if column.precision and column.precision <= 38:
+            return pa.decimal128(column.precision, column.scale or 0)
+        return pa.float64()  # numeric without a precision: as DuckDB's scanner reads it
+    simple = {"bool": pa.bool_(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+              "float32": pa.float32(), "float64": pa.float64(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
+              "timestamptz": pa.timestamp("us"), "time": pa.time64("us"), "binary": pa.string(),
+              "string": pa.string()}
+    return simple[kind]
+
+
+class _CopyStream(io.RawIOBase):
+    """COPY's chunks as a file for pyarrow's CSV reader."""
+
+    def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iterator[pa.RecordBatch]:
+    import psycopg
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    from psycopg import sql
+
+    with _connect(ctx, url, options) as conn:
+        described = _describe(ctx, conn, plan)
+        if plan.select:
+            by_name = {c.name: c for c in described}
+            described = [by_name[n] for n in plan.select]
+        names = [c.name for c in described]
+        items: list[Any] = []
+        for column in described:
+            kind = _TYPES.get(column.type_code, "string")
+            name = sql.Identifier(column.name)
+            if kind == "timestamptz":  # CSV says "+00"; as a plain UTC timestamp it parses, then is labelled UTC
+                items.append(sql.SQL("({} at time zone 'UTC') as {}").format(name, name))
+            elif kind == "string" and column.type_code not in (25, 1043, 1042, 19):
+                items.append(sql.SQL("{}::text as {}").format(name, name))
+            else:
+                items.append(name)
+        query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
+        if plan.filtered:
+            # COPY takes no parameters: psycopg quotes the value as a typed literal (never our own formatting)
+            query += sql.SQL(" where {} " + plan.operator + " {}").format(
+                sql.Identifier(plan.cursor or ""), sql.Literal(plan.since))
+        if plan.cursor:
+            query += sql.SQL(" order by {}").format(sql.Identifier(plan.cursor))
+        types = {c.name: _arrow_type(c) for c in described}
+        final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
+                           else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])
+                           for c in described])
+        try:
+            with conn.cursor().copy(sql.SQL("copy ({}) to stdout (format csv)").format(query)) as copy:
+                reader = csv.open_csv(
+                    io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20),
+                    read_options=csv.ReadOptions(column_names=names, block_size=4 << 20),
+                    parse_options=csv.ParseOptions(newlines_in_values=True),
+                    convert_options=csv.ConvertOptions(column_types=types, null_values=[""], true_values=["t"],
+                                                       false_values=["f"], strings_can_be_null=True,
+                                                       quoted_strings_can_be_null=False))
+                for batch in reader:
+                    if ctx.cancel.is_set():
+                        return
+                    batch = _finish(batch, final)
+                    for start in range(0, batch.num_rows, ctx.batch_rows):
+                        yield batch.slice(start, ctx.batch_rows)
+        except psycopg.Error as exc:
+            raise query_error(ctx, plan, exc) from None
+        except pa.ArrowInvalid as exc:
+            raise query_error(ctx, plan, exc) from None
+
+
+def _finish(batch: pa.RecordBatch, final: pa.Schema) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    columns = []
+    for column, field in zip(batch.columns, final, strict=True):
+        if pa.types.is_binary(field.type):  # bytea's text form is \x followed by hex
+            column = pa.array([None if v is None else bytes.fromhex(v[2:]) for v in column.to_pylist()], pa.binary())
+        elif column.type != field.type:
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=final)

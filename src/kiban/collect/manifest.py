@@ -1,0 +1,248 @@
+"""Manifests in the state store: which loads committed, their files, cursors, schemas and drift.
+
+A load becomes part of the lake only when :meth:`Manifests.commit` writes its row, its files, the files
+it consumed and its drift events in ONE store transaction. The cursor lives in the load's row, so it
+advances in that same commit. Files on disk that no committed (or failed, for quarantine) load names
+are leftovers of dead loads: nobody reads them, and the next load of the table removes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from kiban.store import Store, utcnow
+from kiban.store.schema import consumed_files, drift_events, load_files, loads, quarantine_replays
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One schema change between the last committed load and this one."""
+
+    change: str  # added, dropped, retyped
+    column: str
+    old_type: str | None
+    new_type: str | None
+
+    def describe(self) -> str:
+        if self.change == "added":
+            return f"new column {self.column} ({self.new_type})"
+        if self.change == "dropped":
+            return f"column {self.column} ({self.old_type}) is gone"
+        return f"column {self.column} changed type {self.old_type} → {self.new_type}"
+
+
+@dataclass
+class LoadRecord:
+    """What one load did; counts reconcile: read = landed + quarantined + dropped."""
+
+    load_id: str
+    project: str
+    asset: str
+    source: str
+    table: str
+    started_at: datetime
+    kind: str = "load"
+    status: str = "committed"
+    run_id: str | None = None
+    ended_at: datetime | None = None
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_quarantined: int = 0
+    rows_dropped: int = 0
+    rows_deleted: int = 0
+    cursor: Any = None
+    schema: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+    files: list[tuple[str, str, int, int]] = field(default_factory=list)  # (path, kind, rows, bytes)
+    drift: list[tuple[Drift, str]] = field(default_factory=list)  # (change, action)
+    replays: list[tuple[str, int]] = field(default_factory=list)  # quarantined rows (load id, row) it lands
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_landed + self.rows_quarantined + self.rows_dropped
+
+
+@dataclass(frozen=True)
+class TableState:
+    """The committed state of one source table: what its lake views read."""
+
+    asset: str
+    latest_load: str  # the newest load that landed files ("" when none did): the lake table's data version
+    files: tuple[str, ...]  # data files, relative to the lake folder, oldest load first
+    cursor: Any
+    schema: tuple[tuple[str, str], ...]
+
+
+def encode_cursor(value: Any) -> str | None:
+    """A cursor value as JSON that keeps its type (timestamps, dates, numbers, text)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return json.dumps({"type": "timestamp", "value": value.isoformat()})
+    if isinstance(value, date):
+        return json.dumps({"type": "date", "value": value.isoformat()})
+    if isinstance(value, bool):
+        return json.dumps({"type": "text", "value": str(value)})
+    if isinstance(value, int):
+        return json.dumps({"type": "int", "value": value})
+    if isinstance(value, float | Decimal):
+        return json.dumps({"type": "number", "value": str(value)})
+    return json.dumps({"type": "text", "value": str(value)})
+
+
+def decode_cursor(text: str | None) -> Any:
+    if not text:
+        return None
+    data = json.loads(text)
+    kind, value = data["type"], data["value"]
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "int":
+        return int(value)
+    if kind == "number":
+        return Decimal(value)
+    return value
+
+
+class Manifests:
+    """Reads and writes the collection tables through a :class:`Store` (its engine and write lock)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- writing ----------------------------------------------------------------------------------------
+    def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]]) -> None:
+        """The load, its files, the source files it consumed and its drift: ONE transaction."""
+        record.ended_at = record.ended_at or utcnow()
+        with self.store._tx() as conn:
+            conn.execute(loads.insert().values(**self._row(record)))
+            if record.files:
+                conn.execute(load_files.insert(), [
+                    dict(load_id=record.load_id, path=p, kind=k, rows=r, bytes=b) for p, k, r, b in record.files])
+            if consumed:
+                conn.execute(consumed_files.insert(), [
+                    dict(project=record.project, asset=record.asset, path=p, size=s, sha256=h,
+                         load_id=record.load_id) for p, s, h in consumed])
+            if record.drift:
+                conn.execute(drift_events.insert(), [
+                    dict(project=record.project, asset=record.asset, load_id=record.load_id, at=record.ended_at,
+                         change=d.change, column_name=d.column, old_type=d.old_type, new_type=d.new_type,
+                         action=action) for d, action in record.drift])
+            if record.replays and record.status == "committed":
+                conn.execute(quarantine_replays.insert(), [
+                    dict(load_id=load, row_number=n, replay_load_id=record.load_id, replayed_at=record.ended_at)
+                    for load, n in record.replays])
+
+    @staticmethod
+    def _row(r: LoadRecord) -> dict[str, Any]:
+        return dict(load_id=r.load_id, project=r.project, asset=r.asset, source=r.source, table_name=r.table,
+                    run_id=r.run_id, kind=r.kind, status=r.status, started_at=r.started_at, ended_at=r.ended_at,
+                    rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
+                    rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=encode_cursor(r.cursor),
+                    schema=json.dumps(r.schema) if r.schema else None, error=r.error)
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def states(self, project: str, assets: list[str] | None = None) -> dict[str, TableState]:
+        """The committed state of every source table (or of ``assets``) that has a committed load."""
+        query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, load_files.c.path)
+                 .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
+                                                                  load_files.c.kind == "data")))
+                 .where(loads.c.project == project, loads.c.status == "committed")
+                 .order_by(loads.c.asset, loads.c.started_at, loads.c.load_id, load_files.c.path))
+        if assets is not None:
+            query = query.where(loads.c.asset.in_(assets))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        files: dict[str, list[str]] = {}
+        last: dict[str, Any] = {}
+        landing: dict[str, str] = {}  # the newest load that landed files: the table's data version
+        for row in rows:
+            files.setdefault(row.asset, [])
+            if row.path:
+                files[row.asset].append(row.path)
+                landing[row.asset] = row.load_id
+            last[row.asset] = row
+        return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
+                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")))
+                for asset, row in last.items()}
+
+    def state(self, project: str, asset: str) -> TableState | None:
+        return self.states(project, [asset]).get(asset)
+
+    def known_paths(self, project: str, asset: str) -> set[str]:
+        """Every file path a recorded load of ``asset`` names (data and quarantine): not leftovers."""
+        joined = load_files.join(loads, loads.c.load_id == load_files.c.load_id)
+        query = (sa.select(load_files.c.path).select_from(joined)
+                 .where(loads.c.project == project, loads.c.asset == asset))
+        with self.store.engine.connect() as conn:
+            return {r.path for r in conn.execute(query).all()}
+
+    def consumed(self, project: str, asset: str) -> set[tuple[str, int, str]]:
+        """(path, size, sha256) of every source file a committed load of ``asset`` read."""
+        query = sa.select(consumed_files.c.path, consumed_files.c.size, consumed_files.c.sha256).where(
+            consumed_files.c.project == project, consumed_files.c.asset == asset)
+        with self.store.engine.connect() as conn:
+            return {(r.path, r.size, r.sha256) for r in conn.execute(query).all()}
+
+    def loads(self, project: str, asset: str | None = None, limit: int = 20,
+              run_id: str | None = None) -> list[LoadRecord]:
+        query = loads.select().where(loads.c.project == project)
+        if asset is not None:
+            query = query.where(loads.c.asset == asset)
+        if run_id is not None:
+            query = query.where(loads.c.run_id == run_id)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(loads.c.started_at.desc(), loads.c.load_id.desc()).limit(limit)).all()
+            ids = [r.load_id for r in rows]
+            found = conn.execute(load_files.select().where(load_files.c.load_id.in_(ids))).all() if ids else []
+        by_load: dict[str, list[tuple[str, str, int, int]]] = {}
+        for f in found:
+            by_load.setdefault(f.load_id, []).append((f.path, f.kind, f.rows, f.bytes))
+        return [LoadRecord(load_id=r.load_id, project=r.project, asset=r.asset, source=r.source, table=r.table_name,
+                           started_at=r.started_at, kind=r.kind, status=r.status, run_id=r.run_id, ended_at=r.ended_at,
+                           rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
+                           rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=decode_cursor(r.cursor),
+                           schema=[tuple(c) for c in json.loads(r.schema or "[]")], error=r.error,
+                           files=sorted(by_load.get(r.load_id, [])))
+                for r in rows]
+
+    def drift(self, project: str, asset: str | None, limit: int = 20,
+              load_ids: list[str] | None = None) -> list[tuple[datetime, str, Drift, str]]:
+        """Recent drift events of ``asset`` (or of the loads ``load_ids``): (when, load id, change, action),
+        newest first."""
+        query = drift_events.select().where(drift_events.c.project == project)
+        if asset is not None:
+            query = query.where(drift_events.c.asset == asset)
+        if load_ids is not None:
+            query = query.where(drift_events.c.load_id.in_(load_ids))
+        query = query.order_by(drift_events.c.id.desc()).limit(limit)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(r.at, r.load_id, Drift(r.change, r.column_name, r.old_type, r.new_type), r.action) for r in rows]
+
+    def quarantine_files(self, project: str, asset: str | None = None) -> list[tuple[str, str, str, int]]:
+        """(asset, load id, path, rows) of every quarantine file recorded, oldest first."""
+        query = (sa.select(loads.c.asset, loads.c.load_id, load_files.c.path, load_files.c.rows)
+                 .select_from(load_files.join(loads, loads.c.load_id == load_files.c.load_id))
+                 .where(loads.c.project == project, load_files.c.kind == "quarantine")
+                 .order_by(loads.c.started_at, loads.c.load_id))
+        if asset is not None:
+            query = query.where(loads.c.asset == asset)
+        with self.store.engine.connect() as conn:
+            return [(r.asset, r.load_id, r.path, r.rows) for r in conn.execute(query).all()]
+
+    def replayed(self, load_ids: list[str]) -> set[tuple[str, int]]:
+        if not load_ids:
+            return set()
+        query = sa.select(quarantine_replays.c.load_id, quarantine_replays.c.row_number).where(
+            quarantine_replays.c.load_id.in_(load_ids))
+        with self.store.engine.connect() as conn:
+            return {(r.load_id, r.row_number) for r in conn.execute(query).all()}
