@@ -75,7 +75,8 @@ def local(moment: datetime) -> datetime:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, cli: Any) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("example_slo") / "shop"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("lake", ".kiban", "kiban.duckdb*", "__pycache__"))
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("lake", ".kiban", "kiban.duckdb*", "__pycache__",
+                                                                 "sources_data"))
     ok(python(root / "generate.py", "--scale", "0.01", "--out", root))
     first = json.loads(ok(python(root / "history.py", "--project", root, "--json")))
     before = snapshot(root)
@@ -152,7 +153,11 @@ def test_the_failed_night_failed_and_the_slow_night_did_not(shop):
     assert failed[0][4] == history.FAILED_STEP and "No space left on device" in failed[0][6]
     assert local(failed[0][3]).date() == shop["failed"]
     skipped = {r[4] for r in found if r[0] == failed[0][0] and r[5] == "skipped"}
-    assert skipped == {"mart.customer_rfm", "mart.daily_sales", "mart.product_ranking"}
+    from kiban.graph import build_graph
+
+    # everything downstream of the failed step (the example's models grow: web, staffing, forecasts)
+    assert skipped == build_graph(shop["project"]).downstream(history.FAILED_STEP)
+    assert {"mart.customer_rfm", "mart.daily_sales", "mart.product_ranking"} <= skipped
     repair = [r for r in found if json.loads(r[2]).get("resume") and local(r[3]).date() == shop["failed"]]
     assert {r[4] for r in repair} == {history.FAILED_STEP, *skipped}
     assert all(r[5] == "success" for r in repair)

@@ -1,32 +1,39 @@
 """Deterministic data generator for the kiban ``shop`` example project.
 
-The shop is a Japanese retail chain: stores with POS registers, a product master and a
-customer (membership) master. This script writes the raw operational data straight into
-the project's lake as Parquet, one folder per table::
+The shop is a Japanese retail chain: stores with POS registers, a product master, a customer
+(membership) master, a web shop and the stores' shift sheets. This script computes their rows in
+DuckDB and writes them the way each source system hands them over (``source_systems.py``), under
+``sources_data/``; ``kiban run`` then collects them into the lake (``sources/*.yml``)::
 
-    lake/stores/stores.parquet
-    lake/products/products.parquet
-    lake/customers/customers.parquet
-    lake/pos_orders/YYYY-MM.parquet        (one file per JST month of the order)
-    lake/pos_order_lines/YYYY-MM.parquet   (lines go with the month of their order)
+    sources_data/pos.sqlite                     stores, customers, orders, order_lines (updated_at, UTC)
+    sources_data/web/access.log-YYYYMMDD        nginx combined logs of the last 7 days
+    sources_data/master/products_YYYYMMDD.csv   the product master exported from Excel (CP932)
+    sources_data/staff/shifts_YYYYMMDD.xlsx     the stores' shift sheets of the last 2 weeks
 
 Everything is computed inside DuckDB with hash-based pseudo random numbers
-(``hash(key..., seed, salt)``), so a given ``--seed`` / ``--scale`` / ``--end-date`` always
-produces the same rows, and scale 1.0 (about one million order lines) takes seconds.
+(``hash(key..., seed, salt)``) or Python's ``random`` seeded with the day, so a given ``--seed`` /
+``--scale`` / ``--end-date`` always produces the same rows, and scale 1.0 (about one million order
+lines) takes seconds.
 
-A few deliberately bad rows are injected at every scale, so that the demo has something
-to quarantine and check:
+A few deliberately bad rows are injected at every scale, so that the demo has something to
+quarantine and check:
 
-* duplicated order headers: the same ``order_id`` twice, the later ``updated_at`` wins;
 * order lines with a negative quantity;
 * order lines pointing at a ``product_id`` that is not in the product master;
 * customers whose email address is invalid;
-* a product whose category is NULL.
+* a product whose category is NULL, and one whose price was typed as 「1,990」 (quarantined);
+* one access-log line a day cut short by the log rotation (quarantined);
+* one shift a week whose start time says 休 (quarantined).
+
+``--next-morning`` adds what arrives before the next run: three returns booked in the POS database
+(the orders arrive again with a later ``updated_at``) and a new product export whose template gained
+a column, ``jan_code`` (schema drift), with a new product whose price is still 「未定」.
 
 Usage::
 
-    python examples/shop/generate.py                 # scale 1.0 into examples/shop/lake
+    python examples/shop/generate.py                 # scale 1.0 into examples/shop/sources_data
     python examples/shop/generate.py --scale 0.01    # tiny data set for tests
+    python examples/shop/generate.py --next-morning  # after a `kiban run`: the next morning's deliveries
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import argparse
 import datetime as dt
 import hashlib
 import math
-import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +51,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
+import source_systems as systems  # this folder: how each source system writes its data
 
 DEFAULT_SEED = 42
 # Yesterday in Japan: the demo's data always ends where a nightly load would have left it, so its
@@ -201,7 +209,6 @@ QUANTITY_WEIGHTS_OTHER = {1: 85, 2: 11, 3: 3, 4: 1}
 DISCOUNT_SHARE = 0.12
 DISCOUNT_PCT_WEIGHTS = {10: 60, 20: 30, 30: 10}
 
-LAKE_TABLES = ["stores", "products", "customers", "pos_orders", "pos_order_lines"]
 
 
 @dataclass(frozen=True)
@@ -633,37 +640,23 @@ def _inject_bad_rows(con: duckdb.DuckDBPyConnection, cfg: Config, extract_at: st
     """)
 
 
-def _copy_atomic(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
-    """Write ``query`` to ``target`` as Parquet via a temporary file and ``os.replace``."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    con.execute(f"COPY ({query}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-    os.replace(tmp, target)
+STATE = ("lake", "kiban.duckdb", "kiban.duckdb.wal", ".kiban")  # what kiban made from the previous data
 
 
-def _write_table(
-    con: duckdb.DuckDBPyConnection, lake: Path, table: str, source: str, columns: str, order_by: str
-) -> int:
-    """Write one lake table, one file per ``_month`` if the source has one, and drop stale files."""
-    folder = lake / table
-    folder.mkdir(parents=True, exist_ok=True)
-    source_columns = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
-    written: set[str] = set()
-    if "_month" in source_columns:
-        months = [m for (m,) in con.execute(f"SELECT DISTINCT _month FROM {source} ORDER BY 1").fetchall()]
-        for month in months:
-            name = f"{month}.parquet"
-            query = f"SELECT {columns} FROM {source} WHERE _month = '{month}' ORDER BY {order_by}"
-            _copy_atomic(con, query, folder / name)
-            written.add(name)
-    else:
-        name = f"{table}.parquet"
-        _copy_atomic(con, f"SELECT {columns} FROM {source} ORDER BY {order_by}", folder / name)
-        written.add(name)
-    for stale in folder.rglob("*.parquet"):
-        if stale.relative_to(folder).as_posix() not in written:
-            stale.unlink()
-    count = con.execute(f"SELECT count(*) FROM {source}").fetchone()
-    return int(count[0]) if count else 0
+def start_over(out: Path) -> list[str]:
+    """Remove what kiban collected and built from the previous data: the new sources replace the old ones
+    completely (the same order ids, other days), so loads of both must not meet in one lake."""
+    removed = []
+    for name in STATE:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def generate(
@@ -672,49 +665,32 @@ def generate(
     seed: int = DEFAULT_SEED,
     end_date: dt.date = DEFAULT_END_DATE,
 ) -> dict[str, int]:
-    """Generate the shop's lake under ``out/lake`` and return the number of rows per table.
+    """Write the shop's source systems under ``out/sources_data`` and return the rows (or lines) of each.
 
-    Re-running replaces the previous data completely; every file is written atomically.
+    Re-running replaces the previous data completely, and removes the lake, the warehouse and the state
+    store kiban made from it (``start_over``); every file is written atomically.
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
     cfg = Config(scale=scale, seed=seed, end_date=end_date)
-    lake = Path(out) / "lake"
+    start_over(Path(out))
+    data = Path(out) / "sources_data"
+    data.mkdir(parents=True, exist_ok=True)
     with duckdb.connect() as con:
         _build(con, cfg)
-        tables = {
-            "stores": (
-                "stores",
-                "store_id, store_code, store_name, prefecture, region, opened_on, floor_area_m2, updated_at",
-                "store_id",
-            ),
-            "products": (
-                "products",
-                "product_id, sku, product_name, category, brand, unit_price, unit_cost, launched_on, "
-                "is_active, updated_at",
-                "product_id",
-            ),
-            "customers": (
-                "customers",
-                "customer_id, full_name, email, phone, gender, birth_date, prefecture, registered_at, "
-                "updated_at",
-                "customer_id",
-            ),
-            "pos_orders": (
-                "orders",
-                "order_id, store_id, customer_id, ordered_at, status, payment_method, updated_at",
-                "order_id, updated_at",
-            ),
-            "pos_order_lines": (
-                "order_lines",
-                "order_id, line_no, product_id, quantity, unit_price, discount, updated_at",
-                "order_id, line_no",
-            ),
-        }
-        return {
-            table: _write_table(con, lake, table, source, columns, order_by)
-            for table, (source, columns, order_by) in tables.items()
-        }
+        counts = {f"pos.sqlite {t}": n for t, n in systems.write_pos(con, data / "pos.sqlite").items()}
+        products = systems.bad_price(systems.product_rows(con))
+        export = data / "master" / f"products_{cfg.end_date:%Y%m%d}.csv"
+        counts[f"master/{export.name}"] = systems.write_product_export(export, systems.PRODUCT_COLUMNS, products)
+        systems.remove_others(export.parent, "products_*.csv", {export.name})
+        store_codes = [r[0] for r in con.execute("SELECT store_code FROM stores ORDER BY store_id").fetchall()]
+        skus = [r[0] for r in con.execute("SELECT sku FROM products ORDER BY product_id").fetchall()]
+        for name, n in systems.write_web_logs(data / "web", cfg.end_date, cfg.scale, cfg.seed, store_codes,
+                                              skus).items():
+            counts[f"web/{name}"] = n
+        for name, n in systems.write_shift_sheets(con, data / "staff", cfg.end_date, cfg.seed).items():
+            counts[f"staff/{name}"] = n
+    return counts
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -723,6 +699,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default 42)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent, help="project folder (default: this one)"
+    )
+    parser.add_argument(
+        "--next-morning",
+        action="store_true",
+        help="add the next morning's deliveries to the sources written before (late POS updates, a new "
+        "product export with one more column); run it between two `kiban run`s",
     )
     parser.add_argument(
         "--end-date",
@@ -737,11 +719,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     args = _parse_args(argv)
     started = time.perf_counter()
+    if args.next_morning:
+        done = systems.next_morning(Path(args.out), args.end_date, args.seed)
+        print(f"POS: orders {', '.join(map(str, done['returned_orders']))} returned this morning")
+        print(f"master: {done['product_export']} ({done['products']:,} products, a new column jan_code)")
+        return 0
+    previous = [name for name in STATE if (Path(args.out) / name).exists()]
     counts = generate(args.out, scale=args.scale, seed=args.seed, end_date=args.end_date)
+    if previous:
+        print(f"started over: removed {', '.join(previous)} (made from the previous data)")
     elapsed = time.perf_counter() - started
-    lake = Path(args.out) / "lake"
-    for table, rows in counts.items():
-        print(f"{table:<16} {rows:>10,} rows  -> {lake / table}")
+    data = Path(args.out) / "sources_data"
+    for name, rows in counts.items():
+        print(f"{name:<34} {rows:>10,} rows  -> {data}")
     print(f"generated scale {args.scale} seed {args.seed} in {elapsed:.2f}s")
     return 0
 

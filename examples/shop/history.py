@@ -4,7 +4,7 @@ A real project gets this history by running every night; the demo has to invent 
 writes it into the project's state store (`.kiban/state.db`), relative to *today* in the project's
 timezone, so the demo works on any day:
 
-* Every night at about 02:00 a scheduled `kiban run` builds all eight models, with durations and
+* Every night at about 02:00 a scheduled `kiban run` builds every model, with durations and
   row counts close to those of a real run of the example at scale 1.0. The marts reach yesterday
   (their watermark, the newest date in their `time_column`, is the day before the run).
 * One night the lake volume's backup snapshot overlaps the run: reading the POS order lines crawls
@@ -356,8 +356,9 @@ def replay(project: Project, graph: Graph, store: Store, history: list[Run], sto
 def generate(project_dir: Path, now: datetime | None = None) -> dict[str, Any]:
     """Replace the generated history of the project in ``project_dir``; returns what was written."""
     project = load_project(project_dir)
-    if not project.lake_dir.is_dir():
-        raise SystemExit(f"history.py: {project.lake_dir} does not exist yet; run generate.py first")
+    sources = project.root / "sources_data" / "pos.sqlite"
+    if not sources.is_file():
+        raise SystemExit(f"history.py: {sources} does not exist yet; run generate.py first")
     try:
         graph = build_graph(project)
     except KibanError as exc:  # most likely: the lake is not generated yet

@@ -2,7 +2,7 @@ WITH latest AS (
     SELECT
         *,
         regexp_full_match(trim(email), '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}') AS email_ok
-    FROM lake.customers
+    FROM lake.pos_customers
     QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY updated_at DESC) = 1
 )
 SELECT

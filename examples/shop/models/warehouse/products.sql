@@ -1,3 +1,5 @@
+-- lake.master_products_latest: each product's row from the newest export that had it (a row the loader
+-- quarantined, say for a price typed as 「1,990」, leaves the product at its previous version)
 SELECT
     CAST(product_id AS INTEGER) AS product_id,
     trim(sku) AS sku,
@@ -9,6 +11,6 @@ SELECT
     CAST(unit_cost AS INTEGER) AS unit_cost,
     CAST(launched_on AS DATE) AS launched_on,
     CAST(is_active AS BOOLEAN) AS is_active,
-    CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM lake.products
-QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY updated_at DESC) = 1
+    -- Excel shows Japan time without a zone
+    timezone('Asia/Tokyo', CAST(updated_at AS TIMESTAMP)) AS updated_at
+FROM lake.master_products_latest

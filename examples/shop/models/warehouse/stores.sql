@@ -7,5 +7,5 @@ SELECT
     CAST(opened_on AS DATE) AS opened_on,
     CAST(floor_area_m2 AS INTEGER) AS floor_area_m2,
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM lake.stores
+FROM lake.pos_stores
 QUALIFY row_number() OVER (PARTITION BY store_id ORDER BY updated_at DESC) = 1
