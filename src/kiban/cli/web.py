@@ -1,0 +1,173 @@
+"""``kiban serve`` (the web console) and ``kiban users`` (who may use it)."""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kiban.cli import State, app
+
+users_app = typer.Typer(help="Users of the web console and API: add, remove, passwd, role, list, token.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _accounts() -> Any:
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import Accounts
+
+    return Accounts(Store(load_project(State.project_dir).state_url))
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in a container: still audited
+        return "cli"
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS; cookies are Secure.")] = None,
+    key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for --cert.")] = None,
+) -> None:
+    """The web console and HTTP API (/api/v1, described at /openapi.json) for this project."""
+    import uvicorn
+
+    from kiban.cli.output import console
+    from kiban.errors import UsageError
+    from kiban.web import create_app
+
+    if (cert is None) != (key is None):
+        raise UsageError("--cert and --key go together", "pass both to serve HTTPS, or neither")
+    application = create_app(State.project_dir)
+    users = application.state.accounts.count_users()
+    if users == 0 and not is_loopback(host):
+        raise UsageError(f"refusing to serve on {host}: no user is configured, so nobody could sign in, and "
+                         "the console must never be open to the network without accounts",
+                         "create one first: kiban users add NAME --role admin")
+    scheme = "https" if cert else "http"
+    console.print(f"kiban console for [bold]{application.state.site.project.name}[/] on {scheme}://{host}:{port}/ "
+                  f"(API: /api/v1, described at /openapi.json; Ctrl-C stops)")
+    if users == 0:
+        console.print("[yellow]no users yet:[/] add one with [bold]kiban users add NAME --role admin[/]")
+    uvicorn.run(application, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ -).")],
+    role: Annotated[str, typer.Option(help="viewer, analyst, operator or admin.")] = "viewer",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Add a user; the password is asked for (or read from stdin) and stored as an argon2 hash."""
+    from kiban.cli.output import console
+    from kiban.web.accounts import check_role
+
+    accounts = _accounts()
+    check_role(role)
+    accounts.add_user(name, _password(password_stdin), role)
+    accounts.audit(_actor(), "user.add", name, None, "ok", f"role {role}")
+    console.print(f"added [bold]{name}[/] ({role})")
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Remove a user, their sessions and their API tokens."""
+    from kiban.cli.output import console
+
+    accounts = _accounts()
+    accounts.remove_user(name)
+    accounts.audit(_actor(), "user.remove", name)
+    console.print(f"removed [bold]{name}[/]")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Set a user's password (signs them out everywhere)."""
+    from kiban.cli.output import console
+
+    accounts = _accounts()
+    accounts.require(name)
+    accounts.set_password(name, _password(password_stdin))
+    accounts.audit(_actor(), "user.passwd", name)
+    console.print(f"password of [bold]{name}[/] changed")
+
+
+@users_app.command("role")
+def users_role(name: Annotated[str, typer.Argument(help="User name.")],
+               role: Annotated[str, typer.Argument(help="viewer, analyst, operator or admin.")]) -> None:
+    """Change a user's role."""
+    from kiban.cli.output import console
+
+    accounts = _accounts()
+    accounts.set_role(name, role)
+    accounts.audit(_actor(), "user.role", name, None, "ok", f"role {role}")
+    console.print(f"[bold]{name}[/] is now {role}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Users and their roles."""
+    from rich.table import Table
+
+    from kiban.cli.output import console
+
+    found = _accounts().list_users()
+    if not found:
+        console.print("no users yet: [bold]kiban users add NAME --role admin[/]")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("user", "role", "created (UTC)"):
+        table.add_column(col)
+    for user in found:
+        table.add_row(user.name, user.role, user.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@users_app.command("token")
+def users_token(
+    name: Annotated[str, typer.Argument(help="User name: the token acts with this user's role.")],
+    label: Annotated[str | None, typer.Option(help="What the token is for (shown in the audit log).")] = None,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke all of this user's tokens instead.")] = False,
+) -> None:
+    """Create an API token (printed once; only its SHA-256 is kept), or --revoke them all."""
+    from kiban.cli.output import console, err_console
+
+    accounts = _accounts()
+    if revoke:
+        count = accounts.revoke_tokens(accounts.require(name).name)
+        accounts.audit(_actor(), "token.revoke", name, None, "ok", f"{count} tokens")
+        console.print(f"revoked {count} token(s) of [bold]{name}[/]")
+        return
+    token = accounts.create_token(name, label)
+    accounts.audit(_actor(), "token.create", name, None, "ok", label)
+    sys.stdout.write(token + "\n")
+    err_console.print(f"[dim]send it as 'Authorization: Bearer {token[:8]}…'; it is not shown again[/]")

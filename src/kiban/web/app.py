@@ -1,0 +1,133 @@
+"""The web console's application: ``create_app(project_dir)`` → a FastAPI app serving pages and ``/api/v1``.
+
+``kiban serve`` runs it with uvicorn. Pages are rendered on the server (Jinja2); the only script is
+``static/kiban.js`` (live refresh, graph zoom and pan), shipped in the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from kiban import __version__
+from kiban.errors import KibanError
+from kiban.web.accounts import Accounts
+from kiban.web.auth import authenticate, wants_json
+from kiban.web.jobs import Job, Jobs
+from kiban.web.models import Health
+from kiban.web.views import Site
+
+HERE = Path(__file__).parent
+
+
+def create_app(project_dir: Path | str = ".") -> FastAPI:
+    """The console for the project at (or above) ``project_dir``."""
+    from kiban.web import api, pages
+
+    site = Site(Path(project_dir))
+    accounts = Accounts(site.store, site.reader)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        site.close()
+
+    app = FastAPI(lifespan=lifespan, title="kiban", version=__version__,
+                  description="The kiban web console's API: use cases, assets, runs, incidents and the operators' "
+                  "workarounds. Send an API token "
+                  "(`kiban users token NAME`) as `Authorization: Bearer …`.", docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json")
+
+    def finished(job: Job) -> None:
+        accounts.audit(job.user, f"{job.action}.finished", job.run_id or job.detail, None,
+                       "ok" if job.status in ("success", "nothing") else "failed", job.error)
+
+    app.state.site, app.state.accounts = site, accounts
+    app.state.jobs = Jobs(site, on_finish=finished)
+    app.state.templates = templates(site)
+    app.middleware("http")(authenticate)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(pages.router)
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    def health() -> Health:
+        """Whether the server answers (no sign-in needed, tells nothing about the data)."""
+        return Health(status="ok")
+
+    app.include_router(api.router)
+    app.add_exception_handler(KibanError, _kiban_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    return app
+
+
+def templates(site: Site) -> Jinja2Templates:
+    found = Jinja2Templates(directory=HERE / "templates")
+    env = found.env
+
+    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        if value is None:
+            return "–"
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
+
+    def seconds(value: float | None) -> str:
+        if value is None:
+            return "–"
+        if value < 60:
+            return f"{value:.2f} s"
+        minutes, secs = divmod(int(value), 60)
+        return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+    def number(value: int | None) -> str:
+        return "–" if value is None else f"{value:,}"
+
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    env.filters.update(local=local, seconds=seconds, number=number, percent=percent)
+    env.globals["version"] = __version__
+    return found
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    """A page, with the signed-in user and the CSRF token its forms send back."""
+    site: Site = request.app.state.site
+    context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name)
+    response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
+    return response
+
+
+async def _kiban_error(request: Request, exc: Exception) -> Response:
+    message = str(exc)
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=400)
+    return render(request, "error.html", 400, title="That did not work", message=message)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if wants_json(request) or request.state.user is None:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    titles = {403: "Not allowed", 404: "Not found", 401: "Sign in"}
+    return render(request, "error.html", exc.status_code, title=titles.get(exc.status_code, "Error"),
+                  message=str(exc.detail))
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    from fastapi.encoders import jsonable_encoder
+
+    if wants_json(request) or request.state.user is None:
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) or "input" for e in exc.errors())
+    return render(request, "error.html", 422, title="Please check the form", message=f"not valid: {fields}")

@@ -1,0 +1,162 @@
+"""Operators' workarounds started from the web: resume the failed run, rebuild an asset, backfill a range.
+
+Each one runs in a background thread through the same core entry points as ``kiban run`` and
+``kiban backfill`` (with the data-quality gate, and the service-level check afterwards), so the page answers
+at once and the run shows up in Runs as it goes. The project is reloaded from disk first: the usual repair is
+to fix a file, then resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kiban.errors import KibanError
+from kiban.store import utcnow
+from kiban.web.views import Site
+
+KEEP = 50  # finished jobs remembered (the runs themselves are in the store)
+
+
+@dataclass
+class Job:
+    id: str
+    action: str  # resume, run, backfill
+    user: str
+    detail: str
+    status: str = "running"
+    run_id: str | None = None
+    error: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    thread: threading.Thread | None = None
+
+
+class Jobs:
+    def __init__(self, site: Site, on_finish: Callable[[Job], None] | None = None) -> None:
+        self.site = site
+        self.on_finish = on_finish
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.started_at, reverse=True)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def resume(self, user: str) -> Job:
+        from kiban.run import RunOptions
+
+        return self._start("resume", user, "kiban run --resume", lambda job: self._run(job, RunOptions(resume=True)))
+
+    def run(self, user: str, selection: list[str]) -> Job:
+        from kiban.run import RunOptions
+
+        return self._start("run", user, "kiban run " + " ".join(selection),
+                           lambda job: self._run(job, RunOptions(select=selection)))
+
+    def backfill(self, user: str, selection: list[str], start: str, end: str) -> Job:
+        return self._start("backfill", user, f"kiban backfill {' '.join(selection)} --from {start} --to {end}",
+                           lambda job: self._backfill(job, selection, start, end))
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job | None:
+        job = self.get(job_id)
+        if job is not None and job.thread is not None:
+            job.thread.join(timeout)
+        return job
+
+    def _start(self, action: str, user: str, detail: str, work: Callable[[Job], str]) -> Job:
+        job = Job(id=secrets.token_hex(6), action=action, user=user, detail=detail)
+
+        def body() -> None:
+            try:
+                job.status = work(job)
+            except KibanError as exc:
+                job.status, job.error = "failed", str(exc)
+            except Exception as exc:  # a bug must not kill the server; it is shown on the page and audited
+                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            finally:
+                job.ended_at = utcnow()
+                self.site.forget()
+                if self.on_finish is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_finish(job)
+
+        with self._lock:
+            self._jobs[job.id] = job
+            for old in sorted((j for j in self._jobs.values() if j.ended_at), key=lambda j: j.started_at)[:-KEEP]:
+                del self._jobs[old.id]
+        job.thread = threading.Thread(target=body, daemon=True, name=f"kiban-web-{action}")
+        job.thread.start()
+        return job
+
+    def _run(self, job: Job, options: Any) -> str:
+        from kiban.checks.gate import gate_for
+        from kiban.run import run_project
+        from kiban.run.events import Event
+
+        self.site.reload()
+        project = self.site.project
+
+        def listen(event: Event) -> None:
+            if event.kind == "run_started":
+                job.run_id = event.run_id
+            self.site.expire()  # live pages see the new state within a poll or two
+
+        gate = gate_for(project)
+        listeners: list[Any] = [listen]
+        watcher = None
+        if project.usecases:  # as `kiban run`: at-risk incidents are raised before the deadline, while it runs
+            from kiban.slo.watch import BreachWatcher
+            from kiban.store import Store
+
+            watcher = BreachWatcher(project, self.site.graph, Store(project.state_url))
+            listeners.append(watcher)
+        try:
+            result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
+        finally:
+            if gate is not None:
+                gate.close()
+            if watcher is not None:
+                watcher.close()
+                watcher.store.close()
+        job.run_id = result.run_id
+        self._service_levels()
+        if result.failed:
+            job.error = "; ".join(f"{k}: {(result.outcomes[k].error or '')[:200]}" for k in result.failed[:3])
+        return result.status
+
+    def _backfill(self, job: Job, selection: list[str], start: str, end: str) -> str:
+        from kiban.checks.gate import gate_for
+        from kiban.run.backfill import BackfillOptions, run_backfill
+
+        self.site.reload()
+        project = self.site.project
+        gate = gate_for(project)
+        try:
+            result = run_backfill(project, BackfillOptions(select=selection, start=start, end=end), audit=gate)
+        finally:
+            if gate is not None:
+                gate.close()
+        job.run_id = result.backfill_id
+        self._service_levels()
+        if result.failed:
+            job.error = f"{len(result.failed)} partitions failed, e.g. {result.failed[0].error}"
+        return result.status
+
+    def _service_levels(self) -> None:
+        """After a run, as ``kiban run`` does: judge the use cases and keep incidents in step."""
+        if not self.site.project.usecases:
+            return
+        from kiban.slo.service import check
+
+        with contextlib.suppress(Exception):  # never changes the run's outcome
+            check(self.site.project, self.site.graph, self.site.store)

@@ -1,0 +1,167 @@
+"""Pictures drawn on the server as SVG: time-series charts, a run's Gantt timeline, the lineage graph.
+
+Nothing is loaded from elsewhere; the browser only zooms and pans the graph (static/kiban.js).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from html import escape
+
+from kiban.graph import Graph
+
+STATE_COLOURS = {
+    "success": "#16a34a", "fresh": "#86efac", "failed": "#dc2626", "skipped": "#f59e0b", "cancelled": "#a855f7",
+    "running": "#0ea5e9", "retrying": "#f59e0b", "never run": "#d1d5db", "lake": "#93c5fd", "abandoned": "#b91c1c",
+    "met": "#16a34a", "late": "#f59e0b", "incomplete": "#f97316", "bad_data": "#e11d48", "pending": "#9ca3af",
+    "at_risk": "#f59e0b",
+}
+NODE_W, NODE_H, GAP_X, GAP_Y = 190.0, 22.0, 70.0, 8.0
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _label(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def line_chart(points: Sequence[tuple[datetime, float]], title: str, unit: str = "", width: int = 520,
+               height: int = 160) -> str:
+    """A line over time with its min and max labelled; a note when there is nothing to draw."""
+    label = escape(title)
+    if not points:
+        return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
+                f'height="40"><text x="4" y="24" class="muted">{label}: no data yet</text></svg>')
+    pad_l, pad_r, pad_t, pad_b = 56.0, 10.0, 22.0, 20.0
+    t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
+    span = (t1 - t0) or 1.0
+    low, high = min(v for _, v in points), max(v for _, v in points)
+    low = min(low, 0.0)
+    rng = (high - low) or 1.0
+    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+
+    def xy(at: datetime, value: float) -> tuple[float, float]:
+        return pad_l + (at.timestamp() - t0) / span * w, pad_t + h - (value - low) / rng * h
+
+    coords = [xy(at, v) for at, v in points]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{_num(x)},{_num(y)}" for i, (x, y) in enumerate(coords))
+    dots = "".join(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="2.5"><title>{escape(at.strftime("%Y-%m-%d %H:%M"))}'
+                   f': {_label(v)}{escape(unit)}</title></circle>'
+                   for (x, y), (at, v) in zip(coords, points, strict=True))
+    return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}"><text x="4" y="14" class="title">{label}</text>'
+            f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{width - pad_r}" y2="{pad_t + h}" class="axis"/>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high)}{escape(unit)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low)}{escape(unit)}</text>'
+            f'<text x="{pad_l}" y="{height - 4}">{escape(points[0][0].strftime("%m-%d"))}</text>'
+            f'<text x="{width - pad_r}" y="{height - 4}" text-anchor="end">'
+            f'{escape(points[-1][0].strftime("%m-%d %H:%M"))}</text>'
+            f'<path d="{path}" class="line"/>{dots}</svg>')
+
+
+def verdict_bars(days: Sequence[tuple[str, str, float | None]], title: str, width: int = 640, height: int = 120
+                 ) -> str:
+    """One bar per due day coloured by its verdict; a late day's bar grows with its lateness."""
+    label = escape(title)
+    if not days:
+        return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
+                f'height="40"><text x="4" y="24" class="muted">{label}: no due days yet</text></svg>')
+    step = (width - 20) / len(days)
+    bars = []
+    for i, (day, verdict, late) in enumerate(days):
+        tall = 30.0 if verdict in ("met", "pending") else min(90.0, 45.0 + (late or 0) / 60)
+        bars.append(f'<rect x="{_num(10 + i * step)}" y="{_num(height - 16 - tall)}" width="{_num(max(step - 2, 1))}" '
+                    f'height="{_num(tall)}" fill="{STATE_COLOURS.get(verdict, "#9ca3af")}" class="v-{escape(verdict)}">'
+                    f'<title>{escape(day)}: {escape(verdict)}</title></rect>')
+    return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}"><text x="4" y="14" class="title">{label}</text>{"".join(bars)}'
+            f'<text x="10" y="{height - 3}">{escape(days[0][0])}</text>'
+            f'<text x="{width - 10}" y="{height - 3}" text-anchor="end">{escape(days[-1][0])}</text></svg>')
+
+
+def gantt(bars: Sequence[tuple[str, datetime | None, datetime | None, str]], width: int = 900) -> str:
+    """One row per asset of a run: from its start to its end, coloured by its status."""
+    timed = [(a, s, e, st) for a, s, e, st in bars if s is not None and e is not None]
+    if not timed:
+        return '<p class="muted">No timed attempts in this run.</p>'
+    t0 = min(s.timestamp() for _, s, _, _ in timed if s)
+    t1 = max(e.timestamp() for _, _, e, _ in timed if e)
+    span = (t1 - t0) or 1.0
+    label_w, row = 240.0, 18.0
+    w = width - label_w - 10
+    height = int(len(timed) * row + 30)
+    rows = []
+    for i, (asset, start, end, status) in enumerate(timed):
+        assert start is not None and end is not None
+        x = label_w + (start.timestamp() - t0) / span * w
+        bw = max((end.timestamp() - start.timestamp()) / span * w, 2.0)
+        y = 20 + i * row
+        secs = end.timestamp() - start.timestamp()
+        rows.append(f'<text x="{label_w - 6}" y="{_num(y + 12)}" text-anchor="end">{escape(asset)}</text>'
+                    f'<rect x="{_num(x)}" y="{_num(y + 2)}" width="{_num(bw)}" height="{_num(row - 5)}" '
+                    f'fill="{STATE_COLOURS.get(status, "#9ca3af")}"><title>{escape(asset)} {escape(status)} '
+                    f'{secs:.2f} s</title></rect>')
+    return (f'<svg class="gantt" role="img" aria-label="timeline of the run" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}"><text x="{label_w}" y="12">0 s</text>'
+            f'<text x="{width - 10}" y="12" text-anchor="end">{span:.2f} s</text>{"".join(rows)}</svg>')
+
+
+def layout(graph: Graph, keys: Sequence[str]) -> tuple[dict[str, tuple[float, float]], float, float]:
+    """A layered layout: each asset in the column of its longest path from a source; rows ordered by the
+    mean position of their inputs (a few barycentre sweeps) so edges cross less. O(assets + edges) per sweep."""
+    wanted = set(keys)
+    rank: dict[str, int] = {}
+    for key in graph.order:
+        if key in wanted:
+            rank[key] = max((rank[d] + 1 for d in graph.deps[key] if d in rank), default=0)
+    columns: dict[int, list[str]] = {}
+    for key in graph.order:
+        if key in rank:
+            columns.setdefault(rank[key], []).append(key)
+    for col in columns.values():
+        col.sort()
+    position = {k: float(i) for col in columns.values() for i, k in enumerate(col)}
+    for _ in range(4):
+        for r in sorted(columns)[1:]:
+            def centre(key: str) -> float:
+                ups = [position[d] for d in graph.deps[key] if d in position]
+                return sum(ups) / len(ups) if ups else position[key]
+
+            columns[r].sort(key=centre)
+            position.update({k: float(i) for i, k in enumerate(columns[r])})
+    at = {k: (10 + rank[k] * (NODE_W + GAP_X), 10 + position[k] * (NODE_H + GAP_Y)) for k in rank}
+    width = 20 + (max(columns, default=0) + 1) * (NODE_W + GAP_X)
+    height = 20 + max((len(c) for c in columns.values()), default=0) * (NODE_H + GAP_Y)
+    return at, width, height
+
+
+def lineage(graph: Graph, keys: Sequence[str], states: dict[str, str],
+            at: dict[str, tuple[float, float]], width: float, height: float) -> str:
+    """The lineage graph as SVG: boxes coloured by state, edges as curves, each box a link to its asset page."""
+    edges = []
+    for key in keys:
+        x2, y2 = at[key]
+        for up in graph.deps[key]:
+            if up not in at:
+                continue
+            x1, y1 = at[up]
+            sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
+            mid = (sx + ex) / 2
+            edges.append(f'<path d="M{_num(sx)},{_num(sy)} C{_num(mid)},{_num(sy)} {_num(mid)},{_num(ey)} '
+                         f'{_num(ex)},{_num(ey)}" class="edge"/>')
+    nodes = []
+    for key in keys:
+        x, y = at[key]
+        state = states.get(key, "never run")
+        name = key if len(key) <= 28 else key[:27] + "…"
+        nodes.append(f'<a href="/assets/{escape(key)}" class="node" data-key="{escape(key)}">'
+                     f'<rect x="{_num(x)}" y="{_num(y)}" width="{NODE_W}" height="{NODE_H}" rx="4" '
+                     f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"/>'
+                     f'<text x="{_num(x + 6)}" y="{_num(y + 15)}">{escape(name)}</text>'
+                     f'<title>{escape(key)}: {escape(state)}</title></a>')
+    return (f'<svg id="lineage" class="lineage" role="img" aria-label="lineage of {len(keys)} assets" '
+            f'viewBox="0 0 {_num(width)} {_num(height)}" width="100%" height="640" '
+            f'preserveAspectRatio="xMinYMin meet"><g id="viewport">{"".join(edges)}{"".join(nodes)}</g></svg>')

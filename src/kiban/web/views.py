@@ -1,0 +1,378 @@
+"""The data behind each page and API answer, read from the same core functions the CLI uses.
+
+``Site`` holds the loaded project, its graph and the state store; every view is a function of a site that
+returns one model of ``kiban.web.models``. The service-level assessment, the costliest read, is shared by all
+requests for a few seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, overload
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from kiban.errors import SelectionError, did_you_mean
+from kiban.graph import Graph, build_graph, select
+from kiban.project import Project, load_project
+from kiban.store import AttemptRecord, RunRecord, Store, utcnow
+from kiban.store.schema import attempts as attempts_table
+from kiban.web import models as m
+
+T = TypeVar("T")
+ASSESS_TTL = 10.0  # seconds an assessment is shared (verdicts move in minutes; a run marks it stale at once)
+RUNS_TTL = 1.0  # the runs list: many people watching one run's progress cost one query per second
+
+
+class Site:
+    """The project being served. Reloaded from disk before an action runs, so a fix on disk is picked up."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._computing: dict[str, threading.Lock] = {}
+        self.project: Project = load_project(root)
+        self.graph: Graph = build_graph(self.project)
+        self.store = Store(self.project.state_url)  # writes: reaping dead runs, incidents, accounts
+        self.reader = read_only(self.store)  # every page's reads
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.project.config.timezone)
+
+    def reload(self) -> None:
+        project = load_project(self.root)
+        graph = build_graph(project)
+        with self._lock:
+            self.project, self.graph = project, graph
+            self._cache.clear()
+
+    def cached(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
+        """``compute()`` at most once per ``ttl`` seconds. A stale value is answered at once while one background
+        thread computes the next (pages never wait for a refresh); only the very first caller waits."""
+        with self._lock:
+            hit = self._cache.get(key)
+            guard = self._computing.setdefault(key, threading.Lock())
+        if hit is not None:
+            if time.monotonic() - hit[0] >= ttl and guard.acquire(blocking=False):
+                threading.Thread(target=self._refresh, args=(key, compute, guard), daemon=True).start()
+            return hit[1]
+        with guard:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return hit[1]
+            value = compute()
+            with self._lock:
+                self._cache[key] = (time.monotonic(), value)
+            return value
+
+    def _refresh(self, key: str, compute: Callable[[], Any], guard: threading.Lock) -> None:
+        try:
+            value = compute()
+            with self._lock:
+                self._cache[key] = (time.monotonic(), value)
+        except Exception:  # the stale value stays; the next request tries again
+            pass
+        finally:
+            guard.release()
+
+    def forget(self) -> None:
+        """Drop every shared value: the next request computes afresh (after a workaround ends)."""
+        with self._lock:
+            self._cache.clear()
+
+    def expire(self) -> None:
+        """Mark every shared value stale: the next request still gets it, and starts a refresh (during a run)."""
+        with self._lock:
+            self._cache = {k: (float("-inf"), v) for k, (_, v) in self._cache.items()}
+
+    def assessment(self) -> Any:
+        from kiban.slo.service import assess
+
+        return self.cached("assessment", ASSESS_TTL, lambda: assess(self.project, self.graph, self.reader))
+
+    def resolve(self, name: str) -> str:
+        matches = [k for k, a in self.graph.assets.items() if name in (k, a.name)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise SelectionError(f"'{name}' is ambiguous: {', '.join(matches)}", "qualify it with its layer")
+        raise SelectionError(f"no asset named '{name}'",
+                             did_you_mean(name, [*self.graph.assets, *(a.name for a in self.graph.assets.values())]))
+
+    def close(self) -> None:
+        if self.reader is not self.store:
+            self.reader.close()
+        self.store.close()
+
+
+def read_only(store: Store) -> Store:
+    """The same store for reading only. The store opens every SQLite transaction with ``BEGIN IMMEDIATE`` (right
+    for writers: no upgrade deadlocks), which would queue every page behind every other page and behind a
+    running run; WAL lets plain readers proceed side by side, so pages read through this one."""
+    if not store.url.startswith("sqlite"):
+        return store
+    import copy
+
+    engine = sa.create_engine(store.engine.url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("pragma query_only=1")  # a slip that writes through here fails loudly instead of racing
+        cur.close()
+
+    reader = copy.copy(store)
+    reader.engine = engine
+    return reader
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+@overload
+def utc(value: datetime | None) -> datetime | None: ...
+def utc(value: datetime | None) -> datetime | None:
+    """A stored naive-UTC time as an aware one."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+# -- runs --------------------------------------------------------------------------------------------------------
+
+def _final_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per run: how many assets ended in each status (an asset's last attempt in the run counts)."""
+    if not run_ids:
+        return {}
+    t = attempts_table
+    last = (sa.select(sa.func.max(t.c.id).label("id")).where(t.c.run_id.in_(run_ids))
+            .group_by(t.c.run_id, t.c.asset).subquery())
+    query = (sa.select(t.c.run_id, t.c.status, sa.func.count()).where(t.c.id.in_(sa.select(last.c.id)))
+             .group_by(t.c.run_id, t.c.status))
+    out: dict[str, dict[str, int]] = {r: {} for r in run_ids}
+    with store.engine.connect() as conn:
+        for run_id, status, count in conn.execute(query).all():
+            out[run_id][status] = int(count)
+    return out
+
+
+def _summary(run: RunRecord, counts: dict[str, int]) -> m.RunSummary:
+    end = run.ended_at or (utcnow() if run.status == "running" else None)
+    return m.RunSummary(run_id=run.run_id, status=run.status, started_at=utc(run.started_at),
+                        ended_at=utc(run.ended_at), seconds=(end - run.started_at).total_seconds() if end else None,
+                        selection=list(run.selection), counts=counts, error=run.error)
+
+
+def _attempt(a: AttemptRecord) -> m.AttemptOut:
+    return m.AttemptOut(run_id=a.run_id, asset=a.asset, attempt=a.attempt, status=a.status,
+                        started_at=utc(a.started_at), ended_at=utc(a.ended_at), seconds=a.seconds, rows=a.rows,
+                        bytes=a.bytes, error=a.error)
+
+
+def run_list(site: Site, limit: int = 25) -> m.RunList:
+    """Recent runs, newest first; shared between requests for RUNS_TTL seconds (a run's progress clears it)."""
+    return site.cached(f"runs:{limit}", RUNS_TTL, lambda: _run_list(site, limit))
+
+
+def _run_list(site: Site, limit: int) -> m.RunList:
+    store = site.reader
+    found = store.runs(site.project.name, limit)
+    if any(r.status == "running" for r in found) and site.store.reap_abandoned(site.project.name):
+        found = store.runs(site.project.name, limit)  # a killed run is shown as abandoned, as `kiban runs` does
+    counts = _final_counts(store, [r.run_id for r in found])
+    runs = [_summary(r, counts.get(r.run_id, {})) for r in found]
+    return m.RunList(runs=runs, running=any(r.status == "running" for r in runs))
+
+
+def run_detail(site: Site, run_id: str) -> m.RunDetail | None:
+    run = site.reader.run(run_id) or site.reader.find_run(run_id)
+    if run is None or run.project != site.project.name:
+        return None
+    tries = site.reader.attempts(run.run_id)
+    counts: dict[str, int] = {}
+    for status in {a.asset: a.status for a in tries}.values():
+        counts[status] = counts.get(status, 0) + 1
+    return m.RunDetail(run=_summary(run, counts), attempts=[_attempt(a) for a in tries])
+
+
+# -- today and use cases -----------------------------------------------------------------------------------------
+
+def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, Any]:
+    """p90 forecasts of the use cases a running run works for (the same predictor the breach watcher uses)."""
+    if not running or not result.upcoming:
+        return {}
+    from kiban.slo.predict import Predictor, RunState
+
+    run = running[0]
+    graph = site.graph
+    try:
+        planned = {k for k in select(graph, run.selection, run.options.get("exclude", []))
+                   if graph.assets[k].layer != "lake"}
+    except Exception:  # the project changed since the run started
+        return {}
+    state = RunState(planned=planned)
+    for a in site.reader.attempts(run.run_id):
+        if a.status in ("success", "fresh") and a.ended_at:
+            state.finished[a.asset] = a.ended_at
+        elif a.status in ("failed", "skipped", "cancelled"):
+            state.broken.add(a.asset)
+    usecases = {n: u.assets for n, u in site.project.usecases.items() if n in result.upcoming}
+    predictor = Predictor(graph, usecases, {n: d for n, (_, d) in result.upcoming.items()}, result.p50, result.p90)
+    return {f.usecase: f for f in predictor.forecast(state, utcnow())}
+
+
+def _status(site: Site, result: Any, name: str, forecasts: dict[str, Any]) -> m.UseCaseStatus:
+    usecase = site.project.usecases[name]
+    verdict = result.current.get(name)
+    spent = result.budgets[name]
+    forecast = forecasts.get(name)
+    detail, finish = "", None
+    at_risk = verdict is not None and verdict.verdict == "at_risk"
+    if verdict is not None:
+        if verdict.verdict == "late":
+            detail = f"{round((verdict.lateness_s or 0) / 60)} min late"
+        elif verdict.verdict == "met":
+            finish = verdict.satisfied_at
+        failures = verdict.evidence.get("failures")
+        if failures and verdict.verdict not in ("met", "late"):
+            detail = f"{failures[0]['asset']} {failures[0]['status']}"
+    if forecast is not None:
+        finish = forecast.p90
+        at_risk = at_risk or forecast.at_risk
+        if forecast.blocked_by:
+            detail = f"blocked by {forecast.blocked_by}"
+        elif forecast.at_risk and forecast.slowest:
+            detail = f"at risk: {forecast.slowest} is slow"
+    return m.UseCaseStatus(
+        name=name, description=usecase.config.description, verdict=verdict.verdict if verdict else "not_due",
+        due_date=verdict.due_date if verdict else None, deadline=utc(verdict.deadline) if verdict else None,
+        estimated_finish=utc(finish), at_risk=at_risk, detail=detail, attainment=spent.attainment,
+        target=spent.target, budget_allowed=spent.allowed, budget_left=spent.left, burn_rate=spent.burn_rate)
+
+
+def today(site: Site) -> m.Today:
+    from kiban.incidents import IncidentLog
+
+    result = site.assessment()
+    recent = site.reader.runs(site.project.name, 5)
+    running_records = [r for r in recent if r.status == "running"]
+    if running_records and site.store.reap_abandoned(site.project.name):
+        running_records = [r for r in site.reader.runs(site.project.name, 5) if r.status == "running"]
+    forecasts = _forecasts(site, result, running_records)
+    counts = _final_counts(site.reader, [r.run_id for r in running_records])
+    return m.Today(project=site.project.name, generated_at=utc(result.now),
+                   today=result.today, timezone=site.project.config.timezone,
+                   usecases=[_status(site, result, n, forecasts) for n in sorted(site.project.usecases)],
+                   running=[_summary(r, counts.get(r.run_id, {})) for r in running_records],
+                   open_incidents=IncidentLog(site.reader, site.project.name).count_open())
+
+
+def usecase_detail(site: Site, name: str) -> m.UseCaseDetail | None:
+    usecase = site.project.usecases.get(name)
+    if usecase is None:
+        return None
+    result = site.assessment()
+    history = [m.VerdictOut(due_date=v.due_date, deadline=utc(v.deadline), verdict=v.verdict,
+                            lateness_s=v.lateness_s, satisfied_at=utc(v.satisfied_at))
+               for v in result.verdicts if v.usecase == name]
+    cfg = usecase.config
+    return m.UseCaseDetail(
+        status=_status(site, result, name, {}), owner=cfg.owner,
+        consumers=[{"name": c.name, "team": c.team, "contact": list(c.contact)} for c in cfg.consumers],
+        assets=list(cfg.assets), need=cfg.need.model_dump(mode="json"), window_days=cfg.target.window_days,
+        history=history)
+
+
+# -- assets ------------------------------------------------------------------------------------------------------
+
+def asset_state(site: Site) -> dict[str, str]:
+    """Every asset's latest state (lake assets: lake); shared for a few seconds (the graph colours by it)."""
+    def compute() -> dict[str, str]:
+        latest = site.reader.latest_attempts(site.project.name)
+        return {k: "lake" if a.layer == "lake" else (latest[k].status if k in latest else "never run")
+                for k, a in site.graph.assets.items()}
+
+    return site.cached("states", ASSESS_TTL, compute)
+
+
+def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
+    from kiban.checks import history
+    from kiban.slo.impact import blast_radius
+
+    asset = site.graph.assets[key]
+    cfg = asset.config
+    runs = site.reader.asset_history(key, 30)  # a month of daily builds: the charts and the table
+    served = blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
+    bound, p50, p90 = None, None, None
+    if served:
+        result = site.assessment()
+        bound = result.safe_finish.get(key)
+        p50, p90 = result.p50.get(key), result.p90.get(key)
+    checks = history.recent(site.reader, site.project.name, key, 30)
+    return m.AssetDetail(
+        key=key, layer=asset.layer, name=asset.name, description=cfg.description, owner=cfg.owner,
+        tags=list(cfg.tags), materialized=cfg.materialized if asset.sql else "parquet",
+        path=str(asset.path.relative_to(site.project.root) if asset.path.is_relative_to(site.project.root)
+                 else asset.path),
+        columns=[m.ColumnOut(name=c.name, description=c.description, tags=list(c.tags)) for c in cfg.columns],
+        sql=asset.sql if show_sql else None, upstream=list(site.graph.deps[key]),
+        downstream=sorted(site.graph.children[key]),
+        state="lake" if asset.layer == "lake" else (runs[0].status if runs else "never run"),
+        runs=[_attempt(a) for a in runs],
+        checks=[m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
+                           checked_at=utc(c.checked_at), detail=c.detail) for c in checks],
+        usecases=served, latest_safe_finish=utc(bound.latest_finish) if bound else None,
+        safe_finish_for=bound.usecase if bound else None, p50_seconds=p50, p90_seconds=p90)
+
+
+def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
+    """Assets, columns and tags whose name or description contains every word of ``query``."""
+    words = [w for w in query.lower().split() if w]
+    hits: list[tuple[int, m.SearchHit]] = []
+    if words:
+        for key, asset in site.graph.assets.items():
+            cfg = asset.config
+            text = f"{key} {cfg.description} {' '.join(cfg.tags)} {cfg.owner or ''}".lower()
+            if all(w in text for w in words):
+                rank = 0 if any(w in key.lower() for w in words) else 1
+                hits.append((rank, m.SearchHit(kind="asset", asset=key, column=None, text=cfg.description)))
+            for column in cfg.columns:
+                ctext = f"{column.name} {column.description} {' '.join(column.tags)}".lower()
+                if all(w in ctext or w in key.lower() for w in words) and any(w in ctext for w in words):
+                    hits.append((2, m.SearchHit(kind="column", asset=key, column=column.name,
+                                                text=column.description)))
+    hits.sort(key=lambda h: (h[0], h[1].asset, h[1].column or ""))
+    return m.SearchResults(query=query, hits=[h for _, h in hits[:limit]])
+
+
+# -- incidents ---------------------------------------------------------------------------------------------------
+
+def incidents(site: Site, limit: int = 50, include_resolved: bool = True) -> m.IncidentList:
+    from kiban.incidents import IncidentLog
+
+    log = IncidentLog(site.reader, site.project.name)
+    return m.IncidentList(incidents=[_incident(log, i) for i in log.recent(include_resolved, limit)])
+
+
+def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
+    from kiban.incidents import IncidentLog
+
+    log = IncidentLog(site.reader, site.project.name)
+    found = log.get(incident_id)
+    return _incident(log, found) if found else None
+
+
+def _incident(log: Any, i: Any) -> m.IncidentOut:
+    return m.IncidentOut(
+        id=i.id, usecase=i.usecase, due_date=i.due_date, status=i.status, kind=i.kind, verdict=i.verdict,
+        opened_at=utc(i.opened_at), updated_at=utc(i.updated_at), resolved_at=utc(i.resolved_at),
+        impact=i.impact, root_cause=i.root_cause, workaround=i.workaround, note=i.note,
+        events=[m.IncidentEventOut(at=utc(e.at), kind=e.kind, message=e.message, actor=e.actor)
+                for e in log.events(i.id)])

@@ -1,0 +1,221 @@
+"""The console in a real browser (Debian's chromium driven by Playwright) against a real uvicorn server on a
+free loopback port: sign in, read the board, open an asset and its charts, resume a failed run as an operator,
+be refused as a viewer, draw the lineage. Screenshots go to docs/images/ for docs/web.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import test_web_console
+from tests.conftest import REQUIRE_SERVICES
+from tests.test_web_console import FIXED_SQL, PASSWORD
+
+template = test_web_console.template  # the shared fixture
+
+CHROMIUM = "/usr/bin/chromium"
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+
+
+def _need_chromium() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` does it as root)"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}, and KIBAN_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def server(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, project root) of a real uvicorn server on a free loopback port."""
+    import uvicorn
+
+    from kiban.web import create_app
+
+    _need_chromium()
+    root = tmp_path / "shop"
+    shutil.copytree(template[0], root)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", root
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _sign_in(browser: Any, base: str, name: str) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.errors = errors
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")  # not signed in: sent to the sign-in page
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    return page
+
+
+def _wait_for(check: Any, timeout: float = 10.0) -> None:
+    """Poll ``check()`` (Playwright's wait_for_function evaluates a string, which our CSP rightly forbids)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _shot(page: Any, name: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"web-{name}.png"), full_page=False)
+
+
+def test_operator_reads_the_board_opens_an_asset_and_resumes_the_failed_run(server, browser):
+    base, root = server
+    page = _sign_in(browser, base, "operator")
+    row = page.locator("tr.uc[data-usecase=morning_sales]")
+    assert row.count() == 1 and "Store managers read" in row.inner_text()
+    assert page.locator("text=1 open incident").count() == 1
+    _shot(page, "today")
+
+    page.goto(base + "/assets/warehouse.orders")
+    chart = page.locator("#duration-chart svg")
+    assert chart.is_visible() and chart.locator("circle").count() >= 1
+    assert page.locator("text=total in yen, tax included").is_visible()
+    _shot(page, "asset")
+
+    page.goto(base + "/incidents/1")
+    assert page.locator("text=kiban run --resume").first.is_visible()
+    _shot(page, "incident")
+
+    (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)  # the fix, then the workaround
+    page.goto(base + "/runs")
+    page.locator("table.runs a").first.click()
+    assert page.locator("svg.gantt").is_visible()
+    page.click("#resume")
+    page.wait_for_url(f"{base}/jobs/*")
+    page.wait_for_selector("#job-status.s-success", timeout=60_000)  # the page updates itself until it ends
+    page.locator("main a[href^='/runs/']").click()
+    page.wait_for_selector("text=mart.daily_sales")
+    assert page.locator("h1 .pill.s-success").is_visible()
+    _shot(page, "run")
+    page.goto(base + "/runs")
+    _shot(page, "runs")
+    assert not page.errors, page.errors  # no script errors, nothing blocked by the content security policy
+
+
+def test_a_viewer_is_refused_the_operators_action(server, browser):
+    base, _root = server
+    page = _sign_in(browser, base, "viewer")
+    page.goto(base + "/incidents/1")
+    assert page.locator("form[action='/actions/resume']").count() == 0  # no button to press
+    # and forging the request from the page (with a valid CSRF token) is refused by the server
+    status = page.evaluate("""async () => {
+        const csrf = document.querySelector("input[name=csrf]").value;
+        const r = await fetch("/actions/resume", {method: "POST", body: new URLSearchParams({csrf}),
+                                                  redirect: "manual"});
+        return r.status; }""")
+    assert status == 403
+    page.goto(base + "/api/v1/runs")
+    assert '"running":false' in page.content().replace(" ", "")
+
+
+def test_the_lineage_graph_renders_and_links_to_assets(server, browser):
+    base, _root = server
+    page = _sign_in(browser, base, "viewer")
+    page.goto(base + "/graph")
+    nodes = page.locator("#lineage a.node")
+    assert nodes.count() == 3
+    box = page.locator("#lineage").bounding_box()
+    assert box and box["width"] > 300
+    before = page.locator("#lineage").get_attribute("viewBox")
+    page.mouse.move(box["x"] + 200, box["y"] + 100)
+    page.mouse.wheel(0, -300)  # zoom in
+    _wait_for(lambda: page.locator("#lineage").get_attribute("viewBox") != before)
+    page.click("#zoom-reset")
+    _shot(page, "graph")
+    page.locator("#lineage a.node[data-key='warehouse.orders']").click()
+    page.wait_for_url(base + "/assets/warehouse.orders")
+    assert not page.errors, page.errors
+
+
+def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_path):
+    """500 assets: the page opens at natural size (labels readable), Fit shows the whole graph."""
+    import random
+
+    import uvicorn
+
+    from kiban.web import create_app
+    from tests.test_web_console import add_users
+
+    rng = random.Random(5)
+    root = tmp_path / "big"
+    (root / "models/warehouse").mkdir(parents=True)
+    (root / "kiban.yml").write_text("name: big\ntimezone: UTC\n")
+    keys = []
+    for i in range(20):
+        (root / "lake" / f"src{i:02d}").mkdir(parents=True)
+        keys.append(f"lake.src{i:02d}")
+    for i in range(480):
+        ups = rng.sample(keys[max(0, len(keys) - 60):], k=2)
+        sql = f"select * from {ups[0]} union all select * from {ups[1]}\n"
+        (root / f"models/warehouse/w{i:03d}.sql").write_text(sql)
+        keys.append(f"warehouse.w{i:03d}")
+    add_users(root)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        page = _sign_in(browser, base, "viewer")
+        page.goto(base + "/graph")
+        assert page.locator("#lineage a.node").count() == 500
+        label = page.locator("#lineage a.node text").first.bounding_box()
+        assert label and label["height"] >= 8  # readable as it opens, not a speck
+        _shot(page, "graph-500")
+
+        def width() -> float:
+            return float(page.locator("#lineage").get_attribute("viewBox").split()[2])
+
+        opened = width()
+        page.click("#zoom-reset")
+        _wait_for(lambda: width() > opened * 1.2)  # Fit: the whole graph
+        assert not page.errors, page.errors
+    finally:
+        server.should_exit = True
+        thread.join(10)

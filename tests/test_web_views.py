@@ -1,0 +1,122 @@
+"""The console's drawings and shared caches: a 500-asset lineage stays readable, live pages know a run is going,
+a stale shared value is answered at once while one refresh runs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+from kiban.graph import Graph
+from kiban.project import Asset
+from kiban.web import svg
+from tests import test_web_console
+from tests.test_web_console import bearer, sign_in
+
+template, console = test_web_console.template, test_web_console.console  # the shared fixtures
+
+
+def _graph(n: int, seed: int = 3) -> Graph:
+    rng = random.Random(seed)
+    assets: dict[str, Asset] = {}
+    deps: dict[str, tuple[str, ...]] = {}
+    keys: list[str] = []
+    for i in range(n):
+        layer = "lake" if i < 20 else ("warehouse" if i < 400 else "mart")
+        asset = Asset(layer, f"a{i:03d}", Path(f"a{i}.sql"))  # type: ignore[arg-type]
+        assets[asset.key] = asset
+        ups = () if layer == "lake" else tuple(rng.sample(keys[max(0, i - 80):], k=min(3, len(keys[max(0, i - 80):]))))
+        deps[asset.key] = ups
+        keys.append(asset.key)
+    return Graph(assets, deps)
+
+
+def test_the_lineage_layout_of_500_assets_is_layered_and_nothing_overlaps():
+    graph = _graph(500)
+    at, width, height = svg.layout(graph, graph.order)
+    assert len(at) == 500
+    for key, ups in graph.deps.items():
+        for up in ups:
+            assert at[up][0] < at[key][0], f"{up} must sit left of {key}"
+    spots = {(round(x), round(y)) for x, y in at.values()}
+    assert len(spots) == 500  # no two boxes on top of each other
+    assert all(x + svg.NODE_W <= width and y + svg.NODE_H <= height for x, y in at.values())
+    picture = svg.lineage(graph, graph.order, {}, at, width, height)
+    assert picture.count('class="node"') == 500 and picture.count('class="edge"') == sum(map(len, graph.deps.values()))
+
+
+def test_the_layout_orders_rows_to_follow_their_inputs():
+    graph = _graph(500)
+    at, _, _ = svg.layout(graph, graph.order)
+
+    def crossings(pos: dict[str, tuple[float, float]]) -> int:
+        edges = [(pos[u], pos[k]) for k, ups in graph.deps.items() for u in ups if pos[k][0] - pos[u][0] < 300]
+        count = 0
+        for i, (a1, b1) in enumerate(edges[:400]):
+            for a2, b2 in edges[i + 1:400]:
+                if a1[0] == a2[0] and b1[0] == b2[0] and (a1[1] - a2[1]) * (b1[1] - b2[1]) < 0:
+                    count += 1
+        return count
+
+    alphabetical = {}
+    for column in {x for x, _ in at.values()}:
+        keys = sorted(k for k, (x, _) in at.items() if x == column)
+        alphabetical.update({k: (column, float(i)) for i, k in enumerate(keys)})
+    assert crossings(at) < crossings(alphabetical)  # the barycentre sweeps remove crossings
+
+
+def test_charts_draw_their_points_and_say_when_there_is_nothing():
+    from datetime import datetime, timedelta
+
+    start = datetime(2026, 11, 1)
+    chart = svg.line_chart([(start + timedelta(days=i), float(i * 10)) for i in range(5)], "rows")
+    assert chart.count("<circle") == 5 and "40" in chart
+    assert "no data yet" in svg.line_chart([], "rows")
+    gantt = svg.gantt([("a", start, start + timedelta(seconds=3), "success"),
+                       ("b", start + timedelta(seconds=3), start + timedelta(seconds=4), "failed")])
+    assert gantt.count("<rect") == 2 and "#dc2626" in gantt and "4.00 s" in gantt
+
+
+def test_today_and_runs_go_live_while_a_run_is_going(console):
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    client, root, tokens, _incident = console
+    sign_in(client, "viewer")
+    assert 'data-live="0"' in client.get("/").text
+    store = Store(load_project(root).state_url)
+    try:
+        store.start_run("20991231T000000-aaaaaa", "webshop", ["mart.daily_sales"], {})  # this process: alive
+        client.app.state.site.forget()
+        page = client.get("/").text
+        assert 'data-live="1"' in page and "Running now" in page and "20991231T000000-aaaaaa" in page
+        assert 'data-live="1"' in client.get("/runs").text
+        today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
+        assert [r["run_id"] for r in today["running"]] == ["20991231T000000-aaaaaa"]
+    finally:
+        store.close()
+
+
+def test_a_stale_shared_value_is_answered_at_once_while_one_refresh_runs(console):
+    client, *_ = console
+    site = client.app.state.site
+    calls: list[int] = []
+    release = threading.Event()
+
+    def slow() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return len(calls)
+
+    assert site.cached("k", 0.05, slow) == 1
+    time.sleep(0.1)
+    began = time.monotonic()
+    answers = [site.cached("k", 0.05, slow) for _ in range(5)]
+    assert answers == [1] * 5 and time.monotonic() - began < 1  # nobody waited for the slow refresh
+    release.set()
+    deadline = time.monotonic() + 5
+    while site.cached("k", 60, slow) != 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert site.cached("k", 60, slow) == 2 and len(calls) == 2  # exactly one refresh ran
