@@ -1,0 +1,88 @@
+"""A training asset's build: register what the function trained, and publish the version's row.
+
+The training function returns :class:`kiban.Trained`. kiban fingerprints the training data, keeps the
+features' distributions (for drift checks), saves the artefact, and lets the promotion gate decide — all
+recorded in the registry. The asset's published table is one row describing the version trained in this
+build (its number, status and reason, metrics), so a scoring asset downstream is rebuilt after each training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from kiban.api import Trained
+from kiban.errors import KibanError
+from kiban.ml.drift import baseline
+from kiban.ml.registry import NewVersion, open_registry
+from kiban.project import Asset
+
+
+def data_fingerprint(tables: list[pa.Table]) -> str:
+    """sha256 of the training inputs' contents (Arrow IPC bytes: schema and values)."""
+    digest = hashlib.sha256()
+    for table in tables:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
+
+
+def feature_columns(features: Any) -> dict[str, list[Any]]:
+    """The training features as columns of values (from Arrow, pandas, polars or a 2-D numpy array)."""
+    if features is None:
+        return {}
+    from kiban.python.build import as_arrow
+
+    table = as_arrow(features)
+    if table is not None:
+        return {name: table.column(name).to_pylist() for name in table.column_names}
+    if type(features).__module__.split(".")[0] == "numpy" and getattr(features, "ndim", 0) == 2:
+        return {f"x{i}": features[:, i].tolist() for i in range(features.shape[1])}
+    raise KibanError(f"Trained(features=…) is a {type(features).__name__}; give a table or a DataFrame")
+
+
+def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table], root: Path) -> pa.Table:
+    """Record the trained version (gate included) and return the one-row table the asset publishes."""
+    spec = asset.python
+    assert spec is not None
+    if not isinstance(value, Trained):
+        raise KibanError(f"{asset.key}: a training function returns kiban.Trained(model, metrics, params), "
+                         f"not {type(value).__name__}", f"see {spec.path}:{spec.line}")
+    metric = str(spec.options["metric"])
+    metrics = {str(k): float(v) for k, v in dict(value.metrics).items()}
+    if metric not in metrics:
+        raise KibanError(f"{asset.key}: the training reported the metrics {sorted(metrics) or 'none'}, but "
+                         f"@train(metric='{metric}') decides promotion", f"see {spec.path}:{spec.line}")
+    threshold = spec.options.get("threshold")
+    registry = open_registry(root)
+    try:
+        version, decision = registry.register(asset.key, NewVersion(
+            model=value.model, metric=metric, direction=str(spec.options.get("direction", "min")),
+            threshold=float(threshold) if threshold is not None else None, metrics=metrics,
+            params=dict(value.params), data_fingerprint=data_fingerprint(inputs), code_fingerprint=fingerprint,
+            baseline=baseline(feature_columns(value.features))))
+        current = registry.current(asset.key)
+    finally:
+        registry.store.close()
+    value_of = metrics[metric]
+    return pa.table({
+        "version": [version.version],
+        "status": [version.status],
+        "reason": [decision.reason],
+        "metric": [metric],
+        "metric_value": [value_of if math.isfinite(value_of) else None],
+        "metrics": [json.dumps(metrics)],
+        "current_version": [current.version if current else None],
+        "trained_at": [version.trained_at],
+        "sha256": [version.sha256],
+    })
+
+
+__all__ = ["data_fingerprint", "feature_columns", "register"]

@@ -1,0 +1,158 @@
+"""Running a Python model: import its file, hand it its inputs, and turn what it returns into an Arrow table.
+
+This runs in the worker thread of the build, before the publishing transaction opens (a training may take
+minutes; the transaction then only swaps the table in). Inputs are read through the build's own cursor.
+The engine publishes the table exactly like a SQL model's result (see ``DuckDBEngine.build``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+
+from kiban.errors import KibanError
+from kiban.project import Asset
+from kiban.python.spec import MODEL_PARAMETER
+
+_modules: dict[tuple[str, str], ModuleType] = {}  # (path, source hash) → module: imported once per version
+_import_lock = threading.Lock()
+
+
+class PythonModelError(KibanError):
+    """The model's own code raised, or returned something that is not a table."""
+
+
+def relation(key: str) -> str:
+    layer, _, name = key.partition(".")
+    return '"' + layer.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
+def function_of(asset: Asset) -> Callable[..., Any]:
+    """Import the model's file (once per version of its source) and return its function.
+
+    The source executed is the one whose hash is in the fingerprint: a file edited since the project was loaded
+    fails the build instead of publishing a table under a fingerprint that does not describe it."""
+    spec = asset.python
+    assert spec is not None
+    with _import_lock:
+        module = _modules.get((str(spec.path), spec.module_hash))
+        if module is None:
+            source = spec.path.read_text(encoding="utf-8")
+            if hashlib.sha256(source.encode()).hexdigest() != spec.module_hash:
+                raise PythonModelError(f"{spec.path} changed while kiban was running", "run again")
+            name = f"kiban_models.{asset.layer}.{spec.path.stem}_{spec.module_hash[:10]}"
+            module = ModuleType(name)
+            module.__file__ = str(spec.path)
+            folder = str(spec.path.parent)
+            if folder not in sys.path:
+                sys.path.append(folder)  # helper modules next to the model file
+            sys.modules[name] = module  # classes defined in the file can be found by name (dataclasses, pickle)
+            try:
+                exec(compile(source, str(spec.path), "exec"), module.__dict__)
+            except Exception as exc:
+                del sys.modules[name]
+                raise _user_error(exc, spec.path, f"importing {spec.path.name} failed") from None
+            _modules[(str(spec.path), spec.module_hash)] = module
+    fn = getattr(module, spec.function, None)
+    if not callable(fn):
+        raise PythonModelError(f"{spec.path.name} defines no function {spec.function} when imported")
+    return fn
+
+
+def convert(table: pa.Table, annotation: str) -> Any:
+    kind = annotation.replace(" ", "").split("|")[0].lower()
+    if kind.endswith("dataframe") and (kind.startswith(("pl.", "polars.")) or kind == "pl.dataframe"):
+        import polars
+
+        return polars.from_arrow(table)
+    if kind.endswith("dataframe"):
+        return table.to_pandas()
+    return table
+
+
+def as_arrow(value: Any) -> pa.Table | None:
+    """A table as Arrow: pyarrow, pandas, polars, or anything with the Arrow C stream interface; else None."""
+    if isinstance(value, pa.Table):
+        return value
+    if isinstance(value, pa.RecordBatchReader):
+        return value.read_all()
+    module = type(value).__module__.split(".")[0]
+    if module == "pandas" and hasattr(value, "columns"):
+        return pa.Table.from_pandas(value, preserve_index=False)
+    if module == "polars" and hasattr(value, "to_arrow"):
+        return value.to_arrow()
+    if hasattr(value, "__arrow_c_stream__"):
+        return pa.table(value)
+    return None
+
+
+def to_arrow(value: Any, asset: Asset) -> pa.Table:
+    """What the model returned, as Arrow; anything else is a clear error naming the function."""
+    table = as_arrow(value)
+    if table is not None:
+        return table
+    spec = asset.python
+    assert spec is not None
+    raise PythonModelError(f"{asset.key}: {spec.function}() returned {type(value).__name__}, not a table",
+                           f"return a pyarrow.Table, a pandas or a polars DataFrame ({spec.path}:{spec.line})")
+
+
+def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
+    """Run the model's function and return the table to publish."""
+    spec = asset.python
+    assert spec is not None
+    if len(spec.resolved) < len(spec.inputs) + (spec.kind == "score"):
+        raise PythonModelError(f"{asset.key}: its inputs are not resolved (build the graph first: "
+                               "kiban.graph.build_graph)")
+    fn = function_of(asset)
+    kwargs: dict[str, Any] = {}
+    arrow_inputs: list[pa.Table] = []
+    for wanted in spec.inputs:
+        key = spec.resolved[wanted.parameter]
+        result = cursor.execute(f"select * from {relation(key)}")
+        table = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+        arrow_inputs.append(table)
+        kwargs[wanted.parameter] = convert(table, wanted.annotation)
+    if spec.kind == "score":
+        from kiban.ml.registry import open_registry
+
+        registry = open_registry(_root_of(asset.path))
+        try:
+            _, kwargs[MODEL_PARAMETER] = registry.load(spec.resolved[MODEL_PARAMETER])
+        finally:
+            registry.store.close()
+    try:
+        value = fn(**kwargs)
+    except KibanError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, spec.path, f"{asset.key}: {spec.function}() raised") from None
+    if spec.kind == "train":
+        from kiban.ml.training import register
+
+        return register(asset, value, fingerprint, arrow_inputs, _root_of(asset.path))
+    return to_arrow(value, asset)
+
+
+def _root_of(path: Path) -> Path:
+    from kiban.project.loader import find_project_root
+
+    return find_project_root(path.parent)
+
+
+def _user_error(exc: BaseException, path: Path, what: str) -> PythonModelError:
+    """The user's exception with the line of their file where it happened (the deepest frame in it)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    where = f" at {path}:{frames[-1].lineno}" if frames else f" ({path})"
+    return PythonModelError(f"{what}{where}: {type(exc).__name__}: {exc}")
+
+
+__all__ = ["PythonModelError", "as_arrow", "convert", "function_of", "produce", "relation", "to_arrow"]
