@@ -1,0 +1,178 @@
+"""Personal data: which columns hold it, how the tag travels down column lineage, and suggestions.
+
+A column is PII when its YAML tags it ``pii``, or when it is computed from a PII column, unless it is
+tagged ``anonymised`` (a hash, a bucket, an aggregate someone vouched for): the tag stops there.
+Suggestions come from column names (``email``, ``tel``, ``birth_date`` …) and from sample values
+(e-mail addresses, phone numbers in Japanese and international formats, 12-digit numbers whose check
+digit makes them look like a My Number, card numbers that pass Luhn).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.lineage import STAR, ColumnGraph, ColumnRef
+
+if TYPE_CHECKING:
+    from kiban.project import Project
+
+PII_TAG = "pii"
+ANONYMISED_TAGS = frozenset({"anonymised", "anonymized"})
+
+NAME_TOKENS = {
+    "email": "e-mail address", "mail": "e-mail address", "phone": "phone number", "tel": "phone number",
+    "telephone": "phone number", "mobile": "phone number", "fax": "fax number", "address": "postal address",
+    "addr": "postal address", "birthday": "date of birth", "birthdate": "date of birth", "dob": "date of birth",
+    "ssn": "national id", "passport": "passport number", "mynumber": "My Number", "kana": "personal name (kana)",
+    "ip": "IP address", "zip": "postal code", "postcode": "postal code",
+}
+NAME_PHRASES = {
+    "first_name": "personal name", "last_name": "personal name", "full_name": "personal name",
+    "family_name": "personal name", "given_name": "personal name", "customer_name": "personal name",
+    "my_number": "My Number", "kojin_bango": "My Number", "card_number": "card number", "birth_date": "date of birth",
+    "date_of_birth": "date of birth", "postal_code": "postal code",
+}
+EMAIL = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
+PHONE_PATTERNS = (
+    re.compile(r"^0[789]0-?\d{4}-?\d{4}$"),  # Japanese mobile: 090-1234-5678
+    re.compile(r"^0\d{1,4}-\d{1,4}-\d{3,4}$"),  # Japanese landline with hyphens: 03-1234-5678, 0120-123-456
+    re.compile(r"^\(0\d{1,4}\)\s?\d{1,4}-\d{4}$"),  # (03) 1234-5678
+    re.compile(r"^0\d{9,10}$"),  # Japanese number without hyphens: 0312345678, 09012345678
+    re.compile(r"^\+81[\s-]?\d{1,4}[\s-]?\d{1,4}[\s-]?\d{4}$"),  # +81 3-1234-5678
+    re.compile(r"^\+\d{1,3}[\s\-.]?\(?\d{1,4}\)?([\s\-.]?\d{2,4}){2,4}$"),  # international
+)
+MATCH_SHARE = 0.6  # share of non-empty sample values that must match a content pattern
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    asset: str
+    column: str
+    reason: str
+
+
+def is_my_number(text: str) -> bool:
+    """A 12-digit individual number whose last digit is its check digit (the official weights)."""
+    digits = text.replace("-", "").replace(" ", "")
+    if len(digits) != 12 or not digits.isdigit():
+        return False
+    body = [int(d) for d in digits[:11]][::-1]  # P1 is the digit next to the check digit
+    total = sum(p * (n + 1 if n <= 6 else n - 5) for n, p in enumerate(body, start=1))
+    rest = total % 11
+    return int(digits[11]) == (0 if rest <= 1 else 11 - rest)
+
+
+def is_card_number(text: str) -> bool:
+    digits = text.replace("-", "").replace(" ", "")
+    if not (13 <= len(digits) <= 19 and digits.isdigit()):
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def value_kind(value: Any) -> str | None:
+    """What kind of personal data one value looks like, or None."""
+    if not isinstance(value, str):
+        value = str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if EMAIL.match(text):
+        return "e-mail address"
+    if is_my_number(text):
+        return "My Number"
+    if any(p.match(text) for p in PHONE_PATTERNS):
+        return "phone number"
+    if is_card_number(text):
+        return "card number"
+    return None
+
+
+def name_kind(column: str) -> str | None:
+    lower = column.lower()
+    for phrase, kind in NAME_PHRASES.items():
+        if phrase in lower:
+            return kind
+    for token in re.split(r"[^a-z0-9]+|(?<=[a-z])(?=[0-9])", lower):
+        if token in NAME_TOKENS:
+            return NAME_TOKENS[token]
+    return None
+
+
+def tagged(project: Project, tags: Iterable[str]) -> set[ColumnRef]:
+    """Columns whose YAML carries one of ``tags``."""
+    wanted = set(tags)
+    return {(key, c.name.lower()) for key, asset in project.assets.items() for c in asset.config.columns
+            if wanted & set(c.tags)}
+
+
+def pii_columns(project: Project, columns: ColumnGraph) -> dict[ColumnRef, ColumnRef | None]:
+    """Every PII column → the declared PII column it comes from (None when it is declared itself).
+
+    The tag follows column lineage downstream and stops at columns tagged ``anonymised``.
+    """
+    stop = tagged(project, ANONYMISED_TAGS)
+    found: dict[ColumnRef, ColumnRef | None] = {ref: None for ref in tagged(project, {PII_TAG}) if ref not in stop}
+    stack = [(ref, ref) for ref in found]
+    while stack:
+        ref, origin = stack.pop()
+        readers = columns.readers.get(ref, set()) | columns.readers.get((ref[0], STAR), set())
+        for reader in readers:
+            if reader in found or reader in stop:
+                continue
+            found[reader] = origin
+            stack.append((reader, origin))
+    return found
+
+
+def suggest(project: Project, columns: ColumnGraph, samples: Mapping[str, Mapping[str, list[Any]]],
+            known: Mapping[ColumnRef, object] | None = None) -> list[Suggestion]:
+    """Columns that look personal (by name or by ``samples`` of their values) and are not tagged yet."""
+    known = known if known is not None else pii_columns(project, columns)
+    anonymised = tagged(project, ANONYMISED_TAGS)
+    out: list[Suggestion] = []
+    for asset, names in columns.columns.items():
+        for column in names:
+            ref = (asset, column)
+            if column == STAR or ref in known or ref in anonymised:
+                continue
+            values = [v for v in samples.get(asset, {}).get(column, []) if v not in (None, "")]
+            kinds = [value_kind(v) for v in values]
+            reason = None
+            for kind in {k for k in kinds if k}:
+                share = kinds.count(kind) / len(values)
+                if share >= MATCH_SHARE:
+                    reason = f"{share:.0%} of sampled values look like a {kind}"
+                    break
+            named = name_kind(column)
+            if reason is None and named:
+                reason = f"the name suggests a {named}"
+            if reason:
+                out.append(Suggestion(asset, column, reason))
+    return out
+
+
+def sample_values(project: Project, published: Mapping[str, list[tuple[str, str]]],
+                  rows: int = 500) -> dict[str, dict[str, list[Any]]]:
+    """Up to ``rows`` values of each text or integer column of every published table (the first rows)."""
+    from kiban.catalog.warehouse import open_readonly
+
+    found: dict[str, dict[str, list[Any]]] = {}
+    with open_readonly(project) as con:
+        for key, columns in published.items():
+            wanted = [c for c, t in columns if t.upper() in ("VARCHAR", "BIGINT", "HUGEINT", "UBIGINT")]
+            if not wanted:
+                continue
+            schema, table = key.split(".", 1)
+            select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
+            data = con.execute(f'select {select} from "{schema}"."{table}" limit {int(rows)}').fetchall()
+            found[key] = {c.lower(): [r[i] for r in data] for i, c in enumerate(wanted)}
+    return found

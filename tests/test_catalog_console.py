@@ -1,0 +1,240 @@
+"""The SQL console: results, row limit, timeout, PII masking by column lineage, exports, query history, usage."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kiban.catalog.console import QueryConsole, QueryFailed, QueryTimeout, export
+from kiban.catalog.safety import QueryRefused
+from kiban.catalog.usage import Actor, history, unused, weekly
+from kiban.graph import build_graph
+from kiban.project import load_project
+from kiban.run import RunOptions, run_project
+from kiban.store import Store, utcnow
+
+SHOP_FILES = {
+    "models/lake/customers.yml": """
+description: Customers as the web shop keeps them.
+columns:
+  - name: email
+    description: Where receipts go.
+    tags: [pii]
+  - name: phone
+    tags: [pii]
+""",
+    "models/warehouse/customers.sql": """
+select id, name, email, md5(email) as email_hash, upper(email) as email_upper from lake.customers
+""",
+    "models/warehouse/customers.yml": """
+description: One row per customer.
+owner: crm-team
+columns:
+  - name: email_hash
+    description: md5 of the e-mail, for joining without seeing it.
+    tags: [anonymised]
+""",
+    "models/warehouse/orders.sql": """
+select o.order_id, o.customer_id, o.amount, cast(o.ordered_at as date) as order_date, c.email
+from lake.orders o join lake.customers c on c.id = o.customer_id
+""",
+    "models/mart/daily_sales.sql": """
+select order_date, count(*) as orders, sum(amount) as revenue from warehouse.orders group by order_date
+""",
+    "models/mart/daily_sales.yml": """
+description: 日別売上 — revenue and orders per day.
+owner: sales-analytics
+tags: [sales]
+columns:
+  - name: revenue
+    description: Sum of order amounts in yen (売上).
+""",
+    "models/mart/old_report.sql": "select order_id from warehouse.orders",
+    "recipes/store_sales.yml": """
+description: Revenue of the days between two dates.
+owner: sales-analytics
+tags: [sales]
+sql: |
+  select order_date, revenue from mart.daily_sales
+  where order_date between $from_day and $to_day and revenue >= $min_revenue
+  order by order_date
+params:
+  from_day: {type: date, default: 2026-11-01}
+  to_day: {type: date}
+  min_revenue: {type: float, default: 0}
+""",
+}
+SHOP_LAKE = {
+    "customers": "select i as id, 'name' || i as name, 'user' || i || '@example.com' as email, "
+                 "'090-1234-' || lpad(i::varchar, 4, '0') as phone from range(1, 21) t(i)",
+    "orders": "select i as order_id, 1 + i % 20 as customer_id, (i * 7 % 100)::double as amount, "
+              "timestamp '2026-11-01 10:00' + to_days(i % 30) as ordered_at from range(1, 301) t(i)",
+}
+
+
+def build_shop(make_project, run: bool = True, extra: dict[str, str] | None = None) -> Path:
+    root = make_project({**SHOP_FILES, **(extra or {})}, lake=SHOP_LAKE)
+    if run:
+        result = run_project(load_project(root), RunOptions())
+        assert result.ok, result
+    return root
+
+
+@pytest.fixture
+def shop(make_project):
+    root = build_shop(make_project)
+    project = load_project(root)
+    store = Store(project.state_url)
+    yield QueryConsole(project, store)
+    store.close()
+
+
+ALICE = Actor("alice", "sales")
+
+
+def test_a_query_returns_rows_types_and_what_it_read(shop):
+    result = shop.run("select order_date, revenue from mart.daily_sales order by order_date limit 3", ALICE)
+    assert result.columns == ["order_date", "revenue"]
+    assert result.types[1] == "DOUBLE"
+    assert len(result.rows) == 3 and not result.truncated
+    assert result.assets == ("mart.daily_sales",)
+    # unqualified names resolve like the graph does, CTE names are not tables
+    result = shop.run("with d as (select * from daily_sales) select count(*) from d", ALICE)
+    assert result.rows == [(30,)] and result.assets == ("mart.daily_sales",)
+
+
+def test_the_row_limit_cuts_and_says_so(shop):
+    result = shop.run("select * from warehouse.orders", ALICE, limit=10)
+    assert len(result.rows) == 10 and result.truncated
+    assert not shop.run("select * from warehouse.orders", ALICE, limit=300).truncated
+
+
+def test_a_slow_query_is_interrupted_at_its_timeout_and_recorded(shop):
+    started = utcnow()
+    with pytest.raises(QueryTimeout, match=r"longer than 0\.3s"):
+        shop.run("select count(*) from range(100000000000) a", ALICE, timeout=0.3)
+    assert utcnow() - started < timedelta(seconds=5)
+    assert history(shop.store, "shop", "alice")[0].status == "timeout"
+
+
+def test_an_engine_error_is_a_clear_message_and_recorded(shop):
+    with pytest.raises(QueryFailed, match=r"the query failed: .*nope"):
+        shop.run("select nope from mart.daily_sales", ALICE)
+    assert history(shop.store, "shop")[0].status == "failed"
+
+
+def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
+    sql = "select id, name, email, email_hash, email_upper from warehouse.customers order by id limit 2"
+    masked = shop.run(sql, ALICE)
+    assert masked.masked == ("email", "email_upper")  # declared pii upstream; email_hash is anonymised
+    assert masked.rows[0] == (1, "name1", "xxxx9@xxxxxxx.xxx", masked.rows[0][3], "XXXX9@XXXXXXX.XXX".lower()
+                              .replace("x", "x"))
+    assert masked.rows[0][3] != "user1@example.com" and len(masked.rows[0][3]) == 32
+    cleared = shop.run(sql, Actor("dpo", "legal", pii_clearance=True))
+    assert cleared.masked == () and cleared.rows[0][2] == "user1@example.com"
+    assert history(shop.store, "shop", "dpo")[0].pii_shown and not history(shop.store, "shop", "alice")[0].pii_shown
+    # through an alias, an expression and a CTE; `select *` over the lake table too
+    aliased = shop.run("with x as (select lower(email) as contact from warehouse.orders) select contact from x",
+                       ALICE)
+    assert aliased.masked == ("contact",) and "@example" not in aliased.rows[0][0]
+    star = shop.run("select * from lake.customers limit 1", ALICE)
+    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "999-9999-9999"
+
+
+def test_refused_queries_are_in_the_history_too(shop):
+    with pytest.raises(QueryRefused):
+        shop.run("delete from mart.daily_sales", Actor("mallory"))
+    record = history(shop.store, "shop", "mallory")[0]
+    assert record.status == "refused" and "DELETE" in record.error
+
+
+def test_exports_write_csv_and_xlsx(shop, tmp_path):
+    result = shop.run("select order_date, revenue from mart.daily_sales order by 1 limit 5", ALICE)
+    rows = list(csv.reader(export(result, tmp_path / "out.csv").open()))
+    assert rows[0] == ["order_date", "revenue"] and len(rows) == 6
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(export(result, tmp_path / "out.xlsx")).active
+    assert [c.value for c in sheet[1]] == ["order_date", "revenue"] and sheet.max_row == 6
+
+
+def test_usage_per_team_and_week_and_unused_assets(shop):
+    shop.run("select * from mart.daily_sales", ALICE)
+    shop.run("select * from mart.daily_sales", Actor("bob", "sales"))
+    shop.run("select count(*) from warehouse.customers", Actor("carol", "crm"))
+    rows = {r.team: r for r in weekly(shop.store, "shop")}
+    assert rows["sales"].users == 2 and rows["sales"].queries == 2 and rows["sales"].assets == 1
+    assert rows["crm"].users == 1
+    graph = build_graph(shop.project)
+    stale = {u.asset for u in unused(shop.store, shop.project, graph, days=30)}
+    # daily_sales was read (and with it what feeds it); the recipe reads it too; old_report nobody reads
+    assert stale == {"mart.old_report"}
+    later = utcnow() + timedelta(days=60)
+    assert "mart.daily_sales" not in {u.asset for u in unused(shop.store, shop.project, graph, 30, now=later)}
+
+
+def test_cli_query_prints_a_table_writes_csv_and_refuses_with_a_message(make_project, cli, tmp_path):
+    root = build_shop(make_project)
+    out = cli("--project", root, "query", "select order_date, revenue from mart.daily_sales order by 1 limit 2",
+              "--user", "alice", "--team", "sales", "--csv", tmp_path / "x.csv")
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "x.csv").read_text().splitlines()
+    assert lines[0] == "order_date,revenue" and lines[1].startswith("2026-11-01,") and len(lines) == 3
+    out = cli("--project", root, "query", "copy mart.daily_sales to '/tmp/x.csv'")
+    assert out.returncode == 2 and "query refused" in out.stderr and "COPY" in out.stderr
+    assert "Traceback" not in out.stderr
+    store = Store(load_project(root).state_url)
+    try:
+        kinds = [(r.user, r.kind, r.status) for r in history(store, "shop")]
+    finally:
+        store.close()
+    assert kinds == [(kinds[0][0], "query", "refused"), ("alice", "export", "ok"), ("alice", "query", "ok")]
+
+
+def test_a_query_while_a_run_writes_the_warehouse_says_so(shop):
+    import subprocess
+    import sys
+
+    from kiban.catalog.warehouse import warehouse_path
+    from kiban.errors import ConfigError
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('ready', flush=True); time.sleep(60)", str(warehouse_path(shop.project))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ConfigError, match="is being written"):
+            shop.run("select * from mart.daily_sales", ALICE)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shop.run("select count(*) from mart.daily_sales", ALICE).rows == [(30,)]
+
+
+@pytest.mark.parametrize("sql", [
+    "select c from lake.customers c",  # a whole row as a struct
+    "select to_json(c) as j from lake.customers c",
+    "select columns('e.*') from lake.customers",
+    "select columns(*) from lake.customers",
+    "select * like '%mail%' from lake.customers",
+    "select #3 from lake.customers",
+    "select coalesce(*columns(['email'])) as x from lake.customers",
+    "select string_agg(email, ',') as s from lake.customers",
+    "select x.e from (select email as e from lake.customers) x",
+    "select (select max(email) from lake.customers) as m",
+])
+def test_pii_masking_fails_closed(shop, sql):
+    """Whatever shape the query has, no e-mail address comes back to someone without clearance."""
+    result = shop.run(sql, ALICE, limit=3)
+    assert result.masked and "@example" not in repr(result.rows)
+
+
+def test_pii_travels_through_a_model_whose_lineage_is_a_whole_row(make_project):
+    root = build_shop(make_project, extra={"models/mart/blobs.sql": "select to_json(c) as j from lake.customers c"})
+    project = load_project(root)
+    console = QueryConsole(project)
+    result = console.run("select j from mart.blobs", ALICE, limit=1)
+    assert result.masked == ("j",) and "@example" not in repr(result.rows)
