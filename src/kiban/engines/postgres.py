@@ -1,0 +1,316 @@
+"""The PostgreSQL engine: models run inside PostgreSQL, transpiled from DuckDB's SQL by SQLGlot.
+
+- **Lake.** Each lake folder is loaded into the table ``lake.<name>`` (Parquet → Arrow record batches →
+  ``COPY … FROM STDIN``, one batch in memory at a time). Its comment holds the folder's version, so an
+  unchanged folder is not loaded again. A load replaces the table in one transaction.
+- **Publish.** ``create table <tmp> as <model>``, audit the new table, drop the old one, rename, comment with
+  the fingerprint and log the publish in ``kiban.publishes`` — all in ONE transaction. PostgreSQL's DDL is
+  transactional, so readers see the old table until the commit, and a failure (or a killed client) leaves it.
+- **Incremental models** are rebuilt whole here (no single partitions yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import threading
+import zlib
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from kiban.engines.base import COLLECTED_VERSION, EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import Session as SessionProtocol
+from kiban.engines.dialect import transpile
+from kiban.errors import ConfigError, KibanError
+from kiban.project import Asset
+
+SCHEMAS = ("lake", "warehouse", "mart")
+META_SCHEMA = "kiban"  # the publish log
+TMP_PREFIX = "__kiban_tmp_"
+COMMENT_PREFIX = "kiban:"
+BATCH_ROWS = 64_000  # rows per Arrow batch while loading the lake: bounds the loader's memory
+PERMANENT_ERRORS = (pg_errors.SyntaxErrorOrAccessRuleViolation, pg_errors.DataError, KibanError,
+                    pg_errors.FeatureNotSupported)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class PostgresSession:
+    """One connection (one transaction at a time) for one worker thread."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = _connect(url, autocommit=True)
+        with contextlib.suppress(psycopg.Error):  # PostgreSQL 14+: a killed kiban's query stops within 2 s
+            self.conn.execute("set client_connection_check_interval = 2000")
+        self.conn.autocommit = False
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql.encode(), params)  # bytes: '%' in the SQL is not a placeholder
+            return cur.fetchall() if cur.description else []
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            getattr(self.conn, "cancel_safe", self.conn.cancel)()  # cancel_safe: psycopg 3.2+
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect(url: str, autocommit: bool = False) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, application_name="kiban")
+    except psycopg.OperationalError as exc:
+        raise ConfigError(f"cannot connect to the PostgreSQL warehouse: {str(exc).strip().splitlines()[0]}",
+                          "check the warehouse URL in kiban.yml (passwords belong in env:NAME)") from None
+
+
+def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
+    """The PostgreSQL column type for an Arrow type of a lake table."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_boolean(arrow_type):
+        return "boolean"
+    if t.is_int8(arrow_type) or t.is_int16(arrow_type) or t.is_uint8(arrow_type):
+        return "smallint"
+    if t.is_int32(arrow_type) or t.is_uint16(arrow_type):
+        return "integer"
+    if t.is_int64(arrow_type) or t.is_uint32(arrow_type):
+        return "bigint"
+    if t.is_uint64(arrow_type):
+        return "numeric(20, 0)"
+    if t.is_float32(arrow_type) or t.is_float16(arrow_type):
+        return "real"
+    if t.is_float64(arrow_type):
+        return "double precision"
+    if t.is_decimal(arrow_type):
+        return f"numeric({arrow_type.precision}, {arrow_type.scale})"
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_dictionary(arrow_type):
+        return "text"
+    if t.is_date(arrow_type):
+        return "date"
+    if t.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if t.is_time(arrow_type):
+        return "time"
+    raise KibanError(f"lake table {table}: column {column} has type {arrow_type}, which the PostgreSQL engine "
+                     "does not load yet", "cast it to a string in the collection, or use the DuckDB engine")
+
+
+class PostgresEngine:
+    """PostgreSQL as the warehouse: lake loaded into it, models built and published inside it."""
+
+    name = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = _connect(url, autocommit=True)
+        self.full_refresh = False
+        self._lock = threading.Lock()
+
+    def session(self) -> PostgresSession:
+        return PostgresSession(self.url)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @staticmethod
+    def retryable(error: BaseException) -> bool:
+        """Connection trouble, cancels, deadlocks: worth another attempt; wrong SQL or bad data: never."""
+        return not isinstance(error, PERMANENT_ERRORS)
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock, self.conn.cursor() as cur:
+            cur.execute(sql.encode() if params is None else sql, params)
+            return cur.fetchall() if cur.description else []
+
+    # -- preparing ----------------------------------------------------------------------------
+    def prepare(self, lake_assets: list[Asset],
+                collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
+        from kiban.engines.duckdb import lake_version
+
+        with self._lock, self.conn.transaction():
+            self.conn.execute("select pg_advisory_xact_lock(%s)", [_lock_key("kiban:schemas")])
+            for schema in (*SCHEMAS, META_SCHEMA):
+                self.conn.execute(f"create schema if not exists {quote(schema)}".encode())
+            self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.publishes (asset text not null, "
+                              "fingerprint text not null, published_at timestamptz not null default now())".encode())
+        current = self._comments(("lake",))
+        versions: dict[str, str] = {}
+        for asset in lake_assets:
+            if collected is not None and asset.key in collected:
+                table = collected[asset.key]
+                files = [str(f) for f in table.files]
+                version = COLLECTED_VERSION + table.version if files else EMPTY_LAKE
+            else:
+                from pathlib import Path
+
+                digest, count = lake_version(asset.path)
+                files = sorted(str(p) for p in Path(asset.path).rglob("*.parquet")) if count else []
+                version = digest if count else EMPTY_LAKE
+            versions[asset.key] = version
+            if not files or current.get(asset.key) == version:
+                continue
+            try:
+                self._load_lake(asset.name, files, version)
+            except (KibanError, psycopg.Error, OSError, ValueError, TypeError) as exc:  # Arrow errors among them
+                versions[asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+        return versions
+
+    def _load_lake(self, name: str, files: list[str], version: str) -> None:
+        """Parquet files → the table lake.<name>, replaced in one transaction, one Arrow batch at a time."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        # union by name with widened types, as DuckDB reads a folder
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+        columns = ", ".join(f"{quote(f.name)} {arrow_to_postgres(f.type, f.name, 'lake.' + name)}" for f in schema)
+        tmp = f"{quote('lake')}.{quote(TMP_PREFIX + name[:40])}"
+        target = f"{quote('lake')}.{quote(name)}"
+        conn = _connect(self.url)
+        try:
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", [_lock_key("lake." + name)])
+                if self._comments(("lake",), conn).get(f"lake.{name}") == version:
+                    return  # another process loaded this version while we waited
+                conn.execute(f"create table {tmp} ({columns})".encode())
+                names = ", ".join(quote(f.name) for f in schema)
+                options = pacsv.WriteOptions(include_header=False)
+                dataset = ds.dataset(files, schema=schema, format="parquet")
+                with conn.cursor() as cur, cur.copy(f"copy {tmp} ({names}) from stdin (format csv)".encode()) as copy:
+                    for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+                        buffer = io.BytesIO()
+                        pacsv.write_csv(batch, buffer, options)
+                        copy.write(buffer.getvalue())
+                conn.execute(f"drop table if exists {target}".encode())
+                conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
+                conn.execute(f"analyze {target}".encode())
+        finally:
+            conn.close()
+
+    def _comments(self, schemas: tuple[str, ...], conn: psycopg.Connection[Any] | None = None) -> dict[str, str]:
+        sql = ("select n.nspname, c.relname, d.description from pg_class c "
+               "join pg_namespace n on n.oid = c.relnamespace "
+               "join pg_description d on d.objoid = c.oid and d.objsubid = 0 "
+               "and d.classoid = 'pg_class'::regclass "
+               "where n.nspname = any(%s) and c.relkind in ('r', 'v', 'p', 'm') and d.description like 'kiban:%%'")
+        rows = self._rows(sql, [list(schemas)]) if conn is None else conn.execute(sql, [list(schemas)]).fetchall()
+        return {f"{s}.{t}": c[len(COMMENT_PREFIX):] for s, t, c in rows}
+
+    def published(self) -> dict[str, str]:
+        return self._comments(SCHEMAS)
+
+    def _names(self) -> dict[str, str]:
+        """Bare name → layer of every table and view kiban's schemas hold (for unqualified references)."""
+        rows = self._rows("select table_schema, table_name from information_schema.tables "
+                          "where table_schema = any(%s)", [list(SCHEMAS)])
+        found: dict[str, list[str]] = {}
+        for schema, table in rows:
+            found.setdefault(table.lower(), []).append(schema)
+        return {name: layers[0] for name, layers in found.items() if len(layers) == 1}
+
+    # -- building -----------------------------------------------------------------------------
+    def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
+              audit: AuditHook | None = None) -> BuildResult:
+        """Create under a temporary name, audit, swap, comment and log in ONE transaction."""
+        assert isinstance(session, PostgresSession), "a PostgreSQL build needs a PostgreSQL session"
+        if asset.python is not None:
+            raise KibanError(f"{asset.key} is a Python model, which the PostgreSQL engine does not run yet",
+                             "keep Python models on the DuckDB engine")
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "postgres", asset.key, self._names())
+        schema, name = asset.layer, asset.name
+        target = f"{quote(schema)}.{quote(name)}"
+        tmp_name = f"{TMP_PREFIX}{name[:30]}_{tag}_{secrets.token_hex(3)}"[:63]  # unique: workers share tags
+        tmp = f"{quote(schema)}.{quote(tmp_name)}"
+        conn = session.conn
+        rows: int | None = None
+        watermark: date | None = None
+        try:
+            with conn.cursor() as cur:
+                kind = cur.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                                   "where n.nspname = %s and c.relname = %s", [schema, name]).fetchone()
+                if asset.config.materialized == "view":
+                    if kind:
+                        cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
+                    cur.execute(f"create view {target} as {sql}".encode())
+                    relation, physical = target, "view"
+                else:
+                    cur.execute(f"create table {tmp} as {sql}".encode())
+                    rows = cur.rowcount if cur.rowcount >= 0 else None
+                    relation, physical = tmp, "table"
+                watermark = self._watermark(cur, relation, asset)
+                if audit:
+                    audit(session, relation)  # sees the new version; every other reader still sees the old one
+                if physical == "table":
+                    if kind:
+                        cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
+                    cur.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                cur.execute(f"comment on {physical} {target} is {literal(COMMENT_PREFIX + fingerprint)}".encode())
+                cur.execute(f"insert into {quote(META_SCHEMA)}.publishes (asset, fingerprint) values (%s, %s)",
+                            [asset.key, fingerprint])
+            conn.commit()
+        except pg_errors.DependentObjectsStillExist:
+            conn.rollback()
+            raise KibanError(f"{asset.key}: views outside kiban depend on {schema}.{name}, so it cannot be "
+                             "replaced", "drop those views, or make them read a kiban model instead") from None
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            raise
+        return BuildResult(rows=rows, nbytes=None, watermark=watermark)
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        return "the PostgreSQL engine rebuilds incremental models whole (`kiban run`), not partition by partition"
+
+    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        return {}
+
+    def watermark(self, asset: Asset) -> date | None:
+        with self._lock, self.conn.cursor() as cur:
+            return self._watermark(cur, f"{quote(asset.layer)}.{quote(asset.name)}", asset)
+
+    @staticmethod
+    def _watermark(cur: psycopg.Cursor[Any], relation: str, asset: Asset) -> date | None:
+        column = asset.config.time_column
+        if not column:
+            return None
+        try:
+            with cur.connection.transaction():  # a savepoint: a wrong column must not abort the publish
+                row = cur.execute(f"select max({quote(column)})::date from {relation}".encode()).fetchone()
+        except pg_errors.UndefinedColumn:
+            raise KibanError(f"time_column '{column}' is not a column of {asset.key}",
+                             f"set time_column in {asset.config_path or asset.key} to one of its date columns"
+                             ) from None
+        except (pg_errors.CannotCoerce, pg_errors.DatatypeMismatch):
+            raise KibanError(f"time_column '{column}' of {asset.key} is not a date or timestamp") from None
+        return row[0] if row else None
+
+    # -- the publish log ----------------------------------------------------------------------------
+    def publishes(self) -> list[tuple[str, str]]:
+        """Every publish so far, oldest first: (asset, fingerprint)."""
+        return [(a, f) for a, f in self._rows(
+            f"select asset, fingerprint from {quote(META_SCHEMA)}.publishes order by published_at")]
+
+
+def _lock_key(text: str) -> int:
+    """A stable advisory-lock key for a name (signed 32-bit fits pg_advisory_xact_lock(bigint))."""
+    return zlib.crc32(text.encode()) - 2**31

@@ -1,0 +1,340 @@
+"""The Spark engine: models run as Spark SQL (transpiled from DuckDB's dialect by SQLGlot).
+
+The warehouse is a folder of Parquet: ``<warehouse>/<layer>/<name>/v-<tag>/`` holds one built version, and
+``<warehouse>/<layer>/<name>/_kiban.json`` names the published one with its fingerprint. Publishing is
+write-audit-swap: write the new version to its own folder, audit it, then replace the pointer file
+atomically (``os.replace``) and re-register the table. Readers of the old folder keep reading a complete
+old version; a failure before the swap leaves the pointer — and so the published table — untouched.
+
+Lake folders are read natively as external Parquet tables ``lake.<name>``. The session catalog is kiban's
+own (in-memory): ``prepare`` re-registers every table from the pointer files, so the files are the truth.
+
+URLs: ``spark:///abs/warehouse`` (local mode, ``?master=local[4]``), ``spark://host:7077/abs/warehouse``
+(a standalone master), ``sc://host:15002/abs/warehouse`` (Spark Connect). Other query parameters are
+Spark settings (``?spark.executor.memory=4g``). The warehouse folder must be visible at the same path to
+kiban and to Spark (a shared mount on a cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import Session as SessionProtocol
+from kiban.engines.dialect import transpile
+from kiban.errors import ConfigError, KibanError
+from kiban.project import Asset
+
+SCHEMAS = ("lake", "warehouse", "mart")
+POINTER = "_kiban.json"
+TMP_PREFIX = "__kiban_tmp_"
+KEEP_VERSIONS = 2  # the published version and the one before it (queries that started earlier still read it)
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_url(url: str) -> tuple[str | None, str | None, Path, dict[str, str]]:
+    """(master, remote, warehouse folder, settings) of a Spark warehouse URL."""
+    parts = urlsplit(url)
+    settings = dict(parse_qsl(parts.query))
+    if not parts.path or parts.path == "/":
+        raise ConfigError(f"the Spark warehouse URL {url} names no warehouse folder",
+                          "e.g. spark:///data/kiban-warehouse (local), spark://master:7077/data/wh, "
+                          "sc://connect-host:15002/data/wh")
+    folder = Path(parts.path)
+    if parts.scheme == "sc":
+        return None, f"sc://{parts.netloc}", folder, settings
+    master = settings.pop("master", None) or (f"spark://{parts.netloc}" if parts.netloc else "local[*]")
+    return master, None, folder, settings
+
+
+class SparkSqlSession:
+    """A thread's handle on the shared SparkSession; its statements carry a tag so they can be interrupted."""
+
+    def __init__(self, spark: Any, tag: str) -> None:
+        self.spark = spark
+        self.tag = tag
+        with contextlib.suppress(Exception):
+            spark.addTag(tag)
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        if params:
+            raise KibanError("the Spark engine takes no bound parameters in audit SQL")
+        return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(Exception):
+            self.spark.interruptTag(self.tag)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.spark.removeTag(self.tag)
+
+
+class SparkEngine:
+    """Spark (local, standalone or Spark Connect) as the warehouse."""
+
+    name = "spark"
+
+    def __init__(self, url: str) -> None:
+        master, remote, folder, settings = parse_url(url)
+        self.folder = folder
+        self.full_refresh = False
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._names: dict[str, str] = {}
+        self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
+        self.spark = _session(master, remote, folder, settings)
+
+    def session(self) -> SparkSqlSession:
+        with self._lock:
+            self._counter += 1
+            tag = f"kiban-{os.getpid()}-{self._counter}"
+        return SparkSqlSession(self.spark, tag)
+
+    def close(self) -> None:
+        """Leave the SparkSession running: starting a JVM costs seconds, and the next run in this process reuses it."""
+
+    @staticmethod
+    def retryable(error: BaseException) -> bool:
+        from pyspark.errors import AnalysisException, ParseException
+
+        return not isinstance(error, (AnalysisException, ParseException, KibanError))
+
+    def _sql(self, sql: str) -> Any:
+        return self.spark.sql(sql)
+
+    # -- preparing ----------------------------------------------------------------------------
+    def prepare(self, lake_assets: list[Asset],
+                collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
+        """Register the lake folders and every published version in the session catalog (rebuilt from files)."""
+        from kiban.engines.duckdb import lake_version
+
+        for schema in SCHEMAS:
+            self._sql(f"drop database if exists {quote(schema)} cascade")  # metadata only: tables are external
+            self._sql(f"create database {quote(schema)}")
+        self._names = {}
+        versions: dict[str, str] = {}
+        for asset in lake_assets:
+            if collected is not None and asset.key in collected:
+                versions[asset.key] = UNREADABLE_LAKE + "collected tables are not readable on the Spark engine yet"
+                continue
+            digest, count = lake_version(asset.path)
+            if not count:
+                versions[asset.key] = EMPTY_LAKE
+                continue
+            try:
+                self._sql(f"create table lake.{quote(asset.name)} using parquet options (path "
+                          f"{literal(str(Path(asset.path).resolve()))}, recursiveFileLookup 'true', "
+                          "mergeSchema 'true')")
+                versions[asset.key] = digest
+                self._names[asset.name.lower()] = "lake"
+            except Exception as exc:  # a broken file fails the lake table's readers, not the whole run
+                versions[asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+        self._registered = {}
+        self._sync()
+        return versions
+
+    def _sync(self) -> None:
+        """Register every published version not registered yet (other processes publish too: workers)."""
+        views: list[tuple[str, str, str]] = []
+        for layer, name, pointer in self._pointers():
+            current = pointer.get("version") or pointer.get("sql")
+            if self._registered.get(f"{layer}.{name}") == current:
+                continue
+            self._registered[f"{layer}.{name}"] = current
+            if pointer.get("kind") == "view":
+                views.append((layer, name, pointer["sql"]))
+            else:
+                self._register(layer, name, self.folder / layer / name / pointer["version"])
+        for _ in range(len(views)):  # views over views: register what can be, until nothing is left
+            left = []
+            for layer, name, sql in views:
+                try:
+                    self._sql(f"create or replace view {quote(layer)}.{quote(name)} as {sql}")
+                    self._names[name.lower()] = layer
+                except Exception:
+                    left.append((layer, name, sql))
+            if len(left) == len(views):
+                break
+            views = left
+
+    def _pointers(self) -> list[tuple[str, str, dict[str, Any]]]:
+        found = []
+        for layer in ("warehouse", "mart"):
+            base = self.folder / layer
+            if not base.is_dir():
+                continue
+            for entry in sorted(base.iterdir()):
+                pointer = entry / POINTER
+                if pointer.is_file():
+                    with contextlib.suppress(ValueError, OSError):
+                        found.append((layer, entry.name, json.loads(pointer.read_text())))
+        return found
+
+    def _drop(self, layer: str, name: str) -> None:
+        """Unregister a table or view (metadata only: the data are external)."""
+        from pyspark.errors import AnalysisException
+
+        try:
+            self._sql(f"drop table if exists {quote(layer)}.{quote(name)}")
+        except AnalysisException:  # it is a view
+            self._sql(f"drop view if exists {quote(layer)}.{quote(name)}")
+
+    def _register(self, layer: str, name: str, folder: Path) -> None:
+        self._drop(layer, name)
+        self._sql(f"create table {quote(layer)}.{quote(name)} using parquet location {literal(str(folder))}")
+        self._names[name.lower()] = layer
+
+    def published(self) -> dict[str, str]:
+        return {f"{layer}.{name}": pointer["fingerprint"] for layer, name, pointer in self._pointers()
+                if "fingerprint" in pointer}
+
+    # -- building -----------------------------------------------------------------------------
+    def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
+              audit: AuditHook | None = None) -> BuildResult:
+        """Write the new version to its own folder, audit it, then swap the pointer and re-register."""
+        assert isinstance(session, SparkSqlSession), "a Spark build needs a Spark session"
+        if asset.python is not None:
+            raise KibanError(f"{asset.key} is a Python model, which the Spark engine does not run yet",
+                             "keep Python models on the DuckDB engine")
+        with self._lock:
+            self._sync()
+            names = dict(self._names)
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names)
+        layer, name = asset.layer, asset.name
+        home = self.folder / layer / name
+        home.mkdir(parents=True, exist_ok=True)
+        target = f"{quote(layer)}.{quote(name)}"
+        if asset.config.materialized == "view":
+            self._drop(layer, name)
+            self._sql(f"create or replace view {target} as {sql}")
+            watermark = self._watermark(target, asset)
+            if audit:
+                audit(session, target)
+            self._swap(home, {"kind": "view", "sql": sql, "fingerprint": fingerprint})
+            with self._lock:
+                self._names[name.lower()] = layer
+                self._registered[asset.key] = sql
+            return BuildResult(rows=None, nbytes=None, watermark=watermark)
+        version = f"v-{tag}"
+        folder = home / version
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover of an attempt with the same tag
+        tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
+        try:
+            self._sql(sql).write.mode("overwrite").parquet(str(folder))
+            self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
+            rows = int(self._sql(f"select count(*) from {quote(tmp)}").collect()[0][0])
+            watermark = self._watermark(quote(tmp), asset)
+            if audit:
+                audit(session, quote(tmp))  # the new version; the published table is still the old one
+            self._swap(home, {"kind": "table", "version": version, "fingerprint": fingerprint})
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                self.spark.catalog.dropTempView(tmp)
+        with self._lock:
+            self._register(layer, name, folder)
+            self._registered[asset.key] = version
+        nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
+        _prune(home, version)
+        return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    @staticmethod
+    def _swap(home: Path, pointer: dict[str, Any]) -> None:
+        """The commit point: the pointer file is replaced atomically (write, fsync, rename)."""
+        tmp = home / f".{POINTER}.{os.getpid()}.{threading.get_ident()}"
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump(pointer, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, home / POINTER)
+
+    def _watermark(self, relation: str, asset: Asset) -> date | None:
+        column = asset.config.time_column
+        if not column:
+            return None
+        from pyspark.errors import AnalysisException
+
+        try:
+            row = self._sql(f"select cast(max({quote(column)}) as date) from {relation}").collect()
+        except AnalysisException:
+            raise KibanError(f"time_column '{column}' is not a date column of {asset.key}",
+                             f"set time_column in {asset.config_path or asset.key} to one of its date columns"
+                             ) from None
+        return row[0][0] if row else None
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        return "the Spark engine rebuilds incremental models whole (`kiban run`), not partition by partition"
+
+    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        return {}
+
+    def watermark(self, asset: Asset) -> date | None:
+        return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)
+
+
+def _prune(home: Path, current: str) -> None:
+    """Keep the newest KEEP_VERSIONS version folders (the current one always)."""
+    versions = sorted((p for p in home.iterdir() if p.is_dir() and p.name.startswith("v-")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in versions if p.name != current][KEEP_VERSIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_SESSIONS: dict[tuple[Any, ...], Any] = {}
+
+
+def _session(master: str | None, remote: str | None, folder: Path, settings: dict[str, str]) -> Any:
+    """The SparkSession for these settings, started once per process."""
+    key = (master, remote, str(folder), tuple(sorted(settings.items())))
+    if key in _SESSIONS:
+        return _SESSIONS[key]
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("the Spark engine needs PySpark", "pip install 'pyspark>=4.0'") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName("kiban")
+    if remote:
+        builder = builder.remote(remote)
+    else:
+        builder = (builder.master(master or "local[*]")
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false")
+                   .config("spark.sql.catalogImplementation", "in-memory")
+                   .config("spark.sql.warehouse.dir", str(folder / "_spark"))
+                   .config("spark.sql.session.timeZone", "UTC")
+                   .config("spark.sql.shuffle.partitions", "8"))
+    for name, value in settings.items():
+        builder = builder.config(name, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # no Java, no Spark Connect client libraries, server unreachable
+        raise ConfigError(f"cannot start Spark ({remote or master}): {str(exc).strip().splitlines()[0]}",
+                          "Spark needs Java 17+ locally; Spark Connect needs `pip install 'pyspark[connect]'` "
+                          "and a reachable server") from None
+    _SESSIONS[key] = spark
+    return spark
+

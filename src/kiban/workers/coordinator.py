@@ -1,0 +1,149 @@
+"""``kiban run --workers``: plan here, build on the workers, follow the queue until the run is done.
+
+The coordinator does what ``run_project`` does up to the plan (lock, record the run, prepare the lake,
+fingerprints, fresh assets), then puts every asset to build into the run queue instead of its own
+thread pool. Workers (``kiban worker``, any number, any machine) claim ready assets; the coordinator
+turns the queue's changes into the same events a local run emits, gives rows of dead workers to others,
+and records the run's end. Killing a worker loses nothing: its asset is built again by another one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from kiban.engines import open_engine
+from kiban.errors import ConfigError, KibanError
+from kiban.graph import build_graph, select
+from kiban.project import Project
+from kiban.run.events import Event, Listener
+from kiban.run.executor import Outcome
+from kiban.run.plan import Plan, make_plan
+from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
+from kiban.store import Store, utcnow
+from kiban.workers.queue import TERMINAL, QueueRow, RunQueue
+from kiban.workers.worker import LEASE_SECONDS
+
+POLL_SECONDS = 0.2
+NO_WORKER_LEASES = 4  # a run without any live worker for this many leases gives up
+
+
+def run_distributed(project: Project, options: RunOptions, listeners: Sequence[Listener] = (),
+                    after: Mapping[str, tuple[str, ...]] | None = None, lease: float = LEASE_SECONDS,
+                    poll: float = POLL_SECONDS) -> RunResult:
+    """Run the selection on the project's workers. Like ``run_project``, never raises for an asset failure.
+
+    Audit hooks (checks) run on the workers, which build them from their own copy of the project.
+    """
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    queue = RunQueue(store)
+    run_id = new_run_id()
+    lock_name = f"run:{project.name}"
+
+    def emit(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    try:
+        store.reap_abandoned(project.name)
+        selection = resume_selection(store, project, graph) if options.resume else \
+            select(graph, options.select, options.exclude)
+        store.acquire_lock(lock_name, run_id, wait=options.wait)
+        started = utcnow()
+        store.start_run(run_id, project.name, list(selection) if options.resume else list(options.select), {
+            "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
+            "workers": True})
+        heartbeat = Heartbeat(store, run_id)
+        heartbeat.start()
+        status, error = "failed", None
+        plan = Plan(order=selection, fingerprints={})
+        outcomes: dict[str, Outcome] = {}
+        try:
+            engine = open_engine(project.warehouse_url)
+            try:
+                if engine.name == "duckdb":
+                    raise ConfigError("several workers need a warehouse that every worker can write, and a DuckDB "
+                                      "file belongs to one process", "use `warehouse: postgresql://…` or Spark "
+                                      "(docs/scale-out.md), or run without --workers")
+                lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
+                versions = engine.prepare(lake_assets, _collected_tables(project, store))  # committed loads only
+                plan = make_plan(graph, selection, versions, engine.published(), options.full_refresh)
+            finally:
+                engine.close()
+            emit(Event("run_started", run_id, detail={
+                "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
+                "selected": len(selection), "assets": plan.build, "workers": queue.live_workers(project.name, lease)}))
+            store.record_attempts([dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started,
+                                        ended_at=started, fingerprint=plan.fingerprints[k]) for k in plan.fresh])
+            for key in plan.fresh:
+                emit(Event("asset_finished", run_id, asset=key, status="fresh"))
+            building = set(plan.build)
+            queue.enqueue(run_id, project.name, {
+                key: ([d for d in (*graph.deps[key], *(after or {}).get(key, ())) if d in building and d != key],
+                      plan.fingerprints[key], graph.sql_hashes[key]) for key in plan.build})
+            outcomes = _follow(queue, project.name, run_id, emit, lease, poll)
+            statuses = {o.status for o in outcomes.values()}
+            if "cancelled" in statuses:
+                status = "cancelled"
+            elif statuses & {"failed", "skipped"}:
+                status = "failed"
+            else:
+                status = "success" if plan.build else "nothing"
+        except KeyboardInterrupt:
+            queue.cancel(run_id)
+            status, error = "cancelled", "interrupted"
+            outcomes = {k: _outcome(r) for k, r in queue.rows(run_id).items()}
+        except KibanError as exc:
+            queue.cancel(run_id)
+            error = str(exc)
+            raise
+        finally:
+            heartbeat.halt.set()
+            store.finish_run(run_id, "success" if status == "nothing" else status, error)
+            store.release_lock(lock_name, run_id)
+            emit(Event("run_finished", run_id, status=status, error=error,
+                       seconds=(utcnow() - started).total_seconds()))
+        return RunResult(run_id, status, plan, outcomes, started, utcnow())
+    finally:
+        store.close()
+
+
+def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: float,
+            poll: float) -> dict[str, Outcome]:
+    """Poll the queue until every row is finished, emitting what changed; requeue rows of dead workers.
+
+    With no live worker for NO_WORKER_LEASES leases, the run stops with an error instead of waiting forever."""
+    seen: dict[str, tuple[str, int]] = {}
+    last_worker = time.monotonic()
+    while True:
+        if queue.live_workers(project, lease):
+            last_worker = time.monotonic()
+        elif time.monotonic() - last_worker > NO_WORKER_LEASES * lease:
+            raise KibanError(f"no `kiban worker` of project {project} has been alive for "
+                             f"{NO_WORKER_LEASES * lease:g} s, so nothing can build the queued assets",
+                             "start workers (`kiban worker`) against the same state store, or run without --workers")
+        for _run, asset, worker in queue.requeue_expired(project, lease):
+            emit(Event("asset_retry", run_id, asset=asset, error=f"worker {worker} stopped; queued again"))
+        rows = queue.rows(run_id)
+        for key, row in rows.items():
+            state = (row.status, row.claims)
+            if seen.get(key) == state:
+                continue
+            seen[key] = state
+            if row.status == "running":
+                emit(Event("asset_started", run_id, asset=key, attempt=row.claims, detail={"worker": row.worker}))
+            elif row.status in TERMINAL:
+                seconds = (row.finished_at - row.claimed_at).total_seconds() \
+                    if row.finished_at and row.claimed_at else None
+                emit(Event("asset_finished", run_id, asset=key, status=row.status, rows=row.rows, seconds=seconds,
+                           error=row.error, detail={"worker": row.worker}))
+        if all(r.status in TERMINAL for r in rows.values()):
+            return {k: _outcome(r) for k, r in rows.items()}
+        time.sleep(poll)
+
+
+def _outcome(row: QueueRow) -> Outcome:
+    status = row.status if row.status in TERMINAL else "cancelled"
+    return Outcome(row.asset, status, attempts=row.claims, rows=row.rows, error=row.error,
+                   started_at=row.claimed_at, ended_at=row.finished_at)

@@ -1,0 +1,202 @@
+"""The run queue: the assets of a distributed run, in the PostgreSQL state store, claimed by workers.
+
+Every row moves ``waiting → ready → running → success | failed`` (or ``skipped`` / ``cancelled``). Workers
+claim a ready row with ``SELECT … FOR UPDATE SKIP LOCKED``, so two workers never take the same row and
+never wait for each other. The holder renews the row's heartbeat; a row whose heartbeat expired (its worker
+was killed, its machine lost) is made ready again and another worker takes it. Finishing a row readies its
+children in the same transaction, so downstream work starts at once.
+
+Why finishing cannot lose a child: the finisher locks the waiting children (``FOR UPDATE``) *after* writing
+its own row, then reads the inputs' statuses in a new statement. Two parents finishing at once serialise
+on the child's row lock, and the second one — reading after the first committed — sees both successes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from kiban.errors import ConfigError
+from kiban.store import Store, utcnow
+from kiban.store.schema import run_queue, runs, workers
+
+TERMINAL = ("success", "failed", "skipped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row a worker holds: build ``asset`` for ``run_id`` so that it carries ``fingerprint``."""
+
+    run_id: str
+    asset: str
+    fingerprint: str
+    code: str
+    claims: int
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    asset: str
+    status: str
+    worker: str | None
+    claims: int
+    claimed_at: datetime | None
+    finished_at: datetime | None
+    rows: int | None
+    error: str | None
+
+
+class RunQueue:
+    """The queue tables of one state store. Needs PostgreSQL: SQLite has no ``SKIP LOCKED``."""
+
+    def __init__(self, store: Store) -> None:
+        if store.engine.dialect.name != "postgresql":
+            raise ConfigError("several workers need a PostgreSQL state store (SQLite cannot share a queue between "
+                              "processes and machines)",
+                              "set `state: postgresql://…` (or env:NAME) in kiban.yml")
+        self.store = store
+        self.engine = store.engine
+
+    # -- the coordinator's side -------------------------------------------------------------------
+    def enqueue(self, run_id: str, project: str, items: dict[str, tuple[list[str], str, str]]) -> None:
+        """Add a run's assets: key → (inputs within the run, fingerprint, code hash)."""
+        now = utcnow()
+        rows = [dict(run_id=run_id, asset=key, project=project, status="waiting" if deps else "ready",
+                     deps=json.dumps(sorted(deps)), fingerprint=fingerprint, code=code, claims=0,
+                     enqueued_at=now, ready_at=None if deps else now)
+                for key, (deps, fingerprint, code) in items.items()]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(run_queue.insert(), rows)
+
+    def rows(self, run_id: str) -> dict[str, QueueRow]:
+        with self.engine.connect() as conn:
+            found = conn.execute(run_queue.select().where(run_queue.c.run_id == run_id)).all()
+        return {r.asset: QueueRow(r.asset, r.status, r.worker, r.claims, r.claimed_at, r.finished_at, r.rows,
+                                  r.error) for r in found}
+
+    def cancel(self, run_id: str) -> None:
+        """Nothing more of this run starts; what is running finishes (or is interrupted by its worker)."""
+        with self.engine.begin() as conn:
+            conn.execute(run_queue.update().where(run_queue.c.run_id == run_id,
+                                                  run_queue.c.status.in_(("waiting", "ready")))
+                         .values(status="cancelled", finished_at=utcnow(), error="the run was cancelled"))
+
+    def live_workers(self, project: str, lease: float) -> int:
+        since = utcnow() - timedelta(seconds=lease)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(workers).where(
+                workers.c.project == project, workers.c.status != "stopped",
+                workers.c.heartbeat_at >= since)).scalar() or 0)
+
+    # -- both sides ------------------------------------------------------------------------------
+    def requeue_expired(self, project: str, lease: float) -> list[tuple[str, str, str | None]]:
+        """Rows whose worker stopped heartbeating for ``lease`` seconds become ready again: (run, asset, worker)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            expired = conn.execute(
+                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "running",
+                                         run_queue.c.heartbeat_at < now - timedelta(seconds=lease))
+                .with_for_update(skip_locked=True)).all()
+            for row in expired:
+                conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id,
+                                                      run_queue.c.asset == row.asset).values(
+                    status="ready", ready_at=now,
+                    error=f"worker {row.worker} stopped heartbeating; the asset was queued again"))
+        return [(r.run_id, r.asset, r.worker) for r in expired]
+
+    # -- the worker's side -----------------------------------------------------------------------
+    def register(self, worker_id: str, project: str, pid: int) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.worker_id == worker_id))
+            conn.execute(workers.insert().values(worker_id=worker_id, project=project, host=socket.gethostname(),
+                                                 pid=pid, status="idle", started_at=now, heartbeat_at=now,
+                                                 built=0))
+
+    def unregister(self, worker_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id)
+                         .values(status="stopped", run_id=None, asset=None, heartbeat_at=utcnow()))
+
+    def heartbeat(self, worker_id: str) -> None:
+        """Renew the worker and every row it holds."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(heartbeat_at=now))
+            conn.execute(run_queue.update().where(run_queue.c.worker == worker_id, run_queue.c.status == "running")
+                         .values(heartbeat_at=now))
+
+    def claim(self, project: str, worker_id: str) -> Claim | None:
+        """Take the oldest ready row of a running run of ``project``, or None when there is none."""
+        now = utcnow()
+        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == "running")
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "ready",
+                                         sa.exists(live))
+                .order_by(run_queue.c.ready_at, run_queue.c.asset).limit(1)
+                .with_for_update(skip_locked=True, of=run_queue)).first()
+            if row is None:
+                return None
+            conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id, run_queue.c.asset == row.asset)
+                         .values(status="running", worker=worker_id, claims=row.claims + 1, claimed_at=now,
+                                 heartbeat_at=now, error=None))
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
+                status="busy", run_id=row.run_id, asset=row.asset, heartbeat_at=now))
+        return Claim(row.run_id, row.asset, row.fingerprint, row.code, row.claims + 1)
+
+    def finish(self, claim: Claim, worker_id: str, status: str, rows: int | None = None,
+               error: str | None = None) -> tuple[bool, list[str]]:
+        """Record the outcome of a claim. Returns (whether this worker still held it, assets now skipped).
+
+        A worker that was presumed dead and lost its row records nothing: the row belongs to its new holder.
+        On success the children whose inputs all succeeded become ready; on failure everything downstream
+        still waiting is skipped.
+        """
+        now = utcnow()
+        skipped: list[str] = []
+        key = (run_queue.c.run_id == claim.run_id)
+        with self.engine.begin() as conn:
+            held = conn.execute(run_queue.update().where(
+                key, run_queue.c.asset == claim.asset, run_queue.c.status == "running",
+                run_queue.c.worker == worker_id).values(
+                status=status, finished_at=now, rows=rows, error=error)).rowcount
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
+                status="idle", run_id=None, asset=None, heartbeat_at=now, built=workers.c.built + (1 if held else 0)))
+            if not held:
+                return False, []
+            waiting = conn.execute(run_queue.select().where(key, run_queue.c.status == "waiting")
+                                   .with_for_update()).all()
+            if status == "success":
+                statuses = dict(conn.execute(sa.select(run_queue.c.asset, run_queue.c.status).where(key)).all())
+                for row in waiting:
+                    deps = json.loads(row.deps)
+                    if claim.asset in deps and all(statuses.get(d) == "success" for d in deps):
+                        conn.execute(run_queue.update().where(key, run_queue.c.asset == row.asset)
+                                     .values(status="ready", ready_at=now))
+            else:
+                skipped = _downstream(claim.asset, {r.asset: json.loads(r.deps) for r in waiting})
+                reason = f"upstream {claim.asset} {'failed' if status == 'failed' else 'was ' + status}"
+                if skipped:
+                    conn.execute(run_queue.update().where(key, run_queue.c.asset.in_(skipped)).values(
+                        status="skipped" if status != "cancelled" else "cancelled", finished_at=now, error=reason))
+        return True, skipped
+
+
+def _downstream(asset: str, waiting: dict[str, Any]) -> list[str]:
+    """Waiting rows that depend on ``asset`` directly or through other waiting rows."""
+    out: list[str] = []
+    frontier = [asset]
+    while frontier:
+        node = frontier.pop()
+        for key, deps in waiting.items():
+            if node in deps and key not in out:
+                out.append(key)
+                frontier.append(key)
+    return out

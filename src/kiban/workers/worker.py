@@ -1,0 +1,164 @@
+"""A worker: claims ready assets of its project from the run queue, builds them, records the outcome.
+
+Run as many as you like, on one machine or many (``kiban worker``): each one holds at most one asset at a
+time, renews its heartbeat every few seconds, and takes over assets whose worker stopped heartbeating.
+A build is the same as in ``kiban run``: the engine's one-transaction publish, with the run's retries,
+timeouts and audit hooks (the executor's, for exactly one asset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from kiban.engines import Engine, open_engine
+from kiban.graph import Graph, build_graph
+from kiban.project import Project
+from kiban.run.events import Event, Listener
+from kiban.run.executor import AuditFor, Executor, Outcome
+from kiban.run.runner import _collected_tables, _policy
+from kiban.store import Store, utcnow
+from kiban.workers.queue import Claim, RunQueue
+
+LEASE_SECONDS = 15.0  # a row whose holder has not heartbeated for this long is given to another worker
+POLL_SECONDS = 0.2
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class WorkerOptions:
+    worker_id: str = field(default_factory=new_worker_id)
+    lease: float = LEASE_SECONDS
+    poll: float = POLL_SECONDS
+    idle_exit: float | None = None  # stop after this many seconds without work (None: run until stopped)
+    max_assets: int | None = None  # stop after building this many (None: no limit)
+
+
+class Worker:
+    """One worker process's loop. ``stop()`` (from a signal handler or another thread) ends it between assets."""
+
+    def __init__(self, project: Project, options: WorkerOptions, listeners: list[Listener] | None = None,
+                 audit: AuditFor | None = None) -> None:
+        self.project = project
+        self.options = options
+        self.listeners = listeners or []
+        self.audit = audit
+        self.halt = threading.Event()
+        self.built = 0
+        self._executor: Executor | None = None
+        self._prepared_for: str | None = None  # the run whose lake this worker's engine last prepared
+
+    def stop(self) -> None:
+        self.halt.set()
+        if self._executor is not None:
+            self._executor.stop()
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def serve(self) -> int:
+        """Work until stopped, idle for ``idle_exit`` seconds or ``max_assets`` built. Returns assets built."""
+        store = Store(self.project.state_url)
+        queue = RunQueue(store)
+        engine = open_engine(self.project.warehouse_url)
+        graph = build_graph(self.project)
+        worker_id = self.options.worker_id
+        queue.register(worker_id, self.project.name, os.getpid())
+        beat = threading.Thread(target=self._heartbeat, args=(queue,), daemon=True, name="kiban-worker-heartbeat")
+        beat.start()
+        idle_since = time.monotonic()
+        try:
+            while not self.halt.is_set():
+                with contextlib.suppress(Exception):  # a lost connection: try again on the next turn
+                    queue.requeue_expired(self.project.name, self.options.lease)
+                try:
+                    claim = queue.claim(self.project.name, worker_id)
+                except sa.exc.OperationalError:  # the store is unreachable for a moment: wait and try again
+                    self.halt.wait(max(self.options.poll, 1.0))
+                    continue
+                if claim is None:
+                    if self.options.idle_exit is not None and time.monotonic() - idle_since > self.options.idle_exit:
+                        break
+                    self.halt.wait(self.options.poll)
+                    continue
+                self._build(claim, queue, store, engine, graph)
+                idle_since = time.monotonic()
+                if self.options.max_assets is not None and self.built >= self.options.max_assets:
+                    break
+        finally:
+            self.halt.set()
+            with contextlib.suppress(Exception):
+                queue.unregister(worker_id)
+            engine.close()
+            store.close()
+        return self.built
+
+    def _heartbeat(self, queue: RunQueue) -> None:
+        while not self.halt.wait(min(2.0, self.options.lease / 4)):
+            with contextlib.suppress(Exception):  # missed beats are retried; the lease allows several
+                queue.heartbeat(self.options.worker_id)
+
+    def _build(self, claim: Claim, queue: RunQueue, store: Store, engine: Engine, graph: Graph) -> None:
+        worker_id = self.options.worker_id
+        key = claim.asset
+        record = _recorder(store, claim.run_id)
+        if key not in graph.assets or graph.sql_hashes.get(key) != claim.code:
+            outcome = Outcome(key, "failed", error=f"worker {worker_id} has a different version of the project "
+                              f"than the run's coordinator ({key}): deploy the same project to every worker")
+            outcome.started_at = outcome.ended_at = utcnow()
+            record(outcome, claim.claims, claim.fingerprint)
+            self._finish(claim, queue, store, outcome)
+            return
+        if claim.run_id != self._prepared_for:  # the lake as this run sees it (a no-op when unchanged)
+            lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
+            engine.prepare(lake, _collected_tables(self.project, store))
+            self._prepared_for = claim.run_id
+        if engine.published().get(key) == claim.fingerprint:
+            # A worker that died between its publish and its record already built exactly this version.
+            outcome = Outcome(key, "success", attempts=0, started_at=utcnow(), ended_at=utcnow(),
+                              error=None)
+            record(outcome, claim.claims, claim.fingerprint)
+            self.emit(Event("asset_finished", claim.run_id, asset=key, status="success",
+                            detail={"worker": worker_id, "already_published": True}))
+            self._finish(claim, queue, store, outcome)
+            return
+        executor = Executor(engine=engine, graph=graph, run_id=claim.run_id, fingerprints={key: claim.fingerprint},
+                            threads=1, policy_for=lambda a: _policy(self.project, a), emit=self.emit, record=record,
+                            audit=self.audit)
+        self._executor = executor
+        try:
+            outcome = executor.execute([key])[key]
+        finally:
+            self._executor = None
+        self._finish(claim, queue, store, outcome)
+
+    def _finish(self, claim: Claim, queue: RunQueue, store: Store, outcome: Outcome) -> None:
+        held, skipped = queue.finish(claim, self.options.worker_id, outcome.status, outcome.rows, outcome.error)
+        if held:
+            self.built += 1
+        now = utcnow()
+        status = "cancelled" if outcome.status == "cancelled" else "skipped"
+        store.record_attempts([dict(run_id=claim.run_id, asset=k, status=status, attempt=0, started_at=now,
+                                    ended_at=now, fingerprint=None,
+                                    error=f"upstream {claim.asset} {outcome.status}") for k in skipped])
+
+
+def _recorder(store: Store, run_id: str) -> Callable[[Outcome, int, str], None]:
+    def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
+        store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt, started_at=outcome.started_at,
+                             ended_at=outcome.ended_at, rows=outcome.rows, nbytes=outcome.nbytes,
+                             fingerprint=fingerprint, error=outcome.error, watermark=outcome.watermark)
+
+    return record

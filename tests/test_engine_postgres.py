@@ -1,0 +1,165 @@
+"""The PostgreSQL engine against the real server: transpiled models, lake loads, atomic publish, fingerprints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+
+from kiban.engines.postgres import PostgresEngine
+from kiban.errors import KibanError
+from kiban.project import load_project
+from kiban.run import RunOptions, run_project
+from tests.conftest import write_parquet
+from tests.engine_project import MARTS, MODELS, lake, normalise
+
+
+def pg_rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+def duck_rows(root: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def run(root: Path, **options: object):  # type: ignore[no-untyped-def]
+    return run_project(load_project(root), RunOptions(**options))  # type: ignore[arg-type]
+
+
+def statuses(result: object) -> dict[str, str]:
+    return {k: o.status for k, o in result.outcomes.items()}  # type: ignore[attr-defined]
+
+
+def publishes(url: str) -> list[str]:
+    return [r[0] for r in pg_rows(url, "select asset from kiban.publishes order by published_at")]
+
+
+@pytest.fixture
+def shop(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, str]:
+    root = make_project({**MODELS, "kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\n"},
+                        lake=lake(), root="pg")
+    return root, postgres_url
+
+
+def test_marts_equal_duckdb_row_by_row(shop: tuple[Path, str], make_project: Callable[..., Path]) -> None:
+    root, url = shop
+    result = run(root)
+    assert result.status == "success", result.outcomes
+    duck = make_project(MODELS, lake=lake(), root="duck")
+    assert run(duck).status == "success"
+    for mart in MARTS:
+        expected = normalise(duck_rows(duck, f"select * from {mart}"))
+        got = normalise(pg_rows(url, f"select * from {mart}"))
+        assert len(expected) > 3
+        assert got == expected, mart
+    assert result.outcomes["warehouse.orders"].rows == 200
+    # the lake was loaded into PostgreSQL, with its version as the table comment
+    assert pg_rows(url, "select count(*) from lake.orders") == [(200,)]
+    assert pg_rows(url, "select obj_description('lake.orders'::regclass)")[0][0].startswith("kiban:")
+
+
+def test_rerun_is_fresh_and_lake_change_rebuilds(shop: tuple[Path, str]) -> None:
+    root, url = shop
+    assert run(root).status == "success"
+    assert len(publishes(url)) == 4
+    engine = PostgresEngine(url)
+    published = engine.published()
+    engine.close()
+    assert {"warehouse.orders", "mart.daily_sales", "lake.orders"} <= set(published)
+    lake_table = pg_rows(url, "select 'lake.orders'::regclass::oid")
+    again = run(root)
+    assert pg_rows(url, "select 'lake.orders'::regclass::oid") == lake_table  # unchanged lake: not reloaded
+    assert set(statuses(again).values()) == set() and sorted(again.plan.fresh) == sorted(
+        ["warehouse.orders", *MARTS])
+    assert len(publishes(url)) == 4  # nothing built again
+    loaded = pg_rows(url, "select count(*) from lake.orders")
+    # new lake data: loaded once, then everything downstream rebuilt
+    write_parquet(root / "lake" / "orders" / "part-1.parquet",
+                  "select 1000 as order_id, 1 as customer_id, date '2024-03-01' as order_date, "
+                  "10.25 as amount, 'paid' as status, 'web' as channel")
+    third = run(root)
+    assert set(statuses(third).values()) == {"success"}
+    assert pg_rows(url, "select count(*) from lake.orders") == [(loaded[0][0] + 1,)]
+    assert len(publishes(url)) == 8
+
+
+def test_failed_build_keeps_the_old_version(shop: tuple[Path, str]) -> None:
+    root, url = shop
+    assert run(root).status == "success"
+    before = pg_rows(url, "select count(*), obj_description('warehouse.orders'::regclass) from warehouse.orders")
+    # a runtime failure (division by zero) inside the build: the transaction rolls back
+    (root / "models/warehouse/orders.sql").write_text(
+        MODELS["models/warehouse/orders.sql"].replace("o.amount,", "o.amount / (o.order_id - o.order_id) as amount,"))
+    result = run(root)
+    assert statuses(result)["warehouse.orders"] == "failed"
+    assert statuses(result)["mart.daily_sales"] == "skipped"
+    after = pg_rows(url, "select count(*), obj_description('warehouse.orders'::regclass) from warehouse.orders")
+    assert after == before
+    leftovers = pg_rows(url, "select count(*) from pg_tables where tablename like '\\_\\_kiban\\_tmp%'")
+    assert leftovers == [(0,)]
+
+
+def test_audit_failure_blocks_the_publish(shop: tuple[Path, str]) -> None:
+    root, url = shop
+    assert run(root).status == "success"
+    before = pg_rows(url, "select obj_description('mart.monthly'::regclass)")
+
+    def audit_for(asset, run_id, fingerprint):  # type: ignore[no-untyped-def]
+        def hook(session, relation):  # type: ignore[no-untyped-def]
+            count = session.execute(f"select count(*) from {relation}")[0][0]
+            assert count > 0  # the new version is visible to the audit, inside the transaction
+            raise KibanError("blocked by the audit")
+        return hook if asset.key == "mart.monthly" else None
+
+    (root / "models/mart/monthly.sql").write_text(MODELS["models/mart/monthly.sql"] + " having count(*) > 1\n")
+    result = run_project(load_project(root), RunOptions(), audit=audit_for)
+    assert statuses(result)["mart.monthly"] == "failed"
+    assert "blocked by the audit" in (result.outcomes["mart.monthly"].error or "")
+    assert pg_rows(url, "select obj_description('mart.monthly'::regclass)") == before
+
+
+def test_construct_without_postgres_equivalent_names_model(make_project: Callable[..., Path],
+                                                           postgres_url: str) -> None:
+    root = make_project({"models/mart/bad.sql": "select * from lake.t pivot (sum(a) for b in ('x', 'y'))",
+                         "kiban.yml": f"name: shop\nwarehouse: {postgres_url}\n"},
+                        lake={"t": "select 1 as a, 'x' as b"}, root="bad")
+    result = run(root)
+    error = result.outcomes["mart.bad"].error or ""
+    assert result.outcomes["mart.bad"].status == "failed"
+    assert "mart.bad" in error and "PIVOT" in error and "PostgreSQL" in error
+    assert result.outcomes["mart.bad"].attempts == 1  # not retried: another attempt cannot help
+
+
+def test_unreachable_server_is_a_clear_error(dead_port: int) -> None:
+    with pytest.raises(KibanError, match="cannot connect to the PostgreSQL warehouse"):
+        PostgresEngine(f"postgresql://postgres@127.0.0.1:{dead_port}/test")
+
+
+def test_transpile_qualifies_bare_names_but_not_ctes() -> None:
+    from kiban.engines.dialect import transpile
+
+    sql = transpile("with c as (select 1 as id) select * from c join customers using (id)", "postgres", "m",
+                    {"customers": "lake", "c": "mart"})
+    assert "lake.customers" in sql and "mart.c" not in sql
+    with pytest.raises(KibanError, match="m: a model is one SELECT statement"):
+        transpile("select 1; select 2", "postgres", "m")
+
+
+def test_timeout_cancels_the_statement_in_postgres(make_project: Callable[..., Path], postgres_url: str) -> None:
+    root = make_project({"models/mart/slow.sql": "select t.a from lake.t cross join (select pg_sleep(30)) s",
+                         "kiban.yml": f"name: shop\nwarehouse: {postgres_url}\ntimeout: 1\n"},
+                        lake={"t": "select 1 as a"}, root="slow")
+    result = run(root)
+    assert result.outcomes["mart.slow"].status == "failed"
+    assert "timed out after 1 s" in (result.outcomes["mart.slow"].error or "")
+    assert (result.outcomes["mart.slow"].ended_at - result.outcomes["mart.slow"].started_at).total_seconds() < 10
+    assert pg_rows(postgres_url, "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' "
+                   "and state = 'active' and pid <> pg_backend_pid()") == [(0,)]

@@ -1,0 +1,199 @@
+"""Several workers: real `kiban worker` processes on a PostgreSQL state store and warehouse.
+
+The central promise: kill a worker mid-build and the run still completes, every asset published exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kiban.errors import ConfigError, KibanError
+from kiban.project import load_project
+from kiban.run import RunOptions
+from kiban.store import Store
+from kiban.workers import RunQueue, run_distributed
+
+SLEEP = 0.8  # each model sleeps this long inside PostgreSQL: I/O-bound work that workers share
+LEASE = 4.0
+
+
+def sleepy(select: str) -> str:
+    return f"select x.* from ({select}) x cross join (select pg_sleep({SLEEP})) s\n"
+
+
+MODELS = {
+    **{f"models/warehouse/w{i}.sql": sleepy(f"select id, id * {i} as v from lake.t") for i in range(1, 6)},
+    "models/mart/m1.sql": sleepy("select a.id, a.v + b.v as v from warehouse.w1 a join warehouse.w2 b on a.id = b.id"),
+    "models/mart/m2.sql": sleepy("select id, v from warehouse.w3 union all select id, v from warehouse.w4"),
+    "models/mart/m3.sql": sleepy("select id, sum(v) as v from warehouse.w5 group by id"),
+}
+
+
+def start_worker(root: Path, name: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "kiban", "--project", str(root), "worker", "--name", name,
+                             "--lease", str(LEASE), "--idle-exit", "20"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+@pytest.fixture
+def shared(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, str]:
+    config = f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\nstate: {postgres_url}\nretries: 0\n"
+    root = make_project({**MODELS, "kiban.yml": config}, lake={"t": "select i as id from range(1, 21) t(i)"})
+    return root, postgres_url
+
+
+def test_a_killed_worker_is_replaced_and_every_asset_is_built_once(shared: tuple[Path, str]) -> None:
+    root, url = shared
+    project = load_project(root)
+    procs = [start_worker(root, f"w{i}") for i in range(3)]
+    killed: list[str] = []
+
+    def kill_one_busy_worker() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                busy = rows(url, "select worker_id, asset from workers where status = 'busy' order by worker_id")
+            except psycopg.Error:
+                busy = []
+            if busy:
+                worker_id, asset = busy[0]
+                time.sleep(SLEEP / 3)  # mid-build: inside the model's pg_sleep
+                procs[int(worker_id[1:])].send_signal(signal.SIGKILL)
+                killed.append(asset)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_busy_worker)
+    killer.start()
+    try:
+        result = run_distributed(project, RunOptions(), lease=LEASE)
+    finally:
+        killer.join()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        outputs = [proc.communicate(timeout=30)[0] for proc in procs]
+    assert killed, "no worker was busy to be killed"
+    assert result.status == "success", (result.outcomes, outputs)
+    published = [r[0] for r in rows(url, "select asset from kiban.publishes")]
+    expected = sorted(k for k in project.assets if project.assets[k].layer != "lake")
+    assert sorted(published) == expected  # every asset exactly once, the killed one included
+    claims = dict(rows(url, f"select asset, claims from run_queue where run_id = '{result.run_id}'"))
+    assert claims[killed[0]] == 2  # claimed by the killed worker, then by another one
+    builders = {r[0] for r in rows(url, f"select worker from run_queue where run_id = '{result.run_id}'")}
+    assert len(builders) >= 2  # the work was shared
+    # the published data is right
+    assert rows(url, "select count(*), sum(v) from mart.m3") == [(20, 5 * 210)]
+    # a rerun finds everything fresh: nothing is queued, nothing published again
+    again = run_distributed(project, RunOptions(), lease=LEASE)
+    assert again.status == "nothing" and len(again.plan.fresh) == len(expected)
+    assert len(rows(url, "select asset from kiban.publishes")) == len(expected)
+
+
+def test_failure_skips_downstream_and_branches_go_on(shared: tuple[Path, str]) -> None:
+    root, url = shared
+    (root / "models/warehouse/w1.sql").write_text("select id, 1 / (id - id) as v from lake.t\n")
+    project = load_project(root)
+    proc = start_worker(root, "solo")
+    try:
+        result = run_distributed(project, RunOptions(select=["w1+", "w3+"]), lease=LEASE)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    statuses = {k: o.status for k, o in result.outcomes.items()}
+    assert statuses["warehouse.w1"] == "failed"
+    assert statuses["mart.m1"] == "skipped"
+    assert statuses["warehouse.w3"] == "success"
+    assert result.status == "failed"
+    store = Store(url)
+    try:
+        recorded = {(a.asset, a.status) for a in store.attempts(result.run_id)}
+    finally:
+        store.close()
+    assert ("mart.m1", "skipped") in recorded and ("warehouse.w1", "failed") in recorded
+
+
+def test_cli_run_with_workers(shared: tuple[Path, str], cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    root, url = shared
+    procs = [start_worker(root, f"c{i}") for i in range(2)]
+    try:
+        done = cli("--project", root, "run", "--workers", "--log-format", "json", "+mart.m3", timeout=120)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        outputs = [proc.communicate(timeout=30)[0] for proc in procs]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"kind": "run_finished"' in done.stdout and '"status": "success"' in done.stdout
+    assert sorted(r[0] for r in rows(url, "select asset from kiban.publishes")) == ["mart.m3", "warehouse.w5"]
+    assert any("stopped after" in out for out in outputs)
+
+
+def test_a_sqlite_state_store_cannot_hold_the_queue(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    try:
+        with pytest.raises(ConfigError, match="PostgreSQL state store"):
+            RunQueue(store)
+    finally:
+        store.close()
+
+
+def test_without_any_worker_the_run_stops_with_a_clear_error(shared: tuple[Path, str]) -> None:
+    root, url = shared
+    project = load_project(root)
+    with pytest.raises(KibanError, match="no `kiban worker` of project shop"):
+        run_distributed(project, RunOptions(select=["warehouse.w1"]), lease=1.0)
+    assert rows(url, "select status from run_queue") == [("cancelled",)]
+    assert rows(url, "select status from runs") == [("failed",)]
+
+
+def test_a_worker_that_died_after_publishing_is_not_built_again(shared: tuple[Path, str]) -> None:
+    """The gap between a publish and its record: the next worker sees the fingerprint and only records it."""
+    from kiban.engines.postgres import PostgresEngine
+
+    root, url = shared
+    project = load_project(root)
+    results: list[object] = []
+    coordinator = threading.Thread(target=lambda: results.append(
+        run_distributed(project, RunOptions(select=["warehouse.w1"]), lease=2.0)))
+    coordinator.start()
+    store = Store(url)
+    try:
+        queue = RunQueue(store)
+        claim = None
+        deadline = time.monotonic() + 30
+        while claim is None and time.monotonic() < deadline:
+            claim = queue.claim("shop", "ghost")  # a worker that will publish and then vanish
+            time.sleep(0.05)
+        assert claim is not None and claim.asset == "warehouse.w1"
+        engine = PostgresEngine(url)
+        session = engine.session()
+        engine.build(session, project.assets["warehouse.w1"], claim.fingerprint, "ghost")
+        session.close()
+        engine.close()
+    finally:
+        store.close()
+    proc = subprocess.Popen([sys.executable, "-m", "kiban", "--project", str(root), "worker", "--lease", "2",
+                             "--idle-exit", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    coordinator.join(timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=30)[0]
+    result = results[0]
+    assert result.status == "success", output  # type: ignore[attr-defined]
+    assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.w1'") == [(1,)]
+    assert rows(url, "select claims from run_queue") == [(2,)]
