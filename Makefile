@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCALE ?= 1.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, a run, its service levels
 	$(BIN)/python examples/shop/generate.py --scale $(SCALE)
 	$(BIN)/python examples/shop/history.py
+	$(BIN)/kiban --project examples/shop run
+	@echo
+	@echo "The next morning: returns booked at the tills, and merchandising's product export has a new column:"
+	$(BIN)/python examples/shop/generate.py --next-morning
+	$(BIN)/kiban --project examples/shop collect
+	$(BIN)/kiban --project examples/shop quarantine list
 	$(BIN)/kiban --project examples/shop run
 	$(BIN)/kiban --project examples/shop slo history morning_sales
 	$(BIN)/kiban --project examples/shop incidents
@@ -32,10 +38,20 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	@echo "  $(BIN)/kiban --project examples/shop report -f html -o examples/shop/report.html"
 	@echo "  $(BIN)/kiban --project examples/shop check                # every check, on what is published"
 	@echo "  $(BIN)/kiban --project examples/shop show warehouse.customers"
+	@echo "  $(BIN)/kiban --project examples/shop show lake.master_products   # its loads and the schema drift"
+	@echo "  $(BIN)/kiban --project examples/shop quarantine show lake.web_access"
 	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"
 
-test: $(VENV)/.installed  ## run the whole test suite
+browser:  ## Debian's chromium for the web console's browser tests (installed when running as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is missing: install it (e.g. sudo apt-get install chromium) or the browser tests are skipped"; \
+	  fi; }
+
+test: $(VENV)/.installed browser  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed  ## ruff and mypy on the package
@@ -47,4 +63,4 @@ bench: $(VENV)/.installed  ## kiban against dbt, SQLMesh and raw DuckDB (see ben
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) examples/shop/lake examples/shop/kiban.duckdb* examples/shop/.kiban examples/shop/report.html
+	rm -rf $(VENV) examples/shop/lake examples/shop/kiban.duckdb* examples/shop/.kiban examples/shop/report.html examples/shop/sources_data

@@ -23,6 +23,7 @@ from kiban.checks import contract, freshness, volume
 from kiban.checks.compiler import ROWS, Compiled, Compiler
 from kiban.checks.quoting import relation_name
 from kiban.checks.spec import (
+    MODEL_KINDS,
     Contract,
     Expression,
     Freshness,
@@ -115,9 +116,10 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
         results.append(_contract(session, check, suite, columns))
     if any(r.blocks for r in results):
         return results  # a broken contract: the other checks would only trip over the same missing columns
-    checks = [c for c in suite.checks if not isinstance(c.spec, Contract)]
+    checks = [c for c in suite.checks if not isinstance(c.spec, Contract) and c.kind not in MODEL_KINDS]
+    models = [c for c in suite.checks if c.kind in MODEL_KINDS]  # drift, accuracy: kiban.ml.checks judges them
     if not checks:
-        return results
+        return results + _model_checks(session, relation, models, suite, ctx)
     for check in checks:
         _columns_exist(check, columns)
     compiler = Compiler(relation, columns, ctx.relation_of)
@@ -138,7 +140,16 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
             query = compiler.samples(check, compiled.predicates.get(check.name), limit)
             if query:
                 result.samples = _samples(session, query, suite.pii)
-    return results
+    return results + _model_checks(session, relation, models, suite, ctx)
+
+
+def _model_checks(session: Session, relation: str, checks: list[Check], suite: Suite, ctx: Context
+                  ) -> list[CheckResult]:
+    if not checks:
+        return []
+    from kiban.ml.checks import judge
+
+    return [judge(session, relation, check, suite, ctx) for check in checks]
 
 
 def _measure(session: Session, compiled: Compiled, suite: Suite) -> dict[str, Any]:

@@ -35,9 +35,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from kiban.errors import closest
 
 KINDS = ("not_null", "unique", "accepted_values", "relationships", "range", "pattern", "row_count",
-         "expression", "sql", "freshness", "volume", "contract")
+         "expression", "sql", "freshness", "volume", "contract", "drift", "accuracy")
+MODEL_KINDS = ("drift", "accuracy")  # checks of ML models: judged by kiban.ml.checks, not compiled into the scan
 OPTIONS = ("name", "severity", "fail_above", "samples")
-TABLE_ONLY = ("row_count", "sql", "volume", "contract")  # about the table as a whole, never one column
+TABLE_ONLY = ("row_count", "sql", "volume", "contract", "drift", "accuracy")  # about the whole table, not a column
 NEEDS_COLUMN = ("not_null", "accepted_values", "relationships", "range", "pattern", "freshness")
 # what a kind's scalar or list shorthand means: `accepted_values: [a, b]` is `{values: [a, b]}`
 SHORTHAND = {"unique": "columns", "accepted_values": "values", "relationships": "to", "pattern": "pattern",
@@ -273,11 +274,41 @@ class Contract(_Check):
     strict: bool = False  # also fail on columns the sidecar does not declare
 
 
+class Drift(_Check):
+    """Feature drift of the checked table against a model's training data (PSI and Kolmogorov–Smirnov)."""
+
+    kind: Literal["drift"] = "drift"
+    model: str = Field(min_length=1, description="the training asset whose current version's training data "
+                       "is the reference, e.g. warehouse.demand_model")
+    columns: tuple[str, ...] = ()  # default: every feature kept at training time that the table has
+    psi: float = Field(default=0.25, gt=0, description="largest population stability index tolerated")
+    ks: float | None = Field(default=None, gt=0, le=1, description="largest KS distance tolerated")
+
+
+class Accuracy(_Check):
+    """How far predictions in the checked table were from the actuals, once they arrived."""
+
+    kind: Literal["accuracy"] = "accuracy"
+    actuals: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$",
+                         description="the asset holding the actual values: layer.name")
+    on: tuple[str, ...] = Field(min_length=1, description="columns that match a prediction to its actual")
+    predicted: str
+    actual: str
+    metric: Literal["mape", "wape", "mae", "rmse"] = "mape"  # wape: sum of errors / sum of actuals
+    max: float = Field(gt=0, description="the largest error tolerated (mape, wape: 0.2 is 20 %)")
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+
 CheckSpec = (NotNull | Unique | AcceptedValues | Relationships | Range | Pattern | RowCount | Expression | Sql
-             | Freshness | Volume | Contract)
+             | Freshness | Volume | Contract | Drift | Accuracy)
 _MODELS: dict[str, type[BaseModel]] = {
     m.model_fields["kind"].default: m for m in (NotNull, Unique, AcceptedValues, Relationships, Range, Pattern,
-                                                 RowCount, Expression, Sql, Freshness, Volume, Contract)}
+                                                 RowCount, Expression, Sql, Freshness, Volume, Contract, Drift,
+                                                 Accuracy)}
 
 
 def normalise(raw: Any, column_level: bool) -> Any:
@@ -333,7 +364,8 @@ def normalise(raw: Any, column_level: bool) -> Any:
 
 
 _EXAMPLES = {"range": "{min: 0, max: 100}", "row_count": "{min: 1}", "volume": "{sum: amount}",
-             "contract": "{strict: true}"}
+             "contract": "{strict: true}", "drift": "{model: warehouse.demand_model, psi: 0.25}",
+             "accuracy": "{actuals: warehouse.daily_demand, on: [day], predicted: forecast, actual: qty, max: 0.3}"}
 
 
 def _unknown_kind(word: str) -> str:

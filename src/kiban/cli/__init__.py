@@ -45,7 +45,20 @@ def _root(
 
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
-    from kiban.cli import backfill, checks, commands, schedule, slo  # noqa: F401 - registers the commands
+    # Importing a command module registers its commands (sources, services, models, catalog, workers...).
+    from kiban.cli import (  # noqa: F401
+        backfill,
+        catalog,
+        checks,
+        collect,
+        commands,
+        console,
+        models,
+        schedule,
+        slo,
+        web,
+        worker,
+    )
     from kiban.errors import KibanError
 
     try:

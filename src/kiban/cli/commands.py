@@ -52,6 +52,8 @@ def run(
                                         help="Seconds to wait if another run holds the project.")] = 0.0,
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json", help="text (live display) or "
                                             "json (one event per line, for cron and CI).")] = "text",
+    workers: Annotated[bool, typer.Option("--workers", help="Queue the assets for `kiban worker` processes "
+                                          "(PostgreSQL state store) instead of building them here.")] = False,
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
     from kiban.cli.output import err_console
@@ -71,6 +73,9 @@ def run(
     watcher = _breach_watcher(project)
     if watcher is not None:
         listeners.append(watcher)
+    from kiban.catalog.hooks import catalog_listeners
+
+    listeners.extend(catalog_listeners(project))  # OpenLineage events; profiles of what was published
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -80,7 +85,12 @@ def run(
     gate = gate_for(project)  # data-quality checks judge every new version before it is published
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
+        if workers:  # the workers build (and check) the assets; this process plans and follows the queue
+            from kiban.workers import run_distributed
+
+            result = run_distributed(project, options, listeners, after=gate.after if gate else None)
+        else:
+            result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if watcher is not None:
@@ -90,6 +100,10 @@ def run(
             gate.close()
     if log_format == "text":
         print_run_summary(result, project)
+        if project.sources:  # what the run's loads quarantined, refused, or saw change in a schema
+            from kiban.cli.collect import print_load_notes
+
+            print_load_notes(project, result.run_id)
         if gate is not None:
             from kiban.cli.checks import print_run_checks
 
@@ -183,7 +197,13 @@ def show(asset: Annotated[str, typer.Argument(help="An asset, e.g. mart.daily_sa
     """One asset: description, owner, columns, SQL, upstream and downstream, recent runs."""
     from kiban.cli.report import print_asset
 
-    print_asset(_project(), asset)
+    project = _project()
+    print_asset(project, asset)
+    if project.sources:  # a collected lake table: its recent loads, drift and quarantine
+        from kiban.cli.collect import print_collection
+
+        tables = project.source_tables()
+        print_collection(project, asset if asset in tables else f"lake.{asset}")
 
 
 @app.command()

@@ -258,7 +258,9 @@ def print_asset(project: Project, name: str) -> None:
     key = matches[0]
     asset = graph.assets[key]
     cfg = asset.config
-    console.print(f"[bold]{key}[/]  ({asset.layer}, {cfg.materialized if asset.sql else 'Parquet files'})")
+    kind = f"Python {asset.python.kind} {asset.python.function}()" if asset.python else \
+        cfg.materialized if asset.sql else "Parquet files"
+    console.print(f"[bold]{key}[/]  ({asset.layer}, {kind})")
     if cfg.description:
         console.print(escape(cfg.description))
     console.print(f"owner: {escape(cfg.owner or '-')}   tags: {escape(', '.join(cfg.tags) or '-')}")

@@ -11,8 +11,17 @@ def open_engine(url: str) -> Engine:
         from kiban.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine(url[len("duckdb:///"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        from kiban.engines.postgres import PostgresEngine
+
+        return PostgresEngine(url)
+    if url.startswith(("spark:", "sc://")):
+        from kiban.engines.spark import SparkEngine
+
+        return SparkEngine(url)
     scheme = url.split(":", 1)[0]
-    raise ConfigError(f"unsupported warehouse '{scheme}'", "the warehouse URL starts with duckdb:///")
+    raise ConfigError(f"unsupported warehouse '{scheme}'",
+                      "the warehouse URL starts with duckdb:///, postgresql://, spark: or sc://")
 
 
 __all__ = ["AuditHook", "BuildResult", "Engine", "Session", "open_engine"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -15,6 +15,25 @@ UNREADABLE_LAKE = "unreadable: "  # prefix of the data version of a lake folder 
 # Called on the freshly built, not yet published relation: (session, relation name). Raising blocks
 # the publish and leaves the previous version in place. The data-quality checks plug in here.
 AuditHook = Callable[["Session", str], None]
+
+
+@dataclass(frozen=True)
+class CollectedTable:
+    """A lake table that kiban collects (kiban.collect): its committed files, from the manifests in the store.
+
+    The view ``lake.<name>`` reads exactly ``files``; ``lake.<name>_latest`` keeps the newest row per
+    primary key (deletions removed) and ``lake.<name>_history`` gives versions valid_from/valid_to (scd2).
+    """
+
+    version: str  # the newest load that landed files ("" while none has): the table's data version
+    files: tuple[str, ...]  # absolute paths of the committed Parquet files
+    primary_key: tuple[str, ...] = ()
+    cursor: str | None = None
+    deletes: bool = False  # rows carry _deleted
+    history: bool = False  # history: scd2
+
+
+COLLECTED_VERSION = "load:"  # prefix of a collected table's data version (and of its views' comments)
 
 
 @dataclass(frozen=True)
@@ -41,10 +60,12 @@ class Engine(Protocol):
 
     def session(self) -> Session: ...
 
-    def prepare(self, lake_assets: list[Asset]) -> dict[str, str]:
+    def prepare(self, lake_assets: list[Asset],
+                collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         """Create schemas, expose the lake, drop leftovers of killed runs.
 
-        Returns the data version of every lake asset.
+        ``collected``: the committed files of collected lake tables (by asset key). A collected table not in it
+        keeps the views it has. Returns the data version of every lake asset.
         """
 
     def published(self) -> dict[str, str]:

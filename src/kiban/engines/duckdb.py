@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,15 @@ from typing import Any
 import duckdb
 
 from kiban.engines import duckdb_partitions as partitions
-from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, Session
+from kiban.engines.base import (
+    COLLECTED_VERSION,
+    EMPTY_LAKE,
+    UNREADABLE_LAKE,
+    AuditHook,
+    BuildResult,
+    CollectedTable,
+    Session,
+)
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -114,7 +123,8 @@ class DuckDBEngine:
         return not isinstance(error, PERMANENT_ERRORS)
 
     # -- preparing ----------------------------------------------------------------------------
-    def prepare(self, lake_assets: list[Asset]) -> dict[str, str]:
+    def prepare(self, lake_assets: list[Asset],
+                collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         con = self.con
         existing = {r[0] for r in con.execute(
             "select schema_name from duckdb_schemas() where database_name = current_database()").fetchall()}
@@ -130,6 +140,12 @@ class DuckDBEngine:
         current = self._comments("lake")
         versions: dict[str, str] = {}
         for asset in lake_assets:
+            if collected is not None and asset.key in collected:
+                versions[asset.key] = self._prepare_collected(asset, collected[asset.key], current.get(asset.key))
+                continue
+            if current.get(asset.key, "").startswith(COLLECTED_VERSION):
+                versions[asset.key] = current[asset.key]  # a collected table: its views stay as committed
+                continue
             version, files = lake_version(asset.path)
             versions[asset.key] = version if files else EMPTY_LAKE
             if current.get(asset.key) == version:
@@ -148,6 +164,49 @@ class DuckDBEngine:
                 con.execute("rollback")
                 versions[asset.key] = UNREADABLE_LAKE + str(exc).splitlines()[0]
         return versions
+
+    def _prepare_collected(self, asset: Asset, table: CollectedTable, current: str | None) -> str:
+        """The views of a collected table over exactly its committed files, replaced in one transaction."""
+        if not table.files:
+            return current or EMPTY_LAKE
+        version = COLLECTED_VERSION + table.version
+        if current == version:
+            return version
+        con = self.con
+        name = asset.name
+        target = f"lake.{quote(name)}"
+        files = "[" + ", ".join(literal(f) for f in table.files) + "]"
+        views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
+        try:  # the columns the files really have (settings may be newer than the data)
+            columns = {r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
+                                                 "union_by_name = true)").fetchall()}
+        except duckdb.Error as exc:
+            return UNREADABLE_LAKE + str(exc).splitlines()[0]
+        if table.primary_key and set(table.primary_key) <= columns:
+            key = ", ".join(quote(c) for c in table.primary_key)
+            cursor = table.cursor if table.cursor in columns else None
+            order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + '"_loaded_at" desc, "_load_id" desc'
+            deletes = table.deletes and "_deleted" in columns
+            alive = ' and not coalesce("_deleted", false)' if deletes else ""
+            views.append((f"lake.{quote(name + '_latest')}",
+                          f"select * exclude (__kiban_rn) from (select *, row_number() over (partition by {key} "
+                          f"order by {order}) as __kiban_rn from {target}) where __kiban_rn = 1{alive}"))
+            if table.history:
+                alive = ' where not coalesce("_deleted", false)' if deletes else ""
+                views.append((f"lake.{quote(name + '_history')}",
+                              f"select * from (select *, \"_loaded_at\" as valid_from, lead(\"_loaded_at\") over "
+                              f"(partition by {key} order by \"_loaded_at\", \"_load_id\") as valid_to "
+                              f"from {target}){alive}"))
+        con.execute("begin transaction")
+        try:
+            for view, sql in views:
+                con.execute(f"create or replace view {view} as {sql}")
+                con.execute(f"comment on view {view} is {literal(COMMENT_PREFIX + version)}")
+            con.execute("commit")
+        except duckdb.Error as exc:  # a broken file fails the lake table's readers, not the whole run
+            con.execute("rollback")
+            return UNREADABLE_LAKE + str(exc).splitlines()[0]
+        return version
 
     def _comments(self, *schemas: str) -> dict[str, str]:
         rows = self.con.execute(
@@ -189,11 +248,24 @@ class DuckDBEngine:
             kind = self._kind(schema, name)
         rows: int | None = None
         nbytes: int | None = None
+        produced = None
+        if asset.python is not None:  # a Python model runs first, outside the transaction (it may take minutes)
+            from kiban.python.build import produce
+
+            produced = produce(cur, asset, fingerprint)
         cur.execute("begin transaction")
         try:
             if kind and kind != physical:
                 cur.execute(f"drop {kind} {target}")
-            if asset.config.materialized == "view":
+            if produced is not None:  # its Arrow result, published like a SQL model's SELECT
+                view = f"{TMP_PREFIX}py_{tag}"
+                cur.register(view, produced)
+                try:
+                    created = cur.execute(f"create or replace table {target} as select * from {quote(view)}").fetchone()
+                finally:
+                    cur.unregister(view)
+                rows = int(created[0]) if created else None
+            elif asset.config.materialized == "view":
                 cur.execute(f"create or replace view {target} as {sql}")
             elif asset.config.incremental:  # only the partitions that may have changed, in this transaction
                 rows = partitions.build(cur, asset, target, kind == "table", self.full_refresh)

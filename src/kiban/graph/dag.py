@@ -66,11 +66,13 @@ class Graph:
         return [k for k in self.order if k in wanted]
 
 
-def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset], by_name: dict[str, list[str]]) -> str:
+def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset], by_name: dict[str, list[str]],
+             aliases: dict[str, str] | None = None) -> str:
     where = Location(asset.path, ref.line, ref.column)
     schema, name = ref.schema.lower(), ref.name.lower()
     if schema:
         key = f"{schema}.{name}"
+        key = (aliases or {}).get(key, key)  # lake.x_latest, lake.x_history: views of the collected lake.x
         if key in assets:
             return key
         hint = did_you_mean(key, assets) or (
@@ -86,6 +88,12 @@ def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset], by_name: dic
     raise ProjectError(f"unknown table {ref.name}", where, f"did you mean '{by_name[near][0]}'?" if near else None)
 
 
+def _model_ref(model: str, line: int) -> TableRef:
+    """The training asset a scoring asset names (``warehouse.demand_model`` or a bare name)."""
+    schema, _, name = model.rpartition(".")
+    return TableRef(schema, name, line, 1)
+
+
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
@@ -95,25 +103,39 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     by_name: dict[str, list[str]] = {}
     for other_key, other in project.assets.items():
         by_name.setdefault(other.name.lower(), []).append(other_key)
+    aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
+    for view, base in aliases.items():
+        by_name.setdefault(view.split(".", 1)[1], []).append(base)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     for key, asset in project.assets.items():
-        if asset.sql is None:
+        if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
+            refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
+            if asset.python.model:
+                refs.append(_model_ref(asset.python.model, asset.python.line))
+            hashes[key] = asset.python.code_hash
+        elif asset.sql is None:
             deps[key] = ()
             continue
-        try:
-            parsed = cache.parse(asset.sql, asset.path)
-        except ProjectError as exc:
-            errors.append(exc)
-            deps[key] = ()
-            continue
-        hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
-        found: list[str] = []
-        for ref in parsed.refs:
+        else:
             try:
-                up = _resolve(ref, asset, project.assets, by_name)
+                parsed = cache.parse(asset.sql, asset.path)
+            except ProjectError as exc:
+                errors.append(exc)
+                deps[key] = ()
+                continue
+            hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
+            refs = list(parsed.refs)
+        found: list[str] = []
+        for i, ref in enumerate(refs):
+            try:
+                up = _resolve(ref, asset, project.assets, by_name, aliases)
             except ProjectError as exc:
                 errors.append(exc)
                 continue
+            if asset.python is not None:
+                parameter = asset.python.inputs[i].parameter if i < len(asset.python.inputs) else "model"
+                view = f"{ref.schema or 'lake'}.{ref.name}".lower()  # a derived view is read as itself
+                asset.python.resolved[parameter] = view if aliases.get(view) == up else up
             upstream_layer = project.assets[up].layer
             if upstream_layer not in ALLOWED_READS[asset.layer]:
                 errors.append(ProjectError(

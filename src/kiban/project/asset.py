@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiban.project.config import Layer, ModelConfig
+from kiban.python.spec import PythonSpec
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,7 @@ class Asset:
     """One asset of the project.
 
     Lake assets have no SQL: they are views over the Parquet files under ``lake/<name>/``.
-    Warehouse and mart assets are SQL models built from their ``.sql`` file.
+    Warehouse and mart assets are SQL models built from their ``.sql`` file, or Python models (``python``).
     """
 
     layer: Layer
@@ -23,6 +24,7 @@ class Asset:
     sql: str | None = None
     config: ModelConfig = field(default_factory=ModelConfig)
     config_path: Path | None = None
+    python: PythonSpec | None = None  # a Python model (models/<layer>/*.py): its function, kind and inputs
 
     @property
     def key(self) -> str:

@@ -40,6 +40,7 @@ class ProjectConfig(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     # at most N assets with this tag build at the same time within a run, e.g. {pos_extract: 1}
     limits: dict[str, int] = Field(default_factory=dict)
+    openlineage: OpenLineageConfig | None = None  # where runs send OpenLineage events (kiban.catalog.openlineage)
 
     @field_validator("limits")
     @classmethod
@@ -100,6 +101,22 @@ class CalendarConfig(_Strict):
         if value.upper() not in holidays.list_supported_countries():
             raise ValueError(f"'{value}' is not a country the holidays package knows (ISO code such as JP, US, DE)")
         return value.upper()
+
+
+class OpenLineageConfig(_Strict):
+    """Where runs send OpenLineage events: an HTTP endpoint (``url``, may be ``env:NAME``) or a JSON-lines ``file``."""
+
+    url: str | None = None
+    file: str | None = None
+    namespace: str | None = None  # default: kiban://<project name>
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenLineageConfig:
+        if bool(self.url) == bool(self.file):
+            raise ValueError("openlineage takes either a url (an HTTP endpoint) or a file (JSON lines)")
+        return self
 
 
 class ChannelConfig(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
@@ -12,6 +13,9 @@ from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
 from kiban.project.jobs import check_jobs, check_limits
 from kiban.project.usecase import UseCase, UseCaseConfig
 from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, validate
+
+if TYPE_CHECKING:
+    from kiban.collect.spec import SourceSpec
 
 PROJECT_FILE = "kiban.yml"
 MODEL_LAYERS = ("warehouse", "mart")
@@ -26,10 +30,27 @@ class Project:
     config: ProjectConfig
     assets: dict[str, Asset]
     usecases: dict[str, UseCase] = field(default_factory=dict)
+    sources: dict[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def source_tables(self) -> dict[str, tuple[str, str]]:
+        """Every collected lake asset: ``lake.<source>_<table>`` → (source, table)."""
+        return {f"lake.{s}_{t}".lower(): (s, t) for s, spec in self.sources.items() for t in spec.tables}
+
+    def lake_views(self) -> dict[str, str]:
+        """The extra views of collected tables: ``lake.x_latest`` (with a primary key) and ``lake.x_history``
+        (history: scd2), each → the asset ``lake.x`` it is derived from."""
+        views: dict[str, str] = {}
+        for key, (source, table) in self.source_tables().items():
+            spec = self.sources[source].tables[table]
+            if spec.primary_key:
+                views[f"{key}_latest"] = key
+            if spec.history == "scd2":
+                views[f"{key}_history"] = key
+        return views
 
     @property
     def lake_dir(self) -> Path:
@@ -86,6 +107,7 @@ def load_project(start: Path | str = ".") -> Project:
         assets[asset.key] = asset
     for asset in _lake_sidecars(root, assets, errors):
         assets[asset.key] = asset
+    sources = _sources(root, config, assets, errors)  # sources/NAME.yml: collected lake tables
     for asset in _model_assets(root, errors):
         if asset.key in assets:
             other = assets[asset.key]
@@ -102,7 +124,8 @@ def load_project(start: Path | str = ".") -> Project:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
-    return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases)
+    return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,
+                   sources=sources)
 
 
 BUILTIN_CALENDARS = ("jp", "none")
@@ -253,7 +276,10 @@ def _check_declarations(config: ProjectConfig, assets: dict[str, Asset], errors:
                                  "`type:`); this sidecar lists none", None))
         if problems:
             doc = load_yaml(asset.config_path)
-            errors.extend(ProjectError(message, doc.location(path), hint) for path, message, hint in problems)
+            # a collected table's checks sit under tables.<table> of its sources/NAME.yml
+            within: YamlPath = ("tables", asset.path.name) if asset.config_path.parent.name == "sources" else ()
+            errors.extend(ProjectError(message, doc.location((*within, *path)), hint)
+                          for path, message, hint in problems)
 
 
 def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
@@ -278,11 +304,42 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
                 errors.extend(many.errors)
             except ProjectError as exc:
                 errors.append(exc)
+        python_sidecars: set[Path] = set()  # Python models: one asset per decorated function (kiban.python)
+        for py_path in sorted(p for p in folder.rglob("*.py") if not p.name.startswith(("_", "."))
+                              and "__pycache__" not in p.parts):
+            try:
+                found.extend(_python_models(folder.name, py_path, python_sidecars))
+            except ProjectErrors as many:
+                errors.extend(many.errors)
+            except ProjectError as exc:
+                errors.append(exc)
         for yml in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
-            if not yml.with_suffix(".sql").exists():
+            if not yml.with_suffix(".sql").exists() and yml not in python_sidecars:
                 names = [p.stem for p in folder.rglob("*.sql")]
                 errors.append(ProjectError(f"sidecar {yml.name} has no SQL file {yml.stem}.sql next to it",
                                            Location(yml), did_you_mean(yml.stem, names)))
+    return found
+
+
+def _python_models(layer: str, py_path: Path, sidecars: set[Path]) -> list[Asset]:
+    """The decorated functions of a ``.py`` file, read with ``ast`` (not imported); sidecar ``<function>.yml``."""
+    from kiban.python.spec import discover
+
+    found: list[Asset] = []
+    for spec in discover(py_path):
+        name = spec.function.lower()
+        config, config_path = ModelConfig(), None
+        for suffix in (".yml", ".yaml"):
+            candidate = py_path.with_name(name + suffix)
+            sidecars.add(candidate)
+            if candidate.exists():
+                doc = load_yaml(candidate)
+                config, config_path = validate(doc, ModelConfig), candidate
+                if config.materialized != "table":
+                    raise ProjectError("a Python model is published as a table", doc.location(("materialized",)))
+                break
+        found.append(Asset(layer=layer, name=name, path=py_path, config=config,  # type: ignore[arg-type]
+                           config_path=config_path, python=spec))
     return found
 
 
@@ -322,6 +379,59 @@ def _check_incremental(doc: YamlDoc, config: ModelConfig) -> None:
             if isinstance(doc.data, dict) and key in doc.data:
                 raise ProjectError(f"`{key}` only applies to incremental models", doc.location((key,)),
                                    "add `materialized: incremental`, or remove the key")
+
+
+def _sources(root: Path, config: ProjectConfig, assets: dict[str, Asset],
+             errors: list[ProjectError]) -> dict[str, SourceSpec]:
+    """``sources/NAME.yml``: each table becomes the lake asset ``lake.<NAME>_<table>`` (kiban.collect).
+
+    Its data lives in ``lake/NAME/<table>/``, so the folder ``lake/NAME/`` is the source's, not a plain lake table.
+    """
+    import re
+
+    from kiban.collect.spec import NAME, SOURCE_TYPES, SourceSpec
+
+    folder = root / "sources"
+    if not folder.is_dir():
+        return {}
+    found: dict[str, SourceSpec] = {}
+    lake = (root / config.lake).resolve()
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        name = path.stem
+        try:
+            doc = load_yaml(path)
+            if not re.match(NAME, name):
+                raise ProjectError(f"source name '{name}' must be letters, digits and _ (it becomes part of "
+                                   "lake table names)", Location(path))
+            kind = doc.data.get("type") if isinstance(doc.data, dict) else None
+            if isinstance(kind, str) and kind not in SOURCE_TYPES:
+                raise ProjectError(f"unknown source type '{kind}'", doc.location(("type",)),
+                                   did_you_mean(kind, SOURCE_TYPES) or f"types: {', '.join(SOURCE_TYPES)}")
+            spec = validate(doc, SourceSpec)
+        except ProjectErrors as many:
+            errors.extend(many.errors)
+            continue
+        except ProjectError as exc:
+            errors.append(exc)
+            continue
+        if name in found:
+            errors.append(ProjectError(f"two sources are both named {name}", Location(path)))
+            continue
+        assets.pop(f"lake.{name.lower()}", None)  # lake/NAME/ holds this source's tables
+        for table_name, table in spec.tables.items():
+            key = f"lake.{name}_{table_name}".lower()
+            if key in assets:
+                errors.append(ProjectError(
+                    f"{key} is both table {table_name} of source {name} and the lake folder {assets[key].path}",
+                    doc.location(("tables", table_name)), "rename the table or the folder"))
+                continue
+            model = ModelConfig(description=table.description or spec.description, owner=table.owner or spec.owner,
+                                tags=tuple(dict.fromkeys((*spec.tags, *table.tags))), columns=table.columns,
+                                checks=table.checks, time_column=table.time_column)
+            assets[key] = Asset(layer="lake", name=key.split(".", 1)[1], path=lake / name / table_name,
+                                config=model, config_path=path)
+        found[name] = spec
+    return found
 
 
 __all__ = ["LAYERS", "PROJECT_FILE", "Project", "find_project_root", "load_project", "resolve_url"]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
@@ -153,11 +154,13 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             engine = open_engine(project.warehouse_url)
             engine.full_refresh = options.full_refresh  # incremental models: the whole table, not recent partitions
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
-            lake_versions = engine.prepare(lake_assets)
+            collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
+            lake_versions = engine.prepare(lake_assets, _collected_tables(project, store))
             plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh)
+            collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))
             emit(Event("run_started", run_id, detail={
-                "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
-                "selected": len(selection), "assets": plan.build}))
+                "build": len(plan.build) + len(collected), "fresh": len(plan.fresh), "lake": len(plan.lake),
+                "selected": len(selection), "assets": [*collected, *plan.build]}))
             built = store.last_built(project.name)  # last successful build of every asset
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
                 dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
@@ -181,14 +184,14 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                                 limits=dict(project.config.limits))
             if executor_hook is not None:
                 executor_hook.append(executor)
-            outcomes = executor.execute(plan.build)
+            outcomes = {**collected, **executor.execute(plan.build)}
             statuses = {o.status for o in outcomes.values()}
             if "cancelled" in statuses or executor.cancel.is_set():
                 status = "cancelled"
             elif statuses & {"failed", "skipped"}:
                 status = "failed"
             else:
-                status = "success" if plan.build else "nothing"
+                status = "success" if plan.build or collected else "nothing"
         except KeyboardInterrupt:
             status, error = "cancelled", "interrupted"
             raise
@@ -207,6 +210,59 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _collect(project: Project, store: Store, run_id: str, selection: list[str], options: RunOptions,
+             emit: Listener) -> dict[str, Outcome]:
+    """Collect the selected source tables (always: sources change outside kiban), in parallel, each with its
+    retry and timeout policy; each table's attempts are recorded like a build's (rows = rows landed)."""
+    tables = project.source_tables() if project.sources else {}
+    keys = [k for k in selection if k in tables]
+    if not keys:
+        return {}
+    from kiban.collect.collector import collect_assets
+
+    def policy(key: str) -> tuple[int, float, float | None]:
+        chosen = _policy(project, project.assets[key])
+        return chosen.retries, chosen.retry_delay, chosen.timeout
+
+    emit(Event("collect_started", run_id, detail={"tables": len(keys), "assets": keys}))
+    done = collect_assets(project, store, run_id, keys, emit=emit, policy_for=policy,
+                          threads=options.threads or project.config.effective_threads,
+                          limits=dict(project.config.limits))
+    if any(c.status == "cancelled" for c in done.values()):
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM during the collection: the run is cancelled
+    return {k: Outcome(k, c.status, attempts=c.attempts, rows=c.rows, watermark=c.watermark, error=c.error,
+                       started_at=c.started_at, ended_at=c.ended_at) for k, c in done.items()}
+
+
+def _collected_tables(project: Project, store: Store) -> Mapping[str, Any] | None:
+    """The committed files of every collected table (from the manifests), for the lake views."""
+    if not project.sources:
+        return None
+    from kiban.collect.collector import collected_tables
+
+    return collected_tables(project, store)
+
+
+def _skip_after_failed_collection(graph: Graph, plan: Plan, collected: dict[str, Outcome], store: Store,
+                                  run_id: str, emit: Listener) -> dict[str, Outcome]:
+    """Models downstream of a table whose collection failed are skipped with the reason, not built."""
+    failed = [k for k, o in collected.items() if o.status != "success"]
+    if not failed:
+        return {}
+    skipped: dict[str, Outcome] = {}
+    for key in [*plan.build, *plan.fresh]:  # fresh too: what it holds is no longer the source's latest
+        cause = next((f for f in failed if f in graph.upstream(key)), None)
+        if cause is None:
+            continue
+        reason = f"upstream {cause} failed (its collection)"
+        skipped[key] = Outcome(key, "skipped", error=reason)
+        store.record_attempt(run_id, key, "skipped", attempt=0, fingerprint=plan.fingerprints[key], error=reason)
+        emit(Event("asset_finished", run_id, asset=key, status="skipped", error=reason))
+    plan.build = [k for k in plan.build if k not in skipped]
+    plan.fresh = [k for k in plan.fresh if k not in skipped]
+    return skipped
 
 
 HEAVY_LAKE_BYTES = 64 * 2**20  # reading this much Parquet keeps every core busy on its own
