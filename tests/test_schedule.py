@@ -385,14 +385,24 @@ def test_when_the_leader_is_killed_the_other_scheduler_takes_over_and_no_tick_ru
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
     assert second.returncode == 0, second.stdout.read() if second.stdout else ""
+    # every started tick made exactly one run — except that a tick whose process was stopped (cancelled) or died
+    # with the killed leader (lost) may have made none, its process gone before it recorded one (a slow machine
+    # can do that); the new leader settled such a tick, and never ran it twice
     started = _count(store, "select count(*) from job_ticks where started_at is not null")
+    unsure = _count(store, "select count(*) from job_ticks where started_at is not null and run_id is null "
+                           "and status in ('cancelled', 'lost')")
     runs = _count(store, "select count(*) from runs") - 1  # the first, manual run
-    assert runs == started  # every started tick made exactly one run
+    assert started - unsure <= runs <= started
+    with store.engine.connect() as conn:
+        runless = conn.execute(sa.text("select * from job_ticks where started_at is not null and run_id is null "
+                                       "and status not in ('cancelled', 'lost')")).fetchall()
+    assert runless == []
     assert _count(store, "select count(*) from (select distinct job, scheduled_at from job_ticks) t") == \
         _count(store, "select count(*) from job_ticks")
     assert _count(store, "select count(*) from job_ticks where run_id is not null") == \
         _count(store, "select count(distinct run_id) from job_ticks where run_id is not null")
-    assert _count(store, "select count(*) from job_ticks where status in ('queued', 'running')") == 0
+    # ticks still queued wait for the next scheduler; none may be left running
+    assert _count(store, "select count(*) from job_ticks where status = 'running'") == 0
     store.close()
 
 
