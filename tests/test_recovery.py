@@ -275,3 +275,19 @@ def test_logs_show_a_runs_attempts_in_full_and_the_scheduler_log(project_dir, cl
     watched = cli("--project", root, "runs", "--watch", "--count", "2")
     assert watched.returncode == 0, watched.stderr
     assert run_id in watched.stdout and tick_run in watched.stdout
+
+
+def test_a_tick_whose_scheduler_died_before_starting_its_process_is_settled_lost_and_retried(project_dir):
+    scheduler, launcher, clock = _crashing_scheduler(project_dir, "resume")
+    # as if the leader had died between marking the tick running and starting its process: no pid, no run
+    with scheduler.store.engine.begin() as conn:
+        conn.execute(sa.text("update job_ticks set pid = null, holder = 'a-dead-scheduler'"))
+    scheduler.running.clear()
+    successor = Scheduler(scheduler.project, scheduler.store, clock=clock, launcher=launcher)
+    successor.step()
+    assert _ticks(scheduler.store) == [("cron", "running")]  # within the lease it may still be starting
+    clock.advance(2 * scheduler.project.config.scheduler.lease + 1)
+    successor.step()
+    assert _ticks(scheduler.store)[0] == ("cron", "lost")
+    assert _ticks(scheduler.store)[1:] == [("retry", "running")]  # no run began: it starts afresh, once
+    scheduler.store.close()

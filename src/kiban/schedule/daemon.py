@@ -279,6 +279,9 @@ class Scheduler:
                                                                                                    "failed")
             elif pid_alive(tick.pid, tick.host) is False:
                 status = "lost"
+            elif tick.pid is None and tick.holder != self.leader.holder and tick.started_at is not None and \
+                    (self.clock.now() - tick.started_at).total_seconds() > 2 * self.project.config.scheduler.lease:
+                status = "lost"  # its scheduler died between marking it and starting its process
             if status is not None:
                 self.ledger.update(tick.id, status=status, ended_at=self.clock.now(),
                                    reason=(tick.reason or "") + " (settled by another scheduler)")
