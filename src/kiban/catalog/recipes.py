@@ -128,23 +128,18 @@ def placeholders(sql: str) -> list[str]:
 def load_recipes(project: Project) -> dict[str, Recipe]:
     """Every ``recipes/*.yml``; errors name the file and line."""
     from kiban.errors import ProjectErrors
-    from kiban.project.yamlfile import load_yaml, validate
+    from kiban.project.yamlfile import read_config, yaml_files
 
     folder = project.root / RECIPES_DIR
     if not folder.is_dir():
         return {}
     found: dict[str, Recipe] = {}
     errors: list[ProjectError] = []
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        try:
-            doc = load_yaml(path)
-            config = validate(doc, RecipeConfig)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
+    for path in yaml_files(folder):
+        read = read_config(path, RecipeConfig, errors)
+        if read is None:
             continue
-        except ProjectError as exc:
-            errors.append(exc)
-            continue
+        doc, config = read
         used = placeholders(config.sql)
         for name in used:
             if name not in config.params:

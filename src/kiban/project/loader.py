@@ -12,7 +12,7 @@ from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
 from kiban.project.jobs import check_jobs, check_limits
 from kiban.project.usecase import UseCase, UseCaseConfig
-from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, validate
+from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, read_config, validate, yaml_files
 
 if TYPE_CHECKING:
     from kiban.collect.spec import SourceSpec
@@ -147,16 +147,11 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
     for key, asset in assets.items():
         by_name.setdefault(asset.name, []).append(key)
     found: dict[str, UseCase] = {}
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        try:
-            doc = load_yaml(path)
-            cfg = validate(doc, UseCaseConfig)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
+    for path in yaml_files(folder):
+        read = read_config(path, UseCaseConfig, errors)
+        if read is None:
             continue
-        except ProjectError as exc:
-            errors.append(exc)
-            continue
+        doc, cfg = read
         if path.stem in found:
             errors.append(ProjectError(f"two use cases are both named {path.stem} (the other is "
                                        f"{found[path.stem].path.name})", Location(path)))
@@ -396,7 +391,7 @@ def _sources(root: Path, config: ProjectConfig, assets: dict[str, Asset],
         return {}
     found: dict[str, SourceSpec] = {}
     lake = (root / config.lake).resolve()
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+    for path in yaml_files(folder):
         name = path.stem
         try:
             doc = load_yaml(path)

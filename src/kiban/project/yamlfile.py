@@ -166,3 +166,20 @@ def validate(doc: YamlDoc, model: type[M]) -> M:
         if len(problems) == 1:
             raise problems[0] from None
         raise ProjectErrors(problems) from None
+
+
+def yaml_files(folder: Path) -> list[Path]:
+    """The ``*.yml`` and ``*.yaml`` files directly in ``folder``, in name order."""
+    return sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+
+
+def read_config(path: Path, model: type[M], errors: list[ProjectError]) -> tuple[YamlDoc, M] | None:
+    """Load and validate one YAML file; its problems are added to ``errors`` (so a project reports them all)."""
+    try:
+        doc = load_yaml(path)
+        return doc, validate(doc, model)
+    except ProjectErrors as many:
+        errors.extend(many.errors)
+    except ProjectError as exc:
+        errors.append(exc)
+    return None
