@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 
 def create_app(project_dir: Path | str = ".") -> FastAPI:
     """The console for the project at (or above) ``project_dir``."""
-    from kiban.web import api, pages
+    from kiban.web import api, catalog_pages, pages
 
     site = Site(Path(project_dir))
     accounts = Accounts(site.store, site.reader)
@@ -66,6 +66,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
         return Health(status="ok")
 
     app.include_router(api.router)
+    catalog_pages.install(app)  # column lineage, SQL console, recipes, data requests, usage (and their API)
     app.add_exception_handler(KibanError, _kiban_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

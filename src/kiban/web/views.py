@@ -333,23 +333,10 @@ def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
 
 
 def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
-    """Assets, columns and tags whose name or description contains every word of ``query``."""
-    words = [w for w in query.lower().split() if w]
-    hits: list[tuple[int, m.SearchHit]] = []
-    if words:
-        for key, asset in site.graph.assets.items():
-            cfg = asset.config
-            text = f"{key} {cfg.description} {' '.join(cfg.tags)} {cfg.owner or ''}".lower()
-            if all(w in text for w in words):
-                rank = 0 if any(w in key.lower() for w in words) else 1
-                hits.append((rank, m.SearchHit(kind="asset", asset=key, column=None, text=cfg.description)))
-            for column in cfg.columns:
-                ctext = f"{column.name} {column.description} {' '.join(column.tags)}".lower()
-                if all(w in ctext or w in key.lower() for w in words) and any(w in ctext for w in words):
-                    hits.append((2, m.SearchHit(kind="column", asset=key, column=column.name,
-                                                text=column.description)))
-    hits.sort(key=lambda h: (h[0], h[1].asset, h[1].column or ""))
-    return m.SearchResults(query=query, hits=[h for _, h in hits[:limit]])
+    """Assets and columns by name, description, tag and owner: the catalog's search index (`kiban search`)."""
+    from kiban.web.catalog_views import search as catalog_search
+
+    return catalog_search(site, query, limit)
 
 
 # -- incidents ---------------------------------------------------------------------------------------------------
