@@ -333,3 +333,24 @@ def test_catalog_pages_answer_fast(web):
         assert client.get(url).status_code == 200, url
     times = sorted(float(client.get(url).headers["server-timing"].split("dur=")[1]) for url in pages * 5)
     assert times[int(len(times) * 0.95) - 1] < 100, times
+
+
+def test_queries_from_many_requests_at_once_all_answer(web):
+    """Connections of one process to one warehouse share a DuckDB instance: each request's sandboxed
+    connection must open while others hold theirs (it once failed: 'the configuration has been locked')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kiban.web import catalog_views as cv
+
+    client, _root, _tokens = web
+    site = client.app.state.site
+    analyst = client.app.state.accounts.require("analyst")
+
+    def query(n: int) -> int:
+        result = cv.run_query(site, analyst, f"select count(*) + {n} from warehouse.orders, range(200)", None,
+                              10, 30.0)
+        return int(result.rows[0][0]) - n
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(query, range(48)))
+    assert counts == [200 * 200] * 48

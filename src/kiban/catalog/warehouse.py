@@ -9,6 +9,7 @@ per use and closed at once: DuckDB lets no run write the file while a reader hol
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,16 +37,33 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_OPENING = threading.Lock()  # connections of one process to one file share a DuckDB instance: set up one at a time
+
+
 @contextlib.contextmanager
 def open_readonly(project: Project) -> Iterator[Any]:
     """A read-only connection to the warehouse that can read nothing outside it but the lake folder."""
-    import duckdb
-
     path = warehouse_path(project)
     if not path.exists():
         raise NothingPublished(f"nothing is published yet: {path} does not exist", "build it with `kiban run`")
+    with _OPENING:
+        con = _connect(path)
+        try:
+            _sandbox(con, project, path)
+        except BaseException:
+            con.close()
+            raise
     try:
-        con = duckdb.connect(str(path), read_only=True, config={
+        yield con
+    finally:
+        con.close()
+
+
+def _connect(path: Path) -> Any:
+    import duckdb
+
+    try:
+        return duckdb.connect(str(path), read_only=True, config={
             "autoinstall_known_extensions": False, "autoload_known_extensions": False})
     except duckdb.Error as exc:
         text = str(exc).lower()
@@ -53,15 +71,25 @@ def open_readonly(project: Project) -> Iterator[Any]:
             raise ConfigError(f"the warehouse {path.name} is being written (a run holds it)",
                               "try again when the run has finished") from None
         raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
-    try:
-        lake = str(project.lake_dir) + "/"
-        # one round trip; bare table names resolve like the graph does (the checker refused ambiguous ones)
-        con.execute(f"set allowed_directories = [{_sql_literal(lake)}]; "
-                    "set search_path = 'mart,warehouse,lake,main'; "
+
+
+def _sandbox(con: Any, project: Project, path: Path) -> None:
+    lake = str(project.lake_dir) + "/"
+    # bare table names resolve like the graph does (the checker refused ambiguous ones); a session setting
+    search_path = "set search_path = 'mart,warehouse,lake,main'"
+    locked, external, allowed = con.execute(
+        "select current_setting('lock_configuration'), current_setting('enable_external_access'), "
+        "current_setting('allowed_directories')").fetchone()
+    if not locked:  # one round trip
+        con.execute(f"set allowed_directories = [{_sql_literal(lake)}]; {search_path}; "
                     "set enable_external_access = false; set lock_configuration = true")
-        yield con
-    finally:
-        con.close()
+    elif external or lake not in (allowed or []):
+        raise ConfigError(f"the warehouse {path.name} is open in this process without the console's sandbox",
+                          "try again in a moment")
+    else:
+        # another connection of this process shares the database instance (DuckDB keeps one per file) and has
+        # already locked it down as above: those global settings hold for this connection too
+        con.execute(search_path)
 
 
 def published_columns(project: Project) -> dict[str, list[tuple[str, str]]]:
