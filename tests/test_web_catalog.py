@@ -354,3 +354,15 @@ def test_queries_from_many_requests_at_once_all_answer(web):
     with ThreadPoolExecutor(8) as pool:
         counts = list(pool.map(query, range(48)))
     assert counts == [200 * 200] * 48
+
+
+def test_a_changed_recipe_file_is_read_again(web):
+    client, root, _tokens = web
+    sign_in(client, "viewer")
+    assert "One store&#39;s orders" in client.get("/recipes").text
+    path = root / "recipes" / "store_sales.yml"
+    path.write_text(path.read_text().replace("One store's orders", "Orders of one store"))
+    assert "Orders of one store" in client.get("/recipes").text
+    (root / "recipes" / "broken.yml").write_text("sql: select $x\n")
+    broken = client.get("/recipes")
+    assert broken.status_code == 400 and "broken.yml" in broken.text and "$x" in broken.text

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 PII_ROLE = "admin"  # sees PII values unmasked in the console, recipes and exports (recorded in the history)
 DICTIONARY_TTL = 60.0
+USAGE_TTL = 5.0  # the usage report: many readers of the same weeks cost one computation per 5 s
 EXPORTS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -166,10 +167,21 @@ def history(site: Site, user: str, limit: int = 50) -> cm.History:
 
 # -- recipes -----------------------------------------------------------------------------------------------------
 
-def recipes(site: Site) -> cm.RecipeList:
-    from kiban.catalog.recipes import load_recipes
+def loaded_recipes(site: Site) -> dict[str, Any]:
+    """``recipes/*.yml``, read again only when a file there changes (reading parses YAML and every SQL)."""
+    from kiban.catalog.recipes import RECIPES_DIR, load_recipes
 
-    return cm.RecipeList(recipes=[recipe_out(r) for r in load_recipes(site.project).values()])
+    project = site.project
+    folder = project.root / RECIPES_DIR
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()
+                         if p.suffix in (".yml", ".yaml"))) if folder.is_dir() else ()
+    found: dict[str, Any] = site.cached(f"catalog:recipes:{id(project)}:{hash(stamp)}", float("inf"),
+                                        lambda: load_recipes(project))
+    return found
+
+
+def recipes(site: Site) -> cm.RecipeList:
+    return cm.RecipeList(recipes=[recipe_out(r) for r in loaded_recipes(site).values()])
 
 
 def recipe_out(recipe: Any) -> cm.RecipeOut:
@@ -185,7 +197,7 @@ def run_recipe(site: Site, user: User, name: str, values: dict[str, str], team: 
                limit: int) -> QueryResult:
     from kiban.catalog.recipes import get_recipe, run_recipe
 
-    recipe = get_recipe(site.project, name)
+    recipe = loaded_recipes(site).get(name) or get_recipe(site.project, name)  # the latter: its clear error
     return run_recipe(console(site), recipe, values, actor(site, user, team), limit=limit)
 
 
@@ -257,7 +269,12 @@ def move_request(site: Site, user: User, request_id: int, body: cm.RequestMove) 
 # -- usage -------------------------------------------------------------------------------------------------------
 
 def usage(site: Site, weeks: int = 8, days: int = 90) -> cm.Usage:
-    """Who self-serves, per team and week; which assets are read; what nobody reads; requests' lead times."""
+    """Who self-serves, per team and week; which assets are read; what nobody reads; requests' lead times
+    (shared between requests for USAGE_TTL seconds)."""
+    return site.cached(f"catalog:usage:{weeks}:{days}", USAGE_TTL, lambda: _usage(site, weeks, days))
+
+
+def _usage(site: Site, weeks: int, days: int) -> cm.Usage:
     from kiban.catalog.requests import list_requests
     from kiban.catalog.usage import last_read, unused, weekly
 
