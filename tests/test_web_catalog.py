@@ -24,6 +24,7 @@ CATALOG_FILES = {
     "models/warehouse/customers.yml": (
         "description: One row per web shop customer\nowner: crm-team\ncolumns:\n"
         "  - name: email_key\n    description: md5 of the e-mail, for joins\n    tags: [anonymised]\n"),
+    "models/mart/old_report.sql": "select store, count(*) as orders from warehouse.orders group by store\n",
     "recipes/store_sales.yml": (
         "description: One store's orders between two days\nowner: stores@shop.example\ntags: [stores]\n"
         "sql: |\n  select day, count(*) as orders, sum(amount) as revenue from warehouse.orders\n"
@@ -321,6 +322,7 @@ def test_usage_page_self_served_versus_requests_and_unused_assets(web):
     unused = re.search(r'<table id="unused">.*?</table>', page, re.S).group(0)
     assert "warehouse.customers" not in unused  # a recipe reads it
     assert "mart.daily_sales" not in unused  # a use case lists it
+    assert 'href="/assets/mart.old_report"' in unused and "never" in unused  # nothing reads it
 
 
 def test_catalog_pages_answer_fast(web):

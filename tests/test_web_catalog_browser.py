@@ -91,8 +91,31 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     assert not viewer.errors, viewer.errors
 
 
-def test_column_lineage_requests_and_usage_in_the_browser(server: Any, browser: Any) -> None:
+def _seed(base: str, tokens: dict[str, str]) -> None:
+    """A few weeks' worth of use in a minute, through the API: queries, recipe runs, requests."""
+    import httpx
+
+    def call(role: str, path: str, body: Any) -> None:
+        answer = httpx.post(base + path, json=body, headers={"Authorization": f"Bearer {tokens[role]}"}, timeout=60)
+        assert answer.status_code < 300, answer.text
+
+    for team, role in (("stores", "analyst"), ("stores", "analyst"), ("crm", "admin"), ("finance", "operator")):
+        call(role, "/api/v1/query", {"sql": "select store, sum(amount) from warehouse.orders group by store",
+                                     "team": team})
+    call("admin", "/api/v1/query", {"sql": "select count(*) from warehouse.customers", "team": "crm"})
+    for store in ("1", "2", "3"):
+        call("viewer", "/api/v1/recipes/store_sales/run", {"params": {"store": store}, "team": "stores"})
+    call("viewer", "/api/v1/requests", {"title": "Basket size by weekday", "team": "stores",
+                                        "purpose": "promotion planning", "needed_by": "2026-11-20"})
+    call("operator", "/api/v1/requests", {"title": "Returns per product", "team": "finance",
+                                          "needed_by": "2027-01-15"})
+    call("analyst", "/api/v1/requests/2/move", {"to": "in_progress"})
+
+
+def test_column_lineage_requests_and_usage_in_the_browser(server: Any, browser: Any,
+                                                          catalog_template: tuple[Path, dict[str, str]]) -> None:
     base, _root = server
+    _seed(base, catalog_template[1])
     page = _sign_in(browser, base, "analyst")
     page.goto(base + "/assets/warehouse.customers#columns")  # scrolled to the columns
     row = page.locator("#col-email_upper")
@@ -117,8 +140,10 @@ def test_column_lineage_requests_and_usage_in_the_browser(server: Any, browser: 
     page.wait_for_selector("h1 .pill.s-r-delivered")
     page.goto(base + "/requests")
     assert "1 delivered" in page.locator("#lead-times").inner_text()
+    assert "1 overdue" in page.locator("#lead-times").inner_text()
     _shot(page, "requests")
     page.goto(base + "/usage")
-    assert page.locator("#unused").is_visible()
+    assert page.locator("#unused a[href='/assets/mart.old_report']").is_visible()
+    assert page.locator("#teams td:text-is('crm')").count() == 1
     _shot(page, "usage")
     assert not page.errors, page.errors
