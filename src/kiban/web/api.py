@@ -111,7 +111,8 @@ def incident(request: Request, incident_id: IncidentId, user: Viewer) -> m.Incid
 
 @router.get("/search", response_model=m.SearchResults)
 def search(request: Request, user: Viewer, q: Annotated[str, Query(max_length=200)] = "") -> m.SearchResults:
-    """Assets, columns and tags whose names or descriptions contain every word of ``q``."""
+    """Assets and columns whose names, descriptions, tags or owners match every word of ``q`` (the last as a
+    prefix), best first: the catalog's search index, as ``kiban search``."""
     return views.search(_site(request), q)
 
 

@@ -135,7 +135,7 @@ class RequestIn(BaseModel):
 
 
 class RequestMove(BaseModel):
-    to: str = Field(description="in_progress, delivered or closed")
+    to: str = Field(max_length=20, description="in_progress, delivered or closed")
     deliverable: str | None = Field(None, max_length=1000, description="recipe:NAME, an asset key or file:PATH")
     note: str | None = Field(None, max_length=5000)
 

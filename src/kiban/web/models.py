@@ -173,7 +173,7 @@ class GraphOut(BaseModel):
 
 
 class SearchHit(BaseModel):
-    kind: str = Field(description="asset, column or tag")
+    kind: str = Field(description="asset or column")
     asset: str
     column: str | None
     text: str
