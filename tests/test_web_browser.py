@@ -219,3 +219,41 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, browser, template):
+    """Server-sent events: the pages change without a reload while a run started elsewhere goes and ends."""
+    import httpx
+
+    from tests.test_web_console import bearer
+
+    base, root = server
+    slow = "select id, store, amount, day from lake.orders where (select sum(hash(i)) from range({n}) t(i)) > 0\n"
+    (root / "models/warehouse/orders.sql").write_text(slow.format(n=200_000_000))  # a few seconds to build
+    operator = bearer(template[1]["operator"])
+    page = _sign_in(browser, base, "viewer")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    page.evaluate("() => { window.kibanSameDocument = true; }")  # gone if the page were reloaded
+    assert page.locator("p.banner.running").count() == 0
+    httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator, timeout=30)
+    page.wait_for_selector("p.banner.running", timeout=20_000)  # Today: "Running now"
+    _wait_for(lambda: page.locator("p.banner.running").count() == 0, 60)  # and then it is over
+    assert page.evaluate("() => window.kibanSameDocument === true")
+
+    page.goto(base + "/runs")
+    before = page.locator("table.runs tbody tr").count()
+    (root / "models/warehouse/orders.sql").write_text(slow.format(n=400_000_000))
+    job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator,
+                     timeout=30).json()
+    page.evaluate("() => { window.kibanSameDocument = true; }")
+    _wait_for(lambda: page.locator("table.runs tbody tr").count() == before + 1, 20)  # the new run appears
+    run_id = httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator, timeout=10).json()["run_id"]
+    page.goto(f"{base}/runs/{run_id}")
+    assert page.locator("h1 .pill.s-running").count() == 1  # opened while it goes
+    page.evaluate("() => { window.kibanSameDocument = true; }")
+    page.wait_for_selector("h1 .pill.s-success", timeout=60_000)  # the Gantt page follows the run to its end
+    assert page.locator("svg.gantt").is_visible()
+    assert page.evaluate("() => window.kibanSameDocument === true")
+    assert any("/events?since=" in u for u in streams) and any(f"/events/runs/{run_id}" in u for u in streams)
+    assert not page.errors, page.errors
