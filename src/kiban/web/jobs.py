@@ -104,10 +104,9 @@ class Jobs:
 
         self.site.reload()
 
-        def listen(event: Event) -> None:
+        def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
             if event.kind == "run_started":
                 job.run_id = event.run_id
-            self.site.expire()  # live pages see the new state at once
 
         done = operate.run(self.site.project, options, [listen], graph=self.site.graph, store=self.site.store)
         result = done.result

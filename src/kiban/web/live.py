@@ -7,7 +7,7 @@ it sent; the page then re-reads itself and swaps in the new content. It sends a 
 while nothing changes (so proxies keep the connection and a vanished client is noticed), and ``end`` once a
 run it follows is over. It stops as soon as the client leaves. The pulse is read from the store, not from this
 process's own runs, so runs started by ``kiban run`` or the scheduler show up too; all clients share one read
-per ``POLL`` seconds.
+per ``views.PULSE`` seconds.
 """
 
 from __future__ import annotations
@@ -18,44 +18,20 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from kiban.store.schema import attempts, incidents, runs
 from kiban.web.accounts import User
 from kiban.web.auth import current_user
-from kiban.web.views import Site
+from kiban.web.views import Site, pulse
 
-POLL = 0.5  # seconds between looks at the store (shared by every client)
+POLL = 0.5  # seconds between a stream's looks at the pulse (one read of the store for all clients)
 HEARTBEAT = 15.0  # seconds of silence before a heartbeat comment
 LIFETIME = 600.0  # seconds a stream lasts; the browser then reconnects by itself (no connection lives forever)
 
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[User, Depends(current_user)]
-
-
-def pulse(site: Site, run_id: str | None = None) -> tuple[Any, ...]:
-    """What moves when the project's runs or incidents do (``run_id``: only that run), shared for POLL seconds."""
-    return site.cached(f"pulse:{run_id or ''}", POLL, lambda: _pulse(site, run_id))
-
-
-def _pulse(site: Site, run_id: str | None) -> tuple[Any, ...]:
-    project = site.project.name
-    with site.reader.engine.connect() as conn:
-        if run_id is not None:
-            status = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == run_id)).scalar()
-            last = conn.execute(sa.select(sa.func.max(attempts.c.id)).where(attempts.c.run_id == run_id)).scalar()
-            return (status, last)
-        recent = conn.execute(sa.select(runs.c.run_id, runs.c.status).where(runs.c.project == project)
-                              .order_by(runs.c.started_at.desc()).limit(5)).all()
-        ids = [r[0] for r in recent]
-        last = conn.execute(sa.select(sa.func.max(attempts.c.id)).where(attempts.c.run_id.in_(ids))).scalar() \
-            if ids else None
-        open_incidents = conn.execute(sa.select(sa.func.count(), sa.func.max(incidents.c.updated_at))
-                                      .where(incidents.c.project == project)).one()
-    return (tuple((r[0], r[1]) for r in recent), last, tuple(open_incidents))
 
 
 def version(value: tuple[Any, ...]) -> str:

@@ -21,7 +21,7 @@ from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.app import render
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.jobs import Jobs
-from kiban.web.models import UseCaseDetail
+from kiban.web.models import AttemptOut, UseCaseDetail
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)
@@ -137,11 +137,17 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
     site = _site(request)
     key = site.resolve(key)
     data = views.asset_detail(site, key, show_sql=user.can("analyst"))
-    built = [a for a in reversed(data.runs) if a.status == "success" and a.ended_at]
-    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at],
-                              "build time", " s")
-    rows = svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows")
+    newest = data.runs[0] if data.runs else None  # the charts are drawn again only after its next build
+    duration, rows = site.keep(f"charts:{key}", newest and (newest.run_id, newest.attempt, newest.status),
+                               lambda: _charts(data.runs))
     return render(request, "asset.html", data=data, duration_chart=duration, rows_chart=rows, title=key)
+
+
+def _charts(runs: list[AttemptOut]) -> tuple[str, str]:
+    """An asset's build time and rows over its recent successful builds, as SVG."""
+    built = [a for a in reversed(runs) if a.status == "success" and a.ended_at]
+    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s")
+    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows")
 
 
 @router.get("/runs")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, overload
 from zoneinfo import ZoneInfo
@@ -22,10 +22,15 @@ from kiban.graph import Graph, build_graph, select
 from kiban.project import Project, load_project
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
 from kiban.store.schema import attempts as attempts_table
+from kiban.store.schema import check_results
+from kiban.store.schema import incidents as incidents_table
+from kiban.store.schema import runs as runs_table
 from kiban.web import models as m
 
 T = TypeVar("T")
-ASSESS_TTL = 10.0  # seconds an assessment is shared (verdicts move in minutes; a run marks it stale at once)
+ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
+STATES_TTL = 10.0  # every asset's latest state (the lineage graph's colours)
+PULSE = 0.5  # seconds the store's pulse is shared (the live pages' event streams look this often)
 RUNS_TTL = 1.0  # the runs list: many people watching one run's progress cost one query per second
 
 
@@ -37,6 +42,8 @@ class Site:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._computing: dict[str, threading.Lock] = {}
+        self._kept: dict[str, tuple[Any, Any]] = {}  # name → (version, value); one entry per name
+        self._assessed: tuple[Any, datetime] | None = None  # the pulse it was computed at, the next deadline
         self.project: Project = load_project(root)
         self.graph: Graph = build_graph(self.project)
         self.store = Store(self.project.state_url)  # writes: reaping dead runs, incidents, accounts
@@ -52,6 +59,7 @@ class Site:
         with self._lock:
             self.project, self.graph = project, graph
             self._cache.clear()
+            self._kept.clear()
 
     def cached(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
         """``compute()`` at most once per ``ttl`` seconds. A stale value is answered at once while one background
@@ -72,6 +80,17 @@ class Site:
             with self._lock:
                 self._cache[key] = (time.monotonic(), value)
             return value
+
+    def keep(self, name: str, version: Any, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``version`` of ``name`` (e.g. an asset's charts per its newest attempt): the
+        value is reused until the version changes. One entry per name, so memory stays bounded."""
+        hit = self._kept.get(name)
+        if hit is not None and hit[0] == version:
+            value: T = hit[1]
+            return value
+        value = compute()
+        self._kept[name] = (version, value)
+        return value
 
     def _refresh(self, key: str, compute: Callable[[], Any], guard: threading.Lock) -> None:
         try:
@@ -94,9 +113,26 @@ class Site:
             self._cache = {k: (float("-inf"), v) for k, (_, v) in self._cache.items()}
 
     def assessment(self) -> Any:
+        """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request. It
+        is computed again when the store's pulse moves (a run, a check, an incident), when a use case's deadline
+        passes (a pending day turns late), and at least every ASSESS_TTL seconds — not on a timer while nothing
+        happens: computing it holds the interpreter, and every page would wait behind it."""
+        seen = self._assessed
+        if seen is not None and (pulse(self) != seen[0] or utcnow() >= seen[1]):
+            with self._lock:
+                hit = self._cache.get("assessment")
+                if hit is not None:
+                    self._cache["assessment"] = (float("-inf"), hit[1])
+        return self.cached("assessment", ASSESS_TTL, self._assess)
+
+    def _assess(self) -> Any:
         from kiban.slo.service import assess
 
-        return self.cached("assessment", ASSESS_TTL, lambda: assess(self.project, self.graph, self.reader))
+        beat = pulse(self)
+        result = assess(self.project, self.graph, self.reader)
+        due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
+        self._assessed = (beat, min(due, default=result.now + timedelta(days=1)))
+        return result
 
     def resolve(self, name: str) -> str:
         matches = [k for k, a in self.graph.assets.items() if name in (k, a.name)]
@@ -143,6 +179,28 @@ def utc(value: datetime | None) -> datetime | None: ...
 def utc(value: datetime | None) -> datetime | None:
     """A stored naive-UTC time as an aware one."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def pulse(site: Site, run_id: str | None = None) -> tuple[Any, ...]:
+    """What moves when the project's runs, check results or incidents do (``run_id``: only that run's status and
+    attempts), shared for PULSE seconds: the live pages' events and the assessment's freshness both follow it."""
+    return site.cached(f"pulse:{run_id or ''}", PULSE, lambda: _pulse(site, run_id))
+
+
+def _pulse(site: Site, run_id: str | None) -> tuple[Any, ...]:
+    a, r, i = attempts_table.c, runs_table.c, incidents_table.c
+    with site.reader.engine.connect() as conn:
+        if run_id is not None:
+            status = conn.execute(sa.select(r.status).where(r.run_id == run_id)).scalar()
+            return (status, conn.execute(sa.select(sa.func.max(a.id)).where(a.run_id == run_id)).scalar())
+        recent = conn.execute(sa.select(r.run_id, r.status).where(r.project == site.project.name)
+                              .order_by(r.started_at.desc()).limit(5)).all()
+        ids = [x[0] for x in recent]
+        last = conn.execute(sa.select(sa.func.max(a.id)).where(a.run_id.in_(ids))).scalar() if ids else None
+        changed = conn.execute(sa.select(sa.func.count(), sa.func.max(i.updated_at))
+                               .where(i.project == site.project.name)).one()
+        checked = conn.execute(sa.select(sa.func.max(check_results.c.id))).scalar()
+    return (tuple((x[0], x[1]) for x in recent), last, tuple(changed), checked)
 
 
 # -- runs --------------------------------------------------------------------------------------------------------
@@ -299,23 +357,19 @@ def asset_state(site: Site) -> dict[str, str]:
         return {k: "lake" if a.layer == "lake" else (latest[k].status if k in latest else "never run")
                 for k, a in site.graph.assets.items()}
 
-    return site.cached("states", ASSESS_TTL, compute)
+    return site.cached("states", STATES_TTL, compute)
 
 
 def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
-    from kiban.checks import history
-    from kiban.slo.impact import blast_radius
-
     asset = site.graph.assets[key]
     cfg = asset.config
-    runs = site.reader.asset_history(key, 30)  # a month of daily builds: the charts and the table
-    served = blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
+    runs, checks = _asset_history(site, key)
+    served = site.keep(f"served:{key}", id(site.graph), lambda: _served(site, key))
     bound, p50, p90 = None, None, None
     if served:
         result = site.assessment()
         bound = result.safe_finish.get(key)
         p50, p90 = result.p50.get(key), result.p90.get(key)
-    checks = history.recent(site.reader, site.project.name, key, 30)
     return m.AssetDetail(
         key=key, layer=asset.layer, name=asset.name, description=cfg.description, owner=cfg.owner,
         tags=list(cfg.tags), materialized=cfg.materialized if asset.sql else "parquet",
@@ -325,11 +379,36 @@ def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
         sql=asset.sql if show_sql else None, upstream=list(site.graph.deps[key]),
         downstream=sorted(site.graph.children[key]),
         state="lake" if asset.layer == "lake" else (runs[0].status if runs else "never run"),
-        runs=[_attempt(a) for a in runs],
-        checks=[m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
-                           checked_at=utc(c.checked_at), detail=c.detail) for c in checks],
-        usecases=served, latest_safe_finish=utc(bound.latest_finish) if bound else None,
+        runs=list(runs), checks=list(checks), usecases=served,
+        latest_safe_finish=utc(bound.latest_finish) if bound else None,
         safe_finish_for=bound.usecase if bound else None, p50_seconds=p50, p90_seconds=p90)
+
+
+def _served(site: Site, key: str) -> list[str]:
+    from kiban.slo.impact import blast_radius
+
+    return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
+
+
+def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
+    """An asset's recent builds (a month of daily builds: the charts and the table) and check results. One small
+    query asks whether anything new was recorded for it; only then are they read again."""
+    from kiban.checks import history
+    from kiban.store.schema import check_results
+
+    newest = sa.select(sa.func.max(attempts_table.c.id)).where(attempts_table.c.asset == key).scalar_subquery()
+    checked = sa.select(sa.func.max(check_results.c.id)).where(check_results.c.asset == key).scalar_subquery()
+    with site.reader.engine.connect() as conn:
+        version = tuple(conn.execute(sa.select(newest, checked)).one())
+
+    def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
+        runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
+        checks = [m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
+                             checked_at=utc(c.checked_at), detail=c.detail)
+                  for c in history.recent(site.reader, site.project.name, key, 30)]
+        return runs, checks
+
+    return site.keep(f"history:{key}", version, read)
 
 
 def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
