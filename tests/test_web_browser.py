@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from tests import test_web_console
 from tests.conftest import REQUIRE_SERVICES
 from tests.test_web_console import FIXED_SQL, PASSWORD
+from tests.test_web_live import serving
 
 template = test_web_console.template  # the shared fixture
 
@@ -37,26 +36,11 @@ def _need_chromium() -> None:
 @pytest.fixture
 def server(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(base URL, project root) of a real uvicorn server on a free loopback port."""
-    import uvicorn
-
-    from kiban.web import create_app
-
     _need_chromium()
     root = tmp_path / "shop"
     shutil.copytree(template[0], root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(10)
+    with serving(root) as (base, _app):
+        yield base, root
 
 
 @pytest.fixture
@@ -172,9 +156,6 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
     """500 assets: the page opens at natural size (labels readable), Fit shows the whole graph."""
     import random
 
-    import uvicorn
-
-    from kiban.web import create_app
     from tests.test_web_console import add_users
 
     rng = random.Random(5)
@@ -191,17 +172,7 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         (root / f"models/warehouse/w{i:03d}.sql").write_text(sql)
         keys.append(f"warehouse.w{i:03d}")
     add_users(root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        base = f"http://127.0.0.1:{port}"
+    with serving(root) as (base, _app):
         page = _sign_in(browser, base, "viewer")
         page.goto(base + "/graph")
         assert page.locator("#lineage a.node").count() == 500
@@ -216,9 +187,6 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         page.click("#zoom-reset")
         _wait_for(lambda: width() > opened * 1.2)  # Fit: the whole graph
         assert not page.errors, page.errors
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, browser, template):

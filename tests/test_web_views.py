@@ -163,12 +163,12 @@ def test_the_shared_assessment_follows_the_store_not_a_timer(console):
         return client.get("/api/v1/today", headers=head).json()["usecases"][0]
 
     first = verdict()
-    computed = site._assessed
-    assert verdict() == first and site._assessed is computed  # nothing happened: the same assessment
+    computed = site._seen["assessment"]
+    assert verdict() == first and site._seen["assessment"] is computed  # nothing happened: the same assessment
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run_project(load_project(root), RunOptions()).status == "success"
     deadline = time.monotonic() + 10
-    while site._assessed is computed and time.monotonic() < deadline:  # the stale one is answered meanwhile
+    while site._seen["assessment"] is computed and time.monotonic() < deadline:  # the stale one is answered meanwhile
         verdict()
         time.sleep(0.1)
-    assert site._assessed is not computed  # computed again after the run, long before ASSESS_TTL
+    assert site._seen["assessment"] is not computed  # computed again after the run, long before ASSESS_TTL

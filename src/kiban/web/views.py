@@ -29,9 +29,9 @@ from kiban.web import models as m
 
 T = TypeVar("T")
 ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
-STATES_TTL = 10.0  # every asset's latest state (the lineage graph's colours)
+STATES_TTL = 60.0  # every asset's latest state (the lineage graph's colours)
 PULSE = 0.5  # seconds the store's pulse is shared (the live pages' event streams look this often)
-RUNS_TTL = 1.0  # the runs list: many people watching one run's progress cost one query per second
+RUNS_TTL = 10.0  # the runs list (computed again at once when a run moves; meanwhile running runs' durations)
 
 
 class Site:
@@ -43,7 +43,7 @@ class Site:
         self._cache: dict[str, tuple[float, Any]] = {}
         self._computing: dict[str, threading.Lock] = {}
         self._kept: dict[str, tuple[Any, Any]] = {}  # name → (version, value); one entry per name
-        self._assessed: tuple[Any, datetime] | None = None  # the pulse it was computed at, the next deadline
+        self._seen: dict[str, tuple[Any, datetime | None]] = {}  # following(): the pulse a value was computed at
         self.project: Project = load_project(root)
         self.graph: Graph = build_graph(self.project)
         self.store = Store(self.project.state_url)  # writes: reaping dead runs, incidents, accounts
@@ -60,6 +60,7 @@ class Site:
             self.project, self.graph = project, graph
             self._cache.clear()
             self._kept.clear()
+            self._seen.clear()
 
     def cached(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
         """``compute()`` at most once per ``ttl`` seconds. A stale value is answered at once while one background
@@ -112,27 +113,36 @@ class Site:
         with self._lock:
             self._cache = {k: (float("-inf"), v) for k, (_, v) in self._cache.items()}
 
-    def assessment(self) -> Any:
-        """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request. It
-        is computed again when the store's pulse moves (a run, a check, an incident), when a use case's deadline
-        passes (a pending day turns late), and at least every ASSESS_TTL seconds — not on a timer while nothing
-        happens: computing it holds the interpreter, and every page would wait behind it."""
-        seen = self._assessed
-        if seen is not None and (pulse(self) != seen[0] or utcnow() >= seen[1]):
-            with self._lock:
-                hit = self._cache.get("assessment")
-                if hit is not None:
-                    self._cache["assessment"] = (float("-inf"), hit[1])
-        return self.cached("assessment", ASSESS_TTL, self._assess)
+    def following(self, key: str, ttl: float, compute: Callable[[], T],
+                  until: Callable[[T], datetime] | None = None) -> T:
+        """``cached()``, but computed again as soon as the store's pulse moves (a run, a check, an incident — by any
+        process), or ``until(value)`` has passed; else every ``ttl`` seconds (then in the background, as ``cached``).
+        Not on a short timer: computing holds the interpreter, and every page in flight would wait behind it."""
+        seen = self._seen.get(key)
+        if seen is not None and (pulse(self) != seen[0] or (seen[1] is not None and utcnow() >= seen[1])):
+            with self._lock:  # dropped, not marked stale: a live page re-reading itself after an event must see
+                self._cache.pop(key, None)  # the change (the first request computes; the others wait for it)
+                self._seen.pop(key, None)
 
-    def _assess(self) -> Any:
+        def measured() -> T:
+            beat = pulse(self)
+            value = compute()
+            self._seen[key] = (beat, until(value) if until is not None else None)
+            return value
+
+        return self.cached(key, ttl, measured)
+
+    def assessment(self) -> Any:
+        """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request;
+        computed again after a run or when a use case's deadline passes (a pending day turns late)."""
         from kiban.slo.service import assess
 
-        beat = pulse(self)
-        result = assess(self.project, self.graph, self.reader)
-        due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
-        self._assessed = (beat, min(due, default=result.now + timedelta(days=1)))
-        return result
+        def next_deadline(result: Any) -> datetime:
+            due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
+            return min(due, default=result.now + timedelta(days=1))
+
+        return self.following("assessment", ASSESS_TTL, lambda: assess(self.project, self.graph, self.reader),
+                              next_deadline)
 
     def resolve(self, name: str) -> str:
         matches = [k for k, a in self.graph.assets.items() if name in (k, a.name)]
@@ -235,8 +245,8 @@ def _attempt(a: AttemptRecord) -> m.AttemptOut:
 
 
 def run_list(site: Site, limit: int = 25) -> m.RunList:
-    """Recent runs, newest first; shared between requests for RUNS_TTL seconds (a run's progress clears it)."""
-    return site.cached(f"runs:{limit}", RUNS_TTL, lambda: _run_list(site, limit))
+    """Recent runs, newest first; shared between requests until a run moves (or RUNS_TTL seconds)."""
+    return site.following(f"runs:{limit}", RUNS_TTL, lambda: _run_list(site, limit))
 
 
 def _run_list(site: Site, limit: int) -> m.RunList:
@@ -357,7 +367,7 @@ def asset_state(site: Site) -> dict[str, str]:
         return {k: "lake" if a.layer == "lake" else (latest[k].status if k in latest else "never run")
                 for k, a in site.graph.assets.items()}
 
-    return site.cached("states", STATES_TTL, compute)
+    return site.following("states", STATES_TTL, compute)
 
 
 def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
