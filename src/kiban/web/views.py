@@ -30,6 +30,7 @@ from kiban.web import models as m
 T = TypeVar("T")
 ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
 STATES_TTL = 60.0  # every asset's latest state (the lineage graph's colours)
+TODAY_TTL = 5.0  # the board as a whole (its forecasts move with the clock while a run goes)
 PULSE = 0.5  # seconds the store's pulse is shared (the live pages' event streams look this often)
 RUNS_TTL = 10.0  # the runs list (computed again at once when a run moves; meanwhile running runs' durations)
 
@@ -145,6 +146,8 @@ class Site:
                               next_deadline)
 
     def resolve(self, name: str) -> str:
+        if name in self.graph.assets:  # the usual case (links carry the key): no walk over every asset
+            return name
         matches = [k for k, a in self.graph.assets.items() if name in (k, a.name)]
         if len(matches) == 1:
             return matches[0]
@@ -326,6 +329,12 @@ def _status(site: Site, result: Any, name: str, forecasts: dict[str, Any]) -> m.
 
 
 def today(site: Site) -> m.Today:
+    """The board; shared between requests until a run, check or incident moves (running: forecasts age, so at
+    most TODAY_TTL seconds)."""
+    return site.following("today", TODAY_TTL, lambda: _today(site))
+
+
+def _today(site: Site) -> m.Today:
     from kiban.incidents import IncidentLog
 
     result = site.assessment()
@@ -400,16 +409,20 @@ def _served(site: Site, key: str) -> list[str]:
     return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
 
 
+_ASSET_VERSION = sa.select(  # built once: the asset page asks it on every request
+    sa.select(sa.func.max(attempts_table.c.id)).where(attempts_table.c.asset == sa.bindparam("asset"))
+    .scalar_subquery(),
+    sa.select(sa.func.max(check_results.c.id)).where(check_results.c.asset == sa.bindparam("asset"))
+    .scalar_subquery())
+
+
 def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
     """An asset's recent builds (a month of daily builds: the charts and the table) and check results. One small
     query asks whether anything new was recorded for it; only then are they read again."""
     from kiban.checks import history
-    from kiban.store.schema import check_results
 
-    newest = sa.select(sa.func.max(attempts_table.c.id)).where(attempts_table.c.asset == key).scalar_subquery()
-    checked = sa.select(sa.func.max(check_results.c.id)).where(check_results.c.asset == key).scalar_subquery()
     with site.reader.engine.connect() as conn:
-        version = tuple(conn.execute(sa.select(newest, checked)).one())
+        version = tuple(conn.execute(_ASSET_VERSION, {"asset": key}).one())
 
     def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
         runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
