@@ -142,7 +142,10 @@ def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(con
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     done = operate.run(load_project(root), RunOptions(select=["warehouse.orders+"], full_refresh=True))
     assert done.result.status == "success" and done.gated
-    after = client.get("/api/v1/assets/mart.daily_sales", headers=head).json()
+    deadline = time.monotonic() + 5  # the store's pulse is shared for half a second
+    while len((after := client.get("/api/v1/assets/mart.daily_sales", headers=head).json())["runs"]) < 2:
+        assert time.monotonic() < deadline, "the asset page kept its old history after a run"
+        time.sleep(0.1)
     assert [r["status"] for r in after["runs"]] == ["success", "failed"]
     assert "<circle" in client.get("/assets/mart.daily_sales").text  # the chart drawn again for the new build
     orders = client.get("/api/v1/assets/warehouse.orders", headers=head).json()

@@ -78,6 +78,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
 def templates(site: Site) -> Jinja2Templates:
     found = Jinja2Templates(directory=HERE / "templates")
     env = found.env
+    env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
 
     def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         if value is None:

@@ -409,20 +409,12 @@ def _served(site: Site, key: str) -> list[str]:
     return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
 
 
-_ASSET_VERSION = sa.select(  # built once: the asset page asks it on every request
-    sa.select(sa.func.max(attempts_table.c.id)).where(attempts_table.c.asset == sa.bindparam("asset"))
-    .scalar_subquery(),
-    sa.select(sa.func.max(check_results.c.id)).where(check_results.c.asset == sa.bindparam("asset"))
-    .scalar_subquery())
-
-
 def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
-    """An asset's recent builds (a month of daily builds: the charts and the table) and check results. One small
-    query asks whether anything new was recorded for it; only then are they read again."""
+    """An asset's recent builds (a month of daily builds: the charts and the table) and check results, read again
+    only when the store's pulse has moved (a new attempt or check result is always in it) — no query otherwise."""
     from kiban.checks import history
 
-    with site.reader.engine.connect() as conn:
-        version = tuple(conn.execute(_ASSET_VERSION, {"asset": key}).one())
+    version = pulse(site)
 
     def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
         runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
