@@ -1,8 +1,9 @@
 """The data behind each page and API answer, read from the same core functions the CLI uses.
 
 ``Site`` holds the loaded project, its graph and the state store; every view is a function of a site that
-returns one model of ``kiban.web.models``. The service-level assessment, the costliest read, is shared by all
-requests for a few seconds.
+returns one model of ``kiban.web.models``. What is costly to read (the service-level assessment, the board, the
+runs list, an asset's history) is shared by all requests until the store's *pulse* moves: a run starts or
+progresses, a check result or an incident is recorded, by this server or any other process.
 """
 
 from __future__ import annotations
@@ -108,11 +109,6 @@ class Site:
         """Drop every shared value: the next request computes afresh (after a workaround ends)."""
         with self._lock:
             self._cache.clear()
-
-    def expire(self) -> None:
-        """Mark every shared value stale: the next request still gets it, and starts a refresh (during a run)."""
-        with self._lock:
-            self._cache = {k: (float("-inf"), v) for k, (_, v) in self._cache.items()}
 
     def following(self, key: str, ttl: float, compute: Callable[[], T],
                   until: Callable[[T], datetime] | None = None) -> T:
