@@ -238,9 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Machine: {os.cpu_count()} cores, load average {busy:.1f} when the run ended (shared with other "
               "work: one process serves all 8 clients, so under load each answer also waits for the others' CPU; "
               "the 1-client column is the pages' own cost).", "",
-              "Today and Asset read the service-level assessment shared for 10 s, Runs the runs list shared for 1 s; "
-              "a stale copy is answered while one background thread computes the next, so no request waits for "
-              "it. The core column is the same work with nothing shared."]
+              "Today, Asset and Runs share what they read (the service-level assessment, the board, the runs list, "
+              "an asset's history and charts) until the store's pulse moves — a run, a check result or an "
+              "incident, looked at twice a second for all clients — or a deadline passes; nothing is recomputed on "
+              "a timer while nothing happens (computing the assessment holds the interpreter for the core column's "
+              "time, and every request in flight would wait behind it). The core column is the same work with "
+              "nothing shared. The health row is the floor: what any answer costs on this machine at this load."]
     if not args.no_write:
         write_section(MARKER, "\n".join(lines))
     return 0

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from tests import test_web_console
 from tests.conftest import REQUIRE_SERVICES
 from tests.test_web_console import FIXED_SQL, PASSWORD
+from tests.test_web_live import serving
 
 template = test_web_console.template  # the shared fixture
 
@@ -37,26 +36,11 @@ def _need_chromium() -> None:
 @pytest.fixture
 def server(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(base URL, project root) of a real uvicorn server on a free loopback port."""
-    import uvicorn
-
-    from kiban.web import create_app
-
     _need_chromium()
     root = tmp_path / "shop"
     shutil.copytree(template[0], root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(10)
+    with serving(root) as (base, _app):
+        yield base, root
 
 
 @pytest.fixture
@@ -172,9 +156,6 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
     """500 assets: the page opens at natural size (labels readable), Fit shows the whole graph."""
     import random
 
-    import uvicorn
-
-    from kiban.web import create_app
     from tests.test_web_console import add_users
 
     rng = random.Random(5)
@@ -191,17 +172,7 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         (root / f"models/warehouse/w{i:03d}.sql").write_text(sql)
         keys.append(f"warehouse.w{i:03d}")
     add_users(root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        base = f"http://127.0.0.1:{port}"
+    with serving(root) as (base, _app):
         page = _sign_in(browser, base, "viewer")
         page.goto(base + "/graph")
         assert page.locator("#lineage a.node").count() == 500
@@ -216,6 +187,41 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         page.click("#zoom-reset")
         _wait_for(lambda: width() > opened * 1.2)  # Fit: the whole graph
         assert not page.errors, page.errors
-    finally:
-        server.should_exit = True
-        thread.join(10)
+
+
+def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, browser, template):
+    """Server-sent events: the pages change without a reload while a run started elsewhere goes and ends."""
+    import httpx
+
+    from tests.test_web_console import bearer
+
+    base, root = server
+    slow = "select id, store, amount, day from lake.orders where (select sum(hash(i)) from range({n}) t(i)) > 0\n"
+    (root / "models/warehouse/orders.sql").write_text(slow.format(n=200_000_000))  # a few seconds to build
+    operator = bearer(template[1]["operator"])
+    page = _sign_in(browser, base, "viewer")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    page.evaluate("() => { window.kibanSameDocument = true; }")  # gone if the page were reloaded
+    assert page.locator("p.banner.running").count() == 0
+    httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator, timeout=30)
+    page.wait_for_selector("p.banner.running", timeout=20_000)  # Today: "Running now"
+    _wait_for(lambda: page.locator("p.banner.running").count() == 0, 60)  # and then it is over
+    assert page.evaluate("() => window.kibanSameDocument === true")
+
+    page.goto(base + "/runs")
+    before = page.locator("table.runs tbody tr").count()
+    (root / "models/warehouse/orders.sql").write_text(slow.format(n=400_000_000))
+    job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator,
+                     timeout=30).json()
+    page.evaluate("() => { window.kibanSameDocument = true; }")
+    _wait_for(lambda: page.locator("table.runs tbody tr").count() == before + 1, 20)  # the new run appears
+    run_id = httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator, timeout=10).json()["run_id"]
+    page.goto(f"{base}/runs/{run_id}")
+    assert page.locator("h1 .pill.s-running").count() == 1  # opened while it goes
+    page.evaluate("() => { window.kibanSameDocument = true; }")
+    page.wait_for_selector("h1 .pill.s-success", timeout=60_000)  # the Gantt page follows the run to its end
+    assert page.locator("svg.gantt").is_visible()
+    assert page.evaluate("() => window.kibanSameDocument === true")
+    assert any("/events?since=" in u for u in streams) and any(f"/events/runs/{run_id}" in u for u in streams)
+    assert not page.errors, page.errors

@@ -120,3 +120,58 @@ def test_a_stale_shared_value_is_answered_at_once_while_one_refresh_runs(console
     while site.cached("k", 60, slow) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert site.cached("k", 60, slow) == 2 and len(calls) == 2  # exactly one refresh ran
+
+
+def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(console):
+    """The asset page reuses what it read and drew for an asset until a new attempt or check result is recorded
+    (here by runs in this process that the server knows nothing of: only the store tells)."""
+    from kiban import operate
+    from kiban.project import load_project
+    from kiban.run import RunOptions
+    from tests.test_web_console import FIXED_SQL
+
+    client, root, tokens, _incident = console
+    head = bearer(tokens["viewer"])
+    sign_in(client, "viewer")
+    before = client.get("/api/v1/assets/mart.daily_sales", headers=head).json()
+    assert [r["status"] for r in before["runs"]] == ["failed"]
+    assert "<circle" not in client.get("/assets/mart.daily_sales").text  # no successful build to draw yet
+    assert client.get("/api/v1/assets/mart.daily_sales", headers=head).json() == before  # kept: nothing new
+    orders = client.get("/api/v1/assets/warehouse.orders", headers=head).json()
+    assert orders["checks"] == []  # the first run had no gate
+    (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
+    done = operate.run(load_project(root), RunOptions(select=["warehouse.orders+"], full_refresh=True))
+    assert done.result.status == "success" and done.gated
+    deadline = time.monotonic() + 5  # the store's pulse is shared for half a second
+    while len((after := client.get("/api/v1/assets/mart.daily_sales", headers=head).json())["runs"]) < 2:
+        assert time.monotonic() < deadline, "the asset page kept its old history after a run"
+        time.sleep(0.1)
+    assert [r["status"] for r in after["runs"]] == ["success", "failed"]
+    assert "<circle" in client.get("/assets/mart.daily_sales").text  # the chart drawn again for the new build
+    orders = client.get("/api/v1/assets/warehouse.orders", headers=head).json()
+    assert {c["status"] for c in orders["checks"]} == {"pass"} and len(orders["checks"]) >= 2
+
+
+def test_the_shared_assessment_follows_the_store_not_a_timer(console):
+    """Today's verdicts are computed again when a run is recorded (by any process), not only when a timer says."""
+    from kiban.project import load_project
+    from kiban.run import RunOptions, run_project
+    from tests.test_web_console import FIXED_SQL
+
+    client, root, tokens, _incident = console
+    head = bearer(tokens["viewer"])
+    site = client.app.state.site
+
+    def verdict() -> dict:
+        return client.get("/api/v1/today", headers=head).json()["usecases"][0]
+
+    first = verdict()
+    computed = site._seen["assessment"]
+    assert verdict() == first and site._seen["assessment"] is computed  # nothing happened: the same assessment
+    (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
+    assert run_project(load_project(root), RunOptions()).status == "success"
+    deadline = time.monotonic() + 10
+    while site._seen["assessment"] is computed and time.monotonic() < deadline:  # the stale one is answered meanwhile
+        verdict()
+        time.sleep(0.1)
+    assert site._seen["assessment"] is not computed  # computed again after the run, long before ASSESS_TTL

@@ -51,9 +51,9 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
          restart: bool, wait: float) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from kiban.checks.gate import gate_for
+    from kiban import operate
     from kiban.cli.output import console, styled
-    from kiban.run.backfill import BackfillOptions, PartitionOutcome, run_backfill
+    from kiban.run.backfill import BackfillOptions, PartitionOutcome
 
     options = BackfillOptions(select=selection, exclude=exclude, start=start, end=end, concurrency=concurrency,
                               wait=wait, restart=restart)
@@ -77,15 +77,13 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    gate = gate_for(project)  # blocking checks judge the table with each new partition before it commits
     previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        result = run_backfill(project, options, on_start, on_partition, audit=gate)
+    try:  # checks gate every partition's publish; the use cases are judged afterwards, as after `kiban run`
+        done = operate.backfill(project, options, on_start, on_partition)
     finally:
         progress.stop()
         signal.signal(signal.SIGTERM, previous)
-        if gate is not None:
-            gate.close()
+    result = done.result
     rate = result.processed / result.seconds if result.seconds else 0.0
     console.print(f"backfill {result.backfill_id} {styled(result.status)}: {result.processed} partitions processed"
                   f"{f', {result.done_before} done earlier' if result.done_before else ''}"
@@ -95,6 +93,9 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
                       soft_wrap=True)
     if result.status != "success":
         console.print("Fix the cause, then run the same command again: done partitions are skipped.")
+    from kiban.cli.commands import print_service_levels
+
+    print_service_levels(done, quiet=True)  # judged and stored; `kiban slo` shows them
     return result
 
 

@@ -60,7 +60,7 @@ def run(
     from kiban.cli.progress import JsonLog, LiveView
     from kiban.cli.report import print_run_summary
     from kiban.errors import UsageError
-    from kiban.run import RunOptions, run_project
+    from kiban.run import RunOptions
 
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
@@ -70,83 +70,47 @@ def run(
     listeners: list[Any] = [JsonLog() if log_format == "json" else LiveView()]
     options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
                          resume=resume, threads=threads, wait=wait)
-    watcher = _breach_watcher(project)
-    if watcher is not None:
-        listeners.append(watcher)
-    from kiban.catalog.hooks import catalog_listeners
-
-    listeners.extend(catalog_listeners(project))  # OpenLineage events; profiles of what was published
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    from kiban.checks.gate import gate_for
+    from kiban import operate
 
-    gate = gate_for(project)  # data-quality checks judge every new version before it is published
     previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        if workers:  # the workers build (and check) the assets; this process plans and follows the queue
-            from kiban.workers import run_distributed
-
-            result = run_distributed(project, options, listeners, after=gate.after if gate else None)
-        else:
-            result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
+    try:  # checks gate every publish, the watcher raises at-risk incidents, service levels are judged after
+        done = operate.run(project, options, listeners, workers=workers)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if watcher is not None:
-            watcher.close()
-            watcher.store.close()
-        if gate is not None:
-            gate.close()
+    result = done.result
     if log_format == "text":
         print_run_summary(result, project)
         if project.sources:  # what the run's loads quarantined, refused, or saw change in a schema
             from kiban.cli.collect import print_load_notes
 
             print_load_notes(project, result.run_id)
-        if gate is not None:
+        if done.gated:
             from kiban.cli.checks import print_run_checks
 
             print_run_checks(project, result.run_id)
     elif not result.ok:  # stdout holds only JSON lines
         err_console.print(f"run {result.run_id} {result.status}", style="red")
-    if project.usecases:
-        _service_levels(project, quiet=log_format == "json")
+    print_service_levels(done, quiet=log_format == "json")
     if result.status == "cancelled":
         sys.exit(130)
     if not result.ok:
         sys.exit(1)
 
 
-def _breach_watcher(project: Any) -> Any:
-    """Forecasts use cases while the run goes; None when the project has no use cases."""
-    if not project.usecases:
-        return None
-    from kiban.graph import build_graph
-    from kiban.slo.watch import BreachWatcher
-    from kiban.store import Store
-
-    return BreachWatcher(project, build_graph(project), Store(project.state_url))
-
-
-def _service_levels(project: Any, quiet: bool) -> None:
-    """After a run: judge the use cases, keep incidents and notify. Never changes the run's outcome."""
+def print_service_levels(done: Any, quiet: bool) -> None:
+    """The use cases as the run left them (``kiban run``, ``kiban backfill``); a failure to judge is a warning."""
     from kiban.cli.output import err_console
-    from kiban.graph import build_graph
-    from kiban.slo.service import check
-    from kiban.store import Store
 
-    store = Store(project.state_url)
-    try:
-        result = check(project, build_graph(project), store)
-        if not quiet:
-            from kiban.cli.slo import print_assessment
+    if done.levels_error is not None:
+        err_console.print(f"[yellow]service levels could not be checked: {done.levels_error}[/]")
+    elif done.levels is not None and not quiet:
+        from kiban.cli.slo import print_assessment
 
-            print_assessment(result)
-    except Exception as exc:
-        err_console.print(f"[yellow]service levels could not be checked: {exc}[/]")
-    finally:
-        store.close()
+        print_assessment(done.levels)
 
 
 @app.command()

@@ -75,7 +75,9 @@ def serve(
                   f"(API: /api/v1, described at /openapi.json; Ctrl-C stops)")
     if users == 0:
         console.print("[yellow]no users yet:[/] add one with [bold]kiban users add NAME --role admin[/]")
-    uvicorn.run(application, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
+    # live pages hold an event stream open: on Ctrl-C, give answers 3 s to finish, then close the streams
+    uvicorn.run(application, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key,
+                timeout_graceful_shutdown=3)
 
 
 @users_app.command("add")

@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 
 def create_app(project_dir: Path | str = ".") -> FastAPI:
     """The console for the project at (or above) ``project_dir``."""
-    from kiban.web import api, catalog_pages, pages
+    from kiban.web import api, catalog_pages, live, pages
 
     site = Site(Path(project_dir))
     accounts = Accounts(site.store, site.reader)
@@ -59,6 +59,9 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     app.middleware("http")(authenticate)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
+    app.include_router(live.router)
+    # the event streams' timing, and how many are open now
+    app.state.live = {"poll": live.POLL, "heartbeat": live.HEARTBEAT, "lifetime": live.LIFETIME, "clients": 0}
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
@@ -76,6 +79,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
 def templates(site: Site) -> Jinja2Templates:
     found = Jinja2Templates(directory=HERE / "templates")
     env = found.env
+    env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
 
     def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         if value is None:

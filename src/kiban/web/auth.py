@@ -37,7 +37,9 @@ def is_public(path: str) -> bool:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/openapi.json"
+    """API calls and the pages' event streams (a script reads them, not a person) are answered in JSON."""
+    path = request.url.path
+    return path.startswith(("/api/", "/events")) or path == "/openapi.json"
 
 
 async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -1,9 +1,9 @@
 """Operators' workarounds started from the web: resume the failed run, rebuild an asset, backfill a range.
 
-Each one runs in a background thread through the same core entry points as ``kiban run`` and
-``kiban backfill`` (with the data-quality gate, and the service-level check afterwards), so the page answers
-at once and the run shows up in Runs as it goes. The project is reloaded from disk first: the usual repair is
-to fix a file, then resume.
+Each one runs in a background thread through the same core entry point as ``kiban run`` and ``kiban backfill``
+(``kiban.operate``: the data-quality gate, the breach watcher, the service-level check afterwards), so the page
+answers at once and the run shows up in Runs as it goes. The project is reloaded from disk first: the usual
+repair is to fix a file, then resume.
 """
 
 from __future__ import annotations
@@ -99,64 +99,31 @@ class Jobs:
         return job
 
     def _run(self, job: Job, options: Any) -> str:
-        from kiban.checks.gate import gate_for
-        from kiban.run import run_project
+        from kiban import operate
         from kiban.run.events import Event
 
         self.site.reload()
-        project = self.site.project
 
-        def listen(event: Event) -> None:
+        def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
             if event.kind == "run_started":
                 job.run_id = event.run_id
-            self.site.expire()  # live pages see the new state within a poll or two
 
-        gate = gate_for(project)
-        listeners: list[Any] = [listen]
-        watcher = None
-        if project.usecases:  # as `kiban run`: at-risk incidents are raised before the deadline, while it runs
-            from kiban.slo.watch import BreachWatcher
-            from kiban.store import Store
-
-            watcher = BreachWatcher(project, self.site.graph, Store(project.state_url))
-            listeners.append(watcher)
-        try:
-            result = run_project(project, options, listeners, audit=gate, after=gate.after if gate else None)
-        finally:
-            if gate is not None:
-                gate.close()
-            if watcher is not None:
-                watcher.close()
-                watcher.store.close()
+        done = operate.run(self.site.project, options, [listen], graph=self.site.graph, store=self.site.store)
+        result = done.result
         job.run_id = result.run_id
-        self._service_levels()
         if result.failed:
             job.error = "; ".join(f"{k}: {(result.outcomes[k].error or '')[:200]}" for k in result.failed[:3])
-        return result.status
+        return str(result.status)
 
     def _backfill(self, job: Job, selection: list[str], start: str, end: str) -> str:
-        from kiban.checks.gate import gate_for
-        from kiban.run.backfill import BackfillOptions, run_backfill
+        from kiban import operate
+        from kiban.run.backfill import BackfillOptions
 
         self.site.reload()
-        project = self.site.project
-        gate = gate_for(project)
-        try:
-            result = run_backfill(project, BackfillOptions(select=selection, start=start, end=end), audit=gate)
-        finally:
-            if gate is not None:
-                gate.close()
+        done = operate.backfill(self.site.project, BackfillOptions(select=selection, start=start, end=end),
+                                graph=self.site.graph, store=self.site.store)
+        result = done.result
         job.run_id = result.backfill_id
-        self._service_levels()
         if result.failed:
             job.error = f"{len(result.failed)} partitions failed, e.g. {result.failed[0].error}"
-        return result.status
-
-    def _service_levels(self) -> None:
-        """After a run, as ``kiban run`` does: judge the use cases and keep incidents in step."""
-        if not self.site.project.usecases:
-            return
-        from kiban.slo.service import check
-
-        with contextlib.suppress(Exception):  # never changes the run's outcome
-            check(self.site.project, self.site.graph, self.site.store)
+        return str(result.status)

@@ -16,12 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.graph import select
-from kiban.web import svg, views
+from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.app import render
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.jobs import Jobs
-from kiban.web.models import UseCaseDetail
+from kiban.web.models import AttemptOut, UseCaseDetail
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)
@@ -101,8 +101,10 @@ def logout(request: Request, user: Annotated[User, Depends(need("viewer"))]) -> 
 
 @router.get("/")
 def today(request: Request, user: Viewer) -> Response:
-    data = views.today(_site(request))
-    return render(request, "today.html", data=data, live=bool(data.running), title="Today")
+    site = _site(request)
+    data = views.today(site)
+    return render(request, "today.html", data=data, live=bool(data.running), events=live.events_url(site),
+                  title="Today")
 
 
 @router.get("/usecases/{name}")
@@ -135,28 +137,39 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
     site = _site(request)
     key = site.resolve(key)
     data = views.asset_detail(site, key, show_sql=user.can("analyst"))
-    built = [a for a in reversed(data.runs) if a.status == "success" and a.ended_at]
-    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at],
-                              "build time", " s")
-    rows = svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows")
+    newest = data.runs[0] if data.runs else None  # the charts are drawn again only after its next build
+    duration, rows = site.keep(f"charts:{key}", newest and (newest.run_id, newest.attempt, newest.status),
+                               lambda: _charts(data.runs))
     return render(request, "asset.html", data=data, duration_chart=duration, rows_chart=rows, title=key)
+
+
+def _charts(runs: list[AttemptOut]) -> tuple[str, str]:
+    """An asset's build time and rows over its recent successful builds, as SVG."""
+    built = [a for a in reversed(runs) if a.status == "success" and a.ended_at]
+    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s")
+    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows")
 
 
 @router.get("/runs")
 def runs(request: Request, user: Viewer) -> Response:
-    data = views.run_list(_site(request))
+    site = _site(request)
+    data = views.run_list(site)
     jobs: Jobs = request.app.state.jobs
-    return render(request, "runs.html", data=data, jobs=jobs.all()[:10], live=data.running, title="Runs")
+    return render(request, "runs.html", data=data, jobs=jobs.all()[:10], live=data.running,
+                  events=live.events_url(site), title="Runs")
 
 
 @router.get("/runs/{run_id}")
 def run(request: Request, run_id: str, user: Viewer) -> Response:
-    data = views.run_detail(_site(request), run_id)
+    site = _site(request)
+    data = views.run_detail(site, run_id)
     if data is None:
         raise HTTPException(404, f"no run with id '{run_id}'")
     last = {a.asset: a for a in data.attempts}
     chart = svg.gantt([(a.asset, a.started_at, a.ended_at, a.status) for a in last.values()])
-    return render(request, "run.html", data=data, gantt=chart, live=data.run.status == "running", title=run_id)
+    running = data.run.status == "running"
+    return render(request, "run.html", data=data, gantt=chart, live=running,
+                  events=live.events_url(site, data.run.run_id) if running else None, title=run_id)
 
 
 @router.get("/incidents")

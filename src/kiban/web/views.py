@@ -1,8 +1,9 @@
 """The data behind each page and API answer, read from the same core functions the CLI uses.
 
 ``Site`` holds the loaded project, its graph and the state store; every view is a function of a site that
-returns one model of ``kiban.web.models``. The service-level assessment, the costliest read, is shared by all
-requests for a few seconds.
+returns one model of ``kiban.web.models``. What is costly to read (the service-level assessment, the board, the
+runs list, an asset's history) is shared by all requests until the store's *pulse* moves: a run starts or
+progresses, a check result or an incident is recorded, by this server or any other process.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, overload
 from zoneinfo import ZoneInfo
@@ -22,11 +23,17 @@ from kiban.graph import Graph, build_graph, select
 from kiban.project import Project, load_project
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
 from kiban.store.schema import attempts as attempts_table
+from kiban.store.schema import check_results
+from kiban.store.schema import incidents as incidents_table
+from kiban.store.schema import runs as runs_table
 from kiban.web import models as m
 
 T = TypeVar("T")
-ASSESS_TTL = 10.0  # seconds an assessment is shared (verdicts move in minutes; a run marks it stale at once)
-RUNS_TTL = 1.0  # the runs list: many people watching one run's progress cost one query per second
+ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
+STATES_TTL = 60.0  # every asset's latest state (the lineage graph's colours)
+TODAY_TTL = 5.0  # the board as a whole (its forecasts move with the clock while a run goes)
+PULSE = 0.5  # seconds the store's pulse is shared (the live pages' event streams look this often)
+RUNS_TTL = 10.0  # the runs list (computed again at once when a run moves; meanwhile running runs' durations)
 
 
 class Site:
@@ -37,6 +44,8 @@ class Site:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._computing: dict[str, threading.Lock] = {}
+        self._kept: dict[str, tuple[Any, Any]] = {}  # name → (version, value); one entry per name
+        self._seen: dict[str, tuple[Any, datetime | None]] = {}  # following(): the pulse a value was computed at
         self.project: Project = load_project(root)
         self.graph: Graph = build_graph(self.project)
         self.store = Store(self.project.state_url)  # writes: reaping dead runs, incidents, accounts
@@ -52,6 +61,8 @@ class Site:
         with self._lock:
             self.project, self.graph = project, graph
             self._cache.clear()
+            self._kept.clear()
+            self._seen.clear()
 
     def cached(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
         """``compute()`` at most once per ``ttl`` seconds. A stale value is answered at once while one background
@@ -73,6 +84,17 @@ class Site:
                 self._cache[key] = (time.monotonic(), value)
             return value
 
+    def keep(self, name: str, version: Any, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``version`` of ``name`` (e.g. an asset's charts per its newest attempt): the
+        value is reused until the version changes. One entry per name, so memory stays bounded."""
+        hit = self._kept.get(name)
+        if hit is not None and hit[0] == version:
+            value: T = hit[1]
+            return value
+        value = compute()
+        self._kept[name] = (version, value)
+        return value
+
     def _refresh(self, key: str, compute: Callable[[], Any], guard: threading.Lock) -> None:
         try:
             value = compute()
@@ -88,17 +110,40 @@ class Site:
         with self._lock:
             self._cache.clear()
 
-    def expire(self) -> None:
-        """Mark every shared value stale: the next request still gets it, and starts a refresh (during a run)."""
-        with self._lock:
-            self._cache = {k: (float("-inf"), v) for k, (_, v) in self._cache.items()}
+    def following(self, key: str, ttl: float, compute: Callable[[], T],
+                  until: Callable[[T], datetime] | None = None) -> T:
+        """``cached()``, but computed again as soon as the store's pulse moves (a run, a check, an incident — by any
+        process), or ``until(value)`` has passed; else every ``ttl`` seconds (then in the background, as ``cached``).
+        Not on a short timer: computing holds the interpreter, and every page in flight would wait behind it."""
+        seen = self._seen.get(key)
+        if seen is not None and (pulse(self) != seen[0] or (seen[1] is not None and utcnow() >= seen[1])):
+            with self._lock:  # dropped, not marked stale: a live page re-reading itself after an event must see
+                self._cache.pop(key, None)  # the change (the first request computes; the others wait for it)
+                self._seen.pop(key, None)
+
+        def measured() -> T:
+            beat = pulse(self)
+            value = compute()
+            self._seen[key] = (beat, until(value) if until is not None else None)
+            return value
+
+        return self.cached(key, ttl, measured)
 
     def assessment(self) -> Any:
+        """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request;
+        computed again after a run or when a use case's deadline passes (a pending day turns late)."""
         from kiban.slo.service import assess
 
-        return self.cached("assessment", ASSESS_TTL, lambda: assess(self.project, self.graph, self.reader))
+        def next_deadline(result: Any) -> datetime:
+            due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
+            return min(due, default=result.now + timedelta(days=1))
+
+        return self.following("assessment", ASSESS_TTL, lambda: assess(self.project, self.graph, self.reader),
+                              next_deadline)
 
     def resolve(self, name: str) -> str:
+        if name in self.graph.assets:  # the usual case (links carry the key): no walk over every asset
+            return name
         matches = [k for k, a in self.graph.assets.items() if name in (k, a.name)]
         if len(matches) == 1:
             return matches[0]
@@ -145,6 +190,28 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+def pulse(site: Site, run_id: str | None = None) -> tuple[Any, ...]:
+    """What moves when the project's runs, check results or incidents do (``run_id``: only that run's status and
+    attempts), shared for PULSE seconds: the live pages' events and the assessment's freshness both follow it."""
+    return site.cached(f"pulse:{run_id or ''}", PULSE, lambda: _pulse(site, run_id))
+
+
+def _pulse(site: Site, run_id: str | None) -> tuple[Any, ...]:
+    a, r, i = attempts_table.c, runs_table.c, incidents_table.c
+    with site.reader.engine.connect() as conn:
+        if run_id is not None:
+            status = conn.execute(sa.select(r.status).where(r.run_id == run_id)).scalar()
+            return (status, conn.execute(sa.select(sa.func.max(a.id)).where(a.run_id == run_id)).scalar())
+        recent = conn.execute(sa.select(r.run_id, r.status).where(r.project == site.project.name)
+                              .order_by(r.started_at.desc()).limit(5)).all()
+        ids = [x[0] for x in recent]
+        last = conn.execute(sa.select(sa.func.max(a.id)).where(a.run_id.in_(ids))).scalar() if ids else None
+        changed = conn.execute(sa.select(sa.func.count(), sa.func.max(i.updated_at))
+                               .where(i.project == site.project.name)).one()
+        checked = conn.execute(sa.select(sa.func.max(check_results.c.id))).scalar()
+    return (tuple((x[0], x[1]) for x in recent), last, tuple(changed), checked)
+
+
 # -- runs --------------------------------------------------------------------------------------------------------
 
 def _final_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -177,8 +244,8 @@ def _attempt(a: AttemptRecord) -> m.AttemptOut:
 
 
 def run_list(site: Site, limit: int = 25) -> m.RunList:
-    """Recent runs, newest first; shared between requests for RUNS_TTL seconds (a run's progress clears it)."""
-    return site.cached(f"runs:{limit}", RUNS_TTL, lambda: _run_list(site, limit))
+    """Recent runs, newest first; shared between requests until a run moves (or RUNS_TTL seconds)."""
+    return site.following(f"runs:{limit}", RUNS_TTL, lambda: _run_list(site, limit))
 
 
 def _run_list(site: Site, limit: int) -> m.RunList:
@@ -258,6 +325,12 @@ def _status(site: Site, result: Any, name: str, forecasts: dict[str, Any]) -> m.
 
 
 def today(site: Site) -> m.Today:
+    """The board; shared between requests until a run, check or incident moves (running: forecasts age, so at
+    most TODAY_TTL seconds)."""
+    return site.following("today", TODAY_TTL, lambda: _today(site))
+
+
+def _today(site: Site) -> m.Today:
     from kiban.incidents import IncidentLog
 
     result = site.assessment()
@@ -299,23 +372,19 @@ def asset_state(site: Site) -> dict[str, str]:
         return {k: "lake" if a.layer == "lake" else (latest[k].status if k in latest else "never run")
                 for k, a in site.graph.assets.items()}
 
-    return site.cached("states", ASSESS_TTL, compute)
+    return site.following("states", STATES_TTL, compute)
 
 
 def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
-    from kiban.checks import history
-    from kiban.slo.impact import blast_radius
-
     asset = site.graph.assets[key]
     cfg = asset.config
-    runs = site.reader.asset_history(key, 30)  # a month of daily builds: the charts and the table
-    served = blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
+    runs, checks = _asset_history(site, key)
+    served = site.keep(f"served:{key}", id(site.graph), lambda: _served(site, key))
     bound, p50, p90 = None, None, None
     if served:
         result = site.assessment()
         bound = result.safe_finish.get(key)
         p50, p90 = result.p50.get(key), result.p90.get(key)
-    checks = history.recent(site.reader, site.project.name, key, 30)
     return m.AssetDetail(
         key=key, layer=asset.layer, name=asset.name, description=cfg.description, owner=cfg.owner,
         tags=list(cfg.tags), materialized=cfg.materialized if asset.sql else "parquet",
@@ -325,11 +394,32 @@ def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
         sql=asset.sql if show_sql else None, upstream=list(site.graph.deps[key]),
         downstream=sorted(site.graph.children[key]),
         state="lake" if asset.layer == "lake" else (runs[0].status if runs else "never run"),
-        runs=[_attempt(a) for a in runs],
-        checks=[m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
-                           checked_at=utc(c.checked_at), detail=c.detail) for c in checks],
-        usecases=served, latest_safe_finish=utc(bound.latest_finish) if bound else None,
+        runs=list(runs), checks=list(checks), usecases=served,
+        latest_safe_finish=utc(bound.latest_finish) if bound else None,
         safe_finish_for=bound.usecase if bound else None, p50_seconds=p50, p90_seconds=p90)
+
+
+def _served(site: Site, key: str) -> list[str]:
+    from kiban.slo.impact import blast_radius
+
+    return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
+
+
+def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
+    """An asset's recent builds (a month of daily builds: the charts and the table) and check results, read again
+    only when the store's pulse has moved (a new attempt or check result is always in it) — no query otherwise."""
+    from kiban.checks import history
+
+    version = pulse(site)
+
+    def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
+        runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
+        checks = [m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
+                             checked_at=utc(c.checked_at), detail=c.detail)
+                  for c in history.recent(site.reader, site.project.name, key, 30)]
+        return runs, checks
+
+    return site.keep(f"history:{key}", version, read)
 
 
 def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:

@@ -2,27 +2,53 @@
 (function () {
   "use strict";
 
-  // Live pages (Today and Runs while a run goes, a job until it ends) re-read themselves every few seconds
-  // and swap in the new <main>. Nothing is loaded from elsewhere.
+  // Live pages (Today, Runs, a run while it goes, a job until it ends) re-read themselves and swap in the new
+  // <main>. Where the page names an event stream (data-events), the server says when something changed
+  // (server-sent events); otherwise, or when the stream cannot be opened, the page polls. Nothing is loaded from
+  // elsewhere.
+  function refresh(main, after) {
+    if (main.kibanBusy) { main.kibanAgain = true; return; }  // one re-read at a time; the last change wins
+    main.kibanBusy = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "X-Requested-With": "kiban-live" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (text) {
+        if (text) {
+          var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("live");
+          if (fresh) {
+            main.innerHTML = fresh.innerHTML;
+            main.setAttribute("data-live", fresh.getAttribute("data-live") || "0");
+          }
+        }
+      })
+      .catch(function () {})
+      .then(function () {
+        main.kibanBusy = false;
+        if (main.kibanAgain) { main.kibanAgain = false; refresh(main, after); } else if (after) { after(); }
+      });
+  }
+
+  function poll(main) {
+    var busy = main.getAttribute("data-live") === "1";
+    setTimeout(function () { refresh(main, function () { poll(main); }); }, busy ? 2000 : 15000);
+  }
+
+  function listen(main, url) {
+    var source = new EventSource(url);
+    var opened = false, failures = 0;
+    source.addEventListener("open", function () { opened = true; failures = 0; });
+    source.addEventListener("change", function () { refresh(main); });
+    source.addEventListener("end", function () { source.close(); refresh(main); });  // the run is over
+    source.addEventListener("error", function () {
+      failures += 1;  // the browser reconnects by itself after a drop; give up only if it never works
+      if (!opened || failures > 3) { source.close(); poll(main); }
+    });
+  }
+
   function live() {
     var main = document.getElementById("live");
     if (!main || !main.hasAttribute("data-live")) return;
-    var busy = main.getAttribute("data-live") === "1";
-    setTimeout(function () {
-      fetch(location.href, { credentials: "same-origin", headers: { "X-Requested-With": "kiban-live" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (text) {
-          if (text) {
-            var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("live");
-            if (fresh) {
-              main.innerHTML = fresh.innerHTML;
-              main.setAttribute("data-live", fresh.getAttribute("data-live") || "0");
-            }
-          }
-          live();
-        })
-        .catch(function () { live(); });
-    }, busy ? 2000 : 15000);
+    var url = main.getAttribute("data-events");
+    if (url && window.EventSource) listen(main, url); else poll(main);
   }
 
   // The lineage graph: wheel zooms around the pointer, dragging pans; "Fit" shows everything again.
