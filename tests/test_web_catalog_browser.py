@@ -1,6 +1,7 @@
 """The catalog in a real browser (Debian's chromium via Playwright) against a real uvicorn server: an analyst
 runs a console query and downloads it as CSV, a viewer runs a recipe and sees PII masked, column lineage is
-clicked through, a data request is filed and delivered. Screenshots go to docs/images/ for docs/web.md."""
+clicked through, a data request is filed and delivered. Screenshots go to docs/images/ for docs/web.md
+(with KIBAN_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
