@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import joblib
 import pytest
 import sqlalchemy as sa
 from test_ml_project import make_ml_project, query, run, set_algo
@@ -117,6 +118,31 @@ def test_a_tampered_artefact_is_refused(make_project):
     assert result.status == "failed" and "refusing to load warehouse.demand_model v1" in error
     assert "the file was changed or replaced" in error
     assert query(root, "select * from mart.demand_forecast order by all") == before  # the old predictions stay
+
+
+class Payload:
+    """A pickle that runs code when it is loaded: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_replaced_artefact_never_runs_its_code(make_project, tmp_path):
+    root = make_ml_project(make_project)
+    run(root)
+    marker = tmp_path / "the payload ran"
+    artefact = root / ".kiban/models/warehouse.demand_model/1.joblib"
+    joblib.dump(Payload(marker), artefact)  # an attacker swaps the model for a pickle of their own
+    rescore = root / "models/mart/demand_forecast.py"
+    rescore.write_text(rescore.read_text() + "\n# rescore\n")
+    result = run(root)
+    assert "refusing to load warehouse.demand_model v1" in result.outcomes["mart.demand_forecast"].error
+    assert not marker.exists()  # refused before a byte of it was unpickled
+    joblib.load(artefact)  # what loading it unchecked would have done
+    assert marker.exists()
 
 
 def test_an_artefact_outside_the_registry_folder_is_refused(make_project, tmp_path):
