@@ -12,6 +12,7 @@ from test_ml_project import make_ml_project, query, run, set_algo
 from kiban.ml.artefact import UntrustedArtefact, sha256_of
 from kiban.ml.promotion import decide
 from kiban.ml.registry import open_registry
+from kiban.ml.training import data_fingerprint
 
 MODEL = "warehouse.demand_model"
 
@@ -181,6 +182,24 @@ def test_the_registry_keeps_what_was_trained_and_why(make_project, cli):
     with open_registry(root).store.engine.connect() as conn:
         params = conn.execute(sa.text("select params from model_versions order by version")).scalars().all()
     assert [json.loads(p)["algo"] for p in params] == ["linear", "dummy"]
+
+
+def test_the_training_datas_fingerprint_is_its_values_not_their_memory_layout():
+    import numpy as np
+    import pyarrow as pa
+
+    whole = pa.table({"day": list(range(1000)), "qty": [i % 7 for i in range(1000)]})
+    chunked = pa.Table.from_batches(whole.to_batches(max_chunksize=128))
+    assert chunked.column("qty").num_chunks > 1
+    assert data_fingerprint([chunked]) == data_fingerprint([whole])
+    assert data_fingerprint([whole.slice(1)]) != data_fingerprint([whole])
+    # [1, null, 3] twice, with different bytes under the null (a second read of a table may do that)
+    validity = pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes())
+    lag = [pa.Array.from_buffers(pa.int64(), 3, [validity, pa.py_buffer(np.array([1, junk, 3]).tobytes())])
+           for junk in (0, 12345)]
+    assert lag[0].to_pylist() == lag[1].to_pylist() == [1, None, 3]
+    assert data_fingerprint([pa.table({"lag": lag[0]})]) == data_fingerprint([pa.table({"lag": lag[1]})])
+    assert data_fingerprint([pa.table({"lag": lag[0]})]) != data_fingerprint([pa.table({"lag": [1, 0, 3]})])
 
 
 @pytest.mark.parametrize(("direction", "value", "threshold", "current", "promote"), [
