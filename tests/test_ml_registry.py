@@ -7,7 +7,7 @@ import json
 import joblib
 import pytest
 import sqlalchemy as sa
-from test_ml_project import make_ml_project, query, run, set_algo
+from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.artefact import UntrustedArtefact, sha256_of
 from kiban.ml.promotion import decide
@@ -15,14 +15,6 @@ from kiban.ml.registry import open_registry
 from kiban.ml.training import data_fingerprint
 
 MODEL = "warehouse.demand_model"
-
-
-def versions(root):
-    registry = open_registry(root)
-    try:
-        return registry.versions(MODEL)
-    finally:
-        registry.store.close()
 
 
 def test_train_register_promote_score_end_to_end(make_project):

@@ -11,7 +11,7 @@ from kiban.checks.gate import gate_for
 from kiban.errors import ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run.runner import RunOptions, run_project
+from kiban.run.runner import RunOptions, RunResult, run_project
 
 LAKE = {"sales": "select (i % 3) as store_id, date '2026-01-01' + (i // 3)::int as day, (i % 7)::double as qty "
                   "from range(60) t(i)"}
@@ -41,7 +41,8 @@ def store_shares(totals: pd.DataFrame, scale: int = 100) -> pd.DataFrame:
 '''
 
 
-def run(root: Path, *select: str) -> object:
+def run(root: Path, *select: str) -> RunResult:
+    """``kiban run`` in this process, with the checks' gate."""
     project = load_project(root)
     gate = gate_for(project)
     try:
