@@ -9,7 +9,10 @@ Three measurements, each side by side in one process (medians of --reps):
    and against the equivalent SQL model (no Arrow round trip at all).
 2. **Drift statistics** — kiban's PSI + KS (from the 101 stored training quantiles) on N values, against
    ``scipy.stats.ks_2samp`` on the full training sample; also how close kiban's KS is to the exact one.
-3. **Registry** — registering a version (artefact written with fsync, sha256, the gate, the store row) and
+3. **Training data fingerprint** — kiban's hash of a training input (its values, whatever their memory layout:
+   chunks combined, the bytes under nulls left out) against sha256 of the table's raw Arrow IPC bytes, which
+   changes when the same rows are read in other batches or with other garbage under their nulls.
+4. **Registry** — registering a version (artefact written with fsync, sha256, the gate, the store row) and
    loading it back under the trust rule (hash then unpickle), against a bare ``joblib.dump`` / ``joblib.load``.
 
     .venv/bin/python bench/ml.py                    # 2M rows, 3 repetitions
@@ -112,6 +115,29 @@ def drift_stats(rows: int, reps: int) -> tuple[list[tuple[str, float]], float, f
     return out, ks(base, current), exact
 
 
+def fingerprint(rows: int, reps: int) -> list[tuple[str, float]]:
+    import hashlib
+
+    import pyarrow as pa
+
+    from kiban.ml.training import data_fingerprint
+
+    # like warehouse.daily_demand: ids, a date, counts, lags with nulls at the start of every series
+    table = duckdb.connect().execute(
+        f"select i % 50 as store_id, i % 2000 as product_id, date '2026-01-01' + (i % 56)::int as day, "
+        f"(i * 37 % 11) % 4 as qty, case when i % 56 >= 7 then (i * 13 % 7) end as lag_7, "
+        f"case when i % 56 >= 28 then (i % 17) / 4.0 end as mean_28 from range({rows}) t(i)").to_arrow_table()
+
+    def raw() -> str:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return hashlib.sha256(sink.getvalue()).hexdigest()
+
+    return [("sha256 of the raw Arrow IPC bytes (layout-dependent)", median_time(raw, reps)),
+            ("kiban data_fingerprint (values only)", median_time(lambda: data_fingerprint([table]), reps))]
+
+
 def registry(reps: int, work: Path) -> list[tuple[str, float]]:
     import joblib
     from sklearn.ensemble import RandomForestRegressor
@@ -149,6 +175,7 @@ def main() -> int:
         work = Path(tmp)
         pub = publish(args.rows, args.reps, work)
         drift, approx, exact = drift_stats(args.rows, args.reps)
+        prints = fingerprint(args.rows, args.reps)
         reg, size = registry(args.reps, work)
     lines = [MARKER, "", f"`bench/ml.py --rows {args.rows} --reps {args.reps}` (medians, one process, "
              f"{time.strftime('%Y-%m-%d')}; shared 2-core machine).", ""]
@@ -163,6 +190,7 @@ def main() -> int:
     lines.append(f"KS from the stored quantiles {approx:.4f} vs exact {exact:.4f} "
                  f"(difference {abs(approx - exact):.4f}).")
     lines.append("")
+    table(f"Fingerprint of a training input of {args.rows:,} rows × 6 columns", prints, prints[0][1], "raw IPC")
     table(f"Registry: a random forest of {size / 1e6:.1f} MB", reg, reg[0][1], "joblib.dump")
     text = "\n".join(lines)
     print(text)

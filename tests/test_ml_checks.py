@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -44,6 +46,22 @@ def test_a_shifted_feature_distribution_is_flagged(make_project):
     assert "lag7: PSI" in latest.detail and "(drifted)" in latest.detail
     assert "store_id: PSI 0.000" in latest.detail  # the stores did not change
     assert '"version": 1' in latest.observed
+
+
+@pytest.mark.parametrize(("limits", "judged"), [
+    ("psi: 0.25", "PSI ≤ 0.25)"),  # KS is not judged unless given
+    ("psi: 1000, ks: 0.3", "PSI ≤ 1000, KS ≤ 0.3)"),  # PSI could never fail: KS alone flags it
+])
+def test_psi_and_ks_each_flag_the_shift_on_their_own(make_project, limits, judged):
+    sidecar = f"checks:\n  - drift: {{model: demand_model, columns: [lag7], {limits}}}\n    severity: warn\n"
+    root = make_ml_project(make_project, sidecar=sidecar)
+    run(root)
+    shift_the_sales(root)
+    run(root, "warehouse.demand_features", "mart.demand_forecast")
+    latest = results(root, "drift")[-1]
+    assert latest.status == "fail" and judged in latest.detail, latest.detail
+    measured = json.loads(latest.observed)["columns"]["lag7"]
+    assert measured["psi"] > 0.25 and measured["ks"] > 0.3
 
 
 def test_drift_of_severity_error_keeps_the_old_predictions(make_project):

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+from test_python_assets import run
 
-from kiban.checks.gate import gate_for
-from kiban.project import load_project
-from kiban.run.runner import RunOptions, RunResult, run_project
+from kiban.ml.registry import ModelVersion, open_registry
+
+__all__ = ["SALES", "SHIFTED", "make_ml_project", "query", "run", "set_algo", "versions"]
 
 # 5 stores × 120 days; demand depends on the store and the weekday, plus a little deterministic noise
 SALES = ("select (i % 5) as store_id, date '2026-01-01' + (i // 5)::int as day, "
@@ -84,19 +85,18 @@ def set_algo(root: Path, algo: str) -> None:
                     encoding="utf-8")
 
 
-def run(root: Path, *select: str) -> RunResult:
-    project = load_project(root)
-    gate = gate_for(project)
-    try:
-        return run_project(project, RunOptions(select=select), audit=gate, after=gate.after if gate else None)
-    finally:
-        if gate:
-            gate.close()
-
-
 def query(root: Path, sql: str) -> list[tuple[object, ...]]:
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def versions(root: Path, model: str = "warehouse.demand_model") -> list[ModelVersion]:
+    """Every version of ``model`` in the project's registry, oldest first."""
+    registry = open_registry(root)
+    try:
+        return registry.versions(model)
+    finally:
+        registry.store.close()

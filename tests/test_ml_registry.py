@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 
+import joblib
 import pytest
 import sqlalchemy as sa
-from test_ml_project import make_ml_project, query, run, set_algo
+from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.artefact import UntrustedArtefact, sha256_of
 from kiban.ml.promotion import decide
 from kiban.ml.registry import open_registry
+from kiban.ml.training import data_fingerprint
 
 MODEL = "warehouse.demand_model"
-
-
-def versions(root):
-    registry = open_registry(root)
-    try:
-        return registry.versions(MODEL)
-    finally:
-        registry.store.close()
 
 
 def test_train_register_promote_score_end_to_end(make_project):
@@ -119,6 +113,31 @@ def test_a_tampered_artefact_is_refused(make_project):
     assert query(root, "select * from mart.demand_forecast order by all") == before  # the old predictions stay
 
 
+class Payload:
+    """A pickle that runs code when it is loaded: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_replaced_artefact_never_runs_its_code(make_project, tmp_path):
+    root = make_ml_project(make_project)
+    run(root)
+    marker = tmp_path / "the payload ran"
+    artefact = root / ".kiban/models/warehouse.demand_model/1.joblib"
+    joblib.dump(Payload(marker), artefact)  # an attacker swaps the model for a pickle of their own
+    rescore = root / "models/mart/demand_forecast.py"
+    rescore.write_text(rescore.read_text() + "\n# rescore\n")
+    result = run(root)
+    assert "refusing to load warehouse.demand_model v1" in result.outcomes["mart.demand_forecast"].error
+    assert not marker.exists()  # refused before a byte of it was unpickled
+    joblib.load(artefact)  # what loading it unchecked would have done
+    assert marker.exists()
+
+
 def test_an_artefact_outside_the_registry_folder_is_refused(make_project, tmp_path):
     root = make_ml_project(make_project)
     run(root)
@@ -155,6 +174,24 @@ def test_the_registry_keeps_what_was_trained_and_why(make_project, cli):
     with open_registry(root).store.engine.connect() as conn:
         params = conn.execute(sa.text("select params from model_versions order by version")).scalars().all()
     assert [json.loads(p)["algo"] for p in params] == ["linear", "dummy"]
+
+
+def test_the_training_datas_fingerprint_is_its_values_not_their_memory_layout():
+    import numpy as np
+    import pyarrow as pa
+
+    whole = pa.table({"day": list(range(1000)), "qty": [i % 7 for i in range(1000)]})
+    chunked = pa.Table.from_batches(whole.to_batches(max_chunksize=128))
+    assert chunked.column("qty").num_chunks > 1
+    assert data_fingerprint([chunked]) == data_fingerprint([whole])
+    assert data_fingerprint([whole.slice(1)]) != data_fingerprint([whole])
+    # [1, null, 3] twice, with different bytes under the null (a second read of a table may do that)
+    validity = pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes())
+    lag = [pa.Array.from_buffers(pa.int64(), 3, [validity, pa.py_buffer(np.array([1, junk, 3]).tobytes())])
+           for junk in (0, 12345)]
+    assert lag[0].to_pylist() == lag[1].to_pylist() == [1, None, 3]
+    assert data_fingerprint([pa.table({"lag": lag[0]})]) == data_fingerprint([pa.table({"lag": lag[1]})])
+    assert data_fingerprint([pa.table({"lag": lag[0]})]) != data_fingerprint([pa.table({"lag": [1, 0, 3]})])
 
 
 @pytest.mark.parametrize(("direction", "value", "threshold", "current", "promote"), [

@@ -11,7 +11,7 @@ from kiban.checks.gate import gate_for
 from kiban.errors import ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run.runner import RunOptions, run_project
+from kiban.run.runner import RunOptions, RunResult, run_project
 
 LAKE = {"sales": "select (i % 3) as store_id, date '2026-01-01' + (i // 3)::int as day, (i % 7)::double as qty "
                   "from range(60) t(i)"}
@@ -41,7 +41,8 @@ def store_shares(totals: pd.DataFrame, scale: int = 100) -> pd.DataFrame:
 '''
 
 
-def run(root: Path, *select: str) -> object:
+def run(root: Path, *select: str) -> RunResult:
+    """``kiban run`` in this process, with the checks' gate."""
     project = load_project(root)
     gate = gate_for(project)
     try:
@@ -185,3 +186,40 @@ def test_checks_in_a_sidecar_gate_a_python_asset(make_project):
         assert con.execute("select count(*) from duckdb_tables() where table_name = 'store_totals'").fetchone() == (0,)
     finally:
         con.close()
+
+
+# Each input kind: the function checks what it received, adds a column with that kind's own API, and returns
+# the same kind. The published table then says what the function saw.
+RECEIVED = '''
+import kiban
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+
+@kiban.asset
+def received(lake_sales: ANNOTATION) -> ANNOTATION:
+    kind = type(lake_sales)
+    seen = kind.__module__.split(".")[0] + "." + kind.__name__
+    return ADD_COLUMN
+'''
+ADD_COLUMN = {
+    "pa.Table": 'lake_sales.append_column("seen", pa.array([seen] * lake_sales.num_rows))',
+    "pd.DataFrame": "lake_sales.assign(seen=seen)",
+    "pl.DataFrame": 'lake_sales.with_columns(pl.lit(seen).alias("seen"))',
+}
+
+
+@pytest.mark.parametrize(("annotation", "seen"), [
+    ("pa.Table", "pyarrow.Table"),
+    ("pd.DataFrame", "pandas.DataFrame"),
+    ("pl.DataFrame", "polars.DataFrame"),
+])
+def test_an_input_arrives_as_its_annotation_asks_and_any_of_them_may_be_returned(make_project, annotation, seen):
+    code = RECEIVED.replace("ANNOTATION", annotation).replace("ADD_COLUMN", ADD_COLUMN[annotation])
+    root = make_project({"models/warehouse/received.py": code}, lake=LAKE)
+    result = run(root)
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items()}
+    assert table(root, "(select distinct seen from warehouse.received)") == [(seen,)]
+    # the values made the round trip through the frame library unchanged
+    assert table(root, "(select store_id, day, qty from warehouse.received)") == table(root, "lake.sales")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kiban.api import Trained
 from kiban.errors import KibanError
@@ -24,14 +25,40 @@ from kiban.project import Asset
 
 
 def data_fingerprint(tables: list[pa.Table]) -> str:
-    """sha256 of the training inputs' contents (Arrow IPC bytes: schema and values)."""
+    """sha256 of the training inputs' contents: their schema and values, whatever their memory layout.
+
+    Hashed are the schema and Arrow IPC bytes of a canonical copy: the chunks combined (a parallel scan cuts
+    the same rows into other batches from one read to the next), and a column with nulls as its validity plus
+    its values with the nulls filled (the bytes under a null are undefined: the same table read twice may
+    carry different garbage there)."""
     digest = hashlib.sha256()
     for table in tables:
+        digest.update(table.schema.serialize())
+        names: list[str] = []
+        arrays: list[pa.Array] = []
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            for suffix, array in _canonical(column):
+                names.append(name + suffix)
+                arrays.append(array)
+        canonical = pa.Table.from_arrays(arrays, names=names)
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
+        with pa.ipc.new_stream(sink, canonical.schema) as writer:
+            writer.write_table(canonical)
         digest.update(sink.getvalue())
     return digest.hexdigest()
+
+
+def _canonical(column: pa.ChunkedArray) -> list[tuple[str, pa.Array]]:
+    array = column.combine_chunks()
+    if array.null_count == 0:
+        return [("", array)]
+    valid = ("\0valid", pc.is_valid(array))
+    for zero in (0, "", b"", False):
+        try:
+            return [("", pc.fill_null(array, pa.scalar(zero).cast(array.type))), valid]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue
+    return [("", pa.array(array.to_pylist(), type=array.type)), valid]  # nested: nulls written by the builder
 
 
 def feature_columns(features: Any) -> dict[str, list[Any]]:
