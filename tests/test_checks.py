@@ -524,6 +524,22 @@ def test_a_relationships_check_waits_for_the_model_it_references(project_dir):
                                                                  "warehouse.orders": "success"}
 
 
+def test_a_relationships_check_on_a_model_never_built_says_to_build_it_first(project_dir):
+    root = project_dir({"models/warehouse/orders.sql": "select * from lake.orders",
+                        "models/warehouse/orders.yml": "columns:\n  - name: store_id\n    checks:\n"
+                                                       "      - relationships: warehouse.stores\n",
+                        "models/warehouse/stores.sql": "select 1 as store_id"},
+                       {"orders": "select i as order_id, i % 5 as store_id from range(10) t(i)"})
+    the_gate = gate(root)
+    result = run_project(load_project(root), RunOptions(select=["warehouse.orders"]), audit=the_gate,
+                         after=the_gate.after)
+    the_gate.close()
+    error = result.outcomes["warehouse.orders"].error or ""
+    assert result.outcomes["warehouse.orders"].status == "failed"
+    assert "warehouse.stores, which has not been built yet" in error
+    assert "kiban run warehouse.stores" in error
+
+
 def test_a_relationships_check_cannot_point_downstream(project_dir):
     root = project_dir({"models/warehouse/orders.sql": "select * from lake.orders",
                         "models/warehouse/orders.yml": "columns:\n  - name: store_id\n    checks:\n"

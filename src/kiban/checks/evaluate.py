@@ -287,6 +287,9 @@ def _columns_exist(check: Check, columns: dict[str, tuple[str, str]]) -> None:
 def _not_fitting(check: Check, exc: Exception) -> ProjectError:
     text = _first_line(exc)
     if isinstance(check.spec, Relationships):
+        if "does not exist" in text and "Table" in text:  # never built: the check cannot judge the keys yet
+            return check.error(f"relationships to {check.target}, which has not been built yet: {text}",
+                               f"build it first (kiban run {check.target}), or select it in the same run")
         return check.error(f"relationships to {check.target}: {text}",
                            f"is {check.target} built, and does it have that column?")
     hint = "in a sql check, the table being checked is `this`" if isinstance(check.spec, Sql) \
