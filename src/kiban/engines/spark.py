@@ -8,7 +8,8 @@ old version; a failure before the swap leaves the pointer — and so the publish
 
 Lake tables are read natively: the view ``lake.<name>`` reads exactly the table's files (a collected table:
 its committed loads; see ``engines.lake``), with ``<name>_latest`` / ``<name>_history`` as DuckDB offers them.
-The session catalog is kiban's own (in-memory): ``prepare`` re-registers every table from the pointer files, so the files are the truth.
+The session catalog is kiban's own (in-memory): ``prepare`` re-registers every table from the pointer
+files, so the files are the truth.
 
 URLs: ``spark:///abs/warehouse`` (local mode, ``?master=local[4]``), ``spark://host:7077/abs/warehouse``
 (a standalone master), ``sc://host:15002/abs/warehouse`` (Spark Connect). Other query parameters are
