@@ -67,6 +67,11 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
             raise KibanError(f"{model}: ASOF JOIN has no {_engine(target)} equivalent",
                              "rewrite it as a join on a window (e.g. the latest row per key before the time), "
                              "or keep this model on the DuckDB engine")
+    for node in tree.walk():
+        construct = _refused(node, target)
+        if construct:
+            raise KibanError(f"{model}: {construct} has no {_engine(target)} equivalent",
+                             "rewrite it with portable SQL, or keep this model on the DuckDB engine")
     tree = tree.transform(lambda node: _rewrite(node, target, model))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
@@ -77,6 +82,28 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     except UnsupportedError as exc:
         raise KibanError(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
                          "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+
+
+def _refused(node: Any, target: str) -> str | None:
+    """The DuckDB construct ``node`` is, when SQLGlot would write it through to a target that cannot run it."""
+    from sqlglot import exp
+
+    pg = target == "postgres"
+    if isinstance(node, exp.Star) and (node.args.get("except_") or node.args.get("replace") or node.args.get("rename")):
+        return "SELECT * EXCLUDE/REPLACE/RENAME"
+    if isinstance(node, exp.Columns):
+        return "COLUMNS(…)"
+    if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.INT128, exp.DataType.Type.UINT128):
+        return "the HUGEINT type"
+    if pg and isinstance(node, exp.Struct):
+        return "a STRUCT value ({'k': v})"
+    if pg and isinstance(node, exp.Lambda):
+        return "a lambda (x -> …) in a list function"
+    if pg and isinstance(node, exp.Ordered) and isinstance(node.this, exp.Var) and node.this.name.upper() == "ALL":
+        return "ORDER BY ALL"
+    if pg and isinstance(node, (exp.ArgMax, exp.ArgMin)):
+        return f"{type(node).__name__.replace('Arg', 'arg_').lower()}()"
+    return None
 
 
 def _fn(name: str, *args: Any) -> Any:
