@@ -29,7 +29,7 @@ from kiban.engines.base import (
     CollectedTable,
     Session,
 )
-from kiban.engines.lake import derived_views, lake_table
+from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -131,7 +131,7 @@ class DuckDBEngine:
         versions: dict[str, str] = {}
         for asset in lake_assets:
             if collected is not None and asset.key in collected:
-                versions[asset.key] = self._prepare_collected(asset, collected[asset.key], current.get(asset.key))
+                versions[asset.key] = self._prepare_collected(lake_table(asset, collected), current.get(asset.key))
                 continue
             if current.get(asset.key, "").startswith(COLLECTED_VERSION):
                 versions[asset.key] = current[asset.key]  # a collected table: its views stay as committed
@@ -153,15 +153,15 @@ class DuckDBEngine:
                 versions[asset.key] = UNREADABLE_LAKE + str(exc).splitlines()[0]
         return versions
 
-    def _prepare_collected(self, asset: Asset, table: CollectedTable, current: str | None) -> str:
+    def _prepare_collected(self, table: LakeTable, current: str | None) -> str:
         """The views of a collected table over exactly its committed files, replaced in one transaction."""
-        if not table.files:
+        if not table.files or table.collected is None:
             return current or EMPTY_LAKE
-        version = COLLECTED_VERSION + table.version
+        version = table.version
         if current == version:
             return version
         con = self.con
-        name = asset.name
+        name = table.name
         target = f"lake.{quote(name)}"
         files = "[" + ", ".join(literal(f) for f in table.files) + "]"
         views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
@@ -170,7 +170,7 @@ class DuckDBEngine:
                                                  "union_by_name = true)").fetchall()]
         except duckdb.Error as exc:
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
-        views += [(f"lake.{quote(view)}", sql) for view, sql in derived_views(name, table, columns)]
+        views += [(f"lake.{quote(view)}", sql) for view, sql in derived_views(name, table.collected, columns)]
         con.execute("begin transaction")
         try:
             for view, sql in views:
