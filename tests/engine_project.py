@@ -117,5 +117,6 @@ def collected_lake(root: Any) -> tuple[Any, Any]:
     committed = write_parquet(root / "lake" / "events" / "load_date=2026-01-02" / "L1.parquet", COMMITTED)
     write_parquet(root / "lake" / "events" / "load_date=2026-02-02" / "L2.parquet", UNCOMMITTED)
     asset = load_project(root).assets["lake.events"]
-    table = CollectedTable(version="L1", files=(str(committed),), primary_key=("id",), cursor="updated_at")
+    table = CollectedTable(version="L1", files=(str(committed),), primary_key=("id",), cursor="updated_at",
+                           history=True)
     return asset, {"lake.events": table}

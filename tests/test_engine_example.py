@@ -124,6 +124,7 @@ def test_postgres_builds_the_same_marts(generated: Path, duck: dict[str, list[tu
     assert "Python model" in error and "PostgreSQL" in error and "DuckDB" in error
 
 
+@pytest.mark.timeout(600)  # Spark local on a shared 2-core machine: ~2 min, JVM start included
 def test_spark_builds_the_same_marts(generated: Path, duck: dict[str, list[tuple[Any, ...]]]) -> None:
     if shutil.which("java") is None:
         pytest.skip("Spark needs Java")

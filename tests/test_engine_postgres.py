@@ -175,3 +175,4 @@ def test_the_lake_is_exactly_the_committed_files(make_project: Callable[..., Pat
         engine.close()
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events")) == COMMITTED_ROWS
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events_latest")) == LATEST_ROWS
+    assert len(pg_rows(postgres_url, "select valid_from, valid_to from lake.events_history")) == 4

@@ -140,3 +140,4 @@ def test_the_lake_is_exactly_the_committed_files(tmp_path: Path) -> None:
     session = engine.session()
     assert sorted(session.execute("select id, v from lake.events")) == COMMITTED_ROWS
     assert sorted(session.execute("select id, v from lake.events_latest")) == LATEST_ROWS
+    assert len(session.execute("select valid_from, valid_to from lake.events_history")) == 4

@@ -6,7 +6,7 @@ write-audit-swap: write the new version to its own folder, audit it, then replac
 atomically (``os.replace``) and re-register the table. Readers of the old folder keep reading a complete
 old version; a failure before the swap leaves the pointer — and so the published table — untouched.
 
-Lake tables are read natively: the view ``lake.<name>`` reads exactly the table's files (a collected table:
+Lake tables are read natively: the external table ``lake.<name>`` reads exactly the table's files (a collected table:
 its committed loads; see ``engines.lake``), with ``<name>_latest`` / ``<name>_history`` as DuckDB offers them.
 The session catalog is kiban's own (in-memory): ``prepare`` re-registers every table from the pointer
 files, so the files are the truth.
@@ -144,9 +144,10 @@ class SparkEngine:
         return versions
 
     def _register_lake(self, table: LakeTable) -> None:
-        """The view lake.<name> over exactly the table's files (one Hadoop glob), and its derived views."""
+        """The external table lake.<name> over exactly the table's files (one Hadoop glob), and its derived views."""
         name = table.name
-        self._sql(f"create or replace view lake.{quote(name)} as select * from parquet.{quote(_glob(table.files))}")
+        self._sql(f"create table lake.{quote(name)} using parquet options (path {literal(_glob(table.files))}, "
+                  "mergeSchema 'true')")  # columns of every file (union by name), as DuckDB reads them
         self._names[name.lower()] = "lake"
         if table.collected is None:
             return
@@ -345,9 +346,7 @@ def _session(master: str | None, remote: str | None, folder: Path, settings: dic
                    .config("spark.sql.warehouse.dir", str(folder / "_spark"))
                    .config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.shuffle.partitions", "8")
-                   # lake tables as DuckDB reads them: columns of every file (union by name), TIME columns
-                   .config("spark.sql.parquet.mergeSchema", "true")
-                   .config("spark.sql.timeType.enabled", "true"))
+                   .config("spark.sql.timeType.enabled", "true"))  # lake tables may have TIME columns
     for name, value in settings.items():
         builder = builder.config(name, value)
     try:
