@@ -96,3 +96,27 @@ def normalise(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return v
 
     return sorted((tuple(value(v) for v in row) for row in rows), key=repr)
+
+
+# A collected lake table as the manifests describe it: one committed file, and one more in the folder that no
+# committed load names (a killed collection's file). Every engine must read the first only.
+COMMITTED = ("select i % 2 as id, i as v, timestamp '2026-01-01' + i * interval 1 hour as updated_at, "
+             "timestamptz '2026-01-02 00:00:00+00' as _loaded_at, 'L1' as _load_id from range(4) t(i)")
+UNCOMMITTED = ("select 7 as id, 70 as v, timestamp '2026-02-01' as updated_at, "
+               "timestamptz '2026-02-02 00:00:00+00' as _loaded_at, 'L2' as _load_id")
+COMMITTED_ROWS = [(0, 0), (0, 2), (1, 1), (1, 3)]  # (id, v) of lake.events
+LATEST_ROWS = [(0, 2), (1, 3)]  # (id, v) of lake.events_latest: the newest row per id by updated_at
+
+
+def collected_lake(root: Any) -> tuple[Any, Any]:
+    """(asset, collected mapping) of ``lake.events`` under ``root``: the committed file and a stray one."""
+    from kiban.engines.base import CollectedTable
+    from kiban.project import load_project
+    from tests.conftest import write_parquet
+
+    committed = write_parquet(root / "lake" / "events" / "load_date=2026-01-02" / "L1.parquet", COMMITTED)
+    write_parquet(root / "lake" / "events" / "load_date=2026-02-02" / "L2.parquet", UNCOMMITTED)
+    asset = load_project(root).assets["lake.events"]
+    table = CollectedTable(version="L1", files=(str(committed),), primary_key=("id",), cursor="updated_at",
+                           history=True)
+    return asset, {"lake.events": table}

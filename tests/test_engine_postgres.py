@@ -14,7 +14,7 @@ from kiban.errors import KibanError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from tests.conftest import write_parquet
-from tests.engine_project import MARTS, MODELS, lake, normalise
+from tests.engine_project import COMMITTED_ROWS, LATEST_ROWS, MARTS, MODELS, collected_lake, lake, normalise
 
 
 def pg_rows(url: str, sql: str) -> list[tuple]:
@@ -163,3 +163,16 @@ def test_timeout_cancels_the_statement_in_postgres(make_project: Callable[..., P
     assert (result.outcomes["mart.slow"].ended_at - result.outcomes["mart.slow"].started_at).total_seconds() < 10
     assert pg_rows(postgres_url, "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' "
                    "and state = 'active' and pid <> pg_backend_pid()") == [(0,)]
+
+
+def test_the_lake_is_exactly_the_committed_files(make_project: Callable[..., Path], postgres_url: str) -> None:
+    root = make_project({"kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\n"}, root="lake")
+    asset, collected = collected_lake(root)
+    engine = PostgresEngine(postgres_url)
+    try:
+        assert engine.prepare([asset], collected) == {"lake.events": "load:L1"}
+    finally:
+        engine.close()
+    assert sorted(pg_rows(postgres_url, "select id, v from lake.events")) == COMMITTED_ROWS
+    assert sorted(pg_rows(postgres_url, "select id, v from lake.events_latest")) == LATEST_ROWS
+    assert len(pg_rows(postgres_url, "select valid_from, valid_to from lake.events_history")) == 4

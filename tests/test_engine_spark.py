@@ -17,7 +17,7 @@ from kiban.errors import ConfigError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from tests.conftest import write_files, write_parquet
-from tests.engine_project import MARTS, MODELS, lake, normalise
+from tests.engine_project import COMMITTED_ROWS, LATEST_ROWS, MARTS, MODELS, collected_lake, lake, normalise
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
 
@@ -128,3 +128,16 @@ def test_spark_urls() -> None:
     with pytest.raises(ConfigError, match="names no warehouse folder"):
         parse_url("sc://connect:15002")
 
+
+
+def test_the_lake_is_exactly_the_committed_files(tmp_path: Path) -> None:
+    from kiban.engines.spark import SparkEngine
+
+    root = write_files(tmp_path / "lake", {"kiban.yml": "name: shop\ntimezone: UTC\n"})
+    asset, collected = collected_lake(root)
+    engine = SparkEngine(spark_url(tmp_path / "warehouse"))
+    assert engine.prepare([asset], collected) == {"lake.events": "load:L1"}
+    session = engine.session()
+    assert sorted(session.execute("select id, v from lake.events")) == COMMITTED_ROWS
+    assert sorted(session.execute("select id, v from lake.events_latest")) == LATEST_ROWS
+    assert len(session.execute("select valid_from, valid_to from lake.events_history")) == 4

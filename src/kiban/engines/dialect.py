@@ -3,13 +3,39 @@
 A construct the target cannot express is an error that names the model and the construct — never a
 silently different query. Unqualified table names are qualified with their layer on the way, because the
 other engines have no DuckDB search path to find ``orders`` in ``warehouse``.
+
+SQLGlot writes most of DuckDB's SQL correctly; the rewrites below fix what it writes through unchanged or
+differently than DuckDB computes it (each was found running the example project on every engine):
+
+| DuckDB | PostgreSQL | Spark SQL |
+|---|---|---|
+| ``QUALIFY`` | a subquery filtered on the window (``__kiban_qualify_N`` helper columns) | the same |
+| ``GROUP BY ALL`` | the non-aggregate select items | native |
+| ``dayname(d)`` (``Monday``) | ``to_char(d, 'FMDay')`` | ``date_format(d, 'EEEE')`` (not ``dayname``: ``Mon``) |
+| ``isodow(d)`` | ``extract(isodow from d)`` | ``weekday(d) + 1`` |
+| ``hour(t)``, ``minute(t)`` | ``extract(hour from t)`` … | native |
+| ``regexp_full_match(s, p)`` | ``s ~ '^(?:p)$'`` | ``s rlike '^(?:p)$'`` |
+| ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` | native |
+| ``timezone(z, timestamptz)`` | native | ``convert_timezone('UTC', z, t)`` (a local time) |
+| ``timezone(z, timestamp)`` | native | ``to_utc_timestamp(t, z)`` (an instant) |
+| ``round(x, n)`` of a double | ``round(cast(x as numeric), n)`` | native |
+| ``cast(unnest(generate_series(…)) as T)`` | ``cast(generate_series(…) as T)`` | ``explode(cast(sequence(…)
+  as array<T>))`` |
+| ``TIME`` | ``TIME`` | ``TIME`` (SQLGlot would write ``TIMESTAMP``) |
+
+``timezone(z, x)`` on Spark needs to know whether ``x`` is an instant or a local time: an explicit
+``cast(… as timestamptz)`` / ``cast(… as timestamp)`` says so; anything else is taken as an instant
+(``timestamptz``), which is what collected timestamps with a zone are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kiban.errors import KibanError
+
+QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
 
 def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None) -> str:
@@ -41,11 +67,170 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
             raise KibanError(f"{model}: ASOF JOIN has no {_engine(target)} equivalent",
                              "rewrite it as a join on a window (e.g. the latest row per key before the time), "
                              "or keep this model on the DuckDB engine")
+    for node in tree.walk():
+        construct = _refused(node, target)
+        if construct:
+            raise KibanError(f"{model}: {construct} has no {_engine(target)} equivalent",
+                             "rewrite it with portable SQL, or keep this model on the DuckDB engine")
+    tree = tree.transform(lambda node: _rewrite(node, target, model))
+    if target == "postgres":
+        tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
+    # before SQLGlot's own QUALIFY rewrite, which selects a column twice in `SELECT *, x … QUALIFY`
+    tree = tree.transform(lambda node: _eliminate_qualify(node, model) if isinstance(node, exp.Select) else node)
     try:
         return tree.sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
         raise KibanError(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
                          "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+
+
+def _refused(node: Any, target: str) -> str | None:
+    """The DuckDB construct ``node`` is, when SQLGlot would write it through to a target that cannot run it."""
+    from sqlglot import exp
+
+    pg = target == "postgres"
+    if isinstance(node, exp.Star) and (node.args.get("except_") or node.args.get("replace") or node.args.get("rename")):
+        return "SELECT * EXCLUDE/REPLACE/RENAME"
+    if isinstance(node, exp.Columns):
+        return "COLUMNS(…)"
+    if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.INT128, exp.DataType.Type.UINT128):
+        return "the HUGEINT type"
+    if pg and isinstance(node, exp.Struct):
+        return "a STRUCT value ({'k': v})"
+    if pg and isinstance(node, exp.Lambda):
+        return "a lambda (x -> …) in a list function"
+    if pg and isinstance(node, exp.Ordered) and isinstance(node.this, exp.Var) and node.this.name.upper() == "ALL":
+        return "ORDER BY ALL"
+    if pg and isinstance(node, (exp.ArgMax, exp.ArgMin)):
+        return f"{type(node).__name__.replace('Arg', 'arg_').lower()}()"
+    return None
+
+
+def _fn(name: str, *args: Any) -> Any:
+    from sqlglot import exp
+
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _anchored(pattern: Any) -> Any:
+    """``^(?:pattern)$``: a full match written as a search, for engines whose regex match searches."""
+    from sqlglot import exp
+
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        return exp.Literal.string(f"^(?:{pattern.this})$")
+    return exp.DPipe(this=exp.DPipe(this=exp.Literal.string("^(?:"), expression=pattern.copy()),
+                     expression=exp.Literal.string(")$"))
+
+
+def _rewrite(node: Any, target: str, model: str) -> Any:
+    """One node of the DuckDB tree, as the target must read it (see the table in the module docstring)."""
+    from sqlglot import exp
+
+    pg = target == "postgres"
+    if isinstance(node, exp.RegexpFullMatch):
+        return exp.RegexpLike(this=node.this.copy(), expression=_anchored(node.expression))
+    if isinstance(node, exp.Dayname):
+        if pg:
+            return _fn("to_char", node.this.copy(), exp.Literal.string("FMDay"))
+        return _fn("date_format", node.this.copy(), exp.Literal.string("EEEE"))
+    if isinstance(node, exp.DayOfWeekIso):
+        if pg:
+            return exp.Extract(this=exp.var("isodow"), expression=node.this.copy())
+        return exp.Add(this=_fn("weekday", node.this.copy()), expression=exp.Literal.number(1))
+    if pg and isinstance(node, (exp.Hour, exp.Minute, exp.Second)):
+        unit = type(node).__name__.lower()
+        return exp.Extract(this=exp.var(unit), expression=node.this.copy())
+    if pg and isinstance(node, exp.RegexpExtract):
+        group = node.args.get("group") or exp.Literal.number(0)
+        return exp.Coalesce(this=_fn("regexp_substr", node.this.copy(), node.expression.copy(),
+                                     exp.Literal.number(1), exp.Literal.number(1), exp.Literal.string(""),
+                                     group.copy()),
+                            expressions=[exp.Literal.string("")])
+    if pg and isinstance(node, exp.Round) and node.args.get("decimals") is not None:
+        return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")),
+                         decimals=node.args["decimals"].copy())
+    if isinstance(node, exp.Cast) and isinstance(node.this, (exp.Explode, exp.Unnest)):
+        generator = node.this
+        inner = generator.this if isinstance(generator, exp.Explode) else (generator.expressions or [None])[0]
+        if isinstance(inner, exp.GenerateSeries):
+            if pg:  # PostgreSQL's generate_series is already a set of rows
+                return exp.Cast(this=inner.copy(), to=node.to.copy())
+            return exp.Explode(this=exp.Cast(this=inner.copy(),
+                                             to=exp.DataType.build(f"array<{node.to.sql('spark')}>", dialect="spark")))
+    if target == "spark" and isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIME:
+        return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIME")  # SQLGlot would write TIMESTAMP
+    if target == "spark" and isinstance(node, exp.Anonymous) and node.name.lower() == "timezone" \
+            and len(node.expressions) == 2:
+        zone, value = node.expressions
+        local = isinstance(value, exp.Cast) and value.to.this in (exp.DataType.Type.TIMESTAMP,
+                                                                    exp.DataType.Type.TIMESTAMPNTZ)
+        if local:  # a wall-clock time in `zone` → the instant
+            return _fn("to_utc_timestamp", value.copy(), zone.copy())
+        return _fn("convert_timezone", exp.Literal.string("UTC"), zone.copy(), value.copy())  # instant → local
+    return node
+
+
+def _is_star(select: Any) -> bool:
+    from sqlglot import exp
+
+    return isinstance(select, exp.Star) or (isinstance(select, exp.Column) and isinstance(select.this, exp.Star))
+
+
+def _group_by_all(select: Any) -> Any:
+    """``GROUP BY ALL`` → ``GROUP BY`` every select item that holds no aggregate (as DuckDB reads it)."""
+    from sqlglot import exp
+
+    group = select.args.get("group")
+    if not group or not group.args.get("all"):
+        return select
+    keys = []
+    for item in select.selects:
+        value = item.this if isinstance(item, exp.Alias) else item
+        if value.find(exp.AggFunc, exp.Window) is None and not isinstance(value, exp.Literal):
+            keys.append(value.copy())
+    select.set("group", exp.Group(expressions=keys) if keys else None)
+    return select
+
+
+def _eliminate_qualify(select: Any, model: str) -> Any:
+    """``SELECT … QUALIFY cond`` → ``SELECT … FROM (SELECT …, <windows> AS __kiban_qualify_N) WHERE cond``.
+
+    Unlike SQLGlot's own rewrite it keeps ``SELECT *, x`` valid (x is not selected twice). With a ``*`` the
+    helper columns cannot be left out of the outer SELECT: the engines drop them from the built table.
+    (Spark 4 parses QUALIFY too, but SQLGlot's Spark writer always rewrites it, so both targets use this.)"""
+    from sqlglot import exp
+
+    qualify = select.args.get("qualify")
+    if not qualify:
+        return select
+    condition = qualify.pop().this
+    star = any(_is_star(s) for s in select.selects)
+    names = []
+    for item in select.selects:
+        if _is_star(item):
+            continue
+        if not item.alias_or_name:
+            raise KibanError(f"{model}: every column of a SELECT with QUALIFY needs a name on PostgreSQL "
+                             f"({item.sql('duckdb')} has none)", "give it one with AS")
+        names.append(item.alias_or_name)
+    aliases = {s.alias: s.this for s in select.selects if isinstance(s, exp.Alias)}
+    for n, window in enumerate(list(condition.find_all(exp.Window))):
+        for column in list(window.find_all(exp.Column)):  # a window may name a select alias: use its expression
+            if not column.table and column.name in aliases:
+                column.replace(aliases[column.name].copy())
+        helper = exp.column(f"{QUALIFY_COLUMN}{n}")
+        select.select(exp.alias_(window.copy(), helper.name), copy=False)
+        if window is condition:
+            condition = helper
+        else:
+            window.replace(helper)
+    if not star:  # plain columns the filter reads must come out of the subquery too
+        for column in list(condition.find_all(exp.Column)):
+            if column.name not in names and not column.name.startswith(QUALIFY_COLUMN):
+                select.select(exp.alias_(column.copy(), f"{QUALIFY_COLUMN}c_{column.name}"), copy=False)
+                column.replace(exp.column(f"{QUALIFY_COLUMN}c_{column.name}"))
+    outer = [exp.Star()] if star else [exp.column(name, quoted=True) for name in names]
+    return exp.select(*outer).from_(select.subquery("__kiban_q", copy=False), copy=False).where(condition, copy=False)
 
 
 def _engine(target: str) -> str:

@@ -11,8 +11,6 @@ reads what is really there, whatever the state store says.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import threading
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -31,12 +29,14 @@ from kiban.engines.base import (
     CollectedTable,
     Session,
 )
+from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 SCHEMAS = ("lake", "warehouse", "mart")
+SEARCH_PATH = "set search_path = 'main," + ",".join(SCHEMAS) + "'"
 PERMANENT_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException,
                     duckdb.ConversionException, duckdb.NotImplementedException, KibanError)
 SIZE_FROM_ROWS = 50_000  # measuring storage costs ~3 ms; worth it only for tables big enough to matter
@@ -72,21 +72,6 @@ class DuckDBSession:
         self.cursor.close()
 
 
-def lake_version(folder: Path) -> tuple[str, int]:
-    """A version of a lake folder from its Parquet files' paths, sizes and modification times."""
-    digest = hashlib.sha256()
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            if filename.endswith(".parquet"):
-                stat = os.stat(os.path.join(dirpath, filename))
-                rel = os.path.relpath(os.path.join(dirpath, filename), folder)
-                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                count += 1
-    return digest.hexdigest(), count
-
-
 class DuckDBEngine:
     """DuckDB as kiban's embedded default warehouse."""
 
@@ -112,7 +97,12 @@ class DuckDBEngine:
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
 
     def session(self) -> DuckDBSession:
-        return DuckDBSession(self.con.cursor())
+        cursor = self.con.cursor()
+        # Unqualified names a model may use (the graph resolves `orders` to warehouse.orders when only one
+        # layer has it) find their table through the search path, as `lake.`/`warehouse.` names do directly.
+        with contextlib.suppress(duckdb.CatalogException):  # before prepare() the schemas may not exist yet
+            cursor.execute(SEARCH_PATH)
+        return DuckDBSession(cursor)
 
     def close(self) -> None:
         self.con.close()
@@ -141,18 +131,16 @@ class DuckDBEngine:
         versions: dict[str, str] = {}
         for asset in lake_assets:
             if collected is not None and asset.key in collected:
-                versions[asset.key] = self._prepare_collected(asset, collected[asset.key], current.get(asset.key))
+                versions[asset.key] = self._prepare_collected(lake_table(asset, collected), current.get(asset.key))
                 continue
             if current.get(asset.key, "").startswith(COLLECTED_VERSION):
                 versions[asset.key] = current[asset.key]  # a collected table: its views stay as committed
                 continue
-            version, files = lake_version(asset.path)
-            versions[asset.key] = version if files else EMPTY_LAKE
-            if current.get(asset.key) == version:
+            version = lake_table(asset, None).version
+            versions[asset.key] = version
+            if version == EMPTY_LAKE or current.get(asset.key) == version:
                 continue
             target = f"lake.{quote(asset.name)}"
-            if files == 0:
-                continue
             glob = literal(str(asset.path.resolve() / "**" / "*.parquet"))
             con.execute("begin transaction")
             try:
@@ -165,38 +153,24 @@ class DuckDBEngine:
                 versions[asset.key] = UNREADABLE_LAKE + str(exc).splitlines()[0]
         return versions
 
-    def _prepare_collected(self, asset: Asset, table: CollectedTable, current: str | None) -> str:
+    def _prepare_collected(self, table: LakeTable, current: str | None) -> str:
         """The views of a collected table over exactly its committed files, replaced in one transaction."""
-        if not table.files:
+        if not table.files or table.collected is None:
             return current or EMPTY_LAKE
-        version = COLLECTED_VERSION + table.version
+        version = table.version
         if current == version:
             return version
         con = self.con
-        name = asset.name
+        name = table.name
         target = f"lake.{quote(name)}"
         files = "[" + ", ".join(literal(f) for f in table.files) + "]"
         views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
         try:  # the columns the files really have (settings may be newer than the data)
-            columns = {r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
-                                                 "union_by_name = true)").fetchall()}
+            columns = [r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
+                                                 "union_by_name = true)").fetchall()]
         except duckdb.Error as exc:
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
-        if table.primary_key and set(table.primary_key) <= columns:
-            key = ", ".join(quote(c) for c in table.primary_key)
-            cursor = table.cursor if table.cursor in columns else None
-            order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + '"_loaded_at" desc, "_load_id" desc'
-            deletes = table.deletes and "_deleted" in columns
-            alive = ' and not coalesce("_deleted", false)' if deletes else ""
-            views.append((f"lake.{quote(name + '_latest')}",
-                          f"select * exclude (__kiban_rn) from (select *, row_number() over (partition by {key} "
-                          f"order by {order}) as __kiban_rn from {target}) where __kiban_rn = 1{alive}"))
-            if table.history:
-                alive = ' where not coalesce("_deleted", false)' if deletes else ""
-                views.append((f"lake.{quote(name + '_history')}",
-                              f"select * from (select *, \"_loaded_at\" as valid_from, lead(\"_loaded_at\") over "
-                              f"(partition by {key} order by \"_loaded_at\", \"_load_id\") as valid_to "
-                              f"from {target}){alive}"))
+        views += [(f"lake.{quote(view)}", sql) for view, sql in derived_views(name, table.collected, columns)]
         con.execute("begin transaction")
         try:
             for view, sql in views:

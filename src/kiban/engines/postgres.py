@@ -1,8 +1,10 @@
 """The PostgreSQL engine: models run inside PostgreSQL, transpiled from DuckDB's SQL by SQLGlot.
 
-- **Lake.** Each lake folder is loaded into the table ``lake.<name>`` (Parquet → Arrow record batches →
-  ``COPY … FROM STDIN``, one batch in memory at a time). Its comment holds the folder's version, so an
-  unchanged folder is not loaded again. A load replaces the table in one transaction.
+- **Lake.** Each lake table's files (a collected table: exactly its committed loads; see ``engines.lake``)
+  are loaded into the table ``lake.<name>`` (Parquet → Arrow record batches → ``COPY … FROM STDIN``, one
+  batch in memory at a time), with the views ``<name>_latest`` / ``<name>_history`` DuckDB offers too. The
+  comment holds the data version, so an unchanged table is not loaded again. A load replaces the table and
+  its views in one transaction.
 - **Publish.** ``create table <tmp> as <model>``, audit the new table, drop the old one, rename, comment with
   the fingerprint and log the publish in ``kiban.publishes`` — all in ONE transaction. PostgreSQL's DDL is
   transactional, so readers see the old table until the commit, and a failure (or a killed client) leaves it.
@@ -23,9 +25,10 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.base import COLLECTED_VERSION, EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
 from kiban.engines.base import Session as SessionProtocol
-from kiban.engines.dialect import transpile
+from kiban.engines.dialect import QUALIFY_COLUMN, transpile
+from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -139,8 +142,6 @@ class PostgresEngine:
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
-        from kiban.engines.duckdb import lake_version
-
         with self._lock, self.conn.transaction():
             self.conn.execute("select pg_advisory_xact_lock(%s)", [_lock_key("kiban:schemas")])
             for schema in (*SCHEMAS, META_SCHEMA):
@@ -149,36 +150,30 @@ class PostgresEngine:
                               "fingerprint text not null, published_at timestamptz not null default now())".encode())
         current = self._comments(("lake",))
         versions: dict[str, str] = {}
-        for asset in lake_assets:
-            if collected is not None and asset.key in collected:
-                table = collected[asset.key]
-                files = [str(f) for f in table.files]
-                version = COLLECTED_VERSION + table.version if files else EMPTY_LAKE
-            else:
-                from pathlib import Path
-
-                digest, count = lake_version(asset.path)
-                files = sorted(str(p) for p in Path(asset.path).rglob("*.parquet")) if count else []
-                version = digest if count else EMPTY_LAKE
-            versions[asset.key] = version
-            if not files or current.get(asset.key) == version:
+        for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
+            versions[table.asset.key] = table.version
+            if not table.files or current.get(table.asset.key) == table.version:
                 continue
             try:
-                self._load_lake(asset.name, files, version)
+                self._load_lake(table)
             except (KibanError, psycopg.Error, OSError, ValueError, TypeError) as exc:  # Arrow errors among them
-                versions[asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+                versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
         return versions
 
-    def _load_lake(self, name: str, files: list[str], version: str) -> None:
-        """Parquet files → the table lake.<name>, replaced in one transaction, one Arrow batch at a time."""
+    def _load_lake(self, table: LakeTable) -> None:
+        """Parquet files → the table lake.<name> (and its derived views), replaced in one transaction, one
+        Arrow batch at a time."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
+        name, files, version = table.name, list(table.files), table.version
         # union by name with widened types, as DuckDB reads a folder
         schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
         columns = ", ".join(f"{quote(f.name)} {arrow_to_postgres(f.type, f.name, 'lake.' + name)}" for f in schema)
+        views = [(view, transpile(sql, "postgres", f"lake.{view}"))
+                 for view, sql in (derived_views(name, table.collected, schema.names) if table.collected else [])]
         tmp = f"{quote('lake')}.{quote(TMP_PREFIX + name[:40])}"
         target = f"{quote('lake')}.{quote(name)}"
         conn = _connect(self.url)
@@ -196,9 +191,14 @@ class PostgresEngine:
                         buffer = io.BytesIO()
                         pacsv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
+                for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
+                    conn.execute(f"drop view if exists lake.{quote(view)}".encode())
                 conn.execute(f"drop table if exists {target}".encode())
                 conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
                 conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
+                for view, sql in views:
+                    conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+                    conn.execute(f"comment on view lake.{quote(view)} is {literal(COMMENT_PREFIX + version)}".encode())
                 conn.execute(f"analyze {target}".encode())
         finally:
             conn.close()
@@ -252,6 +252,11 @@ class PostgresEngine:
                 else:
                     cur.execute(f"create table {tmp} as {sql}".encode())
                     rows = cur.rowcount if cur.rowcount >= 0 else None
+                    for (helper,) in cur.execute(  # what a rewritten `SELECT * … QUALIFY` could not leave out
+                            "select column_name from information_schema.columns where table_schema = %s "
+                            "and table_name = %s and column_name like %s", [schema, tmp_name, QUALIFY_COLUMN + "%"]
+                            ).fetchall():
+                        cur.execute(f"alter table {tmp} drop column {quote(helper)}".encode())
                     relation, physical = tmp, "table"
                 watermark = self._watermark(cur, relation, asset)
                 if audit:

@@ -6,8 +6,10 @@ write-audit-swap: write the new version to its own folder, audit it, then replac
 atomically (``os.replace``) and re-register the table. Readers of the old folder keep reading a complete
 old version; a failure before the swap leaves the pointer — and so the published table — untouched.
 
-Lake folders are read natively as external Parquet tables ``lake.<name>``. The session catalog is kiban's
-own (in-memory): ``prepare`` re-registers every table from the pointer files, so the files are the truth.
+Lake tables are read natively: the external table ``lake.<name>`` reads exactly the table's files (a collected table:
+its committed loads; see ``engines.lake``), with ``<name>_latest`` / ``<name>_history`` as DuckDB offers them.
+The session catalog is kiban's own (in-memory): ``prepare`` re-registers every table from the pointer
+files, so the files are the truth.
 
 URLs: ``spark:///abs/warehouse`` (local mode, ``?master=local[4]``), ``spark://host:7077/abs/warehouse``
 (a standalone master), ``sc://host:15002/abs/warehouse`` (Spark Connect). Other query parameters are
@@ -28,9 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
 from kiban.engines.base import Session as SessionProtocol
-from kiban.engines.dialect import transpile
+from kiban.engines.dialect import QUALIFY_COLUMN, transpile
+from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -122,33 +125,36 @@ class SparkEngine:
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
-        """Register the lake folders and every published version in the session catalog (rebuilt from files)."""
-        from kiban.engines.duckdb import lake_version
-
+        """Register the lake tables and every published version in the session catalog (rebuilt from files)."""
         for schema in SCHEMAS:
             self._sql(f"drop database if exists {quote(schema)} cascade")  # metadata only: tables are external
             self._sql(f"create database {quote(schema)}")
         self._names = {}
         versions: dict[str, str] = {}
-        for asset in lake_assets:
-            if collected is not None and asset.key in collected:
-                versions[asset.key] = UNREADABLE_LAKE + "collected tables are not readable on the Spark engine yet"
-                continue
-            digest, count = lake_version(asset.path)
-            if not count:
-                versions[asset.key] = EMPTY_LAKE
+        for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
+            versions[table.asset.key] = table.version
+            if not table.files:
                 continue
             try:
-                self._sql(f"create table lake.{quote(asset.name)} using parquet options (path "
-                          f"{literal(str(Path(asset.path).resolve()))}, recursiveFileLookup 'true', "
-                          "mergeSchema 'true')")
-                versions[asset.key] = digest
-                self._names[asset.name.lower()] = "lake"
+                self._register_lake(table)
             except Exception as exc:  # a broken file fails the lake table's readers, not the whole run
-                versions[asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+                versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
         self._registered = {}
         self._sync()
         return versions
+
+    def _register_lake(self, table: LakeTable) -> None:
+        """The external table lake.<name> over exactly the table's files (one Hadoop glob), and its derived views."""
+        name = table.name
+        self._sql(f"create table lake.{quote(name)} using parquet options (path {literal(_glob(table.files))}, "
+                  "mergeSchema 'true')")  # columns of every file (union by name), as DuckDB reads them
+        self._names[name.lower()] = "lake"
+        if table.collected is None:
+            return
+        columns = self.spark.table(f"lake.{quote(name)}").columns
+        for view, sql in derived_views(name, table.collected, columns):
+            self._sql(f"create or replace view lake.{quote(view)} as {transpile(sql, 'spark', f'lake.{view}')}")
+            self._names[view.lower()] = "lake"
 
     def _sync(self) -> None:
         """Register every published version not registered yet (other processes publish too: workers)."""
@@ -237,7 +243,9 @@ class SparkEngine:
         shutil.rmtree(folder, ignore_errors=True)  # a leftover of an attempt with the same tag
         tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
         try:
-            self._sql(sql).write.mode("overwrite").parquet(str(folder))
+            frame = self._sql(sql)
+            helpers = [c for c in frame.columns if c.startswith(QUALIFY_COLUMN)]  # of a rewritten SELECT * … QUALIFY
+            (frame.drop(*helpers) if helpers else frame).write.mode("overwrite").parquet(str(folder))
             self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
             rows = int(self._sql(f"select count(*) from {quote(tmp)}").collect()[0][0])
             watermark = self._watermark(quote(tmp), asset)
@@ -295,6 +303,17 @@ class SparkEngine:
         return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)
 
 
+def _glob(files: tuple[str, ...]) -> str:
+    """One Hadoop glob that matches exactly ``files``: their common folder, then ``{a,b,…}`` of the rest."""
+    def escape(text: str) -> str:
+        return "".join("\\" + c if c in "\\{}[]*?,^" else c for c in text)
+
+    if len(files) == 1:
+        return escape(files[0])
+    base = os.path.commonpath(files)
+    return escape(base) + "/{" + ",".join(escape(os.path.relpath(f, base)) for f in files) + "}"
+
+
 def _prune(home: Path, current: str) -> None:
     """Keep the newest KEEP_VERSIONS version folders (the current one always)."""
     versions = sorted((p for p in home.iterdir() if p.is_dir() and p.name.startswith("v-")),
@@ -326,7 +345,8 @@ def _session(master: str | None, remote: str | None, folder: Path, settings: dic
                    .config("spark.sql.catalogImplementation", "in-memory")
                    .config("spark.sql.warehouse.dir", str(folder / "_spark"))
                    .config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.shuffle.partitions", "8"))
+                   .config("spark.sql.shuffle.partitions", "8")
+                   .config("spark.sql.timeType.enabled", "true"))  # lake tables may have TIME columns
     for name, value in settings.items():
         builder = builder.config(name, value)
     try:

@@ -1,0 +1,101 @@
+"""What every engine exposes of the lake: the Parquet files of each lake table, and the derived views.
+
+One place decides which files a lake table is made of, so DuckDB, PostgreSQL and Spark see the same rows:
+
+- a **collected** table (``sources/NAME.yml``) is exactly the files its committed manifests name
+  (``CollectedTable.files``, read from the state store by ``kiban.collect.collector.collected_tables``);
+  files of a load that never committed are not part of it, whatever lies in the folder;
+- a **plain lake folder** is every Parquet file under ``lake/<name>/``.
+
+The derived views of a collected table (``<name>_latest``, ``<name>_history``) are written here once, in
+DuckDB's SQL with explicit column lists; DuckDB runs them as they are, the other engines transpile them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiban.engines.base import COLLECTED_VERSION, EMPTY_LAKE, CollectedTable
+from kiban.project import Asset
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One lake asset as an engine should expose it: the table ``lake.<name>`` over ``files``."""
+
+    asset: Asset
+    version: str  # its data version (EMPTY_LAKE while it has no files)
+    files: tuple[str, ...]  # absolute paths of its Parquet files, in a stable order
+    collected: CollectedTable | None = None  # set for a collected table: its keys and history settings
+
+    @property
+    def name(self) -> str:
+        return self.asset.name
+
+
+def folder_files(folder: Path) -> tuple[str, tuple[str, ...]]:
+    """(version, files) of a plain lake folder: a hash of its Parquet files' paths, sizes and mtimes."""
+    digest = hashlib.sha256()
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            if filename.endswith(".parquet"):
+                path = os.path.join(dirpath, filename)
+                stat = os.stat(path)
+                rel = os.path.relpath(path, folder)
+                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                files.append(os.path.abspath(path))
+    return digest.hexdigest(), tuple(files)
+
+
+def lake_table(asset: Asset, collected: Mapping[str, CollectedTable] | None) -> LakeTable:
+    """The files of one lake asset: its committed loads when it is collected, else its folder's Parquet files."""
+    if collected is not None and asset.key in collected:
+        table = collected[asset.key]
+        files = tuple(str(f) for f in table.files)
+        return LakeTable(asset, COLLECTED_VERSION + table.version if files else EMPTY_LAKE, files, table)
+    version, files = folder_files(asset.path)
+    return LakeTable(asset, version if files else EMPTY_LAKE, files)
+
+
+def lake_tables(lake_assets: Iterable[Asset], collected: Mapping[str, CollectedTable] | None) -> list[LakeTable]:
+    """Every lake asset with its files (see ``lake_table``)."""
+    return [lake_table(asset, collected) for asset in lake_assets]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def derived_views(name: str, table: CollectedTable, columns: list[str]) -> list[tuple[str, str]]:
+    """``(view name, SELECT in DuckDB's SQL)`` of the views a collected table offers besides ``lake.<name>``.
+
+    ``columns``: the columns its files really have (the settings may be newer than the data). With a primary
+    key, ``<name>_latest`` keeps the newest row per key (by cursor, then load), deletions removed; with
+    ``history: scd2`` also ``<name>_history``: every version with ``valid_from`` and ``valid_to``.
+    """
+    present = set(columns)
+    if not table.primary_key or not set(table.primary_key) <= present:
+        return []
+    source = f"lake.{_q(name)}"
+    key = ", ".join(_q(c) for c in table.primary_key)
+    listed = ", ".join(_q(c) for c in columns)
+    cursor = table.cursor if table.cursor in present else None
+    order = (f"{_q(cursor)} desc nulls last, " if cursor else "") + '"_loaded_at" desc, "_load_id" desc'
+    deletes = table.deletes and "_deleted" in present
+    alive = ' and not coalesce("_deleted", false)' if deletes else ""
+    views = [(f"{name}_latest",
+              f"select {listed} from (select {listed}, row_number() over (partition by {key} order by {order}) "
+              f"as __kiban_rn from {source}) as latest where __kiban_rn = 1{alive}")]
+    if table.history:
+        alive = ' where not coalesce("_deleted", false)' if deletes else ""
+        views.append((f"{name}_history",
+                      f"select * from (select {listed}, \"_loaded_at\" as valid_from, lead(\"_loaded_at\") over "
+                      f"(partition by {key} order by \"_loaded_at\", \"_load_id\") as valid_to "
+                      f"from {source}) as versions{alive}"))
+    return views

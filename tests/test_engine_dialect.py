@@ -1,0 +1,85 @@
+"""Transpiling models from DuckDB's SQL: the rewrites the other engines need, and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiban.engines.dialect import transpile
+from kiban.errors import KibanError
+
+
+@pytest.mark.parametrize(("sql", "construct"), [
+    ("select * exclude (note) from lake.orders", "SELECT * EXCLUDE/REPLACE/RENAME"),
+    ("select columns('amount_.*') from lake.orders", "COLUMNS(…)"),
+    ("select order_id::hugeint as id from lake.orders", "the HUGEINT type"),
+    ("select o.* from lake.orders o asof join lake.prices p on o.at >= p.at", "ASOF JOIN"),
+])
+@pytest.mark.parametrize(("target", "engine"), [("postgres", "PostgreSQL"), ("spark", "Spark SQL")])
+def test_a_construct_the_target_lacks_is_an_error_naming_model_and_construct(
+        sql: str, construct: str, target: str, engine: str) -> None:
+    with pytest.raises(KibanError) as caught:
+        transpile(sql, target, "mart.orders_wide")
+    message = str(caught.value)
+    assert message.startswith("mart.orders_wide: ") and construct in message and engine in message
+
+
+@pytest.mark.parametrize(("sql", "construct"), [
+    ("select {'id': order_id} as s from lake.orders", "STRUCT"),
+    ("select list_transform(tags, t -> upper(t)) as tags from lake.orders", "lambda"),
+    ("select order_id from lake.orders order by all", "ORDER BY ALL"),
+    ("select * from lake.orders pivot (sum(amount) for channel in ('web', 'store'))", "PIVOT"),  # SQLGlot's own
+])
+def test_postgres_refuses_what_it_cannot_run(sql: str, construct: str) -> None:
+    with pytest.raises(KibanError, match=f"mart.x: .*{construct}.*PostgreSQL"):
+        transpile(sql, "postgres", "mart.x")
+
+
+def test_qualify_keeps_select_star_valid_and_its_helper_is_named() -> None:
+    sql = ("select *, upper(name) as loud from lake.customers "
+           "qualify row_number() over (partition by id order by updated_at desc) = 1")
+    for target in ("postgres", "spark"):
+        out = transpile(sql, target, "warehouse.customers")
+        assert " QUALIFY " not in out.upper()
+        assert "__kiban_qualify_0 = 1" in out and out.count("AS loud") == 1, out  # not selected twice
+
+
+def test_qualify_without_star_selects_exactly_the_model_columns() -> None:
+    out = transpile("select id, name from lake.c qualify row_number() over (partition by id order by v) = 1",
+                    "postgres", "warehouse.c")
+    assert out.startswith('SELECT "id", "name" FROM (SELECT id, name, ROW_NUMBER()'), out
+
+
+def test_group_by_all_becomes_the_plain_select_items_on_postgres() -> None:
+    out = transpile("select store, day, count(*) as n, sum(x) over () as w from lake.s group by all",
+                    "postgres", "mart.s")
+    assert out.endswith("GROUP BY store, day"), out
+
+
+@pytest.mark.parametrize(("sql", "postgres", "spark"), [
+    ("dayname(d)", "TO_CHAR(d, 'FMDay')", "DATE_FORMAT(d, 'EEEE')"),
+    ("isodow(d)", "EXTRACT(isodow FROM d)", "WEEKDAY(d) + 1"),
+    ("hour(t)", "EXTRACT(hour FROM t)", "HOUR(t)"),
+    ("regexp_full_match(s, 'a+')", "s ~ '^(?:a+)$'", "s RLIKE '^(?:a+)$'"),
+    ("regexp_extract(s, 'x(\\d)', 1)", "COALESCE(REGEXP_SUBSTR(s, 'x(\\d)', 1, 1, '', 1), '')", "REGEXP_EXTRACT"),
+    ("timezone('Asia/Tokyo', cast(t as timestamptz))", "TIMEZONE('Asia/Tokyo'",
+     "CONVERT_TIMEZONE('UTC', 'Asia/Tokyo', CAST(t AS TIMESTAMP))"),
+    ("timezone('Asia/Tokyo', cast(t as timestamp))", "TIMEZONE('Asia/Tokyo'", "TO_UTC_TIMESTAMP("),
+    ("round(a / b, 2)", "ROUND(CAST(", "ROUND(a / b, 2)"),
+    ("cast(t as time)", "CAST(t AS TIME)", "CAST(t AS TIME)"),
+])
+def test_duckdb_functions_mean_the_same_on_every_engine(sql: str, postgres: str, spark: str) -> None:
+    assert postgres in transpile(f"select {sql} as v from lake.t", "postgres", "m")
+    assert spark in transpile(f"select {sql} as v from lake.t", "spark", "m")
+
+
+def test_a_date_series_is_a_set_of_rows_on_every_engine() -> None:
+    sql = "select cast(unnest(generate_series(min(d), max(d), interval 1 day)) as date) as d from lake.t"
+    assert transpile(sql, "postgres", "m").startswith("SELECT CAST(GENERATE_SERIES(MIN(d), MAX(d)")
+    assert transpile(sql, "spark", "m").startswith("SELECT EXPLODE(CAST(SEQUENCE(MIN(d), MAX(d), INTERVAL '1' DAY) "
+                                                   "AS ARRAY<DATE>))")
+
+
+def test_unqualified_names_get_their_layer() -> None:
+    out = transpile("select * from orders join lake.stores using (store_id)", "postgres", "mart.m",
+                    {"orders": "warehouse", "stores": "lake"})
+    assert "FROM warehouse.orders JOIN lake.stores" in out

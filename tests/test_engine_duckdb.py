@@ -1,0 +1,55 @@
+"""The DuckDB engine: names the graph accepts are names DuckDB finds; the lake is the committed files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from kiban.engines.base import COLLECTED_VERSION, EMPTY_LAKE, CollectedTable
+from kiban.engines.lake import derived_views, lake_tables
+from kiban.project import load_project
+from kiban.run import RunOptions, run_project
+from tests.conftest import write_parquet
+
+
+def test_unqualified_cross_layer_names_build(make_project: Callable[..., Path]) -> None:
+    root = make_project({
+        # `orders` is only in the lake, `order_totals` only in the warehouse: the graph resolves both
+        "models/warehouse/order_totals.sql": "select customer_id, sum(amount) as total from orders group by all",
+        "models/mart/top_customers.sql": "select t.customer_id, t.total, count(*) as orders from order_totals t "
+                                         "join orders o using (customer_id) group by all",
+    }, lake={"orders": "select i as order_id, i % 3 as customer_id, i * 1.5 as amount from range(10) t(i)"})
+    result = run_project(load_project(root), RunOptions())
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items()}
+    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select * from mart.top_customers order by customer_id").fetchall()
+    finally:
+        con.close()
+    assert rows == [(0, 27.0, 4), (1, 18.0, 3), (2, 22.5, 3)]
+
+
+def test_lake_tables_are_the_committed_files_not_the_folder(make_project: Callable[..., Path]) -> None:
+    root = make_project({}, lake={"plain": "select 1 as a", "pos_orders": "select 1 as a"})
+    committed = write_parquet(root / "lake" / "pos_orders" / "load_date=2026-11-29" / "L1.parquet", "select 2 as a")
+    project = load_project(root)
+    assets = sorted((a for a in project.assets.values() if a.layer == "lake"), key=lambda a: a.name)
+    collected = {"lake.pos_orders": CollectedTable(version="L1", files=(str(committed),))}
+    plain, orders = lake_tables(assets, collected)
+    assert orders.files == (str(committed),) and orders.version == COLLECTED_VERSION + "L1"
+    assert plain.files == (str(root / "lake" / "plain" / "part-0.parquet"),) and plain.version != EMPTY_LAKE
+    nothing = lake_tables(assets, {"lake.pos_orders": CollectedTable(version="", files=())})[1]
+    assert nothing.files == () and nothing.version == EMPTY_LAKE  # uncommitted files are never read
+
+
+def test_derived_views_list_columns_and_skip_missing_keys() -> None:
+    table = CollectedTable(version="L1", files=("x",), primary_key=("id",), cursor="updated_at", deletes=True,
+                           history=True)
+    columns = ["id", "v", "updated_at", "_load_id", "_loaded_at", "_deleted"]
+    views = dict(derived_views("pos_c", table, columns))
+    assert set(views) == {"pos_c_latest", "pos_c_history"}
+    assert '"updated_at" desc nulls last' in views["pos_c_latest"] and "_deleted" in views["pos_c_latest"]
+    assert "__kiban_rn" not in views["pos_c_latest"].split(" from ")[0]  # the helper stays inside
+    assert derived_views("pos_c", table, ["v", "_loaded_at"]) == []  # the key is not in the data (yet)
