@@ -252,7 +252,8 @@ def test_generating_the_history_after_a_real_run_keeps_the_real_run(shop):
 def test_the_shops_jobs_are_listed_with_next_runs_and_no_warning(shop, cli):
     listed = cli("--project", shop["root"], "jobs", "--json")
     rows = {r["job"]: r for r in json.loads(ok(listed))}
-    assert set(rows) == {"nightly_stores", "hourly_ranking", "partner_files"}
+    assert set(rows) == {"nightly_stores", "nightly_forecast", "hourly_ranking", "partner_files"}
+    assert rows["nightly_forecast"]["for"] == "demand_forecast" and rows["nightly_forecast"]["latest_start"]
     assert rows["nightly_stores"]["for"] == "morning_sales" and rows["nightly_stores"]["latest_start"]
     assert rows["nightly_stores"]["next_run"].endswith("T17:00:00Z")  # 02:00 in Tokyo
     assert rows["hourly_ranking"]["next_run"] and rows["partner_files"]["sensors"] == ["landing:landing/partners:*.csv"]
