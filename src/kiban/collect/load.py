@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kiban.collect import lake as layout
+from kiban.collect import sessions
 from kiban.collect.casting import Declared, cast_batch, quote
 from kiban.collect.connector import BadRow, ReadContext, SourceError, read_batches
 from kiban.collect.drift import ACTIONS, compare
@@ -49,6 +50,7 @@ ORDINAL = "__kiban_ord"  # a row's position in the load: the last one read wins 
 DELETED = "_deleted"  # detect_deletes: true on the rows that say "this key is gone from the source"
 ROW_HASH = "_row_hash"  # history: scd2: the hash of a version's values, to land only what changed
 KIBAN_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, ORDINAL, DELETED, ROW_HASH)
+BATCH_ROWS = 100_000  # rows per batch from DuckDB to the lake writer
 SCRATCH_FILE_ROWS = 2_000_000  # above this many rows, a load de-duplicates in a database file, not in memory
 QUARANTINE_SCHEMA = pa.schema([("row_number", pa.int64()), ("location", pa.string()), ("file", pa.string()),
                                ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),
@@ -253,68 +255,97 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def streams(table: TableSpec, state: TableState | None) -> bool:
+    """Whether a load can land its batches as they come (one pass): nothing in it needs the whole load at once —
+    no de-duplication on a primary key, no comparison with the rows of earlier loads (incremental look-back,
+    ``history: scd2``, ``detect_deletes``)."""
+    if table.primary_key or table.history == "scd2" or table.detect_deletes:
+        return False
+    return not (table.mode == "incremental" and state is not None and state.files)
+
+
 def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadRecord, result: LoadResult,
           state: TableState | None, staging: Path, rows_per_file: int, manifests: Manifests,
           batches: Any) -> LoadResult:
     lake = project.lake_dir
     declared = Declared({c.name: c.type for c in table.columns if c.type}, table.primary_key)
     quarantine = _Quarantine(record.load_id, staging)
+    one_pass = streams(table, state)
+    # one pass: the typed batches go straight to the lake files (invisible until the manifest names them);
+    # otherwise they are staged for DuckDB to de-duplicate and compare with earlier loads first
+    writer = layout.RollingWriter(lake, lambda n: layout.data_file(record.source, record.table, record.load_id,
+                                                                   record.started_at, n), rows_per_file)
     staged = _Staging(staging)
+    sink = layout.Background(writer.write if one_pass else staged.write)
     loaded_at = record.started_at
-    con = duckdb.connect()
+    con = sessions.session()
     good = 0
     try:
-        source_batches = read_batches(ctx) if batches is None else iter(batches)
-        for batch in source_batches:
-            if ctx.cancel.is_set():
-                raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+        try:
+            source_batches = read_batches(ctx) if batches is None else iter(batches)
+            for batch in source_batches:
+                if ctx.cancel.is_set():
+                    raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+                quarantine.add(ctx.bad_rows)
+                ctx.bad_rows.clear()
+                if batch.num_rows == 0:
+                    continue
+                missing = declared.missing(batch.schema.names)
+                if missing:
+                    from kiban.errors import did_you_mean
+
+                    raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no "
+                                    f"such column", did_you_mean(missing[0], batch.schema.names)
+                                    or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
+                typed, bad = cast_batch(con, batch, declared, good + quarantine.count + 1)
+                quarantine.add(bad)
+                typed = _with_metadata(typed, record.load_id, loaded_at, good, ordinal=not one_pass)
+                good += typed.num_rows
+                if typed.num_rows:
+                    sink.put(typed)
             quarantine.add(ctx.bad_rows)
             ctx.bad_rows.clear()
-            if batch.num_rows == 0:
-                continue
-            missing = declared.missing(batch.schema.names)
-            if missing:
-                from kiban.errors import did_you_mean
-
-                raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no such "
-                                f"column", did_you_mean(missing[0], batch.schema.names)
-                                or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
-            typed, bad = cast_batch(con, batch, declared, good + quarantine.count + 1)
-            quarantine.add(bad)
-            typed = _with_metadata(typed, record.load_id, loaded_at, good)
-            good += typed.num_rows
-            if typed.num_rows:
-                staged.write(typed)
-        quarantine.add(ctx.bad_rows)
-        ctx.bad_rows.clear()
-        if ctx.cancel.is_set():
-            raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+            if ctx.cancel.is_set():
+                raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+        finally:
+            sink.close()
+            staged.close()
+            con.close()
+        result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
+        record.rows_read = good + quarantine.count  # rows the connector refused were read too
+        record.rows_quarantined = quarantine.count
+        quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
+        limit = table.quarantine_limit(record.rows_read)
+        if quarantine.count and limit is not None and quarantine.count > limit:
+            writer.discard()
+            nbytes = quarantine.finish(lake / quarantine_path)
+            record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
+            return _refuse(manifests, record, f"{quarantine.count} of {record.rows_read} rows were quarantined, "
+                           f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
+                           f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or "
+                           "the declared types, then collect again")
+        if one_pass:
+            written = writer.close()
+            work = sessions.session(spill=staging / "tmp", bounded=True)
+            try:
+                _finalize_streamed(work, project, table, record, result, state, written, good, quarantine,
+                                   manifests)
+            finally:
+                work.close()
+        else:
+            # a big load works in a scratch database file next to its staging, so what it holds never needs the
+            # memory; sorts spill to the staging folder too
+            work = sessions.session(staging / "work.duckdb" if good > SCRATCH_FILE_ROWS else None,
+                                    spill=staging / "tmp", bounded=True)
+            try:
+                _finalize(work, project, table, record, result, state, staged.parts, good, quarantine, writer,
+                          manifests)
+            finally:
+                work.close()
     except BaseException:
         quarantine.close()
+        writer.discard()  # a failed or refused load leaves no data file behind (a killed one: the next load's job)
         raise
-    finally:
-        staged.close()
-        con.close()
-    result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
-    record.rows_read = good + quarantine.count  # rows the connector refused were read too
-    record.rows_quarantined = quarantine.count
-    quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
-    limit = table.quarantine_limit(record.rows_read)
-    if quarantine.count and limit is not None and quarantine.count > limit:
-        nbytes = quarantine.finish(lake / quarantine_path)
-        record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
-        return _refuse(manifests, record, f"{quarantine.count} of {record.rows_read} rows were quarantined, "
-                       f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
-                       f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or the "
-                       "declared types, then collect again")
-    # a big load works in a scratch database file next to its staging, so what it holds never needs the memory
-    work = duckdb.connect(str(staging / "work.duckdb")) if good > SCRATCH_FILE_ROWS else duckdb.connect()
-    try:
-        work.execute(f"set temp_directory = {_literal(str(staging / 'tmp'))}")  # and sorts spill to disk here
-        _finalize(work, project, table, record, result, state, staged.parts, good, quarantine, rows_per_file,
-                  manifests)
-    finally:
-        work.close()
     if quarantine.count:
         nbytes = quarantine.finish(lake / quarantine_path)
         record.files.append((quarantine_path, "quarantine", quarantine.count, nbytes))
@@ -327,16 +358,18 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     return result
 
 
-def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int) -> pa.Table:
-    """``_load_id``, ``_loaded_at`` and the row ordinal, built from NumPy (no Python object per row)."""
+def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int, *, ordinal: bool) -> pa.Table:
+    """``_load_id``, ``_loaded_at`` and (for de-duplication) the row ordinal, built from NumPy (no Python object
+    per row)."""
     import numpy as np
 
     n = table.num_rows
     load = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([load_id]))
     at = pa.array(np.full(n, np.datetime64(loaded_at.replace(tzinfo=None), "us")), pa.timestamp("us"))
-    ordinal = pa.array(np.arange(first, first + n, dtype=np.int64))
-    return table.append_column(LOAD_ID, load.cast(pa.string())).append_column(LOADED_AT, at) \
-        .append_column(ORDINAL, ordinal)
+    table = table.append_column(LOAD_ID, load.cast(pa.string())).append_column(LOADED_AT, at)
+    if ordinal:
+        table = table.append_column(ORDINAL, pa.array(np.arange(first, first + n, dtype=np.int64)))
+    return table
 
 
 def _refuse(manifests: Manifests, record: LoadRecord, message: str, hint: str) -> LoadResult:
@@ -357,7 +390,8 @@ def _files_sql(paths: list[Path] | list[str]) -> str:
 
 def _finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
               result: LoadResult, state: TableState | None, parts: list[Path], good: int, quarantine: _Quarantine,
-              rows_per_file: int, manifests: Manifests) -> None:
+              writer: layout.RollingWriter, manifests: Manifests) -> None:
+    """De-duplicate the staged rows, compare them with earlier loads, and write what lands through ``writer``."""
     lake = project.lake_dir
     prior = [lake / p for p in state.files] if state else []
     if parts:
@@ -416,38 +450,41 @@ def _finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec
         extra += f", md5(cast({{{', '.join(f'{_literal(n)}: {quote(n)}' for n in names)}}} as varchar)) as {ROW_HASH}"
     if table.detect_deletes:
         extra += f", false as {DELETED}"
-    con.execute(f"create table landed as select *{extra} from {rows}" if parts else
-                "create table landed as select 1 as x where false")
+    detect = table.detect_deletes and current and table.mode == "full" and record.kind == "load"  # not replays
+    if detect and quarantine.count:
+        result.notes.append(f"{record.asset}: deletions not detected in this load: {quarantine.count} "
+                            "row(s) were quarantined and their keys are unknown")
+        detect = False
+    # a table only where a DELETE or an INSERT follows (scd2 against the current rows, deletions); otherwise the
+    # rows stream from the view to the lake files as DuckDB makes them
+    materialise = (history and current) or detect
+    if parts:
+        con.execute(f"create {'table' if materialise else 'view'} landed as select *{extra} from {rows}")
+    else:
+        con.execute("create table landed as select 1 as x where false")
     if history and current and parts:  # land only new versions: a key that is new, changed or back from deleted
         join = " and ".join(f"l.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
         con.execute(f"delete from landed l using current_rows c where {join} and not c.{DELETED} "
                     f"and l.{ROW_HASH} = c.{ROW_HASH}")
-    landed = int(con.execute("select count(*) from landed").fetchone()[0]) if parts else 0  # type: ignore[index]
     # -- deletions (full mode): keys of the current state that this load did not see ---------------------------
-    if table.detect_deletes and current and table.mode == "full" and record.kind == "load":  # not replays
-        if quarantine.count:
-            result.notes.append(f"{record.asset}: deletions not detected in this load: {quarantine.count} "
-                                "row(s) were quarantined and their keys are unknown")
-        else:
-            on = " and ".join(f"s.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
-            seen = f"(select {_cols(table.primary_key)} from staged)" if parts else "(select null where false)"
-            gone_sql = (f"select c.* exclude ({DELETED}, {ROW_HASH}) from current_rows c anti join {seen} s on {on} "
-                        f"where not c.{DELETED}") if parts else \
-                f"select * exclude ({DELETED}, {ROW_HASH}) from current_rows where not {DELETED}"
-            con.execute(f"create table gone as {gone_sql}")
-            record.rows_deleted = int(con.execute("select count(*) from gone").fetchone()[0])  # type: ignore[index]
-            if record.rows_deleted:
-                stamp = [record.load_id, record.started_at]
-                if parts:
-                    con.execute(f"insert into landed by name select *, ? as {LOAD_ID}, ?::timestamp as {LOADED_AT}, "
-                                f"true as {DELETED} from gone", stamp)
-                    result.notes.append(f"{record.asset}: {record.rows_deleted} row(s) gone from the source, "
-                                        "landed as deletions")
-                else:
-                    con.execute(f"create or replace table landed as select *, ? as {LOAD_ID}, "
-                                f"?::timestamp as {LOADED_AT}, true as {DELETED} from gone", stamp)
-    record.rows_landed = landed
-    record.rows_dropped = good - landed
+    if detect:
+        on = " and ".join(f"s.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
+        seen = f"(select {_cols(table.primary_key)} from staged)" if parts else "(select null where false)"
+        gone_sql = (f"select c.* exclude ({DELETED}, {ROW_HASH}) from current_rows c anti join {seen} s on {on} "
+                    f"where not c.{DELETED}") if parts else \
+            f"select * exclude ({DELETED}, {ROW_HASH}) from current_rows where not {DELETED}"
+        con.execute(f"create table gone as {gone_sql}")
+        record.rows_deleted = int(con.execute("select count(*) from gone").fetchone()[0])  # type: ignore[index]
+        if record.rows_deleted:
+            stamp = [record.load_id, record.started_at]
+            if parts:
+                con.execute(f"insert into landed by name select *, ? as {LOAD_ID}, ?::timestamp as {LOADED_AT}, "
+                            f"true as {DELETED} from gone", stamp)
+                result.notes.append(f"{record.asset}: {record.rows_deleted} row(s) gone from the source, "
+                                    "landed as deletions")
+            else:
+                con.execute(f"create or replace table landed as select *, ? as {LOAD_ID}, "
+                            f"?::timestamp as {LOADED_AT}, true as {DELETED} from gone", stamp)
     if table.time_column and table.time_column in names:
         with contextlib.suppress(duckdb.Error):  # not a date: the checks will say so
             found = con.execute(f"select max({quote(table.time_column)})::date from staged").fetchone()
@@ -458,18 +495,71 @@ def _finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec
     else:
         record.cursor = result.cursor_before
     # -- write ------------------------------------------------------------------------------------------------
-    total = int(con.execute("select count(*) from landed").fetchone()[0])  # type: ignore[index]
-    writer = layout.RollingWriter(lake, lambda n: layout.data_file(record.source, record.table, record.load_id,
-                                                                   record.started_at, n), rows_per_file)
-    if total:
-        has_ordinal = _has_column(con, [], ORDINAL, "landed")
-        select = f"select * exclude ({ORDINAL}) from landed" if has_ordinal else "select * from landed"
-        reader = con.execute(select).to_arrow_reader(100_000)
+    has_ordinal = _has_column(con, [], ORDINAL, "landed")
+    select = f"select * exclude ({ORDINAL}) from landed" if has_ordinal else "select * from landed"
+    reader = con.execute(select).to_arrow_reader(BATCH_ROWS)
+    sink = layout.Background(writer.write)
+    try:
         for batch in reader:
-            writer.write(batch)
-    elif not prior and parts:  # the table's first load landed nothing: an empty file still gives it columns
-        writer.write_empty(con.execute(f"select * exclude ({ORDINAL}) from landed limit 0").to_arrow_table().schema)
+            if batch.num_rows:
+                sink.put(batch)
+    finally:
+        sink.close()
+    total = writer.rows
+    if not total and not prior and parts:  # the table's first load landed nothing: an empty file still gives it
+        writer.write_empty(reader.schema)  # columns
     record.files = [(p, "data", r, b) for p, r, b in writer.close()]
+    landed = total - record.rows_deleted  # deletion rows are not rows read
+    record.rows_landed = landed
+    record.rows_dropped = good - landed
+
+
+def _finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
+                       result: LoadResult, state: TableState | None, written: list[tuple[str, int, int]],
+                       good: int, quarantine: _Quarantine, manifests: Manifests) -> None:
+    """The schema, drift, cursor and watermark of a load already written to its lake files (one pass): read
+    from the files themselves — their footers, and at most one scan of the cursor and time columns."""
+    lake = project.lake_dir
+    record.files = [(p, "data", r, b) for p, r, b in written if r]
+    record.rows_landed, record.rows_dropped = good, 0
+    files = [lake / f[0] for f in record.files]
+    if not files:
+        record.schema = list(state.schema) if state else []
+        record.cursor = result.cursor_before
+        return
+    columns = [(r[0], r[1]) for r in con.execute(f"describe select * from {_files_sql(files)}").fetchall()]
+    schema = [(n, t) for n, t in columns if n not in KIBAN_COLUMNS]
+    names = [n for n, _ in schema]
+    _check_columns(record, table, names)
+    if state:
+        changes = compare(state.schema, schema)
+        if changes:
+            action = ACTIONS[table.on_drift]
+            record.drift = [(d, action) for d in changes]
+            message = drift_note(record.asset, changes, table.on_drift)
+            if table.on_drift == "fail":
+                record.files = []
+                _refuse(manifests, record, message.split(": ", 1)[1],
+                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
+            result.notes.append(message)
+    record.schema = schema
+    cursor = table.cursor
+    time_column = table.time_column if table.time_column in names else None
+    newest: Any = None
+    if cursor or time_column:
+        wanted = [f"max({quote(cursor)})" if cursor else "null"]
+        if time_column:
+            wanted.append(f"max({quote(time_column)})::date")
+        try:
+            found = con.execute(f"select {', '.join(wanted)} from {_files_sql(files)}").fetchone()
+        except duckdb.Error:  # the time column is not a date: the checks will say so
+            found = con.execute(f"select {wanted[0]} from {_files_sql(files)}").fetchone()
+            time_column = None
+        if found:
+            newest = found[0]
+            if time_column:
+                result.watermark = found[1]
+    record.cursor = _newer(result.cursor_before, newest) if cursor else result.cursor_before
 
 
 def _cols(names: list[str] | tuple[str, ...]) -> str:
