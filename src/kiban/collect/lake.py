@@ -26,7 +26,10 @@ import pyarrow.parquet as pq
 QUARANTINE = "_quarantine"
 STAGING = "_staging"
 ROWS_PER_FILE = 1_000_000  # a load rolls to a new file after this many rows
-COMPRESSION = "snappy"
+# Measured on the reference orders table (bench/ingest_pg.py, 1M rows, 10 columns): snappy with dictionaries on
+# every column 0.48 s CPU and 70 MB; zstd with dictionaries on text columns only 0.24 s and 42 MB (dictionaries
+# on numbers and timestamps are tried, found too big and dropped — the cost without the gain)
+COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 1_000_000  # rows per Parquet row group (of the batches given: small batches make small groups)
 
 
@@ -89,7 +92,8 @@ class RollingWriter:
         self._path = self.name(len(self.files))
         target = self.lake / self._path
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(target, schema, compression=COMPRESSION)
+        self._writer = pq.ParquetWriter(target, schema, compression=COMPRESSION,
+                                        use_dictionary=dictionary_columns(schema))
         self._schema = schema
         self._rows = 0
 
@@ -153,6 +157,12 @@ class Background:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth dictionary-encoding: text and bytes (codes, statuses, names repeat)."""
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type) or pa.types.is_dictionary(f.type)]
 
 
 def remove_leftovers(lake: Path, source: str, table: str, known: Iterable[str]) -> list[str]:
