@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,14 +122,18 @@ class RollingWriter:
         self.files = []
 
 
-class Background:
-    """Calls ``write`` on a thread of its own, so that encoding and compressing Parquet (which releases the
-    GIL) overlaps with reading the next batch. At most ``depth`` batches wait: memory stays bounded. An error
-    on the thread is raised by the next :meth:`put` or by :meth:`close`."""
+_STOP = object()  # the end of a Background's items
 
-    def __init__(self, write: Callable[[pa.RecordBatch | pa.Table], None], depth: int = 2) -> None:
+
+class Background:
+    """Calls ``write`` with each item put, in order, on a thread of its own, so that a stage of a load
+    (casting, encoding and compressing Parquet — work that releases the GIL) overlaps with reading the next
+    batch. At most ``depth`` items wait: memory stays bounded. An error on the thread is raised by the next
+    :meth:`put` or by :meth:`close`."""
+
+    def __init__(self, write: Callable[[Any], None], depth: int = 2) -> None:
         self._write = write
-        self._queue: queue.Queue[pa.RecordBatch | pa.Table | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="kiban-lake-writer", daemon=True)
         self._thread.start()
@@ -136,7 +141,7 @@ class Background:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is None:
+            if item is _STOP:
                 return
             if self._error is None:
                 try:
@@ -144,15 +149,15 @@ class Background:
                 except BaseException as exc:  # handed to the loader's thread
                     self._error = exc
 
-    def put(self, batch: pa.RecordBatch | pa.Table) -> None:
+    def put(self, item: Any) -> None:
         if self._error is not None:
             self.close()
-        self._queue.put(batch)
+        self._queue.put(item)
 
     def close(self) -> None:
         """Wait until every batch is written; raise what went wrong on the writer's thread."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._queue.put(_STOP)
             self._thread.join()
         if self._error is not None:
             error, self._error = self._error, None

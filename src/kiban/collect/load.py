@@ -24,11 +24,13 @@ import os
 import secrets
 import shutil
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -248,41 +250,40 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     writer = layout.RollingWriter(lake, lambda n: layout.data_file(record.source, record.table, record.load_id,
                                                                    record.started_at, n), rows_per_file)
     staged = _Staging(staging)
-    sink = layout.Background(writer.write if one_pass else staged.write)
-    loaded_at = record.started_at
-    con = sessions.session()
-    good = 0
+    typer = _Typer(con=sessions.session(), declared=declared, quarantine=quarantine, load_id=record.load_id,
+                   loaded_at=record.started_at, ordinal=not one_pass,
+                   sink=layout.Background(writer.write if one_pass else staged.write))
+    # three stages, each on its own thread: the connector reads, the typer casts (DuckDB) and stamps, the writer
+    # encodes Parquet — batches go through in order, at most two wait at each step (memory stays bounded)
+    typing = layout.Background(typer.take)
     try:
         try:
             source_batches = read_batches(ctx) if batches is None else iter(batches)
             for batch in source_batches:
                 if ctx.cancel.is_set():
                     raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
-                quarantine.add(ctx.bad_rows)
+                refused = list(ctx.bad_rows)
                 ctx.bad_rows.clear()
-                if batch.num_rows == 0:
-                    continue
-                missing = declared.missing(batch.schema.names)
-                if missing:
-                    from kiban.errors import did_you_mean
+                if batch.num_rows:
+                    missing = declared.missing(batch.schema.names)
+                    if missing:
+                        from kiban.errors import did_you_mean
 
-                    raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no "
-                                    f"such column", did_you_mean(missing[0], batch.schema.names)
-                                    or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
-                typed, bad = cast_batch(con, batch, declared, good + quarantine.count + 1)
-                quarantine.add(bad)
-                typed = _with_metadata(typed, record.load_id, loaded_at, good, ordinal=not one_pass)
-                good += typed.num_rows
-                if typed.num_rows:
-                    sink.put(typed)
-            quarantine.add(ctx.bad_rows)
+                        raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no "
+                                        f"such column", did_you_mean(missing[0], batch.schema.names)
+                                        or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
+                typing.put((refused, batch))
+            typing.put((list(ctx.bad_rows), None))
             ctx.bad_rows.clear()
             if ctx.cancel.is_set():
                 raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
         finally:
-            sink.close()
-            staged.close()
-            con.close()
+            try:
+                typing.close()
+            finally:
+                typer.close()
+                staged.close()
+        good = typer.good
         result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
         record.rows_read = good + quarantine.count  # rows the connector refused were read too
         record.rows_quarantined = quarantine.count
@@ -328,6 +329,40 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     assert record.reconciles, f"counts do not reconcile: {record}"
     manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files])
     return result
+
+
+@dataclass
+class _Typer:
+    """The typing stage of a load: rows the connector refused and each batch, in the order read — declared
+    columns cast (failures quarantined, numbered in reading order), ``_load_id``/``_loaded_at`` added, passed on
+    to ``sink``."""
+
+    con: duckdb.DuckDBPyConnection
+    declared: Declared
+    quarantine: _Quarantine
+    load_id: str
+    loaded_at: datetime
+    ordinal: bool
+    sink: layout.Background
+    good: int = 0
+
+    def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
+        refused, batch = item
+        self.quarantine.add(refused)
+        if batch is None or batch.num_rows == 0:
+            return
+        typed, bad = cast_batch(self.con, batch, self.declared, self.good + self.quarantine.count + 1)
+        self.quarantine.add(bad)
+        typed = _with_metadata(typed, self.load_id, self.loaded_at, self.good, ordinal=self.ordinal)
+        self.good += typed.num_rows
+        if typed.num_rows:
+            self.sink.put(typed)
+
+    def close(self) -> None:
+        try:
+            self.sink.close()
+        finally:
+            self.con.close()
 
 
 def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int, *, ordinal: bool) -> pa.Table:
