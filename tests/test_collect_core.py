@@ -399,3 +399,83 @@ def test_a_collection_that_times_out_fails_its_asset_and_commits_nothing(make_pr
     assert (outcome.status, outcome.error) == ("failed", "timed out after 0.5 s (the load was stopped)")
     project = load_project(root)
     assert Manifests(Store(project.state_url)).state(project.name, "lake.shop_orders") is None
+
+
+EVENTS = """type: files
+batch_rows: {batch}
+tables:
+  events:
+    path: data/events.jsonl
+    cursor: updated_at
+    time_column: updated_at
+{extra}    columns:
+      - {{name: id, type: INTEGER}}
+      - {{name: amount, type: "DECIMAL(10,2)"}}
+      - {{name: updated_at, type: TIMESTAMP}}
+"""
+
+
+def data_files(root: Path) -> list[Path]:
+    return sorted((root / "lake/shop/events").rglob("*.parquet"))
+
+
+def test_a_table_without_key_lands_in_one_pass_rolling_files_when_the_schema_changes(shop):
+    from kiban.collect.load import streams
+
+    root = shop(EVENTS.format(batch=2, extra=""))
+    rows = [order(1, 1), order(2, 5), order(3, 3, channel="web"), order(4, 2, channel="store"), order(5, 4)]
+    write_rows(root / "data/events.jsonl", rows)
+    project = load_project(root)
+    assert streams(project.sources["shop"].tables["events"], None)
+    r = load(root, table="events").record
+    assert (r.rows_read, r.rows_landed, r.rows_dropped) == (5, 5, 0)
+    assert not (root / "lake/_staging/shop/events").exists() or not any((root / "lake/_staging").rglob("*.parquet"))
+    # batches of 2: (1, 2) without channel, (3, 4) with it, (5) without: three files, one per schema run
+    assert [f[2] for f in r.files if f[1] == "data"] == [2, 2, 1]
+    assert r.cursor.hour == 5 and ("channel", "VARCHAR") in r.schema  # read back from the written files
+    assert "__kiban_ord" not in [n for n, _ in r.schema]
+    got = lake_rows(root, "select id, channel, amount::varchar from lake.shop_events order by id")
+    assert got == [(1, None, "1.50"), (2, None, "2.50"), (3, "web", "3.50"), (4, "store", "4.50"), (5, None, "5.50")]
+    names = duckdb.connect().execute(f"select name from parquet_schema('{data_files(root)[0]}')").fetchall()
+    assert ("__kiban_ord",) not in names and ("_load_id",) in names
+
+
+def test_a_refused_one_pass_load_leaves_no_data_file(shop):
+    root = shop(EVENTS.format(batch=2, extra="    max_quarantined: 1\n    on_drift: fail\n"))
+    path = root / "data/events.jsonl"
+    write_rows(path, [order(1, 1), order(2, 2, amount="x"), order(3, 3), order(4, 4, amount="y")])
+    with pytest.raises(LoadFailed, match="2 of 4 rows were quarantined"):
+        load(root, table="events")
+    assert data_files(root) == []  # written while streaming, removed when the load was refused
+    write_rows(path, [order(1, 1), order(2, 2)])
+    assert load(root, table="events").record.rows_landed == 2
+    [first] = data_files(root)
+    write_rows(path, [order(1, 1), order(2, 2), order(3, 3, channel="web")])  # drift under on_drift: fail
+    with pytest.raises(LoadFailed, match="new column channel"):
+        load(root, table="events")
+    assert data_files(root) == [first]
+    assert lake_rows(root, "select count(*) from lake.shop_events") == [(2,)]
+
+
+def test_a_killed_one_pass_load_leaves_nothing_visible(shop):
+    root = shop(EVENTS.format(batch=20, extra="    sleep: 0.2\n"))
+    path = root / "data/events.jsonl"
+    write_rows(path, [order(i, 1) for i in range(40)])
+    assert load(root, table="events").record.rows_landed == 40
+    write_rows(path, [order(i, 2) for i in range(400)])
+    script = KILL_SCRIPT.format(tests=str(TESTS), root=str(root)).replace('"orders", Store', '"events", Store') \
+        .replace("rows_per_file=100", "rows_per_file=20")
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(data_files(root)) < 3:  # the committed file and two written
+        time.sleep(0.05)
+    assert child.poll() is None, "the load finished before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert len(data_files(root)) >= 3  # in their final place, but named by no manifest
+    assert lake_rows(root, "select count(*), max(updated_at) from lake.shop_events")[0][0] == 40
+    (root / "sources/shop.yml").write_text(EVENTS.format(batch=100, extra=""))
+    again = load(root, table="events").record
+    assert again.rows_landed == 400
+    assert len(data_files(root)) == 2  # the dead load's files are gone
+    assert lake_rows(root, "select count(*) from lake.shop_events") == [(440,)]

@@ -281,3 +281,14 @@ def test_a_line_longer_than_memory_allows_is_quarantined_by_its_head(root: Path)
     assert [(r["id"], r["_source_line"]) for r in rows] == [("1", 2), ("3", 4)]
     [bad] = ctx.bad_rows
     assert bad.line == 3 and "over the limit" in bad.reason
+
+
+@pytest.mark.parametrize("pattern", ["landing/products_*.csv", "landing/products_?.csv", "landing/products_[0-9].csv",
+                                     "./landing/products_*.csv", "landing/**/products_*.csv", "products_*.csv"])
+def test_a_glob_in_the_file_name_reads_the_folder_it_names(root: Path, pattern: str) -> None:
+    target = root / ("products_1.csv" if "/" not in pattern else "landing/products_1.csv")
+    target.write_text("id\n1\n")
+    rows, _ = read(root, path=pattern)
+    assert [r["id"] for r in rows] == ["1"]
+    with pytest.raises(SourceError, match="folder missing does not exist"):
+        read(root, path="missing/products_*.csv")

@@ -96,6 +96,17 @@ def test_bad_configurations_give_clear_messages(legacy: Path, tmp_path: Path) ->
     assert "cannot open" in error(tmp_path / "text.db", {})
 
 
+def test_sqlite_urls_follow_sqlalchemy_three_slashes_relative_four_absolute(legacy: Path, tmp_path: Path) -> None:
+    relative = legacy.relative_to(tmp_path).as_posix()  # data/legacy.db
+    spec = SourceSpec.model_validate({"type": "sqlite", "url": f"sqlite:///{relative}", "tables": {"members": {}}})
+    ctx = ReadContext("legacy", "members", spec, spec.tables["members"], tmp_path, url=f"sqlite:///{relative}")
+    assert pa.Table.from_batches(list(read_batches(ctx))).num_rows == 2  # relative to the project root
+    found, _ = read(f"sqlite:///{legacy}", {})  # four slashes: /tmp/... absolute
+    assert pa.Table.from_batches(found).num_rows == 2
+    with pytest.raises(SourceError, match=r"the SQLite file /data/legacy.db does not exist"):
+        read(f"sqlite:////{relative}", {})  # four slashes and no root: /data/legacy.db, not the project's
+
+
 def test_kiban_collect_lands_a_sqlite_table_exactly_once(make_project: Any) -> None:
     root = make_project({"sources/legacy.yml": "type: sqlite\nurl: env:LEGACY_DB\ntables:\n  members:\n"
                                                "    mode: incremental\n    cursor: id\n    primary_key: [id]\n"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from kiban.checks.evaluate import CheckResult, context, run_suite
 from kiban.checks.quoting import relation_name
 from kiban.checks.suite import suites_of
 from kiban.engines import open_engine
-from kiban.engines.base import EMPTY_LAKE
+from kiban.engines.base import EMPTY_LAKE, CollectedTable
 from kiban.graph import build_graph, select
 from kiban.project import Project
 
@@ -55,7 +55,7 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
     engine = open_engine(project.warehouse_url)
     try:
         lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
-        versions = engine.prepare(lake)
+        versions = engine.prepare(lake, _collected(project, store))  # committed loads only
         published = {**engine.published(), **{k: v for k, v in versions.items() if v != EMPTY_LAKE}}
         tz = ZoneInfo(project.config.timezone)
 
@@ -115,3 +115,12 @@ class _Opening:
         self.thread.join()
         if self.store is not None:
             self.store.close()
+
+
+def _collected(project: Project, store: _Opening) -> Mapping[str, CollectedTable] | None:
+    """The committed files of the project's collected tables: their lake views show committed loads only."""
+    if not project.sources:
+        return None  # no need to wait for the store
+    from kiban.collect.collector import collected_tables
+
+    return collected_tables(project, store.get())

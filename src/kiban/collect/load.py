@@ -5,24 +5,26 @@ The steps, and why each is safe to kill at any moment:
 1. Take the table's collection lock; remove leftovers of loads that died (files no manifest names).
 2. Resolve the URL (``env:NAME``), read the last committed cursor; ``since`` = cursor − lookback.
 3. Stream the connector's batches: cast declared columns (rows that fail → quarantine), add ``_load_id``
-   and ``_loaded_at``, and stage them as Parquet under ``lake/_staging`` — memory holds one batch.
-4. DuckDB (with a scratch file next to the staging, so big loads spill to disk) drops duplicates on the
+   and ``_loaded_at`` — memory holds a batch or two. When nothing needs the whole load at once (no primary
+   key, no look-back against earlier loads, no scd2, no detect_deletes: :func:`streams`), the batches go
+   straight to ``lake/SOURCE/TABLE/load_date=…/LOAD_ID[-N].parquet`` and the schema, drift and cursor are
+   read back from those files. Otherwise they are staged as Parquet under ``lake/_staging``, and
+4. DuckDB (bounded memory; a scratch file next to the staging for big loads) drops duplicates on the
    primary key (the newest cursor wins), rows already landed (same key and cursor; incremental), rows
    unchanged since the current version (scd2), adds deletion rows (detect_deletes), and compares the schema
-   with the last committed one (drift).
-5. Write the landed rows to ``lake/SOURCE/TABLE/load_date=…/LOAD_ID[-N].parquet`` and the refused ones to
-   ``lake/_quarantine/…``; then commit the manifest — load, counts, schema, cursor, files — in ONE store
-   transaction. Until that commit nobody sees the files, and the cursor has not moved.
+   with the last committed one (drift); the rows that land stream from its query into the lake files.
+5. The refused rows go to ``lake/_quarantine/…``; then the manifest commits — load, counts, schema, cursor,
+   files — in ONE store transaction. Until that commit nobody sees the files, and the cursor has not moved;
+   a refused or failed load removes the data files it wrote (a killed one leaves them to the next load).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,49 +35,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kiban.collect import lake as layout
-from kiban.collect.casting import Declared, cast_batch, quote
+from kiban.collect import sessions
+from kiban.collect.casting import Declared, cast_batch
 from kiban.collect.connector import BadRow, ReadContext, SourceError, read_batches
-from kiban.collect.drift import ACTIONS, compare
-from kiban.collect.drift import note as drift_note
+from kiban.collect.landing import (
+    ORDINAL,
+    LoadFailed,
+    LoadResult,
+    finalize,
+    finalize_streamed,
+    refuse,
+)
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
-from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, SourceSpec, TableSpec
+from kiban.collect.spec import LOAD_ID, LOADED_AT, SourceSpec, TableSpec
 from kiban.errors import KibanError, RunLockedError
 from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
     from kiban.project import Project
 
-ORDINAL = "__kiban_ord"  # a row's position in the load: the last one read wins among equal cursors
-DELETED = "_deleted"  # detect_deletes: true on the rows that say "this key is gone from the source"
-ROW_HASH = "_row_hash"  # history: scd2: the hash of a version's values, to land only what changed
-KIBAN_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, ORDINAL, DELETED, ROW_HASH)
+__all__ = ["LoadCancelled", "LoadFailed", "LoadResult", "load_table", "streams"]
 SCRATCH_FILE_ROWS = 2_000_000  # above this many rows, a load de-duplicates in a database file, not in memory
 QUARANTINE_SCHEMA = pa.schema([("row_number", pa.int64()), ("location", pa.string()), ("file", pa.string()),
                                ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),
                                ("reason", pa.string()), ("load_id", pa.string())])
 
 
-class LoadFailed(SourceError):
-    """The load was refused (too many quarantined rows, schema drift under on_drift: fail): nothing landed."""
-
-    exit_code = 1
-
-    def __init__(self, record: LoadRecord, message: str, hint: str | None = None) -> None:
-        super().__init__(record.source, record.table, message, hint)
-        self.record = record
-
-
 class LoadCancelled(KibanError):
     """The load was asked to stop (cancel, timeout) between two batches."""
-
-
-@dataclass
-class LoadResult:
-    record: LoadRecord
-    notes: list[str] = field(default_factory=list)
-    cursor_before: Any = None
-    since: Any = None
-    watermark: date | None = None  # max(time_column) of the rows read, when the table declares one
 
 
 def asset_key(source: str, table: str) -> str:
@@ -118,17 +105,6 @@ def since_of(cursor: Any, table: TableSpec) -> Any:
     if isinstance(cursor, float):
         return cursor - back
     return cursor
-
-
-def _newer(old: Any, new: Any) -> Any:
-    if new is None:
-        return old
-    if old is None:
-        return new
-    try:
-        return max(old, new)
-    except TypeError:  # the cursor column changed type: the new value counts
-        return new
 
 
 class _Staging:
@@ -253,68 +229,96 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def streams(table: TableSpec, state: TableState | None) -> bool:
+    """Whether a load can land its batches as they come (one pass): nothing in it needs the whole load at once —
+    no de-duplication on a primary key, no comparison with the rows of earlier loads (incremental look-back,
+    ``history: scd2``, ``detect_deletes``)."""
+    if table.primary_key or table.history == "scd2" or table.detect_deletes:
+        return False
+    return not (table.mode == "incremental" and state is not None and state.files)
+
+
 def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadRecord, result: LoadResult,
           state: TableState | None, staging: Path, rows_per_file: int, manifests: Manifests,
           batches: Any) -> LoadResult:
     lake = project.lake_dir
     declared = Declared({c.name: c.type for c in table.columns if c.type}, table.primary_key)
     quarantine = _Quarantine(record.load_id, staging)
+    one_pass = streams(table, state)
+    # one pass: the typed batches go straight to the lake files (invisible until the manifest names them);
+    # otherwise they are staged for DuckDB to de-duplicate and compare with earlier loads first
+    writer = layout.RollingWriter(lake, lambda n: layout.data_file(record.source, record.table, record.load_id,
+                                                                   record.started_at, n), rows_per_file)
     staged = _Staging(staging)
-    loaded_at = record.started_at
-    con = duckdb.connect()
-    good = 0
+    typer = _Typer(con=sessions.session(), declared=declared, quarantine=quarantine, load_id=record.load_id,
+                   loaded_at=record.started_at, ordinal=not one_pass,
+                   sink=layout.Background(writer.write if one_pass else staged.write))
+    # three stages, each on its own thread: the connector reads, the typer casts (DuckDB) and stamps, the writer
+    # encodes Parquet — batches go through in order, at most two wait at each step (memory stays bounded)
+    typing = layout.Background(typer.take)
     try:
-        source_batches = read_batches(ctx) if batches is None else iter(batches)
-        for batch in source_batches:
+        try:
+            source_batches = read_batches(ctx) if batches is None else iter(batches)
+            for batch in source_batches:
+                if ctx.cancel.is_set():
+                    raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+                refused = list(ctx.bad_rows)
+                ctx.bad_rows.clear()
+                if batch.num_rows:
+                    missing = declared.missing(batch.schema.names)
+                    if missing:
+                        from kiban.errors import did_you_mean
+
+                        raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no "
+                                        f"such column", did_you_mean(missing[0], batch.schema.names)
+                                        or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
+                typing.put((refused, batch))
+            typing.put((list(ctx.bad_rows), None))
+            ctx.bad_rows.clear()
             if ctx.cancel.is_set():
                 raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
-            quarantine.add(ctx.bad_rows)
-            ctx.bad_rows.clear()
-            if batch.num_rows == 0:
-                continue
-            missing = declared.missing(batch.schema.names)
-            if missing:
-                from kiban.errors import did_you_mean
-
-                raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no such "
-                                f"column", did_you_mean(missing[0], batch.schema.names)
-                                or f"the source's columns: {', '.join(batch.schema.names)[:300]}")
-            typed, bad = cast_batch(con, batch, declared, good + quarantine.count + 1)
-            quarantine.add(bad)
-            typed = _with_metadata(typed, record.load_id, loaded_at, good)
-            good += typed.num_rows
-            if typed.num_rows:
-                staged.write(typed)
-        quarantine.add(ctx.bad_rows)
-        ctx.bad_rows.clear()
-        if ctx.cancel.is_set():
-            raise LoadCancelled(f"{record.asset}: the load was stopped; nothing was committed")
+        finally:
+            try:
+                typing.close()
+            finally:
+                typer.close()
+                staged.close()
+        good = typer.good
+        result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
+        record.rows_read = good + quarantine.count  # rows the connector refused were read too
+        record.rows_quarantined = quarantine.count
+        quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
+        limit = table.quarantine_limit(record.rows_read)
+        if quarantine.count and limit is not None and quarantine.count > limit:
+            writer.discard()
+            nbytes = quarantine.finish(lake / quarantine_path)
+            record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
+            return refuse(manifests, record, f"{quarantine.count} of {record.rows_read} rows were quarantined, "
+                           f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
+                           f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or "
+                           "the declared types, then collect again")
+        if one_pass:
+            written = writer.close()
+            work = sessions.session(spill=staging / "tmp", bounded=True)
+            try:
+                finalize_streamed(work, project, table, record, result, state, written, good, quarantine.count,
+                                   manifests)
+            finally:
+                work.close()
+        else:
+            # a big load works in a scratch database file next to its staging, so what it holds never needs the
+            # memory; sorts spill to the staging folder too
+            work = sessions.session(staging / "work.duckdb" if good > SCRATCH_FILE_ROWS else None,
+                                    spill=staging / "tmp", bounded=True)
+            try:
+                finalize(work, project, table, record, result, state, staged.parts, good, quarantine.count, writer,
+                          manifests)
+            finally:
+                work.close()
     except BaseException:
         quarantine.close()
+        writer.discard()  # a failed or refused load leaves no data file behind (a killed one: the next load's job)
         raise
-    finally:
-        staged.close()
-        con.close()
-    result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
-    record.rows_read = good + quarantine.count  # rows the connector refused were read too
-    record.rows_quarantined = quarantine.count
-    quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
-    limit = table.quarantine_limit(record.rows_read)
-    if quarantine.count and limit is not None and quarantine.count > limit:
-        nbytes = quarantine.finish(lake / quarantine_path)
-        record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
-        return _refuse(manifests, record, f"{quarantine.count} of {record.rows_read} rows were quarantined, "
-                       f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
-                       f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or the "
-                       "declared types, then collect again")
-    # a big load works in a scratch database file next to its staging, so what it holds never needs the memory
-    work = duckdb.connect(str(staging / "work.duckdb")) if good > SCRATCH_FILE_ROWS else duckdb.connect()
-    try:
-        work.execute(f"set temp_directory = {_literal(str(staging / 'tmp'))}")  # and sorts spill to disk here
-        _finalize(work, project, table, record, result, state, staged.parts, good, quarantine, rows_per_file,
-                  manifests)
-    finally:
-        work.close()
     if quarantine.count:
         nbytes = quarantine.finish(lake / quarantine_path)
         record.files.append((quarantine_path, "quarantine", quarantine.count, nbytes))
@@ -327,171 +331,53 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     return result
 
 
-def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int) -> pa.Table:
-    """``_load_id``, ``_loaded_at`` and the row ordinal, built from NumPy (no Python object per row)."""
+@dataclass
+class _Typer:
+    """The typing stage of a load: rows the connector refused and each batch, in the order read — declared
+    columns cast (failures quarantined, numbered in reading order), ``_load_id``/``_loaded_at`` added, passed on
+    to ``sink``."""
+
+    con: duckdb.DuckDBPyConnection
+    declared: Declared
+    quarantine: _Quarantine
+    load_id: str
+    loaded_at: datetime
+    ordinal: bool
+    sink: layout.Background
+    good: int = 0
+
+    def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
+        refused, batch = item
+        self.quarantine.add(refused)
+        if batch is None or batch.num_rows == 0:
+            return
+        typed, bad = cast_batch(self.con, batch, self.declared, self.good + self.quarantine.count + 1)
+        self.quarantine.add(bad)
+        typed = _with_metadata(typed, self.load_id, self.loaded_at, self.good, ordinal=self.ordinal)
+        self.good += typed.num_rows
+        if typed.num_rows:
+            self.sink.put(typed)
+
+    def close(self) -> None:
+        try:
+            self.sink.close()
+        finally:
+            self.con.close()
+
+
+def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int, *, ordinal: bool) -> pa.Table:
+    """``_load_id``, ``_loaded_at`` and (for de-duplication) the row ordinal, built from NumPy buffers: no Python
+    object per row, and no ``pa.array(ndarray)`` (which imports pandas, a third of a second at start-up)."""
     import numpy as np
 
     n = table.num_rows
-    load = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([load_id]))
-    at = pa.array(np.full(n, np.datetime64(loaded_at.replace(tzinfo=None), "us")), pa.timestamp("us"))
-    ordinal = pa.array(np.arange(first, first + n, dtype=np.int64))
-    return table.append_column(LOAD_ID, load.cast(pa.string())).append_column(LOADED_AT, at) \
-        .append_column(ORDINAL, ordinal)
-
-
-def _refuse(manifests: Manifests, record: LoadRecord, message: str, hint: str) -> LoadResult:
-    """Record a refused load (for `kiban show` and the quarantine), land nothing, move no cursor."""
-    record.status, record.error, record.ended_at = "failed", message, utcnow()
-    record.rows_landed, record.rows_dropped, record.rows_deleted, record.cursor = 0, 0, 0, None
-    manifests.commit(record, [])
-    raise LoadFailed(record, message, hint)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _files_sql(paths: list[Path] | list[str]) -> str:
-    return "read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true)"
-
-
-def _finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
-              result: LoadResult, state: TableState | None, parts: list[Path], good: int, quarantine: _Quarantine,
-              rows_per_file: int, manifests: Manifests) -> None:
-    lake = project.lake_dir
-    prior = [lake / p for p in state.files] if state else []
-    if parts:
-        con.execute(f"create view staged as select * from {_files_sql(parts)}")
-        columns = [(r[0], r[1]) for r in con.execute("describe staged").fetchall()]
-    else:
-        columns = list(state.schema) if state else []
-        con.execute("create table staged as select 1 where false")  # nothing read: a placeholder
-    schema = [(n, t) for n, t in columns if n not in KIBAN_COLUMNS]
-    names = [n for n, _ in schema]
-    if parts:
-        _check_columns(record, table, names)
-    key = list(table.primary_key) or names
-    cursor = table.cursor
-    # -- drift ------------------------------------------------------------------------------------------------
-    if state and parts:
-        changes = compare(state.schema, schema)
-        if changes:
-            action = ACTIONS[table.on_drift]
-            record.drift = [(d, action) for d in changes]
-            message = drift_note(record.asset, changes, table.on_drift)
-            if table.on_drift == "fail":
-                record.rows_quarantined = quarantine.count
-                _refuse(manifests, record, message.split(": ", 1)[1],
-                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
-            result.notes.append(message)
-    record.schema = schema if parts else (list(state.schema) if state else [])
-    # -- which rows land --------------------------------------------------------------------------------------
-    rows = "staged"
-    if parts and table.primary_key:
-        order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + f"{ORDINAL} desc"
-        con.execute(f"create view deduped as select * from staged qualify row_number() over (partition by "
-                    f"{_cols(table.primary_key)} order by {order}) = 1")
-        rows = "deduped"
-    if parts and prior and table.mode == "incremental":
-        # exactly once: what a look-back reads again was landed before (same key and cursor) — drop it
-        compare_on = [*key, cursor] if cursor and cursor not in key else key
-        window = f" where {quote(cursor)} >= ?" if cursor and result.since is not None else ""
-        con.execute(f"create table landed_keys as select distinct {_cols(compare_on)} from {_files_sql(prior)}"
-                    + window, [result.since] if window else None)
-        join = " and ".join(f"r.{quote(c)} is not distinct from p.{quote(c)}" for c in compare_on)
-        con.execute(f"create view fresh as select r.* from {rows} r anti join landed_keys p on {join}")
-        rows = "fresh"
-    history = table.history == "scd2"
-    current = bool(prior) and (history or table.detect_deletes) and bool(table.primary_key)
-    if current:
-        latest_order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + \
-            f"{quote(LOADED_AT)} desc, {quote(LOAD_ID)} desc"
-        deleted = f"coalesce({DELETED}, false)" if _has_column(con, prior, DELETED) else "false"
-        hashed = ROW_HASH if _has_column(con, prior, ROW_HASH) else "null::varchar"
-        con.execute(f"create table current_rows as select {_cols(table.primary_key)}, {deleted} as {DELETED}, "
-                    f"{hashed} as {ROW_HASH} from {_files_sql(prior)} qualify row_number() over "
-                    f"(partition by {_cols(table.primary_key)} order by {latest_order}) = 1")
-    extra = ""
-    if history and parts:
-        extra += f", md5(cast({{{', '.join(f'{_literal(n)}: {quote(n)}' for n in names)}}} as varchar)) as {ROW_HASH}"
-    if table.detect_deletes:
-        extra += f", false as {DELETED}"
-    con.execute(f"create table landed as select *{extra} from {rows}" if parts else
-                "create table landed as select 1 as x where false")
-    if history and current and parts:  # land only new versions: a key that is new, changed or back from deleted
-        join = " and ".join(f"l.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
-        con.execute(f"delete from landed l using current_rows c where {join} and not c.{DELETED} "
-                    f"and l.{ROW_HASH} = c.{ROW_HASH}")
-    landed = int(con.execute("select count(*) from landed").fetchone()[0]) if parts else 0  # type: ignore[index]
-    # -- deletions (full mode): keys of the current state that this load did not see ---------------------------
-    if table.detect_deletes and current and table.mode == "full" and record.kind == "load":  # not replays
-        if quarantine.count:
-            result.notes.append(f"{record.asset}: deletions not detected in this load: {quarantine.count} "
-                                "row(s) were quarantined and their keys are unknown")
-        else:
-            on = " and ".join(f"s.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
-            seen = f"(select {_cols(table.primary_key)} from staged)" if parts else "(select null where false)"
-            gone_sql = (f"select c.* exclude ({DELETED}, {ROW_HASH}) from current_rows c anti join {seen} s on {on} "
-                        f"where not c.{DELETED}") if parts else \
-                f"select * exclude ({DELETED}, {ROW_HASH}) from current_rows where not {DELETED}"
-            con.execute(f"create table gone as {gone_sql}")
-            record.rows_deleted = int(con.execute("select count(*) from gone").fetchone()[0])  # type: ignore[index]
-            if record.rows_deleted:
-                stamp = [record.load_id, record.started_at]
-                if parts:
-                    con.execute(f"insert into landed by name select *, ? as {LOAD_ID}, ?::timestamp as {LOADED_AT}, "
-                                f"true as {DELETED} from gone", stamp)
-                    result.notes.append(f"{record.asset}: {record.rows_deleted} row(s) gone from the source, "
-                                        "landed as deletions")
-                else:
-                    con.execute(f"create or replace table landed as select *, ? as {LOAD_ID}, "
-                                f"?::timestamp as {LOADED_AT}, true as {DELETED} from gone", stamp)
-    record.rows_landed = landed
-    record.rows_dropped = good - landed
-    if table.time_column and table.time_column in names:
-        with contextlib.suppress(duckdb.Error):  # not a date: the checks will say so
-            found = con.execute(f"select max({quote(table.time_column)})::date from staged").fetchone()
-            result.watermark = found[0] if found else None
-    if cursor and parts:
-        newest = con.execute(f"select max({quote(cursor)}) from staged").fetchone()
-        record.cursor = _newer(result.cursor_before, newest[0] if newest else None)
-    else:
-        record.cursor = result.cursor_before
-    # -- write ------------------------------------------------------------------------------------------------
-    total = int(con.execute("select count(*) from landed").fetchone()[0])  # type: ignore[index]
-    writer = layout.RollingWriter(lake, lambda n: layout.data_file(record.source, record.table, record.load_id,
-                                                                   record.started_at, n), rows_per_file)
-    if total:
-        has_ordinal = _has_column(con, [], ORDINAL, "landed")
-        select = f"select * exclude ({ORDINAL}) from landed" if has_ordinal else "select * from landed"
-        reader = con.execute(select).to_arrow_reader(100_000)
-        for batch in reader:
-            writer.write(batch)
-    elif not prior and parts:  # the table's first load landed nothing: an empty file still gives it columns
-        writer.write_empty(con.execute(f"select * exclude ({ORDINAL}) from landed limit 0").to_arrow_table().schema)
-    record.files = [(p, "data", r, b) for p, r, b in writer.close()]
-
-
-def _cols(names: list[str] | tuple[str, ...]) -> str:
-    return ", ".join(quote(n) for n in names)
-
-
-def _has_column(con: duckdb.DuckDBPyConnection, files: list[Path], column: str, relation: str | None = None) -> bool:
-    if relation is None:
-        source = _files_sql(files)
-        rows = con.execute(f"describe select * from {source}").fetchall()
-    else:
-        rows = con.execute(f"describe {relation}").fetchall()
-    return any(r[0] == column for r in rows)
-
-
-def _check_columns(record: LoadRecord, table: TableSpec, names: list[str]) -> None:
-    from kiban.errors import did_you_mean
-
-    wanted = [("primary_key", c) for c in table.primary_key]
-    if table.cursor:
-        wanted.append(("cursor", table.cursor))
-    for what, column in wanted:
-        if column not in names:
-            raise SourceError(record.source, record.table, f"{what} column {column} is not among the source's "
-                              f"columns", did_you_mean(column, names) or f"columns: {', '.join(names)[:300]}")
+    text = load_id.encode()
+    offsets = np.arange(0, (n + 1) * len(text), len(text), dtype=np.int32)
+    load = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text * n)])
+    micros = np.datetime64(loaded_at.replace(tzinfo=None), "us").astype(np.int64)
+    at = pa.Array.from_buffers(pa.timestamp("us"), n, [None, pa.py_buffer(np.full(n, micros, dtype=np.int64))])
+    table = table.append_column(LOAD_ID, load).append_column(LOADED_AT, at)
+    if ordinal:
+        order = np.arange(first, first + n, dtype=np.int64)
+        table = table.append_column(ORDINAL, pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(order)]))
+    return table

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
+from kiban.collect import sessions
 from kiban.collect.casting import Declared, cast_batch
 from kiban.collect.load import LoadResult, load_table
 from kiban.collect.manifest import Manifests
@@ -62,7 +62,7 @@ def rows(project: Project, store: Store, asset: str | None = None, include_repla
     files = [f for f in manifests.quarantine_files(project.name, asset) if load_id in (None, f[1])]
     replayed = manifests.replayed([f[1] for f in files])
     found: list[QuarantinedRow] = []
-    con = duckdb.connect()
+    con = sessions.session()
     try:
         for key, load, path, _ in files:
             full = project.lake_dir / path
@@ -130,7 +130,7 @@ def replay(project: Project, store: Store, asset: str, run_id: str | None = None
     names = list(dict.fromkeys(k for v in values for k in v))
     batch = pa.RecordBatch.from_pylist([{n: v.get(n) for n in names} for v in values])
     declared = Declared({c.name: c.type for c in spec.columns if c.type}, spec.primary_key)
-    con = duckdb.connect()
+    con = sessions.session()
     try:
         good, bad = cast_batch(con, batch, declared, 1)
     finally:

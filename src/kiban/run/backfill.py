@@ -18,7 +18,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +26,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from kiban.engines import AuditHook, Engine, Session, open_engine
+from kiban.engines.base import CollectedTable
 from kiban.errors import KibanError, UsageError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
@@ -139,7 +140,8 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
             engine = open_engine(project.warehouse_url)
             holder.append(engine)
             try:
-                engine.prepare([a for a in project.assets.values() if a.layer == "lake"])
+                engine.prepare([a for a in project.assets.values() if a.layer == "lake"],
+                               _collected(project, store))  # the lake as committed loads left it
                 for asset in assets:
                     blocker = engine.partition_blocker(asset)
                     if blocker:
@@ -343,3 +345,12 @@ def _conflict(exc: BaseException) -> bool:
     import duckdb
 
     return isinstance(exc, duckdb.TransactionException) or "conflict" in str(exc).lower()
+
+
+def _collected(project: Project, store: Store) -> Mapping[str, CollectedTable] | None:
+    """The committed files of the project's collected tables, for the lake views (None: nothing collected)."""
+    if not project.sources:
+        return None
+    from kiban.collect.collector import collected_tables
+
+    return collected_tables(project, store)

@@ -223,6 +223,7 @@ def duckdb_with(extension: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
                                  "memory_limit": os.environ.get("KIBAN_COLLECT_MEMORY", "512MB"), "threads": 2})
     con.execute("set enable_progress_bar = false")
+    con.execute("set TimeZone = 'UTC'")  # naive timestamps and timestamptz values read the same on any machine
     con.execute(f"load {literal(str(extension))}")
     con.execute(f"set temp_directory = {literal(tempfile.gettempdir() + '/kiban-duckdb-spill')}")
     return con

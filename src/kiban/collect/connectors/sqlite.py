@@ -3,7 +3,7 @@
 Example ``sources/legacy.yml``::
 
     type: sqlite
-    url: data/legacy.db            # a path (relative to the project), sqlite:///path, or env:NAME
+    url: data/legacy.db            # a path (relative to the project), sqlite:///rel or sqlite:////abs
     tables:
       members:
         primary_key: [id]
@@ -91,9 +91,7 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
 
 
 def _connect(ctx: ReadContext) -> sqlite3.Connection:
-    url = require_url(ctx, "sqlite", "data/app.db")
-    text = re.sub(r"^sqlite:(//)?", "", url)
-    path = Path(text[1:] if text.startswith("//") else text)
+    path = sqlite_path(require_url(ctx, "sqlite", "data/app.db"))
     if not path.is_absolute():
         path = ctx.project_root / path
     # a SQLite "URL" is a path, not a secret: messages name it (ctx.error would mask it)
@@ -106,6 +104,18 @@ def _connect(ctx: ReadContext) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise SourceError(ctx.source_name, ctx.table_name, f"cannot open {path} as a SQLite database: {exc}") from None
     return conn
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a SQLite URL names, SQLAlchemy's way: ``sqlite:///data/app.db`` (three slashes) is relative to
+    the project, ``sqlite:////srv/app.db`` (four) is absolute; a plain path is taken as it is."""
+    if not url.startswith("sqlite:"):
+        return Path(url)
+    rest = url[len("sqlite:"):]
+    if rest.startswith("//"):  # sqlite://<host>/<path>: the host is empty, the slash after it separates
+        rest = rest[2:]
+        rest = rest[1:] if rest.startswith("/") else rest
+    return Path(rest.split("?", 1)[0])
 
 
 def _columns(ctx: ReadContext, conn: sqlite3.Connection, plan: Plan) -> list[tuple[str, str]]:

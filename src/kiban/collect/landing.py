@@ -1,0 +1,279 @@
+"""Which rows of a load land, and what the load says about itself: de-duplication on the primary key, comparison
+with earlier loads (incremental look-back, ``history: scd2``, ``detect_deletes``), schema drift, the new cursor and
+watermark — from DuckDB over the staged batches (:func:`finalize`) or over the lake files a one-pass load already
+wrote (:func:`finalize_streamed`). A refused load is recorded by :func:`refuse`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from kiban.collect import lake as layout
+from kiban.collect.casting import quote
+from kiban.collect.connector import SourceError
+from kiban.collect.drift import ACTIONS, compare
+from kiban.collect.drift import note as drift_note
+from kiban.collect.manifest import LoadRecord, Manifests, TableState
+from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
+from kiban.store import utcnow
+
+if TYPE_CHECKING:
+    from kiban.project import Project
+
+ORDINAL = "__kiban_ord"  # a row's position in the load: the last one read wins among equal cursors
+DELETED = "_deleted"  # detect_deletes: true on the rows that say "this key is gone from the source"
+ROW_HASH = "_row_hash"  # history: scd2: the hash of a version's values, to land only what changed
+KIBAN_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, ORDINAL, DELETED, ROW_HASH)
+BATCH_ROWS = 100_000  # rows per batch from DuckDB to the lake writer
+
+
+class LoadFailed(SourceError):
+    """The load was refused (too many quarantined rows, schema drift under on_drift: fail): nothing landed."""
+
+    exit_code = 1
+
+    def __init__(self, record: LoadRecord, message: str, hint: str | None = None) -> None:
+        super().__init__(record.source, record.table, message, hint)
+        self.record = record
+
+
+@dataclass
+class LoadResult:
+    record: LoadRecord
+    notes: list[str] = field(default_factory=list)
+    cursor_before: Any = None
+    since: Any = None
+    watermark: date | None = None  # max(time_column) of the rows read, when the table declares one
+
+
+def newer(old: Any, new: Any) -> Any:
+    """The later of two cursor values (None: none yet)."""
+    if new is None:
+        return old
+    if old is None:
+        return new
+    try:
+        return max(old, new)
+    except TypeError:  # the cursor column changed type: the new value counts
+        return new
+
+
+def refuse(manifests: Manifests, record: LoadRecord, message: str, hint: str) -> LoadResult:
+    """Record a refused load (for `kiban show` and the quarantine), land nothing, move no cursor."""
+    record.status, record.error, record.ended_at = "failed", message, utcnow()
+    record.rows_landed, record.rows_dropped, record.rows_deleted, record.cursor = 0, 0, 0, None
+    manifests.commit(record, [])
+    raise LoadFailed(record, message, hint)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _files_sql(paths: list[Path] | list[str]) -> str:
+    return "read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true)"
+
+
+def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
+              result: LoadResult, state: TableState | None, parts: list[Path], good: int, quarantined: int,
+              writer: layout.RollingWriter, manifests: Manifests) -> None:
+    """De-duplicate the staged rows, compare them with earlier loads, and write what lands through ``writer``."""
+    lake = project.lake_dir
+    prior = [lake / p for p in state.files] if state else []
+    if parts:
+        con.execute(f"create view staged as select * from {_files_sql(parts)}")
+        columns = [(r[0], r[1]) for r in con.execute("describe staged").fetchall()]
+    else:
+        columns = list(state.schema) if state else []
+        con.execute("create table staged as select 1 where false")  # nothing read: a placeholder
+    schema = [(n, t) for n, t in columns if n not in KIBAN_COLUMNS]
+    names = [n for n, _ in schema]
+    if parts:
+        _check_columns(record, table, names)
+    key = list(table.primary_key) or names
+    cursor = table.cursor
+    # -- drift ------------------------------------------------------------------------------------------------
+    if state and parts:
+        changes = compare(state.schema, schema)
+        if changes:
+            action = ACTIONS[table.on_drift]
+            record.drift = [(d, action) for d in changes]
+            message = drift_note(record.asset, changes, table.on_drift)
+            if table.on_drift == "fail":
+                record.rows_quarantined = quarantined
+                refuse(manifests, record, message.split(": ", 1)[1],
+                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
+            result.notes.append(message)
+    record.schema = schema if parts else (list(state.schema) if state else [])
+    # -- which rows land --------------------------------------------------------------------------------------
+    rows = "staged"
+    if parts and table.primary_key:
+        order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + f"{ORDINAL} desc"
+        con.execute(f"create view deduped as select * from staged qualify row_number() over (partition by "
+                    f"{_cols(table.primary_key)} order by {order}) = 1")
+        rows = "deduped"
+    if parts and prior and table.mode == "incremental":
+        # exactly once: what a look-back reads again was landed before (same key and cursor) — drop it
+        compare_on = [*key, cursor] if cursor and cursor not in key else key
+        window = f" where {quote(cursor)} >= ?" if cursor and result.since is not None else ""
+        con.execute(f"create table landed_keys as select distinct {_cols(compare_on)} from {_files_sql(prior)}"
+                    + window, [result.since] if window else None)
+        join = " and ".join(f"r.{quote(c)} is not distinct from p.{quote(c)}" for c in compare_on)
+        con.execute(f"create view fresh as select r.* from {rows} r anti join landed_keys p on {join}")
+        rows = "fresh"
+    history = table.history == "scd2"
+    current = bool(prior) and (history or table.detect_deletes) and bool(table.primary_key)
+    if current:
+        latest_order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + \
+            f"{quote(LOADED_AT)} desc, {quote(LOAD_ID)} desc"
+        deleted = f"coalesce({DELETED}, false)" if _has_column(con, prior, DELETED) else "false"
+        hashed = ROW_HASH if _has_column(con, prior, ROW_HASH) else "null::varchar"
+        con.execute(f"create table current_rows as select {_cols(table.primary_key)}, {deleted} as {DELETED}, "
+                    f"{hashed} as {ROW_HASH} from {_files_sql(prior)} qualify row_number() over "
+                    f"(partition by {_cols(table.primary_key)} order by {latest_order}) = 1")
+    extra = ""
+    if history and parts:
+        extra += f", md5(cast({{{', '.join(f'{_literal(n)}: {quote(n)}' for n in names)}}} as varchar)) as {ROW_HASH}"
+    if table.detect_deletes:
+        extra += f", false as {DELETED}"
+    detect = table.detect_deletes and current and table.mode == "full" and record.kind == "load"  # not replays
+    if detect and quarantined:
+        result.notes.append(f"{record.asset}: deletions not detected in this load: {quarantined} "
+                            "row(s) were quarantined and their keys are unknown")
+        detect = False
+    # a table only where a DELETE or an INSERT follows (scd2 against the current rows, deletions); otherwise the
+    # rows stream from the view to the lake files as DuckDB makes them
+    materialise = (history and current) or detect
+    if parts:
+        con.execute(f"create {'table' if materialise else 'view'} landed as select *{extra} from {rows}")
+    else:
+        con.execute("create table landed as select 1 as x where false")
+    if history and current and parts:  # land only new versions: a key that is new, changed or back from deleted
+        join = " and ".join(f"l.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
+        con.execute(f"delete from landed l using current_rows c where {join} and not c.{DELETED} "
+                    f"and l.{ROW_HASH} = c.{ROW_HASH}")
+    # -- deletions (full mode): keys of the current state that this load did not see ---------------------------
+    if detect:
+        on = " and ".join(f"s.{quote(c)} is not distinct from c.{quote(c)}" for c in table.primary_key)
+        seen = f"(select {_cols(table.primary_key)} from staged)" if parts else "(select null where false)"
+        gone_sql = (f"select c.* exclude ({DELETED}, {ROW_HASH}) from current_rows c anti join {seen} s on {on} "
+                    f"where not c.{DELETED}") if parts else \
+            f"select * exclude ({DELETED}, {ROW_HASH}) from current_rows where not {DELETED}"
+        con.execute(f"create table gone as {gone_sql}")
+        record.rows_deleted = int(con.execute("select count(*) from gone").fetchone()[0])  # type: ignore[index]
+        if record.rows_deleted:
+            stamp = [record.load_id, record.started_at]
+            if parts:
+                con.execute(f"insert into landed by name select *, ? as {LOAD_ID}, ?::timestamp as {LOADED_AT}, "
+                            f"true as {DELETED} from gone", stamp)
+                result.notes.append(f"{record.asset}: {record.rows_deleted} row(s) gone from the source, "
+                                    "landed as deletions")
+            else:
+                con.execute(f"create or replace table landed as select *, ? as {LOAD_ID}, "
+                            f"?::timestamp as {LOADED_AT}, true as {DELETED} from gone", stamp)
+    if table.time_column and table.time_column in names:
+        with contextlib.suppress(duckdb.Error):  # not a date: the checks will say so
+            found = con.execute(f"select max({quote(table.time_column)})::date from staged").fetchone()
+            result.watermark = found[0] if found else None
+    if cursor and parts:
+        newest = con.execute(f"select max({quote(cursor)}) from staged").fetchone()
+        record.cursor = newer(result.cursor_before, newest[0] if newest else None)
+    else:
+        record.cursor = result.cursor_before
+    # -- write ------------------------------------------------------------------------------------------------
+    has_ordinal = _has_column(con, [], ORDINAL, "landed")
+    select = f"select * exclude ({ORDINAL}) from landed" if has_ordinal else "select * from landed"
+    reader = con.execute(select).to_arrow_reader(BATCH_ROWS)
+    sink = layout.Background(writer.write)
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                sink.put(batch)
+    finally:
+        sink.close()
+    total = writer.rows
+    if not total and not prior and parts:  # the table's first load landed nothing: an empty file still gives it
+        writer.write_empty(reader.schema)  # columns
+    record.files = [(p, "data", r, b) for p, r, b in writer.close()]
+    landed = total - record.rows_deleted  # deletion rows are not rows read
+    record.rows_landed = landed
+    record.rows_dropped = good - landed
+
+
+def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
+                       result: LoadResult, state: TableState | None, written: list[tuple[str, int, int]],
+                       good: int, quarantined: int, manifests: Manifests) -> None:
+    """The schema, drift, cursor and watermark of a load already written to its lake files (one pass): read
+    from the files themselves — their footers, and at most one scan of the cursor and time columns."""
+    lake = project.lake_dir
+    record.files = [(p, "data", r, b) for p, r, b in written if r]
+    record.rows_landed, record.rows_dropped = good, 0
+    files = [lake / f[0] for f in record.files]
+    if not files:
+        record.schema = list(state.schema) if state else []
+        record.cursor = result.cursor_before
+        return
+    columns = [(r[0], r[1]) for r in con.execute(f"describe select * from {_files_sql(files)}").fetchall()]
+    schema = [(n, t) for n, t in columns if n not in KIBAN_COLUMNS]
+    names = [n for n, _ in schema]
+    _check_columns(record, table, names)
+    if state:
+        changes = compare(state.schema, schema)
+        if changes:
+            action = ACTIONS[table.on_drift]
+            record.drift = [(d, action) for d in changes]
+            message = drift_note(record.asset, changes, table.on_drift)
+            if table.on_drift == "fail":
+                record.files = []
+                refuse(manifests, record, message.split(": ", 1)[1],
+                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
+            result.notes.append(message)
+    record.schema = schema
+    cursor = table.cursor
+    time_column = table.time_column if table.time_column in names else None
+    newest: Any = None
+    if cursor or time_column:
+        wanted = [f"max({quote(cursor)})" if cursor else "null"]
+        if time_column:
+            wanted.append(f"max({quote(time_column)})::date")
+        try:
+            found = con.execute(f"select {', '.join(wanted)} from {_files_sql(files)}").fetchone()
+        except duckdb.Error:  # the time column is not a date: the checks will say so
+            found = con.execute(f"select {wanted[0]} from {_files_sql(files)}").fetchone()
+            time_column = None
+        if found:
+            newest = found[0]
+            if time_column:
+                result.watermark = found[1]
+    record.cursor = newer(result.cursor_before, newest) if cursor else result.cursor_before
+
+
+def _cols(names: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(quote(n) for n in names)
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, files: list[Path], column: str, relation: str | None = None) -> bool:
+    if relation is None:
+        source = _files_sql(files)
+        rows = con.execute(f"describe select * from {source}").fetchall()
+    else:
+        rows = con.execute(f"describe {relation}").fetchall()
+    return any(r[0] == column for r in rows)
+
+
+def _check_columns(record: LoadRecord, table: TableSpec, names: list[str]) -> None:
+    from kiban.errors import did_you_mean
+
+    wanted = [("primary_key", c) for c in table.primary_key]
+    if table.cursor:
+        wanted.append(("cursor", table.cursor))
+    for what, column in wanted:
+        if column not in names:
+            raise SourceError(record.source, record.table, f"{what} column {column} is not among the source's "
+                              f"columns", did_you_mean(column, names) or f"columns: {', '.join(names)[:300]}")
