@@ -60,6 +60,9 @@ def errors_of(make_project, jobs: str) -> list[str]:
     ('jobs:\n  files:\n    select: [daily]\n    sensors:\n      - landing: in\n        asset: daily\n',
      ["kiban.yml:7:9: jobs.files.sensors.0: a sensor watches either a folder (landing: PATH) or an asset "
       "(asset: NAME)"]),
+    ('jobs:\n  files:\n    select: [daily]\n    sensors:\n      - landing: landing/partners/*.csv\n',
+     ["kiban.yml:7:9: jobs.files.sensors.0: landing: is a folder, not a pattern ('landing/partners/*.csv' would "
+      "watch nothing); write landing: landing/partners and pattern: \"*.csv\""]),
     ('scheduler: {lease: 5, renew: 4}\n',
      ["kiban.yml:3:1: scheduler: renew (4 s) must be at most half the lease (5 s), or a busy leader loses its "
       "lease"]),

@@ -87,6 +87,10 @@ class SensorConfig(_Strict):
     def _one_kind(self) -> SensorConfig:
         if (self.landing is None) == (self.asset is None):
             raise _invalid("a sensor watches either a folder (landing: PATH) or an asset (asset: NAME)")
+        if self.landing is not None and any(ch in self.landing for ch in "*?["):
+            folder, _, name = self.landing.rpartition("/")
+            raise _invalid(f"landing: is a folder, not a pattern ('{self.landing}' would watch nothing); "
+                           f"write landing: {folder or '.'} and pattern: \"{name}\"")
         return self
 
     @property
