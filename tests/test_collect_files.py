@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kiban.collect.connector import LandedFile, ReadContext, SourceError, read_batches
-from kiban.collect.connectors import textfile
+from kiban.collect.connectors import textfile, transcoding
 from kiban.collect.spec import SourceSpec
 
 Read = Callable[..., tuple[list[dict[str, Any]], ReadContext]]
@@ -86,6 +87,59 @@ def test_invalid_bytes_in_the_declared_encoding_are_quarantined_with_their_line(
     assert [(b.location, b.line) for b in ctx.bad_rows] == [("landing/a.csv:3", 3), ("landing/a.csv:4", 4)]
     assert "invalid cp932 bytes" in ctx.bad_rows[0].reason
     assert ctx.bad_rows[0].raw.startswith("2,")
+
+
+def _every_cp932_character() -> list[str]:
+    found: list[str] = []
+    for first in [*range(0x81, 0xA0), *range(0xE0, 0xFD)]:
+        for second in range(0x40, 0xFD):
+            with contextlib.suppress(UnicodeDecodeError):
+                found.append(textfile.decode(bytes([first, second]), "cp932"))
+    return found + [chr(c) for c in range(0xFF61, 0xFFA0)]  # and the half-width katakana
+
+
+def test_every_cp932_character_lands_as_pythons_codec_reads_it(root: Path) -> None:
+    # the fast path transcodes with iconv (where it agrees with Python's codec): the values must not change
+    characters = _every_cp932_character()
+    assert len(characters) > 7000
+    assert transcoding.agrees("cp932")  # glibc's CP932 table matches Python's here: the fast path is used
+    body = "".join(f"{i},x{char}y\n" for i, char in enumerate(characters))
+    data = ("id,value\n" + body).encode("cp932")
+    # a block with 0x80 or 0xA0 anywhere (trail bytes of ÷ and others) is left to Python's codec, the rest not
+    plain = "".join(c for c in characters if not {0x80, 0xA0} & set(c.encode("cp932"))).encode("cp932")
+    assert len(plain) > 13000
+    assert transcoding.to_utf8(plain, "cp932") == plain.decode("cp932").encode("utf-8")
+    assert transcoding.to_utf8(data, "cp932") is None
+    (root / "landing" / "a.csv").write_bytes(data)
+    rows, ctx = read(root, path="landing/a.csv", encoding="shift_jis")
+    assert not ctx.bad_rows
+    assert [r["value"] for r in rows] == [f"x{char}y" for char in characters]
+    assert [r["_source_line"] for r in rows] == list(range(2, len(characters) + 2))
+
+
+@pytest.mark.parametrize("bad", [b"\x82\xff", b"\x81\x20", b"\x80", b"\xa0", b"\xfd", b"\x81"])
+def test_iconv_gives_up_where_the_bytes_are_no_cp932_and_the_line_is_quarantined(root: Path, bad: bytes) -> None:
+    assert transcoding.to_utf8(b"1," + bad + b"\n", "cp932") is None
+    lines = [f"{i},東京{i}\n".encode("cp932") for i in range(1, 2000)]
+    lines[1500] = b"1501,x" + bad + b"\n"
+    (root / "landing" / "a.csv").write_bytes(b"id,name\n" + b"".join(lines))
+    rows, ctx = read(root, path="landing/a.csv", encoding="cp932")
+    assert len(rows) == 1998 and rows[-1] == {"id": "1999", "name": "東京1999", "_source_file": "landing/a.csv",
+                                              "_source_line": 2000}
+    [refused] = ctx.bad_rows
+    assert (refused.line, refused.raw[:5]) == (1502, "1501,")
+    assert "invalid cp932 bytes" in refused.reason
+
+
+def test_where_iconv_reads_more_than_pythons_codec_it_is_not_used(root: Path) -> None:
+    # glibc's EUC-JP takes the C1 bytes 0x80-0x8D as characters, Python's codec refuses them: the check finds
+    # the disagreement, EUC-JP is decoded by Python, and such a line is quarantined, never landed
+    assert not transcoding.agrees("euc_jp")
+    assert transcoding.to_utf8("東京\n".encode("euc_jp"), "euc_jp") is None
+    (root / "landing" / "a.csv").write_bytes(b"id,name\n" + "1,東京\n".encode("euc_jp") + b"2,\x85\n")
+    rows, ctx = read(root, path="landing/a.csv", encoding="euc-jp")
+    assert [(r["name"], r["_source_line"]) for r in rows] == [("東京", 2)]
+    assert [(b.line, b.reason) for b in ctx.bad_rows] == [(3, "invalid euc_jp bytes at byte 3 of the line")]
 
 
 def test_ragged_rows_broken_quotes_and_nul_are_quarantined_and_counts_reconcile(root: Path) -> None:

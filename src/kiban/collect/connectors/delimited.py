@@ -1,12 +1,12 @@
 """CSV and TSV: blocks of whole lines parsed by Arrow, with an exact line number for every row.
 
-The happy path has no per-row Python: a block is decoded (CP932 and EUC-JP transcoded to UTF-8 in one
-call), parsed by ``pyarrow.csv`` with every column as text (the loader casts the declared types) and its
-line numbers are computed with NumPy from the positions of its newlines. Any trouble in a block — a
-ragged row, broken quoting, bytes that are not in the encoding, a NUL byte, a field over the size limit
-— sends that block alone down the careful path, which parses line by line and quarantines each bad
-record with its file, line, raw text and reason. Rows read plus rows quarantined always equal the
-records in the file; blank lines are not records.
+The happy path has no per-row Python: a block is decoded (CP932 transcoded to UTF-8 by iconv without the
+GIL, see transcoding.py; EUC-JP by Python's codec), parsed by ``pyarrow.csv`` with every column as text (the
+loader casts the declared types) and its line numbers are computed with NumPy from the positions of its
+newlines. Any trouble in a block — a ragged row, broken quoting, bytes that are not in the encoding, a NUL
+byte, a field over the size limit — sends that block alone down the careful path, which parses line by line
+and quarantines each bad record with its file, line, raw text and reason. Rows read plus rows quarantined
+always equal the records in the file; blank lines are not records.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from kiban.collect.connector import BadRow, ReadContext
-from kiban.collect.connectors import textfile
+from kiban.collect.connectors import textfile, transcoding
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 
 # the csv module refuses fields over 128 KB with an error that hides which limit it was; kiban applies its
@@ -107,13 +107,15 @@ class BlockParser:
             except UnicodeDecodeError:
                 return None
             utf8 = block[3:] if block.startswith(b"\xef\xbb\xbf") else block  # a BOM (header: false)
+            del text
         else:
-            try:
-                text = textfile.decode(block, encoding)
-            except UnicodeDecodeError:
-                return None
-            utf8 = text.encode("utf-8")
-        del text
+            transcoded = transcoding.to_utf8(block, encoding)  # in C, without the GIL, where iconv agrees
+            if transcoded is None:
+                try:
+                    transcoded = textfile.decode(block, encoding).encode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            utf8 = transcoded
         try:
             table = pacsv.read_csv(
                 io.BytesIO(utf8),
