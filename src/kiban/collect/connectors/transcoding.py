@@ -22,9 +22,6 @@ from collections.abc import Iterator
 
 # Python's codec name → iconv's name of the same table (Microsoft's CP932, plain EUC-JP)
 ICONV_NAMES = {"cp932": b"CP932", "euc_jp": b"EUC-JP"}
-# bytes Python's cp932 codec maps to U+0080 and private-use characters though they are no CP932 characters
-# (kiban refuses them, see textfile.decode): a block holding one is left to Python's codec
-_CP932_ODD = (b"\x80", b"\xa0", b"\xfd", b"\xfe", b"\xff")
 
 _ERROR = ctypes.c_size_t(-1).value
 _lock = threading.Lock()
@@ -94,6 +91,9 @@ def _sequences(encoding: str) -> Iterator[bytes]:
 
 
 def _python(sequence: bytes, encoding: str) -> bytes | None:
+    """What kiban makes of ``sequence``: Python's codec, less the single bytes kiban refuses (textfile.decode:
+    0x80, 0xA0 and 0xFD-0xFF, which Python's cp932 maps to U+0080 and private-use characters; glibc refuses
+    them too)."""
     from kiban.collect.connectors.textfile import decode
 
     try:
@@ -120,12 +120,7 @@ def _check(encoding: str) -> bool:
     except OSError:
         return False
     try:
-        for sequence in _sequences(encoding):
-            if encoding == "cp932" and any(odd in sequence for odd in _CP932_ODD):
-                continue  # never given to iconv (to_utf8 leaves such blocks to Python)
-            if converter.convert(sequence) != _python(sequence, encoding):
-                return False
-        return True
+        return all(converter.convert(sequence) == _python(sequence, encoding) for sequence in _sequences(encoding))
     finally:
         converter.close()
 
@@ -134,8 +129,6 @@ def to_utf8(block: bytes, encoding: str) -> bytes | None:
     """``block`` (whole lines in ``encoding``) as UTF-8 by iconv, or None: iconv is not to be used for this
     encoding here, or the block holds bytes it cannot convert (the caller decodes with Python then)."""
     if encoding not in ICONV_NAMES or not agrees(encoding):
-        return None
-    if encoding == "cp932" and any(block.find(odd) >= 0 for odd in _CP932_ODD):
         return None
     libc = _library()
     assert libc is not None  # agrees() found it
