@@ -92,12 +92,13 @@ class BlockParser:
             strings_can_be_null=True, quoted_strings_can_be_null=True, check_utf8=False)
 
     # -- the fast path ----------------------------------------------------------------------------------
-    def parse(self, block: bytes, first_line: int) -> Parsed:
-        """A block of whole lines, its first line being line ``first_line`` of the file."""
-        fast = self._fast(block, first_line)
+    def parse(self, block: bytes, first_line: int, newlines: int | None = None) -> Parsed:
+        """A block of whole lines, its first line being line ``first_line`` of the file (``newlines``: how many
+        it has, when the caller counted them already)."""
+        fast = self._fast(block, first_line, block.count(b"\n") if newlines is None else newlines)
         return fast if fast is not None else self._careful(block, first_line)
 
-    def _fast(self, block: bytes, first_line: int) -> Parsed | None:
+    def _fast(self, block: bytes, first_line: int, newlines: int) -> Parsed | None:
         encoding = self.dialect.encoding
         if block.find(b"\x00") >= 0:  # 0x00 is never part of a multi-byte character: a NUL in the data
             return None
@@ -127,7 +128,8 @@ class BlockParser:
         for column in table.columns:
             if len(column) and (pc.max(pc.binary_length(column)).as_py() or 0) > self.dialect.max_field_bytes:
                 return None
-        if utf8.count(b"\n") == table.num_rows and not _open_at_end(table):  # no blank lines or multi-line values
+        # 0x0A is never inside a character of UTF-8, CP932 or EUC-JP: the newlines of the block are utf8's
+        if newlines == table.num_rows and not _open_at_end(table):  # no blank lines or multi-line values
             lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
         else:
             found = _row_lines(np.frombuffer(utf8, dtype=np.uint8), table, first_line)
@@ -288,7 +290,7 @@ def read_file(ctx: ReadContext, source: textfile.SourceFile, dialect: Dialect) -
             for block, count in _with_pending(pending, chunks):
                 if ctx.cancel.is_set():
                     break
-                queue.append(pool.submit(parser.parse, block, line))
+                queue.append(pool.submit(parser.parse, block, line, count))
                 line += count
                 if len(queue) >= 3:
                     yield from _emit(ctx, queue.pop(0).result())
