@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from kiban.collect.connectors import textfile
+
 # Python's codec name → iconv's name of the same table (Microsoft's CP932, plain EUC-JP)
 ICONV_NAMES = {"cp932": b"CP932", "euc_jp": b"EUC-JP"}
 
@@ -98,10 +100,8 @@ def _python(sequence: bytes, encoding: str) -> bytes | None:
     """What kiban makes of ``sequence``: Python's codec, less the single bytes kiban refuses (textfile.decode:
     0x80, 0xA0 and 0xFD-0xFF, which Python's cp932 maps to U+0080 and private-use characters; glibc refuses
     them too)."""
-    from kiban.collect.connectors.textfile import decode
-
     try:
-        return decode(sequence, encoding).encode("utf-8")
+        return textfile.decode(sequence, encoding).encode("utf-8")
     except UnicodeDecodeError:
         return None
 
