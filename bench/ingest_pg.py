@@ -245,8 +245,8 @@ def main() -> None:
 
         notes = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/ingest_pg.py --rows "
                  f"{args.rows} --reps {args.reps} --big-reps {args.big_reps}` (the second for tables of 5M rows "
-                 f"and more) on the shared 2-core machine (load average {load:.1f} at the start: other "
-                 "engineers' tests were running, so absolute times are noisy; the ratios come from "
+                 f"and more) on a 2-core machine (load average {load:.1f} at the start: under load absolute "
+                 "times are noisy; the ratios come from "
                  "the same run, methods interleaved and rotated). Median wall time of fresh processes including "
                  "start-up; peak RSS of the process tree (GNU time; the PostgreSQL server is not counted). "
                  f"PostgreSQL 15 on 127.0.0.1:5432, database {DATABASE}; DuckDB {duckdb.__version__} with "
