@@ -7,6 +7,7 @@ wrote (:func:`finalize_streamed`). A refused load is recorded by :func:`refuse`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -72,6 +73,25 @@ def refuse(manifests: Manifests, record: LoadRecord, message: str, hint: str) ->
     raise LoadFailed(record, message, hint)
 
 
+def judge_drift(manifests: Manifests, record: LoadRecord, result: LoadResult, table: TableSpec,
+                before: Sequence[tuple[str, str]], schema: Sequence[tuple[str, str]],
+                files_on_refusal: list[Any] | None = None) -> None:
+    """Compare the load's schema with the last committed one: record the drift and note it, or — under
+    ``on_drift: fail`` — refuse the load (``files_on_refusal``: what the refused load's record lists)."""
+    changes = compare(before, schema)
+    if not changes:
+        return
+    action = ACTIONS[table.on_drift]
+    record.drift = [(d, action) for d in changes]
+    message = drift_note(record.asset, changes, table.on_drift)
+    if table.on_drift == "fail":
+        if files_on_refusal is not None:
+            record.files = files_on_refusal
+        refuse(manifests, record, message.split(": ", 1)[1],
+               "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
+    result.notes.append(message)
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -100,16 +120,7 @@ def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec,
     cursor = table.cursor
     # -- drift ------------------------------------------------------------------------------------------------
     if state and parts:
-        changes = compare(state.schema, schema)
-        if changes:
-            action = ACTIONS[table.on_drift]
-            record.drift = [(d, action) for d in changes]
-            message = drift_note(record.asset, changes, table.on_drift)
-            if table.on_drift == "fail":
-                record.rows_quarantined = quarantined
-                refuse(manifests, record, message.split(": ", 1)[1],
-                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
-            result.notes.append(message)
+        judge_drift(manifests, record, result, table, state.schema, schema)
     record.schema = schema if parts else (list(state.schema) if state else [])
     # -- which rows land --------------------------------------------------------------------------------------
     rows = "staged"
@@ -224,16 +235,7 @@ def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: T
     names = [n for n, _ in schema]
     _check_columns(record, table, names)
     if state:
-        changes = compare(state.schema, schema)
-        if changes:
-            action = ACTIONS[table.on_drift]
-            record.drift = [(d, action) for d in changes]
-            message = drift_note(record.asset, changes, table.on_drift)
-            if table.on_drift == "fail":
-                record.files = []
-                refuse(manifests, record, message.split(": ", 1)[1],
-                        "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
-            result.notes.append(message)
+        judge_drift(manifests, record, result, table, state.schema, schema, files_on_refusal=[])
     record.schema = schema
     cursor = table.cursor
     time_column = table.time_column if table.time_column in names else None
