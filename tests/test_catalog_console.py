@@ -238,3 +238,34 @@ def test_pii_travels_through_a_model_whose_lineage_is_a_whole_row(make_project):
     console = QueryConsole(project)
     result = console.run("select j from mart.blobs", ALICE, limit=1)
     assert result.masked == ("j",) and "@example" not in repr(result.rows)
+
+
+def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_masking(make_project, postgres_url):
+    import psycopg
+
+    from kiban.catalog.warehouse import open_readonly, published_columns
+
+    root = build_shop(make_project, extra={"kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\n"})
+    project = load_project(root)
+    store = Store(project.state_url)
+    console = QueryConsole(project, store)
+    try:
+        result = console.run("select count(*) as days, sum(orders) as orders from daily_sales", ALICE)
+        assert result.rows == [(30, 300)] and result.assets == ("mart.daily_sales",)
+        masked = console.run("select id, email from warehouse.customers order by id limit 1", ALICE)
+        assert masked.rows[0][0] == 1 and masked.rows[0][1] != "user1@example.com"  # PII, through lineage
+        assert "email" in published_dict(published_columns(project))["warehouse.customers"]
+        for hostile in ("delete from mart.daily_sales", "call postgres_execute('warehouse_db', 'drop table mart.x')",
+                        "select * from postgres_query('warehouse_db', 'select 1')"):
+            with pytest.raises(QueryRefused):
+                console.run(hostile, ALICE)
+        with open_readonly(project) as con, pytest.raises(Exception, match="read-only"):
+            con.execute("delete from mart.daily_sales")  # even past the checker, the attachment refuses writes
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("select count(*) from mart.daily_sales").fetchone() == (30,)
+    finally:
+        store.close()
+
+
+def published_dict(published: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
+    return {k: [c for c, _ in v] for k, v in published.items()}

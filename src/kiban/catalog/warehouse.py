@@ -4,6 +4,10 @@ The connection is opened read-only (writes are impossible whatever the SQL says)
 limited to the lake folder (the lake views read their Parquet files from there), extensions never
 installed or loaded, and the configuration locked so no query can loosen any of that. It is opened
 per use and closed at once: DuckDB lets no run write the file while a reader holds it.
+
+A PostgreSQL warehouse is read the same way: an in-memory DuckDB attaches it READ_ONLY through the packaged
+postgres extension (which reads in ``READ ONLY`` transactions), then locks itself down with no file access at
+all. So the console speaks one SQL dialect, and its safety checks hold, whichever engine built the tables.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ _OPENING = threading.Lock()  # connections of one process to one file share a Du
 @contextlib.contextmanager
 def open_readonly(project: Project) -> Iterator[Any]:
     """A read-only connection to the warehouse that can read nothing outside it but the lake folder."""
+    if project.warehouse_url.startswith(("postgresql://", "postgres://")):
+        con = _attach_postgres(project.warehouse_url)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
     path = warehouse_path(project)
     if not path.exists():
         raise NothingPublished(f"nothing is published yet: {path} does not exist", "build it with `kiban run`")
@@ -71,6 +82,29 @@ def _connect(path: Path) -> Any:
             raise ConfigError(f"the warehouse {path.name} is being written (a run holds it)",
                               "try again when the run has finished") from None
         raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _attach_postgres(url: str) -> Any:
+    """An in-memory DuckDB with the PostgreSQL warehouse attached read-only as its default catalog, locked."""
+    import duckdb
+
+    from kiban.collect.connectors.database import extension_file
+
+    extension = extension_file("postgres")
+    if extension is None:
+        raise ConfigError("reading a PostgreSQL warehouse needs DuckDB's postgres extension",
+                          "pip install 'kiban[postgres]'")
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.execute(f"load {_sql_literal(str(extension))}")
+        con.execute(f"attach {_sql_literal(url)} as warehouse_db (type postgres, read_only)")
+    except duckdb.Error as exc:
+        con.close()
+        text = str(exc).splitlines()[0].replace(url, "<warehouse url>")
+        raise ConfigError(f"cannot open the PostgreSQL warehouse: {text}") from None
+    con.execute("use warehouse_db; set search_path = 'warehouse_db.mart,warehouse_db.warehouse,warehouse_db.lake'; "
+                "set enable_external_access = false; set lock_configuration = true")
+    return con
 
 
 def _sandbox(con: Any, project: Project, path: Path) -> None:
