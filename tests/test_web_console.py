@@ -256,6 +256,18 @@ def test_api_actions_validate_the_selection_and_acknowledge_incidents(console):
     assert client.post("/api/v1/incidents/999/ack", json={}, headers=head).status_code == 400
 
 
+def test_a_model_added_on_disk_while_serving_can_be_run_at_once(console):
+    client, root, tokens, _incident = console
+    head = bearer(tokens["operator"])
+    (root / "models/mart/order_count.sql").write_text("select count(*) as n from warehouse.orders\n")
+    job = client.post("/api/v1/actions/run", json={"selection": ["mart.order_count"]}, headers=head)
+    assert job.status_code == 202, job.text  # found in the project on disk, not refused by the served one
+    client.app.state.jobs.wait(job.json()["id"], 60)
+    done = client.get(f"/api/v1/jobs/{job.json()['id']}", headers=head).json()
+    assert done["status"] == "success", done
+    (root / "models/mart/order_count.sql").unlink()
+
+
 def test_api_workarounds_rebuild_a_selection_and_report_a_backfill_that_cannot_run(console):
     client, _root, tokens, _incident = console
     head = bearer(tokens["operator"])

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from kiban.graph import select
 from kiban.web import models as m
 from kiban.web import svg, views
 from kiban.web.accounts import Accounts, User
@@ -161,7 +160,7 @@ def resume(request: Request, user: Operator) -> m.JobOut:
 @router.post("/actions/run", response_model=m.JobOut, status_code=202, responses=ACTION_ERRORS)
 def run_assets(request: Request, body: m.RunRequest, user: Operator) -> m.JobOut:
     """Rebuild a selection (e.g. ``["warehouse.orders+"]``) in the background."""
-    select(_site(request).graph, body.selection)  # a wrong name is a 400 now, not a failed job later
+    _site(request).check_selection(body.selection)  # a wrong name is a 400 now, not a failed job later
     registry: Jobs = request.app.state.jobs
     job = registry.run(user.name, body.selection)
     _audit(request, user, "run.assets", " ".join(body.selection), job)
@@ -171,7 +170,7 @@ def run_assets(request: Request, body: m.RunRequest, user: Operator) -> m.JobOut
 @router.post("/actions/backfill", response_model=m.JobOut, status_code=202, responses=ACTION_ERRORS)
 def backfill(request: Request, body: m.BackfillRequest, user: Operator) -> m.JobOut:
     """Backfill incremental models over a range of partitions in the background."""
-    select(_site(request).graph, body.selection)
+    _site(request).check_selection(body.selection)
     registry: Jobs = request.app.state.jobs
     job = registry.backfill(user.name, body.selection, body.start, body.end)
     _audit(request, user, "backfill", f"{' '.join(body.selection)} {body.start}..{body.end}", job)

@@ -248,7 +248,7 @@ async def resume(request: Request, user: Operator) -> Response:
 async def run_assets(request: Request, user: Operator, selection: Annotated[str, Form(max_length=2000)]) -> Response:
     site = _site(request)
     terms = selection.split()
-    await run_in_threadpool(select, site.graph, terms)  # a wrong name is a clear error now, not in the background
+    await run_in_threadpool(site.check_selection, terms)  # a wrong name is a clear error now, not in the background
     jobs: Jobs = request.app.state.jobs
     job = await run_in_threadpool(jobs.run, user.name, terms)
     return _started(request, user, "run.assets", selection, job)
@@ -259,7 +259,7 @@ async def backfill(request: Request, user: Operator, selection: Annotated[str, F
                    start: Annotated[str, Form(max_length=40)], end: Annotated[str, Form(max_length=40)]) -> Response:
     site = _site(request)
     terms = selection.split()
-    await run_in_threadpool(select, site.graph, terms)
+    await run_in_threadpool(site.check_selection, terms)
     jobs: Jobs = request.app.state.jobs
     job = await run_in_threadpool(jobs.backfill, user.name, terms, start, end)
     return _started(request, user, "backfill", f"{selection} {start}..{end}", job)

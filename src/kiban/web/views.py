@@ -64,6 +64,18 @@ class Site:
             self._kept.clear()
             self._seen.clear()
 
+    def check_selection(self, terms: list[str]) -> None:
+        """Raise the selection's clear error now (not in a background job later); a name the served project does
+        not know is looked for again in the project on disk, where a model may have been added since."""
+        from kiban.errors import KibanError
+        from kiban.graph import select
+
+        try:
+            select(self.graph, terms)
+        except KibanError:
+            self.reload()
+            select(self.graph, terms)
+
     def cached(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
         """``compute()`` at most once per ``ttl`` seconds. A stale value is answered at once while one background
         thread computes the next (pages never wait for a refresh); only the very first caller waits."""
