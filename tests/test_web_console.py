@@ -231,6 +231,8 @@ def test_api_mirrors_the_pages(console):
     assert asset["downstream"] == ["mart.daily_sales"] and asset["sql"] is None  # viewer: no SQL
     analyst = bearer(tokens["analyst"])
     assert client.get("/api/v1/assets/daily_sales", headers=analyst).json()["sql"].startswith("select")
+    missing = client.get("/api/v1/assets/daily_sale", headers=head)  # the pages' resolver: a 404 that helps
+    assert missing.status_code == 404 and "did you mean 'daily_sales'" in missing.json()["detail"]
     graph = client.get("/api/v1/assets", headers=head).json()
     assert {n["key"]: n["state"] for n in graph["nodes"]}["mart.daily_sales"] == "failed"
     runs = client.get("/api/v1/runs", headers=head).json()

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from kiban.errors import SelectionError
 from kiban.web import models as m
 from kiban.web import svg, views
 from kiban.web.accounts import Accounts, User
@@ -75,10 +76,11 @@ def assets(request: Request, user: Viewer) -> m.GraphOut:
 @router.get("/assets/{key}", response_model=m.AssetDetail, responses={404: ERRORS[404]})
 def asset(request: Request, key: str, user: Viewer) -> m.AssetDetail:
     site = _site(request)
-    matches = [k for k, a in site.graph.assets.items() if key in (k, a.name)]
-    if len(matches) != 1:
-        raise HTTPException(404, f"no asset named '{key}'" if not matches else f"'{key}' is ambiguous")
-    return views.asset_detail(site, matches[0], show_sql=user.can("analyst"))
+    try:
+        found = site.resolve(key)
+    except SelectionError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return views.asset_detail(site, found, show_sql=user.can("analyst"))
 
 
 @router.get("/runs", response_model=m.RunList)
