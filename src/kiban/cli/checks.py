@@ -14,7 +14,7 @@ from rich.table import Table
 
 from kiban.cli import State, app
 from kiban.cli.commands import ExcludeOpt, SelectArg
-from kiban.cli.output import console, local_time, number
+from kiban.cli.output import JsonOpt, console, emit_json, local_time, number
 
 SEVERITY_STYLE = {"error": "red", "warn": "yellow"}
 SAMPLE_ROWS = 5
@@ -34,6 +34,7 @@ def check(
                        ] = True,
     now: Annotated[str | None, typer.Option(metavar="TIME", help="Judge freshness and volume as of this time "
                                             "(ISO 8601; without an offset, in the project's timezone).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the checks of the selected assets on what is published now (and on lake tables); builds nothing.
 
@@ -44,6 +45,15 @@ def check(
 
     project = load_project(State.project_dir)
     report = check_published(project, selection or [], exclude or [], now=_moment(now, project.config.timezone))
+    if as_json:
+        emit_json({"run_id": report.run_id, "ok": report.ok, "not_built": list(report.not_built),
+                   "results": [{"check": r.name, "asset": r.asset, "severity": r.severity, "status": r.status,
+                                "failures": r.failures, "detail": r.detail,
+                                "samples": list(r.samples or [])[:SAMPLE_ROWS] if r.status == "fail" else []}
+                               for r in report.results]})
+        if not report.ok:
+            sys.exit(1)
+        return
     if not report.results and not report.not_built:
         console.print("no checks in the selection: declare them in the sidecars (see docs/checks.md)")
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ import typer
 
 from kiban.cli import app
 from kiban.cli.commands import ExcludeOpt, SelectArg, _project
+from kiban.cli.output import JsonOpt
 
 quarantine_app = typer.Typer(help="Rows the loads refused: list, show, export, and replay them once fixed.",
                              no_args_is_help=True)
@@ -34,47 +34,16 @@ def _table_key(project: Any, name: str) -> str:
     return key
 
 
-class CollectView:
-    """A progress bar over the tables being collected, then each table's counts as it lands."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from kiban.cli.output import console
-
-        self.progress = Progress(TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
-                                 transient=True)
-        self.task = self.progress.add_task("", total=None)
-        self.details: dict[str, dict[str, Any]] = {}
-        self.running: dict[str, float] = {}
-
-    def __call__(self, event: Any) -> None:
-        if event.kind == "collect_started":
-            self.progress.update(self.task, total=event.detail.get("tables", 0))
-            self.progress.start()
-        elif event.kind == "asset_started" and event.detail.get("collect"):
-            self.running[event.asset] = time.monotonic()
-            self.progress.update(self.task, description=", ".join(self.running))
-        elif event.kind == "asset_finished" and event.detail.get("collect"):
-            self.running.pop(event.asset, None)
-            self.details[event.asset] = {**event.detail, "status": event.status, "error": event.error,
-                                         "seconds": event.seconds}
-            self.progress.advance(self.task)
-            self.progress.update(self.task, description=", ".join(self.running))
-        elif event.kind == "run_finished":
-            self.progress.stop()
-
-
 class _Details:
-    """Keeps each collected table's detail for the summary when the output is JSON lines."""
+    """Keeps each collected table's detail for the summary (progress itself is ``kiban.cli.progress``'s)."""
 
     def __init__(self) -> None:
         self.details: dict[str, dict[str, Any]] = {}
 
     def __call__(self, event: Any) -> None:
         if event.kind == "asset_finished" and event.detail.get("collect"):
-            self.details[event.asset] = {**event.detail, "status": event.status, "error": event.error}
+            self.details[event.asset] = {**event.detail, "status": event.status, "error": event.error,
+                                         "seconds": event.seconds}
 
 
 def print_collect_summary(details: dict[str, dict[str, Any]]) -> None:
@@ -108,13 +77,17 @@ def collect(
     threads: Annotated[int | None, typer.Option(min=1, metavar="N", help="Tables collected in parallel.")] = None,
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json",
                                             help="text (live display) or json (one event per line).")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout (the same as "
+                                          "--log-format json).")] = False,
 ) -> None:
     """Collect the selected source tables into the lake (default: all), without building models."""
-    from kiban.cli.progress import JsonLog
+    from kiban.cli.progress import JsonLog, progress_view
     from kiban.errors import UsageError
     from kiban.graph import build_graph, select
     from kiban.run import RunOptions, run_project
 
+    if as_json:
+        log_format = "json"
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
     project = _project()
@@ -127,9 +100,9 @@ def collect(
     if not keys:
         raise UsageError("the selection names no collected table",
                          "collected tables: " + ", ".join(sorted(tables)))
-    view: Any = JsonLog() if log_format == "json" else CollectView()
-    details = view if isinstance(view, CollectView) else _Details()
-    listeners = [view] if view is details else [view, details]
+    view: Any = JsonLog() if log_format == "json" else progress_view()
+    details = _Details()
+    listeners = [view, details]
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -152,6 +125,7 @@ def collect(
 def quarantine_list(
     table: Annotated[str | None, typer.Argument(help="Only this collected table.")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="Count replayed rows too.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Quarantined rows per table and load, with their most common reasons."""
     from rich.markup import escape
@@ -168,12 +142,19 @@ def quarantine_list(
         found = rows(project, store, key, include_replayed=all_rows)
     finally:
         store.close()
-    if not found:
-        console.print("no quarantined rows" + (f" in {key}" if key else ""))
-        return
     groups: dict[tuple[str, str], list[Any]] = {}
     for row in found:
         groups.setdefault((row.asset, row.load_id), []).append(row)
+    if as_json:
+        from kiban.cli.output import emit_json
+
+        emit_json({"loads": [{"table": asset, "load_id": load, "rows": len(items),
+                              "replayed": sum(bool(r.replayed) for r in items),
+                              "reasons": _reasons(items)} for (asset, load), items in groups.items()]})
+        return
+    if not found:
+        console.print("no quarantined rows" + (f" in {key}" if key else ""))
+        return
     out = Table(box=None, header_style="bold")
     for col in ("table", "load", "rows", "replayed", "reasons"):
         out.add_column(col, justify="right" if col in ("rows", "replayed") else "left")
@@ -187,11 +168,20 @@ def quarantine_list(
     console.print(out)
 
 
+def _reasons(items: list[Any]) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for r in items:
+        label = f"column {r.column}" if r.column else r.reason[:60]
+        reasons[label] = reasons.get(label, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+
 @quarantine_app.command("show")
 def quarantine_show(
     table: TableArg,
     load: Annotated[str | None, typer.Option("--load", help="Only rows of this load.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many rows to show.")] = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     """A table's quarantined rows: where each came from, why it was refused, and what it said."""
     from rich.markup import escape
@@ -208,6 +198,13 @@ def quarantine_show(
         found = rows(project, store, key, load_id=load)
     finally:
         store.close()
+    if as_json:
+        from kiban.cli.output import emit_json
+
+        emit_json({"table": key, "total": len(found), "rows": [
+            {"load_id": r.load_id, "location": r.location, "column": r.column, "reason": r.reason, "raw": r.raw,
+             "replayed": bool(r.replayed)} for r in found[:limit]]})
+        return
     if not found:
         console.print(f"no quarantined rows in {key}")
         return

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
+from kiban.cli.output import JsonOpt
 
 SelectArg = Annotated[list[str] | None, typer.Argument(
     help="Assets: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. Default: all.",
@@ -54,20 +55,24 @@ def run(
                                             "json (one event per line, for cron and CI).")] = "text",
     workers: Annotated[bool, typer.Option("--workers", help="Queue the assets for `kiban worker` processes "
                                           "(PostgreSQL state store) instead of building them here.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout (the same as "
+                                          "--log-format json).")] = False,
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
     from kiban.cli.output import err_console
-    from kiban.cli.progress import JsonLog, LiveView
+    from kiban.cli.progress import JsonLog, progress_view
     from kiban.cli.report import print_run_summary
     from kiban.errors import UsageError
     from kiban.run import RunOptions
 
+    if as_json:
+        log_format = "json"
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
     if resume and selection:
         raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
     project = _project()
-    listeners: list[Any] = [JsonLog() if log_format == "json" else LiveView()]
+    listeners: list[Any] = [JsonLog() if log_format == "json" else progress_view()]
     options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
                          resume=resume, threads=threads, wait=wait)
 
@@ -114,11 +119,11 @@ def print_service_levels(done: Any, quiet: bool) -> None:
 
 
 @app.command()
-def status() -> None:
+def status(as_json: JsonOpt = False) -> None:
     """Every asset's latest state: built, fresh, failed or never run."""
     from kiban.cli.report import print_status
 
-    print_status(_project())
+    print_status(_project(), as_json)
 
 
 @app.command()
@@ -128,41 +133,48 @@ def runs(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the list every second until Ctrl-C.")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
                                               help="With --watch: stop after N refreshes.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Recent runs, newest first; or one run in detail."""
     from kiban.cli.report import print_run, print_runs, watch_runs
     from kiban.errors import UsageError
 
     project = _project()
+    if watch and as_json:
+        raise UsageError("--watch redraws a table; it takes no --json", "poll `kiban runs --json` instead")
     if run_id:
         if watch:
             raise UsageError("--watch lists the recent runs; it takes no run id",
                              f"kiban logs {run_id} shows one run in full")
-        print_run(project, run_id)
+        print_run(project, run_id, as_json)
     elif watch:
         watch_runs(project, limit, count)
     else:
-        print_runs(project, limit)
+        print_runs(project, limit, as_json)
 
 
 @app.command()
 def logs(
     run_id: Annotated[str, typer.Argument(help="A run id or its prefix (see `kiban runs`).")],
     asset: Annotated[str | None, typer.Argument(help="Only this asset (key or name).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A run's attempts in full: timing, rows, errors; and the scheduler's log of the run, if it started it."""
     from kiban.cli.report import print_logs
 
-    print_logs(_project(), run_id, asset)
+    print_logs(_project(), run_id, asset, as_json)
 
 
 @app.command()
-def show(asset: Annotated[str, typer.Argument(help="An asset, e.g. mart.daily_sales or daily_sales.")]) -> None:
+def show(asset: Annotated[str, typer.Argument(help="An asset, e.g. mart.daily_sales or daily_sales.")],
+         as_json: JsonOpt = False) -> None:
     """One asset: description, owner, columns, SQL, upstream and downstream, recent runs."""
     from kiban.cli.report import print_asset
 
     project = _project()
-    print_asset(project, asset)
+    print_asset(project, asset, as_json)
+    if as_json:
+        return
     if project.sources:  # a collected lake table: its recent loads, drift and quarantine
         from kiban.cli.collect import print_collection
 
@@ -176,6 +188,7 @@ def graph(
     exclude: ExcludeOpt = None,
     format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT",
                                         help="tree, dot, json or mermaid.")] = "tree",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """The asset graph (dependencies inferred from SQL), as a tree or for other tools."""
     from kiban.cli.output import console
@@ -183,6 +196,8 @@ def graph(
     from kiban.graph import build_graph, select
     from kiban.graph.render import FORMATS, render
 
+    if as_json:
+        format = "json"
     if format not in FORMATS:
         raise UsageError(f"unknown format '{format}'", f"use one of: {', '.join(FORMATS)}")
     graph_ = build_graph(_project())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kiban.cli import State, app
+from kiban.cli.output import JsonOpt
 
 if TYPE_CHECKING:
     from kiban.ml.registry import ModelVersion, Registry
@@ -40,6 +41,14 @@ def _model(registry: Registry, name: str) -> str:
                                                    else "train one with `kiban run` (an @kiban.train asset)"))
 
 
+def _version_json(v: ModelVersion) -> dict[str, Any]:
+    from kiban.cli.output import utc_iso
+
+    return {"version": v.version, "status": v.status, "metric": v.metric, "metric_value": v.metric_value,
+            "direction": v.direction, "metrics": v.metrics, "params": v.params, "trained_at": utc_iso(v.trained_at),
+            "reason": v.reason, "data_fingerprint": v.data_fingerprint, "artefact": v.artefact, "sha256": v.sha256}
+
+
 def _status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
@@ -49,17 +58,28 @@ def _value(value: float | None) -> str:
 
 
 @models_app.command("list")
-def list_models() -> None:
+def list_models(as_json: JsonOpt = False) -> None:
     """Every model: its current version and how it scores."""
     from rich.table import Table
 
-    from kiban.cli.output import console, local_time
+    from kiban.cli.output import console, emit_json, local_time, utc_iso
 
     registry, tz = _registry()
     try:
         versions = registry.versions()
     finally:
         registry.store.close()
+    if as_json:
+        grouped: dict[str, list[ModelVersion]] = {}
+        for v in versions:
+            grouped.setdefault(v.model, []).append(v)
+        emit_json({"models": [{
+            "model": model, "current": next((v.version for v in rows if v.status == "current"), None),
+            "metric": rows[-1].metric,
+            "value": next((v.metric_value for v in rows if v.status == "current"), None),
+            "versions": len(rows), "rejected": sum(v.status == "rejected" for v in rows),
+            "last_trained": utc_iso(rows[-1].trained_at)} for model, rows in grouped.items()]})
+        return
     if not versions:
         console.print("no trained models yet (declare one with @kiban.train and run `kiban run`)")
         return
@@ -84,11 +104,12 @@ def show(
                                          "demand_model.")],
     version: Annotated[int | None, typer.Option("--version", "-v", help="Details of this version "
                                                 "(default: the current one).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A model's versions, and the details of one (default: the current one)."""
     from rich.table import Table
 
-    from kiban.cli.output import console, local_time
+    from kiban.cli.output import console, emit_json, local_time
     from kiban.errors import UsageError
 
     registry, tz = _registry()
@@ -97,6 +118,12 @@ def show(
         versions = registry.versions(key)
     finally:
         registry.store.close()
+    if version is not None and all(v.version != version for v in versions):
+        raise UsageError(f"{key} has no version {version}",
+                         f"versions: {', '.join(f'v{v.version}' for v in versions)}")
+    if as_json:
+        emit_json({"model": key, "versions": [_version_json(v) for v in versions]})
+        return
     table = Table(box=None, header_style="bold", title=f"[bold]{key}[/]", title_justify="left")
     metrics = {v.metric for v in versions}  # the decisive metric may have changed between versions
     one = len(metrics) == 1
@@ -128,6 +155,7 @@ def compare(
     model: Annotated[str, typer.Argument(help="The model (its training asset).")],
     first: Annotated[int | None, typer.Argument(help="A version (default: the current one).")] = None,
     second: Annotated[int | None, typer.Argument(help="Another version (default: the newest).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Two versions side by side: metrics, parameters, training data."""
     from rich.table import Table
@@ -148,6 +176,11 @@ def compare(
         if number not in versions:
             raise UsageError(f"{key} has no version {number}", f"versions: {', '.join(f'v{n}' for n in versions)}")
     a, b = versions[a_no], versions[b_no]
+    if as_json:
+        from kiban.cli.output import emit_json
+
+        emit_json({"model": key, "a": _version_json(a), "b": _version_json(b)})
+        return
     table = Table(box=None, header_style="bold", title=f"[bold]{key}[/]: v{a_no} vs v{b_no}", title_justify="left")
     for column in ("", f"v{a_no}", f"v{b_no}", "change"):
         table.add_column(column)

@@ -1,17 +1,95 @@
-"""Printing for the CLI: consoles, error messages, time formatting."""
+"""Printing for the CLI: consoles, error messages, time formatting, and the ``--json`` output.
+
+Output that is not a terminal (a pipe, a file, cron, CI) is never cut or wrapped at 80 columns: a run id or an
+asset name must reach ``grep`` and the next command whole. Rich sizes a console that is not a terminal at 80
+columns (or ``$COLUMNS``); :class:`FullWidthConsole` gives it as many columns as a line needs instead.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
+import typer
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from kiban.errors import KibanError, ProjectErrors
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+UNLIMITED = 100_000  # columns of a console that is not a terminal: no line is ever that long
+
+
+class FullWidthConsole(Console):
+    """A Rich console that, when it does not write to a terminal, lays lines out without a width limit (tables at
+    their natural width, no ellipsis, no folding in the middle of a word); on a terminal it fits the window."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNLIMITED, self._height or 25)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+    def _render_buffer(self, buffer: Any) -> str:
+        """Not on a terminal, and without colour: no padding after a line's last character (tables pad every
+        cell to its column's width), so files and diffs hold only what was said."""
+        text = super()._render_buffer(buffer)
+        if self.is_terminal or self._color_system is not None:
+            return text
+        return "\n".join(line.rstrip(" ") for line in text.split("\n"))
+
+
+def one_line(text: str | None, limit: int = 200) -> str:
+    """An error or a note on one line, for a table cell (``kiban logs`` has it in full)."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+console = FullWidthConsole(highlight=False)
+err_console = FullWidthConsole(stderr=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead (its shape: docs/cli.md#json-output).")]
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what the commands print: times as ISO 8601 in UTC with ``Z``, dates as ISO dates."""
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_plain, ensure_ascii=False)
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on stdout (and nothing else there): the ``--json`` answer of a command."""
+    sys.stdout.write(to_json(data) + "\n")
+    sys.stdout.flush()
+
+
+def utc_iso(value: datetime | None) -> str | None:
+    """A stored naive-UTC time as ISO 8601 with ``Z`` (what every ``--json`` carries)."""
+    return None if value is None else _plain(value)
 
 STATUS_STYLE = {
     "success": "green", "fresh": "dim green", "failed": "bold red", "skipped": "yellow",

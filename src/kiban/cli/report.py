@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from kiban.cli.output import console, duration, local_time, number, size, styled
+from kiban.cli.output import (
+    console,
+    duration,
+    emit_json,
+    local_time,
+    number,
+    one_line,
+    size,
+    styled,
+    utc_iso,
+)
 from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.graph import Graph
 from kiban.project import Project
 from kiban.run import RunResult
 from kiban.store import Store, utcnow
+
+BIG_RUN = 30  # more built assets than this: a compact summary instead of one line per asset
+SLOWEST = 10
 
 
 def print_run_summary(result: RunResult, project: Project) -> None:
@@ -24,15 +39,26 @@ def print_run_summary(result: RunResult, project: Project) -> None:
         counts["fresh"] = len(plan.fresh)
     built = [o for o in result.outcomes.values() if o.status == "success"]
     if built:
+        big = len(built) > BIG_RUN
+        if big:  # a big run: per layer, then its slowest builds, not one line per asset
+            layers: dict[str, int] = {}
+            for outcome in built:
+                layer = outcome.asset.split(".", 1)[0]
+                layers[layer] = layers.get(layer, 0) + 1
+            console.print(f"built {len(built)} assets: " + ", ".join(f"{n} {layer}" for layer, n in layers.items())
+                          + f"; the {SLOWEST} slowest (all of them: kiban runs {result.run_id})")
         table = Table(title=None, box=None, header_style="bold")
         for col, justify in (("asset", "left"), ("status", "left"), ("time", "right"), ("rows", "right")):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for outcome in sorted(built, key=lambda o: plan.order.index(o.asset))[-30:]:
-            secs = (outcome.ended_at - outcome.started_at).total_seconds() \
-                if outcome.started_at and outcome.ended_at else None
-            table.add_row(escape(outcome.asset), styled(outcome.status), duration(secs), number(outcome.rows))
-        if len(built) > 30:
-            console.print(f"[dim]… {len(built) - 30} more built assets (kiban runs {result.run_id})[/]")
+
+        def seconds(o: Any) -> float | None:
+            return (o.ended_at - o.started_at).total_seconds() if o.started_at and o.ended_at else None
+
+        shown = sorted(built, key=lambda o: -(seconds(o) or 0.0))[:SLOWEST] if big else \
+            sorted(built, key=lambda o: plan.order.index(o.asset))
+        for outcome in shown:
+            table.add_row(escape(outcome.asset), styled(outcome.status), duration(seconds(outcome)),
+                          number(outcome.rows))
         console.print(table)
     for outcome in result.outcomes.values():
         if outcome.status == "failed":
@@ -41,6 +67,8 @@ def print_run_summary(result: RunResult, project: Project) -> None:
     skipped = [o for o in result.outcomes.values() if o.status == "skipped"]
     for outcome in skipped[:20]:
         console.print(f"  [yellow]skipped[/] {escape(outcome.asset)}: {escape(outcome.error or '')}")
+    if len(skipped) > 20:
+        console.print(f"  [yellow]… {len(skipped) - 20} more skipped[/] (kiban runs {result.run_id})")
     summary = ", ".join(f"{styled(s)} {n}" for s, n in sorted(counts.items())) or "nothing selected"
     elapsed = (result.ended_at - result.started_at).total_seconds() \
         if result.ended_at and result.started_at else None
@@ -53,7 +81,8 @@ def print_run_summary(result: RunResult, project: Project) -> None:
         console.print("  [bold]kiban run --resume[/] picks up what this run did not finish")
 
 
-def print_status(project: Project) -> None:
+def status_data(project: Project) -> dict[str, Any]:
+    """``kiban status --json``: every asset's latest state, and the runs going on now."""
     from kiban.graph import build_graph
 
     graph = build_graph(project)
@@ -65,31 +94,87 @@ def print_status(project: Project) -> None:
         running = [r for r in store.runs(project.name, 5) if r.status == "running"]
     finally:
         store.close()
+    assets = []
+    for key in graph.order:
+        asset = graph.assets[key]
+        last, good = latest.get(key), built.get(key)
+        state = "lake" if asset.layer == "lake" else (last.status if last else "never run")
+        error = (last.error or None) if last and last.status in ("failed", "skipped", "cancelled") else None
+        assets.append({"asset": key, "layer": asset.layer, "state": state,
+                       "last_built": utc_iso(good.ended_at) if good else None, "rows": good.rows if good else None,
+                       "bytes": good.bytes if good else None, "seconds": good.seconds if good else None,
+                       "error": error})
+    return {"assets": assets, "running": [{"run_id": r.run_id, "started_at": utc_iso(r.started_at), "pid": r.pid}
+                                          for r in running]}
+
+
+def print_status(project: Project, as_json: bool = False) -> None:
+    data = status_data(project)
+    if as_json:
+        emit_json(data)
+        return
     table = Table(box=None, header_style="bold")
     for col in ("asset", "state", "last built", "rows", "size", "time", "note"):
         table.add_column(col, justify="right" if col in ("rows", "size", "time") else "left",
-                         no_wrap=col != "note", overflow="ellipsis", max_width=60 if col == "note" else None)
+                         no_wrap=col != "note", overflow="ellipsis",
+                         max_width=60 if col == "note" and console.is_terminal else None)
     tz = project.config.timezone
-    for key in graph.order:
-        asset = graph.assets[key]
-        if asset.layer == "lake":
-            table.add_row(f"[blue]{escape(key)}[/]", "[blue]lake[/]", "", "", "", "", "")
+    for row in data["assets"]:
+        if row["state"] == "lake":
+            table.add_row(f"[blue]{escape(row['asset'])}[/]", "[blue]lake[/]", "", "", "", "", "")
             continue
-        last = latest.get(key)
-        good = built.get(key)
-        state = last.status if last else "never run"
-        note = (last.error or "") if last and last.status in ("failed", "skipped", "cancelled") else ""
-        table.add_row(escape(key), styled(state) if last else "[dim]never run[/]",
-                      local_time(good.ended_at, tz) if good else "-", number(good.rows if good else None),
-                      size(good.bytes if good else None), duration(good.seconds if good else None),
-                      escape(note[:80]))
+        state = row["state"]
+        table.add_row(escape(row["asset"]), "[dim]never run[/]" if state == "never run" else styled(state),
+                      _local_iso(row["last_built"], tz), number(row["rows"]), size(row["bytes"]),
+                      duration(row["seconds"]), escape(one_line(row["error"], 120)))
     console.print(table)
-    for run in running:
-        console.print(f"[cyan]running now:[/] {run.run_id} since {local_time(run.started_at, tz)} (pid {run.pid})")
+    for run in data["running"]:
+        console.print(f"[cyan]running now:[/] {run['run_id']} since {_local_iso(run['started_at'], tz)} "
+                      f"(pid {run['pid']})")
 
 
-def print_runs(project: Project, limit: int) -> None:
+def _local_iso(value: str | None, tz: str) -> str:
+    """An ISO time of the JSON shape (UTC, ``Z``) in the project's time zone."""
+    from datetime import datetime
+
+    return "-" if value is None else local_time(datetime.fromisoformat(value.rstrip("Z")), tz)
+
+
+def print_runs(project: Project, limit: int, as_json: bool = False) -> None:
+    if as_json:
+        emit_json({"runs": runs_data(project, limit)})
+        return
     console.print(runs_table(project, limit))
+
+
+def _run_json(run: Any, counts: dict[str, int]) -> dict[str, Any]:
+    end = run.ended_at or (utcnow() if run.status == "running" else None)
+    return {"run_id": run.run_id, "status": run.status, "started_at": utc_iso(run.started_at),
+            "ended_at": utc_iso(run.ended_at), "seconds": (end - run.started_at).total_seconds() if end else None,
+            "counts": counts, "selection": list(run.selection), "error": run.error}
+
+
+def _attempt_json(a: Any) -> dict[str, Any]:
+    return {"run_id": a.run_id, "asset": a.asset, "attempt": a.attempt, "status": a.status,
+            "started_at": utc_iso(a.started_at), "ended_at": utc_iso(a.ended_at), "seconds": a.seconds,
+            "rows": a.rows, "bytes": a.bytes, "error": a.error}
+
+
+def runs_data(project: Project, limit: int) -> list[dict[str, Any]]:
+    """``kiban runs --json``: recent runs, newest first, each with its assets counted by final status."""
+    store = Store(project.state_url)
+    try:
+        store.reap_abandoned(project.name)
+        rows = store.runs(project.name, limit)
+        out = []
+        for run in rows:
+            counts: dict[str, int] = {}
+            for value in {a.asset: a.status for a in store.attempts(run.run_id)}.values():
+                counts[value] = counts.get(value, 0) + 1
+            out.append(_run_json(run, counts))
+    finally:
+        store.close()
+    return out
 
 
 def watch_runs(project: Project, limit: int, count: int | None = None, every: float = 1.0) -> None:
@@ -137,7 +222,7 @@ def runs_table(project: Project, limit: int) -> Table | str:
     return table
 
 
-def print_run(project: Project, run_id: str) -> None:
+def print_run(project: Project, run_id: str, as_json: bool = False) -> None:
     store = Store(project.state_url)
     try:
         run = store.run(run_id) or store.find_run(run_id)
@@ -146,6 +231,12 @@ def print_run(project: Project, run_id: str) -> None:
         attempts = store.attempts(run.run_id)
     finally:
         store.close()
+    if as_json:
+        counts: dict[str, int] = {}
+        for value in {a.asset: a.status for a in attempts}.values():
+            counts[value] = counts.get(value, 0) + 1
+        emit_json({"run": _run_json(run, counts), "attempts": [_attempt_json(a) for a in attempts]})
+        return
     tz = project.config.timezone
     console.print(f"run [bold]{run.run_id}[/] {styled(run.status)}  started {local_time(run.started_at, tz)}"
                   f"  ended {local_time(run.ended_at, tz)}")
@@ -156,11 +247,11 @@ def print_run(project: Project, run_id: str) -> None:
         table.add_column(col)
     for a in attempts:
         table.add_row(escape(a.asset), str(a.attempt), styled(a.status), local_time(a.started_at, tz),
-                      duration(a.seconds), number(a.rows), escape((a.error or "")[:100]))
+                      duration(a.seconds), number(a.rows), escape(one_line(a.error, 100)))
     console.print(table)
 
 
-def print_logs(project: Project, run_id: str, asset: str | None = None) -> None:
+def print_logs(project: Project, run_id: str, asset: str | None = None, as_json: bool = False) -> None:
     """``kiban logs RUN [ASSET]``: every attempt of a run with its timing, rows and full error; for a run the
     scheduler started, its log file too (what the run printed, including a crash's traceback)."""
     from kiban.schedule.ledger import Ledger
@@ -185,6 +276,15 @@ def print_logs(project: Project, run_id: str, asset: str | None = None) -> None:
                              or f"its assets: {', '.join(keys) or 'none'}")
         attempts = [a for a in attempts if a.asset == matches[0]]
         asset = matches[0]
+    if as_json:
+        log = project.state_dir / "logs" / "scheduler" / f"{tick.job}-{tick.id}.jsonl" if tick else None
+        counts: dict[str, int] = {}
+        for value in {a.asset: a.status for a in attempts}.values():
+            counts[value] = counts.get(value, 0) + 1
+        emit_json({"run": {**_run_json(run, counts), "pid": run.pid, "host": run.host},
+                   "attempts": [{**_attempt_json(a), "watermark": a.watermark} for a in attempts],
+                   "job": tick.job if tick else None, "log": str(log) if log else None})
+        return
     tz = project.config.timezone
     took = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None
     console.print(f"run [bold]{run.run_id}[/] {styled(run.status)}  started {local_time(run.started_at, tz)}"
@@ -245,7 +345,7 @@ def _log_line(line: str, asset: str | None, tz: str) -> str | None:
     return "  ".join(parts)
 
 
-def print_asset(project: Project, name: str) -> None:
+def print_asset(project: Project, name: str, as_json: bool = False) -> None:
     from kiban.graph import build_graph
 
     graph = build_graph(project)
@@ -260,6 +360,9 @@ def print_asset(project: Project, name: str) -> None:
     cfg = asset.config
     kind = f"Python {asset.python.kind} {asset.python.function}()" if asset.python else \
         cfg.materialized if asset.sql else "Parquet files"
+    if as_json:
+        emit_json(_asset_json(project, graph, key, kind))
+        return
     console.print(f"[bold]{key}[/]  ({asset.layer}, {kind})")
     if cfg.description:
         console.print(escape(cfg.description))
@@ -291,11 +394,39 @@ def print_asset(project: Project, name: str) -> None:
         tz = project.config.timezone
         for a in history:
             table.add_row(a.run_id, styled(a.status), str(a.attempt), local_time(a.started_at, tz),
-                          duration(a.seconds), number(a.rows), size(a.bytes), escape((a.error or "")[:80]))
+                          duration(a.seconds), number(a.rows), size(a.bytes), escape(one_line(a.error, 80)))
         console.print(table)
     from kiban.cli.checks import print_asset_checks
 
     print_asset_checks(project, key)
+
+
+def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str, Any]:
+    """``kiban show --json``: the asset, its lineage, its last 10 attempts and its latest checks."""
+    from kiban.checks.history import recent
+
+    asset = graph.assets[key]
+    cfg = asset.config
+    store = Store(project.state_url)
+    try:
+        history = store.asset_history(key, 10)
+        checks = recent(store, project.name, key, limit=500)
+    finally:
+        store.close()
+    latest = [c for c in checks if c.checked_at == checks[0].checked_at] if checks else []
+    serves: list[str] = []
+    if project.usecases:
+        from kiban.slo.impact import blast_radius
+
+        serves = list(blast_radius(project, graph, key).usecases)
+    return {"asset": key, "layer": asset.layer, "kind": kind, "description": cfg.description or None,
+            "owner": cfg.owner, "tags": list(cfg.tags), "path": str(asset.path),
+            "upstream": list(graph.deps[key]), "downstream": sorted(graph.children[key]),
+            "columns": [{"name": c.name, "description": c.description, "tags": list(c.tags)} for c in cfg.columns],
+            "sql": asset.sql, "serves": serves, "runs": [_attempt_json(a) for a in history],
+            "checks": [{"check": c.name, "severity": c.severity, "status": c.status, "failures": c.failures,
+                        "detail": c.detail, "checked_at": utc_iso(c.checked_at), "run_id": c.run_id}
+                       for c in latest]}
 
 
 def _print_service_levels(project: Project, graph: Graph, store: Store, key: str) -> None:

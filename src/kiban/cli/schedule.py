@@ -42,6 +42,7 @@ def scheduler(
     job: JobOpt = None,
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json",
                                             help="text, or json (one object per line).")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --log-format json.")] = False,
 ) -> None:
     """Start jobs on their cron ticks and sensors; one scheduler per project is active, others stand by."""
     from kiban.cli.output import err_console
@@ -50,6 +51,8 @@ def scheduler(
     from kiban.schedule.daemon import Scheduler
     from kiban.store import Store
 
+    if as_json:
+        log_format = "json"
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
     project = _project()

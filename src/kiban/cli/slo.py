@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kiban.cli import State, app
-from kiban.cli.output import console, duration, styled
+from kiban.cli.output import JsonOpt, console, duration, emit_json, styled, utc_iso
 
 slo_app = typer.Typer(help="Service levels: is each use case's data there, correct, on time?",
                       invoke_without_command=True, no_args_is_help=False)
@@ -42,6 +42,32 @@ def _verdict(value: str) -> str:
     return f"[{VERDICT_STYLE.get(value, 'white')}]{value.replace('_', ' ')}[/]"
 
 
+def _incident_json(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "usecase": i.usecase, "due_date": i.due_date, "status": i.status, "kind": i.kind,
+            "verdict": i.verdict, "opened_at": utc_iso(i.opened_at), "updated_at": utc_iso(i.updated_at),
+            "resolved_at": utc_iso(i.resolved_at), "root_cause": i.root_cause, "impact": i.impact,
+            "workaround": i.workaround, "note": i.note}
+
+
+def assessment_json(result: Any) -> dict[str, Any]:
+    """``kiban slo --json`` (and ``slo check``, ``report``): today's verdict and budget of every use case."""
+    usecases = []
+    for name in sorted(result.context.project.usecases):
+        verdict = result.current.get(name)
+        spent = result.budgets[name]
+        usecases.append({
+            "usecase": name, "due_date": verdict.due_date if verdict else None,
+            "deadline": utc_iso(verdict.deadline) if verdict else None,
+            "verdict": verdict.verdict if verdict else "not_due",
+            "ready_at": utc_iso(verdict.satisfied_at) if verdict else None,
+            "lateness_s": verdict.lateness_s if verdict else None,
+            "failures": list(verdict.evidence.get("failures") or []) if verdict else [],
+            "attainment": spent.attainment, "target": spent.target, "due_days": spent.due, "missed": spent.missed,
+            "budget_allowed": spent.allowed, "budget_left": spent.left, "burn_rate": spent.burn_rate})
+    return {"today": result.today, "timezone": str(result.context.tz), "usecases": usecases,
+            "incidents": [_incident_json(i) for i in result.incidents]}
+
+
 def print_assessment(result: Any) -> None:
     from kiban.slo.report import rows
 
@@ -64,7 +90,7 @@ def print_assessment(result: Any) -> None:
 
 
 @slo_app.callback()
-def slo(ctx: typer.Context) -> None:
+def slo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Today's verdict, deadline and error budget of every use case (reads only)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -72,14 +98,18 @@ def slo(ctx: typer.Context) -> None:
 
     project, graph, store = _open()
     try:
-        print_assessment(assess(project, graph, store))
+        result = assess(project, graph, store)
     finally:
         store.close()
+    if as_json:
+        emit_json(assessment_json(result))
+    else:
+        print_assessment(result)
 
 
 @slo_app.command("check")
-def slo_check(notify: Annotated[bool, typer.Option("--notify/--no-notify", help="Send notifications.")] = True
-              ) -> None:
+def slo_check(notify: Annotated[bool, typer.Option("--notify/--no-notify", help="Send notifications.")] = True,
+              as_json: JsonOpt = False) -> None:
     """Judge, store verdicts, open or close incidents and notify — run it from cron every few minutes."""
     from kiban.slo.service import check
 
@@ -88,11 +118,14 @@ def slo_check(notify: Annotated[bool, typer.Option("--notify/--no-notify", help=
         result = check(project, graph, store, notify=notify)
     finally:
         store.close()
-    print_assessment(result)
+    if as_json:
+        emit_json(assessment_json(result))
+    else:
+        print_assessment(result)
 
 
 @slo_app.command("deadlines")
-def slo_deadlines() -> None:
+def slo_deadlines(as_json: JsonOpt = False) -> None:
     """Upstream deadlines: the latest time each asset may finish for every use case to stay on time."""
     from kiban.slo.service import assess
 
@@ -102,7 +135,14 @@ def slo_deadlines() -> None:
     finally:
         store.close()
     tz = result.context.tz
-    table = Table(box=None, header_style="bold")
+    if as_json:
+        emit_json({"timezone": str(tz), "deadlines": [
+            {"asset": key, "finish_by": utc_iso(bound.latest_finish), "usecase": bound.usecase,
+             "due_date": bound.due_date, "p50_s": result.p50.get(key), "p90_s": result.p90.get(key)}
+            for key in graph.order
+            if (bound := result.safe_finish.get(key)) is not None and graph.assets[key].layer != "lake"]})
+        return
+    table = Table(box=None, header_style="bold", title=f"times in {tz}", title_justify="left")
     for col in ("asset", "finish by", "for use case", "due", "p50", "p90"):
         table.add_column(col, no_wrap=True)
     for key in graph.order:
@@ -117,7 +157,8 @@ def slo_deadlines() -> None:
 
 @slo_app.command("history")
 def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")],
-                days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 28) -> None:
+                days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 28,
+                as_json: JsonOpt = False) -> None:
     """One use case's verdicts day by day, with its attainment."""
     from kiban.errors import SelectionError, did_you_mean
     from kiban.slo.service import assess
@@ -132,6 +173,14 @@ def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")]
         store.close()
     start = result.today - timedelta(days=days - 1)
     mine = [v for v in result.verdicts if v.usecase == usecase and v.due_date >= start]
+    if as_json:
+        spent = result.budgets[usecase]
+        emit_json({"usecase": usecase, "from": start, "to": result.today,
+                   "days": [{"due_date": v.due_date, "deadline": utc_iso(v.deadline), "verdict": v.verdict,
+                             "ready_at": utc_iso(v.satisfied_at), "lateness_s": v.lateness_s} for v in mine],
+                   "attainment": spent.attainment, "target": spent.target, "budget_allowed": spent.allowed,
+                   "budget_left": spent.left})
+        return
     if not mine:
         upcoming = result.upcoming.get(usecase)
         console.print(f"[bold]{escape(usecase)}[/] has not been judged yet"
@@ -157,7 +206,8 @@ def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")]
 
 
 @app.command()
-def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.orders.")]) -> None:
+def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.orders.")],
+           as_json: JsonOpt = False) -> None:
     """Blast radius: every use case, consumer and downstream asset a broken asset would hurt."""
     from kiban.errors import SelectionError, did_you_mean
     from kiban.graph import build_graph
@@ -170,6 +220,16 @@ def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.o
     if len(matches) != 1:
         raise SelectionError(f"no single asset named '{asset}'", did_you_mean(asset, graph.assets))
     found = blast_radius(project, graph, matches[0])
+    if as_json:
+        usecases = []
+        for name in found.usecases:
+            cfg = project.usecases[name].config
+            usecases.append({"usecase": name, "by": str(cfg.need.by),
+                             "on": [cfg.need.on] if isinstance(cfg.need.on, str) else list(cfg.need.on),
+                             "owner": cfg.owner, "consumers": [{"name": c.name, "team": c.team,
+                                                                "contact": list(c.contact)} for c in cfg.consumers]})
+        emit_json({"asset": found.asset, "downstream": list(found.downstream), "usecases": usecases})
+        return
     console.print(f"[bold]{found.asset}[/] feeds {len(found.downstream)} asset(s) and "
                   f"{len(found.usecases)} use case(s)")
     for name in found.usecases:
@@ -185,6 +245,16 @@ def impact(asset: Annotated[str, typer.Argument(help="An asset, e.g. warehouse.o
         console.print("downstream: " + ", ".join(found.downstream))
 
 
+def _require(log: Any, incident_id: int) -> Any:
+    """The incident, or a usage error (exit 2, like an unknown run id) that says how to list them."""
+    from kiban.errors import UsageError
+
+    found = log.get(incident_id)
+    if found is None:
+        raise UsageError(f"no incident #{incident_id}", "list them with `kiban incidents --all`")
+    return found
+
+
 def _incident_log() -> Any:
     from kiban.incidents import IncidentLog
     from kiban.project import load_project
@@ -197,7 +267,8 @@ def _incident_log() -> Any:
 
 @incidents_app.callback()
 def incidents(ctx: typer.Context,
-              all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False) -> None:
+              all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
+              as_json: JsonOpt = False) -> None:
     """Open incidents, newest first (``--all`` adds resolved ones)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -206,6 +277,9 @@ def incidents(ctx: typer.Context,
         found = log.recent(include_resolved=all_)
     finally:
         store.close()
+    if as_json:
+        emit_json({"incidents": [_incident_json(i) for i in found]})
+        return
     if not found:
         console.print("[green]no open incidents[/]" if not all_ else "no incidents")
         return
@@ -220,16 +294,22 @@ def incidents(ctx: typer.Context,
 
 
 @incidents_app.command("show")
-def incident_show(incident_id: Annotated[int, typer.Argument(help="Incident number.")]) -> None:
+def incident_show(incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+                  as_json: JsonOpt = False) -> None:
     """One incident: timeline, impact, root cause and the workaround command."""
     from kiban.cli.output import local_time
 
     project, store, log = _incident_log()
     try:
-        incident = log.require(incident_id)
+        incident = _require(log, incident_id)
         events = log.events(incident_id)
     finally:
         store.close()
+    if as_json:
+        emit_json({"incident": _incident_json(incident),
+                   "events": [{"at": utc_iso(e.at), "kind": e.kind, "message": e.message, "actor": e.actor}
+                              for e in events]})
+        return
     tz = project.config.timezone
     console.print(f"[bold]incident #{incident.id}[/] {escape(incident.usecase)} {incident.due_date} "
                   f"{styled(incident.status)} {_verdict(incident.verdict or incident.kind)}")
@@ -261,6 +341,7 @@ def incident_ack(incident_id: Annotated[int, typer.Argument(help="Incident numbe
 
     _, store, log = _incident_log()
     try:
+        _require(log, incident_id)
         incident = log.acknowledge(incident_id, actor=getpass.getuser(), note=note)
     finally:
         store.close()
@@ -275,6 +356,10 @@ def incident_resolve(incident_id: Annotated[int, typer.Argument(help="Incident n
 
     _, store, log = _incident_log()
     try:
+        if _require(log, incident_id).status == "resolved":
+            from kiban.errors import UsageError
+
+            raise UsageError(f"incident #{incident_id} is already resolved")
         incident = log.resolve(incident_id, note, actor=getpass.getuser())
     finally:
         store.close()
@@ -284,26 +369,38 @@ def incident_resolve(incident_id: Annotated[int, typer.Argument(help="Incident n
 @app.command()
 def report(
     format: Annotated[str, typer.Option("--format", "-f", metavar="text|markdown|html",
-                                        help="Terminal text, Markdown or an HTML page.")] = "text",
+                                        help="Terminal text, Markdown, an HTML page, or json.")] = "text",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     send: Annotated[list[str] | None, typer.Option("--send", metavar="CHANNEL",
                                                    help="Also send it to these channels.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """The morning report: today's use cases, misses with root cause and workaround, budgets, growing builds."""
     from kiban.errors import UsageError
     from kiban.slo.report import markdown, plain, to_html
     from kiban.slo.service import check
 
-    if format not in ("text", "markdown", "html"):
-        raise UsageError(f"unknown format '{format}'", "use text, markdown or html")
+    if as_json:
+        format = "json"
+    if format not in ("text", "markdown", "html", "json"):
+        raise UsageError(f"unknown format '{format}'", "use text, markdown, html or json")
     project, graph, store = _open()
     try:
         result = check(project, graph, store, notify=False)
         title = f"{project.name}: data service levels"
         text = to_html(result, title) if format == "html" else markdown(result, title)
+        if format == "json":
+            from kiban.cli.output import to_json
+            from kiban.slo.report import misses
+
+            text = to_json({**assessment_json(result), "misses": misses(result)}) + "\n"
         if output:
             output.write_text(text, encoding="utf-8")
             console.print(f"wrote {output}")
+        elif format == "json":
+            import sys
+
+            sys.stdout.write(text)
         elif format == "text":
             print_assessment(result)
             from kiban.slo.report import misses

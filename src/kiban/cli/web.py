@@ -17,7 +17,30 @@ users_app = typer.Typer(help="Users of the web console and API: add, remove, pas
 app.add_typer(users_app, name="users")
 
 
+WEB_MODULES = ("fastapi", "uvicorn", "jinja2", "multipart", "argon2")  # what the `web` extra installs
+
+
+def need_web_extra(command: str) -> None:
+    """One line naming the extra to install, instead of a traceback ending in "No module named 'uvicorn'"."""
+    import importlib.util
+
+    from kiban.errors import ConfigError
+
+    missing = []
+    for module in WEB_MODULES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise ConfigError(f"`kiban {command}` needs the web extra: pip install 'kiban[web]' "
+                          f"(missing: {', '.join(missing)})")
+
+
 def _accounts() -> Any:
+    need_web_extra("users")
     from kiban.project import load_project
     from kiban.store import Store
     from kiban.web.accounts import Accounts
@@ -56,6 +79,7 @@ def serve(
     key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for --cert.")] = None,
 ) -> None:
     """The web console and HTTP API (/api/v1, described at /openapi.json) for this project."""
+    need_web_extra("serve")
     import uvicorn
 
     from kiban.cli.output import console

@@ -19,6 +19,7 @@ def worker(
     name: Annotated[str | None, typer.Option(help="This worker's id (default: host-pid-random).")] = None,
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json",
                                             help="text (one line per asset) or json (one event per line).")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --log-format json.")] = False,
 ) -> None:
     """Claim ready assets from the run queue (PostgreSQL state store), build them, record them. Start many."""
     from kiban.cli.output import console
@@ -29,6 +30,8 @@ def worker(
     from kiban.workers import Worker, WorkerOptions
     from kiban.workers.worker import new_worker_id
 
+    if as_json:
+        log_format = "json"
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
     if lease <= 1:
