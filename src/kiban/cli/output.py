@@ -28,15 +28,20 @@ class FullWidthConsole(Console):
     """A Rich console that, when it does not write to a terminal, lays lines out without a width limit (tables at
     their natural width, no ellipsis, no folding in the middle of a word); on a terminal it fits the window."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fixed_width = kwargs.get("width") is not None  # Rich also takes $COLUMNS as a fixed width
+
     @property
     def size(self) -> ConsoleDimensions:
-        if self._width is None and not self.is_terminal:
+        if not self._fixed_width and not self.is_terminal:
             return ConsoleDimensions(UNLIMITED, self._height or 25)
         return super().size
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size
+        self._fixed_width = True
 
     def _render_buffer(self, buffer: Any) -> str:
         """Not on a terminal, and without colour: no padding after a line's last character (tables pad every

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -82,10 +83,13 @@ def templates(site: Site) -> Jinja2Templates:
     env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
 
     def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time in the project's time zone (every page says which), with the UTC time on hover."""
         if value is None:
             return "–"
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
+        aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        shown = aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
+        return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
+            aware.strftime("%Y-%m-%dT%H:%M:%SZ"), aware.strftime("%Y-%m-%d %H:%M:%S"), shown)
 
     def seconds(value: float | None) -> str:
         if value is None:
@@ -109,7 +113,8 @@ def templates(site: Site) -> Jinja2Templates:
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     """A page, with the signed-in user and the CSRF token its forms send back."""
     site: Site = request.app.state.site
-    context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name)
+    context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name,
+                   timezone=site.project.config.timezone)
     response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
     return response
 

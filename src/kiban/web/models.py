@@ -38,6 +38,36 @@ class RunSummary(BaseModel):
     error: str | None
 
 
+class Fix(BaseModel):
+    """The one thing to do about a problem: a command, and the button that starts it (when the console can)."""
+
+    label: str = Field(description="what the button says, e.g. 'Rebuild mart.daily_sales and what reads it'")
+    command: str = Field(description="the same as a command line")
+    action: str | None = Field(description="resume or run: the console can start it; null: run it in a terminal")
+    selection: str | None = Field(description="for action run: the selection it builds")
+    rebuilds: list[str] = Field(description="the assets it will build (those still fresh are skipped)")
+    nothing: str | None = Field(default=None, description="why there is nothing to do, when there is not")
+
+
+class Consumer(BaseModel):
+    name: str
+    team: str | None
+
+
+class Risk(BaseModel):
+    """A use case that is not ready today, or will not be: who is hurt, since when, why, and what fixes it."""
+
+    usecase: str
+    description: str
+    state: str = Field(description="late, failed, broken (an upstream build failed today), at_risk, …")
+    consumers: list[Consumer]
+    since: datetime | None = Field(description="when it went wrong: the failed build, or the missed deadline")
+    deadline: datetime | None
+    cause: str = Field(description="the cause in one line")
+    fix: Fix | None
+    incident: int | None = Field(description="the open incident about it, if any")
+
+
 class Today(BaseModel):
     project: str
     generated_at: datetime
@@ -46,6 +76,9 @@ class Today(BaseModel):
     usecases: list[UseCaseStatus]
     running: list[RunSummary]
     open_incidents: int
+    headline: str = Field(default="", description="e.g. '2 of 3 use cases ready · 1 at risk'")
+    risks: list[Risk] = Field(default_factory=list, description="today's problems, worst first")
+    old_incidents: int = Field(default=0, description="open incidents about earlier days")
 
 
 class AttemptOut(BaseModel):
@@ -132,6 +165,7 @@ class IncidentOut(BaseModel):
     workaround: str | None
     note: str | None
     events: list[IncidentEventOut]
+    fix: Fix | None = Field(default=None, description="the workaround as an action, with what it will rebuild")
 
 
 class IncidentList(BaseModel):

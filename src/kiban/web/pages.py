@@ -10,6 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -139,15 +140,16 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
     data = views.asset_detail(site, key, show_sql=user.can("analyst"))
     newest = data.runs[0] if data.runs else None  # the charts are drawn again only after its next build
     duration, rows = site.keep(f"charts:{key}", newest and (newest.run_id, newest.attempt, newest.status),
-                               lambda: _charts(data.runs))
+                               lambda: _charts(data.runs, site.tz))
     return render(request, "asset.html", data=data, duration_chart=duration, rows_chart=rows, title=key)
 
 
-def _charts(runs: list[AttemptOut]) -> tuple[str, str]:
-    """An asset's build time and rows over its recent successful builds, as SVG."""
+def _charts(runs: list[AttemptOut], tz: ZoneInfo | None = None) -> tuple[str, str]:
+    """An asset's build time and rows over its recent successful builds, as SVG (times in the project's zone)."""
     built = [a for a in reversed(runs) if a.status == "success" and a.ended_at]
-    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s")
-    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows")
+    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s",
+                              tz=tz)
+    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows", tz=tz)
 
 
 @router.get("/runs")
@@ -239,6 +241,12 @@ def _started(request: Request, user: User, action: str, target: str, start: obje
 
 @router.post("/actions/resume")
 async def resume(request: Request, user: Operator) -> Response:
+    from kiban.web.fixes import fix_for
+
+    site = _site(request)
+    planned = await run_in_threadpool(fix_for, site, "kiban run --resume", None)
+    if planned is not None and planned.nothing:  # say why, instead of a job that does nothing
+        return render(request, "error.html", 200, title="Nothing to resume", message=planned.nothing)
     jobs: Jobs = request.app.state.jobs
     job = await run_in_threadpool(jobs.resume, user.name)
     return _started(request, user, "run.resume", "kiban run --resume", job)

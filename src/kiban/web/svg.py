@@ -6,8 +6,9 @@ Nothing is loaded from elsewhere; the browser only zooms and pans the graph (sta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
+from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
 
@@ -29,9 +30,14 @@ def _label(value: float) -> str:
 
 
 def line_chart(points: Sequence[tuple[datetime, float]], title: str, unit: str = "", width: int = 520,
-               height: int = 160) -> str:
-    """A line over time with its min and max labelled; a note when there is nothing to draw."""
+               height: int = 160, tz: ZoneInfo | None = None) -> str:
+    """A line over time with its min and max labelled; a note when there is nothing to draw. With ``tz``, times are
+    shown in that zone (named in the title) and each point's tooltip adds its UTC time."""
+    utc = [(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC) for at, _ in points]
+    if tz is not None:
+        points = [(at.astimezone(tz), v) for at, (_, v) in zip(utc, points, strict=True)]
     label = escape(title)
+    shown = escape(f"{title} (times in {tz.key})" if tz is not None else title)
     if not points:
         return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
                 f'height="40"><text x="4" y="24" class="muted">{label}: no data yet</text></svg>')
@@ -49,10 +55,11 @@ def line_chart(points: Sequence[tuple[datetime, float]], title: str, unit: str =
     coords = [xy(at, v) for at, v in points]
     path = " ".join(f"{'M' if i == 0 else 'L'}{_num(x)},{_num(y)}" for i, (x, y) in enumerate(coords))
     dots = "".join(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="2.5"><title>{escape(at.strftime("%Y-%m-%d %H:%M"))}'
-                   f': {_label(v)}{escape(unit)}</title></circle>'
-                   for (x, y), (at, v) in zip(coords, points, strict=True))
+                   + (f' ({escape(u.strftime("%m-%d %H:%M"))} UTC)' if tz is not None else "")
+                   + f': {_label(v)}{escape(unit)}</title></circle>'
+                   for (x, y), (at, v), u in zip(coords, points, utc, strict=True))
     return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}"><text x="4" y="14" class="title">{label}</text>'
+            f'height="{height}"><text x="4" y="14" class="title">{shown}</text>'
             f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{width - pad_r}" y2="{pad_t + h}" class="axis"/>'
             f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high)}{escape(unit)}</text>'
             f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low)}{escape(unit)}</text>'

@@ -26,6 +26,7 @@ from kiban.store.schema import attempts as attempts_table
 from kiban.store.schema import check_results
 from kiban.store.schema import incidents as incidents_table
 from kiban.store.schema import runs as runs_table
+from kiban.web import fixes
 from kiban.web import models as m
 
 T = TypeVar("T")
@@ -352,11 +353,16 @@ def _today(site: Site) -> m.Today:
         running_records = [r for r in site.reader.runs(site.project.name, 5) if r.status == "running"]
     forecasts = _forecasts(site, result, running_records)
     counts = _final_counts(site.reader, [r.run_id for r in running_records])
+    statuses = [_status(site, result, n, forecasts) for n in sorted(site.project.usecases)]
+    log = IncidentLog(site.reader, site.project.name)
+    opened = log.recent(include_resolved=False)
+    risks = fixes.todays_risks(site, result, statuses, site.reader.latest_attempts(site.project.name), opened) \
+        if statuses else []
     return m.Today(project=site.project.name, generated_at=utc(result.now),
-                   today=result.today, timezone=site.project.config.timezone,
-                   usecases=[_status(site, result, n, forecasts) for n in sorted(site.project.usecases)],
+                   today=result.today, timezone=site.project.config.timezone, usecases=statuses,
                    running=[_summary(r, counts.get(r.run_id, {})) for r in running_records],
-                   open_incidents=IncidentLog(site.reader, site.project.name).count_open())
+                   open_incidents=log.count_open(), headline=fixes.headline(statuses, risks) if statuses else "",
+                   risks=risks, old_incidents=fixes.old_incidents(opened, result.today))
 
 
 def usecase_detail(site: Site, name: str) -> m.UseCaseDetail | None:
@@ -451,11 +457,18 @@ def incidents(site: Site, limit: int = 50, include_resolved: bool = True) -> m.I
 
 
 def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
+    """One incident; an unresolved one with its workaround as a fix the console can start (and what it builds)."""
     from kiban.incidents import IncidentLog
 
     log = IncidentLog(site.reader, site.project.name)
     found = log.get(incident_id)
-    return _incident(log, found) if found else None
+    if found is None:
+        return None
+    out = _incident(log, found)
+    if found.status != "resolved":
+        root = found.root_cause.get("asset") if isinstance(found.root_cause, dict) else None
+        out.fix = fixes.fix_for(site, found.workaround, root if isinstance(root, str) else None)
+    return out
 
 
 def _incident(log: Any, i: Any) -> m.IncidentOut:
