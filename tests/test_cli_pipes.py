@@ -28,9 +28,20 @@ ENV = {**os.environ, "COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1", "PYTHONIO
 ENV.pop("FORCE_COLOR", None)
 
 
-def kiban(root: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kiban", "-p", str(root), *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def kiban(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process whose stdout and stderr are pipes; one that hangs is stopped with
+    SIGABRT so that its stack (faulthandler) is in the failure."""
+    import signal
+
+    argv = [sys.executable, "-X", "faulthandler", "-m", "kiban", "-p", str(root), *args]
+    with subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            out, err = child.communicate()
+            pytest.fail(f"kiban {' '.join(args)} hung for {timeout} s:\n{err[-6000:]}")
+    return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
 
 def long_names(seed: int, count: int = 3) -> list[str]:
@@ -66,7 +77,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     files["landing/orders-1.csv"] = "id,amount\n1,10.00\n2,12;50\n"
     files["recipes/by_store.yml"] = ("description: One store's orders.\nsql: |\n"
                                      "  select * from warehouse.orders where store = $store\n"
-                                     "params:\n  store: {type: integer, description: store number}\n")
+                                     "params:\n  store: {type: int, description: store number}\n")
     write_files(root, files)
     first = kiban(root, "run")
     assert first.returncode == 1, first.stdout + first.stderr  # mart.daily_sales is broken on purpose
@@ -163,7 +174,7 @@ def documented_shapes() -> dict[str, tuple[str, list[str]]]:
     shapes = {}
     for line in section.splitlines():
         found = re.match(r"\| `kiban ([a-z ]+?)(?: [A-Z_.]+)*(?: \[[^`]*\])? --json` \| (\w+) \| (.*) \|$", line)
-        if found:
+        if found and found.group(1) not in shapes:  # `kiban runs RUN_ID --json` is tested on its own
             shapes[found.group(1)] = (found.group(2), re.findall(r"`([a-z_0-9]+)`", found.group(3)))
             SHAPE_CELLS[found.group(1)] = parse_keys(found.group(3))
     return shapes
@@ -282,6 +293,8 @@ def test_json_times_are_utc_with_z(shop):
     doc = json.loads(kiban(shop["root"], "runs", "--json").stdout)
     for run in doc["runs"]:
         assert run["started_at"].endswith("Z") and run["run_id"][:8] == run["started_at"][:10].replace("-", "")
+    one = json.loads(kiban(shop["root"], "runs", shop["run_id"], "--json").stdout)
+    assert one["run"]["run_id"] == shop["run_id"] and {a["status"] for a in one["attempts"]} >= {"failed", "success"}
 
 
 # -- exit codes ------------------------------------------------------------------------------------------------------
