@@ -173,7 +173,8 @@ def documented_shapes() -> dict[str, tuple[str, list[str]]]:
     section = section[:section.index("\n## ", 5)]
     shapes = {}
     for line in section.splitlines():
-        found = re.match(r"\| `kiban ([a-z ]+?)(?: [A-Z_.]+)*(?: \[[^`]*\])? --json` \| (\w+) \| (.*) \|$", line)
+        found = re.match(r"\| `kiban ([a-z ]+?)(?: (?:[A-Z_.]+|--[a-z]+|\[[^`\]]*\]))* --json` \| (\w+) \| (.*) \|$",
+                         line)
         if found and found.group(1) not in shapes:  # `kiban runs RUN_ID --json` is tested on its own
             shapes[found.group(1)] = (found.group(2), re.findall(r"`([a-z_0-9]+)`", found.group(3)))
             SHAPE_CELLS[found.group(1)] = parse_keys(found.group(3))
@@ -187,8 +188,8 @@ def json_commands() -> list[str]:
     """Every command (by its path) that has a --json option: found in the command tree, not listed by hand."""
     import typer
 
-    from kiban.cli import app
     from kiban.cli import (  # noqa: F401
+        app,
         backfill,
         catalog,
         checks,
@@ -223,7 +224,8 @@ def arguments(shop: dict[str, Any]) -> dict[str, list[str]]:
         "report": [], "quarantine list": [], "quarantine show": ["lake.shop_orders"], "models list": [],
         "jobs": [], "lineage": [f"mart.{names[0]}.id"], "search": ["orders"], "pii list": [], "pii suggest": [],
         "usage": [], "usage unused": [], "requests list": [], "query": ["select 1 as one"],
-        "recipes run": ["by_store", "-p", "store=1"], "run": [], "collect": [],
+        "recipes run": ["by_store", "-p", "store=1"], "run": [], "collect": [], "history": [],
+        "recipes list": [], "recipes show": ["by_store"], "backfill": ["--status"], "users list": [],
     }
 
 
@@ -233,6 +235,7 @@ ELSEWHERE = {
     "models compare": "needs a trained model (tests/test_ml_registry.py)",
     "scheduler": "needs jobs and runs until stopped (tests/test_schedule.py)",
     "worker": "needs a PostgreSQL run queue (tests/test_workers.py)",
+    "requests show": "needs a data request (tests/test_catalog_requests.py)",
 }
 
 

@@ -19,8 +19,8 @@ template = test_web_console.template  # the shared fixture
 VIEWPORTS = [(1440, 900), (390, 844)]
 
 
-def _signed_in(browser: Any, base: str, name: str, width: int, height: int) -> Any:
-    page = browser.new_page(viewport={"width": width, "height": height})
+def _signed_in(chromium: Any, base: str, name: str, width: int, height: int) -> Any:
+    page = chromium.new_page(viewport={"width": width, "height": height})
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.errors = errors

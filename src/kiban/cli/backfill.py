@@ -29,14 +29,19 @@ def backfill(
                                         help="Seconds to wait if a run holds the project.")] = 0.0,
     status: Annotated[bool, typer.Option("--status", help="Show recent backfills and their progress "
                                          "(with an id: its failed partitions).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --status: print JSON (docs/cli.md#json-output).")
+                       ] = False,
 ) -> None:
     """Process every partition from --from to --to of incremental models; an interrupted backfill resumes."""
     from kiban.errors import UsageError
     from kiban.project import load_project
 
+    if as_json and not status:
+        raise UsageError("--json goes with --status", "a backfill shows its progress; "
+                         "`kiban backfill --status --json` reads the outcome")
     project = load_project(State.project_dir)
     if status:
-        print_backfills(project, selection[0] if selection else None)
+        print_backfills(project, selection[0] if selection else None, as_json)
         return
     if not start or not end:
         raise UsageError("a backfill needs --from and --to", "e.g. --from 2024-01-01 --to 2024-12-31")
@@ -99,7 +104,7 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
     return result
 
 
-def print_backfills(project: Any, backfill_id: str | None) -> None:
+def print_backfills(project: Any, backfill_id: str | None, as_json: bool = False) -> None:
     from datetime import timedelta
 
     from rich.table import Table
@@ -120,6 +125,17 @@ def print_backfills(project: Any, backfill_id: str | None) -> None:
             records = [record]
         else:
             records = ledger.recent(project.name)
+        if as_json:
+            from kiban.cli.output import emit_json, utc_iso
+
+            emit_json({"backfills": [{
+                "backfill_id": r.id, "status": r.status, "assets": list(r.assets), "from": utc_iso(r.range_from),
+                "to": utc_iso(r.range_to), "total": r.total, "counts": dict(r.counts),
+                "started_at": utc_iso(r.started_at), "ended_at": utc_iso(r.ended_at),
+                "failed": [{"asset": p.asset, "start": utc_iso(p.start), "status": p.status, "error": p.error}
+                           for p in ledger.partitions(r.id) if p.status != "success"][:50] if backfill_id else []}
+                for r in records]})
+            return
         if not records:
             console.print("no backfills yet")
             return

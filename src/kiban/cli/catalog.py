@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -393,7 +393,8 @@ def requests_list(
 
 
 @requests_app.command("show")
-def requests_show(request_id: Annotated[int, typer.Argument(help="The request's number.")]) -> None:
+def requests_show(request_id: Annotated[int, typer.Argument(help="The request's number.")],
+                  as_json: JsonOpt = False) -> None:
     """One data request and its timeline."""
     from kiban.catalog.requests import events, get_request
     from kiban.cli.output import local_time
@@ -406,6 +407,14 @@ def requests_show(request_id: Annotated[int, typer.Argument(help="The request's 
         timeline = events(store, request_id)
     finally:
         store.close()
+    if as_json:
+        from kiban.cli.output import emit_json, utc_iso
+
+        emit_json({"request": {**{k: utc_iso(v) if isinstance(v, datetime) else v for k, v in r.__dict__.items()},
+                               "lead_time_days": r.lead_time_days},
+                   "events": [{"at": utc_iso(e.at), "actor": e.actor, "from_status": e.from_status,
+                               "to_status": e.to_status, "note": e.note} for e in timeline]})
+        return
     console.print(f"[bold]#{r.id} {escape(r.title)}[/]  ({r.status})")
     for label, value in (("requester", f"{r.requester} ({r.team or '-'})"), ("purpose", r.purpose),
                          ("hypothesis", r.hypothesis), ("data needed", r.data_needed),

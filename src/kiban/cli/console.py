@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from kiban.cli import State, app
-from kiban.cli.output import console, err_console
+from kiban.cli.output import JsonOpt as DataJsonOpt
+from kiban.cli.output import console, emit_json, err_console, utc_iso
 
 recipes_app = typer.Typer(help="Saved, parameterised queries in recipes/*.yml.", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes")
@@ -115,6 +116,7 @@ def history(
     user: Annotated[str | None, typer.Option("--user", help="Only this user's queries.")] = None,
     mine: Annotated[bool, typer.Option("--mine", help="Only your own queries.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 30,
+    as_json: DataJsonOpt = False,
 ) -> None:
     """The query history: console queries, recipe runs and exports, newest first."""
     from kiban.catalog.usage import history as read_history
@@ -128,6 +130,11 @@ def history(
         records = read_history(store, project.name, user or (actor(None, None).user if mine else None), limit)
     finally:
         store.close()
+    if as_json:
+        emit_json({"queries": [{"id": r.id, "at": utc_iso(r.at), "user": r.user, "team": r.team, "kind": r.kind,
+                                "name": r.name, "status": r.status, "rows": r.rows, "seconds": r.seconds,
+                                "pii_shown": r.pii_shown, "sql": r.sql, "error": r.error} for r in records]})
+        return
     table = Table(header_style="bold", box=None)
     for col in ("id", "at", "user", "team", "kind", "status", "rows", "ms", "sql"):
         table.add_column(col, overflow="ellipsis", no_wrap=col != "sql")
@@ -143,13 +150,24 @@ def history(
     console.print(table)
 
 
+def _recipe_json(recipe: Any) -> dict[str, Any]:
+    cfg = recipe.config
+    return {"recipe": recipe.name, "description": cfg.description, "owner": cfg.owner, "tags": list(cfg.tags),
+            "params": {n: {"type": p.type, "default": p.default, "choices": list(p.choices or []),
+                           "description": p.description} for n, p in cfg.params.items()},
+            "sql": cfg.sql}
+
+
 @recipes_app.command("list")
-def recipes_list() -> None:
+def recipes_list(as_json: DataJsonOpt = False) -> None:
     """Every recipe: name, parameters, owner, description."""
     from kiban.catalog.recipes import load_recipes
     from kiban.project import load_project
 
     recipes = load_recipes(load_project(State.project_dir))
+    if as_json:
+        emit_json({"recipes": [_recipe_json(r) for r in recipes.values()]})
+        return
     if not recipes:
         console.print("no recipes yet: save a query as recipes/NAME.yml (see docs/catalog.md)")
         return
@@ -166,7 +184,8 @@ def recipes_list() -> None:
 
 
 @recipes_app.command("show")
-def recipes_show(name: Annotated[str, typer.Argument(help="The recipe's name (its file's stem).")]) -> None:
+def recipes_show(name: Annotated[str, typer.Argument(help="The recipe's name (its file's stem).")],
+                 as_json: DataJsonOpt = False) -> None:
     """One recipe: its description, parameters and SQL."""
     from rich.syntax import Syntax
 
@@ -174,6 +193,9 @@ def recipes_show(name: Annotated[str, typer.Argument(help="The recipe's name (it
     from kiban.project import load_project
 
     recipe = get_recipe(load_project(State.project_dir), name)
+    if as_json:
+        emit_json(_recipe_json(recipe))
+        return
     cfg = recipe.config
     console.print(f"[bold]{escape(recipe.name)}[/]  {escape(cfg.description)}")
     console.print(f"owner: {escape(cfg.owner or '-')}   tags: {escape(', '.join(cfg.tags) or '-')}")

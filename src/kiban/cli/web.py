@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
+from kiban.cli.output import JsonOpt
 
 users_app = typer.Typer(help="Users of the web console and API: add, remove, passwd, role, list, token.",
                         no_args_is_help=True)
@@ -160,13 +161,16 @@ def users_role(name: Annotated[str, typer.Argument(help="User name.")],
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(as_json: JsonOpt = False) -> None:
     """Users and their roles."""
     from rich.table import Table
 
-    from kiban.cli.output import console
+    from kiban.cli.output import console, emit_json, utc_iso
 
     found = _accounts().list_users()
+    if as_json:
+        emit_json({"users": [{"user": u.name, "role": u.role, "created_at": utc_iso(u.created_at)} for u in found]})
+        return
     if not found:
         console.print("no users yet: [bold]kiban users add NAME --role admin[/]")
         return
