@@ -83,6 +83,10 @@ def print_assessment(result: Any) -> None:
         table.add_row(escape(row.usecase), row.deadline, _verdict(row.verdict), escape(row.detail),
                       row.attainment, left, burn)
     console.print(table)
+    if result.budgets:
+        console.print(f"[dim]times in {result.context.tz}; met: share of due days on time; budget: misses the "
+                      "target still allows in its window (negative: the target is already missed); burn: how "
+                      "fast misses come now against what the target allows (1.0× = on budget)[/]")
     for incident in result.incidents:
         console.print(f"  incident [bold]#{incident.id}[/] {escape(incident.usecase)} {incident.due_date}: "
                       f"{_verdict(incident.verdict or incident.kind)} — fix: "
