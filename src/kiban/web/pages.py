@@ -189,7 +189,7 @@ def incident(request: Request, incident_id: IncidentId, user: Viewer) -> Respons
 
 @router.get("/graph")
 def graph(request: Request, user: Viewer, layer: Annotated[str, Query()] = "",
-          tag: Annotated[str, Query()] = "") -> Response:
+          tag: Annotated[str, Query()] = "", focus: Annotated[str, Query(max_length=400)] = "") -> Response:
     site = _site(request)
     tags = sorted({t for a in site.graph.assets.values() for t in a.tags})
     layers = [x for x in layer.split(",") if x]
@@ -198,13 +198,17 @@ def graph(request: Request, user: Viewer, layer: Annotated[str, Query()] = "",
     if unknown:  # also keeps the layout cache to the filters that exist
         raise HTTPException(404, f"no layer or tag named '{unknown[0]}'")
     keys = select(site.graph, [f"tag:{t}" for t in wanted]) if wanted else list(site.graph.order)
+    terms = focus.split()
+    if terms:  # an asset and its neighbourhood, in selection syntax: +mart.daily_sales+, orders+, a name
+        chosen = set(select(site.graph, terms))  # an unknown name is a clear error, with did-you-mean
+        keys = [k for k in keys if k in chosen]
     if layers:
         keys = [k for k in keys if site.graph.assets[k].layer in layers]
-    at, width, height = site.cached(f"layout:{','.join(layers)}:{','.join(wanted)}", 300.0,
+    at, width, height = site.cached(f"layout:{','.join(layers)}:{','.join(wanted)}:{' '.join(terms)}", 300.0,
                                     lambda: svg.layout(site.graph, keys))
     picture = svg.lineage(site.graph, keys, views.asset_state(site), at, width, height)
-    return render(request, "graph.html", picture=picture, tags=tags, layer=layer, tag=tag, count=len(keys),
-                  title="Lineage")
+    return render(request, "graph.html", picture=picture, tags=tags, layer=layer, tag=tag, focus=focus,
+                  count=len(keys), title="Lineage")
 
 
 @router.get("/search")

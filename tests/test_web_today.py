@@ -1,0 +1,99 @@
+"""Today, Incidents and the fix, through the app (no browser): the answers are in the page and in the API, a broken
+model makes Today not green, a fix says what it will build or why there is nothing to do, times carry UTC."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests import test_web_console
+from tests.test_web_console import FIXED_SQL, bearer, console, run, sign_in  # noqa: F401  (fixture)
+
+template = test_web_console.template  # the shared fixture
+
+
+def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> None:  # noqa: F811
+    client, _root, tokens, _incident = console
+    today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
+    assert today["headline"] == "0 of 1 use case ready · 1 at risk"
+    (risk,) = today["risks"]
+    assert risk["usecase"] == "morning_sales" and risk["state"] == "broken"
+    assert risk["consumers"] == [{"name": "Store managers", "team": "stores"}]
+    assert risk["cause"].startswith("mart.daily_sales failed: Binder Error")
+    assert risk["since"] is not None
+    fix = risk["fix"]
+    assert fix["action"] == "run" and fix["selection"] == "mart.daily_sales+"
+    assert fix["rebuilds"] == ["mart.daily_sales"]
+    assert today["old_incidents"] == 1  # the incident of 2026-11-30 is history, apart from today
+
+
+def test_a_fixed_model_clears_todays_risk(console: Any) -> None:  # noqa: F811
+    client, root, tokens, _incident = console
+    (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
+    assert run(root, select=["mart.daily_sales"]).status == "success"
+    client.app.state.site.forget()
+    today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
+    assert today["risks"] == [] and "at risk" not in today["headline"].replace("nothing at risk", "")
+
+
+def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> None:  # noqa: F811
+    client, root, _tokens, incident = console
+    (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
+    assert run(root, select=["mart.daily_sales"]).status == "success"
+    csrf = sign_in(client, "operator")
+    page = client.get(f"/incidents/{incident}").text
+    assert "Nothing to resume" in page and 'action="/actions/resume"' not in page
+    answer = client.post("/actions/resume", data={"csrf": csrf}, follow_redirects=False)
+    assert answer.status_code == 200 and "Nothing to resume" in answer.text and "finished everything" in answer.text
+    assert client.app.state.jobs.all() == []  # no job that does nothing
+    assert 'href="/"' in answer.text  # and a way back
+
+
+def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(console: Any) -> None:  # noqa: F811
+    client, _root, _tokens, incident = console
+    csrf = sign_in(client, "operator")
+    page = client.get(f"/incidents/{incident}").text
+    main = page[page.index("<main"):]
+    assert main.count('class="primary"') == 1  # one primary action: the workaround
+    assert "Resume: build the 1 asset the last run left undone" in main
+    assert re.search(r'<ul class="rebuilds"><li><a href="/assets/mart.daily_sales">', main)
+    assert client.post(f"/incidents/{incident}/resolve", data={"csrf": csrf, "note": "fixed the typo"},
+                       follow_redirects=False).status_code == 303
+    resolved = client.get(f"/incidents/{incident}").text
+    main = resolved[resolved.index("<main"):resolved.index("</main>")]
+    assert "<form" not in main and "fixed the typo" in main
+    assert client.get(f"/api/v1/incidents/{incident}", headers=bearer(_tokens["viewer"])).json()["fix"] is None
+
+
+def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> None:  # noqa: F811
+    client, _root, _tokens, incident = console
+    sign_in(client, "viewer")
+    page = client.get(f"/incidents/{incident}").text
+    assert "times in Asia/Tokyo" in page
+    found = re.findall(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>', page)
+    assert found
+    for utc, title, shown in found:  # shown in JST, the same moment in UTC on hover
+        moment = datetime.fromisoformat(utc).replace(tzinfo=UTC)
+        assert title == moment.strftime("%Y-%m-%d %H:%M:%S")
+        assert shown in moment.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S"), (utc, shown)
+
+
+def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> None:  # noqa: F811
+    client, _root, _tokens, _incident = console
+    sign_in(client, "viewer")
+    page = client.get("/graph", params={"focus": "+mart.daily_sales"}).text
+    assert re.search(r"<small>3 assets</small>", page), page[:2000]
+    page = client.get("/graph", params={"focus": "mart.daily_sales"}).text
+    assert "<small>1 assets</small>" in page
+    wrong = client.get("/graph", params={"focus": "dayly_sales"})
+    assert wrong.status_code == 400 and "daily_sales" in wrong.text
+
+
+def test_the_current_page_is_marked_and_a_skip_link_leads_to_the_content(console: Any) -> None:  # noqa: F811
+    client, _root, _tokens, _incident = console
+    sign_in(client, "viewer")
+    page = client.get("/incidents").text
+    assert '<a href="/incidents" aria-current="page">' in page and 'href="/" aria-current' not in page
+    assert '<a class="skip" href="#live">' in page
