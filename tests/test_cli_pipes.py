@@ -296,6 +296,9 @@ def test_json_times_are_utc_with_z(shop):
     doc = json.loads(kiban(shop["root"], "runs", "--json").stdout)
     for run in doc["runs"]:
         assert run["started_at"].endswith("Z") and run["run_id"][:8] == run["started_at"][:10].replace("-", "")
+    lake = json.loads(kiban(shop["root"], "show", "lake.shop_orders", "--json").stdout)["collection"]
+    assert any(x["read"] == 2 and x["landed"] == 1 for x in lake["loads"]) and lake["quarantined"] >= 1
+    assert lake["loads"][0]["started_at"].endswith("Z")
     one = json.loads(kiban(shop["root"], "runs", shop["run_id"], "--json").stdout)
     assert one["run"]["run_id"] == shop["run_id"] and {a["status"] for a in one["attempts"]} >= {"failed", "success"}
 

@@ -363,3 +363,32 @@ def print_load_notes(project: Any, run_id: str) -> None:
     for _, load_id, change, action in reversed(drift):
         err_console.print(f"[yellow]note:[/] {escape(by_load.get(load_id, ''))}: schema drift: "
                           f"{escape(change.describe())} ({action})", soft_wrap=True)
+
+
+def collection_json(project: Any, key: str, limit: int = 10) -> dict[str, Any] | None:
+    """The collection part of ``kiban show --json``: recent loads, drift and quarantined rows (None: not a
+    collected table)."""
+    from kiban.cli.output import utc_iso
+    from kiban.collect.manifest import Manifests
+    from kiban.store import Store
+
+    tables = project.source_tables() if project.sources else {}
+    if key not in tables:
+        return None
+    store = Store(project.state_url)
+    try:
+        manifests = Manifests(store)
+        loads = manifests.loads(project.name, key, limit)
+        drift = manifests.drift(project.name, key, limit)
+        files = manifests.quarantine_files(project.name, key)
+        replayed = len(manifests.replayed([load for _, load, _, _ in files]))
+    finally:
+        store.close()
+    return {"source": tables[key][0], "table": tables[key][1],
+            "loads": [{"load_id": r.load_id, "kind": r.kind, "status": r.status, "started_at": utc_iso(r.started_at),
+                       "read": r.rows_read, "landed": r.rows_landed, "quarantined": r.rows_quarantined,
+                       "dropped": r.rows_dropped, "deleted": r.rows_deleted,
+                       "cursor": None if r.cursor is None else str(r.cursor), "error": r.error} for r in loads],
+            "drift": [{"at": utc_iso(at), "load_id": load_id, "change": change.describe(), "action": action}
+                      for at, load_id, change, action in drift],
+            "quarantined": sum(rows for _, _, _, rows in files) - replayed}

@@ -426,7 +426,14 @@ def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str
             "sql": asset.sql, "serves": serves, "runs": [_attempt_json(a) for a in history],
             "checks": [{"check": c.name, "severity": c.severity, "status": c.status, "failures": c.failures,
                         "detail": c.detail, "checked_at": utc_iso(c.checked_at), "run_id": c.run_id}
-                       for c in latest]}
+                       for c in latest],
+            "collection": _collection(project, key)}
+
+
+def _collection(project: Project, key: str) -> dict[str, Any] | None:
+    from kiban.cli.collect import collection_json
+
+    return collection_json(project, key)
 
 
 def _print_service_levels(project: Project, graph: Graph, store: Store, key: str) -> None:
