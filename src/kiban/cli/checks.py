@@ -114,7 +114,8 @@ def print_samples(result: Any) -> None:
     table = Table(box=None, header_style="bold dim")
     columns = list(rows[0]) if rows else []
     for col in columns:
-        table.add_column(escape(col), no_wrap=True, overflow="ellipsis", max_width=40)
+        table.add_column(escape(col), no_wrap=True, overflow="ellipsis",
+                         max_width=40 if console.is_terminal else None)  # a pipe gets the values whole
     for row in rows:
         table.add_row(*(escape("NULL" if row.get(c) is None else str(row.get(c))) for c in columns))
     console.print(table)
