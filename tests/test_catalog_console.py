@@ -130,8 +130,7 @@ def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
     sql = "select id, name, email, email_hash, email_upper from warehouse.customers order by id limit 2"
     masked = shop.run(sql, ALICE)
     assert masked.masked == ("email", "email_upper")  # declared pii upstream; email_hash is anonymised
-    assert masked.rows[0] == (1, "name1", "xxxx9@xxxxxxx.xxx", masked.rows[0][3], "XXXX9@XXXXXXX.XXX".lower()
-                              .replace("x", "x"))
+    assert masked.rows[0] == (1, "name1", "•••", masked.rows[0][3], "•••")  # one constant: not even the shape
     assert masked.rows[0][3] != "user1@example.com" and len(masked.rows[0][3]) == 32
     cleared = shop.run(sql, Actor("dpo", "legal", pii_clearance=True))
     assert cleared.masked == () and cleared.rows[0][2] == "user1@example.com"
@@ -141,7 +140,7 @@ def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
                        ALICE)
     assert aliased.masked == ("contact",) and "@example" not in aliased.rows[0][0]
     star = shop.run("select * from lake.customers limit 1", ALICE)
-    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "999-9999-9999"
+    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "•••"
 
 
 def test_refused_queries_are_in_the_history_too(shop):
@@ -194,20 +193,19 @@ def test_cli_query_prints_a_table_writes_csv_and_refuses_with_a_message(make_pro
     assert kinds == [(kinds[0][0], "query", "refused"), ("alice", "export", "ok"), ("alice", "query", "ok")]
 
 
-def test_a_query_while_a_run_writes_the_warehouse_says_so(shop):
+def test_a_query_while_a_run_writes_the_warehouse_reads_the_last_snapshot(shop):
+    """Readers never wait for writers: the console reads the snapshot the last writer published."""
     import subprocess
     import sys
 
     from kiban.catalog.warehouse import warehouse_path
-    from kiban.errors import ConfigError
 
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
                                "print('ready', flush=True); time.sleep(60)", str(warehouse_path(shop.project))],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(ConfigError, match="is being written"):
-            shop.run("select * from mart.daily_sales", ALICE)
+        assert shop.run("select count(*) from mart.daily_sales", ALICE).rows == [(30,)]
     finally:
         holder.kill()
         holder.wait()
