@@ -50,6 +50,7 @@ _ERROR_CLASSES = {
     "OutOfMemoryException": "the query needs more memory than a console query may use",
     "InvalidTypeException": "a type does not fit",
     "NotImplementedException": "the query uses something DuckDB does not support",
+    "UnicodeDecodeError": "a value is not valid text",
 }
 
 
@@ -289,6 +290,8 @@ def _execute(project: Project, sql: str, params: Mapping[str, Any] | None, limit
             raise QueryTimeout(f"the query ran longer than {timeout:g}s and was stopped",
                                "narrow it down (a filter, fewer columns) or ask for a mart") from None
         except duckdb.Error as exc:
+            raise QueryFailed(f"the query failed: {engine_message(exc, cleared, session.clean)}") from None
+        except (UnicodeError, ValueError, TypeError, OverflowError, MemoryError) as exc:  # values → Python
             raise QueryFailed(f"the query failed: {engine_message(exc, cleared, session.clean)}") from None
         finally:
             timer.cancel()

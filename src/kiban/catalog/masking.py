@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.catalog.warehouse import SCHEMAS, attach_source, lock_down, new_session, source_alias
 
 if TYPE_CHECKING:
+    from kiban.catalog.pii import MaskPlan
     from kiban.project import Project
 
 REDACTED = "•••"
@@ -82,15 +83,13 @@ def _mask_expression(column: str, kind: str | None, hash_function: str) -> str:
     col = quote(column)
     if kind is None:
         return col
-    if kind == "hash":
-        value = f"{hash_function}(cast({col} as varchar))"
-    else:
-        value = f"cast({_literal(REDACTED)} as varchar)"
+    redacted = f"cast({_literal(REDACTED)} as varchar)"
+    value = f"{hash_function}(cast({col} as varchar))" if kind == "hash" else redacted
     return f"case when {col} is null then null else {value} end as {col}"
 
 
 @contextlib.contextmanager
-def open_masked(project: Project, relations: Iterable[str], masks: Mapping[str, Mapping[str, str]] | Any,
+def open_masked(project: Project, relations: Iterable[str], masks: MaskPlan | None,
                 *, memory_limit: str | None, threads: int | None) -> Iterator[MaskedSession]:
     """A locked session whose ``lake``/``warehouse``/``mart`` views are the masked ``relations``.
 
@@ -114,10 +113,10 @@ def open_masked(project: Project, relations: Iterable[str], masks: Mapping[str, 
                     found.setdefault(key, (table, []))[1].append(column)
         plans = {k: ({} if masks is None else masks.masks(f"{k[0]}.{k[1]}", cols)) for k, (_, cols) in found.items()}
         if any(kind == "hash" for plan in plans.values() for kind in plan.values()):
-            key = mask_key(project)
+            secret = mask_key(project)
 
             def keyed(value: str) -> str:
-                return hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+                return hmac.new(secret, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
 
             con.create_function(hash_function, keyed, ["VARCHAR"], "VARCHAR")
         ddl = [f"create schema {quote(s)}" for s in SCHEMAS]
