@@ -213,12 +213,13 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
         accounts = Accounts(store)
         t0 = utcnow()
         assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 2nd
-        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 3rd: still free
-        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 4th: 1 s wait
+        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 3rd: last free; 1 s
+        with pytest.raises(ThrottledError):
+            accounts.authenticate("operator", "nope-nope", "testclient", t0)  # not even evaluated
         with pytest.raises(ThrottledError):
             accounts.authenticate("operator", PASSWORD, "testclient", t0 + timedelta(seconds=0.5))
         assert accounts.authenticate("operator", PASSWORD, "10.0.0.9", t0) is not None  # another address
-        for n in range(5):  # the 5th to 9th wrong password: 2, 4, 8, 16, 32 s
+        for n in range(5):  # the 4th to 8th wrong password: then 2, 4, 8, 16, 32 s
             later = t0 + timedelta(seconds=1 + 2 ** (n + 1))
             assert accounts.authenticate("operator", "nope-nope", "testclient", later) is None
         with pytest.raises(ThrottledError) as held:
@@ -234,6 +235,41 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
     audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
     operator = [e["outcome"] for e in audit if e["action"] == "login" and e["actor"] == "operator"]
     assert operator[:2] == ["denied", "failed"]
+
+
+def test_parallel_wrong_passwords_are_evaluated_at_most_the_free_number_of_times(console):
+    """The attempt is counted before the password is checked, atomically: a burst gets no more tries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import FREE_FAILURES, Accounts, ThrottledError
+
+    _client, root, _tokens, _incident = console
+    store = Store(load_project(root).state_url)
+    accounts = Accounts(store)
+    evaluated = []
+    original = accounts._verify
+
+    def counting(stored, password):
+        evaluated.append(1)
+        return original(stored, password)
+
+    accounts._verify = counting  # type: ignore[method-assign]
+
+    def attempt(_n: int) -> str:
+        try:
+            return "evaluated" if accounts.authenticate("admin", "wrong-wrong", "10.9.9.9") is None else "in"
+        except ThrottledError:
+            return "throttled"
+
+    try:
+        with ThreadPoolExecutor(30) as pool:
+            outcomes = list(pool.map(attempt, range(30)))
+    finally:
+        store.close()
+    assert outcomes.count("evaluated") == len(evaluated) <= FREE_FAILURES
+    assert outcomes.count("throttled") >= 30 - FREE_FAILURES and "in" not in outcomes
 
 
 def _kiban(root: Any, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
