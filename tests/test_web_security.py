@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -325,3 +326,73 @@ def test_loopback_addresses(host, loopback):
     from kiban.cli.web import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_the_middlewares_own_refusals_carry_the_security_headers(console):
+    client, _root, _tokens, _incident = console
+    client.cookies.clear()
+    for answer in (client.get("/api/v1/runs"), client.get("/runs", follow_redirects=False),
+                   client.post("/api/v1/query", json={"sql": "select 1"})):
+        assert answer.status_code in (401, 303)
+        for name in ("X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy", "Referrer-Policy"):
+            assert name in answer.headers, (answer.request.url, name)
+
+
+def test_refused_page_views_and_actions_are_audited(console):
+    client, _root, tokens, _incident = console
+    assert client.get("/api/v1/audit", headers=bearer(tokens["viewer"])).status_code == 403
+    assert client.get("/api/v1/runs", headers=bearer("not-a-token")).status_code == 401
+    client.cookies.clear()
+    assert client.post("/api/v1/actions/run", json={"select": ["x"]}).status_code == 401
+    audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
+    denied = {(e["actor"], e["action"]) for e in audit if e["outcome"] == "denied"}
+    assert ("viewer", "GET /api/v1/audit") in denied
+    assert (None, "GET /api/v1/runs") in denied and (None, "POST /api/v1/actions/run") in denied
+
+
+def test_absurd_numbers_are_a_4xx_never_a_500(console):
+    client, _root, tokens, _incident = console
+    for body in ('{"sql": "select 1", "timeout": 1e309}', '{"sql": "select 1", "limit": 1e309}',
+                 '{"sql": "select 1", "timeout": -1e309}', '{"sql": "select 1", "timeout": NaN}'):
+        answer = client.post("/api/v1/query", content=body, headers={**bearer(tokens["analyst"]),
+                                                                     "content-type": "application/json"})
+        assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
+
+
+def test_a_password_change_revokes_the_users_api_tokens(console):
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import Accounts
+
+    client, root, _tokens, _incident = console
+    store = Store(load_project(root).state_url)
+    try:
+        accounts = Accounts(store)
+        token = accounts.create_token("operator", "ci")
+        assert client.get("/api/v1/runs", headers=bearer(token)).status_code == 200
+        accounts.set_password("operator", PASSWORD)
+        assert client.get("/api/v1/runs", headers=bearer(token)).status_code == 401
+    finally:
+        store.close()
+
+
+def test_the_state_store_and_the_warehouse_are_private_files(console):
+    from kiban.project import load_project
+
+    _client, root, _tokens, _incident = console
+    project = load_project(root)
+    state = project.state_url.removeprefix("sqlite:///")
+    warehouse = project.warehouse_url.removeprefix("duckdb:///")
+    for path in (state, warehouse, warehouse + ".snapshot"):
+        assert (Path(path).stat().st_mode & 0o777) == 0o600, path
+
+
+def test_forwarding_headers_are_believed_only_from_named_proxies():
+    from kiban.cli.web import proxy_options
+    from kiban.errors import UsageError
+
+    assert proxy_options([]) == {"proxy_headers": False, "forwarded_allow_ips": ""}
+    assert proxy_options(["10.0.0.5", "10.1.0.0/16"]) == {"proxy_headers": True,
+                                                           "forwarded_allow_ips": "10.0.0.5,10.1.0.0/16"}
+    with pytest.raises(UsageError, match="not an IP address"):
+        proxy_options(["*"])
