@@ -267,3 +267,19 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
 
 def published_dict(published: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
     return {k: [c for c, _ in v] for k, v in published.items()}
+
+
+def test_exports_never_write_a_live_formula(tmp_path):
+    """Visitor-controlled text (a user agent, a referer) reaches the lake: an export must keep it inert."""
+    from openpyxl import load_workbook
+
+    from kiban.catalog.console import QueryResult
+
+    hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "=1+1"]
+    result = QueryResult(["ua", "n"], ["VARCHAR", "INTEGER"], [(h, -5) for h in hostile], False, 0.0, ())
+    rows = list(csv.reader(export(result, tmp_path / "x.csv").open()))
+    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile] and rows[1][1] == "-5"
+    sheet = load_workbook(export(result, tmp_path / "x.xlsx")).active
+    for r, text in enumerate(hostile, start=2):
+        assert sheet.cell(r, 1).data_type == "s" and sheet.cell(r, 1).value == text
+        assert sheet.cell(r, 2).value == -5

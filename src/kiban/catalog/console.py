@@ -301,8 +301,19 @@ def _execute(project: Project, sql: str, params: Mapping[str, Any] | None, limit
     return columns, types, rows[:limit], len(rows) > limit
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (or DDE) at a cell's start
+
+
+def inert(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that would start a formula gets a leading apostrophe
+    (what a person typing it into Excel does). Values collected from visitors reach exports."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export(result: QueryResult, path: Path) -> Path:
-    """Write a result to ``path``: ``.csv`` or ``.xlsx`` (by suffix)."""
+    """Write a result to ``path``: ``.csv`` or ``.xlsx`` (by suffix); no cell is ever a live formula."""
     from kiban.errors import UsageError
 
     suffix = path.suffix.lower()
@@ -312,17 +323,27 @@ def export(result: QueryResult, path: Path) -> Path:
 
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(result.columns)
-            writer.writerows(result.rows)
+            writer.writerow([inert(c) for c in result.columns])
+            writer.writerows([inert(v) for v in row] for row in result.rows)
     elif suffix == ".xlsx":
         from openpyxl import Workbook
+        from openpyxl.cell import WriteOnlyCell
 
         book = Workbook(write_only=True)
         sheet = book.create_sheet("result")
-        sheet.append(result.columns)
+
+        def cell(value: Any) -> Any:
+            if not (isinstance(value, int | float | str | type(None)) or hasattr(value, "isoformat")):
+                value = str(value)
+            if isinstance(value, str):
+                found = WriteOnlyCell(sheet, value=value)
+                found.data_type = "s"  # openpyxl takes "=…" for a formula; this is text, whatever it starts with
+                return found
+            return value
+
+        sheet.append([cell(c) for c in result.columns])
         for row in result.rows:
-            sheet.append([v if isinstance(v, int | float | str | type(None)) or hasattr(v, "isoformat") else str(v)
-                          for v in row])
+            sheet.append([cell(v) for v in row])
         book.save(path)
     else:
         raise UsageError(f"cannot export to '{path.name}'", "use a .csv or .xlsx file name")
