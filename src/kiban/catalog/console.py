@@ -27,6 +27,7 @@ from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.usage import Actor, log_query
 from kiban.catalog.warehouse import published_columns
 from kiban.errors import KibanError, UsageError
+from kiban.spreadsheets import inert
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -299,17 +300,6 @@ def _execute(project: Project, sql: str, params: Mapping[str, Any] | None, limit
     columns = [d[0] for d in description]
     types = [str(d[1]) for d in description]
     return columns, types, rows[:limit], len(rows) > limit
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (or DDE) at a cell's start
-
-
-def inert(value: Any) -> Any:
-    """A text cell a spreadsheet shows as text: one that would start a formula gets a leading apostrophe
-    (what a person typing it into Excel does). Values collected from visitors reach exports."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def export(result: QueryResult, path: Path) -> Path:
