@@ -252,6 +252,21 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
         assert result.rows == [(30, 300)] and result.assets == ("mart.daily_sales",)
         masked = console.run("select id, email from warehouse.customers order by id limit 1", ALICE)
         assert masked.rows[0][0] == 1 and masked.rows[0][1] != "user1@example.com"  # PII, through lineage
+        # masked where it is read, on PostgreSQL too: reshaping, filters, order and casts see only the mask
+        for sql in ("select * from (unpivot warehouse.customers on email, email_upper into name k value v)",
+                    "select column_name, min, max from (summarize select email from warehouse.customers)",
+                    "select count(*) from warehouse.customers where email like 'user1%'",
+                    "select id from warehouse.customers order by email, id limit 3",
+                    "select string_agg(email, ',') from lake.customers"):
+            shown = repr(console.run(sql, ALICE).rows)
+            assert "@example" not in shown and "USER" not in shown, sql
+        assert console.run("select count(*) from warehouse.customers where email like 'user1%'",
+                           ALICE).rows == [(0,)]
+        with pytest.raises(QueryFailed) as failed:
+            console.run("select email::int from warehouse.customers", ALICE)
+        assert "@example" not in failed.value.message
+        with pytest.raises(QueryRefused):
+            console.run("select * from warehouse_db.warehouse.customers", ALICE)
         assert "email" in published_dict(published_columns(project))["warehouse.customers"]
         for hostile in ("delete from mart.daily_sales", "call postgres_execute('warehouse_db', 'drop table mart.x')",
                         "select * from postgres_query('warehouse_db', 'select 1')"):
