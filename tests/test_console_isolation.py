@@ -121,3 +121,32 @@ def test_too_many_queries_at_once_are_told_busy_at_once(collected):
     second.join()
     assert sorted(done) == ["ann", "bob"]
     assert console.run("select 1 as one", Actor("carol")).rows == [(1,)]
+
+
+def test_the_writer_publishes_a_private_current_snapshot_and_clears_leftovers(tmp_path):
+    import duckdb
+
+    from kiban.engines.duckdb import DuckDBEngine
+    from kiban.engines.duckdb_snapshot import current, snapshot_path
+
+    path = tmp_path / "w.duckdb"
+    leftover = tmp_path / "w.duckdb.snapshot.999999999-1.tmp"  # a writer killed mid-copy
+    leftover.write_bytes(b"half")
+    engine = DuckDBEngine(str(path))
+    engine.con.execute("create table t as select 42 as a")
+    engine.close()
+    snapshot = snapshot_path(path)
+    assert current(path) and not leftover.exists()
+    assert (snapshot.stat().st_mode & 0o777) == 0o600 and (path.stat().st_mode & 0o777) == 0o600
+    reader = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        assert reader.execute("select a from t").fetchall() == [(42,)]
+        writer = DuckDBEngine(str(path))  # a reader of the snapshot never holds the live file
+        writer.con.execute("insert into t values (7)")
+        writer.close()
+        assert reader.execute("select count(*) from t").fetchall() == [(1,)]  # still its own version
+    finally:
+        reader.close()
+    fresh = duckdb.connect(str(snapshot), read_only=True)
+    assert fresh.execute("select count(*) from t").fetchall() == [(2,)]
+    fresh.close()

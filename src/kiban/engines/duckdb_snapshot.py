@@ -76,6 +76,7 @@ def publish_snapshot(con: Any, path: Path | str) -> Path | None:
             seen = target.stat()
             if seen.st_size == source.st_size and seen.st_mtime_ns == source.st_mtime_ns:
                 return target
+        _remove_leftovers(target)
         temporary = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out, path.open("rb") as src:
@@ -87,6 +88,20 @@ def publish_snapshot(con: Any, path: Path | str) -> Path | None:
         with contextlib.suppress(OSError):
             target.unlink()
         return None
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporary copies of writers that were killed mid-copy (their process is gone)."""
+    for leftover in target.parent.glob(f"{target.name}.*.tmp"):
+        pid = leftover.name[len(target.name) + 1:].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            except PermissionError:
+                pass
 
 
 def copy_for_readers(path: Path | str) -> Path:
