@@ -61,7 +61,7 @@ def test_derived_lake_views_are_masked_and_never_profiled_in_clear(collected):
 def test_a_run_succeeds_without_waiting_while_long_console_queries_read(collected):
     """Readers never block writers: three queries hold the warehouse for seconds; a full rebuild meanwhile
     neither fails nor waits for them (it takes about as long as on an idle machine)."""
-    console = QueryConsole(collected)
+    console = QueryConsole(collected, max_running=3)
     started = time.perf_counter()
     assert run_project(collected, RunOptions(full_refresh=True)).ok
     idle = time.perf_counter() - started

@@ -39,8 +39,8 @@ DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 3600.0
 MAX_LIMIT = 1_000_000
 DEFAULT_MEMORY = "1GB"  # per query: DuckDB's own default is 80% of the machine's memory
-DEFAULT_THREADS = 2
-DEFAULT_MAX_RUNNING = max(4, (os.cpu_count() or 2) * 2)
+DEFAULT_THREADS = 1  # a query's DuckDB threads compete with the server's own loop for the cores
+DEFAULT_MAX_RUNNING = max(2, os.cpu_count() or 2)
 DEFAULT_MAX_PER_USER = 2
 # engine errors that name things (columns, tables, syntax), never data values: shown as they are
 _NAMING_ERRORS = ("BinderException", "CatalogException", "ParserException", "SyntaxException")
@@ -186,10 +186,20 @@ class QueryConsole:
             record: bool = True) -> QueryResult:
         """Check, run and record one query; raises QueryRefused, QueryTimeout, QueryFailed (all recorded),
         ConsoleBusy, or UsageError for absurd limits."""
-        from kiban.catalog.masking import reserved_names
 
         check_limits(limit, timeout)
         started = time.perf_counter()
+        # admission first: a query turned away costs nothing (no parsing, no lineage, no session)
+        SLOTS.take(actor.user, self.max_running, self.max_per_user)
+        try:
+            return self._run(sql, actor, params, limit, timeout, kind, name, record, started)
+        finally:
+            SLOTS.give(actor.user)
+
+    def _run(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, limit: int, timeout: float,
+             kind: str, name: str | None, record: bool, started: float) -> QueryResult:
+        from kiban.catalog.masking import reserved_names
+
         try:
             checked = check_query(sql, self.relations)
             proven = prove_reads(sql, Exposed(self.relations, reserved_names()))
@@ -198,7 +208,6 @@ class QueryConsole:
             raise
         reads = sorted(set(checked.assets) | set(proven))
         outputs = self._pii_outputs(checked.tree, checked.assets)
-        SLOTS.take(actor.user, self.max_running, self.max_per_user)
         try:
             masks = None if actor.pii_clearance else self.mask_plan
             columns, types, rows, truncated = _execute(self.project, sql, params, limit, timeout, reads, masks,
@@ -211,8 +220,6 @@ class QueryConsole:
             self._record(actor, kind, name, sql, "failed", checked.assets, error=exc.message,
                          seconds=time.perf_counter() - started)
             raise
-        finally:
-            SLOTS.give(actor.user)
         hidden = _mask_columns(columns, outputs)
         shown = bool(hidden) and actor.pii_clearance  # cleared: shown, and the history says so
         if shown:
