@@ -54,9 +54,9 @@ async def run_audited(request: Request, user: User, action: str, target: str, ca
         from kiban.catalog.console import QueryFailed
 
         # an engine's message may quote a data value: the audit log keeps the SQL and the outcome only
-        detail = "the engine refused the query (its message is in the query history)" \
+        reason = "the engine refused the query (its message is in the query history)" \
             if isinstance(exc, QueryFailed) else exc.message
-        await run_in_threadpool(audit, request, user, action, target[:500], "failed", detail)
+        await run_in_threadpool(audit, request, user, action, target[:500], "failed", reason)
         raise
     detail = f"query #{result.query_id}" if getattr(result, "query_id", None) else None
     await run_in_threadpool(audit, request, user, action, target[:500], "ok", detail)
