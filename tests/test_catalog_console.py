@@ -130,8 +130,7 @@ def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
     sql = "select id, name, email, email_hash, email_upper from warehouse.customers order by id limit 2"
     masked = shop.run(sql, ALICE)
     assert masked.masked == ("email", "email_upper")  # declared pii upstream; email_hash is anonymised
-    assert masked.rows[0] == (1, "name1", "xxxx9@xxxxxxx.xxx", masked.rows[0][3], "XXXX9@XXXXXXX.XXX".lower()
-                              .replace("x", "x"))
+    assert masked.rows[0] == (1, "name1", "•••", masked.rows[0][3], "•••")  # one constant: not even the shape
     assert masked.rows[0][3] != "user1@example.com" and len(masked.rows[0][3]) == 32
     cleared = shop.run(sql, Actor("dpo", "legal", pii_clearance=True))
     assert cleared.masked == () and cleared.rows[0][2] == "user1@example.com"
@@ -141,7 +140,7 @@ def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
                        ALICE)
     assert aliased.masked == ("contact",) and "@example" not in aliased.rows[0][0]
     star = shop.run("select * from lake.customers limit 1", ALICE)
-    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "999-9999-9999"
+    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "•••"
 
 
 def test_refused_queries_are_in_the_history_too(shop):
@@ -194,20 +193,19 @@ def test_cli_query_prints_a_table_writes_csv_and_refuses_with_a_message(make_pro
     assert kinds == [(kinds[0][0], "query", "refused"), ("alice", "export", "ok"), ("alice", "query", "ok")]
 
 
-def test_a_query_while_a_run_writes_the_warehouse_says_so(shop):
+def test_a_query_while_a_run_writes_the_warehouse_reads_the_last_snapshot(shop):
+    """Readers never wait for writers: the console reads the snapshot the last writer published."""
     import subprocess
     import sys
 
     from kiban.catalog.warehouse import warehouse_path
-    from kiban.errors import ConfigError
 
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
                                "print('ready', flush=True); time.sleep(60)", str(warehouse_path(shop.project))],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(ConfigError, match="is being written"):
-            shop.run("select * from mart.daily_sales", ALICE)
+        assert shop.run("select count(*) from mart.daily_sales", ALICE).rows == [(30,)]
     finally:
         holder.kill()
         holder.wait()
@@ -254,6 +252,21 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
         assert result.rows == [(30, 300)] and result.assets == ("mart.daily_sales",)
         masked = console.run("select id, email from warehouse.customers order by id limit 1", ALICE)
         assert masked.rows[0][0] == 1 and masked.rows[0][1] != "user1@example.com"  # PII, through lineage
+        # masked where it is read, on PostgreSQL too: reshaping, filters, order and casts see only the mask
+        for sql in ("select * from (unpivot warehouse.customers on email, email_upper into name k value v)",
+                    "select column_name, min, max from (summarize select email from warehouse.customers)",
+                    "select count(*) from warehouse.customers where email like 'user1%'",
+                    "select id from warehouse.customers order by email, id limit 3",
+                    "select string_agg(email, ',') from lake.customers"):
+            shown = repr(console.run(sql, ALICE).rows)
+            assert "@example" not in shown and "USER" not in shown, sql
+        assert console.run("select count(*) from warehouse.customers where email like 'user1%'",
+                           ALICE).rows == [(0,)]
+        with pytest.raises(QueryFailed) as failed:
+            console.run("select email::int from warehouse.customers", ALICE)
+        assert "@example" not in failed.value.message
+        with pytest.raises(QueryRefused):
+            console.run("select * from warehouse_db.warehouse.customers", ALICE)
         assert "email" in published_dict(published_columns(project))["warehouse.customers"]
         for hostile in ("delete from mart.daily_sales", "call postgres_execute('warehouse_db', 'drop table mart.x')",
                         "select * from postgres_query('warehouse_db', 'select 1')"):
@@ -269,3 +282,19 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
 
 def published_dict(published: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
     return {k: [c for c, _ in v] for k, v in published.items()}
+
+
+def test_exports_never_write_a_live_formula(tmp_path):
+    """Visitor-controlled text (a user agent, a referer) reaches the lake: an export must keep it inert."""
+    from openpyxl import load_workbook
+
+    from kiban.catalog.console import QueryResult
+
+    hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "=1+1"]
+    result = QueryResult(["ua", "n"], ["VARCHAR", "INTEGER"], [(h, -5) for h in hostile], False, 0.0, ())
+    rows = list(csv.reader(export(result, tmp_path / "x.csv").open()))
+    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile] and rows[1][1] == "-5"
+    sheet = load_workbook(export(result, tmp_path / "x.xlsx")).active
+    for r, text in enumerate(hostile, start=2):
+        assert sheet.cell(r, 1).data_type == "s" and sheet.cell(r, 1).value == text
+        assert sheet.cell(r, 2).value == -5

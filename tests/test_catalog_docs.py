@@ -40,7 +40,7 @@ def test_profiles_take_one_scan_per_table_and_mask_pii(shop):
     email = by[("lake.customers", "email")]
     assert email.rows == 20 and email.null_share == 0.0 and 15 <= email.approx_distinct <= 25
     assert "@example" not in json.dumps([email.min_value, email.max_value, email.examples])
-    assert email.min_value.endswith("@xxxxxxx.xxx") and len(email.examples) == 3
+    assert email.min_value is None and email.max_value is None and email.examples == []  # not even its shape
     revenue = by[("mart.daily_sales", "revenue")]
     assert revenue.data_type == "DOUBLE" and float(revenue.min_value) <= float(revenue.max_value)
     stored = load_profiles(store, "shop")

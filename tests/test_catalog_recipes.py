@@ -139,7 +139,9 @@ def test_promote_scaffolds_a_mart_model_that_builds(make_project):
     assert [p.name for p in written] == ["early_november.sql", "early_november.yml"]
     sql = written[0].read_text()
     header, body = sql.split("\n", 1)
-    assert header == "-- promoted from recipes/big_orders.yml with min=50, to_day=2026-11-10"
+    assert header == ("-- promoted from recipes/big_orders.yml (parameters fixed: min, to_day; "
+                      "values in early_november.yml)")
+    assert "min=50, to_day=2026-11-10" in written[1].read_text()
     assert "$" not in body and "amount >= 50" in body and "CAST('2026-11-10' AS DATE)" in body
     assert "owner: sales-analytics" in written[1].read_text()
     result = run_project(load_project(root), RunOptions(select=["mart.early_november"]))
@@ -162,3 +164,65 @@ def test_a_broken_recipe_is_a_project_error_not_a_crash(make_project):
     root = make_project({"recipes/x.yml": "sql: [\n"})
     with pytest.raises(ProjectError):
         load_recipes(load_project(root))
+
+
+HOSTILE_TEXT = """
+description: Orders of one store code.
+sql: select order_id from warehouse.orders where cast(customer_id as varchar) <> $code
+params:
+  code: {type: text}
+"""
+
+
+def test_promote_writes_any_hostile_text_as_one_literal_and_nothing_else(make_project):
+    """Property: whatever text a person types, the promoted model is ONE SELECT whose literal is that text."""
+    import json
+
+    import duckdb
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = build_shop(make_project, run=False, extra={"recipes/by_code.yml": HOSTILE_TEXT})
+    project = load_project(root)
+    recipe = get_recipe(project, "by_code")
+    seen = iter(range(10**6))
+    parser = duckdb.connect()
+    nasty = st.sampled_from(["\n", "\r", "'", "''", "\\", "--", "/*", "*/", ";", "$code", "\u2028", "\x0b",
+                             "select read_text('/etc/passwd')", "drop table x", "E'", "$$", '"'])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.one_of(nasty, st.text(st.characters(exclude_characters="\x00"), max_size=8)), max_size=8))
+    def check(parts):
+        value = "".join(parts)[:1000]
+        if any(not c.isprintable() and c not in "\n\t" for c in value):
+            with pytest.raises(ParameterError, match="control characters"):
+                promote(project, recipe, {"code": value}, "refused")
+            return
+        sql_path, yml_path = promote(project, recipe, {"code": value}, f"p{next(seen)}")
+        text = sql_path.read_bytes().decode("utf-8")
+        header = text.split("\n", 1)[0]
+        assert header == f"-- promoted from recipes/by_code.yml (parameters fixed: code; values in {yml_path.name})"
+        tree = json.loads(parser.execute("select json_serialize_sql(?)", [text]).fetchone()[0])
+        assert not tree["error"] and len(tree["statements"]) == 1
+        constants = []
+
+        def walk(node):
+            if isinstance(node, dict):
+                if node.get("class") == "CONSTANT":
+                    constants.append(node["value"].get("value"))
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(tree["statements"])
+        assert value in constants
+        assert value in yaml.safe_load(yml_path.read_text(encoding="utf-8"))["description"]
+        sql_path.unlink()
+        yml_path.unlink()
+
+    check()
+    with pytest.raises(UsageError, match="cannot name a model"):
+        promote(project, recipe, {"code": "x"}, "name\n")

@@ -57,6 +57,10 @@ class _Api(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def route_echo(self, q: dict[str, str], call: int) -> None:  # an error page that shows the request back
+        self.answer(400, f"bad request: GET {self.path} with {dict(self.headers)} "
+                         f"{{\"client_secret\": \"{q.get('client_secret', '')}\"}}")
+
     # -- pagination ------------------------------------------------------------------------------------
     def route_page(self, q: dict[str, str], call: int) -> None:
         page, size = int(q.get("page", 1)), int(q.get("per_page", 3))
@@ -490,3 +494,30 @@ tables:
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
     assert TOKEN not in first + second
+
+
+def test_query_parameters_and_headers_never_reach_a_message(api, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Literal and env: secrets in `params:` and `headers:` are sent, and never shown, even when the server's
+    error page echoes the whole request (what reaches attempts, OpenLineage and /runs is this message)."""
+    from kiban.collect.secrets import redact
+
+    base, handler = api
+    monkeypatch.setenv("PARTNER_CLIENT_SECRET", "cs-from-the-env-77")
+    source = {"base_url": base, "retries": 0, "headers": {"X-Api-Key": "literal-key-123"},
+              "params": {"access_token": "at-literal-456", "client_secret": "env:PARTNER_CLIENT_SECRET",
+                         "lang": "ja"}}
+    with pytest.raises(SourceError) as err:
+        read_all(context(tmp_path, source, {"path": "/echo"}))
+    _path, sent_query, sent_headers = handler.requests[-1]
+    assert sent_query["client_secret"] == "cs-from-the-env-77" and sent_query["access_token"] == "at-literal-456"
+    assert sent_headers["X-Api-Key"] == "literal-key-123"
+    text = str(err.value)
+    assert "HTTP 400" in text and "lang=ja" in text
+    for secret in ("cs-from-the-env-77", "at-literal-456", "literal-key-123"):
+        assert secret not in text, text
+    # and the generic redaction knows these names in any text
+    for leak in ("?access_token=abc123&x=1", "client_secret=s3cr3t", '"refresh_token": "rt-999"',
+                 "Authorization: Bearer eyJhbGciOi.payload", "x-api-key: k-0987654"):
+        shown = redact(leak)
+        assert not any(v in shown for v in ("abc123", "s3cr3t", "rt-999", "eyJhbGciOi", "k-0987654")), shown

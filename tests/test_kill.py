@@ -70,6 +70,7 @@ def kiban(root: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 40 real runs; ~300 s on a loaded shared 2-core machine (each also publishes a snapshot)
 def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     root = write_files(tmp_path / "proj", {"kiban.yml": "name: killme\nthreads: 2\n", **MODELS})
     refs = reference(tmp_path)

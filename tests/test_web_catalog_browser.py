@@ -86,7 +86,7 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     viewer.wait_for_selector("#result")
     assert viewer.locator("#masked-note").is_visible()
     table = viewer.locator("#result").inner_text()
-    assert "@example.com" not in table and "xxxx9@xxxxxxx.xxx" in table
+    assert "@example.com" not in table and "•••" in table
     assert viewer.locator("#result th:has-text('email') .pill").inner_text() == "masked"
     _shot(viewer, "recipe")
     assert not viewer.errors, viewer.errors

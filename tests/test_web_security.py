@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,12 +214,13 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
         accounts = Accounts(store)
         t0 = utcnow()
         assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 2nd
-        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 3rd: still free
-        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 4th: 1 s wait
+        assert accounts.authenticate("operator", "nope-nope", "testclient", t0) is None  # 3rd: last free; 1 s
+        with pytest.raises(ThrottledError):
+            accounts.authenticate("operator", "nope-nope", "testclient", t0)  # not even evaluated
         with pytest.raises(ThrottledError):
             accounts.authenticate("operator", PASSWORD, "testclient", t0 + timedelta(seconds=0.5))
         assert accounts.authenticate("operator", PASSWORD, "10.0.0.9", t0) is not None  # another address
-        for n in range(5):  # the 5th to 9th wrong password: 2, 4, 8, 16, 32 s
+        for n in range(5):  # the 4th to 8th wrong password: then 2, 4, 8, 16, 32 s
             later = t0 + timedelta(seconds=1 + 2 ** (n + 1))
             assert accounts.authenticate("operator", "nope-nope", "testclient", later) is None
         with pytest.raises(ThrottledError) as held:
@@ -234,6 +236,41 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
     audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
     operator = [e["outcome"] for e in audit if e["action"] == "login" and e["actor"] == "operator"]
     assert operator[:2] == ["denied", "failed"]
+
+
+def test_parallel_wrong_passwords_are_evaluated_at_most_the_free_number_of_times(console):
+    """The attempt is counted before the password is checked, atomically: a burst gets no more tries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import FREE_FAILURES, Accounts, ThrottledError
+
+    _client, root, _tokens, _incident = console
+    store = Store(load_project(root).state_url)
+    accounts = Accounts(store)
+    evaluated = []
+    original = accounts._verify
+
+    def counting(stored, password):
+        evaluated.append(1)
+        return original(stored, password)
+
+    accounts._verify = counting  # type: ignore[method-assign]
+
+    def attempt(_n: int) -> str:
+        try:
+            return "evaluated" if accounts.authenticate("admin", "wrong-wrong", "10.9.9.9") is None else "in"
+        except ThrottledError:
+            return "throttled"
+
+    try:
+        with ThreadPoolExecutor(30) as pool:
+            outcomes = list(pool.map(attempt, range(30)))
+    finally:
+        store.close()
+    assert outcomes.count("evaluated") == len(evaluated) <= FREE_FAILURES
+    assert outcomes.count("throttled") >= 30 - FREE_FAILURES and "in" not in outcomes
 
 
 def _kiban(root: Any, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -289,3 +326,73 @@ def test_loopback_addresses(host, loopback):
     from kiban.cli.web import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_the_middlewares_own_refusals_carry_the_security_headers(console):
+    client, _root, _tokens, _incident = console
+    client.cookies.clear()
+    for answer in (client.get("/api/v1/runs"), client.get("/runs", follow_redirects=False),
+                   client.post("/api/v1/query", json={"sql": "select 1"})):
+        assert answer.status_code in (401, 303)
+        for name in ("X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy", "Referrer-Policy"):
+            assert name in answer.headers, (answer.request.url, name)
+
+
+def test_refused_page_views_and_actions_are_audited(console):
+    client, _root, tokens, _incident = console
+    assert client.get("/api/v1/audit", headers=bearer(tokens["viewer"])).status_code == 403
+    assert client.get("/api/v1/runs", headers=bearer("not-a-token")).status_code == 401
+    client.cookies.clear()
+    assert client.post("/api/v1/actions/run", json={"select": ["x"]}).status_code == 401
+    audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
+    denied = {(e["actor"], e["action"]) for e in audit if e["outcome"] == "denied"}
+    assert ("viewer", "GET /api/v1/audit") in denied
+    assert (None, "GET /api/v1/runs") in denied and (None, "POST /api/v1/actions/run") in denied
+
+
+def test_absurd_numbers_are_a_4xx_never_a_500(console):
+    client, _root, tokens, _incident = console
+    for body in ('{"sql": "select 1", "timeout": 1e309}', '{"sql": "select 1", "limit": 1e309}',
+                 '{"sql": "select 1", "timeout": -1e309}', '{"sql": "select 1", "timeout": NaN}'):
+        answer = client.post("/api/v1/query", content=body, headers={**bearer(tokens["analyst"]),
+                                                                     "content-type": "application/json"})
+        assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
+
+
+def test_a_password_change_revokes_the_users_api_tokens(console):
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import Accounts
+
+    client, root, _tokens, _incident = console
+    store = Store(load_project(root).state_url)
+    try:
+        accounts = Accounts(store)
+        token = accounts.create_token("operator", "ci")
+        assert client.get("/api/v1/runs", headers=bearer(token)).status_code == 200
+        accounts.set_password("operator", PASSWORD)
+        assert client.get("/api/v1/runs", headers=bearer(token)).status_code == 401
+    finally:
+        store.close()
+
+
+def test_the_state_store_and_the_warehouse_are_private_files(console):
+    from kiban.project import load_project
+
+    _client, root, _tokens, _incident = console
+    project = load_project(root)
+    state = project.state_url.removeprefix("sqlite:///")
+    warehouse = project.warehouse_url.removeprefix("duckdb:///")
+    for path in (state, warehouse, warehouse + ".snapshot"):
+        assert (Path(path).stat().st_mode & 0o777) == 0o600, path
+
+
+def test_forwarding_headers_are_believed_only_from_named_proxies():
+    from kiban.cli.web import proxy_options
+    from kiban.errors import UsageError
+
+    assert proxy_options([]) == {"proxy_headers": False, "forwarded_allow_ips": ""}
+    assert proxy_options(["10.0.0.5", "10.1.0.0/16"]) == {"proxy_headers": True,
+                                                           "forwarded_allow_ips": "10.0.0.5,10.1.0.0/16"}
+    with pytest.raises(UsageError, match="not an IP address"):
+        proxy_options(["*"])

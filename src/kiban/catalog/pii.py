@@ -133,6 +133,60 @@ def pii_columns(project: Project, columns: ColumnGraph) -> dict[ColumnRef, Colum
     return found
 
 
+MaskKind = str  # "redact" or "hash" (see project.config.PiiConfig)
+
+
+@dataclass
+class MaskPlan:
+    """Which columns of each queryable relation the console masks, and how (fail closed).
+
+    A column is masked when it is PII by lineage, or when its relation reads (at any distance) a relation
+    with PII and the column's own lineage is unknown (a Python model, SQL that lineage could not follow, a
+    column published before the model changed). ``lake.x_latest``/``lake.x_history`` follow ``lake.x``."""
+
+    project: Project
+    graph: Any  # kiban.graph.Graph
+    columns: ColumnGraph
+    pii: Mapping[ColumnRef, ColumnRef | None]
+
+    def __post_init__(self) -> None:
+        self.aliases = self.project.lake_views()
+        self.declared: dict[ColumnRef, MaskKind] = {
+            (key, c.name.lower()): (c.pii.mask if c.pii is not None else "redact")
+            for key, asset in self.project.assets.items() for c in asset.config.columns if PII_TAG in c.tags}
+        self.anonymised = tagged(self.project, ANONYMISED_TAGS)
+        bearing = {a for a, _ in self.pii}
+        self.tainted: set[str] = set()  # relations that read PII somewhere upstream
+        for key in getattr(self.graph, "order", ()):
+            deps = self.graph.deps.get(key, ())
+            if any(d in bearing or d in self.tainted for d in deps):
+                self.tainted.add(key)
+
+    def base(self, relation: str) -> str:
+        return self.aliases.get(relation, relation)
+
+    def masks(self, relation: str, names: Iterable[str]) -> dict[str, MaskKind]:
+        """Column name (as published) → mask kind, for the columns of ``relation`` that must be masked."""
+        from kiban.catalog.lineage import UNKNOWN
+
+        key = self.base(relation)
+        whole = (key, STAR) in self.pii  # a whole-row reference to PII: every column, redacted
+        out: dict[str, MaskKind] = {}
+        for name in names:
+            ref = (key, name.lower())
+            if ref in self.anonymised:
+                continue
+            if ref in self.pii:
+                out[name] = self.declared.get(self.pii[ref] or ref, "redact")
+            elif whole:
+                out[name] = "redact"
+            elif key in self.tainted:
+                refs = self.columns.sources.get(ref)
+                if refs is None or UNKNOWN in refs:
+                    out[name] = "redact"
+        return out
+
+
 def suggest(project: Project, columns: ColumnGraph, samples: Mapping[str, Mapping[str, list[Any]]],
             known: Mapping[ColumnRef, object] | None = None) -> list[Suggestion]:
     """Columns that look personal (by name or by ``samples`` of their values) and are not tagged yet."""

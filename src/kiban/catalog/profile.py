@@ -53,8 +53,6 @@ def _scalar(data_type: str) -> bool:
 
 def profile_table(con: Any, asset: str, columns: list[tuple[str, str]], pii: set[str]) -> list[ColumnProfile]:
     """Profile one published table or lake view with ONE aggregate query."""
-    from kiban.checks.evaluate import mask
-
     schema, table = asset.split(".", 1)
     parts = ["count(*)"]
     for name, data_type in columns:
@@ -71,9 +69,8 @@ def profile_table(con: Any, asset: str, columns: list[tuple[str, str]], pii: set
     for i, (name, data_type) in enumerate(columns):
         count, distinct, low, high, top = row[1 + 5 * i: 6 + 5 * i]
         examples = list(top or [])
-        if name.lower() in pii:
-            low, high = mask(low), mask(high)
-            examples = [mask(v) for v in examples]
+        if name.lower() in pii:  # not even the shape of a personal value is stored (min, max, examples)
+            low, high, examples = None, None, []
         found.append(ColumnProfile(asset, name, i, data_type, rows, (rows - count) / rows if rows else None,
                                    distinct, low, high, examples))
     return found
@@ -83,26 +80,32 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
                    pii: set[tuple[str, str]] | None = None) -> list[ColumnProfile]:
     """Profile the given published assets (default: all) and keep the profiles in the store.
 
-    ``pii`` are the columns whose values are masked; by default the columns tagged ``pii`` and those
-    computed from them (column lineage)."""
+    ``pii`` are the columns whose values are never stored; by default every column the console masks (PII
+    by lineage, columns of unknown lineage downstream of PII, ``lake.x_latest``/``_history`` as ``lake.x``)."""
     from kiban.catalog.warehouse import open_readonly, published_columns
 
     published = published_columns(project)
     wanted = [a for a in (assets if assets is not None else published) if a in published]
+    hidden: dict[str, set[str]] = {}
     if pii is None:
         from kiban.catalog.lineage import build_column_graph
-        from kiban.catalog.pii import pii_columns
+        from kiban.catalog.pii import MaskPlan, pii_columns
         from kiban.graph import build_graph
 
         known = {k: [c for c, _ in v] for k, v in published.items()}
-        columns = build_column_graph(build_graph(project), known, project.state_dir / "cache" / "lineage.json")
-        pii = set(pii_columns(project, columns))
+        graph = build_graph(project)
+        columns = build_column_graph(graph, known, project.state_dir / "cache" / "lineage.json")
+        plan = MaskPlan(project, graph, columns, pii_columns(project, columns))
+        hidden = {key: {c.lower() for c in plan.masks(key, known[key])} for key in wanted}
+    else:
+        aliases = project.lake_views()
+        hidden = {key: {c for a, c in pii if a in (key, aliases.get(key))} for key in wanted}
     profiles: list[ColumnProfile] = []
     if not wanted:
         return profiles
     with open_readonly(project) as con:
         for key in wanted:
-            profiles.extend(profile_table(con, key, published[key], {c for a, c in pii if a == key}))
+            profiles.extend(profile_table(con, key, published[key], hidden.get(key, set())))
     save_profiles(store, project.name, wanted, profiles)
     return profiles
 

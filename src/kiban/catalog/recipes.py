@@ -98,6 +98,8 @@ def coerce(name: str, param: ParamConfig, raw: Any) -> Any:
                                      did_you_mean(str(text), param.choices))
             return str(text)
         value = str(raw)
+        if "\x00" in value:
+            raise ParameterError(f"parameter {name}: the text contains a NUL character")
         if len(value) > MAX_TEXT:
             raise ParameterError(f"parameter {name}: the text is longer than {MAX_TEXT} characters")
         return value
@@ -206,7 +208,7 @@ def promote(project: Project, recipe: Recipe, values: dict[str, Any], name: str 
     from sqlglot import exp
 
     target = (name or recipe.name).lower()
-    if not re.match(r"^[a-z_][a-z0-9_]*$", target):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", target):
         raise UsageError(f"'{target}' cannot name a model", "use letters, digits and _")
     sql_path = project.root / "models" / "mart" / f"{target}.sql"
     yml_path = sql_path.with_suffix(".yml")
@@ -214,6 +216,10 @@ def promote(project: Project, recipe: Recipe, values: dict[str, Any], name: str 
         if path.exists():
             raise UsageError(f"{path.relative_to(project.root)} already exists", "pass --name for another name")
     bound = bind(recipe, values)
+    for key, value in bound.items():  # a model file is read as text: a CR (or another control) would not survive
+        if isinstance(value, str) and any(not c.isprintable() and c not in "\n\t" for c in value):
+            raise ParameterError(f"parameter {key}: a value written into a model may not contain control "
+                                 "characters (other than newline and tab)")
     from kiban.catalog.safety import check_query
     from kiban.graph import build_graph
 
@@ -232,19 +238,47 @@ def promote(project: Project, recipe: Recipe, values: dict[str, Any], name: str 
 
     tree = sqlglot.parse_one(recipe.sql, read="duckdb").transform(fix)
     body = tree.sql(dialect="duckdb", pretty=True)
-    sql_path.parent.mkdir(parents=True, exist_ok=True)
+    _proven_single_select(body, tree)
     fixed = ", ".join(f"{k}={v}" for k, v in bound.items())
-    sql_path.write_text(f"-- promoted from {RECIPES_DIR}/{recipe.path.name}" +
-                        (f" with {fixed}" if fixed else "") + f"\n{body}\n", encoding="utf-8")
+    # the values a person typed go into the sidecar as YAML data (quoted by the dumper), never into the SQL
+    # file's text outside its bound-and-quoted literals: not even into a comment
+    header = f"-- promoted from {RECIPES_DIR}/{_one_line(recipe.path.name)}"
+    if bound:
+        header += f" (parameters fixed: {', '.join(bound)}; values in {yml_path.name})"
+    sql_path.parent.mkdir(parents=True, exist_ok=True)
+    sql_path.write_text(f"{header}\n{body}\n", encoding="utf-8")
     import yaml
 
-    sidecar: dict[str, Any] = {"description": recipe.config.description or f"Promoted from recipe {recipe.name}."}
+    description = recipe.config.description or f"Promoted from recipe {recipe.name}."
+    if fixed:
+        description += f" Parameters fixed at promotion: {fixed}."
+    sidecar: dict[str, Any] = {"description": description}
     if recipe.config.owner:
         sidecar["owner"] = recipe.config.owner
     if recipe.config.tags:
         sidecar["tags"] = list(recipe.config.tags)
     yml_path.write_text(yaml.safe_dump(sidecar, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return [sql_path, yml_path]
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _proven_single_select(body: str, tree: Any) -> None:
+    """The generated model is exactly one SELECT, and reads back as the tree it was made from (a value can
+    only have become a literal); DuckDB's parser counts the statements."""
+    import duckdb
+    import sqlglot
+
+    con = duckdb.connect()
+    try:
+        kinds = [str(st.type).rsplit(".", 1)[-1] for st in con.extract_statements(body)]
+    finally:
+        con.close()
+    if kinds != ["SELECT"] or sqlglot.parse_one(body, read="duckdb") != tree:
+        raise UsageError("the promoted model would not be the recipe's query with its values as literals",
+                         "report this: a parameter value could not be written safely")
 
 
 __all__ = ["ParamConfig", "Recipe", "RecipeConfig", "bind", "coerce", "load_recipes", "promote",

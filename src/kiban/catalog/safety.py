@@ -4,8 +4,13 @@ Two parsers judge every query. DuckDB's own parser counts the statements and nam
 comment cannot hide a second statement from it); SQLGlot's tree is then walked for what a SELECT may
 still do: read files or URLs (``read_csv``, ``'x.parquet'``, ``glob``), call table functions, reach into
 attached databases or the system catalog. Every table must be a known asset; that list is also the
-usage record of the query. The console runs what passes on a read-only, sandboxed connection as well,
-so a gap here is not a hole.
+usage record of the query.
+
+Then DuckDB, the engine that will run it, has the last word (:func:`prove_reads`): its own parse tree
+(``json_serialize_sql``) is walked, every table reference at any depth (subqueries, CTEs, UNPIVOT,
+SUMMARIZE, set operations, lateral joins) must name one of the relations the masked session exposes, every
+table function must be one that only computes, no name may carry a catalog. What the engine cannot
+serialise is refused: whatever cannot be proven to read only masked views does not run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from kiban.errors import KibanError
 if TYPE_CHECKING:
     from sqlglot import exp
 
+SCHEMAS = ("lake", "warehouse", "mart")
 # Table functions that only compute (no I/O): everything else in FROM is refused.
 SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Scalar functions that read files, the environment or the engine's settings.
@@ -135,6 +141,142 @@ def check_query(sql: str, assets: Mapping[str, object], *, engine: str = "duckdb
                 raise QueryRefused(f"{name}() reads files, other databases or settings",
                                    "the console reads the project's assets only; ask for a lake table instead")
     return CheckedQuery(sql, tree, tuple(sorted(read)))
+
+
+# table references DuckDB's parser produces that read nothing but their children (checked on their own)
+_PLAIN_REFS = frozenset({"JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "PIVOT", "SHOW_REF"})
+_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """What a masked session offers: relation keys (``layer.name``), and names a CTE may not shadow."""
+
+    relations: Mapping[str, object]
+    reserved: frozenset[str] = frozenset()  # DuckDB's own catalog relations (duckdb_views, pg_class …)
+    hidden_functions: frozenset[str] = frozenset()  # the session's internal functions (the masking hash)
+
+
+def prove_reads(sql: str, exposed: Exposed) -> tuple[str, ...]:
+    """The relations ``sql`` reads, by DuckDB's own parse tree; :class:`QueryRefused` unless every table
+    reference provably resolves to an exposed relation and nothing else reads data, files or settings."""
+    import json
+
+    import duckdb
+
+    with _parser_lock:
+        global _parser
+        if _parser is None:
+            _parser = duckdb.connect(":memory:")
+        try:
+            raw = _parser.execute("select json_serialize_sql(?)", [sql]).fetchone()[0]
+        except duckdb.Error as exc:
+            raise QueryRefused(f"not valid SQL: {str(exc).splitlines()[0]}") from None
+    tree = json.loads(raw)
+    if tree.get("error"):
+        message = str(tree.get("error_message") or "DuckDB cannot analyse it")
+        raise QueryRefused(f"the query cannot be proven to read only masked data ({message.splitlines()[0]})",
+                           "PIVOT statements and other constructs DuckDB cannot analyse are refused; "
+                           "write it as a plain SELECT (conditional aggregates instead of PIVOT)")
+    statements = tree.get("statements") or []
+    if len(statements) != 1:
+        raise QueryRefused(f"{len(statements)} statements; the console runs exactly one")
+    by_name: dict[str, list[str]] = {}
+    for key in exposed.relations:
+        by_name.setdefault(key.split(".", 1)[1], []).append(key)
+    ctes: set[str] = set()
+    _collect_ctes(statements, ctes)
+    shadowing = ctes & exposed.reserved
+    if shadowing:
+        raise QueryRefused(f"the CTE name {sorted(shadowing)[0]} is a name of DuckDB's own catalog",
+                           "name the CTE differently")
+    read: set[str] = set()
+    _walk(statements, exposed, by_name, ctes, read)
+    return tuple(sorted(read))
+
+
+def _collect_ctes(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            for entry in cte_map.get("map") or []:
+                found.add(str(entry.get("key", "")).lower())
+        for value in node.values():
+            _collect_ctes(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_ctes(value, found)
+
+
+def _walk(node: Any, exposed: Exposed, by_name: Mapping[str, list[str]], ctes: set[str], read: set[str]) -> None:
+    if isinstance(node, list):
+        for value in node:
+            _walk(value, exposed, by_name, ctes, read)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if "class" in node:  # an expression
+        if node.get("class") == "FUNCTION" or kind == "FUNCTION":
+            _check_function(node, exposed)
+    elif "modifiers" in node:  # a query node
+        if kind not in _QUERY_NODES:
+            raise QueryRefused(f"a {str(kind).lower()} query cannot be proven to read only masked data")
+    elif "sample" in node and isinstance(kind, str):  # a table reference
+        if kind == "BASE_TABLE":
+            read.update(_base_table(node, exposed, by_name, ctes))
+        elif kind == "TABLE_FUNCTION":
+            function = node.get("function") or {}
+            name = str(function.get("function_name", "")).lower()
+            if name not in SAFE_TABLE_FUNCTIONS or function.get("catalog") or function.get("schema"):
+                raise QueryRefused(f"the table function {name}() is not allowed: it may read files, URLs or "
+                                   "settings", "the console reads the project's assets only")
+        elif kind == "SHOW_REF":
+            if node.get("table_name"):
+                raise QueryRefused("SUMMARIZE/DESCRIBE of a table name is not allowed",
+                                   "write `summarize select * from warehouse.x` instead")
+        elif kind not in _PLAIN_REFS:
+            raise QueryRefused(f"a {kind.lower()} table reference cannot be proven to read only masked data")
+    for value in node.values():
+        _walk(value, exposed, by_name, ctes, read)
+
+
+def _check_function(node: Mapping[str, Any], exposed: Exposed) -> None:
+    name = str(node.get("function_name", "")).lower()
+    catalog, schema = str(node.get("catalog") or ""), str(node.get("schema") or "").lower()
+    if catalog or schema not in ("", "main"):
+        raise QueryRefused(f"{'.'.join(p for p in (catalog, schema, name) if p)}() names another database or "
+                           "schema", "the console calls DuckDB's built-in functions only")
+    if (name in BLOCKED_FUNCTIONS or name.startswith(BLOCKED_PREFIXES) or name.endswith(BLOCKED_SUFFIXES)
+            or name in exposed.hidden_functions or name.startswith("__kiban") or name in _SESSION_FUNCTIONS):
+        raise QueryRefused(f"{name}() reads files, other databases or settings",
+                           "the console reads the project's assets only; ask for a lake table instead")
+
+
+# functions that read the session, its variables or its catalog rather than data the query was given
+_SESSION_FUNCTIONS = frozenset({"getvariable", "current_database", "current_catalog", "current_schema",
+                                "current_schemas", "current_query", "sql_auto_complete", "which_secret",
+                                "json_serialize_sql", "json_deserialize_sql", "json_execute_serialized_sql",
+                                "json_serialize_plan"})
+
+
+def _base_table(node: Mapping[str, Any], exposed: Exposed, by_name: Mapping[str, list[str]],
+                ctes: set[str]) -> list[str]:
+    catalog = str(node.get("catalog_name") or "")
+    schema = str(node.get("schema_name") or "").lower()
+    name = str(node.get("table_name") or "").lower()
+    shown = ".".join(p for p in (catalog, schema, name) if p)
+    if catalog:
+        raise QueryRefused(f"{shown} names another database ({catalog}); the console reads the project's assets "
+                           "only")
+    if schema and schema not in SCHEMAS:
+        raise QueryRefused(f"unknown table {shown}", "the console reads the lake, warehouse and mart layers")
+    key = resolve_asset(schema, name, exposed.relations, by_name)
+    if not schema and name in ctes:
+        return [key] if key else []
+    if key is None:
+        raise QueryRefused(f"unknown table {shown}", "the console reads the project's assets only")
+    return [key]
 
 
 def _function_name(node: exp.Func) -> str:

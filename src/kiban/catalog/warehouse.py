@@ -1,18 +1,22 @@
-"""Reading the warehouse for the catalog: a read-only, sandboxed DuckDB connection, published columns.
+"""Reading the warehouse for the catalog: read-only, sandboxed DuckDB sessions that never block a run.
 
-The connection is opened read-only (writes are impossible whatever the SQL says), with file access
-limited to the lake folder (the lake views read their Parquet files from there), extensions never
-installed or loaded, and the configuration locked so no query can loosen any of that. It is opened
-per use and closed at once: DuckDB lets no run write the file while a reader holds it.
+Every reader gets its own in-memory DuckDB in which the warehouse is ATTACHed ``READ_ONLY``: for a DuckDB
+warehouse its snapshot (``kiban.duckdb.snapshot``, published by the writer when it closes the file, see
+:mod:`kiban.engines.duckdb_snapshot`), so a reader never holds the file a run writes; for a PostgreSQL
+warehouse the database itself through the packaged postgres extension (``READ ONLY`` transactions; MVCC
+readers never block writers there). The session is then locked: no file access but the lake folder (the
+lake views read their Parquet files), extensions never installed or loaded, the configuration locked so no
+query can loosen any of that.
 
-A PostgreSQL warehouse is read the same way: an in-memory DuckDB attaches it READ_ONLY through the packaged
-postgres extension (which reads in ``READ ONLY`` transactions), then locks itself down with no file access at
-all. So the console speaks one SQL dialect, and its safety checks hold, whichever engine built the tables.
+:func:`open_readonly` is for kiban's own readers (published columns, profiles, PII suggestions): the source
+is the session's default catalog. People's queries get a *masked* session instead
+(:mod:`kiban.catalog.masking`), where the source sits under an internal alias no query may name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,89 +45,113 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_OPENING = threading.Lock()  # connections of one process to one file share a DuckDB instance: set up one at a time
+def is_postgres(project: Project) -> bool:
+    return project.warehouse_url.startswith(("postgresql://", "postgres://"))
+
+
+_COPYING = threading.Lock()  # one process makes a missing snapshot once, not once per thread
+
+
+def source_file(project: Project) -> Path:
+    """The file readers attach: the snapshot of the warehouse (made now when it is missing or stale and no
+    writer holds the live file; a writer holding it means the last snapshot is the current truth)."""
+    import duckdb
+
+    from kiban.engines.duckdb_snapshot import copy_for_readers, current, snapshot_path
+
+    path = warehouse_path(project)
+    if not path.exists():
+        raise NothingPublished(f"nothing is published yet: {path} does not exist", "build it with `kiban run`")
+    snapshot = snapshot_path(path)
+    if current(path):
+        return snapshot
+    with _COPYING:
+        if current(path):
+            return snapshot
+        try:
+            return copy_for_readers(path)
+        except duckdb.Error as exc:
+            if snapshot.exists():
+                return snapshot  # a run is writing: its close publishes the next snapshot
+            text = str(exc).lower()
+            if "lock" in text or "different configuration" in text:
+                raise ConfigError(f"the warehouse {path.name} is being written (a run holds it) and has no "
+                                  "snapshot for readers yet", "try again when the run has finished") from None
+            raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
+
+
+def new_session() -> Any:
+    """An empty in-memory DuckDB that never installs or loads an extension by itself."""
+    import duckdb
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    with contextlib.suppress(duckdb.Error):  # the Python client's scans of local variables: never
+        con.execute("set python_enable_replacements = false")
+    return con
+
+
+def attach_source(con: Any, project: Project, alias: str) -> None:
+    """ATTACH the warehouse READ_ONLY under ``alias`` (the DuckDB snapshot, or PostgreSQL)."""
+    import duckdb
+
+    if is_postgres(project):
+        from kiban.collect.connectors.database import extension_file
+
+        extension = extension_file("postgres")
+        if extension is None:
+            raise ConfigError("reading a PostgreSQL warehouse needs DuckDB's postgres extension",
+                              "pip install 'kiban[postgres]'")
+        url = project.warehouse_url
+        try:
+            con.execute(f"load {_sql_literal(str(extension))}")
+            con.execute(f"attach {_sql_literal(url)} as {alias} (type postgres, read_only)")
+        except duckdb.Error as exc:
+            text = str(exc).splitlines()[0].replace(url, "<warehouse url>")
+            raise ConfigError(f"cannot open the PostgreSQL warehouse: {text}") from None
+        return
+    path = source_file(project)
+    try:
+        con.execute(f"attach {_sql_literal(str(path))} as {alias} (read_only)")
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
+
+
+def lock_down(con: Any, project: Project, *, search_path: str, memory_limit: str | None = None,
+              threads: int | None = None) -> None:
+    """No file access but the lake folder, no spilling, bounded memory and threads, configuration locked."""
+    allowed = [] if is_postgres(project) else [str(project.lake_dir) + "/"]
+    settings = [f"set search_path = {_sql_literal(search_path)}",
+                f"set allowed_directories = [{', '.join(_sql_literal(a) for a in allowed)}]"]
+    if memory_limit:
+        settings.append(f"set memory_limit = {_sql_literal(memory_limit)}")
+        settings.append("set temp_directory = ''")  # a query past its memory fails; it never fills the disk
+    if threads:
+        settings.append(f"set threads = {int(threads)}")
+    settings += ["set enable_external_access = false", "set lock_configuration = true"]
+    con.execute("; ".join(settings))
+
+
+def source_alias() -> str:
+    """An internal, unguessable catalog name for the attached warehouse."""
+    return f"__kiban_src_{secrets.token_hex(8)}"
 
 
 @contextlib.contextmanager
 def open_readonly(project: Project) -> Iterator[Any]:
-    """A read-only connection to the warehouse that can read nothing outside it but the lake folder."""
-    if project.warehouse_url.startswith(("postgresql://", "postgres://")):
-        con = _attach_postgres(project.warehouse_url)
-        try:
-            yield con
-        finally:
-            con.close()
-        return
-    path = warehouse_path(project)
-    if not path.exists():
-        raise NothingPublished(f"nothing is published yet: {path} does not exist", "build it with `kiban run`")
-    with _OPENING:
-        con = _connect(path)
-        try:
-            _sandbox(con, project, path)
-        except BaseException:
-            con.close()
-            raise
+    """A read-only session over the warehouse (kiban's own readers) that can read nothing else but the lake."""
+    con = new_session()
+    try:
+        alias = "warehouse_db" if is_postgres(project) else source_alias()
+        attach_source(con, project, alias)
+        con.execute(f"use {alias}")
+        lock_down(con, project, search_path=",".join(f"{alias}.{s}" for s in ("mart", "warehouse", "lake")))
+    except BaseException:
+        con.close()
+        raise
     try:
         yield con
     finally:
         con.close()
-
-
-def _connect(path: Path) -> Any:
-    import duckdb
-
-    try:
-        return duckdb.connect(str(path), read_only=True, config={
-            "autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    except duckdb.Error as exc:
-        text = str(exc).lower()
-        if "lock" in text or "different configuration" in text:
-            raise ConfigError(f"the warehouse {path.name} is being written (a run holds it)",
-                              "try again when the run has finished") from None
-        raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
-
-
-def _attach_postgres(url: str) -> Any:
-    """An in-memory DuckDB with the PostgreSQL warehouse attached read-only as its default catalog, locked."""
-    import duckdb
-
-    from kiban.collect.connectors.database import extension_file
-
-    extension = extension_file("postgres")
-    if extension is None:
-        raise ConfigError("reading a PostgreSQL warehouse needs DuckDB's postgres extension",
-                          "pip install 'kiban[postgres]'")
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    try:
-        con.execute(f"load {_sql_literal(str(extension))}")
-        con.execute(f"attach {_sql_literal(url)} as warehouse_db (type postgres, read_only)")
-    except duckdb.Error as exc:
-        con.close()
-        text = str(exc).splitlines()[0].replace(url, "<warehouse url>")
-        raise ConfigError(f"cannot open the PostgreSQL warehouse: {text}") from None
-    con.execute("use warehouse_db; set search_path = 'warehouse_db.mart,warehouse_db.warehouse,warehouse_db.lake'; "
-                "set enable_external_access = false; set lock_configuration = true")
-    return con
-
-
-def _sandbox(con: Any, project: Project, path: Path) -> None:
-    lake = str(project.lake_dir) + "/"
-    # bare table names resolve like the graph does (the checker refused ambiguous ones); a session setting
-    search_path = "set search_path = 'mart,warehouse,lake,main'"
-    locked, external, allowed = con.execute(
-        "select current_setting('lock_configuration'), current_setting('enable_external_access'), "
-        "current_setting('allowed_directories')").fetchone()
-    if not locked:  # one round trip
-        con.execute(f"set allowed_directories = [{_sql_literal(lake)}]; {search_path}; "
-                    "set enable_external_access = false; set lock_configuration = true")
-    elif external or lake not in (allowed or []):
-        raise ConfigError(f"the warehouse {path.name} is open in this process without the console's sandbox",
-                          "try again in a moment")
-    else:
-        # another connection of this process shares the database instance (DuckDB keeps one per file) and has
-        # already locked it down as above: those global settings hold for this connection too
-        con.execute(search_path)
 
 
 def published_columns(project: Project) -> dict[str, list[tuple[str, str]]]:

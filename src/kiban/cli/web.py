@@ -78,6 +78,9 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS; cookies are Secure.")] = None,
     key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for --cert.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-For/-Proto headers are believed "
+        "(repeatable). Without it no client's forwarding headers are believed: the address is the peer's.")] = None,
 ) -> None:
     """The web console and HTTP API (/api/v1, described at /openapi.json) for this project."""
     need_web_extra("serve")
@@ -102,7 +105,23 @@ def serve(
         console.print("[yellow]no users yet:[/] add one with [bold]kiban users add NAME --role admin[/]")
     # live pages hold an event stream open: on Ctrl-C, give answers 3 s to finish, then close the streams
     uvicorn.run(application, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key,
-                timeout_graceful_shutdown=3)
+                timeout_graceful_shutdown=3, **proxy_options(trusted_proxy or []))
+
+
+def proxy_options(trusted: list[str]) -> dict[str, Any]:
+    """uvicorn's forwarding settings: off unless proxies are named (uvicorn's own default believes 127.0.0.1,
+    so any local client could forge its address in the sign-in throttle and the audit log)."""
+    from kiban.errors import UsageError
+
+    for address in trusted:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise UsageError(f"--trusted-proxy {address} is not an IP address or network",
+                             "for example --trusted-proxy 10.0.0.5") from None
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(trusted)}
 
 
 @users_app.command("add")

@@ -83,12 +83,19 @@ def export(found: list[QuarantinedRow], target: Path) -> int:
     """Write rows to a CSV or Parquet file (by the target's suffix); returns how many."""
     if target.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"cannot export to {target.name}", "name a .csv or .parquet file")
-    table = pa.Table.from_pylist([r.__dict__ for r in found], schema=pa.schema([
+    csv_file = target.suffix.lower() == ".csv"
+    if csv_file:  # refused rows are what a source sent: in a spreadsheet none of it may become a formula
+        from kiban.spreadsheets import inert
+
+        records = [{k: inert(v) for k, v in r.__dict__.items()} for r in found]
+    else:
+        records = [r.__dict__ for r in found]
+    table = pa.Table.from_pylist(records, schema=pa.schema([
         ("asset", pa.string()), ("load_id", pa.string()), ("row_number", pa.int64()), ("location", pa.string()),
         ("file", pa.string()), ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),
         ("reason", pa.string()), ("replayed", pa.bool_())]))
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix.lower() == ".csv":
+    if csv_file:
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(table, target)

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from kiban.engines import duckdb_partitions as partitions
+from kiban.engines import duckdb_snapshot as snapshots
 from kiban.engines.base import (
     COLLECTED_VERSION,
     EMPTY_LAKE,
@@ -85,7 +86,7 @@ class DuckDBEngine:
                     f"'{Path(path).stem}' schema", "name the file differently, e.g. duckdb:///kiban.duckdb")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(path)
+            self.con = snapshots.connect_writer(path) if path != ":memory:" else duckdb.connect(path)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise ConfigError(f"the warehouse {path} is open in another program",
@@ -105,7 +106,14 @@ class DuckDBEngine:
         return DuckDBSession(cursor)
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        if self.path != ":memory:":  # readers (the console, profiles) read this copy: they never block a run
+            snapshots.publish_snapshot(self.con, self.path)
         self.con.close()
+        if self.path != ":memory:":
+            snapshots.private(self.path)
 
     @staticmethod
     def retryable(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ import os
 import re
 import zoneinfo
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -142,12 +142,21 @@ class ChannelConfig(_Strict):
         return self
 
 
+class PiiConfig(_Strict):
+    """How the console masks a personal column for people without clearance: ``redact`` (one constant for
+    every value: nothing, not even equality, is learnt) or ``hash`` (a keyed hash: equal values stay equal,
+    so joins and counts of distinct people work; declare it only where that is intended)."""
+
+    mask: Literal["redact", "hash"] = "redact"
+
+
 class ColumnConfig(_Strict):
     """One documented column of a model: what it means, its type for a contract, the checks on it."""
 
     name: str
     description: str = ""
     tags: tuple[str, ...] = ()
+    pii: PiiConfig | None = None  # `pii: {mask: hash}`; implies the tag pii
     type: str | None = None  # the declared type, enforced by a `contract` check
     checks: tuple[ColumnCheck, ...] = ()
 
@@ -155,6 +164,17 @@ class ColumnConfig(_Strict):
     @classmethod
     def _type(cls, value: str | None) -> str | None:
         return check_type(value)
+
+    @field_validator("pii", mode="before")
+    @classmethod
+    def _pii(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
+
+    @model_validator(mode="after")
+    def _pii_tag(self) -> ColumnConfig:
+        if self.pii is not None and "pii" not in self.tags:
+            object.__setattr__(self, "tags", (*self.tags, "pii"))  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _own_column(self) -> ColumnConfig:

@@ -6,6 +6,7 @@ Alembic; opening a store that is already at the newest revision does not import 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -291,7 +292,12 @@ class Store:
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the store holds users, sessions and the audit log: private to its owner from its first byte (SQLite
+        # takes an empty file as a new database, and gives its WAL and shared-memory files the same mode)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):

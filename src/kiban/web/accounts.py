@@ -109,6 +109,7 @@ class Accounts:
             conn.execute(users.update().where(users.c.name == name).values(
                 password_hash=_hasher().hash(password), updated_at=utcnow()))
             conn.execute(sessions.delete().where(sessions.c.user_name == name))  # sign out everywhere
+            conn.execute(api_tokens.delete().where(api_tokens.c.user_name == name))  # tokens made with the old one
 
     def set_role(self, name: str, role: str) -> None:
         self.require(name)
@@ -141,23 +142,23 @@ class Accounts:
 
     # -- signing in ---------------------------------------------------------------------------
     def authenticate(self, name: str, password: str, ip: str, now: datetime | None = None) -> User | None:
-        """The user if the password is right. Raises ThrottledError while this user+address is backing off."""
+        """The user if the password is right. Raises ThrottledError while this user+address is backing off.
+
+        The attempt is counted *before* the (slow) password check, in one write transaction: parallel
+        attempts are serialised there, so no more than ``FREE_FAILURES`` wrong passwords are ever evaluated
+        before the backoff starts, however many arrive at once. A right password clears the count."""
         now = now or utcnow()
         key = name[:100]
+        self._reserve(key, ip, now)
         with self.reader.engine.connect() as conn:
-            blocked = conn.execute(sa.select(login_failures.c.blocked_until).where(
-                login_failures.c.user_name == key, login_failures.c.ip == ip)).scalar()
             row = conn.execute(sa.select(users.c.name, users.c.role, users.c.created_at, users.c.password_hash)
                                .where(users.c.name == name)).first()
-        if blocked is not None and blocked > now:
-            raise ThrottledError((blocked - now).total_seconds())
         ok = self._verify(row.password_hash if row else None, password)
         if ok and row is not None:
-            with self.store.engine.begin() as conn:
+            with self.store._tx() as conn:
                 conn.execute(login_failures.delete().where(login_failures.c.user_name == key,
                                                            login_failures.c.ip == ip))
             return User(row.name, row.role, row.created_at)
-        self._failed(key, ip, now)
         return None
 
     def _verify(self, stored: str | None, password: str) -> bool:
@@ -172,15 +173,18 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             return False
 
-    def _failed(self, name: str, ip: str, now: datetime) -> None:
-        with self.store.engine.begin() as conn:
-            count = conn.execute(sa.select(login_failures.c.failures).where(
-                login_failures.c.user_name == name, login_failures.c.ip == ip)).scalar()
-            failures = (count or 0) + 1
-            over = failures - FREE_FAILURES
+    def _reserve(self, name: str, ip: str, now: datetime) -> None:
+        """Count one attempt of ``name`` from ``ip`` unless it is backing off (then ThrottledError)."""
+        with self.store._tx() as conn:
+            row = conn.execute(sa.select(login_failures.c.failures, login_failures.c.blocked_until).where(
+                login_failures.c.user_name == name, login_failures.c.ip == ip).with_for_update()).first()
+            if row is not None and row.blocked_until > now:
+                raise ThrottledError((row.blocked_until - now).total_seconds())
+            failures = (row.failures if row is not None else 0) + 1
+            over = failures - FREE_FAILURES + 1  # the attempt that uses the last free one starts the backoff
             wait = min(timedelta(seconds=2 ** (over - 1)), MAX_BACKOFF) if over > 0 else timedelta(0)
             values = {"failures": failures, "last_failed_at": now, "blocked_until": now + wait}
-            if count is None:
+            if row is None:
                 conn.execute(login_failures.insert().values(user_name=name, ip=ip, **values))
             else:
                 conn.execute(login_failures.update().where(login_failures.c.user_name == name,

@@ -65,8 +65,9 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     app.state.live = {"poll": live.POLL, "heartbeat": live.HEARTBEAT, "lifetime": live.LIFETIME, "clients": 0}
 
     @app.get("/health", response_model=Health, tags=["health"])
-    def health() -> Health:
-        """Whether the server answers (no sign-in needed, tells nothing about the data)."""
+    async def health() -> Health:
+        """Whether the server answers (no sign-in needed, tells nothing about the data). On the event loop
+        itself: it never queues behind console queries in the thread pool."""
         return Health(status="ok")
 
     app.include_router(api.router)
@@ -120,10 +121,17 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 
 async def _kiban_error(request: Request, exc: Exception) -> Response:
+    from kiban.catalog.console import ConsoleBusy
+
     message = str(exc)
+    busy = isinstance(exc, ConsoleBusy)
+    status, headers = (429, {"Retry-After": "2"}) if busy else (400, None)
     if wants_json(request):
-        return JSONResponse({"detail": message}, status_code=400)
-    return render(request, "error.html", 400, title="That did not work", message=message)
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    response = render(request, "error.html", status, title="Busy, try again" if busy else "That did not work",
+                      message=message)
+    response.headers.update(headers or {})
+    return response
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -138,6 +146,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     from fastapi.encoders import jsonable_encoder
 
     if wants_json(request) or request.state.user is None:
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        # where, what and why — never the value sent back (it may be anything: inf, a huge text, a secret)
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
     fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) or "input" for e in exc.errors())
     return render(request, "error.html", 422, title="Please check the form", message=f"not valid: {fields}")

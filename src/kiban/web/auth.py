@@ -5,7 +5,9 @@
 * Every state-changing route depends on ``need(role)``. It refuses a user below ``role`` and, for a request
   authenticated by cookie, one without the session's CSRF token (form field ``csrf`` or header
   ``X-CSRF-Token``). Bearer requests carry no cookie, so they cannot be forged cross-site.
-* Refusals of state-changing requests are written to the audit log.
+* Refusals are written to the audit log: every request refused for its role (pages included), every
+  state-changing request refused for want of sign-in or CSRF, every wrong API token.
+* Every answer carries the security headers, the middleware's own 401 and 303 included.
 """
 
 from __future__ import annotations
@@ -61,11 +63,21 @@ async def authenticate(request: Request, call_next: Callable[[Request], Awaitabl
         request.state.user, request.state.via, request.state.csrf = found
     elif not is_public(request.url.path):
         if wants_json(request) or request.method not in SAFE_METHODS:
-            return JSONResponse({"detail": "not signed in: sign in, or send an API token as 'Authorization: Bearer'"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            if request.method not in SAFE_METHODS or header:  # a refused action, or a wrong token: audited
+                await run_in_threadpool(accounts.audit, None, f"{request.method} {request.url.path}", None,
+                                        client_ip(request), "denied", "not signed in")
+            refused: Response = JSONResponse(
+                {"detail": "not signed in: sign in, or send an API token as 'Authorization: Bearer'"},
+                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return secured(refused, started, signed_in=False)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
+        return secured(RedirectResponse(f"/login?next={_quote(target)}", status_code=303), started, signed_in=False)
     response = await call_next(request)
+    return secured(response, started, signed_in=found is not None)
+
+
+def secured(response: Response, started: float, *, signed_in: bool) -> Response:
+    """Every answer, the middleware's own refusals included, carries the security headers."""
     # the server's own time for this answer (sign-in check included), for browsers' dev tools and bench/web.py
     response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -74,7 +86,7 @@ async def authenticate(request: Request, call_next: Callable[[Request], Awaitabl
     response.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                 "frame-ancestors 'none'; form-action 'self'")
-    if found is not None:
+    if signed_in:
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -104,10 +116,9 @@ def need(role: str) -> Callable[[Request], Awaitable[User]]:
                 await run_in_threadpool(accounts.audit, user.name, action, None, client_ip(request), "denied",
                                         "CSRF token missing or wrong")
                 raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page and try again")
-        if not user.can(role):
-            if request.method not in SAFE_METHODS:
-                await run_in_threadpool(accounts.audit, user.name, action, None, client_ip(request), "denied",
-                                        f"needs role {role}, has {user.role}")
+        if not user.can(role):  # a refused action or a refused page view: both audited
+            await run_in_threadpool(accounts.audit, user.name, action, None, client_ip(request), "denied",
+                                    f"needs role {role}, has {user.role}")
             raise HTTPException(403, f"this needs the {role} role; you are signed in as {user.name} ({user.role})")
         return user
 

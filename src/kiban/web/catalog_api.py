@@ -51,7 +51,12 @@ async def run_audited(request: Request, user: User, action: str, target: str, ca
     try:
         result = await run_in_threadpool(call, *args)
     except KibanError as exc:
-        await run_in_threadpool(audit, request, user, action, target[:500], "failed", exc.message)
+        from kiban.catalog.console import QueryFailed
+
+        # an engine's message may quote a data value: the audit log keeps the SQL and the outcome only
+        reason = "the engine refused the query (its message is in the query history)" \
+            if isinstance(exc, QueryFailed) else exc.message
+        await run_in_threadpool(audit, request, user, action, target[:500], "failed", reason)
         raise
     detail = f"query #{result.query_id}" if getattr(result, "query_id", None) else None
     await run_in_threadpool(audit, request, user, action, target[:500], "ok", detail)

@@ -15,8 +15,10 @@ Example ``sources/partner.yml``::
         cursor: updated_at
         since_param: updated_since
 
-Secrets (``env:NAME`` in ``auth``, ``headers`` or ``base_url``) are read from the environment when a load
-starts and are replaced by ``***`` in every message this module makes.
+Secrets (``env:NAME`` in ``auth``, ``headers``, ``params`` or ``base_url``) are read from the environment when a
+load starts and are replaced by ``***`` in every message this module makes; so are literal values of headers and
+parameters with a secret-looking name (``access_token``, ``client_secret``, ``X-API-Key`` …), and anything that
+looks like ``key=value`` or ``"key": "value"`` for such a name in what a server answers.
 
 Nested values: a record's scalar values keep their JSON type (bool, integer, float, text); objects and
 arrays are kept as JSON text (``nested: json``, the default), or objects are flattened one level into
@@ -140,7 +142,13 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
         headers[options.auth.header] = _expand(ctx, options.auth.value, "auth.value", secrets)
     base = _expand(ctx, options.base_url or ctx.url or "", "base_url", secrets)
     url = options.path if options.path.startswith(("http://", "https://")) else _join(base, options.path)
-    params: dict[str, Any] = dict(options.params)
+    params: dict[str, Any] = {name: _expand(ctx, value, f"params.{name}", secrets) if isinstance(value, str) else value
+                              for name, value in options.params.items()}
+    # values written in the config under a secret-looking name are secrets too, env: or not
+    from kiban.collect.secrets import SECRET_KEY
+
+    secrets.extend(str(v) for k, v in [*params.items(), *headers.items()]
+                   if SECRET_KEY.search(k) and isinstance(v, str) and len(v) >= 4)
     if ctx.since is not None and options.since_param:
         params[options.since_param] = _since_text(ctx.since, options.since_format)
 
@@ -360,7 +368,8 @@ class _Fetcher:
 
     def _secret_sources(self) -> list[str]:
         options = self.options
-        texts = [*options.headers.values(), options.base_url or ""]
+        texts = [*options.headers.values(), *(v for v in options.params.values() if isinstance(v, str)),
+                 options.base_url or ""]
         if options.auth is not None:
             texts.append(options.auth.value)
         return texts
@@ -369,10 +378,9 @@ class _Fetcher:
         return self._clean(url.split("?", 1)[0])
 
     def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return self.ctx.redact(text)
+        from kiban.collect.secrets import scrub
+
+        return self.ctx.redact(scrub(text, self.secrets))
 
 
 def retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:

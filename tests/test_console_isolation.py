@@ -1,0 +1,152 @@
+"""The console neither leaks through derived lake views nor stalls the platform: a run succeeds, with the same
+duration, while console queries run; /health answers at once; too many queries are told "busy"."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryTimeout
+from kiban.catalog.profile import load_profiles, profile_assets
+from kiban.catalog.usage import Actor
+from kiban.project import load_project
+from kiban.run import RunOptions, run_project
+from kiban.store import Store
+
+VISITORS = """type: files
+tables:
+  visitors:
+    path: data/visitors.csv
+    primary_key: [id]
+    columns:
+      - {name: id, type: INTEGER}
+      - {name: email, type: VARCHAR, tags: [pii]}
+      - {name: city, type: VARCHAR}
+"""
+
+
+@pytest.fixture
+def collected(make_project):
+    root = make_project({"sources/web.yml": VISITORS,
+                         "models/mart/cities.sql": "select city, count(*) as n from lake.web_visitors_latest "
+                                                   "group by city"})
+    (root / "data").mkdir()
+    (root / "data" / "visitors.csv").write_text(
+        "id,email,city\n" + "".join(f"{i},visitor{i}@example.com,{'Tokyo' if i % 2 else 'Osaka'}\n"
+                                    for i in range(1, 31)))
+    project = load_project(root)
+    assert run_project(project, RunOptions()).ok
+    return project
+
+
+def test_derived_lake_views_are_masked_and_never_profiled_in_clear(collected):
+    store = Store(collected.state_url)
+    try:
+        console = QueryConsole(collected, store)
+        for view in ("lake.web_visitors", "lake.web_visitors_latest"):
+            rows = console.run(f"select email, min(email) over () from {view}", Actor("ann")).rows
+            assert rows and "@example" not in repr(rows), view
+        profile_assets(collected, store)
+        stored = load_profiles(store, collected.name)
+        assert "lake.web_visitors_latest" in stored
+        assert "@example" not in json.dumps({k: [(p.min_value, p.max_value, p.examples) for p in v]
+                                             for k, v in stored.items()}, default=str)
+    finally:
+        store.close()
+
+
+def test_a_run_succeeds_without_waiting_while_long_console_queries_read(collected):
+    """Readers never block writers: three queries hold the warehouse for seconds; a full rebuild meanwhile
+    neither fails nor waits for them (it takes about as long as on an idle machine)."""
+    console = QueryConsole(collected, max_running=3)
+    started = time.perf_counter()
+    assert run_project(collected, RunOptions(full_refresh=True)).ok
+    idle = time.perf_counter() - started
+    outcomes: list[str] = []
+
+    def long_query(n: int) -> None:
+        try:
+            console.run("select count(*) from mart.cities, lake.web_visitors_latest, range(2000000000)",
+                        Actor(f"reader{n}"), timeout=6)
+            outcomes.append("finished")
+        except QueryTimeout:
+            outcomes.append("timeout")
+
+    readers = [threading.Thread(target=long_query, args=(n,)) for n in range(3)]
+    for reader in readers:
+        reader.start()
+    time.sleep(1.0)  # the queries are running and hold their sessions
+    started = time.perf_counter()
+    result = run_project(collected, RunOptions(full_refresh=True))
+    busy = time.perf_counter() - started
+    assert result.ok, result
+    assert all(reader.is_alive() for reader in readers), "the queries should still be running"
+    for reader in readers:
+        reader.join()
+    assert outcomes == ["timeout"] * 3
+    assert busy < max(3 * idle, idle + 3.0), (idle, busy)  # it did not wait for the readers (6 s)
+    # and the readers now see what the run published
+    assert console.run("select count(*) from mart.cities", Actor("ann")).rows == [(2,)]
+
+
+def test_too_many_queries_at_once_are_told_busy_at_once(collected):
+    console = QueryConsole(collected, max_running=2, max_per_user=1)
+    holding = threading.Event()
+    done: list[str] = []
+
+    def slow(user: str) -> None:
+        holding.set()
+        try:
+            console.run("select count(*) from mart.cities, range(2000000000)", Actor(user), timeout=3)
+        except QueryTimeout:
+            done.append(user)
+
+    first = threading.Thread(target=slow, args=("ann",))
+    first.start()
+    holding.wait()
+    time.sleep(0.5)
+    started = time.perf_counter()
+    with pytest.raises(ConsoleBusy, match="already has 1 queries running"):
+        console.run("select 1", Actor("ann"))
+    second = threading.Thread(target=slow, args=("bob",))
+    second.start()
+    time.sleep(0.5)
+    with pytest.raises(ConsoleBusy, match="busy"):
+        console.run("select 1", Actor("carol"))
+    assert time.perf_counter() - started < 2.0  # answered at once, never queued
+    first.join()
+    second.join()
+    assert sorted(done) == ["ann", "bob"]
+    assert console.run("select 1 as one", Actor("carol")).rows == [(1,)]
+
+
+def test_the_writer_publishes_a_private_current_snapshot_and_clears_leftovers(tmp_path):
+    import duckdb
+
+    from kiban.engines.duckdb import DuckDBEngine
+    from kiban.engines.duckdb_snapshot import current, snapshot_path
+
+    path = tmp_path / "w.duckdb"
+    leftover = tmp_path / "w.duckdb.snapshot.999999999-1.tmp"  # a writer killed mid-copy
+    leftover.write_bytes(b"half")
+    engine = DuckDBEngine(str(path))
+    engine.con.execute("create table t as select 42 as a")
+    engine.close()
+    snapshot = snapshot_path(path)
+    assert current(path) and not leftover.exists()
+    assert (snapshot.stat().st_mode & 0o777) == 0o600 and (path.stat().st_mode & 0o777) == 0o600
+    reader = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        assert reader.execute("select a from t").fetchall() == [(42,)]
+        writer = DuckDBEngine(str(path))  # a reader of the snapshot never holds the live file
+        writer.con.execute("insert into t values (7)")
+        writer.close()
+        assert reader.execute("select count(*) from t").fetchall() == [(1,)]  # still its own version
+    finally:
+        reader.close()
+    fresh = duckdb.connect(str(snapshot), read_only=True)
+    assert fresh.execute("select count(*) from t").fetchall() == [(2,)]
+    fresh.close()
