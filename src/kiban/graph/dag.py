@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
-from kiban.graph.sqlrefs import SqlCache, TableRef
+from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 
 # which layers each layer may read, and why
@@ -161,5 +161,5 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         where = Location(first.path, closing.line, closing.column) if closing else Location(first.path)
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
-    cache.save(live_keys={a.sql_hash for a in project.assets.values() if a.sql is not None})
+    cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
     return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order)
