@@ -173,6 +173,18 @@ def test_a_computed_query_table_argument_is_refused_with_its_place(make_project:
     assert "m.sql:2:" in str(err.value) and "query_table" in str(err.value)
 
 
+def test_sql_neither_parser_can_read_whole_is_refused_with_a_way_out(make_project: Any) -> None:
+    # SQLGlot cannot parse ORDER BY after a PIVOT's GROUP BY; DuckDB splits a PIVOT without IN in two
+    root = make_project({"models/mart/m.sql": "pivot lake.a on m using sum(v) group by k order by k"},
+                        lake={"a": None})
+    with pytest.raises(ProjectError) as err:
+        build_graph(load_project(root))
+    assert "m.sql:1:" in str(err.value) and "IN list" in str(err.value)
+    # with an IN list DuckDB reads it as one statement, and decides
+    (root / "models/mart/m.sql").write_text("pivot lake.a on m in ('x') using sum(v) group by k order by k")
+    assert build_graph(load_project(root)).deps["mart.m"] == ("lake.a",)
+
+
 def test_a_name_that_is_no_asset_is_refused_with_its_place(make_project: Any) -> None:
     root = make_project({"models/mart/m.sql": "select *\nfrom (pivot lake.nope on m using sum(v)) p"},
                         lake={"a": None})

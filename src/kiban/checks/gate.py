@@ -11,6 +11,8 @@ Lake tables are not built, so they are not gated here; ``kiban check`` judges th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -76,6 +78,15 @@ class Gate:
 
     def __bool__(self) -> bool:
         return bool(self.suites)
+
+    def judgement(self, key: str) -> str:
+        """A digest of the blocking checks a new version of ``key`` must pass ('' when none): part of its
+        fingerprint, so adding or changing one makes the next run build and judge the model again."""
+        suite = self.suites.get(key)
+        blocking = sorted(
+            json.dumps([c.name, c.kind, c.spec.model_dump(mode="json"), c.target, c.sql], sort_keys=True, default=str)
+            for c in (suite.checks if suite else ()) if c.severity == "error")
+        return hashlib.sha256("\n".join(blocking).encode()).hexdigest() if blocking else ""
 
     @property
     def store(self) -> Store:

@@ -11,6 +11,7 @@ reads what is really there, whatever the state store says.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -22,6 +23,7 @@ import duckdb
 from kiban.engines import duckdb_partitions as partitions
 from kiban.engines.base import (
     COLLECTED_VERSION,
+    DATA_TOKEN,
     EMPTY_LAKE,
     UNREADABLE_LAKE,
     AuditHook,
@@ -273,7 +275,9 @@ class DuckDBEngine:
                         audit: AuditHook | None = None) -> BuildResult:
         """Replace one partition [start, end) of the published incremental table in ONE transaction.
 
-        The table's fingerprint comment stays: the rows are still those of the inputs it names."""
+        The table's fingerprint stays (its code and inputs did not change), but its data did: the published
+        version gets a new data token in the same commit, so every model reading it is rebuilt by the next run
+        (``run.plan``) instead of being called fresh over rows that no longer exist."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
         target = f"{quote(asset.layer)}.{quote(asset.name)}"
@@ -282,6 +286,13 @@ class DuckDBEngine:
             rows = partitions.build_partition(cur, asset, target, start, end)
             if audit:
                 audit(session, target)
+            found = cur.execute("select comment from duckdb_tables() where database_name = current_database() "
+                                "and schema_name = ? and table_name = ?", [asset.layer, asset.name]).fetchone()
+            published = str(found[0] or "") if found else ""
+            if published.startswith(COMMENT_PREFIX):
+                code = published[len(COMMENT_PREFIX):].split(DATA_TOKEN, 1)[0]
+                version = f"{code}{DATA_TOKEN}{secrets.token_hex(8)}"
+                cur.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}")
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):

@@ -57,6 +57,18 @@ def serialize(sql: str) -> dict[str, Any]:
     return dict(json.loads(row[0])) if row else {"error": True, "error_message": "no result"}
 
 
+def normalized(sql: str) -> str:
+    """DuckDB's parse tree of ``sql`` without positions: equal for texts that differ only in comments and layout."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "query_location"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(serialize(sql)), sort_keys=True)
+
+
 def line_col(sql: str, offset: int) -> tuple[int, int]:
     """1-based line and column of a BYTE offset (DuckDB counts UTF-8 bytes)."""
     text = sql.encode()[:offset].decode(errors="ignore")

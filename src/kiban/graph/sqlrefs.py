@@ -75,10 +75,10 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
         first = exc.errors[0] if exc.errors else {}
         message = str(first.get("description") or exc).split(". Line")[0]
         message = message.replace("<Token token_type: TokenType.", "<").split(", line:")[0]
-        raise ProjectError(f"SQL syntax error: {message}",
-                           Location(path, first.get("line"), first.get("col"))) from None
+        error = ProjectError(f"SQL syntax error: {message}", Location(path, first.get("line"), first.get("col")))
+        return _duckdb_only(sql, path, error)
     except sqlglot.errors.TokenError as exc:
-        raise ProjectError(f"SQL syntax error: {exc}", Location(path)) from None
+        return _duckdb_only(sql, path, ProjectError(f"SQL syntax error: {exc}", Location(path)))
     if len(statements) != 1:
         raise ProjectError(f"a model is exactly one SELECT statement; this file has {len(statements)}",
                            Location(path, 1))
@@ -92,6 +92,28 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
     refs = _agreed_refs(sql, path, tree, glot)
     normalized = tree.sql(dialect="duckdb", comments=False)
     return ParsedSql(refs, hashlib.sha256(normalized.encode()).hexdigest())
+
+
+def _duckdb_only(sql: str, path: Path, error: ProjectError) -> ParsedSql:
+    """SQL that DuckDB parses and SQLGlot does not (``pivot … group by … order by …``): DuckDB, which runs
+    it, decides what it reads; its parse tree without positions is the normalised text. Raises ``error``
+    (SQLGlot's message, usually the clearer) when DuckDB cannot parse it either."""
+    from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col, normalized
+
+    try:
+        duck = duckdb_refs(sql, path)
+    except ProjectError:
+        raise error from None
+    except Unserializable:  # a PIVOT without IN that SQLGlot cannot read: nobody can say what it reads
+        raise ProjectError(f"{error.message}; DuckDB reads this PIVOT (it has no IN list) as several "
+                           "statements, so neither parser can tell which tables this model reads",
+                           error.location, "give the PIVOT an IN list (on payment_method in ('card', 'cash')) or "
+                           "wrap it: select * from (pivot …) order by …") from None
+    refs: dict[tuple[str, str], TableRef] = {}
+    for ref in duck:
+        place = line_col(sql, ref.offset) if ref.offset is not None else (1, 1)
+        refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
+    return ParsedSql(tuple(refs.values()), hashlib.sha256(normalized(sql).encode()).hexdigest())
 
 
 def _sqlglot_refs(tree: Any, sql: str) -> dict[tuple[str, str], TableRef]:
