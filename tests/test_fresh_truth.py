@@ -65,8 +65,8 @@ def test_a_pivot_model_is_built_after_what_it_pivots_and_never_fresh_when_it_cha
 
 
 def test_adding_a_failing_blocking_check_makes_the_next_run_judge_the_model(make_project):
-    root = make_project({"models/warehouse/orders.sql": "select id, ['placed', 'shipped'][1 + id % 2] as status "
-                                                         "from lake.raw"}, lake={"raw": "select range as id from range(5)"})
+    orders = "select id, ['placed', 'shipped'][1 + id % 2] as status from lake.raw"
+    root = make_project({"models/warehouse/orders.sql": orders}, lake={"raw": "select range as id from range(5)"})
     assert run(root).status == "success"
     assert run(root).status == "nothing"  # unchanged: fresh
     (root / "models/warehouse/orders.yml").write_text(
