@@ -115,7 +115,7 @@ def test_after_a_backfill_everything_downstream_is_rebuilt_and_equals_a_clean_bu
     assert run(root).status == "success"  # recent days only (lookback): old days still say f=1
     done = run_backfill(load_project(root), BackfillOptions(select=("warehouse.daily",), start="2024-01-01",
                                                             end="2024-02-29"))
-    assert done.status == "success"
+    assert done.status == "success", [(o.start, o.status, o.error) for o in done.outcomes if o.status != "success"]
     after = run(root)
     assert {"mart.totals", "mart.by_day"} <= set(after.plan.build), after.plan.fresh
     assert "warehouse.daily" in after.plan.fresh  # its code and inputs did not change
@@ -123,3 +123,59 @@ def test_after_a_backfill_everything_downstream_is_rebuilt_and_equals_a_clean_bu
     for name in ("warehouse.daily", "mart.totals", "mart.by_day"):
         assert table(root, name) == table(clean, name), name
     assert run(root).status == "nothing"  # and now everything is fresh, truly
+
+
+JAFFLE_SOURCE = """type: files
+tables:
+  raw_orders:
+    path: data/raw_orders_*.csv
+"""
+STG_ORDERS = "select id, user_id, status from lake.jaffle_raw_orders"
+ACCEPTED = "columns:\n  - name: status\n    checks:\n      - accepted_values: [placed, shipped, returned]\n"
+
+
+def jaffle(make_project: Any, materialized: str, checks: str = ACCEPTED) -> Path:
+    return make_project({
+        "sources/jaffle.yml": JAFFLE_SOURCE,
+        "data/raw_orders_1.csv": "id,user_id,status\n1,1,placed\n2,3,shipped\n3,94,returned\n",
+        "models/warehouse/stg_orders.sql": STG_ORDERS,
+        "models/warehouse/stg_orders.yml": f"materialized: {materialized}\n{checks}",
+    })
+
+
+def test_a_view_cannot_be_gated_so_a_blocking_check_on_it_is_refused_before_anything_runs(make_project):
+    import pytest
+
+    from kiban.errors import ProjectError
+
+    root = jaffle(make_project, "view")
+    with pytest.raises(ProjectError) as err:
+        run(root)
+    message = str(err.value)
+    assert "stg_orders.yml:5:" in message and "cannot gate a view" in message and "materialized: table" in message
+    assert not (root / "kiban.duckdb").exists() or "stg_orders" not in str(table_names(root))
+
+
+def table_names(root: Path) -> list[str]:
+    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
+    try:
+        return [r[0] for r in con.execute("select table_name from duckdb_tables() union all "
+                                          "select view_name from duckdb_views() where not internal").fetchall()]
+    finally:
+        con.close()
+
+
+def test_a_gated_table_never_serves_the_row_its_check_refuses(make_project):
+    root = jaffle(make_project, "table")
+    assert run(root).status == "success"
+    (root / "data/raw_orders_2.csv").write_text("id,user_id,status\n4,50,unknown_status\n")
+    refused = run(root)
+    assert refused.status == "failed" and "accepted_values" in (refused.outcomes["warehouse.stg_orders"].error or "")
+    assert [r for r in table(root, "warehouse.stg_orders") if r[2] == "unknown_status"] == []
+    assert len(table(root, "warehouse.stg_orders")) == 3
+
+
+def test_a_view_may_carry_warnings(make_project):
+    warn = "columns:\n  - name: status\n    checks:\n      - {accepted_values: [placed], severity: warn}\n"
+    root = jaffle(make_project, "view", warn)
+    assert run(root).status == "success"

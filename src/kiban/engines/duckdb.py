@@ -195,7 +195,13 @@ class DuckDBEngine:
                 if c and c.startswith(COMMENT_PREFIX)}
 
     def published(self) -> dict[str, str]:
-        return self._comments(*SCHEMAS)
+        """Every published version: its fingerprint, and ``+<token>`` when its data changed since without a
+        rebuild (partitions replaced by a backfill)."""
+        versions = self._comments(*SCHEMAS)
+        for key, token in partitions.data_changes(self.con.cursor()).items():
+            if key in versions:
+                versions[key] = f"{versions[key]}{DATA_TOKEN}{token}"
+        return versions
 
     def _kind(self, schema: str, name: str) -> str | None:
         """'table', 'view' or None: from the catalog read once per run, kept current by publishes."""
@@ -252,6 +258,7 @@ class DuckDBEngine:
             if audit:
                 audit(session, target)  # sees the new version; everyone else still sees the old one
             cur.execute(f"comment on {physical} {target} is {comment}")
+            partitions.clear_data_changes(cur, asset)  # a whole new version: built from what its print names
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -275,8 +282,9 @@ class DuckDBEngine:
                         audit: AuditHook | None = None) -> BuildResult:
         """Replace one partition [start, end) of the published incremental table in ONE transaction.
 
-        The table's fingerprint stays (its code and inputs did not change), but its data did: the published
-        version gets a new data token in the same commit, so every model reading it is rebuilt by the next run
+        The table's fingerprint stays (its code and inputs did not change), but its data did: a data change is
+        recorded in the same commit (an insert, so partitions built side by side do not conflict), the published
+        version carries it (``published()``), and every model reading it is rebuilt by the next run
         (``run.plan``) instead of being called fresh over rows that no longer exist."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
@@ -286,13 +294,7 @@ class DuckDBEngine:
             rows = partitions.build_partition(cur, asset, target, start, end)
             if audit:
                 audit(session, target)
-            found = cur.execute("select comment from duckdb_tables() where database_name = current_database() "
-                                "and schema_name = ? and table_name = ?", [asset.layer, asset.name]).fetchone()
-            published = str(found[0] or "") if found else ""
-            if published.startswith(COMMENT_PREFIX):
-                code = published[len(COMMENT_PREFIX):].split(DATA_TOKEN, 1)[0]
-                version = f"{code}{DATA_TOKEN}{secrets.token_hex(8)}"
-                cur.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}")
+            partitions.record_data_change(cur, asset, secrets.token_hex(8))
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
