@@ -91,7 +91,7 @@ class QueryConsole:
     def check(self, sql: str) -> tuple[str, ...]:
         """The assets ``sql`` would read; :class:`QueryRefused` when it may not run."""
         assert self.graph is not None
-        return check_query(sql, self.graph.assets).assets
+        return check_query(sql, self.graph.readable).assets
 
     def run(self, sql: str, actor: Actor, *, params: Mapping[str, Any] | None = None, limit: int = DEFAULT_LIMIT,
             timeout: float = DEFAULT_TIMEOUT, kind: str = "query", name: str | None = None,
@@ -100,7 +100,7 @@ class QueryConsole:
         assert self.graph is not None
         started = time.perf_counter()
         try:
-            checked = check_query(sql, self.graph.assets)
+            checked = check_query(sql, self.graph.readable)
         except QueryRefused as exc:
             self._record(actor, kind, name, sql, "refused", error=exc.message)
             raise
@@ -142,7 +142,7 @@ class QueryConsole:
         if not pii_assets & set(assets):
             return []
         try:
-            lineage = query_lineage(tree, asset_resolver(self.graph.assets), self.column_graph.columns)
+            lineage = query_lineage(tree, asset_resolver(self.graph.readable), self.column_graph.columns)
         except Exception:
             return None
         return [(name, name in lineage.unexplained or any(r in pii for r in lineage.sources.get(name, ())))

@@ -13,6 +13,7 @@ all. So the console speaks one SQL dialect, and its safety checks hold, whicheve
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,8 +115,14 @@ def _sandbox(con: Any, project: Project, path: Path) -> None:
     locked, external, allowed = con.execute(
         "select current_setting('lock_configuration'), current_setting('enable_external_access'), "
         "current_setting('allowed_directories')").fetchone()
+    # lake views name their files relative to the warehouse's folder (engines.duckdb: a moved project still
+    # works); DuckDB checks the relative name against allowed_directories before it searches file_search_path
+    base = path.resolve().parent
+    relative = [os.path.relpath(lake, base) + "/"] if Path(lake).is_relative_to(base) else []
     if not locked:  # one round trip
-        con.execute(f"set allowed_directories = [{_sql_literal(lake)}]; {search_path}; "
+        allowed = ", ".join(_sql_literal(d) for d in [lake, *relative])
+        con.execute(f"set allowed_directories = [{allowed}]; set global file_search_path = "
+                    f"{_sql_literal(str(base))}; {search_path}; "
                     "set enable_external_access = false; set lock_configuration = true")
     elif external or lake not in (allowed or []):
         raise ConfigError(f"the warehouse {path.name} is open in this process without the console's sandbox",

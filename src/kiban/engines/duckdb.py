@@ -94,9 +94,25 @@ class DuckDBEngine:
                                   "close other DuckDB sessions on this file, then try again") from None
             raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
         self.path = path
+        # Lake views name their files relative to the warehouse's folder (the project folder, by default) and
+        # DuckDB finds them through file_search_path: a project folder moved, copied or checked out elsewhere
+        # still reads its own lake, never the old place's (or nothing).
+        self.base: Path | None = Path(path).resolve().parent if path != ":memory:" else None
+        self._search_files(self.con)
         self._catalog_lock = threading.Lock()
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
+
+    def _search_files(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.base is not None:  # global: every cursor and connection of this file's instance finds the lake
+            con.execute(f"set global file_search_path = {literal(str(self.base))}")
+
+    def lake_file(self, path: str | Path) -> str:
+        """How a lake view names a file or glob: relative to the warehouse's folder when it lies under it."""
+        if self.base is not None:
+            with contextlib.suppress(ValueError):
+                return Path(path).resolve().relative_to(self.base).as_posix()
+        return str(path)
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()
@@ -130,8 +146,11 @@ class DuckDBEngine:
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
         current = self._comments("lake")
+        absolute = self._absolute_views()
         versions: dict[str, str] = {}
         for asset in lake_assets:
+            if asset.key in absolute and not Path(self.lake_file(asset.path)).is_absolute():
+                current.pop(asset.key, None)  # an older kiban's view, by absolute path (maybe a moved folder's)
             if collected is not None and asset.key in collected:
                 versions[asset.key] = self._prepare_collected(lake_table(asset, collected), current.get(asset.key))
                 continue
@@ -143,7 +162,7 @@ class DuckDBEngine:
             if version == EMPTY_LAKE or current.get(asset.key) == version:
                 continue
             target = f"lake.{quote(asset.name)}"
-            glob = literal(str(asset.path.resolve() / "**" / "*.parquet"))
+            glob = literal(self.lake_file(asset.path.resolve()) + "/**/*.parquet")
             con.execute("begin transaction")
             try:
                 con.execute(f"create or replace view {target} as "
@@ -165,7 +184,7 @@ class DuckDBEngine:
         con = self.con
         name = table.name
         target = f"lake.{quote(name)}"
-        files = "[" + ", ".join(literal(f) for f in table.files) + "]"
+        files = "[" + ", ".join(literal(self.lake_file(f)) for f in table.files) + "]"
         views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
         try:  # the columns the files really have (settings may be newer than the data)
             columns = [r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
@@ -183,6 +202,15 @@ class DuckDBEngine:
             con.execute("rollback")
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
         return version
+
+    def _absolute_views(self) -> set[str]:
+        """Lake views that read their files by an absolute path under the warehouse's folder (or under
+        another folder the project was moved from), to be made relative."""
+        if self.base is None:
+            return set()
+        rows = self.con.execute("select schema_name || '.' || view_name, sql from duckdb_views() "
+                                "where database_name = current_database() and schema_name = 'lake'").fetchall()
+        return {key for key, sql in rows if "read_parquet('/" in (sql or "") or "read_parquet(['/" in (sql or "")}
 
     def _comments(self, *schemas: str) -> dict[str, str]:
         rows = self.con.execute(
