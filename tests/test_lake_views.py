@@ -1,5 +1,5 @@
 """The derived lake views (``lake.X_latest``, ``lake.X_history``) are read like their table: lineage and PII tags
-flow through them, the console reads them (masked), and a project folder moved elsewhere keeps working."""
+flow through them, the console reads them (masked), and a project folder moved or copied elsewhere reads its own lake."""
 
 from __future__ import annotations
 
@@ -47,7 +47,6 @@ def run(root: Path, **options: Any) -> Any:
 
 def tables(root: Path) -> dict[str, list[tuple[Any, ...]]]:
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    con.execute(f"set file_search_path = '{root}'")  # lake views name files relative to the project folder
     try:
         return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr)
                 for t in ("warehouse.members", "mart.plan_changes", "lake.crm_members_latest")}
@@ -120,22 +119,24 @@ def test_a_moved_project_folder_runs_refreshes_and_serves_the_same_tables(make_p
         store.close()
 
 
-def test_views_an_older_kiban_wrote_with_absolute_paths_are_made_relative(make_project):
+def test_a_view_over_another_folders_files_is_made_again_over_this_ones(make_project, tmp_path):
     root = make_project({"models/warehouse/plain.sql": "select count(*) as n from lake.events"},
                         lake={"events": "select range as i from range(3)"})
     run(root)
     con = duckdb.connect(str(root / "kiban.duckdb"))
     try:
         comment = con.execute("select comment from duckdb_views() where view_name = 'events'").fetchone()[0]
-        glob = str(root / "lake" / "events" / "**" / "*.parquet")
+        elsewhere = tmp_path / "copy-of-the-lake"  # what a copied project's warehouse still names
+        shutil.copytree(root / "lake", elsewhere)
+        glob = str(elsewhere / "events" / "**" / "*.parquet")
         con.execute(f"create or replace view lake.events as select * from read_parquet('{glob}')")
         con.execute(f"comment on view lake.events is '{comment}'")
     finally:
         con.close()
     assert run(root).status == "nothing"  # the same data: nothing to rebuild …
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:  # … but the view is relative again
+    try:  # … but the view reads this project's lake again
         sql = con.execute("select sql from duckdb_views() where view_name = 'events'").fetchone()[0]
-        assert str(root) not in sql and "lake/events/**/*.parquet" in sql
+        assert str(elsewhere) not in sql and str(root / "lake" / "events") in sql
     finally:
         con.close()

@@ -94,25 +94,9 @@ class DuckDBEngine:
                                   "close other DuckDB sessions on this file, then try again") from None
             raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
         self.path = path
-        # Lake views name their files relative to the warehouse's folder (the project folder, by default) and
-        # DuckDB finds them through file_search_path: a project folder moved, copied or checked out elsewhere
-        # still reads its own lake, never the old place's (or nothing).
-        self.base: Path | None = Path(path).resolve().parent if path != ":memory:" else None
-        self._search_files(self.con)
         self._catalog_lock = threading.Lock()
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
-
-    def _search_files(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self.base is not None:  # global: every cursor and connection of this file's instance finds the lake
-            con.execute(f"set global file_search_path = {literal(str(self.base))}")
-
-    def lake_file(self, path: str | Path) -> str:
-        """How a lake view names a file or glob: relative to the warehouse's folder when it lies under it."""
-        if self.base is not None:
-            with contextlib.suppress(ValueError):
-                return Path(path).resolve().relative_to(self.base).as_posix()
-        return str(path)
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()
@@ -146,11 +130,13 @@ class DuckDBEngine:
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
         current = self._comments("lake")
-        absolute = self._absolute_views()
+        texts = self._view_texts()
         versions: dict[str, str] = {}
         for asset in lake_assets:
-            if asset.key in absolute and not Path(self.lake_file(asset.path)).is_absolute():
-                current.pop(asset.key, None)  # an older kiban's view, by absolute path (maybe a moved folder's)
+            if str(asset.path.resolve()) not in texts.get(asset.key, ""):
+                # its files are named by another folder's path: the project was moved, copied or checked out
+                # elsewhere. Same data, so the same version — but the view is made again, over these files.
+                current.pop(asset.key, None)
             if collected is not None and asset.key in collected:
                 versions[asset.key] = self._prepare_collected(lake_table(asset, collected), current.get(asset.key))
                 continue
@@ -162,7 +148,7 @@ class DuckDBEngine:
             if version == EMPTY_LAKE or current.get(asset.key) == version:
                 continue
             target = f"lake.{quote(asset.name)}"
-            glob = literal(self.lake_file(asset.path.resolve()) + "/**/*.parquet")
+            glob = literal(str(asset.path.resolve() / "**" / "*.parquet"))
             con.execute("begin transaction")
             try:
                 con.execute(f"create or replace view {target} as "
@@ -184,7 +170,7 @@ class DuckDBEngine:
         con = self.con
         name = table.name
         target = f"lake.{quote(name)}"
-        files = "[" + ", ".join(literal(self.lake_file(f)) for f in table.files) + "]"
+        files = "[" + ", ".join(literal(f) for f in table.files) + "]"
         views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
         try:  # the columns the files really have (settings may be newer than the data)
             columns = [r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
@@ -203,14 +189,11 @@ class DuckDBEngine:
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
         return version
 
-    def _absolute_views(self) -> set[str]:
-        """Lake views that read their files by an absolute path under the warehouse's folder (or under
-        another folder the project was moved from), to be made relative."""
-        if self.base is None:
-            return set()
+    def _view_texts(self) -> dict[str, str]:
+        """The SQL of every lake view (which files it names)."""
         rows = self.con.execute("select schema_name || '.' || view_name, sql from duckdb_views() "
                                 "where database_name = current_database() and schema_name = 'lake'").fetchall()
-        return {key for key, sql in rows if "read_parquet('/" in (sql or "") or "read_parquet(['/" in (sql or "")}
+        return {str(key): str(sql or "") for key, sql in rows}
 
     def _comments(self, *schemas: str) -> dict[str, str]:
         rows = self.con.execute(
@@ -291,13 +274,26 @@ class DuckDBEngine:
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cur.execute("rollback")
+            if produced is not None:
+                with contextlib.suppress(Exception):  # the original error matters more than this bookkeeping
+                    self._settle(cur, asset)
             raise
+        if produced is not None:
+            self._settle(cur, asset)
         with self._catalog_lock:
             if self._kinds is not None:
                 self._kinds[f"{schema}.{name}"] = physical
         if rows is not None and rows >= SIZE_FROM_ROWS:  # blocks exist only once committed
             nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    @staticmethod
+    def _settle(cur: duckdb.DuckDBPyConnection, asset: Asset) -> None:
+        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
+        if asset.python is not None and asset.python.kind == "train":
+            from kiban.ml.training import settle_asset
+
+            settle_asset(asset, cur)
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""
