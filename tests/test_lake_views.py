@@ -1,5 +1,6 @@
 """The derived lake views (``lake.X_latest``, ``lake.X_history``) are read like their table: lineage and PII tags
-flow through them, the console reads them (masked), and a project folder moved or copied elsewhere reads its own lake."""
+flow through them, the console reads them (masked), and a project folder moved or copied elsewhere reads its
+own lake."""
 
 from __future__ import annotations
 
