@@ -179,3 +179,36 @@ def test_a_view_may_carry_warnings(make_project):
     warn = "columns:\n  - name: status\n    checks:\n      - {accepted_values: [placed], severity: warn}\n"
     root = jaffle(make_project, "view", warn)
     assert run(root).status == "success"
+
+
+ORDERS_SOURCE = """type: files
+tables:
+  orders:
+    path: data/orders_*.csv
+    columns:
+      - {{name: id, type: integer}}
+      - {{name: amount, type: {kind}}}
+"""
+
+
+def test_a_replayed_quarantine_rebuilds_what_reads_the_table_and_equals_a_clean_build(make_project, tmp_path):
+    from kiban.collect.quarantine import replay
+    from kiban.store import Store
+
+    root = make_project({
+        "sources/shop.yml": ORDERS_SOURCE.format(kind="integer"),
+        "data/orders_1.csv": "id,amount\n1,10\n2,x12\n3,7\n",
+        "models/warehouse/totals.sql": "select count(*) as n, max(id) as top from lake.shop_orders",
+    })
+    run(root)
+    assert table(root, "warehouse.totals") == [(2, 3)]  # one row quarantined: x12 is no integer
+    (root / "sources/shop.yml").write_text(ORDERS_SOURCE.format(kind="varchar"))
+    project = load_project(root)
+    store = Store(project.state_url)
+    try:
+        assert replay(project, store, "lake.shop_orders").landed == 1
+    finally:
+        store.close()
+    after = run(root)
+    assert "warehouse.totals" in after.plan.build
+    assert table(root, "warehouse.totals") == [(3, 3)] == table(clean_build(root, tmp_path), "warehouse.totals")
