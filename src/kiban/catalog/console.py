@@ -180,7 +180,7 @@ class QueryConsole:
 
         assets = check_query(sql, self.relations).assets
         prove_reads(sql, Exposed(self.relations, reserved_names()))
-        return assets
+        return self._bases(assets)
 
     def run(self, sql: str, actor: Actor, *, params: Mapping[str, Any] | None = None, limit: int = DEFAULT_LIMIT,
             timeout: float = DEFAULT_TIMEOUT, kind: str = "query", name: str | None = None,
@@ -214,11 +214,11 @@ class QueryConsole:
             columns, types, rows, truncated = _execute(self.project, sql, params, limit, timeout, reads, masks,
                                                        self.memory_limit, self.threads, actor.pii_clearance)
         except QueryTimeout as exc:
-            self._record(actor, kind, name, sql, "timeout", checked.assets, error=exc.message,
+            self._record(actor, kind, name, sql, "timeout", self._bases(checked.assets), error=exc.message,
                          seconds=time.perf_counter() - started)
             raise
         except QueryFailed as exc:
-            self._record(actor, kind, name, sql, "failed", checked.assets, error=exc.message,
+            self._record(actor, kind, name, sql, "failed", self._bases(checked.assets), error=exc.message,
                          seconds=time.perf_counter() - started)
             raise
         hidden = _mask_columns(columns, outputs)
@@ -226,9 +226,13 @@ class QueryConsole:
         if shown:
             hidden = []
         seconds = time.perf_counter() - started
-        query_id = self._record(actor, kind, name, sql, "ok", checked.assets, rows=len(rows), seconds=seconds,
+        query_id = self._record(actor, kind, name, sql, "ok", self._bases(checked.assets), rows=len(rows), seconds=seconds,
                                 pii_shown=shown) if record else None
-        return QueryResult(columns, types, rows, truncated, seconds, checked.assets, tuple(hidden), query_id, shown)
+        return QueryResult(columns, types, rows, truncated, seconds, self._bases(checked.assets), tuple(hidden), query_id, shown)
+
+    def _bases(self, assets: Sequence[str]) -> tuple[str, ...]:
+        """What a query read, as assets: a ``_latest``/``_history`` view counts as the table it is made from."""
+        return tuple(dict.fromkeys(self.mask_plan.base(a) for a in assets))
 
     def _pii_outputs(self, tree: Any, assets: Sequence[str]) -> list[tuple[str, bool]] | None:
         """Each output column of the query (by lineage) and whether it may carry PII; None: all of them.
@@ -243,7 +247,7 @@ class QueryConsole:
         if not ({a for a, _ in pii} | plan.tainted) & bases:
             return []
         try:
-            lineage = query_lineage(tree, asset_resolver(self.graph.assets), self.column_graph.columns)
+            lineage = query_lineage(tree, asset_resolver(self.graph.readable), self.column_graph.columns)
         except Exception:
             return None
         return [(name, name in lineage.unexplained or any(r in pii for r in lineage.sources.get(name, ())))

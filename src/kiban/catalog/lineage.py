@@ -278,11 +278,13 @@ class ColumnGraph:
         return seen
 
 
-def asset_resolver(keys: Iterable[str]) -> Resolver:
-    """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key, as the graph does."""
+def asset_resolver(keys: Iterable[str] | Mapping[str, object]) -> Resolver:
+    """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key, as the graph does. Given
+    ``Graph.readable`` (a mapping), a derived lake view resolves to the table it is made from: its columns,
+    PII tags and lineage are the table's."""
     from kiban.catalog.safety import resolve_asset
 
-    assets = {k: None for k in keys}
+    assets: Mapping[str, object] = keys if isinstance(keys, Mapping) else {k: None for k in keys}
     by_name: dict[str, list[str]] = {}
     for key in assets:
         by_name.setdefault(key.split(".", 1)[1], []).append(key)
@@ -299,7 +301,7 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
     """
     from kiban.catalog.cache import LineageCache
 
-    resolve = asset_resolver(graph.assets)
+    resolve = asset_resolver(getattr(graph, "readable", graph.assets))  # lake.x_latest is read as lake.x
     known = dict(known or {})
     cache = LineageCache(cache_path)
     columns: dict[str, tuple[str, ...]] = {}

@@ -91,13 +91,19 @@ def _duckdb_statement_types(sql: str) -> list[str]:
 
 def resolve_asset(schema: str, name: str, assets: Mapping[str, object],
                   by_name: Mapping[str, list[str]]) -> str | None:
-    """An asset key for ``schema.name`` (or a unique unqualified ``name``), else None."""
+    """An asset key for ``schema.name`` (or a unique unqualified ``name``), else None. A name whose value in
+    ``assets`` is an asset of another key (``lake.x_latest`` → the asset ``lake.x``) resolves to that asset."""
     schema, name = schema.lower(), name.lower()
     if schema:
         key = f"{schema}.{name}"
-        return key if key in assets else None
+        return _base(key, assets) if key in assets else None
     keys = by_name.get(name, [])
-    return keys[0] if len(keys) == 1 else None
+    return _base(keys[0], assets) if len(keys) == 1 else None
+
+
+def _base(key: str, assets: Mapping[str, object]) -> str:
+    own = getattr(assets[key], "key", None)
+    return own if isinstance(own, str) else key
 
 
 def check_query(sql: str, assets: Mapping[str, object], *, engine: str = "duckdb") -> CheckedQuery:

@@ -156,7 +156,7 @@ def unused(store: Store, project: Project, graph: Graph, days: int, now: datetim
         used.update(usecase.config.assets)
     for recipe in load_recipes(project).values():
         try:
-            used.update(check_query(recipe.sql, graph.assets).assets)
+            used.update(check_query(recipe.sql, graph.readable).assets)
         except KibanError:
             continue
     needed = set(used)

@@ -7,10 +7,18 @@ fingerprint, and raises :class:`CheckFailed` when a check of severity ``error`` 
 rolls back, the previous version stays published, and the run skips what is downstream.
 
 Lake tables are not built, so they are not gated here; ``kiban check`` judges them.
+
+A **view** cannot be gated: it holds no rows, it reads its inputs when it is queried, so the rows a check
+judged at its publish are not the rows it serves a minute later (a new load of the lake shows through it at
+once, checked or not). A blocking check on a ``materialized: view`` model is therefore refused when the gate
+is made — before anything runs — naming the check's place; a ``severity: warn`` check is allowed (it
+reports, it never promised to stop anything). docs/checks.md, "Views".
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,6 +53,7 @@ class Gate:
         self.project = project
         self.suites: dict[str, Suite] = suites_of(project, [k for k, a in project.assets.items()
                                                             if a.layer != "lake"])
+        _refuse_gated_views(self.suites)
         self.now = now or (lambda: datetime.now(UTC))
         self._store: Store | None = None
         self._lock = threading.Lock()
@@ -76,6 +85,15 @@ class Gate:
 
     def __bool__(self) -> bool:
         return bool(self.suites)
+
+    def judgement(self, key: str) -> str:
+        """A digest of the blocking checks a new version of ``key`` must pass ('' when none): part of its
+        fingerprint, so adding or changing one makes the next run build and judge the model again."""
+        suite = self.suites.get(key)
+        blocking = sorted(
+            json.dumps([c.name, c.kind, c.spec.model_dump(mode="json"), c.target, c.sql], sort_keys=True, default=str)
+            for c in (suite.checks if suite else ()) if c.severity == "error")
+        return hashlib.sha256("\n".join(blocking).encode()).hexdigest() if blocking else ""
 
     @property
     def store(self) -> Store:
@@ -114,6 +132,25 @@ def gate_for(project: Project) -> Gate | None:
     if not any(a.config.has_checks for a in project.assets.values() if a.layer != "lake"):
         return None
     return Gate(project)
+
+
+def _refuse_gated_views(suites: dict[str, Suite]) -> None:
+    """A blocking check on a view promises what a view cannot keep (see the module's docstring)."""
+    from kiban.errors import ProjectError, ProjectErrors
+
+    errors: list[ProjectError] = []
+    for key, suite in suites.items():
+        if suite.asset.config.materialized != "view" or suite.asset.python is not None:
+            continue
+        for check in suite.checks:
+            if check.severity == "error":
+                errors.append(check.error(
+                    "a blocking check cannot gate a view: a view reads its inputs whenever it is queried, so new "
+                    "lake data shows through it before (and whether or not) the check passes",
+                    f"make {key} `materialized: table` (checked before every publish), or give the check "
+                    "`severity: warn`"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
 
 
 def _reaches(deps: dict[str, set[str]], start: str, goal: str) -> bool:

@@ -11,6 +11,7 @@ from kiban.project import Asset
 
 EMPTY_LAKE = "empty"  # the data version of a lake folder that has no data files yet
 UNREADABLE_LAKE = "unreadable: "  # prefix of the data version of a lake folder whose files cannot be read
+DATA_TOKEN = "+"  # a published version <fingerprint>+<token>: its data changed without a rebuild (a backfill)
 
 # Called on the freshly built, not yet published relation: (session, relation name). Raising blocks
 # the publish and leaves the previous version in place. The data-quality checks plug in here.

@@ -11,6 +11,7 @@ reads what is really there, whatever the state store says.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -23,6 +24,7 @@ from kiban.engines import duckdb_partitions as partitions
 from kiban.engines import duckdb_snapshot as snapshots
 from kiban.engines.base import (
     COLLECTED_VERSION,
+    DATA_TOKEN,
     EMPTY_LAKE,
     UNREADABLE_LAKE,
     AuditHook,
@@ -136,8 +138,13 @@ class DuckDBEngine:
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
         current = self._comments("lake")
+        texts = self._view_texts()
         versions: dict[str, str] = {}
         for asset in lake_assets:
+            if str(asset.path.resolve()) not in texts.get(asset.key, ""):
+                # its files are named by another folder's path: the project was moved, copied or checked out
+                # elsewhere. Same data, so the same version — but the view is made again, over these files.
+                current.pop(asset.key, None)
             if collected is not None and asset.key in collected:
                 versions[asset.key] = self._prepare_collected(lake_table(asset, collected), current.get(asset.key))
                 continue
@@ -190,6 +197,12 @@ class DuckDBEngine:
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
         return version
 
+    def _view_texts(self) -> dict[str, str]:
+        """The SQL of every lake view (which files it names)."""
+        rows = self.con.execute("select schema_name || '.' || view_name, sql from duckdb_views() "
+                                "where database_name = current_database() and schema_name = 'lake'").fetchall()
+        return {str(key): str(sql or "") for key, sql in rows}
+
     def _comments(self, *schemas: str) -> dict[str, str]:
         rows = self.con.execute(
             "select schema_name, table_name, comment from duckdb_tables() "
@@ -201,7 +214,13 @@ class DuckDBEngine:
                 if c and c.startswith(COMMENT_PREFIX)}
 
     def published(self) -> dict[str, str]:
-        return self._comments(*SCHEMAS)
+        """Every published version: its fingerprint, and ``+<token>`` when its data changed since without a
+        rebuild (partitions replaced by a backfill)."""
+        versions = self._comments(*SCHEMAS)
+        for key, token in partitions.data_changes(self.con.cursor()).items():
+            if key in versions:
+                versions[key] = f"{versions[key]}{DATA_TOKEN}{token}"
+        return versions
 
     def _kind(self, schema: str, name: str) -> str | None:
         """'table', 'view' or None: from the catalog read once per run, kept current by publishes."""
@@ -258,17 +277,31 @@ class DuckDBEngine:
             if audit:
                 audit(session, target)  # sees the new version; everyone else still sees the old one
             cur.execute(f"comment on {physical} {target} is {comment}")
+            partitions.clear_data_changes(cur, asset)  # a whole new version: built from what its print names
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cur.execute("rollback")
+            if produced is not None:
+                with contextlib.suppress(Exception):  # the original error matters more than this bookkeeping
+                    self._settle(cur, asset)
             raise
+        if produced is not None:
+            self._settle(cur, asset)
         with self._catalog_lock:
             if self._kinds is not None:
                 self._kinds[f"{schema}.{name}"] = physical
         if rows is not None and rows >= SIZE_FROM_ROWS:  # blocks exist only once committed
             nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    @staticmethod
+    def _settle(cur: duckdb.DuckDBPyConnection, asset: Asset) -> None:
+        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
+        if asset.python is not None and asset.python.kind == "train":
+            from kiban.ml.training import settle_asset
+
+            settle_asset(asset, cur)
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""
@@ -281,7 +314,10 @@ class DuckDBEngine:
                         audit: AuditHook | None = None) -> BuildResult:
         """Replace one partition [start, end) of the published incremental table in ONE transaction.
 
-        The table's fingerprint comment stays: the rows are still those of the inputs it names."""
+        The table's fingerprint stays (its code and inputs did not change), but its data did: a data change is
+        recorded in the same commit (an insert, so partitions built side by side do not conflict), the published
+        version carries it (``published()``), and every model reading it is rebuilt by the next run
+        (``run.plan``) instead of being called fresh over rows that no longer exist."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
         target = f"{quote(asset.layer)}.{quote(asset.name)}"
@@ -290,6 +326,7 @@ class DuckDBEngine:
             rows = partitions.build_partition(cur, asset, target, start, end)
             if audit:
                 audit(session, target)
+            partitions.record_data_change(cur, asset, secrets.token_hex(8))
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):

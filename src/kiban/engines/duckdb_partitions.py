@@ -24,6 +24,7 @@ from kiban.project import Asset
 
 STATE = '"main"."__kiban_incremental"'
 PARTITIONS = '"main"."__kiban_partitions"'
+CHANGES = '"main"."__kiban_data_changes"'  # data changed without a rebuild: one row per replaced partition
 MODEL_ALIAS = "__kiban_model"
 
 
@@ -31,6 +32,27 @@ def create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create table if not exists {STATE} (asset varchar, code varchar, built_at timestamp)")
     con.execute(f"create table if not exists {PARTITIONS} "
                 "(asset varchar, start timestamp, rows bigint, processed_at timestamp)")
+    con.execute(f"create table if not exists {CHANGES} (asset varchar, token varchar)")
+
+
+def record_data_change(cur: duckdb.DuckDBPyConnection, asset: Asset, token: str) -> None:
+    """A partition of ``asset`` was replaced outside a build (inside the caller's transaction)."""
+    cur.execute(f"insert into {CHANGES} values (?, ?)", [asset.key, token])
+
+
+def clear_data_changes(cur: duckdb.DuckDBPyConnection, asset: Asset) -> None:
+    """``asset`` was built whole: its version is its fingerprint again (inside the caller's transaction)."""
+    cur.execute(f"delete from {CHANGES} where asset = ?", [asset.key])
+
+
+def data_changes(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """asset → a token of the data changes made to it since its last build (none: no such change)."""
+    try:
+        rows = cur.execute(f"select asset, sha256(string_agg(token, ',' order by token)) from {CHANGES} "
+                           "group by asset").fetchall()
+    except duckdb.CatalogException:  # a warehouse prepared by an older kiban: no changes recorded yet
+        return {}
+    return {str(a): str(t)[:16] for a, t in rows}
 
 
 def code_of(asset: Asset) -> str:

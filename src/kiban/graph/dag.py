@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
-from kiban.graph.sqlrefs import SqlCache, TableRef
+from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 
 # which layers each layer may read, and why
@@ -33,6 +33,14 @@ class Graph:
     sql_hashes: dict[str, str] = field(default_factory=dict)  # normalized SQL hash per model
     order: list[str] = field(default_factory=list)
     children: dict[str, list[str]] = field(default_factory=dict)
+    views: dict[str, str] = field(default_factory=dict)  # lake.x_latest, lake.x_history → the asset lake.x
+
+    @property
+    def readable(self) -> dict[str, Asset]:
+        """Every name SQL may read: the assets, and the derived lake views as the asset they are made from
+        (a resolver returns ``readable[name].key``, so a view is read, tagged and traced as its table)."""
+        return {**self.assets, **{view: self.assets[base] for view, base in self.views.items()
+                                  if base in self.assets}}
 
     def __post_init__(self) -> None:
         self.children = {key: [] for key in self.assets}
@@ -161,5 +169,5 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         where = Location(first.path, closing.line, closing.column) if closing else Location(first.path)
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
-    cache.save(live_keys={a.sql_hash for a in project.assets.values() if a.sql is not None})
-    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order)
+    cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
+    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases)

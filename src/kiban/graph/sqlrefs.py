@@ -1,20 +1,45 @@
-"""What a model's SQL reads, found by parsing it with SQLGlot (never by pattern matching).
+"""What a model's SQL reads: DuckDB's parser decides (``graph.duckrefs``), SQLGlot must agree.
 
-Parsing is the costly part of loading a project, so results are cached on disk keyed by the
-hash of the SQL text: a second load of an unchanged project does not import SQLGlot at all.
+DuckDB runs the model, so the tables its parser sees are the model's dependencies. SQLGlot parses the same
+SQL for column lineage, PII tags and the other engines; when it sees a table DuckDB does not, kiban cannot be
+sure what the model reads and refuses it with the place. (A table only DuckDB sees — PIVOT, ``query_table``
+— is still a dependency: the engine's reading wins.)
+
+Parsing is the costly part of loading a project, so results are cached on disk keyed by the SQL text AND
+the versions of both parsers (a parser upgrade may read the same text differently): a second load of an
+unchanged project imports neither parser.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from kiban.cachefile import read_entries, write_entries
 from kiban.errors import Location, ProjectError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+
+@cache
+def parser_versions() -> str:
+    """The parsers a cached result depends on (read from the installed packages' metadata, no import)."""
+    found = []
+    for package in ("duckdb", "sqlglot"):
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:  # pragma: no cover - both are dependencies
+            found.append(f"{package}=?")
+    return ",".join(found)
+
+
+def cache_key(sql: str) -> str:
+    """What a parse result depends on: the SQL text, the way it is read (CACHE_VERSION) and both parsers."""
+    return hashlib.sha256(f"{CACHE_VERSION}\0{parser_versions()}\0{sql}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -43,7 +68,6 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
     """Parse one model's SQL; a syntax error or a non-query becomes a :class:`ProjectError`."""
     import sqlglot
     from sqlglot import exp
-    from sqlglot.optimizer.scope import traverse_scope
 
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
@@ -51,21 +75,56 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
         first = exc.errors[0] if exc.errors else {}
         message = str(first.get("description") or exc).split(". Line")[0]
         message = message.replace("<Token token_type: TokenType.", "<").split(", line:")[0]
-        raise ProjectError(f"SQL syntax error: {message}",
-                           Location(path, first.get("line"), first.get("col"))) from None
+        error = ProjectError(f"SQL syntax error: {message}", Location(path, first.get("line"), first.get("col")))
+        return _duckdb_only(sql, path, error)
     except sqlglot.errors.TokenError as exc:
-        raise ProjectError(f"SQL syntax error: {exc}", Location(path)) from None
+        return _duckdb_only(sql, path, ProjectError(f"SQL syntax error: {exc}", Location(path)))
     if len(statements) != 1:
         raise ProjectError(f"a model is exactly one SELECT statement; this file has {len(statements)}",
                            Location(path, 1))
     tree = statements[0]
-    if not isinstance(tree, exp.Query):
+    if not isinstance(tree, (exp.Query, exp.Pivot)):  # DuckDB's PIVOT/UNPIVOT statements are queries too
         raise ProjectError(
             f"a model is one SELECT statement, not {tree.key.upper()}; kiban creates the table itself",
             Location(path, 1),
         )
+    glot = _sqlglot_refs(tree, sql)
+    refs = _agreed_refs(sql, path, tree, glot)
+    normalized = tree.sql(dialect="duckdb", comments=False)
+    return ParsedSql(refs, hashlib.sha256(normalized.encode()).hexdigest())
+
+
+def _duckdb_only(sql: str, path: Path, error: ProjectError) -> ParsedSql:
+    """SQL that DuckDB parses and SQLGlot does not (``pivot … group by … order by …``): DuckDB, which runs
+    it, decides what it reads; its parse tree without positions is the normalised text. Raises ``error``
+    (SQLGlot's message, usually the clearer) when DuckDB cannot parse it either."""
+    from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col, normalized
+
+    try:
+        duck = duckdb_refs(sql, path)
+    except ProjectError:
+        raise error from None
+    except Unserializable:  # a PIVOT without IN that SQLGlot cannot read: nobody can say what it reads
+        raise ProjectError(f"{error.message}; DuckDB reads this PIVOT (it has no IN list) as several "
+                           "statements, so neither parser can tell which tables this model reads",
+                           error.location, "give the PIVOT an IN list (on payment_method in ('card', 'cash')) or "
+                           "wrap it: select * from (pivot …) order by …") from None
+    refs: dict[tuple[str, str], TableRef] = {}
+    for ref in duck:
+        place = line_col(sql, ref.offset) if ref.offset is not None else (1, 1)
+        refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
+    return ParsedSql(tuple(refs.values()), hashlib.sha256(normalized(sql).encode()).hexdigest())
+
+
+def _sqlglot_refs(tree: Any, sql: str) -> dict[tuple[str, str], TableRef]:
+    """The tables SQLGlot sees read (CTEs resolved by its scope walk), with where they are written."""
+    from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
+
     refs: dict[tuple[str, str], TableRef] = {}
     try:
+        if isinstance(tree, exp.Pivot):  # SQLGlot's scopes do not walk a bare PIVOT statement
+            raise ValueError("no scope")
         tables = [src for scope in traverse_scope(tree) for src in scope.sources.values()
                   if isinstance(src, exp.Table)]
     except Exception:
@@ -79,12 +138,73 @@ def parse_sql(sql: str, path: Path) -> ParsedSql:
         line, column = _line_col(sql, start) if isinstance(start, int) else (1, 1)
         ref = TableRef(table.db, table.name, line, column)
         refs.setdefault((ref.schema.lower(), ref.name.lower()), ref)
-    normalized = tree.sql(dialect="duckdb", comments=False)
-    return ParsedSql(tuple(refs.values()), hashlib.sha256(normalized.encode()).hexdigest())
+    return refs
+
+
+def _with_pivot_lists(tree: Any) -> str:
+    """The SQL with every PIVOT's ``ON`` given an ``IN`` list, so DuckDB parses it as ONE statement.
+
+    A PIVOT without ``IN`` makes DuckDB's parser add a statement that lists the values; the tables read do
+    not change by naming the values, so the rewritten text has exactly the original's table references."""
+    from sqlglot import exp
+
+    copy = tree.copy()
+    for pivot in copy.find_all(exp.Pivot):
+        if pivot.args.get("unpivot"):
+            continue
+        pivot.set("expressions", [e if isinstance(e, exp.In) else exp.In(this=e, expressions=[exp.Null()])
+                                  for e in pivot.expressions])
+    return str(copy.sql(dialect="duckdb"))
+
+
+def _agreed_refs(sql: str, path: Path, tree: Any, glot: dict[tuple[str, str], TableRef]) -> tuple[TableRef, ...]:
+    """DuckDB's references, placed in the file; an error where SQLGlot reads a table DuckDB does not."""
+    from sqlglot import exp
+
+    from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col
+
+    written: dict[tuple[str, str], TableRef] = {}  # where each name is first written, for placing what only DuckDB sees
+    for table in tree.find_all(exp.Table):
+        start = table.this.meta.get("start") if isinstance(table.this, exp.Identifier) else None
+        if isinstance(start, int):
+            written.setdefault((table.db.lower(), table.name.lower()),
+                               TableRef(table.db, table.name, *_line_col(sql, start)))
+    text = sql
+    try:
+        duck = duckdb_refs(sql, path)
+    except Unserializable:
+        text = _with_pivot_lists(tree)
+        try:
+            duck = duckdb_refs(text, path)
+        except Unserializable as exc:
+            raise ProjectError(f"DuckDB reads this model as several statements ({exc})", Location(path, 1),
+                               "a model is one SELECT; give every PIVOT an IN list") from None
+    refs: dict[tuple[str, str], TableRef] = {}
+    for ref in duck:
+        # a catalog (kiban.warehouse.orders) can only be the warehouse itself: nothing else is attached, and
+        # DuckDB fails loudly on any other
+        key = (ref.schema.lower(), ref.name.lower())
+        if key in refs:
+            continue
+        placed = glot.get(key) or written.get(key)
+        if placed is not None:
+            refs[key] = placed
+        elif ref.offset is not None and text is sql:
+            refs[key] = TableRef(ref.schema, ref.name, *line_col(sql, ref.offset))
+        else:
+            refs[key] = TableRef(ref.schema, ref.name, 1, 1)
+    for key, seen in glot.items():
+        if key not in refs:
+            name = f"{seen.schema}.{seen.name}" if seen.schema else seen.name
+            raise ProjectError(
+                f"SQLGlot reads the table {name} here but DuckDB's parser does not: kiban cannot be sure "
+                "what this model reads", Location(path, seen.line, seen.column),
+                "write it more plainly (a CTE with another name than any table, the table in FROM)")
+    return tuple(refs.values())
 
 
 class SqlCache:
-    """Parse results keyed by the SHA-256 of the SQL text, persisted as one JSON file."""
+    """Parse results keyed by the SQL text and the parsers' versions (``cache_key``), as one JSON file."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -92,7 +212,7 @@ class SqlCache:
         self.dirty = False
 
     def parse(self, sql: str, path: Path) -> ParsedSql:
-        key = hashlib.sha256(sql.encode()).hexdigest()
+        key = cache_key(sql)
         hit = self.entries.get(key)
         if hit is not None:
             return ParsedSql(tuple(TableRef(*r) for r in hit["refs"]), hit["norm"])

@@ -2,8 +2,15 @@
 
 A version records its parameters, hold-out metrics, the fingerprint of the data it was trained on, its
 artefact's path and SHA-256, when it was trained, and its status — ``current`` (the one scoring uses, at most
-one per model), ``rejected`` (it did not pass the promotion gate) or ``retired`` (a later version replaced
-it) — with the reason. Artefacts live under ``.kiban/models/`` (see :mod:`kiban.ml.artefact`).
+one per model), ``pending`` (it passed the promotion gate; it becomes current when the training asset's row
+naming it is published), ``rejected`` (it did not pass the promotion gate, or its publish was refused) or
+``retired`` (a later version replaced it) — with the reason. Artefacts live under ``.kiban/models/`` (see
+:mod:`kiban.ml.artefact`).
+
+A promotion belongs to its publish: the training asset's published table (written, checked and swapped in
+one DuckDB transaction) is what says which version is current. The registry and the warehouse are two
+databases, so the registry follows the warehouse (``settle``): after each training build, and whenever a
+scoring build reads the published table — a process killed between the two commits is caught up next time.
 """
 
 from __future__ import annotations
@@ -101,7 +108,8 @@ class Registry:
         return _version(row) if row else None
 
     def register(self, model: str, new: NewVersion) -> tuple[ModelVersion, Decision]:
-        """Save the artefact, let the gate decide, and record the version (and a retirement) in ONE transaction."""
+        """Save the artefact, let the gate decide, and record the version in ONE transaction: ``pending`` when
+        the gate promotes it (``settle`` makes it current once its publish commits), else ``rejected``."""
         now = utcnow()
         with self.store._tx() as conn:
             number = (conn.execute(sa.select(sa.func.max(model_versions.c.version))
@@ -112,14 +120,9 @@ class Registry:
             decision = decide(new.metric, new.direction, value, new.threshold,
                               current.version if current else None, current.metric_value if current else None)
             path, sha = artefact.save(new.model, self.root, model, number)
-            if decision.promote and current is not None:
-                conn.execute(model_versions.update().where(
-                    model_versions.c.project == self.project, model_versions.c.model == model,
-                    model_versions.c.version == current.version).values(
-                    status="retired", reason=f"replaced by v{number}: {decision.reason}", changed_at=now))
             conn.execute(model_versions.insert().values(
                 project=self.project, model=model, version=number,
-                status="current" if decision.promote else "rejected", reason=decision.reason, metric=new.metric,
+                status="pending" if decision.promote else "rejected", reason=decision.reason, metric=new.metric,
                 direction=new.direction, metric_value=value, metrics=json.dumps(new.metrics),
                 params=json.dumps(new.params, default=str), data_fingerprint=new.data_fingerprint,
                 code_fingerprint=new.code_fingerprint, artefact=path, sha256=sha,
@@ -128,6 +131,32 @@ class Registry:
         stored = self.version(model, number)
         assert stored is not None
         return stored, decision
+
+    def settle(self, model: str, published: int | None) -> None:
+        """Make the registry say what the warehouse says: ``published`` is the version the training asset's
+        published table names current (None: nothing published). A pending version that is it becomes current
+        (the previous current retired); any other pending version was never published: rejected."""
+        now = utcnow()
+        with self.store._tx() as conn:
+            pending = [r._mapping for r in conn.execute(self._select(model).where(
+                model_versions.c.status == "pending"))]
+            if not pending:
+                return
+            where = (model_versions.c.project == self.project, model_versions.c.model == model)
+            for row in pending:
+                number = row["version"]
+                if number == published:
+                    conn.execute(model_versions.update().where(*where, model_versions.c.status == "current")
+                                 .values(status="retired", reason=f"replaced by v{number}: {row['reason']}",
+                                         changed_at=now))
+                    conn.execute(model_versions.update().where(*where, model_versions.c.version == number)
+                                 .values(status="current", changed_at=now))
+                else:
+                    stays = f"v{published} stays current" if published is not None else "no version is current"
+                    conn.execute(model_versions.update().where(*where, model_versions.c.version == number).values(
+                        status="rejected", changed_at=now,
+                        reason=f"not published (its build or a blocking check failed; {stays}); the gate had "
+                               f"said: {row['reason']}"))
 
     def load(self, model: str, version: int | None = None) -> tuple[ModelVersion, Any]:
         """The current (or the given) version of ``model`` and its fitted model, under the trust rule."""

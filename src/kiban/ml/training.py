@@ -75,8 +75,41 @@ def feature_columns(features: Any) -> dict[str, list[Any]]:
     raise KibanError(f"Trained(features=…) is a {type(features).__name__}; give a table or a DataFrame")
 
 
-def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table], root: Path) -> pa.Table:
-    """Record the trained version (gate included) and return the one-row table the asset publishes."""
+def published_version(cursor: Any, key: str) -> int | None:
+    """The version the published table of the training asset ``key`` names current (None: none published).
+    Read through the caller's cursor: inside a build it is the committed version, whatever the registry says."""
+    from kiban.python.build import relation
+
+    try:
+        row = cursor.execute(f"select current_version from {relation(key)}").fetchone()
+    except Exception:  # not built yet (or an older table without the column): nothing is published
+        return None
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def settle(root: Path, key: str, cursor: Any) -> int | None:
+    """Bring the registry in line with the published training table (see ``Registry.settle``); the version."""
+    published = published_version(cursor, key)
+    registry = open_registry(root)
+    try:
+        registry.settle(key, published)
+    finally:
+        registry.store.close()
+    return published
+
+
+def settle_asset(asset: Asset, cursor: Any) -> None:
+    """After a training asset's publish committed or rolled back: the registry follows what is published."""
+    from kiban.project.loader import find_project_root
+
+    settle(find_project_root(asset.path.parent), asset.key, cursor)
+
+
+def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table], root: Path,
+             published: int | None = None) -> pa.Table:
+    """Record the trained version (gate included) and return the one-row table the asset publishes: the new
+    version is current in it when the gate promoted it — and becomes current in the registry only once this
+    table is published (``settle``); ``published`` is the version current now."""
     spec = asset.python
     assert spec is not None
     if not isinstance(value, Trained):
@@ -90,26 +123,28 @@ def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table],
     threshold = spec.options.get("threshold")
     registry = open_registry(root)
     try:
+        registry.settle(asset.key, published)  # an earlier training's publish, if a process died after it
         version, decision = registry.register(asset.key, NewVersion(
             model=value.model, metric=metric, direction=str(spec.options.get("direction", "min")),
             threshold=float(threshold) if threshold is not None else None, metrics=metrics,
             params=dict(value.params), data_fingerprint=data_fingerprint(inputs), code_fingerprint=fingerprint,
             baseline=baseline(feature_columns(value.features))))
-        current = registry.current(asset.key)
     finally:
         registry.store.close()
+    current = version.version if version.status == "pending" else published
     value_of = metrics[metric]
     return pa.table({
         "version": [version.version],
-        "status": [version.status],
+        "status": ["current" if version.status == "pending" else version.status],  # as published
         "reason": [decision.reason],
         "metric": [metric],
         "metric_value": [value_of if math.isfinite(value_of) else None],
         "metrics": [json.dumps(metrics)],
-        "current_version": [current.version if current else None],
+        "current_version": [current],
         "trained_at": [version.trained_at],
         "sha256": [version.sha256],
     })
 
 
-__all__ = ["data_fingerprint", "feature_columns", "register"]
+__all__ = ["data_fingerprint", "feature_columns", "published_version", "register", "settle",
+           "settle_asset"]

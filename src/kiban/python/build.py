@@ -121,12 +121,15 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
         table = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
         arrow_inputs.append(table)
         kwargs[wanted.parameter] = convert(table, wanted.annotation)
-    if spec.kind == "score":
+    if spec.kind == "score":  # the version the published training table names: a refused publish never scores
         from kiban.ml.registry import open_registry
+        from kiban.ml.training import settle
 
+        trained = spec.resolved[MODEL_PARAMETER]
+        version = settle(_root_of(asset.path), trained, cursor)
         registry = open_registry(_root_of(asset.path))
         try:
-            _, kwargs[MODEL_PARAMETER] = registry.load(spec.resolved[MODEL_PARAMETER])
+            _, kwargs[MODEL_PARAMETER] = registry.load(trained, version)
         finally:
             registry.store.close()
     try:
@@ -136,9 +139,10 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
     except Exception as exc:
         raise _user_error(exc, spec.path, f"{asset.key}: {spec.function}() raised") from None
     if spec.kind == "train":
-        from kiban.ml.training import register
+        from kiban.ml.training import published_version, register
 
-        return register(asset, value, fingerprint, arrow_inputs, _root_of(asset.path))
+        return register(asset, value, fingerprint, arrow_inputs, _root_of(asset.path),
+                        published_version(cursor, asset.key))
     return to_arrow(value, asset)
 
 

@@ -23,7 +23,7 @@ from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
-from kiban.run.plan import Plan, make_plan
+from kiban.run.plan import Judge, Plan, make_plan
 from kiban.store import AttemptRecord, Store, utcnow
 
 HEARTBEAT_SECONDS = 5.0
@@ -156,11 +156,12 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
             lake_versions = engine.prepare(lake_assets, _collected_tables(project, store))
-            plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh)
+            plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh,
+                             audit if isinstance(audit, Judge) else None)
             collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build) + len(collected), "fresh": len(plan.fresh), "lake": len(plan.lake),
-                "selected": len(selection), "assets": [*collected, *plan.build]}))
+                "selected": len(selection), "assets": [*collected, *plan.build], "reasons": plan.reasons}))
             built = store.last_built(project.name)  # last successful build of every asset
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
                 dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,

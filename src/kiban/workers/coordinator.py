@@ -18,7 +18,7 @@ from kiban.graph import build_graph, select
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
-from kiban.run.plan import Plan, make_plan
+from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
 from kiban.store import Store, utcnow
 from kiban.workers.queue import TERMINAL, QueueRow, RunQueue
@@ -68,7 +68,8 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                                       "(docs/scale-out.md), or run without --workers")
                 lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
                 versions = engine.prepare(lake_assets, _collected_tables(project, store))  # committed loads only
-                plan = make_plan(graph, selection, versions, engine.published(), options.full_refresh)
+                plan = make_plan(graph, selection, versions, engine.published(), options.full_refresh,
+                                 _judge(project))
             finally:
                 engine.close()
             emit(Event("run_started", run_id, detail={
@@ -147,3 +148,10 @@ def _outcome(row: QueueRow) -> Outcome:
     status = row.status if row.status in TERMINAL else "cancelled"
     return Outcome(row.asset, status, attempts=row.claims, rows=row.rows, error=row.error,
                    started_at=row.claimed_at, ended_at=row.finished_at)
+
+
+def _judge(project: Project) -> Judge | None:
+    """The blocking checks are part of every fingerprint: the workers judge by the same rules."""
+    from kiban.checks.gate import gate_for
+
+    return gate_for(project)

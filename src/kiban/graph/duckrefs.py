@@ -1,0 +1,186 @@
+"""What a model's SQL reads, as DuckDB's own parser sees it: the authority for a model's dependencies.
+
+SQLGlot is a translator; DuckDB is the engine that runs the model. A dependency SQLGlot misses (PIVOT,
+``FROM``-first, ``query_table('…')``) builds models out of order and lets stale ones pass as fresh, so the
+tables a model reads are read off DuckDB's parse tree (``json_serialize_sql``: parser only, no catalog,
+no files touched), with DuckDB's scoping of CTEs, subqueries in every clause, lateral joins and set
+operations. ``graph.sqlrefs`` compares the result with SQLGlot's and refuses what the two cannot agree on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiban.errors import Location, ProjectError
+
+NO_LOCATION = 2**64 - 1  # DuckDB's "no position" (an optional_idx that is unset)
+# Table functions whose argument names a table or a query: what they read is a dependency like any other.
+TABLE_BY_NAME = {"query_table"}
+QUERY_BY_TEXT = {"query"}
+
+_lock = threading.Lock()
+_con: Any = None
+
+
+@dataclass(frozen=True)
+class DuckRef:
+    """One table DuckDB's parser sees read: catalog and schema ('' when not written), name, byte offset."""
+
+    catalog: str
+    schema: str
+    name: str
+    offset: int | None
+
+
+class Unserializable(Exception):
+    """DuckDB parses the SQL into more than one statement (a PIVOT without an ``IN`` list)."""
+
+
+def _connection() -> Any:
+    global _con
+    if _con is None:
+        import duckdb
+
+        _con = duckdb.connect(":memory:")
+    return _con
+
+
+def serialize(sql: str) -> dict[str, Any]:
+    """DuckDB's parse tree of ``sql`` (parser only) or the parser's error."""
+    with _lock:
+        row = _connection().execute("select json_serialize_sql(?)", [sql]).fetchone()
+    return dict(json.loads(row[0])) if row else {"error": True, "error_message": "no result"}
+
+
+def normalized(sql: str) -> str:
+    """DuckDB's parse tree of ``sql`` without positions: equal for texts that differ only in comments and layout."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "query_location"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(serialize(sql)), sort_keys=True)
+
+
+def line_col(sql: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a BYTE offset (DuckDB counts UTF-8 bytes)."""
+    text = sql.encode()[:offset].decode(errors="ignore")
+    line = text.count("\n") + 1
+    return line, len(text) - (text.rfind("\n") + 1) + 1
+
+
+def duckdb_refs(sql: str, path: Path) -> list[DuckRef]:
+    """Every table ``sql`` reads, by DuckDB's parser. Raises :class:`Unserializable` for statements DuckDB
+    splits in several (dynamic PIVOT), and :class:`ProjectError` for what DuckDB refuses to parse."""
+    tree = serialize(sql)
+    if tree.get("error"):
+        message = str(tree.get("error_message", "cannot parse"))
+        if tree.get("error_type") == "not implemented" or "Only SELECT" in message:
+            raise Unserializable(message)
+        position = str(tree.get("position") or "")
+        where = Location(path, *line_col(sql, int(position))) if position.isdigit() else Location(path)
+        raise ProjectError(f"DuckDB cannot parse this model: {message}", where)
+    statements = tree.get("statements") or []
+    if len(statements) != 1:
+        raise ProjectError(f"a model is exactly one SELECT statement; DuckDB reads {len(statements)} here",
+                           Location(path, 1))
+    return list(_walk(statements[0], frozenset(), sql, path, 0))
+
+
+def _offset(node: dict[str, Any], base: int) -> int | None:
+    loc = node.get("query_location")
+    return base + int(loc) if isinstance(loc, int) and loc != NO_LOCATION else (base or None)
+
+
+def _walk(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int) -> Iterator[DuckRef]:
+    """Depth-first over the parse tree; ``ctes``: the CTE names visible here (they shadow tables)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, ctes, sql, path, base)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        catalog, schema, name = node.get("catalog_name") or "", node.get("schema_name") or "", node["table_name"]
+        if not catalog and not schema and name.lower() in ctes:
+            return
+        yield DuckRef(catalog, schema, name, _offset(node, base))
+        return
+    if kind == "TABLE_FUNCTION":
+        yield from _table_function(node, ctes, sql, path, base)
+        return
+    if kind == "RECURSIVE_CTE_NODE" and node.get("cte_name"):
+        ctes = ctes | {str(node["cte_name"]).lower()}
+    cte_map = (node.get("cte_map") or {}).get("map") or []
+    if cte_map:
+        visible = set(ctes)
+        for entry in cte_map:  # a CTE's body sees the CTEs written before it (and itself when recursive)
+            yield from _walk(entry.get("value", {}).get("query"), frozenset(visible), sql, path, base)
+            visible.add(str(entry.get("key", "")).lower())
+        ctes = frozenset(visible)
+    for key, value in node.items():
+        if key != "cte_map":
+            yield from _walk(value, ctes, sql, path, base)
+
+
+def _constant_text(node: Any) -> str | None:
+    if isinstance(node, dict) and node.get("class") == "CONSTANT":
+        value = node.get("value") or {}
+        if (value.get("type") or {}).get("id") == "VARCHAR" and not value.get("is_null"):
+            return str(value.get("value"))
+    return None
+
+
+def _table_function(node: dict[str, Any], ctes: frozenset[str], sql: str, path: Path,
+                    base: int) -> Iterator[DuckRef]:
+    function = node.get("function") or {}
+    name = str(function.get("function_name", "")).lower()
+    args = function.get("children") or []
+    offset = _offset(node, base)
+    if name in TABLE_BY_NAME or name in QUERY_BY_TEXT:
+        texts = [_constant_text(a) for a in args[:1]]
+        if not texts or texts[0] is None:
+            where = Location(path, *line_col(sql, offset)) if offset is not None else Location(path)
+            raise ProjectError(f"{name}() with a computed argument: kiban cannot know which table it reads",
+                               where, "write the table's name in the FROM clause")
+        text = texts[0]
+        if name in QUERY_BY_TEXT:  # the inner query's own references, placed at the function call
+            for ref in duckdb_refs(text, path):
+                yield DuckRef(ref.catalog, ref.schema, ref.name, offset)
+            return
+        catalog, schema, table = ["", "", *_split_name(text)][-3:]
+        yield DuckRef(catalog, schema, table, offset)
+        return
+    yield from _walk(args, ctes, sql, path, base)  # e.g. a subquery passed to a table function
+
+
+def _split_name(text: str) -> list[str]:
+    """``schema.table`` / ``"My Schema"."T"`` split as DuckDB splits a qualified name (dots outside quotes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            if quoted and text[i + 1:i + 2] == '"':
+                current.append('"')
+                i += 1
+            else:
+                quoted = not quoted
+        elif char == "." and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
+    return parts[-3:]
