@@ -199,14 +199,16 @@ class Renderer:
             self.scopes[package.name] = scope
             self.base[package.name] = Namespace(package.name, macros)
             for path in package.macro_files:
-                try:
-                    module = self.env.get_template(str(path)).make_module(vars=scope, shared=True)
+                try:  # the module's own context: Jinja exports no `_private` macros, dbt_utils has some
+                    template = self.env.get_template(str(path))
+                    context = template.new_context(scope, shared=True)
+                    for _ in template.root_render_func(context):
+                        pass
                 except jinja2.TemplateSyntaxError as exc:
                     error = RenderError(f"Jinja syntax error: {exc.message}")
                     error.file, error.line = path, exc.lineno
                     raise error from None
-                for name in dir(module):
-                    value = getattr(module, name)
+                for name, value in context.vars.items():
                     if isinstance(value, jinja2.runtime.Macro):
                         macros[name] = MacroFunc(name, package.name, value, path)
         for package_name, package_macros in self.macros.items():

@@ -117,7 +117,7 @@ class _Import:
             if props is not None:
                 self.source_props[lake_name] = (props, node)
             self.report.converted.append(Converted("seed", name, f"lake.{lake_name}", "types: " + ", ".join(
-                f"{c} {t}" for c, t in columns)))
+                f"{c} {t}" for c, t in columns), str(config.get("alias") or "")))
 
     def read_sources(self) -> None:
         for props in self.project.sources:
@@ -289,7 +289,8 @@ class _Import:
             model.sidecar = self._sidecar(props, model.node, model.config)
             model.sidecar.extra.update(self._extra(model, this, props))
             self.report.converted.append(Converted("model", name, this.render(),
-                                                   str(model.sidecar.extra.get("materialized", "table"))))
+                                                   str(model.sidecar.extra.get("materialized", "table")),
+                                                   str(model.config.get("alias") or "")))
 
     def _materialization(self, model: _Model, this: Relation) -> None:
         materialized = str(model.config.get("materialized") or "view")

@@ -143,7 +143,10 @@ def _paths(root: Path, config: dict[str, Any], key: str, default: str) -> list[P
 
 
 def _macro_files(root: Path, config: dict[str, Any]) -> list[Path]:
-    return [f for d in _paths(root, config, "macro-paths", "macros") if d.is_dir() for f in sorted(d.rglob("*.sql"))]
+    """macros/**/*.sql, and tests/generic/**/*.sql (generic tests are macros too)."""
+    folders = [*_paths(root, config, "macro-paths", "macros"),
+               *(d / "generic" for d in _paths(root, config, "test-paths", "tests"))]
+    return [f for d in folders if d.is_dir() for f in sorted(d.rglob("*.sql"))]
 
 
 def _read_nodes(project: DbtProject) -> None:

@@ -38,6 +38,7 @@ class Converted:
     dbt: str  # dbt's name (model name, source.table)
     kiban: str  # the kiban asset or file
     detail: str = ""  # materialization, checks
+    identifier: str = ""  # the table's name in dbt's database (its alias), when it differs from dbt's name
 
 
 @dataclass

@@ -49,14 +49,15 @@ def verify(report: ImportReport, dbt_file: Path, warehouse: Path) -> list[Compar
         for item in report.converted:
             if item.kind not in ("model", "seed"):
                 continue
-            schemas = by_name.get(item.dbt.lower(), [])
+            identifier = item.identifier or item.dbt
+            schemas = by_name.get(identifier.lower(), [])
             if not schemas:
                 out.append(Compared(item.dbt, item.kiban, None, None, None, None, "missing",
                                     "dbt's file has no such table"))
                 continue
             schema = "main" if "main" in schemas else schemas[0]
-            out.append(_compare(con, f"{quoted(catalog)}.{quoted(schema)}.{quoted(item.dbt)}",
-                                f"{schema}.{item.dbt}", item.kiban))
+            out.append(_compare(con, f"{quoted(catalog)}.{quoted(schema)}.{quoted(identifier)}",
+                                f"{schema}.{identifier}", item.kiban))
         return out
     finally:
         con.close()
