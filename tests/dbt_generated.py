@@ -38,7 +38,8 @@ MACROS = """\
 {%- endmacro %}
 
 {% macro amount_band(column) -%}
-    case {% for limit in [10, 20, 50] %}when {{ column }} < {{ limit }} then 'under_{{ limit }}' {% endfor %}else 'large' end
+    case {% for limit in [10, 20, 50] %}when {{ column }} < {{ limit }} then 'under_{{ limit }}'
+    {% endfor %}else 'large' end
 {%- endmacro %}
 """
 
