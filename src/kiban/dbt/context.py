@@ -10,6 +10,7 @@ answered by an in-memory DuckDB that holds the seeds and every model already ren
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -145,12 +146,13 @@ class Renderer:
         self.sources: dict[str, str] = {}  # template name (path) → preprocessed text
         self.env = jinja2.Environment(
             loader=jinja2.FunctionLoader(self._load), extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
-            keep_trailing_newline=True, autoescape=False)
+            keep_trailing_newline=True, autoescape=False, cache_size=-1)
         self.env.filters["as_bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() == "true"
         self.env.filters["as_number"] = lambda v: v if isinstance(v, int | float) else float(v)
         self.env.filters["as_text"] = str
         self.env.filters["as_native"] = lambda v: v
         self.results: dict[str, dict[str, Any]] = {}
+        self.pending_views: list[tuple[str, str]] = []  # (relation, SQL): created when a macro first looks
         self.warnings: list[str] = []
         self.macros: dict[str, dict[str, MacroFunc]] = {}  # package → name → macro
         self.base: dict[str, Any] = {}
@@ -331,7 +333,19 @@ class Renderer:
             raise RenderError(f"doc('{key}'): no docs block of that name")
         return self.project.docs[key]
 
+    def add_view(self, relation: str, sql: str) -> None:
+        """A rendered model, made a view of the import's DuckDB only once some macro introspects: binding
+        long chains of views is the costly part, and most projects never look."""
+        self.pending_views.append((relation, sql))
+
+    def _create_views(self) -> None:
+        pending, self.pending_views = self.pending_views, []
+        for relation, sql in pending:
+            with contextlib.suppress(Exception):  # a view that does not bind is only a model no macro can see
+                self.db.execute(f"create or replace view {relation} as {sql}")
+
     def _run_query(self, sql: str) -> QueryTable:
+        self._create_views()
         try:
             cursor = self.db.execute(str(sql))
             rows = cursor.fetchall()
@@ -357,6 +371,7 @@ class Renderer:
         return relation if self._columns(relation) else None
 
     def _columns(self, relation: Relation) -> list[Column]:
+        self._create_views()
         try:
             rows = self.db.execute(f"describe {relation.render()}").fetchall()
         except Exception:

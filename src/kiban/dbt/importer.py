@@ -282,8 +282,7 @@ class _Import:
                 self.problem(model.node.rel, None, f"model {name}", "renders to no SQL")
                 continue
             model.sql = sql
-            with contextlib.suppress(Exception):  # the import only needs the view for later introspection
-                self.db.execute(f"create or replace view {this.render()} as {sql}")
+            self.renderer.add_view(this.render(), sql)  # for macros that introspect later models
             self._materialization(model, this)
             props = self.project.properties.get(("model", name))
             model.sidecar = self._sidecar(props, model.node, model.config)
