@@ -250,6 +250,8 @@ def test_sources_freshness_snapshots_and_tests_on_sources(tmp_path: Path) -> Non
             """,
         "models/staging/stg_orders.sql": "select id, status from {{ source('shop', 'orders') }}\n",
         "models/snap_user.sql": "select * from {{ ref('orders_snapshot') }}\n",
+        "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('stg_orders')\n",
+        "models/metrics.yml": "version: 2\nmetrics:\n  - name: revenue\n    label: Revenue\n",
         "snapshots/orders_snapshot.sql": """\
             {% snapshot orders_snapshot %}
             {{ config(target_schema='snapshots', unique_key='id', strategy='timestamp', updated_at='u') }}
@@ -267,6 +269,8 @@ def test_sources_freshness_snapshots_and_tests_on_sources(tmp_path: Path) -> Non
     skipped = [str(n) for n in report.not_converted]
     assert any(s.startswith("snapshots/orders_snapshot.sql:1: snapshot orders_snapshot") and "scd2" in s
                for s in skipped)
+    assert any(s.startswith("models/py_model.py: Python model py_model") for s in skipped)
+    assert any(s.startswith("models/metrics.yml:3: metrics revenue") for s in skipped)
     load_project(new)  # what was written loads
 
 

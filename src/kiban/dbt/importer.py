@@ -492,6 +492,8 @@ def import_dbt(dbt_folder: Path, new_folder: Path, cli_vars: dict[str, Any] | No
             work.convert_tests()
             work.convert_exposures()
             work.snapshots()
+            for file, line, what, why in project.unsupported:
+                report.skip(file, line, what, why)
         if work.problems:
             raise failure(work.problems, project.root)
         report.seconds = time.perf_counter() - started

@@ -68,6 +68,7 @@ class DbtProject:
     sources: list[Properties] = field(default_factory=list)
     exposures: list[Properties] = field(default_factory=list)
     docs: dict[str, str] = field(default_factory=dict)
+    unsupported: list[tuple[str, int | None, str, str]] = field(default_factory=list)  # (file, line, what, why)
 
     def rel(self, path: Path) -> str:
         try:
@@ -171,6 +172,11 @@ def _read_nodes(project: DbtProject) -> None:
                     project.models.setdefault(node.name, node)
                 else:
                     project.singular_tests.append(node)
+    for folder in _paths(root, config, "model-paths", "models"):
+        for path in sorted(folder.rglob("*.py")) if folder.is_dir() else []:
+            project.unsupported.append((project.rel(path), None, f"Python model {path.stem}",
+                                        "dbt Python models are not imported; write it as a kiban Python model "
+                                        "(@kiban.asset, docs/ml.md)"))
     for folder in _paths(root, config, "seed-paths", "seeds"):
         for path in sorted(folder.rglob("*.csv")) if folder.is_dir() else []:
             parts = path.relative_to(folder).with_suffix("").parts
@@ -199,6 +205,11 @@ def _read_properties(project: DbtProject, path: Path) -> None:
     for i, entry in enumerate(data.get("sources") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.sources.append(Properties(entry, doc, ("sources", i)))
+    for key in ("metrics", "semantic_models", "saved_queries", "unit_tests", "groups"):
+        for i, entry in enumerate(data.get(key) or []):
+            name = entry.get("name", "?") if isinstance(entry, dict) else "?"
+            project.unsupported.append((project.rel(path), doc.location((key, i)).line, f"{key} {name}",
+                                        "kiban has no equivalent; not imported"))
     for i, entry in enumerate(data.get("exposures") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.exposures.append(Properties(entry, doc, ("exposures", i)))
