@@ -165,6 +165,17 @@ def test_error_inside_a_package_macro_names_both_places(tmp_path: Path) -> None:
     assert "models/a.sql:2" in text and "macros/m.sql:2" in text and "inner_missing" in text
 
 
+def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:
+    """A project someone else wrote is rendered in Jinja's sandbox: no way to os.system from a model."""
+    dbt = _project(tmp_path / "dbt", {
+        "models/a.sql": "select 1 as x\n-- {{ ''.__class__.__mro__[1].__subclasses__() }}\n",
+        "models/b.sql": "select 1 as x\n\n{{ cycler.__init__.__globals__.os.system('touch pwned') }}\n",
+    })
+    text = "\n".join(_errors(dbt, tmp_path / "new"))
+    assert "models/a.sql:2" in text and "models/b.sql:3" in text and "unsafe" in text
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
 def test_an_exception_mid_write_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gen = generate(tmp_path / "dbt", models=8)
     import kiban.dbt.importer as importer
@@ -278,10 +289,12 @@ def test_report_json_and_cli(tmp_path: Path) -> None:
     gen = generate(tmp_path / "dbt", models=6)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run([sys.executable, "-m", "kiban", "import", "dbt", str(gen.root), str(tmp_path / "new"),
-                             "--json"], capture_output=True, text=True, env=env, timeout=300)
+                             "--json", "--vars", "{min_amount: 7}"], capture_output=True, text=True, env=env,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["counts"]["models"] == 6 and data["counts"]["checks"] == gen.tests
+    assert "where amount >= 7" in (tmp_path / "new" / "models" / "warehouse" / "int_chain_0.sql").read_text()
     again = subprocess.run([sys.executable, "-m", "kiban", "import", "dbt", str(gen.root), str(tmp_path / "new")],
                            capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr

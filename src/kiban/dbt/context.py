@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.sandbox
 import yaml
 
 from kiban.dbt import builtins
@@ -59,6 +60,16 @@ def _preprocess(text: str) -> str:
     text = _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2), text)
     return _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
+
+
+class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja that cannot reach Python internals (``''.__class__.__mro__``…): importing a project someone
+    else wrote must not run arbitrary code. Packages' private macros (``dbt_utils._is_relation``) are fine."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, Namespace) and not attr.startswith("__"):
+            return True
+        return bool(super().is_safe_attribute(obj, attr, value))
 
 
 class MacroFunc:
@@ -144,7 +155,7 @@ class Renderer:
         self.cli_vars = cli_vars
         self.db = database  # a DuckDB connection: seeds and rendered models, for introspection
         self.sources: dict[str, str] = {}  # template name (path) → preprocessed text
-        self.env = jinja2.Environment(
+        self.env = _Sandbox(
             loader=jinja2.FunctionLoader(self._load), extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
             keep_trailing_newline=True, autoescape=False, cache_size=-1)
         self.env.filters["as_bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() == "true"
