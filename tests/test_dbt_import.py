@@ -165,6 +165,22 @@ def test_error_inside_a_package_macro_names_both_places(tmp_path: Path) -> None:
     assert "models/a.sql:2" in text and "macros/m.sql:2" in text and "inner_missing" in text
 
 
+def test_awkward_names_become_valid_asset_names(tmp_path: Path) -> None:
+    """Names with dashes, capitals, digits first or SQL's reserved words still give a project that loads and runs."""
+    dbt = _project(tmp_path / "dbt", {
+        "seeds/Raw-Data.csv": "id,v\n1,a\n2,b\n",
+        "models/select.sql": "select * from {{ ref('Raw-Data') }}\n",
+        "models/2nd-Model.sql": "select id from {{ ref('select') }}\n",
+        "models/group.sql": "select count(*) as n from {{ ref('2nd-Model') }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    names = {c.dbt: c.kiban for c in report.converted}
+    assert names == {"Raw-Data": "lake.raw_data", "select": "warehouse.select_", "2nd-Model": "warehouse._2nd_model",
+                     "group": "mart.group_"}
+    done = run(load_project(tmp_path / "new"), RunOptions())
+    assert done.result.status == "success"
+
+
 def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:
     """A project someone else wrote is rendered in Jinja's sandbox: no way to os.system from a model."""
     dbt = _project(tmp_path / "dbt", {

@@ -14,6 +14,7 @@ purpose's interface, read by no other model). The mapping:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -33,10 +34,21 @@ class Placement:
         return f"{self.layer}.{self.name}"
 
 
+@functools.cache
+def _reserved() -> frozenset[str]:
+    import duckdb
+
+    rows = duckdb.connect().execute("select keyword_name from duckdb_keywords() "
+                                    "where keyword_category = 'reserved'").fetchall()
+    return frozenset(str(r[0]).lower() for r in rows)
+
+
 def asset_name(text: str) -> str:
-    """A dbt name as a kiban asset name: lower case letters, digits and ``_``, not starting with a digit."""
+    """A dbt name as a kiban asset name: lower case letters, digits and ``_``, not starting with a digit,
+    and not one of SQL's reserved words (``select`` becomes ``select_``, so ``from warehouse.select_`` parses)."""
     name = re.sub(r"[^a-z0-9_]", "_", text.lower())
-    return "_" + name if not name or name[0].isdigit() else name
+    name = "_" + name if not name or name[0].isdigit() else name
+    return name + "_" if name in _reserved() else name
 
 
 def place_model(folders: tuple[str, ...], config: dict[str, object], read_by_models: bool, name: str) -> Placement:

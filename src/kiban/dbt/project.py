@@ -201,7 +201,15 @@ def _read_properties(project: DbtProject, path: Path) -> None:
     for kind in ("models", "seeds", "snapshots"):
         for i, entry in enumerate(data.get(kind) or []):
             if isinstance(entry, dict) and entry.get("name"):
-                project.properties.setdefault((kind[:-1], str(entry["name"])), Properties(entry, doc, (kind, i)))
+                key = (kind[:-1], str(entry["name"]))
+                if key in project.properties:  # dbt refuses this; the import keeps the first and says so
+                    first = project.properties[key]
+                    project.unsupported.append((project.rel(path), doc.location((kind, i)).line,
+                                                f"{key[0]} {key[1]}", "described a second time (first in "
+                                                f"{project.rel(first.doc.path)}:{first.line()}); this entry is "
+                                                "ignored"))
+                    continue
+                project.properties[key] = Properties(entry, doc, (kind, i))
     for i, entry in enumerate(data.get("sources") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.sources.append(Properties(entry, doc, ("sources", i)))
