@@ -213,10 +213,10 @@ def _read_properties(project: DbtProject, path: Path) -> None:
     for i, entry in enumerate(data.get("sources") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.sources.append(Properties(entry, doc, ("sources", i)))
-    for key in ("metrics", "semantic_models", "saved_queries", "unit_tests", "groups"):
-        for i, entry in enumerate(data.get(key) or []):
+    for section in ("metrics", "semantic_models", "saved_queries", "unit_tests", "groups"):
+        for i, entry in enumerate(data.get(section) or []):
             name = entry.get("name", "?") if isinstance(entry, dict) else "?"
-            project.unsupported.append((project.rel(path), doc.location((key, i)).line, f"{key} {name}",
+            project.unsupported.append((project.rel(path), doc.location((section, i)).line, f"{section} {name}",
                                         "kiban has no equivalent; not imported"))
     for i, entry in enumerate(data.get("exposures") or []):
         if isinstance(entry, dict) and entry.get("name"):
