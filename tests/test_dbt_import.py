@@ -181,6 +181,46 @@ def test_awkward_names_become_valid_asset_names(tmp_path: Path) -> None:
     assert done.result.status == "success"
 
 
+def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "models/marts/shared.sql": "select 1 as id, 'a' as v\n",
+        "models/marts/final.sql": "select * from {{ ref('shared') }}\n",
+        "models/marts/off.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
+        "models/marts/eph.sql": "{{ config(materialized='ephemeral') }}\nselect 2 as id\n",
+        "models/schema.yml": """\
+            version: 2
+            models:
+              - name: final
+                columns:
+                  - name: id
+                    tests:
+                      - not_null:
+                          config: {enabled: false}
+                      - accepted_values:
+                          values: [1]
+                          quote: false
+                      - unique:
+                          config: {error_if: ">5", severity: warn}
+                      - dbt_expectations.expect_column_to_exist
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    assert {c.dbt: c.kiban for c in report.converted if c.kind == "model"} == {
+        "shared": "warehouse.shared", "final": "mart.final", "eph": "mart.eph"}
+    approximations = "\n".join(str(n) for n in report.approximations)
+    skipped = "\n".join(str(n) for n in report.not_converted)
+    assert "models/marts/shared.sql: model shared: placed in warehouse" in approximations
+    assert "models/marts/eph.sql: model eph: ephemeral models become views" in approximations
+    assert "models/schema.yml:9: test accepted_values: quote: false" in approximations
+    assert "models/marts/off.sql: model off: disabled" in skipped
+    assert "models/schema.yml:7: test not_null: disabled" in skipped
+    assert "models/schema.yml:14: test dbt_expectations.expect_column_to_exist: no generic test macro test_" \
+        "expect_column_to_exist" in skipped
+    sidecar = (tmp_path / "new" / "models" / "mart" / "final.yml").read_text()
+    assert "fail_above: 5" in sidecar and "severity: warn" in sidecar and "not_null" not in sidecar
+    assert (report.tests, report.checks) == (4, 2)
+
+
 def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:
     """A project someone else wrote is rendered in Jinja's sandbox: no way to os.system from a model."""
     dbt = _project(tmp_path / "dbt", {

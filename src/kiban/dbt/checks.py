@@ -103,9 +103,15 @@ class TestConverter:
         if isinstance(args.get("arguments"), dict):  # dbt 1.10+: arguments beside config
             args = {**args.pop("arguments"), **args}
         config = dict(args.pop("config", None) or {})
-        for key in ("severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit"):
+        for key in ("severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit", "enabled"):
             if key in args:
                 config.setdefault(key, args.pop(key))
+        if config.get("enabled") is False or args.pop("enabled", True) is False:
+            self.report.skip(file, line, f"test {kind}", "disabled (enabled: false)")
+            return
+        if args.get("quote") is False:
+            self.report.approximate(file, line, f"test {kind}", "quote: false: the values are compared as "
+                                    "written, not as SQL expressions")
         options: dict[str, Any] = {}
         severity = str(config.get("severity") or "error").lower()
         if severity == "warn":

@@ -237,6 +237,9 @@ class _Import:
         for name, model in self.models.items():
             placement = place_model(model.node.fqn[1:-1], model.config, name in read, name)
             model.placement = placement
+            if "its folder says mart" in placement.why:
+                self.report.approximate(model.node.rel, None, f"model {name}",
+                                        f"placed in warehouse: {placement.why}")
             if placement.key in seen:
                 self.problem(model.node.rel, None, f"model {name}", f"both it and {seen[placement.key]} would "
                              f"be {placement.key}")
