@@ -186,7 +186,9 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
         "models/marts/shared.sql": "select 1 as id, 'a' as v\n",
         "models/marts/final.sql": "select * from {{ ref('shared') }}\n",
         "models/marts/off.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
-        "models/marts/eph.sql": "{{ config(materialized='ephemeral') }}\nselect 2 as id\n",
+        "models/marts/eph.sql": "{{ config(materialized='ephemeral', post_hook='grant select on {{ this }}') }}"
+                                "\nselect 2 as id\n",
+        "models/other/final.sql": "select 3 as id\n",
         "models/schema.yml": """\
             version: 2
             models:
@@ -213,6 +215,9 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
     assert "models/marts/eph.sql: model eph: ephemeral models become views" in approximations
     assert "models/schema.yml:9: test accepted_values: quote: false" in approximations
     assert "models/marts/off.sql: model off: disabled" in skipped
+    assert "models/marts/eph.sql: post_hook of eph: kiban runs no hooks" in skipped
+    assert "models/other/final.sql: model final: a second model of that name (the first is models/marts/final.sql)" \
+        in skipped
     assert "models/schema.yml:7: test not_null: disabled" in skipped
     assert "models/schema.yml:14: test dbt_expectations.expect_column_to_exist: no generic test macro test_" \
         "expect_column_to_exist" in skipped

@@ -287,6 +287,10 @@ class _Import:
             model.sql = sql
             self.renderer.add_view(this.render(), sql)  # for macros that introspect later models
             self._materialization(model, this)
+            for hook in ("pre_hook", "post_hook", "pre-hook", "post-hook"):
+                if model.config.get(hook):
+                    self.report.skip(model.node.rel, None, f"{hook} of {name}", "kiban runs no hooks around a "
+                                     "build; grants and the like belong to the warehouse's administration")
             props = self.project.properties.get(("model", name))
             model.sidecar = self._sidecar(props, model.node, model.config)
             model.sidecar.extra.update(self._extra(model, this, props))

@@ -136,6 +136,10 @@ def read_project(root: Path) -> DbtProject:
             sub = sub if isinstance(sub, dict) else {}
             project.packages.append(Package(str(sub.get("name") or folder.name), folder, _macro_files(folder, sub)))
     _read_nodes(project)
+    for key in ("on-run-start", "on-run-end"):
+        if config.get(key):
+            project.unsupported.append(("dbt_project.yml", doc.location((key,)).line, key,
+                                        "kiban runs no hooks; do this work in a model or outside the run"))
     return project
 
 
@@ -168,8 +172,11 @@ def _read_nodes(project: DbtProject) -> None:
                     continue
                 parts = path.relative_to(folder).with_suffix("").parts
                 node = Node(kind, path.stem, path, project.rel(path), (project.name, *parts), text)
-                if kind == "model":
-                    project.models.setdefault(node.name, node)
+                if kind == "model" and node.name in project.models:
+                    project.unsupported.append((node.rel, None, f"model {node.name}", "a second model of that name "
+                                                f"(the first is {project.models[node.name].rel}); ignored"))
+                elif kind == "model":
+                    project.models[node.name] = node
                 else:
                     project.singular_tests.append(node)
     for folder in _paths(root, config, "model-paths", "models"):
