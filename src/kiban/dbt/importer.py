@@ -67,8 +67,8 @@ class _Import:
         self.renderer.resolve_ref = self._ref
         self.renderer.resolve_source = self._source
 
-    def problem(self, rel: str, line: int | None, what: str, why: str) -> None:
-        self.problems.append(Note(rel, line, what, why))
+    def problem(self, rel: str, line: int | None, what: str, why: str, hint: str | None = None) -> None:
+        self.problems.append(Note(rel, line, what, why, hint))
 
     # --- what ref() and source() name --------------------------------------------------------------
     def _ref(self, name: str, package: str | None) -> Relation:
@@ -229,7 +229,7 @@ class _Import:
 
     def _render_problem(self, exc: RenderError, node: Node) -> None:
         rel = self.project.rel(exc.file) if exc.file else node.rel
-        self.problem(rel, exc.line, f"model {node.name}", exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+        self.problem(rel, exc.line, f"model {node.name}", exc.message, exc.hint)
 
     def place(self) -> list[str]:
         read = {r for m in self.models.values() for r in m.refs}

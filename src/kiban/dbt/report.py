@@ -21,6 +21,7 @@ class Note:
     line: int | None
     what: str  # the node, test or key concerned
     why: str
+    hint: str | None = None  # what to do about it
 
     @property
     def where(self) -> str:
@@ -91,4 +92,5 @@ class ImportReport:
 
 def failure(problems: list[Note], root: Path) -> ProjectErrors:
     """The import cannot produce a working project: every problem, each with its dbt file and line."""
-    return ProjectErrors([ProjectError(f"{p.what}: {p.why}", Location(root / p.file, p.line)) for p in problems])
+    return ProjectErrors([ProjectError(f"{p.what}: {p.why}", Location(root / p.file, p.line), p.hint)
+                          for p in problems])
