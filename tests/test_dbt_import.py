@@ -226,6 +226,49 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
     assert (report.tests, report.checks) == (4, 2)
 
 
+def test_relationships_towards_downstream_models_still_run(tmp_path: Path) -> None:
+    """dbt lets a test point at a model built from the tested one, or two tests point at each other; kiban's gate
+    refuses both (the check would wait for itself), so the import turns them into sql checks."""
+    dbt = _project(tmp_path / "dbt", {
+        "seeds/raw.csv": "id,customer_id\n1,10\n2,11\n",
+        "models/staging/stg_orders.sql": "select * from {{ ref('raw') }}\n",
+        "models/customers.sql": "select distinct customer_id from {{ ref('stg_orders') }}\n",
+        "models/a.sql": "select 10 as customer_id\n",
+        "models/b.sql": "select 10 as customer_id\n",
+        "models/schema.yml": """\
+            version: 2
+            models:
+              - name: stg_orders
+                columns:
+                  - name: customer_id
+                    tests:
+                      - relationships: {to: ref('customers'), field: customer_id, config: {severity: warn}}
+              - name: a
+                columns:
+                  - name: customer_id
+                    tests: [{relationships: {to: ref('b'), field: customer_id}}]
+              - name: b
+                columns:
+                  - name: customer_id
+                    tests: [{relationships: {to: ref('a'), field: customer_id}}]
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    assert report.checks == 3
+    stg = (tmp_path / "new" / "models" / "warehouse" / "stg_orders.yml").read_text()
+    customers = (tmp_path / "new" / "models" / "mart" / "customers.yml").read_text()
+    assert "relationships" not in stg and "sql: select child.* from warehouse.stg_orders" in customers
+    assert "severity: warn" in customers
+    notes = "\n".join(str(n) for n in report.approximations)
+    assert "relationships test customer_id → mart.customers" in notes
+    assert notes.count("relationships test") == 2  # one of a ↔ b keeps its native check
+    done = run(load_project(tmp_path / "new"), RunOptions())
+    assert done.result.status == "success", done.result.outcomes
+    state = sqlite3.connect(tmp_path / "new" / ".kiban" / "state.db")
+    assert state.execute("select status from check_results where check_name = 'relationships_stg_orders_customer_id'"
+                         ).fetchall() == [("pass",)]
+
+
 def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:
     """A project someone else wrote is rendered in Jinja's sandbox: no way to os.system from a model."""
     dbt = _project(tmp_path / "dbt", {

@@ -350,6 +350,54 @@ class _Import:
             converter.convert_entry(props, node, Relation("lake", lake_name), self.lake[lake_name])
         for test in self.project.singular_tests:
             self._singular(test)
+        self._untangle_relationships()
+
+    def _untangle_relationships(self) -> None:
+        """kiban makes a model's build wait for the model its relationships check names, so the check sees the
+        new version; a check towards a model built from the checked one (or a circle of such waits) is refused.
+        dbt has no such rule: those checks become ``sql`` checks of the target model, which is built after the
+        checked one and so judges both new versions."""
+        keys = {m.placement.key: m for m in self.models.values() if m.placement is not None and m.sql}
+        deps: dict[str, set[str]] = {
+            key: {self.models[r].placement.key for r in m.refs  # type: ignore[union-attr]
+                  if r in self.models and self.models[r].placement is not None} for key, m in keys.items()}
+
+        def reaches(start: str, goal: str) -> bool:
+            seen, todo = set(), [start]
+            while todo:
+                here = todo.pop()
+                if here == goal:
+                    return True
+                if here not in seen:
+                    seen.add(here)
+                    todo.extend(deps.get(here, ()))
+            return False
+
+        for key, model in keys.items():
+            for column in model.sidecar.columns.values():
+                for i, check in enumerate(column.get("checks", [])):
+                    if not (isinstance(check, dict) and isinstance(check.get("relationships"), dict)):
+                        continue
+                    target = str(check["relationships"]["to"])
+                    if target not in keys:
+                        continue
+                    if not reaches(target, key):
+                        deps[key].add(target)
+                        continue
+                    field_name = str(check["relationships"]["field"])
+                    options = {k: v for k, v in check.items() if k != "relationships"}
+                    sql = (f"select child.* from {key} as child left join {target} as parent "
+                           f"on child.{column['name']} = parent.{field_name} "
+                           f"where child.{column['name']} is not null and parent.{field_name} is null")
+                    column["checks"][i] = None  # judged from the other side: by the target, built after key
+                    name = f"relationships_{key.split('.')[1]}_{column['name']}"
+                    keys[target].sidecar.checks.append({"sql": sql, "name": name[:120], **options})
+                    self.report.approximate(model.node.rel, None, f"relationships test {column['name']} → {target}",
+                                            f"{target} is built after {key}, so the check is a sql check of "
+                                            f"{target} (it judges both new versions)")
+                column["checks"] = [c for c in column.get("checks", []) if c is not None]
+                if not column["checks"]:
+                    column.pop("checks")
 
     def _singular(self, test: Node) -> None:
         self.report.tests += 1
