@@ -235,6 +235,8 @@ def test_relationships_towards_downstream_models_still_run(tmp_path: Path) -> No
         "models/customers.sql": "select distinct customer_id from {{ ref('stg_orders') }}\n",
         "models/a.sql": "select 10 as customer_id\n",
         "models/b.sql": "select 10 as customer_id\n",
+        "tests/no_orphans.sql": "select o.* from {{ ref('stg_orders') }} o\nleft join {{ ref('customers') }} c "
+                                "using (customer_id) where c.customer_id is null\n",
         "models/schema.yml": """\
             version: 2
             models:
@@ -254,7 +256,8 @@ def test_relationships_towards_downstream_models_still_run(tmp_path: Path) -> No
             """,
     })
     report = import_dbt(dbt, tmp_path / "new")
-    assert report.checks == 3
+    assert report.checks == 4
+    assert "name: no_orphans" in (tmp_path / "new" / "models" / "mart" / "customers.yml").read_text()
     stg = (tmp_path / "new" / "models" / "warehouse" / "stg_orders.yml").read_text()
     customers = (tmp_path / "new" / "models" / "mart" / "customers.yml").read_text()
     assert "relationships" not in stg and "sql: select child.* from warehouse.stg_orders" in customers

@@ -63,6 +63,7 @@ class _Import:
         self.snapshot_refs: set[str] = set()
         self.models: dict[str, _Model] = {}
         self.usecases: dict[str, str] = {}
+        self.order: list[str] = []  # models in dependency order
         self.renderer = Renderer(project, cli_vars, self.db)
         self.renderer.resolve_ref = self._ref
         self.renderer.resolve_source = self._source
@@ -270,6 +271,7 @@ class _Import:
 
     def render_models(self, order: list[str]) -> None:
         """Second pass, as dbt compiles: ``execute`` true, dependencies first."""
+        self.order = order
         for name in order:
             model = self.models[name]
             assert model.placement is not None
@@ -407,13 +409,13 @@ class _Import:
             self.report.skip(test.rel, exc.line, f"test {test.name}", exc.message)
             return
         sidecar: Sidecar | None = None
+        # the model built last among those it reads judges it, so the others' new versions exist by then
+        models = sorted((self.order.index(r), r) for r, _ in rendered.refs if r in self.models and self.models[r].sql)
+        if models:
+            sidecar = self.models[models[-1][1]].sidecar
         for ref, _ in rendered.refs:
-            if ref in self.models and self.models[ref].sql:
-                sidecar = self.models[ref].sidecar
-                break
-            if ref in self.seeds:
+            if sidecar is None and ref in self.seeds:
                 sidecar = self.lake[self.seeds[ref]]
-                break
         if sidecar is None and rendered.sources:
             sidecar = self.lake.get(self.sources.get(rendered.sources[0], ""))
         if sidecar is None:
