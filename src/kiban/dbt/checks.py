@@ -2,8 +2,8 @@
 
 dbt-core's four generic tests and dbt_utils' common ones become kiban's own kinds (one scan per
 table, readable names); any other generic test whose macro the project or a vendored package has
-is rendered into a ``sql`` check (the failing rows, as dbt runs it); a singular test (``tests/*.sql``)
-is a ``sql`` check on the first model it reads. A test with a ``where`` config becomes a ``sql``
+is rendered into a ``sql`` check (the failing rows, as dbt runs it); singular tests (``tests/*.sql``)
+are converted by the importer. A test with a ``where`` config becomes a ``sql``
 check over the filtered rows. What cannot be converted goes to the report with its file and line.
 """
 
