@@ -202,7 +202,7 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
                           values: [1]
                           quote: false
                       - unique:
-                          config: {error_if: ">5", severity: warn}
+                          config: {error_if: ">5", warn_if: ">2"}
                       - dbt_expectations.expect_column_to_exist
             """,
     })
@@ -222,7 +222,8 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
     assert "models/schema.yml:14: test dbt_expectations.expect_column_to_exist: no generic test macro test_" \
         "expect_column_to_exist" in skipped
     sidecar = (tmp_path / "new" / "models" / "mart" / "final.yml").read_text()
-    assert "fail_above: 5" in sidecar and "severity: warn" in sidecar and "not_null" not in sidecar
+    assert "fail_above: 5" in sidecar and "not_null" not in sidecar
+    assert "models/schema.yml:12: test unique: warn_if is dropped" in approximations
     assert (report.tests, report.checks) == (4, 2)
 
 
@@ -270,6 +271,38 @@ def test_relationships_towards_downstream_models_still_run(tmp_path: Path) -> No
     state = sqlite3.connect(tmp_path / "new" / ".kiban" / "state.db")
     assert state.execute("select status from check_results where check_name = 'relationships_stg_orders_customer_id'"
                          ).fetchall() == [("pass",)]
+
+
+def test_error_if_and_fail_calc_keep_dbts_verdict(tmp_path: Path) -> None:
+    """dbt computes failures with the test's fail_calc and compares them with error_if / warn_if; the checks that
+    come out of the import reach the same verdict (pass or fail) on the same data."""
+    dbt = _project(tmp_path / "dbt", {
+        "macros/sum_test.sql": "{% test sums_small(model, column_name) %}\n{{ config(fail_calc='sum(n)') }}\n"
+                               "select {{ column_name }} as n from {{ model }}\n{% endtest %}\n",
+        "models/m.sql": "select 1 as id, 2 as n union all select 2, 3\n",
+        "models/schema.yml": """\
+            version: 2
+            models:
+              - name: m
+                columns:
+                  - name: id
+                    tests:
+                      - not_null: {config: {error_if: "<1"}}
+                  - name: n
+                    tests:
+                      - sums_small: {config: {error_if: ">4"}}
+                      - sums_small: {config: {error_if: ">5", name: x}}
+                      - sums_small: {config: {severity: warn, warn_if: ">= 5"}}
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    assert report.checks == 4
+    run(load_project(tmp_path / "new"), RunOptions())
+    state = sqlite3.connect(tmp_path / "new" / ".kiban" / "state.db")
+    verdicts = state.execute("select check_name, status from check_results order by id").fetchall()
+    # dbt: not_null failures 0 < 1 → error; sum(n) = 5 > 4 → error; 5 > 5 → pass; warn test 5 >= 5 → warn
+    assert verdicts == [("not_null_id", "fail"), ("sums_small_n", "fail"), ("sums_small_n_2", "pass"),
+                        ("sums_small_n_3", "fail")]
 
 
 def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:

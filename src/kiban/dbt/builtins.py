@@ -51,11 +51,23 @@ def concat(fields: list[Any]) -> str:
 
 
 def dateadd(datepart: Any, interval: Any, from_date_or_timestamp: Any) -> str:
-    return f"date_add({_s(from_date_or_timestamp)}, interval ({_s(interval)}) {_s(datepart)})"
+    """dbt-duckdb 1.11's: an INTERVAL multiplied by the value (quarter = 3 months, week = 7 days)."""
+    unit, start = _s(datepart).lower(), _s(from_date_or_timestamp)
+    if unit == "quarter":
+        return f"({start} + (cast({_s(interval)} as bigint) * 3) * interval 1 month)"
+    if unit == "week":
+        return f"({start} + (cast({_s(interval)} as bigint) * 7) * interval 1 day)"
+    return f"({start} + cast({_s(interval)} as bigint) * interval 1 {unit})"
 
 
 def datediff(first_date: Any, second_date: Any, datepart: Any) -> str:
-    return f"date_diff('{_s(datepart)}', {_s(first_date)}::timestamp, {_s(second_date)}::timestamp)"
+    first, second = _s(first_date), _s(second_date)
+    if _s(datepart) == "week":
+        return (f"({datediff(first, second, 'day')} // 7 + case "
+                f"when date_part('dow', ({first})::timestamp) <= date_part('dow', ({second})::timestamp) then "
+                f"case when {first} <= {second} then 0 else -1 end "
+                f"else case when {first} <= {second} then 1 else 0 end end)")
+    return f"(date_diff('{_s(datepart)}', {first}::timestamp, {second}::timestamp))"
 
 
 def date_trunc(datepart: Any, date: Any) -> str:
@@ -63,8 +75,9 @@ def date_trunc(datepart: Any, date: Any) -> str:
 
 
 def last_day(date: Any, datepart: Any) -> str:
-    return (f"cast(date_trunc('{_s(datepart)}', {_s(date)}) + interval 1 {_s(datepart)}"
-            f" - interval 1 day as date)")
+    if _s(datepart) == "quarter":
+        return f"cast({dateadd('day', '-1', dateadd('month', '3', date_trunc(datepart, date)))} as date)"
+    return f"cast({dateadd('day', '-1', dateadd(datepart, '1', date_trunc(datepart, date)))} as date)"
 
 
 def safe_cast(field: Any, type: Any) -> str:
@@ -88,7 +101,7 @@ def string_literal(value: Any) -> str:
 
 
 def split_part(string_text: Any, delimiter_text: Any, part_number: Any) -> str:
-    return f"split_part({_s(string_text)}, {_s(delimiter_text)}, {_s(part_number)})"
+    return f"string_split({_s(string_text)}, {_s(delimiter_text)})[{_s(part_number)}]"
 
 
 def replace(field: Any, old_chars: Any, new_chars: Any) -> str:

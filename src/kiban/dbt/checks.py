@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiban.dbt.context import Renderer, RenderError
+from kiban.dbt.context import Config, Renderer, RenderError, locate
 from kiban.dbt.project import Node, Properties
 from kiban.dbt.relation import Relation
 from kiban.dbt.report import ImportReport
 
 OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit",
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
+_CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
 _DURATION = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks"}
 
 
@@ -37,7 +38,21 @@ class Sidecar:
     def column(self, name: str) -> dict[str, Any]:
         return self.columns.setdefault(name, {"name": name})
 
+    def _distinct_names(self) -> None:
+        """Names given to checks (rendered tests, singular tests) are unique within a sidecar: _2, _3…"""
+        seen: set[str] = set()
+        for checks in [self.checks, *(c.get("checks", []) for c in self.columns.values())]:
+            for check in checks:
+                if isinstance(check, dict) and check.get("name"):
+                    name, n = str(check["name"]), 1
+                    while name in seen:
+                        n += 1
+                        name = f"{str(check['name'])[:115]}_{n}"
+                    check["name"] = name
+                    seen.add(name)
+
     def as_yaml(self) -> dict[str, Any]:
+        self._distinct_names()
         out: dict[str, Any] = {}
         if self.description:
             out["description"] = self.description
@@ -72,6 +87,8 @@ class TestConverter:
     def __init__(self, renderer: Renderer, report: ImportReport) -> None:
         self.renderer = renderer
         self.report = report
+        self._condition = "!= 0"  # the test being converted: its error_if (or warn_if, for a warn test)
+        self._thresholds_done = False
 
     def convert_entry(self, props: Properties, node: Node, asset: Relation, sidecar: Sidecar) -> None:
         entry = props.data
@@ -116,14 +133,16 @@ class TestConverter:
         severity = str(config.get("severity") or "error").lower()
         if severity == "warn":
             options["severity"] = "warn"
-        error_if = str(config.get("error_if") or "!= 0").replace(" ", "")
-        if error_if.startswith(">") and error_if[1:].isdigit() and error_if[1:] != "0":
-            options["fail_above"] = int(error_if[1:])
-        elif error_if not in ("!=0", ">0"):
-            self.report.approximate(file, line, f"test {kind}", f"error_if {error_if} has no kiban equivalent; "
-                                    "the check fails on any failing row")
-        if config.get("warn_if") and severity == "error":
-            self.report.approximate(file, line, f"test {kind}", "warn_if is dropped: a kiban check has one severity")
+        # dbt: failures = fail_calc over the test's rows; error if `failures <error_if>`, else warn if `<warn_if>`
+        condition = str(config.get("error_if" if severity == "error" else "warn_if") or "!= 0").strip()
+        if not _CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
+            self.report.approximate(file, line, f"test {kind}", f"condition {condition!r} is not a comparison with "
+                                    "a number; the check fails on any failing row")
+            condition = "!= 0"
+        self._condition, self._thresholds_done = condition, False
+        compact = condition.replace(" ", "")
+        if compact.startswith(">") and compact[1:].isdigit() and compact[1:] != "0":
+            options["fail_above"] = int(compact[1:])
         where = config.get("where")
         what = f"test {kind}" + (f" on {column}" if column else "")
         try:
@@ -133,6 +152,14 @@ class TestConverter:
             return
         if check is None:
             return
+        if not self._thresholds_done:
+            if compact not in ("!=0", ">0") and "fail_above" not in options:
+                key = "error_if" if severity == "error" else "warn_if"
+                self.report.approximate(file, line, f"test {kind}", f"{key} {condition} has no kiban equivalent; "
+                                        "the check fails on any failing row")
+            if config.get("warn_if") and severity == "error":
+                self.report.approximate(file, line, f"test {kind}", "warn_if is dropped: a kiban check has one "
+                                        "severity")
         target, entry = check
         if target is None:
             sidecar.checks.append(entry)
@@ -146,12 +173,21 @@ class TestConverter:
         short = kind.split(".")[-1]
         column = column or (str(args["column_name"]) if args.get("column_name") else None)
         model = asset.render()
-        if where:
-            model = f"(select * from {asset.render()} where {where}) as dbt_subquery"
+        # a condition kiban's thresholds cannot say (error_if: "<1"): dbt's verdict as a sql check
+        special = self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options
+        if (where or special) and "." not in kind:
+            if where:
+                model = f"(select * from {asset.render()} where {where}) as dbt_subquery"
             sql = self._core_sql(short, args, column, model)
             if sql is not None:
-                return None, {"sql": sql, "name": _check_name(f"{short}_{column or ''}_where").rstrip("_"),
-                              **_row_options(options, sql_check=True)}
+                if special:
+                    sql = (f"select * from (select count(*) as failures from ({sql}) as dbt_internal_test) "
+                           f"where failures {self._condition}")
+                    self._thresholds_done = True
+                return None, {"sql": sql, "name": _check_name(f"{short}_{column or ''}" + ("_where" if where else "")
+                                                              ).rstrip("_"), **_row_options(options, sql_check=True)}
+        if where or special:
+            return self._generic(kind, args, column, asset, where, options, file, line)
         if not where and column and short in ("not_null", "unique") and "." not in kind:
             return column, ({short: None, **options} if options else short)
         if not where and column and short == "accepted_values" and "." not in kind:
@@ -184,7 +220,8 @@ class TestConverter:
         if short == "not_empty_string" and column:
             inner = f"trim({column})" if args.get("trim_whitespace", True) else column
             return None, {"expression": f"{inner} <> ''"}
-        if short == "recency" and args.get("field") and str(args.get("datepart")) in _DURATION:
+        if (short == "recency" and args.get("field") and str(args.get("datepart")) in _DURATION
+                and set(args) <= {"field", "datepart", "interval"}):
             return None, {"freshness": {"column": str(args["field"]),
                                         "max_age": f"{args.get('interval', 1)} {_DURATION[str(args['datepart'])]}"}}
         return None
@@ -226,11 +263,27 @@ class TestConverter:
         if column:
             kwargs["column_name"] = column
         for key, value in list(kwargs.items()):
-            if isinstance(value, str) and ("ref(" in value or "source(" in value) and "{{" not in value:
-                kwargs[key] = self.renderer.render_relation(value, self.renderer_node(file))
-        self.renderer.set_names(this=asset, execute=True)
-        sql = str(macro(**kwargs)).strip()
+            if isinstance(value, str) and re.match(r"\s*(\{\{)?\s*(ref|source)\s*\(", value):
+                kwargs[key] = self.renderer.relation_of(value)
+        values: dict[str, Any] = {}
+        self.renderer.set_names(this=asset, execute=True, config=Config(values))
+        try:
+            sql = str(macro(**kwargs)).strip()
+        except Exception as exc:  # whatever the macro raised: its file and line, in the report
+            error = locate(exc, self.renderer_node(file), self.renderer.project.root)
+            where = self.renderer.project.rel(error.file) + f":{error.line}" if error.file else ""
+            self.report.skip(file, line, f"test {kind}", f"its macro test_{short} could not be rendered"
+                             + (f" ({where})" if where else "") + f": {error.message}")
+            return None
         name = _check_name(f"{short}_{column}" if column else short)
+        fail_calc = str(values.get("fail_calc") or "count(*)")
+        if fail_calc.replace(" ", "").lower() != "count(*)" or ("fail_above" not in options and
+                                                               self._condition.replace(" ", "") not in ("!=0", ">0")):
+            # dbt's verdict exactly: one row when the failures it computes meet the condition
+            sql = (f"select * from (select {fail_calc} as failures from ({sql}) as dbt_internal_test) "
+                   f"where failures {self._condition}")
+            options.pop("fail_above", None)
+            self._thresholds_done = True
         self.report.approximate(file, line, f"test {kind}", f"rendered from macro test_{short} into a sql check "
                                 f"'{name}'")
         return None, {"sql": sql, "name": name, **_row_options(options, sql_check=True)}

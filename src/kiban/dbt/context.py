@@ -201,6 +201,7 @@ class Renderer:
             "run_query": self._run_query, "statement": self._statement, "load_result": self.results.get,
             "load_relation": self._load_relation, "doc": self._doc, "builtins": AttrDict(config=None),
             "dbt": Namespace("dbt", dict(builtins.MACROS)), "var": self._var,
+            "should_store_failures": lambda: False, "get_where_subquery": lambda relation: relation,
         })
         base.update(builtins.MACROS)  # dbt's global macros are callable unqualified too
 
@@ -273,7 +274,7 @@ class Renderer:
             error.file, error.line = Path(exc.filename or node.path), exc.lineno
             raise error from None
         except Exception as exc:  # anything the Jinja raised: find the line in the template's frames
-            raise _located(exc, node, self.project.root) from None
+            raise locate(exc, node, self.project.root) from None
         return out
 
     def set_names(self, **names: Any) -> None:
@@ -295,6 +296,23 @@ class Renderer:
         except Exception as exc:
             raise RenderError(f"cannot read {text!r} as a relation: {exc}") from None
 
+    def relation_of(self, text: str) -> Any:
+        """``ref('x')`` written as a test's argument, as the object a macro gets (a Relation, not text)."""
+        expr = text.strip()
+        if expr.startswith("{{") and expr.endswith("}}"):
+            expr = expr[2:-2]
+
+        def ref(*args: str, **kwargs: Any) -> Relation:
+            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+
+        self._set(ref=ref, source=self.resolve_source, execute=True)
+        try:
+            return self.env.compile_expression(expr)(**self.scopes[self.project.name])
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise RenderError(f"cannot read {text!r} as a relation: {exc}") from None
+
     def render_string(self, text: str, node: Node, *, this: Relation) -> str:
         """Render a short Jinja string (a test's argument, a description) in a node's context."""
         if "{{" not in text and "{%" not in text:
@@ -306,7 +324,7 @@ class Renderer:
         try:
             return self.env.from_string(text).render(self.scopes[self.project.name])
         except Exception as exc:
-            raise _located(exc, node, self.project.root) from None
+            raise locate(exc, node, self.project.root) from None
 
     def call_macro(self, package: str | None, name: str, **kwargs: Any) -> Any:
         """Call a macro (a generic test ``test_<name>``) with keyword arguments."""
@@ -478,7 +496,7 @@ def _md5(text: str) -> str:
     return hashlib.md5(str(text).encode(), usedforsecurity=False).hexdigest()
 
 
-def _located(exc: Exception, node: Node, root: Path) -> RenderError:
+def locate(exc: Exception, node: Node, root: Path) -> RenderError:
     """The innermost template frame of the traceback says which file and line failed."""
     if isinstance(exc, RenderError):
         error = exc
