@@ -53,6 +53,7 @@ def main() -> None:
         collect,
         commands,
         console,
+        dbt_import,
         models,
         schedule,
         slo,
