@@ -62,6 +62,9 @@ class LoadRecord:
     files: list[tuple[str, str, int, int]] = field(default_factory=list)  # (path, kind, rows, bytes)
     drift: list[tuple[Drift, str]] = field(default_factory=list)  # (change, action)
     replays: list[tuple[str, int]] = field(default_factory=list)  # quarantined rows (load id, row) it lands
+    reread_s: float | None = None  # time cursors: how far behind its cursor the next load reads again (seconds)
+    retracted_at: datetime | None = None  # `kiban loads retract`: in no view any more
+    retracted_note: str | None = None
 
     @property
     def reconciles(self) -> bool:
@@ -77,6 +80,7 @@ class TableState:
     files: tuple[str, ...]  # data files, relative to the lake folder, oldest load first
     cursor: Any
     schema: tuple[tuple[str, str], ...]
+    reread_s: float | None = None  # the last load's: how far behind the cursor the next load reads again
 
 
 def encode_cursor(value: Any) -> str | None:
@@ -147,15 +151,17 @@ class Manifests:
                     run_id=r.run_id, kind=r.kind, status=r.status, started_at=r.started_at, ended_at=r.ended_at,
                     rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
                     rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=encode_cursor(r.cursor),
-                    schema=json.dumps(r.schema) if r.schema else None, error=r.error)
+                    schema=json.dumps(r.schema) if r.schema else None, error=r.error, reread_s=r.reread_s)
 
     # -- reading ----------------------------------------------------------------------------------------
     def states(self, project: str, assets: list[str] | None = None) -> dict[str, TableState]:
         """The committed state of every source table (or of ``assets``) that has a committed load."""
-        query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, load_files.c.path)
+        query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, loads.c.reread_s,
+                           load_files.c.path)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
-                 .where(loads.c.project == project, loads.c.status == "committed")
+                 .where(loads.c.project == project, loads.c.status == "committed",
+                        loads.c.retracted_at.is_(None))
                  .order_by(loads.c.asset, loads.c.started_at, loads.c.load_id, load_files.c.path))
         if assets is not None:
             query = query.where(loads.c.asset.in_(assets))
@@ -171,7 +177,7 @@ class Manifests:
                 landing[row.asset] = row.load_id
             last[row.asset] = row
         return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
-                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")))
+                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s)
                 for asset, row in last.items()}
 
     def state(self, project: str, asset: str) -> TableState | None:
@@ -211,7 +217,8 @@ class Manifests:
                            rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
                            rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=decode_cursor(r.cursor),
                            schema=[tuple(c) for c in json.loads(r.schema or "[]")], error=r.error,
-                           files=sorted(by_load.get(r.load_id, [])))
+                           files=sorted(by_load.get(r.load_id, [])), reread_s=r.reread_s,
+                           retracted_at=r.retracted_at, retracted_note=r.retracted_note)
                 for r in rows]
 
     def drift(self, project: str, asset: str | None, limit: int = 20,

@@ -49,9 +49,14 @@ class TableSpec(BaseModel):
     # full: every load reads everything; incremental: rows whose cursor passed the last committed value
     mode: Literal["full", "incremental"] = "full"
     cursor: str | None = None
-    # incremental: read again this far behind the last cursor (a duration like 10m for times, a number for
-    # ids), for rows committed late; what was already landed is dropped by primary key and cursor
+    # incremental: read again at least this far behind the last cursor (a duration like 10m for times, a number
+    # for ids), for rows committed late; a time cursor reads again DEFAULT_LOOKBACK_S and as far back as the
+    # oldest transaction the source had open at the last read. What was landed before is recognised by its
+    # content (or `version:`) and dropped; a change whose cursor did not move lands
     lookback: str | float | None = None
+    # incremental: a column the source changes on every update of a row (a row version, a counter): a change is
+    # (primary key, version) — without it, (primary key, the hash of the row's values)
+    version: str | None = None
     primary_key: tuple[str, ...] = ()
     detect_deletes: bool = False  # full mode: rows gone from the source are landed as deletions
     history: Literal["scd2"] | None = None  # valid_from/valid_to versions of rows overwritten in place
@@ -80,6 +85,8 @@ class TableSpec(BaseModel):
             raise ValueError("mode: incremental needs `cursor:` (the column that grows, e.g. updated_at or an id)")
         if self.lookback is not None and self.mode != "incremental":
             raise ValueError("`lookback:` only means something with mode: incremental")
+        if self.version is not None and self.mode != "incremental":
+            raise ValueError("`version:` only means something with mode: incremental")
         if self.detect_deletes and not self.primary_key:
             raise ValueError("detect_deletes needs `primary_key:` to know which rows are gone")
         if self.history == "scd2" and not self.primary_key:
