@@ -35,6 +35,7 @@ BATCH_ROWS = 100_000  # rows per batch from DuckDB to the lake writer
 # which landed version of a key is the newest: the latest load's (loads of a table never overlap, and each reads a
 # later snapshot of the source), then the newest cursor — never the cursor first: a transaction that began
 # earlier can commit a smaller updated_at (PostgreSQL's now() is the transaction's start) after a larger one
+LEGACY_FOLDER_COLUMN = "load_date"  # what a Hive-guessing reader made of the lake's old day folders
 LATEST_ORDER = f"{quote(LOADED_AT)} desc, {quote(LOAD_ID)} desc"
 
 
@@ -83,6 +84,9 @@ def judge_drift(manifests: Manifests, record: LoadRecord, result: LoadResult, ta
                 files_on_refusal: list[Any] | None = None) -> None:
     """Compare the load's schema with the last committed one: record the drift and note it, or — under
     ``on_drift: fail`` — refuse the load (``files_on_refusal``: what the refused load's record lists)."""
+    names = {n for n, _ in schema}
+    # loads of older versions recorded the lake folder's load_date=…/ as a column: not the source's
+    before = [(n, t) for n, t in before if n != LEGACY_FOLDER_COLUMN or n in names]
     changes = compare(before, schema)
     if not changes:
         return
