@@ -151,11 +151,11 @@ def _mariadb_race(tmp_path: Path, mariadb: tuple[str, str], kills: int) -> None:
     my(database, "create table acct (id int primary key, balance int, note varchar(40), "
                  "updated_at datetime not null default current_timestamp on update current_timestamp)")
     my(database, "insert into acct (id, balance, note) with recursive n(i) as (select 1 union all select i + 1 "
-                 "from n where i < 200) select i, 0, 'start' from n")
+                 "from n where i < 1000) select i, 0, 'start' from n")
     root = project(tmp_path / "p", "mysql")
     writers = Writers(lambda: pymysql.connect(**MYSQL_ROOT, database=database),  # type: ignore[arg-type]
                       "update acct set balance = %s, note = %s where id = %s",
-                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=200)
+                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=1000, long_every=10)
     counts = race(root, url, writers, kills)
     source, lake = my_source({}, database), latest(root)
     lost = set(source) - set(lake)
@@ -168,11 +168,11 @@ def _postgres_race(tmp_path: Path, url: str, kills: int) -> None:
     import psycopg
 
     pg(url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz default now())",
-       "insert into acct select i, 0, 'start', now() from generate_series(1, 200) i")
+       "insert into acct select i, 0, 'start', now() from generate_series(1, 1000) i")
     root = project(tmp_path / "p", "postgres")
     writers = Writers(lambda: psycopg.connect(url),
                       "update acct set balance = %s, note = %s, updated_at = now() where id = %s",
-                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=200)
+                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=1000, long_every=10)
     counts = race(root, url, writers, kills)
     source, lake = pg_source(url), latest(root)
     lost = set(source) - set(lake)

@@ -67,17 +67,32 @@ def new_run_id() -> str:
 
 
 def resume_selection(store: Store, project: Project, graph: Graph) -> list[str]:
+    """What a resume runs (see :func:`resume_with_intents`)."""
+    return resume_with_intents(store, project, graph)[0]
+
+
+def resume_with_intents(store: Store, project: Project, graph: Graph) -> tuple[list[str], list[Any]]:
     """What runs left undone: every asset whose latest attempt failed, was skipped, cancelled or cut off
-    between retries — and what a killed or cancelled last run never reached."""
+    between retries — and what a killed or cancelled last run never reached, its collections included (a table
+    whose load was killed has no attempt: it is collected again before anything downstream is built). A run
+    killed before the store recorded it left an intent (``kiban.run.intents``): its whole selection is run.
+    Returns the assets and the intents this resume consumes."""
+    from kiban.run import intents
+
     last = store.last_run(project.name)
-    if last is None:
+    pending = intents.interrupted(project, {r.run_id for r in store.runs(project.name, 50)})
+    pending = [i for i in pending if last is None or i.at >= last.started_at]
+    if last is None and not pending:
         raise UsageError("there is no earlier run to resume", "run `kiban run` first")
     wanted = {k for k, a in store.latest_attempts(project.name).items() if a.status in RERUN_STATUSES}
-    if last.status in ("abandoned", "cancelled", "failed"):
+    collected = set(project.source_tables()) if project.sources else set()
+    if last is not None and last.status in ("abandoned", "cancelled", "failed"):
         reached = {a.asset for a in store.attempts(last.run_id)}
         planned = set(select(graph, last.selection, last.options.get("exclude", [])))
-        wanted |= {k for k in planned if k not in reached and graph.assets[k].layer != "lake"}
-    return graph.sorted(k for k in wanted if k in graph.assets)
+        wanted |= {k for k in planned if k not in reached and (graph.assets[k].layer != "lake" or k in collected)}
+    for intent in pending:
+        wanted |= set(select(graph, intent.select, intent.exclude))
+    return graph.sorted(k for k in wanted if k in graph.assets), pending
 
 
 class Heartbeat(threading.Thread):
@@ -112,36 +127,46 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``); ``after``
     orders builds without making them inputs (a relationships check waits for the table it refers to).
     """
+    from kiban.run import intents
+
+    run_id = new_run_id()
+    # first of all: a kill from here until the store records the run is found by the next `--resume`
+    intent = intents.write(project, run_id, list(options.select), list(options.exclude), options.full_refresh) \
+        if not options.resume else None
     graph = build_graph(project)
     store = Store(project.state_url)
-    run_id = new_run_id()
     lock_name = f"run:{project.name}"
     try:
         store.reap_abandoned(project.name)
+        consumed: list[Any] = []
         if options.resume:
-            selection = resume_selection(store, project, graph)
+            selection, consumed = resume_with_intents(store, project, graph)
             selectors: list[str] = list(selection)
+            intent = intents.write(project, run_id, selectors, [], options.full_refresh)
         else:
             selection = select(graph, options.select, options.exclude)
             selectors = list(options.select)
         store.acquire_lock(lock_name, run_id, wait=options.wait)
         try:
             return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit, after,
-                               executor_hook)
+                               executor_hook, recorded=lambda: [intents.clear(i.path) for i in consumed]
+                               + [intents.clear(intent)])
         finally:
             store.release_lock(lock_name, run_id)
     finally:
+        intents.clear(intent)  # an error before the record (a bad selection, a held lock): not an interruption
         store.close()
 
 
 def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
                 selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
                 audit: AuditFor | None, after: Mapping[str, tuple[str, ...]] | None,
-                executor_hook: list[Executor] | None) -> RunResult:
+                executor_hook: list[Executor] | None, recorded: Callable[[], object] = lambda: None) -> RunResult:
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
         "pid": os.getpid()})
+    recorded()  # the store knows the run now: its intent (and those this resume finishes) can go
     heartbeat = Heartbeat(store, run_id)
     heartbeat.start()
     status = "failed"
