@@ -82,8 +82,8 @@ def resume_with_intents(store: Store, project: Project, graph: Graph) -> tuple[l
     last = store.last_run(project.name)
     pending = intents.interrupted(project, {r.run_id for r in store.runs(project.name, 50)})
     pending = [i for i in pending if last is None or i.at >= last.started_at]
-    if last is None and not pending:
-        raise UsageError("there is no earlier run to resume", "run `kiban run` first")
+    if last is None and not pending:  # the first run was killed before it could say anything: run it all
+        return select(graph, [], []), []
     wanted = {k for k, a in store.latest_attempts(project.name).items() if a.status in RERUN_STATUSES}
     collected = set(project.source_tables()) if project.sources else set()
     if last is not None and last.status in ("abandoned", "cancelled", "failed"):
