@@ -179,6 +179,9 @@ def race(root: Path, url: str, writers: Writers, kills: int, seed: int = 1) -> d
                 killed += 1
             else:
                 finished += 1
+            done = collect(root, url)  # and one that commits: the cursor moves on while transactions are open
+            assert done.returncode == 0, done.stderr[-2000:]
+            finished += 1
     for _ in range(2):  # after the writers stopped: the loads that catch up
         done = collect(root, url)
         assert done.returncode == 0, done.stderr[-2000:]

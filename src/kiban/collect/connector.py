@@ -101,6 +101,7 @@ class ReadContext:
     # None: not measured (not a database, or the source does not show other sessions' transactions)
     open_for: float | None = None
     landed: Callable[[LandedFile], bool] = lambda f: False  # was this exact file committed before?
+    landed_paths: frozenset[str] = frozenset()  # paths of files committed before (any content)
     cancel: threading.Event = field(default_factory=threading.Event)
     bad_rows: list[BadRow] = field(default_factory=list)
     files: list[LandedFile] = field(default_factory=list)

@@ -259,7 +259,8 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
     ctx = ReadContext(source_name=source_name, table_name=table_name, source=source, table=table,
                       project_root=project.root, url=url, cursor=cursor_before, since=since,
                       batch_rows=source.batch_rows, cancel=cancel,
-                      landed=lambda f: (f.path, f.size, f.sha256) in consumed)
+                      landed=lambda f: (f.path, f.size, f.sha256) in consumed,
+                      landed_paths=frozenset(p for p, _, _ in consumed))
     staging = layout.staging_folder(lake, source_name, table_name, load_id)
     try:
         return _land(project, ctx, table, record, result, state, staging, rows_per_file, manifests, batches)

@@ -206,6 +206,7 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
         yield from read_workbook(ctx, options, source)
         if ctx.cancel.is_set():
             return
+        textfile.still_the_same(ctx, source)
         ctx.add_file(source.landed)
 
 
