@@ -53,6 +53,7 @@ def main() -> None:
         collect,
         commands,
         console,
+        loads,
         models,
         schedule,
         slo,
