@@ -142,3 +142,26 @@ def test_a_path_matching_nothing_is_an_error_naming_it(make_project: Any) -> Non
     (root / "landing").mkdir()
     with pytest.raises(SourceError, match=r"path landing/\*.csv matches no file"):
         collect(root)
+
+
+def test_empty_and_broken_files_are_not_success(make_project: Any) -> None:
+    """A header-only file gives the table its columns; a load whose every row is refused fails; a header that
+    changes between the files of one load is noted."""
+    columns = "    columns:\n      - {name: n, type: INTEGER}\n    settle: 0\n"
+    root = project(make_project, columns)
+    (root / "landing").mkdir()
+    (root / "landing/a.csv").write_text("id,n\n")
+    result = collect(root)
+    assert result.record.status == "committed" and [c for c, _ in result.record.schema] == ["id", "n"]
+    assert len([f for f in result.record.files if f[1] == "data"]) == 1  # the view exists, with its columns
+    (root / "landing/b.csv").write_text("id,n\n1,x\n2,y\n")
+    from kiban.collect.load import LoadFailed
+
+    with pytest.raises(LoadFailed, match="all 2 rows were quarantined"):
+        collect(root)
+    (root / "landing/b.csv").unlink()
+    (root / "landing/c.csv").write_text("id,n\n3,3\n")
+    (root / "landing/d.csv").write_text("id,n,extra\n4,4,e\n")
+    result = collect(root)
+    assert any("d.csv: its header differs from landing/c.csv's (new extra)" in n for n in result.notes)
+    assert lake_ids(root) == [3, 4]

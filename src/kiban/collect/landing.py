@@ -226,7 +226,8 @@ def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: T
     """The schema, drift, cursor and watermark of a load already written to its lake files (one pass): read
     from the files themselves — their footers, and at most one scan of the cursor and time columns."""
     lake = project.lake_dir
-    record.files = [(p, "data", r, b) for p, r, b in written if r]
+    first = not (state and state.files)  # a first load's empty file carries the table's columns
+    record.files = [(p, "data", r, b) for p, r, b in written if r or (first and len(written) == 1)]
     record.rows_landed, record.rows_dropped = good, 0
     files = [lake / f[0] for f in record.files]
     if not files:

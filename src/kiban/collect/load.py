@@ -336,6 +336,21 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                            f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
                            f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or "
                            "the declared types, then collect again")
+        first = not (state and state.files)
+        if not good and not quarantine.count and typer.empty is not None and first:
+            # the table's first load read a header and no rows: its lake table still gets its columns
+            if one_pass:
+                writer.write_empty(typer.empty.schema)
+            else:
+                staged.write(typer.empty)
+                staged.close()
+        if record.rows_read and not good:
+            writer.discard()
+            nbytes = quarantine.finish(lake / quarantine_path)
+            record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
+            return refuse(manifests, record, f"all {record.rows_read} rows were quarantined: "
+                           f"{quarantine.summary()}", f"nothing was landed; see `kiban quarantine show "
+                           f"{record.asset}`, fix the source or the declared types, then collect again")
         if one_pass:
             written = writer.close()
             work = sessions.session(spill=staging / "tmp", bounded=True)
@@ -388,10 +403,15 @@ class _Typer:
     ordinal: bool
     sink: layout.Background
     good: int = 0
+    empty: pa.Table | None = None  # the typed columns of an empty file (a header only), without rows
 
     def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
         refused, batch = item
         self.quarantine.add(refused)
+        if batch is not None and batch.num_rows == 0 and self.empty is None:  # a file of a header only
+            if not self.declared.missing(batch.schema.names):
+                typed, _ = cast_batch(self.con, batch, self.declared, 1)
+                self.empty = _with_metadata(typed, self.load_id, self.loaded_at, 0, ordinal=self.ordinal)
         if batch is None or batch.num_rows == 0:
             return
         typed, bad = cast_batch(self.con, batch, self.declared, self.good + self.quarantine.count + 1)
