@@ -105,6 +105,7 @@ class RollingWriter:
             return
         self._writer.close()
         self._writer = None
+        durable(self.lake / self._path)  # on disk before the manifest that names it commits
         self.files.append((self._path, self._rows, (self.lake / self._path).stat().st_size))
 
     def close(self) -> list[tuple[str, int, int]]:
@@ -122,6 +123,21 @@ class RollingWriter:
         for path, _, _ in self.files:
             (self.lake / path).unlink(missing_ok=True)
         self.files = []
+
+
+def durable(path: Path) -> None:
+    """fsync a written file and its folder: after a power loss, a file a committed manifest names is there,
+    whole (the manifest's own commit is the state store's: SQLite with synchronous=FULL)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 _STOP = object()  # the end of a Background's items

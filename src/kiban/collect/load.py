@@ -200,6 +200,7 @@ class _Quarantine:
         self.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
+        layout.durable(target)
         return target.stat().st_size
 
     def close(self) -> None:

@@ -224,17 +224,36 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             error = str(exc)
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
+            from kiban.run.diskfull import disk_full, is_disk_full
+
+            if not is_disk_full(exc):
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            full = disk_full(_project_disks(project), "running")
+            error = str(full)
+            raise full from None  # one message, not the chain of every layer that noticed
         finally:
             heartbeat.halt.set()
             if engine is not None:
-                engine.close()
+                with contextlib.suppress(Exception):  # closing on a full disk must not hide why the run ended
+                    engine.close()
             stored = "success" if status == "nothing" else status
-            store.finish_run(run_id, stored, error)
+            try:
+                store.finish_run(run_id, stored, error)
+            except Exception:  # the store's disk is full too: the run stays `running` until reaped
+                pass
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _project_disks(project: Project) -> list[Path]:
+    """Where a run writes: the lake, the state folder, the warehouse file (when it is one)."""
+    paths = [project.lake_dir, project.state_dir]
+    url = project.warehouse_url
+    if url.startswith("duckdb:///"):
+        paths.append(Path(url[len("duckdb:///"):]))
+    return paths
 
 
 def _collect(project: Project, store: Store, run_id: str, selection: list[str], options: RunOptions,
