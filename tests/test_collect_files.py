@@ -280,7 +280,7 @@ def test_mistakes_are_source_errors(root: Path) -> None:
 
 
 def test_no_matching_file_is_an_error_naming_the_path_or_a_note_when_optional(root: Path) -> None:
-    with pytest.raises(SourceError, match="path landing/\\*.csv matches no file"):
+    with pytest.raises(SourceError, match=r"path landing/\*.csv matches no file"):
         read(root, path="landing/*.csv")
     rows, ctx = read(root, path="landing/*.csv", optional=True)
     assert rows == [] and ctx.notes == ["no file matches landing/*.csv (optional)"]

@@ -127,7 +127,6 @@ def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec,
     names = [n for n, _ in schema]
     if parts:
         _check_columns(record, table, names)
-    key = list(table.primary_key) or names
     cursor = table.cursor
     # -- drift ------------------------------------------------------------------------------------------------
     if state and parts:

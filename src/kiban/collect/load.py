@@ -409,10 +409,10 @@ class _Typer:
     def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
         refused, batch = item
         self.quarantine.add(refused)
-        if batch is not None and batch.num_rows == 0 and self.empty is None:  # a file of a header only
-            if not self.declared.missing(batch.schema.names):
-                typed, _ = cast_batch(self.con, batch, self.declared, 1)
-                self.empty = _with_metadata(typed, self.load_id, self.loaded_at, 0, ordinal=self.ordinal)
+        header_only = batch is not None and batch.num_rows == 0 and self.empty is None
+        if header_only and batch is not None and not self.declared.missing(batch.schema.names):
+            typed, _ = cast_batch(self.con, batch, self.declared, 1)
+            self.empty = _with_metadata(typed, self.load_id, self.loaded_at, 0, ordinal=self.ordinal)
         if batch is None or batch.num_rows == 0:
             return
         typed, bad = cast_batch(self.con, batch, self.declared, self.good + self.quarantine.count + 1)

@@ -18,7 +18,7 @@ from typing import Any
 
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
-from kiban.errors import KibanError, UsageError
+from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
@@ -148,9 +148,12 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
             selectors = list(options.select)
         store.acquire_lock(lock_name, run_id, wait=options.wait)
         try:
+            def recorded() -> None:
+                for done in [*(i.path for i in consumed), intent]:
+                    intents.clear(done)
+
             return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit, after,
-                               executor_hook, recorded=lambda: [intents.clear(i.path) for i in consumed]
-                               + [intents.clear(intent)])
+                               executor_hook, recorded=recorded)
         finally:
             store.release_lock(lock_name, run_id)
     finally:
@@ -238,13 +241,25 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                 with contextlib.suppress(Exception):  # closing on a full disk must not hide why the run ended
                     engine.close()
             stored = "success" if status == "nothing" else status
+            unrecorded: Exception | None = None
             try:
                 store.finish_run(run_id, stored, error)
-            except Exception:  # the store's disk is full too: the run stays `running` until reaped
-                pass
+            except Exception as exc:  # the store's disk is full too: the event still goes out (below)
+                unrecorded = exc
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
+            if unrecorded is not None:  # the run stays `running` until the next run reaps it
+                _raise_unrecorded(project, unrecorded)
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _raise_unrecorded(project: Project, exc: Exception) -> None:
+    """The run's end could not be recorded: on a full disk, say so plainly; otherwise the store's error."""
+    from kiban.run.diskfull import disk_full, is_disk_full
+
+    if is_disk_full(exc):
+        raise disk_full(_project_disks(project), "recording the run's end") from None
+    raise exc
 
 
 def _project_disks(project: Project) -> list[Path]:
