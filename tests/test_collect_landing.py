@@ -165,3 +165,23 @@ def test_empty_and_broken_files_are_not_success(make_project: Any) -> None:
     result = collect(root)
     assert any("d.csv: its header differs from landing/c.csv's (new extra)" in n for n in result.notes)
     assert lake_ids(root) == [3, 4]
+
+
+def test_merged_cells_and_formulas_without_a_saved_value_are_noted(make_project: Any) -> None:
+    from openpyxl import Workbook
+
+    root = make_project({"sources/book.yml": "type: xlsx\ntables:\n  s:\n    path: sheets/*.xlsx\n    settle: 0\n"})
+    (root / "sheets").mkdir()
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "shifts"
+    sheet.append(["store", "staff", "hours"])
+    sheet.append(["Tokyo", "Aiko", 8])
+    sheet.append([None, "Ren", "=C2+1"])  # openpyxl saves the formula, never a value
+    sheet.merge_cells("A2:A3")
+    book.save(root / "sheets/a.xlsx")
+    proj = load_project(root)
+    result = load_table(proj, "book", "s", Store(proj.state_url))
+    notes = " ".join(result.notes)
+    assert "1 merged cell range(s) on shifts (A2:A3)" in notes
+    assert "1 formula cell(s) on shifts without a saved value (C3)" in notes
