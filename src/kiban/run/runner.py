@@ -133,8 +133,12 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     # first of all: a kill from here until the store records the run is found by the next `--resume`
     intent = intents.write(project, run_id, list(options.select), list(options.exclude), options.full_refresh) \
         if not options.resume else None
-    graph = build_graph(project)
-    store = Store(project.state_url)
+    try:
+        graph = build_graph(project)
+        store = Store(project.state_url)
+    except BaseException:  # a project or store error before anything ran: not an interruption to resume
+        intents.clear(intent)
+        raise
     lock_name = f"run:{project.name}"
     try:
         store.reap_abandoned(project.name)
