@@ -104,7 +104,7 @@ def test_counts_reconcile_and_bad_values_are_quarantined_with_their_reason(shop)
     assert (r.rows_read, r.rows_landed, r.rows_quarantined, r.rows_dropped) == (4, 2, 2, 0)
     assert r.reconciles and r.status == "committed"
     data = [f for f in r.files if f[1] == "data"]
-    assert len(data) == 1 and data[0][0].startswith("shop/orders/load_date=") and r.load_id in data[0][0]
+    assert len(data) == 1 and data[0][0].startswith("shop/orders/20") and r.load_id in data[0][0]
     assert any("2 row(s) quarantined" in n for n in result.notes)
     got = lake_rows(root, "select id, amount, _load_id from lake.shop_orders order by id")
     assert [(i, str(a)) for i, a, _ in got] == [(1, "1.50"), (3, "3.50")]

@@ -279,9 +279,11 @@ def test_mistakes_are_source_errors(root: Path) -> None:
         read(root, path="landing/c.parquet")
 
 
-def test_no_matching_file_is_a_note_not_an_error(root: Path) -> None:
-    rows, ctx = read(root, path="landing/*.csv")
-    assert rows == [] and ctx.notes == ["no file matches landing/*.csv"]
+def test_no_matching_file_is_an_error_naming_the_path_or_a_note_when_optional(root: Path) -> None:
+    with pytest.raises(SourceError, match=r"path landing/\*.csv matches no file"):
+        read(root, path="landing/*.csv")
+    rows, ctx = read(root, path="landing/*.csv", optional=True)
+    assert rows == [] and ctx.notes == ["no file matches landing/*.csv (optional)"]
 
 
 def test_kiban_collect_lands_a_cp932_landing_folder_once(tmp_path: Path, cli: Callable[..., Any]) -> None:

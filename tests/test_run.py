@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -132,10 +131,11 @@ def test_retries_with_backoff_until_the_input_appears(project_dir, tmp_path):
     flag = tmp_path / "late.csv"
     root = project_dir({"models/warehouse/late.sql": f"select * from read_csv('{flag}')"},
                        config="retries: 3\nretry_delay: 0.4\n")
-    timer = threading.Timer(0.3, lambda: flag.write_text("a,b\n1,2\n"))
-    timer.start()
-    result = run(root)
-    timer.join()
+    def appear(event):  # the input appears once the first attempt has failed (whatever the machine's speed)
+        if event.kind == "asset_retry" and not flag.exists():
+            flag.write_text("a,b\n1,2\n")
+
+    result = run_project(load_project(root), RunOptions(), [appear])
     assert result.status == "success"
     outcome = result.outcomes["warehouse.late"]
     assert outcome.attempts >= 2

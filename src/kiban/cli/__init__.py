@@ -54,6 +54,7 @@ def main() -> None:
         commands,
         console,
         dbt_import,
+        loads,
         models,
         schedule,
         slo,

@@ -139,7 +139,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
             except SourceError as exc:
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
-                outcome.status, outcome.error = "failed", _clean(source, table, exc)
+                outcome.status, outcome.error = "failed", _clean(source, table, exc, project)
             finally:
                 if timer:
                     timer.cancel()
@@ -179,7 +179,12 @@ def _detail(outcome: Collected) -> dict[str, Any]:
     return detail
 
 
-def _clean(source: str, table: str, exc: BaseException) -> str:
+def _clean(source: str, table: str, exc: BaseException, project: Project | None = None) -> str:
     from kiban.collect.secrets import redact
+    from kiban.run.diskfull import disk_full, is_disk_full
+
+    if project is not None and is_disk_full(exc):
+        full = disk_full([project.lake_dir, project.state_dir], f"landing {source}.{table}")
+        return f"source {source}, table {table}: {full.message}; {full.hint}"
 
     return f"source {source}, table {table}: " + redact(str(exc).strip() or type(exc).__name__)

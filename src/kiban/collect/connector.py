@@ -96,7 +96,12 @@ class ReadContext:
     cursor: Any = None
     since: Any = None
     batch_rows: int = 100_000
+    # databases, incremental: how long (seconds) the oldest transaction open in the source had been running when
+    # the read began — rows it commits later may carry a cursor up to that far behind what this load reads.
+    # None: not measured (not a database, or the source does not show other sessions' transactions)
+    open_for: float | None = None
     landed: Callable[[LandedFile], bool] = lambda f: False  # was this exact file committed before?
+    landed_paths: frozenset[str] = frozenset()  # paths of files committed before (any content)
     cancel: threading.Event = field(default_factory=threading.Event)
     bad_rows: list[BadRow] = field(default_factory=list)
     files: list[LandedFile] = field(default_factory=list)

@@ -2,12 +2,14 @@
 
 ::
 
-    lake/SOURCE/TABLE/load_date=YYYY-MM-DD/LOAD_ID[-N].parquet   landed rows (N: the 2nd, 3rd … file of a load)
+    lake/SOURCE/TABLE/YYYY-MM-DD/LOAD_ID[-N].parquet             landed rows (N: the 2nd, 3rd … file of a load)
     lake/_quarantine/SOURCE/TABLE/LOAD_ID.parquet                rows refused, with location and reason
     lake/_staging/SOURCE/TABLE/LOAD_ID/                          a running load's typed batches (deleted after)
 
 Files are written where they end up, but nobody reads a file until a manifest in the state store
-names it: lake views list committed files explicitly.
+names it: lake views list committed files explicitly. The day folder has no ``name=value`` form: readers that
+guess Hive partitions from paths would add a column that shadows a source's own (lakes written before used
+``load_date=…/``; kiban reads every lake file with Hive partitioning off).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def table_folder(lake: Path, source: str, table: str) -> Path:
 def data_file(source: str, table: str, load_id: str, loaded_at: datetime, number: int) -> str:
     """The path (relative to the lake folder) of a load's ``number``-th data file (0 = the first)."""
     suffix = f"-{number + 1}" if number else ""
-    return f"{source}/{table}/load_date={loaded_at:%Y-%m-%d}/{load_id}{suffix}.parquet"
+    return f"{source}/{table}/{loaded_at:%Y-%m-%d}/{load_id}{suffix}.parquet"
 
 
 def quarantine_file(source: str, table: str, load_id: str) -> str:
@@ -103,6 +105,7 @@ class RollingWriter:
             return
         self._writer.close()
         self._writer = None
+        durable(self.lake / self._path)  # on disk before the manifest that names it commits
         self.files.append((self._path, self._rows, (self.lake / self._path).stat().st_size))
 
     def close(self) -> list[tuple[str, int, int]]:
@@ -120,6 +123,21 @@ class RollingWriter:
         for path, _, _ in self.files:
             (self.lake / path).unlink(missing_ok=True)
         self.files = []
+
+
+def durable(path: Path) -> None:
+    """fsync a written file and its folder: after a power loss, a file a committed manifest names is there,
+    whole (the manifest's own commit is the state store's: SQLite with synchronous=FULL)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 _STOP = object()  # the end of a Background's items

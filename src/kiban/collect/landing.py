@@ -32,6 +32,11 @@ DELETED = "_deleted"  # detect_deletes: true on the rows that say "this key is g
 ROW_HASH = "_row_hash"  # history: scd2: the hash of a version's values, to land only what changed
 KIBAN_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, ORDINAL, DELETED, ROW_HASH)
 BATCH_ROWS = 100_000  # rows per batch from DuckDB to the lake writer
+# which landed version of a key is the newest: the latest load's (loads of a table never overlap, and each reads a
+# later snapshot of the source), then the newest cursor — never the cursor first: a transaction that began
+# earlier can commit a smaller updated_at (PostgreSQL's now() is the transaction's start) after a larger one
+LEGACY_FOLDER_COLUMN = "load_date"  # what a Hive-guessing reader made of the lake's old day folders
+LATEST_ORDER = f"{quote(LOADED_AT)} desc, {quote(LOAD_ID)} desc"
 
 
 class LoadFailed(SourceError):
@@ -51,6 +56,7 @@ class LoadResult:
     cursor_before: Any = None
     since: Any = None
     watermark: date | None = None  # max(time_column) of the rows read, when the table declares one
+    reread_before: float | None = None  # the last committed load's reread_s
 
 
 def newer(old: Any, new: Any) -> Any:
@@ -78,6 +84,9 @@ def judge_drift(manifests: Manifests, record: LoadRecord, result: LoadResult, ta
                 files_on_refusal: list[Any] | None = None) -> None:
     """Compare the load's schema with the last committed one: record the drift and note it, or — under
     ``on_drift: fail`` — refuse the load (``files_on_refusal``: what the refused load's record lists)."""
+    names = {n for n, _ in schema}
+    # loads of older versions recorded the lake folder's load_date=…/ as a column: not the source's
+    before = [(n, t) for n, t in before if n != LEGACY_FOLDER_COLUMN or n in names]
     changes = compare(before, schema)
     if not changes:
         return
@@ -97,7 +106,9 @@ def _literal(text: str) -> str:
 
 
 def _files_sql(paths: list[Path] | list[str]) -> str:
-    return "read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true)"
+    # hive_partitioning off: the lake's folder load_date=…/ is not a column (a source column load_date is)
+    return ("read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true, "
+            "hive_partitioning = false)")
 
 
 def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
@@ -116,7 +127,6 @@ def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec,
     names = [n for n, _ in schema]
     if parts:
         _check_columns(record, table, names)
-    key = list(table.primary_key) or names
     cursor = table.cursor
     # -- drift ------------------------------------------------------------------------------------------------
     if state and parts:
@@ -130,19 +140,11 @@ def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec,
                     f"{_cols(table.primary_key)} order by {order}) = 1")
         rows = "deduped"
     if parts and prior and table.mode == "incremental":
-        # exactly once: what a look-back reads again was landed before (same key and cursor) — drop it
-        compare_on = [*key, cursor] if cursor and cursor not in key else key
-        window = f" where {quote(cursor)} >= ?" if cursor and result.since is not None else ""
-        con.execute(f"create table landed_keys as select distinct {_cols(compare_on)} from {_files_sql(prior)}"
-                    + window, [result.since] if window else None)
-        join = " and ".join(f"r.{quote(c)} is not distinct from p.{quote(c)}" for c in compare_on)
-        con.execute(f"create view fresh as select r.* from {rows} r anti join landed_keys p on {join}")
-        rows = "fresh"
+        rows = _unseen_changes(con, table, rows, names, prior, result.since)
     history = table.history == "scd2"
     current = bool(prior) and (history or table.detect_deletes) and bool(table.primary_key)
     if current:
-        latest_order = (f"{quote(cursor)} desc nulls last, " if cursor else "") + \
-            f"{quote(LOADED_AT)} desc, {quote(LOAD_ID)} desc"
+        latest_order = LATEST_ORDER + (f", {quote(cursor)} desc nulls last" if cursor else "")
         deleted = f"coalesce({DELETED}, false)" if _has_column(con, prior, DELETED) else "false"
         hashed = ROW_HASH if _has_column(con, prior, ROW_HASH) else "null::varchar"
         con.execute(f"create table current_rows as select {_cols(table.primary_key)}, {deleted} as {DELETED}, "
@@ -223,7 +225,8 @@ def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: T
     """The schema, drift, cursor and watermark of a load already written to its lake files (one pass): read
     from the files themselves — their footers, and at most one scan of the cursor and time columns."""
     lake = project.lake_dir
-    record.files = [(p, "data", r, b) for p, r, b in written if r]
+    first = not (state and state.files)  # a first load's empty file carries the table's columns
+    record.files = [(p, "data", r, b) for p, r, b in written if r or (first and len(written) == 1)]
     record.rows_landed, record.rows_dropped = good, 0
     files = [lake / f[0] for f in record.files]
     if not files:
@@ -256,6 +259,45 @@ def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: T
     record.cursor = newer(result.cursor_before, newest) if cursor else result.cursor_before
 
 
+def content_hash(names: Sequence[str], present: set[str] | None = None, alias: str = "") -> str:
+    """SQL for the hash of a row's source columns (``present``: the columns the relation has; others count as
+    NULL; ``alias``: the relation's alias): two versions with equal values have equal hashes."""
+    prefix = f"{alias}." if alias else ""
+    items = [f"{_literal(n)}: {prefix + quote(n) if present is None or n in present else 'null'}" for n in names]
+    return f"md5(cast({{{', '.join(items)}}} as varchar))"
+
+
+def _unseen_changes(con: duckdb.DuckDBPyConnection, table: TableSpec, rows: str, names: list[str],
+                    prior: list[Path], since: Any) -> str:
+    """Exactly once per change: of the rows an incremental load read (the last cursor value and the look-back
+    are read again), drop those already landed — a key whose newest landed version (by load, then cursor) is
+    this very version. A version is the declared ``version:`` column, or else the hash of the row's values, so
+    a change that kept its cursor value (two updates in one second) lands. Without a primary key a row is its
+    values: a row landed before in the window is dropped. Returns the relation of what lands."""
+    cursor = table.cursor
+    landed_columns = {r[0] for r in con.execute(f"describe select * from {_files_sql(prior)}").fetchall()}
+    window = f" where {quote(cursor)} >= ?" if cursor and since is not None and cursor in landed_columns else ""
+    params = [since] if window else None
+    if table.version and table.version in landed_columns:
+        mine, theirs = f"r.{quote(table.version)}", quote(table.version)
+    else:
+        mine, theirs = content_hash(names, alias="r"), content_hash(names, landed_columns)
+    if table.primary_key and set(table.primary_key) <= landed_columns:
+        key = list(table.primary_key)
+        order = LATEST_ORDER + (f", {quote(cursor)} desc nulls last" if cursor and cursor in landed_columns else "")
+        con.execute(f"create table landed_versions as select {_cols(key)}, {theirs} as __kiban_version "
+                    f"from {_files_sql(prior)}{window} qualify row_number() over (partition by {_cols(key)} "
+                    f"order by {order}) = 1", params)
+        join = " and ".join(f"r.{quote(c)} is not distinct from p.{quote(c)}" for c in key)
+    else:
+        con.execute(f"create table landed_versions as select distinct {theirs} as __kiban_version "
+                    f"from {_files_sql(prior)}{window}", params)
+        join = "true"
+    con.execute(f"create view fresh as select r.* from {rows} r anti join landed_versions p on {join} "
+                f"and {mine} is not distinct from p.__kiban_version")
+    return "fresh"
+
+
 def _cols(names: list[str] | tuple[str, ...]) -> str:
     return ", ".join(quote(n) for n in names)
 
@@ -275,6 +317,8 @@ def _check_columns(record: LoadRecord, table: TableSpec, names: list[str]) -> No
     wanted = [("primary_key", c) for c in table.primary_key]
     if table.cursor:
         wanted.append(("cursor", table.cursor))
+    if table.version:
+        wanted.append(("version", table.version))
     for what, column in wanted:
         if column not in names:
             raise SourceError(record.source, record.table, f"{what} column {column} is not among the source's "

@@ -87,11 +87,24 @@ def resolve_source_url(source_name: str, table_name: str, source: SourceSpec) ->
     return value
 
 
-def since_of(cursor: Any, table: TableSpec) -> Any:
-    """Where an incremental read starts: the last cursor minus the look-back (None: read everything)."""
+# Time cursors: the least the next load reads again behind the last cursor, in seconds. The last cursor value
+# itself is always read again (two changes can share one second: MariaDB's `ON UPDATE CURRENT_TIMESTAMP`
+# stores seconds); a few seconds more cover the moments between asking the source for its open transactions
+# and taking the read's snapshot, and a cursor stored to the second (a row written at 10:00:00.9 says 10:00:00).
+DEFAULT_LOOKBACK_S = 5.0
+
+
+def since_of(cursor: Any, table: TableSpec, reread_s: float | None = None) -> Any:
+    """Where an incremental read starts (inclusive): the last cursor minus the look-back (None: read everything).
+
+    For a time cursor the look-back is the largest of the declared ``lookback:``, :data:`DEFAULT_LOOKBACK_S`,
+    and ``reread_s`` — what the last load recorded: how long the source's oldest open transaction had been
+    running when it read (a transaction's rows carry a cursor no older than its start, and commit later)."""
     if cursor is None or table.mode != "incremental":
         return None
-    back = table.lookback_value()
+    back = table.lookback_value() or 0
+    if isinstance(cursor, date):  # datetime too
+        back = max(back, DEFAULT_LOOKBACK_S if reread_s is None else max(reread_s, DEFAULT_LOOKBACK_S))
     if not back:
         return cursor
     if isinstance(cursor, datetime):
@@ -105,6 +118,30 @@ def since_of(cursor: Any, table: TableSpec) -> Any:
     if isinstance(cursor, float):
         return cursor - back
     return cursor
+
+
+def late_commits(table: TableSpec, ctx: ReadContext, record: LoadRecord) -> list[str]:
+    """After an incremental read: how far back the next load must read (``record.reread_s``), and warnings
+    where this configuration can lose rows that commit late."""
+    if table.mode != "incremental" or ctx.source.type not in ("postgres", "mysql"):
+        if isinstance(record.cursor, date):
+            record.reread_s = DEFAULT_LOOKBACK_S
+        return []
+    cursor, notes = record.cursor, []
+    if isinstance(cursor, date):
+        record.reread_s = DEFAULT_LOOKBACK_S + (ctx.open_for or 0.0)
+        if ctx.open_for is None and table.lookback is None:
+            notes.append(f"cannot see the source's open transactions (PostgreSQL: grant pg_read_all_stats; "
+                         f"MySQL: grant PROCESS): a transaction running longer than {DEFAULT_LOOKBACK_S:g} s "
+                         f"can commit rows behind the cursor that no load reads — declare `lookback:` longer "
+                         "than the longest transaction that writes this table")
+    elif cursor is not None and table.lookback is None and (ctx.open_for is None or ctx.open_for > 0):
+        what = "could not see whether transactions were open" if ctx.open_for is None else \
+            f"a transaction had been open for {ctx.open_for:.1f} s"
+        notes.append(f"{what} while reading by the cursor {table.cursor}: a value it took before this read and "
+                     f"commits after it (an id below {cursor}) is never read — declare `lookback:` (a number of "
+                     "ids) or use a time cursor")
+    return notes
 
 
 class _Staging:
@@ -163,6 +200,7 @@ class _Quarantine:
         self.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
+        layout.durable(target)
         return target.stat().st_size
 
     def close(self) -> None:
@@ -212,16 +250,18 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
     url = resolve_source_url(source_name, table_name, source) if batches is None else None
     state = manifests.state(project.name, asset)
     cursor_before = state.cursor if state else None
-    since = since_of(cursor_before, table) if batches is None else None
+    since = since_of(cursor_before, table, state.reread_s if state else None) if batches is None else None
     record = LoadRecord(load_id=load_id, project=project.name, asset=asset, source=source_name, table=table_name,
                         started_at=started, run_id=run_id, kind="load" if batches is None else "replay",
                         replays=replays)
-    result = LoadResult(record, cursor_before=cursor_before, since=since)
+    result = LoadResult(record, cursor_before=cursor_before, since=since,
+                        reread_before=state.reread_s if state else None)
     consumed = {(p, s, h) for p, s, h in manifests.consumed(project.name, asset)} if batches is None else set()
     ctx = ReadContext(source_name=source_name, table_name=table_name, source=source, table=table,
                       project_root=project.root, url=url, cursor=cursor_before, since=since,
                       batch_rows=source.batch_rows, cancel=cancel,
-                      landed=lambda f: (f.path, f.size, f.sha256) in consumed)
+                      landed=lambda f: (f.path, f.size, f.sha256) in consumed,
+                      landed_paths=frozenset(p for p, _, _ in consumed))
     staging = layout.staging_folder(lake, source_name, table_name, load_id)
     try:
         return _land(project, ctx, table, record, result, state, staging, rows_per_file, manifests, batches)
@@ -297,6 +337,21 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                            f"more than max_quarantined ({table.max_quarantined}): {quarantine.summary()}",
                            f"nothing was landed; see `kiban quarantine show {record.asset}`, fix the source or "
                            "the declared types, then collect again")
+        first = not (state and state.files)
+        if not good and not quarantine.count and typer.empty is not None and first:
+            # the table's first load read a header and no rows: its lake table still gets its columns
+            if one_pass:
+                writer.write_empty(typer.empty.schema)
+            else:
+                staged.write(typer.empty)
+                staged.close()
+        if record.rows_read and not good:
+            writer.discard()
+            nbytes = quarantine.finish(lake / quarantine_path)
+            record.files = [(quarantine_path, "quarantine", quarantine.count, nbytes)]
+            return refuse(manifests, record, f"all {record.rows_read} rows were quarantined: "
+                           f"{quarantine.summary()}", f"nothing was landed; see `kiban quarantine show "
+                           f"{record.asset}`, fix the source or the declared types, then collect again")
         if one_pass:
             written = writer.close()
             work = sessions.session(spill=staging / "tmp", bounded=True)
@@ -324,6 +379,10 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
         record.files.append((quarantine_path, "quarantine", quarantine.count, nbytes))
         result.notes.append(f"{record.asset}: {quarantine.count} row(s) quarantined ({quarantine.summary()}); "
                             f"see `kiban quarantine show {record.asset}`")
+    if record.kind == "load":
+        result.notes.extend(f"{record.asset}: {n}" for n in late_commits(table, ctx, record))
+    else:
+        record.reread_s = result.reread_before  # a replay read no source: the next load reads as far back
     record.status = "committed"
     record.ended_at = utcnow()
     assert record.reconciles, f"counts do not reconcile: {record}"
@@ -345,10 +404,15 @@ class _Typer:
     ordinal: bool
     sink: layout.Background
     good: int = 0
+    empty: pa.Table | None = None  # the typed columns of an empty file (a header only), without rows
 
     def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
         refused, batch = item
         self.quarantine.add(refused)
+        header_only = batch is not None and batch.num_rows == 0 and self.empty is None
+        if header_only and batch is not None and not self.declared.missing(batch.schema.names):
+            typed, _ = cast_batch(self.con, batch, self.declared, 1)
+            self.empty = _with_metadata(typed, self.load_id, self.loaded_at, 0, ordinal=self.ordinal)
         if batch is None or batch.num_rows == 0:
             return
         typed, bad = cast_batch(self.con, batch, self.declared, self.good + self.quarantine.count + 1)

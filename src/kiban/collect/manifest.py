@@ -8,6 +8,7 @@ are leftovers of dead loads: nobody reads them, and the next load of the table r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -62,6 +63,9 @@ class LoadRecord:
     files: list[tuple[str, str, int, int]] = field(default_factory=list)  # (path, kind, rows, bytes)
     drift: list[tuple[Drift, str]] = field(default_factory=list)  # (change, action)
     replays: list[tuple[str, int]] = field(default_factory=list)  # quarantined rows (load id, row) it lands
+    reread_s: float | None = None  # time cursors: how far behind its cursor the next load reads again (seconds)
+    retracted_at: datetime | None = None  # `kiban loads retract`: in no view any more
+    retracted_note: str | None = None
 
     @property
     def reconciles(self) -> bool:
@@ -77,6 +81,7 @@ class TableState:
     files: tuple[str, ...]  # data files, relative to the lake folder, oldest load first
     cursor: Any
     schema: tuple[tuple[str, str], ...]
+    reread_s: float | None = None  # the last load's: how far behind the cursor the next load reads again
 
 
 def encode_cursor(value: Any) -> str | None:
@@ -141,18 +146,44 @@ class Manifests:
                     dict(load_id=load, row_number=n, replay_load_id=record.load_id, replayed_at=record.ended_at)
                     for load, n in record.replays])
 
+    def retract(self, project: str, load_id: str, note: str | None = None) -> LoadRecord:
+        """Take a committed load out of every view: its files stay in the lake (``kiban loads`` lists it as
+        retracted), the table's cursor and data version fall back to the loads before it, and the source files
+        it consumed can be collected again. Raises LookupError (no such load) or ValueError (not committed, or
+        retracted already)."""
+        with self.store._tx() as conn:
+            row = conn.execute(loads.select().where(loads.c.project == project,
+                                                    loads.c.load_id == load_id)).first()
+            if row is None:
+                raise LookupError(load_id)
+            if row.status != "committed":
+                raise ValueError(f"load {load_id} is {row.status}: it landed nothing to retract")
+            if row.retracted_at is not None:
+                raise ValueError(f"load {load_id} was retracted already ({row.retracted_at:%Y-%m-%d %H:%M} UTC)")
+            conn.execute(loads.update().where(loads.c.load_id == load_id).values(
+                retracted_at=utcnow(), retracted_note=note))
+        return self.loads(project, load_ids=[load_id])[0]
+
+    def find_load(self, project: str, prefix: str) -> list[str]:
+        """Load ids starting with ``prefix`` (at most 2: enough to tell one from ambiguous)."""
+        query = sa.select(loads.c.load_id).where(loads.c.project == project,
+                                                 loads.c.load_id.startswith(prefix, autoescape=True)).limit(2)
+        with self.store.engine.connect() as conn:
+            return [r.load_id for r in conn.execute(query).all()]
+
     @staticmethod
     def _row(r: LoadRecord) -> dict[str, Any]:
         return dict(load_id=r.load_id, project=r.project, asset=r.asset, source=r.source, table_name=r.table,
                     run_id=r.run_id, kind=r.kind, status=r.status, started_at=r.started_at, ended_at=r.ended_at,
                     rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
                     rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=encode_cursor(r.cursor),
-                    schema=json.dumps(r.schema) if r.schema else None, error=r.error)
+                    schema=json.dumps(r.schema) if r.schema else None, error=r.error, reread_s=r.reread_s)
 
     # -- reading ----------------------------------------------------------------------------------------
     def states(self, project: str, assets: list[str] | None = None) -> dict[str, TableState]:
         """The committed state of every source table (or of ``assets``) that has a committed load."""
-        query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, load_files.c.path)
+        query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, loads.c.reread_s,
+                           loads.c.retracted_at, load_files.c.path)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
                  .where(loads.c.project == project, loads.c.status == "committed")
@@ -164,14 +195,21 @@ class Manifests:
         files: dict[str, list[str]] = {}
         last: dict[str, Any] = {}
         landing: dict[str, str] = {}  # the newest load that landed files: the table's data version
+        retracted: set[str] = set()
         for row in rows:
+            if row.retracted_at is not None:  # in no view; the table's version says so (below)
+                retracted.add(row.asset)
+                continue
             files.setdefault(row.asset, [])
             if row.path:
                 files[row.asset].append(row.path)
                 landing[row.asset] = row.load_id
             last[row.asset] = row
+        for asset in retracted & set(landing):  # the newest load may be the same as before a retraction
+            digest = hashlib.sha256("\n".join(files[asset]).encode()).hexdigest()[:12]
+            landing[asset] = f"{landing[asset]}~{digest}"
         return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
-                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")))
+                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s)
                 for asset, row in last.items()}
 
     def state(self, project: str, asset: str) -> TableState | None:
@@ -186,15 +224,20 @@ class Manifests:
             return {r.path for r in conn.execute(query).all()}
 
     def consumed(self, project: str, asset: str) -> set[tuple[str, int, str]]:
-        """(path, size, sha256) of every source file a committed load of ``asset`` read."""
-        query = sa.select(consumed_files.c.path, consumed_files.c.size, consumed_files.c.sha256).where(
-            consumed_files.c.project == project, consumed_files.c.asset == asset)
+        """(path, size, sha256) of every source file a committed load of ``asset`` read (retracted loads'
+        files not: they can be collected again)."""
+        query = (sa.select(consumed_files.c.path, consumed_files.c.size, consumed_files.c.sha256)
+                 .select_from(consumed_files.join(loads, loads.c.load_id == consumed_files.c.load_id))
+                 .where(consumed_files.c.project == project, consumed_files.c.asset == asset,
+                        loads.c.retracted_at.is_(None)))
         with self.store.engine.connect() as conn:
             return {(r.path, r.size, r.sha256) for r in conn.execute(query).all()}
 
     def loads(self, project: str, asset: str | None = None, limit: int = 20,
-              run_id: str | None = None) -> list[LoadRecord]:
+              run_id: str | None = None, load_ids: list[str] | None = None) -> list[LoadRecord]:
         query = loads.select().where(loads.c.project == project)
+        if load_ids is not None:
+            query = query.where(loads.c.load_id.in_(load_ids))
         if asset is not None:
             query = query.where(loads.c.asset == asset)
         if run_id is not None:
@@ -211,7 +254,8 @@ class Manifests:
                            rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
                            rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=decode_cursor(r.cursor),
                            schema=[tuple(c) for c in json.loads(r.schema or "[]")], error=r.error,
-                           files=sorted(by_load.get(r.load_id, [])))
+                           files=sorted(by_load.get(r.load_id, [])), reread_s=r.reread_s,
+                           retracted_at=r.retracted_at, retracted_note=r.retracted_note)
                 for r in rows]
 
     def drift(self, project: str, asset: str | None, limit: int = 20,

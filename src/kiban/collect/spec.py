@@ -31,6 +31,8 @@ NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Columns kiban adds to every landed row. Sources must not use these names.
 LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE = "_load_id", "_loaded_at", "_source_file", "_source_line"
 METADATA_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE)
+LANDING_TYPES = ("files", "logs", "xlsx")
+LANDING_KEYS = ("settle", "ready_marker", "optional", "on_change")
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -49,9 +51,14 @@ class TableSpec(BaseModel):
     # full: every load reads everything; incremental: rows whose cursor passed the last committed value
     mode: Literal["full", "incremental"] = "full"
     cursor: str | None = None
-    # incremental: read again this far behind the last cursor (a duration like 10m for times, a number for
-    # ids), for rows committed late; what was already landed is dropped by primary key and cursor
+    # incremental: read again at least this far behind the last cursor (a duration like 10m for times, a number
+    # for ids), for rows committed late; a time cursor reads again DEFAULT_LOOKBACK_S and as far back as the
+    # oldest transaction the source had open at the last read. What was landed before is recognised by its
+    # content (or `version:`) and dropped; a change whose cursor did not move lands
     lookback: str | float | None = None
+    # incremental: a column the source changes on every update of a row (a row version, a counter): a change is
+    # (primary key, version) — without it, (primary key, the hash of the row's values)
+    version: str | None = None
     primary_key: tuple[str, ...] = ()
     detect_deletes: bool = False  # full mode: rows gone from the source are landed as deletions
     history: Literal["scd2"] | None = None  # valid_from/valid_to versions of rows overwritten in place
@@ -61,11 +68,27 @@ class TableSpec(BaseModel):
     columns: tuple[ColumnConfig, ...] = ()  # declared types are enforced: failing rows are quarantined
     checks: tuple[TableCheck, ...] = ()
     time_column: str | None = None  # how far the data reaches (its max is the lake table's watermark)
+    # landing files (files, logs, xlsx): a file is taken once its size and modification time have stood still
+    # this long (the load waits for a younger one, at most SETTLE_WAIT_FACTOR times as long)
+    settle: str | float = "1s"
+    # landing files: take a file only when a marker file sits next to it, e.g. ".done" (orders.csv.done)
+    ready_marker: str | None = None
+    optional: bool = False  # landing files: a path that matches no file is a warning, not an error
+    # landing files: a file landed before whose content changed — land the new version's rows (append) or leave
+    # it with a note (refuse; `kiban loads retract` the earlier load to take the new version)
+    on_change: Literal["append", "refuse"] = "append"
 
     @field_validator("primary_key", mode="before")
     @classmethod
     def _key_list(cls, value: object) -> object:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("settle")
+    @classmethod
+    def _settle(cls, value: str | float) -> str | float:
+        if parse_duration(value) < 0:
+            raise ValueError("settle cannot be negative")
+        return value
 
     @field_validator("max_quarantined")
     @classmethod
@@ -80,6 +103,8 @@ class TableSpec(BaseModel):
             raise ValueError("mode: incremental needs `cursor:` (the column that grows, e.g. updated_at or an id)")
         if self.lookback is not None and self.mode != "incremental":
             raise ValueError("`lookback:` only means something with mode: incremental")
+        if self.version is not None and self.mode != "incremental":
+            raise ValueError("`version:` only means something with mode: incremental")
         if self.detect_deletes and not self.primary_key:
             raise ValueError("detect_deletes needs `primary_key:` to know which rows are gone")
         if self.history == "scd2" and not self.primary_key:
@@ -104,6 +129,9 @@ class TableSpec(BaseModel):
         assert match
         return int(rows_read * float(match.group(1)) / 100)
 
+    def settle_seconds(self) -> float:
+        return parse_duration(self.settle)
+
     def lookback_value(self) -> float | None:
         """The look-back as seconds (for a duration) or a plain number (for an id cursor)."""
         if self.lookback is None:
@@ -123,6 +151,17 @@ class SourceSpec(BaseModel):
     url: str | None = None  # databases: a URL or env:NAME — resolved only when a load starts
     batch_rows: int = Field(default=100_000, ge=1, le=10_000_000)  # rows per batch: bounds memory
     tables: dict[str, TableSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _landing_keys(self) -> SourceSpec:
+        if self.type in LANDING_TYPES:
+            return self
+        for name, table in self.tables.items():
+            for key in LANDING_KEYS:
+                if key in table.model_fields_set:
+                    raise ValueError(f"table {name}: `{key}:` is for landing files (types "
+                                     f"{', '.join(LANDING_TYPES)}), not for a {self.type} source")
+        return self
 
     @field_validator("tables")
     @classmethod

@@ -179,10 +179,11 @@ class DuckDBEngine:
         name = table.name
         target = f"lake.{quote(name)}"
         files = "[" + ", ".join(literal(f) for f in table.files) + "]"
-        views = [(target, f"select * from read_parquet({files}, union_by_name = true)")]
+        # hive_partitioning off: a lake folder named load_date=…/ (older lakes) must not shadow a source column
+        views = [(target, f"select * from read_parquet({files}, union_by_name = true, hive_partitioning = false)")]
         try:  # the columns the files really have (settings may be newer than the data)
             columns = [r[0] for r in con.execute(f"describe select * from read_parquet({files}, "
-                                                 "union_by_name = true)").fetchall()]
+                                                 "union_by_name = true, hive_partitioning = false)").fetchall()]
         except duckdb.Error as exc:
             return UNREADABLE_LAKE + str(exc).splitlines()[0]
         views += [(f"lake.{quote(view)}", sql) for view, sql in derived_views(name, table.collected, columns)]

@@ -76,7 +76,7 @@ def derived_views(name: str, table: CollectedTable, columns: list[str]) -> list[
     """``(view name, SELECT in DuckDB's SQL)`` of the views a collected table offers besides ``lake.<name>``.
 
     ``columns``: the columns its files really have (the settings may be newer than the data). With a primary
-    key, ``<name>_latest`` keeps the newest row per key (by cursor, then load), deletions removed; with
+    key, ``<name>_latest`` keeps the newest row per key (by load, then cursor), deletions removed; with
     ``history: scd2`` also ``<name>_history``: every version with ``valid_from`` and ``valid_to``.
     """
     present = set(columns)
@@ -86,7 +86,9 @@ def derived_views(name: str, table: CollectedTable, columns: list[str]) -> list[
     key = ", ".join(_q(c) for c in table.primary_key)
     listed = ", ".join(_q(c) for c in columns)
     cursor = table.cursor if table.cursor in present else None
-    order = (f"{_q(cursor)} desc nulls last, " if cursor else "") + '"_loaded_at" desc, "_load_id" desc'
+    # the newest load's version first (each load reads a later snapshot of the source), then the cursor: a
+    # transaction that began earlier can commit a smaller updated_at after a larger one (PostgreSQL's now())
+    order = '"_loaded_at" desc, "_load_id" desc' + (f", {_q(cursor)} desc nulls last" if cursor else "")
     deletes = table.deletes and "_deleted" in present
     alive = ' and not coalesce("_deleted", false)' if deletes else ""
     views = [(f"{name}_latest",

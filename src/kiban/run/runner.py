@@ -18,7 +18,7 @@ from typing import Any
 
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
-from kiban.errors import KibanError, UsageError
+from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
@@ -67,17 +67,32 @@ def new_run_id() -> str:
 
 
 def resume_selection(store: Store, project: Project, graph: Graph) -> list[str]:
+    """What a resume runs (see :func:`resume_with_intents`)."""
+    return resume_with_intents(store, project, graph)[0]
+
+
+def resume_with_intents(store: Store, project: Project, graph: Graph) -> tuple[list[str], list[Any]]:
     """What runs left undone: every asset whose latest attempt failed, was skipped, cancelled or cut off
-    between retries — and what a killed or cancelled last run never reached."""
+    between retries — and what a killed or cancelled last run never reached, its collections included (a table
+    whose load was killed has no attempt: it is collected again before anything downstream is built). A run
+    killed before the store recorded it left an intent (``kiban.run.intents``): its whole selection is run.
+    Returns the assets and the intents this resume consumes."""
+    from kiban.run import intents
+
     last = store.last_run(project.name)
-    if last is None:
-        raise UsageError("there is no earlier run to resume", "run `kiban run` first")
+    pending = intents.interrupted(project, {r.run_id for r in store.runs(project.name, 50)})
+    pending = [i for i in pending if last is None or i.at >= last.started_at]
+    if last is None and not pending:  # the first run was killed before it could say anything: run it all
+        return select(graph, [], []), []
     wanted = {k for k, a in store.latest_attempts(project.name).items() if a.status in RERUN_STATUSES}
-    if last.status in ("abandoned", "cancelled", "failed"):
+    collected = set(project.source_tables()) if project.sources else set()
+    if last is not None and last.status in ("abandoned", "cancelled", "failed"):
         reached = {a.asset for a in store.attempts(last.run_id)}
         planned = set(select(graph, last.selection, last.options.get("exclude", [])))
-        wanted |= {k for k in planned if k not in reached and graph.assets[k].layer != "lake"}
-    return graph.sorted(k for k in wanted if k in graph.assets)
+        wanted |= {k for k in planned if k not in reached and (graph.assets[k].layer != "lake" or k in collected)}
+    for intent in pending:
+        wanted |= set(select(graph, intent.select, intent.exclude))
+    return graph.sorted(k for k in wanted if k in graph.assets), pending
 
 
 class Heartbeat(threading.Thread):
@@ -112,36 +127,53 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``); ``after``
     orders builds without making them inputs (a relationships check waits for the table it refers to).
     """
-    graph = build_graph(project)
-    store = Store(project.state_url)
+    from kiban.run import intents
+
     run_id = new_run_id()
+    # first of all: a kill from here until the store records the run is found by the next `--resume`
+    intent = intents.write(project, run_id, list(options.select), list(options.exclude), options.full_refresh) \
+        if not options.resume else None
+    try:
+        graph = build_graph(project)
+        store = Store(project.state_url)
+    except BaseException:  # a project or store error before anything ran: not an interruption to resume
+        intents.clear(intent)
+        raise
     lock_name = f"run:{project.name}"
     try:
         store.reap_abandoned(project.name)
+        consumed: list[Any] = []
         if options.resume:
-            selection = resume_selection(store, project, graph)
+            selection, consumed = resume_with_intents(store, project, graph)
             selectors: list[str] = list(selection)
+            intent = intents.write(project, run_id, selectors, [], options.full_refresh)
         else:
             selection = select(graph, options.select, options.exclude)
             selectors = list(options.select)
         store.acquire_lock(lock_name, run_id, wait=options.wait)
         try:
+            def recorded() -> None:
+                for done in [*(i.path for i in consumed), intent]:
+                    intents.clear(done)
+
             return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit, after,
-                               executor_hook)
+                               executor_hook, recorded=recorded)
         finally:
             store.release_lock(lock_name, run_id)
     finally:
+        intents.clear(intent)  # an error before the record (a bad selection, a held lock): not an interruption
         store.close()
 
 
 def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
                 selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
                 audit: AuditFor | None, after: Mapping[str, tuple[str, ...]] | None,
-                executor_hook: list[Executor] | None) -> RunResult:
+                executor_hook: list[Executor] | None, recorded: Callable[[], object] = lambda: None) -> RunResult:
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
         "pid": os.getpid()})
+    recorded()  # the store knows the run now: its intent (and those this resume finishes) can go
     heartbeat = Heartbeat(store, run_id)
     heartbeat.start()
     status = "failed"
@@ -200,17 +232,48 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             error = str(exc)
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
+            from kiban.run.diskfull import disk_full, is_disk_full
+
+            if not is_disk_full(exc):
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            full = disk_full(_project_disks(project), "running")
+            error = str(full)
+            raise full from None  # one message, not the chain of every layer that noticed
         finally:
             heartbeat.halt.set()
             if engine is not None:
-                engine.close()
+                with contextlib.suppress(Exception):  # closing on a full disk must not hide why the run ended
+                    engine.close()
             stored = "success" if status == "nothing" else status
-            store.finish_run(run_id, stored, error)
+            unrecorded: Exception | None = None
+            try:
+                store.finish_run(run_id, stored, error)
+            except Exception as exc:  # the store's disk is full too: the event still goes out (below)
+                unrecorded = exc
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
+            if unrecorded is not None:  # the run stays `running` until the next run reaps it
+                _raise_unrecorded(project, unrecorded)
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _raise_unrecorded(project: Project, exc: Exception) -> None:
+    """The run's end could not be recorded: on a full disk, say so plainly; otherwise the store's error."""
+    from kiban.run.diskfull import disk_full, is_disk_full
+
+    if is_disk_full(exc):
+        raise disk_full(_project_disks(project), "recording the run's end") from None
+    raise exc
+
+
+def _project_disks(project: Project) -> list[Path]:
+    """Where a run writes: the lake, the state folder, the warehouse file (when it is one)."""
+    paths = [project.lake_dir, project.state_dir]
+    url = project.warehouse_url
+    if url.startswith("duckdb:///"):
+        paths.append(Path(url[len("duckdb:///"):]))
+    return paths
 
 
 def _collect(project: Project, store: Store, run_id: str, selection: list[str], options: RunOptions,

@@ -240,6 +240,9 @@ loads = Table(  # one load of one source table: committed (its files are the lak
     Column("cursor", Text),  # JSON {"type", "value"}: the newest cursor value after this load
     Column("schema", Text),  # JSON [[column, type], ...] of the landed rows (metadata columns left out)
     Column("error", Text),
+    Column("reread_s", Float),  # seconds behind the cursor where the next load reads again (open transactions)
+    Column("retracted_at", DateTime),  # `kiban loads retract`: in no view any more (its files stay in the lake)
+    Column("retracted_note", Text),
     Index("ix_loads_asset", "project", "asset", "started_at"),
 )
 

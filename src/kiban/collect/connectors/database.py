@@ -1,9 +1,11 @@
 """What the database connectors (postgres, mysql, sqlite) share: options, the read plan, errors, DuckDB's scanners.
 
 A table is read either whole (``table:``, optionally schema-qualified) or through a ``query:`` (one SELECT).
-Incremental reads push ``cursor > ?`` (``>=`` when the table has a ``lookback``: rows at the edge are read
-again and the loader drops what it landed before) into the source's query as a bound parameter, ordered by
-the cursor. See docs/connectors/databases.md.
+Incremental reads push ``cursor >= ?`` (always inclusive: rows at the edge are read again — a change inside the
+last cursor value lands, and the loader drops what it landed before by content) into the source's query as a
+bound parameter, ordered by the cursor. Before reading, :func:`open_transactions` asks the source how long its
+oldest open transaction has been running: the next load reads again that far back. See
+docs/connectors/databases.md.
 
 The fast path streams Arrow batches out of DuckDB's postgres / mysql scanners, loaded from the PyPI packages
 ``duckdb-extension-postgres`` / ``duckdb-extension-mysql`` (never downloaded: auto-install is off, and DuckDB
@@ -86,7 +88,7 @@ class Plan:
 def plan_of(ctx: ReadContext, options: Options) -> Plan:
     incremental = ctx.table.mode == "incremental"
     cursor = ctx.table.cursor if incremental else None
-    inclusive = incremental and bool(ctx.table.lookback_value())
+    inclusive = incremental  # the last cursor value is read again: two changes can share it (same second)
     if options.query is not None:
         return Plan(None, None, options.query.strip().rstrip(";"), (), cursor, ctx.since, inclusive)
     name = options.table or ctx.table_name

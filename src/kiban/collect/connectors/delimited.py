@@ -284,6 +284,7 @@ def read_file(ctx: ReadContext, source: textfile.SourceFile, dialect: Dialect) -
         if names is None:
             return
         parser = BlockParser(dialect, names, source.name)
+        emitted = 0
         # two threads: while one block is parsed by Arrow (no GIL) the next one is decoded
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kiban-csv") as pool:
             queue: list[Future[Parsed]] = []
@@ -293,9 +294,15 @@ def read_file(ctx: ReadContext, source: textfile.SourceFile, dialect: Dialect) -
                 queue.append(pool.submit(parser.parse, block, line, count))
                 line += count
                 if len(queue) >= 3:
-                    yield from _emit(ctx, queue.pop(0).result())
+                    for batch in _emit(ctx, queue.pop(0).result()):
+                        emitted += batch.num_rows
+                        yield batch
             for future in queue:
-                yield from _emit(ctx, future.result())
+                for batch in _emit(ctx, future.result()):
+                    emitted += batch.num_rows
+                    yield batch
+        if not emitted:  # a header and no rows: an empty batch still says which columns the file has
+            yield pa.RecordBatch.from_pylist([], schema=parser.schema)
 
 
 def _with_pending(pending: list[tuple[bytes, int]], chunks: Iterator[tuple[bytes, int]]

@@ -72,6 +72,7 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
         yield from textfile.guarded(ctx, source, read_one(ctx, options, source, pattern))
         if ctx.cancel.is_set():
             return
+        textfile.still_the_same(ctx, source)
         ctx.add_file(source.landed)
 
 

@@ -55,8 +55,25 @@ def check(ctx: ReadContext, options: Options) -> None:
     conn = _connect(ctx, url, options)
     try:
         check_columns(ctx, plan, [d[0] for d in _describe(ctx, conn, plan)[0]])
+        if plan.cursor:
+            ctx.open_for = _open_for(conn)
     finally:
         conn.close()
+
+
+def _open_for(conn: pymysql.Connection[Any]) -> float | None:
+    """Seconds the oldest other InnoDB transaction has been running (0: none); None without the PROCESS
+    privilege. A row it writes carries CURRENT_TIMESTAMP of its statement: no older than its start."""
+    import pymysql
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select coalesce(max(unix_timestamp(now(6)) - unix_timestamp(trx_started)), 0) "
+                        "from information_schema.innodb_trx where trx_mysql_thread_id <> connection_id()")
+            row = cur.fetchone()
+    except pymysql.Error:
+        return None
+    return max(0.0, float(row[0])) if row else 0.0
 
 
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:

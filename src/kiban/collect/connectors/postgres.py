@@ -61,6 +61,28 @@ def check(ctx: ReadContext, options: Options) -> None:
     plan = _plan(ctx, options)
     with _connect(ctx, url, options) as conn:
         check_columns(ctx, plan, [c.name for c in _describe(ctx, conn, plan)])
+        if plan.cursor:
+            ctx.open_for = _open_for(conn)
+
+
+def _open_for(conn: psycopg.Connection[Any]) -> float | None:
+    """Seconds the oldest other transaction on this database has been running (0: none); None when this role
+    cannot see other sessions (it needs pg_read_all_stats). A row it writes carries now() — its start — or a
+    later time, and becomes visible only when it commits."""
+    import psycopg
+
+    try:
+        row = conn.execute(
+            "select coalesce(extract(epoch from clock_timestamp() - min(xact_start)), 0)::float8, "
+            "pg_has_role('pg_read_all_stats', 'member') or (select rolsuper from pg_roles "
+            "where rolname = current_user) from pg_stat_activity where pid <> pg_backend_pid() "
+            "and datname = current_database() and xact_start is not null").fetchone()
+    except psycopg.Error:
+        conn.rollback()
+        return None
+    if not row or not row[1]:
+        return None
+    return max(0.0, float(row[0]))
 
 
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:

@@ -46,6 +46,7 @@ class SourceFile:
     path: Path
     name: str  # relative to the project root (posix) where possible
     landed: LandedFile
+    stamp: tuple[int, int] = (0, 0)  # size and modification time (ns) when it was identified
 
 
 def codec(name: str) -> str:
@@ -79,7 +80,9 @@ def display_name(ctx: ReadContext, path: Path) -> str:
 
 
 def identify(ctx: ReadContext, path: Path) -> SourceFile:
-    """Size and SHA-256 of a file (hashlib drops the GIL on big buffers, so this runs at disk speed)."""
+    """Size and SHA-256 of a file (hashlib drops the GIL on big buffers, so this runs at disk speed), and its
+    size and modification time before hashing (:func:`still_the_same` compares them after the read)."""
+    before = _stamp(path)
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
@@ -87,25 +90,105 @@ def identify(ctx: ReadContext, path: Path) -> SourceFile:
             digest.update(chunk)
             size += len(chunk)
     name = display_name(ctx, path)
-    return SourceFile(path, name, LandedFile(name, size, digest.hexdigest()))
+    return SourceFile(path, name, LandedFile(name, size, digest.hexdigest()), before)
+
+
+# Names a writer gives a file it has not finished (the rename convention): never matched by a glob
+IN_PROGRESS = re.compile(r"(^\.|~$|\.(part|partial|tmp|temp|crdownload|filepart|swp)$)", re.IGNORECASE)
+SETTLE_WAIT_FACTOR = 10  # a file still changing after this many settle times is left for the next load
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def settled(ctx: ReadContext, paths: list[Path]) -> list[Path]:
+    """The files that are complete: a ready marker next to them when the table asks for one, and size and
+    modification time unchanged for ``settle:`` — the load waits for younger files (at most
+    SETTLE_WAIT_FACTOR × settle, then leaves them, with a note, for the next load)."""
+    import time
+
+    table = ctx.table
+    if table.ready_marker:
+        waiting = [p for p in paths if not p.with_name(p.name + table.ready_marker).exists()]
+        if waiting:
+            ctx.note(f"{len(waiting)} file(s) without their {table.ready_marker} marker yet, left for a later load")
+        paths = [p for p in paths if p not in waiting]
+    settle = table.settle_seconds()
+    if settle <= 0:
+        return paths
+    deadline = time.time() + settle * SETTLE_WAIT_FACTOR
+    seen = {p: _stamp(p) for p in paths}
+    ready: list[Path] = []
+    pending = list(paths)
+    while pending and not ctx.cancel.is_set():
+        now = time.time()
+        young = []
+        for path in pending:
+            try:
+                stamp = _stamp(path)
+            except FileNotFoundError:  # renamed or removed while we waited: not ours to take
+                continue
+            if stamp != seen[path] or now - stamp[1] / 1e9 < settle:
+                seen[path] = stamp
+                young.append(path)
+            else:
+                ready.append(path)
+        pending = young
+        if not pending:
+            break
+        if now >= deadline:
+            names = ", ".join(display_name(ctx, p) for p in pending[:3])
+            ctx.note(f"{len(pending)} file(s) still being written ({names}), left for a later load")
+            break
+        newest = max(seen[p][1] / 1e9 for p in pending)
+        ctx.cancel.wait(min(max(newest + settle - now, 0.05), deadline - now))
+    return sorted(ready)
 
 
 def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
-    """The matched files this table has not landed before (a landing folder loads each file once)."""
-    paths = match_files(ctx, patterns)
+    """The matched, complete files this table has not landed before (a landing folder loads each file once).
+    A glob that matches no file at all is an error (a warning with ``optional: true``); a file landed before
+    whose content changed is a new version, landed again (``on_change: append``) or left with a note."""
+    paths = [p for p in match_files(ctx, patterns) if not IN_PROGRESS.search(p.name)]
     if not paths:
-        ctx.note(f"no file matches {', '.join(patterns)}")
+        where = ", ".join(patterns)
+        if not ctx.table.optional:
+            raise ctx.error(f"path {where} matches no file", "check the path (relative to the project root), or "
+                            "set `optional: true` on the table when an empty landing folder is expected")
+        ctx.note(f"no file matches {where} (optional)")
     skipped = 0
-    for path in paths:
+    for path in settled(ctx, paths):
         if ctx.cancel.is_set():
             return
         source = identify(ctx, path)
         if ctx.landed(source.landed):
             skipped += 1
             continue
+        if source.landed.path in ctx.landed_paths and ctx.table.on_change == "refuse":
+            ctx.note(f"{source.name} changed since it was landed: not landed again (on_change: refuse); "
+                     "`kiban loads retract` the earlier load to take the new version")
+            continue
+        if _stamp(path) != source.stamp:
+            ctx.note(f"{source.name} changed while it was identified, left for a later load")
+            continue
         yield source
     if skipped:
         ctx.note(f"{skipped} file(s) already landed, skipped")
+
+
+def still_the_same(ctx: ReadContext, source: SourceFile) -> None:
+    """After a file was read: it must be what was identified — else the load fails (nothing is committed) and
+    the next load takes the file once it has stopped changing."""
+    try:
+        now = _stamp(source.path)
+    except FileNotFoundError:
+        now = (-1, -1)
+    if now != source.stamp:
+        raise ctx.error(f"{source.name} changed while it was read: nothing of this load was committed",
+                        "the file is taken once it has stopped changing (raise `settle:`, or have the writer "
+                        "use a ready marker or write under a .part name and rename)")
 
 
 def guarded(ctx: ReadContext, source: SourceFile, rows: Iterator[Any]) -> Iterator[Any]:

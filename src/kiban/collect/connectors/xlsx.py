@@ -206,6 +206,7 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
         yield from read_workbook(ctx, options, source)
         if ctx.cancel.is_set():
             return
+        textfile.still_the_same(ctx, source)
         ctx.add_file(source.landed)
 
 
@@ -260,6 +261,49 @@ def header_names(cells: tuple[Any, ...], first_col: int, sheet: str, notes: list
     return names
 
 
+def cell_notes(source: textfile.SourceFile, title: str) -> list[str]:
+    """What the values alone do not show, from the sheet's XML: merged cells (only their first cell holds the
+    value; the others land as NULL) and formulas with no saved value (the file was never recalculated and
+    saved by Excel: they land as NULL)."""
+    import posixpath
+    import xml.etree.ElementTree as ET
+
+    main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    rel = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    try:
+        with zipfile.ZipFile(source.path) as archive:
+            book = ET.fromstring(archive.read("xl/workbook.xml"))
+            rid = next((s.get(rel) for s in book.iter(f"{main}sheet") if s.get("name") == title), None)
+            rels = ET.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            target = next((r.get("Target") for r in rels if r.get("Id") == rid), None)
+            if not target:
+                return []
+            path = target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
+            merged: list[str] = []
+            empty_formulas: list[str] = []
+            with archive.open(path) as xml:
+                for _, element in ET.iterparse(xml):
+                    if element.tag == f"{main}mergeCell":
+                        merged.append(element.get("ref", ""))
+                    elif element.tag == f"{main}c":
+                        value = element.find(f"{main}v")
+                        if element.find(f"{main}f") is not None and (value is None or not value.text):
+                            empty_formulas.append(element.get("r", ""))
+                        element.clear()
+    except (KeyError, zipfile.BadZipFile, ET.ParseError, OSError):
+        return []  # openpyxl has said (or will say) what is wrong with the file
+    notes = []
+    if merged:
+        notes.append(f"{source.name}: {len(merged)} merged cell range(s) on {title} ({', '.join(merged[:3])}"
+                     f"{' …' if len(merged) > 3 else ''}): only the first cell of each holds the value, the "
+                     "others land as NULL")
+    if empty_formulas:
+        notes.append(f"{source.name}: {len(empty_formulas)} formula cell(s) on {title} without a saved value "
+                     f"({', '.join(empty_formulas[:3])}{' …' if len(empty_formulas) > 3 else ''}): they land as "
+                     "NULL — open and save the workbook in Excel to store the results")
+    return notes
+
+
 def read_workbook(ctx: ReadContext, options: Options, source: textfile.SourceFile) -> Iterator[pa.RecordBatch]:
     from openpyxl.utils import get_column_letter, range_boundaries
 
@@ -267,6 +311,8 @@ def read_workbook(ctx: ReadContext, options: Options, source: textfile.SourceFil
     try:
         sheet = _sheet(ctx, workbook, options, source)
         title = sheet.title
+        for note in cell_notes(source, title):
+            ctx.note(note)
         if options.range:
             min_col, min_row, max_col, max_row = range_boundaries(options.range)
         else:

@@ -1,0 +1,201 @@
+"""Exactly once per change (issue 16): an update that keeps its cursor value lands, a transaction that commits
+late is read again, and loads killed at random moments under two writers with overlapping transactions leave
+`_latest` equal to the source — 0 lost, 0 stale, 0 duplicated — on the real MariaDB and PostgreSQL.
+
+The short versions run in CI; ``-m slow`` runs the long ones (≥ 100 SIGKILLs per database)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collect_race import Writers, collect, landed_twice, latest, project, race
+from conftest import need_service
+
+MYSQL_ROOT = dict(host="127.0.0.1", port=3306, user="root", password="")
+
+
+def my(database: str | None, *statements: str, params: Any = None) -> None:
+    import pymysql
+
+    conn = pymysql.connect(**MYSQL_ROOT, database=database, autocommit=True)  # type: ignore[arg-type]
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement, params)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def mariadb() -> Iterator[tuple[str, str]]:
+    need_service("MariaDB", "127.0.0.1", 3306)
+    name = f"kiban_test_{uuid.uuid4().hex[:10]}"
+    my(None, f"create database {name}")
+    yield name, f"mysql://root@127.0.0.1:3306/{name}"
+    my(None, f"drop database if exists {name}")
+
+
+def pg(url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def my_source(rows: dict[Any, Any], database: str) -> dict[int, tuple[int, str]]:
+    import pymysql
+
+    conn = pymysql.connect(**MYSQL_ROOT, database=database)  # type: ignore[arg-type]
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select id, balance, note from acct")
+            return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def pg_source(url: str) -> dict[int, tuple[int, str]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {r[0]: (r[1], r[2]) for r in conn.execute("select id, balance, note from acct").fetchall()}
+
+
+# -- the same second ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reader", ["duckdb", "driver"])
+def test_mariadb_update_in_the_same_second_lands(tmp_path: Path, mariadb: tuple[str, str], reader: str) -> None:
+    database, url = mariadb
+    my(database, "create table acct (id int primary key, balance int, note varchar(20), "
+                 "updated_at datetime not null default current_timestamp on update current_timestamp)")
+    stamp = "set timestamp = unix_timestamp('2026-12-06 10:00:00')"  # the server's clock, held on one second
+    my(database, stamp, "insert into acct values (1, 100, 'a', default), (2, 5, 'b', default)")
+    root = project(tmp_path / "p", "mysql", f"    reader: {reader}\n")
+    assert collect(root, url).returncode == 0
+    my(database, stamp, "update acct set balance = 150 where id = 1")
+    first = collect(root, url)
+    assert first.returncode == 0, first.stderr
+    my(database, stamp, "update acct set balance = 175 where id = 1")  # 10:00:00 again: the cursor did not move
+    second = collect(root, url)
+    assert second.returncode == 0, second.stderr
+    read, landed, dropped = map(int, second.stdout.split()[:3])
+    assert (read, landed, dropped) == (2, 1, 1), second.stdout  # the edge is read again; the unchanged row drops
+    assert latest(root) == {1: (175, "a"), 2: (5, "b")}
+    my(database, stamp, "update acct set balance = 150 where id = 1")  # back to an earlier value, same second
+    assert collect(root, url).returncode == 0
+    assert latest(root)[1] == (150, "a")
+    again = collect(root, url)  # nothing changed: nothing lands
+    assert again.stdout.split()[:3] == ["2", "0", "2"], again.stdout
+    assert landed_twice(root) == 0
+
+
+def test_postgres_update_in_the_same_transaction_time_lands(tmp_path: Path, postgres_url: str) -> None:
+    pg(postgres_url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz)",
+       "insert into acct values (1, 100, 'a', '2026-12-06 10:00:00+00'), (2, 5, 'b', '2026-12-06 10:00:00+00')")
+    root = project(tmp_path / "p", "postgres")
+    assert collect(root, postgres_url).returncode == 0
+    pg(postgres_url, "update acct set balance = 175 where id = 1")  # updated_at unchanged
+    assert collect(root, postgres_url).returncode == 0
+    assert latest(root) == {1: (175, "a"), 2: (5, "b")}
+
+
+def test_a_declared_version_column_identifies_a_change(tmp_path: Path, postgres_url: str) -> None:
+    pg(postgres_url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz, "
+                     "v int)",
+       "insert into acct values (1, 100, 'a', '2026-12-06 10:00:00+00', 1)")
+    root = project(tmp_path / "p", "postgres", "    version: v\n")
+    assert collect(root, postgres_url).returncode == 0
+    pg(postgres_url, "update acct set balance = 175, v = v + 1 where id = 1")
+    done = collect(root, postgres_url)
+    assert done.stdout.split()[:3] == ["1", "1", "0"], done.stdout
+    pg(postgres_url, "update acct set note = 'ignored' where id = 1")  # the version did not move: no change
+    done = collect(root, postgres_url)
+    assert done.stdout.split()[:3] == ["1", "0", "1"], done.stdout
+    assert latest(root) == {1: (175, "a")}
+
+
+def test_a_late_commit_behind_the_cursor_is_read_again(tmp_path: Path, postgres_url: str) -> None:
+    """A transaction stamps updated_at = now() (its start), a load reads past it, it commits 8 s later — longer
+    than the default look-back: the load saw it open and the next one reads back that far."""
+    import time
+
+    import psycopg
+
+    pg(postgres_url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz)",
+       "insert into acct values (1, 100, 'a', now() - interval '1 hour'), (2, 5, 'b', now() - interval '1 hour')")
+    root = project(tmp_path / "p", "postgres")
+    assert collect(root, postgres_url).returncode == 0
+    with psycopg.connect(postgres_url) as late:
+        late.execute("update acct set balance = 999, updated_at = now() where id = 1")
+        time.sleep(8)
+        pg(postgres_url, "update acct set balance = 6, updated_at = now() where id = 2")  # moves the cursor on
+        done = collect(root, postgres_url)
+        assert done.returncode == 0, done.stderr
+        late.commit()
+    assert latest(root) == {1: (100, "a"), 2: (6, "b")}
+    assert collect(root, postgres_url).returncode == 0
+    assert latest(root) == {1: (999, "a"), 2: (6, "b")}
+
+
+# -- two writers, loads killed at random moments ------------------------------------------------------------------
+
+def _mariadb_race(tmp_path: Path, mariadb: tuple[str, str], kills: int) -> None:
+    import pymysql
+
+    database, url = mariadb
+    my(database, "create table acct (id int primary key, balance int, note varchar(40), "
+                 "updated_at datetime not null default current_timestamp on update current_timestamp)")
+    my(database, "insert into acct (id, balance, note) with recursive n(i) as (select 1 union all select i + 1 "
+                 "from n where i < 1000) select i, 0, 'start' from n")
+    root = project(tmp_path / "p", "mysql")
+    writers = Writers(lambda: pymysql.connect(**MYSQL_ROOT, database=database),  # type: ignore[arg-type]
+                      "update acct set balance = %s, note = %s where id = %s",
+                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=1000, long_every=10)
+    counts = race(root, url, writers, kills)
+    source, lake = my_source({}, database), latest(root)
+    lost = set(source) - set(lake)
+    stale = {k for k in source if k in lake and lake[k] != source[k]}
+    assert (lost, stale, landed_twice(root)) == (set(), set(), 0), counts
+    assert counts["killed"] >= kills and counts["commits"] > 0
+
+
+def _postgres_race(tmp_path: Path, url: str, kills: int) -> None:
+    import psycopg
+
+    pg(url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz default now())",
+       "insert into acct select i, 0, 'start', now() from generate_series(1, 1000) i")
+    root = project(tmp_path / "p", "postgres")
+    writers = Writers(lambda: psycopg.connect(url),
+                      "update acct set balance = %s, note = %s, updated_at = now() where id = %s",
+                      "insert into acct (id, balance, note) values (%s, %s, %s)", ids=1000, long_every=10)
+    counts = race(root, url, writers, kills)
+    source, lake = pg_source(url), latest(root)
+    lost = set(source) - set(lake)
+    stale = {k for k in source if k in lake and lake[k] != source[k]}
+    assert (lost, stale, landed_twice(root)) == (set(), set(), 0), counts
+    assert counts["killed"] >= kills and counts["commits"] > 0
+
+
+def test_mariadb_two_writers_and_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
+    _mariadb_race(tmp_path, mariadb, kills=6)
+
+
+def test_postgres_two_writers_and_killed_loads(tmp_path: Path, postgres_url: str) -> None:
+    _postgres_race(tmp_path, postgres_url, kills=6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_mariadb_two_writers_and_a_hundred_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
+    _mariadb_race(tmp_path, mariadb, kills=100)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_postgres_two_writers_and_a_hundred_killed_loads(tmp_path: Path, postgres_url: str) -> None:
+    _postgres_race(tmp_path, postgres_url, kills=100)
