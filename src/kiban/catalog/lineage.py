@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.cache import LineageCache
+
 if TYPE_CHECKING:
     from sqlglot import exp
     from sqlglot.optimizer.scope import Scope
@@ -297,8 +299,6 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
     their declared columns. A model's columns are what its SQL computes, so ``SELECT *`` over a model
     that has not been built yet still expands.
     """
-    from kiban.catalog.cache import LineageCache
-
     resolve = asset_resolver(graph.assets)
     known = dict(known or {})
     cache = LineageCache(cache_path)
@@ -315,7 +315,8 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
             continue
         schema = {up: columns[up] for up in graph.deps.get(key, ()) if columns.get(up)}
         maybe = sorted(partial.intersection(schema))
-        lineage = cache.get(asset.sql, {**schema, "?partial": maybe})
+        hit = cache.get(asset.sql, {**schema, "?partial": maybe})
+        lineage = QueryLineage(*hit) if hit is not None else None
         if lineage is None:
             try:
                 lineage = query_lineage(asset.sql, resolve, schema, maybe)

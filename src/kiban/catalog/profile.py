@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kiban.quoting import quote as _q
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
 
@@ -41,10 +42,6 @@ class ColumnProfile:
     max_value: str | None
     examples: list[Any]
     profiled_at: datetime | None = None
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _scalar(data_type: str) -> bool:

@@ -22,6 +22,7 @@ from kiban.collect.drift import ACTIONS, compare
 from kiban.collect.drift import note as drift_note
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
+from kiban.quoting import literal as _literal
 from kiban.store import utcnow
 
 if TYPE_CHECKING:
@@ -90,10 +91,6 @@ def judge_drift(manifests: Manifests, record: LoadRecord, result: LoadResult, ta
         refuse(manifests, record, message.split(": ", 1)[1],
                "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
     result.notes.append(message)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _files_sql(paths: list[Path] | list[str]) -> str:

@@ -38,7 +38,7 @@ class TimedOut(Exception):
 @dataclass
 class Outcome:
     asset: str
-    status: str  # success, failed, skipped, cancelled
+    status: str  # an AttemptStatus: success, retrying (another attempt follows), failed, skipped, cancelled
     attempts: int = 0
     rows: int | None = None
     nbytes: int | None = None

@@ -24,10 +24,11 @@ from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.plan import Plan, make_plan
+from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
 
 HEARTBEAT_SECONDS = 5.0
-RERUN_STATUSES = ("failed", "skipped", "cancelled", "retrying")  # retrying: killed between attempts
+RERUN_STATUSES = tuple(sorted(ATTEMPT_UNFINISHED))  # failed, skipped, cancelled; retrying: killed between attempts
 
 
 @dataclass
@@ -43,7 +44,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # success, failed, cancelled, nothing
+    status: RunStatus  # success, nothing (all fresh), failed, cancelled
     plan: Plan
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     started_at: datetime | None = None
@@ -59,7 +60,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("success", "nothing")
+        return self.status in RUN_SUCCEEDED
 
 
 def new_run_id() -> str:
@@ -144,7 +145,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
         "pid": os.getpid()})
     heartbeat = Heartbeat(store, run_id)
     heartbeat.start()
-    status = "failed"
+    status = RunStatus.FAILED
     error: str | None = None
     engine = None
     plan = Plan(order=selection, fingerprints={})
@@ -186,14 +187,14 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                 executor_hook.append(executor)
             outcomes = {**collected, **executor.execute(plan.build)}
             statuses = {o.status for o in outcomes.values()}
-            if "cancelled" in statuses or executor.cancel.is_set():
-                status = "cancelled"
-            elif statuses & {"failed", "skipped"}:
-                status = "failed"
+            if AttemptStatus.CANCELLED in statuses or executor.cancel.is_set():
+                status = RunStatus.CANCELLED
+            elif statuses & {AttemptStatus.FAILED, AttemptStatus.SKIPPED}:
+                status = RunStatus.FAILED
             else:
-                status = "success" if plan.build or collected else "nothing"
+                status = RunStatus.SUCCESS if plan.build or collected else RunStatus.NOTHING
         except KeyboardInterrupt:
-            status, error = "cancelled", "interrupted"
+            status, error = RunStatus.CANCELLED, "interrupted"
             raise
         except KibanError as exc:
             error = str(exc)
@@ -205,8 +206,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             heartbeat.halt.set()
             if engine is not None:
                 engine.close()
-            stored = "success" if status == "nothing" else status
-            store.finish_run(run_id, stored, error)
+            store.finish_run(run_id, status, error)
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
     return RunResult(run_id, status, plan, outcomes, started, utcnow())

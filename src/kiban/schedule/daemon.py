@@ -275,8 +275,8 @@ class Scheduler:
                 self.store.reap_abandoned(self.project.name)  # the process is gone: the run is abandoned
                 run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
             if run_status is not None and run_status != "running":
-                status = {"success": "success", "cancelled": "cancelled", "abandoned": "lost"}.get(run_status,
-                                                                                                   "failed")
+                status = {"success": "success", "nothing": "success", "cancelled": "cancelled",
+                          "abandoned": "lost"}.get(run_status, "failed")
             elif pid_alive(tick.pid, tick.host) is False:
                 status = "lost"
             elif tick.pid is None and tick.holder != self.leader.holder and tick.started_at is not None and \

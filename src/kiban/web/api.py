@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from kiban.errors import SelectionError
+from kiban.web import catalog_views as cv
 from kiban.web import models as m
 from kiban.web import svg, views
 from kiban.web.accounts import Accounts, User
@@ -114,7 +115,7 @@ def incident(request: Request, incident_id: IncidentId, user: Viewer) -> m.Incid
 def search(request: Request, user: Viewer, q: Annotated[str, Query(max_length=200)] = "") -> m.SearchResults:
     """Assets and columns whose names, descriptions, tags or owners match every word of ``q`` (the last as a
     prefix), best first: the catalog's search index, as ``kiban search``."""
-    return views.search(_site(request), q)
+    return cv.search(_site(request), q)
 
 
 @router.get("/jobs", response_model=m.JobList)

@@ -17,9 +17,9 @@ from kiban.errors import KibanError
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import User
-from kiban.web.app import render
 from kiban.web.auth import current_user, need
 from kiban.web.catalog_api import download, result_sql, run_audited
+from kiban.web.templating import render
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)

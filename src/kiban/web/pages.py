@@ -16,12 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.graph import select
+from kiban.web import catalog_views as cv
 from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
-from kiban.web.app import render
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.jobs import Jobs
 from kiban.web.models import AttemptOut, UseCaseDetail
+from kiban.web.templating import render
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)
@@ -207,7 +208,7 @@ def graph(request: Request, user: Viewer, layer: Annotated[str, Query()] = "",
 
 @router.get("/search")
 def search(request: Request, user: Viewer, q: Annotated[str, Query(max_length=200)] = "") -> Response:
-    return render(request, "search.html", data=views.search(_site(request), q), title="Search")
+    return render(request, "search.html", data=cv.search(_site(request), q), title="Search")
 
 
 @router.get("/jobs/{job_id}")

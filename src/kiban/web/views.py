@@ -434,13 +434,6 @@ def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.Che
     return site.keep(f"history:{key}", version, read)
 
 
-def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
-    """Assets and columns by name, description, tag and owner: the catalog's search index (`kiban search`)."""
-    from kiban.web.catalog_views import search as catalog_search
-
-    return catalog_search(site, query, limit)
-
-
 # -- incidents ---------------------------------------------------------------------------------------------------
 
 def incidents(site: Site, limit: int = 50, include_resolved: bool = True) -> m.IncidentList:

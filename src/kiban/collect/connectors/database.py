@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kiban.collect.connector import ReadContext, SourceError
 from kiban.errors import closest
+from kiban.quoting import literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -239,11 +240,6 @@ def stream(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], batch_ro
             return
         if batch.num_rows:
             yield batch
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (for names and queries from the project's config, never for data values)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def ident(name: str, quote: str = '"') -> str:
