@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.hooks import catalog_listeners
+
 if TYPE_CHECKING:
     from kiban.graph import Graph
     from kiban.project import Project
@@ -42,7 +44,6 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
         graph: Graph | None = None, store: Store | None = None, workers: bool = False) -> Operated:
     """``run_project()`` (or, with ``workers``, the work queue) with the gate, the watcher, the catalog's listeners,
     and the service-level check afterwards. ``store`` (optional) is used for the check; else one is opened."""
-    from kiban.catalog.hooks import catalog_listeners
     from kiban.checks.gate import gate_for
 
     graph = _graph(project, graph)

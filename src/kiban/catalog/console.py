@@ -21,7 +21,7 @@ from kiban.catalog.pii import pii_columns
 from kiban.catalog.safety import QueryRefused, check_query
 from kiban.catalog.usage import Actor, log_query
 from kiban.catalog.warehouse import open_readonly, published_columns
-from kiban.errors import KibanError
+from kiban.errors import KibanError, UsageError
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -193,8 +193,6 @@ def _execute(project: Project, sql: str, params: Mapping[str, Any] | None, limit
 
 def export(result: QueryResult, path: Path) -> Path:
     """Write a result to ``path``: ``.csv`` or ``.xlsx`` (by suffix)."""
-    from kiban.errors import UsageError
-
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.cache import LineageCache
+from kiban.catalog.safety import resolve_asset
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -282,8 +283,6 @@ class ColumnGraph:
 
 def asset_resolver(keys: Iterable[str]) -> Resolver:
     """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key, as the graph does."""
-    from kiban.catalog.safety import resolve_asset
-
     assets = {k: None for k in keys}
     by_name: dict[str, list[str]] = {}
     for key in assets:

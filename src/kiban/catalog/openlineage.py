@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.lineage import STAR, build_column_graph
+
 if TYPE_CHECKING:
     from kiban.catalog.lineage import ColumnGraph
     from kiban.graph import Graph
@@ -67,8 +69,6 @@ class OpenLineageEmitter:
     @property
     def columns(self) -> ColumnGraph:
         if self._columns is None:
-            from kiban.catalog.lineage import build_column_graph
-
             # declared and computed columns only: the warehouse is busy with the run
             self._columns = build_column_graph(self.graph, None, self.project.state_dir / "cache" / "lineage.json")
         return self._columns
@@ -118,8 +118,6 @@ class OpenLineageEmitter:
                            inputs, [output], job_facets)
 
     def _dataset(self, key: str, lineage: bool = False) -> dict[str, Any]:
-        from kiban.catalog.lineage import STAR
-
         names = [c for c in self.columns.columns.get(key, ()) if c != STAR]
         facets: dict[str, Any] = {}
         if names:

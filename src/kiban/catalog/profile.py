@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kiban.catalog.lineage import build_column_graph
+from kiban.catalog.pii import pii_columns
+from kiban.catalog.warehouse import open_readonly, published_columns
 from kiban.quoting import quote as _q
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
@@ -82,13 +85,9 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
 
     ``pii`` are the columns whose values are masked; by default the columns tagged ``pii`` and those
     computed from them (column lineage)."""
-    from kiban.catalog.warehouse import open_readonly, published_columns
-
     published = published_columns(project)
     wanted = [a for a in (assets if assets is not None else published) if a in published]
     if pii is None:
-        from kiban.catalog.lineage import build_column_graph
-        from kiban.catalog.pii import pii_columns
         from kiban.graph import build_graph
 
         known = {k: [c for c, _ in v] for k, v in published.items()}

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kiban.errors import KibanError, ProjectError, UsageError, did_you_mean
+from kiban.catalog.safety import check_query
+from kiban.errors import KibanError, ProjectError, ProjectErrors, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from kiban.catalog.console import QueryConsole, QueryResult
@@ -127,7 +128,6 @@ def placeholders(sql: str) -> list[str]:
 
 def load_recipes(project: Project) -> dict[str, Recipe]:
     """Every ``recipes/*.yml``; errors name the file and line."""
-    from kiban.errors import ProjectErrors
     from kiban.project.yamlfile import read_config, yaml_files
 
     folder = project.root / RECIPES_DIR
@@ -214,7 +214,6 @@ def promote(project: Project, recipe: Recipe, values: dict[str, Any], name: str 
         if path.exists():
             raise UsageError(f"{path.relative_to(project.root)} already exists", "pass --name for another name")
     bound = bind(recipe, values)
-    from kiban.catalog.safety import check_query
     from kiban.graph import build_graph
 
     marts = [a for a in check_query(recipe.sql, build_graph(project).assets).assets if a.startswith("mart.")]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.collect.connector import SourceError
 from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
 from kiban.collect.manifest import Manifests
+from kiban.collect.secrets import redact
 from kiban.engines.base import CollectedTable
 from kiban.run.events import Event, Listener
 from kiban.store import Store, utcnow
@@ -180,6 +181,4 @@ def _detail(outcome: Collected) -> dict[str, Any]:
 
 
 def _clean(source: str, table: str, exc: BaseException) -> str:
-    from kiban.collect.secrets import redact
-
     return f"source {source}, table {table}: " + redact(str(exc).strip() or type(exc).__name__)

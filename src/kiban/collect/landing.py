@@ -22,6 +22,7 @@ from kiban.collect.drift import ACTIONS, compare
 from kiban.collect.drift import note as drift_note
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
+from kiban.errors import did_you_mean
 from kiban.quoting import literal as _literal
 from kiban.store import utcnow
 
@@ -267,8 +268,6 @@ def _has_column(con: duckdb.DuckDBPyConnection, files: list[Path], column: str, 
 
 
 def _check_columns(record: LoadRecord, table: TableSpec, names: list[str]) -> None:
-    from kiban.errors import did_you_mean
-
     wanted = [("primary_key", c) for c in table.primary_key]
     if table.cursor:
         wanted.append(("cursor", table.cursor))

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from kiban.errors import KibanError
 from kiban.project import Asset
+from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow, convert
 from kiban.python.spec import MODEL_PARAMETER
 
@@ -117,8 +118,6 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
 
 
 def _root_of(path: Path) -> Path:
-    from kiban.project.loader import find_project_root
-
     return find_project_root(path.parent)
 
 

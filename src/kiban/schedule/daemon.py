@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kiban.graph import build_graph
 from kiban.project import Project
 from kiban.schedule.clock import Clock, RealClock
 from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
@@ -31,6 +32,7 @@ from kiban.schedule.priority import JobPriority, job_priorities, ordered
 from kiban.schedule.recovery import RECOVERY_KINDS, queue_recovery, run_outcome
 from kiban.schedule.sensors import fire_sensors
 from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
+from kiban.slo.service import check
 from kiban.store import Store
 from kiban.store.schema import job_ticks
 from kiban.store.store import HOST, pid_alive
@@ -136,9 +138,6 @@ class Scheduler:
             return
         self._last_slo_check = now
         try:
-            from kiban.graph import build_graph
-            from kiban.slo.service import check
-
             if self._graph is None:
                 self._graph = build_graph(self.project)
             result = check(self.project, self._graph, self.store, now)
@@ -203,8 +202,6 @@ class Scheduler:
             return {}
         try:
             if self._graph is None:
-                from kiban.graph import build_graph
-
                 self._graph = build_graph(self.project)
             return job_priorities(self.project, self._graph, self.store, now)
         except Exception as exc:  # ordering is an optimisation: never let it stop the schedule

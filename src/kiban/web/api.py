@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from kiban.errors import SelectionError
+from kiban.incidents import IncidentLog
 from kiban.web import catalog_views as cv
 from kiban.web import models as m
 from kiban.web import svg, views
@@ -182,8 +183,6 @@ def backfill(request: Request, body: m.BackfillRequest, user: Operator) -> m.Job
 
 @router.post("/incidents/{incident_id}/ack", response_model=m.IncidentOut, responses=ACTION_ERRORS)
 async def acknowledge(request: Request, incident_id: IncidentId, body: m.IncidentNote, user: Operator) -> m.IncidentOut:
-    from kiban.incidents import IncidentLog
-
     site = _site(request)
     await run_in_threadpool(IncidentLog(site.store, site.project.name).acknowledge, incident_id, user.name,
                             body.note or None)
@@ -195,8 +194,6 @@ async def acknowledge(request: Request, incident_id: IncidentId, body: m.Inciden
 
 @router.post("/incidents/{incident_id}/resolve", response_model=m.IncidentOut, responses=ACTION_ERRORS)
 async def resolve(request: Request, incident_id: IncidentId, body: m.IncidentNote, user: Operator) -> m.IncidentOut:
-    from kiban.incidents import IncidentLog
-
     site = _site(request)
     await run_in_threadpool(IncidentLog(site.store, site.project.name).resolve, incident_id,
                             body.note or "resolved through the API", user.name)

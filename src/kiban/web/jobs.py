@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kiban import operate
 from kiban.errors import KibanError
+from kiban.run import RunOptions
+from kiban.run.backfill import BackfillOptions
+from kiban.run.events import Event
 from kiban.store import utcnow
 from kiban.web.views import Site
 
@@ -53,13 +57,9 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def resume(self, user: str) -> Job:
-        from kiban.run import RunOptions
-
         return self._start("resume", user, "kiban run --resume", lambda job: self._run(job, RunOptions(resume=True)))
 
     def run(self, user: str, selection: list[str]) -> Job:
-        from kiban.run import RunOptions
-
         return self._start("run", user, "kiban run " + " ".join(selection),
                            lambda job: self._run(job, RunOptions(select=selection)))
 
@@ -99,9 +99,6 @@ class Jobs:
         return job
 
     def _run(self, job: Job, options: Any) -> str:
-        from kiban import operate
-        from kiban.run.events import Event
-
         self.site.reload()
 
         def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
@@ -116,9 +113,6 @@ class Jobs:
         return str(result.status)
 
     def _backfill(self, job: Job, selection: list[str], start: str, end: str) -> str:
-        from kiban import operate
-        from kiban.run.backfill import BackfillOptions
-
         self.site.reload()
         done = operate.backfill(self.site.project, BackfillOptions(select=selection, start=start, end=end),
                                 graph=self.site.graph, store=self.site.store)

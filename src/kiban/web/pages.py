@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.graph import select
+from kiban.incidents import IncidentLog
+from kiban.slo.evaluate import MISSES
 from kiban.web import catalog_views as cv
 from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
@@ -122,8 +124,6 @@ def usecase(request: Request, name: str, user: Viewer) -> Response:
 
 def _budget_line(data: UseCaseDetail) -> list[tuple[datetime, float]]:
     """Misses counted up over the window: the error budget burning."""
-    from kiban.slo.evaluate import MISSES
-
     out: list[tuple[datetime, float]] = []
     missed = 0
     for v in data.history:
@@ -269,8 +269,6 @@ async def backfill(request: Request, user: Operator, selection: Annotated[str, F
 @router.post("/incidents/{incident_id}/ack")
 async def acknowledge(request: Request, incident_id: IncidentId, user: Operator,
                       note: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(_site(request).store, _site(request).project.name)
     await run_in_threadpool(log.acknowledge, incident_id, user.name, note or None)
     request.app.state.accounts.audit(user.name, "incident.ack", f"#{incident_id}", client_ip(request))
@@ -280,8 +278,6 @@ async def acknowledge(request: Request, incident_id: IncidentId, user: Operator,
 @router.post("/incidents/{incident_id}/resolve")
 async def resolve(request: Request, incident_id: IncidentId, user: Operator,
                   note: Annotated[str, Form(max_length=2000)] = "resolved from the web console") -> Response:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(_site(request).store, _site(request).project.name)
     await run_in_threadpool(log.resolve, incident_id, note or "resolved", user.name)
     request.app.state.accounts.audit(user.name, "incident.resolve", f"#{incident_id}", client_ip(request))

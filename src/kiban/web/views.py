@@ -18,9 +18,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from kiban.errors import SelectionError, did_you_mean
+from kiban.errors import KibanError, SelectionError, did_you_mean
 from kiban.graph import Graph, build_graph, select
+from kiban.incidents import IncidentLog
 from kiban.project import Project, load_project
+from kiban.slo.impact import blast_radius
+from kiban.slo.predict import Predictor, RunState
+from kiban.slo.service import assess
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
 from kiban.store.schema import attempts as attempts_table
 from kiban.store.schema import check_results
@@ -67,9 +71,6 @@ class Site:
     def check_selection(self, terms: list[str]) -> None:
         """Raise the selection's clear error now (not in a background job later); a name the served project does
         not know is looked for again in the project on disk, where a model may have been added since."""
-        from kiban.errors import KibanError
-        from kiban.graph import select
-
         try:
             select(self.graph, terms)
         except KibanError:
@@ -144,8 +145,6 @@ class Site:
     def assessment(self) -> Any:
         """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request;
         computed again after a run or when a use case's deadline passes (a pending day turns late)."""
-        from kiban.slo.service import assess
-
         def next_deadline(result: Any) -> datetime:
             due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
             return min(due, default=result.now + timedelta(days=1))
@@ -287,8 +286,6 @@ def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, A
     """p90 forecasts of the use cases a running run works for (the same predictor the breach watcher uses)."""
     if not running or not result.upcoming:
         return {}
-    from kiban.slo.predict import Predictor, RunState
-
     run = running[0]
     graph = site.graph
     try:
@@ -343,8 +340,6 @@ def today(site: Site) -> m.Today:
 
 
 def _today(site: Site) -> m.Today:
-    from kiban.incidents import IncidentLog
-
     result = site.assessment()
     recent = site.reader.runs(site.project.name, 5)
     running_records = [r for r in recent if r.status == "running"]
@@ -412,8 +407,6 @@ def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
 
 
 def _served(site: Site, key: str) -> list[str]:
-    from kiban.slo.impact import blast_radius
-
     return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
 
 
@@ -437,15 +430,11 @@ def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.Che
 # -- incidents ---------------------------------------------------------------------------------------------------
 
 def incidents(site: Site, limit: int = 50, include_resolved: bool = True) -> m.IncidentList:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(site.reader, site.project.name)
     return m.IncidentList(incidents=[_incident(log, i) for i in log.recent(include_resolved, limit)])
 
 
 def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(site.reader, site.project.name)
     found = log.get(incident_id)
     return _incident(log, found) if found else None

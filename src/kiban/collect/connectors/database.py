@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kiban.collect.connector import ReadContext, SourceError
+from kiban.collect.secrets import safe_url
 from kiban.errors import closest
 from kiban.quoting import literal
 
@@ -161,8 +162,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def where_of(url: str) -> str:
-    from kiban.collect.secrets import safe_url
-
     return safe_url(url)
 
 
