@@ -15,6 +15,7 @@ The front ends add only what is theirs: a live display or a job's bookkeeping, s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from kiban.run.backfill import BackfillOptions, BackfillResult, OnPartition, OnStart
     from kiban.slo.service import Assessment
     from kiban.store import Store
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,6 +122,7 @@ def _judged(done: Operated, project: Project, graph: Graph | None, store: Store 
         done.levels = check(project, graph, used)
     except Exception as exc:  # a broken channel or store must not turn a good run into a failed command
         done.levels_error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        log.warning("the service-level check after the run failed: %s", done.levels_error, exc_info=True)
     finally:
         if own:
             used.close()

@@ -9,6 +9,7 @@ history and the usage reports read that record.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from kiban.graph import Graph
     from kiban.project import Project
     from kiban.store import Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1000
 DEFAULT_TIMEOUT = 30.0
@@ -143,7 +146,8 @@ class QueryConsole:
             return []
         try:
             lineage = query_lineage(tree, asset_resolver(self.graph.assets), self.column_graph.columns)
-        except Exception:
+        except Exception:  # a query lineage cannot follow: None, so every column is masked
+            log.info("console: no column lineage for a query over %s", sorted(assets), exc_info=True)
             return None
         return [(name, name in lineage.unexplained or any(r in pii for r in lineage.sources.get(name, ())))
                 for name in lineage.columns]

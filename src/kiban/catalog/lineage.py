@@ -11,6 +11,7 @@ join (WHERE, ON, GROUP BY) do not.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ ColumnRef = tuple[str, str]  # (asset key, column name)
 Resolver = Callable[[str, str], str | None]  # (schema, table) → asset key, or None when unknown
 STAR = "*"
 UNKNOWN: ColumnRef = ("", "?")  # a marker inside the walk: this output depends on something unexplained
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,8 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
             try:
                 lineage = query_lineage(asset.sql, resolve, schema, maybe)
             except Exception:  # lineage is documentation: a query SQLGlot cannot follow loses its lineage only
+                log.warning("lineage: cannot follow the SQL of %s (%s); its columns have no lineage", key,
+                            asset.path, exc_info=True)
                 lineage = QueryLineage((), {})
             cache.put(asset.sql, {**schema, "?partial": maybe}, lineage)
         names = lineage.columns

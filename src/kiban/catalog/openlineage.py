@@ -11,6 +11,7 @@ raised (lineage is documentation, not a reason to fail a build).
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import uuid
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from kiban.project import Project
     from kiban.project.config import OpenLineageConfig
     from kiban.run.events import Event
+
+log = logging.getLogger(__name__)
 
 PRODUCER = "https://github.com/kiban-data/kiban"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent"
@@ -79,6 +82,7 @@ class OpenLineageEmitter:
         except Exception as exc:  # never break a run for its lineage
             self.failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("OpenLineage: no event for %s of run %s", event.kind, event.run_id, exc_info=True)
             return
         if message is not None:
             self._queue.put(message)
@@ -167,9 +171,10 @@ class OpenLineageEmitter:
                                                headers={"Content-Type": "application/json", **self.config.headers})
                         response.raise_for_status()
                     self.sent += 1
-                except Exception as exc:
+                except Exception as exc:  # an unreachable collector loses its events, never the run
                     self.failed += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("OpenLineage: could not send an event (%s)", self.last_error)
         finally:
             if handle is not None:
                 handle.close()

@@ -9,6 +9,7 @@ refreshes everything.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from kiban.store.schema import column_profiles
 
 if TYPE_CHECKING:
     from kiban.project import Project
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = 3
 # types whose values have an order and a readable text form; others get counts only
@@ -157,5 +160,6 @@ class ProfileAfterRun:
             profile_assets(self.project, store, self.published)
         except Exception as exc:  # profiles are documentation: a failure is reported, the run stands
             self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("profiles after the run of %s failed", self.project.name, exc_info=True)
         finally:
             store.close()

@@ -7,6 +7,7 @@ committed, so the next attempt (or the next load) simply starts over from the co
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
     from kiban.project import Project
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,6 +145,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
                 outcome.status, outcome.error = "failed", _clean(source, table, exc)
+                log.warning("collect: %s failed unexpectedly: %s", key, outcome.error, exc_info=True)
             finally:
                 if timer:
                     timer.cancel()

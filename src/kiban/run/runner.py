@@ -5,7 +5,7 @@ This is the only entry point front ends use to run assets.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -27,6 +27,7 @@ from kiban.run.plan import Plan, make_plan
 from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
 
+log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 RERUN_STATUSES = tuple(sorted(ATTEMPT_UNFINISHED))  # failed, skipped, cancelled; retrying: killed between attempts
 
@@ -89,8 +90,10 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(HEARTBEAT_SECONDS):
-            with contextlib.suppress(Exception):  # a missed heartbeat is retried on the next tick
+            try:
                 self.store.heartbeat(self.run_id)
+            except Exception:  # a missed heartbeat is retried on the next tick
+                log.warning("run %s: missed a heartbeat", self.run_id, exc_info=True)
 
 
 @contextmanager

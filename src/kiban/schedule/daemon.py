@@ -16,6 +16,7 @@ the claim to start it: neither can happen twice, so no tick runs twice, even whe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from kiban.store import Store
 from kiban.store.schema import job_ticks
 from kiban.store.store import HOST, pid_alive
 
+log = logging.getLogger(__name__)
 STOP_GRACE = 60.0  # seconds runs get to cancel cleanly when the scheduler stops
 
 SLO_CHECK_SECONDS = 60.0
@@ -145,6 +147,7 @@ class Scheduler:
                 self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
         except Exception as exc:  # the scheduler keeps scheduling whatever happens here
             self.log("service-level check failed", {"error": str(exc)})
+            log.warning("scheduler: the service-level check failed", exc_info=True)
 
     def renew(self) -> None:
         """Keep the lease while waiting for runs (``--once``)."""
@@ -206,6 +209,7 @@ class Scheduler:
             return job_priorities(self.project, self._graph, self.store, now)
         except Exception as exc:  # ordering is an optimisation: never let it stop the schedule
             self.log("priorities unavailable", {"error": str(exc)})
+            log.warning("scheduler: priorities unavailable, jobs start in schedule order", exc_info=True)
             return {}
 
     def _start_queued(self, now: datetime) -> None:

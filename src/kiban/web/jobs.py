@@ -8,7 +8,7 @@ repair is to fix a file, then resume.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -23,6 +23,8 @@ from kiban.run.backfill import BackfillOptions
 from kiban.run.events import Event
 from kiban.store import utcnow
 from kiban.web.views import Site
+
+log = logging.getLogger(__name__)
 
 KEEP = 50  # finished jobs remembered (the runs themselves are in the store)
 
@@ -83,12 +85,15 @@ class Jobs:
                 job.status, job.error = "failed", str(exc)
             except Exception as exc:  # a bug must not kill the server; it is shown on the page and audited
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.exception("web job %s (%s by %s) failed", job.id, job.action, job.user)
             finally:
                 job.ended_at = utcnow()
                 self.site.forget()
                 if self.on_finish is not None:
-                    with contextlib.suppress(Exception):
+                    try:
                         self.on_finish(job)
+                    except Exception:  # auditing the end of a job must not take the server down
+                        log.exception("web job %s: recording its end failed", job.id)
 
         with self._lock:
             self._jobs[job.id] = job

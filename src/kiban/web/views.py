@@ -8,6 +8,7 @@ progresses, a check result or an incident is recorded, by this server or any oth
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from kiban.store.schema import incidents as incidents_table
 from kiban.store.schema import runs as runs_table
 from kiban.web import models as m
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
 STATES_TTL = 60.0  # every asset's latest state (the lineage graph's colours)
@@ -114,7 +116,7 @@ class Site:
             with self._lock:
                 self._cache[key] = (time.monotonic(), value)
         except Exception:  # the stale value stays; the next request tries again
-            pass
+            log.warning("web: refreshing the cached %s failed; the stale value is served", key, exc_info=True)
         finally:
             guard.release()
 
@@ -291,7 +293,8 @@ def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, A
     try:
         planned = {k for k in select(graph, run.selection, run.options.get("exclude", []))
                    if graph.assets[k].layer != "lake"}
-    except Exception:  # the project changed since the run started
+    except KibanError as exc:  # the project changed since the run started
+        log.info("web: no forecast for run %s: %s", run.run_id, exc)
         return {}
     state = RunState(planned=planned)
     for a in site.reader.attempts(run.run_id):
