@@ -1,5 +1,6 @@
-"""The parse caches key on SQLGlot's release as well as the SQL: after an upgrade nothing the old release said is
-served (its normalised SQL feeds fingerprints), and on one release a warm cache is still hit."""
+"""The parse caches are tied to SQLGlot's release (the SQL cache file by its version, the lineage cache by its
+keys): after an upgrade nothing the old release said is served (its normalised SQL feeds fingerprints), and on one
+release a warm cache is still hit."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ def test_a_warm_cache_is_hit_on_the_same_release(tmp_path: Path) -> None:
 
 
 def test_another_release_of_sqlglot_misses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sqlrefs.CACHE_VERSION.endswith("sqlglot-" + library_version("sqlglot"))  # the file says who parsed it
     first = sqlrefs.SqlCache(tmp_path / "sql.json")
     first.parse(SQL, tmp_path / "m.sql")
     first.save()
-    monkeypatch.setattr(sqlrefs, "library_version", lambda name: "999.0.0")
+    monkeypatch.setattr(sqlrefs, "CACHE_VERSION", "1+sqlglot-999.0.0")  # as after an upgrade
     upgraded = sqlrefs.SqlCache(tmp_path / "sql.json")
+    assert upgraded.entries == {}
     upgraded.parse(SQL, tmp_path / "m.sql")
     assert upgraded.dirty  # parsed again, not served from the old release's entry
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-def read_entries(path: Path | None, version: int) -> dict[str, Any]:
+def read_entries(path: Path | None, version: int | str) -> dict[str, Any]:
     """The entries of the cache at ``path``, or none when it is missing, unreadable or of another version."""
     if path is None or not path.exists():
         return {}
@@ -24,7 +24,7 @@ def read_entries(path: Path | None, version: int) -> dict[str, Any]:
         return {}
 
 
-def write_entries(path: Path, version: int, entries: dict[str, Any]) -> None:
+def write_entries(path: Path, version: int | str, entries: dict[str, Any]) -> None:
     """Replace the cache at ``path`` in one rename, so a reader never sees half a file."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)

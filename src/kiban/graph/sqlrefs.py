@@ -14,7 +14,7 @@ from typing import Any
 from kiban.cachefile import library_version, read_entries, write_entries
 from kiban.errors import Location, ProjectError
 
-CACHE_VERSION = 1
+CACHE_VERSION = f"1+sqlglot-{library_version('sqlglot')}"  # its parse feeds fingerprints: another release parses again
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class SqlCache:
         self.dirty = False
 
     def parse(self, sql: str, path: Path) -> ParsedSql:
-        key = hashlib.sha256(f"{library_version('sqlglot')}\0{sql}".encode()).hexdigest()  # its parse, its cache
+        key = hashlib.sha256(sql.encode()).hexdigest()
         hit = self.entries.get(key)
         if hit is not None:
             return ParsedSql(tuple(TableRef(*r) for r in hit["refs"]), hit["norm"])
