@@ -4,6 +4,8 @@ release a warm cache is still hit."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,17 @@ def test_the_lineage_cache_keys_on_the_release_too(monkeypatch: pytest.MonkeyPat
     before = lineage_cache.LineageCache._key(SQL, schema)
     monkeypatch.setattr(lineage_cache, "library_version", lambda name: "999.0.0")
     assert lineage_cache.LineageCache._key(SQL, schema) != before
+
+
+def test_a_warm_cache_still_does_not_import_sqlglot(tmp_path: Path) -> None:
+    """Reading SQLGlot's release for the cache's version must not import SQLGlot itself."""
+    (tmp_path / "m.sql").write_text(SQL)
+    code = ("import sys\nfrom pathlib import Path\nimport kiban.graph.sqlrefs as s\n"
+            f"c = s.SqlCache(Path({str(tmp_path / 'sql.json')!r}))\n"
+            f"c.parse({SQL!r}, Path('m.sql'))\nc.save()\n"
+            "for k in [k for k in sys.modules if k.startswith(('kiban', 'sqlglot'))]: del sys.modules[k]\n"
+            "import kiban.graph.sqlrefs as s\n"
+            f"c = s.SqlCache(Path({str(tmp_path / 'sql.json')!r}))\nc.parse({SQL!r}, Path('m.sql'))\n"
+            "print(c.dirty, 'sqlglot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr[-1000:]
