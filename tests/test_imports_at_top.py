@@ -21,6 +21,8 @@ LOCAL_ON_PURPOSE = {
     ("kiban.project.loader", "kiban.checks.spec"),
     ("kiban.project.loader", "kiban.collect.spec"),
     ("kiban.project.loader", "kiban.python.spec"),
+    # kiban.slo.calendar loads `holidays` (~300 modules) through kiban.slo's __init__: only when a check needs it
+    ("kiban.checks.evaluate", "kiban.slo.calendar"),
     # the module defines a function of the same name (history, run_recipe, promote, new_request)
     ("kiban.web.catalog_views", "kiban.catalog.usage"),
     ("kiban.web.catalog_views", "kiban.catalog.recipes"),

@@ -36,7 +36,6 @@ from kiban.checks.suite import THIS, Check, Suite
 from kiban.engines.base import Session
 from kiban.errors import KibanError, ProjectError, did_you_mean
 from kiban.project import Project
-from kiban.slo.calendar import calendar_for
 
 if TYPE_CHECKING:
     from kiban.slo.calendar import BusinessCalendar
@@ -53,6 +52,8 @@ def context(project: Project, history: History | None = None, now: datetime | No
         moment = moment.replace(tzinfo=UTC)  # naive times are UTC, as everywhere in kiban
 
     def calendar(name: str | None) -> BusinessCalendar:
+        from kiban.slo.calendar import calendar_for  # loads `holidays` (~300 modules): only when a check needs it
+
         return calendar_for(name or project.config.calendar, project.config)
 
     return Context(now=moment, timezone=ZoneInfo(project.config.timezone), calendar=calendar,
