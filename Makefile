@@ -54,9 +54,10 @@ browser:  ## Debian's chromium for the web console's browser tests (installed wh
 test: $(VENV)/.installed browser  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-lint: $(VENV)/.installed  ## ruff and mypy on the package
+lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (.importlinter) on the package
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed  ## kiban against dbt, SQLMesh and raw DuckDB (see bench/README.md)
 	bash bench/setup_peers.sh

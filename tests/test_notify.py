@@ -22,7 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from kiban.notify import DeliveryResult, Message, Notifier
 from kiban.project.config import ChannelConfig
-from kiban.store import Store
+from kiban.schedule.clock import FakeClock
+from kiban.store import Store, utcnow
 from kiban.store.schema import notifications
 
 SUBJECT_JA = "売上データが遅れています"
@@ -232,12 +233,14 @@ def test_webhook_posts_the_message_as_json_with_headers_from_env(store: Store, t
 def test_503_twice_then_delivered_on_the_third_attempt(store: Store, tmp_path: Path, hook: Hook) -> None:
     hook.script = [(503, {}, "busy"), (503, {}, "busy")]
     web = channel(type="webhook", url=hook.url, retries=3)
-    [result] = Notifier(store, {"web": web}, tmp_path).send(["web"], message())
+    waits: list[float] = []
+    [result] = Notifier(store, {"web": web}, tmp_path, sleep=waits.append).send(["web"], message())
 
     assert (result.status, result.attempts, result.error) == ("sent", 3, None)
     assert len(hook.requests) == 3
-    first, second, third = (r["at"] for r in hook.requests)
-    assert second - first >= 0.35 and third - second >= 0.75  # 0.5 s, then 1 s, each ±20 %
+    assert len(waits) == 2
+    assert 0.4 <= waits[0] <= 0.6  # 0.5 s, then 1 s, each ±20 %
+    assert 0.8 <= waits[1] <= 1.2
     [row] = rows(store)
     assert (row.status, row.attempts, row.sent_at is not None) == ("sent", 3, True)
 
@@ -245,12 +248,19 @@ def test_503_twice_then_delivered_on_the_third_attempt(store: Store, tmp_path: P
 def test_429_retry_after_is_honoured(store: Store, tmp_path: Path, hook: Hook) -> None:
     hook.script = [(429, {"Retry-After": "1"}, "slow down")]
     slack = channel(type="slack", url=hook.url, retries=1)
-    started = time.monotonic()
-    [result] = Notifier(store, {"slack": slack}, tmp_path, backoff=0.01).send(["slack"], message())
+    clock = FakeClock(utcnow())
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the fake clock's time passes; the test's does not
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    [result] = Notifier(store, {"slack": slack}, tmp_path, backoff=0.01, sleep=sleep, now=clock.now).send(
+        ["slack"], message())
 
     assert (result.status, result.attempts) == ("sent", 2)
-    assert time.monotonic() - started >= 1.0
-    assert hook.requests[1]["at"] - hook.requests[0]["at"] >= 1.0
+    assert len(hook.requests) == 2
+    assert waits == [pytest.approx(1.0, abs=0.25)]  # the server's Retry-After, not the 0.01 s backoff
 
 
 def test_dead_channel_fails_quietly_is_recorded_and_retried_next_time(store: Store, tmp_path: Path,
@@ -284,14 +294,15 @@ def test_400_is_not_retried(store: Store, tmp_path: Path, hook: Hook) -> None:
 def test_same_key_within_min_interval_is_suppressed_then_sent_again(store: Store, tmp_path: Path,
                                                                      hook: Hook) -> None:
     slack = channel(type="slack", url=hook.url, min_interval=0.2)
-    notifier = Notifier(store, {"slack": slack}, tmp_path)
+    clock = FakeClock(utcnow())
+    notifier = Notifier(store, {"slack": slack}, tmp_path, now=clock.now)
 
     first, second, other = (notifier.send(["slack"], m)[0] for m in (message("k"), message("k"), message("k2")))
     assert [first.status, second.status, other.status] == ["sent", "suppressed", "sent"]
     assert second.attempts == 0 and "duplicate" in (second.error or "")
     assert len(hook.requests) == 2
 
-    time.sleep(0.25)
+    clock.advance(0.25)  # past min_interval, without waiting for it
     [later] = notifier.send(["slack"], message("k"))
     assert later.status == "sent" and len(hook.requests) == 3
     assert [r.status for r in rows(store)] == ["sent", "suppressed", "sent", "sent"]

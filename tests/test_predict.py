@@ -16,13 +16,28 @@ from kiban.slo.predict import Predictor, RunState
 from kiban.slo.watch import BreachWatcher
 from kiban.store import Store, utcnow
 
-SLOW = "select sum(hash(i)) as s from range(1500000000) t(i)"
-FAST = "select 1 as s"
+# Slow on every machine: a step that takes 8 s of real time however fast the machine is (the run starts 6 s before
+# the deadline, so the forecast must turn at risk while the step runs past its 2 s estimate — before the deadline).
+SLOW = {"models/warehouse/step.py": """\
+import time
+
+import pyarrow as pa
+
+import kiban
 
 
-def project_files(slow_sql: str, hook_port: int) -> dict[str, str]:
+@kiban.asset
+def step() -> pa.Table:
+    time.sleep(8.0)
+    return pa.table({"s": [1]})
+"""}
+FAST = {"models/warehouse/step.sql": "select 1 as s"}
+BROKEN = {"models/warehouse/step.sql": "select cast('x' as int) as s"}
+
+
+def project_files(step: dict[str, str], hook_port: int) -> dict[str, str]:
     return {
-        "models/warehouse/step.sql": slow_sql,
+        **step,
         "models/warehouse/step.yml": "expected_duration: 2s\ntimeout: 300\n",  # slow on a busy machine, never cut
         "models/mart/out.sql": "select * from warehouse.step",
         "models/mart/out.yml": "expected_duration: 1s\n",  # shorter: the step is to blame
@@ -60,8 +75,8 @@ def virtual_clock(seconds_before_deadline: float):
     return (lambda: utcnow() + shift), deadline
 
 
-def watch_run(project_dir, slow_sql: str, port: int):
-    root = project_dir({**project_files(slow_sql, port)},
+def watch_run(project_dir, step: dict[str, str], port: int):
+    root = project_dir({**project_files(step, port)},
                        config=f"channels:\n  hook: {{type: webhook, url: 'http://127.0.0.1:{port}/hook', "
                               "min_interval: 0}\n")
     project = load_project(root)
@@ -102,7 +117,7 @@ def test_a_normal_run_raises_nothing(project_dir, hook):
 
 
 def test_a_failed_input_puts_the_use_case_at_risk_at_once(project_dir, hook):
-    _project, store, watcher, result, _deadline, _ = watch_run(project_dir, "select cast('x' as int) as s", hook)
+    _project, store, watcher, result, _deadline, _ = watch_run(project_dir, BROKEN, hook)
     try:
         assert result.status == "failed"
         assert watcher.flagged["noon"].blocked_by == "warehouse.step"

@@ -10,7 +10,7 @@ import pytest
 
 from kiban.errors import RunLockedError
 from kiban.project import load_project
-from kiban.run import RunOptions, run_project
+from kiban.run import Event, EventKind, RunOptions, run_project
 from kiban.store import Store
 from tests.conftest import write_parquet
 
@@ -131,8 +131,8 @@ def test_retries_with_backoff_until_the_input_appears(project_dir, tmp_path):
     flag = tmp_path / "late.csv"
     root = project_dir({"models/warehouse/late.sql": f"select * from read_csv('{flag}')"},
                        config="retries: 3\nretry_delay: 0.4\n")
-    def appear(event):  # the input appears once the first attempt has failed (whatever the machine's speed)
-        if event.kind == "asset_retry" and not flag.exists():
+    def appear(event: Event) -> None:  # the input appears once the first attempt failed, whatever the speed
+        if event.kind == EventKind.ASSET_RETRY and not flag.exists():
             flag.write_text("a,b\n1,2\n")
 
     result = run_project(load_project(root), RunOptions(), [appear])
@@ -211,7 +211,7 @@ def test_state_store_on_postgresql(project_dir, postgres_url):
     try:
         recorded = {a.asset: a.status for a in store.attempts(first.run_id)}
         assert recorded == dict.fromkeys(MODELS_KEYS, "success")
-        assert store.last_run("test").status == "success"
+        assert store.last_run("test").status == "nothing"  # the second run had nothing to do
     finally:
         store.close()
 

@@ -4,14 +4,16 @@ stale or unreadable file is the same as an empty one, and a project on a read-on
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 
-def read_entries(path: Path | None, version: int) -> dict[str, Any]:
+def read_entries(path: Path | None, version: int | str) -> dict[str, Any]:
     """The entries of the cache at ``path``, or none when it is missing, unreadable or of another version."""
     if path is None or not path.exists():
         return {}
@@ -22,7 +24,7 @@ def read_entries(path: Path | None, version: int) -> dict[str, Any]:
         return {}
 
 
-def write_entries(path: Path, version: int, entries: dict[str, Any]) -> None:
+def write_entries(path: Path, version: int | str, entries: dict[str, Any]) -> None:
     """Replace the cache at ``path`` in one rename, so a reader never sees half a file."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,3 +32,14 @@ def write_entries(path: Path, version: int, entries: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump({"version": version, "entries": entries}, handle)
         os.replace(tmp, path)
+
+
+@functools.cache
+def library_version(name: str) -> str:
+    """The installed release of a library whose output a cache keeps (SQLGlot's parse, its lineage walk): part of
+    the cache's keys, so an upgrade recomputes rather than serves what the old release said. Read from the
+    package's metadata, without importing it (a warm cache must not import SQLGlot)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"

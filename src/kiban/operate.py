@@ -15,9 +15,12 @@ The front ends add only what is theirs: a live display or a job's bookkeeping, s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.hooks import catalog_listeners
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     from kiban.run.backfill import BackfillOptions, BackfillResult, OnPartition, OnStart
     from kiban.slo.service import Assessment
     from kiban.store import Store
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,7 +48,6 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
         graph: Graph | None = None, store: Store | None = None, workers: bool = False) -> Operated:
     """``run_project()`` (or, with ``workers``, the work queue) with the gate, the watcher, the catalog's listeners,
     and the service-level check afterwards. ``store`` (optional) is used for the check; else one is opened."""
-    from kiban.catalog.hooks import catalog_listeners
     from kiban.checks.gate import gate_for
 
     graph = _graph(project, graph)
@@ -117,6 +122,7 @@ def _judged(done: Operated, project: Project, graph: Graph | None, store: Store 
         done.levels = check(project, graph, used)
     except Exception as exc:  # a broken channel or store must not turn a good run into a failed command
         done.levels_error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        log.warning("the service-level check after the run failed: %s", done.levels_error, exc_info=True)
     finally:
         if own:
             used.close()

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiban.cachefile import read_entries, write_entries
+from kiban.cachefile import library_version, read_entries, write_entries
 
 if TYPE_CHECKING:
     from kiban.catalog.lineage import QueryLineage
@@ -27,18 +27,18 @@ class LineageCache:
     @staticmethod
     def _key(sql: str, schema: Mapping[str, Iterable[str]]) -> str:
         shape = json.dumps({k: list(v) for k, v in sorted(schema.items())}, separators=(",", ":"))
-        return hashlib.sha256(f"{sql}\0{shape}".encode()).hexdigest()
+        return hashlib.sha256(f"{library_version('sqlglot')}\0{sql}\0{shape}".encode()).hexdigest()
 
-    def get(self, sql: str, schema: Mapping[str, Iterable[str]]) -> QueryLineage | None:
-        from kiban.catalog.lineage import QueryLineage
-
+    def get(self, sql: str, schema: Mapping[str, Iterable[str]]
+            ) -> tuple[tuple[str, ...], dict[str, frozenset[tuple[str, str]]], frozenset[str]] | None:
+        """The fields of the :class:`~kiban.catalog.lineage.QueryLineage` stored for ``sql`` over ``schema``."""
         key = self._key(sql, schema)
         hit = self.entries.get(key)
         if hit is None:
             return None
         self.used.add(key)
         sources = {name: frozenset((a, c) for a, c in refs) for name, refs in hit["sources"].items()}
-        return QueryLineage(tuple(hit["columns"]), sources, frozenset(hit.get("unexplained", ())))
+        return tuple(hit["columns"]), sources, frozenset(hit.get("unexplained", ()))
 
     def put(self, sql: str, schema: Mapping[str, Iterable[str]], lineage: QueryLineage) -> None:
         key = self._key(sql, schema)

@@ -13,6 +13,7 @@ may quote a value is recorded and shown by its class only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import threading
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from kiban.graph import Graph
     from kiban.project import Project
     from kiban.store import Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1000
 DEFAULT_TIMEOUT = 30.0
@@ -226,9 +229,10 @@ class QueryConsole:
         if shown:
             hidden = []
         seconds = time.perf_counter() - started
-        query_id = self._record(actor, kind, name, sql, "ok", self._bases(checked.assets), rows=len(rows), seconds=seconds,
+        read = self._bases(checked.assets)
+        query_id = self._record(actor, kind, name, sql, "ok", read, rows=len(rows), seconds=seconds,
                                 pii_shown=shown) if record else None
-        return QueryResult(columns, types, rows, truncated, seconds, self._bases(checked.assets), tuple(hidden), query_id, shown)
+        return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown)
 
     def _bases(self, assets: Sequence[str]) -> tuple[str, ...]:
         """What a query read, as assets: a ``_latest``/``_history`` view counts as the table it is made from."""
@@ -248,7 +252,8 @@ class QueryConsole:
             return []
         try:
             lineage = query_lineage(tree, asset_resolver(self.graph.readable), self.column_graph.columns)
-        except Exception:
+        except Exception:  # a query lineage cannot follow: None, so every column is masked
+            log.info("console: no column lineage for a query over %s", sorted(assets), exc_info=True)
             return None
         return [(name, name in lineage.unexplained or any(r in pii for r in lineage.sources.get(name, ())))
                 for name in lineage.columns]
@@ -342,8 +347,6 @@ def _execute_here(project: Project, sql: str, params: Mapping[str, Any] | None, 
 
 def export(result: QueryResult, path: Path) -> Path:
     """Write a result to ``path``: ``.csv`` or ``.xlsx`` (by suffix); no cell is ever a live formula."""
-    from kiban.errors import UsageError
-
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, ColumnGraph, build_column_graph
 from kiban.catalog.pii import ANONYMISED_TAGS, pii_columns
-from kiban.catalog.profile import ColumnProfile
+from kiban.catalog.profile import ColumnProfile, load_profiles
+from kiban.catalog.warehouse import published_columns
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -62,9 +63,6 @@ class Dictionary:
 def build_dictionary(project: Project, graph: Graph, store: Store | None = None,
                      published: dict[str, list[tuple[str, str]]] | None = None) -> Dictionary:
     """The dictionary of ``project``: YAML docs + published types + lineage + PII + stored profiles."""
-    from kiban.catalog.profile import load_profiles
-    from kiban.catalog.warehouse import published_columns
-
     published = published if published is not None else published_columns(project)
     cgraph = build_column_graph(graph, {k: [c for c, _ in v] for k, v in published.items()},
                                 project.state_dir / "cache" / "lineage.json")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.openlineage import emitter_for
+
 if TYPE_CHECKING:
     from kiban.project import Project
 
@@ -11,7 +13,6 @@ if TYPE_CHECKING:
 def catalog_listeners(project: Project) -> list[Any]:
     """OpenLineage events (when ``kiban.yml`` has ``openlineage:``) and fresh profiles of what the run published
     (once the project has been profiled with ``kiban docs profile``)."""
-    from kiban.catalog.openlineage import emitter_for
     from kiban.catalog.profile import ProfileAfterRun
 
     listeners: list[Any] = [ProfileAfterRun(project)]

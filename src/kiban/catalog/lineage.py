@@ -11,10 +11,14 @@ join (WHERE, ON, GROUP BY) do not.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.cache import LineageCache
+from kiban.catalog.safety import resolve_asset
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -24,6 +28,7 @@ ColumnRef = tuple[str, str]  # (asset key, column name)
 Resolver = Callable[[str, str], str | None]  # (schema, table) → asset key, or None when unknown
 STAR = "*"
 UNKNOWN: ColumnRef = ("", "?")  # a marker inside the walk: this output depends on something unexplained
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -282,8 +287,6 @@ def asset_resolver(keys: Iterable[str] | Mapping[str, object]) -> Resolver:
     """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key, as the graph does. Given
     ``Graph.readable`` (a mapping), a derived lake view resolves to the table it is made from: its columns,
     PII tags and lineage are the table's."""
-    from kiban.catalog.safety import resolve_asset
-
     assets: Mapping[str, object] = keys if isinstance(keys, Mapping) else {k: None for k in keys}
     by_name: dict[str, list[str]] = {}
     for key in assets:
@@ -299,8 +302,6 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
     their declared columns. A model's columns are what its SQL computes, so ``SELECT *`` over a model
     that has not been built yet still expands.
     """
-    from kiban.catalog.cache import LineageCache
-
     resolve = asset_resolver(getattr(graph, "readable", graph.assets))  # lake.x_latest is read as lake.x
     known = dict(known or {})
     cache = LineageCache(cache_path)
@@ -317,11 +318,14 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
             continue
         schema = {up: columns[up] for up in graph.deps.get(key, ()) if columns.get(up)}
         maybe = sorted(partial.intersection(schema))
-        lineage = cache.get(asset.sql, {**schema, "?partial": maybe})
+        hit = cache.get(asset.sql, {**schema, "?partial": maybe})
+        lineage = QueryLineage(*hit) if hit is not None else None
         if lineage is None:
             try:
                 lineage = query_lineage(asset.sql, resolve, schema, maybe)
             except Exception:  # lineage is documentation: a query SQLGlot cannot follow loses its lineage only
+                log.warning("lineage: cannot follow the SQL of %s (%s); its columns have no lineage", key,
+                            asset.path, exc_info=True)
                 lineage = QueryLineage((), {})
             cache.put(asset.sql, {**schema, "?partial": maybe}, lineage)
         names = lineage.columns

@@ -11,11 +11,14 @@ raised (lineage is documentation, not a reason to fail a build).
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.lineage import STAR, build_column_graph
 
 if TYPE_CHECKING:
     from kiban.catalog.lineage import ColumnGraph
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from kiban.project import Project
     from kiban.project.config import OpenLineageConfig
     from kiban.run.events import Event
+
+log = logging.getLogger(__name__)
 
 PRODUCER = "https://github.com/kiban-data/kiban"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent"
@@ -67,8 +72,6 @@ class OpenLineageEmitter:
     @property
     def columns(self) -> ColumnGraph:
         if self._columns is None:
-            from kiban.catalog.lineage import build_column_graph
-
             # declared and computed columns only: the warehouse is busy with the run
             self._columns = build_column_graph(self.graph, None, self.project.state_dir / "cache" / "lineage.json")
         return self._columns
@@ -79,6 +82,7 @@ class OpenLineageEmitter:
         except Exception as exc:  # never break a run for its lineage
             self.failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("OpenLineage: no event for %s of run %s", event.kind, event.run_id, exc_info=True)
             return
         if message is not None:
             self._queue.put(message)
@@ -118,8 +122,6 @@ class OpenLineageEmitter:
                            inputs, [output], job_facets)
 
     def _dataset(self, key: str, lineage: bool = False) -> dict[str, Any]:
-        from kiban.catalog.lineage import STAR
-
         names = [c for c in self.columns.columns.get(key, ()) if c != STAR]
         facets: dict[str, Any] = {}
         if names:
@@ -169,9 +171,10 @@ class OpenLineageEmitter:
                                                headers={"Content-Type": "application/json", **self.config.headers})
                         response.raise_for_status()
                     self.sent += 1
-                except Exception as exc:
+                except Exception as exc:  # an unreachable collector loses its events, never the run
                     self.failed += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("OpenLineage: could not send an event (%s)", self.last_error)
         finally:
             if handle is not None:
                 handle.close()

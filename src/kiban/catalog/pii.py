@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, ColumnGraph, ColumnRef
+from kiban.catalog.warehouse import open_readonly
 
 if TYPE_CHECKING:
     from kiban.project import Project
@@ -217,8 +218,6 @@ def suggest(project: Project, columns: ColumnGraph, samples: Mapping[str, Mappin
 def sample_values(project: Project, published: Mapping[str, list[tuple[str, str]]],
                   rows: int = 500) -> dict[str, dict[str, list[Any]]]:
     """Up to ``rows`` values of each text or integer column of every published table (the first rows)."""
-    from kiban.catalog.warehouse import open_readonly
-
     found: dict[str, dict[str, list[Any]]] = {}
     with open_readonly(project) as con:
         for key, columns in published.items():

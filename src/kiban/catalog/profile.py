@@ -9,6 +9,7 @@ refreshes everything.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,11 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kiban.catalog.lineage import build_column_graph
+from kiban.catalog.pii import MaskPlan, pii_columns
+from kiban.catalog.warehouse import open_readonly, published_columns
+from kiban.quoting import quote as _q
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
 
 if TYPE_CHECKING:
     from kiban.project import Project
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = 3
 # types whose values have an order and a readable text form; others get counts only
@@ -41,10 +48,6 @@ class ColumnProfile:
     max_value: str | None
     examples: list[Any]
     profiled_at: datetime | None = None
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _scalar(data_type: str) -> bool:
@@ -82,14 +85,10 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
 
     ``pii`` are the columns whose values are never stored; by default every column the console masks (PII
     by lineage, columns of unknown lineage downstream of PII, ``lake.x_latest``/``_history`` as ``lake.x``)."""
-    from kiban.catalog.warehouse import open_readonly, published_columns
-
     published = published_columns(project)
     wanted = [a for a in (assets if assets is not None else published) if a in published]
     hidden: dict[str, set[str]] = {}
     if pii is None:
-        from kiban.catalog.lineage import build_column_graph
-        from kiban.catalog.pii import MaskPlan, pii_columns
         from kiban.graph import build_graph
 
         known = {k: [c for c, _ in v] for k, v in published.items()}
@@ -164,5 +163,6 @@ class ProfileAfterRun:
             profile_assets(self.project, store, self.published)
         except Exception as exc:  # profiles are documentation: a failure is reported, the run stands
             self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("profiles after the run of %s failed", self.project.name, exc_info=True)
         finally:
             store.close()

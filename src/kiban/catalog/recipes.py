@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kiban.errors import KibanError, ProjectError, UsageError, did_you_mean
+from kiban.catalog.safety import check_query
+from kiban.errors import KibanError, ProjectError, ProjectErrors, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from kiban.catalog.console import QueryConsole, QueryResult
@@ -129,7 +130,6 @@ def placeholders(sql: str) -> list[str]:
 
 def load_recipes(project: Project) -> dict[str, Recipe]:
     """Every ``recipes/*.yml``; errors name the file and line."""
-    from kiban.errors import ProjectErrors
     from kiban.project.yamlfile import read_config, yaml_files
 
     folder = project.root / RECIPES_DIR
@@ -220,7 +220,6 @@ def promote(project: Project, recipe: Recipe, values: dict[str, Any], name: str 
         if isinstance(value, str) and any(not c.isprintable() and c not in "\n\t" for c in value):
             raise ParameterError(f"parameter {key}: a value written into a model may not contain control "
                                  "characters (other than newline and tab)")
-    from kiban.catalog.safety import check_query
     from kiban.graph import build_graph
 
     marts = [a for a in check_query(recipe.sql, build_graph(project).assets).assets if a.startswith("mart.")]

@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from kiban.errors import KibanError, UsageError
+from kiban.errors import KibanError, UsageError, did_you_mean
 from kiban.store import Store, utcnow
 from kiban.store.schema import data_request_events, data_requests
 
@@ -78,8 +78,6 @@ def check_deliverable(value: str, assets: Collection[str] | None = None) -> str:
         return value
     if "." in value and value.split(".", 1)[0] in ("lake", "warehouse", "mart"):
         if assets is not None and value not in assets:
-            from kiban.errors import did_you_mean
-
             raise RequestError(f"unknown asset '{value}'", did_you_mean(value, assets))
         return value
     raise RequestError(f"'{value}' is not a deliverable", "use recipe:NAME, mart.NAME (an asset) or file:PATH")
@@ -131,8 +129,6 @@ def move(store: Store, project: str, request_id: int, to: str, actor: str, *, de
          assignee: str | None = None, note: str | None = None) -> DataRequest:
     """Move a request to ``to``; delivering needs a deliverable (given now or before)."""
     if to not in STATES:
-        from kiban.errors import did_you_mean
-
         raise UsageError(f"unknown state '{to}'", did_you_mean(to, STATES) or f"states: {', '.join(STATES)}")
     current = get_request(store, project, request_id)
     if to not in MOVES[current.status]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiban.errors import KibanError
+from kiban.errors import KibanError, did_you_mean
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -314,8 +314,6 @@ def _table(node: exp.Table, ctes: set[str], assets: Mapping[str, object],
         return []
     key = resolve_asset(node.db, name, assets, by_name)
     if key is None:
-        from kiban.errors import did_you_mean
-
         shown = f"{node.db}.{name}" if node.db else name
         matches = by_name.get(name.lower(), [])
         hint = (f"'{name}' is ambiguous: qualify it ({', '.join(matches)})" if len(matches) > 1 else

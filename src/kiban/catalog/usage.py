@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from kiban.catalog.safety import check_query
+from kiban.errors import KibanError
 from kiban.store import Store, utcnow
 from kiban.store.schema import data_requests, query_assets, query_log
 
@@ -146,9 +148,6 @@ def unused(store: Store, project: Project, graph: Graph, days: int, now: datetim
     used asset downstream are listed.
     """
     from kiban.catalog.recipes import load_recipes
-    from kiban.catalog.safety import check_query
-    from kiban.errors import KibanError
-
     cutoff = (now or utcnow()) - timedelta(days=days)
     seen = last_read(store, project.name)
     used = {a for a, at in seen.items() if at >= cutoff}

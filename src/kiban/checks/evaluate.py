@@ -10,8 +10,6 @@ SQL that does not bind) is a :class:`ProjectError` naming the sidecar's file:lin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,7 @@ import duckdb
 
 from kiban.checks import contract, freshness, volume
 from kiban.checks.compiler import ROWS, Compiled, Compiler
-from kiban.checks.quoting import relation_name
+from kiban.checks.result import NOT_FITTING, CheckResult, Context, History
 from kiban.checks.spec import (
     MODEL_KINDS,
     Contract,
@@ -42,48 +40,8 @@ from kiban.project import Project
 if TYPE_CHECKING:
     from kiban.slo.calendar import BusinessCalendar
 
-# DuckDB errors that mean "this SQL does not fit", as opposed to interruptions, I/O or memory
-NOT_FITTING = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException, duckdb.ConversionException,
-               duckdb.InvalidInputException, duckdb.NotImplementedException, duckdb.OutOfRangeException)
 SAMPLE_TEXT = 200  # characters kept of a long value in a sample
 MASK = "•••"
-
-
-@dataclass
-class CheckResult:
-    asset: str
-    name: str
-    kind: str
-    severity: str  # error, warn
-    status: str  # pass, fail
-    failures: int | None = None  # failing rows (row-level checks), None for table checks
-    rows: int | None = None  # rows in the relation judged
-    detail: str = ""
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    observed: dict[str, Any] | None = None  # what was measured (volume history, freshness, row count)
-
-    @property
-    def blocks(self) -> bool:
-        """A failed check of severity error: the version it judged must not be published."""
-        return self.status == "fail" and self.severity == "error"
-
-
-History = Callable[[str, str], list[tuple[date, dict[str, Any]]]]  # (asset, check) → earlier days' observations
-
-
-@dataclass
-class Context:
-    """What checks need besides the data: the time, the calendar, the history of earlier results."""
-
-    now: datetime  # aware
-    timezone: ZoneInfo
-    calendar: Callable[[str | None], BusinessCalendar]
-    history: History = field(default=lambda asset, check: [])
-    relation_of: Callable[[str], str] = relation_name
-
-    @property
-    def today(self) -> date:
-        return self.now.astimezone(self.timezone).date()
 
 
 def context(project: Project, history: History | None = None, now: datetime | None = None) -> Context:
@@ -94,7 +52,7 @@ def context(project: Project, history: History | None = None, now: datetime | No
         moment = moment.replace(tzinfo=UTC)  # naive times are UTC, as everywhere in kiban
 
     def calendar(name: str | None) -> BusinessCalendar:
-        from kiban.slo.calendar import calendar_for
+        from kiban.slo.calendar import calendar_for  # loads `holidays` (~300 modules): only when a check needs it
 
         return calendar_for(name or project.config.calendar, project.config)
 

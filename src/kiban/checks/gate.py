@@ -30,6 +30,7 @@ from kiban.checks.spec import Relationships
 from kiban.checks.suite import Suite, suites_of
 from kiban.engines.base import AuditHook, Session
 from kiban.errors import KibanError
+from kiban.graph import build_graph
 from kiban.project import Asset, Project
 from kiban.store import Store
 
@@ -70,8 +71,6 @@ class Gate:
                 after[key] = tuple(sorted(targets))
         if not after:
             return after
-        from kiban.graph import build_graph
-
         graph = build_graph(self.project)
         deps = {k: set(graph.deps[k]) | set(after.get(k, ())) for k in graph.assets}
         for key, firsts in after.items():

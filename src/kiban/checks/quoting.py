@@ -10,10 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-
-def quote(name: str) -> str:
-    """A quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
+from kiban.quoting import quote
 
 
 def literal(value: Any, text: bool = False) -> str:

@@ -39,7 +39,13 @@ def _root(
                                           "folder at or above the current one with kiban.yml).")] = Path("."),
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", envvar="KIBAN_LOG_LEVEL", metavar="LEVEL",
+        help="Log lines on stderr from this level up: debug, info, warning (default), error.")] = None,
 ) -> None:
+    from kiban.cli.logconfig import configure
+
+    configure(log_level)
     State.project_dir = project
 
 

@@ -10,13 +10,20 @@ from typing import Annotated, Any
 
 import typer
 
-from kiban.cli import app
-from kiban.cli.commands import ExcludeOpt, SelectArg, _project
+from kiban.cli import State, app
+from kiban.cli.commands import ExcludeOpt, SelectArg
 from kiban.cli.output import JsonOpt
 
 quarantine_app = typer.Typer(help="Rows the loads refused: list, show, export, and replay them once fixed.",
                              no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+
+
+def _project() -> Any:
+    from kiban.project import load_project
+
+    return load_project(State.project_dir)
+
 
 TableArg = Annotated[str, typer.Argument(help="A collected table: lake.<source>_<table> or <source>_<table>.")]
 

@@ -52,7 +52,7 @@ def _accounts() -> Any:
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in a container: still audited
+    except (KeyError, OSError):  # no user name in a container: still audited
         return "cli"
 
 

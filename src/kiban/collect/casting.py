@@ -18,12 +18,9 @@ import pyarrow.compute as pc
 
 from kiban.collect.connector import BadRow
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
+from kiban.quoting import quote
 
 RAW_LIMIT = 4000  # characters of a refused row kept in quarantine
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ committed, so the next attempt (or the next load) simply starts over from the co
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -18,12 +19,16 @@ from typing import TYPE_CHECKING, Any
 from kiban.collect.connector import SourceError
 from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
 from kiban.collect.manifest import Manifests
+from kiban.collect.secrets import redact
 from kiban.engines.base import CollectedTable
 from kiban.run.events import Event, Listener
 from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
     from kiban.project import Project
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -140,6 +145,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
                 outcome.status, outcome.error = "failed", _clean(source, table, exc, project)
+                log.warning("collect: %s failed unexpectedly: %s", key, outcome.error, exc_info=True)
             finally:
                 if timer:
                     timer.cancel()
@@ -180,11 +186,9 @@ def _detail(outcome: Collected) -> dict[str, Any]:
 
 
 def _clean(source: str, table: str, exc: BaseException, project: Project | None = None) -> str:
-    from kiban.collect.secrets import redact
-    from kiban.run.diskfull import disk_full, is_disk_full
+    from kiban.diskfull import disk_full, is_disk_full
 
     if project is not None and is_disk_full(exc):
         full = disk_full([project.lake_dir, project.state_dir], f"landing {source}.{table}")
         return f"source {source}, table {table}: {full.message}; {full.hint}"
-
     return f"source {source}, table {table}: " + redact(str(exc).strip() or type(exc).__name__)

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from kiban.collect.secrets import redact
 from kiban.errors import KibanError
 
 if TYPE_CHECKING:
@@ -118,8 +119,6 @@ class ReadContext:
 
     def redact(self, text: str) -> str:
         """``text`` with the connection URL (and its password) replaced, for messages."""
-        from kiban.collect.secrets import redact
-
         return redact(text, self.url)
 
     def error(self, message: str, hint: str | None = None) -> SourceError:

@@ -22,6 +22,8 @@ from kiban.collect.drift import ACTIONS, compare
 from kiban.collect.drift import note as drift_note
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
+from kiban.errors import did_you_mean
+from kiban.quoting import literal as _literal
 from kiban.store import utcnow
 
 if TYPE_CHECKING:
@@ -99,10 +101,6 @@ def judge_drift(manifests: Manifests, record: LoadRecord, result: LoadResult, ta
         refuse(manifests, record, message.split(": ", 1)[1],
                "set on_drift: evolve (or warn) on the table to accept it, or fix the source")
     result.notes.append(message)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _files_sql(paths: list[Path] | list[str]) -> str:
@@ -312,8 +310,6 @@ def _has_column(con: duckdb.DuckDBPyConnection, files: list[Path], column: str, 
 
 
 def _check_columns(record: LoadRecord, table: TableSpec, names: list[str]) -> None:
-    from kiban.errors import did_you_mean
-
     wanted = [("primary_key", c) for c in table.primary_key]
     if table.cursor:
         wanted.append(("cursor", table.cursor))

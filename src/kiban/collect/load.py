@@ -48,7 +48,7 @@ from kiban.collect.landing import (
 )
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SourceSpec, TableSpec
-from kiban.errors import KibanError, RunLockedError
+from kiban.errors import KibanError, RunLockedError, did_you_mean
 from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
@@ -307,8 +307,6 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                 if batch.num_rows:
                     missing = declared.missing(batch.schema.names)
                     if missing:
-                        from kiban.errors import did_you_mean
-
                         raise ctx.error(f"column {missing[0]} is declared under `columns:` but the source has no "
                                         f"such column", did_you_mean(missing[0], batch.schema.names)
                                         or f"the source's columns: {', '.join(batch.schema.names)[:300]}")

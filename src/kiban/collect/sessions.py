@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from kiban.quoting import literal as _literal
+
 MEMORY_LIMIT = "512MB"  # per session; KIBAN_COLLECT_MEMORY overrides it (sorts and joins spill beyond it)
 
 
@@ -37,7 +39,3 @@ def session(database: str | Path | None = None, *, spill: Path | None = None, bo
         con.close()
         raise
     return con
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

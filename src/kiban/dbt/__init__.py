@@ -15,7 +15,7 @@ imported project is plain DuckDB SQL from then on. One concept per module:
 - :mod:`kiban.dbt.writer`: writing the new project, never half of it
 - :mod:`kiban.dbt.report`: what was converted, approximated and not converted
 - :mod:`kiban.dbt.verify`: kiban's tables compared with dbt-duckdb's
-- :mod:`kiban.dbt.pasted`: the error for ``{{ … }}`` pasted into a kiban model
+- (:mod:`kiban.project.pasted` gives the error for ``{{ … }}`` pasted into a kiban model)
 
 Nothing here is imported by ``kiban`` at start-up.
 """

@@ -1,12 +1,12 @@
 """Engines: where SQL runs (DuckDB by default)."""
 
 from kiban.engines.base import AuditHook, BuildResult, Engine, Session
+from kiban.engines.spark import SparkEngine
+from kiban.errors import ConfigError
 
 
 def open_engine(url: str) -> Engine:
     """Open the engine named by a warehouse URL (``duckdb:///path``)."""
-    from kiban.errors import ConfigError
-
     if url.startswith("duckdb:///"):
         from kiban.engines.duckdb import DuckDBEngine
 
@@ -16,8 +16,6 @@ def open_engine(url: str) -> Engine:
 
         return PostgresEngine(url)
     if url.startswith(("spark:", "sc://")):
-        from kiban.engines.spark import SparkEngine
-
         return SparkEngine(url)
     scheme = url.split(":", 1)[0]
     raise ConfigError(f"unsupported warehouse '{scheme}'",

@@ -35,6 +35,7 @@ from kiban.engines.base import (
 from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
+from kiban.quoting import literal, quote
 
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
@@ -43,16 +44,6 @@ SEARCH_PATH = "set search_path = 'main," + ",".join(SCHEMAS) + "'"
 PERMANENT_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException,
                     duckdb.ConversionException, duckdb.NotImplementedException, KibanError)
 SIZE_FROM_ROWS = 50_000  # measuring storage costs ~3 ms; worth it only for tables big enough to matter
-
-
-def quote(name: str) -> str:
-    """Quote an identifier for DuckDB."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (for DDL, where DuckDB takes no bound parameters)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 class DuckDBSession:

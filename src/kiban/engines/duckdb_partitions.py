@@ -21,6 +21,7 @@ import duckdb
 
 from kiban.errors import KibanError
 from kiban.project import Asset
+from kiban.quoting import quote
 
 STATE = '"main"."__kiban_incremental"'
 PARTITIONS = '"main"."__kiban_partitions"'
@@ -67,8 +68,6 @@ def _model(asset: Asset) -> str:
 
 
 def _column(asset: Asset) -> str:
-    from kiban.engines.duckdb import quote
-
     return quote(asset.config.time_column or "")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kiban.engines.base import COLLECTED_VERSION, EMPTY_LAKE, CollectedTable
 from kiban.project import Asset
+from kiban.quoting import quote as _q
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,6 @@ def lake_table(asset: Asset, collected: Mapping[str, CollectedTable] | None) -> 
 def lake_tables(lake_assets: Iterable[Asset], collected: Mapping[str, CollectedTable] | None) -> list[LakeTable]:
     """Every lake asset with its files (see ``lake_table``)."""
     return [lake_table(asset, collected) for asset in lake_assets]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def derived_views(name: str, table: CollectedTable, columns: list[str]) -> list[tuple[str, str]]:

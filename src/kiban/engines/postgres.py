@@ -31,6 +31,7 @@ from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
+from kiban.quoting import literal, quote
 
 SCHEMAS = ("lake", "warehouse", "mart")
 META_SCHEMA = "kiban"  # the publish log
@@ -39,14 +40,6 @@ COMMENT_PREFIX = "kiban:"
 BATCH_ROWS = 64_000  # rows per Arrow batch while loading the lake: bounds the loader's memory
 PERMANENT_ERRORS = (pg_errors.SyntaxErrorOrAccessRuleViolation, pg_errors.DataError, KibanError,
                     pg_errors.FeatureNotSupported)
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class PostgresSession:

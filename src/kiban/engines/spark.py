@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -37,6 +38,7 @@ from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
+log = logging.getLogger(__name__)
 SCHEMAS = ("lake", "warehouse", "mart")
 POINTER = "_kiban.json"
 TMP_PREFIX = "__kiban_tmp_"
@@ -139,6 +141,7 @@ class SparkEngine:
                 self._register_lake(table)
             except Exception as exc:  # a broken file fails the lake table's readers, not the whole run
                 versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+                log.warning("spark: lake table %s is unreadable", table.asset.key, exc_info=True)
         self._registered = {}
         self._sync()
         return versions
@@ -174,7 +177,8 @@ class SparkEngine:
                 try:
                     self._sql(f"create or replace view {quote(layer)}.{quote(name)} as {sql}")
                     self._names[name.lower()] = layer
-                except Exception:
+                except Exception:  # it reads a view not registered yet: tried again in the next round
+                    log.debug("spark: view %s.%s not registered yet", layer, name, exc_info=True)
                     left.append((layer, name, sql))
             if len(left) == len(views):
                 break

@@ -17,12 +17,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from kiban.checks.quoting import quote
+from kiban.checks.result import NOT_FITTING, CheckResult, Context
 from kiban.checks.spec import Accuracy, Drift
 from kiban.errors import did_you_mean
 from kiban.ml import drift
 
 if TYPE_CHECKING:
-    from kiban.checks.evaluate import CheckResult, Context
     from kiban.checks.suite import Check, Suite
     from kiban.engines.base import Session
 
@@ -40,7 +40,6 @@ def _columns(session: Session, relation: str) -> dict[str, str]:
 
 
 def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Suite) -> CheckResult:
-    from kiban.checks.evaluate import CheckResult
     from kiban.ml.registry import open_registry
     from kiban.project.loader import find_project_root
 
@@ -97,8 +96,6 @@ def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Su
 
 
 def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx: Context) -> CheckResult:
-    from kiban.checks.evaluate import NOT_FITTING, CheckResult
-
     actuals = ctx.relation_of(spec.actuals)
     error = f"abs(a.{quote(spec.actual)} - p.{quote(spec.predicted)})"
     join = " AND ".join(f"p.{quote(c)} = a.{quote(c)}" for c in spec.on)

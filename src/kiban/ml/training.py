@@ -22,6 +22,7 @@ from kiban.errors import KibanError
 from kiban.ml.drift import baseline
 from kiban.ml.registry import NewVersion, open_registry
 from kiban.project import Asset
+from kiban.python.frames import as_arrow
 
 
 def data_fingerprint(tables: list[pa.Table]) -> str:
@@ -65,8 +66,6 @@ def feature_columns(features: Any) -> dict[str, list[Any]]:
     """The training features as columns of values (from Arrow, pandas, polars or a 2-D numpy array)."""
     if features is None:
         return {}
-    from kiban.python.build import as_arrow
-
     table = as_arrow(features)
     if table is not None:
         return {name: table.column(name).to_pylist() for name in table.column_names}

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -61,7 +61,8 @@ class Notifier:
 
     def __init__(self, store: Store, channels: Mapping[str, ChannelConfig], project_root: Path | str, *,
                  rate_limit: int = RATE_LIMIT, backoff: float = BACKOFF_BASE, timeout: float = DEFAULT_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = utcnow) -> None:
+        """``sleep`` and ``now`` are the clock (backoff waits; duplicate and rate windows): tests pass a fake one."""
         self.store = store
         self.channels = dict(channels)
         self.root = Path(project_root)
@@ -69,6 +70,7 @@ class Notifier:
         self.backoff = backoff
         self.timeout = timeout
         self._sleep = sleep
+        self._now = now
         self._guard = threading.Lock()
         self._channel_locks: dict[str, threading.Lock] = {}
 
@@ -111,7 +113,7 @@ class Notifier:
 
     def _suppression(self, name: str, config: ChannelConfig, message: Message) -> str | None:
         """Why this message must not go out now, or None."""
-        now, n = utcnow(), notifications.c
+        now, n = self._now(), notifications.c
         with self.store.engine.connect() as conn:
             if config.min_interval > 0:
                 since = now - timedelta(seconds=config.min_interval)
@@ -152,7 +154,7 @@ class Notifier:
 
     def _finish(self, name: str, message: Message, status: str, attempts: int, error: str | None) -> DeliveryResult:
         """Record the outcome (a store that cannot be written is logged, not raised) and log it."""
-        now = utcnow()
+        now = self._now()
         row = {"channel": name[:200], "dedupe_key": _key(message), "subject": message.subject, "status": status,
                "attempts": attempts, "error": error, "created_at": now, "sent_at": now if status == "sent" else None}
         try:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kiban.checks.spec import ColumnCheck, TableCheck, check_type, columns_of
+from kiban.errors import closest
 from kiban.project.jobs import JobConfig, SchedulerConfig
 
 LAYERS = ("lake", "warehouse", "mart")
@@ -56,8 +57,6 @@ class ProjectConfig(_Strict):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            from kiban.errors import closest
-
             near = closest(value, zoneinfo.available_timezones())
             advice = f"did you mean '{near}'?" if near else "use an IANA name such as Asia/Tokyo"
             raise ValueError(f"unknown timezone '{value}' ({advice})") from None

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from kiban.errors import ProjectError, closest, did_you_mean
+
 if TYPE_CHECKING:
-    from kiban.errors import ProjectError
     from kiban.project.asset import Asset
     from kiban.project.usecase import UseCase
     from kiban.project.yamlfile import YamlDoc
@@ -149,8 +150,6 @@ class JobConfig(_Strict):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            from kiban.errors import closest
-
             near = closest(value, zoneinfo.available_timezones())
             raise _invalid(f"unknown timezone '{value}' ("
                            + (f"did you mean '{near}'?" if near else "use an IANA name such as Asia/Tokyo") + ")"
@@ -191,8 +190,6 @@ def selector_problem(term: str, assets: Mapping[str, Asset]) -> tuple[str, str |
     The same rules as :func:`kiban.graph.selection.select`, checked against the project's assets so a
     project can be validated without building its graph.
     """
-    from kiban.errors import did_you_mean
-
     core = term[1:] if term.startswith("+") else term
     core = core[:-1] if core.endswith("+") and len(core) > 1 else core
     if not core or core == "+":
@@ -223,8 +220,6 @@ def check_jobs(doc: YamlDoc, jobs: Mapping[str, JobConfig], assets: Mapping[str,
 
     Problems are appended to ``errors``, each naming ``kiban.yml:line:col``.
     """
-    from kiban.errors import ProjectError, did_you_mean
-
     for name, job in jobs.items():
         here: tuple[Any, ...] = ("jobs", name)
         for field in ("select", "exclude"):
@@ -260,8 +255,6 @@ def check_jobs(doc: YamlDoc, jobs: Mapping[str, JobConfig], assets: Mapping[str,
 def check_limits(doc: YamlDoc, limits: Mapping[str, int], assets: Mapping[str, Asset],
                  errors: list[ProjectError]) -> None:
     """Per-tag limits (``limits:``) must name a tag some asset has: a misspelt one would limit nothing."""
-    from kiban.errors import ProjectError, did_you_mean
-
     tags = {t for a in assets.values() for t in a.tags}
     for tag in limits:
         if tag not in tags:

@@ -349,7 +349,7 @@ def _load_model(layer: str, sql_path: Path) -> Asset:
         raise ProjectError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", Location(sql_path)) from None
     if not sql.strip():
         raise ProjectError("the SQL file is empty; a model is one SELECT statement", Location(sql_path, 1))
-    from kiban.dbt.pasted import refuse_templating  # a pasted {{ ref('x') }}: say what kiban does instead
+    from kiban.project.pasted import refuse_templating  # a pasted {{ ref('x') }}: say what kiban does instead
 
     refuse_templating(sql, sql_path)
     config = ModelConfig()

@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from kiban.errors import KibanError
 from kiban.project import Asset
+from kiban.project.loader import find_project_root
+from kiban.python.frames import as_arrow, convert
 from kiban.python.spec import MODEL_PARAMETER
 
 _modules: dict[tuple[str, str], ModuleType] = {}  # (path, source hash) → module: imported once per version
@@ -65,33 +67,6 @@ def function_of(asset: Asset) -> Callable[..., Any]:
     if not callable(fn):
         raise PythonModelError(f"{spec.path.name} defines no function {spec.function} when imported")
     return fn
-
-
-def convert(table: pa.Table, annotation: str) -> Any:
-    kind = annotation.replace(" ", "").split("|")[0].lower()
-    if kind.endswith("dataframe") and (kind.startswith(("pl.", "polars.")) or kind == "pl.dataframe"):
-        import polars
-
-        return polars.from_arrow(table)
-    if kind.endswith("dataframe"):
-        return table.to_pandas()
-    return table
-
-
-def as_arrow(value: Any) -> pa.Table | None:
-    """A table as Arrow: pyarrow, pandas, polars, or anything with the Arrow C stream interface; else None."""
-    if isinstance(value, pa.Table):
-        return value
-    if isinstance(value, pa.RecordBatchReader):
-        return value.read_all()
-    module = type(value).__module__.split(".")[0]
-    if module == "pandas" and hasattr(value, "columns"):
-        return pa.Table.from_pandas(value, preserve_index=False)
-    if module == "polars" and hasattr(value, "to_arrow"):
-        return value.to_arrow()
-    if hasattr(value, "__arrow_c_stream__"):
-        return pa.table(value)
-    return None
 
 
 def to_arrow(value: Any, asset: Asset) -> pa.Table:
@@ -147,8 +122,6 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
 
 
 def _root_of(path: Path) -> Path:
-    from kiban.project.loader import find_project_root
-
     return find_project_root(path.parent)
 
 

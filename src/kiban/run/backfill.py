@@ -12,9 +12,9 @@ Only incremental models can be backfilled; anything else in the selection is ref
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -36,6 +36,7 @@ from kiban.store import Store, utcnow
 from kiban.store.backfills import BackfillLedger
 from kiban.store.schema import job_ticks
 
+log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 CONFLICT_RETRIES = 5  # two partitions of one table committing at once may conflict in DuckDB; try again
 
@@ -180,9 +181,11 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
 
     def beat() -> None:
         while not halt.wait(HEARTBEAT_SECONDS):
-            with contextlib.suppress(Exception):  # a missed heartbeat is retried on the next tick
+            try:
                 ledger.heartbeat(backfill_id)
                 store.heartbeat(backfill_id)  # keeps the run lock ours
+            except Exception:  # a missed heartbeat is retried on the next tick
+                log.warning("backfill %s: missed a heartbeat", backfill_id, exc_info=True)
 
     threading.Thread(target=beat, daemon=True, name="kiban-backfill-heartbeat").start()
     failed_assets: set[str] = set()
@@ -307,6 +310,7 @@ def _partitions(engine: Engine, asset: Asset, starts: list[datetime], concurrenc
                     time.sleep(0.01 * attempt)
                     continue
                 message = str(exc).strip() or type(exc).__name__
+                log.info("backfill: %s partition %s failed: %s", asset.key, start, message, exc_info=True)
                 if isinstance(exc, KibanError) and exc.hint:
                     message = f"{message} ({exc.hint})"
                 return PartitionOutcome(asset.key, start, "failed", None, time.monotonic() - began, message,

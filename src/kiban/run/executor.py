@@ -8,6 +8,7 @@ nothing half-built is ever published because publishing is one transaction.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -27,6 +28,9 @@ from kiban.store import utcnow
 AuditFor = Callable[[Asset, str, str], AuditHook | None]
 
 
+log = logging.getLogger(__name__)
+
+
 class Cancelled(Exception):
     """The run was asked to stop."""
 
@@ -38,7 +42,7 @@ class TimedOut(Exception):
 @dataclass
 class Outcome:
     asset: str
-    status: str  # success, failed, skipped, cancelled
+    status: str  # an AttemptStatus: success, retrying (another attempt follows), failed, skipped, cancelled
     attempts: int = 0
     rows: int | None = None
     nbytes: int | None = None
@@ -194,9 +198,10 @@ class Executor:
                 outcome.status, outcome.error = "cancelled", "the run was cancelled"
             except TimedOut as exc:
                 outcome.status, outcome.error = "failed", str(exc)
-            except Exception as exc:
+            except Exception as exc:  # recorded as the attempt's error; the traceback goes to the log
                 outcome.status, outcome.error = "failed", _clean_error(exc)
                 permanent = not self.engine.retryable(exc)
+                log.info("run %s: %s attempt %d failed: %s", self.run_id, key, attempt, outcome.error, exc_info=True)
             outcome.ended_at = utcnow()
             seconds = (outcome.ended_at - started).total_seconds()
             if outcome.status == "failed" and attempt <= policy.retries and not permanent and not self.cancel.is_set():

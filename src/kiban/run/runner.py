@@ -5,7 +5,7 @@ This is the only entry point front ends use to run assets.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -24,10 +24,12 @@ from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.plan import Judge, Plan, make_plan
+from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
 
+log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
-RERUN_STATUSES = ("failed", "skipped", "cancelled", "retrying")  # retrying: killed between attempts
+RERUN_STATUSES = tuple(sorted(ATTEMPT_UNFINISHED))  # failed, skipped, cancelled; retrying: killed between attempts
 
 
 @dataclass
@@ -43,7 +45,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # success, failed, cancelled, nothing
+    status: RunStatus  # success, nothing (all fresh), failed, cancelled
     plan: Plan
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     started_at: datetime | None = None
@@ -59,7 +61,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("success", "nothing")
+        return self.status in RUN_SUCCEEDED
 
 
 def new_run_id() -> str:
@@ -103,8 +105,10 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(HEARTBEAT_SECONDS):
-            with contextlib.suppress(Exception):  # a missed heartbeat is retried on the next tick
+            try:
                 self.store.heartbeat(self.run_id)
+            except Exception:  # a missed heartbeat is retried on the next tick
+                log.warning("run %s: missed a heartbeat", self.run_id, exc_info=True)
 
 
 @contextmanager
@@ -176,7 +180,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
     recorded()  # the store knows the run now: its intent (and those this resume finishes) can go
     heartbeat = Heartbeat(store, run_id)
     heartbeat.start()
-    status = "failed"
+    status = RunStatus.FAILED
     error: str | None = None
     engine = None
     plan = Plan(order=selection, fingerprints={})
@@ -219,20 +223,20 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                 executor_hook.append(executor)
             outcomes = {**collected, **executor.execute(plan.build)}
             statuses = {o.status for o in outcomes.values()}
-            if "cancelled" in statuses or executor.cancel.is_set():
-                status = "cancelled"
-            elif statuses & {"failed", "skipped"}:
-                status = "failed"
+            if AttemptStatus.CANCELLED in statuses or executor.cancel.is_set():
+                status = RunStatus.CANCELLED
+            elif statuses & {AttemptStatus.FAILED, AttemptStatus.SKIPPED}:
+                status = RunStatus.FAILED
             else:
-                status = "success" if plan.build or collected else "nothing"
+                status = RunStatus.SUCCESS if plan.build or collected else RunStatus.NOTHING
         except KeyboardInterrupt:
-            status, error = "cancelled", "interrupted"
+            status, error = RunStatus.CANCELLED, "interrupted"
             raise
         except KibanError as exc:
             error = str(exc)
             raise
         except Exception as exc:
-            from kiban.run.diskfull import disk_full, is_disk_full
+            from kiban.diskfull import disk_full, is_disk_full
 
             if not is_disk_full(exc):
                 error = f"{type(exc).__name__}: {exc}"
@@ -243,12 +247,13 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
         finally:
             heartbeat.halt.set()
             if engine is not None:
-                with contextlib.suppress(Exception):  # closing on a full disk must not hide why the run ended
+                try:  # closing on a full disk must not hide why the run ended
                     engine.close()
-            stored = "success" if status == "nothing" else status
+                except Exception:
+                    log.warning("run %s: closing the engine failed", run_id, exc_info=True)
             unrecorded: Exception | None = None
             try:
-                store.finish_run(run_id, stored, error)
+                store.finish_run(run_id, status, error)
             except Exception as exc:  # the store's disk is full too: the event still goes out (below)
                 unrecorded = exc
             emit(Event("run_finished", run_id, status=status, error=error,
@@ -260,7 +265,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
 
 def _raise_unrecorded(project: Project, exc: Exception) -> None:
     """The run's end could not be recorded: on a full disk, say so plainly; otherwise the store's error."""
-    from kiban.run.diskfull import disk_full, is_disk_full
+    from kiban.diskfull import disk_full, is_disk_full
 
     if is_disk_full(exc):
         raise disk_full(_project_disks(project), "recording the run's end") from None

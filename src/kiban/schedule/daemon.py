@@ -16,12 +16,14 @@ the claim to start it: neither can happen twice, so no tick runs twice, even whe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kiban.graph import build_graph
 from kiban.project import Project
 from kiban.schedule.clock import Clock, RealClock
 from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
@@ -31,10 +33,12 @@ from kiban.schedule.priority import JobPriority, job_priorities, ordered
 from kiban.schedule.recovery import RECOVERY_KINDS, queue_recovery, run_outcome
 from kiban.schedule.sensors import fire_sensors
 from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
+from kiban.slo.service import check
 from kiban.store import Store
 from kiban.store.schema import job_ticks
 from kiban.store.store import HOST, pid_alive
 
+log = logging.getLogger(__name__)
 STOP_GRACE = 60.0  # seconds runs get to cancel cleanly when the scheduler stops
 
 SLO_CHECK_SECONDS = 60.0
@@ -136,9 +140,6 @@ class Scheduler:
             return
         self._last_slo_check = now
         try:
-            from kiban.graph import build_graph
-            from kiban.slo.service import check
-
             if self._graph is None:
                 self._graph = build_graph(self.project)
             result = check(self.project, self._graph, self.store, now)
@@ -146,6 +147,7 @@ class Scheduler:
                 self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
         except Exception as exc:  # the scheduler keeps scheduling whatever happens here
             self.log("service-level check failed", {"error": str(exc)})
+            log.warning("scheduler: the service-level check failed", exc_info=True)
 
     def renew(self) -> None:
         """Keep the lease while waiting for runs (``--once``)."""
@@ -203,12 +205,11 @@ class Scheduler:
             return {}
         try:
             if self._graph is None:
-                from kiban.graph import build_graph
-
                 self._graph = build_graph(self.project)
             return job_priorities(self.project, self._graph, self.store, now)
         except Exception as exc:  # ordering is an optimisation: never let it stop the schedule
             self.log("priorities unavailable", {"error": str(exc)})
+            log.warning("scheduler: priorities unavailable, jobs start in schedule order", exc_info=True)
             return {}
 
     def _start_queued(self, now: datetime) -> None:
@@ -275,8 +276,8 @@ class Scheduler:
                 self.store.reap_abandoned(self.project.name)  # the process is gone: the run is abandoned
                 run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
             if run_status is not None and run_status != "running":
-                status = {"success": "success", "cancelled": "cancelled", "abandoned": "lost"}.get(run_status,
-                                                                                                   "failed")
+                status = {"success": "success", "nothing": "success", "cancelled": "cancelled",
+                          "abandoned": "lost"}.get(run_status, "failed")
             elif pid_alive(tick.pid, tick.host) is False:
                 status = "lost"
             elif tick.pid is None and tick.holder != self.leader.holder and tick.started_at is not None and \

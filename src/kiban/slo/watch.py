@@ -46,7 +46,7 @@ class BreachWatcher:
         try:
             self._handle(event)
         except Exception as exc:
-            log.warning("breach watcher: %s", exc)
+            log.warning("breach watcher: %s on %s of run %s", exc, event.kind, event.run_id, exc_info=True)
 
     def _handle(self, event: Event) -> None:
         now = self.clock()

@@ -11,7 +11,7 @@ runs = Table(
     metadata,
     Column("run_id", String(40), primary_key=True),
     Column("project", String(200), nullable=False),
-    Column("status", String(20), nullable=False),  # running, success, failed, abandoned, cancelled
+    Column("status", String(20), nullable=False),  # kiban.status.RunStatus
     Column("selection", Text, nullable=False, default=""),
     Column("options", Text, nullable=False, default="{}"),
     Column("started_at", DateTime, nullable=False),
@@ -30,7 +30,7 @@ attempts = Table(
     Column("run_id", String(40), nullable=False),
     Column("asset", String(300), nullable=False),
     Column("attempt", Integer, nullable=False, default=1),
-    Column("status", String(20), nullable=False),  # success, fresh, failed, skipped, cancelled
+    Column("status", String(20), nullable=False),  # kiban.status.AttemptStatus
     Column("started_at", DateTime),
     Column("ended_at", DateTime),
     Column("seconds", Float),

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kiban.errors import ConfigError, RunLockedError
+from kiban.status import AttemptStatus, RunStatus
 from kiban.store.schema import attempts, locks, metadata, runs
 
 HEAD_REVISION = "0011"
@@ -60,7 +61,7 @@ def holder_gone(pid: int | None, host: str | None, heartbeat_at: datetime | None
 class RunRecord:
     run_id: str
     project: str
-    status: str
+    status: str  # a kiban.status.RunStatus
     selection: list[str]
     options: dict[str, Any]
     started_at: datetime
@@ -110,7 +111,7 @@ class Store:
         except sa.exc.ArgumentError as exc:
             raise ConfigError(f"state store URL is not valid: {exc}") from None
         except sa.exc.OperationalError as exc:
-            from kiban.run.diskfull import disk_full, is_disk_full
+            from kiban.diskfull import disk_full, is_disk_full
 
             if url.startswith("sqlite:///") and is_disk_full(exc):
                 raise disk_full([Path(url[len("sqlite:///"):]).parent], "opening the state store") from None
@@ -155,7 +156,7 @@ class Store:
         now = utcnow()
         with self._tx() as conn:
             conn.execute(runs.insert().values(
-                run_id=run_id, project=project, status="running", selection=json.dumps(list(selection)),
+                run_id=run_id, project=project, status=RunStatus.RUNNING, selection=json.dumps(list(selection)),
                 options=json.dumps(options), started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
 
     def heartbeat(self, run_id: str) -> None:
@@ -164,7 +165,7 @@ class Store:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=now))
             conn.execute(locks.update().where(locks.c.run_id == run_id).values(heartbeat_at=now))
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         with self._tx() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id)
                          .values(status=status, ended_at=utcnow(), error=error))
@@ -205,7 +206,7 @@ class Store:
     def last_run(self, project: str, finished_only: bool = True) -> RunRecord | None:
         query = runs.select().where(runs.c.project == project)
         if finished_only:
-            query = query.where(runs.c.status != "running")
+            query = query.where(runs.c.status != RunStatus.RUNNING)
         with self.engine.connect() as conn:
             row = conn.execute(query.order_by(runs.c.started_at.desc()).limit(1)).first()
         return _run(row) if row else None
@@ -235,7 +236,7 @@ class Store:
         """The newest successful build (not 'fresh') of every asset."""
         newest = (sa.select(sa.func.max(attempts.c.id).label("id"))
                   .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
-                  .where(runs.c.project == project, attempts.c.status == "success")
+                  .where(runs.c.project == project, attempts.c.status == AttemptStatus.SUCCESS)
                   .group_by(attempts.c.asset).subquery())
         with self.engine.connect() as conn:
             rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
@@ -251,10 +252,10 @@ class Store:
         now = utcnow()
         with self._tx() as conn:
             for row in conn.execute(table.select().where(table.c.project == project,
-                                                         table.c.status == "running")).all():
+                                                         table.c.status == RunStatus.RUNNING)).all():
                 if holder_gone(row.pid, row.host, row.heartbeat_at, now):
                     conn.execute(table.update().where(key == row._mapping[key.name]).values(
-                        status="abandoned", ended_at=row.heartbeat_at or now,
+                        status=RunStatus.ABANDONED, ended_at=row.heartbeat_at or now,
                         error="the process running it stopped without finishing (killed or crashed)"))
                     reaped.append(row._mapping[key.name])
         return reaped

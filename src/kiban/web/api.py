@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from kiban.errors import SelectionError
+from kiban.incidents import IncidentLog
+from kiban.web import catalog_views as cv
 from kiban.web import models as m
 from kiban.web import svg, views
 from kiban.web.accounts import Accounts, User
@@ -114,7 +116,7 @@ def incident(request: Request, incident_id: IncidentId, user: Viewer) -> m.Incid
 def search(request: Request, user: Viewer, q: Annotated[str, Query(max_length=200)] = "") -> m.SearchResults:
     """Assets and columns whose names, descriptions, tags or owners match every word of ``q`` (the last as a
     prefix), best first: the catalog's search index, as ``kiban search``."""
-    return views.search(_site(request), q)
+    return cv.search(_site(request), q)
 
 
 @router.get("/jobs", response_model=m.JobList)
@@ -181,8 +183,6 @@ def backfill(request: Request, body: m.BackfillRequest, user: Operator) -> m.Job
 
 @router.post("/incidents/{incident_id}/ack", response_model=m.IncidentOut, responses=ACTION_ERRORS)
 async def acknowledge(request: Request, incident_id: IncidentId, body: m.IncidentNote, user: Operator) -> m.IncidentOut:
-    from kiban.incidents import IncidentLog
-
     site = _site(request)
     await run_in_threadpool(IncidentLog(site.store, site.project.name).acknowledge, incident_id, user.name,
                             body.note or None)
@@ -194,8 +194,6 @@ async def acknowledge(request: Request, incident_id: IncidentId, body: m.Inciden
 
 @router.post("/incidents/{incident_id}/resolve", response_model=m.IncidentOut, responses=ACTION_ERRORS)
 async def resolve(request: Request, incident_id: IncidentId, body: m.IncidentNote, user: Operator) -> m.IncidentOut:
-    from kiban.incidents import IncidentLog
-
     site = _site(request)
     await run_in_threadpool(IncidentLog(site.store, site.project.name).resolve, incident_id,
                             body.note or "resolved through the API", user.name)

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from kiban import __version__
 from kiban.errors import KibanError
+from kiban.web import api, catalog_pages, live, pages
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
 from kiban.web.jobs import Job, Jobs
 from kiban.web.models import Health
+from kiban.web.templating import render, templates
 from kiban.web.views import Site
 
 HERE = Path(__file__).parent
@@ -34,8 +31,6 @@ HERE = Path(__file__).parent
 
 def create_app(project_dir: Path | str = ".") -> FastAPI:
     """The console for the project at (or above) ``project_dir``."""
-    from kiban.web import api, catalog_pages, live, pages
-
     site = Site(Path(project_dir))
     accounts = Accounts(site.store, site.reader)
 
@@ -76,48 +71,6 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     return app
-
-
-def templates(site: Site) -> Jinja2Templates:
-    found = Jinja2Templates(directory=HERE / "templates")
-    env = found.env
-    env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
-
-    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A time in the project's time zone (every page says which), with the UTC time on hover."""
-        if value is None:
-            return "–"
-        aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        shown = aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
-        return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
-            aware.strftime("%Y-%m-%dT%H:%M:%SZ"), aware.strftime("%Y-%m-%d %H:%M:%S"), shown)
-
-    def seconds(value: float | None) -> str:
-        if value is None:
-            return "–"
-        if value < 60:
-            return f"{value:.2f} s"
-        minutes, secs = divmod(int(value), 60)
-        return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-    def number(value: int | None) -> str:
-        return "–" if value is None else f"{value:,}"
-
-    def percent(value: float | None) -> str:
-        return "–" if value is None else f"{value:.0%}"
-
-    env.filters.update(local=local, seconds=seconds, number=number, percent=percent)
-    env.globals["version"] = __version__
-    return found
-
-
-def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-    """A page, with the signed-in user and the CSRF token its forms send back."""
-    site: Site = request.app.state.site
-    context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name,
-                   timezone=site.project.config.timezone)
-    response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
-    return response
 
 
 async def _kiban_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from kiban.catalog.recipes import get_recipe
+from kiban.catalog.requests import RequestError
+from kiban.errors import KibanError
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import Accounts, User
@@ -46,8 +49,6 @@ def audit(request: Request, user: User, action: str, target: str | None, outcome
 
 async def run_audited(request: Request, user: User, action: str, target: str, call: Any, *args: Any) -> Any:
     """``call(*args)`` in a worker thread; its outcome, failures included, goes to the audit log."""
-    from kiban.errors import KibanError
-
     try:
         result = await run_in_threadpool(call, *args)
     except KibanError as exc:
@@ -156,8 +157,6 @@ async def recipe_export(request: Request, name: RecipeName, body: cm.RecipeRun, 
 
 
 def result_sql(site: Site, name: str) -> str:
-    from kiban.catalog.recipes import get_recipe
-
     return get_recipe(site.project, name).sql
 
 
@@ -182,8 +181,6 @@ def requests(request: Request, user: Viewer,
 
 @router.get("/requests/{request_id}", response_model=cm.RequestOut, responses={404: ERRORS[404]})
 def data_request(request: Request, request_id: RequestId, user: Viewer) -> cm.RequestOut:
-    from kiban.catalog.requests import RequestError
-
     try:
         return cv.request_detail(_site(request), request_id)
     except RequestError as exc:

@@ -13,13 +13,15 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Quer
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from kiban.catalog.requests import STATES, RequestError
 from kiban.errors import KibanError
+from kiban.web import catalog_api
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import User
-from kiban.web.app import render
 from kiban.web.auth import current_user, need
 from kiban.web.catalog_api import download, result_sql, run_audited
+from kiban.web.templating import render
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)
@@ -38,8 +40,6 @@ PARAM = "p_"  # recipe form fields: p_<parameter>
 
 def install(app: FastAPI) -> None:
     """Add the catalog's pages and API to the console (and the asset page's column section)."""
-    from kiban.web import catalog_api
-
     site: Site = app.state.site
     app.include_router(router)
     app.include_router(catalog_api.router)
@@ -195,8 +195,6 @@ async def recipe_promote(request: Request, name: str, user: Operator) -> Respons
 
 @router.get("/requests")
 def requests(request: Request, user: Viewer, status: Annotated[str, Query(max_length=20)] = "") -> Response:
-    from kiban.catalog.requests import STATES
-
     data = cv.request_list(_site(request), status if status in STATES else None)
     return render(request, "catalog_requests.html", data=data, status=status, states=STATES,
                   title="Data requests")
@@ -234,8 +232,6 @@ async def request_new(request: Request, user: Asker, title: Annotated[str, Form(
 
 @router.get("/requests/{request_id}")
 def data_request(request: Request, request_id: RequestId, user: Viewer) -> Response:
-    from kiban.catalog.requests import RequestError
-
     try:
         found = cv.request_detail(_site(request), request_id)
     except RequestError as exc:

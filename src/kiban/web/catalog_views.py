@@ -11,15 +11,22 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.console import QueryConsole
+from kiban.catalog.console import export as write
+from kiban.catalog.dictionary import build_dictionary
+from kiban.catalog.lineage import STAR
+from kiban.catalog.recipes import RECIPES_DIR, load_recipes
+from kiban.catalog.requests import MOVES, check_deliverable, events, get_request, lead_times, list_requests, move
+from kiban.catalog.search import SearchIndex
+from kiban.catalog.usage import Actor, last_read, log_query, unused, weekly
+from kiban.catalog.usage import history as read
 from kiban.web import catalog_models as cm
 from kiban.web import models as m
 from kiban.web.views import Site, utc
 
 if TYPE_CHECKING:
-    from kiban.catalog.console import QueryConsole, QueryResult
+    from kiban.catalog.console import QueryResult
     from kiban.catalog.dictionary import Dictionary
-    from kiban.catalog.search import SearchIndex
-    from kiban.catalog.usage import Actor
     from kiban.web.accounts import User
 
 PII_ROLE = "admin"  # sees PII values unmasked in the console, recipes and exports (recorded in the history)
@@ -30,15 +37,11 @@ EXPORTS = {"csv": "text/csv; charset=utf-8",
 
 
 def dictionary(site: Site) -> Dictionary:
-    from kiban.catalog.dictionary import build_dictionary
-
     return site.cached("catalog:dictionary", DICTIONARY_TTL,
                        lambda: build_dictionary(site.project, site.graph, site.reader))
 
 
 def search_index(site: Site) -> SearchIndex:
-    from kiban.catalog.search import SearchIndex
-
     def build() -> SearchIndex:
         return SearchIndex(dictionary(site).assets.values())
 
@@ -47,8 +50,6 @@ def search_index(site: Site) -> SearchIndex:
 
 def console(site: Site) -> QueryConsole:
     """The console over the project as loaded now (a reload gives a fresh one: new models, new lineage)."""
-    from kiban.catalog.console import QueryConsole
-
     project, graph = site.project, site.graph
     found: QueryConsole = site.cached(f"catalog:console:{id(project)}", float("inf"),
                                       lambda: QueryConsole(project, site.store, graph))
@@ -57,8 +58,6 @@ def console(site: Site) -> QueryConsole:
 
 def actor(site: Site, user: User, team: str | None) -> Actor:
     """The person behind a web request: their name, the team they named (else the last one they used)."""
-    from kiban.catalog.usage import Actor
-
     chosen = (team or "").strip() or last_team(site, user.name)
     return Actor(user.name, chosen or None, user.can(PII_ROLE))
 
@@ -83,8 +82,6 @@ def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
 
 def asset_columns(site: Site, key: str) -> cm.AssetColumns:
     """Every column of an asset: type, docs, PII, the columns it comes from and feeds, its profile."""
-    from kiban.catalog.lineage import STAR
-
     found = dictionary(site)
     doc = found.assets.get(key)
     if doc is None:
@@ -144,9 +141,6 @@ def _plain(value: Any) -> Any:
 def export(site: Site, user: User, result: QueryResult, sql: str, fmt: str, kind: str,
            name: str | None) -> bytes:
     """The (already masked) result as a CSV or Excel file, recorded in usage as an export."""
-    from kiban.catalog.console import export as write
-    from kiban.catalog.usage import log_query
-
     with tempfile.TemporaryDirectory(prefix="kiban-export-") as folder:
         path = write(result, Path(folder) / f"result.{fmt}")
         data = path.read_bytes()
@@ -157,8 +151,6 @@ def export(site: Site, user: User, result: QueryResult, sql: str, fmt: str, kind
 
 
 def history(site: Site, user: str, limit: int = 50) -> cm.History:
-    from kiban.catalog.usage import history as read
-
     return cm.History(entries=[cm.HistoryEntry(
         id=r.id, at=utc(r.at), user=r.user, team=r.team, kind=r.kind, name=r.name, sql=r.sql, status=r.status,
         rows=r.rows, seconds=r.seconds, error=r.error, pii_shown=r.pii_shown)
@@ -169,8 +161,6 @@ def history(site: Site, user: str, limit: int = 50) -> cm.History:
 
 def loaded_recipes(site: Site) -> dict[str, Any]:
     """``recipes/*.yml``, read again only when a file there changes (reading parses YAML and every SQL)."""
-    from kiban.catalog.recipes import RECIPES_DIR, load_recipes
-
     project = site.project
     folder = project.root / RECIPES_DIR
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()
@@ -213,8 +203,6 @@ def promote(site: Site, name: str, values: dict[str, str], model: str | None) ->
 # -- data requests -----------------------------------------------------------------------------------------------
 
 def request_out(site: Site, r: Any, with_events: bool = True) -> cm.RequestOut:
-    from kiban.catalog.requests import MOVES, events
-
     return cm.RequestOut(
         id=r.id, title=r.title, requester=r.requester, team=r.team, purpose=r.purpose, hypothesis=r.hypothesis,
         data_needed=r.data_needed, needed_by=r.needed_by, status=r.status, assignee=r.assignee,
@@ -226,16 +214,12 @@ def request_out(site: Site, r: Any, with_events: bool = True) -> cm.RequestOut:
 
 
 def lead_times_out(found: list[Any]) -> cm.LeadTimesOut:
-    from kiban.catalog.requests import lead_times
-
     t = lead_times(found)
     return cm.LeadTimesOut(delivered=t.delivered, median_days=t.median_days, p90_days=t.p90_days, open=t.open,
                            overdue=t.overdue)
 
 
 def request_list(site: Site, status: str | None = None) -> cm.RequestList:
-    from kiban.catalog.requests import list_requests
-
     everything = list_requests(site.reader, site.project.name)
     shown = [r for r in everything if status is None or r.status == status]
     return cm.RequestList(requests=[request_out(site, r, with_events=False) for r in reversed(shown)],
@@ -243,8 +227,6 @@ def request_list(site: Site, status: str | None = None) -> cm.RequestList:
 
 
 def request_detail(site: Site, request_id: int) -> cm.RequestOut:
-    from kiban.catalog.requests import get_request
-
     return request_out(site, get_request(site.reader, site.project.name, request_id))
 
 
@@ -258,8 +240,6 @@ def new_request(site: Site, user: User, body: cm.RequestIn) -> cm.RequestOut:
 
 
 def move_request(site: Site, user: User, request_id: int, body: cm.RequestMove) -> cm.RequestOut:
-    from kiban.catalog.requests import check_deliverable, move
-
     deliverable = check_deliverable(body.deliverable.strip(), site.graph.assets) if body.deliverable else None
     moved = move(site.store, site.project.name, request_id, body.to, user.name, deliverable=deliverable,
                  note=body.note or None)
@@ -275,9 +255,6 @@ def usage(site: Site, weeks: int = 8, days: int = 90) -> cm.Usage:
 
 
 def _usage(site: Site, weeks: int, days: int) -> cm.Usage:
-    from kiban.catalog.requests import list_requests
-    from kiban.catalog.usage import last_read, unused, weekly
-
     store, name = site.reader, site.project.name
     teams = weekly(store, name, weeks)
     served = sum(t.queries + t.recipes for t in teams)

@@ -8,7 +8,7 @@ repair is to fix a file, then resume.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kiban import operate
 from kiban.errors import KibanError
+from kiban.run import RunOptions
+from kiban.run.backfill import BackfillOptions
+from kiban.run.events import Event
 from kiban.store import utcnow
 from kiban.web.views import Site
+
+log = logging.getLogger(__name__)
 
 KEEP = 50  # finished jobs remembered (the runs themselves are in the store)
 
@@ -53,13 +59,9 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def resume(self, user: str) -> Job:
-        from kiban.run import RunOptions
-
         return self._start("resume", user, "kiban run --resume", lambda job: self._run(job, RunOptions(resume=True)))
 
     def run(self, user: str, selection: list[str]) -> Job:
-        from kiban.run import RunOptions
-
         return self._start("run", user, "kiban run " + " ".join(selection),
                            lambda job: self._run(job, RunOptions(select=selection)))
 
@@ -83,12 +85,15 @@ class Jobs:
                 job.status, job.error = "failed", str(exc)
             except Exception as exc:  # a bug must not kill the server; it is shown on the page and audited
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.exception("web job %s (%s by %s) failed", job.id, job.action, job.user)
             finally:
                 job.ended_at = utcnow()
                 self.site.forget()
                 if self.on_finish is not None:
-                    with contextlib.suppress(Exception):
+                    try:
                         self.on_finish(job)
+                    except Exception:  # auditing the end of a job must not take the server down
+                        log.exception("web job %s: recording its end failed", job.id)
 
         with self._lock:
             self._jobs[job.id] = job
@@ -99,9 +104,6 @@ class Jobs:
         return job
 
     def _run(self, job: Job, options: Any) -> str:
-        from kiban import operate
-        from kiban.run.events import Event
-
         self.site.reload()
 
         def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
@@ -116,9 +118,6 @@ class Jobs:
         return str(result.status)
 
     def _backfill(self, job: Job, selection: list[str], start: str, end: str) -> str:
-        from kiban import operate
-        from kiban.run.backfill import BackfillOptions
-
         self.site.reload()
         done = operate.backfill(self.site.project, BackfillOptions(select=selection, start=start, end=end),
                                 graph=self.site.graph, store=self.site.store)

@@ -17,12 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.graph import select
+from kiban.incidents import IncidentLog
+from kiban.slo.evaluate import MISSES
+from kiban.web import catalog_views as cv
 from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
-from kiban.web.app import render
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.jobs import Jobs
 from kiban.web.models import AttemptOut, UseCaseDetail
+from kiban.web.templating import render
 from kiban.web.views import Site
 
 router = APIRouter(include_in_schema=False)
@@ -122,8 +125,6 @@ def usecase(request: Request, name: str, user: Viewer) -> Response:
 
 def _budget_line(data: UseCaseDetail) -> list[tuple[datetime, float]]:
     """Misses counted up over the window: the error budget burning."""
-    from kiban.slo.evaluate import MISSES
-
     out: list[tuple[datetime, float]] = []
     missed = 0
     for v in data.history:
@@ -213,7 +214,7 @@ def graph(request: Request, user: Viewer, layer: Annotated[str, Query()] = "",
 
 @router.get("/search")
 def search(request: Request, user: Viewer, q: Annotated[str, Query(max_length=200)] = "") -> Response:
-    return render(request, "search.html", data=views.search(_site(request), q), title="Search")
+    return render(request, "search.html", data=cv.search(_site(request), q), title="Search")
 
 
 @router.get("/jobs/{job_id}")
@@ -280,8 +281,6 @@ async def backfill(request: Request, user: Operator, selection: Annotated[str, F
 @router.post("/incidents/{incident_id}/ack")
 async def acknowledge(request: Request, incident_id: IncidentId, user: Operator,
                       note: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(_site(request).store, _site(request).project.name)
     await run_in_threadpool(log.acknowledge, incident_id, user.name, note or None)
     request.app.state.accounts.audit(user.name, "incident.ack", f"#{incident_id}", client_ip(request))
@@ -291,8 +290,6 @@ async def acknowledge(request: Request, incident_id: IncidentId, user: Operator,
 @router.post("/incidents/{incident_id}/resolve")
 async def resolve(request: Request, incident_id: IncidentId, user: Operator,
                   note: Annotated[str, Form(max_length=2000)] = "resolved from the web console") -> Response:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(_site(request).store, _site(request).project.name)
     await run_in_threadpool(log.resolve, incident_id, note or "resolved", user.name)
     request.app.state.accounts.audit(user.name, "incident.resolve", f"#{incident_id}", client_ip(request))

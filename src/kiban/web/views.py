@@ -8,6 +8,7 @@ progresses, a check result or an incident is recorded, by this server or any oth
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from kiban.errors import SelectionError, did_you_mean
+from kiban.errors import KibanError, SelectionError, did_you_mean
 from kiban.graph import Graph, build_graph, select
+from kiban.incidents import IncidentLog
 from kiban.project import Project, load_project
+from kiban.slo.impact import blast_radius
+from kiban.slo.predict import Predictor, RunState
+from kiban.slo.service import assess
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
 from kiban.store.schema import attempts as attempts_table
 from kiban.store.schema import check_results
@@ -29,6 +34,7 @@ from kiban.store.schema import runs as runs_table
 from kiban.web import fixes
 from kiban.web import models as m
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 ASSESS_TTL = 60.0  # seconds an assessment is shared while nothing happens; see Site.assessment
 STATES_TTL = 60.0  # every asset's latest state (the lineage graph's colours)
@@ -68,9 +74,6 @@ class Site:
     def check_selection(self, terms: list[str]) -> None:
         """Raise the selection's clear error now (not in a background job later); a name the served project does
         not know is looked for again in the project on disk, where a model may have been added since."""
-        from kiban.errors import KibanError
-        from kiban.graph import select
-
         try:
             select(self.graph, terms)
         except KibanError:
@@ -114,7 +117,7 @@ class Site:
             with self._lock:
                 self._cache[key] = (time.monotonic(), value)
         except Exception:  # the stale value stays; the next request tries again
-            pass
+            log.warning("web: refreshing the cached %s failed; the stale value is served", key, exc_info=True)
         finally:
             guard.release()
 
@@ -145,8 +148,6 @@ class Site:
     def assessment(self) -> Any:
         """The service-level assessment (the costliest read, ~0.4 s at 1,000 assets), shared by every request;
         computed again after a run or when a use case's deadline passes (a pending day turns late)."""
-        from kiban.slo.service import assess
-
         def next_deadline(result: Any) -> datetime:
             due = [deadline for _due, deadline in result.upcoming.values() if deadline > result.now]
             return min(due, default=result.now + timedelta(days=1))
@@ -288,14 +289,13 @@ def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, A
     """p90 forecasts of the use cases a running run works for (the same predictor the breach watcher uses)."""
     if not running or not result.upcoming:
         return {}
-    from kiban.slo.predict import Predictor, RunState
-
     run = running[0]
     graph = site.graph
     try:
         planned = {k for k in select(graph, run.selection, run.options.get("exclude", []))
                    if graph.assets[k].layer != "lake"}
-    except Exception:  # the project changed since the run started
+    except KibanError as exc:  # the project changed since the run started
+        log.info("web: no forecast for run %s: %s", run.run_id, exc)
         return {}
     state = RunState(planned=planned)
     for a in site.reader.attempts(run.run_id):
@@ -344,8 +344,6 @@ def today(site: Site) -> m.Today:
 
 
 def _today(site: Site) -> m.Today:
-    from kiban.incidents import IncidentLog
-
     result = site.assessment()
     recent = site.reader.runs(site.project.name, 5)
     running_records = [r for r in recent if r.status == "running"]
@@ -418,8 +416,6 @@ def asset_detail(site: Site, key: str, show_sql: bool) -> m.AssetDetail:
 
 
 def _served(site: Site, key: str) -> list[str]:
-    from kiban.slo.impact import blast_radius
-
     return blast_radius(site.project, site.graph, key).usecases if site.project.usecases else []
 
 
@@ -440,26 +436,14 @@ def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.Che
     return site.keep(f"history:{key}", version, read)
 
 
-def search(site: Site, query: str, limit: int = 100) -> m.SearchResults:
-    """Assets and columns by name, description, tag and owner: the catalog's search index (`kiban search`)."""
-    from kiban.web.catalog_views import search as catalog_search
-
-    return catalog_search(site, query, limit)
-
-
 # -- incidents ---------------------------------------------------------------------------------------------------
 
 def incidents(site: Site, limit: int = 50, include_resolved: bool = True) -> m.IncidentList:
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(site.reader, site.project.name)
     return m.IncidentList(incidents=[_incident(log, i) for i in log.recent(include_resolved, limit)])
 
 
 def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
-    """One incident; an unresolved one with its workaround as a fix the console can start (and what it builds)."""
-    from kiban.incidents import IncidentLog
-
     log = IncidentLog(site.reader, site.project.name)
     found = log.get(incident_id)
     if found is None:

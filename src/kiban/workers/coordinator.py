@@ -20,6 +20,7 @@ from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
 from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
+from kiban.status import RunStatus
 from kiban.store import Store, utcnow
 from kiban.workers.queue import TERMINAL, QueueRow, RunQueue
 from kiban.workers.worker import LEASE_SECONDS
@@ -101,11 +102,11 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             raise
         finally:
             heartbeat.halt.set()
-            store.finish_run(run_id, "success" if status == "nothing" else status, error)
+            store.finish_run(run_id, RunStatus(status), error)  # nothing to do: `nothing`, as run_project
             store.release_lock(lock_name, run_id)
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
-        return RunResult(run_id, status, plan, outcomes, started, utcnow())
+        return RunResult(run_id, RunStatus(status), plan, outcomes, started, utcnow())
     finally:
         store.close()
 

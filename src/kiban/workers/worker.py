@@ -8,7 +8,7 @@ timeouts and audit hooks (the executor's, for exactly one asset).
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +28,7 @@ from kiban.run.runner import _collected_tables, _policy
 from kiban.store import Store, utcnow
 from kiban.workers.queue import Claim, RunQueue
 
+log = logging.getLogger(__name__)
 LEASE_SECONDS = 15.0  # a row whose holder has not heartbeated for this long is given to another worker
 POLL_SECONDS = 0.2
 
@@ -81,8 +82,10 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while not self.halt.is_set():
-                with contextlib.suppress(Exception):  # a lost connection: try again on the next turn
+                try:
                     queue.requeue_expired(self.project.name, self.options.lease)
+                except Exception:  # a lost connection: try again on the next turn
+                    log.warning("worker %s: requeueing expired claims failed", worker_id, exc_info=True)
                 try:
                     claim = queue.claim(self.project.name, worker_id)
                 except sa.exc.OperationalError:  # the store is unreachable for a moment: wait and try again
@@ -99,16 +102,20 @@ class Worker:
                     break
         finally:
             self.halt.set()
-            with contextlib.suppress(Exception):
+            try:
                 queue.unregister(worker_id)
+            except Exception:  # its heartbeat stops: the others see it gone when its lease expires
+                log.warning("worker %s: could not unregister", worker_id, exc_info=True)
             engine.close()
             store.close()
         return self.built
 
     def _heartbeat(self, queue: RunQueue) -> None:
         while not self.halt.wait(min(2.0, self.options.lease / 4)):
-            with contextlib.suppress(Exception):  # missed beats are retried; the lease allows several
+            try:
                 queue.heartbeat(self.options.worker_id)
+            except Exception:  # missed beats are retried; the lease allows several
+                log.warning("worker %s: missed a heartbeat", self.options.worker_id, exc_info=True)
 
     def _build(self, claim: Claim, queue: RunQueue, store: Store, engine: Engine, graph: Graph) -> None:
         worker_id = self.options.worker_id

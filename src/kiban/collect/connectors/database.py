@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kiban.collect.connector import ReadContext, SourceError
+from kiban.collect.secrets import safe_url
 from kiban.errors import closest
+from kiban.quoting import literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -162,8 +164,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def where_of(url: str) -> str:
-    from kiban.collect.secrets import safe_url
-
     return safe_url(url)
 
 
@@ -241,11 +241,6 @@ def stream(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], batch_ro
             return
         if batch.num_rows:
             yield batch
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (for names and queries from the project's config, never for data values)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def ident(name: str, quote: str = '"') -> str:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from kiban.collect.connector import BadRow, ReadContext
-from kiban.collect.connectors import textfile
+from kiban.collect.connectors import files, textfile
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 
 COMMON = (r'^(?P<remote_addr>\S+) (?P<ident>\S+) (?P<remote_user>\S+) \[(?P<time>[^\]]+)\] '
@@ -61,8 +61,6 @@ class Options(BaseModel):
 
 
 def check(ctx: ReadContext, options: Options) -> None:
-    from kiban.collect.connectors import files
-
     files.check(ctx, files.Options(path=options.path))
 
 

@@ -40,6 +40,7 @@ from kiban.collect.connectors.database import (
     use_duckdb,
     where_of,
 )
+from kiban.quoting import quote as _quote
 
 if TYPE_CHECKING:
     import psycopg
@@ -194,10 +195,6 @@ def _describe(ctx: ReadContext, conn: psycopg.Connection[Any], plan: Plan) -> li
         conn.rollback()
         raise query_error(ctx, plan, exc) from None
     return list(cur.description or [])
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- the fallback: COPY … (FORMAT CSV) → pyarrow.csv ---------------------------------------------------------------

@@ -34,7 +34,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kiban.collect.connector import BadRow, ReadContext
-from kiban.collect.connectors import textfile
+from kiban.collect.connectors import files, textfile
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 
 
@@ -61,8 +61,6 @@ class Options(BaseModel):
 
 
 def check(ctx: ReadContext, options: Options) -> None:
-    from kiban.collect.connectors import files
-
     files.check(ctx, files.Options(path=options.path))
 
 

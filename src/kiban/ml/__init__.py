@@ -1,0 +1,1 @@
+"""Machine learning as assets: model versions, promotion, artefacts, training, drift and the ML check kinds."""

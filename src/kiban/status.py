@@ -1,0 +1,117 @@
+"""The statuses kiban records and reports: one ``StrEnum`` per thing that has a status, every value explained, and
+the groups that readers ask about ("did it finish?", "must a resume redo it?").
+
+A ``StrEnum`` member *is* its string (``RunStatus.SUCCESS == "success"``, ``f"{s}"`` is ``"success"``), so the
+store, the JSON of events and the API keep exactly the words they always had: adopting a type changes no byte
+written. Compare with the members (or the groups), never with a bare literal, so a typo is a type error and a
+new status is found by its readers. A core leaf: imports nothing of kiban.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """One run (table ``runs``), as ``kiban runs`` lists it."""
+
+    RUNNING = "running"  # started; its heartbeat is refreshed every 5 s while the process lives
+    SUCCESS = "success"  # everything it set out to build or collect was published
+    NOTHING = "nothing"  # nothing to do: every selected asset was already fresh (nothing built, nothing collected)
+    FAILED = "failed"  # at least one asset failed or was skipped, or the run itself raised
+    CANCELLED = "cancelled"  # stopped by Ctrl-C / SIGTERM (exit 130); what was running rolled back
+    ABANDONED = "abandoned"  # its process died without finishing it (reaped: pid gone, or heartbeat older than 60 s)
+
+
+RUN_FINISHED = frozenset(RunStatus) - {RunStatus.RUNNING}
+RUN_SUCCEEDED = frozenset({RunStatus.SUCCESS, RunStatus.NOTHING})  # exit 0: the published data is current
+RUN_UNSUCCESSFUL = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.ABANDONED})  # a resume has work
+
+
+class AttemptStatus(StrEnum):
+    """One attempt at one asset in one run (table ``attempts``; ``Event.status`` of ``asset_finished``)."""
+
+    SUCCESS = "success"  # built and published (or collected and committed)
+    FRESH = "fresh"  # not built: its published fingerprint already matched (attempt 0)
+    RETRYING = "retrying"  # this attempt failed and another one follows (retries left, the error may pass)
+    FAILED = "failed"  # the last attempt failed: the previous version stays published
+    SKIPPED = "skipped"  # not started: something upstream failed or was skipped (attempt 0, error names it)
+    CANCELLED = "cancelled"  # the run was cancelled before or while it ran; a running build rolled back
+
+
+ATTEMPT_CURRENT = frozenset({AttemptStatus.SUCCESS, AttemptStatus.FRESH})  # what is published is this run's truth
+ATTEMPT_UNFINISHED = frozenset({AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED,
+                                AttemptStatus.RETRYING})  # a resume redoes these (retrying: killed between attempts)
+ATTEMPT_FINAL = frozenset(AttemptStatus) - {AttemptStatus.RETRYING}  # an asset's last word in a run
+
+
+class LoadStatus(StrEnum):
+    """One load of one collected table (table ``loads``)."""
+
+    COMMITTED = "committed"  # its files and cursor committed in one transaction: the lake view reads them
+    FAILED = "failed"  # refused or interrupted: none of its files is read, its cursor did not move
+
+
+class CheckStatus(StrEnum):
+    """One check's judgement of one version of a table (table ``check_results``)."""
+
+    PASS = "pass"  # the table satisfies it
+    FAIL = "fail"  # it does not; with severity ``error`` the version is not published (see ``Severity``)
+
+
+class Severity(StrEnum):
+    """What a failing check does."""
+
+    ERROR = "error"  # blocks the publish: the previous version stays
+    WARN = "warn"  # recorded and shown; the publish goes on
+
+
+class Verdict(StrEnum):
+    """A use case's service level on one due day (table ``slo_evaluations``)."""
+
+    PENDING = "pending"  # not yet delivered, the deadline not yet passed, nothing known to endanger it
+    AT_RISK = "at_risk"  # not yet delivered, and a failure or the forecast says it will probably be late
+    MET = "met"  # every asset it reads was current, checked and complete before the deadline
+    LATE = "late"  # delivered, but after the deadline
+    FAILED = "failed"  # the deadline passed and the data was not delivered (failures upstream are its evidence)
+    INCOMPLETE = "incomplete"  # the deadline passed; it was published, but its data does not reach the due day
+    BAD_DATA = "bad_data"  # delivered (or due) with a failed check on what it reads
+
+
+VERDICT_FINAL = frozenset({Verdict.MET, Verdict.LATE, Verdict.FAILED, Verdict.INCOMPLETE, Verdict.BAD_DATA})
+VERDICT_MISSED = VERDICT_FINAL - {Verdict.MET}  # a final verdict that opens a `missed` incident
+
+
+class IncidentStatus(StrEnum):
+    """An incident's place in its life (table ``incidents``)."""
+
+    OPEN = "open"  # nobody has taken it yet
+    ACKNOWLEDGED = "acknowledged"  # someone said they are on it (`kiban incidents ack`)
+    RESOLVED = "resolved"  # closed by a person, or by the use case being met after all
+
+
+class IncidentKind(StrEnum):
+    """Why an incident exists."""
+
+    AT_RISK = "at_risk"  # raised before the deadline: the forecast or a failure endangers the use case
+    MISSED = "missed"  # the deadline passed with a final verdict other than met
+
+
+__all__ = [
+    "ATTEMPT_CURRENT",
+    "ATTEMPT_FINAL",
+    "ATTEMPT_UNFINISHED",
+    "RUN_FINISHED",
+    "RUN_SUCCEEDED",
+    "RUN_UNSUCCESSFUL",
+    "VERDICT_FINAL",
+    "VERDICT_MISSED",
+    "AttemptStatus",
+    "CheckStatus",
+    "IncidentKind",
+    "IncidentStatus",
+    "LoadStatus",
+    "RunStatus",
+    "Severity",
+    "Verdict",
+]

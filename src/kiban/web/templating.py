@@ -1,0 +1,63 @@
+"""Pages rendered on the server: the Jinja2 environment with kiban's filters, and ``render()`` for every route.
+
+Apart from ``kiban.web.app`` so the page modules can render without importing the application that includes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.responses import Response
+
+from kiban import __version__
+from kiban.web.views import Site
+
+HERE = Path(__file__).parent
+
+
+def templates(site: Site) -> Jinja2Templates:
+    found = Jinja2Templates(directory=HERE / "templates")
+    env = found.env
+    env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
+
+    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time in the project's time zone (every page says which), with the UTC time on hover."""
+        if value is None:
+            return "–"
+        aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        shown = aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
+        return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
+            aware.strftime("%Y-%m-%dT%H:%M:%SZ"), aware.strftime("%Y-%m-%d %H:%M:%S"), shown)
+
+    def seconds(value: float | None) -> str:
+        if value is None:
+            return "–"
+        if value < 60:
+            return f"{value:.2f} s"
+        minutes, secs = divmod(int(value), 60)
+        return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+    def number(value: int | None) -> str:
+        return "–" if value is None else f"{value:,}"
+
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    env.filters.update(local=local, seconds=seconds, number=number, percent=percent)
+    env.globals["version"] = __version__
+    return found
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    """A page, with the signed-in user and the CSRF token its forms send back."""
+    site: Site = request.app.state.site
+    context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name,
+                   timezone=site.project.config.timezone)
+    response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
+    return response

@@ -1,0 +1,132 @@
+"""The layering of docs/architecture.md holds: no module-level import cycle outside the CLI, and `kiban --help`
+stays light. The import contracts themselves (which package may import which) are in .importlinter and checked by
+`make lint` (`lint-imports`); these tests say what a contract cannot, on the real import graph of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import grimp
+import pytest
+
+LAZY_BOUNDARY = "kiban.cli"  # the CLI's modules import each other and register commands lazily
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    # every import counts, also one inside a function; one under `if TYPE_CHECKING:` runs for the type checker only
+    return grimp.build_graph("kiban", cache_dir=None, exclude_type_checking_imports=True)
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative: no recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    fake = grimp.ImportGraph()
+    for name in ("p", "p.a", "p.b", "p.c", "p.d"):
+        fake.add_module(name)
+    fake.add_import(importer="p.a", imported="p.b")
+    fake.add_import(importer="p.b", imported="p.c")
+    fake.add_import(importer="p.c", imported="p.a")
+    fake.add_import(importer="p.c", imported="p.d")
+    assert _cycles(fake) == [["p.a", "p.b", "p.c"]]
+
+
+def test_no_import_cycle_outside_the_cli(graph: grimp.ImportGraph) -> None:
+    outside = [c for c in _cycles(graph)
+               if any(m != LAZY_BOUNDARY and not m.startswith(LAZY_BOUNDARY + ".") for m in c)]
+    assert outside == [], f"import cycles (break them: see docs/architecture.md, 'Import contracts'): {outside}"
+
+
+def test_every_package_is_seen(graph: grimp.ImportGraph) -> None:
+    """A folder without __init__.py would be invisible to the contracts (kiban.ml was)."""
+    from pathlib import Path
+
+    import kiban
+
+    root = Path(kiban.__file__).parent
+    folders = {p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(root)) for f in folders if not (f / "__init__.py").exists()
+                     and "migrations" not in f.parts)
+    assert missing == []
+    assert "kiban.ml.checks" in graph.modules
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """`kiban --help` imports the CLI's modules only: the core's libraries load when a command needs them."""
+    code = ("import sys, runpy; sys.argv = ['kiban', '--help']\n"
+            "try:\n    runpy.run_module('kiban', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "import json; print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    heavy = {"duckdb", "sqlglot", "sqlalchemy", "pyarrow", "pydantic", "numpy", "fastapi", "alembic"}
+    assert heavy & loaded == set()
+    assert {m for m in loaded if m.startswith("kiban.") and not m.startswith("kiban.cli")} <= {"kiban.api",
+                                                                                                 "kiban.errors"}
+
+
+def test_every_module_imports_first() -> None:
+    """Importing any module first works: no import-time cycle, also through a package's __init__, which the
+    graph above does not see (importing kiban.collect.spec runs kiban.collect's __init__ first)."""
+    code = '''
+import importlib, pkgutil, sys
+import kiban
+names = [m.name for m in pkgutil.walk_packages(kiban.__path__, "kiban.") if ".migrations" not in m.name]
+bad = []
+for name in names:
+    for loaded in [k for k in sys.modules if k == "kiban" or k.startswith("kiban.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        bad.append(f"{name}: {type(exc).__name__}: {exc}")
+print(len(names))
+print("\\n".join(bad))
+'''
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, *bad = done.stdout.strip().split("\n")
+    assert int(count) > 150
+    assert [b for b in bad if b] == []
