@@ -61,6 +61,7 @@ class TableSpec(BaseModel):
     columns: tuple[ColumnConfig, ...] = ()  # declared types are enforced: failing rows are quarantined
     checks: tuple[TableCheck, ...] = ()
     time_column: str | None = None  # how far the data reaches (its max is the lake table's watermark)
+    expected_by: str | None = None  # local "HH:MM" by which each day's load has normally arrived (kiban.slo)
 
     @field_validator("primary_key", mode="before")
     @classmethod
