@@ -6,8 +6,9 @@ opened. Each lake table upstream of a use case gets an **expected arrival** for 
 
 - declared: ``expected_by: "HH:MM"`` (local time) in the table's ``sources/*.yml`` entry or lake sidecar —
   the last such moment before the deadline;
-- learned: from the table's own loads over the last due days — the p90 of when it delivered, plus a grace
-  of its usual spread (at least :data:`GRACE`). Learned only from :data:`MIN_DAYS` due days on which it
+- learned: from the table's own loads over the last due days — the median of when it delivered, plus three
+  times the spread of the earlier half (so late nights in the history do not move it), at least
+  :data:`GRACE`. Learned only from :data:`MIN_DAYS` due days on which it
   delivered in the window (a table loaded weekly has no daily expectation).
 
 A table that has not delivered by then is **overdue**: the use case is ``at_risk`` with the source as the
@@ -28,7 +29,7 @@ from kiban.slo.facts import AssetFacts, Facts
 if TYPE_CHECKING:
     from kiban.slo.evaluate import Context
 
-GRACE = timedelta(minutes=15)  # a learned expectation is not overdue the minute after its p90
+GRACE = timedelta(minutes=30)  # a learned expectation is not overdue the minute after its p90
 MIN_DAYS = 5  # due days with an arrival before an expectation is learned
 LOOKBACK_DAYS = 28
 
@@ -92,7 +93,8 @@ def _learned(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, 
         return ctx.arrival_cache[cache_key]
     item = facts.of(key)
     leads: list[float] = []  # seconds before the deadline the table delivered, per past due day
-    days = ctx.schedule(usecase, due - timedelta(days=LOOKBACK_DAYS), due - timedelta(days=1))
+    days = [d for d in ctx.schedule(usecase, due - timedelta(days=LOOKBACK_DAYS), due - timedelta(days=1))
+            if facts.first_run is not None and d[1] >= facts.first_run]  # days kiban could know about
     for day, window_start, day_deadline in days:
         through = required_through(day, usecase.config.need.data_through, ctx.calendar(usecase))
         at = arrived(ctx, item, key, through, window_start)
@@ -100,11 +102,12 @@ def _learned(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, 
             leads.append((day_deadline - at).total_seconds())
     found: Expectation | None = None
     if len(leads) >= MIN_DAYS and len(leads) >= 0.8 * len(days):
-        late_lead = percentile(leads, 0.1)  # p90 of the arrival time = the 10th percentile of the lead
-        spread = percentile(leads, 0.5) - late_lead
-        grace = max(GRACE, timedelta(seconds=spread))
-        found = Expectation(key, deadline - timedelta(seconds=late_lead) + grace,
-                            f"learned from {len(leads)} loads")
+        # robust to the late nights in the history: the median arrival plus three times the spread of the
+        # earlier half (late outliers do not widen it), at least GRACE
+        usual = percentile(leads, 0.5)
+        spread = percentile(leads, 0.75) - usual
+        grace = max(GRACE, timedelta(seconds=3 * spread))
+        found = Expectation(key, deadline - timedelta(seconds=usual) + grace, f"learned from {len(leads)} loads")
     ctx.arrival_cache[cache_key] = found
     return found
 
@@ -116,6 +119,8 @@ def late_sources(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
     through = required_through(due, usecase.config.need.data_through, ctx.calendar(usecase))
     out: list[LateSource] = []
     for key in sources_of(ctx, usecase.name):
+        if key not in facts.assets:
+            continue  # never loaded by kiban (a plain lake folder): nothing says when it arrives
         expect = expectation(ctx, facts, usecase, key, due, deadline)
         if expect is None or now <= expect.expected_at:
             continue

@@ -5,7 +5,8 @@ Lateness is classified into
 ``late_source``  a source table delivered after its expected arrival (or has not yet)
 ``late_start``   the run that built the data started later than usual (scheduler down, lock, waiting)
 ``queued``       a step waited for a free thread or tag slot after its inputs were ready
-``slow``         a step ran beyond its normal variation (more than its p90 by a margin), by how much
+``slow``         a step ran beyond its normal variation (past its median by 4× the spread of its faster half,
+                 at least a quarter of the median and a minute), by how much
 ``failed``       a step failed (and was retried or repaired later, or not yet)
 ``bad_data``     a blocking check failed; the cause is the first bad upstream (the upstream-most asset
                  whose checks failed), which must be fixed before anything downstream is rebuilt
@@ -69,8 +70,10 @@ def slow_by(facts: Facts, key: str, took: float) -> float | None:
     usual = usual_seconds(facts, key)
     if usual is None:
         return None
-    p50, p90 = usual
-    if took - p90 <= max(SLOW_MARGIN, 0.2 * p90):
+    p50, _p90 = usual
+    # normal variation from the faster half of the history, which slow nights do not inflate
+    spread = p50 - percentile(facts.of(key).durations[-30:], 0.25)
+    if took - p50 <= max(SLOW_MARGIN, 0.25 * p50, 4 * spread):
         return None
     return took - p50
 
@@ -106,15 +109,15 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
         if waited > QUEUE_MARGIN:
             candidates.append(cause("queued", key, f"{key} waited {span(waited)} for a free thread after its "
                                                    f"inputs were ready (started {_local(ctx, started)})", waited))
-    if chain and not late:
-        first_start = min(started for started, _, _, _ in chain.values())
-        start = facts.run_start_before(first_start)
+    models = [v for k, v in chain.items() if ctx.graph.assets[k].layer != "lake"]
+    if models and not late:
+        start = min(started for started, _, _, _ in models)
         usual_lead = _usual_start(ctx, facts, usecase, due)
         if start is not None and usual_lead is not None:
             lead = (deadline - start).total_seconds()
             behind = usual_lead - lead
             if behind > START_MARGIN:
-                candidates.append(cause("late_start", next(iter(chain)),
+                candidates.append(cause("late_start", next(k for k in chain if ctx.graph.assets[k].layer != "lake"),
                                         f"the run started at {_local(ctx, start)}, {span(behind)} later than "
                                         f"usual", behind))
     if not candidates:
@@ -154,13 +157,28 @@ def _critical_path(ctx: Context, facts: Facts, usecase: UseCase, window_start: d
 
 
 def _usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> float | None:
-    """How long before the deadline the first run of a window usually starts (median over past due days)."""
+    """How long before the deadline the use case's first model build usually starts (median of past due days)."""
+    models = [k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"]
     leads = []
     for _, window_start, deadline in ctx.schedule(usecase, due - timedelta(days=28), due - timedelta(days=1)):
-        first = next((s for s in facts.run_starts if window_start < s <= deadline), None)
+        first = first_build_start(facts, models, window_start, deadline)
         if first is not None:
             leads.append((deadline - first).total_seconds())
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
+
+
+def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime) -> datetime | None:
+    """When the first build of any of ``keys`` published in (start, end] began."""
+    found = []
+    for key in keys:
+        item = facts.of(key)
+        i = item.last_publish_before(end)
+        while i is not None and i >= 0 and item.published_at[i] > start:
+            begun = item.publish_started[i]
+            if begun is not None:
+                found.append(begun)
+            i -= 1
+    return min(found, default=None)
 
 
 def first_bad_upstream(ctx: Context, facts: Facts, failing: str, start: datetime, end: datetime
@@ -201,10 +219,22 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         from kiban.slo.impact import root_cause
 
         root = root_cause(ctx.graph, failures)
+        if root is not None and facts.of(root["asset"]).failed_checks_between(window_start, end):
+            # its blocking check refused the data: the cause is the first bad upstream, not the step
+            first, names = first_bad_upstream(ctx, facts, root["asset"], window_start, end)
+            refused = [n for _, n in facts.of(root["asset"]).failed_checks_between(window_start, end)]
+            where = "" if first == root["asset"] else f"; the first bad upstream is {first} ({', '.join(names)})"
+            return cause("bad_data", first, f"blocking check failed on {root['asset']}: "
+                         f"{', '.join(sorted(set(refused)))}{where}", None, failing=root["asset"])
         if root is not None:
             return cause("failed", root["asset"], f"{root['asset']} {root['status']}: "
                                                   f"{str(root.get('error') or '')[:300]}", None,
                          at=root.get("at"))
+    if evidence.get("not_started"):
+        waiting = evidence["not_started"]
+        return cause("late_start", waiting["asset"], f"no run has started {waiting['asset']} since "
+                     f"{_local(ctx, window_start)}; it must start by {waiting['by']} to be on time (scheduler "
+                     "down, lock, waiting)", None)
     late = evidence.get("late_sources") or []
     if late:
         worst = max(late, key=lambda s: s["overdue_s"])

@@ -164,7 +164,9 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
         evidence["failures"] = failures
     from kiban.slo.arrival import late_sources
 
-    late = late_sources(ctx, facts, usecase, due, window_start, deadline, min(now, deadline))
+    # only what is still missing: a source that arrived late explains, it no longer endangers (the run does)
+    late = [s for s in late_sources(ctx, facts, usecase, due, window_start, deadline, min(now, deadline))
+            if s.arrived_at is None]
     if late:  # a source overdue: at risk the moment it is, whether or not a run is going
         evidence["late_sources"] = [source.as_dict() for source in late]
     if now < deadline:

@@ -115,7 +115,25 @@ def stored_verdicts(store: Store, project: str, usecase: str, since: date) -> li
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-WARN_LEAD = timedelta(minutes=60)  # consumers are told this long before the last moment a repair could still work
+WARN_LEAD = timedelta(minutes=30)  # the watcher tells consumers of a forecast breach with less than this left
+WARN_FLOOR = timedelta(minutes=45)  # ... and the check tells them at the latest this long before the deadline
+
+
+def last_chance(ctx: Context, p90: dict[str, float], usecase: str, asset: str | None, deadline: datetime,
+                rebuild_self: bool) -> datetime:
+    """The last moment ``asset`` can be ready (or, with ``rebuild_self``, start again) for ``usecase`` to be on
+    time: the deadline minus the longest p90 chain from it to the use case's assets."""
+    if asset is None or asset not in ctx.graph.assets:
+        return deadline
+    path = ctx.upstream(usecase)
+    after: dict[str, float] = {}  # seconds from the end of each asset to the use case's delivery
+    targets = set(ctx.project.usecases[usecase].assets)
+    for key in reversed(path):
+        below = [after[c] + p90.get(c, 0.0) for c in ctx.graph.children[key] if c in after]
+        if below or key in targets:
+            after[key] = max(below, default=0.0)
+    need = after.get(asset, 0.0) + (p90.get(asset, 0.0) if rebuild_self else 0.0)
+    return deadline - timedelta(seconds=need)
 
 
 def check(project: Project, graph: Graph, store: Store, now: datetime | None = None,
@@ -127,14 +145,20 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     # a use case judged for the first time is recorded from its next due day on: it is not held to the past
     first = [Verdict(name, due, deadline, "pending") for name, (due, deadline) in result.upcoming.items()
              if name not in judged and name not in (result.known_since or {})]
-    store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
-    incidents = IncidentLog(store, project.name)
     recent_runs = store.runs(project.name, 50)
     busy = any(r.started_at <= result.now and (r.ended_at is None or r.ended_at > result.now) for r in recent_runs)
+    if not busy:
+        _not_started(result)
+    store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
+    incidents = IncidentLog(store, project.name)
     start = result.today - timedelta(days=INCIDENT_DAYS - 1)
+    known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=1000)
+             if i.due_date >= start}  # one read instead of one per verdict
     for verdict in result.verdicts:
         if verdict.due_date < start:
             continue
+        if verdict.verdict not in (*MISSES, "at_risk") and (verdict.usecase, verdict.due_date) not in known:
+            continue  # met or pending, and no incident to close
         changed = _track(result, incidents, verdict, busy)
         if changed is not None:
             result.incidents.append(changed[0])
@@ -145,6 +169,30 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     result.known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=500)
                     if i.due_date >= start}
     return result
+
+
+START_MARGIN = timedelta(minutes=15)  # an unstarted build is at risk this long before its last chance
+
+
+def _not_started(result: Assessment) -> None:
+    """Nothing runs and nothing of today's delivery has been built: at risk once the build would have to start
+    within :data:`START_MARGIN` to be on time (the p90 chain of the whole path)."""
+    from kiban.slo.cause import first_build_start
+
+    ctx = result.context
+    for name, verdict in result.current.items():
+        if verdict.verdict != "pending" or result.now >= verdict.deadline:
+            continue
+        models = [k for k in ctx.upstream(name) if ctx.graph.assets[k].layer != "lake"]
+        window_start = datetime.fromisoformat(verdict.evidence["window_start"])
+        if not models or first_build_start(result.facts, models, window_start, result.now) is not None:
+            continue
+        first = models[0]
+        latest = min(last_chance(ctx, result.p90, name, k, verdict.deadline, rebuild_self=True) for k in models
+                     if not any(d in models for d in ctx.graph.deps[k]))
+        if result.now >= latest - START_MARGIN:
+            verdict.verdict = "at_risk"
+            verdict.evidence["not_started"] = {"asset": first, "by": _local(ctx, latest)}
 
 
 def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: bool
@@ -242,20 +290,18 @@ def _warn_consumers(project: Project, store: Store, result: Assessment, incident
                     notify: bool) -> None:
     """Tell the consumers of an at-risk day once the cause leaves too little time for a repair.
 
-    The owners hear of the incident at once; consumers only when, at the latest moment the cause can still be
-    repaired (its asset's safe finish minus its rebuild, from the upstream deadlines), less than
-    :data:`WARN_LEAD` is left — a failure that is repaired at 02:10 does not wake the store managers."""
+    The owners hear of the incident at once; consumers when the last chance has passed (the cause's asset can
+    no longer be ready, or rebuilt, in time by the p90 chain after it) or :data:`WARN_FLOOR` before the
+    deadline, whichever is first — a failure that is repaired at 02:10 does not wake the store managers."""
     incident = incidents.open_for(verdict.usecase, verdict.due_date)
     if incident is None or incident.status == "resolved" or incident.kind != "at_risk":
         return
     if any(e.kind == "warned" for e in incidents.events(incident.id)):
         return
     found = incident.root_cause or {}
-    asset = found.get("asset")
-    safe = result.safe_finish.get(asset) if asset else None
-    latest = verdict.deadline if safe is None else min(verdict.deadline, safe.latest_finish - timedelta(
-        seconds=result.p90.get(str(asset), 0.0) if found.get("kind") == "failed" else 0.0))
-    if result.now < latest - WARN_LEAD:
+    latest = last_chance(result.context, result.p90, verdict.usecase, found.get("asset"), verdict.deadline,
+                         rebuild_self=found.get("kind") in ("failed", "late_start", "bad_data"))
+    if result.now < min(latest, verdict.deadline - WARN_FLOOR):
         return
     incidents.note_event(incident.id, "warned", f"consumers told: {found.get('reason') or 'at risk'}", at=result.now)
     if notify:

@@ -35,9 +35,11 @@ class BreachWatcher:
     still time before the deadline."""
 
     def __init__(self, project: Project, graph: Graph, store: Store, notify: bool = True,
-                 clock: Callable[[], datetime] = utcnow, threads: int | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, threads: int | None = None,
+                 tick_seconds: float | None = TICK_SECONDS) -> None:
         self.project, self.graph, self.store = project, graph, store
         self.notify, self.clock, self.threads = notify, clock, threads
+        self.tick_seconds = tick_seconds  # None: no ticker thread (a simulated night calls ``update`` itself)
         self.unsure: dict[str, Forecast] = {}  # use cases without enough history to forecast: said, not alarmed
         self.revisions: dict[str, int] = {}
         self.state = RunState()
@@ -93,12 +95,13 @@ class BreachWatcher:
                                    declared=declared, threads=self.threads or self.project.config.effective_threads,
                                    limits=dict(self.project.config.limits))
         self.state.planned = planned
-        self._ticker = threading.Thread(target=self._tick, daemon=True, name="kiban-breach-watch")
-        self._ticker.start()
+        if self.tick_seconds is not None:
+            self._ticker = threading.Thread(target=self._tick, daemon=True, name="kiban-breach-watch")
+            self._ticker.start()
         self.update()
 
     def _tick(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._stop.wait(self.tick_seconds or TICK_SECONDS):
             self(Event("tick", ""))
 
     def update(self) -> list[Forecast]:
@@ -183,7 +186,8 @@ class BreachWatcher:
                                        root_cause=found, workaround=fix,
                                        event="revised" if revision else "at_risk", at=now)
         # consumers hear it when the data is more likely late than not, or a failure leaves no room
-        tell = forecast.expected_late or (forecast.at_risk and forecast.deadline - now <= WARN_LEAD)
+        # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
+        tell = not forecast.blocked_by and (forecast.expected_late or forecast.deadline - now <= WARN_LEAD)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
