@@ -343,3 +343,98 @@ def test_message_validates_severity_and_key() -> None:
         message(severity="urgent")
     with pytest.raises(ValueError, match="dedupe_key"):
         message(key="")
+
+
+# --- the outbox: parallel channels, retries for hours --------------------------------------------------------
+
+
+def test_a_dead_channel_does_not_delay_the_others(store: Store, tmp_path: Path, hook: Hook) -> None:
+    """Old: channels were tried one after another, so a dead one's retries held up the rest."""
+    slow_dead = channel(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", retries=3)
+    live = channel(type="webhook", url=f"{hook.url}/live")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(0.5)  # the dead channel's backoff takes real time
+
+    notifier = Notifier(store, {"dead": slow_dead, "live": live}, tmp_path, sleep=sleep)
+    started = time.monotonic()
+    results = notifier.send(["dead", "live"], message())
+    assert [r.status for r in results] == ["failed", "sent"]
+    assert hook.requests[0]["at"] - started < 0.5 < time.monotonic() - started
+
+
+def test_a_failed_delivery_stays_in_the_outbox_and_goes_out_when_the_channel_is_back(
+        store: Store, tmp_path: Path, hook: Hook) -> None:
+    """Old: a dead channel was retried three times within seconds and the message dropped for good."""
+    from datetime import timedelta
+
+    from kiban.store.store import utcnow
+
+    port = free_port()
+    web = channel(type="webhook", url=f"http://127.0.0.1:{port}/x", retries=0)
+    notifier = Notifier(store, {"web": web}, tmp_path, backoff=0.01)
+    [first] = notifier.send(["web"], message())
+    assert first.status == "failed"
+    [row] = rows(store)
+    assert row.retry_at is not None and row.payload is not None
+    assert notifier.retry_due(utcnow()) == []  # not due yet: a minute later
+    assert [r.status for r in notifier.retry_due(utcnow() + timedelta(minutes=2))] == ["failed"]
+    [row] = rows(store)
+    assert row.retry_at is not None  # still kept: a longer wait now
+    # the receiver comes back on that port: the next round delivers the very message
+    back = ThreadingHTTPServer(("127.0.0.1", port), _HookHandler)
+    back.requests, back.script = [], []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=back.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        [sent] = notifier.retry_due(utcnow() + timedelta(hours=1))
+        assert sent.status == "sent"
+        body = json.loads(back.requests[0]["body"])  # type: ignore[attr-defined]
+        assert body["subject"] == message().subject and body["link"] == message().link
+    finally:
+        back.shutdown()
+        back.server_close()
+    [row] = rows(store)
+    assert (row.status, row.retry_at) == ("sent", None)
+    assert notifier.retry_due(utcnow() + timedelta(hours=2)) == []
+
+
+def test_a_delivery_is_given_up_after_hours(store: Store, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from kiban.notify.outbox import OUTBOX_HOURS
+    from kiban.store.store import utcnow
+
+    web = channel(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", retries=0)
+    notifier = Notifier(store, {"web": web}, tmp_path, backoff=0.01)
+    notifier.send(["web"], message())
+    moment = utcnow()
+    rounds = 0
+    while notifier.retry_due(moment) or rows(store)[0].retry_at is not None:
+        moment = rows(store)[0].retry_at or moment
+        rounds += 1
+        assert rounds < 40
+    assert rounds >= 8  # 1, 2, 4 … 30 minutes apart, for hours
+    assert moment - rows(store)[0].created_at <= timedelta(hours=OUTBOX_HOURS)
+
+
+def test_consumer_wording_in_their_language_and_words() -> None:
+    from kiban.notify.wording import consumer_message
+
+    subject, text = consumer_message("at_risk", "ja", description="発注担当が在庫補充の前に需要予測を見る。",
+                                     usecase="stock", due="2026-12-01", deadline="12-01 06:00", owner="data-team",
+                                     cause_kind="late_source", eta="06:40 (up to 07:10)")
+    assert subject == "【kiban】発注担当が在庫補充の前に需要予測を見る：遅れる可能性があります"
+    assert "元データの到着が遅れています" in text and "06:40 (up to 07:10) 頃" in text and "stock" not in text
+    subject, text = consumer_message("ready", "en", description="Store managers read yesterday's sales.",
+                                     usecase="morning", due="2026-12-01", deadline="12-01 08:30", owner=None,
+                                     late="20 s")
+    assert subject == "[kiban] Store managers read yesterday's sales: your data is ready"
+    assert "20 s after the 12-01 08:30 deadline" in text and "morning" not in text
+    for event in ("at_risk", "failed", "incomplete", "bad_data", "late", "ready"):
+        for language in ("en", "ja"):
+            subject, _ = consumer_message(event, language, description="Sales.", usecase="u", due="d",
+                                          deadline="x", owner="o")
+            assert ".:" not in subject and "。：" not in subject and "..." not in subject

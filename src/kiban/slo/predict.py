@@ -8,7 +8,7 @@ done and a slot is free. Each step's duration comes from its own history:
 - a running step that has run ``e`` seconds needs what its past builds that ran longer than ``e`` still
   needed (the conditional distribution) — not "half the elapsed time again" once it passes its p90;
 - only a step running past *every* build in its history (or past its declared ``expected_duration``) is
-  abnormal: it is assumed to need a quarter (p50) to a half (p90) of its elapsed time again, so a stuck
+  abnormal: it is assumed to need a fifth (p50) to a half (p90) of its elapsed time again, so a stuck
   step keeps pushing the forecast out.
 
 The simulation runs twice, with p50 and p90 durations: the expected time and the top of its range. A
@@ -28,7 +28,7 @@ from kiban.graph import Graph
 from kiban.slo.durations import percentile
 
 MIN_BUILDS = 5  # builds of a step before its history is a forecast
-ABNORMAL = (0.25, 0.5)  # share of the elapsed time a step past all its history is assumed to need (p50, p90)
+ABNORMAL = (0.2, 0.5)  # share of the elapsed time a step past all its history is assumed to need (p50, p90)
 
 
 @dataclass(frozen=True)

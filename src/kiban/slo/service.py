@@ -115,7 +115,7 @@ def stored_verdicts(store: Store, project: str, usecase: str, since: date) -> li
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-WARN_LEAD = timedelta(minutes=30)  # the watcher tells consumers of a forecast breach with less than this left
+WARN_LEAD = timedelta(minutes=40)  # the watcher tells consumers of a forecast breach with less than this left
 WARN_FLOOR = timedelta(minutes=45)  # ... and the check tells them at the latest this long before the deadline
 
 
