@@ -438,3 +438,96 @@ def test_consumer_wording_in_their_language_and_words() -> None:
             subject, _ = consumer_message(event, language, description="Sales.", usecase="u", due="d",
                                           deadline="x", owner="o")
             assert ".:" not in subject and "。：" not in subject and "..." not in subject
+
+
+# --- live: the real scheduler, real receivers on loopback ------------------------------------------------
+
+
+LIVE_MODEL = '''
+import kiban
+import pyarrow as pa
+from pathlib import Path
+
+
+@kiban.asset(inputs={"sales": "lake.sales"})
+def totals(sales: pa.Table) -> pa.Table:
+    if (Path(__file__).parent / "broken.flag").exists():
+        raise OSError("No space left on device")
+    return sales
+'''
+
+
+def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair(
+        project_dir: Any, hook: Hook, smtp: tuple[Inbox, int], cli: Any) -> None:
+    """A failed night with the real scheduler's minute check and real receivers: the owners get the cause and
+    the workaround at once; the consumers (Japanese mail, English webhook) only when the last chance of a repair
+    has passed; the printed workaround is run; the check closes the incident and tells everyone who heard of
+    the trouble that the data is ready (owners: what fixed it)."""
+    import shlex
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from kiban.incidents import IncidentLog
+    from kiban.project import load_project
+    from kiban.run.runner import RunOptions, run_project
+    from kiban.schedule.clock import FakeClock
+    from kiban.schedule.daemon import Scheduler
+    from kiban.store.store import utcnow
+
+    inbox, port = smtp
+    tokyo = ZoneInfo("Asia/Tokyo")
+    deadline_local = (datetime.now(tokyo) + timedelta(hours=3)).replace(second=0, microsecond=0)
+    by = deadline_local.strftime("%H:%M")
+    usecase = (f"description: 店長が朝礼の前に昨日の売上を見る。\nowner: data-team\nowner_notify: [ops]\n"
+               "consumers:\n  - {name: 店長, language: ja, notify: [mail]}\n"
+               "  - {name: Area managers, notify: [area]}\n"
+               f"assets: [warehouse.totals]\nneed: {{by: '{by}', on: every_day, calendar: none}}\n")
+    config = (f"console_url: http://kiban.example/\nchannels:\n"
+              f"  ops: {{type: webhook, url: '{hook.url}/ops', min_interval: 0}}\n"
+              f"  area: {{type: webhook, url: '{hook.url}/area', min_interval: 0}}\n"
+              f"  mail: {{type: email, smtp: 'smtp://127.0.0.1:{port}', from: kiban@shop.example, "
+              f"to: [tencho@shop.example], min_interval: 0}}\n")
+    root = project_dir({"models/warehouse/totals.py": LIVE_MODEL, "usecases/sales.yml": usecase},
+                       {"sales": "select 1 as x"}, config=config)
+    (root / "models/warehouse/broken.flag").write_text("x")
+    assert run_project(load_project(root), RunOptions()).status == "failed"
+    project = load_project(root)
+    clock = FakeClock(utcnow() + timedelta(minutes=1))
+    scheduler = Scheduler(project, Store(project.state_url), clock=clock)
+    deadline = deadline_local.astimezone(UTC).replace(tzinfo=None)
+
+    def bodies(path: str) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in hook.requests if r["path"] == path]
+
+    try:
+        assert scheduler.step()
+        [incident] = IncidentLog(scheduler.store, project.name).recent()
+        assert incident.kind == "at_risk" and incident.workaround == "kiban run +warehouse.totals"
+        [owner] = bodies("/ops")  # at once, with the cause, its error and the command
+        assert "No space left on device" in owner["text"] and "kiban run +warehouse.totals" in owner["text"]
+        assert owner["link"] == f"http://kiban.example/incidents/{incident.id}"
+        assert bodies("/area") == [] and inbox.envelopes == []  # consumers: not yet, there is time to repair
+        clock.set(deadline - timedelta(minutes=44))  # less than 45 minutes left: the consumers hear it now
+        assert scheduler.step()
+        [area] = bodies("/area")
+        assert area["subject"] == "[kiban] 店長が朝礼の前に昨日の売上を見る: may be late"
+        assert "warehouse" not in area["text"] and "a processing step failed" in area["text"]
+        [mail] = [email.message_from_bytes(e.content, policy=email.policy.default) for e in inbox.envelopes]
+        assert str(mail["Subject"]) == "【kiban】店長が朝礼の前に昨日の売上を見る：遅れる可能性があります"
+        (root / "models/warehouse/broken.flag").unlink()  # the disk is cleaned up; now the printed workaround
+        words = shlex.split(incident.workaround or "")
+        done = cli("--project", root, *words[1:])
+        assert done.returncode == 0, done.stdout + done.stderr
+        clock.set(deadline - timedelta(minutes=30))
+        assert scheduler.step()
+        closed = IncidentLog(scheduler.store, project.name).require(incident.id)
+        assert closed.status == "resolved"
+        ready_subject = "[kiban] 店長が朝礼の前に昨日の売上を見る: your data is ready"
+        assert [b["subject"] for b in bodies("/area")][-1] == ready_subject
+        assert len(inbox.envelopes) == 2
+        ready = email.message_from_bytes(inbox.envelopes[-1].content, policy=email.policy.default)
+        assert str(ready["Subject"]).endswith("データの準備ができました")
+        last = bodies("/ops")[-1]
+        assert "closed, the data is ready" in last["subject"] and "recovered" in last["text"]
+    finally:
+        scheduler.store.close()

@@ -366,7 +366,7 @@ def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict
              "root cause": f"{found.get('asset', 'unknown')} ({found.get('kind') or found.get('status') or '-'})",
              "incident": f"#{incident.id}"}
     if delivered:
-        closing = events[-1].message if events else "delivered"
+        closing = next((e.message for e in reversed(events) if e.kind in ("recovered", "repaired")), "delivered")
         subject = f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: closed, the data is ready"
         text = f"{closing}\nCause was: {found.get('reason') or found.get('error') or '-'}"
     else:
