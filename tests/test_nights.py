@@ -238,3 +238,27 @@ def test_retries_are_honoured_for_python_models(project_dir) -> None:
     result = run_project(load_project(root), RunOptions())
     assert result.status == "success", result.outcomes
     assert result.outcomes["warehouse.flaky"].attempts == 2
+
+
+def test_a_target_that_allows_no_miss_in_its_window_is_called_too_tight() -> None:
+    """Old: 95 % over 19 judged days allows 0 misses, over 20 allows 1, and kiban never said so."""
+    from datetime import date as day
+
+    from kiban.slo.budget import budget, too_tight
+    from kiban.slo.evaluate import Verdict
+
+    def judged(n: int) -> list[Verdict]:
+        return [Verdict("sales", day(2026, 11, 1) + timedelta(days=i), datetime(2026, 11, 1), "met")
+                for i in range(n)]
+
+    tight = budget("sales", 0.95, 28, judged(19), day(2026, 11, 28))
+    assert tight.allowed == 0
+    warning = too_tight(tight)
+    assert warning and "allows no miss" in warning and "window_days of at least 30" in warning
+    assert "94.7%" in warning
+    assert too_tight(budget("sales", 0.95, 28, judged(20), day(2026, 11, 28))) is None
+    for n in range(1, 60):  # whatever the number of judged days: the advice, followed, allows a miss
+        b = budget("sales", 0.9, 28, judged(min(n, 28)), day(2026, 11, 28))
+        if (w := too_tight(b)) is not None:
+            target = float(w.rsplit(" ", 1)[1].rstrip("%")) / 100
+            assert budget("sales", target, 28, judged(min(n, 28)), day(2026, 11, 28)).allowed >= 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from statistics import median
 
+from kiban.slo.budget import too_tight
 from kiban.slo.cause import span
 from kiban.slo.impact import root_cause
 from kiban.slo.service import Assessment
@@ -42,7 +43,7 @@ def rows(result: Assessment) -> list[Row]:
         detail = ""
         if verdict is not None:
             if verdict.verdict == "late":
-                detail = f"{round((verdict.lateness_s or 0) / 60)} min late"
+                detail = f"{span(verdict.lateness_s or 0)} late"
             elif verdict.verdict == "met":
                 detail = f"ready {_local(verdict.satisfied_at, result)}"
             failures = verdict.evidence.get("failures")
@@ -104,6 +105,9 @@ def markdown(result: Assessment, title: str) -> str:
                   f"`{m['workaround']}` | {m['incident']} |" for m in missed]
     else:
         lines.append("None. Every promise was kept.")
+    tight = [w for name in sorted(result.budgets) if (w := too_tight(result.budgets[name]))]
+    if tight:
+        lines += ["", "## Targets too tight for their window", "", *(f"- {w}" for w in tight)]
     growing = slowest_growing(result)
     if growing:
         lines += ["", "## Build times growing fastest", "", "| asset | recent median | growth |", "|---|---|---|"]
