@@ -112,7 +112,7 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
     models = [v for k, v in chain.items() if ctx.graph.assets[k].layer != "lake"]
     if models and not late:
         start = min(started for started, _, _, _ in models)
-        usual_lead = _usual_start(ctx, facts, usecase, due)
+        usual_lead = usual_start(ctx, facts, usecase, due)
         if start is not None and usual_lead is not None:
             lead = (deadline - start).total_seconds()
             behind = usual_lead - lead
@@ -156,7 +156,7 @@ def _critical_path(ctx: Context, facts: Facts, usecase: UseCase, window_start: d
     return dict(reversed(list(chain.items())))
 
 
-def _usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> float | None:
+def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> float | None:
     """How long before the deadline the use case's first model build usually starts (median of past due days)."""
     models = [k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"]
     leads = []

@@ -12,7 +12,7 @@ from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentLog
 from kiban.project import Project
 from kiban.run import Event
-from kiban.slo.cause import cause, span
+from kiban.slo.cause import START_MARGIN, cause, span, usual_start
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
@@ -40,6 +40,8 @@ class BreachWatcher:
         self.project, self.graph, self.store = project, graph, store
         self.notify, self.clock, self.threads = notify, clock, threads
         self.tick_seconds = tick_seconds  # None: no ticker thread (a simulated night calls ``update`` itself)
+        self.run_start: datetime = clock()
+        self.usual_leads: dict[str, float] = {}  # per use case: how long before the deadline its builds start
         self.unsure: dict[str, Forecast] = {}  # use cases without enough history to forecast: said, not alarmed
         self.revisions: dict[str, int] = {}
         self.state = RunState()
@@ -95,6 +97,12 @@ class BreachWatcher:
                                    declared=declared, threads=self.threads or self.project.config.effective_threads,
                                    limits=dict(self.project.config.limits))
         self.state.planned = planned
+        self.run_start = now
+        self.usual_leads = {}
+        for name in relevant:
+            lead = usual_start(self.ctx, facts, self.project.usecases[name], self.due[name][0])
+            if lead is not None:
+                self.usual_leads[name] = lead
         if self.tick_seconds is not None:
             self._ticker = threading.Thread(target=self._tick, daemon=True, name="kiban-breach-watch")
             self._ticker.start()
@@ -166,7 +174,10 @@ class BreachWatcher:
             eta = f"{local['p50']} (up to {local['p90']})"
             late = (forecast.p50 - forecast.deadline).total_seconds()
             when = f"about {span(late)} after" if late > 0 else f"about {span(-late)} before"
-            if forecast.cause == "queued":
+            late_start = self._late_start(forecast.usecase, now) if forecast.cause != "queued" else None
+            if late_start is not None:
+                found = {**late_start, "eta": eta}
+            elif forecast.cause == "queued":
                 reason = (f"{forecast.slowest} and the steps after it wait {span(forecast.queued_s)} for a free "
                           f"thread ({self.predictor.threads if self.predictor else '?'} thread(s))")
                 found = cause("queued", forecast.slowest or "?", reason, forecast.queued_s, eta=eta)
@@ -179,9 +190,13 @@ class BreachWatcher:
                 found = cause("slow", key, reason, None, eta=eta)
             message = (f"at risk: expected ready at {eta}, {when} the {deadline} deadline; {found['reason']}"
                        + (" (revised)" if revision else ""))
+        incidents = IncidentLog(self.store, self.project.name)
+        known = incidents.open_for(forecast.usecase, due_day)
+        if known is not None and known.status != "resolved" and known.root_cause.get("kind") == "late_source" \
+                and found.get("kind") == "late_start":
+            found = {**known.root_cause, "eta": eta}  # the run started late because it waited for the source
         fix, action = repair(found, usecase.assets, busy=running, eta=eta)
         found["action"] = action
-        incidents = IncidentLog(self.store, self.project.name)
         incident, _ = incidents.record(forecast.usecase, due_day, "at_risk", "at_risk", message,
                                        root_cause=found, workaround=fix,
                                        event="revised" if revision else "at_risk", at=now)
@@ -199,14 +214,40 @@ class BreachWatcher:
             self._senders.append(sender)
 
     def _failure(self, key: str) -> dict[str, Any]:
-        """The failed step's cause with the error the run recorded (the owner gets it with the warning)."""
+        """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
+        like the check judges it: a blocking check that refused the data names the first bad upstream."""
+        from kiban.slo.cause import explain
+
+        now = self.clock()
         error = ""
         try:
             attempt = self.store.latest_attempts(self.project.name).get(key)
             error = (attempt.error or "") if attempt else ""
-        except Exception:  # the warning goes out without the error text rather than not at all
-            error = ""
+            facts = load_facts(self.store, self.project.name, now - timedelta(days=2))
+            assert self.ctx is not None
+            failure = {"asset": key, "status": "failed", "at": now.isoformat(), "error": error}
+            found = explain(self.ctx, facts, "at_risk", {"failures": [failure]}, self.run_start - timedelta(hours=6),
+                            now)
+            if found is not None:
+                return found
+        except Exception as exc:  # the warning goes out with less detail rather than not at all
+            log.warning("breach watcher: cannot explain the failure of %s: %s", key, exc)
         return cause("failed", key, f"{key} failed" + (f": {error[:300]}" if error else ""), None)
+
+    def _late_start(self, usecase: str, now: datetime) -> dict[str, Any] | None:
+        """The run started later than this use case's builds usually start, and no step overruns: a late start."""
+        usual = self.usual_leads.get(usecase)
+        if usual is None or self.predictor is None:
+            return None
+        overrun = any((now - t).total_seconds() > self.predictor.p90.get(k, 0.0) * 1.25 + 60
+                      for k, t in self.state.started.items() if k not in self.state.finished)
+        deadline = self.due[usecase][1]
+        behind = usual - (deadline - self.run_start).total_seconds()
+        if overrun or behind <= START_MARGIN:
+            return None
+        first = next((k for k in self.predictor.paths[usecase] if self.graph.assets[k].layer != "lake"), usecase)
+        local = self.run_start.replace(tzinfo=UTC).astimezone(self.ctx.tz).strftime("%H:%M") if self.ctx else "?"
+        return cause("late_start", first, f"the run started at {local}, {span(behind)} later than usual", behind)
 
     def _send(self, incident: Incident, message: str, action: str, tell: bool, eta: str | None,
               revision: int) -> None:
