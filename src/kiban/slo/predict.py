@@ -120,10 +120,9 @@ class Predictor:
         wanted = [k for k in self.graph.sorted({k for p in self.paths.values() for k in p})]
         blocker: dict[str, str | None] = {}
         for key in wanted:
-            if key in state.broken:
-                blocker[key] = key
-            else:
-                blocker[key] = next((blocker[d] for d in self.graph.deps[key] if blocker.get(d)), None)
+            upstream = next((blocker[d] for d in self.graph.deps[key] if blocker.get(d)), None)
+            # a skipped step names what broke above it, not itself
+            blocker[key] = upstream or (key if key in state.broken else None)
         finish50, queued50 = self._simulate(state, now, 0.5, blocker)
         finish90, _ = self._simulate(state, now, 0.9, blocker)
         out = []
