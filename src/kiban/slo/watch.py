@@ -14,7 +14,7 @@ from kiban.project import Project
 from kiban.run import Event
 from kiban.slo.cause import START_MARGIN, cause, span, usual_start
 from kiban.slo.deadlines import next_deadlines
-from kiban.slo.durations import HISTORY, expected
+from kiban.slo.durations import HISTORY, expected, percentile
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
@@ -202,7 +202,11 @@ class BreachWatcher:
                                        event="revised" if revision else "at_risk", at=now)
         # consumers hear it when the data is more likely late than not, or a failure leaves no room
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
-        tell = not forecast.blocked_by and (forecast.expected_late or forecast.deadline - now <= WARN_LEAD)
+        # ... and only when something is off its normal course: a step past its normal variation, queueing or a
+        # late start; a normal night whose history holds slow nights must not alarm the consumers
+        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or self._abnormal(now)
+        tell = not forecast.blocked_by and abnormal and (forecast.expected_late or
+                                                          forecast.deadline - now <= WARN_LEAD)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
@@ -233,6 +237,24 @@ class BreachWatcher:
         except Exception as exc:  # the warning goes out with less detail rather than not at all
             log.warning("breach watcher: cannot explain the failure of %s: %s", key, exc)
         return cause("failed", key, f"{key} failed" + (f": {error[:300]}" if error else ""), None)
+
+    def _abnormal(self, now: datetime) -> bool:
+        """Whether a running step has run past its normal variation (as ``kiban.slo.cause.slow_by`` judges it)."""
+        if self.predictor is None:
+            return False
+        for key, began in self.state.started.items():
+            if key in self.state.finished or key in self.state.broken:
+                continue
+            past = self.predictor.history.get(key, ())
+            elapsed = (now - began).total_seconds()
+            if len(past) < 5:
+                if elapsed > self.predictor.p90.get(key, 0.0):
+                    return True
+                continue
+            p50, p25 = percentile(past, 0.5), percentile(past, 0.25)
+            if elapsed - p50 > max(60.0, 0.25 * p50, 4 * (p50 - p25)):
+                return True
+        return False
 
     def _late_start(self, usecase: str, now: datetime) -> dict[str, Any] | None:
         """The run started later than this use case's builds usually start, and no step overruns: a late start."""
