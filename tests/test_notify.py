@@ -354,3 +354,191 @@ def test_message_validates_severity_and_key() -> None:
         message(severity="urgent")
     with pytest.raises(ValueError, match="dedupe_key"):
         message(key="")
+
+
+# --- the outbox: parallel channels, retries for hours --------------------------------------------------------
+
+
+def test_a_dead_channel_does_not_delay_the_others(store: Store, tmp_path: Path, hook: Hook) -> None:
+    """Old: channels were tried one after another, so a dead one's retries held up the rest."""
+    slow_dead = channel(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", retries=3)
+    live = channel(type="webhook", url=f"{hook.url}/live")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(0.5)  # the dead channel's backoff takes real time
+
+    notifier = Notifier(store, {"dead": slow_dead, "live": live}, tmp_path, sleep=sleep)
+    started = time.monotonic()
+    results = notifier.send(["dead", "live"], message())
+    assert [r.status for r in results] == ["failed", "sent"]
+    assert hook.requests[0]["at"] - started < 0.5 < time.monotonic() - started
+
+
+def test_a_failed_delivery_stays_in_the_outbox_and_goes_out_when_the_channel_is_back(
+        store: Store, tmp_path: Path, hook: Hook) -> None:
+    """Old: a dead channel was retried three times within seconds and the message dropped for good."""
+    from datetime import timedelta
+
+    from kiban.store.store import utcnow
+
+    port = free_port()
+    web = channel(type="webhook", url=f"http://127.0.0.1:{port}/x", retries=0)
+    notifier = Notifier(store, {"web": web}, tmp_path, backoff=0.01)
+    [first] = notifier.send(["web"], message())
+    assert first.status == "failed"
+    [row] = rows(store)
+    assert row.retry_at is not None and row.payload is not None
+    assert notifier.retry_due(utcnow()) == []  # not due yet: a minute later
+    assert [r.status for r in notifier.retry_due(utcnow() + timedelta(minutes=2))] == ["failed"]
+    [row] = rows(store)
+    assert row.retry_at is not None  # still kept: a longer wait now
+    # the receiver comes back on that port: the next round delivers the very message
+    back = ThreadingHTTPServer(("127.0.0.1", port), _HookHandler)
+    back.requests, back.script = [], []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=back.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        [sent] = notifier.retry_due(utcnow() + timedelta(hours=1))
+        assert sent.status == "sent"
+        body = json.loads(back.requests[0]["body"])  # type: ignore[attr-defined]
+        assert body["subject"] == message().subject and body["link"] == message().link
+    finally:
+        back.shutdown()
+        back.server_close()
+    [row] = rows(store)
+    assert (row.status, row.retry_at) == ("sent", None)
+    assert notifier.retry_due(utcnow() + timedelta(hours=2)) == []
+
+
+def test_a_delivery_is_given_up_after_hours(store: Store, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from kiban.notify.outbox import OUTBOX_HOURS
+    from kiban.store.store import utcnow
+
+    web = channel(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", retries=0)
+    notifier = Notifier(store, {"web": web}, tmp_path, backoff=0.01)
+    notifier.send(["web"], message())
+    moment = utcnow()
+    rounds = 0
+    while notifier.retry_due(moment) or rows(store)[0].retry_at is not None:
+        moment = rows(store)[0].retry_at or moment
+        rounds += 1
+        assert rounds < 40
+    assert rounds >= 8  # 1, 2, 4 … 30 minutes apart, for hours
+    assert moment - rows(store)[0].created_at <= timedelta(hours=OUTBOX_HOURS)
+
+
+def test_consumer_wording_in_their_language_and_words() -> None:
+    from kiban.notify.wording import consumer_message
+
+    subject, text = consumer_message("at_risk", "ja", description="発注担当が在庫補充の前に需要予測を見る。",
+                                     usecase="stock", due="2026-12-01", deadline="12-01 06:00", owner="data-team",
+                                     cause_kind="late_source", eta="06:40 (up to 07:10)")
+    assert subject == "【kiban】発注担当が在庫補充の前に需要予測を見る：遅れる可能性があります"
+    assert "元データの到着が遅れています" in text and "06:40 (up to 07:10) 頃" in text and "stock" not in text
+    subject, text = consumer_message("ready", "en", description="Store managers read yesterday's sales.",
+                                     usecase="morning", due="2026-12-01", deadline="12-01 08:30", owner=None,
+                                     late="20 s")
+    assert subject == "[kiban] Store managers read yesterday's sales: your data is ready"
+    assert "20 s after the 12-01 08:30 deadline" in text and "morning" not in text
+    for event in ("at_risk", "failed", "incomplete", "bad_data", "late", "ready"):
+        for language in ("en", "ja"):
+            subject, _ = consumer_message(event, language, description="Sales.", usecase="u", due="d",
+                                          deadline="x", owner="o")
+            assert ".:" not in subject and "。：" not in subject and "..." not in subject
+
+
+# --- live: the real scheduler, real receivers on loopback ------------------------------------------------
+
+
+LIVE_MODEL = '''
+import kiban
+import pyarrow as pa
+from pathlib import Path
+
+
+@kiban.asset(inputs={"sales": "lake.sales"})
+def totals(sales: pa.Table) -> pa.Table:
+    if (Path(__file__).parent / "broken.flag").exists():
+        raise OSError("No space left on device")
+    return sales
+'''
+
+
+def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair(
+        project_dir: Any, hook: Hook, smtp: tuple[Inbox, int], cli: Any) -> None:
+    """A failed night with the real scheduler's minute check and real receivers: the owners get the cause and
+    the workaround at once; the consumers (Japanese mail, English webhook) only when the last chance of a repair
+    has passed; the printed workaround is run; the check closes the incident and tells everyone who heard of
+    the trouble that the data is ready (owners: what fixed it)."""
+    import shlex
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from kiban.incidents import IncidentLog
+    from kiban.project import load_project
+    from kiban.run.runner import RunOptions, run_project
+    from kiban.schedule.clock import FakeClock
+    from kiban.schedule.daemon import Scheduler
+    from kiban.store.store import utcnow
+
+    inbox, port = smtp
+    tokyo = ZoneInfo("Asia/Tokyo")
+    deadline_local = (datetime.now(tokyo) + timedelta(hours=3)).replace(second=0, microsecond=0)
+    by = deadline_local.strftime("%H:%M")
+    usecase = (f"description: 店長が朝礼の前に昨日の売上を見る。\nowner: data-team\nowner_notify: [ops]\n"
+               "consumers:\n  - {name: 店長, language: ja, notify: [mail]}\n"
+               "  - {name: Area managers, notify: [area]}\n"
+               f"assets: [warehouse.totals]\nneed: {{by: '{by}', on: every_day, calendar: none}}\n")
+    config = (f"console_url: http://kiban.example/\nchannels:\n"
+              f"  ops: {{type: webhook, url: '{hook.url}/ops', min_interval: 0}}\n"
+              f"  area: {{type: webhook, url: '{hook.url}/area', min_interval: 0}}\n"
+              f"  mail: {{type: email, smtp: 'smtp://127.0.0.1:{port}', from: kiban@shop.example, "
+              f"to: [tencho@shop.example], min_interval: 0}}\n")
+    root = project_dir({"models/warehouse/totals.py": LIVE_MODEL, "usecases/sales.yml": usecase},
+                       {"sales": "select 1 as x"}, config=config)
+    (root / "models/warehouse/broken.flag").write_text("x")
+    assert run_project(load_project(root), RunOptions()).status == "failed"
+    project = load_project(root)
+    clock = FakeClock(utcnow() + timedelta(minutes=1))
+    scheduler = Scheduler(project, Store(project.state_url), clock=clock)
+    deadline = deadline_local.astimezone(UTC).replace(tzinfo=None)
+
+    def bodies(path: str) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in hook.requests if r["path"] == path]
+
+    try:
+        assert scheduler.step()
+        [incident] = IncidentLog(scheduler.store, project.name).recent()
+        assert incident.kind == "at_risk" and incident.workaround == "kiban run +warehouse.totals"
+        [owner] = bodies("/ops")  # at once, with the cause, its error and the command
+        assert "No space left on device" in owner["text"] and "kiban run +warehouse.totals" in owner["text"]
+        assert owner["link"] == f"http://kiban.example/incidents/{incident.id}"
+        assert bodies("/area") == [] and inbox.envelopes == []  # consumers: not yet, there is time to repair
+        clock.set(deadline - timedelta(minutes=44))  # less than 45 minutes left: the consumers hear it now
+        assert scheduler.step()
+        [area] = bodies("/area")
+        assert area["subject"] == "[kiban] 店長が朝礼の前に昨日の売上を見る: may be late"
+        assert "warehouse" not in area["text"] and "a processing step failed" in area["text"]
+        [mail] = [email.message_from_bytes(e.content, policy=email.policy.default) for e in inbox.envelopes]
+        assert str(mail["Subject"]) == "【kiban】店長が朝礼の前に昨日の売上を見る：遅れる可能性があります"
+        (root / "models/warehouse/broken.flag").unlink()  # the disk is cleaned up; now the printed workaround
+        words = shlex.split(incident.workaround or "")
+        done = cli("--project", root, *words[1:])
+        assert done.returncode == 0, done.stdout + done.stderr
+        clock.set(deadline - timedelta(minutes=30))
+        assert scheduler.step()
+        closed = IncidentLog(scheduler.store, project.name).require(incident.id)
+        assert closed.status == "resolved"
+        ready_subject = "[kiban] 店長が朝礼の前に昨日の売上を見る: your data is ready"
+        assert [b["subject"] for b in bodies("/area")][-1] == ready_subject
+        assert len(inbox.envelopes) == 2
+        ready = email.message_from_bytes(inbox.envelopes[-1].content, policy=email.policy.default)
+        assert str(ready["Subject"]).endswith("データの準備ができました")
+        last = bodies("/ops")[-1]
+        assert "closed, the data is ready" in last["subject"] and "recovered" in last["text"]
+    finally:
+        scheduler.store.close()

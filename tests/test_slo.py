@@ -203,18 +203,22 @@ def test_check_opens_one_incident_per_day_with_root_cause_and_workaround(shop):
     assert len({i.due_date for i in first.incidents}) == len(first.incidents)  # one per use case and day
     incident = mine[0]
     assert incident.root_cause["asset"] == "warehouse.orders"
-    assert incident.workaround == "kiban run --resume"
+    # rebuilds what the use case misses from the failed step on (``--resume`` would also re-run unrelated work)
+    assert incident.workaround == "kiban run +mart.daily_sales"
+    assert incident.root_cause["kind"] == "failed"
     assert incident.impact["consumers"][0]["name"] == "Store managers"
     again = check(project, graph, store, now + timedelta(minutes=5), notify=False)
     assert again.incidents == []  # deduplicated: nothing new to say
     log = IncidentLog(store, "test")
     assert len([i for i in log.recent() if i.due_date == day]) == 1
-    # repaired late: the same incident gets a 'met_late' event instead of a new incident
+    # repaired late: the same incident gets a 'met_late' event instead of a new incident, and is closed
     add_run(store, "test", "repair", now, [("warehouse.orders", "success", 30, None, None),
                                             ("mart.daily_sales", "success", 60, day - timedelta(days=1), None)])
     later = check(project, graph, store, now + timedelta(hours=1), notify=False)
     assert [i.verdict for i in later.incidents if i.due_date == day] == ["late"]
-    assert [e.kind for e in log.events(incident.id)] == ["failed", "met_late"]
+    assert [e.kind for e in log.events(incident.id)] == ["failed", "met_late", "repaired"]
+    closed = log.require(incident.id)
+    assert closed.status == "resolved" and "fixed by run repair" in (closed.note or "")
 
 
 def test_an_at_risk_incident_closes_itself_when_the_data_arrives_in_time(shop):
@@ -259,9 +263,12 @@ def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project
         result = check(project, graph, store, utc_deadline(day) + timedelta(minutes=5))
         assert [i.due_date for i in result.incidents] == [day]
         consumer = next(m for m in received if "subject" in m)
-        assert "failed" in consumer["subject"] and "Store managers" not in consumer["text"]
+        # in the consumers' words: the description, no internal ids, no doubled punctuation
+        assert consumer["subject"] == "[kiban] Store managers read yesterday's sales before the meeting: not ready"
+        assert "morning" not in consumer["text"] and "warehouse" not in consumer["text"]
+        assert "a processing step failed" in consumer["text"]
         owner = next(m for m in received if "blocks" in m)
-        assert "warehouse.orders" in owner["text"] and "kiban run --resume" in owner["text"]
+        assert "warehouse.orders" in owner["text"] and "kiban run +mart.daily_sales" in owner["text"]
         with store.engine.connect() as conn:
             from kiban.store.schema import notifications
 

@@ -51,7 +51,7 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
     from kiban.checks.gate import gate_for
 
     graph = _graph(project, graph)
-    watcher = _watcher(project, graph)
+    watcher = _watcher(project, graph, options.threads)
     everyone: list[Any] = [*listeners, *([watcher] if watcher is not None else []), *catalog_listeners(project)]
     gate = gate_for(project)  # checks judge every new version before it is published
     after = gate.after if gate else None
@@ -97,14 +97,14 @@ def _graph(project: Project, graph: Graph | None) -> Graph | None:
     return build_graph(project)
 
 
-def _watcher(project: Project, graph: Graph | None) -> Any:
-    """Forecasts the use cases while the run goes; None when the project has none."""
+def _watcher(project: Project, graph: Graph | None, threads: int | None = None) -> Any:
+    """Forecasts the use cases while the run goes (with the run's own thread count); None without use cases."""
     if not project.usecases or graph is None:
         return None
     from kiban.slo.watch import BreachWatcher
     from kiban.store import Store
 
-    return BreachWatcher(project, graph, Store(project.state_url))
+    return BreachWatcher(project, graph, Store(project.state_url), threads=threads)
 
 
 def _judged(done: Operated, project: Project, graph: Graph | None, store: Store | None) -> Operated:

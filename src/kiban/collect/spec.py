@@ -77,6 +77,7 @@ class TableSpec(BaseModel):
     # landing files: a file landed before whose content changed — land the new version's rows (append) or leave
     # it with a note (refuse; `kiban loads retract` the earlier load to take the new version)
     on_change: Literal["append", "refuse"] = "append"
+    expected_by: str | None = None  # local "HH:MM" by which each day's load has normally arrived (kiban.slo)
 
     @field_validator("primary_key", mode="before")
     @classmethod

@@ -123,11 +123,11 @@ class IncidentLog:
         return [IncidentEvent(r.at, r.kind, r.message, r.actor) for r in rows]
 
     def _transition(self, incident_id: int, status: str, kind: str, message: str, actor: str | None,
-                    note: str | None = None) -> Incident:
+                    note: str | None = None, at: datetime | None = None) -> Incident:
         current = self.require(incident_id)
         if current.status == "resolved" and status != "open":
             raise KibanError(f"incident #{incident_id} is already resolved")
-        now = utcnow()
+        now = at or utcnow()
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if status == "resolved":
             values["resolved_at"] = now
@@ -142,8 +142,15 @@ class IncidentLog:
     def acknowledge(self, incident_id: int, actor: str | None = None, note: str | None = None) -> Incident:
         return self._transition(incident_id, "acknowledged", "ack", note or "acknowledged", actor, note)
 
-    def resolve(self, incident_id: int, note: str, actor: str | None = None, kind: str = "resolved") -> Incident:
-        return self._transition(incident_id, "resolved", kind, note, actor, note)
+    def resolve(self, incident_id: int, note: str, actor: str | None = None, kind: str = "resolved",
+                at: datetime | None = None) -> Incident:
+        return self._transition(incident_id, "resolved", kind, note, actor, note, at)
+
+    def note_event(self, incident_id: int, kind: str, message: str, at: datetime | None = None) -> None:
+        """Add an event to the timeline without changing the incident (e.g. ``warned``: consumers were told)."""
+        with self.store.engine.begin() as conn:
+            conn.execute(incident_events.insert().values(incident_id=incident_id, at=at or utcnow(), kind=kind,
+                                                         message=message))
 
     def count_open(self) -> int:
         with self.store.engine.connect() as conn:

@@ -11,11 +11,13 @@ still both deliver (the check is a read, not a lock) — a rare duplicate is bet
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +38,11 @@ RATE_LIMIT = 20  # messages per channel per RATE_WINDOW: a flapping pipeline mus
 RATE_WINDOW = timedelta(minutes=1)
 BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time, with ±20 % jitter
 MAX_WAIT = 30.0  # longest single wait, also the cap on a server's Retry-After
+# A delivery still failing after its quick retries stays in the outbox and is tried again (``retry_due``, from
+# the scheduler every minute) after 1, 2, 4 … minutes, at most every 30 minutes, for OUTBOX_HOURS.
+OUTBOX_FIRST = timedelta(minutes=1)
+OUTBOX_LONGEST = timedelta(minutes=30)
+OUTBOX_HOURS = 6
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,54 @@ class Notifier:
         """Deliver ``message`` to each named channel (each name once, in order). Never raises."""
         if isinstance(channel_names, str):  # send("ops", ...) must not mean channels "o", "p" and "s"
             channel_names = [channel_names]
-        return [self._send_one(name, message) for name in dict.fromkeys(channel_names)]
+        names = list(dict.fromkeys(channel_names))
+        if len(names) <= 1:
+            return [self._send_one(name, message) for name in names]
+        # in parallel: a dead channel's timeouts and retries must not delay the others
+        with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="kiban-notify") as pool:
+            return list(pool.map(lambda name: self._send_one(name, message), names))
+
+    def retry_due(self, now: datetime | None = None) -> list[DeliveryResult]:
+        """Send again what the outbox holds and is due (failed for a transient reason, less than
+        :data:`OUTBOX_HOURS` ago). Never raises."""
+        now = now or utcnow()
+        n = notifications.c
+        try:
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(sa.select(n.id, n.channel, n.payload, n.attempts, n.created_at)
+                                    .where(n.status == "failed", n.retry_at.is_not(None), n.retry_at <= now)
+                                    .order_by(n.retry_at).limit(100)).all()
+        except Exception as exc:
+            log.warning("cannot read the notification outbox: %s", exc)
+            return []
+        out = []
+        for row in rows:
+            try:
+                message = Message(**json.loads(row.payload))
+            except (TypeError, ValueError) as exc:
+                self._settle(row.id, "failed", row.attempts, f"cannot read the stored message: {exc}", None)
+                continue
+            config = self.channels.get(row.channel)
+            if config is None:
+                self._settle(row.id, "failed", row.attempts, f"channel {row.channel} no longer exists", None)
+                continue
+            with self._lock(row.channel):
+                attempts, failure, retryable = self._attempts(row.channel, config, message)
+            total = row.attempts + attempts
+            later = _next_try(now, row.created_at, total) if failure and retryable else None
+            self._settle(row.id, "sent" if failure is None else "failed", total, failure, later)
+            out.append(DeliveryResult(row.channel, "sent" if failure is None else "failed", total, failure))
+        return out
+
+    def _settle(self, row_id: int, status: str, attempts: int, error: str | None, retry_at: datetime | None) -> None:
+        now = utcnow()
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(notifications.update().where(notifications.c.id == row_id).values(
+                    status=status, attempts=attempts, error=error, retry_at=retry_at,
+                    sent_at=now if status == "sent" else None))
+        except Exception as exc:
+            log.warning("could not update the notification outbox: %s", exc)
 
     # -- one channel --------------------------------------------------------------------------------
     def _send_one(self, name: str, message: Message) -> DeliveryResult:
@@ -104,8 +158,9 @@ class Notifier:
             reason = self._suppression(name, config, message)
             if reason:
                 return self._finish(name, message, "suppressed", 0, reason)
-            attempts, failure = self._attempts(name, config, message)
-            return self._finish(name, message, "sent" if failure is None else "failed", attempts, failure)
+            attempts, failure, retryable = self._attempts(name, config, message)
+            return self._finish(name, message, "sent" if failure is None else "failed", attempts, failure,
+                                keep=failure is not None and retryable)
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -128,7 +183,7 @@ class Notifier:
             return f"rate limit: {recent} messages on this channel in the last minute (at most {self.rate_limit})"
         return None
 
-    def _attempts(self, name: str, config: ChannelConfig, message: Message) -> tuple[int, str | None]:
+    def _attempts(self, name: str, config: ChannelConfig, message: Message) -> tuple[int, str | None, bool]:
         """Try up to ``retries + 1`` times; only transient failures (network, 429, 5xx) are retried."""
         send, secrets = SENDERS[config.type], secrets_of(config, self.root)
         attempt = 0
@@ -136,13 +191,13 @@ class Notifier:
             attempt += 1
             try:
                 send(config, message, root=self.root, timeout=self.timeout)
-                return attempt, None
+                return attempt, None, False
             except DeliveryError as exc:
                 error, retryable, retry_after = scrub(str(exc), secrets), exc.retryable, exc.retry_after
             except Exception as exc:  # a sender bug or a malformed message: not worth retrying
                 error, retryable, retry_after = scrub(f"{type(exc).__name__}: {exc}", secrets), False, None
             if not retryable or attempt > config.retries:
-                return attempt, error
+                return attempt, error, retryable
             delay = self._delay(attempt, retry_after)
             log.info("channel %s: attempt %d failed (%s); trying again in %.1f s", name, attempt, error, delay)
             self._sleep(delay)
@@ -152,11 +207,15 @@ class Notifier:
             return min(retry_after, MAX_WAIT)
         return min(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2), MAX_WAIT)
 
-    def _finish(self, name: str, message: Message, status: str, attempts: int, error: str | None) -> DeliveryResult:
-        """Record the outcome (a store that cannot be written is logged, not raised) and log it."""
+    def _finish(self, name: str, message: Message, status: str, attempts: int, error: str | None,
+                keep: bool = False) -> DeliveryResult:
+        """Record the outcome (a store that cannot be written is logged, not raised) and log it; with ``keep``
+        the message stays in the outbox to be tried again later (:meth:`retry_due`)."""
         now = self._now()
         row = {"channel": name[:200], "dedupe_key": _key(message), "subject": message.subject, "status": status,
-               "attempts": attempts, "error": error, "created_at": now, "sent_at": now if status == "sent" else None}
+               "attempts": attempts, "error": error, "created_at": now, "sent_at": now if status == "sent" else None,
+               "payload": json.dumps(message.as_dict(), ensure_ascii=False) if keep else None,
+               "retry_at": _next_try(now, now, 0) if keep else None}
         try:
             with self.store.engine.begin() as conn:
                 conn.execute(notifications.insert().values(**row))
@@ -169,6 +228,12 @@ class Notifier:
             log.info("notification %r to channel %s: %s%s", message.subject, name, status,
                      f" ({error})" if error else "")
         return DeliveryResult(name, status, attempts, error)
+
+
+def _next_try(now: datetime, created: datetime, tries: int) -> datetime | None:
+    """When the outbox tries again: 1, 2, 4 … minutes later (at most 30), None after OUTBOX_HOURS."""
+    wait = min(OUTBOX_FIRST * 2 ** min(tries, 10), OUTBOX_LONGEST)
+    return now + wait if now + wait <= created + timedelta(hours=OUTBOX_HOURS) else None
 
 
 def _key(message: Message) -> str:

@@ -42,6 +42,7 @@ class ProjectConfig(_Strict):
     # at most N assets with this tag build at the same time within a run, e.g. {pos_extract: 1}
     limits: dict[str, int] = Field(default_factory=dict)
     openlineage: OpenLineageConfig | None = None  # where runs send OpenLineage events (kiban.catalog.openlineage)
+    console_url: str | None = None  # the web console's address, linked from notifications (kiban.notify)
 
     @field_validator("limits")
     @classmethod
@@ -211,12 +212,25 @@ class ModelConfig(_Strict):
     grain: Literal["day", "hour", "month"] | None = None
     lookback: int | None = Field(default=None, ge=0, le=10_000)
     expected_duration: float | None = None  # seconds; used for deadlines until there is history
+    # lake tables: the local time ("HH:MM") by which each day's data normally has arrived; a source still
+    # missing then puts the use cases that need it at risk (kiban.slo.arrival). Without it, learned from loads.
+    expected_by: str | None = None
     checks: tuple[TableCheck, ...] = ()  # table checks; column checks sit under `columns:`
 
     @field_validator("expected_duration", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("expected_by", mode="before")
+    @classmethod
+    def _clock_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            raise ValueError(f"YAML read the unquoted time as the number {value}; "
+                             f"write it in quotes: \"{value // 60:02d}:{value % 60:02d}\"")
+        if value is not None and (not isinstance(value, str) or not re.match(r"^([01]?\d|2[0-3]):[0-5]\d$", value)):
+            raise ValueError(f"{value!r} is not a time of day; write it as HH:MM in quotes, e.g. \"01:30\"")
+        return value
 
     @property
     def has_checks(self) -> bool:

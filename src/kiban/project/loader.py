@@ -425,7 +425,8 @@ def _sources(root: Path, config: ProjectConfig, assets: dict[str, Asset],
                 continue
             model = ModelConfig(description=table.description or spec.description, owner=table.owner or spec.owner,
                                 tags=tuple(dict.fromkeys((*spec.tags, *table.tags))), columns=table.columns,
-                                checks=table.checks, time_column=table.time_column)
+                                checks=table.checks, time_column=table.time_column,
+                                expected_by=table.expected_by)
             assets[key] = Asset(layer="lake", name=key.split(".", 1)[1], path=lake / name / table_name,
                                 config=model, config_path=path)
         found[name] = spec

@@ -48,6 +48,7 @@ class Consumer(_Strict):
     team: str | None = None
     contact: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()  # channel names from kiban.yml `channels:`
+    language: Literal["en", "ja"] = "en"  # the language of the messages they get
 
 
 class Need(_Strict):

@@ -29,7 +29,19 @@ _import_lock = threading.Lock()
 
 
 class PythonModelError(KibanError):
-    """The model's own code raised, or returned something that is not a table."""
+    """The model's own code raised, or returned something that is not a table.
+
+    ``retryable``: the model's function raised (a database that dropped the connection, an API that timed out):
+    another attempt may succeed, so the asset's ``retries:`` apply. A file that does not import or a function that
+    returns no table fails the same way every time and is not retried."""
+
+    retryable = False
+
+
+class PythonModelRaised(PythonModelError):
+    """The model's function raised: worth the attempts its ``retries:`` allow."""
+
+    retryable = True
 
 
 def relation(key: str) -> str:
@@ -112,7 +124,7 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
     except KibanError:
         raise
     except Exception as exc:
-        raise _user_error(exc, spec.path, f"{asset.key}: {spec.function}() raised") from None
+        raise _user_error(exc, spec.path, f"{asset.key}: {spec.function}() raised", PythonModelRaised) from None
     if spec.kind == "train":
         from kiban.ml.training import published_version, register
 
@@ -125,11 +137,13 @@ def _root_of(path: Path) -> Path:
     return find_project_root(path.parent)
 
 
-def _user_error(exc: BaseException, path: Path, what: str) -> PythonModelError:
+def _user_error(exc: BaseException, path: Path, what: str,
+                kind: type[PythonModelError] = PythonModelError) -> PythonModelError:
     """The user's exception with the line of their file where it happened (the deepest frame in it)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
     where = f" at {path}:{frames[-1].lineno}" if frames else f" ({path})"
-    return PythonModelError(f"{what}{where}: {type(exc).__name__}: {exc}")
+    return kind(f"{what}{where}: {type(exc).__name__}: {exc}")
 
 
-__all__ = ["PythonModelError", "as_arrow", "convert", "function_of", "produce", "relation", "to_arrow"]
+__all__ = ["PythonModelError", "PythonModelRaised", "as_arrow", "convert", "function_of", "produce", "relation",
+           "to_arrow"]

@@ -23,6 +23,8 @@ from kiban.project import Asset
 from kiban.run.events import Event, Listener
 from kiban.store import utcnow
 
+log = logging.getLogger("kiban.run")
+
 # The audit hook for one build: (asset, run id, fingerprint of the new version) → a hook, or None (nothing
 # to check). Data-quality checks (kiban.checks.gate.Gate) are one; the hook runs inside the publish.
 AuditFor = Callable[[Asset, str, str], AuditHook | None]
@@ -200,8 +202,12 @@ class Executor:
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:  # recorded as the attempt's error; the traceback goes to the log
                 outcome.status, outcome.error = "failed", _clean_error(exc)
-                permanent = not self.engine.retryable(exc)
+                # an error may say itself whether another attempt can help (a Python model's function raised)
+                said = getattr(exc, "retryable", None)
+                permanent = not said if isinstance(said, bool) else not self.engine.retryable(exc)
                 log.info("run %s: %s attempt %d failed: %s", self.run_id, key, attempt, outcome.error, exc_info=True)
+                if permanent and attempt <= policy.retries:
+                    log.info("%s: not retried (%s): the same input fails the same way", key, type(exc).__name__)
             outcome.ended_at = utcnow()
             seconds = (outcome.ended_at - started).total_seconds()
             if outcome.status == "failed" and attempt <= policy.retries and not permanent and not self.cancel.is_set():

@@ -145,6 +145,11 @@ class Scheduler:
             result = check(self.project, self._graph, self.store, now)
             for incident in result.incidents:
                 self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
+            if self.project.config.channels:  # deliveries that failed are tried again, with backoff, for hours
+                from kiban.notify import Notifier
+
+                for sent in Notifier(self.store, dict(self.project.config.channels), self.project.root).retry_due():
+                    self.log("notification retried", {"channel": sent.channel, "status": sent.status})
         except Exception as exc:  # the scheduler keeps scheduling whatever happens here
             self.log("service-level check failed", {"error": str(exc)})
             log.warning("scheduler: the service-level check failed", exc_info=True)

@@ -49,3 +49,16 @@ def budget(usecase: str, target: float, window_days: int, verdicts: list[Verdict
         burn = rate / (1 - target)
     return Budget(usecase, target, window_days, due, due - missed, missed,
                   (due - missed) / due if due else None, allowed, allowed - missed, burn)
+
+
+def too_tight(b: Budget) -> str | None:
+    """A warning when the target allows no miss at all over the due days of its window, with how to choose a
+    window or target that does (the allowance would otherwise flip with the month's holidays)."""
+    if b.target >= 1 or b.due == 0 or b.allowed > 0:
+        return None
+    needed = math.ceil(1 / (1 - b.target) - 1e-9)  # due days for one allowed miss
+    window = math.ceil(b.window_days * needed / b.due)
+    target = math.floor((1 - 1 / b.due) * 1000) / 10
+    return (f"{b.usecase}: {b.target:.0%} over {b.due} judged day(s) allows no miss at all; one miss breaks the "
+            f"promise. Choose window_days of at least {window} (about {needed} due days), or a target of at most "
+            f"{target:g}%")

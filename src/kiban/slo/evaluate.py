@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import gc
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -55,6 +54,7 @@ class Context:
     _ancestors: dict[str, int] | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _masks: dict[str, int] = field(default_factory=dict)
+    arrival_cache: dict[tuple[str, str, date], Any] = field(default_factory=dict)  # kiban.slo.arrival
 
     @classmethod
     def build(cls, project: Project, graph: Graph) -> Context:
@@ -149,21 +149,28 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
             verdict.verdict = "met"
         else:
             verdict.verdict, verdict.lateness_s = "late", (done - deadline).total_seconds()
-            # why it was late: what failed on the way (and was repaired), else the step that ran longest
-            # past its usual time
+            # why it was late: the costliest of late source, late start, queueing, slow step, failure
             failures = _failures(ctx, facts, usecase, window_start, done, include_repaired=True)
             if failures:
                 evidence["failures"] = failures
-            else:
-                slow = _slowest_step(ctx, facts, usecase, window_start, done)
-                if slow:
-                    evidence["slow"] = slow
+            from kiban.slo.cause import late_delivery
+
+            found = late_delivery(ctx, facts, usecase, due, window_start, deadline, done, failures)
+            if found:
+                evidence["cause"] = found
         return verdict
     failures = _failures(ctx, facts, usecase, window_start, now)
     if failures:
         evidence["failures"] = failures
+    from kiban.slo.arrival import late_sources
+
+    # only what is still missing: a source that arrived late explains, it no longer endangers (the run does)
+    late = [s for s in late_sources(ctx, facts, usecase, due, window_start, deadline, min(now, deadline))
+            if s.arrived_at is None]
+    if late:  # a source overdue: at risk the moment it is, whether or not a run is going
+        evidence["late_sources"] = [source.as_dict() for source in late]
     if now < deadline:
-        verdict.verdict = "at_risk" if failures else "pending"
+        verdict.verdict = "at_risk" if failures or late else "pending"
         return verdict
     if bad:
         verdict.verdict = "bad_data"
@@ -193,36 +200,6 @@ def _failures(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end
             continue
         found.append({"asset": key, "status": status, "at": _iso(last_at), "error": error})
     return found
-
-
-def _slowest_step(ctx: Context, facts: Facts, usecase: UseCase, start: datetime, end: datetime
-                  ) -> dict[str, Any] | None:
-    """The upstream build of this delivery that ran furthest past its usual (median) time."""
-    worst: tuple[float, str, float, float] | None = None
-    mask = ctx.depends_on(usecase.name)
-    for key in (k for i, k in enumerate(ctx.graph.order) if mask >> i & 1):
-        item = facts.assets.get(key)
-        if item is None or not item.durations:
-            continue
-        i = item.last_publish_before(end)
-        if i is None or item.published_at[i] <= start or item.publish_seconds[i] is None:
-            continue
-        took = item.publish_seconds[i] or 0.0
-        usual = statistics.median(item.durations)
-        if took - usual > 0 and (worst is None or took - usual > worst[0]):
-            worst = (took - usual, key, took, usual)
-    if worst is None:
-        return None
-    _, key, took, usual = worst
-    return {"asset": key, "status": "slow", "error": f"took {_span(took)}, usually {_span(usual)}"}
-
-
-def _span(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _published_recently(ctx: Context, facts: Facts, usecase: UseCase, deadline: datetime, now: datetime) -> bool:

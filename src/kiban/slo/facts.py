@@ -26,12 +26,16 @@ class AssetFacts:
     published_at: list[datetime] = field(default_factory=list)  # success or fresh, ascending
     reach: list[date | None] = field(default_factory=list)  # running max of the watermark at each publish
     publish_seconds: list[float | None] = field(default_factory=list)  # build time of each publish (None: fresh)
+    publish_started: list[datetime | None] = field(default_factory=list)  # when the build of each publish began
+    publish_attempts: list[int] = field(default_factory=list)  # attempt number of each publish (2+: retried)
     failed_at: list[datetime] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (status, error) matching failed_at
     durations: list[float] = field(default_factory=list)  # seconds of successful builds, oldest first
     check_failed_at: list[datetime] = field(default_factory=list)
     check_failures: list[str] = field(default_factory=list)
     check_passed_at: list[datetime] = field(default_factory=list)
+    warned_at: list[datetime] = field(default_factory=list)  # non-blocking (warn) checks that failed
+    warned: list[str] = field(default_factory=list)
 
     def first_publish_after(self, after: datetime) -> datetime | None:
         i = bisect.bisect_right(self.published_at, after)
@@ -87,6 +91,12 @@ class Facts:
     failure_assets: list[str] = field(default_factory=list)  # the asset of each
 
     any_check_failed: bool = False
+    run_starts: list[datetime] = field(default_factory=list)  # when each run started, ascending
+
+    def run_start_before(self, moment: datetime) -> datetime | None:
+        """The start of the newest run that began at or before ``moment``."""
+        i = bisect.bisect_right(self.run_starts, moment)
+        return self.run_starts[i - 1] if i else None
 
     def failed_between(self, start: datetime, end: datetime) -> list[str]:
         """Assets with a failure in (start, end]."""
@@ -113,22 +123,24 @@ def load_facts(store: Store, project: str, since: datetime) -> Facts:
 def _load(store: Store, project: str, since: datetime) -> Facts:
     facts = Facts()
     query = (sa.select(attempts.c.asset, attempts.c.status, attempts.c.ended_at, attempts.c.watermark,
-                       attempts.c.seconds, attempts.c.error)
+                       attempts.c.seconds, attempts.c.error, attempts.c.started_at, attempts.c.attempt)
              .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
              .where(runs.c.project == project, attempts.c.ended_at.is_not(None), attempts.c.ended_at > since)
              .order_by(attempts.c.ended_at, attempts.c.id))
     checks = (sa.select(check_results.c.asset, check_results.c.check_name, check_results.c.status,
-                        check_results.c.checked_at)
-              .where(check_results.c.project == project, check_results.c.severity == "error",
-                     check_results.c.checked_at > since)
+                        check_results.c.checked_at, check_results.c.severity)
+              .where(check_results.c.project == project, check_results.c.checked_at > since)
               .order_by(check_results.c.checked_at))
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
         check_rows = conn.execute(checks).all()
         facts.first_run = conn.execute(sa.select(sa.func.min(runs.c.started_at)).where(runs.c.project == project)
                                        ).scalar()
+        facts.run_starts = [r[0] for r in conn.execute(
+            sa.select(runs.c.started_at).where(runs.c.project == project, runs.c.started_at > since)
+            .order_by(runs.c.started_at)).all()]
     reach: dict[str, date | None] = {}
-    for asset, status, ended_at, watermark, seconds, error in rows:
+    for asset, status, ended_at, watermark, seconds, error, started_at, attempt in rows:
         item = facts.assets.get(asset)
         if item is None:
             item = facts.assets[asset] = AssetFacts()
@@ -140,6 +152,8 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             item.published_at.append(ended_at)
             item.reach.append(best)
             item.publish_seconds.append(float(seconds) if status == "success" and seconds is not None else None)
+            item.publish_started.append(started_at if status == "success" else None)
+            item.publish_attempts.append(int(attempt or 1))
             if status == "success" and seconds is not None:
                 item.durations.append(float(seconds))
         elif status in BAD:
@@ -147,8 +161,13 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             item.failures.append((status, error or ""))
             facts.failure_times.append(ended_at)  # rows come in time order
             facts.failure_assets.append(asset)
-    for asset, name, status, checked_at in check_rows:
+    for asset, name, status, checked_at, severity in check_rows:
         item = facts.assets.setdefault(asset, AssetFacts())
+        if severity != "error":  # a warning blocks nothing, but names the first bad upstream (kiban.slo.cause)
+            if status == "fail":
+                item.warned_at.append(checked_at)
+                item.warned.append(name)
+            continue
         if status == "fail":
             facts.any_check_failed = True
             item.check_failed_at.append(checked_at)

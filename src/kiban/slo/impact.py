@@ -47,3 +47,35 @@ def workaround(root: dict[str, Any] | None, usecase_assets: tuple[str, ...], las
     if root is not None:
         return f"kiban run {root['asset']}+"
     return "kiban run " + " ".join(f"+{a}" for a in usecase_assets)
+
+
+WAIT_FOR_LOCK = 7200  # seconds a suggested repair queues behind a run in progress instead of being refused
+
+
+def repair(found: dict[str, Any] | None, usecase_assets: tuple[str, ...], busy: bool = False,
+           eta: str | None = None) -> tuple[str | None, str]:
+    """The workaround for a root cause: (the command, or None when none helps now; what to do, in words).
+
+    Chosen from what must be rebuilt. ``kiban run +ASSET`` rebuilds exactly what is missing or stale on the
+    use case's path (fresh assets are skipped by fingerprint) — from the first bad upstream on, unlike
+    ``--resume``, which re-runs only the failed assets and reads what is already published. With a run in
+    progress (``busy``) the command queues behind its lock (``--wait``) instead of being refused.
+    """
+    wait = f"--wait {WAIT_FOR_LOCK} " if busy else ""
+    command = f"kiban run {wait}" + " ".join(f"+{a}" for a in usecase_assets)
+    queued = " (it waits for the run in progress to finish)" if busy else ""
+    kind = (found or {}).get("kind") or (found or {}).get("status")
+    asset = (found or {}).get("asset", "?")
+    if kind == "bad_data":
+        return command, (f"fix the data of {asset} first; then `{command}` rebuilds it and everything after it "
+                         f"on the use case's path{queued}")
+    if kind in ("late_source", "late"):
+        return command, (f"wait for {asset} to arrive; then `{command}` builds the rest{queued} "
+                         f"(a run before it arrives would only rebuild yesterday's data)")
+    if kind == "slow":
+        return None, (f"wait: {asset} is still running{f', expected ready at {eta}' if eta else ''}; "
+                      "restarting it would start the chain again")
+    if kind == "failed":
+        return command, (f"if the failure of {asset} is not transient, fix it first; then `{command}` rebuilds "
+                         f"only what is missing{queued}")
+    return command, f"`{command}` builds what is missing{queued}"

@@ -1,18 +1,34 @@
 """Breach prediction: when will each use case's data be ready, given what is running now?
 
-Earliest-finish over the remaining plan: an asset that finished is done at its end time; a running
-one at start + expected, or — once it runs past that — now + half its elapsed time (a stuck step keeps
-pushing the forecast out); a waiting one at max(now, its inputs' finish) + expected. A use
-case is ready when the last of its assets is. Done with p50 and p90 durations; p90 past the
-deadline means ``at_risk`` — said before the deadline, while there is still time to act.
+The remaining plan is *simulated* the way the executor runs it: at most ``threads`` steps at a time, per-tag
+limits (``limits:`` in kiban.yml), a heavy step alone, and a step waiting in the queue until its inputs are
+done and a slot is free. Each step's duration comes from its own history:
+
+- a waiting step takes its p50 (or p90) build time;
+- a running step that has run ``e`` seconds needs what its past builds that ran longer than ``e`` still
+  needed (the conditional distribution) — not "half the elapsed time again" once it passes its p90;
+- only a step running past *every* build in its history (or past its declared ``expected_duration``) is
+  abnormal: it is assumed to need a fifth (p50) to a half (p90) of its elapsed time again, so a stuck
+  step keeps pushing the forecast out.
+
+The simulation runs twice, with p50 and p90 durations: the expected time and the top of its range. A
+forecast is **confident** only when every step still to come has history (:data:`MIN_BUILDS` builds) or a
+declared ``expected_duration``; otherwise it says so and raises no alarm (the 60 s default for an unknown
+step is a placeholder, not a prediction).
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kiban.graph import Graph
+from kiban.slo.durations import percentile
+
+MIN_BUILDS = 5  # builds of a step before its history is a forecast
+ABNORMAL = (0.2, 0.5)  # share of the elapsed time a step past all its history is assumed to need (p50, p90)
 
 
 @dataclass(frozen=True)
@@ -23,10 +39,21 @@ class Forecast:
     deadline: datetime
     slowest: str | None  # the asset on the critical path that takes longest (or the failed one)
     blocked_by: str | None = None  # a failed or skipped asset it needs
+    confident: bool = True  # every step still to come has history or a declared duration
+    unknown: tuple[str, ...] = ()  # the steps without (enough) history
+    queued_s: float = 0.0  # seconds the use case's steps wait for a free slot in the p50 simulation
+    cause: str = "slow"  # slow, queued or failed: what pushes it past the deadline
 
     @property
     def at_risk(self) -> bool:
-        return self.p90 is None or self.p90 > self.deadline
+        if self.blocked_by is not None:
+            return True
+        return self.confident and self.p90 is not None and self.p90 > self.deadline
+
+    @property
+    def expected_late(self) -> bool:
+        """The expected (p50) time is past the deadline: more likely late than not."""
+        return self.blocked_by is not None or (self.confident and self.p50 is not None and self.p50 > self.deadline)
 
 
 @dataclass
@@ -40,55 +67,64 @@ class RunState:
 
 
 class Predictor:
-    """Forecasts for the use cases that read what a run builds. One update costs O(relevant assets)."""
+    """Forecasts for the use cases that read what a run builds.
+
+    ``p50``/``p90`` are each asset's planned durations (history or declared); ``history`` its recent build
+    times (for the conditional remaining time of a running step); ``threads``, ``limits`` and ``tags`` the
+    run's concurrency (None threads: unlimited); ``heavy`` says whether a step runs alone.
+    """
 
     def __init__(self, graph: Graph, usecase_assets: dict[str, tuple[str, ...]],
-                 deadlines: dict[str, datetime], p50: dict[str, float], p90: dict[str, float]) -> None:
+                 deadlines: dict[str, datetime], p50: dict[str, float], p90: dict[str, float], *,
+                 history: Mapping[str, Sequence[float]] | None = None, declared: set[str] | None = None,
+                 threads: int | None = None, limits: Mapping[str, int] | None = None,
+                 heavy: Callable[[str], bool] | None = None) -> None:
         self.graph = graph
         self.deadlines = deadlines
         self.p50, self.p90 = p50, p90
+        self.history = {k: sorted(v) for k, v in (history or {}).items()}
+        self.declared = declared
+        self.threads = threads
+        self.limits = dict(limits or {})
+        self.heavy = heavy or (lambda _key: False)
         self.usecase_assets = usecase_assets
         self.paths: dict[str, list[str]] = {}
-        wanted: set[str] = set()
         for name, keys in usecase_assets.items():
             path: set[str] = set(keys)
             for key in keys:
                 path |= graph.upstream(key)
             self.paths[name] = graph.sorted(path)
-            wanted |= path
-        self.order = graph.sorted(wanted)  # only what some use case needs
-        self.deps = {k: graph.deps[k] for k in self.order}
+
+    def known(self, key: str) -> bool:
+        """Whether the step's duration is known well enough to forecast with."""
+        if self.graph.assets[key].layer == "lake":
+            return True
+        if len(self.history.get(key, ())) >= MIN_BUILDS:
+            return True
+        if self.declared is None:  # no history given at all: take the durations as they are
+            return True
+        return key in self.declared
+
+    def remaining(self, key: str, elapsed: float, share: float) -> float:
+        """Seconds a step that has run ``elapsed`` seconds still needs, at the ``share`` percentile."""
+        past = self.history.get(key, ())
+        longer = [d - elapsed for d in past if d > elapsed]
+        if len(past) >= MIN_BUILDS and len(longer) >= 2:
+            return percentile(longer, share)
+        planned = (self.p50 if share <= 0.5 else self.p90).get(key, 0.0)
+        if len(past) < MIN_BUILDS and elapsed < planned:  # no history worth the name: the plan it was given
+            return planned - elapsed
+        return elapsed * (ABNORMAL[0] if share <= 0.5 else ABNORMAL[1])
 
     def forecast(self, state: RunState, now: datetime) -> list[Forecast]:
-        finish50: dict[str, datetime | None] = {}
-        finish90: dict[str, datetime | None] = {}
+        wanted = [k for k in self.graph.sorted({k for p in self.paths.values() for k in p})]
         blocker: dict[str, str | None] = {}
-        for key in self.order:
-            if key in state.broken:
-                finish50[key] = finish90[key] = None
-                blocker[key] = key
-                continue
-            if key in state.finished or key not in state.planned:
-                finish50[key] = finish90[key] = state.finished.get(key, now if key in state.planned else None)
-                blocker[key] = None
-                continue
-            deps = self.deps[key]
-            blocked = next((blocker[d] for d in deps if blocker.get(d)), None)
-            if blocked:
-                finish50[key] = finish90[key] = None
-                blocker[key] = blocked
-                continue
-            blocker[key] = None
-            for table, durations in ((finish50, self.p50), (finish90, self.p90)):
-                expected = timedelta(seconds=durations.get(key, 0.0))
-                if key in state.started:
-                    elapsed = now - state.started[key]
-                    # past its usual time a step is assumed to need half as long again as it has run: the longer
-                    # it overruns, the later the forecast — so a stuck step warns early, not at the deadline
-                    table[key] = state.started[key] + expected if elapsed < expected else now + elapsed / 2
-                else:
-                    ready = max([now, *(t for d in deps if (t := table.get(d)) is not None)])
-                    table[key] = ready + expected
+        for key in wanted:
+            upstream = next((blocker[d] for d in self.graph.deps[key] if blocker.get(d)), None)
+            # a skipped step names what broke above it, not itself
+            blocker[key] = upstream or (key if key in state.broken else None)
+        finish50, queued50 = self._simulate(state, now, 0.5, blocker)
+        finish90, _ = self._simulate(state, now, 0.9, blocker)
         out = []
         for name, keys in self.usecase_assets.items():
             if name not in self.deadlines:
@@ -99,13 +135,70 @@ class Predictor:
                 continue  # nothing of this use case in flight
             p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
             p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
-            at_risk = p90 is None or p90 > self.deadlines[name]
-            slowest = self._slowest(name, state, now) if at_risk and not blocked_by else None
-            out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by))
+            todo = [k for k in self.paths[name] if k in state.planned and k not in state.finished]
+            unknown = tuple(k for k in todo if not self.known(k))
+            queued = sum(queued50.get(k, 0.0) for k in todo)
+            slowest = self._slowest(name, state, now) if not blocked_by else None
+            late_by = (p90 - self.deadlines[name]).total_seconds() if p90 else 0.0
+            cause = "failed" if blocked_by else "queued" if queued > max(60.0, 0.5 * late_by) else "slow"
+            out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by,
+                                not unknown, unknown, queued, cause))
         return out
 
+    def _simulate(self, state: RunState, now: datetime, share: float, blocker: dict[str, str | None]
+                  ) -> tuple[dict[str, datetime], dict[str, float]]:
+        """Finish time of every planned step, and how long each waited for a slot (list scheduling)."""
+        plan = [k for k in self.graph.sorted(state.planned) if k in self.graph.assets and not blocker.get(k)]
+        finish: dict[str, datetime] = {k: t for k, t in state.finished.items()}
+        waited: dict[str, float] = {}
+        events: list[tuple[datetime, str]] = []  # (end, key) of steps in flight
+        for key in plan:
+            if key in state.started and key not in state.finished:
+                elapsed = (now - state.started[key]).total_seconds()
+                heapq.heappush(events, (now + timedelta(seconds=self.remaining(key, elapsed, share)), key))
+        running = {k for _, k in events}
+        todo = [k for k in plan if k not in finish and k not in running]
+        clock = now
+        while todo or events:
+            started_any = True
+            while started_any:
+                started_any = False
+                for key in list(todo):
+                    if any(d in state.planned and d not in finish for d in self.graph.deps[key]
+                           if d in self.graph.assets and not blocker.get(d)):
+                        continue
+                    if not self._slot_free(key, running):
+                        continue
+                    ready = max([now, *(finish[d] for d in self.graph.deps[key] if d in finish)])
+                    waited[key] = max(0.0, (clock - ready).total_seconds())
+                    seconds = 0.0 if self.graph.assets[key].layer == "lake" else \
+                        (self.p50 if share <= 0.5 else self.p90).get(key, 0.0)
+                    heapq.heappush(events, (clock + timedelta(seconds=seconds), key))
+                    running.add(key)
+                    todo.remove(key)
+                    started_any = True
+            if not events:
+                break  # what is left waits for something outside the plan
+            clock, key = heapq.heappop(events)
+            running.discard(key)
+            finish[key] = clock
+        return finish, waited
+
+    def _slot_free(self, key: str, running: set[str]) -> bool:
+        if self.threads is not None and len(running) >= self.threads:
+            return False
+        if any(self.heavy(k) for k in running):
+            return False
+        if self.heavy(key) and running:
+            return False
+        for tag in self.graph.assets[key].config.tags:
+            limit = self.limits.get(tag)
+            if limit is not None and sum(1 for k in running if tag in self.graph.assets[k].config.tags) >= limit:
+                return False
+        return True
+
     def _slowest(self, usecase: str, state: RunState, now: datetime) -> str | None:
-        """The step to blame: the running one furthest past its p90, else the longest one still to come."""
+        """The step to blame: the running one furthest past its usual time, else the longest one still to come."""
         open_steps = [k for k in self.paths[usecase] if k in state.planned and k not in state.finished]
         overruns = {k: (now - state.started[k]).total_seconds() - self.p90.get(k, 0.0)
                     for k in open_steps if k in state.started}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from statistics import median
 
+from kiban.slo.budget import too_tight
+from kiban.slo.cause import span
 from kiban.slo.impact import root_cause
 from kiban.slo.service import Assessment
 
@@ -41,7 +43,7 @@ def rows(result: Assessment) -> list[Row]:
         detail = ""
         if verdict is not None:
             if verdict.verdict == "late":
-                detail = f"{round((verdict.lateness_s or 0) / 60)} min late"
+                detail = f"{span(verdict.lateness_s or 0)} late"
             elif verdict.verdict == "met":
                 detail = f"ready {_local(verdict.satisfied_at, result)}"
             failures = verdict.evidence.get("failures")
@@ -77,10 +79,11 @@ def misses(result: Assessment) -> list[dict[str, str]]:
         incident = result.known.get((verdict.usecase, verdict.due_date)) or next(
             (i for i in result.incidents if i.usecase == verdict.usecase and i.due_date == verdict.due_date), None)
         found = (incident.root_cause if incident and incident.root_cause else None) or \
-            root_cause(result.context.graph, verdict.evidence.get("failures") or []) or verdict.evidence.get("slow")
-        cause = f"{found['asset']} {found['status']}: {str(found.get('error', ''))[:200]}" if found else ""
+            root_cause(result.context.graph, verdict.evidence.get("failures") or []) or verdict.evidence.get("cause")
+        cause = (str(found.get("reason") or "")[:300] or
+                 f"{found['asset']} {found['status']}: {str(found.get('error', ''))[:200]}") if found else ""
         out.append({"usecase": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,
-                    "late": f"{round((verdict.lateness_s or 0) / 60)} min" if verdict.lateness_s else "",
+                    "late": span(verdict.lateness_s) if verdict.lateness_s else "",
                     "cause": cause or "-", "workaround": incident.workaround or "-" if incident else "-",
                     "incident": f"#{incident.id}" if incident else ""})
     return out
@@ -102,6 +105,9 @@ def markdown(result: Assessment, title: str) -> str:
                   f"`{m['workaround']}` | {m['incident']} |" for m in missed]
     else:
         lines.append("None. Every promise was kept.")
+    tight = [w for name in sorted(result.budgets) if (w := too_tight(result.budgets[name]))]
+    if tight:
+        lines += ["", "## Targets too tight for their window", "", *(f"- {w}" for w in tight)]
     growing = slowest_growing(result)
     if growing:
         lines += ["", "## Build times growing fastest", "", "| asset | recent median | growth |", "|---|---|---|"]

@@ -20,11 +20,12 @@ from kiban.incidents import Incident, IncidentLog
 from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
+from kiban.slo.cause import explain, span
 from kiban.slo.deadlines import SafeFinish, next_deadlines, upstream_deadlines
 from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
 from kiban.slo.facts import Facts, load_facts
-from kiban.slo.impact import blast_radius, root_cause, workaround
+from kiban.slo.impact import blast_radius, repair
 from kiban.store import Store, utcnow
 from kiban.store.schema import slo_evaluations
 
@@ -48,6 +49,7 @@ class Assessment:
     known: dict[tuple[str, date], Incident] = field(default_factory=dict)  # every recent incident (``check``)
     upcoming: dict[str, tuple[date, datetime]] = field(default_factory=dict)  # next due day and deadline
     known_since: dict[str, datetime] | None = None  # when each use case was first judged
+    store: Store | None = None  # set by ``check``
 
     def misses(self, days: int = INCIDENT_DAYS) -> list[Verdict]:
         start = self.today - timedelta(days=days - 1)
@@ -113,43 +115,101 @@ def stored_verdicts(store: Store, project: str, usecase: str, since: date) -> li
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+WARN_LEAD = timedelta(minutes=40)  # the watcher tells consumers of a forecast breach with less than this left
+WARN_FLOOR = timedelta(minutes=45)  # ... and the check tells them at the latest this long before the deadline
+
+
+def last_chance(ctx: Context, p90: dict[str, float], usecase: str, asset: str | None, deadline: datetime,
+                rebuild_self: bool) -> datetime:
+    """The last moment ``asset`` can be ready (or, with ``rebuild_self``, start again) for ``usecase`` to be on
+    time: the deadline minus the longest p90 chain from it to the use case's assets."""
+    if asset is None or asset not in ctx.graph.assets:
+        return deadline
+    path = ctx.upstream(usecase)
+    after: dict[str, float] = {}  # seconds from the end of each asset to the use case's delivery
+    targets = set(ctx.project.usecases[usecase].assets)
+    for key in reversed(path):
+        below = [after[c] + p90.get(c, 0.0) for c in ctx.graph.children[key] if c in after]
+        if below or key in targets:
+            after[key] = max(below, default=0.0)
+    need = after.get(asset, 0.0) + (p90.get(asset, 0.0) if rebuild_self else 0.0)
+    return deadline - timedelta(seconds=need)
+
+
 def check(project: Project, graph: Graph, store: Store, now: datetime | None = None,
           notify: bool = True) -> Assessment:
     """Assess, store the verdicts, keep incidents in step and notify. Never raises for a channel."""
     result = assess(project, graph, store, now)
+    result.store = store
     judged = {v.usecase for v in result.verdicts}
     # a use case judged for the first time is recorded from its next due day on: it is not held to the past
     first = [Verdict(name, due, deadline, "pending") for name, (due, deadline) in result.upcoming.items()
              if name not in judged and name not in (result.known_since or {})]
+    recent_runs = store.runs(project.name, 50)
+    busy = any(r.started_at <= result.now and (r.ended_at is None or r.ended_at > result.now) for r in recent_runs)
+    if not busy:
+        _not_started(result)
     store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
     incidents = IncidentLog(store, project.name)
-    last_run = next((r for r in store.runs(project.name, 50) if r.started_at <= result.now and r.status != "running"),
-                    None)
-    last_failed = last_run is not None and last_run.status in ("failed", "abandoned", "cancelled")
     start = result.today - timedelta(days=INCIDENT_DAYS - 1)
+    known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=1000)
+             if i.due_date >= start}  # one read instead of one per verdict
     for verdict in result.verdicts:
         if verdict.due_date < start:
             continue
-        changed = _track(result, incidents, verdict, last_failed)
+        if verdict.verdict not in (*MISSES, "at_risk") and (verdict.usecase, verdict.due_date) not in known:
+            continue  # met or pending, and no incident to close
+        changed = _track(result, incidents, verdict, busy)
         if changed is not None:
             result.incidents.append(changed[0])
             if notify and changed[1]:
                 _notify(project, store, changed[0], verdict, result)
+        if verdict.verdict == "at_risk":
+            _warn_consumers(project, store, result, incidents, verdict, notify)
     result.known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=500)
                     if i.due_date >= start}
     return result
 
 
-def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, last_failed: bool
+START_MARGIN = timedelta(minutes=15)  # an unstarted build is at risk this long before its last chance
+
+
+def _not_started(result: Assessment) -> None:
+    """Nothing runs and nothing of today's delivery has been built: at risk once the build would have to start
+    within :data:`START_MARGIN` to be on time (the p90 chain of the whole path)."""
+    from kiban.slo.cause import first_build_start
+
+    ctx = result.context
+    for name, verdict in result.current.items():
+        if verdict.verdict != "pending" or result.now >= verdict.deadline:
+            continue
+        models = [k for k in ctx.upstream(name) if ctx.graph.assets[k].layer != "lake"]
+        window_start = datetime.fromisoformat(verdict.evidence["window_start"])
+        if not models or first_build_start(result.facts, models, window_start, result.now) is not None:
+            continue
+        first = models[0]
+        latest = min(last_chance(ctx, result.p90, name, k, verdict.deadline, rebuild_self=True) for k in models
+                     if not any(d in models for d in ctx.graph.deps[k]))
+        if result.now >= latest - START_MARGIN:
+            verdict.verdict = "at_risk"
+            verdict.evidence["not_started"] = {"asset": first, "by": _local(ctx, latest)}
+
+
+def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: bool
            ) -> tuple[Incident, bool] | None:
-    """Bring the incident of this use case and day in line with its verdict: (incident, worth telling?)."""
+    """Bring the incident of this use case and day in line with its verdict: (incident, worth telling?).
+
+    A delivery closes the incident: before the deadline as ``recovered``, after it as ``repaired`` (what
+    delivered it is recorded) — and the people who were told hear that their data is ready.
+    """
     existing = incidents.open_for(verdict.usecase, verdict.due_date)
     ctx = result.context
     usecase = ctx.project.usecases[verdict.usecase]
     if verdict.verdict == "met":
-        if existing and existing.status != "resolved" and existing.kind == "at_risk":
-            return incidents.resolve(existing.id, "recovered before the deadline; the data was on time",
-                                     kind="recovered"), False
+        if existing and existing.status != "resolved":
+            return incidents.resolve(existing.id, f"recovered before the deadline: the data was ready at "
+                                     f"{_local(ctx, verdict.satisfied_at)}", kind="recovered",
+                                     at=result.now), True
         return None
     if verdict.verdict not in (*MISSES, "at_risk"):
         return None
@@ -157,65 +217,167 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, last_fa
         return None  # nothing new to say
     if existing and existing.status == "resolved" and verdict.verdict != "late":
         return None  # someone closed it; a miss that stays the same is not reopened
-    failures = verdict.evidence.get("failures", [])
-    cause = root_cause(ctx.graph, failures) or verdict.evidence.get("slow")
-    impact = blast_radius(ctx.project, ctx.graph, cause["asset"]) if cause else None
+    if verdict.verdict == "late" and existing and existing.status == "resolved" and existing.verdict == "late":
+        return None
+    window_start = datetime.fromisoformat(verdict.evidence.get("window_start") or verdict.deadline.isoformat())
+    found = explain(ctx, result.facts, verdict.verdict, verdict.evidence, window_start,
+                    min(result.now, verdict.satisfied_at or result.now), busy=busy, usecase=verdict.usecase)
+    impact = blast_radius(ctx.project, ctx.graph, found["asset"]) if found and found["asset"] in ctx.graph.assets \
+        else None
     consumers = [{"name": c.name, "team": c.team, "contact": list(c.contact)} for c in usecase.config.consumers]
     others = [u for u in (impact.usecases if impact else []) if u != verdict.usecase
               and ctx.schedule(ctx.project.usecases[u], verdict.due_date, verdict.due_date)]  # due that day too
     impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers, "other_usecases": others}
-    fix = None if verdict.verdict == "late" else workaround(cause if cause and cause["status"] != "slow" else None,
-                                                           usecase.assets, last_failed)
-    message = _describe(verdict, cause, ctx)
+    fix: str | None = None
+    if verdict.verdict != "late":
+        fix, action = repair(found, usecase.assets, busy)
+        if found is not None:
+            found["action"] = action
+    message = _describe(verdict, found, ctx)
     kind = "at_risk" if verdict.verdict == "at_risk" else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
     # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
     incident, _created = incidents.record(verdict.usecase, verdict.due_date, kind, verdict.verdict, message,
-                                         impact=impact_doc, root_cause=cause, workaround=fix, event=event,
+                                         impact=impact_doc, root_cause=found, workaround=fix, event=event,
                                          at=result.now)
+    if verdict.verdict == "late" and incident.status != "resolved":
+        incident = incidents.resolve(incident.id, f"repaired: the data was ready at "
+                                     f"{_local(ctx, verdict.satisfied_at)}, {span(verdict.lateness_s or 0)} late; "
+                                     f"{_what_delivered(result, verdict)}", kind="repaired", at=result.now)
     return incident, True
+
+
+def _what_delivered(result: Assessment, verdict: Verdict) -> str:
+    """Which run delivered the data (its selection), for the owners' "what fixed it"."""
+    from kiban.store.schema import attempts, runs
+
+    usecase = result.context.project.usecases[verdict.usecase]
+    if verdict.satisfied_at is None:
+        return "delivered"
+    if result.store is None:
+        return "delivered"
+    with result.store.engine.connect() as conn:
+        row = conn.execute(sa.select(runs.c.run_id, runs.c.selection, runs.c.options)
+                           .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
+                           .where(attempts.c.asset.in_(list(usecase.assets)),
+                                  attempts.c.ended_at == verdict.satisfied_at)).first()
+    if row is None:
+        return "delivered"
+    selection = " ".join(json.loads(row.selection or "[]")) or "everything"
+    resume = " --resume" if json.loads(row.options or "{}").get("resume") else ""
+    return f"fixed by run {row.run_id} (kiban run{resume} {selection})".replace("  ", " ")
 
 
 def _describe(verdict: Verdict, cause: dict[str, Any] | None, ctx: Context) -> str:
     local = verdict.deadline.replace(tzinfo=UTC).astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M")
     text = {
-        "late": f"delivered {round((verdict.lateness_s or 0) / 60)} min after the {local} deadline",
+        "late": f"delivered {span(verdict.lateness_s or 0)} after the {local} deadline",
         "failed": f"not delivered by the {local} deadline",
         "incomplete": f"delivered by {local} but the data does not reach {verdict.evidence.get('data_through')}",
         "bad_data": f"delivered, but a blocking check failed: {', '.join(verdict.evidence.get('failed_checks', []))}",
         "at_risk": f"at risk of missing the {local} deadline",
     }.get(verdict.verdict, verdict.verdict)
     if cause:
-        text += f" — {cause['asset']} {cause['status']}: {str(cause.get('error', ''))[:300]}"
+        text += f" — {cause.get('reason') or cause.get('error') or cause['asset']}"
     return text
+
+
+def _local(ctx: Context, moment: datetime | None, fmt: str = "%H:%M") -> str:
+    return moment.replace(tzinfo=UTC).astimezone(ctx.tz).strftime(fmt) if moment else "-"
+
+
+def _warn_consumers(project: Project, store: Store, result: Assessment, incidents: IncidentLog, verdict: Verdict,
+                    notify: bool) -> None:
+    """Tell the consumers of an at-risk day once the cause leaves too little time for a repair.
+
+    The owners hear of the incident at once; consumers when the last chance has passed (the cause's asset can
+    no longer be ready, or rebuilt, in time by the p90 chain after it) or :data:`WARN_FLOOR` before the
+    deadline, whichever is first — a failure that is repaired at 02:10 does not wake the store managers."""
+    incident = incidents.open_for(verdict.usecase, verdict.due_date)
+    if incident is None or incident.status == "resolved" or incident.kind != "at_risk":
+        return
+    if any(e.kind == "warned" for e in incidents.events(incident.id)):
+        return
+    found = incident.root_cause or {}
+    latest = last_chance(result.context, result.p90, verdict.usecase, found.get("asset"), verdict.deadline,
+                         rebuild_self=found.get("kind") in ("failed", "late_start", "bad_data"))
+    if result.now < min(latest, verdict.deadline - WARN_FLOOR):
+        return
+    incidents.note_event(incident.id, "warned", f"consumers told: {found.get('reason') or 'at risk'}", at=result.now)
+    if notify:
+        tell_consumers(project, store, incident, "at_risk", result.context, eta=found.get("eta"))
+
+
+def tell_consumers(project: Project, store: Store, incident: Incident, event: str, ctx: Context,
+                   eta: str | None = None, late_s: float | None = None, through: str | None = None) -> None:
+    """Send the consumers of ``incident``'s use case a message in each one's language (never raises)."""
+    from kiban.notify import Message, Notifier
+    from kiban.notify.wording import consumer_message
+
+    usecase = project.usecases[incident.usecase]
+    by_language: dict[str, set[str]] = {}
+    for who in usecase.config.consumers:
+        by_language.setdefault(who.language, set()).update(who.notify)
+    deadline = _deadline_of(ctx, incident)
+    for language, channels in sorted(by_language.items()):
+        if not channels:
+            continue
+        subject, text = consumer_message(
+            event, language, description=usecase.config.description, usecase=usecase.name,
+            due=str(incident.due_date), deadline=deadline, owner=usecase.config.owner,
+            cause_kind=(incident.root_cause or {}).get("kind"), eta=eta, late=span(late_s) if late_s else None,
+            through=through)
+        severity = "info" if event in ("ready", "late") else "warning" if event == "at_risk" else "critical"
+        Notifier(store, dict(project.config.channels), project.root).send(sorted(channels), Message(
+            subject=subject, text=text, severity=severity, link=console_link(project, incident),
+            dedupe_key=f"incident:{project.name}:{incident.usecase}:{incident.due_date}:{event}:consumers:{language}"))
+
+
+def console_link(project: Project, incident: Incident) -> str | None:
+    base = project.config.console_url
+    return f"{base.rstrip('/')}/incidents/{incident.id}" if base else None
+
+
+def _deadline_of(ctx: Context, incident: Incident) -> str:
+    usecase = ctx.project.usecases[incident.usecase]
+    return f"{incident.due_date.strftime('%m-%d')} {usecase.config.need.by}"
 
 
 def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict, result: Assessment) -> None:
     from kiban.notify import Message, Notifier
 
     usecase = project.usecases[verdict.usecase]
-    consumer_channels = sorted({c for who in usecase.config.consumers for c in who.notify})
     owner_channels = sorted(set(usecase.config.owner_notify))
-    if not consumer_channels and not owner_channels:
+    delivered = verdict.verdict in ("met", "late")
+    events = IncidentLog(store, project.name).events(incident.id)
+    warned = any(e.kind == "warned" for e in events) or any(e.kind in MISSES for e in events)
+    if delivered and warned:  # they heard of trouble: now they hear the data is there
+        tell_consumers(project, store, incident, "ready", result.context,
+                       late_s=verdict.lateness_s if verdict.verdict == "late" else None)
+    elif verdict.verdict in MISSES and verdict.verdict != "late":
+        tell_consumers(project, store, incident, verdict.verdict, result.context,
+                       through=str(verdict.evidence.get("data_through") or ""))
+    if not owner_channels:
         return
-    notifier = Notifier(store, dict(project.config.channels), project.root)
-    severity = "warning" if verdict.verdict in ("at_risk", "late") else "critical"
+    severity = "info" if delivered else "warning" if verdict.verdict in ("at_risk", "late") else "critical"
     key = f"incident:{project.name}:{verdict.usecase}:{verdict.due_date}:{verdict.verdict}"
-    facts = {"use case": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict}
-    if consumer_channels:
-        notifier.send(consumer_channels, Message(
-            subject=f"[kiban] {usecase.config.description or verdict.usecase}: {verdict.verdict.replace('_', ' ')}",
-            text=f"{verdict.usecase}: {_describe(verdict, None, result.context)}. "
-                 f"The data team ({usecase.config.owner or 'owners'}) has been told.",
-            severity=severity, dedupe_key=key + ":consumers", fields=facts))
-    if owner_channels:
-        owner_facts = {**facts, "root cause": str(incident.root_cause.get("asset", "unknown")),
-                       "workaround": incident.workaround or "-", "incident": f"#{incident.id}"}
-        notifier.send(owner_channels, Message(
-            subject=f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: {verdict.verdict}",
-            text=f"{_describe(verdict, incident.root_cause or None, result.context)}\n"
-                 f"Workaround: {incident.workaround}", severity=severity, dedupe_key=key + ":owners",
-            fields=owner_facts))
+    found = incident.root_cause or {}
+    facts = {"use case": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,
+             "root cause": f"{found.get('asset', 'unknown')} ({found.get('kind') or found.get('status') or '-'})",
+             "incident": f"#{incident.id}"}
+    if delivered:
+        closing = next((e.message for e in reversed(events) if e.kind in ("recovered", "repaired")), "delivered")
+        subject = f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: closed, the data is ready"
+        text = f"{closing}\nCause was: {found.get('reason') or found.get('error') or '-'}"
+    else:
+        subject = f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: {verdict.verdict}"
+        text = _describe(verdict, found or None, result.context)
+        text += f"\nWhat to do: {found['action']}" if found.get("action") else ""
+        if incident.workaround:
+            facts["workaround"] = incident.workaround
+    Notifier(store, dict(project.config.channels), project.root).send(owner_channels, Message(
+        subject=subject, text=text, severity=severity, dedupe_key=key + ":owners", fields=facts,
+        link=console_link(project, incident)))
 
 
 def log_failure(exc: BaseException) -> None:

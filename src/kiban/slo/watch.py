@@ -6,21 +6,27 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kiban.graph import Graph
-from kiban.incidents import IncidentLog
+from kiban.incidents import Incident, IncidentLog
 from kiban.project import Project
 from kiban.run import Event
+from kiban.slo.cause import START_MARGIN, cause, span, usual_start
 from kiban.slo.deadlines import next_deadlines
-from kiban.slo.durations import expected
+from kiban.slo.durations import HISTORY, expected, percentile
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
+from kiban.slo.impact import repair
 from kiban.slo.predict import Forecast, Predictor, RunState
+from kiban.slo.service import WARN_LEAD, console_link, tell_consumers
 from kiban.store import Store, utcnow
 
 log = logging.getLogger("kiban.slo")
 TICK_SECONDS = 1.0
 HORIZON = timedelta(hours=18)  # a run warns only about deadlines it is meant to feed, not next week's
+HYSTERESIS = timedelta(minutes=10)  # a flag is dropped only when the p90 is back this far before the deadline
+REVISE_S = 900.0  # a warning is revised when the expected lateness moves by 15 min (and a quarter) or more
 
 
 class BreachWatcher:
@@ -29,9 +35,15 @@ class BreachWatcher:
     still time before the deadline."""
 
     def __init__(self, project: Project, graph: Graph, store: Store, notify: bool = True,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, threads: int | None = None,
+                 tick_seconds: float | None = TICK_SECONDS) -> None:
         self.project, self.graph, self.store = project, graph, store
-        self.notify, self.clock = notify, clock
+        self.notify, self.clock, self.threads = notify, clock, threads
+        self.tick_seconds = tick_seconds  # None: no ticker thread (a simulated night calls ``update`` itself)
+        self.run_start: datetime = clock()
+        self.usual_leads: dict[str, float] = {}  # per use case: how long before the deadline its builds start
+        self.unsure: dict[str, Forecast] = {}  # use cases without enough history to forecast: said, not alarmed
+        self.revisions: dict[str, int] = {}
         self.state = RunState()
         self.flagged: dict[str, Forecast] = {}
         self.predictor: Predictor | None = None
@@ -78,66 +90,207 @@ class BreachWatcher:
                     if n in self.due and any(k in planned or self.graph.upstream(k) & planned for k in u.assets)}
         if not relevant:
             return
+        declared = {k for k, a in self.graph.assets.items() if a.config.expected_duration is not None}
         self.predictor = Predictor(self.graph, relevant, {n: d for n, (_, d) in self.due.items()},
-                                   expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9))
+                                   expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9),
+                                   history={k: facts.of(k).durations[-HISTORY:] for k in self.graph.assets},
+                                   declared=declared, threads=self.threads or self.project.config.effective_threads,
+                                   limits=dict(self.project.config.limits))
         self.state.planned = planned
-        self._ticker = threading.Thread(target=self._tick, daemon=True, name="kiban-breach-watch")
-        self._ticker.start()
+        self.run_start = now
+        self.usual_leads = {}
+        for name in relevant:
+            lead = usual_start(self.ctx, facts, self.project.usecases[name], self.due[name][0])
+            if lead is not None:
+                self.usual_leads[name] = lead
+        if self.tick_seconds is not None:
+            self._ticker = threading.Thread(target=self._tick, daemon=True, name="kiban-breach-watch")
+            self._ticker.start()
         self.update()
 
     def _tick(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._stop.wait(self.tick_seconds or TICK_SECONDS):
             self(Event("tick", ""))
 
     def update(self) -> list[Forecast]:
-        """Re-forecast now; open at-risk incidents for newly endangered use cases."""
+        """Re-forecast now; open at-risk incidents for newly endangered use cases, revise the told lateness
+        when it changes materially, and forget a flag once the forecast is clearly back in time (hysteresis)."""
         if self.predictor is None:
             return []
         now = self.clock()
         with self._lock:
             forecasts = self.predictor.forecast(self.state, now)
         for forecast in forecasts:
-            if forecast.at_risk and now < forecast.deadline and forecast.usecase not in self.flagged:
+            if now >= forecast.deadline:
+                continue
+            if not forecast.confident and not forecast.blocked_by:
+                if forecast.usecase not in self.unsure:
+                    self.unsure[forecast.usecase] = forecast
+                    log.info("no forecast for %s: not enough history for %s", forecast.usecase,
+                             ", ".join(forecast.unknown))
+                continue
+            told = self.flagged.get(forecast.usecase)
+            if told is None and forecast.at_risk:
                 self.flagged[forecast.usecase] = forecast
-                self._raise(forecast, now)
+                self._raise(forecast, now, revision=0)
+            elif told is not None and self._clear(forecast):
+                del self.flagged[forecast.usecase]  # back in time with margin: a new breach is news again
+            elif told is not None and self._revised(told, forecast):
+                self.flagged[forecast.usecase] = forecast
+                self.revisions[forecast.usecase] = self.revisions.get(forecast.usecase, 0) + 1
+                self._raise(forecast, now, revision=self.revisions[forecast.usecase])
         return forecasts
 
-    def _raise(self, forecast: Forecast, now: datetime) -> None:
+    @staticmethod
+    def _clear(forecast: Forecast) -> bool:
+        return not forecast.blocked_by and forecast.p90 is not None and \
+            forecast.p90 < forecast.deadline - HYSTERESIS
+
+    @staticmethod
+    def _revised(told: Forecast, now: Forecast) -> bool:
+        """Expected lateness changed materially (by 15 min and a quarter) since it was last told."""
+        if told.blocked_by or now.blocked_by or told.p50 is None or now.p50 is None:
+            return False
+        before = (told.p50 - told.deadline).total_seconds()
+        after = (now.p50 - now.deadline).total_seconds()
+        change = abs(after - before)
+        return change >= REVISE_S and change >= 0.25 * max(abs(before), 1.0)
+
+    def _raise(self, forecast: Forecast, now: datetime, revision: int) -> None:
         assert self.ctx is not None
         due_day, _ = self.due[forecast.usecase]
         tz = self.ctx.tz
         deadline = forecast.deadline.replace(tzinfo=UTC).astimezone(tz).strftime("%m-%d %H:%M")
+        usecase = self.project.usecases[forecast.usecase]
+        running = bool(self.state.started.keys() - self.state.finished.keys() - self.state.broken)
+        eta: str | None = None
         if forecast.blocked_by:
-            message = f"at risk: {forecast.blocked_by} failed, so the data cannot be ready by {deadline}"
+            found = self._failure(forecast.blocked_by)
+            message = f"at risk: {found['reason']}, so the data cannot be ready by {deadline}"
         else:
-            assert forecast.p90 is not None
-            late = max(1, round((forecast.p90 - forecast.deadline).total_seconds() / 60))
-            eta = forecast.p90.replace(tzinfo=UTC).astimezone(tz).strftime("%H:%M")
-            message = (f"at risk: expected ready at {eta} (p90), about {late} min after the {deadline} deadline; "
-                       f"slowest step: {forecast.slowest}")
+            assert forecast.p50 is not None and forecast.p90 is not None
+            local = {k: t.replace(tzinfo=UTC).astimezone(tz).strftime("%H:%M")
+                     for k, t in (("p50", forecast.p50), ("p90", forecast.p90))}
+            eta = f"{local['p50']} (up to {local['p90']})"
+            late = (forecast.p50 - forecast.deadline).total_seconds()
+            when = f"about {span(late)} after" if late > 0 else f"about {span(-late)} before"
+            late_start = self._late_start(forecast.usecase, now) if forecast.cause != "queued" else None
+            if late_start is not None:
+                found = {**late_start, "eta": eta}
+            elif forecast.cause == "queued":
+                reason = (f"{forecast.slowest} and the steps after it wait {span(forecast.queued_s)} for a free "
+                          f"thread ({self.predictor.threads if self.predictor else '?'} thread(s))")
+                found = cause("queued", forecast.slowest or "?", reason, forecast.queued_s, eta=eta)
+            else:
+                key = forecast.slowest or "?"
+                started = self.state.started.get(key)
+                elapsed = f", running for {span((now - started).total_seconds())}" if started else ""
+                usual = self.predictor.p50.get(key) if self.predictor else None
+                reason = f"{key} is slow{elapsed}" + (f" (usually {span(usual)})" if usual else "")
+                found = cause("slow", key, reason, None, eta=eta)
+            message = (f"at risk: expected ready at {eta}, {when} the {deadline} deadline; {found['reason']}"
+                       + (" (revised)" if revision else ""))
         incidents = IncidentLog(self.store, self.project.name)
+        known = incidents.open_for(forecast.usecase, due_day)
+        if known is not None and known.status != "resolved" and known.root_cause.get("kind") == "late_source" \
+                and found.get("kind") == "late_start":
+            found = {**known.root_cause, "eta": eta}  # the run started late because it waited for the source
+        fix, action = repair(found, usecase.assets, busy=running, eta=eta)
+        found["action"] = action
         incident, _ = incidents.record(forecast.usecase, due_day, "at_risk", "at_risk", message,
-                                       root_cause={"asset": forecast.slowest, "status": "slow" if not
-                                                   forecast.blocked_by else "failed"},
-                                       workaround="kiban run --resume" if forecast.blocked_by else None,
-                                       event="at_risk", at=now)
+                                       root_cause=found, workaround=fix,
+                                       event="revised" if revision else "at_risk", at=now)
+        # consumers hear it when the data is more likely late than not, or a failure leaves no room
+        # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
+        # ... and only when something is off its normal course: a step past its normal variation, queueing or a
+        # late start; a normal night whose history holds slow nights must not alarm the consumers
+        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or self._abnormal(now)
+        tell = not forecast.blocked_by and abnormal and (forecast.expected_late or
+                                                          forecast.deadline - now <= WARN_LEAD)
+        if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
+            incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
+        elif not revision:
+            tell = False
         if self.notify:  # sent off the run's path: a slow channel must not slow the run
-            sender = threading.Thread(target=self._send, args=(forecast, incident.id, message), daemon=True)
+            sender = threading.Thread(target=self._send, args=(incident, message, action, tell, eta, revision),
+                                      daemon=True)
             sender.start()
             self._senders.append(sender)
 
-    def _send(self, forecast: Forecast, incident_id: int, message: str) -> None:
+    def _failure(self, key: str) -> dict[str, Any]:
+        """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
+        like the check judges it: a blocking check that refused the data names the first bad upstream."""
+        from kiban.slo.cause import explain
+
+        now = self.clock()
+        error = ""
+        try:
+            attempt = self.store.latest_attempts(self.project.name).get(key)
+            error = (attempt.error or "") if attempt else ""
+            facts = load_facts(self.store, self.project.name, now - timedelta(days=2))
+            assert self.ctx is not None
+            failure = {"asset": key, "status": "failed", "at": now.isoformat(), "error": error}
+            found = explain(self.ctx, facts, "at_risk", {"failures": [failure]}, self.run_start - timedelta(hours=6),
+                            now)
+            if found is not None:
+                return found
+        except Exception as exc:  # the warning goes out with less detail rather than not at all
+            log.warning("breach watcher: cannot explain the failure of %s: %s", key, exc)
+        return cause("failed", key, f"{key} failed" + (f": {error[:300]}" if error else ""), None)
+
+    def _abnormal(self, now: datetime) -> bool:
+        """Whether a running step has run past its normal variation (as ``kiban.slo.cause.slow_by`` judges it)."""
+        if self.predictor is None:
+            return False
+        for key, began in self.state.started.items():
+            if key in self.state.finished or key in self.state.broken:
+                continue
+            past = self.predictor.history.get(key, ())
+            elapsed = (now - began).total_seconds()
+            if len(past) < 5:
+                if elapsed > self.predictor.p90.get(key, 0.0):
+                    return True
+                continue
+            p50, p25 = percentile(past, 0.5), percentile(past, 0.25)
+            if elapsed - p50 > max(60.0, 0.25 * p50, 4 * (p50 - p25)):
+                return True
+        return False
+
+    def _late_start(self, usecase: str, now: datetime) -> dict[str, Any] | None:
+        """The run started later than this use case's builds usually start, and no step overruns: a late start."""
+        usual = self.usual_leads.get(usecase)
+        if usual is None or self.predictor is None:
+            return None
+        overrun = any((now - t).total_seconds() > self.predictor.p90.get(k, 0.0) * 1.25 + 60
+                      for k, t in self.state.started.items() if k not in self.state.finished)
+        deadline = self.due[usecase][1]
+        behind = usual - (deadline - self.run_start).total_seconds()
+        if overrun or behind <= START_MARGIN:
+            return None
+        first = next((k for k in self.predictor.paths[usecase] if self.graph.assets[k].layer != "lake"), usecase)
+        local = self.run_start.replace(tzinfo=UTC).astimezone(self.ctx.tz).strftime("%H:%M") if self.ctx else "?"
+        return cause("late_start", first, f"the run started at {local}, {span(behind)} later than usual", behind)
+
+    def _send(self, incident: Incident, message: str, action: str, tell: bool, eta: str | None,
+              revision: int) -> None:
         from kiban.notify import Message, Notifier
 
-        usecase = self.project.usecases[forecast.usecase]
-        channels = sorted({c for who in usecase.config.consumers for c in who.notify}
-                          | set(usecase.config.owner_notify))
+        usecase = self.project.usecases[incident.usecase]
+        if tell:
+            assert self.ctx is not None
+            tell_consumers(self.project, self.store, incident, "at_risk", self.ctx, eta=eta)
+        channels = sorted(set(usecase.config.owner_notify))
         if not channels:
             return
+        found = incident.root_cause or {}
         Notifier(self.store, dict(self.project.config.channels), self.project.root).send(channels, Message(
-            subject=f"[kiban] {forecast.usecase}: your data may be late", text=f"{forecast.usecase} {message}",
-            severity="warning", dedupe_key=f"at_risk:{self.project.name}:{forecast.usecase}:{incident_id}",
-            fields={"use case": forecast.usecase, "incident": f"#{incident_id}"}))
+            subject=f"[kiban] incident #{incident.id} {incident.usecase} {incident.due_date}: at risk"
+                    + (" (revised)" if revision else ""),
+            text=f"{message}\nWhat to do: {action}", severity="warning",
+            dedupe_key=f"at_risk:{self.project.name}:{incident.usecase}:{incident.id}:{revision}",
+            link=console_link(self.project, incident),
+            fields={"use case": incident.usecase, "root cause": f"{found.get('asset')} ({found.get('kind')})",
+                    "workaround": incident.workaround or "-", "incident": f"#{incident.id}"}))
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop ticking and give pending notifications a chance to go out."""

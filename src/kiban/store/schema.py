@@ -133,6 +133,8 @@ notifications = Table(
     Column("error", Text),
     Column("created_at", DateTime, nullable=False),
     Column("sent_at", DateTime),
+    Column("payload", Text),  # the message as JSON: a failed delivery is sent again from the outbox
+    Column("retry_at", DateTime),  # when the outbox tries it again (None: delivered, given up, or suppressed)
     Index("ix_notifications_key", "channel", "dedupe_key", "created_at"),
 )
 
