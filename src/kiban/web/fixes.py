@@ -30,11 +30,25 @@ def fix_for(site: Any, workaround: str | None, root: str | None) -> m.Fix | None
         words = shlex.split(command)
     except ValueError:
         words = []
+    words = _without_wait(words)  # `--wait N` (a run holds the lock now): the console's job waits its turn anyway
     if words[:3] == ["kiban", "run", "--resume"] and len(words) == 3:
         return _resume(site, command)
     if words[:2] == ["kiban", "run"] and len(words) > 2 and not any(w.startswith("-") for w in words[2:]):
         return _run(site, command, words[2:])
     return m.Fix(label="Run this in a terminal", command=command, action=None, selection=None, rebuilds=[])
+
+
+def _without_wait(words: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--wait":
+            skip = True
+        elif not word.startswith("--wait="):
+            kept.append(word)
+    return kept
 
 
 def _resume(site: Any, command: str) -> m.Fix:

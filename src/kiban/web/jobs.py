@@ -24,6 +24,8 @@ from kiban.run.events import Event
 from kiban.store import utcnow
 from kiban.web.views import Site
 
+LOCK_WAIT = 7200.0  # a fix started while a run holds the project waits its turn instead of being refused
+
 log = logging.getLogger(__name__)
 
 KEEP = 50  # finished jobs remembered (the runs themselves are in the store)
@@ -59,11 +61,12 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def resume(self, user: str) -> Job:
-        return self._start("resume", user, "kiban run --resume", lambda job: self._run(job, RunOptions(resume=True)))
+        return self._start("resume", user, "kiban run --resume",
+                           lambda job: self._run(job, RunOptions(resume=True, wait=LOCK_WAIT)))
 
     def run(self, user: str, selection: list[str]) -> Job:
         return self._start("run", user, "kiban run " + " ".join(selection),
-                           lambda job: self._run(job, RunOptions(select=selection)))
+                           lambda job: self._run(job, RunOptions(select=selection, wait=LOCK_WAIT)))
 
     def backfill(self, user: str, selection: list[str], start: str, end: str) -> Job:
         return self._start("backfill", user, f"kiban backfill {' '.join(selection)} --from {start} --to {end}",
