@@ -176,3 +176,32 @@ def test_the_lake_is_exactly_the_committed_files(make_project: Callable[..., Pat
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events")) == COMMITTED_ROWS
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events_latest")) == LATEST_ROWS
     assert len(pg_rows(postgres_url, "select valid_from, valid_to from lake.events_history")) == 4
+
+
+def test_a_view_over_a_lake_table_never_blocks_its_reload(make_project: Callable[..., Path],
+                                                          postgres_url: str) -> None:
+    """Issue 18: `warehouse.stores` (a view over lake.stores) made every reload of lake.stores fail."""
+    models = {
+        "models/warehouse/stores.sql": "select store_id, upper(name) as name from lake.stores",
+        "models/warehouse/stores.yml": "materialized: view\n",
+        "models/mart/store_count.sql": "select count(*) as stores, max(name) as last_name from warehouse.stores",
+    }
+    root = make_project({**models, "kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\n"},
+                        lake={"stores": "select i as store_id, 'store ' || i as name from range(1, 4) t(i)"},
+                        root="pg_reload")
+    assert run(root).status == "success"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # someone else's view over the lake table too
+        conn.execute("create view public.my_stores as select * from lake.stores")
+    # the source changes: more rows, then a new column (schema drift)
+    write_parquet(root / "lake" / "stores" / "part-0.parquet",
+                  "select i as store_id, 'store ' || i as name from range(1, 6) t(i)")
+    result = run(root)
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
+    assert pg_rows(postgres_url, "select stores, last_name from mart.store_count") == [(5, "STORE 5")]
+    write_parquet(root / "lake" / "stores" / "part-0.parquet",
+                  "select i as store_id, 'store ' || i as name, i * 10 as size from range(1, 8) t(i)")
+    result = run(root)
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
+    assert pg_rows(postgres_url, "select stores from mart.store_count") == [(7,)]
+    assert pg_rows(postgres_url, "select count(*), sum(size) from lake.stores") == [(7, 280)]
+    assert pg_rows(postgres_url, "select count(*) from public.my_stores") == [(7,)]

@@ -230,7 +230,18 @@ def _eliminate_qualify(select: Any, model: str) -> Any:
                 select.select(exp.alias_(column.copy(), f"{QUALIFY_COLUMN}c_{column.name}"), copy=False)
                 column.replace(exp.column(f"{QUALIFY_COLUMN}c_{column.name}"))
     outer = [exp.Star()] if star else [exp.column(name, quoted=True) for name in names]
-    return exp.select(*outer).from_(select.subquery("__kiban_q", copy=False), copy=False).where(condition, copy=False)
+    # ORDER BY / LIMIT / OFFSET apply after QUALIFY's filter: they move to the outer query (inside, LIMIT would
+    # cut rows before the filter). The outer query sees the inner one's columns by name, unqualified.
+    tail = {k: select.args.get(k) for k in ("order", "limit", "offset") if select.args.get(k)}
+    for k in tail:
+        select.set(k, None)
+    inner = select.subquery("__kiban_q", copy=False)
+    wrapped = exp.select(*outer).from_(inner, copy=False).where(condition, copy=False)
+    for k, node in tail.items():
+        for column in node.find_all(exp.Column):
+            column.set("table", None)
+        wrapped.set(k, node)
+    return wrapped
 
 
 def _engine(target: str) -> str:

@@ -52,8 +52,10 @@ def literal(text: str) -> str:
 class PostgresSession:
     """One connection (one transaction at a time) for one worker thread."""
 
-    def __init__(self, url: str) -> None:
-        self.conn = _connect(url, autocommit=True)
+    dialect = "postgres"  # the SQL it speaks (checks are written for it: kiban.checks.engine_sql)
+
+    def __init__(self, url: str, settings: Mapping[str, str] | None = None) -> None:
+        self.conn = _connect(url, autocommit=True, settings=settings)
         with contextlib.suppress(psycopg.Error):  # PostgreSQL 14+: a killed kiban's query stops within 2 s
             self.conn.execute("set client_connection_check_interval = 2000")
         self.conn.autocommit = False
@@ -63,6 +65,12 @@ class PostgresSession:
             cur.execute(sql.encode(), params)  # bytes: '%' in the SQL is not a placeholder
             return cur.fetchall() if cur.description else []
 
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of ``sql``."""
+        with self.conn.cursor() as cur:
+            cur.execute(sql.encode())
+            return [d.name for d in cur.description or []], (cur.fetchall() if cur.description else [])
+
     def interrupt(self) -> None:
         with contextlib.suppress(psycopg.Error):
             getattr(self.conn, "cancel_safe", self.conn.cancel)()  # cancel_safe: psycopg 3.2+
@@ -71,12 +79,23 @@ class PostgresSession:
         self.conn.close()
 
 
-def _connect(url: str, autocommit: bool = False) -> psycopg.Connection[Any]:
+def _connect(url: str, autocommit: bool = False, settings: Mapping[str, str] | None = None) -> psycopg.Connection[Any]:
+    """A connection with ``settings`` (``TimeZone``, timeouts) set for its whole life (outside any transaction,
+    so no rollback undoes them)."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name="kiban")
+        conn = psycopg.connect(url, autocommit=True, application_name="kiban")
     except psycopg.OperationalError as exc:
         raise ConfigError(f"cannot connect to the PostgreSQL warehouse: {str(exc).strip().splitlines()[0]}",
                           "check the warehouse URL in kiban.yml (passwords belong in env:NAME)") from None
+    try:
+        for name, value in (settings or {}).items():
+            conn.execute("select set_config(%s, %s, false)", [name, value])
+    except psycopg.Error as exc:
+        conn.close()
+        raise ConfigError(f"the PostgreSQL warehouse refuses the setting {name} = {value}: "
+                          f"{str(exc).strip().splitlines()[0]}") from None
+    conn.autocommit = autocommit
+    return conn
 
 
 def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
@@ -117,14 +136,17 @@ class PostgresEngine:
 
     name = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timezone: str | None = None) -> None:
         self.url = url
-        self.conn = _connect(url, autocommit=True)
+        # every connection's settings: the project's time zone (never the server's), and what a worker adds
+        # (lock_timeout, statement_timeout, idle_in_transaction_session_timeout: kiban.workers)
+        self.settings: dict[str, str] = {"TimeZone": timezone} if timezone else {}
+        self.conn = _connect(url, autocommit=True, settings=self.settings)
         self.full_refresh = False
         self._lock = threading.Lock()
 
     def session(self) -> PostgresSession:
-        return PostgresSession(self.url)
+        return PostgresSession(self.url, self.settings)
 
     def close(self) -> None:
         self.conn.close()
@@ -174,9 +196,10 @@ class PostgresEngine:
         columns = ", ".join(f"{quote(f.name)} {arrow_to_postgres(f.type, f.name, 'lake.' + name)}" for f in schema)
         views = [(view, transpile(sql, "postgres", f"lake.{view}"))
                  for view, sql in (derived_views(name, table.collected, schema.names) if table.collected else [])]
-        tmp = f"{quote('lake')}.{quote(TMP_PREFIX + name[:40])}"
+        tmp_name = TMP_PREFIX + name[:40]
+        tmp = f"{quote('lake')}.{quote(tmp_name)}"
         target = f"{quote('lake')}.{quote(name)}"
-        conn = _connect(self.url)
+        conn = _connect(self.url, settings=self.settings)
         try:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", [_lock_key("lake." + name)])
@@ -191,13 +214,29 @@ class PostgresEngine:
                         buffer = io.BytesIO()
                         pacsv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
-                for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
-                    conn.execute(f"drop view if exists lake.{quote(view)}".encode())
-                conn.execute(f"drop table if exists {target}".encode())
-                conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                if _refill(conn, name, tmp_name):  # views (kiban's or anyone's) over the table keep working
+                    for view, sql in views:
+                        try:
+                            with conn.transaction():  # a savepoint: the view may have other columns now
+                                conn.execute(f"create or replace view lake.{quote(view)} as {sql}".encode())
+                        except (pg_errors.InvalidTableDefinition, pg_errors.DependentObjectsStillExist):
+                            _replace_view(conn, view, sql)
+                else:
+                    for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
+                        conn.execute(f"drop view if exists lake.{quote(view)}".encode())
+                    try:
+                        with conn.transaction():
+                            conn.execute(f"drop table if exists {target}".encode())
+                    except pg_errors.DependentObjectsStillExist:
+                        raise KibanError(f"lake.{name}: its columns changed type or disappeared, and views depend "
+                                         f"on it ({', '.join(_dependents(conn, 'lake', name))}), so it cannot be "
+                                         "replaced", "drop those views (kiban rebuilds its own on the next run)"
+                                         ) from None
+                    conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                    for view, sql in views:
+                        conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
                 conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
-                for view, sql in views:
-                    conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+                for view, _sql in views:
                     conn.execute(f"comment on view lake.{quote(view)} is {literal(COMMENT_PREFIX + version)}".encode())
                 conn.execute(f"analyze {target}".encode())
         finally:
@@ -314,6 +353,55 @@ class PostgresEngine:
         """Every publish so far, oldest first: (asset, fingerprint)."""
         return [(a, f) for a, f in self._rows(
             f"select asset, fingerprint from {quote(META_SCHEMA)}.publishes order by published_at")]
+
+
+def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, type) of a table's columns in order; [] when it does not exist."""
+    return [(str(n), str(t)) for n, t in conn.execute(
+        "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+        "join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = %s and c.relname = %s and c.relkind = 'r' and a.attnum > 0 and not a.attisdropped "
+        "order by a.attnum", [schema, table]).fetchall()]
+
+
+def _refill(conn: psycopg.Connection[Any], name: str, tmp_name: str) -> bool:
+    """Replace the rows of lake.<name> by those of the freshly loaded lake.<tmp_name>, in place, when every old
+    column is still there with its type (new columns are added): a view over the table — a model materialized
+    as a view, a user's — never blocks a reload (issue 18). False when the table must be replaced whole."""
+    old = _columns(conn, "lake", name)
+    new = _columns(conn, "lake", tmp_name)
+    if not old or not set(old) <= set(new):
+        return False
+    target = f"{quote('lake')}.{quote(name)}"
+    known = {n for n, _ in old}
+    for column, kind in new:
+        if column not in known:  # schema drift: a new column, as DuckDB's union by name shows it
+            conn.execute(f"alter table {target} add column {quote(column)} {kind}".encode())
+    names = ", ".join(quote(n) for n, _ in new)
+    conn.execute(f"truncate {target}".encode())
+    conn.execute(f"insert into {target} ({names}) select {names} from lake.{quote(tmp_name)}".encode())
+    conn.execute(f"drop table lake.{quote(tmp_name)}".encode())
+    return True
+
+
+def _replace_view(conn: psycopg.Connection[Any], view: str, sql: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(f"drop view if exists lake.{quote(view)}".encode())
+    except pg_errors.DependentObjectsStillExist:
+        raise KibanError(f"lake.{view} changed its columns, and views depend on it "
+                         f"({', '.join(_dependents(conn, 'lake', view))}), so it cannot be replaced",
+                         "drop those views (kiban rebuilds its own on the next run)") from None
+    conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+
+
+def _dependents(conn: psycopg.Connection[Any], schema: str, name: str) -> list[str]:
+    """The views that read ``schema.name``."""
+    return sorted({f"{s}.{v}" for s, v in conn.execute(
+        "select distinct vn.nspname, vc.relname from pg_depend d join pg_rewrite r on r.oid = d.objid "
+        "join pg_class vc on vc.oid = r.ev_class join pg_namespace vn on vn.oid = vc.relnamespace "
+        "join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace "
+        "where tn.nspname = %s and t.relname = %s and vc.oid <> t.oid", [schema, name]).fetchall()})
 
 
 def _lock_key(text: str) -> int:

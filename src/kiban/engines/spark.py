@@ -69,6 +69,8 @@ def parse_url(url: str) -> tuple[str | None, str | None, Path, dict[str, str]]:
 class SparkSqlSession:
     """A thread's handle on the shared SparkSession; its statements carry a tag so they can be interrupted."""
 
+    dialect = "spark"  # the SQL it speaks (checks are written for it: kiban.checks.engine_sql)
+
     def __init__(self, spark: Any, tag: str) -> None:
         self.spark = spark
         self.tag = tag
@@ -79,6 +81,11 @@ class SparkSqlSession:
         if params:
             raise KibanError("the Spark engine takes no bound parameters in audit SQL")
         return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of ``sql``."""
+        frame = self.spark.sql(sql)
+        return list(frame.columns), [tuple(row) for row in frame.collect()]
 
     def interrupt(self) -> None:
         with contextlib.suppress(Exception):
@@ -94,7 +101,7 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timezone: str | None = None) -> None:
         master, remote, folder, settings = parse_url(url)
         self.folder = folder
         self.full_refresh = False
@@ -103,6 +110,8 @@ class SparkEngine:
         self._names: dict[str, str] = {}
         self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
         self.spark = _session(master, remote, folder, settings)
+        if timezone:  # the project's time zone decides hours and dates of instants (Spark's default: the JVM's)
+            self.spark.conf.set("spark.sql.session.timeZone", timezone)
 
     def session(self) -> SparkSqlSession:
         with self._lock:

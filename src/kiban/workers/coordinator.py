@@ -60,7 +60,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         plan = Plan(order=selection, fingerprints={})
         outcomes: dict[str, Outcome] = {}
         try:
-            engine = open_engine(project.warehouse_url)
+            engine = open_engine(project.warehouse_url, project.config.timezone)
             try:
                 if engine.name == "duckdb":
                     raise ConfigError("several workers need a warehouse that every worker can write, and a DuckDB "

@@ -72,7 +72,7 @@ class Worker:
         """Work until stopped, idle for ``idle_exit`` seconds or ``max_assets`` built. Returns assets built."""
         store = Store(self.project.state_url)
         queue = RunQueue(store)
-        engine = open_engine(self.project.warehouse_url)
+        engine = open_engine(self.project.warehouse_url, self.project.config.timezone)
         graph = build_graph(self.project)
         worker_id = self.options.worker_id
         queue.register(worker_id, self.project.name, os.getpid())
