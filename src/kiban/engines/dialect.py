@@ -72,6 +72,14 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
         if construct:
             raise KibanError(f"{model}: {construct} has no {_engine(target)} equivalent",
                              "rewrite it with portable SQL, or keep this model on the DuckDB engine")
+    from kiban.engines.meaning import Refused, rewrite_tree
+
+    try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
+        tree = rewrite_tree(tree, target)
+    except Refused as refused:
+        raise KibanError(f"{model}{_line(refused.node)}: {refused.construct} has no {_engine(target)} equivalent "
+                         "that computes what DuckDB computes", f"{refused.hint}, or keep this model on the DuckDB "
+                         "engine") from None
     tree = tree.transform(lambda node: _rewrite(node, target, model))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
@@ -242,6 +250,19 @@ def _eliminate_qualify(select: Any, model: str) -> Any:
             column.set("table", None)
         wrapped.set(k, node)
     return wrapped
+
+
+def _line(node: Any) -> str:
+    """`` line N`` of the model where ``node`` starts, when SQLGlot recorded it."""
+    from sqlglot import exp
+
+    if node is None:
+        return ""
+    for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
+        line = part.meta.get("line") if hasattr(part, "meta") else None
+        if line:
+            return f" line {line}"
+    return ""
 
 
 def _engine(target: str) -> str:

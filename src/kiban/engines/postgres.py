@@ -120,7 +120,7 @@ def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
     if t.is_decimal(arrow_type):
         return f"numeric({arrow_type.precision}, {arrow_type.scale})"
     if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_dictionary(arrow_type):
-        return "text"
+        return 'text collate "C"'  # DuckDB orders text by its bytes, whatever the database's collation
     if t.is_date(arrow_type):
         return "date"
     if t.is_timestamp(arrow_type):
