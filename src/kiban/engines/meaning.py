@@ -11,6 +11,10 @@ differential corpus (tests/test_engine_meaning.py) checks every row of this tabl
 | ``dayofweek(d)``, ``date_part('dow', d)``: Sunday 0 … Saturday 6 | ``extract(dow …)`` | 1 … 7: ``dayofweek(d) - 1`` |
 | ``date_diff('month', a, b)``: boundaries crossed (Jan 31 → Feb 1 is 1) | native (SQLGlot) | whole units: both truncated first |
 | ``date_diff('week', …)`` | refused | refused |
+| ``cast(<double> as varchar)``: ``2.0``, ``nan`` | ``2``, ``NaN``: ``kiban.duck_text(x)`` | native |
+| ``date_trunc(u, <date>)``: a timestamp | a timestamptz: ``kiban.date_trunc`` (overloads by type) | native |
+| ``contains``, ``ends_with``, ``quarter`` | missing: ``strpos(…) > 0``, ``right(…)``, ``extract(quarter …)`` | native |
+| ``upper``/``lower`` of non-ASCII | ``COLLATE "default"`` (lake text is ``"C"``) | native |
 | text order: bytes (``'B' < 'a'``) | the database's collation: lake text columns, casts to text and text literals compared with text get ``COLLATE "C"`` | native |
 | ``PIVOT`` | refused | refused (DuckDB's PIVOT finds its columns from the data) |
 
@@ -116,12 +120,70 @@ def rewrite(node: Any, target: str) -> Any:
                        expression=exp.Literal.number(1))
     if isinstance(node, exp.DateDiff):
         return _date_diff(node, target)
+    if pg and isinstance(node, (exp.Contains, exp.EndsWith)) or (
+            pg and isinstance(node, exp.Anonymous) and len(node.expressions) == 2
+            and node.name.lower() in ("suffix", "prefix")):  # DuckDB's, which PostgreSQL lacks
+        text, part = (e.copy() for e in ((node.this, node.expression) if not isinstance(node, exp.Anonymous)
+                                         else node.expressions))
+        if isinstance(node, exp.Contains):
+            return exp.GT(this=exp.Anonymous(this="strpos", expressions=[text, part]), expression=exp.Literal.number(0))
+        side = "left" if isinstance(node, exp.Anonymous) and node.name.lower() == "prefix" else "right"
+        return exp.EQ(this=exp.Anonymous(this=side, expressions=[text, exp.Length(this=part.copy())]),
+                      expression=part)
+    if pg and isinstance(node, exp.Quarter) or (pg and isinstance(node, exp.Anonymous)
+                                                and node.name.lower() == "quarter" and len(node.expressions) == 1):
+        value = node.this if isinstance(node, exp.Quarter) else node.expressions[0]
+        return exp.Cast(this=exp.Extract(this=exp.var("quarter"), expression=value.copy()),
+                        to=exp.DataType.build("bigint"))
+    if pg and isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)):
+        unit = node.args.get("unit")
+        unit_text = exp.Literal.string(unit.name.lower()) if unit is not None else exp.Literal.string("day")
+        return _kiban_function("date_trunc", unit_text, node.this.copy())
+    if pg and isinstance(node, (exp.Upper, exp.Lower, exp.Initcap)):  # lake text is COLLATE "C", whose case
+        collated = exp.Collate(this=node.this.copy(), expression=exp.Identifier(this="default", quoted=True))
+        return exp.Collate(this=type(node)(this=collated),  # mapping knows ASCII only: the database's knows é → É
+                           expression=exp.Identifier(this="C", quoted=True))
     if pg and isinstance(node, exp.Literal) and node.is_string and _collatable(node):
         return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
-    if pg and isinstance(node, exp.Cast) and _named(node.to) in ("VARCHAR", "TEXT", "CHAR") \
-            and not isinstance(node.parent, exp.Collate):
-        return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
+    if pg and isinstance(node, exp.Cast) and _named(node.to) in ("VARCHAR", "TEXT") \
+            and not isinstance(node.parent, exp.Collate):  # DuckDB's text of a double; byte order
+        if isinstance(node.this, exp.Literal) and node.this.is_string:
+            return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
+        return exp.Collate(this=_kiban_function("duck_text", node.this.copy()),
+                           expression=exp.Identifier(this="C", quoted=True))
     return node
+
+
+# Functions kiban creates in the warehouse's `kiban` schema (PostgresEngine.prepare): PostgreSQL picks the
+# overload by the argument's type when the model runs, which is exactly what a transpiler that does not know a
+# column's type cannot do. Each keeps DuckDB's result for every type.
+POSTGRES_FUNCTIONS = (
+    # DuckDB writes a double as the shortest text that reads back the same, and integral values with ".0"
+    """create or replace function kiban.duck_text(x double precision) returns text language sql immutable
+       parallel safe as $$ select case when x = 'NaN'::float8 then 'nan' when x = 'Infinity'::float8 then 'inf'
+       when x = '-Infinity'::float8 then '-inf' when x::text ~ '^-?[0-9]+$' then x::text || '.0'
+       else x::text end $$""",
+    """create or replace function kiban.duck_text(x real) returns text language sql immutable parallel safe
+       as $$ select kiban.duck_text(x::float8) $$""",
+    """create or replace function kiban.duck_text(x anyelement) returns text language sql immutable parallel safe
+       as $$ select x::text $$""",
+    *(f"""create or replace function kiban.duck_text(x {kind}) returns text language sql immutable parallel safe
+        as $$ select x::text $$""" for kind in ("smallint", "integer", "bigint", "numeric", "text", "boolean",
+                                                "date", "timestamp", "timestamptz", "time", "interval")),
+    # DuckDB truncates a date to a timestamp (PostgreSQL: a timestamptz at the session's midnight)
+    """create or replace function kiban.date_trunc(unit text, x date) returns timestamp language sql immutable
+       parallel safe as $$ select date_trunc(unit, x::timestamp) $$""",
+    """create or replace function kiban.date_trunc(unit text, x timestamp) returns timestamp language sql
+       immutable parallel safe as $$ select date_trunc(unit, x) $$""",
+    """create or replace function kiban.date_trunc(unit text, x timestamptz) returns timestamptz language sql
+       stable parallel safe as $$ select date_trunc(unit, x) $$""",
+)
+
+
+def _kiban_function(name: str, *args: Any) -> Any:
+    from sqlglot import exp
+
+    return exp.Dot(this=exp.to_identifier("kiban"), expression=exp.Anonymous(this=name, expressions=list(args)))
 
 
 def _divide(node: Any, target: str) -> Any:
@@ -174,7 +236,15 @@ def _date_diff(node: Any, target: str) -> Any:
                       "count days instead: date_diff('day', a, b) // 7 for weeks (DuckDB's week boundaries "
                       "differ between engines)", node)
     if target == "postgres":
-        return node  # SQLGlot writes boundary arithmetic (date_trunc, then the difference)
+        if unit not in ("HOUR", "MINUTE", "SECOND"):
+            return node  # SQLGlot writes boundary arithmetic (date_trunc, then the difference)
+        # instants stay instants (SQLGlot would cast to timestamp: wall-clock hours across a DST change)
+        seconds = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}[unit]
+        later, earlier = (_kiban_function("date_trunc", exp.Literal.string(unit.lower()), side.copy())
+                          for side in (node.this, node.expression))
+        elapsed = exp.Extract(this=exp.var("epoch"), expression=exp.Sub(this=later, expression=earlier))
+        return exp.Cast(this=exp.Div(this=elapsed, expression=exp.Literal.number(seconds), typed=True),
+                        to=exp.DataType.build("bigint"))
     truncated = [exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(unit), side.copy()])
                  for side in (node.expression, node.this)]
     return exp.Anonymous(this="timestampdiff", expressions=[exp.var(unit), *truncated])

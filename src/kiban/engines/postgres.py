@@ -29,6 +29,7 @@ from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, Collecte
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
+from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 
@@ -170,6 +171,8 @@ class PostgresEngine:
                 self.conn.execute(f"create schema if not exists {quote(schema)}".encode())
             self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.publishes (asset text not null, "
                               "fingerprint text not null, published_at timestamptz not null default now())".encode())
+            for function in POSTGRES_FUNCTIONS:  # what transpiled models call for DuckDB's meaning (engines.meaning)
+                self.conn.execute(function.encode())
         current = self._comments(("lake",))
         versions: dict[str, str] = {}
         for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
