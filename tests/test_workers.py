@@ -182,6 +182,7 @@ def test_a_worker_that_died_after_publishing_is_not_built_again(shared: tuple[Pa
             time.sleep(0.05)
         assert claim is not None and claim.asset == "warehouse.w1"
         engine = PostgresEngine(url)
+        assert engine.claim_fence(claim.asset, claim.token, claim.run_id)  # what a worker does before building
         session = engine.session()
         engine.build(session, project.assets["warehouse.w1"], claim.fingerprint, "ghost")
         session.close()

@@ -2,21 +2,26 @@
 DuckDB's meaning or refused before anything runs (issue 18). Each was measured on the three engines; the
 differential corpus (tests/test_engine_meaning.py) checks every row of this table:
 
-| DuckDB computes | PostgreSQL | Spark SQL |
-|---|---|---|
-| ``a / b``: always a double; ``x / 0`` is ±inf (NaN for 0/0) | error on 0: written as a CASE | the same CASE |
-| ``a % b``, ``a // b`` by zero: NULL | error: ``b`` → ``nullif(b, 0)`` | the same |
-| ``cast(<double> as int)`` rounds half to even, ``cast(<decimal> as int)`` half away | the same | truncates: ``bround`` / ``round`` first |
-| ``round(<double>)``: half away from zero | half to even: ``round(cast(x as numeric))`` | native |
-| ``dayofweek(d)``, ``date_part('dow', d)``: Sunday 0 … Saturday 6 | ``extract(dow …)`` | 1 … 7: ``dayofweek(d) - 1`` |
-| ``date_diff('month', a, b)``: boundaries crossed (Jan 31 → Feb 1 is 1) | native (SQLGlot) | whole units: both truncated first |
-| ``date_diff('week', …)`` | refused | refused |
-| ``cast(<double> as varchar)``: ``2.0``, ``nan`` | ``2``, ``NaN``: ``kiban.duck_text(x)`` | native |
-| ``date_trunc(u, <date>)``: a timestamp | a timestamptz: ``kiban.date_trunc`` (overloads by type) | native |
-| ``contains``, ``ends_with``, ``quarter`` | missing: ``strpos(…) > 0``, ``right(…)``, ``extract(quarter …)`` | native |
-| ``upper``/``lower`` of non-ASCII | ``COLLATE "default"`` (lake text is ``"C"``) | native |
-| text order: bytes (``'B' < 'a'``) | the database's collation: lake text columns, casts to text and text literals compared with text get ``COLLATE "C"`` | native |
-| ``PIVOT`` | refused | refused (DuckDB's PIVOT finds its columns from the data) |
+DuckDB computes → PostgreSQL / Spark SQL:
+
+- ``a / b``: always a double; ``x / 0`` is ±inf (NaN for 0/0) → both error on 0: written as a CASE.
+- ``a % b``, ``a // b`` by zero: NULL → both error: ``b`` becomes ``nullif(b, 0)``.
+- ``cast(<double> as int)`` rounds half to even, ``cast(<decimal> as int)`` half away → PostgreSQL the same;
+  Spark truncates: ``bround`` / ``round`` first.
+- ``round(<double>)``: half away from zero → PostgreSQL half to even: ``round(cast(x as numeric))``; Spark native.
+- ``dayofweek(d)``, ``weekday(d)``, ``date_part('dow', d)``: Sunday 0 … Saturday 6 → ``extract(dow …)``; Spark
+  counts 1 … 7 (and its weekday starts on Monday): ``dayofweek(d) - 1``.
+- ``date_diff('month', a, b)``: boundaries crossed (Jan 31 → Feb 1 is 1) → PostgreSQL by SQLGlot (hours on
+  instants: ``kiban.date_trunc``); Spark counts whole units: both sides truncated first.
+- ``date_diff('week', …)`` and smaller-than-second units → refused.
+- ``cast(<double> as varchar)``: ``2.0``, ``nan`` → PostgreSQL ``2``, ``NaN``: ``kiban.duck_text(x)``.
+- ``date_trunc(u, <date>)``: a timestamp → PostgreSQL a timestamptz: ``kiban.date_trunc`` (overloads by type).
+- ``contains``, ``ends_with``, ``prefix``/``suffix``, ``quarter`` → missing on PostgreSQL: ``strpos(…) > 0``,
+  ``right(…)``/``left(…)``, ``extract(quarter …)``.
+- text order: bytes (``'B' < 'a'``) → PostgreSQL follows the database's collation: lake text columns, casts to
+  text and text literals compared with text get ``COLLATE "C"``; ``upper``/``lower`` use ``COLLATE "default"``
+  (the C collation maps ASCII only). Spark is native.
+- ``PIVOT`` → refused (DuckDB's PIVOT finds its columns from the data).
 
 Types come from SQLGlot's annotation of the model alone (literals, casts, functions, ``/``); a bare column's
 type is not known here, so ``cast(col as int)`` of a double *column* keeps Spark's truncation — cast it
@@ -32,7 +37,7 @@ FLOAT_TYPES = ("FLOAT", "DOUBLE")
 DIFF_UNITS = ("YEAR", "QUARTER", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
 
 
-class Refused(Exception):  # noqa: N818 - a verdict, carried to dialect.transpile's error
+class Refused(Exception):
     """A construct with no faithful rewrite: ``construct`` names it, ``hint`` says how to write it instead."""
 
     def __init__(self, construct: str, hint: str, node: Any = None) -> None:
@@ -120,7 +125,7 @@ def rewrite(node: Any, target: str) -> Any:
                        expression=exp.Literal.number(1))
     if isinstance(node, exp.DateDiff):
         return _date_diff(node, target)
-    if pg and isinstance(node, (exp.Contains, exp.EndsWith)) or (
+    if (pg and isinstance(node, (exp.Contains, exp.EndsWith))) or (
             pg and isinstance(node, exp.Anonymous) and len(node.expressions) == 2
             and node.name.lower() in ("suffix", "prefix")):  # DuckDB's, which PostgreSQL lacks
         text, part = (e.copy() for e in ((node.this, node.expression) if not isinstance(node, exp.Anonymous)
@@ -130,7 +135,7 @@ def rewrite(node: Any, target: str) -> Any:
         side = "left" if isinstance(node, exp.Anonymous) and node.name.lower() == "prefix" else "right"
         return exp.EQ(this=exp.Anonymous(this=side, expressions=[text, exp.Length(this=part.copy())]),
                       expression=part)
-    if pg and isinstance(node, exp.Quarter) or (pg and isinstance(node, exp.Anonymous)
+    if (pg and isinstance(node, exp.Quarter)) or (pg and isinstance(node, exp.Anonymous)
                                                 and node.name.lower() == "quarter" and len(node.expressions) == 1):
         value = node.this if isinstance(node, exp.Quarter) else node.expressions[0]
         return exp.Cast(this=exp.Extract(this=exp.var("quarter"), expression=value.copy()),
@@ -214,7 +219,8 @@ def _date_part(node: Any) -> str | None:
 
     if isinstance(node, exp.Extract):
         return node.this.name.upper() if isinstance(node.this, (exp.Var, exp.Identifier, exp.Literal)) else None
-    if isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart") and len(node.expressions) == 2:
+    if isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart") \
+            and len(node.expressions) == 2:
         part = node.expressions[0]
         return part.name.upper() if isinstance(part, exp.Literal) and part.is_string else None
     return None

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
@@ -39,7 +39,7 @@ TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 BATCH_ROWS = 64_000  # rows per Arrow batch while loading the lake: bounds the loader's memory
 PERMANENT_ERRORS = (pg_errors.SyntaxErrorOrAccessRuleViolation, pg_errors.DataError, KibanError,
-                    pg_errors.FeatureNotSupported)
+                    pg_errors.FeatureNotSupported, Fenced)
 
 
 def quote(name: str) -> str:
@@ -145,6 +145,48 @@ class PostgresEngine:
         self.conn = _connect(url, autocommit=True, settings=self.settings)
         self.full_refresh = False
         self._lock = threading.Lock()
+        # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked inside the publish
+        self.fences: dict[str, tuple[int, str]] = {}
+
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """More settings for every connection from now on (a worker's timeouts)."""
+        self.settings.update(settings)
+        with self._lock:
+            for name, value in settings.items():
+                self.conn.execute("select set_config(%s, %s, false)", [name, value])
+
+    # -- fencing (workers) ----------------------------------------------------------------------
+    def claim_fence(self, asset: str, token: int, run_id: str) -> bool:
+        """Raise ``asset``'s fence to ``token`` (a worker's new claim). False: a newer claim already holds it.
+
+        Waits (up to ``lock_timeout``) for a publish that holds the fence to commit: a publish either committed
+        before this or will see the new token and refuse."""
+        with self._lock, self.conn.cursor() as cur:
+            row = cur.execute(
+                f"insert into {quote(META_SCHEMA)}.fences as f (asset, token, run_id) values (%s, %s, %s) "
+                "on conflict (asset) do update set token = excluded.token, run_id = excluded.run_id "
+                "where f.token <= excluded.token returning f.token", [asset, token, run_id]).fetchone()
+        if row is None:
+            return False
+        self.fences[asset] = (token, run_id)
+        return True
+
+    def published_by(self, asset: str) -> str | None:
+        """The run whose worker last published ``asset`` (None: not published by a worker)."""
+        rows = self._rows(f"select published_run from {quote(META_SCHEMA)}.fences where asset = %s", [asset])
+        return rows[0][0] if rows else None
+
+    def _check_fence(self, cur: psycopg.Cursor[Any], asset: str) -> None:
+        """Inside the publish: the claim must still hold the fence (locked until the commit)."""
+        fence = self.fences.get(asset)
+        if fence is None:
+            return
+        row = cur.execute(f"select token from {quote(META_SCHEMA)}.fences where asset = %s for update",
+                          [asset]).fetchone()
+        if row is None or row[0] != fence[0]:
+            raise Fenced(f"{FENCED}{asset}: another worker took this claim over (fencing token {fence[0]}, now "
+                         f"{row[0] if row else 'none'}); this version is not published")
+        cur.execute(f"update {quote(META_SCHEMA)}.fences set published_run = %s where asset = %s", [fence[1], asset])
 
     def session(self) -> PostgresSession:
         return PostgresSession(self.url, self.settings)
@@ -171,6 +213,8 @@ class PostgresEngine:
                 self.conn.execute(f"create schema if not exists {quote(schema)}".encode())
             self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.publishes (asset text not null, "
                               "fingerprint text not null, published_at timestamptz not null default now())".encode())
+            self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.fences (asset text primary key, "
+                              "token bigint not null, run_id text, published_run text)".encode())
             for function in POSTGRES_FUNCTIONS:  # what transpiled models call for DuckDB's meaning (engines.meaning)
                 self.conn.execute(function.encode())
         current = self._comments(("lake",))
@@ -303,6 +347,7 @@ class PostgresEngine:
                 watermark = self._watermark(cur, relation, asset)
                 if audit:
                     audit(session, relation)  # sees the new version; every other reader still sees the old one
+                self._check_fence(cur, asset.key)  # a worker whose lease was taken never gets past this
                 if physical == "table":
                     if kind:
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())

@@ -20,17 +20,20 @@ kiban and to Spark (a shared mount on a cluster).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import secrets
 import shutil
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
@@ -39,6 +42,9 @@ from kiban.project import Asset
 
 SCHEMAS = ("lake", "warehouse", "mart")
 POINTER = "_kiban.json"
+FENCE = "_fence.json"  # {"token": n, "run_id": …, "published_run": …}: the newest claim of a worker on this asset
+FENCE_LOCK = "_fence.lock"  # flock: a fence check and the pointer swap are one step
+FENCE_WAIT = 30.0  # seconds a claim waits for a publish that holds the fence
 TMP_PREFIX = "__kiban_tmp_"
 KEEP_VERSIONS = 2  # the published version and the one before it (queries that started earlier still read it)
 
@@ -109,6 +115,8 @@ class SparkEngine:
         self._counter = 0
         self._names: dict[str, str] = {}
         self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
+        # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked at the swap
+        self.fences: dict[str, tuple[int, str]] = {}
         self.spark = _session(master, remote, folder, settings)
         if timezone:  # the project's time zone decides hours and dates of instants (Spark's default: the JVM's)
             self.spark.conf.set("spark.sql.session.timeZone", timezone)
@@ -126,7 +134,42 @@ class SparkEngine:
     def retryable(error: BaseException) -> bool:
         from pyspark.errors import AnalysisException, ParseException
 
-        return not isinstance(error, (AnalysisException, ParseException, KibanError))
+        return not isinstance(error, (AnalysisException, ParseException, KibanError, Fenced))
+
+    # -- fencing (workers) ----------------------------------------------------------------------
+    def _home(self, asset: str) -> Path:
+        layer, name = asset.split(".", 1)
+        return self.folder / layer / name
+
+    def claim_fence(self, asset: str, token: int, run_id: str) -> bool:
+        """Raise ``asset``'s fence to ``token``; False when a newer claim holds it. Waits for a swap in progress."""
+        home = self._home(asset)
+        home.mkdir(parents=True, exist_ok=True)
+        with _flock(home / FENCE_LOCK, FENCE_WAIT):
+            fence = _read_json(home / FENCE)
+            if int(fence.get("token", 0)) > token:
+                return False
+            _write_json(home / FENCE, {**fence, "token": token, "run_id": run_id})
+        self.fences[asset] = (token, run_id)
+        return True
+
+    def published_by(self, asset: str) -> str | None:
+        value = _read_json(self._home(asset) / FENCE).get("published_run")
+        return str(value) if value else None
+
+    def _publish(self, home: Path, asset: str, pointer: dict[str, Any]) -> None:
+        """The pointer swap, behind the fence when a worker holds a claim on ``asset``."""
+        fence = self.fences.get(asset)
+        if fence is None:
+            self._swap(home, pointer)
+            return
+        with _flock(home / FENCE_LOCK, FENCE_WAIT):
+            current = _read_json(home / FENCE)
+            if int(current.get("token", 0)) != fence[0]:
+                raise Fenced(f"{FENCED}{asset}: another worker took this claim over (fencing token {fence[0]}, now "
+                             f"{current.get('token')}); this version is not published")
+            self._swap(home, pointer)
+            _write_json(home / FENCE, {**current, "published_run": fence[1]})
 
     def _sql(self, sql: str) -> Any:
         return self.spark.sql(sql)
@@ -242,14 +285,13 @@ class SparkEngine:
             watermark = self._watermark(target, asset)
             if audit:
                 audit(session, target)
-            self._swap(home, {"kind": "view", "sql": sql, "fingerprint": fingerprint})
+            self._publish(home, asset.key, {"kind": "view", "sql": sql, "fingerprint": fingerprint})
             with self._lock:
                 self._names[name.lower()] = layer
                 self._registered[asset.key] = sql
             return BuildResult(rows=None, nbytes=None, watermark=watermark)
-        version = f"v-{tag}"
+        version = f"v-{tag}-{secrets.token_hex(4)}"  # never reused: workers' attempt counters all start at 1
         folder = home / version
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover of an attempt with the same tag
         tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
         try:
             frame = self._sql(sql)
@@ -260,7 +302,7 @@ class SparkEngine:
             watermark = self._watermark(quote(tmp), asset)
             if audit:
                 audit(session, quote(tmp))  # the new version; the published table is still the old one
-            self._swap(home, {"kind": "table", "version": version, "fingerprint": fingerprint})
+            self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint})
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -310,6 +352,42 @@ class SparkEngine:
 
     def watermark(self, asset: Asset) -> date | None:
         return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, timeout: float) -> Iterator[None]:
+    """An exclusive lock on ``path`` (flock: shared mounts that support it), waiting at most ``timeout`` s."""
+    with open(path, "a+b") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:g} s (a paused publisher?)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(value, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def _glob(files: tuple[str, ...]) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from kiban.errors import ConfigError, RunLockedError
 from kiban.store.schema import attempts, locks, metadata, runs
 
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0014"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
 
