@@ -80,6 +80,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
 
 def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]) -> None:
     root, url = shared
+    first = start_worker(root, "first")  # a published version exists: the paused worker would replace it
+    try:
+        assert run_distributed(load_project(root), RunOptions(select=["warehouse.slow"]), lease=LEASE).status \
+            == "success"
+    finally:
+        stop([first])
+    (root / "models/warehouse/slow.sql").write_text(
+        f"select id, id * 3 as v from lake.t cross join (select pg_sleep({SLOW})) s\n")
     project = load_project(root)
     results: list[Any] = []
     coordinator = threading.Thread(target=lambda: results.append(
@@ -95,18 +103,18 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
         procs.append(start_worker(root, "successor"))
         coordinator.join(timeout=120)
         assert results and results[0].status == "success", results
-        assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(1,)]
+        assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(2,)]
         paused.send_signal(signal.SIGCONT)  # it wakes up with a finished model and a lease long gone
         time.sleep(SLOW + 3)
         # nothing more was published, and the paused worker holds no transaction open on the warehouse
-        assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(1,)]
+        assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(2,)]
         assert rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' "
                          "and state like 'idle in transaction%' and now() - state_change > interval '5 s'") == [(0,)]
     finally:
         outputs = stop(procs)
-    published_by = rows(url, "select worker from run_queue where asset = 'warehouse.slow'")
+    published_by = rows(url, f"select worker from run_queue where run_id = '{results[0].run_id}'")
     assert published_by == [("successor",)], outputs
-    assert rows(url, "select count(*), sum(v) from warehouse.slow") == [(10, 110)]
+    assert rows(url, "select count(*), sum(v) from warehouse.slow") == [(10, 165)]
 
 
 def test_the_fence_refuses_an_older_claim_inside_the_publish(shared: tuple[Path, str]) -> None:
