@@ -97,7 +97,7 @@ def test_failed_build_keeps_the_old_version(shop: tuple[Path, str]) -> None:
     before = pg_rows(url, "select count(*), obj_description('warehouse.orders'::regclass) from warehouse.orders")
     # a runtime failure (division by zero) inside the build: the transaction rolls back
     (root / "models/warehouse/orders.sql").write_text(
-        MODELS["models/warehouse/orders.sql"].replace("o.amount,", "o.amount / (o.order_id - o.order_id) as amount,"))
+        MODELS["models/warehouse/orders.sql"].replace("o.amount,", "cast('x' || o.order_id as integer) as amount,"))
     result = run(root)
     assert statuses(result)["warehouse.orders"] == "failed"
     assert statuses(result)["mart.daily_sales"] == "skipped"

@@ -38,11 +38,13 @@ from kiban.errors import KibanError
 QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
 
-def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None) -> str:
+def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None,
+              tables: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """``sql`` (DuckDB dialect) as one statement of ``target`` ('postgres', 'spark').
 
     ``model`` names the model in errors; ``layers`` maps bare table names to their layer (``orders`` →
-    ``warehouse``) so unqualified references find their table.
+    ``warehouse``) so unqualified references find their table. ``tables``: ``layer.name`` → its columns (lower
+    name → DuckDB type), so that rewrites that depend on a column's type know it (engines.meaning).
     """
     import sqlglot
     from sqlglot import exp
@@ -75,9 +77,9 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     from kiban.engines.meaning import Refused, rewrite_tree
 
     try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
-        tree = rewrite_tree(tree, target)
+        tree = rewrite_tree(tree, target, _columns_read(tree, tables))
     except Refused as refused:
-        raise KibanError(f"{model}{_line(refused.node)}: {refused.construct} has no {_engine(target)} equivalent "
+        raise KibanError(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} equivalent "
                          "that computes what DuckDB computes", f"{refused.hint}, or keep this model on the DuckDB "
                          "engine") from None
     tree = tree.transform(lambda node: _rewrite(node, target, model))
@@ -252,8 +254,24 @@ def _eliminate_qualify(select: Any, model: str) -> Any:
     return wrapped
 
 
+def _columns_read(tree: Any, tables: Mapping[str, Mapping[str, str]] | None) -> dict[str, str]:
+    """Column name → type over the tables ``tree`` reads; a name two of them type differently is left out."""
+    from sqlglot import exp
+
+    if not tables:
+        return {}
+    found: dict[str, str] = {}
+    clash: set[str] = set()
+    for table in tree.find_all(exp.Table):
+        key = f"{table.db}.{table.name}".lower() if table.db else table.name.lower()
+        for name, kind in (tables.get(key) or {}).items():
+            if found.setdefault(name, kind) != kind:
+                clash.add(name)
+    return {k: v for k, v in found.items() if k not in clash}
+
+
 def _line(node: Any) -> str:
-    """`` line N`` of the model where ``node`` starts, when SQLGlot recorded it."""
+    """`` (line N)`` of the model where ``node`` starts, when SQLGlot recorded it."""
     from sqlglot import exp
 
     if node is None:
@@ -261,7 +279,7 @@ def _line(node: Any) -> str:
     for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
         line = part.meta.get("line") if hasattr(part, "meta") else None
         if line:
-            return f" line {line}"
+            return f" (line {line})"
     return ""
 
 

@@ -30,6 +30,8 @@ through ``round()`` explicitly (documented in docs/scale-out.md).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT", "UBIGINT")
@@ -69,11 +71,20 @@ def _named(datatype: Any) -> str:
     return datatype.this.name if hasattr(datatype.this, "name") else str(datatype.this).upper()
 
 
-def rewrite_tree(tree: Any, target: str) -> Any:
-    """Every node rewritten, children before their parents (so a rewrite copies rewritten children)."""
+def rewrite_tree(tree: Any, target: str, columns: Mapping[str, str] | None = None) -> Any:
+    """Every node rewritten, children before their parents (so a rewrite copies rewritten children).
+
+    ``columns``: lower-case column name → DuckDB type of the tables the model reads (from the engine's
+    catalog), so that ``cast(amount as int)`` knows ``amount`` is a decimal."""
     from sqlglot import exp
+    from sqlglot.errors import SqlglotError
 
     tree = annotate(tree)
+    for column in tree.find_all(exp.Column):
+        kind = (columns or {}).get(column.name.lower())
+        if kind and not column.table.startswith("__"):
+            with contextlib.suppress(SqlglotError, ValueError):
+                column.type = exp.DataType.build(kind, dialect="duckdb")
     for node in reversed(list(tree.walk())):
         new = rewrite(node, target)
         if new is not node:
@@ -107,6 +118,11 @@ def rewrite(node: Any, target: str) -> Any:
                             to=node.to.copy())
         if inner == "DECIMAL":  # DuckDB: half away from zero (Spark's round)
             return exp.Cast(this=exp.Round(this=node.this.copy(), decimals=exp.Literal.number(0)), to=node.to.copy())
+    if not pg and isinstance(node, exp.Avg) and _type(node.this) == "DECIMAL":  # DuckDB: a double
+        return exp.Avg(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("double")))
+    if not pg and isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) and _type(node.this) in ("DATE", "TIMESTAMP"):
+        ntz = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_NTZ")  # Spark would give an instant
+        return exp.Cast(this=node.copy(), to=ntz)
     if pg and isinstance(node, exp.Round) and node.args.get("decimals") is None:
         return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")))
     if isinstance(node, exp.DayOfWeek) or _date_part(node) == "DOW":
@@ -250,6 +266,22 @@ def _date_diff(node: Any, target: str) -> Any:
                           for side in (node.this, node.expression))
         elapsed = exp.Extract(this=exp.var("epoch"), expression=exp.Sub(this=later, expression=earlier))
         return exp.Cast(this=exp.Div(this=elapsed, expression=exp.Literal.number(seconds), typed=True),
+                        to=exp.DataType.build("bigint"))
+    if unit in ("HOUR", "MINUTE", "SECOND"):  # boundaries of instants: whole-hour zones' local boundaries
+        seconds = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}[unit]
+        kinds = {_type(node.this), _type(node.expression)}
+
+        def epoch(side: Any) -> Any:
+            if kinds <= {"TIMESTAMP", "DATE"}:  # wall-clock times: their difference, never shifted by DST
+                side = exp.Cast(this=exp.DPipe(this=exp.Cast(this=side.copy(), to=exp.DataType.build("string")),
+                                               expression=exp.Literal.string("Z")),
+                                to=exp.DataType.build("timestamp"))
+            else:
+                side = exp.Cast(this=side.copy(), to=exp.DataType.build("timestamp"))
+            seconds_of = exp.Anonymous(this="unix_seconds", expressions=[side])
+            return exp.Floor(this=exp.Div(this=seconds_of, expression=exp.Literal.number(seconds), typed=True))
+
+        return exp.Cast(this=exp.Sub(this=epoch(node.this), expression=epoch(node.expression)),
                         to=exp.DataType.build("bigint"))
     truncated = [exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(unit), side.copy()])
                  for side in (node.expression, node.this)]

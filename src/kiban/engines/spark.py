@@ -117,6 +117,7 @@ class SparkEngine:
         self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
         # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked at the swap
         self.fences: dict[str, tuple[int, str]] = {}
+        self._schemas: dict[str, tuple[str, dict[str, str]]] = {}  # layer.name → (version, its column types)
         self.spark = _session(master, remote, folder, settings)
         if timezone:  # the project's time zone decides hours and dates of instants (Spark's default: the JVM's)
             self.spark.conf.set("spark.sql.session.timeZone", timezone)
@@ -192,6 +193,7 @@ class SparkEngine:
             except Exception as exc:  # a broken file fails the lake table's readers, not the whole run
                 versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
         self._registered = {}
+        self._schemas = {}
         self._sync()
         return versions
 
@@ -274,7 +276,7 @@ class SparkEngine:
         with self._lock:
             self._sync()
             names = dict(self._names)
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names)
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names))
         layer, name = asset.layer, asset.name
         home = self.folder / layer / name
         home.mkdir(parents=True, exist_ok=True)
@@ -315,6 +317,27 @@ class SparkEngine:
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
         _prune(home, version)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _tables(self, names: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type."""
+        from sqlglot import exp
+        from sqlglot.errors import SqlglotError
+
+        tables: dict[str, dict[str, str]] = {}
+        for name, layer in names.items():
+            key = f"{layer}.{name}"
+            cached = self._schemas.get(key)
+            version = self._registered.get(key) or "lake"
+            if cached is None or cached[0] != version:
+                columns: dict[str, str] = {}
+                with contextlib.suppress(Exception):  # a view that does not resolve: no types, no loss
+                    for field in self.spark.table(f"{quote(layer)}.{quote(name)}").schema.fields:
+                        with contextlib.suppress(SqlglotError, ValueError):
+                            columns[field.name.lower()] = exp.DataType.build(
+                                field.dataType.simpleString(), dialect="spark").sql("duckdb")
+                cached = self._schemas[key] = (version, columns)
+            tables[key] = cached[1]
+        return tables
 
     @staticmethod
     def _swap(home: Path, pointer: dict[str, Any]) -> None:
