@@ -2,8 +2,9 @@
 
 The same queries run in fresh processes under TZ=UTC, Asia/Tokyo and America/Los_Angeles (and PGTZ, which
 libpq sends as the session's zone); DuckDB and PostgreSQL must answer the same in each, and the same as the
-project's zone says. Spark gets ``spark.sql.session.timeZone`` (test_engine_checks: ``hour(ordered_at) < 12`` in
-Asia/Tokyo judges the same rows on Spark as on DuckDB). (Before issue 18, DuckDB followed the machine: `hour(ordered_at) < 12` counted 360,984
+project's zone says. Spark gets ``spark.sql.session.timeZone`` (test_engine_checks: ``hour(ordered_at) < 12``
+in Asia/Tokyo judges the same rows on Spark as on DuckDB). (Before issue 18, DuckDB followed the machine:
+`hour(ordered_at) < 12` counted 360,984
 rows under UTC and 48,111 under Asia/Tokyo.)
 """
 
@@ -50,7 +51,8 @@ def answers(zone: str, url: str, folder: Path) -> dict[str, list[list[str]]]:
 
 def test_the_machine_zone_never_changes_a_result(postgres_url: str, tmp_path: Path) -> None:
     seen = {zone: answers(zone, postgres_url, tmp_path) for zone in ZONES}
-    expected = [["18", "2024-03-10", "Sunday", "2024-03-10 18:30"], ["5", "2025-01-01", "Wednesday", "2025-01-01 05:00"]]
+    expected = [["18", "2024-03-10", "Sunday", "2024-03-10 18:30"],
+                ["5", "2025-01-01", "Wednesday", "2025-01-01 05:00"]]
     for zone, result in seen.items():
         assert result["duckdb"] == expected, zone
         assert result["postgres"] == expected, zone

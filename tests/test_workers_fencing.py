@@ -169,7 +169,7 @@ def test_leases_expire_by_the_servers_clock(shared: tuple[Path, str], monkeypatc
     import kiban.store
     import kiban.workers.queue as queue_module
 
-    root, url = shared
+    _root, url = shared
     store = Store(url)
     try:
         queue = RunQueue(store)
