@@ -128,14 +128,19 @@ def test_audit_failure_blocks_the_publish(shop: tuple[Path, str]) -> None:
 
 def test_construct_without_postgres_equivalent_names_model(make_project: Callable[..., Path],
                                                            postgres_url: str) -> None:
-    root = make_project({"models/mart/bad.sql": "select * from lake.t pivot (sum(a) for b in ('x', 'y'))",
+    """Refused when the project loads (issue 18): the file, the line, the construct and a rewrite hint."""
+    from kiban.errors import ProjectError
+
+    root = make_project({"models/mart/bad.sql": "select a,\n  b\nfrom lake.t pivot (sum(a) for b in ('x', 'y'))",
+                         "models/mart/weeks.sql": "select\n  date_diff('week', d, d) as w from lake.t",
                          "kiban.yml": f"name: shop\nwarehouse: {postgres_url}\n"},
-                        lake={"t": "select 1 as a, 'x' as b"}, root="bad")
-    result = run(root)
-    error = result.outcomes["mart.bad"].error or ""
-    assert result.outcomes["mart.bad"].status == "failed"
-    assert "mart.bad" in error and "PIVOT" in error and "PostgreSQL" in error
-    assert result.outcomes["mart.bad"].attempts == 1  # not retried: another attempt cannot help
+                        lake={"t": "select 1 as a, 'x' as b, date '2024-01-01' as d"}, root="bad")
+    with pytest.raises(KibanError) as caught:
+        load_project(root)
+    text = str(caught.value)
+    assert "bad.sql" in text and "PIVOT" in text and "PostgreSQL" in text
+    assert "weeks.sql:2" in text and "date_diff('week', …)" in text and "date_diff('day', a, b) // 7" in text
+    assert isinstance(caught.value, ProjectError) or "2 problems" in text or text.count("hint") >= 2
 
 
 def test_unreachable_server_is_a_clear_error(dead_port: int) -> None:

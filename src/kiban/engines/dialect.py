@@ -38,6 +38,39 @@ from kiban.errors import KibanError
 QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
 
+class Untranslatable(KibanError):
+    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model when known."""
+
+    def __init__(self, message: str, hint: str | None = None, line: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.line = line
+
+
+def engine_of(url: str) -> str | None:
+    """The SQL a warehouse URL speaks besides DuckDB's: 'postgres', 'spark', or None (DuckDB, unknown)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgres"
+    if url.startswith(("spark:", "sc://")):
+        return "spark"
+    return None
+
+
+def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
+    """Project errors for every model (key → (SQL, path)) with a construct ``target`` cannot run as DuckDB does:
+    found when the project loads, so nothing the loader could know fails at run time (issue 18)."""
+    from kiban.errors import Location, ProjectError
+
+    errors = []
+    for key, (sql, path) in models.items():
+        try:
+            transpile(sql.strip().rstrip(";"), target, key)
+        except Untranslatable as exc:
+            errors.append(ProjectError(exc.message, Location(path, exc.line), exc.hint))
+        except KibanError:
+            continue  # not a construct (SQL that does not parse): the loader and the build report those
+    return errors
+
+
 def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None,
               tables: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """``sql`` (DuckDB dialect) as one statement of ``target`` ('postgres', 'spark').
@@ -66,22 +99,24 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
                 table.set("db", exp.to_identifier(layers[name]))
     for join in tree.find_all(exp.Join):
         if str(join.args.get("method") or "").upper() == "ASOF":  # SQLGlot writes it through; no target runs it
-            raise KibanError(f"{model}: ASOF JOIN has no {_engine(target)} equivalent",
-                             "rewrite it as a join on a window (e.g. the latest row per key before the time), "
-                             "or keep this model on the DuckDB engine")
+            raise Untranslatable(f"{model}: ASOF JOIN{_line(join)} has no {_engine(target)} equivalent",
+                                 "rewrite it as a join on a window (e.g. the latest row per key before the time), "
+                                 "or keep this model on the DuckDB engine", _line_of(join))
     for node in tree.walk():
         construct = _refused(node, target)
         if construct:
-            raise KibanError(f"{model}: {construct} has no {_engine(target)} equivalent",
-                             "rewrite it with portable SQL, or keep this model on the DuckDB engine")
+            raise Untranslatable(f"{model}: {construct}{_line(node)} has no {_engine(target)} equivalent",
+                                 "rewrite it with portable SQL, or keep this model on the DuckDB engine",
+                                 _line_of(node))
     from kiban.engines.meaning import Refused, rewrite_tree
 
     try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
         tree = rewrite_tree(tree, target, _columns_read(tree, tables))
     except Refused as refused:
-        raise KibanError(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} equivalent "
-                         "that computes what DuckDB computes", f"{refused.hint}, or keep this model on the DuckDB "
-                         "engine") from None
+        raise Untranslatable(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} "
+                             "equivalent that computes what DuckDB computes",
+                             f"{refused.hint}, or keep this model on the DuckDB engine",
+                             _line_of(refused.node)) from None
     tree = tree.transform(lambda node: _rewrite(node, target, model))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
@@ -90,8 +125,8 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     try:
         return tree.sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
-        raise KibanError(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
-                         "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+        raise Untranslatable(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
+                             "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
 
 
 def _refused(node: Any, target: str) -> str | None:
@@ -270,17 +305,23 @@ def _columns_read(tree: Any, tables: Mapping[str, Mapping[str, str]] | None) -> 
     return {k: v for k, v in found.items() if k not in clash}
 
 
-def _line(node: Any) -> str:
-    """`` (line N)`` of the model where ``node`` starts, when SQLGlot recorded it."""
+def _line_of(node: Any) -> int | None:
+    """The line of the model where ``node`` starts, when SQLGlot recorded it."""
     from sqlglot import exp
 
     if node is None:
-        return ""
+        return None
     for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
         line = part.meta.get("line") if hasattr(part, "meta") else None
         if line:
-            return f" (line {line})"
-    return ""
+            return int(line)
+    return None
+
+
+def _line(node: Any) -> str:
+    """`` (line N)`` for messages, or nothing."""
+    line = _line_of(node)
+    return f" (line {line})" if line else ""
 
 
 def _engine(target: str) -> str:
