@@ -59,12 +59,15 @@ def shared(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, 
     models = {
         "models/warehouse/slow.sql": f"select id, id * 2 as v from lake.t cross join (select pg_sleep({SLOW})) s\n",
         "models/mart/fast.sql": "select count(*) as n from warehouse.slow\n",
+        # the workers' gate compiles these for PostgreSQL (issue 18: `kiban worker` sent DuckDB SQL)
+        "models/warehouse/slow.yml": "columns:\n  - name: id\n    checks: [not_null, unique]\n"
+                                     "checks:\n  - row_count: {min: 1}\n  - expression: {sql: 'v > 0'}\n",
     }
     root = make_project({**models, "kiban.yml": config}, lake={"t": "select i as id from range(1, 11) t(i)"})
     return root, postgres_url
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
 
     def ready() -> bool:
@@ -81,6 +84,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
 def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]) -> None:
     root, url = shared
     first = start_worker(root, "first")  # a published version exists: the paused worker would replace it
+    Store(url).close()
+    wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'first'") == [(1,)])
     try:
         assert run_distributed(load_project(root), RunOptions(select=["warehouse.slow"]), lease=LEASE).status \
             == "success"
@@ -92,9 +97,11 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
     results: list[Any] = []
     coordinator = threading.Thread(target=lambda: results.append(
         run_distributed(project, RunOptions(select=["warehouse.slow"]), lease=LEASE)))
-    coordinator.start()
     paused = start_worker(root, "paused")
     procs = [paused]
+    wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status <> 'stopped'")
+             == [(1,)], timeout=120)  # a loaded machine starts Python slowly
+    coordinator.start()
     try:
         wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status = 'busy'")
                  == [(1,)])
@@ -221,3 +228,6 @@ def test_full_refresh_rebuilds_on_the_workers(shared: tuple[Path, str]) -> None:
     assert again.status == "success"
     assert rows(url, "select asset, count(*) from kiban.publishes group by asset order by asset") == [
         ("mart.fast", 2), ("warehouse.slow", 2)]
+    judged = rows(url, "select check_name, status from check_results where asset = 'warehouse.slow' "
+                       "order by check_name")
+    assert judged and {status for _, status in judged} == {"pass"}, judged
