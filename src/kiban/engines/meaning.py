@@ -36,6 +36,7 @@ from typing import Any
 
 INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT", "UBIGINT")
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
+SAME_TYPE = {"TIMESTAMPNTZ": "TIMESTAMP", "TIMESTAMPLTZ": "TIMESTAMPTZ", "TEXT": "VARCHAR"}  # SQLGlot's synonyms
 DIFF_UNITS = ("YEAR", "QUARTER", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
 
 
@@ -63,12 +64,14 @@ def annotate(tree: Any) -> Any:
 def _type(node: Any) -> str:
     """The annotated type of an expression (``DOUBLE``, ``DECIMAL``, ``UNKNOWN``…)."""
     kind = getattr(node, "type", None)
-    return kind.this.name if kind is not None and hasattr(kind.this, "name") else "UNKNOWN"
+    name = kind.this.name if kind is not None and hasattr(kind.this, "name") else "UNKNOWN"
+    return SAME_TYPE.get(name, name)
 
 
 def _named(datatype: Any) -> str:
     """The name of a DataType node (``INT``, ``VARCHAR``)."""
-    return datatype.this.name if hasattr(datatype.this, "name") else str(datatype.this).upper()
+    name = datatype.this.name if hasattr(datatype.this, "name") else str(datatype.this).upper()
+    return SAME_TYPE.get(name, name)
 
 
 def rewrite_tree(tree: Any, target: str, columns: Mapping[str, str] | None = None) -> Any:
@@ -166,7 +169,7 @@ def rewrite(node: Any, target: str) -> Any:
                            expression=exp.Identifier(this="C", quoted=True))
     if pg and isinstance(node, exp.Literal) and node.is_string and _collatable(node):
         return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
-    if pg and isinstance(node, exp.Cast) and _named(node.to) in ("VARCHAR", "TEXT") \
+    if pg and isinstance(node, exp.Cast) and _named(node.to) == "VARCHAR" \
             and not isinstance(node.parent, exp.Collate):  # DuckDB's text of a double; byte order
         if isinstance(node.this, exp.Literal) and node.this.is_string:
             return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
@@ -300,4 +303,4 @@ def _collatable(node: Any) -> bool:
         others = [e for e in (parent.this, *parent.expressions) if e is not node]
     else:
         return False
-    return all(_type(o) in ("VARCHAR", "TEXT", "CHAR") for o in others)
+    return all(_type(o) in ("VARCHAR", "CHAR") for o in others)
