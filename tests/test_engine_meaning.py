@@ -71,7 +71,7 @@ NUMERIC = ["{x} + 1", "{x} - 3", "{x} * 2", "{x} / 2", "{x} / 0", "{x} / i", "-{
            "case when {x} > 0 then 'pos' when {x} < 0 then 'neg' else 'zero' end", "sign({x})",
            "greatest({x}, 1)", "least({x}, 1)", "nullif({x}, 0)", "cast({x} as varchar)",
            "{x} * 1.5", "{x} / 3", "cast({x} as double)", "round({x} * 0.1, 0)", "{x} = 0", "{x} is null",
-           "cast({x} as decimal(12, 3))", "{x} + i"]
+           "cast({x} as decimal(12, 3))", "{x} + i", "{x} * {x}", "{x} <> 1", "{x} is not null and {x} < 0"]
 INTEGER = ["i % 3", "i % 0", "i // 2", "i // 0", "i % j", "j // i", "cast(i / 2 as integer)",
            "i / 2 = 3.5", "power(i, 2)", "i * j", "-i % 3", "i % -3", "-i // 2", "i / -2", "cast(i as double) / 0",
            "0 / nullif(i, 0)", "i / j", "j / i", "cast(j / 3 as bigint)", "sum(i) over ()", "count(*) over ()",
