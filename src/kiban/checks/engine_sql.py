@@ -61,17 +61,17 @@ def as_duckdb_relation(relation: str) -> str:
     return parse_one(relation, read="spark", into=exp.Table).sql("duckdb", identify=True)
 
 
-def for_engine(sql: str, dialect: str, what: str) -> str:
+def for_engine(sql: str, dialect: str, what: str, zone: str | None = None) -> str:
     """``sql`` (DuckDB) as the session's dialect; ``what`` names the checks in errors."""
     if dialect == DUCKDB:
         return sql
     from kiban.engines.dialect import transpile
 
-    return transpile(sql, dialect, what)
+    return transpile(sql, dialect, what, zone=zone)
 
 
 def execute(session: Session, sql: str, what: str) -> list[tuple[Any, ...]]:
-    return session.execute(for_engine(sql, dialect_of(session), what))
+    return session.execute(for_engine(sql, dialect_of(session), what, getattr(session, "zone", None)))
 
 
 def query(session: Session, sql: str, what: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -80,14 +80,14 @@ def query(session: Session, sql: str, what: str) -> tuple[list[str], list[tuple[
     if dialect == DUCKDB:
         result = cast(Any, session).cursor.execute(sql)
         return [d[0] for d in result.description], result.fetchall()
-    names, rows = cast(Any, session).query(for_engine(sql, dialect, what))
+    names, rows = cast(Any, session).query(for_engine(sql, dialect, what, getattr(session, "zone", None)))
     return list(names), rows
 
 
 def probe(session: Session, sql: str, what: str) -> None:
     """Plan ``sql`` without running it: raises the engine's error when it does not bind."""
     dialect = dialect_of(session)
-    text = for_engine(sql, dialect, what)
+    text = for_engine(sql, dialect, what, getattr(session, "zone", None))
     if dialect == DUCKDB:
         session.execute("EXPLAIN " + text)
     elif dialect == "spark":

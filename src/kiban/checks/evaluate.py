@@ -160,7 +160,8 @@ def _measure(session: Session, compiled: Compiled, suite: Suite) -> dict[str, An
     except NOT_FITTING as exc:
         for check, part in compiled.parts:  # which check? (each in a savepoint on PostgreSQL)
             try:
-                engine_sql.savepoint(session, engine_sql.for_engine(part, engine_sql.dialect_of(session), what))
+                engine_sql.savepoint(session, engine_sql.for_engine(
+                    part, engine_sql.dialect_of(session), what, getattr(session, "zone", None)))
             except NOT_FITTING as inner:
                 raise _not_fitting(check, inner) from None
             except Exception:  # the engine cannot say more: report the statement's error

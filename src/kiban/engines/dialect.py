@@ -16,8 +16,10 @@ differently than DuckDB computes it (each was found running the example project 
 | ``hour(t)``, ``minute(t)`` | ``extract(hour from t)`` … | native |
 | ``regexp_full_match(s, p)`` | ``s ~ '^(?:p)$'`` | ``s rlike '^(?:p)$'`` |
 | ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` | native |
-| ``timezone(z, timestamptz)`` | native | ``convert_timezone('UTC', z, t)`` (a local time) |
-| ``timezone(z, timestamp)`` | native | ``to_utc_timestamp(t, z)`` (an instant) |
+| ``timezone(z, timestamptz)`` | native | ``convert_timezone(S, z, cast(t as timestamp_ntz))`` (a local time) |
+| ``timezone(z, timestamp)`` | native | ``cast(convert_timezone(z, S, t) as timestamp)`` (an instant) |
+
+(S: the session's time zone — the project's — through which Spark reads and writes instants.)
 | ``round(x, n)`` of a double | ``round(cast(x as numeric), n)`` | native |
 | ``cast(unnest(generate_series(…)) as T)`` | ``cast(generate_series(…) as T)`` | ``explode(cast(sequence(…)
   as array<T>))`` |
@@ -72,12 +74,13 @@ def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
 
 
 def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None,
-              tables: Mapping[str, Mapping[str, str]] | None = None) -> str:
+              tables: Mapping[str, Mapping[str, str]] | None = None, zone: str | None = None) -> str:
     """``sql`` (DuckDB dialect) as one statement of ``target`` ('postgres', 'spark').
 
     ``model`` names the model in errors; ``layers`` maps bare table names to their layer (``orders`` →
     ``warehouse``) so unqualified references find their table. ``tables``: ``layer.name`` → its columns (lower
-    name → DuckDB type), so that rewrites that depend on a column's type know it (engines.meaning).
+    name → DuckDB type), so that rewrites that depend on a column's type know it (engines.meaning). ``zone``: the
+    session's time zone (Spark converts instants to wall times through it).
     """
     import sqlglot
     from sqlglot import exp
@@ -117,7 +120,7 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
                              "equivalent that computes what DuckDB computes",
                              f"{refused.hint}, or keep this model on the DuckDB engine",
                              _line_of(refused.node)) from None
-    tree = tree.transform(lambda node: _rewrite(node, target, model))
+    tree = tree.transform(lambda node: _rewrite(node, target, model, zone or "UTC"))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
     # before SQLGlot's own QUALIFY rewrite, which selects a column twice in `SELECT *, x … QUALIFY`
@@ -167,7 +170,7 @@ def _anchored(pattern: Any) -> Any:
                      expression=exp.Literal.string(")$"))
 
 
-def _rewrite(node: Any, target: str, model: str) -> Any:
+def _rewrite(node: Any, target: str, model: str, zone: str = "UTC") -> Any:
     """One node of the DuckDB tree, as the target must read it (see the table in the module docstring)."""
     from sqlglot import exp
 
@@ -206,12 +209,15 @@ def _rewrite(node: Any, target: str, model: str) -> Any:
         return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIME")  # SQLGlot would write TIMESTAMP
     if target == "spark" and isinstance(node, exp.Anonymous) and node.name.lower() == "timezone" \
             and len(node.expressions) == 2:
-        zone, value = node.expressions
+        where, value = node.expressions
+        ntz = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_NTZ")
         local = isinstance(value, exp.Cast) and value.to.this in (exp.DataType.Type.TIMESTAMP,
                                                                     exp.DataType.Type.TIMESTAMPNTZ)
-        if local:  # a wall-clock time in `zone` → the instant
-            return _fn("to_utc_timestamp", value.copy(), zone.copy())
-        return _fn("convert_timezone", exp.Literal.string("UTC"), zone.copy(), value.copy())  # instant → local
+        if local:  # a wall-clock time in `where` → the instant
+            return exp.Cast(this=_fn("convert_timezone", where.copy(), exp.Literal.string(zone),
+                                     exp.Cast(this=value.copy(), to=ntz.copy())), to=exp.DataType.build("timestamp"))
+        # instant → its wall time in `where`: Spark turns an instant into a wall time through the session's zone
+        return _fn("convert_timezone", exp.Literal.string(zone), where.copy(), exp.Cast(this=value.copy(), to=ntz))
     return node
 
 

@@ -76,6 +76,7 @@ class SparkSqlSession:
     """A thread's handle on the shared SparkSession; its statements carry a tag so they can be interrupted."""
 
     dialect = "spark"  # the SQL it speaks (checks are written for it: kiban.checks.engine_sql)
+    zone = "UTC"  # the session's time zone (the project's)
 
     def __init__(self, spark: Any, tag: str) -> None:
         self.spark = spark
@@ -119,14 +120,16 @@ class SparkEngine:
         self.fences: dict[str, tuple[int, str]] = {}
         self._schemas: dict[str, tuple[str, dict[str, str]]] = {}  # layer.name → (version, its column types)
         self.spark = _session(master, remote, folder, settings)
-        if timezone:  # the project's time zone decides hours and dates of instants (Spark's default: the JVM's)
-            self.spark.conf.set("spark.sql.session.timeZone", timezone)
+        self.timezone = timezone or "UTC"  # the project's: decides hours and dates of instants (was forced UTC)
+        self.spark.conf.set("spark.sql.session.timeZone", self.timezone)
 
     def session(self) -> SparkSqlSession:
         with self._lock:
             self._counter += 1
             tag = f"kiban-{os.getpid()}-{self._counter}"
-        return SparkSqlSession(self.spark, tag)
+        session = SparkSqlSession(self.spark, tag)
+        session.zone = self.timezone  # checks are transpiled through it too (kiban.checks.engine_sql)
+        return session
 
     def close(self) -> None:
         """Leave the SparkSession running: starting a JVM costs seconds, and the next run in this process reuses it."""
@@ -207,7 +210,8 @@ class SparkEngine:
             return
         columns = self.spark.table(f"lake.{quote(name)}").columns
         for view, sql in derived_views(name, table.collected, columns):
-            self._sql(f"create or replace view lake.{quote(view)} as {transpile(sql, 'spark', f'lake.{view}')}")
+            self._sql(f"create or replace view lake.{quote(view)} as "
+                      f"{transpile(sql, 'spark', f'lake.{view}', zone=self.timezone)}")
             self._names[view.lower()] = "lake"
 
     def _sync(self) -> None:
@@ -276,7 +280,8 @@ class SparkEngine:
         with self._lock:
             self._sync()
             names = dict(self._names)
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names))
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
+                        self.timezone)
         layer, name = asset.layer, asset.name
         home = self.folder / layer / name
         home.mkdir(parents=True, exist_ok=True)
