@@ -158,7 +158,14 @@ ACCEPTED = {
         "date_trunc('hour', tz)": "DuckDB's truncation in the repeated hour of a DST change",
         "date_diff('hour', tz, timestamp '2024-03-10 12:00:00')": "the same truncation, inside date_diff",
     },
-    "spark": {"date_diff('hour', tz, timestamp '2024-03-10 12:00:00')": "the same truncation, inside date_diff"},
+    "spark": {
+        "date_diff('hour', tz, timestamp '2024-03-10 12:00:00')": "the same truncation, inside date_diff",
+        "date_trunc('hour', tz)": "DuckDB's truncation in the repeated hour of a DST change",
+        # NOT fixed yet: an instant in the repeated hour of the *session's* zone goes through its ambiguous wall
+        # time, so timezone(z, t) is an hour off there on Spark (documented in docs/scale-out.md)
+        "timezone('Asia/Tokyo', cast(tz as timestamptz))": "Spark: instants in the session zone's repeated hour",
+        "timezone('Asia/Tokyo', cast(ts as timestamptz))": "Spark: instants in the session zone's repeated hour",
+    },
 }
 
 

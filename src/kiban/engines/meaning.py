@@ -144,6 +144,17 @@ def rewrite(node: Any, target: str) -> Any:
                        expression=exp.Literal.number(1))
     if isinstance(node, exp.DateDiff):
         return _date_diff(node, target)
+    if not pg and isinstance(node, exp.Anonymous) and node.name.lower() in ("prefix", "suffix") \
+            and len(node.expressions) == 2:  # DuckDB's names; Spark's are startswith/endswith
+        name = "startswith" if node.name.lower() == "prefix" else "endswith"
+        return exp.Anonymous(this=name, expressions=[e.copy() for e in node.expressions])
+    if not pg and isinstance(node, exp.RegexpReplace):
+        flags = node.args.get("modifiers")
+        if not (isinstance(flags, exp.Literal) and "g" in flags.name):  # DuckDB replaces the first match only
+            raise Refused("regexp_replace(…) without the 'g' option",
+                          "Spark replaces every match: add 'g' as the fourth argument if that is what you mean", node)
+        return exp.RegexpReplace(this=node.this.copy(), expression=node.expression.copy(),
+                                 replacement=node.args["replacement"].copy())
     if (pg and isinstance(node, (exp.Contains, exp.EndsWith))) or (
             pg and isinstance(node, exp.Anonymous) and len(node.expressions) == 2
             and node.name.lower() in ("suffix", "prefix")):  # DuckDB's, which PostgreSQL lacks
