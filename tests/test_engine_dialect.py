@@ -62,9 +62,10 @@ def test_group_by_all_becomes_the_plain_select_items_on_postgres() -> None:
     ("regexp_full_match(s, 'a+')", "s ~ '^(?:a+)$'", "s RLIKE '^(?:a+)$'"),
     ("regexp_extract(s, 'x(\\d)', 1)", "COALESCE(REGEXP_SUBSTR(s, 'x(\\d)', 1, 1, '', 1), '')", "REGEXP_EXTRACT"),
     ("timezone('Asia/Tokyo', cast(t as timestamptz))", "TIMEZONE('Asia/Tokyo'",
-     "CONVERT_TIMEZONE('UTC', 'Asia/Tokyo', CAST(t AS TIMESTAMP))"),
-    ("timezone('Asia/Tokyo', cast(t as timestamp))", "TIMEZONE('Asia/Tokyo'", "TO_UTC_TIMESTAMP("),
-    ("round(a / b, 2)", "ROUND(CAST(", "ROUND(a / b, 2)"),
+     "CONVERT_TIMEZONE('UTC', 'Asia/Tokyo', CAST(CAST(t AS TIMESTAMP) AS TIMESTAMP_NTZ))"),  # session zone: UTC
+    ("timezone('Asia/Tokyo', cast(t as timestamp))", "TIMEZONE('Asia/Tokyo'",
+     "CAST(CONVERT_TIMEZONE('Asia/Tokyo', 'UTC', "),
+    ("round(a / b, 2)", "ROUND(CAST(", "ELSE CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END, 2)"),
     ("cast(t as time)", "CAST(t AS TIME)", "CAST(t AS TIME)"),
 ])
 def test_duckdb_functions_mean_the_same_on_every_engine(sql: str, postgres: str, spark: str) -> None:

@@ -24,6 +24,8 @@ import duckdb
 import psycopg
 import pytest
 
+from kiban.checks.gate import gate_for
+from kiban.checks.on_demand import check_published
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 
@@ -48,9 +50,23 @@ def shop_copy(base: Path, name: str, warehouse: str | None, generated: Path) -> 
 
 
 def build(root: Path) -> Any:
-    result = run_project(load_project(root), RunOptions(exclude=[PYTHON_MODELS]))
+    """`kiban run` as the CLI runs it: the checks judge every new version before it is published (issue 18: the
+    audit hook sent DuckDB SQL to PostgreSQL and Spark, and these tests used to leave it out)."""
+    project = load_project(root)
+    gate = gate_for(project)
+    assert gate is not None, "the example declares checks"
+    try:
+        result = run_project(project, RunOptions(exclude=[PYTHON_MODELS]), audit=gate, after=gate.after)
+    finally:
+        gate.close()
     assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
     return result
+
+
+def verdicts(root: Path) -> dict[str, tuple[str, int | None]]:
+    """`kiban check` of the published SQL models: (status, failing rows) per check."""
+    report = check_published(load_project(root), exclude=[PYTHON_MODELS])
+    return {f"{r.asset}:{r.name}": (r.status, r.failures) for r in report.results}
 
 
 def value(v: Any) -> Any:
@@ -100,9 +116,12 @@ def duck(generated: Path) -> dict[str, list[tuple[Any, ...]]]:
     build(root)
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
     try:
-        return {mart: con.execute(f"select * from {mart}").fetchall() for mart in SQL_MARTS}
+        marts: dict[str, Any] = {mart: con.execute(f"select * from {mart}").fetchall() for mart in SQL_MARTS}
     finally:
         con.close()
+    marts["checks"] = verdicts(root)
+    assert len(marts["checks"]) > 10
+    return marts
 
 
 def test_postgres_builds_the_same_marts(generated: Path, duck: dict[str, list[tuple[Any, ...]]],
@@ -118,6 +137,7 @@ def test_postgres_builds_the_same_marts(generated: Path, duck: dict[str, list[tu
         # the lake is exactly the committed loads, with the derived views DuckDB offers
         latest = conn.execute("select count(*) from lake.master_products_latest").fetchone()
         assert latest is not None and latest[0] == 39  # 40 products, one row quarantined (「1,990」)
+    assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
     # a Python model is refused with a message that says what to do, not a traceback
     refused = run_project(load_project(root), RunOptions(select=["warehouse.daily_demand"]))
     error = refused.outcomes["warehouse.daily_demand"].error or ""
@@ -143,6 +163,7 @@ def test_spark_builds_the_same_marts(generated: Path, duck: dict[str, list[tuple
             assert same_rows(rows, duck[mart]) is None, (mart, same_rows(rows, duck[mart]))
     finally:
         con.close()
+    assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
     refused = run_project(load_project(root), RunOptions(select=["warehouse.daily_demand"]))
     error = refused.outcomes["warehouse.daily_demand"].error or ""
     assert "Python model" in error and "Spark" in error

@@ -97,7 +97,7 @@ def test_failed_build_keeps_the_old_version(shop: tuple[Path, str]) -> None:
     before = pg_rows(url, "select count(*), obj_description('warehouse.orders'::regclass) from warehouse.orders")
     # a runtime failure (division by zero) inside the build: the transaction rolls back
     (root / "models/warehouse/orders.sql").write_text(
-        MODELS["models/warehouse/orders.sql"].replace("o.amount,", "o.amount / (o.order_id - o.order_id) as amount,"))
+        MODELS["models/warehouse/orders.sql"].replace("o.amount,", "cast('x' || o.order_id as integer) as amount,"))
     result = run(root)
     assert statuses(result)["warehouse.orders"] == "failed"
     assert statuses(result)["mart.daily_sales"] == "skipped"
@@ -128,14 +128,19 @@ def test_audit_failure_blocks_the_publish(shop: tuple[Path, str]) -> None:
 
 def test_construct_without_postgres_equivalent_names_model(make_project: Callable[..., Path],
                                                            postgres_url: str) -> None:
-    root = make_project({"models/mart/bad.sql": "select * from lake.t pivot (sum(a) for b in ('x', 'y'))",
+    """Refused when the project loads (issue 18): the file, the line, the construct and a rewrite hint."""
+    from kiban.errors import ProjectError
+
+    root = make_project({"models/mart/bad.sql": "select a,\n  b\nfrom lake.t pivot (sum(a) for b in ('x', 'y'))",
+                         "models/mart/weeks.sql": "select\n  date_diff('week', d, d) as w from lake.t",
                          "kiban.yml": f"name: shop\nwarehouse: {postgres_url}\n"},
-                        lake={"t": "select 1 as a, 'x' as b"}, root="bad")
-    result = run(root)
-    error = result.outcomes["mart.bad"].error or ""
-    assert result.outcomes["mart.bad"].status == "failed"
-    assert "mart.bad" in error and "PIVOT" in error and "PostgreSQL" in error
-    assert result.outcomes["mart.bad"].attempts == 1  # not retried: another attempt cannot help
+                        lake={"t": "select 1 as a, 'x' as b, date '2024-01-01' as d"}, root="bad")
+    with pytest.raises(KibanError) as caught:
+        load_project(root)
+    text = str(caught.value)
+    assert "bad.sql" in text and "PIVOT" in text and "PostgreSQL" in text
+    assert "weeks.sql:2" in text and "date_diff('week', …)" in text and "date_diff('day', a, b) // 7" in text
+    assert isinstance(caught.value, ProjectError) or "2 problems" in text or text.count("hint") >= 2
 
 
 def test_unreachable_server_is_a_clear_error(dead_port: int) -> None:
@@ -176,3 +181,32 @@ def test_the_lake_is_exactly_the_committed_files(make_project: Callable[..., Pat
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events")) == COMMITTED_ROWS
     assert sorted(pg_rows(postgres_url, "select id, v from lake.events_latest")) == LATEST_ROWS
     assert len(pg_rows(postgres_url, "select valid_from, valid_to from lake.events_history")) == 4
+
+
+def test_a_view_over_a_lake_table_never_blocks_its_reload(make_project: Callable[..., Path],
+                                                          postgres_url: str) -> None:
+    """Issue 18: `warehouse.stores` (a view over lake.stores) made every reload of lake.stores fail."""
+    models = {
+        "models/warehouse/stores.sql": "select store_id, upper(name) as name from lake.stores",
+        "models/warehouse/stores.yml": "materialized: view\n",
+        "models/mart/store_count.sql": "select count(*) as stores, max(name) as last_name from warehouse.stores",
+    }
+    root = make_project({**models, "kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\n"},
+                        lake={"stores": "select i as store_id, 'store ' || i as name from range(1, 4) t(i)"},
+                        root="pg_reload")
+    assert run(root).status == "success"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # someone else's view over the lake table too
+        conn.execute("create view public.my_stores as select * from lake.stores")
+    # the source changes: more rows, then a new column (schema drift)
+    write_parquet(root / "lake" / "stores" / "part-0.parquet",
+                  "select i as store_id, 'store ' || i as name from range(1, 6) t(i)")
+    result = run(root)
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
+    assert pg_rows(postgres_url, "select stores, last_name from mart.store_count") == [(5, "STORE 5")]
+    write_parquet(root / "lake" / "stores" / "part-0.parquet",
+                  "select i as store_id, 'store ' || i as name, i * 10 as size from range(1, 8) t(i)")
+    result = run(root)
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
+    assert pg_rows(postgres_url, "select stores from mart.store_count") == [(7,)]
+    assert pg_rows(postgres_url, "select count(*), sum(size) from lake.stores") == [(7, 280)]
+    assert pg_rows(postgres_url, "select count(*) from public.my_stores") == [(7,)]

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from kiban.engines.spark import parse_url
-from kiban.errors import ConfigError
+from kiban.errors import ConfigError, KibanError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from tests.conftest import write_files, write_parquet
@@ -103,19 +103,19 @@ def test_failed_build_leaves_the_published_version(projects: tuple[Path, Path, P
     folders = sorted(p.name for p in (warehouse / "warehouse" / "orders").iterdir())
     sql = root / "models/warehouse/orders.sql"
     original = sql.read_text()
-    try:  # fails at run time (ANSI division by zero), after Spark started writing
-        sql.write_text(original.replace("o.amount,", "o.amount / (o.order_id - o.order_id) as amount,"))
+    try:  # fails at run time (ANSI cast of a non-number), after Spark started writing
+        sql.write_text(original.replace("o.amount,", "cast('x' || o.order_id as integer) as amount,"))
         result = run(root)
         assert statuses(result)["warehouse.orders"] == "failed"
         assert statuses(result)["mart.monthly"] == "skipped"
         assert pointer(warehouse, "warehouse.orders") == before
         assert sorted(p.name for p in (warehouse / "warehouse" / "orders").iterdir()) == folders
-        # a construct Spark cannot express: a clear error naming the model and the construct, no retry
-        sql.write_text("select o.* from lake.orders o asof join lake.customers c on o.customer_id >= c.customer_id")
-        bad = run(root, select=["warehouse.orders"])
-        error = bad.outcomes["warehouse.orders"].error or ""
-        assert "warehouse.orders" in error and "ASOF JOIN" in error and "Spark" in error
-        assert bad.outcomes["warehouse.orders"].attempts == 1
+        # a construct Spark cannot express: refused when the project loads, naming file, line and construct
+        sql.write_text("select o.*\nfrom lake.orders o asof join lake.customers c on o.customer_id >= c.customer_id")
+        with pytest.raises(KibanError) as refused:
+            run(root, select=["warehouse.orders"])
+        error = str(refused.value)
+        assert "orders.sql:2" in error and "ASOF JOIN" in error and "Spark" in error and "hint" in error
     finally:
         sql.write_text(original)
 

@@ -45,7 +45,8 @@ class Operated:
 
 
 def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any], None]] = (), *,
-        graph: Graph | None = None, store: Store | None = None, workers: bool = False) -> Operated:
+        graph: Graph | None = None, store: Store | None = None, workers: bool = False,
+        min_workers: int = 0) -> Operated:
     """``run_project()`` (or, with ``workers``, the work queue) with the gate, the watcher, the catalog's listeners,
     and the service-level check afterwards. ``store`` (optional) is used for the check; else one is opened."""
     from kiban.checks.gate import gate_for
@@ -59,7 +60,7 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
         if workers:  # the workers build (and check) the assets; this process plans and follows the queue
             from kiban.workers import run_distributed
 
-            result: RunResult = run_distributed(project, options, everyone, after=after)
+            result: RunResult = run_distributed(project, options, everyone, after=after, min_workers=min_workers)
         else:
             from kiban.run import run_project
 

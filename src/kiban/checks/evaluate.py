@@ -1,10 +1,13 @@
 """Running a suite on a relation: describe it, judge the contract, measure everything in one statement,
 judge each check, and fetch samples of failing rows for the checks that failed (and only for those).
 
-Statements per table: ``DESCRIBE`` (metadata), ``EXPLAIN`` of each check that holds user SQL or reads
+Statements per table: the columns (metadata), ``EXPLAIN`` of each check that holds user SQL or reads
 another table (planning only: an error then names its check), ONE measuring statement, and one per failed
 row-level check for its samples. A declaration that does not fit the relation (a column it does not have,
 SQL that does not bind) is a :class:`ProjectError` naming the sidecar's file:line, never a silent pass.
+
+The SQL is compiled in DuckDB's dialect and written in the session's (PostgreSQL, Spark) by
+``kiban.checks.engine_sql``, so the same checks judge every engine.
 """
 
 from __future__ import annotations
@@ -15,11 +18,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import duckdb
-
-from kiban.checks import contract, freshness, volume
+from kiban.checks import contract, engine_sql, freshness, volume
 from kiban.checks.compiler import ROWS, Compiled, Compiler
-from kiban.checks.result import NOT_FITTING, CheckResult, Context, History
+from kiban.checks.result import CheckResult, Context, History
 from kiban.checks.spec import (
     MODEL_KINDS,
     Contract,
@@ -61,12 +62,13 @@ def context(project: Project, history: History | None = None, now: datetime | No
 
 
 def describe(session: Session, relation: str) -> dict[str, tuple[str, str]]:
-    """Lower-case column name → (name, DuckDB type) of ``relation``."""
-    return {str(r[0]).lower(): (str(r[0]), str(r[1])) for r in session.execute(f"DESCRIBE {relation}")}
+    """Lower-case column name → (name, DuckDB type) of ``relation``, on any engine."""
+    return engine_sql.describe(session, engine_sql.as_duckdb_relation(relation))
 
 
 def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> list[CheckResult]:
     """Judge ``relation`` (the new or the published version of ``suite.asset``) with every check of ``suite``."""
+    relation = engine_sql.as_duckdb_relation(relation)  # compiled as DuckDB SQL, written for the session's engine
     columns = describe(session, relation)
     results: list[CheckResult] = []
     contracts = [c for c in suite.checks if isinstance(c.spec, Contract)]
@@ -85,8 +87,8 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
     for check, part in compiled.parts:  # user SQL and other tables: bind each alone first, so an error names it
         if isinstance(check.spec, Expression | Sql | Relationships):
             try:
-                session.execute("EXPLAIN " + part)
-            except NOT_FITTING as exc:
+                engine_sql.probe(session, part, f"the checks of {suite.asset.key}")
+            except engine_sql.not_fitting() as exc:
                 raise _not_fitting(check, exc) from None
     row = _measure(session, compiled, suite)
     rows = int(row[ROWS])
@@ -97,7 +99,7 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
         if result.status == "fail" and limit and row_level(check.spec):
             query = compiler.samples(check, compiled.predicates.get(check.name), limit)
             if query:
-                result.samples = _samples(session, query, suite.pii)
+                result.samples = _samples(session, query, suite.pii, suite.asset.key)
     return results + _model_checks(session, relation, models, suite, ctx)
 
 
@@ -111,29 +113,21 @@ def _model_checks(session: Session, relation: str, checks: list[Check], suite: S
 
 
 def _measure(session: Session, compiled: Compiled, suite: Suite) -> dict[str, Any]:
+    what = f"the checks of {suite.asset.key}"
     try:
-        names, values = _query(session, compiled.sql)
-    except NOT_FITTING as exc:
-        for check, part in compiled.parts:  # which check? (fails again inside a publish's aborted transaction)
+        names, values = engine_sql.query(session, compiled.sql, what)
+    except engine_sql.not_fitting() as exc:
+        for check, part in compiled.parts:  # which check? (each in a savepoint on PostgreSQL)
             try:
-                session.execute(part)
-            except NOT_FITTING as inner:
+                engine_sql.savepoint(session, engine_sql.for_engine(
+                    part, engine_sql.dialect_of(session), what, getattr(session, "zone", None)))
+            except engine_sql.not_fitting() as inner:
                 raise _not_fitting(check, inner) from None
-            except duckdb.Error:
+            except Exception:  # the engine cannot say more: report the statement's error
                 break
         raise KibanError(f"the checks of {suite.asset.key} could not run: {_first_line(exc)}",
                          f"look at the checks in {suite.asset.config_path}") from None
     return dict(zip(names, values[0] if values else (), strict=False))
-
-
-def _query(session: Session, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run ``sql``; its column names and rows."""
-    cursor = getattr(session, "cursor", None)
-    if cursor is None:  # another engine's session: positions only
-        rows = session.execute(sql)
-        return [f"c{i}" for i in range(len(rows[0]) if rows else 0)], rows
-    result = cursor.execute(sql)
-    return [d[0] for d in result.description], result.fetchall()
 
 
 def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx: Context) -> CheckResult:
@@ -203,14 +197,16 @@ def _contract(session: Session, check: Check, suite: Suite, columns: dict[str, t
     assert isinstance(spec, Contract)
     declared = [(c.name, c.type) for c in suite.asset.config.columns]
 
+    types_of = session if engine_sql.dialect_of(session) == engine_sql.DUCKDB else engine_sql.TypeSession()
+
     def resolve(types: list[str]) -> list[str]:
         try:
-            row = session.execute("SELECT " + ", ".join(f"typeof(CAST(NULL AS {t}))" for t in types))[0]
-        except NOT_FITTING:
+            row = types_of.execute("SELECT " + ", ".join(f"typeof(CAST(NULL AS {t}))" for t in types))[0]
+        except engine_sql.not_fitting():
             for t in types:
                 try:
-                    session.execute(f"SELECT CAST(NULL AS {t})")
-                except NOT_FITTING:
+                    types_of.execute(f"SELECT CAST(NULL AS {t})")
+                except engine_sql.not_fitting():
                     raise check.error(f"the contract declares the type '{t}', which DuckDB does not know") from None
             raise
         return [str(v) for v in row]
@@ -274,10 +270,12 @@ def _row_detail(check: Check, failures: int, rows: int, allowed: int) -> str:
     return text
 
 
-def _samples(session: Session, query: str, pii: frozenset[str]) -> list[dict[str, Any]]:
-    names, rows = _query(session, query)
-    return [{n: (mask(v) if n.lower() in pii else _json_value(v)) for n, v in zip(names, r, strict=True)}
-            for r in rows]
+def _samples(session: Session, query: str, pii: frozenset[str], asset: str) -> list[dict[str, Any]]:
+    from kiban.engines.dialect import QUALIFY_COLUMN  # a QUALIFY rewritten for the engine adds helper columns
+
+    names, rows = engine_sql.query(session, query, f"the checks of {asset}")
+    return [{n: (mask(v) if n.lower() in pii else _json_value(v)) for n, v in zip(names, r, strict=True)
+             if not n.startswith(QUALIFY_COLUMN)} for r in rows]
 
 
 def mask(value: Any) -> Any:

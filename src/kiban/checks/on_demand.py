@@ -52,7 +52,7 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
     if not suites:
         return report
     store = _Opening(project.state_url)  # SQLAlchemy loads while DuckDB scans (it releases the GIL)
-    engine = open_engine(project.warehouse_url)
+    engine = open_engine(project.warehouse_url, project.config.timezone)
     try:
         lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
         versions = engine.prepare(lake, _collected(project, store))  # committed loads only

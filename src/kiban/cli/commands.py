@@ -54,7 +54,8 @@ def run(
     log_format: Annotated[str, typer.Option("--log-format", metavar="text|json", help="text (live display) or "
                                             "json (one event per line, for cron and CI).")] = "text",
     workers: Annotated[bool, typer.Option("--workers", help="Queue the assets for `kiban worker` processes "
-                                          "(PostgreSQL state store) instead of building them here.")] = False,
+                                          "(PostgreSQL state store) instead of building them here; `--workers N` "
+                                          "first waits until N workers are alive.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout (the same as "
                                           "--log-format json).")] = False,
 ) -> None:
@@ -69,6 +70,9 @@ def run(
         log_format = "json"
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    min_workers = 0
+    if workers and selection and selection[0].isdigit():  # `--workers N`: a count, not an asset named "2"
+        min_workers, selection = int(selection[0]), selection[1:]
     if resume and selection:
         raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
     project = _project()
@@ -83,7 +87,7 @@ def run(
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:  # checks gate every publish, the watcher raises at-risk incidents, service levels are judged after
-        done = operate.run(project, options, listeners, workers=workers)
+        done = operate.run(project, options, listeners, workers=workers, min_workers=min_workers)
     finally:
         signal.signal(signal.SIGTERM, previous)
     result = done.result

@@ -48,6 +48,8 @@ def worker(
             console.print(f"[{style}]{event.status}[/] {event.asset}{rows}{error}", highlight=False)
         elif event.kind == "asset_started":
             console.print(f"building {event.asset} (run {event.run_id})", highlight=False)
+        elif event.kind == "worker_refused":
+            console.print(f"[yellow]refusing run {event.run_id}[/] — {event.error}", highlight=False)
 
     from kiban.checks.gate import gate_for
 

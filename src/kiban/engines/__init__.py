@@ -5,18 +5,22 @@ from kiban.engines.spark import SparkEngine
 from kiban.errors import ConfigError
 
 
-def open_engine(url: str) -> Engine:
-    """Open the engine named by a warehouse URL (``duckdb:///path``)."""
+def open_engine(url: str, timezone: str | None = None) -> Engine:
+    """Open the engine named by a warehouse URL (``duckdb:///path``).
+
+    ``timezone`` (the project's ``timezone:``) is set on every session of the engine, so a timestamp with a
+    time zone means the same hour, day and date on every engine, whatever the machine's or server's zone.
+    """
     if url.startswith("duckdb:///"):
         from kiban.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine(url[len("duckdb:///"):])
+        return DuckDBEngine(url[len("duckdb:///"):], timezone=timezone)
     if url.startswith(("postgresql://", "postgres://")):
         from kiban.engines.postgres import PostgresEngine
 
-        return PostgresEngine(url)
+        return PostgresEngine(url, timezone=timezone)
     if url.startswith(("spark:", "sc://")):
-        return SparkEngine(url)
+        return SparkEngine(url, timezone=timezone)
     scheme = url.split(":", 1)[0]
     raise ConfigError(f"unsupported warehouse '{scheme}'",
                       "the warehouse URL starts with duckdb:///, postgresql://, spark: or sc://")

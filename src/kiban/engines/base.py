@@ -35,6 +35,11 @@ class CollectedTable:
 
 
 COLLECTED_VERSION = "load:"  # prefix of a collected table's data version (and of its views' comments)
+FENCED = "fenced: "  # prefix of the error of a publish refused because a newer claim holds the asset's fence
+
+
+class Fenced(Exception):
+    """A worker's claim on an asset was taken over (a newer fencing token): it must not publish."""
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ differently than DuckDB computes it (each was found running the example project 
 | ``hour(t)``, ``minute(t)`` | ``extract(hour from t)`` … | native |
 | ``regexp_full_match(s, p)`` | ``s ~ '^(?:p)$'`` | ``s rlike '^(?:p)$'`` |
 | ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` | native |
-| ``timezone(z, timestamptz)`` | native | ``convert_timezone('UTC', z, t)`` (a local time) |
-| ``timezone(z, timestamp)`` | native | ``to_utc_timestamp(t, z)`` (an instant) |
+| ``timezone(z, timestamptz)`` | native | ``convert_timezone(S, z, cast(t as timestamp_ntz))`` (a local time) |
+| ``timezone(z, timestamp)`` | native | ``cast(convert_timezone(z, S, t) as timestamp)`` (an instant) |
+
+(S: the session's time zone — the project's — through which Spark reads and writes instants.)
 | ``round(x, n)`` of a double | ``round(cast(x as numeric), n)`` | native |
 | ``cast(unnest(generate_series(…)) as T)`` | ``cast(generate_series(…) as T)`` | ``explode(cast(sequence(…)
   as array<T>))`` |
@@ -38,11 +40,47 @@ from kiban.errors import KibanError
 QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
 
-def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None) -> str:
+class Untranslatable(KibanError):
+    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model when known."""
+
+    def __init__(self, message: str, hint: str | None = None, line: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.line = line
+
+
+def engine_of(url: str) -> str | None:
+    """The SQL a warehouse URL speaks besides DuckDB's: 'postgres', 'spark', or None (DuckDB, unknown)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgres"
+    if url.startswith(("spark:", "sc://")):
+        return "spark"
+    return None
+
+
+def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
+    """Project errors for every model (key → (SQL, path)) with a construct ``target`` cannot run as DuckDB does:
+    found when the project loads, so nothing the loader could know fails at run time (issue 18)."""
+    from kiban.errors import Location, ProjectError
+
+    errors = []
+    for key, (sql, path) in models.items():
+        try:
+            transpile(sql.strip().rstrip(";"), target, key)
+        except Untranslatable as exc:
+            errors.append(ProjectError(exc.message, Location(path, exc.line), exc.hint))
+        except KibanError:
+            continue  # not a construct (SQL that does not parse): the loader and the build report those
+    return errors
+
+
+def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None,
+              tables: Mapping[str, Mapping[str, str]] | None = None, zone: str | None = None) -> str:
     """``sql`` (DuckDB dialect) as one statement of ``target`` ('postgres', 'spark').
 
     ``model`` names the model in errors; ``layers`` maps bare table names to their layer (``orders`` →
-    ``warehouse``) so unqualified references find their table.
+    ``warehouse``) so unqualified references find their table. ``tables``: ``layer.name`` → its columns (lower
+    name → DuckDB type), so that rewrites that depend on a column's type know it (engines.meaning). ``zone``: the
+    session's time zone (Spark converts instants to wall times through it).
     """
     import sqlglot
     from sqlglot import exp
@@ -64,15 +102,25 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
                 table.set("db", exp.to_identifier(layers[name]))
     for join in tree.find_all(exp.Join):
         if str(join.args.get("method") or "").upper() == "ASOF":  # SQLGlot writes it through; no target runs it
-            raise KibanError(f"{model}: ASOF JOIN has no {_engine(target)} equivalent",
-                             "rewrite it as a join on a window (e.g. the latest row per key before the time), "
-                             "or keep this model on the DuckDB engine")
+            raise Untranslatable(f"{model}: ASOF JOIN{_line(join)} has no {_engine(target)} equivalent",
+                                 "rewrite it as a join on a window (e.g. the latest row per key before the time), "
+                                 "or keep this model on the DuckDB engine", _line_of(join))
     for node in tree.walk():
         construct = _refused(node, target)
         if construct:
-            raise KibanError(f"{model}: {construct} has no {_engine(target)} equivalent",
-                             "rewrite it with portable SQL, or keep this model on the DuckDB engine")
-    tree = tree.transform(lambda node: _rewrite(node, target, model))
+            raise Untranslatable(f"{model}: {construct}{_line(node)} has no {_engine(target)} equivalent",
+                                 "rewrite it with portable SQL, or keep this model on the DuckDB engine",
+                                 _line_of(node))
+    from kiban.engines.meaning import Refused, rewrite_tree
+
+    try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
+        tree = rewrite_tree(tree, target, _columns_read(tree, tables))
+    except Refused as refused:
+        raise Untranslatable(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} "
+                             "equivalent that computes what DuckDB computes",
+                             f"{refused.hint}, or keep this model on the DuckDB engine",
+                             _line_of(refused.node)) from None
+    tree = tree.transform(lambda node: _rewrite(node, target, model, zone or "UTC"))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
     # before SQLGlot's own QUALIFY rewrite, which selects a column twice in `SELECT *, x … QUALIFY`
@@ -80,8 +128,8 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     try:
         return tree.sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
-        raise KibanError(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
-                         "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+        raise Untranslatable(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
+                             "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
 
 
 def _refused(node: Any, target: str) -> str | None:
@@ -122,7 +170,7 @@ def _anchored(pattern: Any) -> Any:
                      expression=exp.Literal.string(")$"))
 
 
-def _rewrite(node: Any, target: str, model: str) -> Any:
+def _rewrite(node: Any, target: str, model: str, zone: str = "UTC") -> Any:
     """One node of the DuckDB tree, as the target must read it (see the table in the module docstring)."""
     from sqlglot import exp
 
@@ -161,12 +209,15 @@ def _rewrite(node: Any, target: str, model: str) -> Any:
         return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIME")  # SQLGlot would write TIMESTAMP
     if target == "spark" and isinstance(node, exp.Anonymous) and node.name.lower() == "timezone" \
             and len(node.expressions) == 2:
-        zone, value = node.expressions
+        where, value = node.expressions
+        ntz = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_NTZ")
         local = isinstance(value, exp.Cast) and value.to.this in (exp.DataType.Type.TIMESTAMP,
                                                                     exp.DataType.Type.TIMESTAMPNTZ)
-        if local:  # a wall-clock time in `zone` → the instant
-            return _fn("to_utc_timestamp", value.copy(), zone.copy())
-        return _fn("convert_timezone", exp.Literal.string("UTC"), zone.copy(), value.copy())  # instant → local
+        if local:  # a wall-clock time in `where` → the instant
+            return exp.Cast(this=_fn("convert_timezone", where.copy(), exp.Literal.string(zone),
+                                     exp.Cast(this=value.copy(), to=ntz.copy())), to=exp.DataType.build("timestamp"))
+        # instant → its wall time in `where`: Spark turns an instant into a wall time through the session's zone
+        return _fn("convert_timezone", exp.Literal.string(zone), where.copy(), exp.Cast(this=value.copy(), to=ntz))
     return node
 
 
@@ -230,7 +281,53 @@ def _eliminate_qualify(select: Any, model: str) -> Any:
                 select.select(exp.alias_(column.copy(), f"{QUALIFY_COLUMN}c_{column.name}"), copy=False)
                 column.replace(exp.column(f"{QUALIFY_COLUMN}c_{column.name}"))
     outer = [exp.Star()] if star else [exp.column(name, quoted=True) for name in names]
-    return exp.select(*outer).from_(select.subquery("__kiban_q", copy=False), copy=False).where(condition, copy=False)
+    # ORDER BY / LIMIT / OFFSET apply after QUALIFY's filter: they move to the outer query (inside, LIMIT would
+    # cut rows before the filter). The outer query sees the inner one's columns by name, unqualified.
+    tail = {k: select.args.get(k) for k in ("order", "limit", "offset") if select.args.get(k)}
+    for k in tail:
+        select.set(k, None)
+    inner = select.subquery("__kiban_q", copy=False)
+    wrapped = exp.select(*outer).from_(inner, copy=False).where(condition, copy=False)
+    for k, node in tail.items():
+        for column in node.find_all(exp.Column):
+            column.set("table", None)
+        wrapped.set(k, node)
+    return wrapped
+
+
+def _columns_read(tree: Any, tables: Mapping[str, Mapping[str, str]] | None) -> dict[str, str]:
+    """Column name → type over the tables ``tree`` reads; a name two of them type differently is left out."""
+    from sqlglot import exp
+
+    if not tables:
+        return {}
+    found: dict[str, str] = {}
+    clash: set[str] = set()
+    for table in tree.find_all(exp.Table):
+        key = f"{table.db}.{table.name}".lower() if table.db else table.name.lower()
+        for name, kind in (tables.get(key) or {}).items():
+            if found.setdefault(name, kind) != kind:
+                clash.add(name)
+    return {k: v for k, v in found.items() if k not in clash}
+
+
+def _line_of(node: Any) -> int | None:
+    """The line of the model where ``node`` starts, when SQLGlot recorded it."""
+    from sqlglot import exp
+
+    if node is None:
+        return None
+    for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
+        line = part.meta.get("line") if hasattr(part, "meta") else None
+        if line:
+            return int(line)
+    return None
+
+
+def _line(node: Any) -> str:
+    """`` (line N)`` for messages, or nothing."""
+    line = _line_of(node)
+    return f" (line {line})" if line else ""
 
 
 def _engine(target: str) -> str:

@@ -71,7 +71,7 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timezone: str | None = None) -> None:
         if path != ":memory:":
             if Path(path).stem.lower() in SCHEMAS:
                 raise ConfigError(
@@ -86,12 +86,18 @@ class DuckDBEngine:
                                   "close other DuckDB sessions on this file, then try again") from None
             raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
         self.path = path
+        # the project's time zone on every connection (SET TimeZone is per cursor): never the machine's (issue 18)
+        self.timezone = timezone
+        if timezone:
+            self.con.execute(f"SET TimeZone = {literal(timezone)}")
         self._catalog_lock = threading.Lock()
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()
+        if self.timezone:
+            cursor.execute(f"SET TimeZone = {literal(self.timezone)}")
         # Unqualified names a model may use (the graph resolves `orders` to warehouse.orders when only one
         # layer has it) find their table through the search path, as `lake.`/`warehouse.` names do directly.
         with contextlib.suppress(duckdb.CatalogException):  # before prepare() the schemas may not exist yet

@@ -25,10 +25,11 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
+from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 from kiban.quoting import literal, quote
@@ -39,14 +40,16 @@ TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 BATCH_ROWS = 64_000  # rows per Arrow batch while loading the lake: bounds the loader's memory
 PERMANENT_ERRORS = (pg_errors.SyntaxErrorOrAccessRuleViolation, pg_errors.DataError, KibanError,
-                    pg_errors.FeatureNotSupported)
+                    pg_errors.FeatureNotSupported, Fenced)
 
 
 class PostgresSession:
     """One connection (one transaction at a time) for one worker thread."""
 
-    def __init__(self, url: str) -> None:
-        self.conn = _connect(url, autocommit=True)
+    dialect = "postgres"  # the SQL it speaks (checks are written for it: kiban.checks.engine_sql)
+
+    def __init__(self, url: str, settings: Mapping[str, str] | None = None) -> None:
+        self.conn = _connect(url, autocommit=True, settings=settings)
         with contextlib.suppress(psycopg.Error):  # PostgreSQL 14+: a killed kiban's query stops within 2 s
             self.conn.execute("set client_connection_check_interval = 2000")
         self.conn.autocommit = False
@@ -56,6 +59,12 @@ class PostgresSession:
             cur.execute(sql.encode(), params)  # bytes: '%' in the SQL is not a placeholder
             return cur.fetchall() if cur.description else []
 
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of ``sql``."""
+        with self.conn.cursor() as cur:
+            cur.execute(sql.encode())
+            return [d.name for d in cur.description or []], (cur.fetchall() if cur.description else [])
+
     def interrupt(self) -> None:
         with contextlib.suppress(psycopg.Error):
             getattr(self.conn, "cancel_safe", self.conn.cancel)()  # cancel_safe: psycopg 3.2+
@@ -64,12 +73,23 @@ class PostgresSession:
         self.conn.close()
 
 
-def _connect(url: str, autocommit: bool = False) -> psycopg.Connection[Any]:
+def _connect(url: str, autocommit: bool = False, settings: Mapping[str, str] | None = None) -> psycopg.Connection[Any]:
+    """A connection with ``settings`` (``TimeZone``, timeouts) set for its whole life (outside any transaction,
+    so no rollback undoes them)."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name="kiban")
+        conn = psycopg.connect(url, autocommit=True, application_name="kiban")
     except psycopg.OperationalError as exc:
         raise ConfigError(f"cannot connect to the PostgreSQL warehouse: {str(exc).strip().splitlines()[0]}",
                           "check the warehouse URL in kiban.yml (passwords belong in env:NAME)") from None
+    try:
+        for name, value in (settings or {}).items():
+            conn.execute("select set_config(%s, %s, false)", [name, value])
+    except psycopg.Error as exc:
+        conn.close()
+        raise ConfigError(f"the PostgreSQL warehouse refuses the setting {name} = {value}: "
+                          f"{str(exc).strip().splitlines()[0]}") from None
+    conn.autocommit = autocommit
+    return conn
 
 
 def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
@@ -94,7 +114,7 @@ def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
     if t.is_decimal(arrow_type):
         return f"numeric({arrow_type.precision}, {arrow_type.scale})"
     if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_dictionary(arrow_type):
-        return "text"
+        return 'text collate "C"'  # DuckDB orders text by its bytes, whatever the database's collation
     if t.is_date(arrow_type):
         return "date"
     if t.is_timestamp(arrow_type):
@@ -110,14 +130,59 @@ class PostgresEngine:
 
     name = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timezone: str | None = None) -> None:
         self.url = url
-        self.conn = _connect(url, autocommit=True)
+        # every connection's settings: the project's time zone (never the server's), and what a worker adds
+        # (lock_timeout, statement_timeout, idle_in_transaction_session_timeout: kiban.workers)
+        self.settings: dict[str, str] = {"TimeZone": timezone} if timezone else {}
+        self.conn = _connect(url, autocommit=True, settings=self.settings)
         self.full_refresh = False
         self._lock = threading.Lock()
+        # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked inside the publish
+        self.fences: dict[str, tuple[int, str]] = {}
+
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """More settings for every connection from now on (a worker's timeouts)."""
+        self.settings.update(settings)
+        with self._lock:
+            for name, value in settings.items():
+                self.conn.execute("select set_config(%s, %s, false)", [name, value])
+
+    # -- fencing (workers) ----------------------------------------------------------------------
+    def claim_fence(self, asset: str, token: int, run_id: str) -> bool:
+        """Raise ``asset``'s fence to ``token`` (a worker's new claim). False: a newer claim already holds it.
+
+        Waits (up to ``lock_timeout``) for a publish that holds the fence to commit: a publish either committed
+        before this or will see the new token and refuse."""
+        with self._lock, self.conn.cursor() as cur:
+            row = cur.execute(
+                f"insert into {quote(META_SCHEMA)}.fences as f (asset, token, run_id) values (%s, %s, %s) "
+                "on conflict (asset) do update set token = excluded.token, run_id = excluded.run_id "
+                "where f.token <= excluded.token returning f.token", [asset, token, run_id]).fetchone()
+        if row is None:
+            return False
+        self.fences[asset] = (token, run_id)
+        return True
+
+    def published_by(self, asset: str) -> str | None:
+        """The run whose worker last published ``asset`` (None: not published by a worker)."""
+        rows = self._rows(f"select published_run from {quote(META_SCHEMA)}.fences where asset = %s", [asset])
+        return rows[0][0] if rows else None
+
+    def _check_fence(self, cur: psycopg.Cursor[Any], asset: str) -> None:
+        """Inside the publish: the claim must still hold the fence (locked until the commit)."""
+        fence = self.fences.get(asset)
+        if fence is None:
+            return
+        row = cur.execute(f"select token from {quote(META_SCHEMA)}.fences where asset = %s for update",
+                          [asset]).fetchone()
+        if row is None or row[0] != fence[0]:
+            raise Fenced(f"{FENCED}{asset}: another worker took this claim over (fencing token {fence[0]}, now "
+                         f"{row[0] if row else 'none'}); this version is not published")
+        cur.execute(f"update {quote(META_SCHEMA)}.fences set published_run = %s where asset = %s", [fence[1], asset])
 
     def session(self) -> PostgresSession:
-        return PostgresSession(self.url)
+        return PostgresSession(self.url, self.settings)
 
     def close(self) -> None:
         self.conn.close()
@@ -141,6 +206,10 @@ class PostgresEngine:
                 self.conn.execute(f"create schema if not exists {quote(schema)}".encode())
             self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.publishes (asset text not null, "
                               "fingerprint text not null, published_at timestamptz not null default now())".encode())
+            self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.fences (asset text primary key, "
+                              "token bigint not null, run_id text, published_run text)".encode())
+            for function in POSTGRES_FUNCTIONS:  # what transpiled models call for DuckDB's meaning (engines.meaning)
+                self.conn.execute(function.encode())
         current = self._comments(("lake",))
         versions: dict[str, str] = {}
         for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
@@ -167,9 +236,10 @@ class PostgresEngine:
         columns = ", ".join(f"{quote(f.name)} {arrow_to_postgres(f.type, f.name, 'lake.' + name)}" for f in schema)
         views = [(view, transpile(sql, "postgres", f"lake.{view}"))
                  for view, sql in (derived_views(name, table.collected, schema.names) if table.collected else [])]
-        tmp = f"{quote('lake')}.{quote(TMP_PREFIX + name[:40])}"
+        tmp_name = TMP_PREFIX + name[:40]
+        tmp = f"{quote('lake')}.{quote(tmp_name)}"
         target = f"{quote('lake')}.{quote(name)}"
-        conn = _connect(self.url)
+        conn = _connect(self.url, settings=self.settings)
         try:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", [_lock_key("lake." + name)])
@@ -184,13 +254,29 @@ class PostgresEngine:
                         buffer = io.BytesIO()
                         pacsv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
-                for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
-                    conn.execute(f"drop view if exists lake.{quote(view)}".encode())
-                conn.execute(f"drop table if exists {target}".encode())
-                conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                if _refill(conn, name, tmp_name):  # views (kiban's or anyone's) over the table keep working
+                    for view, sql in views:
+                        try:
+                            with conn.transaction():  # a savepoint: the view may have other columns now
+                                conn.execute(f"create or replace view lake.{quote(view)} as {sql}".encode())
+                        except (pg_errors.InvalidTableDefinition, pg_errors.DependentObjectsStillExist):
+                            _replace_view(conn, view, sql)
+                else:
+                    for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
+                        conn.execute(f"drop view if exists lake.{quote(view)}".encode())
+                    try:
+                        with conn.transaction():
+                            conn.execute(f"drop table if exists {target}".encode())
+                    except pg_errors.DependentObjectsStillExist:
+                        raise KibanError(f"lake.{name}: its columns changed type or disappeared, and views depend "
+                                         f"on it ({', '.join(_dependents(conn, 'lake', name))}), so it cannot be "
+                                         "replaced", "drop those views (kiban rebuilds its own on the next run)"
+                                         ) from None
+                    conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                    for view, sql in views:
+                        conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
                 conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
-                for view, sql in views:
-                    conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+                for view, _sql in views:
                     conn.execute(f"comment on view lake.{quote(view)} is {literal(COMMENT_PREFIX + version)}".encode())
                 conn.execute(f"analyze {target}".encode())
         finally:
@@ -254,6 +340,7 @@ class PostgresEngine:
                 watermark = self._watermark(cur, relation, asset)
                 if audit:
                     audit(session, relation)  # sees the new version; every other reader still sees the old one
+                self._check_fence(cur, asset.key)  # a worker whose lease was taken never gets past this
                 if physical == "table":
                     if kind:
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
@@ -307,6 +394,55 @@ class PostgresEngine:
         """Every publish so far, oldest first: (asset, fingerprint)."""
         return [(a, f) for a, f in self._rows(
             f"select asset, fingerprint from {quote(META_SCHEMA)}.publishes order by published_at")]
+
+
+def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, type) of a table's columns in order; [] when it does not exist."""
+    return [(str(n), str(t)) for n, t in conn.execute(
+        "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+        "join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = %s and c.relname = %s and c.relkind = 'r' and a.attnum > 0 and not a.attisdropped "
+        "order by a.attnum", [schema, table]).fetchall()]
+
+
+def _refill(conn: psycopg.Connection[Any], name: str, tmp_name: str) -> bool:
+    """Replace the rows of lake.<name> by those of the freshly loaded lake.<tmp_name>, in place, when every old
+    column is still there with its type (new columns are added): a view over the table — a model materialized
+    as a view, a user's — never blocks a reload (issue 18). False when the table must be replaced whole."""
+    old = _columns(conn, "lake", name)
+    new = _columns(conn, "lake", tmp_name)
+    if not old or not set(old) <= set(new):
+        return False
+    target = f"{quote('lake')}.{quote(name)}"
+    known = {n for n, _ in old}
+    for column, kind in new:
+        if column not in known:  # schema drift: a new column, as DuckDB's union by name shows it
+            conn.execute(f"alter table {target} add column {quote(column)} {kind}".encode())
+    names = ", ".join(quote(n) for n, _ in new)
+    conn.execute(f"truncate {target}".encode())
+    conn.execute(f"insert into {target} ({names}) select {names} from lake.{quote(tmp_name)}".encode())
+    conn.execute(f"drop table lake.{quote(tmp_name)}".encode())
+    return True
+
+
+def _replace_view(conn: psycopg.Connection[Any], view: str, sql: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(f"drop view if exists lake.{quote(view)}".encode())
+    except pg_errors.DependentObjectsStillExist:
+        raise KibanError(f"lake.{view} changed its columns, and views depend on it "
+                         f"({', '.join(_dependents(conn, 'lake', view))}), so it cannot be replaced",
+                         "drop those views (kiban rebuilds its own on the next run)") from None
+    conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+
+
+def _dependents(conn: psycopg.Connection[Any], schema: str, name: str) -> list[str]:
+    """The views that read ``schema.name``."""
+    return sorted({f"{s}.{v}" for s, v in conn.execute(
+        "select distinct vn.nspname, vc.relname from pg_depend d join pg_rewrite r on r.oid = d.objid "
+        "join pg_class vc on vc.oid = r.ev_class join pg_namespace vn on vn.oid = vc.relnamespace "
+        "join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace "
+        "where tn.nspname = %s and t.relname = %s and vc.oid <> t.oid", [schema, name]).fetchall()})
 
 
 def _lock_key(text: str) -> int:

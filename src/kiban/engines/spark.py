@@ -20,18 +20,21 @@ kiban and to Spark (a shared mount on a cluster).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kiban.engines.base import UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable
+from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
@@ -41,6 +44,9 @@ from kiban.project import Asset
 log = logging.getLogger(__name__)
 SCHEMAS = ("lake", "warehouse", "mart")
 POINTER = "_kiban.json"
+FENCE = "_fence.json"  # {"token": n, "run_id": …, "published_run": …}: the newest claim of a worker on this asset
+FENCE_LOCK = "_fence.lock"  # flock: a fence check and the pointer swap are one step
+FENCE_WAIT = 30.0  # seconds a claim waits for a publish that holds the fence
 TMP_PREFIX = "__kiban_tmp_"
 KEEP_VERSIONS = 2  # the published version and the one before it (queries that started earlier still read it)
 
@@ -71,6 +77,9 @@ def parse_url(url: str) -> tuple[str | None, str | None, Path, dict[str, str]]:
 class SparkSqlSession:
     """A thread's handle on the shared SparkSession; its statements carry a tag so they can be interrupted."""
 
+    dialect = "spark"  # the SQL it speaks (checks are written for it: kiban.checks.engine_sql)
+    zone = "UTC"  # the session's time zone (the project's)
+
     def __init__(self, spark: Any, tag: str) -> None:
         self.spark = spark
         self.tag = tag
@@ -81,6 +90,11 @@ class SparkSqlSession:
         if params:
             raise KibanError("the Spark engine takes no bound parameters in audit SQL")
         return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of ``sql``."""
+        frame = self.spark.sql(sql)
+        return list(frame.columns), [tuple(row) for row in frame.collect()]
 
     def interrupt(self) -> None:
         with contextlib.suppress(Exception):
@@ -96,7 +110,7 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timezone: str | None = None) -> None:
         master, remote, folder, settings = parse_url(url)
         self.folder = folder
         self.full_refresh = False
@@ -104,13 +118,20 @@ class SparkEngine:
         self._counter = 0
         self._names: dict[str, str] = {}
         self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
+        # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked at the swap
+        self.fences: dict[str, tuple[int, str]] = {}
+        self._schemas: dict[str, tuple[str, dict[str, str]]] = {}  # layer.name → (version, its column types)
         self.spark = _session(master, remote, folder, settings)
+        self.timezone = timezone or "UTC"  # the project's: decides hours and dates of instants (was forced UTC)
+        self.spark.conf.set("spark.sql.session.timeZone", self.timezone)
 
     def session(self) -> SparkSqlSession:
         with self._lock:
             self._counter += 1
             tag = f"kiban-{os.getpid()}-{self._counter}"
-        return SparkSqlSession(self.spark, tag)
+        session = SparkSqlSession(self.spark, tag)
+        session.zone = self.timezone  # checks are transpiled through it too (kiban.checks.engine_sql)
+        return session
 
     def close(self) -> None:
         """Leave the SparkSession running: starting a JVM costs seconds, and the next run in this process reuses it."""
@@ -119,7 +140,42 @@ class SparkEngine:
     def retryable(error: BaseException) -> bool:
         from pyspark.errors import AnalysisException, ParseException
 
-        return not isinstance(error, (AnalysisException, ParseException, KibanError))
+        return not isinstance(error, (AnalysisException, ParseException, KibanError, Fenced))
+
+    # -- fencing (workers) ----------------------------------------------------------------------
+    def _home(self, asset: str) -> Path:
+        layer, name = asset.split(".", 1)
+        return self.folder / layer / name
+
+    def claim_fence(self, asset: str, token: int, run_id: str) -> bool:
+        """Raise ``asset``'s fence to ``token``; False when a newer claim holds it. Waits for a swap in progress."""
+        home = self._home(asset)
+        home.mkdir(parents=True, exist_ok=True)
+        with _flock(home / FENCE_LOCK, FENCE_WAIT):
+            fence = _read_json(home / FENCE)
+            if int(fence.get("token", 0)) > token:
+                return False
+            _write_json(home / FENCE, {**fence, "token": token, "run_id": run_id})
+        self.fences[asset] = (token, run_id)
+        return True
+
+    def published_by(self, asset: str) -> str | None:
+        value = _read_json(self._home(asset) / FENCE).get("published_run")
+        return str(value) if value else None
+
+    def _publish(self, home: Path, asset: str, pointer: dict[str, Any]) -> None:
+        """The pointer swap, behind the fence when a worker holds a claim on ``asset``."""
+        fence = self.fences.get(asset)
+        if fence is None:
+            self._swap(home, pointer)
+            return
+        with _flock(home / FENCE_LOCK, FENCE_WAIT):
+            current = _read_json(home / FENCE)
+            if int(current.get("token", 0)) != fence[0]:
+                raise Fenced(f"{FENCED}{asset}: another worker took this claim over (fencing token {fence[0]}, now "
+                             f"{current.get('token')}); this version is not published")
+            self._swap(home, pointer)
+            _write_json(home / FENCE, {**current, "published_run": fence[1]})
 
     def _sql(self, sql: str) -> Any:
         return self.spark.sql(sql)
@@ -143,6 +199,7 @@ class SparkEngine:
                 versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
                 log.warning("spark: lake table %s is unreadable", table.asset.key, exc_info=True)
         self._registered = {}
+        self._schemas = {}
         self._sync()
         return versions
 
@@ -156,7 +213,8 @@ class SparkEngine:
             return
         columns = self.spark.table(f"lake.{quote(name)}").columns
         for view, sql in derived_views(name, table.collected, columns):
-            self._sql(f"create or replace view lake.{quote(view)} as {transpile(sql, 'spark', f'lake.{view}')}")
+            self._sql(f"create or replace view lake.{quote(view)} as "
+                      f"{transpile(sql, 'spark', f'lake.{view}', zone=self.timezone)}")
             self._names[view.lower()] = "lake"
 
     def _sync(self) -> None:
@@ -226,7 +284,8 @@ class SparkEngine:
         with self._lock:
             self._sync()
             names = dict(self._names)
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names)
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
+                        self.timezone)
         layer, name = asset.layer, asset.name
         home = self.folder / layer / name
         home.mkdir(parents=True, exist_ok=True)
@@ -237,14 +296,13 @@ class SparkEngine:
             watermark = self._watermark(target, asset)
             if audit:
                 audit(session, target)
-            self._swap(home, {"kind": "view", "sql": sql, "fingerprint": fingerprint})
+            self._publish(home, asset.key, {"kind": "view", "sql": sql, "fingerprint": fingerprint})
             with self._lock:
                 self._names[name.lower()] = layer
                 self._registered[asset.key] = sql
             return BuildResult(rows=None, nbytes=None, watermark=watermark)
-        version = f"v-{tag}"
+        version = f"v-{tag}-{secrets.token_hex(4)}"  # never reused: workers' attempt counters all start at 1
         folder = home / version
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover of an attempt with the same tag
         tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
         try:
             frame = self._sql(sql)
@@ -255,7 +313,7 @@ class SparkEngine:
             watermark = self._watermark(quote(tmp), asset)
             if audit:
                 audit(session, quote(tmp))  # the new version; the published table is still the old one
-            self._swap(home, {"kind": "table", "version": version, "fingerprint": fingerprint})
+            self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint})
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -268,6 +326,27 @@ class SparkEngine:
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
         _prune(home, version)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _tables(self, names: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type."""
+        from sqlglot import exp
+        from sqlglot.errors import SqlglotError
+
+        tables: dict[str, dict[str, str]] = {}
+        for name, layer in names.items():
+            key = f"{layer}.{name}"
+            cached = self._schemas.get(key)
+            version = self._registered.get(key) or "lake"
+            if cached is None or cached[0] != version:
+                columns: dict[str, str] = {}
+                with contextlib.suppress(Exception):  # a view that does not resolve: no types, no loss
+                    for field in self.spark.table(f"{quote(layer)}.{quote(name)}").schema.fields:
+                        with contextlib.suppress(SqlglotError, ValueError):
+                            columns[field.name.lower()] = exp.DataType.build(
+                                field.dataType.simpleString(), dialect="spark").sql("duckdb")
+                cached = self._schemas[key] = (version, columns)
+            tables[key] = cached[1]
+        return tables
 
     @staticmethod
     def _swap(home: Path, pointer: dict[str, Any]) -> None:
@@ -305,6 +384,42 @@ class SparkEngine:
 
     def watermark(self, asset: Asset) -> date | None:
         return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, timeout: float) -> Iterator[None]:
+    """An exclusive lock on ``path`` (flock: shared mounts that support it), waiting at most ``timeout`` s."""
+    with open(path, "a+b") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:g} s (a paused publisher?)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(value, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def _glob(files: tuple[str, ...]) -> str:

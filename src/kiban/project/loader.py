@@ -122,6 +122,14 @@ def load_project(start: Path | str = ".") -> Project:
                    (*BUILTIN_CALENDARS, *config.calendars), errors)
     if config.limits:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
+    if not errors:  # PostgreSQL / Spark: a construct they cannot run as DuckDB does is refused now (issue 18)
+        from kiban.engines.dialect import engine_of, refusals
+
+        target = engine_of(config.warehouse) if not config.warehouse.startswith("env:") else \
+            engine_of(os.environ.get(config.warehouse[4:], ""))
+        if target:
+            errors += refusals(target, {k: (a.sql, a.path) for k, a in assets.items()
+                                        if a.sql and a.python is None and a.layer != "lake"})
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,

@@ -138,7 +138,7 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
         store.acquire_lock(lock_name, backfill_id, wait=options.wait)
         holder: list[Engine] = []
         try:
-            engine = open_engine(project.warehouse_url)
+            engine = open_engine(project.warehouse_url, project.config.timezone)
             holder.append(engine)
             try:
                 engine.prepare([a for a in project.assets.values() if a.layer == "lake"],
@@ -260,7 +260,7 @@ class GiveWay:
         while self.waiting() and not self.cancel.wait(1.0):
             pass
         self.store.acquire_lock(self.lock_name, self.backfill_id, wait=24 * 3600)
-        reopened = open_engine(self.project.warehouse_url)
+        reopened = open_engine(self.project.warehouse_url, self.project.config.timezone)
         self.holder.append(reopened)
         return reopened
 

@@ -187,7 +187,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
     outcomes: dict[str, Outcome] = {}
     with _listening(listeners) as emit:
         try:
-            engine = open_engine(project.warehouse_url)
+            engine = open_engine(project.warehouse_url, project.config.timezone)
             engine.full_refresh = options.full_refresh  # incremental models: the whole table, not recent partitions
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first

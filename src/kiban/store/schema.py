@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -486,8 +500,14 @@ run_queue = Table(  # one row per asset a distributed run builds; workers claim 
     Column("finished_at", DateTime),
     Column("rows", BigInteger),
     Column("error", Text),
+    Column("token", BigInteger),  # the fencing token of the current claim (FENCE_TOKENS); older ones never publish
+    Column("project_version", String(64)),  # the coordinator's project (every model's SQL): other workers refuse
     Index("ix_run_queue_ready", "project", "status", "ready_at"),
 )
+
+# Fencing tokens: every claim of a run-queue row takes the next number. The warehouse remembers the highest
+# token per asset and publishes only for it, so a worker whose lease was taken can never publish (issue 18).
+FENCE_TOKENS = Sequence("kiban_fence_token", metadata=metadata)
 
 workers = Table(  # the `kiban worker` processes: what each is doing, and when it last said so
     "workers",

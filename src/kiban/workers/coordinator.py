@@ -22,7 +22,7 @@ from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
 from kiban.status import RunStatus
 from kiban.store import Store, utcnow
-from kiban.workers.queue import TERMINAL, QueueRow, RunQueue
+from kiban.workers.queue import TERMINAL, QueueRow, RunQueue, project_version
 from kiban.workers.worker import LEASE_SECONDS
 
 POLL_SECONDS = 0.2
@@ -31,10 +31,12 @@ NO_WORKER_LEASES = 4  # a run without any live worker for this many leases gives
 
 def run_distributed(project: Project, options: RunOptions, listeners: Sequence[Listener] = (),
                     after: Mapping[str, tuple[str, ...]] | None = None, lease: float = LEASE_SECONDS,
-                    poll: float = POLL_SECONDS) -> RunResult:
+                    poll: float = POLL_SECONDS, min_workers: int = 0) -> RunResult:
     """Run the selection on the project's workers. Like ``run_project``, never raises for an asset failure.
 
-    Audit hooks (checks) run on the workers, which build them from their own copy of the project.
+    Audit hooks (checks) run on the workers, which build them from their own copy of the project. The queue
+    carries this project's version: workers with another one claim nothing. ``min_workers``: wait (up to
+    NO_WORKER_LEASES leases) until that many workers are alive before queueing.
     """
     graph = build_graph(project)
     store = Store(project.state_url)
@@ -61,7 +63,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         plan = Plan(order=selection, fingerprints={})
         outcomes: dict[str, Outcome] = {}
         try:
-            engine = open_engine(project.warehouse_url)
+            engine = open_engine(project.warehouse_url, project.config.timezone)
             try:
                 if engine.name == "duckdb":
                     raise ConfigError("several workers need a warehouse that every worker can write, and a DuckDB "
@@ -81,9 +83,11 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status="fresh"))
             building = set(plan.build)
+            _await_workers(queue, project.name, min_workers, lease, poll)
             queue.enqueue(run_id, project.name, {
                 key: ([d for d in (*graph.deps[key], *(after or {}).get(key, ())) if d in building and d != key],
-                      plan.fingerprints[key], graph.sql_hashes[key]) for key in plan.build})
+                      plan.fingerprints[key], graph.sql_hashes[key]) for key in plan.build},
+                version=project_version(graph))
             outcomes = _follow(queue, project.name, run_id, emit, lease, poll)
             statuses = {o.status for o in outcomes.values()}
             if "cancelled" in statuses:
@@ -122,6 +126,11 @@ def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: f
         if queue.live_workers(project, lease):
             last_worker = time.monotonic()
         elif time.monotonic() - last_worker > NO_WORKER_LEASES * lease:
+            refusing = queue.live_workers(project, lease, refusing=True)
+            if refusing:
+                raise KibanError(f"{refusing} `kiban worker` process{'es' if refusing != 1 else ''} of project "
+                                 f"{project} refuse this run: their copy of the project differs from this one",
+                                 "deploy the same project version to every worker (and to this machine)")
             raise KibanError(f"no `kiban worker` of project {project} has been alive for "
                              f"{NO_WORKER_LEASES * lease:g} s, so nothing can build the queued assets",
                              "start workers (`kiban worker`) against the same state store, or run without --workers")
@@ -142,6 +151,18 @@ def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: f
                            error=row.error, detail={"worker": row.worker}))
         if all(r.status in TERMINAL for r in rows.values()):
             return {k: _outcome(r) for k, r in rows.items()}
+        time.sleep(poll)
+
+
+def _await_workers(queue: RunQueue, project: str, wanted: int, lease: float, poll: float) -> None:
+    """Wait until ``wanted`` workers are alive (``kiban run --workers N``); an error after NO_WORKER_LEASES leases."""
+    deadline = time.monotonic() + NO_WORKER_LEASES * lease
+    while wanted and queue.live_workers(project, lease) < wanted:
+        if time.monotonic() > deadline:
+            alive = queue.live_workers(project, lease)
+            raise KibanError(f"--workers {wanted}: only {alive} `kiban worker` process{'es' if alive != 1 else ''} "
+                             f"of project {project} alive after {NO_WORKER_LEASES * lease:g} s",
+                             "start more workers, or lower the number")
         time.sleep(poll)
 
 

@@ -6,6 +6,11 @@ never wait for each other. The holder renews the row's heartbeat; a row whose he
 was killed, its machine lost) is made ready again and another worker takes it. Finishing a row readies its
 children in the same transaction, so downstream work starts at once.
 
+Time is the store server's: heartbeats and lease expiry use PostgreSQL's ``now()``, never a client's clock, so a
+worker whose clock runs ahead (or behind) cannot steal (or keep) a row early. Every claim takes a new fencing
+token (a sequence); the warehouse publishes only for the newest token of an asset (``engines``: ``claim_fence``),
+so a worker paused past its lease can never publish once another has taken its row over.
+
 Why finishing cannot lose a child: the finisher locks the waiting children (``FOR UPDATE``) *after* writing
 its own row, then reads the inputs' statuses in a new statement. Two parents finishing at once serialise
 on the child's row lock, and the second one — reading after the first committed — sees both successes.
@@ -16,16 +21,49 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from kiban.errors import ConfigError
 from kiban.store import Store, utcnow
-from kiban.store.schema import run_queue, runs, workers
+from kiban.store.schema import FENCE_TOKENS, run_queue, runs, workers
 
 TERMINAL = ("success", "failed", "skipped", "cancelled")
+REFUSING = "refusing"  # a worker's status while its project differs from the queued runs'
+
+
+def project_version(graph: Any) -> str:
+    """A hash of every model's SQL: what a worker must share with the coordinator to build the run's assets."""
+    import hashlib
+
+    text = "\n".join(f"{key}={code}" for key, code in sorted(graph.sql_hashes.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def server_now() -> Any:
+    """The store server's clock, as the naive UTC the queue's columns hold."""
+    return sa.func.timezone("UTC", sa.func.now())
+
+
+def _seconds(value: float) -> Any:
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, value)
+
+
+def worker_timeouts(store: Store, lease: float) -> None:
+    """``lock_timeout`` and ``statement_timeout`` on a worker's store connections: a queue statement that waits
+    longer than a lease is pointless (its row is someone else's by then) and must not hang the worker."""
+    limit = f"{max(1000, int(lease * 1000))}ms"
+
+    @sa.event.listens_for(store.engine, "connect")
+    def _set(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cur:
+            cur.execute(f"set lock_timeout = '{limit}'")
+            cur.execute(f"set statement_timeout = '{limit}'")
+        dbapi_connection.commit()
+
+    store.engine.dispose()  # connections opened before (the migration's) get the settings too
 
 
 @dataclass(frozen=True)
@@ -37,6 +75,7 @@ class Claim:
     fingerprint: str
     code: str
     claims: int
+    token: int = 0  # the fencing token of this claim
 
 
 @dataclass(frozen=True)
@@ -63,12 +102,14 @@ class RunQueue:
         self.engine = store.engine
 
     # -- the coordinator's side -------------------------------------------------------------------
-    def enqueue(self, run_id: str, project: str, items: dict[str, tuple[list[str], str, str]]) -> None:
-        """Add a run's assets: key → (inputs within the run, fingerprint, code hash)."""
+    def enqueue(self, run_id: str, project: str, items: dict[str, tuple[list[str], str, str]],
+                version: str | None = None) -> None:
+        """Add a run's assets: key → (inputs within the run, fingerprint, code hash); ``version``: the
+        coordinator's project version (``project_version``), which a worker must have to claim them."""
         now = utcnow()
         rows = [dict(run_id=run_id, asset=key, project=project, status="waiting" if deps else "ready",
                      deps=json.dumps(sorted(deps)), fingerprint=fingerprint, code=code, claims=0,
-                     enqueued_at=now, ready_at=None if deps else now)
+                     enqueued_at=now, ready_at=None if deps else now, project_version=version)
                 for key, (deps, fingerprint, code) in items.items()]
         if rows:
             with self.engine.begin() as conn:
@@ -87,26 +128,27 @@ class RunQueue:
                                                   run_queue.c.status.in_(("waiting", "ready")))
                          .values(status="cancelled", finished_at=utcnow(), error="the run was cancelled"))
 
-    def live_workers(self, project: str, lease: float) -> int:
-        since = utcnow() - timedelta(seconds=lease)
+    def live_workers(self, project: str, lease: float, refusing: bool = False) -> int:
+        """Workers of ``project`` alive within ``lease`` (by the server's clock); ``refusing``: count those whose
+        project differs from the queued runs' instead."""
+        status = (workers.c.status == REFUSING) if refusing else workers.c.status.notin_(("stopped", REFUSING))
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(workers).where(
-                workers.c.project == project, workers.c.status != "stopped",
-                workers.c.heartbeat_at >= since)).scalar() or 0)
+                workers.c.project == project, status,
+                workers.c.heartbeat_at >= server_now() - _seconds(lease))).scalar() or 0)
 
     # -- both sides ------------------------------------------------------------------------------
     def requeue_expired(self, project: str, lease: float) -> list[tuple[str, str, str | None]]:
         """Rows whose worker stopped heartbeating for ``lease`` seconds become ready again: (run, asset, worker)."""
-        now = utcnow()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the server's clock decides, not this process's
             expired = conn.execute(
                 run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "running",
-                                         run_queue.c.heartbeat_at < now - timedelta(seconds=lease))
+                                         run_queue.c.heartbeat_at < server_now() - _seconds(lease))
                 .with_for_update(skip_locked=True)).all()
             for row in expired:
                 conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id,
                                                       run_queue.c.asset == row.asset).values(
-                    status="ready", ready_at=now,
+                    status="ready", ready_at=server_now(),
                     error=f"worker {row.worker} stopped heartbeating; the asset was queued again"))
         return [(r.run_id, r.asset, r.worker) for r in expired]
 
@@ -125,31 +167,60 @@ class RunQueue:
                          .values(status="stopped", run_id=None, asset=None, heartbeat_at=utcnow()))
 
     def heartbeat(self, worker_id: str) -> None:
-        """Renew the worker and every row it holds."""
-        now = utcnow()
+        """Renew the worker and every row it holds (stamped with the server's clock)."""
+        now = server_now()
         with self.engine.begin() as conn:
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(heartbeat_at=now))
             conn.execute(run_queue.update().where(run_queue.c.worker == worker_id, run_queue.c.status == "running")
                          .values(heartbeat_at=now))
 
-    def claim(self, project: str, worker_id: str) -> Claim | None:
-        """Take the oldest ready row of a running run of ``project``, or None when there is none."""
-        now = utcnow()
+    def claim(self, project: str, worker_id: str, version: str | None = None) -> Claim | None:
+        """Take the oldest ready row of a running run of ``project`` queued for the project ``version`` this
+        worker has, or None when there is none. The claim carries a new fencing token."""
+        now = server_now()
         live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == "running")
+        mine = sa.or_(run_queue.c.project_version.is_(None), run_queue.c.project_version == version) \
+            if version is not None else sa.true()
         with self.engine.begin() as conn:
             row = conn.execute(
                 run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "ready",
-                                         sa.exists(live))
+                                         mine, sa.exists(live))
                 .order_by(run_queue.c.ready_at, run_queue.c.asset).limit(1)
                 .with_for_update(skip_locked=True, of=run_queue)).first()
             if row is None:
                 return None
+            token = int(conn.execute(sa.select(FENCE_TOKENS.next_value())).scalar_one())
             conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id, run_queue.c.asset == row.asset)
                          .values(status="running", worker=worker_id, claims=row.claims + 1, claimed_at=now,
-                                 heartbeat_at=now, error=None))
+                                 heartbeat_at=now, error=None, token=token))
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
                 status="busy", run_id=row.run_id, asset=row.asset, heartbeat_at=now))
-        return Claim(row.run_id, row.asset, row.fingerprint, row.code, row.claims + 1)
+        return Claim(row.run_id, row.asset, row.fingerprint, row.code, row.claims + 1, token)
+
+    def foreign_runs(self, project: str, version: str) -> list[str]:
+        """Running runs of ``project`` with ready rows queued for another project version than ``version``."""
+        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == "running")
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                sa.select(run_queue.c.run_id).distinct().where(
+                    run_queue.c.project == project, run_queue.c.status == "ready",
+                    run_queue.c.project_version.is_not(None), run_queue.c.project_version != version,
+                    sa.exists(live))).all()]
+
+    def set_status(self, worker_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
+                status=status, heartbeat_at=server_now()))
+
+    def release(self, claim: Claim, worker_id: str, reason: str) -> None:
+        """Give a claimed row back (ready again) without an outcome: this worker could not fence it."""
+        with self.engine.begin() as conn:
+            conn.execute(run_queue.update().where(
+                run_queue.c.run_id == claim.run_id, run_queue.c.asset == claim.asset,
+                run_queue.c.status == "running", run_queue.c.token == claim.token).values(
+                status="ready", ready_at=server_now(), error=reason))
+            conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
+                status="idle", run_id=None, asset=None, heartbeat_at=server_now()))
 
     def finish(self, claim: Claim, worker_id: str, status: str, rows: int | None = None,
                error: str | None = None) -> tuple[bool, list[str]]:
@@ -165,7 +236,7 @@ class RunQueue:
         with self.engine.begin() as conn:
             held = conn.execute(run_queue.update().where(
                 key, run_queue.c.asset == claim.asset, run_queue.c.status == "running",
-                run_queue.c.worker == worker_id).values(
+                run_queue.c.worker == worker_id, run_queue.c.token == claim.token).values(
                 status=status, finished_at=now, rows=rows, error=error)).rowcount
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
                 status="idle", run_id=None, asset=None, heartbeat_at=now, built=workers.c.built + (1 if held else 0)))

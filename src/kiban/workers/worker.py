@@ -4,6 +4,17 @@ Run as many as you like, on one machine or many (``kiban worker``): each one hol
 time, renews its heartbeat every few seconds, and takes over assets whose worker stopped heartbeating.
 A build is the same as in ``kiban run``: the engine's one-transaction publish, with the run's retries,
 timeouts and audit hooks (the executor's, for exactly one asset).
+
+Correct under pauses, kills, clock skew and rolling deploys (issue 18):
+
+- **Fencing.** Each claim carries a new token; before building, the worker raises the asset's fence in the
+  warehouse to it, and the publish checks the fence inside its transaction (PostgreSQL: a locked row; Spark: a
+  locked fence file around the pointer swap). A worker paused past its lease finds a newer token and publishes
+  nothing. A paused worker's open transaction is ended by the server (``idle_in_transaction_session_timeout``),
+  and every wait on a lock is bounded (``lock_timeout``; the store's statements also by ``statement_timeout``).
+- **Server time.** Leases expire by the store server's clock (``kiban.workers.queue``).
+- **Same project.** A worker claims only rows queued for its own project version (every model's SQL); while
+  runs of another version wait, it says so (``worker_refused``) instead of failing their assets.
 """
 
 from __future__ import annotations
@@ -20,13 +31,14 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from kiban.engines import Engine, open_engine
+from kiban.engines.base import FENCED
 from kiban.graph import Graph, build_graph
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome
 from kiban.run.runner import _collected_tables, _policy
 from kiban.store import Store, utcnow
-from kiban.workers.queue import Claim, RunQueue
+from kiban.workers.queue import REFUSING, Claim, RunQueue, project_version, worker_timeouts
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 15.0  # a row whose holder has not heartbeated for this long is given to another worker
@@ -73,8 +85,15 @@ class Worker:
         """Work until stopped, idle for ``idle_exit`` seconds or ``max_assets`` built. Returns assets built."""
         store = Store(self.project.state_url)
         queue = RunQueue(store)
-        engine = open_engine(self.project.warehouse_url)
+        worker_timeouts(store, self.options.lease)
+        engine = open_engine(self.project.warehouse_url, self.project.config.timezone)
+        configure = getattr(engine, "configure", None)
+        if configure is not None:  # PostgreSQL: bounded waits; a paused worker's transaction ends on the server
+            configure({"lock_timeout": f"{max(1000, int(self.options.lease * 1000))}ms",
+                       "idle_in_transaction_session_timeout": f"{max(1000, int(self.options.lease * 500))}ms"})
         graph = build_graph(self.project)
+        version = project_version(graph)
+        refused: set[str] = set()
         worker_id = self.options.worker_id
         queue.register(worker_id, self.project.name, os.getpid())
         beat = threading.Thread(target=self._heartbeat, args=(queue,), daemon=True, name="kiban-worker-heartbeat")
@@ -87,11 +106,12 @@ class Worker:
                 except Exception:  # a lost connection: try again on the next turn
                     log.warning("worker %s: requeueing expired claims failed", worker_id, exc_info=True)
                 try:
-                    claim = queue.claim(self.project.name, worker_id)
+                    claim = queue.claim(self.project.name, worker_id, version)
                 except sa.exc.OperationalError:  # the store is unreachable for a moment: wait and try again
                     self.halt.wait(max(self.options.poll, 1.0))
                     continue
                 if claim is None:
+                    self._refuse_foreign(queue, version, refused)
                     if self.options.idle_exit is not None and time.monotonic() - idle_since > self.options.idle_exit:
                         break
                     self.halt.wait(self.options.poll)
@@ -117,10 +137,40 @@ class Worker:
             except Exception:  # missed beats are retried; the lease allows several
                 log.warning("worker %s: missed a heartbeat", self.options.worker_id, exc_info=True)
 
+    def _refuse_foreign(self, queue: RunQueue, version: str, refused: set[str]) -> None:
+        """Say once per run that its assets wait for workers with the run's project, and show it in the
+        workers table (the coordinator reports it)."""
+        try:
+            foreign = queue.foreign_runs(self.project.name, version)
+            if foreign:
+                queue.set_status(self.options.worker_id, REFUSING)
+            for run_id in foreign:
+                if run_id not in refused:
+                    refused.add(run_id)
+                    self.emit(Event("worker_refused", run_id, error=(
+                        f"worker {self.options.worker_id} has another version of project {self.project.name} "
+                        f"({version[:12]}) than run {run_id}: it claims none of its assets; deploy the same "
+                        "project to every worker")))
+            if not foreign and refused:
+                queue.set_status(self.options.worker_id, "idle")
+                refused.clear()
+        except Exception:  # the store is unreachable for a moment: said at the next poll
+            log.warning("worker %s: could not check the queue for other project versions", self.options.worker_id,
+                        exc_info=True)
+
     def _build(self, claim: Claim, queue: RunQueue, store: Store, engine: Engine, graph: Graph) -> None:
         worker_id = self.options.worker_id
         key = claim.asset
         record = _recorder(store, claim.run_id)
+        claim_fence = getattr(engine, "claim_fence", None)
+        if claim_fence is not None:  # raise the asset's fence to this claim's token before anything is built
+            try:
+                if not claim_fence(key, claim.token, claim.run_id):
+                    return  # a newer claim holds it: this one is stale, its row is someone else's
+            except Exception as exc:  # a publish holds the fence longer than a lock wait: give the row back
+                queue.release(claim, worker_id, f"worker {worker_id} could not take the fence of {key}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+                return
         if key not in graph.assets or graph.sql_hashes.get(key) != claim.code:
             outcome = Outcome(key, "failed", error=f"worker {worker_id} has a different version of the project "
                               f"than the run's coordinator ({key}): deploy the same project to every worker")
@@ -132,8 +182,11 @@ class Worker:
             lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             engine.prepare(lake, _collected_tables(self.project, store))
             self._prepared_for = claim.run_id
-        if engine.published().get(key) == claim.fingerprint:
-            # A worker that died between its publish and its record already built exactly this version.
+        published_by = getattr(engine, "published_by", None)
+        if engine.published().get(key) == claim.fingerprint and (
+                published_by is None or published_by(key) == claim.run_id):
+            # A worker of this run that died between its publish and its record already built exactly this
+            # version (a publish of an earlier run does not count: --full-refresh rebuilds it).
             outcome = Outcome(key, "success", attempts=0, started_at=utcnow(), ended_at=utcnow(),
                               error=None)
             record(outcome, claim.claims, claim.fingerprint)
@@ -149,6 +202,7 @@ class Worker:
             outcome = executor.execute([key])[key]
         finally:
             self._executor = None
+            getattr(engine, "fences", {}).pop(key, None)
         self._finish(claim, queue, store, outcome)
 
     def _finish(self, claim: Claim, queue: RunQueue, store: Store, outcome: Outcome) -> None:
@@ -164,6 +218,8 @@ class Worker:
 
 def _recorder(store: Store, run_id: str) -> Callable[[Outcome, int, str], None]:
     def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
+        if outcome.error and FENCED in outcome.error:
+            return  # a stale claim's attempt: the asset belongs to its new holder, whose outcome counts
         store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt, started_at=outcome.started_at,
                              ended_at=outcome.ended_at, rows=outcome.rows, nbytes=outcome.nbytes,
                              fingerprint=fingerprint, error=outcome.error, watermark=outcome.watermark)
