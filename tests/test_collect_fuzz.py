@@ -38,7 +38,8 @@ def block_size(size: int) -> Iterator[None]:
 
 def run(root: Path, name: str, data: bytes, block: int, **table: Any) -> tuple[list[dict[str, Any]], ReadContext]:
     (root / name).write_bytes(data)
-    spec = SourceSpec.model_validate({"type": "files", "tables": {"t": {"path": name, **table}}})
+    # settle 0: the file is complete when written (the settle wait has tests of its own, test_collect_landing.py)
+    spec = SourceSpec.model_validate({"type": "files", "tables": {"t": {"path": name, "settle": 0, **table}}})
     ctx = ReadContext("fuzz", "t", spec, spec.tables["t"], root, batch_rows=7)
     with block_size(block):
         rows = [r for b in read_batches(ctx) for r in pa.Table.from_batches([b]).to_pylist()]
