@@ -129,7 +129,8 @@ def test_an_incremental_model_downstream_of_a_backfill_is_built_whole_and_equals
                                                                                                   tmp_path):
     """Recomputing only its recent partitions would keep the old days' rows the backfill replaced upstream."""
     files = {**BACKFILLED,
-             "models/mart/daily_running.sql": "select day, store, sum(total) as total from warehouse.daily group by all",
+             "models/mart/daily_running.sql": "select day, store, sum(total) as total from warehouse.daily "
+                                              "group by all",
              "models/mart/daily_running.yml": "materialized: incremental\ntime_column: day\nlookback: 1\n"}
     root = make_project(files, lake={"events": EVENTS.format(f=1)})
     assert run(root).status == "success"
