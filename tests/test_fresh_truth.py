@@ -125,6 +125,28 @@ def test_after_a_backfill_everything_downstream_is_rebuilt_and_equals_a_clean_bu
     assert run(root).status == "nothing"  # and now everything is fresh, truly
 
 
+def test_an_incremental_model_downstream_of_a_backfill_is_built_whole_and_equals_a_clean_build(make_project,
+                                                                                                  tmp_path):
+    """Recomputing only its recent partitions would keep the old days' rows the backfill replaced upstream."""
+    files = {**BACKFILLED,
+             "models/mart/daily_running.sql": "select day, store, sum(total) as total from warehouse.daily "
+                                              "group by all",
+             "models/mart/daily_running.yml": "materialized: incremental\ntime_column: day\nlookback: 1\n"}
+    root = make_project(files, lake={"events": EVENTS.format(f=1)})
+    assert run(root).status == "success"
+    write_parquet(root / "lake/events/part-0.parquet", EVENTS.format(f=3))  # old days changed at the source
+    assert run(root).status == "success"
+    done = run_backfill(load_project(root), BackfillOptions(select=("warehouse.daily",), start="2024-01-01",
+                                                            end="2024-02-29"))
+    assert done.status == "success"
+    after = run(root)
+    assert after.plan.whole == {"mart.daily_running"}
+    assert "built whole" in after.plan.reasons["mart.daily_running"]
+    clean = clean_build(root, tmp_path)
+    assert table(root, "mart.daily_running") == table(clean, "mart.daily_running")
+    assert run(root).status == "nothing"
+
+
 JAFFLE_SOURCE = """type: files
 tables:
   raw_orders:

@@ -63,6 +63,7 @@ class Session(Protocol):
 class Engine(Protocol):
     name: str
     full_refresh: bool  # incremental models rebuild their whole table instead of their recent partitions
+    rebuild_whole: set[str]  # incremental models of this run built whole (older input data changed: Plan.whole)
 
     def session(self) -> Session: ...
 

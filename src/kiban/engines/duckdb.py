@@ -93,6 +93,7 @@ class DuckDBEngine:
         self._catalog_lock = threading.Lock()
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
+        self.rebuild_whole: set[str] = set()
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()
@@ -267,7 +268,8 @@ class DuckDBEngine:
             elif asset.config.materialized == "view":
                 cur.execute(f"create or replace view {target} as {sql}")
             elif asset.config.incremental:  # only the partitions that may have changed, in this transaction
-                rows = partitions.build(cur, asset, target, kind == "table", self.full_refresh)
+                rows = partitions.build(cur, asset, target, kind == "table",
+                                        self.full_refresh or asset.key in self.rebuild_whole)
             else:
                 created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
                 rows = int(created[0]) if created else None

@@ -137,6 +137,7 @@ class PostgresEngine:
         self.settings: dict[str, str] = {"TimeZone": timezone} if timezone else {}
         self.conn = _connect(url, autocommit=True, settings=self.settings)
         self.full_refresh = False
+        self.rebuild_whole: set[str] = set()
         self._lock = threading.Lock()
         # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked inside the publish
         self.fences: dict[str, tuple[int, str]] = {}

@@ -114,6 +114,7 @@ class SparkEngine:
         master, remote, folder, settings = parse_url(url)
         self.folder = folder
         self.full_refresh = False
+        self.rebuild_whole: set[str] = set()
         self._lock = threading.Lock()
         self._counter = 0
         self._names: dict[str, str] = {}

@@ -38,6 +38,9 @@ class Plan:
     fresh: list[str] = field(default_factory=list)
     lake: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why each asset in ``build`` is built
+    # incremental models in ``build`` that must be built whole: data an input held before this run changed
+    # outside their recent partitions (a backfill upstream), so recomputing the recent ones would leave old rows
+    whole: set[str] = field(default_factory=set)
 
 
 def code_of(published: str) -> str:
@@ -94,7 +97,25 @@ def make_plan(graph: Graph, selection: list[str], lake_versions: dict[str, str],
         else:
             plan.build.append(key)
             plan.reasons[key] = _reason(graph, key, plan.build, published, full_refresh)
+    _whole(graph, plan, published)
     return plan
+
+
+def _whole(graph: Graph, plan: Plan, published: dict[str, str]) -> None:
+    """Mark the incremental models that a change of *older* data upstream reaches (see ``Plan.whole``).
+
+    Older data changed where a published version carries a data token (partitions a backfill replaced), and
+    from there on in everything rebuilt that reads it: a table is recomputed whole, an incremental model built
+    whole recomputes its old partitions too."""
+    older = {key for key, version in published.items() if DATA_TOKEN in version}
+    building = set(plan.build)
+    for key in graph.order:
+        if key not in building or not older.intersection(graph.deps[key]):
+            continue
+        older.add(key)
+        if graph.assets[key].config.incremental:
+            plan.whole.add(key)
+            plan.reasons[key] += "; built whole: older data of an input changed (a backfill upstream)"
 
 
 def _reason(graph: Graph, key: str, building: list[str], published: dict[str, str], full_refresh: bool) -> str:

@@ -194,6 +194,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             lake_versions = engine.prepare(lake_assets, _collected_tables(project, store))
             plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh,
                              audit if isinstance(audit, Judge) else None)
+            engine.rebuild_whole = set(plan.whole)
             collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build) + len(collected), "fresh": len(plan.fresh), "lake": len(plan.lake),
