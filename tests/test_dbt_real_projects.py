@@ -74,7 +74,9 @@ def test_jaffle_shop_imported_built_and_every_table_as_computed(tmp_path: Path) 
     dbt = local_copy("KIBAN_JAFFLE_SHOP", "dbt-labs/jaffle_shop", tmp_path / "jaffle_shop")
     report = import_dbt(dbt, tmp_path / "kiban")
     assert (report.count("model"), report.count("seed"), report.tests, report.checks) == (5, 3, 20, 20)
-    assert not report.not_converted and not report.approximations
+    assert not report.not_converted
+    # the only approximation: jaffle's staging views have blocking tests, so they become tables the tests gate
+    assert {n.what for n in report.approximations} == {"model stg_customers", "model stg_orders", "model stg_payments"}
     done = run(load_project(tmp_path / "kiban"), RunOptions())
     assert done.result.status == "success"
     state = sqlite3.connect(tmp_path / "kiban" / ".kiban" / "state.db")
@@ -173,6 +175,8 @@ EXPLAINED = {
     "warehouse.test_union_exclude_base_lowercase": "the same",
     "warehouse.test_union_exclude_base_uppercase": "the same",
     "warehouse.test_union_where_base": "the same",
+    "mart.recency_time_included": "reads current_timestamp: a view in dbt (evaluated when compared), a table in "
+                                  "kiban (a view with a blocking test is imported as a table, so the test gates it)",
 }
 NEEDS_DATABASE = ("models/sql/test_get_relations_by_pattern.sql",
                   "models/sql/test_get_relations_by_prefix_and_union.sql")
@@ -219,4 +223,4 @@ def test_dbt_utils_integration_project_against_dbt_duckdb(tmp_path: Path) -> Non
     verified = json.loads(result.stdout)["verify"]
     different = {v["kiban"] for v in verified if v["status"] != "identical"}
     assert different == set(EXPLAINED), different ^ set(EXPLAINED)
-    assert len(verified) - len(different) >= 116
+    assert len(verified) - len(different) >= 115

@@ -354,6 +354,21 @@ class _Import:
             self._singular(test)
         self._untangle_relationships()
 
+    def gate_views(self) -> None:
+        """A view cannot be gated by a blocking check in kiban (it reads its inputs whenever it is queried), where
+        dbt builds the view and tests it afterwards: a view with a test of severity error becomes a table, so the
+        test gates what is published. Reported as an approximation."""
+        for model in self.models.values():
+            if model.sidecar.extra.get("materialized") != "view":
+                continue
+            checks = [*model.sidecar.checks, *(c for col in model.sidecar.columns.values()
+                                               for c in col.get("checks", ()))]
+            if any(_blocking(check) for check in checks):
+                model.sidecar.extra["materialized"] = "table"
+                self.report.approximate(model.node.rel, None, f"model {model.node.name}",
+                                        "a view with tests of severity error is imported as a table: kiban's "
+                                        "blocking checks gate a table's publish, and cannot gate a view")
+
     def _untangle_relationships(self) -> None:
         """kiban makes a model's build wait for the model its relationships check names, so the check sees the
         new version; a check towards a model built from the checked one (or a circle of such waits) is refused.
@@ -506,6 +521,15 @@ class _Import:
             shutil.rmtree(root / ".kiban", ignore_errors=True)  # the loader's cache, not part of the project
 
 
+def _blocking(check: Any) -> bool:
+    """Whether a converted check is blocking: anything but one that says ``severity: warn`` somewhere in it."""
+    if isinstance(check, dict):
+        if str(check.get("severity", "")).lower() == "warn":
+            return False
+        return all(_blocking(v) for v in check.values() if isinstance(v, dict))
+    return True
+
+
 def _line_of(text: str, word: str) -> int | None:
     for number, line in enumerate(text.splitlines(), 1):
         if word in line:
@@ -547,6 +571,7 @@ def import_dbt(dbt_folder: Path, new_folder: Path, cli_vars: dict[str, Any] | No
             work.render_models(order)
         if not work.problems:
             work.convert_tests()
+            work.gate_views()
             work.convert_exposures()
             work.snapshots()
             for file, line, what, why in project.unsupported:
