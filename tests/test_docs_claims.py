@@ -24,6 +24,10 @@ CLAIM = re.compile(r"not supported|unsupported|later release|future release|not 
 
 # (file, words around the claim) → why it is true today
 CLAIMS: dict[tuple[str, str], str] = {
+    ("docs/coming-from-dbt.md", "so a second run of an unchanged project does nothing"):
+        "the fingerprint is unchanged (tests/test_dbt_import.py, test_second_run_of_imported_project_is_fresh)",
+    ("docs/service-levels.md", "(and was retried or repaired later, or not yet)"):
+        "a verdict's wording, not a missing feature: failed steps are repaired later or not (tests/test_nights.py)",
     ("docs/operations.md", "A run with no new input does nothing"):
         "an incremental model with no new input is fresh (tests/test_incremental.py)",
     ("docs/project-format.md", "A run with no new input does nothing, as for any model"):

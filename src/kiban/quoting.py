@@ -18,3 +18,9 @@ def quote(name: str) -> str:
 def literal(text: str) -> str:
     """A SQL string literal: ``it's`` → ``'it''s'``."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def relation(key: str) -> str:
+    """An asset key ``layer.name`` as a quoted relation: ``"layer"."name"``."""
+    layer, _, name = key.partition(".")
+    return f"{quote(layer)}.{quote(name)}"

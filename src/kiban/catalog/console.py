@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, ColumnGraph, asset_resolver, build_column_graph, query_lineage
+from kiban.catalog.masking import open_masked, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.usage import Actor, log_query
@@ -179,7 +180,6 @@ class QueryConsole:
 
     def check(self, sql: str) -> tuple[str, ...]:
         """The assets ``sql`` would read; :class:`QueryRefused` when it may not run."""
-        from kiban.catalog.masking import reserved_names
 
         assets = check_query(sql, self.relations).assets
         prove_reads(sql, Exposed(self.relations, reserved_names()))
@@ -202,8 +202,6 @@ class QueryConsole:
 
     def _run(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, limit: int, timeout: float,
              kind: str, name: str | None, record: bool, started: float) -> QueryResult:
-        from kiban.catalog.masking import reserved_names
-
         try:
             checked = check_query(sql, self.relations)
             proven = prove_reads(sql, Exposed(self.relations, reserved_names()))
@@ -321,7 +319,6 @@ def _execute_here(project: Project, sql: str, params: Mapping[str, Any] | None, 
                   cleared: bool) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
     import duckdb
 
-    from kiban.catalog.masking import open_masked
 
     with open_masked(project, reads, masks, memory_limit=memory_limit, threads=threads) as session:
         con = session.con

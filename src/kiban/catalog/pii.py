@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiban.catalog.lineage import STAR, ColumnGraph, ColumnRef
+from kiban.catalog.lineage import STAR, UNKNOWN, ColumnGraph, ColumnRef
 from kiban.catalog.warehouse import open_readonly
 
 if TYPE_CHECKING:
@@ -168,7 +168,6 @@ class MaskPlan:
 
     def masks(self, relation: str, names: Iterable[str]) -> dict[str, MaskKind]:
         """Column name (as published) → mask kind, for the columns of ``relation`` that must be masked."""
-        from kiban.catalog.lineage import UNKNOWN
 
         key = self.base(relation)
         whole = (key, STAR) in self.pii  # a whole-row reference to PII: every column, redacted

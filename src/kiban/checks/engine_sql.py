@@ -19,6 +19,7 @@ import duckdb
 
 from kiban.checks.result import NOT_FITTING
 from kiban.engines.base import Session
+from kiban.engines.dialect import transpile
 from kiban.errors import KibanError
 
 DUCKDB = "duckdb"
@@ -59,7 +60,6 @@ def for_engine(sql: str, dialect: str, what: str, zone: str | None = None) -> st
     """``sql`` (DuckDB) as the session's dialect; ``what`` names the checks in errors."""
     if dialect == DUCKDB:
         return sql
-    from kiban.engines.dialect import transpile
 
     return transpile(sql, dialect, what, zone=zone)
 

@@ -13,6 +13,7 @@ The SQL is compiled in DuckDB's dialect and written in the session's (PostgreSQL
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -35,11 +36,14 @@ from kiban.checks.spec import (
 )
 from kiban.checks.suite import THIS, Check, Suite
 from kiban.engines.base import Session
+from kiban.engines.dialect import QUALIFY_COLUMN
 from kiban.errors import KibanError, ProjectError, did_you_mean
 from kiban.project import Project
 
 if TYPE_CHECKING:
     from kiban.slo.calendar import BusinessCalendar
+
+log = logging.getLogger(__name__)
 
 SAMPLE_TEXT = 200  # characters kept of a long value in a sample
 MASK = "•••"
@@ -124,6 +128,7 @@ def _measure(session: Session, compiled: Compiled, suite: Suite) -> dict[str, An
             except engine_sql.not_fitting() as inner:
                 raise _not_fitting(check, inner) from None
             except Exception:  # the engine cannot say more: report the statement's error
+                log.debug("checks of %s: no single check to blame", suite.asset.key, exc_info=True)
                 break
         raise KibanError(f"the checks of {suite.asset.key} could not run: {_first_line(exc)}",
                          f"look at the checks in {suite.asset.config_path}") from None
@@ -271,8 +276,6 @@ def _row_detail(check: Check, failures: int, rows: int, allowed: int) -> str:
 
 
 def _samples(session: Session, query: str, pii: frozenset[str], asset: str) -> list[dict[str, Any]]:
-    from kiban.engines.dialect import QUALIFY_COLUMN  # a QUALIFY rewritten for the engine adds helper columns
-
     names, rows = engine_sql.query(session, query, f"the checks of {asset}")
     return [{n: (mask(v) if n.lower() in pii else _json_value(v)) for n, v in zip(names, r, strict=True)
              if not n.startswith(QUALIFY_COLUMN)} for r in rows]

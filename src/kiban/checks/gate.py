@@ -29,7 +29,7 @@ from kiban.checks.history import observations, record
 from kiban.checks.spec import Relationships
 from kiban.checks.suite import Suite, suites_of
 from kiban.engines.base import AuditHook, Session
-from kiban.errors import KibanError
+from kiban.errors import KibanError, ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import Asset, Project
 from kiban.store import Store
@@ -135,7 +135,6 @@ def gate_for(project: Project) -> Gate | None:
 
 def _refuse_gated_views(suites: dict[str, Suite]) -> None:
     """A blocking check on a view promises what a view cannot keep (see the module's docstring)."""
-    from kiban.errors import ProjectError, ProjectErrors
 
     errors: list[ProjectError] = []
     for key, suite in suites.items():

@@ -20,6 +20,7 @@ from kiban.collect.connector import SourceError
 from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
 from kiban.collect.manifest import Manifests
 from kiban.collect.secrets import redact
+from kiban.diskfull import disk_full, is_disk_full
 from kiban.engines.base import CollectedTable
 from kiban.run.events import Event, Listener
 from kiban.store import Store, utcnow
@@ -186,8 +187,6 @@ def _detail(outcome: Collected) -> dict[str, Any]:
 
 
 def _clean(source: str, table: str, exc: BaseException, project: Project | None = None) -> str:
-    from kiban.diskfull import disk_full, is_disk_full
-
     if project is not None and is_disk_full(exc):
         full = disk_full([project.lake_dir, project.state_dir], f"landing {source}.{table}")
         return f"source {source}, table {table}: {full.message}; {full.hint}"

@@ -22,6 +22,7 @@ from kiban.collect.load import LoadResult, load_table
 from kiban.collect.manifest import Manifests
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 from kiban.errors import UsageError
+from kiban.spreadsheets import inert
 from kiban.store import Store
 
 if TYPE_CHECKING:
@@ -84,12 +85,9 @@ def export(found: list[QuarantinedRow], target: Path) -> int:
     if target.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"cannot export to {target.name}", "name a .csv or .parquet file")
     csv_file = target.suffix.lower() == ".csv"
-    if csv_file:  # refused rows are what a source sent: in a spreadsheet none of it may become a formula
-        from kiban.spreadsheets import inert
-
-        records = [{k: inert(v) for k, v in r.__dict__.items()} for r in found]
-    else:
-        records = [r.__dict__ for r in found]
+    # refused rows are what a source sent: in a spreadsheet none of it may become a formula
+    records = [{k: inert(v) for k, v in r.__dict__.items()} for r in found] if csv_file else \
+        [r.__dict__ for r in found]
     table = pa.Table.from_pylist(records, schema=pa.schema([
         ("asset", pa.string()), ("load_id", pa.string()), ("row_number", pa.int64()), ("location", pa.string()),
         ("file", pa.string()), ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),

@@ -30,7 +30,9 @@ from kiban.dbt.relation import Relation
 from kiban.dbt.report import Converted, ImportReport, Note, failure
 from kiban.dbt.seeds import load_seed, quoted, write_seed
 from kiban.dbt.writer import check_target, dump_yaml, staged, write_text
-from kiban.errors import KibanError, did_you_mean
+from kiban.errors import KibanError, UsageError, did_you_mean
+from kiban.graph.dag import build_graph
+from kiban.project.loader import load_project
 
 _DURATION_UNITS = {"minute": "minutes", "hour": "hours", "day": "days"}
 SQL_HEADER = "-- imported from {rel} by `kiban import dbt`: plain DuckDB SQL, edit it here\n"
@@ -486,9 +488,6 @@ class _Import:
 
     # --- writing -------------------------------------------------------------------------------
     def write(self, target: Path) -> None:
-        from kiban.graph.dag import build_graph
-        from kiban.project.loader import load_project
-
         with staged(target) as root:
             project_name = re.sub(r"[^A-Za-z0-9_-]", "_", self.project.name).lstrip("-0123456789") or "imported"
             write_text(root, "kiban.yml", f"# Imported from the dbt project {self.project.name} by `kiban import dbt`"
@@ -543,7 +542,6 @@ def parse_vars(text: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    from kiban.errors import UsageError
 
     try:
         value = yaml.safe_load(text)

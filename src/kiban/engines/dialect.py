@@ -6,7 +6,6 @@ other engines have no DuckDB search path to find ``orders`` in ``warehouse``.
 
 SQLGlot writes most of DuckDB's SQL correctly; the rewrites below fix what it writes through unchanged or
 differently than DuckDB computes it (each was found running the example project on every engine):
-
 | DuckDB | PostgreSQL | Spark SQL |
 |---|---|---|
 | ``QUALIFY`` | a subquery filtered on the window (``__kiban_qualify_N`` helper columns) | the same |
@@ -35,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kiban.errors import KibanError
+from kiban.engines.meaning import Refused, rewrite_tree
+from kiban.errors import KibanError, Location, ProjectError
 
 QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
@@ -60,7 +60,6 @@ def engine_of(url: str) -> str | None:
 def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
     """Project errors for every model (key → (SQL, path)) with a construct ``target`` cannot run as DuckDB does:
     found when the project loads, so nothing the loader could know fails at run time (issue 18)."""
-    from kiban.errors import Location, ProjectError
 
     errors = []
     for key, (sql, path) in models.items():
@@ -111,7 +110,6 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
             raise Untranslatable(f"{model}: {construct}{_line(node)} has no {_engine(target)} equivalent",
                                  "rewrite it with portable SQL, or keep this model on the DuckDB engine",
                                  _line_of(node))
-    from kiban.engines.meaning import Refused, rewrite_tree
 
     try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
         tree = rewrite_tree(tree, target, _columns_read(tree, tables))

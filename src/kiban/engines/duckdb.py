@@ -11,6 +11,7 @@ reads what is really there, whatever the state store says.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 from kiban.quoting import literal, quote
+
+log = logging.getLogger(__name__)
 
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
@@ -283,8 +286,11 @@ class DuckDBEngine:
             with contextlib.suppress(duckdb.Error):
                 cur.execute("rollback")
             if produced is not None:
-                with contextlib.suppress(Exception):  # the original error matters more than this bookkeeping
+                try:
                     self._settle(cur, asset)
+                except Exception:  # the original error matters more than this bookkeeping
+                    log.warning("%s: the model registry could not follow the refused publish", asset.key,
+                                exc_info=True)
             raise
         if produced is not None:
             self._settle(cur, asset)

@@ -21,6 +21,7 @@ from typing import Any
 
 from kiban.cachefile import read_entries, write_entries
 from kiban.errors import Location, ProjectError
+from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col, normalized
 
 CACHE_VERSION = 2
 
@@ -98,7 +99,6 @@ def _duckdb_only(sql: str, path: Path, error: ProjectError) -> ParsedSql:
     """SQL that DuckDB parses and SQLGlot does not (``pivot … group by … order by …``): DuckDB, which runs
     it, decides what it reads; its parse tree without positions is the normalised text. Raises ``error``
     (SQLGlot's message, usually the clearer) when DuckDB cannot parse it either."""
-    from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col, normalized
 
     try:
         duck = duckdb_refs(sql, path)
@@ -161,7 +161,6 @@ def _agreed_refs(sql: str, path: Path, tree: Any, glot: dict[tuple[str, str], Ta
     """DuckDB's references, placed in the file; an error where SQLGlot reads a table DuckDB does not."""
     from sqlglot import exp
 
-    from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col
 
     written: dict[tuple[str, str], TableRef] = {}  # where each name is first written, for placing what only DuckDB sees
     for table in tree.find_all(exp.Table):

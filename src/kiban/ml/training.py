@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,11 @@ from kiban.errors import KibanError
 from kiban.ml.drift import baseline
 from kiban.ml.registry import NewVersion, open_registry
 from kiban.project import Asset
+from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow
+from kiban.quoting import relation
+
+log = logging.getLogger(__name__)
 
 
 def data_fingerprint(tables: list[pa.Table]) -> str:
@@ -77,11 +82,10 @@ def feature_columns(features: Any) -> dict[str, list[Any]]:
 def published_version(cursor: Any, key: str) -> int | None:
     """The version the published table of the training asset ``key`` names current (None: none published).
     Read through the caller's cursor: inside a build it is the committed version, whatever the registry says."""
-    from kiban.python.build import relation
-
     try:
         row = cursor.execute(f"select current_version from {relation(key)}").fetchone()
     except Exception:  # not built yet (or an older table without the column): nothing is published
+        log.debug("%s: no published training table to read the current version from", key, exc_info=True)
         return None
     return int(row[0]) if row and row[0] is not None else None
 
@@ -99,7 +103,6 @@ def settle(root: Path, key: str, cursor: Any) -> int | None:
 
 def settle_asset(asset: Asset, cursor: Any) -> None:
     """After a training asset's publish committed or rolled back: the registry follows what is published."""
-    from kiban.project.loader import find_project_root
 
     settle(find_project_root(asset.path.parent), asset.key, cursor)
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
 from kiban.project.jobs import check_jobs, check_limits
+from kiban.project.pasted import refuse_templating
 from kiban.project.usecase import UseCase, UseCaseConfig
 from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, read_config, validate, yaml_files
 
@@ -123,7 +125,6 @@ def load_project(start: Path | str = ".") -> Project:
     if config.limits:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
     if not errors:  # PostgreSQL / Spark: a construct they cannot run as DuckDB does is refused now (issue 18)
-        from kiban.engines.dialect import engine_of, refusals
 
         target = engine_of(config.warehouse) if not config.warehouse.startswith("env:") else \
             engine_of(os.environ.get(config.warehouse[4:], ""))
@@ -357,7 +358,6 @@ def _load_model(layer: str, sql_path: Path) -> Asset:
         raise ProjectError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", Location(sql_path)) from None
     if not sql.strip():
         raise ProjectError("the SQL file is empty; a model is one SELECT statement", Location(sql_path, 1))
-    from kiban.project.pasted import refuse_templating  # a pasted {{ ref('x') }}: say what kiban does instead
 
     refuse_templating(sql, sql_path)
     config = ModelConfig()

@@ -23,6 +23,7 @@ from kiban.project import Asset
 from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow, convert
 from kiban.python.spec import MODEL_PARAMETER
+from kiban.quoting import relation
 
 _modules: dict[tuple[str, str], ModuleType] = {}  # (path, source hash) → module: imported once per version
 _import_lock = threading.Lock()
@@ -42,11 +43,6 @@ class PythonModelRaised(PythonModelError):
     """The model's function raised: worth the attempts its ``retries:`` allow."""
 
     retryable = True
-
-
-def relation(key: str) -> str:
-    layer, _, name = key.partition(".")
-    return '"' + layer.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
 
 
 def function_of(asset: Asset) -> Callable[..., Any]:

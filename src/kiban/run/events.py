@@ -22,6 +22,7 @@ class EventKind(StrEnum):
     ASSET_FINISHED = "asset_finished"  # an asset's last word: asset, status (a kiban.status.AttemptStatus), rows,
     #                                    seconds, error
     RUN_FINISHED = "run_finished"  # status (a kiban.status.RunStatus), error, seconds
+    WORKER_REFUSED = "worker_refused"  # a worker with another project version claims none of a run's assets: error
     TICK = "tick"  # no run emits it: slo.watch.BreachWatcher's own timer, so it re-forecasts between events
 
 

@@ -16,11 +16,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from kiban.diskfull import disk_full, is_disk_full
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
 from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
+from kiban.run import intents
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.plan import Judge, Plan, make_plan
@@ -79,7 +81,6 @@ def resume_with_intents(store: Store, project: Project, graph: Graph) -> tuple[l
     whose load was killed has no attempt: it is collected again before anything downstream is built). A run
     killed before the store recorded it left an intent (``kiban.run.intents``): its whole selection is run.
     Returns the assets and the intents this resume consumes."""
-    from kiban.run import intents
 
     last = store.last_run(project.name)
     pending = intents.interrupted(project, {r.run_id for r in store.runs(project.name, 50)})
@@ -131,7 +132,6 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     ``audit`` gives each build its audit hook (the data-quality gate: ``kiban.checks.gate.Gate``); ``after``
     orders builds without making them inputs (a relationships check waits for the table it refers to).
     """
-    from kiban.run import intents
 
     run_id = new_run_id()
     # first of all: a kill from here until the store records the run is found by the next `--resume`
@@ -237,8 +237,6 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             error = str(exc)
             raise
         except Exception as exc:
-            from kiban.diskfull import disk_full, is_disk_full
-
             if not is_disk_full(exc):
                 error = f"{type(exc).__name__}: {exc}"
                 raise
@@ -266,7 +264,6 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
 
 def _raise_unrecorded(project: Project, exc: Exception) -> None:
     """The run's end could not be recorded: on a full disk, say so plainly; otherwise the store's error."""
-    from kiban.diskfull import disk_full, is_disk_full
 
     if is_disk_full(exc):
         raise disk_full(_project_disks(project), "recording the run's end") from None

@@ -1,7 +1,6 @@
 """The scheduler loop: lead, find what is due, start it in deadline order within the limit, record outcomes.
 
 One iteration (:meth:`Scheduler.step`):
-
 1. take or renew the lease (:mod:`kiban.schedule.leader`); a follower stops here and looks again later;
 2. settle ticks a previous leader left running (their run's outcome is in the store);
 3. claim due cron ticks, applying each job's catch-up policy (skipped ticks are recorded too);
@@ -24,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from kiban.graph import build_graph
+from kiban.notify import Notifier
 from kiban.project import Project
 from kiban.schedule.clock import Clock, RealClock
 from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
@@ -146,7 +146,6 @@ class Scheduler:
             for incident in result.incidents:
                 self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
             if self.project.config.channels:  # deliveries that failed are tried again, with backoff, for hours
-                from kiban.notify import Notifier
 
                 for sent in Notifier(self.store, dict(self.project.config.channels), self.project.root).retry_due():
                     self.log("notification retried", {"channel": sent.channel, "status": sent.status})

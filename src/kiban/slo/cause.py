@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.slo.arrival import late_sources
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
+from kiban.slo.impact import root_cause
 
 if TYPE_CHECKING:
     from kiban.project import UseCase
@@ -216,8 +217,6 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         return cause("bad_data", first, f"blocking check failed: {checks}{where}", None, failing=failing)
     failures = evidence.get("failures") or []
     if failures:
-        from kiban.slo.impact import root_cause
-
         root = root_cause(ctx.graph, failures)
         if root is not None and facts.of(root["asset"]).failed_checks_between(window_start, end):
             # its blocking check refused the data: the cause is the first bad upstream, not the step

@@ -20,7 +20,9 @@ from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
 from kiban.project import Project, UseCase
+from kiban.slo.arrival import late_sources
 from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
+from kiban.slo.cause import late_delivery
 from kiban.slo.facts import Facts
 
 FINAL = ("met", "late", "failed", "incomplete", "bad_data")
@@ -153,7 +155,6 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
             failures = _failures(ctx, facts, usecase, window_start, done, include_repaired=True)
             if failures:
                 evidence["failures"] = failures
-            from kiban.slo.cause import late_delivery
 
             found = late_delivery(ctx, facts, usecase, due, window_start, deadline, done, failures)
             if found:
@@ -162,7 +163,6 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
     failures = _failures(ctx, facts, usecase, window_start, now)
     if failures:
         evidence["failures"] = failures
-    from kiban.slo.arrival import late_sources
 
     # only what is still missing: a source that arrived late explains, it no longer endangers (the run does)
     late = [s for s in late_sources(ctx, facts, usecase, due, window_start, deadline, min(now, deadline))

@@ -17,17 +17,19 @@ import sqlalchemy as sa
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentLog
+from kiban.notify import Message, Notifier
+from kiban.notify.wording import consumer_message
 from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
-from kiban.slo.cause import explain, span
+from kiban.slo.cause import explain, first_build_start, span
 from kiban.slo.deadlines import SafeFinish, next_deadlines, upstream_deadlines
 from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
 from kiban.slo.facts import Facts, load_facts
 from kiban.slo.impact import blast_radius, repair
 from kiban.store import Store, utcnow
-from kiban.store.schema import slo_evaluations
+from kiban.store.schema import attempts, runs, slo_evaluations
 
 log = logging.getLogger("kiban.slo")
 INCIDENT_DAYS = 7  # misses older than this are history, not incidents to open now
@@ -177,7 +179,6 @@ START_MARGIN = timedelta(minutes=15)  # an unstarted build is at risk this long 
 def _not_started(result: Assessment) -> None:
     """Nothing runs and nothing of today's delivery has been built: at risk once the build would have to start
     within :data:`START_MARGIN` to be on time (the p90 chain of the whole path)."""
-    from kiban.slo.cause import first_build_start
 
     ctx = result.context
     for name, verdict in result.current.items():
@@ -249,7 +250,6 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
 
 def _what_delivered(result: Assessment, verdict: Verdict) -> str:
     """Which run delivered the data (its selection), for the owners' "what fixed it"."""
-    from kiban.store.schema import attempts, runs
 
     usecase = result.context.project.usecases[verdict.usecase]
     if verdict.satisfied_at is None:
@@ -311,8 +311,6 @@ def _warn_consumers(project: Project, store: Store, result: Assessment, incident
 def tell_consumers(project: Project, store: Store, incident: Incident, event: str, ctx: Context,
                    eta: str | None = None, late_s: float | None = None, through: str | None = None) -> None:
     """Send the consumers of ``incident``'s use case a message in each one's language (never raises)."""
-    from kiban.notify import Message, Notifier
-    from kiban.notify.wording import consumer_message
 
     usecase = project.usecases[incident.usecase]
     by_language: dict[str, set[str]] = {}
@@ -344,8 +342,6 @@ def _deadline_of(ctx: Context, incident: Incident) -> str:
 
 
 def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict, result: Assessment) -> None:
-    from kiban.notify import Message, Notifier
-
     usecase = project.usecases[verdict.usecase]
     owner_channels = sorted(set(usecase.config.owner_notify))
     delivered = verdict.verdict in ("met", "late")

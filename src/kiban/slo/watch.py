@@ -10,9 +10,10 @@ from typing import Any
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentLog
+from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
-from kiban.slo.cause import START_MARGIN, cause, span, usual_start
+from kiban.slo.cause import START_MARGIN, cause, explain, span, usual_start
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.durations import HISTORY, expected, percentile
 from kiban.slo.evaluate import Context
@@ -220,7 +221,6 @@ class BreachWatcher:
     def _failure(self, key: str) -> dict[str, Any]:
         """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
         like the check judges it: a blocking check that refused the data names the first bad upstream."""
-        from kiban.slo.cause import explain
 
         now = self.clock()
         error = ""
@@ -273,8 +273,6 @@ class BreachWatcher:
 
     def _send(self, incident: Incident, message: str, action: str, tell: bool, eta: str | None,
               revision: int) -> None:
-        from kiban.notify import Message, Notifier
-
         usecase = self.project.usecases[incident.usecase]
         if tell:
             assert self.ctx is not None

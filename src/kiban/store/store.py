@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from kiban.diskfull import disk_full, is_disk_full
 from kiban.errors import ConfigError, RunLockedError
 from kiban.status import AttemptStatus, RunStatus
 from kiban.store.schema import attempts, locks, metadata, runs
@@ -111,8 +112,6 @@ class Store:
         except sa.exc.ArgumentError as exc:
             raise ConfigError(f"state store URL is not valid: {exc}") from None
         except sa.exc.OperationalError as exc:
-            from kiban.diskfull import disk_full, is_disk_full
-
             if url.startswith("sqlite:///") and is_disk_full(exc):
                 raise disk_full([Path(url[len("sqlite:///"):]).parent], "opening the state store") from None
             raise ConfigError(f"cannot open the state store: {str(exc.orig).strip()}") from None

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from kiban import __version__
+from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
 from kiban.web import api, catalog_pages, live, pages
 from kiban.web.accounts import Accounts
@@ -74,8 +75,6 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
 
 
 async def _kiban_error(request: Request, exc: Exception) -> Response:
-    from kiban.catalog.console import ConsoleBusy
-
     message = str(exc)
     busy = isinstance(exc, ConsoleBusy)
     status, headers = (429, {"Retry-After": "2"}) if busy else (400, None)

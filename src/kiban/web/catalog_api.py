@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from kiban.catalog.console import QueryFailed
 from kiban.catalog.recipes import get_recipe
 from kiban.catalog.requests import RequestError
 from kiban.errors import KibanError
@@ -52,8 +53,6 @@ async def run_audited(request: Request, user: User, action: str, target: str, ca
     try:
         result = await run_in_threadpool(call, *args)
     except KibanError as exc:
-        from kiban.catalog.console import QueryFailed
-
         # an engine's message may quote a data value: the audit log keeps the SQL and the outcome only
         reason = "the engine refused the query (its message is in the query history)" \
             if isinstance(exc, QueryFailed) else exc.message

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from kiban.errors import KibanError
+from kiban.graph import select
+from kiban.run.runner import resume_selection
 from kiban.web import models as m
 
 BROKEN = ("failed", "skipped", "cancelled")
@@ -52,8 +54,6 @@ def _without_wait(words: list[str]) -> list[str]:
 
 
 def _resume(site: Any, command: str) -> m.Fix:
-    from kiban.run.runner import resume_selection
-
     try:
         undone = resume_selection(site.reader, site.project, site.graph)
     except KibanError as exc:
@@ -69,8 +69,6 @@ def _resume(site: Any, command: str) -> m.Fix:
 
 
 def _run(site: Any, command: str, terms: list[str]) -> m.Fix:
-    from kiban.graph import select
-
     try:
         keys = [k for k in select(site.graph, terms) if site.graph.assets[k].layer != "lake"]
     except KibanError as exc:

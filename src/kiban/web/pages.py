@@ -23,6 +23,7 @@ from kiban.web import catalog_views as cv
 from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
+from kiban.web.fixes import fix_for
 from kiban.web.jobs import Jobs
 from kiban.web.models import AttemptOut, UseCaseDetail
 from kiban.web.templating import render
@@ -246,8 +247,6 @@ def _started(request: Request, user: User, action: str, target: str, start: obje
 
 @router.post("/actions/resume")
 async def resume(request: Request, user: Operator) -> Response:
-    from kiban.web.fixes import fix_for
-
     site = _site(request)
     planned = await run_in_threadpool(fix_for, site, "kiban run --resume", None)
     if planned is not None and planned.nothing:  # say why, instead of a job that does nothing

@@ -168,6 +168,7 @@ class Worker:
                 if not claim_fence(key, claim.token, claim.run_id):
                     return  # a newer claim holds it: this one is stale, its row is someone else's
             except Exception as exc:  # a publish holds the fence longer than a lock wait: give the row back
+                log.warning("worker %s: could not take the fence of %s", worker_id, key, exc_info=True)
                 queue.release(claim, worker_id, f"worker {worker_id} could not take the fence of {key}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
                 return

@@ -1,7 +1,6 @@
 """HTTP APIs that answer JSON: pages of records → Arrow batches (docs/connectors/http.md).
 
 Example ``sources/partner.yml``::
-
     type: http
     base_url: https://api.partner.example/v1
     auth: {header: Authorization, value: "Bearer env:PARTNER_TOKEN"}
@@ -42,6 +41,7 @@ from urllib.parse import urljoin
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiban.collect.connector import BadRow, ReadContext, SourceError
+from kiban.collect.secrets import SECRET_KEY, scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -145,7 +145,6 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
     params: dict[str, Any] = {name: _expand(ctx, value, f"params.{name}", secrets) if isinstance(value, str) else value
                               for name, value in options.params.items()}
     # values written in the config under a secret-looking name are secrets too, env: or not
-    from kiban.collect.secrets import SECRET_KEY
 
     secrets.extend(str(v) for k, v in [*params.items(), *headers.items()]
                    if SECRET_KEY.search(k) and isinstance(v, str) and len(v) >= 4)
@@ -378,8 +377,6 @@ class _Fetcher:
         return self._clean(url.split("?", 1)[0])
 
     def _clean(self, text: str) -> str:
-        from kiban.collect.secrets import scrub
-
         return self.ctx.redact(scrub(text, self.secrets))
 
 
