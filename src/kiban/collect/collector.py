@@ -146,7 +146,10 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                 outcome.status, outcome.error = "failed", str(exc)
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
                 outcome.status, outcome.error = "failed", _clean(source, table, exc, project)
-                log.warning("collect: %s failed unexpectedly: %s", key, outcome.error, exc_info=True)
+                if is_disk_full(exc):  # said once, plainly, as the table's error: no traceback for a full disk
+                    log.info("collect: %s: %s", key, outcome.error)
+                else:
+                    log.warning("collect: %s failed unexpectedly: %s", key, outcome.error, exc_info=True)
             finally:
                 if timer:
                     timer.cancel()
