@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCALE ?= 1.0
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test soak lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ browser:  ## Debian's chromium for the web console's browser tests (installed wh
 
 test: $(VENV)/.installed browser  ## run the whole test suite
 	$(BIN)/python -m pytest -q
+
+soak: $(VENV)/.installed browser  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
+	$(BIN)/python -m pytest -q -m soak
 
 lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (.importlinter) on the package
 	$(BIN)/ruff check src tests examples bench

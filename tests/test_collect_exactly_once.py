@@ -189,12 +189,14 @@ def test_postgres_two_writers_and_killed_loads(tmp_path: Path, postgres_url: str
     _postgres_race(tmp_path, postgres_url, kills=6)
 
 
+@pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_mariadb_two_writers_and_a_hundred_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
     _mariadb_race(tmp_path, mariadb, kills=100)
 
 
+@pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_postgres_two_writers_and_a_hundred_killed_loads(tmp_path: Path, postgres_url: str) -> None:

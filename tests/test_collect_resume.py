@@ -83,6 +83,7 @@ def test_resume_after_a_kill_equals_a_clean_build(tmp_path: Path) -> None:
     trials(tmp_path, 4, seed=16)
 
 
+@pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_resume_after_a_hundred_kills_equals_a_clean_build(tmp_path: Path) -> None:

@@ -189,6 +189,7 @@ def test_random_edits_never_leave_wrong_data_served_as_fresh(tmp_path: Path, see
     walk(tmp_path, seed, steps=3)
 
 
+@pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10, 14))
 def test_a_long_walk_of_random_edits_never_leaves_wrong_data(tmp_path: Path, seed: int) -> None:
