@@ -219,10 +219,10 @@ def test_full_refresh_rebuilds_on_the_workers(shared: tuple[Path, str]) -> None:
     root, url = shared
     (root / "models/warehouse/slow.sql").write_text("select id, id * 2 as v from lake.t\n")
     project = load_project(root)
-    proc = start_worker(root, "w")
+    proc = start_worker(root, "w", lease=10.0)  # no pause here: a long lease lets a slow start-up join
     try:
-        assert run_distributed(project, RunOptions(), lease=LEASE).status == "success"
-        again = run_distributed(project, RunOptions(full_refresh=True), lease=LEASE)
+        assert run_distributed(project, RunOptions(), lease=10.0).status == "success"
+        again = run_distributed(project, RunOptions(full_refresh=True), lease=10.0)
     finally:
         stop([proc])
     assert again.status == "success"
