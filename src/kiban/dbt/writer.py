@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from kiban.errors import UsageError
+from kiban.store.store import HOST, pid_alive
 
 
 class _Dumper(yaml.SafeDumper):
@@ -45,20 +46,10 @@ def check_target(target: Path) -> None:
         raise UsageError(f"{target.parent} does not exist", "create the parent folder first")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_leftovers(target: Path) -> None:
     for leftover in target.parent.glob(f".{target.name}.importing-*"):
         pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid), HOST) is False:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
