@@ -97,21 +97,99 @@ class IncidentKind(StrEnum):
     MISSED = "missed"  # the deadline passed with a final verdict other than met
 
 
+class QueueStatus(StrEnum):
+    """One asset of a run handed to workers (table ``run_queue``; a fresh asset is never queued)."""
+
+    WAITING = "waiting"  # queued; an upstream asset of the same run has not finished yet
+    READY = "ready"  # queued; every upstream asset finished, a worker may claim it
+    RUNNING = "running"  # claimed by a worker (its token fences a second claimer)
+    SUCCESS = "success"  # built and published by its worker
+    FAILED = "failed"  # its worker's last attempt failed
+    SKIPPED = "skipped"  # not started: something upstream failed or was skipped
+    CANCELLED = "cancelled"  # the run was cancelled before a worker finished it
+
+
+QUEUE_OPEN = frozenset({QueueStatus.WAITING, QueueStatus.READY})  # not claimed yet: a cancel closes these
+QUEUE_FINISHED = frozenset(QueueStatus) - QUEUE_OPEN - {QueueStatus.RUNNING}  # its run reads an outcome from these
+
+
+class WorkerStatus(StrEnum):
+    """One worker process (table ``workers``)."""
+
+    IDLE = "idle"  # alive, polling the queue
+    BUSY = "busy"  # alive, building the asset it claimed
+    REFUSING = "refusing"  # alive, but its project version differs from the queued runs': it claims nothing
+    STOPPED = "stopped"  # it said goodbye (a worker that dies is found by its heartbeat instead)
+
+
+class TickStatus(StrEnum):
+    """One cron tick or sensor firing the scheduler claimed (table ``job_ticks``)."""
+
+    QUEUED = "queued"  # claimed; waiting for a free run slot
+    RUNNING = "running"  # its `kiban run` process was started
+    SUCCESS = "success"  # its run succeeded (or had nothing to do)
+    FAILED = "failed"  # its run failed
+    SKIPPED = "skipped"  # not run: a missed tick beyond the catch-up policy, or the job was already running
+    LOST = "lost"  # its run's process (or its scheduler) died before finishing it
+    CANCELLED = "cancelled"  # its run was stopped (the scheduler shutting down, Ctrl-C)
+
+
+TICK_PENDING = frozenset({TickStatus.QUEUED, TickStatus.RUNNING})  # not finished: the scheduler still owes it
+TICK_FINISHED = frozenset(TickStatus) - TICK_PENDING
+
+
+class BackfillStatus(StrEnum):
+    """One backfill (table ``backfills``) and, but for ``running``, each of its partitions (``backfill_partitions``)."""
+
+    RUNNING = "running"  # started (a backfill only); its heartbeat is refreshed while the process lives
+    SUCCESS = "success"  # every partition was built (a partition: built and published)
+    FAILED = "failed"  # at least one partition failed or was skipped (a partition: its last attempt failed)
+    SKIPPED = "skipped"  # a partition only: not started, an earlier partition of the same asset failed
+    CANCELLED = "cancelled"  # stopped by Ctrl-C / SIGTERM; finished partitions stay, a resume does the rest
+
+
+class DeliveryStatus(StrEnum):
+    """One notification to one channel (table ``notifications``)."""
+
+    SENT = "sent"  # the channel accepted it
+    FAILED = "failed"  # the channel refused it or could not be reached; retried later while retries remain
+    SUPPRESSED = "suppressed"  # not sent on purpose: a duplicate within its window, or over the rate limit
+
+
+class ModelStatus(StrEnum):
+    """One trained version of a model (table ``model_versions``)."""
+
+    PENDING = "pending"  # trained and promoted by its gate; becomes current when its publish commits
+    CURRENT = "current"  # the version scoring uses (at most one a model)
+    REJECTED = "rejected"  # its gate refused it (or its publish never committed): kept for the record
+    RETIRED = "retired"  # was current until a newer version replaced it
+
+
 __all__ = [
     "ATTEMPT_CURRENT",
     "ATTEMPT_FINAL",
     "ATTEMPT_UNFINISHED",
+    "QUEUE_FINISHED",
+    "QUEUE_OPEN",
     "RUN_FINISHED",
     "RUN_SUCCEEDED",
     "RUN_UNSUCCESSFUL",
+    "TICK_FINISHED",
+    "TICK_PENDING",
     "VERDICT_FINAL",
     "VERDICT_MISSED",
     "AttemptStatus",
+    "BackfillStatus",
     "CheckStatus",
+    "DeliveryStatus",
     "IncidentKind",
     "IncidentStatus",
     "LoadStatus",
+    "ModelStatus",
+    "QueueStatus",
     "RunStatus",
     "Severity",
+    "TickStatus",
     "Verdict",
+    "WorkerStatus",
 ]
