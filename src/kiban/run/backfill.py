@@ -32,6 +32,7 @@ from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.executor import AuditFor
 from kiban.run.partitions import following, partition_range
+from kiban.status import BackfillStatus, TickStatus
 from kiban.store import Store, utcnow
 from kiban.store.backfills import BackfillLedger
 from kiban.store.schema import job_ticks
@@ -75,11 +76,11 @@ class BackfillResult:
 
     @property
     def failed(self) -> list[PartitionOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        return [o for o in self.outcomes if o.status == BackfillStatus.FAILED]
 
     @property
     def processed(self) -> int:
-        return sum(1 for o in self.outcomes if o.status == "success")
+        return sum(1 for o in self.outcomes if o.status == BackfillStatus.SUCCESS)
 
 
 # Called once before work starts (total partitions, already done), then after each partition.
@@ -205,7 +206,7 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
                     ledger.record(backfill_id, asset.key, outcome.start, outcome.status, attempts=outcome.attempts,
                                   rows=outcome.rows, seconds=outcome.seconds, error=outcome.error)
                     result.outcomes.append(outcome)
-                    if outcome.status != "success":
+                    if outcome.status != BackfillStatus.SUCCESS:
                         failed_assets.add(asset.key)
                     if on_partition:
                         on_partition(outcome)
@@ -219,9 +220,9 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
     finally:
         halt.set()
         if cancel.is_set():
-            result.status = "cancelled"
-        elif result.failed or any(o.status == "skipped" for o in result.outcomes):
-            result.status = "failed"
+            result.status = BackfillStatus.CANCELLED
+        elif result.failed or any(o.status == BackfillStatus.SKIPPED for o in result.outcomes):
+            result.status = BackfillStatus.FAILED
         result.seconds = time.monotonic() - started
         ledger.finish(backfill_id, result.status, error)
     return result
@@ -246,7 +247,7 @@ class GiveWay:
         with self.store.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(job_ticks).where(
                 job_ticks.c.project == self.project.name, job_ticks.c.job.in_(self.jobs),
-                job_ticks.c.status.in_(("queued", "running")))).scalar_one() > 0
+                job_ticks.c.status.in_((TickStatus.QUEUED, TickStatus.RUNNING)))).scalar_one() > 0
 
     def __call__(self, engine: Engine) -> Engine:
         if not self.jobs or time.monotonic() - self.last_look < self.CHECK_SECONDS:

@@ -21,6 +21,7 @@ from kiban.errors import KibanError
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.run.events import Event, Listener
+from kiban.status import AttemptStatus
 from kiban.store import utcnow
 
 log = logging.getLogger("kiban.run")
@@ -137,7 +138,7 @@ class Executor:
                     for child in [*children, *(k for k in later.get(key, ()) if k not in children)]:
                         if child not in waiting or child in outcomes:
                             continue
-                        if outcome.status != "success" and child in children:
+                        if outcome.status != AttemptStatus.SUCCESS and child in children:
                             self._skip_downstream(child, key, outcome, outcomes, waiting)
                             continue
                         waiting[child].discard(key)
@@ -165,9 +166,9 @@ class Executor:
 
     def _skip_downstream(self, key: str, cause: str, cause_outcome: Outcome,
                          outcomes: dict[str, Outcome], waiting: dict[str, set[str]]) -> None:
-        status = "cancelled" if cause_outcome.status == "cancelled" else "skipped"
+        status = AttemptStatus.CANCELLED if cause_outcome.status == AttemptStatus.CANCELLED else AttemptStatus.SKIPPED
         verb = {"failed": "failed", "skipped": "was skipped"}.get(cause_outcome.status, cause_outcome.status)
-        reason = f"upstream {cause} {verb}" if status == "skipped" else "the run was cancelled"
+        reason = f"upstream {cause} {verb}" if status == AttemptStatus.SKIPPED else "the run was cancelled"
         stack = [key]
         while stack:
             node = stack.pop()
@@ -197,11 +198,11 @@ class Executor:
                 result = self._attempt(asset, fingerprint, attempt, policy.timeout)
                 outcome.rows, outcome.nbytes, outcome.watermark = result.rows, result.nbytes, result.watermark
             except Cancelled:
-                outcome.status, outcome.error = "cancelled", "the run was cancelled"
+                outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
             except TimedOut as exc:
-                outcome.status, outcome.error = "failed", str(exc)
+                outcome.status, outcome.error = AttemptStatus.FAILED, str(exc)
             except Exception as exc:  # recorded as the attempt's error; the traceback goes to the log
-                outcome.status, outcome.error = "failed", _clean_error(exc)
+                outcome.status, outcome.error = AttemptStatus.FAILED, _clean_error(exc)
                 # an error may say itself whether another attempt can help (a Python model's function raised)
                 said = getattr(exc, "retryable", None)
                 permanent = not said if isinstance(said, bool) else not self.engine.retryable(exc)
@@ -210,7 +211,8 @@ class Executor:
                     log.info("%s: not retried (%s): the same input fails the same way", key, type(exc).__name__)
             outcome.ended_at = utcnow()
             seconds = (outcome.ended_at - started).total_seconds()
-            if outcome.status == "failed" and attempt <= policy.retries and not permanent and not self.cancel.is_set():
+            if outcome.status == AttemptStatus.FAILED and attempt <= policy.retries and not permanent \
+                    and not self.cancel.is_set():
                 delay = policy.retry_delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 retry = Outcome(key, "retrying", attempt, error=outcome.error, started_at=started,
                                 ended_at=outcome.ended_at)
@@ -218,7 +220,7 @@ class Executor:
                 self.emit(Event("asset_retry", self.run_id, asset=key, attempt=attempt, error=outcome.error,
                                 seconds=seconds, detail={"delay": round(delay, 2)}))
                 if self.cancel.wait(delay):
-                    outcome.status, outcome.error = "cancelled", "the run was cancelled"
+                    outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
                 else:
                     continue
             self.record(outcome, attempt, fingerprint)

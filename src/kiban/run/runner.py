@@ -55,11 +55,11 @@ class RunResult:
 
     @property
     def failed(self) -> list[str]:
-        return [k for k, o in self.outcomes.items() if o.status == "failed"]
+        return [k for k, o in self.outcomes.items() if o.status == AttemptStatus.FAILED]
 
     @property
     def skipped(self) -> list[str]:
-        return [k for k, o in self.outcomes.items() if o.status == "skipped"]
+        return [k for k, o in self.outcomes.items() if o.status == AttemptStatus.SKIPPED]
 
     @property
     def ok(self) -> bool:
@@ -89,7 +89,7 @@ def resume_with_intents(store: Store, project: Project, graph: Graph) -> tuple[l
         return select(graph, [], []), []
     wanted = {k for k, a in store.latest_attempts(project.name).items() if a.status in RERUN_STATUSES}
     collected = set(project.source_tables()) if project.sources else set()
-    if last is not None and last.status in ("abandoned", "cancelled", "failed"):
+    if last is not None and last.status in (RunStatus.ABANDONED, RunStatus.CANCELLED, RunStatus.FAILED):
         reached = {a.asset for a in store.attempts(last.run_id)}
         planned = set(select(graph, last.selection, last.options.get("exclude", [])))
         wanted |= {k for k in planned if k not in reached and (graph.assets[k].layer != "lake" or k in collected)}
@@ -201,11 +201,12 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
                 "selected": len(selection), "assets": [*collected, *plan.build], "reasons": plan.reasons}))
             built = store.last_built(project.name)  # last successful build of every asset
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
-                dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started, ended_at=started,
+                dict(run_id=run_id, asset=k, status=AttemptStatus.FRESH, attempt=0, started_at=started,
+                     ended_at=started,
                      fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, built, graph, k))
                 for k in plan.fresh])
             for key in plan.fresh:
-                emit(Event("asset_finished", run_id, asset=key, status="fresh"))
+                emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.FRESH))
 
             def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
                 store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt,
@@ -297,7 +298,7 @@ def _collect(project: Project, store: Store, run_id: str, selection: list[str], 
     done = collect_assets(project, store, run_id, keys, emit=emit, policy_for=policy,
                           threads=options.threads or project.config.effective_threads,
                           limits=dict(project.config.limits))
-    if any(c.status == "cancelled" for c in done.values()):
+    if any(c.status == AttemptStatus.CANCELLED for c in done.values()):
         raise KeyboardInterrupt  # Ctrl-C or SIGTERM during the collection: the run is cancelled
     return {k: Outcome(k, c.status, attempts=c.attempts, rows=c.rows, watermark=c.watermark, error=c.error,
                        started_at=c.started_at, ended_at=c.ended_at) for k, c in done.items()}
@@ -315,7 +316,7 @@ def _collected_tables(project: Project, store: Store) -> Mapping[str, Any] | Non
 def _skip_after_failed_collection(graph: Graph, plan: Plan, collected: dict[str, Outcome], store: Store,
                                   run_id: str, emit: Listener) -> dict[str, Outcome]:
     """Models downstream of a table whose collection failed are skipped with the reason, not built."""
-    failed = [k for k, o in collected.items() if o.status != "success"]
+    failed = [k for k, o in collected.items() if o.status != AttemptStatus.SUCCESS]
     if not failed:
         return {}
     skipped: dict[str, Outcome] = {}
@@ -326,7 +327,7 @@ def _skip_after_failed_collection(graph: Graph, plan: Plan, collected: dict[str,
         reason = f"upstream {cause} failed (its collection)"
         skipped[key] = Outcome(key, "skipped", error=reason)
         store.record_attempt(run_id, key, "skipped", attempt=0, fingerprint=plan.fingerprints[key], error=reason)
-        emit(Event("asset_finished", run_id, asset=key, status="skipped", error=reason))
+        emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.SKIPPED, error=reason))
     plan.build = [k for k in plan.build if k not in skipped]
     plan.fresh = [k for k in plan.fresh if k not in skipped]
     return skipped
