@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kiban.status import BackfillStatus
 from kiban.store.schema import backfill_partitions, backfills
 from kiban.store.store import HOST, Store, utcnow
 
@@ -56,7 +57,8 @@ class BackfillLedger:
         with self.store._tx() as conn:
             conn.execute(backfills.insert().values(
                 id=backfill_id, project=project, key=key, selection=json.dumps(selection), assets=json.dumps(assets),
-                range_from=range_from, range_to=range_to, status="running", total=total, concurrency=concurrency,
+                range_from=range_from, range_to=range_to, status=BackfillStatus.RUNNING, total=total,
+                concurrency=concurrency,
                 created_at=now, started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
 
     def restart(self, backfill_id: str, concurrency: int) -> None:
@@ -64,7 +66,8 @@ class BackfillLedger:
         now = utcnow()
         with self.store._tx() as conn:
             conn.execute(backfills.update().where(backfills.c.id == backfill_id).values(
-                status="running", started_at=now, ended_at=None, heartbeat_at=now, pid=os.getpid(), host=HOST,
+                status=BackfillStatus.RUNNING, started_at=now, ended_at=None, heartbeat_at=now, pid=os.getpid(),
+                host=HOST,
                 error=None, concurrency=concurrency))
 
     def heartbeat(self, backfill_id: str) -> None:
@@ -92,7 +95,7 @@ class BackfillLedger:
         with self.store.engine.connect() as conn:
             row = conn.execute(backfills.select().where(backfills.c.project == project, backfills.c.key == key)
                                .order_by(backfills.c.created_at.desc()).limit(1)).first()
-        if row is None or row.status == "success":
+        if row is None or row.status == BackfillStatus.SUCCESS:
             return None
         return self._record(row)
 
@@ -100,7 +103,7 @@ class BackfillLedger:
         with self.store.engine.connect() as conn:
             rows = conn.execute(sa.select(backfill_partitions.c.asset, backfill_partitions.c.partition_start)
                                 .where(backfill_partitions.c.backfill_id == backfill_id,
-                                       backfill_partitions.c.status == "success")).all()
+                                       backfill_partitions.c.status == BackfillStatus.SUCCESS)).all()
         return {(r.asset, r.partition_start) for r in rows}
 
     def partitions(self, backfill_id: str, status: str | None = None) -> list[PartitionRecord]:
