@@ -20,7 +20,7 @@ from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
 from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
-from kiban.status import RunStatus
+from kiban.status import AttemptStatus, QueueStatus, RunStatus
 from kiban.store import Store, utcnow
 from kiban.workers.queue import TERMINAL, QueueRow, RunQueue, project_version
 from kiban.workers.worker import LEASE_SECONDS
@@ -59,7 +59,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             "workers": True})
         heartbeat = Heartbeat(store, run_id)
         heartbeat.start()
-        status, error = "failed", None
+        status, error = RunStatus.FAILED, None
         plan = Plan(order=selection, fingerprints={})
         outcomes: dict[str, Outcome] = {}
         try:
@@ -78,10 +78,11 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": plan.build, "workers": queue.live_workers(project.name, lease)}))
-            store.record_attempts([dict(run_id=run_id, asset=k, status="fresh", attempt=0, started_at=started,
-                                        ended_at=started, fingerprint=plan.fingerprints[k]) for k in plan.fresh])
+            store.record_attempts([dict(run_id=run_id, asset=k, status=AttemptStatus.FRESH, attempt=0,
+                                        started_at=started, ended_at=started, fingerprint=plan.fingerprints[k])
+                                   for k in plan.fresh])
             for key in plan.fresh:
-                emit(Event("asset_finished", run_id, asset=key, status="fresh"))
+                emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.FRESH))
             building = set(plan.build)
             _await_workers(queue, project.name, min_workers, lease, poll)
             queue.enqueue(run_id, project.name, {
@@ -90,15 +91,15 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                 version=project_version(graph))
             outcomes = _follow(queue, project.name, run_id, emit, lease, poll)
             statuses = {o.status for o in outcomes.values()}
-            if "cancelled" in statuses:
-                status = "cancelled"
+            if AttemptStatus.CANCELLED in statuses:
+                status = RunStatus.CANCELLED
             elif statuses & {"failed", "skipped"}:
-                status = "failed"
+                status = RunStatus.FAILED
             else:
-                status = "success" if plan.build else "nothing"
+                status = RunStatus.SUCCESS if plan.build else RunStatus.NOTHING
         except KeyboardInterrupt:
             queue.cancel(run_id)
-            status, error = "cancelled", "interrupted"
+            status, error = RunStatus.CANCELLED, "interrupted"
             outcomes = {k: _outcome(r) for k, r in queue.rows(run_id).items()}
         except KibanError as exc:
             queue.cancel(run_id)
@@ -142,7 +143,7 @@ def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: f
             if seen.get(key) == state:
                 continue
             seen[key] = state
-            if row.status == "running":
+            if row.status == QueueStatus.RUNNING:
                 emit(Event("asset_started", run_id, asset=key, attempt=row.claims, detail={"worker": row.worker}))
             elif row.status in TERMINAL:
                 seconds = (row.finished_at - row.claimed_at).total_seconds() \
@@ -167,7 +168,7 @@ def _await_workers(queue: RunQueue, project: str, wanted: int, lease: float, pol
 
 
 def _outcome(row: QueueRow) -> Outcome:
-    status = row.status if row.status in TERMINAL else "cancelled"
+    status = row.status if row.status in TERMINAL else QueueStatus.CANCELLED
     return Outcome(row.asset, status, attempts=row.claims, rows=row.rows, error=row.error,
                    started_at=row.claimed_at, ended_at=row.finished_at)
 

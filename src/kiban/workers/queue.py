@@ -27,11 +27,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.errors import ConfigError
+from kiban.status import QUEUE_FINISHED, QueueStatus, RunStatus, WorkerStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import FENCE_TOKENS, run_queue, runs, workers
 
-TERMINAL = ("success", "failed", "skipped", "cancelled")
-REFUSING = "refusing"  # a worker's status while its project differs from the queued runs'
+TERMINAL = QUEUE_FINISHED
+REFUSING = WorkerStatus.REFUSING  # a worker's status while its project differs from the queued runs'
 
 
 def project_version(graph: Any) -> str:
@@ -107,7 +108,8 @@ class RunQueue:
         """Add a run's assets: key → (inputs within the run, fingerprint, code hash); ``version``: the
         coordinator's project version (``project_version``), which a worker must have to claim them."""
         now = utcnow()
-        rows = [dict(run_id=run_id, asset=key, project=project, status="waiting" if deps else "ready",
+        rows = [dict(run_id=run_id, asset=key, project=project,
+                     status=QueueStatus.WAITING if deps else QueueStatus.READY,
                      deps=json.dumps(sorted(deps)), fingerprint=fingerprint, code=code, claims=0,
                      enqueued_at=now, ready_at=None if deps else now, project_version=version)
                 for key, (deps, fingerprint, code) in items.items()]
@@ -125,13 +127,14 @@ class RunQueue:
         """Nothing more of this run starts; what is running finishes (or is interrupted by its worker)."""
         with self.engine.begin() as conn:
             conn.execute(run_queue.update().where(run_queue.c.run_id == run_id,
-                                                  run_queue.c.status.in_(("waiting", "ready")))
-                         .values(status="cancelled", finished_at=utcnow(), error="the run was cancelled"))
+                                                  run_queue.c.status.in_((QueueStatus.WAITING, QueueStatus.READY)))
+                         .values(status=QueueStatus.CANCELLED, finished_at=utcnow(), error="the run was cancelled"))
 
     def live_workers(self, project: str, lease: float, refusing: bool = False) -> int:
         """Workers of ``project`` alive within ``lease`` (by the server's clock); ``refusing``: count those whose
         project differs from the queued runs' instead."""
-        status = (workers.c.status == REFUSING) if refusing else workers.c.status.notin_(("stopped", REFUSING))
+        status = (workers.c.status == REFUSING) if refusing \
+            else workers.c.status.notin_((WorkerStatus.STOPPED, REFUSING))
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(workers).where(
                 workers.c.project == project, status,
@@ -142,13 +145,13 @@ class RunQueue:
         """Rows whose worker stopped heartbeating for ``lease`` seconds become ready again: (run, asset, worker)."""
         with self.engine.begin() as conn:  # the server's clock decides, not this process's
             expired = conn.execute(
-                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "running",
+                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == QueueStatus.RUNNING,
                                          run_queue.c.heartbeat_at < server_now() - _seconds(lease))
                 .with_for_update(skip_locked=True)).all()
             for row in expired:
                 conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id,
                                                       run_queue.c.asset == row.asset).values(
-                    status="ready", ready_at=server_now(),
+                    status=QueueStatus.READY, ready_at=server_now(),
                     error=f"worker {row.worker} stopped heartbeating; the asset was queued again"))
         return [(r.run_id, r.asset, r.worker) for r in expired]
 
@@ -158,32 +161,33 @@ class RunQueue:
         with self.engine.begin() as conn:
             conn.execute(workers.delete().where(workers.c.worker_id == worker_id))
             conn.execute(workers.insert().values(worker_id=worker_id, project=project, host=socket.gethostname(),
-                                                 pid=pid, status="idle", started_at=now, heartbeat_at=now,
+                                                 pid=pid, status=WorkerStatus.IDLE, started_at=now, heartbeat_at=now,
                                                  built=0))
 
     def unregister(self, worker_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(workers.update().where(workers.c.worker_id == worker_id)
-                         .values(status="stopped", run_id=None, asset=None, heartbeat_at=utcnow()))
+                         .values(status=WorkerStatus.STOPPED, run_id=None, asset=None, heartbeat_at=utcnow()))
 
     def heartbeat(self, worker_id: str) -> None:
         """Renew the worker and every row it holds (stamped with the server's clock)."""
         now = server_now()
         with self.engine.begin() as conn:
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(heartbeat_at=now))
-            conn.execute(run_queue.update().where(run_queue.c.worker == worker_id, run_queue.c.status == "running")
+            conn.execute(run_queue.update().where(run_queue.c.worker == worker_id,
+                                                  run_queue.c.status == QueueStatus.RUNNING)
                          .values(heartbeat_at=now))
 
     def claim(self, project: str, worker_id: str, version: str | None = None) -> Claim | None:
         """Take the oldest ready row of a running run of ``project`` queued for the project ``version`` this
         worker has, or None when there is none. The claim carries a new fencing token."""
         now = server_now()
-        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == "running")
+        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == RunStatus.RUNNING)
         mine = sa.or_(run_queue.c.project_version.is_(None), run_queue.c.project_version == version) \
             if version is not None else sa.true()
         with self.engine.begin() as conn:
             row = conn.execute(
-                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == "ready",
+                run_queue.select().where(run_queue.c.project == project, run_queue.c.status == QueueStatus.READY,
                                          mine, sa.exists(live))
                 .order_by(run_queue.c.ready_at, run_queue.c.asset).limit(1)
                 .with_for_update(skip_locked=True, of=run_queue)).first()
@@ -191,19 +195,19 @@ class RunQueue:
                 return None
             token = int(conn.execute(sa.select(FENCE_TOKENS.next_value())).scalar_one())
             conn.execute(run_queue.update().where(run_queue.c.run_id == row.run_id, run_queue.c.asset == row.asset)
-                         .values(status="running", worker=worker_id, claims=row.claims + 1, claimed_at=now,
+                         .values(status=QueueStatus.RUNNING, worker=worker_id, claims=row.claims + 1, claimed_at=now,
                                  heartbeat_at=now, error=None, token=token))
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
-                status="busy", run_id=row.run_id, asset=row.asset, heartbeat_at=now))
+                status=WorkerStatus.BUSY, run_id=row.run_id, asset=row.asset, heartbeat_at=now))
         return Claim(row.run_id, row.asset, row.fingerprint, row.code, row.claims + 1, token)
 
     def foreign_runs(self, project: str, version: str) -> list[str]:
         """Running runs of ``project`` with ready rows queued for another project version than ``version``."""
-        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == "running")
+        live = sa.select(runs.c.run_id).where(runs.c.run_id == run_queue.c.run_id, runs.c.status == RunStatus.RUNNING)
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(
                 sa.select(run_queue.c.run_id).distinct().where(
-                    run_queue.c.project == project, run_queue.c.status == "ready",
+                    run_queue.c.project == project, run_queue.c.status == QueueStatus.READY,
                     run_queue.c.project_version.is_not(None), run_queue.c.project_version != version,
                     sa.exists(live))).all()]
 
@@ -217,10 +221,10 @@ class RunQueue:
         with self.engine.begin() as conn:
             conn.execute(run_queue.update().where(
                 run_queue.c.run_id == claim.run_id, run_queue.c.asset == claim.asset,
-                run_queue.c.status == "running", run_queue.c.token == claim.token).values(
-                status="ready", ready_at=server_now(), error=reason))
+                run_queue.c.status == QueueStatus.RUNNING, run_queue.c.token == claim.token).values(
+                status=QueueStatus.READY, ready_at=server_now(), error=reason))
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
-                status="idle", run_id=None, asset=None, heartbeat_at=server_now()))
+                status=WorkerStatus.IDLE, run_id=None, asset=None, heartbeat_at=server_now()))
 
     def finish(self, claim: Claim, worker_id: str, status: str, rows: int | None = None,
                error: str | None = None) -> tuple[bool, list[str]]:
@@ -235,28 +239,30 @@ class RunQueue:
         key = (run_queue.c.run_id == claim.run_id)
         with self.engine.begin() as conn:
             held = conn.execute(run_queue.update().where(
-                key, run_queue.c.asset == claim.asset, run_queue.c.status == "running",
+                key, run_queue.c.asset == claim.asset, run_queue.c.status == QueueStatus.RUNNING,
                 run_queue.c.worker == worker_id, run_queue.c.token == claim.token).values(
                 status=status, finished_at=now, rows=rows, error=error)).rowcount
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
-                status="idle", run_id=None, asset=None, heartbeat_at=now, built=workers.c.built + (1 if held else 0)))
+                status=WorkerStatus.IDLE, run_id=None, asset=None, heartbeat_at=now,
+                built=workers.c.built + (1 if held else 0)))
             if not held:
                 return False, []
-            waiting = conn.execute(run_queue.select().where(key, run_queue.c.status == "waiting")
+            waiting = conn.execute(run_queue.select().where(key, run_queue.c.status == QueueStatus.WAITING)
                                    .with_for_update()).all()
-            if status == "success":
+            if status == QueueStatus.SUCCESS:
                 statuses = dict(conn.execute(sa.select(run_queue.c.asset, run_queue.c.status).where(key)).all())
                 for row in waiting:
                     deps = json.loads(row.deps)
-                    if claim.asset in deps and all(statuses.get(d) == "success" for d in deps):
+                    if claim.asset in deps and all(statuses.get(d) == QueueStatus.SUCCESS for d in deps):
                         conn.execute(run_queue.update().where(key, run_queue.c.asset == row.asset)
-                                     .values(status="ready", ready_at=now))
+                                     .values(status=QueueStatus.READY, ready_at=now))
             else:
                 skipped = _downstream(claim.asset, {r.asset: json.loads(r.deps) for r in waiting})
-                reason = f"upstream {claim.asset} {'failed' if status == 'failed' else 'was ' + status}"
+                reason = f"upstream {claim.asset} {'failed' if status == QueueStatus.FAILED else 'was ' + status}"
                 if skipped:
                     conn.execute(run_queue.update().where(key, run_queue.c.asset.in_(skipped)).values(
-                        status="skipped" if status != "cancelled" else "cancelled", finished_at=now, error=reason))
+                        status=QueueStatus.SKIPPED if status != QueueStatus.CANCELLED else QueueStatus.CANCELLED,
+                        finished_at=now, error=reason))
         return True, skipped
 
 

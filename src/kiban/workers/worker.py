@@ -37,6 +37,7 @@ from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome
 from kiban.run.runner import _collected_tables, _policy
+from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
 from kiban.workers.queue import REFUSING, Claim, RunQueue, project_version, worker_timeouts
 
@@ -191,7 +192,7 @@ class Worker:
             outcome = Outcome(key, "success", attempts=0, started_at=utcnow(), ended_at=utcnow(),
                               error=None)
             record(outcome, claim.claims, claim.fingerprint)
-            self.emit(Event("asset_finished", claim.run_id, asset=key, status="success",
+            self.emit(Event("asset_finished", claim.run_id, asset=key, status=AttemptStatus.SUCCESS,
                             detail={"worker": worker_id, "already_published": True}))
             self._finish(claim, queue, store, outcome)
             return
@@ -211,7 +212,7 @@ class Worker:
         if held:
             self.built += 1
         now = utcnow()
-        status = "cancelled" if outcome.status == "cancelled" else "skipped"
+        status = AttemptStatus.CANCELLED if outcome.status == AttemptStatus.CANCELLED else AttemptStatus.SKIPPED
         store.record_attempts([dict(run_id=claim.run_id, asset=k, status=status, attempt=0, started_at=now,
                                     ended_at=now, fingerprint=None,
                                     error=f"upstream {claim.asset} {outcome.status}") for k in skipped])
