@@ -34,6 +34,7 @@ from kiban.schedule.recovery import RECOVERY_KINDS, queue_recovery, run_outcome
 from kiban.schedule.sensors import fire_sensors
 from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
 from kiban.slo.service import check
+from kiban.status import RunStatus, TickStatus
 from kiban.store import Store
 from kiban.store.schema import job_ticks
 from kiban.store.store import HOST, pid_alive
@@ -193,7 +194,7 @@ class Scheduler:
             ticks = schedule.ticks(last or now - FIRST_LOOKBACK, now)
             to_run, to_skip = catch_up(schedule.job.catch_up, ticks, now)
             for tick in to_skip:
-                self.ledger.claim(name, tick, "cron", self.leader.holder, now, status="skipped",
+                self.ledger.claim(name, tick, "cron", self.leader.holder, now, status=TickStatus.SKIPPED,
                                   reason=f"missed (catch_up: {schedule.job.catch_up})")
             for tick in to_run:
                 tick_id = self.ledger.claim(name, tick, "cron", self.leader.holder, now)
@@ -217,7 +218,7 @@ class Scheduler:
             return {}
 
     def _start_queued(self, now: datetime) -> None:
-        queued = [t for t in self.ledger.pending() if t.status == "queued" and t.job in self.schedules]
+        queued = [t for t in self.ledger.pending() if t.status == TickStatus.QUEUED and t.job in self.schedules]
         slots = self.project.config.scheduler.max_runs - self._busy()
         if not queued or slots <= 0:
             return
@@ -240,14 +241,15 @@ class Scheduler:
 
     def _mark_running(self, tick_id: int, now: datetime) -> bool:
         with self.store.engine.begin() as conn:
-            result = conn.execute(job_ticks.update().where(job_ticks.c.id == tick_id, job_ticks.c.status == "queued")
-                                  .values(status="running", started_at=now, holder=self.leader.holder))
+            result = conn.execute(job_ticks.update().where(job_ticks.c.id == tick_id,
+                                                           job_ticks.c.status == TickStatus.QUEUED)
+                                  .values(status=TickStatus.RUNNING, started_at=now, holder=self.leader.holder))
         return result.rowcount == 1
 
     def _busy(self) -> int:
         """Runs going on now: this scheduler's, and those a previous leader started that still run."""
         mine = len(self.running)
-        others = sum(1 for t in self.ledger.pending() if t.status == "running" and t.id not in self.running)
+        others = sum(1 for t in self.ledger.pending() if t.status == TickStatus.RUNNING and t.id not in self.running)
         return mine + others
 
     def _collect(self) -> None:
@@ -266,31 +268,32 @@ class Scheduler:
             del self.running[tick_id]
             self.log("run ended", {"job": item.job, "tick": tick_id, "status": status, "exit_code": code,
                                    "run_id": item.run_id})
-            if status == "lost" and item.scheduled_at is not None:
+            if status == TickStatus.LOST and item.scheduled_at is not None:
                 self._recover(item.job, tick_id, item.kind, item.scheduled_at, item.run_id)
 
     def _settle_orphans(self) -> None:
         """Ticks another (dead) scheduler left running: take their run's outcome from the store."""
         for tick in self.ledger.pending():
-            if tick.status != "running" or tick.id in self.running:
+            if tick.status != TickStatus.RUNNING or tick.id in self.running:
                 continue
             status: str | None = None
             run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
-            if run_status == "running" and pid_alive(tick.pid, tick.host) is False:
+            if run_status == RunStatus.RUNNING and pid_alive(tick.pid, tick.host) is False:
                 self.store.reap_abandoned(self.project.name)  # the process is gone: the run is abandoned
                 run_status = self.ledger.run_status(tick.run_id) if tick.run_id else None
-            if run_status is not None and run_status != "running":
-                status = {"success": "success", "nothing": "success", "cancelled": "cancelled",
-                          "abandoned": "lost"}.get(run_status, "failed")
+            if run_status is not None and run_status != RunStatus.RUNNING:
+                status = {RunStatus.SUCCESS: TickStatus.SUCCESS, RunStatus.NOTHING: TickStatus.SUCCESS,
+                          RunStatus.CANCELLED: TickStatus.CANCELLED,
+                          RunStatus.ABANDONED: TickStatus.LOST}.get(RunStatus(run_status), TickStatus.FAILED)
             elif pid_alive(tick.pid, tick.host) is False:
-                status = "lost"
+                status = TickStatus.LOST
             elif tick.pid is None and tick.holder != self.leader.holder and tick.started_at is not None and \
                     (self.clock.now() - tick.started_at).total_seconds() > 2 * self.project.config.scheduler.lease:
-                status = "lost"  # its scheduler died between marking it and starting its process
+                status = TickStatus.LOST  # its scheduler died between marking it and starting its process
             if status is not None:
                 self.ledger.update(tick.id, status=status, ended_at=self.clock.now(),
                                    reason=(tick.reason or "") + " (settled by another scheduler)")
-                if status == "lost":
+                if status == TickStatus.LOST:
                     self._recover(tick.job, tick.id, tick.kind, tick.scheduled_at, tick.run_id)
 
     def _recover(self, job: str, tick_id: int, kind: str, scheduled_at: datetime, run_id: str | None) -> None:

@@ -12,10 +12,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kiban.status import TICK_FINISHED, TickStatus
 from kiban.store import Store
 from kiban.store.schema import job_ticks, runs, trigger_states
 
-DONE = ("success", "failed", "skipped", "lost", "cancelled")
+DONE = TICK_FINISHED
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Ledger:
         """Ticks claimed but not finished: queued, or running."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(job_ticks.select().where(
-                job_ticks.c.project == self.project, job_ticks.c.status.in_(("queued", "running")))
+                job_ticks.c.project == self.project, job_ticks.c.status.in_((TickStatus.QUEUED, TickStatus.RUNNING)))
                 .order_by(job_ticks.c.scheduled_at, job_ticks.c.id)).all()
         return [_tick(r) for r in rows]
 
@@ -126,7 +127,7 @@ class Ledger:
 
     def latest_by_job(self) -> dict[str, TickRecord]:
         newest = (sa.select(sa.func.max(job_ticks.c.id).label("id")).where(job_ticks.c.project == self.project)
-                  .where(job_ticks.c.status != "skipped").group_by(job_ticks.c.job).subquery())
+                  .where(job_ticks.c.status != TickStatus.SKIPPED).group_by(job_ticks.c.job).subquery())
         with self.store.engine.connect() as conn:
             rows = conn.execute(job_ticks.select().where(job_ticks.c.id.in_(sa.select(newest.c.id)))).all()
         return {r.job: _tick(r) for r in rows}

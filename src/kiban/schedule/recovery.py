@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 
 from kiban.project.jobs import JobConfig
 from kiban.schedule.ledger import Ledger
+from kiban.status import RunStatus, TickStatus
 from kiban.store import Store
 
-EXIT_STATUS = {0: "success", 130: "cancelled", 3: "failed"}
+EXIT_STATUS = {0: TickStatus.SUCCESS, 130: TickStatus.CANCELLED, 3: TickStatus.FAILED}
 RECOVERY_KINDS = ("resume", "retry")  # ticks that recover a crashed one: never recovered themselves
 RESUME_OFFSET = timedelta(microseconds=1)
 
@@ -33,14 +34,14 @@ def run_outcome(store: Store, project: str, run_id: str | None, code: int, stopp
     ``stopped``: the scheduler itself sent the SIGTERM (shutting down), so a death by signal is a cancel.
     """
     recorded = _status(store, run_id)
-    if recorded == "running":  # the process is gone but the run never finished: reap it (→ abandoned)
+    if recorded == RunStatus.RUNNING:  # the process is gone but the run never finished: reap it (→ abandoned)
         store.reap_abandoned(project)
         recorded = _status(store, run_id)
-    if recorded == "abandoned":
-        return "lost"
+    if recorded == RunStatus.ABANDONED:
+        return TickStatus.LOST
     if code < 0:
-        return "cancelled" if stopped else "lost"
-    return EXIT_STATUS.get(code, "failed")
+        return TickStatus.CANCELLED if stopped else TickStatus.LOST
+    return EXIT_STATUS.get(code, TickStatus.FAILED)
 
 
 def _status(store: Store, run_id: str | None) -> str | None:
