@@ -26,6 +26,7 @@ from kiban.slo.arrival import late_sources
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
 from kiban.slo.impact import root_cause
+from kiban.status import Verdict
 
 if TYPE_CHECKING:
     from kiban.project import UseCase
@@ -209,7 +210,7 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
     """The root cause of a verdict (``at_risk`` or a miss) from its evidence, with asset, reason and numbers."""
     if evidence.get("cause"):
         return dict(evidence["cause"])
-    if verdict_name == "bad_data" and evidence.get("failed_checks"):
+    if verdict_name == Verdict.BAD_DATA and evidence.get("failed_checks"):
         failing = str(evidence["failed_checks"][0]).split(":", 1)[0]
         first, names = first_bad_upstream(ctx, facts, failing, window_start, end)
         checks = ", ".join(evidence["failed_checks"])
@@ -243,7 +244,7 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         return cause("late_source", worst["asset"],
                      f"{worst['asset']} has not delivered: expected by {_local(ctx, expected)} ({worst['how']}), "
                      f"{span(worst['overdue_s'])} overdue{stale}", worst["overdue_s"])
-    if usecase is None or verdict_name not in ("failed", "incomplete"):
+    if usecase is None or verdict_name not in (Verdict.FAILED, Verdict.INCOMPLETE):
         return None
     # nothing failed, no source is late: the build is still running (a slow step), or never started
     waiting = _next_unbuilt(ctx, facts, usecase, window_start, end)

@@ -24,9 +24,11 @@ from kiban.slo.arrival import late_sources
 from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
 from kiban.slo.cause import late_delivery
 from kiban.slo.facts import Facts
+from kiban.status import VERDICT_FINAL, VERDICT_MISSED
+from kiban.status import Verdict as VerdictStatus
 
-FINAL = ("met", "late", "failed", "incomplete", "bad_data")
-MISSES = ("late", "failed", "incomplete", "bad_data")
+FINAL = VERDICT_FINAL  # the names this module's readers import (kiban.status holds the groups)
+MISSES = VERDICT_MISSED
 
 
 @dataclass
@@ -140,17 +142,17 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
             {"ready_at": _iso(at), "reach": _iso(facts.of(key).reach_at(min(now, deadline)))}
     evidence: dict[str, Any] = {"assets": per_asset, "window_start": _iso(window_start),
                                 "data_through": _iso(through)}
-    verdict = Verdict(usecase.name, due, deadline, "pending", evidence=evidence, satisfied_at=done)
+    verdict = Verdict(usecase.name, due, deadline, VerdictStatus.PENDING, evidence=evidence, satisfied_at=done)
     checks_until = min(now, done or deadline)
     bad = _failed_checks(ctx, facts, usecase, window_start, checks_until) if need.checks != "none" else []
     if done is not None:
         if bad:
-            verdict.verdict = "bad_data"
+            verdict.verdict = VerdictStatus.BAD_DATA
             evidence["failed_checks"] = bad
         elif done <= deadline:
-            verdict.verdict = "met"
+            verdict.verdict = VerdictStatus.MET
         else:
-            verdict.verdict, verdict.lateness_s = "late", (done - deadline).total_seconds()
+            verdict.verdict, verdict.lateness_s = VerdictStatus.LATE, (done - deadline).total_seconds()
             # why it was late: the costliest of late source, late start, queueing, slow step, failure
             failures = _failures(ctx, facts, usecase, window_start, done, include_repaired=True)
             if failures:
@@ -170,15 +172,15 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
     if late:  # a source overdue: at risk the moment it is, whether or not a run is going
         evidence["late_sources"] = [source.as_dict() for source in late]
     if now < deadline:
-        verdict.verdict = "at_risk" if failures or late else "pending"
+        verdict.verdict = VerdictStatus.AT_RISK if failures or late else VerdictStatus.PENDING
         return verdict
     if bad:
-        verdict.verdict = "bad_data"
+        verdict.verdict = VerdictStatus.BAD_DATA
         evidence["failed_checks"] = bad
     elif through is not None and _published_recently(ctx, facts, usecase, deadline, now):
-        verdict.verdict = "incomplete"
+        verdict.verdict = VerdictStatus.INCOMPLETE
     else:
-        verdict.verdict = "failed"
+        verdict.verdict = VerdictStatus.FAILED
     return verdict
 
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from kiban.status import AttemptStatus, CheckStatus, Severity
 from kiban.store import Store
 from kiban.store.schema import attempts, check_results, runs
 
@@ -151,10 +152,11 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             reach[asset] = best
             item.published_at.append(ended_at)
             item.reach.append(best)
-            item.publish_seconds.append(float(seconds) if status == "success" and seconds is not None else None)
-            item.publish_started.append(started_at if status == "success" else None)
+            item.publish_seconds.append(float(seconds) if status == AttemptStatus.SUCCESS and seconds is not None
+                                        else None)
+            item.publish_started.append(started_at if status == AttemptStatus.SUCCESS else None)
             item.publish_attempts.append(int(attempt or 1))
-            if status == "success" and seconds is not None:
+            if status == AttemptStatus.SUCCESS and seconds is not None:
                 item.durations.append(float(seconds))
         elif status in BAD:
             item.failed_at.append(ended_at)
@@ -163,12 +165,12 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             facts.failure_assets.append(asset)
     for asset, name, status, checked_at, severity in check_rows:
         item = facts.assets.setdefault(asset, AssetFacts())
-        if severity != "error":  # a warning blocks nothing, but names the first bad upstream (kiban.slo.cause)
-            if status == "fail":
+        if severity != Severity.ERROR:  # a warning blocks nothing, but names the first bad upstream (kiban.slo.cause)
+            if status == CheckStatus.FAIL:
                 item.warned_at.append(checked_at)
                 item.warned.append(name)
             continue
-        if status == "fail":
+        if status == CheckStatus.FAIL:
             facts.any_check_failed = True
             item.check_failed_at.append(checked_at)
             item.check_failures.append(name)

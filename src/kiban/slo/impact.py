@@ -7,6 +7,7 @@ from typing import Any
 
 from kiban.graph import Graph
 from kiban.project import Project
+from kiban.status import AttemptStatus
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def blast_radius(project: Project, graph: Graph, asset: str) -> Impact:
 
 def root_cause(graph: Graph, failures: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The failure that explains the others: the upstream-most *failed* asset (skips follow from it)."""
-    failed = [f for f in failures if f["status"] == "failed"]
+    failed = [f for f in failures if f["status"] == AttemptStatus.FAILED]
     pool = failed or failures
     if not pool:
         return None

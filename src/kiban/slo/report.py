@@ -12,6 +12,7 @@ from kiban.slo.budget import too_tight
 from kiban.slo.cause import span
 from kiban.slo.impact import root_cause
 from kiban.slo.service import Assessment
+from kiban.status import Verdict
 
 SYMBOL = {"met": "✅", "late": "⏰", "failed": "❌", "incomplete": "◐", "bad_data": "⚠️", "pending": "…",
           "at_risk": "⚠️"}
@@ -42,12 +43,12 @@ def rows(result: Assessment) -> list[Row]:
         spent = result.budgets[name]
         detail = ""
         if verdict is not None:
-            if verdict.verdict == "late":
+            if verdict.verdict == Verdict.LATE:
                 detail = f"{span(verdict.lateness_s or 0)} late"
-            elif verdict.verdict == "met":
+            elif verdict.verdict == Verdict.MET:
                 detail = f"ready {_local(verdict.satisfied_at, result)}"
             failures = verdict.evidence.get("failures")
-            if failures and verdict.verdict not in ("met", "late"):
+            if failures and verdict.verdict not in (Verdict.MET, Verdict.LATE):
                 detail = f"{failures[0]['asset']} {failures[0]['status']}"
         out.append(Row(
             usecase=name, due=str(verdict.due_date) if verdict else "-",

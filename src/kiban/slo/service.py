@@ -28,6 +28,8 @@ from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
 from kiban.slo.facts import Facts, load_facts
 from kiban.slo.impact import blast_radius, repair
+from kiban.status import IncidentStatus
+from kiban.status import Verdict as VerdictStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import attempts, runs, slo_evaluations
 
@@ -159,14 +161,14 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     for verdict in result.verdicts:
         if verdict.due_date < start:
             continue
-        if verdict.verdict not in (*MISSES, "at_risk") and (verdict.usecase, verdict.due_date) not in known:
+        if verdict.verdict not in (*MISSES, VerdictStatus.AT_RISK) and (verdict.usecase, verdict.due_date) not in known:
             continue  # met or pending, and no incident to close
         changed = _track(result, incidents, verdict, busy)
         if changed is not None:
             result.incidents.append(changed[0])
             if notify and changed[1]:
                 _notify(project, store, changed[0], verdict, result)
-        if verdict.verdict == "at_risk":
+        if verdict.verdict == VerdictStatus.AT_RISK:
             _warn_consumers(project, store, result, incidents, verdict, notify)
     result.known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=500)
                     if i.due_date >= start}
@@ -182,7 +184,7 @@ def _not_started(result: Assessment) -> None:
 
     ctx = result.context
     for name, verdict in result.current.items():
-        if verdict.verdict != "pending" or result.now >= verdict.deadline:
+        if verdict.verdict != VerdictStatus.PENDING or result.now >= verdict.deadline:
             continue
         models = [k for k in ctx.upstream(name) if ctx.graph.assets[k].layer != "lake"]
         window_start = datetime.fromisoformat(verdict.evidence["window_start"])
@@ -192,7 +194,7 @@ def _not_started(result: Assessment) -> None:
         latest = min(last_chance(ctx, result.p90, name, k, verdict.deadline, rebuild_self=True) for k in models
                      if not any(d in models for d in ctx.graph.deps[k]))
         if result.now >= latest - START_MARGIN:
-            verdict.verdict = "at_risk"
+            verdict.verdict = VerdictStatus.AT_RISK
             verdict.evidence["not_started"] = {"asset": first, "by": _local(ctx, latest)}
 
 
@@ -206,19 +208,20 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     existing = incidents.open_for(verdict.usecase, verdict.due_date)
     ctx = result.context
     usecase = ctx.project.usecases[verdict.usecase]
-    if verdict.verdict == "met":
-        if existing and existing.status != "resolved":
+    if verdict.verdict == VerdictStatus.MET:
+        if existing and existing.status != IncidentStatus.RESOLVED:
             return incidents.resolve(existing.id, f"recovered before the deadline: the data was ready at "
                                      f"{_local(ctx, verdict.satisfied_at)}", kind="recovered",
                                      at=result.now), True
         return None
-    if verdict.verdict not in (*MISSES, "at_risk"):
+    if verdict.verdict not in (*MISSES, VerdictStatus.AT_RISK):
         return None
     if existing and existing.verdict == verdict.verdict:
         return None  # nothing new to say
-    if existing and existing.status == "resolved" and verdict.verdict != "late":
+    if existing and existing.status == IncidentStatus.RESOLVED and verdict.verdict != VerdictStatus.LATE:
         return None  # someone closed it; a miss that stays the same is not reopened
-    if verdict.verdict == "late" and existing and existing.status == "resolved" and existing.verdict == "late":
+    if verdict.verdict == VerdictStatus.LATE and existing and existing.status == IncidentStatus.RESOLVED \
+            and existing.verdict == VerdictStatus.LATE:
         return None
     window_start = datetime.fromisoformat(verdict.evidence.get("window_start") or verdict.deadline.isoformat())
     found = explain(ctx, result.facts, verdict.verdict, verdict.evidence, window_start,
@@ -230,18 +233,18 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
               and ctx.schedule(ctx.project.usecases[u], verdict.due_date, verdict.due_date)]  # due that day too
     impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers, "other_usecases": others}
     fix: str | None = None
-    if verdict.verdict != "late":
+    if verdict.verdict != VerdictStatus.LATE:
         fix, action = repair(found, usecase.assets, busy)
         if found is not None:
             found["action"] = action
     message = _describe(verdict, found, ctx)
-    kind = "at_risk" if verdict.verdict == "at_risk" else "missed"
+    kind = "at_risk" if verdict.verdict == VerdictStatus.AT_RISK else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
     # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
     incident, _created = incidents.record(verdict.usecase, verdict.due_date, kind, verdict.verdict, message,
                                          impact=impact_doc, root_cause=found, workaround=fix, event=event,
                                          at=result.now)
-    if verdict.verdict == "late" and incident.status != "resolved":
+    if verdict.verdict == VerdictStatus.LATE and incident.status != IncidentStatus.RESOLVED:
         incident = incidents.resolve(incident.id, f"repaired: the data was ready at "
                                      f"{_local(ctx, verdict.satisfied_at)}, {span(verdict.lateness_s or 0)} late; "
                                      f"{_what_delivered(result, verdict)}", kind="repaired", at=result.now)
@@ -294,7 +297,7 @@ def _warn_consumers(project: Project, store: Store, result: Assessment, incident
     no longer be ready, or rebuilt, in time by the p90 chain after it) or :data:`WARN_FLOOR` before the
     deadline, whichever is first — a failure that is repaired at 02:10 does not wake the store managers."""
     incident = incidents.open_for(verdict.usecase, verdict.due_date)
-    if incident is None or incident.status == "resolved" or incident.kind != "at_risk":
+    if incident is None or incident.status == IncidentStatus.RESOLVED or incident.kind != "at_risk":
         return
     if any(e.kind == "warned" for e in incidents.events(incident.id)):
         return
@@ -344,18 +347,19 @@ def _deadline_of(ctx: Context, incident: Incident) -> str:
 def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict, result: Assessment) -> None:
     usecase = project.usecases[verdict.usecase]
     owner_channels = sorted(set(usecase.config.owner_notify))
-    delivered = verdict.verdict in ("met", "late")
+    delivered = verdict.verdict in (VerdictStatus.MET, VerdictStatus.LATE)
     events = IncidentLog(store, project.name).events(incident.id)
     warned = any(e.kind == "warned" for e in events) or any(e.kind in MISSES for e in events)
     if delivered and warned:  # they heard of trouble: now they hear the data is there
         tell_consumers(project, store, incident, "ready", result.context,
-                       late_s=verdict.lateness_s if verdict.verdict == "late" else None)
-    elif verdict.verdict in MISSES and verdict.verdict != "late":
+                       late_s=verdict.lateness_s if verdict.verdict == VerdictStatus.LATE else None)
+    elif verdict.verdict in MISSES and verdict.verdict != VerdictStatus.LATE:
         tell_consumers(project, store, incident, verdict.verdict, result.context,
                        through=str(verdict.evidence.get("data_through") or ""))
     if not owner_channels:
         return
-    severity = "info" if delivered else "warning" if verdict.verdict in ("at_risk", "late") else "critical"
+    severity = ("info" if delivered else "warning" if verdict.verdict in (VerdictStatus.AT_RISK, VerdictStatus.LATE)
+                else "critical")
     key = f"incident:{project.name}:{verdict.usecase}:{verdict.due_date}:{verdict.verdict}"
     found = incident.root_cause or {}
     facts = {"use case": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,

@@ -21,6 +21,7 @@ from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
 from kiban.slo.predict import Forecast, Predictor, RunState
 from kiban.slo.service import WARN_LEAD, console_link, tell_consumers
+from kiban.status import AttemptStatus, IncidentStatus
 from kiban.store import Store, utcnow
 
 log = logging.getLogger("kiban.slo")
@@ -72,9 +73,10 @@ class BreachWatcher:
             key = event.asset or ""
             if event.kind == "asset_started":
                 self.state.started[key] = now
-            elif event.kind == "asset_finished" and event.status == "success":
+            elif event.kind == "asset_finished" and event.status == AttemptStatus.SUCCESS:
                 self.state.finished[key] = now
-            elif event.kind == "asset_finished" and event.status in ("failed", "skipped", "cancelled"):
+            elif event.kind == "asset_finished" and event.status in (AttemptStatus.FAILED, AttemptStatus.SKIPPED,
+                                                                     AttemptStatus.CANCELLED):
                 self.state.broken.add(key)
         if event.kind == "run_finished":
             self._stop.set()
@@ -193,8 +195,8 @@ class BreachWatcher:
                        + (" (revised)" if revision else ""))
         incidents = IncidentLog(self.store, self.project.name)
         known = incidents.open_for(forecast.usecase, due_day)
-        if known is not None and known.status != "resolved" and known.root_cause.get("kind") == "late_source" \
-                and found.get("kind") == "late_start":
+        if known is not None and known.status != IncidentStatus.RESOLVED \
+                and known.root_cause.get("kind") == "late_source" and found.get("kind") == "late_start":
             found = {**known.root_cause, "eta": eta}  # the run started late because it waited for the source
         fix, action = repair(found, usecase.assets, busy=running, eta=eta)
         found["action"] = action
