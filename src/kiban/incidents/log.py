@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.errors import KibanError
+from kiban.status import IncidentStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import incident_events, incidents
 
@@ -71,7 +72,8 @@ class IncidentLog:
                 values["workaround"] = workaround
             if row is None:
                 result = conn.execute(incidents.insert().values(
-                    project=self.project, usecase=usecase, due_date=due, status="open", kind=kind, opened_at=now,
+                    project=self.project, usecase=usecase, due_date=due, status=IncidentStatus.OPEN, kind=kind,
+                    opened_at=now,
                     **{"impact": "{}", "root_cause": "{}", **values}))
                 key = result.inserted_primary_key
                 assert key is not None
@@ -80,8 +82,8 @@ class IncidentLog:
                 incident_id = int(row.id)
                 if kind == "missed" and row.kind != "missed":
                     values["kind"] = "missed"
-                if row.status == "resolved" and kind == "missed" and row.kind != "missed":
-                    values.update(status="open", resolved_at=None)
+                if row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
+                    values.update(status=IncidentStatus.OPEN, resolved_at=None)
                 conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=event or kind,
                                                          message=message))
@@ -111,7 +113,7 @@ class IncidentLog:
     def recent(self, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
         query = incidents.select().where(incidents.c.project == self.project)
         if not include_resolved:
-            query = query.where(incidents.c.status != "resolved")
+            query = query.where(incidents.c.status != IncidentStatus.RESOLVED)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query.order_by(incidents.c.due_date.desc(), incidents.c.id.desc()).limit(limit)).all()
         return [_incident(r) for r in rows]
@@ -125,11 +127,11 @@ class IncidentLog:
     def _transition(self, incident_id: int, status: str, kind: str, message: str, actor: str | None,
                     note: str | None = None, at: datetime | None = None) -> Incident:
         current = self.require(incident_id)
-        if current.status == "resolved" and status != "open":
+        if current.status == IncidentStatus.RESOLVED and status != IncidentStatus.OPEN:
             raise KibanError(f"incident #{incident_id} is already resolved")
         now = at or utcnow()
         values: dict[str, Any] = {"status": status, "updated_at": now}
-        if status == "resolved":
+        if status == IncidentStatus.RESOLVED:
             values["resolved_at"] = now
         if note:
             values["note"] = note
@@ -155,4 +157,4 @@ class IncidentLog:
     def count_open(self) -> int:
         with self.store.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
-                incidents.c.project == self.project, incidents.c.status != "resolved")).scalar() or 0)
+                incidents.c.project == self.project, incidents.c.status != IncidentStatus.RESOLVED)).scalar() or 0)
