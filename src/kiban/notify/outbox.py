@@ -28,6 +28,7 @@ from kiban.errors import did_you_mean
 from kiban.notify.channels import DEFAULT_TIMEOUT, SENDERS, DeliveryError, scrub, secrets_of
 from kiban.notify.message import Message
 from kiban.project.config import ChannelConfig
+from kiban.status import DeliveryStatus
 from kiban.store import Store
 from kiban.store.schema import notifications
 from kiban.store.store import utcnow
@@ -60,7 +61,7 @@ class DeliveryResult:
 
     @property
     def sent(self) -> bool:
-        return self.status == "sent"
+        return self.status == DeliveryStatus.SENT
 
 
 class Notifier:
@@ -100,7 +101,8 @@ class Notifier:
         try:
             with self.store.engine.connect() as conn:
                 rows = conn.execute(sa.select(n.id, n.channel, n.payload, n.attempts, n.created_at)
-                                    .where(n.status == "failed", n.retry_at.is_not(None), n.retry_at <= now)
+                                    .where(n.status == DeliveryStatus.FAILED, n.retry_at.is_not(None),
+                                           n.retry_at <= now)
                                     .order_by(n.retry_at).limit(100)).all()
         except Exception as exc:
             log.warning("cannot read the notification outbox: %s", exc)
@@ -130,7 +132,7 @@ class Notifier:
             with self.store.engine.begin() as conn:
                 conn.execute(notifications.update().where(notifications.c.id == row_id).values(
                     status=status, attempts=attempts, error=error, retry_at=retry_at,
-                    sent_at=now if status == "sent" else None))
+                    sent_at=now if status == DeliveryStatus.SENT else None))
         except Exception as exc:
             log.warning("could not update the notification outbox: %s", exc)
 
@@ -173,12 +175,14 @@ class Notifier:
             if config.min_interval > 0:
                 since = now - timedelta(seconds=config.min_interval)
                 last = conn.execute(sa.select(sa.func.max(n.sent_at)).where(
-                    n.channel == name, n.dedupe_key == _key(message), n.status == "sent", n.sent_at >= since)).scalar()
+                    n.channel == name, n.dedupe_key == _key(message), n.status == DeliveryStatus.SENT,
+                    n.sent_at >= since)).scalar()
                 if last is not None:
                     age = (now - last).total_seconds()
                     return f"duplicate: sent {age:.1f} s ago (min_interval is {config.min_interval:g} s)"
             recent = conn.execute(sa.select(sa.func.count()).select_from(notifications).where(
-                n.channel == name, n.status.in_(("sent", "failed")), n.created_at >= now - RATE_WINDOW)).scalar()
+                n.channel == name, n.status.in_((DeliveryStatus.SENT, DeliveryStatus.FAILED)),
+                n.created_at >= now - RATE_WINDOW)).scalar()
         if recent is not None and recent >= self.rate_limit:
             return f"rate limit: {recent} messages on this channel in the last minute (at most {self.rate_limit})"
         return None
@@ -213,7 +217,8 @@ class Notifier:
         the message stays in the outbox to be tried again later (:meth:`retry_due`)."""
         now = self._now()
         row = {"channel": name[:200], "dedupe_key": _key(message), "subject": message.subject, "status": status,
-               "attempts": attempts, "error": error, "created_at": now, "sent_at": now if status == "sent" else None,
+               "attempts": attempts, "error": error, "created_at": now,
+               "sent_at": now if status == DeliveryStatus.SENT else None,
                "payload": json.dumps(message.as_dict(), ensure_ascii=False) if keep else None,
                "retry_at": _next_try(now, now, 0) if keep else None}
         try:
@@ -221,7 +226,7 @@ class Notifier:
                 conn.execute(notifications.insert().values(**row))
         except Exception as exc:
             log.warning("could not record notification to channel %s in the state store: %s", name, exc)
-        if status == "failed":
+        if status == DeliveryStatus.FAILED:
             log.warning("notification %r to channel %s failed after %d attempt(s): %s",
                         message.subject, name, attempts, error)
         else:
