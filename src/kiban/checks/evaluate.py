@@ -39,6 +39,7 @@ from kiban.engines.base import Session
 from kiban.engines.dialect import QUALIFY_COLUMN
 from kiban.errors import KibanError, ProjectError, did_you_mean
 from kiban.project import Project
+from kiban.status import CheckStatus
 
 if TYPE_CHECKING:
     from kiban.slo.calendar import BusinessCalendar
@@ -100,7 +101,7 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
         results.append(_judge(check, row, compiled, rows, ctx))
     for result, check in zip(results[len(contracts):], checks, strict=True):
         limit = getattr(check.spec, "samples", 0)
-        if result.status == "fail" and limit and row_level(check.spec):
+        if result.status == CheckStatus.FAIL and limit and row_level(check.spec):
             query = compiler.samples(check, compiled.predicates.get(check.name), limit)
             if query:
                 result.samples = _samples(session, query, suite.pii, suite.asset.key)
@@ -142,12 +143,12 @@ def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx
         failures = int(row[compiled.measure[check.name]] or 0)
         allowed = spec.allowed(rows)  # type: ignore[union-attr]
         result.failures = failures
-        result.status = "fail" if failures > allowed else "pass"
+        result.status = CheckStatus.FAIL if failures > allowed else CheckStatus.PASS
         result.detail = _row_detail(check, failures, rows, allowed)
     elif isinstance(spec, RowCount):
         low = spec.min is not None and rows < spec.min
         high = spec.max is not None and rows > spec.max
-        result.status = "fail" if low or high else "pass"
+        result.status = CheckStatus.FAIL if low or high else CheckStatus.PASS
         bounds = " and ".join(p for p in (f"at least {spec.min:,}" if spec.min is not None else "",
                                           f"at most {spec.max:,}" if spec.max is not None else "") if p)
         result.detail = f"{rows:,} rows; expected {bounds}"
@@ -157,7 +158,7 @@ def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx
         amount, unit = spec.age
         calendar = ctx.calendar(spec.calendar) if unit == "business_days" else None
         verdict = freshness.judge(newest, amount, unit, ctx.now, ctx.timezone, calendar)
-        result.status = "pass" if verdict.fresh else "fail"
+        result.status = CheckStatus.PASS if verdict.fresh else CheckStatus.FAIL
         result.detail = verdict.detail
         result.observed = {"newest": _json_value(newest), "age_s": verdict.age_s}
     elif isinstance(spec, Volume):
@@ -193,7 +194,7 @@ def _volume(result: CheckResult, check: Check, spec: Volume, row: dict[str, Any]
         details.append(text)
         if verdict.anomaly:
             anomalies.append(label)
-    result.status = "fail" if anomalies else "pass"
+    result.status = CheckStatus.FAIL if anomalies else CheckStatus.PASS
     result.detail = "; ".join(details)
 
 

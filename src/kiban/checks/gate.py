@@ -32,6 +32,7 @@ from kiban.engines.base import AuditHook, Session
 from kiban.errors import KibanError, ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import Asset, Project
+from kiban.status import Severity
 from kiban.store import Store
 
 
@@ -91,7 +92,7 @@ class Gate:
         suite = self.suites.get(key)
         blocking = sorted(
             json.dumps([c.name, c.kind, c.spec.model_dump(mode="json"), c.target, c.sql], sort_keys=True, default=str)
-            for c in (suite.checks if suite else ()) if c.severity == "error")
+            for c in (suite.checks if suite else ()) if c.severity == Severity.ERROR)
         return hashlib.sha256("\n".join(blocking).encode()).hexdigest() if blocking else ""
 
     @property
@@ -141,7 +142,7 @@ def _refuse_gated_views(suites: dict[str, Suite]) -> None:
         if suite.asset.config.materialized != "view" or suite.asset.python is not None:
             continue
         for check in suite.checks:
-            if check.severity == "error":
+            if check.severity == Severity.ERROR:
                 errors.append(check.error(
                     "a blocking check cannot gate a view: a view reads its inputs whenever it is queried, so new "
                     "lake data shows through it before (and whether or not) the check passes",

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from kiban.checks.quoting import relation_name
+from kiban.status import CheckStatus, Severity
 
 if TYPE_CHECKING:
     from kiban.slo.calendar import BusinessCalendar
@@ -40,7 +41,7 @@ class CheckResult:
     @property
     def blocks(self) -> bool:
         """A failed check of severity error: the version it judged must not be published."""
-        return self.status == "fail" and self.severity == "error"
+        return self.status == CheckStatus.FAIL and self.severity == Severity.ERROR
 
 
 History = Callable[[str, str], list[tuple[date, dict[str, Any]]]]  # (asset, check) → earlier days' observations

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from kiban.errors import closest
+from kiban.status import Severity
 
 KINDS = ("not_null", "unique", "accepted_values", "relationships", "range", "pattern", "row_count",
          "expression", "sql", "freshness", "volume", "contract", "drift", "accuracy")
@@ -99,7 +100,7 @@ class _Check(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(default=None, pattern=_NAME, max_length=120)
-    severity: Literal["error", "warn"] = "error"
+    severity: Severity = Severity.ERROR
 
 
 class _RowCheck(_Check):

@@ -91,7 +91,7 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str |
     if kind == "missing":
         return f"missing required key '{name}'", None
     message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "literal_error" and "input" in error:
+    if kind in ("literal_error", "enum") and "input" in error:  # a Literal or a StrEnum (kiban.status)
         message = f"'{error['input']}' is not allowed; {message[0].lower()}{message[1:]}"
         expected = [str(v).strip("'") for v in str(error.get("ctx", {}).get("expected", "")).split(" or ")]
         near = did_you_mean(str(error["input"]), [e.strip("' ") for e in expected if e])
