@@ -23,6 +23,7 @@ from kiban.collect.secrets import redact
 from kiban.diskfull import disk_full, is_disk_full
 from kiban.engines.base import CollectedTable
 from kiban.run.events import Event, Listener
+from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
         started = utcnow()
         outcome = Collected(key, "success", attempts=attempt, started_at=started)
         if cancel.is_set():
-            outcome.status, outcome.error = "cancelled", "the run was cancelled"
+            outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
         else:
             emit(Event("asset_started", run_id, asset=key, attempt=attempt, detail={"collect": True}))
             stop = threading.Event()
@@ -136,16 +137,16 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                 outcome.result, outcome.rows, outcome.notes = result, result.record.rows_landed, result.notes
                 outcome.watermark = result.watermark
             except LoadCancelled as exc:
-                outcome.status = "failed" if timed_out.is_set() else "cancelled"
+                outcome.status = AttemptStatus.FAILED if timed_out.is_set() else AttemptStatus.CANCELLED
                 outcome.error = f"timed out after {timeout:g} s (the load was stopped)" if timed_out.is_set() \
                     else str(exc)
             except LoadFailed as exc:  # refused (quarantine, drift): retrying reads the same rows again
-                outcome.status, outcome.error, permanent = "failed", str(exc), True
+                outcome.status, outcome.error, permanent = AttemptStatus.FAILED, str(exc), True
                 outcome.result = LoadResult(exc.record)
             except SourceError as exc:
-                outcome.status, outcome.error = "failed", str(exc)
+                outcome.status, outcome.error = AttemptStatus.FAILED, str(exc)
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
-                outcome.status, outcome.error = "failed", _clean(source, table, exc, project)
+                outcome.status, outcome.error = AttemptStatus.FAILED, _clean(source, table, exc, project)
                 if is_disk_full(exc):  # said once, plainly, as the table's error: no traceback for a full disk
                     log.info("collect: %s: %s", key, outcome.error)
                 else:
@@ -154,11 +155,11 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                 if timer:
                     timer.cancel()
                 stops.pop(key, None)
-                if cancel.is_set() and outcome.status == "failed" and not timed_out.is_set():
-                    outcome.status, outcome.error = "cancelled", "the run was cancelled"
+                if cancel.is_set() and outcome.status == AttemptStatus.FAILED and not timed_out.is_set():
+                    outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
         outcome.ended_at = utcnow()
         seconds = (outcome.ended_at - started).total_seconds()
-        if outcome.status == "failed" and attempt <= retries and not permanent and not cancel.is_set():
+        if outcome.status == AttemptStatus.FAILED and attempt <= retries and not permanent and not cancel.is_set():
             wait_s = delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             store.record_attempt(run_id, key, "retrying", attempt=attempt, started_at=started,
                                  ended_at=outcome.ended_at, error=outcome.error)
@@ -166,7 +167,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
                        detail={"delay": round(wait_s, 2)}))
             if not cancel.wait(wait_s):
                 continue
-            outcome.status, outcome.error = "cancelled", "the run was cancelled"
+            outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
         store.record_attempt(run_id, key, outcome.status, attempt=attempt, started_at=started,
                              ended_at=outcome.ended_at, rows=outcome.rows, error=outcome.error,
                              watermark=outcome.watermark)

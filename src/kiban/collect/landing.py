@@ -24,6 +24,7 @@ from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
 from kiban.errors import did_you_mean
 from kiban.quoting import literal as _literal
+from kiban.status import LoadStatus
 from kiban.store import utcnow
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def newer(old: Any, new: Any) -> Any:
 
 def refuse(manifests: Manifests, record: LoadRecord, message: str, hint: str) -> LoadResult:
     """Record a refused load (for `kiban show` and the quarantine), land nothing, move no cursor."""
-    record.status, record.error, record.ended_at = "failed", message, utcnow()
+    record.status, record.error, record.ended_at = LoadStatus.FAILED, message, utcnow()
     record.rows_landed, record.rows_dropped, record.rows_deleted, record.cursor = 0, 0, 0, None
     manifests.commit(record, [])
     raise LoadFailed(record, message, hint)

@@ -49,6 +49,7 @@ from kiban.collect.landing import (
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SourceSpec, TableSpec
 from kiban.errors import KibanError, RunLockedError, did_you_mean
+from kiban.status import LoadStatus
 from kiban.store import Store, utcnow
 
 if TYPE_CHECKING:
@@ -381,7 +382,7 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
         result.notes.extend(f"{record.asset}: {n}" for n in late_commits(table, ctx, record))
     else:
         record.reread_s = result.reread_before  # a replay read no source: the next load reads as far back
-    record.status = "committed"
+    record.status = LoadStatus.COMMITTED
     record.ended_at = utcnow()
     assert record.reconciles, f"counts do not reconcile: {record}"
     manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files])

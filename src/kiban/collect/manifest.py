@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kiban.status import LoadStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import consumed_files, drift_events, load_files, loads, quarantine_replays
 
@@ -49,7 +50,7 @@ class LoadRecord:
     table: str
     started_at: datetime
     kind: str = "load"
-    status: str = "committed"
+    status: str = LoadStatus.COMMITTED
     run_id: str | None = None
     ended_at: datetime | None = None
     rows_read: int = 0
@@ -141,7 +142,7 @@ class Manifests:
                     dict(project=record.project, asset=record.asset, load_id=record.load_id, at=record.ended_at,
                          change=d.change, column_name=d.column, old_type=d.old_type, new_type=d.new_type,
                          action=action) for d, action in record.drift])
-            if record.replays and record.status == "committed":
+            if record.replays and record.status == LoadStatus.COMMITTED:
                 conn.execute(quarantine_replays.insert(), [
                     dict(load_id=load, row_number=n, replay_load_id=record.load_id, replayed_at=record.ended_at)
                     for load, n in record.replays])
@@ -156,7 +157,7 @@ class Manifests:
                                                     loads.c.load_id == load_id)).first()
             if row is None:
                 raise LookupError(load_id)
-            if row.status != "committed":
+            if row.status != LoadStatus.COMMITTED:
                 raise ValueError(f"load {load_id} is {row.status}: it landed nothing to retract")
             if row.retracted_at is not None:
                 raise ValueError(f"load {load_id} was retracted already ({row.retracted_at:%Y-%m-%d %H:%M} UTC)")
@@ -186,7 +187,7 @@ class Manifests:
                            loads.c.retracted_at, load_files.c.path)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
-                 .where(loads.c.project == project, loads.c.status == "committed")
+                 .where(loads.c.project == project, loads.c.status == LoadStatus.COMMITTED)
                  .order_by(loads.c.asset, loads.c.started_at, loads.c.load_id, load_files.c.path))
         if assets is not None:
             query = query.where(loads.c.asset.in_(assets))
