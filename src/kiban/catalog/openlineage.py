@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, build_column_graph
+from kiban.status import AttemptStatus, RunStatus
 
 if TYPE_CHECKING:
     from kiban.catalog.lineage import ColumnGraph
@@ -93,17 +94,18 @@ class OpenLineageEmitter:
         at = event.at.isoformat(timespec="milliseconds") + "Z"
         if event.kind in ("run_started", "run_finished"):
             kind = "START" if event.kind == "run_started" else (
-                "COMPLETE" if event.status in ("success", "nothing") else "FAIL")
+                "COMPLETE" if event.status in (RunStatus.SUCCESS, RunStatus.NOTHING) else "FAIL")
             facets: dict[str, Any] = {}
             if event.error:
                 facets["errorMessage"] = _facet("ErrorMessageRunFacet", message=event.error, programmingLanguage="SQL")
             return self._event(kind, at, run_uuid(event.run_id), self.project.name, facets, [], [])
         if event.kind not in ("asset_started", "asset_finished") or not event.asset:
             return None
-        if event.kind == "asset_finished" and event.status not in ("success", "failed"):
+        if event.kind == "asset_finished" and event.status not in (AttemptStatus.SUCCESS, AttemptStatus.FAILED):
             return None  # fresh, skipped, cancelled: nothing ran
         key = event.asset
-        kind = "START" if event.kind == "asset_started" else ("COMPLETE" if event.status == "success" else "FAIL")
+        kind = "START" if event.kind == "asset_started" else (
+            "COMPLETE" if event.status == AttemptStatus.SUCCESS else "FAIL")
         run_facets: dict[str, Any] = {"parent": _facet(
             "ParentRunFacet", run={"runId": run_uuid(event.run_id)},
             job={"namespace": self.namespace, "name": self.project.name})}

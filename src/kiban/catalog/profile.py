@@ -21,6 +21,7 @@ from kiban.catalog.lineage import build_column_graph
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.warehouse import open_readonly, published_columns
 from kiban.quoting import quote as _q
+from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
 
@@ -150,7 +151,7 @@ class ProfileAfterRun:
         self.error: str | None = None
 
     def __call__(self, event: Any) -> None:
-        if event.kind == "asset_finished" and event.status == "success" and event.asset:
+        if event.kind == "asset_finished" and event.status == AttemptStatus.SUCCESS and event.asset:
             self.published.append(event.asset)
         elif event.kind == "run_finished" and self.published:
             self.profile()
