@@ -21,6 +21,7 @@ from kiban.checks.result import NOT_FITTING, CheckResult, Context
 from kiban.checks.spec import Accuracy, Drift
 from kiban.errors import did_you_mean
 from kiban.ml import drift
+from kiban.status import CheckStatus
 
 if TYPE_CHECKING:
     from kiban.checks.suite import Check, Suite
@@ -53,7 +54,7 @@ def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Su
         registry.store.close()
     result = CheckResult(check.asset, check.name, check.kind, check.severity, "pass")
     if current is None:
-        result.status = "fail"
+        result.status = CheckStatus.FAIL
         result.detail = f"{model} has no current version to compare with" + (
             "" if model in known else f" ({did_you_mean(model, known) or 'no such model in the registry'})")
         return result
@@ -87,7 +88,7 @@ def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Su
         parts.append(f"{name}: PSI {psi:.3f}, KS {ks:.3f}" + (" (drifted)" if over else ""))
     result.rows = len(columns[0]) if columns else 0
     result.observed = {"model": model, "version": current.version, "columns": observed}
-    result.status = "fail" if drifted else "pass"
+    result.status = CheckStatus.FAIL if drifted else CheckStatus.PASS
     limits = f"PSI ≤ {spec.psi:g}" + (f", KS ≤ {spec.ks:g}" if spec.ks is not None else "")
     result.detail = (f"{len(drifted)} of {len(wanted)} features drifted from {model} v{current.version}'s training "
                      f"data ({limits}) — " if drifted else f"against {model} v{current.version} ({limits}): ") \
@@ -118,7 +119,7 @@ def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx
     percent = spec.metric in ("mape", "wape")
     shown = f"{value:.1%}" if percent else f"{value:.4g}"
     limit = f"{spec.max:.1%}" if percent else f"{spec.max:g}"
-    result.status = "fail" if value > spec.max else "pass"
+    result.status = CheckStatus.FAIL if value > spec.max else CheckStatus.PASS
     result.detail = f"{spec.metric.upper()} {shown} over {int(matched):,} predictions with actuals (max {limit})"
     return result
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from kiban.errors import KibanError
 from kiban.ml import artefact
 from kiban.ml.promotion import Decision, decide
+from kiban.status import ModelStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import model_versions
 
@@ -104,7 +105,7 @@ class Registry:
 
     def current(self, model: str) -> ModelVersion | None:
         with self.store.engine.connect() as conn:
-            row = conn.execute(self._select(model).where(model_versions.c.status == "current")).first()
+            row = conn.execute(self._select(model).where(model_versions.c.status == ModelStatus.CURRENT)).first()
         return _version(row) if row else None
 
     def register(self, model: str, new: NewVersion) -> tuple[ModelVersion, Decision]:
@@ -115,14 +116,15 @@ class Registry:
             number = (conn.execute(sa.select(sa.func.max(model_versions.c.version))
                                    .where(model_versions.c.project == self.project,
                                           model_versions.c.model == model)).scalar() or 0) + 1
-            current = conn.execute(self._select(model).where(model_versions.c.status == "current")).first()
+            current = conn.execute(self._select(model).where(model_versions.c.status == ModelStatus.CURRENT)).first()
             value = new.metrics.get(new.metric)
             decision = decide(new.metric, new.direction, value, new.threshold,
                               current.version if current else None, current.metric_value if current else None)
             path, sha = artefact.save(new.model, self.root, model, number)
             conn.execute(model_versions.insert().values(
                 project=self.project, model=model, version=number,
-                status="pending" if decision.promote else "rejected", reason=decision.reason, metric=new.metric,
+                status=ModelStatus.PENDING if decision.promote else ModelStatus.REJECTED, reason=decision.reason,
+                metric=new.metric,
                 direction=new.direction, metric_value=value, metrics=json.dumps(new.metrics),
                 params=json.dumps(new.params, default=str), data_fingerprint=new.data_fingerprint,
                 code_fingerprint=new.code_fingerprint, artefact=path, sha256=sha,
@@ -139,22 +141,22 @@ class Registry:
         now = utcnow()
         with self.store._tx() as conn:
             pending = [r._mapping for r in conn.execute(self._select(model).where(
-                model_versions.c.status == "pending"))]
+                model_versions.c.status == ModelStatus.PENDING))]
             if not pending:
                 return
             where = (model_versions.c.project == self.project, model_versions.c.model == model)
             for row in pending:
                 number = row["version"]
                 if number == published:
-                    conn.execute(model_versions.update().where(*where, model_versions.c.status == "current")
-                                 .values(status="retired", reason=f"replaced by v{number}: {row['reason']}",
+                    conn.execute(model_versions.update().where(*where, model_versions.c.status == ModelStatus.CURRENT)
+                                 .values(status=ModelStatus.RETIRED, reason=f"replaced by v{number}: {row['reason']}",
                                          changed_at=now))
                     conn.execute(model_versions.update().where(*where, model_versions.c.version == number)
-                                 .values(status="current", changed_at=now))
+                                 .values(status=ModelStatus.CURRENT, changed_at=now))
                 else:
                     stays = f"v{published} stays current" if published is not None else "no version is current"
                     conn.execute(model_versions.update().where(*where, model_versions.c.version == number).values(
-                        status="rejected", changed_at=now,
+                        status=ModelStatus.REJECTED, changed_at=now,
                         reason=f"not published (its build or a blocking check failed; {stays}); the gate had "
                                f"said: {row['reason']}"))
 

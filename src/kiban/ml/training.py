@@ -26,6 +26,7 @@ from kiban.project import Asset
 from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow
 from kiban.quoting import relation
+from kiban.status import ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,11 @@ def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table],
             baseline=baseline(feature_columns(value.features))))
     finally:
         registry.store.close()
-    current = version.version if version.status == "pending" else published
+    current = version.version if version.status == ModelStatus.PENDING else published
     value_of = metrics[metric]
     return pa.table({
         "version": [version.version],
-        "status": ["current" if version.status == "pending" else version.status],  # as published
+        "status": ["current" if version.status == ModelStatus.PENDING else version.status],  # as published
         "reason": [decision.reason],
         "metric": [metric],
         "metric_value": [value_of if math.isfinite(value_of) else None],
