@@ -17,6 +17,7 @@ from kiban.dbt.context import Config, Renderer, RenderError, locate
 from kiban.dbt.project import Node, Properties
 from kiban.dbt.relation import Relation
 from kiban.dbt.report import ImportReport
+from kiban.status import Severity
 
 OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit",
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
@@ -131,10 +132,10 @@ class TestConverter:
                                     "written, not as SQL expressions")
         options: dict[str, Any] = {}
         severity = str(config.get("severity") or "error").lower()
-        if severity == "warn":
-            options["severity"] = "warn"
+        if severity == Severity.WARN:
+            options["severity"] = Severity.WARN
         # dbt: failures = fail_calc over the test's rows; error if `failures <error_if>`, else warn if `<warn_if>`
-        condition = str(config.get("error_if" if severity == "error" else "warn_if") or "!= 0").strip()
+        condition = str(config.get("error_if" if severity == Severity.ERROR else "warn_if") or "!= 0").strip()
         if not _CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
             self.report.approximate(file, line, f"test {kind}", f"condition {condition!r} is not a comparison with "
                                     "a number; the check fails on any failing row")
@@ -154,10 +155,10 @@ class TestConverter:
             return
         if not self._thresholds_done:
             if compact not in ("!=0", ">0") and "fail_above" not in options:
-                key = "error_if" if severity == "error" else "warn_if"
+                key = "error_if" if severity == Severity.ERROR else "warn_if"
                 self.report.approximate(file, line, f"test {kind}", f"{key} {condition} has no kiban equivalent; "
                                         "the check fails on any failing row")
-            if config.get("warn_if") and severity == "error":
+            if config.get("warn_if") and severity == Severity.ERROR:
                 self.report.approximate(file, line, f"test {kind}", "warn_if is dropped: a kiban check has one "
                                         "severity")
         target, entry = check

@@ -33,6 +33,7 @@ from kiban.dbt.writer import check_target, dump_yaml, staged, write_text
 from kiban.errors import KibanError, UsageError, did_you_mean
 from kiban.graph.dag import build_graph
 from kiban.project.loader import load_project
+from kiban.status import Severity
 
 _DURATION_UNITS = {"minute": "minutes", "hour": "hours", "day": "days"}
 SQL_HEADER = "-- imported from {rel} by `kiban import dbt`: plain DuckDB SQL, edit it here\n"
@@ -440,7 +441,7 @@ class _Import:
             return
         check: dict[str, Any] = {"sql": rendered.sql.strip().rstrip(";"), "name": asset_name(test.name)}
         if str(rendered.config.get("severity", "")).lower() == "warn":
-            check["severity"] = "warn"
+            check["severity"] = Severity.WARN
         sidecar.checks.append(check)
         self.report.checks += 1
 
