@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from kiban import __version__
 from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
+from kiban.status import RunStatus
 from kiban.web import api, catalog_pages, live, pages
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
@@ -48,7 +49,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
 
     def finished(job: Job) -> None:
         accounts.audit(job.user, f"{job.action}.finished", job.run_id or job.detail, None,
-                       "ok" if job.status in ("success", "nothing") else "failed", job.error)
+                       "ok" if job.status in (RunStatus.SUCCESS, RunStatus.NOTHING) else "failed", job.error)
 
     app.state.site, app.state.accounts = site, accounts
     app.state.jobs = Jobs(site, on_finish=finished)

@@ -16,6 +16,7 @@ from typing import Any
 from kiban.errors import KibanError
 from kiban.graph import select
 from kiban.run.runner import resume_selection
+from kiban.status import AttemptStatus, Verdict
 from kiban.web import models as m
 
 BROKEN = ("failed", "skipped", "cancelled")
@@ -134,9 +135,9 @@ def todays_risks(site: Any, result: Any, statuses: list[m.UseCaseStatus], latest
 
 def _root(graph: Any, broken: dict[str, Any]) -> str | None:
     """The first bad upstream: a failed asset none of whose own upstreams failed (else the first broken one)."""
-    failed = [k for k in graph.order if k in broken and broken[k].status == "failed"]
+    failed = [k for k in graph.order if k in broken and broken[k].status == AttemptStatus.FAILED]
     for key in failed:
-        if not any(u in broken and broken[u].status == "failed" for u in graph.upstream(key)):
+        if not any(u in broken and broken[u].status == AttemptStatus.FAILED for u in graph.upstream(key)):
             return key
     return next((k for k in graph.order if k in broken), None)
 
@@ -148,7 +149,7 @@ def _aware(value: datetime | None) -> datetime | None:
 def headline(statuses: list[m.UseCaseStatus], risks: list[m.Risk]) -> str:
     """'2 of 3 use cases ready · 1 at risk': the answer to the morning question in one line."""
     hurt = {r.usecase for r in risks}
-    ready = sum(1 for s in statuses if s.verdict == "met" and s.name not in hurt)
+    ready = sum(1 for s in statuses if s.verdict == Verdict.MET and s.name not in hurt)
     total = len(statuses)
     text = f"{ready} of {total} use case{'s' if total != 1 else ''} ready"
     if risks:

@@ -21,6 +21,7 @@ from kiban.errors import KibanError
 from kiban.run import RunOptions
 from kiban.run.backfill import BackfillOptions
 from kiban.run.events import Event
+from kiban.status import RunStatus
 from kiban.store import utcnow
 from kiban.web.views import Site
 
@@ -37,7 +38,7 @@ class Job:
     action: str  # resume, run, backfill
     user: str
     detail: str
-    status: str = "running"
+    status: str = RunStatus.RUNNING
     run_id: str | None = None
     error: str | None = None
     started_at: datetime = field(default_factory=utcnow)
@@ -85,9 +86,9 @@ class Jobs:
             try:
                 job.status = work(job)
             except KibanError as exc:
-                job.status, job.error = "failed", str(exc)
+                job.status, job.error = RunStatus.FAILED, str(exc)
             except Exception as exc:  # a bug must not kill the server; it is shown on the page and audited
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+                job.status, job.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
                 log.exception("web job %s (%s by %s) failed", job.id, job.action, job.user)
             finally:
                 job.ended_at = utcnow()

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from kiban.status import RunStatus
 from kiban.web.accounts import User
 from kiban.web.auth import current_user
 from kiban.web.views import Site, pulse
@@ -63,10 +64,10 @@ async def stream(request: Request, site: Site, run_id: str | None, since: str) -
             now = await run_in_threadpool(pulse, site, run_id)
             current = version(now)
             if current != sent:
-                running = now[0] == "running" if run_id else any(s == "running" for _, s in now[0])
+                running = now[0] == RunStatus.RUNNING if run_id else any(s == RunStatus.RUNNING for _, s in now[0])
                 yield f"event: change\ndata: {json.dumps({'version': current, 'running': running})}\n\n"
                 sent, quiet = current, time.monotonic()
-                if run_id is not None and now[0] not in ("running", None):
+                if run_id is not None and now[0] not in (RunStatus.RUNNING, None):
                     yield f"event: end\ndata: {json.dumps({'status': now[0]})}\n\n"
                     return
             elif time.monotonic() - quiet >= heartbeat:

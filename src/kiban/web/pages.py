@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from kiban.graph import select
 from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
+from kiban.status import AttemptStatus, RunStatus
 from kiban.web import catalog_views as cv
 from kiban.web import live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
@@ -148,7 +149,7 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
 
 def _charts(runs: list[AttemptOut], tz: ZoneInfo | None = None) -> tuple[str, str]:
     """An asset's build time and rows over its recent successful builds, as SVG (times in the project's zone)."""
-    built = [a for a in reversed(runs) if a.status == "success" and a.ended_at]
+    built = [a for a in reversed(runs) if a.status == AttemptStatus.SUCCESS and a.ended_at]
     duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s",
                               tz=tz)
     return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows", tz=tz)
@@ -171,7 +172,7 @@ def run(request: Request, run_id: str, user: Viewer) -> Response:
         raise HTTPException(404, f"no run with id '{run_id}'")
     last = {a.asset: a for a in data.attempts}
     chart = svg.gantt([(a.asset, a.started_at, a.ended_at, a.status) for a in last.values()])
-    running = data.run.status == "running"
+    running = data.run.status == RunStatus.RUNNING
     return render(request, "run.html", data=data, gantt=chart, live=running,
                   events=live.events_url(site, data.run.run_id) if running else None, title=run_id)
 

@@ -11,6 +11,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
+from kiban.status import Verdict
 
 STATE_COLOURS = {
     "success": "#16a34a", "fresh": "#86efac", "failed": "#dc2626", "skipped": "#f59e0b", "cancelled": "#a855f7",
@@ -79,7 +80,7 @@ def verdict_bars(days: Sequence[tuple[str, str, float | None]], title: str, widt
     step = (width - 20) / len(days)
     bars = []
     for i, (day, verdict, late) in enumerate(days):
-        tall = 30.0 if verdict in ("met", "pending") else min(90.0, 45.0 + (late or 0) / 60)
+        tall = 30.0 if verdict in (Verdict.MET, Verdict.PENDING) else min(90.0, 45.0 + (late or 0) / 60)
         bars.append(f'<rect x="{_num(10 + i * step)}" y="{_num(height - 16 - tall)}" width="{_num(max(step - 2, 1))}" '
                     f'height="{_num(tall)}" fill="{STATE_COLOURS.get(verdict, "#9ca3af")}" class="v-{escape(verdict)}">'
                     f'<title>{escape(day)}: {escape(verdict)}</title></rect>')

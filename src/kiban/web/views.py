@@ -26,6 +26,7 @@ from kiban.project import Project, load_project
 from kiban.slo.impact import blast_radius
 from kiban.slo.predict import Predictor, RunState
 from kiban.slo.service import assess
+from kiban.status import AttemptStatus, IncidentStatus, RunStatus, Verdict
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
 from kiban.store.schema import attempts as attempts_table
 from kiban.store.schema import check_results
@@ -245,7 +246,7 @@ def _final_counts(store: Store, run_ids: list[str]) -> dict[str, dict[str, int]]
 
 
 def _summary(run: RunRecord, counts: dict[str, int]) -> m.RunSummary:
-    end = run.ended_at or (utcnow() if run.status == "running" else None)
+    end = run.ended_at or (utcnow() if run.status == RunStatus.RUNNING else None)
     return m.RunSummary(run_id=run.run_id, status=run.status, started_at=utc(run.started_at),
                         ended_at=utc(run.ended_at), seconds=(end - run.started_at).total_seconds() if end else None,
                         selection=list(run.selection), counts=counts, error=run.error)
@@ -265,11 +266,11 @@ def run_list(site: Site, limit: int = 25) -> m.RunList:
 def _run_list(site: Site, limit: int) -> m.RunList:
     store = site.reader
     found = store.runs(site.project.name, limit)
-    if any(r.status == "running" for r in found) and site.store.reap_abandoned(site.project.name):
+    if any(r.status == RunStatus.RUNNING for r in found) and site.store.reap_abandoned(site.project.name):
         found = store.runs(site.project.name, limit)  # a killed run is shown as abandoned, as `kiban runs` does
     counts = _final_counts(store, [r.run_id for r in found])
     runs = [_summary(r, counts.get(r.run_id, {})) for r in found]
-    return m.RunList(runs=runs, running=any(r.status == "running" for r in runs))
+    return m.RunList(runs=runs, running=any(r.status == RunStatus.RUNNING for r in runs))
 
 
 def run_detail(site: Site, run_id: str) -> m.RunDetail | None:
@@ -299,9 +300,9 @@ def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, A
         return {}
     state = RunState(planned=planned)
     for a in site.reader.attempts(run.run_id):
-        if a.status in ("success", "fresh") and a.ended_at:
+        if a.status in (AttemptStatus.SUCCESS, AttemptStatus.FRESH) and a.ended_at:
             state.finished[a.asset] = a.ended_at
-        elif a.status in ("failed", "skipped", "cancelled"):
+        elif a.status in (AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED):
             state.broken.add(a.asset)
     usecases = {n: u.assets for n, u in site.project.usecases.items() if n in result.upcoming}
     predictor = Predictor(graph, usecases, {n: d for n, (_, d) in result.upcoming.items()}, result.p50, result.p90)
@@ -314,14 +315,14 @@ def _status(site: Site, result: Any, name: str, forecasts: dict[str, Any]) -> m.
     spent = result.budgets[name]
     forecast = forecasts.get(name)
     detail, finish = "", None
-    at_risk = verdict is not None and verdict.verdict == "at_risk"
+    at_risk = verdict is not None and verdict.verdict == Verdict.AT_RISK
     if verdict is not None:
-        if verdict.verdict == "late":
+        if verdict.verdict == Verdict.LATE:
             detail = f"{round((verdict.lateness_s or 0) / 60)} min late"
-        elif verdict.verdict == "met":
+        elif verdict.verdict == Verdict.MET:
             finish = verdict.satisfied_at
         failures = verdict.evidence.get("failures")
-        if failures and verdict.verdict not in ("met", "late"):
+        if failures and verdict.verdict not in (Verdict.MET, Verdict.LATE):
             detail = f"{failures[0]['asset']} {failures[0]['status']}"
     if forecast is not None:
         finish = forecast.p90
@@ -346,9 +347,9 @@ def today(site: Site) -> m.Today:
 def _today(site: Site) -> m.Today:
     result = site.assessment()
     recent = site.reader.runs(site.project.name, 5)
-    running_records = [r for r in recent if r.status == "running"]
+    running_records = [r for r in recent if r.status == RunStatus.RUNNING]
     if running_records and site.store.reap_abandoned(site.project.name):
-        running_records = [r for r in site.reader.runs(site.project.name, 5) if r.status == "running"]
+        running_records = [r for r in site.reader.runs(site.project.name, 5) if r.status == RunStatus.RUNNING]
     forecasts = _forecasts(site, result, running_records)
     counts = _final_counts(site.reader, [r.run_id for r in running_records])
     statuses = [_status(site, result, n, forecasts) for n in sorted(site.project.usecases)]
@@ -449,7 +450,7 @@ def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
     if found is None:
         return None
     out = _incident(log, found)
-    if found.status != "resolved":
+    if found.status != IncidentStatus.RESOLVED:
         root = found.root_cause.get("asset") if isinstance(found.root_cause, dict) else None
         out.fix = fixes.fix_for(site, found.workaround, root if isinstance(root, str) else None)
     return out
