@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
+from kiban.status import BackfillStatus
 
 
 @app.command()
@@ -46,9 +47,9 @@ def backfill(
     if not start or not end:
         raise UsageError("a backfill needs --from and --to", "e.g. --from 2024-01-01 --to 2024-12-31")
     result = _run(project, selection or [], exclude or [], start, end, concurrency, restart, wait)
-    if result.status == "cancelled":
+    if result.status == BackfillStatus.CANCELLED:
         sys.exit(130)
-    if result.status != "success":
+    if result.status != BackfillStatus.SUCCESS:
         sys.exit(1)
 
 
@@ -75,7 +76,7 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
 
     def on_partition(outcome: PartitionOutcome) -> None:
         nonlocal failures
-        if outcome.status != "success":
+        if outcome.status != BackfillStatus.SUCCESS:
             failures += 1
         progress.update(task, advance=1, failed=f"[red]{failures} failed[/]" if failures else "")
 
@@ -93,10 +94,10 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
     console.print(f"backfill {result.backfill_id} {styled(result.status)}: {result.processed} partitions processed"
                   f"{f', {result.done_before} done earlier' if result.done_before else ''}"
                   f", {len(result.failed)} failed in {result.seconds:.1f} s ({rate:.1f}/s)")
-    for outcome in [o for o in result.outcomes if o.status != "success"][:10]:
+    for outcome in [o for o in result.outcomes if o.status != BackfillStatus.SUCCESS][:10]:
         console.print(f"  {styled(outcome.status)} {outcome.asset} {outcome.start:%Y-%m-%d %H:%M}: {outcome.error}",
                       soft_wrap=True)
-    if result.status != "success":
+    if result.status != BackfillStatus.SUCCESS:
         console.print("Fix the cause, then run the same command again: done partitions are skipped.")
     from kiban.cli.commands import print_service_levels
 
@@ -133,7 +134,8 @@ def print_backfills(project: Any, backfill_id: str | None, as_json: bool = False
                 "to": utc_iso(r.range_to), "total": r.total, "counts": dict(r.counts),
                 "started_at": utc_iso(r.started_at), "ended_at": utc_iso(r.ended_at),
                 "failed": [{"asset": p.asset, "start": utc_iso(p.start), "status": p.status, "error": p.error}
-                           for p in ledger.partitions(r.id) if p.status != "success"][:50] if backfill_id else []}
+                           for p in ledger.partitions(r.id)
+                           if p.status != BackfillStatus.SUCCESS][:50] if backfill_id else []}
                 for r in records]})
             return
         if not records:
@@ -151,7 +153,7 @@ def print_backfills(project: Any, backfill_id: str | None, as_json: bool = False
                           local_time(r.ended_at, project.config.timezone))
         console.print(table)
         if backfill_id:
-            for p in [p for p in ledger.partitions(records[0].id) if p.status != "success"][:50]:
+            for p in [p for p in ledger.partitions(records[0].id) if p.status != BackfillStatus.SUCCESS][:50]:
                 console.print(f"  {styled(p.status)} {p.asset} {p.start:%Y-%m-%d %H:%M}: {p.error}", soft_wrap=True)
     finally:
         store.close()

@@ -15,15 +15,16 @@ from rich.table import Table
 from kiban.cli import State, app
 from kiban.cli.commands import ExcludeOpt, SelectArg
 from kiban.cli.output import JsonOpt, console, emit_json, local_time, number
+from kiban.status import CheckStatus, Severity
 
 SEVERITY_STYLE = {"error": "red", "warn": "yellow"}
 SAMPLE_ROWS = 5
 
 
 def _status(status: str, severity: str) -> str:
-    if status == "pass":
+    if status == CheckStatus.PASS:
         return "[green]pass[/]"
-    return "[bold red]FAIL[/]" if severity == "error" else "[yellow]warn[/]"
+    return "[bold red]FAIL[/]" if severity == Severity.ERROR else "[yellow]warn[/]"
 
 
 @app.command("check")
@@ -49,7 +50,7 @@ def check(
         emit_json({"run_id": report.run_id, "ok": report.ok, "not_built": list(report.not_built),
                    "results": [{"check": r.name, "asset": r.asset, "severity": r.severity, "status": r.status,
                                 "failures": r.failures, "detail": r.detail,
-                                "samples": list(r.samples or [])[:SAMPLE_ROWS] if r.status == "fail" else []}
+                                "samples": list(r.samples or [])[:SAMPLE_ROWS] if r.status == CheckStatus.FAIL else []}
                                for r in report.results]})
         if not report.ok:
             sys.exit(1)
@@ -60,8 +61,8 @@ def check(
     print_results(report.results, samples=samples)
     for key in report.not_built:
         console.print(f"  [dim]not checked[/] {escape(key)}: nothing published yet (kiban run builds it)")
-    failed = [r for r in report.results if r.status == "fail"]
-    blocking = [r for r in failed if r.severity == "error"]
+    failed = [r for r in report.results if r.status == CheckStatus.FAIL]
+    blocking = [r for r in failed if r.severity == Severity.ERROR]
     summary = f"{len(report.results)} checks: {len(report.results) - len(failed)} passed"
     if failed:
         summary += f", [bold red]{len(blocking)} failed[/]" if blocking else ""
@@ -103,7 +104,7 @@ def print_results(results: Sequence[Any], samples: bool = True, title: str | Non
     console.print(table)
     if samples:
         for r in results:
-            if r.status == "fail" and r.samples:
+            if r.status == CheckStatus.FAIL and r.samples:
                 print_samples(r)
 
 
@@ -131,7 +132,7 @@ def print_run_checks(project: Any, run_id: str) -> None:
         results = of_run(store, run_id)
     finally:
         store.close()
-    failed = [r for r in results if r.status == "fail"]
+    failed = [r for r in results if r.status == CheckStatus.FAIL]
     if failed:
         print_results(failed, samples=False, title=f"checks: {len(results) - len(failed)} passed, "
                                                     f"{len(failed)} did not")
@@ -162,13 +163,13 @@ def print_asset_checks(project: Any, key: str, evaluations: int = 6) -> None:
     print_results(latest, samples=False, title=f"checks at {local_time(at, tz)} ({_by(latest[0].run_id)})",
                   asset_column=False)
     for when, group in earlier:
-        failed = [r for r in group if r.status == "fail"]
+        failed = [r for r in group if r.status == CheckStatus.FAIL]
         summary = f"{len(group) - len(failed)} passed" + (
             ", " + ", ".join(f"{_status(r.status, r.severity)} {escape(r.name)} ({number(r.failures)})"
                              for r in failed) if failed else "")
         console.print(f"  earlier {local_time(when, tz)} ({_by(group[0].run_id)}): {summary}")
     for r in latest:
-        if r.status == "fail" and r.samples:
+        if r.status == CheckStatus.FAIL and r.samples:
             print_samples(r)
 
 

@@ -13,6 +13,7 @@ import typer
 from kiban.cli import State, app
 from kiban.cli.commands import ExcludeOpt, SelectArg
 from kiban.cli.output import JsonOpt
+from kiban.status import LoadStatus, RunStatus
 
 quarantine_app = typer.Typer(help="Rows the loads refused: list, show, export, and replay them once fixed.",
                              no_args_is_help=True)
@@ -121,7 +122,7 @@ def collect(
         signal.signal(signal.SIGTERM, previous)
     if log_format == "text":
         print_collect_summary(details.details)
-    if result.status == "cancelled":
+    if result.status == RunStatus.CANCELLED:
         sys.exit(130)
     if not result.ok:
         sys.exit(1)
@@ -322,7 +323,8 @@ def print_collection(project: Any, key: str, limit: int = 10) -> None:
         table.add_column(col, justify="right" if col in ("read", "landed", "quarantined", "dropped", "deleted")
                          else "left")
     for r in loads:
-        table.add_row(r.load_id, r.kind, "[green]committed[/]" if r.status == "committed" else styled("failed"),
+        table.add_row(r.load_id, r.kind,
+                      "[green]committed[/]" if r.status == LoadStatus.COMMITTED else styled("failed"),
                       local_time(r.started_at, tz), number(r.rows_read),
                       number(r.rows_landed), number(r.rows_quarantined), number(r.rows_dropped),
                       number(r.rows_deleted), escape(str(r.cursor) if r.cursor is not None else "-"))
@@ -361,7 +363,7 @@ def print_load_notes(project: Any, run_id: str) -> None:
     finally:
         store.close()
     for r in sorted(loads, key=lambda r: r.asset):
-        if r.status != "committed":
+        if r.status != LoadStatus.COMMITTED:
             err_console.print(f"[red]{escape(r.asset)}: load refused:[/] {escape(r.error or '')}", soft_wrap=True)
         elif r.rows_quarantined:
             err_console.print(f"[yellow]note:[/] {escape(r.asset)}: {r.rows_quarantined:,} of {r.rows_read:,} "

@@ -11,6 +11,7 @@ import typer
 
 from kiban.cli import State, app
 from kiban.cli.output import JsonOpt
+from kiban.status import RunStatus
 
 SelectArg = Annotated[list[str] | None, typer.Argument(
     help="Assets: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. Default: all.",
@@ -104,7 +105,7 @@ def run(
     elif not result.ok:  # stdout holds only JSON lines
         err_console.print(f"run {result.run_id} {result.status}", style="red")
     print_service_levels(done, quiet=log_format == "json")
-    if result.status == "cancelled":
+    if result.status == RunStatus.CANCELLED:
         sys.exit(130)
     if not result.ok:
         sys.exit(1)

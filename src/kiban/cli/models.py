@@ -9,6 +9,7 @@ import typer
 
 from kiban.cli import State, app
 from kiban.cli.output import JsonOpt
+from kiban.status import ModelStatus
 
 if TYPE_CHECKING:
     from kiban.ml.registry import ModelVersion, Registry
@@ -74,10 +75,10 @@ def list_models(as_json: JsonOpt = False) -> None:
         for v in versions:
             grouped.setdefault(v.model, []).append(v)
         emit_json({"models": [{
-            "model": model, "current": next((v.version for v in rows if v.status == "current"), None),
+            "model": model, "current": next((v.version for v in rows if v.status == ModelStatus.CURRENT), None),
             "metric": rows[-1].metric,
-            "value": next((v.metric_value for v in rows if v.status == "current"), None),
-            "versions": len(rows), "rejected": sum(v.status == "rejected" for v in rows),
+            "value": next((v.metric_value for v in rows if v.status == ModelStatus.CURRENT), None),
+            "versions": len(rows), "rejected": sum(v.status == ModelStatus.REJECTED for v in rows),
             "last_trained": utc_iso(rows[-1].trained_at)} for model, rows in grouped.items()]})
         return
     if not versions:
@@ -90,11 +91,11 @@ def list_models(as_json: JsonOpt = False) -> None:
     for v in versions:
         by_model.setdefault(v.model, []).append(v)
     for model, rows in by_model.items():
-        current = next((v for v in rows if v.status == "current"), None)
+        current = next((v for v in rows if v.status == ModelStatus.CURRENT), None)
         last = rows[-1]
         table.add_row(model, f"v{current.version}" if current else "[red]none[/]", last.metric,
                       _value(current.metric_value) if current else "—", str(len(rows)),
-                      str(sum(v.status == "rejected" for v in rows)), local_time(last.trained_at, tz))
+                      str(sum(v.status == ModelStatus.REJECTED for v in rows)), local_time(last.trained_at, tz))
     console.print(table)
 
 
@@ -134,7 +135,7 @@ def show(
                       f"{v.metric} {_value(v.metric_value)}", local_time(v.trained_at, tz), v.reason or "")
     console.print(table)
     chosen = next((v for v in versions if v.version == version), None) if version is not None else \
-        next((v for v in versions if v.status == "current"), versions[-1])
+        next((v for v in versions if v.status == ModelStatus.CURRENT), versions[-1])
     if chosen is None:
         raise UsageError(f"{key} has no version {version}",
                          f"versions: {', '.join(f'v{v.version}' for v in versions)}")
@@ -169,7 +170,7 @@ def compare(
         versions = {v.version: v for v in registry.versions(key)}
     finally:
         registry.store.close()
-    current = next((v.version for v in versions.values() if v.status == "current"), None)
+    current = next((v.version for v in versions.values() if v.status == ModelStatus.CURRENT), None)
     a_no = first if first is not None else (current or min(versions))
     b_no = second if second is not None else max(versions)
     for number in (a_no, b_no):

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from kiban.cli.output import duration, err_console, number, styled
 from kiban.run import Event
+from kiban.status import AttemptStatus
 
 MAX_ROWS = 12
 PLAIN_EVERY = 5.0  # seconds between two "built n of m" lines when not on a terminal
@@ -73,8 +74,8 @@ class PlainProgress:
         elif event.kind == "asset_finished" and collect:
             rows = event.detail.get("landed", event.rows)
             self._line(f"  collected {event.asset}: {event.status}"
-                       + (f", {number(rows)} row(s) landed" if rows is not None and event.status == "success"
-                          else "")
+                       + (f", {number(rows)} row(s) landed"
+                          if rows is not None and event.status == AttemptStatus.SUCCESS else "")
                        + (f" in {duration(event.seconds)}" if event.seconds is not None else "")
                        + (f": {_first(event.error)}" if event.error else ""))
         elif event.kind == "run_started":
@@ -82,11 +83,12 @@ class PlainProgress:
             fresh = event.detail.get("fresh", 0)
             self._line(f"run {event.run_id}: {self.total} asset(s) to build" + (f", {fresh} fresh" if fresh else ""))
             self.started = time.monotonic()
-        elif event.kind == "asset_finished" and event.status != "fresh":
+        elif event.kind == "asset_finished" and event.status != AttemptStatus.FRESH:
             self.done += 1
             status = event.status or ""
             self.counts[status] = self.counts.get(status, 0) + 1
-            if status in ("failed", "cancelled") or (status == "skipped" and self.total <= PLAIN_EACH):
+            if status in (AttemptStatus.FAILED, AttemptStatus.CANCELLED) \
+                    or (status == AttemptStatus.SKIPPED and self.total <= PLAIN_EACH):
                 self._line(f"  {status} {event.asset}: {_first(event.error)}")
             elif self.total <= PLAIN_EACH:
                 self._line(f"  {status} {event.asset}" + (f" in {duration(event.seconds)}"
@@ -142,7 +144,7 @@ class LiveView:
             self.running.pop(event.asset or "", None)
             status = event.status or ""
             self.counts[status] = self.counts.get(status, 0) + 1
-            if status != "fresh":
+            if status != AttemptStatus.FRESH:
                 self.progress.advance(self.task)
                 rows = event.detail.get("landed", event.rows) if collect else event.rows
                 self.finished.append((event.asset or "", status, rows, event.seconds, event.error))

@@ -24,6 +24,7 @@ from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.graph import Graph
 from kiban.project import Project
 from kiban.run import RunResult
+from kiban.status import AttemptStatus, RunStatus
 from kiban.store import Store, utcnow
 
 BIG_RUN = 30  # more built assets than this: a compact summary instead of one line per asset
@@ -37,7 +38,7 @@ def print_run_summary(result: RunResult, project: Project) -> None:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     if plan.fresh:
         counts["fresh"] = len(plan.fresh)
-    built = [o for o in result.outcomes.values() if o.status == "success"]
+    built = [o for o in result.outcomes.values() if o.status == AttemptStatus.SUCCESS]
     if built:
         big = len(built) > BIG_RUN
         if big:  # a big run: per layer, then its slowest builds, not one line per asset
@@ -61,10 +62,10 @@ def print_run_summary(result: RunResult, project: Project) -> None:
                           number(outcome.rows))
         console.print(table)
     for outcome in result.outcomes.values():
-        if outcome.status == "failed":
+        if outcome.status == AttemptStatus.FAILED:
             console.print(Panel(escape(outcome.error or ""), title=f"[bold red]{outcome.asset} failed[/]",
                                 title_align="left", border_style="red", expand=False))
-    skipped = [o for o in result.outcomes.values() if o.status == "skipped"]
+    skipped = [o for o in result.outcomes.values() if o.status == AttemptStatus.SKIPPED]
     for outcome in skipped[:20]:
         console.print(f"  [yellow]skipped[/] {escape(outcome.asset)}: {escape(outcome.error or '')}")
     if len(skipped) > 20:
@@ -75,9 +76,9 @@ def print_run_summary(result: RunResult, project: Project) -> None:
     verdict = {"success": "[green]done[/]", "nothing": "[green]up to date[/]", "failed": "[bold red]failed[/]",
                "cancelled": "[magenta]cancelled[/]"}[result.status]
     console.print(f"run {result.run_id} {verdict} in {duration(elapsed)}: {summary}")
-    if result.status == "failed":
+    if result.status == RunStatus.FAILED:
         console.print("  fix the cause, then [bold]kiban run --resume[/] re-runs only what did not finish")
-    elif result.status == "cancelled":
+    elif result.status == RunStatus.CANCELLED:
         console.print("  [bold]kiban run --resume[/] picks up what this run did not finish")
 
 
@@ -91,7 +92,7 @@ def status_data(project: Project) -> dict[str, Any]:
         store.reap_abandoned(project.name)
         latest = store.latest_attempts(project.name)
         built = store.last_built(project.name)
-        running = [r for r in store.runs(project.name, 5) if r.status == "running"]
+        running = [r for r in store.runs(project.name, 5) if r.status == RunStatus.RUNNING]
     finally:
         store.close()
     assets = []
@@ -99,7 +100,8 @@ def status_data(project: Project) -> dict[str, Any]:
         asset = graph.assets[key]
         last, good = latest.get(key), built.get(key)
         state = "lake" if asset.layer == "lake" else (last.status if last else "never run")
-        error = (last.error or None) if last and last.status in ("failed", "skipped", "cancelled") else None
+        error = (last.error or None) if last and last.status in (
+            AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED) else None
         assets.append({"asset": key, "layer": asset.layer, "state": state,
                        "last_built": utc_iso(good.ended_at) if good else None, "rows": good.rows if good else None,
                        "bytes": good.bytes if good else None, "seconds": good.seconds if good else None,
@@ -148,7 +150,7 @@ def print_runs(project: Project, limit: int, as_json: bool = False) -> None:
 
 
 def _run_json(run: Any, counts: dict[str, int]) -> dict[str, Any]:
-    end = run.ended_at or (utcnow() if run.status == "running" else None)
+    end = run.ended_at or (utcnow() if run.status == RunStatus.RUNNING else None)
     return {"run_id": run.run_id, "status": run.status, "started_at": utc_iso(run.started_at),
             "ended_at": utc_iso(run.ended_at), "seconds": (end - run.started_at).total_seconds() if end else None,
             "counts": counts, "selection": list(run.selection), "error": run.error}
@@ -214,7 +216,7 @@ def runs_table(project: Project, limit: int) -> Table | str:
         counts: dict[str, int] = {}
         for value in final.values():
             counts[value] = counts.get(value, 0) + 1
-        end = run.ended_at or (utcnow() if run.status == "running" else None)  # running: so far
+        end = run.ended_at or (utcnow() if run.status == RunStatus.RUNNING else None)  # running: so far
         took = (end - run.started_at).total_seconds() if end else None
         table.add_row(run.run_id, styled(run.status), local_time(run.started_at, project.config.timezone),
                       duration(took), " ".join(f"{styled(s)} {n}" for s, n in sorted(counts.items())) or "-",
@@ -299,7 +301,7 @@ def print_logs(project: Project, run_id: str, asset: str | None = None, as_json:
                       f"  rows {number(a.rows)}  size {size(a.bytes)}"
                       + (f"  data through {a.watermark}" if a.watermark else ""))
         if a.error:
-            console.print(escape(a.error), style="red" if a.status == "failed" else None, soft_wrap=True)
+            console.print(escape(a.error), style="red" if a.status == AttemptStatus.FAILED else None, soft_wrap=True)
     if not attempts:
         console.print("no attempts recorded" + (" for this asset" if asset else ""))
     if tick is None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kiban.cli import State, app
 from kiban.cli.output import JsonOpt, console, duration, emit_json, styled, utc_iso
+from kiban.status import IncidentStatus
 
 slo_app = typer.Typer(help="Service levels: is each use case's data there, correct, on time?",
                       invoke_without_command=True, no_args_is_help=False)
@@ -360,7 +361,7 @@ def incident_resolve(incident_id: Annotated[int, typer.Argument(help="Incident n
 
     _, store, log = _incident_log()
     try:
-        if _require(log, incident_id).status == "resolved":
+        if _require(log, incident_id).status == IncidentStatus.RESOLVED:
             from kiban.errors import UsageError
 
             raise UsageError(f"incident #{incident_id} is already resolved")

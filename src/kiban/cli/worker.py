@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
+from kiban.status import AttemptStatus
 
 
 @app.command()
@@ -42,7 +43,7 @@ def worker(
 
     def line(event: Event) -> None:
         if event.kind == "asset_finished":
-            style = "green" if event.status == "success" else "red"
+            style = "green" if event.status == AttemptStatus.SUCCESS else "red"
             rows = f" {event.rows} rows" if event.rows is not None else ""
             error = f" — {event.error}" if event.error else ""
             console.print(f"[{style}]{event.status}[/] {event.asset}{rows}{error}", highlight=False)
