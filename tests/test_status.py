@@ -111,3 +111,83 @@ def test_a_run_stores_only_typed_statuses_and_nothing_to_do_is_its_own(project_d
     assert {e.kind for e in events} <= set(EventKind)
     assert {e.status for e in events if e.kind == EventKind.ASSET_FINISHED} <= set(AttemptStatus)
     assert [e.status for e in events if e.kind == EventKind.RUN_FINISHED] == [RunStatus.SUCCESS, RunStatus.NOTHING]
+
+
+# --- no bare status literals: a status is compared with (or set to) a member, never with its string -----------------
+
+STATUS_WORDS = frozenset(m.value for e in ENUMS for m in e)
+FIELDS = ("status", "verdict", "severity")
+
+
+def _is_status(node: ast.AST) -> bool:
+    """A reference to a status: ``x.status``, ``status``, ``row["verdict"]``, ``row.get("status")``, ``t.c.status``."""
+    name = None
+    if isinstance(node, ast.Attribute):
+        name = node.attr
+    elif isinstance(node, ast.Name):
+        name = node.id
+    elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        name = node.slice.value
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        if _is_status(node.func.value):  # statuses.get(key)
+            return True
+        name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+    return isinstance(name, str) and any(f in name.lower() for f in FIELDS)
+
+
+def _words(node: ast.AST | None) -> list[ast.Constant]:
+    """The string constants a value is made of: itself, the items of a literal tuple/list/set, both arms of an if."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node] if node.value in STATUS_WORDS else []
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [w for e in node.elts for w in _words(e)]
+    if isinstance(node, ast.IfExp):
+        return _words(node.body) + _words(node.orelse)
+    return []
+
+
+def bare_status_literals(source: str) -> list[int]:
+    """Lines where a status word is written as a bare string against a status: compared with one (``==``, ``in``,
+    SQLAlchemy's ``in_``), passed as ``status=``/``verdict=``/``severity=``, or assigned to a name that holds one."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        found: list[ast.Constant] = []
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_is_status(s) for s in sides):
+                found = [w for s in sides for w in _words(s)]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("in_", "notin_") and _is_status(node.func.value):
+            found = [w for a in node.args for w in _words(a)]
+        elif isinstance(node, ast.keyword) and node.arg and any(f in node.arg.lower() for f in FIELDS):
+            found = _words(node.value)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):  # a.status, a.error = ...
+                    found += [w for t, v in zip(target.elts, node.value.elts, strict=False) if _is_status(t)
+                              for w in _words(v)]
+                elif _is_status(target):
+                    found += _words(node.value)
+        lines += [w.lineno for w in found]
+    return sorted(set(lines))
+
+
+def test_the_scan_finds_bare_status_literals() -> None:
+    source = ('if run.status == "failed": pass\n'
+              'x = RunStatus.FAILED if r.status in (RunStatus.SUCCESS, "nothing") else None\n'
+              'q = t.select().where(t.c.status.in_(("queued", "running")))\n'
+              'store.finish(run_id, status="cancelled")\n'
+              'status = "lost" if dead else TickStatus.SUCCESS\n'
+              'ok = row["verdict"] != Verdict.MET and kind == "failed" and name == "status"\n'
+              'outcome.status, outcome.error = "failed", "the error"\n'
+              'ready = all(statuses.get(d) == "success" for d in deps)\n')
+    assert bare_status_literals(source) == [1, 2, 3, 4, 5, 7, 8]
+
+
+def test_no_bare_status_literal_outside_the_enum_modules() -> None:
+    """Every status word is written as its member (``RunStatus.FAILED``), so a typo is an error and a new status is
+    found by all its readers. kiban/status.py itself (the definitions) is the one place the words are written."""
+    found = [f"{path.relative_to(PACKAGE)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path != Path(status.__file__) for line in bare_status_literals(path.read_text())]
+    assert found == []
