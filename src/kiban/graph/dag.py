@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
-from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
+from kiban.assetkey import KeyResolver
+from kiban.errors import Location, ProjectError, ProjectErrors
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 
@@ -74,26 +75,19 @@ class Graph:
         return [k for k in self.order if k in wanted]
 
 
-def _resolve(ref: TableRef, asset: Asset, assets: dict[str, Asset], by_name: dict[str, list[str]],
-             aliases: dict[str, str] | None = None) -> str:
+def _resolve(ref: TableRef, asset: Asset, keys: KeyResolver) -> str:
+    """The asset ``ref`` names (a derived lake view: its table), or the ProjectError saying why none."""
+    key = keys.resolve(ref.schema, ref.name)
+    if key is not None:
+        return key
     where = Location(asset.path, ref.line, ref.column)
-    schema, name = ref.schema.lower(), ref.name.lower()
-    if schema:
-        key = f"{schema}.{name}"
-        key = (aliases or {}).get(key, key)  # lake.x_latest, lake.x_history: views of the collected lake.x
-        if key in assets:
-            return key
-        hint = did_you_mean(key, assets) or (
-            f"known assets named {name}: {', '.join(by_name[name])}" if name in by_name else None)
+    hint = keys.hint(ref.schema, ref.name)
+    if ref.schema:
         raise ProjectError(f"unknown table {ref.schema}.{ref.name}", where, hint)
-    candidates = by_name.get(name, [])
-    if len(candidates) == 1:
-        return candidates[0]
+    candidates = keys.candidates(ref.name)
     if len(candidates) > 1:
-        raise ProjectError(f"table {ref.name} is ambiguous: it could be {' or '.join(candidates)}", where,
-                           "qualify it with its layer, e.g. " + candidates[0])
-    near = closest(name, by_name)
-    raise ProjectError(f"unknown table {ref.name}", where, f"did you mean '{by_name[near][0]}'?" if near else None)
+        raise ProjectError(f"table {ref.name} is ambiguous: it could be {' or '.join(candidates)}", where, hint)
+    raise ProjectError(f"unknown table {ref.name}", where, hint)
 
 
 def _model_ref(model: str, line: int) -> TableRef:
@@ -108,12 +102,8 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     errors: list[ProjectError] = []
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
-    by_name: dict[str, list[str]] = {}
-    for other_key, other in project.assets.items():
-        by_name.setdefault(other.name.lower(), []).append(other_key)
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
-    for view, base in aliases.items():
-        by_name.setdefault(view.split(".", 1)[1], []).append(base)
+    keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
@@ -136,7 +126,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         found: list[str] = []
         for i, ref in enumerate(refs):
             try:
-                up = _resolve(ref, asset, project.assets, by_name, aliases)
+                up = _resolve(ref, asset, keys)
             except ProjectError as exc:
                 errors.append(exc)
                 continue

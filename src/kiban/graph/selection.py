@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kiban.assetkey import KeyResolver
 from kiban.errors import SelectionError, did_you_mean
 from kiban.graph.dag import Graph
 from kiban.project.config import LAYERS
@@ -30,15 +31,12 @@ def _match(term: str, graph: Graph) -> set[str]:
             tags = {t for a in graph.assets.values() for t in a.tags}
             raise SelectionError(f"no asset has tag '{tag}'", did_you_mean(tag, tags))
         return found
-    if term in graph.assets:
-        return {term}
-    named = [k for k, a in graph.assets.items() if a.name == term]
-    if len(named) == 1:
-        return set(named)
-    if len(named) > 1:
-        raise SelectionError(f"'{term}' is ambiguous: {', '.join(named)}", "qualify it with its layer")
-    names = [*graph.assets, *(a.name for a in graph.assets.values())]
-    raise SelectionError(f"no asset matches '{term}'", did_you_mean(term, names))
+    keys = KeyResolver.of_graph(graph)
+    key = keys.key(term)
+    if key is not None:
+        return {key}
+    problem, hint = keys.explain(term)
+    raise SelectionError(problem if "ambiguous" in problem else f"no asset matches '{term}'", hint)
 
 
 def _expand(term: str, graph: Graph) -> set[str]:
