@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiban.assetkey import KeyResolver, lake_views
 from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
@@ -48,10 +49,7 @@ class Project:
         views: dict[str, str] = {}
         for key, (source, table) in self.source_tables().items():
             spec = self.sources[source].tables[table]
-            if spec.primary_key:
-                views[f"{key}_latest"] = key
-            if spec.history == "scd2":
-                views[f"{key}_history"] = key
+            views.update(lake_views(key, latest=bool(spec.primary_key), history=spec.history == "scd2"))
         return views
 
     @property
@@ -152,9 +150,7 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
                                    load_yaml(root / PROJECT_FILE).location(("calendar",)),
                                    did_you_mean(config.calendar, calendars)
                                    or f"built-in calendars: {', '.join(BUILTIN_CALENDARS)}"))
-    by_name: dict[str, list[str]] = {}
-    for key, asset in assets.items():
-        by_name.setdefault(asset.name, []).append(key)
+    resolver = KeyResolver(assets)  # what SQL, the checks and the console resolve with
     found: dict[str, UseCase] = {}
     for path in yaml_files(folder):
         read = read_config(path, UseCaseConfig, errors)
@@ -167,12 +163,11 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
             continue
         keys: list[str] = []
         for i, name in enumerate(cfg.assets):
-            matches = [name] if name in assets else by_name.get(name, [])
-            if len(matches) == 1:
-                keys.append(matches[0])
+            key = resolver.key(name)
+            if key is not None:
+                keys.append(key)
                 continue
-            hint = did_you_mean(name, [*assets, *by_name]) if not matches else "qualify it with its layer"
-            problem = f"unknown asset '{name}'" if not matches else f"'{name}' is ambiguous: {', '.join(matches)}"
+            problem, hint = resolver.explain(name)
             errors.append(ProjectError(problem, doc.location(("assets", i)), hint))
         calendar = cfg.need.calendar
         if calendar is not None and calendar not in calendars:  # the project's default is checked above
@@ -250,9 +245,7 @@ def _check_declarations(config: ProjectConfig, assets: dict[str, Asset], errors:
     check names must differ. Columns are checked when the checks run, against the relation itself."""
     from kiban.checks.spec import Contract, Freshness, Relationships, declared
 
-    by_name: dict[str, list[str]] = {}
-    for key, asset in assets.items():
-        by_name.setdefault(asset.name, []).append(key)
+    resolver = KeyResolver(assets)  # what SQL, the checks and the console resolve with
     calendars = (*BUILTIN_CALENDARS, *config.calendars)
     for asset in assets.values():
         cfg = asset.config
@@ -264,12 +257,11 @@ def _check_declarations(config: ProjectConfig, assets: dict[str, Asset], errors:
             spec = item.spec
             if isinstance(spec, Relationships):
                 target = spec.target
-                matches = [target] if target in assets else by_name.get(target, [])
-                if len(matches) != 1:
-                    hint = did_you_mean(target, [*assets, *by_name]) if not matches else "qualify it with its layer"
-                    problems.append((item.path, f"relationships: unknown asset '{target}'" if not matches
-                                     else f"relationships: '{target}' is ambiguous: {', '.join(matches)}", hint))
-                elif matches[0] == asset.key:
+                key = resolver.key(target)
+                if key is None:
+                    problem, hint = resolver.explain(target)
+                    problems.append((item.path, f"relationships: {problem}", hint))
+                elif key == asset.key:
                     problems.append((item.path, "relationships: an asset cannot reference itself", None))
             elif isinstance(spec, Freshness) and spec.calendar is not None and spec.calendar not in calendars:
                 problems.append((item.path, f"freshness: unknown calendar '{spec.calendar}'",
