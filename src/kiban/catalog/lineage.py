@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.assetkey import KeyResolver
 from kiban.catalog.cache import LineageCache
-from kiban.catalog.safety import resolve_asset
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -284,14 +284,11 @@ class ColumnGraph:
 
 
 def asset_resolver(keys: Iterable[str] | Mapping[str, object]) -> Resolver:
-    """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key, as the graph does. Given
+    """Resolve ``schema.table`` (or an unambiguous bare ``table``) to an asset key: the graph's own resolver
+    (:class:`kiban.assetkey.KeyResolver`). Given
     ``Graph.readable`` (a mapping), a derived lake view resolves to the table it is made from: its columns,
     PII tags and lineage are the table's."""
-    assets: Mapping[str, object] = keys if isinstance(keys, Mapping) else {k: None for k in keys}
-    by_name: dict[str, list[str]] = {}
-    for key in assets:
-        by_name.setdefault(key.split(".", 1)[1], []).append(key)
-    return lambda schema, name: resolve_asset(schema, name, assets, by_name)
+    return KeyResolver(keys)
 
 
 def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = None,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kiban.assetkey import KeyResolver
 from kiban.errors import KibanError, did_you_mean
 
 if TYPE_CHECKING:
@@ -89,23 +90,6 @@ def _duckdb_statement_types(sql: str) -> list[str]:
                                "check the SQL; one SELECT statement is expected") from None
 
 
-def resolve_asset(schema: str, name: str, assets: Mapping[str, object],
-                  by_name: Mapping[str, list[str]]) -> str | None:
-    """An asset key for ``schema.name`` (or a unique unqualified ``name``), else None. A name whose value in
-    ``assets`` is an asset of another key (``lake.x_latest`` → the asset ``lake.x``) resolves to that asset."""
-    schema, name = schema.lower(), name.lower()
-    if schema:
-        key = f"{schema}.{name}"
-        return _base(key, assets) if key in assets else None
-    keys = by_name.get(name, [])
-    return _base(keys[0], assets) if len(keys) == 1 else None
-
-
-def _base(key: str, assets: Mapping[str, object]) -> str:
-    own = getattr(assets[key], "key", None)
-    return own if isinstance(own, str) else key
-
-
 def check_query(sql: str, assets: Mapping[str, object], *, engine: str = "duckdb") -> CheckedQuery:
     """Refuse (:class:`QueryRefused`, with the reason) anything but one SELECT over ``assets``."""
     import sqlglot
@@ -131,16 +115,14 @@ def check_query(sql: str, assets: Mapping[str, object], *, engine: str = "duckdb
     tree = trees[0]
     if not isinstance(tree, exp.Query):
         raise QueryRefused(f"the statement is {tree.key.upper()}, not a SELECT; the console only reads")
-    by_name: dict[str, list[str]] = {}
-    for key in assets:
-        by_name.setdefault(key.split(".", 1)[1], []).append(key)
+    keys = KeyResolver(assets)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     read: set[str] = set()
     for node in tree.walk():
         if isinstance(node, exp.Into | exp.Command | exp.Pragma | exp.Set | exp.Copy | exp.DDL | exp.DML):
             raise QueryRefused(f"the query contains {node.key.upper()}; the console only reads")
         if isinstance(node, exp.Table):
-            read.update(_table(node, ctes, assets, by_name))
+            read.update(_table(node, ctes, keys))
         elif isinstance(node, exp.Func):
             name = _function_name(node)
             if name in BLOCKED_FUNCTIONS or name.startswith(BLOCKED_PREFIXES) or name.endswith(BLOCKED_SUFFIXES):
@@ -187,9 +169,7 @@ def prove_reads(sql: str, exposed: Exposed) -> tuple[str, ...]:
     statements = tree.get("statements") or []
     if len(statements) != 1:
         raise QueryRefused(f"{len(statements)} statements; the console runs exactly one")
-    by_name: dict[str, list[str]] = {}
-    for key in exposed.relations:
-        by_name.setdefault(key.split(".", 1)[1], []).append(key)
+    keys = KeyResolver(exposed.relations)
     ctes: set[str] = set()
     _collect_ctes(statements, ctes)
     shadowing = ctes & exposed.reserved
@@ -197,7 +177,7 @@ def prove_reads(sql: str, exposed: Exposed) -> tuple[str, ...]:
         raise QueryRefused(f"the CTE name {sorted(shadowing)[0]} is a name of DuckDB's own catalog",
                            "name the CTE differently")
     read: set[str] = set()
-    _walk(statements, exposed, by_name, ctes, read)
+    _walk(statements, exposed, keys, ctes, read)
     return tuple(sorted(read))
 
 
@@ -214,10 +194,10 @@ def _collect_ctes(node: Any, found: set[str]) -> None:
             _collect_ctes(value, found)
 
 
-def _walk(node: Any, exposed: Exposed, by_name: Mapping[str, list[str]], ctes: set[str], read: set[str]) -> None:
+def _walk(node: Any, exposed: Exposed, keys: KeyResolver, ctes: set[str], read: set[str]) -> None:
     if isinstance(node, list):
         for value in node:
-            _walk(value, exposed, by_name, ctes, read)
+            _walk(value, exposed, keys, ctes, read)
         return
     if not isinstance(node, dict):
         return
@@ -230,7 +210,7 @@ def _walk(node: Any, exposed: Exposed, by_name: Mapping[str, list[str]], ctes: s
             raise QueryRefused(f"a {str(kind).lower()} query cannot be proven to read only masked data")
     elif "sample" in node and isinstance(kind, str):  # a table reference
         if kind == "BASE_TABLE":
-            read.update(_base_table(node, exposed, by_name, ctes))
+            read.update(_base_table(node, keys, ctes))
         elif kind == "TABLE_FUNCTION":
             function = node.get("function") or {}
             name = str(function.get("function_name", "")).lower()
@@ -244,7 +224,7 @@ def _walk(node: Any, exposed: Exposed, by_name: Mapping[str, list[str]], ctes: s
         elif kind not in _PLAIN_REFS:
             raise QueryRefused(f"a {kind.lower()} table reference cannot be proven to read only masked data")
     for value in node.values():
-        _walk(value, exposed, by_name, ctes, read)
+        _walk(value, exposed, keys, ctes, read)
 
 
 def _check_function(node: Mapping[str, Any], exposed: Exposed) -> None:
@@ -266,8 +246,7 @@ _SESSION_FUNCTIONS = frozenset({"getvariable", "current_database", "current_cata
                                 "json_serialize_plan"})
 
 
-def _base_table(node: Mapping[str, Any], exposed: Exposed, by_name: Mapping[str, list[str]],
-                ctes: set[str]) -> list[str]:
+def _base_table(node: Mapping[str, Any], keys: KeyResolver, ctes: set[str]) -> list[str]:
     catalog = str(node.get("catalog_name") or "")
     schema = str(node.get("schema_name") or "").lower()
     name = str(node.get("table_name") or "").lower()
@@ -277,7 +256,7 @@ def _base_table(node: Mapping[str, Any], exposed: Exposed, by_name: Mapping[str,
                            "only")
     if schema and schema not in SCHEMAS:
         raise QueryRefused(f"unknown table {shown}", "the console reads the lake, warehouse and mart layers")
-    key = resolve_asset(schema, name, exposed.relations, by_name)
+    key = keys.resolve(schema, name)
     if not schema and name in ctes:
         return [key] if key else []
     if key is None:
@@ -293,8 +272,7 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def _table(node: exp.Table, ctes: set[str], assets: Mapping[str, object],
-           by_name: Mapping[str, list[str]]) -> list[str]:
+def _table(node: exp.Table, ctes: set[str], keys: KeyResolver) -> list[str]:
     from sqlglot import exp
 
     target = node.this
@@ -312,11 +290,12 @@ def _table(node: exp.Table, ctes: set[str], assets: Mapping[str, object],
         raise QueryRefused(f"'{name}' reads a file or URL", "the console reads the project's assets only")
     if not node.db and name.lower() in ctes:
         return []
-    key = resolve_asset(node.db, name, assets, by_name)
+    key = keys.resolve(node.db, name)
     if key is None:
         shown = f"{node.db}.{name}" if node.db else name
-        matches = by_name.get(name.lower(), [])
+        matches = keys.candidates(name)
         hint = (f"'{name}' is ambiguous: qualify it ({', '.join(matches)})" if len(matches) > 1 else
-                did_you_mean(shown.lower(), [*assets, *by_name]) or "the console reads the project's assets only")
+                did_you_mean(shown.lower(), [*keys.keys, *keys.views, *keys.by_name])
+                or "the console reads the project's assets only")
         raise QueryRefused(f"unknown table {shown}", hint)
     return [key]
