@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kiban.assetkey import KeyResolver
 from kiban.cachefile import read_entries, write_entries
 from kiban.checks.quoting import relation_name, split_relation
 from kiban.checks.spec import CheckSpec, Expression, Relationships, Sql, columns_of, declared
@@ -81,10 +82,7 @@ def suite_of(asset: Asset, assets: Iterable[str] = (), cache: ParseCache | None 
     suite = Suite(asset, pii=frozenset(c.name.lower() for c in cfg.columns if "pii" in c.tags))
     if not cfg.has_checks:
         return suite
-    keys = list(assets)
-    by_name: dict[str, list[str]] = {}
-    for key in keys:
-        by_name.setdefault(key.split(".", 1)[1], []).append(key)
+    keys = KeyResolver(assets)
     items, _ = declared(cfg.columns, cfg.checks)  # naming problems were reported when the project loaded
     errors: list[ProjectError] = []
     for item in items:
@@ -92,8 +90,7 @@ def suite_of(asset: Asset, assets: Iterable[str] = (), cache: ParseCache | None 
         try:
             if isinstance(item.spec, Relationships):
                 target = item.spec.target
-                matches = [target] if target in keys else by_name.get(target, [])
-                check = replace(check, target=matches[0] if len(matches) == 1 else target)
+                check = replace(check, target=keys.key(target) or target)
             elif isinstance(item.spec, Expression | Sql):
                 text, columns = (cache or ParseCache(None)).parse(check, relation_name(asset.key))
                 check = replace(check, sql=text, sql_columns=columns)
