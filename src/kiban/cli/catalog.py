@@ -43,17 +43,14 @@ def _store(project: Any) -> Any:
 
 
 def _asset_key(graph: Any, name: str) -> str:
-    from kiban.errors import UsageError, did_you_mean
+    from kiban.assetkey import KeyResolver
+    from kiban.errors import UsageError
 
-    lowered = name.lower()
-    if lowered in graph.assets:
-        return str(lowered)
-    matches = [k for k in graph.assets if k.split(".", 1)[1] == lowered]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise UsageError(f"'{name}' is ambiguous: {', '.join(matches)}", "qualify it with its layer")
-    raise UsageError(f"unknown asset '{name}'", did_you_mean(lowered, graph.assets))
+    keys = KeyResolver.of_graph(graph)
+    key = keys.key(name)
+    if key is None:
+        raise UsageError(*keys.explain(name))
+    return key
 
 
 # -- lineage --------------------------------------------------------------------------------------------------
