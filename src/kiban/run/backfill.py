@@ -158,8 +158,10 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
                                   first, stop, total, options.concurrency)
                     done = set()
                 give_way = GiveWay(project, store, lock_name, backfill_id, cancel, holder)
-                return _execute(graph, engine, store, ledger, backfill_id, assets, work, done, options,
-                                earlier is not None, on_start, on_partition, audit, cancel, give_way)
+                job = BackfillJob(graph, store, ledger, backfill_id, assets, work, done, options,
+                                  resumed=earlier is not None, on_start=on_start, on_partition=on_partition,
+                                  audit=audit, cancel=cancel, give_way=give_way)
+                return _execute(job, engine)
             finally:
                 holder[-1].close()
         finally:
@@ -168,10 +170,30 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
         store.close()
 
 
-def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger, backfill_id: str,
-             assets: list[Asset], work: dict[str, list[datetime]], done: set[tuple[str, datetime]],
-             options: BackfillOptions, resumed: bool, on_start: OnStart | None, on_partition: OnPartition | None,
-             audit: AuditFor | None, cancel: threading.Event, give_way: GiveWay | None = None) -> BackfillResult:
+@dataclass
+class BackfillJob:
+    """What one backfill's execution is handed (its context, passed down instead of a long parameter list)."""
+
+    graph: Graph
+    store: Store
+    ledger: BackfillLedger
+    backfill_id: str
+    assets: list[Asset]  # dependency order: upstream partitions come first
+    work: dict[str, list[datetime]]  # asset key → every partition start in the range
+    done: set[tuple[str, datetime]]  # (asset key, partition start) finished by an earlier attempt of this backfill
+    options: BackfillOptions
+    resumed: bool = False
+    on_start: OnStart | None = None
+    on_partition: OnPartition | None = None
+    audit: AuditFor | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    give_way: GiveWay | None = None
+
+
+def _execute(job: BackfillJob, engine: Engine) -> BackfillResult:
+    graph, store, ledger, backfill_id, assets = job.graph, job.store, job.ledger, job.backfill_id, job.assets
+    work, done, options, cancel, give_way = job.work, job.done, job.options, job.cancel, job.give_way
+    resumed, on_start, on_partition, audit = job.resumed, job.on_start, job.on_partition, job.audit
     total = sum(len(s) for s in work.values())
     done_before = sum(1 for a in assets for s in work[a.key] if (a.key, s) in done)
     result = BackfillResult(backfill_id, "success", total, done_before, resumed)
@@ -195,7 +217,7 @@ def _execute(graph: Graph, engine: Engine, store: Store, ledger: BackfillLedger,
     try:
         for asset in assets:
             todo = [s for s in work[asset.key] if (asset.key, s) not in done]
-            upstream = sorted(d for d in failed_assets if d in _upstream(graph, asset))
+            upstream = sorted(d for d in failed_assets if d in graph.upstream(asset.key))
             hook = audit(asset, backfill_id, published.get(asset.key, "")) if audit else None
             step = max(16, options.concurrency * 8)
             for first in range(0, len(todo), step):
@@ -264,18 +286,6 @@ class GiveWay:
         reopened = open_engine(self.project.warehouse_url, self.project.config.timezone)
         self.holder.append(reopened)
         return reopened
-
-
-def _upstream(graph: Graph, asset: Asset) -> set[str]:
-    """Everything ``asset`` reads, directly or not."""
-    seen: set[str] = set()
-    stack = list(graph.deps[asset.key])
-    while stack:
-        key = stack.pop()
-        if key not in seen:
-            seen.add(key)
-            stack.extend(graph.deps[key])
-    return seen
 
 
 def _partitions(engine: Engine, asset: Asset, starts: list[datetime], concurrency: int, hook: AuditHook | None,
