@@ -160,8 +160,8 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
                 for done in [*(i.path for i in consumed), intent]:
                     intents.clear(done)
 
-            return _run_locked(project, graph, store, run_id, selection, selectors, options, listeners, audit, after,
-                               executor_hook, recorded=recorded)
+            return _run_locked(RunContext(project, graph, store, run_id, selection, selectors, options, listeners,
+                                          audit, after, executor_hook, recorded=recorded))
         finally:
             store.release_lock(lock_name, run_id)
     finally:
@@ -169,10 +169,28 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
         store.close()
 
 
-def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selection: list[str],
-                selectors: list[str], options: RunOptions, listeners: Sequence[Listener],
-                audit: AuditFor | None, after: Mapping[str, tuple[str, ...]] | None,
-                executor_hook: list[Executor] | None, recorded: Callable[[], object] = lambda: None) -> RunResult:
+@dataclass
+class RunContext:
+    """What a run holding the project's lock is handed (passed down instead of a long parameter list)."""
+
+    project: Project
+    graph: Graph
+    store: Store
+    run_id: str
+    selection: list[str]  # the asset keys selected, in dependency order
+    selectors: list[str]  # as the user wrote them (recorded with the run)
+    options: RunOptions
+    listeners: Sequence[Listener] = ()
+    audit: AuditFor | None = None
+    after: Mapping[str, tuple[str, ...]] | None = None
+    executor_hook: list[Executor] | None = None
+    recorded: Callable[[], object] = lambda: None  # called once the store knows the run
+
+
+def _run_locked(ctx: RunContext) -> RunResult:
+    project, graph, store, run_id, options = ctx.project, ctx.graph, ctx.store, ctx.run_id, ctx.options
+    selection, selectors, listeners, audit, after = ctx.selection, ctx.selectors, ctx.listeners, ctx.audit, ctx.after
+    executor_hook, recorded = ctx.executor_hook, ctx.recorded
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
