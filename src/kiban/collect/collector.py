@@ -161,7 +161,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
         seconds = (outcome.ended_at - started).total_seconds()
         if outcome.status == AttemptStatus.FAILED and attempt <= retries and not permanent and not cancel.is_set():
             wait_s = delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-            store.record_attempt(run_id, key, "retrying", attempt=attempt, started_at=started,
+            store.record_attempt(run_id, key, AttemptStatus.RETRYING, attempt=attempt, started_at=started,
                                  ended_at=outcome.ended_at, error=outcome.error)
             emit(Event("asset_retry", run_id, asset=key, attempt=attempt, error=outcome.error, seconds=seconds,
                        detail={"delay": round(wait_s, 2)}))

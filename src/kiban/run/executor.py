@@ -214,7 +214,7 @@ class Executor:
             if outcome.status == AttemptStatus.FAILED and attempt <= policy.retries and not permanent \
                     and not self.cancel.is_set():
                 delay = policy.retry_delay * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-                retry = Outcome(key, "retrying", attempt, error=outcome.error, started_at=started,
+                retry = Outcome(key, AttemptStatus.RETRYING, attempt, error=outcome.error, started_at=started,
                                 ended_at=outcome.ended_at)
                 self.record(retry, attempt, fingerprint)
                 self.emit(Event("asset_retry", self.run_id, asset=key, attempt=attempt, error=outcome.error,
