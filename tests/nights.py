@@ -31,6 +31,7 @@ from kiban.run import Event
 from kiban.slo.evaluate import MISSES
 from kiban.slo.service import check
 from kiban.slo.watch import BreachWatcher
+from kiban.status import RunStatus
 from kiban.store import Store
 from kiban.store.schema import attempts, check_results, runs, slo_evaluations
 
@@ -317,14 +318,16 @@ class World:
                 self._run_row(run_id, run_start, None, "running", build)
                 watcher = BreachWatcher(self.project, self.graph, self.store, notify=False, clock=clock,
                                         threads=night.threads, tick_seconds=None)
-                watcher(Event("run_started", run_id, detail={"assets": [e[2] for e in run if e[1] == "started"]}))
+                started_keys = [e[2] for e in run if e[1] == "started"]
+                watcher(Event("run_started", run_id, detail={"build": len(started_keys), "fresh": 0, "lake": 0,
+                                                             "selected": len(build), "assets": started_keys}))
             while run and run[0][0] <= now:
                 event = run.pop(0)
                 self.apply(run_id, event, started)
                 if watcher is not None:
                     watcher(Event("asset_" + event[1], run_id, asset=event[2], status=event[3]))
             if watcher is not None and not run:
-                watcher(Event("run_finished", run_id))
+                watcher(Event("run_finished", run_id, status=RunStatus.SUCCESS))  # the watcher reads no status
                 self._finish_run(run_id)
                 watcher = None
             elif watcher is not None:
