@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiban import envref
 from kiban.assetkey import KeyResolver, lake_views
 from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
@@ -71,12 +71,8 @@ class Project:
 
 def resolve_url(url: str, root: Path) -> str:
     """Expand ``env:NAME`` and make file URLs (``duckdb:///x``, ``sqlite:///x``) relative to the project."""
-    if url.startswith("env:"):
-        name = url[4:]
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(f"environment variable {name} is not set (the project refers to env:{name})")
-        url = value
+    url = envref.resolve(url, lambda name: ConfigError(
+        f"environment variable {name} is not set (the project refers to env:{name})"))
     for scheme in ("duckdb:///", "sqlite:///"):
         if url.startswith(scheme):
             rest = url[len(scheme):]
@@ -124,8 +120,7 @@ def load_project(start: Path | str = ".") -> Project:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
     if not errors:  # PostgreSQL / Spark: a construct they cannot run as DuckDB does is refused now (issue 18)
 
-        target = engine_of(config.warehouse) if not config.warehouse.startswith("env:") else \
-            engine_of(os.environ.get(config.warehouse[4:], ""))
+        target = engine_of(envref.lookup(config.warehouse) or "")
         if target:
             errors += refusals(target, {k: (a.sql, a.path) for k, a in assets.items()
                                         if a.sql and a.python is None and a.layer != "lake"})
