@@ -34,6 +34,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kiban import envref
 from kiban.collect import lake as layout
 from kiban.collect import sessions
 from kiban.collect.casting import Declared, cast_batch
@@ -77,15 +78,11 @@ def new_load_id(now: datetime) -> str:
 
 def resolve_source_url(source_name: str, table_name: str, source: SourceSpec) -> str | None:
     """The connection URL; ``env:NAME`` from the environment (the value is never shown)."""
-    url = source.url
-    if url is None or not url.startswith("env:"):
-        return url
-    name = url[4:]
-    value = os.environ.get(name)
-    if not value:
-        raise SourceError(source_name, table_name, f"environment variable {name} is not set "
-                          f"(url: env:{name})", f"export {name}=... before collecting")
-    return value
+    if source.url is None:
+        return None
+    return envref.resolve(source.url, lambda name: SourceError(
+        source_name, table_name, f"environment variable {name} is not set (url: env:{name})",
+        f"export {name}=... before collecting"))
 
 
 # Time cursors: the least the next load reads again behind the last cursor, in seconds. The last cursor value
