@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.policy
 import html
 import logging
-import os
 import smtplib
 import ssl
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
+from kiban import envref
 from kiban.errors import ConfigError, KibanError
 from kiban.notify.message import Message
 from kiban.project.config import ChannelConfig
@@ -98,7 +98,7 @@ def _header_secrets(config: ChannelConfig) -> list[str]:
     """Header values that are secret: those from ``env:`` and those under a name like Authorization/X-Api-Key."""
     found = []
     for name, raw in config.headers.items():
-        if raw.startswith("env:") or any(word in name.lower() for word in _SENSITIVE_HEADER):
+        if envref.env_name(raw) is not None or any(word in name.lower() for word in _SENSITIVE_HEADER):
             try:
                 found.append(_header(raw))
             except DeliveryError:
@@ -107,12 +107,8 @@ def _header_secrets(config: ChannelConfig) -> list[str]:
 
 
 def _header(value: str) -> str:
-    if not value.startswith("env:"):
-        return value
-    resolved = os.environ.get(value[4:])
-    if not resolved:
-        raise DeliveryError(f"environment variable {value[4:]} is not set (a channel header refers to {value})")
-    return resolved
+    return envref.resolve(value, lambda name: DeliveryError(
+        f"environment variable {name} is not set (a channel header refers to {value})"))
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
