@@ -11,6 +11,7 @@ from kiban.assetkey import KeyResolver
 from kiban.errors import Location, ProjectError, ProjectErrors
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
+from kiban.walk import reach
 
 # which layers each layer may read, and why
 ALLOWED_READS: dict[str, tuple[str, ...]] = {
@@ -61,14 +62,7 @@ class Graph:
 
     @staticmethod
     def _reach(key: str, edges: Mapping[str, Iterable[str]]) -> set[str]:
-        seen: set[str] = set()
-        stack = list(edges.get(key, ()))
-        while stack:
-            node = stack.pop()
-            if node not in seen:
-                seen.add(node)
-                stack.extend(edges.get(node, ()))
-        return seen
+        return reach(key, edges)
 
     def sorted(self, keys: Iterable[str]) -> list[str]:
         wanted = set(keys)
