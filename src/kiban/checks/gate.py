@@ -34,6 +34,7 @@ from kiban.graph import build_graph
 from kiban.project import Asset, Project
 from kiban.status import Severity
 from kiban.store import Store
+from kiban.walk import reach
 
 
 class CheckFailed(KibanError):
@@ -154,14 +155,4 @@ def _refuse_gated_views(suites: dict[str, Suite]) -> None:
 
 def _reaches(deps: dict[str, set[str]], start: str, goal: str) -> bool:
     """Whether ``goal`` is among the things ``start`` waits for, following ``deps`` (inputs and orderings)."""
-    seen: set[str] = set()
-    stack = [start]
-    while stack:
-        node = stack.pop()
-        for up in deps.get(node, ()):
-            if up == goal:
-                return True
-            if up not in seen:
-                seen.add(up)
-                stack.append(up)
-    return False
+    return goal in reach(start, deps)
