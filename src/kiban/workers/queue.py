@@ -30,6 +30,7 @@ from kiban.errors import ConfigError
 from kiban.status import QUEUE_FINISHED, QueueStatus, RunStatus, WorkerStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import FENCE_TOKENS, run_queue, runs, workers
+from kiban.walk import reach, reverse
 
 TERMINAL = QUEUE_FINISHED
 REFUSING = WorkerStatus.REFUSING  # a worker's status while its project differs from the queued runs'
@@ -268,12 +269,4 @@ class RunQueue:
 
 def _downstream(asset: str, waiting: dict[str, Any]) -> list[str]:
     """Waiting rows that depend on ``asset`` directly or through other waiting rows."""
-    out: list[str] = []
-    frontier = [asset]
-    while frontier:
-        node = frontier.pop()
-        for key, deps in waiting.items():
-            if node in deps and key not in out:
-                out.append(key)
-                frontier.append(key)
-    return out
+    return sorted(reach(asset, reverse(waiting)))
