@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.assetkey import KeyResolver
 from kiban.catalog.cache import LineageCache
+from kiban.walk import reach
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -271,16 +272,7 @@ class ColumnGraph:
 
     def reach(self, ref: ColumnRef, down: bool = True) -> set[ColumnRef]:
         """Every column reachable from ``ref`` downstream (or upstream), not including it."""
-        seen: set[ColumnRef] = set()
-        stack = [ref]
-        while stack:
-            current = stack.pop()
-            nxt = (self.readers.get(current, set()) if down else self.sources.get(current, frozenset()))
-            for other in nxt:
-                if other not in seen:
-                    seen.add(other)
-                    stack.append(other)
-        return seen
+        return reach(ref, self.readers if down else self.sources)
 
 
 def asset_resolver(keys: Iterable[str] | Mapping[str, object]) -> Resolver:
