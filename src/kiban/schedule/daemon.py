@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kiban.clock import Clock, RealClock
 from kiban.graph import build_graph
 from kiban.notify import Notifier
 from kiban.project import Project
-from kiban.schedule.clock import Clock, RealClock
 from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
 from kiban.schedule.leader import Leader
 from kiban.schedule.ledger import Ledger

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from kiban.schedule.clock import Clock
+from kiban.clock import Clock
 from kiban.store import Store
 from kiban.store.schema import scheduler_leases
 from kiban.store.store import HOST, pid_alive
