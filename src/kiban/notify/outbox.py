@@ -112,18 +112,21 @@ class Notifier:
             try:
                 message = Message(**json.loads(row.payload))
             except (TypeError, ValueError) as exc:
-                self._settle(row.id, "failed", row.attempts, f"cannot read the stored message: {exc}", None)
+                self._settle(row.id, DeliveryStatus.FAILED, row.attempts, f"cannot read the stored message: {exc}",
+                             None)
                 continue
             config = self.channels.get(row.channel)
             if config is None:
-                self._settle(row.id, "failed", row.attempts, f"channel {row.channel} no longer exists", None)
+                self._settle(row.id, DeliveryStatus.FAILED, row.attempts, f"channel {row.channel} no longer exists",
+                             None)
                 continue
             with self._lock(row.channel):
                 attempts, failure, retryable = self._attempts(row.channel, config, message)
             total = row.attempts + attempts
             later = _next_try(now, row.created_at, total) if failure and retryable else None
-            self._settle(row.id, "sent" if failure is None else "failed", total, failure, later)
-            out.append(DeliveryResult(row.channel, "sent" if failure is None else "failed", total, failure))
+            delivered = DeliveryStatus.SENT if failure is None else DeliveryStatus.FAILED
+            self._settle(row.id, delivered, total, failure, later)
+            out.append(DeliveryResult(row.channel, delivered, total, failure))
         return out
 
     def _settle(self, row_id: int, status: str, attempts: int, error: str | None, retry_at: datetime | None) -> None:
@@ -146,7 +149,7 @@ class Notifier:
             if config is not None:
                 error = scrub(error, secrets_of(config, self.root))
             log.error("notification %r to channel %s failed unexpectedly: %s", message.subject, name, error)
-            return DeliveryResult(name, "failed", 0, error)
+            return DeliveryResult(name, DeliveryStatus.FAILED, 0, error)
 
     def _deliver(self, name: str, message: Message) -> DeliveryResult:
         config = self.channels.get(name)
@@ -154,14 +157,15 @@ class Notifier:
             known = ", ".join(sorted(self.channels)) or "none"
             hint = did_you_mean(name, self.channels)
             error = f"unknown channel '{name}'" + (f" ({hint})" if hint else f" (kiban.yml defines: {known})")
-            return self._finish(name, message, "failed", 0, error)
+            return self._finish(name, message, DeliveryStatus.FAILED, 0, error)
         # One sender per channel at a time in this process, so that check-then-send cannot double up.
         with self._lock(name):
             reason = self._suppression(name, config, message)
             if reason:
-                return self._finish(name, message, "suppressed", 0, reason)
+                return self._finish(name, message, DeliveryStatus.SUPPRESSED, 0, reason)
             attempts, failure, retryable = self._attempts(name, config, message)
-            return self._finish(name, message, "sent" if failure is None else "failed", attempts, failure,
+            return self._finish(name, message, DeliveryStatus.SENT if failure is None else DeliveryStatus.FAILED,
+                                attempts, failure,
                                 keep=failure is not None and retryable)
 
     def _lock(self, name: str) -> threading.Lock:
