@@ -93,7 +93,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             statuses = {o.status for o in outcomes.values()}
             if AttemptStatus.CANCELLED in statuses:
                 status = RunStatus.CANCELLED
-            elif statuses & {"failed", "skipped"}:
+            elif statuses & {AttemptStatus.FAILED, AttemptStatus.SKIPPED}:
                 status = RunStatus.FAILED
             else:
                 status = RunStatus.SUCCESS if plan.build else RunStatus.NOTHING
