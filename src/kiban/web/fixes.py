@@ -16,11 +16,11 @@ from typing import Any
 from kiban.errors import KibanError
 from kiban.graph import select
 from kiban.run.runner import resume_selection
-from kiban.status import AttemptStatus, Verdict
+from kiban.status import VERDICT_MISSED, AttemptStatus, Verdict
 from kiban.web import models as m
 
-BROKEN = ("failed", "skipped", "cancelled")
-MISSED = ("late", "failed", "incomplete", "bad_data")
+BROKEN = (AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED)
+MISSED = VERDICT_MISSED
 
 
 def fix_for(site: Any, workaround: str | None, root: str | None) -> m.Fix | None:
