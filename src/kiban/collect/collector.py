@@ -114,7 +114,7 @@ def _collect_one(project: Project, store: Store, run_id: str, key: str, source: 
     while True:
         attempt += 1
         started = utcnow()
-        outcome = Collected(key, "success", attempts=attempt, started_at=started)
+        outcome = Collected(key, AttemptStatus.SUCCESS, attempts=attempt, started_at=started)
         if cancel.is_set():
             outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
         else:
