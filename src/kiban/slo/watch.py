@@ -231,7 +231,7 @@ class BreachWatcher:
             error = (attempt.error or "") if attempt else ""
             facts = load_facts(self.store, self.project.name, now - timedelta(days=2))
             assert self.ctx is not None
-            failure = {"asset": key, "status": "failed", "at": now.isoformat(), "error": error}
+            failure = {"asset": key, "status": AttemptStatus.FAILED, "at": now.isoformat(), "error": error}
             found = explain(self.ctx, facts, "at_risk", {"failures": [failure]}, self.run_start - timedelta(hours=6),
                             now)
             if found is not None:
