@@ -148,7 +148,7 @@ def print_backfills(project: Any, backfill_id: str | None, as_json: bool = False
             last = r.range_to - timedelta(seconds=1)  # the end is excluded: show the last day included
             table.add_row(r.id, styled(r.status), ", ".join(r.assets), f"{r.range_from:%Y-%m-%d}..{last:%Y-%m-%d}",
                           f"{r.counts.get('success', 0)}/{r.total}",
-                          str(r.counts.get("failed", 0) + r.counts.get("skipped", 0)),
+                          str(r.counts.get(BackfillStatus.FAILED, 0) + r.counts.get(BackfillStatus.SKIPPED, 0)),
                           local_time(r.started_at, project.config.timezone),
                           local_time(r.ended_at, project.config.timezone))
         console.print(table)
