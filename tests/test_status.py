@@ -156,6 +156,8 @@ def bare_status_literals(source: str) -> list[int]:
             sides = [node.left, *node.comparators]
             if any(_is_status(s) for s in sides):
                 found = [w for s in sides for w in _words(s)]
+        elif isinstance(node, ast.BinOp) and (_is_status(node.left) or _is_status(node.right)):  # statuses & {…}
+            found = _words(node.left) + _words(node.right)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                 and node.func.attr in ("in_", "notin_") and _is_status(node.func.value):
             found = [w for a in node.args for w in _words(a)]
@@ -181,8 +183,9 @@ def test_the_scan_finds_bare_status_literals() -> None:
               'status = "lost" if dead else TickStatus.SUCCESS\n'
               'ok = row["verdict"] != Verdict.MET and kind == "failed" and name == "status"\n'
               'outcome.status, outcome.error = "failed", "the error"\n'
-              'ready = all(statuses.get(d) == "success" for d in deps)\n')
-    assert bare_status_literals(source) == [1, 2, 3, 4, 5, 7, 8]
+              'ready = all(statuses.get(d) == "success" for d in deps)\n'
+              'bad = statuses & {"failed", "skipped"}\n')
+    assert bare_status_literals(source) == [1, 2, 3, 4, 5, 7, 8, 9]
 
 
 def test_no_bare_status_literal_outside_the_enum_modules() -> None:
