@@ -28,6 +28,7 @@ from kiban.catalog.admission import Admission, ConsoleBusy
 from kiban.catalog.lineage import STAR, ColumnGraph, asset_resolver, build_column_graph, query_lineage
 from kiban.catalog.masking import Found, mask_key, plan_masks, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
+from kiban.catalog.pivot import MAX_VALUES, is_dynamic, make_static, value_queries
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.sandbox import QueryFailed, QueryTimeout, engine_message
 from kiban.catalog.usage import Actor, log_query
@@ -154,18 +155,21 @@ class QueryConsole:
     def _run(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, limit: int, timeout: float,
              kind: str, name: str | None, record: bool, started: float) -> QueryResult:
         try:
-            checked = check_query(sql, self.relations)
-            proven = prove_reads(sql, Exposed(self.relations, reserved_names()))
+            # a dynamic PIVOT is first given its values (computed over the masked views), then proven like any query
+            runnable = self._static_pivot(sql, actor, params, timeout) if is_dynamic(sql) else sql
+            checked = check_query(runnable, self.relations)
+            proven = prove_reads(runnable, Exposed(self.relations, reserved_names()))
         except QueryRefused as exc:
             self._record(actor, kind, name, sql, "refused", error=exc.message)
+            raise
+        except (QueryTimeout, QueryFailed) as exc:
+            self._record(actor, kind, name, sql, "timeout" if isinstance(exc, QueryTimeout) else "failed",
+                         error=exc.message, seconds=time.perf_counter() - started)
             raise
         reads = sorted(set(checked.assets) | set(proven))
         outputs = self._pii_outputs(checked.tree, checked.assets)
         try:
-            job = sandbox.Job(source_of(self.project), tuple(reads), sql, dict(params) if params else None, limit,
-                              timeout, self.memory_limit, self.threads, self.address_space, actor.pii_clearance,
-                              self.priority)
-            outcome = sandbox.run(job, self._planner(actor.pii_clearance))
+            outcome = self._in_sandbox(runnable, reads, actor, params, limit, timeout)
             columns, types, rows, truncated = outcome.columns, outcome.types, outcome.rows, outcome.truncated
         except QueryTimeout as exc:
             self._record(actor, kind, name, sql, "timeout", self._bases(checked.assets), error=exc.message,
@@ -184,6 +188,26 @@ class QueryConsole:
         query_id = self._record(actor, kind, name, sql, "ok", read, rows=len(rows), seconds=seconds,
                                 pii_shown=shown) if record else None
         return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown)
+
+    def _in_sandbox(self, sql: str, reads: Sequence[str], actor: Actor, params: Mapping[str, Any] | None,
+                    limit: int, timeout: float) -> sandbox.Outcome:
+        job = sandbox.Job(source_of(self.project), tuple(reads), sql, dict(params) if params else None, limit,
+                          timeout, self.memory_limit, self.threads, self.address_space, actor.pii_clearance,
+                          self.priority)
+        return sandbox.run(job, self._planner(actor.pii_clearance))
+
+    def _static_pivot(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, timeout: float) -> str:
+        """``sql`` with each dynamic PIVOT given its values, each found by a query that is itself checked,
+        proven and run over the masked views (:mod:`kiban.catalog.pivot`)."""
+        values: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        for query in value_queries(sql):
+            checked = check_query(query.sql, self.relations)
+            proven = prove_reads(query.sql, Exposed(self.relations, reserved_names()))
+            used = {k: v for k, v in (params or {}).items() if f"${k}" in query.sql}
+            outcome = self._in_sandbox(query.sql, sorted(set(checked.assets) | set(proven)), actor, used,
+                                       MAX_VALUES + 1, timeout)
+            values[(query.pivot, query.on)] = outcome.rows
+        return make_static(sql, values)
 
     def _planner(self, cleared: bool) -> sandbox.Planner:
         """Masks for the columns a worker found (none for a person with clearance), and the key of the hash."""
