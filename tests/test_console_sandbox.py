@@ -176,3 +176,38 @@ def test_slots_are_shared_by_threads_and_processes_and_released_on_exit(tmp_path
                 pass
     assert one.running(2) == 0
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in Path(tmp_path / "slots").iterdir())
+
+
+# The only ways from a front end to the warehouse's rows, and why each is allowed. Everything else a person can
+# reach (the web console's SQL, the query API, recipes, `kiban query`) goes through QueryConsole.run.
+ALLOWED_DATA_IMPORTS = {
+    ("kiban/cli/catalog.py", "kiban.catalog.warehouse"): "published_columns: column names and types, no values",
+    ("kiban/cli/catalog.py", "kiban.catalog.profile"): "profiles store no min/max/examples of a masked column",
+    ("kiban/cli/checks.py", "kiban.checks.on_demand"): "an engineer's checks; stored samples mask PII columns",
+}
+DATA_MODULES = ("duckdb", "kiban.engines", "kiban.catalog.warehouse", "kiban.catalog.masking",
+                "kiban.catalog.sandbox", "kiban.catalog.profile", "kiban.checks.on_demand", "kiban.checks.evaluate")
+
+
+def test_every_front_end_reads_data_through_the_masked_console():
+    import ast
+
+    import kiban
+
+    package = Path(kiban.__file__).parent
+    found = []
+    for path in sorted([*package.glob("web/*.py"), *package.glob("cli/*.py"), package / "catalog" / "recipes.py",
+                        package / "api.py"]):
+        relative = str(path.relative_to(package.parent))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith(DATA_MODULES) and (relative, name) not in ALLOWED_DATA_IMPORTS:
+                    found.append((relative, name))
+    # recipes.py parses (never runs) the promoted model with DuckDB's parser
+    assert found == [("kiban/catalog/recipes.py", "duckdb")], found
+    web = (package / "web" / "catalog_views.py").read_text(encoding="utf-8")
+    assert "QueryConsole(" in web and ".run(" in web
+    assert "console.run(" in (package / "catalog" / "recipes.py").read_text(encoding="utf-8")
+    assert "con.run(" in (package / "cli" / "console.py").read_text(encoding="utf-8")
