@@ -32,7 +32,7 @@ class ValueQuery:
     sql: str
 
 
-def _parse(sql: str) -> exp.Expression:
+def _parse(sql: str) -> exp.Expr:
     import sqlglot
 
     try:
@@ -44,7 +44,7 @@ def _parse(sql: str) -> exp.Expression:
     return tree
 
 
-def _pivots(tree: exp.Expression) -> list[exp.Pivot]:
+def _pivots(tree: exp.Expr) -> list[exp.Pivot]:
     from sqlglot import exp
 
     return [p for p in tree.find_all(exp.Pivot) if not p.args.get("unpivot") and p.args.get("using")]

@@ -190,7 +190,7 @@ def _install_preparation_filter() -> None:
         return data
 
     prepared.kiban = True  # type: ignore[attr-defined]
-    spawn.get_preparation_data = prepared  # type: ignore[assignment]
+    spawn.get_preparation_data = prepared
 
 
 def _context() -> Any:
@@ -225,7 +225,7 @@ def confine(address_space: int | None, priority: str = DEFAULT_PRIORITY) -> None
     if priority != "idle":
         return
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _work(con: Connection, job: Job) -> None:
