@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiban.catalog.warehouse import Source
+from kiban.catalog.masking import MaskedSession, install_views, relation_columns
+from kiban.catalog.warehouse import Source, attach_source, lock_down, new_session, source_alias
 from kiban.errors import ConfigError, KibanError
 
 if TYPE_CHECKING:
@@ -245,9 +246,6 @@ def _work(con: Connection, job: Job) -> None:
 
 def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
     import duckdb
-
-    from kiban.catalog.masking import MaskedSession, install_views, relation_columns
-    from kiban.catalog.warehouse import attach_source, lock_down, new_session, source_alias
 
     session = new_session()
     alias = source_alias()
