@@ -11,6 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+# Console queries run at SCHED_IDLE by default: on a machine busy with other work (CI, parallel sessions) they
+# would crawl; the tests of priority itself ask for "idle" explicitly.
+os.environ.setdefault("KIBAN_CONSOLE_PRIORITY", "normal")
 REQUIRE_SERVICES = os.environ.get("KIBAN_REQUIRE_SERVICES") == "1"
 
 

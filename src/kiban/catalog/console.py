@@ -3,33 +3,37 @@
 Every query is checked first (:mod:`kiban.catalog.safety`: SQLGlot, then DuckDB's own parse tree), then run
 in a masked session (:mod:`kiban.catalog.masking`): the relations it reads are views in which every PII
 column is already masked for a person without clearance, so nothing the query does can see a clear value.
-The session reads the warehouse's snapshot, so a query never blocks a run. A query past its time limit is
-interrupted; its memory and threads are bounded; at most ``max_running`` queries run at once in this
-process and ``max_per_user`` per person (the others are answered "busy, try again" at once). Every query,
+The session reads the warehouse's snapshot, so a query never blocks a run. Each query runs in a worker
+process of its own (:mod:`kiban.catalog.sandbox`) with an OS cap on its memory, no file writes and the lowest
+CPU priority: a query past its memory or time limit fails alone. At most ``max_running`` queries run at once
+on the project, across every process that serves it, and ``max_per_user`` per person
+(:mod:`kiban.catalog.admission`; the others are answered "busy, try again" at once). Every query,
 refused or not, is recorded with the assets it read; for a person without clearance an engine error that
 may quote a value is recorded and shown by its class only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog import sandbox
+from kiban.catalog.admission import Admission, ConsoleBusy
 from kiban.catalog.lineage import STAR, ColumnGraph, asset_resolver, build_column_graph, query_lineage
-from kiban.catalog.masking import open_masked, reserved_names
+from kiban.catalog.masking import Found, mask_key, plan_masks, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
+from kiban.catalog.pivot import MAX_VALUES, is_dynamic, make_static, value_queries
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
+from kiban.catalog.sandbox import QueryFailed, QueryTimeout, engine_message
 from kiban.catalog.usage import Actor, log_query
-from kiban.catalog.warehouse import published_columns
-from kiban.errors import KibanError, UsageError
+from kiban.catalog.warehouse import published_columns, source_of
+from kiban.errors import UsageError
 from kiban.spreadsheets import inert
 
 if TYPE_CHECKING:
@@ -43,35 +47,12 @@ DEFAULT_LIMIT = 1000
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 3600.0
 MAX_LIMIT = 1_000_000
-DEFAULT_MEMORY = "1GB"  # per query: DuckDB's own default is 80% of the machine's memory
-DEFAULT_THREADS = 1  # a query's DuckDB threads compete with the server's own loop for the cores
-DEFAULT_MAX_RUNNING = max(2, os.cpu_count() or 2)
+DEFAULT_MEMORY = "1GB"  # per query, DuckDB's own bound: its default is 80% of the machine's memory
+DEFAULT_ADDRESS_SPACE = 3 * 2**30  # per query, the OS's hard bound on the worker process (DuckDB + Python)
+DEFAULT_THREADS = 1  # a query's DuckDB threads compete with runs and the server's own loop for the cores
+DEFAULT_MAX_RUNNING = max(1, (os.cpu_count() or 2) - 1)  # at once on the project: one core stays free
 DEFAULT_MAX_PER_USER = 2
-# engine errors that name things (columns, tables, syntax), never data values: shown as they are
-_NAMING_ERRORS = ("BinderException", "CatalogException", "ParserException", "SyntaxException")
-_ERROR_CLASSES = {
-    "ConversionException": "a value could not be converted to the requested type",
-    "InvalidInputException": "a function was given a value it cannot take",
-    "OutOfRangeException": "a value is out of the range of its type",
-    "OutOfMemoryException": "the query needs more memory than a console query may use",
-    "InvalidTypeException": "a type does not fit",
-    "NotImplementedException": "the query uses something DuckDB does not support",
-    "UnicodeDecodeError": "a value is not valid text",
-}
-
-
-class QueryTimeout(KibanError):
-    exit_code = 4
-
-
-class QueryFailed(KibanError):
-    """The engine could not run a query that passed the checks (a wrong column, a bad cast)."""
-
-
-class ConsoleBusy(KibanError):
-    """Too many console queries run at once (in this process, or of this person): try again in a moment."""
-
-    exit_code = 3
+__all__ = ["ConsoleBusy", "QueryConsole", "QueryFailed", "QueryResult", "QueryTimeout", "engine_message", "export"]
 
 
 @dataclass
@@ -88,38 +69,6 @@ class QueryResult:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-
-class Slots:
-    """How many console queries run: at most ``total`` at once, ``per_user`` per person. Never waits."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.running = 0
-        self.by_user: dict[str, int] = {}
-
-    def take(self, user: str, total: int, per_user: int) -> None:
-        with self._lock:
-            if self.running >= total:
-                raise ConsoleBusy(f"the console is busy ({self.running} queries are running)",
-                                  "try again in a moment")
-            if self.by_user.get(user, 0) >= per_user:
-                raise ConsoleBusy(f"{user} already has {per_user} queries running",
-                                  "wait for one of them to finish, then try again")
-            self.running += 1
-            self.by_user[user] = self.by_user.get(user, 0) + 1
-
-    def give(self, user: str) -> None:
-        with self._lock:
-            self.running -= 1
-            left = self.by_user.get(user, 1) - 1
-            if left:
-                self.by_user[user] = left
-            else:
-                self.by_user.pop(user, None)
-
-
-SLOTS = Slots()  # one per process: the web server's threads and the CLI share the machine
 
 
 def check_limits(limit: int, timeout: float) -> None:
@@ -142,6 +91,8 @@ class QueryConsole:
     threads: int = DEFAULT_THREADS
     max_running: int = DEFAULT_MAX_RUNNING
     max_per_user: int = DEFAULT_MAX_PER_USER
+    address_space: int | None = DEFAULT_ADDRESS_SPACE
+    priority: str = sandbox.DEFAULT_PRIORITY  # of the worker processes: "idle", "low" or "normal"
     _columns: ColumnGraph | None = field(default=None, init=False)
     _pii: dict[tuple[str, str], tuple[str, str] | None] | None = field(default=None, init=False)
     _plan: MaskPlan | None = field(default=None, init=False)
@@ -154,6 +105,10 @@ class QueryConsole:
             self.graph = build_graph(self.project)
         self.relations: dict[str, object] = {**self.graph.assets,
                                              **{k: v for k, v in self.project.lake_views().items()}}
+        self.admission = Admission(self.project.state_dir / "console")
+        if self.priority not in sandbox.PRIORITIES:
+            raise UsageError(f"unknown console priority {self.priority!r}",
+                             f"use one of {', '.join(sandbox.PRIORITIES)}")
 
     @property
     def column_graph(self) -> ColumnGraph:
@@ -194,26 +149,28 @@ class QueryConsole:
         check_limits(limit, timeout)
         started = time.perf_counter()
         # admission first: a query turned away costs nothing (no parsing, no lineage, no session)
-        SLOTS.take(actor.user, self.max_running, self.max_per_user)
-        try:
+        with self.admission.slot(actor.user, self.max_running, self.max_per_user):
             return self._run(sql, actor, params, limit, timeout, kind, name, record, started)
-        finally:
-            SLOTS.give(actor.user)
 
     def _run(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, limit: int, timeout: float,
              kind: str, name: str | None, record: bool, started: float) -> QueryResult:
         try:
-            checked = check_query(sql, self.relations)
-            proven = prove_reads(sql, Exposed(self.relations, reserved_names()))
+            # a dynamic PIVOT is first given its values (computed over the masked views), then proven like any query
+            runnable = self._static_pivot(sql, actor, params, timeout) if is_dynamic(sql) else sql
+            checked = check_query(runnable, self.relations)
+            proven = prove_reads(runnable, Exposed(self.relations, reserved_names()))
         except QueryRefused as exc:
             self._record(actor, kind, name, sql, "refused", error=exc.message)
+            raise
+        except (QueryTimeout, QueryFailed) as exc:
+            self._record(actor, kind, name, sql, "timeout" if isinstance(exc, QueryTimeout) else "failed",
+                         error=exc.message, seconds=time.perf_counter() - started)
             raise
         reads = sorted(set(checked.assets) | set(proven))
         outputs = self._pii_outputs(checked.tree, checked.assets)
         try:
-            masks = None if actor.pii_clearance else self.mask_plan
-            columns, types, rows, truncated = _execute(self.project, sql, params, limit, timeout, reads, masks,
-                                                       self.memory_limit, self.threads, actor.pii_clearance)
+            outcome = self._in_sandbox(runnable, reads, actor, params, limit, timeout)
+            columns, types, rows, truncated = outcome.columns, outcome.types, outcome.rows, outcome.truncated
         except QueryTimeout as exc:
             self._record(actor, kind, name, sql, "timeout", self._bases(checked.assets), error=exc.message,
                          seconds=time.perf_counter() - started)
@@ -231,6 +188,36 @@ class QueryConsole:
         query_id = self._record(actor, kind, name, sql, "ok", read, rows=len(rows), seconds=seconds,
                                 pii_shown=shown) if record else None
         return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown)
+
+    def _in_sandbox(self, sql: str, reads: Sequence[str], actor: Actor, params: Mapping[str, Any] | None,
+                    limit: int, timeout: float) -> sandbox.Outcome:
+        job = sandbox.Job(source_of(self.project), tuple(reads), sql, dict(params) if params else None, limit,
+                          timeout, self.memory_limit, self.threads, self.address_space, actor.pii_clearance,
+                          self.priority)
+        return sandbox.run(job, self._planner(actor.pii_clearance))
+
+    def _static_pivot(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, timeout: float) -> str:
+        """``sql`` with each dynamic PIVOT given its values, each found by a query that is itself checked,
+        proven and run over the masked views (:mod:`kiban.catalog.pivot`)."""
+        values: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        for query in value_queries(sql):
+            checked = check_query(query.sql, self.relations)
+            proven = prove_reads(query.sql, Exposed(self.relations, reserved_names()))
+            used = {k: v for k, v in (params or {}).items() if f"${k}" in query.sql}
+            outcome = self._in_sandbox(query.sql, sorted(set(checked.assets) | set(proven)), actor, used,
+                                       MAX_VALUES + 1, timeout)
+            values[(query.pivot, query.on)] = outcome.rows
+        return make_static(sql, values)
+
+    def _planner(self, cleared: bool) -> sandbox.Planner:
+        """Masks for the columns a worker found (none for a person with clearance), and the key of the hash."""
+
+        def plan(found: Found) -> tuple[dict[str, dict[str, str]], bytes | None]:
+            plans = plan_masks(None if cleared else self.mask_plan, found)
+            hashed = any(kind == "hash" for p in plans.values() for kind in p.values())
+            return plans, mask_key(self.project) if hashed else None
+
+        return plan
 
     def _bases(self, assets: Sequence[str]) -> tuple[str, ...]:
         """What a query read, as assets: a ``_latest``/``_history`` view counts as the table it is made from."""
@@ -274,72 +261,6 @@ def _mask_columns(columns: list[str], outputs: list[tuple[str, bool]] | None) ->
     if len(outputs) != len(columns) or STAR in (n for n, _ in outputs):
         return list(columns)
     return [c for c, (_, flag) in zip(columns, outputs, strict=True) if flag]
-
-
-def engine_message(exc: BaseException, cleared: bool, clean: Any = None) -> str:
-    """What a person is told about an engine error. Without clearance, an error that may quote a value (a
-    failed cast, a function's bad input) is told by its class only; naming errors are told as they are."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if clean is not None:
-        text = clean(text)
-    kind = type(exc).__name__
-    if cleared or kind in _NAMING_ERRORS:
-        return text
-    return _ERROR_CLASSES.get(kind, "the engine refused a value") + " (values are not shown without PII clearance)"
-
-
-QUERY_NICENESS = 10  # console queries yield the cores to runs and to the server's own loop
-
-
-def _execute(*args: Any) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
-    """Run the query on a thread of its own at a lower CPU priority (Linux gives each thread its own nice
-    value; with one DuckDB thread per query the work happens on this thread), so a busy console slows
-    neither a run nor the web server's answers much. Errors are raised in the caller."""
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: normal priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), QUERY_NICENESS)
-        try:
-            outcome["value"] = _execute_here(*args)
-        except BaseException as exc:  # handed to the caller's thread as it is
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work, name="kiban-console-query", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: tuple[list[str], list[str], list[tuple[Any, ...]], bool] = outcome["value"]
-    return result
-
-
-def _execute_here(project: Project, sql: str, params: Mapping[str, Any] | None, limit: int, timeout: float,
-                  reads: Sequence[str], masks: MaskPlan | None, memory_limit: str, threads: int,
-                  cleared: bool) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
-    import duckdb
-
-
-    with open_masked(project, reads, masks, memory_limit=memory_limit, threads=threads) as session:
-        con = session.con
-        timer = threading.Timer(timeout, con.interrupt)
-        timer.start()
-        try:
-            result = con.execute(sql, dict(params)) if params else con.execute(sql)
-            rows = result.fetchmany(limit + 1)
-        except duckdb.InterruptException:
-            raise QueryTimeout(f"the query ran longer than {timeout:g}s and was stopped",
-                               "narrow it down (a filter, fewer columns) or ask for a mart") from None
-        except duckdb.Error as exc:
-            raise QueryFailed(f"the query failed: {engine_message(exc, cleared, session.clean)}") from None
-        except (UnicodeError, ValueError, TypeError, OverflowError, MemoryError) as exc:  # values → Python
-            raise QueryFailed(f"the query failed: {engine_message(exc, cleared, session.clean)}") from None
-        finally:
-            timer.cancel()
-        description = result.description or []
-    columns = [d[0] for d in description]
-    types = [str(d[1]) for d in description]
-    return columns, types, rows[:limit], len(rows) > limit
 
 
 def export(result: QueryResult, path: Path) -> Path:

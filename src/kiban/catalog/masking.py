@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiban.catalog.warehouse import SCHEMAS, attach_source, lock_down, new_session, source_alias
+from kiban.catalog.warehouse import SCHEMAS, attach_source, lock_down, new_session, source_alias, source_of
 
 if TYPE_CHECKING:
     from kiban.catalog.pii import MaskPlan
@@ -88,45 +88,78 @@ def _mask_expression(column: str, kind: str | None, hash_function: str) -> str:
     return f"case when {col} is null then null else {value} end as {col}"
 
 
+Found = dict[str, tuple[str, str, list[str]]]  # "layer.name" → (schema, table, columns) as the source spells them
+
+
+def relation_columns(con: Any, alias: str, relations: Iterable[str]) -> Found:
+    """The columns of each of ``relations`` in the source attached as ``alias`` (unknown ones are left out)."""
+    wanted = sorted({r.lower() for r in relations})
+    found: Found = {}
+    if not wanted:
+        return found
+    rows = con.execute(  # no bound parameter: its first use makes DuckDB import pandas (seconds, per worker)
+        f"select schema_name, table_name, column_name from duckdb_columns() where database_name = {_literal(alias)} "
+        "and lower(schema_name) in ('lake', 'warehouse', 'mart') order by schema_name, table_name, "
+        "column_index").fetchall()
+    for schema, table, column in rows:
+        key = f"{schema.lower()}.{table.lower()}"
+        if key in wanted:
+            found.setdefault(key, (schema, table, []))[2].append(column)
+    return found
+
+
+def hasher(secret: bytes) -> Any:
+    def keyed(value: str) -> str:
+        return hmac.new(secret, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+    return keyed
+
+
+def install_views(con: Any, alias: str, found: Found, plans: dict[str, dict[str, str]], secret: bytes | None,
+                  hash_function: str) -> None:
+    """Create ``lake``/``warehouse``/``mart`` views over the source in which each planned column is masked.
+
+    A view lists its columns by name: a column the plan has not seen (published after it was made) is not in it.
+    """
+    if any(kind == "hash" for plan in plans.values() for kind in plan.values()):
+        if secret is None:
+            raise ValueError("a hash mask needs the project's masking key")
+        con.create_function(hash_function, hasher(secret), ["VARCHAR"], "VARCHAR")
+    ddl = [f"create schema {quote(s)}" for s in SCHEMAS]
+    for key, (schema, table, columns) in sorted(found.items()):
+        plan = plans.get(key, {})
+        select = ", ".join(_mask_expression(c, plan.get(c), hash_function) for c in columns)
+        ddl.append(f"create view {quote(schema.lower())}.{quote(table)} as select {select} "
+                   f"from {alias}.{quote(schema)}.{quote(table)}")
+    con.execute("; ".join(ddl))
+
+
+def plan_masks(masks: MaskPlan | None, found: Found) -> dict[str, dict[str, str]]:
+    """Each relation's masked columns and their kind (nothing masked for a person with clearance)."""
+    if masks is None:
+        return {}
+    return {key: dict(masks.masks(key, columns)) for key, (_, _, columns) in found.items()}
+
+
 @contextlib.contextmanager
 def open_masked(project: Project, relations: Iterable[str], masks: MaskPlan | None,
                 *, memory_limit: str | None, threads: int | None) -> Iterator[MaskedSession]:
-    """A locked session whose ``lake``/``warehouse``/``mart`` views are the masked ``relations``.
+    """A locked session, in this process, whose ``lake``/``warehouse``/``mart`` views are the masked
+    ``relations`` (people's queries run the same steps in a worker process, :mod:`kiban.catalog.sandbox`).
 
     ``masks`` is a :class:`kiban.catalog.pii.MaskPlan` (or None: every column clear, for people with clearance).
     """
+    source = source_of(project)
     con = new_session()
     alias = source_alias()
     hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
     try:
-        attach_source(con, project, alias)
-        wanted = sorted({r.lower() for r in relations})
-        found: dict[tuple[str, str], tuple[str, list[str]]] = {}
-        if wanted:
-            rows = con.execute(
-                "select schema_name, table_name, column_name from duckdb_columns() where database_name = ? "
-                "and lower(schema_name) in ('lake', 'warehouse', 'mart') order by schema_name, table_name, "
-                "column_index", [alias]).fetchall()
-            for schema, table, column in rows:
-                key = (schema.lower(), table.lower())
-                if f"{key[0]}.{key[1]}" in wanted:
-                    found.setdefault(key, (table, []))[1].append(column)
-        plans = {k: ({} if masks is None else masks.masks(f"{k[0]}.{k[1]}", cols)) for k, (_, cols) in found.items()}
-        if any(kind == "hash" for plan in plans.values() for kind in plan.values()):
-            secret = mask_key(project)
-
-            def keyed(value: str) -> str:
-                return hmac.new(secret, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
-
-            con.create_function(hash_function, keyed, ["VARCHAR"], "VARCHAR")
-        ddl = [f"create schema {quote(s)}" for s in SCHEMAS]
-        for (schema, _), (table, columns) in sorted(found.items()):
-            select = ", ".join(_mask_expression(c, plans[(schema, table.lower())].get(c), hash_function)
-                               for c in columns)
-            ddl.append(f"create view {quote(schema)}.{quote(table)} as select {select} "
-                       f"from {alias}.{quote(schema)}.{quote(table)}")
-        con.execute("; ".join(ddl))
-        lock_down(con, project, search_path="mart,warehouse,lake", memory_limit=memory_limit, threads=threads)
+        attach_source(con, source, alias)
+        found = relation_columns(con, alias, relations)
+        plans = plan_masks(masks, found)
+        secret = mask_key(project) if any("hash" in p.values() for p in plans.values()) else None
+        install_views(con, alias, found, plans, secret, hash_function)
+        lock_down(con, source, search_path="mart,warehouse,lake", memory_limit=memory_limit, threads=threads)
     except BaseException:
         con.close()
         raise

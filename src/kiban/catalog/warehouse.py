@@ -19,6 +19,7 @@ import contextlib
 import secrets
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,10 +91,19 @@ def new_session() -> Any:
     return con
 
 
-def attach_source(con: Any, project: Project, alias: str) -> None:
-    """ATTACH the warehouse READ_ONLY under ``alias`` (the DuckDB snapshot, or PostgreSQL)."""
-    import duckdb
+@dataclass(frozen=True)
+class Source:
+    """What a reader attaches, as plain data (a query's worker process gets it): the DuckDB snapshot's path or
+    the PostgreSQL URL (with the postgres extension's file), and the lake folder the lake views read."""
 
+    kind: str  # "duckdb" or "postgres"
+    target: str
+    lake_dir: str
+    extension: str | None = None
+
+
+def source_of(project: Project) -> Source:
+    """The warehouse readers attach now (for DuckDB its snapshot, made here when missing or stale)."""
     if is_postgres(project):
         from kiban.collect.connectors.database import extension_file
 
@@ -101,25 +111,33 @@ def attach_source(con: Any, project: Project, alias: str) -> None:
         if extension is None:
             raise ConfigError("reading a PostgreSQL warehouse needs DuckDB's postgres extension",
                               "pip install 'kiban[postgres]'")
-        url = project.warehouse_url
+        return Source("postgres", project.warehouse_url, "", str(extension))
+    return Source("duckdb", str(source_file(project)), str(project.lake_dir))
+
+
+def attach_source(con: Any, source: Source, alias: str) -> None:
+    """ATTACH the warehouse READ_ONLY under ``alias`` (the DuckDB snapshot, or PostgreSQL)."""
+    import duckdb
+
+    if source.kind == "postgres":
+        url = source.target
         try:
-            con.execute(f"load {_sql_literal(str(extension))}")
+            con.execute(f"load {_sql_literal(str(source.extension))}")
             con.execute(f"attach {_sql_literal(url)} as {alias} (type postgres, read_only)")
         except duckdb.Error as exc:
             text = str(exc).splitlines()[0].replace(url, "<warehouse url>")
             raise ConfigError(f"cannot open the PostgreSQL warehouse: {text}") from None
         return
-    path = source_file(project)
     try:
-        con.execute(f"attach {_sql_literal(str(path))} as {alias} (read_only)")
+        con.execute(f"attach {_sql_literal(source.target)} as {alias} (read_only)")
     except duckdb.Error as exc:
-        raise ConfigError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot open the warehouse {source.target}: {str(exc).splitlines()[0]}") from None
 
 
-def lock_down(con: Any, project: Project, *, search_path: str, memory_limit: str | None = None,
+def lock_down(con: Any, source: Source, *, search_path: str, memory_limit: str | None = None,
               threads: int | None = None) -> None:
     """No file access but the lake folder, no spilling, bounded memory and threads, configuration locked."""
-    allowed = [] if is_postgres(project) else [str(project.lake_dir) + "/"]
+    allowed = [] if source.kind == "postgres" else [source.lake_dir + "/"]
     settings = [f"set search_path = {_sql_literal(search_path)}",
                 f"set allowed_directories = [{', '.join(_sql_literal(a) for a in allowed)}]"]
     if memory_limit:
@@ -139,12 +157,13 @@ def source_alias() -> str:
 @contextlib.contextmanager
 def open_readonly(project: Project) -> Iterator[Any]:
     """A read-only session over the warehouse (kiban's own readers) that can read nothing else but the lake."""
+    source = source_of(project)
     con = new_session()
     try:
-        alias = "warehouse_db" if is_postgres(project) else source_alias()
-        attach_source(con, project, alias)
+        alias = "warehouse_db" if source.kind == "postgres" else source_alias()
+        attach_source(con, source, alias)
         con.execute(f"use {alias}")
-        lock_down(con, project, search_path=",".join(f"{alias}.{s}" for s in ("mart", "warehouse", "lake")))
+        lock_down(con, source, search_path=",".join(f"{alias}.{s}" for s in ("mart", "warehouse", "lake")))
     except BaseException:
         con.close()
         raise

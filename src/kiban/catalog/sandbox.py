@@ -1,0 +1,283 @@
+"""One console query in a worker process of its own, which the operating system bounds.
+
+A query that asks for more memory than a console query may have must fail alone, never take the server (or a
+run on the same machine) with it. So every query runs in a fresh process forked from a small fork server that
+has DuckDB loaded already (a few milliseconds to start, and its memory is given back whole when it ends). The
+process confines itself before it touches any data:
+
+- ``RLIMIT_AS``: its address space is capped (DuckDB's own ``memory_limit`` is a soft bound that allocations
+  outside its buffer manager can pass); an allocation past the cap fails inside the process, and a process
+  that dies of it is reported as "the query used too much memory" — the server only loses a child;
+- ``RLIMIT_FSIZE`` 0 and ``RLIMIT_CORE`` 0: it cannot write a byte to any file (nor a core dump with data);
+- ``nice 19`` and, where Linux offers it, ``SCHED_IDLE``: it only gets the CPU nobody else wants, so a run or
+  the web server barely notices it; DuckDB runs one thread.
+
+The process then opens the masked session (:mod:`kiban.catalog.masking`) in two steps so that the mask plan
+stays in the parent: it attaches the warehouse and sends the columns of the relations the query reads; the
+parent answers with each column's mask (and the hash key when a column asks for it); the process makes the
+views, locks the session down and runs the query. A query past its time limit is interrupted inside, and
+killed from outside if it does not stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.masking import MaskedSession, install_views, relation_columns
+from kiban.catalog.warehouse import Source, attach_source, lock_down, new_session, source_alias
+from kiban.errors import ConfigError, KibanError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from kiban.catalog.masking import Found
+
+NICENESS = 19
+PRIORITIES = ("idle", "low", "normal")
+# "idle": SCHED_IDLE and nice 19 (the default: a query only gets CPU nobody else wants); "low": nice 19 only;
+# "normal": nice 10 (a machine that serves the console only, or a test suite on a busy machine)
+DEFAULT_PRIORITY = os.environ.get("KIBAN_CONSOLE_PRIORITY", "idle")
+GRACE = 5.0  # seconds a worker has, past its time limit, to stop by itself before it is killed
+# engine errors that name things (columns, tables, syntax), never data values: shown as they are
+_NAMING_ERRORS = ("BinderException", "CatalogException", "ParserException", "SyntaxException")
+_ERROR_CLASSES = {
+    "ConversionException": "a value could not be converted to the requested type",
+    "InvalidInputException": "a function was given a value it cannot take",
+    "OutOfRangeException": "a value is out of the range of its type",
+    "OutOfMemoryException": "the query used too much memory",
+    "MemoryError": "the query used too much memory",
+    "InvalidTypeException": "a type does not fit",
+    "NotImplementedException": "the query uses something DuckDB does not support",
+    "UnicodeDecodeError": "a value is not valid text",
+}
+TOO_MUCH_MEMORY = "the query used too much memory"
+MEMORY_HINT = "aggregate or filter earlier, select fewer columns, or ask for a mart that does the heavy work"
+
+
+class QueryTimeout(KibanError):
+    exit_code = 4
+
+
+class QueryFailed(KibanError):
+    """The engine could not run a query that passed the checks (a wrong column, a bad cast, too much memory)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One query, as plain data a worker process receives."""
+
+    source: Source
+    relations: tuple[str, ...]
+    sql: str
+    params: dict[str, Any] | None
+    limit: int
+    timeout: float
+    memory_limit: str
+    threads: int
+    address_space: int | None  # bytes; None: no OS cap
+    cleared: bool  # the person has PII clearance: engine messages are shown as they are
+    priority: str = DEFAULT_PRIORITY
+
+
+@dataclass(frozen=True)
+class Outcome:
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def engine_message(exc: BaseException, cleared: bool, clean: Any = None) -> str:
+    """What a person is told about an engine error. Without clearance, an error that may quote a value (a
+    failed cast, a function's bad input) is told by its class only; naming errors are told as they are."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if clean is not None:
+        text = clean(text)
+    kind = type(exc).__name__
+    if kind in ("OutOfMemoryException", "MemoryError"):
+        return TOO_MUCH_MEMORY
+    if cleared or kind in _NAMING_ERRORS:
+        return text
+    return _ERROR_CLASSES.get(kind, "the engine refused a value") + " (values are not shown without PII clearance)"
+
+
+Planner = Callable[["Found"], tuple[dict[str, dict[str, str]], bytes | None]]
+
+
+def run(job: Job, planner: Planner) -> Outcome:
+    """Run ``job`` in a worker process; ``planner`` turns the columns found into masks (and the hash key).
+
+    Raises QueryTimeout, QueryFailed (too much memory included) or ConfigError (the warehouse cannot be read)."""
+    context = _context()
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_work, args=(theirs, job), name=WORKER, daemon=True)
+    process.start()
+    theirs.close()
+    deadline = time.monotonic() + job.timeout + GRACE
+    try:
+        message = _receive(ours, process, deadline, job.timeout)
+        if message[0] == "columns":
+            ours.send(planner(message[1]))
+            message = _receive(ours, process, deadline, job.timeout)
+        kind = message[0]
+        if kind == "ok":
+            return Outcome(*message[1:])
+        if kind == "timeout":
+            raise _timeout(job.timeout)
+        if kind == "memory":
+            raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+        if kind == "config":
+            raise ConfigError(message[1], message[2])
+        raise QueryFailed(f"the query failed: {message[1]}")
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        ours.close()
+
+
+def _timeout(seconds: float) -> QueryTimeout:
+    return QueryTimeout(f"the query ran longer than {seconds:g}s and was stopped",
+                        "narrow it down (a filter, fewer columns) or ask for a mart")
+
+
+def _receive(con: Connection, process: Any, deadline: float, timeout: float) -> tuple[Any, ...]:
+    if not con.poll(max(0.0, deadline - time.monotonic())):
+        process.kill()
+        raise _timeout(timeout)
+    try:
+        message: tuple[Any, ...] = con.recv()
+    except (EOFError, OSError):
+        process.join(5)
+        code = process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY} (its worker process was stopped: {how}); "
+                          "nothing else was affected", MEMORY_HINT) from None
+    return message
+
+
+_CONTEXT: Any = None
+_CONTEXT_LOCK = threading.Lock()
+WORKER = "kiban-console-query"
+# what a worker would otherwise import first (DuckDB's Python client imports numpy, pandas and pyarrow the first
+# time a query has parameters: seconds on a busy machine, in every worker)
+PRELOAD = ["duckdb", "numpy", "pandas", "pyarrow", "kiban.catalog.sandbox", "kiban.catalog.masking"]
+
+
+def _install_preparation_filter() -> None:
+    """A worker needs nothing of the parent's ``__main__``: multiprocessing would re-run the parent's main
+    script in every worker (a notebook's or a bench script's code, or the whole CLI's imports), so it is left
+    out of what a worker named :data:`WORKER` is prepared with."""
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "kiban", False):
+        return
+
+    def prepared(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if name == WORKER:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    prepared.kiban = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = prepared
+
+
+def _context() -> Any:
+    """A fork server that has DuckDB and this module loaded: a worker starts in milliseconds, and it is forked
+    from a small single-threaded process, never from the (threaded) web server. Spawn where there is none."""
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None:
+            _install_preparation_filter()
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(PRELOAD)
+                _CONTEXT = context
+            else:
+                _CONTEXT = multiprocessing.get_context("spawn")
+        return _CONTEXT
+
+
+def confine(address_space: int | None, priority: str = DEFAULT_PRIORITY) -> None:
+    """Bound this process: address space, no file writes, no core dumps, a low CPU priority (``priority``)."""
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        if address_space:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG) rather than killing the worker
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, 10 if priority == "normal" else NICENESS)
+    if priority != "idle":
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _work(con: Connection, job: Job) -> None:
+    """The worker process: confine, open the masked session, run, answer; never raises."""
+    confine(job.address_space, job.priority)
+    try:
+        con.send(_answer(con, job))
+    except MemoryError:
+        with contextlib.suppress(Exception):
+            con.send(("memory",))
+    except BaseException as exc:  # the parent must hear something; never a value (class only)
+        with contextlib.suppress(Exception):
+            con.send(("failed", engine_message(exc, job.cleared)))
+    finally:
+        con.close()
+
+
+def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
+    import duckdb
+
+    session = new_session()
+    alias = source_alias()
+    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
+    try:
+        try:
+            attach_source(session, job.source, alias)
+        except KibanError as exc:
+            return ("config", exc.message, exc.hint)
+        found = relation_columns(session, alias, job.relations)
+        con.send(("columns", found))
+        plans, secret = con.recv()
+        install_views(session, alias, found, plans, secret, hash_function)
+        lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
+                  threads=job.threads)
+        masked = MaskedSession(session, alias, hash_function)
+        timer = threading.Timer(job.timeout, session.interrupt)
+        timer.start()
+        try:
+            result = session.execute(job.sql, dict(job.params)) if job.params else session.execute(job.sql)
+            rows = result.fetchmany(job.limit + 1)
+        except duckdb.InterruptException:
+            return ("timeout",)
+        except duckdb.OutOfMemoryException:
+            return ("memory",)
+        except (duckdb.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:  # values → Python
+            return ("failed", engine_message(exc, job.cleared, masked.clean))
+        finally:
+            timer.cancel()
+        description = result.description or []
+        return ("ok", [d[0] for d in description], [str(d[1]) for d in description], rows[:job.limit],
+                len(rows) > job.limit)
+    finally:
+        session.close()
+
