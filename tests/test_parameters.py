@@ -16,7 +16,6 @@ import kiban
 PACKAGE = Path(kiban.__file__).parent
 MOST = 8
 DEBT = {  # module:function → what to do
-    "catalog/console.py:_execute_here": "a query job object (sql, params, limits, masks) for the console's worker",
     "catalog/console.py:_run": "the same query job object",
     "catalog/requests.py:new_request": "a Request draft dataclass",
     "catalog/usage.py:log_query": "a QueryRecord dataclass",
