@@ -87,6 +87,7 @@ def notebook(root: Path, reps: int, columns: list[str] | None) -> tuple[float, f
 def bi(root: Path, reps: int) -> tuple[float, float] | None:
     try:
         import psycopg
+
         from kiban.pgwire.server import serve_pg
     except ImportError:
         return None

@@ -17,78 +17,37 @@ from __future__ import annotations
 
 import getpass
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kiban.catalog.reading import Reader, select_sql
+from kiban.catalog.reading import Reader, flush_all, select_sql, shared_reader
 from kiban.catalog.usage import Actor
 from kiban.errors import UsageError
-from kiban.project import load_project
 from kiban.python.frames import convert
-from kiban.store import Store
-
-if TYPE_CHECKING:
-    from kiban.project import Project
+from kiban.web.accounts import Accounts
+from kiban.web.catalog_views import PII_ROLE
 
 FORMATS = {"arrow": "pa.Table", "pandas": "pd.DataFrame", "polars": "pl.DataFrame"}
-_readers: dict[str, tuple[Reader, float, float]] = {}
-_lock = threading.Lock()
 
 
 def _project_dir(project: str | os.PathLike[str] | None) -> Path:
     return Path(project or os.environ.get("KIBAN_PROJECT") or ".").resolve()
 
 
-def _version(project: Project) -> float:
-    from kiban.catalog.warehouse import is_postgres, source_file
-
-    return 0.0 if is_postgres(project) else source_file(project).stat().st_mtime
-
-
 def _reader(project: str | os.PathLike[str] | None) -> Reader:
-    """One reader per project folder and published version: a run's new snapshot (new models, columns, PII
-    tags) or a changed kiban.yml loads the project again; otherwise a read costs no project load."""
-    folder = _project_dir(project)
-    with _lock:
-        found = _readers.get(str(folder))
-    if found is not None:
-        reader, version, config = found
-        try:
-            if _version(reader.project) == version and _config_time(reader.project) == config:
-                return reader
-        except OSError:
-            pass
-    loaded: Project = load_project(folder)
-    reader = Reader(loaded, Store(loaded.state_url), kind="notebook")
-    with _lock:
-        old = _readers.get(str(folder))
-        _readers[str(folder)] = (reader, _version(loaded), _config_time(loaded))
-    if old is not None:
-        old[0].close()
-    return reader
-
-
-def _config_time(project: Project) -> float:
-    return (project.root / "kiban.yml").stat().st_mtime
+    return shared_reader(_project_dir(project), "notebook")
 
 
 def flush() -> None:
     """Wait until every read so far is recorded in its project's query history (done at exit anyway)."""
-    with _lock:
-        readers = [r for r, _, _ in _readers.values()]
-    for reader in readers:
-        reader.flush()
+    flush_all()
 
 
 def whoami(reader: Reader, user: str | None, token: str | None) -> Actor:
     """The actor of a read: a token's user (with their clearance), else a name that is always masked."""
     token = token or os.environ.get("KIBAN_TOKEN")
     if token:
-        from kiban.web.accounts import Accounts
-        from kiban.web.catalog_views import PII_ROLE
-
         assert reader.console.store is not None
         found = Accounts(reader.console.store).token_user(token)
         if found is None:

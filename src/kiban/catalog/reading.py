@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.console import QueryConsole, QueryFailed, QueryTimeout, engine_message
@@ -25,13 +26,14 @@ from kiban.catalog.masking import MaskedSession, open_masked, reserved_names
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.usage import Actor
 from kiban.catalog.warehouse import is_postgres, source_file
+from kiban.project import load_project
 from kiban.quoting import quote
+from kiban.store import Store
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from kiban.project import Project
-    from kiban.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,10 @@ class Reader:
         self._records: queue.Queue[tuple[Actor, str, str, tuple[str, ...], dict[str, Any]]] = queue.Queue()
         self._recorder: threading.Thread | None = None
         atexit.register(self.flush)
+
+    def version_key(self) -> float:
+        """The published version this reader reads now (the snapshot's time; 0 for PostgreSQL)."""
+        return self._version()
 
     def _version(self) -> float:
         if is_postgres(self.project):
@@ -222,3 +228,45 @@ class Reader:
     def flush(self) -> None:
         """Wait until every read so far is in the query history."""
         self._records.join()
+
+
+_readers: dict[tuple[str, str], tuple[Reader, float, float]] = {}
+_readers_lock = threading.Lock()
+
+
+def _published(project: Project) -> tuple[float, float]:
+    """The published version (the snapshot's time) and kiban.yml's time: what makes a reader stale."""
+    version = 0.0 if is_postgres(project) else source_file(project).stat().st_mtime
+    return version, (project.root / "kiban.yml").stat().st_mtime
+
+
+def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory_limit: str | None = None) -> Reader:
+    """One reader per project folder, kind and published version: a run's new snapshot (new models, columns,
+    PII tags) or a changed kiban.yml loads the project again; otherwise a read costs no project load."""
+
+    key = (str(folder), kind)
+    with _readers_lock:
+        found = _readers.get(key)
+    if found is not None:
+        reader, version, config = found
+        try:
+            if _published(reader.project) == (version, config):
+                return reader
+        except OSError:
+            pass
+    loaded = load_project(folder)
+    reader = Reader(loaded, Store(loaded.state_url), kind=kind, threads=threads, memory_limit=memory_limit)
+    with _readers_lock:
+        old = _readers.get(key)
+        _readers[key] = (reader, *_published(loaded))
+    if old is not None:
+        old[0].close()
+    return reader
+
+
+def flush_all() -> None:
+    """Wait until every read of every shared reader is in its query history."""
+    with _readers_lock:
+        readers = [r for r, _, _ in _readers.values()]
+    for reader in readers:
+        reader.flush()
