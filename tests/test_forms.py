@@ -29,7 +29,7 @@ lands_in: forms.waste
 who: [analyst, tanaka]
 fields:
   - {name: store_id, type: integer, required: true, min: 1, max: 999, label: Store}
-  - {name: day, type: date, required: true}
+  - {name: day, type: date}
   - {name: item, type: text, required: true, allowed: [bread, milk, vegetables, other]}
   - {name: quantity, type: integer, required: true, min: 0, max: 10000}
   - {name: note, type: text, max_length: 20}
@@ -126,3 +126,67 @@ def test_a_form_must_land_in_a_folder_of_parquet_files(make_project):
     root = make_project({**WASTE_FILES, "forms/bad.yml": "lands_in: forms.nope\nfields: [{name: a}]\n"})
     with pytest.raises(ProjectError, match=r"bad.yml:1:\d+: lands_in: no source table forms.nope"):
         load_forms(load_project(root))
+
+
+LANDER = """
+import sys
+from kiban.forms.land import land
+from kiban.forms.spec import load_forms
+from kiban.project import load_project
+from kiban.store import Store
+project = load_project(sys.argv[1])
+form = load_forms(project)["waste"]
+store = Store(project.state_url)
+for line in sys.stdin:
+    submission, quantity = line.split()
+    land(project, store, form, [{"store_id": 1, "day": None, "item": "other", "quantity": int(quantity)}],
+         "lander", submission)
+    print(submission, flush=True)  # the answer a client would get
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_while_entries_land_never_loses_or_doubles_one(waste):
+    """A process lands entries one by one and says which it landed; it is killed with SIGKILL at random moments
+    (mid-write, mid-load, mid-commit) and started again with every entry it had not acknowledged. Each entry is
+    in the lake exactly once at the end."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    project, form, store = waste
+    wanted = {f"entry-{i:05d}": i for i in range(40)}
+    acknowledged: set[str] = set()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    rng = random.Random(22)
+    kills = 0
+    while len(acknowledged) < len(wanted):
+        pending = [s for s in wanted if s not in acknowledged]
+        process = subprocess.Popen([sys.executable, "-c", LANDER, str(project.root)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, env=env, text=True)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("".join(f"{s} {wanted[s]}\n" for s in pending))
+        process.stdin.close()
+        target = rng.randint(2, 10) if kills < 3 else None
+        killer = None
+        for count, line in enumerate(process.stdout, start=1):
+            acknowledged.add(line.strip())
+            if target is not None and count == target:  # a moment later: somewhere inside the next entry
+                killer = threading.Timer(rng.uniform(0.0, 0.3), process.send_signal, [signal.SIGKILL])
+                killer.start()
+                kills += 1
+                target = None
+        process.wait()
+        if killer is not None:
+            killer.cancel()
+    # whatever a kill left landed-but-unloaded, the next load takes
+    from kiban.forms.land import load_pending
+
+    load_pending(project, store, form)
+    assert kills == 3
+    found = lake_rows(project, "select _submission, count(*) from T group by 1")
+    assert dict(found) == dict.fromkeys(wanted, 1)
