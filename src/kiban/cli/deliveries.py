@@ -1,0 +1,63 @@
+"""``kiban deliver`` (a mart or recipe as a file, to a folder, an e-mail or a chat) and ``kiban deliveries``
+(what was delivered, when, where, how it went). Thin: the work is in ``kiban.deliveries``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kiban.cli import State, app
+from kiban.cli.output import JsonOpt
+
+
+@app.command()
+def deliver(
+    names: Annotated[list[str] | None, typer.Argument(help="Deliveries of kiban.yml (default: all of them).")] = None,
+) -> None:
+    """Deliver now: read the published version (PII masked), write the file, hand it over (retried), record it."""
+    from kiban.cli.output import console, styled
+    from kiban.deliveries.send import config_of, deliver
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    project = load_project(State.project_dir)
+    chosen = names or sorted(project.config.deliveries)
+    for name in chosen:
+        config_of(project, name)  # every name is right before anything is delivered
+    store = Store(project.state_url)
+    failed = 0
+    for name in chosen:
+        record = deliver(project, store, name)
+        failed += record.status != "delivered"
+        where = record.file or record.destination
+        console.print(f"{styled(record.status)} {name}: {record.rows if record.rows is not None else '–'} rows → "
+                      f"{where} ({record.attempts} attempt{'s' if record.attempts != 1 else ''})"
+                      + (f"\n  {record.error}" if record.error else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("deliveries")
+def deliveries_command(
+    name: Annotated[str | None, typer.Argument(help="One delivery (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many to show.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """The latest deliveries: when, what, where, rows, attempts, and why one failed."""
+    from kiban.cli.output import console, emit_json, local_time, styled
+    from kiban.deliveries.send import history
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    project = load_project(State.project_dir)
+    found = history(Store(project.state_url), project.name, name, limit)
+    if json_out:
+        emit_json([r.__dict__ for r in found])
+        return
+    if not found:
+        console.print("no deliveries yet: declare them under `deliveries:` in kiban.yml, run `kiban deliver`")
+    for r in found:
+        console.print(f"{local_time(r.started_at, project.config.timezone)}  {styled(r.status)}  {r.name}"
+                      f"{f' ({r.usecase})' if r.usecase else ''}  {r.rows if r.rows is not None else '–'} rows → "
+                      f"{r.file or r.destination}  attempts {r.attempts}" + (f"\n  {r.error}" if r.error else ""))
