@@ -133,3 +133,24 @@ def test_a_chat_webhook_is_told_and_a_dead_one_is_retried_then_recorded_failed(m
     assert record.status == "failed" and record.attempts == 3 and waits == [1.0, 2.0]
     assert "cannot reach webhook" in (record.error or "")
     assert [r.status for r in history(store, project.name)] == ["failed", "delivered"]
+
+
+def test_after_the_use_case_is_met_it_goes_out_once(make_project):
+    from kiban.deliveries.due import due
+    from kiban.graph import build_graph
+
+    root = make_project({**FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
+                         "  weekly: {mart: mart.weekly_marketing, folder: out, usecase: marketing, "
+                         "after: usecase_met}\n",
+                         "usecases/marketing.yml": "description: marketing reads it\nowner: m\n"
+                         "assets: [mart.weekly_marketing]\nneed: {by: '23:59', on: every_day}\n"},
+                        lake=SHOP_LAKE)
+    project = load_project(root)
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    assert due(project, graph, store) == []  # nothing published yet: not ready
+    assert run_project(project, RunOptions()).ok
+    ready = due(project, graph, store)
+    assert [n for n, _ in ready] == ["weekly"] and "marketing is" in ready[0][1]
+    assert deliver(project, store, "weekly").status == "delivered"
+    assert due(project, graph, store) == []  # delivered since the data was ready: not again today

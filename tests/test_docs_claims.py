@@ -38,8 +38,7 @@ CLAIMS: dict[tuple[str, str], str] = {
         "workers claim model builds from the run queue; collection runs in the coordinating process "
         "(kiban/workers/coordinator.py calls no collector)",
     ("docs/deliveries.md", "**Not yet:** a `schedule:` on the delivery itself"):
-        "DeliveryConfig has no schedule or after-use-case key (kiban/project/config.py); deliveries run on "
-        "`kiban deliver` only",
+        "DeliveryConfig has no schedule key (kiban/project/config.py): deliveries run on `kiban deliver` (--due)",
 }
 
 

@@ -14,6 +14,8 @@ from kiban.cli.output import JsonOpt
 @app.command()
 def deliver(
     names: Annotated[list[str] | None, typer.Argument(help="Deliveries of kiban.yml (default: all of them).")] = None,
+    due_only: Annotated[bool, typer.Option("--due", help="Only those with `after: usecase_met` whose use case's "
+                                                          "data is ready and that were not delivered since.")] = False,
 ) -> None:
     """Deliver now: read the published version (PII masked), write the file, hand it over (retried), record it."""
     from kiban.cli.output import console, styled
@@ -23,6 +25,18 @@ def deliver(
 
     project = load_project(State.project_dir)
     chosen = names or sorted(project.config.deliveries)
+    if due_only:
+        from kiban.deliveries.due import due
+        from kiban.graph import build_graph
+
+        ready = dict(due(project, build_graph(project), Store(project.state_url)))
+        for name in chosen:
+            if name in ready:
+                console.print(f"due: {name} ({ready[name]})")
+        chosen = [n for n in chosen if n in ready]
+        if not chosen:
+            console.print("nothing is due")
+            return
     for name in chosen:
         config_of(project, name)  # every name is right before anything is delivered
     store = Store(project.state_url)

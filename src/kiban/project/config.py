@@ -132,6 +132,8 @@ class DeliveryConfig(_Strict):
     folder: str | None = None  # a destination folder (relative to the project)
     channel: str | None = None  # or a channel of `channels:`: email → attachment, webhook/slack → a message
     usecase: str | None = None  # the use case it serves: shown with it
+    # `kiban deliver --due` delivers it once its use case's data is there (verdict met or late), once per due day
+    after: Literal["usecase_met"] | None = None
     retries: int = Field(default=3, ge=0, le=10)
 
     @model_validator(mode="after")
@@ -140,6 +142,8 @@ class DeliveryConfig(_Strict):
             raise ValueError("a delivery names either a mart or a recipe")
         if (self.folder is None) == (self.channel is None):
             raise ValueError("a delivery goes to either a folder or a channel")
+        if self.after == "usecase_met" and self.usecase is None:
+            raise ValueError("after: usecase_met needs `usecase:` (the use case whose verdict it waits for)")
         return self
 
 
