@@ -154,3 +154,27 @@ def test_after_the_use_case_is_met_it_goes_out_once(make_project):
     assert [n for n, _ in ready] == ["weekly"] and "marketing is" in ready[0][1]
     assert deliver(project, store, "weekly").status == "delivered"
     assert due(project, graph, store) == []  # delivered since the data was ready: not again today
+
+
+def test_the_use_case_page_shows_its_deliveries(make_project):
+    from fastapi.testclient import TestClient
+
+    from kiban.web import create_app
+    from kiban.web.accounts import Accounts
+    from tests.test_web_console import sign_in
+
+    root = make_project({**FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
+                         "  weekly: {mart: mart.weekly_marketing, folder: out, usecase: marketing}\n",
+                         "usecases/marketing.yml": "description: marketing reads it\nowner: m\n"
+                         "assets: [mart.weekly_marketing]\nneed: {by: '23:59', on: every_day}\n"},
+                        lake=SHOP_LAKE)
+    project = load_project(root)
+    assert run_project(project, RunOptions()).ok
+    store = Store(project.state_url)
+    assert deliver(project, store, "weekly").status == "delivered"
+    Accounts(store).add_user("viewer", "viewer-password", "viewer")
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        sign_in(client, "viewer")
+        page = client.get("/usecases/marketing")
+    assert page.status_code == 200 and 'id="deliveries"' in page.text and "weekly_" in page.text
+    assert ">delivered<" in page.text

@@ -164,10 +164,14 @@ def _hand_over(project: Project, name: str, config: DeliveryConfig, path: Path, 
     return f"{channel.type} {config.channel}"
 
 
-def history(store: Store, project: str, name: str | None = None, limit: int = 50) -> list[DeliveryRecord]:
+def history(store: Store, project: str, name: str | None = None, limit: int = 50, *,
+            usecase: str | None = None) -> list[DeliveryRecord]:
+    """The latest deliveries, newest first (of one delivery, or of the deliveries serving one use case)."""
     query = sa.select(deliveries).where(deliveries.c.project == project)
     if name is not None:
         query = query.where(deliveries.c.name == name)
+    if usecase is not None:
+        query = query.where(deliveries.c.usecase == usecase)
     with store.engine.connect() as conn:
         found = conn.execute(query.order_by(deliveries.c.id.desc()).limit(limit)).all()
     return [DeliveryRecord(r.id, r.name, r.usecase, r.started_at, r.ended_at, r.status, r.rows, r.file,
