@@ -27,6 +27,7 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	$(BIN)/kiban --project examples/shop slo history morning_sales
 	$(BIN)/kiban --project examples/shop incidents
 	$(BIN)/kiban --project examples/shop report
+	$(BIN)/kiban --project examples/shop deliver weekly_marketing
 	@echo
 	@echo "Data-quality checks on the lake (the generator's bad POS lines fail on purpose):"
 	@$(BIN)/kiban --project examples/shop check layer:lake || echo "(kiban check exited $$?: one blocking check failed, as the example intends)"

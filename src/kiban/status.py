@@ -156,6 +156,14 @@ class DeliveryStatus(StrEnum):
     SUPPRESSED = "suppressed"  # not sent on purpose: a duplicate within its window, or over the rate limit
 
 
+class DataDeliveryStatus(StrEnum):
+    """One delivery of a mart or recipe to its destination (table ``deliveries``, ``kiban deliver``)."""
+
+    RUNNING = "running"  # started: the file is being written or sent
+    DELIVERED = "delivered"  # the file reached its destination (folder, e-mail, chat)
+    FAILED = "failed"  # every attempt failed; the error is kept and the next due run tries again
+
+
 class ModelStatus(StrEnum):
     """One trained version of a model (table ``model_versions``)."""
 

@@ -60,6 +60,7 @@ def main() -> None:
         commands,
         console,
         dbt_import,
+        deliveries,
         loads,
         models,
         schedule,

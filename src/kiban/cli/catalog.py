@@ -466,3 +466,38 @@ def requests_close(
     finally:
         store.close()
     console.print(f"data request #{request_id} closed")
+
+
+@app.command("plan")
+def plan_command(
+    usecase: Annotated[str | None, typer.Argument(help="A use case (default: every use case, and the sources "
+                                                       "none needs).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What a use case needs from the lake that is not collected yet (tables and the columns its models read)."""
+    from kiban.catalog.needs import plan, unneeded
+    from kiban.cli.output import console, emit_json
+    from kiban.graph import build_graph
+    from kiban.project import load_project
+    from kiban.store import Store
+
+    project = load_project(State.project_dir)
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    names = [usecase] if usecase else sorted(project.usecases)
+    plans = [plan(project, graph, store, name) for name in names]
+    spare = unneeded(project, graph) if usecase is None else []
+    if json_out:
+        emit_json({"plans": [{"usecase": p.usecase, "assets": p.assets, "needs": [n.__dict__ for n in p.needs]}
+                             for p in plans], "unneeded_sources": spare})
+        return
+    for found in plans:
+        console.print(f"[bold]{found.usecase}[/] reads {', '.join(found.assets)}: "
+                      f"{len(found.needs)} lake tables, {len(found.missing)} not collected yet")
+        for need in found.needs:
+            mark = "[green]collected[/]" if need.collected else "[red]not collected[/]"
+            origin = f"source {need.source}" if need.source else "lake folder"
+            columns = ", ".join(need.columns) if need.columns else "–"
+            console.print(f"  {mark}  {need.asset}  ({origin}; {need.detail})\n      columns read: {columns}")
+    if spare:
+        console.print("[yellow]collected, but no use case needs them:[/] " + ", ".join(spare))

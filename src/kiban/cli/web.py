@@ -81,6 +81,8 @@ def serve(
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-For/-Proto headers are believed "
         "(repeatable). Without it no client's forwarding headers are believed: the address is the peer's.")] = None,
+    pg: Annotated[int | None, typer.Option("--pg", min=1, max=65535, metavar="PORT",
+                                           help="Also serve the PostgreSQL protocol on PORT (see `kiban pg`).")] = None,
 ) -> None:
     """The web console and HTTP API (/api/v1, described at /openapi.json) for this project."""
     need_web_extra("serve")
@@ -103,9 +105,53 @@ def serve(
                   f"(API: /api/v1, described at /openapi.json; Ctrl-C stops)")
     if users == 0:
         console.print("[yellow]no users yet:[/] add one with [bold]kiban users add NAME --role admin[/]")
+    if pg is not None:
+        import threading
+
+        server = _pg_server(host, pg, users)
+        threading.Thread(target=server.serve_forever, name="kiban-pg", daemon=True).start()
+        console.print(f"PostgreSQL protocol (read-only, console users) on {host}:{pg}")
     # live pages hold an event stream open: on Ctrl-C, give answers 3 s to finish, then close the streams
     uvicorn.run(application, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key,
                 timeout_graceful_shutdown=3, **proxy_options(trusted_proxy or []))
+
+
+def _pg_server(host: str, port: int, users: int, timeout: float = 300.0) -> Any:
+    from kiban.errors import UsageError
+    from kiban.pgwire.server import serve_pg
+    from kiban.project import load_project
+
+    if users == 0:
+        raise UsageError("no user is configured, so nobody could sign in over the PostgreSQL protocol",
+                         "create one first: kiban users add NAME --role analyst")
+    try:
+        return serve_pg(load_project(State.project_dir), host, port, timeout=timeout)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@app.command("pg")
+def pg_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5433,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a query may run.")] = 300.0,
+) -> None:
+    """The published marts over the PostgreSQL protocol (BI tools, ODBC, psql): console users, read-only, masked."""
+    need_web_extra("pg")
+    from kiban.cli.output import console
+
+    server = _pg_server(host, port, _accounts().count_users(), timeout)
+    if not is_loopback(host):
+        console.print("[yellow]passwords travel in clear over this protocol:[/] put a TLS-terminating proxy in "
+                      "front of it, or keep it on loopback")
+    console.print(f"kiban PostgreSQL endpoint on {host}:{port} (read-only; Ctrl-C stops): "
+                  f"psql -h {host} -p {port} -U NAME")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def proxy_options(trusted: list[str]) -> dict[str, Any]:

@@ -284,13 +284,18 @@ def _html(message: Message) -> str:
     return f"<!doctype html><html><body style='font-family:sans-serif'>{''.join(parts)}</body></html>\n"
 
 
-def send_email(config: ChannelConfig, message: Message, *, root: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Hand the message to an SMTP server; log in only when the URL names a user."""
+def send_email(config: ChannelConfig, message: Message, *, root: Path, timeout: float = DEFAULT_TIMEOUT,
+               attachments: Iterable[tuple[str, bytes, str]] = ()) -> None:
+    """Hand the message to an SMTP server; log in only when the URL names a user. ``attachments`` are
+    (file name, content, MIME type) — a delivery's file (kiban.deliveries)."""
     assert config.smtp is not None and config.sender is not None
     url = _resolve(config.smtp, root)
     target = parse_smtp_url(url)
     secrets = [url, *(s for s in (target.password,) if s)]
     mail = build_email(message, config.sender, config.to)
+    for filename, content, mime in attachments:
+        main, _, sub = mime.partition("/")
+        mail.add_attachment(content, maintype=main, subtype=sub, filename=filename)
     try:
         refused = _smtp_send(target, mail, config.sender, list(config.to), timeout)
     except smtplib.SMTPAuthenticationError as exc:

@@ -43,6 +43,7 @@ class ProjectConfig(_Strict):
     limits: dict[str, int] = Field(default_factory=dict)
     openlineage: OpenLineageConfig | None = None  # where runs send OpenLineage events (kiban.catalog.openlineage)
     console_url: str | None = None  # the web console's address, linked from notifications (kiban.notify)
+    deliveries: dict[str, DeliveryConfig] = Field(default_factory=dict)  # files people get (kiban.deliver)
 
     @field_validator("limits")
     @classmethod
@@ -116,6 +117,33 @@ class OpenLineageConfig(_Strict):
     def _one_target(self) -> OpenLineageConfig:
         if bool(self.url) == bool(self.file):
             raise ValueError("openlineage takes either a url (an HTTP endpoint) or a file (JSON lines)")
+        return self
+
+
+class DeliveryConfig(_Strict):
+    """One delivery of ``deliveries:``: a mart (or a recipe) as a file, to a folder, an e-mail or a chat."""
+
+    mart: str | None = None  # an asset key, e.g. mart.weekly_marketing
+    recipe: str | None = None  # or a recipe of recipes/NAME.yml (its default parameters)
+    params: dict[str, str] = Field(default_factory=dict)  # a recipe's parameters
+    format: Literal["xlsx", "csv"] = "xlsx"
+    encoding: Literal["utf-8-sig", "cp932", "utf-8"] = "utf-8-sig"  # csv: with a BOM (Excel), or Shift_JIS
+    file: str | None = None  # the file's name; {date} is the local date, {name} the delivery's name
+    folder: str | None = None  # a destination folder (relative to the project)
+    channel: str | None = None  # or a channel of `channels:`: email → attachment, webhook/slack → a message
+    usecase: str | None = None  # the use case it serves: shown with it
+    # `kiban deliver --due` delivers it once its use case's data is there (verdict met or late), once per due day
+    after: Literal["usecase_met"] | None = None
+    retries: int = Field(default=3, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DeliveryConfig:
+        if (self.mart is None) == (self.recipe is None):
+            raise ValueError("a delivery names either a mart or a recipe")
+        if (self.folder is None) == (self.channel is None):
+            raise ValueError("a delivery goes to either a folder or a channel")
+        if self.after == "usecase_met" and self.usecase is None:
+            raise ValueError("after: usecase_met needs `usecase:` (the use case whose verdict it waits for)")
         return self
 
 

@@ -524,3 +524,22 @@ workers = Table(  # the `kiban worker` processes: what each is doing, and when i
     Column("built", Integer, nullable=False, default=0),  # assets this worker finished
     Index("ix_workers_project", "project", "heartbeat_at"),
 )
+
+
+deliveries = Table(  # every delivery of a mart or recipe as a file (kiban.deliver): what, where, how it went
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("usecase", String(200)),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("status", String(20), nullable=False),  # running, delivered, failed
+    Column("rows", BigInteger),
+    Column("file", Text),
+    Column("destination", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Index("ix_deliveries_project_name", "project", "name", "started_at"),
+)

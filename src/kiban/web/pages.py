@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from kiban.deliveries.send import history as delivery_history
 from kiban.graph import select
 from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
@@ -122,7 +123,10 @@ def usecase(request: Request, name: str, user: Viewer) -> Response:
                             f"due days of the last {data.window_days} days")
     burn = svg.line_chart(_budget_line(data), "misses so far in the window (budget: "
                           f"{data.status.budget_allowed})")
-    return render(request, "usecase.html", data=data, bars=bars, burn=burn, title=name)
+    site = _site(request)
+    sent = delivery_history(site.reader, site.project.name, limit=20, usecase=name) \
+        if any(c.usecase == name for c in site.project.config.deliveries.values()) else []
+    return render(request, "usecase.html", data=data, bars=bars, burn=burn, title=name, deliveries=sent)
 
 
 def _budget_line(data: UseCaseDetail) -> list[tuple[datetime, float]]:

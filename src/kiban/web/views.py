@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from kiban.checks import history as check_history
 from kiban.errors import KibanError, SelectionError, did_you_mean
 from kiban.graph import Graph, build_graph, select
 from kiban.incidents import IncidentLog
@@ -423,15 +424,13 @@ def _served(site: Site, key: str) -> list[str]:
 def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
     """An asset's recent builds (a month of daily builds: the charts and the table) and check results, read again
     only when the store's pulse has moved (a new attempt or check result is always in it) — no query otherwise."""
-    from kiban.checks import history
-
     version = pulse(site)
 
     def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
         runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
         checks = [m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
                              checked_at=utc(c.checked_at), detail=c.detail)
-                  for c in history.recent(site.reader, site.project.name, key, 30)]
+                  for c in check_history.recent(site.reader, site.project.name, key, 30)]
         return runs, checks
 
     return site.keep(f"history:{key}", version, read)

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Reading marts from outside the console: a notebook's ``kiban.read`` and a BI tool over the PostgreSQL protocol.
+
+A generated project (a lake table of ``--rows`` rows with one PII column, a mart selecting all of it) is built.
+Measured, medians of ``--reps`` after one warm-up:
+
+1. ``kiban.read("mart.wide")`` to Arrow vs DuckDB's own scan of the same table to Arrow (the snapshot opened
+   read-only once, ``select … .to_arrow_table()`` on it), with all columns (the PII one masked by kiban) and with
+   the columns that carry no PII (the same values on both sides). Target: ≤ 1.2×.
+2. A 10,000-row query through ``kiban pg`` with psycopg vs the same query in the console's path
+   (``QueryConsole.run`` with a 10,000-row limit, as the web console runs it). Target: ≤ 1.5×.
+
+    .venv/bin/python bench/reads.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def build(root: Path, rows: int) -> None:
+    from kiban.project import load_project
+    from kiban.run import RunOptions, run_project
+
+    (root / "models" / "lake").mkdir(parents=True)
+    (root / "models" / "mart").mkdir()
+    (root / "lake" / "sales").mkdir(parents=True)
+    (root / "kiban.yml").write_text("name: bench\ntimezone: UTC\n")
+    (root / "models" / "lake" / "sales.yml").write_text("columns:\n  - {name: email, tags: [pii]}\n")
+    (root / "models" / "mart" / "wide.sql").write_text("select * from lake.sales")
+    duckdb.connect().execute(
+        f"copy (select i as id, i % 500 as store_id, date '2026-01-01' + to_days(cast(i % 365 as integer)) as day,"
+        f" (i * 7 % 1000)::double as amount, 'sku' || (i % 5000) as sku, 'u' || i || '@example.com' as email "
+        f"from range({rows}) t(i)) to '{root / 'lake' / 'sales' / 'part-0.parquet'}' (format parquet)")
+    assert run_project(load_project(root), RunOptions()).ok
+
+
+CPU: dict[str, float] = {}  # the last median's CPU seconds (a shared machine's wall times are noisy)
+
+
+def median(fn, reps: int) -> float:
+    """Median wall seconds of ``reps`` calls after a warm-up (interleaving is left to the caller)."""
+    fn()
+    times, cpu = [], []
+    for _ in range(reps):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        fn()
+        times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    CPU["last"] = statistics.median(cpu)
+    return statistics.median(times)
+
+
+CLEAR = ["id", "store_id", "day", "amount", "sku"]  # no PII: both sides return the same values
+
+
+def notebook(root: Path, reps: int, columns: list[str] | None) -> tuple[float, float]:
+    import kiban
+
+    snapshot = root / "kiban.duckdb.snapshot"
+    chosen = ", ".join(columns) if columns else "*"
+
+    con = duckdb.connect(str(snapshot), read_only=True)  # kept open, as kiban keeps its sessions: both warm
+
+    def own() -> None:
+        con.execute(f"select {chosen} from mart.wide").to_arrow_table()
+
+    def ours() -> None:
+        kiban.read("mart.wide", columns=columns, project=root, user="bench")
+
+    own_wall = median(own, reps)
+    own_cpu = CPU["last"]
+    ours_wall = median(ours, reps)
+    print(f"  CPU: DuckDB {own_cpu:.3f} s, kiban.read {CPU['last']:.3f} s, ratio {CPU['last'] / own_cpu:.2f}")
+    return own_wall, ours_wall
+
+
+def bi(root: Path, reps: int) -> tuple[float, float] | None:
+    try:
+        import psycopg
+
+        from kiban.pgwire.server import serve_pg
+    except ImportError:
+        return None
+    from kiban.catalog.console import QueryConsole
+    from kiban.catalog.usage import Actor
+    from kiban.project import load_project
+    from kiban.store import Store
+    from kiban.web.accounts import Accounts
+
+    project = load_project(root)
+    store = Store(project.state_url)
+    Accounts(store).add_user("bench", "bench-password-1", "analyst")
+    sql = "select id, store_id, day, amount, sku, email from mart.wide where id < 10000 order by id"
+    console = QueryConsole(project, store)
+    actor = Actor("bench")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_pg(project, "127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user="bench", password="bench-password-1",
+                             dbname="bench") as con:
+            def wire() -> None:
+                rows = con.execute(sql).fetchall()
+                assert len(rows) == 10000
+
+            def console_path() -> None:
+                assert len(console.run(sql, actor, limit=10000).rows) == 10000
+
+            console_wall = median(console_path, reps)
+            console_cpu = CPU["last"]
+            wire_wall = median(wire, reps)
+            print(f"  CPU (client and server in one process): console {console_cpu:.3f} s, "
+                  f"wire {CPU['last']:.3f} s, ratio {CPU['last'] / console_cpu:.2f}")
+            return console_wall, wire_wall
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        os.environ.pop("KIBAN_TOKEN", None)
+        build(root, args.rows)
+        for label, columns in (("all columns, email masked", None), ("the columns without PII", CLEAR)):
+            own, ours = notebook(root, args.reps, columns)
+            print(f"notebook, {label}: DuckDB scan to Arrow {own:.3f} s, kiban.read {ours:.3f} s, "
+                  f"ratio {ours / own:.2f} (target ≤ 1.2)")
+        found = bi(root, args.reps)
+        if found:
+            console, wire = found
+            print(f"BI, 10,000 rows: console path {console:.3f} s, PostgreSQL protocol {wire:.3f} s, "
+                  f"ratio {wire / console:.2f} (target ≤ 1.5)")
+
+
+if __name__ == "__main__":
+    main()

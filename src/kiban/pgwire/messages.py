@@ -1,0 +1,198 @@
+"""The PostgreSQL v3 protocol's messages (the subset a read-only server needs), and Arrow values as wire values.
+
+Every message from the server is a type byte, an int32 length (itself included) and a body; strings are
+NUL-terminated UTF-8. Values travel as text unless a client asks for binary, which is answered for the fixed-size
+number types and text; any other type is sent as text (clients that ask for binary results of dates use the
+extended protocol with text by default: psql, psycopg, JDBC, ODBC and the BI tools built on them).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SSL_REQUEST = 80877103
+GSS_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+PROTOCOL_3 = 196608
+
+BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8 = 16, 17, 20, 21, 23, 25, 700, 701
+DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSON = 1082, 1083, 1114, 1184, 1186, 1700, 2950, 114
+SIZES = {BOOL: 1, INT2: 2, INT4: 4, INT8: 8, FLOAT4: 4, FLOAT8: 8, DATE: 4, TIMESTAMP: 8, TIMESTAMPTZ: 8}
+
+
+def message(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def cstr(text: str) -> bytes:
+    return text.encode("utf-8") + b"\0"
+
+
+def authentication(code: int) -> bytes:
+    return message(b"R", struct.pack("!i", code))
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return message(b"S", cstr(name) + cstr(value))
+
+
+def ready(status: bytes = b"I") -> bytes:
+    return message(b"Z", status)
+
+
+def complete(tag: str) -> bytes:
+    return message(b"C", cstr(tag))
+
+
+def error(code: str, text: str, hint: str | None = None, severity: str = "ERROR") -> bytes:
+    body = b"S" + cstr(severity) + b"V" + cstr(severity) + b"C" + cstr(code) + b"M" + cstr(text)
+    if hint:
+        body += b"H" + cstr(hint)
+    return message(b"E", body + b"\0")
+
+
+def parameter_description(oids: Sequence[int]) -> bytes:
+    return message(b"t", struct.pack("!h", len(oids)) + b"".join(struct.pack("!i", o) for o in oids))
+
+
+def oid_of(kind: pa.DataType) -> int:
+    """The PostgreSQL type a column's Arrow type is shown as."""
+    if pa.types.is_boolean(kind):
+        return BOOL
+    if pa.types.is_int8(kind) or pa.types.is_int16(kind) or pa.types.is_uint8(kind):
+        return INT2
+    if pa.types.is_int32(kind) or pa.types.is_uint16(kind):
+        return INT4
+    if pa.types.is_int64(kind) or pa.types.is_uint32(kind):
+        return INT8
+    if pa.types.is_uint64(kind) or pa.types.is_decimal(kind):
+        return NUMERIC
+    if pa.types.is_float16(kind) or pa.types.is_float32(kind):
+        return FLOAT4
+    if pa.types.is_float64(kind):
+        return FLOAT8
+    if pa.types.is_date(kind):
+        return DATE
+    if pa.types.is_timestamp(kind):
+        return TIMESTAMPTZ if kind.tz else TIMESTAMP
+    if pa.types.is_time(kind):
+        return TIME
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return BYTEA
+    return TEXT
+
+
+def row_description(schema: pa.Schema, formats: Sequence[int] = ()) -> bytes:
+    parts = [struct.pack("!h", len(schema))]
+    for i, field in enumerate(schema):
+        oid = oid_of(field.type)
+        binary = _format(formats, i) == 1 and _binary_ok(oid)
+        parts.append(cstr(field.name) + struct.pack("!ihihih", 0, 0, oid, SIZES.get(oid, -1), -1, int(binary)))
+    return message(b"T", b"".join(parts))
+
+
+def _format(formats: Sequence[int], i: int) -> int:
+    if not formats:
+        return 0
+    return formats[0] if len(formats) == 1 else formats[i]
+
+
+def _binary_ok(oid: int) -> bool:
+    return oid in (BOOL, INT2, INT4, INT8, FLOAT4, FLOAT8, TEXT, BYTEA)
+
+
+def _text_column(column: pa.ChunkedArray) -> list[bytes | None]:
+    """One column's values as PostgreSQL text (None: NULL)."""
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        return [None if v is None else (b"t" if v else b"f") for v in column.to_pylist()]
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return [None if v is None else b"\\x" + v.hex().encode() for v in column.to_pylist()]
+    if pa.types.is_timestamp(kind) or pa.types.is_time(kind):
+        return [None if v is None else str(v).encode() for v in column.to_pylist()]
+    if (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+            or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_date(kind)):
+        texts = pc.cast(column, pa.string()) if not pa.types.is_string(kind) else column
+        return [None if v is None else v.encode() for v in texts.to_pylist()]
+    return [None if v is None else _plain(v).encode() for v in column.to_pylist()]
+
+
+def _plain(value: Any) -> str:
+    import json
+
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+_PACK = {INT2: "!h", INT4: "!i", INT8: "!q", FLOAT4: "!f", FLOAT8: "!d"}
+
+
+def _binary_column(column: pa.ChunkedArray, oid: int) -> list[bytes | None]:
+    values = column.to_pylist()
+    if oid == BOOL:
+        return [None if v is None else (b"\1" if v else b"\0") for v in values]
+    if oid in (TEXT, BYTEA):
+        return [None if v is None else (v.encode() if isinstance(v, str) else bytes(v)) for v in values]
+    spec = _PACK[oid]
+    return [None if v is None else struct.pack(spec, v) for v in values]
+
+
+def data_rows(table: pa.Table, formats: Sequence[int] = (), limit: int | None = None) -> Iterator[bytes]:
+    """DataRow messages of ``table`` (at most ``limit`` rows), a batch of rows per yielded chunk."""
+    if limit is not None:
+        table = table.slice(0, limit)
+    width = struct.pack("!h", table.num_columns)
+    for offset in range(0, table.num_rows, 4096):
+        part = table.slice(offset, 4096)
+        columns = []
+        for i, column in enumerate(part.columns):
+            oid = oid_of(column.type)
+            binary = _format(formats, i) == 1 and _binary_ok(oid)
+            columns.append(_binary_column(column, oid) if binary else _text_column(column))
+        chunk = []
+        for values in zip(*columns, strict=True) if columns else ([] for _ in range(part.num_rows)):
+            body = width + b"".join(b"\xff\xff\xff\xff" if v is None else struct.pack("!i", len(v)) + v
+                                    for v in values)
+            chunk.append(b"D" + struct.pack("!i", len(body) + 4) + body)
+        yield b"".join(chunk)
+
+
+def parse_strings(data: bytes, count: int, offset: int = 0) -> tuple[list[str], int]:
+    out = []
+    for _ in range(count):
+        end = data.index(b"\0", offset)
+        out.append(data[offset:end].decode("utf-8", "replace"))
+        offset = end + 1
+    return out, offset
+
+
+def decode_parameter(raw: bytes | None, fmt: int, oid: int) -> Any:
+    """A bound parameter as a Python value (text as str: DuckDB casts it to the type the query needs)."""
+    if raw is None:
+        return None
+    if fmt == 0:
+        text = raw.decode("utf-8")
+        if oid in (INT2, INT4, INT8):
+            return int(text)
+        if oid in (FLOAT4, FLOAT8):
+            return float(text)
+        if oid == BOOL:
+            return text.lower() in ("t", "true", "1", "yes", "on")
+        return text
+    if oid in _PACK and len(raw) == struct.calcsize(_PACK[oid]):
+        return struct.unpack(_PACK[oid], raw)[0]
+    if oid == BOOL:
+        return raw != b"\0"
+    if oid in (TEXT, 1043, 0):
+        return raw.decode("utf-8")
+    raise ValueError(f"binary parameters of type {oid} are not supported; send them as text")
+
+
+def pairs(items: Iterable[tuple[str, str]]) -> bytes:
+    return b"".join(parameter_status(k, v) for k, v in items)

@@ -1,0 +1,431 @@
+"""The PostgreSQL-protocol server: console users sign in, every read is the console's masked read.
+
+One thread per connection (``socketserver``). Sign-in asks for a password in clear text (the protocol's
+``AuthenticationCleartextPassword``; serve it on loopback or behind a TLS-terminating proxy): a console user's
+password (throttled exactly like the web sign-in) or one of their API tokens. Nothing can be written: writes,
+DDL and COPY are refused with SQLSTATE 25006. Data queries run through :class:`kiban.catalog.reading.Reader`
+(kind ``bi``): checked, proven to read only masked views, PII masked unless the user's role has clearance,
+bounded in time, memory and threads, admitted like console queries, and recorded in the query history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiban.catalog.admission import Admission
+from kiban.catalog.console import (
+    DEFAULT_MAX_PER_USER,
+    DEFAULT_MAX_RUNNING,
+    ConsoleBusy,
+    QueryFailed,
+    QueryTimeout,
+)
+from kiban.catalog.reading import Reader, shared_reader
+from kiban.catalog.safety import QueryRefused
+from kiban.catalog.usage import Actor
+from kiban.catalog.warehouse import published_columns
+from kiban.errors import KibanError
+from kiban.pgwire import messages as m
+from kiban.pgwire.catalog import SERVER_VERSION, Route, catalog_session, catalog_sql, route
+from kiban.store import Store
+from kiban.web.accounts import Accounts, ThrottledError, User
+from kiban.web.catalog_views import PII_ROLE
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from kiban.project import Project
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 300.0
+MEMORY_LIMIT = "1GB"
+THREADS = 1
+_PARAM = re.compile(r"\$(\d+)")
+_MISSING_CATALOG = re.compile(r"Table with name pg_\w+ does not exist")
+
+
+class ProtocolError(Exception):
+    """The client sent something this server does not speak: the connection ends."""
+
+
+@dataclass
+class Prepared:
+    sql: str
+    oids: list[int]
+    route: Route
+
+
+@dataclass
+class Portal:
+    prepared: Prepared
+    params: list[Any]
+    formats: list[int]
+    table: pa.Table | None = None  # run at Describe (a client wants the columns first) or at Execute
+    sent: int = 0
+
+
+@dataclass
+class Connection:
+    """One client: its user, settings, prepared statements and portals."""
+
+    server: PgServer
+    sock: socket.socket
+    ip: str
+    user: User | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    statements: dict[str, Prepared] = field(default_factory=dict)
+    portals: dict[str, Portal] = field(default_factory=dict)
+    catalog: Any = None
+    catalog_version: float = -1.0
+    failed: bool = False  # an error in the extended protocol: skip to Sync
+
+    # -- the wire -------------------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_exact(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = self.sock.recv(min(left, 1 << 16))
+            if not chunk:
+                raise ConnectionError("the client went away")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def read_message(self) -> tuple[bytes, bytes]:
+        kind = self.read_exact(1)
+        (length,) = struct.unpack("!i", self.read_exact(4))
+        if length < 4 or length > 1 << 28:
+            raise ProtocolError("a message of an impossible length")
+        return kind, self.read_exact(length - 4)
+
+    # -- start-up and sign-in -----------------------------------------------------------------------------
+    def start(self) -> bool:
+        while True:
+            (length,) = struct.unpack("!i", self.read_exact(4))
+            if length < 8 or length > 10_000:
+                raise ProtocolError("a start-up packet of an impossible length")
+            body = self.read_exact(length - 4)
+            (code,) = struct.unpack("!i", body[:4])
+            if code in (m.SSL_REQUEST, m.GSS_REQUEST):
+                self.send(b"N")  # no TLS here: serve on loopback, or behind a proxy that terminates TLS
+                continue
+            if code == m.CANCEL_REQUEST:
+                return False
+            if code != m.PROTOCOL_3:
+                self.send(m.error("0A000", "only protocol version 3 is supported", severity="FATAL"))
+                return False
+            break
+        values = body[4:].split(b"\0")
+        params = {values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2) if values[i]}
+        name = params.get("user", "")
+        self.send(m.authentication(3))  # clear-text password
+        kind, data = self.read_message()
+        if kind != b"p":
+            raise ProtocolError("expected a password")
+        password = data.rstrip(b"\0").decode("utf-8", "replace")
+        user = self.server.sign_in(name, password, self.ip)
+        if isinstance(user, str):
+            self.send(m.error("28P01", user, severity="FATAL"))
+            return False
+        self.user = user
+        tz = self.server.project.config.timezone or "UTC"
+        self.settings = {"server_version": SERVER_VERSION, "server_encoding": "UTF8", "client_encoding": "UTF8",
+                         "datestyle": "ISO, MDY", "timezone": tz, "integer_datetimes": "on",
+                         "standard_conforming_strings": "on", "is_superuser": "off",
+                         "session_authorization": user.name, "application_name": params.get("application_name", ""),
+                         "transaction_isolation": "read committed", "default_transaction_read_only": "on",
+                         "transaction_read_only": "on", "search_path": "mart, warehouse, lake",
+                         "max_identifier_length": "63", "intervalstyle": "postgres"}
+        shown = ("server_version", "server_encoding", "client_encoding", "datestyle", "timezone", "integer_datetimes",
+                 "standard_conforming_strings", "is_superuser", "session_authorization", "application_name",
+                 "default_transaction_read_only", "intervalstyle")
+        names = {"datestyle": "DateStyle", "timezone": "TimeZone", "intervalstyle": "IntervalStyle"}
+        self.send(m.authentication(0) + m.pairs((names.get(k, k), self.settings[k]) for k in shown)
+                  + m.message(b"K", struct.pack("!ii", os.getpid() & 0x7FFFFFFF, secrets.randbits(31)))
+                  + m.ready())
+        return True
+
+    @property
+    def actor(self) -> Actor:
+        assert self.user is not None
+        return Actor(self.user.name, None, self.user.can(PII_ROLE))
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            kind, data = self.read_message()
+            if kind == b"X":
+                return
+            if kind == b"Q":
+                self.simple(data.rstrip(b"\0").decode("utf-8", "replace"))
+            elif kind == b"S":
+                self.failed = False
+                self.send(m.ready())
+            elif kind == b"H":
+                continue
+            elif self.failed:
+                continue  # after an error, the extended protocol skips everything up to Sync
+            else:
+                try:
+                    self.extended(kind, data)
+                except (KibanError, ValueError, ProtocolError, UnicodeError, struct.error, IndexError) as exc:
+                    self.failed = True
+                    self.send(self.error(exc))
+
+    # -- simple query -------------------------------------------------------------------------------------
+    def simple(self, text: str) -> None:
+        try:
+            statements = split(text)
+            if not statements:
+                self.send(m.message(b"I"))
+            for sql in statements:
+                prepared = Prepared(sql, [], route(sql))
+                table, tag = self.run(prepared, [])
+                if table is not None:
+                    self.send(m.row_description(table.schema))
+                    for chunk in m.data_rows(table):
+                        self.send(chunk)
+                self.send(m.complete(tag))
+        except (KibanError, ValueError, UnicodeError) as exc:
+            self.send(self.error(exc))
+        self.send(m.ready())
+
+    # -- extended query -----------------------------------------------------------------------------------
+    def extended(self, kind: bytes, data: bytes) -> None:
+        if kind == b"P":
+            (name, sql), offset = m.parse_strings(data, 2)
+            (count,) = struct.unpack_from("!h", data, offset)
+            oids = list(struct.unpack_from(f"!{count}i", data, offset + 2))
+            self.statements[name] = Prepared(sql, oids, route(sql))
+            self.send(m.message(b"1"))
+        elif kind == b"B":
+            self.bind(data)
+            self.send(m.message(b"2"))
+        elif kind == b"D":
+            which, name = data[:1], data[1:].rstrip(b"\0").decode()
+            if which == b"S":
+                prepared = self.statements[name]
+                count = max([int(n) for n in _PARAM.findall(prepared.sql)] + [len(prepared.oids)])
+                oids = [(prepared.oids[i] if i < len(prepared.oids) and prepared.oids[i] else m.TEXT)
+                        for i in range(count)]
+                self.send(m.parameter_description(oids))
+                table, _ = self.run(prepared, [None] * count, describe=True)
+                self.send(m.row_description(table.schema) if table is not None else m.message(b"n"))
+            else:
+                portal = self.portals[name]
+                if portal.table is None and portal.prepared.route.kind in ("data", "catalog"):
+                    portal.table, _ = self.run(portal.prepared, portal.params)
+                self.send(m.row_description(portal.table.schema, portal.formats) if portal.table is not None
+                          else m.message(b"n"))
+        elif kind == b"E":
+            (name,), offset = m.parse_strings(data, 1)
+            (limit,) = struct.unpack_from("!i", data, offset)
+            self.execute(self.portals[name], limit)
+        elif kind == b"C":
+            which, name = data[:1], data[1:].rstrip(b"\0").decode()
+            (self.statements if which == b"S" else self.portals).pop(name, None)
+            self.send(m.message(b"3"))
+        else:
+            raise ProtocolError(f"the message {kind!r} is not supported")
+
+    def bind(self, data: bytes) -> None:
+        (portal, statement), offset = m.parse_strings(data, 2)
+        prepared = self.statements[statement]
+        (count,) = struct.unpack_from("!h", data, offset)
+        formats = list(struct.unpack_from(f"!{count}h", data, offset + 2))
+        offset += 2 + 2 * count
+        (count,) = struct.unpack_from("!h", data, offset)
+        offset += 2
+        params = []
+        for i in range(count):
+            (size,) = struct.unpack_from("!i", data, offset)
+            offset += 4
+            raw = None if size < 0 else data[offset:offset + size]
+            offset += max(size, 0)
+            fmt = formats[0] if len(formats) == 1 else (formats[i] if formats else 0)
+            oid = prepared.oids[i] if i < len(prepared.oids) else 0
+            params.append(m.decode_parameter(raw, fmt, oid))
+        (count,) = struct.unpack_from("!h", data, offset)
+        results = list(struct.unpack_from(f"!{count}h", data, offset + 2))
+        self.portals[portal] = Portal(prepared, params, results)
+
+    def execute(self, portal: Portal, limit: int) -> None:
+        tag = ""
+        if portal.table is None:
+            portal.table, tag = self.run(portal.prepared, portal.params)
+        table = portal.table
+        if table is None:
+            self.send(m.complete(tag) if tag else m.message(b"I"))
+            return
+        left = table.num_rows - portal.sent
+        count = left if limit <= 0 else min(limit, left)
+        for chunk in m.data_rows(table.slice(portal.sent, count), portal.formats):
+            self.send(chunk)
+        portal.sent += count
+        if portal.sent < table.num_rows:
+            self.send(m.message(b"s"))  # PortalSuspended: the client asks for more
+        else:
+            self.send(m.complete(f"SELECT {table.num_rows}"))
+
+    # -- one statement ------------------------------------------------------------------------------------
+    def run(self, prepared: Prepared, params: Sequence[Any], describe: bool = False) -> tuple[pa.Table | None, str]:
+        """Run one statement: its rows (None for a command) and its command tag."""
+        import pyarrow as pa
+
+        target = prepared.route
+        if target.kind == "empty":
+            return None, ""
+        if target.kind == "transaction":
+            return None, target.name
+        if target.kind == "harmless":
+            return None, target.name
+        if target.kind == "set":
+            if target.name:
+                self.settings[target.name] = target.value
+            return None, "SET"
+        if target.kind == "show":
+            value = self.settings.get(target.name, "")
+            return pa.table({target.name: [value]}), "SHOW"
+        if target.kind == "refused":
+            raise ReadOnly(f"kiban's PostgreSQL endpoint only reads: {target.name} is refused")
+        sql = target.sql.strip().rstrip(";")
+        if describe:
+            sql = f"select * from ({sql}) as __kiban_describe limit 0"
+        if target.kind == "catalog":
+            return self.catalog_query(sql, params), "SELECT"
+        table = self.server.read(sql, self.actor, list(params))
+        return table, f"SELECT {table.num_rows}"
+
+    def catalog_query(self, sql: str, params: Sequence[Any]) -> pa.Table:
+        import duckdb
+        import pyarrow as pa
+
+        version = self.server.reader().version_key()
+        if self.catalog is None or version != self.catalog_version:
+            if self.catalog is not None:
+                self.catalog.close()
+            self.catalog = catalog_session(published_columns(self.server.project), self.settings)
+            self.catalog_version = version
+        try:
+            cursor = self.catalog.execute(catalog_sql(sql), list(params)) if params else \
+                self.catalog.execute(catalog_sql(sql))
+            table: pa.Table = cursor.to_arrow_table()
+        except duckdb.CatalogException as exc:
+            if _MISSING_CATALOG.search(str(exc)):  # pg_policy, pg_inherits …: nothing kiban has, so no rows
+                return pa.table({})
+            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+        except duckdb.Error as exc:
+            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+        return table
+
+    def error(self, exc: BaseException) -> bytes:
+        if isinstance(exc, ReadOnly):
+            return m.error("25006", exc.message, exc.hint)
+        if isinstance(exc, QueryRefused):
+            return m.error("42501", exc.message, exc.hint)
+        if isinstance(exc, QueryTimeout):
+            return m.error("57014", exc.message, exc.hint)
+        if isinstance(exc, ConsoleBusy):
+            return m.error("53300", exc.message, exc.hint)
+        if isinstance(exc, KibanError):
+            return m.error("42000", exc.message, exc.hint)
+        return m.error("08P01" if isinstance(exc, ProtocolError) else "22000", str(exc) or type(exc).__name__)
+
+    def close(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+
+
+class ReadOnly(KibanError):
+    """A statement that would change something."""
+
+
+def split(text: str) -> list[str]:
+    """The statements of a simple query, by DuckDB's parser (a ``;`` in a string is not a separator); text
+    DuckDB cannot split (a PostgreSQL-only statement) is kept whole."""
+    import duckdb
+
+    if not text.strip().strip(";").strip():
+        return []
+    with contextlib.suppress(duckdb.Error):
+        con = duckdb.connect()
+        try:
+            found = [s.query for s in con.extract_statements(text)]
+        finally:
+            con.close()
+        if found:
+            return found
+    return [text]
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: PgServer
+
+    def handle(self) -> None:
+        conn = Connection(self.server, self.request, self.client_address[0])
+        try:
+            if conn.start():
+                conn.serve()
+        except (ConnectionError, ProtocolError, OSError, struct.error) as exc:
+            log.debug("pg: connection from %s ended: %s", self.client_address[0], exc)
+        finally:
+            conn.close()
+
+
+class PgServer(socketserver.ThreadingTCPServer):
+    """``kiban pg``: a threaded server over one project."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.project = project
+        self.timeout_seconds = timeout
+        self.store = Store(project.state_url)
+        self.accounts = Accounts(self.store)
+        self._lock = threading.Lock()
+        self.admission = Admission(project.state_dir / "console")
+        super().__init__((host, port), _Handler)
+
+    def reader(self) -> Reader:
+        return shared_reader(self.project.root, "bi", threads=THREADS, memory_limit=MEMORY_LIMIT)
+
+    def sign_in(self, name: str, password: str, ip: str) -> User | str:
+        """The user, or why not (the same words whatever was wrong, like the web sign-in)."""
+        try:
+            if password.startswith("kbn_"):
+                user = self.accounts.token_user(password)
+                if user is not None and user.name != name and name:
+                    user = None
+            else:
+                user = self.accounts.authenticate(name, password, ip)
+        except ThrottledError as exc:
+            self.accounts.audit(name or None, "pg.sign_in", ip=ip, outcome="throttled")
+            return str(exc)
+        self.accounts.audit(name or None, "pg.sign_in", ip=ip, outcome="ok" if user else "refused")
+        return user if user is not None else f'password authentication failed for user "{name}"'
+
+    def read(self, sql: str, actor: Actor, params: list[Any]) -> pa.Table:
+        # the console's slots, shared with every console and BI server on the project
+        with self.admission.slot(actor.user, DEFAULT_MAX_RUNNING, DEFAULT_MAX_PER_USER):
+            return self.reader().arrow(sql, actor, params or None, timeout=self.timeout_seconds).table
+
+
+def serve_pg(project: Project, host: str = "127.0.0.1", port: int = 5433, *,
+             timeout: float = DEFAULT_TIMEOUT) -> PgServer:
+    """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it)."""
+    return PgServer(project, host, port, timeout=timeout)

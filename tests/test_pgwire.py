@@ -1,0 +1,169 @@
+"""kiban pg: BI tools and psql read the marts over the PostgreSQL protocol — console users, read-only, masked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+
+import psycopg
+import pytest
+
+from kiban.catalog.reading import flush_all
+from kiban.catalog.usage import history
+from kiban.pgwire.catalog import route
+from kiban.pgwire.server import serve_pg
+from kiban.project import load_project
+from kiban.store import Store
+from kiban.web.accounts import Accounts
+from tests.test_catalog_console import build_shop
+
+PSQL = shutil.which("psql")
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    from tests.conftest import write_files, write_parquet
+    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
+
+    root = tmp_path_factory.mktemp("pg")
+    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
+    for name, sql in SHOP_LAKE.items():
+        write_parquet(root / "lake" / name / "part-0.parquet", sql)
+    from kiban.run import RunOptions, run_project
+
+    assert run_project(load_project(root), RunOptions()).ok
+    store = Store(load_project(root).state_url)
+    accounts = Accounts(store)
+    accounts.add_user("ana", "ana-password", "analyst")
+    accounts.add_user("boss", "boss-password", "admin")
+    token = accounts.create_token("ana")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_pg(load_project(root), "127.0.0.1", port, timeout=5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"port": port, "root": root, "store": store, "token": token}
+    server.shutdown()
+    server.server_close()
+
+
+def connect(endpoint, user="ana", password="ana-password"):
+    return psycopg.connect(host="127.0.0.1", port=endpoint["port"], user=user, password=password, dbname="shop",
+                           connect_timeout=10)
+
+
+def psql(endpoint, *commands, password="ana-password"):
+    args = [PSQL, "-h", "127.0.0.1", "-p", str(endpoint["port"]), "-U", "ana", "-d", "shop", "-X", "-A", "-t"]
+    for command in commands:
+        args += ["-c", command]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"})
+
+
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed")
+def test_psql_lists_describes_and_queries(endpoint):
+    listing = psql(endpoint, r"\dt")
+    assert listing.returncode == 0, listing.stderr
+    assert "mart|daily_sales|table|kiban" in listing.stdout and "warehouse|customers|table|kiban" in listing.stdout
+    described = psql(endpoint, r"\d mart.daily_sales")
+    assert described.returncode == 0, described.stderr
+    assert "revenue|float8" in described.stdout and "order_date|date" in described.stdout
+    found = psql(endpoint, "select count(*) from warehouse.orders", "select version()", "show timezone",
+                 "set application_name = 'metabase'", "show application_name")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["300", "PostgreSQL", "15.0", "(kiban,", "read-only;", "DuckDB", "underneath)",
+                                    "Asia/Tokyo", "SET", "metabase"]
+
+
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed")
+def test_psql_writes_and_wrong_passwords_are_refused(endpoint):
+    refused = psql(endpoint, "delete from mart.daily_sales")
+    assert refused.returncode != 0 and "only reads: DELETE is refused" in refused.stderr
+    wrong = psql(endpoint, "select 1", password="not-the-password")
+    assert wrong.returncode != 0 and 'password authentication failed for user "ana"' in wrong.stderr
+
+
+def test_psycopg_queries_with_parameters_and_types(endpoint):
+    with connect(endpoint) as con:
+        rows = con.execute("select order_date, orders, revenue from mart.daily_sales where revenue > %s "
+                           "order by 1 limit 2", [100]).fetchall()
+        assert len(rows) == 2 and rows[0][0].isoformat() == "2026-11-01" and isinstance(rows[0][1], int)
+        assert isinstance(rows[0][2], float)
+        # what BI tools ask on connect: information_schema, pg_catalog, settings
+        columns = con.execute("select column_name, data_type from information_schema.columns "
+                              "where table_schema = %s and table_name = %s order by ordinal_position",
+                              ["mart", "daily_sales"]).fetchall()
+        assert columns == [("order_date", "DATE"), ("orders", "BIGINT"), ("revenue", "DOUBLE")]
+        assert con.execute("select current_setting('timezone')").fetchone() == ("Asia/Tokyo",)
+        names = con.execute("select nspname from pg_catalog.pg_namespace order by 1").fetchall()
+        assert ("mart",) in names
+        # a server-side prepared statement (psycopg prepares after a few runs): the same answer each time
+        for _ in range(6):
+            assert con.execute("select count(*) from lake.orders where amount >= %s", [50]).fetchone()[0] > 0
+
+
+def test_pii_is_masked_unless_the_role_has_clearance_and_every_read_is_recorded(endpoint):
+    sql = "select email from warehouse.customers order by id limit 2"
+    with connect(endpoint) as con:
+        assert con.execute(sql).fetchall() == [("•••",), ("•••",)]
+        # a filter cannot probe the clear value: masking is where the query reads
+        assert con.execute("select count(*) from warehouse.customers where email like 'user%'").fetchone() == (0,)
+        # the catalog holds no values either
+        assert con.execute("select count(*) from pg_catalog.pg_class").fetchone()[0] > 0
+    with connect(endpoint, "boss", "boss-password") as con:
+        assert con.execute(sql).fetchall() == [("user1@example.com",), ("user2@example.com",)]
+    with connect(endpoint, "ana", endpoint["token"]) as con:  # an API token signs in too
+        assert con.execute(sql).fetchall() == [("•••",), ("•••",)]
+    flush_all()
+    kinds = {(r.user, r.kind) for r in history(endpoint["store"], "shop", limit=200)}
+    assert ("ana", "bi") in kinds and ("boss", "bi") in kinds
+
+
+def test_files_settings_and_other_databases_stay_out_of_reach(endpoint):
+    with connect(endpoint) as con:
+        for sql in ("select * from read_csv('/etc/passwd')", "select read_text('/etc/passwd')",
+                    "copy mart.daily_sales to '/tmp/x.csv'", "attach '/tmp/x.duckdb' as x",
+                    "create table mart.x as select 1", "select * from duckdb_settings()"):
+            with pytest.raises(psycopg.Error):
+                con.execute(sql)
+            con.rollback()
+        assert con.execute("select 1").fetchone() == (1,)  # the connection survives refusals
+
+
+def test_wrong_password_and_unknown_user_fail_the_same_way(endpoint):
+    for user, password in (("ana", "nope-nope"), ("nobody", "ana-password"), ("boss", "kbn_not_a_token")):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            connect(endpoint, user, password)
+
+
+def test_statements_are_routed_by_what_they_read():
+    assert route("select * from pg_catalog.pg_class").kind == "catalog"
+    assert route("select version()").kind == "catalog"
+    assert route("/* hi */ select * from mart.daily_sales").kind == "data"
+    assert route("select * from mart.x join pg_class on true").kind == "data"  # mixed: the data path refuses
+    assert route("SET extra_float_digits = 3").kind == "set"
+    assert route("BEGIN").kind == "transaction"
+    assert route("insert into mart.x values (1)").kind == "refused"
+    assert route("  ;  ").kind == "empty"
+
+
+def test_the_endpoint_reads_the_snapshot_so_a_run_proceeds(endpoint, make_project):
+    """A connection holding a long result open never blocks a run: it reads the published snapshot."""
+    from kiban.run import RunOptions, run_project
+
+    root = endpoint["root"]
+    with connect(endpoint) as con:
+        cur = con.cursor()
+        cur.execute("select * from warehouse.orders")
+        cur.fetchone()
+        (root / "models/mart/old_report.sql").write_text("select order_id, amount from warehouse.orders")
+        assert run_project(load_project(root), RunOptions()).ok
+        assert len(cur.fetchall()) == 299
+    with connect(endpoint) as con:  # the new version, on the next read
+        assert [c.name for c in con.execute("select * from mart.old_report limit 1").description] == \
+            ["order_id", "amount"]
+    assert build_shop  # the shop's definition is shared with the console's tests
