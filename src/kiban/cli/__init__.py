@@ -64,6 +64,7 @@ def main() -> None:
         models,
         schedule,
         slo,
+        value,
         web,
         worker,
     )

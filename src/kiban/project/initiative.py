@@ -149,8 +149,8 @@ def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, A
     if not folder.is_dir():
         return {}
     by_name: dict[str, list[str]] = {}
-    for key, asset in assets.items():
-        by_name.setdefault(asset.name, []).append(key)
+    for asset_key, asset in assets.items():
+        by_name.setdefault(asset.name, []).append(asset_key)
 
     def resolve(name: str) -> tuple[str | None, str, str | None]:
         matches = [name] if name in assets else by_name.get(name, [])
@@ -179,13 +179,13 @@ def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, A
                                            did_you_mean(name, usecases) or "use cases are usecases/NAME.yml"))
         kpi = cfg.kpi
         if kpi is not None and kpi.asset is not None:
-            key, problem, hint = resolve(kpi.asset)
-            if key is None:
+            kpi_key, problem, hint = resolve(kpi.asset)
+            if kpi_key is None:
                 errors.append(ProjectError(problem, doc.location(("kpi", "asset")), hint))
             else:
-                kpi = kpi.model_copy(update={"asset": key})
-                if key not in keys:
-                    keys.append(key)
+                kpi = kpi.model_copy(update={"asset": kpi_key})
+                if kpi_key not in keys:
+                    keys.append(kpi_key)
         if cfg.calendar is not None and cfg.calendar not in calendars:
             errors.append(ProjectError(f"unknown calendar '{cfg.calendar}'", doc.location(("calendar",)),
                                        did_you_mean(cfg.calendar, calendars)))

@@ -54,7 +54,7 @@ def panel(seed: int, *, units: int = 40, days: int = 365, start_day: int = 245, 
     base = levels[:, None] * (weekday * holiday * growth)[None, :]
     values = base + _ar1(rng, (days,), rho, common_sd)[None, :] + _ar1(rng, (units, days), rho, unit_sd)
     names = [f"U{i:04d}" for i in range(units)]
-    n_t = max(1, int(round(units * treated_share)))
+    n_t = max(1, round(units * treated_share))
     order = rng.permutation(units) if random_groups else np.argsort(-levels)
     treated_idx = sorted(order[:n_t].tolist())
     is_t = np.zeros(units, dtype=bool)
