@@ -64,6 +64,7 @@ def main() -> None:
         models,
         schedule,
         slo,
+        team,
         value,
         web,
         worker,

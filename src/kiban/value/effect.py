@@ -50,7 +50,8 @@ class Panel:
     values: np.ndarray  # shape (len(units), len(days))
 
     @classmethod
-    def from_rows(cls, days: Sequence[Any] | np.ndarray, units: Sequence[Any] | np.ndarray, values: Sequence[float] | np.ndarray) -> Panel:
+    def from_rows(cls, days: Sequence[Any] | np.ndarray, units: Sequence[Any] | np.ndarray,
+                  values: Sequence[float] | np.ndarray) -> Panel:
         """Rows (day, unit, value) in any order; values of one unit and day are summed."""
         day_arr = np.asarray(days, dtype="datetime64[D]")
         unit_arr = np.asarray([str(u) for u in units]) if not isinstance(units, np.ndarray) else units.astype(str)
