@@ -154,25 +154,13 @@ def initiatives_measure(
         finally:
             store.close()
     if svg is not None:
-        svg.write_text(chart(result), encoding="utf-8")
+        from kiban.web.svg import measurement_chart
+
+        svg.write_text(measurement_chart(result), encoding="utf-8")
     if as_json:
         emit_json(result.as_dict())
         return
     print_measurement(result)
-
-
-def chart(result: Any) -> str:
-    from kiban.web.svg import effect_chart
-
-    e = result.effect
-    return effect_chart([(p.day, p.actual, p.counterfactual) for p in e.series],
-                        _start(result),
-                        f"{result.initiative}: {result.kpi} per treated unit", result.measure_unit)
-
-
-def _start(result: Any) -> Any:
-    e = result.effect
-    return e.series[e.pre_days].day if e.pre_days < len(e.series) else e.series[-1].day
 
 
 def print_measurement(result: Any) -> None:

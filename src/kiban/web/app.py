@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from kiban import __version__
 from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
-from kiban.web import api, catalog_pages, live, pages
+from kiban.web import api, catalog_pages, live, pages, team_pages
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
 from kiban.web.jobs import Job, Jobs
@@ -68,6 +68,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
 
     app.include_router(api.router)
     catalog_pages.install(app)  # column lineage, SQL console, recipes, data requests, usage (and their API)
+    team_pages.install(app)  # initiatives and the value ledger, on call, the weekly review, postmortems
     app.add_exception_handler(KibanError, _kiban_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

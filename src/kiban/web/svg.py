@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
@@ -234,3 +235,14 @@ def effect_chart(points: Sequence[tuple[object, float, float | None]], start: ob
             f'<text x="{pad_l}" y="{height - 4}" fill="#2563eb">— actual</text>'
             f'<text x="{pad_l + 70}" y="{height - 4}" fill="#64748b">- - without the change (counterfactual), '
             f'{smooth}-day averages</text></svg>')
+
+
+def measurement_chart(result: Any) -> str:
+    """The chart of a :class:`kiban.value.measure.Measurement`: its treated units' KPI against the counterfactual."""
+    e = result.effect
+    if not e.series:
+        return effect_chart([], None, result.initiative)
+    start = e.series[e.pre_days].day if e.pre_days < len(e.series) else e.series[-1].day
+    return effect_chart([(p.day, p.actual, p.counterfactual) for p in e.series], start,
+                        f"{result.initiative}: {result.kpi} per treated unit, actual vs without the change",
+                        f" {result.measure_unit}" if result.measure_unit else "")
