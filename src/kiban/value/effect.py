@@ -8,10 +8,11 @@ started on ``start`` for the ``treated`` units; ``control`` units (if any) were 
   narrower interval). Errors robust to unequal variances (HC1); a power note says which effect the test could
   have detected.
 * ``did`` — difference-in-differences: the treated units' change from before to after, minus the control units'
-  change. Anything that hits both groups on the same days (weekdays, holidays, weather, a trend) cancels. With
-  ten or more units per group each unit's before/after change is one observation (which makes the interval
-  robust to any correlation over time within a unit, Bertrand–Duflo–Mullainathan 2004); with fewer, the weekly
-  gap between the groups is regressed on an after-start indicator, a drift and holidays (see ``_ts_interval``).
+  change. Anything that hits both groups on the same days (weekdays, holidays, weather, a trend) cancels. Each
+  unit's before/after change is one observation (which makes the interval robust to any correlation over time
+  within a unit, Bertrand–Duflo–Mullainathan 2004; HC3 errors, t with n − 2 degrees of freedom); with a single
+  unit in a group, the weekly gap between the groups is regressed on an after-start indicator, a drift and
+  holidays instead (see ``_ts_interval``).
 * ``before_after`` — no control group: the treated units' daily average is modelled over the whole period as
   trend + weekday + holiday of the project's calendar + a level shift from the start date (an interrupted time
   series on weekly means, see ``_ts_interval``). The counterfactual is the same model on days, without the shift.
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 LEVEL = 0.95
-MIN_UNITS_PER_GROUP = 10  # fewer: DiD over the groups' daily gap (HAC) instead of per-unit changes
+MIN_UNITS_PER_GROUP = 2  # fewer (a single treated unit): DiD over the groups' weekly gap instead of per-unit changes
 HOLDOUT_DAYS = 28  # the pre-period's last days, predicted from the rest to show how well the model fits
 
 
@@ -55,20 +56,27 @@ class Panel:
         """Rows (day, unit, value) in any order; values of one unit and day are summed."""
         day_arr = np.asarray(days, dtype="datetime64[D]")
         unit_arr = np.asarray([str(u) for u in units]) if not isinstance(units, np.ndarray) else units.astype(str)
-        vals = np.asarray(values, dtype=float)
-        if len(day_arr) == 0:
-            raise EffectError("the KPI returned no rows")
-        first, last = day_arr.min(), day_arr.max()
-        n_days = int((last - first).astype(int)) + 1
         unit_names, unit_idx = np.unique(unit_arr, return_inverse=True)
-        day_idx = (day_arr - first).astype(int)
-        matrix = np.zeros((len(unit_names), n_days))
-        seen = np.zeros_like(matrix, dtype=bool)
-        np.add.at(matrix, (unit_idx, day_idx), np.nan_to_num(vals))
-        seen[unit_idx, day_idx] = True
+        return cls.from_codes(day_arr.astype(np.int64), unit_idx, [str(u) for u in unit_names], values)
+
+    @classmethod
+    def from_codes(cls, day_numbers: np.ndarray, unit_codes: np.ndarray, unit_names: Sequence[str],
+                   values: Sequence[float] | np.ndarray) -> Panel:
+        """Rows as numbers: days since 1970-01-01, each unit's index into ``unit_names``, the value (summed per
+        unit and day). The fast path from Arrow (a date32 column and a dictionary-encoded one)."""
+        day_num = np.asarray(day_numbers, dtype=np.int64)
+        vals = np.asarray(values, dtype=float)
+        if len(day_num) == 0:
+            raise EffectError("the KPI returned no rows")
+        first, last = int(day_num.min()), int(day_num.max())
+        n_days, n_units = last - first + 1, len(unit_names)
+        cell = np.asarray(unit_codes, dtype=np.int64) * n_days + (day_num - first)
+        size = n_units * n_days
+        matrix = np.bincount(cell, weights=np.nan_to_num(vals), minlength=size).reshape(n_units, n_days)
+        seen = np.bincount(cell, minlength=size).reshape(n_units, n_days) > 0
         matrix[~seen] = np.nan
-        start = first.astype(object)
-        return cls(tuple(start + timedelta(days=i) for i in range(n_days)), tuple(str(u) for u in unit_names), matrix)
+        start = date(1970, 1, 1) + timedelta(days=first)
+        return cls(tuple(start + timedelta(days=i) for i in range(n_days)), tuple(unit_names), matrix)
 
 
 @dataclass(frozen=True)
@@ -322,7 +330,8 @@ def _did(panel: Panel, post: np.ndarray, t_rows: list[int], c_rows: list[int], l
         y = change[rows]
         is_t = np.r_[np.ones(n_t), np.zeros(n_c)]
         ok = ~np.isnan(y)
-        fit = _ols(y[ok], np.column_stack([np.ones(ok.sum()), is_t[ok]]), "HC1")
+        # HC3: robust to groups of unequal spread, and not too narrow with few units (HC1 is, below ~20)
+        fit = _ols(y[ok], np.column_stack([np.ones(ok.sum()), is_t[ok]]), "HC3")
         est, low, high, p = _interval(fit, 1, level)
         notes.append(f"Each unit's change from before to after is one observation ({int(ok.sum())} units); the "
                      "interval is robust to any correlation over time within a unit.")
@@ -331,7 +340,7 @@ def _did(panel: Panel, post: np.ndarray, t_rows: list[int], c_rows: list[int], l
         drift = np.array([m.mean() / 365.0 for m in weeks.members])
         x = np.column_stack([np.ones(len(gap)), weeks.post, drift, weeks.holidays(panel.days, is_holiday)])
         est, low, high, p = _ts_interval(gap, _drop_constant(x), 1, level)
-        notes.append(f"Few units per group ({n_t} treated, {n_c} control): the weekly gap between the groups is "
+        notes.append(f"A single unit in a group ({n_t} treated, {n_c} control): the weekly gap between the groups is "
                      "compared before and after (allowing the gap a linear drift), with errors robust to "
                      "autocorrelation.")
     shift = float(np.nanmean((t_mean - c_mean)[~post]))
