@@ -6,8 +6,9 @@ know (why it really happened, what to change) as sections to complete. Saving ke
 people's words; ``final`` marks it reviewed.
 
 Time to detect: from the first sign of trouble kiban has a time for (the failure or lateness the root cause
-names, else the deadline) to the incident's opening; an at-risk warning opened *before* the deadline is
-detected early and its lead is shown. Time to repair: from the opening to the resolution.
+names, else the deadline) to the incident's opening; an incident opened *before* the deadline (an at-risk
+warning) was detected early, and its lead is shown. Time to acknowledge: from the opening to the first
+acknowledgement (someone said "I am on it"). Time to repair: from the opening to the resolution.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Postmortem:
         lines += ["", "## Impact", b.get("impact") or "", "", "## Root cause", b.get("root_cause") or "", "",
                   "## Workaround", b.get("workaround") or "", "", "## Detection and repair"]
         lines += [f"- time to detect: {b.get('time_to_detect') or 'unknown'}",
+                  f"- time to acknowledge: {b.get('time_to_acknowledge') or 'not acknowledged'}",
                   f"- time to repair: {b.get('time_to_repair') or 'not repaired yet'}",
                   f"- on call: {b.get('on_call') or 'no rotation'}", "", "## Action items",
                   b.get("action_items") or "(to complete)", "", "## Lessons", b.get("lessons") or "(to complete)", ""]
@@ -100,8 +102,11 @@ def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
     cause = incident.root_cause or {}
     duty = on_duty(project, incident.opened_at)
     lead = (deadline - incident.opened_at).total_seconds()
-    detected = (f"{_span(ttd)} after the first sign" if incident.kind == "missed" or lead <= 0
-                else f"{_span(lead)} before the deadline (an at-risk warning)")
+    detected = (f"{_span(lead)} before the deadline (kiban warned that it was at risk)" if lead > 0
+                else f"{_span(ttd)} after the first sign")
+    events = log.events(incident_id)
+    acked = next((e.at for e in events if e.kind == "ack"), None)
+    tta = (acked - incident.opened_at).total_seconds() if acked else None
     return {
         "title": f"{incident.usecase} {incident.due_date}: {incident.verdict or incident.kind}",
         "summary": (f"The use case {incident.usecase} (due {incident.due_date}, deadline {local(deadline)}) was "
@@ -119,6 +124,8 @@ def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
         "workaround": incident.workaround or "no workaround was computed",
         "time_to_detect": detected,
         "time_to_detect_s": ttd,
+        "time_to_acknowledge": _span(tta) if tta is not None else None,
+        "time_to_acknowledge_s": tta,
         "time_to_repair": _span(ttr),
         "time_to_repair_s": ttr,
         "on_call": duty.name if duty else None,
