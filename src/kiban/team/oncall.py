@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from kiban.project import Project
 from kiban.project.team import OncallConfig, OncallPerson
-
-if TYPE_CHECKING:
-    from kiban.slo.calendar import BusinessCalendar
+from kiban.slo.calendar import BusinessCalendar, calendar_for
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,6 @@ def _local(project: Project, at: datetime) -> datetime:
 
 
 def _calendar(project: Project, oncall: OncallConfig) -> BusinessCalendar:
-    from kiban.slo.calendar import calendar_for
 
     return calendar_for(oncall.calendar or project.config.calendar, project.config)
 

@@ -24,8 +24,10 @@ import sqlalchemy as sa
 from kiban.errors import KibanError
 from kiban.incidents import Incident, IncidentLog
 from kiban.project import Project
+from kiban.slo.calendar import deadline_utc
 from kiban.store import Store, utcnow
 from kiban.store.schema import postmortems
+from kiban.team.oncall import on_duty
 
 EDITABLE = ("summary", "impact", "root_cause", "workaround", "action_items", "lessons")
 STATUSES = ("draft", "final")
@@ -67,7 +69,6 @@ def _span(seconds: float | None) -> str | None:
 
 def detection(project: Project, incident: Incident) -> tuple[float | None, float | None, datetime]:
     """(seconds to detect, seconds to repair, the deadline in naive UTC) of an incident."""
-    from kiban.slo.calendar import deadline_utc
 
     usecase = project.usecases.get(incident.usecase)
     tz = ZoneInfo(project.config.timezone)
@@ -83,7 +84,6 @@ def detection(project: Project, incident: Incident) -> tuple[float | None, float
 
 def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
     """The facts of the incident, written as a postmortem's sections."""
-    from kiban.team.oncall import on_duty
 
     log = IncidentLog(store, project.name)
     incident = log.require(incident_id)

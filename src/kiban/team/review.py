@@ -16,12 +16,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kiban.catalog.requests import events as request_events
+from kiban.catalog.requests import lead_times, list_requests
 from kiban.errors import UsageError
 from kiban.graph import Graph
 from kiban.incidents import IncidentLog
 from kiban.project import Project
 from kiban.store import Store
-from kiban.team.postmortem import detection
+from kiban.team.oncall import on_duty
+from kiban.team.postmortem import detection, saved_ids
 
 TREND_WEEKS = 4
 _ISO_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -161,10 +164,6 @@ def _utc(day: date, tz: ZoneInfo) -> datetime:
 
 def review(project: Project, graph: Graph, store: Store, monday: date, *, with_budgets: bool = True) -> Review:
     """The review of the week starting ``monday`` (local dates), with the four weeks before it."""
-    from kiban.catalog.requests import events as request_events
-    from kiban.catalog.requests import lead_times, list_requests
-    from kiban.team.oncall import on_duty
-    from kiban.team.postmortem import saved_ids
 
     tz = ZoneInfo(project.config.timezone)
     first = monday - timedelta(days=7 * TREND_WEEKS)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from kiban.catalog.usage import read_counts
+from kiban.catalog.warehouse import open_readonly
 from kiban.graph import Graph
 from kiban.project import Project
 from kiban.store import Store, utcnow
@@ -131,7 +133,6 @@ def holdings(project: Project, graph: Graph, store: Store, *, with_service_level
     """(per use case, per asset): value of the initiatives relying on each, with service level, cost and usage."""
     from datetime import timedelta
 
-    from kiban.catalog.usage import read_counts
 
     values = {name: entry.per_month[0] for name, entry in latest(store, project.name).items()}
     by_asset = relied_on(project, graph)
@@ -168,7 +169,6 @@ def holdings(project: Project, graph: Graph, store: Store, *, with_service_level
 
 def _storage_rows(project: Project) -> dict[str, int]:
     """Rows of each published table (DuckDB's estimate); {} when nothing is published or the engine differs."""
-    from kiban.catalog.warehouse import open_readonly
 
     try:
         with open_readonly(project) as con:

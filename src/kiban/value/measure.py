@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from kiban.catalog.safety import check_query
+from kiban.catalog.warehouse import NothingPublished, open_readonly
 from kiban.errors import KibanError
 from kiban.project import Project
 from kiban.project.initiative import Initiative
 from kiban.quoting import quote, relation
+from kiban.slo.calendar import calendar_for
 from kiban.value.effect import Effect, EffectError, Panel, measure
 
 
@@ -74,8 +77,6 @@ def kpi_sql(initiative: Initiative) -> str:
 def read_panel(project: Project, initiative: Initiative, readable: Mapping[str, object] | None = None) -> Panel:
     """The KPI as a units × days panel, read from the published warehouse. ``readable``: the graph's readable
     names (assets and lake views); the KPI's query may read nothing else."""
-    from kiban.catalog.safety import check_query
-    from kiban.catalog.warehouse import NothingPublished, open_readonly
 
     sql = kpi_sql(initiative)
     try:
@@ -112,7 +113,6 @@ def read_panel(project: Project, initiative: Initiative, readable: Mapping[str, 
 def measure_initiative(project: Project, initiative: Initiative, panel: Panel | None = None,
                        readable: Mapping[str, object] | None = None) -> Measurement:
     """Estimate the initiative's effect (the design follows its intervention: ab, did or before_after)."""
-    from kiban.slo.calendar import calendar_for
 
     cfg = initiative.config
     if cfg.intervention is None or cfg.kpi is None:

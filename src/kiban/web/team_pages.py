@@ -15,8 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.errors import KibanError
+from kiban.team.oncall import on_duty, rota
+from kiban.team.postmortem import get, save
+from kiban.team.review import review, week_of
 from kiban.web.accounts import User
 from kiban.web.auth import client_ip, current_user, need
+from kiban.web.svg import measurement_chart  # the same chart as `kiban initiatives measure --svg`
 from kiban.web.templating import render
 from kiban.web.views import Site
 
@@ -73,7 +77,6 @@ def _measure(site: Site, name: str, record: bool, actor: str | None = None) -> A
 @router.get("/initiatives/{name}")
 def initiative(request: Request, name: str, user: Viewer) -> Response:
     from kiban.value.ledger import history
-    from kiban.web.svg import measurement_chart  # the same chart as `kiban initiatives measure --svg`
 
     site = _site(request)
     found = site.project.initiatives.get(name)
@@ -108,7 +111,6 @@ async def initiative_measure(request: Request, name: str, user: Analyst) -> Resp
 
 @router.get("/team")
 def team(request: Request, user: Viewer) -> Response:
-    from kiban.team.oncall import on_duty, rota
 
     site = _site(request)
     today = datetime.now(UTC).astimezone(site.tz).date()
@@ -118,7 +120,6 @@ def team(request: Request, user: Viewer) -> Response:
 
 @router.get("/team/review")
 def team_review(request: Request, user: Viewer, week: Annotated[str, Query(max_length=20)] = "") -> Response:
-    from kiban.team.review import review, week_of
 
     site = _site(request)
     today = datetime.now(UTC).astimezone(site.tz).date()
@@ -132,7 +133,6 @@ def team_review(request: Request, user: Viewer, week: Annotated[str, Query(max_l
 
 @router.get("/incidents/{incident_id}/postmortem")
 def postmortem(request: Request, incident_id: IncidentId, user: Viewer) -> Response:
-    from kiban.team.postmortem import get
 
     site = _site(request)
     try:
@@ -147,7 +147,6 @@ async def postmortem_save(request: Request, incident_id: IncidentId, user: Opera
                           impact: Section = "", root_cause: Section = "", workaround: Section = "",
                           action_items: Section = "", lessons: Section = "",
                           status: Annotated[str, Form(pattern="^(draft|final)$")] = "draft") -> Response:
-    from kiban.team.postmortem import save
 
     site = _site(request)
     edits = {"summary": summary, "impact": impact, "root_cause": root_cause, "workaround": workaround,
