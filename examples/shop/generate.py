@@ -493,7 +493,6 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
                     -- every store closes for one stock-taking day in the middle of the period
                     * CASE WHEN {days_elapsed} = 40 + s.store_id % 14 THEN 0 ELSE 1 END AS w
             FROM stores s CROSS JOIN days d
-        )
         ), expected AS (
             SELECT store_id, day, {cfg.target_orders!r} * w / sum(w) OVER () AS mean_orders,
                    store_id % 2 = 0 AND day >= DATE '{cfg.pilot_start}' AS piloted
