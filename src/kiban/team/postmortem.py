@@ -118,9 +118,7 @@ def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
         "impact": f"Consumers of {incident.usecase}: {consumers}."
                   + (f" Other use cases due that day and fed by the same cause: {', '.join(others)}." if others
                      else ""),
-        "root_cause": (f"{cause.get('asset', 'unknown asset')}: {cause.get('reason') or cause.get('error') or '-'}"
-                       f" (kind: {cause.get('kind') or cause.get('status') or '-'})") if cause else
-                      "kiban found no root cause; complete this section.",
+        "root_cause": _cause(cause),
         "workaround": incident.workaround or "no workaround was computed",
         "time_to_detect": detected,
         "time_to_detect_s": ttd,
@@ -133,6 +131,15 @@ def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
         "action_items": "",
         "lessons": "",
     }
+
+
+def _cause(cause: dict[str, Any]) -> str:
+    if not cause:
+        return "kiban found no root cause; complete this section."
+    asset = str(cause.get("asset", "unknown asset"))
+    reason = str(cause.get("reason") or cause.get("error") or "-")
+    said = reason if reason.startswith(asset) else f"{asset}: {reason}"
+    return f"{said} (kind: {cause.get('kind') or cause.get('status') or '-'})"
 
 
 def get(project: Project, store: Store, incident_id: int) -> Postmortem:
