@@ -177,8 +177,9 @@ def _write_planted(root: Path) -> tuple[float, date]:
 def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_dir, cli, tmp_path):
     root = project_dir(BASE, lake=LAKE)
     truth, _ = _write_planted(root)
-    run = cli("--project", root, "run")
-    assert run.returncode == 0, run.stdout + run.stderr
+    from kiban.run import RunOptions, run_project
+
+    assert run_project(load_project(root), RunOptions()).status == "success"
     chart = tmp_path / "effect.svg"
     got = cli("--project", root, "initiatives", "measure", "replenish", "--json", "--svg", chart)
     assert got.returncode == 0, got.stdout + got.stderr
