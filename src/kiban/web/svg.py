@@ -190,12 +190,13 @@ def effect_chart(points: Sequence[tuple[object, float, float | None]], start: ob
         out: list[float | None] = []
         for i in range(len(values)):
             window = [v for v in values[max(0, i - smooth + 1): i + 1] if v is not None and v == v]
-            out.append(sum(window) / len(window) if window else None)
+            # only whole windows: a first day alone (a quiet Monday) would set the scale
+            out.append(sum(window) / len(window) if len(window) == smooth else None)
         return out
 
     actual = rolling([a for _, a, _ in points])
     counter = rolling([c for _, _, c in points])
-    shown = [v for v in (*actual, *counter) if v is not None]
+    shown = [v for v in (*actual, *counter) if v is not None] or [0.0]
     low, high = min(shown), max(shown)
     rng = (high - low) or 1.0
     pad_l, pad_r, pad_t, pad_b = 64.0, 12.0, 24.0, 34.0
