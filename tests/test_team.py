@@ -184,3 +184,23 @@ def test_the_weekly_review_counts_incidents_causes_toil_and_budgets(project_dir)
         assert len(result.previous) == 4 and all(w.incidents == 0 for w in result.previous)
     finally:
         store.close()
+
+
+def test_the_review_is_posted_once_per_week_and_channel(project_dir, http_hook):
+    from kiban.team.review import send
+
+    port, received = http_hook
+    project = _project(project_dir, port=port, extra="review_notify: [team]\n")
+    store = Store(project.state_url)
+    try:
+        _incident(project, store)
+        result = review(project, build_graph(project), store, date(2026, 11, 9), with_budgets=False)
+        first = send(project, store, result)
+        again = send(project, store, result)
+        assert [r.status for r in first] == ["sent"] and [r.status for r in again] == ["suppressed"]
+        assert [r.status for r in send(project, store, result, again=True)] in (["sent"], ["suppressed"])
+        message = next(m for m in received if "operations review" in m.get("subject", ""))
+        assert message["subject"] == "[kiban] operations review 2026-W46"
+        assert "1 incidents (1 missed)" in message["text"] and "Repeat causes" not in message["text"]
+    finally:
+        store.close()

@@ -99,7 +99,9 @@ def postmortem(
 def review_cmd(
     week: Annotated[str | None, typer.Option("--week", help="2026-W49, a date in the week, last (default) or this.")
                     ] = None,
-    send: Annotated[bool, typer.Option("--send", help="Also post it to the review_notify: channels.")] = False,
+    send: Annotated[bool, typer.Option("--send", help="Also post it to the review_notify: channels (once per week "
+                                       "and channel).")] = False,
+    again: Annotated[bool, typer.Option("--again", help="With --send: post it even where it was posted.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the Markdown to a file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -114,7 +116,7 @@ def review_cmd(
     try:
         today = datetime.now(UTC).astimezone(ZoneInfo(project.config.timezone)).date()
         result = review(project, graph, store, week_of(week, today))
-        results = post(project, store, result) if send else []
+        results = post(project, store, result, again=again) if send else []
     finally:
         store.close()
     if as_json:

@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from kiban.catalog.requests import events as request_events
 from kiban.catalog.requests import lead_times, list_requests
 from kiban.errors import UsageError
@@ -23,6 +25,7 @@ from kiban.graph import Graph
 from kiban.incidents import IncidentLog
 from kiban.project import Project
 from kiban.store import Store
+from kiban.store.schema import notifications
 from kiban.team.oncall import on_duty
 from kiban.team.postmortem import detection, saved_ids
 
@@ -236,16 +239,26 @@ def review(project: Project, graph: Graph, store: Store, monday: date, *, with_b
     return Review(week, weeks[:-1], listed, cause_rows, budgets, pending.open, pending.overdue, notes)
 
 
-def send(project: Project, store: Store, result: Review) -> list[Any]:
-    """Post the review to the ``review_notify:`` channels (once per week: the message's key is the week)."""
-    from kiban.notify import Message, Notifier
+def send(project: Project, store: Store, result: Review, *, again: bool = False) -> list[Any]:
+    """Post the review to the ``review_notify:`` channels: once per week and channel (a channel that already got
+    this week's review is skipped, so a cron entry may run twice), unless ``again``."""
+    from kiban.notify import DeliveryResult, Message, Notifier
 
     channels = list(project.config.review_notify)
     if not channels:
         raise UsageError("no channel to send the review to", "list channels under `review_notify:` in kiban.yml")
-    return Notifier(store, dict(project.config.channels), project.root).send(channels, Message(
+    key = f"review:{project.name}:{result.label}"
+    with store.engine.connect() as conn:
+        done = {c for (c,) in conn.execute(sa.select(notifications.c.channel).where(
+            notifications.c.dedupe_key == key, notifications.c.status == "sent"))} if not again else set()
+    skipped = [DeliveryResult(c, "suppressed", 0, f"this week's review was sent to {c} already")
+               for c in channels if c in done]
+    todo = [c for c in channels if c not in done]
+    if not todo:
+        return skipped
+    return skipped + Notifier(store, dict(project.config.channels), project.root).send(todo, Message(
         subject=f"[kiban] operations review {result.label}", text=result.message_text(), severity="info",
-        dedupe_key=f"review:{project.name}:{result.label}",
+        dedupe_key=key,
         fields={"incidents": str(result.week.incidents), "toil (h)": f"{result.week.toil_hours:.1f}",
                 "requests open": str(result.open_requests)},
         link=f"{project.config.console_url.rstrip('/')}/team/review?week={result.label}"
