@@ -212,3 +212,21 @@ def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_d
     usecases, _ = holdings(project, build_graph(project), store, with_service_levels=False)
     store.close()
     assert usecases[0].name == "stocking" and usecases[0].measured == 1 and usecases[0].value_per_month > 0
+
+
+def test_an_asset_an_initiative_relies_on_is_not_reported_unused(project_dir):
+    from kiban.catalog.usage import unused
+    from kiban.graph import build_graph
+    from kiban.store import Store
+
+    files = {"models/mart/daily_sales.sql": BASE["models/mart/daily_sales.sql"],
+             "models/mart/spare.sql": "select count(*) as n from lake.sales\n"}
+    text = GOOD.replace("usecases: [stocking]\n", "").replace("status: running", "status: idea")
+    root = project_dir({**files, "initiatives/replenish.yml": text}, lake=LAKE)
+    project = load_project(root)
+    store = Store(project.state_url)
+    try:
+        found = [u.asset for u in unused(store, project, build_graph(project), 30)]
+    finally:
+        store.close()
+    assert found == ["mart.spare"]  # daily_sales (and the lake table under it) feed the initiative
