@@ -204,3 +204,26 @@ def test_the_review_is_posted_once_per_week_and_channel(project_dir, http_hook):
         assert "1 incidents (1 missed)" in message["text"] and "Repeat causes" not in message["text"]
     finally:
         store.close()
+
+
+def test_the_review_counts_data_requests_and_their_toil(project_dir):
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from kiban.catalog.requests import move, new_request
+
+    project = _project(project_dir)
+    store = Store(project.state_url)
+    try:
+        asked = new_request(store, "test", "sales by weather", "mika")
+        move(store, "test", asked, "in_progress", "aiko")
+        move(store, "test", asked, "delivered", "aiko", deliverable="mart.daily_sales")
+        new_request(store, "test", "still open", "mika")
+        today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Tokyo")).date()  # the project's weeks are local
+        result = review(project, build_graph(project), store, week_of("this", today), with_budgets=False)
+        week = result.week
+        assert (week.requests_opened, week.requests_delivered, result.open_requests) == (2, 1, 1)
+        assert week.lead_time_median_days is not None and week.lead_time_median_days < 0.01
+        assert 0 <= week.request_hours < 0.01 and week.toil_hours == week.request_hours  # no incidents
+    finally:
+        store.close()
