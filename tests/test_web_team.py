@@ -75,6 +75,8 @@ def test_an_initiative_page_shows_its_effect_chart_and_assumptions_and_analysts_
     assert "replenish" in listing and "never" not in listing.split("Value by use case")[0]
     assert "mart.daily_sales" in listing.split("Value by asset")[1]
     assert client.get("/initiatives/nope").status_code == 404
+    usecase = client.get("/usecases/stocking").text
+    assert 'href="/initiatives/replenish"' in usecase and "/ month" in usecase
 
 
 def test_team_pages_show_on_call_and_the_review(client):

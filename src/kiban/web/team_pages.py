@@ -33,7 +33,20 @@ Section = Annotated[str, Form(max_length=20_000)]
 
 
 def install(app: FastAPI) -> None:
+    """Add the pages, and ``initiatives_of(usecase)`` for the use case page: (initiative, value per month)."""
+    site: Site = app.state.site
     app.include_router(router)
+    app.state.templates.env.globals["initiatives_of"] = lambda usecase: _initiatives_of(site, usecase)
+
+
+def _initiatives_of(site: Site, usecase: str) -> list[tuple[str, float | None]]:
+    from kiban.value.ledger import latest
+
+    names = [n for n, i in sorted(site.project.initiatives.items()) if usecase in i.config.usecases]
+    if not names:
+        return []
+    newest = latest(site.reader, site.project.name)
+    return [(n, newest[n].per_month[0] if n in newest else None) for n in names]
 
 
 def _site(request: Request) -> Site:
