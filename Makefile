@@ -29,6 +29,14 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	$(BIN)/kiban --project examples/shop report
 	$(BIN)/kiban --project examples/shop deliver weekly_marketing
 	@echo
+	@echo "Value from data: the replenishment pilot (initiatives/replenishment.yml) measured, next to the truth the generator planted:"
+	@$(BIN)/python examples/shop/generate.py --truth
+	$(BIN)/kiban --project examples/shop initiatives measure replenishment --svg examples/shop/replenishment.svg
+	@echo
+	@echo "The team: who is on call, and the postmortem kiban drafted from one of the demo's incidents:"
+	$(BIN)/kiban --project examples/shop oncall --days 7
+	$(BIN)/kiban --project examples/shop postmortem 4
+	@echo
 	@echo "Data-quality checks on the lake (the generator's bad POS lines fail on purpose):"
 	@$(BIN)/kiban --project examples/shop check layer:lake || echo "(kiban check exited $$?: one blocking check failed, as the example intends)"
 	@echo
@@ -40,6 +48,8 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	@echo "  $(BIN)/kiban --project examples/shop check                # every check, on what is published"
 	@echo "  $(BIN)/kiban --project examples/shop show warehouse.customers"
 	@echo "  $(BIN)/kiban --project examples/shop show lake.master_products   # its loads and the schema drift"
+	@echo "  $(BIN)/kiban --project examples/shop value                # the value ledger: initiatives per use case"
+	@echo "  $(BIN)/kiban --project examples/shop review --week this   # the weekly operations review"
 	@echo "  $(BIN)/kiban --project examples/shop quarantine show lake.web_access"
 	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"

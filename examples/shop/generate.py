@@ -42,6 +42,7 @@ import argparse
 import datetime as dt
 import hashlib
 import math
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -77,6 +78,11 @@ INVALID_EMAIL_CUSTOMERS = 2
 NULL_CATEGORY_PRODUCTS = 1
 UNKNOWN_PRODUCT_ID_BASE = 9_000_000
 
+# The replenishment initiative (initiatives/replenishment.yml, written by this script): from PILOT_DAY of the
+# history on, the stores with an even store_id order their deliveries from the demand forecast, run out less
+# often, and sell PILOT_UPLIFT more orders than they would have. The other half is the control group.
+PILOT_DAY = 60
+PILOT_UPLIFT = 0.06
 ANONYMOUS_SHARE = 0.35  # share of POS orders without a membership card
 ACTIVE_CUSTOMER_SHARE = 0.8  # the rest of the members did not buy in the 90 days
 
@@ -223,6 +229,11 @@ class Config:
     def start_date(self) -> dt.date:
         """First day (JST) of the 90-day order history."""
         return self.end_date - dt.timedelta(days=DAYS - 1)
+
+    @property
+    def pilot_start(self) -> dt.date:
+        """The first day of the replenishment pilot (initiatives/replenishment.yml)."""
+        return self.start_date + dt.timedelta(days=PILOT_DAY)
 
     @property
     def n_stores(self) -> int:
@@ -482,13 +493,18 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
                     -- every store closes for one stock-taking day in the middle of the period
                     * CASE WHEN {days_elapsed} = 40 + s.store_id % 14 THEN 0 ELSE 1 END AS w
             FROM stores s CROSS JOIN days d
+        ), expected AS (
+            SELECT store_id, day, {cfg.target_orders!r} * w / sum(w) OVER () AS mean_orders,
+                   store_id % 2 = 0 AND day >= DATE '{cfg.pilot_start}' AS piloted
+            FROM weighted
         )
         SELECT
             store_id,
             day,
-            floor({cfg.target_orders!r} * w / sum(w) OVER () + {sql.u("round", "store_id", "day")})::INTEGER
-                AS n_orders
-        FROM weighted
+            floor(mean_orders * CASE WHEN piloted THEN {1 + PILOT_UPLIFT} ELSE 1 END
+                  + {sql.u("round", "store_id", "day")})::INTEGER AS n_orders,
+            CASE WHEN piloted THEN mean_orders * {PILOT_UPLIFT} END AS _planted
+        FROM expected
     """)
     hour = _pick(sql.u("hour", "store_id", "day", "seq"), HOUR_WEIGHTS)
     n_active = max(1, math.ceil(cfg.n_customers * ACTIVE_CUSTOMER_SHARE))
@@ -690,7 +706,57 @@ def generate(
             counts[f"web/{name}"] = n
         for name, n in systems.write_shift_sheets(con, data / "staff", cfg.end_date, cfg.seed).items():
             counts[f"staff/{name}"] = n
+        write_initiative(con, cfg, Path(out))
     return counts
+
+
+INITIATIVE = """\
+# Written by generate.py (the pilot's dates follow the generated history): see docs/initiatives.md.
+question: Does ordering deliveries from the demand forecast sell more?
+hypothesis: >-
+  Stores whose deliveries are ordered from mart.demand_forecast run out of stock less often than stores
+  ordered by hand from last week's average, and complete more orders per day.
+owner: stocking@shop.example
+sponsor: Head of store operations
+status: running
+usecases: [demand_forecast]     # the forecast must be ready by 06:00 for the pilot to work
+assets: [mart.demand_forecast]
+kpi:
+  asset: mart.daily_sales
+  date: order_date
+  unit: store_code
+  value: orders                 # completed orders per store and day
+  name: completed orders
+  measure: orders
+unit: store
+intervention:
+  start: {start}           # the pilot's first day
+  treated: [{treated}]
+  # control: every other store (the default when treated is given); not randomised: difference-in-differences
+value_per_unit: 1200            # gross margin of an average order, in yen
+currency: JPY
+"""
+
+
+def write_initiative(con: duckdb.DuckDBPyConnection, cfg: Config, out: Path) -> dict[str, object]:
+    """initiatives/replenishment.yml with the pilot's start and stores, and the planted truth next to the data
+    (sources_data/planted.json): the effect per piloted store and day in completed orders."""
+    import json
+
+    treated = [r[0] for r in con.execute(
+        "SELECT store_code FROM stores WHERE store_id % 2 = 0 ORDER BY store_id").fetchall()]
+    planted = con.execute("SELECT avg(_planted) FROM store_days WHERE _planted IS NOT NULL").fetchone()
+    completed = STATUS_WEIGHTS["completed"] / sum(STATUS_WEIGHTS.values())
+    truth = {"initiative": "replenishment", "start": cfg.pilot_start.isoformat(), "treated": treated,
+             "effect_per_store_day": float(planted[0] or 0.0) * completed, "uplift": PILOT_UPLIFT}
+    folder = out / "initiatives"
+    folder.mkdir(exist_ok=True)
+    text = INITIATIVE.format(start=cfg.pilot_start.isoformat(), treated=", ".join(treated))
+    tmp = folder / ".replenishment.yml.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, folder / "replenishment.yml")
+    (out / "sources_data" / "planted.json").write_text(json.dumps(truth, indent=2), encoding="utf-8")
+    return truth
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -707,6 +773,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "product export with one more column); run it between two `kiban run`s",
     )
     parser.add_argument(
+        "--truth", action="store_true",
+        help="print the effect planted for the replenishment initiative (sources_data/planted.json) and exit",
+    )
+    parser.add_argument(
         "--end-date",
         type=dt.date.fromisoformat,
         default=DEFAULT_END_DATE,
@@ -719,6 +789,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     args = _parse_args(argv)
     started = time.perf_counter()
+    if args.truth:
+        import json
+
+        truth = json.loads((Path(args.out) / "sources_data" / "planted.json").read_text(encoding="utf-8"))
+        print(f"planted truth for {truth['initiative']}: {truth['effect_per_store_day']:+.2f} completed orders per "
+              f"piloted store and day (+{truth['uplift']:.0%}), from {truth['start']}")
+        return 0
     if args.next_morning:
         done = systems.next_morning(Path(args.out), args.end_date, args.seed)
         print(f"POS: orders {', '.join(map(str, done['returned_orders']))} returned this morning")

@@ -164,6 +164,17 @@ class DataDeliveryStatus(StrEnum):
     FAILED = "failed"  # every attempt failed; the error is kept and the next due run tries again
 
 
+class InitiativeStatus(StrEnum):
+    """Where an initiative stands (``initiatives/NAME.yml``, ``status:``)."""
+
+    IDEA = "idea"  # written down; nothing changed yet
+    ANALYSING = "analysing"  # its data and KPI are being looked at; no intervention yet
+    RUNNING = "running"  # the intervention started on its date; the effect is measured as data comes in
+    MEASURED = "measured"  # the effect has been measured; a decision is due
+    KEPT = "kept"  # decided: the change stays
+    STOPPED = "stopped"  # decided: the change was stopped
+
+
 class ModelStatus(StrEnum):
     """One trained version of a model (table ``model_versions``)."""
 

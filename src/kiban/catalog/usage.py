@@ -135,6 +135,15 @@ def last_read(store: Store, project: str) -> dict[str, datetime]:
     return {asset: at for asset, at in rows}
 
 
+def read_counts(store: Store, project: str, since: datetime) -> dict[str, int]:
+    """How often each asset was read by a query, recipe or export since ``since``."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(query_assets.c.asset, sa.func.count())
+                            .where(query_assets.c.project == project, query_assets.c.at >= since)
+                            .group_by(query_assets.c.asset)).fetchall()
+    return {asset: int(n) for asset, n in rows}
+
+
 @dataclass(frozen=True)
 class Unused:
     asset: str
@@ -142,7 +151,7 @@ class Unused:
 
 
 def unused(store: Store, project: Project, graph: Graph, days: int, now: datetime | None = None) -> list[Unused]:
-    """Assets that no use case lists, no recipe reads and no query has read in ``days`` days.
+    """Assets that no use case or initiative lists, no recipe reads and no query has read in ``days`` days.
 
     An asset that feeds a used asset is in use too (it is read to build it), so only the assets with no
     used asset downstream are listed.
@@ -153,6 +162,8 @@ def unused(store: Store, project: Project, graph: Graph, days: int, now: datetim
     used = {a for a, at in seen.items() if at >= cutoff}
     for usecase in project.usecases.values():
         used.update(usecase.config.assets)
+    for initiative in project.initiatives.values():  # an asset an initiative relies on creates value (kiban.value)
+        used.update(k for k in initiative.config.assets if k in graph.assets)
     for recipe in load_recipes(project).values():
         try:
             used.update(check_query(recipe.sql, graph.readable).assets)

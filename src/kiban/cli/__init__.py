@@ -65,6 +65,8 @@ def main() -> None:
         models,
         schedule,
         slo,
+        team,
+        value,
         web,
         worker,
     )

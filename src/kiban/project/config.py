@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kiban.checks.spec import ColumnCheck, TableCheck, check_type, columns_of
 from kiban.errors import closest
 from kiban.project.jobs import JobConfig, SchedulerConfig
+from kiban.project.team import OncallConfig
 
 LAYERS = ("lake", "warehouse", "mart")
 Layer = Literal["lake", "warehouse", "mart"]
@@ -44,6 +45,8 @@ class ProjectConfig(_Strict):
     openlineage: OpenLineageConfig | None = None  # where runs send OpenLineage events (kiban.catalog.openlineage)
     console_url: str | None = None  # the web console's address, linked from notifications (kiban.notify)
     deliveries: dict[str, DeliveryConfig] = Field(default_factory=dict)  # files people get (kiban.deliver)
+    oncall: OncallConfig | None = None  # the team's rotation (kiban.project.team, kiban.team.oncall)
+    review_notify: tuple[str, ...] = ()  # channels the weekly operations review goes to (kiban review --send)
 
     @field_validator("limits")
     @classmethod

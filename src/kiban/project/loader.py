@@ -12,6 +12,7 @@ from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
+from kiban.project.initiative import Initiative, load_initiatives
 from kiban.project.jobs import check_jobs, check_limits
 from kiban.project.pasted import refuse_templating
 from kiban.project.usecase import UseCase, UseCaseConfig
@@ -34,6 +35,7 @@ class Project:
     assets: dict[str, Asset]
     usecases: dict[str, UseCase] = field(default_factory=dict)
     sources: dict[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
+    initiatives: dict[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
 
     @property
     def name(self) -> str:
@@ -113,6 +115,9 @@ def load_project(start: Path | str = ".") -> Project:
         assets[asset.key] = asset
     usecases = _usecases(root, config, assets, errors)
     _check_declarations(config, assets, errors)
+    initiatives = load_initiatives(root, (*BUILTIN_CALENDARS, *config.calendars), assets, usecases, errors)
+    if config.oncall is not None or config.review_notify:
+        _check_oncall(root, config, errors)
     if config.jobs:
         check_jobs(load_yaml(root / PROJECT_FILE), config.jobs, assets, usecases,
                    (*BUILTIN_CALENDARS, *config.calendars), errors)
@@ -127,7 +132,7 @@ def load_project(start: Path | str = ".") -> Project:
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,
-                   sources=sources)
+                   sources=sources, initiatives=initiatives)
 
 
 BUILTIN_CALENDARS = ("jp", "none")
@@ -181,6 +186,26 @@ def _usecases(root: Path, config: ProjectConfig, assets: dict[str, Asset],
         cfg = cfg.model_copy(update={"assets": tuple(keys)})
         found[path.stem] = UseCase(name=path.stem, path=path, config=cfg)
     return found
+
+
+def _check_oncall(root: Path, config: ProjectConfig, errors: list[ProjectError]) -> None:
+    """The rotation's calendar and every channel it or the weekly review names must exist (file:line)."""
+    doc = load_yaml(root / PROJECT_FILE)
+    routes: list[tuple[YamlPath, str]] = [(("review_notify", i), c) for i, c in enumerate(config.review_notify)]
+    oncall = config.oncall
+    if oncall is not None:
+        routes += [(("oncall", "notify", i), c) for i, c in enumerate(oncall.notify)]
+        routes += [(("oncall", "people", j, "notify", i), c) for j, person in enumerate(oncall.people)
+                   for i, c in enumerate(person.notify)]
+        calendars = (*BUILTIN_CALENDARS, *config.calendars)
+        if oncall.calendar is not None and oncall.calendar not in calendars:
+            errors.append(ProjectError(f"unknown calendar '{oncall.calendar}'", doc.location(("oncall", "calendar")),
+                                       did_you_mean(oncall.calendar, calendars)))
+    for where, channel in routes:
+        if channel not in config.channels:
+            errors.append(ProjectError(f"unknown channel '{channel}'", doc.location(where),
+                                       did_you_mean(channel, config.channels)
+                                       or "define channels under `channels:` in kiban.yml"))
 
 
 def _lake_assets(root: Path, config: ProjectConfig) -> list[Asset]:

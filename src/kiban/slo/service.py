@@ -32,6 +32,7 @@ from kiban.status import IncidentStatus
 from kiban.status import Verdict as VerdictStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import attempts, runs, slo_evaluations
+from kiban.team.oncall import channels as oncall_channels
 
 log = logging.getLogger("kiban.slo")
 INCIDENT_DAYS = 7  # misses older than this are history, not incidents to open now
@@ -356,6 +357,8 @@ def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict
     elif verdict.verdict in MISSES and verdict.verdict != VerdictStatus.LATE:
         tell_consumers(project, store, incident, verdict.verdict, result.context,
                        through=str(verdict.evidence.get("data_through") or ""))
+    on_call, paged = oncall_channels(project, result.now)
+    owner_channels = sorted(set(owner_channels) | set(paged))
     if not owner_channels:
         return
     severity = ("info" if delivered else "warning" if verdict.verdict in (VerdictStatus.AT_RISK, VerdictStatus.LATE)
@@ -365,6 +368,8 @@ def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict
     facts = {"use case": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,
              "root cause": f"{found.get('asset', 'unknown')} ({found.get('kind') or found.get('status') or '-'})",
              "incident": f"#{incident.id}"}
+    if on_call:
+        facts["on call"] = on_call
     if delivered:
         closing = next((e.message for e in reversed(events) if e.kind in ("recovered", "repaired")), "delivered")
         subject = f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: closed, the data is ready"

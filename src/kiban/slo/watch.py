@@ -23,6 +23,7 @@ from kiban.slo.predict import Forecast, Predictor, RunState
 from kiban.slo.service import WARN_LEAD, console_link, tell_consumers
 from kiban.status import AttemptStatus, IncidentStatus
 from kiban.store import Store, utcnow
+from kiban.team.oncall import channels as oncall_channels
 
 log = logging.getLogger("kiban.slo")
 TICK_SECONDS = 1.0
@@ -279,7 +280,8 @@ class BreachWatcher:
         if tell:
             assert self.ctx is not None
             tell_consumers(self.project, self.store, incident, "at_risk", self.ctx, eta=eta)
-        channels = sorted(set(usecase.config.owner_notify))
+        on_call, paged = oncall_channels(self.project)
+        channels = sorted(set(usecase.config.owner_notify) | set(paged))
         if not channels:
             return
         found = incident.root_cause or {}
@@ -290,7 +292,8 @@ class BreachWatcher:
             dedupe_key=f"at_risk:{self.project.name}:{incident.usecase}:{incident.id}:{revision}",
             link=console_link(self.project, incident),
             fields={"use case": incident.usecase, "root cause": f"{found.get('asset')} ({found.get('kind')})",
-                    "workaround": incident.workaround or "-", "incident": f"#{incident.id}"}))
+                    "workaround": incident.workaround or "-", "incident": f"#{incident.id}",
+                    **({"on call": on_call} if on_call else {})}))
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop ticking and give pending notifications a chance to go out."""

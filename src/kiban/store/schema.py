@@ -543,3 +543,37 @@ deliveries = Table(  # every delivery of a mart or recipe as a file (kiban.deliv
     Column("error", Text),
     Index("ix_deliveries_project_name", "project", "name", "started_at"),
 )
+
+initiative_measurements = Table(  # the value ledger: each measurement of an initiative's effect (kiban.value)
+    "initiative_measurements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("initiative", String(200), nullable=False),
+    Column("measured_at", DateTime, nullable=False),
+    Column("method", String(20), nullable=False),  # ab, did, before_after
+    Column("data_from", Date, nullable=False),
+    Column("data_through", Date, nullable=False),
+    Column("estimate", Float, nullable=False),  # per treated unit and day, in KPI units
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("p_value", Float),
+    Column("unit_days", Integer, nullable=False),  # treated units × days after the start
+    Column("value", Float, nullable=False),  # estimate × unit_days × value_per_unit (money)
+    Column("value_low", Float, nullable=False),
+    Column("value_high", Float, nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),  # the Effect as JSON (pre-period fit, notes)
+    Index("ix_initiative_measurements", "project", "initiative", "measured_at"),
+)
+
+postmortems = Table(  # one per incident: drafted from its timeline, completed by people (kiban.team.postmortem)
+    "postmortems",
+    metadata,
+    Column("incident_id", Integer, primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # draft, final
+    Column("body", Text, nullable=False),  # the sections as JSON: summary, impact, root_cause, workaround, …
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(200)),
+)

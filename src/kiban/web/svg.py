@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
@@ -173,3 +174,77 @@ def lineage(graph: Graph, keys: Sequence[str], states: dict[str, str],
     return (f'<svg id="lineage" class="lineage" role="img" aria-label="lineage of {len(keys)} assets" '
             f'viewBox="0 0 {_num(width)} {_num(height)}" width="100%" height="640" '
             f'preserveAspectRatio="xMinYMin meet"><g id="viewport">{"".join(edges)}{"".join(nodes)}</g></svg>')
+
+
+def effect_chart(points: Sequence[tuple[object, float, float | None]], start: object, title: str, unit: str = "",
+                 width: int = 720, height: int = 220, smooth: int = 7) -> str:
+    """An initiative's KPI: actual (solid) against the counterfactual — what it would have been without the change
+    (dashed) — with the start date marked. Points are (day, actual, counterfactual); both lines are drawn as
+    ``smooth``-day moving averages so that the weekly pattern does not hide the gap. Colours are inline, so the
+    file stands alone (``kiban initiatives measure NAME --svg FILE``)."""
+    label = escape(title)
+    if len(points) < 2:
+        return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
+                f'height="40"><text x="4" y="24">{label}: no data yet</text></svg>')
+
+    def rolling(values: list[float | None]) -> list[float | None]:
+        out: list[float | None] = []
+        for i in range(len(values)):
+            window = [v for v in values[max(0, i - smooth + 1): i + 1] if v is not None and v == v]
+            # only whole windows: a first day alone (a quiet Monday) would set the scale
+            out.append(sum(window) / len(window) if len(window) == smooth else None)
+        return out
+
+    actual = rolling([a for _, a, _ in points])
+    counter = rolling([c for _, _, c in points])
+    shown = [v for v in (*actual, *counter) if v is not None] or [0.0]
+    low, high = min(shown), max(shown)
+    rng = (high - low) or 1.0
+    pad_l, pad_r, pad_t, pad_b = 64.0, 12.0, 24.0, 34.0
+    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+    n = len(points)
+
+    def xy(i: int, value: float) -> tuple[float, float]:
+        return pad_l + i / (n - 1) * w, pad_t + h - (value - low) / rng * h
+
+    def path(values: list[float | None]) -> str:
+        parts, pen = [], "M"
+        for i, v in enumerate(values):
+            if v is None:
+                pen = "M"
+                continue
+            x, y = xy(i, v)
+            parts.append(f"{pen}{_num(x)},{_num(y)}")
+            pen = "L"
+        return " ".join(parts)
+
+    start_i = next((i for i, (d, _, _) in enumerate(points) if str(d) >= str(start)), n - 1)
+    sx = pad_l + start_i / (n - 1) * w
+    first, last = str(points[0][0]), str(points[-1][0])
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{label}" '
+            f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" '
+            f'font-size="11"><text x="4" y="14" font-weight="600">{label}</text>'
+            f'<rect x="{_num(sx)}" y="{pad_t}" width="{_num(pad_l + w - sx)}" height="{_num(h)}" fill="#f1f5f9"/>'
+            f'<line x1="{_num(sx)}" y1="{pad_t}" x2="{_num(sx)}" y2="{pad_t + h}" stroke="#64748b" '
+            f'stroke-dasharray="2,2"/><text x="{_num(sx + 3)}" y="{pad_t + 10}" fill="#475569">start '
+            f'{escape(str(start))}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high)}{escape(unit)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low)}{escape(unit)}</text>'
+            f'<text x="{pad_l}" y="{pad_t + h + 14}">{escape(first)}</text>'
+            f'<text x="{pad_l + w}" y="{pad_t + h + 14}" text-anchor="end">{escape(last)}</text>'
+            f'<path d="{path(counter)}" fill="none" stroke="#94a3b8" stroke-width="1.5" stroke-dasharray="5,3"/>'
+            f'<path d="{path(actual)}" fill="none" stroke="#2563eb" stroke-width="1.6"/>'
+            f'<text x="{pad_l}" y="{height - 4}" fill="#2563eb">— actual</text>'
+            f'<text x="{pad_l + 70}" y="{height - 4}" fill="#64748b">- - without the change (counterfactual), '
+            f'{smooth}-day averages</text></svg>')
+
+
+def measurement_chart(result: Any) -> str:
+    """The chart of a :class:`kiban.value.measure.Measurement`: its treated units' KPI against the counterfactual."""
+    e = result.effect
+    if not e.series:
+        return effect_chart([], None, result.initiative)
+    start = e.series[e.pre_days].day if e.pre_days < len(e.series) else e.series[-1].day
+    return effect_chart([(p.day, p.actual, p.counterfactual) for p in e.series], start,
+                        f"{result.initiative}: {result.kpi} per treated unit, actual vs without the change",
+                        f" {result.measure_unit}" if result.measure_unit else "")

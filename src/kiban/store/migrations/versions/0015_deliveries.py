@@ -1,13 +1,13 @@
 """Deliveries: every mart or recipe delivered as a file (kiban.deliver) — what, where, how it went.
 
-Revision ID: 0018
+Revision ID: 0015
 Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
