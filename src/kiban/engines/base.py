@@ -32,6 +32,7 @@ class CollectedTable:
     cursor: str | None = None
     deletes: bool = False  # rows carry _deleted
     history: bool = False  # history: scd2
+    changes: str = ""  # a digest of its loads that were not appends (retracted, replayed): '' when none
 
 
 COLLECTED_VERSION = "load:"  # prefix of a collected table's data version (and of its views' comments)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
+from kiban.graph.duckrefs import read_files
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 
@@ -34,6 +35,7 @@ class Graph:
     order: list[str] = field(default_factory=list)
     children: dict[str, list[str]] = field(default_factory=dict)
     views: dict[str, str] = field(default_factory=dict)  # lake.x_latest, lake.x_history → the asset lake.x
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model → files it reads directly (globs)
 
     @property
     def readable(self) -> dict[str, Asset]:
@@ -108,6 +110,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     errors: list[ProjectError] = []
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
+    files: dict[str, tuple[str, ...]] = {}
     by_name: dict[str, list[str]] = {}
     for other_key, other in project.assets.items():
         by_name.setdefault(other.name.lower(), []).append(other_key)
@@ -133,6 +136,9 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
                 continue
             hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
             refs = list(parsed.refs)
+            read = read_files(asset.sql)
+            if read:
+                files[key] = read
         found: list[str] = []
         for i, ref in enumerate(refs):
             try:
@@ -170,4 +176,4 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
-    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases)
+    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases, files=files)
