@@ -11,10 +11,10 @@ a copy of the folder (the same files and declarations, collected from scratch).
 from __future__ import annotations
 
 import os
-from contextlib import closing
 import random
 import shutil
 import time
+from contextlib import closing
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
