@@ -453,3 +453,27 @@ def _print_service_levels(project: Project, graph: Graph, store: Store, key: str
                  f"(for {bound.usecase}, due {bound.due_date}; expected {duration(result.p50.get(key))} p50, "
                  f"{duration(result.p90.get(key))} p90)")
     console.print(escape(line))
+
+
+PLAN_STYLES = {"collect": "cyan", "build": "yellow", "build whole": "bold yellow", "fresh": "green", "lake": "dim"}
+
+
+def print_plan(explained: Any, as_json: bool) -> None:
+    """``kiban run --explain``: each selected asset, what a run would do with it, and why."""
+    steps = explained.steps()
+    if as_json:
+        emit_json({"steps": steps, "build": explained.plan.build, "whole": sorted(explained.plan.whole),
+                   "fresh": explained.plan.fresh, "collect": explained.collect})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("asset", "action", "why"):
+        table.add_column(column)
+    for step in steps:
+        style = PLAN_STYLES.get(step["action"], "")
+        table.add_row(step["asset"], f"[{style}]{step['action']}[/]" if style else step["action"],
+                      escape(step["reason"]))
+    console.print(table)
+    counts = {a: sum(1 for s in steps if s["action"] == a) for a in PLAN_STYLES}
+    console.print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing selected")
+    if explained.collect:
+        console.print("[dim]sources are collected first: what they bring may rebuild more than shown[/]")
