@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 from kiban.errors import Location, ProjectError, ProjectErrors, closest, did_you_mean
-from kiban.graph.duckrefs import read_files
+from kiban.graph.duckrefs import Unserializable, called_functions, duckdb_refs, read_files
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 
@@ -104,6 +104,31 @@ def _model_ref(model: str, line: int) -> TableRef:
     return TableRef(schema, name, line, 1)
 
 
+def _macro_uses(project: Project, errors: list[ProjectError]) -> tuple[dict[str, set[str]], dict[str, list[TableRef]]]:
+    """For every macro: the macros it uses (itself and through others), and the tables its body reads."""
+    calls: dict[str, set[str]] = {}
+    reads: dict[str, list[TableRef]] = {}
+    for name, macro in project.macros.items():
+        try:
+            found = duckdb_refs(macro.query, macro.path)
+        except (ProjectError, Unserializable) as exc:  # reported at the macro's place
+            message = exc.message if isinstance(exc, ProjectError) else str(exc)
+            errors.append(ProjectError(f"macro {name}: {message}", Location(macro.path, macro.line, 1)))
+            found = []
+        reads[name] = [TableRef(r.schema, r.name, macro.line, 1) for r in found]
+        calls[name] = called_functions(macro.query) & set(project.macros)
+    closure: dict[str, set[str]] = {}
+    for name in project.macros:
+        seen, stack = {name}, [name]
+        while stack:
+            for other in calls[stack.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        closure[name] = seen
+    return closure, reads
+
+
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
@@ -118,6 +143,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     for view, base in aliases.items():
         by_name.setdefault(view.split(".", 1)[1], []).append(base)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
+    closure, macro_reads = _macro_uses(project, errors) if project.macros else ({}, {})
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
             refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
@@ -136,6 +162,12 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
                 continue
             hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
             refs = list(parsed.refs)
+            if closure:  # the project's macros it calls: their text is part of it, their tables its inputs
+                used = sorted({m for f in called_functions(asset.sql) & set(closure) for m in closure[f]})
+                if used:
+                    texts = "\0".join(project.macros[m].text for m in used)
+                    hashes[key] = hashlib.sha256(f"{hashes[key]}\0macros\0{texts}".encode()).hexdigest()
+                    refs += [ref for m in used for ref in macro_reads[m]]
             read = read_files(asset.sql)
             if read:
                 files[key] = read

@@ -225,3 +225,26 @@ def _files(node: Any, found: list[str]) -> None:
         return
     for value in node.values():
         _files(value, found)
+
+
+def called_functions(sql: str) -> set[str]:
+    """The names of every function and table function ``sql`` calls (lower case), by DuckDB's parser: which
+    project macros a model uses. Unparseable SQL calls nothing here (its own parse reports the error)."""
+    tree = serialize(sql)
+    found: set[str] = set()
+    if not tree.get("error"):
+        _calls(tree.get("statements") or [], found)
+    return found
+
+
+def _calls(node: Any, found: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _calls(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("class") == "FUNCTION" and node.get("function_name"):
+        found.add(str(node["function_name"]).lower())
+    for value in node.values():
+        _calls(value, found)

@@ -194,6 +194,7 @@ def _run_locked(project: Project, graph: Graph, store: Store, run_id: str, selec
             collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
             tables = _collected_tables(project, store)
             lake_versions = engine.prepare(lake_assets, tables)
+            engine.define_macros(list(project.macros.values()))  # macros/*.sql, as the project has them now
             plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh,
                              audit if isinstance(audit, Judge) else None,
                              plan_extra(graph, project.root, store, project.name, tables))
