@@ -16,6 +16,7 @@ from kiban.graph import build_graph, select
 from kiban.project import Project
 from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
+from kiban.run.runner import _collected_tables, _unavailable
 from kiban.store import Store
 
 
@@ -47,8 +48,6 @@ class Explained:
 def explain(project: Project, select_: list[str], exclude: list[str], full_refresh: bool = False,
             judge: Judge | None = None) -> Explained:
     """The plan of ``kiban run SELECT… --exclude …`` as it would be made now."""
-    from kiban.run.runner import _collected_tables, _unavailable
-
     graph = build_graph(project)
     selection = select(graph, select_, exclude)
     store = Store(project.state_url)

@@ -21,6 +21,7 @@ from kiban.engines.base import CollectedTable
 from kiban.graph import Graph
 from kiban.run.plan import Extra
 from kiban.store import Store
+from kiban.store.backfills import BackfillLedger
 
 REMOTE = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfss://", "http://", "https://", "hf://", "r2://")
 
@@ -49,8 +50,6 @@ def file_identity(patterns: tuple[str, ...], root: Path | None = None) -> str:
 
 def backfilled(store: Store, project: str) -> dict[str, str]:
     """model → a digest of its partitions every backfill replaced ('' absent: never backfilled)."""
-    from kiban.store.backfills import BackfillLedger
-
     return BackfillLedger(store).replaced(project)
 
 
