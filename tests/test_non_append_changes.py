@@ -279,3 +279,13 @@ def test_a_change_of_the_checked_against_table_judges_the_model_again(project_di
     assert "refer to" in result.plan.reasons["warehouse.lines"]
     assert result.outcomes["warehouse.lines"].status == "failed"  # judged again: the check fails now
     assert run(root)["warehouse.lines"] == "failed"  # and it stays unfresh until fixed
+
+
+def test_after_a_backfill_the_next_runs_bring_downstream_right_once(project: Events) -> None:
+    project.append()
+    project.late_then_backfill()
+    first = operate.run(load_project(project.root), RunOptions()).result
+    assert "mart.doubled" in first.plan.whole  # its input was backfilled: built whole in this run
+    assert snapshot(project.root) == clean_build(project.root, project.root.parent / "clean")[1]
+    again = operate.run(load_project(project.root), RunOptions()).result
+    assert set(KEYS) <= set(again.plan.fresh), again.plan.reasons  # and then nothing is rebuilt needlessly

@@ -149,16 +149,16 @@ def _versions(graph: Graph, lake_versions: Mapping[str, str], published: Mapping
             fingerprint += HISTORY + out.inputs[key]
         out.prints[key] = fingerprint
         now = published.get(key, "")
-        token = now.partition(DATA_TOKEN)[2]  # partitions replaced by a backfill since its last build
-        # a model's rows change other than by growing when its SQL does, when an input's did, when it reads
-        # files directly (any change counts), or when partitions were backfilled
-        out.histories[key] = _short(graph.sql_hashes[key], own, token, f"files={files}", *upstream)
         if key not in selected:
             data[key] = now
         elif not full_refresh and same_print(now, fingerprint):
             data[key] = now  # fresh: its data (and any token a backfill gave it) stays
         else:
             data[key] = fingerprint
+        token = data[key].partition(DATA_TOKEN)[2]  # partitions a backfill replaced, while it is not rebuilt
+        # a model's rows change other than by growing when its SQL does, when an input's did, when it reads
+        # files directly (any change counts), or when partitions were backfilled (the ledger remembers them)
+        out.histories[key] = _short(graph.sql_hashes[key], own, token, f"files={files}", *upstream)
     return out
 
 
