@@ -496,3 +496,27 @@ def test_braces_inside_strings_and_comments_are_not_jinja(project_dir, seed: int
     root = project_dir({"models/mart/m.sql": sql})
     project = load_project(root)
     assert "mart.m" in project.assets
+
+
+def test_a_source_read_from_csv_files_says_how_to_collect_it_with_inferred_types(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "models/sources.yml": """\
+            version: 2
+            sources:
+              - name: raw
+                meta:
+                  external_location: "read_csv('data/{name}.csv', header = true)"
+                tables:
+                  - name: payments
+                  - name: refunds
+                    meta: {external_location: 'exports/refunds.tsv'}
+            """,
+        "models/stg_payments.sql": "select * from {{ source('raw', 'payments') }}\n",
+        "models/stg_refunds.sql": "select * from {{ source('raw', 'refunds') }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    notes = [str(n) for n in report.approximations]
+    assert any("source raw.payments" in n and "path: data/payments.csv" in n and "infer_types: true" in n
+               for n in notes), notes
+    assert any("source raw.refunds" in n and "exports/refunds.tsv" in n for n in notes), notes
+    load_project(tmp_path / "new")

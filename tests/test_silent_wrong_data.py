@@ -58,6 +58,8 @@ TEMPLATES = (
     "select k, list_sum([v, v, {c}]) as v from {X}",
     "select * exclude (extra) from (select k, v + {c} as v, 1 as extra from {X})",
     "from {X} x join {Y} y using (k) select k, x.v - y.v + {c} as v",
+    # a file read directly: not a dependency, but its identity is in the fingerprint
+    "select k, v + {c} as v from read_parquet('{lake}/t0/*.parquet')",
 )
 N_WAREHOUSE, N_MART = 24, 12
 
@@ -75,6 +77,7 @@ class Shop:
         self.root, self.rng = root, random.Random(seed)
         self.models: dict[str, tuple[int, list[str], int]] = {}  # key → (template, inputs, constant)
         self.loads = 0
+        self.retractable: list[int] = []  # loads of crm.members that may be retracted (by number)
         inputs = [f"lake.{t}" for t in LAKE] + ["lake.crm_members_latest"]
         warehouse: list[str] = []
         for i in range(N_WAREHOUSE):
@@ -97,7 +100,7 @@ class Shop:
     def sql(self, key: str) -> str:
         template, (x, y), c = self.models[key]
         shadow = y.split(".", 1)[1]  # a CTE named like a table it does not read
-        body = TEMPLATES[template].format(X=x, Y=y, c=c, shadow=shadow)
+        body = TEMPLATES[template].format(X=x, Y=y, c=c, shadow=shadow, lake=(self.root / "lake").as_posix())
         return f"select k::bigint as k, v::bigint as v from ({body}) as result"
 
     def path(self, key: str, suffix: str) -> Path:
@@ -113,9 +116,36 @@ class Shop:
         rows = "".join(f"{self.rng.randint(0, 12)},{self.rng.randint(0, 40)},{self.loads}\n" for _ in range(6))
         write_files(self.root, {f"data/members_{self.loads}.csv": "k,v,rev\n" + rows})
 
+    def retract(self) -> str:
+        """The newest load of crm.members whose file is still there, retracted, and its file removed (so a clean
+        build does not collect it)."""
+        from contextlib import closing
+
+        import sqlalchemy as sa
+
+        from kiban.collect.manifest import Manifests
+        from kiban.store import Store
+        from kiban.store.schema import consumed_files
+
+        with closing(Store(load_project(self.root).state_url)) as store:
+            manifests = Manifests(store)
+            loads = [r for r in manifests.loads("wrong", "lake.crm_members", limit=100)
+                     if r.status == "committed" and r.retracted_at is None and r.rows_landed]
+            if len(loads) < 2:
+                self.new_load()
+                return "a new load of crm.members (none to retract)"
+            victim = self.rng.choice(loads)
+            with store.engine.connect() as conn:
+                consumed = {Path(r.path).name for r in conn.execute(
+                    sa.select(consumed_files.c.path).where(consumed_files.c.load_id == victim.load_id))}
+            manifests.retract("wrong", victim.load_id)
+        for name in consumed:
+            (self.root / "data" / name).unlink(missing_ok=True)
+        return f"load {victim.load_id} of crm.members retracted ({', '.join(sorted(consumed))})"
+
     def edit(self) -> str:
         """One random change; what it was, for the failure message."""
-        what = self.rng.choice(["sql", "sql", "lake", "load", "check", "check"])
+        what = self.rng.choice(["sql", "sql", "lake", "load", "check", "check", "retract"])
         key = self.rng.choice(sorted(self.models))
         if what == "sql":
             template, inputs, c = self.models[key]
@@ -129,6 +159,8 @@ class Shop:
         if what == "load":
             self.new_load()
             return "a new load of crm.members"
+        if what == "retract":
+            return self.retract()
         sidecar = self.path(key, ".yml")
         if sidecar.exists() and self.rng.random() < 0.4:
             sidecar.unlink()

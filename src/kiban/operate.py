@@ -90,6 +90,19 @@ def backfill(project: Project, options: BackfillOptions, on_start: OnStart | Non
     return _judged(Operated(result, gated=gate is not None), project, graph, store)
 
 
+def explain(project: Project, options: RunOptions) -> Any:
+    """The plan ``run()`` would follow now, judged by the same checks (``run.explain``); nothing is built."""
+    from kiban.checks.gate import gate_for
+    from kiban.run.explain import explain as plan_only
+
+    gate = gate_for(project)
+    try:
+        return plan_only(project, list(options.select), list(options.exclude), options.full_refresh, gate)
+    finally:
+        if gate is not None:
+            gate.close()
+
+
 def _graph(project: Project, graph: Graph | None) -> Graph | None:
     if graph is not None or not project.usecases:
         return graph

@@ -96,6 +96,13 @@ class Gate:
             for c in (suite.checks if suite else ()) if c.severity == Severity.ERROR)
         return hashlib.sha256("\n".join(blocking).encode()).hexdigest() if blocking else ""
 
+    def references(self, key: str) -> tuple[str, ...]:
+        """The tables the blocking ``relationships`` checks of ``key`` compare with: their data versions are
+        part of its fingerprint, so a change there judges the model again."""
+        suite = self.suites.get(key)
+        return tuple(sorted({c.target for c in (suite.checks if suite else ())
+                             if isinstance(c.spec, Relationships) and c.target and c.severity == Severity.ERROR}))
+
     @property
     def store(self) -> Store:
         with self._lock:

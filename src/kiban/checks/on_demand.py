@@ -56,6 +56,7 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
     try:
         lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
         versions = engine.prepare(lake, _collected(project, store))  # committed loads only
+        engine.define_macros(list(project.macros.values()))
         published = {**engine.published(), **{k: v for k, v in versions.items() if v != EMPTY_LAKE}}
         tz = ZoneInfo(project.config.timezone)
 

@@ -86,7 +86,7 @@ def suite_of(asset: Asset, assets: Iterable[str] = (), cache: ParseCache | None 
     items, _ = declared(cfg.columns, cfg.checks)  # naming problems were reported when the project loaded
     errors: list[ProjectError] = []
     for item in items:
-        check = Check(asset.key, item.name, item.spec, item.path, asset.config_path)
+        check = Check(asset.key, item.name, item.spec, (*asset.config_at, *item.path), asset.config_path)
         try:
             if isinstance(item.spec, Relationships):
                 target = item.spec.target

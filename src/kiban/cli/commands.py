@@ -58,7 +58,9 @@ def run(
                                           "(PostgreSQL state store) instead of building them here; `--workers N` "
                                           "first waits until N workers are alive.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout (the same as "
-                                          "--log-format json).")] = False,
+                                          "--log-format json); with --explain, the plan as one JSON object.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print the plan (what would be collected, built, "
+                                          "built whole or is fresh, and why) and build nothing.")] = False,
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
     from kiban.cli.output import err_console
@@ -76,7 +78,16 @@ def run(
         min_workers, selection = int(selection[0]), selection[1:]
     if resume and selection:
         raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
+    if explain and (resume or workers):
+        raise UsageError("--explain shows the plan of a plain run", "leave out --resume and --workers")
     project = _project()
+    if explain:
+        from kiban import operate
+        from kiban.cli.report import print_plan
+
+        print_plan(operate.explain(project, RunOptions(select=selection or [], exclude=exclude or [],
+                                                       full_refresh=full_refresh)), as_json or log_format == "json")
+        return
     listeners: list[Any] = [JsonLog() if log_format == "json" else progress_view()]
     options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
                          resume=resume, threads=threads, wait=wait)

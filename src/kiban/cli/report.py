@@ -380,6 +380,8 @@ def print_asset(project: Project, name: str, as_json: bool = False) -> None:
         for column in cfg.columns:
             cols.add_row(escape(column.name), escape(column.description), escape(", ".join(column.tags)))
         console.print(cols)
+    if asset.layer == "lake":
+        _print_lake_types(project, key)
     if asset.sql:
         console.print(Syntax(asset.sql.strip(), "sql", theme="ansi_dark", line_numbers=False))
     store = Store(project.state_url)
@@ -429,7 +431,64 @@ def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str
             "checks": [{"check": c.name, "severity": c.severity, "status": c.status, "failures": c.failures,
                         "detail": c.detail, "checked_at": utc_iso(c.checked_at), "run_id": c.run_id}
                        for c in latest],
-            "collection": _collection(project, key)}
+            "collection": _collection(project, key),
+            "types": [{"column": n, "type": t, "how": h} for n, t, h in lake_types(project, key)]
+            if asset.layer == "lake" else None}
+
+
+def lake_types(project: Project, key: str) -> list[tuple[str, str, str]]:
+    """(column, type, how) of a lake table as its files have it: ``declared`` (sources' `columns:`), ``inferred``
+    (`infer_types: true`: pin it by declaring it), ``text`` (undeclared text of a collected table), ``file`` (a
+    plain lake folder's Parquet types)."""
+    tables = project.source_tables() if project.sources else {}
+    if key in tables:
+        from kiban.collect.manifest import Manifests
+
+        source, name = tables[key]
+        spec = project.sources[source].tables[name]
+        declared = {c.name for c in spec.columns if c.type}
+        store = Store(project.state_url)
+        try:
+            state = Manifests(store).state(project.name, key)
+        finally:
+            store.close()
+        out = []
+        for column, kind in (state.schema if state else ()):
+            how = "declared" if column in declared else \
+                "inferred" if spec.infer_types and kind.upper() != "VARCHAR" else "text"
+            out.append((column, kind, how))
+        return out
+    from kiban.engines.lake import folder_files
+
+    _version, files = folder_files(project.assets[key].path)
+    if not files:
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute("describe select * from read_parquet(?, union_by_name = true)", [list(files)]).fetchall()
+    except duckdb.Error:
+        return []
+    finally:
+        con.close()
+    return [(str(r[0]), str(r[1]), "file") for r in rows]
+
+
+def _print_lake_types(project: Project, key: str) -> None:
+    types = lake_types(project, key)
+    if not types:
+        return
+    table = Table(box=None, header_style="bold", title="types", title_justify="left")
+    for column in ("column", "type", "how"):
+        table.add_column(column)
+    for name, kind, how in types:
+        table.add_row(escape(name), kind, "[yellow]inferred[/]" if how == "inferred" else how)
+    console.print(table)
+    inferred = [(n, k) for n, k, h in types if h == "inferred"]
+    if inferred:
+        console.print("[dim]pin inferred types under the table's `columns:` in sources/, e.g. "
+                      + escape(", ".join(f"{{name: {n}, type: {k.lower()}}}" for n, k in inferred[:3])) + "[/]")
 
 
 def _collection(project: Project, key: str) -> dict[str, Any] | None:
@@ -455,3 +514,27 @@ def _print_service_levels(project: Project, graph: Graph, store: Store, key: str
                  f"(for {bound.usecase}, due {bound.due_date}; expected {duration(result.p50.get(key))} p50, "
                  f"{duration(result.p90.get(key))} p90)")
     console.print(escape(line))
+
+
+PLAN_STYLES = {"collect": "cyan", "build": "yellow", "build whole": "bold yellow", "fresh": "green", "lake": "dim"}
+
+
+def print_plan(explained: Any, as_json: bool) -> None:
+    """``kiban run --explain``: each selected asset, what a run would do with it, and why."""
+    steps = explained.steps()
+    if as_json:
+        emit_json({"steps": steps, "build": explained.plan.build, "whole": sorted(explained.plan.whole),
+                   "fresh": explained.plan.fresh, "collect": explained.collect})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("asset", "action", "why"):
+        table.add_column(column)
+    for step in steps:
+        style = PLAN_STYLES.get(step["action"], "")
+        table.add_row(step["asset"], f"[{style}]{step['action']}[/]" if style else step["action"],
+                      escape(step["reason"]))
+    console.print(table)
+    counts = {a: sum(1 for s in steps if s["action"] == a) for a in PLAN_STYLES}
+    console.print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing selected")
+    if explained.collect:
+        console.print("[dim]sources are collected first: what they bring may rebuild more than shown[/]")

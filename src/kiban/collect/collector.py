@@ -65,7 +65,7 @@ def collected_tables(project: Project, store: Store) -> dict[str, CollectedTable
         out[key] = CollectedTable(version=state.latest_load if state else "",
                                   files=tuple(str(lake / f) for f in state.files) if state else (),
                                   primary_key=spec.primary_key, cursor=spec.cursor, deletes=spec.detect_deletes,
-                                  history=spec.history == "scd2")
+                                  history=spec.history == "scd2", changes=state.changes if state else "")
     return out
 
 

@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +50,7 @@ from kiban.collect.landing import (
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SourceSpec, TableSpec
 from kiban.errors import KibanError, RunLockedError, did_you_mean
+from kiban.quoting import quote
 from kiban.status import LoadStatus
 from kiban.store import Store, utcnow
 
@@ -290,7 +291,9 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     staged = _Staging(staging)
     typer = _Typer(con=sessions.session(), declared=declared, quarantine=quarantine, load_id=record.load_id,
                    loaded_at=record.started_at, ordinal=not one_pass,
-                   sink=layout.Background(writer.write if one_pass else staged.write))
+                   sink=layout.Background(writer.write if one_pass else staged.write),
+                   infer=table.infer_types and batches is None,
+                   landed={n: t for n, t in (state.schema if state else ()) if n not in declared.types})
     # three stages, each on its own thread: the connector reads, the typer casts (DuckDB) and stamps, the writer
     # encodes Parquet — batches go through in order, at most two wait at each step (memory stays bounded)
     typing = layout.Background(typer.take)
@@ -401,10 +404,16 @@ class _Typer:
     sink: layout.Background
     good: int = 0
     empty: pa.Table | None = None  # the typed columns of an empty file (a header only), without rows
+    infer: bool = False  # infer_types: undeclared text columns get the types their values have
+    landed: dict[str, str] = field(default_factory=dict)  # the types the table's undeclared columns have so far
 
     def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
         refused, batch = item
         self.quarantine.add(refused)
+        if self.infer and batch is not None and batch.num_rows:
+            self.infer = False  # once per load: every batch of it is cast alike
+            self.declared = Declared({**infer_types(self.con, batch, self.declared, self.landed),
+                                      **self.declared.types}, self.declared.key)
         header_only = batch is not None and batch.num_rows == 0 and self.empty is None
         if header_only and batch is not None and not self.declared.missing(batch.schema.names):
             typed, _ = cast_batch(self.con, batch, self.declared, 1)
@@ -423,6 +432,42 @@ class _Typer:
             self.sink.close()
         finally:
             self.con.close()
+
+
+INFERRED = ("BOOLEAN", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP")  # tried in this order, as DuckDB's sniffer does
+# what a value must look like besides casting (DuckDB casts '1.5' to a bigint 2, and a timestamp to its date)
+_SHAPE = {"BOOLEAN": r"(?i)true|false", "BIGINT": r"[+-]?[0-9]+", "DATE": r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"}
+
+
+def infer_types(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: Declared,
+                landed: dict[str, str]) -> dict[str, str]:
+    """Types for the undeclared text columns of ``batch``: what the table has already (``landed``: earlier loads
+    fixed it), else the first of :data:`INFERRED` that every non-empty value casts to (none: it stays text)."""
+    out: dict[str, str] = {}
+    names = [n for n in batch.schema.names if n not in declared.types and not n.startswith("_")
+             and pa.types.is_string(batch.schema.field(n).type)]
+    if not names:
+        return out
+    con.register("__kiban_infer", batch)
+    try:
+        for name in names:
+            if name in landed:
+                if landed[name].upper() != "VARCHAR":
+                    out[name] = landed[name]
+                continue
+            column = quote(name)
+            for kind in INFERRED:
+                shape = f" or not regexp_full_match(trim({column}), '{_SHAPE[kind]}')" if kind in _SHAPE else ""
+                row = con.execute(f"select count(*) filter (where {column} is not null and trim({column}) <> '' "
+                                  f"and (try_cast(trim({column}) as {kind}) is null{shape})), "
+                                  f"count(*) filter (where {column} is not null and trim({column}) <> '') "
+                                  "from __kiban_infer").fetchone()
+                if row and row[0] == 0 and row[1] > 0:
+                    out[name] = kind
+                    break
+    finally:
+        con.unregister("__kiban_infer")
+    return out
 
 
 def _with_metadata(table: pa.Table, load_id: str, loaded_at: datetime, first: int, *, ordinal: bool) -> pa.Table:

@@ -83,6 +83,9 @@ class TableState:
     cursor: Any
     schema: tuple[tuple[str, str], ...]
     reread_s: float | None = None  # the last load's: how far behind the cursor the next load reads again
+    # a digest of the loads that changed rows the table already had ('' none): retracted loads, and replays of
+    # quarantined rows (they land rows of earlier times). Incremental models reading it are built whole on change.
+    changes: str = ""
 
 
 def encode_cursor(value: Any) -> str | None:
@@ -184,7 +187,7 @@ class Manifests:
     def states(self, project: str, assets: list[str] | None = None) -> dict[str, TableState]:
         """The committed state of every source table (or of ``assets``) that has a committed load."""
         query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, loads.c.reread_s,
-                           loads.c.retracted_at, load_files.c.path)
+                           loads.c.retracted_at, loads.c.kind, load_files.c.path)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
                  .where(loads.c.project == project, loads.c.status == LoadStatus.COMMITTED)
@@ -197,7 +200,10 @@ class Manifests:
         last: dict[str, Any] = {}
         landing: dict[str, str] = {}  # the newest load that landed files: the table's data version
         retracted: set[str] = set()
+        changes: dict[str, set[str]] = {}
         for row in rows:
+            if row.retracted_at is not None or row.kind == "replay":
+                changes.setdefault(row.asset, set()).add(f"{row.load_id}:{'retracted' if row.retracted_at else 'in'}")
             if row.retracted_at is not None:  # in no view; the table's version says so (below)
                 retracted.add(row.asset)
                 continue
@@ -210,7 +216,8 @@ class Manifests:
             digest = hashlib.sha256("\n".join(files[asset]).encode()).hexdigest()[:12]
             landing[asset] = f"{landing[asset]}~{digest}"
         return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
-                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s)
+                                  tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s,
+                                  _digest(changes.get(asset, set())))
                 for asset, row in last.items()}
 
     def state(self, project: str, asset: str) -> TableState | None:
@@ -291,3 +298,7 @@ class Manifests:
             quarantine_replays.c.load_id.in_(load_ids))
         with self.store.engine.connect() as conn:
             return {(r.load_id, r.row_number) for r in conn.execute(query).all()}
+
+
+def _digest(items: set[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16] if items else ""

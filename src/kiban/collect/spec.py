@@ -32,7 +32,7 @@ NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE = "_load_id", "_loaded_at", "_source_file", "_source_line"
 METADATA_COLUMNS = (LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE)
 LANDING_TYPES = ("files", "logs", "xlsx")
-LANDING_KEYS = ("settle", "ready_marker", "optional", "on_change")
+LANDING_KEYS = ("settle", "ready_marker", "optional", "on_change", "infer_types")
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -77,6 +77,10 @@ class TableSpec(BaseModel):
     # landing files: a file landed before whose content changed — land the new version's rows (append) or leave
     # it with a note (refuse; `kiban loads retract` the earlier load to take the new version)
     on_change: Literal["append", "refuse"] = "append"
+    # landing text files (CSV, TSV): columns without a declared type get the type every value of the first
+    # load's first block casts to (boolean, bigint, double, date, timestamp — else text); later loads keep the
+    # types the table has (values that do not fit are quarantined). `kiban show` lists them, to pin them
+    infer_types: bool = False
     expected_by: str | None = None  # local "HH:MM" by which each day's load has normally arrived (kiban.slo)
 
     @field_validator("primary_key", mode="before")

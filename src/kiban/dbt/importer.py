@@ -151,11 +151,30 @@ class _Import:
                             f"{quoted(c)} {exp.DataType.build(t, dialect='duckdb').sql('duckdb')}"
                             for c, t in declared) + ")")
                 self._freshness(props, table, sidecar, rel, entry.line())
+                self._external_csv(props, table, source, name, rel, entry.line())
                 self.lake[lake_name] = sidecar
                 self.source_props[lake_name] = (entry, node)
                 self.report.converted.append(Converted("source", f"{source}.{name}", f"lake.{lake_name}",
                                                        "an empty lake folder: collect into it or drop Parquet "
                                                        "files there"))
+
+    def _external_csv(self, props: Properties, table: dict[str, Any], source: str, name: str, rel: str,
+                      line: int | None) -> None:
+        """A dbt-duckdb source read from CSV files (``meta: {external_location: …}``): say how kiban collects it
+        with inferred types (its lake folder is left empty: the files are the source's, not the project's)."""
+        location = next((str(m["external_location"]) for m in (
+            (table.get("config") or {}).get("meta"), table.get("meta"), (props.data.get("config") or {}).get("meta"),
+            props.data.get("meta")) if isinstance(m, dict) and m.get("external_location")), None)
+        if location is None:
+            return
+        found = re.search(r"""['"]?([^'"()]+\.(?:csv|tsv|txt)(?:\.gz)?)['"]?""", location, re.IGNORECASE)
+        if found is None:
+            return
+        path = found.group(1).replace("{name}", name).replace("{identifier}", str(table.get("identifier") or name))
+        self.report.approximate(rel, line, f"source {source}.{name}", f"dbt-duckdb reads it from {path}: kiban "
+                                f"collects CSV files with their types inferred — declare it in sources/{source}.yml "
+                                f"as `type: files`, table {name} with `path: {path}` and `infer_types: true` "
+                                "(docs/collect.md), and `kiban show` lists the inferred types to pin")
 
     def _freshness(self, props: Properties, table: dict[str, Any], sidecar: Sidecar, rel: str,
                    line: int | None) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from kiban.project import Asset
+from kiban.project.macros import Macro
 
 EMPTY_LAKE = "empty"  # the data version of a lake folder that has no data files yet
 UNREADABLE_LAKE = "unreadable: "  # prefix of the data version of a lake folder whose files cannot be read
@@ -32,6 +33,7 @@ class CollectedTable:
     cursor: str | None = None
     deletes: bool = False  # rows carry _deleted
     history: bool = False  # history: scd2
+    changes: str = ""  # a digest of its loads that were not appends (retracted, replayed): '' when none
 
 
 COLLECTED_VERSION = "load:"  # prefix of a collected table's data version (and of its views' comments)
@@ -74,6 +76,10 @@ class Engine(Protocol):
         ``collected``: the committed files of collected lake tables (by asset key). A collected table not in it
         keeps the views it has. Returns the data version of every lake asset.
         """
+
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """Make the project's macros (``macros/*.sql``) exactly the warehouse's: create or replace each, drop
+        the ones the project no longer has. Engines other than DuckDB refuse any."""
 
     def published(self) -> dict[str, str]:
         """Fingerprint of the published version of each asset (``layer.name`` → fingerprint)."""

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from kiban.engines.base import (
 from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
+from kiban.project.macros import Macro, callees_first
 from kiban.quoting import literal, quote
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class DuckDBEngine:
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
         self.rebuild_whole: set[str] = set()
+        self._pending_macros: list[Macro] = []  # macros reading tables a build of this run creates first
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()
@@ -168,6 +170,49 @@ class DuckDBEngine:
                 con.execute("rollback")
                 versions[asset.key] = UNREADABLE_LAKE + str(exc).splitlines()[0]
         return versions
+
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """The project's macros: stale ones dropped (a model must never run against a definition the project no
+        longer has), each created or replaced, callees first (DuckDB binds a macro's calls when it creates it).
+
+        A macro whose body reads a model that does not exist yet (its first build is in this run) cannot be
+        created now: its old definition is dropped and it is created before the next build, when the tables it
+        reads exist (``_define_pending``)."""
+        con = self.con
+        wanted = {m.name for m in macros}
+        present = con.execute("select function_name, function_type from duckdb_functions() where not internal "
+                              "and database_name = current_database() and schema_name = 'main' "
+                              "and function_type in ('macro', 'table_macro')").fetchall()
+        kinds = {str(name).lower(): str(kind) for name, kind in present}
+        for name, kind in kinds.items():
+            if name not in wanted:
+                self._drop_macro(con, name, kind)
+        self._pending_macros = []
+        for macro in callees_first(macros):
+            try:
+                con.execute(macro.definition)
+            except duckdb.CatalogException:  # it reads a table (or calls a macro) not there yet
+                if macro.name in kinds:
+                    self._drop_macro(con, macro.name, kinds.pop(macro.name))
+                self._pending_macros.append(macro)
+            except duckdb.Error as exc:
+                raise KibanError(f"{macro.path}:{macro.line}: macro {macro.name}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+
+    @staticmethod
+    def _drop_macro(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
+        con.execute(f"drop macro {'table ' if kind == 'table_macro' else ''}if exists {quote(name)}")
+
+    def _define_pending(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Create the macros that could not be created yet, as far as the tables they read exist now."""
+        with self._catalog_lock:
+            waiting: list[Macro] = []
+            for macro in self._pending_macros:
+                try:
+                    cur.execute(macro.definition)
+                except duckdb.CatalogException:
+                    waiting.append(macro)
+            self._pending_macros = waiting
 
     def _prepare_collected(self, table: LakeTable, current: str | None) -> str:
         """The views of a collected table over exactly its committed files, replaced in one transaction."""
@@ -247,6 +292,8 @@ class DuckDBEngine:
         comment = literal(COMMENT_PREFIX + fingerprint)
         sql = (asset.sql or "").strip().rstrip(";")
         physical = "view" if asset.config.materialized == "view" else "table"
+        if self._pending_macros:
+            self._define_pending(cur)
         with self._catalog_lock:
             kind = self._kind(schema, name)
         rows: int | None = None
@@ -325,6 +372,8 @@ class DuckDBEngine:
         version carries it (``published()``), and every model reading it is rebuilt by the next run
         (``run.plan``) instead of being called fresh over rows that no longer exist."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
+        if self._pending_macros:
+            self._define_pending(session.cursor)
         cur = session.cursor
         target = f"{quote(asset.layer)}.{quote(asset.name)}"
         cur.execute("begin transaction")

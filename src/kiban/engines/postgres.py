@@ -18,7 +18,7 @@ import io
 import secrets
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
+from kiban.project.macros import Macro
 from kiban.quoting import literal, quote
 
 SCHEMAS = ("lake", "warehouse", "mart")
@@ -199,6 +200,12 @@ class PostgresEngine:
             return cur.fetchall() if cur.description else []
 
     # -- preparing ----------------------------------------------------------------------------
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """DuckDB's macros cannot run here (the project loader refuses them first)."""
+        if macros:
+            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.name} warehouse cannot run",
+                              "write the logic into the models, or use DuckDB")
+
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         with self._lock, self.conn.transaction():

@@ -28,7 +28,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
+from kiban.project.macros import Macro
 
 log = logging.getLogger(__name__)
 SCHEMAS = ("lake", "warehouse", "mart")
@@ -182,6 +183,12 @@ class SparkEngine:
         return self.spark.sql(sql)
 
     # -- preparing ----------------------------------------------------------------------------
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """DuckDB's macros cannot run here (the project loader refuses them first)."""
+        if macros:
+            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.name} warehouse cannot run",
+                              "write the logic into the models, or use DuckDB")
+
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         """Register the lake tables and every published version in the session catalog (rebuilt from files)."""

@@ -9,6 +9,7 @@ from graphlib import CycleError, TopologicalSorter
 
 from kiban.assetkey import KeyResolver
 from kiban.errors import Location, ProjectError, ProjectErrors
+from kiban.graph.duckrefs import Unserializable, called_functions, duckdb_refs, read_files
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 from kiban.walk import reach
@@ -36,6 +37,7 @@ class Graph:
     order: list[str] = field(default_factory=list)
     children: dict[str, list[str]] = field(default_factory=dict)
     views: dict[str, str] = field(default_factory=dict)  # lake.x_latest, lake.x_history → the asset lake.x
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model → files it reads directly (globs)
 
     @property
     def readable(self) -> dict[str, Asset]:
@@ -90,15 +92,42 @@ def _model_ref(model: str, line: int) -> TableRef:
     return TableRef(schema, name, line, 1)
 
 
+def _macro_uses(project: Project, errors: list[ProjectError]) -> tuple[dict[str, set[str]], dict[str, list[TableRef]]]:
+    """For every macro: the macros it uses (itself and through others), and the tables its body reads."""
+    calls: dict[str, set[str]] = {}
+    reads: dict[str, list[TableRef]] = {}
+    for name, macro in project.macros.items():
+        try:
+            found = duckdb_refs(macro.query, macro.path)
+        except (ProjectError, Unserializable) as exc:  # reported at the macro's place
+            message = exc.message if isinstance(exc, ProjectError) else str(exc)
+            errors.append(ProjectError(f"macro {name}: {message}", Location(macro.path, macro.line, 1)))
+            found = []
+        reads[name] = [TableRef(r.schema, r.name, macro.line, 1) for r in found]
+        calls[name] = called_functions(macro.query) & set(project.macros)
+    closure: dict[str, set[str]] = {}
+    for name in project.macros:
+        seen, stack = {name}, [name]
+        while stack:
+            for other in calls[stack.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        closure[name] = seen
+    return closure, reads
+
+
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
     errors: list[ProjectError] = []
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
+    files: dict[str, tuple[str, ...]] = {}
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
+    closure, macro_reads = _macro_uses(project, errors) if project.macros else ({}, {})
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
             refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
@@ -117,6 +146,15 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
                 continue
             hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
             refs = list(parsed.refs)
+            if closure:  # the project's macros it calls: their text is part of it, their tables its inputs
+                used = sorted({m for f in called_functions(asset.sql) & set(closure) for m in closure[f]})
+                if used:
+                    texts = "\0".join(project.macros[m].text for m in used)
+                    hashes[key] = hashlib.sha256(f"{hashes[key]}\0macros\0{texts}".encode()).hexdigest()
+                    refs += [ref for m in used for ref in macro_reads[m]]
+            read = read_files(asset.sql)
+            if read:
+                files[key] = read
         found: list[str] = []
         for i, ref in enumerate(refs):
             try:
@@ -154,4 +192,4 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
-    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases)
+    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases, files=files)

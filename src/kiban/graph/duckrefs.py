@@ -10,6 +10,7 @@ operations. ``graph.sqlrefs`` compares the result with SQLGlot's and refuses wha
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ NO_LOCATION = 2**64 - 1  # DuckDB's "no position" (an optional_idx that is unset
 # Table functions whose argument names a table or a query: what they read is a dependency like any other.
 TABLE_BY_NAME = {"query_table"}
 QUERY_BY_TEXT = {"query"}
+# Table functions whose first argument names files: what they read is part of the model's fingerprint.
+FILE_READERS = {"read_parquet", "parquet_scan", "read_csv", "read_csv_auto", "sniff_csv", "read_json",
+                "read_json_auto", "read_ndjson", "read_ndjson_auto", "read_json_objects", "read_text", "read_blob",
+                "read_xlsx", "st_read"}
+_MAY_READ_FILES = re.compile(r"\b(read_\w+|parquet_scan|sniff_csv|st_read)\s*\(", re.IGNORECASE)
 
 _lock = threading.Lock()
 _con: Any = None
@@ -184,3 +190,61 @@ def _split_name(text: str) -> list[str]:
         i += 1
     parts.append("".join(current))
     return parts[-3:]
+
+
+def read_files(sql: str) -> tuple[str, ...]:
+    """The file names and globs ``sql`` reads through DuckDB's file functions (``read_parquet('x/*.parquet')``,
+    ``read_csv(['a.csv', 'b.csv'])``), as written. A computed argument cannot be known: it is returned as ``?``."""
+    if not _MAY_READ_FILES.search(sql):  # most models read no file: no second parse for them
+        return ()
+    tree = serialize(sql)
+    if tree.get("error"):
+        return ()
+    found: list[str] = []
+    _files(tree.get("statements") or [], found)
+    return tuple(dict.fromkeys(found))
+
+
+def _files(node: Any, found: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _files(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    function = node.get("function") if node.get("type") == "TABLE_FUNCTION" else None
+    if isinstance(function, dict) and str(function.get("function_name", "")).lower() in FILE_READERS:
+        args = function.get("children") or []
+        first = args[0] if args else None
+        if isinstance(first, dict) and first.get("function_name") == "list_value":
+            names = [_constant_text(c) for c in first.get("children") or []]
+        else:
+            names = [_constant_text(first)]
+        found.extend(n if n is not None else "?" for n in names)
+        _files(args[1:], found)
+        return
+    for value in node.values():
+        _files(value, found)
+
+
+def called_functions(sql: str) -> set[str]:
+    """The names of every function and table function ``sql`` calls (lower case), by DuckDB's parser: which
+    project macros a model uses. Unparseable SQL calls nothing here (its own parse reports the error)."""
+    tree = serialize(sql)
+    found: set[str] = set()
+    if not tree.get("error"):
+        _calls(tree.get("statements") or [], found)
+    return found
+
+
+def _calls(node: Any, found: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _calls(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("class") == "FUNCTION" and node.get("function_name"):
+        found.add(str(node["function_name"]).lower())
+    for value in node.values():
+        _calls(value, found)

@@ -24,6 +24,8 @@ class Asset:
     sql: str | None = None
     config: ModelConfig = field(default_factory=ModelConfig)
     config_path: Path | None = None
+    # where its settings are inside config_path: () for its own sidecar, ("models", i) in a file of several
+    config_at: tuple[str | int, ...] = ()
     python: PythonSpec | None = None  # a Python model (models/<layer>/*.py): its function, kind and inputs
 
     @property

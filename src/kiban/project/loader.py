@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
 from kiban.project.initiative import Initiative, load_initiatives
 from kiban.project.jobs import check_jobs, check_limits
+from kiban.project.macros import Macro, load_macros
 from kiban.project.pasted import refuse_templating
 from kiban.project.usecase import UseCase, UseCaseConfig
 from kiban.project.yamlfile import YamlDoc, YamlPath, load_yaml, read_config, validate, yaml_files
@@ -36,6 +37,7 @@ class Project:
     usecases: dict[str, UseCase] = field(default_factory=dict)
     sources: dict[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
     initiatives: dict[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
+    macros: dict[str, Macro] = field(default_factory=dict)  # macros/*.sql: DuckDB macros every model may call
 
     @property
     def name(self) -> str:
@@ -114,6 +116,7 @@ def load_project(start: Path | str = ".") -> Project:
             continue
         assets[asset.key] = asset
     usecases = _usecases(root, config, assets, errors)
+    macros = load_macros(root, errors)
     _check_declarations(config, assets, errors)
     initiatives = load_initiatives(root, (*BUILTIN_CALENDARS, *config.calendars), assets, usecases, errors)
     if config.oncall is not None or config.review_notify:
@@ -129,10 +132,15 @@ def load_project(start: Path | str = ".") -> Project:
         if target:
             errors += refusals(target, {k: (a.sql, a.path) for k, a in assets.items()
                                         if a.sql and a.python is None and a.layer != "lake"})
+        if target and macros:
+            first = next(iter(macros.values()))
+            errors.append(ProjectError(f"macros/ holds DuckDB macros, which the {target} warehouse cannot run",
+                                       Location(first.path, first.line, 1),
+                                       "write the logic into the models (or a warehouse model), or use DuckDB"))
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,
-                   sources=sources, initiatives=initiatives)
+                   sources=sources, initiatives=initiatives, macros=macros)
 
 
 BUILTIN_CALENDARS = ("jp", "none")
@@ -329,12 +337,84 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
                 errors.extend(many.errors)
             except ProjectError as exc:
                 errors.append(exc)
+        described: dict[str, Path] = {}  # model → the file of several that describes it
         for yml in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
             if not yml.with_suffix(".sql").exists() and yml not in python_sidecars:
+                doc = _yaml_or_error(yml, errors)
+                if doc is not None and isinstance(doc.data, dict) and "models" in doc.data:
+                    _describe_several(doc, folder.name, found, described, errors)
+                    continue
+                if doc is None:
+                    continue
                 names = [p.stem for p in folder.rglob("*.sql")]
                 errors.append(ProjectError(f"sidecar {yml.name} has no SQL file {yml.stem}.sql next to it",
-                                           Location(yml), did_you_mean(yml.stem, names)))
+                                           Location(yml), did_you_mean(yml.stem, names)
+                                           or "a file describing several models lists them under `models:`"))
     return found
+
+
+def _yaml_or_error(path: Path, errors: list[ProjectError]) -> YamlDoc | None:
+    try:
+        return load_yaml(path)
+    except ProjectError as exc:
+        errors.append(exc)
+        return None
+
+
+SEVERAL_KEYS = ("models", "version")  # version: 2 of dbt's schema.yml is accepted and means nothing here
+
+
+def _describe_several(doc: YamlDoc, layer: str, found: list[Asset], described: dict[str, Path],
+                      errors: list[ProjectError]) -> None:
+    """A sidecar of several models, as dbt's ``schema.yml``: ``models:`` lists entries with a ``name`` and the
+    keys of a model's own sidecar. Each entry settles the model of that name in this layer (``found`` is
+    updated in place); a model may be described once, here or in its own sidecar."""
+    data = doc.data
+    for key in data:
+        if key not in SEVERAL_KEYS:
+            errors.append(ProjectError(f"unknown key '{key}' in a file describing several models",
+                                       doc.location((key,)), "it holds `models:` (a list of models, each with "
+                                       "`name:` and the keys of a sidecar)"))
+    entries = data.get("models")
+    if not isinstance(entries, list):
+        errors.append(ProjectError("`models:` is a list of models, each with `name:`", doc.location(("models",))))
+        return
+    index = {a.name: i for i, a in enumerate(found) if a.layer == layer}
+    for i, entry in enumerate(entries):
+        where = doc.location(("models", i))
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            errors.append(ProjectError("each entry of `models:` needs a `name:` (the model's file name)", where))
+            continue
+        name = entry["name"].lower()
+        if name not in index:
+            errors.append(ProjectError(f"no model {layer}.{name} for this entry", where,
+                                       did_you_mean(name, list(index)) or f"models of this layer: "
+                                       f"{', '.join(sorted(index)) or 'none'}"))
+            continue
+        asset = found[index[name]]
+        if asset.python is not None:
+            errors.append(ProjectError(f"{asset.key} is a Python model: its settings go in {name}.yml next to it",
+                                       where))
+            continue
+        if asset.config_path is not None:
+            other = described.get(name, asset.config_path)
+            errors.append(ProjectError(f"{asset.key} is described twice (also in {other})", where,
+                                       "keep one description of each model"))
+            continue
+        prefix = ("models", i)
+        sub = YamlDoc(doc.path, {k: v for k, v in entry.items() if k != "name"},
+                      {p[2:]: pos for p, pos in doc.positions.items() if p[:2] == prefix})
+        try:
+            config = validate(sub, ModelConfig)
+            _check_incremental(sub, config)
+        except ProjectErrors as many:
+            errors.extend(many.errors)
+            continue
+        except ProjectError as exc:
+            errors.append(exc)
+            continue
+        found[index[name]] = replace(asset, config=config, config_path=doc.path, config_at=prefix)
+        described[name] = doc.path
 
 
 def _python_models(layer: str, py_path: Path, sidecars: set[Path]) -> list[Asset]:

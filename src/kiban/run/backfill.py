@@ -144,6 +144,7 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
             try:
                 engine.prepare([a for a in project.assets.values() if a.layer == "lake"],
                                _collected(project, store))  # the lake as committed loads left it
+                engine.define_macros(list(project.macros.values()))
                 for asset in assets:
                     blocker = engine.partition_blocker(asset)
                     if blocker:

@@ -25,6 +25,7 @@ from kiban.project import Asset, Project
 from kiban.run import intents
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
+from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
 from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
@@ -209,9 +210,12 @@ def _run_locked(ctx: RunContext) -> RunResult:
             engine.full_refresh = options.full_refresh  # incremental models: the whole table, not recent partitions
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
-            lake_versions = engine.prepare(lake_assets, _collected_tables(project, store))
+            tables = _collected_tables(project, store)
+            lake_versions = engine.prepare(lake_assets, tables)
+            engine.define_macros(list(project.macros.values()))  # macros/*.sql, as the project has them now
             plan = make_plan(graph, selection, lake_versions, engine.published(), options.full_refresh,
-                             audit if isinstance(audit, Judge) else None)
+                             audit if isinstance(audit, Judge) else None,
+                             plan_extra(graph, project.root, store, project.name, tables))
             engine.rebuild_whole = set(plan.whole)
             collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))
             emit(Event("run_started", run_id, detail={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -105,6 +106,21 @@ class BackfillLedger:
                                 .where(backfill_partitions.c.backfill_id == backfill_id,
                                        backfill_partitions.c.status == BackfillStatus.SUCCESS)).all()
         return {(r.asset, r.partition_start) for r in rows}
+
+    def replaced(self, project: str) -> dict[str, str]:
+        """asset → a digest of every partition a backfill of ``project`` replaced in it (assets never
+        backfilled are absent). It only grows, so readers of the asset can tell that its older rows changed."""
+        query = (sa.select(backfill_partitions.c.asset, backfill_partitions.c.backfill_id,
+                           backfill_partitions.c.partition_start)
+                 .select_from(backfill_partitions.join(backfills, backfills.c.id == backfill_partitions.c.backfill_id))
+                 .where(backfills.c.project == project, backfill_partitions.c.status == BackfillStatus.SUCCESS))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        by_asset: dict[str, list[str]] = {}
+        for r in rows:
+            by_asset.setdefault(r.asset, []).append(f"{r.backfill_id}:{r.partition_start.isoformat()}")
+        return {asset: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
+                for asset, items in by_asset.items()}
 
     def partitions(self, backfill_id: str, status: str | None = None) -> list[PartitionRecord]:
         query = backfill_partitions.select().where(backfill_partitions.c.backfill_id == backfill_id)

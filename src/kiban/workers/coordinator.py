@@ -18,6 +18,7 @@ from kiban.graph import build_graph, select
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
+from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
 from kiban.status import AttemptStatus, QueueStatus, RunStatus
@@ -70,9 +71,10 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                                       "file belongs to one process", "use `warehouse: postgresql://…` or Spark "
                                       "(docs/scale-out.md), or run without --workers")
                 lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
-                versions = engine.prepare(lake_assets, _collected_tables(project, store))  # committed loads only
+                tables = _collected_tables(project, store)
+                versions = engine.prepare(lake_assets, tables)  # committed loads only
                 plan = make_plan(graph, selection, versions, engine.published(), options.full_refresh,
-                                 _judge(project))
+                                 _judge(project), plan_extra(graph, project.root, store, project.name, tables))
             finally:
                 engine.close()
             emit(Event("run_started", run_id, detail={

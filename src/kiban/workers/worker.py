@@ -183,6 +183,7 @@ class Worker:
         if claim.run_id != self._prepared_for:  # the lake as this run sees it (a no-op when unchanged)
             lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
             engine.prepare(lake, _collected_tables(self.project, store))
+            engine.define_macros(list(self.project.macros.values()))
             self._prepared_for = claim.run_id
         published_by = getattr(engine, "published_by", None)
         if engine.published().get(key) == claim.fingerprint and (
