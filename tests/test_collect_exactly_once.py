@@ -6,6 +6,7 @@ The short versions run in CI; ``-m slow`` runs the long ones (≥ 100 SIGKILLs p
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from collect_race import Writers, collect, landed_twice, latest, project, race
 from conftest import need_service
 
+SOAK_KILLS = int(os.environ.get("KIBAN_SOAK_TRIALS", "100"))  # `make soak`: 100; a shorter soak: set it
 MYSQL_ROOT = dict(host="127.0.0.1", port=3306, user="root", password="")
 
 
@@ -193,11 +195,11 @@ def test_postgres_two_writers_and_killed_loads(tmp_path: Path, postgres_url: str
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_mariadb_two_writers_and_a_hundred_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
-    _mariadb_race(tmp_path, mariadb, kills=100)
+    _mariadb_race(tmp_path, mariadb, kills=SOAK_KILLS)
 
 
 @pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_postgres_two_writers_and_a_hundred_killed_loads(tmp_path: Path, postgres_url: str) -> None:
-    _postgres_race(tmp_path, postgres_url, kills=100)
+    _postgres_race(tmp_path, postgres_url, kills=SOAK_KILLS)

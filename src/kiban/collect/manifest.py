@@ -124,11 +124,15 @@ class Manifests:
         self.store = store
 
     # -- writing ----------------------------------------------------------------------------------------
-    def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]]) -> None:
-        """The load, its files, the source files it consumed and its drift: ONE transaction."""
+    def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]],
+               supersedes: dict[str, str] | None = None) -> None:
+        """The load, its files, the source files it consumed, its drift and the earlier loads it supersedes
+        (``on_change: replace``: load id → why; retracted in this same commit): ONE transaction."""
         record.ended_at = record.ended_at or utcnow()
         with self.store._tx() as conn:
             conn.execute(loads.insert().values(**self._row(record)))
+            if supersedes and record.status == "committed":
+                self._supersede(conn, record, supersedes)
             if record.files:
                 conn.execute(load_files.insert(), [
                     dict(load_id=record.load_id, path=p, kind=k, rows=r, bytes=b) for p, k, r, b in record.files])
@@ -145,6 +149,16 @@ class Manifests:
                 conn.execute(quarantine_replays.insert(), [
                     dict(load_id=load, row_number=n, replay_load_id=record.load_id, replayed_at=record.ended_at)
                     for load, n in record.replays])
+
+    @staticmethod
+    def _supersede(conn: sa.Connection, record: LoadRecord, supersedes: dict[str, str]) -> None:
+        """Retract the loads a new version of their files replaces, inside the new load's commit: the old rows
+        leave every view in the same instant the new ones enter it (a load retracted meanwhile stays as it was)."""
+        for load_id, why in sorted(supersedes.items()):
+            conn.execute(loads.update().where(loads.c.project == record.project, loads.c.load_id == load_id,
+                                              loads.c.status == "committed", loads.c.retracted_at.is_(None))
+                         .values(retracted_at=record.ended_at,
+                                 retracted_note=f"superseded by load {record.load_id}: {why}"))
 
     def retract(self, project: str, load_id: str, note: str | None = None) -> LoadRecord:
         """Take a committed load out of every view: its files stay in the lake (``kiban loads`` lists it as
@@ -232,6 +246,18 @@ class Manifests:
                         loads.c.retracted_at.is_(None)))
         with self.store.engine.connect() as conn:
             return {(r.path, r.size, r.sha256) for r in conn.execute(query).all()}
+
+    def consumers(self, project: str, asset: str) -> dict[str, set[str]]:
+        """Source file path → the committed, unretracted loads of ``asset`` that read it (any content)."""
+        query = (sa.select(consumed_files.c.path, consumed_files.c.load_id)
+                 .select_from(consumed_files.join(loads, loads.c.load_id == consumed_files.c.load_id))
+                 .where(consumed_files.c.project == project, consumed_files.c.asset == asset,
+                        loads.c.status == "committed", loads.c.retracted_at.is_(None)))
+        found: dict[str, set[str]] = {}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(query).all():
+                found.setdefault(row.path, set()).add(row.load_id)
+        return found
 
     def loads(self, project: str, asset: str | None = None, limit: int = 20,
               run_id: str | None = None, load_ids: list[str] | None = None) -> list[LoadRecord]:

@@ -74,9 +74,10 @@ class TableSpec(BaseModel):
     # landing files: take a file only when a marker file sits next to it, e.g. ".done" (orders.csv.done)
     ready_marker: str | None = None
     optional: bool = False  # landing files: a path that matches no file is a warning, not an error
-    # landing files: a file landed before whose content changed — land the new version's rows (append) or leave
-    # it with a note (refuse; `kiban loads retract` the earlier load to take the new version)
-    on_change: Literal["append", "refuse"] = "append"
+    # landing files: a file landed before whose content changed — land the new version's rows (append), land them
+    # instead of the earlier load's, which is retracted in the same commit (replace), or leave it with a note
+    # (refuse; `kiban loads retract` the earlier load to take the new version)
+    on_change: Literal["append", "replace", "refuse"] = "append"
     expected_by: str | None = None  # local "HH:MM" by which each day's load has normally arrived (kiban.slo)
 
     @field_validator("primary_key", mode="before")
