@@ -185,3 +185,19 @@ def test_merged_cells_and_formulas_without_a_saved_value_are_noted(make_project:
     notes = " ".join(result.notes)
     assert "1 merged cell range(s) on shifts (A2:A3)" in notes
     assert "1 formula cell(s) on shifts without a saved value (C3)" in notes
+
+
+def test_a_workbook_whose_header_differs_from_the_first_of_the_load_is_noted(make_project: Any) -> None:
+    from openpyxl import Workbook
+
+    root = make_project({"sources/book.yml": "type: xlsx\nsettle: 0s\ntables:\n  s:\n    path: sheets/*.xlsx\n"})
+    (root / "sheets").mkdir()
+    for name, header in (("a", ["store", "staff"]), ("b", ["store", "person"])):
+        book = Workbook()
+        book.active.append(header)
+        book.active.append(["Tokyo", "Aiko"])
+        book.save(root / f"sheets/{name}.xlsx")
+    proj = load_project(root)
+    result = load_table(proj, "book", "s", Store(proj.state_url))
+    assert any("sheets/b.xlsx: its header differs from sheets/a.xlsx's (new person; without staff)" in n
+               for n in result.notes), result.notes

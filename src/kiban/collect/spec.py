@@ -154,6 +154,22 @@ class SourceSpec(BaseModel):
     batch_rows: int = Field(default=100_000, ge=1, le=10_000_000)  # rows per batch: bounds memory
     tables: dict[str, TableSpec] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_landing_keys(cls, data: Any) -> Any:
+        """``settle:``, ``ready_marker:``, ``optional:`` and ``on_change:`` on the source are its tables' defaults
+        (a table's own wins), like the connectors' keys."""
+        if not isinstance(data, dict) or not any(key in data for key in LANDING_KEYS):
+            return data
+        data = dict(data)
+        shared = {key: data.pop(key) for key in LANDING_KEYS if key in data}
+        tables = data.get("tables")
+        if isinstance(tables, dict):
+            data["tables"] = {name: {**shared, **(table if isinstance(table, dict) else {})}
+                              if table is None or isinstance(table, dict) else table
+                              for name, table in tables.items()}
+        return data
+
     @model_validator(mode="after")
     def _landing_keys(self) -> SourceSpec:
         if self.type in LANDING_TYPES:

@@ -21,6 +21,7 @@ from typing import IO, Any, cast
 import numpy as np
 
 from kiban.collect.connector import LandedFile, ReadContext
+from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 
 BLOCK_BYTES = 8 << 20  # raw bytes per block: bounds memory, large enough for the parsers to be fast
 SAMPLE_BYTES = 256 << 10  # what encoding detection decodes
@@ -238,6 +239,36 @@ def still_the_same(ctx: ReadContext, source: SourceFile) -> None:
         raise ctx.error(f"{source.name} changed while it was read: nothing of this load was committed",
                         "the file is taken once it has stopped changing (raise `settle:`, or have the writer "
                         "use a ready marker or write under a .part name and rename)")
+
+
+class Headers:
+    """The columns of the first file of a load; a later file whose columns differ is noted (its rows are merged
+    by column name, so a renamed column would quietly become two half-empty ones)."""
+
+    def __init__(self, ctx: ReadContext) -> None:
+        self.ctx = ctx
+        self.first: tuple[str, list[str]] | None = None
+
+    def watch(self, source: SourceFile, batches: Iterator[Any]) -> Iterator[Any]:
+        seen = False
+        for batch in batches:
+            if not seen:
+                seen = True
+                names = [n for n in batch.schema.names if n not in (SOURCE_FILE, SOURCE_LINE)]
+                if self.first is None:
+                    self.first = (source.name, names)
+                elif names != self.first[1]:
+                    self.ctx.note(header_change(source.name, self.first, names))
+            yield batch
+
+
+def header_change(name: str, first: tuple[str, list[str]], names: list[str]) -> str:
+    """A note: this file's columns differ from the first file's of the load (they are merged by name)."""
+    added = [n for n in names if n not in first[1]]
+    missing = [n for n in first[1] if n not in names]
+    parts = ([f"new {', '.join(added)}"] if added else []) + ([f"without {', '.join(missing)}"] if missing else [])
+    what = "; ".join(parts) or "the same columns in another order"
+    return f"{name}: its header differs from {first[0]}'s ({what}); the rows are merged by column name"
 
 
 def guarded(ctx: ReadContext, source: SourceFile, rows: Iterator[Any]) -> Iterator[Any]:
