@@ -19,7 +19,7 @@ from tests.conftest import write_files
 
 TABLES = ("a", "b", "c")
 ROWS = 120_000
-SOURCE = "type: files\ntables:\n" + "".join(
+SOURCE = "type: files\nsettle: 0s\ntables:\n" + "".join(
     f"  {t}:\n    path: data/{t}_*.csv\n    columns:\n      - {{name: n, type: BIGINT}}\n" for t in TABLES)
 MODELS = {
     "models/warehouse/totals.sql": " union all ".join(
