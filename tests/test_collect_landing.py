@@ -201,3 +201,79 @@ def test_a_workbook_whose_header_differs_from_the_first_of_the_load_is_noted(mak
     result = load_table(proj, "book", "s", Store(proj.state_url))
     assert any("sheets/b.xlsx: its header differs from sheets/a.xlsx's (new person; without staff)" in n
                for n in result.notes), result.notes
+
+
+COLLECT = """
+import sys
+from kiban.collect.load import load_table
+from kiban.project import load_project
+from kiban.store import Store
+project = load_project(sys.argv[1])
+r = load_table(project, "land", "events", Store(project.state_url)).record
+print(r.rows_read, r.rows_quarantined)
+"""
+
+
+def _collect_child(root: Path) -> Any:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", COLLECT, str(root)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def chunked_writer_and_killed_loads(make_project: Any, kills: int, files: int, seed: int) -> dict[str, int]:
+    """A writer appends to landing files in chunks (lines cut in half between chunks) while loads run in child
+    processes, SIGKILLed at random moments: every row lands exactly once and nothing is quarantined."""
+    import signal
+    import subprocess
+
+    root = project(make_project)
+    folder = root / "landing"
+    folder.mkdir()
+    rows = 300
+    writer = threading.Thread(target=write_in_chunks, args=(folder, files, rows, seed, 0.5))
+    writer.start()
+    rnd = random.Random(seed)
+    killed = finished = quarantined = 0
+    while writer.is_alive() or killed < kills:
+        if not any(folder.iterdir()):
+            time.sleep(0.1)
+            continue
+        child = _collect_child(root)
+        try:
+            child.wait(rnd.uniform(0.1, 3.0))
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            killed += 1
+            continue
+        out, err = child.communicate()
+        assert child.returncode == 0, err[-2000:]
+        finished += 1
+        quarantined += int(out.split()[1])
+    writer.join()
+    done = _collect_child(root)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err[-2000:]
+    quarantined += int(out.split()[1])
+    ids = lake_ids(root)
+    assert quarantined == 0, "a cut-off last line means a file was taken before it was complete"
+    assert ids == list(range(files * rows)), f"{len(ids) - len(set(ids))} duplicated, " \
+                                             f"{files * rows - len(set(ids))} missing"
+    return {"killed": killed, "finished": finished, "rows": len(ids)}
+
+
+def test_loads_killed_while_a_writer_appends_in_chunks_land_each_row_once(make_project: Any) -> None:
+    counts = chunked_writer_and_killed_loads(make_project, kills=3, files=4, seed=11)
+    assert counts["killed"] >= 3
+
+
+@pytest.mark.soak
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_a_hundred_loads_killed_while_a_writer_appends_in_chunks(make_project: Any) -> None:
+    kills = int(os.environ.get("KIBAN_SOAK_TRIALS", "100"))
+    counts = chunked_writer_and_killed_loads(make_project, kills=kills, files=max(8, kills // 3), seed=1616)
+    print(f"landing race: {counts}")
