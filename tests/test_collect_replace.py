@@ -194,3 +194,33 @@ def test_replace_under_a_hundred_sigkills(make_project: Any) -> None:
     killed, replaced = kill_cycles(project(make_project), cycles, seed=1616)
     print(f"replace soak: {cycles} cycles, {killed} loads killed ({replaced} of them after their commit)")
     assert killed >= cycles // 3
+
+
+def test_quarantined_rows_of_a_replaced_version_are_never_replayed(make_project: Any) -> None:
+    """The old version's refused rows leave the quarantine with it, and a replay that landed some of them is
+    superseded too: nothing of the old version comes back."""
+    from kiban.collect import quarantine
+
+    root = project(make_project, "    columns:\n      - {name: id, type: INTEGER}\n")
+    (root / "landing/a.csv").write_text("id,v\n1,a1\nx,a1\n")  # 'x' is quarantined
+    collect(root)
+    (root / "sources/land.yml").write_text(SOURCE)  # id as text now: the refused row passes a replay
+    proj = load_project(root)
+    replayed = quarantine.replay(proj, Store(proj.state_url), ASSET)
+    assert replayed.landed == 1
+    assert sorted(duckdb_rows(root)) == [("1", "a1"), ("x", "a1")]
+    (root / "landing/a.csv").write_text("id,v\n1,a2\n2,a2\n")  # the corrected export
+    result = collect(root)
+    assert any(f"load {replayed.load.record.load_id} retracted" in n for n in result.notes)  # type: ignore[union-attr]
+    rows = duckdb_rows(root)
+    assert rows == [("1", "a2"), ("2", "a2")]
+    assert quarantine.rows(proj, Store(proj.state_url), ASSET) == []
+
+
+def duckdb_rows(root: Path) -> list[tuple[Any, ...]]:
+    proj = load_project(root)
+    state = Manifests(Store(proj.state_url)).state(proj.name, ASSET)
+    assert state is not None
+    files = "[" + ", ".join(f"'{proj.lake_dir / f}'" for f in state.files) + "]"
+    return duckdb.connect().execute(f"select id::varchar, v from read_parquet({files}, union_by_name = true, "
+                                    "hive_partitioning = false) order by all").fetchall()

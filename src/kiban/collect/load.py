@@ -329,6 +329,8 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                 typer.close()
                 staged.close()
         good = typer.good
+        if ctx.superseded:
+            _replays_follow(manifests, ctx)
         result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
         if ctx.superseded and state is not None:  # compared with the loads that stay, not those it replaces
             state = _without(manifests, project.name, state, set(ctx.superseded))
@@ -397,6 +399,18 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     for load_id, why in sorted(ctx.superseded.items()):
         result.notes.append(f"{record.asset}: load {load_id} retracted, superseded by this load ({why})")
     return result
+
+
+def _replays_follow(manifests: Manifests, ctx: ReadContext) -> None:
+    """A replay load that landed quarantined rows of the loads being superseded holds rows of the old version:
+    superseded with them when all its rows came from them; otherwise (it mixes in rows of loads that stay) it is
+    kept, with a note."""
+    for replay, origins in sorted(manifests.replays_of(sorted(ctx.superseded)).items()):
+        if origins <= set(ctx.superseded):
+            ctx.supersede(replay, "it replayed quarantined rows of the superseded load(s)")
+        else:
+            ctx.note(f"replay load {replay} landed quarantined rows of superseded loads and of others: it stays — "
+                     f"`kiban loads retract {replay}` if the new version makes its rows wrong")
 
 
 def _without(manifests: Manifests, project: str, state: TableState, loads: set[str]) -> TableState:

@@ -298,11 +298,29 @@ class Manifests:
             rows = conn.execute(query).all()
         return [(r.at, r.load_id, Drift(r.change, r.column_name, r.old_type, r.new_type), r.action) for r in rows]
 
+    def replays_of(self, load_ids: list[str]) -> dict[str, set[str]]:
+        """The unretracted loads that landed quarantined rows of ``load_ids``: replay load → the loads whose rows
+        it replayed (all of them, not only ``load_ids``)."""
+        if not load_ids:
+            return {}
+        replay_load = quarantine_replays.c.replay_load_id
+        joined = quarantine_replays.join(loads, loads.c.load_id == replay_load)
+        mine = sa.select(replay_load).where(quarantine_replays.c.load_id.in_(load_ids))
+        query = (sa.select(replay_load, quarantine_replays.c.load_id).select_from(joined)
+                 .where(replay_load.in_(mine), loads.c.retracted_at.is_(None)).distinct())
+        found: dict[str, set[str]] = {}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(query).all():
+                found.setdefault(row.replay_load_id, set()).add(row.load_id)
+        return found
+
     def quarantine_files(self, project: str, asset: str | None = None) -> list[tuple[str, str, str, int]]:
-        """(asset, load id, path, rows) of every quarantine file recorded, oldest first."""
+        """(asset, load id, path, rows) of every quarantine file recorded, oldest first — not those of retracted
+        loads: their rows belong to a version taken back, and a replay must never land them."""
         query = (sa.select(loads.c.asset, loads.c.load_id, load_files.c.path, load_files.c.rows)
                  .select_from(load_files.join(loads, loads.c.load_id == load_files.c.load_id))
-                 .where(loads.c.project == project, load_files.c.kind == "quarantine")
+                 .where(loads.c.project == project, load_files.c.kind == "quarantine",
+                        loads.c.retracted_at.is_(None))
                  .order_by(loads.c.started_at, loads.c.load_id))
         if asset is not None:
             query = query.where(loads.c.asset == asset)
