@@ -170,7 +170,7 @@ def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
             ctx.note(f"{source.name} changed while it was identified, left for a later load")
             continue
         found.append(source)
-    fresh = [s for s in found if s.landed.path not in ctx.landed_paths]
+    fresh = [s for s in found if not ctx.landed(s.landed) and s.landed.path not in ctx.landed_paths]
     changed = [s for s in found if s.landed.path in ctx.landed_paths and not ctx.landed(s.landed)]
     take = {s.landed.path for s in fresh}
     if changed and ctx.table.on_change == "refuse":
