@@ -44,7 +44,8 @@ SOURCES = ("lake.pos_orders", "lake.pos_customers")
 
 FILES = {
     "kiban.yml": "name: sim\ntimezone: Asia/Tokyo\nthreads: 4\ncalendar: none\n",
-    "sources/pos.yml": "type: files\ntables:\n  orders: {path: 'in/orders/*.csv', time_column: order_date}\n"
+    "sources/pos.yml": "type: files\nsettle: 0s\ntables:\n"
+                       "  orders: {path: 'in/orders/*.csv', time_column: order_date}\n"
                        "  customers: {path: 'in/customers/*.csv'}\n",
     "models/warehouse/orders.sql": "select * from lake.pos_orders",
     "models/warehouse/order_lines.sql": "select * from lake.pos_orders",

@@ -71,7 +71,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "  - name: Finance analysts\n    team: finance\n"
         f"assets: [mart.{names[1]}]\nneed:\n  by: \"07:00\"\n  on: every_day\n"
         "target:\n  attainment: 0.9\n  window_days: 7\n")
-    files["sources/shop.yml"] = ("type: files\ntables:\n  orders:\n    path: landing/*.csv\n    primary_key: [id]\n"
+    files["sources/shop.yml"] = ("type: files\nsettle: 0s\ntables:\n  orders:\n    path: landing/*.csv\n"
+                                 "    primary_key: [id]\n"
                                  "    columns:\n      - {name: id, type: INTEGER}\n"
                                  "      - {name: amount, type: \"DECIMAL(8,2)\"}\n")
     files["landing/orders-1.csv"] = "id,amount\n1,10.00\n2,12;50\n"

@@ -22,6 +22,7 @@ ENTRY = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import kiban.collect.
          "sys.argv[0] = 'kiban'; main()")
 
 SOURCE = """type: files
+settle: 0s
 description: the web shop's database export
 tables:
   orders:
@@ -109,7 +110,7 @@ def test_collect_rejects_a_selection_without_collected_tables(shop):
 
 def test_the_real_files_connector_lands_a_landing_folder_once(make_project, cli):
     """The `files` connector (kiban.collect.connectors.files) through the loader: typing, quarantine, once."""
-    root = make_project({"sources/shop.yml": "type: files\ntables:\n  orders:\n    path: landing/*.csv\n"
+    root = make_project({"sources/shop.yml": "type: files\nsettle: 0s\ntables:\n  orders:\n    path: landing/*.csv\n"
                                             "    primary_key: [id]\n    columns:\n"
                                             "      - {name: id, type: INTEGER}\n"
                                             "      - {name: amount, type: \"DECIMAL(8,2)\"}\n",

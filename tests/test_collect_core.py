@@ -47,6 +47,7 @@ def write_rows(path: Path, rows: list[Any], append: bool = False) -> None:
 
 
 ORDERS = """type: files
+settle: 0s
 tables:
   orders:
     path: data/orders.jsonl
@@ -140,7 +141,7 @@ def test_incremental_with_lookback_lands_each_row_exactly_once(shop):
 
 
 def test_landing_folder_files_are_loaded_once(shop):
-    root = shop("type: files\ntables:\n  orders:\n    path: landing\n    primary_key: [id]\n")
+    root = shop("type: files\nsettle: 0s\ntables:\n  orders:\n    path: landing\n    primary_key: [id]\n")
     write_rows(root / "landing/a.jsonl", [order(1, 1), order(2, 2)])
     assert load(root).record.rows_landed == 2
     write_rows(root / "landing/b.jsonl", [order(3, 3)])
@@ -219,6 +220,7 @@ def test_drift_policies(shop):
 
 
 FULL = """type: files
+settle: 0s
 tables:
   products:
     path: data/products.jsonl
@@ -351,7 +353,7 @@ def test_bad_config_names_the_file_source_and_table(shop, make_project, monkeypa
                         root="badcheck")
     with pytest.raises(ProjectError, match=r"sources/pos\.yml:8:13: relationships: unknown asset 'lake\.nope'"):
         load_project(root)
-    root = make_project({"sources/pos.yml": "type: files\ntables:\n  orders: {path: data/o.jsonl, "
+    root = make_project({"sources/pos.yml": "type: files\nsettle: 0s\ntables:\n  orders: {path: data/o.jsonl, "
                                            "primary_key: order_id}\n"}, root="badkey")
     write_rows(root / "data/o.jsonl", [{"id": 1}])
     with pytest.raises(KibanError, match="source pos, table orders: primary_key column order_id is not among"):
@@ -361,7 +363,7 @@ def test_bad_config_names_the_file_source_and_table(shop, make_project, monkeypa
 def test_run_collects_then_transforms_and_a_failed_collection_skips_downstream(make_project):
     root = make_project({
         "sources/shop.yml": ORDERS.format(extra=""),
-        "sources/crm.yml": "type: files\ntables:\n  customers: {path: data/missing.jsonl}\n",
+        "sources/crm.yml": "type: files\nsettle: 0s\ntables:\n  customers: {path: data/missing.jsonl}\n",
         "models/warehouse/totals.sql": "select count(*) as n, sum(amount) as total from lake.shop_orders_latest",
         "models/warehouse/customers.sql": "select * from lake.crm_customers",
     })
@@ -402,6 +404,7 @@ def test_a_collection_that_times_out_fails_its_asset_and_commits_nothing(make_pr
 
 
 EVENTS = """type: files
+settle: 0s
 batch_rows: {batch}
 tables:
   events:

@@ -6,6 +6,7 @@ The short versions run in CI; ``-m slow`` runs the long ones (≥ 100 SIGKILLs p
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from collect_race import Writers, collect, landed_twice, latest, project, race
 from conftest import need_service
 
+SOAK_KILLS = int(os.environ.get("KIBAN_SOAK_TRIALS", "100"))  # `make soak`: 100; a shorter soak: set it
 MYSQL_ROOT = dict(host="127.0.0.1", port=3306, user="root", password="")
 
 
@@ -119,6 +121,38 @@ def test_a_declared_version_column_identifies_a_change(tmp_path: Path, postgres_
     assert latest(root) == {1: (175, "a")}
 
 
+def test_postgres_xmin_is_the_rows_own_version(tmp_path: Path, postgres_url: str) -> None:
+    """`version: xmin`: a change is (key, the transaction that wrote the row) — PostgreSQL's own row version."""
+    pg(postgres_url, "create table acct (id int primary key, balance int, note text, updated_at timestamptz)",
+       "insert into acct values (1, 100, 'a', '2026-12-06 10:00:00+00'), (2, 5, 'b', '2026-12-06 10:00:00+00')")
+    root = project(tmp_path / "p", "postgres", "    version: xmin\n")
+    first = collect(root, postgres_url)
+    assert first.returncode == 0, first.stderr
+    pg(postgres_url, "update acct set balance = 175 where id = 1")  # updated_at unchanged: xmin moved
+    done = collect(root, postgres_url)
+    assert done.stdout.split()[:3] == ["2", "1", "1"], done.stdout
+    assert latest(root) == {1: (175, "a"), 2: (5, "b")}
+    again = collect(root, postgres_url)  # nothing written: nothing lands
+    assert again.stdout.split()[:3] == ["2", "0", "2"], again.stdout
+    assert landed_twice(root) == 0
+    (root / "sources" / "src.yml").write_text((root / "sources" / "src.yml").read_text().replace(
+        "    version: xmin\n", "    version: xmin\n    query: select * from acct\n"))
+    refused = collect(root, postgres_url)
+    assert refused.returncode != 0 and "`version: xmin` reads PostgreSQL's row version" in refused.stderr
+
+
+def test_mariadb_on_update_cursor_suggests_a_version_column(tmp_path: Path, mariadb: tuple[str, str]) -> None:
+    database, url = mariadb
+    my(database, "create table acct (id int primary key, balance int, note varchar(20), lock_version int, "
+                 "updated_at datetime not null default current_timestamp on update current_timestamp)",
+       "insert into acct values (1, 100, 'a', 1, default)")
+    root = project(tmp_path / "p", "mysql")
+    first = collect(root, url)
+    assert first.returncode == 0, first.stderr
+    assert "ON UPDATE CURRENT_TIMESTAMP in seconds" in first.stdout and "`version: lock_version`" in first.stdout
+    assert "ON UPDATE" not in collect(root, url).stdout  # said once, on the first load
+
+
 def test_a_late_commit_behind_the_cursor_is_read_again(tmp_path: Path, postgres_url: str) -> None:
     """A transaction stamps updated_at = now() (its start), a load reads past it, it commits 8 s later — longer
     than the default look-back: the load saw it open and the next one reads back that far."""
@@ -162,6 +196,7 @@ def _mariadb_race(tmp_path: Path, mariadb: tuple[str, str], kills: int) -> None:
     stale = {k for k in source if k in lake and lake[k] != source[k]}
     assert (lost, stale, landed_twice(root)) == (set(), set(), 0), counts
     assert counts["killed"] >= kills and counts["commits"] > 0
+    print(f"race: {counts} — {len(source)} rows, 0 lost, 0 stale, 0 duplicated")
 
 
 def _postgres_race(tmp_path: Path, url: str, kills: int) -> None:
@@ -179,6 +214,7 @@ def _postgres_race(tmp_path: Path, url: str, kills: int) -> None:
     stale = {k for k in source if k in lake and lake[k] != source[k]}
     assert (lost, stale, landed_twice(root)) == (set(), set(), 0), counts
     assert counts["killed"] >= kills and counts["commits"] > 0
+    print(f"race: {counts} — {len(source)} rows, 0 lost, 0 stale, 0 duplicated")
 
 
 def test_mariadb_two_writers_and_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
@@ -193,11 +229,11 @@ def test_postgres_two_writers_and_killed_loads(tmp_path: Path, postgres_url: str
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_mariadb_two_writers_and_a_hundred_killed_loads(tmp_path: Path, mariadb: tuple[str, str]) -> None:
-    _mariadb_race(tmp_path, mariadb, kills=100)
+    _mariadb_race(tmp_path, mariadb, kills=SOAK_KILLS)
 
 
 @pytest.mark.soak
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_postgres_two_writers_and_a_hundred_killed_loads(tmp_path: Path, postgres_url: str) -> None:
-    _postgres_race(tmp_path, postgres_url, kills=100)
+    _postgres_race(tmp_path, postgres_url, kills=SOAK_KILLS)

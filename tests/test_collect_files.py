@@ -29,7 +29,8 @@ def root(tmp_path: Path) -> Path:
 def context(root: Path, table: dict[str, Any], *, landed: set[LandedFile] | None = None,
             batch_rows: int = 100_000, columns: list[dict[str, str]] | None = None,
             source_type: str = "files") -> ReadContext:
-    spec = SourceSpec.model_validate({"type": source_type, "tables": {"t": {**table, "columns": columns or []}}})
+    spec = SourceSpec.model_validate({"type": source_type, "settle": "0s",  # complete when written
+                                      "tables": {"t": {**table, "columns": columns or []}}})
     seen = landed if landed is not None else set()
     return ReadContext("shop", "t", spec, spec.tables["t"], root, batch_rows=batch_rows,
                        landed=lambda f: f in seen)
@@ -294,7 +295,8 @@ def test_kiban_collect_lands_a_cp932_landing_folder_once(tmp_path: Path, cli: Ca
     (root / "landing").mkdir()
     (root / "kiban.yml").write_text("name: shop\ntimezone: UTC\n")
     (root / "sources" / "shop.yml").write_text(
-        "type: files\ntables:\n  orders:\n    path: landing/orders_*.csv\n    encoding: auto\n    columns:\n"
+        "type: files\nsettle: 0s\ntables:\n  orders:\n    path: landing/orders_*.csv\n    encoding: auto\n"
+        "    columns:\n"
         "      - {name: order_id, type: INTEGER}\n      - {name: amount, type: 'DECIMAL(10,2)'}\n")
     (root / "landing" / "orders_1.csv").write_bytes(
         "order_id,store,amount\n1,東京本店,100.5\n2,大阪店\n3,名古屋店,abc\n4,札幌店,7\n".encode("cp932"))

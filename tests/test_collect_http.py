@@ -145,6 +145,10 @@ class _Api(BaseHTTPRequestHandler):
         self.answer(200, [{"id": 1, "v": 1, "flag": True}, {"id": 2, "v": 2.5, "flag": None},
                           {"id": "x3", "v": None, "extra": "late"}])
 
+    def route_shifting(self, q: dict[str, str], call: int) -> None:
+        pages = {1: [{"id": 1, "v": 1}], 2: [{"id": "b2", "v": 2, "extra": "late"}]}
+        self.answer(200, pages.get(int(q.get("page", 1)), []))
+
     def route_typed(self, q: dict[str, str], call: int) -> None:
         self.answer(200, [{"id": 1, "qty": "4"}, {"id": 2, "qty": "four"}, {"id": 3}])
 
@@ -239,6 +243,16 @@ def test_column_kinds_widen_and_missing_keys_are_null(api, tmp_path: Path) -> No
     assert result.column("id").to_pylist() == ["1", "2", "x3"]
     assert result.column("extra").to_pylist() == [None, None, "late"]
     assert result.column("flag").to_pylist() == [True, None, None]
+
+
+def test_fields_that_change_within_a_load_are_noted(api, tmp_path: Path) -> None:
+    """Like a header that differs between the files of one load: a field that appears only on a later page, and
+    a field whose values change kind between batches, are said — not merged silently."""
+    base, _ = api
+    ctx = context(tmp_path, {"base_url": base, "batch_rows": 1}, {"path": "/shifting", "pagination": {"type": "page"}})
+    assert [b.num_rows for b in read_batches(ctx)] == [1, 1]
+    assert any("new extra (from page 2 record 1)" in n for n in ctx.notes), ctx.notes
+    assert any("field id held integer values, then text ones" in n for n in ctx.notes), ctx.notes
 
 
 def test_declared_types_keep_columns_stable_and_quarantine_what_does_not_fit(api, tmp_path: Path) -> None:

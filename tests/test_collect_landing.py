@@ -185,3 +185,101 @@ def test_merged_cells_and_formulas_without_a_saved_value_are_noted(make_project:
     notes = " ".join(result.notes)
     assert "1 merged cell range(s) on shifts (A2:A3)" in notes
     assert "1 formula cell(s) on shifts without a saved value (C3)" in notes
+
+
+def test_a_workbook_whose_header_differs_from_the_first_of_the_load_is_noted(make_project: Any) -> None:
+    from openpyxl import Workbook
+
+    root = make_project({"sources/book.yml": "type: xlsx\nsettle: 0s\ntables:\n  s:\n    path: sheets/*.xlsx\n"})
+    (root / "sheets").mkdir()
+    for name, header in (("a", ["store", "staff"]), ("b", ["store", "person"])):
+        book = Workbook()
+        book.active.append(header)
+        book.active.append(["Tokyo", "Aiko"])
+        book.save(root / f"sheets/{name}.xlsx")
+    proj = load_project(root)
+    result = load_table(proj, "book", "s", Store(proj.state_url))
+    assert any("sheets/b.xlsx: its header differs from sheets/a.xlsx's (new person; without staff)" in n
+               for n in result.notes), result.notes
+
+
+COLLECT = """
+import sys
+from kiban.collect.load import load_table
+from kiban.project import load_project
+from kiban.store import Store
+project = load_project(sys.argv[1])
+r = load_table(project, "land", "events", Store(project.state_url)).record
+print(r.rows_read, r.rows_quarantined)
+"""
+
+
+def _collect_child(root: Path) -> Any:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", COLLECT, str(root)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def chunked_writer_and_killed_loads(make_project: Any, kills: int, files: int, seed: int) -> dict[str, int]:
+    """A writer appends to landing files in chunks (lines cut in half between chunks) while loads run in child
+    processes — each SIGKILLed at a random moment of a load's usual duration, then one left to commit: every row
+    lands exactly once and nothing is quarantined."""
+    import signal
+    import subprocess
+
+    root = project(make_project)
+    folder = root / "landing"
+    folder.mkdir()
+    (folder / "events_first.csv").write_text("id,payload\n-1,calibration\n")
+    began = time.monotonic()
+    out, err = (first := _collect_child(root)).communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    took = time.monotonic() - began
+    rows = 300
+    writer = threading.Thread(target=write_in_chunks, args=(folder, files, rows, seed, 0.5))
+    writer.start()
+    rnd = random.Random(seed)
+    killed = finished = quarantined = 0
+    while writer.is_alive() or killed < kills:
+        child = _collect_child(root)
+        try:
+            child.wait(rnd.uniform(0.0, took * 1.2))
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            killed += 1
+        else:
+            quarantined += int(child.communicate()[0].split()[1])
+            finished += 1
+        done = _collect_child(root)  # and one that commits while the writer goes on
+        out, err = done.communicate(timeout=300)
+        assert done.returncode == 0, err[-2000:]
+        quarantined += int(out.split()[1])
+        finished += 1
+    writer.join()
+    done = _collect_child(root)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err[-2000:]
+    quarantined += int(out.split()[1])
+    ids = [i for i in lake_ids(root) if i >= 0]
+    assert quarantined == 0, "a cut-off last line means a file was taken before it was complete"
+    assert ids == list(range(files * rows)), f"{len(ids) - len(set(ids))} duplicated, " \
+                                             f"{files * rows - len(set(ids))} missing"
+    return {"killed": killed, "finished": finished, "rows": len(ids)}
+
+
+def test_loads_killed_while_a_writer_appends_in_chunks_land_each_row_once(make_project: Any) -> None:
+    counts = chunked_writer_and_killed_loads(make_project, kills=3, files=4, seed=11)
+    assert counts["killed"] >= 3 and counts["finished"] >= 3
+
+
+@pytest.mark.soak
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_a_hundred_loads_killed_while_a_writer_appends_in_chunks(make_project: Any) -> None:
+    kills = int(os.environ.get("KIBAN_SOAK_TRIALS", "100"))
+    counts = chunked_writer_and_killed_loads(make_project, kills=kills, files=max(8, kills // 2), seed=1616)
+    print(f"landing race: {counts}")

@@ -27,7 +27,7 @@ LINES = [
 
 
 def load(root: Path, landed: set[LandedFile] | None = None, **table: Any) -> tuple[list[dict[str, Any]], ReadContext]:
-    spec = SourceSpec.model_validate({"type": "logs", "tables": {"access": table}})
+    spec = SourceSpec.model_validate({"type": "logs", "settle": "0s", "tables": {"access": table}})
     seen = landed if landed is not None else set()
     ctx = ReadContext("web", "access", spec, spec.tables["access"], root, landed=lambda f: f in seen)
     rows = [row for batch in read_batches(ctx) for row in pa.Table.from_batches([batch]).to_pylist()]
@@ -98,7 +98,7 @@ def test_kiban_collect_lands_typed_log_rows(root: Path, cli: Any) -> None:
 
     (root / "sources").mkdir()
     (root / "kiban.yml").write_text("name: web\ntimezone: Asia/Tokyo\n")
-    (root / "sources" / "web.yml").write_text("type: logs\ntables:\n  access:\n    path: logs/access.log*\n"
+    (root / "sources" / "web.yml").write_text("type: logs\nsettle: 0s\ntables:\n  access:\n    path: logs/access.log*\n"
                                               "    time_column: time\n")
     done = cli("--project", root, "collect")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -19,6 +19,7 @@ from kiban.store import Store
 from kiban.store.schema import load_files, loads
 
 SOURCE = """type: files
+settle: 0s
 tables:
   events:
     path: data/events_*.csv

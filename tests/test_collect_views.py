@@ -20,6 +20,7 @@ from kiban.project import load_project
 from kiban.store import Store
 
 SOURCE = """type: files
+settle: 0s
 tables:
   products:
     path: data/products_*.csv
@@ -59,7 +60,7 @@ def test_kiban_backfill_sees_the_loads_committed_since_the_last_run(make_project
     from kiban.run import RunOptions, run_project
     from kiban.run.backfill import BackfillOptions, run_backfill
 
-    source = ("type: files\ntables:\n  sales:\n    path: data/sales_*.csv\n"
+    source = ("type: files\nsettle: 0s\ntables:\n  sales:\n    path: data/sales_*.csv\n"
               "    columns:\n      - {name: day, type: DATE}\n      - {name: amount, type: INTEGER}\n")
     root = make_project({"sources/shop.yml": source, "data/sales_1.csv": "day,amount\n2024-01-01,10\n",
                          "models/warehouse/daily.sql": "select day, sum(amount) as total from lake.shop_sales "
@@ -80,7 +81,7 @@ def test_kiban_backfill_sees_the_loads_committed_since_the_last_run(make_project
 
 
 def test_declared_timestamptz_is_utc_whatever_the_machine_time_zone(make_project: Any) -> None:
-    root = make_project({"sources/shop.yml": "type: files\ntables:\n  events:\n    path: data/events.csv\n"
+    root = make_project({"sources/shop.yml": "type: files\nsettle: 0s\ntables:\n  events:\n    path: data/events.csv\n"
                                              "    columns:\n      - {name: at, type: TIMESTAMPTZ}\n",
                          "data/events.csv": "id,at\n1,2024-01-01 00:00:00\n"})
     script = ("import sys; from kiban.project import load_project; from kiban.store import Store; "

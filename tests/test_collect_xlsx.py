@@ -16,7 +16,8 @@ from kiban.collect.spec import SourceSpec
 
 def load(root: Path, columns: list[dict[str, str]] | None = None, landed: set[LandedFile] | None = None,
          **table: Any) -> tuple[list[dict[str, Any]], ReadContext]:
-    spec = SourceSpec.model_validate({"type": "xlsx", "tables": {"shifts": {**table, "columns": columns or []}}})
+    spec = SourceSpec.model_validate({"type": "xlsx", "settle": "0s",  # complete when written
+                                      "tables": {"shifts": {**table, "columns": columns or []}}})
     seen = landed if landed is not None else set()
     ctx = ReadContext("staff", "shifts", spec, spec.tables["shifts"], root, batch_rows=2, landed=lambda f: f in seen)
     rows = [row for batch in read_batches(ctx) for row in pa.Table.from_batches([batch]).to_pylist()]
@@ -117,7 +118,7 @@ def test_kiban_collect_lands_a_sheet_with_declared_types(root: Path, cli: Any) -
     (root / "sources").mkdir()
     (root / "kiban.yml").write_text("name: staff\ntimezone: Asia/Tokyo\n")
     (root / "sources" / "staff.yml").write_text(
-        "type: xlsx\ntables:\n  shifts:\n    path: sheets/*.xlsx\n    header_row: 3\n    columns:\n"
+        "type: xlsx\nsettle: 0s\ntables:\n  shifts:\n    path: sheets/*.xlsx\n    header_row: 3\n    columns:\n"
         "      - {name: 社員番号, type: INTEGER}\n      - {name: 日付, type: DATE}\n")
     done = cli("--project", root, "collect")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,6 +17,7 @@ from kiban.run import RunOptions, run_project
 from kiban.store import Store
 
 VISITORS = """type: files
+settle: 0s
 tables:
   visitors:
     path: data/visitors.csv

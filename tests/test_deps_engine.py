@@ -23,6 +23,7 @@ from kiban.graph.sqlrefs import SqlCache, cache_key, parse_sql
 from kiban.project import load_project
 
 SOURCE = """type: files
+settle: 0s
 tables:
   items:
     path: data/items_*.csv

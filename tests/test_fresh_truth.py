@@ -148,6 +148,7 @@ def test_an_incremental_model_downstream_of_a_backfill_is_built_whole_and_equals
 
 
 JAFFLE_SOURCE = """type: files
+settle: 0s
 tables:
   raw_orders:
     path: data/raw_orders_*.csv
@@ -204,6 +205,7 @@ def test_a_view_may_carry_warnings(make_project):
 
 
 ORDERS_SOURCE = """type: files
+settle: 0s
 tables:
   orders:
     path: data/orders_*.csv

@@ -18,6 +18,7 @@ from kiban.run import RunOptions
 from kiban.store import Store
 
 CRM = """type: files
+settle: 0s
 tables:
   members:
     path: data/members_*.csv

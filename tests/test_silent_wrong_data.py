@@ -31,6 +31,7 @@ from tests.conftest import write_files, write_parquet
 
 LAKE = ("t0", "t1", "t2")
 CRM = """type: files
+settle: 0s
 tables:
   members:
     path: data/members_*.csv

@@ -103,6 +103,10 @@ class ReadContext:
     open_for: float | None = None
     landed: Callable[[LandedFile], bool] = lambda f: False  # was this exact file committed before?
     landed_paths: frozenset[str] = frozenset()  # paths of files committed before (any content)
+    # on_change: replace — path → the committed loads that read it, and load id → the paths it read
+    landed_by: dict[str, frozenset[str]] = field(default_factory=dict)
+    load_sources: dict[str, frozenset[str]] = field(default_factory=dict)
+    superseded: dict[str, str] = field(default_factory=dict)  # earlier loads this load replaces: id → why
     cancel: threading.Event = field(default_factory=threading.Event)
     bad_rows: list[BadRow] = field(default_factory=list)
     files: list[LandedFile] = field(default_factory=list)
@@ -113,6 +117,11 @@ class ReadContext:
 
     def add_file(self, landed: LandedFile) -> None:
         self.files.append(landed)
+
+    def supersede(self, load_id: str, why: str) -> None:
+        """This load replaces an earlier one (a file it read changed, ``on_change: replace``): the earlier load is
+        retracted in this load's commit — never before, never without it."""
+        self.superseded[load_id] = why
 
     def note(self, message: str) -> None:
         self.notes.append(message)

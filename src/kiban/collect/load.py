@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -256,11 +256,18 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
     result = LoadResult(record, cursor_before=cursor_before, since=since,
                         reread_before=state.reread_s if state else None)
     consumed = {(p, s, h) for p, s, h in manifests.consumed(project.name, asset)} if batches is None else set()
+    landed_by = manifests.consumers(project.name, asset) if batches is None else {}
+    load_sources: dict[str, set[str]] = {}
+    for path, ids in landed_by.items():
+        for one in ids:
+            load_sources.setdefault(one, set()).add(path)
     ctx = ReadContext(source_name=source_name, table_name=table_name, source=source, table=table,
                       project_root=project.root, url=url, cursor=cursor_before, since=since,
                       batch_rows=source.batch_rows, cancel=cancel,
                       landed=lambda f: (f.path, f.size, f.sha256) in consumed,
-                      landed_paths=frozenset(p for p, _, _ in consumed))
+                      landed_paths=frozenset(p for p, _, _ in consumed),
+                      landed_by={p: frozenset(ids) for p, ids in landed_by.items()},
+                      load_sources={one: frozenset(ps) for one, ps in load_sources.items()})
     staging = layout.staging_folder(lake, source_name, table_name, load_id)
     try:
         return _land(project, ctx, table, record, result, state, staging, rows_per_file, manifests, batches)
@@ -323,7 +330,11 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                 typer.close()
                 staged.close()
         good = typer.good
+        if ctx.superseded:
+            _replays_follow(manifests, ctx)
         result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
+        if ctx.superseded and state is not None:  # compared with the loads that stay, not those it replaces
+            state = _without(manifests, project.name, state, set(ctx.superseded))
         record.rows_read = good + quarantine.count  # rows the connector refused were read too
         record.rows_quarantined = quarantine.count
         quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
@@ -385,8 +396,29 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     record.status = LoadStatus.COMMITTED
     record.ended_at = utcnow()
     assert record.reconciles, f"counts do not reconcile: {record}"
-    manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files])
+    manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files], ctx.superseded)
+    for load_id, why in sorted(ctx.superseded.items()):
+        result.notes.append(f"{record.asset}: load {load_id} retracted, superseded by this load ({why})")
     return result
+
+
+def _replays_follow(manifests: Manifests, ctx: ReadContext) -> None:
+    """A replay load that landed quarantined rows of the loads being superseded holds rows of the old version:
+    superseded with them when all its rows came from them; otherwise (it mixes in rows of loads that stay) it is
+    kept, with a note."""
+    for replay, origins in sorted(manifests.replays_of(sorted(ctx.superseded)).items()):
+        if origins <= set(ctx.superseded):
+            ctx.supersede(replay, "it replayed quarantined rows of the superseded load(s)")
+        else:
+            ctx.note(f"replay load {replay} landed quarantined rows of superseded loads and of others: it stays — "
+                     f"`kiban loads retract {replay}` if the new version makes its rows wrong")
+
+
+def _without(manifests: Manifests, project: str, state: TableState, loads: set[str]) -> TableState:
+    """The table's state without the data files of ``loads`` (those this load supersedes)."""
+    gone = {path for record in manifests.loads(project, load_ids=sorted(loads), limit=len(loads))
+            for path, kind, _, _ in record.files if kind == "data"}
+    return replace(state, files=tuple(f for f in state.files if f not in gone))
 
 
 @dataclass

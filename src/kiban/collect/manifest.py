@@ -128,11 +128,15 @@ class Manifests:
         self.store = store
 
     # -- writing ----------------------------------------------------------------------------------------
-    def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]]) -> None:
-        """The load, its files, the source files it consumed and its drift: ONE transaction."""
+    def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]],
+               supersedes: dict[str, str] | None = None) -> None:
+        """The load, its files, the source files it consumed, its drift and the earlier loads it supersedes
+        (``on_change: replace``: load id → why; retracted in this same commit): ONE transaction."""
         record.ended_at = record.ended_at or utcnow()
         with self.store._tx() as conn:
             conn.execute(loads.insert().values(**self._row(record)))
+            if supersedes and record.status == LoadStatus.COMMITTED:
+                self._supersede(conn, record, supersedes)
             if record.files:
                 conn.execute(load_files.insert(), [
                     dict(load_id=record.load_id, path=p, kind=k, rows=r, bytes=b) for p, k, r, b in record.files])
@@ -149,6 +153,16 @@ class Manifests:
                 conn.execute(quarantine_replays.insert(), [
                     dict(load_id=load, row_number=n, replay_load_id=record.load_id, replayed_at=record.ended_at)
                     for load, n in record.replays])
+
+    @staticmethod
+    def _supersede(conn: sa.Connection, record: LoadRecord, supersedes: dict[str, str]) -> None:
+        """Retract the loads a new version of their files replaces, inside the new load's commit: the old rows
+        leave every view in the same instant the new ones enter it (a load retracted meanwhile stays as it was)."""
+        for load_id, why in sorted(supersedes.items()):
+            conn.execute(loads.update().where(loads.c.project == record.project, loads.c.load_id == load_id,
+                                              loads.c.status == LoadStatus.COMMITTED, loads.c.retracted_at.is_(None))
+                         .values(retracted_at=record.ended_at,
+                                 retracted_note=f"superseded by load {record.load_id}: {why}"))
 
     def retract(self, project: str, load_id: str, note: str | None = None) -> LoadRecord:
         """Take a committed load out of every view: its files stay in the lake (``kiban loads`` lists it as
@@ -241,6 +255,18 @@ class Manifests:
         with self.store.engine.connect() as conn:
             return {(r.path, r.size, r.sha256) for r in conn.execute(query).all()}
 
+    def consumers(self, project: str, asset: str) -> dict[str, set[str]]:
+        """Source file path → the committed, unretracted loads of ``asset`` that read it (any content)."""
+        query = (sa.select(consumed_files.c.path, consumed_files.c.load_id)
+                 .select_from(consumed_files.join(loads, loads.c.load_id == consumed_files.c.load_id))
+                 .where(consumed_files.c.project == project, consumed_files.c.asset == asset,
+                        loads.c.status == LoadStatus.COMMITTED, loads.c.retracted_at.is_(None)))
+        found: dict[str, set[str]] = {}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(query).all():
+                found.setdefault(row.path, set()).add(row.load_id)
+        return found
+
     def loads(self, project: str, asset: str | None = None, limit: int = 20,
               run_id: str | None = None, load_ids: list[str] | None = None) -> list[LoadRecord]:
         query = loads.select().where(loads.c.project == project)
@@ -280,11 +306,29 @@ class Manifests:
             rows = conn.execute(query).all()
         return [(r.at, r.load_id, Drift(r.change, r.column_name, r.old_type, r.new_type), r.action) for r in rows]
 
+    def replays_of(self, load_ids: list[str]) -> dict[str, set[str]]:
+        """The unretracted loads that landed quarantined rows of ``load_ids``: replay load → the loads whose rows
+        it replayed (all of them, not only ``load_ids``)."""
+        if not load_ids:
+            return {}
+        replay_load = quarantine_replays.c.replay_load_id
+        joined = quarantine_replays.join(loads, loads.c.load_id == replay_load)
+        mine = sa.select(replay_load).where(quarantine_replays.c.load_id.in_(load_ids))
+        query = (sa.select(replay_load, quarantine_replays.c.load_id).select_from(joined)
+                 .where(replay_load.in_(mine), loads.c.retracted_at.is_(None)).distinct())
+        found: dict[str, set[str]] = {}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(query).all():
+                found.setdefault(row.replay_load_id, set()).add(row.load_id)
+        return found
+
     def quarantine_files(self, project: str, asset: str | None = None) -> list[tuple[str, str, str, int]]:
-        """(asset, load id, path, rows) of every quarantine file recorded, oldest first."""
+        """(asset, load id, path, rows) of every quarantine file recorded, oldest first — not those of retracted
+        loads: their rows belong to a version taken back, and a replay must never land them."""
         query = (sa.select(loads.c.asset, loads.c.load_id, load_files.c.path, load_files.c.rows)
                  .select_from(load_files.join(loads, loads.c.load_id == load_files.c.load_id))
-                 .where(loads.c.project == project, load_files.c.kind == "quarantine")
+                 .where(loads.c.project == project, load_files.c.kind == "quarantine",
+                        loads.c.retracted_at.is_(None))
                  .order_by(loads.c.started_at, loads.c.load_id))
         if asset is not None:
             query = query.where(loads.c.asset == asset)

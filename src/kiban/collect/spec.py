@@ -74,9 +74,10 @@ class TableSpec(BaseModel):
     # landing files: take a file only when a marker file sits next to it, e.g. ".done" (orders.csv.done)
     ready_marker: str | None = None
     optional: bool = False  # landing files: a path that matches no file is a warning, not an error
-    # landing files: a file landed before whose content changed — land the new version's rows (append) or leave
-    # it with a note (refuse; `kiban loads retract` the earlier load to take the new version)
-    on_change: Literal["append", "refuse"] = "append"
+    # landing files: a file landed before whose content changed — land the new version's rows (append), land them
+    # instead of the earlier load's, which is retracted in the same commit (replace), or leave it with a note
+    # (refuse; `kiban loads retract` the earlier load to take the new version)
+    on_change: Literal["append", "replace", "refuse"] = "append"
     # landing text files (CSV, TSV): columns without a declared type get the type every value of the first
     # load's first block casts to (boolean, bigint, double, date, timestamp — else text); later loads keep the
     # types the table has (values that do not fit are quarantined). `kiban show` lists them, to pin them
@@ -156,6 +157,22 @@ class SourceSpec(BaseModel):
     url: str | None = None  # databases: a URL or env:NAME — resolved only when a load starts
     batch_rows: int = Field(default=100_000, ge=1, le=10_000_000)  # rows per batch: bounds memory
     tables: dict[str, TableSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_landing_keys(cls, data: Any) -> Any:
+        """``settle:``, ``ready_marker:``, ``optional:`` and ``on_change:`` on the source are its tables' defaults
+        (a table's own wins), like the connectors' keys."""
+        if not isinstance(data, dict) or not any(key in data for key in LANDING_KEYS):
+            return data
+        data = dict(data)
+        shared = {key: data.pop(key) for key in LANDING_KEYS if key in data}
+        tables = data.get("tables")
+        if isinstance(tables, dict):
+            data["tables"] = {name: {**shared, **(table if isinstance(table, dict) else {})}
+                              if table is None or isinstance(table, dict) else table
+                              for name, table in tables.items()}
+        return data
 
     @model_validator(mode="after")
     def _landing_keys(self) -> SourceSpec:

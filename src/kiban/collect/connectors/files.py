@@ -91,31 +91,13 @@ def file_format(ctx: ReadContext, options: Options, source: textfile.SourceFile)
 
 
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
-    first: tuple[str, list[str]] | None = None  # the first file's name and columns: the others are compared
+    headers = textfile.Headers(ctx)  # the first file's columns: the others are compared with them
     for source in textfile.unlanded(ctx, options.patterns):
-        seen = False
-        for batch in textfile.guarded(ctx, source, read_one(ctx, options, source)):
-            if not seen:
-                seen = True
-                names = [n for n in batch.schema.names if n not in (SOURCE_FILE, SOURCE_LINE)]
-                if first is None:
-                    first = (source.name, names)
-                elif names != first[1]:
-                    ctx.note(header_change(source.name, first, names))
-            yield batch
+        yield from headers.watch(source, textfile.guarded(ctx, source, read_one(ctx, options, source)))
         if ctx.cancel.is_set():
             return
         textfile.still_the_same(ctx, source)
         ctx.add_file(source.landed)
-
-
-def header_change(name: str, first: tuple[str, list[str]], names: list[str]) -> str:
-    """A note: this file's columns differ from the first file's of the load (they are merged by name)."""
-    added = [n for n in names if n not in first[1]]
-    missing = [n for n in first[1] if n not in names]
-    parts = ([f"new {', '.join(added)}"] if added else []) + ([f"without {', '.join(missing)}"] if missing else [])
-    what = "; ".join(parts) or "the same columns in another order"
-    return f"{name}: its header differs from {first[0]}'s ({what}); the rows are merged by column name"
 
 
 def read_one(ctx: ReadContext, options: Options, source: textfile.SourceFile) -> Iterator[pa.RecordBatch]:

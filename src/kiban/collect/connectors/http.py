@@ -246,6 +246,7 @@ def _pages(ctx: ReadContext, options: Options, fetcher: _Fetcher, url: str, para
             next_url = target
     if columns.rows:
         yield columns.batch()
+    columns.note_changes()
 
 
 def _parse(body: str, page_no: int) -> tuple[Any, str | None]:
@@ -430,6 +431,11 @@ class _Columns:
         self.order: dict[str, None] = dict.fromkeys(self.kinds)  # columns in the order they were first seen
         self.records: list[dict[str, Any]] = []
         self.ctx = ctx
+        # the records' shape changing within a load, noted (like a header that differs between files):
+        self.first_page: int | None = None
+        self.late: dict[str, str] = {}  # a field first seen after the first page → where
+        self.emitted: dict[str, str] = {}  # a column's kind in the batches already passed on
+        self.retyped: dict[str, tuple[str, str]] = {}
 
     @property
     def rows(self) -> int:
@@ -450,6 +456,12 @@ class _Columns:
                                             reason=f"column {name}: {json.dumps(value, ensure_ascii=False)} is not "
                                                    f"a {declared}")])
                 return
+        if self.first_page is None:
+            self.first_page = page_no
+        elif page_no > self.first_page:
+            for name in flat:
+                if name not in self.order and name not in self.late:
+                    self.late[name] = f"page {page_no} record {number}"
         self.order.update(dict.fromkeys(flat))
         self.records.append(flat)
 
@@ -473,9 +485,31 @@ class _Columns:
                 kind = "string"
                 array = pa.array(_prepared(values, found, kind), type=types[kind])
             self.kinds[name] = kind
+            before = self.emitted.get(name)
+            if kind != "null" and before not in (None, kind) and name not in self.retyped:
+                self.retyped[name] = (before, kind)
+            if kind != "null":
+                self.emitted[name] = kind
             arrays.append(array)
         self.records = []
         return pa.RecordBatch.from_arrays(arrays, names=list(self.order))
+
+
+    def note_changes(self) -> None:
+        """Notes on the records' shape changing within the load: fields that appear only after the first page
+        (null in the records before), and fields whose values changed kind between batches (merged as the
+        wider kind)."""
+        if self.late:
+            shown = ", ".join(f"{name} (from {where})" for name, where in list(self.late.items())[:5])
+            more = f" and {len(self.late) - 5} more" if len(self.late) > 5 else ""
+            self.ctx.note(f"the records' fields changed within this load: new {shown}{more}; null in the records "
+                          "before them")
+        for name, (old, new) in list(self.retyped.items())[:5]:
+            self.ctx.note(f"field {name} held {_KIND_NAMES[old]} values, then {_KIND_NAMES[new]} ones: landed as "
+                          f"{_KIND_NAMES[new]} (declare it under `columns:` to have other values quarantined)")
+
+
+_KIND_NAMES = {"bool": "boolean", "int": "integer", "float": "number", "string": "text", "null": "null"}
 
 
 def _kind_of(found: set[type]) -> str:

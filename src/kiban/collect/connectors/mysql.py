@@ -57,8 +57,40 @@ def check(ctx: ReadContext, options: Options) -> None:
         check_columns(ctx, plan, [d[0] for d in _describe(ctx, conn, plan)[0]])
         if plan.cursor:
             ctx.open_for = _open_for(conn)
+            if ctx.cursor is None and not ctx.table.version and plan.table is not None:
+                _suggest_version(ctx, conn, plan)
     finally:
         conn.close()
+
+
+def _suggest_version(ctx: ReadContext, conn: pymysql.Connection[Any], plan: Plan) -> None:
+    """A table's first incremental load: a cursor kept by ``ON UPDATE CURRENT_TIMESTAMP`` to the second (or to a
+    fraction) is shared by every update within that second — kiban tells them apart by the rows' content; a
+    column the application bumps on every update says it more cheaply and more surely (``version:``)."""
+    import pymysql
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select lower(extra), datetime_precision from information_schema.columns where table_schema "
+                        "= coalesce(%s, database()) and table_name = %s and column_name = %s",
+                        [plan.schema, plan.table, plan.cursor])
+            row = cur.fetchone()
+            if not row or "on update" not in (row[0] or ""):
+                return
+            cur.execute("select column_name from information_schema.columns where table_schema = coalesce(%s, "
+                        "database()) and table_name = %s and lower(column_name) in ('version', 'row_version', "
+                        "'lock_version', 'revision', 'rev', 'row_count', 'update_count', 'modcount') "
+                        "and data_type in ('int', 'bigint', 'smallint', 'mediumint', 'tinyint')",
+                        [plan.schema, plan.table])
+            versions = [r[0] for r in cur.fetchall()]
+    except pymysql.Error:
+        return
+    precision = f"datetime({row[1]})" if row[1] else "seconds"
+    offer = f"`version: {versions[0]}` (it looks like one)" if versions else "`version:` naming it"
+    ctx.note(f"the cursor {plan.cursor} is kept by ON UPDATE CURRENT_TIMESTAMP in {precision}: updates within one "
+             f"{'second' if not row[1] else 'tick'} share it, and kiban tells them apart by the rows' content "
+             f"(compared within the look-back). If the application bumps a column on every update, declare "
+             f"{offer}: a change is then (primary key, version)")
 
 
 def _open_for(conn: pymysql.Connection[Any]) -> float | None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Options", "check", "read"]
 EXAMPLE = "postgresql://user:password@host:5432/database"
+XMIN = "xmin"  # the system column: the id of the transaction that wrote this version of the row
 
 
 def _plan(ctx: ReadContext, options: Options) -> Plan:
@@ -60,10 +61,19 @@ def check(ctx: ReadContext, options: Options) -> None:
     """Connect, find the table (or run the query for no rows), check the selected and cursor columns."""
     url = require_url(ctx, "postgres", EXAMPLE)
     plan = _plan(ctx, options)
+    if _xmin(ctx) and plan.query is not None:
+        raise ctx.error("`version: xmin` reads PostgreSQL's row version of a table, and this table reads a `query:`",
+                        "read the table with `table:` (and `select:`), or declare a version column the query returns")
     with _connect(ctx, url, options) as conn:
         check_columns(ctx, plan, [c.name for c in _describe(ctx, conn, plan)])
         if plan.cursor:
             ctx.open_for = _open_for(conn)
+
+
+def _xmin(ctx: ReadContext) -> bool:
+    """``version: xmin``: each row's version is PostgreSQL's own — the id of the transaction that wrote it (a
+    table cannot have a column of that name, so the landed column ``xmin`` is never a source column's)."""
+    return ctx.table.version == XMIN
 
 
 def _open_for(conn: psycopg.Connection[Any]) -> float | None:
@@ -89,7 +99,8 @@ def _open_for(conn: psycopg.Connection[Any]) -> float | None:
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
     url = require_url(ctx, "postgres", EXAMPLE)
     plan = _plan(ctx, options)
-    extension = use_duckdb(ctx, options, "postgres", "psycopg COPY (CSV)")
+    # xmin is not a column DuckDB's scanner reads: a table versioned by it is read by COPY
+    extension = None if _xmin(ctx) else use_duckdb(ctx, options, "postgres", "psycopg COPY (CSV)")
     if extension is not None:
         yield from _read_duckdb(ctx, plan, url, options, extension)
     else:
@@ -255,6 +266,7 @@ def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iter
             described = [by_name[n] for n in plan.select]
         names = [c.name for c in described]
         items: list[Any] = []
+        xmin = _xmin(ctx) and XMIN not in names
         for column in described:
             kind = _TYPES.get(column.type_code, "string")
             name = sql.Identifier(column.name)
@@ -264,6 +276,9 @@ def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iter
                 items.append(sql.SQL("{}::text as {}").format(name, name))
             else:
                 items.append(name)
+        if xmin:  # xid → text → bigint: 32 bits, compared with the key's newest landed version only
+            items.append(sql.SQL("xmin::text::bigint as xmin"))
+            names.append(XMIN)
         query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
         if plan.filtered:
             # COPY takes no parameters: psycopg quotes the value as a typed literal (never our own formatting)
@@ -275,6 +290,9 @@ def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iter
         final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
                            else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])
                            for c in described])
+        if xmin:
+            types[XMIN] = pa.int64()
+            final = final.append(pa.field(XMIN, pa.int64()))
         try:
             with conn.cursor().copy(sql.SQL("copy ({}) to stdout (format csv)").format(query)) as copy:
                 reader = csv.open_csv(

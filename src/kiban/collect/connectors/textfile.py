@@ -21,6 +21,7 @@ from typing import IO, Any, cast
 import numpy as np
 
 from kiban.collect.connector import LandedFile, ReadContext
+from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 
 BLOCK_BYTES = 8 << 20  # raw bytes per block: bounds memory, large enough for the parsers to be fast
 SAMPLE_BYTES = 256 << 10  # what encoding detection decodes
@@ -148,9 +149,11 @@ def settled(ctx: ReadContext, paths: list[Path]) -> list[Path]:
 
 
 def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
-    """The matched, complete files this table has not landed before (a landing folder loads each file once).
-    A glob that matches no file at all is an error (a warning with ``optional: true``); a file landed before
-    whose content changed is a new version, landed again (``on_change: append``) or left with a note."""
+    """The matched, complete files this table has not landed before (a landing folder loads each file once), in
+    path order. A glob that matches no file at all is an error (a warning with ``optional: true``). A file
+    landed before whose content changed is a new version, handled by ``on_change:``: landed again (``append``),
+    left with a note (``refuse``), or landed in place of the earlier load(s) that took it (``replace``: see
+    :func:`replacements`)."""
     paths = [p for p in match_files(ctx, patterns) if not IN_PROGRESS.search(p.name)]
     if not paths:
         where = ", ".join(patterns)
@@ -158,24 +161,71 @@ def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
             raise ctx.error(f"path {where} matches no file", "check the path (relative to the project root), or "
                             "set `optional: true` on the table when an empty landing folder is expected")
         ctx.note(f"no file matches {where} (optional)")
-    skipped = 0
+    found: list[SourceFile] = []
     for path in settled(ctx, paths):
         if ctx.cancel.is_set():
             return
         source = identify(ctx, path)
-        if ctx.landed(source.landed):
-            skipped += 1
-            continue
-        if source.landed.path in ctx.landed_paths and ctx.table.on_change == "refuse":
-            ctx.note(f"{source.name} changed since it was landed: not landed again (on_change: refuse); "
-                     "`kiban loads retract` the earlier load to take the new version")
-            continue
         if _stamp(path) != source.stamp:
             ctx.note(f"{source.name} changed while it was identified, left for a later load")
             continue
-        yield source
+        found.append(source)
+    fresh = [s for s in found if not ctx.landed(s.landed) and s.landed.path not in ctx.landed_paths]
+    changed = [s for s in found if s.landed.path in ctx.landed_paths and not ctx.landed(s.landed)]
+    take = {s.landed.path for s in fresh}
+    if changed and ctx.table.on_change == "refuse":
+        for source in changed:
+            ctx.note(f"{source.name} changed since it was landed: not landed again (on_change: refuse); "
+                     "`kiban loads retract` the earlier load to take the new version")
+    elif changed and ctx.table.on_change == "replace":
+        take |= replacements(ctx, changed, {s.landed.path for s in found})
+    elif changed:
+        take |= {s.landed.path for s in changed}
+    skipped = sum(1 for s in found if ctx.landed(s.landed) and s.landed.path not in take)
+    for source in found:
+        if source.landed.path in take:
+            if ctx.cancel.is_set():
+                return
+            yield source
     if skipped:
         ctx.note(f"{skipped} file(s) already landed, skipped")
+
+
+def replacements(ctx: ReadContext, changed: list[SourceFile], present: set[str]) -> set[str]:
+    """``on_change: replace``: the files to read so that this load can take the place of every earlier load that
+    read a changed file. Such a load is retracted in this load's commit (:meth:`ReadContext.supersede`), so every
+    other file it read is read again here — and the loads that read those (their files, in turn). When one of
+    them is gone from the landing folder (or is not complete), its rows could not be replaced: the changed file
+    is left, with a note, for a retraction by hand."""
+    take: set[str] = set()
+    handled: set[str] = set()
+    for source in changed:
+        if source.landed.path in handled:
+            continue
+        paths, loads = {source.landed.path}, set[str]()
+        while True:  # the loads that read these files, and the files those loads read
+            more = set().union(*(ctx.landed_by.get(p, frozenset()) for p in paths)) - loads
+            if not more:
+                break
+            loads |= more
+            paths |= set().union(*(ctx.load_sources.get(load, frozenset()) for load in more))
+        handled |= paths
+        missing = sorted(paths - present)
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            ctx.note(f"{source.name} changed since it was landed, but the load(s) that took it "
+                     f"({', '.join(sorted(loads))}) also read {shown}, not in the landing folder now (or not "
+                     "complete): not replaced (on_change: replace) — put the file(s) back, or `kiban loads "
+                     "retract` those loads and collect")
+            continue
+        names = sorted(p for p in paths if p in {c.landed.path for c in changed})
+        why = f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''} changed (on_change: replace)"
+        for load in loads:
+            ctx.supersede(load, why)
+        take |= paths
+        ctx.note(f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''} changed since it was landed: this load "
+                 f"replaces load(s) {', '.join(sorted(loads))} ({len(paths)} file(s) read again)")
+    return take
 
 
 def still_the_same(ctx: ReadContext, source: SourceFile) -> None:
@@ -189,6 +239,36 @@ def still_the_same(ctx: ReadContext, source: SourceFile) -> None:
         raise ctx.error(f"{source.name} changed while it was read: nothing of this load was committed",
                         "the file is taken once it has stopped changing (raise `settle:`, or have the writer "
                         "use a ready marker or write under a .part name and rename)")
+
+
+class Headers:
+    """The columns of the first file of a load; a later file whose columns differ is noted (its rows are merged
+    by column name, so a renamed column would quietly become two half-empty ones)."""
+
+    def __init__(self, ctx: ReadContext) -> None:
+        self.ctx = ctx
+        self.first: tuple[str, list[str]] | None = None
+
+    def watch(self, source: SourceFile, batches: Iterator[Any]) -> Iterator[Any]:
+        seen = False
+        for batch in batches:
+            if not seen:
+                seen = True
+                names = [n for n in batch.schema.names if n not in (SOURCE_FILE, SOURCE_LINE)]
+                if self.first is None:
+                    self.first = (source.name, names)
+                elif names != self.first[1]:
+                    self.ctx.note(header_change(source.name, self.first, names))
+            yield batch
+
+
+def header_change(name: str, first: tuple[str, list[str]], names: list[str]) -> str:
+    """A note: this file's columns differ from the first file's of the load (they are merged by name)."""
+    added = [n for n in names if n not in first[1]]
+    missing = [n for n in first[1] if n not in names]
+    parts = ([f"new {', '.join(added)}"] if added else []) + ([f"without {', '.join(missing)}"] if missing else [])
+    what = "; ".join(parts) or "the same columns in another order"
+    return f"{name}: its header differs from {first[0]}'s ({what}); the rows are merged by column name"
 
 
 def guarded(ctx: ReadContext, source: SourceFile, rows: Iterator[Any]) -> Iterator[Any]:

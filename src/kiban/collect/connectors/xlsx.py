@@ -200,8 +200,9 @@ def converter(declared: str | None) -> tuple[Callable[[Any], str], str]:
 
 # -- reading -----------------------------------------------------------------------------------------------
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
+    headers = textfile.Headers(ctx)  # the first workbook's columns: the others are compared with them
     for source in textfile.unlanded(ctx, options.patterns):
-        yield from read_workbook(ctx, options, source)
+        yield from headers.watch(source, read_workbook(ctx, options, source))
         if ctx.cancel.is_set():
             return
         textfile.still_the_same(ctx, source)
