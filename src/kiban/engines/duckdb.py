@@ -134,8 +134,10 @@ class DuckDBEngine:
                 con.execute(f"create schema if not exists {quote(schema)}")
         for schema, table in con.execute(
                 "select schema_name, table_name from duckdb_tables() "
-                "where database_name = current_database() and starts_with(table_name, ?)",
-                [TMP_PREFIX]).fetchall():
+                # a constant, not a bound value: any bound parameter makes DuckDB's Python client import
+                # pandas (≈0.3 s), which the run's path must not pay
+                f"where database_name = current_database() and starts_with(table_name, {literal(TMP_PREFIX)})"
+                ).fetchall():
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
         current = self._comments("lake")
@@ -206,12 +208,12 @@ class DuckDBEngine:
         return {str(key): str(sql or "") for key, sql in rows}
 
     def _comments(self, *schemas: str) -> dict[str, str]:
+        names = ", ".join(literal(s) for s in schemas)  # not bound: see duckdb_partitions.value
         rows = self.con.execute(
             "select schema_name, table_name, comment from duckdb_tables() "
-            "where database_name = current_database() and list_contains(?, schema_name) "
+            f"where database_name = current_database() and schema_name in ({names}) "
             "union all select schema_name, view_name, comment from duckdb_views() "
-            "where database_name = current_database() and list_contains(?, schema_name)",
-            [list(schemas), list(schemas)]).fetchall()
+            f"where database_name = current_database() and schema_name in ({names})").fetchall()
         return {f"{s}.{t}": c[len(COMMENT_PREFIX):] for s, t, c in rows
                 if c and c.startswith(COMMENT_PREFIX)}
 
@@ -368,8 +370,8 @@ class DuckDBEngine:
         try:
             row = cur.execute(
                 "select count(distinct block_id) * (select any_value(block_size) from pragma_database_size() "
-                "where database_name = current_database()) from pragma_storage_info(?) where block_id >= 0",
-                [f"{quote(schema)}.{quote(table)}"]).fetchone()
+                "where database_name = current_database()) from "
+                f"pragma_storage_info({literal(quote(schema) + '.' + quote(table))}) where block_id >= 0").fetchone()
         except duckdb.Error:
             return None
         return int(row[0]) if row and row[0] else None  # 0: not checkpointed yet, size unknown
