@@ -293,6 +293,9 @@ def tools(root: Path) -> dict[str, list[str]]:
         "baseline": [str(PYTHON), str(Path(__file__).resolve()), "_baseline", db],
         "kiban": [str(KIBAN), "--project", str(root), "check", "warehouse.orders", "--now", REF_NOW, "--no-samples"],
     }
+    before = os.environ.get("KIBAN_BEFORE_CLI")  # another kiban build, measured alongside (before/after)
+    if before:
+        found["kiban-before"] = [before, *found["kiban"][1:]]
     dbt = VENVS / "dbt" / "bin" / "dbt"
     if dbt.exists():
         folder = WORK / f"dbt-{root.name}"
@@ -388,7 +391,7 @@ def _passed(name: str, log: Path) -> str:
             return f"{json.loads(text.strip().splitlines()[-1])['passed']}/12"
         except (ValueError, IndexError, KeyError):
             return "?"
-    if name == "kiban":
+    if name.startswith("kiban"):
         for line in text.splitlines():
             if " checks: " in line or line.startswith(("12 checks", "13 checks")):
                 words = line.split()
@@ -425,6 +428,7 @@ def report(rows: int, reps: int, wanted: list[str], runs: list[dict[str, object]
     kiban = median("kiban", "wall_s")
     fastest = min(x for x in (base, median("soda4", "wall_s")) if x == x)
     targets = [("wall ≤ the faster of baseline and Soda", kiban / fastest, 1.0),
+               ("CPU ≤ baseline (information)", median("kiban", "cpu_s") / median("baseline", "cpu_s"), 1.0),
                ("peak RSS ≤ baseline + 20%", median("kiban", "rss_mb") / median("baseline", "rss_mb"), 1.2)]
     if "dbt" in wanted:
         targets.append(("≥ 1.8x faster than dbt test", median("dbt", "wall_s") / kiban, None))

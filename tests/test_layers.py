@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import grimp
 import pytest
@@ -105,6 +107,33 @@ def test_help_loads_no_heavy_library() -> None:
     assert heavy & loaded == set()
     leaves = {"kiban.api", "kiban.errors", "kiban.status"}  # stdlib-only leaves (the status words the CLI prints)
     assert {m for m in loaded if m.startswith("kiban.") and not m.startswith("kiban.cli")} <= leaves
+
+
+def _modules_after(root: object, *args: str) -> set[str]:
+    """The modules one `kiban` command (in a child process, from the project folder) loaded."""
+    code = ("import sys, runpy; sys.argv = ['kiban', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('kiban', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "import json; print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          cwd=str(root))
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_run_and_status_load_no_dataframe_library(make_project: Callable[..., Path]) -> None:
+    """A run (first and nothing-changed), `status` and `check` do not load pandas or NumPy (≈0.3 s a process).
+
+    DuckDB's Python client imports pandas as soon as a statement binds any parameter, so the engine's own
+    bookkeeping statements write their values as literals (kiban.engines.duckdb_partitions.value)."""
+    root = make_project({"models/warehouse/a.sql": "select id, name from lake.src",
+                         "models/mart/b.sql": "select count(*) as n from warehouse.a",
+                         "models/mart/b.yml": "checks:\n  - row_count: {min: 1}\n"},
+                        lake={"src": "select 1 as id, 'x' as name"})
+    heavy = {"pandas", "numpy"}
+    for args in (("run",), ("run",), ("status",), ("check", "mart.b")):
+        loaded = _modules_after(root, *args)
+        assert "kiban.run" in loaded or "kiban.status" in loaded or "kiban.checks" in loaded, args  # it ran
+        assert heavy & loaded == set(), args
+    assert (root / "kiban.duckdb").exists()
 
 
 def test_every_module_imports_first() -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.text import Text
 
 from kiban.errors import KibanError, ProjectErrors
 
@@ -105,6 +108,45 @@ STATUS_STYLE = {
 
 def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+Cell = tuple[str, str | None]  # text (never markup) and its style
+
+
+def print_rows(headers: Sequence[str], rows: Sequence[Sequence[Cell]], right: Sequence[str] = (),
+               limits: dict[str, int] | None = None) -> None:
+    """A table laid out like Rich's ``Table(box=None)`` (one space of padding each side), drawn as ONE styled
+    text: Rich's Table measures every cell several times, ≈1 ms a row — half a second for `kiban status` on a
+    500-model project. ``limits``: the most cells a column shows on a terminal (cut with …)."""
+    cut = {headers.index(h): n for h, n in (limits or {}).items()} if console.is_terminal else {}
+    body = [[(_cut(text, cut[i]) if i in cut else text, style) for i, (text, style) in enumerate(row)]
+            for row in rows]
+    widths = [cell_len(h) for h in headers]
+    for row in body:
+        for i, (text, _) in enumerate(row):
+            n = len(text) if text.isascii() else cell_len(text)
+            widths[i] = max(widths[i], n)
+    aligned = [h in right for h in headers]
+    out = Text()
+
+    def line(cells: Sequence[Cell], bold: bool = False) -> None:
+        for i, (text, style) in enumerate(cells):
+            gap = widths[i] - (len(text) if text.isascii() else cell_len(text))
+            out.append(" " + " " * gap if aligned[i] else " ")
+            out.append(text, "bold" if bold else style)
+            if aligned[i] or i < len(cells) - 1:  # no trailing blanks after the last column
+                out.append(" " if aligned[i] else " " * gap + " ")
+        out.append("\n")
+
+    line([(h, None) for h in headers], bold=True)
+    for row in body:
+        line(row)
+    out.rstrip()
+    console.print(out, soft_wrap=True, highlight=False)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if cell_len(text) <= limit else set_cell_size(text, limit - 1) + "…"
 
 
 def print_error(exc: KibanError) -> None:

@@ -10,12 +10,15 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from kiban.cli.output import (
+    STATUS_STYLE,
+    Cell,
     console,
     duration,
     emit_json,
     local_time,
     number,
     one_line,
+    print_rows,
     size,
     styled,
     utc_iso,
@@ -115,21 +118,19 @@ def print_status(project: Project, as_json: bool = False) -> None:
     if as_json:
         emit_json(data)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("asset", "state", "last built", "rows", "size", "time", "note"):
-        table.add_column(col, justify="right" if col in ("rows", "size", "time") else "left",
-                         no_wrap=col != "note", overflow="ellipsis",
-                         max_width=60 if col == "note" and console.is_terminal else None)
     tz = project.config.timezone
+    rows: list[list[Cell]] = []
     for row in data["assets"]:
         if row["state"] == "lake":
-            table.add_row(f"[blue]{escape(row['asset'])}[/]", "[blue]lake[/]", "", "", "", "", "")
+            rows.append([(row["asset"], "blue"), ("lake", "blue"), *[("", None)] * 5])
             continue
         state = row["state"]
-        table.add_row(escape(row["asset"]), "[dim]never run[/]" if state == "never run" else styled(state),
-                      _local_iso(row["last_built"], tz), number(row["rows"]), size(row["bytes"]),
-                      duration(row["seconds"]), escape(one_line(row["error"], 120)))
-    console.print(table)
+        rows.append([(row["asset"], None), (state, "dim" if state == "never run" else STATUS_STYLE.get(state, "white")),
+                     (_local_iso(row["last_built"], tz), None), (number(row["rows"]), None),
+                     (size(row["bytes"]), None), (duration(row["seconds"]), None),
+                     (one_line(row["error"], 120), None)])
+    print_rows(("asset", "state", "last built", "rows", "size", "time", "note"), rows,
+               right=("rows", "size", "time"), limits={"note": 60})
     for run in data["running"]:
         console.print(f"[cyan]running now:[/] {run['run_id']} since {_local_iso(run['started_at'], tz)} "
                       f"(pid {run['pid']})")

@@ -90,20 +90,24 @@ class DuckDBEngine:
                                   "close other DuckDB sessions on this file, then try again") from None
             raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
         self.path = path
-        # the project's time zone on every connection (SET TimeZone is per cursor): never the machine's (issue 18)
+        # the project's time zone on every connection: never the machine's (issue 18). Set globally, so every
+        # cursor made from this connection starts with it (one statement per run, not one per model)
         self.timezone = timezone
         if timezone:
             self.con.execute(f"SET TimeZone = {literal(timezone)}")
+            self.con.execute(f"SET GLOBAL TimeZone = {literal(timezone)}")
         self._catalog_lock = threading.Lock()
         self._kinds: dict[str, str] | None = None
         self.full_refresh = False  # incremental models: rebuild whole tables instead of recent partitions
         self.rebuild_whole: set[str] = set()
         self._pending_macros: list[Macro] = []  # macros reading tables a build of this run creates first
+        # assets with data changes recorded (published() reads them): a build clears its own only when it has
+        # some. None: not read yet, so every build clears. A change recorded later by another process is only
+        # kept (its asset is rebuilt once more by the next run), never lost.
+        self._changed: set[str] | None = None
 
     def session(self) -> DuckDBSession:
-        cursor = self.con.cursor()
-        if self.timezone:
-            cursor.execute(f"SET TimeZone = {literal(self.timezone)}")
+        cursor = self.con.cursor()  # inherits the global TimeZone set in __init__
         # Unqualified names a model may use (the graph resolves `orders` to warehouse.orders when only one
         # layer has it) find their table through the search path, as `lake.`/`warehouse.` names do directly.
         with contextlib.suppress(duckdb.CatalogException):  # before prepare() the schemas may not exist yet
@@ -136,8 +140,10 @@ class DuckDBEngine:
                 con.execute(f"create schema if not exists {quote(schema)}")
         for schema, table in con.execute(
                 "select schema_name, table_name from duckdb_tables() "
-                "where database_name = current_database() and starts_with(table_name, ?)",
-                [TMP_PREFIX]).fetchall():
+                # a constant, not a bound value: any bound parameter makes DuckDB's Python client import
+                # pandas (≈0.3 s), which the run's path must not pay
+                f"where database_name = current_database() and starts_with(table_name, {literal(TMP_PREFIX)})"
+                ).fetchall():
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
         current = self._comments("lake")
@@ -251,12 +257,12 @@ class DuckDBEngine:
         return {str(key): str(sql or "") for key, sql in rows}
 
     def _comments(self, *schemas: str) -> dict[str, str]:
+        names = ", ".join(literal(s) for s in schemas)  # not bound: see duckdb_partitions.value
         rows = self.con.execute(
             "select schema_name, table_name, comment from duckdb_tables() "
-            "where database_name = current_database() and list_contains(?, schema_name) "
+            f"where database_name = current_database() and schema_name in ({names}) "
             "union all select schema_name, view_name, comment from duckdb_views() "
-            "where database_name = current_database() and list_contains(?, schema_name)",
-            [list(schemas), list(schemas)]).fetchall()
+            f"where database_name = current_database() and schema_name in ({names})").fetchall()
         return {f"{s}.{t}": c[len(COMMENT_PREFIX):] for s, t, c in rows
                 if c and c.startswith(COMMENT_PREFIX)}
 
@@ -264,7 +270,10 @@ class DuckDBEngine:
         """Every published version: its fingerprint, and ``+<token>`` when its data changed since without a
         rebuild (partitions replaced by a backfill)."""
         versions = self._comments(*SCHEMAS)
-        for key, token in partitions.data_changes(self.con.cursor()).items():
+        changes = partitions.data_changes(self.con.cursor())
+        with self._catalog_lock:
+            self._changed = set(changes)
+        for key, token in changes.items():
             if key in versions:
                 versions[key] = f"{versions[key]}{DATA_TOKEN}{token}"
         return versions
@@ -327,7 +336,10 @@ class DuckDBEngine:
             if audit:
                 audit(session, target)  # sees the new version; everyone else still sees the old one
             cur.execute(f"comment on {physical} {target} is {comment}")
-            partitions.clear_data_changes(cur, asset)  # a whole new version: built from what its print names
+            with self._catalog_lock:
+                clear = self._changed is None or asset.key in self._changed
+            if clear:  # a whole new version: built from what its print names
+                partitions.clear_data_changes(cur, asset)
             cur.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -381,6 +393,9 @@ class DuckDBEngine:
             rows = partitions.build_partition(cur, asset, target, start, end)
             if audit:
                 audit(session, target)
+            with self._catalog_lock:
+                if self._changed is not None:
+                    self._changed.add(asset.key)
             partitions.record_data_change(cur, asset, secrets.token_hex(8))
             cur.execute("commit")
         except BaseException:
@@ -417,8 +432,8 @@ class DuckDBEngine:
         try:
             row = cur.execute(
                 "select count(distinct block_id) * (select any_value(block_size) from pragma_database_size() "
-                "where database_name = current_database()) from pragma_storage_info(?) where block_id >= 0",
-                [f"{quote(schema)}.{quote(table)}"]).fetchone()
+                "where database_name = current_database()) from "
+                f"pragma_storage_info({literal(quote(schema) + '.' + quote(table))}) where block_id >= 0").fetchone()
         except duckdb.Error:
             return None
         return int(row[0]) if row and row[0] else None  # 0: not checkpointed yet, size unknown

@@ -21,12 +21,30 @@ import duckdb
 
 from kiban.errors import KibanError
 from kiban.project import Asset
-from kiban.quoting import quote
+from kiban.quoting import literal, quote
 
 STATE = '"main"."__kiban_incremental"'
 PARTITIONS = '"main"."__kiban_partitions"'
 CHANGES = '"main"."__kiban_data_changes"'  # data changed without a rebuild: one row per replaced partition
 MODEL_ALIAS = "__kiban_model"
+
+
+def value(v: str | int | datetime) -> str:
+    """A typed SQL literal for kiban's own bookkeeping values (asset keys, hashes, partition starts, counts).
+
+    Not bound: any bound parameter makes DuckDB's Python client import pandas (≈0.3 s per process), which
+    a run must not pay. The values are kiban's own (never a source's data), rendered exactly.
+    """
+    if isinstance(v, bool):
+        raise TypeError("no booleans here")
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, datetime):
+        cast = "timestamptz" if v.tzinfo is not None else "timestamp"
+        return f"{literal(v.isoformat(sep=' '))}::{cast}"
+    if isinstance(v, str):
+        return literal(v)
+    raise TypeError(f"no SQL literal for {type(v).__name__}")
 
 
 def create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -38,12 +56,12 @@ def create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def record_data_change(cur: duckdb.DuckDBPyConnection, asset: Asset, token: str) -> None:
     """A partition of ``asset`` was replaced outside a build (inside the caller's transaction)."""
-    cur.execute(f"insert into {CHANGES} values (?, ?)", [asset.key, token])
+    cur.execute(f"insert into {CHANGES} values ({value(asset.key)}, {value(token)})")
 
 
 def clear_data_changes(cur: duckdb.DuckDBPyConnection, asset: Asset) -> None:
     """``asset`` was built whole: its version is its fingerprint again (inside the caller's transaction)."""
-    cur.execute(f"delete from {CHANGES} where asset = ?", [asset.key])
+    cur.execute(f"delete from {CHANGES} where asset = {value(asset.key)}")
 
 
 def data_changes(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -89,7 +107,7 @@ def _explain(exc: duckdb.Error, asset: Asset) -> KibanError:
 
 def status(cur: duckdb.DuckDBPyConnection, asset: Asset, target: str) -> str | None:
     """Why ``asset`` cannot take a partition as it is published — None when it can."""
-    row = cur.execute(f"select code from {STATE} where asset = ?", [asset.key]).fetchone()
+    row = cur.execute(f"select code from {STATE} where asset = {value(asset.key)}").fetchone()
     if row is None:
         return f"{asset.key} has not been built as an incremental model yet"
     if row[0] != code_of(asset):
@@ -113,27 +131,28 @@ def build(cur: duckdb.DuckDBPyConnection, asset: Asset, target: str, exists: boo
     column, grain = _column(asset), asset.config.partition_grain  # grain: one of three literals
     since: datetime | None = None
     if exists and not full_refresh and status(cur, asset, target) is None:
-        row = cur.execute(f"select max(start) - ? * {_interval(asset)} from {PARTITIONS} "
-                          "where asset = ? and rows > 0", [asset.config.partition_lookback, asset.key]).fetchone()
+        row = cur.execute(f"select max(start) - {value(int(asset.config.partition_lookback))} * "
+                          f"{_interval(asset)} from {PARTITIONS} "
+                          f"where asset = {value(asset.key)} and rows > 0").fetchone()
         since = row[0] if row else None
     try:
         if since is None:
             cur.execute(f"create or replace table {target} as select * from ({_model(asset)}) as {MODEL_ALIAS} "
                         f"where {column} is not null")
-            cur.execute(f"delete from {PARTITIONS} where asset = ?", [asset.key])
-            cur.execute(f"delete from {STATE} where asset = ?", [asset.key])
-            cur.execute(f"insert into {STATE} values (?, ?, now()::timestamp)", [asset.key, code_of(asset)])
-            cur.execute(f"insert into {PARTITIONS} select ?, date_trunc('{grain}', {column})::timestamp as p, "
-                        f"count(*), now()::timestamp from {target} where {column} is not null group by p",
-                        [asset.key])
+            key = value(asset.key)
+            cur.execute(f"delete from {PARTITIONS} where asset = {key}")
+            cur.execute(f"delete from {STATE} where asset = {key}")
+            cur.execute(f"insert into {STATE} values ({key}, {value(code_of(asset))}, now()::timestamp)")
+            cur.execute(f"insert into {PARTITIONS} select {key}, date_trunc('{grain}', {column})::timestamp as p, "
+                        f"count(*), now()::timestamp from {target} where {column} is not null group by p")
         else:
-            cur.execute(f"delete from {target} where {column} >= ?", [since])
+            key, start = value(asset.key), value(since)
+            cur.execute(f"delete from {target} where {column} >= {start}")
             cur.execute(f"insert into {target} by name select * from ({_model(asset)}) as {MODEL_ALIAS} "
-                        f"where {column} >= ?", [since])
-            cur.execute(f"delete from {PARTITIONS} where asset = ? and start >= ?", [asset.key, since])
-            cur.execute(f"insert into {PARTITIONS} select ?, date_trunc('{grain}', {column})::timestamp as p, "
-                        f"count(*), now()::timestamp from {target} where {column} >= ? group by p",
-                        [asset.key, since])
+                        f"where {column} >= {start}")
+            cur.execute(f"delete from {PARTITIONS} where asset = {key} and start >= {start}")
+            cur.execute(f"insert into {PARTITIONS} select {key}, date_trunc('{grain}', {column})::timestamp as p, "
+                        f"count(*), now()::timestamp from {target} where {column} >= {start} group by p")
     except (duckdb.BinderException, duckdb.ConversionException) as exc:
         raise _explain(exc, asset) from None
     row = cur.execute(f"select count(*) from {target}").fetchone()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kiban.errors import Location, ProjectError
+from kiban.quoting import literal
 
 NO_LOCATION = 2**64 - 1  # DuckDB's "no position" (an optional_idx that is unset)
 # Table functions whose argument names a table or a query: what they read is a dependency like any other.
@@ -59,7 +60,7 @@ def _connection() -> Any:
 def serialize(sql: str) -> dict[str, Any]:
     """DuckDB's parse tree of ``sql`` (parser only) or the parser's error."""
     with _lock:
-        row = _connection().execute("select json_serialize_sql(?)", [sql]).fetchone()
+        row = _connection().execute(f"select json_serialize_sql({literal(sql)})").fetchone()
     return dict(json.loads(row[0])) if row else {"error": True, "error_message": "no result"}
 
 

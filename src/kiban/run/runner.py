@@ -23,6 +23,7 @@ from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run import intents
+from kiban.run.attempt_log import AttemptLog
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.inputs import plan_extra
@@ -204,6 +205,7 @@ def _run_locked(ctx: RunContext) -> RunResult:
     engine = None
     plan = Plan(order=selection, fingerprints={})
     outcomes: dict[str, Outcome] = {}
+    attempts: AttemptLog | None = None
     with _listening(listeners) as emit:
         try:
             engine = open_engine(project.warehouse_url, project.config.timezone)
@@ -230,11 +232,13 @@ def _run_locked(ctx: RunContext) -> RunResult:
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.FRESH))
 
+            attempts = AttemptLog(store)  # committed in groups, flushed before the run's end is recorded
+
             def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
-                store.record_attempt(run_id, outcome.asset, outcome.status, attempt=attempt,
-                                     started_at=outcome.started_at, ended_at=outcome.ended_at, rows=outcome.rows,
-                                     nbytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error,
-                                     watermark=outcome.watermark)
+                attempts.add(dict(run_id=run_id, asset=outcome.asset, status=outcome.status, attempt=attempt,
+                                  started_at=outcome.started_at, ended_at=outcome.ended_at, rows=outcome.rows,
+                                  bytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error,
+                                  watermark=outcome.watermark))
 
             executor = Executor(engine=engine, graph=graph, run_id=run_id, fingerprints=plan.fingerprints,
                                 threads=options.threads or project.config.effective_threads,
@@ -275,6 +279,8 @@ def _run_locked(ctx: RunContext) -> RunResult:
                     log.warning("run %s: closing the engine failed", run_id, exc_info=True)
             unrecorded: Exception | None = None
             try:
+                if attempts is not None:
+                    attempts.close()
                 store.finish_run(run_id, status, error)
             except Exception as exc:  # the store's disk is full too: the event still goes out (below)
                 unrecorded = exc
