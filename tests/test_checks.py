@@ -246,8 +246,8 @@ columns:
     the_gate.close()
     found = results_of(root, result.run_id)["warehouse.people:pattern_email"]
     assert found["failures"] == 10
-    assert found["samples"] == [{"id": 0, "email": "xxxxxx9", "born": "•••"},
-                                  {"id": 1, "email": "xxxxxx9", "born": "•••"}]  # the shape only
+    assert found["samples"] == [{"id": 0, "email": "•••", "born": "•••"},
+                                  {"id": 1, "email": "•••", "born": "•••"}]  # not even the shape
 
 
 def test_fail_above_tolerates_a_number_or_a_share_of_rows(project_dir):
