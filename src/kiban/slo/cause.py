@@ -90,16 +90,21 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
                                 f"{source.asset} {what}, {span(source.overdue_s)} after its expected "
                                 f"{_local(ctx, source.expected_at)} ({source.how})", source.overdue_s))
     chain = _critical_path(ctx, facts, usecase, window_start, done)
+    failing = {f["asset"] for f in failures if f["status"] == "failed"}
     for failure in failures:
+        if failure["status"] != "failed" and ctx.graph.upstream(failure["asset"]) & failing:
+            continue  # skipped because a step above it failed: that failure is the cause, not this skip
         if failure["asset"] not in chain and chain:
             continue
         item = facts.of(failure["asset"])
         failed_at = datetime.fromisoformat(failure["at"])
         repaired = item.first_publish_after(failed_at)
         cost = ((repaired or done) - failed_at).total_seconds()
-        candidates.append(cause("failed", failure["asset"],
-                                f"{failure['asset']} {failure['status']}: {str(failure.get('error') or '')[:300]}"
-                                + (f"; repaired {span(cost)} later" if repaired else ""), cost))
+        # judged as of the failure: the repair's passing check must not hide that a check refused the data
+        found = failure_cause(ctx, facts, failure, window_start, failed_at, cost)
+        if repaired:
+            found["reason"] = found["error"] = f"{found['reason']}; repaired {span(cost)} later"
+        candidates.append(found)
     for key, (started, _ended, took, waited) in chain.items():
         extra = slow_by(facts, key, took)
         if extra is not None:
@@ -196,6 +201,22 @@ def first_bad_upstream(ctx: Context, facts: Facts, failing: str, start: datetime
     return failing, []
 
 
+def failure_cause(ctx: Context, facts: Facts, failure: dict[str, Any], start: datetime, end: datetime,
+                  amount_s: float | None = None) -> dict[str, Any]:
+    """The cause of one failed step, the one way every verdict, warning and incident names it: a step whose
+    blocking check refused the data in (start, end] is ``bad_data`` named after the *first bad upstream* (what
+    must be fixed before anything downstream is rebuilt), anything else ``failed`` with its error."""
+    key = failure["asset"]
+    refused = [n for _, n in facts.of(key).failed_checks_between(start, end)] if key in facts.assets else []
+    if refused:
+        first, names = first_bad_upstream(ctx, facts, key, start, end)
+        where = "" if first == key else f"; the first bad upstream is {first} ({', '.join(names)})"
+        return cause("bad_data", first, f"blocking check failed on {key}: {', '.join(sorted(set(refused)))}{where}",
+                     amount_s, failing=key)
+    return cause("failed", key, f"{key} {failure.get('status') or 'failed'}: "
+                                f"{str(failure.get('error') or '')[:300]}", amount_s, at=failure.get("at"))
+
+
 def _local(ctx: Context, moment: datetime | None) -> str:
     if moment is None:
         return "-"
@@ -218,17 +239,8 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
     failures = evidence.get("failures") or []
     if failures:
         root = root_cause(ctx.graph, failures)
-        if root is not None and facts.of(root["asset"]).failed_checks_between(window_start, end):
-            # its blocking check refused the data: the cause is the first bad upstream, not the step
-            first, names = first_bad_upstream(ctx, facts, root["asset"], window_start, end)
-            refused = [n for _, n in facts.of(root["asset"]).failed_checks_between(window_start, end)]
-            where = "" if first == root["asset"] else f"; the first bad upstream is {first} ({', '.join(names)})"
-            return cause("bad_data", first, f"blocking check failed on {root['asset']}: "
-                         f"{', '.join(sorted(set(refused)))}{where}", None, failing=root["asset"])
         if root is not None:
-            return cause("failed", root["asset"], f"{root['asset']} {root['status']}: "
-                                                  f"{str(root.get('error') or '')[:300]}", None,
-                         at=root.get("at"))
+            return failure_cause(ctx, facts, root, window_start, end)
     if evidence.get("not_started"):
         waiting = evidence["not_started"]
         return cause("late_start", waiting["asset"], f"no run has started {waiting['asset']} since "

@@ -206,8 +206,7 @@ class BreachWatcher:
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a
         # late start; a normal night whose history holds slow nights must not alarm the consumers
         abnormal = found.get("kind") in ("queued", "late_start", "late_source") or self._abnormal(now)
-        tell = not forecast.blocked_by and abnormal and (forecast.expected_late or
-                                                          forecast.deadline - now <= WARN_LEAD)
+        tell = not forecast.blocked_by and abnormal and self._likely_late(forecast, now)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
@@ -217,6 +216,18 @@ class BreachWatcher:
                                       daemon=True)
             sender.start()
             self._senders.append(sender)
+
+    @staticmethod
+    def _likely_late(forecast: Forecast, now: datetime) -> bool:
+        """Whether consumers should hear of a forecast breach now: the expected time is past the deadline by more
+        than the forecast's own noise (a quarter of its p50–p90 spread, at least a minute) — a p50 a few seconds
+        past is a coin toss, and telling every coin toss is how consumers learn to ignore the warnings — or,
+        in the last :data:`WARN_LEAD`, past it at all (it is the last moment to tell them ≥ 30 min ahead)."""
+        if forecast.p50 is None or forecast.p90 is None:
+            return False
+        past = (forecast.p50 - forecast.deadline).total_seconds()
+        noise = max(60.0, 0.25 * (forecast.p90 - forecast.p50).total_seconds())
+        return past > noise or (past > 0 and forecast.deadline - now <= WARN_LEAD)
 
     def _failure(self, key: str) -> dict[str, Any]:
         """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
