@@ -49,28 +49,42 @@ def _project(project_dir, tmp_path: Path) -> Path:
     }, LAKE, config="threads: 4\n")
 
 
+def _locks_behave(store: Store, project: str) -> None:
+    locks = AssetLocks(store, project)
+    locks.acquire("run-a", ["warehouse.a", "mart.a"])
+    locks.acquire("run-b", ["warehouse.b"])  # disjoint: both hold their own
+    with pytest.raises(RunLockedError, match=r"run-a .* still builds mart\.a") as caught:
+        locks.acquire("run-c", ["mart.a", "mart.c"])
+    assert "warehouse.a" not in str(caught.value)  # only what is shared is named
+    with pytest.raises(RunLockedError):  # the project's exclusive lock waits for every asset lock
+        store.acquire_lock(f"run:{project}", "backfill-1")
+    locks.release("run-a", ["mart.a"])  # finished: free for others at once
+    locks.acquire("run-c", ["mart.a", "mart.c"])
+    assert locks.held() == {"warehouse.a": "run-a", "warehouse.b": "run-b", "mart.a": "run-c", "mart.c": "run-c"}
+    for run in ("run-a", "run-b", "run-c"):
+        locks.release(run)
+    store.acquire_lock(f"run:{project}", "backfill-1")
+    with pytest.raises(RunLockedError, match="whole project"):
+        locks.acquire("run-d", ["warehouse.a"])
+    store.release_lock(f"run:{project}", "backfill-1")
+    locks.acquire("run-d", ["warehouse.a"])
+    locks.release("run-d")
+
+
 def test_disjoint_selections_hold_no_lock_in_common_and_overlapping_ones_name_what_they_share(project_dir) -> None:
     root = project_dir({"models/warehouse/a.sql": "select 1 as x"})
     project = load_project(root)
     store = Store(project.state_url)
     try:
-        locks = AssetLocks(store, project.name)
-        locks.acquire("run-a", ["warehouse.a", "mart.a"])
-        locks.acquire("run-b", ["warehouse.b"])  # disjoint: both hold their own
-        with pytest.raises(RunLockedError, match=r"run-a .* still builds mart\.a") as caught:
-            locks.acquire("run-c", ["mart.a", "mart.c"])
-        assert "warehouse.a" not in str(caught.value)  # only what is shared is named
-        with pytest.raises(RunLockedError):  # the project's exclusive lock waits for every asset lock
-            store.acquire_lock(f"run:{project.name}", "backfill-1")
-        locks.release("run-a", ["mart.a"])  # finished: free for others at once
-        locks.acquire("run-c", ["mart.a", "mart.c"])
-        assert locks.held() == {"warehouse.a": "run-a", "warehouse.b": "run-b", "mart.a": "run-c", "mart.c": "run-c"}
-        for run in ("run-a", "run-b", "run-c"):
-            locks.release(run)
-        store.acquire_lock(f"run:{project.name}", "backfill-1")
-        with pytest.raises(RunLockedError, match="whole project"):
-            locks.acquire("run-d", ["warehouse.a"])
-        store.release_lock(f"run:{project.name}", "backfill-1")
+        _locks_behave(store, project.name)
+    finally:
+        store.close()
+
+
+def test_asset_locks_in_a_postgresql_store(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        _locks_behave(store, "shop")
     finally:
         store.close()
 

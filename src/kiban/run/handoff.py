@@ -157,7 +157,8 @@ class Intake:
         if event.kind != "asset_finished" or not event.asset:
             return
         with self._lock:
-            self.finished[event.asset] = {"status": event.status, "error": event.error}
+            self.finished[event.asset] = {"status": event.status, "error": event.error, "rows": event.rows,
+                                          "seconds": event.seconds}
             self._answer_complete()
 
     def __call__(self, todo: set[str]) -> list[str]:
@@ -251,9 +252,9 @@ def hand_over(project: Project, graph: Graph, store: Store, run_id: str, holder:
     outcomes = dict(collected)
     for key, said in got["outcomes"].items():
         status = "success" if said["status"] in ("success", "fresh") else said["status"]
-        outcomes[key] = Outcome(key, status, error=said.get("error"))
+        outcomes[key] = Outcome(key, status, error=said.get("error"), rows=said.get("rows"))
         emit(Event("asset_finished", run_id, asset=key, status=said["status"], error=said.get("error"),
-                   detail={"built_by": got.get("holder")}))
+                   rows=said.get("rows"), seconds=said.get("seconds"), detail={"built_by": got.get("holder")}))
     return outcomes
 
 

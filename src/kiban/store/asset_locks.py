@@ -72,6 +72,8 @@ class AssetLocks:
         told = False
         while True:
             blockers = self._try(run_id, keys)
+            while blockers is None:  # another run inserted one of the rows at the same moment: look again
+                blockers = self._try(run_id, keys)
             if not blockers:
                 return
             if time.monotonic() >= deadline:
@@ -108,7 +110,7 @@ class AssetLocks:
         prefix = len(asset_lock(self.project, ""))
         return {r.name[prefix:]: r.run_id for r in rows if not holder_gone(r.pid, r.host, r.heartbeat_at, now)}
 
-    def _try(self, run_id: str, keys: Sequence[str]) -> list[Holder]:
+    def _try(self, run_id: str, keys: Sequence[str]) -> list[Holder] | None:
         names = {asset_lock(self.project, k): k for k in keys}
         now = utcnow()
         try:
@@ -138,7 +140,7 @@ class AssetLocks:
                 if fresh:
                     conn.execute(locks.insert(), fresh)
         except sa.exc.IntegrityError:  # another run inserted one of the rows first (PostgreSQL): look again
-            return [Holder("?", None, None, None, ("(taking its locks at the same moment)",))]
+            return None
         return []
 
 
