@@ -68,12 +68,12 @@ def test_each_kind_of_night_is_warned_explained_and_repaired(tmp_path: Path, kin
 def test_bad_data_repaired_after_the_deadline_still_names_the_first_bad_upstream(tmp_path: Path) -> None:
     """Old: once the repair's passing check had cleared the failure, the late verdict blamed the refusing mart
     ("mart.daily_sales failed: check failed") instead of the bad source."""
-    world = World(tmp_path)
+    world = World(tmp_path, step_minutes=10)
     try:
         start = date(2026, 10, 1)
-        for i in range(8):
+        for i in range(6):
             world.night(script("normal", start + timedelta(days=i), world.rng))
-        bad = script("bad_data", start + timedelta(days=8), world.rng)
+        bad = script("bad_data", start + timedelta(days=6), world.rng)
         bad.repair_after = 9 * 3600.0  # repaired after the 08:30 deadline: the day ends `late`
         morning = next(o for o in world.night(bad) if o.usecase == "morning")
         assert morning.verdict == "late" and morning.repaired

@@ -165,7 +165,11 @@ class Intake:
         offers = claim(self.project, self.run_id)
         if not offers:
             return []
-        versions = self.engine.prepare(self.lake_assets, self.collected())  # the giver may have collected
+        # the giver may have collected, or files may have landed: the lake views as they are now — never
+        # ``prepare``, which drops leftover temporary tables, this run's builds in flight among them
+        refresh = getattr(self.engine, "refresh_lake", None)
+        versions = refresh(self.lake_assets, self.collected()) if refresh is not None else \
+            self.engine.prepare(self.lake_assets, self.collected())
         new: list[str] = []
         for got in offers:
             changed = sorted(k for k in got.models if got.code.get(k) != self.graph.sql_hashes.get(k))
