@@ -96,6 +96,8 @@ def test_a_forecast_a_few_seconds_past_the_deadline_does_not_warn_consumers_earl
     assert BreachWatcher._likely_late(forecast(600, 900), early)
     assert BreachWatcher._likely_late(forecast(20, 300), deadline - timedelta(minutes=35))  # last chance: any
     assert not BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35))
+    # a step past its normal variation has a long tail: its p90 counts at the last chance
+    assert BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35), overrun=True)
 
 
 # -- the forecast --------------------------------------------------------------------------------------

@@ -205,8 +205,9 @@ class BreachWatcher:
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a
         # late start; a normal night whose history holds slow nights must not alarm the consumers
-        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or self._abnormal(now)
-        tell = not forecast.blocked_by and abnormal and self._likely_late(forecast, now)
+        overrun = self._abnormal(now)
+        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or overrun
+        tell = not forecast.blocked_by and abnormal and self._likely_late(forecast, now, overrun)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
@@ -218,16 +219,18 @@ class BreachWatcher:
             self._senders.append(sender)
 
     @staticmethod
-    def _likely_late(forecast: Forecast, now: datetime) -> bool:
+    def _likely_late(forecast: Forecast, now: datetime, overrun: bool = False) -> bool:
         """Whether consumers should hear of a forecast breach now: the expected time is past the deadline by more
         than the forecast's own noise (a quarter of its p50–p90 spread, at least a minute) — a p50 a few seconds
-        past is a coin toss, and telling every coin toss is how consumers learn to ignore the warnings — or,
-        in the last :data:`WARN_LEAD`, past it at all (it is the last moment to tell them ≥ 30 min ahead)."""
+        past is a coin toss, and telling every coin toss is how consumers learn to ignore the warnings — or, in
+        the last :data:`WARN_LEAD` (the last moment to tell them ≥ 30 min ahead), past it at all; and when a step
+        overruns its normal variation (``overrun``: its remaining time has a long tail), its p90 past it."""
         if forecast.p50 is None or forecast.p90 is None:
             return False
         past = (forecast.p50 - forecast.deadline).total_seconds()
         noise = max(60.0, 0.25 * (forecast.p90 - forecast.p50).total_seconds())
-        return past > noise or (past > 0 and forecast.deadline - now <= WARN_LEAD)
+        last_chance = forecast.deadline - now <= WARN_LEAD
+        return past > noise or (last_chance and (past > 0 or (overrun and forecast.p90 > forecast.deadline)))
 
     def _failure(self, key: str) -> dict[str, Any]:
         """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
