@@ -74,7 +74,7 @@ def test_bad_data_repaired_after_the_deadline_still_names_the_first_bad_upstream
         for i in range(6):
             world.night(script("normal", start + timedelta(days=i), world.rng))
         bad = script("bad_data", start + timedelta(days=6), world.rng)
-        bad.repair_after = 9 * 3600.0  # repaired after the 08:30 deadline: the day ends `late`
+        bad.repair_after = 7 * 3600.0  # repaired after the 08:30 deadline: the day ends `late`
         morning = next(o for o in world.night(bad) if o.usecase == "morning")
         assert morning.verdict == "late" and morning.repaired
         assert morning.cause is not None and morning.cause["kind"] == "bad_data", morning.cause
