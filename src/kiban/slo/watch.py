@@ -47,6 +47,8 @@ class BreachWatcher:
         self.revisions: dict[str, int] = {}
         self.state = RunState()
         self.flagged: dict[str, Forecast] = {}
+        self.kinds: dict[str, str] = {}  # per flagged use case: the kind of its cause as last told
+        self.consumers_told: set[str] = set()
         self.predictor: Predictor | None = None
         self.ctx: Context | None = None
         self.due: dict[str, tuple] = {}
@@ -136,7 +138,8 @@ class BreachWatcher:
                 self._raise(forecast, now, revision=0)
             elif told is not None and self._clear(forecast):
                 del self.flagged[forecast.usecase]  # back in time with margin: a new breach is news again
-            elif told is not None and self._revised(told, forecast):
+            elif told is not None and (self._revised(told, forecast) or self._now_worth_telling(forecast, now)):
+                # a revision — or a breach withheld from the consumers as a coin toss that is one no longer
                 self.flagged[forecast.usecase] = forecast
                 self.revisions[forecast.usecase] = self.revisions.get(forecast.usecase, 0) + 1
                 self._raise(forecast, now, revision=self.revisions[forecast.usecase])
@@ -208,6 +211,9 @@ class BreachWatcher:
         overrun = self._abnormal(now)
         abnormal = found.get("kind") in ("queued", "late_start", "late_source") or overrun
         tell = not forecast.blocked_by and abnormal and self._likely_late(forecast, now, overrun)
+        self.kinds[forecast.usecase] = str(found.get("kind"))
+        if tell:
+            self.consumers_told.add(forecast.usecase)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
@@ -217,6 +223,14 @@ class BreachWatcher:
                                       daemon=True)
             sender.start()
             self._senders.append(sender)
+
+    def _now_worth_telling(self, forecast: Forecast, now: datetime) -> bool:
+        """A flagged breach the consumers have not heard of, which they should hear of now."""
+        if forecast.usecase in self.consumers_told or forecast.blocked_by:
+            return False
+        overrun = self._abnormal(now)
+        abnormal = self.kinds.get(forecast.usecase) in ("queued", "late_start", "late_source") or overrun
+        return abnormal and self._likely_late(forecast, now, overrun)
 
     @staticmethod
     def _likely_late(forecast: Forecast, now: datetime, overrun: bool = False) -> bool:
