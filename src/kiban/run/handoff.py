@@ -33,7 +33,7 @@ from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
 from kiban.run.plan import Judge, make_plan
 from kiban.store import RunRecord, Store, utcnow
-from kiban.store.store import holder_gone
+from kiban.store.store import STALE_AFTER, holder_gone
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,7 @@ def hand_over(project: Project, graph: Graph, store: Store, run_id: str, holder:
                  code={k: graph.sql_hashes.get(k, "") for k in models})
 
     def alive() -> bool:
-        now = store.run(holder.run_id)
-        return now is not None and now.status == "running" and not holder_gone(now.pid, now.host, now.heartbeat_at,
-                                                                               utcnow())
+        return _live(store.run(holder.run_id))
 
     got = await_answer(project, path, alive)
     if got is None:
@@ -266,9 +264,17 @@ def writer(store: Store, project: Project, run_id: str) -> RunRecord | None:
     """The live run of another process that holds the project's DuckDB warehouse file, if any."""
     if not file_warehouse(project):
         return None
-    now = utcnow()
     for run in store.runs(project.name, 20):
-        if run.run_id != run_id and run.status == "running" and run.pid != os.getpid() and \
-                not holder_gone(run.pid, run.host, run.heartbeat_at, now):
+        if run.run_id != run_id and run.pid != os.getpid() and _live(run):
             return run
     return None
+
+
+def _live(run: RunRecord | None) -> bool:
+    """A run still going: recorded running, its process there, and heartbeating (a live run beats every 5 s; a
+    reused pid does not)."""
+    if run is None or run.status != "running":
+        return False
+    now = utcnow()
+    fresh = run.heartbeat_at is not None and now - run.heartbeat_at <= STALE_AFTER
+    return fresh and not holder_gone(run.pid, run.host, run.heartbeat_at, now)
