@@ -167,21 +167,26 @@ def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> floa
     models = [k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"]
     leads = []
     for _, window_start, deadline in ctx.schedule(usecase, due - timedelta(days=28), due - timedelta(days=1)):
-        first = first_build_start(facts, models, window_start, deadline)
+        # only builds of runs that started in the window: a late delivery of the day before publishes its last
+        # steps after that day's deadline (in this window), and would make "usual" a whole day early
+        first = first_build_start(facts, models, window_start, deadline, started_after=window_start)
         if first is not None:
             leads.append((deadline - first).total_seconds())
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
 
 
-def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime) -> datetime | None:
-    """When the first build of any of ``keys`` published in (start, end] began."""
+def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime,
+                      started_after: datetime | None = None) -> datetime | None:
+    """When the first build of any of ``keys`` published in (start, end] began (with ``started_after``: only
+    builds of runs that started after that moment)."""
     found = []
     for key in keys:
         item = facts.of(key)
         i = item.last_publish_before(end)
         while i is not None and i >= 0 and item.published_at[i] > start:
             begun = item.publish_started[i]
-            if begun is not None:
+            run = facts.run_start_before(begun) if begun is not None and started_after is not None else None
+            if begun is not None and (started_after is None or run is None or run > started_after):
                 found.append(begun)
             i -= 1
     return min(found, default=None)
