@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -33,13 +34,26 @@ from results import write_section  # noqa: E402
 from tests.nights import KINDS, simulate  # noqa: E402
 
 OUT = HERE / "nights"
+STEP = 5
 
 
 def measure(kind: str, nights: int, step: int) -> dict[str, object]:
+    """Simulate and score; the JSON of the kind is rewritten after every night of the kind (the nights
+    finished so far), so a measurement cut short still reports honestly what it measured."""
     started = time.perf_counter()
+
+    def save(outcomes: list[Any]) -> None:
+        if outcomes and outcomes[-1].kind == kind:
+            (OUT / f"{kind}.json").write_text(json.dumps(score(kind, outcomes, started, nights), indent=1))
+
     with tempfile.TemporaryDirectory() as tmp:
-        outcomes = simulate(Path(tmp), kind, nights, seed=sum(map(ord, kind)), step_minutes=step)
+        outcomes = simulate(Path(tmp), kind, nights, seed=sum(map(ord, kind)), step_minutes=step, progress=save)
+    return score(kind, outcomes, started, nights)
+
+
+def score(kind: str, outcomes: list[Any], started: float, asked: int) -> dict[str, object]:
     mine = [o for o in outcomes if o.kind == kind]
+    nights = len({o.day for o in mine})
     misses = [o for o in mine if o.missed]
     met = [o for o in outcomes if not o.missed]  # the normal nights in between count for false alarms too
     incidents = [o for o in mine if o.truth is not None and (o.cause is not None or o.missed)]
@@ -51,7 +65,7 @@ def measure(kind: str, nights: int, step: int) -> dict[str, object]:
             "repaired": sum(bool(o.repaired) for o in repairs),
             "wrong_causes": sorted({f"{(o.cause or {}).get('kind')} {(o.cause or {}).get('asset')}"
                                     for o in incidents if not o.cause_right})[:5],
-            "seconds": round(time.perf_counter() - started, 1)}
+            "asked": asked, "step": STEP, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def pct(part: int, whole: int) -> str:
@@ -91,6 +105,8 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(k for k in KINDS if k != "normal"))
     parser.add_argument("--step", type=int, default=5, help="minutes between the scheduler's checks")
     args = parser.parse_args()
+    global STEP
+    STEP = args.step
     OUT.mkdir(exist_ok=True)
     for kind in args.kinds.split(","):
         result = measure(kind, args.nights, args.step)

@@ -6,8 +6,9 @@ interfaces at the simulated time: the runs, attempts and check results a run rec
 the events a run emits to its :class:`~kiban.slo.watch.BreachWatcher` (driven by the simulated clock, no
 ticker thread), and the scheduler's service-level check (:func:`kiban.slo.service.check`) every
 ``step`` minutes. Repairs are the incident's own workaround, *run as suggested*: its selection is read with
-kiban's selection syntax, a command refused by the project lock does nothing, ``--resume`` re-runs only
-what failed, and a step rebuilds only when its inputs changed or it did not succeed — as ``kiban run`` does.
+kiban's selection syntax, a command refused by the lock of an asset a running run still builds does nothing,
+``--resume`` re-runs only what failed, and a step rebuilds only when its inputs changed or it did not succeed —
+as ``kiban run`` does.
 
 ``simulate(root, kind, nights)`` returns one :class:`Outcome` per use case and night, with the truth (the
 scripted cause) next to what kiban said; ``bench/nights.py`` measures them on many nights.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -166,7 +168,8 @@ class World:
         self.ok: dict[str, bool] = dict.fromkeys(self.graph.order, True)  # last attempt succeeded
         self.bad: set[str] = set()  # assets holding bad rows
         self.reach: dict[str, date | None] = dict.fromkeys(self.graph.order)
-        self.lock_until: datetime | None = None
+        self.lock_until: datetime | None = None  # when the last run ends
+        self.busy: dict[str, datetime] = {}  # asset → when the run building it is done with it (its lock)
         self.runs = 0
         self.repairing = False
 
@@ -302,8 +305,10 @@ class World:
         repaired: dict[str, bool | None] = {}
         used: dict[str, str | None] = {}
 
+        moment: list[datetime] = []  # while a run's event is handed over: its own time (a watcher hears at once)
+
         def clock() -> datetime:
-            return now
+            return moment[-1] if moment else now
 
         while now <= end:
             for key, at in list(pending_loads.items()):
@@ -316,17 +321,22 @@ class World:
                 build = [k for k in self.graph.order if self.graph.assets[k].layer != "lake"]
                 run = self.plan_run(night, run_start, build, night.threads)
                 self.lock_until = max((e[0] for e in run), default=run_start)
+                self.busy = {e[2]: e[0] for e in run if e[1] == "finished"}
                 self._run_row(run_id, run_start, None, "running", build)
                 watcher = BreachWatcher(self.project, self.graph, self.store, notify=False, clock=clock,
                                         threads=night.threads, tick_seconds=None)
+                moment.append(run_start)
                 started_keys = [e[2] for e in run if e[1] == "started"]
                 watcher(Event("run_started", run_id, detail={"build": len(started_keys), "fresh": 0, "lake": 0,
                                                              "selected": len(build), "assets": started_keys}))
+                moment.clear()
             while run and run[0][0] <= now:
                 event = run.pop(0)
                 self.apply(run_id, event, started)
                 if watcher is not None:
+                    moment.append(event[0])
                     watcher(Event("asset_" + event[1], run_id, asset=event[2], status=event[3]))
+                    moment.clear()
             if watcher is not None and not run:
                 watcher(Event("run_finished", run_id, status=RunStatus.SUCCESS))  # the watcher reads no status
                 self._finish_run(run_id)
@@ -362,15 +372,17 @@ class World:
         waits = "--wait" in words
         if waits:
             del words[words.index("--wait"):words.index("--wait") + 2]
-        if self.lock_until is not None and self.lock_until > now and not waits:
-            return False, command  # refused: another run holds the project
-        start = max(now, self.lock_until or now)
-        if night.bad:  # the owner fixes the export; collecting it again lands the good rows
-            self.land("lake.pos_orders", start, night.day, bad=False)
         if "--resume" in words:
             selection = [k for k in self.graph.order if not self.ok[k]]
         else:
             selection = select(self.graph, [w for w in words if not w.startswith("-")], [])
+        # locks per asset: only the assets of the selection a running run has still to build are waited for
+        held = [at for k, at in self.busy.items() if k in selection and at > now]
+        if held and not waits:
+            return False, command  # refused: a running run still builds an asset it needs
+        start = max([now, *held])
+        if night.bad:  # the owner fixes the export; collecting it again lands the good rows
+            self.land("lake.pos_orders", start, night.day, bad=False)
         self.runs += 1
         run_id = f"repair-{self.runs}"
         self.repairing = True
@@ -385,6 +397,7 @@ class World:
         self._run_row(run_id, start, ended, "success", [w for w in words if not w.startswith("-")],
                       resume="--resume" in words)
         self.lock_until = max(self.lock_until or ended, ended)
+        self.busy.update({k: ended for k in selection if self.graph.assets[k].layer != "lake"})
         return self.ok["mart.daily_sales"] and "mart.daily_sales" not in self.bad, command
 
     def _outcome(self, night: Night, usecase: str, repaired: bool | None, used: str | None) -> Outcome:
@@ -402,9 +415,10 @@ class World:
 
 
 def simulate(root: Path, kind: str, nights: int, seed: int = 7, warmup: int = 10, every: int = 2,
-             step_minutes: int = 5) -> list[Outcome]:
+             step_minutes: int = 5, progress: Callable[[list[Outcome]], object] | None = None) -> list[Outcome]:
     """``warmup`` normal nights, then ``nights`` nights of ``kind``, each followed by ``every - 1`` normal
-    nights (so the history stays mostly normal). Returns the outcomes of every night after the warm-up."""
+    nights (so the history stays mostly normal). Returns the outcomes of every night after the warm-up
+    (``progress`` hears them after each measured night, so a long measurement can be cut short)."""
     world = World(root, seed, step_minutes)
     out: list[Outcome] = []
     day = date(2026, 10, 1)
@@ -415,6 +429,8 @@ def simulate(root: Path, kind: str, nights: int, seed: int = 7, warmup: int = 10
             outcomes = world.night(script(this, day, world.rng))
             if measured:
                 out += outcomes
+                if progress is not None:
+                    progress(out)
             day += timedelta(days=1)
     finally:
         world.close()

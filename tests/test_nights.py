@@ -18,8 +18,9 @@ from kiban.incidents import IncidentLog
 from kiban.project import load_project
 from kiban.run.runner import RunOptions, run_project
 from kiban.slo.cause import span
-from kiban.slo.predict import Predictor, RunState
+from kiban.slo.predict import Forecast, Predictor, RunState
 from kiban.slo.service import check
+from kiban.slo.watch import BreachWatcher
 from kiban.store import Store, utcnow
 from tests.nights import World, script, simulate, utc
 
@@ -62,6 +63,41 @@ def test_each_kind_of_night_is_warned_explained_and_repaired(tmp_path: Path, kin
             assert o.repaired, (o.usecase, o.workaround)
         if o.cause and o.cause.get("kind") != "slow" and o.missed:
             assert o.workaround and o.workaround.startswith("kiban run") and "--resume" not in o.workaround
+
+
+def test_bad_data_repaired_after_the_deadline_still_names_the_first_bad_upstream(tmp_path: Path) -> None:
+    """Old: once the repair's passing check had cleared the failure, the late verdict blamed the refusing mart
+    ("mart.daily_sales failed: check failed") instead of the bad source."""
+    world = World(tmp_path, step_minutes=10)
+    try:
+        start = date(2026, 10, 1)
+        for i in range(6):
+            world.night(script("normal", start + timedelta(days=i), world.rng))
+        bad = script("bad_data", start + timedelta(days=6), world.rng)
+        bad.repair_after = 7 * 3600.0  # repaired after the 08:30 deadline: the day ends `late`
+        morning = next(o for o in world.night(bad) if o.usecase == "morning")
+        assert morning.verdict == "late" and morning.repaired
+        assert morning.cause is not None and morning.cause["kind"] == "bad_data", morning.cause
+        assert morning.cause["asset"] == "lake.pos_orders" and morning.cause["failing"] == "mart.daily_sales"
+    finally:
+        world.close()
+
+
+def test_a_forecast_a_few_seconds_past_the_deadline_does_not_warn_consumers_early() -> None:
+    """Old: a p50 50 s past the deadline, 70 min ahead, told the consumers — a coin toss counted as a warning."""
+    deadline = datetime(2026, 10, 18, 21, 0)
+
+    def forecast(p50_s: float, p90_s: float) -> Forecast:
+        return Forecast("stock", deadline + timedelta(seconds=p50_s), deadline + timedelta(seconds=p90_s), deadline,
+                        "mart.forecast")
+
+    early = deadline - timedelta(minutes=70)
+    assert not BreachWatcher._likely_late(forecast(50, 300), early)
+    assert BreachWatcher._likely_late(forecast(600, 900), early)
+    assert BreachWatcher._likely_late(forecast(20, 300), deadline - timedelta(minutes=35))  # last chance: any
+    assert not BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35))
+    # a step past its normal variation has a long tail: its p90 counts at the last chance
+    assert BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35), overrun=True)
 
 
 # -- the forecast --------------------------------------------------------------------------------------

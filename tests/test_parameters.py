@@ -31,6 +31,7 @@ DEBT = {  # module:function → what to do
     "dbt/checks.py:_check": "a dbt test record",
     "incidents/log.py:record": "an IncidentDraft dataclass",
     "notify/wording.py:consumer_message": "a ConsumerNotice dataclass",
+    "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
     "schedule/recovery.py:queue_recovery": "the crashed tick's record (TickRecord) instead of its fields",
     "slo/predict.py:__init__": "a forecast context",
     "store/backfills.py:create": "a backfill record dataclass",

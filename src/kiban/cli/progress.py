@@ -82,6 +82,9 @@ class PlainProgress:
             self.total = int(event.detail.get("build", 0))
             fresh = event.detail.get("fresh", 0)
             self._line(f"run {event.run_id}: {self.total} asset(s) to build" + (f", {fresh} fresh" if fresh else ""))
+            if event.detail.get("handed_to"):
+                self._line(f"  run {event.detail['handed_to']} writes the warehouse file (DuckDB: one writer "
+                           "process): it builds them next, ahead of its own queue")
             self.started = time.monotonic()
         elif event.kind == "asset_finished" and event.status != AttemptStatus.FRESH:
             self.done += 1

@@ -320,8 +320,13 @@ def incident_show(incident_id: Annotated[int, typer.Argument(help="Incident numb
                   f"{styled(incident.status)} {_verdict(incident.verdict or incident.kind)}")
     cause = incident.root_cause
     if cause:
-        console.print(f"root cause: [bold]{escape(str(cause.get('asset')))}[/] {escape(str(cause.get('status')))}"
-                      + (f": {escape(str(cause.get('error'))[:400])}" if cause.get("error") else ""))
+        said = str(cause.get("reason") or cause.get("error") or "")
+        if said.startswith(str(cause.get("asset"))):  # the reason names the asset itself: say it once
+            console.print(f"root cause ({escape(str(cause.get('kind') or cause.get('status')))}): "
+                          f"{escape(said[:400])}")
+        else:
+            console.print(f"root cause: [bold]{escape(str(cause.get('asset')))}[/] {escape(str(cause.get('status')))}"
+                          + (f": {escape(said[:400])}" if said else ""))
     consumers = incident.impact.get("consumers", [])
     if consumers:
         console.print("affects: " + ", ".join(escape(c["name"]) for c in consumers))

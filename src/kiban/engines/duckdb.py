@@ -146,6 +146,13 @@ class DuckDBEngine:
                 ).fetchall():
             con.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
         partitions.create_state_tables(con)
+        return self.refresh_lake(lake_assets, collected)
+
+    def refresh_lake(self, lake_assets: list[Asset],
+                     collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
+        """Remake the lake views whose files changed; their versions. Safe while builds run (unlike ``prepare``,
+        which also drops leftover temporary tables — a running build's among them)."""
+        con = self.con
         current = self._comments("lake")
         texts = self._view_texts()
         versions: dict[str, str] = {}

@@ -42,6 +42,7 @@ class RunStartedDetail(TypedDict):
     assets: list[str]  # the keys to build, in order
     reasons: NotRequired[dict[str, Any]]  # asset → why it is rebuilt (run_project)
     workers: NotRequired[int]  # live workers (a run handed to workers)
+    handed_to: NotRequired[str]  # the run whose process writes the DuckDB file and builds these (run.handoff)
 
 
 class CollectStartedDetail(TypedDict):
@@ -71,6 +72,7 @@ class AssetFinishedDetail(TypedDict):
     notes: NotRequired[list[str]]
     worker: NotRequired[str | None]  # the worker that built it
     already_published: NotRequired[bool]  # a worker found its build already published (a repeated claim)
+    built_by: NotRequired[str | None]  # the run that built it for this one (run.handoff)
 
 
 class NoDetail(TypedDict):

@@ -81,6 +81,9 @@ class Executor:
     # Per-tag concurrency limits (kiban.yml `limits: {tag: N}`), e.g. one extraction from the POS database at a time.
     limits: dict[str, int] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Work handed over while the run goes (``kiban.run.handoff``): called between scheduling steps with what the
+    # run already has; returns new assets to build (in dependency order), which go ahead of the queue.
+    intake: Callable[[set[str]], list[str]] | None = None
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,6 +108,8 @@ class Executor:
         with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="kiban") as pool:
             alone: str | None = None  # a heavy asset running with the machine to itself
             while ready or running:
+                if self.intake is not None and not self.cancel.is_set():
+                    self._take_in(todo, waiting, ready, outcomes)
                 while ready and len(running) < self.threads and alone is None and not self.cancel.is_set():
                     # -- per-tag limits: the first ready asset whose tags all have a free slot ----------------
                     pick = self._within_limits(ready, running.values())
@@ -144,10 +149,30 @@ class Executor:
                         waiting[child].discard(key)
                         if not waiting[child]:
                             ready.append(child)
-        for key in build:  # anything never reached (cancelled before its inputs finished)
+        for key in [*build, *(k for k in todo if k not in build)]:  # never reached (cancelled before its inputs)
             if key not in outcomes:
                 outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
         return outcomes
+
+    def _take_in(self, todo: set[str], waiting: dict[str, set[str]], ready: list[str],
+                 outcomes: dict[str, Outcome]) -> None:
+        """Add the assets handed over since the last look; what is ready goes first (someone waits for it)."""
+        assert self.intake is not None
+        first: list[str] = []
+        for key in self.intake(set(todo)):
+            if key in todo and key not in outcomes:
+                continue  # still to come in this run
+            outcomes.pop(key, None)  # built earlier in this run: built again, on the newer data
+            todo.add(key)
+            deps = {d for d in (*self.graph.deps[key], *self.after.get(key, ())) if d in todo and d != key}
+            broken = next((d for d in deps if d in outcomes and outcomes[d].status != AttemptStatus.SUCCESS), None)
+            if broken is not None:
+                outcomes[key] = self._finish_unstarted(key, "skipped", f"upstream {broken} failed")
+                continue
+            waiting[key] = {d for d in deps if d not in outcomes}
+            if not waiting[key]:
+                first.append(key)
+        ready[:0] = first
 
     def _within_limits(self, ready: list[str], running: Iterable[str]) -> int | None:
         """Per-tag limits: the index of the first ready asset that may start now — for each of its tags with a

@@ -12,9 +12,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from kiban.diskfull import disk_full, is_disk_full
 from kiban.engines import Engine, open_engine
@@ -22,7 +24,7 @@ from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
 from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
-from kiban.run import intents
+from kiban.run import handoff, intents
 from kiban.run.attempt_log import AttemptLog
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
@@ -30,6 +32,7 @@ from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
 from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
+from kiban.store.asset_locks import AssetLocks, Holder
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -145,7 +148,7 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     except BaseException:  # a project or store error before anything ran: not an interruption to resume
         intents.clear(intent)
         raise
-    lock_name = f"run:{project.name}"
+    locks = AssetLocks(store, project.name)
     try:
         store.reap_abandoned(project.name)
         consumed: list[Any] = []
@@ -156,16 +159,22 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
         else:
             selection = select(graph, options.select, options.exclude)
             selectors = list(options.select)
-        store.acquire_lock(lock_name, run_id, wait=options.wait)
+        # locks per asset: a run waits only for the selected assets another run has still to build
+        locks.acquire(run_id, selection, wait=options.wait, eta=lambda held: _free_at(project, graph, store, held))
         try:
             def recorded() -> None:
                 for done in [*(i.path for i in consumed), intent]:
                     intents.clear(done)
 
-            return _run_locked(RunContext(project, graph, store, run_id, selection, selectors, options, listeners,
-                                          audit, after, executor_hook, recorded=recorded))
+            def release(event: Event) -> None:  # an asset finished is free for other runs at once
+                if event.kind == "asset_finished" and event.asset and event.run_id == run_id:
+                    locks.release(run_id, [event.asset])
+
+            return _run_locked(RunContext(project, graph, store, run_id, selection, selectors, options,
+                                          [*listeners, release], audit, after, executor_hook, recorded=recorded,
+                                          free=lambda keys: locks.release(run_id, keys)))
         finally:
-            store.release_lock(lock_name, run_id)
+            locks.release(run_id)
     finally:
         intents.clear(intent)  # an error before the record (a bad selection, a held lock): not an interruption
         store.close()
@@ -187,12 +196,13 @@ class RunContext:
     after: Mapping[str, tuple[str, ...]] | None = None
     executor_hook: list[Executor] | None = None
     recorded: Callable[[], object] = lambda: None  # called once the store knows the run
+    free: Callable[[list[str]], object] = lambda _keys: None  # hands assets this run is done with back to others
 
 
 def _run_locked(ctx: RunContext) -> RunResult:
     project, graph, store, run_id, options = ctx.project, ctx.graph, ctx.store, ctx.run_id, ctx.options
     selection, selectors, listeners, audit, after = ctx.selection, ctx.selectors, ctx.listeners, ctx.audit, ctx.after
-    executor_hook, recorded = ctx.executor_hook, ctx.recorded
+    executor_hook, recorded, free = ctx.executor_hook, ctx.recorded, ctx.free
     started = utcnow()
     store.start_run(run_id, project.name, selectors, {
         "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
@@ -208,10 +218,23 @@ def _run_locked(ctx: RunContext) -> RunResult:
     attempts: AttemptLog | None = None
     with _listening(listeners) as emit:
         try:
+            holder = handoff.writer(store, project, run_id)
+            handed: dict[str, Outcome] | None = None
+            if holder is not None:  # another process writes the DuckDB file: collect here, build there
+                collected = _collect(project, store, run_id, selection, options, emit)
+                handed = handoff.hand_over(project, graph, store, run_id, holder, selection, collected,
+                                           options.full_refresh, emit, wait=options.wait)
+            if handed is not None:
+                outcomes = handed
+                statuses = {o.status for o in outcomes.values()}
+                status = RunStatus.FAILED if statuses & {AttemptStatus.FAILED, AttemptStatus.SKIPPED} else \
+                    RunStatus.CANCELLED if AttemptStatus.CANCELLED in statuses else RunStatus.SUCCESS
+                return RunResult(run_id, status, plan, outcomes, started, utcnow())
             engine = open_engine(project.warehouse_url, project.config.timezone)
             engine.full_refresh = options.full_refresh  # incremental models: the whole table, not recent partitions
             lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
-            collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
+            if holder is None:
+                collected = _collect(project, store, run_id, selection, options, emit)  # sources → lake, first
             tables = _collected_tables(project, store)
             lake_versions = engine.prepare(lake_assets, tables)
             engine.define_macros(list(project.macros.values()))  # macros/*.sql, as the project has them now
@@ -219,6 +242,8 @@ def _run_locked(ctx: RunContext) -> RunResult:
                              audit if isinstance(audit, Judge) else None,
                              plan_extra(graph, project.root, store, project.name, tables))
             engine.rebuild_whole = set(plan.whole)
+            # lake tables this run only reads (not collected) are free for other runs at once
+            free([k for k in selection if graph.assets[k].layer == "lake" and k not in collected])
             collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build) + len(collected), "fresh": len(plan.fresh), "lake": len(plan.lake),
@@ -234,8 +259,16 @@ def _run_locked(ctx: RunContext) -> RunResult:
 
             attempts = AttemptLog(store)  # committed in groups, flushed before the run's end is recorded
 
+            intake = handoff.Intake(project, graph, store, engine, run_id, lake_assets,
+                                    lambda: _collected_tables(project, store),
+                                    audit if isinstance(audit, Judge) else None) \
+                if handoff.file_warehouse(project) else None
+            if intake is not None:
+                intake.fingerprints = plan.fingerprints
+
             def record(outcome: Outcome, attempt: int, fingerprint: str) -> None:
-                attempts.add(dict(run_id=run_id, asset=outcome.asset, status=outcome.status, attempt=attempt,
+                owner = intake.owner.get(outcome.asset, run_id) if intake is not None else run_id
+                attempts.add(dict(run_id=owner, asset=outcome.asset, status=outcome.status, attempt=attempt,
                                   started_at=outcome.started_at, ended_at=outcome.ended_at, rows=outcome.rows,
                                   bytes=outcome.nbytes, fingerprint=fingerprint, error=outcome.error,
                                   watermark=outcome.watermark))
@@ -246,7 +279,12 @@ def _run_locked(ctx: RunContext) -> RunResult:
                                 after=dict(after or {}),
                                 unavailable=_unavailable(graph, lake_versions),
                                 heavy=_heaviness(graph, built),
-                                limits=dict(project.config.limits))
+                                limits=dict(project.config.limits),
+                                intake=intake)
+            if intake is not None:
+                intake.watch(emit)
+                emit = intake.hear  # the answers to hand-overs follow the outcomes
+                executor.emit = emit
             if executor_hook is not None:
                 executor_hook.append(executor)
             outcomes = {**collected, **executor.execute(plan.build)}
@@ -289,6 +327,26 @@ def _run_locked(ctx: RunContext) -> RunResult:
             if unrecorded is not None:  # the run stays `running` until the next run reaps it
                 _raise_unrecorded(project, unrecorded)
     return RunResult(run_id, status, plan, outcomes, started, utcnow())
+
+
+def _free_at(project: Project, graph: Graph, store: Store, held: list[Holder]) -> str | None:
+    """When the shared assets should be free, from their usual build times (local HH:MM), or None."""
+    keys = {k for h in held for k in h.assets if k in graph.assets}
+    if not keys:
+        return None
+    usual: dict[str, float] = {}
+    for key in keys:
+        took = [a.seconds for a in store.asset_history(key, 20)
+                if a.status == AttemptStatus.SUCCESS and a.seconds is not None]
+        if not took:
+            return None
+        usual[key] = median(took)
+    done: dict[str, float] = {}
+    for key in graph.sorted(keys):  # the chain of held assets: each after its held inputs
+        done[key] = usual[key] + max((done[d] for d in graph.deps[key] if d in done), default=0.0)
+    since = min((h.since for h in held if h.since is not None), default=utcnow())
+    free = max(utcnow(), since + timedelta(seconds=max(done.values())))
+    return free.replace(tzinfo=UTC).astimezone(ZoneInfo(project.config.timezone)).strftime("%H:%M")
 
 
 def _raise_unrecorded(project: Project, exc: Exception) -> None:

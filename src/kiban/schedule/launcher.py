@@ -1,7 +1,8 @@
 """Starting a job's run: a ``kiban run`` child process per tick, for crash isolation.
 
-A run that crashes, leaks memory or hangs cannot take the scheduler with it; the state store's run lock
-serialises runs of one project whoever starts them (``--wait`` queues behind a run in progress).
+A run that crashes, leaks memory or hangs cannot take the scheduler with it; the state store's asset locks
+serialise runs of one project on the assets they share, whoever starts them (``--wait`` queues behind a run
+in progress for those only).
 The child runs in its own session, so a Ctrl-C at the scheduler's terminal reaches the scheduler only,
 which then stops its runs with SIGTERM (they cancel cleanly) — and a ``kill -9`` of the scheduler
 leaves its runs to finish; the next leader picks up their outcome from the store.

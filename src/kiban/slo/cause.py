@@ -26,7 +26,7 @@ from kiban.slo.arrival import late_sources
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
 from kiban.slo.impact import root_cause
-from kiban.status import Verdict
+from kiban.status import AttemptStatus, Verdict
 
 if TYPE_CHECKING:
     from kiban.project import UseCase
@@ -91,16 +91,21 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
                                 f"{source.asset} {what}, {span(source.overdue_s)} after its expected "
                                 f"{_local(ctx, source.expected_at)} ({source.how})", source.overdue_s))
     chain = _critical_path(ctx, facts, usecase, window_start, done)
+    failing = {f["asset"] for f in failures if f["status"] == AttemptStatus.FAILED}
     for failure in failures:
+        if failure["status"] != AttemptStatus.FAILED and ctx.graph.upstream(failure["asset"]) & failing:
+            continue  # skipped because a step above it failed: that failure is the cause, not this skip
         if failure["asset"] not in chain and chain:
             continue
         item = facts.of(failure["asset"])
         failed_at = datetime.fromisoformat(failure["at"])
         repaired = item.first_publish_after(failed_at)
         cost = ((repaired or done) - failed_at).total_seconds()
-        candidates.append(cause("failed", failure["asset"],
-                                f"{failure['asset']} {failure['status']}: {str(failure.get('error') or '')[:300]}"
-                                + (f"; repaired {span(cost)} later" if repaired else ""), cost))
+        # judged as of the failure: the repair's passing check must not hide that a check refused the data
+        found = failure_cause(ctx, facts, failure, window_start, failed_at, cost)
+        if repaired:
+            found["reason"] = found["error"] = f"{found['reason']}; repaired {span(cost)} later"
+        candidates.append(found)
     for key, (started, _ended, took, waited) in chain.items():
         extra = slow_by(facts, key, took)
         if extra is not None:
@@ -163,21 +168,26 @@ def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> floa
     models = [k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"]
     leads = []
     for _, window_start, deadline in ctx.schedule(usecase, due - timedelta(days=28), due - timedelta(days=1)):
-        first = first_build_start(facts, models, window_start, deadline)
+        # only builds of runs that started in the window: a late delivery of the day before publishes its last
+        # steps after that day's deadline (in this window), and would make "usual" a whole day early
+        first = first_build_start(facts, models, window_start, deadline, started_after=window_start)
         if first is not None:
             leads.append((deadline - first).total_seconds())
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
 
 
-def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime) -> datetime | None:
-    """When the first build of any of ``keys`` published in (start, end] began."""
+def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime,
+                      started_after: datetime | None = None) -> datetime | None:
+    """When the first build of any of ``keys`` published in (start, end] began (with ``started_after``: only
+    builds of runs that started after that moment)."""
     found = []
     for key in keys:
         item = facts.of(key)
         i = item.last_publish_before(end)
         while i is not None and i >= 0 and item.published_at[i] > start:
             begun = item.publish_started[i]
-            if begun is not None:
+            run = facts.run_start_before(begun) if begun is not None and started_after is not None else None
+            if begun is not None and (started_after is None or run is None or run > started_after):
                 found.append(begun)
             i -= 1
     return min(found, default=None)
@@ -195,6 +205,22 @@ def first_bad_upstream(ctx: Context, facts: Facts, failing: str, start: datetime
         if names:
             return key, sorted(set(names))
     return failing, []
+
+
+def failure_cause(ctx: Context, facts: Facts, failure: dict[str, Any], start: datetime, end: datetime,
+                  amount_s: float | None = None) -> dict[str, Any]:
+    """The cause of one failed step, the one way every verdict, warning and incident names it: a step whose
+    blocking check refused the data in (start, end] is ``bad_data`` named after the *first bad upstream* (what
+    must be fixed before anything downstream is rebuilt), anything else ``failed`` with its error."""
+    key = failure["asset"]
+    refused = [n for _, n in facts.of(key).failed_checks_between(start, end)] if key in facts.assets else []
+    if refused:
+        first, names = first_bad_upstream(ctx, facts, key, start, end)
+        where = "" if first == key else f"; the first bad upstream is {first} ({', '.join(names)})"
+        return cause("bad_data", first, f"blocking check failed on {key}: {', '.join(sorted(set(refused)))}{where}",
+                     amount_s, failing=key)
+    return cause("failed", key, f"{key} {failure.get('status') or 'failed'}: "
+                                f"{str(failure.get('error') or '')[:300]}", amount_s, at=failure.get("at"))
 
 
 def _local(ctx: Context, moment: datetime | None) -> str:
@@ -219,17 +245,8 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
     failures = evidence.get("failures") or []
     if failures:
         root = root_cause(ctx.graph, failures)
-        if root is not None and facts.of(root["asset"]).failed_checks_between(window_start, end):
-            # its blocking check refused the data: the cause is the first bad upstream, not the step
-            first, names = first_bad_upstream(ctx, facts, root["asset"], window_start, end)
-            refused = [n for _, n in facts.of(root["asset"]).failed_checks_between(window_start, end)]
-            where = "" if first == root["asset"] else f"; the first bad upstream is {first} ({', '.join(names)})"
-            return cause("bad_data", first, f"blocking check failed on {root['asset']}: "
-                         f"{', '.join(sorted(set(refused)))}{where}", None, failing=root["asset"])
         if root is not None:
-            return cause("failed", root["asset"], f"{root['asset']} {root['status']}: "
-                                                  f"{str(root.get('error') or '')[:300]}", None,
-                         at=root.get("at"))
+            return failure_cause(ctx, facts, root, window_start, end)
     if evidence.get("not_started"):
         waiting = evidence["not_started"]
         return cause("late_start", waiting["asset"], f"no run has started {waiting['asset']} since "

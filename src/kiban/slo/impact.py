@@ -50,7 +50,7 @@ def workaround(root: dict[str, Any] | None, usecase_assets: tuple[str, ...], las
     return "kiban run " + " ".join(f"+{a}" for a in usecase_assets)
 
 
-WAIT_FOR_LOCK = 7200  # seconds a suggested repair queues behind a run in progress instead of being refused
+WAIT_FOR_LOCK = 7200  # seconds a suggested repair may wait for the assets a run in progress still builds
 
 
 def repair(found: dict[str, Any] | None, usecase_assets: tuple[str, ...], busy: bool = False,
@@ -60,11 +60,12 @@ def repair(found: dict[str, Any] | None, usecase_assets: tuple[str, ...], busy: 
     Chosen from what must be rebuilt. ``kiban run +ASSET`` rebuilds exactly what is missing or stale on the
     use case's path (fresh assets are skipped by fingerprint) — from the first bad upstream on, unlike
     ``--resume``, which re-runs only the failed assets and reads what is already published. With a run in
-    progress (``busy``) the command queues behind its lock (``--wait``) instead of being refused.
+    progress (``busy``) the command waits (``--wait``) for the assets of its path that run still builds —
+    only those: locks are per asset, and the run holding a DuckDB file builds the rest for it at once.
     """
     wait = f"--wait {WAIT_FOR_LOCK} " if busy else ""
     command = f"kiban run {wait}" + " ".join(f"+{a}" for a in usecase_assets)
-    queued = " (it waits for the run in progress to finish)" if busy else ""
+    queued = " (it waits only for what the run in progress still builds on that path)" if busy else ""
     kind = (found or {}).get("kind") or (found or {}).get("status")
     asset = (found or {}).get("asset", "?")
     if kind == "bad_data":

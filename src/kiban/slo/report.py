@@ -7,10 +7,10 @@ import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from statistics import median
+from typing import Any
 
 from kiban.slo.budget import too_tight
-from kiban.slo.cause import span
-from kiban.slo.impact import root_cause
+from kiban.slo.cause import explain, span
 from kiban.slo.service import Assessment
 from kiban.status import Verdict
 
@@ -79,8 +79,7 @@ def misses(result: Assessment) -> list[dict[str, str]]:
     for verdict in result.misses():
         incident = result.known.get((verdict.usecase, verdict.due_date)) or next(
             (i for i in result.incidents if i.usecase == verdict.usecase and i.due_date == verdict.due_date), None)
-        found = (incident.root_cause if incident and incident.root_cause else None) or \
-            root_cause(result.context.graph, verdict.evidence.get("failures") or []) or verdict.evidence.get("cause")
+        found = (incident.root_cause if incident and incident.root_cause else None) or _explained(result, verdict)
         cause = (str(found.get("reason") or "")[:300] or
                  f"{found['asset']} {found['status']}: {str(found.get('error', ''))[:200]}") if found else ""
         out.append({"usecase": verdict.usecase, "due": str(verdict.due_date), "verdict": verdict.verdict,
@@ -88,6 +87,14 @@ def misses(result: Assessment) -> list[dict[str, str]]:
                     "cause": cause or "-", "workaround": incident.workaround or "-" if incident else "-",
                     "incident": f"#{incident.id}" if incident else ""})
     return out
+
+
+def _explained(result: Assessment, verdict: Any) -> dict[str, Any] | None:
+    """A miss without an incident explained as an incident would be (``kiban.slo.cause.explain``)."""
+    start = verdict.evidence.get("window_start")
+    window_start = datetime.fromisoformat(start) if start else verdict.deadline
+    return explain(result.context, result.facts, verdict.verdict, verdict.evidence, window_start,
+                   min(result.now, verdict.satisfied_at or result.now), usecase=verdict.usecase)
 
 
 def markdown(result: Assessment, title: str) -> str:

@@ -267,9 +267,10 @@ def _what_delivered(result: Assessment, verdict: Verdict) -> str:
                                   attempts.c.ended_at == verdict.satisfied_at)).first()
     if row is None:
         return "delivered"
-    selection = " ".join(json.loads(row.selection or "[]")) or "everything"
-    resume = " --resume" if json.loads(row.options or "{}").get("resume") else ""
-    return f"fixed by run {row.run_id} (kiban run{resume} {selection})".replace("  ", " ")
+    if json.loads(row.options or "{}").get("resume"):  # its selection is what the resume found undone
+        return f"fixed by run {row.run_id} (kiban run --resume)"
+    selection = " ".join(json.loads(row.selection or "[]"))
+    return f"fixed by run {row.run_id} (kiban run{' ' + selection if selection else ''})"
 
 
 def _describe(verdict: Verdict, cause: dict[str, Any] | None, ctx: Context) -> str:

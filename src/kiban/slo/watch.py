@@ -49,6 +49,8 @@ class BreachWatcher:
         self.revisions: dict[str, int] = {}
         self.state = RunState()
         self.flagged: dict[str, Forecast] = {}
+        self.kinds: dict[str, str] = {}  # per flagged use case: the kind of its cause as last told
+        self.consumers_told: set[str] = set()
         self.predictor: Predictor | None = None
         self.ctx: Context | None = None
         self.due: dict[str, tuple] = {}
@@ -139,7 +141,8 @@ class BreachWatcher:
                 self._raise(forecast, now, revision=0)
             elif told is not None and self._clear(forecast):
                 del self.flagged[forecast.usecase]  # back in time with margin: a new breach is news again
-            elif told is not None and self._revised(told, forecast):
+            elif told is not None and (self._revised(told, forecast) or self._now_worth_telling(forecast, now)):
+                # a revision — or a breach withheld from the consumers as a coin toss that is one no longer
                 self.flagged[forecast.usecase] = forecast
                 self.revisions[forecast.usecase] = self.revisions.get(forecast.usecase, 0) + 1
                 self._raise(forecast, now, revision=self.revisions[forecast.usecase])
@@ -208,9 +211,12 @@ class BreachWatcher:
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a
         # late start; a normal night whose history holds slow nights must not alarm the consumers
-        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or self._abnormal(now)
-        tell = not forecast.blocked_by and abnormal and (forecast.expected_late or
-                                                          forecast.deadline - now <= WARN_LEAD)
+        overrun = self._abnormal(now)
+        abnormal = found.get("kind") in ("queued", "late_start", "late_source") or overrun
+        tell = not forecast.blocked_by and abnormal and self._likely_late(forecast, now, overrun)
+        self.kinds[forecast.usecase] = str(found.get("kind"))
+        if tell:
+            self.consumers_told.add(forecast.usecase)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
             incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
         elif not revision:
@@ -220,6 +226,28 @@ class BreachWatcher:
                                       daemon=True)
             sender.start()
             self._senders.append(sender)
+
+    def _now_worth_telling(self, forecast: Forecast, now: datetime) -> bool:
+        """A flagged breach the consumers have not heard of, which they should hear of now."""
+        if forecast.usecase in self.consumers_told or forecast.blocked_by:
+            return False
+        overrun = self._abnormal(now)
+        abnormal = self.kinds.get(forecast.usecase) in ("queued", "late_start", "late_source") or overrun
+        return abnormal and self._likely_late(forecast, now, overrun)
+
+    @staticmethod
+    def _likely_late(forecast: Forecast, now: datetime, overrun: bool = False) -> bool:
+        """Whether consumers should hear of a forecast breach now: the expected time is past the deadline by more
+        than the forecast's own noise (a quarter of its p50–p90 spread, at least a minute) — a p50 a few seconds
+        past is a coin toss, and telling every coin toss is how consumers learn to ignore the warnings — or, in
+        the last :data:`WARN_LEAD` (the last moment to tell them ≥ 30 min ahead), past it at all; and when a step
+        overruns its normal variation (``overrun``: its remaining time has a long tail), its p90 past it."""
+        if forecast.p50 is None or forecast.p90 is None:
+            return False
+        past = (forecast.p50 - forecast.deadline).total_seconds()
+        noise = max(60.0, 0.25 * (forecast.p90 - forecast.p50).total_seconds())
+        last_chance = forecast.deadline - now <= WARN_LEAD
+        return past > noise or (last_chance and (past > 0 or (overrun and forecast.p90 > forecast.deadline)))
 
     def _failure(self, key: str) -> dict[str, Any]:
         """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged

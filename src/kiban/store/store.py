@@ -281,6 +281,12 @@ class Store:
             row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
             if row is not None and row.run_id is not None and not holder_gone(row.pid, row.host, row.heartbeat_at, now):
                 return row
+            if name.startswith("run:"):  # the project's exclusive lock: not while a run holds any of its assets
+                for held in conn.execute(locks.select().where(
+                        locks.c.name.like(f"asset:{name[4:]}:%"), locks.c.run_id.is_not(None),
+                        locks.c.run_id != run_id)):
+                    if not holder_gone(held.pid, held.host, held.heartbeat_at, now):
+                        return held
             values = dict(run_id=run_id, pid=os.getpid(), host=HOST, acquired_at=now, heartbeat_at=now)
             if row is None:
                 conn.execute(locks.insert().values(name=name, **values))

@@ -33,7 +33,7 @@ def fix_for(site: Any, workaround: str | None, root: str | None) -> m.Fix | None
         words = shlex.split(command)
     except ValueError:
         words = []
-    words = _without_wait(words)  # `--wait N` (a run holds the lock now): the console's job waits its turn anyway
+    words = _without_wait(words)  # `--wait N` (a run builds some of its assets): the console's job waits anyway
     if words[:3] == ["kiban", "run", "--resume"] and len(words) == 3:
         return _resume(site, command)
     if words[:2] == ["kiban", "run"] and len(words) > 2 and not any(w.startswith("-") for w in words[2:]):

@@ -25,7 +25,7 @@ from kiban.status import RunStatus
 from kiban.store import utcnow
 from kiban.web.views import Site
 
-LOCK_WAIT = 7200.0  # a fix started while a run holds the project waits its turn instead of being refused
+LOCK_WAIT = 7200.0  # a fix waits for the assets of its path a running run still builds, instead of being refused
 
 log = logging.getLogger(__name__)
 

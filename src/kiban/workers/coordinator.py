@@ -23,6 +23,7 @@ from kiban.run.plan import Judge, Plan, make_plan
 from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
 from kiban.status import AttemptStatus, QueueStatus, RunStatus
 from kiban.store import Store, utcnow
+from kiban.store.asset_locks import AssetLocks
 from kiban.workers.queue import TERMINAL, QueueRow, RunQueue, project_version
 from kiban.workers.worker import LEASE_SECONDS
 
@@ -43,7 +44,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
     store = Store(project.state_url)
     queue = RunQueue(store)
     run_id = new_run_id()
-    lock_name = f"run:{project.name}"
+    locks = AssetLocks(store, project.name)  # like a run: only the selected assets, not the project
 
     def emit(event: Event) -> None:
         for listener in listeners:
@@ -53,7 +54,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         store.reap_abandoned(project.name)
         selection = resume_selection(store, project, graph) if options.resume else \
             select(graph, options.select, options.exclude)
-        store.acquire_lock(lock_name, run_id, wait=options.wait)
+        locks.acquire(run_id, selection, wait=options.wait)
         started = utcnow()
         store.start_run(run_id, project.name, list(selection) if options.resume else list(options.select), {
             "exclude": list(options.exclude), "full_refresh": options.full_refresh, "resume": options.resume,
@@ -110,7 +111,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         finally:
             heartbeat.halt.set()
             store.finish_run(run_id, RunStatus(status), error)  # nothing to do: `nothing`, as run_project
-            store.release_lock(lock_name, run_id)
+            locks.release(run_id)
             emit(Event("run_finished", run_id, status=status, error=error,
                        seconds=(utcnow() - started).total_seconds()))
         return RunResult(run_id, RunStatus(status), plan, outcomes, started, utcnow())

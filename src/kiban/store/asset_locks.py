@@ -1,0 +1,154 @@
+"""Locks per asset: a run holds the assets it still has to write, not the whole project.
+
+Each selected asset is a row ``asset:<project>:<key>`` in the ``locks`` table, taken all at once (all or
+nothing, so two runs never deadlock on each other's halves) and released one by one as the run finishes each
+asset. Two runs whose selections are disjoint hold no row in common and proceed; a run whose selection
+overlaps another's waits only for the shared assets the other has not finished yet (``--wait``), or is refused
+with their names, the run that holds them and when they should be free.
+
+The project row ``run:<project>`` stays the *exclusive* lock of work that rewrites many assets behind the
+runs' backs (backfills, replays, the worker coordinator): it is refused while any asset of the project is held,
+and a run is refused while it is held. Every lock operation of a project first locks that row (``FOR UPDATE``
+on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers anyway), so the check and the take are one step.
+A lock whose holder is gone (``holder_gone``) is taken over, like the project lock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from kiban.errors import RunLockedError
+from kiban.store.schema import locks
+from kiban.store.store import HOST, Store, holder_gone, utcnow
+
+POLL_SECONDS = 0.5
+
+
+def project_lock(project: str) -> str:
+    """The exclusive lock of the whole project."""
+    return f"run:{project}"
+
+
+def asset_lock(project: str, key: str) -> str:
+    return f"asset:{project}:{key}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A live run holding some of the wanted assets (or the whole project: ``assets`` empty)."""
+
+    run_id: str
+    pid: int | None
+    host: str | None
+    since: datetime | None
+    assets: tuple[str, ...]
+
+    def describe(self) -> str:
+        since = self.since.strftime("%Y-%m-%d %H:%M:%S UTC") if self.since else "?"
+        what = f"still builds {', '.join(self.assets[:6])}{' …' if len(self.assets) > 6 else ''}" if self.assets \
+            else "holds the whole project (a backfill, replay or worker coordinator)"
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, since {since}) {what}"
+
+
+class AssetLocks:
+    """The asset locks of one project in the state store."""
+
+    def __init__(self, store: Store, project: str) -> None:
+        self.store, self.project = store, project
+
+    def acquire(self, run_id: str, keys: Sequence[str], wait: float = 0.0,
+                on_wait: Callable[[list[Holder]], object] | None = None,
+                eta: Callable[[list[Holder]], str | None] | None = None) -> None:
+        """Take the locks of ``keys`` for ``run_id``, all at once; wait up to ``wait`` seconds for the shared
+        ones (``on_wait`` hears once whom it waits for), else raise :class:`RunLockedError` naming them."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            blockers = self._try(run_id, keys)
+            while blockers is None:  # another run inserted one of the rows at the same moment: look again
+                blockers = self._try(run_id, keys)
+            if not blockers:
+                return
+            if time.monotonic() >= deadline:
+                when = eta(blockers) if eta is not None else None
+                raise RunLockedError(
+                    "another run is working on what this run needs: " + "; ".join(b.describe() for b in blockers)
+                    + (f" (expected free at about {when})" if when else ""),
+                    "wait for it (pass --wait SECONDS to queue behind it: only the shared assets are waited for), "
+                    "or select what it does not build")
+            if on_wait is not None and not told:
+                on_wait(blockers)
+                told = True
+            time.sleep(POLL_SECONDS)
+
+    def release(self, run_id: str, keys: Iterable[str] | None = None) -> None:
+        """Release ``keys`` (all the run's asset locks when None)."""
+        query = locks.update().where(locks.c.run_id == run_id)
+        if keys is not None:
+            names = [asset_lock(self.project, k) for k in keys]
+            if not names:
+                return
+            query = query.where(locks.c.name.in_(names))
+        else:
+            query = query.where(locks.c.name.like(asset_lock(self.project, "%")))
+        with self.store._tx() as conn:
+            conn.execute(query.values(run_id=None, pid=None, host=None))
+
+    def held(self) -> dict[str, str]:
+        """asset → the live run holding it."""
+        now = utcnow()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(locks.select().where(locks.c.name.like(asset_lock(self.project, "%")),
+                                                     locks.c.run_id.is_not(None))).all()
+        prefix = len(asset_lock(self.project, ""))
+        return {r.name[prefix:]: r.run_id for r in rows if not holder_gone(r.pid, r.host, r.heartbeat_at, now)}
+
+    def _try(self, run_id: str, keys: Sequence[str]) -> list[Holder] | None:
+        names = {asset_lock(self.project, k): k for k in keys}
+        now = utcnow()
+        try:
+            with self.store._tx() as conn:
+                guard = _guard(conn, self.project)
+                blockers: dict[str, list[str]] = {}
+                rows: dict[str, Any] = {}
+                if guard.run_id is not None and guard.run_id != run_id and \
+                        not holder_gone(guard.pid, guard.host, guard.heartbeat_at, now):
+                    return [Holder(guard.run_id, guard.pid, guard.host, guard.acquired_at, ())]
+                for row in conn.execute(locks.select().where(locks.c.name.in_(list(names))).with_for_update()):
+                    rows[row.name] = row
+                    if row.run_id is not None and row.run_id != run_id and \
+                            not holder_gone(row.pid, row.host, row.heartbeat_at, now):
+                        blockers.setdefault(row.run_id, []).append(names[row.name])
+                if blockers:
+                    found = []
+                    for holder, assets in blockers.items():
+                        row = next(r for r in rows.values() if r.run_id == holder)
+                        found.append(Holder(holder, row.pid, row.host, row.acquired_at, tuple(sorted(assets))))
+                    return found
+                values = dict(run_id=run_id, pid=os.getpid(), host=HOST, acquired_at=now, heartbeat_at=now)
+                taken = [n for n in names if n in rows]
+                if taken:
+                    conn.execute(locks.update().where(locks.c.name.in_(taken)).values(**values))
+                fresh = [dict(name=n, **values) for n in names if n not in rows]
+                if fresh:
+                    conn.execute(locks.insert(), fresh)
+        except sa.exc.IntegrityError:  # another run inserted one of the rows first (PostgreSQL): look again
+            return None
+        return []
+
+
+def _guard(conn: Any, project: str) -> Any:
+    """The project's row, locked for this transaction (created free when missing)."""
+    name = project_lock(project)
+    row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
+    if row is None:
+        conn.execute(locks.insert().values(name=name, run_id=None))
+        row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
+    return row
