@@ -16,7 +16,8 @@ the table it refers to (a change there must judge the model again).
 **History.** An incremental model recomputes only its recent partitions, which is right only while its inputs
 change by appending. Every asset therefore has a *history*: a digest that stays the same while the asset only
 grows and changes when older data may have changed — a retracted load, a replayed quarantine, a backfilled
-partition, a model's SQL, a file read directly. An incremental model's fingerprint ends in ``@<digest of its
+partition, a model's SQL, a file read directly, a replaced or deleted file of a plain lake folder, and for a
+reader of ``lake.x_latest``/``lake.x_history`` a load giving an old key a new version (or deleting it). An incremental model's fingerprint ends in ``@<digest of its
 inputs' histories>``; when the run's digest differs from the published one, the model is built whole.
 """
 
@@ -56,6 +57,9 @@ class Extra:
     # a model's backfilled partitions ('' or absent: none)
     histories: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)  # model → identity of the files it reads directly
+    # collected table → a digest of its loads that gave old keys new versions or deleted them: the history of
+    # its per-key views (lake.x_latest, lake.x_history; ``Graph.versioned`` says who reads them)
+    versioned: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,6 +148,7 @@ def _versions(graph: Graph, lake_versions: Mapping[str, str], published: Mapping
                 for t in (judge.references(key) if judge else ()) if t in graph.assets}
         fingerprint = _digest(graph, key, judge.judgement(key) if judge else "", data, files, refs)
         upstream = [f"{d}={out.histories.get(d, '')}" for d in sorted(graph.deps[key])]
+        upstream += [f"{d}:keys={extra.versioned[d]}" for d in graph.versioned.get(key, ()) if extra.versioned.get(d)]
         if asset.config.incremental:  # its own code too: a macro it calls is not in what its partitions record
             out.inputs[key] = _short(graph.sql_hashes[key], *upstream, f"files={files}")
             fingerprint += HISTORY + out.inputs[key]
@@ -193,7 +198,8 @@ def make_plan(graph: Graph, selection: list[str], lake_versions: dict[str, str],
                 and key in published and history_of(published[key]) != versions.inputs.get(key, "")):
             plan.whole.add(key)
             plan.reasons[key] += ("; built whole: older data of an input changed (a retracted or replayed load, "
-                                  "a backfill, a changed model or file upstream)")
+                                  "a backfill, a changed model or file upstream, a replaced or deleted lake file, "
+                                  "an old key updated or deleted in a _latest/_history view)")
     return plan
 
 
