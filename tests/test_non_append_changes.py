@@ -165,7 +165,8 @@ class Events:
         run(self.root)
         self.collected(path)
         result = run_backfill(load_project(self.root), BackfillOptions(
-            select=("warehouse.daily", "mart.by_day", "warehouse.latest_daily"), start=old.isoformat(), end=old.isoformat()))
+            select=("warehouse.daily", "mart.by_day", "warehouse.latest_daily"),
+            start=old.isoformat(), end=old.isoformat()))
         assert result.status == "success", result
         return f"late rows of {old}, backfilled"
 
@@ -289,7 +290,7 @@ def test_an_append_keeps_incremental_models_incremental(project: Events) -> None
     project.write(project.rows(project.day, project.day, 2))
     project.plain_add()
     result = operate.run(load_project(project.root), RunOptions()).result
-    assert INCREMENTAL_KEYS <= set(result.plan.build)
+    assert set(result.plan.build) >= INCREMENTAL_KEYS
     assert not result.plan.whole, result.plan.reasons
     assert snapshot(project.root) == clean_build(project.root, project.root.parent / "clean")[1]
 
@@ -416,3 +417,16 @@ def test_after_a_backfill_the_next_runs_bring_downstream_right_once(project: Eve
     assert snapshot(project.root) == clean_build(project.root, project.root.parent / "clean")[1]
     again = operate.run(load_project(project.root), RunOptions()).result
     assert set(KEYS) <= set(again.plan.fresh), again.plan.reasons  # and then nothing is rebuilt needlessly
+
+
+def test_a_worker_decides_a_whole_build_as_the_plan_does() -> None:
+    """``--workers``: the queued fingerprint carries the inputs' histories, so a worker tells a whole build from
+    an incremental one with the same test as ``make_plan`` (``built_whole``)."""
+    from kiban.run.plan import built_whole
+
+    assert built_whole("abc@h1", "abd@h2")  # older input data changed
+    assert built_whole("abc@h1+token", "abd@h2")  # a data token does not hide it
+    assert not built_whole("abc@h1", "abd@h1")  # appended only: recent partitions
+    assert not built_whole("", "abd@h1")  # never built: nothing to keep
+    assert not built_whole("abc", "abd")  # not incremental
+    assert built_whole("abc", "abc@h1")  # published before histories were recorded: whole once, as the plan does

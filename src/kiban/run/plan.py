@@ -17,8 +17,9 @@ the table it refers to (a change there must judge the model again).
 change by appending. Every asset therefore has a *history*: a digest that stays the same while the asset only
 grows and changes when older data may have changed — a retracted load, a replayed quarantine, a backfilled
 partition, a model's SQL, a file read directly, a replaced or deleted file of a plain lake folder, and for a
-reader of ``lake.x_latest``/``lake.x_history`` a load giving an old key a new version (or deleting it). An incremental model's fingerprint ends in ``@<digest of its
-inputs' histories>``; when the run's digest differs from the published one, the model is built whole.
+reader of ``lake.x_latest``/``lake.x_history`` a load giving an old key a new version (or deleting it). An
+incremental model's fingerprint ends in ``@<digest of its inputs' histories>``; when the run's digest differs
+from the published one, the model is built whole.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ def code_of(published: str) -> str:
 def history_of(published: str) -> str:
     """The inputs' history an incremental model was published with ('' when none was recorded)."""
     return code_of(published).partition(HISTORY)[2]
+
+
+def built_whole(published: str, planned: str) -> bool:
+    """Whether an incremental model planned as ``planned`` must be built whole over its ``published`` version:
+    its inputs' histories differ (older data of an input changed). The plan decides it, and a worker of a
+    ``--workers`` run decides the same from its queued fingerprint (the queue carries no other flag)."""
+    return bool(published) and HISTORY in code_of(planned) and history_of(published) != history_of(planned)
 
 
 def same_print(published: str, planned: str) -> bool:
@@ -195,7 +203,7 @@ def make_plan(graph: Graph, selection: list[str], lake_versions: dict[str, str],
     _whole(graph, plan, published)
     for key in plan.build:  # an input changed other than by growing since the model was published
         if (not full_refresh and key not in plan.whole and graph.assets[key].config.incremental
-                and key in published and history_of(published[key]) != versions.inputs.get(key, "")):
+                and built_whole(published.get(key, ""), prints[key])):
             plan.whole.add(key)
             plan.reasons[key] += ("; built whole: older data of an input changed (a retracted or replayed load, "
                                   "a backfill, a changed model or file upstream, a replaced or deleted lake file, "
