@@ -430,3 +430,27 @@ def test_a_worker_decides_a_whole_build_as_the_plan_does() -> None:
     assert not built_whole("", "abd@h1")  # never built: nothing to keep
     assert not built_whole("abc", "abd")  # not incremental
     assert built_whole("abc", "abc@h1")  # published before histories were recorded: whole once, as the plan does
+
+
+def test_key_changes_name_the_loads_that_replace_or_delete_keys(tmp_path: Path) -> None:
+    """What a per-key view's history is made of: loads with only new keys count for nothing, a new version of
+    an earlier load's key or a deletion counts (several rows of one key within one load do not)."""
+    from kiban.engines.base import CollectedTable
+    from kiban.engines.lake import key_changes
+
+    def load(name: str, at: str, rows: str) -> str:
+        return str(write_parquet(tmp_path / f"{name}.parquet",
+                                 f"select '{name}' as _load_id, timestamp '{at}' as _loaded_at, * from ({rows})"))
+
+    first = load("l1", "2024-01-01", "select 1 as id, false as _deleted union all select 1, false")
+    second = load("l2", "2024-01-02", "select 2 as id, false as _deleted")
+
+    def changes(*files: str) -> str:
+        return key_changes(CollectedTable(version="x", files=files, primary_key=("id",), deletes=True))
+
+    assert changes(first, second) == ""
+    updated = load("l3", "2024-01-03", "select 1 as id, false as _deleted")
+    assert changes(first, second, updated) != ""
+    deleted = load("l4", "2024-01-04", "select 2 as id, true as _deleted")
+    assert changes(first, second, deleted) not in ("", changes(first, second, updated))
+    assert key_changes(CollectedTable(version="x", files=(first, second, updated))) == ""  # no key: no views
