@@ -145,7 +145,10 @@ class Events:
         return f"retract {path.name}"
 
     def replay(self) -> str:
-        """A row of an old day quarantined, the declaration fixed, the row replayed."""
+        """A row of an old day quarantined, the declaration fixed, the row replayed. Once ``v`` is declared
+        bigint nothing is quarantined any more: rows of an old day are then late rows, backfilled."""
+        if self.v_type != "integer":
+            return self.late_then_backfill()
         old = self.day - timedelta(days=self.rng.randint(3, 8))
         rows = [*self.rows(old, old, 2), (self.rng.randint(1, 10**6), old, HUGE + self.rng.randint(0, 9))]
         path = self.write(rows)
