@@ -457,3 +457,21 @@ def test_key_changes_name_the_loads_that_replace_or_delete_keys(tmp_path: Path) 
     deleted = load("l4", "2024-01-04", "select 2 as id, true as _deleted")
     assert changes(first, second, deleted) not in ("", changes(first, second, updated))
     assert key_changes(CollectedTable(version="x", files=(first, second, updated))) == ""  # no key: no views
+
+
+def test_the_graph_knows_which_tables_a_model_reads_through_per_key_views(tmp_path: Path) -> None:
+    from kiban.graph import build_graph
+
+    write_files(tmp_path, {
+        "kiban.yml": "name: views\ntimezone: UTC\n",
+        "sources/src.yml": "type: files\ntables:\n  t:\n    path: data/*.csv\n    primary_key: [id]\n"
+                           "    history: scd2\n",
+        "models/warehouse/a.sql": "select * from lake.src_t_latest",
+        "models/warehouse/b.sql": "select * from src_t_history",
+        "models/warehouse/c.sql": "select * from lake.src_t",
+        "models/mart/d.sql": "select * from warehouse.a join lake.src_t_latest using (id)",
+    })
+    graph = build_graph(load_project(tmp_path))
+    assert graph.versioned == {"warehouse.a": ("lake.src_t",), "warehouse.b": ("lake.src_t",),
+                               "mart.d": ("lake.src_t",)}
+    assert graph.deps["warehouse.b"] == ("lake.src_t",)
