@@ -98,3 +98,49 @@ def derived_views(name: str, table: CollectedTable, columns: list[str]) -> list[
                       f"(partition by {key} order by \"_loaded_at\", \"_load_id\") as valid_to "
                       f"from {source}) as versions{alive}"))
     return views
+
+
+def key_changes(table: CollectedTable) -> str:
+    """A digest of the loads that gave a key seen in an earlier load a new version, or deleted a key ('' none).
+
+    ``lake.<name>`` only grows with each load, but its per-key views do not: a new version of an old key replaces
+    (``_latest``) or closes (``_history``) a row they showed before, whatever its time. A reader of those views
+    can therefore be recomputed by recent partitions only while this digest stays the same. Reads only the key,
+    load and deletion columns of the committed files (one scan per change of the file list; ``run.inputs``
+    caches the answer)."""
+    if not table.primary_key or not table.files:
+        return ""
+    import duckdb  # the default engine's library: only projects with per-key views read through pay for it
+
+    files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in table.files) + "]"
+    source = f"read_parquet({files}, union_by_name = true, hive_partitioning = false)"
+    con = duckdb.connect()
+    try:
+        present = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
+        if not set(table.primary_key) | {"_load_id", "_loaded_at"} <= present:
+            return ""
+        key = ", ".join(_q(c) for c in table.primary_key)
+        deleted = ' or coalesce("_deleted", false)' if "_deleted" in present else ""
+        extra = ', "_deleted"' if deleted else ""
+        rows = con.execute(
+            f'select distinct "_load_id" from (select "_load_id", first_value("_load_id") over (partition by {key} '
+            f'order by "_loaded_at", "_load_id") as __kiban_first{extra} '
+            f'from {source}) as versions where "_load_id" <> __kiban_first{deleted} order by 1').fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return ""
+    return hashlib.sha256("\n".join(str(r[0]) for r in rows).encode()).hexdigest()[:16]
+
+
+def folder_identities(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each Parquet file of a plain lake folder (relative path) → (size, mtime_ns): what ``folder_files`` hashes."""
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            if filename.endswith(".parquet"):
+                path = os.path.join(dirpath, filename)
+                stat = os.stat(path)
+                out[os.path.relpath(path, folder)] = (stat.st_size, stat.st_mtime_ns)
+    return out

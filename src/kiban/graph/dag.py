@@ -38,6 +38,9 @@ class Graph:
     children: dict[str, list[str]] = field(default_factory=dict)
     views: dict[str, str] = field(default_factory=dict)  # lake.x_latest, lake.x_history → the asset lake.x
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model → files it reads directly (globs)
+    # model → the collected tables it reads through a per-key view (lake.x_latest, lake.x_history): a new
+    # version of an old key changes rows those views already showed, which the table itself only appends
+    versioned: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def readable(self) -> dict[str, Asset]:
@@ -124,6 +127,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
     files: dict[str, tuple[str, ...]] = {}
+    versioned: dict[str, tuple[str, ...]] = {}
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
@@ -156,12 +160,15 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
             if read:
                 files[key] = read
         found: list[str] = []
+        through: list[str] = []  # tables read through their _latest/_history view
         for i, ref in enumerate(refs):
             try:
                 up = _resolve(ref, asset, keys)
             except ProjectError as exc:
                 errors.append(exc)
                 continue
+            if aliases.get(f"{ref.schema or 'lake'}.{ref.name}".lower()) == up and up not in through:
+                through.append(up)
             if asset.python is not None:
                 parameter = asset.python.inputs[i].parameter if i < len(asset.python.inputs) else "model"
                 view = f"{ref.schema or 'lake'}.{ref.name}".lower()  # a derived view is read as itself
@@ -180,6 +187,8 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
                 found.append(up)
                 edge_at[(key, up)] = ref
         deps[key] = tuple(found)
+        if through:
+            versioned[key] = tuple(through)
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     try:
@@ -192,4 +201,5 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
-    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases, files=files)
+    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases, files=files,
+                 versioned=versioned)

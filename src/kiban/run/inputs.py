@@ -5,7 +5,14 @@
   Relative names are resolved as DuckDB resolves them (from the working directory). A name kiban cannot stat
   (a URL, a computed argument) has no version it can see: the model is rebuilt on every run.
 - **Histories**: changes that are not appends. A collected table's retracted and replayed loads (from the
-  manifests), a model's backfilled partitions (from the backfill ledger).
+  manifests), a model's backfilled partitions (from the backfill ledger), a plain lake folder's replaced or
+  deleted Parquet files, and for the tables models read through ``_latest``/``_history`` the loads that gave an
+  old key a new version or deleted it (``engines.lake.key_changes``).
+
+A plain lake folder has no manifest: what it held at the previous plan is remembered in
+``.kiban/cache/lake_folders.json`` (each file's size and mtime, and the folder's history). Files only added keep
+the history; a file gone or changed gives a new one. Losing that file is safe: the history starts again from the
+folder's present identity, which differs from the published one, so incremental readers are built whole once.
 """
 
 from __future__ import annotations
@@ -17,12 +24,17 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from kiban.cachefile import read_entries, write_entries
 from kiban.engines.base import CollectedTable
+from kiban.engines.lake import folder_identities, key_changes
 from kiban.graph import Graph
 from kiban.run.plan import Extra
 from kiban.store import Store
 from kiban.store.backfills import BackfillLedger
 
+FOLDERS = "lake_folders.json"  # plain lake folder → its files and history at the last plan
+KEYS = "lake_keys.json"  # collected table → (its files' digest, key_changes of them)
+CACHE_VERSION = 1
 REMOTE = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfss://", "http://", "https://", "hf://", "r2://")
 
 
@@ -60,4 +72,56 @@ def plan_extra(graph: Graph, root: Path, store: Store | None, project: str,
     if store is not None:
         histories.update(backfilled(store, project))
     files = {key: file_identity(patterns, root.resolve()) for key, patterns in graph.files.items()}
-    return Extra(histories=histories, files=files)
+    cache = root / ".kiban" / "cache"
+    plain = [key for key, asset in graph.assets.items() if asset.layer == "lake" and key not in (collected or {})]
+    if plain:
+        histories.update(folder_histories(graph, plain, cache / FOLDERS))
+    read = {table for tables in graph.versioned.values() for table in tables}
+    versioned = versioned_histories({k: t for k, t in (collected or {}).items() if k in read}, cache / KEYS)
+    return Extra(histories=histories, files=files, versioned=versioned)
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def folder_histories(graph: Graph, keys: list[str], path: Path) -> dict[str, str]:
+    """plain lake folder → its history: the same while files are only added, new when one is replaced or gone."""
+    known = read_entries(path, CACHE_VERSION)
+    out: dict[str, str] = {}
+    entries: dict[str, object] = {}
+    for key in keys:
+        folder = graph.assets[key].path
+        now = {rel: list(identity) for rel, identity in folder_identities(folder).items()} if folder.is_dir() else {}
+        before = known.get(key)
+        if isinstance(before, dict) and isinstance(before.get("files"), dict) and before.get("history"):
+            kept = all(now.get(rel) == identity for rel, identity in before["files"].items())
+            history = before["history"] if kept else _short(f"{before['history']}\0{sorted(now.items())}")
+        else:  # nothing remembered: start from what is there (differs from any history published before)
+            history = _short(f"first\0{sorted(now.items())}")
+        out[key] = str(history)
+        entries[key] = {"files": now, "history": out[key]}
+    if entries != {k: known.get(k) for k in keys}:
+        write_entries(path, CACHE_VERSION, {**known, **entries})
+    return out
+
+
+def versioned_histories(tables: Mapping[str, CollectedTable], path: Path) -> dict[str, str]:
+    """collected table → ``key_changes`` of its committed files (cached by the file list: one scan per load)."""
+    if not tables:
+        return {}
+    known = read_entries(path, CACHE_VERSION)
+    out: dict[str, str] = {}
+    changed = False
+    for key, table in tables.items():
+        listed = _short("\n".join(table.files) + f"\0{table.primary_key}\0{table.deletes}")
+        cached = known.get(key)
+        if isinstance(cached, list) and len(cached) == 2 and cached[0] == listed:
+            out[key] = str(cached[1])
+            continue
+        out[key] = key_changes(table)
+        known[key] = [listed, out[key]]
+        changed = True
+    if changed:
+        write_entries(path, CACHE_VERSION, known)
+    return {k: v for k, v in out.items() if v}

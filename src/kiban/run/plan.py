@@ -16,8 +16,10 @@ the table it refers to (a change there must judge the model again).
 **History.** An incremental model recomputes only its recent partitions, which is right only while its inputs
 change by appending. Every asset therefore has a *history*: a digest that stays the same while the asset only
 grows and changes when older data may have changed — a retracted load, a replayed quarantine, a backfilled
-partition, a model's SQL, a file read directly. An incremental model's fingerprint ends in ``@<digest of its
-inputs' histories>``; when the run's digest differs from the published one, the model is built whole.
+partition, a model's SQL, a file read directly, a replaced or deleted file of a plain lake folder, and for a
+reader of ``lake.x_latest``/``lake.x_history`` a load giving an old key a new version (or deleting it). An
+incremental model's fingerprint ends in ``@<digest of its inputs' histories>``; when the run's digest differs
+from the published one, the model is built whole.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class Extra:
     # a model's backfilled partitions ('' or absent: none)
     histories: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)  # model → identity of the files it reads directly
+    # collected table → a digest of its loads that gave old keys new versions or deleted them: the history of
+    # its per-key views (lake.x_latest, lake.x_history; ``Graph.versioned`` says who reads them)
+    versioned: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +84,13 @@ def code_of(published: str) -> str:
 def history_of(published: str) -> str:
     """The inputs' history an incremental model was published with ('' when none was recorded)."""
     return code_of(published).partition(HISTORY)[2]
+
+
+def built_whole(published: str, planned: str) -> bool:
+    """Whether an incremental model planned as ``planned`` must be built whole over its ``published`` version:
+    its inputs' histories differ (older data of an input changed). The plan decides it, and a worker of a
+    ``--workers`` run decides the same from its queued fingerprint (the queue carries no other flag)."""
+    return bool(published) and HISTORY in code_of(planned) and history_of(published) != history_of(planned)
 
 
 def same_print(published: str, planned: str) -> bool:
@@ -144,6 +156,7 @@ def _versions(graph: Graph, lake_versions: Mapping[str, str], published: Mapping
                 for t in (judge.references(key) if judge else ()) if t in graph.assets}
         fingerprint = _digest(graph, key, judge.judgement(key) if judge else "", data, files, refs)
         upstream = [f"{d}={out.histories.get(d, '')}" for d in sorted(graph.deps[key])]
+        upstream += [f"{d}:keys={extra.versioned[d]}" for d in graph.versioned.get(key, ()) if extra.versioned.get(d)]
         if asset.config.incremental:  # its own code too: a macro it calls is not in what its partitions record
             out.inputs[key] = _short(graph.sql_hashes[key], *upstream, f"files={files}")
             fingerprint += HISTORY + out.inputs[key]
@@ -190,10 +203,11 @@ def make_plan(graph: Graph, selection: list[str], lake_versions: dict[str, str],
     _whole(graph, plan, published)
     for key in plan.build:  # an input changed other than by growing since the model was published
         if (not full_refresh and key not in plan.whole and graph.assets[key].config.incremental
-                and key in published and history_of(published[key]) != versions.inputs.get(key, "")):
+                and built_whole(published.get(key, ""), prints[key])):
             plan.whole.add(key)
             plan.reasons[key] += ("; built whole: older data of an input changed (a retracted or replayed load, "
-                                  "a backfill, a changed model or file upstream)")
+                                  "a backfill, a changed model or file upstream, a replaced or deleted lake file, "
+                                  "an old key updated or deleted in a _latest/_history view)")
     return plan
 
 

@@ -36,6 +36,7 @@ from kiban.graph import Graph, build_graph
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome
+from kiban.run.plan import built_whole
 from kiban.run.runner import _collected_tables, _policy
 from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
@@ -197,6 +198,11 @@ class Worker:
                             detail={"worker": worker_id, "already_published": True}))
             self._finish(claim, queue, store, outcome)
             return
+        # the coordinator's plan built it whole when older data of an input changed: the same test, here
+        if graph.assets[key].config.incremental and built_whole(engine.published().get(key, ""), claim.fingerprint):
+            engine.rebuild_whole.add(key)
+        else:
+            engine.rebuild_whole.discard(key)
         executor = Executor(engine=engine, graph=graph, run_id=claim.run_id, fingerprints={key: claim.fingerprint},
                             threads=1, policy_for=lambda a: _policy(self.project, a), emit=self.emit, record=record,
                             audit=self.audit)
