@@ -58,7 +58,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(live.router)
-    app.include_router(index_pages.router)  # catalog, loads, jobs, checks, models, users and tokens
+    index_pages.install(app)  # catalog, loads, jobs, checks, models, users and tokens
     # the event streams' timing, and how many are open now
     app.state.live = {"poll": live.POLL, "heartbeat": live.HEARTBEAT, "lifetime": live.LIFETIME, "clients": 0}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from starlette.responses import Response
 
 from kiban.web import indexes, svg
@@ -22,6 +22,13 @@ from kiban.web.views import Site
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[User, Depends(current_user)]
 Filter = Annotated[str, Query(max_length=300)]
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages, and ``collected(key)`` for the asset and catalog pages: whether a loads page exists."""
+    site: Site = app.state.site
+    app.include_router(router)
+    app.state.templates.env.globals["collected"] = lambda key: key in site.project.source_tables()
 
 
 def _site(request: Request) -> Site:

@@ -68,10 +68,16 @@ def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending:
              and (not filters.get("status") or r.status == filters["status"])
              and all(w in f"{r.key} {r.description or ''}".lower() for w in words)]
     keys: dict[str, Any] = {
-        "name": lambda r: r.key, "layer": lambda r: (r.layer, r.key), "owner": lambda r: (r.owner or "~", r.key),
-        "status": lambda r: (r.status, r.key), "rows": lambda r: (r.rows is None, r.rows or 0, r.key),
-        "built": lambda r: (r.built_at is None, r.built_at or datetime.min, r.key)}
-    found.sort(key=keys[sort if sort in keys else "name"], reverse=descending)
+        "name": lambda r: r.key, "layer": lambda r: (r.layer, r.key), "owner": lambda r: (r.owner or "", r.key),
+        "status": lambda r: (r.status, r.key), "rows": lambda r: (r.rows or 0, r.key),
+        "built": lambda r: (r.built_at or datetime.min, r.key)}
+    blank: dict[str, Any] = {"owner": lambda r: r.owner is None, "rows": lambda r: r.rows is None,
+                             "built": lambda r: r.built_at is None}
+    missing = blank.get(sort, lambda r: False)
+    # what has no value (no owner, never built) comes last whichever way the column is sorted
+    found = (sorted((r for r in found if not missing(r)), key=keys[sort if sort in keys else "name"],
+                    reverse=descending)
+             + sorted((r for r in found if missing(r)), key=lambda r: r.key))
     return Catalog(found, len(every), sorted({r.layer for r in every}), sorted({r.owner for r in every if r.owner}),
                    sorted({t for r in every for t in r.tags}), sorted({r.status for r in every}))
 
