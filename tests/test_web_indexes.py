@@ -195,3 +195,20 @@ def test_users_and_tokens_are_for_admins_and_never_show_a_token(client):
     hashes = client.app.state.accounts.store.engine.connect().exec_driver_sql(
         "select token_hash from api_tokens").scalars().all()
     assert hashes and not any(h in page.text for h in hashes)
+
+
+def test_a_big_catalog_comes_in_pages_that_keep_the_filters_and_the_order(client, monkeypatch):
+    from kiban.web import indexes
+
+    monkeypatch.setattr(indexes, "CATALOG_PAGE", 2)
+    sign_in(client, "viewer")
+    first = client.get("/catalog?sort=-name")
+    assert _rows(first.text, "data-asset") == ["warehouse.orders", "mart.daily_sales"]
+    assert "1–2 of 5" in first.text and 'rel="prev"' not in first.text
+    assert 'href="/catalog?sort=-name&amp;page=2" rel="next"' in first.text
+    last = client.get("/catalog?sort=-name&page=3")
+    assert _rows(last.text, "data-asset") == ["lake.erp_orders"] and 'rel="next"' not in last.text
+    assert _rows(client.get("/catalog?sort=-name&page=99").text, "data-asset") == ["lake.erp_orders"]
+    lake = client.get("/catalog?layer=lake&page=2").text
+    assert "3 of 5 assets" in lake and _rows(lake, "data-asset") == ["lake.orders"]
+    assert 'href="/catalog?layer=lake&amp;sort=name&amp;page=1" rel="prev"' in lake

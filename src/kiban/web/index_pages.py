@@ -38,18 +38,25 @@ def _site(request: Request) -> Site:
 
 @router.get("/catalog")
 def catalog(request: Request, user: Viewer, layer: Filter = "", owner: Filter = "", tag: Filter = "",
-            status: Filter = "", q: Filter = "", sort: Filter = "name") -> Response:
+            status: Filter = "", q: Filter = "", sort: Filter = "name",
+            page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
     descending = sort.startswith("-")
     column = sort.lstrip("-")
     if column not in indexes.CATALOG_SORTS:
         raise HTTPException(404, f"no sort by '{column}' (one of {', '.join(indexes.CATALOG_SORTS)})")
     filters = {"layer": layer, "owner": owner, "tag": tag, "status": status, "q": q}
-    data = indexes.catalog(_site(request), filters, column, descending)
+    site = _site(request)
+    data = indexes.catalog(site, filters, column, descending, page)
     kept = {k: v for k, v in filters.items() if v}
     links = {c: "/catalog?" + urlencode({**kept, "sort": ("-" if c == column and not descending else "") + c})
              for c in indexes.CATALOG_SORTS}  # a column's header sorts by it; again, the other way round
+    at = data.first // indexes.CATALOG_PAGE + 1
+    here = {**kept, "sort": sort}
+    pages = {"previous": "/catalog?" + urlencode({**here, "page": at - 1}) if at > 1 else None,
+             "next": ("/catalog?" + urlencode({**here, "page": at + 1})
+                      if data.first + len(data.rows) < data.matched else None)}
     return render(request, "catalog.html", data=data, filters=filters, sort=column, descending=descending,
-                  links=links, title="Catalog")
+                  links=links, pages=pages, collected_keys=set(site.project.source_tables()), title="Catalog")
 
 
 @router.get("/loads")

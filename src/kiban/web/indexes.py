@@ -21,6 +21,7 @@ from kiban.status import CheckStatus, LoadStatus, ModelStatus
 from kiban.web.views import Site, asset_state
 
 CATALOG_SORTS = ("name", "layer", "owner", "status", "rows", "built")
+CATALOG_PAGE = 100  # assets on one page of the catalog
 FILE_SOURCES = ("files", "logs", "xlsx")  # each load reads only files not read before
 
 
@@ -40,17 +41,21 @@ class CatalogRow:
 
 @dataclass(frozen=True)
 class Catalog:
-    rows: list[CatalogRow]
-    total: int
+    rows: list[CatalogRow]  # one page of the matching assets
+    matched: int  # how many match the filters
+    total: int  # how many assets there are
+    first: int  # the 0-based position of rows[0] among the matching
     layers: list[str]
     owners: list[str]
     tags: list[str]
     statuses: list[str]
 
 
-def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending: bool = False) -> Catalog:
+def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending: bool = False, page: int = 1
+            ) -> Catalog:
     """Every asset with its owner, tags, state, rows and last build; ``filters`` (layer, owner, tag, status,
-    q: words in the name or description) narrow it, ``sort`` (one of CATALOG_SORTS) orders it."""
+    q: words in the name or description) narrow it, ``sort`` (one of CATALOG_SORTS) orders it; ``page`` (from 1)
+    of CATALOG_PAGE rows."""
     states = asset_state(site)
     latest = site.cached("catalog:built", 10.0, lambda: site.reader.last_built(site.project.name))
     every = []
@@ -78,7 +83,8 @@ def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending:
     found = (sorted((r for r in found if not missing(r)), key=keys[sort if sort in keys else "name"],
                     reverse=descending)
              + sorted((r for r in found if missing(r)), key=lambda r: r.key))
-    return Catalog(found, len(every), sorted({r.layer for r in every}), sorted({r.owner for r in every if r.owner}),
+    first = max(0, min(page - 1, (len(found) - 1) // CATALOG_PAGE)) * CATALOG_PAGE
+    return Catalog(found[first:first + CATALOG_PAGE], len(found), len(every), first, sorted({r.layer for r in every}), sorted({r.owner for r in every if r.owner}),
                    sorted({t for r in every for t in r.tags}), sorted({r.status for r in every}))
 
 
