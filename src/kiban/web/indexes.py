@@ -84,7 +84,8 @@ def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending:
                     reverse=descending)
              + sorted((r for r in found if missing(r)), key=lambda r: r.key))
     first = max(0, min(page - 1, (len(found) - 1) // CATALOG_PAGE)) * CATALOG_PAGE
-    return Catalog(found[first:first + CATALOG_PAGE], len(found), len(every), first, sorted({r.layer for r in every}), sorted({r.owner for r in every if r.owner}),
+    return Catalog(found[first:first + CATALOG_PAGE], len(found), len(every), first,
+                   sorted({r.layer for r in every}), sorted({r.owner for r in every if r.owner}),
                    sorted({t for r in every for t in r.tags}), sorted({r.status for r in every}))
 
 
