@@ -51,20 +51,25 @@ class Catalog:
     statuses: list[str]
 
 
+def _catalog_rows(site: Site) -> list[CatalogRow]:
+    states = asset_state(site)
+    built = site.reader.last_built(site.project.name)
+    every = []
+    for key, asset in site.graph.assets.items():
+        cfg = asset.config
+        last = built.get(key)
+        every.append(CatalogRow(key, asset.layer, cfg.description, cfg.owner, tuple(cfg.tags),
+                                states.get(key, "never run"), last.rows if last else None,
+                                last.ended_at if last else None))
+    return every
+
+
 def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending: bool = False, page: int = 1
             ) -> Catalog:
     """Every asset with its owner, tags, state, rows and last build; ``filters`` (layer, owner, tag, status,
     q: words in the name or description) narrow it, ``sort`` (one of CATALOG_SORTS) orders it; ``page`` (from 1)
     of CATALOG_PAGE rows."""
-    states = asset_state(site)
-    latest = site.cached("catalog:built", 10.0, lambda: site.reader.last_built(site.project.name))
-    every = []
-    for key, asset in site.graph.assets.items():
-        cfg = asset.config
-        last = latest.get(key)
-        every.append(CatalogRow(key, asset.layer, cfg.description, cfg.owner, tuple(cfg.tags),
-                                states.get(key, "never run"), last.rows if last else None,
-                                last.ended_at if last else None))
+    every = site.following("catalog", 60.0, lambda: _catalog_rows(site))  # computed again when a run moves
     words = filters.get("q", "").lower().split()
     found = [r for r in every
              if (not filters.get("layer") or r.layer == filters["layer"])
