@@ -145,7 +145,9 @@ def test_loads_show_drift_quarantine_and_tell_nothing_new_from_empty(client):
     assert "too many quarantined rows" in orders
     assert 'class="load k-nothing-new"' in orders and 'class="load k-empty"' not in orders
     assert client.get("/loads/lake.nope").status_code == 404
-    assert 'href="/loads/lake.erp_products"' in client.get("/assets/lake.erp_products").text  # found from the asset
+    asset = client.get("/assets/lake.erp_products").text
+    assert 'href="/loads/lake.erp_products"' in asset  # found from the asset page, whose rows chart is per load
+    assert 'class="load k-empty"' in asset.split('id="rows-chart"')[1].split("</figure>")[0]
     assert 'href="/loads/lake.erp_orders"' in client.get("/catalog?layer=lake").text
 
 

@@ -70,10 +70,20 @@ def table_loads(request: Request, key: str, user: Viewer) -> Response:
     data = indexes.table_loads(site, key if key.startswith("lake.") else f"lake.{key}")
     if data is None:
         raise HTTPException(404, f"no collected table named '{key}'")
-    chart = svg.load_bars([(r.load.started_at, r.load.rows_landed, r.kind) for r in reversed(data.loads)],
-                          "rows landed per load", tz=site.tz)
+    chart = _bars(site, data)
     return render(request, "table_loads.html", data=data, chart=chart, kinds=svg.LOAD_KINDS,
                   title=f"Loads of {data.key}")
+
+
+def _bars(site: Site, data: indexes.TableLoads) -> str:
+    return svg.load_bars([(r.load.started_at, r.load.rows_landed, r.kind) for r in reversed(data.loads)],
+                         "rows landed per load", tz=site.tz)
+
+
+def load_chart(site: Site, key: str, limit: int = 30) -> str | None:
+    """A collected table's rows per load (its asset page shows it instead of rows per build)."""
+    data = indexes.table_loads(site, key, limit)
+    return _bars(site, data) if data is not None and data.loads else None
 
 
 @router.get("/schedule")
