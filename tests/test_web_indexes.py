@@ -170,8 +170,8 @@ def test_checks_overview_shows_each_checks_trend(client):
     checks = _rows(page.text, "data-check")
     assert {c.split(":")[0] for c in checks} == {"warehouse.orders"} and len(checks) == 2
     unique = page.text.split('data-check="warehouse.orders:unique')[1].split("</tr>")[0]
-    ticks = re.findall(r'class="tick (ok|ko)"', unique)
-    assert ticks == ["ok", "ko", "ok"] and "2 / 3" in unique  # oldest left: passed, failed, passed again
+    ticks = re.findall(r'class="tick t-(pass|fail)"', unique)
+    assert ticks == ["pass", "fail", "pass"] and "2 / 3" in unique  # oldest left: passed, failed, passed again
     assert "(Asia/Tokyo): fail" in unique  # each run's time on hover, in the project's zone
     assert "no check is failing" in client.get("/checks?failing=1").text
 
