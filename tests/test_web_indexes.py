@@ -159,6 +159,7 @@ def test_jobs_show_their_next_ticks_in_the_project_time_zone(client):
     nightly = page.text.split('data-job="nightly"')[1].split("</tr>")[0]
     ticks = re.findall(r'<time datetime="[^"]+" title="[^"]+ UTC">\w{3} \d\d-\d\d (\d\d:\d\d)</time>', nightly)
     assert ticks == ["02:30"] * 3  # three next ticks, in JST, UTC on hover
+    assert '<span class="cron" title="cron: 30 2 * * *">every day at 02:30</span>' in nightly  # words, cron on hover
     partners = page.text.split('data-job="partners"')[1].split("</tr>")[0]
     assert "when " in partners and "landing/partners" in partners and "never" in partners
 
@@ -214,3 +215,14 @@ def test_a_big_catalog_comes_in_pages_that_keep_the_filters_and_the_order(client
     lake = client.get("/catalog?layer=lake&page=2").text
     assert "3 of 5 assets" in lake and _rows(lake, "data-asset") == ["lake.orders"]
     assert 'href="/catalog?layer=lake&amp;sort=name&amp;page=1" rel="prev"' in lake
+
+
+def test_common_crons_read_as_words_and_others_stay_crons():
+    from kiban.web.indexes import describe_cron
+
+    assert describe_cron("0 6 * * 1-5") == "on weekdays at 06:00"
+    assert describe_cron("5 23 * * 0") == "on Sundays at 23:05"
+    assert describe_cron("*/15 * * * *") == "every 15 minutes"
+    assert describe_cron("7 * * * *") == "every hour at :07"
+    for other in ("0 6 1 * *", "0 6,18 * * *", "0 6 * * 1-3", None, "", "0 6 * *"):
+        assert describe_cron(other) is None, other

@@ -88,7 +88,8 @@ def load_chart(site: Site, key: str, limit: int = 30) -> str | None:
 
 @router.get("/schedule")
 def schedule(request: Request, user: Viewer) -> Response:
-    return render(request, "schedule.html", jobs=indexes.jobs(_site(request)), title="Jobs")
+    return render(request, "schedule.html", jobs=indexes.jobs(_site(request)), describe=indexes.describe_cron,
+                  title="Jobs")
 
 
 @router.get("/checks")

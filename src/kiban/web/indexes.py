@@ -198,6 +198,27 @@ def jobs(site: Site, ticks: int = 3) -> list[dict[str, Any]]:
     return site.cached("jobs", 10.0, compute)
 
 
+DAYS = {"*": "every day", "1-5": "on weekdays", "MON-FRI": "on weekdays", "0,6": "on weekends", "6,0": "on weekends",
+        **{str(i): f"on {d}s" for i, d in enumerate(
+            ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"))}}
+
+
+def describe_cron(cron: str | None) -> str | None:
+    """A cron a person reads at once ("every day at 02:30", "on weekdays at 06:00", "every 15 minutes"), or None
+    when it is not one of those common shapes (the page then shows the cron itself)."""
+    parts = (cron or "").split()
+    if len(parts) != 5 or parts[2:4] != ["*", "*"]:
+        return None
+    minute, hour, days = parts[0], parts[1], parts[4].upper()
+    if hour == "*" and minute.startswith("*/") and minute[2:].isdigit() and days == "*":
+        return f"every {int(minute[2:])} minutes"
+    if hour == "*" and minute.isdigit() and days == "*":
+        return f"every hour at :{int(minute):02d}"
+    if minute.isdigit() and hour.isdigit() and days in DAYS:
+        return f"{DAYS[days]} at {int(hour):02d}:{int(minute):02d}"
+    return None
+
+
 # -- checks ----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
