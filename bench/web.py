@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Web console: Today, Asset and Runs pages under 8 concurrent clients, on a store with 1,000 assets and
-100,000 recorded asset runs.
+"""Web console: Today, Asset, Runs and the index pages (catalog, checks, jobs, models) under 8 concurrent
+clients, on a store with 1,000 assets and 100,000 recorded asset runs.
 
 The project (1,000 SQL models in chains over 5 lake tables, 10 use cases) is generated, and its state store
 is filled directly with 100 daily runs of every asset (100,000 attempts) — the history a year-old
@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            pages = [("Today", "/"), ("Asset", f"/assets/{asset}"), ("Runs", "/runs"), ("health (floor)", "/health")]
+            pages = [("Today", "/"), ("Asset", f"/assets/{asset}"), ("Runs", "/runs"), ("Catalog", "/catalog"),
+                     ("Catalog, filtered and sorted", "/catalog?layer=mart&sort=-rows"), ("Checks", "/checks"),
+                     ("Jobs", "/schedule"), ("Models", "/models"), ("health (floor)", "/health")]
             results, alone = {}, {}
             for name, path in pages:
                 results[name] = asyncio.run(load(base, path, token, args.requests, args.clients))

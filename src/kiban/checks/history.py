@@ -83,6 +83,22 @@ def recent(store: Store, project: str, asset: str, limit: int = 50) -> list[Stor
         return [_stored(r) for r in conn.execute(query).all()]
 
 
+def trends(store: Store, project: str, per_check: int = 12, limit: int = 5000
+           ) -> dict[tuple[str, str], list[StoredResult]]:
+    """Every check's recent results, (asset, check) → newest first (at most ``per_check`` each, read from the
+    project's newest ``limit`` results): the checks overview's pass/fail trend."""
+    query = (sa.select(check_results).outerjoin(runs, runs.c.run_id == check_results.c.run_id)
+             .where(sa.or_(check_results.c.project == project, runs.c.project == project))
+             .order_by(check_results.c.checked_at.desc(), check_results.c.id.desc()).limit(limit))
+    found: dict[tuple[str, str], list[StoredResult]] = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(query).all():
+            kept = found.setdefault((row.asset, row.check_name), [])
+            if len(kept) < per_check:
+                kept.append(_stored(row))
+    return found
+
+
 def of_run(store: Store, run_id: str) -> list[StoredResult]:
     """The results recorded by one run (or one ``kiban check``)."""
     query = (sa.select(check_results).where(check_results.c.run_id == run_id)

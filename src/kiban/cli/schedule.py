@@ -107,8 +107,7 @@ def jobs(
 
     from kiban.cli.output import console, local_time, styled
     from kiban.schedule.clock import RealClock
-    from kiban.schedule.ledger import Ledger
-    from kiban.schedule.ticks import JobSchedule
+    from kiban.schedule.overview import job_rows
     from kiban.store import Store
 
     project = _project()
@@ -116,34 +115,7 @@ def jobs(
     now = RealClock().now()
     store = Store(project.state_url)
     try:
-        latest = Ledger(store, project.name).latest_by_job()
-        priorities: dict[str, Any] = {}
-        graph = None
-        if any(j.for_ for j in project.config.jobs.values()):
-            from kiban.graph import build_graph
-            from kiban.schedule.priority import job_priorities
-
-            graph = build_graph(project)
-            priorities = job_priorities(project, graph, store, now)
-        rows: list[dict[str, Any]] = []
-        for name, job in project.config.jobs.items():
-            schedule = JobSchedule(name, job, project.config)
-            nxt = schedule.next_tick(now)
-            warning = None
-            if job.for_ and nxt is not None and graph is not None:
-                from kiban.schedule.priority import tick_warning
-
-                warning = tick_warning(project, graph, store, schedule, nxt)
-            prio = priorities.get(name)
-            last = latest.get(name)
-            rows.append({
-                "job": name, "cron": job.cron, "timezone": str(schedule.tz), "calendar": job.calendar,
-                "catch_up": job.catch_up, "sensors": [s.key for s in job.sensors], "for": job.for_,
-                "next_run": nxt, "latest_start": prio.latest_start if prio else None,
-                "deadline": prio.deadline if prio else None,
-                "critical_path_s": prio.critical_path_s if prio else None,
-                "last_status": last.status if last else None, "last_run_id": last.run_id if last else None,
-                "last_at": last.scheduled_at if last else None, "warning": warning})
+        rows = job_rows(project, store, now)
     finally:
         store.close()
     if json_output:

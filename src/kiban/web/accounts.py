@@ -49,6 +49,17 @@ class AuditEntry:
     detail: str | None
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as the admin sees it: whose, its label, when made and last used — never the token."""
+
+    id: int
+    user: str
+    label: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+
+
 class ThrottledError(Exception):
     """Too many wrong passwords for this user from this address: wait ``retry_after`` seconds."""
 
@@ -238,6 +249,14 @@ class Accounts:
             with self.store.engine.begin() as conn:
                 conn.execute(api_tokens.update().where(api_tokens.c.id == row.id).values(last_used_at=now))
         return User(row.name, row.role, row.created_at)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every API token (newest first), without its hash."""
+        query = (sa.select(api_tokens.c.id, api_tokens.c.user_name, api_tokens.c.label, api_tokens.c.created_at,
+                           api_tokens.c.last_used_at).order_by(api_tokens.c.id.desc()))
+        with self.reader.engine.connect() as conn:
+            return [TokenInfo(r.id, r.user_name, r.label, r.created_at, r.last_used_at)
+                    for r in conn.execute(query).all()]
 
     def revoke_tokens(self, name: str) -> int:
         with self.store.engine.begin() as conn:

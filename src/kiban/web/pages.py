@@ -22,7 +22,7 @@ from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
 from kiban.status import AttemptStatus, RunStatus
 from kiban.web import catalog_views as cv
-from kiban.web import live, svg, views
+from kiban.web import index_pages, live, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.fixes import fix_for
@@ -148,6 +148,8 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
     newest = data.runs[0] if data.runs else None  # the charts are drawn again only after its next build
     duration, rows = site.keep(f"charts:{key}", newest and (newest.run_id, newest.attempt, newest.status),
                                lambda: _charts(data.runs, site.tz))
+    if key in site.project.source_tables():  # a collected table: rows per load, "nothing new" apart from "empty"
+        rows = index_pages.load_chart(site, key) or rows
     return render(request, "asset.html", data=data, duration_chart=duration, rows_chart=rows, title=key)
 
 

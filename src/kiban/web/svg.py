@@ -248,3 +248,49 @@ def measurement_chart(result: Any) -> str:
     return effect_chart([(p.day, p.actual, p.counterfactual) for p in e.series], start,
                         f"{result.initiative}: {result.kpi} per treated unit, actual vs without the change",
                         f" {result.measure_unit}" if result.measure_unit else "")
+
+
+# what a load brought, by the shape under its bar as well as its colour (never colour alone)
+LOAD_KINDS = {
+    "new rows": ("#2563eb", ""), "nothing new": ("#9ca3af", "·"), "empty": ("#dc2626", "∅"),
+    "all quarantined": ("#f59e0b", "!"), "refused": ("#b91c1c", "×"), "retracted": ("#a855f7", "↶"),
+}
+
+
+def load_bars(loads: Sequence[tuple[datetime, int, str]], title: str, width: int = 640, height: int = 150,
+              tz: ZoneInfo | None = None) -> str:
+    """One bar per load (oldest first) of the rows it landed, with what kind of load it was: a load that found
+    nothing new is a grey dot, not a drop to zero; a source that was empty is a red ∅; a refused load a ×."""
+    label = escape(title)
+    if not loads:
+        return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
+                f'height="40"><text x="4" y="24" class="muted">{label}: no loads yet</text></svg>')
+    shown = escape(f"{title} (times in {tz.key})" if tz is not None else title)
+    pad_l, pad_t, pad_b = 56.0, 22.0, 34.0
+    top = max(rows for _, rows, _ in loads) or 1
+    step = (width - pad_l - 10) / len(loads)
+    h = height - pad_t - pad_b
+    bars = []
+    for i, (at, rows, kind) in enumerate(loads):
+        colour, mark = LOAD_KINDS.get(kind, ("#9ca3af", "?"))
+        aware = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        local = aware.astimezone(tz) if tz is not None else aware
+        tip = (f"{local:%Y-%m-%d %H:%M}" + (f" ({aware:%m-%d %H:%M} UTC)" if tz is not None else "")
+               + f": {kind}, {rows:,} rows landed")
+        tall = max(rows / top * h, 2.0) if rows else 2.0
+        x = pad_l + i * step
+        bars.append(f'<g class="load k-{escape(kind.replace(" ", "-"))}"><title>{escape(tip)}</title>'
+                    f'<rect x="{_num(x)}" y="{_num(pad_t + h - tall)}" width="{_num(max(step - 2, 1))}" '
+                    f'height="{_num(tall)}" fill="{colour}"/>'
+                    + (f'<text x="{_num(x + max(step - 2, 1) / 2)}" y="{_num(pad_t + h + 12)}" text-anchor="middle" '
+                       f'class="mark">{mark}</text>' if mark else "") + "</g>")
+    first = loads[0][0] if tz is None else loads[0][0].replace(tzinfo=loads[0][0].tzinfo or UTC).astimezone(tz)
+    last = loads[-1][0] if tz is None else loads[-1][0].replace(tzinfo=loads[-1][0].tzinfo or UTC).astimezone(tz)
+    return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}"><text x="4" y="14" class="title">{shown}</text>'
+            f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{width - 10}" y2="{pad_t + h}" class="axis"/>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(top)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">0</text>{"".join(bars)}'
+            f'<text x="{pad_l}" y="{height - 4}">{escape(first.strftime("%m-%d %H:%M"))}</text>'
+            f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">{escape(last.strftime("%m-%d %H:%M"))}'
+            f'</text></svg>')

@@ -35,6 +35,14 @@ def templates(site: Site) -> Jinja2Templates:
         return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
             aware.strftime("%Y-%m-%dT%H:%M:%SZ"), aware.strftime("%Y-%m-%d %H:%M:%S"), shown)
 
+    def local_text(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time in the project's time zone as plain text (for a tooltip), zone named."""
+        if value is None:
+            return "–"
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        zone = site.project.config.timezone
+        return f"{aware.astimezone(ZoneInfo(zone)).strftime(fmt)} ({zone})"
+
     def seconds(value: float | None) -> str:
         if value is None:
             return "–"
@@ -49,7 +57,7 @@ def templates(site: Site) -> Jinja2Templates:
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value:.0%}"
 
-    env.filters.update(local=local, seconds=seconds, number=number, percent=percent)
+    env.filters.update(local=local, local_text=local_text, seconds=seconds, number=number, percent=percent)
     env.globals["version"] = __version__
     return found
 

@@ -1,0 +1,85 @@
+"""The index pages in a real browser (Debian's chromium, Playwright): each loads, signed in as an admin, at
+1440 px and at 390 px, with nothing wider than the screen (wide tables scroll inside their frame), numbers
+right-aligned, and no script error. One server and one browser for the module (CI time)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import test_web_indexes
+from tests.test_web_browser import CHROMIUM, IMAGES, _need_chromium
+from tests.test_web_console import PASSWORD
+from tests.test_web_live import serving
+
+template = test_web_indexes.template  # the shared fixture
+
+PAGES = {  # page → what it must show
+    "/catalog?sort=-rows": "table.catalog tr[data-asset]",
+    "/loads": "table.loads tr[data-table]",
+    "/loads/lake.erp_orders": "svg .load.k-nothing-new",
+    "/schedule": "table.jobs tr[data-job] td.next time",
+    "/checks": "table.checks td.trend .tick.t-fail",
+    "/models": "section.model table.versions",
+    "/users": "table.tokens tbody tr",
+}
+SHOTS = {"/catalog?sort=-rows": "catalog", "/loads/lake.erp_orders": "loads", "/checks": "checks"}  # docs/web.md
+
+
+@pytest.fixture(scope="module")
+def site(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _need_chromium()
+    root = tmp_path_factory.mktemp("indexes-browser") / "shop"
+    shutil.copytree(template, root)
+    with serving(root) as (base, _app):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def signed_in(site: str) -> Iterator[Any]:
+    """A browser context signed in as the admin (every page is open to it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(site + "/login")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(site + "/")
+            page.close()
+            yield context
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_each_index_page_fits_1440_and_390_px(site, signed_in, path):
+    page = signed_in.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        for width, height in ((1440, 900), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            answer = page.goto(site + path)
+            assert answer is not None and answer.status == 200, path
+            assert page.locator(PAGES[path]).count() > 0, (path, PAGES[path])
+            assert page.locator("nav a[aria-current=page]").count() == 1  # where am I
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= width, f"{path} is {wide} px wide at {width} px"
+            aligned = page.evaluate("() => [...document.querySelectorAll('td.num')]"
+                                    ".every(td => getComputedStyle(td).textAlign === 'right')")
+            assert aligned, path
+            if width == 1440 and path in SHOTS:
+                IMAGES.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(IMAGES / f"web-{SHOTS[path]}.png"), full_page=False)
+        assert not errors, errors
+    finally:
+        page.close()
