@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 
 _Dumper.add_representer(str, _str)
+# typed words (kiban.status: a check's severity, …) are written as the plain words they are
+_Dumper.add_multi_representer(StrEnum, lambda dumper, value: _str(dumper, str(value)))
 
 
 def dump_yaml(data: Any, header: str = "") -> str:
