@@ -42,15 +42,9 @@ def folder_files(folder: Path) -> tuple[str, tuple[str, ...]]:
     """(version, files) of a plain lake folder: a hash of its Parquet files' paths, sizes and mtimes."""
     digest = hashlib.sha256()
     files: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            if filename.endswith(".parquet"):
-                path = os.path.join(dirpath, filename)
-                stat = os.stat(path)
-                rel = os.path.relpath(path, folder)
-                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                files.append(os.path.abspath(path))
+    for rel, (size, mtime_ns) in folder_identities(folder).items():  # in walk order: folders and names sorted
+        digest.update(f"{rel}\0{size}\0{mtime_ns}\n".encode())
+        files.append(os.path.abspath(os.path.join(folder, rel)))
     return digest.hexdigest(), tuple(files)
 
 
