@@ -226,7 +226,7 @@ def arguments(shop: dict[str, Any]) -> dict[str, list[str]]:
         "jobs": [], "lineage": [f"mart.{names[0]}.id"], "search": ["orders"], "pii list": [], "pii suggest": [],
         "usage": [], "usage unused": [], "requests list": [], "query": ["select 1 as one"],
         "recipes run": ["by_store", "-p", "store=1"], "run": [], "collect": [], "history": [],
-        "recipes list": [], "recipes show": ["by_store"], "backfill": ["--status"], "users list": [],
+        "recipes list": [], "recipes show": ["by_store"], "backfill": ["--status"], "users list": [], "plan": [],
     }
 
 
