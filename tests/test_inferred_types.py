@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from kiban import operate
-from kiban.cli.report import lake_types
+from kiban.catalog.lake_types import lake_types
 from kiban.project import load_project
 from kiban.run import RunOptions
 from tests.conftest import write_files

@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from kiban.catalog.lake_types import lake_types
 from kiban.cli.output import (
     STATUS_STYLE,
     Cell,
@@ -435,45 +436,6 @@ def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str
             "collection": _collection(project, key),
             "types": [{"column": n, "type": t, "how": h} for n, t, h in lake_types(project, key)]
             if asset.layer == "lake" else None}
-
-
-def lake_types(project: Project, key: str) -> list[tuple[str, str, str]]:
-    """(column, type, how) of a lake table as its files have it: ``declared`` (sources' `columns:`), ``inferred``
-    (`infer_types: true`: pin it by declaring it), ``text`` (undeclared text of a collected table), ``file`` (a
-    plain lake folder's Parquet types)."""
-    tables = project.source_tables() if project.sources else {}
-    if key in tables:
-        from kiban.collect.manifest import Manifests
-
-        source, name = tables[key]
-        spec = project.sources[source].tables[name]
-        declared = {c.name for c in spec.columns if c.type}
-        store = Store(project.state_url)
-        try:
-            state = Manifests(store).state(project.name, key)
-        finally:
-            store.close()
-        out = []
-        for column, kind in (state.schema if state else ()):
-            how = "declared" if column in declared else \
-                "inferred" if spec.infer_types and kind.upper() != "VARCHAR" else "text"
-            out.append((column, kind, how))
-        return out
-    from kiban.engines.lake import folder_files
-
-    _version, files = folder_files(project.assets[key].path)
-    if not files:
-        return []
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        rows = con.execute("describe select * from read_parquet(?, union_by_name = true)", [list(files)]).fetchall()
-    except duckdb.Error:
-        return []
-    finally:
-        con.close()
-    return [(str(r[0]), str(r[1]), "file") for r in rows]
 
 
 def _print_lake_types(project: Project, key: str) -> None:

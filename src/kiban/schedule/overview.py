@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from kiban.graph import build_graph
 from kiban.project import Project
 from kiban.schedule.ledger import Ledger
+from kiban.schedule.priority import job_priorities, tick_warning
 from kiban.schedule.ticks import JobSchedule
 from kiban.store import Store
 
@@ -34,9 +36,6 @@ def job_rows(project: Project, store: Store, now: datetime) -> list[dict[str, An
     priorities: dict[str, Any] = {}
     graph = None
     if any(j.for_ for j in project.config.jobs.values()):
-        from kiban.graph import build_graph
-        from kiban.schedule.priority import job_priorities
-
         graph = build_graph(project)
         priorities = job_priorities(project, graph, store, now)
     rows: list[dict[str, Any]] = []
@@ -45,8 +44,6 @@ def job_rows(project: Project, store: Store, now: datetime) -> list[dict[str, An
         nxt = schedule.next_tick(now)
         warning = None
         if job.for_ and nxt is not None and graph is not None:
-            from kiban.schedule.priority import tick_warning
-
             warning = tick_warning(project, graph, store, schedule, nxt)
         prio = priorities.get(name)
         last = latest.get(name)

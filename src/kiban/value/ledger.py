@@ -10,6 +10,7 @@ what the forecast is worth). A value is shared, not split: two assets that one i
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -21,6 +22,8 @@ from kiban.project import Project
 from kiban.store import Store, utcnow
 from kiban.store.schema import initiative_measurements
 from kiban.value.measure import Measurement
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ def _storage_rows(project: Project) -> dict[str, int]:
         with open_readonly(project) as con:
             found = con.execute("select schema_name, table_name, estimated_size from duckdb_tables() "
                                 "where schema_name in ('warehouse', 'mart')").fetchall()
-    except Exception:  # nothing published yet, PostgreSQL: storage is left blank rather than failing the ledger
+    except Exception as exc:  # nothing published yet, PostgreSQL: storage is left blank rather than failing the ledger
+        log.debug("value ledger: no row counts of published tables (%s)", exc)
         return {}
     return {f"{schema}.{table}": int(size or 0) for schema, table, size in found}
