@@ -230,3 +230,11 @@ def test_an_asset_an_initiative_relies_on_is_not_reported_unused(project_dir):
     finally:
         store.close()
     assert found == ["mart.spare"]  # daily_sales (and the lake table under it) feed the initiative
+
+
+def test_measuring_without_the_value_extra_names_it_in_one_line():
+    from kiban.cli.web import need_extra
+    from kiban.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pip install 'kiban\[value\]' \(missing: no_such_statistics_module\)"):
+        need_extra("initiatives measure", "value", ("no_such_statistics_module",))

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from kiban.cli import State, app
 from kiban.cli.output import JsonOpt, console, emit_json, utc_iso
+from kiban.cli.web import VALUE_MODULES, need_extra
 
 initiatives_app = typer.Typer(help="Initiatives: what the data is used for, and the effect it had, measured.",
                               invoke_without_command=True)
@@ -140,6 +141,7 @@ def initiatives_measure(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure the initiative's effect on its KPI from the published data, with a 95% interval and its assumptions."""
+    need_extra("initiatives measure", "value", VALUE_MODULES)
     from kiban.store import Store
     from kiban.value.ledger import record as add
     from kiban.value.measure import measure_initiative

@@ -21,14 +21,22 @@ app.add_typer(users_app, name="users")
 WEB_MODULES = ("fastapi", "uvicorn", "jinja2", "multipart", "argon2")  # what the `web` extra installs
 
 
+VALUE_MODULES = ("statsmodels", "scipy", "pandas")  # what the `value` extra installs (kiban initiatives measure)
+
+
 def need_web_extra(command: str) -> None:
     """One line naming the extra to install, instead of a traceback ending in "No module named 'uvicorn'"."""
+    need_extra(command, "web", WEB_MODULES)
+
+
+def need_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
+    """A ConfigError naming ``kiban[extra]`` when one of its ``modules`` is not installed."""
     import importlib.util
 
     from kiban.errors import ConfigError
 
     missing = []
-    for module in WEB_MODULES:
+    for module in modules:
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
@@ -36,7 +44,7 @@ def need_web_extra(command: str) -> None:
         if not found:
             missing.append(module)
     if missing:
-        raise ConfigError(f"`kiban {command}` needs the web extra: pip install 'kiban[web]' "
+        raise ConfigError(f"`kiban {command}` needs the {extra} extra: pip install 'kiban[{extra}]' "
                           f"(missing: {', '.join(missing)})")
 
 
