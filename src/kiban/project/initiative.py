@@ -35,6 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from kiban.assetkey import KeyResolver
 from kiban.errors import ProjectError, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.usecase import UseCase
@@ -148,17 +149,11 @@ def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, A
     folder = root / "initiatives"
     if not folder.is_dir():
         return {}
-    by_name: dict[str, list[str]] = {}
-    for asset_key, asset in assets.items():
-        by_name.setdefault(asset.name, []).append(asset_key)
+    resolver = KeyResolver(assets)  # the same names the use cases, SQL and the console resolve
 
     def resolve(name: str) -> tuple[str | None, str, str | None]:
-        matches = [name] if name in assets else by_name.get(name, [])
-        if len(matches) == 1:
-            return matches[0], "", None
-        if not matches:
-            return None, f"unknown asset '{name}'", did_you_mean(name, [*assets, *by_name])
-        return None, f"'{name}' is ambiguous: {', '.join(matches)}", "qualify it with its layer"
+        key = resolver.key(name)
+        return (key, "", None) if key is not None else (None, *resolver.explain(name))
 
     found: dict[str, Initiative] = {}
     for path in yaml_files(folder):
