@@ -27,7 +27,10 @@ DESIGNS = [  # (label, method, generator settings)
     ("difference-in-differences, 40 stores, 1 year", "did", {"units": 40}),
     ("difference-in-differences, 500 stores, 2 years", "did", {"units": 500, "days": 730, "start_day": 500}),
     ("difference-in-differences, 8 stores, 1 year", "did", {"units": 8}),
-    ("difference-in-differences, 1 treated of 10 stores (weekly gap), 1 year", "did",
+    ("synthetic control, 1 treated of 10 stores, 1 year (the design `auto` picks for one treated store)", "synth",
+     {"units": 10, "treated_share": 0.1}),
+    ("synthetic control, 1 treated of 40 stores, 1 year", "synth", {"units": 40, "treated_share": 0.025}),
+    ("difference-in-differences forced on 1 treated of 10 stores (weekly gap, HAC), 1 year", "did",
      {"units": 10, "treated_share": 0.1}),
     ("A/B (randomised, ANCOVA), 40 stores", "ab", {"units": 40}),
     ("before/after counterfactual (no control), 20 stores", "before_after", {"units": 20, "treated_share": 1.0}),
@@ -48,6 +51,17 @@ def rates(method: str, seeds: int, settings: dict[str, object]) -> tuple[int, in
             else:
                 false += e.excludes_zero
     return cover, false, statistics.median(widths)
+
+
+def size(method: str, first: int, last: int, settings: dict[str, object]) -> tuple[int, int]:
+    """Placebo false positives on seeds ``first`` … ``last − 1`` (more seeds: the test's true size, not luck)."""
+    false = 0
+    for seed in range(first, last):
+        p = panel(seed + 50_000, effect=0.0, **settings)  # type: ignore[arg-type]
+        e = measure(p.panel, p.start, method=method, treated=p.treated, control=p.control,
+                    is_holiday=p.holidays.__contains__)
+        false += e.excludes_zero
+    return false, last - first
 
 
 def speed(reps: int) -> tuple[float, float, int]:
@@ -101,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--calibration", type=int, default=400, help="more placebo seeds for one treated store")
     args = parser.parse_args(argv)
     lines = [f"## Initiatives: effect measurement (bench/initiatives.py; {args.seeds} seeds per design)", "",
              "Planted data (kiban.value.simulate): store levels, weekly pattern, holidays, 5%/year growth, a shock "
@@ -115,6 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {label} | {cover}/{args.seeds} | {false}/{args.seeds} | {width:.1f} | "
                      f"{'PASS' if ok else 'NOT MET'} |")
         print(lines[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    lines += ["", f"One treated store: the share of placebos that exclude zero over {args.calibration} more seeds "
+              f"(seeds {args.seeds}…{args.seeds + args.calibration - 1}; the 100 above can be lucky or unlucky: "
+              "a test of exactly 5% gives more than 7 of 100 in 13% of seed sets).", "",
+              "| design | placebo excludes zero | share (95% Wilson interval) |", "|---|---:|---:|"]
+    from statsmodels.stats.proportion import proportion_confint
+
+    for label, method, settings in DESIGNS:
+        if settings.get("treated_share") not in (0.1, 0.025) or not args.calibration:
+            continue
+        false, n = size(method, args.seeds, args.seeds + args.calibration, settings)
+        low, high = proportion_confint(false, n, method="wilson")
+        lines.append(f"| {label} | {false}/{n} | {false / n:.1%} ({low:.1%} – {high:.1%}) |")
+        print(lines[-1], flush=True)
     total, stats, rows = speed(args.reps)
     lines += ["", f"Speed, 500 stores × 730 days ({rows:,} rows), medians of {args.reps} after a warm-up: "
               f"end to end (KPI read from the warehouse, panel, difference-in-differences) **{total:.2f} s** "

@@ -45,7 +45,7 @@ from kiban.status import InitiativeStatus
 STATUSES = tuple(InitiativeStatus)
 # the statuses that need an intervention (something was changed on a date) and a KPI to judge it by
 NEEDS_START = (InitiativeStatus.RUNNING, InitiativeStatus.MEASURED, InitiativeStatus.KEPT, InitiativeStatus.STOPPED)
-DESIGNS = ("auto", "ab", "did", "before_after")
+DESIGNS = ("auto", "ab", "did", "synth", "before_after")
 
 
 class _Strict(BaseModel):
@@ -78,7 +78,7 @@ class Intervention(_Strict):
     treated: tuple[str, ...] = ()
     control: tuple[str, ...] = ()
     randomised: bool = False
-    design: Literal["auto", "ab", "did", "before_after"] = "auto"
+    design: Literal["auto", "ab", "did", "synth", "before_after"] = "auto"
 
     @field_validator("treated", "control", mode="before")
     @classmethod
@@ -96,6 +96,8 @@ class Intervention(_Strict):
             raise ValueError(f"unit {sorted(both)[0]!r} is both treated and control")
         if self.control and not self.treated:
             raise ValueError("a control group needs a treated group (`treated:`)")
+        if self.design == "synth" and not self.treated:
+            raise ValueError("a synthetic control needs its treated group (`treated:`; control: the others)")
         if self.design == "ab" and not self.treated:
             raise ValueError("an A/B test needs its treated group (`treated:`; control: the others)")
         if self.randomised and not self.treated:
@@ -104,7 +106,9 @@ class Intervention(_Strict):
 
     @property
     def method(self) -> str:
-        """``ab`` (randomised groups), ``did`` (difference-in-differences) or ``before_after`` (no control)."""
+        """``ab`` (randomised groups), ``did`` (difference-in-differences) or ``before_after`` (no control) as far
+        as the file tells; with ``auto``, kiban.value.measure.design picks ``synth`` when one group has a single
+        unit (which needs the data to know)."""
         if self.design != "auto":
             return self.design
         if self.treated:
