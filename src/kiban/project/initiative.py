@@ -196,15 +196,16 @@ def load_initiatives(root: Path, config: ProjectConfig, calendars: tuple[str, ..
                 errors.append(ProjectError(f"unknown use case '{name}'", doc.location(("usecases", i)),
                                            did_you_mean(name, usecases) or "use cases are usecases/NAME.yml"))
         kpi = cfg.kpi
-        if kpi is not None and kpi.metric is not None:
-            metric = config.metrics.get(kpi.metric)
+        metric_name = kpi.metric if kpi is not None else None
+        if kpi is not None and metric_name is not None:
+            metric = config.metrics.get(metric_name)
             if metric is None:
-                errors.append(ProjectError(f"unknown metric '{kpi.metric}'", doc.location(("kpi",)),
-                                           did_you_mean(kpi.metric, config.metrics)
+                errors.append(ProjectError(f"unknown metric '{metric_name}'", doc.location(("kpi",)),
+                                           did_you_mean(metric_name, config.metrics)
                                            or "metrics are declared under `metrics:` in kiban.yml"))
                 kpi = None
             else:
-                kpi = kpi.with_metric(kpi.metric, metric)
+                kpi = kpi.with_metric(metric_name, metric)
         if kpi is not None and kpi.asset is not None:
             kpi_key, problem, hint = resolve(kpi.asset)
             if kpi_key is None:
