@@ -190,3 +190,11 @@ def test_an_initiative_measured_by_metric_name_from_the_warehouse(project_dir, c
     assert result["kpi"] == "sales" and result["measure"] == "yen"
     effect = result["effect"]
     assert effect["method"] == "synth" and effect["low"] <= 60 <= effect["high"]
+
+
+def test_a_short_series_moves_stretches_by_days_and_says_so():
+    # 90 days (12 weeks): by whole weeks the smallest p-value would be 1/12, never below 5%
+    p = panel(11, units=6, days=90, start_day=60, effect=80.0, treated_share=1 / 6)
+    e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
+    assert any("move a day at a time" in n for n in e.notes)
+    assert np.isfinite(e.low) and np.isfinite(e.high) and e.low <= 80 <= e.high

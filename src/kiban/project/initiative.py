@@ -124,13 +124,15 @@ class Intervention(_Strict):
 
     @property
     def method(self) -> str:
-        """``ab`` (randomised groups), ``did`` (difference-in-differences) or ``before_after`` (no control) as far
-        as the file tells; with ``auto``, kiban.value.measure.design picks ``synth`` when one group has a single
-        unit (which needs the data to know)."""
+        """``ab`` (randomised groups), ``synth`` (a single treated unit), ``did`` (difference-in-differences) or
+        ``before_after`` (no control) as far as the file tells; kiban.value.measure.design also picks ``synth``
+        when the control group turns out to be a single unit (which needs the data to know)."""
         if self.design != "auto":
             return self.design
         if self.treated:
-            return "ab" if self.randomised else "did"
+            if self.randomised:
+                return "ab"
+            return "synth" if len(self.treated) == 1 else "did"
         return "before_after"
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+MIN_POSITIONS = 40  # stretches compared: fewer whole weeks than this, and the stretches move a day at a time
 MAX_STEPS = 80  # half-widths searched outwards from the estimate before giving up (an unbounded interval)
 BISECTIONS = 12
 
@@ -42,6 +43,12 @@ def p_value(u: np.ndarray, first: int, period: int = 7) -> float:
     starts = (first - skip + np.arange(0, len(u), period)) % len(u)
     chosen = stats[starts]
     return float(np.mean(chosen >= chosen[0] * (1 - 1e-12)))
+
+
+def period_for(days: int) -> int:
+    """7 (move stretches by whole weeks) when a series holds at least ``MIN_POSITIONS`` weeks, else 1: with fewer
+    positions the smallest possible p-value (1 / positions) comes too close to the 5% level to reject at all."""
+    return 7 if days // 7 >= MIN_POSITIONS else 1
 
 
 def interval(residuals: Callable[[float], np.ndarray], first: int, estimate: float, scale: float,

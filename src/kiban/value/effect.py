@@ -478,8 +478,9 @@ def _synth(panel: Panel, post: np.ndarray, t_rows: list[int], c_rows: list[int],
         return target - synth.fit(target, d_ok).predict(d_ok)
 
     scale = float(np.std(conformal.window_means(gap - est * post_f, int(after.sum()))))
-    low, high = conformal.interval(residuals, first, est, scale, level)
-    p = conformal.p_value(residuals(0.0), first)
+    period = conformal.period_for(len(y_ok))
+    low, high = conformal.interval(residuals, first, est, scale, level, period)
+    p = conformal.p_value(residuals(0.0), first, period)
     checks = synth.placebos(y_ok, d_ok, pre)
     pre_gap = gap[pre]
     ss_tot = float(np.sum((y_ok[pre] - y_ok[pre].mean()) ** 2))
@@ -498,6 +499,12 @@ def _synth(panel: Panel, post: np.ndarray, t_rows: list[int], c_rows: list[int],
              f"had been treated; {checks.p_value:.0%} of units move at least as much after the start, for their "
              f"pre-period fit, as the treated ones (p = {checks.p_value:.3f}, the smallest possible being "
              f"{1 / (len(checks.estimates) + 1):.3f})."]
+    if period == 1:
+        notes.append(f"Fewer than {conformal.MIN_POSITIONS} whole weeks of data: the stretches compared move a day "
+                     "at a time, so a weekday pattern the blend misses can widen the interval.")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        notes.append("The interval is unbounded: too few days to tell any effect apart from the day-to-day "
+                     "misses (more days before and after the start, or more control units, would help).")
     if dropped:
         notes.append(f"{dropped} control unit(s) with missing days were left out of the synthetic control.")
     series = tuple(SeriesPoint(d, float(a), float(c))
