@@ -721,13 +721,7 @@ sponsor: Head of store operations
 status: running
 usecases: [demand_forecast]     # the forecast must be ready by 06:00 for the pilot to work
 assets: [mart.demand_forecast]
-kpi:
-  asset: mart.daily_sales
-  date: order_date
-  unit: store_code
-  value: orders                 # completed orders per store and day
-  name: completed orders
-  measure: orders
+kpi: {{metric: completed_orders, name: completed orders}}   # a metric of kiban.yml (`metrics:`)
 unit: store
 intervention:
   start: {start}           # the pilot's first day

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ def _initiative(project: Any, name: str) -> Any:
 
 
 def money(value: float, currency: str = "") -> str:
+    if not math.isfinite(value):
+        return "unbounded"
     sign = "-" if value < 0 else ""
     value = abs(value)
     text = f"{value / 1e6:,.2f}M" if value >= 1e6 else f"{value / 1e3:,.1f}k" if value >= 1e4 else f"{value:,.0f}"

@@ -47,6 +47,7 @@ class ProjectConfig(_Strict):
     deliveries: dict[str, DeliveryConfig] = Field(default_factory=dict)  # files people get (kiban.deliver)
     oncall: OncallConfig | None = None  # the team's rotation (kiban.project.team, kiban.team.oncall)
     review_notify: tuple[str, ...] = ()  # channels the weekly operations review goes to (kiban review --send)
+    metrics: dict[str, MetricConfig] = Field(default_factory=dict)  # named KPIs initiatives refer to (`kpi: NAME`)
 
     @field_validator("limits")
     @classmethod
@@ -70,6 +71,28 @@ class ProjectConfig(_Strict):
     @property
     def effective_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
+
+
+class MetricConfig(_Strict):
+    """A named business metric (``metrics:`` in kiban.yml): one value per unit and day, read from a published
+    table (``asset:`` with its ``date:``, ``unit:`` and ``value:`` columns) or a SELECT (``sql:`` returning the
+    columns day, unit, value). Initiatives name it as their KPI (``kpi: sales``)."""
+
+    description: str = ""
+    sql: str | None = None
+    asset: str | None = None
+    date: str = "day"
+    unit: str | None = None  # None: the whole business is one unit
+    value: str = "value"
+    measure: str = ""  # its unit of measure, shown next to numbers ("yen", "orders")
+    higher_is_better: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetricConfig:
+        if (self.sql is None) == (self.asset is None):
+            raise ValueError("a metric is either `sql:` (returning day, unit, value) or `asset:` with its `date:`, "
+                             "`unit:` and `value:` columns")
+        return self
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -7,7 +7,7 @@
     status: running             # idea → analysing → running → measured → kept | stopped
     usecases: [demand_forecast] # the use cases it relies on (their service levels are its risk)
     assets: [mart.demand_forecast]
-    kpi:                        # one number per unit and day
+    kpi:                        # one number per unit and day (or the name of a metric: `kpi: sales`)
       asset: mart.daily_sales   # a published table (or `sql:` returning columns day, unit, value)
       date: sales_date
       unit: store_id
@@ -38,14 +38,15 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from kiban.assetkey import KeyResolver
 from kiban.errors import ProjectError, did_you_mean
 from kiban.project.asset import Asset
+from kiban.project.config import MetricConfig, ProjectConfig
 from kiban.project.usecase import UseCase
-from kiban.project.yamlfile import read_config, yaml_files
+from kiban.project.yamlfile import YamlDoc, read_config, yaml_files
 from kiban.status import InitiativeStatus
 
 STATUSES = tuple(InitiativeStatus)
 # the statuses that need an intervention (something was changed on a date) and a KPI to judge it by
 NEEDS_START = (InitiativeStatus.RUNNING, InitiativeStatus.MEASURED, InitiativeStatus.KEPT, InitiativeStatus.STOPPED)
-DESIGNS = ("auto", "ab", "did", "before_after")
+DESIGNS = ("auto", "ab", "did", "synth", "before_after")
 
 
 class _Strict(BaseModel):
@@ -57,6 +58,7 @@ class Kpi(_Strict):
 
     sql: str | None = None  # a SELECT returning the columns day, unit, value
     asset: str | None = None  # or a published table with these columns
+    metric: str | None = None  # or a metric of kiban.yml's `metrics:` (resolved into sql/asset when loaded)
     date: str = "day"
     unit: str | None = None  # None: the whole business is one unit
     value: str = "value"
@@ -64,12 +66,28 @@ class Kpi(_Strict):
     measure: str = ""  # the KPI's unit of measure, shown next to numbers ("yen", "orders")
     higher_is_better: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_name(cls, value: object) -> object:
+        """``kpi: sales`` is short for ``kpi: {metric: sales}``."""
+        return {"metric": value} if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_source(self) -> Kpi:
-        if (self.sql is None) == (self.asset is None):
-            raise ValueError("a KPI is either `sql:` (returning day, unit, value) or `asset:` with its `date:`, "
-                             "`unit:` and `value:` columns")
+        if sum(x is not None for x in (self.sql, self.asset, self.metric)) != 1:
+            raise ValueError("a KPI is either `sql:` (returning day, unit, value), `asset:` with its `date:`, "
+                             "`unit:` and `value:` columns, or `metric:` naming one of kiban.yml's `metrics:`")
+        if self.metric is not None and self.model_fields_set & {"date", "unit", "value", "higher_is_better"}:
+            raise ValueError("a KPI that names a metric takes its columns from the metric (only `name:` and "
+                             "`measure:` may be given here)")
         return self
+
+    def with_metric(self, name: str, metric: MetricConfig) -> Kpi:
+        """This KPI with the metric's source and columns (its own name and measure win when given)."""
+        return Kpi(sql=metric.sql, asset=metric.asset, date=metric.date, unit=metric.unit, value=metric.value,
+                   name=self.name if "name" in self.model_fields_set else name,
+                   measure=self.measure if "measure" in self.model_fields_set else metric.measure,
+                   higher_is_better=metric.higher_is_better)
 
 
 class Intervention(_Strict):
@@ -78,7 +96,7 @@ class Intervention(_Strict):
     treated: tuple[str, ...] = ()
     control: tuple[str, ...] = ()
     randomised: bool = False
-    design: Literal["auto", "ab", "did", "before_after"] = "auto"
+    design: Literal["auto", "ab", "did", "synth", "before_after"] = "auto"
 
     @field_validator("treated", "control", mode="before")
     @classmethod
@@ -96,6 +114,8 @@ class Intervention(_Strict):
             raise ValueError(f"unit {sorted(both)[0]!r} is both treated and control")
         if self.control and not self.treated:
             raise ValueError("a control group needs a treated group (`treated:`)")
+        if self.design == "synth" and not self.treated:
+            raise ValueError("a synthetic control needs its treated group (`treated:`; control: the others)")
         if self.design == "ab" and not self.treated:
             raise ValueError("an A/B test needs its treated group (`treated:`; control: the others)")
         if self.randomised and not self.treated:
@@ -104,11 +124,15 @@ class Intervention(_Strict):
 
     @property
     def method(self) -> str:
-        """``ab`` (randomised groups), ``did`` (difference-in-differences) or ``before_after`` (no control)."""
+        """``ab`` (randomised groups), ``synth`` (a single treated unit), ``did`` (difference-in-differences) or
+        ``before_after`` (no control) as far as the file tells; kiban.value.measure.design also picks ``synth``
+        when the control group turns out to be a single unit (which needs the data to know)."""
         if self.design != "auto":
             return self.design
         if self.treated:
-            return "ab" if self.randomised else "did"
+            if self.randomised:
+                return "ab"
+            return "synth" if len(self.treated) == 1 else "did"
         return "before_after"
 
 
@@ -143,9 +167,10 @@ class Initiative:
     config: InitiativeConfig
 
 
-def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, Asset],
+def load_initiatives(root: Path, config: ProjectConfig, calendars: tuple[str, ...], assets: dict[str, Asset],
                      usecases: dict[str, UseCase], errors: list[ProjectError]) -> dict[str, Initiative]:
-    """``initiatives/*.yml``: the use cases, assets and calendar they name must exist (errors name file:line)."""
+    """``initiatives/*.yml``: the use cases, assets, metrics and calendar they name must exist (errors name
+    file:line). A KPI naming a metric is resolved into the metric's source here."""
     folder = root / "initiatives"
     if not folder.is_dir():
         return {}
@@ -173,6 +198,16 @@ def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, A
                 errors.append(ProjectError(f"unknown use case '{name}'", doc.location(("usecases", i)),
                                            did_you_mean(name, usecases) or "use cases are usecases/NAME.yml"))
         kpi = cfg.kpi
+        metric_name = kpi.metric if kpi is not None else None
+        if kpi is not None and metric_name is not None:
+            metric = config.metrics.get(metric_name)
+            if metric is None:
+                errors.append(ProjectError(f"unknown metric '{metric_name}'", doc.location(("kpi",)),
+                                           did_you_mean(metric_name, config.metrics)
+                                           or "metrics are declared under `metrics:` in kiban.yml"))
+                kpi = None
+            else:
+                kpi = kpi.with_metric(metric_name, metric)
         if kpi is not None and kpi.asset is not None:
             kpi_key, problem, hint = resolve(kpi.asset)
             if kpi_key is None:
@@ -186,3 +221,14 @@ def load_initiatives(root: Path, calendars: tuple[str, ...], assets: dict[str, A
                                        did_you_mean(cfg.calendar, calendars)))
         found[path.stem] = Initiative(path.stem, path, cfg.model_copy(update={"assets": tuple(keys), "kpi": kpi}))
     return found
+
+
+def check_metrics(config: ProjectConfig, assets: dict[str, Asset], project_doc: YamlDoc,
+                  errors: list[ProjectError]) -> None:
+    """Every metric's ``asset:`` must be an asset of the project (kiban.yml's line named)."""
+    resolver = KeyResolver(assets)
+    for name, metric in config.metrics.items():
+        if metric.asset is not None and resolver.key(metric.asset) is None:
+            problem, hint = resolver.explain(metric.asset)
+            errors.append(ProjectError(f"metric {name}: {problem}",
+                                       project_doc.location(("metrics", name, "asset")), hint))

@@ -12,7 +12,7 @@ from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
-from kiban.project.initiative import Initiative, load_initiatives
+from kiban.project.initiative import Initiative, check_metrics, load_initiatives
 from kiban.project.jobs import check_jobs, check_limits
 from kiban.project.macros import Macro, load_macros
 from kiban.project.pasted import refuse_templating
@@ -118,7 +118,10 @@ def load_project(start: Path | str = ".") -> Project:
     usecases = _usecases(root, config, assets, errors)
     macros = load_macros(root, errors)
     _check_declarations(config, assets, errors)
-    initiatives = load_initiatives(root, (*BUILTIN_CALENDARS, *config.calendars), assets, usecases, errors)
+    if config.metrics:
+        check_metrics(config, assets, load_yaml(root / PROJECT_FILE), errors)
+    initiatives = load_initiatives(root, config, (*BUILTIN_CALENDARS, *config.calendars), assets, usecases,
+                                   errors)
     if config.oncall is not None or config.review_notify:
         _check_oncall(root, config, errors)
     if config.jobs:

@@ -17,10 +17,10 @@ from kiban.catalog.safety import check_query
 from kiban.catalog.warehouse import NothingPublished, open_readonly
 from kiban.errors import KibanError
 from kiban.project import Project
-from kiban.project.initiative import Initiative
+from kiban.project.initiative import Initiative, Intervention
 from kiban.quoting import quote, relation
 from kiban.slo.calendar import calendar_for
-from kiban.value.effect import Effect, EffectError, Panel, measure
+from kiban.value.effect import MIN_UNITS_PER_GROUP, Effect, EffectError, Panel, measure
 
 
 class MeasureError(KibanError):
@@ -110,6 +110,18 @@ def read_panel(project: Project, initiative: Initiative, readable: Mapping[str, 
     return Panel.from_codes(days, codes, [names[i] for i in order], values)
 
 
+def design(iv: Intervention, panel: Panel) -> str:
+    """The design to use: the one written, or (``auto``) A/B for randomised groups, a synthetic control when one
+    group has a single unit (a treated store among untouched ones), difference-in-differences for two groups,
+    before/after without a control group."""
+    method = iv.method
+    if iv.design == "auto" and method == "did":
+        controls = len(iv.control) if iv.control else len(set(panel.units) - set(iv.treated))
+        if min(len(iv.treated), controls) < MIN_UNITS_PER_GROUP:
+            return "synth"
+    return method
+
+
 def measure_initiative(project: Project, initiative: Initiative, panel: Panel | None = None,
                        readable: Mapping[str, object] | None = None) -> Measurement:
     """Estimate the initiative's effect (the design follows its intervention: ab, did or before_after)."""
@@ -123,7 +135,7 @@ def measure_initiative(project: Project, initiative: Initiative, panel: Panel | 
     holidays = calendar.holiday_name
     iv = cfg.intervention
     try:
-        effect = measure(panel, iv.start, method=iv.method, treated=iv.treated, control=iv.control, end=iv.end,
+        effect = measure(panel, iv.start, method=design(iv, panel), treated=iv.treated, control=iv.control, end=iv.end,
                          is_holiday=lambda d: holidays(d) is not None)
     except EffectError as exc:
         raise MeasureError(f"initiative {initiative.name}: {exc}") from None

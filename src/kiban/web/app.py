@@ -20,7 +20,7 @@ from kiban import __version__
 from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
 from kiban.status import RunStatus
-from kiban.web import api, catalog_pages, forms_pages, index_pages, live, pages, team_pages
+from kiban.web import api, catalog_pages, forms_pages, index_pages, initiative_pages, live, pages, team_pages
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
 from kiban.web.jobs import Job, Jobs
@@ -72,6 +72,7 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     catalog_pages.install(app)  # column lineage, SQL console, recipes, data requests, usage (and their API)
     app.include_router(forms_pages.router)  # forms and uploads (kiban.forms)
     app.include_router(forms_pages.api)
+    initiative_pages.install(app)  # editing initiatives (before their pages: /initiatives/new), their API
     team_pages.install(app)  # initiatives and the value ledger, on call, the weekly review, postmortems
     app.add_exception_handler(KibanError, _kiban_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
