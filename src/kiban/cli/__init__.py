@@ -1,14 +1,20 @@
 """The ``kiban`` command line: a thin front end over the core.
 
 Imports are lazy (inside commands) so that ``kiban --help`` answers at once; a plain ``kiban run`` with nothing
-to do is answered before Typer or any of kiban's heavy modules load (``kiban.cli.quick``). The Typer app and its
-commands live in ``kiban.cli.root`` (``from kiban.cli import app`` still works: it is loaded on first use).
+to do, and ``kiban status``, are answered before Typer or any of kiban's heavy modules load (``kiban.cli.quick``).
+The Typer app and its commands live in ``kiban.cli.root`` (``from kiban.cli import app`` still works: it is
+loaded on first use).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiban.cli.root import State, app
+
+__all__ = ["State", "app", "main"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,9 +27,9 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
-    from kiban.cli.quick import try_noop
+    from kiban.cli.quick import try_quick
 
-    if try_noop(sys.argv[1:]):
+    if try_quick(sys.argv[1:]):
         return
     from kiban.cli.root import main as full
 

@@ -168,6 +168,57 @@ def _read_stamp(root: Path) -> dict[str, Any] | None:
     return stamp if isinstance(stamp, dict) and stamp.get("version") == VERSION else None
 
 
+def try_quick(argv: list[str], cwd: Path | None = None) -> bool:
+    """``kiban run`` or ``kiban status`` answered from the stamp; False when the full command must run."""
+    if argv in (["status"], ["status", "--json"]):
+        return try_status(argv[1:] == ["--json"], cwd)
+    return try_noop(argv, cwd)
+
+
+def try_status(as_json: bool = False, cwd: Path | None = None) -> bool:
+    """``kiban status`` from the stamp's list of assets (valid while no project file changed) and the store."""
+    root = _find_root((cwd or Path.cwd()).resolve())
+    stamp = _read_stamp(root) if root is not None else None
+    if root is None or stamp is None or "assets" not in stamp:
+        return False
+    digest, _ = inputs_identity(root)
+    if digest is None or digest != stamp.get("inputs"):
+        return False
+    try:
+        conn = sqlite3.connect(stamp["state"], timeout=30)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.row_factory = sqlite3.Row
+        project = stamp["project"]
+        if conn.execute("select count(*) from runs where project = ? and status = ?",
+                        (project, RunStatus.RUNNING.value)).fetchone()[0]:
+            return False  # a run going on (or one to reap as abandoned): the full command
+        newest = ("select * from attempts where id in (select max(a.id) from attempts a join runs r on r.run_id = "
+                  "a.run_id where r.project = ?{} group by a.asset)")
+        latest = {r["asset"]: _Attempt(r) for r in conn.execute(newest.format(""), (project,))}
+        built = {r["asset"]: _Attempt(r) for r in conn.execute(newest.format(" and a.status = ?"),
+                                                               (project, AttemptStatus.SUCCESS.value))}
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    from kiban.cli.status_view import print_status_data, status_rows
+
+    print_status_data(status_rows([(k, layer) for k, layer in stamp["assets"]], latest, built, []),
+                      stamp["timezone"], as_json)
+    return True
+
+
+class _Attempt:
+    """An attempts row with the fields ``status_rows`` reads (times as the store's naive UTC datetimes)."""
+
+    def __init__(self, row: sqlite3.Row) -> None:
+        self.status, self.error, self.rows, self.bytes = row["status"], row["error"], row["rows"], row["bytes"]
+        self.seconds = row["seconds"]
+        self.ended_at = datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None
+
+
 def try_noop(argv: list[str], cwd: Path | None = None) -> bool:
     """Answer a plain ``kiban run`` from a valid stamp; False (nothing done) when the full path must run."""
     global started_probe
@@ -263,8 +314,12 @@ def remember(project: Any, result: Any, gated: bool) -> bool:
         conn.close()
     if store is None or store["last_run"] != result.run_id or len(rows) != len(result.plan.fresh):
         return False
+    assets = [[key, project.assets[key].layer] for key in result.plan.order]
+    if set(project.assets) != {key for key, _ in assets}:
+        return False
     _write_stamp(_cache(root), {"version": VERSION, "inputs": digest, "state": state, "project": project.name,
-                                "store": store, "fresh": [list(r) for r in rows]})
+                                "store": store, "fresh": [list(r) for r in rows], "assets": assets,
+                                "timezone": project.config.timezone})
     return True
 
 
