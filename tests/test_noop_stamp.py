@@ -176,3 +176,23 @@ def test_random_edits_never_give_a_stale_plan(built: Path, monkeypatch: pytest.M
     names = list(_edits(built, monkeypatch))
     steps = [rng.choice(names) if rng.random() < 0.4 else "none" for _ in range(150)]
     _check_steps(built, monkeypatch, steps)
+
+
+def test_quick_status_prints_what_the_full_command_prints(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from kiban.cli.report import print_status
+
+    _kiban_run(built, monkeypatch)  # a no-op: writes the stamp
+    conn = sqlite3.connect(built / ".kiban" / "state.db")
+    with conn:  # a failed attempt with a long error, so the note column is drawn too
+        conn.execute("update attempts set status = 'failed', error = 'boom: ' || hex(randomblob(40)) "
+                     "where id = (select max(id) from attempts)")
+    conn.close()
+    capsys.readouterr()
+    for as_json in (False, True):
+        assert quick.try_status(as_json, built)
+        answered = capsys.readouterr().out
+        print_status(load_project(built), as_json)
+        assert answered == capsys.readouterr().out
+    os.utime(built / "models" / "mart" / "top.sql")  # a project file changed: the asset list may have
+    assert not quick.try_status(False, built)
