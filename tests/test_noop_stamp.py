@@ -144,9 +144,9 @@ def built(make_project, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_stamp_answers_only_when_the_plan_has_nothing_to_build(built: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    steps = ["none", "none", "rewrite_model", "none", "none", "touch_model", "none", "add_model", "none",
-             "remove_model", "none", "replace_lake", "none", "drop_table_behind_kiban", "none", "none",
-             "delete_parse_cache", "none", "edit_config", "none", "environment", "none", "add_lake_file", "none"]
+    steps = ["none", "none", "rewrite_model", "none", "touch_model", "add_model", "remove_model", "none",
+             "replace_lake", "drop_table_behind_kiban", "none", "delete_parse_cache", "edit_config", "environment",
+             "none", "add_lake_file", "none"]
     quick_answers, unchanged = _check_steps(built, monkeypatch, steps)
     assert quick_answers >= 3 and unchanged >= 3
 

@@ -21,7 +21,8 @@ files) takes the full path, which writes a new stamp when it again finds nothing
 
 Files changed while a stamp is written are not trusted: an entry whose ctime is not older than the probe
 taken before the run started makes the stamp unwritten (git's "racy clean" rule), so a change in the same
-clock tick as the stamp is never missed. ctime cannot be set back by a user, unlike mtime.
+clock tick as the stamp is never missed. ctime cannot be set back by a user, unlike mtime. kiban's own caches
+(``.kiban/cache/``) are exempt from that rule, not from the digest: the run that stamps writes them itself.
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ def inputs_identity(root: Path) -> tuple[str | None, int]:
     files: list[tuple[Any, ...]] = []
     if not _walk(root, skip, files, root):
         return None, 0
-    newest = max((f[3] for f in files if len(f) == 5), default=0)
+    # the racy rule (see remember) is for inputs: kiban's own caches are written by the very run that stamps,
+    # keyed by content (sql.json) or only by runs, which the store's latest run tells apart (lake_folders.json)
+    own = str(cache.relative_to(root)) + os.sep
+    newest = max((f[3] for f in files if len(f) == 5 and not f[0].startswith(own)), default=0)
     env = sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE_ENV)
     blob = json.dumps([VERSION, str(root), sorted(files), env, _code_identity()], default=str)
     return hashlib.sha256(blob.encode()).hexdigest(), newest
