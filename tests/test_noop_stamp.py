@@ -171,6 +171,7 @@ def test_a_held_lock_or_a_running_run_takes_the_full_path(built: Path, monkeypat
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 def test_random_edits_never_give_a_stale_plan(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(23)
     names = list(_edits(built, monkeypatch))
