@@ -197,3 +197,12 @@ def test_quick_status_prints_what_the_full_command_prints(built: Path, monkeypat
         assert answered == capsys.readouterr().out
     os.utime(built / "models" / "mart" / "top.sql")  # a project file changed: the asset list may have
     assert not quick.try_status(False, built)
+
+
+def test_a_deleted_store_is_not_created_by_the_quick_path(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _kiban_run(built, monkeypatch)  # a no-op: writes the stamp
+    for suffix in ("", "-wal", "-shm"):
+        (built / ".kiban" / f"state.db{suffix}").unlink(missing_ok=True)
+    assert not quick.try_noop(["run"], built)
+    assert not quick.try_status(False, built)
+    assert not (built / ".kiban" / "state.db").exists()  # the full path makes it, private to its owner

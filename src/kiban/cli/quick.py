@@ -38,6 +38,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from kiban.status import AttemptStatus, BackfillStatus, RunStatus
 
@@ -143,7 +144,8 @@ def _store_identity(conn: sqlite3.Connection, project: str) -> dict[str, Any] | 
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    """The store, never created here (mode=rw): a missing store is the full path's to make, private to its owner."""
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=30, isolation_level=None)
     conn.execute("pragma journal_mode=wal")
     conn.execute("pragma synchronous=full")  # as the full path's store: a recorded run survives a power loss
     return conn
@@ -189,7 +191,7 @@ def try_status(as_json: bool = False, cwd: Path | None = None) -> bool:
     if digest is None or digest != stamp.get("inputs"):
         return False
     try:
-        conn = sqlite3.connect(stamp["state"], timeout=30)
+        conn = _connect(stamp["state"])
     except sqlite3.Error:
         return False
     try:
