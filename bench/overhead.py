@@ -57,6 +57,7 @@ class Case:
     env: dict[str, str]
     cold: Path | None = None  # a project whose generated files are removed before each run (None: keep)
     raw_db: Path | None = None  # the raw script's database, removed before each run
+    drop_stamp: Path | None = None  # a project whose no-op stamp is removed before each run (the full path)
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -72,6 +73,10 @@ def measure(case: Case) -> Sample:
     if case.raw_db is not None:
         for p in (case.raw_db, Path(f"{case.raw_db}.wal")):
             p.unlink(missing_ok=True)
+    stamp = case.drop_stamp / ".kiban" / "cache" / "noop.json" if case.drop_stamp is not None else None
+    aside = case.drop_stamp.with_name(f"{case.drop_stamp.name}.stamp") if case.drop_stamp is not None else None
+    if stamp is not None and aside is not None and stamp.exists():  # kept outside the project: not an input
+        stamp.rename(aside)
     start = time.perf_counter()
     proc = subprocess.Popen(case.argv, cwd=case.cwd, env=case.env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -79,6 +84,11 @@ def measure(case: Case) -> Sample:
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if stamp is not None and aside is not None and aside.exists():  # the next case finds the stamp as it was
+        if stamp.exists():  # the full no-op wrote a new one
+            aside.unlink()
+        else:
+            aside.rename(stamp)
     if proc.returncode != 0:
         raise SystemExit(f"{case.label} failed ({proc.returncode}):\n{err[-2000:]}")
     return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
@@ -121,30 +131,42 @@ def build_cases(args: argparse.Namespace) -> tuple[list[Case], list[Case]]:
                                   [py, "-m", "kiban", "run"], threads, env, cold=threads))
                 # the no-op and status read a separate, already built copy
                 noop = ROOT / f"N{n}-noop-{name}"
-                if noop.exists():
-                    shutil.rmtree(noop)
-                shutil.copytree(proj / "kiban", noop, symlinks=True)
-                setup.append(Case(f"{name}{n}setup", "setup", [py, "-m", "kiban", "run"], noop, env))
-                cases.append(Case(f"{name}{n}noop", f"{n} models: {name} run, nothing changed",
-                                  [py, "-m", "kiban", "run"], noop, env))
-                cases.append(Case(f"{name}{n}status", f"{n} models: {name} status",
-                                  [py, "-m", "kiban", "status"], noop, env))
+                built = args.keep_built and (noop / ".kiban").exists()
+                if not built:
+                    shutil.rmtree(noop, ignore_errors=True)
+                    shutil.copytree(proj / "kiban", noop, symlinks=True)
+                _noop_cases(name, n, noop, env, setup, cases, built)
     if args.big:
         n = args.big
         proj = ROOT / f"N{n}"
         generate(n, 10_000, proj, data, ("kiban",), kiban_threads=0)
         for name, src in builds:
             noop = ROOT / f"N{n}-noop-{name}"
-            if noop.exists():
-                shutil.rmtree(noop)
-            shutil.copytree(proj / "kiban", noop, symlinks=True)
+            built = args.keep_built and (noop / ".kiban").exists()
+            if not built:
+                shutil.rmtree(noop, ignore_errors=True)
+                shutil.copytree(proj / "kiban", noop, symlinks=True)
             env = kiban_env(src)
-            setup.append(Case(f"{name}{n}setup", "setup", [py, "-m", "kiban", "run"], noop, env))
-            cases.append(Case(f"{name}{n}noop", f"{n} models: {name} run, nothing changed",
-                              [py, "-m", "kiban", "run"], noop, env))
-            cases.append(Case(f"{name}{n}status", f"{n} models: {name} status",
-                              [py, "-m", "kiban", "status"], noop, env))
+            _noop_cases(name, n, noop, env, setup, cases, built)
     return setup, cases
+
+
+def _noop_cases(name: str, n: int, noop: Path, env: dict[str, str], setup: list[Case], cases: list[Case],
+                built: bool = False) -> None:
+    """A built copy (untimed: the build, then the first no-op, which writes the stamp); timed: the no-op and
+    `kiban status` answered from the stamp, and both again the full way (the stamp removed before each)."""
+    py = sys.executable
+    if not built:
+        setup.append(Case(f"{name}{n}setup", "setup", [py, "-m", "kiban", "run"], noop, env))
+    setup.append(Case(f"{name}{n}stamp", "setup", [py, "-m", "kiban", "run"], noop, env))
+    cases.append(Case(f"{name}{n}noop", f"{n} models: {name} run, nothing changed",
+                      [py, "-m", "kiban", "run"], noop, env))
+    cases.append(Case(f"{name}{n}status", f"{n} models: {name} status",
+                      [py, "-m", "kiban", "status"], noop, env))
+    cases.append(Case(f"{name}{n}noopfull", f"{n} models: {name} run, nothing changed, no stamp (full path)",
+                      [py, "-m", "kiban", "run"], noop, env, drop_stamp=noop))
+    cases.append(Case(f"{name}{n}statusfull", f"{n} models: {name} status, no stamp (full path)",
+                      [py, "-m", "kiban", "status"], noop, env, drop_stamp=noop))
 
 
 def med(values: list[float]) -> float:
@@ -207,6 +229,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--big", type=int, default=0, help="also the no-op rerun and status at this many models")
     parser.add_argument("--before", default="", help="another kiban's src/ folder, measured alongside")
+    parser.add_argument("--keep-built", action="store_true",
+                        help="reuse the built no-op copies of an earlier run (no rebuild: their stamp is made again)")
     parser.add_argument("--only", default="", help="comma-separated case keys (default: all)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()

@@ -1,105 +1,36 @@
 """The ``kiban`` command line: a thin front end over the core.
 
-Imports are lazy (inside commands) so that ``kiban --help`` answers at once.
+Imports are lazy (inside commands) so that ``kiban --help`` answers at once; a plain ``kiban run`` with nothing
+to do, and ``kiban status``, are answered before Typer or any of kiban's heavy modules load (``kiban.cli.quick``).
+The Typer app and its commands live in ``kiban.cli.root`` (``from kiban.cli import app`` still works: it is
+loaded on first use).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    from kiban.cli.root import State, app
 
-from kiban import __version__
-
-app = typer.Typer(
-    name="kiban",
-    help="kiban (基盤): collect, transform and check data, and serve it to its users on time.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
-)
+__all__ = ["State", "app", "main"]
 
 
-class State:
-    project_dir: Path = Path(".")
+def __getattr__(name: str) -> Any:
+    if name in ("app", "State"):
+        from kiban.cli import root
 
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"kiban {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    project: Annotated[Path, typer.Option("--project", "-p", help="Project folder (default: the nearest "
-                                          "folder at or above the current one with kiban.yml).")] = Path("."),
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
-    log_level: Annotated[str | None, typer.Option(
-        "--log-level", envvar="KIBAN_LOG_LEVEL", metavar="LEVEL",
-        help="Log lines on stderr from this level up: debug, info, warning (default), error.")] = None,
-) -> None:
-    from kiban.cli.logconfig import configure
-
-    configure(log_level)
-    State.project_dir = project
+        return getattr(root, name)
+    raise AttributeError(f"module 'kiban.cli' has no attribute {name!r}")
 
 
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
-    # Importing a command module registers its commands (sources, services, models, catalog, workers...).
-    from kiban.cli import (  # noqa: F401
-        backfill,
-        catalog,
-        checks,
-        collect,
-        commands,
-        console,
-        dbt_import,
-        deliveries,
-        loads,
-        models,
-        schedule,
-        slo,
-        team,
-        value,
-        web,
-        worker,
-    )
-    from kiban.errors import KibanError
+    from kiban.cli.quick import try_quick
 
-    try:
-        app(standalone_mode=False)
-    except KibanError as exc:
-        from kiban.cli.output import print_error
+    if try_quick(sys.argv[1:]):
+        return
+    from kiban.cli.root import main as full
 
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        if isinstance(exc, _click_exceptions()):
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        raise
-
-
-def _click_exceptions() -> tuple[type[Exception], ...]:
-    """Click's usage-error class: Typer >= 0.2x vendors Click as ``typer._click``, older Typer uses ``click``."""
-    import importlib
-
-    kinds: list[type[Exception]] = []
-    for module in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            kinds.append(importlib.import_module(module).ClickException)
-        except ImportError:
-            continue
-    return tuple(kinds)
+    full()

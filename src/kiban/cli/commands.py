@@ -116,6 +116,10 @@ def run(
     elif not result.ok:  # stdout holds only JSON lines
         err_console.print(f"run {result.run_id} {result.status}", style="red")
     print_service_levels(done, quiet=log_format == "json")
+    if log_format == "text":  # a plain run that found nothing to do: the next one may answer without planning
+        from kiban.cli.quick import remember
+
+        remember(project, result, done.gated)
     if result.status == RunStatus.CANCELLED:
         sys.exit(130)
     if not result.ok:

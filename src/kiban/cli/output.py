@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
-import typer
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
@@ -64,7 +63,18 @@ def one_line(text: str | None, limit: int = 200) -> str:
 console = FullWidthConsole(highlight=False)
 err_console = FullWidthConsole(stderr=True, highlight=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead (its shape: docs/cli.md#json-output).")]
+_JSON_HELP = "Print JSON instead (its shape: docs/cli.md#json-output)."
+if TYPE_CHECKING:
+    import typer
+
+    JsonOpt = Annotated[bool, typer.Option("--json", help=_JSON_HELP)]
+else:
+    def __getattr__(name: str) -> Any:  # Typer loads with the commands that take --json, not with this module
+        if name == "JsonOpt":
+            import typer
+
+            return Annotated[bool, typer.Option("--json", help=_JSON_HELP)]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plain(value: Any) -> Any:

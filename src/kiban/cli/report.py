@@ -11,19 +11,17 @@ from rich.table import Table
 
 from kiban.catalog.lake_types import lake_types
 from kiban.cli.output import (
-    STATUS_STYLE,
-    Cell,
     console,
     duration,
     emit_json,
     local_time,
     number,
     one_line,
-    print_rows,
     size,
     styled,
     utc_iso,
 )
+from kiban.cli.status_view import print_status_data, status_rows
 from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.graph import Graph
 from kiban.project import Project
@@ -99,49 +97,11 @@ def status_data(project: Project) -> dict[str, Any]:
         running = [r for r in store.runs(project.name, 5) if r.status == RunStatus.RUNNING]
     finally:
         store.close()
-    assets = []
-    for key in graph.order:
-        asset = graph.assets[key]
-        last, good = latest.get(key), built.get(key)
-        state = "lake" if asset.layer == "lake" else (last.status if last else "never run")
-        error = (last.error or None) if last and last.status in (
-            AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED) else None
-        assets.append({"asset": key, "layer": asset.layer, "state": state,
-                       "last_built": utc_iso(good.ended_at) if good else None, "rows": good.rows if good else None,
-                       "bytes": good.bytes if good else None, "seconds": good.seconds if good else None,
-                       "error": error})
-    return {"assets": assets, "running": [{"run_id": r.run_id, "started_at": utc_iso(r.started_at), "pid": r.pid}
-                                          for r in running]}
+    return status_rows([(k, graph.assets[k].layer) for k in graph.order], latest, built, running)
 
 
 def print_status(project: Project, as_json: bool = False) -> None:
-    data = status_data(project)
-    if as_json:
-        emit_json(data)
-        return
-    tz = project.config.timezone
-    rows: list[list[Cell]] = []
-    for row in data["assets"]:
-        if row["state"] == "lake":
-            rows.append([(row["asset"], "blue"), ("lake", "blue"), *[("", None)] * 5])
-            continue
-        state = row["state"]
-        rows.append([(row["asset"], None), (state, "dim" if state == "never run" else STATUS_STYLE.get(state, "white")),
-                     (_local_iso(row["last_built"], tz), None), (number(row["rows"]), None),
-                     (size(row["bytes"]), None), (duration(row["seconds"]), None),
-                     (one_line(row["error"], 120), None)])
-    print_rows(("asset", "state", "last built", "rows", "size", "time", "note"), rows,
-               right=("rows", "size", "time"), limits={"note": 60})
-    for run in data["running"]:
-        console.print(f"[cyan]running now:[/] {run['run_id']} since {_local_iso(run['started_at'], tz)} "
-                      f"(pid {run['pid']})")
-
-
-def _local_iso(value: str | None, tz: str) -> str:
-    """An ISO time of the JSON shape (UTC, ``Z``) in the project's time zone."""
-    from datetime import datetime
-
-    return "-" if value is None else local_time(datetime.fromisoformat(value.rstrip("Z")), tz)
+    print_status_data(status_data(project), project.config.timezone, as_json)
 
 
 def print_runs(project: Project, limit: int, as_json: bool = False) -> None:

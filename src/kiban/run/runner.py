@@ -167,7 +167,9 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
                     intents.clear(done)
 
             def release(event: Event) -> None:  # an asset finished is free for other runs at once
-                if event.kind == "asset_finished" and event.asset and event.run_id == run_id:
+                # (fresh ones are freed together, in one store transaction, before their events go out)
+                if event.kind == "asset_finished" and event.asset and event.run_id == run_id and \
+                        event.status != AttemptStatus.FRESH:
                     locks.release(run_id, [event.asset])
 
             return _run_locked(RunContext(project, graph, store, run_id, selection, selectors, options,
@@ -254,6 +256,7 @@ def _run_locked(ctx: RunContext) -> RunResult:
                      ended_at=started,
                      fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, built, graph, k))
                 for k in plan.fresh])
+            free(plan.fresh)  # one transaction for every fresh asset, not one each
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.FRESH))
 

@@ -38,7 +38,7 @@ def main() -> None:
     os.environ.update(order.get("env", {}))
     os.chdir(order.get("cwd", "."))
     sys.argv = ["kiban", *order["args"]]
-    from kiban.cli import main as kiban_main
+    from kiban.cli.root import main as kiban_main  # the full command: a warm process has loaded it all already
 
     kiban_main()
 
