@@ -82,6 +82,7 @@ def _list(table: str | None, limit: int, as_json: bool) -> None:
 
 def _retract(load_id: str, note: str | None, as_json: bool) -> None:
     from kiban.cli.output import console
+    from kiban.collect import shared_lake
     from kiban.collect.manifest import Manifests
     from kiban.errors import SelectionError, UsageError
     from kiban.store import Store
@@ -95,7 +96,7 @@ def _retract(load_id: str, note: str | None, as_json: bool) -> None:
             raise SelectionError(f"no load {load_id}" if not matches else f"load id '{load_id}' is ambiguous",
                                  "`kiban loads TABLE` lists the load ids")
         try:
-            record = manifests.retract(project.name, matches[0], note)
+            record = shared_lake.retract(project, store, matches[0], note)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     finally:
