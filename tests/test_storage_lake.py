@@ -16,7 +16,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.s3_server import CREDENTIALS, S3, kiban, s3, s3_endpoint  # noqa: F401  (fixtures)
+from tests import s3_server
+from tests.s3_server import CREDENTIALS, S3, kiban
+
+s3_endpoint, s3 = s3_server.s3_endpoint, s3_server.s3  # the fixtures
 
 deltalake = pytest.importorskip("deltalake")
 
