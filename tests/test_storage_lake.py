@@ -67,6 +67,8 @@ def test_loads_commit_to_s3_models_read_the_snapshot_and_retract_is_a_new_snapsh
     assert mart(root) == (5, 150)
     retracted = kiban("--project", root, "loads", "retract", first, "--json")
     assert retracted.returncode == 0, retracted.stderr
+    assert json.loads(retracted.stdout)["retracted_version"] == 2  # the snapshot kiban reads from now on
+    assert [x["lake_version"] for x in loads] == [1, 0]
     assert delta_rows(s3) == {second: 2}  # a new snapshot without the load's rows …
     assert delta_rows(s3, 1) == {first: 3, second: 2}  # … and the one before it stays readable
     (root / "data/a.csv").unlink()

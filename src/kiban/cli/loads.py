@@ -21,7 +21,9 @@ def _load_json(r: Any) -> dict[str, Any]:
             "ended_at": r.ended_at.isoformat() if r.ended_at else None, "run_id": r.run_id, "read": r.rows_read,
             "landed": r.rows_landed, "quarantined": r.rows_quarantined, "dropped": r.rows_dropped,
             "deleted": r.rows_deleted, "cursor": None if r.cursor is None else str(r.cursor), "error": r.error,
-            "files": [{"path": p, "kind": k, "rows": n, "bytes": b} for p, k, n, b in r.files]}
+            "files": [{"path": p, "kind": k, "rows": n, "bytes": b} for p, k, n, b in r.files],
+            # storage: on shared storage, the Delta versions its commit and its retraction made (else null)
+            "lake_version": r.lake_version, "retracted_version": r.retracted_version}
 
 
 @app.command(name="loads")

@@ -68,6 +68,7 @@ class LoadRecord:
     retracted_at: datetime | None = None  # `kiban loads retract`: in no view any more
     retracted_note: str | None = None
     lake_version: int | None = None  # shared storage: the Delta version this load's commit made
+    retracted_version: int | None = None  # … and the one its retraction made
 
     @property
     def reconciles(self) -> bool:
@@ -300,7 +301,7 @@ class Manifests:
                            schema=[tuple(c) for c in json.loads(r.schema or "[]")], error=r.error,
                            files=sorted(by_load.get(r.load_id, [])), reread_s=r.reread_s,
                            retracted_at=r.retracted_at, retracted_note=r.retracted_note,
-                           lake_version=r.lake_version)
+                           lake_version=r.lake_version, retracted_version=r.retracted_version)
                 for r in rows]
 
     def drift(self, project: str, asset: str | None, limit: int = 20,
