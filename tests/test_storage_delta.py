@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from kiban.storage.cache import local_files
+from kiban.storage.cache import local_files, snapshot_uris
 from kiban.storage.delta import DeltaTables, delta_ready
 from kiban.storage.spec import StorageConfig, StorageError
 from tests import s3_server
@@ -82,6 +82,11 @@ def test_a_snapshot_is_fetched_once_and_read_as_its_rows(s3: S3, tmp_path: Path)
     assert again == first and [Path(p).stat().st_mtime_ns for p in again] == stamps  # not fetched again
     assert sorted(pq.read_table(first).column("v").to_pylist()) == [1, 2, 3]
     assert not list(cache.rglob("*.part"))
+    # a version's file list is read from the Delta log once per machine: it never changes
+    asked: list[int] = []
+    listing = lambda: asked.append(1) or tables.files("t", version)  # noqa: E731
+    assert snapshot_uris(cache, tables.uri("t"), version, listing) == uris
+    assert snapshot_uris(cache, tables.uri("t"), version, listing) == uris and asked == [1]
 
 
 def test_types_delta_has_no_name_for_are_widened() -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
 from kiban.status import LoadStatus
-from kiban.storage.cache import local_files
+from kiban.storage.cache import local_files, snapshot_uris
 from kiban.storage.delta import DeltaTables
 from kiban.store import Store
 
@@ -103,8 +103,9 @@ def snapshot_files(project: Project, state: TableState) -> tuple[str, ...]:
         return tuple(str(project.lake_dir / f) for f in state.files)
     storage = project.config.storage
     assert storage is not None
-    uris = delta.files(name_of(state.asset), state.lake_version)
-    return tuple(local_files(uris, project.root / storage.cache, delta.options))
+    cache, name, version = project.root / storage.cache, name_of(state.asset), state.lake_version
+    uris = snapshot_uris(cache, delta.uri(name), version, lambda: delta.files(name, version))
+    return tuple(local_files(uris, cache, delta.options))
 
 
 __all__ = ["commit", "name_of", "repair", "retract", "snapshot_files", "tables"]

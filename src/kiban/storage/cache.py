@@ -7,9 +7,12 @@ both end with the same whole file. A local-disk table needs no copy: its files a
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,3 +63,21 @@ def _filesystem(options: dict[str, str]) -> Any:
         parsed = urlparse(endpoint)
         kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
     return fs.S3FileSystem(**kwargs)
+
+
+def snapshot_uris(cache: Path, table_uri: str, version: int, listing: Callable[[], list[str]]) -> list[str]:
+    """The data files of ``table_uri`` at ``version``, remembered in ``cache``: a version's files never change, so
+    the Delta log is read once per version and machine (a run over many tables asks the store nothing)."""
+    key = hashlib.sha256(table_uri.encode()).hexdigest()[:16]
+    path = cache / "_snapshots" / key / f"{version}.json"
+    if path.exists():
+        with contextlib.suppress(ValueError, OSError):
+            found = json.loads(path.read_text())
+            if isinstance(found, list):
+                return [str(u) for u in found]
+    uris = listing()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    partial.write_text(json.dumps(uris))
+    os.replace(partial, path)
+    return uris
