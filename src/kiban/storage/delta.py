@@ -26,6 +26,16 @@ META_LOAD = "kiban.load"  # the commit's load id (custom commit metadata)
 META_TAG = "kiban.version"  # a published table's data version
 
 
+def _library() -> Any:
+    """The deltalake package, or a one-line error saying which extra brings it."""
+    try:
+        import deltalake
+    except ImportError:
+        raise StorageError("storage: in kiban.yml needs the deltalake package",
+                           "pip install 'kiban[storage]'") from None
+    return deltalake
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -63,6 +73,7 @@ class DeltaTables:
 
     # -- reading ------------------------------------------------------------------------------------------
     def _open(self, name: str, version: int | None = None) -> Any:
+        _library()
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -105,6 +116,7 @@ class DeltaTables:
     def commit_load(self, name: str, paths: Sequence[Path], load_id: str, replaces: Iterable[str] = ()) -> int:
         """One Delta commit adding the rows of ``paths`` (a load's Parquet files); the rows of the loads
         ``replaces`` leave in the same commit (a superseded load). Returns the new version."""
+        _library()
         from deltalake import CommitProperties, write_deltalake
 
         reader = _reader(paths)
@@ -163,6 +175,7 @@ class DeltaTables:
     def publish(self, name: str, data: pa.Table | pa.RecordBatchReader, tag: str) -> int:
         """Replace the table's rows (and schema) with ``data`` in one commit tagged ``tag``; returns its version.
         A reader sees the old snapshot or the new one, never a mix; a publish killed midway leaves the old."""
+        _library()
         from deltalake import CommitProperties, write_deltalake
 
         try:
