@@ -112,3 +112,22 @@ def test_a_load_killed_between_delta_commit_and_manifest_is_never_seen_and_is_un
     assert rows[first] == 3 and sum(rows.values()) == 5 and len(rows) == 2
     history = deltalake.DeltaTable(f"s3://{s3.bucket}/lake/seed_items", storage_options=s3.options()).history()
     assert [h.get("kiban.load") for h in history][:2][1] == "repair"
+
+
+KEYED = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n    primary_key: [k]\n    history: scd2\n"
+
+
+def test_another_machine_collects_a_keyed_table_against_the_shared_snapshot(make_project: Any, s3: S3) -> None:
+    root = make_project({"kiban.yml": "name: shop\ntimezone: UTC\n" + s3.yml(), "sources/seed.yml": KEYED,
+                         "models/mart/n.sql": "select count(*) as n, sum(v::int) as total from lake.seed_items_latest",
+                         "data/a.csv": "k,v\n1,10\n2,20\n"})
+    assert kiban("--project", root, "run").returncode == 0
+    assert mart(root) == (2, 30)
+    for path in (root / "lake").rglob("*.parquet"):  # this machine never saw the first load's files
+        path.unlink()
+    # a new version of key 1, key 2 unchanged (scd2 compares it with the current version: it does not land), key 3
+    (root / "data/b.csv").write_text("k,v\n1,11\n2,20\n3,30\n")
+    done = kiban("--project", root, "run")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert mart(root) == (3, 61)
+    assert sum(delta_rows(s3).values()) == 4  # key 1 twice (two versions), 2 and 3 once

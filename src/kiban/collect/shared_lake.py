@@ -17,6 +17,8 @@ shared table starts whole.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
@@ -95,6 +97,22 @@ def retract(project: Project, store: Store, load_id: str, note: str | None) -> L
         store.release_lock(lock, holder)
 
 
+def with_local_files(project: Project, state: TableState | None) -> TableState | None:
+    """``state`` whose files a load can read on this machine: its own lake files where they are all here, else
+    (another machine collected them) the recorded snapshot's files, fetched to the cache — absolute paths, which
+    the load's comparisons with earlier loads read as they read the lake's."""
+    if state is None or state.lake_version is None or tables(project) is None:
+        return state
+    if all((project.lake_dir / f).exists() for f in state.files):
+        return state
+    return replace(state, files=snapshot_files(project, state))
+
+
+def from_snapshot(state: TableState | None) -> bool:
+    """Whether ``state``'s files are a snapshot's copies (:func:`with_local_files`), not this machine's loads."""
+    return state is not None and any(Path(f).is_absolute() for f in state.files)
+
+
 def snapshot_files(project: Project, state: TableState) -> tuple[str, ...]:
     """Local paths of the data files of the table's recorded snapshot (copies of the object store's, fetched once
     to ``storage.cache``); the local lake's files when the table is not on shared storage yet."""
@@ -108,4 +126,4 @@ def snapshot_files(project: Project, state: TableState) -> tuple[str, ...]:
     return tuple(local_files(uris, cache, delta.options))
 
 
-__all__ = ["commit", "name_of", "repair", "retract", "snapshot_files", "tables"]
+__all__ = ["commit", "from_snapshot", "name_of", "repair", "retract", "snapshot_files", "tables", "with_local_files"]
