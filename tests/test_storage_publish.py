@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,3 +140,19 @@ def test_a_publish_killed_midway_leaves_the_previous_snapshot_whole(s3: S3) -> N
     assert killed, "no publish was killed midway"
     tables.publish("mart/big", generation(2), "g2")  # the next publish works over the leftovers
     assert tables.tag("mart/big") == "g2"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
+def test_spark_reads_the_newest_snapshot_of_a_local_disk_table(tmp_path: Path) -> None:
+    """Spark (no Delta jar, no downloads) reads a snapshot as the Parquet files it lists: only the newest rows."""
+    pyspark = pytest.importorskip("pyspark.sql")
+    tables = DeltaTables(str(tmp_path / "published"), {})
+    tables.publish("mart/x", pa.table({"a": [1, 2, 3], "s": ["ü", "b", None]}), "g0")
+    tables.publish("mart/x", pa.table({"a": [4, 5], "s": ["x", "y"]}), "g1")
+    files = deltalake.DeltaTable(tables.uri("mart/x")).file_uris()
+    spark = pyspark.SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        assert sorted(tuple(r) for r in spark.read.parquet(*files).collect()) == [(4, "x"), (5, "y")]
+    finally:
+        spark.stop()
