@@ -6,7 +6,8 @@ do exactly the same thing:
 
 1. the data-quality gate (``checks.gate``): a blocking check fails inside the publish, and the old version stays;
 2. the breach watcher (``slo.watch``), while a run goes: at-risk incidents are raised before the deadline;
-3. the catalog's listeners (OpenLineage events, fresh profiles of what was published);
+3. the catalog's listeners (OpenLineage events, fresh profiles of what was published), and shared storage's
+   (``storage.publish``: each published table as one Delta commit, with ``storage: warehouse:``);
 4. afterwards the service-level check (``slo.service.check``): verdicts stored, incidents kept in step,
    consumers told. It never changes the run's outcome: a failure to judge is reported, not raised.
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.hooks import catalog_listeners
+from kiban.storage.publish import listeners as shared_storage
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -53,7 +55,8 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
 
     graph = _graph(project, graph)
     watcher = _watcher(project, graph, options.threads)
-    everyone: list[Any] = [*listeners, *([watcher] if watcher is not None else []), *catalog_listeners(project)]
+    everyone: list[Any] = [*listeners, *([watcher] if watcher is not None else []), *catalog_listeners(project),
+                           *shared_storage(project)]
     gate = gate_for(project)  # checks judge every new version before it is published
     after = gate.after if gate else None
     try:

@@ -21,7 +21,9 @@ def _load_json(r: Any) -> dict[str, Any]:
             "ended_at": r.ended_at.isoformat() if r.ended_at else None, "run_id": r.run_id, "read": r.rows_read,
             "landed": r.rows_landed, "quarantined": r.rows_quarantined, "dropped": r.rows_dropped,
             "deleted": r.rows_deleted, "cursor": None if r.cursor is None else str(r.cursor), "error": r.error,
-            "files": [{"path": p, "kind": k, "rows": n, "bytes": b} for p, k, n, b in r.files]}
+            "files": [{"path": p, "kind": k, "rows": n, "bytes": b} for p, k, n, b in r.files],
+            # storage: on shared storage, the Delta versions its commit and its retraction made (else null)
+            "lake_version": r.lake_version, "retracted_version": r.retracted_version}
 
 
 @app.command(name="loads")
@@ -82,6 +84,7 @@ def _list(table: str | None, limit: int, as_json: bool) -> None:
 
 def _retract(load_id: str, note: str | None, as_json: bool) -> None:
     from kiban.cli.output import console
+    from kiban.collect import shared_lake
     from kiban.collect.manifest import Manifests
     from kiban.errors import SelectionError, UsageError
     from kiban.store import Store
@@ -95,7 +98,7 @@ def _retract(load_id: str, note: str | None, as_json: bool) -> None:
             raise SelectionError(f"no load {load_id}" if not matches else f"load id '{load_id}' is ambiguous",
                                  "`kiban loads TABLE` lists the load ids")
         try:
-            record = manifests.retract(project.name, matches[0], note)
+            record = shared_lake.retract(project, store, matches[0], note)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     finally:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from kiban.collect import shared_lake
 from kiban.collect.connector import SourceError
 from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
 from kiban.collect.manifest import Manifests
@@ -57,13 +58,12 @@ def collected_tables(project: Project, store: Store) -> dict[str, CollectedTable
     """The committed files of every collected table, for the engine's lake views (one store read)."""
     tables = project.source_tables()
     states = Manifests(store).states(project.name, list(tables))
-    lake = project.lake_dir
     out: dict[str, CollectedTable] = {}
     for key, (source, name) in tables.items():
         spec = project.sources[source].tables[name]
         state = states.get(key)
         out[key] = CollectedTable(version=state.latest_load if state else "",
-                                  files=tuple(str(lake / f) for f in state.files) if state else (),
+                                  files=shared_lake.snapshot_files(project, state) if state else (),
                                   primary_key=spec.primary_key, cursor=spec.cursor, deletes=spec.detect_deletes,
                                   history=spec.history == "scd2", changes=state.changes if state else "")
     return out

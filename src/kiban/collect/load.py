@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from kiban import envref
 from kiban.collect import lake as layout
-from kiban.collect import sessions
+from kiban.collect import sessions, shared_lake
 from kiban.collect.casting import Declared, cast_batch
 from kiban.collect.connector import BadRow, ReadContext, SourceError, read_batches
 from kiban.collect.landing import (
@@ -248,6 +248,8 @@ def _load_locked(project: Project, source_name: str, table_name: str, source: So
     layout.remove_leftovers(lake, source_name, table_name, manifests.known_paths(project.name, asset))
     url = resolve_source_url(source_name, table_name, source) if batches is None else None
     state = manifests.state(project.name, asset)
+    shared_lake.repair(project, asset, state)  # shared storage: undo a Delta commit no manifest recorded
+    state = shared_lake.with_local_files(project, state)  # earlier loads collected on another machine
     cursor_before = state.cursor if state else None
     since = since_of(cursor_before, table, state.reread_s if state else None) if batches is None else None
     record = LoadRecord(load_id=load_id, project=project.name, asset=asset, source=source_name, table=table_name,
@@ -333,6 +335,10 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
         if ctx.superseded:
             _replays_follow(manifests, ctx)
         result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
+        if ctx.superseded and shared_lake.from_snapshot(state):
+            raise SourceError(record.source, record.table, "this load supersedes earlier loads whose files are "
+                              "not on this machine (they were collected on another one)",
+                              "collect this table on the machine that collected it before")
         if ctx.superseded and state is not None:  # compared with the loads that stay, not those it replaces
             state = _without(manifests, project.name, state, set(ctx.superseded))
         record.rows_read = good + quarantine.count  # rows the connector refused were read too
@@ -396,6 +402,7 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
     record.status = LoadStatus.COMMITTED
     record.ended_at = utcnow()
     assert record.reconciles, f"counts do not reconcile: {record}"
+    shared_lake.commit(project, record, state, ctx.superseded)  # shared storage: one Delta commit, not yet read
     manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files], ctx.superseded)
     for load_id, why in sorted(ctx.superseded.items()):
         result.notes.append(f"{record.asset}: load {load_id} retracted, superseded by this load ({why})")

@@ -67,6 +67,8 @@ class LoadRecord:
     reread_s: float | None = None  # time cursors: how far behind its cursor the next load reads again (seconds)
     retracted_at: datetime | None = None  # `kiban loads retract`: in no view any more
     retracted_note: str | None = None
+    lake_version: int | None = None  # shared storage: the Delta version this load's commit made
+    retracted_version: int | None = None  # … and the one its retraction made
 
     @property
     def reconciles(self) -> bool:
@@ -86,6 +88,8 @@ class TableState:
     # a digest of the loads that changed rows the table already had ('' none): retracted loads, and replays of
     # quarantined rows (they land rows of earlier times). Incremental models reading it are built whole on change.
     changes: str = ""
+    # shared storage: the Delta version kiban reads the table at (None: not on shared storage yet)
+    lake_version: int | None = None
 
 
 def encode_cursor(value: Any) -> str | None:
@@ -164,11 +168,12 @@ class Manifests:
                          .values(retracted_at=record.ended_at,
                                  retracted_note=f"superseded by load {record.load_id}: {why}"))
 
-    def retract(self, project: str, load_id: str, note: str | None = None) -> LoadRecord:
+    def retract(self, project: str, load_id: str, note: str | None = None,
+                lake_version: int | None = None) -> LoadRecord:
         """Take a committed load out of every view: its files stay in the lake (``kiban loads`` lists it as
         retracted), the table's cursor and data version fall back to the loads before it, and the source files
         it consumed can be collected again. Raises LookupError (no such load) or ValueError (not committed, or
-        retracted already)."""
+        retracted already). ``lake_version``: on shared storage, the Delta version of the snapshot without it."""
         with self.store._tx() as conn:
             row = conn.execute(loads.select().where(loads.c.project == project,
                                                     loads.c.load_id == load_id)).first()
@@ -179,7 +184,7 @@ class Manifests:
             if row.retracted_at is not None:
                 raise ValueError(f"load {load_id} was retracted already ({row.retracted_at:%Y-%m-%d %H:%M} UTC)")
             conn.execute(loads.update().where(loads.c.load_id == load_id).values(
-                retracted_at=utcnow(), retracted_note=note))
+                retracted_at=utcnow(), retracted_note=note, retracted_version=lake_version))
         return self.loads(project, load_ids=[load_id])[0]
 
     def find_load(self, project: str, prefix: str) -> list[str]:
@@ -195,13 +200,15 @@ class Manifests:
                     run_id=r.run_id, kind=r.kind, status=r.status, started_at=r.started_at, ended_at=r.ended_at,
                     rows_read=r.rows_read, rows_landed=r.rows_landed, rows_quarantined=r.rows_quarantined,
                     rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=encode_cursor(r.cursor),
-                    schema=json.dumps(r.schema) if r.schema else None, error=r.error, reread_s=r.reread_s)
+                    schema=json.dumps(r.schema) if r.schema else None, error=r.error, reread_s=r.reread_s,
+                    lake_version=r.lake_version)
 
     # -- reading ----------------------------------------------------------------------------------------
     def states(self, project: str, assets: list[str] | None = None) -> dict[str, TableState]:
         """The committed state of every source table (or of ``assets``) that has a committed load."""
         query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, loads.c.reread_s,
-                           loads.c.retracted_at, loads.c.kind, load_files.c.path)
+                           loads.c.retracted_at, loads.c.kind, load_files.c.path, loads.c.lake_version,
+                           loads.c.retracted_version)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
                  .where(loads.c.project == project, loads.c.status == LoadStatus.COMMITTED)
@@ -215,7 +222,11 @@ class Manifests:
         landing: dict[str, str] = {}  # the newest load that landed files: the table's data version
         retracted: set[str] = set()
         changes: dict[str, set[str]] = {}
+        versions: dict[str, int] = {}  # shared storage: the newest Delta version a load or retraction recorded
         for row in rows:
+            for version in (row.lake_version, row.retracted_version):
+                if version is not None:
+                    versions[row.asset] = max(versions.get(row.asset, version), version)
             if row.retracted_at is not None or row.kind == "replay":
                 changes.setdefault(row.asset, set()).add(f"{row.load_id}:{'retracted' if row.retracted_at else 'in'}")
             if row.retracted_at is not None:  # in no view; the table's version says so (below)
@@ -231,7 +242,7 @@ class Manifests:
             landing[asset] = f"{landing[asset]}~{digest}"
         return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
                                   tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s,
-                                  _digest(changes.get(asset, set())))
+                                  _digest(changes.get(asset, set())), versions.get(asset))
                 for asset, row in last.items()}
 
     def state(self, project: str, asset: str) -> TableState | None:
@@ -289,7 +300,8 @@ class Manifests:
                            rows_dropped=r.rows_dropped, rows_deleted=r.rows_deleted, cursor=decode_cursor(r.cursor),
                            schema=[tuple(c) for c in json.loads(r.schema or "[]")], error=r.error,
                            files=sorted(by_load.get(r.load_id, [])), reread_s=r.reread_s,
-                           retracted_at=r.retracted_at, retracted_note=r.retracted_note)
+                           retracted_at=r.retracted_at, retracted_note=r.retracted_note,
+                           lake_version=r.lake_version, retracted_version=r.retracted_version)
                 for r in rows]
 
     def drift(self, project: str, asset: str | None, limit: int = 20,

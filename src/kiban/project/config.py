@@ -14,6 +14,7 @@ from kiban.checks.spec import ColumnCheck, TableCheck, check_type, columns_of
 from kiban.errors import closest
 from kiban.project.jobs import JobConfig, SchedulerConfig
 from kiban.project.team import OncallConfig
+from kiban.storage.spec import StorageConfig
 
 LAYERS = ("lake", "warehouse", "mart")
 Layer = Literal["lake", "warehouse", "mart"]
@@ -48,6 +49,7 @@ class ProjectConfig(_Strict):
     oncall: OncallConfig | None = None  # the team's rotation (kiban.project.team, kiban.team.oncall)
     review_notify: tuple[str, ...] = ()  # channels the weekly operations review goes to (kiban review --send)
     metrics: dict[str, MetricConfig] = Field(default_factory=dict)  # named KPIs initiatives refer to (`kpi: NAME`)
+    storage: StorageConfig | None = None  # the lake and published tables on shared storage (kiban.storage)
 
     @field_validator("limits")
     @classmethod

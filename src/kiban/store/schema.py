@@ -259,6 +259,9 @@ loads = Table(  # one load of one source table: committed (its files are the lak
     Column("reread_s", Float),  # seconds behind the cursor where the next load reads again (open transactions)
     Column("retracted_at", DateTime),  # `kiban loads retract`: in no view any more (its files stay in the lake)
     Column("retracted_note", Text),
+    # storage: on shared storage, the Delta version this load's commit made, and the one its retraction made
+    Column("lake_version", BigInteger),
+    Column("retracted_version", BigInteger),
     Index("ix_loads_asset", "project", "asset", "started_at"),
 )
 
