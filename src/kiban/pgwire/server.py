@@ -17,6 +17,7 @@ import re
 import secrets
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from kiban.catalog.reading import Reader, shared_reader
 from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor
 from kiban.catalog.warehouse import published_columns
-from kiban.errors import KibanError
+from kiban.errors import KibanError, UsageError
 from kiban.pgwire import messages as m
 from kiban.pgwire.catalog import SERVER_VERSION, Route, catalog_session, catalog_sql, route
 from kiban.store import Store
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
+HANDSHAKE_SECONDS = 10.0
 MEMORY_LIMIT = "1GB"
 THREADS = 1
 _PARAM = re.compile(r"\$(\d+)")
@@ -90,6 +92,7 @@ class Connection:
     catalog: Any = None
     catalog_version: float = -1.0
     failed: bool = False  # an error in the extended protocol: skip to Sync
+    encrypted: bool = False  # the connection is TLS
 
     # -- the wire -------------------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -120,8 +123,12 @@ class Connection:
                 raise ProtocolError("a start-up packet of an impossible length")
             body = self.read_exact(length - 4)
             (code,) = struct.unpack("!i", body[:4])
+            if code == m.SSL_REQUEST and self.server.tls is not None and not self.encrypted:
+                self.send(b"S")
+                self.sock = self._wrap(self.server.tls)
+                continue
             if code in (m.SSL_REQUEST, m.GSS_REQUEST):
-                self.send(b"N")  # no TLS here: serve on loopback, or behind a proxy that terminates TLS
+                self.send(b"N")  # no TLS configured (or asked twice): serve on loopback, or give --tls-cert
                 continue
             if code == m.CANCEL_REQUEST:
                 return False
@@ -129,6 +136,10 @@ class Connection:
                 self.send(m.error("0A000", "only protocol version 3 is supported", severity="FATAL"))
                 return False
             break
+        if self.server.require_tls and not self.encrypted:
+            self.send(m.error("28000", "this endpoint takes TLS connections only: connect with sslmode=require",
+                              severity="FATAL"))
+            return False
         values = body[4:].split(b"\0")
         params = {values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2) if values[i]}
         name = params.get("user", "")
@@ -149,7 +160,8 @@ class Connection:
                          "session_authorization": user.name, "application_name": params.get("application_name", ""),
                          "transaction_isolation": "read committed", "default_transaction_read_only": "on",
                          "transaction_read_only": "on", "search_path": "mart, warehouse, lake",
-                         "max_identifier_length": "63", "intervalstyle": "postgres"}
+                         "max_identifier_length": "63", "intervalstyle": "postgres",
+                         "database": params.get("database") or name}
         shown = ("server_version", "server_encoding", "client_encoding", "datestyle", "timezone", "integer_datetimes",
                  "standard_conforming_strings", "is_superuser", "session_authorization", "application_name",
                  "default_transaction_read_only", "intervalstyle")
@@ -158,6 +170,17 @@ class Connection:
                   + m.message(b"K", struct.pack("!ii", os.getpid() & 0x7FFFFFFF, secrets.randbits(31)))
                   + m.ready())
         return True
+
+    def _wrap(self, context: ssl.SSLContext) -> socket.socket:
+        """The TLS handshake, bounded in time (a client that stops half-way does not hold a thread)."""
+        self.sock.settimeout(HANDSHAKE_SECONDS)
+        try:
+            wrapped = context.wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            raise ProtocolError(f"the TLS handshake failed: {exc}") from None
+        wrapped.settimeout(None)
+        self.encrypted = True
+        return wrapped
 
     @property
     def actor(self) -> Actor:
@@ -392,8 +415,11 @@ class PgServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT,
+                 tls: ssl.SSLContext | None = None, require_tls: bool = False) -> None:
         self.project = project
+        self.tls = tls
+        self.require_tls = require_tls
         self.timeout_seconds = timeout
         self.store = Store(project.state_url)
         self.accounts = Accounts(self.store)
@@ -425,7 +451,23 @@ class PgServer(socketserver.ThreadingTCPServer):
             return self.reader().arrow(sql, actor, params or None, timeout=self.timeout_seconds).table
 
 
+def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or newer) from a PEM certificate (chain) and its key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate {cert}: {exc}",
+                         "give a PEM certificate with --tls-cert and its key with --tls-key") from None
+    return context
+
+
 def serve_pg(project: Project, host: str = "127.0.0.1", port: int = 5433, *,
-             timeout: float = DEFAULT_TIMEOUT) -> PgServer:
-    """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it)."""
-    return PgServer(project, host, port, timeout=timeout)
+             timeout: float = DEFAULT_TIMEOUT, tls: ssl.SSLContext | None = None,
+             require_tls: bool = False) -> PgServer:
+    """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it). With ``tls``, a
+    client's SSLRequest is answered with TLS; with ``require_tls`` too, a client that does not ask is refused."""
+    if require_tls and tls is None:
+        raise UsageError("require_tls needs a TLS certificate", "give --tls-cert (and --tls-key)")
+    return PgServer(project, host, port, timeout=timeout, tls=tls, require_tls=require_tls)
