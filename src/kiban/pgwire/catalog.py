@@ -19,11 +19,14 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.safety import SAFE_TABLE_FUNCTIONS
 from kiban.catalog.warehouse import SCHEMAS, new_session
 from kiban.quoting import literal, quote
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SERVER_VERSION = "15.0"
 VERSION_TEXT = f"PostgreSQL {SERVER_VERSION} (kiban, read-only; DuckDB underneath)"
@@ -272,3 +275,30 @@ def catalog_session(columns: Mapping[str, list[tuple[str, str]]], settings: Mapp
         con.close()
         raise
     return con
+
+
+_MISSING_CATALOG = re.compile(r"Table with name pg_\w+ does not exist")
+
+
+def answer(columns: Mapping[str, list[tuple[str, str]]], settings: Mapping[str, str], sql: str,
+           params: list[Any]) -> pa.Table:
+    """One catalog question answered from a fresh catalog session (run in a confined worker by the server: a
+    question that computes something huge fails alone). A ValueError says why it failed."""
+    import duckdb
+    import pyarrow as pa
+
+    con = catalog_session(columns, settings)
+    try:
+        cursor = con.execute(catalog_sql(sql), params) if params else con.execute(catalog_sql(sql))
+        table: pa.Table = cursor.to_arrow_table()
+        return table
+    except duckdb.CatalogException as exc:
+        if _MISSING_CATALOG.search(str(exc)):  # pg_policy, pg_inherits …: nothing kiban has, so no rows
+            return pa.table({})
+        raise ValueError(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+    except duckdb.OutOfMemoryException:
+        raise MemoryError from None
+    except duckdb.Error as exc:
+        raise ValueError(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()

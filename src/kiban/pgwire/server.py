@@ -1,11 +1,14 @@
 """The PostgreSQL-protocol server: console users sign in, every read is the console's masked read.
 
-One thread per connection (``socketserver``). Sign-in asks for a password in clear text (the protocol's
-``AuthenticationCleartextPassword``; serve it on loopback or behind a TLS-terminating proxy): a console user's
+One thread per connection (``socketserver``); TLS when the client asks for it and a certificate is configured
+(``--require-tls`` refuses clients that do not). Sign-in asks for the password as the protocol's clear-text
+message (``AuthenticationCleartextPassword``: use TLS off loopback): a console user's
 password (throttled exactly like the web sign-in) or one of their API tokens. Nothing can be written: writes,
 DDL and COPY are refused with SQLSTATE 25006. Data queries run through :class:`kiban.catalog.reading.Reader`
 (kind ``bi``): checked, proven to read only masked views, PII masked unless the user's role has clearance,
-bounded in time, memory and threads, admitted like console queries, and recorded in the query history.
+bounded in time, memory and threads, admitted like console queries, and recorded in the query history. Each
+data query runs in a worker process bounded by the OS like a console query (``RLIMIT_AS``), so one that wants
+too much memory fails alone and the endpoint keeps serving every other connection.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog import sandbox
 from kiban.catalog.admission import Admission
 from kiban.catalog.console import (
+    DEFAULT_ADDRESS_SPACE,
     DEFAULT_MAX_PER_USER,
     DEFAULT_MAX_RUNNING,
     ConsoleBusy,
-    QueryFailed,
     QueryTimeout,
 )
 from kiban.catalog.reading import Reader, shared_reader
@@ -38,7 +42,7 @@ from kiban.catalog.usage import Actor
 from kiban.catalog.warehouse import published_columns
 from kiban.errors import KibanError, UsageError
 from kiban.pgwire import messages as m
-from kiban.pgwire.catalog import SERVER_VERSION, Route, catalog_session, catalog_sql, route
+from kiban.pgwire.catalog import SERVER_VERSION, Route, answer, route
 from kiban.store import Store
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.catalog_views import PII_ROLE
@@ -50,12 +54,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 300.0  # each query runs in a worker process bounded by the OS, like a console query
 HANDSHAKE_SECONDS = 10.0
 MEMORY_LIMIT = "1GB"
 THREADS = 1
 _PARAM = re.compile(r"\$(\d+)")
-_MISSING_CATALOG = re.compile(r"Table with name pg_\w+ does not exist")
 
 
 class ProtocolError(Exception):
@@ -89,7 +92,7 @@ class Connection:
     settings: dict[str, str] = field(default_factory=dict)
     statements: dict[str, Prepared] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
-    catalog: Any = None
+    catalog: Any = None  # the published relations' columns, for catalog questions
     catalog_version: float = -1.0
     failed: bool = False  # an error in the extended protocol: skip to Sync
     encrypted: bool = False  # the connection is TLS
@@ -334,26 +337,16 @@ class Connection:
         return table, f"SELECT {table.num_rows}"
 
     def catalog_query(self, sql: str, params: Sequence[Any]) -> pa.Table:
-        import duckdb
-        import pyarrow as pa
-
+        """A catalog question, answered in a confined worker from empty tables with the published names and
+        types (:func:`kiban.pgwire.catalog.answer`)."""
         version = self.server.reader().version_key()
         if self.catalog is None or version != self.catalog_version:
-            if self.catalog is not None:
-                self.catalog.close()
-            self.catalog = catalog_session(published_columns(self.server.project), self.settings)
+            self.catalog = published_columns(self.server.project)
             self.catalog_version = version
-        try:
-            cursor = self.catalog.execute(catalog_sql(sql), list(params)) if params else \
-                self.catalog.execute(catalog_sql(sql))
-            table: pa.Table = cursor.to_arrow_table()
-        except duckdb.CatalogException as exc:
-            if _MISSING_CATALOG.search(str(exc)):  # pg_policy, pg_inherits …: nothing kiban has, so no rows
-                return pa.table({})
-            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
-        except duckdb.Error as exc:
-            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
-        return table
+        call = sandbox.Call(answer, (self.catalog, dict(self.settings), sql, list(params)),
+                            timeout=self.server.timeout_seconds, address_space=self.server.memory[1],
+                            priority="same")  # small questions a person waits for: at the server's priority
+        return sandbox.run_call(call)
 
     def error(self, exc: BaseException) -> bytes:
         if isinstance(exc, ReadOnly):
@@ -369,8 +362,7 @@ class Connection:
         return m.error("08P01" if isinstance(exc, ProtocolError) else "22000", str(exc) or type(exc).__name__)
 
     def close(self) -> None:
-        if self.catalog is not None:
-            self.catalog.close()
+        self.catalog = None
 
 
 class ReadOnly(KibanError):
@@ -416,8 +408,10 @@ class PgServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
     def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT,
-                 tls: ssl.SSLContext | None = None, require_tls: bool = False) -> None:
+                 tls: ssl.SSLContext | None = None, require_tls: bool = False,
+                 memory: tuple[str, int | None] = (MEMORY_LIMIT, DEFAULT_ADDRESS_SPACE)) -> None:
         self.project = project
+        self.memory = memory  # each query's DuckDB memory limit, and its worker's address space (bytes)
         self.tls = tls
         self.require_tls = require_tls
         self.timeout_seconds = timeout
@@ -428,7 +422,8 @@ class PgServer(socketserver.ThreadingTCPServer):
         super().__init__((host, port), _Handler)
 
     def reader(self) -> Reader:
-        return shared_reader(self.project.root, "bi", threads=THREADS, memory_limit=MEMORY_LIMIT)
+        return shared_reader(self.project.root, "bi", threads=THREADS, memory_limit=self.memory[0],
+                             address_space=self.memory[1])
 
     def sign_in(self, name: str, password: str, ip: str) -> User | str:
         """The user, or why not (the same words whatever was wrong, like the web sign-in)."""
@@ -465,9 +460,10 @@ def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
 
 def serve_pg(project: Project, host: str = "127.0.0.1", port: int = 5433, *,
              timeout: float = DEFAULT_TIMEOUT, tls: ssl.SSLContext | None = None,
-             require_tls: bool = False) -> PgServer:
+             require_tls: bool = False, memory: tuple[str, int | None] = (MEMORY_LIMIT, DEFAULT_ADDRESS_SPACE)
+             ) -> PgServer:
     """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it). With ``tls``, a
     client's SSLRequest is answered with TLS; with ``require_tls`` too, a client that does not ask is refused."""
     if require_tls and tls is None:
         raise UsageError("require_tls needs a TLS certificate", "give --tls-cert (and --tls-key)")
-    return PgServer(project, host, port, timeout=timeout, tls=tls, require_tls=require_tls)
+    return PgServer(project, host, port, timeout=timeout, tls=tls, require_tls=require_tls, memory=memory)
