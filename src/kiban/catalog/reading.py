@@ -282,7 +282,7 @@ class Reader:
         self._records.join()
 
 
-_readers: dict[tuple[str, str], tuple[Reader, float, float]] = {}
+_readers: dict[tuple[str, str, bool], tuple[Reader, float, float]] = {}
 _readers_lock = threading.Lock()
 
 
@@ -293,11 +293,11 @@ def _published(project: Project) -> tuple[float, float]:
 
 
 def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory_limit: str | None = None,
-                  address_space: int | None = DEFAULT_ADDRESS_SPACE) -> Reader:
+                  address_space: int | None = DEFAULT_ADDRESS_SPACE, isolated: bool = True) -> Reader:
     """One reader per project folder, kind and published version: a run's new snapshot (new models, columns,
     PII tags) or a changed kiban.yml loads the project again; otherwise a read costs no project load."""
 
-    key = (str(folder), kind)
+    key = (str(folder), kind, isolated)
     with _readers_lock:
         found = _readers.get(key)
     if found is not None:
@@ -309,7 +309,7 @@ def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory
             pass
     loaded = load_project(folder)
     reader = Reader(loaded, Store(loaded.state_url), kind=kind, threads=threads, memory_limit=memory_limit,
-                    address_space=address_space)
+                    address_space=address_space, isolated=isolated)
     with _readers_lock:
         old = _readers.get(key)
         _readers[key] = (reader, *_published(loaded))

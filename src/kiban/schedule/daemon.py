@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from kiban.clock import Clock, RealClock
+from kiban.forms.previews import sweep as sweep_previews
 from kiban.graph import build_graph
 from kiban.notify import Notifier
 from kiban.project import Project
@@ -74,6 +75,7 @@ class Scheduler:
     _graph: Any = None
     _last_renew: datetime | None = None
     _last_slo_check: datetime | None = None
+    _last_housekeeping: datetime | None = None
     _next_ticks: dict[str, datetime | None] = field(default_factory=dict)  # per job: its next cron tick
 
     def __post_init__(self) -> None:
@@ -136,7 +138,20 @@ class Scheduler:
         self._start_queued(now)
         self._check_service_levels(now)
         self.deliveries.look(now)
+        self._housekeeping(now)
         return True
+
+    def _housekeeping(self, now: datetime) -> None:
+        """Every minute: upload previews nobody landed expire (they may hold personal data)."""
+        if self._last_housekeeping is not None and (now - self._last_housekeeping).total_seconds() < 60:
+            return
+        self._last_housekeeping = now
+        try:
+            removed = sweep_previews(self.project)
+            if removed:
+                self.log("expired upload previews removed", {"count": removed})
+        except OSError as exc:
+            self.log("upload previews could not be swept", {"error": str(exc)})
 
     def graph(self) -> Any:
         if self._graph is None:
