@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCALE ?= 1.0
 
-.PHONY: demo test soak lint bench clean browser
+.PHONY: demo test soak lint bench clean browser jdbc
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +62,18 @@ browser:  ## Debian's chromium for the web console's browser tests (installed wh
 	    echo "chromium is missing: install it (e.g. sudo apt-get install chromium) or the browser tests are skipped"; \
 	  fi; }
 
-test: $(VENV)/.installed browser  ## run the whole test suite
+jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (installed when running as root)
+	@test -f /usr/share/java/postgresql.jar || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpostgresql-jdbc-java; \
+	  else \
+	    echo "the PostgreSQL JDBC driver is missing: install libpostgresql-jdbc-java or the JDBC test is skipped"; \
+	  fi; }
+
+test: $(VENV)/.installed browser jdbc  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-soak: $(VENV)/.installed browser  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
+soak: $(VENV)/.installed browser jdbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
 	$(BIN)/python -m pytest -q -m soak
 
 lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (.importlinter) on the package

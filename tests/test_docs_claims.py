@@ -37,8 +37,6 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("docs/scale-out.md", "Not yet distributed: collection"):
         "workers claim model builds from the run queue; collection runs in the coordinating process "
         "(kiban/workers/coordinator.py calls no collector)",
-    ("docs/deliveries.md", "**Not yet:** a `schedule:` on the delivery itself"):
-        "DeliveryConfig has no schedule key (kiban/project/config.py): deliveries run on `kiban deliver` (--due)",
 }
 
 

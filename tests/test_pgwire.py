@@ -71,7 +71,7 @@ def test_psql_lists_describes_and_queries(endpoint):
     assert "mart|daily_sales|table|kiban" in listing.stdout and "warehouse|customers|table|kiban" in listing.stdout
     described = psql(endpoint, r"\d mart.daily_sales")
     assert described.returncode == 0, described.stderr
-    assert "revenue|float8" in described.stdout and "order_date|date" in described.stdout
+    assert "revenue|double precision" in described.stdout and "order_date|date" in described.stdout
     found = psql(endpoint, "select count(*) from warehouse.orders", "select version()", "show timezone",
                  "set application_name = 'metabase'", "show application_name")
     assert found.returncode == 0, found.stderr
@@ -97,7 +97,7 @@ def test_psycopg_queries_with_parameters_and_types(endpoint):
         columns = con.execute("select column_name, data_type from information_schema.columns "
                               "where table_schema = %s and table_name = %s order by ordinal_position",
                               ["mart", "daily_sales"]).fetchall()
-        assert columns == [("order_date", "DATE"), ("orders", "BIGINT"), ("revenue", "DOUBLE")]
+        assert columns == [("order_date", "date"), ("orders", "bigint"), ("revenue", "double precision")]
         assert con.execute("select current_setting('timezone')").fetchone() == ("Asia/Tokyo",)
         names = con.execute("select nspname from pg_catalog.pg_namespace order by 1").fetchall()
         assert ("mart",) in names

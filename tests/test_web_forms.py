@@ -164,3 +164,42 @@ def test_sigkill_of_the_server_during_submissions_never_loses_or_doubles_a_row(s
     assert kills == 2
     found = lake(root, "select _submission, count(*) from T group by 1")
     assert {s: n for s, n in found} == {**dict.fromkeys(wanted, 1), "kill-final": 1}
+
+
+def test_an_abandoned_preview_expires_and_is_removed(served):
+    from kiban.forms.previews import PREVIEW_HOURS, sweep, uploads_dir
+
+    client, root, _ = served
+    project = load_project(root)
+    csrf = sign_in(client, "ana")
+    body = "store_id,day,item,quantity\n1,2026-12-01,milk,2\n"
+
+    def upload() -> str:
+        preview = client.post("/forms/waste/upload", data={"csrf": csrf},
+                              files={"file": ("waste.csv", io.BytesIO(body.encode()), "text/csv")})
+        assert preview.status_code == 200, preview.text
+        return re.search(r'action="(/forms/waste/upload/[^"]+)"', preview.text).group(1)
+
+    abandoned, kept = upload(), upload()
+    old, fresh = (uploads_dir(project) / "waste" / f"{a.rsplit('/', 1)[1]}.parquet" for a in (abandoned, kept))
+    assert old.exists() and fresh.exists()
+    past = time.time() - PREVIEW_HOURS * 3600 - 60
+    os.utime(old, (past, past))  # walked away from a day ago
+    gone = client.post(abandoned, data={"csrf": csrf}, follow_redirects=False)
+    assert gone.status_code == 404 and "upload the file again" in gone.text and not old.exists()
+    assert lake(root, "select count(*) from T") == []  # an expired preview never lands
+    os.utime(fresh, (past, past))
+    assert sweep(project, time.time() - PREVIEW_HOURS * 3600 - 120) == 0  # not yet expired then
+    upload()  # any upload sweeps what others left behind
+    assert not fresh.exists() and len(list(uploads_dir(project).glob("waste/*.parquet"))) == 1
+    from kiban.schedule.clock import FakeClock
+    from kiban.schedule.daemon import Scheduler
+
+    [last] = uploads_dir(project).glob("waste/*.parquet")
+    os.utime(last, (past, past))
+    from datetime import UTC, datetime
+
+    scheduler = Scheduler(project, Store(project.state_url), clock=FakeClock(datetime.now(UTC)),
+                          launcher=lambda *a, **k: None)
+    scheduler._housekeeping(scheduler.clock.now())  # the scheduler sweeps them too
+    assert not last.exists()

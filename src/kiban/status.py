@@ -159,9 +159,10 @@ class DeliveryStatus(StrEnum):
 class DataDeliveryStatus(StrEnum):
     """One delivery of a mart or recipe to its destination (table ``deliveries``, ``kiban deliver``)."""
 
+    QUEUED = "queued"  # claimed by the scheduler (its schedule's tick, or its use case met): to be attempted
     RUNNING = "running"  # started: the file is being written or sent
     DELIVERED = "delivered"  # the file reached its destination (folder, e-mail, chat)
-    FAILED = "failed"  # every attempt failed; the error is kept and the next due run tries again
+    FAILED = "failed"  # the attempt failed: tried again at ``retry_at`` (the outbox), or for good when it is empty
 
 
 class InitiativeStatus(StrEnum):

@@ -6,6 +6,12 @@ reads only the masked views (:func:`kiban.catalog.safety.prove_reads`), and it r
 the warehouse's snapshot (:func:`kiban.catalog.masking.open_masked`) — so it never blocks a run, never sees a
 half-written table, and never sees a clear PII value unless the reader has clearance. Every read is recorded
 in the query history with the assets it read (``kind`` says where it came from: ``notebook`` or ``bi``).
+
+Each read runs in a worker process bounded by the operating system exactly like a console query
+(:mod:`kiban.catalog.sandbox`: ``RLIMIT_AS``, no file writes, low CPU priority; the result comes back as one Arrow
+IPC stream), so a read that wants too much memory fails alone with "the query used too much memory" — the
+notebook's kernel, the BI endpoint and its other connections carry on. ``Reader(isolated=False)`` reads in this
+process instead, on pooled masked sessions, bounded by DuckDB's memory limit only.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -21,11 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiban.catalog.console import QueryConsole, QueryFailed, QueryTimeout, engine_message
+from kiban.catalog import sandbox
+from kiban.catalog.console import (
+    DEFAULT_ADDRESS_SPACE,
+    MAX_TIMEOUT,
+    QueryConsole,
+    QueryFailed,
+    QueryTimeout,
+    engine_message,
+)
 from kiban.catalog.masking import MaskedSession, open_masked, reserved_names
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.usage import Actor
-from kiban.catalog.warehouse import is_postgres, source_file
+from kiban.catalog.warehouse import is_postgres, source_file, source_of
 from kiban.project import load_project
 from kiban.quoting import quote
 from kiban.store import Store
@@ -96,12 +111,14 @@ class Reader:
     views themselves. A new snapshot closes the old version's sessions."""
 
     def __init__(self, project: Project, store: Store | None = None, *, kind: str = "notebook",
-                 threads: int | None = None, memory_limit: str | None = None) -> None:
-        self.console = QueryConsole(project, store)
+                 threads: int | None = None, memory_limit: str | None = None, isolated: bool = True,
+                 address_space: int | None = DEFAULT_ADDRESS_SPACE) -> None:
+        self.console = QueryConsole(project, store, address_space=address_space)
         self.project = project
         self.kind = kind
         self.threads = threads
         self.memory_limit = memory_limit
+        self.isolated = isolated
         self._lock = threading.Lock()
         self._idle: dict[tuple[float, bool], list[tuple[contextlib.ExitStack, MaskedSession]]] = {}
         self._records: queue.Queue[tuple[Actor, str, str, tuple[str, ...], dict[str, Any]]] = queue.Queue()
@@ -158,16 +175,55 @@ class Reader:
         """Run one checked, masked query; the whole result as an Arrow table.
 
         Raises QueryRefused, QueryTimeout or QueryFailed (each recorded in the query history)."""
-        import duckdb
-
         started = time.perf_counter()
         try:
             checked = check_query(sql, self.console.relations)
-            prove_reads(sql, Exposed(self.console.relations, reserved_names()))
+            proven = prove_reads(sql, Exposed(self.console.relations, reserved_names()))
         except QueryRefused as exc:
             self._record(actor, sql, "refused", error=exc.message)
             raise
         bases = self.console._bases(checked.assets)
+        if self.isolated:
+            table = self._in_worker(sql, sorted(set(checked.assets) | set(proven)), actor, params, timeout,
+                                    bases, started)
+        else:
+            table = self._in_process(sql, actor, params, timeout, bases, started)
+        seconds = time.perf_counter() - started
+        shown = actor.pii_clearance and bool(self.console.pii)
+        if record:
+            self._record(actor, sql, "ok", bases, rows=table.num_rows, seconds=seconds, pii_shown=shown)
+        return ArrowResult(table, bases, seconds)
+
+    def _in_worker(self, sql: str, reads: list[str], actor: Actor,
+                   params: Sequence[Any] | Mapping[str, Any] | None, timeout: float | None,
+                   bases: tuple[str, ...], started: float) -> pa.Table:
+        """The read in a worker process bounded by the OS like a console query (:mod:`kiban.catalog.sandbox`):
+        a read that wants too much memory fails alone, the notebook's kernel or the BI server carries on."""
+        console = self.console
+        # a notebook reads at its kernel's priority with every core (as DuckDB would in the kernel); a server's
+        # reads (BI, deliveries) at the console's: they must not slow a run down
+        notebook = self.kind == "notebook"
+        job = sandbox.Job(source_of(self.project), tuple(reads), sql,
+                          (dict(params) if isinstance(params, Mapping) else list(params)) if params else None, 0,
+                          timeout or MAX_TIMEOUT, self.memory_limit or console.memory_limit,
+                          self.threads or (os.cpu_count() or 1 if notebook else console.threads),
+                          console.address_space, actor.pii_clearance, "same" if notebook else console.priority,
+                          arrow=True)
+        try:
+            return sandbox.run_arrow(job, console._planner(actor.pii_clearance))
+        except QueryTimeout as exc:
+            self._record(actor, sql, "timeout", bases, error=exc.message, seconds=time.perf_counter() - started)
+            raise
+        except QueryFailed as exc:
+            self._record(actor, sql, "failed", bases, error=exc.message, seconds=time.perf_counter() - started)
+            raise
+
+    def _in_process(self, sql: str, actor: Actor, params: Sequence[Any] | Mapping[str, Any] | None,
+                    timeout: float | None, bases: tuple[str, ...], started: float) -> pa.Table:
+        """The read in this process, on a pooled masked session (``isolated=False``: bounded by DuckDB's
+        memory limit only)."""
+        import duckdb
+
         key, stack, session = self._take(actor.pii_clearance)
         healthy = False
         try:
@@ -198,11 +254,7 @@ class Reader:
                 self._give(key, stack, session)
             else:
                 stack.close()
-        seconds = time.perf_counter() - started
-        shown = actor.pii_clearance and bool(self.console.pii)
-        if record:
-            self._record(actor, sql, "ok", bases, rows=table.num_rows, seconds=seconds, pii_shown=shown)
-        return ArrowResult(table, bases, seconds)
+        return table
 
     def _record(self, actor: Actor, sql: str, status: str, assets: Sequence[str] = (), **extra: Any) -> None:
         """Recorded by a background thread: a read does not wait for the store's commit (an fsync)."""
@@ -230,7 +282,7 @@ class Reader:
         self._records.join()
 
 
-_readers: dict[tuple[str, str], tuple[Reader, float, float]] = {}
+_readers: dict[tuple[str, str, bool], tuple[Reader, float, float]] = {}
 _readers_lock = threading.Lock()
 
 
@@ -240,11 +292,12 @@ def _published(project: Project) -> tuple[float, float]:
     return version, (project.root / "kiban.yml").stat().st_mtime
 
 
-def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory_limit: str | None = None) -> Reader:
+def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory_limit: str | None = None,
+                  address_space: int | None = DEFAULT_ADDRESS_SPACE, isolated: bool = True) -> Reader:
     """One reader per project folder, kind and published version: a run's new snapshot (new models, columns,
     PII tags) or a changed kiban.yml loads the project again; otherwise a read costs no project load."""
 
-    key = (str(folder), kind)
+    key = (str(folder), kind, isolated)
     with _readers_lock:
         found = _readers.get(key)
     if found is not None:
@@ -255,7 +308,8 @@ def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory
         except OSError:
             pass
     loaded = load_project(folder)
-    reader = Reader(loaded, Store(loaded.state_url), kind=kind, threads=threads, memory_limit=memory_limit)
+    reader = Reader(loaded, Store(loaded.state_url), kind=kind, threads=threads, memory_limit=memory_limit,
+                    address_space=address_space, isolated=isolated)
     with _readers_lock:
         old = _readers.get(key)
         _readers[key] = (reader, *_published(loaded))

@@ -39,12 +39,15 @@ from kiban.errors import ConfigError, KibanError
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    import pyarrow as pa
+
     from kiban.catalog.masking import Found
 
 NICENESS = 19
-PRIORITIES = ("idle", "low", "normal")
+PRIORITIES = ("idle", "low", "normal", "same")
 # "idle": SCHED_IDLE and nice 19 (the default: a query only gets CPU nobody else wants); "low": nice 19 only;
-# "normal": nice 10 (a machine that serves the console only, or a test suite on a busy machine)
+# "normal": nice 10 (a machine that serves the console only, or a test suite on a busy machine); "same": the
+# caller's own priority (a notebook's read, which runs for the person at their kernel's priority anyway)
 DEFAULT_PRIORITY = os.environ.get("KIBAN_CONSOLE_PRIORITY", "idle")
 GRACE = 5.0  # seconds a worker has, past its time limit, to stop by itself before it is killed
 # engine errors that name things (columns, tables, syntax), never data values: shown as they are
@@ -78,14 +81,15 @@ class Job:
     source: Source
     relations: tuple[str, ...]
     sql: str
-    params: dict[str, Any] | None
-    limit: int
+    params: dict[str, Any] | list[Any] | None  # named ($name) or positional (? / $1) parameters
+    limit: int  # rows returned (the console's page); ignored for an Arrow result, which is whole
     timeout: float
     memory_limit: str
     threads: int
     address_space: int | None  # bytes; None: no OS cap
     cleared: bool  # the person has PII clearance: engine messages are shown as they are
     priority: str = DEFAULT_PRIORITY
+    arrow: bool = False  # the whole result as Arrow (notebooks, BI over the PostgreSQL protocol), not rows
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,85 @@ def run(job: Job, planner: Planner) -> Outcome:
     """Run ``job`` in a worker process; ``planner`` turns the columns found into masks (and the hash key).
 
     Raises QueryTimeout, QueryFailed (too much memory included) or ConfigError (the warehouse cannot be read)."""
+    message = _exchange(job, planner)
+    return Outcome(*message[1:])
+
+
+def run_arrow(job: Job, planner: Planner) -> pa.Table:
+    """Run ``job`` (``arrow=True``) in a worker process, bounded like a console query; its whole result. The
+    worker sends it as an Arrow IPC stream; it is read here without another copy. Raises like :func:`run`."""
+    assert job.arrow
+    import pyarrow as pa
+
+    message = _exchange(job, planner)
+    table: pa.Table = pa.ipc.open_stream(message[1]).read_all()
+    return table
+
+
+@dataclass(frozen=True)
+class Call:
+    """Any function that returns an Arrow table, to run in a confined worker (:func:`run_call`): a module-level
+    function (a worker finds it by name) and plain-data arguments."""
+
+    target: Callable[..., Any]
+    args: tuple[Any, ...]
+    timeout: float
+    address_space: int | None
+    priority: str = DEFAULT_PRIORITY
+
+
+def run_call(call: Call) -> pa.Table:
+    """Run ``call`` in a worker process bounded like a console query; its Arrow table. A ``ValueError`` the
+    target raises comes back as QueryFailed with its message; too much memory, a timeout or a killed worker
+    as for a console query."""
+    import pyarrow as pa
+
+    context = _context()
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_work_call, args=(theirs, call), name=WORKER, daemon=True)
+    process.start()
+    theirs.close()
+    try:
+        message = _receive(ours, process, time.monotonic() + call.timeout + GRACE, call.timeout)
+        if message[0] == "arrow":
+            table: pa.Table = pa.ipc.open_stream(ours.recv_bytes()).read_all()
+            return table
+        if message[0] == "memory":
+            raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+        if message[0] == "timeout":
+            raise _timeout(call.timeout)
+        raise QueryFailed(message[1])
+    except (EOFError, OSError):
+        raise QueryFailed(f"the query failed: its worker process ended before its result was sent "
+                          f"({TOO_MUCH_MEMORY}?)", MEMORY_HINT) from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        ours.close()
+
+
+def _work_call(con: Connection, call: Call) -> None:
+    confine(call.address_space, call.priority)
+    try:  # past its time the parent kills this process
+        data = _ipc(call.target(*call.args))
+        con.send(("arrow",))
+        con.send_bytes(data)
+    except MemoryError:
+        with contextlib.suppress(Exception):
+            con.send(("memory",))
+    except ValueError as exc:
+        with contextlib.suppress(Exception):
+            con.send(("failed", str(exc)))
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            con.send(("failed", f"the query failed: {engine_message(exc, False)}"))
+    finally:
+        con.close()
+
+
+def _exchange(job: Job, planner: Planner) -> tuple[Any, ...]:
+    """Start the worker, answer its columns with masks, and return its ``ok`` or ``arrow`` message."""
     context = _context()
     ours, theirs = context.Pipe()
     process = context.Process(target=_work, args=(theirs, job), name=WORKER, daemon=True)
@@ -130,7 +213,14 @@ def run(job: Job, planner: Planner) -> Outcome:
             message = _receive(ours, process, deadline, job.timeout)
         kind = message[0]
         if kind == "ok":
-            return Outcome(*message[1:])
+            return message
+        if kind == "arrow":
+            try:
+                data = ours.recv_bytes()
+            except (EOFError, OSError):
+                raise QueryFailed(f"the query failed: its worker process ended before its result was sent "
+                                  f"({TOO_MUCH_MEMORY}?)", MEMORY_HINT) from None
+            return ("arrow", data)
         if kind == "timeout":
             raise _timeout(job.timeout)
         if kind == "memory":
@@ -221,6 +311,8 @@ def confine(address_space: int | None, priority: str = DEFAULT_PRIORITY) -> None
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     with contextlib.suppress(AttributeError, OSError, ValueError):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG) rather than killing the worker
+    if priority == "same":
+        return
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, 0, 10 if priority == "normal" else NICENESS)
     if priority != "idle":
@@ -233,7 +325,12 @@ def _work(con: Connection, job: Job) -> None:
     """The worker process: confine, open the masked session, run, answer; never raises."""
     confine(job.address_space, job.priority)
     try:
-        con.send(_answer(con, job))
+        answer = _answer(con, job)
+        if answer[0] == "arrow":  # the result's bytes as they are: no pickling of a large buffer
+            con.send(("arrow",))
+            con.send_bytes(answer[1])
+        else:
+            con.send(answer)
     except MemoryError:
         with contextlib.suppress(Exception):
             con.send(("memory",))
@@ -242,6 +339,16 @@ def _work(con: Connection, job: Job) -> None:
             con.send(("failed", engine_message(exc, job.cleared)))
     finally:
         con.close()
+
+
+def _ipc(table: Any) -> Any:
+    """An Arrow table as one IPC stream buffer."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
@@ -265,7 +372,10 @@ def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
         timer = threading.Timer(job.timeout, session.interrupt)
         timer.start()
         try:
-            result = session.execute(job.sql, dict(job.params)) if job.params else session.execute(job.sql)
+            params = job.params if isinstance(job.params, list) else dict(job.params or {})
+            result = session.execute(job.sql, params) if job.params else session.execute(job.sql)
+            if job.arrow:
+                return ("arrow", _ipc(result.to_arrow_table()))
             rows = result.fetchmany(job.limit + 1)
         except duckdb.InterruptException:
             return ("timeout",)

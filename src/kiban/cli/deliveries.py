@@ -75,4 +75,8 @@ def deliveries_command(
     for r in found:
         console.print(f"{local_time(r.started_at, project.config.timezone)}  {styled(r.status)}  {r.name}"
                       f"{f' ({r.usecase})' if r.usecase else ''}  {r.rows if r.rows is not None else '–'} rows → "
-                      f"{r.file or r.destination}  attempts {r.attempts}" + (f"\n  {r.error}" if r.error else ""))
+                      f"{r.file or r.destination}  attempts {r.attempts}"
+                      + (f"  ({r.trigger} {local_time(r.scheduled_for, project.config.timezone)})"
+                         if r.scheduled_for else "")
+                      + (f"  next try {local_time(r.retry_at, project.config.timezone)}" if r.retry_at else "")
+                      + (f"\n  {r.error}" if r.error else ""))

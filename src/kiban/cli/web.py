@@ -116,7 +116,7 @@ def serve(
     if pg is not None:
         import threading
 
-        server = _pg_server(host, pg, users)
+        server = _pg_server(host, pg, users, tls=(str(cert), str(key) if key else None) if cert else None)
         threading.Thread(target=server.serve_forever, name="kiban-pg", daemon=True).start()
         console.print(f"PostgreSQL protocol (read-only, console users) on {host}:{pg}")
     # live pages hold an event stream open: on Ctrl-C, give answers 3 s to finish, then close the streams
@@ -124,16 +124,19 @@ def serve(
                 timeout_graceful_shutdown=3, **proxy_options(trusted_proxy or []))
 
 
-def _pg_server(host: str, port: int, users: int, timeout: float = 300.0) -> Any:
+def _pg_server(host: str, port: int, users: int, timeout: float = 300.0, *,
+               tls: tuple[str, str | None] | None = None, require_tls: bool = False) -> Any:
     from kiban.errors import UsageError
-    from kiban.pgwire.server import serve_pg
+    from kiban.pgwire.server import serve_pg, tls_context
     from kiban.project import load_project
 
     if users == 0:
         raise UsageError("no user is configured, so nobody could sign in over the PostgreSQL protocol",
                          "create one first: kiban users add NAME --role analyst")
+    context = tls_context(*tls) if tls else None
     try:
-        return serve_pg(load_project(State.project_dir), host, port, timeout=timeout)
+        return serve_pg(load_project(State.project_dir), host, port, timeout=timeout, tls=context,
+                        require_tls=require_tls)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
@@ -143,15 +146,23 @@ def pg_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5433,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a query may run.")] = 300.0,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): clients asking for TLS "
+                                                       "(sslmode=require) get it.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM) for --tls-cert.")] = None,
+    require_tls: Annotated[bool, typer.Option(help="Refuse clients that do not ask for TLS.")] = False,
 ) -> None:
     """The published marts over the PostgreSQL protocol (BI tools, ODBC, psql): console users, read-only, masked."""
     need_web_extra("pg")
     from kiban.cli.output import console
+    from kiban.errors import UsageError
 
-    server = _pg_server(host, port, _accounts().count_users(), timeout)
-    if not is_loopback(host):
-        console.print("[yellow]passwords travel in clear over this protocol:[/] put a TLS-terminating proxy in "
-                      "front of it, or keep it on loopback")
+    if tls_key is not None and tls_cert is None:
+        raise UsageError("--tls-key goes with --tls-cert")
+    server = _pg_server(host, port, _accounts().count_users(), timeout, require_tls=require_tls,
+                        tls=(str(tls_cert), str(tls_key) if tls_key else None) if tls_cert else None)
+    if not is_loopback(host) and not require_tls:
+        console.print("[yellow]passwords travel in clear unless the client asks for TLS:[/] give --tls-cert and "
+                      "--require-tls, put a TLS-terminating proxy in front of it, or keep it on loopback")
     console.print(f"kiban PostgreSQL endpoint on {host}:{port} (read-only; Ctrl-C stops): "
                   f"psql -h {host} -p {port} -U NAME")
     try:

@@ -16,9 +16,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -26,9 +27,10 @@ import sqlalchemy as sa
 from kiban.catalog.reading import Reader
 from kiban.catalog.recipes import bind, get_recipe
 from kiban.catalog.usage import Actor
+from kiban.deliveries.links import keep
 from kiban.deliveries.write import write_csv, write_xlsx
 from kiban.errors import KibanError, UsageError, did_you_mean
-from kiban.notify.channels import SENDERS, DeliveryError, send_email
+from kiban.notify.channels import SENDERS, DeliveryError, send_email, send_webhook_file
 from kiban.notify.message import Message
 from kiban.project import Project
 from kiban.project.config import DeliveryConfig
@@ -53,6 +55,9 @@ class DeliveryRecord:
     destination: str | None
     attempts: int
     error: str | None
+    trigger: str | None = None
+    scheduled_for: datetime | None = None
+    retry_at: datetime | None = None
 
 
 def config_of(project: Project, name: str) -> DeliveryConfig:
@@ -77,54 +82,95 @@ def deliver(project: Project, store: Store, name: str, *, reader: Reader | None 
     """Deliver ``name`` once (with its retries); returns the recorded outcome. Never raises for a failed
     hand-over: the record says ``failed`` with the reason (a wrong name or config raises UsageError)."""
     config = config_of(project, name)
-    now = now or datetime.now(UTC)
     started = utcnow()
     with store._tx() as conn:
         inserted = conn.execute(deliveries.insert().values(
             project=project.name, name=name, usecase=config.usecase, started_at=started,
-            status=DataDeliveryStatus.RUNNING,
-            attempts=0)).inserted_primary_key
+            status=DataDeliveryStatus.RUNNING, trigger=DeliveryTrigger.HAND, attempts=0)).inserted_primary_key
         assert inserted is not None
         row_id = int(inserted[0])
-    rows: int | None = None
-    target: str | None = None
+    outcome = attempt(project, store, name, config, Tries(reader=reader, sleep=sleep, retries=config.retries), now)
+    settle(store, row_id, outcome)
+    return DeliveryRecord(row_id, name, config.usecase, started, utcnow(), outcome.status, outcome.rows,
+                          outcome.target, outcome.destination, outcome.attempts, outcome.error)
+
+
+class DeliveryTrigger:
+    """What started a delivery (column ``trigger``)."""
+
+    HAND = "hand"  # kiban deliver
+    SCHEDULE = "schedule"  # its `schedule:` cron tick, claimed by the scheduler
+    USECASE = "usecase"  # `after: usecase_met`, claimed by the scheduler once per due day
+
+
+@dataclass
+class Tries:
+    """How one call of :func:`attempt` tries: the hand-overs it retries in place (``kiban deliver`` waits; the
+    scheduler's outbox tries once and comes back later)."""
+
+    reader: Reader | None = None
+    sleep: Callable[[float], None] = time.sleep
+    retries: int = 0
+    before: int = 0  # attempts made by earlier calls (the outbox's count)
+
+
+@dataclass
+class Outcome:
+    status: DataDeliveryStatus
+    rows: int | None
+    target: str | None
+    destination: str
+    attempts: int  # in all, earlier calls included
+    error: str | None
+    retryable: bool = False  # the last failure is one a later attempt can cure
+    retry_at: datetime | None = None
+
+
+def attempt(project: Project, store: Store, name: str, config: DeliveryConfig, tries: Tries,
+            now: datetime | None = None) -> Outcome:
+    """Read, write the file, hand it over (``tries.retries`` times more in place when it fails curably)."""
+    now = now or datetime.now(UTC)
     destination = config.folder or f"channel {config.channel}"
-    attempts = 0
-    error: str | None = None
-    status = DataDeliveryStatus.FAILED
+    outcome = Outcome(DataDeliveryStatus.FAILED, None, None, destination, tries.before, None)
     work = Path(tempfile.mkdtemp(prefix="kiban-delivery-"))
     try:
-        reader = reader or Reader(project, store, kind="delivery")
+        reader = tries.reader or Reader(project, store, kind="delivery")
         sql, params = _query(project, config)
         table = reader.arrow(sql, Actor(f"delivery:{name}"), params).table
-        rows = table.num_rows
+        outcome.rows = table.num_rows
         chosen = file_name(project, name, config, now)
         path = work / chosen
         if config.format == "xlsx":
             write_xlsx(table, path, name)
         else:
             write_csv(table, path, config.encoding)
+        made = 0
         while True:
-            attempts += 1
+            made += 1
+            outcome.attempts += 1
             try:
-                target = _hand_over(project, name, config, path, rows)
-                status, error = DataDeliveryStatus.DELIVERED, None
+                outcome.target = _hand_over(project, name, config, path, table.num_rows)
+                outcome.status, outcome.error, outcome.retryable = DataDeliveryStatus.DELIVERED, None, False
                 break
             except DeliveryError as exc:
-                error = exc.message
-                if not exc.retryable or attempts > config.retries:
+                outcome.error, outcome.retryable = exc.message, exc.retryable
+                if not exc.retryable or made > tries.retries:
                     break
-                sleep(exc.retry_after if exc.retry_after is not None else RETRY_WAIT * 2 ** (attempts - 1))
+                tries.sleep(exc.retry_after if exc.retry_after is not None else RETRY_WAIT * 2 ** (made - 1))
     except KibanError as exc:
-        error = exc.message
+        outcome.attempts += 1
+        outcome.error = exc.message
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+def settle(store: Store, row_id: int, outcome: Outcome) -> None:
     with store._tx() as conn:
         conn.execute(deliveries.update().where(deliveries.c.id == row_id).values(
-            ended_at=utcnow(), status=status, rows=rows, file=target, destination=destination, attempts=attempts,
-            error=error))
-    return DeliveryRecord(row_id, name, config.usecase, started, utcnow(), status, rows, target, destination,
-                          attempts, error)
+            ended_at=utcnow(), status=outcome.status, rows=outcome.rows, file=outcome.target,
+            destination=outcome.destination, attempts=outcome.attempts, error=outcome.error,
+            retry_at=outcome.retry_at))
 
 
 def _query(project: Project, config: DeliveryConfig) -> tuple[str, dict[str, object] | None]:
@@ -157,13 +203,29 @@ def _hand_over(project: Project, name: str, config: DeliveryConfig, path: Path, 
                       text=f"The delivery {name} is ready: {path.name} ({rows:,} rows).",
                       fields={"file": path.name, "rows": f"{rows:,}", "project": project.name},
                       link=project.config.console_url)
+    mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if path.suffix == ".xlsx" \
+        else "text/csv"
     if channel.type == "email":
-        mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if path.suffix == ".xlsx" \
-            else "text/csv"
         send_email(channel, message, root=project.root, attachments=[(path.name, path.read_bytes(), mime)])
         return f"email to {', '.join(channel.to)}"
+    mode = config.chat_file
+    if mode == "upload":
+        if channel.type != "webhook":
+            raise DeliveryError(f"delivery {name}: a {channel.type} webhook cannot carry a file; "
+                                "use `chat_file: link` (a served download) or a webhook channel")
+        send_webhook_file(channel, message, (path.name, path.read_bytes(), mime), root=project.root)
+        return f"{channel.type} {config.channel} (file attached)"
+    if mode == "link":
+        if not project.config.console_url:
+            raise DeliveryError(f"delivery {name}: `chat_file: link` needs `console_url:` in kiban.yml "
+                                "(where the console serves the download)")
+        where, expires = keep(project, path, utcnow(), config.link_hours)
+        link = project.config.console_url.rstrip("/") + where
+        message = replace(message, text=f"{message.text}\nDownload (until {expires:%Y-%m-%d %H:%M} UTC): {link}",
+                          link=link, fields={**message.fields, "download": link,
+                                             "expires": f"{expires:%Y-%m-%d %H:%M} UTC"})
     SENDERS[channel.type](channel, message, root=project.root)
-    return f"{channel.type} {config.channel}"
+    return f"{channel.type} {config.channel}" + (" (download link)" if mode == "link" else "")
 
 
 def history(store: Store, project: str, name: str | None = None, limit: int = 50, *,
@@ -176,5 +238,9 @@ def history(store: Store, project: str, name: str | None = None, limit: int = 50
         query = query.where(deliveries.c.usecase == usecase)
     with store.engine.connect() as conn:
         found = conn.execute(query.order_by(deliveries.c.id.desc()).limit(limit)).all()
-    return [DeliveryRecord(r.id, r.name, r.usecase, r.started_at, r.ended_at, r.status, r.rows, r.file,
-                           r.destination, r.attempts, r.error) for r in found]
+    return [record(r) for r in found]
+
+
+def record(r: Any) -> DeliveryRecord:
+    return DeliveryRecord(r.id, r.name, r.usecase, r.started_at, r.ended_at, r.status, r.rows, r.file,
+                          r.destination, r.attempts, r.error, r.trigger, r.scheduled_for, r.retry_at)

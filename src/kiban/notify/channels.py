@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.policy
 import html
+import json
 import logging
 import smtplib
 import ssl
@@ -127,6 +128,17 @@ def send_webhook(config: ChannelConfig, message: Message, *, root: Path, timeout
     _post(_resolve(config.url, root), message.as_dict(), headers, _header_secrets(config), timeout, "webhook")
 
 
+def send_webhook_file(config: ChannelConfig, message: Message, file: tuple[str, bytes, str], *, root: Path,
+                      timeout: float = DEFAULT_TIMEOUT) -> None:
+    """POST the message and a file as ``multipart/form-data`` to a webhook channel: the part ``payload_json``
+    is the message's JSON (what :func:`send_webhook` posts), the part ``file`` the file (name, bytes, type) —
+    the shape Discord-style and most file-accepting chat webhooks take."""
+    assert config.url is not None
+    headers = {name: _header(value) for name, value in config.headers.items()}
+    _post(_resolve(config.url, root), message.as_dict(), headers, _header_secrets(config), timeout, "webhook",
+          file=file)
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
     """``text`` for the notification preview, ``blocks`` for the layout (Slack's length limits respected)."""
     icon = _SLACK_ICON[message.severity]
@@ -155,10 +167,14 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _post(url: str, payload: dict[str, Any], headers: dict[str, str], secret_headers: list[str], timeout: float,
-          what: str) -> None:
+          what: str, file: tuple[str, bytes, str] | None = None) -> None:
     shown, secrets = redact_url(url), [url, *_url_secrets(url), *secret_headers]
     try:
-        response = httpx.post(url, json=payload, headers=headers, timeout=timeout)
+        if file is None:
+            response = httpx.post(url, json=payload, headers=headers, timeout=timeout)
+        else:
+            response = httpx.post(url, data={"payload_json": json.dumps(payload, ensure_ascii=False)},
+                                  files={"file": file}, headers=headers, timeout=timeout)
     except httpx.TimeoutException:
         raise DeliveryError(f"{what} {shown} did not answer within {timeout:g} s", retryable=True) from None
     except httpx.UnsupportedProtocol:

@@ -19,11 +19,14 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.safety import SAFE_TABLE_FUNCTIONS
 from kiban.catalog.warehouse import SCHEMAS, new_session
 from kiban.quoting import literal, quote
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SERVER_VERSION = "15.0"
 VERSION_TEXT = f"PostgreSQL {SERVER_VERSION} (kiban, read-only; DuckDB underneath)"
@@ -31,7 +34,7 @@ CATALOG_SCHEMAS = ("pg_catalog", "information_schema", "kiban_pg")
 _COMMENTS = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", re.S)
 _SET = re.compile(r"^set\s+(?:session\s+|local\s+)?([\w.]+)\s*(?:=|\bto\b)\s*(.*?)\s*;?\s*$", re.I | re.S)
 _SET_OTHER = re.compile(r"^(set|reset)\b", re.I)
-_SHOW = re.compile(r"^show\s+([\w.]+)\s*;?\s*$", re.I)
+_SHOW = re.compile(r"^show\s+([\w.]+|transaction\s+isolation\s+level)\s*;?\s*$", re.I)
 _TRANSACTION = {"begin": "BEGIN", "start": "BEGIN", "commit": "COMMIT", "end": "COMMIT", "rollback": "ROLLBACK",
                 "abort": "ROLLBACK"}
 _HARMLESS = {"discard": "DISCARD ALL", "deallocate": "DEALLOCATE", "close": "CLOSE CURSOR", "listen": "LISTEN",
@@ -68,7 +71,8 @@ def route(sql: str) -> Route:
         return Route("set", name="")
     found = _SHOW.match(text)
     if found:
-        return Route("show", name=found.group(1).lower())
+        name = found.group(1).lower()
+        return Route("show", name="transaction_isolation" if name.startswith("transaction") else name)
     if word not in _READS and not text.startswith("("):
         return Route("refused", sql=sql, name=word.upper())
     tables = _tables(sql)
@@ -131,10 +135,81 @@ _CASTS = re.compile(r"::\s*(pg_catalog\s*\.\s*)?(regclass|regtype|regproc|regnam
 _TYPE_PREFIX = re.compile(r"::\s*pg_catalog\s*\.\s*", re.I)
 
 
-_OVERRIDES = {  # pg_catalog relations DuckDB's emulation lacks columns of, completed in the schema kiban_pg
+# A DuckDB column type as the PostgreSQL type oid the wire shows it as (kiban.pgwire.messages.oid_of; strings are
+# varchar here, which DuckDB's pg_type knows), its typmod (numeric: (precision << 16 | scale) + 4) and length.
+_TYPE_OID = """case
+  when {t} = 'BOOLEAN' then 16
+  when {t} in ('TINYINT', 'SMALLINT', 'UTINYINT') then 21
+  when {t} in ('INTEGER', 'USMALLINT') then 23
+  when {t} in ('BIGINT', 'UINTEGER') then 20
+  when {t} like 'DECIMAL%' or {t} in ('HUGEINT', 'UBIGINT', 'UHUGEINT') then 1700
+  when {t} = 'FLOAT' then 700
+  when {t} = 'DOUBLE' then 701
+  when {t} = 'DATE' then 1082
+  when {t} = 'TIMESTAMP WITH TIME ZONE' then 1184
+  when {t} like 'TIMESTAMP%' then 1114
+  when {t} like 'TIME%' then 1083
+  when {t} = 'BLOB' then 17
+  else 1043 end"""
+_TYPE_LEN = "case oid when 16 then 1 when 21 then 2 when 23 then 4 when 20 then 8 when 700 then 4 when 701 then 8 " \
+            "when 1082 then 4 when 1114 then 8 when 1184 then 8 when 1083 then 8 else -1 end"
+
+_OVERRIDES = {  # pg_catalog relations DuckDB's emulation lacks or gets wrong, completed in the schema kiban_pg
     "pg_class": "select *, false as relforcerowsecurity from pg_catalog.pg_class",
+    # the schemas a BI tool should offer; DuckDB's `main` holds only the built-in types (and this session's
+    # macros), so it is shown as what PostgreSQL calls that: pg_catalog
+    "pg_namespace": "select * replace (case nspname when 'main' then 'pg_catalog' else nspname end as nspname) "
+                    "from pg_catalog.pg_namespace where nspname <> 'kiban_pg'",
+    # types with an oid, typrelid 0 (not NULL) as PostgreSQL has it, and `text` (what the wire sends strings as)
+    "pg_type": "select * replace (coalesce(typrelid, 0) as typrelid) from pg_catalog.pg_type where oid is not null "
+               "union all select * replace (25 as oid, 'text' as typname, coalesce(typrelid, 0) as typrelid) "
+               "from pg_catalog.pg_type where oid = 1043",
+    # one database: the one the client connected to ($database: see catalog_session)
+    "pg_database": "select * replace ($database as datname) from pg_catalog.pg_database where datname = 'memory'",
+    # DuckDB's atttypid is its own type id, not PostgreSQL's: a JDBC getColumns() would join no type
+    "pg_attribute": f"""select a.* replace (m.oid as atttypid, m.len as attlen, m.typmod as atttypmod,
+          not m.is_nullable as attnotnull)
+        from pg_catalog.pg_attribute a join (
+          select table_oid, column_name, is_nullable, oid, {_TYPE_LEN} as len,
+                 case when oid = 1700 and numeric_precision is not null
+                      then (numeric_precision << 16 | coalesce(numeric_scale, 0)) + 4 else -1 end as typmod
+          from (select *, {_TYPE_OID.format(t="data_type")} as oid
+                from duckdb_columns())) m
+        on m.table_oid = a.attrelid and m.column_name = a.attname""",
 }
 _OVERRIDDEN = re.compile(r"\b(?:pg_catalog\s*\.\s*)?(" + "|".join(_OVERRIDES) + r")\b(?!\s*\()", re.I)
+
+
+# information_schema.columns with PostgreSQL's type names (DuckDB says DOUBLE where PostgreSQL says double precision)
+_PG_TYPE_NAME = """case
+  when {t} = 'BOOLEAN' then 'boolean'
+  when {t} in ('TINYINT', 'SMALLINT', 'UTINYINT') then 'smallint'
+  when {t} in ('INTEGER', 'USMALLINT') then 'integer'
+  when {t} in ('BIGINT', 'UINTEGER') then 'bigint'
+  when {t} like 'DECIMAL%' or {t} in ('HUGEINT', 'UBIGINT', 'UHUGEINT') then 'numeric'
+  when {t} = 'FLOAT' then 'real'
+  when {t} = 'DOUBLE' then 'double precision'
+  when {t} = 'DATE' then 'date'
+  when {t} = 'TIMESTAMP WITH TIME ZONE' then 'timestamp with time zone'
+  when {t} like 'TIMESTAMP%' then 'timestamp without time zone'
+  when {t} like 'TIME%' then 'time without time zone'
+  when {t} = 'BLOB' then 'bytea'
+  else 'character varying' end"""
+_COLUMNS_VIEW = ("select * replace ({name} as data_type) from information_schema.columns"
+                 .format(name=_PG_TYPE_NAME.format(t="data_type")))
+_INFORMATION_COLUMNS = re.compile(r"\binformation_schema\s*\.\s*columns\b", re.I)
+_FORMAT_TYPE = re.compile(r"(?<![\w.])format_type\s*\(", re.I)
+# format_type(oid, typmod) as PostgreSQL spells the types the catalog shows (psql's \d prints it)
+_FORMAT_TYPE_BODY = """case t
+  when 16 then 'boolean' when 21 then 'smallint' when 23 then 'integer' when 20 then 'bigint'
+  when 1700 then case when m >= 4 then 'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')'
+                      else 'numeric' end
+  when 700 then 'real' when 701 then 'double precision' when 1082 then 'date'
+  when 1114 then 'timestamp without time zone' when 1184 then 'timestamp with time zone'
+  when 1083 then 'time without time zone' when 17 then 'bytea' when 25 then 'text'
+  when 1043 then 'character varying' else null end"""
+_CURRENT_DATABASE = re.compile(r"\bcurrent_database\s*\(\s*\)", re.I)
+_EXPANDARRAY = re.compile(r"\binformation_schema\s*\.\s*_pg_expandarray\s*\(", re.I)
 
 
 def catalog_sql(sql: str) -> str:
@@ -146,6 +221,10 @@ def catalog_sql(sql: str) -> str:
     sql = _OPERATOR.sub(lambda m: f" {m.group(1)} ", sql)
     sql = _COLLATE.sub("", sql)
     sql = _OVERRIDDEN.sub(lambda m: f"kiban_pg.{m.group(1).lower()}", sql)
+    sql = _EXPANDARRAY.sub("kiban_pg._pg_expandarray(", sql)
+    sql = _INFORMATION_COLUMNS.sub("kiban_pg.columns", sql)
+    sql = _CURRENT_DATABASE.sub("kiban_pg.client_database()", sql)
+    sql = _FORMAT_TYPE.sub("kiban_pg.format_type(", sql)
     return _TYPE_PREFIX.sub("::", _CASTS.sub("", sql))
 
 
@@ -155,6 +234,8 @@ _MACROS = {
     "pg_encoding_to_char(x)": literal("UTF8"),
     "pg_backend_pid()": "0",
     "pg_table_is_visible(x)": "true",
+    "array_upper(a, d)": "len(a)",  # one-dimensional arrays only (JDBC's type cache asks it of current_schemas)
+    "array_lower(a, d)": "case when len(a) > 0 then 1 end",
     "pg_get_expr(a, b)": "null::varchar, (a, b, c) as null::varchar",  # kiban's tables have no defaults
 }
 
@@ -173,7 +254,17 @@ def catalog_session(columns: Mapping[str, list[tuple[str, str]]], settings: Mapp
             ddl.append(f"create table {quote(schema)}.{quote(name)} ({body})")
         ddl += [f"create macro {signature} as {body}" for signature, body in _MACROS.items()]
         ddl.append("create schema kiban_pg")
-        ddl += [f"create view kiban_pg.{name} as {body}" for name, body in _OVERRIDES.items()]
+        database = literal(settings.get("database", "kiban"))
+        ddl += [f"create view kiban_pg.{name} as {body.replace('$database', database)}"
+                for name, body in _OVERRIDES.items()]
+        ddl.append(f"create view kiban_pg.columns as {_COLUMNS_VIEW}")
+        ddl.append(f"create macro kiban_pg.format_type(t, m) as {_FORMAT_TYPE_BODY}")
+        user = literal(settings.get("session_authorization", ""))
+        # not current_database() itself: DuckDB's own pg_catalog views call it to find their database
+        ddl += [f"create macro kiban_pg.client_database() as {database}", f"create macro current_user() as {user}",
+                f"create macro session_user() as {user}", f"create macro user() as {user}"]
+        # JDBC's getPrimaryKeys() unnests index keys with it; kiban's tables have no indexes, so no row calls it
+        ddl.append("create macro kiban_pg._pg_expandarray(a) as {'x': null::integer, 'n': null::integer}")
         # current_setting() answers what SHOW answers
         cases = " ".join(f"when {literal(k)} then {literal(v)}" for k, v in sorted(settings.items()))
         ddl.append(f"create macro current_setting(x) as (case lower(x) {cases} else null end)")
@@ -184,3 +275,30 @@ def catalog_session(columns: Mapping[str, list[tuple[str, str]]], settings: Mapp
         con.close()
         raise
     return con
+
+
+_MISSING_CATALOG = re.compile(r"Table with name pg_\w+ does not exist")
+
+
+def answer(columns: Mapping[str, list[tuple[str, str]]], settings: Mapping[str, str], sql: str,
+           params: list[Any]) -> pa.Table:
+    """One catalog question answered from a fresh catalog session (run in a confined worker by the server: a
+    question that computes something huge fails alone). A ValueError says why it failed."""
+    import duckdb
+    import pyarrow as pa
+
+    con = catalog_session(columns, settings)
+    try:
+        cursor = con.execute(catalog_sql(sql), params) if params else con.execute(catalog_sql(sql))
+        table: pa.Table = cursor.to_arrow_table()
+        return table
+    except duckdb.CatalogException as exc:
+        if _MISSING_CATALOG.search(str(exc)):  # pg_policy, pg_inherits …: nothing kiban has, so no rows
+            return pa.table({})
+        raise ValueError(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+    except duckdb.OutOfMemoryException:
+        raise MemoryError from None
+    except duckdb.Error as exc:
+        raise ValueError(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()

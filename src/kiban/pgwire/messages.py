@@ -9,7 +9,10 @@ extended protocol with text by default: psql, psycopg, JDBC, ODBC and the BI too
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +25,8 @@ PROTOCOL_3 = 196608
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8 = 16, 17, 20, 21, 23, 25, 700, 701
 DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSON = 1082, 1083, 1114, 1184, 1186, 1700, 2950, 114
+VARCHAR, BPCHAR, NAME, UNKNOWN = 1043, 1042, 19, 705
+_EPOCH = datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
 SIZES = {BOOL: 1, INT2: 2, INT4: 4, INT8: 8, FLOAT4: 4, FLOAT8: 8, DATE: 4, TIMESTAMP: 8, TIMESTAMPTZ: 8}
 
 
@@ -103,7 +108,7 @@ def _format(formats: Sequence[int], i: int) -> int:
 
 
 def _binary_ok(oid: int) -> bool:
-    return oid in (BOOL, INT2, INT4, INT8, FLOAT4, FLOAT8, TEXT, BYTEA)
+    return oid in (BOOL, INT2, INT4, INT8, FLOAT4, FLOAT8, TEXT, BYTEA, DATE, TIMESTAMP, TIMESTAMPTZ, TIME, NUMERIC)
 
 
 def _text_column(column: pa.ChunkedArray) -> list[bytes | None]:
@@ -139,8 +144,44 @@ def _binary_column(column: pa.ChunkedArray, oid: int) -> list[bytes | None]:
         return [None if v is None else (b"\1" if v else b"\0") for v in values]
     if oid in (TEXT, BYTEA):
         return [None if v is None else (v.encode() if isinstance(v, str) else bytes(v)) for v in values]
+    if oid == DATE:  # int32 days since 2000-01-01
+        days = pc.subtract(pc.cast(column, pa.int32()), pa.scalar(10957, pa.int32())).to_pylist()
+        return [None if v is None else struct.pack("!i", v) for v in days]
+    if oid in (TIMESTAMP, TIMESTAMPTZ):  # int64 microseconds since 2000-01-01 (UTC for timestamptz)
+        micros = pc.cast(pc.cast(column, pa.timestamp("us", column.type.tz)), pa.int64()).to_pylist()
+        return [None if v is None else struct.pack("!q", v - 946_684_800_000_000) for v in micros]
+    if oid == TIME:  # int64 microseconds since midnight
+        micros = pc.cast(pc.cast(column, pa.time64("us")), pa.int64()).to_pylist()
+        return [None if v is None else struct.pack("!q", v) for v in micros]
+    if oid == NUMERIC:
+        return [None if v is None else _numeric_bytes(Decimal(v)) for v in values]
     spec = _PACK[oid]
     return [None if v is None else struct.pack(spec, v) for v in values]
+
+
+def _numeric_bytes(value: Decimal) -> bytes:
+    """A Decimal as PostgreSQL's binary numeric (see :func:`_numeric`)."""
+    if value.is_nan():
+        return struct.pack("!hhHH", 0, 0, 0xC000, 0)
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    scale = max(0, -exponent)
+    text = "".join(map(str, digits))
+    # pad so that the decimal point falls on a 4-digit boundary
+    whole = len(text) + exponent  # digits before the point
+    front = (-whole) % 4
+    back = (-(len(text) + front)) % 4
+    padded = "0" * front + text + "0" * back
+    groups = [int(padded[i:i + 4]) for i in range(0, len(padded), 4)]
+    weight = (whole + front) // 4 - 1
+    while groups and groups[0] == 0:
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        weight = 0
+    return struct.pack(f"!hhHH{len(groups)}H", len(groups), weight, 0x4000 if sign else 0, scale, *groups)
 
 
 def data_rows(table: pa.Table, formats: Sequence[int] = (), limit: int | None = None) -> Iterator[bytes]:
@@ -187,11 +228,43 @@ def decode_parameter(raw: bytes | None, fmt: int, oid: int) -> Any:
         return text
     if oid in _PACK and len(raw) == struct.calcsize(_PACK[oid]):
         return struct.unpack(_PACK[oid], raw)[0]
-    if oid == BOOL:
+    if oid == BOOL and len(raw) == 1:
         return raw != b"\0"
-    if oid in (TEXT, 1043, 0):
+    if oid in (TEXT, VARCHAR, BPCHAR, NAME, UNKNOWN, JSON, 0):
         return raw.decode("utf-8")
+    if oid == BYTEA:
+        return bytes(raw)
+    if oid == DATE and len(raw) == 4:
+        return _EPOCH.date() + timedelta(days=struct.unpack("!i", raw)[0])
+    if oid in (TIMESTAMP, TIMESTAMPTZ) and len(raw) == 8:
+        moment = _EPOCH + timedelta(microseconds=struct.unpack("!q", raw)[0])
+        return moment.replace(tzinfo=UTC) if oid == TIMESTAMPTZ else moment
+    if oid == TIME and len(raw) == 8:
+        return (_EPOCH + timedelta(microseconds=struct.unpack("!q", raw)[0])).time()
+    if oid == NUMERIC and len(raw) >= 8:
+        return _numeric(raw)
+    if oid == UUID and len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
     raise ValueError(f"binary parameters of type {oid} are not supported; send them as text")
+
+
+def _numeric(raw: bytes) -> Decimal:
+    """PostgreSQL's binary numeric: base-10000 digits, the weight of the first, a sign, the display scale."""
+    count, weight, sign, scale = struct.unpack_from("!hhHH", raw)
+    if len(raw) != 8 + 2 * count:
+        raise ValueError("a binary numeric parameter of an impossible length")
+    if sign == 0xC000:
+        return Decimal("NaN")
+    if sign not in (0, 0x4000):
+        raise ValueError("a binary numeric parameter with an unknown sign")
+    digits = struct.unpack_from(f"!{count}H", raw, 8)
+    if any(d > 9999 for d in digits):
+        raise ValueError("a binary numeric parameter with a digit out of range")
+    value = Decimal(0)
+    for i, digit in enumerate(digits):
+        value += Decimal(digit).scaleb(4 * (weight - i))
+    value = value.quantize(Decimal(1).scaleb(-scale)) if scale else value.to_integral_value()
+    return -value if sign == 0x4000 else value
 
 
 def pairs(items: Iterable[tuple[str, str]]) -> bytes:

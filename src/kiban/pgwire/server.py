@@ -1,11 +1,14 @@
 """The PostgreSQL-protocol server: console users sign in, every read is the console's masked read.
 
-One thread per connection (``socketserver``). Sign-in asks for a password in clear text (the protocol's
-``AuthenticationCleartextPassword``; serve it on loopback or behind a TLS-terminating proxy): a console user's
+One thread per connection (``socketserver``); TLS when the client asks for it and a certificate is configured
+(``--require-tls`` refuses clients that do not). Sign-in asks for the password as the protocol's clear-text
+message (``AuthenticationCleartextPassword``: use TLS off loopback): a console user's
 password (throttled exactly like the web sign-in) or one of their API tokens. Nothing can be written: writes,
 DDL and COPY are refused with SQLSTATE 25006. Data queries run through :class:`kiban.catalog.reading.Reader`
 (kind ``bi``): checked, proven to read only masked views, PII masked unless the user's role has clearance,
-bounded in time, memory and threads, admitted like console queries, and recorded in the query history.
+bounded in time, memory and threads, admitted like console queries, and recorded in the query history. Each
+data query runs in a worker process bounded by the OS like a console query (``RLIMIT_AS``), so one that wants
+too much memory fails alone and the endpoint keeps serving every other connection.
 """
 
 from __future__ import annotations
@@ -17,27 +20,29 @@ import re
 import secrets
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog import sandbox
 from kiban.catalog.admission import Admission
 from kiban.catalog.console import (
+    DEFAULT_ADDRESS_SPACE,
     DEFAULT_MAX_PER_USER,
     DEFAULT_MAX_RUNNING,
     ConsoleBusy,
-    QueryFailed,
     QueryTimeout,
 )
 from kiban.catalog.reading import Reader, shared_reader
 from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor
 from kiban.catalog.warehouse import published_columns
-from kiban.errors import KibanError
+from kiban.errors import KibanError, UsageError
 from kiban.pgwire import messages as m
-from kiban.pgwire.catalog import SERVER_VERSION, Route, catalog_session, catalog_sql, route
+from kiban.pgwire.catalog import SERVER_VERSION, Route, answer, route
 from kiban.store import Store
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.catalog_views import PII_ROLE
@@ -49,11 +54,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 300.0  # each query runs in a worker process bounded by the OS, like a console query
+HANDSHAKE_SECONDS = 10.0
 MEMORY_LIMIT = "1GB"
 THREADS = 1
 _PARAM = re.compile(r"\$(\d+)")
-_MISSING_CATALOG = re.compile(r"Table with name pg_\w+ does not exist")
 
 
 class ProtocolError(Exception):
@@ -87,9 +92,10 @@ class Connection:
     settings: dict[str, str] = field(default_factory=dict)
     statements: dict[str, Prepared] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
-    catalog: Any = None
+    catalog: Any = None  # the published relations' columns, for catalog questions
     catalog_version: float = -1.0
     failed: bool = False  # an error in the extended protocol: skip to Sync
+    encrypted: bool = False  # the connection is TLS
 
     # -- the wire -------------------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -120,8 +126,12 @@ class Connection:
                 raise ProtocolError("a start-up packet of an impossible length")
             body = self.read_exact(length - 4)
             (code,) = struct.unpack("!i", body[:4])
+            if code == m.SSL_REQUEST and self.server.tls is not None and not self.encrypted:
+                self.send(b"S")
+                self.sock = self._wrap(self.server.tls)
+                continue
             if code in (m.SSL_REQUEST, m.GSS_REQUEST):
-                self.send(b"N")  # no TLS here: serve on loopback, or behind a proxy that terminates TLS
+                self.send(b"N")  # no TLS configured (or asked twice): serve on loopback, or give --tls-cert
                 continue
             if code == m.CANCEL_REQUEST:
                 return False
@@ -129,6 +139,10 @@ class Connection:
                 self.send(m.error("0A000", "only protocol version 3 is supported", severity="FATAL"))
                 return False
             break
+        if self.server.require_tls and not self.encrypted:
+            self.send(m.error("28000", "this endpoint takes TLS connections only: connect with sslmode=require",
+                              severity="FATAL"))
+            return False
         values = body[4:].split(b"\0")
         params = {values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2) if values[i]}
         name = params.get("user", "")
@@ -149,7 +163,8 @@ class Connection:
                          "session_authorization": user.name, "application_name": params.get("application_name", ""),
                          "transaction_isolation": "read committed", "default_transaction_read_only": "on",
                          "transaction_read_only": "on", "search_path": "mart, warehouse, lake",
-                         "max_identifier_length": "63", "intervalstyle": "postgres"}
+                         "max_identifier_length": "63", "intervalstyle": "postgres",
+                         "database": params.get("database") or name}
         shown = ("server_version", "server_encoding", "client_encoding", "datestyle", "timezone", "integer_datetimes",
                  "standard_conforming_strings", "is_superuser", "session_authorization", "application_name",
                  "default_transaction_read_only", "intervalstyle")
@@ -158,6 +173,17 @@ class Connection:
                   + m.message(b"K", struct.pack("!ii", os.getpid() & 0x7FFFFFFF, secrets.randbits(31)))
                   + m.ready())
         return True
+
+    def _wrap(self, context: ssl.SSLContext) -> socket.socket:
+        """The TLS handshake, bounded in time (a client that stops half-way does not hold a thread)."""
+        self.sock.settimeout(HANDSHAKE_SECONDS)
+        try:
+            wrapped = context.wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            raise ProtocolError(f"the TLS handshake failed: {exc}") from None
+        wrapped.settimeout(None)
+        self.encrypted = True
+        return wrapped
 
     @property
     def actor(self) -> Actor:
@@ -311,26 +337,16 @@ class Connection:
         return table, f"SELECT {table.num_rows}"
 
     def catalog_query(self, sql: str, params: Sequence[Any]) -> pa.Table:
-        import duckdb
-        import pyarrow as pa
-
+        """A catalog question, answered in a confined worker from empty tables with the published names and
+        types (:func:`kiban.pgwire.catalog.answer`)."""
         version = self.server.reader().version_key()
         if self.catalog is None or version != self.catalog_version:
-            if self.catalog is not None:
-                self.catalog.close()
-            self.catalog = catalog_session(published_columns(self.server.project), self.settings)
+            self.catalog = published_columns(self.server.project)
             self.catalog_version = version
-        try:
-            cursor = self.catalog.execute(catalog_sql(sql), list(params)) if params else \
-                self.catalog.execute(catalog_sql(sql))
-            table: pa.Table = cursor.to_arrow_table()
-        except duckdb.CatalogException as exc:
-            if _MISSING_CATALOG.search(str(exc)):  # pg_policy, pg_inherits …: nothing kiban has, so no rows
-                return pa.table({})
-            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
-        except duckdb.Error as exc:
-            raise QueryFailed(f"the catalog query failed: {str(exc).splitlines()[0]}") from None
-        return table
+        call = sandbox.Call(answer, (self.catalog, dict(self.settings), sql, list(params)),
+                            timeout=self.server.timeout_seconds, address_space=self.server.memory[1],
+                            priority="same")  # small questions a person waits for: at the server's priority
+        return sandbox.run_call(call)
 
     def error(self, exc: BaseException) -> bytes:
         if isinstance(exc, ReadOnly):
@@ -346,8 +362,7 @@ class Connection:
         return m.error("08P01" if isinstance(exc, ProtocolError) else "22000", str(exc) or type(exc).__name__)
 
     def close(self) -> None:
-        if self.catalog is not None:
-            self.catalog.close()
+        self.catalog = None
 
 
 class ReadOnly(KibanError):
@@ -392,8 +407,13 @@ class PgServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, project: Project, host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT,
+                 tls: ssl.SSLContext | None = None, require_tls: bool = False,
+                 memory: tuple[str, int | None] = (MEMORY_LIMIT, DEFAULT_ADDRESS_SPACE)) -> None:
         self.project = project
+        self.memory = memory  # each query's DuckDB memory limit, and its worker's address space (bytes)
+        self.tls = tls
+        self.require_tls = require_tls
         self.timeout_seconds = timeout
         self.store = Store(project.state_url)
         self.accounts = Accounts(self.store)
@@ -402,7 +422,8 @@ class PgServer(socketserver.ThreadingTCPServer):
         super().__init__((host, port), _Handler)
 
     def reader(self) -> Reader:
-        return shared_reader(self.project.root, "bi", threads=THREADS, memory_limit=MEMORY_LIMIT)
+        return shared_reader(self.project.root, "bi", threads=THREADS, memory_limit=self.memory[0],
+                             address_space=self.memory[1])
 
     def sign_in(self, name: str, password: str, ip: str) -> User | str:
         """The user, or why not (the same words whatever was wrong, like the web sign-in)."""
@@ -425,7 +446,24 @@ class PgServer(socketserver.ThreadingTCPServer):
             return self.reader().arrow(sql, actor, params or None, timeout=self.timeout_seconds).table
 
 
+def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or newer) from a PEM certificate (chain) and its key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate {cert}: {exc}",
+                         "give a PEM certificate with --tls-cert and its key with --tls-key") from None
+    return context
+
+
 def serve_pg(project: Project, host: str = "127.0.0.1", port: int = 5433, *,
-             timeout: float = DEFAULT_TIMEOUT) -> PgServer:
-    """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it)."""
-    return PgServer(project, host, port, timeout=timeout)
+             timeout: float = DEFAULT_TIMEOUT, tls: ssl.SSLContext | None = None,
+             require_tls: bool = False, memory: tuple[str, int | None] = (MEMORY_LIMIT, DEFAULT_ADDRESS_SPACE)
+             ) -> PgServer:
+    """A bound server (call ``serve_forever()``; ``shutdown()`` from another thread stops it). With ``tls``, a
+    client's SSLRequest is answered with TLS; with ``require_tls`` too, a client that does not ask is refused."""
+    if require_tls and tls is None:
+        raise UsageError("require_tls needs a TLS certificate", "give --tls-cert (and --tls-key)")
+    return PgServer(project, host, port, timeout=timeout, tls=tls, require_tls=require_tls, memory=memory)

@@ -162,10 +162,33 @@ class DeliveryConfig(_Strict):
     usecase: str | None = None  # the use case it serves: shown with it
     # `kiban deliver --due` delivers it once its use case's data is there (verdict met or late), once per due day
     after: Literal["usecase_met"] | None = None
+    # or on a cron schedule ("0 8 * * 1": Mondays 08:00 in the project's timezone), honoured by `kiban schedule`;
+    # with `calendar`, only on that calendar's business days
+    schedule: str | None = None
+    calendar: str | None = None
+    # to a webhook or slack channel: `upload` posts the file with the message (multipart/form-data), `link` puts
+    # a link to a served download that expires after `link_hours` in the message (needs `console_url`), `none`
+    # only names it (the default).
+    chat_file: Literal["upload", "link", "none"] = "none"
+    link_hours: float = Field(default=72, gt=0, le=24 * 90)
     retries: int = Field(default=3, ge=0, le=10)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if len(value.split()) not in (5, 6) or not croniter.is_valid(value):
+            raise ValueError(f"'{value}' is not a valid cron expression: five fields, minute hour day month weekday "
+                             "(e.g. \"0 8 * * 1\" for Mondays at 08:00)")
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> DeliveryConfig:
+        if self.calendar is not None and self.schedule is None:
+            raise ValueError("`calendar:` applies to a `schedule:`; add one")
         if (self.mart is None) == (self.recipe is None):
             raise ValueError("a delivery names either a mart or a recipe")
         if (self.folder is None) == (self.channel is None):

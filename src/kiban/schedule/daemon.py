@@ -7,7 +7,9 @@ One iteration (:meth:`Scheduler.step`):
 4. look at the sensors; a firing claims a tick;
 5. start queued ticks, nearest latest start first, while fewer than ``scheduler.max_runs`` run;
 6. record the outcome of runs that ended; a run that crashed is resumed once, per the job's ``on_crash``
-   (:mod:`kiban.schedule.recovery`).
+   (:mod:`kiban.schedule.recovery`);
+7. claim the deliveries due (a ``schedule:`` tick, or a use case met) and attempt them, and the outbox's
+   retries, on a worker thread (:mod:`kiban.schedule.deliveries`).
 
 Every tick is a row of ``job_ticks`` whose insert is its claim, and whose ``queued → running`` update is
 the claim to start it: neither can happen twice, so no tick runs twice, even when leaders change.
@@ -23,9 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from kiban.clock import Clock, RealClock
+from kiban.forms.previews import sweep as sweep_previews
 from kiban.graph import build_graph
 from kiban.notify import Notifier
 from kiban.project import Project
+from kiban.schedule.deliveries import DeliveryWorker
 from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process, warm_up
 from kiban.schedule.leader import Leader
 from kiban.schedule.ledger import Ledger
@@ -65,17 +69,20 @@ class Scheduler:
     log: Callable[[str, dict[str, Any]], None] = lambda message, detail: None
     leader: Leader = field(init=False)
     ledger: Ledger = field(init=False)
+    deliveries: DeliveryWorker = field(init=False)
     running: dict[int, Running] = field(default_factory=dict)
     is_leader: bool = False
     _graph: Any = None
     _last_renew: datetime | None = None
     _last_slo_check: datetime | None = None
+    _last_housekeeping: datetime | None = None
     _next_ticks: dict[str, datetime | None] = field(default_factory=dict)  # per job: its next cron tick
 
     def __post_init__(self) -> None:
         settings = self.project.config.scheduler
         self.leader = Leader(self.store, self.project.name, self.clock, settings.lease)
         self.ledger = Ledger(self.store, self.project.name)
+        self.deliveries = DeliveryWorker(self.project, self.store, self.graph, self.log)
         self.schedules = {name: JobSchedule(name, job, self.project.config)
                           for name, job in self.project.config.jobs.items()
                           if self.jobs is None or name in self.jobs}
@@ -130,7 +137,26 @@ class Scheduler:
             self.log("sensor fired", {"tick": tick})
         self._start_queued(now)
         self._check_service_levels(now)
+        self.deliveries.look(now)
+        self._housekeeping(now)
         return True
+
+    def _housekeeping(self, now: datetime) -> None:
+        """Every minute: upload previews nobody landed expire (they may hold personal data)."""
+        if self._last_housekeeping is not None and (now - self._last_housekeeping).total_seconds() < 60:
+            return
+        self._last_housekeeping = now
+        try:
+            removed = sweep_previews(self.project)
+            if removed:
+                self.log("expired upload previews removed", {"count": removed})
+        except OSError as exc:
+            self.log("upload previews could not be swept", {"error": str(exc)})
+
+    def graph(self) -> Any:
+        if self._graph is None:
+            self._graph = build_graph(self.project)
+        return self._graph
 
     def _check_service_levels(self, now: datetime) -> None:
         """Deadlines pass whether or not anything ran: judge the use cases every minute, open incidents,
@@ -176,6 +202,7 @@ class Scheduler:
             item.handle.terminate()
         for item in list(self.running.values()):
             item.handle.wait(STOP_GRACE)
+        self.deliveries.wait(STOP_GRACE)  # an attempt under way settles its row (else it is retried later)
         self._collect()
         if self.launcher is launch_process:
             cool_down()

@@ -544,7 +544,11 @@ deliveries = Table(  # every delivery of a mart or recipe as a file (kiban.deliv
     Column("destination", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
+    Column("trigger", String(20)),  # hand (kiban deliver), schedule (its cron) or usecase (after: usecase_met)
+    Column("scheduled_for", DateTime),  # the cron tick or the use case's due day it serves: claimed once
+    Column("retry_at", DateTime),  # a failed one is attempted again then (the outbox); empty: final
     Index("ix_deliveries_project_name", "project", "name", "started_at"),
+    Index("ux_deliveries_tick", "project", "name", "scheduled_for", unique=True),
 )
 
 initiative_measurements = Table(  # the value ledger: each measurement of an initiative's effect (kiban.value)

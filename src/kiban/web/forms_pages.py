@@ -12,7 +12,6 @@ answer, a server killed before it answered) lands nothing new (kiban.forms.land)
 from __future__ import annotations
 
 import json
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, HTTPException, Path, Request, UploadFile
@@ -22,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kiban.errors import KibanError
 from kiban.forms.land import check_submission, entry_table, land, load_pending, new_submission, write_entry
+from kiban.forms.previews import PREVIEW_HOURS, expired, stage, staged, sweep
 from kiban.forms.spec import Form, get_form, load_forms
 from kiban.forms.validate import Checked, check_row, check_rows, read_upload, rules
 from kiban.web.accounts import Accounts, User
@@ -105,8 +105,6 @@ def _land(request: Request, user: User, form: Form, rows: list[dict[str, Any]], 
     return landed
 
 
-def _staged(site: Site, form: Form, submission: str) -> FilePath:
-    return site.project.state_dir / "uploads" / form.name / f"{check_submission(submission)}.parquet"
 
 
 @router.post("/forms/{name}/upload")
@@ -119,15 +117,12 @@ async def upload(request: Request, name: Name, user: Enterer, file: Annotated[Up
 
     def preview() -> Checked:
         checked = check_rows(form, read_upload(form, file.filename or "upload", data))
-        if checked.valid:  # kept until the person lands it: the preview is exactly what lands
+        sweep(site.project)  # previews others walked away from
+        if checked.valid:  # kept until the person lands it (or it expires): the preview is exactly what lands
             from datetime import UTC, datetime
 
-            import pyarrow.parquet as pq
-
-            path = _staged(site, form, submission)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(entry_table(form, checked.valid, user.name, submission, datetime.now(UTC),
-                                       checked.rows), path)
+            stage(site.project, form.name, submission,
+                  entry_table(form, checked.valid, user.name, submission, datetime.now(UTC), checked.rows))
         return checked
 
     checked = await run_in_threadpool(preview)
@@ -143,10 +138,13 @@ async def land_upload(request: Request, name: Name, submission: Submission, user
     def go() -> str:
         import pyarrow.parquet as pq
 
-        path = _staged(site, form, submission)
+        path = staged(site.project, form.name, submission)
         target = form.folder / f"{submission}.parquet"
+        if path.exists() and not target.exists() and expired(path):
+            path.unlink(missing_ok=True)
         if not path.exists() and not target.exists():
-            raise HTTPException(404, "this upload's preview is gone: upload the file again")
+            raise HTTPException(404, f"this upload's preview is gone (previews are kept {PREVIEW_HOURS:g} hours): "
+                                     "upload the file again")
         if path.exists():
             table = pq.read_table(path)
             if set(table.column("_entered_by").to_pylist()) != {user.name}:

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
+from kiban.deliveries.links import find
 from kiban.deliveries.send import history as delivery_history
 from kiban.graph import select
 from kiban.incidents import IncidentLog
@@ -112,6 +113,17 @@ def today(request: Request, user: Viewer) -> Response:
     data = views.today(site)
     return render(request, "today.html", data=data, live=bool(data.running), events=live.events_url(site),
                   title="Today")
+
+
+@router.get("/deliveries/files/{token}/{name}")
+def delivery_file(request: Request, user: Viewer, token: str, name: str) -> Response:
+    """A delivery's file sent to a chat as a link (``chat_file: link``): served until it expires (410 then)."""
+    found = find(_site(request).project, token, name, datetime.now(UTC).replace(tzinfo=None))
+    if found is False:
+        raise HTTPException(410, "this download link has expired: deliver it again (`kiban deliver`)")
+    if found is None or found is True:
+        raise HTTPException(404, "no such download")
+    return FileResponse(found, filename=name)
 
 
 @router.get("/usecases/{name}")
