@@ -208,6 +208,35 @@ def test_a_502_asset_run_groups_and_scrolls_instead_of_a_23800_px_page(site, bro
     assert not page.errors, page.errors
 
 
+def test_a_run_started_elsewhere_shows_what_builds_inferred_and_its_eta(site, browser):
+    """A run of `kiban run` (not this console's): what builds is inferred from what finished."""
+    from kiban.project import load_project
+    from kiban.status import AttemptStatus, RunStatus
+    from kiban.store import Store, utcnow
+
+    base, _app, root = site
+    store = Store(load_project(root).state_url)
+    run_id = f"{utcnow():%Y%m%dT%H%M%S}-0ther1"
+    store.start_run(run_id, "webshop", ["+mart.daily_sales"], {})  # this process's pid: alive, not reaped
+    began = utcnow() - timedelta(seconds=3)
+    store.record_attempt(run_id, "warehouse.orders", AttemptStatus.SUCCESS, started_at=began,
+                         ended_at=began + timedelta(seconds=1), rows=200)
+    try:
+        page = _sign_in(browser, base, "viewer")
+        page.goto(f"{base}/runs/{run_id}")
+        text = page.locator("#in-flight").inner_text()
+        assert "1 of 2 done" in text and "(inferred)" in text
+        assert page.locator("#in-flight tr[data-asset='mart.daily_sales']").count() == 1
+        assert "left" in page.locator("#eta").inner_text() or "no estimate" in page.locator("#eta").inner_text()
+        body = page.inner_text("main")
+        assert "running for" in body and " took " not in body
+        assert page.locator("details.tl-group .bar.b-building").count() == 1  # drawn up to now, marked ▶
+        assert not page.errors, page.errors
+    finally:
+        store.finish_run(run_id, RunStatus.SUCCESS)
+        store.close()
+
+
 def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, browser, template):
     import httpx
 
@@ -215,7 +244,7 @@ def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, brows
 
     base, _app, root = site
     slow = "select id, store, amount, day from lake.orders where (select sum(hash(i)) from range({n}) t(i)) > 0\n"
-    (root / "models/warehouse/orders.sql").write_text(slow.format(n=300_000_000))  # a few seconds to build
+    (root / "models/warehouse/orders.sql").write_text(slow.format(n=120_000_000))  # a second or two to build
     operator = bearer(template[1]["operator"])
     try:
         job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["+mart.daily_sales"]}, headers=operator,
