@@ -50,6 +50,8 @@ def site(template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.Te
     _need_chromium()
     root = tmp_path_factory.mktemp("lineage-browser") / "shop"
     shutil.copytree(template[0], root)
+    orders = root / "models/warehouse/orders.yml"  # a personal-data column, for the console's sidebar
+    orders.write_text(orders.read_text() + "  - name: store\n    description: the store\n    tags: [pii]\n")
     with serving(root) as (base, app):
         yield base, app, root
 
@@ -67,14 +69,14 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def _context(browser: Any, base: str) -> Any:
-    """A browser context at 1440×900 signed in as the viewer (new tabs share the session)."""
+def _context(browser: Any, base: str, who: str = "viewer") -> Any:
+    """A browser context at 1440×900 signed in (new tabs share the session)."""
     from tests.test_web_console import PASSWORD
 
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.goto(base + "/login")
-    page.fill("input[name=username]", "viewer")
+    page.fill("input[name=username]", who)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(base + "/")
@@ -273,3 +275,47 @@ def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, brows
         assert not page.errors, page.errors
     finally:
         (root / "models/warehouse/orders.sql").write_text("select id, store, amount, day from lake.orders\n")
+
+
+def test_the_sql_console_lists_the_schema_completes_names_and_runs_on_ctrl_enter(site, browser):
+    base, _app, _root = site
+    context = _context(browser, base, "analyst")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(base + "/console")
+    table = page.locator("#schema-list details[data-table='warehouse.orders']")
+    assert table.count() == 1
+    table.locator("summary").click()
+    assert table.locator("li[data-column=store] .masked-col").inner_text() == "masked"  # personal data, marked
+    assert table.locator("li[data-column=amount] .masked-col").count() == 0
+    page.fill("#schema-filter", "amount")
+    assert page.locator("#schema-list details[data-table='mart.daily_sales']").is_hidden()
+    page.fill("#schema-filter", "")
+
+    area = page.locator("#sql")
+    area.click()
+    page.keyboard.type("select id, am")  # nothing named yet: no column of a known table
+    page.keyboard.type("ount from wareh")
+    assert page.locator("#sql-complete").is_visible()
+    assert page.locator("#sql-complete li[aria-selected=true]").inner_text() == "warehouse.orders"
+    page.keyboard.press("Tab")
+    assert area.input_value() == "select id, amount from warehouse.orders"
+    page.keyboard.type(" where sto")  # a column of the table the query reads, marked masked
+    assert "store · masked" in page.locator("#sql-complete li").first.inner_text()
+    page.keyboard.press("Escape")
+    assert page.locator("#sql-complete").is_hidden()
+    area.fill("select id, amount from warehouse.orders where amount > 0 order by id limit 3")
+    area.press("Control+Enter")  # runs
+    page.wait_for_url(base + "/console")
+    page.wait_for_selector("table.result tbody tr, #query-error")
+    assert page.locator("#query-error").count() == 0, page.locator("#query-error").inner_text()
+    assert page.locator("table.result tbody tr").count() == 3
+    # the sidebar inserts at the caret
+    area.fill("select * from ")
+    area.press("End")
+    page.locator("#schema-list details[data-table='mart.daily_sales'] summary button").click()
+    assert area.input_value() == "select * from mart.daily_sales"
+    _shot(page, "console")
+    assert not errors, errors
+    context.close()

@@ -18,6 +18,7 @@ from kiban.errors import KibanError
 from kiban.web import catalog_api
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
+from kiban.web import sql_editor
 from kiban.web.accounts import User
 from kiban.web.auth import current_user, need
 from kiban.web.catalog_api import download, result_sql, run_audited
@@ -72,8 +73,10 @@ def _console(request: Request, user: User, status: int = 200, **context: Any) ->
     context.setdefault("team", cv.last_team(site, user.name) or "")
     context.setdefault("limit", 1000)
     context.setdefault("timeout", 30.0)
+    tables = sql_editor.schema(site)  # the sidebar and the editor's completion
     return render(request, "catalog_console.html", status, history=cv.history(site, user.name, 30).entries,
-                  clearance=user.can(cv.PII_ROLE), title="SQL console", **context)
+                  clearance=user.can(cv.PII_ROLE), title="SQL console", tables=tables,
+                  completion=sql_editor.completion_json(site), **context)
 
 
 @router.get("/console")
