@@ -15,10 +15,9 @@ from starlette.responses import RedirectResponse, Response
 
 from kiban.catalog.requests import STATES, RequestError
 from kiban.errors import KibanError
-from kiban.web import catalog_api
+from kiban.web import catalog_api, sql_editor
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
-from kiban.web import sql_editor
 from kiban.web.accounts import User
 from kiban.web.auth import current_user, need
 from kiban.web.catalog_api import download, result_sql, run_audited

@@ -90,8 +90,8 @@ def _label(key: str, limit: int = 27) -> str:
 
 
 WINDOW = 600  # up to this many boxes, every box is a link in the page; above, only those in view (kiban.js)
-VIEW = (1400.0, 640.0)
-STRIP = 1500.0  # px: edges and boxes are drawn in tiles of this size (out of view, the browser skips them)  # the opening view a server-drawn window covers (the frame at 1440 px)
+VIEW = (1400.0, 640.0)  # the opening view a server-drawn window covers (the frame at 1440 px)
+STRIP = 1500.0  # px: edges and boxes are drawn in tiles of this size (out of view, the browser skips them)
 
 
 def _node(key: str, x: float, y: float, state: str) -> str:
@@ -122,8 +122,8 @@ def draw(graph: Graph, keys: Sequence[str], states: dict[str, str], at: dict[str
     comes into view from the positions it is given (``nodes_json``)."""
     w, h, num = svg.NODE_W, svg.NODE_H, svg._num
     # paths in strips of the drawing, so the browser skips painting (and hit-testing) what is out of view
-    curves: dict[int, list[str]] = {}
-    heads: dict[int, list[str]] = {}
+    curves: dict[tuple[int, int], list[str]] = {}
+    heads: dict[tuple[int, int], list[str]] = {}
     for key in keys:
         x2, y2 = at[key]
         ey = y2 + h / 2

@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from kiban.deliveries.send import history as delivery_history
-from kiban.graph import select
 from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
 from kiban.status import AttemptStatus, RunStatus
