@@ -190,6 +190,7 @@ def test_search_finds_assets_and_columns(console):
     page = client.get("/search", params={"q": "yen"}).text
     assert 'href="/assets/warehouse.orders"' in page and "<code>amount</code>" in page
     assert "0 found" in client.get("/search", params={"q": "nothing-like-this"}).text
+    assert 'href="/assets/warehouse.orders"' in client.get("/search", params={"q": "ordr"}).text  # a typo
 
 
 def test_graph_page_draws_every_asset_coloured_by_state(console):
