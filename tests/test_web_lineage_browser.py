@@ -316,6 +316,6 @@ def test_the_sql_console_lists_the_schema_completes_names_and_runs_on_ctrl_enter
     area.press("End")
     page.locator("#schema-list details[data-table='mart.daily_sales'] summary button").click()
     assert area.input_value() == "select * from mart.daily_sales"
-    _shot(page, "console")
+    _shot(page, "console-editor")
     assert not errors, errors
     context.close()
