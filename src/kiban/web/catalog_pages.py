@@ -72,9 +72,9 @@ def _console(request: Request, user: User, status: int = 200, **context: Any) ->
     context.setdefault("team", cv.last_team(site, user.name) or "")
     context.setdefault("limit", 1000)
     context.setdefault("timeout", 30.0)
-    tables = sql_editor.schema(site)  # the sidebar and the editor's completion
+    cleared = user.can(cv.PII_ROLE)
     return render(request, "catalog_console.html", status, history=cv.history(site, user.name, 30).entries,
-                  clearance=user.can(cv.PII_ROLE), title="SQL console", tables=tables,
+                  clearance=cleared, title="SQL console", sidebar=sql_editor.sidebar(site, cleared),
                   completion=sql_editor.completion_json(site), **context)
 
 

@@ -172,14 +172,23 @@ def runs(request: Request, user: Viewer) -> Response:
 @router.get("/runs/{run_id}")
 def run(request: Request, run_id: str, user: Viewer) -> Response:
     site = _site(request)
-    data = views.run_detail(site, run_id)
-    if data is None:
-        raise HTTPException(404, f"no run with id '{run_id}'")
     jobs: Jobs = request.app.state.jobs
-    going = run_page.progress(site, data, jobs.building(data.run.run_id))
-    chart = run_page.timeline(data.attempts, going.building if going else [])
+    everything = request.query_params.get("attempts") == "all"
+    # a finished run never changes: its page's parts are kept (a few runs at a time); a running one is read afresh
+    slot, version = f"run-page:{sum(run_id.encode()) % 4}", (run_id, everything)
+    kept = site.peek(slot, version)
+    going = None
+    if kept is None:
+        data = views.run_detail(site, run_id)
+        if data is None:
+            raise HTTPException(404, f"no run with id '{run_id}'")
+        going = run_page.progress(site, data, jobs.building(data.run.run_id))
+        kept = (data, run_page.timeline(data.attempts, going.building if going else []),
+                run_page.attempt_tables(data.attempts, 10**9 if everything else 50))
+        if data.run.status != RunStatus.RUNNING:
+            site.keep(slot, version, lambda: kept)
+    data, chart, tables = kept
     running = data.run.status == RunStatus.RUNNING
-    tables = run_page.attempt_tables(data.attempts, 10**9 if request.query_params.get("attempts") == "all" else 50)
     return render(request, "run.html", data=data, gantt=chart, live=running, progress=going, tables=tables,
                   eta=run_page.eta_words(going) if going else None,
                   events=live.events_url(site, data.run.run_id) if running else None, title=run_id)

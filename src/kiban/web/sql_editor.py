@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from html import escape
+
+from markupsafe import Markup
 
 from kiban.web import catalog_views as cv
 from kiban.web.views import Site
@@ -62,6 +65,28 @@ def _plain_type(kind: str | None) -> str:
     if upper == "BOOLEAN":
         return "yes/no"
     return kind.lower()
+
+
+def sidebar(site: Site, clearance: bool) -> Markup:
+    """The schema list of the sidebar, drawn once for everyone (per clearance) — 1,000 tables are 3,000 lines."""
+    def build() -> Markup:
+        mark = "PII" if clearance else "masked"
+        why = "personal data: shown to you and recorded" if clearance else "personal data: values come back masked"
+        parts = []
+        for t in schema(site):
+            key = escape(t.key)
+            cols = "".join(
+                f'<li data-column="{escape(n)}"><button type="button" class="link ins" data-insert="{escape(n)}">'
+                f'{escape(n)}</button> <span class="muted small">{escape(k)}</span>'
+                + (f' <span class="pill s-pii masked-col" title="{why}">{mark}</span>' if p else "") + "</li>"
+                for n, k, p in t.columns)
+            parts.append(f'<details data-table="{key}"><summary><button type="button" class="link ins" '
+                         f'data-insert="{key}">{key}</button> <span class="muted small">{len(t.columns)}</span>'
+                         f'</summary><ul>{cols}</ul></details>')
+        return Markup("".join(parts))
+
+    found: Markup = site.cached(f"console:sidebar:{clearance}", SCHEMA_TTL, build)
+    return found
 
 
 def completion_json(site: Site) -> str:
