@@ -203,3 +203,31 @@ def test_every_state_is_told_by_an_icon_and_a_class_not_colour_alone():
         assert f'class="node st-{klass}" data-key="{key}"' in picture
         assert f">{icon} {key}</text>" in picture
     assert f'data-centre="{keys[2]}"' in picture
+
+
+def test_the_console_speaks_the_readers_language_and_formats_numbers_for_it(tmp_path):
+    """Accept-Language picks Japanese, the footer's link (a cookie) overrides it; numbers are grouped."""
+    from fastapi.testclient import TestClient
+
+    from kiban.web import create_app, i18n
+    from tests.test_web_console import add_users, build_project, sign_in
+
+    root = build_project(tmp_path / "shop")
+    add_users(root)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        sign_in(client, "viewer")
+        english = client.get("/graph").text
+        assert '<html lang="en">' in english and ">Lineage</a>" in english
+        japanese = client.get("/graph", headers={"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5"}).text
+        assert '<html lang="ja">' in japanese and ">系譜</a>" in japanese and "本文へ移動" in japanese
+        assert "件の資産" in japanese
+        moved = client.get("/lang/en", params={"next": "/graph"}, headers={"Accept-Language": "ja"},
+                           follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"] == "/graph"
+        chosen = client.get("/graph", headers={"Accept-Language": "ja"}).text
+        assert '<html lang="en">' in chosen  # the reader's choice wins over the browser's
+        hostile = client.get("/lang/ja", params={"next": "//evil.example/"}, follow_redirects=False)
+        assert hostile.headers["location"] == "/"  # never an open redirect
+    assert i18n.number(1528380, "ja") == "1,528,380" and i18n.number(0.013148, "en") == "0.013"
+    assert i18n.number(1528380.5, "en") == "1,528,380.5" and i18n.number(None, "ja") == "–"
+    assert i18n.messages("en") == {} and i18n.messages("ja")["Today"] == "今日"
