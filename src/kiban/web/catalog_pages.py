@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kiban.catalog.requests import STATES, RequestError
 from kiban.errors import KibanError
-from kiban.web import catalog_api, sql_editor
+from kiban.web import catalog_api, pickers, sql_editor
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import User
@@ -129,7 +129,11 @@ def _recipe(request: Request, name: str) -> cm.RecipeOut:
 def _recipe_page(request: Request, user: User, recipe: cm.RecipeOut, values: dict[str, str], status: int = 200,
                  **context: Any) -> Response:
     context.setdefault("team", cv.last_team(_site(request), user.name) or "")
-    return render(request, "catalog_recipe.html", status, recipe=recipe, values=values,
+    offered = pickers.for_recipe(_site(request), recipe.params)  # values_from: the column's distinct values
+    result = context.get("result")
+    if result is not None and not result.rows:
+        context.setdefault("hint", pickers.empty_hint(recipe.params, values, offered))
+    return render(request, "catalog_recipe.html", status, recipe=recipe, values=values, offered=offered,
                   clearance=user.can(cv.PII_ROLE), title=f"Recipe {recipe.name}", **context)
 
 
