@@ -206,7 +206,7 @@ def test_graph_page_draws_every_asset_coloured_by_state(console):
     near = client.get("/graph", params={"focus": "+warehouse.orders", "depth": "1"}).text
     assert near.count('class="node st-') == 2 and 'data-centre="warehouse.orders"' in near
     wrong = client.get("/graph", params={"focus": "+ordrs"})
-    assert wrong.status_code == 404 and "no asset matches" in wrong.text
+    assert wrong.status_code == 400 and "no asset matches" in wrong.text
 
 
 def test_an_operator_resumes_the_failed_run_after_the_fix(console):

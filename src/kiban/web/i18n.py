@@ -17,7 +17,7 @@ from typing import Annotated
 
 from babel.core import negotiate_locale
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import RedirectResponse, Response
@@ -58,11 +58,23 @@ def gettext(lang: str) -> Callable[[str], str]:
     return translate
 
 
+@lru_cache(maxsize=8)
+def _symbols(lang: str) -> tuple[str, str]:
+    return get_group_symbol(locale=lang), get_decimal_symbol(locale=lang)
+
+
 def number(value: float | None, lang: str) -> str:
-    """A number for reading: grouped, at most three decimals (1,528,380 · 0.013), in the reader's locale."""
+    """A number for reading: grouped, at most three decimals (1,528,380 · 0.013), in the reader's locale.
+    Babel's symbols for the locale, Python's formatting: a table of 1,000 numbers must not cost milliseconds."""
     if value is None:
         return "–"
-    return format_decimal(value, format="#,##0.###", locale=lang)
+    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+        return format_decimal(value, locale=lang)
+    group, point = _symbols(lang)
+    text = f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text if (group, point) == (",", ".") else text.replace(",", "\0").replace(".", point).replace("\0", group)
 
 
 def _safe_next(target: str) -> str:

@@ -217,7 +217,7 @@ def graph_page(request: Request, user: Viewer, layer: Annotated[str, Query(max_l
     try:
         keys, at, width, height, cores = site.cached(cache_key, 300.0, compute)
     except KibanError as exc:
-        return render(request, "graph.html", 404, picture="", nodes="", tags=tags, owners=owners, layer=layer, tag=tag,
+        return render(request, "graph.html", 400, picture="", nodes="", tags=tags, owners=owners, layer=layer, tag=tag,
                       owner=owner, focus=focus_, depth=depth, depths=DEPTHS, count=0, legend=LEGEND,
                       problem=str(exc), title="Lineage")
     # drawn again only when the states change (one kept picture per filter)
