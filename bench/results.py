@@ -25,8 +25,14 @@ def write_section(marker: str, text: str) -> None:
     """Replace the section whose heading starts with ``marker`` (or add it at the end)."""
     head, found = split_sections(RESULTS.read_text() if RESULTS.exists() else "")
     new = text.rstrip() + "\n"
-    replaced = [new if s.startswith(marker) else s for s in found]
-    if not any(s.startswith(marker) for s in found):
+
+    def owned(s: str) -> bool:  # the heading itself when one matches exactly: "## Web console" must not also
+        heading = s.split("\n", 1)[0]  # take "## Web console: catalog pages"
+        exact = any(x.split("\n", 1)[0] == marker for x in found)
+        return heading == marker if exact else s.startswith(marker)
+
+    replaced = [new if owned(s) else s for s in found]
+    if not any(owned(s) for s in found):
         replaced.append(new)
     RESULTS.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(replaced))
 

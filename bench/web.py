@@ -114,7 +114,7 @@ def generate(root: Path, assets: int, days: int) -> tuple[str, str]:
                                               heartbeat_at=t, pid=None, host="bench"))
             conn.execute(attempts.insert(), rows)
     accounts = Accounts(store)
-    accounts.add_user("bench", PASSWORD, "viewer")
+    accounts.add_user("bench", PASSWORD, "admin")  # /users is for admins
     token = accounts.create_token("bench", "bench")
     store.close()
     return feeds[served[0]], token  # a warehouse table some use case depends on: its page shows deadlines
@@ -201,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            pages = [("Today", "/"), ("Asset", f"/assets/{asset}"), ("Runs", "/runs"), ("Catalog", "/catalog"),
+            run_id = httpx.get(base + "/api/v1/runs?limit=1", headers={"Authorization": f"Bearer {token}"},
+                               timeout=30).json()["runs"][0]["run_id"]
+            pages = [("Today", "/"), ("Asset", f"/assets/{asset}"), ("Runs", "/runs"), ("Run", f"/runs/{run_id}"),
+                     ("Lineage", "/graph"), ("Lineage, focused", f"/graph?focus=%2B{asset}%2B&depth=2"),
+                     ("Incidents", "/incidents"), ("Search", "/search?q=ordr"), ("Catalog", "/catalog"),
                      ("Catalog, filtered and sorted", "/catalog?layer=mart&sort=-rows"), ("Checks", "/checks"),
-                     ("Jobs", "/schedule"), ("Models", "/models"), ("health (floor)", "/health")]
+                     ("Loads", "/loads"), ("Jobs", "/schedule"), ("Models", "/models"), ("SQL console", "/console"),
+                     ("Users", "/users"), ("health (floor)", "/health")]
             results, alone = {}, {}
             for name, path in pages:
                 results[name] = asyncio.run(load(base, path, token, args.requests, args.clients))

@@ -87,6 +87,31 @@ def test_search_finds_assets_columns_and_japanese_words(shop):
     assert index.search("crm")[0].asset == "warehouse.customers"  # by owner
     assert index.search("rece")[0].column == "email"  # a prefix of "receipts", the e-mail's description
     assert index.search("zzz nothing") == []
+    # typos are forgiven when nothing matches exactly, and weigh less than an exact match
+    assert "mart.daily_sales" in {h.asset for h in index.search("ordr")}  # orders
+    assert index.search("reveneu")[0].column == "revenue"
+    assert {"lake.customers", "warehouse.customers"} <= {h.asset for h in index.search("custmers")}
+    assert index.search("reveneu")[0].score < index.search("revenue")[0].score
+    assert index.search("qqqq") == [] and index.search("xy") == []  # too far, too short
+
+
+def test_typo_tolerance_stays_fast_on_a_big_index():
+    import random
+    import time
+
+    from kiban.catalog.dictionary import AssetDoc, ColumnDoc
+
+    rng = random.Random(4)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    docs = [AssetDoc(f"warehouse.t{i}", "warehouse", f"t{i}", description=" ".join(
+        "".join(rng.choice(letters) for _ in range(rng.randint(4, 10))) for _ in range(6)),
+        columns=[ColumnDoc("".join(rng.choice(letters) for _ in range(8))) for _ in range(5)]) for i in range(3000)]
+    index = SearchIndex(docs)
+    index.search("qzxwv")  # builds the cut word lists once
+    began = time.perf_counter()
+    for _ in range(5):
+        index.search("qzxwvk")  # no exact match: the fuzzy path over every word
+    assert (time.perf_counter() - began) / 5 < 0.1
 
 
 def test_pii_detectors_know_japanese_formats():

@@ -29,7 +29,7 @@ CATALOG_FILES = {
         "description: One store's orders between two days\nowner: stores@shop.example\ntags: [stores]\n"
         "sql: |\n  select day, count(*) as orders, sum(amount) as revenue from warehouse.orders\n"
         "  where store = $store and day between $from_day and $to_day group by day order by day\n"
-        "params:\n  store: {type: int, description: store number}\n"
+        "params:\n  store: {type: int, description: store number, values_from: warehouse.orders.store}\n"
         "  from_day: {type: date, default: 2026-11-01}\n  to_day: {type: date, default: 2026-11-30}\n"),
     "recipes/customer_mails.yml": (
         "description: Customers and where their receipts go\nsql: |\n"
@@ -230,6 +230,10 @@ def test_recipe_form_runs_with_typed_parameters_and_masks_for_viewers(web):
     result = client.post("/recipes/store_sales", data={"csrf": csrf, "p_store": "2", "p_from_day": "2026-11-01",
                                                        "p_to_day": "2026-11-03", "team": "stores"})
     assert result.status_code == 200 and "3 rows" in result.text and "2026-11-02" in result.text
+    assert 'list="v_store"' in form and '<option value="1"><option value="2"><option value="3">' in form  # picker
+    nothing = client.post("/recipes/store_sales", data={"csrf": csrf, "p_store": "6", "p_from_day": "2026-11-01",
+                                                        "p_to_day": "2026-11-03"}).text
+    assert "0 rows" in nothing and "&#39;6&#39; is not a value of warehouse.orders.store" in nothing
     wrong = client.post("/recipes/store_sales", data={"csrf": csrf, "p_store": "two"})
     assert wrong.status_code == 400 and "parameter store: &#39;two&#39; is not an int" in wrong.text
     mails = client.post("/recipes/customer_mails", data={"csrf": csrf, "p_upto": "2"})

@@ -190,16 +190,23 @@ def test_search_finds_assets_and_columns(console):
     page = client.get("/search", params={"q": "yen"}).text
     assert 'href="/assets/warehouse.orders"' in page and "<code>amount</code>" in page
     assert "0 found" in client.get("/search", params={"q": "nothing-like-this"}).text
+    assert 'href="/assets/warehouse.orders"' in client.get("/search", params={"q": "ordr"}).text  # a typo
 
 
 def test_graph_page_draws_every_asset_coloured_by_state(console):
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/graph").text
-    assert page.count('class="node"') == 3 and page.count('class="edge"') == 2
-    assert "mart.daily_sales: failed" in page
+    assert page.count('class="node st-') == 3 and page.count("l-7,-3.5v7z") == 2  # two arrowheads
+    assert "mart.daily_sales: failed" in page and 'class="node st-failed"' in page and "✕ mart.daily_sales" in page
     filtered = client.get("/graph", params={"layer": "mart"}).text
-    assert filtered.count('class="node"') == 1
+    assert filtered.count('class="node st-') == 1
+    owned = client.get("/graph", params={"owner": "stores@shop.example"}).text
+    assert owned.count('class="node st-') == 1
+    near = client.get("/graph", params={"focus": "+warehouse.orders", "depth": "1"}).text
+    assert near.count('class="node st-') == 2 and 'data-centre="warehouse.orders"' in near
+    wrong = client.get("/graph", params={"focus": "+ordrs"})
+    assert wrong.status_code == 400 and "no asset matches" in wrong.text
 
 
 def test_an_operator_resumes_the_failed_run_after_the_fix(console):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kiban.graph import Graph
 from kiban.project import Asset
-from kiban.web import svg
+from kiban.web import lineage, svg
 from tests import test_web_console
 from tests.test_web_console import bearer, sign_in
 
@@ -42,8 +42,10 @@ def test_the_lineage_layout_of_500_assets_is_layered_and_nothing_overlaps():
     spots = {(round(x), round(y)) for x, y in at.values()}
     assert len(spots) == 500  # no two boxes on top of each other
     assert all(x + svg.NODE_W <= width and y + svg.NODE_H <= height for x, y in at.values())
-    picture = svg.lineage(graph, graph.order, {}, at, width, height)
-    assert picture.count('class="node"') == 500 and picture.count('class="edge"') == sum(map(len, graph.deps.values()))
+    picture = lineage.draw(graph, graph.order, {}, at, (width, height))
+    assert picture.count('class="node st-never_run"') == 500
+    assert picture.count("C") == sum(map(len, graph.deps.values()))  # one curve per edge, in one path
+    assert picture.count("l-7,-3.5v7z") == sum(1 for ups in graph.deps.values() if ups)  # an arrowhead per input
 
 
 def test_the_layout_orders_rows_to_follow_their_inputs():
@@ -175,3 +177,57 @@ def test_the_shared_assessment_follows_the_store_not_a_timer(console):
         verdict()
         time.sleep(0.1)
     assert site._seen["assessment"] is not computed  # computed again after the run, long before ASSESS_TTL
+
+
+def test_a_focus_follows_its_depth_up_and_down_and_a_bare_name_both_ways():
+    graph = _graph(500)
+    key = graph.order[300]
+    one_up = lineage.focus(graph, [f"+{key}"], 1)
+    assert one_up == {key, *graph.deps[key]}
+    both = lineage.focus(graph, [key], 2)
+    ups2 = {u for d in graph.deps[key] for u in graph.deps[d]} | set(graph.deps[key])
+    downs2 = {c for d in graph.children[key] for c in graph.children[d]} | set(graph.children[key])
+    assert both == {key} | ups2 | downs2
+    assert lineage.focus(graph, [f"+{key}+"], None) == {key} | graph.upstream(key) | graph.downstream(key)
+    assert lineage.focus(graph, [key], None) == {key}  # no depth: selection syntax as the CLI reads it
+
+
+def test_every_state_is_told_by_an_icon_and_a_class_not_colour_alone():
+    graph = _graph(40)
+    at, width, height = svg.layout(graph, graph.order)
+    keys = graph.order[:6]
+    states = dict(zip(keys, ["success", "fresh", "failed", "skipped", "lake", "never run"], strict=True))
+    picture = lineage.draw(graph, graph.order, states, at, (width, height), centre=keys[2])
+    for key, icon, klass in zip(keys, "✓✓✕↷◆○", ["success", "fresh", "failed", "skipped", "lake", "never_run"],
+                                strict=True):
+        assert f'class="node st-{klass}" data-key="{key}"' in picture
+        assert f">{icon} {key}</text>" in picture
+    assert f'data-centre="{keys[2]}"' in picture
+
+
+def test_the_console_speaks_the_readers_language_and_formats_numbers_for_it(tmp_path):
+    """Accept-Language picks Japanese, the footer's link (a cookie) overrides it; numbers are grouped."""
+    from fastapi.testclient import TestClient
+
+    from kiban.web import create_app, i18n
+    from tests.test_web_console import add_users, build_project, sign_in
+
+    root = build_project(tmp_path / "shop")
+    add_users(root)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        sign_in(client, "viewer")
+        english = client.get("/graph").text
+        assert '<html lang="en">' in english and ">Lineage</a>" in english
+        japanese = client.get("/graph", headers={"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5"}).text
+        assert '<html lang="ja">' in japanese and ">系譜</a>" in japanese and "本文へ移動" in japanese
+        assert "件の資産" in japanese
+        moved = client.get("/lang/en", params={"next": "/graph"}, headers={"Accept-Language": "ja"},
+                           follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"] == "/graph"
+        chosen = client.get("/graph", headers={"Accept-Language": "ja"}).text
+        assert '<html lang="en">' in chosen  # the reader's choice wins over the browser's
+        hostile = client.get("/lang/ja", params={"next": "//evil.example/"}, follow_redirects=False)
+        assert hostile.headers["location"] == "/"  # never an open redirect
+    assert i18n.number(1528380, "ja") == "1,528,380" and i18n.number(0.013148, "en") == "0.013"
+    assert i18n.number(1528380.5, "en") == "1,528,380.5" and i18n.number(None, "ja") == "–"
+    assert i18n.messages("en") == {} and i18n.messages("ja")["Today"] == "今日"

@@ -37,9 +37,13 @@ class ParamConfig(BaseModel):
     description: str = ""
     default: Any = None
     choices: tuple[str, ...] = ()
+    # "asset.column" whose distinct values the console offers as a picker (a text or int parameter)
+    values_from: str | None = Field(default=None, pattern=r"^(lake|warehouse|mart)\.\w+\.\w+$")
 
     @model_validator(mode="after")
     def _choices(self) -> ParamConfig:
+        if self.values_from is not None and self.type not in ("text", "int"):
+            raise ValueError("`values_from` applies to text and int parameters")
         if self.type == "choice" and not self.choices:
             raise ValueError("a choice parameter lists its `choices`")
         if self.type != "choice" and self.choices:

@@ -145,6 +145,15 @@ class Predictor:
                                 not unknown, unknown, queued, cause))
         return out
 
+    def finish_times(self, state: RunState, now: datetime, share: float) -> dict[str, datetime]:
+        """When each planned step should finish at the ``share`` percentile (a run's ETA); a step that cannot run
+        (something above it failed) is left out."""
+        blocker: dict[str, str | None] = {}
+        for key in self.graph.sorted(state.planned):
+            upstream = next((blocker[d] for d in self.graph.deps[key] if blocker.get(d)), None)
+            blocker[key] = upstream or (key if key in state.broken else None)
+        return self._simulate(state, now, share, blocker)[0]
+
     def _simulate(self, state: RunState, now: datetime, share: float, blocker: dict[str, str | None]
                   ) -> tuple[dict[str, datetime], dict[str, float]]:
         """Finish time of every planned step, and how long each waited for a slot (list scheduling)."""

@@ -20,7 +20,8 @@ from kiban import __version__
 from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
 from kiban.status import RunStatus
-from kiban.web import api, catalog_pages, forms_pages, index_pages, initiative_pages, live, pages, team_pages
+from kiban.web import (api, catalog_pages, forms_pages, i18n, index_pages, initiative_pages, lineage, live, pages,
+                       team_pages)
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
 from kiban.web.jobs import Job, Jobs
@@ -58,6 +59,8 @@ def create_app(project_dir: Path | str = ".") -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(live.router)
+    app.include_router(i18n.router)  # /lang/en, /lang/ja: the reader's language
+    app.include_router(lineage.router)  # the lineage graph (search, focus with depth, filters, keyboard zoom)
     index_pages.install(app)  # catalog, loads, jobs, checks, models, users and tokens
     # the event streams' timing, and how many are open now
     app.state.live = {"poll": live.POLL, "heartbeat": live.HEARTBEAT, "lifetime": live.LIFETIME, "clients": 0}

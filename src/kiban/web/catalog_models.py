@@ -95,6 +95,7 @@ class ParamOut(BaseModel):
     description: str
     default: Any
     choices: list[str]
+    values_from: str | None = Field(default=None, description="asset.column whose distinct values are offered")
 
 
 class RecipeOut(BaseModel):

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kiban.catalog.requests import STATES, RequestError
 from kiban.errors import KibanError
-from kiban.web import catalog_api
+from kiban.web import catalog_api, pickers, sql_editor
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import User
@@ -72,8 +72,10 @@ def _console(request: Request, user: User, status: int = 200, **context: Any) ->
     context.setdefault("team", cv.last_team(site, user.name) or "")
     context.setdefault("limit", 1000)
     context.setdefault("timeout", 30.0)
+    cleared = user.can(cv.PII_ROLE)
     return render(request, "catalog_console.html", status, history=cv.history(site, user.name, 30).entries,
-                  clearance=user.can(cv.PII_ROLE), title="SQL console", **context)
+                  clearance=cleared, title="SQL console", sidebar=sql_editor.sidebar(site, cleared),
+                  completion=sql_editor.completion_json(site), **context)
 
 
 @router.get("/console")
@@ -127,7 +129,11 @@ def _recipe(request: Request, name: str) -> cm.RecipeOut:
 def _recipe_page(request: Request, user: User, recipe: cm.RecipeOut, values: dict[str, str], status: int = 200,
                  **context: Any) -> Response:
     context.setdefault("team", cv.last_team(_site(request), user.name) or "")
-    return render(request, "catalog_recipe.html", status, recipe=recipe, values=values,
+    offered = pickers.for_recipe(_site(request), recipe.params)  # values_from: the column's distinct values
+    result = context.get("result")
+    if result is not None and not result.rows:
+        context.setdefault("hint", pickers.empty_hint(recipe.params, values, offered))
+    return render(request, "catalog_recipe.html", status, recipe=recipe, values=values, offered=offered,
                   clearance=user.can(cv.PII_ROLE), title=f"Recipe {recipe.name}", **context)
 
 

@@ -180,7 +180,7 @@ def recipe_out(recipe: Any) -> cm.RecipeOut:
                         sql=cfg.sql, params=[cm.ParamOut(
                             name=n, type=p.type, description=p.description,
                             default=p.default.isoformat() if hasattr(p.default, "isoformat") else p.default,
-                            choices=list(p.choices)) for n, p in cfg.params.items()])
+                            choices=list(p.choices), values_from=p.values_from) for n, p in cfg.params.items()])
 
 
 def run_recipe(site: Site, user: User, name: str, values: dict[str, str], team: str | None,

@@ -44,6 +44,7 @@ class Job:
     started_at: datetime = field(default_factory=utcnow)
     ended_at: datetime | None = None
     thread: threading.Thread | None = None
+    started: dict[str, datetime] = field(default_factory=dict)  # assets building now, from the run's events
 
 
 class Jobs:
@@ -72,6 +73,12 @@ class Jobs:
     def backfill(self, user: str, selection: list[str], start: str, end: str) -> Job:
         return self._start("backfill", user, f"kiban backfill {' '.join(selection)} --from {start} --to {end}",
                            lambda job: self._backfill(job, selection, start, end))
+
+    def building(self, run_id: str) -> dict[str, datetime] | None:
+        """The assets a run started from this console builds now, and since when (None: not one of ours)."""
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.run_id == run_id and j.ended_at is None), None)
+        return dict(job.started) if job is not None else None
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job | None:
         job = self.get(job_id)
@@ -113,6 +120,10 @@ class Jobs:
         def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
             if event.kind == "run_started":
                 job.run_id = event.run_id
+            elif event.kind == "asset_started" and event.asset:  # the run page shows what builds now
+                job.started[event.asset] = utcnow()
+            elif event.kind == "asset_finished" and event.asset:
+                job.started.pop(event.asset, None)
 
         done = operate.run(self.site.project, options, [listen], graph=self.site.graph, store=self.site.store)
         result = done.result

@@ -18,12 +18,11 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from kiban.deliveries.links import find
 from kiban.deliveries.send import history as delivery_history
-from kiban.graph import select
 from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
 from kiban.status import AttemptStatus, RunStatus
 from kiban.web import catalog_views as cv
-from kiban.web import index_pages, live, svg, views
+from kiban.web import index_pages, live, run_page, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.fixes import fix_for
@@ -185,13 +184,25 @@ def runs(request: Request, user: Viewer) -> Response:
 @router.get("/runs/{run_id}")
 def run(request: Request, run_id: str, user: Viewer) -> Response:
     site = _site(request)
-    data = views.run_detail(site, run_id)
-    if data is None:
-        raise HTTPException(404, f"no run with id '{run_id}'")
-    last = {a.asset: a for a in data.attempts}
-    chart = svg.gantt([(a.asset, a.started_at, a.ended_at, a.status) for a in last.values()])
+    jobs: Jobs = request.app.state.jobs
+    everything = request.query_params.get("attempts") == "all"
+    # a finished run never changes: its page's parts are kept (a few runs at a time); a running one is read afresh
+    slot, version = f"run-page:{sum(run_id.encode()) % 4}", (run_id, everything)
+    kept = site.peek(slot, version)
+    going = None
+    if kept is None:
+        data = views.run_detail(site, run_id)
+        if data is None:
+            raise HTTPException(404, f"no run with id '{run_id}'")
+        going = run_page.progress(site, data, jobs.building(data.run.run_id))
+        kept = (data, run_page.timeline(data.attempts, going.building if going else []),
+                run_page.attempt_tables(data.attempts, 10**9 if everything else 50))
+        if data.run.status != RunStatus.RUNNING:
+            site.keep(slot, version, lambda: kept)
+    data, chart, tables = kept
     running = data.run.status == RunStatus.RUNNING
-    return render(request, "run.html", data=data, gantt=chart, live=running,
+    return render(request, "run.html", data=data, gantt=chart, live=running, progress=going, tables=tables,
+                  eta=run_page.eta_words(going) if going else None,
                   events=live.events_url(site, data.run.run_id) if running else None, title=run_id)
 
 
@@ -206,30 +217,6 @@ def incident(request: Request, incident_id: IncidentId, user: Viewer) -> Respons
     if data is None:
         raise HTTPException(404, f"no incident #{incident_id}")
     return render(request, "incident.html", data=data, title=f"Incident #{incident_id}")
-
-
-@router.get("/graph")
-def graph(request: Request, user: Viewer, layer: Annotated[str, Query()] = "",
-          tag: Annotated[str, Query()] = "", focus: Annotated[str, Query(max_length=400)] = "") -> Response:
-    site = _site(request)
-    tags = sorted({t for a in site.graph.assets.values() for t in a.tags})
-    layers = [x for x in layer.split(",") if x]
-    wanted = [t for t in tag.split(",") if t]
-    unknown = [x for x in layers if x not in ("lake", "warehouse", "mart")] + [t for t in wanted if t not in tags]
-    if unknown:  # also keeps the layout cache to the filters that exist
-        raise HTTPException(404, f"no layer or tag named '{unknown[0]}'")
-    keys = select(site.graph, [f"tag:{t}" for t in wanted]) if wanted else list(site.graph.order)
-    terms = focus.split()
-    if terms:  # an asset and its neighbourhood, in selection syntax: +mart.daily_sales+, orders+, a name
-        chosen = set(select(site.graph, terms))  # an unknown name is a clear error, with did-you-mean
-        keys = [k for k in keys if k in chosen]
-    if layers:
-        keys = [k for k in keys if site.graph.assets[k].layer in layers]
-    at, width, height = site.cached(f"layout:{','.join(layers)}:{','.join(wanted)}:{' '.join(terms)}", 300.0,
-                                    lambda: svg.layout(site.graph, keys))
-    picture = svg.lineage(site.graph, keys, views.asset_state(site), at, width, height)
-    return render(request, "graph.html", picture=picture, tags=tags, layer=layer, tag=tag, focus=focus,
-                  count=len(keys), title="Lineage")
 
 
 @router.get("/search")

@@ -147,35 +147,6 @@ def layout(graph: Graph, keys: Sequence[str]) -> tuple[dict[str, tuple[float, fl
     return at, width, height
 
 
-def lineage(graph: Graph, keys: Sequence[str], states: dict[str, str],
-            at: dict[str, tuple[float, float]], width: float, height: float) -> str:
-    """The lineage graph as SVG: boxes coloured by state, edges as curves, each box a link to its asset page."""
-    edges = []
-    for key in keys:
-        x2, y2 = at[key]
-        for up in graph.deps[key]:
-            if up not in at:
-                continue
-            x1, y1 = at[up]
-            sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
-            mid = (sx + ex) / 2
-            edges.append(f'<path d="M{_num(sx)},{_num(sy)} C{_num(mid)},{_num(sy)} {_num(mid)},{_num(ey)} '
-                         f'{_num(ex)},{_num(ey)}" class="edge"/>')
-    nodes = []
-    for key in keys:
-        x, y = at[key]
-        state = states.get(key, "never run")
-        name = key if len(key) <= 28 else key[:27] + "…"
-        nodes.append(f'<a href="/assets/{escape(key)}" class="node" data-key="{escape(key)}">'
-                     f'<rect x="{_num(x)}" y="{_num(y)}" width="{NODE_W}" height="{NODE_H}" rx="4" '
-                     f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"/>'
-                     f'<text x="{_num(x + 6)}" y="{_num(y + 15)}">{escape(name)}</text>'
-                     f'<title>{escape(key)}: {escape(state)}</title></a>')
-    return (f'<svg id="lineage" class="lineage" role="img" aria-label="lineage of {len(keys)} assets" '
-            f'viewBox="0 0 {_num(width)} {_num(height)}" width="100%" height="640" '
-            f'preserveAspectRatio="xMinYMin meet"><g id="viewport">{"".join(edges)}{"".join(nodes)}</g></svg>')
-
-
 def effect_chart(points: Sequence[tuple[object, float, float | None]], start: object, title: str, unit: str = "",
                  width: int = 720, height: int = 220, smooth: int = 7) -> str:
     """An initiative's KPI: actual (solid) against the counterfactual — what it would have been without the change

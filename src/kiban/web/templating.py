@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from markupsafe import Markup
 from starlette.responses import Response
 
 from kiban import __version__
+from kiban.web import i18n
 from kiban.web.views import Site
 
 HERE = Path(__file__).parent
@@ -51,21 +53,25 @@ def templates(site: Site) -> Jinja2Templates:
         minutes, secs = divmod(int(value), 60)
         return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
-    def number(value: int | None) -> str:
-        return "–" if value is None else f"{value:,}"
+    @pass_context
+    def number(context: Any, value: float | None) -> str:
+        """Grouped for the reader's locale (1,528,380), at most three decimals."""
+        return i18n.number(value, context.get("lang", "en"))
 
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value:.0%}"
 
     env.filters.update(local=local, local_text=local_text, seconds=seconds, number=number, percent=percent)
     env.globals["version"] = __version__
+    env.globals["_"] = lambda text: text  # pages rendered outside render() (errors) stay in English
     return found
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     """A page, with the signed-in user and the CSRF token its forms send back."""
     site: Site = request.app.state.site
+    lang = i18n.choose(request)  # English or Japanese: the reader's choice, else the browser's
     context.update(request=request, user=request.state.user, csrf=request.state.csrf, project=site.project.name,
-                   timezone=site.project.config.timezone)
+                   timezone=site.project.config.timezone, lang=lang, _=i18n.gettext(lang))
     response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
     return response

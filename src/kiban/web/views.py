@@ -113,6 +113,11 @@ class Site:
         self._kept[name] = (version, value)
         return value
 
+    def peek(self, name: str, version: Any) -> Any:
+        """What ``keep(name, version, …)`` holds, or None (nothing is computed)."""
+        hit = self._kept.get(name)
+        return hit[1] if hit is not None and hit[0] == version else None
+
     def _refresh(self, key: str, compute: Callable[[], Any], guard: threading.Lock) -> None:
         try:
             value = compute()
