@@ -20,8 +20,18 @@ from kiban import __version__
 from kiban.catalog.console import ConsoleBusy
 from kiban.errors import KibanError
 from kiban.status import RunStatus
-from kiban.web import (api, catalog_pages, forms_pages, i18n, index_pages, initiative_pages, lineage, live, pages,
-                       team_pages)
+from kiban.web import (
+    api,
+    catalog_pages,
+    forms_pages,
+    i18n,
+    index_pages,
+    initiative_pages,
+    lineage,
+    live,
+    pages,
+    team_pages,
+)
 from kiban.web.accounts import Accounts
 from kiban.web.auth import authenticate, wants_json
 from kiban.web.jobs import Job, Jobs
