@@ -21,9 +21,12 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="L
 
 
 def _project() -> Any:
+    from kiban.engines.dialect import refuse_unportable
     from kiban.project import load_project
 
-    return load_project(State.project_dir)
+    project = load_project(State.project_dir)
+    refuse_unportable(project)  # PostgreSQL/Spark: what they cannot run as DuckDB does is refused on loading
+    return project
 
 
 @app.command()

@@ -19,6 +19,17 @@ DATA_TOKEN = "+"  # a published version <fingerprint>+<token>: its data changed 
 AuditHook = Callable[["Session", str], None]
 
 
+class PythonModels(Protocol):
+    """What runs a Python model for a build: handed to ``Engine.build`` by the run (``kiban.python.models``), as
+    the audit hook is. Engines know nothing of Python models, ML registries or the project's folder."""
+
+    def produce(self, cursor: Any, asset: Asset, fingerprint: str) -> Any:
+        """Run the model's function, its inputs read through ``cursor``; the Arrow table to publish."""
+
+    def settle(self, cursor: Any, asset: Asset) -> None:
+        """After the publish committed or rolled back: whatever follows it (a training's registry entry)."""
+
+
 @dataclass(frozen=True)
 class CollectedTable:
     """A lake table that kiban collects (kiban.collect): its committed files, from the manifests in the store.
@@ -85,8 +96,9 @@ class Engine(Protocol):
         """Fingerprint of the published version of each asset (``layer.name`` → fingerprint)."""
 
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
-        """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
+        """Build ``asset`` under a temporary name, audit it, and publish it atomically (a Python model: the table
+        ``python`` produces; an engine without Python models refuses them)."""
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why the incremental ``asset`` cannot take single partitions now (not built, code changed); None: it can."""

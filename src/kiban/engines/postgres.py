@@ -25,7 +25,15 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
+from kiban.engines.base import (
+    FENCED,
+    UNREADABLE_LAKE,
+    AuditHook,
+    BuildResult,
+    CollectedTable,
+    Fenced,
+    PythonModels,
+)
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
@@ -313,7 +321,7 @@ class PostgresEngine:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Create under a temporary name, audit, swap, comment and log in ONE transaction."""
         assert isinstance(session, PostgresSession), "a PostgreSQL build needs a PostgreSQL session"
         if asset.python is not None:

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
+from kiban.engines.base import (
+    FENCED,
+    UNREADABLE_LAKE,
+    AuditHook,
+    BuildResult,
+    CollectedTable,
+    Fenced,
+    PythonModels,
+)
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
@@ -283,7 +291,7 @@ class SparkEngine:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Write the new version to its own folder, audit it, then swap the pointer and re-register."""
         assert isinstance(session, SparkSqlSession), "a Spark build needs a Spark session"
         if asset.python is not None:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from kiban import envref
 from kiban.assetkey import KeyResolver, lake_views
-from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
@@ -126,17 +125,6 @@ def load_project(start: Path | str = ".") -> Project:
                    (*BUILTIN_CALENDARS, *config.calendars), errors)
     if config.limits:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
-    if not errors:  # PostgreSQL / Spark: a construct they cannot run as DuckDB does is refused now (issue 18)
-
-        target = engine_of(envref.lookup(config.warehouse) or "")
-        if target:
-            errors += refusals(target, {k: (a.sql, a.path) for k, a in assets.items()
-                                        if a.sql and a.python is None and a.layer != "lake"})
-        if target and macros:
-            first = next(iter(macros.values()))
-            errors.append(ProjectError(f"macros/ holds DuckDB macros, which the {target} warehouse cannot run",
-                                       Location(first.path, first.line, 1),
-                                       "write the logic into the models (or a warehouse model), or use DuckDB"))
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,

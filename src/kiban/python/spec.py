@@ -45,8 +45,6 @@ class PythonSpec:
     code_hash: str = ""  # sha256 of the module's source, the function's name and the options
     returns: str = ""  # the return annotation as written
     module_hash: str = ""  # sha256 of the file's source: the file is imported once per version
-    # parameter → asset key, filled when the graph resolves the inputs (build_graph)
-    resolved: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def model(self) -> str | None:
