@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from kiban import envref
@@ -28,15 +30,23 @@ LAKE_SIDECARS = "lake"  # models/lake/<table>.yml describes (and checks) the lak
 
 @dataclass(frozen=True)
 class Project:
-    """A loaded project: its configuration and its assets (not yet wired into a graph)."""
+    """A loaded project: its configuration and its assets (not yet wired into a graph). Immutable: its fields
+    cannot be set, its mappings are read-only, and its assets, specs and settings are frozen."""
 
     root: Path
     config: ProjectConfig
-    assets: dict[str, Asset]
-    usecases: dict[str, UseCase] = field(default_factory=dict)
-    sources: dict[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
-    initiatives: dict[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
-    macros: dict[str, Macro] = field(default_factory=dict)  # macros/*.sql: DuckDB macros every model may call
+    assets: Mapping[str, Asset]
+    usecases: Mapping[str, UseCase] = field(default_factory=dict)
+    sources: Mapping[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
+    initiatives: Mapping[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
+    macros: Mapping[str, Macro] = field(default_factory=dict)  # macros/*.sql: DuckDB macros every model may call
+
+    def __post_init__(self) -> None:
+        # Immutable for real: every collection a read-only view of its own copy. Nothing that reads a project
+        # (the graph, a run, the console) can write into it; what they compute lives in their own structures
+        # (``Graph.python_inputs``). tests/test_project_immutable.py tries.
+        for name in ("assets", "usecases", "sources", "initiatives", "macros"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
     def name(self) -> str:
