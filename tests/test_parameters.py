@@ -21,8 +21,6 @@ DEBT = {  # module:function → what to do
     "catalog/console.py:_run": "the same query job object",
     "catalog/requests.py:new_request": "a Request draft dataclass",
     "catalog/usage.py:log_query": "a QueryRecord dataclass",
-    "collect/collector.py:collect_assets": "a collect context (project, store, run, cancel, emit)",
-    "collect/collector.py:_collect_one": "the same collect context",
     "dbt/checks.py:_check": "a dbt test record",
     "incidents/log.py:record": "an IncidentDraft dataclass",
     "notify/wording.py:consumer_message": "a ConsumerNotice dataclass",

@@ -377,14 +377,14 @@ def _collect(project: Project, store: Store, run_id: str, selection: list[str], 
     keys = [k for k in selection if k in tables]
     if not keys:
         return {}
-    from kiban.collect.collector import collect_assets
+    from kiban.collect.collector import CollectRun, collect_assets
 
     def policy(key: str) -> tuple[int, float, float | None]:
         chosen = _policy(project, project.assets[key])
         return chosen.retries, chosen.retry_delay, chosen.timeout
 
     emit(Event("collect_started", run_id, detail={"tables": len(keys), "assets": keys}))
-    done = collect_assets(project, store, run_id, keys, emit=emit, policy_for=policy,
+    done = collect_assets(CollectRun(project, store, run_id, emit, policy), keys,
                           threads=options.threads or project.config.effective_threads,
                           limits=dict(project.config.limits))
     if any(c.status == AttemptStatus.CANCELLED for c in done.values()):
