@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 from kiban.project.macros import Macro
 
@@ -117,3 +118,26 @@ class Engine(Protocol):
         """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 
     def close(self) -> None: ...
+
+
+class NotDuckDB:
+    """What the engines other than DuckDB share (PostgreSQL, Spark): no DuckDB macros, and incremental models
+    rebuilt whole by ``kiban run``, never partition by partition (a backfill names why, ``partition_blocker``)."""
+
+    label = ""  # how messages name the engine: PostgreSQL, Spark
+
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """DuckDB's macros cannot run here (``engines.dialect.refuse_unportable`` refuses them first)."""
+        if macros:
+            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.label} warehouse cannot run",
+                              "write the logic into the models, or use DuckDB")
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        return f"the {self.label} engine rebuilds incremental models whole (`kiban run`), not partition by partition"
+
+    def build_partition(self, session: Session, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        return {}

@@ -18,8 +18,8 @@ import io
 import secrets
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -32,6 +32,7 @@ from kiban.engines.base import (
     BuildResult,
     CollectedTable,
     Fenced,
+    NotDuckDB,
     PythonModels,
 )
 from kiban.engines.base import Session as SessionProtocol
@@ -40,7 +41,6 @@ from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
-from kiban.project.macros import Macro
 from kiban.quoting import literal, quote
 
 SCHEMAS = ("lake", "warehouse", "mart")
@@ -134,10 +134,11 @@ def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
                      "does not load yet", "cast it to a string in the collection, or use the DuckDB engine")
 
 
-class PostgresEngine:
+class PostgresEngine(NotDuckDB):
     """PostgreSQL as the warehouse: lake loaded into it, models built and published inside it."""
 
     name = "postgres"
+    label = "PostgreSQL"
 
     def __init__(self, url: str, timezone: str | None = None) -> None:
         self.url = url
@@ -208,12 +209,6 @@ class PostgresEngine:
             return cur.fetchall() if cur.description else []
 
     # -- preparing ----------------------------------------------------------------------------
-    def define_macros(self, macros: Sequence[Macro]) -> None:
-        """DuckDB's macros cannot run here (the project loader refuses them first)."""
-        if macros:
-            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.name} warehouse cannot run",
-                              "write the logic into the models, or use DuckDB")
-
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         with self._lock, self.conn.transaction():
@@ -374,16 +369,6 @@ class PostgresEngine:
                 conn.rollback()
             raise
         return BuildResult(rows=rows, nbytes=None, watermark=watermark)
-
-    def partition_blocker(self, asset: Asset) -> str | None:
-        return "the PostgreSQL engine rebuilds incremental models whole (`kiban run`), not partition by partition"
-
-    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
-                        audit: AuditHook | None = None) -> BuildResult:
-        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
-
-    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
-        return {}
 
     def watermark(self, asset: Asset) -> date | None:
         with self._lock, self.conn.cursor() as cur:
