@@ -25,9 +25,7 @@ DEBT = {  # module:function → what to do
     "incidents/log.py:record": "an IncidentDraft dataclass",
     "notify/wording.py:consumer_message": "a ConsumerNotice dataclass",
     "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
-    "schedule/recovery.py:queue_recovery": "the crashed tick's record (TickRecord) instead of its fields",
     "slo/predict.py:__init__": "a forecast context",
-    "store/backfills.py:create": "a backfill record dataclass",
     "value/simulate.py:panel": "a Scenario dataclass (stores, days, effect, noise, seed)",
     "store/store.py:record_attempt": "an Attempt dataclass (record_attempts takes dicts already)",
 }

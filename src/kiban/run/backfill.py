@@ -32,7 +32,7 @@ from kiban.run.executor import AuditFor
 from kiban.run.partitions import following, partition_range
 from kiban.status import BackfillStatus
 from kiban.store import Store, utcnow
-from kiban.store.backfills import BackfillLedger
+from kiban.store.backfills import BackfillLedger, NewBackfill
 from kiban.store.ticks import work_waiting
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,8 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
                     ledger.restart(backfill_id, options.concurrency)
                     done = ledger.done(backfill_id)
                 else:
-                    ledger.create(backfill_id, project.name, key, list(options.select), [a.key for a in assets],
-                                  first, stop, total, options.concurrency)
+                    ledger.create(NewBackfill(backfill_id, project.name, key, list(options.select),
+                                              [a.key for a in assets], first, stop, total, options.concurrency))
                     done = set()
                 give_way = GiveWay(project, store, lock_name, backfill_id, cancel, holder)
                 job = BackfillJob(graph, store, ledger, backfill_id, assets, work, done, options,

@@ -46,20 +46,35 @@ class PartitionRecord:
     error: str | None
 
 
+@dataclass(frozen=True)
+class NewBackfill:
+    """A backfill as it starts: what it rebuilds (its selection, the assets chosen) over which range of
+    partitions, how many, and how many at a time. ``key`` names the same work, so a second start resumes it."""
+
+    backfill_id: str
+    project: str
+    key: str
+    selection: list[str]
+    assets: list[str]
+    range_from: datetime
+    range_to: datetime
+    total: int  # partitions × assets
+    concurrency: int
+
+
 class BackfillLedger:
     """Reads and writes the backfill tables through a :class:`Store` (its engine and write lock)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, backfill_id: str, project: str, key: str, selection: list[str], assets: list[str],
-               range_from: datetime, range_to: datetime, total: int, concurrency: int) -> None:
+    def create(self, new: NewBackfill) -> None:
         now = utcnow()
         with self.store._tx() as conn:
             conn.execute(backfills.insert().values(
-                id=backfill_id, project=project, key=key, selection=json.dumps(selection), assets=json.dumps(assets),
-                range_from=range_from, range_to=range_to, status=BackfillStatus.RUNNING, total=total,
-                concurrency=concurrency,
+                id=new.backfill_id, project=new.project, key=new.key, selection=json.dumps(new.selection),
+                assets=json.dumps(new.assets), range_from=new.range_from, range_to=new.range_to,
+                status=BackfillStatus.RUNNING, total=new.total, concurrency=new.concurrency,
                 created_at=now, started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
 
     def restart(self, backfill_id: str, concurrency: int) -> None:
