@@ -12,7 +12,7 @@ import typer
 
 from kiban.cli import State, app
 from kiban.cli.commands import ExcludeOpt, SelectArg
-from kiban.cli.output import JsonOpt
+from kiban.cli.output import JsonOpt, log_format_of
 from kiban.status import LoadStatus, RunStatus
 
 quarantine_app = typer.Typer(help="Rows the loads refused: list, show, export, and replay them once fixed.",
@@ -94,10 +94,7 @@ def collect(
     from kiban.graph import build_graph, select
     from kiban.run import RunOptions, run_project
 
-    if as_json:
-        log_format = "json"
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    log_format = log_format_of(log_format, as_json)
     project = _project()
     tables = project.source_tables()
     if not tables:
