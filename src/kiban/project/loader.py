@@ -256,11 +256,8 @@ def _lake_sidecars(root: Path, assets: dict[str, Asset], errors: list[ProjectErr
                 raise ProjectError(f"'{extra[0]}' is about building a model; a lake table's sidecar takes "
                                    "description, owner, tags, columns and checks", doc.location((extra[0],)))
             config = validate(doc, ModelConfig)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         found.append(Asset(layer="lake", name=asset.name, path=asset.path, config=config, config_path=path))
     return found
@@ -322,19 +319,15 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
         for sql_path in sorted(folder.rglob("*.sql")):
             try:
                 found.append(_load_model(folder.name, sql_path))
-            except ProjectErrors as many:
-                errors.extend(many.errors)
-            except ProjectError as exc:
-                errors.append(exc)
+            except (ProjectError, ProjectErrors) as exc:
+                errors.extend(exc.errors)
         python_sidecars: set[Path] = set()  # Python models: one asset per decorated function (kiban.python)
         for py_path in sorted(p for p in folder.rglob("*.py") if not p.name.startswith(("_", "."))
                               and "__pycache__" not in p.parts):
             try:
                 found.extend(_python_models(folder.name, py_path, python_sidecars))
-            except ProjectErrors as many:
-                errors.extend(many.errors)
-            except ProjectError as exc:
-                errors.append(exc)
+            except (ProjectError, ProjectErrors) as exc:
+                errors.extend(exc.errors)
         described: dict[str, Path] = {}  # model → the file of several that describes it
         for yml in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
             if not yml.with_suffix(".sql").exists() and yml not in python_sidecars:
@@ -405,11 +398,8 @@ def _describe_several(doc: YamlDoc, layer: str, found: list[Asset], described: d
         try:
             config = validate(sub, ModelConfig)
             _check_incremental(sub, config)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         found[index[name]] = replace(asset, config=config, config_path=doc.path, config_at=prefix)
         described[name] = doc.path
@@ -504,11 +494,8 @@ def _sources(root: Path, config: ProjectConfig, assets: dict[str, Asset],
                 raise ProjectError(f"unknown source type '{kind}'", doc.location(("type",)),
                                    did_you_mean(kind, SOURCE_TYPES) or f"types: {', '.join(SOURCE_TYPES)}")
             spec = validate(doc, SourceSpec)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         if name in found:
             errors.append(ProjectError(f"two sources are both named {name}", Location(path)))
