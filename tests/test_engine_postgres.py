@@ -128,16 +128,22 @@ def test_audit_failure_blocks_the_publish(shop: tuple[Path, str]) -> None:
 
 def test_construct_without_postgres_equivalent_names_model(make_project: Callable[..., Path],
                                                            postgres_url: str) -> None:
-    """Refused when the project loads (issue 18): the file, the line, the construct and a rewrite hint."""
+    """Refused before anything runs (issue 18), as the CLI loads the project and as a run starts: the file, the
+    line, the construct and a rewrite hint. The loader itself knows no SQL dialect (.importlinter)."""
+    from kiban.engines.dialect import refuse_unportable
     from kiban.errors import ProjectError
 
     root = make_project({"models/mart/bad.sql": "select a,\n  b\nfrom lake.t pivot (sum(a) for b in ('x', 'y'))",
                          "models/mart/weeks.sql": "select\n  date_diff('week', d, d) as w from lake.t",
                          "kiban.yml": f"name: shop\nwarehouse: {postgres_url}\n"},
                         lake={"t": "select 1 as a, 'x' as b, date '2024-01-01' as d"}, root="bad")
+    project = load_project(root)
     with pytest.raises(KibanError) as caught:
-        load_project(root)
+        refuse_unportable(project)
     text = str(caught.value)
+    with pytest.raises(KibanError) as at_run:
+        run_project(project, RunOptions())
+    assert str(at_run.value) == text
     assert "bad.sql" in text and "PIVOT" in text and "PostgreSQL" in text
     assert "weeks.sql:2" in text and "date_diff('week', …)" in text and "date_diff('day', a, b) // 7" in text
     assert isinstance(caught.value, ProjectError) or "2 problems" in text or text.count("hint") >= 2

@@ -52,25 +52,36 @@ def _swallowing() -> list[str]:
     return found
 
 
-# Broad handlers that neither raise nor log, each for a reason (an error message is its own report):
+# Broad handlers that neither raise nor log, each for a reason (an error message is its own report), counted per
+# file: a new one in a listed file fails too. The counts may only shrink.
 ACCEPTED = {
-    "engines/spark.py",  # Spark job tags (add, interrupt, remove) on a session that may already be gone
-    "graph/sqlrefs.py",  # no fallback lost: a query SQLGlot cannot scope is read table by table instead
-    "notify/outbox.py",  # a sender's error is the delivery's result, logged when the delivery gives up
+    "notify/outbox.py": 1,  # a sender's error is the delivery's result, logged when the delivery gives up
     # a console worker process answers its server with the error's class only; a log line could quote a value
-    "catalog/sandbox.py",
+    "catalog/sandbox.py": 3,
     # kiban import dbt: what a dbt file's macro, seed or SQL raised is the import report's entry (file:line, why)
-    "dbt/checks.py",
-    "dbt/context.py",
-    "dbt/importer.py",
-    "dbt/incremental.py",
-    "dbt/verify.py",
+    "dbt/checks.py": 1,
+    "dbt/context.py": 2,
+    "dbt/importer.py": 2,
+    "dbt/incremental.py": 1,
+    "dbt/verify.py": 1,
 }
 
 
+def _per_file() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for place in _swallowing():
+        counts[place.split(":")[0]] = counts.get(place.split(":")[0], 0) + 1
+    return counts
+
+
 def test_no_broad_except_swallows_an_error() -> None:
-    swallowed = [s for s in _swallowing() if s.split(":")[0] not in ACCEPTED]
-    assert swallowed == [], "log it (log.warning/exception with context) or narrow it: " + ", ".join(swallowed)
+    over = {f: n for f, n in _per_file().items() if n > ACCEPTED.get(f, 0)}
+    assert over == {}, "log it (log.warning/exception with context) or narrow it: " + ", ".join(
+        s for s in _swallowing() if s.split(":")[0] in over)
+
+
+def test_the_accepted_list_only_shrinks() -> None:
+    assert {f: n for f, n in ACCEPTED.items() if _per_file().get(f, 0) < n} == {}
 
 
 def test_the_scan_finds_a_swallowing_handler(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ JOBS = ('jobs:\n  nightly:\n    select: ["+mart.daily_sales"]\n    cron: "30 2 *
 def _loads(root: Path) -> None:
     """Loads as `kiban collect` records them: products (full) got a new column then read an empty source;
     orders (incremental) landed rows, quarantined some, then found nothing new."""
-    from kiban.collect.manifest import Drift, LoadRecord, Manifests
+    from kiban.collect.manifest import LoadRecord, Manifests, SchemaChange
     from kiban.project import load_project
     from kiban.status import LoadStatus
     from kiban.store import Store, utcnow
@@ -42,7 +42,7 @@ def _loads(root: Path) -> None:
 
     manifests.commit(load(1, "products", rows_read=1999, rows_landed=1999), [])
     manifests.commit(load(2, "products", rows_read=1999, rows_landed=1999,
-                          drift=[(Drift("added", "colour", None, "VARCHAR"), "warned")]), [])
+                          drift=[(SchemaChange("added", "colour", None, "VARCHAR"), "warned")]), [])
     manifests.commit(load(3, "products"), [])  # the source was empty
     manifests.commit(load(4, "orders", rows_read=500, rows_landed=480, rows_quarantined=20, cursor=500,
                           files=[("erp/orders/q.parquet", "quarantine", 20, 900)]), [])

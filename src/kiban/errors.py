@@ -57,6 +57,12 @@ class ProjectError(KibanError):
         where = f"{self.location}: " if self.location else ""
         return where + super().__str__()
 
+    @property
+    def errors(self) -> list[ProjectError]:
+        """Itself, as :class:`ProjectErrors` lists its errors: ``except (ProjectError, ProjectErrors) as exc:
+        found.extend(exc.errors)`` gathers every problem of a load, one or several."""
+        return [self]
+
 
 class ProjectErrors(KibanError):
     """Several project errors found in one load, reported together."""

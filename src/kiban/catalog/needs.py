@@ -36,7 +36,7 @@ class Need:
 
 
 @dataclass
-class Plan:
+class UseCaseNeeds:
     usecase: str
     assets: list[str]
     needs: list[Need]
@@ -55,7 +55,7 @@ def _lake_inputs(graph: Graph, keys: list[str]) -> set[str]:
     return found
 
 
-def plan(project: Project, graph: Graph, store: Store, usecase: str) -> Plan:
+def plan(project: Project, graph: Graph, store: Store, usecase: str) -> UseCaseNeeds:
     """What ``usecase`` needs from the lake, and whether each is collected yet."""
     if usecase not in project.usecases:
         raise UsageError(f"no use case named '{usecase}'", did_you_mean(usecase, project.usecases)
@@ -79,7 +79,7 @@ def plan(project: Project, graph: Graph, store: Store, usecase: str) -> Plan:
             needs.append(Need(key, None, bool(files), sorted(columns.get(key, ())),
                               f"{len(files)} Parquet files in {folder.name}/" if files else
                               f"no Parquet file in lake/{folder.name}/"))
-    return Plan(usecase, assets, needs)
+    return UseCaseNeeds(usecase, assets, needs)
 
 
 def _columns_read(project: Project, graph: Graph, assets: list[str]) -> dict[str, set[str]]:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from kiban.checks import contract, engine_sql, freshness, volume
 from kiban.checks.compiler import ROWS, Compiled, Compiler
-from kiban.checks.result import CheckResult, Context, History
+from kiban.checks.result import CheckContext, CheckResult, History
 from kiban.checks.spec import (
     MODEL_KINDS,
     Contract,
@@ -50,7 +50,7 @@ SAMPLE_TEXT = 200  # characters kept of a long value in a sample
 MASK = "•••"
 
 
-def context(project: Project, history: History | None = None, now: datetime | None = None) -> Context:
+def context(project: Project, history: History | None = None, now: datetime | None = None) -> CheckContext:
     """The context checks of ``project`` run in: its timezone and calendars, ``history`` (earlier
     observations, for volume checks: ``kiban.checks.history.observations``), ``now`` (default: now)."""
     moment = now or datetime.now(UTC)
@@ -62,7 +62,7 @@ def context(project: Project, history: History | None = None, now: datetime | No
 
         return calendar_for(name or project.config.calendar, project.config)
 
-    return Context(now=moment, timezone=ZoneInfo(project.config.timezone), calendar=calendar,
+    return CheckContext(now=moment, timezone=ZoneInfo(project.config.timezone), calendar=calendar,
                    history=history or (lambda asset, check: []))
 
 
@@ -71,7 +71,7 @@ def describe(session: Session, relation: str) -> dict[str, tuple[str, str]]:
     return engine_sql.describe(session, engine_sql.as_duckdb_relation(relation))
 
 
-def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> list[CheckResult]:
+def run_suite(session: Session, relation: str, suite: Suite, ctx: CheckContext) -> list[CheckResult]:
     """Judge ``relation`` (the new or the published version of ``suite.asset``) with every check of ``suite``."""
     relation = engine_sql.as_duckdb_relation(relation)  # compiled as DuckDB SQL, written for the session's engine
     columns = describe(session, relation)
@@ -108,7 +108,7 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: Context) -> li
     return results + _model_checks(session, relation, models, suite, ctx)
 
 
-def _model_checks(session: Session, relation: str, checks: list[Check], suite: Suite, ctx: Context
+def _model_checks(session: Session, relation: str, checks: list[Check], suite: Suite, ctx: CheckContext
                   ) -> list[CheckResult]:
     if not checks:
         return []
@@ -136,7 +136,7 @@ def _measure(session: Session, compiled: Compiled, suite: Suite) -> dict[str, An
     return dict(zip(names, values[0] if values else (), strict=False))
 
 
-def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx: Context) -> CheckResult:
+def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx: CheckContext) -> CheckResult:
     spec = check.spec
     result = CheckResult(check.asset, check.name, check.kind, check.severity, "pass", rows=rows)
     if row_level(spec):
@@ -167,7 +167,7 @@ def _judge(check: Check, row: dict[str, Any], compiled: Compiled, rows: int, ctx
 
 
 def _volume(result: CheckResult, check: Check, spec: Volume, row: dict[str, Any], compiled: Compiled, rows: int,
-            ctx: Context) -> None:
+            ctx: CheckContext) -> None:
     observed: dict[str, Any] = {"rows": rows}
     if spec.sum:
         total = row[compiled.measure[check.name] + "_sum"]

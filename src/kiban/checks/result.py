@@ -1,4 +1,4 @@
-"""What judging a check produces (:class:`CheckResult`) and what judging needs besides the data (:class:`Context`).
+"""What judging a check produces (:class:`CheckResult`) and what judging needs besides the data (:class:`CheckContext`).
 
 A leaf of ``kiban.checks``: ``kiban.checks.evaluate`` runs the suites and ``kiban.ml.checks`` judges the model check
 kinds, and both build these, so neither has to import the other for them.
@@ -48,7 +48,7 @@ History = Callable[[str, str], list[tuple[date, dict[str, Any]]]]  # (asset, che
 
 
 @dataclass
-class Context:
+class CheckContext:
     """What checks need besides the data: the time, the calendar, the history of earlier results."""
 
     now: datetime  # aware

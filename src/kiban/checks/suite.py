@@ -114,10 +114,8 @@ def suites_of(project: Project, keys: Iterable[str] | None = None) -> dict[str, 
             continue
         try:
             found[key] = suite_of(asset, project.assets, cache)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
     cache.save()
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)

@@ -12,7 +12,7 @@ import typer
 
 from kiban.cli import State, app
 from kiban.cli.commands import ExcludeOpt, SelectArg
-from kiban.cli.output import JsonOpt
+from kiban.cli.output import JsonOpt, log_format_of
 from kiban.status import LoadStatus, RunStatus
 
 quarantine_app = typer.Typer(help="Rows the loads refused: list, show, export, and replay them once fixed.",
@@ -94,10 +94,7 @@ def collect(
     from kiban.graph import build_graph, select
     from kiban.run import RunOptions, run_project
 
-    if as_json:
-        log_format = "json"
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    log_format = log_format_of(log_format, as_json)
     project = _project()
     tables = project.source_tables()
     if not tables:
@@ -285,14 +282,27 @@ def quarantine_replay(table: TableArg) -> None:
 
 
 # -- kiban show lake.<source>_<table> ------------------------------------------------------------------------------
+def _collection_history(project: Any, key: str, limit: int) -> tuple[list[Any], list[Any], list[Any], int]:
+    """A collected table's recent loads, drift and quarantine files, and how many of those were replayed."""
+    from kiban.collect.manifest import Manifests
+    from kiban.store import Store
+
+    store = Store(project.state_url)
+    try:
+        manifests = Manifests(store)
+        files = manifests.quarantine_files(project.name, key)
+        return (manifests.loads(project.name, key, limit), manifests.drift(project.name, key, limit), files,
+                len(manifests.replayed([load for _, load, _, _ in files])))
+    finally:
+        store.close()
+
+
 def print_collection(project: Any, key: str, limit: int = 10) -> None:
     """The collection part of ``kiban show``: recent loads (reconciled counts), drift, quarantined rows."""
     from rich.markup import escape
     from rich.table import Table
 
     from kiban.cli.output import console, local_time, number, styled
-    from kiban.collect.manifest import Manifests
-    from kiban.store import Store
 
     tables = project.source_tables()
     if key not in tables:
@@ -304,16 +314,8 @@ def print_collection(project: Any, key: str, limit: int = 10) -> None:
                   f"({project.sources[source].type}), declared in {asset.config_path}; mode {spec.mode}"
                   + (f", cursor {escape(spec.cursor)}" if spec.cursor else "")
                   + (f", primary key {escape(', '.join(spec.primary_key))}" if spec.primary_key else ""))
-    store = Store(project.state_url)
-    try:
-        manifests = Manifests(store)
-        loads = manifests.loads(project.name, key, limit)
-        drift = manifests.drift(project.name, key, limit)
-        files = manifests.quarantine_files(project.name, key)
-        quarantined = sum(rows for _, _, _, rows in files)
-        replayed = len(manifests.replayed([load for _, load, _, _ in files]))
-    finally:
-        store.close()
+    loads, drift, files, replayed = _collection_history(project, key, limit)
+    quarantined = sum(rows for _, _, _, rows in files)
     tz = project.config.timezone
     if not loads:
         console.print("never collected: run `kiban collect " + key + "`")
@@ -378,21 +380,11 @@ def collection_json(project: Any, key: str, limit: int = 10) -> dict[str, Any] |
     """The collection part of ``kiban show --json``: recent loads, drift and quarantined rows (None: not a
     collected table)."""
     from kiban.cli.output import utc_iso
-    from kiban.collect.manifest import Manifests
-    from kiban.store import Store
 
     tables = project.source_tables() if project.sources else {}
     if key not in tables:
         return None
-    store = Store(project.state_url)
-    try:
-        manifests = Manifests(store)
-        loads = manifests.loads(project.name, key, limit)
-        drift = manifests.drift(project.name, key, limit)
-        files = manifests.quarantine_files(project.name, key)
-        replayed = len(manifests.replayed([load for _, load, _, _ in files]))
-    finally:
-        store.close()
+    loads, drift, files, replayed = _collection_history(project, key, limit)
     return {"source": tables[key][0], "table": tables[key][1],
             "loads": [{"load_id": r.load_id, "kind": r.kind, "status": r.status, "started_at": utc_iso(r.started_at),
                        "read": r.rows_read, "landed": r.rows_landed, "quarantined": r.rows_quarantined,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
-from kiban.cli.output import JsonOpt
+from kiban.cli.output import JsonOpt, log_format_of
 from kiban.status import RunStatus
 
 SelectArg = Annotated[list[str] | None, typer.Argument(
@@ -21,9 +21,12 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="L
 
 
 def _project() -> Any:
+    from kiban.engines.dialect import refuse_unportable
     from kiban.project import load_project
 
-    return load_project(State.project_dir)
+    project = load_project(State.project_dir)
+    refuse_unportable(project)  # PostgreSQL/Spark: what they cannot run as DuckDB does is refused on loading
+    return project
 
 
 @app.command()
@@ -69,10 +72,7 @@ def run(
     from kiban.errors import UsageError
     from kiban.run import RunOptions
 
-    if as_json:
-        log_format = "json"
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    log_format = log_format_of(log_format, as_json)
     min_workers = 0
     if workers and selection and selection[0].isdigit():  # `--workers N`: a count, not an asset named "2"
         min_workers, selection = int(selection[0]), selection[1:]

@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.text import Text
 
-from kiban.errors import KibanError, ProjectErrors
+from kiban.errors import KibanError, ProjectErrors, UsageError
 
 UNLIMITED = 100_000  # columns of a console that is not a terminal: no line is ever that long
 
@@ -194,3 +194,11 @@ def size(value: int | None) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return f"{amount:.1f} TB"
+
+
+def log_format_of(log_format: str, as_json: bool) -> str:
+    """A command's ``--log-format`` (text or json), ``--json`` being the same as ``--log-format json``."""
+    chosen = "json" if as_json else log_format
+    if chosen not in ("text", "json"):
+        raise UsageError(f"unknown log format '{chosen}'", "use text or json")
+    return chosen

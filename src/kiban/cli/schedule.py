@@ -45,16 +45,13 @@ def scheduler(
     as_json: Annotated[bool, typer.Option("--json", help="The same as --log-format json.")] = False,
 ) -> None:
     """Start jobs on their cron ticks and sensors; one scheduler per project is active, others stand by."""
-    from kiban.cli.output import err_console
+    from kiban.cli.output import err_console, log_format_of
     from kiban.errors import UsageError
     from kiban.schedule.clock import RealClock
     from kiban.schedule.daemon import Scheduler
     from kiban.store import Store
 
-    if as_json:
-        log_format = "json"
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    log_format = log_format_of(log_format, as_json)
     project = _project()
     only = _known_jobs(project, job)
     if not project.config.jobs:

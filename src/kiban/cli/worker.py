@@ -23,7 +23,7 @@ def worker(
     as_json: Annotated[bool, typer.Option("--json", help="The same as --log-format json.")] = False,
 ) -> None:
     """Claim ready assets from the run queue (PostgreSQL state store), build them, record them. Start many."""
-    from kiban.cli.output import console
+    from kiban.cli.output import console, log_format_of
     from kiban.cli.progress import JsonLog
     from kiban.errors import UsageError
     from kiban.project import load_project
@@ -31,10 +31,7 @@ def worker(
     from kiban.workers import Worker, WorkerOptions
     from kiban.workers.worker import new_worker_id
 
-    if as_json:
-        log_format = "json"
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown log format '{log_format}'", "use text or json")
+    log_format = log_format_of(log_format, as_json)
     if lease <= 1:
         raise UsageError(f"--lease {lease:g} is too short: a worker renews its heartbeat every couple of seconds",
                          "use 5 seconds or more")

@@ -69,15 +69,26 @@ def collected_tables(project: Project, store: Store) -> dict[str, CollectedTable
     return out
 
 
-def collect_assets(project: Project, store: Store, run_id: str, keys: list[str], *, emit: Listener,
-                   policy_for: PolicyFor, threads: int, limits: dict[str, int] | None = None,
-                   cancel: threading.Event | None = None) -> dict[str, Collected]:
+@dataclass(frozen=True)
+class CollectRun:
+    """The collection step of one run, as each table's load sees it: passed down instead of seven parameters."""
+
+    project: Project
+    store: Store
+    run_id: str
+    emit: Listener
+    policy_for: PolicyFor  # table → (retries, retry delay, timeout)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stops: dict[str, threading.Event] = field(default_factory=dict)  # the running loads' stop switches
+
+
+def collect_assets(run: CollectRun, keys: list[str], *, threads: int,
+                   limits: dict[str, int] | None = None) -> dict[str, Collected]:
     """Load every table in ``keys`` (``lake.<source>_<table>``); never raises for a table's failure."""
-    cancel = cancel or threading.Event()
+    project, cancel, stops = run.project, run.cancel, run.stops
     tables = project.source_tables()
     slots = {tag: threading.BoundedSemaphore(n) for tag, n in (limits or {}).items()}
     outcomes: dict[str, Collected] = {}
-    stops: dict[str, threading.Event] = {}
 
     def one(key: str) -> Collected:
         source, table = tables[key]
@@ -85,7 +96,7 @@ def collect_assets(project: Project, store: Store, run_id: str, keys: list[str],
         for tag in tags:  # per-tag limits: e.g. one extraction from the POS database at a time
             slots[tag].acquire()
         try:
-            return _collect_one(project, store, run_id, key, source, table, emit, policy_for(key), cancel, stops)
+            return _collect_one(run, key, source, table)
         finally:
             for tag in reversed(tags):
                 slots[tag].release()
@@ -106,10 +117,9 @@ def collect_assets(project: Project, store: Store, run_id: str, keys: list[str],
     return outcomes
 
 
-def _collect_one(project: Project, store: Store, run_id: str, key: str, source: str, table: str, emit: Listener,
-                 policy: tuple[int, float, float | None], cancel: threading.Event,
-                 stops: dict[str, threading.Event]) -> Collected:
-    retries, delay, timeout = policy
+def _collect_one(run: CollectRun, key: str, source: str, table: str) -> Collected:
+    project, store, run_id, emit, cancel, stops = run.project, run.store, run.run_id, run.emit, run.cancel, run.stops
+    retries, delay, timeout = run.policy_for(key)
     attempt = 0
     while True:
         attempt += 1

@@ -7,6 +7,7 @@ wrote (:func:`finalize_streamed`). A refused load is recorded by :func:`refuse`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,7 +22,7 @@ from kiban.collect.connector import SourceError
 from kiban.collect.drift import ACTIONS, compare
 from kiban.collect.drift import note as drift_note
 from kiban.collect.manifest import LoadRecord, Manifests, TableState
-from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, TableSpec
+from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, SourceSpec, TableSpec
 from kiban.errors import did_you_mean
 from kiban.quoting import literal as _literal
 from kiban.status import LoadStatus
@@ -110,11 +111,33 @@ def _files_sql(paths: list[Path] | list[str]) -> str:
             "hive_partitioning = false)")
 
 
-def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
-              result: LoadResult, state: TableState | None, parts: list[Path], good: int, quarantined: int,
-              writer: layout.RollingWriter, manifests: Manifests) -> None:
+@dataclass(frozen=True)
+class LoadJob:
+    """One load of one table as its steps share it (``collect.load`` reads and types, ``finalize`` lands): what
+    it loads, what it records, and the table's state before it — passed down once instead of lists of 11–14
+    parameters. ``record`` and ``result`` fill in as the load goes; the rest is fixed for the load."""
+
+    project: Project
+    source: SourceSpec
+    table: TableSpec
+    record: LoadRecord  # the manifest entry being written: load id, start, run, kind, replayed rows
+    result: LoadResult
+    manifests: Manifests
+    state: TableState | None  # the table's committed state before this load (None: its first)
+    cancel: threading.Event
+    rows_per_file: int = layout.ROWS_PER_FILE
+    batches: Any = None  # replaying quarantined rows: these record batches instead of the connector's
+
+    @property
+    def lake(self) -> Path:
+        return self.project.lake_dir
+
+
+def finalize(con: duckdb.DuckDBPyConnection, job: LoadJob, parts: list[Path], good: int, quarantined: int,
+             writer: layout.RollingWriter) -> None:
     """De-duplicate the staged rows, compare them with earlier loads, and write what lands through ``writer``."""
-    lake = project.lake_dir
+    lake, table, record, result, state, manifests = job.lake, job.table, job.record, job.result, job.state, \
+        job.manifests
     prior = [lake / p for p in state.files] if state else []
     if parts:
         con.execute(f"create view staged as select * from {_files_sql(parts)}")
@@ -218,12 +241,12 @@ def finalize(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec,
     record.rows_dropped = good - landed
 
 
-def finalize_streamed(con: duckdb.DuckDBPyConnection, project: Project, table: TableSpec, record: LoadRecord,
-                       result: LoadResult, state: TableState | None, written: list[tuple[str, int, int]],
-                       good: int, quarantined: int, manifests: Manifests) -> None:
+def finalize_streamed(con: duckdb.DuckDBPyConnection, job: LoadJob, written: list[tuple[str, int, int]],
+                      good: int) -> None:
     """The schema, drift, cursor and watermark of a load already written to its lake files (one pass): read
     from the files themselves — their footers, and at most one scan of the cursor and time columns."""
-    lake = project.lake_dir
+    lake, table, record, result, state, manifests = job.lake, job.table, job.record, job.result, job.state, \
+        job.manifests
     first = not (state and state.files)  # a first load's empty file carries the table's columns
     record.files = [(p, "data", r, b) for p, r, b in written if r or (first and len(written) == 1)]
     record.rows_landed, record.rows_dropped = good, 0

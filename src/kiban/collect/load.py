@@ -42,6 +42,7 @@ from kiban.collect.connector import BadRow, ReadContext, SourceError, read_batch
 from kiban.collect.landing import (
     ORDINAL,
     LoadFailed,
+    LoadJob,
     LoadResult,
     finalize,
     finalize_streamed,
@@ -57,7 +58,7 @@ from kiban.store import Store, utcnow
 if TYPE_CHECKING:
     from kiban.project import Project
 
-__all__ = ["LoadCancelled", "LoadFailed", "LoadResult", "load_table", "streams"]
+__all__ = ["LoadCancelled", "LoadFailed", "LoadJob", "LoadResult", "Replay", "load_table", "streams"]
 SCRATCH_FILE_ROWS = 2_000_000  # above this many rows, a load de-duplicates in a database file, not in memory
 QUARANTINE_SCHEMA = pa.schema([("row_number", pa.int64()), ("location", pa.string()), ("file", pa.string()),
                                ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),
@@ -211,14 +212,22 @@ class _Quarantine:
         return ", ".join(f"{n} × {k}" for k, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3])
 
 
+@dataclass(frozen=True)
+class Replay:
+    """Quarantined rows loaded again (``kiban quarantine replay``): their batches, read instead of the source,
+    and which rows they are (load id, row number), marked replayed in the commit that lands them."""
+
+    batches: Any
+    rows: list[tuple[str, int]]
+
+
 def load_table(project: Project, source_name: str, table_name: str, store: Store, *, run_id: str | None = None,
                cancel: threading.Event | None = None, rows_per_file: int = layout.ROWS_PER_FILE,
-               batches: Any = None, replays: list[tuple[str, int]] | None = None) -> LoadResult:
+               replay: Replay | None = None) -> LoadResult:
     """Collect one table of one source into the lake; returns what landed. Raises :class:`SourceError`
     (unreadable source, bad options), :class:`LoadFailed` (refused: nothing landed) or :class:`LoadCancelled`.
 
-    ``batches`` replaces the connector (replaying quarantined rows): an iterable of record batches; ``replays``
-    names the quarantined rows they are (load id, row number), marked replayed in the load's commit."""
+    ``replay`` replaces the connector (replaying quarantined rows): see :class:`Replay`."""
     source = project.sources[source_name]
     table = source.tables[table_name]
     asset = asset_key(source_name, table_name)
@@ -231,48 +240,46 @@ def load_table(project: Project, source_name: str, table_name: str, store: Store
     except RunLockedError:
         raise SourceError(source_name, table_name, "another load of this table is running",
                           "wait for it to finish (kiban runs shows what is running)") from None
+    record = LoadRecord(load_id=load_id, project=project.name, asset=asset, source=source_name, table=table_name,
+                        started_at=started, run_id=run_id, kind="load" if replay is None else "replay",
+                        replays=list(replay.rows) if replay else [])
     try:
-        result = _load_locked(project, source_name, table_name, source, table, asset, store, load_id, started,
-                              run_id, cancel or threading.Event(), rows_per_file, batches, replays or [])
-        return result
+        manifests = Manifests(store)
+        state = manifests.state(project.name, asset)
+        shared_lake.repair(project, asset, state)  # shared storage: undo a Delta commit no manifest recorded
+        state = shared_lake.with_local_files(project, state)  # earlier loads collected on another machine
+        result = LoadResult(record, cursor_before=state.cursor if state else None,
+                            since=since_of(state.cursor, table, state.reread_s) if state and replay is None else None,
+                            reread_before=state.reread_s if state else None)
+        job = LoadJob(project=project, source=source, table=table, record=record, result=result,
+                      manifests=manifests, state=state, cancel=cancel or threading.Event(),
+                      rows_per_file=rows_per_file, batches=replay.batches if replay else None)
+        return _load_locked(job)
     finally:
         store.release_lock(lock, holder)
 
 
-def _load_locked(project: Project, source_name: str, table_name: str, source: SourceSpec, table: TableSpec,
-                 asset: str, store: Store, load_id: str, started: datetime, run_id: str | None,
-                 cancel: threading.Event, rows_per_file: int, batches: Any,
-                 replays: list[tuple[str, int]]) -> LoadResult:
-    lake = project.lake_dir
-    manifests = Manifests(store)
-    layout.remove_leftovers(lake, source_name, table_name, manifests.known_paths(project.name, asset))
-    url = resolve_source_url(source_name, table_name, source) if batches is None else None
-    state = manifests.state(project.name, asset)
-    shared_lake.repair(project, asset, state)  # shared storage: undo a Delta commit no manifest recorded
-    state = shared_lake.with_local_files(project, state)  # earlier loads collected on another machine
-    cursor_before = state.cursor if state else None
-    since = since_of(cursor_before, table, state.reread_s if state else None) if batches is None else None
-    record = LoadRecord(load_id=load_id, project=project.name, asset=asset, source=source_name, table=table_name,
-                        started_at=started, run_id=run_id, kind="load" if batches is None else "replay",
-                        replays=replays)
-    result = LoadResult(record, cursor_before=cursor_before, since=since,
-                        reread_before=state.reread_s if state else None)
-    consumed = {(p, s, h) for p, s, h in manifests.consumed(project.name, asset)} if batches is None else set()
-    landed_by = manifests.consumers(project.name, asset) if batches is None else {}
+def _load_locked(job: LoadJob) -> LoadResult:
+    project, record, manifests = job.project, job.record, job.manifests
+    source_name, table_name, asset = record.source, record.table, record.asset
+    layout.remove_leftovers(job.lake, source_name, table_name, manifests.known_paths(project.name, asset))
+    url = resolve_source_url(source_name, table_name, job.source) if job.batches is None else None
+    consumed = {(p, s, h) for p, s, h in manifests.consumed(project.name, asset)} if job.batches is None else set()
+    landed_by = manifests.consumers(project.name, asset) if job.batches is None else {}
     load_sources: dict[str, set[str]] = {}
     for path, ids in landed_by.items():
         for one in ids:
             load_sources.setdefault(one, set()).add(path)
-    ctx = ReadContext(source_name=source_name, table_name=table_name, source=source, table=table,
-                      project_root=project.root, url=url, cursor=cursor_before, since=since,
-                      batch_rows=source.batch_rows, cancel=cancel,
+    ctx = ReadContext(source_name=source_name, table_name=table_name, source=job.source, table=job.table,
+                      project_root=project.root, url=url, cursor=job.result.cursor_before, since=job.result.since,
+                      batch_rows=job.source.batch_rows, cancel=job.cancel,
                       landed=lambda f: (f.path, f.size, f.sha256) in consumed,
                       landed_paths=frozenset(p for p, _, _ in consumed),
                       landed_by={p: frozenset(ids) for p, ids in landed_by.items()},
                       load_sources={one: frozenset(ps) for one, ps in load_sources.items()})
-    staging = layout.staging_folder(lake, source_name, table_name, load_id)
+    staging = layout.staging_folder(job.lake, source_name, table_name, record.load_id)
     try:
-        return _land(project, ctx, table, record, result, state, staging, rows_per_file, manifests, batches)
+        return _land(job, ctx, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -286,10 +293,10 @@ def streams(table: TableSpec, state: TableState | None) -> bool:
     return not (table.mode == "incremental" and state is not None and state.files)
 
 
-def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadRecord, result: LoadResult,
-          state: TableState | None, staging: Path, rows_per_file: int, manifests: Manifests,
-          batches: Any) -> LoadResult:
-    lake = project.lake_dir
+def _land(job: LoadJob, ctx: ReadContext, staging: Path) -> LoadResult:
+    project, table, record, result, state, manifests = job.project, job.table, job.record, job.result, job.state, \
+        job.manifests
+    lake, rows_per_file, batches = job.lake, job.rows_per_file, job.batches
     declared = Declared({c.name: c.type for c in table.columns if c.type}, table.primary_key)
     quarantine = _Quarantine(record.load_id, staging)
     one_pass = streams(table, state)
@@ -341,6 +348,7 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
                               "collect this table on the machine that collected it before")
         if ctx.superseded and state is not None:  # compared with the loads that stay, not those it replaces
             state = _without(manifests, project.name, state, set(ctx.superseded))
+            job = replace(job, state=state)
         record.rows_read = good + quarantine.count  # rows the connector refused were read too
         record.rows_quarantined = quarantine.count
         quarantine_path = layout.quarantine_file(record.source, record.table, record.load_id)
@@ -372,8 +380,7 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
             written = writer.close()
             work = sessions.session(spill=staging / "tmp", bounded=True)
             try:
-                finalize_streamed(work, project, table, record, result, state, written, good, quarantine.count,
-                                   manifests)
+                finalize_streamed(work, job, written, good)
             finally:
                 work.close()
         else:
@@ -382,8 +389,7 @@ def _land(project: Project, ctx: ReadContext, table: TableSpec, record: LoadReco
             work = sessions.session(staging / "work.duckdb" if good > SCRATCH_FILE_ROWS else None,
                                     spill=staging / "tmp", bounded=True)
             try:
-                finalize(work, project, table, record, result, state, staged.parts, good, quarantine.count, writer,
-                          manifests)
+                finalize(work, job, staged.parts, good, quarantine.count, writer)
             finally:
                 work.close()
     except BaseException:

@@ -23,7 +23,7 @@ from kiban.store.schema import consumed_files, drift_events, load_files, loads, 
 
 
 @dataclass(frozen=True)
-class Drift:
+class SchemaChange:
     """One schema change between the last committed load and this one."""
 
     change: str  # added, dropped, retyped
@@ -62,7 +62,7 @@ class LoadRecord:
     schema: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
     files: list[tuple[str, str, int, int]] = field(default_factory=list)  # (path, kind, rows, bytes)
-    drift: list[tuple[Drift, str]] = field(default_factory=list)  # (change, action)
+    drift: list[tuple[SchemaChange, str]] = field(default_factory=list)  # (change, action)
     replays: list[tuple[str, int]] = field(default_factory=list)  # quarantined rows (load id, row) it lands
     reread_s: float | None = None  # time cursors: how far behind its cursor the next load reads again (seconds)
     retracted_at: datetime | None = None  # `kiban loads retract`: in no view any more
@@ -305,7 +305,7 @@ class Manifests:
                 for r in rows]
 
     def drift(self, project: str, asset: str | None, limit: int = 20,
-              load_ids: list[str] | None = None) -> list[tuple[datetime, str, Drift, str]]:
+              load_ids: list[str] | None = None) -> list[tuple[datetime, str, SchemaChange, str]]:
         """Recent drift events of ``asset`` (or of the loads ``load_ids``): (when, load id, change, action),
         newest first."""
         query = drift_events.select().where(drift_events.c.project == project)
@@ -316,7 +316,8 @@ class Manifests:
         query = query.order_by(drift_events.c.id.desc()).limit(limit)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [(r.at, r.load_id, Drift(r.change, r.column_name, r.old_type, r.new_type), r.action) for r in rows]
+        return [(r.at, r.load_id, SchemaChange(r.change, r.column_name, r.old_type, r.new_type), r.action)
+                for r in rows]
 
     def replays_of(self, load_ids: list[str]) -> dict[str, set[str]]:
         """The unretracted loads that landed quarantined rows of ``load_ids``: replay load → the loads whose rows

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from kiban.collect import sessions
 from kiban.collect.casting import Declared, cast_batch
-from kiban.collect.load import LoadResult, load_table
+from kiban.collect.load import LoadResult, Replay, load_table
 from kiban.collect.manifest import Manifests
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 from kiban.errors import UsageError
@@ -146,7 +146,7 @@ def replay(project: Project, store: Store, asset: str, run_id: str | None = None
         return result
     passed = [origin[i] for i in good.column(ROW).to_pylist()]
     clean = good.drop_columns([ROW])
-    result.load = load_table(project, source, name, store, run_id=run_id, batches=clean.to_batches(),
-                             replays=passed)  # marked replayed in the same commit as the rows land
+    # the rows are marked replayed in the same commit as they land
+    result.load = load_table(project, source, name, store, run_id=run_id, replay=Replay(clean.to_batches(), passed))
     result.landed = result.load.record.rows_landed
     return result

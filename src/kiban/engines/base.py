@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
 from kiban.project.macros import Macro
 
@@ -17,6 +18,17 @@ DATA_TOKEN = "+"  # a published version <fingerprint>+<token>: its data changed 
 # Called on the freshly built, not yet published relation: (session, relation name). Raising blocks
 # the publish and leaves the previous version in place. The data-quality checks plug in here.
 AuditHook = Callable[["Session", str], None]
+
+
+class PythonModels(Protocol):
+    """What runs a Python model for a build: handed to ``Engine.build`` by the run (``kiban.python.models``), as
+    the audit hook is. Engines know nothing of Python models, ML registries or the project's folder."""
+
+    def produce(self, cursor: Any, asset: Asset, fingerprint: str) -> Any:
+        """Run the model's function, its inputs read through ``cursor``; the Arrow table to publish."""
+
+    def settle(self, cursor: Any, asset: Asset) -> None:
+        """After the publish committed or rolled back: whatever follows it (a training's registry entry)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,9 @@ class Engine(Protocol):
         """Fingerprint of the published version of each asset (``layer.name`` → fingerprint)."""
 
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
-        """Build ``asset`` under a temporary name, audit it, and publish it atomically."""
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
+        """Build ``asset`` under a temporary name, audit it, and publish it atomically (a Python model: the table
+        ``python`` produces; an engine without Python models refuses them)."""
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why the incremental ``asset`` cannot take single partitions now (not built, code changed); None: it can."""
@@ -105,3 +118,26 @@ class Engine(Protocol):
         """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 
     def close(self) -> None: ...
+
+
+class NotDuckDB:
+    """What the engines other than DuckDB share (PostgreSQL, Spark): no DuckDB macros, and incremental models
+    rebuilt whole by ``kiban run``, never partition by partition (a backfill names why, ``partition_blocker``)."""
+
+    label = ""  # how messages name the engine: PostgreSQL, Spark
+
+    def define_macros(self, macros: Sequence[Macro]) -> None:
+        """DuckDB's macros cannot run here (``engines.dialect.refuse_unportable`` refuses them first)."""
+        if macros:
+            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.label} warehouse cannot run",
+                              "write the logic into the models, or use DuckDB")
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        return f"the {self.label} engine rebuilds incremental models whole (`kiban run`), not partition by partition"
+
+    def build_partition(self, session: Session, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        return {}

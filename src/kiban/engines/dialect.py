@@ -32,10 +32,14 @@ differently than DuckDB computes it (each was found running the example project 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kiban import envref
 from kiban.engines.meaning import Refused, rewrite_tree
-from kiban.errors import KibanError, Location, ProjectError
+from kiban.errors import KibanError, Location, ProjectError, ProjectErrors
+
+if TYPE_CHECKING:
+    from kiban.project import Project
 
 QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; engines drop them from tables
 
@@ -57,11 +61,11 @@ def engine_of(url: str) -> str | None:
     return None
 
 
-def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
+def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[ProjectError]:
     """Project errors for every model (key → (SQL, path)) with a construct ``target`` cannot run as DuckDB does:
     found when the project loads, so nothing the loader could know fails at run time (issue 18)."""
 
-    errors = []
+    errors: list[ProjectError] = []
     for key, (sql, path) in models.items():
         try:
             transpile(sql.strip().rstrip(";"), target, key)
@@ -70,6 +74,26 @@ def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Any]:
         except KibanError:
             continue  # not a construct (SQL that does not parse): the loader and the build report those
     return errors
+
+
+def refuse_unportable(project: Project) -> None:
+    """Raise every construct the project's warehouse (PostgreSQL, Spark) cannot run as DuckDB does, all at once,
+    each with its file, line and a hint (issue 18); nothing for DuckDB.
+
+    Called where a project meets its warehouse — before a run builds anything (``kiban.run.runner``) and when the
+    CLI loads the project — not by the loader: the project layer knows nothing of SQL dialects (.importlinter)."""
+    target = engine_of(envref.lookup(project.config.warehouse) or "")
+    if not target:
+        return
+    errors = refusals(target, {k: (a.sql, a.path) for k, a in project.assets.items()
+                               if a.sql and a.python is None and a.layer != "lake"})
+    if project.macros:
+        first = next(iter(project.macros.values()))
+        errors.append(ProjectError(f"macros/ holds DuckDB macros, which the {target} warehouse cannot run",
+                                   Location(first.path, first.line, 1),
+                                   "write the logic into the models (or a warehouse model), or use DuckDB"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
 
 
 def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | None = None,

@@ -31,6 +31,7 @@ from kiban.engines.base import (
     AuditHook,
     BuildResult,
     CollectedTable,
+    PythonModels,
     Session,
 )
 from kiban.engines.lake import LakeTable, derived_views, lake_table
@@ -298,9 +299,12 @@ class DuckDBEngine:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: Session, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Build, audit and publish in ONE transaction: until it commits, readers see the old version;
-        if anything fails (or the process dies) DuckDB rolls it all back — nothing half-built remains."""
+        if anything fails (or the process dies) DuckDB rolls it all back — nothing half-built remains.
+
+        A Python model's table comes from ``python`` (the run's :class:`~kiban.engines.base.PythonModels`), made
+        before the transaction opens; the engine publishes it like a SQL model's result."""
         assert isinstance(session, DuckDBSession), "a DuckDB build needs a DuckDB session"
         cur = session.cursor
         schema, name = asset.layer, asset.name
@@ -316,9 +320,10 @@ class DuckDBEngine:
         nbytes: int | None = None
         produced = None
         if asset.python is not None:  # a Python model runs first, outside the transaction (it may take minutes)
-            from kiban.python.build import produce
-
-            produced = produce(cur, asset, fingerprint)
+            if python is None:
+                raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
+                                 "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
+            produced = python.produce(cur, asset, fingerprint)
         cur.execute("begin transaction")
         try:
             if kind and kind != physical:
@@ -351,29 +356,21 @@ class DuckDBEngine:
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cur.execute("rollback")
-            if produced is not None:
+            if python is not None and produced is not None:
                 try:
-                    self._settle(cur, asset)
+                    python.settle(cur, asset)
                 except Exception:  # the original error matters more than this bookkeeping
                     log.warning("%s: the model registry could not follow the refused publish", asset.key,
                                 exc_info=True)
             raise
-        if produced is not None:
-            self._settle(cur, asset)
+        if python is not None and produced is not None:
+            python.settle(cur, asset)
         with self._catalog_lock:
             if self._kinds is not None:
                 self._kinds[f"{schema}.{name}"] = physical
         if rows is not None and rows >= SIZE_FROM_ROWS:  # blocks exist only once committed
             nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
-
-    @staticmethod
-    def _settle(cur: duckdb.DuckDBPyConnection, asset: Asset) -> None:
-        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
-        if asset.python is not None and asset.python.kind == "train":
-            from kiban.ml.training import settle_asset
-
-            settle_asset(asset, cur)
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""

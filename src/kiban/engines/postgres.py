@@ -18,21 +18,29 @@ import io
 import secrets
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
+from kiban.engines.base import (
+    FENCED,
+    UNREADABLE_LAKE,
+    AuditHook,
+    BuildResult,
+    CollectedTable,
+    Fenced,
+    NotDuckDB,
+    PythonModels,
+)
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
-from kiban.project.macros import Macro
 from kiban.quoting import literal, quote
 
 SCHEMAS = ("lake", "warehouse", "mart")
@@ -126,10 +134,11 @@ def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
                      "does not load yet", "cast it to a string in the collection, or use the DuckDB engine")
 
 
-class PostgresEngine:
+class PostgresEngine(NotDuckDB):
     """PostgreSQL as the warehouse: lake loaded into it, models built and published inside it."""
 
     name = "postgres"
+    label = "PostgreSQL"
 
     def __init__(self, url: str, timezone: str | None = None) -> None:
         self.url = url
@@ -200,12 +209,6 @@ class PostgresEngine:
             return cur.fetchall() if cur.description else []
 
     # -- preparing ----------------------------------------------------------------------------
-    def define_macros(self, macros: Sequence[Macro]) -> None:
-        """DuckDB's macros cannot run here (the project loader refuses them first)."""
-        if macros:
-            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.name} warehouse cannot run",
-                              "write the logic into the models, or use DuckDB")
-
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         with self._lock, self.conn.transaction():
@@ -313,7 +316,7 @@ class PostgresEngine:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Create under a temporary name, audit, swap, comment and log in ONE transaction."""
         assert isinstance(session, PostgresSession), "a PostgreSQL build needs a PostgreSQL session"
         if asset.python is not None:
@@ -366,16 +369,6 @@ class PostgresEngine:
                 conn.rollback()
             raise
         return BuildResult(rows=rows, nbytes=None, watermark=watermark)
-
-    def partition_blocker(self, asset: Asset) -> str | None:
-        return "the PostgreSQL engine rebuilds incremental models whole (`kiban run`), not partition by partition"
-
-    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
-                        audit: AuditHook | None = None) -> BuildResult:
-        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
-
-    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
-        return {}
 
     def watermark(self, asset: Asset) -> date | None:
         with self._lock, self.conn.cursor() as cur:

@@ -28,19 +28,27 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
+from kiban.engines.base import (
+    FENCED,
+    UNREADABLE_LAKE,
+    AuditHook,
+    BuildResult,
+    CollectedTable,
+    Fenced,
+    NotDuckDB,
+    PythonModels,
+)
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
 from kiban.engines.lake import LakeTable, derived_views, lake_tables
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
-from kiban.project.macros import Macro
 
 log = logging.getLogger(__name__)
 SCHEMAS = ("lake", "warehouse", "mart")
@@ -75,6 +83,16 @@ def parse_url(url: str) -> tuple[str | None, str | None, Path, dict[str, str]]:
     return master, None, folder, settings
 
 
+@contextlib.contextmanager
+def _best_effort(what: str) -> Iterator[None]:
+    """Bookkeeping that may fail on a session or view already gone: no loss, so not raised — but logged (debug),
+    never swallowed."""
+    try:
+        yield
+    except Exception:
+        log.debug("spark: %s failed (nothing depends on it)", what, exc_info=True)
+
+
 class SparkSqlSession:
     """A thread's handle on the shared SparkSession; its statements carry a tag so they can be interrupted."""
 
@@ -84,7 +102,7 @@ class SparkSqlSession:
     def __init__(self, spark: Any, tag: str) -> None:
         self.spark = spark
         self.tag = tag
-        with contextlib.suppress(Exception):
+        with _best_effort("tagging a session"):
             spark.addTag(tag)
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -98,18 +116,19 @@ class SparkSqlSession:
         return list(frame.columns), [tuple(row) for row in frame.collect()]
 
     def interrupt(self) -> None:
-        with contextlib.suppress(Exception):
+        with _best_effort("interrupting a statement"):
             self.spark.interruptTag(self.tag)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        with _best_effort("untagging a session"):
             self.spark.removeTag(self.tag)
 
 
-class SparkEngine:
+class SparkEngine(NotDuckDB):
     """Spark (local, standalone or Spark Connect) as the warehouse."""
 
     name = "spark"
+    label = "Spark"
 
     def __init__(self, url: str, timezone: str | None = None) -> None:
         master, remote, folder, settings = parse_url(url)
@@ -183,12 +202,6 @@ class SparkEngine:
         return self.spark.sql(sql)
 
     # -- preparing ----------------------------------------------------------------------------
-    def define_macros(self, macros: Sequence[Macro]) -> None:
-        """DuckDB's macros cannot run here (the project loader refuses them first)."""
-        if macros:
-            raise ConfigError(f"macros/ holds DuckDB macros, which the {self.name} warehouse cannot run",
-                              "write the logic into the models, or use DuckDB")
-
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
         """Register the lake tables and every published version in the session catalog (rebuilt from files)."""
@@ -283,7 +296,7 @@ class SparkEngine:
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
-              audit: AuditHook | None = None) -> BuildResult:
+              audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Write the new version to its own folder, audit it, then swap the pointer and re-register."""
         assert isinstance(session, SparkSqlSession), "a Spark build needs a Spark session"
         if asset.python is not None:
@@ -326,7 +339,7 @@ class SparkEngine:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         finally:
-            with contextlib.suppress(Exception):
+            with _best_effort(f"dropping the temporary view {tmp}"):
                 self.spark.catalog.dropTempView(tmp)
         with self._lock:
             self._register(layer, name, folder)
@@ -347,7 +360,7 @@ class SparkEngine:
             version = self._registered.get(key) or "lake"
             if cached is None or cached[0] != version:
                 columns: dict[str, str] = {}
-                with contextlib.suppress(Exception):  # a view that does not resolve: no types, no loss
+                with _best_effort(f"reading the types of {key}"):  # a view that does not resolve: no types, no loss
                     for field in self.spark.table(f"{quote(layer)}.{quote(name)}").schema.fields:
                         with contextlib.suppress(SqlglotError, ValueError):
                             columns[field.name.lower()] = exp.DataType.build(
@@ -379,16 +392,6 @@ class SparkEngine:
                              f"set time_column in {asset.config_path or asset.key} to one of its date columns"
                              ) from None
         return row[0][0] if row else None
-
-    def partition_blocker(self, asset: Asset) -> str | None:
-        return "the Spark engine rebuilds incremental models whole (`kiban run`), not partition by partition"
-
-    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
-                        audit: AuditHook | None = None) -> BuildResult:
-        raise KibanError(f"{asset.key}: {self.partition_blocker(asset)}")
-
-    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
-        return {}
 
     def watermark(self, asset: Asset) -> date | None:
         return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)

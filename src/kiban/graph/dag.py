@@ -41,6 +41,9 @@ class Graph:
     # model → the collected tables it reads through a per-key view (lake.x_latest, lake.x_history): a new
     # version of an old key changes rows those views already showed, which the table itself only appends
     versioned: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Python model → parameter → the relation it reads (an asset key, or a derived view read as itself): what
+    # its decorator's inputs resolve to. The graph's own: the loaded Project is never written to.
+    python_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def readable(self) -> dict[str, Asset]:
@@ -128,6 +131,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     hashes: dict[str, str] = {}
     files: dict[str, tuple[str, ...]] = {}
     versioned: dict[str, tuple[str, ...]] = {}
+    python_inputs: dict[str, dict[str, str]] = {}
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
@@ -172,7 +176,7 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
             if asset.python is not None:
                 parameter = asset.python.inputs[i].parameter if i < len(asset.python.inputs) else "model"
                 view = f"{ref.schema or 'lake'}.{ref.name}".lower()  # a derived view is read as itself
-                asset.python.resolved[parameter] = view if aliases.get(view) == up else up
+                python_inputs.setdefault(key, {})[parameter] = view if aliases.get(view) == up else up
             upstream_layer = project.assets[up].layer
             if upstream_layer not in ALLOWED_READS[asset.layer]:
                 errors.append(ProjectError(
@@ -201,5 +205,5 @@ def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
         raise ProjectError("dependency cycle: " + " → ".join(cycle), where,
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
-    return Graph(assets=project.assets, deps=deps, sql_hashes=hashes, order=order, views=aliases, files=files,
-                 versioned=versioned)
+    return Graph(assets=dict(project.assets), deps=deps, sql_hashes=hashes, order=order, views=aliases,
+                 files=files, versioned=versioned, python_inputs=python_inputs)

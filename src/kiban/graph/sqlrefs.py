@@ -13,6 +13,7 @@ unchanged project imports neither parser.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +23,8 @@ from typing import Any
 from kiban.cachefile import read_entries, write_entries
 from kiban.errors import Location, ProjectError
 from kiban.graph.duckrefs import Unserializable, duckdb_refs, line_col, normalized
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 
@@ -127,7 +130,8 @@ def _sqlglot_refs(tree: Any, sql: str) -> dict[tuple[str, str], TableRef]:
             raise ValueError("no scope")
         tables = [src for scope in traverse_scope(tree) for src in scope.sources.values()
                   if isinstance(src, exp.Table)]
-    except Exception:
+    except Exception:  # no fallback lost: read table by table instead
+        log.debug("SQLGlot could not scope a query; its tables are read one by one", exc_info=True)
         ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         tables = [t for t in tree.find_all(exp.Table) if t.db or t.name not in ctes]
     for table in tables:

@@ -17,7 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from kiban.checks.quoting import quote
-from kiban.checks.result import NOT_FITTING, CheckResult, Context
+from kiban.checks.result import NOT_FITTING, CheckContext, CheckResult
 from kiban.checks.spec import Accuracy, Drift
 from kiban.errors import did_you_mean
 from kiban.ml import drift
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from kiban.engines.base import Session
 
 
-def judge(session: Session, relation: str, check: Check, suite: Suite, ctx: Context) -> CheckResult:
+def judge(session: Session, relation: str, check: Check, suite: Suite, ctx: CheckContext) -> CheckResult:
     spec = check.spec
     if isinstance(spec, Drift):
         return _drift(session, relation, check, spec, suite)
@@ -96,7 +96,7 @@ def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Su
     return result
 
 
-def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx: Context) -> CheckResult:
+def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx: CheckContext) -> CheckResult:
     actuals = ctx.relation_of(spec.actuals)
     error = f"abs(a.{quote(spec.actual)} - p.{quote(spec.predicted)})"
     join = " AND ".join(f"p.{quote(c)} = a.{quote(c)}" for c in spec.on)

@@ -23,7 +23,6 @@ from kiban.errors import KibanError
 from kiban.ml.drift import baseline
 from kiban.ml.registry import NewVersion, open_registry
 from kiban.project import Asset
-from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow
 from kiban.quoting import relation
 from kiban.status import ModelStatus
@@ -102,12 +101,6 @@ def settle(root: Path, key: str, cursor: Any) -> int | None:
     return published
 
 
-def settle_asset(asset: Asset, cursor: Any) -> None:
-    """After a training asset's publish committed or rolled back: the registry follows what is published."""
-
-    settle(find_project_root(asset.path.parent), asset.key, cursor)
-
-
 def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table], root: Path,
              published: int | None = None) -> pa.Table:
     """Record the trained version (gate included) and return the one-row table the asset publishes: the new
@@ -149,5 +142,4 @@ def register(asset: Asset, value: Any, fingerprint: str, inputs: list[pa.Table],
     })
 
 
-__all__ = ["data_fingerprint", "feature_columns", "published_version", "register", "settle",
-           "settle_asset"]
+__all__ = ["data_fingerprint", "feature_columns", "published_version", "register", "settle"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from kiban import envref
 from kiban.assetkey import KeyResolver, lake_views
-from kiban.engines.dialect import engine_of, refusals
 from kiban.errors import ConfigError, Location, ProjectError, ProjectErrors, did_you_mean
 from kiban.project.asset import Asset
 from kiban.project.config import BUILD_KEYS, LAYERS, ModelConfig, ProjectConfig
@@ -29,15 +30,23 @@ LAKE_SIDECARS = "lake"  # models/lake/<table>.yml describes (and checks) the lak
 
 @dataclass(frozen=True)
 class Project:
-    """A loaded project: its configuration and its assets (not yet wired into a graph)."""
+    """A loaded project: its configuration and its assets (not yet wired into a graph). Immutable: its fields
+    cannot be set, its mappings are read-only, and its assets, specs and settings are frozen."""
 
     root: Path
     config: ProjectConfig
-    assets: dict[str, Asset]
-    usecases: dict[str, UseCase] = field(default_factory=dict)
-    sources: dict[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
-    initiatives: dict[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
-    macros: dict[str, Macro] = field(default_factory=dict)  # macros/*.sql: DuckDB macros every model may call
+    assets: Mapping[str, Asset]
+    usecases: Mapping[str, UseCase] = field(default_factory=dict)
+    sources: Mapping[str, SourceSpec] = field(default_factory=dict)  # sources/NAME.yml (kiban.collect.spec)
+    initiatives: Mapping[str, Initiative] = field(default_factory=dict)  # initiatives/NAME.yml (kiban.value)
+    macros: Mapping[str, Macro] = field(default_factory=dict)  # macros/*.sql: DuckDB macros every model may call
+
+    def __post_init__(self) -> None:
+        # Immutable for real: every collection a read-only view of its own copy. Nothing that reads a project
+        # (the graph, a run, the console) can write into it; what they compute lives in their own structures
+        # (``Graph.python_inputs``). tests/test_project_immutable.py tries.
+        for name in ("assets", "usecases", "sources", "initiatives", "macros"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
     def name(self) -> str:
@@ -129,17 +138,6 @@ def load_project(start: Path | str = ".") -> Project:
                    (*BUILTIN_CALENDARS, *config.calendars), errors)
     if config.limits:
         check_limits(load_yaml(root / PROJECT_FILE), config.limits, assets, errors)
-    if not errors:  # PostgreSQL / Spark: a construct they cannot run as DuckDB does is refused now (issue 18)
-
-        target = engine_of(envref.lookup(config.warehouse) or "")
-        if target:
-            errors += refusals(target, {k: (a.sql, a.path) for k, a in assets.items()
-                                        if a.sql and a.python is None and a.layer != "lake"})
-        if target and macros:
-            first = next(iter(macros.values()))
-            errors.append(ProjectError(f"macros/ holds DuckDB macros, which the {target} warehouse cannot run",
-                                       Location(first.path, first.line, 1),
-                                       "write the logic into the models (or a warehouse model), or use DuckDB"))
     if errors:
         raise errors[0] if len(errors) == 1 else ProjectErrors(errors)
     return Project(root=root, config=config, assets=dict(sorted(assets.items())), usecases=usecases,
@@ -261,11 +259,8 @@ def _lake_sidecars(root: Path, assets: dict[str, Asset], errors: list[ProjectErr
                 raise ProjectError(f"'{extra[0]}' is about building a model; a lake table's sidecar takes "
                                    "description, owner, tags, columns and checks", doc.location((extra[0],)))
             config = validate(doc, ModelConfig)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         found.append(Asset(layer="lake", name=asset.name, path=asset.path, config=config, config_path=path))
     return found
@@ -327,19 +322,15 @@ def _model_assets(root: Path, errors: list[ProjectError]) -> list[Asset]:
         for sql_path in sorted(folder.rglob("*.sql")):
             try:
                 found.append(_load_model(folder.name, sql_path))
-            except ProjectErrors as many:
-                errors.extend(many.errors)
-            except ProjectError as exc:
-                errors.append(exc)
+            except (ProjectError, ProjectErrors) as exc:
+                errors.extend(exc.errors)
         python_sidecars: set[Path] = set()  # Python models: one asset per decorated function (kiban.python)
         for py_path in sorted(p for p in folder.rglob("*.py") if not p.name.startswith(("_", "."))
                               and "__pycache__" not in p.parts):
             try:
                 found.extend(_python_models(folder.name, py_path, python_sidecars))
-            except ProjectErrors as many:
-                errors.extend(many.errors)
-            except ProjectError as exc:
-                errors.append(exc)
+            except (ProjectError, ProjectErrors) as exc:
+                errors.extend(exc.errors)
         described: dict[str, Path] = {}  # model → the file of several that describes it
         for yml in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
             if not yml.with_suffix(".sql").exists() and yml not in python_sidecars:
@@ -410,11 +401,8 @@ def _describe_several(doc: YamlDoc, layer: str, found: list[Asset], described: d
         try:
             config = validate(sub, ModelConfig)
             _check_incremental(sub, config)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         found[index[name]] = replace(asset, config=config, config_path=doc.path, config_at=prefix)
         described[name] = doc.path
@@ -509,11 +497,8 @@ def _sources(root: Path, config: ProjectConfig, assets: dict[str, Asset],
                 raise ProjectError(f"unknown source type '{kind}'", doc.location(("type",)),
                                    did_you_mean(kind, SOURCE_TYPES) or f"types: {', '.join(SOURCE_TYPES)}")
             spec = validate(doc, SourceSpec)
-        except ProjectErrors as many:
-            errors.extend(many.errors)
-            continue
-        except ProjectError as exc:
-            errors.append(exc)
+        except (ProjectError, ProjectErrors) as exc:
+            errors.extend(exc.errors)
             continue
         if name in found:
             errors.append(ProjectError(f"two sources are both named {name}", Location(path)))

@@ -178,8 +178,6 @@ def read_config(path: Path, model: type[M], errors: list[ProjectError]) -> tuple
     try:
         doc = load_yaml(path)
         return doc, validate(doc, model)
-    except ProjectErrors as many:
-        errors.extend(many.errors)
-    except ProjectError as exc:
-        errors.append(exc)
+    except (ProjectError, ProjectErrors) as exc:
+        errors.extend(exc.errors)
     return None

@@ -11,7 +11,7 @@ import hashlib
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from kiban.errors import KibanError
 from kiban.project import Asset
-from kiban.project.loader import find_project_root
 from kiban.python.frames import as_arrow, convert
 from kiban.python.spec import MODEL_PARAMETER
 from kiban.quoting import relation
@@ -88,18 +87,19 @@ def to_arrow(value: Any, asset: Asset) -> pa.Table:
                            f"return a pyarrow.Table, a pandas or a polars DataFrame ({spec.path}:{spec.line})")
 
 
-def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
-    """Run the model's function and return the table to publish."""
+def produce(cursor: Any, asset: Asset, fingerprint: str, resolved: Mapping[str, str], root: Path) -> pa.Table:
+    """Run the model's function and return the table to publish. ``resolved``: parameter → the relation it reads
+    (``Graph.python_inputs``); ``root``: the project's folder, where the model registry is."""
     spec = asset.python
     assert spec is not None
-    if len(spec.resolved) < len(spec.inputs) + (spec.kind == "score"):
+    if len(resolved) < len(spec.inputs) + (spec.kind == "score"):
         raise PythonModelError(f"{asset.key}: its inputs are not resolved (build the graph first: "
                                "kiban.graph.build_graph)")
     fn = function_of(asset)
     kwargs: dict[str, Any] = {}
     arrow_inputs: list[pa.Table] = []
     for wanted in spec.inputs:
-        key = spec.resolved[wanted.parameter]
+        key = resolved[wanted.parameter]
         result = cursor.execute(f"select * from {relation(key)}")
         table = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
         arrow_inputs.append(table)
@@ -108,9 +108,9 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
         from kiban.ml.registry import open_registry
         from kiban.ml.training import settle
 
-        trained = spec.resolved[MODEL_PARAMETER]
-        version = settle(_root_of(asset.path), trained, cursor)
-        registry = open_registry(_root_of(asset.path))
+        trained = resolved[MODEL_PARAMETER]
+        version = settle(root, trained, cursor)
+        registry = open_registry(root)
         try:
             _, kwargs[MODEL_PARAMETER] = registry.load(trained, version)
         finally:
@@ -124,13 +124,8 @@ def produce(cursor: Any, asset: Asset, fingerprint: str) -> pa.Table:
     if spec.kind == "train":
         from kiban.ml.training import published_version, register
 
-        return register(asset, value, fingerprint, arrow_inputs, _root_of(asset.path),
-                        published_version(cursor, asset.key))
+        return register(asset, value, fingerprint, arrow_inputs, root, published_version(cursor, asset.key))
     return to_arrow(value, asset)
-
-
-def _root_of(path: Path) -> Path:
-    return find_project_root(path.parent)
 
 
 def _user_error(exc: BaseException, path: Path, what: str,

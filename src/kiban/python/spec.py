@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from kiban.errors import Location, ProjectError
@@ -41,12 +43,13 @@ class PythonSpec:
     path: Path
     line: int
     inputs: tuple[PythonInput, ...]
-    options: dict[str, Any] = field(default_factory=dict, hash=False)  # the decorator's literal arguments
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the decorator's literal arguments
     code_hash: str = ""  # sha256 of the module's source, the function's name and the options
     returns: str = ""  # the return annotation as written
     module_hash: str = ""  # sha256 of the file's source: the file is imported once per version
-    # parameter → asset key, filled when the graph resolves the inputs (build_graph)
-    resolved: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:  # read-only, as the rest of a loaded project (tests/test_project_immutable.py)
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     @property
     def model(self) -> str | None:

@@ -23,8 +23,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from kiban.engines import AuditHook, Engine, Session, open_engine
 from kiban.engines.base import CollectedTable
 from kiban.errors import KibanError, UsageError
@@ -32,10 +30,10 @@ from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
 from kiban.run.executor import AuditFor
 from kiban.run.partitions import following, partition_range
-from kiban.status import BackfillStatus, TickStatus
+from kiban.status import BackfillStatus
 from kiban.store import Store, utcnow
-from kiban.store.backfills import BackfillLedger
-from kiban.store.schema import job_ticks
+from kiban.store.backfills import BackfillLedger, NewBackfill
+from kiban.store.ticks import work_waiting
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -155,8 +153,8 @@ def run_backfill(project: Project, options: BackfillOptions, on_start: OnStart |
                     ledger.restart(backfill_id, options.concurrency)
                     done = ledger.done(backfill_id)
                 else:
-                    ledger.create(backfill_id, project.name, key, list(options.select), [a.key for a in assets],
-                                  first, stop, total, options.concurrency)
+                    ledger.create(NewBackfill(backfill_id, project.name, key, list(options.select),
+                                              [a.key for a in assets], first, stop, total, options.concurrency))
                     done = set()
                 give_way = GiveWay(project, store, lock_name, backfill_id, cancel, holder)
                 job = BackfillJob(graph, store, ledger, backfill_id, assets, work, done, options,
@@ -267,10 +265,7 @@ class GiveWay:
         self.yielded = 0
 
     def waiting(self) -> bool:
-        with self.store.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(job_ticks).where(
-                job_ticks.c.project == self.project.name, job_ticks.c.job.in_(self.jobs),
-                job_ticks.c.status.in_((TickStatus.QUEUED, TickStatus.RUNNING)))).scalar_one() > 0
+        return work_waiting(self.store, self.project.name, self.jobs)
 
     def __call__(self, engine: Engine) -> Engine:
         if not self.jobs or time.monotonic() - self.last_look < self.CHECK_SECONDS:

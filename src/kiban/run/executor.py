@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from kiban.engines import AuditHook, BuildResult, Engine, Session
+from kiban.engines.base import PythonModels
 from kiban.errors import KibanError
 from kiban.graph import Graph
 from kiban.project import Asset
@@ -84,6 +85,8 @@ class Executor:
     # Work handed over while the run goes (``kiban.run.handoff``): called between scheduling steps with what the
     # run already has; returns new assets to build (in dependency order), which go ahead of the queue.
     intake: Callable[[set[str]], list[str]] | None = None
+    # what runs Python models for the engine (kiban.python.models.PythonModelRunner); None: a Python model fails
+    python_models: PythonModels | None = None
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -275,7 +278,7 @@ class Executor:
                 timer.start()
             tag = f"{self.run_id[-6:]}_{attempt}"
             hook = self.audit(asset, self.run_id, fingerprint) if self.audit else None
-            return self.engine.build(session, asset, fingerprint, tag, hook)
+            return self.engine.build(session, asset, fingerprint, tag, hook, self.python_models)
         except Exception:
             if self.cancel.is_set():
                 raise Cancelled() from None

@@ -21,9 +21,11 @@ from zoneinfo import ZoneInfo
 from kiban.diskfull import disk_full, is_disk_full
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
+from kiban.engines.dialect import refuse_unportable
 from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
 from kiban.project import Asset, Project
+from kiban.python.models import PythonModelRunner
 from kiban.run import handoff, intents
 from kiban.run.attempt_log import AttemptLog
 from kiban.run.events import Event, Listener
@@ -144,6 +146,7 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
         if not options.resume else None
     try:
         graph = build_graph(project)
+        refuse_unportable(project)  # PostgreSQL/Spark: all it cannot run as DuckDB does, before anything runs
         store = Store(project.state_url)
     except BaseException:  # a project or store error before anything ran: not an interruption to resume
         intents.clear(intent)
@@ -283,7 +286,7 @@ def _run_locked(ctx: RunContext) -> RunResult:
                                 unavailable=_unavailable(graph, lake_versions),
                                 heavy=_heaviness(graph, built),
                                 limits=dict(project.config.limits),
-                                intake=intake)
+                                intake=intake, python_models=PythonModelRunner(project.root, graph.python_inputs))
             if intake is not None:
                 intake.watch(emit)
                 emit = intake.hear  # the answers to hand-overs follow the outcomes
@@ -377,14 +380,14 @@ def _collect(project: Project, store: Store, run_id: str, selection: list[str], 
     keys = [k for k in selection if k in tables]
     if not keys:
         return {}
-    from kiban.collect.collector import collect_assets
+    from kiban.collect.collector import CollectRun, collect_assets
 
     def policy(key: str) -> tuple[int, float, float | None]:
         chosen = _policy(project, project.assets[key])
         return chosen.retries, chosen.retry_delay, chosen.timeout
 
     emit(Event("collect_started", run_id, detail={"tables": len(keys), "assets": keys}))
-    done = collect_assets(project, store, run_id, keys, emit=emit, policy_for=policy,
+    done = collect_assets(CollectRun(project, store, run_id, emit, policy), keys,
                           threads=options.threads or project.config.effective_threads,
                           limits=dict(project.config.limits))
     if any(c.status == AttemptStatus.CANCELLED for c in done.values()):

@@ -34,7 +34,7 @@ from kiban.schedule.launcher import Handle, Launcher, cool_down, launch_process,
 from kiban.schedule.leader import Leader
 from kiban.schedule.ledger import Ledger
 from kiban.schedule.priority import JobPriority, job_priorities, ordered
-from kiban.schedule.recovery import RECOVERY_KINDS, queue_recovery, run_outcome
+from kiban.schedule.recovery import RECOVERY_KINDS, CrashedTick, queue_recovery, run_outcome
 from kiban.schedule.sensors import fire_sensors
 from kiban.schedule.ticks import FIRST_LOOKBACK, JobSchedule, catch_up
 from kiban.slo.service import check
@@ -296,7 +296,7 @@ class Scheduler:
             self.log("run ended", {"job": item.job, "tick": tick_id, "status": status, "exit_code": code,
                                    "run_id": item.run_id})
             if status == TickStatus.LOST and item.scheduled_at is not None:
-                self._recover(item.job, tick_id, item.kind, item.scheduled_at, item.run_id)
+                self._recover(CrashedTick(item.job, tick_id, item.kind, item.scheduled_at, item.run_id))
 
     def _settle_orphans(self) -> None:
         """Ticks another (dead) scheduler left running: take their run's outcome from the store."""
@@ -321,15 +321,15 @@ class Scheduler:
                 self.ledger.update(tick.id, status=status, ended_at=self.clock.now(),
                                    reason=(tick.reason or "") + " (settled by another scheduler)")
                 if status == TickStatus.LOST:
-                    self._recover(tick.job, tick.id, tick.kind, tick.scheduled_at, tick.run_id)
+                    self._recover(CrashedTick(tick.job, tick.id, tick.kind, tick.scheduled_at, tick.run_id))
 
-    def _recover(self, job: str, tick_id: int, kind: str, scheduled_at: datetime, run_id: str | None) -> None:
+    def _recover(self, crashed: CrashedTick) -> None:
         """A tick's run crashed: queue its one resume, if the job's ``on_crash`` says so."""
+        job, tick_id, run_id = crashed.job, crashed.id, crashed.run_id
         config = self.project.config.jobs.get(job)
         if config is None:
             return
-        queued = queue_recovery(self.ledger, job, config, tick_id, kind, scheduled_at, run_id, self.leader.holder,
-                                self.clock.now())
+        queued = queue_recovery(self.ledger, config, crashed, self.leader.holder, self.clock.now())
         if queued is not None:
             self.log("run crashed: resume queued", {"job": job, "tick": tick_id, "run_id": run_id, "resume": queued})
         else:

@@ -16,6 +16,7 @@ twice in a row needs a person.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kiban.project.jobs import JobConfig
@@ -51,13 +52,24 @@ def _status(store: Store, run_id: str | None) -> str | None:
     return record.status if record else None
 
 
-def queue_recovery(ledger: Ledger, job_name: str, job: JobConfig, tick_id: int, tick_kind: str,
-                   scheduled_at: datetime, run_id: str | None, holder: str, now: datetime) -> int | None:
+@dataclass(frozen=True)
+class CrashedTick:
+    """A tick whose run crashed, as its recovery needs it."""
+
+    job: str
+    id: int
+    kind: str  # cron, sensor, … — a recovery's own kinds (RECOVERY_KINDS) are never recovered again
+    scheduled_at: datetime
+    run_id: str | None  # None: its run never started
+
+
+def queue_recovery(ledger: Ledger, job: JobConfig, crashed: CrashedTick, holder: str, now: datetime) -> int | None:
     """Queue the one recovery tick of a crashed tick, per ``job.on_crash``; its id, or None when none is due
     (policy ``none``, the crashed tick was itself a recovery, or the recovery was already claimed)."""
-    if job.on_crash != "resume" or tick_kind in RECOVERY_KINDS:
+    if job.on_crash != "resume" or crashed.kind in RECOVERY_KINDS:
         return None
+    run_id = crashed.run_id
     kind = "resume" if run_id is not None else "retry"
     what = f"run {run_id}" if run_id is not None else "its run (which never started)"
-    return ledger.claim(job_name, scheduled_at + RESUME_OFFSET, kind, holder, now,
-                        reason=f"{kind} after tick {tick_id} crashed: {what} was abandoned (on_crash: resume)")
+    return ledger.claim(crashed.job, crashed.scheduled_at + RESUME_OFFSET, kind, holder, now,
+                        reason=f"{kind} after tick {crashed.id} crashed: {what} was abandoned (on_crash: resume)")

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -23,7 +22,7 @@ from kiban.project import Project, UseCase
 from kiban.slo.arrival import late_sources
 from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
 from kiban.slo.cause import late_delivery
-from kiban.slo.facts import Facts
+from kiban.slo.facts import Facts, quiet_gc
 from kiban.status import VERDICT_FINAL, VERDICT_MISSED
 from kiban.status import Verdict as VerdictStatus
 
@@ -240,13 +239,8 @@ def evaluate(ctx: Context, facts: Facts, start: date, end: date, now: datetime,
     added later (``known_since``), from when it was first judged.
     """
     verdicts: list[Verdict] = []
-    # The facts are hundreds of thousands of long-lived objects; without this, every cyclic-GC pass while
-    # judging re-scans them all (a third of the time). Reference counting still frees what is dropped.
-    gc.freeze()
-    try:
+    with quiet_gc():  # the facts are many long-lived objects: no cyclic-GC pass re-scans them while judging
         _judge_all(ctx, facts, start, end, now, usecases, known_since, verdicts)
-    finally:
-        gc.unfreeze()
     return verdicts
 
 

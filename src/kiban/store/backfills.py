@@ -17,7 +17,10 @@ from kiban.store.store import HOST, Store, utcnow
 
 
 @dataclass(frozen=True)
-class BackfillRecord:
+class NewBackfill:
+    """A backfill as it starts: what it rebuilds (its selection, the assets chosen) over which range of
+    partitions, how many, and how many at a time. ``key`` names the same work, so a second start resumes it."""
+
     id: str
     project: str
     key: str
@@ -25,9 +28,15 @@ class BackfillRecord:
     assets: list[str]
     range_from: datetime
     range_to: datetime
-    status: str
-    total: int
+    total: int  # partitions to build, summed over the assets
     concurrency: int | None
+
+
+@dataclass(frozen=True)
+class BackfillRecord(NewBackfill):
+    """A backfill as the ledger has it: as it started, and how it went."""
+
+    status: str
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -52,14 +61,13 @@ class BackfillLedger:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, backfill_id: str, project: str, key: str, selection: list[str], assets: list[str],
-               range_from: datetime, range_to: datetime, total: int, concurrency: int) -> None:
+    def create(self, new: NewBackfill) -> None:
         now = utcnow()
         with self.store._tx() as conn:
             conn.execute(backfills.insert().values(
-                id=backfill_id, project=project, key=key, selection=json.dumps(selection), assets=json.dumps(assets),
-                range_from=range_from, range_to=range_to, status=BackfillStatus.RUNNING, total=total,
-                concurrency=concurrency,
+                id=new.id, project=new.project, key=new.key, selection=json.dumps(new.selection),
+                assets=json.dumps(new.assets), range_from=new.range_from, range_to=new.range_to,
+                status=BackfillStatus.RUNNING, total=new.total, concurrency=new.concurrency,
                 created_at=now, started_at=now, heartbeat_at=now, pid=os.getpid(), host=HOST))
 
     def restart(self, backfill_id: str, concurrency: int) -> None:
@@ -153,5 +161,5 @@ class BackfillLedger:
                 sa.select(backfill_partitions.c.status, sa.func.count())
                 .where(backfill_partitions.c.backfill_id == row.id).group_by(backfill_partitions.c.status)).all())
         return BackfillRecord(row.id, row.project, row.key, json.loads(row.selection), json.loads(row.assets),
-                              row.range_from, row.range_to, row.status, row.total, row.concurrency, row.created_at,
+                              row.range_from, row.range_to, row.total, row.concurrency, row.status, row.created_at,
                               row.started_at, row.ended_at, row.error, {str(k): int(v) for k, v in counts.items()})

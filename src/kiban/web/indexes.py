@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from kiban.checks.history import StoredResult, trends
-from kiban.collect.manifest import Drift, LoadRecord, Manifests
+from kiban.collect.manifest import LoadRecord, Manifests, SchemaChange
 from kiban.ml.registry import ModelVersion, Registry
 from kiban.schedule.clock import RealClock
 from kiban.schedule.overview import job_rows, next_ticks
@@ -100,7 +100,7 @@ def catalog(site: Site, filters: dict[str, str], sort: str = "name", descending:
 class LoadRow:
     load: LoadRecord
     kind: str  # what it brought: new rows, nothing new, empty, all quarantined, refused, retracted
-    drift: list[tuple[Drift, str]]
+    drift: list[tuple[SchemaChange, str]]
     quarantine_rows: int
 
 
@@ -123,7 +123,7 @@ class TableLoads:
     mode: str
     on_drift: str
     loads: list[LoadRow] = field(default_factory=list)
-    drift: list[tuple[datetime, str, Drift, str]] = field(default_factory=list)
+    drift: list[tuple[datetime, str, SchemaChange, str]] = field(default_factory=list)
     quarantine_files: list[tuple[str, str, int]] = field(default_factory=list)  # (load id, path, rows)
 
 
@@ -171,7 +171,7 @@ def table_loads(site: Site, key: str, limit: int = 50) -> TableLoads | None:
     manifests = Manifests(site.reader)
     found = manifests.loads(site.project.name, key, limit=limit)
     drift = manifests.drift(site.project.name, None, limit=500, load_ids=[r.load_id for r in found])
-    by_load: dict[str, list[tuple[Drift, str]]] = {}
+    by_load: dict[str, list[tuple[SchemaChange, str]]] = {}
     for _at, load_id, change, action in drift:
         by_load.setdefault(load_id, []).append((change, action))
     incremental = table.mode == "incremental" or spec.type in FILE_SOURCES

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from kiban.engines import open_engine
+from kiban.engines.dialect import refuse_unportable
 from kiban.errors import ConfigError, KibanError
 from kiban.graph import build_graph, select
 from kiban.project import Project
@@ -41,6 +42,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
     NO_WORKER_LEASES leases) until that many workers are alive before queueing.
     """
     graph = build_graph(project)
+    refuse_unportable(project)  # what PostgreSQL/Spark cannot run as DuckDB does: refused before anything is queued
     store = Store(project.state_url)
     queue = RunQueue(store)
     run_id = new_run_id()

@@ -34,6 +34,7 @@ from kiban.engines import Engine, open_engine
 from kiban.engines.base import FENCED
 from kiban.graph import Graph, build_graph
 from kiban.project import Project
+from kiban.python.models import PythonModelRunner
 from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome
 from kiban.run.plan import built_whole
@@ -205,7 +206,7 @@ class Worker:
             engine.rebuild_whole.discard(key)
         executor = Executor(engine=engine, graph=graph, run_id=claim.run_id, fingerprints={key: claim.fingerprint},
                             threads=1, policy_for=lambda a: _policy(self.project, a), emit=self.emit, record=record,
-                            audit=self.audit)
+                            audit=self.audit, python_models=PythonModelRunner(self.project.root, graph.python_inputs))
         self._executor = executor
         try:
             outcome = executor.execute([key])[key]

@@ -61,7 +61,7 @@ _SELECT = re.compile(r"^\s*(\(\s*)*(select|with)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class Plan:
+class SourceRead:
     """What one read asks the source for."""
 
     schema: str | None  # None: the connection's default (public, the URL's database, main)
@@ -87,15 +87,15 @@ class Plan:
         return self.cursor is not None and self.since is not None
 
 
-def plan_of(ctx: ReadContext, options: Options) -> Plan:
+def plan_of(ctx: ReadContext, options: Options) -> SourceRead:
     incremental = ctx.table.mode == "incremental"
     cursor = ctx.table.cursor if incremental else None
     inclusive = incremental  # the last cursor value is read again: two changes can share it (same second)
     if options.query is not None:
-        return Plan(None, None, options.query.strip().rstrip(";"), (), cursor, ctx.since, inclusive)
+        return SourceRead(None, None, options.query.strip().rstrip(";"), (), cursor, ctx.since, inclusive)
     name = options.table or ctx.table_name
     schema, _, table = name.rpartition(".")
-    return Plan(schema or None, table, None, options.select, cursor, ctx.since, inclusive)
+    return SourceRead(schema or None, table, None, options.select, cursor, ctx.since, inclusive)
 
 
 def require_url(ctx: ReadContext, kind: str, example: str) -> str:
@@ -104,7 +104,7 @@ def require_url(ctx: ReadContext, kind: str, example: str) -> str:
     return ctx.url
 
 
-def check_columns(ctx: ReadContext, plan: Plan, columns: list[str]) -> None:
+def check_columns(ctx: ReadContext, plan: SourceRead, columns: list[str]) -> None:
     """Before any data moves: the selected columns and the cursor exist (naming similar ones when not)."""
     wanted = [("column", c, "select") for c in plan.select]
     if plan.cursor:
@@ -117,7 +117,7 @@ def check_columns(ctx: ReadContext, plan: Plan, columns: list[str]) -> None:
         raise ctx.error(f"{what} {column} (`{key}:`) is not a column of {plan.label}", hint)
 
 
-def missing_table(ctx: ReadContext, plan: Plan, tables: list[str]) -> SourceError:
+def missing_table(ctx: ReadContext, plan: SourceRead, tables: list[str]) -> SourceError:
     wanted = f"{plan.schema}.{plan.table}" if plan.schema else (plan.table or "")
     near = closest(wanted, tables) or closest(plan.table or "", tables)
     hint = (f"did you mean '{near}'? " if near else "") + (
@@ -149,7 +149,7 @@ def connection_error(ctx: ReadContext, exc: BaseException, where: str) -> Source
     return ctx.error(f"cannot connect to {where}: {text}")
 
 
-def query_error(ctx: ReadContext, plan: Plan, exc: BaseException) -> SourceError:
+def query_error(ctx: ReadContext, plan: SourceRead, exc: BaseException) -> SourceError:
     text = _first_line(exc)
     if _UNREACHABLE.search(text):
         return ctx.error(f"lost the connection while reading {plan.label}: {text}", "collect again when the "

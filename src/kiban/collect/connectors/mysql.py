@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 from kiban.collect.connector import ReadContext
 from kiban.collect.connectors.database import (
     Options,
-    Plan,
+    SourceRead,
     check_columns,
     connection_error,
     duckdb_with,
@@ -63,7 +63,7 @@ def check(ctx: ReadContext, options: Options) -> None:
         conn.close()
 
 
-def _suggest_version(ctx: ReadContext, conn: pymysql.Connection[Any], plan: Plan) -> None:
+def _suggest_version(ctx: ReadContext, conn: pymysql.Connection[Any], plan: SourceRead) -> None:
     """A table's first incremental load: a cursor kept by ``ON UPDATE CURRENT_TIMESTAMP`` to the second (or to a
     fraction) is shared by every update within that second — kiban tells them apart by the rows' content; a
     column the application bumps on every update says it more cheaply and more surely (``version:``)."""
@@ -125,7 +125,7 @@ def _since(value: Any) -> Any:
     return value
 
 
-def _source_sql(plan: Plan) -> str:
+def _source_sql(plan: SourceRead) -> str:
     """The MySQL statement for a query (the cursor filter is a ``?`` placeholder)."""
     sql = f"select * from ({plan.query}) as _kiban_query"
     if plan.filtered:
@@ -138,7 +138,7 @@ def _source_sql(plan: Plan) -> str:
 # -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
 
 
-def _read_duckdb(ctx: ReadContext, plan: Plan, url: str, extension: Any) -> Iterator[pa.RecordBatch]:
+def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any) -> Iterator[pa.RecordBatch]:
     import duckdb
 
     con = duckdb_with(extension)
@@ -196,7 +196,7 @@ def _connect(ctx: ReadContext, url: str, options: Options, unbuffered: bool = Fa
         raise connection_error(ctx, exc, where_of(url)) from None
 
 
-def _describe(ctx: ReadContext, conn: pymysql.Connection[Any], plan: Plan) -> tuple[list[Any], list[Any]]:
+def _describe(ctx: ReadContext, conn: pymysql.Connection[Any], plan: SourceRead) -> tuple[list[Any], list[Any]]:
     """The result's description and its fields (type codes, flags, character sets)."""
     import pymysql
 
@@ -263,7 +263,7 @@ def _value(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def _read_pymysql(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iterator[pa.RecordBatch]:
+def _read_pymysql(ctx: ReadContext, plan: SourceRead, url: str, options: Options) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     import pymysql
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.collect.connector import ReadContext
 from kiban.collect.connectors.database import (
     Options,
-    Plan,
+    SourceRead,
     check_columns,
     connection_error,
     duckdb_with,
@@ -51,7 +51,7 @@ EXAMPLE = "postgresql://user:password@host:5432/database"
 XMIN = "xmin"  # the system column: the id of the transaction that wrote this version of the row
 
 
-def _plan(ctx: ReadContext, options: Options) -> Plan:
+def _plan(ctx: ReadContext, options: Options) -> SourceRead:
     """The read plan; an unqualified table is in schema public (for both readers, whatever the search path)."""
     plan = plan_of(ctx, options)
     return replace(plan, schema="public") if plan.table is not None and plan.schema is None else plan
@@ -110,7 +110,8 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
 # -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
 
 
-def _read_duckdb(ctx: ReadContext, plan: Plan, url: str, options: Options, extension: Any) -> Iterator[pa.RecordBatch]:
+def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, options: Options,
+                 extension: Any) -> Iterator[pa.RecordBatch]:
     import duckdb
 
     con = duckdb_with(extension)
@@ -177,7 +178,7 @@ def _connect(ctx: ReadContext, url: str, options: Options) -> psycopg.Connection
     return conn
 
 
-def _relation(plan: Plan) -> Any:
+def _relation(plan: SourceRead) -> Any:
     from psycopg import sql
 
     if plan.query is not None:
@@ -186,7 +187,7 @@ def _relation(plan: Plan) -> Any:
     return sql.SQL("{}.{}").format(sql.Identifier(plan.schema), table) if plan.schema else table
 
 
-def _describe(ctx: ReadContext, conn: psycopg.Connection[Any], plan: Plan) -> list[Any]:
+def _describe(ctx: ReadContext, conn: psycopg.Connection[Any], plan: SourceRead) -> list[Any]:
     """The result's columns (psycopg ``Column``: name, type_code, precision, scale)."""
     import psycopg
     from psycopg import sql
@@ -253,7 +254,7 @@ class _CopyStream(io.RawIOBase):
         return n
 
 
-def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iterator[pa.RecordBatch]:
+def _read_copy(ctx: ReadContext, plan: SourceRead, url: str, options: Options) -> Iterator[pa.RecordBatch]:
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as csv

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.collect.connector import BadRow, ReadContext, SourceError
 from kiban.collect.connectors.database import (
     Options,
-    Plan,
+    SourceRead,
     check_columns,
     ident,
     missing_table,
@@ -118,7 +118,7 @@ def sqlite_path(url: str) -> Path:
     return Path(rest.split("?", 1)[0])
 
 
-def _columns(ctx: ReadContext, conn: sqlite3.Connection, plan: Plan) -> list[tuple[str, str]]:
+def _columns(ctx: ReadContext, conn: sqlite3.Connection, plan: SourceRead) -> list[tuple[str, str]]:
     """(name, declared type) of the table, or of the query (no declared types)."""
     if plan.query is not None:
         try:
@@ -135,7 +135,7 @@ def _columns(ctx: ReadContext, conn: sqlite3.Connection, plan: Plan) -> list[tup
     return [(r[1], r[2] or "") for r in rows]
 
 
-def _has_rowid(conn: sqlite3.Connection, plan: Plan) -> bool:
+def _has_rowid(conn: sqlite3.Connection, plan: SourceRead) -> bool:
     schema = ident(plan.schema) + "." if plan.schema else ""
     try:
         conn.execute(f"select rowid from {schema}{ident(plan.table or '')} limit 0")
@@ -270,7 +270,7 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _batch(ctx: ReadContext, plan: Plan, columns: list[tuple[str, str]], kinds: list[Kind], rows: list[Any],
+def _batch(ctx: ReadContext, plan: SourceRead, columns: list[tuple[str, str]], kinds: list[Kind], rows: list[Any],
            rowid: bool, offset: int) -> tuple[pa.RecordBatch, list[BadRow]]:
     import pyarrow as pa
 
