@@ -176,6 +176,69 @@ def test_a_late_commit_behind_the_cursor_is_read_again(tmp_path: Path, postgres_
     assert latest(root) == {1: (999, "a"), 2: (6, "b")}
 
 
+SLOW_READ = """
+import sys, time
+from pathlib import Path
+import kiban.collect.connectors.mysql as mysql
+from kiban.collect.load import load_table
+from kiban.project import load_project
+from kiban.store import Store
+read = mysql.read
+def slow(ctx, options):  # the machine stalls between asking for open transactions and reading
+    Path(sys.argv[2]).touch()
+    time.sleep(float(sys.argv[3]))
+    yield from read(ctx, options)
+mysql.read = slow
+project = load_project(sys.argv[1])
+result = load_table(project, "src", "acct", Store(project.state_url))
+print(result.record.rows_read, result.record.rows_landed, result.record.reread_s)
+"""
+
+
+def test_a_transaction_begun_after_the_question_and_before_the_read_is_read_again(
+        tmp_path: Path, mariadb: tuple[str, str]) -> None:
+    """The 100-kill soak under load once lost an inserted row: the load asked for open transactions, the machine
+    stalled for seconds, a writer began (not in the answer) and stamped its row, another committed a later stamp
+    that the read saw, and the first committed after the read — behind cursor minus the 5-second look-back. The
+    next load now also reads back the time from the question to the end of the read."""
+    import subprocess
+    import sys
+    import time
+
+    import pymysql
+
+    database, url = mariadb
+    my(database, "create table acct (id int primary key, balance int, note varchar(20), "
+                 "updated_at datetime not null default current_timestamp on update current_timestamp)",
+       "insert into acct (id, balance, note, updated_at) values (1, 100, 'a', now() - interval 1 hour), "
+       "(2, 5, 'b', now() - interval 1 hour)")
+    root = project(tmp_path / "p", "mysql", "    reader: driver\n")
+    assert collect(root, url).returncode == 0
+    asked = tmp_path / "asked"
+    env = {**os.environ, "RACE_DB_URL": url, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(root), str(asked), "9"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    late = pymysql.connect(**MYSQL_ROOT, database=database)  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 60
+        while not asked.exists():
+            assert time.monotonic() < deadline and child.poll() is None, child.stderr.read() if child.stderr else ""
+            time.sleep(0.05)
+        with late.cursor() as cur:  # begins after the question: stamps now()
+            cur.execute("update acct set balance = 999 where id = 1")
+        time.sleep(7)
+        my(database, "update acct set balance = 6 where id = 2")  # committed 7 s later: the read's cursor
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err[-2000:]
+        late.commit()  # after the read
+    finally:
+        late.close()
+    assert latest(root) == {1: (100, "a"), 2: (6, "b")}
+    assert collect(root, url).returncode == 0
+    assert latest(root) == {1: (999, "a"), 2: (6, "b")}
+    assert float(out.split()[2]) >= 14  # read back: 5 s + the 9 s between the question and the read's end
+
+
 # -- two writers, loads killed at random moments ------------------------------------------------------------------
 
 def _mariadb_race(tmp_path: Path, mariadb: tuple[str, str], kills: int) -> None:

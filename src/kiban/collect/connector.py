@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ class ReadContext:
     # the read began — rows it commits later may carry a cursor up to that far behind what this load reads.
     # None: not measured (not a database, or the source does not show other sessions' transactions)
     open_for: float | None = None
+    open_seen_at: float | None = None  # time.monotonic() when open_for was measured (see saw_open_transactions)
     landed: Callable[[LandedFile], bool] = lambda f: False  # was this exact file committed before?
     landed_paths: frozenset[str] = frozenset()  # paths of files committed before (any content)
     # on_change: replace — path → the committed loads that read it, and load id → the paths it read
@@ -111,6 +113,12 @@ class ReadContext:
     bad_rows: list[BadRow] = field(default_factory=list)
     files: list[LandedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings for the run's output
+
+    def saw_open_transactions(self, seconds: float | None) -> None:
+        """Record what the source said of its open transactions, and when: the read's snapshot is taken later,
+        and a transaction that began in between is not in the answer — the next load also reads back the time
+        that passed from this answer to the end of the read (see ``load.late_commits``)."""
+        self.open_for, self.open_seen_at = seconds, time.monotonic()
 
     def quarantine(self, rows: Iterable[BadRow]) -> None:
         self.bad_rows.extend(rows)

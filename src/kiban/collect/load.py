@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -129,7 +130,12 @@ def late_commits(table: TableSpec, ctx: ReadContext, record: LoadRecord) -> list
         return []
     cursor, notes = record.cursor, []
     if isinstance(cursor, date):
-        record.reread_s = DEFAULT_LOOKBACK_S + (ctx.open_for or 0.0)
+        # a transaction open when the source was asked had run open_for; one that began after the question (and
+        # before the read's snapshot) is not in the answer, but stamps its rows no earlier than the question: the
+        # time from the question to now bounds how far behind the cursor it can be (a loaded machine can take
+        # seconds between the two — a 100-kill soak under load lost a row to that gap before)
+        waited = time.monotonic() - ctx.open_seen_at if ctx.open_seen_at is not None else 0.0
+        record.reread_s = DEFAULT_LOOKBACK_S + (ctx.open_for or 0.0) + waited
         if ctx.open_for is None and table.lookback is None:
             notes.append(f"cannot see the source's open transactions (PostgreSQL: grant pg_read_all_stats; "
                          f"MySQL: grant PROCESS): a transaction running longer than {DEFAULT_LOOKBACK_S:g} s "

@@ -56,7 +56,7 @@ def check(ctx: ReadContext, options: Options) -> None:
     try:
         check_columns(ctx, plan, [d[0] for d in _describe(ctx, conn, plan)[0]])
         if plan.cursor:
-            ctx.open_for = _open_for(conn)
+            ctx.saw_open_transactions(_open_for(conn))
             if ctx.cursor is None and not ctx.table.version and plan.table is not None:
                 _suggest_version(ctx, conn, plan)
     finally:

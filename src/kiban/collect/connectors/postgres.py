@@ -67,7 +67,7 @@ def check(ctx: ReadContext, options: Options) -> None:
     with _connect(ctx, url, options) as conn:
         check_columns(ctx, plan, [c.name for c in _describe(ctx, conn, plan)])
         if plan.cursor:
-            ctx.open_for = _open_for(conn)
+            ctx.saw_open_transactions(_open_for(conn))
 
 
 def _xmin(ctx: ReadContext) -> bool:
