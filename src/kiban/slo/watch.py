@@ -15,7 +15,7 @@ from kiban.project import Project
 from kiban.run import Event
 from kiban.slo.cause import START_MARGIN, cause, explain, span, usual_start
 from kiban.slo.deadlines import next_deadlines
-from kiban.slo.durations import HISTORY, expected, percentile
+from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
