@@ -366,3 +366,34 @@ def test_a_target_that_allows_no_miss_in_its_window_is_called_too_tight() -> Non
         if (w := too_tight(b)) is not None:
             target = float(w.rsplit(" ", 1)[1].rstrip("%")) / 100
             assert budget("sales", target, 28, judged(min(n, 28)), day(2026, 11, 28)).allowed >= 1
+
+
+def test_the_usual_start_counts_only_runs_that_started_in_the_due_days_window(tmp_path: Path) -> None:
+    """Old (queued nights, 14 of 29 causes right): a delivery that came after its 06:00 deadline published its
+    last steps in the *next* day's window, so "usually starts" took that build's start, a day early; once most
+    days were late, every later night was a "late start". Only builds of runs started in the window count."""
+    from kiban.slo.cause import usual_start
+    from kiban.slo.evaluate import Context
+    from kiban.slo.facts import load_facts
+
+    world = World(tmp_path)
+    try:
+        first = date(2026, 10, 1)
+        chain = ("warehouse.order_lines", "warehouse.customers", "mart.forecast")
+        for i in range(12):
+            day = first + timedelta(days=i)
+            start = utc(day, datetime.min.time().replace(hour=2))
+            run_id = f"night-{i}"
+            # most nights deliver late: mart.forecast publishes at 07:00, after the 06:00 deadline
+            done = start + timedelta(hours=5 if i >= 4 else 1)
+            world._run_row(run_id, start, done, "success", list(chain))
+            world._attempt(run_id, "warehouse.order_lines", "success", start, start + timedelta(minutes=50))
+            world._attempt(run_id, "warehouse.customers", "success", start, start + timedelta(minutes=40))
+            world._attempt(run_id, "mart.forecast", "success", done - timedelta(minutes=20), done)
+        ctx = Context.build(world.project, world.graph)
+        facts = load_facts(world.store, "sim", utc(first, datetime.min.time()) - timedelta(days=1))
+        lead = usual_start(ctx, facts, world.project.usecases["stock"], first + timedelta(days=12))
+        # a 06:00 deadline, builds starting at 02:00: four hours — not a day and four hours
+        assert lead == pytest.approx(4 * 3600.0), span(lead or 0)
+    finally:
+        world.close()
