@@ -46,7 +46,10 @@ def measure(kind: str, nights: int, step: int) -> dict[str, object]:
         if outcomes and outcomes[-1].kind == kind:
             (OUT / f"{kind}.json").write_text(json.dumps(score(kind, outcomes, started, nights), indent=1))
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the state store on tmpfs when there is one: its commits (synchronous=FULL) wait for the disk otherwise, and
+    # on a loaded machine the fsyncs, not kiban, were most of a night's wall time
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None, prefix="kiban-nights-") as tmp:
         outcomes = simulate(Path(tmp), kind, nights, seed=sum(map(ord, kind)), step_minutes=step, progress=save)
     return score(kind, outcomes, started, nights)
 

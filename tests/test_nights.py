@@ -87,17 +87,85 @@ def test_a_forecast_a_few_seconds_past_the_deadline_does_not_warn_consumers_earl
     """Old: a p50 50 s past the deadline, 70 min ahead, told the consumers — a coin toss counted as a warning."""
     deadline = datetime(2026, 10, 18, 21, 0)
 
-    def forecast(p50_s: float, p90_s: float) -> Forecast:
+    def forecast(p50_s: float, p90_s: float, p10_s: float | None = None) -> Forecast:
         return Forecast("stock", deadline + timedelta(seconds=p50_s), deadline + timedelta(seconds=p90_s), deadline,
-                        "mart.forecast")
+                        "mart.forecast", p10=None if p10_s is None else deadline + timedelta(seconds=p10_s))
 
     early = deadline - timedelta(minutes=70)
-    assert not BreachWatcher._likely_late(forecast(50, 300), early)
-    assert BreachWatcher._likely_late(forecast(600, 900), early)
-    assert BreachWatcher._likely_late(forecast(20, 300), deadline - timedelta(minutes=35))  # last chance: any
-    assert not BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35))
+    assert not BreachWatcher._likely_late(forecast(50, 300, 20), early)
+    assert BreachWatcher._likely_late(forecast(600, 900, 400), early)
+    assert BreachWatcher._likely_late(forecast(20, 300, 0), deadline - timedelta(minutes=35))  # last chance: any
+    assert not BreachWatcher._likely_late(forecast(-60, 300, -120), deadline - timedelta(minutes=35))
     # a step past its normal variation has a long tail: its p90 counts at the last chance
-    assert BreachWatcher._likely_late(forecast(-60, 300), deadline - timedelta(minutes=35), overrun=True)
+    assert BreachWatcher._likely_late(forecast(-60, 300, -120), deadline - timedelta(minutes=35), overrun=True)
+
+
+def test_a_likely_but_unsure_breach_is_held_until_the_last_chance_to_warn_in_time() -> None:
+    """Old (slow nights, 7 % of met days warned): a slow step whose history holds quick and very slow builds
+    forecast "about 2 h 40 min late" as soon as it passed its normal time, and the consumers were told at 03:10
+    — the step then finished at 05:02 and the data was ready at 05:21, before the 06:00 deadline. A breach that
+    is only likely is told at the last moment that is still ≥ 30 min ahead; one that is late even at the
+    forecast's optimistic end (p10) is told at once."""
+    deadline = datetime(2026, 10, 24, 21, 0)
+    unsure = Forecast("stock", deadline + timedelta(minutes=164), deadline + timedelta(minutes=208), deadline,
+                      "warehouse.order_lines", p10=deadline - timedelta(minutes=80))
+    assert unsure.at_risk  # the owners hear of it (the incident opens) ...
+    assert not BreachWatcher._likely_late(unsure, deadline - timedelta(hours=2, minutes=50), overrun=True)
+    assert not BreachWatcher._likely_late(unsure, deadline - timedelta(minutes=41), overrun=True)
+    # ... and the consumers at the last chance, if it is still likely then
+    assert BreachWatcher._likely_late(unsure, deadline - timedelta(minutes=40), overrun=True)
+    sure = Forecast("stock", deadline + timedelta(minutes=164), deadline + timedelta(minutes=208), deadline,
+                    "warehouse.order_lines", p10=deadline + timedelta(minutes=30))
+    assert BreachWatcher._likely_late(sure, deadline - timedelta(hours=2, minutes=50))
+
+
+def _mixed_history_predictor(graph, now: datetime, slow_builds: int = 10) -> Predictor:
+    """warehouse.order_lines: normal builds of ~50 min and slow ones of 2 h 20 min – 7 h (slow nights)."""
+    normal = [2900.0 + 20 * i for i in range(14)]
+    slow = [60.0 * m for m in range(140, 440, 25)][:slow_builds]
+    history = {"warehouse.order_lines": normal + slow, "warehouse.customers": [2400.0] * 24,
+               "mart.forecast": [1200.0] * 24}
+    p50 = {"warehouse.order_lines": 3100.0, "warehouse.customers": 2400.0, "mart.forecast": 1200.0}
+    p90 = {"warehouse.order_lines": 21000.0, "warehouse.customers": 2400.0, "mart.forecast": 1200.0}
+    return Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now}, p50, p90, history=history,
+                     declared=set(), threads=4)
+
+
+def test_the_optimistic_end_of_a_slow_step_is_its_quickest_slow_builds(tmp_path: Path) -> None:
+    graph = _graph(tmp_path)
+    start = datetime(2026, 10, 24, 17, 0)
+    deadline = start + timedelta(hours=4)
+    predictor = _mixed_history_predictor(graph, deadline)
+    state = RunState(planned={"warehouse.order_lines", "warehouse.customers", "mart.forecast"})
+    state.started = {"warehouse.order_lines": start, "warehouse.customers": start}
+    state.finished = {"warehouse.customers": start + timedelta(minutes=40)}
+    (at_70,) = predictor.forecast(state, start + timedelta(minutes=70))
+    assert at_70.p10 is not None and at_70.p50 is not None and at_70.p90 is not None
+    assert at_70.p10 < at_70.deadline < at_70.p50 <= at_70.p90  # likely late, not sure: held back
+    assert at_70.p10 == start + timedelta(minutes=165 + 20)  # the tenth percentile of the slow builds, then 20 min
+    # two or three slow builds are no evidence of how quick a slow build can be: the step might end any moment
+    thin = _mixed_history_predictor(graph, deadline, slow_builds=3)
+    (at_70,) = thin.forecast(state, start + timedelta(minutes=70))
+    assert at_70.p10 == start + timedelta(minutes=70 + 3.5 + 20)
+
+
+def test_a_slow_step_that_finished_late_stays_the_cause_while_the_step_after_it_runs(tmp_path: Path) -> None:
+    """Old (slow nights, 2 of 21 causes wrong): once warehouse.order_lines had finished 3 h late, the revised
+    warning blamed the step running after it ("mart.forecast is slow (usually 20 min)") — the longest step still
+    to come — and that became the incident's root cause."""
+    graph = _graph(tmp_path)
+    start = datetime(2026, 10, 30, 17, 0)
+    predictor = _mixed_history_predictor(graph, start + timedelta(hours=4))
+    state = RunState(planned={"warehouse.order_lines", "warehouse.customers", "mart.forecast"})
+    state.started = {"warehouse.order_lines": start, "warehouse.customers": start,
+                     "mart.forecast": start + timedelta(minutes=215)}
+    state.finished = {"warehouse.customers": start + timedelta(minutes=40),
+                      "warehouse.order_lines": start + timedelta(minutes=215)}
+    (forecast,) = predictor.forecast(state, start + timedelta(minutes=220))
+    assert forecast.slowest == "warehouse.order_lines"
+    assert predictor.overrun("mart.forecast", 5 * 60.0) is None
+    # past its median (52 min) by 2 h 43 min
+    assert predictor.overrun("warehouse.order_lines", 215 * 60.0) == pytest.approx(215 * 60.0 - 3140.0)
 
 
 # -- the forecast --------------------------------------------------------------------------------------
@@ -298,3 +366,34 @@ def test_a_target_that_allows_no_miss_in_its_window_is_called_too_tight() -> Non
         if (w := too_tight(b)) is not None:
             target = float(w.rsplit(" ", 1)[1].rstrip("%")) / 100
             assert budget("sales", target, 28, judged(min(n, 28)), day(2026, 11, 28)).allowed >= 1
+
+
+def test_the_usual_start_counts_only_runs_that_started_in_the_due_days_window(tmp_path: Path) -> None:
+    """Old (queued nights, 14 of 29 causes right): a delivery that came after its 06:00 deadline published its
+    last steps in the *next* day's window, so "usually starts" took that build's start, a day early; once most
+    days were late, every later night was a "late start". Only builds of runs started in the window count."""
+    from kiban.slo.cause import usual_start
+    from kiban.slo.evaluate import Context
+    from kiban.slo.facts import load_facts
+
+    world = World(tmp_path)
+    try:
+        first = date(2026, 10, 1)
+        chain = ("warehouse.order_lines", "warehouse.customers", "mart.forecast")
+        for i in range(12):
+            day = first + timedelta(days=i)
+            start = utc(day, datetime.min.time().replace(hour=2))
+            run_id = f"night-{i}"
+            # most nights deliver late: mart.forecast publishes at 07:00, after the 06:00 deadline
+            done = start + timedelta(hours=5 if i >= 4 else 1)
+            world._run_row(run_id, start, done, "success", list(chain))
+            world._attempt(run_id, "warehouse.order_lines", "success", start, start + timedelta(minutes=50))
+            world._attempt(run_id, "warehouse.customers", "success", start, start + timedelta(minutes=40))
+            world._attempt(run_id, "mart.forecast", "success", done - timedelta(minutes=20), done)
+        ctx = Context.build(world.project, world.graph)
+        facts = load_facts(world.store, "sim", utc(first, datetime.min.time()) - timedelta(days=1))
+        lead = usual_start(ctx, facts, world.project.usecases["stock"], first + timedelta(days=12))
+        # a 06:00 deadline, builds starting at 02:00: four hours — not a day and four hours
+        assert lead == pytest.approx(4 * 3600.0), span(lead or 0)
+    finally:
+        world.close()

@@ -468,12 +468,51 @@ def totals(sales: pa.Table) -> pa.Table:
 '''
 
 
+class Heard:
+    """Every message the loopback receivers got, in order, with the (scheduler's) time it was sent at: who
+    (owners' webhook, the area managers' webhook, the 店長's mail), subject and text."""
+
+    def __init__(self, hook: Hook, inbox: Inbox, routes: dict[str, str]) -> None:
+        self.hook, self.inbox, self.routes = hook, inbox, routes
+        self.log: list[dict[str, Any]] = []
+        self._seen_posts = self._seen_mails = 0
+
+    def collect(self, when: str) -> list[dict[str, Any]]:
+        """The messages that arrived since the last call, labelled ``when``."""
+        new: list[dict[str, Any]] = []
+        for request in self.hook.requests[self._seen_posts:]:
+            body = json.loads(request["body"])
+            new.append({"when": when, "to": self.routes[request["path"]], "subject": body["subject"],
+                        "text": body["text"], "link": body.get("link"), "fields": body.get("fields") or {}})
+        self._seen_posts = len(self.hook.requests)
+        for envelope in self.inbox.envelopes[self._seen_mails:]:
+            mail = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            new.append({"when": when, "to": self.routes["mail"], "subject": str(mail["Subject"]),
+                        "text": part(mail, "plain").strip(), "link": None, "fields": {}})
+        self._seen_mails = len(self.inbox.envelopes)
+        self.log += new
+        return new
+
+    def markdown(self) -> str:
+        """The transcript as docs/service-levels.md shows it."""
+        lines = []
+        for m in self.log:
+            lines += [f"**{m['when']} → {m['to']}**", "", "```text", f"Subject: {m['subject']}", "", m["text"]]
+            lines += [f"{k}: {v}" for k, v in m["fields"].items()]
+            lines += [f"link: {m['link']}"] if m["link"] else []
+            lines += ["```", ""]
+        return "\n".join(lines)
+
+
 def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair(
         project_dir: Any, hook: Hook, smtp: tuple[Inbox, int], cli: Any) -> None:
     """A failed night with the real scheduler's minute check and real receivers: the owners get the cause and
     the workaround at once; the consumers (Japanese mail, English webhook) only when the last chance of a repair
     has passed; the printed workaround is run; the check closes the incident and tells everyone who heard of
-    the trouble that the data is ready (owners: what fixed it)."""
+    the trouble that the data is ready (owners: what fixed it) — and nobody hears anything else.
+
+    With ``KIBAN_TRANSCRIPT=path`` the messages are written there as the transcript of docs/service-levels.md."""
+    import os
     import shlex
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
@@ -506,39 +545,59 @@ def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair
     clock = FakeClock(utcnow() + timedelta(minutes=1))
     scheduler = Scheduler(project, Store(project.state_url), clock=clock)
     deadline = deadline_local.astimezone(UTC).replace(tzinfo=None)
+    heard = Heard(hook, inbox, {"/ops": "owners (data-team, webhook)", "/area": "Area managers (en, webhook)",
+                                "mail": "店長 (ja, e-mail)"})
+    owners, area, tencho = "owners (data-team, webhook)", "Area managers (en, webhook)", "店長 (ja, e-mail)"
 
-    def bodies(path: str) -> list[dict[str, Any]]:
-        return [json.loads(r["body"]) for r in hook.requests if r["path"] == path]
+    def step(at: datetime, when: str = "") -> dict[str, list[dict[str, Any]]]:
+        clock.set(at)
+        assert scheduler.step()
+        time.sleep(0.3)  # a sender thread's last bytes
+        got: dict[str, list[dict[str, Any]]] = {}
+        for m in heard.collect(when):
+            got.setdefault(m["to"], []).append(m)
+        return got
 
     try:
-        assert scheduler.step()
+        got = step(clock.now(), "the run fails, 3 h before the deadline (the scheduler's next check)")
         [incident] = IncidentLog(scheduler.store, project.name).recent()
         assert incident.kind == "at_risk" and incident.workaround == "kiban run +warehouse.totals"
-        [owner] = bodies("/ops")  # at once, with the cause, its error and the command
+        assert set(got) == {owners}  # the owners at once; the consumers not yet: there is time to repair
+        [owner] = got[owners]
         assert "No space left on device" in owner["text"] and "kiban run +warehouse.totals" in owner["text"]
         assert owner["link"] == f"http://kiban.example/incidents/{incident.id}"
-        assert bodies("/area") == [] and inbox.envelopes == []  # consumers: not yet, there is time to repair
-        clock.set(deadline - timedelta(minutes=44))  # less than 45 minutes left: the consumers hear it now
-        assert scheduler.step()
-        [area] = bodies("/area")
-        assert area["subject"] == "[kiban] 店長が朝礼の前に昨日の売上を見る: may be late"
-        assert "warehouse" not in area["text"] and "a processing step failed" in area["text"]
-        [mail] = [email.message_from_bytes(e.content, policy=email.policy.default) for e in inbox.envelopes]
-        assert str(mail["Subject"]) == "【kiban】店長が朝礼の前に昨日の売上を見る：遅れる可能性があります"
+        assert step(deadline - timedelta(minutes=50)) == {}  # still time: nobody hears it again
+        # less than 45 minutes left: the consumers hear it now
+        got = step(deadline - timedelta(minutes=44), "44 min before the deadline")
+        assert set(got) == {area, tencho}  # ... and only they: the owners know already
+        [warned] = got[area]
+        assert warned["subject"] == "[kiban] 店長が朝礼の前に昨日の売上を見る: may be late"
+        assert "warehouse" not in warned["text"] and "a processing step failed" in warned["text"]
+        assert warned["link"] == f"http://kiban.example/incidents/{incident.id}"
+        [mail] = got[tencho]
+        assert mail["subject"] == "【kiban】店長が朝礼の前に昨日の売上を見る：遅れる可能性があります"
+        assert "totals" not in mail["text"] and "warehouse" not in mail["text"]
+        assert step(deadline - timedelta(minutes=40)) == {}  # told once
         (root / "models/warehouse/broken.flag").unlink()  # the disk is cleaned up; now the printed workaround
         words = shlex.split(incident.workaround or "")
         done = cli("--project", root, *words[1:])
         assert done.returncode == 0, done.stdout + done.stderr
-        clock.set(deadline - timedelta(minutes=30))
-        assert scheduler.step()
+        # the repair's own check (after every kiban run) closes the incident and sends the all-clear
+        got = step(deadline - timedelta(minutes=30), "the printed workaround has run (its own check)")
         closed = IncidentLog(scheduler.store, project.name).require(incident.id)
         assert closed.status == "resolved"
-        ready_subject = "[kiban] 店長が朝礼の前に昨日の売上を見る: your data is ready"
-        assert [b["subject"] for b in bodies("/area")][-1] == ready_subject
-        assert len(inbox.envelopes) == 2
-        ready = email.message_from_bytes(inbox.envelopes[-1].content, policy=email.policy.default)
-        assert str(ready["Subject"]).endswith("データの準備ができました")
-        last = bodies("/ops")[-1]
+        # (the repair's check stamps real time, the scheduler's the test's clock: compare kinds, not order)
+        assert sorted(e.kind for e in IncidentLog(scheduler.store, project.name).events(incident.id)) == \
+            ["at_risk", "recovered", "warned"]
+        assert set(got) == {owners, area, tencho}  # everyone who heard of the trouble hears it is over
+        assert [m["subject"] for m in got[area]] == ["[kiban] 店長が朝礼の前に昨日の売上を見る: your data is ready"]
+        ready_ja = "【kiban】店長が朝礼の前に昨日の売上を見る：データの準備ができました"
+        assert [m["subject"] for m in got[tencho]] == [ready_ja]
+        [last] = got[owners]
         assert "closed, the data is ready" in last["subject"] and "recovered" in last["text"]
+        assert "kiban run +warehouse.totals" in last["text"]  # what fixed it
+        assert step(deadline + timedelta(minutes=5)) == {}  # closed stays closed: nothing after the deadline
+        if os.environ.get("KIBAN_TRANSCRIPT"):
+            Path(os.environ["KIBAN_TRANSCRIPT"]).write_text(heard.markdown(), encoding="utf-8")
     finally:
         scheduler.store.close()

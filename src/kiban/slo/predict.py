@@ -11,7 +11,9 @@ done and a slot is free. Each step's duration comes from its own history:
   abnormal: it is assumed to need a fifth (p50) to a half (p90) of its elapsed time again, so a stuck
   step keeps pushing the forecast out.
 
-The simulation runs twice, with p50 and p90 durations: the expected time and the top of its range. A
+The simulation runs three times: with p50 and p90 durations, the expected time and the top of its range, and
+with each running step at the 10th percentile of what it still needs (``p10``, the *optimistic* end: late even
+then means late for sure — a warning that will not be taken back). A
 forecast is **confident** only when every step still to come has history (:data:`MIN_BUILDS` builds) or a
 declared ``expected_duration``; otherwise it says so and raises no alarm (the 60 s default for an unknown
 step is a placeholder, not a prediction).
@@ -28,7 +30,8 @@ from kiban.graph import Graph
 from kiban.slo.durations import percentile
 
 MIN_BUILDS = 5  # builds of a step before its history is a forecast
-ABNORMAL = (0.2, 0.5)  # share of the elapsed time a step past all its history is assumed to need (p50, p90)
+ABNORMAL = (0.05, 0.2, 0.5)  # share of the elapsed time a step past all its history is assumed to need (p10, p50, p90)
+SLOW_MARGIN = 60.0  # a step overruns only beyond max(this, a quarter of its median, 4× the spread of its faster half)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Forecast:
     unknown: tuple[str, ...] = ()  # the steps without (enough) history
     queued_s: float = 0.0  # seconds the use case's steps wait for a free slot in the p50 simulation
     cause: str = "slow"  # slow, queued or failed: what pushes it past the deadline
+    p10: datetime | None = None  # the optimistic end: running steps at the 10th percentile of what they still need
 
     @property
     def at_risk(self) -> bool:
@@ -109,12 +113,28 @@ class Predictor:
         """Seconds a step that has run ``elapsed`` seconds still needs, at the ``share`` percentile."""
         past = self.history.get(key, ())
         longer = [d - elapsed for d in past if d > elapsed]
-        if len(past) >= MIN_BUILDS and len(longer) >= 2:
+        # the optimistic end is a claim of certainty: it needs ten builds that ran this long (two quick-ish slow
+        # builds in a history are no evidence that this one will be as quick)
+        if len(past) >= MIN_BUILDS and len(longer) >= (10 if share <= 0.1 else 2):
             return percentile(longer, share)
         planned = (self.p50 if share <= 0.5 else self.p90).get(key, 0.0)
         if len(past) < MIN_BUILDS and elapsed < planned:  # no history worth the name: the plan it was given
             return planned - elapsed
-        return elapsed * (ABNORMAL[0] if share <= 0.5 else ABNORMAL[1])
+        return elapsed * (ABNORMAL[0] if share <= 0.1 else ABNORMAL[1] if share <= 0.5 else ABNORMAL[2])
+
+    def overrun(self, key: str, took: float) -> float | None:
+        """Seconds a step that has run (or took) ``took`` is past its usual time (p50), if beyond its normal
+        variation — the judgement of :func:`kiban.slo.cause.slow_by`: past the median by more than 4× the spread
+        of the faster half of its history (which slow nights do not inflate), a quarter of the median and a
+        minute. Without enough history: past its planned p90."""
+        past = self.history.get(key, ())
+        if len(past) < MIN_BUILDS:
+            planned = self.p90.get(key, 0.0)
+            return took - planned if took > planned else None
+        p50, p25 = percentile(past, 0.5), percentile(past, 0.25)
+        if took - p50 <= max(SLOW_MARGIN, 0.25 * p50, 4 * (p50 - p25)):
+            return None
+        return took - p50
 
     def forecast(self, state: RunState, now: datetime) -> list[Forecast]:
         wanted = [k for k in self.graph.sorted({k for p in self.paths.values() for k in p})]
@@ -125,6 +145,7 @@ class Predictor:
             blocker[key] = upstream or (key if key in state.broken else None)
         finish50, queued50 = self._simulate(state, now, 0.5, blocker)
         finish90, _ = self._simulate(state, now, 0.9, blocker)
+        finish10, _ = self._simulate(state, now, 0.1, blocker)
         out = []
         for name, keys in self.usecase_assets.items():
             if name not in self.deadlines:
@@ -135,6 +156,7 @@ class Predictor:
                 continue  # nothing of this use case in flight
             p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
             p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
+            p10 = None if blocked_by else max((t for k in keys if (t := finish10.get(k)) is not None), default=None)
             todo = [k for k in self.paths[name] if k in state.planned and k not in state.finished]
             unknown = tuple(k for k in todo if not self.known(k))
             queued = sum(queued50.get(k, 0.0) for k in todo)
@@ -142,7 +164,7 @@ class Predictor:
             late_by = (p90 - self.deadlines[name]).total_seconds() if p90 else 0.0
             cause = "failed" if blocked_by else "queued" if queued > max(60.0, 0.5 * late_by) else "slow"
             out.append(Forecast(name, p50, p90, self.deadlines[name], blocked_by or slowest, blocked_by,
-                                not unknown, unknown, queued, cause))
+                                not unknown, unknown, queued, cause, p10))
         return out
 
     def finish_times(self, state: RunState, now: datetime, share: float) -> dict[str, datetime]:
@@ -207,10 +229,16 @@ class Predictor:
         return True
 
     def _slowest(self, usecase: str, state: RunState, now: datetime) -> str | None:
-        """The step to blame: the running one furthest past its usual time, else the longest one still to come."""
-        open_steps = [k for k in self.paths[usecase] if k in state.planned and k not in state.finished]
-        overruns = {k: (now - state.started[k]).total_seconds() - self.p90.get(k, 0.0)
-                    for k in open_steps if k in state.started}
-        if overruns and max(overruns.values()) > 0:
+        """The step to blame: the step of this run furthest past its normal variation — running *or finished*
+        (a step that overran and then finished late is still why the rest comes late; the step running after
+        it is not slow) — else the longest one still to come."""
+        path = [k for k in self.paths[usecase] if k in state.planned and k in state.started]
+        overruns = {}
+        for key in path:
+            took = ((state.finished.get(key) or now) - state.started[key]).total_seconds()
+            if (extra := self.overrun(key, took)) is not None:
+                overruns[key] = extra
+        if overruns:
             return max(overruns, key=lambda k: overruns[k])
+        open_steps = [k for k in self.paths[usecase] if k in state.planned and k not in state.finished]
         return max(open_steps, key=lambda k: self.p90.get(k, 0.0), default=None)

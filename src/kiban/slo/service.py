@@ -211,8 +211,10 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     usecase = ctx.project.usecases[verdict.usecase]
     if verdict.verdict == VerdictStatus.MET:
         if existing and existing.status != IncidentStatus.RESOLVED:
+            what = _what_delivered(result, verdict)  # the owners hear what fixed it, in time or not
             return incidents.resolve(existing.id, f"recovered before the deadline: the data was ready at "
-                                     f"{_local(ctx, verdict.satisfied_at)}", kind="recovered",
+                                     f"{_local(ctx, verdict.satisfied_at)}"
+                                     + ("" if what == "delivered" else f"; {what}"), kind="recovered",
                                      at=result.now), True
         return None
     if verdict.verdict not in (*MISSES, VerdictStatus.AT_RISK):

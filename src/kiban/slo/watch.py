@@ -15,7 +15,7 @@ from kiban.project import Project
 from kiban.run import Event
 from kiban.slo.cause import START_MARGIN, cause, explain, span, usual_start
 from kiban.slo.deadlines import next_deadlines
-from kiban.slo.durations import HISTORY, expected, percentile
+from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
@@ -190,11 +190,14 @@ class BreachWatcher:
                 found = cause("queued", forecast.slowest or "?", reason, forecast.queued_s, eta=eta)
             else:
                 key = forecast.slowest or "?"
-                started = self.state.started.get(key)
-                elapsed = f", running for {span((now - started).total_seconds())}" if started else ""
+                started, ended = self.state.started.get(key), self.state.finished.get(key)
+                took = ((ended or now) - started).total_seconds() if started else None
+                elapsed = "" if took is None else f": took {span(took)}" if ended else f", running for {span(took)}"
                 usual = self.predictor.p50.get(key) if self.predictor else None
-                reason = f"{key} is slow{elapsed}" + (f" (usually {span(usual)})" if usual else "")
-                found = cause("slow", key, reason, None, eta=eta)
+                extra = self.predictor.overrun(key, took) if self.predictor and took is not None else None
+                reason = f"{key} {'was' if ended else 'is'} slow{elapsed}" + \
+                    (f" (usually {span(usual)})" if usual else "")
+                found = cause("slow", key, reason, extra, eta=eta)
             message = (f"at risk: expected ready at {eta}, {when} the {deadline} deadline; {found['reason']}"
                        + (" (revised)" if revision else ""))
         incidents = IncidentLog(self.store, self.project.name)
@@ -237,17 +240,22 @@ class BreachWatcher:
 
     @staticmethod
     def _likely_late(forecast: Forecast, now: datetime, overrun: bool = False) -> bool:
-        """Whether consumers should hear of a forecast breach now: the expected time is past the deadline by more
-        than the forecast's own noise (a quarter of its p50–p90 spread, at least a minute) — a p50 a few seconds
-        past is a coin toss, and telling every coin toss is how consumers learn to ignore the warnings — or, in
-        the last :data:`WARN_LEAD` (the last moment to tell them ≥ 30 min ahead), past it at all; and when a step
-        overruns its normal variation (``overrun``: its remaining time has a long tail), its p90 past it."""
+        """Whether consumers should hear of a forecast breach now.
+
+        Before the last :data:`WARN_LEAD` (the last moment to tell them ≥ 30 min ahead) only a breach that will
+        not be taken back: late even at the forecast's optimistic end (``p10``: every running step as quick as
+        the quickest tenth of its past builds that ran this long), by more than a minute. A likely breach that is
+        not sure yet — a slow step whose history holds both quick and very slow builds says "probably late" for
+        hours, and then finishes in time a third of the nights — costs nothing to hold until the last chance,
+        when the most is known: then the expected time (p50) past the deadline at all tells them, and so does a
+        p90 past it while a step overruns its normal variation (``overrun``: its remaining time has a long tail)."""
         if forecast.p50 is None or forecast.p90 is None:
             return False
-        past = (forecast.p50 - forecast.deadline).total_seconds()
-        noise = max(60.0, 0.25 * (forecast.p90 - forecast.p50).total_seconds())
+        early = forecast.p10 or forecast.p50
+        sure = (early - forecast.deadline).total_seconds() > 60.0
         last_chance = forecast.deadline - now <= WARN_LEAD
-        return past > noise or (last_chance and (past > 0 or (overrun and forecast.p90 > forecast.deadline)))
+        past = (forecast.p50 - forecast.deadline).total_seconds()
+        return sure or (last_chance and (past > 0 or (overrun and forecast.p90 > forecast.deadline)))
 
     def _failure(self, key: str) -> dict[str, Any]:
         """The failed step's cause with the error the run recorded (the owner gets it with the warning) — judged
@@ -273,19 +281,9 @@ class BreachWatcher:
         """Whether a running step has run past its normal variation (as ``kiban.slo.cause.slow_by`` judges it)."""
         if self.predictor is None:
             return False
-        for key, began in self.state.started.items():
-            if key in self.state.finished or key in self.state.broken:
-                continue
-            past = self.predictor.history.get(key, ())
-            elapsed = (now - began).total_seconds()
-            if len(past) < 5:
-                if elapsed > self.predictor.p90.get(key, 0.0):
-                    return True
-                continue
-            p50, p25 = percentile(past, 0.5), percentile(past, 0.25)
-            if elapsed - p50 > max(60.0, 0.25 * p50, 4 * (p50 - p25)):
-                return True
-        return False
+        return any(self.predictor.overrun(key, (now - began).total_seconds()) is not None
+                   for key, began in self.state.started.items()
+                   if key not in self.state.finished and key not in self.state.broken)
 
     def _late_start(self, usecase: str, now: datetime) -> dict[str, Any] | None:
         """The run started later than this use case's builds usually start, and no step overruns: a late start."""
