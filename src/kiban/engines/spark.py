@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from kiban.engines.arrow_io import SparkArrowCursor
 from kiban.engines.base import FENCED, UNREADABLE_LAKE, AuditHook, BuildResult, CollectedTable, Fenced
 from kiban.engines.base import Session as SessionProtocol
 from kiban.engines.dialect import QUALIFY_COLUMN, transpile
@@ -286,19 +287,23 @@ class SparkEngine:
               audit: AuditHook | None = None) -> BuildResult:
         """Write the new version to its own folder, audit it, then swap the pointer and re-register."""
         assert isinstance(session, SparkSqlSession), "a Spark build needs a Spark session"
-        if asset.python is not None:
-            raise KibanError(f"{asset.key} is a Python model, which the Spark engine does not run yet",
-                             "keep Python models on the DuckDB engine")
         with self._lock:
             self._sync()
             names = dict(self._names)
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
-                        self.timezone)
+        produced = None
+        if asset.python is not None:  # Arrow in, Arrow out (engines.arrow_io); published like a SQL model's result
+            from kiban.python.build import produce
+
+            produced = produce(SparkArrowCursor(self.spark), asset, fingerprint)
+            sql = ""
+        else:
+            sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
+                            self.timezone)
         layer, name = asset.layer, asset.name
         home = self.folder / layer / name
         home.mkdir(parents=True, exist_ok=True)
         target = f"{quote(layer)}.{quote(name)}"
-        if asset.config.materialized == "view":
+        if asset.config.materialized == "view" and produced is None:
             self._drop(layer, name)
             self._sql(f"create or replace view {target} as {sql}")
             watermark = self._watermark(target, asset)
@@ -313,7 +318,7 @@ class SparkEngine:
         folder = home / version
         tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
         try:
-            frame = self._sql(sql)
+            frame = self.spark.createDataFrame(produced) if produced is not None else self._sql(sql)
             helpers = [c for c in frame.columns if c.startswith(QUALIFY_COLUMN)]  # of a rewritten SELECT * … QUALIFY
             (frame.drop(*helpers) if helpers else frame).write.mode("overwrite").parquet(str(folder))
             self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
@@ -324,6 +329,7 @@ class SparkEngine:
             self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint})
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
+            self._settle(asset)
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -333,7 +339,18 @@ class SparkEngine:
             self._registered[asset.key] = version
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
         _prune(home, version)
+        self._settle(asset)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _settle(self, asset: Asset) -> None:
+        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
+        if asset.python is not None and asset.python.kind == "train":
+            from kiban.ml.training import settle_asset
+
+            try:
+                settle_asset(asset, SparkArrowCursor(self.spark))
+            except Exception:  # the build's own outcome matters more than this bookkeeping
+                log.warning("%s: the model registry could not follow the publish", asset.key, exc_info=True)
 
     def _tables(self, names: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type."""
