@@ -1,13 +1,15 @@
-"""Incremental models and backfills on PostgreSQL (issue 18): the same partitions and rows as DuckDB, step by step.
+"""Incremental models and backfills on PostgreSQL and Spark (issue 18): the same partitions and rows as DuckDB.
 
-One project, built on DuckDB and on PostgreSQL side by side: a first run; then every amount changes (outside
-the lookback) and a day is added — a run replaces only the recent partitions on both; a backfill of some old
-days replaces exactly those; a backfilled partition whose checks fail keeps its old rows; the models that read a
-backfilled table are rebuilt by the next run.
+One project, built on DuckDB and on PostgreSQL (Spark: a slow test) side by side, step by step: a first run; a
+day appended — a run replaces only the partitions from the lookback on; every amount changes, and a backfill of
+some old days replaces exactly those; a backfilled partition whose checks fail keeps its old rows; the models that
+read a backfilled table are rebuilt by the next run.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ import psycopg
 import pytest
 
 from kiban.checks.gate import gate_for
+from kiban.engines import open_engine
 from kiban.errors import UsageError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
@@ -48,7 +51,12 @@ def events(days: int, factor: int = 1, huge_day: int | None = None) -> str:
 
 
 def rows(engine: str, root: Path, url: str, table: str) -> list[tuple[Any, ...]]:
-    if engine == "duck":
+    if engine == "spark":  # the published version's Parquet, as any reader of the warehouse sees it
+        layer, name = table.split(".")
+        home = Path(url.split("://", 1)[1].split("?")[0]) / layer / name
+        version = json.loads((home / "_kiban.json").read_text())["version"]
+        found = duckdb.connect().execute(f"select * from read_parquet('{home / version}/*.parquet')").fetchall()
+    elif engine == "duck":
         con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
         try:
             found = con.execute(f"select * from {table}").fetchall()
@@ -82,10 +90,20 @@ def backfill(root: Path, start: str, end: str, *select: str) -> Any:
             gate.close()
 
 
-@pytest.fixture
-def pair(make_project: Callable[..., Path], postgres_url: str) -> dict[str, tuple[Path, str]]:
+SPARK = pytest.param("spark", marks=[pytest.mark.slow, pytest.mark.timeout(1200),
+                                     pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")])
+
+
+@pytest.fixture(params=["pg", SPARK])
+def pair(request: pytest.FixtureRequest, make_project: Callable[..., Path],
+         tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """The project on DuckDB and on the other engine (``other``)."""
+    if request.param == "pg":
+        other = request.getfixturevalue("postgres_url")
+    else:
+        other = f"spark://{tmp_path / 'spark-warehouse'}?master=local[2]&spark.sql.shuffle.partitions=2"
     made = {}
-    for engine, url in (("duck", "duckdb:///kiban.duckdb"), ("pg", postgres_url)):
+    for engine, url in (("duck", "duckdb:///kiban.duckdb"), (request.param, other)):
         root = make_project({**MODELS, "kiban.yml": f"name: shop\ntimezone: Asia/Tokyo\nwarehouse: '{url}'\n"},
                             {"events": events(40)}, root=engine)
         made[engine] = (root, url)
@@ -94,11 +112,12 @@ def pair(make_project: Callable[..., Path], postgres_url: str) -> dict[str, tupl
 
 def same(pair: dict[str, tuple[Path, str]]) -> dict[str, list[tuple[Any, ...]]]:
     duck = {t: rows("duck", *pair["duck"], t) for t in TABLES}
-    assert {t: rows("pg", *pair["pg"], t) for t in TABLES} == duck
+    other = next(e for e in pair if e != "duck")
+    assert {t: rows(other, *pair[other], t) for t in TABLES} == duck
     return duck
 
 
-def test_incremental_runs_and_backfills_on_postgres_equal_duckdb(pair: dict[str, tuple[Path, str]]) -> None:
+def test_incremental_runs_and_backfills_equal_duckdb(pair: dict[str, tuple[Path, str]]) -> None:
     for root, _ in pair.values():
         assert run(root).status == "success"
     first = same(pair)
@@ -116,11 +135,14 @@ def test_incremental_runs_and_backfills_on_postgres_equal_duckdb(pair: dict[str,
     third = same(pair)
     changed = {r[0].isoformat() for r in set(third["warehouse.daily"]) - set(second["warehouse.daily"])}
     assert changed == {"2024-02-28", "2024-02-29", "2024-03-01"}
-    _root, url = pair["pg"]
-    with psycopg.connect(url) as conn:
-        parts = conn.execute("select count(*), sum(rows) from kiban.partitions where asset = 'warehouse.daily'"
-                             ).fetchone()
-    assert parts == (41, len(third["warehouse.daily"]))
+    other = next(e for e in pair if e != "duck")
+    project = load_project(pair[other][0])
+    engine = open_engine(project.warehouse_url, project.config.timezone)
+    try:
+        parts = engine.processed_partitions(project.assets["warehouse.daily"])
+    finally:
+        engine.close()
+    assert (len(parts), sum(parts.values())) == (41, len(third["warehouse.daily"]))
     for root, _ in pair.values():  # what reads the backfilled table is rebuilt, not called fresh
         result = run(root)
         assert result.outcomes["mart.stores"].status == "success", result.outcomes
@@ -135,8 +157,11 @@ def test_incremental_runs_and_backfills_on_postgres_equal_duckdb(pair: dict[str,
                                                                      if r[0] == day]
 
 
-def test_full_refresh_and_changed_code_rebuild_whole_on_postgres(pair: dict[str, tuple[Path, str]]) -> None:
-    root, url = pair["pg"]
+def test_full_refresh_and_changed_code_rebuild_whole_on_postgres(make_project: Callable[..., Path],
+                                                               postgres_url: str) -> None:
+    url = postgres_url
+    root = make_project({**MODELS, "kiban.yml": f"name: shop\ntimezone: Asia/Tokyo\nwarehouse: '{url}'\n"},
+                        {"events": events(40)})
     assert run(root).status == "success"
     assert backfill(root, "2024-02-01", "2024-02-01").status == "success"
     (root / "models/warehouse/daily.sql").write_text(
