@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from kiban.engines.duckdb_partitions import code_of
+from kiban.engines.partition_code import code_of
 from kiban.errors import KibanError
 from kiban.project import Asset
 from kiban.quoting import quote

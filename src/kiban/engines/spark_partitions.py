@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from kiban.engines.duckdb_partitions import code_of
+from kiban.engines.partition_code import code_of
 from kiban.errors import KibanError
 from kiban.project import Asset
 
