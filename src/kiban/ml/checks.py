@@ -22,6 +22,7 @@ from kiban.checks.result import CheckResult, Context
 from kiban.checks.spec import Accuracy, Drift
 from kiban.errors import did_you_mean
 from kiban.ml import drift
+from kiban.project.loader import find_project_root
 from kiban.status import CheckStatus
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ def _columns(session: Session, relation: str) -> dict[str, str]:
 
 def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Suite) -> CheckResult:
     from kiban.ml.registry import open_registry
-    from kiban.project.loader import find_project_root
 
     registry = open_registry(find_project_root(suite.asset.path.parent))
     try:
