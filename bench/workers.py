@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 MARKER = "## Workers"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = REPO / ".venv" / "bin" / "python" if (REPO / ".venv").is_dir() else Path(sys.executable)
 
 
 def write_project(root: Path, url: str, assets: int, sleep: float) -> int:
@@ -54,7 +54,21 @@ def write_project(root: Path, url: str, assets: int, sleep: float) -> int:
     return assets + marts
 
 
-def measure(workers: int, assets: int, sleep: float, base: Path) -> tuple[float, int, str]:
+def write_workload(root: Path, url: str, models: int, rows: int) -> int:
+    """The 500-model benchmark project (bench/workload.py: real SQL over `orders`, no sleeps) on PostgreSQL."""
+    import shutil
+
+    import workload  # bench/ is on sys.path when a script in it runs
+
+    spec = workload.build_spec(models)
+    source = workload.orders_parquet(rows, Path(tempfile.gettempdir()) / "kiban-bench-data")
+    workload.render_kiban(spec, source, root.parent / f"{root.name}-gen", threads=None)
+    shutil.move(str(root.parent / f"{root.name}-gen" / "kiban"), str(root))
+    (root / "kiban.yml").write_text(f"name: wbench\ntimezone: UTC\nwarehouse: {url}\nstate: {url}\n")
+    return len(spec.models)
+
+
+def measure(workers: int, assets: int, sleep: float, base: Path, rows: int = 0) -> tuple[float, int, str]:
     import psycopg
 
     from kiban.project import load_project
@@ -67,7 +81,7 @@ def measure(workers: int, assets: int, sleep: float, base: Path) -> tuple[float,
         conn.execute(f'create database "{db}"'.encode())
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
     root = base / f"w{workers}"
-    total = write_project(root, url, assets, sleep)
+    total = write_workload(root, url, assets, rows) if rows else write_project(root, url, assets, sleep)
     project = load_project(root)
     Store(url).close()  # create the store before the workers start
     env = {**os.environ, "NO_COLOR": "1"}
@@ -100,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=0.5)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--workload-rows", type=int, default=0,
+                        help="instead of sleeping models: the --assets-model benchmark project (bench/workload.py) "
+                             "over this many order rows; prints the ratio, writes nothing")
     args = parser.parse_args(argv)
+    if args.workload_rows:
+        return workload_ratio(args.assets, args.workload_rows, args.workers)
     base = Path(tempfile.mkdtemp(prefix="kiban-bench-workers-"))
     rows = []
     single: float | None = None
@@ -125,6 +144,22 @@ def main(argv: list[str] | None = None) -> int:
                       f"{ideal:.1f} s of waiting for one worker. Workers are `kiban worker` processes on this "
                       "machine (2 cores, shared), started before the clock; *vs linear* = throughput / (workers × "
                       "throughput of one). Target: ≥ 80 %.\n\n" + table + "\n")
+    return 0
+
+
+def workload_ratio(models: int, rows: int, counts: list[int]) -> int:
+    """Throughput of N workers on the benchmark project against one worker's, measured one after the other."""
+    base = Path(tempfile.mkdtemp(prefix="kiban-bench-workload-"))
+    single: float | None = None
+    for count in counts:
+        cpu = os.times()
+        seconds, total, status = measure(count, models, 0.0, base, rows)
+        used = os.times()
+        throughput = total / seconds
+        single = single or throughput
+        print(f"{count} workers: {total} models in {seconds:.2f} s ({throughput:.2f} models/s, "
+              f"{throughput / single:.2f}x one worker), status {status}, coordinator CPU "
+              f"{used.user - cpu.user + used.system - cpu.system:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every engine collects the same generated sources into its own lake (committed loads in its own state store),
 then builds every SQL model; each mart is compared with DuckDB's row by row. The shop's Python models (the
-demand forecast) stay on DuckDB: the other engines refuse them with a clear message (docs/scale-out.md).
+demand forecast: a training and a scoring) are then built on PostgreSQL too (docs/scale-out.md).
 
 Comparison: rows in any order; numbers as floats equal within 1e-9 relative (PostgreSQL's ``round`` works on
 numeric, DuckDB's on double); timestamps as UTC instants; dates as dates.
@@ -31,7 +31,7 @@ from kiban.run import RunOptions, run_project
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shop"
 IGNORE = shutil.ignore_patterns("lake", ".kiban", "kiban.duckdb*", "__pycache__", "sources_data", "report.html")
-PYTHON_MODELS = "warehouse.daily_demand+"  # the demand model and forecast: DuckDB only
+PYTHON_MODELS = "warehouse.daily_demand+"  # the demand model and forecast: built after the SQL marts
 SQL_MARTS = ("mart.customer_rfm", "mart.daily_sales", "mart.product_ranking", "mart.store_staffing",
              "mart.web_traffic")
 
@@ -61,6 +61,18 @@ def build(root: Path) -> Any:
         gate.close()
     assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
     return result
+
+
+def build_python(root: Path) -> None:
+    """The shop's Python models (issue 18: they used to be refused on PostgreSQL and Spark), checks included."""
+    project = load_project(root)
+    gate = gate_for(project)
+    assert gate is not None
+    try:
+        result = run_project(project, RunOptions(select=[PYTHON_MODELS]), audit=gate, after=gate.after)
+    finally:
+        gate.close()
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items() if o.error}
 
 
 def verdicts(root: Path) -> dict[str, tuple[str, int | None]]:
@@ -138,10 +150,12 @@ def test_postgres_builds_the_same_marts(generated: Path, duck: dict[str, list[tu
         latest = conn.execute("select count(*) from lake.master_products_latest").fetchone()
         assert latest is not None and latest[0] == 39  # 40 products, one row quarantined (「1,990」)
     assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
-    # a Python model is refused with a message that says what to do, not a traceback
-    refused = run_project(load_project(root), RunOptions(select=["warehouse.daily_demand"]))
-    error = refused.outcomes["warehouse.daily_demand"].error or ""
-    assert "Python model" in error and "PostgreSQL" in error and "DuckDB" in error
+    # the Python models — the demand forecast, trained and scored — run here too (Arrow in, Arrow out)
+    build_python(root)
+    with psycopg.connect(postgres_url) as conn:
+        demand = conn.execute(b"select count(*) from warehouse.daily_demand").fetchone()
+        forecast = conn.execute(b"select count(*) from mart.demand_forecast").fetchone()
+    assert demand and demand[0] > 5 and forecast and forecast[0] > 0
 
 
 @pytest.mark.timeout(600)  # Spark local on a shared 2-core machine: ~2 min, JVM start included
@@ -164,6 +178,5 @@ def test_spark_builds_the_same_marts(generated: Path, duck: dict[str, list[tuple
     finally:
         con.close()
     assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
-    refused = run_project(load_project(root), RunOptions(select=["warehouse.daily_demand"]))
-    error = refused.outcomes["warehouse.daily_demand"].error or ""
-    assert "Python model" in error and "Spark" in error
+    # The shop's Python models on Spark are not built here: under this machine's load the training did not finish
+    # within the timeout (issue 18 note; Python models on Spark: tests/test_engine_python_models.py).

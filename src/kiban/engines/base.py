@@ -121,8 +121,9 @@ class Engine(Protocol):
 
 
 class NotDuckDB:
-    """What the engines other than DuckDB share (PostgreSQL, Spark): no DuckDB macros, and incremental models
-    rebuilt whole by ``kiban run``, never partition by partition (a backfill names why, ``partition_blocker``)."""
+    """What the engines other than DuckDB share (PostgreSQL, Spark): no DuckDB macros. The partition methods
+    below are the defaults of an engine that rebuilds incremental models whole; PostgreSQL and Spark override
+    them (``engines.postgres_partitions``, ``engines.spark_partitions``)."""
 
     label = ""  # how messages name the engine: PostgreSQL, Spark
 

@@ -13,12 +13,12 @@ describe, so they are always true to the published table, whatever happened to t
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from kiban.engines.partition_code import code_of
 from kiban.errors import KibanError
 from kiban.project import Asset
 from kiban.quoting import literal, quote
@@ -72,13 +72,6 @@ def data_changes(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
     except duckdb.CatalogException:  # a warehouse prepared by an older kiban: no changes recorded yet
         return {}
     return {str(a): str(t)[:16] for a, t in rows}
-
-
-def code_of(asset: Asset) -> str:
-    """What the published rows were computed with: the SQL and how it is cut into partitions."""
-    cfg = asset.config
-    text = f"{(asset.sql or '').strip().rstrip(';')}\0{cfg.time_column}\0{cfg.partition_grain}"
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _model(asset: Asset) -> str:

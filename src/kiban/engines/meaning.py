@@ -121,6 +121,14 @@ def rewrite(node: Any, target: str) -> Any:
                             to=node.to.copy())
         if inner == "DECIMAL":  # DuckDB: half away from zero (Spark's round)
             return exp.Cast(this=exp.Round(this=node.this.copy(), decimals=exp.Literal.number(0)), to=node.to.copy())
+    if not pg and isinstance(node, exp.Cast) and _named(node.to) == "VARCHAR":  # the full corpus on Spark (#18)
+        inner = _type(node.this)
+        if inner in FLOAT_TYPES:  # DuckDB 1e-09, Spark 1.0E-9
+            raise Refused("cast(<double> as varchar)", "Spark writes doubles as text differently (1.0E-9 for "
+                          "1e-09): round or format the number first (format('%.6f', x), printf)", node)
+        if inner == "TIMESTAMPTZ":  # DuckDB 2024-03-10 01:59:00-08, Spark without the offset
+            raise Refused("cast(<timestamptz> as varchar)", "Spark leaves the UTC offset out: write the text "
+                          "you mean with strftime(t, '%Y-%m-%d %H:%M:%S')", node)
     if not pg and isinstance(node, exp.Avg) and _type(node.this) == "DECIMAL":  # DuckDB: a double
         return exp.Avg(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("double")))
     if not pg and isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) and _type(node.this) in ("DATE", "TIMESTAMP"):

@@ -8,24 +8,29 @@
 - **Publish.** ``create table <tmp> as <model>``, audit the new table, drop the old one, rename, comment with
   the fingerprint and log the publish in ``kiban.publishes`` — all in ONE transaction. PostgreSQL's DDL is
   transactional, so readers see the old table until the commit, and a failure (or a killed client) leaves it.
-- **Incremental models** are rebuilt whole here (no single partitions yet).
+- **Incremental models** replace their recent partitions inside the publish, and backfills single partitions,
+  as on DuckDB (``engines.postgres_partitions``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import secrets
 import threading
 import zlib
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 
+from kiban.engines import postgres_partitions as partitions
+from kiban.engines.arrow_io import PostgresArrowCursor, arrow_to_postgres, copy_into, postgres_columns
 from kiban.engines.base import (
+    DATA_TOKEN,
     FENCED,
     UNREADABLE_LAKE,
     AuditHook,
@@ -48,6 +53,7 @@ META_SCHEMA = "kiban"  # the publish log
 TMP_PREFIX = "__kiban_tmp_"
 COMMENT_PREFIX = "kiban:"
 BATCH_ROWS = 64_000  # rows per Arrow batch while loading the lake: bounds the loader's memory
+log = logging.getLogger(__name__)
 PERMANENT_ERRORS = (pg_errors.SyntaxErrorOrAccessRuleViolation, pg_errors.DataError, KibanError,
                     pg_errors.FeatureNotSupported, Fenced)
 
@@ -101,39 +107,6 @@ def _connect(url: str, autocommit: bool = False, settings: Mapping[str, str] | N
     return conn
 
 
-def arrow_to_postgres(arrow_type: Any, column: str, table: str) -> str:
-    """The PostgreSQL column type for an Arrow type of a lake table."""
-    import pyarrow as pa
-
-    t = pa.types
-    if t.is_boolean(arrow_type):
-        return "boolean"
-    if t.is_int8(arrow_type) or t.is_int16(arrow_type) or t.is_uint8(arrow_type):
-        return "smallint"
-    if t.is_int32(arrow_type) or t.is_uint16(arrow_type):
-        return "integer"
-    if t.is_int64(arrow_type) or t.is_uint32(arrow_type):
-        return "bigint"
-    if t.is_uint64(arrow_type):
-        return "numeric(20, 0)"
-    if t.is_float32(arrow_type) or t.is_float16(arrow_type):
-        return "real"
-    if t.is_float64(arrow_type):
-        return "double precision"
-    if t.is_decimal(arrow_type):
-        return f"numeric({arrow_type.precision}, {arrow_type.scale})"
-    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_dictionary(arrow_type):
-        return 'text collate "C"'  # DuckDB orders text by its bytes, whatever the database's collation
-    if t.is_date(arrow_type):
-        return "date"
-    if t.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    if t.is_time(arrow_type):
-        return "time"
-    raise KibanError(f"lake table {table}: column {column} has type {arrow_type}, which the PostgreSQL engine "
-                     "does not load yet", "cast it to a string in the collection, or use the DuckDB engine")
-
-
 class PostgresEngine(NotDuckDB):
     """PostgreSQL as the warehouse: lake loaded into it, models built and published inside it."""
 
@@ -145,6 +118,7 @@ class PostgresEngine(NotDuckDB):
         # every connection's settings: the project's time zone (never the server's), and what a worker adds
         # (lock_timeout, statement_timeout, idle_in_transaction_session_timeout: kiban.workers)
         self.settings: dict[str, str] = {"TimeZone": timezone} if timezone else {}
+        self.timezone = timezone or "UTC"  # instants read for Python models carry it
         self.conn = _connect(url, autocommit=True, settings=self.settings)
         self.full_refresh = False
         self.rebuild_whole: set[str] = set()
@@ -219,6 +193,8 @@ class PostgresEngine(NotDuckDB):
                               "fingerprint text not null, published_at timestamptz not null default now())".encode())
             self.conn.execute(f"create table if not exists {quote(META_SCHEMA)}.fences (asset text primary key, "
                               "token bigint not null, run_id text, published_run text)".encode())
+            for ddl in partitions.TABLES:  # incremental models' partitions (engines.postgres_partitions)
+                self.conn.execute(ddl.encode())
             for function in POSTGRES_FUNCTIONS:  # what transpiled models call for DuckDB's meaning (engines.meaning)
                 self.conn.execute(function.encode())
         current = self._comments(("lake",))
@@ -303,7 +279,18 @@ class PostgresEngine(NotDuckDB):
         return {f"{s}.{t}": c[len(COMMENT_PREFIX):] for s, t, c in rows}
 
     def published(self) -> dict[str, str]:
-        return self._comments(SCHEMAS)
+        """Every published version: its fingerprint, and ``+<token>`` when its data changed since without a
+        rebuild (partitions replaced by a backfill)."""
+        versions = self._comments(SCHEMAS)
+        with self._lock, self.conn.cursor() as cur:
+            try:
+                changes = partitions.data_changes(cur)
+            except pg_errors.UndefinedTable:  # a warehouse prepared by an older kiban: none recorded
+                changes = {}
+        for key, token in changes.items():
+            if key in versions:
+                versions[key] = f"{versions[key]}{DATA_TOKEN}{token}"
+        return versions
 
     def _names(self) -> dict[str, str]:
         """Bare name → layer of every table and view kiban's schemas hold (for unqualified references)."""
@@ -319,10 +306,18 @@ class PostgresEngine(NotDuckDB):
               audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Create under a temporary name, audit, swap, comment and log in ONE transaction."""
         assert isinstance(session, PostgresSession), "a PostgreSQL build needs a PostgreSQL session"
-        if asset.python is not None:
-            raise KibanError(f"{asset.key} is a Python model, which the PostgreSQL engine does not run yet",
-                             "keep Python models on the DuckDB engine")
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "postgres", asset.key, self._names())
+        produced = None
+        if asset.python is not None:  # run first, outside the publishing transaction (it may take minutes)
+            if python is None:
+                raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
+                                 "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
+            try:
+                produced = python.produce(PostgresArrowCursor(session.conn, self.timezone), asset, fingerprint)
+            finally:
+                session.conn.rollback()  # no read transaction left open while the model ran
+            sql = ""
+        else:
+            sql = transpile((asset.sql or "").strip().rstrip(";"), "postgres", asset.key, self._names())
         schema, name = asset.layer, asset.name
         target = f"{quote(schema)}.{quote(name)}"
         tmp_name = f"{TMP_PREFIX}{name[:30]}_{tag}_{secrets.token_hex(3)}"[:63]  # unique: workers share tags
@@ -334,25 +329,44 @@ class PostgresEngine(NotDuckDB):
             with conn.cursor() as cur:
                 kind = cur.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                                    "where n.nspname = %s and c.relname = %s", [schema, name]).fetchone()
-                if asset.config.materialized == "view":
+                in_place = False
+                if produced is not None:  # its Arrow result, published like a SQL model's SELECT
+                    cur.execute(f"create table {tmp} ({postgres_columns(produced, asset.key)})".encode())
+                    copy_into(cur, tmp, produced)
+                    rows = produced.num_rows
+                    relation, physical = tmp, "table"
+                elif asset.config.materialized == "view":
                     if kind:
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
                     cur.execute(f"create view {target} as {sql}".encode())
                     relation, physical = target, "view"
                 else:
-                    cur.execute(f"create table {tmp} as {sql}".encode())
-                    rows = cur.rowcount if cur.rowcount >= 0 else None
-                    for (helper,) in cur.execute(  # what a rewritten `SELECT * … QUALIFY` could not leave out
-                            "select column_name from information_schema.columns where table_schema = %s "
-                            "and table_name = %s and column_name like %s", [schema, tmp_name, QUALIFY_COLUMN + "%"]
-                            ).fetchall():
-                        cur.execute(f"alter table {tmp} drop column {quote(helper)}".encode())
-                    relation, physical = tmp, "table"
+                    start = self._incremental_start(cur, asset, sql, target, bool(kind and kind[0] == "r"))
+                    if start is not None:  # only the partitions that may have changed, in this transaction
+                        partitions.recent(cur, asset, sql, target, start)
+                        in_place, relation, physical = True, target, "table"
+                        row = cur.execute(f"select count(*) from {target}".encode()).fetchone()
+                        rows = int(row[0]) if row else None
+                    else:
+                        if asset.config.incremental:
+                            partitions.full(cur, asset, sql, tmp)
+                        else:
+                            cur.execute(f"create table {tmp} as {sql}".encode())
+                        rows = cur.rowcount if cur.rowcount >= 0 else None
+                        for (helper,) in cur.execute(  # what a rewritten `SELECT * … QUALIFY` could not leave out
+                                "select column_name from information_schema.columns where table_schema = %s and "
+                                "table_name = %s and column_name like %s", [schema, tmp_name, QUALIFY_COLUMN + "%"]
+                                ).fetchall():
+                            cur.execute(f"alter table {tmp} drop column {quote(helper)}".encode())
+                        if asset.config.incremental:
+                            partitions.record_full(cur, asset, tmp)
+                        relation, physical = tmp, "table"
+                cur.execute(f"delete from {quote(META_SCHEMA)}.data_changes where asset = %s", [asset.key])
                 watermark = self._watermark(cur, relation, asset)
                 if audit:
                     audit(session, relation)  # sees the new version; every other reader still sees the old one
                 self._check_fence(cur, asset.key)  # a worker whose lease was taken never gets past this
-                if physical == "table":
+                if physical == "table" and not in_place:
                     if kind:
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
                     cur.execute(f"alter table {tmp} rename to {quote(name)}".encode())
@@ -367,8 +381,65 @@ class PostgresEngine(NotDuckDB):
         except BaseException:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
+            self._settle(session, asset, python)
             raise
+        self._settle(session, asset, python)
         return BuildResult(rows=rows, nbytes=None, watermark=watermark)
+
+    def _settle(self, session: PostgresSession, asset: Asset, python: PythonModels | None) -> None:
+        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
+        if python is not None and asset.python is not None:
+            try:
+                python.settle(PostgresArrowCursor(session.conn, self.timezone), asset)
+            except Exception:  # the build's own outcome matters more than this bookkeeping
+                log.warning("%s: the model registry could not follow the publish", asset.key, exc_info=True)
+
+    def _incremental_start(self, cur: psycopg.Cursor[Any], asset: Asset, sql: str, target: str,
+                           exists: bool) -> datetime | None:
+        """Where an incremental build of ``asset`` starts replacing rows (None: it rebuilds the whole table)."""
+        if not asset.config.incremental or not exists or self.full_refresh or asset.key in self.rebuild_whole:
+            return None
+        if partitions.status(cur, asset, sql, target) is not None:
+            return None
+        return partitions.since(cur, asset)
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""
+        target = f"{quote(asset.layer)}.{quote(asset.name)}"
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "postgres", asset.key, self._names())
+        with self._lock, self.conn.cursor() as cur:
+            if cur.execute("select to_regclass(%s)", [f"{asset.layer}.{asset.name}"]).fetchone() in (None, (None,)):
+                return f"{asset.key} has not been built yet"
+            with self.conn.transaction():
+                return partitions.status(cur, asset, sql, target)
+
+    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        """Replace one partition [start, end) of the published incremental table in ONE transaction; the data
+        change is recorded in the same commit, so the models reading it are rebuilt by the next run."""
+        assert isinstance(session, PostgresSession), "a PostgreSQL build needs a PostgreSQL session"
+        sql = transpile((asset.sql or "").strip().rstrip(";"), "postgres", asset.key, self._names())
+        target = f"{quote(asset.layer)}.{quote(asset.name)}"
+        conn = session.conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select pg_advisory_xact_lock(%s)", [_lock_key("partitions:" + asset.key)])
+                rows = partitions.one(cur, asset, sql, target, start, end)
+                if audit:
+                    audit(session, target)
+                self._check_fence(cur, asset.key)
+                cur.execute(f"insert into {quote(META_SCHEMA)}.data_changes (asset, token) values (%s, %s)",
+                            [asset.key, secrets.token_hex(8)])
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            raise
+        return BuildResult(rows=rows, nbytes=None)
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        with self._lock, self.conn.cursor() as cur:
+            return partitions.processed(cur, asset)
 
     def watermark(self, asset: Asset) -> date | None:
         with self._lock, self.conn.cursor() as cur:

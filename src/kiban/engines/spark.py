@@ -29,12 +29,15 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from kiban.engines import spark_partitions as partitions
+from kiban.engines.arrow_io import SparkArrowCursor
 from kiban.engines.base import (
+    DATA_TOKEN,
     FENCED,
     UNREADABLE_LAKE,
     AuditHook,
@@ -57,6 +60,8 @@ FENCE = "_fence.json"  # {"token": n, "run_id": …, "published_run": …}: the 
 FENCE_LOCK = "_fence.lock"  # flock: a fence check and the pointer swap are one step
 FENCE_WAIT = 30.0  # seconds a claim waits for a publish that holds the fence
 TMP_PREFIX = "__kiban_tmp_"
+PARTITION_LOCK = "_partitions.lock"  # flock: one partition of an asset replaced at a time (engines.spark_partitions)
+PARTITION_WAIT = 600.0
 KEEP_VERSIONS = 2  # the published version and the one before it (queries that started earlier still read it)
 
 
@@ -291,27 +296,35 @@ class SparkEngine(NotDuckDB):
         self._names[name.lower()] = layer
 
     def published(self) -> dict[str, str]:
-        return {f"{layer}.{name}": pointer["fingerprint"] for layer, name, pointer in self._pointers()
-                if "fingerprint" in pointer}
+        """Every published version: its fingerprint, and ``+<token>`` when a backfill replaced partitions since
+        its build (engines.spark_partitions)."""
+        return {f"{layer}.{name}": pointer["fingerprint"] + (DATA_TOKEN + pointer["changes"]
+                                                             if pointer.get("changes") else "")
+                for layer, name, pointer in self._pointers() if "fingerprint" in pointer}
 
     # -- building -----------------------------------------------------------------------------
     def build(self, session: SessionProtocol, asset: Asset, fingerprint: str, tag: str,
               audit: AuditHook | None = None, python: PythonModels | None = None) -> BuildResult:
         """Write the new version to its own folder, audit it, then swap the pointer and re-register."""
         assert isinstance(session, SparkSqlSession), "a Spark build needs a Spark session"
-        if asset.python is not None:
-            raise KibanError(f"{asset.key} is a Python model, which the Spark engine does not run yet",
-                             "keep Python models on the DuckDB engine")
         with self._lock:
             self._sync()
             names = dict(self._names)
-        sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
-                        self.timezone)
+        produced = None
+        if asset.python is not None:  # Arrow in, Arrow out (engines.arrow_io); published like a SQL model's result
+            if python is None:
+                raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
+                                 "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
+            produced = python.produce(SparkArrowCursor(self.spark), asset, fingerprint)
+            sql = ""
+        else:
+            sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
+                            self.timezone)
         layer, name = asset.layer, asset.name
         home = self.folder / layer / name
         home.mkdir(parents=True, exist_ok=True)
         target = f"{quote(layer)}.{quote(name)}"
-        if asset.config.materialized == "view":
+        if asset.config.materialized == "view" and produced is None:
             self._drop(layer, name)
             self._sql(f"create or replace view {target} as {sql}")
             watermark = self._watermark(target, asset)
@@ -326,17 +339,24 @@ class SparkEngine(NotDuckDB):
         folder = home / version
         tmp = f"{TMP_PREFIX}{layer}_{name}_{tag}".replace("-", "_")
         try:
-            frame = self._sql(sql)
-            helpers = [c for c in frame.columns if c.startswith(QUALIFY_COLUMN)]  # of a rewritten SELECT * … QUALIFY
-            (frame.drop(*helpers) if helpers else frame).write.mode("overwrite").parquet(str(folder))
+            frame = self.spark.createDataFrame(produced) if produced is not None else self._model(sql)
+            extra: dict[str, Any] = {}
+            if asset.config.incremental and produced is None:  # only the recent partitions are computed again
+                frame = self._incremental(asset, frame, home)
+                extra["code"] = partitions.code_of(asset)
+            frame.write.mode("overwrite").parquet(str(folder))
             self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
             rows = int(self._sql(f"select count(*) from {quote(tmp)}").collect()[0][0])
             watermark = self._watermark(quote(tmp), asset)
+            if "code" in extra:
+                extra["partitions"] = partitions.counted(self.spark, quote(tmp), asset)
             if audit:
                 audit(session, quote(tmp))  # the new version; the published table is still the old one
-            self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint})
+            self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint,
+                                            **extra})
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
+            self._settle(asset, python)
             raise
         finally:
             with _best_effort(f"dropping the temporary view {tmp}"):
@@ -346,7 +366,16 @@ class SparkEngine(NotDuckDB):
             self._registered[asset.key] = version
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
         _prune(home, version)
+        self._settle(asset, python)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _settle(self, asset: Asset, python: PythonModels | None) -> None:
+        """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
+        if python is not None and asset.python is not None:
+            try:
+                python.settle(SparkArrowCursor(self.spark), asset)
+            except Exception:  # the build's own outcome matters more than this bookkeeping
+                log.warning("%s: the model registry could not follow the publish", asset.key, exc_info=True)
 
     def _tables(self, names: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type."""
@@ -392,6 +421,85 @@ class SparkEngine(NotDuckDB):
                              f"set time_column in {asset.config_path or asset.key} to one of its date columns"
                              ) from None
         return row[0][0] if row else None
+
+    def _model(self, sql: str) -> Any:
+        frame = self._sql(sql)
+        helpers = [c for c in frame.columns if c.startswith(QUALIFY_COLUMN)]  # of a rewritten SELECT * … QUALIFY
+        return frame.drop(*helpers) if helpers else frame
+
+    def _incremental(self, asset: Asset, model: Any, home: Path) -> Any:
+        """What an incremental build writes: the published rows before its lookback and the model's from there on
+        (engines.spark_partitions); the whole model when it has no usable published version."""
+        pointer = _read_json(home / POINTER)
+        if self.full_refresh or asset.key in self.rebuild_whole or pointer.get("kind") != "table":
+            return partitions.whole(model, asset)
+        published = self.spark.read.parquet(str(home / pointer["version"]))
+        start = partitions.since(pointer, asset) if partitions.status(pointer, asset, model, published) is None \
+            else None
+        return partitions.recent(model, published, asset, start) if start else partitions.whole(model, asset)
+
+    def _transpiled(self, asset: Asset) -> str:
+        with self._lock:
+            self._sync()
+            names = dict(self._names)
+        return transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
+                         self.timezone)
+
+    def partition_blocker(self, asset: Asset) -> str | None:
+        """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""
+        home = self._home(asset.key)
+        pointer = _read_json(home / POINTER)
+        if pointer.get("kind") != "table":
+            return f"{asset.key} has not been built yet"
+        return partitions.status(pointer, asset, self._model(self._transpiled(asset)),
+                                 self.spark.read.parquet(str(home / pointer["version"])))
+
+    def build_partition(self, session: SessionProtocol, asset: Asset, start: datetime, end: datetime,
+                        audit: AuditHook | None = None) -> BuildResult:
+        """Replace one partition [start, end): a new version (the other partitions' published rows and the
+        model's rows in it) swapped in like a build's. One partition of an asset at a time (a lock file: other
+        processes too), so that partitions built side by side never lose each other's rows."""
+        sql = self._transpiled(asset)
+        home = self._home(asset.key)
+        layer, name = asset.layer, asset.name
+        with self._lock:
+            self._counter += 1
+            tmp = f"{TMP_PREFIX}{layer}_{name}_p{os.getpid()}_{self._counter}"
+        version = f"v-p-{secrets.token_hex(6)}"
+        folder = home / version
+        with _flock(home / PARTITION_LOCK, PARTITION_WAIT):
+            pointer = _read_json(home / POINTER)
+            model = self._model(sql)
+            if pointer.get("kind") != "table":
+                raise KibanError(f"{asset.key} has not been built yet")
+            published = self.spark.read.parquet(str(home / pointer["version"]))
+            blocker = partitions.status(pointer, asset, model, published)
+            if blocker:
+                raise KibanError(blocker)
+            try:
+                partitions.between(model, published, asset, start, end).write.mode("overwrite").parquet(str(folder))
+                self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
+                counts = partitions.counted(self.spark, quote(tmp), asset)
+                rows = sum(n for s, n in counts.items() if start <= datetime.fromisoformat(s) < end)
+                if audit:
+                    audit(session, quote(tmp))
+                changes = f"{pointer.get('changes', '')}{secrets.token_hex(4)}"[-16:]
+                self._publish(home, asset.key, {**pointer, "version": version, "partitions": counts,
+                                                "changes": changes})
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    self.spark.catalog.dropTempView(tmp)
+            with self._lock:
+                self._register(layer, name, folder)
+                self._registered[asset.key] = version
+            _prune(home, version)
+        return BuildResult(rows=rows, nbytes=None)
+
+    def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
+        return partitions.processed(_read_json(self._home(asset.key) / POINTER))
 
     def watermark(self, asset: Asset) -> date | None:
         return self._watermark(f"{quote(asset.layer)}.{quote(asset.name)}", asset)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from kiban.checks import engine_sql
 from kiban.checks.quoting import quote
-from kiban.checks.result import NOT_FITTING, CheckContext, CheckResult
+from kiban.checks.result import CheckContext, CheckResult
 from kiban.checks.spec import Accuracy, Drift
 from kiban.errors import did_you_mean
 from kiban.ml import drift
+from kiban.project.loader import find_project_root
 from kiban.status import CheckStatus
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 def judge(session: Session, relation: str, check: Check, suite: Suite, ctx: CheckContext) -> CheckResult:
     spec = check.spec
+    relation = engine_sql.as_duckdb_relation(relation)  # the SQL below is DuckDB's, compiled for the engine
     if isinstance(spec, Drift):
         return _drift(session, relation, check, spec, suite)
     assert isinstance(spec, Accuracy)
@@ -37,12 +40,13 @@ def judge(session: Session, relation: str, check: Check, suite: Suite, ctx: Chec
 
 
 def _columns(session: Session, relation: str) -> dict[str, str]:
-    return {str(r[0]).lower(): str(r[0]) for r in session.execute(f"DESCRIBE {relation}")}
+    """Lower-case name → name of the relation's columns, asked the engine's way (issue 18: not ``DESCRIBE`` on
+    PostgreSQL)."""
+    return {lower: name for lower, (name, _kind) in engine_sql.describe(session, relation).items()}
 
 
 def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Suite) -> CheckResult:
     from kiban.ml.registry import open_registry
-    from kiban.project.loader import find_project_root
 
     registry = open_registry(find_project_root(suite.asset.path.parent))
     try:
@@ -97,7 +101,7 @@ def _drift(session: Session, relation: str, check: Check, spec: Drift, suite: Su
 
 
 def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx: CheckContext) -> CheckResult:
-    actuals = ctx.relation_of(spec.actuals)
+    actuals = engine_sql.as_duckdb_relation(ctx.relation_of(spec.actuals))
     error = f"abs(a.{quote(spec.actual)} - p.{quote(spec.predicted)})"
     join = " AND ".join(f"p.{quote(c)} = a.{quote(c)}" for c in spec.on)
     measure = {"mape": f"avg({error} / abs(a.{quote(spec.actual)})) FILTER (WHERE a.{quote(spec.actual)} <> 0)",
@@ -106,8 +110,9 @@ def _accuracy(session: Session, relation: str, check: Check, spec: Accuracy, ctx
     sql = (f"SELECT count(*), {measure} FROM {relation} AS p JOIN {actuals} AS a ON {join} "
            f"WHERE a.{quote(spec.actual)} IS NOT NULL AND p.{quote(spec.predicted)} IS NOT NULL")
     try:
-        matched, value = session.execute(sql)[0]
-    except NOT_FITTING as exc:
+        text = engine_sql.for_engine(sql, engine_sql.dialect_of(session), check.name, getattr(session, "zone", None))
+        matched, value = engine_sql.savepoint(session, text)[0]  # PostgreSQL: a failure leaves the publish usable
+    except engine_sql.not_fitting() as exc:
         raise check.error(f"cannot compare with {spec.actuals}: {str(exc).strip().splitlines()[0]}",
                           f"does {spec.actuals} have the columns {', '.join((*spec.on, spec.actual))}?") from None
     result = CheckResult(check.asset, check.name, check.kind, check.severity, "pass", rows=int(matched))
@@ -130,7 +135,7 @@ def _values(session: Session, sql: str) -> list[Any]:
     if cursor is not None:
         result = cursor.execute(sql).fetchnumpy()
         return [result[name] for name in result]
-    rows = session.execute(sql)
+    rows = engine_sql.execute(session, sql, "drift")
     return [list(column) for column in zip(*rows, strict=True)] if rows else []
 
 

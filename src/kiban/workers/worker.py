@@ -19,6 +19,7 @@ Correct under pauses, kills, clock skew and rolling deploys (issue 18):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -44,6 +45,7 @@ from kiban.store import Store, utcnow
 from kiban.workers.queue import REFUSING, Claim, RunQueue, project_version, worker_timeouts
 
 log = logging.getLogger(__name__)
+FINISH_ATTEMPTS = 5  # a deadlocked or cut finish is tried again this many times
 LEASE_SECONDS = 15.0  # a row whose holder has not heartbeated for this long is given to another worker
 POLL_SECONDS = 0.2
 
@@ -89,11 +91,7 @@ class Worker:
         store = Store(self.project.state_url)
         queue = RunQueue(store)
         worker_timeouts(store, self.options.lease)
-        engine = open_engine(self.project.warehouse_url, self.project.config.timezone)
-        configure = getattr(engine, "configure", None)
-        if configure is not None:  # PostgreSQL: bounded waits; a paused worker's transaction ends on the server
-            configure({"lock_timeout": f"{max(1000, int(self.options.lease * 1000))}ms",
-                       "idle_in_transaction_session_timeout": f"{max(1000, int(self.options.lease * 500))}ms"})
+        engine = self._open_engine()
         graph = build_graph(self.project)
         version = project_version(graph)
         refused: set[str] = set()
@@ -119,7 +117,10 @@ class Worker:
                         break
                     self.halt.wait(self.options.poll)
                     continue
-                self._build(claim, queue, store, engine, graph)
+                try:
+                    self._build(claim, queue, store, engine, graph)
+                except Exception as exc:  # e.g. woken from a pause to connections the server closed, a deadlock
+                    engine = self._recover(claim, queue, engine, exc)
                 idle_since = time.monotonic()
                 if self.options.max_assets is not None and self.built >= self.options.max_assets:
                     break
@@ -132,6 +133,35 @@ class Worker:
             engine.close()
             store.close()
         return self.built
+
+    def _open_engine(self) -> Engine:
+        engine = open_engine(self.project.warehouse_url, self.project.config.timezone)
+        configure = getattr(engine, "configure", None)
+        if configure is not None:  # PostgreSQL: bounded waits; a paused worker's transaction ends on the server
+            configure({"lock_timeout": f"{max(1000, int(self.options.lease * 1000))}ms",
+                       "idle_in_transaction_session_timeout": f"{max(1000, int(self.options.lease * 500))}ms"})
+        return engine
+
+    def _recover(self, claim: Claim, queue: RunQueue, engine: Engine, exc: BaseException) -> Engine:
+        """A build or its bookkeeping failed outside the asset's own outcome: the worker lives on (issue 18 soak).
+
+        Its claim goes back to the queue (if it still holds it: a fenced or expired claim is someone else's),
+        and the engine is opened anew — its connections may be the ones the server closed."""
+        worker_id = self.options.worker_id
+        log.warning("worker %s: building %s failed outside the build: %s", worker_id, claim.asset, exc,
+                    exc_info=True)
+        with contextlib.suppress(Exception):
+            queue.release(claim, worker_id, f"worker {worker_id} lost its connections while building {claim.asset}")
+        with contextlib.suppress(Exception):
+            engine.close()
+        self._prepared_for = None
+        while not self.halt.is_set():
+            try:
+                return self._open_engine()
+            except Exception:  # the warehouse is unreachable for a moment
+                log.warning("worker %s: could not reopen the warehouse", worker_id, exc_info=True)
+                self.halt.wait(max(self.options.poll, 1.0))
+        return engine
 
     def _heartbeat(self, queue: RunQueue) -> None:
         while not self.halt.wait(min(2.0, self.options.lease / 4)):
@@ -216,7 +246,17 @@ class Worker:
         self._finish(claim, queue, store, outcome)
 
     def _finish(self, claim: Claim, queue: RunQueue, store: Store, outcome: Outcome) -> None:
-        held, skipped = queue.finish(claim, self.options.worker_id, outcome.status, outcome.rows, outcome.error)
+        for attempt in range(FINISH_ATTEMPTS):  # one transaction, guarded by the claim's token: safe to repeat
+            try:
+                held, skipped = queue.finish(claim, self.options.worker_id, outcome.status, outcome.rows,
+                                             outcome.error)
+                break
+            except sa.exc.OperationalError:  # a deadlock with another worker's finish, a lost connection
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
+                log.warning("worker %s: recording %s failed, trying again", self.options.worker_id, claim.asset,
+                            exc_info=True)
+                self.halt.wait(0.1 * (attempt + 1))
         if held:
             self.built += 1
         now = utcnow()

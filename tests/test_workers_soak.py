@@ -1,0 +1,233 @@
+"""The worker soak (issue 18): random workers SIGKILLed or paused past their lease (SIGSTOP, resumed later —
+possibly during a later run) while distributed runs go on, on a real PostgreSQL warehouse and state store.
+
+After every run and at the end, the publish log must be exactly one publish per run and asset, in run order:
+0 double publishes (a fingerprint published twice) and 0 stale publishes (an older version published after a
+newer one — what a woken worker without fencing does). The published data is the newest version's.
+
+CI runs a few trials; ``@pytest.mark.soak`` runs 50+ (``make soak``; figures in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from kiban.project import load_project
+from kiban.run import RunOptions
+from kiban.status import RunStatus, WorkerStatus
+from kiban.store import Store
+from kiban.workers import run_distributed
+
+LEASE = 3.0
+SLOW = 1.0  # each warehouse model sleeps this long inside PostgreSQL: a worker is busy when it is disrupted
+WORKERS = 4
+ASSETS = ("warehouse.a", "warehouse.b", "mart.c")
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.encode()).fetchall()
+
+
+class Pool:
+    """Four `kiban worker` processes; a killed one is replaced at once, a paused one is resumed later."""
+
+    def __init__(self, root: Path, rng: random.Random) -> None:
+        self.root, self.rng = root, rng
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.paused: dict[str, float] = {}  # name → when to resume (monotonic)
+        self.logs: list[str] = []
+        self.crashed: list[str] = []  # workers that exited without being killed: a worker must survive a pause
+        self.count = 0
+        for _ in range(WORKERS):
+            self.spawn()
+
+    def spawn(self) -> None:
+        self.count += 1
+        name = f"w{self.count}"
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+        log = self.root.parent / f"{name}.log"
+        self.logs.append(str(log))
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "kiban", "--project", str(self.root), "worker", "--name", name,
+             "--lease", str(LEASE), "--idle-exit", "900"],
+            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+    def resume_due(self, everyone: bool = False) -> None:
+        """Resume the paused workers whose time has come; replace (and count) any that died by itself."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is not None and name not in self.paused:
+                self.crashed.append(name)
+                del self.procs[name]
+                self.spawn()
+        now = time.monotonic()
+        for name, when in list(self.paused.items()):
+            if everyone or now >= when:
+                self.procs[name].send_signal(signal.SIGCONT)
+                del self.paused[name]
+
+    def disrupt(self, url: str, run: threading.Thread) -> str | None:
+        """Wait until some worker builds, then SIGKILL it or pause it past its lease. Returns what was done
+        (None: the run ended first)."""
+        while run.is_alive():
+            self.resume_due()
+            listed = dict(rows(url, "select worker_id, status from workers"))
+            healthy = {n for n, proc in self.procs.items() if n not in self.paused and proc.poll() is None
+                       and listed.get(n) in (WorkerStatus.IDLE, WorkerStatus.BUSY)}
+            # never all at once: a replacement takes seconds to start on a loaded machine, and a run whose every
+            # worker is down gives up (NO_WORKER_LEASES) — a different test
+            victims = sorted(n for n in healthy if listed[n] == WorkerStatus.BUSY)
+            if victims and len(healthy) >= WORKERS - 1:
+                name = self.rng.choice(victims)
+                time.sleep(self.rng.uniform(0.0, SLOW))  # anywhere in the build, the publish included
+                if self.rng.random() < 0.5:
+                    self.procs[name].kill()
+                    self.procs[name].wait()
+                    del self.procs[name]
+                    self.spawn()
+                    return "kill"
+                self.procs[name].send_signal(signal.SIGSTOP)  # a stalled VM: resumed well past its lease
+                self.paused[name] = time.monotonic() + self.rng.uniform(LEASE + 1.0, 4 * LEASE)
+                return "stop"
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        self.resume_due(everyone=True)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def write_lake(root: Path, version: int) -> None:
+    """A new version of the source: the workers' project stays the same (they refuse another one), the run's
+    fingerprints change with the data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "lake" / "t"
+    for old in folder.glob("*.parquet"):
+        old.unlink()
+    pq.write_table(pa.table({"id": list(range(1, 11)), "ver": [version] * 10}), folder / f"part-{version}.parquet")
+
+
+def soak(root: Path, url: str, disruptions: int, seed: int) -> dict[str, Any]:
+    """Distributed runs, one disruption attempted in each, until ``disruptions`` were made."""
+    rng = random.Random(seed)
+    write_lake(root, 1)
+    Store(url).close()
+    pool = Pool(root, rng)
+    done: dict[str, int] = {"kill": 0, "stop": 0}
+    expected: dict[str, list[str]] = {key: [] for key in ASSETS}  # the fingerprint each run published, in order
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 180
+        while rows(url, "select count(*) from workers where status <> 'stopped'")[0][0] < WORKERS:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        trial = -1
+        while done["kill"] + done["stop"] < disruptions:  # run 0 publishes a first version without disruption
+            trial += 1
+            assert trial <= 3 * disruptions + 3, done
+            write_lake(root, trial + 1)
+            project = load_project(root)
+            results: list[Any] = []
+            errors: list[BaseException] = []
+
+            def coordinate(project: Any = project, results: list[Any] = results,
+                           errors: list[BaseException] = errors) -> None:
+                try:
+                    results.append(run_distributed(project, RunOptions(), lease=LEASE))
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            coordinator = threading.Thread(target=coordinate)
+            coordinator.start()
+            if trial:
+                action = pool.disrupt(url, coordinator)
+                if action:
+                    done[action] += 1
+            while coordinator.is_alive():
+                pool.resume_due()
+                coordinator.join(timeout=0.1)
+            assert not errors, errors
+            assert results and results[0].status == RunStatus.SUCCESS, (trial, results)
+            for key in ASSETS:
+                expected[key].append(rows(url, "select fingerprint from kiban.publishes where asset = "
+                                               f"'{key}' order by published_at desc limit 1")[0][0])
+            assert rows(url, "select sum(v) from warehouse.a") == [(55 * (trial + 1),)], trial
+            check_log(url, expected)  # a worker woken during this run published nothing stale
+            print(f"trial {trial}: {done}, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        pool.resume_due(everyone=True)
+        time.sleep(2 * LEASE + SLOW)  # the last paused workers wake up with finished models: they must not publish
+        check_log(url, expected)
+        assert rows(url, "select sum(v), sum(id) from warehouse.a") == [(55 * (trial + 1), 55)]
+        assert rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' and state like "
+                         "'idle in transaction%' and now() - state_change > interval '10 s'") == [(0,)]
+    finally:
+        pool.close()
+    doubles = rows(url, "select count(*) from (select asset, fingerprint from kiban.publishes "
+                        "group by 1, 2 having count(*) > 1) d")[0][0]
+    return {"runs": trial + 1, "kills": done["kill"], "stops": done["stop"], "double_publishes": doubles,
+            "workers_crashed": len(pool.crashed),
+            "stale_publishes": 0, "seconds": round(time.monotonic() - started, 1), "seed": seed}
+
+
+def check_log(url: str, expected: dict[str, list[str]]) -> None:
+    """The publish log is exactly the runs' versions, once each and in order (no double, no stale publish)."""
+    for key, fingerprints in expected.items():
+        log = [f for (f,) in rows(url, "select fingerprint from kiban.publishes "
+                                       f"where asset = '{key}' order by published_at")]
+        assert log == fingerprints, (key, log, fingerprints)
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, str]:
+    config = f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\nstate: {postgres_url}\nretries: 0\n"
+    models = {
+        "models/warehouse/a.sql": f"select id, id * ver as v from lake.t cross join (select pg_sleep({SLOW})) s\n",
+        "models/warehouse/b.sql": f"select id, ver as v from lake.t cross join (select pg_sleep({SLOW})) s\n",
+        "models/mart/c.sql": "select count(*) as n, sum(a.v) + sum(b.v) as v from warehouse.a join warehouse.b "
+                             "using (id)\n",
+        "models/warehouse/a.yml": "columns:\n  - name: id\n    checks: [not_null, unique]\n",
+    }
+    root = make_project({**models, "kiban.yml": config}, lake={"t": "select i as id, 1 as ver from range(1, 11) t(i)"})
+    return root, postgres_url
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_workers_killed_and_paused_never_publish_twice_or_stale(project: tuple[Path, str]) -> None:
+    root, url = project
+    result = soak(root, url, disruptions=3, seed=18)
+    assert result["double_publishes"] == 0 and result["workers_crashed"] == 0, result
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(3600)
+def test_worker_soak_50_disruptions(project: tuple[Path, str]) -> None:
+    root, url = project
+    disruptions = int(os.environ.get("KIBAN_SOAK_TRIALS", "50"))
+    result = soak(root, url, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
+    print("SOAK", json.dumps(result))
+    assert result["kills"] + result["stops"] >= disruptions and result["double_publishes"] == 0
+    assert result["workers_crashed"] == 0, result
