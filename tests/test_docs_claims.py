@@ -34,6 +34,9 @@ CLAIMS: dict[tuple[str, str], str] = {
         "the same: the fingerprint is unchanged (tests/test_fresh_truth.py)",
     ("docs/scale-out.md", "whatever SQLGlot itself reports as unsupported"):
         "the dialect layer refuses what SQLGlot cannot translate (tests/test_engine_dialect.py)",
+    ("docs/web.md", "run and console pages are translated, the rest of the pages not yet"):
+        "the ja catalog (kiban/web/locale/ja.po) covers the navigation, footer and the lineage, run and console "
+        "headings only (tests/test_web_lineage_browser.py switches the language)",
     ("docs/scale-out.md", "Not yet distributed: collection"):
         "workers claim model builds from the run queue; collection runs in the coordinating process "
         "(kiban/workers/coordinator.py calls no collector)",

@@ -31,7 +31,7 @@ OWNERS: dict[str, set[str]] = {  # table → the modules that own it (write it, 
     "query_log": {"catalog.usage"}, "query_assets": {"catalog.usage"}, "column_profiles": {"catalog.profile"},
     "data_requests": {"catalog.requests"}, "data_request_events": {"catalog.requests"},
     "model_versions": {"ml.registry"}, "run_queue": {"workers.queue"}, "workers": {"workers.queue"},
-    "FENCE_TOKENS": {"workers.queue"}, "deliveries": {"deliveries.send"},
+    "FENCE_TOKENS": {"workers.queue"}, "deliveries": {"deliveries.send", "deliveries.outbox"},
     "initiative_measurements": {"value.ledger"}, "postmortems": {"team.postmortem"},
 }
 DEBT = {  # (module, table) read around the owner → what to do

@@ -100,6 +100,12 @@ class Outcome:
     truncated: bool
 
 
+def _tell(con: Any, message: tuple[Any, ...]) -> None:
+    """Answer the server over the pipe; a server that is gone hears nothing and needs nothing (the worker ends)."""
+    with contextlib.suppress(Exception):
+        con.send(message)
+
+
 def engine_message(exc: BaseException, cleared: bool, clean: Any = None) -> str:
     """What a person is told about an engine error. Without clearance, an error that may quote a value (a
     failed cast, a function's bad input) is told by its class only; naming errors are told as they are."""
@@ -186,14 +192,11 @@ def _work_call(con: Connection, call: Call) -> None:
         con.send(("arrow",))
         con.send_bytes(data)
     except MemoryError:
-        with contextlib.suppress(Exception):
-            con.send(("memory",))
+        _tell(con, ("memory",))
     except ValueError as exc:
-        with contextlib.suppress(Exception):
-            con.send(("failed", str(exc)))
+        _tell(con, ("failed", str(exc)))
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            con.send(("failed", f"the query failed: {engine_message(exc, False)}"))
+        _tell(con, ("failed", f"the query failed: {engine_message(exc, False)}"))
     finally:
         con.close()
 
@@ -332,11 +335,9 @@ def _work(con: Connection, job: Job) -> None:
         else:
             con.send(answer)
     except MemoryError:
-        with contextlib.suppress(Exception):
-            con.send(("memory",))
+        _tell(con, ("memory",))
     except BaseException as exc:  # the parent must hear something; never a value (class only)
-        with contextlib.suppress(Exception):
-            con.send(("failed", engine_message(exc, job.cleared)))
+        _tell(con, ("failed", engine_message(exc, job.cleared)))
     finally:
         con.close()
 

@@ -490,7 +490,7 @@ class SparkEngine(NotDuckDB):
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             finally:
-                with contextlib.suppress(Exception):
+                with _best_effort(f"dropping the temporary view {tmp}"):
                     self.spark.catalog.dropTempView(tmp)
             with self._lock:
                 self._register(layer, name, folder)

@@ -19,7 +19,6 @@ Correct under pauses, kills, clock skew and rolling deploys (issue 18):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -120,7 +119,9 @@ class Worker:
                 try:
                     self._build(claim, queue, store, engine, graph)
                 except Exception as exc:  # e.g. woken from a pause to connections the server closed, a deadlock
-                    engine = self._recover(claim, queue, engine, exc)
+                    log.warning("worker %s: building %s failed outside the build: %s", self.options.worker_id,
+                                claim.asset, exc, exc_info=True)
+                    engine = self._recover(claim, queue, engine)
                 idle_since = time.monotonic()
                 if self.options.max_assets is not None and self.built >= self.options.max_assets:
                     break
@@ -142,18 +143,20 @@ class Worker:
                        "idle_in_transaction_session_timeout": f"{max(1000, int(self.options.lease * 500))}ms"})
         return engine
 
-    def _recover(self, claim: Claim, queue: RunQueue, engine: Engine, exc: BaseException) -> Engine:
+    def _recover(self, claim: Claim, queue: RunQueue, engine: Engine) -> Engine:
         """A build or its bookkeeping failed outside the asset's own outcome: the worker lives on (issue 18 soak).
 
         Its claim goes back to the queue (if it still holds it: a fenced or expired claim is someone else's),
         and the engine is opened anew — its connections may be the ones the server closed."""
         worker_id = self.options.worker_id
-        log.warning("worker %s: building %s failed outside the build: %s", worker_id, claim.asset, exc,
-                    exc_info=True)
-        with contextlib.suppress(Exception):
+        try:
             queue.release(claim, worker_id, f"worker {worker_id} lost its connections while building {claim.asset}")
-        with contextlib.suppress(Exception):
+        except Exception:  # its lease runs out instead: the claim is someone else's after that
+            log.debug("worker %s: could not give back its claim on %s", worker_id, claim.asset, exc_info=True)
+        try:
             engine.close()
+        except Exception:  # connections the server already closed
+            log.debug("worker %s: closing the old engine failed", worker_id, exc_info=True)
         self._prepared_for = None
         while not self.halt.is_set():
             try:
