@@ -422,7 +422,7 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
                    size: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     """``streams`` connections read ctid ranges of the coordinator's exported snapshot into a bounded queue.
 
-    Memory stays flat: each stream holds one CSV block (4 MB) and its batch, and the queue at most two batches
+    Memory stays flat: each stream holds one CSV block (4 MB) and its batch, and the queue at most one batch
     per stream. The coordinator keeps its transaction open — the snapshot can be imported only while it is —
     and reads ranges itself. The first error (or the consumer stopping) stops every stream."""
     import queue
@@ -438,7 +438,7 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
     todo: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
     for item in ranges:
         todo.put(item)
-    out: queue.Queue[Any] = queue.Queue(maxsize=2 * streams)
+    out: queue.Queue[Any] = queue.Queue(maxsize=streams)
     stop = threading.Event()
     # every stream imports the snapshot before any reads: the coordinator (stream 0) may finish its ranges and
     # end its transaction first, after which the snapshot could no longer be imported
