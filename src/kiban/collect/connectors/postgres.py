@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -312,7 +311,7 @@ def _read_copy(ctx: ReadContext, plan: Plan, url: str, options: Options) -> Iter
         try:
             blocks = _blocks(coordinator, plan)
             if streams is None and blocks * 8192 >= PARALLEL_FROM_BYTES:
-                streams = min(AUTO_STREAMS, max(2, os.cpu_count() or 2))
+                streams = AUTO_STREAMS
             if streams is not None and streams > 1 and blocks > 1:
                 yield from _read_parallel(ctx, coordinator, plan, url, options, (streams, blocks))
                 return
