@@ -41,7 +41,7 @@ REPO = BENCH.parent
 ROOT = Path(os.environ.get("KIBAN_BENCH_ROOT", "/tmp/kiban-bench"))
 WORK = ROOT / "ingest_pg"
 DLT_PYTHON = ROOT / "venv-dlt" / "bin" / "python"
-PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = Path(os.environ.get("KIBAN_BENCH_PYTHON", REPO / ".venv" / "bin" / "python"))  # a worktree: main's venv
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "kiban_bench"
 URL = f"{SERVER}/{DATABASE}"
@@ -143,17 +143,23 @@ def ensure_data(rows: int) -> str:
     return table
 
 
+LAST_CPU = [0.0]  # the last timed run's CPU seconds (user + system of the process tree: the client side)
+
+
 def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of one run under GNU time."""
+    """(wall seconds, peak RSS MB, stdout) of one run under GNU time; its CPU seconds go to LAST_CPU."""
     stats = WORK / "time.txt"
+    # this checkout's kiban, whatever the venv has installed
+    env = {**(env or os.environ), "PYTHONPATH": str(REPO / "src")}
     started = time.monotonic()
-    done = subprocess.run([TIME, "-f", "%M", "-o", str(stats), *command], capture_output=True, text=True,
+    done = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(stats), *command], capture_output=True, text=True,
                           env=env, cwd=cwd, check=False)
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    rss = int(stats.read_text().strip().splitlines()[-1]) / 1024
-    return wall, rss, done.stdout
+    kb, user, system = stats.read_text().strip().splitlines()[-1].split()
+    LAST_CPU[0] = float(user) + float(system)
+    return wall, int(kb) / 1024, done.stdout
 
 
 def parquet_rows(folder: Path) -> int:
@@ -171,16 +177,61 @@ def run_drain(table: str) -> tuple[float, float, int]:
     return wall, rss, -1
 
 
-def run_kiban(table: str) -> tuple[float, float, int]:
+def run_kiban(table: str, options: str = "") -> tuple[float, float, int]:
     project = WORK / "project"
     shutil.rmtree(project, ignore_errors=True)
     (project / "sources").mkdir(parents=True)
     (project / "kiban.yml").write_text("name: bench\ntimezone: UTC\n")
     (project / "sources/bench.yml").write_text(f"type: postgres\nurl: env:KIBAN_BENCH_PG\ntables:\n  orders:\n"
-                                               f"    table: {table}\n")
+                                               f"    table: {table}\n{options}")
     env = {**os.environ, "KIBAN_BENCH_PG": URL, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
-    wall, rss, _ = timed([str(REPO / ".venv/bin/kiban"), "--project", str(project), "collect"], env=env)
+    wall, rss, _ = timed([str(PYTHON), "-m", "kiban", "--project", str(project), "collect"], env=env)
     return wall, rss, parquet_rows(project / "lake")
+
+
+def run_kiban_driver(table: str) -> tuple[float, float, int]:
+    """Before parallel reads: the driver's single COPY stream (what the fallback did for any table)."""
+    return run_kiban(table, "    reader: driver\n    streams: 1\n")
+
+
+def run_kiban_parallel(table: str) -> tuple[float, float, int]:
+    return run_kiban(table, f"    reader: driver\n    streams: {STREAMS[0]}\n")
+
+
+STREAMS = [4]
+CPUS: dict[tuple[int, str], list[float]] = {}
+
+PSYCOPG_DRAIN = """
+import sys, psycopg
+n = 0
+with psycopg.connect(sys.argv[1]) as conn, conn.cursor().copy(
+        f"copy (select * from {sys.argv[2]}) to stdout (format binary)") as copy:
+    for chunk in copy:
+        n += len(chunk)
+print("BYTES", n)
+"""
+
+DUCKDB_SCANNER = """
+import sys, duckdb
+from kiban.collect.connectors.database import extension_file
+con = duckdb.connect()
+con.execute(f"load '{extension_file('postgres')}'")
+con.execute(f"attach '{sys.argv[1]}' as src (type postgres, read_only)")
+con.execute(f"copy (select * from src.public.{sys.argv[2]}) to '{sys.argv[3]}' (format parquet, compression zstd)")
+print("ROWS", con.execute(f"select count(*) from '{sys.argv[3]}'").fetchone()[0])
+"""
+
+
+def run_psycopg_drain(table: str) -> tuple[float, float, int]:
+    wall, rss, _ = timed([str(PYTHON), "-c", PSYCOPG_DRAIN, URL, table])
+    return wall, rss, -1
+
+
+def run_duckdb_scanner(table: str) -> tuple[float, float, int]:
+    out = WORK / "duckdb.parquet"
+    out.unlink(missing_ok=True)
+    wall, rss, stdout = timed([str(PYTHON), "-c", DUCKDB_SCANNER, URL, table, str(out)])
+    return wall, rss, int(stdout.split("ROWS")[-1])
 
 
 def run_connector(table: str) -> tuple[float, float, int]:
@@ -205,7 +256,11 @@ def run_dlt(table: str) -> tuple[float, float, int]:
 
 
 METHODS = {"drain": ("drain floor: psql COPY binary > /dev/null", run_drain),
+           "psycopg-drain": ("psycopg COPY binary, one stream, drained", run_psycopg_drain),
+           "duckdb-scanner": ("DuckDB postgres scanner → Parquet (raw engine)", run_duckdb_scanner),
            "kiban": ("kiban collect (postgres connector → lake, committed)", run_kiban),
+           "kiban-driver": ("kiban collect, reader: driver, streams: 1 (before)", run_kiban_driver),
+           "kiban-parallel": ("kiban collect, reader: driver, streams: N", run_kiban_parallel),
            "kiban-connector": ("kiban connector only → ParquetWriter", run_connector),
            "kiban-stream": ("kiban connector only → Arrow batches, dropped", run_stream),
            "dlt": ("dlt sql_table backend=connectorx → filesystem parquet", run_dlt)}
@@ -218,7 +273,9 @@ def main() -> None:
     parser.add_argument("--big-reps", type=int, default=1, help="repetitions for tables of 5M rows and more")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--streams", type=int, default=4, help="streams: of the kiban-parallel method")
     args = parser.parse_args()
+    STREAMS[0] = args.streams
     methods = [m for m in args.methods.split(",") if m]
     if "dlt" in methods and not DLT_PYTHON.exists():
         print(f"!! {DLT_PYTHON} is missing: run bash bench/setup_ingest_pg.sh (dlt left out)")
@@ -237,7 +294,9 @@ def main() -> None:
                 if landed not in (-1, rows):
                     raise SystemExit(f"{method} wrote {landed} rows of {rows}")
                 results.setdefault((rows, method), []).append((wall, rss, landed))
-                print(f"{table:>11} rep {rep + 1} {method:<16} {wall:7.2f} s  {rss:7.0f} MB", flush=True)
+                CPUS.setdefault((rows, method), []).append(LAST_CPU[0])
+                print(f"{table:>11} rep {rep + 1} {method:<16} {wall:7.2f} s  {LAST_CPU[0]:6.2f} CPU-s "
+                      f"{rss:7.0f} MB", flush=True)
     report = table_text(results, methods) + "\n\n" + verdict(results)
     print("\n" + report)
     if not args.no_write:
@@ -275,8 +334,8 @@ def verdict(results: dict[tuple[int, str], list[tuple[float, float, int]]]) -> s
 
 
 def table_text(results: dict[tuple[int, str], list[tuple[float, float, int]]], methods: list[str]) -> str:
-    lines = ["| rows | method | median wall s (runs) | rows/s | × drain floor | kiban ÷ it | peak RSS MB |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| rows | method | median wall s (runs) | rows/s | × drain floor | kiban ÷ it | client CPU s | "
+             "peak RSS MB |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for rows in sorted({r for r, _ in results}):
         medians = {m: statistics.median(w for w, _, _ in results[(rows, m)]) for m in methods if (rows, m) in results}
         floor = medians.get("drain")
@@ -289,8 +348,10 @@ def table_text(results: dict[tuple[int, str], list[tuple[float, float, int]]], m
             kiban = medians.get("kiban")
             ratio = f"{wall / kiban:.2f}×" if kiban and method != "kiban" else "-"
             walls = "/".join(f"{w:.1f}" for w, _, _ in runs)
-            lines.append(f"| {rows:,} | {METHODS[method][0]} | {wall:.2f} ({walls}) | {rows / wall:,.0f} | "
-                         f"{vs_floor} | {ratio} | {max(r for _, r, _ in runs):.0f} |")
+            cpu = statistics.median(CPUS[(rows, method)]) if (rows, method) in CPUS else float("nan")
+            name = METHODS[method][0].replace("streams: N", f"streams: {STREAMS[0]}")
+            lines.append(f"| {rows:,} | {name} | {wall:.2f} ({walls}) | {rows / wall:,.0f} | "
+                         f"{vs_floor} | {ratio} | {cpu:.2f} | {max(r for _, r, _ in runs):.0f} |")
     lines.append("")
     lines.append("× drain floor: the method's rows/s as a share of the floor's (1.00 = as fast as draining the wire). "
                  "kiban ÷ it: how many times faster kiban collect is than that method.")

@@ -45,6 +45,9 @@ class Options(BaseModel):
     select: tuple[str, ...] = ()  # only these columns of `table:` (default: all)
     reader: Literal["auto", "duckdb", "driver"] = "auto"  # auto: DuckDB's scanner when installed, else the driver
     connect_timeout: int = Field(default=10, ge=1, le=600)  # seconds
+    # PostgreSQL's driver path: read a table over this many connections in ctid ranges of one snapshot
+    # (None: automatic — several above PARALLEL_FROM_BYTES when the driver reads; 1: one stream)
+    streams: int | None = Field(default=None, ge=1, le=16)
 
     @model_validator(mode="after")
     def _one_of(self) -> Options:
@@ -54,6 +57,11 @@ class Options(BaseModel):
             raise ValueError("`query:` must be one SELECT (or WITH … SELECT) statement")
         if self.query and self.select:
             raise ValueError("`select:` picks columns of `table:`; with `query:` list them in the SELECT")
+        if self.streams and self.streams > 1 and self.query is not None:
+            raise ValueError("`streams:` splits a table into page ranges; a `query:` is read in one stream")
+        if self.streams and self.streams > 1 and self.reader == "duckdb":
+            raise ValueError("`streams:` is the driver's parallel read; DuckDB's scanner splits a table itself "
+                             "(set reader: driver, or leave streams out)")
         return self
 
 
@@ -96,6 +104,13 @@ def plan_of(ctx: ReadContext, options: Options) -> SourceRead:
     name = options.table or ctx.table_name
     schema, _, table = name.rpartition(".")
     return SourceRead(schema or None, table, None, options.select, cursor, ctx.since, inclusive)
+
+
+def one_stream(ctx: ReadContext, options: Options, kind: str) -> None:
+    """``streams:`` is PostgreSQL's: any other database refuses more than one rather than ignore it."""
+    if options.streams and options.streams > 1:
+        raise ctx.error(f"`streams: {options.streams}` is not available for {kind} (PostgreSQL only)",
+                        "remove `streams:` from this source")
 
 
 def require_url(ctx: ReadContext, kind: str, example: str) -> str:

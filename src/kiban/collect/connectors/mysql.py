@@ -32,6 +32,7 @@ from kiban.collect.connectors.database import (
     ident,
     literal,
     missing_table,
+    one_stream,
     plan_of,
     query_error,
     require_url,
@@ -50,6 +51,7 @@ EXAMPLE = "mysql://user:password@host:3306/database"
 
 def check(ctx: ReadContext, options: Options) -> None:
     """Connect, find the table (or run the query for no rows), check the selected and cursor columns."""
+    one_stream(ctx, options, "MySQL")
     url = require_url(ctx, "mysql", EXAMPLE)
     plan = plan_of(ctx, options)
     conn = _connect(ctx, url, options)
@@ -109,6 +111,7 @@ def _open_for(conn: pymysql.Connection[Any]) -> float | None:
 
 
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
+    one_stream(ctx, options, "MySQL")
     url = require_url(ctx, "mysql", EXAMPLE)
     plan = plan_of(ctx, options)
     extension = use_duckdb(ctx, options, "mysql", "PyMySQL")

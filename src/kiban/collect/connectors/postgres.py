@@ -19,8 +19,10 @@ Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's stream
 from __future__ import annotations
 
 import io
+import itertools
+import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kiban.collect.connector import ReadContext
@@ -254,65 +256,266 @@ class _CopyStream(io.RawIOBase):
         return n
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """What a COPY read selects and how its CSV becomes Arrow (the same for every stream of a load)."""
+
+    query: Any  # psycopg.sql.Composed: SELECT … FROM relation [WHERE cursor op since] (no ORDER BY)
+    names: list[str]
+    types: dict[str, pa.DataType]
+    final: pa.Schema
+    plan: SourceRead
+
+
+def _copy_of(ctx: ReadContext, conn: psycopg.Connection[Any], plan: SourceRead) -> _Copy:
+    import pyarrow as pa
+    from psycopg import sql
+
+    described = _describe(ctx, conn, plan)
+    if plan.select:
+        by_name = {c.name: c for c in described}
+        described = [by_name[n] for n in plan.select]
+    names = [c.name for c in described]
+    items: list[Any] = []
+    xmin = _xmin(ctx) and XMIN not in names
+    for column in described:
+        kind = _TYPES.get(column.type_code, "string")
+        name = sql.Identifier(column.name)
+        if kind == "timestamptz":  # CSV says "+00"; as a plain UTC timestamp it parses, then is labelled UTC
+            items.append(sql.SQL("({} at time zone 'UTC') as {}").format(name, name))
+        elif kind == "string" and column.type_code not in (25, 1043, 1042, 19):
+            items.append(sql.SQL("{}::text as {}").format(name, name))
+        else:
+            items.append(name)
+    if xmin:  # xid → text → bigint: 32 bits, compared with the key's newest landed version only
+        items.append(sql.SQL("xmin::text::bigint as xmin"))
+        names.append(XMIN)
+    query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
+    if plan.filtered:
+        # COPY takes no parameters: psycopg quotes the value as a typed literal (never our own formatting)
+        query += sql.SQL(" where {} " + plan.operator + " {}").format(
+            sql.Identifier(plan.cursor or ""), sql.Literal(plan.since))
+    types = {c.name: _arrow_type(c) for c in described}
+    final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
+                       else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])
+                       for c in described])
+    if xmin:
+        types[XMIN] = pa.int64()
+        final = final.append(pa.field(XMIN, pa.int64()))
+    return _Copy(query, names, types, final, plan)
+
+
 def _read_copy(ctx: ReadContext, plan: SourceRead, url: str, options: Options) -> Iterator[pa.RecordBatch]:
+    streams = options.streams
+    if plan.table is not None and streams != 1:
+        coordinator = _connect_snapshot(ctx, url, options, None)
+        try:
+            blocks = _blocks(coordinator, plan)
+            if streams is None and blocks * 8192 >= PARALLEL_FROM_BYTES:
+                streams = AUTO_STREAMS
+            if streams is not None and streams > 1 and blocks > 1:
+                yield from _read_parallel(ctx, coordinator, plan, url, options, (streams, blocks))
+                return
+            copy = _copy_of(ctx, coordinator, plan)
+            yield from _copy_batches(ctx, coordinator, copy, _ordered(copy))
+            return
+        finally:
+            coordinator.close()
+    with _connect(ctx, url, options) as conn:
+        copy = _copy_of(ctx, conn, plan)
+        yield from _copy_batches(ctx, conn, copy, _ordered(copy) if plan.cursor else copy.query)
+
+
+def _ordered(copy: _Copy) -> Any:
+    from psycopg import sql
+
+    if not copy.plan.cursor:
+        return copy.query
+    return copy.query + sql.SQL(" order by {}").format(sql.Identifier(copy.plan.cursor))
+
+
+def _copy_batches(ctx: ReadContext, conn: psycopg.Connection[Any], copy: _Copy, query: Any,
+                  stop: threading.Event | None = None) -> Iterator[pa.RecordBatch]:
+    """One COPY … (FORMAT CSV) parsed by pyarrow's streaming reader: batches of at most ``ctx.batch_rows``."""
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as csv
     from psycopg import sql
 
-    with _connect(ctx, url, options) as conn:
-        described = _describe(ctx, conn, plan)
-        if plan.select:
-            by_name = {c.name: c for c in described}
-            described = [by_name[n] for n in plan.select]
-        names = [c.name for c in described]
-        items: list[Any] = []
-        xmin = _xmin(ctx) and XMIN not in names
-        for column in described:
-            kind = _TYPES.get(column.type_code, "string")
-            name = sql.Identifier(column.name)
-            if kind == "timestamptz":  # CSV says "+00"; as a plain UTC timestamp it parses, then is labelled UTC
-                items.append(sql.SQL("({} at time zone 'UTC') as {}").format(name, name))
-            elif kind == "string" and column.type_code not in (25, 1043, 1042, 19):
-                items.append(sql.SQL("{}::text as {}").format(name, name))
-            else:
-                items.append(name)
-        if xmin:  # xid → text → bigint: 32 bits, compared with the key's newest landed version only
-            items.append(sql.SQL("xmin::text::bigint as xmin"))
-            names.append(XMIN)
-        query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
-        if plan.filtered:
-            # COPY takes no parameters: psycopg quotes the value as a typed literal (never our own formatting)
-            query += sql.SQL(" where {} " + plan.operator + " {}").format(
-                sql.Identifier(plan.cursor or ""), sql.Literal(plan.since))
-        if plan.cursor:
-            query += sql.SQL(" order by {}").format(sql.Identifier(plan.cursor))
-        types = {c.name: _arrow_type(c) for c in described}
-        final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
-                           else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])
-                           for c in described])
-        if xmin:
-            types[XMIN] = pa.int64()
-            final = final.append(pa.field(XMIN, pa.int64()))
+    plan = copy.plan
+    try:
+        with conn.cursor().copy(sql.SQL("copy ({}) to stdout (format csv)").format(query)) as stream:
+            chunks = iter(stream)
+            first = next(chunks, None)
+            if first is None:  # no rows (an empty range or filter): pyarrow refuses an empty CSV
+                return
+            reader = csv.open_csv(
+                io.BufferedReader(_CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20),
+                read_options=csv.ReadOptions(column_names=copy.names, block_size=4 << 20),
+                parse_options=csv.ParseOptions(newlines_in_values=True),
+                convert_options=csv.ConvertOptions(column_types=copy.types, null_values=[""], true_values=["t"],
+                                                   false_values=["f"], strings_can_be_null=True,
+                                                   quoted_strings_can_be_null=False),
+                memory_pool=_stream_pool() if stop is not None else None)
+            for batch in reader:
+                if ctx.cancel.is_set() or (stop is not None and stop.is_set()):
+                    return
+                batch = _finish(batch, copy.final)
+                for start in range(0, batch.num_rows, ctx.batch_rows):
+                    yield batch.slice(start, ctx.batch_rows)
+    except psycopg.Error as exc:
+        raise query_error(ctx, plan, exc) from None
+    except pa.ArrowInvalid as exc:
+        raise query_error(ctx, plan, exc) from None
+
+
+# -- parallel: several COPY streams over ctid ranges of one snapshot -----------------------------------------------
+
+PARALLEL_FROM_BYTES = 256 << 20  # automatic: a table this big on disk (pg_relation_size) is read in several streams
+AUTO_STREAMS = 4
+RANGES_PER_STREAM = 4  # ranges are handed out as streams free up: a slow range does not hold the others back
+MIN_RANGE_BLOCKS = 256  # 2 MB of pages
+_DONE = object()
+
+
+def _stream_pool() -> Any:
+    """The memory pool of a parallel stream's parsing: jemalloc when pyarrow has it. With mimalloc (pyarrow's
+    default) the blocks each stream thread frees stayed cached per thread, and the load's peak RSS grew with
+    the table (501–552 MB at 10M rows with 4 streams, against 389 MB with jemalloc; bench/RESULTS.md)."""
+    import pyarrow as pa
+
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return pa.default_memory_pool()
+
+
+def _connect_snapshot(ctx: ReadContext, url: str, options: Options,
+                      snapshot: str | None) -> psycopg.Connection[Any]:
+    """A connection inside a REPEATABLE READ, READ ONLY transaction: its own snapshot (the coordinator's), or
+    the exported ``snapshot`` (SET TRANSACTION SNAPSHOT, before any query of the transaction)."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        conn = psycopg.connect(url, connect_timeout=options.connect_timeout, autocommit=True)
+    except psycopg.Error as exc:
+        raise connection_error(ctx, exc, where_of(url)) from None
+    try:
+        conn.execute("begin isolation level repeatable read, read only")
+        if snapshot is not None:
+            conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+        conn.execute("set local time zone 'UTC'")
+        conn.execute("set local datestyle = 'ISO, YMD'")
+    except psycopg.Error as exc:
+        conn.close()
+        raise connection_error(ctx, exc, where_of(url)) from None
+    return conn
+
+
+def _blocks(conn: psycopg.Connection[Any], plan: SourceRead) -> int:
+    """The table's size in pages now (0 for a view: it has no ctid ranges of its own)."""
+    name = f"{_quote(plan.schema)}.{_quote(plan.table or '')}" if plan.schema else _quote(plan.table or "")
+    row = conn.execute("select c.relkind::text, pg_relation_size(c.oid) / current_setting('block_size')::int "
+                       "from pg_class c where c.oid = to_regclass(%s)", [name]).fetchone()
+    if not row or row[0] not in ("r", "m"):  # a view or foreign table: one stream
+        return 0
+    return int(row[1])
+
+
+def _ranges(blocks: int, streams: int) -> list[tuple[int, int | None]]:
+    """ctid page ranges [start, end) covering the table; the last has no end (pages added since are read
+    too: rows of the snapshot can only be on pages that existed when it was taken, later ones hold none)."""
+    size = max(MIN_RANGE_BLOCKS, -(-blocks // (streams * RANGES_PER_STREAM)))
+    starts = list(range(0, blocks, size)) or [0]
+    return [(s, starts[i + 1] if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
+
+
+def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan: SourceRead, url: str, options: Options,
+                   size: tuple[int, int]) -> Iterator[pa.RecordBatch]:
+    """``streams`` connections read ctid ranges of the coordinator's exported snapshot into a bounded queue.
+
+    Memory stays flat: each stream holds one CSV block (4 MB) and its batch, and the queue at most one batch
+    per stream. The coordinator keeps its transaction open — the snapshot can be imported only while it is —
+    and reads ranges itself. The first error (or the consumer stopping) stops every stream."""
+    import queue
+
+    from psycopg import sql
+
+    streams, blocks = size
+    pool = _stream_pool()
+    copy = _copy_of(ctx, coordinator, plan)
+    row = coordinator.execute("select pg_export_snapshot()").fetchone()
+    snapshot = str(row[0]) if row else ""
+    ranges = _ranges(blocks, streams)
+    streams = min(streams, len(ranges))
+    todo: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
+    for item in ranges:
+        todo.put(item)
+    out: queue.Queue[Any] = queue.Queue(maxsize=streams)
+    stop = threading.Event()
+    # every stream imports the snapshot before any reads: the coordinator (stream 0) may finish its ranges and
+    # end its transaction first, after which the snapshot could no longer be imported
+    conns = [coordinator]
+    try:
+        for _ in range(streams - 1):
+            conns.append(_connect_snapshot(ctx, url, options, snapshot))
+    except BaseException:
+        for conn in conns[1:]:
+            conn.close()
+        raise
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(conn: psycopg.Connection[Any]) -> None:
         try:
-            with conn.cursor().copy(sql.SQL("copy ({}) to stdout (format csv)").format(query)) as copy:
-                reader = csv.open_csv(
-                    io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20),
-                    read_options=csv.ReadOptions(column_names=names, block_size=4 << 20),
-                    parse_options=csv.ParseOptions(newlines_in_values=True),
-                    convert_options=csv.ConvertOptions(column_types=types, null_values=[""], true_values=["t"],
-                                                       false_values=["f"], strings_can_be_null=True,
-                                                       quoted_strings_can_be_null=False))
-                for batch in reader:
-                    if ctx.cancel.is_set():
-                        return
-                    batch = _finish(batch, final)
-                    for start in range(0, batch.num_rows, ctx.batch_rows):
-                        yield batch.slice(start, ctx.batch_rows)
-        except psycopg.Error as exc:
-            raise query_error(ctx, plan, exc) from None
-        except pa.ArrowInvalid as exc:
-            raise query_error(ctx, plan, exc) from None
+            with conn:
+                while not stop.is_set():
+                    try:
+                        start, end = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
+                    if end is not None:
+                        where += sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({end},0)"))
+                    joiner = " and " if plan.filtered else " where "
+                    query = copy.query + sql.SQL(joiner) + where
+                    for batch in _copy_batches(ctx, conn, copy, query, stop):
+                        if not put(batch):
+                            return
+                    pool.release_unused()  # this thread's freed blocks back to the OS: RSS stays flat
+        except BaseException as exc:
+            put(exc)
+        finally:
+            put(_DONE)
+
+    threads = [threading.Thread(target=work, args=(conn,), daemon=True, name=f"kiban-pg-stream-{i}")
+               for i, conn in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = out.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            elif ctx.cancel.is_set():
+                return
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
 
 
 def _finish(batch: pa.RecordBatch, final: pa.Schema) -> pa.RecordBatch:

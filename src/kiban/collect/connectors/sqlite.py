@@ -33,6 +33,7 @@ from kiban.collect.connectors.database import (
     check_columns,
     ident,
     missing_table,
+    one_stream,
     plan_of,
     query_error,
     require_url,
@@ -47,12 +48,14 @@ _ROWID = "__kiban_rowid"
 
 
 def check(ctx: ReadContext, options: Options) -> None:
+    one_stream(ctx, options, "SQLite")
     plan = plan_of(ctx, options)
     with closing(_connect(ctx)) as conn:
         check_columns(ctx, plan, [name for name, _ in _columns(ctx, conn, plan)])
 
 
 def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
+    one_stream(ctx, options, "SQLite")
     plan = plan_of(ctx, options)
     with closing(_connect(ctx)) as conn:
         columns = _columns(ctx, conn, plan)
