@@ -34,14 +34,7 @@ if TYPE_CHECKING:
 def tables(project: Project) -> DeltaTables | None:
     """The lake's Delta tables, or None when the lake is the local folder (no ``storage: lake:``)."""
     storage = project.config.storage
-    if storage is None or storage.lake is None:
-        return None
-    root = storage.lake
-    if root.startswith("file://"):
-        root = root[len("file://"):]
-    if not root.startswith("s3://"):
-        root = str((project.root / root).resolve())
-    return DeltaTables(root, storage.options() if storage.remote(root) else {})
+    return DeltaTables.at(storage.lake, storage, project.root) if storage is not None else None
 
 
 def name_of(asset: str) -> str:

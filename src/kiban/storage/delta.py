@@ -21,6 +21,8 @@ from kiban.storage.spec import StorageError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kiban.storage.spec import StorageConfig
+
 LOAD_ID = "_load_id"
 META_LOAD = "kiban.load"  # the commit's load id (custom commit metadata)
 META_TAG = "kiban.version"  # a published table's data version
@@ -67,6 +69,18 @@ class DeltaTables:
     def __init__(self, root: str, options: dict[str, str]) -> None:
         self.root = root.rstrip("/")
         self.options = options if root.startswith("s3://") else {}
+
+    @classmethod
+    def at(cls, root: str | None, storage: StorageConfig, base: Path) -> DeltaTables | None:
+        """The tables under a ``storage:`` root as kiban.yml wrote it (``s3://…``, ``file://…`` or a folder relative
+        to the project folder ``base``); None when that root is not set."""
+        if root is None:
+            return None
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        if not root.startswith("s3://"):
+            root = str((base / root).resolve())
+        return cls(root, storage.options() if storage.remote(root) else {})
 
     def uri(self, name: str) -> str:
         return f"{self.root}/{name}"

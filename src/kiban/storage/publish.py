@@ -29,14 +29,7 @@ LAYERS = ("warehouse", "mart")
 def shared_tables(project: Project) -> DeltaTables | None:
     """The published tables' Delta root, or None without ``storage: warehouse:``."""
     storage = project.config.storage
-    if storage is None or storage.warehouse is None:
-        return None
-    root = storage.warehouse
-    if root.startswith("file://"):
-        root = root[len("file://"):]
-    if not root.startswith("s3://"):
-        root = str((project.root / root).resolve())
-    return DeltaTables(root, storage.options() if storage.remote(root) else {})
+    return DeltaTables.at(storage.warehouse, storage, project.root) if storage is not None else None
 
 
 def publish(project: Project, built: list[str], tag: str) -> dict[str, int]:
