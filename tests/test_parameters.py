@@ -27,7 +27,6 @@ DEBT = {  # module:function → what to do
     "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
     "slo/predict.py:__init__": "a forecast context",
     "value/simulate.py:panel": "a Scenario dataclass (stores, days, effect, noise, seed)",
-    "store/store.py:record_attempt": "an Attempt dataclass (record_attempts takes dicts already)",
 }
 
 
