@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.graph import Graph
-from kiban.incidents import Incident, IncidentLog
+from kiban.incidents import Incident, IncidentDraft, IncidentLog
 from kiban.notify import Message, Notifier
 from kiban.notify.wording import consumer_message
 from kiban.project import Project
@@ -244,9 +244,9 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     kind = "at_risk" if verdict.verdict == VerdictStatus.AT_RISK else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
     # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
-    incident, _created = incidents.record(verdict.usecase, verdict.due_date, kind, verdict.verdict, message,
-                                         impact=impact_doc, root_cause=found, workaround=fix, event=event,
-                                         at=result.now)
+    incident, _created = incidents.record(IncidentDraft(verdict.usecase, verdict.due_date, kind, verdict.verdict,
+                                                        message, impact=impact_doc, root_cause=found,
+                                                        workaround=fix, event=event), at=result.now)
     if verdict.verdict == VerdictStatus.LATE and incident.status != IncidentStatus.RESOLVED:
         incident = incidents.resolve(incident.id, f"repaired: the data was ready at "
                                      f"{_local(ctx, verdict.satisfied_at)}, {span(verdict.lateness_s or 0)} late; "

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiban.graph import Graph
-from kiban.incidents import Incident, IncidentLog
+from kiban.incidents import Incident, IncidentDraft, IncidentLog
 from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
@@ -207,9 +207,9 @@ class BreachWatcher:
             found = {**known.root_cause, "eta": eta}  # the run started late because it waited for the source
         fix, action = repair(found, usecase.assets, busy=running, eta=eta)
         found["action"] = action
-        incident, _ = incidents.record(forecast.usecase, due_day, "at_risk", "at_risk", message,
-                                       root_cause=found, workaround=fix,
-                                       event="revised" if revision else "at_risk", at=now)
+        incident, _ = incidents.record(IncidentDraft(forecast.usecase, due_day, "at_risk", "at_risk", message,
+                                                     root_cause=found, workaround=fix,
+                                                     event="revised" if revision else "at_risk"), at=now)
         # consumers hear it when the data is more likely late than not, or a failure leaves no room
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a
