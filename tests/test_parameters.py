@@ -22,7 +22,6 @@ DEBT = {  # module:function → what to do
     "catalog/requests.py:new_request": "a Request draft dataclass",
     "catalog/usage.py:log_query": "a QueryRecord dataclass",
     "dbt/checks.py:_check": "a dbt test record",
-    "notify/wording.py:consumer_message": "a ConsumerNotice dataclass",
     "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
     "slo/predict.py:__init__": "a forecast context",
     "value/simulate.py:panel": "a Scenario dataclass (stores, days, effect, noise, seed)",
