@@ -18,9 +18,7 @@ import kiban
 PACKAGE = Path(kiban.__file__).parent
 MOST = 8
 DEBT = {  # module:function → what to do
-    "catalog/console.py:_run": "the same query job object",
     "catalog/requests.py:new_request": "a Request draft dataclass",
-    "catalog/usage.py:log_query": "a QueryRecord dataclass",
     "dbt/checks.py:_check": "a dbt test record",
     "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
     "slo/predict.py:__init__": "a forecast context",

@@ -18,7 +18,7 @@ from kiban.catalog.lineage import STAR
 from kiban.catalog.recipes import RECIPES_DIR, load_recipes
 from kiban.catalog.requests import MOVES, check_deliverable, events, get_request, lead_times, list_requests, move
 from kiban.catalog.search import SearchIndex
-from kiban.catalog.usage import Actor, last_read, log_query, unused, weekly
+from kiban.catalog.usage import Actor, QueryEntry, last_read, log_query, unused, weekly
 from kiban.catalog.usage import history as read
 from kiban.web import catalog_models as cm
 from kiban.web import models as m
@@ -145,8 +145,9 @@ def export(site: Site, user: User, result: QueryResult, sql: str, fmt: str, kind
         path = write(result, Path(folder) / f"result.{fmt}")
         data = path.read_bytes()
     who = actor(site, user, None)
-    log_query(site.store, site.project.name, who, kind="export", name=f"{name or kind}.{fmt}", sql=sql, status="ok",
-              assets=result.assets, rows=len(result.rows), pii_shown=result.pii_shown)
+    log_query(site.store, site.project.name, who, QueryEntry("export", sql, "ok", result.assets,
+                                                             name=f"{name or kind}.{fmt}", rows=len(result.rows),
+                                                             pii_shown=result.pii_shown))
     return data
 
 
