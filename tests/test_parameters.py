@@ -18,7 +18,6 @@ import kiban
 PACKAGE = Path(kiban.__file__).parent
 MOST = 8
 DEBT = {  # module:function → what to do
-    "catalog/requests.py:new_request": "a Request draft dataclass",
     "dbt/checks.py:_check": "a dbt test record",
     "run/handoff.py:hand_over": "a HandOver request (selection, collected, full refresh, wait)",
     "slo/predict.py:__init__": "a forecast context",

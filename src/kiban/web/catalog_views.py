@@ -232,11 +232,11 @@ def request_detail(site: Site, request_id: int) -> cm.RequestOut:
 
 
 def new_request(site: Site, user: User, body: cm.RequestIn) -> cm.RequestOut:
-    from kiban.catalog.requests import get_request, new_request
+    from kiban.catalog.requests import RequestDraft, get_request, new_request
 
-    request_id = new_request(site.store, site.project.name, body.title, user.name,
-                             team=(body.team or "").strip() or last_team(site, user.name), purpose=body.purpose,
-                             hypothesis=body.hypothesis, data_needed=body.data_needed, needed_by=body.needed_by)
+    request_id = new_request(site.store, site.project.name, RequestDraft(
+        body.title, user.name, team=(body.team or "").strip() or last_team(site, user.name), purpose=body.purpose,
+        hypothesis=body.hypothesis, data_needed=body.data_needed, needed_by=body.needed_by))
     return request_out(site, get_request(site.store, site.project.name, request_id))
 
 
