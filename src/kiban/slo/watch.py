@@ -19,7 +19,7 @@ from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
-from kiban.slo.predict import Forecast, Predictor, RunState
+from kiban.slo.predict import Concurrency, Durations, Forecast, Predictor, RunState
 from kiban.slo.service import WARN_LEAD, console_link, tell_consumers
 from kiban.status import AttemptStatus, IncidentStatus
 from kiban.store import Store, utcnow
@@ -97,11 +97,12 @@ class BreachWatcher:
         if not relevant:
             return
         declared = {k for k, a in self.graph.assets.items() if a.config.expected_duration is not None}
-        self.predictor = Predictor(self.graph, relevant, {n: d for n, (_, d) in self.due.items()},
-                                   expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9),
-                                   history={k: facts.of(k).durations[-HISTORY:] for k in self.graph.assets},
-                                   declared=declared, threads=self.threads or self.project.config.effective_threads,
-                                   limits=dict(self.project.config.limits))
+        durations = Durations(expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9),
+                              history={k: facts.of(k).durations[-HISTORY:] for k in self.graph.assets},
+                              declared=declared)
+        self.predictor = Predictor(self.graph, relevant, {n: d for n, (_, d) in self.due.items()}, durations,
+                                   Concurrency(threads=self.threads or self.project.config.effective_threads,
+                                               limits=dict(self.project.config.limits)))
         self.state.planned = planned
         self.run_start = now
         self.usual_leads = {}
