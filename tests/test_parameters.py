@@ -18,7 +18,6 @@ import kiban
 PACKAGE = Path(kiban.__file__).parent
 MOST = 8
 DEBT = {  # module:function → what to do
-    "value/simulate.py:panel": "a Scenario dataclass (stores, days, effect, noise, seed)",
 }
 
 
