@@ -22,7 +22,7 @@ from pathlib import Path
 from results import write_section  # bench/ is on sys.path when a script in it runs
 
 from kiban.value.effect import measure
-from kiban.value.simulate import panel
+from kiban.value.simulate import Scenario, panel
 
 DESIGNS = [  # (label, method, generator settings)
     ("difference-in-differences, 40 stores, 1 year", "did", {"units": 40}),
@@ -43,7 +43,7 @@ def rates(method: str, seeds: int, settings: dict[str, object]) -> tuple[int, in
     widths: list[float] = []
     for seed in range(seeds):
         for effect in (25.0, 0.0):
-            p = panel(seed + (0 if effect else 50_000), effect=effect, **settings)  # type: ignore[arg-type]
+            p = panel(seed + (0 if effect else 50_000), Scenario(effect=effect, **settings))  # type: ignore[arg-type]
             groups = {"treated": p.treated, "control": p.control} if method != "before_after" else {}
             e = measure(p.panel, p.start, method=method, is_holiday=p.holidays.__contains__, **groups)
             if effect:
@@ -58,7 +58,7 @@ def size(method: str, first: int, last: int, settings: dict[str, object]) -> tup
     """Placebo false positives on seeds ``first`` … ``last − 1`` (more seeds: the test's true size, not luck)."""
     false = 0
     for seed in range(first, last):
-        p = panel(seed + 50_000, effect=0.0, **settings)  # type: ignore[arg-type]
+        p = panel(seed + 50_000, Scenario(effect=0.0, **settings))  # type: ignore[arg-type]
         e = measure(p.panel, p.start, method=method, treated=p.treated, control=p.control,
                     is_holiday=p.holidays.__contains__)
         false += e.excludes_zero
@@ -68,7 +68,7 @@ def size(method: str, first: int, last: int, settings: dict[str, object]) -> tup
 def synth_speed(reps: int) -> tuple[float, float]:
     """(median wall s, median CPU s) of a synthetic control for 1 treated store among 500 over 730 days: the
     weights, the conformal interval (one refit per tried effect) and up to 60 in-space placebos."""
-    p = panel(2, units=500, days=730, start_day=500, effect=20.0, treated_share=0.002)
+    p = panel(2, Scenario(units=500, days=730, start_day=500, effect=20.0, treated_share=0.002))
     measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
     walls, cpus = [], []
     for _ in range(reps):
@@ -87,7 +87,7 @@ def speed(reps: int) -> tuple[float, float, float, int]:
     from kiban.run import RunOptions, run_project
     from kiban.value.measure import measure_initiative, read_panel
 
-    p = panel(1, units=500, days=730, start_day=500, effect=20.0)
+    p = panel(1, Scenario(units=500, days=730, start_day=500, effect=20.0))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "kiban.yml").write_text("name: bench\ntimezone: Asia/Tokyo\n")

@@ -30,7 +30,7 @@ from kiban.slo.durations import expected
 from kiban.slo.evaluate import Context, evaluate
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import blast_radius
-from kiban.slo.predict import Predictor, RunState
+from kiban.slo.predict import Durations, Predictor, RunState
 from kiban.store import Store
 from kiban.store.schema import attempts, runs
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         deadlines = {n: d for n, (_, d) in next_deadlines(ctx, now).items()}
         planned = {k for k in graph.assets if graph.assets[k].layer != "lake"}
         predictor = Predictor(graph, {n: u.assets for n, u in project.usecases.items()}, deadlines,
-                              expected(graph, facts, 0.5), expected(graph, facts, 0.9))
+                              Durations(expected(graph, facts, 0.5), expected(graph, facts, 0.9)))
         state = RunState(planned=planned)
         for key in graph.order[: len(graph.order) // 2]:
             state.finished[key] = now

@@ -55,7 +55,7 @@ def build(root: Path) -> float:
 
 def prepare(root: Path) -> str:
     """An analyst with a token, some history and a data request (so history and usage have rows)."""
-    from kiban.catalog.requests import new_request
+    from kiban.catalog.requests import RequestDraft, new_request
     from kiban.project import load_project
     from kiban.store import Store
     from kiban.web.accounts import Accounts
@@ -66,7 +66,7 @@ def prepare(root: Path) -> str:
         accounts = Accounts(store)
         if accounts.user("bench") is None:
             accounts.add_user("bench", PASSWORD, "analyst")
-        new_request(store, project.name, "Sales per hour", "bench", team="stores", purpose="staffing")
+        new_request(store, project.name, RequestDraft("Sales per hour", "bench", team="stores", purpose="staffing"))
         return accounts.create_token("bench", "bench")
     finally:
         store.close()

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from kiban.catalog.requests import (
+    RequestDraft,
     RequestError,
     check_deliverable,
     events,
@@ -31,9 +32,10 @@ def store(tmp_path):
 
 
 def test_a_request_moves_through_its_states_with_a_timeline(store):
-    rid = new_request(store, "shop", "Weekly churn by store", "hana", team="stores", purpose="Plan visits",
-                      hypothesis="Stores near stations churn less", data_needed="orders per customer, 2 years",
-                      needed_by=date(2026, 12, 20))
+    rid = new_request(store, "shop", RequestDraft("Weekly churn by store", "hana", team="stores",
+                                                  purpose="Plan visits", hypothesis="Stores near stations churn less",
+                                                  data_needed="orders per customer, 2 years",
+                                                  needed_by=date(2026, 12, 20)))
     assert get_request(store, "shop", rid).status == "new"
     with pytest.raises(RequestError, match="it can move to in_progress, closed, not delivered"):
         move(store, "shop", rid, "delivered", "ken", deliverable="recipe:churn")
@@ -64,7 +66,7 @@ def test_deliverables_are_recipes_assets_or_files():
 
 
 def test_lead_times_and_overdue_requests(store):
-    ids = [new_request(store, "shop", f"r{i}", "u", needed_by=date(2026, 1, 1)) for i in range(4)]
+    ids = [new_request(store, "shop", RequestDraft(f"r{i}", "u", needed_by=date(2026, 1, 1))) for i in range(4)]
     for i, rid in enumerate(ids[:3]):
         move(store, "shop", rid, "in_progress", "ken")
         move(store, "shop", rid, "delivered", "ken", deliverable="file:x")

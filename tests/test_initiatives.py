@@ -16,7 +16,7 @@ import pytest
 from kiban.errors import ProjectError, ProjectErrors
 from kiban.project import load_project
 from kiban.value.effect import EffectError, Panel, measure
-from kiban.value.simulate import panel
+from kiban.value.simulate import Scenario, panel
 
 SEEDS = 30
 MIN_COVER = 26  # P(X ≤ 25 | n=30, p=0.95) ≈ 1.6%
@@ -27,7 +27,7 @@ def _rates(method: str, **kw: object) -> tuple[int, int]:
     cover = false = 0
     for seed in range(SEEDS):
         for effect in (25.0, 0.0):
-            p = panel(seed + (0 if effect else 50_000), effect=effect, **kw)  # type: ignore[arg-type]
+            p = panel(seed + (0 if effect else 50_000), Scenario(effect=effect, **kw))  # type: ignore[arg-type]
             groups = {"treated": p.treated, "control": p.control} if method != "before_after" else {}
             e = measure(p.panel, p.start, method=method, is_holiday=p.holidays.__contains__, **groups)
             if effect:
@@ -51,17 +51,17 @@ def test_interval_covers_the_planted_effect_and_placebos_rarely_exclude_zero(met
 def test_groups_that_drift_apart_before_the_start_are_called_out():
     # the larger stores got the change and every store grows by 5% a year: in yen the large ones grow faster, so
     # the groups' gap widens with or without the change — parallel trends fail, and the report must say so
-    p = panel(3, units=60, effect=20.0, random_groups=False, trend=0.3)
+    p = panel(3, Scenario(units=60, effect=20.0, random_groups=False, trend=0.3))
     e = measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)
     assert e.pre_fit["gap_trend_p"] < 0.05
     assert any(n.startswith("Warning: before the start the gap between the groups drifted") for n in e.notes)
-    fair = panel(3, units=60, effect=20.0, trend=0.0)
+    fair = panel(3, Scenario(units=60, effect=20.0, trend=0.0))
     ok = measure(fair.panel, fair.start, method="did", treated=fair.treated, control=fair.control)
     assert not any(n.startswith("Warning") for n in ok.notes)
 
 
 def test_an_effect_is_reported_with_its_assumptions_fit_and_series():
-    p = panel(1, units=40, effect=40.0)
+    p = panel(1, Scenario(units=40, effect=40.0))
     e = measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)
     assert e.excludes_zero and e.estimate > 0
     assert any("Parallel trends" in a for a in e.assumptions)
@@ -75,7 +75,7 @@ def test_an_effect_is_reported_with_its_assumptions_fit_and_series():
 
 
 def test_data_that_cannot_answer_is_refused_with_a_reason():
-    p = panel(2, units=10, days=120, start_day=60)
+    p = panel(2, Scenario(units=10, days=120, start_day=60))
     with pytest.raises(EffectError, match="before the start"):
         measure(p.panel, p.panel.days[0], method="did", treated=p.treated)
     with pytest.raises(EffectError, match="on or after"):
@@ -97,7 +97,7 @@ def test_panel_from_rows_sums_duplicates_and_leaves_gaps_empty():
 def test_two_years_of_500_stores_is_measured_fast():
     import time
 
-    p = panel(0, units=500, days=730, start_day=500)
+    p = panel(0, Scenario(units=500, days=730, start_day=500))
     measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)  # warm (imports)
     t0 = time.perf_counter()
     for method in ("did", "ab", "before_after"):
@@ -159,7 +159,7 @@ def test_a_bad_initiative_names_file_and_line(project_dir, text, message, line):
 def _write_planted(root: Path) -> tuple[float, date]:
     from tests.conftest import write_parquet
 
-    p = panel(7, units=40, days=300, start_day=200, effect=30.0)
+    p = panel(7, Scenario(units=40, days=300, start_day=200, effect=30.0))
     rows = [(d.isoformat(), u, float(v)) for i, u in enumerate(p.panel.units)
             for d, v in zip(p.panel.days, p.panel.values[i], strict=True)]
     csv = root / "sales.csv"

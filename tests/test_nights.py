@@ -18,7 +18,7 @@ from kiban.incidents import IncidentLog
 from kiban.project import load_project
 from kiban.run.runner import RunOptions, run_project
 from kiban.slo.cause import span
-from kiban.slo.predict import Forecast, Predictor, RunState
+from kiban.slo.predict import Concurrency, Durations, Forecast, Predictor, RunState
 from kiban.slo.service import check
 from kiban.slo.watch import BreachWatcher
 from kiban.store import Store, utcnow
@@ -127,8 +127,8 @@ def _mixed_history_predictor(graph, now: datetime, slow_builds: int = 10) -> Pre
                "mart.forecast": [1200.0] * 24}
     p50 = {"warehouse.order_lines": 3100.0, "warehouse.customers": 2400.0, "mart.forecast": 1200.0}
     p90 = {"warehouse.order_lines": 21000.0, "warehouse.customers": 2400.0, "mart.forecast": 1200.0}
-    return Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now}, p50, p90, history=history,
-                     declared=set(), threads=4)
+    return Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now},
+                     Durations(p50, p90, history=history, declared=set()), Concurrency(threads=4))
 
 
 def test_the_optimistic_end_of_a_slow_step_is_its_quickest_slow_builds(tmp_path: Path) -> None:
@@ -184,9 +184,9 @@ def test_a_step_just_past_its_p90_does_not_alarm(tmp_path: Path) -> None:
     history = {"warehouse.orders": [1800 + 30 * i for i in range(20)], "mart.daily_sales": [600.0] * 20}
     now = datetime(2026, 11, 30, 0, 0)
     predictor = Predictor(graph, {"morning": ("mart.daily_sales",)}, {"morning": now + timedelta(minutes=20)},
-                          {"warehouse.orders": 2100.0, "mart.daily_sales": 600.0},
-                          {"warehouse.orders": 2300.0, "mart.daily_sales": 600.0}, history=history,
-                          declared=set())
+                          Durations({"warehouse.orders": 2100.0, "mart.daily_sales": 600.0},
+                                    {"warehouse.orders": 2300.0, "mart.daily_sales": 600.0}, history=history,
+                                    declared=set()))
     state = RunState(planned={"warehouse.orders", "mart.daily_sales"})
     state.started["warehouse.orders"] = now - timedelta(seconds=2320)  # past p90 (2300 s), within history
     (forecast,) = predictor.forecast(state, now)
@@ -200,10 +200,10 @@ def test_the_forecast_queues_steps_on_the_threads_the_run_has(tmp_path: Path) ->
          "warehouse.history": 6000.0, "mart.daily_sales": 600.0, "mart.forecast": 1200.0, "mart.rfm": 1800.0}
     now = datetime(2026, 11, 30, 17, 0)
     planned = set(p)
-    wide = Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now + timedelta(hours=3)}, p, p,
-                     threads=4).forecast(RunState(planned=set(planned)), now)[0]
-    one = Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now + timedelta(hours=3)}, p, p,
-                    threads=1).forecast(RunState(planned=set(planned)), now)[0]
+    wide = Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now + timedelta(hours=3)}, Durations(p, p),
+                     Concurrency(threads=4)).forecast(RunState(planned=set(planned)), now)[0]
+    one = Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now + timedelta(hours=3)}, Durations(p, p),
+                    Concurrency(threads=1)).forecast(RunState(planned=set(planned)), now)[0]
     assert wide.p50 == now + timedelta(seconds=3000 + 1200) and not wide.at_risk
     assert one.p50 is not None and one.p50 - now >= timedelta(seconds=sum(p.values()) - 1800 - 600)
     assert one.at_risk and one.cause == "queued" and one.queued_s > 0
@@ -214,8 +214,8 @@ def test_no_history_no_alarm(tmp_path: Path) -> None:
     graph = _graph(tmp_path)
     now = datetime(2026, 11, 30, 0, 0)
     predictor = Predictor(graph, {"morning": ("mart.daily_sales",)}, {"morning": now + timedelta(seconds=30)},
-                          {"warehouse.orders": 60.0, "mart.daily_sales": 60.0},
-                          {"warehouse.orders": 60.0, "mart.daily_sales": 60.0}, history={}, declared=set())
+                          Durations({"warehouse.orders": 60.0, "mart.daily_sales": 60.0},
+                                    {"warehouse.orders": 60.0, "mart.daily_sales": 60.0}, history={}, declared=set()))
     (forecast,) = predictor.forecast(RunState(planned={"warehouse.orders", "mart.daily_sales"}), now)
     assert not forecast.confident and not forecast.at_risk
     assert set(forecast.unknown) == {"warehouse.orders", "mart.daily_sales"}

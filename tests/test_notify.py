@@ -432,22 +432,22 @@ def test_a_delivery_is_given_up_after_hours(store: Store, tmp_path: Path) -> Non
 
 
 def test_consumer_wording_in_their_language_and_words() -> None:
-    from kiban.notify.wording import consumer_message
+    from kiban.notify.wording import ConsumerNotice, consumer_message
 
-    subject, text = consumer_message("at_risk", "ja", description="発注担当が在庫補充の前に需要予測を見る。",
-                                     usecase="stock", due="2026-12-01", deadline="12-01 06:00", owner="data-team",
-                                     cause_kind="late_source", eta="06:40 (up to 07:10)")
+    subject, text = consumer_message("at_risk", "ja", ConsumerNotice(
+        description="発注担当が在庫補充の前に需要予測を見る。", usecase="stock", due="2026-12-01",
+        deadline="12-01 06:00", owner="data-team", cause_kind="late_source", eta="06:40 (up to 07:10)"))
     assert subject == "【kiban】発注担当が在庫補充の前に需要予測を見る：遅れる可能性があります"
     assert "元データの到着が遅れています" in text and "06:40 (up to 07:10) 頃" in text and "stock" not in text
-    subject, text = consumer_message("ready", "en", description="Store managers read yesterday's sales.",
-                                     usecase="morning", due="2026-12-01", deadline="12-01 08:30", owner=None,
-                                     late="20 s")
+    subject, text = consumer_message("ready", "en", ConsumerNotice(
+        description="Store managers read yesterday's sales.", usecase="morning", due="2026-12-01",
+        deadline="12-01 08:30", owner=None, late="20 s"))
     assert subject == "[kiban] Store managers read yesterday's sales: your data is ready"
     assert "20 s after the 12-01 08:30 deadline" in text and "morning" not in text
     for event in ("at_risk", "failed", "incomplete", "bad_data", "late", "ready"):
         for language in ("en", "ja"):
-            subject, _ = consumer_message(event, language, description="Sales.", usecase="u", due="d",
-                                          deadline="x", owner="o")
+            subject, _ = consumer_message(event, language, ConsumerNotice(
+                description="Sales.", usecase="u", due="d", deadline="x", owner="o"))
             assert ".:" not in subject and "。：" not in subject and "..." not in subject
 
 

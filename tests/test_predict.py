@@ -12,7 +12,7 @@ from kiban.graph import build_graph
 from kiban.incidents import IncidentLog
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
-from kiban.slo.predict import Predictor, RunState
+from kiban.slo.predict import Durations, Predictor, RunState
 from kiban.slo.watch import BreachWatcher
 from kiban.store import Store, utcnow
 
@@ -136,12 +136,12 @@ def test_forecast_uses_the_remaining_critical_path(project_dir):
     p50 = {"warehouse.a": 60.0, "warehouse.b": 300.0, "mart.c": 30.0}
     p90 = {"warehouse.a": 120.0, "warehouse.b": 600.0, "mart.c": 60.0}
     now = datetime(2026, 11, 30, 0, 0)
-    predictor = Predictor(graph, {"u": ("mart.c",)}, {"u": now + timedelta(minutes=10)}, p50, p90)
+    predictor = Predictor(graph, {"u": ("mart.c",)}, {"u": now + timedelta(minutes=10)}, Durations(p50, p90))
     state = RunState(planned={"warehouse.a", "warehouse.b", "mart.c"})
     state.started["warehouse.b"] = now - timedelta(seconds=100)  # b runs for 100 s already
     (forecast,) = predictor.forecast(state, now)
     assert forecast.p50 == now + timedelta(seconds=200 + 30)  # b's remaining 200 s, then c
     assert forecast.p90 == now + timedelta(seconds=500 + 60)
     assert not forecast.at_risk  # 560 s < 600 s
-    tight = Predictor(graph, {"u": ("mart.c",)}, {"u": now + timedelta(minutes=9)}, p50, p90)
+    tight = Predictor(graph, {"u": ("mart.c",)}, {"u": now + timedelta(minutes=9)}, Durations(p50, p90))
     assert tight.forecast(state, now)[0].at_risk

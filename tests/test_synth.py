@@ -17,7 +17,7 @@ from kiban.errors import ProjectError, ProjectErrors
 from kiban.project import load_project
 from kiban.value import conformal
 from kiban.value.effect import EffectError, Panel, measure
-from kiban.value.simulate import panel
+from kiban.value.simulate import Scenario, panel
 
 SEEDS = 30
 MIN_COVER = 26  # P(X ≤ 25 | n=30, p=0.95) ≈ 1.6%
@@ -28,7 +28,7 @@ def test_one_treated_store_interval_covers_the_truth_and_placebos_rarely_exclude
     cover = false = 0
     for seed in range(SEEDS):
         for effect in (25.0, 0.0):
-            p = panel(seed + (0 if effect else 50_000), effect=effect, units=10, treated_share=0.1)
+            p = panel(seed + (0 if effect else 50_000), Scenario(effect=effect, units=10, treated_share=0.1))
             e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
             assert e.treated_units == 1 and e.control_units == 9
             if effect:
@@ -63,7 +63,7 @@ def test_the_time_permutation_p_value_is_uniform_on_noise_and_exact_on_a_shift()
 
 
 def test_synthetic_control_shows_its_fit_weights_placebos_and_chart():
-    p = panel(4, units=12, effect=150.0, treated_share=1 / 12)
+    p = panel(4, Scenario(units=12, effect=150.0, treated_share=1 / 12))
     e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
     assert e.method == "synth" and e.excludes_zero and e.low <= 150 <= e.high
     assert e.pre_fit["r2_pre"] > 0.5 and e.pre_fit["rmspe_pre"] > 0
@@ -79,7 +79,7 @@ def test_synthetic_control_shows_its_fit_weights_placebos_and_chart():
 
 def test_a_treated_store_larger_than_every_control_is_still_matched():
     # Abadie's weights summing to one could not rebuild a store twice as large as any control; ours scale
-    p = panel(5, units=10, effect=0.0, treated_share=0.1)
+    p = panel(5, Scenario(units=10, effect=0.0, treated_share=0.1))
     values = p.panel.values.copy()
     t = p.panel.units.index(p.treated[0])
     values[t] = values[t] * 2 + 500
@@ -89,7 +89,7 @@ def test_a_treated_store_larger_than_every_control_is_still_matched():
 
 
 def test_hostile_panels_are_refused_or_handled():
-    p = panel(6, units=6, effect=0.0, treated_share=1 / 6)
+    p = panel(6, Scenario(units=6, effect=0.0, treated_share=1 / 6))
     holes = p.panel.values.copy()
     c = p.panel.units.index(p.control[0])
     holes[c, 10] = np.nan  # a control with a missing day is left out, and the notes say so
@@ -109,7 +109,7 @@ def test_auto_design_picks_synthetic_control_for_one_treated_store():
     from kiban.project.initiative import Intervention
     from kiban.value.measure import design
 
-    p = panel(1, units=10)
+    p = panel(1, Scenario(units=10))
     one = Intervention(start=p.start, treated=(p.panel.units[0],))
     assert design(one, p.panel) == "synth"
     assert design(Intervention(start=p.start, treated=p.panel.units[:5]), p.panel) == "did"
@@ -173,7 +173,7 @@ def test_an_initiative_measured_by_metric_name_from_the_warehouse(project_dir, c
     from tests.conftest import write_parquet
 
     root = project_dir(BASE, lake=LAKE, config=METRICS)
-    p = panel(9, units=10, days=300, start_day=200, effect=60.0, treated_share=0.1)
+    p = panel(9, Scenario(units=10, days=300, start_day=200, effect=60.0, treated_share=0.1))
     cells = ", ".join(f"(date '{d}', '{u}', {v:.3f})" for i, u in enumerate(p.panel.units)
                       for d, v in zip(p.panel.days, p.panel.values[i], strict=True))
     write_parquet(root / "lake" / "sales" / "part-0.parquet",
@@ -194,7 +194,7 @@ def test_an_initiative_measured_by_metric_name_from_the_warehouse(project_dir, c
 
 def test_a_short_series_moves_stretches_by_days_and_says_so():
     # 90 days (12 weeks): by whole weeks the smallest p-value would be 1/12, never below 5%
-    p = panel(11, units=6, days=90, start_day=60, effect=80.0, treated_share=1 / 6)
+    p = panel(11, Scenario(units=6, days=90, start_day=60, effect=80.0, treated_share=1 / 6))
     e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
     assert any("move a day at a time" in n for n in e.notes)
     assert np.isfinite(e.low) and np.isfinite(e.high) and e.low <= 80 <= e.high

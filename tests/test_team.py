@@ -210,15 +210,15 @@ def test_the_review_counts_data_requests_and_their_toil(project_dir):
     from datetime import UTC
     from zoneinfo import ZoneInfo
 
-    from kiban.catalog.requests import move, new_request
+    from kiban.catalog.requests import RequestDraft, move, new_request
 
     project = _project(project_dir)
     store = Store(project.state_url)
     try:
-        asked = new_request(store, "test", "sales by weather", "mika")
+        asked = new_request(store, "test", RequestDraft("sales by weather", "mika"))
         move(store, "test", asked, "in_progress", "aiko")
         move(store, "test", asked, "delivered", "aiko", deliverable="mart.daily_sales")
-        new_request(store, "test", "still open", "mika")
+        new_request(store, "test", RequestDraft("still open", "mika"))
         today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Tokyo")).date()  # the project's weeks are local
         result = review(project, build_graph(project), store, week_of("this", today), with_budgets=False)
         week = result.week

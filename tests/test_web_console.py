@@ -69,16 +69,16 @@ def add_users(root: Path) -> dict[str, str]:
 def open_incident(root: Path) -> int:
     from datetime import date
 
-    from kiban.incidents import IncidentLog
+    from kiban.incidents import IncidentDraft, IncidentLog
     from kiban.project import load_project
     from kiban.store import Store
 
     store = Store(load_project(root).state_url)
     try:
-        incident, _ = IncidentLog(store, "webshop").record(
+        incident, _ = IncidentLog(store, "webshop").record(IncidentDraft(
             "morning_sales", date(2026, 11, 30), "missed", "failed", "not delivered by the deadline",
             root_cause={"asset": "mart.daily_sales", "status": "failed", "error": "Binder Error"},
-            workaround="kiban run --resume", impact={"consumers": [{"name": "Store managers", "team": "stores"}]})
+            workaround="kiban run --resume", impact={"consumers": [{"name": "Store managers", "team": "stores"}]}))
         return incident.id
     finally:
         store.close()

@@ -22,7 +22,7 @@ oncall:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kiban.incidents import IncidentLog
+    from kiban.incidents import IncidentDraft, IncidentLog
     from kiban.project import load_project
     from kiban.run import RunOptions, run_project
     from kiban.store import Store
@@ -36,10 +36,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert run_project(project, RunOptions()).status == "success"
     add_users(root)
     store = Store(project.state_url)
-    IncidentLog(store, "test").record("stocking", date(2026, 11, 30), "missed", "failed", "not ready by 06:00",
-                                      root_cause={"asset": "mart.daily_sales", "kind": "failed",
-                                                  "reason": "Binder Error"},
-                                      impact={"consumers": [{"name": "Stocking team", "team": "supply"}]})
+    IncidentLog(store, "test").record(IncidentDraft(
+        "stocking", date(2026, 11, 30), "missed", "failed", "not ready by 06:00",
+        root_cause={"asset": "mart.daily_sales", "kind": "failed", "reason": "Binder Error"},
+        impact={"consumers": [{"name": "Stocking team", "team": "supply"}]}))
     store.close()
     return root
 

@@ -31,7 +31,7 @@ from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.pivot import MAX_VALUES, is_dynamic, make_static, value_queries
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
 from kiban.catalog.sandbox import QueryFailed, QueryTimeout, engine_message
-from kiban.catalog.usage import Actor, log_query
+from kiban.catalog.usage import Actor, QueryEntry, log_query
 from kiban.catalog.warehouse import published_columns, source_of
 from kiban.errors import UsageError
 from kiban.spreadsheets import inert
@@ -78,6 +78,24 @@ def check_limits(limit: int, timeout: float) -> None:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) \
             or not 0 < timeout <= MAX_TIMEOUT:
         raise UsageError(f"the time limit must be more than 0 and at most {MAX_TIMEOUT:g} seconds; got {timeout!r}")
+
+
+@dataclass(frozen=True)
+class ConsoleQuery:
+    """One query handed to the console (``QueryConsole.run``): what travels with it from admission to the record."""
+
+    sql: str
+    actor: Actor
+    params: Mapping[str, Any] | None
+    limit: int
+    timeout: float
+    kind: str = "query"
+    name: str | None = None
+    record: bool = True  # False: not written to the usage log (the caller records it itself)
+
+    def entry(self, status: str, assets: Sequence[str] = (), **extra: Any) -> QueryEntry:
+        """What the usage log records of this query, ended with ``status``."""
+        return QueryEntry(self.kind, self.sql, status, assets, self.name, **extra)
 
 
 @dataclass
@@ -150,21 +168,21 @@ class QueryConsole:
         started = time.perf_counter()
         # admission first: a query turned away costs nothing (no parsing, no lineage, no session)
         with self.admission.slot(actor.user, self.max_running, self.max_per_user):
-            return self._run(sql, actor, params, limit, timeout, kind, name, record, started)
+            return self._run(ConsoleQuery(sql, actor, params, limit, timeout, kind, name, record), started)
 
-    def _run(self, sql: str, actor: Actor, params: Mapping[str, Any] | None, limit: int, timeout: float,
-             kind: str, name: str | None, record: bool, started: float) -> QueryResult:
+    def _run(self, query: ConsoleQuery, started: float) -> QueryResult:
+        sql, actor, params, limit, timeout = query.sql, query.actor, query.params, query.limit, query.timeout
         try:
             # a dynamic PIVOT is first given its values (computed over the masked views), then proven like any query
             runnable = self._static_pivot(sql, actor, params, timeout) if is_dynamic(sql) else sql
             checked = check_query(runnable, self.relations)
             proven = prove_reads(runnable, Exposed(self.relations, reserved_names()))
         except QueryRefused as exc:
-            self._record(actor, kind, name, sql, "refused", error=exc.message)
+            self._record(actor, query.entry("refused", error=exc.message))
             raise
         except (QueryTimeout, QueryFailed) as exc:
-            self._record(actor, kind, name, sql, "timeout" if isinstance(exc, QueryTimeout) else "failed",
-                         error=exc.message, seconds=time.perf_counter() - started)
+            self._record(actor, query.entry("timeout" if isinstance(exc, QueryTimeout) else "failed",
+                                            error=exc.message, seconds=time.perf_counter() - started))
             raise
         reads = sorted(set(checked.assets) | set(proven))
         outputs = self._pii_outputs(checked.tree, checked.assets)
@@ -172,12 +190,12 @@ class QueryConsole:
             outcome = self._in_sandbox(runnable, reads, actor, params, limit, timeout)
             columns, types, rows, truncated = outcome.columns, outcome.types, outcome.rows, outcome.truncated
         except QueryTimeout as exc:
-            self._record(actor, kind, name, sql, "timeout", self._bases(checked.assets), error=exc.message,
-                         seconds=time.perf_counter() - started)
+            self._record(actor, query.entry("timeout", self._bases(checked.assets), error=exc.message,
+                                            seconds=time.perf_counter() - started))
             raise
         except QueryFailed as exc:
-            self._record(actor, kind, name, sql, "failed", self._bases(checked.assets), error=exc.message,
-                         seconds=time.perf_counter() - started)
+            self._record(actor, query.entry("failed", self._bases(checked.assets), error=exc.message,
+                                            seconds=time.perf_counter() - started))
             raise
         hidden = _mask_columns(columns, outputs)
         shown = bool(hidden) and actor.pii_clearance  # cleared: shown, and the history says so
@@ -185,8 +203,8 @@ class QueryConsole:
             hidden = []
         seconds = time.perf_counter() - started
         read = self._bases(checked.assets)
-        query_id = self._record(actor, kind, name, sql, "ok", read, rows=len(rows), seconds=seconds,
-                                pii_shown=shown) if record else None
+        query_id = self._record(actor, query.entry("ok", read, rows=len(rows), seconds=seconds,
+                                                   pii_shown=shown)) if query.record else None
         return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown)
 
     def _in_sandbox(self, sql: str, reads: Sequence[str], actor: Actor, params: Mapping[str, Any] | None,
@@ -243,12 +261,10 @@ class QueryConsole:
         return [(name, name in lineage.unexplained or any(r in pii for r in lineage.sources.get(name, ())))
                 for name in lineage.columns]
 
-    def _record(self, actor: Actor, kind: str, name: str | None, sql: str, status: str,
-                assets: Sequence[str] = (), **extra: Any) -> int | None:
+    def _record(self, actor: Actor, entry: QueryEntry) -> int | None:
         if self.store is None:
             return None
-        return log_query(self.store, self.project.name, actor, kind=kind, name=name, sql=sql, status=status,
-                         assets=assets, **extra)
+        return log_query(self.store, self.project.name, actor, entry)
 
 
 def _mask_columns(columns: list[str], outputs: list[tuple[str, bool]] | None) -> list[str]:

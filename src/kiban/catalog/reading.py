@@ -39,7 +39,7 @@ from kiban.catalog.console import (
 )
 from kiban.catalog.masking import MaskedSession, open_masked, reserved_names
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
-from kiban.catalog.usage import Actor
+from kiban.catalog.usage import Actor, QueryEntry
 from kiban.catalog.warehouse import is_postgres, source_file, source_of
 from kiban.project import load_project
 from kiban.quoting import quote
@@ -271,7 +271,7 @@ class Reader:
         while True:
             actor, sql, status, assets, extra = self._records.get()
             try:
-                self.console._record(actor, self.kind, None, sql, status, assets, **extra)
+                self.console._record(actor, QueryEntry(self.kind, sql, status, assets, **extra))
             except Exception:  # the history is a record, not the read: a full disk must not fail reads
                 log.warning("could not record a %s read in the query history", self.kind, exc_info=True)
             finally:

@@ -83,15 +83,29 @@ def check_deliverable(value: str, assets: Collection[str] | None = None) -> str:
     raise RequestError(f"'{value}' is not a deliverable", "use recipe:NAME, mart.NAME (an asset) or file:PATH")
 
 
-def new_request(store: Store, project: str, title: str, requester: str, *, team: str | None = None,
-                purpose: str = "", hypothesis: str = "", data_needed: str = "", needed_by: date | None = None) -> int:
+@dataclass(frozen=True)
+class RequestDraft:
+    """A data request as its requester words it (``new_request``): who asks, for what, with which data, by when."""
+
+    title: str
+    requester: str
+    team: str | None = None
+    purpose: str = ""
+    hypothesis: str = ""
+    data_needed: str = ""
+    needed_by: date | None = None
+
+
+def new_request(store: Store, project: str, draft: RequestDraft) -> int:
+    """Open ``draft`` as a new request (with its first event); returns its id."""
+    title, requester = draft.title, draft.requester
     if not title.strip():
         raise RequestError("a request needs a title")
     now = utcnow()
     with store._tx() as conn:
         result = conn.execute(data_requests.insert().values(
-            project=project, title=title.strip(), requester=requester, team=team, purpose=purpose,
-            hypothesis=hypothesis, data_needed=data_needed, needed_by=needed_by, status="new",
+            project=project, title=title.strip(), requester=requester, team=draft.team, purpose=draft.purpose,
+            hypothesis=draft.hypothesis, data_needed=draft.data_needed, needed_by=draft.needed_by, status="new",
             created_at=now, updated_at=now))
         request_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         conn.execute(data_request_events.insert().values(request_id=request_id, at=now, actor=requester,

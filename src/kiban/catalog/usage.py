@@ -49,11 +49,28 @@ class QueryRecord:
     pii_shown: bool = False
 
 
-def log_query(store: Store, project: str, actor: Actor, *, kind: str, sql: str, status: str,
-              assets: Iterable[str] = (), name: str | None = None, rows: int | None = None,
-              seconds: float | None = None, error: str | None = None, pii_shown: bool = False) -> int:
+@dataclass(frozen=True)
+class QueryEntry:
+    """One query to record (``log_query``): what it was, how it ended and what it read.
+
+    ``kind`` is query, recipe or export; ``status`` ok, refused, failed or timeout."""
+
+    kind: str
+    sql: str
+    status: str
+    assets: Iterable[str] = ()
+    name: str | None = None
+    rows: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    pii_shown: bool = False
+
+
+def log_query(store: Store, project: str, actor: Actor, entry: QueryEntry) -> int:
     """Record one query (ok, refused, failed or timeout) and the assets it read; returns its id."""
     now = utcnow()
+    kind, name, sql, status, rows = entry.kind, entry.name, entry.sql, entry.status, entry.rows
+    seconds, error, pii_shown, assets = entry.seconds, entry.error, entry.pii_shown, entry.assets
     with store._tx() as conn:
         result = conn.execute(query_log.insert().values(
             project=project, at=now, user_name=actor.user, team=actor.team, kind=kind, name=name, sql=sql,

@@ -337,7 +337,7 @@ def requests_new(
     """Open a data request."""
     import os
 
-    from kiban.catalog.requests import new_request
+    from kiban.catalog.requests import RequestDraft, new_request
     from kiban.errors import UsageError
     from kiban.project import load_project
 
@@ -348,8 +348,9 @@ def requests_new(
     project = load_project(State.project_dir)
     store = _store(project)
     try:
-        request_id = new_request(store, project.name, title, _who(user), team=team or os.environ.get("KIBAN_TEAM"),
-                                 purpose=purpose, hypothesis=hypothesis, data_needed=data, needed_by=due)
+        request_id = new_request(store, project.name, RequestDraft(
+            title, _who(user), team=team or os.environ.get("KIBAN_TEAM"), purpose=purpose, hypothesis=hypothesis,
+            data_needed=data, needed_by=due))
     finally:
         store.close()
     console.print(f"data request [bold]#{request_id}[/] opened")

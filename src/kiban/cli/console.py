@@ -73,7 +73,7 @@ def print_result(result: Any, as_json: bool = False) -> None:
 def _deliver(con: Any, result: Any, csv: Path | None, xlsx: Path | None, who: Any, sql: str, kind: str,
              name: str | None) -> None:
     from kiban.catalog.console import export
-    from kiban.catalog.usage import log_query
+    from kiban.catalog.usage import QueryEntry, log_query
 
     for target in (csv, xlsx):
         if target is None:
@@ -83,8 +83,9 @@ def _deliver(con: Any, result: Any, csv: Path | None, xlsx: Path | None, who: An
             target = target.with_suffix(wanted)
         export(result, target)
         if con.store is not None:  # an export is a use of the data of its own
-            log_query(con.store, con.project.name, who, kind="export", name=str(target), sql=sql, status="ok",
-                      assets=result.assets, rows=len(result.rows), pii_shown=result.pii_shown)
+            log_query(con.store, con.project.name, who, QueryEntry("export", sql, "ok", result.assets,
+                                                                   name=str(target), rows=len(result.rows),
+                                                                   pii_shown=result.pii_shown))
         err_console.print(f"wrote {len(result.rows):,} row(s) to {target}" +
                           (f" (from recipe {name})" if kind == "recipe" else ""))
 

@@ -10,7 +10,7 @@ check over the filtered rows. What cannot be converted goes to the report with i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kiban.dbt.context import Config, Renderer, RenderError, locate
@@ -23,6 +23,23 @@ OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "ta
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
 _CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
 _DURATION = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks"}
+
+
+@dataclass(frozen=True)
+class DbtTest:
+    """One dbt test to convert: its kind and arguments, what it tests, and where it is written (for the report).
+
+    ``options`` are the kiban check's options gathered so far (severity, fail_above); it is the caller's dict, and
+    a test rendered into a sql check drops ``fail_above`` from it (the condition is then in the SQL)."""
+
+    kind: str
+    args: dict[str, Any]
+    column: str | None
+    asset: Relation
+    where: Any
+    options: dict[str, Any]
+    file: str
+    line: int | None
 
 
 @dataclass
@@ -147,7 +164,7 @@ class TestConverter:
         where = config.get("where")
         what = f"test {kind}" + (f" on {column}" if column else "")
         try:
-            check = self._check(kind, args, column, asset, where, options, sidecar, file, line)
+            check = self._check(DbtTest(kind, args, column, asset, where, options, file, line))
         except RenderError as exc:
             self.report.skip(file, line, what, exc.message)
             return
@@ -168,11 +185,11 @@ class TestConverter:
             sidecar.column(target).setdefault("checks", []).append(entry)
         self.report.checks += 1
 
-    def _check(self, kind: str, args: dict[str, Any], column: str | None, asset: Relation, where: Any,
-               options: dict[str, Any], sidecar: Sidecar, file: str, line: int | None
-               ) -> tuple[str | None, Any] | None:
+    def _check(self, test: DbtTest) -> tuple[str | None, Any] | None:
+        kind, args, asset, where, options = test.kind, test.args, test.asset, test.where, test.options
         short = kind.split(".")[-1]
-        column = column or (str(args["column_name"]) if args.get("column_name") else None)
+        column = test.column or (str(args["column_name"]) if args.get("column_name") else None)
+        test = replace(test, column=column)
         model = asset.render()
         # a condition kiban's thresholds cannot say (error_if: "<1"): dbt's verdict as a sql check
         special = self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options
@@ -188,7 +205,7 @@ class TestConverter:
                 return None, {"sql": sql, "name": _check_name(f"{short}_{column or ''}" + ("_where" if where else "")
                                                               ).rstrip("_"), **_row_options(options, sql_check=True)}
         if where or special:
-            return self._generic(kind, args, column, asset, where, options, file, line)
+            return self._generic(test)
         if not where and column and short in ("not_null", "unique") and "." not in kind:
             return column, ({short: None, **options} if options else short)
         if not where and column and short == "accepted_values" and "." not in kind:
@@ -203,7 +220,7 @@ class TestConverter:
                 if isinstance(body, dict):
                     return target, {**body, **_row_options(options, sql_check=False,
                                                            kind=next(iter(body)))}
-        return self._generic(kind, args, column, asset, where, options, file, line)
+        return self._generic(test)
 
     def _dbt_utils(self, short: str, args: dict[str, Any], column: str | None) -> tuple[str | None, Any] | None:
         if short == "unique_combination_of_columns":
@@ -244,8 +261,9 @@ class TestConverter:
                     f"where child.{column} is not null and parent.{to_field} is null")
         return None
 
-    def _generic(self, kind: str, args: dict[str, Any], column: str | None, asset: Relation, where: Any,
-                 options: dict[str, Any], file: str, line: int | None) -> tuple[str | None, Any] | None:
+    def _generic(self, test: DbtTest) -> tuple[str | None, Any] | None:
+        kind, args, column, asset, where = test.kind, test.args, test.column, test.asset, test.where
+        options, file, line = test.options, test.file, test.line
         package, _, short = kind.rpartition(".")
         macro = None
         for pkg in ([package] if package else [self.renderer.project.name, *self.renderer.macros]):

@@ -40,6 +40,25 @@ class Incident:
     note: str | None
 
 
+@dataclass(frozen=True)
+class IncidentDraft:
+    """What is said about a use case's day: opens its incident or goes on its timeline (``IncidentLog.record``).
+
+    ``kind`` is at_risk or missed; ``event`` names the timeline entry (``kind`` when not given). ``impact``,
+    ``root_cause`` and ``workaround`` replace what the incident held only when given: what was learnt earlier stays.
+    """
+
+    usecase: str
+    due: date
+    kind: str
+    verdict: str
+    message: str
+    impact: dict[str, Any] | None = None
+    root_cause: dict[str, Any] | None = None
+    workaround: str | None = None
+    event: str | None = None
+
+
 def _incident(row: Any) -> Incident:
     return Incident(row.id, row.usecase, row.due_date, row.status, row.kind, row.verdict, row.opened_at,
                     row.updated_at, row.resolved_at, json.loads(row.impact or "{}"),
@@ -50,15 +69,14 @@ class IncidentLog:
     def __init__(self, store: Store, project: str) -> None:
         self.store, self.project = store, project
 
-    def record(self, usecase: str, due: date, kind: str, verdict: str, message: str, *,
-               impact: dict[str, Any] | None = None, root_cause: dict[str, Any] | None = None,
-               workaround: str | None = None, event: str | None = None, at: datetime | None = None
-               ) -> tuple[Incident, bool]:
+    def record(self, draft: IncidentDraft, *, at: datetime | None = None) -> tuple[Incident, bool]:
         """Open the incident of (use case, day) or add to its timeline. Returns it and whether it is new.
 
         An at-risk incident that becomes a miss is escalated; a resolved one that misses again reopens.
         """
         now = at or utcnow()
+        usecase, due, kind, verdict = draft.usecase, draft.due, draft.kind, draft.verdict
+        impact, root_cause, workaround = draft.impact, draft.root_cause, draft.workaround
         with self.store.engine.begin() as conn:
             row = conn.execute(incidents.select().where(
                 incidents.c.project == self.project, incidents.c.usecase == usecase,
@@ -85,8 +103,8 @@ class IncidentLog:
                 if row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
                     values.update(status=IncidentStatus.OPEN, resolved_at=None)
                 conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
-            conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=event or kind,
-                                                         message=message))
+            conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=draft.event or kind,
+                                                         message=draft.message))
         found = self.get(incident_id)
         assert found is not None
         return found, row is None

@@ -8,6 +8,8 @@ stop is trimmed before a suffix is added).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 LANGUAGES = ("en", "ja")
 
 _PLAIN = {  # the root cause's kind → what a consumer understands
@@ -63,18 +65,36 @@ def title(description: str, fallback: str) -> str:
     return text.rstrip("。．.!！?？、,;:： ") or fallback
 
 
-def consumer_message(event: str, language: str, *, description: str, usecase: str, due: str, deadline: str,
-                     owner: str | None, cause_kind: str | None = None, eta: str | None = None,
-                     late: str | None = None, through: str | None = None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class ConsumerNotice:
+    """What consumers of a use case's day are told about, whatever their language (``consumer_message``).
+
+    ``due``/``deadline`` are already formatted; ``cause_kind`` is the root cause's kind (said in plain words);
+    ``eta`` when the data is expected, ``late`` how late it came, ``through`` the last day it covers (``due``
+    when not given); ``owner`` is named to consumers except on good news."""
+
+    description: str
+    usecase: str
+    due: str
+    deadline: str
+    owner: str | None
+    cause_kind: str | None = None
+    eta: str | None = None
+    late: str | None = None
+    through: str | None = None
+
+
+def consumer_message(event: str, language: str, notice: ConsumerNotice) -> tuple[str, str]:
     """(subject, text) for a consumer. ``event``: at_risk, failed, incomplete, bad_data, late or ready."""
     words = _TEXT.get(language, _TEXT["en"])
     suffix, body = words.get(event, words["failed"])
-    text = str(body).format(due=due, deadline=deadline, why=plain_cause(cause_kind, language),
+    due, deadline, eta, late, owner = notice.due, notice.deadline, notice.eta, notice.late, notice.owner
+    text = str(body).format(due=due, deadline=deadline, why=plain_cause(notice.cause_kind, language),
                             eta=str(words["eta"]).format(eta=eta) if eta else "", late=late or "",
-                            through=through or due,
+                            through=notice.through or due,
                             late_part=str(words["late_part"]).format(late=late, deadline=deadline) if late else "")
     if event not in ("ready", "late") and owner:
         text += str(words["told"]).format(owner=owner)
     separator = "：" if language == "ja" else ": "
     bracket = "【kiban】" if language == "ja" else "[kiban] "
-    return f"{bracket}{title(description, usecase)}{separator}{suffix}", text.strip()
+    return f"{bracket}{title(notice.description, notice.usecase)}{separator}{suffix}", text.strip()

@@ -218,12 +218,27 @@ class Intake:
                 answer(self.project, got.run_id, {k: self.finished[k] for k in got.keys}, self.run_id)
 
 
-def hand_over(project: Project, graph: Graph, store: Store, run_id: str, holder: RunRecord, selection: list[str],
-              collected: dict[str, Outcome], full_refresh: bool, emit: Listener, wait: float = 0.0
+@dataclass(frozen=True)
+class HandOver:
+    """What run ``run_id`` asks of ``holder``, the live run that writes the warehouse file: build the models of
+    ``selection`` (``collected`` holds what this run collected first), fully refreshed or not. ``wait``: seconds
+    to wait for the holder to end when it cannot take them."""
+
+    run_id: str
+    holder: RunRecord
+    selection: list[str]
+    collected: dict[str, Outcome]
+    full_refresh: bool
+    wait: float = 0.0
+
+
+def hand_over(project: Project, graph: Graph, store: Store, request: HandOver, emit: Listener
               ) -> dict[str, Outcome] | None:
-    """The giver's side: offer the selected models to ``holder`` and wait for its answer. None: the holder
+    """The giver's side: offer the selected models to ``request.holder`` and wait for its answer. None: the holder
     ended without taking them (build them here). When it cannot take them (it runs other code), wait up to
-    ``wait`` seconds for it to end, else raise :class:`RunLockedError` saying why."""
+    ``request.wait`` seconds for it to end, else raise :class:`RunLockedError` saying why."""
+    run_id, holder, selection, collected = request.run_id, request.holder, request.selection, request.collected
+    full_refresh, wait = request.full_refresh, request.wait
     models = [k for k in selection if graph.assets[k].layer != "lake"]
     if any(o.status != AttemptStatus.SUCCESS for o in collected.values()):
         return None  # a collection failed: the plain path skips what is downstream of it, with the reason

@@ -227,8 +227,8 @@ def _run_locked(ctx: RunContext) -> RunResult:
             handed: dict[str, Outcome] | None = None
             if holder is not None:  # another process writes the DuckDB file: collect here, build there
                 collected = _collect(project, store, run_id, selection, options, emit)
-                handed = handoff.hand_over(project, graph, store, run_id, holder, selection, collected,
-                                           options.full_refresh, emit, wait=options.wait)
+                handed = handoff.hand_over(project, graph, store, handoff.HandOver(
+                    run_id, holder, selection, collected, options.full_refresh, wait=options.wait), emit)
             if handed is not None:
                 outcomes = handed
                 statuses = {o.status for o in outcomes.values()}

@@ -70,27 +70,45 @@ class RunState:
     broken: set[str] = field(default_factory=set)  # failed, skipped or cancelled
 
 
-class Predictor:
-    """Forecasts for the use cases that read what a run builds.
+@dataclass(frozen=True)
+class Durations:
+    """How long each step takes, as a forecast knows it.
 
     ``p50``/``p90`` are each asset's planned durations (history or declared); ``history`` its recent build
-    times (for the conditional remaining time of a running step); ``threads``, ``limits`` and ``tags`` the
-    run's concurrency (None threads: unlimited); ``heavy`` says whether a step runs alone.
-    """
+    times (for the conditional remaining time of a running step); ``declared`` the steps whose duration is known
+    well enough without history (None: no history was given at all, every duration is taken as it is)."""
+
+    p50: dict[str, float]
+    p90: dict[str, float]
+    history: Mapping[str, Sequence[float]] | None = None
+    declared: set[str] | None = None
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many steps of the run go at once: ``threads`` (None: unlimited), ``limits`` per tag, and ``heavy``,
+    which says whether a step runs alone."""
+
+    threads: int | None = None
+    limits: Mapping[str, int] | None = None
+    heavy: Callable[[str], bool] | None = None
+
+
+class Predictor:
+    """Forecasts for the use cases that read what a run builds: each use case's assets, its deadline, the steps'
+    :class:`Durations` and the run's :class:`Concurrency`."""
 
     def __init__(self, graph: Graph, usecase_assets: dict[str, tuple[str, ...]],
-                 deadlines: dict[str, datetime], p50: dict[str, float], p90: dict[str, float], *,
-                 history: Mapping[str, Sequence[float]] | None = None, declared: set[str] | None = None,
-                 threads: int | None = None, limits: Mapping[str, int] | None = None,
-                 heavy: Callable[[str], bool] | None = None) -> None:
+                 deadlines: dict[str, datetime], durations: Durations,
+                 concurrency: Concurrency = Concurrency()) -> None:
         self.graph = graph
         self.deadlines = deadlines
-        self.p50, self.p90 = p50, p90
-        self.history = {k: sorted(v) for k, v in (history or {}).items()}
-        self.declared = declared
-        self.threads = threads
-        self.limits = dict(limits or {})
-        self.heavy = heavy or (lambda _key: False)
+        self.p50, self.p90 = durations.p50, durations.p90
+        self.history = {k: sorted(v) for k, v in (durations.history or {}).items()}
+        self.declared = durations.declared
+        self.threads = concurrency.threads
+        self.limits = dict(concurrency.limits or {})
+        self.heavy = concurrency.heavy or (lambda _key: False)
         self.usecase_assets = usecase_assets
         self.paths: dict[str, list[str]] = {}
         for name, keys in usecase_assets.items():

@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.graph import Graph
-from kiban.incidents import Incident, IncidentLog
+from kiban.incidents import Incident, IncidentDraft, IncidentLog
 from kiban.notify import Message, Notifier
-from kiban.notify.wording import consumer_message
+from kiban.notify.wording import ConsumerNotice, consumer_message
 from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
@@ -244,9 +244,9 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     kind = "at_risk" if verdict.verdict == VerdictStatus.AT_RISK else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
     # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
-    incident, _created = incidents.record(verdict.usecase, verdict.due_date, kind, verdict.verdict, message,
-                                         impact=impact_doc, root_cause=found, workaround=fix, event=event,
-                                         at=result.now)
+    incident, _created = incidents.record(IncidentDraft(verdict.usecase, verdict.due_date, kind, verdict.verdict,
+                                                        message, impact=impact_doc, root_cause=found,
+                                                        workaround=fix, event=event), at=result.now)
     if verdict.verdict == VerdictStatus.LATE and incident.status != IncidentStatus.RESOLVED:
         incident = incidents.resolve(incident.id, f"repaired: the data was ready at "
                                      f"{_local(ctx, verdict.satisfied_at)}, {span(verdict.lateness_s or 0)} late; "
@@ -323,15 +323,14 @@ def tell_consumers(project: Project, store: Store, incident: Incident, event: st
     by_language: dict[str, set[str]] = {}
     for who in usecase.config.consumers:
         by_language.setdefault(who.language, set()).update(who.notify)
-    deadline = _deadline_of(ctx, incident)
+    notice = ConsumerNotice(usecase.config.description, usecase.name, str(incident.due_date),
+                            _deadline_of(ctx, incident), usecase.config.owner,
+                            cause_kind=(incident.root_cause or {}).get("kind"), eta=eta,
+                            late=span(late_s) if late_s else None, through=through)
     for language, channels in sorted(by_language.items()):
         if not channels:
             continue
-        subject, text = consumer_message(
-            event, language, description=usecase.config.description, usecase=usecase.name,
-            due=str(incident.due_date), deadline=deadline, owner=usecase.config.owner,
-            cause_kind=(incident.root_cause or {}).get("kind"), eta=eta, late=span(late_s) if late_s else None,
-            through=through)
+        subject, text = consumer_message(event, language, notice)
         severity = "info" if event in ("ready", "late") else "warning" if event == "at_risk" else "critical"
         Notifier(store, dict(project.config.channels), project.root).send(sorted(channels), Message(
             subject=subject, text=text, severity=severity, link=console_link(project, incident),

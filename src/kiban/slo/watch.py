@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiban.graph import Graph
-from kiban.incidents import Incident, IncidentLog
+from kiban.incidents import Incident, IncidentDraft, IncidentLog
 from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
@@ -19,7 +19,7 @@ from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
-from kiban.slo.predict import Forecast, Predictor, RunState
+from kiban.slo.predict import Concurrency, Durations, Forecast, Predictor, RunState
 from kiban.slo.service import WARN_LEAD, console_link, tell_consumers
 from kiban.status import AttemptStatus, IncidentStatus
 from kiban.store import Store, utcnow
@@ -97,11 +97,12 @@ class BreachWatcher:
         if not relevant:
             return
         declared = {k for k, a in self.graph.assets.items() if a.config.expected_duration is not None}
-        self.predictor = Predictor(self.graph, relevant, {n: d for n, (_, d) in self.due.items()},
-                                   expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9),
-                                   history={k: facts.of(k).durations[-HISTORY:] for k in self.graph.assets},
-                                   declared=declared, threads=self.threads or self.project.config.effective_threads,
-                                   limits=dict(self.project.config.limits))
+        durations = Durations(expected(self.graph, facts, 0.5), expected(self.graph, facts, 0.9),
+                              history={k: facts.of(k).durations[-HISTORY:] for k in self.graph.assets},
+                              declared=declared)
+        self.predictor = Predictor(self.graph, relevant, {n: d for n, (_, d) in self.due.items()}, durations,
+                                   Concurrency(threads=self.threads or self.project.config.effective_threads,
+                                               limits=dict(self.project.config.limits)))
         self.state.planned = planned
         self.run_start = now
         self.usual_leads = {}
@@ -207,9 +208,9 @@ class BreachWatcher:
             found = {**known.root_cause, "eta": eta}  # the run started late because it waited for the source
         fix, action = repair(found, usecase.assets, busy=running, eta=eta)
         found["action"] = action
-        incident, _ = incidents.record(forecast.usecase, due_day, "at_risk", "at_risk", message,
-                                       root_cause=found, workaround=fix,
-                                       event="revised" if revision else "at_risk", at=now)
+        incident, _ = incidents.record(IncidentDraft(forecast.usecase, due_day, "at_risk", "at_risk", message,
+                                                     root_cause=found, workaround=fix,
+                                                     event="revised" if revision else "at_risk"), at=now)
         # consumers hear it when the data is more likely late than not, or a failure leaves no room
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a

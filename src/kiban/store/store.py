@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -30,6 +30,19 @@ from kiban.store.schema import attempts, locks, metadata, runs
 HEAD_REVISION = "0018"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
+
+
+class AttemptDetails(TypedDict, total=False):
+    """What an attempt may say beyond its run, asset and status (``Store.record_attempt``'s keywords)."""
+
+    attempt: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    rows: int | None
+    nbytes: int | None
+    fingerprint: str | None
+    error: str | None
+    watermark: date | None
 
 
 def utcnow() -> datetime:
@@ -169,13 +182,12 @@ class Store:
             conn.execute(runs.update().where(runs.c.run_id == run_id)
                          .values(status=status, ended_at=utcnow(), error=error))
 
-    def record_attempt(self, run_id: str, asset: str, status: str, *, attempt: int = 1,
-                       started_at: datetime | None = None, ended_at: datetime | None = None,
-                       rows: int | None = None, nbytes: int | None = None, fingerprint: str | None = None,
-                       error: str | None = None, watermark: date | None = None) -> None:
-        self.record_attempts([dict(run_id=run_id, asset=asset, status=status, attempt=attempt,
-                                   started_at=started_at, ended_at=ended_at, rows=rows, bytes=nbytes,
-                                   fingerprint=fingerprint, error=error, watermark=watermark)])
+    def record_attempt(self, run_id: str, asset: str, status: str, **details: Unpack[AttemptDetails]) -> None:
+        """One attempt of ``asset`` in ``run_id``; ``details`` are the optional columns (``attempt`` is 1 unless
+        given, ``nbytes`` is stored as ``bytes``). ``record_attempts`` takes many as dicts."""
+        row: dict[str, Any] = {**dict.fromkeys(AttemptDetails.__annotations__), "attempt": 1, **details}
+        row["bytes"] = row.pop("nbytes")
+        self.record_attempts([dict(run_id=run_id, asset=asset, status=status, **row)])
 
     def record_attempts(self, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -18,7 +18,7 @@ from kiban.catalog.lineage import STAR
 from kiban.catalog.recipes import RECIPES_DIR, load_recipes
 from kiban.catalog.requests import MOVES, check_deliverable, events, get_request, lead_times, list_requests, move
 from kiban.catalog.search import SearchIndex
-from kiban.catalog.usage import Actor, last_read, log_query, unused, weekly
+from kiban.catalog.usage import Actor, QueryEntry, last_read, log_query, unused, weekly
 from kiban.catalog.usage import history as read
 from kiban.web import catalog_models as cm
 from kiban.web import models as m
@@ -145,8 +145,9 @@ def export(site: Site, user: User, result: QueryResult, sql: str, fmt: str, kind
         path = write(result, Path(folder) / f"result.{fmt}")
         data = path.read_bytes()
     who = actor(site, user, None)
-    log_query(site.store, site.project.name, who, kind="export", name=f"{name or kind}.{fmt}", sql=sql, status="ok",
-              assets=result.assets, rows=len(result.rows), pii_shown=result.pii_shown)
+    log_query(site.store, site.project.name, who, QueryEntry("export", sql, "ok", result.assets,
+                                                             name=f"{name or kind}.{fmt}", rows=len(result.rows),
+                                                             pii_shown=result.pii_shown))
     return data
 
 
@@ -231,11 +232,11 @@ def request_detail(site: Site, request_id: int) -> cm.RequestOut:
 
 
 def new_request(site: Site, user: User, body: cm.RequestIn) -> cm.RequestOut:
-    from kiban.catalog.requests import get_request, new_request
+    from kiban.catalog.requests import RequestDraft, get_request, new_request
 
-    request_id = new_request(site.store, site.project.name, body.title, user.name,
-                             team=(body.team or "").strip() or last_team(site, user.name), purpose=body.purpose,
-                             hypothesis=body.hypothesis, data_needed=body.data_needed, needed_by=body.needed_by)
+    request_id = new_request(site.store, site.project.name, RequestDraft(
+        body.title, user.name, team=(body.team or "").strip() or last_team(site, user.name), purpose=body.purpose,
+        hypothesis=body.hypothesis, data_needed=body.data_needed, needed_by=body.needed_by))
     return request_out(site, get_request(site.store, site.project.name, request_id))
 
 

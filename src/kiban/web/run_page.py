@@ -23,7 +23,7 @@ from typing import Any
 
 from kiban.errors import KibanError
 from kiban.graph import select
-from kiban.slo.predict import Predictor, RunState
+from kiban.slo.predict import Concurrency, Durations, Predictor, RunState
 from kiban.status import AttemptStatus, RunStatus
 from kiban.store import utcnow
 from kiban.web.models import AttemptOut, RunDetail
@@ -94,7 +94,8 @@ def progress(site: Site, detail: RunDetail, building: dict[str, datetime] | None
         since = {k: max([started_at, *(finished[d] for d in graph.deps[k] if d in finished)])
                  for k in ready[:threads]}
     p50, p90 = _durations(site)
-    predictor = Predictor(graph, {}, {}, p50, p90, threads=site.project.config.effective_threads)
+    predictor = Predictor(graph, {}, {}, Durations(p50, p90),
+                          Concurrency(threads=site.project.config.effective_threads))
     naive = now.replace(tzinfo=None)
     state = RunState(planned=planned, started={k: t.replace(tzinfo=None) for k, t in since.items()},
                      finished={k: t.replace(tzinfo=None) for k, t in finished.items()}, broken=broken)

@@ -25,7 +25,7 @@ from kiban.graph import Graph, build_graph, select
 from kiban.incidents import IncidentLog
 from kiban.project import Project, load_project
 from kiban.slo.impact import blast_radius
-from kiban.slo.predict import Predictor, RunState
+from kiban.slo.predict import Durations, Predictor, RunState
 from kiban.slo.service import assess
 from kiban.status import AttemptStatus, IncidentStatus, RunStatus, Verdict
 from kiban.store import AttemptRecord, RunRecord, Store, utcnow
@@ -311,7 +311,8 @@ def _forecasts(site: Site, result: Any, running: list[RunRecord]) -> dict[str, A
         elif a.status in (AttemptStatus.FAILED, AttemptStatus.SKIPPED, AttemptStatus.CANCELLED):
             state.broken.add(a.asset)
     usecases = {n: u.assets for n, u in site.project.usecases.items() if n in result.upcoming}
-    predictor = Predictor(graph, usecases, {n: d for n, (_, d) in result.upcoming.items()}, result.p50, result.p90)
+    predictor = Predictor(graph, usecases, {n: d for n, (_, d) in result.upcoming.items()},
+                          Durations(result.p50, result.p90))
     return {f.usecase: f for f in predictor.forecast(state, utcnow())}
 
 
