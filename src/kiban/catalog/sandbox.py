@@ -391,3 +391,230 @@ def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
     finally:
         session.close()
 
+
+
+# --- a resident worker: one confined process that keeps its masked session warm between reads -----------------
+#
+# A fresh worker per read pays a fork, a cold attach and scan, and the copy of its result through a pipe. A
+# notebook reads the same marts again and again, so :class:`Resident` keeps one confined worker (the same
+# ``confine()``: RLIMIT_AS, RLIMIT_FSIZE 0, no core dumps) with its masked, locked session open, and hands each
+# result over without a copy:
+#
+# - the parent makes an anonymous memory file (``memfd_create``), sizes it to :data:`RESULT_CAP` (sparse: no memory
+#   is used until written), seals it against growing or shrinking, and passes its descriptor to the worker over
+#   the Unix socket (SCM_RIGHTS);
+# - the worker writes the result as an Arrow IPC file by *storing into a shared mapping* of that descriptor — no
+#   ``write()`` call, so ``RLIMIT_FSIZE`` stays 0 and the query still cannot write a byte to any file (the memfd
+#   has no name and no path; it can't be grown past the parent's cap, the seals forbid it);
+# - the parent maps the same pages read-only and opens the IPC file on them: the table's buffers *are* those pages
+#   (zero-copy), freed when the table is.
+RESULT_CAP = 2**34  # bytes: a result larger than this is refused (the worker's RLIMIT_AS bounds it long before)
+
+
+class ResultTooLarge(QueryFailed):
+    pass
+
+
+def resident_available() -> bool:
+    """Linux: anonymous memory files with seals, and descriptors passed over Unix sockets."""
+    import socket
+
+    return hasattr(os, "memfd_create") and hasattr(os, "MFD_ALLOW_SEALING") and hasattr(socket, "CMSG_LEN")
+
+
+def _serve(con: Connection, job: Job) -> None:
+    """The resident worker: confine, open the masked session over all of ``job.relations``, then answer reads
+    until told to stop (``None``); never raises. A read that runs out of memory ends the worker."""
+    confine(job.address_space, job.priority)
+    from multiprocessing import reduction
+
+    import duckdb
+
+    session = new_session()
+    alias = source_alias()
+    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
+    try:
+        try:
+            attach_source(session, job.source, alias)
+        except KibanError as exc:
+            con.send(("config", exc.message, exc.hint))
+            return
+        found = relation_columns(session, alias, job.relations)
+        con.send(("columns", found))
+        plans, secret = con.recv()
+        install_views(session, alias, found, plans, secret, hash_function)
+        lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
+                  threads=job.threads)
+        masked = MaskedSession(session, alias, hash_function)
+        con.send(("ready",))
+        while True:
+            request = con.recv()
+            if request is None:
+                return
+            sql, params, timeout = request
+            fd = reduction.recv_handle(con)
+            try:
+                con.send(_serve_one(session, masked, job.cleared, (sql, params, timeout), fd, duckdb))
+            finally:
+                os.close(fd)
+    except MemoryError:
+        with contextlib.suppress(Exception):
+            con.send(("memory",))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            con.send(("failed", engine_message(exc, job.cleared)))
+    finally:
+        with contextlib.suppress(Exception):
+            session.close()
+        con.close()
+
+
+def _serve_one(session: Any, masked: MaskedSession, cleared: bool, request: tuple[str, Any, float], fd: int,
+               duckdb: Any) -> tuple[Any, ...]:
+    import mmap
+
+    import pyarrow as pa
+
+    sql, params, timeout = request
+    timer = threading.Timer(timeout, session.interrupt)
+    timer.start()
+    try:
+        result = session.execute(sql, params) if params else session.execute(sql)
+        table = result.to_arrow_table()
+    except duckdb.InterruptException:
+        return ("timeout",)
+    except duckdb.OutOfMemoryException:
+        return ("memory",)
+    except (duckdb.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:  # values → Python
+        return ("failed", engine_message(exc, cleared, masked.clean))
+    finally:
+        timer.cancel()
+    counter = pa.MockOutputStream()  # the IPC file's exact size, without writing it
+    with pa.ipc.new_file(counter, table.schema) as writer:
+        writer.write_table(table)
+    size = counter.size()
+    if size > os.fstat(fd).st_size:
+        return ("large", size)
+    if size == 0:
+        return ("arrow", 0)
+    mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ | mmap.PROT_WRITE, flags=mmap.MAP_SHARED)
+    sink = pa.FixedSizeBufferWriter(pa.py_buffer(mapping))
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    sink.close()
+    del sink, writer  # the mapping is unmapped when its last reference goes
+    with contextlib.suppress(BufferError):
+        mapping.close()
+    return ("arrow", size)
+
+
+class Resident:
+    """One confined worker process that keeps a warm masked session over ``job.relations`` (all of a reader's
+    relations) and answers reads one at a time; see the comment above :data:`RESULT_CAP`.
+
+    ``job`` carries the bounds (address space, memory limit, threads, priority, clearance); its ``sql`` is unused.
+    ``planner`` answers the worker's columns with masks, once, when it starts. A read that runs out of memory
+    or past its time ends the worker (it is started again by the next read); a read fails alone either way."""
+
+    def __init__(self, job: Job, planner: Planner) -> None:
+        self.job = job
+        self.planner = planner
+        self.lock = threading.Lock()
+        self._process: Any = None
+        self._con: Connection | None = None
+
+    def _start(self) -> None:
+        context = _context()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, self.job), name=WORKER, daemon=True)
+        process.start()
+        theirs.close()
+        self._process, self._con = process, ours
+        deadline = time.monotonic() + MAX_START
+        try:
+            message = _receive(ours, process, deadline, MAX_START)
+            if message[0] == "columns":
+                ours.send(self.planner(message[1]))
+                message = _receive(ours, process, deadline, MAX_START)
+            if message[0] == "ready":
+                return
+            if message[0] == "config":
+                raise ConfigError(message[1], message[2])
+            if message[0] == "memory":
+                raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+            raise QueryFailed(f"the query failed: {message[1]}")
+        except BaseException:
+            self.close()
+            raise
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def close(self) -> None:
+        process, con = self._process, self._con
+        self._process = self._con = None
+        if con is not None:
+            with contextlib.suppress(Exception):
+                con.send(None)
+            con.close()
+        if process is not None:
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+    def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None, timeout: float) -> pa.Table:
+        """One read's whole result. Raises QueryTimeout, QueryFailed (too much memory included), ConfigError."""
+        import mmap
+
+        from multiprocessing import reduction
+
+        import pyarrow as pa
+
+        with self.lock:
+            if not self.alive():
+                self.close()
+                self._start()
+            con, process = self._con, self._process
+            assert con is not None
+            fd = os.memfd_create("kiban-read", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            healthy = False
+            try:
+                os.ftruncate(fd, min(RESULT_CAP, self.job.address_space or RESULT_CAP))
+                fcntl_seal(fd)
+                con.send((sql, params, timeout))
+                reduction.send_handle(con, fd, process.pid)
+                message = _receive(con, process, time.monotonic() + timeout + GRACE, timeout)
+                kind = message[0]
+                healthy = kind != "memory"
+                if kind == "arrow":
+                    if message[1] == 0:
+                        raise QueryFailed("the query failed: its worker sent an empty result")
+                    mapping = mmap.mmap(fd, message[1], prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+                    table: pa.Table = pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
+                    return table
+                if kind == "timeout":
+                    raise _timeout(timeout)
+                if kind == "memory":
+                    raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+                if kind == "large":
+                    raise ResultTooLarge(f"the query failed: its result ({message[1]} bytes) is larger than "
+                                         f"{RESULT_CAP} bytes", MEMORY_HINT)
+                raise QueryFailed(f"the query failed: {message[1]}")
+            finally:
+                os.close(fd)
+                if not healthy:
+                    self.close()
+
+
+MAX_START = 120.0  # seconds a resident worker has to open its session
+
+
+def fcntl_seal(fd: int) -> None:
+    """The memfd's size is the parent's: nobody (the worker included) can grow or shrink it from now on."""
+    import fcntl
+
+    seals = getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_SHRINK", 2) | getattr(fcntl, "F_SEAL_SEAL", 1)
+    fcntl.fcntl(fd, getattr(fcntl, "F_ADD_SEALS", 1033), seals)
