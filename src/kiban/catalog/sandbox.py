@@ -22,12 +22,14 @@ killed from outside if it does not stop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import secrets
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -448,20 +450,23 @@ def _serve(con: Connection, job: Job) -> None:
         masked = MaskedSession(session, alias, hash_function)
         con.send(("ready",))
         while True:
-            request = con.recv()
-            if request is None:
-                return
-            sql, params, timeout = request
-            fd = reduction.recv_handle(con)
             try:
-                con.send(_serve_one(session, masked, job.cleared, (sql, params, timeout), fd, duckdb))
+                request = con.recv()
+                if request is None:
+                    return
+                fd = reduction.recv_handle(con)
+            except (EOFError, OSError):  # the parent has gone
+                return
+            try:
+                answer = _serve_one(session, masked, job.cleared, request, fd, duckdb)
+            except OSError as exc:  # mapping the result (ENOMEM past RLIMIT_AS): this read fails, the worker stays
+                answer = ("memory",) if exc.errno == errno.ENOMEM else ("failed", engine_message(exc, job.cleared))
             finally:
                 os.close(fd)
+            con.send(answer)
     except MemoryError:
         with contextlib.suppress(Exception):
             con.send(("memory",))
-    except (EOFError, OSError, KeyboardInterrupt):
-        return
     except BaseException as exc:
         with contextlib.suppress(Exception):
             con.send(("failed", engine_message(exc, job.cleared)))
@@ -499,7 +504,9 @@ def _serve_one(session: Any, masked: MaskedSession, cleared: bool, request: tupl
         return ("large", size)
     if size == 0:
         return ("arrow", 0)
-    mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ | mmap.PROT_WRITE, flags=mmap.MAP_SHARED)
+    # MAP_POPULATE: the pages are faulted in one go (they are usually the last read's, kept by the parent)
+    mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                        flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
     sink = pa.FixedSizeBufferWriter(pa.py_buffer(mapping))
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -524,6 +531,7 @@ class Resident:
         self.lock = threading.Lock()
         self._process: Any = None
         self._con: Connection | None = None
+        self._spare: list[tuple[int, int]] = []  # (memfd, bytes it holds) whose last result nobody maps any more
 
     def _start(self) -> None:
         context = _context()
@@ -552,7 +560,30 @@ class Resident:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
+    def _memfd(self) -> tuple[int, int]:
+        """A sealed result file: a spare one (its pages already allocated: no zeroing, no faults) or a new one."""
+        with contextlib.suppress(IndexError):
+            return self._spare.pop()
+        fd = os.memfd_create("kiban-read", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, min(RESULT_CAP, self.job.address_space or RESULT_CAP))
+            fcntl_seal(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, 0
+
+    def _release(self, fd: int, held: int) -> None:
+        """``fd``'s result is no longer mapped (its table is gone): keep it for the next read, or close it. Only
+        one small spare is kept, so a notebook holds at most :data:`SPARE_BYTES` of pages beyond its results."""
+        if held <= SPARE_BYTES and not self._spare and self._process is not None:
+            self._spare.append((fd, held))
+        else:
+            os.close(fd)
+
     def close(self) -> None:
+        while self._spare:
+            os.close(self._spare.pop()[0])
         process, con = self._process, self._con
         self._process = self._con = None
         if con is not None:
@@ -568,7 +599,6 @@ class Resident:
     def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None, timeout: float) -> pa.Table:
         """One read's whole result. Raises QueryTimeout, QueryFailed (too much memory included), ConfigError."""
         import mmap
-
         from multiprocessing import reduction
 
         import pyarrow as pa
@@ -579,11 +609,10 @@ class Resident:
                 self._start()
             con, process = self._con, self._process
             assert con is not None
-            fd = os.memfd_create("kiban-read", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            fd, held = self._memfd()
+            mapped = False
             healthy = False
             try:
-                os.ftruncate(fd, min(RESULT_CAP, self.job.address_space or RESULT_CAP))
-                fcntl_seal(fd)
                 con.send((sql, params, timeout))
                 reduction.send_handle(con, fd, process.pid)
                 message = _receive(con, process, time.monotonic() + timeout + GRACE, timeout)
@@ -592,7 +621,11 @@ class Resident:
                 if kind == "arrow":
                     if message[1] == 0:
                         raise QueryFailed("the query failed: its worker sent an empty result")
+                    held = max(held, message[1])
                     mapping = mmap.mmap(fd, message[1], prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+                    # the table's buffers are these pages; when the last of them goes, the file is free again
+                    weakref.finalize(mapping, self._release, fd, held)
+                    mapped = True
                     table: pa.Table = pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
                     return table
                 if kind == "timeout":
@@ -604,11 +637,13 @@ class Resident:
                                          f"{RESULT_CAP} bytes", MEMORY_HINT)
                 raise QueryFailed(f"the query failed: {message[1]}")
             finally:
-                os.close(fd)
                 if not healthy:
                     self.close()
+                if not mapped:
+                    self._release(fd, held)
 
 
+SPARE_BYTES = 512 * 2**20
 MAX_START = 120.0  # seconds a resident worker has to open its session
 
 
