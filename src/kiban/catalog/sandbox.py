@@ -260,6 +260,7 @@ def _receive(con: Connection, process: Any, deadline: float, timeout: float) -> 
 _CONTEXT: Any = None
 _CONTEXT_LOCK = threading.Lock()
 WORKER = "kiban-console-query"
+RESIDENT = "kiban-resident-reader"  # a notebook's resident worker (:class:`Resident`), prepared like a WORKER
 # what a worker would otherwise import first (DuckDB's Python client imports numpy, pandas and pyarrow the first
 # time a query has parameters: seconds on a busy machine, in every worker)
 PRELOAD = ["duckdb", "numpy", "pandas", "pyarrow", "kiban.catalog.sandbox", "kiban.catalog.masking"]
@@ -268,7 +269,7 @@ PRELOAD = ["duckdb", "numpy", "pandas", "pyarrow", "kiban.catalog.sandbox", "kib
 def _install_preparation_filter() -> None:
     """A worker needs nothing of the parent's ``__main__``: multiprocessing would re-run the parent's main
     script in every worker (a notebook's or a bench script's code, or the whole CLI's imports), so it is left
-    out of what a worker named :data:`WORKER` is prepared with."""
+    out of what a worker named :data:`WORKER` (or :data:`RESIDENT`) is prepared with."""
     from multiprocessing import spawn
 
     original = spawn.get_preparation_data
@@ -277,7 +278,7 @@ def _install_preparation_filter() -> None:
 
     def prepared(name: str) -> dict[str, Any]:
         data: dict[str, Any] = original(name)
-        if name == WORKER:
+        if name in (WORKER, RESIDENT):
             data.pop("init_main_from_path", None)
             data.pop("init_main_from_name", None)
         return data
@@ -417,6 +418,10 @@ class ResultTooLarge(QueryFailed):
     pass
 
 
+class HandoverFailed(QueryFailed):
+    """The worker ran the read but could not put its result in the memory file (the read may be run again)."""
+
+
 def resident_available() -> bool:
     """Linux: anonymous memory files with seals, and descriptors passed over Unix sockets."""
     import socket
@@ -460,7 +465,8 @@ def _serve(con: Connection, job: Job) -> None:
             try:
                 answer = _serve_one(session, masked, job.cleared, request, fd, duckdb)
             except OSError as exc:  # mapping the result (ENOMEM past RLIMIT_AS): this read fails, the worker stays
-                answer = ("memory",) if exc.errno == errno.ENOMEM else ("failed", engine_message(exc, job.cleared))
+                answer = ("memory",) if exc.errno == errno.ENOMEM else (
+                    "handover", f"{type(exc).__name__} {errno.errorcode.get(exc.errno or 0, '')}".strip())
             finally:
                 os.close(fd)
             con.send(answer)
@@ -536,7 +542,7 @@ class Resident:
     def _start(self) -> None:
         context = _context()
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self.job), name=WORKER, daemon=True)
+        process = context.Process(target=_serve, args=(theirs, self.job), name=RESIDENT, daemon=True)
         process.start()
         theirs.close()
         self._process, self._con = process, ours
@@ -632,6 +638,8 @@ class Resident:
                     raise _timeout(timeout)
                 if kind == "memory":
                     raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+                if kind == "handover":  # the result was made but could not be passed back (never a value)
+                    raise HandoverFailed(f"the query failed: its result could not be handed over ({message[1]})")
                 if kind == "large":
                     raise ResultTooLarge(f"the query failed: its result ({message[1]} bytes) is larger than "
                                          f"{RESULT_CAP} bytes", MEMORY_HINT)
