@@ -220,10 +220,10 @@ class Reader:
             resident = self._resident(job) if notebook else None
             if resident is not None and resident.lock.acquire(blocking=False):
                 resident.lock.release()  # free now: this thread reads on the warm worker
-                with contextlib.suppress(sandbox.HandoverFailed):  # a read: once more, in a worker of its own
+                try:
                     return resident.arrow(sql, job.params, job.timeout)
-                log.warning("a notebook read's result could not be handed over by the resident worker; "
-                            "read again in a worker of its own")
+                except sandbox.HandoverFailed as exc:  # a read: once more, in a worker of its own
+                    log.warning("%s; read again in a worker of its own", exc.message)
             return sandbox.run_arrow(job, console._planner(actor.pii_clearance))
         except QueryTimeout as exc:
             self._record(actor, sql, "timeout", bases, error=exc.message, seconds=time.perf_counter() - started)
