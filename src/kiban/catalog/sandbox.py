@@ -22,12 +22,14 @@ killed from outside if it does not stop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import secrets
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -261,6 +263,7 @@ def _receive(con: Connection, process: Any, deadline: float, timeout: float) -> 
 _CONTEXT: Any = None
 _CONTEXT_LOCK = threading.Lock()
 WORKER = "kiban-console-query"
+RESIDENT = "kiban-resident-reader"  # a notebook's resident worker (:class:`Resident`), prepared like a WORKER
 # what a worker would otherwise import first (DuckDB's Python client imports numpy, pandas and pyarrow the first
 # time a query has parameters: seconds on a busy machine, in every worker)
 PRELOAD = ["duckdb", "numpy", "pandas", "pyarrow", "kiban.catalog.sandbox", "kiban.catalog.masking"]
@@ -269,7 +272,7 @@ PRELOAD = ["duckdb", "numpy", "pandas", "pyarrow", "kiban.catalog.sandbox", "kib
 def _install_preparation_filter() -> None:
     """A worker needs nothing of the parent's ``__main__``: multiprocessing would re-run the parent's main
     script in every worker (a notebook's or a bench script's code, or the whole CLI's imports), so it is left
-    out of what a worker named :data:`WORKER` is prepared with."""
+    out of what a worker named :data:`WORKER` (or :data:`RESIDENT`) is prepared with."""
     from multiprocessing import spawn
 
     original = spawn.get_preparation_data
@@ -278,7 +281,7 @@ def _install_preparation_filter() -> None:
 
     def prepared(name: str) -> dict[str, Any]:
         data: dict[str, Any] = original(name)
-        if name == WORKER:
+        if name in (WORKER, RESIDENT):
             data.pop("init_main_from_path", None)
             data.pop("init_main_from_name", None)
         return data
@@ -392,3 +395,270 @@ def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
     finally:
         session.close()
 
+
+
+# --- a resident worker: one confined process that keeps its masked session warm between reads -----------------
+#
+# A fresh worker per read pays a fork, a cold attach and scan, and the copy of its result through a pipe. A
+# notebook reads the same marts again and again, so :class:`Resident` keeps one confined worker (the same
+# ``confine()``: RLIMIT_AS, RLIMIT_FSIZE 0, no core dumps) with its masked, locked session open, and hands each
+# result over without a copy:
+#
+# - the parent makes an anonymous memory file (``memfd_create``), sizes it to :data:`RESULT_CAP` (sparse: no memory
+#   is used until written), seals it against growing or shrinking, and passes its descriptor to the worker over
+#   the Unix socket (SCM_RIGHTS);
+# - the worker writes the result as an Arrow IPC file by *storing into a shared mapping* of that descriptor — no
+#   ``write()`` call, so ``RLIMIT_FSIZE`` stays 0 and the query still cannot write a byte to any file (the memfd
+#   has no name and no path; it can't be grown past the parent's cap, the seals forbid it);
+# - the parent maps the same pages read-only and opens the IPC file on them: the table's buffers *are* those pages
+#   (zero-copy), freed when the table is.
+RESULT_CAP = 2**34  # bytes: a result larger than this is refused (the worker's RLIMIT_AS bounds it long before)
+
+
+class ResultTooLarge(QueryFailed):
+    pass
+
+
+class HandoverFailed(QueryFailed):
+    """The worker ran the read but could not put its result in the memory file (the read may be run again)."""
+
+
+def resident_available() -> bool:
+    """Linux: anonymous memory files with seals, and descriptors passed over Unix sockets."""
+    import socket
+
+    return hasattr(os, "memfd_create") and hasattr(os, "MFD_ALLOW_SEALING") and hasattr(socket, "CMSG_LEN")
+
+
+def _serve(con: Connection, job: Job) -> None:
+    """The resident worker: confine, open the masked session over all of ``job.relations``, then answer reads
+    until told to stop (``None``); never raises. A read that runs out of memory ends the worker."""
+    confine(job.address_space, job.priority)
+    from multiprocessing import reduction
+
+    import duckdb
+
+    session = new_session()
+    alias = source_alias()
+    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
+    try:
+        try:
+            attach_source(session, job.source, alias)
+        except KibanError as exc:
+            con.send(("config", exc.message, exc.hint))
+            return
+        found = relation_columns(session, alias, job.relations)
+        con.send(("columns", found))
+        plans, secret = con.recv()
+        install_views(session, alias, found, plans, secret, hash_function)
+        lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
+                  threads=job.threads)
+        masked = MaskedSession(session, alias, hash_function)
+        con.send(("ready",))
+        while True:
+            try:
+                request = con.recv()
+                if request is None:
+                    return
+                fd = reduction.recv_handle(con)
+            except (EOFError, OSError):  # the parent has gone
+                return
+            try:
+                answer = _serve_one(session, masked, job.cleared, request, fd, duckdb)
+            except OSError as exc:  # mapping the result (ENOMEM past RLIMIT_AS): this read fails, the worker stays
+                answer = ("memory",) if exc.errno == errno.ENOMEM else (
+                    "handover", f"{type(exc).__name__} {errno.errorcode.get(exc.errno or 0, '')}".strip())
+            finally:
+                os.close(fd)
+            con.send(answer)
+    except MemoryError:
+        with contextlib.suppress(Exception):
+            con.send(("memory",))
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            con.send(("failed", engine_message(exc, job.cleared)))
+    finally:
+        with contextlib.suppress(Exception):
+            session.close()
+        con.close()
+
+
+def _serve_one(session: Any, masked: MaskedSession, cleared: bool, request: tuple[str, Any, float], fd: int,
+               duckdb: Any) -> tuple[Any, ...]:
+    import mmap
+
+    import pyarrow as pa
+
+    sql, params, timeout = request
+    timer = threading.Timer(timeout, session.interrupt)
+    timer.start()
+    try:
+        result = session.execute(sql, params) if params else session.execute(sql)
+        table = result.to_arrow_table()
+    except duckdb.InterruptException:
+        return ("timeout",)
+    except duckdb.OutOfMemoryException:
+        return ("memory",)
+    except (duckdb.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:  # values → Python
+        return ("failed", engine_message(exc, cleared, masked.clean))
+    finally:
+        timer.cancel()
+    counter = pa.MockOutputStream()  # the IPC file's exact size, without writing it
+    with pa.ipc.new_file(counter, table.schema) as writer:
+        writer.write_table(table)
+    size = counter.size()
+    if size > os.fstat(fd).st_size:
+        return ("large", size)
+    if size == 0:
+        return ("arrow", 0)
+    # MAP_POPULATE: the pages are faulted in one go (they are usually the last read's, kept by the parent)
+    mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                        flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+    sink = pa.FixedSizeBufferWriter(pa.py_buffer(mapping))
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    sink.close()
+    del sink, writer  # the mapping is unmapped when its last reference goes
+    with contextlib.suppress(BufferError):
+        mapping.close()
+    return ("arrow", size)
+
+
+class Resident:
+    """One confined worker process that keeps a warm masked session over ``job.relations`` (all of a reader's
+    relations) and answers reads one at a time; see the comment above :data:`RESULT_CAP`.
+
+    ``job`` carries the bounds (address space, memory limit, threads, priority, clearance); its ``sql`` is unused.
+    ``planner`` answers the worker's columns with masks, once, when it starts. A read that runs out of memory
+    or past its time ends the worker (it is started again by the next read); a read fails alone either way."""
+
+    def __init__(self, job: Job, planner: Planner) -> None:
+        self.job = job
+        self.planner = planner
+        self.lock = threading.Lock()
+        self._process: Any = None
+        self._con: Connection | None = None
+        self._spare: list[tuple[int, int]] = []  # (memfd, bytes it holds) whose last result nobody maps any more
+
+    def _start(self) -> None:
+        context = _context()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, self.job), name=RESIDENT, daemon=True)
+        process.start()
+        theirs.close()
+        self._process, self._con = process, ours
+        deadline = time.monotonic() + MAX_START
+        try:
+            message = _receive(ours, process, deadline, MAX_START)
+            if message[0] == "columns":
+                ours.send(self.planner(message[1]))
+                message = _receive(ours, process, deadline, MAX_START)
+            if message[0] == "ready":
+                return
+            if message[0] == "config":
+                raise ConfigError(message[1], message[2])
+            if message[0] == "memory":
+                raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+            raise QueryFailed(f"the query failed: {message[1]}")
+        except BaseException:
+            self.close()
+            raise
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def _memfd(self) -> tuple[int, int]:
+        """A sealed result file: a spare one (its pages already allocated: no zeroing, no faults) or a new one."""
+        with contextlib.suppress(IndexError):
+            return self._spare.pop()
+        fd = os.memfd_create("kiban-read", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, min(RESULT_CAP, self.job.address_space or RESULT_CAP))
+            fcntl_seal(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, 0
+
+    def _release(self, fd: int, held: int) -> None:
+        """``fd``'s result is no longer mapped (its table is gone): keep it for the next read, or close it. Only
+        one small spare is kept, so a notebook holds at most :data:`SPARE_BYTES` of pages beyond its results."""
+        if held <= SPARE_BYTES and not self._spare and self._process is not None:
+            self._spare.append((fd, held))
+        else:
+            os.close(fd)
+
+    def close(self) -> None:
+        while self._spare:
+            os.close(self._spare.pop()[0])
+        process, con = self._process, self._con
+        self._process = self._con = None
+        if con is not None:
+            with contextlib.suppress(Exception):
+                con.send(None)
+            con.close()
+        if process is not None:
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+    def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None, timeout: float) -> pa.Table:
+        """One read's whole result. Raises QueryTimeout, QueryFailed (too much memory included), ConfigError."""
+        import mmap
+        from multiprocessing import reduction
+
+        import pyarrow as pa
+
+        with self.lock:
+            if not self.alive():
+                self.close()
+                self._start()
+            con, process = self._con, self._process
+            assert con is not None
+            fd, held = self._memfd()
+            mapped = False
+            healthy = False
+            try:
+                con.send((sql, params, timeout))
+                reduction.send_handle(con, fd, process.pid)
+                message = _receive(con, process, time.monotonic() + timeout + GRACE, timeout)
+                kind = message[0]
+                healthy = kind != "memory"
+                if kind == "arrow":
+                    if message[1] == 0:
+                        raise QueryFailed("the query failed: its worker sent an empty result")
+                    held = max(held, message[1])
+                    mapping = mmap.mmap(fd, message[1], prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
+                    # the table's buffers are these pages; when the last of them goes, the file is free again
+                    weakref.finalize(mapping, self._release, fd, held)
+                    mapped = True
+                    table: pa.Table = pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
+                    return table
+                if kind == "timeout":
+                    raise _timeout(timeout)
+                if kind == "memory":
+                    raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+                if kind == "handover":  # the result was made but could not be passed back (never a value)
+                    raise HandoverFailed(f"the query failed: its result could not be handed over ({message[1]})")
+                if kind == "large":
+                    raise ResultTooLarge(f"the query failed: its result ({message[1]} bytes) is larger than "
+                                         f"{RESULT_CAP} bytes", MEMORY_HINT)
+                raise QueryFailed(f"the query failed: {message[1]}")
+            finally:
+                if not healthy:
+                    self.close()
+                if not mapped:
+                    self._release(fd, held)
+
+
+SPARE_BYTES = 512 * 2**20
+MAX_START = 120.0  # seconds a resident worker has to open its session
+
+
+def fcntl_seal(fd: int) -> None:
+    """The memfd's size is the parent's: nobody (the worker included) can grow or shrink it from now on."""
+    import fcntl
+
+    seals = getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_SHRINK", 2) | getattr(fcntl, "F_SEAL_SEAL", 1)
+    fcntl.fcntl(fd, getattr(fcntl, "F_ADD_SEALS", 1033), seals)
