@@ -70,8 +70,10 @@ jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (insta
 	    echo "the PostgreSQL JDBC driver is missing: install libpostgresql-jdbc-java or the JDBC test is skipped"; \
 	  fi; }
 
-test: $(VENV)/.installed browser jdbc  ## run the whole test suite
-	$(BIN)/python -m pytest -q
+TEST_WORKERS ?= 2
+
+test: $(VENV)/.installed browser jdbc  ## run the whole test suite (TEST_WORKERS processes, each taking whole files)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 soak: $(VENV)/.installed browser jdbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
 	$(BIN)/python -m pytest -q -m soak
