@@ -1,5 +1,6 @@
-"""Today and the incident pages in Japanese, through the app (no browser): every key sentence is translated, dates
-and times follow the locale (2026年12月7日 · 12月7日 8:30), the ISO time stays in ``datetime=``; English is unchanged."""
+"""Today and the incident pages in Japanese, through the app (no browser): every key sentence is translated,
+dates and times follow the locale (2026年12月7日 · 12月7日 8:30), the ISO time stays in ``datetime=``; English is
+unchanged."""
 
 from __future__ import annotations
 

@@ -12,11 +12,10 @@ ja "2026年12月7日 8:30"), always in the project's time zone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
-
-from datetime import date, datetime, tzinfo
 
 from babel.core import Locale, negotiate_locale
 from babel.dates import format_date, format_datetime, get_datetime_format
@@ -94,7 +93,7 @@ def time_pattern(fmt: str, lang: str) -> str | None:
     locale = Locale.parse(lang)
     head, sep, clock = fmt.partition("%H")
     head, clock = head.strip(), (sep + clock).strip()
-    if head and head not in _DATE_PARTS or clock and clock not in _TIME_PARTS or not (head or clock):
+    if (head and head not in _DATE_PARTS) or (clock and clock not in _TIME_PARTS) or not (head or clock):
         return None
     day = str(locale.datetime_skeletons[_DATE_PARTS[head]].pattern) if head else ""
     hour = str(locale.time_formats[_TIME_PARTS[clock]].pattern) if clock else ""
