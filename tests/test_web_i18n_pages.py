@@ -83,3 +83,15 @@ def test_a_browser_asking_for_japanese_gets_it_without_the_cookie(console: Any) 
     sign_in(client, "viewer")
     page = client.get("/incidents", headers={"accept-language": "ja-JP,ja;q=0.9,en;q=0.5"}).text
     assert "<h1>インシデント</h1>" in page and "<title>インシデント · kiban" in page
+
+
+def test_runs_and_catalog_in_japanese(japanese: Any) -> None:
+    client, _root, _tokens, _incident = japanese
+    sign_in(client, "operator")
+    runs = _main(client.get("/runs").text)
+    assert _untranslated(runs, ["Resume the last run", "started", "took", "selection", "no runs yet"]) == []
+    assert "前回の実行を再開" in runs and "所要時間" in runs
+    assert re.search(ISO_TIME + r"\d{1,2}月\d{1,2}日 \d{1,2}:\d\d:\d\d</time>", runs)
+    catalog = _main(client.get("/catalog").text)
+    assert _untranslated(catalog, ["Find", "Layer", "Owner", "Filter", "last built", "anyone"]) == []
+    assert "<h1>カタログ" in catalog and "最終構築" in catalog
