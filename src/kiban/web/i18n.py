@@ -116,10 +116,11 @@ def day(value: date | str | None, lang: str, long: bool = True) -> str:
     if value is None or value == "":
         return "–"
     if isinstance(value, str):
+        text = value
         try:
-            value = date.fromisoformat(value)
+            value = date.fromisoformat(text)
         except ValueError:
-            return value
+            return text
     if isinstance(value, datetime):
         value = value.date()
     return format_date(value, time_pattern("%Y-%m-%d" if long else "%m-%d", lang) or "medium", locale=lang)
