@@ -95,3 +95,18 @@ def test_runs_and_catalog_in_japanese(japanese: Any) -> None:
     catalog = _main(client.get("/catalog").text)
     assert _untranslated(catalog, ["Find", "Layer", "Owner", "Filter", "last built", "anyone"]) == []
     assert "<h1>カタログ" in catalog and "最終構築" in catalog
+
+
+def test_time_formats_follow_the_locale_in_the_project_zone_and_odd_input_passes_through() -> None:
+    from datetime import UTC, date, datetime
+    from zoneinfo import ZoneInfo
+
+    late = datetime(2026, 12, 6, 23, 30, 5, tzinfo=UTC)  # already the 7th in Tokyo
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert i18n.when(late, "%Y-%m-%d %H:%M", "ja", tokyo) == "2026年12月7日 8:30"
+    assert i18n.when(late, "%Y-%m-%d %H:%M", "en", tokyo) == "Dec 7, 2026, 8:30\u202fAM"
+    assert i18n.when(late, "%a %m-%d %H:%M", "ja", tokyo) == "12月7日(月) 8:30"
+    assert i18n.when(late, "%H:%M:%S", "en", ZoneInfo("America/New_York")) == "6:30:05\u202fPM"
+    assert i18n.when(late, "%Y week %W", "ja", tokyo) == "2026 week 49"  # a format the console does not map: strftime
+    assert i18n.day(date(2026, 12, 7), "ja") == "2026年12月7日" and i18n.day("2026-12-07", "en", False) == "Dec 7"
+    assert i18n.day("not a day <b>", "ja") == "not a day <b>" and i18n.day(None, "en") == "–"
