@@ -17,7 +17,7 @@ from tests.test_web_console import console, sign_in  # noqa: F401  (fixture)
 template = test_web_console.template  # the shared fixture
 
 TODAY_KEYS = ["use case ready", "at risk", "times in", "Who is hurt", "Since", "Cause", "History and budgets",
-              "latest day", "budget left", "recent misses", "This starts", "It will build", "Yes, start it",
+              "latest day", "budget left", "recent misses", "not due", "This starts", "It will build", "Yes, start it",
               "open incident"]
 INCIDENT_KEYS = ["Use case", "What happened", "Who is hurt", "Workaround", "Postmortem", "draft so far",
                  "Resume: build", "This starts", "Yes, start it", "You will see the run", "Resolve with a note",

@@ -82,7 +82,6 @@ def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser
     assert "影響を受ける人" in page.locator("article.risk .risk-facts").inner_text()
     _above_the_fold(page, "#headline", 844)
     _fits(page, 390)
-    page.screenshot(path=str(IMAGES / "web-today-ja-390.png"), full_page=False)
     page.click("footer .langs a[lang=en]")
     page.wait_for_url(base + "/")
     assert " use case" in page.locator("#headline").inner_text()
