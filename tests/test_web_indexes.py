@@ -157,8 +157,9 @@ def test_jobs_show_their_next_ticks_in_the_project_time_zone(client):
     assert page.status_code == 200
     assert _rows(page.text, "data-job") == ["nightly", "partners"]
     nightly = page.text.split('data-job="nightly"')[1].split("</tr>")[0]
-    ticks = re.findall(r'<time datetime="[^"]+" title="[^"]+ UTC">\w{3} \d\d-\d\d (\d\d:\d\d)</time>', nightly)
-    assert ticks == ["02:30"] * 3  # three next ticks, in JST, UTC on hover
+    shown = r'<time datetime="[^"]+" title="[^"]+ UTC">\w{3}, \w{3} \d{1,2}, (\d{1,2}:\d\d\u202f[AP]M)</time>'
+    ticks = re.findall(shown, nightly)
+    assert ticks == ["2:30\u202fAM"] * 3  # three next ticks, in JST (the reader's locale: Mon, Dec 7, 2:30 AM)
     assert '<span class="cron" title="cron: 30 2 * * *">every day at 02:30</span>' in nightly  # words, cron on hover
     partners = page.text.split('data-job="partners"')[1].split("</tr>")[0]
     assert "when " in partners and "landing/partners" in partners and "never" in partners

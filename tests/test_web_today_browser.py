@@ -70,6 +70,24 @@ def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server
     assert not page.errors, page.errors
 
 
+def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser):  # noqa: F811
+    base, _root = server
+    page = _signed_in(browser, base, "viewer", 390, 844)
+    page.click("footer .langs a[lang=ja]")  # the reader's choice, remembered in a cookie
+    page.wait_for_url(base + "/")
+    headline = page.locator("#headline").inner_text()
+    assert re.fullmatch(r"1 件中 \d+ 件のユースケースが準備完了 · .+", headline), headline
+    assert page.locator("html").get_attribute("lang") == "ja"
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", page.locator("main").inner_text())  # dates the Japanese way
+    assert "影響を受ける人" in page.locator("article.risk .risk-facts").inner_text()
+    _above_the_fold(page, "#headline", 844)
+    _fits(page, 390)
+    page.click("footer .langs a[lang=en]")
+    page.wait_for_url(base + "/")
+    assert " use case" in page.locator("#headline").inner_text()
+    assert not page.errors, page.errors
+
+
 def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do(server, browser):  # noqa: F811
     base, root = server
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)  # the cause is fixed on disk

@@ -220,7 +220,7 @@ def test_the_console_speaks_the_readers_language_and_formats_numbers_for_it(tmp_
         assert '<html lang="en">' in english and ">Lineage</a>" in english
         japanese = client.get("/graph", headers={"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5"}).text
         assert '<html lang="ja">' in japanese and ">系譜</a>" in japanese and "本文へ移動" in japanese
-        assert "件の資産" in japanese
+        assert "件のアセット" in japanese
         moved = client.get("/lang/en", params={"next": "/graph"}, headers={"Accept-Language": "ja"},
                            follow_redirects=False)
         assert moved.status_code == 303 and moved.headers["location"] == "/graph"

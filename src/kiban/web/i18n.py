@@ -5,17 +5,20 @@ of the browser's ``Accept-Language`` among the console's languages (Babel's ``ne
 Messages live in gettext catalogs, ``kiban/web/locale/<lang>.po`` — the format translators and their tools
 know — read once with Babel (no compile step: nothing to forget at release). A message a catalog lacks is shown
 in English. Numbers are formatted for the locale by Babel (grouping, decimal sign); the templates right-align
-them (``td.num``).
+them (``td.num``). Dates and times use the locale's own CLDR patterns through Babel (en "Dec 7, 2026, 8:30 AM",
+ja "2026年12月7日 8:30"), always in the project's time zone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from babel.core import negotiate_locale
+from babel.core import Locale, negotiate_locale
+from babel.dates import format_date, format_datetime, get_datetime_format
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol
 from fastapi import APIRouter, Query, Request
@@ -75,6 +78,52 @@ def number(value: float | None, lang: str) -> str:
     if text in ("-0", ""):
         text = "0"
     return text if (group, point) == (",", ".") else text.replace(",", "\0").replace(".", point).replace("\0", group)
+
+
+# The templates ask for a time with a strftime format saying which parts to show; each maps to the locale's pattern
+# for those parts (a CLDR skeleton for the date, the locale's short or medium time).
+_DATE_PARTS = {"%Y-%m-%d": "yMMMd", "%m-%d": "MMMd", "%a %m-%d": "MMMEd", "%a %Y-%m-%d": "yMMMEd", "%d": "d"}
+_TIME_PARTS = {"%H:%M": "short", "%H:%M:%S": "medium"}
+
+
+@lru_cache(maxsize=128)
+def time_pattern(fmt: str, lang: str) -> str | None:
+    """The Babel pattern showing the parts ``fmt`` (a strftime format) shows, for ``lang``; None when ``fmt`` is
+    not one the console uses (the caller then keeps strftime)."""
+    locale = Locale.parse(lang)
+    head, sep, clock = fmt.partition("%H")
+    head, clock = head.strip(), (sep + clock).strip()
+    if (head and head not in _DATE_PARTS) or (clock and clock not in _TIME_PARTS) or not (head or clock):
+        return None
+    day = str(locale.datetime_skeletons[_DATE_PARTS[head]].pattern) if head else ""
+    hour = str(locale.time_formats[_TIME_PARTS[clock]].pattern) if clock else ""
+    if day and hour:
+        return str(get_datetime_format("medium", locale=locale)).replace("{1}", day).replace("{0}", hour)
+    return day or hour
+
+
+def when(value: datetime, fmt: str, lang: str, zone: tzinfo) -> str:
+    """``value`` (aware) in ``zone`` with the parts ``fmt`` names, in the reader's locale (Dec 7, 8:30 AM ·
+    12月7日 8:30)."""
+    pattern = time_pattern(fmt, lang)
+    if pattern is None:
+        return value.astimezone(zone).strftime(fmt)
+    return format_datetime(value, pattern, tzinfo=zone, locale=lang)
+
+
+def day(value: date | str | None, lang: str, long: bool = True) -> str:
+    """A calendar day for reading (Dec 7, 2026 · 2026年12月7日); short drops the year."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, str):
+        text = value
+        try:
+            value = date.fromisoformat(text)
+        except ValueError:
+            return text
+    if isinstance(value, datetime):
+        value = value.date()
+    return format_date(value, time_pattern("%Y-%m-%d" if long else "%m-%d", lang) or "medium", locale=lang)
 
 
 def _safe_next(target: str) -> str:

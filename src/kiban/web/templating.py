@@ -28,22 +28,30 @@ def templates(site: Site) -> Jinja2Templates:
     env = found.env
     env.auto_reload = False  # the templates ship in the package: no stat() of each file on every page
 
-    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A time in the project's time zone (every page says which), with the UTC time on hover."""
+    @pass_context
+    def local(context: Any, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time in the project's time zone (every page says which) in the reader's locale (Dec 7, 8:30 AM ·
+        12月7日 8:30), with the UTC time on hover and the ISO time in ``datetime=`` for machines."""
         if value is None:
             return "–"
         aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        shown = aware.astimezone(ZoneInfo(site.project.config.timezone)).strftime(fmt)
+        shown = i18n.when(aware, fmt, context.get("lang", "en"), ZoneInfo(site.project.config.timezone))
         return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
             aware.strftime("%Y-%m-%dT%H:%M:%SZ"), aware.strftime("%Y-%m-%d %H:%M:%S"), shown)
 
-    def local_text(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    @pass_context
+    def local_text(context: Any, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         """A time in the project's time zone as plain text (for a tooltip), zone named."""
         if value is None:
             return "–"
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         zone = site.project.config.timezone
-        return f"{aware.astimezone(ZoneInfo(zone)).strftime(fmt)} ({zone})"
+        return f"{i18n.when(aware, fmt, context.get('lang', 'en'), ZoneInfo(zone))} ({zone})"
+
+    @pass_context
+    def day(context: Any, value: Any, long: bool = True) -> str:
+        """A calendar day in the reader's locale (Dec 7, 2026 · 2026年12月7日)."""
+        return i18n.day(value, context.get("lang", "en"), long)
 
     def seconds(value: float | None) -> str:
         if value is None:
@@ -61,7 +69,7 @@ def templates(site: Site) -> Jinja2Templates:
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value:.0%}"
 
-    env.filters.update(local=local, local_text=local_text, seconds=seconds, number=number, percent=percent)
+    env.filters.update(local=local, local_text=local_text, day=day, seconds=seconds, number=number, percent=percent)
     env.globals["version"] = __version__
     env.globals["_"] = lambda text: text  # pages rendered outside render() (errors) stay in English
     return found
