@@ -472,11 +472,9 @@ def _serve(con: Connection, job: Job) -> None:
                 os.close(fd)
             con.send(answer)
     except MemoryError:
-        with contextlib.suppress(Exception):
-            con.send(("memory",))
+        _tell(con, ("memory",))
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            con.send(("failed", engine_message(exc, job.cleared)))
+        _tell(con, ("failed", engine_message(exc, job.cleared)))
     finally:
         with contextlib.suppress(Exception):
             session.close()
