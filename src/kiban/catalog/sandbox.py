@@ -355,24 +355,33 @@ def _ipc(table: Any) -> Any:
     return sink.getvalue()
 
 
+def _mask(con: Connection, job: Job, session: Any) -> MaskedSession | tuple[Any, ...]:
+    """The one way a worker's session is made safe: attach the source read-only, tell the server the columns found,
+    install the masked views from the masks it sends back, lock the session down. Returns the masked session, or
+    the answer to send when the source cannot be attached."""
+    alias = source_alias()
+    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
+    try:
+        attach_source(session, job.source, alias)
+    except KibanError as exc:
+        return ("config", exc.message, exc.hint)
+    found = relation_columns(session, alias, job.relations)
+    con.send(("columns", found))
+    plans, secret = con.recv()
+    install_views(session, alias, found, plans, secret, hash_function)
+    lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
+              threads=job.threads)
+    return MaskedSession(session, alias, hash_function)
+
+
 def _answer(con: Connection, job: Job) -> tuple[Any, ...]:
     import duckdb
 
     session = new_session()
-    alias = source_alias()
-    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
     try:
-        try:
-            attach_source(session, job.source, alias)
-        except KibanError as exc:
-            return ("config", exc.message, exc.hint)
-        found = relation_columns(session, alias, job.relations)
-        con.send(("columns", found))
-        plans, secret = con.recv()
-        install_views(session, alias, found, plans, secret, hash_function)
-        lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
-                  threads=job.threads)
-        masked = MaskedSession(session, alias, hash_function)
+        masked = _mask(con, job, session)
+        if not isinstance(masked, MaskedSession):
+            return masked
         timer = threading.Timer(job.timeout, session.interrupt)
         timer.start()
         try:
@@ -439,21 +448,11 @@ def _serve(con: Connection, job: Job) -> None:
     import duckdb
 
     session = new_session()
-    alias = source_alias()
-    hash_function = f"__kiban_mask_{secrets.token_hex(6)}"
     try:
-        try:
-            attach_source(session, job.source, alias)
-        except KibanError as exc:
-            con.send(("config", exc.message, exc.hint))
+        masked = _mask(con, job, session)
+        if not isinstance(masked, MaskedSession):
+            con.send(masked)
             return
-        found = relation_columns(session, alias, job.relations)
-        con.send(("columns", found))
-        plans, secret = con.recv()
-        install_views(session, alias, found, plans, secret, hash_function)
-        lock_down(session, job.source, search_path="mart,warehouse,lake", memory_limit=job.memory_limit,
-                  threads=job.threads)
-        masked = MaskedSession(session, alias, hash_function)
         con.send(("ready",))
         while True:
             try:
