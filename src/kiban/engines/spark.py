@@ -361,13 +361,17 @@ class SparkEngine(NotDuckDB):
         finally:
             with _best_effort(f"dropping the temporary view {tmp}"):
                 self.spark.catalog.dropTempView(tmp)
-        with self._lock:
-            self._register(layer, name, folder)
-            self._registered[asset.key] = version
+        self._swapped_in(asset, folder, version)
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
-        _prune(home, version)
         self._settle(asset, python)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _swapped_in(self, asset: Asset, folder: Path, version: str) -> None:
+        """After the pointer names ``version``: this session reads it, and older versions are pruned."""
+        with self._lock:
+            self._register(asset.layer, asset.name, folder)
+            self._registered[asset.key] = version
+        _prune(folder.parent, version)
 
     def _settle(self, asset: Asset, python: PythonModels | None) -> None:
         """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
@@ -492,10 +496,7 @@ class SparkEngine(NotDuckDB):
             finally:
                 with _best_effort(f"dropping the temporary view {tmp}"):
                     self.spark.catalog.dropTempView(tmp)
-            with self._lock:
-                self._register(layer, name, folder)
-                self._registered[asset.key] = version
-            _prune(home, version)
+            self._swapped_in(asset, folder, version)
         return BuildResult(rows=rows, nbytes=None)
 
     def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
