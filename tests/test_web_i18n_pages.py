@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kiban.web import i18n
-from tests import test_web_console
+from tests import test_web_console, test_web_indexes
 from tests.test_web_console import console, sign_in  # noqa: F401  (fixture)
 
 template = test_web_console.template  # the shared fixture
@@ -110,3 +110,118 @@ def test_time_formats_follow_the_locale_in_the_project_zone_and_odd_input_passes
     assert i18n.when(late, "%Y week %W", "ja", tokyo) == "2026 week 49"  # a format the console does not map: strftime
     assert i18n.day(date(2026, 12, 7), "ja") == "2026年12月7日" and i18n.day("2026-12-07", "en", False) == "Dec 7"
     assert i18n.day("not a day <b>", "ja") == "not a day <b>" and i18n.day(None, "en") == "–"
+
+
+# -- every page reachable from the nav, in Japanese, with no English left over --------------------------------------
+
+# words that are the same in a Japanese page: names of things, units, formats
+NOT_ENGLISH = {"kiban", "SQL", "UTC", "CSV", "JSON", "API", "ID", "Asia", "Tokyo", "English", "PII", "KPI", "Parquet",
+               "DuckDB", "PostgreSQL", "HTML", "URL", "ms", "min", "s", "h", "KB", "MB", "GB", "OK", "Ctrl", "Enter",
+               "Esc", "Tab", "cron", "id", "AM", "PM", "yaml", "yml", "VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DATE",
+               "TIMESTAMP", "BOOLEAN", "DECIMAL", "select", "from", "where", "limit"}
+SKIPPED = ("/lang/", "/logout", "/static/", "/api/", "/events", "/deliveries/files/", "/query/history", "/me",
+           "/login", "/health", "/today")
+
+
+def _vocabulary(root: Any) -> set[str]:
+    """The project's own words (its data, not the console's): descriptions, owners, names in its files."""
+    import yaml
+
+    words: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            words.update(re.findall(r"[A-Za-z]+(?:'[a-z]+)?", value))
+
+    for path in root.rglob("*"):
+        if path.suffix in (".yml", ".yaml") and ".kiban" not in path.parts:
+            walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+        elif path.suffix in (".sql", ".md", ".py") and ".kiban" not in path.parts:
+            words.update(re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8")))
+    return words | {"viewer", "analyst", "operator", "admin", "tests", "bench"}  # user names and token labels
+
+
+def _leftover_english(html: str, vocabulary: set[str]) -> list[str]:
+    """English words a reader sees outside code, data and identifiers."""
+    body = html[html.index("<body"):]
+    body = re.sub(r"<(script|style|pre|code|kbd|textarea|samp)\b.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r'<(\w+)[^>]*\btranslate="no"[^>]*>.*?</\1>', " ", body, flags=re.S)
+    body = re.sub(r'<a [^>]*href="/(assets|runs|jobs|usecases|loads|recipes|forms|initiatives)/[^"]*"[^>]*>.*?</a>',
+                  " ", body, flags=re.S)  # links named after what they open (an asset, a run id, a use case)
+    seen = " ".join(re.findall(r'(?:title|placeholder|aria-label|alt)="([^"]*)"', body))
+    text = re.sub(r"<[^>]+>", " ", body) + " " + seen
+    import html as markup
+
+    text = markup.unescape(text)
+    found = re.findall(r"(?<![\w.@/:$#=-])[A-Za-z][a-z]*(?:'[a-z]+)?(?![\w.@/:(=-])", text)
+    return sorted({w for w in found if w not in NOT_ENGLISH and w not in vocabulary and w.lower() not in vocabulary
+                   and len(w) > 1})
+
+
+def _walk(client: Any, start: str = "/") -> dict[str, str]:
+    """Every page of the nav and the first page of each kind it links to (one asset, one run, one use case…)."""
+    pages: dict[str, str] = {}
+    kinds: set[str] = set()
+    queue = [start]
+    while queue:
+        path = queue.pop(0)
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.status_code)
+        pages[path] = answer.text
+        for href in re.findall(r'<a [^>]*href="(/[^"#]*)"', answer.text):
+            href = href.replace("&amp;", "&")
+            if href.startswith(SKIPPED) or href in pages or href in queue:
+                continue
+            kind = "/".join(href.split("?")[0].split("/")[:2]) + ("/*" * (href.split("?")[0].count("/") - 1))
+            if kind in kinds and not _in_nav(answer.text, href):
+                continue
+            kinds.add(kind)
+            queue.append(href)
+    return pages
+
+
+def _in_nav(html: str, href: str) -> bool:
+    nav = html[html.index("<nav"):html.index("</nav>")] if "<nav" in html else ""
+    return f'href="{href}"' in nav
+
+
+@pytest.fixture
+def every_kind(tmp_path: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """The index pages' project (loads, jobs, a model, users) served in-process, signed in as the admin."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from kiban.web import create_app
+
+    root = tmp_path / "shop"
+    shutil.copytree(_indexes_template(tmp_path_factory), root)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        sign_in(client, "admin")
+        yield client, root
+
+
+_BUILT: dict[str, Any] = {}
+
+
+def _indexes_template(factory: pytest.TempPathFactory) -> Any:
+    if "root" not in _BUILT:
+        _BUILT["root"] = test_web_indexes.template.__wrapped__(factory)  # type: ignore[attr-defined]
+    return _BUILT["root"]
+
+
+def test_every_page_in_japanese_has_no_english_left(every_kind: Any) -> None:
+    client, root = every_kind
+    client.cookies.set(i18n.COOKIE, "ja")
+    vocabulary = _vocabulary(root)
+    pages = _walk(client)
+    assert {"/", "/runs", "/incidents", "/graph", "/catalog", "/loads", "/schedule", "/checks", "/models", "/recipes",
+            "/console", "/requests", "/forms", "/usage", "/initiatives", "/team", "/users", "/audit"} <= set(pages)
+    left = {path: words for path, html in pages.items() if (words := _leftover_english(html, vocabulary))}
+    assert left == {}, "\n".join(f"{p}: {' '.join(w)}" for p, w in left.items())

@@ -18,6 +18,7 @@ from kiban.errors import KibanError
 from kiban.team.oncall import on_duty, rota
 from kiban.team.postmortem import get, save
 from kiban.team.review import review, week_of
+from kiban.web import i18n
 from kiban.web.accounts import User
 from kiban.web.auth import client_ip, current_user, need
 from kiban.web.svg import measurement_chart  # the same chart as `kiban initiatives measure --svg`
@@ -99,7 +100,7 @@ def initiative(request: Request, name: str, user: Viewer) -> Response:
     if found.config.kpi is not None and found.config.intervention is not None:
         try:
             result = _measure(site, name, record=False)
-            svg = measurement_chart(result)
+            svg = measurement_chart(result, i18n.choose(request))
         except KibanError as exc:
             error = str(exc)
     return render(request, "initiative.html", initiative=name, i=found.config, result=result, svg=svg, error=error,
