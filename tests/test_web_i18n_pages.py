@@ -225,3 +225,93 @@ def test_every_page_in_japanese_has_no_english_left(every_kind: Any) -> None:
             "/console", "/requests", "/forms", "/usage", "/initiatives", "/team", "/users", "/audit"} <= set(pages)
     left = {path: words for path, html in pages.items() if (words := _leftover_english(html, vocabulary))}
     assert left == {}, "\n".join(f"{p}: {' '.join(w)}" for p, w in left.items())
+
+
+# -- charts: axes and tooltips in the reader's locale and the project's zone, the zone named, UTC on hover ----------
+
+def _svgs(html: str) -> list[str]:
+    return re.findall(r'<svg class="chart".*?</svg>', html, flags=re.S)
+
+
+def test_every_chart_in_japanese_names_the_zone_and_shows_utc_on_hover(every_kind: Any) -> None:
+    client, _root = every_kind
+    client.cookies.set(i18n.COOKIE, "ja")
+    asset = client.get("/assets/warehouse.orders").text
+    duration, rows = _svgs(asset)[:2]  # run durations and rows per build
+    assert "構築時間（時刻は Asia/Tokyo）" in duration and "行数（時刻は Asia/Tokyo）" in rows
+    # the axis in the locale's short date (12月7日), each point's tooltip in JST and UTC
+    assert re.search(r">\d{1,2}月\d{1,2}日</text>", duration), duration[:800]
+    assert re.search(r">\d{1,2}月\d{1,2}日 \d{1,2}:\d\d</text>", duration)
+    assert re.search(r"<title>\d{4}年\d{1,2}月\d{1,2}日 \d{1,2}:\d\d "
+                     r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\): [\d.]+ 秒</title>",
+                     duration), duration
+    loads = _svgs(client.get("/loads/lake.erp_products").text)[0]  # rows per load
+    assert "取り込みごとの格納行数（時刻は Asia/Tokyo）" in loads
+    assert re.search(r"UTC\): 新しい行, 1,999 行を格納</title>", loads) and "UTC): 空, 0 行を格納" in loads
+    usecase = client.get("/usecases/morning_sales").text  # SLO history: due days and the budget burning
+    bars, burn = _svgs(usecase)[:2]  # this project has no due day yet: said so, in Japanese
+    assert "直近 7 日の期限日: まだ期限日がありません" in bars
+    assert "期間内の未達の累計（許容：0）: まだデータがありません" in burn
+    checks = client.get("/checks").text  # check trends: each result's time on hover, zone named, UTC
+    assert re.search(r'title="\d{4}年\d{1,2}月\d{1,2}日 \d{1,2}:\d\d \(Asia/Tokyo; [\d-]+ [\d:]+ UTC\): 不合格"',
+                     checks)
+
+
+def test_charts_in_english_keep_the_zone_label_and_read_the_english_way(every_kind: Any) -> None:
+    client, _root = every_kind
+    duration = _svgs(client.get("/assets/warehouse.orders", headers={"accept-language": "en"}).text)[0]
+    assert "build time (times in Asia/Tokyo)" in duration
+    assert re.search(r">[A-Z][a-z]{2} \d{1,2}</text>", duration)  # Dec 7
+    assert re.search(r"<title>[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d\d\u202f[AP]M "
+                     r"\([\d-]+ [\d:]+ UTC\): [\d.]+ s</title>",
+                     duration), duration
+
+
+def test_value_over_time_and_initiative_effect_charts_follow_the_locale() -> None:
+    from datetime import UTC, date, datetime
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from kiban.web import svg
+    from kiban.web.initiative_pages import value_chart
+
+    entries = [SimpleNamespace(measured_at=datetime(2026, 11, d, 23, 0, tzinfo=UTC), per_month=(1234567.0 * d,))
+               for d in (1, 15)]
+    ja = value_chart(entries, "JPY", "ja", ZoneInfo("Asia/Tokyo"))
+    assert "月あたりの測定価値の推移（時刻は Asia/Tokyo）" in ja and ">11月16日 8:00</text>" in ja
+    assert "<title>2026年11月2日 8:00 (2026-11-01 23:00 UTC): 1,234,567 JPY</title>" in ja
+    effect = svg.effect_chart([(date(2026, 11, d), 10.0 + d, 9.0) for d in range(1, 20)], date(2026, 11, 10), "KPI",
+                              lang="ja")
+    assert "開始 2026年11月10日" in effect and "実績" in effect and "2026年11月1日" in effect
+
+
+def test_slo_history_charts_show_due_days_and_verdicts_in_the_locale() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from kiban.web import svg
+
+    days = [("2026-12-05", "met", None), ("2026-12-06", "late", 1800.0), ("2026-12-07", "failed", None)]
+    ja = svg.verdict_bars(days, "直近 3 日の期限日", lang="ja")
+    assert "<title>2026年12月6日: 遅延 (30 分遅れ)</title>" in ja
+    assert ">12月5日</text>" in ja and ">12月7日</text>" in ja
+    en = svg.verdict_bars(days, "due days", lang="en")
+    assert "<title>Dec 6, 2026: late (30 min late)</title>" in en and ">Dec 5</text>" in en
+    tokyo = ZoneInfo("Asia/Tokyo")
+    burn = svg.line_chart([(datetime(2026, 12, d, tzinfo=tokyo), float(d > 5)) for d in (5, 6, 7)], "burn", tz=tokyo,
+                          lang="ja")
+    assert ">12月5日</text>" in burn and ">12月7日 0:00</text>" in burn  # the due days themselves, in JST
+    assert "<title>2026年12月6日 0:00 (2026-12-05 15:00 UTC): 1</title>" in burn
+    utc_only = svg.line_chart([(datetime(2026, 12, 6, 23, 30, tzinfo=UTC), 2.0)] * 2, "x", lang="en")
+    assert "<title>Dec 6, 2026, 11:30\u202fPM UTC: 2</title>" in utc_only  # no zone given: UTC, and said
+
+
+def test_every_page_of_a_broken_project_in_japanese_has_no_english_left(japanese: Any) -> None:
+    """The same walk on the project whose last run failed (a risk on Today, an open incident, a failed run)."""
+    client, root, _tokens, _incident = japanese
+    sign_in(client, "admin")
+    vocabulary = _vocabulary(root)
+    pages = _walk(client)
+    assert "/incidents/1" in pages and any(p.startswith("/runs/") for p in pages)
+    left = {path: words for path, html in pages.items() if (words := _leftover_english(html, vocabulary))}
+    assert left == {}, "\n".join(f"{p}: {' '.join(w)}" for p, w in left.items())
