@@ -142,7 +142,7 @@ def _vocabulary(root: Any) -> set[str]:
     for path in root.rglob("*"):
         if path.suffix in (".yml", ".yaml") and ".kiban" not in path.parts:
             walk(yaml.safe_load(path.read_text(encoding="utf-8")))
-        elif path.suffix in (".sql", ".md", ".py") and ".kiban" not in path.parts:
+        elif path.suffix == ".sql" and ".kiban" not in path.parts:
             words.update(re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8")))
     return words | {"viewer", "analyst", "operator", "admin", "tests", "bench"}  # user names and token labels
 

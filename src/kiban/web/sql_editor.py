@@ -79,11 +79,12 @@ def sidebar(site: Site, clearance: bool, lang: str = "en") -> Markup:
         for t in schema(site):
             key = escape(t.key)
             cols = "".join(
-                f'<li data-column="{escape(n)}"><button type="button" class="link ins" data-insert="{escape(n)}">'
+                f'<li data-column="{escape(n)}"><button type="button" class="link ins" translate="no" '
+                f'data-insert="{escape(n)}">'
                 f'{escape(n)}</button> <span class="muted small">{escape(_(k))}</span>'
                 + (f' <span class="pill s-pii masked-col" title="{why}">{mark}</span>' if p else "") + "</li>"
                 for n, k, p in t.columns)
-            parts.append(f'<details data-table="{key}"><summary><button type="button" class="link ins" '
+            parts.append(f'<details data-table="{key}"><summary><button type="button" class="link ins" translate="no" '
                          f'data-insert="{key}">{key}</button> <span class="muted small">{len(t.columns)}</span>'
                          f'</summary><ul>{cols}</ul></details>')
         return Markup("".join(parts))
