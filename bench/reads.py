@@ -176,16 +176,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", choices=("notebook", "bi"), help="measure one of the two")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         os.environ.pop("KIBAN_TOKEN", None)
         build(root, args.rows)
         for label, columns in (("all columns, email masked", None), ("the columns without PII", CLEAR)):
+            if args.only == "bi":
+                break
             own, ours = notebook(root, args.reps, columns)
             print(f"notebook, {label}: DuckDB scan to Arrow {own:.3f} s, kiban.read (bounded resident worker, "
                   f"the default) {ours:.3f} s, wall ratio {ours / own:.2f} (target ≤ 1.2)")
-        found = bi(root, args.reps)
+        found = bi(root, args.reps) if args.only != "notebook" else None
         if found:
             console, wire = found
             print(f"BI, 10,000 rows: console path {console:.3f} s, PostgreSQL protocol {wire:.3f} s, "
