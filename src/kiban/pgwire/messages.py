@@ -198,7 +198,8 @@ def data_rows(table: pa.Table, formats: Sequence[int] = (), limit: int | None = 
         table = table.slice(0, limit)
     kinds = [oid_of(column.type) for column in table.columns]
     for offset in range(0, table.num_rows, ROWS_PER_WRITE):
-        part = table.slice(offset, ROWS_PER_WRITE)
+        # the length clamped here: slice() does not clamp a table of no columns
+        part = table.slice(offset, min(ROWS_PER_WRITE, table.num_rows - offset))
         yield _encode(part, [_format(formats, i) == 1 and _binary_ok(kinds[i]) for i in range(len(kinds))], kinds)
 
 
@@ -232,8 +233,7 @@ def _encode(part: pa.Table, binary: Sequence[bool], kinds: Sequence[int]) -> byt
     messages = _be(header, 7) if body is None else pc.binary_join_element_wise(_be(header, 7), body, b"")
     offsets = messages.buffers()[1]
     first, last = (np.frombuffer(offsets, np.int32, count=rows + 1, offset=4 * messages.offset)[[0, -1]])
-    return messages.buffers()[2].to_pybytes()[first:last] if first else \
-        memoryview(messages.buffers()[2])[:last].tobytes()
+    return memoryview(messages.buffers()[2])[first:last].tobytes()
 
 
 def _wire_text(column: pa.ChunkedArray) -> pa.Array:
