@@ -253,7 +253,29 @@ def _wire_text(column: pa.ChunkedArray) -> pa.Array:
         return pc.cast(texts, pa.binary())
     if pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_date(kind):
         return pc.cast(pc.cast(column, pa.string()), pa.binary())
+    if pa.types.is_timestamp(kind) and kind.tz is None and kind.unit in ("s", "ms", "us") and _four_digit_years(column):
+        return _timestamp_text(column)
     return pa.array(_text_column(pa.chunked_array([column])), pa.binary())
+
+
+_YEARS = (datetime(1000, 1, 1), datetime(9999, 12, 31))
+
+
+def _four_digit_years(column: pa.Array) -> bool:
+    low, high = pc.min_max(column).values()
+    return low.as_py() is None or (_YEARS[0] <= low.as_py() and high.as_py() <= _YEARS[1])
+
+
+def _timestamp_text(column: pa.Array) -> pa.Array:
+    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` (the fraction only when there is one), as Python's str() of the value
+    spells it — which PostgreSQL's clients read."""
+    micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+    seconds = pc.floor_temporal(pc.cast(column, pa.timestamp("us")), unit="second")
+    whole = pc.cast(pc.cast(seconds, pa.timestamp("s")), pa.string())  # (strftime is 30 times slower)
+    fraction = pc.subtract(micros, pc.cast(seconds, pa.int64()))
+    digits = pc.utf8_lpad(pc.cast(fraction, pa.string()), 6, "0")
+    texts = pc.if_else(pc.not_equal(fraction, 0), pc.binary_join_element_wise(whole, digits, "."), whole)
+    return pc.cast(texts, pa.binary())
 
 
 def _wire_binary(column: pa.ChunkedArray, oid: int) -> pa.Array:
