@@ -158,6 +158,10 @@ def bi(root: Path, reps: int) -> tuple[float, float] | None:
                 rows = con.execute(sql).fetchall()
                 assert len(rows) == 10000
 
+            def wire_binary() -> None:
+                rows = con.cursor(binary=True).execute(sql).fetchall()
+                assert len(rows) == 10000
+
             def console_path() -> None:
                 assert len(console.run(sql, actor, limit=10000).rows) == 10000
 
@@ -166,6 +170,17 @@ def bi(root: Path, reps: int) -> tuple[float, float] | None:
             wire_wall = median(wire, reps)
             print(f"  CPU (client and server in one process): console {console_cpu:.3f} s, "
                   f"wire {CPU['last']:.3f} s, ratio {CPU['last'] / console_cpu:.2f}")
+            binary_wall = median(wire_binary, reps)
+            print(f"  binary results (psycopg's binary cursor): {binary_wall:.3f} s wall, ratio "
+                  f"{binary_wall / console_wall:.2f}; CPU {CPU['last']:.3f} s")
+            # the parts: the server's encoding of the 10,000 rows, psycopg's parsing of them (CPU, this process)
+            from kiban.pgwire import messages
+
+            arrow = duckdb.connect(str(root / "kiban.duckdb.snapshot"), read_only=True).execute(
+                sql.replace("email", "'•••' as email")).to_arrow_table()
+            for label, formats in (("text", ()), ("binary", (1,))):
+                median(lambda f=formats: b"".join(messages.data_rows(arrow, f)), reps)
+                print(f"  the server's encoding of 10,000 rows as {label}: {CPU['last'] * 1000:.1f} ms CPU")
             return console_wall, wire_wall
     finally:
         server.shutdown()
