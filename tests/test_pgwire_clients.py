@@ -145,3 +145,21 @@ def test_sqlalchemy_connects_introspects_and_reads_like_superset_and_redash(endp
             assert rows == [("•••",), ("•••",)]
     finally:
         engine.dispose()
+
+
+def test_cursor_statements_are_routed_and_split_outside_quotes():
+    from kiban.pgwire.catalog import route
+    from kiban.pgwire.server import split
+
+    declared = route('declare "SQL_CUR0x1" cursor with hold for select * from mart.daily_sales where x = \';\'')
+    assert (declared.kind, declared.name, declared.value) == ("declare", "SQL_CUR0x1", "data")
+    assert declared.sql == "select * from mart.daily_sales where x = ';'"
+    assert route("declare c cursor for delete from mart.daily_sales").kind == "refused"  # a cursor only reads
+    assert route("declare c no scroll cursor for select * from pg_class").value == "catalog"
+    assert [(r.kind, r.name, r.value) for r in map(route, ('fetch 100 in "SQL_CUR0x1"', "FETCH ALL FROM c",
+                                                           "fetch c", "close c", "CLOSE ALL"))] == \
+        [("fetch", "SQL_CUR0x1", "100"), ("fetch", "c", "all"), ("fetch", "c", "1"), ("close", "c", ""),
+         ("close", "", "")]
+    # what psqlODBC sends in one simple query, which DuckDB's parser cannot split
+    assert split('BEGIN;declare "a;b" cursor with hold for select \'x;y\' -- ;\nfrom t;fetch 2 in "a;b"') == \
+        ["BEGIN", 'declare "a;b" cursor with hold for select \'x;y\' -- ;\nfrom t', 'fetch 2 in "a;b"']
