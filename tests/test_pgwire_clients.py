@@ -163,3 +163,24 @@ def test_cursor_statements_are_routed_and_split_outside_quotes():
     # what psqlODBC sends in one simple query, which DuckDB's parser cannot split
     assert split('BEGIN;declare "a;b" cursor with hold for select \'x;y\' -- ;\nfrom t;fetch 2 in "a;b"') == \
         ["BEGIN", 'declare "a;b" cursor with hold for select \'x;y\' -- ;\nfrom t', 'fetch 2 in "a;b"']
+
+
+def test_a_declared_cursor_is_fetched_in_steps_over_the_extended_protocol(endpoint):
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=endpoint["port"], user="ana", password="ana-password",
+                         dbname="shop", connect_timeout=10) as con:
+        cur = con.cursor()
+        cur.execute("declare c cursor with hold for select email, order_date from warehouse.orders "
+                    "where amount >= %s order by order_id", [0])
+        assert cur.statusmessage == "DECLARE CURSOR"
+        cur.execute("fetch 2 from c")
+        assert cur.fetchall() == [("•••", date(2026, 11, 2)), ("•••", date(2026, 11, 3))]
+        assert cur.statusmessage == "FETCH 2"
+        cur.execute("fetch all in c")
+        assert len(cur.fetchall()) == 298 and cur.statusmessage == "FETCH 298"
+        cur.execute("fetch 5 from c")
+        assert cur.fetchall() == [] and cur.statusmessage == "FETCH 0"
+        cur.execute("close c")
+        with pytest.raises(psycopg.Error, match='cursor "c" does not exist'):
+            cur.execute("fetch 1 from c")

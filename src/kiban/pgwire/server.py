@@ -80,6 +80,7 @@ class Portal:
     formats: list[int]
     table: pa.Table | None = None  # run at Describe (a client wants the columns first) or at Execute
     sent: int = 0
+    tag: str = ""  # the run's command tag (FETCH n for a cursor's rows)
 
 
 @dataclass
@@ -280,7 +281,7 @@ class Connection:
             else:
                 portal = self.portals[name]
                 if portal.table is None and portal.prepared.route.kind in ("data", "catalog", "fetch"):
-                    portal.table, _ = self.run(portal.prepared, portal.params)
+                    portal.table, portal.tag = self.run(portal.prepared, portal.params)
                 self.send(m.row_description(portal.table.schema, portal.formats) if portal.table is not None
                           else m.message(b"n"))
         elif kind == b"E":
@@ -316,10 +317,9 @@ class Connection:
         self.portals[portal] = Portal(prepared, params, results)
 
     def execute(self, portal: Portal, limit: int) -> None:
-        tag = ""
         if portal.table is None:
-            portal.table, tag = self.run(portal.prepared, portal.params)
-        table = portal.table
+            portal.table, portal.tag = self.run(portal.prepared, portal.params)
+        table, tag = portal.table, portal.tag
         if table is None:
             self.send(m.complete(tag) if tag else m.message(b"I"))
             return
