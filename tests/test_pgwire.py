@@ -167,3 +167,58 @@ def test_the_endpoint_reads_the_snapshot_so_a_run_proceeds(endpoint, make_projec
         assert [c.name for c in con.execute("select * from mart.old_report limit 1").description] == \
             ["order_id", "amount"]
     assert build_shop  # the shop's definition is shared with the console's tests
+
+
+def _cells(wire: bytes) -> list[list[bytes | None]]:
+    import struct
+
+    rows, at = [], 0
+    while at < len(wire):
+        assert wire[at:at + 1] == b"D"
+        (size,) = struct.unpack_from("!i", wire, at + 1)
+        (width,) = struct.unpack_from("!h", wire, at + 5)
+        pos, row = at + 7, []
+        for _ in range(width):
+            (length,) = struct.unpack_from("!i", wire, pos)
+            pos += 4
+            row.append(None if length < 0 else wire[pos:pos + length])
+            pos += max(length, 0)
+        assert pos == at + 1 + size
+        rows.append(row)
+        at = pos
+    return rows
+
+
+def test_rows_are_encoded_column_by_column_as_postgresql_spells_them():
+    import struct
+    from datetime import date, datetime, timedelta
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from kiban.pgwire import messages as m
+
+    table = pa.table({
+        "i": pa.array([1, None, -3], pa.int64()), "s": pa.array([2, 3, None], pa.int16()),
+        "f": pa.array([0.5, float("nan"), float("-inf")]), "b": pa.array([True, None, False]),
+        "t": pa.array(["東京", None, ""]), "d": pa.array([date(2000, 1, 2), None, date(1999, 12, 31)]),
+        "ts": pa.array([datetime(2026, 1, 1, 10, 0, 0, 5), None, datetime(2026, 1, 1)]),
+        "n": pa.array([Decimal("1.50"), None, Decimal("-2.00")], pa.decimal128(12, 2)),
+    })
+    text = _cells(b"".join(m.data_rows(table)))
+    assert text == [[b"1", b"2", b"0.5", b"t", "東京".encode(), b"2000-01-02", b"2026-01-01 10:00:00.000005", b"1.50"],
+                    [None, b"3", b"NaN", None, None, None, None, None],
+                    [b"-3", None, b"-Infinity", b"f", b"", b"1999-12-31", b"2026-01-01 00:00:00", b"-2.00"]]
+    binary = _cells(b"".join(m.data_rows(table, [1])))
+    assert binary[0][:6] == [struct.pack("!q", 1), struct.pack("!h", 2), struct.pack("!d", 0.5), b"\1",
+                             "東京".encode(), struct.pack("!i", 1)]
+    since = datetime(2026, 1, 1, 10, 0, 0, 5) - datetime(2000, 1, 1)  # microseconds since PostgreSQL's epoch
+    assert binary[0][6] == struct.pack("!q", since // timedelta(microseconds=1))
+    assert binary[1] == [None, struct.pack("!h", 3), struct.pack("!d", float("nan")), None, None, None, None, None]
+    assert binary[2][5] == struct.pack("!i", -1) and binary[2][7] is not None
+    # blocks of ROWS_PER_WRITE rows, and no rows at all
+    many = pa.table({"x": pa.array(range(m.ROWS_PER_WRITE + 5))})
+    chunks = list(m.data_rows(many))
+    assert len(chunks) == 2 and len(_cells(chunks[1])) == 5
+    assert b"".join(m.data_rows(many.slice(0, 0))) == b""
+    assert _cells(b"".join(m.data_rows(pa.table({"x": [1, 2]}).select([])))) == [[], []]
