@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-from test_catalog_console import build_shop
 
 from kiban.catalog.dictionary import build_dictionary
 from kiban.catalog.hooks import catalog_listeners
@@ -21,6 +20,7 @@ from kiban.graph import build_graph
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
+from tests.helpers.shop import build_shop
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from test_catalog_console import SHOP_FILES, SHOP_LAKE
-
 from kiban.catalog.openlineage import emitter_for, run_uuid
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
+from tests.helpers.shop import SHOP_FILES, SHOP_LAKE
 
 
 def _run(root):

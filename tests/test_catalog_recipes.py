@@ -8,7 +8,6 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_catalog_console import build_shop
 
 from kiban.catalog.console import QueryConsole
 from kiban.catalog.recipes import ParameterError, bind, coerce, get_recipe, load_recipes, promote, run_recipe
@@ -17,6 +16,8 @@ from kiban.errors import ProjectError, ProjectErrors, UsageError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
+from tests.helpers.shop import build_shop
+from tests.helpers.warehouse import project_maker
 
 ECHO = """
 description: Echo a value back (to prove parameters are data).
@@ -31,17 +32,7 @@ params:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    import conftest
-
-    base = tmp_path_factory.mktemp("recipes")
-
-    def make_project(files, lake=None, root="project"):
-        target = base / root
-        conftest.write_files(target, {"kiban.yml": "name: shop\ntimezone: UTC\n", **files})
-        for table, sql in (lake or {}).items():
-            conftest.write_parquet(target / "lake" / table / "part-0.parquet", sql)
-        return target.resolve()
-
+    make_project = project_maker(tmp_path_factory.mktemp("recipes"))
     root = build_shop(make_project, extra={"recipes/echo.yml": ECHO})
     project = load_project(root)
     store = Store(project.state_url)

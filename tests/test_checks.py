@@ -28,6 +28,7 @@ from kiban.run import RunOptions, run_project
 from kiban.slo.calendar import calendar_for
 from kiban.store import Store
 from tests.conftest import write_parquet
+from tests.helpers.warehouse import query
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # Monday 12:00 in Tokyo
 
@@ -110,14 +111,6 @@ def results_of(root: Path, run_id: str) -> dict[str, dict]:
         return {f"{r.asset}:{r.name}": r.__dict__ for r in of_run(store, run_id)}
     finally:
         store.close()
-
-
-def query(root: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_every_kind_catches_seeded_violations_with_exact_counts_and_passes_clean_data(shop):

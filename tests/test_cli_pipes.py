@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_files
-from tests.test_web_console import build_project, open_incident
+from tests.helpers.console import build_project, open_incident
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 # a pipe, a narrow $COLUMNS and a dumb terminal: each of them used to cut the output at 80 columns

@@ -6,21 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import duckdb
-
-SOURCE = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n"
-MODEL = {"models/mart/n.sql": "select count(*) as n, sum(v::int) as total from lake.seed_items"}
-
-
-def mart(root: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute("select n, total from mart.n").fetchone()  # type: ignore[return-value]
-    finally:
-        con.close()
+from tests.helpers.loads import MODEL, SOURCE, mart
 
 
 def test_list_retract_rebuild_and_collect_again(make_project: Any, cli: Callable[..., Any]) -> None:

@@ -17,21 +17,13 @@ from kiban.deliveries.send import deliver, history
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
-from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-EVIL = ("'=HYPERLINK(\"http://x\",\"click\")' as evil, '+1+2' as plus, '-3' as minus, '@SUM(A1)' as at, "
-        "'日本語の店' as store_name")
-FILES = {
-    **SHOP_FILES,
-    "models/mart/weekly_marketing.sql": f"select order_date, sum(amount) as revenue, count(*) as orders, {EVIL} "
-                                        "from warehouse.orders group by order_date",
-    "models/mart/contacts.sql": "select id, email from warehouse.customers",
-}
+from tests.helpers.console import sign_in
+from tests.helpers.shop import DELIVERY_FILES, SHOP_LAKE
 
 
 def build(make_project, deliveries: str, channels: str = "") -> Any:
-    root = make_project({**FILES, "kiban.yml": f"name: shop\ntimezone: UTC\ndeliveries:\n{deliveries}{channels}"},
-                        lake=SHOP_LAKE)
+    kiban_yml = f"name: shop\ntimezone: UTC\ndeliveries:\n{deliveries}{channels}"
+    root = make_project({**DELIVERY_FILES, "kiban.yml": kiban_yml}, lake=SHOP_LAKE)
     project = load_project(root)
     assert run_project(project, RunOptions()).ok
     return project, Store(project.state_url)
@@ -139,7 +131,7 @@ def test_after_the_use_case_is_met_it_goes_out_once(make_project):
     from kiban.deliveries.due import due
     from kiban.graph import build_graph
 
-    root = make_project({**FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
+    root = make_project({**DELIVERY_FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
                          "  weekly: {mart: mart.weekly_marketing, folder: out, usecase: marketing, "
                          "after: usecase_met}\n",
                          "usecases/marketing.yml": "description: marketing reads it\nowner: m\n"
@@ -161,9 +153,8 @@ def test_the_use_case_page_shows_its_deliveries(make_project):
 
     from kiban.web import create_app
     from kiban.web.accounts import Accounts
-    from tests.test_web_console import sign_in
 
-    root = make_project({**FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
+    root = make_project({**DELIVERY_FILES, "kiban.yml": "name: shop\ntimezone: UTC\ndeliveries:\n"
                          "  weekly: {mart: mart.weekly_marketing, folder: out, usecase: marketing}\n",
                          "usecases/marketing.yml": "description: marketing reads it\nowner: m\n"
                          "assets: [mart.weekly_marketing]\nneed: {by: '23:59', on: every_day}\n"},

@@ -22,8 +22,8 @@ from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.schedule.daemon import Scheduler
 from kiban.store import Store
-from tests.test_catalog_console import SHOP_LAKE
-from tests.test_deliveries import FILES
+from tests.helpers.console import sign_in
+from tests.helpers.shop import DELIVERY_FILES, SHOP_LAKE
 
 
 class SteppingClock(FakeClock):
@@ -87,7 +87,7 @@ def serve_until(scheduler: Scheduler, done: Any, seconds: float = 20.0) -> None:
 
 
 def project_with(make_project, deliveries: str, extra: str = "", files: dict[str, str] | None = None) -> Any:
-    root = make_project({**FILES, **(files or {}),
+    root = make_project({**DELIVERY_FILES, **(files or {}),
                          "kiban.yml": "name: shop\ntimezone: Asia/Tokyo\nscheduler: {poll: 10}\n"
                                       f"{extra}deliveries:\n{deliveries}"}, lake=SHOP_LAKE)
     project = load_project(root)
@@ -200,7 +200,6 @@ def test_a_chat_delivery_by_link_is_served_until_it_expires(make_project, receiv
     from kiban.deliveries.links import find, sweep
     from kiban.web import create_app
     from kiban.web.accounts import Accounts
-    from tests.test_web_console import sign_in
 
     port, got = receiver()
     project, store = project_with(make_project, "  weekly: {mart: mart.weekly_marketing, channel: hook, "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from kiban.errors import ProjectError, ProjectErrors
 from kiban.project import load_project
 from kiban.value.effect import EffectError, Panel, measure
 from kiban.value.simulate import Scenario, panel
+from tests.helpers.initiatives import BASE, GOOD, LAKE, write_planted
 
 SEEDS = 30
 MIN_COVER = 26  # P(X ≤ 25 | n=30, p=0.95) ≈ 1.6%
@@ -108,26 +108,6 @@ def test_two_years_of_500_stores_is_measured_fast():
 
 # --- the spec ---------------------------------------------------------------------------------------------------
 
-BASE = {
-    "models/mart/daily_sales.sql": "select day, store, sales from lake.sales\n",
-    "usecases/stocking.yml": "assets: [mart.daily_sales]\nneed: {by: \"06:00\", on: every_day}\n",
-}
-LAKE = {"sales": "select date '2026-01-01' + i::int as day, 'S' || (i % 4) as store, 100.0 as sales "
-                  "from range(0, 40) t(i)"}
-GOOD = """\
-question: Does replenishing from the forecast sell more?
-hypothesis: fewer stock-outs
-owner: stocking
-status: running
-usecases: [stocking]
-assets: [daily_sales]
-kpi: {asset: daily_sales, date: day, unit: store, value: sales, name: sales, measure: yen}
-intervention: {start: 2026-01-20, treated: [S0, S1]}
-value_per_unit: 0.3
-currency: JPY
-"""
-
-
 def test_a_good_initiative_loads_with_names_resolved(project_dir):
     root = project_dir({**BASE, "initiatives/replenish.yml": GOOD}, lake=LAKE)
     init = load_project(root).initiatives["replenish"]
@@ -156,27 +136,9 @@ def test_a_bad_initiative_names_file_and_line(project_dir, text, message, line):
 
 # --- end to end: a project, a run, a measurement, the ledger -----------------------------------------------------
 
-def _write_planted(root: Path) -> tuple[float, date]:
-    from tests.conftest import write_parquet
-
-    p = panel(7, Scenario(units=40, days=300, start_day=200, effect=30.0))
-    rows = [(d.isoformat(), u, float(v)) for i, u in enumerate(p.panel.units)
-            for d, v in zip(p.panel.days, p.panel.values[i], strict=True)]
-    csv = root / "sales.csv"
-    csv.write_text("day,store,sales\n" + "\n".join(f"{d},{u},{v}" for d, u, v in rows), encoding="utf-8")
-    write_parquet(root / "lake" / "sales" / "part-0.parquet",
-                  f"select cast(day as date) as day, store, sales from read_csv_auto('{csv}')")
-    csv.unlink()
-    treated = ", ".join(p.treated)
-    (root / "initiatives").mkdir(exist_ok=True)
-    (root / "initiatives" / "replenish.yml").write_text(
-        GOOD.replace("2026-01-20", p.start.isoformat()).replace("S0, S1", treated), encoding="utf-8")
-    return 30.0, p.start
-
-
 def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_dir, cli, tmp_path):
     root = project_dir(BASE, lake=LAKE)
-    truth, _ = _write_planted(root)
+    truth, _ = write_planted(root)
     from kiban.run import RunOptions, run_project
 
     assert run_project(load_project(root), RunOptions()).status == "success"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from conftest import write_parquet
-from test_ml_project import SHIFTED, make_ml_project, query, run
 
 from kiban.errors import ProjectError
 from kiban.ml.drift import baseline, ks, psi
 from kiban.project import load_project
+from tests.helpers.ml import SHIFTED, make_ml_project, query, run
 
 DRIFT = "checks:\n  - drift: {model: demand_model, psi: 0.25, ks: 0.3}\n    severity: SEVERITY\n"
 ACCURACY = ("checks:\n  - accuracy: {actuals: warehouse.demand_features, on: [store_id, day], predicted: forecast, "

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ml_project import query, versions
 
 from kiban.project import load_project
+from tests.helpers.ml import query, versions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shop"
 IGNORE = shutil.ignore_patterns("lake", ".kiban", "kiban.duckdb*", "__pycache__", "sources_data", "report.html")

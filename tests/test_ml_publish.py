@@ -7,9 +7,9 @@ already made v2 current (and v1 retired), so scoring used the version nobody pub
 from __future__ import annotations
 
 import duckdb
-from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.registry import open_registry
+from tests.helpers.ml import make_ml_project, query, run, set_algo, versions
 
 MODEL = "warehouse.demand_model"
 # a blocking check on the training asset's published row that only the first version passes

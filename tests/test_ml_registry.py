@@ -7,12 +7,12 @@ import json
 import joblib
 import pytest
 import sqlalchemy as sa
-from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.artefact import UntrustedArtefact, sha256_of
 from kiban.ml.promotion import decide
 from kiban.ml.registry import open_registry
 from kiban.ml.training import data_fingerprint
+from tests.helpers.ml import make_ml_project, query, run, set_algo, versions
 
 MODEL = "warehouse.demand_model"
 

@@ -14,7 +14,7 @@ from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_catalog_console import build_shop
+from tests.helpers.shop import build_shop
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def through_web(root: Path, _cli: Any) -> None:
     from fastapi.testclient import TestClient
 
     from kiban.web import create_app
-    from tests.test_web_console import add_users, bearer
+    from tests.helpers.console import add_users, bearer
 
     tokens = add_users(root)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as client:

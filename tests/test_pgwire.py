@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 
@@ -18,31 +17,21 @@ from kiban.pgwire.server import serve_pg
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_catalog_console import build_shop
+from tests.helpers.live import free_port
+from tests.helpers.shop import build_shop, write_shop
 
 PSQL = shutil.which("psql")
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-    root = tmp_path_factory.mktemp("pg")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    from kiban.run import RunOptions, run_project
-
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pg"))
     store = Store(load_project(root).state_url)
     accounts = Accounts(store)
     accounts.add_user("ana", "ana-password", "analyst")
     accounts.add_user("boss", "boss-password", "admin")
     token = accounts.create_token("ana")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = serve_pg(load_project(root), "127.0.0.1", port, timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -21,29 +21,17 @@ from kiban.pgwire.server import serve_pg, tls_context
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
+from tests.helpers.live import free_port
+from tests.helpers.shop import write_shop
 
 JAR = next((p for p in (Path("/usr/share/java/postgresql.jar"),) if p.exists()), None)
 JAVA, JAVAC, PSQL = shutil.which("java"), shutil.which("javac"), shutil.which("psql")
 PROBE = Path(__file__).parent / "jdbc" / "BiProbe.java"
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    from kiban.run import RunOptions, run_project
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-    root = tmp_path_factory.mktemp("pgjdbc")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pgjdbc"))
     Accounts(Store(load_project(root).state_url)).add_user("ana", "ana-password", "analyst")
     cert, key = root / "cert.pem", root / "key.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -51,7 +39,7 @@ def shop(tmp_path_factory):
     assert made.returncode == 0, made.stderr
     servers, ports = [], {}
     for name, require in (("open", False), ("strict", True)):
-        ports[name] = _port()
+        ports[name] = free_port()
         server = serve_pg(load_project(root), "127.0.0.1", ports[name], timeout=20,
                           tls=tls_context(str(cert), str(key)), require_tls=require)
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -7,11 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kiban.checks.gate import gate_for
 from kiban.errors import ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run.runner import RunOptions, RunResult, run_project
+from tests.helpers.ml import run
 
 LAKE = {"sales": "select (i % 3) as store_id, date '2026-01-01' + (i // 3)::int as day, (i % 7)::double as qty "
                   "from range(60) t(i)"}
@@ -39,17 +38,6 @@ def store_shares(totals: pd.DataFrame, scale: int = 100) -> pd.DataFrame:
     out["share"] = out["qty"] / out["qty"].sum() * scale
     return out.sort_values("store_id")
 '''
-
-
-def run(root: Path, *select: str) -> RunResult:
-    """``kiban run`` in this process, with the checks' gate."""
-    project = load_project(root)
-    gate = gate_for(project)
-    try:
-        return run_project(project, RunOptions(select=select), audit=gate, after=gate.after if gate else None)
-    finally:
-        if gate:
-            gate.close()
 
 
 def table(root: Path, relation: str) -> list[tuple[object, ...]]:

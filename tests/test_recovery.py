@@ -22,7 +22,7 @@ from kiban.schedule.clock import FakeClock, RealClock
 from kiban.schedule.daemon import Scheduler
 from kiban.store import Store
 from kiban.store.store import HOST
-from tests.test_schedule import LAKE, MODELS, FakeLauncher
+from tests.helpers.schedule import LAKE, MODELS, FakeLauncher
 
 ROWS = 3_000_000
 BIG_LAKE = {"orders": f"select i as order_id, i % 37 as store_id, (i * 7) % 1000 as amount from range({ROWS}) t(i)"}

@@ -19,10 +19,8 @@ from kiban.catalog import sandbox
 from kiban.catalog.reading import Reader
 from kiban.catalog.sandbox import QueryTimeout
 from kiban.catalog.usage import Actor
-from kiban.project import load_project
-from kiban.run import RunOptions, run_project
 from kiban.store import Store
-from tests.test_console_sandbox import FILES, LAKE
+from tests.helpers.sandbox import people_project
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not sandbox.resident_available(),
                                 reason="memfd and the OS limits are Linux's")
@@ -31,9 +29,7 @@ ANN = Actor("ann")
 
 @pytest.fixture
 def reader(make_project):
-    root = make_project(FILES, lake=LAKE)
-    project = load_project(root)
-    assert run_project(project, RunOptions()).ok
+    project = people_project(make_project)
     reader = Reader(project, Store(project.state_url))
     yield reader
     reader.close()

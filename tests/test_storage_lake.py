@@ -13,27 +13,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from tests import s3_server
+from tests.helpers.loads import MODEL, SOURCE, mart
 from tests.s3_server import CREDENTIALS, S3, kiban
 
 s3_endpoint, s3 = s3_server.s3_endpoint, s3_server.s3  # the fixtures
 
 deltalake = pytest.importorskip("deltalake")
-
-SOURCE = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n"
-MODEL = {"models/mart/n.sql": "select count(*) as n, sum(v::int) as total from lake.seed_items"}
-
-
-def mart(root: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute("select n, total from mart.n").fetchone()  # type: ignore[return-value]
-    finally:
-        con.close()
-
 
 def delta_rows(s3: S3, version: int | None = None) -> dict[str, int]:
     """Rows per load id of the shared table, as another tool reads it (delta-rs, no kiban)."""

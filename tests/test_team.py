@@ -16,8 +16,8 @@ from kiban.store import Store
 from kiban.team.oncall import channels, duty_on, on_duty
 from kiban.team.postmortem import get, save
 from kiban.team.review import review, week_of
+from tests.helpers.slo import FIRST, LAKE, MODELS, nightly, utc_deadline
 from tests.slo_history import add_run
-from tests.test_slo import FIRST, LAKE, MODELS, nightly, utc_deadline
 
 ROTA = """\
 oncall:

@@ -20,8 +20,8 @@ import pytest
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_forms import WASTE_FILES
-from tests.test_web_console import bearer, sign_in
+from tests.helpers.console import bearer, sign_in
+from tests.helpers.forms import WASTE_FILES
 
 
 @pytest.fixture

@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 
 from kiban.web import i18n
-from tests import test_web_console
-from tests.test_web_console import console, sign_in  # noqa: F401  (fixture)
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.console import sign_in
 
 TODAY_KEYS = ["use case ready", "at risk", "times in", "Who is hurt", "Since", "Cause", "History and budgets",
               "latest day", "budget left", "recent misses", "not due", "This starts", "It will build", "Yes, start it",
@@ -37,7 +34,7 @@ def _untranslated(main: str, keys: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def japanese(console: Any) -> Iterator[Any]:  # noqa: F811
+def japanese(console: Any) -> Iterator[Any]:
     client = console[0]
     client.cookies.set(i18n.COOKIE, "ja")
     try:
@@ -64,7 +61,7 @@ def test_today_and_incidents_in_japanese_have_no_english_sentence_and_ja_dates(j
     assert _untranslated(listing, INCIDENTS_KEYS) == [] and "未解決" in listing
 
 
-def test_english_pages_are_unchanged(console: Any) -> None:  # noqa: F811
+def test_english_pages_are_unchanged(console: Any) -> None:
     client, _root, _tokens, incident = console
     sign_in(client, "operator")
     today = _main(client.get("/", headers={"accept-language": "en-US,en;q=0.9"}).text)
@@ -78,7 +75,7 @@ def test_english_pages_are_unchanged(console: Any) -> None:  # noqa: F811
     assert re.search(r"due [A-Z][a-z]{2} \d{1,2}, \d{4}", page)
 
 
-def test_a_browser_asking_for_japanese_gets_it_without_the_cookie(console: Any) -> None:  # noqa: F811
+def test_a_browser_asking_for_japanese_gets_it_without_the_cookie(console: Any) -> None:
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/incidents", headers={"accept-language": "ja-JP,ja;q=0.9,en;q=0.5"}).text

@@ -6,25 +6,21 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kiban.project import load_project
-from tests.test_web_console import PASSWORD, csrf_of, sign_in
-from tests.test_web_team import template  # noqa: F401  # the shared fixture (a planted, run project)
+from tests.helpers.browser import CHROMIUM, need_chromium
+from tests.helpers.console import PASSWORD, csrf_of, served_copy, sign_in
+from tests.helpers.live import serving
 
 
 @pytest.fixture
-def client(template: Path, tmp_path: Path) -> Any:  # noqa: F811
-    from fastapi.testclient import TestClient
-
-    from kiban.web import create_app
-
-    root = tmp_path / "shop"
-    shutil.copytree(template, root)
-    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+def client(team_template: Path, tmp_path: Path) -> Iterator[Any]:
+    with served_copy(team_template, tmp_path) as c:
         yield c
 
 
@@ -148,15 +144,13 @@ def test_the_json_api_lists_initiatives_their_ledger_and_effect(client):
     assert client.get("/api/v1/initiatives").status_code == 401
 
 
-def test_the_form_in_a_real_browser(template, tmp_path):  # noqa: F811
-    from tests.test_web_browser import CHROMIUM, _need_chromium
-    from tests.test_web_live import serving
+def test_the_form_in_a_real_browser(team_template, tmp_path):
 
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     root = tmp_path / "shop"
-    shutil.copytree(template, root)
+    shutil.copytree(team_template, root)
     with serving(root) as (base, _app), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:

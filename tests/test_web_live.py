@@ -8,58 +8,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests import test_web_console
-from tests.test_web_console import bearer
+from tests.helpers.console import bearer
+from tests.helpers.live import serving, wait_until
 
-template = test_web_console.template  # the shared fixture
 SLOW_SQL = "select sum(hash(i)) as s from range(150000000) t(i)\n"  # a second or so: the run is seen going
 
 
-@contextmanager
-def serving(root: Path, poll: float = 0.1, heartbeat: float = 0.4) -> Iterator[tuple[str, Any]]:
-    """(base URL, app) of ``kiban serve``'s app in a real uvicorn on a free loopback port."""
-    import uvicorn
-
-    from kiban.web import create_app
-
-    app = create_app(root)
-    app.state.live.update(poll=poll, heartbeat=heartbeat)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        assert not thread.is_alive(), "the server did not stop (an event stream held it?)"
-
-
 @pytest.fixture
-def shop(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def shop(console_template: tuple[Path, dict[str, str], int], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     (root / "models/warehouse/slow.sql").write_text(SLOW_SQL)
-    return root, template[1]
+    return root, console_template[1]
 
 
 def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -75,13 +41,6 @@ def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
         elif line == "" and data:
             yield kind, data
             kind, data = "message", ""
-
-
-def wait_until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_runs_progress_arrives_as_events_then_heartbeats_and_the_stream_ends_when_the_client_leaves(shop):

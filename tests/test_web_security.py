@@ -14,10 +14,7 @@ import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from tests import test_web_console
-from tests.test_web_console import PASSWORD, ROLES, bearer, csrf_of, sign_in, sign_in_with_form
-
-template, console = test_web_console.template, test_web_console.console  # the shared fixtures
+from tests.helpers.console import PASSWORD, ROLES, bearer, build_project, csrf_of, sign_in, sign_in_with_form
 
 PUBLIC = {"/login", "/health"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -164,7 +161,7 @@ def test_no_hash_or_secret_ever_comes_back(console):
         assert token not in text
 
 
-def test_session_cookie_flags_and_no_open_redirect(template, tmp_path):
+def test_session_cookie_flags_and_no_open_redirect(console_template, tmp_path):
     import shutil
 
     from fastapi.testclient import TestClient
@@ -172,7 +169,7 @@ def test_session_cookie_flags_and_no_open_redirect(template, tmp_path):
     from kiban.web import create_app
 
     root = tmp_path / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     for base, secure in (("http://127.0.0.1", False), ("https://console.example", True)):
         with TestClient(create_app(root), base_url=base) as client:
             page = client.get("/login")
@@ -287,7 +284,6 @@ def test_users_command_and_serving_refused_on_the_network_without_users(tmp_path
     from kiban.cli import State, app
     from kiban.cli import web as _web  # noqa: F401 - registers serve and users
     from kiban.errors import UsageError
-    from tests.test_web_console import build_project
 
     root = build_project(tmp_path / "shop")
     refused = _kiban(root, "serve", "--host", "0.0.0.0", "--port", "1")  # the real command, end to end

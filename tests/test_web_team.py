@@ -3,58 +3,18 @@ postmortems completed in the browser — with each write guarded by its role and
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import write_files, write_parquet
-from tests.test_initiatives import BASE, LAKE, _write_planted
-from tests.test_web_console import add_users, sign_in
-
-ONCALL = """\
-oncall:
-  start: 2026-01-05
-  people: [{name: Aiko}, {name: Ben}]
-"""
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kiban.incidents import IncidentDraft, IncidentLog
-    from kiban.project import load_project
-    from kiban.run import RunOptions, run_project
-    from kiban.store import Store
-
-    root = tmp_path_factory.mktemp("webteam") / "shop"
-    write_files(root, {"kiban.yml": f"name: test\ntimezone: Asia/Tokyo\n{ONCALL}", **BASE})
-    for table, sql in LAKE.items():
-        write_parquet(root / "lake" / table / "part-0.parquet", sql)
-    _write_planted(root)
-    project = load_project(root)
-    assert run_project(project, RunOptions()).status == "success"
-    add_users(root)
-    store = Store(project.state_url)
-    IncidentLog(store, "test").record(IncidentDraft(
-        "stocking", date(2026, 11, 30), "missed", "failed", "not ready by 06:00",
-        root_cause={"asset": "mart.daily_sales", "kind": "failed", "reason": "Binder Error"},
-        impact={"consumers": [{"name": "Stocking team", "team": "supply"}]}))
-    store.close()
-    return root
+from tests.helpers.console import served_copy, sign_in
 
 
 @pytest.fixture
-def client(template: Path, tmp_path: Path) -> Any:
-    import shutil
-
-    from fastapi.testclient import TestClient
-
-    from kiban.web import create_app
-
-    root = tmp_path / "shop"
-    shutil.copytree(template, root)
-    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+def client(team_template: Path, tmp_path: Path) -> Iterator[Any]:
+    with served_copy(team_template, tmp_path) as c:
         yield c
 
 

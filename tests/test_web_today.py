@@ -8,13 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests import test_web_console
-from tests.test_web_console import FIXED_SQL, bearer, console, run, sign_in  # noqa: F401  (fixture)
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.console import FIXED_SQL, bearer, run, sign_in
 
 
-def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> None:  # noqa: F811
+def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> None:
     client, _root, tokens, _incident = console
     today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
     assert today["headline"] == "0 of 1 use case ready · 1 at risk"
@@ -29,7 +26,7 @@ def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> Non
     assert today["old_incidents"] == 1  # the incident of 2026-11-30 is history, apart from today
 
 
-def test_a_fixed_model_clears_todays_risk(console: Any) -> None:  # noqa: F811
+def test_a_fixed_model_clears_todays_risk(console: Any) -> None:
     client, root, tokens, _incident = console
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run(root, select=["mart.daily_sales"]).status == "success"
@@ -38,7 +35,7 @@ def test_a_fixed_model_clears_todays_risk(console: Any) -> None:  # noqa: F811
     assert today["risks"] == [] and "at risk" not in today["headline"].replace("nothing at risk", "")
 
 
-def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> None:  # noqa: F811
+def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> None:
     client, root, _tokens, incident = console
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run(root, select=["mart.daily_sales"]).status == "success"
@@ -51,7 +48,7 @@ def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> 
     assert 'href="/"' in answer.text  # and a way back
 
 
-def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(console: Any) -> None:  # noqa: F811
+def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(console: Any) -> None:
     client, _root, _tokens, incident = console
     csrf = sign_in(client, "operator")
     page = client.get(f"/incidents/{incident}").text
@@ -67,7 +64,7 @@ def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(cons
     assert client.get(f"/api/v1/incidents/{incident}", headers=bearer(_tokens["viewer"])).json()["fix"] is None
 
 
-def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> None:  # noqa: F811
+def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> None:
     client, _root, _tokens, incident = console
     sign_in(client, "viewer")
     page = client.get(f"/incidents/{incident}").text
@@ -82,7 +79,7 @@ def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> N
         assert ("PM" if jst.hour >= 12 else "AM") in shown, (utc, shown)
 
 
-def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> None:  # noqa: F811
+def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> None:
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/graph", params={"focus": "+mart.daily_sales"}).text
@@ -93,7 +90,7 @@ def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> N
     assert wrong.status_code == 400 and "daily_sales" in wrong.text
 
 
-def test_the_current_page_is_marked_and_a_skip_link_leads_to_the_content(console: Any) -> None:  # noqa: F811
+def test_the_current_page_is_marked_and_a_skip_link_leads_to_the_content(console: Any) -> None:
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/incidents").text

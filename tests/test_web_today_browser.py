@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests import test_web_console
-from tests.test_web_browser import IMAGES, browser, server  # noqa: F401  (fixtures)
-from tests.test_web_console import FIXED_SQL, PASSWORD
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.browser import IMAGES
+from tests.helpers.console import FIXED_SQL, PASSWORD
 
 VIEWPORTS = [(1440, 900), (390, 844)]
 
@@ -45,7 +42,7 @@ def _fits(page: Any, width: int) -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), VIEWPORTS)
-def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server, browser, width, height):  # noqa: F811
+def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server, browser, width, height):
     base, _root = server
     page = _signed_in(browser, base, "operator", width, height)
     headline = page.locator("#headline").inner_text()
@@ -70,7 +67,7 @@ def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server
     assert not page.errors, page.errors
 
 
-def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser):  # noqa: F811
+def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser):
     base, _root = server
     page = _signed_in(browser, base, "viewer", 390, 844)
     page.click("footer .langs a[lang=ja]")  # the reader's choice, remembered in a cookie
@@ -88,7 +85,7 @@ def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser
     assert not page.errors, page.errors
 
 
-def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do(server, browser):  # noqa: F811
+def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do(server, browser):
     base, root = server
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)  # the cause is fixed on disk
     page = _signed_in(browser, base, "operator", 1440, 900)

@@ -11,10 +11,7 @@ from pathlib import Path
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.web import lineage, svg
-from tests import test_web_console
-from tests.test_web_console import bearer, sign_in
-
-template, console = test_web_console.template, test_web_console.console  # the shared fixtures
+from tests.helpers.console import FIXED_SQL, add_users, bearer, build_project, sign_in
 
 
 def _graph(n: int, seed: int = 3) -> Graph:
@@ -130,7 +127,6 @@ def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(con
     from kiban import operate
     from kiban.project import load_project
     from kiban.run import RunOptions
-    from tests.test_web_console import FIXED_SQL
 
     client, root, tokens, _incident = console
     head = bearer(tokens["viewer"])
@@ -158,7 +154,6 @@ def test_the_shared_assessment_follows_the_store_not_a_timer(console):
     """Today's verdicts are computed again when a run is recorded (by any process), not only when a timer says."""
     from kiban.project import load_project
     from kiban.run import RunOptions, run_project
-    from tests.test_web_console import FIXED_SQL
 
     client, root, tokens, _incident = console
     head = bearer(tokens["viewer"])
@@ -210,7 +205,6 @@ def test_the_console_speaks_the_readers_language_and_formats_numbers_for_it(tmp_
     from fastapi.testclient import TestClient
 
     from kiban.web import create_app, i18n
-    from tests.test_web_console import add_users, build_project, sign_in
 
     root = build_project(tmp_path / "shop")
     add_users(root)

@@ -1,0 +1,46 @@
+"""Test hygiene, checked on the source of the tests themselves: no test module imports from another test module
+(shared helpers, constants and fixtures live in tests/helpers, see its docstring)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _is_test_module(name: str) -> bool:
+    parts = name.split(".")
+    return parts[-1].startswith("test_") and (len(parts) == 1 or parts[:-1] == ["tests"])
+
+
+def imports_of_test_modules(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import of a test module: ``tests.test_x``, ``test_x``, ``from tests import test_x``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if _is_test_module(node.module):
+                found.append((node.lineno, node.module))
+            elif node.module == "tests":
+                found += [(node.lineno, f"tests.{a.name}") for a in node.names if a.name.startswith("test_")]
+        elif isinstance(node, ast.ImportFrom) and node.level and (node.module or "").startswith("test_"):
+            found.append((node.lineno, f".{node.module}"))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if _is_test_module(a.name)]
+    return found
+
+
+def test_the_check_sees_every_way_of_importing_a_test_module():
+    source = ("from tests.test_a import x\nfrom test_b import y\nfrom tests import test_c\nimport tests.test_d\n"
+              "from .test_e import z\nfrom tests.helpers.console import sign_in\n"
+              "from tests.conftest import write_files\ndef f():\n    from tests.test_f import w\n")
+    assert [m for _, m in imports_of_test_modules(source)] == [
+        "tests.test_a", "test_b", "tests.test_c", "tests.test_d", ".test_e", "tests.test_f"]
+
+
+def test_no_test_module_imports_from_another_test_module():
+    offenders = [f"{path.relative_to(TESTS.parent)}:{line}: imports {module}"
+                 for path in sorted(TESTS.glob("*.py")) + sorted((TESTS / "helpers").glob("*.py"))
+                 for line, module in imports_of_test_modules(path.read_text(encoding="utf-8"))]
+    assert offenders == [], "shared helpers belong in tests/helpers:\n" + "\n".join(offenders)
+
