@@ -1,10 +1,13 @@
 """Test hygiene, checked on the source of the tests themselves: no test module imports from another test module
-(shared helpers, constants and fixtures live in tests/helpers, see its docstring)."""
+(shared helpers, constants and fixtures live in tests/helpers, see its docstring), and one assertion states one
+fact (no top-level ``assert a and b``: each fact its own assert, so a failure names the fact that broke)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from tests.helpers.split_asserts import joined_asserts, split_source
 
 TESTS = Path(__file__).resolve().parent
 
@@ -44,3 +47,44 @@ def test_no_test_module_imports_from_another_test_module():
                  for line, module in imports_of_test_modules(path.read_text(encoding="utf-8"))]
     assert offenders == [], "shared helpers belong in tests/helpers:\n" + "\n".join(offenders)
 
+
+# -- the codemod (tests/helpers/split_asserts.py) ---------------------------------------------------------------
+
+def test_the_codemod_splits_a_top_level_and_keeping_indentation_message_and_comment():
+    source = ("def t(x, y):\n"
+              "    if x:\n"
+              "        assert x == 1 and (y or 2) and (x and y), f'{x}'  # both\n"
+              "    assert not (x and y) and f(x and y)\n")
+    got = split_source(source)
+    assert got.text == ("def t(x, y):\n"
+                        "    if x:\n"
+                        "        assert x == 1, f'{x}'\n"
+                        "        assert y or 2, f'{x}'\n"
+                        "        assert x, f'{x}'\n"
+                        "        assert y, f'{x}'  # both\n"
+                        "    assert not (x and y)\n"
+                        "    assert f(x and y)\n")
+    assert got.split == 2
+    assert split_source(got.text).text == got.text  # idempotent
+
+
+def test_the_codemod_keeps_brackets_that_must_stay_and_moves_continuation_lines_along():
+    source = ("assert (n := 3) and n > 2\n"
+              "assert len(rows) == 2 and rows[-1] == {'a': 1,\n"
+              "                                       'b': 2}\n")
+    assert split_source(source).text == ("assert (n := 3)\n"
+                                         "assert n > 2\n"
+                                         "assert len(rows) == 2\n"
+                                         "assert rows[-1] == {'a': 1,\n"
+                                         "                    'b': 2}\n")
+
+
+def test_the_codemod_skips_and_counts_what_it_cannot_rewrite_safely():
+    source = ("if x: assert a and b\n"
+              "assert (a  # why a\n"
+              "        and b)\n"
+              "assert a and b; c()\n")
+    got = split_source(source)
+    assert got.text == source
+    assert [line for line, _ in got.skipped] == [1, 2, 4]
+    assert joined_asserts(source) == [1, 2, 4]
