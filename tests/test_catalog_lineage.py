@@ -113,4 +113,5 @@ def test_cli_lineage_as_tree_and_json(make_project, cli):
         {"asset": "lake.orders", "column": "amount", "children": []}]}]
     assert data["downstream"]["children"] == []
     out = cli("--project", root, "lineage", "daily_sales.revenu")
-    assert out.returncode == 2 and "did you mean 'revenue'" in out.stderr
+    assert out.returncode == 2
+    assert "did you mean 'revenue'" in out.stderr

@@ -25,9 +25,11 @@ def test_a_run_posts_start_and_complete_with_column_lineage(make_project, http_h
     root = make_project({**SHOP_FILES, "kiban.yml": f"name: shop\nopenlineage:\n  url: http://127.0.0.1:{port}/api/v1/lineage\n"},
                         lake=SHOP_LAKE)
     result, emitter = _run(root)
-    assert result.ok and emitter.failed == 0
+    assert result.ok
+    assert emitter.failed == 0
     kinds = [(e["job"]["name"], e["eventType"]) for e in received]
-    assert kinds[0] == ("shop", "START") and kinds[-1] == ("shop", "COMPLETE")
+    assert kinds[0] == ("shop", "START")
+    assert kinds[-1] == ("shop", "COMPLETE")
     for asset in ("warehouse.orders", "warehouse.customers", "mart.daily_sales", "mart.old_report"):
         assert kinds.index((f"shop.{asset}", "START")) < kinds.index((f"shop.{asset}", "COMPLETE"))
     done = next(e for e in received if e["job"]["name"] == "shop.mart.daily_sales" and e["eventType"] == "COMPLETE")
@@ -35,7 +37,8 @@ def test_a_run_posts_start_and_complete_with_column_lineage(make_project, http_h
     assert done["run"]["facets"]["parent"]["run"]["runId"] == run_uuid(result.run_id)
     assert [i["name"] for i in done["inputs"]] == ["warehouse.orders"]
     output = done["outputs"][0]
-    assert output["name"] == "mart.daily_sales" and output["namespace"] == "kiban://shop"
+    assert output["name"] == "mart.daily_sales"
+    assert output["namespace"] == "kiban://shop"
     fields = output["facets"]["columnLineage"]["fields"]
     assert fields["revenue"] == {"inputFields": [{"namespace": "kiban://shop", "name": "warehouse.orders",
                                                   "field": "amount"}]}
@@ -64,7 +67,10 @@ def test_a_dead_receiver_does_not_fail_the_run(make_project, dead_port):
     config = f"name: shop\nopenlineage: {{url: 'http://127.0.0.1:{dead_port}/x', timeout: 0.5}}\n"
     root = make_project({**SHOP_FILES, "kiban.yml": config}, lake=SHOP_LAKE)
     result, emitter = _run(root)
-    assert result.ok and emitter.sent == 0 and emitter.failed > 0 and "Connect" in (emitter.last_error or "")
+    assert result.ok
+    assert emitter.sent == 0
+    assert emitter.failed > 0
+    assert "Connect" in (emitter.last_error or "")
 
 
 def test_the_cli_run_sends_events_too(make_project, cli, http_hook):

@@ -62,11 +62,13 @@ def test_a_worker_killed_from_outside_is_a_failed_query_not_a_failed_server(smal
             worker = found[0]
             break
         time.sleep(0.05)
-    assert worker is not None and worker.pid
+    assert worker is not None
+    assert worker.pid
     time.sleep(0.5)
     os.kill(worker.pid, 9)
     thread.join(30)
-    assert outcome and isinstance(outcome[0], QueryFailed)
+    assert outcome
+    assert isinstance(outcome[0], QueryFailed)
     assert "worker process was stopped: signal 9" in outcome[0].message
     assert console.run("select count(*) from mart.groups", ANN).rows == [(7,)]
 
@@ -120,7 +122,8 @@ def test_the_limit_of_queries_at_once_holds_across_processes(small):
     other = subprocess.Popen([sys.executable, "-c", HOLDER, str(small.root), "8"], stdout=subprocess.PIPE,
                              text=True, env=env)
     try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "start"
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "start"
         console = QueryConsole(small, max_running=1)
         deadline = time.monotonic() + 30
         while console.admission.running(1) == 0 and time.monotonic() < deadline:
@@ -182,6 +185,7 @@ def test_every_front_end_reads_data_through_the_masked_console():
     # recipes.py parses (never runs) the promoted model with DuckDB's parser
     assert found == [("kiban/catalog/recipes.py", "duckdb")], found
     web = (package / "web" / "catalog_views.py").read_text(encoding="utf-8")
-    assert "QueryConsole(" in web and ".run(" in web
+    assert "QueryConsole(" in web
+    assert ".run(" in web
     assert "console.run(" in (package / "catalog" / "recipes.py").read_text(encoding="utf-8")
     assert "con.run(" in (package / "cli" / "console.py").read_text(encoding="utf-8")

@@ -63,15 +63,18 @@ def test_groups_that_drift_apart_before_the_start_are_called_out():
 def test_an_effect_is_reported_with_its_assumptions_fit_and_series():
     p = panel(1, Scenario(units=40, effect=40.0))
     e = measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)
-    assert e.excludes_zero and e.estimate > 0
+    assert e.excludes_zero
+    assert e.estimate > 0
     assert any("Parallel trends" in a for a in e.assumptions)
     assert "gap_trend_p" in e.pre_fit
-    assert len(e.series) == len(p.panel.days) and e.series[0].counterfactual is not None
+    assert len(e.series) == len(p.panel.days)
+    assert e.series[0].counterfactual is not None
     assert e.total[0] == pytest.approx(e.estimate * e.treated_units * e.post_days)
     ab = measure(p.panel, p.start, method="ab", treated=p.treated, control=p.control)
     assert any(n.startswith("Power:") for n in ab.notes)
     ba = measure(p.panel, p.start, method="before_after", treated=p.treated, is_holiday=p.holidays.__contains__)
-    assert "holdout_mape" in ba.pre_fit and any("No control group" in n for n in ba.notes)
+    assert "holdout_mape" in ba.pre_fit
+    assert any("No control group" in n for n in ba.notes)
 
 
 def test_data_that_cannot_answer_is_refused_with_a_reason():
@@ -89,8 +92,10 @@ def test_data_that_cannot_answer_is_refused_with_a_reason():
 def test_panel_from_rows_sums_duplicates_and_leaves_gaps_empty():
     d0 = date(2026, 1, 1)
     got = Panel.from_rows([d0, d0, d0 + timedelta(days=2)], ["a", "a", "b"], [1.0, 2.0, 5.0])
-    assert got.units == ("a", "b") and len(got.days) == 3
-    assert got.values[0, 0] == 3.0 and got.values[1, 2] == 5.0
+    assert got.units == ("a", "b")
+    assert len(got.days) == 3
+    assert got.values[0, 0] == 3.0
+    assert got.values[1, 2] == 5.0
     assert got.values[0, 1] != got.values[0, 1]  # NaN: no value that day
 
 
@@ -111,7 +116,8 @@ def test_two_years_of_500_stores_is_measured_fast():
 def test_a_good_initiative_loads_with_names_resolved(project_dir):
     root = project_dir({**BASE, "initiatives/replenish.yml": GOOD}, lake=LAKE)
     init = load_project(root).initiatives["replenish"]
-    assert init.config.assets == ("mart.daily_sales",) and init.config.kpi.asset == "mart.daily_sales"
+    assert init.config.assets == ("mart.daily_sales",)
+    assert init.config.kpi.asset == "mart.daily_sales"
     assert init.config.intervention.method == "did"
 
 
@@ -129,7 +135,8 @@ def test_a_bad_initiative_names_file_and_line(project_dir, text, message, line):
     with pytest.raises((ProjectError, ProjectErrors)) as caught:
         load_project(root)
     shown = str(caught.value)
-    assert message in shown and "replenish.yml" in shown
+    assert message in shown
+    assert "replenish.yml" in shown
     if line is not None:
         assert f"replenish.yml:{line}" in shown
 
@@ -147,14 +154,18 @@ def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_d
     assert got.returncode == 0, got.stdout + got.stderr
     result = json.loads(got.stdout)
     effect = result["effect"]
-    assert effect["method"] == "did" and effect["low"] <= truth <= effect["high"]
+    assert effect["method"] == "did"
+    assert effect["low"] <= truth <= effect["high"]
     assert result["value"]["estimate"] == pytest.approx(effect["estimate"] * effect["treated_units"]
                                                         * effect["post_days"] * 0.3)
-    assert "<svg" in chart.read_text() and "counterfactual" in chart.read_text()
+    assert "<svg" in chart.read_text()
+    assert "counterfactual" in chart.read_text()
     text = cli("--project", root, "initiatives", "measure", "replenish", "--no-record")
-    assert "assumptions:" in text.stdout and "Parallel trends" in text.stdout
+    assert "assumptions:" in text.stdout
+    assert "Parallel trends" in text.stdout
     listing = json.loads(cli("--project", root, "initiatives", "--json").stdout)
-    assert listing[0]["name"] == "replenish" and listing[0]["value_per_month"]["estimate"] > 0
+    assert listing[0]["name"] == "replenish"
+    assert listing[0]["value_per_month"]["estimate"] > 0
     from kiban.store import Store
     from kiban.value.ledger import history
 
@@ -173,7 +184,9 @@ def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_d
     store = Store(project.state_url)
     usecases, _ = holdings(project, build_graph(project), store, with_service_levels=False)
     store.close()
-    assert usecases[0].name == "stocking" and usecases[0].measured == 1 and usecases[0].value_per_month > 0
+    assert usecases[0].name == "stocking"
+    assert usecases[0].measured == 1
+    assert usecases[0].value_per_month > 0
 
 
 def test_an_asset_an_initiative_relies_on_is_not_reported_unused(project_dir):

@@ -57,10 +57,12 @@ def psql(endpoint, *commands, password="ana-password"):
 def test_psql_lists_describes_and_queries(endpoint):
     listing = psql(endpoint, r"\dt")
     assert listing.returncode == 0, listing.stderr
-    assert "mart|daily_sales|table|kiban" in listing.stdout and "warehouse|customers|table|kiban" in listing.stdout
+    assert "mart|daily_sales|table|kiban" in listing.stdout
+    assert "warehouse|customers|table|kiban" in listing.stdout
     described = psql(endpoint, r"\d mart.daily_sales")
     assert described.returncode == 0, described.stderr
-    assert "revenue|double precision" in described.stdout and "order_date|date" in described.stdout
+    assert "revenue|double precision" in described.stdout
+    assert "order_date|date" in described.stdout
     found = psql(endpoint, "select count(*) from warehouse.orders", "select version()", "show timezone",
                  "set application_name = 'metabase'", "show application_name")
     assert found.returncode == 0, found.stderr
@@ -71,16 +73,20 @@ def test_psql_lists_describes_and_queries(endpoint):
 @pytest.mark.skipif(PSQL is None, reason="psql is not installed")
 def test_psql_writes_and_wrong_passwords_are_refused(endpoint):
     refused = psql(endpoint, "delete from mart.daily_sales")
-    assert refused.returncode != 0 and "only reads: DELETE is refused" in refused.stderr
+    assert refused.returncode != 0
+    assert "only reads: DELETE is refused" in refused.stderr
     wrong = psql(endpoint, "select 1", password="not-the-password")
-    assert wrong.returncode != 0 and 'password authentication failed for user "ana"' in wrong.stderr
+    assert wrong.returncode != 0
+    assert 'password authentication failed for user "ana"' in wrong.stderr
 
 
 def test_psycopg_queries_with_parameters_and_types(endpoint):
     with connect(endpoint) as con:
         rows = con.execute("select order_date, orders, revenue from mart.daily_sales where revenue > %s "
                            "order by 1 limit 2", [100]).fetchall()
-        assert len(rows) == 2 and rows[0][0].isoformat() == "2026-11-01" and isinstance(rows[0][1], int)
+        assert len(rows) == 2
+        assert rows[0][0].isoformat() == "2026-11-01"
+        assert isinstance(rows[0][1], int)
         assert isinstance(rows[0][2], float)
         # what BI tools ask on connect: information_schema, pg_catalog, settings
         columns = con.execute("select column_name, data_type from information_schema.columns "
@@ -109,7 +115,8 @@ def test_pii_is_masked_unless_the_role_has_clearance_and_every_read_is_recorded(
         assert con.execute(sql).fetchall() == [("•••",), ("•••",)]
     flush_all()
     kinds = {(r.user, r.kind) for r in history(endpoint["store"], "shop", limit=200)}
-    assert ("ana", "bi") in kinds and ("boss", "bi") in kinds
+    assert ("ana", "bi") in kinds
+    assert ("boss", "bi") in kinds
 
 
 def test_files_settings_and_other_databases_stay_out_of_reach(endpoint):

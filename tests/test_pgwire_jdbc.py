@@ -76,12 +76,16 @@ def test_the_jdbc_driver_reads_the_catalog_and_masked_data_with_prepared_stateme
     assert found["tables"] == "mart.daily_sales:TABLE,mart.old_report:TABLE"
     # PostgreSQL's types and java.sql.Types: DATE 91, BIGINT -5, DOUBLE 8
     assert found["columns"] == "order_date:date:91,orders:int8:-5,revenue:float8:8"
-    assert found["primarykeys"] == "0" and found["typeinfo"] == "true" and found["current_schema"] == "mart"
+    assert found["primarykeys"] == "0"
+    assert found["typeinfo"] == "true"
+    assert found["current_schema"] == "mart"
     rows = "2026-11-10/true/10;2026-11-11/true/10;2026-11-12/true/10"
     assert found["prepared0"] == f"date,float8,int8 {rows}"
     assert found["prepared6"] == f"date,float8,int8 {rows}"  # server-prepared, binary results
-    assert found["masked"] == "•••" and found["count"] == "true"
-    assert found["write"] == "refused 25006" and found["after"] == "1"
+    assert found["masked"] == "•••"
+    assert found["count"] == "true"
+    assert found["write"] == "refused 25006"
+    assert found["after"] == "1"
 
 
 def test_bi_catalog_questions_get_postgresql_answers(shop):
@@ -103,7 +107,9 @@ def test_bi_catalog_questions_get_postgresql_answers(shop):
         cur.execute("select order_date, sum(revenue)::decimal(18, 3) from mart.daily_sales "
                     "where order_date = %s group by 1", [date(2026, 11, 10)])
         day, total = cur.fetchone()
-        assert day == date(2026, 11, 10) and isinstance(total, Decimal) and total > 0
+        assert day == date(2026, 11, 10)
+        assert isinstance(total, Decimal)
+        assert total > 0
 
 
 def test_tls_with_psycopg_and_psql_and_refusal_without_it(shop):
@@ -135,4 +141,5 @@ def test_tls_with_psycopg_and_psql_and_refusal_without_it(shop):
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PGPASSWORD": "ana-password", "PGCONNECT_TIMEOUT": "10"})
     assert ran.returncode == 0, ran.stderr
-    assert "SSL connection" in ran.stdout and ran.stdout.split()[-1] == "30"
+    assert "SSL connection" in ran.stdout
+    assert ran.stdout.split()[-1] == "30"

@@ -65,13 +65,15 @@ def test_python_assets_are_built_in_order_and_published_with_their_fingerprint(m
     result = run(root)
     assert result.status == "success", result.outcomes
     expected = table(root, "(select store_id, sum(qty) from lake.sales group by all)")
-    assert table(root, "warehouse.store_totals") == expected and len(expected) == 3
+    assert table(root, "warehouse.store_totals") == expected
+    assert len(expected) == 3
     shares = table(root, "mart.store_shares")
     assert [round(r[2], 2) for r in shares] == [round(q / sum(t for _, t in expected) * 100, 2) for _, q in expected]
     assert comment(root, "warehouse", "store_totals").startswith("kiban:")
     assert result.outcomes["warehouse.store_totals"].rows == 3
     again = run(root)
-    assert again.status == "nothing" and sorted(again.plan.fresh) == ["mart.store_shares", "warehouse.store_totals"]
+    assert again.status == "nothing"
+    assert sorted(again.plan.fresh) == ["mart.store_shares", "warehouse.store_totals"]
 
 
 def test_a_changed_function_rebuilds_it_and_what_reads_it(make_project):
@@ -130,7 +132,8 @@ def test_declaration_mistakes_name_the_file_and_line(make_project):
     root = make_project({"models/warehouse/f.py": code})
     with pytest.raises((ProjectError, ProjectErrors)) as err:
         load_project(root)
-    assert "must be a literal" in str(err.value) and "f.py:5" in str(err.value)
+    assert "must be a literal" in str(err.value)
+    assert "f.py:5" in str(err.value)
     root = make_project({"models/warehouse/g.py": "import kiban\n@kiban.asset\ndef g(x:\n"}, root="p2")
     with pytest.raises(ProjectError, match="Python syntax error"):
         load_project(root)
@@ -150,7 +153,8 @@ def test_an_error_in_the_function_fails_the_asset_and_keeps_the_old_table(make_p
     result = run(root)
     assert result.status == "failed"
     error = result.outcomes["warehouse.store_totals"].error
-    assert "ZeroDivisionError" in error and "totals.py:10" in error
+    assert "ZeroDivisionError" in error
+    assert "totals.py:10" in error
     assert result.outcomes["warehouse.store_totals"].attempts == 1  # a bug in the code is not retried
     assert table(root, "warehouse.store_totals") == before
 

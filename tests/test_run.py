@@ -134,7 +134,8 @@ def test_retries_with_backoff_until_the_input_appears(project_dir, tmp_path):
     store = Store(load_project(root).state_url)
     attempts = [a.status for a in store.attempts(result.run_id)]
     store.close()
-    assert attempts[0] == "retrying" and attempts[-1] == "success"
+    assert attempts[0] == "retrying"
+    assert attempts[-1] == "success"
 
 
 def test_timeout_interrupts_the_running_query(project_dir):

@@ -89,7 +89,8 @@ def run_nightly(project_dir, policy: str) -> tuple[FakeLauncher, Store]:
     clock = FakeClock(datetime(2026, 11, 19, 16, 59, 30))  # 01:59:30 in Tokyo on Fri 20th
     launcher = FakeLauncher()
     daemon = scheduler_for(root, clock, launcher)
-    assert daemon.step() and launcher.started == []
+    assert daemon.step()
+    assert launcher.started == []
     clock.advance(45)
     daemon.step()  # the 02:00 tick: claimed and started
     daemon.step()  # its run ended: recorded
@@ -143,7 +144,8 @@ def test_a_tick_is_claimed_once_even_by_two_schedulers(project_dir):
     assert not b.step()  # a follower does nothing
     b.is_leader = True  # even a scheduler that wrongly believes it leads cannot claim the tick again
     assert b.claim_cron_ticks(clock.now()) == []
-    assert len(one.started) == 1 and two.started == []
+    assert len(one.started) == 1
+    assert two.started == []
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -159,13 +161,15 @@ def test_a_lease_expires_and_another_scheduler_takes_over(lease_store):
     store = lease_store
     clock = FakeClock(datetime(2026, 11, 19, 12))
     a, b = Leader(store, "p", clock, lease=20), Leader(store, "p", clock, lease=20)
-    assert a.acquire() and not b.acquire()
+    assert a.acquire()
+    assert not b.acquire()
     clock.advance(15)
     assert a.acquire()  # renewed
     clock.advance(15)
     assert not b.acquire()  # 15 s after the renewal: still a's
     clock.advance(6)
-    assert b.acquire() and not a.acquire()  # a stopped renewing: b leads
+    assert b.acquire()
+    assert not a.acquire()  # a stopped renewing: b leads
     b.release()
     assert a.acquire()
 
@@ -271,14 +275,16 @@ def test_a_schedule_that_cannot_meet_its_deadline_is_reported(project_dir, cli):
     root = project_dir({**MODELS, **USECASE}, lake=LAKE, config=PRIORITY.format(extra=late))
     done = cli("--project", root, "jobs")
     assert done.returncode == 0, done.stderr
-    assert "managers" in done.stdout and "late" in done.stdout
+    assert "managers" in done.stdout
+    assert "late" in done.stdout
     assert "warning: job late cannot meet use case managers" in " ".join(done.stdout.split())
     assert "job managers cannot" not in done.stdout  # 01:00 + 2 h is before 08:30
     listed = cli("--project", root, "jobs", "--json")
     import json
 
     rows = {r["job"]: r for r in json.loads(listed.stdout)}
-    assert rows["managers"]["critical_path_s"] == 7200 + 60 and rows["managers"]["warning"] is None
+    assert rows["managers"]["critical_path_s"] == 7200 + 60
+    assert rows["managers"]["warning"] is None
     assert rows["a_backfill"]["latest_start"] is None
 
 

@@ -131,7 +131,8 @@ def test_error_budget_attainment_and_burn_rate(shop):
     assert (spent.due, spent.met, spent.missed, spent.allowed, spent.left) == (10, 8, 2, 1, -1)
     assert spent.attainment == pytest.approx(0.8)
     assert spent.burn_rate == pytest.approx((2 / 7) / 0.1)
-    assert spent.fast_burn and spent.exhausted
+    assert spent.fast_burn
+    assert spent.exhausted
 
 
 def test_upstream_deadlines_subtract_p90_of_everything_below(shop):
@@ -183,7 +184,8 @@ def test_check_opens_one_incident_per_day_with_root_cause_and_workaround(shop):
     assert [i.verdict for i in later.incidents if i.due_date == day] == ["late"]
     assert [e.kind for e in log.events(incident.id)] == ["failed", "met_late", "repaired"]
     closed = log.require(incident.id)
-    assert closed.status == "resolved" and "fixed by run repair" in (closed.note or "")
+    assert closed.status == "resolved"
+    assert "fixed by run repair" in (closed.note or "")
 
 
 def test_an_at_risk_incident_closes_itself_when_the_data_arrives_in_time(shop):
@@ -230,15 +232,18 @@ def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project
         consumer = next(m for m in received if "subject" in m)
         # in the consumers' words: the description, no internal ids, no doubled punctuation
         assert consumer["subject"] == "[kiban] Store managers read yesterday's sales before the meeting: not ready"
-        assert "morning" not in consumer["text"] and "warehouse" not in consumer["text"]
+        assert "morning" not in consumer["text"]
+        assert "warehouse" not in consumer["text"]
         assert "a processing step failed" in consumer["text"]
         owner = next(m for m in received if "blocks" in m)
-        assert "warehouse.orders" in owner["text"] and "kiban run +mart.daily_sales" in owner["text"]
+        assert "warehouse.orders" in owner["text"]
+        assert "kiban run +mart.daily_sales" in owner["text"]
         with store.engine.connect() as conn:
             from kiban.store.schema import notifications
 
             rows = {r.channel: r for r in conn.execute(notifications.select()).all()}
-        assert rows["dead"].status == "failed" and rows["dead"].attempts == 2
+        assert rows["dead"].status == "failed"
+        assert rows["dead"].attempts == 2
         assert rows["stores"].status == rows["ops"].status == "sent"
     finally:
         store.close()

@@ -97,7 +97,9 @@ def test_a_load_killed_between_delta_commit_and_manifest_is_never_seen_and_is_un
     assert kiban("--project", root, "run").returncode == 0  # the next load undoes it, then lands b.csv once
     assert mart(root) == (5, 150)
     rows = delta_rows(s3)
-    assert rows[first] == 3 and sum(rows.values()) == 5 and len(rows) == 2
+    assert rows[first] == 3
+    assert sum(rows.values()) == 5
+    assert len(rows) == 2
     history = deltalake.DeltaTable(f"s3://{s3.bucket}/lake/seed_items", storage_options=s3.options()).history()
     assert [h.get("kiban.load") for h in history][:2][1] == "repair"
 

@@ -48,6 +48,14 @@ def test_no_test_module_imports_from_another_test_module():
     assert offenders == [], "shared helpers belong in tests/helpers:\n" + "\n".join(offenders)
 
 
+def test_no_assert_states_two_facts_joined_by_and():
+    offenders = [f"{path.relative_to(TESTS.parent)}:{line}"
+                 for path in sorted(TESTS.rglob("*.py"))
+                 for line in joined_asserts(path.read_text(encoding="utf-8"))]
+    assert offenders == [], ("one assert per fact: split `assert a and b` (python -m tests.helpers.split_asserts "
+                             "tests does it):\n" + "\n".join(offenders))
+
+
 # -- the codemod (tests/helpers/split_asserts.py) ---------------------------------------------------------------
 
 def test_the_codemod_splits_a_top_level_and_keeping_indentation_message_and_comment():

@@ -14,13 +14,15 @@ def test_operator_reads_the_board_opens_an_asset_and_resumes_the_failed_run(serv
     base, root = server
     page = browser_sign_in(browser, base, "operator")
     row = page.locator("tr.uc[data-usecase=morning_sales]")
-    assert row.count() == 1 and "Store managers read" in row.inner_text()
+    assert row.count() == 1
+    assert "Store managers read" in row.inner_text()
     assert page.locator("text=1 open incident").count() == 1
     shot(page, "today")
 
     page.goto(base + "/assets/warehouse.orders")
     chart = page.locator("#duration-chart svg")
-    assert chart.is_visible() and chart.locator("circle").count() >= 1
+    assert chart.is_visible()
+    assert chart.locator("circle").count() >= 1
     assert page.locator("text=total in yen, tax included").is_visible()
     shot(page, "asset")
 
@@ -67,7 +69,8 @@ def test_the_lineage_graph_renders_and_links_to_assets(server, browser):
     nodes = page.locator("#lineage a.node")
     assert nodes.count() == 3
     box = page.locator("#lineage").bounding_box()
-    assert box and box["width"] > 300
+    assert box
+    assert box["width"] > 300
     before = page.locator("#lineage").get_attribute("viewBox")
     page.mouse.move(box["x"] + 200, box["y"] + 100)
     page.mouse.wheel(0, -300)  # zoom in
@@ -103,7 +106,8 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         page.goto(base + "/graph")
         assert page.locator("#lineage a.node").count() == 500
         label = page.locator("#lineage a.node text").first.bounding_box()
-        assert label and label["height"] >= 8  # readable as it opens, not a speck
+        assert label
+        assert label["height"] >= 8  # readable as it opens, not a speck
         shot(page, "graph-500")
 
         def width() -> float:
@@ -148,5 +152,6 @@ def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, 
     page.wait_for_selector("h1 .pill.s-success", timeout=60_000)  # the Gantt page follows the run to its end
     assert page.locator("svg.gantt").first.is_visible()  # one per layer group
     assert page.evaluate("() => window.kibanSameDocument === true")
-    assert any("/events?since=" in u for u in streams) and any(f"/events/runs/{run_id}" in u for u in streams)
+    assert any("/events?since=" in u for u in streams)
+    assert any(f"/events/runs/{run_id}" in u for u in streams)
     assert not page.errors, page.errors

@@ -66,7 +66,8 @@ def test_each_index_page_fits_1440_and_390_px(site, signed_in, path):
         for width, height in ((1440, 900), (390, 844)):
             page.set_viewport_size({"width": width, "height": height})
             answer = page.goto(site + path)
-            assert answer is not None and answer.status == 200, path
+            assert answer is not None, path
+            assert answer.status == 200, path
             assert page.locator(PAGES[path]).count() > 0, (path, PAGES[path])
             assert page.locator("nav a[aria-current=page]").count() == 1  # where am I
             wide = page.evaluate("() => document.documentElement.scrollWidth")

@@ -66,7 +66,8 @@ def test_a_runs_progress_arrives_as_events_then_heartbeats_and_the_stream_ends_w
             assert app.state.live["clients"] == 1
         changes = [json.loads(d) for k, d in seen if k == "change"]
         assert len(changes) >= 2, seen  # the run was seen going, and then over
-        assert changes[0]["running"] and not changes[-1]["running"]
+        assert changes[0]["running"]
+        assert not changes[-1]["running"]
         assert len({c["version"] for c in changes}) == len(changes)  # each event is a new state
         wait_until(lambda: app.state.live["clients"] == 0, 5)  # the client left: the server's stream ended too
         done = http.get(f"/api/v1/jobs/{job.json()['id']}").json()
@@ -80,7 +81,8 @@ def test_a_finished_runs_stream_says_end_and_closes(shop):
         run_id = http.get("/api/v1/runs").json()["runs"][0]["run_id"]
         with http.stream("GET", f"/events/runs/{run_id}") as answer:
             got = list(events(answer.iter_lines()))  # ends by itself
-        assert [k for k, _ in got] == ["change", "end"] and json.loads(got[1][1]) == {"status": "failed"}
+        assert [k for k, _ in got] == ["change", "end"]
+        assert json.loads(got[1][1]) == {"status": "failed"}
         assert http.get("/events/runs/no-such-run").status_code == 404
         page = http.get(f"/runs/{run_id}")  # not running: the page listens to nothing
         assert "data-events" not in page.text
@@ -91,7 +93,8 @@ def test_the_stream_is_for_signed_in_users_only(shop):
     with serving(root) as (base, _app):
         for path in ("/events", "/events?since=x", "/events/runs/x"):
             answer = httpx.get(base + path, timeout=10)
-            assert answer.status_code == 401 and "not signed in" in answer.json()["detail"]
+            assert answer.status_code == 401
+            assert "not signed in" in answer.json()["detail"]
         answer = httpx.get(base + "/events", headers={"Authorization": "Bearer wrong"}, timeout=10)
         assert answer.status_code == 401
 
@@ -102,7 +105,8 @@ def test_a_run_started_from_the_web_is_in_runs_after_a_restart(shop):
         job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.slow"]},
                          headers=bearer(tokens["operator"]), timeout=30).json()
         finished = app.state.jobs.wait(job["id"], 60)
-        assert finished.status == "success" and finished.run_id
+        assert finished.status == "success"
+        assert finished.run_id
     with serving(root) as (base, _app), httpx.Client(base_url=base, timeout=10,
                                                      headers=bearer(tokens["viewer"])) as http:
         assert http.get("/api/v1/jobs").json() == {"jobs": []}  # the job list lived in the old process
@@ -112,4 +116,5 @@ def test_a_run_started_from_the_web_is_in_runs_after_a_restart(shop):
         page = http.get("/runs").text
         assert finished.run_id in page
         detail = http.get(f"/runs/{finished.run_id}").text
-        assert "warehouse.slow" in detail and "s-success" in detail
+        assert "warehouse.slow" in detail
+        assert "s-success" in detail

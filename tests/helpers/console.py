@@ -115,7 +115,8 @@ def console_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     """Built once per module (a run, four users, an incident); each test gets its own copy."""
     root = build_project(tmp_path_factory.mktemp("web") / "shop")
     result = run(root)
-    assert result.status == "failed" and result.failed == ["mart.daily_sales"]
+    assert result.status == "failed"
+    assert result.failed == ["mart.daily_sales"]
     return root, add_users(root), open_incident(root)
 
 
