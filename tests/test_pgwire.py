@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 
@@ -18,31 +17,21 @@ from kiban.pgwire.server import serve_pg
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_catalog_console import build_shop
+from tests.helpers.live import free_port
+from tests.helpers.shop import build_shop, write_shop
 
 PSQL = shutil.which("psql")
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-    root = tmp_path_factory.mktemp("pg")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    from kiban.run import RunOptions, run_project
-
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pg"))
     store = Store(load_project(root).state_url)
     accounts = Accounts(store)
     accounts.add_user("ana", "ana-password", "analyst")
     accounts.add_user("boss", "boss-password", "admin")
     token = accounts.create_token("ana")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = serve_pg(load_project(root), "127.0.0.1", port, timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -68,10 +57,12 @@ def psql(endpoint, *commands, password="ana-password"):
 def test_psql_lists_describes_and_queries(endpoint):
     listing = psql(endpoint, r"\dt")
     assert listing.returncode == 0, listing.stderr
-    assert "mart|daily_sales|table|kiban" in listing.stdout and "warehouse|customers|table|kiban" in listing.stdout
+    assert "mart|daily_sales|table|kiban" in listing.stdout
+    assert "warehouse|customers|table|kiban" in listing.stdout
     described = psql(endpoint, r"\d mart.daily_sales")
     assert described.returncode == 0, described.stderr
-    assert "revenue|double precision" in described.stdout and "order_date|date" in described.stdout
+    assert "revenue|double precision" in described.stdout
+    assert "order_date|date" in described.stdout
     found = psql(endpoint, "select count(*) from warehouse.orders", "select version()", "show timezone",
                  "set application_name = 'metabase'", "show application_name")
     assert found.returncode == 0, found.stderr
@@ -82,16 +73,20 @@ def test_psql_lists_describes_and_queries(endpoint):
 @pytest.mark.skipif(PSQL is None, reason="psql is not installed")
 def test_psql_writes_and_wrong_passwords_are_refused(endpoint):
     refused = psql(endpoint, "delete from mart.daily_sales")
-    assert refused.returncode != 0 and "only reads: DELETE is refused" in refused.stderr
+    assert refused.returncode != 0
+    assert "only reads: DELETE is refused" in refused.stderr
     wrong = psql(endpoint, "select 1", password="not-the-password")
-    assert wrong.returncode != 0 and 'password authentication failed for user "ana"' in wrong.stderr
+    assert wrong.returncode != 0
+    assert 'password authentication failed for user "ana"' in wrong.stderr
 
 
 def test_psycopg_queries_with_parameters_and_types(endpoint):
     with connect(endpoint) as con:
         rows = con.execute("select order_date, orders, revenue from mart.daily_sales where revenue > %s "
                            "order by 1 limit 2", [100]).fetchall()
-        assert len(rows) == 2 and rows[0][0].isoformat() == "2026-11-01" and isinstance(rows[0][1], int)
+        assert len(rows) == 2
+        assert rows[0][0].isoformat() == "2026-11-01"
+        assert isinstance(rows[0][1], int)
         assert isinstance(rows[0][2], float)
         # what BI tools ask on connect: information_schema, pg_catalog, settings
         columns = con.execute("select column_name, data_type from information_schema.columns "
@@ -120,7 +115,8 @@ def test_pii_is_masked_unless_the_role_has_clearance_and_every_read_is_recorded(
         assert con.execute(sql).fetchall() == [("•••",), ("•••",)]
     flush_all()
     kinds = {(r.user, r.kind) for r in history(endpoint["store"], "shop", limit=200)}
-    assert ("ana", "bi") in kinds and ("boss", "bi") in kinds
+    assert ("ana", "bi") in kinds
+    assert ("boss", "bi") in kinds
 
 
 def test_files_settings_and_other_databases_stay_out_of_reach(endpoint):
