@@ -83,5 +83,7 @@ def test_freed_locks_go_back_with_the_attempts_in_one_commit(store, monkeypatch)
     assert set(locks.held()) == {"warehouse.a", "warehouse.b"}  # not yet committed
     log.close()
     assert set(locks.held()) == {"warehouse.b"}
-    assert len(commits) == 1 and commits[0][0] == 1 and list(commits[0][1].names) == ["asset:p:warehouse.a"]
+    assert len(commits) == 1
+    assert commits[0][0] == 1
+    assert list(commits[0][1].names) == ["asset:p:warehouse.a"]
     assert [a.asset for a in store.attempts("r1")] == ["warehouse.a"]

@@ -211,10 +211,12 @@ def test_rows_are_encoded_column_by_column_as_postgresql_spells_them():
     since = datetime(2026, 1, 1, 10, 0, 0, 5) - datetime(2000, 1, 1)  # microseconds since PostgreSQL's epoch
     assert binary[0][6] == struct.pack("!q", since // timedelta(microseconds=1))
     assert binary[1] == [None, struct.pack("!h", 3), struct.pack("!d", float("nan")), None, None, None, None, None]
-    assert binary[2][5] == struct.pack("!i", -1) and binary[2][7] is not None
+    assert binary[2][5] == struct.pack("!i", -1)
+    assert binary[2][7] is not None
     # blocks of ROWS_PER_WRITE rows, and no rows at all
     many = pa.table({"x": pa.array(range(m.ROWS_PER_WRITE + 5))})
     chunks = list(m.data_rows(many))
-    assert len(chunks) == 2 and len(_cells(chunks[1])) == 5
+    assert len(chunks) == 2
+    assert len(_cells(chunks[1])) == 5
     assert b"".join(m.data_rows(many.slice(0, 0))) == b""
     assert _cells(b"".join(m.data_rows(pa.table({"x": [1, 2]}).select([])))) == [[], []]

@@ -36,15 +36,9 @@ def _odbc_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    from kiban.run import RunOptions, run_project
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
+    from tests.helpers.shop import write_shop
 
-    root = tmp_path_factory.mktemp("pgclients")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pgclients"))
     accounts = Accounts(Store(load_project(root).state_url))
     accounts.add_user("ana", "ana-password", "analyst")
     accounts.add_user("boss", "boss-password", "admin")
@@ -91,7 +85,9 @@ def test_odbc_lists_tables_and_columns_and_reads_masked_rows_with_parameters(end
         # a parameterised query (Excel's "Microsoft Query" with [?] parameters)
         rows = cur.execute("select order_date, orders, revenue from mart.daily_sales where order_date >= ? "
                            "and revenue > ? order by 1", date(2026, 11, 10), 100).fetchall()
-        assert len(rows) == 21 and rows[0][0] == date(2026, 11, 10) and isinstance(rows[0][1], int)
+        assert len(rows) == 21
+        assert rows[0][0] == date(2026, 11, 10)
+        assert isinstance(rows[0][1], int)
         assert cur.execute("select count(*) from warehouse.orders where amount >= ?", 50).fetchone()[0] > 0
         # a masked column stays masked, in the value and in what a filter can see
         assert [r[0] for r in cur.execute("select email from warehouse.customers order by id").fetchall()[:2]] == \
@@ -136,9 +132,11 @@ def test_sqlalchemy_connects_introspects_and_reads_like_superset_and_redash(endp
             # a chart's query, with a bound parameter
             frame = pd.read_sql(sa.text("select order_date, revenue from mart.daily_sales where revenue > :floor "
                                         "order by order_date"), con, params={"floor": 100})
-            assert len(frame) == 30 and list(frame.columns) == ["order_date", "revenue"]
+            assert len(frame) == 30
+            assert list(frame.columns) == ["order_date", "revenue"]
             masked = pd.read_sql(sa.text("select id, email, email_hash from warehouse.customers order by id"), con)
-            assert set(masked["email"]) == {"•••"} and len(masked) == 20
+            assert set(masked["email"]) == {"•••"}
+            assert len(masked) == 20
             # a table Superset's dataset editor reads through the ORM's table reflection
             table = sa.Table("customers", sa.MetaData(), schema="warehouse", autoload_with=con)
             rows = con.execute(sa.select(table.c.email).where(table.c.id < 3).order_by(table.c.id)).all()
@@ -178,9 +176,11 @@ def test_a_declared_cursor_is_fetched_in_steps_over_the_extended_protocol(endpoi
         assert cur.fetchall() == [("•••", date(2026, 11, 2)), ("•••", date(2026, 11, 3))]
         assert cur.statusmessage == "FETCH 2"
         cur.execute("fetch all in c")
-        assert len(cur.fetchall()) == 298 and cur.statusmessage == "FETCH 298"
+        assert len(cur.fetchall()) == 298
+        assert cur.statusmessage == "FETCH 298"
         cur.execute("fetch 5 from c")
-        assert cur.fetchall() == [] and cur.statusmessage == "FETCH 0"
+        assert cur.fetchall() == []
+        assert cur.statusmessage == "FETCH 0"
         cur.execute("close c")
         with pytest.raises(psycopg.Error, match='cursor "c" does not exist'):
             cur.execute("fetch 1 from c")

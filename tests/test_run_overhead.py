@@ -51,7 +51,8 @@ def test_one_cursor_serves_a_worker_builds_and_a_failure_closes_it(tmp_path, mon
     monkeypatch.setattr(DuckDBEngine, "build", watched)
     root = _project(tmp_path / "p", models=4)
     result = run_project(load_project(root), RunOptions())
-    assert result.ok and len(result.outcomes) == 4
+    assert result.ok
+    assert len(result.outcomes) == 4
     assert len(made) == 1  # one worker, one cursor for its four builds
 
     made.clear()
@@ -64,9 +65,11 @@ def test_one_cursor_serves_a_worker_builds_and_a_failure_closes_it(tmp_path, mon
     assert result.outcomes["warehouse.a_fails"].status == AttemptStatus.FAILED
     failed = [i for i, (_, _, raised) in enumerate(used) if raised]
     assert [used[i][0] for i in failed] == ["warehouse.a_fails"], used
-    assert failed == [0] and len(used) == 4
+    assert failed == [0]
+    assert len(used) == 4
     assert all(on is not used[0][1] for _, on, _ in used[1:])  # the failed build's cursor is not handed on
-    assert len(made) == 2 and used[1][1] is used[2][1] is used[3][1]  # a new one, kept for the rest
+    assert len(made) == 2
+    assert used[1][1] is used[2][1] is used[3][1]  # a new one, kept for the rest
 
 
 def test_every_lock_is_free_and_every_attempt_recorded_after_a_run(tmp_path):
