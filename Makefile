@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCALE ?= 1.0
 
-.PHONY: demo test soak lint bench clean browser jdbc
+.PHONY: demo test soak lint bench clean browser jdbc odbc
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,12 +70,20 @@ jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (insta
 	    echo "the PostgreSQL JDBC driver is missing: install libpostgresql-jdbc-java or the JDBC test is skipped"; \
 	  fi; }
 
+odbc:  ## Debian's psqlODBC driver (Excel's way in) for the BI endpoint's ODBC test (installed when running as root)
+	@odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unixodbc odbc-postgresql; \
+	  else \
+	    echo "the PostgreSQL ODBC driver is missing: install unixodbc and odbc-postgresql or the ODBC test is skipped"; \
+	  fi; }
+
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed browser jdbc  ## run the whole test suite (TEST_WORKERS processes, each taking whole files)
+test: $(VENV)/.installed browser jdbc odbc  ## run the whole test suite (TEST_WORKERS processes, each taking whole files)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-soak: $(VENV)/.installed browser jdbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
+soak: $(VENV)/.installed browser jdbc odbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
 	$(BIN)/python -m pytest -q -m soak
 
 lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (.importlinter) on the package

@@ -82,7 +82,8 @@ def test_rerun_is_fresh_then_a_lake_change_rebuilds(projects: tuple[Path, Path, 
         assert run(root).status == "success"
     before = pointer(warehouse, "mart.monthly")
     again = run(root)
-    assert again.status == "nothing" and len(again.plan.fresh) == 4
+    assert again.status == "nothing"
+    assert len(again.plan.fresh) == 4
     assert pointer(warehouse, "mart.monthly") == before
     first = root / "lake" / "orders" / "part-0.parquet"  # a new file with the same column types
     write_parquet(root / "lake" / "orders" / "part-1.parquet",
@@ -115,7 +116,10 @@ def test_failed_build_leaves_the_published_version(projects: tuple[Path, Path, P
         with pytest.raises(KibanError) as refused:
             run(root, select=["warehouse.orders"])
         error = str(refused.value)
-        assert "orders.sql:2" in error and "ASOF JOIN" in error and "Spark" in error and "hint" in error
+        assert "orders.sql:2" in error
+        assert "ASOF JOIN" in error
+        assert "Spark" in error
+        assert "hint" in error
     finally:
         sql.write_text(original)
 

@@ -31,7 +31,7 @@ class StorageError(KibanError):
 class StorageConfig(BaseModel):
     """``storage:`` in ``kiban.yml``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
     lake: str | None = None
     warehouse: str | None = None

@@ -45,6 +45,14 @@ class AttemptDetails(TypedDict, total=False):
     watermark: date | None
 
 
+@dataclass(frozen=True)
+class LockRelease:
+    """Locks (their full names, see ``kiban.store.asset_locks``) a run hands back with a store write."""
+
+    run_id: str
+    names: Sequence[str]
+
+
 def utcnow() -> datetime:
     """Now in UTC, without tzinfo (the store keeps naive UTC everywhere)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -189,14 +197,20 @@ class Store:
         row["bytes"] = row.pop("nbytes")
         self.record_attempts([dict(run_id=run_id, asset=asset, status=status, **row)])
 
-    def record_attempts(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def record_attempts(self, rows: list[dict[str, Any]], release: LockRelease | None = None) -> None:
+        """Record attempt rows; with ``release``, also hand those locks back — one transaction (one commit)."""
+        names = list(release.names) if release is not None else []
+        if not rows and not names:
             return
         for row in rows:
             start, end = row.get("started_at"), row.get("ended_at")
             row["seconds"] = (end - start).total_seconds() if start and end else None
         with self._tx() as conn:
-            conn.execute(attempts.insert(), rows)
+            if rows:
+                conn.execute(attempts.insert(), rows)
+            if release is not None and names:
+                conn.execute(locks.update().where(locks.c.run_id == release.run_id, locks.c.name.in_(names))
+                             .values(run_id=None, pid=None, host=None))
 
     def run(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
