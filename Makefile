@@ -54,12 +54,12 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"
 
-browser:  ## Debian's chromium for the web console's browser tests (installed when running as root)
-	@command -v chromium >/dev/null 2>&1 || { \
+browser:  ## Debian's chromium and a CJK font (fonts-noto-cjk) for the web console's browser tests and Japanese screenshots (installed when running as root)
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
 	  else \
-	    echo "chromium is missing: install it (e.g. sudo apt-get install chromium) or the browser tests are skipped"; \
+	    echo "chromium or a CJK font is missing: install them (e.g. sudo apt-get install chromium fonts-noto-cjk) or the browser tests are skipped and Japanese shows as boxes"; \
 	  fi; }
 
 jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (installed when running as root)

@@ -109,7 +109,8 @@ def test_checks_overview_shows_each_checks_trend(client):
     ticks = re.findall(r'class="tick t-(pass|fail)"', unique)
     assert ticks == ["pass", "fail", "pass"]
     assert "2 / 3" in unique  # oldest left: passed, failed, passed again
-    assert "(Asia/Tokyo): fail" in unique  # each run's time on hover, in the project's zone
+    # each run's time on hover: in the project's zone, named, and in UTC
+    assert re.search(r"\(Asia/Tokyo; \d{4}-\d\d-\d\d \d\d:\d\d UTC\): fail", unique)
     assert "no check is failing" in client.get("/checks?failing=1").text
 
 

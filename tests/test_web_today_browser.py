@@ -117,3 +117,33 @@ def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do
     assert page.locator("main form").count() == 0  # no actions on a resolved incident
     assert "fixed the column name" in page.locator("ol.timeline").inner_text()
     assert not page.errors, page.errors
+
+
+def test_japanese_screenshots_with_a_cjk_font(server, browser):
+    """Today, an incident and the catalog in Japanese at 1440 px and 390 px: the page asks for a CJK font (Noto
+    Sans CJK JP on Debian, Hiragino, Yu Gothic, Meiryo elsewhere), nothing is wider than the screen, and the
+    screenshots for docs/web.md are taken (docs/images/web-ja-*.png with KIBAN_SCREENSHOTS=1)."""
+    import shutil
+    import subprocess
+
+    base, _root = server
+    fonts = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True, text=True).stdout \
+        if shutil.which("fc-list") else ""
+    if "CJK" not in fonts and "Gothic" not in fonts:
+        pytest.skip("no Japanese font on this machine (apt-get install fonts-noto-cjk; `make browser` does it)")
+    for width, height in VIEWPORTS:
+        page = _signed_in(browser, base, "operator", width, height)
+        page.goto(base + "/lang/ja?next=/")
+        family = page.evaluate("() => getComputedStyle(document.body).fontFamily")
+        assert "Noto Sans CJK JP" in family, family
+        assert "Hiragino Sans" in family, family
+        assert "Meiryo" in family, family
+        for path, name in (("/", "today"), ("/incidents/1", "incident"), ("/catalog", "catalog")):
+            page.goto(base + path)
+            assert page.locator("html").get_attribute("lang") == "ja"
+            assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", page.locator("h1").first.inner_text())
+            _fits(page, width)
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(IMAGES / f"web-ja-{name}-{width}.png"), full_page=False)
+        assert not page.errors, page.errors
+        page.close()

@@ -93,6 +93,9 @@ class Risk(BaseModel):
     since: datetime | None = Field(description="when it went wrong: the failed build, or the missed deadline")
     deadline: datetime | None
     cause: str = Field(description="the cause in one line")
+    cause_asset: str | None = Field(None, description="the first bad upstream asset, when the cause is one")
+    cause_status: str | None = Field(None, description="its latest build's status (failed, skipped, …)")
+    cause_error: str | None = Field(None, description="the first line of its error, as the engine said it")
     fix: Fix | None
     incident: int | None = Field(description="the open incident about it, if any")
 
