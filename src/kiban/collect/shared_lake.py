@@ -44,16 +44,23 @@ def name_of(asset: str) -> str:
 
 def repair(project: Project, asset: str, state: TableState | None) -> int | None:
     """Step 1 (hold the table's collection lock): a new snapshot equal to the recorded one when the table has
-    commits no manifest recorded. Returns its version (None: nothing to undo, or not on shared storage)."""
+    commits no manifest recorded. Returns the table's version after it — the one this load's commit must follow
+    (None: no table yet, or not on shared storage)."""
     delta = tables(project)
     if delta is None:
         return None
-    return delta.repair(name_of(asset), state.lake_version if state else None)
+    name = name_of(asset)
+    repaired = delta.repair(name, state.lake_version if state else None)
+    return repaired if repaired is not None else delta.latest(name)
 
 
-def commit(project: Project, record: LoadRecord, state: TableState | None, supersedes: dict[str, str]) -> None:
-    """Step 2: the load's rows as one Delta commit; sets ``record.lake_version``. ``state``: the table's state
-    without the loads this one supersedes. Nothing to do off shared storage, or for a load that landed no file."""
+def commit(project: Project, record: LoadRecord, state: TableState | None, supersedes: dict[str, str],
+           base: int | None = None) -> None:
+    """Step 2: the load's rows as one Delta commit right after version ``base`` (what :func:`repair` left): a
+    commit that slipped in meanwhile — a worker paused past its lease, woken in the middle of its own commit —
+    makes this one fail instead of building on it (the attempt is retried, and its repair undoes that commit).
+    Sets ``record.lake_version``. ``state``: the table's state without the loads this one supersedes. Nothing to
+    do off shared storage, or for a load that landed no file."""
     delta = tables(project)
     data = [project.lake_dir / path for path, kind, _, _ in record.files if kind == "data"]
     if delta is None or not data:
@@ -63,7 +70,7 @@ def commit(project: Project, record: LoadRecord, state: TableState | None, super
         # the table's first commit on shared storage: its earlier loads come along, so it starts whole
         data = [project.lake_dir / f for f in state.files] + data
         replaces = []
-    record.lake_version = delta.commit_load(name_of(record.asset), data, record.load_id, replaces)
+    record.lake_version = delta.commit_load(name_of(record.asset), data, record.load_id, replaces, base)
 
 
 def retract(project: Project, store: Store, load_id: str, note: str | None) -> LoadRecord:

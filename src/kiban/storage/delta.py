@@ -127,28 +127,39 @@ class DeltaTables:
         return dict(history[0]) if history else {}
 
     # -- writing ------------------------------------------------------------------------------------------
-    def commit_load(self, name: str, paths: Sequence[Path], load_id: str, replaces: Iterable[str] = ()) -> int:
+    def commit_load(self, name: str, paths: Sequence[Path], load_id: str, replaces: Iterable[str] = (),
+                    base: int | None = None) -> int:
         """One Delta commit adding the rows of ``paths`` (a load's Parquet files); the rows of the loads
-        ``replaces`` leave in the same commit (a superseded load). Returns the new version."""
+        ``replaces`` leave in the same commit (a superseded load). With ``base``, the commit must be version
+        ``base + 1``: another commit made after ``base`` fails it (no retry on top of someone else's rows).
+        Returns the new version."""
         _library()
         from deltalake import CommitProperties, write_deltalake
 
         reader = _reader(paths)
         gone = sorted(set(replaces))
-        props = CommitProperties(custom_metadata={META_LOAD: load_id})
+        props = CommitProperties(custom_metadata={META_LOAD: load_id}, max_commit_retries=0)
+        target: Any = self.uri(name)
+        if base is not None:
+            target = self._open(name, base)
+            if target is None:
+                raise StorageError(f"the Delta table {self.uri(name)} is gone since version {base}",
+                                   "collect again: the next load starts from what the state store recorded")
         try:
             if gone:  # replace where _load_id is one of them — or this load's (so its own rows match too)
                 where = f"{LOAD_ID} IN ({', '.join(_literal(i) for i in [*gone, load_id])})"
-                write_deltalake(self.uri(name), reader, mode="overwrite", predicate=where, schema_mode="merge",
+                write_deltalake(target, reader, mode="overwrite", predicate=where, schema_mode="merge",
                                 storage_options=self.options, commit_properties=props)
             else:
-                write_deltalake(self.uri(name), reader, mode="append", schema_mode="merge",
+                write_deltalake(target, reader, mode="append", schema_mode="merge",
                                 storage_options=self.options, commit_properties=props)
         except StorageError:
             raise
         except Exception as exc:
             raise StorageError(f"load {load_id} could not be committed to {self.uri(name)}: {exc}",
                                "nothing of it is visible; collect again once storage is reachable") from exc
+        if base is not None:
+            return base + 1
         latest = self.latest(name)
         assert latest is not None
         return latest
