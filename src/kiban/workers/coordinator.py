@@ -37,6 +37,9 @@ from kiban.workers.queue import COLLECT, TERMINAL, QueueRow, RunQueue, collect_c
 from kiban.workers.worker import LEASE_SECONDS
 
 POLL_SECONDS = 0.2
+DUCKDB_REFUSED = ("several workers need a warehouse that every worker can write, and a DuckDB file belongs to one "
+                  "process")
+DUCKDB_HINT = "use `warehouse: postgresql://…` or Spark (docs/scale-out.md), or run without --workers"
 NO_WORKER_LEASES = 4  # a run without any live worker for this many leases gives up
 
 
@@ -75,10 +78,13 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         plan = Plan(order=selection, fingerprints={})
         outcomes: dict[str, Outcome] = {}
         try:
+            builds = any(graph.assets[k].layer != "lake" for k in selection)
+            if builds and project.warehouse_url.startswith("duckdb:///"):  # said before anything is collected
+                raise ConfigError(DUCKDB_REFUSED, DUCKDB_HINT)
             # the source tables first, on the workers too: one queue row per table, fenced like a build
             outcomes = _collect_on_workers(queue, project, graph, run_id, selection, emit,
                                            (min_workers, lease, poll))
-            if all(graph.assets[k].layer == "lake" for k in selection):  # `kiban collect --workers`: no warehouse
+            if not builds:  # `kiban collect --workers`, or only lake tables selected: no warehouse needed
                 statuses = {o.status for o in outcomes.values()}
                 status = RunStatus.CANCELLED if AttemptStatus.CANCELLED in statuses else \
                     RunStatus.FAILED if statuses - {AttemptStatus.SUCCESS} else \
@@ -87,9 +93,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
             engine = open_engine(project.warehouse_url, project.config.timezone)
             try:
                 if engine.name == "duckdb":
-                    raise ConfigError("several workers need a warehouse that every worker can write, and a DuckDB "
-                                      "file belongs to one process", "use `warehouse: postgresql://…` or Spark "
-                                      "(docs/scale-out.md), or run without --workers")
+                    raise ConfigError(DUCKDB_REFUSED, DUCKDB_HINT)
                 lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
                 tables = _collected_tables(project, store)
                 versions = engine.prepare(lake_assets, tables)  # committed loads only
