@@ -9,6 +9,7 @@
       region: us-east-1
       access_key_id: env:KIBAN_S3_KEY        # credentials only as env:NAME — never written in the file
       secret_access_key: env:KIBAN_S3_SECRET
+      retention: 7d                          # `kiban storage vacuum` keeps versions younger than this
 
 Without ``storage:`` (the default) the lake is the local ``lake:`` folder, exactly as before. A leaf: the
 project loader validates with it; nothing here touches the network or imports ``deltalake``.
