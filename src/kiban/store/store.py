@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -286,11 +286,14 @@ class Store:
         return reaped
 
     # -- locks ------------------------------------------------------------------------------
-    def acquire_lock(self, name: str, run_id: str, wait: float = 0.0) -> None:
-        """Take the named lock, taking it over from a dead holder; wait up to ``wait`` seconds."""
+    def acquire_lock(self, name: str, run_id: str, wait: float = 0.0,
+                     steal: Callable[[str], bool] | None = None) -> None:
+        """Take the named lock, taking it over from a dead holder; wait up to ``wait`` seconds. ``steal``: holders
+        whose lock is taken over although they live (a worker's claim on a collection whose earlier claim was
+        given to it: the queue's fence, not this lock, decides who may commit)."""
         deadline = time.monotonic() + wait
         while True:
-            holder = self._try_lock(name, run_id)
+            holder = self._try_lock(name, run_id, steal)
             if holder is None:
                 return
             if time.monotonic() >= deadline:
@@ -301,11 +304,12 @@ class Store:
                     "wait for it to finish, or pass --wait SECONDS to queue behind it")
             time.sleep(0.5)
 
-    def _try_lock(self, name: str, run_id: str) -> Any:
+    def _try_lock(self, name: str, run_id: str, steal: Callable[[str], bool] | None = None) -> Any:
         now = utcnow()
         with self._tx() as conn:
             row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
-            if row is not None and row.run_id is not None and not holder_gone(row.pid, row.host, row.heartbeat_at, now):
+            if row is not None and row.run_id is not None and not holder_gone(
+                    row.pid, row.host, row.heartbeat_at, now) and not (steal is not None and steal(row.run_id)):
                 return row
             if name.startswith("run:"):  # the project's exclusive lock: not while a run holds any of its assets
                 for held in conn.execute(locks.select().where(
