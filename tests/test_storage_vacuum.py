@@ -64,7 +64,8 @@ def test_loads_land_as_they_are_and_vacuum_removes_only_what_no_kept_version_nam
     lake = deltalake.DeltaTable(uri, storage_options=options)
     # the second load's file is in the table under its load id, byte for byte the file it landed
     direct = [u for u in lake.file_uris() if u.rsplit("/", 1)[-1] == f"{second['load_id']}-0.parquet"]
-    assert len(direct) == 1 and lake.version() == second["lake_version"] == 1
+    assert len(direct) == 1
+    assert lake.version() == second["lake_version"] == 1
     landed = (root / "lake" / second["files"][0]["path"]).read_bytes()
     import pyarrow.fs as pafs
 
@@ -82,10 +83,12 @@ def test_loads_land_as_they_are_and_vacuum_removes_only_what_no_kept_version_nam
     # a retraction makes version 2 without the second load: version 1's new file is kept only by retention
     assert kiban("--project", root, "loads", "retract", second["load_id"]).returncode == 0
     (root / "data/b.csv").unlink()  # else the next run collects it again (a retracted load's files may be)
-    assert kiban("--project", root, "run").returncode == 0 and mart(root) == (3, 60)
+    assert kiban("--project", root, "run").returncode == 0
+    assert mart(root) == (3, 60)
     time.sleep(1.1)
     dry = json.loads(kiban("--project", root, "storage", "vacuum", "--dry-run", "--json").stdout)
-    assert dry["dry_run"] and any(f.endswith("dead00-0.parquet") for f in dry["tables"][uri])
+    assert dry["dry_run"]
+    assert any(f.endswith("dead00-0.parquet") for f in dry["tables"][uri])
     assert any(f.endswith("dead00-0.parquet") for f in
                deltalake.DeltaTable(uri, storage_options=options).vacuum(0, dry_run=True,
                                                                          enforce_retention_duration=False, full=True))
@@ -97,7 +100,8 @@ def test_loads_land_as_they_are_and_vacuum_removes_only_what_no_kept_version_nam
     assert any(f.endswith(f"{second['load_id']}-0.parquet") for f in removed)  # retracted, past retention
     assert report["kept_versions"][uri] == [2]
     # what kiban reads is whole: the recorded version, the published tables at the current publication
-    assert kiban("--project", root, "run", "--full-refresh").returncode == 0 and mart(root) == (3, 60)
+    assert kiban("--project", root, "run", "--full-refresh").returncode == 0
+    assert mart(root) == (3, 60)
     after = deltalake.DeltaTable(uri, storage_options=options)
     assert sorted(after.to_pyarrow_table().column("k").to_pylist()) == ["1", "2", "3"]
     published = deltalake.DeltaTable(table_uri(root, prefix.replace("lake", "published"), "mart/n"),
@@ -145,6 +149,9 @@ def test_the_cache_is_pruned_of_copies_no_kept_version_names(make_project: Any, 
     for path in kept:
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     report = json.loads(kiban("--project", root, "storage", "vacuum", "--json").stdout)
-    assert not stale.exists() and fresh.exists() and all(p.exists() for p in kept)
-    assert report["cache_files"] == 1 and report["cache_bytes"] == 100
+    assert not stale.exists()
+    assert fresh.exists()
+    assert all(p.exists() for p in kept)
+    assert report["cache_files"] == 1
+    assert report["cache_bytes"] == 100
     assert mart(root) == (1, 10)

@@ -171,7 +171,8 @@ def run_disrupted(root: Path, url: str, workers: Workers, action: str, rng: rand
             proc.send_signal(signal.SIGSTOP)
             paused = proc
     thread.join(300)
-    assert not thread.is_alive() and not errors, errors
+    assert not thread.is_alive(), errors
+    assert not errors, errors
     loads_before = sql(url, "select count(*) from loads")[0][0]
     if paused is not None:
         paused.send_signal(signal.SIGCONT)  # it wakes up mid-load, its lease long gone: it must commit nothing
@@ -223,7 +224,8 @@ def soak(root: Path, url: str, trials: int, seed: int) -> dict[str, Any]:
 def test_two_workers_collect_in_parallel_and_a_killed_or_paused_load_lands_once(project: Path,
                                                                              postgres_url: str) -> None:
     result = soak(project, postgres_url, trials=2, seed=18)
-    assert result["kill"] == 1 and result["stop"] == 1, result
+    assert result["kill"] == 1, result
+    assert result["stop"] == 1, result
 
 
 def test_kiban_collect_workers_n(project: Path, postgres_url: str) -> None:
@@ -233,7 +235,8 @@ def test_kiban_collect_workers_n(project: Path, postgres_url: str) -> None:
         done = subprocess.run([sys.executable, "-m", "kiban", "--project", str(project), "collect", "--workers", "2",
                                "--log-format", "json"], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert '"collect_started"' in done.stdout and "pos_d" in done.stdout
+        assert '"collect_started"' in done.stdout
+        assert "pos_d" in done.stdout
         assert committed(project) == {k: (2000, 2000) for k in KEYS}
         # only the collection ran: no model was built
         assert sql(postgres_url, "select count(*) from attempts where asset not like 'lake.%'") == [(0,)]
