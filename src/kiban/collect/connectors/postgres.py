@@ -351,10 +351,7 @@ def _copy_batches(ctx: ReadContext, conn: psycopg.Connection[Any], copy: _Copy, 
                 return
             reader = csv.open_csv(
                 io.BufferedReader(_CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20),
-                # a parallel stream parses on its own thread (the streams are the parallelism): pyarrow's
-                # readahead and thread pool would hold several more blocks per stream (peak RSS)
-                read_options=csv.ReadOptions(column_names=copy.names, block_size=4 << 20,
-                                             use_threads=stop is None),
+                read_options=csv.ReadOptions(column_names=copy.names, block_size=4 << 20),
                 parse_options=csv.ParseOptions(newlines_in_values=True),
                 convert_options=csv.ConvertOptions(column_types=copy.types, null_values=[""], true_values=["t"],
                                                    false_values=["f"], strings_can_be_null=True,
