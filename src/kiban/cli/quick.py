@@ -9,15 +9,19 @@ everything that plan depended on —
   stamp itself;
 - kiban's own source files and the Python path's folders (an upgraded package changes them), the interpreter,
   and the environment (``env:NAME`` in kiban.yml);
-- the state store: the project's latest run (the one that wrote the stamp), its backfilled partitions and the
-  schema revision.
+- the state store: the project's latest run (the one that wrote the stamp), its backfilled partitions, its loads
+  (count, newest, retractions) and the schema revision.
 
 The next plain ``kiban run`` recomputes those identities (a directory walk and a few ``stat`` calls, no
 imports beyond the standard library). When all are the same, the plan cannot differ, so it records the run
 — one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them —
-prints the same two lines and exits. Anything else (a different identity, a run going on, a lock held, another
-store than SQLite, a project with sources, checks, use cases, OpenLineage, Python models or models reading
-files) takes the full path, which writes a new stamp when it again finds nothing to do.
+prints the same two lines and exits. A project with checks is stamped like any (a run that builds nothing judges
+nothing). A project whose sources are landing folders inside it (files, logs, xlsx) is stamped when the run's
+loads all committed empty and every landing file had settled before the run began; the stamp then also records,
+per table, the empty load and the 0-row collection attempt the full path records, and prints its lines. Anything
+else (a different identity, a run going on, a lock held, another store than SQLite, database or HTTP sources, use
+cases, OpenLineage, Python models or models reading files) takes the full path, which writes a new stamp when it
+again finds nothing to do.
 
 Files changed while a stamp is written are not trusted: an entry whose ctime is not older than the probe
 taken before the run started makes the stamp unwritten (git's "racy clean" rule), so a change in the same
