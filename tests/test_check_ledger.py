@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from kiban.checks.evaluate import CheckResult
 from kiban.checks.history import observations, of_run, record
-from kiban.checks.ledger import Ledger, head_revision
+from kiban.checks.ledger import CheckLedger, head_revision
 from kiban.checks.on_demand import check_published
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
@@ -48,7 +48,7 @@ def test_the_ledger_writes_what_the_store_writes(project_dir) -> None:
     at = datetime(2026, 12, 7, 9, 30, 1, 250)
     results = [_result("a", {"rows": 10, "sum": 1.5}, [{"email": "ü@x"}]), _result("b", None)]
     store = Store(project.state_url)
-    ledger = Ledger.open(project.state_url)
+    ledger = CheckLedger.open(project.state_url)
     assert ledger is not None
     try:
         record(store, "p", "check-1", "f" * 64, results, checked_at=at)
@@ -71,15 +71,15 @@ def test_the_ledger_writes_what_the_store_writes(project_dir) -> None:
 def test_an_older_or_missing_store_is_left_to_the_store(project_dir) -> None:
     root = project_dir({"models/warehouse/t.sql": "select 1 as id"})
     url = load_project(root).state_url
-    assert Ledger.open(url) is None  # no store yet: not created here
+    assert CheckLedger.open(url) is None  # no store yet: not created here
     assert not (root / ".kiban" / "state.db").exists()
     run_project(load_project(root), RunOptions())
     conn = sqlite3.connect(root / ".kiban" / "state.db")
     with conn:
         conn.execute("update alembic_version set version_num = '0001'")
     conn.close()
-    assert Ledger.open(url) is None
-    assert Ledger.open("postgresql://nobody@127.0.0.1:1/none") is None
+    assert CheckLedger.open(url) is None
+    assert CheckLedger.open("postgresql://nobody@127.0.0.1:1/none") is None
 
 
 def test_kiban_check_records_through_the_ledger_without_sqlalchemy(project_dir) -> None:

@@ -35,14 +35,14 @@ def _stored(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class Ledger:
+class CheckLedger:
     """The check_results table of a SQLite store at the newest revision."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     @classmethod
-    def open(cls, state_url: str) -> Ledger | None:
+    def open(cls, state_url: str) -> CheckLedger | None:
         """None when the store is not a SQLite file at the newest revision (the full store handles it)."""
         if not state_url.startswith("sqlite:///"):
             return None

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiban.checks.evaluate import CheckResult, context, run_suite
-from kiban.checks.ledger import Ledger
+from kiban.checks.ledger import CheckLedger
 from kiban.checks.quoting import relation_name
 from kiban.checks.suite import suites_of
 from kiban.engines import open_engine
@@ -54,7 +54,7 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
         return report
     # a SQLite store at the newest revision: results kept with sqlite3 (no SQLAlchemy import); else the store,
     # opened on a thread of its own while DuckDB scans (it releases the GIL)
-    ledger = Ledger.open(project.state_url) if not project.sources else None
+    ledger = CheckLedger.open(project.state_url) if not project.sources else None
     store = _Opening(project.state_url) if ledger is None else None
     engine = open_engine(project.warehouse_url, project.config.timezone)
     try:
