@@ -389,3 +389,16 @@ def test_a_database_source_takes_the_full_path(make_project, monkeypatch: pytest
     for _ in range(3):
         assert not _kiban_run(root, monkeypatch)
     assert not (root / ".kiban" / "cache" / quick.STAMP).exists()
+
+
+def test_profiles_in_use_take_the_full_path(sourced: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kiban docs profile` started profiles: every run that collects re-profiles the tables, even an empty load."""
+    assert not _kiban_run(sourced, monkeypatch)  # nothing new: stamped
+    assert _kiban_run(sourced, monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["kiban", "docs", "profile"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    assert not _kiban_run(sourced, monkeypatch)  # the store's identity changed: the full path, which profiles
+    assert not _kiban_run(sourced, monkeypatch)  # and leaves no stamp while profiles are in use
