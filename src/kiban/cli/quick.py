@@ -419,7 +419,8 @@ def _empty_loads(conn: sqlite3.Connection, project: Any, result: Any) -> list[di
             return None
         out.append({"asset": asset, "source": source, "table": table, "cursor": cursor, "schema": schema,
                     "reread_s": reread, "watermark": marks[asset]})
-    return out
+    order = {key: i for i, key in enumerate(result.plan.order)}  # the summary lists them in the plan's order
+    return sorted(out, key=lambda one: order.get(one["asset"], len(order)))
 
 
 FILE_SOURCES = ("files", "logs", "xlsx")  # landing folders: what a load would read is there to see
