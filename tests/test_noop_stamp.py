@@ -416,3 +416,12 @@ def test_profiles_in_use_take_the_full_path(sourced: Path, monkeypatch: pytest.M
         assert not exc.code
     assert not _kiban_run(sourced, monkeypatch)  # the store's identity changed: the full path, which profiles
     assert not _kiban_run(sourced, monkeypatch)  # and leaves no stamp while profiles are in use
+
+
+def test_a_landing_path_without_a_wildcard_is_stamped(make_project, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project({**SOURCED, "sources/drop.yml": "type: files\ntables:\n  orders:\n    path: landing/a.csv\n"
+                         "    settle: 0s\n"})
+    assert not _kiban_run(root, monkeypatch)  # collects and builds
+    assert not _kiban_run(root, monkeypatch)  # nothing new: stamps
+    assert _kiban_run(root, monkeypatch)
+    _full_path_lands_nothing(root, monkeypatch)

@@ -459,9 +459,16 @@ def _settled(project: Any, probe: int) -> bool:
     if folders is None:
         return False
     for folder, settle in folders:
-        files: list[tuple[Any, ...]] = []
-        _walk(folder, set(), files, folder)
-        if any(len(f) == 5 and f[2] + int(settle * 1e9) >= probe for f in files):
+        try:
+            if folder.is_dir():
+                files: list[tuple[Any, ...]] = []
+                _walk(folder, set(), files, folder)
+                mtimes = [f[2] for f in files if len(f) == 5]
+            else:  # a path without a wildcard names one file (or nothing yet)
+                mtimes = [folder.stat().st_mtime_ns] if folder.exists() else []
+        except OSError:
+            return False
+        if any(mtime + int(settle * 1e9) >= probe for mtime in mtimes):
             return False
     return True
 
