@@ -354,8 +354,11 @@ def _say(run_id: str, fresh: int, loaded: list[tuple[str, float]], elapsed: floa
     for asset, seconds in loaded:
         table.add_row(asset, styled(AttemptStatus.SUCCESS), f"{seconds:.2f}s", "0")
     console.print(table)
-    counts = sorted({AttemptStatus.SUCCESS.value: len(loaded), **({"fresh": fresh} if fresh else {})}.items())
-    console.print(f"run {run_id} [green]done[/] in {elapsed:.2f}s: " + ", ".join(f"{styled(s)} {n}" for s, n in counts))
+    counts = {AttemptStatus.SUCCESS.value: len(loaded)}
+    if fresh:
+        counts[AttemptStatus.FRESH.value] = fresh
+    summary = ", ".join(f"{styled(s)} {n}" for s, n in sorted(counts.items()))
+    console.print(f"run {run_id} [green]done[/] in {elapsed:.2f}s: {summary}")
 
 
 def remember(project: Any, result: Any, gated: bool) -> bool:
