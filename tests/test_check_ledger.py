@@ -102,4 +102,5 @@ def test_kiban_check_records_through_the_ledger_without_sqlalchemy(project_dir) 
         history = observations(store, "test", "warehouse.t", volume.name, ZoneInfo("UTC"))
     finally:
         store.close()
-    assert history and json.dumps(history[-1][1])  # both evaluations recorded what they measured
+    assert history
+    assert json.dumps(history[-1][1])  # both evaluations recorded what they measured
