@@ -11,6 +11,7 @@ import os
 import random
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -210,3 +211,219 @@ def test_a_deleted_store_is_not_created_by_the_quick_path(built: Path, monkeypat
     assert not quick.try_noop(["run"], built)
     assert not quick.try_status(False, built)
     assert not (built / ".kiban" / "state.db").exists()  # the full path makes it, private to its owner
+
+
+# -- a project with a landing folder (files source) and checks ------------------------------------------------
+SOURCED = {
+    "kiban.yml": "name: shop\ntimezone: UTC\nwarehouse: duckdb:///kiban.duckdb\n",
+    "sources/drop.yml": "type: files\ntables:\n  orders:\n    path: landing/*.csv\n    settle: 0s\n",
+    "landing/a.csv": "id,amount\n1,5\n2,7\n",
+    "models/warehouse/stg.sql": ("select cast(id as int) as id, max(cast(amount as int)) as amount "
+                                 "from lake.drop_orders group by 1"),
+    "models/warehouse/stg.yml": "columns:\n  - name: id\n    checks: [not_null, unique]\n",
+    "models/mart/total.sql": "select sum(amount) as total, count(*) as n from warehouse.stg",
+}
+
+
+def _full_path_lands_nothing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the stamp answered: the full path, run now, must find the same — nothing landed, nothing built."""
+    (root / ".kiban" / "cache" / quick.STAMP).unlink()
+    assert not _kiban_run(root, monkeypatch)
+    recorded = _latest_attempts(root)
+    conn = sqlite3.connect(root / ".kiban" / "state.db")
+    try:
+        rows = dict(conn.execute("select asset, rows from attempts where run_id = (select run_id from runs order by "
+                                 "started_at desc limit 1) and status = 'success'").fetchall())
+    finally:
+        conn.close()
+    assert rows == {"lake.drop_orders": 0}, rows
+    assert {k for k, (status, _) in recorded.items() if status == "fresh"} == {"warehouse.stg", "mart.total"}
+
+
+def _source_edits(root: Path) -> dict[str, object]:
+    landing = root / "landing"
+
+    def new_landing_file() -> None:
+        (landing / f"n{random.randrange(10**6)}.csv").write_text(f"id,amount\n{random.randrange(10, 10**6)},1\n")
+
+    def touch_landing_file() -> None:
+        os.utime(random.choice(sorted(landing.glob("*.csv"))))
+
+    def rewrite_landing_file() -> None:  # same size, the old mtime put back: only ctime (and the hash) tell
+        path = random.choice(sorted(landing.glob("*.csv")))
+        st = path.stat()
+        text = path.read_text()
+        path.write_text(text[:-2] + ("9" if text[-2] != "9" else "8") + "\n")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def change_check() -> None:
+        sidecar = root / "models" / "warehouse" / "stg.yml"
+        text = sidecar.read_text()
+        sidecar.write_text(text.replace("[not_null, unique]", "[not_null]") if "unique" in text
+                           else text.replace("[not_null]", "[not_null, unique]"))
+
+    def change_source_config() -> None:
+        spec = root / "sources" / "drop.yml"
+        text = spec.read_text()
+        spec.write_text(text.replace("settle: 0s", "settle: 0.0s") if "0s\n" in text and "0.0s" not in text
+                        else text.replace("settle: 0.0s", "settle: 0s"))
+
+    def retract_a_load() -> None:
+        from kiban.collect.manifest import Manifests
+        from kiban.store import Store
+
+        store = Store(f"sqlite:///{root / '.kiban' / 'state.db'}")
+        try:
+            conn = sqlite3.connect(root / ".kiban" / "state.db")
+            row = conn.execute("select load_id from loads where rows_landed > 0 and retracted_at is null "
+                               "order by started_at desc limit 1").fetchone()
+            conn.close()
+            if row:
+                Manifests(store).retract("shop", row[0], "test")
+        finally:
+            store.close()
+
+    return {"none": lambda: None, "new_landing_file": new_landing_file, "touch_landing_file": touch_landing_file,
+            "rewrite_landing_file": rewrite_landing_file, "change_check": change_check,
+            "change_source_config": change_source_config, "retract_a_load": retract_a_load}
+
+
+def _check_source_steps(root: Path, monkeypatch: pytest.MonkeyPatch, steps: list[str]) -> tuple[int, int]:
+    edits = _source_edits(root)
+    quick_answers = unchanged = 0
+    previous_no_op = False
+    for step in steps:
+        edits[step]()  # type: ignore[operator]
+        plan = operate.explain(load_project(root), RunOptions()).plan  # the uncached plan (before collecting)
+        answered = _kiban_run(root, monkeypatch)
+        if answered:
+            quick_answers += 1
+            assert plan.build == [], f"after {step}: the stamp answered, but the plan builds {plan.build}"
+            recorded = _latest_attempts(root)
+            assert recorded["lake.drop_orders"][0] == "success", step
+            assert all(recorded[k] == ("fresh", plan.fingerprints[k]) for k in plan.fresh), step
+            _full_path_lands_nothing(root, monkeypatch)
+        if step == "none" and previous_no_op:
+            unchanged += 1
+        previous_no_op = step == "none" or answered
+    return quick_answers, unchanged
+
+
+@pytest.fixture
+def sourced(make_project, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = make_project(SOURCED)
+    _kiban_run(root, monkeypatch)  # collects and builds everything
+    return root
+
+
+def test_a_landing_folder_and_checks_are_stamped_only_when_nothing_is_new(sourced: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = ["none", "none", "none", "new_landing_file", "none", "none", "touch_landing_file", "none", "none",
+             "rewrite_landing_file", "none", "none", "change_check", "none", "none", "change_source_config", "none",
+             "none", "retract_a_load", "none", "none"]
+    quick_answers, unchanged = _check_source_steps(sourced, monkeypatch, steps)
+    assert quick_answers >= 5
+    assert unchanged >= 5
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1800)
+def test_random_source_edits_never_give_a_stale_answer(sourced: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(23)
+    random.seed(23)
+    names = list(_source_edits(sourced))
+    steps = [rng.choice(names) if rng.random() < 0.4 else "none" for _ in range(80)]
+    quick_answers, unchanged = _check_source_steps(sourced, monkeypatch, steps)
+    assert quick_answers >= unchanged // 2
+
+
+def _same_record_and_output(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    def shape(text: str) -> str:  # run ids and times differ between any two runs
+        return re.sub(r"\d+\.\d\ds", "T", re.sub(r"\d{8}T\d{6}-[0-9a-f]{6}", "RUN", text))
+
+    def last_run() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        conn = sqlite3.connect(root / ".kiban" / "state.db")
+        try:
+            run = conn.execute("select run_id, status, selection from runs order by started_at desc limit 1").fetchone()
+            attempts = conn.execute("select asset, attempt, status, rows, bytes, fingerprint, error, watermark from "
+                                    "attempts where run_id = ? order by id", (run[0],)).fetchall()
+            loads = conn.execute("select asset, source, table_name, kind, status, rows_read, rows_landed, "
+                                 "rows_quarantined, rows_dropped, rows_deleted, cursor, schema, error, reread_s, "
+                                 "lake_version from loads where run_id = ? order by asset", (run[0],)).fetchall()
+        finally:
+            conn.close()
+        return [run[1:], *attempts], loads
+
+    capsys.readouterr()
+    assert not _kiban_run(root, monkeypatch)  # the full path: nothing new, writes the stamp
+    full_out = capsys.readouterr()
+    full = last_run()
+    assert _kiban_run(root, monkeypatch)
+    quick_out = capsys.readouterr()
+    assert sorted(last_run()[0][1:]) == sorted(full[0][1:])
+    assert last_run()[0][0] == full[0][0]
+    assert last_run()[1] == full[1]
+    assert shape(quick_out.out) == shape(full_out.out)
+    assert sorted(shape(quick_out.err).splitlines()) == sorted(shape(full_out.err).splitlines())  # threads' order
+
+
+def test_the_stamp_records_and_prints_what_the_full_path_does(sourced: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _same_record_and_output(sourced, monkeypatch, capsys)
+
+
+def test_several_landing_tables_are_recorded_and_listed_as_the_full_path_does(
+        make_project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project({**SOURCED, "sources/drop.yml": "type: files\nsettle: 0s\ntables:\n  zeta:\n    path: "
+                         "landing/z*.csv\n  orders:\n    path: landing/a*.csv\n  items:\n    path: landing/i/*.csv\n",
+                         "landing/z1.csv": "k\n1\n", "landing/i/1.csv": "k\n2\n"})
+    assert not _kiban_run(root, monkeypatch)  # collects and builds
+    _same_record_and_output(root, monkeypatch, capsys)
+
+
+def test_a_young_landing_file_is_not_stamped_over(sourced: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = sourced / "sources" / "drop.yml"
+    spec.write_text(spec.read_text().replace("settle: 0s", "settle: 0.1s"))
+    young = sourced / "landing" / "young.csv"
+    young.write_text("id,amount\n77,1\n")
+    ahead = time.time() + 3600  # a clock ahead of ours: the load waits, then leaves it for a later one
+    os.utime(young, (ahead, ahead))
+    assert not _kiban_run(sourced, monkeypatch)
+    assert not (sourced / ".kiban" / "cache" / quick.STAMP).exists()  # time alone would change the next load
+    assert not _kiban_run(sourced, monkeypatch)
+
+
+def test_a_database_source_takes_the_full_path(make_project, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project({**SOURCED, "sources/drop.yml": "type: sqlite\nurl: pos.sqlite\ntables:\n  orders: {}\n"})
+    conn = sqlite3.connect(root / "pos.sqlite")
+    with conn:
+        conn.execute("create table orders (id integer, amount integer)")
+        conn.execute("insert into orders values (1, 5)")
+    conn.close()
+    for _ in range(3):
+        assert not _kiban_run(root, monkeypatch)
+    assert not (root / ".kiban" / "cache" / quick.STAMP).exists()
+
+
+def test_profiles_in_use_take_the_full_path(sourced: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kiban docs profile` started profiles: every run that collects re-profiles the tables, even an empty load."""
+    assert not _kiban_run(sourced, monkeypatch)  # nothing new: stamped
+    assert _kiban_run(sourced, monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["kiban", "docs", "profile"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    assert not _kiban_run(sourced, monkeypatch)  # the store's identity changed: the full path, which profiles
+    assert not _kiban_run(sourced, monkeypatch)  # and leaves no stamp while profiles are in use
+
+
+def test_a_landing_path_without_a_wildcard_is_stamped(make_project, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project({**SOURCED, "sources/drop.yml": "type: files\ntables:\n  orders:\n    path: landing/a.csv\n"
+                         "    settle: 0s\n"})
+    assert not _kiban_run(root, monkeypatch)  # collects and builds
+    assert not _kiban_run(root, monkeypatch)  # nothing new: stamps
+    assert _kiban_run(root, monkeypatch)
+    _full_path_lands_nothing(root, monkeypatch)

@@ -23,8 +23,15 @@ from kiban.engines.dialect import transpile
 from kiban.errors import KibanError
 
 DUCKDB = "duckdb"
-_TYPES = duckdb.connect()  # resolves type names to DuckDB's canonical spelling (no data, in memory)
-_TYPES_LOCK = threading.Lock()
+_TYPES: list[duckdb.DuckDBPyConnection] = []  # resolves type names to DuckDB's canonical spelling (no data, in
+_TYPES_LOCK = threading.Lock()  # memory); made on first use: a second database and its threads cost every command
+
+
+def _types() -> duckdb.DuckDBPyConnection:
+    """The type-resolving connection (call with _TYPES_LOCK held)."""
+    if not _TYPES:
+        _TYPES.append(duckdb.connect())
+    return _TYPES[0]
 
 
 def dialect_of(session: Session) -> str:
@@ -144,7 +151,7 @@ def canonical(types: list[str], dialect: str = DUCKDB) -> list[str]:
                 continue
         with _TYPES_LOCK:
             try:
-                out.append(str(_TYPES.execute(f"SELECT typeof(CAST(NULL AS {text}))").fetchone()[0]))  # type: ignore[index]
+                out.append(str(_types().execute(f"SELECT typeof(CAST(NULL AS {text}))").fetchone()[0]))  # type: ignore[index]
             except duckdb.Error:
                 if dialect == DUCKDB:
                     raise
@@ -159,7 +166,7 @@ class TypeSession:
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with _TYPES_LOCK:
-            return _TYPES.execute(sql, params).fetchall()
+            return _types().execute(sql, params).fetchall()
 
     def interrupt(self) -> None:
         """Nothing runs long here."""

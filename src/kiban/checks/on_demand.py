@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiban.checks.evaluate import CheckResult, context, run_suite
+from kiban.checks.ledger import CheckLedger
 from kiban.checks.quoting import relation_name
 from kiban.checks.suite import suites_of
 from kiban.engines import open_engine
@@ -51,7 +52,10 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
     report = CheckReport(check_id(datetime.now(UTC)), without_checks=len(keys) - len(suites))
     if not suites:
         return report
-    store = _Opening(project.state_url)  # SQLAlchemy loads while DuckDB scans (it releases the GIL)
+    # a SQLite store at the newest revision: results kept with sqlite3 (no SQLAlchemy import); else the store,
+    # opened on a thread of its own while DuckDB scans (it releases the GIL)
+    ledger = CheckLedger.open(project.state_url) if not project.sources else None
+    store = _Opening(project.state_url) if ledger is None else None
     engine = open_engine(project.warehouse_url, project.config.timezone)
     try:
         lake = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
@@ -61,8 +65,11 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
         tz = ZoneInfo(project.config.timezone)
 
         def history(asset: str, check: str) -> list[tuple[date, dict[str, Any]]]:
+            if ledger is not None:
+                return ledger.observations(project.name, asset, check, tz)
             from kiban.checks.history import observations
 
+            assert store is not None
             return observations(store.get(), project.name, asset, check, tz)
 
         ctx = context(project, history, moment)
@@ -76,15 +83,22 @@ def check_published(project: Project, selection: Sequence[str] = (), exclude: Se
                 judged.append((key, run_suite(session, relation_name(key), suites[key], ctx)))
         finally:
             session.close()
-        from kiban.checks.history import record
-
+        checked_at = moment.astimezone(UTC).replace(tzinfo=None)
         for key, results in judged:
-            record(store.get(), project.name, report.run_id, published[key], results,
-                   checked_at=moment.astimezone(UTC).replace(tzinfo=None))
+            if ledger is not None:
+                ledger.record(project.name, report.run_id, published[key], results, checked_at)
+            else:
+                from kiban.checks.history import record
+
+                assert store is not None
+                record(store.get(), project.name, report.run_id, published[key], results, checked_at=checked_at)
             report.results += results
     finally:
         engine.close()
-        store.close()
+        if store is not None:
+            store.close()
+        if ledger is not None:
+            ledger.close()
     return report
 
 
@@ -118,9 +132,9 @@ class _Opening:
             self.store.close()
 
 
-def _collected(project: Project, store: _Opening) -> Mapping[str, CollectedTable] | None:
+def _collected(project: Project, store: _Opening | None) -> Mapping[str, CollectedTable] | None:
     """The committed files of the project's collected tables: their lake views show committed loads only."""
-    if not project.sources:
+    if not project.sources or store is None:
         return None  # no need to wait for the store
     from kiban.collect.collector import collected_tables
 

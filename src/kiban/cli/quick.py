@@ -9,15 +9,19 @@ everything that plan depended on —
   stamp itself;
 - kiban's own source files and the Python path's folders (an upgraded package changes them), the interpreter,
   and the environment (``env:NAME`` in kiban.yml);
-- the state store: the project's latest run (the one that wrote the stamp), its backfilled partitions and the
-  schema revision.
+- the state store: the project's latest run (the one that wrote the stamp), its backfilled partitions, its loads
+  (count, newest, retractions) and the schema revision.
 
 The next plain ``kiban run`` recomputes those identities (a directory walk and a few ``stat`` calls, no
 imports beyond the standard library). When all are the same, the plan cannot differ, so it records the run
 — one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them —
-prints the same two lines and exits. Anything else (a different identity, a run going on, a lock held, another
-store than SQLite, a project with sources, checks, use cases, OpenLineage, Python models or models reading
-files) takes the full path, which writes a new stamp when it again finds nothing to do.
+prints the same two lines and exits. A project with checks is stamped like any (a run that builds nothing judges
+nothing). A project whose sources are landing folders inside it (files, logs, xlsx) is stamped when the run's
+loads all committed empty and every landing file had settled before the run began; the stamp then also records,
+per table, the empty load and the 0-row collection attempt the full path records, and prints its lines. Anything
+else (a different identity, a run going on, a lock held, another store than SQLite, database or HTTP sources, use
+cases, OpenLineage, Python models or models reading files) takes the full path, which writes a new stamp when it
+again finds nothing to do.
 
 Files changed while a stamp is written are not trusted: an entry whose ctime is not older than the probe
 taken before the run started makes the stamp unwritten (git's "racy clean" rule), so a change in the same
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kiban.status import AttemptStatus, BackfillStatus, RunStatus
+from kiban.status import AttemptStatus, BackfillStatus, LoadStatus, RunStatus
 
 VERSION = 1
 STAMP = "noop.json"
@@ -128,8 +132,9 @@ def _store_identity(conn: sqlite3.Connection, project: str) -> dict[str, Any] | 
     None when a run is going on or any lock of the project is held (the full path handles those)."""
     running = conn.execute("select count(*) from runs where project = ? and status = ?",
                            (project, RunStatus.RUNNING.value)).fetchone()[0]
-    held = conn.execute("select count(*) from locks where (name = ? or name like ?) and run_id is not null",
-                        (f"run:{project}", f"asset:{project}:%")).fetchone()[0]
+    held = conn.execute("select count(*) from locks where (name = ? or name like ? or name like ?) and "
+                        "run_id is not null", (f"run:{project}", f"asset:{project}:%", f"collect:{project}:%")
+                        ).fetchone()[0]
     if running or held:
         return None
     last = conn.execute("select run_id from runs where project = ? order by started_at desc limit 1",
@@ -139,8 +144,14 @@ def _store_identity(conn: sqlite3.Connection, project: str) -> dict[str, Any] | 
         "select p.asset, p.backfill_id, p.partition_start from backfill_partitions p join backfills b "
         "on b.id = p.backfill_id where b.project = ? and p.status = ? order by 1, 2, 3",
         (project, BackfillStatus.SUCCESS.value)).fetchall()
+    # a load retracted (or committed by `kiban collect`) since: the lake views, and so the plan, may differ
+    loads = conn.execute("select count(*), max(load_id), count(retracted_at), max(retracted_at) from loads "
+                         "where project = ?", (project,)).fetchone()
+    # profiles in use (`kiban docs profile`): a run that collects re-profiles what it collected, recorded each run
+    profiled = conn.execute("select count(*) from column_profiles where project = ?", (project,)).fetchone()[0]
     return {"last_run": last[0] if last else None, "revision": revision[0] if revision else None,
-            "backfilled": hashlib.sha256(json.dumps(partitions, default=str).encode()).hexdigest()}
+            "backfilled": hashlib.sha256(json.dumps(partitions, default=str).encode()).hexdigest(),
+            "loads": list(loads), "profiled": bool(profiled)}
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -255,6 +266,7 @@ def _answer(root: Path, stamp: dict[str, Any]) -> bool:
         conn = _connect(stamp["state"])
     except (sqlite3.Error, KeyError):
         return False
+    collect: list[dict[str, Any]] = stamp.get("collect", [])
     try:
         started = _utcnow()
         run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
@@ -270,6 +282,7 @@ def _answer(root: Path, stamp: dict[str, Any]) -> bool:
                 "host) values (?, ?, ?, '[]', ?, ?, ?, ?, ?)",
                 (run_id, stamp["project"], RunStatus.RUNNING.value, options, at, at, os.getpid(),
                  socket.gethostname()))
+            loaded = _record_loads(conn, stamp["project"], run_id, collect)
             conn.executemany(
                 "insert into attempts (run_id, asset, attempt, status, started_at, ended_at, seconds, "
                 "fingerprint, watermark) values (?, ?, 0, ?, ?, ?, 0.0, ?, ?)",
@@ -277,7 +290,8 @@ def _answer(root: Path, stamp: dict[str, Any]) -> bool:
                  for key, fingerprint, watermark in stamp["fresh"]])
             ended = _utcnow()
             conn.execute("update runs set status = ?, ended_at = ? where run_id = ?",
-                         (RunStatus.NOTHING.value, _stored(ended), run_id))
+                         (RunStatus.SUCCESS.value if collect else RunStatus.NOTHING.value, _stored(ended), run_id))
+            stamp["store"] = _store_identity(conn, stamp["project"])  # this run (and its loads) the latest now
             conn.execute("commit")
         except BaseException:
             if conn.in_transaction:
@@ -287,21 +301,73 @@ def _answer(root: Path, stamp: dict[str, Any]) -> bool:
         return False
     finally:
         conn.close()
-    stamp["store"]["last_run"] = run_id  # this run is the latest now: the next one may answer from here too
-    _write_stamp(_cache(root), stamp)
-    fresh = len(stamp["fresh"])
-    print(f"run {run_id}: 0 asset(s) to build" + (f", {fresh} fresh" if fresh else ""), file=sys.stderr)
-    summary = f"fresh {fresh}" if fresh else "nothing selected"
-    print(f"run {run_id} up to date in {(ended - started).total_seconds():.2f}s: {summary}")
+    _write_stamp(_cache(root), stamp)  # the next run may answer from here too
+    _say(run_id, len(stamp["fresh"]), loaded, (ended - started).total_seconds())
     return True
+
+
+def _record_loads(conn: sqlite3.Connection, project: str, run_id: str, collect: list[dict[str, Any]]
+                  ) -> list[tuple[str, float]]:
+    """What the full path records for a landing folder with nothing new: an empty committed load and a
+    successful collection attempt (0 rows) per source table. Returns (asset, seconds) of each."""
+    loaded: list[tuple[str, float]] = []
+    for one in collect:
+        begun = _utcnow()
+        load_id = begun.strftime("%Y%m%dT%H%M%S%f")[:-3] + "-" + secrets.token_hex(3)  # collect.load.new_load_id
+        done = _utcnow()
+        conn.execute(
+            "insert into loads (load_id, project, asset, source, table_name, run_id, kind, status, started_at, "
+            "ended_at, rows_read, rows_landed, rows_quarantined, rows_dropped, rows_deleted, cursor, schema, "
+            "reread_s) values (?, ?, ?, ?, ?, ?, 'load', ?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?)",
+            (load_id, project, one["asset"], one["source"], one["table"], run_id, LoadStatus.COMMITTED.value,
+             _stored(begun), _stored(done), one["cursor"], one["schema"], one["reread_s"]))
+        seconds = (done - begun).total_seconds()
+        conn.execute(
+            "insert into attempts (run_id, asset, attempt, status, started_at, ended_at, seconds, rows, watermark) "
+            "values (?, ?, 1, ?, ?, ?, ?, 0, ?)",
+            (run_id, one["asset"], AttemptStatus.SUCCESS.value, _stored(begun), _stored(done), seconds,
+             one["watermark"]))
+        loaded.append((one["asset"], seconds))
+    return loaded
+
+
+def _say(run_id: str, fresh: int, loaded: list[tuple[str, float]], elapsed: float) -> None:
+    """The lines the full path prints for the same run (plain progress on stderr, the summary on stdout)."""
+    if loaded:
+        print(f"collecting {len(loaded)} source table(s)", file=sys.stderr)
+        for asset, seconds in loaded:
+            print(f"  collecting {asset}", file=sys.stderr)
+            print(f"  collected {asset}: {AttemptStatus.SUCCESS.value}, 0 row(s) landed in {seconds:.2f}s",
+                  file=sys.stderr)
+    print(f"run {run_id}: {len(loaded)} asset(s) to build" + (f", {fresh} fresh" if fresh else ""), file=sys.stderr)
+    if not loaded:
+        summary = f"fresh {fresh}" if fresh else "nothing selected"
+        print(f"run {run_id} up to date in {elapsed:.2f}s: {summary}")
+        return
+    from rich.table import Table
+
+    from kiban.cli.output import console, styled
+
+    table = Table(title=None, box=None, header_style="bold")  # as cli.report.print_run_summary draws it
+    for col, justify in (("asset", "left"), ("status", "left"), ("time", "right"), ("rows", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for asset, seconds in loaded:
+        table.add_row(asset, styled(AttemptStatus.SUCCESS), f"{seconds:.2f}s", "0")
+    console.print(table)
+    counts = {AttemptStatus.SUCCESS.value: len(loaded)}
+    if fresh:
+        counts[AttemptStatus.FRESH.value] = fresh
+    summary = ", ".join(f"{styled(s)} {n}" for s, n in sorted(counts.items()))
+    console.print(f"run {run_id} [green]done[/] in {elapsed:.2f}s: {summary}")
 
 
 def remember(project: Any, result: Any, gated: bool) -> bool:
     """After a full plain ``kiban run``: write the stamp when the run found everything fresh and the project is
-    one the stamp can speak for. Returns whether it was written."""
+    one the stamp can speak for. Returns whether it was written. ``gated`` (checks judge the run's builds) does
+    not matter: a run that built nothing judged nothing and recorded no check result."""
     global started_probe
     probe, started_probe = started_probe, None
-    if probe is None or not _stampable(project, result, gated):
+    if probe is None or not _stampable(project, result) or not _settled(project, probe):
         return False
     root = Path(project.root).resolve()
     state = project.state_url[len("sqlite:///"):]
@@ -316,26 +382,113 @@ def remember(project: Any, result: Any, gated: bool) -> bool:
         store = _store_identity(conn, project.name)
         rows = conn.execute("select asset, fingerprint, watermark from attempts where run_id = ? and status = ? "
                             "order by id", (result.run_id, AttemptStatus.FRESH.value)).fetchall()
+        collect = _empty_loads(conn, project, result)
     finally:
         conn.close()
-    if store is None or store["last_run"] != result.run_id or len(rows) != len(result.plan.fresh):
+    if store is None or store["last_run"] != result.run_id or len(rows) != len(result.plan.fresh) or collect is None:
+        return False
+    if collect and store["profiled"]:  # the full path profiles the tables it collected, even empty loads
         return False
     assets = [[key, project.assets[key].layer] for key in result.plan.order]
     if set(project.assets) != {key for key, _ in assets}:
         return False
     _write_stamp(_cache(root), {"version": VERSION, "inputs": digest, "state": state, "project": project.name,
                                 "store": store, "fresh": [list(r) for r in rows], "assets": assets,
-                                "timezone": project.config.timezone})
+                                "timezone": project.config.timezone, "collect": collect})
     return True
 
 
-def _stampable(project: Any, result: Any, gated: bool) -> bool:
+def _empty_loads(conn: sqlite3.Connection, project: Any, result: Any) -> list[dict[str, Any]] | None:
+    """The run's collections, when every one was an empty committed load (nothing new in its landing folder:
+    no files, nothing consumed, no drift, one attempt): what the stamp records again. None otherwise."""
+    collected = {k for k in result.outcomes}
+    if not collected:
+        return []
+    loads = conn.execute(
+        "select l.asset, l.source, l.table_name, l.cursor, l.schema, l.reread_s, l.status, l.rows_read, "
+        "l.rows_landed, l.rows_quarantined, l.rows_dropped, l.rows_deleted, l.lake_version, l.load_id, "
+        "(select count(*) from load_files f where f.load_id = l.load_id) + (select count(*) from consumed_files c "
+        "where c.load_id = l.load_id) + (select count(*) from drift_events d where d.load_id = l.load_id) "
+        "from loads l where l.run_id = ? order by l.asset", (result.run_id,)).fetchall()
+    attempts = conn.execute("select asset, status, attempt, rows, watermark from attempts where run_id = ? and "
+                            "status != ?", (result.run_id, AttemptStatus.FRESH.value)).fetchall()
+    if {row[0] for row in loads} != collected or len(loads) != len(collected) or len(attempts) != len(collected):
+        return None
+    marks = {asset: watermark for asset, status, attempt, rows, watermark in attempts
+             if status == AttemptStatus.SUCCESS and attempt == 1 and rows == 0}
+    out = []
+    for asset, source, table, cursor, schema, reread, status, *counts, lake_version, _load, extra in loads:
+        if status != LoadStatus.COMMITTED or any(counts) or lake_version is not None or extra or asset not in marks:
+            return None
+        out.append({"asset": asset, "source": source, "table": table, "cursor": cursor, "schema": schema,
+                    "reread_s": reread, "watermark": marks[asset]})
+    order = {key: i for i, key in enumerate(result.plan.order)}  # the summary lists them in the plan's order
+    return sorted(out, key=lambda one: order.get(one["asset"], len(order)))
+
+
+FILE_SOURCES = ("files", "logs", "xlsx")  # landing folders: what a load would read is there to see
+
+
+def _landing_folders(project: Any, root: Path) -> list[tuple[Path, float]] | None:
+    """The folder each landing table's glob starts from, with its settle time; None when a source is not a
+    landing folder inside the project (a database or an API changes without a file changing here)."""
+    folders = []
+    for spec in project.sources.values():
+        if spec.type not in FILE_SOURCES:
+            return None
+        for table in spec.tables.values():
+            paths = table.options.get("path")
+            for pattern in [paths] if isinstance(paths, str) else list(paths or []):
+                if not isinstance(pattern, str):
+                    return None
+                parts = Path(pattern).parts
+                fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+                folder = (root / Path(*parts[:fixed])) if fixed else root
+                if not folder.resolve().is_relative_to(root):
+                    return None
+                folders.append((folder.resolve(), table.settle_seconds()))
+            if not paths:
+                return None
+    return folders
+
+
+def _settled(project: Any, probe: int) -> bool:
+    """Every landing file had stood still for its table's ``settle:`` before the run began, so none was left
+    for a later load because it was young (time alone would change what the next load takes)."""
+    if not project.sources:
+        return True
+    root = Path(project.root).resolve()
+    folders = _landing_folders(project, root)
+    if folders is None:
+        return False
+    for folder, settle in folders:
+        try:
+            if folder.is_dir():
+                files: list[tuple[Any, ...]] = []
+                _walk(folder, set(), files, folder)
+                mtimes = [f[2] for f in files if len(f) == 5]
+            else:  # a path without a wildcard names one file (or nothing yet)
+                mtimes = [folder.stat().st_mtime_ns] if folder.exists() else []
+        except OSError:
+            return False
+        if any(mtime + int(settle * 1e9) >= probe for mtime in mtimes):
+            return False
+    return True
+
+
+def _stampable(project: Any, result: Any) -> bool:
     from kiban.graph.duckrefs import read_files
 
     root = Path(project.root).resolve()
-    if result.status != RunStatus.NOTHING or result.outcomes or result.plan.build or gated:
+    # checks (gated) judge new versions only: a run that built nothing ran none and recorded none
+    collected = set(project.source_tables()) if project.sources else set()
+    if result.plan.build or set(result.outcomes) - collected:
         return False
-    if project.sources or project.usecases or getattr(project.config, "openlineage", None) is not None:
+    if result.status != (RunStatus.SUCCESS if result.outcomes else RunStatus.NOTHING):
+        return False
+    if project.sources and (_landing_folders(project, root) is None or project.config.storage is not None):
+        return False
+    if project.usecases or getattr(project.config, "openlineage", None) is not None:
         return False
     if not project.state_url.startswith("sqlite:///") or not project.warehouse_url.startswith("duckdb:///"):
         return False

@@ -381,11 +381,15 @@ _DONE = object()
 def _stream_pool() -> Any:
     """The memory pool of a parallel stream's parsing: jemalloc when pyarrow has it. With mimalloc (pyarrow's
     default) the blocks each stream thread frees stayed cached per thread, and the load's peak RSS grew with
-    the table (501–552 MB at 10M rows with 4 streams, against 389 MB with jemalloc; bench/RESULTS.md)."""
+    the table (501–552 MB at 10M rows with 4 streams, against 389 MB with jemalloc; bench/RESULTS.md). jemalloc
+    returns freed pages at once (decay 0; only these streams use its pool): 318–320 MB against 341–343 MB in two
+    interleaved pairs of 10M-row loads, the same CPU."""
     import pyarrow as pa
 
     try:
-        return pa.jemalloc_memory_pool()
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)  # freed pages go back to the OS at once: the streams' peaks do not pile up
+        return pool
     except NotImplementedError:
         return pa.default_memory_pool()
 
