@@ -58,6 +58,7 @@ SCHEMAS = ("lake", "warehouse", "mart")
 POINTER = "_kiban.json"
 FENCE = "_fence.json"  # {"token": n, "run_id": …, "published_run": …}: the newest claim of a worker on this asset
 FENCE_LOCK = "_fence.lock"  # flock: a fence check and the pointer swap are one step
+PUBLISHES = "_publishes.jsonl"  # the asset's publish log, one line per swap (appended behind the fence)
 FENCE_WAIT = 30.0  # seconds a claim waits for a publish that holds the fence
 TMP_PREFIX = "__kiban_tmp_"
 PARTITION_LOCK = "_partitions.lock"  # flock: one partition of an asset replaced at a time (engines.spark_partitions)
@@ -194,6 +195,7 @@ class SparkEngine(NotDuckDB):
         fence = self.fences.get(asset)
         if fence is None:
             self._swap(home, pointer)
+            _log_publish(home, pointer, None)
             return
         with _flock(home / FENCE_LOCK, FENCE_WAIT):
             current = _read_json(home / FENCE)
@@ -202,6 +204,11 @@ class SparkEngine(NotDuckDB):
                              f"{current.get('token')}); this version is not published")
             self._swap(home, pointer)
             _write_json(home / FENCE, {**current, "published_run": fence[1]})
+            _log_publish(home, pointer, fence)
+
+    def publishes(self) -> list[tuple[str, str]]:
+        """Every publish so far, oldest first: (asset, fingerprint) — as ``PostgresEngine.publishes``."""
+        return publish_log(self.folder)
 
     def _sql(self, sql: str) -> Any:
         return self.spark.sql(sql)
@@ -540,6 +547,31 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
+
+
+def publish_log(folder: Path) -> list[tuple[str, str]]:
+    """Every publish into the warehouse ``folder`` so far, oldest first: (asset, fingerprint)."""
+    found: list[tuple[float, int, str, str]] = []
+    for layer in ("warehouse", "mart"):
+        base = folder / layer
+        for log_file in sorted(base.glob(f"*/{PUBLISHES}")) if base.is_dir() else []:
+            for number, line in enumerate(log_file.read_text(encoding="utf-8").splitlines()):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    found.append((float(entry["at"]), number, f"{layer}.{log_file.parent.name}",
+                                  str(entry["fingerprint"])))
+    return [(asset, fingerprint) for _, _, asset, fingerprint in sorted(found)]
+
+
+def _log_publish(home: Path, pointer: dict[str, Any], fence: tuple[int, str] | None) -> None:
+    """One line in the asset's publish log (O_APPEND: one write per line, so lines never interleave)."""
+    entry = {"fingerprint": pointer.get("fingerprint"), "version": pointer.get("version"), "at": time.time(),
+             "token": fence[0] if fence else None, "run": fence[1] if fence else None}
+    fd = os.open(home / PUBLISHES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _glob(files: tuple[str, ...]) -> str:
