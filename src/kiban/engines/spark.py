@@ -673,16 +673,43 @@ def _mentions(sql: str, key: str) -> bool:
 
 
 def _unreadable(files: tuple[str, ...]) -> str | None:
-    """Why Spark could not read ``files`` as one table (a footer that does not read, columns whose types clash),
-    found with pyarrow — no JVM; None when they read."""
+    """Why Spark could not read ``files`` as one table (a footer that does not read, a column whose type differs
+    between files as Spark sees types), found with pyarrow — no JVM; None when they read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    except (OSError, pa.ArrowException) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    kinds: dict[str, tuple[str, str]] = {}  # column → (Spark's kind of type, the file that had it first)
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (OSError, pa.ArrowException) as exc:
+            return f"{file}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        for field in schema:
+            kind = _spark_kind(field.type)
+            seen = kinds.setdefault(field.name, (kind, file)) if kind else None
+            if seen and seen[0] != kind:
+                return (f"column {field.name} is {seen[0]} in {seen[1]} and {kind} in {file} "
+                        "(Spark does not widen types across files)")
     return None
+
+
+def _spark_kind(kind: Any) -> str | None:
+    """The Spark type an Arrow type reads as (None: a column of nulls, which fits any)."""
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return None
+    if pa.types.is_dictionary(kind):
+        return _spark_kind(kind.value_type)
+    if pa.types.is_timestamp(kind):
+        return "timestamp" if kind.tz else "timestamp_ntz"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "string"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return "binary"
+    if pa.types.is_time(kind):
+        return "time"
+    return str(kind)
 
 
 def _duckdb_types(schema: Any) -> dict[str, str]:
