@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in ("plain", "checks"):
             rows.append(row(label, variant, {**measured[label][variant], "noop": measured[label]["noop"]}, sizes))
     body = "\n".join([
+        f"{MARKER} (issue 18; bench/spark_overhead.py)",
+        "",
         f"`bench/spark_overhead.py --sizes {args.sizes} --reps {args.reps}`: projects of N trivial models (one "
         "lake table of 1,000 rows; each model `select id, id + i as v, d from lake.t` with `time_column: d`, and "
         "without or with two checks, not_null and unique), Spark local[2], one thread, the JVM already running; "
