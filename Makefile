@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCALE ?= 1.0
 
-.PHONY: demo test soak lint bench clean browser jdbc
+.PHONY: demo test soak lint bench clean browser jdbc odbc
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,12 +54,12 @@ demo: $(VENV)/.installed  ## the shop example: data, four weeks of run history, 
 	@echo "  $(BIN)/kiban --project examples/shop graph               # what feeds what"
 	@echo "  $(BIN)/kiban --project examples/shop runs"
 
-browser:  ## Debian's chromium for the web console's browser tests (installed when running as root)
-	@command -v chromium >/dev/null 2>&1 || { \
+browser:  ## Debian's chromium and a CJK font (fonts-noto-cjk) for the web console's browser tests and Japanese screenshots (installed when running as root)
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
 	  else \
-	    echo "chromium is missing: install it (e.g. sudo apt-get install chromium) or the browser tests are skipped"; \
+	    echo "chromium or a CJK font is missing: install them (e.g. sudo apt-get install chromium fonts-noto-cjk) or the browser tests are skipped and Japanese shows as boxes"; \
 	  fi; }
 
 jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (installed when running as root)
@@ -70,12 +70,20 @@ jdbc:  ## Debian's PostgreSQL JDBC driver for the BI endpoint's JDBC test (insta
 	    echo "the PostgreSQL JDBC driver is missing: install libpostgresql-jdbc-java or the JDBC test is skipped"; \
 	  fi; }
 
+odbc:  ## Debian's psqlODBC driver (Excel's way in) for the BI endpoint's ODBC test (installed when running as root)
+	@odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unixodbc odbc-postgresql; \
+	  else \
+	    echo "the PostgreSQL ODBC driver is missing: install unixodbc and odbc-postgresql or the ODBC test is skipped"; \
+	  fi; }
+
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed browser jdbc  ## run the whole test suite (TEST_WORKERS processes, each taking whole files)
+test: $(VENV)/.installed browser jdbc odbc  ## run the whole test suite (TEST_WORKERS processes, each taking whole files)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-soak: $(VENV)/.installed browser jdbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
+soak: $(VENV)/.installed browser jdbc odbc  ## the full adversarial soaks (slow: about 1.5 hours), not part of `make test`
 	$(BIN)/python -m pytest -q -m soak
 
 lint: $(VENV)/.installed  ## ruff, mypy and the import contracts (.importlinter) on the package

@@ -16,6 +16,12 @@ import pytest
 os.environ.setdefault("KIBAN_CONSOLE_PRIORITY", "normal")
 REQUIRE_SERVICES = os.environ.get("KIBAN_REQUIRE_SERVICES") == "1"
 
+# Helpers shared by several test modules live in tests/helpers (never in another test module:
+# tests/test_test_hygiene.py); their asserts get pytest's messages, and their fixtures are everyone's.
+pytest.register_assert_rewrite("tests.helpers")
+pytest_plugins = ("tests.helpers.console", "tests.helpers.browser", "tests.helpers.catalog", "tests.helpers.indexes",
+                  "tests.helpers.team")
+
 
 def write_files(root: Path, files: dict[str, str]) -> Path:
     """Write ``files`` (relative path → text) under ``root``."""

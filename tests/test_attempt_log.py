@@ -10,6 +10,7 @@ import pytest
 
 from kiban.run.attempt_log import AttemptLog
 from kiban.store import Store
+from kiban.store.asset_locks import AssetLocks
 
 
 def _row(asset: str, status: str = "success") -> dict[str, Any]:
@@ -38,7 +39,8 @@ def test_rows_from_many_threads_all_arrive_in_few_commits(store, monkeypatch):
         t.join()
     log.close()
     assert sorted(a.asset for a in store.attempts("r1")) == sorted(f"w.a{i}_{j}" for i in range(4) for j in range(50))
-    assert sum(commits) == 200 and len(commits) < 200
+    assert sum(commits) == 200
+    assert len(commits) < 200
 
 
 def test_an_attempt_is_committed_soon_without_waiting_for_the_run(store):
@@ -64,3 +66,24 @@ def test_a_failing_store_keeps_the_rows_and_close_says_so(store, monkeypatch):
     monkeypatch.setattr(store, "record_attempts", real)
     log.flush()  # the row was kept for a retry
     assert [a.asset for a in store.attempts("r1")] == ["w.a"]
+
+
+def test_freed_locks_go_back_with_the_attempts_in_one_commit(store, monkeypatch):
+    """A finished asset's lock is handed back in the commit that records its attempt (no commit of its own)."""
+    locks = AssetLocks(store, "p")
+    locks.acquire("r1", ["warehouse.a", "warehouse.b"])
+    assert set(locks.held()) == {"warehouse.a", "warehouse.b"}
+    commits = []
+    real = store.record_attempts
+    monkeypatch.setattr(store, "record_attempts",
+                        lambda rows, release=None: (commits.append((len(rows), release)), real(rows, release)))
+    log = AttemptLog(store, every=60, run_id="r1")  # nothing flushes on its own in this test
+    log.add(_row("warehouse.a"))
+    log.free(locks.names(["warehouse.a"]))
+    assert set(locks.held()) == {"warehouse.a", "warehouse.b"}  # not yet committed
+    log.close()
+    assert set(locks.held()) == {"warehouse.b"}
+    assert len(commits) == 1
+    assert commits[0][0] == 1
+    assert list(commits[0][1].names) == ["asset:p:warehouse.a"]
+    assert [a.asset for a in store.attempts("r1")] == ["warehouse.a"]

@@ -109,7 +109,8 @@ def test_a_backfill_reprocesses_every_partition_and_equals_a_full_rebuild(year, 
 
         ledger = BackfillLedger(store)
         latest = ledger.recent("shop")[0]
-        assert latest.status == "success" and latest.counts == {"success": 366 + 12}
+        assert latest.status == "success"
+        assert latest.counts == {"success": 366 + 12}
     finally:
         store.close()
 
@@ -134,8 +135,10 @@ def test_a_failing_partition_keeps_its_previous_rows(year):
     # fixed: the same backfill resumes and processes only the failed partition
     write_parquet(root / "lake/events/part-0.parquet", events(366, factor=3))
     again = backfill(root, "2024-02-01", "2024-02-29", "warehouse.daily")
-    assert again.status == "success" and again.resumed
-    assert again.done_before == 28 and [o.start for o in again.outcomes] == [datetime(2024, 2, 10)]
+    assert again.status == "success"
+    assert again.resumed
+    assert again.done_before == 28
+    assert [o.start for o in again.outcomes] == [datetime(2024, 2, 10)]
 
 
 def test_only_incremental_models_that_were_built_can_be_backfilled(year, make_project):
@@ -246,7 +249,8 @@ def test_a_backfill_gives_way_to_deadline_work(make_project):
         backfill_module.GiveWay.CHECK_SECONDS = 2.0
         worker.join(30)
     assert seen == ["ran while the backfill was running"]  # not after it: the backfill gave way
-    assert result.status == "success" and result.processed == 91
+    assert result.status == "success"
+    assert result.processed == 91
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(job_ticks.c.status)).scalar_one() == "success"
     store.close()

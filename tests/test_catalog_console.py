@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,74 +12,8 @@ from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor, history, unused, weekly
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run import RunOptions, run_project
 from kiban.store import Store, utcnow
-
-SHOP_FILES = {
-    "models/lake/customers.yml": """
-description: Customers as the web shop keeps them.
-columns:
-  - name: email
-    description: Where receipts go.
-    tags: [pii]
-  - name: phone
-    tags: [pii]
-""",
-    "models/warehouse/customers.sql": """
-select id, name, email, md5(email) as email_hash, upper(email) as email_upper from lake.customers
-""",
-    "models/warehouse/customers.yml": """
-description: One row per customer.
-owner: crm-team
-columns:
-  - name: email_hash
-    description: md5 of the e-mail, for joining without seeing it.
-    tags: [anonymised]
-""",
-    "models/warehouse/orders.sql": """
-select o.order_id, o.customer_id, o.amount, cast(o.ordered_at as date) as order_date, c.email
-from lake.orders o join lake.customers c on c.id = o.customer_id
-""",
-    "models/mart/daily_sales.sql": """
-select order_date, count(*) as orders, sum(amount) as revenue from warehouse.orders group by order_date
-""",
-    "models/mart/daily_sales.yml": """
-description: 日別売上 — revenue and orders per day.
-owner: sales-analytics
-tags: [sales]
-columns:
-  - name: revenue
-    description: Sum of order amounts in yen (売上).
-""",
-    "models/mart/old_report.sql": "select order_id from warehouse.orders",
-    "recipes/store_sales.yml": """
-description: Revenue of the days between two dates.
-owner: sales-analytics
-tags: [sales]
-sql: |
-  select order_date, revenue from mart.daily_sales
-  where order_date between $from_day and $to_day and revenue >= $min_revenue
-  order by order_date
-params:
-  from_day: {type: date, default: 2026-11-01}
-  to_day: {type: date}
-  min_revenue: {type: float, default: 0}
-""",
-}
-SHOP_LAKE = {
-    "customers": "select i as id, 'name' || i as name, 'user' || i || '@example.com' as email, "
-                 "'090-1234-' || lpad(i::varchar, 4, '0') as phone from range(1, 21) t(i)",
-    "orders": "select i as order_id, 1 + i % 20 as customer_id, (i * 7 % 100)::double as amount, "
-              "timestamp '2026-11-01 10:00' + to_days(i % 30) as ordered_at from range(1, 301) t(i)",
-}
-
-
-def build_shop(make_project, run: bool = True, extra: dict[str, str] | None = None) -> Path:
-    root = make_project({**SHOP_FILES, **(extra or {})}, lake=SHOP_LAKE)
-    if run:
-        result = run_project(load_project(root), RunOptions())
-        assert result.ok, result
-    return root
+from tests.helpers.shop import build_shop
 
 
 @pytest.fixture
@@ -99,16 +32,19 @@ def test_a_query_returns_rows_types_and_what_it_read(shop):
     result = shop.run("select order_date, revenue from mart.daily_sales order by order_date limit 3", ALICE)
     assert result.columns == ["order_date", "revenue"]
     assert result.types[1] == "DOUBLE"
-    assert len(result.rows) == 3 and not result.truncated
+    assert len(result.rows) == 3
+    assert not result.truncated
     assert result.assets == ("mart.daily_sales",)
     # unqualified names resolve like the graph does, CTE names are not tables
     result = shop.run("with d as (select * from daily_sales) select count(*) from d", ALICE)
-    assert result.rows == [(30,)] and result.assets == ("mart.daily_sales",)
+    assert result.rows == [(30,)]
+    assert result.assets == ("mart.daily_sales",)
 
 
 def test_the_row_limit_cuts_and_says_so(shop):
     result = shop.run("select * from warehouse.orders", ALICE, limit=10)
-    assert len(result.rows) == 10 and result.truncated
+    assert len(result.rows) == 10
+    assert result.truncated
     assert not shop.run("select * from warehouse.orders", ALICE, limit=300).truncated
 
 
@@ -131,33 +67,41 @@ def test_pii_is_masked_along_column_lineage_unless_anonymised_or_cleared(shop):
     masked = shop.run(sql, ALICE)
     assert masked.masked == ("email", "email_upper")  # declared pii upstream; email_hash is anonymised
     assert masked.rows[0] == (1, "name1", "•••", masked.rows[0][3], "•••")  # one constant: not even the shape
-    assert masked.rows[0][3] != "user1@example.com" and len(masked.rows[0][3]) == 32
+    assert masked.rows[0][3] != "user1@example.com"
+    assert len(masked.rows[0][3]) == 32
     cleared = shop.run(sql, Actor("dpo", "legal", pii_clearance=True))
-    assert cleared.masked == () and cleared.rows[0][2] == "user1@example.com"
-    assert history(shop.store, "shop", "dpo")[0].pii_shown and not history(shop.store, "shop", "alice")[0].pii_shown
+    assert cleared.masked == ()
+    assert cleared.rows[0][2] == "user1@example.com"
+    assert history(shop.store, "shop", "dpo")[0].pii_shown
+    assert not history(shop.store, "shop", "alice")[0].pii_shown
     # through an alias, an expression and a CTE; `select *` over the lake table too
     aliased = shop.run("with x as (select lower(email) as contact from warehouse.orders) select contact from x",
                        ALICE)
-    assert aliased.masked == ("contact",) and "@example" not in aliased.rows[0][0]
+    assert aliased.masked == ("contact",)
+    assert "@example" not in aliased.rows[0][0]
     star = shop.run("select * from lake.customers limit 1", ALICE)
-    assert set(star.masked) == {"email", "phone"} and star.rows[0][3] == "•••"
+    assert set(star.masked) == {"email", "phone"}
+    assert star.rows[0][3] == "•••"
 
 
 def test_refused_queries_are_in_the_history_too(shop):
     with pytest.raises(QueryRefused):
         shop.run("delete from mart.daily_sales", Actor("mallory"))
     record = history(shop.store, "shop", "mallory")[0]
-    assert record.status == "refused" and "DELETE" in record.error
+    assert record.status == "refused"
+    assert "DELETE" in record.error
 
 
 def test_exports_write_csv_and_xlsx(shop, tmp_path):
     result = shop.run("select order_date, revenue from mart.daily_sales order by 1 limit 5", ALICE)
     rows = list(csv.reader(export(result, tmp_path / "out.csv").open()))
-    assert rows[0] == ["order_date", "revenue"] and len(rows) == 6
+    assert rows[0] == ["order_date", "revenue"]
+    assert len(rows) == 6
     from openpyxl import load_workbook
 
     sheet = load_workbook(export(result, tmp_path / "out.xlsx")).active
-    assert [c.value for c in sheet[1]] == ["order_date", "revenue"] and sheet.max_row == 6
+    assert [c.value for c in sheet[1]] == ["order_date", "revenue"]
+    assert sheet.max_row == 6
 
 
 def test_usage_per_team_and_week_and_unused_assets(shop):
@@ -165,7 +109,9 @@ def test_usage_per_team_and_week_and_unused_assets(shop):
     shop.run("select * from mart.daily_sales", Actor("bob", "sales"))
     shop.run("select count(*) from warehouse.customers", Actor("carol", "crm"))
     rows = {r.team: r for r in weekly(shop.store, "shop")}
-    assert rows["sales"].users == 2 and rows["sales"].queries == 2 and rows["sales"].assets == 1
+    assert rows["sales"].users == 2
+    assert rows["sales"].queries == 2
+    assert rows["sales"].assets == 1
     assert rows["crm"].users == 1
     graph = build_graph(shop.project)
     stale = {u.asset for u in unused(shop.store, shop.project, graph, days=30)}
@@ -181,9 +127,13 @@ def test_cli_query_prints_a_table_writes_csv_and_refuses_with_a_message(make_pro
               "--user", "alice", "--team", "sales", "--csv", tmp_path / "x.csv")
     assert out.returncode == 0, out.stderr
     lines = (tmp_path / "x.csv").read_text().splitlines()
-    assert lines[0] == "order_date,revenue" and lines[1].startswith("2026-11-01,") and len(lines) == 3
+    assert lines[0] == "order_date,revenue"
+    assert lines[1].startswith("2026-11-01,")
+    assert len(lines) == 3
     out = cli("--project", root, "query", "copy mart.daily_sales to '/tmp/x.csv'")
-    assert out.returncode == 2 and "query refused" in out.stderr and "COPY" in out.stderr
+    assert out.returncode == 2
+    assert "query refused" in out.stderr
+    assert "COPY" in out.stderr
     assert "Traceback" not in out.stderr
     store = Store(load_project(root).state_url)
     try:
@@ -227,7 +177,8 @@ def test_a_query_while_a_run_writes_the_warehouse_reads_the_last_snapshot(shop):
 def test_pii_masking_fails_closed(shop, sql):
     """Whatever shape the query has, no e-mail address comes back to someone without clearance."""
     result = shop.run(sql, ALICE, limit=3)
-    assert result.masked and "@example" not in repr(result.rows)
+    assert result.masked
+    assert "@example" not in repr(result.rows)
 
 
 def test_pii_travels_through_a_model_whose_lineage_is_a_whole_row(make_project):
@@ -235,7 +186,8 @@ def test_pii_travels_through_a_model_whose_lineage_is_a_whole_row(make_project):
     project = load_project(root)
     console = QueryConsole(project)
     result = console.run("select j from mart.blobs", ALICE, limit=1)
-    assert result.masked == ("j",) and "@example" not in repr(result.rows)
+    assert result.masked == ("j",)
+    assert "@example" not in repr(result.rows)
 
 
 def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_masking(make_project, postgres_url):
@@ -249,9 +201,11 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
     console = QueryConsole(project, store)
     try:
         result = console.run("select count(*) as days, sum(orders) as orders from daily_sales", ALICE)
-        assert result.rows == [(30, 300)] and result.assets == ("mart.daily_sales",)
+        assert result.rows == [(30, 300)]
+        assert result.assets == ("mart.daily_sales",)
         masked = console.run("select id, email from warehouse.customers order by id limit 1", ALICE)
-        assert masked.rows[0][0] == 1 and masked.rows[0][1] != "user1@example.com"  # PII, through lineage
+        assert masked.rows[0][0] == 1
+        assert masked.rows[0][1] != "user1@example.com"  # PII, through lineage
         # masked where it is read, on PostgreSQL too: reshaping, filters, order and casts see only the mask
         for sql in ("select * from (unpivot warehouse.customers on email, email_upper into name k value v)",
                     "select column_name, min, max from (summarize select email from warehouse.customers)",
@@ -259,7 +213,8 @@ def test_a_postgresql_warehouse_is_queried_read_only_with_the_same_safety_and_ma
                     "select id from warehouse.customers order by email, id limit 3",
                     "select string_agg(email, ',') from lake.customers"):
             shown = repr(console.run(sql, ALICE).rows)
-            assert "@example" not in shown and "USER" not in shown, sql
+            assert "@example" not in shown, sql
+            assert "USER" not in shown, sql
         assert console.run("select count(*) from warehouse.customers where email like 'user1%'",
                            ALICE).rows == [(0,)]
         with pytest.raises(QueryFailed) as failed:
@@ -293,8 +248,10 @@ def test_exports_never_write_a_live_formula(tmp_path):
     hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "=1+1"]
     result = QueryResult(["ua", "n"], ["VARCHAR", "INTEGER"], [(h, -5) for h in hostile], False, 0.0, ())
     rows = list(csv.reader(export(result, tmp_path / "x.csv").open()))
-    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile] and rows[1][1] == "-5"
+    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile]
+    assert rows[1][1] == "-5"
     sheet = load_workbook(export(result, tmp_path / "x.xlsx")).active
     for r, text in enumerate(hostile, start=2):
-        assert sheet.cell(r, 1).data_type == "s" and sheet.cell(r, 1).value == text
+        assert sheet.cell(r, 1).data_type == "s"
+        assert sheet.cell(r, 1).value == text
         assert sheet.cell(r, 2).value == -5

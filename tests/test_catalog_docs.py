@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-from test_catalog_console import build_shop
 
 from kiban.catalog.dictionary import build_dictionary
 from kiban.catalog.hooks import catalog_listeners
@@ -21,6 +20,7 @@ from kiban.graph import build_graph
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
+from tests.helpers.shop import build_shop
 
 
 @pytest.fixture
@@ -38,11 +38,16 @@ def test_profiles_take_one_scan_per_table_and_mask_pii(shop):
     profiles = profile_assets(project, store, ["lake.customers", "mart.daily_sales"], pii)
     by = {(p.asset, p.column): p for p in profiles}
     email = by[("lake.customers", "email")]
-    assert email.rows == 20 and email.null_share == 0.0 and 15 <= email.approx_distinct <= 25
+    assert email.rows == 20
+    assert email.null_share == 0.0
+    assert 15 <= email.approx_distinct <= 25
     assert "@example" not in json.dumps([email.min_value, email.max_value, email.examples])
-    assert email.min_value is None and email.max_value is None and email.examples == []  # not even its shape
+    assert email.min_value is None
+    assert email.max_value is None
+    assert email.examples == []  # not even its shape
     revenue = by[("mart.daily_sales", "revenue")]
-    assert revenue.data_type == "DOUBLE" and float(revenue.min_value) <= float(revenue.max_value)
+    assert revenue.data_type == "DOUBLE"
+    assert float(revenue.min_value) <= float(revenue.max_value)
     stored = load_profiles(store, "shop")
     assert [p.column for p in stored["lake.customers"]] == ["id", "name", "email", "phone"]
 
@@ -58,20 +63,26 @@ def test_a_run_refreshes_the_profiles_of_what_it_published(shop):
     listeners = catalog_listeners(project)
     assert run_project(project, RunOptions(), listeners).ok
     after = load_profiles(store, "shop")["mart.daily_sales"]
-    assert after[0].profiled_at > before and listeners[0].error is None
+    assert after[0].profiled_at > before
+    assert listeners[0].error is None
 
 
 def test_the_dictionary_joins_docs_types_lineage_and_pii(shop):
     project, graph, store = shop
     dictionary = build_dictionary(project, graph, store)
     customers = dictionary.assets["warehouse.customers"]
-    assert customers.owner == "crm-team" and customers.downstream == []
+    assert customers.owner == "crm-team"
+    assert customers.downstream == []
     cols = {c.name: c for c in customers.columns}
-    assert cols["email"].pii and cols["email"].pii_from == "lake.customers.email" and cols["email"].type == "VARCHAR"
-    assert not cols["email_hash"].pii and cols["email_hash"].anonymised
+    assert cols["email"].pii
+    assert cols["email"].pii_from == "lake.customers.email"
+    assert cols["email"].type == "VARCHAR"
+    assert not cols["email_hash"].pii
+    assert cols["email_hash"].anonymised
     assert cols["email_upper"].sources == ["lake.customers.email"]
     orders = {c.name: c for c in dictionary.assets["warehouse.orders"].columns}
-    assert orders["email"].pii and not orders["amount"].pii
+    assert orders["email"].pii
+    assert not orders["amount"].pii
     sales = dictionary.assets["mart.daily_sales"]
     assert [c.name for c in sales.columns] == ["revenue", "order_date", "orders"]  # documented first
 
@@ -92,7 +103,8 @@ def test_search_finds_assets_columns_and_japanese_words(shop):
     assert index.search("reveneu")[0].column == "revenue"
     assert {"lake.customers", "warehouse.customers"} <= {h.asset for h in index.search("custmers")}
     assert index.search("reveneu")[0].score < index.search("revenue")[0].score
-    assert index.search("qqqq") == [] and index.search("xy") == []  # too far, too short
+    assert index.search("qqqq") == []
+    assert index.search("xy") == []  # too far, too short
 
 
 def test_typo_tolerance_stays_fast_on_a_big_index():
@@ -115,17 +127,22 @@ def test_typo_tolerance_stays_fast_on_a_big_index():
 
 
 def test_pii_detectors_know_japanese_formats():
-    assert is_my_number("123456789018") and not is_my_number("123456789012")
-    assert is_card_number("4111 1111 1111 1111") and not is_card_number("4111 1111 1111 1112")
+    assert is_my_number("123456789018")
+    assert not is_my_number("123456789012")
+    assert is_card_number("4111 1111 1111 1111")
+    assert not is_card_number("4111 1111 1111 1112")
     for phone in ("090-1234-5678", "03-1234-5678", "0312345678", "+81 90-1234-5678", "(03) 1234-5678",
                   "0120-123-456", "+1 415 555 2671"):
         assert value_kind(phone) == "phone number", phone
     assert value_kind("hanako@example.co.jp") == "e-mail address"
     for harmless in ("2026-12-01", "12345", "hello", "1234-5678", None, 3.5):
         assert value_kind(harmless) is None, harmless
-    assert name_kind("customer_email") == "e-mail address" and name_kind("tel_no") == "phone number"
-    assert name_kind("birth_date") == "date of birth" and name_kind("my_number") == "My Number"
-    assert name_kind("amount") is None and name_kind("details") is None
+    assert name_kind("customer_email") == "e-mail address"
+    assert name_kind("tel_no") == "phone number"
+    assert name_kind("birth_date") == "date of birth"
+    assert name_kind("my_number") == "My Number"
+    assert name_kind("amount") is None
+    assert name_kind("details") is None
 
 
 def test_pii_suggestions_from_names_and_sampled_values(make_project):
@@ -141,7 +158,8 @@ def test_pii_suggestions_from_names_and_sampled_values(make_project):
     found = {(s.asset, s.column): s.reason for s in suggest(project, columns, sample_values(project, published))}
     assert found[("lake.members", "contact")] == "100% of sampled values look like a e-mail address"
     assert "phone number" in found[("warehouse.members", "reach")]
-    assert ("lake.members", "points") not in found and ("lake.members", "id") not in found
+    assert ("lake.members", "points") not in found
+    assert ("lake.members", "id") not in found
 
 
 def test_the_static_site_works_offline(shop, tmp_path):
@@ -149,9 +167,12 @@ def test_the_static_site_works_offline(shop, tmp_path):
     profile_assets(project, store)
     written = write_site(build_dictionary(project, graph, store), tmp_path / "site")
     index = (tmp_path / "site" / "index.html").read_text()
-    assert "mart.daily_sales" in index and "日別売上" in index
+    assert "mart.daily_sales" in index
+    assert "日別売上" in index
     page = (tmp_path / "site" / "assets" / "warehouse.customers.html").read_text()
-    assert "pii from lake.customers.email" in page and "crm-team" in page and "@example" not in page
+    assert "pii from lake.customers.email" in page
+    assert "crm-team" in page
+    assert "@example" not in page
     md = (tmp_path / "site" / "markdown" / "mart.daily_sales.md").read_text()
     assert "| `revenue` | DOUBLE | Sum of order amounts in yen (売上). |" in md
     for path in written:  # nothing to fetch from the network: no http(s) URL in src/href
@@ -163,7 +184,8 @@ def test_cli_docs_profile_build_search_and_pii(make_project, cli, tmp_path):
     root = build_shop(make_project)
     assert cli("--project", root, "docs", "profile").returncode == 0
     out = cli("--project", root, "docs", "build", "--out", tmp_path / "site")
-    assert out.returncode == 0 and (tmp_path / "site" / "index.html").exists()
+    assert out.returncode == 0
+    assert (tmp_path / "site" / "index.html").exists()
     out = cli("--project", root, "search", "売上", "--json")
     assert json.loads(out.stdout)[0]["asset"] == "mart.daily_sales"
     out = cli("--project", root, "pii", "suggest", "--json")

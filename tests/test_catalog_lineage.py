@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_catalog_console import build_shop
 
 from kiban.catalog.lineage import asset_resolver, build_column_graph, query_lineage
 from kiban.catalog.warehouse import published_columns
 from kiban.graph import build_graph
 from kiban.project import load_project
+from tests.helpers.shop import build_shop
 
 ASSETS = ["lake.raw", "warehouse.orders", "warehouse.stores", "mart.x"]
 SCHEMA = {"warehouse.orders": ["id", "store_id", "amount", "day"], "warehouse.stores": ["id", "name", "region"],
@@ -113,4 +113,5 @@ def test_cli_lineage_as_tree_and_json(make_project, cli):
         {"asset": "lake.orders", "column": "amount", "children": []}]}]
     assert data["downstream"]["children"] == []
     out = cli("--project", root, "lineage", "daily_sales.revenu")
-    assert out.returncode == 2 and "did you mean 'revenue'" in out.stderr
+    assert out.returncode == 2
+    assert "did you mean 'revenue'" in out.stderr

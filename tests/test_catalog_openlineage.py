@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from test_catalog_console import SHOP_FILES, SHOP_LAKE
-
 from kiban.catalog.openlineage import emitter_for, run_uuid
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
+from tests.helpers.shop import SHOP_FILES, SHOP_LAKE
 
 
 def _run(root):
@@ -26,9 +25,11 @@ def test_a_run_posts_start_and_complete_with_column_lineage(make_project, http_h
     root = make_project({**SHOP_FILES, "kiban.yml": f"name: shop\nopenlineage:\n  url: http://127.0.0.1:{port}/api/v1/lineage\n"},
                         lake=SHOP_LAKE)
     result, emitter = _run(root)
-    assert result.ok and emitter.failed == 0
+    assert result.ok
+    assert emitter.failed == 0
     kinds = [(e["job"]["name"], e["eventType"]) for e in received]
-    assert kinds[0] == ("shop", "START") and kinds[-1] == ("shop", "COMPLETE")
+    assert kinds[0] == ("shop", "START")
+    assert kinds[-1] == ("shop", "COMPLETE")
     for asset in ("warehouse.orders", "warehouse.customers", "mart.daily_sales", "mart.old_report"):
         assert kinds.index((f"shop.{asset}", "START")) < kinds.index((f"shop.{asset}", "COMPLETE"))
     done = next(e for e in received if e["job"]["name"] == "shop.mart.daily_sales" and e["eventType"] == "COMPLETE")
@@ -36,7 +37,8 @@ def test_a_run_posts_start_and_complete_with_column_lineage(make_project, http_h
     assert done["run"]["facets"]["parent"]["run"]["runId"] == run_uuid(result.run_id)
     assert [i["name"] for i in done["inputs"]] == ["warehouse.orders"]
     output = done["outputs"][0]
-    assert output["name"] == "mart.daily_sales" and output["namespace"] == "kiban://shop"
+    assert output["name"] == "mart.daily_sales"
+    assert output["namespace"] == "kiban://shop"
     fields = output["facets"]["columnLineage"]["fields"]
     assert fields["revenue"] == {"inputFields": [{"namespace": "kiban://shop", "name": "warehouse.orders",
                                                   "field": "amount"}]}
@@ -65,7 +67,10 @@ def test_a_dead_receiver_does_not_fail_the_run(make_project, dead_port):
     config = f"name: shop\nopenlineage: {{url: 'http://127.0.0.1:{dead_port}/x', timeout: 0.5}}\n"
     root = make_project({**SHOP_FILES, "kiban.yml": config}, lake=SHOP_LAKE)
     result, emitter = _run(root)
-    assert result.ok and emitter.sent == 0 and emitter.failed > 0 and "Connect" in (emitter.last_error or "")
+    assert result.ok
+    assert emitter.sent == 0
+    assert emitter.failed > 0
+    assert "Connect" in (emitter.last_error or "")
 
 
 def test_the_cli_run_sends_events_too(make_project, cli, http_hook):

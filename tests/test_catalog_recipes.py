@@ -8,7 +8,6 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_catalog_console import build_shop
 
 from kiban.catalog.console import QueryConsole
 from kiban.catalog.recipes import ParameterError, bind, coerce, get_recipe, load_recipes, promote, run_recipe
@@ -17,6 +16,8 @@ from kiban.errors import ProjectError, ProjectErrors, UsageError
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
+from tests.helpers.shop import build_shop
+from tests.helpers.warehouse import project_maker
 
 ECHO = """
 description: Echo a value back (to prove parameters are data).
@@ -31,17 +32,7 @@ params:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    import conftest
-
-    base = tmp_path_factory.mktemp("recipes")
-
-    def make_project(files, lake=None, root="project"):
-        target = base / root
-        conftest.write_files(target, {"kiban.yml": "name: shop\ntimezone: UTC\n", **files})
-        for table, sql in (lake or {}).items():
-            conftest.write_parquet(target / "lake" / table / "part-0.parquet", sql)
-        return target.resolve()
-
+    make_project = project_maker(tmp_path_factory.mktemp("recipes"))
     root = build_shop(make_project, extra={"recipes/echo.yml": ECHO})
     project = load_project(root)
     store = Store(project.state_url)
@@ -53,7 +44,8 @@ def test_recipes_load_with_their_typed_parameters(shop):
     recipes = load_recipes(shop.project)
     assert sorted(recipes) == ["echo", "store_sales"]
     sales = recipes["store_sales"]
-    assert sales.config.owner == "sales-analytics" and sales.config.tags == ("sales",)
+    assert sales.config.owner == "sales-analytics"
+    assert sales.config.tags == ("sales",)
     assert {n: p.type for n, p in sales.config.params.items()} == {"from_day": "date", "to_day": "date",
                                                                    "min_revenue": "float"}
 
@@ -93,7 +85,8 @@ def test_recipe_files_with_mistakes_name_the_file_and_line(make_project):
     text = str(caught.value)
     assert "bad.yml:1:1: the SQL uses $b, but `params:` does not declare it" in text
     assert "bad.yml:4:3: parameter c is declared but the SQL never uses $c" in text
-    assert "worse.yml:3" in text and "choices" in text
+    assert "worse.yml:3" in text
+    assert "choices" in text
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -142,7 +135,9 @@ def test_promote_scaffolds_a_mart_model_that_builds(make_project):
     assert header == ("-- promoted from recipes/big_orders.yml (parameters fixed: min, to_day; "
                       "values in early_november.yml)")
     assert "min=50, to_day=2026-11-10" in written[1].read_text()
-    assert "$" not in body and "amount >= 50" in body and "CAST('2026-11-10' AS DATE)" in body
+    assert "$" not in body
+    assert "amount >= 50" in body
+    assert "CAST('2026-11-10' AS DATE)" in body
     assert "owner: sales-analytics" in written[1].read_text()
     result = run_project(load_project(root), RunOptions(select=["mart.early_november"]))
     assert result.ok
@@ -155,9 +150,13 @@ def test_cli_recipes_list_show_run(make_project, cli):
     out = cli("--project", root, "recipes", "run", "store_sales", "-p", "from_day=2026-11-02",
               "-p", "to_day=2026-11-03", "--user", "alice")
     assert out.returncode == 0, out.stderr
-    assert "2026-11-02" in out.stdout and "2026-11-03" in out.stdout and "2026-11-04" not in out.stdout
+    assert "2026-11-02" in out.stdout
+    assert "2026-11-03" in out.stdout
+    assert "2026-11-04" not in out.stdout
     out = cli("--project", root, "recipes", "run", "store_sales", "-p", "to_day=soon")
-    assert out.returncode == 2 and "'soon' is not a date" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "'soon' is not a date" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_a_broken_recipe_is_a_project_error_not_a_crash(make_project):
@@ -204,7 +203,8 @@ def test_promote_writes_any_hostile_text_as_one_literal_and_nothing_else(make_pr
         header = text.split("\n", 1)[0]
         assert header == f"-- promoted from recipes/by_code.yml (parameters fixed: code; values in {yml_path.name})"
         tree = json.loads(parser.execute("select json_serialize_sql(?)", [text]).fetchone()[0])
-        assert not tree["error"] and len(tree["statements"]) == 1
+        assert not tree["error"]
+        assert len(tree["statements"]) == 1
         constants = []
 
         def walk(node):

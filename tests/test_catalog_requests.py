@@ -43,8 +43,10 @@ def test_a_request_moves_through_its_states_with_a_timeline(store):
     with pytest.raises(RequestError, match="needs its deliverable"):
         move(store, "shop", rid, "delivered", "ken")
     delivered = move(store, "shop", rid, "delivered", "ken", deliverable="recipe:churn", note="see the recipe")
-    assert delivered.assignee == "ken" and delivered.deliverable == "recipe:churn"
-    assert delivered.lead_time_days is not None and delivered.lead_time_days >= 0
+    assert delivered.assignee == "ken"
+    assert delivered.deliverable == "recipe:churn"
+    assert delivered.lead_time_days is not None
+    assert delivered.lead_time_days >= 0
     closed = move(store, "shop", rid, "closed", "hana")
     assert closed.closed_at is not None
     with pytest.raises(RequestError, match="nothing"):
@@ -89,16 +91,21 @@ def test_cli_requests_new_move_show_list(make_project, cli):
     root = make_project({"models/mart/daily_sales.sql": "select 1 as x"})
     out = cli("--project", root, "requests", "new", "Sales by hour", "--purpose", "staffing",
               "--needed-by", "2026-12-24", "--user", "hana", "--team", "stores")
-    assert out.returncode == 0 and "#1" in out.stdout, out.stderr
+    assert out.returncode == 0, out.stderr
+    assert "#1" in out.stdout, out.stderr
     assert cli("--project", root, "requests", "move", "1", "in_progress", "--user", "ken").returncode == 0
     out = cli("--project", root, "requests", "move", "1", "delivered", "--deliverable", "mart.daily_sales",
               "--user", "ken")
     assert out.returncode == 0, out.stderr
     out = cli("--project", root, "requests", "show", "1")
-    assert "staffing" in out.stdout and "in_progress → delivered" in out.stdout
+    assert "staffing" in out.stdout
+    assert "in_progress → delivered" in out.stdout
     out = cli("--project", root, "requests", "list")
-    assert "Sales by hour" in out.stdout and "mart.daily_sales" in out.stdout and "1 delivered" in out.stdout
+    assert "Sales by hour" in out.stdout
+    assert "mart.daily_sales" in out.stdout
+    assert "1 delivered" in out.stdout
     out = cli("--project", root, "usage", "--json")
     report = json.loads(out.stdout)
-    assert out.returncode == 0 and report["requests"]["delivered"] == 1
+    assert out.returncode == 0
+    assert report["requests"]["delivered"] == 1
     assert [(w["team"], w["requests"]) for w in report["weeks"]] == [("stores", 1)]

@@ -28,6 +28,7 @@ from kiban.run import RunOptions, run_project
 from kiban.slo.calendar import calendar_for
 from kiban.store import Store
 from tests.conftest import write_parquet
+from tests.helpers.warehouse import query
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # Monday 12:00 in Tokyo
 
@@ -112,14 +113,6 @@ def results_of(root: Path, run_id: str) -> dict[str, dict]:
         store.close()
 
 
-def query(root: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_every_kind_catches_seeded_violations_with_exact_counts_and_passes_clean_data(shop):
     the_gate = gate(shop)
     result = run_project(load_project(shop), RunOptions(), audit=the_gate, after=the_gate.after)
@@ -135,7 +128,8 @@ def test_every_kind_catches_seeded_violations_with_exact_counts_and_passes_clean
         "sql": ("fail", 10)}  # amount > 90: the clean data has ten such rows too (it only warns)
     assert all(r["rows"] == 100 for r in clean.values() if r["kind"] != "contract")
     dirty = {k.split(":")[1]: v for k, v in found.items() if k.startswith("warehouse.dirty:")}
-    assert dirty["row_count"]["status"] == "pass" and dirty["freshness_ordered_at"]["status"] == "pass"
+    assert dirty["row_count"]["status"] == "pass"
+    assert dirty["freshness_ordered_at"]["status"] == "pass"
     assert dirty["contract"]["status"] == "pass"
 
 
@@ -157,7 +151,8 @@ checks:
     assert result.outcomes["warehouse.t"].status == "failed"
     found = results_of(root, result.run_id)
     contract = found["warehouse.t:contract"]
-    assert contract["status"] == "fail" and contract["failures"] == 2
+    assert contract["status"] == "fail"
+    assert contract["failures"] == 2
     assert "id is BIGINT, the contract says VARCHAR" in contract["detail"]
     assert "column gone is missing" in contract["detail"]
     # a broken contract stops the table's other checks: they would trip over the same columns
@@ -304,7 +299,8 @@ def test_a_blocking_failure_keeps_the_old_version_skips_downstream_and_records_w
     the_gate.close()
     assert second.status == "failed"
     statuses = {k: o.status for k, o in second.outcomes.items()}
-    assert statuses["warehouse.orders"] == "failed" and statuses["mart.sales"] == "skipped"
+    assert statuses["warehouse.orders"] == "failed"
+    assert statuses["mart.sales"] == "skipped"
     error = second.outcomes["warehouse.orders"].error
     assert "1 blocking check failed, the previous version stays published" in error
     assert "not_null_customer_id: 3 of 60 rows are null" in error
@@ -335,7 +331,8 @@ def test_kiban_run_gates_and_prints_the_checks(project_dir, cli):
     done = cli("--project", root, "run")
     assert done.returncode == 0, done.stderr
     assert "checks: 1 passed, 1 did not" in done.stdout
-    assert "accepted_values_status" in done.stdout and "50 of 50 rows hold other values" in done.stdout
+    assert "accepted_values_status" in done.stdout
+    assert "50 of 50 rows hold other values" in done.stdout
     write_parquet(root / "lake/orders/part-1.parquet",
                   "select 100 as order_id, null::bigint as customer_id, 'ok' as status")
     blocked = cli("--project", root, "run")
@@ -343,7 +340,8 @@ def test_kiban_run_gates_and_prints_the_checks(project_dir, cli):
     assert "blocking check failed" in blocked.stdout
     assert "skipped mart.sales: upstream warehouse.orders failed" in blocked.stdout
     shown = cli("--project", root, "show", "warehouse.orders")
-    assert "checks at " in shown.stdout and "earlier " in shown.stdout
+    assert "checks at " in shown.stdout
+    assert "earlier " in shown.stdout
     assert "failing rows of warehouse.orders not_null_customer_id" in shown.stdout
 
 
@@ -360,7 +358,8 @@ columns:
     not_yet = cli("--project", root, "check")
     assert not_yet.returncode == 1  # lake.orders: 10 customer_id = 0
     assert "not checked warehouse.orders: nothing published yet" in not_yet.stdout
-    assert "range_customer_id" in not_yet.stdout and "FAIL" in not_yet.stdout
+    assert "range_customer_id" in not_yet.stdout
+    assert "FAIL" in not_yet.stdout
     assert "failing rows of lake.orders range_customer_id (5 of 10)" in not_yet.stdout
     assert query(root, "select count(*) from duckdb_tables() where schema_name = 'warehouse'") == [(0,)]
     assert cli("--project", root, "run").returncode == 0  # lake checks do not gate a run
@@ -368,7 +367,8 @@ columns:
     assert checked.returncode == 0, checked.stdout
     assert "2 checks: 2 passed" in checked.stdout
     shown = cli("--project", root, "show", "lake.orders")
-    assert "POS orders as the registers sent them." in shown.stdout and "range_customer_id" in shown.stdout
+    assert "POS orders as the registers sent them." in shown.stdout
+    assert "range_customer_id" in shown.stdout
 
 
 def test_volume_flags_a_50_percent_drop_but_not_weekday_seasonality_in_90_days():
@@ -410,7 +410,8 @@ def test_volume_check_reads_its_own_history_from_the_store(project_dir):
                                                                "pass", rows=rows,
                                                                observed={"rows": rows, "sum": rows * 10.0})], at)
     history = observations(store, project.name, "warehouse.daily", "volume", context(project).timezone)
-    assert len(history) == 60 and history[-1][1]["rows"] == 1000 + 37 % 40
+    assert len(history) == 60
+    assert history[-1][1]["rows"] == 1000 + 37 % 40
     store.close()
     the_gate = gate(root)
     result = run_project(load_project(root), RunOptions(), audit=the_gate, after=the_gate.after)
@@ -431,7 +432,8 @@ def test_freshness_counts_business_days_on_the_calendar():
     assert judge_freshness(datetime(2026, 11, 20, 14, 0, tzinfo=UTC), 1, "business_days",
                            tuesday_after_holiday, tokyo, jp).fresh
     day_old = judge_freshness(date(2026, 11, 23), 36, "hours", tuesday_after_holiday, tokyo, jp)
-    assert day_old.fresh and day_old.age_s == 3600 * 10  # a date is complete at its end: 10:00 JST = 10 h
+    assert day_old.fresh
+    assert day_old.age_s == 3600 * 10  # a date is complete at its end: 10:00 JST = 10 h
     assert not judge_freshness(None, 1, "days", NOW, tokyo, None).fresh
 
 
@@ -489,7 +491,8 @@ def test_results_survive_as_json_in_the_store(shop):
 def test_check_published_reports_what_is_not_built(shop):
     report = check_published(load_project(shop), now=NOW)
     assert sorted(report.not_built) == ["warehouse.clean", "warehouse.dirty"]
-    assert report.results == [] and report.ok
+    assert report.results == []
+    assert report.ok
 
 
 def test_describe_reads_names_and_types(shop):

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_files
-from tests.test_web_console import build_project, open_incident
+from tests.helpers.console import build_project, open_incident
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 # a pipe, a narrow $COLUMNS and a dumb terminal: each of them used to cut the output at 80 columns
@@ -116,7 +116,8 @@ def test_long_names_and_run_ids_reach_a_pipe_whole(shop):
     assert "Asia/Tokyo" in outputs["deadlines"].stdout  # and their time zone, named
     # an error of several lines stays one line of the status table (awk and grep see one asset per line)
     failed = [line for line in outputs["status"].stdout.splitlines() if line.strip().startswith("mart.daily_sales")]
-    assert len(failed) == 1 and "amount_typo" in failed[0]
+    assert len(failed) == 1
+    assert "amount_typo" in failed[0]
 
 
 def test_the_run_summary_and_progress_in_a_pipe(shop):
@@ -124,7 +125,8 @@ def test_the_run_summary_and_progress_in_a_pipe(shop):
     assert re.search(r"^run \d{8}T\d{6}-[0-9a-f]{6} failed", first.stdout, re.MULTILINE), first.stdout
     # progress went to stderr from the first event: the collection, table by table, then the build
     err = first.stderr
-    assert "collecting 1 source table(s)" in err and "collected lake.shop_orders: success" in err, err
+    assert "collecting 1 source table(s)" in err, err
+    assert "collected lake.shop_orders: success" in err, err
     assert re.search(r"run \d{8}T\d{6}-[0-9a-f]{6}: \d+ asset\(s\) to build", err), err
     assert "failed mart.daily_sales: Binder Error" in err
     assert err.index("collecting") < err.index("to build") < err.index("failed mart.daily_sales")
@@ -150,7 +152,8 @@ def test_a_big_run_ends_in_a_compact_summary(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "built 120 assets: 120 warehouse; the 10 slowest" in result.stdout
     assert len(result.stdout.splitlines()) < 25, result.stdout
-    assert "built 120 of 120" in result.stderr and len(result.stderr.splitlines()) < 40, result.stderr
+    assert "built 120 of 120" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) < 40, result.stderr
 
 
 # -- --json everywhere, in the documented shape ----------------------------------------------------------------------
@@ -272,7 +275,8 @@ def test_json_parses_and_has_the_documented_keys(shop, command):
             assert set(keys) <= set(item), (command, keys, item)
     else:
         top, each = SHAPE_CELLS[command]
-        assert isinstance(doc, dict) and set(top) <= set(doc), (command, top, doc)
+        assert isinstance(doc, dict), (command, top, doc)
+        assert set(top) <= set(doc), (command, top, doc)
         for key, inner in each.items():
             for item in doc[key]:
                 assert set(inner) <= set(item), (command, key, inner, item)
@@ -296,12 +300,15 @@ def test_old_flags_are_aliases_of_json(shop, old, new):
 def test_json_times_are_utc_with_z(shop):
     doc = json.loads(kiban(shop["root"], "runs", "--json").stdout)
     for run in doc["runs"]:
-        assert run["started_at"].endswith("Z") and run["run_id"][:8] == run["started_at"][:10].replace("-", "")
+        assert run["started_at"].endswith("Z")
+        assert run["run_id"][:8] == run["started_at"][:10].replace("-", "")
     lake = json.loads(kiban(shop["root"], "show", "lake.shop_orders", "--json").stdout)["collection"]
-    assert any(x["read"] == 2 and x["landed"] == 1 for x in lake["loads"]) and lake["quarantined"] >= 1
+    assert any(x["read"] == 2 and x["landed"] == 1 for x in lake["loads"])
+    assert lake["quarantined"] >= 1
     assert lake["loads"][0]["started_at"].endswith("Z")
     one = json.loads(kiban(shop["root"], "runs", shop["run_id"], "--json").stdout)
-    assert one["run"]["run_id"] == shop["run_id"] and {a["status"] for a in one["attempts"]} >= {"failed", "success"}
+    assert one["run"]["run_id"] == shop["run_id"]
+    assert {a["status"] for a in one["attempts"]} >= {"failed", "success"}
 
 
 # -- exit codes ------------------------------------------------------------------------------------------------------
@@ -326,7 +333,8 @@ def test_a_resolved_incident_cannot_be_resolved_again(shop, tmp_path):
     first = kiban(root, "incidents", "resolve", incident, "--note", "fixed the typo")
     assert first.returncode == 0, first.stderr
     again = kiban(root, "incidents", "resolve", incident, "--note", "again")
-    assert again.returncode == 2 and "already resolved" in again.stderr
+    assert again.returncode == 2
+    assert "already resolved" in again.stderr
 
 
 def test_a_failed_check_exits_1_with_json_too(tmp_path):
@@ -350,4 +358,5 @@ def test_serve_without_the_web_extra_says_which_extra_in_one_line(tmp_path):
                             timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert "pip install 'kiban[web]'" in result.stderr and "uvicorn" in result.stderr
+    assert "pip install 'kiban[web]'" in result.stderr
+    assert "uvicorn" in result.stderr

@@ -63,9 +63,12 @@ def test_collect_prints_reconciled_counts_and_quarantine_can_be_listed_shown_exp
     assert not (shop / "kiban.duckdb").exists() or "mart" not in done.stdout  # collect builds no model
 
     listed = kiban(shop, "quarantine", "list")
-    assert listed.returncode == 0 and "lake.shop_orders" in listed.stdout and "1 × column amount" in listed.stdout
+    assert listed.returncode == 0
+    assert "lake.shop_orders" in listed.stdout
+    assert "1 × column amount" in listed.stdout
     shown = kiban(shop, "quarantine", "show", "shop_orders")
-    assert "id=2" in shown.stdout and "column amount: '12,50' is not a DECIMAL(6,2)" in shown.stdout
+    assert "id=2" in shown.stdout
+    assert "column amount: '12,50' is not a DECIMAL(6,2)" in shown.stdout
     out = tmp_path / "q.csv"
     exported = kiban(shop, "quarantine", "export", "lake.shop_orders", "--to", str(out))
     assert exported.returncode == 0, exported.stderr
@@ -76,7 +79,9 @@ def test_collect_prints_reconciled_counts_and_quarantine_can_be_listed_shown_exp
 
     shown = kiban(shop, "show", "lake.shop_orders")
     assert shown.returncode == 0, shown.stderr
-    assert "recent loads" in shown.stdout and "committed" in shown.stdout and "quarantined rows: 1" in shown.stdout
+    assert "recent loads" in shown.stdout
+    assert "committed" in shown.stdout
+    assert "quarantined rows: 1" in shown.stdout
     assert "sources/shop.yml" in shown.stdout
 
     (shop / "sources/shop.yml").write_text(SOURCE.replace("DECIMAL(6,2)", "VARCHAR"))  # the source's format won
@@ -89,7 +94,8 @@ def test_collect_prints_reconciled_counts_and_quarantine_can_be_listed_shown_exp
 def test_run_collects_then_builds_and_a_broken_source_fails_with_a_message(shop):
     done = kiban(shop, "run")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "mart.revenue" in done.stdout and "lake.shop_orders" in done.stdout
+    assert "mart.revenue" in done.stdout
+    assert "lake.shop_orders" in done.stdout
     assert "lake.shop_orders: 1 of 3 row(s) quarantined" in done.stderr
     (shop / "sources/shop.yml").write_text(SOURCE.replace("data/orders.jsonl", "data/nowhere.jsonl"))
     broken = kiban(shop, "collect")
@@ -105,7 +111,8 @@ def test_run_collects_then_builds_and_a_broken_source_fails_with_a_message(shop)
 def test_collect_rejects_a_selection_without_collected_tables(shop):
     done = kiban(shop, "collect", "mart.revenue")
     assert done.returncode == 2
-    assert "the selection names no collected table" in done.stderr and "lake.shop_orders" in done.stderr
+    assert "the selection names no collected table" in done.stderr
+    assert "lake.shop_orders" in done.stderr
 
 
 def test_the_real_files_connector_lands_a_landing_folder_once(make_project, cli):

@@ -103,9 +103,12 @@ def test_counts_reconcile_and_bad_values_are_quarantined_with_their_reason(shop)
     result = load(root)
     r = result.record
     assert (r.rows_read, r.rows_landed, r.rows_quarantined, r.rows_dropped) == (4, 2, 2, 0)
-    assert r.reconciles and r.status == "committed"
+    assert r.reconciles
+    assert r.status == "committed"
     data = [f for f in r.files if f[1] == "data"]
-    assert len(data) == 1 and data[0][0].startswith("shop/orders/20") and r.load_id in data[0][0]
+    assert len(data) == 1
+    assert data[0][0].startswith("shop/orders/20")
+    assert r.load_id in data[0][0]
     assert any("2 row(s) quarantined" in n for n in result.notes)
     got = lake_rows(root, "select id, amount, _load_id from lake.shop_orders order by id")
     assert [(i, str(a)) for i, a, _ in got] == [(1, "1.50"), (3, "3.50")]
@@ -116,8 +119,10 @@ def test_counts_reconcile_and_bad_values_are_quarantined_with_their_reason(shop)
     assert any(q.location == "orders.jsonl:3" and q.raw == "{not json" for q in refused.values())
     types = dict(lake_rows(root, "select column_name, data_type from information_schema.columns "
                                  "where table_schema = 'lake' and table_name = 'shop_orders'"))
-    assert types["amount"] == "DECIMAL(10,2)" and types["updated_at"] == "TIMESTAMP"
-    assert types["_loaded_at"] == "TIMESTAMP" and types["_load_id"] == "VARCHAR"
+    assert types["amount"] == "DECIMAL(10,2)"
+    assert types["updated_at"] == "TIMESTAMP"
+    assert types["_loaded_at"] == "TIMESTAMP"
+    assert types["_load_id"] == "VARCHAR"
 
 
 def test_incremental_with_lookback_lands_each_row_exactly_once(shop):
@@ -125,7 +130,8 @@ def test_incremental_with_lookback_lands_each_row_exactly_once(shop):
     path = root / "data/orders.jsonl"
     write_rows(path, [order(1, 1), order(2, 2), order(3, 3)])
     first = load(root).record
-    assert first.cursor.hour == 3 and first.rows_landed == 3
+    assert first.cursor.hour == 3
+    assert first.rows_landed == 3
     # the look-back (1h) reads id 3 again: same key and cursor, so it is dropped; id 2 changed later: it lands
     write_rows(path, [order(3, 3), order(2, 4, amount="9.99"), order(4, 4), order(4, 5, amount="7.00")], append=True)
     second = load(root)
@@ -171,7 +177,8 @@ def test_quarantine_threshold_fails_the_load_and_keeps_the_rows(shop):
     # under the threshold: a warning, and the rows land
     write_rows(path, [order(i, 1) for i in range(4, 30)], append=True)
     result = load(root)
-    assert result.record.rows_landed == 28 and result.record.rows_quarantined == 1
+    assert result.record.rows_landed == 28
+    assert result.record.rows_quarantined == 1
     assert any("quarantined" in n for n in result.notes)
 
 
@@ -204,7 +211,8 @@ def test_drift_policies(shop):
             project = load_project(root)
             store = Store(project.state_url)
             state = Manifests(store).state(project.name, "lake.shop_orders")
-            assert state is not None and state.cursor.hour == 1  # the cursor did not move
+            assert state is not None
+            assert state.cursor.hour == 1  # the cursor did not move
             assert [(d.change, action) for _, _, d, action in Manifests(store).drift(project.name,
                                                                                      "lake.shop_orders")] == \
                 [("added", "failed")]
@@ -321,7 +329,8 @@ def test_a_killed_load_leaves_nothing_visible_and_the_next_load_collects_what_wa
     assert lake_rows(root, "select count(*) from lake.shop_orders") == [(100,)]  # committed files only
     project = load_project(root)
     state = Manifests(Store(project.state_url)).state(project.name, "lake.shop_orders")
-    assert state is not None and state.cursor.hour == 1  # not advanced
+    assert state is not None
+    assert state.cursor.hour == 1  # not advanced
     (root / "sources/shop.yml").write_text(ORDERS.format(extra=""))
     again = load(root).record
     assert (again.rows_landed, again.cursor.hour) == (500, 2)
@@ -385,7 +394,8 @@ def test_run_collects_then_transforms_and_a_failed_collection_skips_downstream(m
     # the next run collects again (sources change outside kiban) and rebuilds what the new rows feed
     write_rows(root / "data/orders.jsonl", [order(3, 3)], append=True)
     again = run_project(load_project(root), RunOptions(select=["lake.shop_orders+"]), [])
-    assert again.outcomes["lake.shop_orders"].rows == 1 and again.outcomes["warehouse.totals"].status == "success"
+    assert again.outcomes["lake.shop_orders"].rows == 1
+    assert again.outcomes["warehouse.totals"].status == "success"
     store = Store(load_project(root).state_url)
     assert [a.rows for a in store.asset_history("lake.shop_orders")] == [1, 2]
 
@@ -435,12 +445,14 @@ def test_a_table_without_key_lands_in_one_pass_rolling_files_when_the_schema_cha
     assert not (root / "lake/_staging/shop/events").exists() or not any((root / "lake/_staging").rglob("*.parquet"))
     # batches of 2: (1, 2) without channel, (3, 4) with it, (5) without: three files, one per schema run
     assert [f[2] for f in r.files if f[1] == "data"] == [2, 2, 1]
-    assert r.cursor.hour == 5 and ("channel", "VARCHAR") in r.schema  # read back from the written files
+    assert r.cursor.hour == 5
+    assert ("channel", "VARCHAR") in r.schema  # read back from the written files
     assert "__kiban_ord" not in [n for n, _ in r.schema]
     got = lake_rows(root, "select id, channel, amount::varchar from lake.shop_events order by id")
     assert got == [(1, None, "1.50"), (2, None, "2.50"), (3, "web", "3.50"), (4, "store", "4.50"), (5, None, "5.50")]
     names = duckdb.connect().execute(f"select name from parquet_schema('{data_files(root)[0]}')").fetchall()
-    assert ("__kiban_ord",) not in names and ("_load_id",) in names
+    assert ("__kiban_ord",) not in names
+    assert ("_load_id",) in names
 
 
 def test_a_refused_one_pass_load_leaves_no_data_file(shop):

@@ -66,7 +66,9 @@ def check_message(done: Any, tiny: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "Traceback" not in output, output[-3000:]
-    assert "the disk is full" in output and str(tiny) in output and "free at least" in output, output[-3000:]
+    assert "the disk is full" in output, output[-3000:]
+    assert str(tiny) in output, output[-3000:]
+    assert "free at least" in output, output[-3000:]
 
 
 def test_a_full_disk_under_the_lake_and_store_says_so_and_the_run_resumes(tiny: Path, make_project: Any,

@@ -121,8 +121,9 @@ def test_iconv_gives_up_where_the_bytes_are_no_cp932_and_the_line_is_quarantined
     lines[1500] = b"1501,x" + bad + b"\n"
     (root / "landing" / "a.csv").write_bytes(b"id,name\n" + b"".join(lines))
     rows, ctx = read(root, path="landing/a.csv", encoding="cp932")
-    assert len(rows) == 1998 and rows[-1] == {"id": "1999", "name": "東京1999", "_source_file": "landing/a.csv",
-                                              "_source_line": 2000}
+    assert len(rows) == 1998
+    assert rows[-1] == {"id": "1999", "name": "東京1999", "_source_file": "landing/a.csv",
+                        "_source_line": 2000}
     [refused] = ctx.bad_rows
     assert (refused.line, refused.raw[:5]) == (1502, "1501,")
     assert "invalid cp932 bytes" in refused.reason
@@ -159,7 +160,8 @@ def test_huge_field_is_quarantined(root: Path) -> None:
     (root / "landing" / "a.csv").write_text("id,blob\n1,small\n2," + "x" * 5000 + "\n3,ok\n")
     rows, ctx = read(root, path="landing/a.csv", max_field_bytes=1000)
     assert [r["id"] for r in rows] == ["1", "3"]
-    assert ctx.bad_rows[0].line == 3 and ctx.bad_rows[0].column == "blob"
+    assert ctx.bad_rows[0].line == 3
+    assert ctx.bad_rows[0].column == "blob"
     assert "over the limit of 1000" in ctx.bad_rows[0].reason
 
 
@@ -172,10 +174,12 @@ def test_gzip_glob_and_lines_across_blocks(root: Path, monkeypatch: pytest.Monke
     (root / "landing" / "ignored.json").write_text("[]")
     ctx = context(root, {"path": ["landing/*.csv.gz", "landing/b.csv"]}, batch_rows=50)
     rows = rows_of(ctx)
-    assert len(rows) == 301 and ctx.bad_rows == []
+    assert len(rows) == 301
+    assert ctx.bad_rows == []
     line = 2
     for row in rows[:300]:
-        assert row["_source_line"] == line and row["_source_file"] == "landing/a.csv.gz"
+        assert row["_source_line"] == line
+        assert row["_source_file"] == "landing/a.csv.gz"
         line += 2 if "\n" in row["name"] else 1
     assert rows[-1] == {"id": "1000", "name": "z", "twice": "2000", "_source_file": "landing/b.csv",
                         "_source_line": 2}
@@ -209,7 +213,8 @@ def test_header_names_are_trimmed_and_blank_or_repeated_names_explained(root: Pa
     (root / "landing" / "a.csv").write_text(" id , name ,,name\n1,a,b,c\n")
     rows, ctx = read(root, path="landing/a.csv")
     assert list(rows[0])[:4] == ["id", "name", "column_3", "name_4"]
-    assert any("blank" in n for n in ctx.notes) and any("repeats" in n for n in ctx.notes)
+    assert any("blank" in n for n in ctx.notes)
+    assert any("repeats" in n for n in ctx.notes)
 
 
 def test_no_header_uses_declared_columns(root: Path) -> None:
@@ -243,7 +248,9 @@ def test_json_array_with_record_path(root: Path) -> None:
 def test_json_that_does_not_parse_is_quarantined_whole(root: Path) -> None:
     (root / "landing" / "a.json").write_text('[{"id": 1},\n{"id": ]')
     rows, ctx = read(root, path="landing/a.json")
-    assert rows == [] and ctx.bad_rows[0].line == 2 and "whole file" in ctx.bad_rows[0].reason
+    assert rows == []
+    assert ctx.bad_rows[0].line == 2
+    assert "whole file" in ctx.bad_rows[0].reason
     assert [f.path for f in ctx.files] == ["landing/a.json"]
 
 
@@ -256,7 +263,8 @@ def test_json_without_records_at_the_path_is_a_source_error(root: Path) -> None:
 def test_parquet_keeps_types(root: Path) -> None:
     pq.write_table(pa.table({"id": [1, 2], "at": pa.array([1, 2], pa.timestamp("s"))}), root / "landing" / "a.parquet")
     rows, _ = read(root, path="landing/*.parquet")
-    assert rows[1]["id"] == 2 and rows[1]["_source_line"] == 2
+    assert rows[1]["id"] == 2
+    assert rows[1]["_source_line"] == 2
     assert isinstance(rows[0]["id"], int)
 
 
@@ -284,7 +292,8 @@ def test_no_matching_file_is_an_error_naming_the_path_or_a_note_when_optional(ro
     with pytest.raises(SourceError, match=r"path landing/\*.csv matches no file"):
         read(root, path="landing/*.csv")
     rows, ctx = read(root, path="landing/*.csv", optional=True)
-    assert rows == [] and ctx.notes == ["no file matches landing/*.csv (optional)"]
+    assert rows == []
+    assert ctx.notes == ["no file matches landing/*.csv (optional)"]
 
 
 def test_kiban_collect_lands_a_cp932_landing_folder_once(tmp_path: Path, cli: Callable[..., Any]) -> None:
@@ -308,7 +317,8 @@ def test_kiban_collect_lands_a_cp932_landing_folder_once(tmp_path: Path, cli: Ca
     assert [(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows] == [
         (1, "東京本店", 100.5, "landing/orders_1.csv", 2), (4, "札幌店", 7.0, "landing/orders_1.csv", 5)]
     shown = cli("--project", root, "quarantine", "show", "shop_orders")
-    assert "landing/orders_1.csv:3" in shown.stdout and "ragged row" in shown.stdout
+    assert "landing/orders_1.csv:3" in shown.stdout
+    assert "ragged row" in shown.stdout
     (root / "landing" / "orders_2.csv").write_bytes("order_id,store,amount\n5,福岡店,1\n".encode("cp932"))
     second = cli("--project", root, "collect")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -334,7 +344,8 @@ def test_a_line_longer_than_memory_allows_is_quarantined_by_its_head(root: Path)
     rows, ctx = read(root, path="landing/a.csv", max_field_bytes=1000)
     assert [(r["id"], r["_source_line"]) for r in rows] == [("1", 2), ("3", 4)]
     [bad] = ctx.bad_rows
-    assert bad.line == 3 and "over the limit" in bad.reason
+    assert bad.line == 3
+    assert "over the limit" in bad.reason
 
 
 @pytest.mark.parametrize("pattern", ["landing/products_*.csv", "landing/products_?.csv", "landing/products_[0-9].csv",

@@ -61,7 +61,9 @@ def assert_lines_covered_once(rows: list[dict[str, Any]], ctx: ReadContext, text
         span = 1 + sum(v.count("\n") for v in values)
         covered += range(row["_source_line"], row["_source_line"] + span)
     for bad in ctx.bad_rows:
-        assert bad.line is not None and bad.file is not None and bad.location.startswith(f"{bad.file}:{bad.line}")
+        assert bad.line is not None
+        assert bad.file is not None
+        assert bad.location.startswith(f"{bad.file}:{bad.line}")
         covered += range(bad.line, bad.line + 1 + bad.raw.count("\n"))
     assert len(covered) == len(set(covered)), "a line was read twice"
     nonblank = {i for i, line in enumerate(text_lines, start=1) if i >= first_data_line and line.strip(b"\r")}

@@ -264,8 +264,11 @@ def test_declared_types_keep_columns_stable_and_quarantine_what_does_not_fit(api
     assert result.column("qty").to_pylist() == [4, None]
     assert result.column("note").to_pylist() == [None, None]
     [bad] = ctx.bad_rows
-    assert bad.location == "page 1 record 2" and bad.column == "qty"
-    assert "column qty" in bad.reason and '"four"' in bad.reason and json.loads(bad.raw)["qty"] == "four"
+    assert bad.location == "page 1 record 2"
+    assert bad.column == "qty"
+    assert "column qty" in bad.reason
+    assert '"four"' in bad.reason
+    assert json.loads(bad.raw)["qty"] == "four"
 
 
 # -- bad pages and records ---------------------------------------------------------------------------------
@@ -314,7 +317,8 @@ def test_an_object_page_without_records_path_suggests_one(api, tmp_path: Path) -
     base, _ = api
     with pytest.raises(SourceError, match=r"it has: data, page") as err:
         read_all(context(tmp_path, {"base_url": base}, {"path": "/page"}))
-    assert err.value.hint is not None and "records: data" not in err.value.hint  # data is an object, not a list
+    assert err.value.hint is not None
+    assert "records: data" not in err.value.hint  # data is an object, not a list
     with pytest.raises(SourceError) as err2:
         read_all(context(tmp_path, {"base_url": base}, {"path": "/cursor"}))
     assert err2.value.hint == "say where the records are, e.g. `records: items`"
@@ -411,7 +415,8 @@ def test_refused_credentials_name_the_variable_never_the_secret(api, tmp_path: P
     with pytest.raises(SourceError) as err:
         read_all(ctx)
     text = str(err.value)
-    assert "credentials refused (HTTP 401)" in text and "PARTNER_TOKEN" in text
+    assert "credentials refused (HTTP 401)" in text
+    assert "PARTNER_TOKEN" in text
     assert TOKEN not in text
     with pytest.raises(SourceError, match=r"HTTP 403"):
         read_all(context(tmp_path, source, {"path": "/forbidden"}))
@@ -424,7 +429,8 @@ def test_missing_variable_and_unknown_path(api, tmp_path: Path, monkeypatch: pyt
         read_all(context(tmp_path, {"base_url": base, "auth": {"value": "env:NO_SUCH_TOKEN"}}, {"path": "/auth"}))
     with pytest.raises(SourceError, match=r"path not found \(HTTP 404\): GET http://127.0.0.1:\d+/nope") as err:
         read_all(context(tmp_path, {"base_url": base}, {"path": "/nope"}))
-    assert err.value.hint is not None and "path:" in err.value.hint
+    assert err.value.hint is not None
+    assert "path:" in err.value.hint
 
 
 def test_a_secret_in_the_url_is_redacted(tmp_path: Path, dead_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,7 +439,8 @@ def test_a_secret_in_the_url_is_redacted(tmp_path: Path, dead_port: int, monkeyp
                   {"path": "/x"})
     with pytest.raises(SourceError) as err:
         read_all(ctx)
-    assert "k-123456789" not in str(err.value) and "***" in str(err.value)
+    assert "k-123456789" not in str(err.value)
+    assert "***" in str(err.value)
 
 
 def test_unknown_option_is_refused(tmp_path: Path) -> None:
@@ -449,7 +456,8 @@ def test_incremental_sends_since_and_checks_the_cursor_column(api, tmp_path: Pat
     table = {"path": "/since", "records": "data", "mode": "incremental", "cursor": "updated_at",
              "since_param": "updated_since"}
     first = read_all(context(tmp_path, {"base_url": base}, table))
-    assert first.num_rows == 7 and "updated_since" not in handler.requests[-1][1]
+    assert first.num_rows == 7
+    assert "updated_since" not in handler.requests[-1][1]
     since = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     later = read_all(context(tmp_path, {"base_url": base}, table, since=since, cursor=since))
     assert handler.requests[-1][1]["updated_since"] == "2026-01-05T00:00:00Z"
@@ -525,10 +533,12 @@ def test_query_parameters_and_headers_never_reach_a_message(api, tmp_path: Path,
     with pytest.raises(SourceError) as err:
         read_all(context(tmp_path, source, {"path": "/echo"}))
     _path, sent_query, sent_headers = handler.requests[-1]
-    assert sent_query["client_secret"] == "cs-from-the-env-77" and sent_query["access_token"] == "at-literal-456"
+    assert sent_query["client_secret"] == "cs-from-the-env-77"
+    assert sent_query["access_token"] == "at-literal-456"
     assert sent_headers["X-Api-Key"] == "literal-key-123"
     text = str(err.value)
-    assert "HTTP 400" in text and "lang=ja" in text
+    assert "HTTP 400" in text
+    assert "lang=ja" in text
     for secret in ("cs-from-the-env-77", "at-literal-456", "literal-key-123"):
         assert secret not in text, text
     # and the generic redaction knows these names in any text

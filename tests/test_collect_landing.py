@@ -117,7 +117,8 @@ def test_ready_marker_and_part_names_hold_files_back(make_project: Any) -> None:
     (root / "landing/a.csv").write_text("id,payload\n1,a\n")
     (root / "landing/b.csv.part").write_text("id,payload\n2,b\n")
     result = collect(root)
-    assert result.record.rows_read == 0 and any("without their .done marker" in n for n in result.notes)
+    assert result.record.rows_read == 0
+    assert any("without their .done marker" in n for n in result.notes)
     (root / "landing/a.csv.done").write_text("")
     os.replace(root / "landing/b.csv.part", root / "landing/b.csv")
     (root / "landing/b.csv.done").write_text("")
@@ -133,7 +134,8 @@ def test_a_changed_file_is_refused_with_a_note_or_appended(make_project: Any) ->
     collect(root)
     (root / "landing/a.csv").write_text("id,payload\n1,a\n2,b\n")
     result = collect(root)
-    assert result.record.rows_read == 0 and any("on_change: refuse" in n for n in result.notes)
+    assert result.record.rows_read == 0
+    assert any("on_change: refuse" in n for n in result.notes)
     assert lake_ids(root) == [1]
 
 
@@ -152,7 +154,8 @@ def test_empty_and_broken_files_are_not_success(make_project: Any) -> None:
     (root / "landing").mkdir()
     (root / "landing/a.csv").write_text("id,n\n")
     result = collect(root)
-    assert result.record.status == "committed" and [c for c, _ in result.record.schema] == ["id", "n"]
+    assert result.record.status == "committed"
+    assert [c for c, _ in result.record.schema] == ["id", "n"]
     assert len([f for f in result.record.files if f[1] == "data"]) == 1  # the view exists, with its columns
     (root / "landing/b.csv").write_text("id,n\n1,x\n2,y\n")
     from kiban.collect.load import LoadFailed
@@ -273,7 +276,8 @@ def chunked_writer_and_killed_loads(make_project: Any, kills: int, files: int, s
 
 def test_loads_killed_while_a_writer_appends_in_chunks_land_each_row_once(make_project: Any) -> None:
     counts = chunked_writer_and_killed_loads(make_project, kills=3, files=4, seed=11)
-    assert counts["killed"] >= 3 and counts["finished"] >= 3
+    assert counts["killed"] >= 3
+    assert counts["finished"] >= 3
 
 
 @pytest.mark.soak

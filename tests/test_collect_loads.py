@@ -6,21 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import duckdb
-
-SOURCE = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n"
-MODEL = {"models/mart/n.sql": "select count(*) as n, sum(v::int) as total from lake.seed_items"}
-
-
-def mart(root: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute("select n, total from mart.n").fetchone()  # type: ignore[return-value]
-    finally:
-        con.close()
+from tests.helpers.loads import MODEL, SOURCE, mart
 
 
 def test_list_retract_rebuild_and_collect_again(make_project: Any, cli: Callable[..., Any]) -> None:
@@ -34,14 +22,16 @@ def test_list_retract_rebuild_and_collect_again(make_project: Any, cli: Callable
     loads = json.loads(listed.stdout)
     assert [(x["landed"], x["retracted"]) for x in loads] == [(2, False), (3, False)]  # newest first
     text = cli("--project", root, "loads", "lake.seed_items")
-    assert loads[1]["load_id"] in text.stdout and "committed" in text.stdout
+    assert loads[1]["load_id"] in text.stdout
+    assert "committed" in text.stdout
     first = loads[1]["load_id"]
     retracted = cli("--project", root, "loads", "retract", first, "--note", "wrong file", "--json")
     assert retracted.returncode == 0, retracted.stderr
     assert json.loads(retracted.stdout)["retracted_note"] == "wrong file"
     assert (root / "lake" / loads[1]["files"][0]["path"]).exists()  # kept in the lake
     again = cli("--project", root, "loads", "retract", first)
-    assert again.returncode != 0 and "retracted already" in again.stderr + again.stdout
+    assert again.returncode != 0
+    assert "retracted already" in again.stderr + again.stdout
     (root / "data/a.csv").unlink()  # the run after the retraction: no view reads the load any more
     assert cli("--project", root, "run").returncode == 0
     assert mart(root) == (2, 90)
@@ -57,6 +47,8 @@ def test_list_retract_rebuild_and_collect_again(make_project: Any, cli: Callable
 def test_retract_names_what_is_wrong(make_project: Any, cli: Callable[..., Any]) -> None:
     root = make_project({"sources/seed.yml": SOURCE, "data/a.csv": "k,v\n1,10\n"})
     done = cli("--project", root, "loads", "retract", "nope")
-    assert done.returncode != 0 and "no load nope" in done.stderr + done.stdout
+    assert done.returncode != 0
+    assert "no load nope" in done.stderr + done.stdout
     done = cli("--project", root, "loads", "retract")
-    assert done.returncode != 0 and "usage: kiban loads retract LOAD_ID" in done.stderr + done.stdout
+    assert done.returncode != 0
+    assert "usage: kiban loads retract LOAD_ID" in done.stderr + done.stdout

@@ -85,7 +85,8 @@ def test_gzip_rotations_invalid_bytes_and_landing_once(root: Path, monkeypatch: 
                                                                               for b in ctx.bad_rows]
     landed.update(ctx.files)
     again, ctx2 = load(root, landed, path="logs/access.log*")
-    assert again == [] and ctx2.files == []
+    assert again == []
+    assert ctx2.files == []
 
 
 def test_unknown_format_is_a_source_error(root: Path) -> None:

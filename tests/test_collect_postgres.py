@@ -67,12 +67,15 @@ def test_full_read_keeps_types_and_values(orders: str, reader: str) -> None:
     assert schema.field("amount").type == pa.decimal128(12, 2)
     assert schema.field("paid_at").type == pa.timestamp("us", "UTC")
     assert schema.field("day").type == pa.date32()
-    assert schema.field("vip").type == pa.bool_() and schema.field("blob").type == pa.binary()
+    assert schema.field("vip").type == pa.bool_()
+    assert schema.field("blob").type == pa.binary()
     first = sorted(rows_of(found), key=lambda r: r["id"])[:2]
     assert first[0]["amount"] == Decimal("1.25")
     assert first[0]["paid_at"] == dt.datetime(2024, 1, 1, 1, 0, tzinfo=UTC)  # 10:00+09 is 01:00 UTC
-    assert first[0]["note"] == 'n, "q" 1' and first[1]["note"] is None
-    assert first[0]["blob"] == b"\x00\xff" and first[0]["day"] == dt.date(2024, 1, 2)
+    assert first[0]["note"] == 'n, "q" 1'
+    assert first[1]["note"] is None
+    assert first[0]["blob"] == b"\x00\xff"
+    assert first[0]["day"] == dt.date(2024, 1, 2)
     assert first[0]["extra"].replace(" ", "") == '{"i":1}'
     assert ctx.notes == []
 
@@ -84,7 +87,8 @@ def test_incremental_reads_past_the_cursor_in_order_and_lookback_includes_the_ed
     found, _ = batches(orders, table, {"reader": reader}, since=since, batch_rows=4)
     ids = [r["id"] for r in rows_of(found)]
     # always >=: the edge is read again (a change inside the last cursor value), the loader drops what it had
-    assert ids == [20, 21, 22, 23, 24, 25] and found[0].schema.names == ["id", "paid_at"]
+    assert ids == [20, 21, 22, 23, 24, 25]
+    assert found[0].schema.names == ["id", "paid_at"]
     found, _ = batches(orders, {**table, "lookback": "1h"}, {"reader": reader}, since=since)
     assert [r["id"] for r in rows_of(found)] == [20, 21, 22, 23, 24, 25]
     query = {"query": "select id, amount from sales.orders where vip", "mode": "incremental", "cursor": "id"}
@@ -112,14 +116,17 @@ def test_bad_configurations_give_clear_messages(orders: str, dead_port: int) -> 
     assert "source pos, table t: cannot reach the server at postgresql://postgres:***@127.0.0.1" in message
     assert "s3cretpw" not in message
     message = error(orders.replace("postgres@", "nobody_here:pw@"), {"table": "sales.orders"})
-    assert "refused the credentials" in message and "pw@" not in message
+    assert "refused the credentials" in message
+    assert "pw@" not in message
     message = error(orders, {"table": "sales.order"})
-    assert "table sales.order does not exist" in message and "did you mean 'sales.orders'" in message
+    assert "table sales.order does not exist" in message
+    assert "did you mean 'sales.orders'" in message
     message = error(orders, {"table": "sales.orders", "mode": "incremental", "cursor": "paid"})
     assert "cursor column paid (`cursor:`) is not a column of table sales.orders" in message
     assert "did you mean 'paid_at'" in message
     message = error(orders, {"query": "select id, nope from sales.orders"})
-    assert "reading the query failed" in message and "nope" in message
+    assert "reading the query failed" in message
+    assert "nope" in message
     assert "`query:` must be one SELECT" in error(orders, {"query": "delete from sales.orders"})
     assert "no `url:`" in error(None, {"table": "sales.orders"})
 
@@ -222,7 +229,8 @@ def test_a_killed_load_leaves_nothing_visible_and_the_next_load_collects_the_res
             reading = conn.execute("select 1 from pg_stat_activity where query ilike 'copy%slow_orders%' and "
                                    "state = 'active' and datname = current_database()").fetchall()
     time.sleep(0.5)
-    assert reading and child.poll() is None, "the load finished before it could be killed"
+    assert reading, "the load finished before it could be killed"
+    assert child.poll() is None, "the load finished before it could be killed"
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert lake(root, "select count(*) from lake.pos_orders") == [(50,)]
@@ -232,11 +240,13 @@ def test_a_killed_load_leaves_nothing_visible_and_the_next_load_collects_the_res
         state = Manifests(store).state(p.name, "lake.pos_orders")
     finally:
         store.close()
-    assert state is not None and state.cursor == dt.datetime(2024, 1, 1, 0, 0, 50, tzinfo=UTC)  # not advanced
+    assert state is not None
+    assert state.cursor == dt.datetime(2024, 1, 1, 0, 0, 50, tzinfo=UTC)  # not advanced
     # the same source table, now read from the table itself (the killed reader may still hold the view)
     (root / "sources/pos.yml").write_text((root / "sources/pos.yml").read_text().replace("slow_orders", "orders"))
     again = load(root).record
-    assert again.rows_landed == 3000 and again.cursor == dt.datetime(2024, 1, 2, 0, 50, 50, tzinfo=UTC)
+    assert again.rows_landed == 3000
+    assert again.cursor == dt.datetime(2024, 1, 2, 0, 50, 50, tzinfo=UTC)
     assert lake(root, "select count(*), count(distinct id) from lake.pos_orders") == [(3050, 3050)]
 
 
@@ -246,7 +256,8 @@ def test_without_the_scanner_package_the_driver_reads_and_says_so(orders: str, m
     monkeypatch.setattr(database, "extension_file", lambda name: None)  # as if the package were not installed
     found, ctx = batches(orders, {"table": "sales.orders"})
     assert len(rows_of(found)) == 25
-    assert len(ctx.notes) == 1 and "reading with psycopg COPY (CSV) (slower" in ctx.notes[0]
+    assert len(ctx.notes) == 1
+    assert "reading with psycopg COPY (CSV) (slower" in ctx.notes[0]
     with pytest.raises(SourceError, match=r"scanner for DuckDB .* is not installed"):
         batches(orders, {"table": "sales.orders"}, {"reader": "duckdb"})
 
@@ -268,4 +279,5 @@ def test_the_scanner_path_never_shows_the_password(dead_port: int, template: str
     ctx = ReadContext("pos", "t", spec, spec.tables["t"], Path("."), url=template.format(port=dead_port))
     with pytest.raises(SourceError) as caught:
         list(postgres.read(ctx, Options()))  # straight to DuckDB's ATTACH, whose message quotes the URL
-    assert "cannot reach the server" in str(caught.value) and "s3cretpw" not in str(caught.value)
+    assert "cannot reach the server" in str(caught.value)
+    assert "s3cretpw" not in str(caught.value)

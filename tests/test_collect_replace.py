@@ -84,10 +84,12 @@ def test_a_changed_file_replaces_the_load_that_took_it(make_project: Any) -> Non
     assert any(f"load {first.record.load_id} retracted, superseded" in n for n in second.notes)
     proj = load_project(root)
     old = Manifests(Store(proj.state_url)).loads(proj.name, load_ids=[first.record.load_id])[0]
-    assert old.retracted_at is not None and "superseded by load" in (old.retracted_note or "")
+    assert old.retracted_at is not None
+    assert "superseded by load" in (old.retracted_note or "")
     assert "b.csv changed (on_change: replace)" in (old.retracted_note or "")
     again = collect(root)  # exactly once: nothing changed, nothing read
-    assert again.record.rows_read == 0 and visible(root) == a + b2
+    assert again.record.rows_read == 0
+    assert visible(root) == a + b2
     write(root / "landing/b.csv", 4, "b1")  # put the first version back: it replaces the second
     collect(root)
     assert visible(root) == a + b1
@@ -115,7 +117,8 @@ def test_a_replacement_needing_a_file_that_is_gone_is_left_with_a_note(make_proj
     (root / "landing/a.csv").unlink()  # its rows could not be read again
     write(root / "landing/b.csv", 2, "b2")
     result = collect(root)
-    assert result.record.rows_read == 0 and visible(root) == before
+    assert result.record.rows_read == 0
+    assert visible(root) == before
     assert any("not replaced (on_change: replace)" in n and "landing/a.csv" in n for n in result.notes)
 
 

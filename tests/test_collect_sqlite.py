@@ -53,13 +53,18 @@ def test_declared_types_are_kept_and_values_that_do_not_fit_are_quarantined(lega
     found, ctx = read(legacy, {}, batch_rows=2)
     table = pa.Table.from_batches(found)
     assert table.schema.field("fee").type == pa.decimal128(8, 2)
-    assert table.schema.field("active").type == pa.bool_() and table.schema.field("joined").type == pa.date32()
-    assert table.schema.field("seen").type == pa.timestamp("us") and table.schema.field("photo").type == pa.binary()
+    assert table.schema.field("active").type == pa.bool_()
+    assert table.schema.field("joined").type == pa.date32()
+    assert table.schema.field("seen").type == pa.timestamp("us")
+    assert table.schema.field("photo").type == pa.binary()
     rows = table.to_pylist()
     assert [r["id"] for r in rows] == [1, 2]
-    assert rows[0]["fee"] == Decimal("12.50") and rows[0]["photo"] == b"\x00\xff" and rows[0]["active"] is True
+    assert rows[0]["fee"] == Decimal("12.50")
+    assert rows[0]["photo"] == b"\x00\xff"
+    assert rows[0]["active"] is True
     assert rows[1]["seen"] == dt.datetime(2024, 1, 2, 16)  # +09:00 → UTC
-    assert rows[1]["fee"] == Decimal("3.10") and rows[1]["name"] is None
+    assert rows[1]["fee"] == Decimal("3.10")
+    assert rows[1]["name"] is None
     assert [r["anything"] for r in rows] == ["1", "x"]  # no declared type: the first batch's values say text
     assert [(b.location, b.column, b.reason) for b in ctx.bad_rows] == [
         ("members rowid=3", "fee", "column fee: 'lots' is not a decimal(8,2)"),
@@ -86,9 +91,11 @@ def test_bad_configurations_give_clear_messages(legacy: Path, tmp_path: Path) ->
             read(path, table)
         return str(caught.value)
 
-    assert "the SQLite file" in error(tmp_path / "nope.db", {}) and "does not exist" in error(tmp_path / "n.db", {})
+    assert "the SQLite file" in error(tmp_path / "nope.db", {})
+    assert "does not exist" in error(tmp_path / "n.db", {})
     message = error(legacy, {"table": "member"})
-    assert "table member does not exist" in message and "did you mean 'members'" in message
+    assert "table member does not exist" in message
+    assert "did you mean 'members'" in message
     message = error(legacy, {"mode": "incremental", "cursor": "sen"})
     assert "cursor column sen (`cursor:`) is not a column of table members" in message
     assert "did you mean 'seen'" in message
@@ -130,5 +137,6 @@ def test_kiban_collect_lands_a_sqlite_table_exactly_once(make_project: Any) -> N
     assert [r[0] for r in landed.fetchall()] == [1, 2, 3]
     broken = subprocess.run([sys.executable, "-m", "kiban", "--project", str(root), "collect"],
                             env={**env, "LEGACY_DB": "data/missing.db"}, capture_output=True, text=True, timeout=120)
-    assert broken.returncode != 0 and "Traceback" not in broken.stdout + broken.stderr
+    assert broken.returncode != 0
+    assert "Traceback" not in broken.stdout + broken.stderr
     assert "missing.db does not exist" in broken.stdout + broken.stderr

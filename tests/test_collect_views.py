@@ -41,7 +41,8 @@ def collected(make_project: Any) -> tuple[Path, Any, Store]:
 def plant_leftover(project: Any, store: Store) -> Path:
     """What a load killed after writing its file (before its manifest committed) leaves in the lake."""
     state = Manifests(store).state(project.name, "lake.shop_products")
-    assert state is not None and len(state.files) == 1
+    assert state is not None
+    assert len(state.files) == 1
     committed = project.lake_dir / state.files[0]
     leftover = committed.with_name("20991231T000000000-dead00.parquet")
     shutil.copy(committed, leftover)

@@ -70,7 +70,8 @@ def test_cells_that_do_not_fit_are_quarantined_with_sheet_and_cell(root: Path) -
     rows, ctx = load(root, DECLARED, path="sheets/*.xlsx", sheet="シフト", header_row=3)
     [bad] = ctx.bad_rows
     assert bad.location == "sheets/shifts_2024_05.xlsx シフト!A7"
-    assert bad.column == "社員番号" and bad.line == 7
+    assert bad.column == "社員番号"
+    assert bad.line == 7
     assert bad.reason == ("シフト!A7 (column 社員番号): '103x' is not a whole number (INTEGER); "
                           "シフト!C7 (column 日付): 'not a date' is not a date (DATE)")
     assert bad.raw.startswith("103x\t鈴木\tnot a date")
@@ -94,10 +95,12 @@ def test_no_header_uses_column_names(root: Path) -> None:
 def test_each_workbook_lands_once(root: Path) -> None:
     landed: set[LandedFile] = set()
     rows, ctx = load(root, path="sheets/*.xlsx", header_row=3, landed=landed)
-    assert len(rows) == 4 and [f.path for f in ctx.files] == ["sheets/shifts_2024_05.xlsx"]
+    assert len(rows) == 4
+    assert [f.path for f in ctx.files] == ["sheets/shifts_2024_05.xlsx"]
     landed.update(ctx.files)
     again, ctx2 = load(root, path="sheets/*.xlsx", header_row=3, landed=landed)
-    assert again == [] and ctx2.files == []
+    assert again == []
+    assert ctx2.files == []
 
 
 def test_mistakes_name_the_sheet_or_the_file(root: Path) -> None:

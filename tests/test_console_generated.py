@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_console_hostile import _shop, answer, clear_values, files
 
 from kiban.catalog.usage import Actor
+from tests.helpers.hostile import answer, clear_values, files, hostile_shop
 
 T, L, ORD = "warehouse.customers", "lake.customers", "warehouse.orders"
 PII = {T: ["full_name", "email", "phone", "email_upper"], L: ["full_name", "email", "phone"], ORD: ["email"]}
@@ -99,8 +99,8 @@ def shops(tmp_path_factory):
     from kiban.store import Store
 
     base = tmp_path_factory.mktemp("generated")
-    a, store_a = _shop(base, "a")
-    b, store_b = _shop(base, "b")
+    a, store_a = hostile_shop(base, "a")
+    b, store_b = hostile_shop(base, "b")
     canary = base / "canary.csv"
     canary.write_text(f"secret\n{CANARY}\n")
     yield a, b, canary

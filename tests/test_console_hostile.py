@@ -10,56 +10,14 @@ on disk.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryFailed, QueryTimeout
+from kiban.catalog.console import QueryConsole, QueryFailed
 from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor, history
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
-from kiban.store import Store
-
-FILES = {
-    "models/lake/customers.yml": """
-columns:
-  - {name: full_name, tags: [pii]}
-  - {name: email, tags: [pii]}
-  - {name: phone, tags: [pii]}
-""",
-    "models/warehouse/customers.sql":
-        "select customer_id, full_name, email, phone, city, upper(email) as email_upper from lake.customers",
-    "models/warehouse/orders.sql": "select o.order_id, o.customer_id, o.amount, c.email "
-                                   "from lake.orders o join lake.customers c using (customer_id)",
-    "models/mart/by_city.sql": "select city, count(*) as customers from warehouse.customers group by city",
-}
-# the same people, the same cities and orders: only the personal values differ
-PEOPLE = {
-    "a": ("'Taro ' || i", "'user' || i || '@example.com'", "'090-1234-' || lpad(i::varchar, 4, '0')"),
-    "b": ("'Hanako ' || (60 - i)", "'zq' || (60 - i) * 7 || '@other.jp'",
-          "'080-9999-' || lpad((i * 3)::varchar, 4, '0')"),
-}
-
-
-def _lake(variant: str) -> dict[str, str]:
-    name, email, phone = PEOPLE[variant]
-    return {
-        "customers": f"select i as customer_id, {name} as full_name, {email} as email, "
-                     f"case when i % 10 = 0 then null else {phone} end as phone, "
-                     "['Tokyo', 'Osaka', 'Nagoya'][1 + i % 3] as city from range(1, 51) t(i)",
-        "orders": "select i as order_id, 1 + i % 50 as customer_id, (i * 7 % 100)::double as amount "
-                  "from range(1, 201) t(i)",
-    }
-
-
-def clear_values(variant: str) -> list[str]:
-    import duckdb
-
-    name, email, phone = PEOPLE[variant]
-    rows = duckdb.connect().execute(f"select {name}, {email}, {phone} from range(1, 51) t(i)").fetchall()
-    return [v for row in rows for v in row]
-
+from tests.helpers.hostile import answer, clear_values, files, hostile_shop
 
 T = "warehouse.customers"
 L = "lake.customers"
@@ -322,45 +280,14 @@ CORPUS: dict[str, list[str]] = {
         "with recursive r(n) as (select 1 union all select n + 1 from r) select max(n) from r",
     ],
 }
-BUSY_TIMEOUT = 2.0
-
-
-def _shop(base: Path, variant: str) -> tuple[QueryConsole, Store]:
-    import conftest
-
-    root = base / variant
-    conftest.write_files(root, {"kiban.yml": "name: shop\ntimezone: UTC\n", **FILES})
-    for table, sql in _lake(variant).items():
-        conftest.write_parquet(root / "lake" / table / "part-0.parquet", sql)
-    project = load_project(root)
-    assert run_project(project, RunOptions()).ok
-    store = Store(project.state_url)
-    return QueryConsole(project, store, max_per_user=1000, max_running=1000), store
-
-
 @pytest.fixture(scope="module")
 def shops(tmp_path_factory):
     base = tmp_path_factory.mktemp("hostile")
-    a, store_a = _shop(base, "a")
-    b, store_b = _shop(base, "b")
+    a, store_a = hostile_shop(base, "a")
+    b, store_b = hostile_shop(base, "b")
     yield a, b
     store_a.close()
     store_b.close()
-
-
-def answer(console: QueryConsole, sql: str, who: Actor) -> tuple[str, object]:
-    try:
-        result = console.run(sql, who, timeout=BUSY_TIMEOUT, limit=200)
-    except QueryRefused as exc:
-        return "refused", exc.message
-    except (QueryFailed, QueryTimeout, ConsoleBusy) as exc:
-        return type(exc).__name__, exc.message
-    return "rows", (result.columns, result.rows)
-
-
-def files(root: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".kiban" not in p.parts and "snapshot" not in p.name and not p.name.endswith(".wal")}
 
 
 def test_the_corpus_is_big_and_grouped_by_technique():
@@ -391,14 +318,16 @@ def test_the_issue_examples_are_masked_or_refused(shops):
     a, _b = shops
     analyst = Actor("mallory", "red-team")
     unpivot = a.run(f"select * from (unpivot {T} on full_name, email, phone into name k value v)", analyst)
-    assert unpivot.rows and {r[-1] for r in unpivot.rows} <= {"•••"}
+    assert unpivot.rows
+    assert {r[-1] for r in unpivot.rows} <= {"•••"}
     summary = a.run(f"select column_name, min from (summarize select email, phone from {T} "
                     "where customer_id = 42)", analyst)
     assert {r[1] for r in summary.rows} == {"•••"}
     assert a.run(f"select count(*) from {T} where email like 'u%'", analyst).rows == [(0,)]
     with pytest.raises(QueryFailed) as caught:
         a.run(f"select email::int from {T} where customer_id = 42", analyst)
-    assert "user42" not in caught.value.message and "values are not shown" in caught.value.message
+    assert "user42" not in caught.value.message
+    assert "values are not shown" in caught.value.message
     assert history(a.store, "shop", "mallory")[0].error == caught.value.message
     # the same query for someone with clearance sees the values, and the error says what it is
     dpo = Actor("dpo", "legal", pii_clearance=True)
@@ -408,7 +337,7 @@ def test_the_issue_examples_are_masked_or_refused(shops):
 
 
 def test_a_hash_mask_keeps_equality_only_where_declared(make_project):
-    from test_catalog_console import SHOP_LAKE
+    from tests.helpers.shop import SHOP_LAKE
 
     root = make_project({"models/lake/customers.yml": "columns:\n  - {name: email, pii: {mask: hash}}\n"
                                                       "  - {name: phone, tags: [pii]}\n",

@@ -49,7 +49,8 @@ def test_derived_lake_views_are_masked_and_never_profiled_in_clear(collected):
         console = QueryConsole(collected, store)
         for view in ("lake.web_visitors", "lake.web_visitors_latest"):
             rows = console.run(f"select email, min(email) over () from {view}", Actor("ann")).rows
-            assert rows and "@example" not in repr(rows), view
+            assert rows, view
+            assert "@example" not in repr(rows), view
         profile_assets(collected, store)
         stored = load_profiles(store, collected.name)
         assert "lake.web_visitors_latest" in stored
@@ -138,8 +139,10 @@ def test_the_writer_publishes_a_private_current_snapshot_and_clears_leftovers(tm
     engine.con.execute("create table t as select 42 as a")
     engine.close()
     snapshot = snapshot_path(path)
-    assert current(path) and not leftover.exists()
-    assert (snapshot.stat().st_mode & 0o777) == 0o600 and (path.stat().st_mode & 0o777) == 0o600
+    assert current(path)
+    assert not leftover.exists()
+    assert (snapshot.stat().st_mode & 0o777) == 0o600
+    assert (path.stat().st_mode & 0o777) == 0o600
     reader = duckdb.connect(str(snapshot), read_only=True)
     try:
         assert reader.execute("select a from t").fetchall() == [(42,)]

@@ -17,42 +17,15 @@ import pytest
 from kiban.catalog import sandbox
 from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryFailed
 from kiban.catalog.usage import Actor
-from kiban.project import load_project
 from kiban.run import RunOptions, run_project
+from tests.helpers.sandbox import HOGS, people_project, rss_mb
 
-LAKE = {"people": "select i as id, 'user' || i || '@example.com' as email, i % 7 as grp from range(1, 2001) t(i)"}
-FILES = {"models/lake/people.yml": "columns:\n  - {name: email, tags: [pii]}\n",
-         "models/mart/groups.sql": "select grp, count(*) as n from lake.people group by grp"}
 ANN = Actor("ann", "analysts")
-
-# each asks for gigabytes one way or another: DuckDB's buffers, a giant value, lists, a cross join, or a result
-# that only becomes big in Python (outside DuckDB's own accounting)
-HOGS = [
-    "select length(list(i)) from range(100000000) t(i)",
-    "select length(string_agg(repeat('x', 1000), '')) from range(10000000)",
-    "select length(repeat(email, 100000000)) from lake.people where id = 1",
-    "select sum(len(l)) from (select range(i) l from range(100000) t(i))",
-    "select max(len(l)) from (select a.id, list(b.email || r.range) as l from lake.people a, lake.people b, "
-    "range(200) r group by a.id)",
-    "select i, count(*) from range(40000000) t(i) group by i order by 2 desc limit 1",
-    "select repeat('x', 100000000) as big from range(12)",
-]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @pytest.fixture
 def small(make_project):
-    root = make_project(FILES, lake=LAKE)
-    project = load_project(root)
-    assert run_project(project, RunOptions()).ok
-    return project
+    return people_project(make_project)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the OS limits are Linux's")
@@ -89,11 +62,13 @@ def test_a_worker_killed_from_outside_is_a_failed_query_not_a_failed_server(smal
             worker = found[0]
             break
         time.sleep(0.05)
-    assert worker is not None and worker.pid
+    assert worker is not None
+    assert worker.pid
     time.sleep(0.5)
     os.kill(worker.pid, 9)
     thread.join(30)
-    assert outcome and isinstance(outcome[0], QueryFailed)
+    assert outcome
+    assert isinstance(outcome[0], QueryFailed)
     assert "worker process was stopped: signal 9" in outcome[0].message
     assert console.run("select count(*) from mart.groups", ANN).rows == [(7,)]
 
@@ -147,7 +122,8 @@ def test_the_limit_of_queries_at_once_holds_across_processes(small):
     other = subprocess.Popen([sys.executable, "-c", HOLDER, str(small.root), "8"], stdout=subprocess.PIPE,
                              text=True, env=env)
     try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "start"
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "start"
         console = QueryConsole(small, max_running=1)
         deadline = time.monotonic() + 30
         while console.admission.running(1) == 0 and time.monotonic() < deadline:
@@ -209,6 +185,7 @@ def test_every_front_end_reads_data_through_the_masked_console():
     # recipes.py parses (never runs) the promoted model with DuckDB's parser
     assert found == [("kiban/catalog/recipes.py", "duckdb")], found
     web = (package / "web" / "catalog_views.py").read_text(encoding="utf-8")
-    assert "QueryConsole(" in web and ".run(" in web
+    assert "QueryConsole(" in web
+    assert ".run(" in web
     assert "console.run(" in (package / "catalog" / "recipes.py").read_text(encoding="utf-8")
     assert "con.run(" in (package / "cli" / "console.py").read_text(encoding="utf-8")

@@ -68,7 +68,9 @@ def assert_same(gen: Generated, report: ImportReport, warehouse: Path) -> int:
         counts = expected.execute(f"select (select count(*) from ({mine})), (select count(*) from ({theirs})), "
                                   f"(select count(*) from ({mine} except all {theirs})), "
                                   f"(select count(*) from ({theirs} except all {mine}))").fetchone()
-        assert counts is not None and counts[0] == counts[1] and counts[2] == counts[3] == 0, (item, counts)
+        assert counts is not None, (item, counts)
+        assert counts[0] == counts[1], (item, counts)
+        assert counts[2] == counts[3] == 0, (item, counts)
         compared += 1
     return compared
 
@@ -76,8 +78,10 @@ def assert_same(gen: Generated, report: ImportReport, warehouse: Path) -> int:
 def test_generated_project_of_36_models_matches_expected_tables(tmp_path: Path) -> None:
     gen = generate(tmp_path / "dbt", models=36)
     report = import_dbt(gen.root, tmp_path / "kiban")
-    assert report.count("model") == 36 and report.count("seed") == 3
-    assert report.tests == gen.tests and report.checks == gen.tests  # every test became a check
+    assert report.count("model") == 36
+    assert report.count("seed") == 3
+    assert report.tests == gen.tests
+    assert report.checks == gen.tests  # every test became a check
     assert not report.not_converted
     warehouse = build(report)
     assert assert_same(gen, report, warehouse) == 36
@@ -86,9 +90,11 @@ def test_generated_project_of_36_models_matches_expected_tables(tmp_path: Path) 
     assert dict(statuses) == {"pass": gen.tests}
     # incremental models became kiban incremental models on their time column
     sidecar = (tmp_path / "kiban" / "models" / "warehouse" / "int_chain_3.yml").read_text()
-    assert "materialized: incremental" in sidecar and "time_column: order_date" in sidecar
+    assert "materialized: incremental" in sidecar
+    assert "time_column: order_date" in sidecar
     sql = (tmp_path / "kiban" / "models" / "warehouse" / "int_chain_3.sql").read_text()
-    assert "{" not in sql and "max(order_date)" not in sql  # the is_incremental() branch is gone
+    assert "{" not in sql
+    assert "max(order_date)" not in sql  # the is_incremental() branch is gone
     # an exposure became a use case whose deadline is clearly a placeholder
     usecase = (tmp_path / "kiban" / "usecases" / "weekly_review.yml").read_text()
     assert ("TODO(kiban import dbt)" in usecase and 'by: "23:59"' in usecase) or "by: '23:59'" in usecase
@@ -142,10 +148,16 @@ def test_unknown_macro_missing_ref_and_syntax_error_name_file_and_line(tmp_path:
     })
     errors = _errors(dbt, tmp_path / "new")
     text = "\n".join(errors)
-    assert "models/b.sql:3" in text and "unknown macro or variable 'no_such_macro'" in text
-    assert "models/c.sql:1" in text and "ref('aa')" in text and "did you mean 'a'?" in text
-    assert "models/d.sql:" in text and "Jinja syntax error" in text
-    assert "models/e.sql:1" in text and "var('nope')" in text and "--vars" in text
+    assert "models/b.sql:3" in text
+    assert "unknown macro or variable 'no_such_macro'" in text
+    assert "models/c.sql:1" in text
+    assert "ref('aa')" in text
+    assert "did you mean 'a'?" in text
+    assert "models/d.sql:" in text
+    assert "Jinja syntax error" in text
+    assert "models/e.sql:1" in text
+    assert "var('nope')" in text
+    assert "--vars" in text
     assert len(errors) == 4
     # --vars gives the missing variable
     (dbt / "models" / "b.sql").write_text("select * from {{ ref('a') }}\n")
@@ -162,7 +174,9 @@ def test_error_inside_a_package_macro_names_both_places(tmp_path: Path) -> None:
         "models/a.sql": "select\n  {{ outer('1') }} as v\n",
     })
     (text,) = _errors(dbt, tmp_path / "new")
-    assert "models/a.sql:2" in text and "macros/m.sql:2" in text and "inner_missing" in text
+    assert "models/a.sql:2" in text
+    assert "macros/m.sql:2" in text
+    assert "inner_missing" in text
 
 
 def test_awkward_names_become_valid_asset_names(tmp_path: Path) -> None:
@@ -222,7 +236,8 @@ def test_layers_disabled_tests_and_approximations_are_reported(tmp_path: Path) -
     assert "models/schema.yml:14: test dbt_expectations.expect_column_to_exist: no generic test macro test_" \
         "expect_column_to_exist" in skipped
     sidecar = (tmp_path / "new" / "models" / "mart" / "final.yml").read_text()
-    assert "fail_above: 5" in sidecar and "not_null" not in sidecar
+    assert "fail_above: 5" in sidecar
+    assert "not_null" not in sidecar
     assert "models/schema.yml:12: test unique: warn_if is dropped" in approximations
     assert (report.tests, report.checks) == (4, 2)
 
@@ -261,7 +276,8 @@ def test_relationships_towards_downstream_models_still_run(tmp_path: Path) -> No
     assert "name: no_orphans" in (tmp_path / "new" / "models" / "mart" / "customers.yml").read_text()
     stg = (tmp_path / "new" / "models" / "warehouse" / "stg_orders.yml").read_text()
     customers = (tmp_path / "new" / "models" / "mart" / "customers.yml").read_text()
-    assert "relationships" not in stg and "sql: select child.* from warehouse.stg_orders" in customers
+    assert "relationships" not in stg
+    assert "sql: select child.* from warehouse.stg_orders" in customers
     assert "severity: warn" in customers
     notes = "\n".join(str(n) for n in report.approximations)
     assert "relationships test customer_id → mart.customers" in notes
@@ -312,8 +328,11 @@ def test_jinja_cannot_reach_python_internals(tmp_path: Path) -> None:
         "models/b.sql": "select 1 as x\n\n{{ cycler.__init__.__globals__.os.system('touch pwned') }}\n",
     })
     text = "\n".join(_errors(dbt, tmp_path / "new"))
-    assert "models/a.sql:2" in text and "models/b.sql:3" in text and "unsafe" in text
-    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    assert "models/a.sql:2" in text
+    assert "models/b.sql:3" in text
+    assert "unsafe" in text
+    assert not (tmp_path / "pwned").exists()
+    assert not Path("pwned").exists()
 
 
 def test_an_exception_mid_write_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,9 +378,11 @@ def test_a_kill_mid_import_leaves_no_folder_and_the_next_import_cleans_up(tmp_pa
     proc.wait(timeout=30)
     assert not (tmp_path / "new").exists()
     leftovers = list(tmp_path.glob(".new.importing-*"))
-    assert len(leftovers) == 1 and (leftovers[0] / "kiban.yml").exists()  # half a project, hidden
+    assert len(leftovers) == 1
+    assert (leftovers[0] / "kiban.yml").exists()  # half a project, hidden
     report = import_dbt(gen.root, tmp_path / "new")
-    assert report.count("model") == 8 and not list(tmp_path.glob(".new.importing-*"))
+    assert report.count("model") == 8
+    assert not list(tmp_path.glob(".new.importing-*"))
 
 
 def test_the_target_must_be_new(tmp_path: Path) -> None:
@@ -414,9 +435,13 @@ def test_sources_freshness_snapshots_and_tests_on_sources(tmp_path: Path) -> Non
     new = tmp_path / "new"
     assert "from lake.shop_orders" in (new / "models" / "warehouse" / "stg_orders.sql").read_text()
     lake = (new / "models" / "lake" / "shop_orders.yml").read_text()
-    assert "max_age: 12 hours" in lake and "max_age: 2 days" in lake and "severity: warn" in lake
-    assert "not_null" in lake and "unique" in lake
-    assert (new / "lake" / "shop_orders").is_dir() and (new / "lake" / "shop_customers").is_dir()
+    assert "max_age: 12 hours" in lake
+    assert "max_age: 2 days" in lake
+    assert "severity: warn" in lake
+    assert "not_null" in lake
+    assert "unique" in lake
+    assert (new / "lake" / "shop_orders").is_dir()
+    assert (new / "lake" / "shop_customers").is_dir()
     skipped = [str(n) for n in report.not_converted]
     assert any(s.startswith("snapshots/orders_snapshot.sql:1: snapshot orders_snapshot") and "scd2" in s
                for s in skipped)
@@ -433,11 +458,14 @@ def test_report_json_and_cli(tmp_path: Path) -> None:
                             timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["counts"]["models"] == 6 and data["counts"]["checks"] == gen.tests
+    assert data["counts"]["models"] == 6
+    assert data["counts"]["checks"] == gen.tests
     assert "where amount >= 7" in (tmp_path / "new" / "models" / "warehouse" / "int_chain_0.sql").read_text()
     again = subprocess.run([sys.executable, "-m", "kiban", "import", "dbt", str(gen.root), str(tmp_path / "new")],
                            capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_verify_finds_a_changed_row_and_a_missing_table(tmp_path: Path) -> None:
@@ -478,9 +506,12 @@ def test_pasted_jinja_in_a_kiban_model_says_what_to_do(project_dir) -> None:  # 
         load_project(root)
     text = "\n".join(str(e) for e in caught.value.errors)
     assert "models/mart/a.sql:2:6: Jinja templating is not SQL: {{ ref('orders') }}" in text
-    assert "`from orders`" in text and "kiban import dbt" in text
-    assert "b.sql:1:1" in text and "sidecar" in text
-    assert "c.sql:2:1" in text and "materialized: incremental" in text
+    assert "`from orders`" in text
+    assert "kiban import dbt" in text
+    assert "b.sql:1:1" in text
+    assert "sidecar" in text
+    assert "c.sql:2:1" in text
+    assert "materialized: incremental" in text
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -132,16 +132,19 @@ def test_jaffle_shop_identical_to_dbt_duckdb(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     verified = json.loads(result.stdout)["verify"]
-    assert len(verified) == 8 and all(v["status"] == "identical" for v in verified), verified
+    assert len(verified) == 8, verified
+    assert all(v["status"] == "identical" for v in verified), verified
 
 
 def test_generated_project_with_the_real_dbt_utils(tmp_path: Path) -> None:
     utils = local_copy("KIBAN_DBT_UTILS", "dbt-labs/dbt-utils", tmp_path / "dbt-utils")
     gen = generate(tmp_path / "gen_shop", models=36, dbt_utils=utils)
     report = import_dbt(gen.root, tmp_path / "kiban")
-    assert report.count("model") == 39 and report.checks == report.tests == gen.tests
+    assert report.count("model") == 39
+    assert report.checks == report.tests == gen.tests
     sql = (tmp_path / "kiban" / "models" / "mart" / "mart_pivot.sql").read_text()
-    assert "{{" not in sql and "payment_method = 'bank_transfer'" in sql  # get_column_values asked DuckDB
+    assert "{{" not in sql
+    assert "payment_method = 'bank_transfer'" in sql  # get_column_values asked DuckDB
     spine = (tmp_path / "kiban" / "models" / "mart" / "mart_spine.sql").read_text()
     assert "generated_number" in spine
     done = run(load_project(tmp_path / "kiban"), RunOptions())
@@ -161,7 +164,8 @@ def test_generated_project_with_dbt_utils_identical_to_dbt_duckdb(tmp_path: Path
                             text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     verified = json.loads(result.stdout)["verify"]
-    assert len(verified) == 42 and all(v["status"] == "identical" for v in verified), verified
+    assert len(verified) == 42, verified
+    assert all(v["status"] == "identical" for v in verified), verified
 
 
 # dbt-utils' own integration-test project (49 models, 75 seeds, 108 tests), never looked at while writing the
@@ -201,7 +205,8 @@ def test_dbt_utils_integration_project_imports_and_builds(tmp_path: Path) -> Non
     for rel in NEEDS_DATABASE:
         (project / rel).unlink()
     report = import_dbt(project, tmp_path / "kiban")
-    assert (report.count("model"), report.count("seed")) == (49, 75) and report.checks >= 100
+    assert (report.count("model"), report.count("seed")) == (49, 75)
+    assert report.checks >= 100
     done = run(load_project(tmp_path / "kiban"), RunOptions())
     assert sorted(done.result.failed) == ["mart.test_date_spine", "mart.test_width_bucket"]
 

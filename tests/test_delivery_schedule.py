@@ -22,8 +22,8 @@ from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.schedule.daemon import Scheduler
 from kiban.store import Store
-from tests.test_catalog_console import SHOP_LAKE
-from tests.test_deliveries import FILES
+from tests.helpers.console import sign_in
+from tests.helpers.shop import DELIVERY_FILES, SHOP_LAKE
 
 
 class SteppingClock(FakeClock):
@@ -87,7 +87,7 @@ def serve_until(scheduler: Scheduler, done: Any, seconds: float = 20.0) -> None:
 
 
 def project_with(make_project, deliveries: str, extra: str = "", files: dict[str, str] | None = None) -> Any:
-    root = make_project({**FILES, **(files or {}),
+    root = make_project({**DELIVERY_FILES, **(files or {}),
                          "kiban.yml": "name: shop\ntimezone: Asia/Tokyo\nscheduler: {poll: 10}\n"
                                       f"{extra}deliveries:\n{deliveries}"}, lake=SHOP_LAKE)
     project = load_project(root)
@@ -129,11 +129,18 @@ def test_a_schedule_tick_is_delivered_once_and_a_flaky_webhook_is_retried_from_t
     rows = {r.name: r for r in history(store, project.name)}
     assert len(history(store, project.name)) == 3, "each delivery claimed once for its tick"
     weekly, chat, lost = rows["weekly"], rows["chat"], rows["lost"]
-    assert weekly.status == "delivered" and weekly.trigger == "schedule" and weekly.attempts == 1
-    assert weekly.scheduled_for == datetime(2026, 12, 6, 23, 0) and weekly.usecase == "marketing"
+    assert weekly.status == "delivered"
+    assert weekly.trigger == "schedule"
+    assert weekly.attempts == 1
+    assert weekly.scheduled_for == datetime(2026, 12, 6, 23, 0)
+    assert weekly.usecase == "marketing"
     assert (project.root / "out" / "weekly_2026-12-07.xlsx").exists()  # the tick's local date
-    assert chat.status == "delivered" and chat.attempts == 3 and len(flaky.got) == 3  # 503, 503, then 200
-    assert lost.status == "failed" and lost.attempts == 2 and lost.retry_at is None
+    assert chat.status == "delivered"
+    assert chat.attempts == 3
+    assert len(flaky.got) == 3  # 503, 503, then 200
+    assert lost.status == "failed"
+    assert lost.attempts == 2
+    assert lost.retry_at is None
     assert "cannot reach webhook" in (lost.error or "")
     # the loop went on: the retries waited (1 min, then 2 min of the clock), and nothing went out twice
     assert clock.now() >= datetime(2026, 12, 6, 23, 3)
@@ -172,7 +179,9 @@ def test_after_the_use_case_is_met_the_scheduler_delivers_once_per_due_day(make_
     scheduler.deliveries.wait(30)
     scheduler.shutdown()
     [row] = history(store, project.name)
-    assert row.status == "delivered" and row.trigger == "usecase" and row.scheduled_for is not None
+    assert row.status == "delivered"
+    assert row.trigger == "usecase"
+    assert row.scheduled_for is not None
 
 
 def test_a_chat_delivery_uploads_the_file_as_multipart(make_project, receiver):
@@ -181,16 +190,19 @@ def test_a_chat_delivery_uploads_the_file_as_multipart(make_project, receiver):
                                                 "channel: hook, chat_file: upload}\n",
                                   f"channels:\n  hook: {{type: webhook, url: 'http://127.0.0.1:{port}/h'}}\n")
     record = deliver(project, store, "weekly")
-    assert record.status == "delivered" and "file attached" in (record.file or ""), record.error
+    assert record.status == "delivered", record.error
+    assert "file attached" in (record.file or ""), record.error
     [(kind, body)] = got.got
     assert kind.startswith("multipart/form-data")
     parsed = email.message_from_bytes(f"Content-Type: {kind}\r\n\r\n".encode() + body, policy=email.policy.HTTP)
     parts = {p.get_param("name", header="content-disposition"): p for p in parsed.iter_parts()}
     assert '"rows": "30"' in parts["payload_json"].get_content()
     upload = parts["file"]
-    assert upload.get_filename().startswith("weekly_") and upload.get_filename().endswith(".csv")
+    assert upload.get_filename().startswith("weekly_")
+    assert upload.get_filename().endswith(".csv")
     text = upload.get_payload(decode=True).decode("utf-8-sig")
-    assert text.startswith("order_date,revenue,orders") and len(text.splitlines()) == 31
+    assert text.startswith("order_date,revenue,orders")
+    assert len(text.splitlines()) == 31
     assert "'=HYPERLINK" in text  # formula-safe in the chat too
 
 
@@ -200,7 +212,6 @@ def test_a_chat_delivery_by_link_is_served_until_it_expires(make_project, receiv
     from kiban.deliveries.links import find, sweep
     from kiban.web import create_app
     from kiban.web.accounts import Accounts
-    from tests.test_web_console import sign_in
 
     port, got = receiver()
     project, store = project_with(make_project, "  weekly: {mart: mart.weekly_marketing, channel: hook, "
@@ -215,14 +226,16 @@ def test_a_chat_delivery_by_link_is_served_until_it_expires(make_project, receiv
 
     message = json.loads(body)
     link = message["fields"]["download"]
-    assert link.startswith("https://kiban.example.com/deliveries/files/") and link.endswith(".xlsx")
+    assert link.startswith("https://kiban.example.com/deliveries/files/")
+    assert link.endswith(".xlsx")
     path = link.removeprefix("https://kiban.example.com")
     Accounts(store).add_user("viewer", "viewer-password", "viewer")
     with TestClient(create_app(project.root), base_url="http://127.0.0.1") as client:
         assert client.get(path, follow_redirects=False).status_code in (303, 307, 401)  # signed in only
         sign_in(client, "viewer")
         got_file = client.get(path)
-        assert got_file.status_code == 200 and got_file.content[:2] == b"PK"
+        assert got_file.status_code == 200
+        assert got_file.content[:2] == b"PK"
         forged = path.rsplit("/", 2)
         assert client.get(f"/deliveries/files/{'A' * 43}/{forged[-1]}").status_code == 404
         assert client.get(f"/deliveries/files/{forged[-2]}/other.xlsx").status_code == 404
@@ -242,4 +255,6 @@ def test_a_slack_channel_cannot_take_an_upload(make_project):
                                                 "chat_file: upload}\n",
                                   "channels:\n  s: {type: slack, url: 'http://127.0.0.1:9/x'}\n")
     record = deliver(project, store, "weekly")
-    assert record.status == "failed" and "cannot carry a file" in (record.error or "") and record.attempts == 1
+    assert record.status == "failed"
+    assert "cannot carry a file" in (record.error or "")
+    assert record.attempts == 1

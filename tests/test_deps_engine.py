@@ -171,7 +171,8 @@ def test_a_computed_query_table_argument_is_refused_with_its_place(make_project:
                         lake={"a": None})
     with pytest.raises(ProjectError) as err:
         build_graph(load_project(root))
-    assert "m.sql:2:" in str(err.value) and "query_table" in str(err.value)
+    assert "m.sql:2:" in str(err.value)
+    assert "query_table" in str(err.value)
 
 
 def test_sql_neither_parser_can_read_whole_is_refused_with_a_way_out(make_project: Any) -> None:
@@ -180,7 +181,8 @@ def test_sql_neither_parser_can_read_whole_is_refused_with_a_way_out(make_projec
                         lake={"a": None})
     with pytest.raises(ProjectError) as err:
         build_graph(load_project(root))
-    assert "m.sql:1:" in str(err.value) and "IN list" in str(err.value)
+    assert "m.sql:1:" in str(err.value)
+    assert "IN list" in str(err.value)
     # with an IN list DuckDB reads it as one statement, and decides
     (root / "models/mart/m.sql").write_text("pivot lake.a on m in ('x') using sum(v) group by k order by k")
     assert build_graph(load_project(root)).deps["mart.m"] == ("lake.a",)
@@ -191,7 +193,8 @@ def test_a_name_that_is_no_asset_is_refused_with_its_place(make_project: Any) ->
                         lake={"a": None})
     with pytest.raises(ProjectError) as err:
         build_graph(load_project(root))
-    assert "m.sql:2:" in str(err.value) and "unknown table lake.nope" in str(err.value)
+    assert "m.sql:2:" in str(err.value)
+    assert "unknown table lake.nope" in str(err.value)
 
 
 def test_the_parse_cache_is_keyed_by_the_parsers_versions(make_project: Any, monkeypatch: Any) -> None:

@@ -34,10 +34,6 @@ CLAIMS: dict[tuple[str, str], str] = {
         "the same: the fingerprint is unchanged (tests/test_fresh_truth.py)",
     ("docs/scale-out.md", "whatever SQLGlot itself reports as unsupported"):
         "the dialect layer refuses what SQLGlot cannot translate (tests/test_engine_dialect.py)",
-    ("docs/web.md", "the other pages' text is not yet translated"):
-        "the ja catalog (kiban/web/locale/ja.po) covers Today, Incidents, the incident page, Runs, Catalog, "
-        "the navigation, footer and the lineage, run and console headings (tests/test_web_i18n_pages.py); other "
-        "templates (usecase, asset, loads, jobs, checks, models, recipes, requests, team, users…) are English",
     ("docs/scale-out.md", "Not yet distributed: collection"):
         "workers claim model builds from the run queue; collection runs in the coordinating process "
         "(kiban/workers/coordinator.py calls no collector)",

@@ -130,7 +130,8 @@ def test_postgres_checks_judge_like_duckdb(make_project: Callable[..., Path], po
     with psycopg.connect(postgres_url) as conn:  # the blocked model was never published
         found = conn.execute("select count(*) from pg_tables where schemaname = 'mart' "
                              "and tablename = 'blocked'").fetchone()
-        assert found is not None and found[0] == 0
+        assert found is not None
+        assert found[0] == 0
 
 
 @pytest.mark.slow

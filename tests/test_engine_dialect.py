@@ -20,7 +20,9 @@ def test_a_construct_the_target_lacks_is_an_error_naming_model_and_construct(
     with pytest.raises(KibanError) as caught:
         transpile(sql, target, "mart.orders_wide")
     message = str(caught.value)
-    assert message.startswith("mart.orders_wide: ") and construct in message and engine in message
+    assert message.startswith("mart.orders_wide: ")
+    assert construct in message
+    assert engine in message
 
 
 @pytest.mark.parametrize(("sql", "construct"), [
@@ -40,7 +42,8 @@ def test_qualify_keeps_select_star_valid_and_its_helper_is_named() -> None:
     for target in ("postgres", "spark"):
         out = transpile(sql, target, "warehouse.customers")
         assert " QUALIFY " not in out.upper()
-        assert "__kiban_qualify_0 = 1" in out and out.count("AS loud") == 1, out  # not selected twice
+        assert "__kiban_qualify_0 = 1" in out, out
+        assert out.count("AS loud") == 1, out  # not selected twice
 
 
 def test_qualify_without_star_selects_exactly_the_model_columns() -> None:

@@ -38,10 +38,13 @@ def test_lake_tables_are_the_committed_files_not_the_folder(make_project: Callab
     assets = sorted((a for a in project.assets.values() if a.layer == "lake"), key=lambda a: a.name)
     collected = {"lake.pos_orders": CollectedTable(version="L1", files=(str(committed),))}
     plain, orders = lake_tables(assets, collected)
-    assert orders.files == (str(committed),) and orders.version == COLLECTED_VERSION + "L1"
-    assert plain.files == (str(root / "lake" / "plain" / "part-0.parquet"),) and plain.version != EMPTY_LAKE
+    assert orders.files == (str(committed),)
+    assert orders.version == COLLECTED_VERSION + "L1"
+    assert plain.files == (str(root / "lake" / "plain" / "part-0.parquet"),)
+    assert plain.version != EMPTY_LAKE
     nothing = lake_tables(assets, {"lake.pos_orders": CollectedTable(version="", files=())})[1]
-    assert nothing.files == () and nothing.version == EMPTY_LAKE  # uncommitted files are never read
+    assert nothing.files == ()
+    assert nothing.version == EMPTY_LAKE  # uncommitted files are never read
 
 
 def test_derived_views_list_columns_and_skip_missing_keys() -> None:
@@ -50,6 +53,7 @@ def test_derived_views_list_columns_and_skip_missing_keys() -> None:
     columns = ["id", "v", "updated_at", "_load_id", "_loaded_at", "_deleted"]
     views = dict(derived_views("pos_c", table, columns))
     assert set(views) == {"pos_c_latest", "pos_c_history"}
-    assert '"updated_at" desc nulls last' in views["pos_c_latest"] and "_deleted" in views["pos_c_latest"]
+    assert '"updated_at" desc nulls last' in views["pos_c_latest"]
+    assert "_deleted" in views["pos_c_latest"]
     assert "__kiban_rn" not in views["pos_c_latest"].split(" from ")[0]  # the helper stays inside
     assert derived_views("pos_c", table, ["v", "_loaded_at"]) == []  # the key is not in the data (yet)

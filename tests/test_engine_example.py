@@ -148,14 +148,18 @@ def test_postgres_builds_the_same_marts(generated: Path, duck: dict[str, list[tu
             assert same_rows(rows, duck[mart]) is None, (mart, same_rows(rows, duck[mart]))
         # the lake is exactly the committed loads, with the derived views DuckDB offers
         latest = conn.execute("select count(*) from lake.master_products_latest").fetchone()
-        assert latest is not None and latest[0] == 39  # 40 products, one row quarantined (「1,990」)
+        assert latest is not None
+        assert latest[0] == 39  # 40 products, one row quarantined (「1,990」)
     assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
     # the Python models — the demand forecast, trained and scored — run here too (Arrow in, Arrow out)
     build_python(root)
     with psycopg.connect(postgres_url) as conn:
         demand = conn.execute(b"select count(*) from warehouse.daily_demand").fetchone()
         forecast = conn.execute(b"select count(*) from mart.demand_forecast").fetchone()
-    assert demand and demand[0] > 5 and forecast and forecast[0] > 0
+    assert demand
+    assert demand[0] > 5
+    assert forecast
+    assert forecast[0] > 0
 
 
 @pytest.mark.timeout(600)  # Spark local on a shared 2-core machine: ~2 min, JVM start included

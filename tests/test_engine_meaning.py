@@ -219,7 +219,8 @@ def statements() -> list[tuple[str, str]]:
 
 
 def test_the_corpus_is_big_enough() -> None:
-    assert len(expressions()) >= 300 and len(SHAPES) >= 30
+    assert len(expressions()) >= 300
+    assert len(SHAPES) >= 30
 
 
 @pytest.fixture(scope="module")

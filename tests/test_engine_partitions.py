@@ -131,7 +131,8 @@ def test_incremental_runs_and_backfills_equal_duckdb(pair: dict[str, tuple[Path,
         write_parquet(root / "lake/events/part-0.parquet", events(40, factor=3))
     for root, _ in pair.values():  # a backfill of three old days (a leap day among them) replaces exactly those
         result = backfill(root, "2024-02-28", "2024-03-01")
-        assert result.status == "success" and result.processed == 3, result
+        assert result.status == "success", result
+        assert result.processed == 3, result
     third = same(pair)
     changed = {r[0].isoformat() for r in set(third["warehouse.daily"]) - set(second["warehouse.daily"])}
     assert changed == {"2024-02-28", "2024-02-29", "2024-03-01"}
@@ -150,7 +151,8 @@ def test_incremental_runs_and_backfills_equal_duckdb(pair: dict[str, tuple[Path,
     for root, _ in pair.values():  # a partition failing its checks keeps its old rows; the others are replaced
         write_parquet(root / "lake/events/part-0.parquet", events(40, factor=5, huge_day=10))
         result = backfill(root, "2024-02-06", "2024-02-08")
-        assert result.status == "failed" and [o.start for o in result.failed] == [datetime(2024, 2, 7)], result
+        assert result.status == "failed", result
+        assert [o.start for o in result.failed] == [datetime(2024, 2, 7)], result
     after = same(pair)
     day = datetime(2024, 2, 7).date()
     assert [r for r in after["warehouse.daily"] if r[0] == day] == [r for r in fourth["warehouse.daily"]

@@ -77,7 +77,8 @@ def test_rerun_is_fresh_and_lake_change_rebuilds(shop: tuple[Path, str]) -> None
     lake_table = pg_rows(url, "select 'lake.orders'::regclass::oid")
     again = run(root)
     assert pg_rows(url, "select 'lake.orders'::regclass::oid") == lake_table  # unchanged lake: not reloaded
-    assert set(statuses(again).values()) == set() and sorted(again.plan.fresh) == sorted(
+    assert set(statuses(again).values()) == set()
+    assert sorted(again.plan.fresh) == sorted(
         ["warehouse.orders", *MARTS])
     assert len(publishes(url)) == 4  # nothing built again
     loaded = pg_rows(url, "select count(*) from lake.orders")
@@ -144,8 +145,12 @@ def test_construct_without_postgres_equivalent_names_model(make_project: Callabl
     with pytest.raises(KibanError) as at_run:
         run_project(project, RunOptions())
     assert str(at_run.value) == text
-    assert "bad.sql" in text and "PIVOT" in text and "PostgreSQL" in text
-    assert "weeks.sql:2" in text and "date_diff('week', …)" in text and "date_diff('day', a, b) // 7" in text
+    assert "bad.sql" in text
+    assert "PIVOT" in text
+    assert "PostgreSQL" in text
+    assert "weeks.sql:2" in text
+    assert "date_diff('week', …)" in text
+    assert "date_diff('day', a, b) // 7" in text
     assert isinstance(caught.value, ProjectError) or "2 problems" in text or text.count("hint") >= 2
 
 
@@ -159,7 +164,8 @@ def test_transpile_qualifies_bare_names_but_not_ctes() -> None:
 
     sql = transpile("with c as (select 1 as id) select * from c join customers using (id)", "postgres", "m",
                     {"customers": "lake", "c": "mart"})
-    assert "lake.customers" in sql and "mart.c" not in sql
+    assert "lake.customers" in sql
+    assert "mart.c" not in sql
     with pytest.raises(KibanError, match="m: a model is one SELECT statement"):
         transpile("select 1; select 2", "postgres", "m")
 

@@ -116,9 +116,12 @@ def test_python_models_on_postgres_equal_duckdb(duck: dict[str, list[tuple[Any, 
         kinds = dict(conn.execute("select column_name, data_type from information_schema.columns "
                                   "where table_schema = 'warehouse' and table_name = 'cities'").fetchall())
     assert got == duck
-    assert kinds["note"] == "text" and kinds["sold_at"] == "timestamp with time zone" and kinds["day"] == "date"
+    assert kinds["note"] == "text"
+    assert kinds["sold_at"] == "timestamp with time zone"
+    assert kinds["day"] == "date"
     again = run_project(load_project(root), RunOptions())  # published Python models are fresh the second time
-    assert again.status == "nothing" and not [k for k, o in again.outcomes.items() if o.status == "success"]
+    assert again.status == "nothing"
+    assert not [k for k, o in again.outcomes.items() if o.status == "success"]
 
 
 @pytest.mark.slow

@@ -82,7 +82,8 @@ def test_rerun_is_fresh_then_a_lake_change_rebuilds(projects: tuple[Path, Path, 
         assert run(root).status == "success"
     before = pointer(warehouse, "mart.monthly")
     again = run(root)
-    assert again.status == "nothing" and len(again.plan.fresh) == 4
+    assert again.status == "nothing"
+    assert len(again.plan.fresh) == 4
     assert pointer(warehouse, "mart.monthly") == before
     first = root / "lake" / "orders" / "part-0.parquet"  # a new file with the same column types
     write_parquet(root / "lake" / "orders" / "part-1.parquet",
@@ -115,7 +116,10 @@ def test_failed_build_leaves_the_published_version(projects: tuple[Path, Path, P
         with pytest.raises(KibanError) as refused:
             run(root, select=["warehouse.orders"])
         error = str(refused.value)
-        assert "orders.sql:2" in error and "ASOF JOIN" in error and "Spark" in error and "hint" in error
+        assert "orders.sql:2" in error
+        assert "ASOF JOIN" in error
+        assert "Spark" in error
+        assert "hint" in error
     finally:
         sql.write_text(original)
 
@@ -154,9 +158,11 @@ def test_planning_needs_no_spark_and_the_publish_log_has_every_swap(projects: tu
     versions = engine.prepare([a for a in project.assets.values() if a.layer == "lake"])
     published = engine.published()
     assert engine._spark is None  # neither the session nor the catalog was touched
-    assert set(versions) == {"lake.orders", "lake.customers"} and "mart.monthly" in published
+    assert set(versions) == {"lake.orders", "lake.customers"}
+    assert "mart.monthly" in published
     log = engine.publishes()
-    assert log and {asset for asset, _ in log} >= set(published)
+    assert log
+    assert {asset for asset, _ in log} >= set(published)
     assert [f for a, f in log if a == "mart.monthly"][-1] == published["mart.monthly"]
     assert engine.session().execute("select count(*) from mart.monthly")[0][0] > 0  # registered when read
 
@@ -175,5 +181,6 @@ def test_a_lake_table_spark_cannot_read_is_found_without_spark(tmp_path: Path) -
     pq.write_table(pa.table({"a": pa.array([2], pa.int64())}), root / "lake" / "t" / "part-1.parquet")
     engine = SparkEngine(spark_url(tmp_path / "warehouse"))
     versions = engine.prepare([load_project(root).assets["lake.t"]])
-    assert versions["lake.t"].startswith(UNREADABLE_LAKE) and "int32" in versions["lake.t"]
+    assert versions["lake.t"].startswith(UNREADABLE_LAKE)
+    assert "int32" in versions["lake.t"]
     assert engine._spark is None

@@ -100,9 +100,13 @@ def test_the_first_run_collects_every_source_and_builds_every_model(shop: dict[s
     db = duckdb.connect(str(shop["root"] / "kiban.duckdb"), read_only=True)
     web = db.execute("select count(*), count(distinct store_id), sum(store_page_views) from mart.web_traffic")
     rows, stores, views = web.fetchone()  # type: ignore[misc]
-    assert rows == 7 * stores and views > 0
+    assert rows == 7 * stores
+    assert views > 0
     staffing = db.execute("select count(*), min(staff_hours), sum(orders) from mart.store_staffing").fetchone()
-    assert staffing is not None and staffing[0] > 0 and staffing[1] > 0 and staffing[2] > 0
+    assert staffing is not None
+    assert staffing[0] > 0
+    assert staffing[1] > 0
+    assert staffing[2] > 0
 
 
 def test_bad_rows_are_quarantined_where_they_were(shop: dict[str, Any]) -> None:
@@ -111,8 +115,10 @@ def test_bad_rows_are_quarantined_where_they_were(shop: dict[str, Any]) -> None:
     assert all(loc.startswith("sources_data/web/access.log-") and "combined" in why for loc, why in web)
     [(where, why)] = master
     assert where.startswith(f"sources_data/master/products_{END.replace('-', '')}.csv:")
-    assert "unit_price" in why and "'1,990'" in why
-    assert len(staff) == 2 and all("sources_data/staff/shifts_" in loc for loc, _ in staff)  # 休 typed as a time
+    assert "unit_price" in why
+    assert "'1,990'" in why
+    assert len(staff) == 2
+    assert all("sources_data/staff/shifts_" in loc for loc, _ in staff)  # 休 typed as a time
 
 
 def test_the_next_morning_brings_drift_and_only_the_changed_orders(shop: dict[str, Any]) -> None:
@@ -125,7 +131,8 @@ def test_the_next_morning_brings_drift_and_only_the_changed_orders(shop: dict[st
     assert returned == (3,)
     # the new product has no price yet (未定): quarantined; the one typed 「1,990」 still is, again
     reasons = [why for _, why in quarantined(root, "master", "products")]
-    assert sum("'未定'" in why for why in reasons) == 1 and sum("'1,990'" in why for why in reasons) == 2
+    assert sum("'未定'" in why for why in reasons) == 1
+    assert sum("'1,990'" in why for why in reasons) == 2
     # the morning's export carries jan_code for every product landed before, and the same products
     newest = lake_rows(root, "master/products", "count(*) filter (where jan_code is not null)")
     assert newest == lake_rows(root, "master/products", "count(distinct product_id)")

@@ -42,7 +42,8 @@ def python(*args: object) -> subprocess.CompletedProcess[str]:
 
 def module(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("shop_history", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     found = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = found  # its dataclasses look their module up while being defined
     spec.loader.exec_module(found)
@@ -150,7 +151,8 @@ def test_the_failed_night_failed_and_the_slow_night_did_not(shop):
         store.close()
     failed = [r for r in found if r[5] == "failed"]
     assert len(failed) == 1
-    assert failed[0][4] == history.FAILED_STEP and "No space left on device" in failed[0][6]
+    assert failed[0][4] == history.FAILED_STEP
+    assert "No space left on device" in failed[0][6]
     assert local(failed[0][3]).date() == shop["failed"]
     skipped = {r[4] for r in found if r[0] == failed[0][0] and r[5] == "skipped"}
     from kiban.graph import build_graph
@@ -162,7 +164,9 @@ def test_the_failed_night_failed_and_the_slow_night_did_not(shop):
     assert {r[4] for r in repair} == {history.FAILED_STEP, *skipped}
     assert all(r[5] == "success" for r in repair)
     slow = [r for r in found if r[4] == history.SLOW_STEP and local(r[3]).date() == shop["slow"]]
-    assert len(slow) == 1 and slow[0][5] == "success" and slow[0][7] > 6 * 3600
+    assert len(slow) == 1
+    assert slow[0][5] == "success"
+    assert slow[0][7] > 6 * 3600
 
 
 def test_generated_runs_are_labelled_and_the_real_run_is_not(shop):
@@ -174,7 +178,8 @@ def test_generated_runs_are_labelled_and_the_real_run_is_not(shop):
     generated = [r for r in rows if r.options.get("generated_history") is True]
     real = [r for r in rows if "generated_history" not in r.options]
     assert len(generated) == shop["first"]["runs"]
-    assert len(real) == 1 and real[0].started_at > max(r.ended_at for r in generated)
+    assert len(real) == 1
+    assert real[0].started_at > max(r.ended_at for r in generated)
 
 
 def events_of(root: Path, usecase: str, day: date) -> tuple[Any, list[tuple[str, str]]]:
@@ -196,11 +201,14 @@ def test_incidents_record_failed_then_late_and_late(shop, cli):
     history = shop["history"]
     failed_row, failed_events = events_of(shop["root"], shop["usecase"], shop["failed"])
     slow_row, slow_events = events_of(shop["root"], shop["usecase"], shop["slow"])
-    assert failed_row.workaround and failed_row.workaround.startswith("kiban run")
+    assert failed_row.workaround
+    assert failed_row.workaround.startswith("kiban run")
     # a slow step still running has no command that helps: restarting it would start the chain again
-    assert slow_row.workaround is None and json.loads(slow_row.root_cause)["kind"] == "slow"
+    assert slow_row.workaround is None
+    assert json.loads(slow_row.root_cause)["kind"] == "slow"
     for row, events in ((failed_row, failed_events), (slow_row, slow_events)):
-        assert row.verdict == "late" and row.kind == "missed"
+        assert row.verdict == "late"
+        assert row.kind == "missed"
         # the delivery closes the incident, saying what delivered it
         assert [k for k, _ in events[-2:]] == ["met_late", "repaired"], events
         assert row.status == "resolved"
@@ -215,15 +223,18 @@ def test_incidents_record_failed_then_late_and_late(shop, cli):
         assert any(shop["usecase"] in line and str(day) in line and "late" in line for line in listed.splitlines()), \
             listed
     shown = ok(cli("--project", shop["root"], "incidents", "show", failed_row.id))
-    assert "workaround: kiban run" in shown and "No space left on device" in shown, shown
+    assert "workaround: kiban run" in shown, shown
+    assert "No space left on device" in shown, shown
 
 
 def test_the_failed_nights_incident_keeps_its_root_cause(shop):
     row, _ = events_of(shop["root"], shop["usecase"], shop["failed"])
     assert json.loads(row.root_cause).get("asset") == shop["history"].FAILED_STEP
     # rebuild what the use case misses (from the failed step on), never only the failed asset
-    assert row.workaround is not None and row.workaround.startswith("kiban run") and \
-        row.workaround.endswith(f"+mart.{'daily_sales' if shop['usecase'] == 'morning_sales' else 'demand_forecast'}")
+    assert row.workaround is not None
+    assert row.workaround.startswith("kiban run")
+    mart = "daily_sales" if shop["usecase"] == "morning_sales" else "demand_forecast"
+    assert row.workaround.endswith(f"+mart.{mart}")
 
 
 def test_the_morning_report_lists_both_misses(shop, cli):
@@ -235,7 +246,8 @@ def test_the_morning_report_lists_both_misses(shop, cli):
         assert re.search(rf"\| {shop['usecase']} \| {day} \| late \| (\d+ h )?\d+ min \|", misses), misses
     growing = [line for line in text.split("## Build times growing fastest", 1)[1].splitlines()
                if line.startswith("| ") and not line.startswith("| asset")]
-    assert growing and growing[0].startswith(f"| {shop['history'].GROWING} |"), text  # the trend history encodes
+    assert growing, text
+    assert growing[0].startswith(f"| {shop['history'].GROWING} |"), text  # the trend history encodes
 
 
 def test_generating_the_history_again_gives_the_same_history(shop):
@@ -250,7 +262,8 @@ def test_generating_the_history_after_a_real_run_keeps_the_real_run(shop):
     after_run = snapshot(root)
     ok(python(root / "history.py", "--project", root, "--json"))
     now = snapshot(root)
-    assert now["runs"] == after_run["runs"] and now["attempts"] == after_run["attempts"]
+    assert now["runs"] == after_run["runs"]
+    assert now["attempts"] == after_run["attempts"]
     final = lambda s: [(i[2], i[3], i[4], i[5], i[6]) for i in s["incidents"]]  # noqa: E731 - use case, day, ...
     assert final(now) == final(after_run)
 
@@ -259,10 +272,14 @@ def test_the_shops_jobs_are_listed_with_next_runs_and_no_warning(shop, cli):
     listed = cli("--project", shop["root"], "jobs", "--json")
     rows = {r["job"]: r for r in json.loads(ok(listed))}
     assert set(rows) == {"nightly_stores", "nightly_forecast", "hourly_ranking", "partner_files"}
-    assert rows["nightly_forecast"]["for"] == "demand_forecast" and rows["nightly_forecast"]["latest_start"]
-    assert rows["nightly_stores"]["for"] == "morning_sales" and rows["nightly_stores"]["latest_start"]
+    assert rows["nightly_forecast"]["for"] == "demand_forecast"
+    assert rows["nightly_forecast"]["latest_start"]
+    assert rows["nightly_stores"]["for"] == "morning_sales"
+    assert rows["nightly_stores"]["latest_start"]
     assert rows["nightly_stores"]["next_run"].endswith("T17:00:00Z")  # 02:00 in Tokyo
-    assert rows["hourly_ranking"]["next_run"] and rows["partner_files"]["sensors"] == ["landing:landing/partners:*.csv"]
+    assert rows["hourly_ranking"]["next_run"]
+    assert rows["partner_files"]["sensors"] == ["landing:landing/partners:*.csv"]
     assert all(r["warning"] is None for r in rows.values())
     table = ok(cli("--project", shop["root"], "jobs"))
-    assert "nightly_stores" in table and "warning" not in table
+    assert "nightly_stores" in table
+    assert "warning" not in table

@@ -14,27 +14,7 @@ from kiban.forms.spec import load_forms
 from kiban.forms.validate import check_row, check_rows, read_upload
 from kiban.project import load_project
 from kiban.store import Store
-
-WASTE_FILES = {
-    "sources/forms.yml": """
-type: files
-tables:
-  waste:
-    path: landing/forms/waste/*.parquet
-    settle: 0s
-""",
-    "forms/waste.yml": """
-title: Daily waste count
-lands_in: forms.waste
-who: [analyst, tanaka]
-fields:
-  - {name: store_id, type: integer, required: true, min: 1, max: 999, label: Store}
-  - {name: day, type: date}
-  - {name: item, type: text, required: true, allowed: [bread, milk, vegetables, other]}
-  - {name: quantity, type: integer, required: true, min: 0, max: 10000}
-  - {name: note, type: text, max_length: 20}
-""",
-}
+from tests.helpers.forms import WASTE_FILES
 
 
 @pytest.fixture
@@ -54,7 +34,10 @@ def lake_rows(project, sql):
 def test_a_row_is_converted_and_checked_field_by_field(waste):
     _, form, _ = waste
     typed, reasons = check_row(form, {"store_id": "12", "day": "2026/12/07", "item": "bread", "quantity": "1,200"})
-    assert reasons == {} and typed["store_id"] == 12 and typed["quantity"] == 1200 and str(typed["day"]) == "2026-12-07"
+    assert reasons == {}
+    assert typed["store_id"] == 12
+    assert typed["quantity"] == 1200
+    assert str(typed["day"]) == "2026-12-07"
     _, reasons = check_row(form, {"store_id": "0", "day": "yesterday", "item": "cake", "quantity": "-1",
                                   "note": "x" * 21})
     assert reasons == {"store_id": "must be at least 1", "day": "is not a date (YYYY-MM-DD)",
@@ -65,7 +48,9 @@ def test_a_row_is_converted_and_checked_field_by_field(waste):
 
 def test_who_may_enter(waste):
     _, form, _ = waste
-    assert form.may_enter("tanaka", "viewer") and form.may_enter("x", "analyst") and form.may_enter("x", "admin")
+    assert form.may_enter("tanaka", "viewer")
+    assert form.may_enter("x", "analyst")
+    assert form.may_enter("x", "admin")
     assert not form.may_enter("x", "viewer")
 
 
@@ -75,7 +60,9 @@ def test_an_entry_lands_as_a_load_with_who_entered_it_and_a_resend_lands_nothing
              "quantity": 4, "note": None}]
     submission = new_submission()
     first = land(project, store, form, rows, "tanaka", submission)
-    assert first.loaded and not first.duplicate and first.rows == 1
+    assert first.loaded
+    assert not first.duplicate
+    assert first.rows == 1
     again = land(project, store, form, rows, "tanaka", submission)  # a double tap, a retry after a lost answer
     assert again.duplicate
     assert lake_rows(project, "select store_id, item, quantity, _entered_by, _submission from T") == \
@@ -94,7 +81,8 @@ def test_an_upload_shows_refused_rows_and_lands_10k_valid_rows_within_2_seconds(
     checked = check_rows(form, read_upload(form, "waste.csv", data))
     landed = land(project, store, form, checked.valid, "ana", new_submission(), numbers=checked.rows)
     seconds = time.perf_counter() - started
-    assert landed.loaded and landed.rows == 10_000
+    assert landed.loaded
+    assert landed.rows == 10_000
     assert seconds <= 2.0, f"10,000 rows took {seconds:.2f} s to land"
     assert [(r.row, sorted(r.reasons)) for r in checked.refused] == [
         (10_001, ["store_id"]), (10_002, ["day", "item"]), (10_003, ["store_id"])]
@@ -168,7 +156,8 @@ def test_sigkill_while_entries_land_never_loses_or_doubles_one(waste):
         pending = [s for s in wanted if s not in acknowledged]
         process = subprocess.Popen([sys.executable, "-c", LANDER, str(project.root)], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, env=env, text=True)
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         process.stdin.write("".join(f"{s} {wanted[s]}\n" for s in pending))
         process.stdin.close()
         target = rng.randint(2, 10) if kills < 3 else None

@@ -58,7 +58,8 @@ def test_a_pivot_model_is_built_after_what_it_pivots_and_never_fresh_when_it_cha
     (root / "models/warehouse/stg_payments.sql").write_text(
         "select id, order_id, payment_method, amount * 10 as amount from lake.raw_payments")
     second = run(root)
-    assert "mart.order_payments" in second.plan.build and "mart.order_payments" not in second.plan.fresh
+    assert "mart.order_payments" in second.plan.build
+    assert "mart.order_payments" not in second.plan.fresh
     after = table(root, "mart.order_payments")
     assert after == [(r[0], *(None if v is None else v * 10 for v in r[1:])) for r in before]
     assert after == table(clean_build(root, tmp_path), "mart.order_payments")
@@ -73,7 +74,8 @@ def test_adding_a_failing_blocking_check_makes_the_next_run_judge_the_model(make
         "columns:\n  - name: status\n    checks:\n      - accepted_values: [placed]\n")
     judged = run(root)
     assert "warehouse.orders" in judged.plan.build, "a new blocking check is part of the fingerprint"
-    assert judged.status == "failed" and "accepted_values" in (judged.outcomes["warehouse.orders"].error or "")
+    assert judged.status == "failed"
+    assert "accepted_values" in (judged.outcomes["warehouse.orders"].error or "")
     # a check of severity warn does not block publishing: it is not part of what a version must pass
     (root / "models/warehouse/orders.yml").write_text(
         "columns:\n  - name: status\n    checks:\n      - accepted_values: [placed, shipped]\n"
@@ -175,7 +177,9 @@ def test_a_view_cannot_be_gated_so_a_blocking_check_on_it_is_refused_before_anyt
     with pytest.raises(ProjectError) as err:
         run(root)
     message = str(err.value)
-    assert "stg_orders.yml:5:" in message and "cannot gate a view" in message and "materialized: table" in message
+    assert "stg_orders.yml:5:" in message
+    assert "cannot gate a view" in message
+    assert "materialized: table" in message
     assert not (root / "kiban.duckdb").exists() or "stg_orders" not in str(table_names(root))
 
 
@@ -193,7 +197,8 @@ def test_a_gated_table_never_serves_the_row_its_check_refuses(make_project):
     assert run(root).status == "success"
     (root / "data/raw_orders_2.csv").write_text("id,user_id,status\n4,50,unknown_status\n")
     refused = run(root)
-    assert refused.status == "failed" and "accepted_values" in (refused.outcomes["warehouse.stg_orders"].error or "")
+    assert refused.status == "failed"
+    assert "accepted_values" in (refused.outcomes["warehouse.stg_orders"].error or "")
     assert [r for r in table(root, "warehouse.stg_orders") if r[2] == "unknown_status"] == []
     assert len(table(root, "warehouse.stg_orders")) == 3
 

@@ -256,7 +256,8 @@ def test_render_json_of_a_selection_keeps_only_edges_inside_it(graph):
 
 def test_render_dot(graph):
     text = render(graph, graph.order, "dot")
-    assert text.startswith("digraph kiban {") and text.rstrip().endswith("}")
+    assert text.startswith("digraph kiban {")
+    assert text.rstrip().endswith("}")
     drawn = set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";$', text, flags=re.MULTILINE))
     assert drawn == edges_of(graph, graph.order)
     nodes = set(re.findall(r'^\s*"([^"]+)" \[fillcolor=', text, flags=re.MULTILINE))

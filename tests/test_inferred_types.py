@@ -47,7 +47,9 @@ def test_inferred_types_land_and_stay(tmp_path: Path, cli) -> None:  # type: ign
         "code": "VARCHAR", "n": "BIGINT", "amount": "DOUBLE", "day": "DATE", "at": "TIMESTAMP", "ok": "BOOLEAN",
         "note": "VARCHAR"}  # declared code stays text: 007 keeps its zeros
     how = {n: h for n, _, h in lake_types(load_project(root), "lake.shop_sales")}
-    assert how["code"] == "declared" and how["n"] == "inferred" and how["note"] == "text"
+    assert how["code"] == "declared"
+    assert how["n"] == "inferred"
+    assert how["note"] == "text"
 
     # a later file whose n is not a number: the type stays, the row is quarantined
     write_files(root, {"data/sales_2.csv": "code,n,amount,day,at,ok,note\n011,many,2,2024-01-04,2024-01-04 01:00:00,"
@@ -62,6 +64,7 @@ def test_inferred_types_land_and_stay(tmp_path: Path, cli) -> None:  # type: ign
 
     shown = cli("--project", root, "show", "lake.shop_sales")
     assert shown.returncode == 0, shown.stderr
-    assert "inferred" in shown.stdout and "pin inferred types" in shown.stdout
+    assert "inferred" in shown.stdout
+    assert "pin inferred types" in shown.stdout
     data = json.loads(cli("--project", root, "show", "lake.shop_sales", "--json").stdout)
     assert {"column": "n", "type": "BIGINT", "how": "inferred"} in data["types"]

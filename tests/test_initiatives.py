@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from kiban.errors import ProjectError, ProjectErrors
 from kiban.project import load_project
 from kiban.value.effect import EffectError, Panel, measure
 from kiban.value.simulate import Scenario, panel
+from tests.helpers.initiatives import BASE, GOOD, LAKE, write_planted
 
 SEEDS = 30
 MIN_COVER = 26  # P(X ≤ 25 | n=30, p=0.95) ≈ 1.6%
@@ -63,15 +63,18 @@ def test_groups_that_drift_apart_before_the_start_are_called_out():
 def test_an_effect_is_reported_with_its_assumptions_fit_and_series():
     p = panel(1, Scenario(units=40, effect=40.0))
     e = measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)
-    assert e.excludes_zero and e.estimate > 0
+    assert e.excludes_zero
+    assert e.estimate > 0
     assert any("Parallel trends" in a for a in e.assumptions)
     assert "gap_trend_p" in e.pre_fit
-    assert len(e.series) == len(p.panel.days) and e.series[0].counterfactual is not None
+    assert len(e.series) == len(p.panel.days)
+    assert e.series[0].counterfactual is not None
     assert e.total[0] == pytest.approx(e.estimate * e.treated_units * e.post_days)
     ab = measure(p.panel, p.start, method="ab", treated=p.treated, control=p.control)
     assert any(n.startswith("Power:") for n in ab.notes)
     ba = measure(p.panel, p.start, method="before_after", treated=p.treated, is_holiday=p.holidays.__contains__)
-    assert "holdout_mape" in ba.pre_fit and any("No control group" in n for n in ba.notes)
+    assert "holdout_mape" in ba.pre_fit
+    assert any("No control group" in n for n in ba.notes)
 
 
 def test_data_that_cannot_answer_is_refused_with_a_reason():
@@ -89,8 +92,10 @@ def test_data_that_cannot_answer_is_refused_with_a_reason():
 def test_panel_from_rows_sums_duplicates_and_leaves_gaps_empty():
     d0 = date(2026, 1, 1)
     got = Panel.from_rows([d0, d0, d0 + timedelta(days=2)], ["a", "a", "b"], [1.0, 2.0, 5.0])
-    assert got.units == ("a", "b") and len(got.days) == 3
-    assert got.values[0, 0] == 3.0 and got.values[1, 2] == 5.0
+    assert got.units == ("a", "b")
+    assert len(got.days) == 3
+    assert got.values[0, 0] == 3.0
+    assert got.values[1, 2] == 5.0
     assert got.values[0, 1] != got.values[0, 1]  # NaN: no value that day
 
 
@@ -108,30 +113,11 @@ def test_two_years_of_500_stores_is_measured_fast():
 
 # --- the spec ---------------------------------------------------------------------------------------------------
 
-BASE = {
-    "models/mart/daily_sales.sql": "select day, store, sales from lake.sales\n",
-    "usecases/stocking.yml": "assets: [mart.daily_sales]\nneed: {by: \"06:00\", on: every_day}\n",
-}
-LAKE = {"sales": "select date '2026-01-01' + i::int as day, 'S' || (i % 4) as store, 100.0 as sales "
-                  "from range(0, 40) t(i)"}
-GOOD = """\
-question: Does replenishing from the forecast sell more?
-hypothesis: fewer stock-outs
-owner: stocking
-status: running
-usecases: [stocking]
-assets: [daily_sales]
-kpi: {asset: daily_sales, date: day, unit: store, value: sales, name: sales, measure: yen}
-intervention: {start: 2026-01-20, treated: [S0, S1]}
-value_per_unit: 0.3
-currency: JPY
-"""
-
-
 def test_a_good_initiative_loads_with_names_resolved(project_dir):
     root = project_dir({**BASE, "initiatives/replenish.yml": GOOD}, lake=LAKE)
     init = load_project(root).initiatives["replenish"]
-    assert init.config.assets == ("mart.daily_sales",) and init.config.kpi.asset == "mart.daily_sales"
+    assert init.config.assets == ("mart.daily_sales",)
+    assert init.config.kpi.asset == "mart.daily_sales"
     assert init.config.intervention.method == "did"
 
 
@@ -149,34 +135,17 @@ def test_a_bad_initiative_names_file_and_line(project_dir, text, message, line):
     with pytest.raises((ProjectError, ProjectErrors)) as caught:
         load_project(root)
     shown = str(caught.value)
-    assert message in shown and "replenish.yml" in shown
+    assert message in shown
+    assert "replenish.yml" in shown
     if line is not None:
         assert f"replenish.yml:{line}" in shown
 
 
 # --- end to end: a project, a run, a measurement, the ledger -----------------------------------------------------
 
-def _write_planted(root: Path) -> tuple[float, date]:
-    from tests.conftest import write_parquet
-
-    p = panel(7, Scenario(units=40, days=300, start_day=200, effect=30.0))
-    rows = [(d.isoformat(), u, float(v)) for i, u in enumerate(p.panel.units)
-            for d, v in zip(p.panel.days, p.panel.values[i], strict=True)]
-    csv = root / "sales.csv"
-    csv.write_text("day,store,sales\n" + "\n".join(f"{d},{u},{v}" for d, u, v in rows), encoding="utf-8")
-    write_parquet(root / "lake" / "sales" / "part-0.parquet",
-                  f"select cast(day as date) as day, store, sales from read_csv_auto('{csv}')")
-    csv.unlink()
-    treated = ", ".join(p.treated)
-    (root / "initiatives").mkdir(exist_ok=True)
-    (root / "initiatives" / "replenish.yml").write_text(
-        GOOD.replace("2026-01-20", p.start.isoformat()).replace("S0, S1", treated), encoding="utf-8")
-    return 30.0, p.start
-
-
 def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_dir, cli, tmp_path):
     root = project_dir(BASE, lake=LAKE)
-    truth, _ = _write_planted(root)
+    truth, _ = write_planted(root)
     from kiban.run import RunOptions, run_project
 
     assert run_project(load_project(root), RunOptions()).status == "success"
@@ -185,14 +154,18 @@ def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_d
     assert got.returncode == 0, got.stdout + got.stderr
     result = json.loads(got.stdout)
     effect = result["effect"]
-    assert effect["method"] == "did" and effect["low"] <= truth <= effect["high"]
+    assert effect["method"] == "did"
+    assert effect["low"] <= truth <= effect["high"]
     assert result["value"]["estimate"] == pytest.approx(effect["estimate"] * effect["treated_units"]
                                                         * effect["post_days"] * 0.3)
-    assert "<svg" in chart.read_text() and "counterfactual" in chart.read_text()
+    assert "<svg" in chart.read_text()
+    assert "counterfactual" in chart.read_text()
     text = cli("--project", root, "initiatives", "measure", "replenish", "--no-record")
-    assert "assumptions:" in text.stdout and "Parallel trends" in text.stdout
+    assert "assumptions:" in text.stdout
+    assert "Parallel trends" in text.stdout
     listing = json.loads(cli("--project", root, "initiatives", "--json").stdout)
-    assert listing[0]["name"] == "replenish" and listing[0]["value_per_month"]["estimate"] > 0
+    assert listing[0]["name"] == "replenish"
+    assert listing[0]["value_per_month"]["estimate"] > 0
     from kiban.store import Store
     from kiban.value.ledger import history
 
@@ -211,7 +184,9 @@ def test_measure_from_the_warehouse_records_the_ledger_and_feeds_usage(project_d
     store = Store(project.state_url)
     usecases, _ = holdings(project, build_graph(project), store, with_service_levels=False)
     store.close()
-    assert usecases[0].name == "stocking" and usecases[0].measured == 1 and usecases[0].value_per_month > 0
+    assert usecases[0].name == "stocking"
+    assert usecases[0].measured == 1
+    assert usecases[0].value_per_month > 0
 
 
 def test_an_asset_an_initiative_relies_on_is_not_reported_unused(project_dir):

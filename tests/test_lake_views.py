@@ -82,8 +82,10 @@ def test_the_console_reads_a_latest_view_and_masks_what_it_must(make_project):
     try:
         console = QueryConsole(project, store)
         result = console.run("select id, email, plan from lake.crm_members_latest order by id", SALES)
-        assert [r[0] for r in result.rows] == [1, 2] and [r[2] for r in result.rows] == ["pro", "pro"]
-        assert "email" in result.masked and not {r[1] for r in result.rows} & {"a2@example.com", "b@example.com"}
+        assert [r[0] for r in result.rows] == [1, 2]
+        assert [r[2] for r in result.rows] == ["pro", "pro"]
+        assert "email" in result.masked
+        assert not {r[1] for r in result.rows} & {"a2@example.com", "b@example.com"}
         assert result.assets == ("lake.crm_members",)
         joined = console.run("select m.contact from warehouse.members m join crm_members_latest l using (id)", SALES)
         assert "contact" in joined.masked
@@ -100,7 +102,8 @@ def test_a_moved_project_folder_runs_refreshes_and_serves_the_same_tables(make_p
     moved.parent.mkdir()
     shutil.move(str(root), str(moved))
     again = run(moved)
-    assert again.plan.build == [] and {"warehouse.members", "warehouse.plain"} <= set(again.plan.fresh)
+    assert again.plan.build == []
+    assert {"warehouse.members", "warehouse.plain"} <= set(again.plan.fresh)
     assert tables(moved) == before
     refreshed = run(moved, full_refresh=True)
     assert set(refreshed.plan.build) >= {"warehouse.members", "mart.plan_changes", "warehouse.plain"}
@@ -108,7 +111,8 @@ def test_a_moved_project_folder_runs_refreshes_and_serves_the_same_tables(make_p
     con = duckdb.connect(str(moved / "kiban.duckdb"), read_only=True)
     try:  # no view names a file by the old folder's path
         sqls = [r[0] for r in con.execute("select sql from duckdb_views() where schema_name = 'lake'").fetchall()]
-        assert sqls and not any(str(root) in s for s in sqls)
+        assert sqls
+        assert not any(str(root) in s for s in sqls)
     finally:
         con.close()
     # and the console reads the moved lake through its sandbox
@@ -139,6 +143,7 @@ def test_a_view_over_another_folders_files_is_made_again_over_this_ones(make_pro
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
     try:  # … but the view reads this project's lake again
         sql = con.execute("select sql from duckdb_views() where view_name = 'events'").fetchone()[0]
-        assert str(elsewhere) not in sql and str(root / "lake" / "events") in sql
+        assert str(elsewhere) not in sql
+        assert str(root / "lake" / "events") in sql
     finally:
         con.close()

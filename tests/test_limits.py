@@ -55,7 +55,9 @@ def test_a_limit_on_a_tag_nobody_has_names_the_line(project_dir):
     with pytest.raises((ProjectError, ProjectErrors)) as info:
         load_project(root)
     text = str(info.value)
-    assert "kiban.yml:4:3:" in text and "no asset has tag 'pos_extact'" in text and "pos_extract" in text
+    assert "kiban.yml:4:3:" in text
+    assert "no asset has tag 'pos_extact'" in text
+    assert "pos_extract" in text
 
 
 def test_a_limit_below_one_is_refused(project_dir):

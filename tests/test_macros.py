@@ -65,7 +65,8 @@ def test_macros_are_parsed_with_their_lines() -> None:
 def test_anything_but_create_macro_is_refused_with_its_line() -> None:
     with pytest.raises(ProjectError) as caught:
         parse_macros("create macro a(x) as x;\n\nselect 1;\n", Path("macros/m.sql"))
-    assert caught.value.location is not None and caught.value.location.line == 3
+    assert caught.value.location is not None
+    assert caught.value.location.line == 3
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -121,4 +122,5 @@ def test_a_removed_macro_is_gone_from_the_warehouse(shop: Path) -> None:
                                            "and schema_name = 'main'").fetchall()}
     finally:
         con.close()
-    assert "priciest" not in names and "with_tax" in names
+    assert "priciest" not in names
+    assert "with_tax" in names

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from conftest import write_parquet
-from test_ml_project import SHIFTED, make_ml_project, query, run
 
 from kiban.errors import ProjectError
 from kiban.ml.drift import baseline, ks, psi
 from kiban.project import load_project
+from tests.helpers.ml import SHIFTED, make_ml_project, query, run
 
 DRIFT = "checks:\n  - drift: {model: demand_model, psi: 0.25, ks: 0.3}\n    severity: SEVERITY\n"
 ACCURACY = ("checks:\n  - accuracy: {actuals: warehouse.demand_features, on: [store_id, day], predicted: forecast, "
@@ -37,13 +37,16 @@ def test_a_shifted_feature_distribution_is_flagged(make_project):
     root = make_ml_project(make_project, sidecar=DRIFT.replace("SEVERITY", "warn"))
     assert run(root).status == "success"
     [first] = results(root, "drift")
-    assert first.status == "pass" and "against warehouse.demand_model v1" in first.detail
+    assert first.status == "pass"
+    assert "against warehouse.demand_model v1" in first.detail
     shift_the_sales(root)
     scored = run(root, "warehouse.demand_features", "mart.demand_forecast")  # scored daily, not retrained
     assert scored.status == "success"  # a warning does not block
     latest = results(root, "drift")[-1]
-    assert latest.status == "fail" and latest.severity == "warn"
-    assert "lag7: PSI" in latest.detail and "(drifted)" in latest.detail
+    assert latest.status == "fail"
+    assert latest.severity == "warn"
+    assert "lag7: PSI" in latest.detail
+    assert "(drifted)" in latest.detail
     assert "store_id: PSI 0.000" in latest.detail  # the stores did not change
     assert '"version": 1' in latest.observed
 
@@ -59,9 +62,11 @@ def test_psi_and_ks_each_flag_the_shift_on_their_own(make_project, limits, judge
     shift_the_sales(root)
     run(root, "warehouse.demand_features", "mart.demand_forecast")
     latest = results(root, "drift")[-1]
-    assert latest.status == "fail" and judged in latest.detail, latest.detail
+    assert latest.status == "fail", latest.detail
+    assert judged in latest.detail, latest.detail
     measured = json.loads(latest.observed)["columns"]["lag7"]
-    assert measured["psi"] > 0.25 and measured["ks"] > 0.3
+    assert measured["psi"] > 0.25
+    assert measured["ks"] > 0.3
 
 
 def test_drift_of_severity_error_keeps_the_old_predictions(make_project):
@@ -79,14 +84,17 @@ def test_accuracy_once_the_actuals_are_there(make_project):
     root = make_ml_project(make_project, sidecar=ACCURACY.replace("MAX", "0.5"))
     run(root)
     [passed] = results(root, "accuracy")
-    assert passed.status == "pass" and passed.detail.startswith("MAPE ") and "over 565 predictions" in passed.detail
+    assert passed.status == "pass"
+    assert passed.detail.startswith("MAPE ")
+    assert "over 565 predictions" in passed.detail
     (root / "models/mart/demand_forecast.yml").write_text(ACCURACY.replace("MAX", "0.0001"))
     checked = __import__("subprocess").run(
         [__import__("sys").executable, "-m", "kiban", "--project", str(root), "check", "mart.demand_forecast"],
         capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr  # a warning
     failed = results(root, "accuracy")[-1]
-    assert failed.status == "fail" and "(max 0.0%)" in failed.detail
+    assert failed.status == "fail"
+    assert "(max 0.0%)" in failed.detail
 
 
 def test_accuracy_without_actuals_yet_passes_and_says_so(make_project):
@@ -96,7 +104,8 @@ def test_accuracy_without_actuals_yet_passes_and_says_so(make_project):
         "select store_id, day, qty from warehouse.demand_features where day > date '2030-01-01'")
     assert run(root).status == "success"
     [result] = results(root, "accuracy")
-    assert result.status == "pass" and result.detail == "no actuals yet in warehouse.actuals for these predictions"
+    assert result.status == "pass"
+    assert result.detail == "no actuals yet in warehouse.actuals for these predictions"
 
 
 def test_a_wrong_column_in_an_accuracy_check_names_the_sidecar(make_project):
@@ -104,7 +113,8 @@ def test_a_wrong_column_in_an_accuracy_check_names_the_sidecar(make_project):
                            .replace("MAX", "0.5"))
     result = run(root)
     error = result.outcomes["mart.demand_forecast"].error
-    assert "demand_forecast.yml:2" in error and "cannot compare with warehouse.demand_features" in error
+    assert "demand_forecast.yml:2" in error
+    assert "cannot compare with warehouse.demand_features" in error
 
 
 def test_model_check_declarations_are_validated_when_the_project_loads(make_project):
@@ -117,8 +127,10 @@ def test_psi_and_ks_tell_a_shift_from_noise():
     rng = np.random.default_rng(7)
     reference = baseline({"x": rng.normal(10, 2, 5000), "d": rng.integers(0, 3, 5000)})
     same, moved = rng.normal(10, 2, 3000), rng.normal(12, 2, 3000)
-    assert psi(reference["x"], same) < 0.02 and ks(reference["x"], same) < 0.05
-    assert psi(reference["x"], moved) > 0.25 and ks(reference["x"], moved) > 0.3
+    assert psi(reference["x"], same) < 0.02
+    assert ks(reference["x"], same) < 0.05
+    assert psi(reference["x"], moved) > 0.25
+    assert ks(reference["x"], moved) > 0.3
     # a discrete feature: the same categories in the same shares do not drift; a shift by one does
     assert ks(reference["d"], rng.integers(0, 3, 3000)) < 0.05
     assert ks(reference["d"], rng.integers(1, 4, 3000)) > 0.3

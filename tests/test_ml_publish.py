@@ -7,9 +7,9 @@ already made v2 current (and v1 retired), so scoring used the version nobody pub
 from __future__ import annotations
 
 import duckdb
-from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.registry import open_registry
+from tests.helpers.ml import make_ml_project, query, run, set_algo, versions
 
 MODEL = "warehouse.demand_model"
 # a blocking check on the training asset's published row that only the first version passes
@@ -24,10 +24,13 @@ def test_a_refused_publish_undoes_the_promotion_and_scoring_keeps_the_published_
     (root / "models/warehouse/demand_model.yml").write_text(ONLY_V1)
     set_algo(root, "linear")  # better: the promotion gate would make it current
     refused = run(root)
-    assert refused.outcomes[MODEL].status == "failed" and "expression" in (refused.outcomes[MODEL].error or "")
+    assert refused.outcomes[MODEL].status == "failed"
+    assert "expression" in (refused.outcomes[MODEL].error or "")
     v1, v2 = versions(root)
     assert (v1.status, v2.status) == ("current", "rejected"), (v1, v2)
-    assert v2.reason is not None and v2.reason.startswith("not published") and "v1 stays current" in v2.reason
+    assert v2.reason is not None
+    assert v2.reason.startswith("not published")
+    assert "v1 stays current" in v2.reason
     assert query(root, f"select version, current_version from {MODEL}") == [(1, 1)]
     assert query(root, "select * from mart.demand_forecast order by all") == scored
     # and what scores next is still v1: the version the published table names

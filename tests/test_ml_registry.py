@@ -7,12 +7,12 @@ import json
 import joblib
 import pytest
 import sqlalchemy as sa
-from test_ml_project import make_ml_project, query, run, set_algo, versions
 
 from kiban.ml.artefact import UntrustedArtefact, sha256_of
 from kiban.ml.promotion import decide
 from kiban.ml.registry import open_registry
 from kiban.ml.training import data_fingerprint
+from tests.helpers.ml import make_ml_project, query, run, set_algo, versions
 
 MODEL = "warehouse.demand_model"
 
@@ -24,9 +24,11 @@ def test_train_register_promote_score_end_to_end(make_project):
     [v1] = versions(root)
     assert (v1.version, v1.status) == (1, "current")
     assert v1.reason == f"no current version to beat: mape {v1.metric_value:.4g}"
-    assert 0 < v1.metrics["mape"] < 0.2 and v1.params == {"algo": "linear"}
+    assert 0 < v1.metrics["mape"] < 0.2
+    assert v1.params == {"algo": "linear"}
     assert set(v1.baseline) == {"store_id", "weekend", "lag7"}
-    assert len(v1.data_fingerprint) == 64 and len(v1.code_fingerprint) == 64
+    assert len(v1.data_fingerprint) == 64
+    assert len(v1.code_fingerprint) == 64
     artefact = root / ".kiban/models" / v1.artefact
     assert artefact == root / ".kiban/models/warehouse.demand_model/1.joblib"
     assert sha256_of(artefact) == v1.sha256
@@ -49,12 +51,14 @@ def test_an_unchanged_training_does_not_retrain_and_a_changed_one_does(make_proj
     root = make_ml_project(make_project)
     run(root)
     again = run(root)
-    assert again.status == "nothing" and MODEL in again.plan.fresh
+    assert again.status == "nothing"
+    assert MODEL in again.plan.fresh
     assert len(versions(root)) == 1
     path = root / "models/warehouse/demand_model.py"
     path.write_text(path.read_text().replace("cut = df", "# a comment changes the code\n    cut = df"))
     changed = run(root)
-    assert MODEL in changed.plan.build and "mart.demand_forecast" in changed.plan.build
+    assert MODEL in changed.plan.build
+    assert "mart.demand_forecast" in changed.plan.build
     assert [v.version for v in versions(root)] == [1, 2]
 
 
@@ -92,7 +96,8 @@ def test_a_threshold_is_required_even_of_the_first_version(make_project):
     root = make_ml_project(make_project, threshold=0.001)
     result = run(root)
     [v1] = versions(root)
-    assert v1.status == "rejected" and "does not meet the threshold (at most 0.001)" in v1.reason
+    assert v1.status == "rejected"
+    assert "does not meet the threshold (at most 0.001)" in v1.reason
     assert result.outcomes[MODEL].status == "success"
     error = result.outcomes["mart.demand_forecast"].error
     assert "warehouse.demand_model has no current version in the registry" in error
@@ -108,7 +113,8 @@ def test_a_tampered_artefact_is_refused(make_project):
         (root / "models/mart/demand_forecast.py").read_text() + "\n# rescore\n")
     result = run(root)
     error = result.outcomes["mart.demand_forecast"].error
-    assert result.status == "failed" and "refusing to load warehouse.demand_model v1" in error
+    assert result.status == "failed"
+    assert "refusing to load warehouse.demand_model v1" in error
     assert "the file was changed or replaced" in error
     assert query(root, "select * from mart.demand_forecast order by all") == before  # the old predictions stay
 
@@ -161,16 +167,21 @@ def test_the_registry_keeps_what_was_trained_and_why(make_project, cli):
     run(root)
     listed = cli("--project", root, "models", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "warehouse.demand_model" in listed.stdout and "v1" in listed.stdout
+    assert "warehouse.demand_model" in listed.stdout
+    assert "v1" in listed.stdout
     shown = cli("--project", root, "models", "show", "demand_model")
     assert shown.returncode == 0, shown.stderr
-    assert "rejected" in shown.stdout and "is not better than current v1" in shown.stdout
+    assert "rejected" in shown.stdout
+    assert "is not better than current v1" in shown.stdout
     assert "store_id, weekend, lag7" in shown.stdout
     compared = cli("--project", root, "models", "compare", "demand_model")
     assert compared.returncode == 0, compared.stderr
-    assert "v1 vs v2" in compared.stdout and "(worse)" in compared.stdout and "param algo" in compared.stdout
+    assert "v1 vs v2" in compared.stdout
+    assert "(worse)" in compared.stdout
+    assert "param algo" in compared.stdout
     unknown = cli("--project", root, "models", "show", "demand_modle")
-    assert unknown.returncode != 0 and "did you mean" in unknown.stderr
+    assert unknown.returncode != 0
+    assert "did you mean" in unknown.stderr
     with open_registry(root).store.engine.connect() as conn:
         params = conn.execute(sa.text("select params from model_versions order by version")).scalars().all()
     assert [json.loads(p)["algo"] for p in params] == ["linear", "dummy"]
@@ -207,4 +218,5 @@ def test_the_training_datas_fingerprint_is_its_values_not_their_memory_layout():
 ])
 def test_the_promotion_gate(direction, value, threshold, current, promote):
     decision = decide("m", direction, value, threshold, 1 if current is not None else None, current)
-    assert decision.promote is promote and decision.reason
+    assert decision.promote is promote
+    assert decision.reason

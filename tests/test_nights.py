@@ -44,9 +44,12 @@ def test_a_late_source_puts_its_use_cases_at_risk_when_overdue_before_any_run(tm
         incident = IncidentLog(world.store, "sim").open_for("morning", late.day)
         assert incident is not None
         first = IncidentLog(world.store, "sim").events(incident.id)[0]
-        assert first.kind == "at_risk" and first.at < utc(late.day, datetime.min.time().replace(hour=2, minute=30))
-        assert "lake.pos_orders has not delivered" in first.message and "overdue" in first.message
-        assert incident.root_cause["kind"] == "late_source" and incident.root_cause["asset"] == "lake.pos_orders"
+        assert first.kind == "at_risk"
+        assert first.at < utc(late.day, datetime.min.time().replace(hour=2, minute=30))
+        assert "lake.pos_orders has not delivered" in first.message
+        assert "overdue" in first.message
+        assert incident.root_cause["kind"] == "late_source"
+        assert incident.root_cause["asset"] == "lake.pos_orders"
     finally:
         world.close()
 
@@ -62,7 +65,9 @@ def test_each_kind_of_night_is_warned_explained_and_repaired(tmp_path: Path, kin
         if o.repaired is not None and o.missed:
             assert o.repaired, (o.usecase, o.workaround)
         if o.cause and o.cause.get("kind") != "slow" and o.missed:
-            assert o.workaround and o.workaround.startswith("kiban run") and "--resume" not in o.workaround
+            assert o.workaround
+            assert o.workaround.startswith("kiban run")
+            assert "--resume" not in o.workaround
 
 
 def test_bad_data_repaired_after_the_deadline_still_names_the_first_bad_upstream(tmp_path: Path) -> None:
@@ -76,9 +81,12 @@ def test_bad_data_repaired_after_the_deadline_still_names_the_first_bad_upstream
         bad = script("bad_data", start + timedelta(days=6), world.rng)
         bad.repair_after = 7 * 3600.0  # repaired after the 08:30 deadline: the day ends `late`
         morning = next(o for o in world.night(bad) if o.usecase == "morning")
-        assert morning.verdict == "late" and morning.repaired
-        assert morning.cause is not None and morning.cause["kind"] == "bad_data", morning.cause
-        assert morning.cause["asset"] == "lake.pos_orders" and morning.cause["failing"] == "mart.daily_sales"
+        assert morning.verdict == "late"
+        assert morning.repaired
+        assert morning.cause is not None, morning.cause
+        assert morning.cause["kind"] == "bad_data", morning.cause
+        assert morning.cause["asset"] == "lake.pos_orders"
+        assert morning.cause["failing"] == "mart.daily_sales"
     finally:
         world.close()
 
@@ -140,7 +148,9 @@ def test_the_optimistic_end_of_a_slow_step_is_its_quickest_slow_builds(tmp_path:
     state.started = {"warehouse.order_lines": start, "warehouse.customers": start}
     state.finished = {"warehouse.customers": start + timedelta(minutes=40)}
     (at_70,) = predictor.forecast(state, start + timedelta(minutes=70))
-    assert at_70.p10 is not None and at_70.p50 is not None and at_70.p90 is not None
+    assert at_70.p10 is not None
+    assert at_70.p50 is not None
+    assert at_70.p90 is not None
     assert at_70.p10 < at_70.deadline < at_70.p50 <= at_70.p90  # likely late, not sure: held back
     assert at_70.p10 == start + timedelta(minutes=165 + 20)  # the tenth percentile of the slow builds, then 20 min
     # two or three slow builds are no evidence of how quick a slow build can be: the step might end any moment
@@ -190,8 +200,10 @@ def test_a_step_just_past_its_p90_does_not_alarm(tmp_path: Path) -> None:
     state = RunState(planned={"warehouse.orders", "mart.daily_sales"})
     state.started["warehouse.orders"] = now - timedelta(seconds=2320)  # past p90 (2300 s), within history
     (forecast,) = predictor.forecast(state, now)
-    assert forecast.confident and not forecast.at_risk, forecast
-    assert forecast.p90 is not None and forecast.p90 < now + timedelta(minutes=20)
+    assert forecast.confident, forecast
+    assert not forecast.at_risk, forecast
+    assert forecast.p90 is not None
+    assert forecast.p90 < now + timedelta(minutes=20)
 
 
 def test_the_forecast_queues_steps_on_the_threads_the_run_has(tmp_path: Path) -> None:
@@ -204,9 +216,13 @@ def test_the_forecast_queues_steps_on_the_threads_the_run_has(tmp_path: Path) ->
                      Concurrency(threads=4)).forecast(RunState(planned=set(planned)), now)[0]
     one = Predictor(graph, {"stock": ("mart.forecast",)}, {"stock": now + timedelta(hours=3)}, Durations(p, p),
                     Concurrency(threads=1)).forecast(RunState(planned=set(planned)), now)[0]
-    assert wide.p50 == now + timedelta(seconds=3000 + 1200) and not wide.at_risk
-    assert one.p50 is not None and one.p50 - now >= timedelta(seconds=sum(p.values()) - 1800 - 600)
-    assert one.at_risk and one.cause == "queued" and one.queued_s > 0
+    assert wide.p50 == now + timedelta(seconds=3000 + 1200)
+    assert not wide.at_risk
+    assert one.p50 is not None
+    assert one.p50 - now >= timedelta(seconds=sum(p.values()) - 1800 - 600)
+    assert one.at_risk
+    assert one.cause == "queued"
+    assert one.queued_s > 0
 
 
 def test_no_history_no_alarm(tmp_path: Path) -> None:
@@ -217,7 +233,8 @@ def test_no_history_no_alarm(tmp_path: Path) -> None:
                           Durations({"warehouse.orders": 60.0, "mart.daily_sales": 60.0},
                                     {"warehouse.orders": 60.0, "mart.daily_sales": 60.0}, history={}, declared=set()))
     (forecast,) = predictor.forecast(RunState(planned={"warehouse.orders", "mart.daily_sales"}), now)
-    assert not forecast.confident and not forecast.at_risk
+    assert not forecast.confident
+    assert not forecast.at_risk
     assert set(forecast.unknown) == {"warehouse.orders", "mart.daily_sales"}
 
 
@@ -282,14 +299,17 @@ def test_a_failed_step_is_repaired_by_the_printed_workaround(project_dir, cli) -
     (root / "models/warehouse/broken.flag").write_text("x")
     assert run_project(load_project(root), RunOptions()).status == "failed"
     incident = _incident(root)
-    assert incident is not None and incident.root_cause["kind"] == "failed"
+    assert incident is not None
+    assert incident.root_cause["kind"] == "failed"
     assert incident.root_cause["asset"] == "warehouse.flaky"
     assert "ConnectionError" in incident.root_cause["reason"]
     assert incident.workaround == "kiban run +mart.totals"
     (root / "models/warehouse/broken.flag").unlink()  # the API is back
     _run_as_printed(cli, root, incident.workaround)
     closed = _incident(root)
-    assert closed is not None and closed.status == "resolved" and closed.id == incident.id
+    assert closed is not None
+    assert closed.status == "resolved"
+    assert closed.id == incident.id
 
 
 GUARDED = {
@@ -320,7 +340,8 @@ def test_bad_data_upstream_is_rebuilt_from_the_first_bad_upstream_not_resumed(pr
     write_parquet(root / "lake" / "sales" / "part-0.parquet", BAD_LAKE)
     assert _gated_run(root, RunOptions()) == "failed"  # the mart's blocking check stops the bad rows
     incident = _incident(root)
-    assert incident is not None and incident.root_cause["kind"] == "bad_data"
+    assert incident is not None
+    assert incident.root_cause["kind"] == "bad_data"
     assert incident.root_cause["asset"] == "warehouse.orders"  # the first bad upstream, not the mart
     assert "first bad upstream" in incident.root_cause["reason"]
     assert incident.workaround == "kiban run +mart.totals"
@@ -329,7 +350,8 @@ def test_bad_data_upstream_is_rebuilt_from_the_first_bad_upstream_not_resumed(pr
     assert _gated_run(root, RunOptions(resume=True)) == "failed"
     _run_as_printed(cli, root, incident.workaround)
     closed = _incident(root)
-    assert closed is not None and closed.status == "resolved"
+    assert closed is not None
+    assert closed.status == "resolved"
 
 
 def test_retries_are_honoured_for_python_models(project_dir) -> None:
@@ -358,7 +380,9 @@ def test_a_target_that_allows_no_miss_in_its_window_is_called_too_tight() -> Non
     tight = budget("sales", 0.95, 28, judged(19), day(2026, 11, 28))
     assert tight.allowed == 0
     warning = too_tight(tight)
-    assert warning and "allows no miss" in warning and "window_days of at least 30" in warning
+    assert warning
+    assert "allows no miss" in warning
+    assert "window_days of at least 30" in warning
     assert "94.7%" in warning
     assert too_tight(budget("sales", 0.95, 28, judged(20), day(2026, 11, 28))) is None
     for n in range(1, 60):  # whatever the number of judged days: the advice, followed, allows a miss

@@ -148,7 +148,8 @@ def test_the_stamp_answers_only_when_the_plan_has_nothing_to_build(built: Path,
              "replace_lake", "drop_table_behind_kiban", "none", "delete_parse_cache", "edit_config", "environment",
              "none", "add_lake_file", "none"]
     quick_answers, unchanged = _check_steps(built, monkeypatch, steps)
-    assert unchanged >= 3 and quick_answers >= 3  # the stamp is of use: it answers unchanged projects
+    assert unchanged >= 3
+    assert quick_answers >= 3  # the stamp is of use: it answers unchanged projects
 
 
 def test_a_held_lock_or_a_running_run_takes_the_full_path(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:

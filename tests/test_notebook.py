@@ -14,7 +14,7 @@ from kiban.project import load_project
 from kiban.run import RunOptions, run_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_catalog_console import build_shop
+from tests.helpers.shop import build_shop
 
 
 @pytest.fixture
@@ -37,14 +37,17 @@ def test_read_gives_arrow_with_where_and_columns_and_records_the_read(shop):
     notebook.flush()
     store = Store(load_project(shop).state_url)
     found = history(store, "shop", "ana")
-    assert [r.kind for r in found] == ["notebook", "notebook"] and found[0].status == "ok"
+    assert [r.kind for r in found] == ["notebook", "notebook"]
+    assert found[0].status == "ok"
 
 
 def test_pandas_and_polars_on_request(shop):
     frame = kiban.query("select order_date, revenue from mart.daily_sales order by 1", to="pandas", project=shop)
-    assert list(frame.columns) == ["order_date", "revenue"] and len(frame) == 30
+    assert list(frame.columns) == ["order_date", "revenue"]
+    assert len(frame) == 30
     polars_frame = kiban.read("mart.daily_sales", to="polars", project=shop)
-    assert type(polars_frame).__module__.startswith("polars") and polars_frame.height == 30
+    assert type(polars_frame).__module__.startswith("polars")
+    assert polars_frame.height == 30
     with pytest.raises(UsageError, match="unknown result format"):
         kiban.read("mart.daily_sales", to="excel", project=shop)
 

@@ -167,12 +167,16 @@ def test_email_in_japanese_arrives_with_headers_and_both_bodies(store: Store, tm
     assert isinstance(received, email.message.EmailMessage)
     assert received["Subject"] == SUBJECT_JA  # decoded from RFC 2047
     assert received["From"] == "kiban <kiban@example.com>"
-    assert "owner@example.com" in received["To"] and "担当" in received["To"]
+    assert "owner@example.com" in received["To"]
+    assert "担当" in received["To"]
     # Text bodies travel in canonical CRLF form (RFC 2045) inside base64.
     plain = part(received, "plain").replace("\r\n", "\n")
     html = part(received, "html")
-    assert TEXT_JA in plain and "ユースケース" in plain and "https://kiban.example/usecases/morning_sales" in plain
-    assert "本日の売上データは約40分遅れます。" in html and "<table>" in html
+    assert TEXT_JA in plain
+    assert "ユースケース" in plain
+    assert "https://kiban.example/usecases/morning_sales" in plain
+    assert "本日の売上データは約40分遅れます。" in html
+    assert "<table>" in html
     assert [(r.channel, r.status, r.attempts) for r in rows(store)] == [("mail", "sent", 1)]
 
 
@@ -186,11 +190,13 @@ def test_email_login_from_env_and_a_wrong_password_is_not_retried(store: Store, 
     monkeypatch.setenv("SMTP_URL", f"smtp://alice:wrong-pass-9f3@127.0.0.1:{port}")
     [bad] = notifier.send(["mail"], message("k1"))
     assert (bad.status, bad.attempts) == ("failed", 1)
-    assert "refused the login of alice" in (bad.error or "") and "wrong-pass-9f3" not in (bad.error or "")
+    assert "refused the login of alice" in (bad.error or "")
+    assert "wrong-pass-9f3" not in (bad.error or "")
 
     monkeypatch.setenv("SMTP_URL", f"smtp://alice:s3cret%21@127.0.0.1:{port}")  # percent-encoded "!"
     [good] = notifier.send(["mail"], message("k2"))
-    assert good.status == "sent" and len(inbox.envelopes) == 1
+    assert good.status == "sent"
+    assert len(inbox.envelopes) == 1
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------
@@ -287,7 +293,8 @@ def test_400_is_not_retried(store: Store, tmp_path: Path, hook: Hook) -> None:
     [result] = Notifier(store, {"slack": slack}, tmp_path).send(["slack"], message())
 
     assert (result.status, result.attempts) == ("failed", 1)
-    assert "HTTP 400" in (result.error or "") and "invalid_payload" in (result.error or "")
+    assert "HTTP 400" in (result.error or "")
+    assert "invalid_payload" in (result.error or "")
     assert len(hook.requests) == 1
 
 
@@ -299,12 +306,14 @@ def test_same_key_within_min_interval_is_suppressed_then_sent_again(store: Store
 
     first, second, other = (notifier.send(["slack"], m)[0] for m in (message("k"), message("k"), message("k2")))
     assert [first.status, second.status, other.status] == ["sent", "suppressed", "sent"]
-    assert second.attempts == 0 and "duplicate" in (second.error or "")
+    assert second.attempts == 0
+    assert "duplicate" in (second.error or "")
     assert len(hook.requests) == 2
 
     clock.advance(0.25)  # past min_interval, without waiting for it
     [later] = notifier.send(["slack"], message("k"))
-    assert later.status == "sent" and len(hook.requests) == 3
+    assert later.status == "sent"
+    assert len(hook.requests) == 3
     assert [r.status for r in rows(store)] == ["sent", "suppressed", "sent", "sent"]
 
 
@@ -331,10 +340,12 @@ def test_secret_webhook_path_never_appears_in_errors_store_or_logs(store: Store,
         dead, echo = Notifier(store, channels, tmp_path, backoff=0.01).send(["dead", "echo"], message())
 
     assert (dead.status, echo.status) == ("failed", "failed")
-    assert "127.0.0.1" in (dead.error or "") and "HTTP 500" in (echo.error or "")
+    assert "127.0.0.1" in (dead.error or "")
+    assert "HTTP 500" in (echo.error or "")
     texts = [dead.error or "", echo.error or "", *(r.error or "" for r in rows(store)), caplog.text]
     for text in texts:
-        assert "SecretToken" not in text and "T0AB12CD" not in text
+        assert "SecretToken" not in text
+        assert "T0AB12CD" not in text
 
 
 def test_unknown_channel_and_missing_env_fail_without_raising(store: Store, tmp_path: Path, hook: Hook,
@@ -343,8 +354,12 @@ def test_unknown_channel_and_missing_env_fail_without_raising(store: Store, tmp_
     channels = {"ops": channel(type="slack", url=hook.url), "gone": channel(type="slack", url="env:NOT_SET_HOOK")}
     opz, gone, ops = Notifier(store, channels, tmp_path).send(["opz", "gone", "ops"], message())
 
-    assert opz.status == "failed" and "unknown channel 'opz'" in (opz.error or "") and "ops" in (opz.error or "")
-    assert gone.status == "failed" and "NOT_SET_HOOK is not set" in (gone.error or "") and gone.attempts == 1
+    assert opz.status == "failed"
+    assert "unknown channel 'opz'" in (opz.error or "")
+    assert "ops" in (opz.error or "")
+    assert gone.status == "failed"
+    assert "NOT_SET_HOOK is not set" in (gone.error or "")
+    assert gone.attempts == 1
     assert ops.status == "sent"
     assert [(r.channel, r.status) for r in rows(store)] == [("opz", "failed"), ("gone", "failed"), ("ops", "sent")]
 
@@ -389,7 +404,8 @@ def test_a_failed_delivery_stays_in_the_outbox_and_goes_out_when_the_channel_is_
     [first] = notifier.send(["web"], message())
     assert first.status == "failed"
     [row] = rows(store)
-    assert row.retry_at is not None and row.payload is not None
+    assert row.retry_at is not None
+    assert row.payload is not None
     assert notifier.retry_due(utcnow()) == []  # not due yet: a minute later
     assert [r.status for r in notifier.retry_due(utcnow() + timedelta(minutes=2))] == ["failed"]
     [row] = rows(store)
@@ -403,7 +419,8 @@ def test_a_failed_delivery_stays_in_the_outbox_and_goes_out_when_the_channel_is_
         [sent] = notifier.retry_due(utcnow() + timedelta(hours=1))
         assert sent.status == "sent"
         body = json.loads(back.requests[0]["body"])  # type: ignore[attr-defined]
-        assert body["subject"] == message().subject and body["link"] == message().link
+        assert body["subject"] == message().subject
+        assert body["link"] == message().link
     finally:
         back.shutdown()
         back.server_close()
@@ -438,17 +455,22 @@ def test_consumer_wording_in_their_language_and_words() -> None:
         description="発注担当が在庫補充の前に需要予測を見る。", usecase="stock", due="2026-12-01",
         deadline="12-01 06:00", owner="data-team", cause_kind="late_source", eta="06:40 (up to 07:10)"))
     assert subject == "【kiban】発注担当が在庫補充の前に需要予測を見る：遅れる可能性があります"
-    assert "元データの到着が遅れています" in text and "06:40 (up to 07:10) 頃" in text and "stock" not in text
+    assert "元データの到着が遅れています" in text
+    assert "06:40 (up to 07:10) 頃" in text
+    assert "stock" not in text
     subject, text = consumer_message("ready", "en", ConsumerNotice(
         description="Store managers read yesterday's sales.", usecase="morning", due="2026-12-01",
         deadline="12-01 08:30", owner=None, late="20 s"))
     assert subject == "[kiban] Store managers read yesterday's sales: your data is ready"
-    assert "20 s after the 12-01 08:30 deadline" in text and "morning" not in text
+    assert "20 s after the 12-01 08:30 deadline" in text
+    assert "morning" not in text
     for event in ("at_risk", "failed", "incomplete", "bad_data", "late", "ready"):
         for language in ("en", "ja"):
             subject, _ = consumer_message(event, language, ConsumerNotice(
                 description="Sales.", usecase="u", due="d", deadline="x", owner="o"))
-            assert ".:" not in subject and "。：" not in subject and "..." not in subject
+            assert ".:" not in subject
+            assert "。：" not in subject
+            assert "..." not in subject
 
 
 # --- live: the real scheduler, real receivers on loopback ------------------------------------------------
@@ -561,10 +583,12 @@ def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair
     try:
         got = step(clock.now(), "the run fails, 3 h before the deadline (the scheduler's next check)")
         [incident] = IncidentLog(scheduler.store, project.name).recent()
-        assert incident.kind == "at_risk" and incident.workaround == "kiban run +warehouse.totals"
+        assert incident.kind == "at_risk"
+        assert incident.workaround == "kiban run +warehouse.totals"
         assert set(got) == {owners}  # the owners at once; the consumers not yet: there is time to repair
         [owner] = got[owners]
-        assert "No space left on device" in owner["text"] and "kiban run +warehouse.totals" in owner["text"]
+        assert "No space left on device" in owner["text"]
+        assert "kiban run +warehouse.totals" in owner["text"]
         assert owner["link"] == f"http://kiban.example/incidents/{incident.id}"
         assert step(deadline - timedelta(minutes=50)) == {}  # still time: nobody hears it again
         # less than 45 minutes left: the consumers hear it now
@@ -572,11 +596,13 @@ def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair
         assert set(got) == {area, tencho}  # ... and only they: the owners know already
         [warned] = got[area]
         assert warned["subject"] == "[kiban] 店長が朝礼の前に昨日の売上を見る: may be late"
-        assert "warehouse" not in warned["text"] and "a processing step failed" in warned["text"]
+        assert "warehouse" not in warned["text"]
+        assert "a processing step failed" in warned["text"]
         assert warned["link"] == f"http://kiban.example/incidents/{incident.id}"
         [mail] = got[tencho]
         assert mail["subject"] == "【kiban】店長が朝礼の前に昨日の売上を見る：遅れる可能性があります"
-        assert "totals" not in mail["text"] and "warehouse" not in mail["text"]
+        assert "totals" not in mail["text"]
+        assert "warehouse" not in mail["text"]
         assert step(deadline - timedelta(minutes=40)) == {}  # told once
         (root / "models/warehouse/broken.flag").unlink()  # the disk is cleaned up; now the printed workaround
         words = shlex.split(incident.workaround or "")
@@ -594,7 +620,8 @@ def test_live_who_is_told_what_and_when_and_the_incident_closes_after_the_repair
         ready_ja = "【kiban】店長が朝礼の前に昨日の売上を見る：データの準備ができました"
         assert [m["subject"] for m in got[tencho]] == [ready_ja]
         [last] = got[owners]
-        assert "closed, the data is ready" in last["subject"] and "recovered" in last["text"]
+        assert "closed, the data is ready" in last["subject"]
+        assert "recovered" in last["text"]
         assert "kiban run +warehouse.totals" in last["text"]  # what fixed it
         assert step(deadline + timedelta(minutes=5)) == {}  # closed stays closed: nothing after the deadline
         if os.environ.get("KIBAN_TRANSCRIPT"):

@@ -73,7 +73,7 @@ def through_web(root: Path, _cli: Any) -> None:
     from fastapi.testclient import TestClient
 
     from kiban.web import create_app
-    from tests.test_web_console import add_users, bearer
+    from tests.helpers.console import add_users, bearer
 
     tokens = add_users(root)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
@@ -81,7 +81,8 @@ def through_web(root: Path, _cli: Any) -> None:
                              headers=bearer(tokens["operator"]))
         assert answer.status_code == 202, answer.text
         job = client.app.state.jobs.wait(answer.json()["id"], 60)
-        assert job.status == "failed" and "warehouse.orders" in (job.error or "")
+        assert job.status == "failed"
+        assert "warehouse.orders" in (job.error or "")
 
 
 @pytest.mark.parametrize("front_end", [through_cli, through_web], ids=["cli", "web"])
@@ -91,8 +92,10 @@ def test_the_gate_the_watcher_and_the_verdicts_are_the_same_from_every_front_end
     seen = outcome(root, due)
     assert seen["status"] == "failed"
     # the gate: the check failed inside the publish, so warehouse.orders was never published, mart.sales skipped
-    assert seen["orders"].status == "failed" and "not_null" in (seen["orders"].error or "")
-    assert "warehouse.orders" not in seen["tables"] and seen["sales"] == "skipped"
+    assert seen["orders"].status == "failed"
+    assert "not_null" in (seen["orders"].error or "")
+    assert "warehouse.orders" not in seen["tables"]
+    assert seen["sales"] == "skipped"
     # the watcher: the input the use case needs failed, so it was at risk while the run went (not only when the
     # use cases were judged after it), well before its deadline
     assert seen["incidents"] == [("noon", "at_risk")]

@@ -60,7 +60,8 @@ def test_the_count_sees_every_kind_of_parameter() -> None:
 
 def test_only_front_end_entry_points_are_exempt() -> None:
     (command, helper) = ast.parse("@app.command()\ndef run(a): ...\ndef _run(a): ...").body
-    assert isinstance(command, ast.FunctionDef) and isinstance(helper, ast.FunctionDef)
+    assert isinstance(command, ast.FunctionDef)
+    assert isinstance(helper, ast.FunctionDef)
     cli = PACKAGE / "cli" / "commands.py"
     assert [_is_cli_command(cli, command), _is_cli_command(cli, helper),
             _is_cli_command(PACKAGE / "run" / "runner.py", command)] == [True, False, False]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 
@@ -18,31 +17,21 @@ from kiban.pgwire.server import serve_pg
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_catalog_console import build_shop
+from tests.helpers.live import free_port
+from tests.helpers.shop import build_shop, write_shop
 
 PSQL = shutil.which("psql")
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-    root = tmp_path_factory.mktemp("pg")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    from kiban.run import RunOptions, run_project
-
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pg"))
     store = Store(load_project(root).state_url)
     accounts = Accounts(store)
     accounts.add_user("ana", "ana-password", "analyst")
     accounts.add_user("boss", "boss-password", "admin")
     token = accounts.create_token("ana")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = serve_pg(load_project(root), "127.0.0.1", port, timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -68,10 +57,12 @@ def psql(endpoint, *commands, password="ana-password"):
 def test_psql_lists_describes_and_queries(endpoint):
     listing = psql(endpoint, r"\dt")
     assert listing.returncode == 0, listing.stderr
-    assert "mart|daily_sales|table|kiban" in listing.stdout and "warehouse|customers|table|kiban" in listing.stdout
+    assert "mart|daily_sales|table|kiban" in listing.stdout
+    assert "warehouse|customers|table|kiban" in listing.stdout
     described = psql(endpoint, r"\d mart.daily_sales")
     assert described.returncode == 0, described.stderr
-    assert "revenue|double precision" in described.stdout and "order_date|date" in described.stdout
+    assert "revenue|double precision" in described.stdout
+    assert "order_date|date" in described.stdout
     found = psql(endpoint, "select count(*) from warehouse.orders", "select version()", "show timezone",
                  "set application_name = 'metabase'", "show application_name")
     assert found.returncode == 0, found.stderr
@@ -82,16 +73,20 @@ def test_psql_lists_describes_and_queries(endpoint):
 @pytest.mark.skipif(PSQL is None, reason="psql is not installed")
 def test_psql_writes_and_wrong_passwords_are_refused(endpoint):
     refused = psql(endpoint, "delete from mart.daily_sales")
-    assert refused.returncode != 0 and "only reads: DELETE is refused" in refused.stderr
+    assert refused.returncode != 0
+    assert "only reads: DELETE is refused" in refused.stderr
     wrong = psql(endpoint, "select 1", password="not-the-password")
-    assert wrong.returncode != 0 and 'password authentication failed for user "ana"' in wrong.stderr
+    assert wrong.returncode != 0
+    assert 'password authentication failed for user "ana"' in wrong.stderr
 
 
 def test_psycopg_queries_with_parameters_and_types(endpoint):
     with connect(endpoint) as con:
         rows = con.execute("select order_date, orders, revenue from mart.daily_sales where revenue > %s "
                            "order by 1 limit 2", [100]).fetchall()
-        assert len(rows) == 2 and rows[0][0].isoformat() == "2026-11-01" and isinstance(rows[0][1], int)
+        assert len(rows) == 2
+        assert rows[0][0].isoformat() == "2026-11-01"
+        assert isinstance(rows[0][1], int)
         assert isinstance(rows[0][2], float)
         # what BI tools ask on connect: information_schema, pg_catalog, settings
         columns = con.execute("select column_name, data_type from information_schema.columns "
@@ -120,7 +115,8 @@ def test_pii_is_masked_unless_the_role_has_clearance_and_every_read_is_recorded(
         assert con.execute(sql).fetchall() == [("•••",), ("•••",)]
     flush_all()
     kinds = {(r.user, r.kind) for r in history(endpoint["store"], "shop", limit=200)}
-    assert ("ana", "bi") in kinds and ("boss", "bi") in kinds
+    assert ("ana", "bi") in kinds
+    assert ("boss", "bi") in kinds
 
 
 def test_files_settings_and_other_databases_stay_out_of_reach(endpoint):
@@ -167,3 +163,60 @@ def test_the_endpoint_reads_the_snapshot_so_a_run_proceeds(endpoint, make_projec
         assert [c.name for c in con.execute("select * from mart.old_report limit 1").description] == \
             ["order_id", "amount"]
     assert build_shop  # the shop's definition is shared with the console's tests
+
+
+def _cells(wire: bytes) -> list[list[bytes | None]]:
+    import struct
+
+    rows, at = [], 0
+    while at < len(wire):
+        assert wire[at:at + 1] == b"D"
+        (size,) = struct.unpack_from("!i", wire, at + 1)
+        (width,) = struct.unpack_from("!h", wire, at + 5)
+        pos, row = at + 7, []
+        for _ in range(width):
+            (length,) = struct.unpack_from("!i", wire, pos)
+            pos += 4
+            row.append(None if length < 0 else wire[pos:pos + length])
+            pos += max(length, 0)
+        assert pos == at + 1 + size
+        rows.append(row)
+        at = pos
+    return rows
+
+
+def test_rows_are_encoded_column_by_column_as_postgresql_spells_them():
+    import struct
+    from datetime import date, datetime, timedelta
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from kiban.pgwire import messages as m
+
+    table = pa.table({
+        "i": pa.array([1, None, -3], pa.int64()), "s": pa.array([2, 3, None], pa.int16()),
+        "f": pa.array([0.5, float("nan"), float("-inf")]), "b": pa.array([True, None, False]),
+        "t": pa.array(["東京", None, ""]), "d": pa.array([date(2000, 1, 2), None, date(1999, 12, 31)]),
+        "ts": pa.array([datetime(2026, 1, 1, 10, 0, 0, 5), None, datetime(2026, 1, 1)]),
+        "n": pa.array([Decimal("1.50"), None, Decimal("-2.00")], pa.decimal128(12, 2)),
+    })
+    text = _cells(b"".join(m.data_rows(table)))
+    assert text == [[b"1", b"2", b"0.5", b"t", "東京".encode(), b"2000-01-02", b"2026-01-01 10:00:00.000005", b"1.50"],
+                    [None, b"3", b"NaN", None, None, None, None, None],
+                    [b"-3", None, b"-Infinity", b"f", b"", b"1999-12-31", b"2026-01-01 00:00:00", b"-2.00"]]
+    binary = _cells(b"".join(m.data_rows(table, [1])))
+    assert binary[0][:6] == [struct.pack("!q", 1), struct.pack("!h", 2), struct.pack("!d", 0.5), b"\1",
+                             "東京".encode(), struct.pack("!i", 1)]
+    since = datetime(2026, 1, 1, 10, 0, 0, 5) - datetime(2000, 1, 1)  # microseconds since PostgreSQL's epoch
+    assert binary[0][6] == struct.pack("!q", since // timedelta(microseconds=1))
+    assert binary[1] == [None, struct.pack("!h", 3), struct.pack("!d", float("nan")), None, None, None, None, None]
+    assert binary[2][5] == struct.pack("!i", -1)
+    assert binary[2][7] is not None
+    # blocks of ROWS_PER_WRITE rows, and no rows at all
+    many = pa.table({"x": pa.array(range(m.ROWS_PER_WRITE + 5))})
+    chunks = list(m.data_rows(many))
+    assert len(chunks) == 2
+    assert len(_cells(chunks[1])) == 5
+    assert b"".join(m.data_rows(many.slice(0, 0))) == b""
+    assert _cells(b"".join(m.data_rows(pa.table({"x": [1, 2]}).select([])))) == [[], []]

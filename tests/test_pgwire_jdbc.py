@@ -21,29 +21,17 @@ from kiban.pgwire.server import serve_pg, tls_context
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
+from tests.helpers.live import free_port
+from tests.helpers.shop import write_shop
 
 JAR = next((p for p in (Path("/usr/share/java/postgresql.jar"),) if p.exists()), None)
 JAVA, JAVAC, PSQL = shutil.which("java"), shutil.which("javac"), shutil.which("psql")
 PROBE = Path(__file__).parent / "jdbc" / "BiProbe.java"
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    from kiban.run import RunOptions, run_project
-    from tests.conftest import write_files, write_parquet
-    from tests.test_catalog_console import SHOP_FILES, SHOP_LAKE
-
-    root = tmp_path_factory.mktemp("pgjdbc")
-    write_files(root, {"kiban.yml": "name: shop\ntimezone: Asia/Tokyo\n", **SHOP_FILES})
-    for name, sql in SHOP_LAKE.items():
-        write_parquet(root / "lake" / name / "part-0.parquet", sql)
-    assert run_project(load_project(root), RunOptions()).ok
+    root = write_shop(tmp_path_factory.mktemp("pgjdbc"))
     Accounts(Store(load_project(root).state_url)).add_user("ana", "ana-password", "analyst")
     cert, key = root / "cert.pem", root / "key.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -51,7 +39,7 @@ def shop(tmp_path_factory):
     assert made.returncode == 0, made.stderr
     servers, ports = [], {}
     for name, require in (("open", False), ("strict", True)):
-        ports[name] = _port()
+        ports[name] = free_port()
         server = serve_pg(load_project(root), "127.0.0.1", ports[name], timeout=20,
                           tls=tls_context(str(cert), str(key)), require_tls=require)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -88,12 +76,16 @@ def test_the_jdbc_driver_reads_the_catalog_and_masked_data_with_prepared_stateme
     assert found["tables"] == "mart.daily_sales:TABLE,mart.old_report:TABLE"
     # PostgreSQL's types and java.sql.Types: DATE 91, BIGINT -5, DOUBLE 8
     assert found["columns"] == "order_date:date:91,orders:int8:-5,revenue:float8:8"
-    assert found["primarykeys"] == "0" and found["typeinfo"] == "true" and found["current_schema"] == "mart"
+    assert found["primarykeys"] == "0"
+    assert found["typeinfo"] == "true"
+    assert found["current_schema"] == "mart"
     rows = "2026-11-10/true/10;2026-11-11/true/10;2026-11-12/true/10"
     assert found["prepared0"] == f"date,float8,int8 {rows}"
     assert found["prepared6"] == f"date,float8,int8 {rows}"  # server-prepared, binary results
-    assert found["masked"] == "•••" and found["count"] == "true"
-    assert found["write"] == "refused 25006" and found["after"] == "1"
+    assert found["masked"] == "•••"
+    assert found["count"] == "true"
+    assert found["write"] == "refused 25006"
+    assert found["after"] == "1"
 
 
 def test_bi_catalog_questions_get_postgresql_answers(shop):
@@ -115,7 +107,9 @@ def test_bi_catalog_questions_get_postgresql_answers(shop):
         cur.execute("select order_date, sum(revenue)::decimal(18, 3) from mart.daily_sales "
                     "where order_date = %s group by 1", [date(2026, 11, 10)])
         day, total = cur.fetchone()
-        assert day == date(2026, 11, 10) and isinstance(total, Decimal) and total > 0
+        assert day == date(2026, 11, 10)
+        assert isinstance(total, Decimal)
+        assert total > 0
 
 
 def test_tls_with_psycopg_and_psql_and_refusal_without_it(shop):
@@ -147,4 +141,5 @@ def test_tls_with_psycopg_and_psql_and_refusal_without_it(shop):
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PGPASSWORD": "ana-password", "PGCONNECT_TIMEOUT": "10"})
     assert ran.returncode == 0, ran.stderr
-    assert "SSL connection" in ran.stdout and ran.stdout.split()[-1] == "30"
+    assert "SSL connection" in ran.stdout
+    assert ran.stdout.split()[-1] == "30"

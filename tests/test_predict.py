@@ -93,13 +93,15 @@ def test_a_slow_run_turns_the_use_case_at_risk_before_the_deadline(project_dir, 
     try:
         assert result.status == "success"
         flagged = watcher.flagged["noon"]
-        assert flagged.p90 is not None and flagged.p90 > deadline
+        assert flagged.p90 is not None
+        assert flagged.p90 > deadline
         assert flagged.slowest == "warehouse.step"
         incidents = IncidentLog(store, project.name).recent()
         assert [(i.usecase, i.kind) for i in incidents] == [("noon", "at_risk")]
         first = IncidentLog(store, project.name).events(incidents[0].id)[0]
         assert first.at < deadline  # warned while there was still time
-        assert "about" in first.message and "12:00 deadline" in first.message
+        assert "about" in first.message
+        assert "12:00 deadline" in first.message
         assert any("may be late" in str(m.get("subject")) for m in Hook.received)
     finally:
         store.close()

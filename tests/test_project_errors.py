@@ -282,7 +282,8 @@ def test_cycle_names_the_whole_cycle_and_where_it_closes(project, cli):
     match = re.search(r"dependency cycle: (.+)", err)
     assert match, err
     cycle = [key.removeprefix("warehouse.") for key in match.group(1).split(" → ")]
-    assert len(cycle) == 4 and cycle[0] == cycle[-1], cycle
+    assert len(cycle) == 4, cycle
+    assert cycle[0] == cycle[-1], cycle
     assert set(cycle) == {"a", "b", "c"}
     for reader, upstream in itertools.pairwise(cycle):
         assert reads[reader] == upstream, f"{reader} → {upstream} is not an edge of the cycle"

@@ -7,11 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kiban.checks.gate import gate_for
 from kiban.errors import ProjectError, ProjectErrors
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run.runner import RunOptions, RunResult, run_project
+from tests.helpers.ml import run
 
 LAKE = {"sales": "select (i % 3) as store_id, date '2026-01-01' + (i // 3)::int as day, (i % 7)::double as qty "
                   "from range(60) t(i)"}
@@ -41,17 +40,6 @@ def store_shares(totals: pd.DataFrame, scale: int = 100) -> pd.DataFrame:
 '''
 
 
-def run(root: Path, *select: str) -> RunResult:
-    """``kiban run`` in this process, with the checks' gate."""
-    project = load_project(root)
-    gate = gate_for(project)
-    try:
-        return run_project(project, RunOptions(select=select), audit=gate, after=gate.after if gate else None)
-    finally:
-        if gate:
-            gate.close()
-
-
 def table(root: Path, relation: str) -> list[tuple[object, ...]]:
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
     try:
@@ -77,13 +65,15 @@ def test_python_assets_are_built_in_order_and_published_with_their_fingerprint(m
     result = run(root)
     assert result.status == "success", result.outcomes
     expected = table(root, "(select store_id, sum(qty) from lake.sales group by all)")
-    assert table(root, "warehouse.store_totals") == expected and len(expected) == 3
+    assert table(root, "warehouse.store_totals") == expected
+    assert len(expected) == 3
     shares = table(root, "mart.store_shares")
     assert [round(r[2], 2) for r in shares] == [round(q / sum(t for _, t in expected) * 100, 2) for _, q in expected]
     assert comment(root, "warehouse", "store_totals").startswith("kiban:")
     assert result.outcomes["warehouse.store_totals"].rows == 3
     again = run(root)
-    assert again.status == "nothing" and sorted(again.plan.fresh) == ["mart.store_shares", "warehouse.store_totals"]
+    assert again.status == "nothing"
+    assert sorted(again.plan.fresh) == ["mart.store_shares", "warehouse.store_totals"]
 
 
 def test_a_changed_function_rebuilds_it_and_what_reads_it(make_project):
@@ -142,7 +132,8 @@ def test_declaration_mistakes_name_the_file_and_line(make_project):
     root = make_project({"models/warehouse/f.py": code})
     with pytest.raises((ProjectError, ProjectErrors)) as err:
         load_project(root)
-    assert "must be a literal" in str(err.value) and "f.py:5" in str(err.value)
+    assert "must be a literal" in str(err.value)
+    assert "f.py:5" in str(err.value)
     root = make_project({"models/warehouse/g.py": "import kiban\n@kiban.asset\ndef g(x:\n"}, root="p2")
     with pytest.raises(ProjectError, match="Python syntax error"):
         load_project(root)
@@ -162,7 +153,8 @@ def test_an_error_in_the_function_fails_the_asset_and_keeps_the_old_table(make_p
     result = run(root)
     assert result.status == "failed"
     error = result.outcomes["warehouse.store_totals"].error
-    assert "ZeroDivisionError" in error and "totals.py:10" in error
+    assert "ZeroDivisionError" in error
+    assert "totals.py:10" in error
     assert result.outcomes["warehouse.store_totals"].attempts == 1  # a bug in the code is not retried
     assert table(root, "warehouse.store_totals") == before
 

@@ -22,7 +22,7 @@ from kiban.schedule.clock import FakeClock, RealClock
 from kiban.schedule.daemon import Scheduler
 from kiban.store import Store
 from kiban.store.store import HOST
-from tests.test_schedule import LAKE, MODELS, FakeLauncher
+from tests.helpers.schedule import LAKE, MODELS, FakeLauncher
 
 ROWS = 3_000_000
 BIG_LAKE = {"orders": f"select i as order_id, i % 37 as store_id, (i * 7) % 1000 as amount from range({ROWS}) t(i)"}
@@ -84,7 +84,8 @@ def test_sigterm_cancels_a_run_cleanly_and_resume_completes_it(project_dir, cli)
     finally:
         store.close()
     assert run.status == "cancelled"
-    assert "cancelled" in attempts.values() and attempts["warehouse.orders"] == "success"
+    assert "cancelled" in attempts.values()
+    assert attempts["warehouse.orders"] == "success"
     published = {k for k in _checksums(root / "kiban.duckdb") if k != "tmp"}
     assert published == {k for k, v in attempts.items() if v == "success"}  # nothing cancelled was published
     assert _checksums(root / "kiban.duckdb")["tmp"] == "0"
@@ -258,23 +259,29 @@ def test_logs_show_a_runs_attempts_in_full_and_the_scheduler_log(project_dir, cl
     shown = cli("--project", root, "logs", run_id[:12])
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
-    assert "mart.broken attempt 1 failed" in text and "id_0" in text
-    assert "warehouse.orders attempt 1 success" in text and "rows 1" in text
+    assert "mart.broken attempt 1 failed" in text
+    assert "id_0" in text
+    assert "warehouse.orders attempt 1 success" in text
+    assert "rows 1" in text
     one = cli("--project", root, "logs", run_id, "daily")
-    assert "mart.daily attempt 1 success" in " ".join(one.stdout.split()) and "mart.broken" not in one.stdout
+    assert "mart.daily attempt 1 success" in " ".join(one.stdout.split())
+    assert "mart.broken" not in one.stdout
     wrong = cli("--project", root, "logs", run_id, "dialy")
-    assert wrong.returncode != 0 and "did you mean 'daily'" in wrong.stderr
+    assert wrong.returncode != 0
+    assert "did you mean 'daily'" in wrong.stderr
 
     assert cli("--project", root, "scheduler", "--once").returncode == 0  # one tick: its run has a log file
     (tick_run,) = [t.run_id for t in Scheduler(load_project(root), store).ledger.recent() if t.run_id]
     logged = cli("--project", root, "logs", tick_run)
-    assert "started by job chain" in " ".join(logged.stdout.split()) and "scheduler log" in logged.stdout
+    assert "started by job chain" in " ".join(logged.stdout.split())
+    assert "scheduler log" in logged.stdout
     assert "run_finished" in logged.stdout
     store.close()
 
     watched = cli("--project", root, "runs", "--watch", "--count", "2")
     assert watched.returncode == 0, watched.stderr
-    assert run_id in watched.stdout and tick_run in watched.stdout
+    assert run_id in watched.stdout
+    assert tick_run in watched.stdout
 
 
 def test_a_tick_whose_scheduler_died_before_starting_its_process_is_settled_lost_and_retried(project_dir):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kiban.errors import RunLockedError
@@ -13,6 +12,7 @@ from kiban.project import load_project
 from kiban.run import Event, EventKind, RunOptions, run_project
 from kiban.store import Store
 from tests.conftest import write_parquet
+from tests.helpers.warehouse import query
 
 LAKE = {"orders": "select i as order_id, i % 5 as store_id, i * 10 as amount from range(1, 101) t(i)"}
 MODELS = {
@@ -21,14 +21,6 @@ MODELS = {
     "models/mart/sales.sql": "select store_id, sum(amount) as revenue from warehouse.orders group by store_id",
     "models/mart/store_list.sql": "select * from warehouse.stores",
 }
-
-
-def query(root: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def run(root: Path, **options: object) -> object:
@@ -142,7 +134,8 @@ def test_retries_with_backoff_until_the_input_appears(project_dir, tmp_path):
     store = Store(load_project(root).state_url)
     attempts = [a.status for a in store.attempts(result.run_id)]
     store.close()
-    assert attempts[0] == "retrying" and attempts[-1] == "success"
+    assert attempts[0] == "retrying"
+    assert attempts[-1] == "success"
 
 
 def test_timeout_interrupts_the_running_query(project_dir):

@@ -25,7 +25,8 @@ def test_explain_prints_the_plan_and_builds_nothing(project_dir, cli) -> None:  
                        lake={"t": "select 1 as x"})
     shown = cli("--project", root, "run", "--explain")
     assert shown.returncode == 0, shown.stderr
-    assert "warehouse.a" in shown.stdout and "not built yet" in shown.stdout
+    assert "warehouse.a" in shown.stdout
+    assert "not built yet" in shown.stdout
     assert not {"warehouse.a", "mart.b"} & tables(root)  # nothing was built
     runs = cli("--project", root, "runs", "--json")
     assert json.loads(runs.stdout)["runs"] == []  # nor recorded

@@ -24,49 +24,7 @@ from kiban.schedule.daemon import Scheduler
 from kiban.schedule.leader import Leader
 from kiban.schedule.ticks import JobSchedule, catch_up
 from kiban.store import Store
-
-LAKE = {"orders": "select 1 as id, date '2026-11-19' as day"}
-MODELS = {
-    "models/warehouse/orders.sql": "select * from lake.orders\n",
-    "models/mart/daily.sql": "select day, count(*) as n from warehouse.orders group by day\n",
-}
-
-
-class FakeHandle:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.code: int | None = None
-
-    def poll(self) -> int | None:
-        return self.code
-
-    def run_id(self) -> str | None:
-        return f"run-{self.pid}"
-
-    def terminate(self) -> None:
-        self.code = 130
-
-    def wait(self, timeout: float) -> int | None:
-        return self.code
-
-
-class FakeLauncher:
-    """Records which jobs were started; runs end when the test says so (or at once with ``instant``)."""
-
-    def __init__(self, instant: bool = True) -> None:
-        self.started: list[tuple[str, int]] = []
-        self.resumed: list[bool] = []  # per start: `kiban run --resume` (a crashed run's recovery)
-        self.handles: list[FakeHandle] = []
-        self.instant = instant
-
-    def __call__(self, project, job_name, job, tick_id, resume=False):
-        self.started.append((job_name, tick_id))
-        self.resumed.append(resume)
-        handle = FakeHandle(1000 + len(self.handles))
-        if self.instant:
-            handle.code = 0
-        self.handles.append(handle)
-        return handle
+from tests.helpers.schedule import LAKE, MODELS, FakeLauncher
 
 
 def scheduler_for(root: Path, clock: FakeClock, launcher: FakeLauncher) -> Scheduler:
@@ -131,7 +89,8 @@ def run_nightly(project_dir, policy: str) -> tuple[FakeLauncher, Store]:
     clock = FakeClock(datetime(2026, 11, 19, 16, 59, 30))  # 01:59:30 in Tokyo on Fri 20th
     launcher = FakeLauncher()
     daemon = scheduler_for(root, clock, launcher)
-    assert daemon.step() and launcher.started == []
+    assert daemon.step()
+    assert launcher.started == []
     clock.advance(45)
     daemon.step()  # the 02:00 tick: claimed and started
     daemon.step()  # its run ended: recorded
@@ -185,7 +144,8 @@ def test_a_tick_is_claimed_once_even_by_two_schedulers(project_dir):
     assert not b.step()  # a follower does nothing
     b.is_leader = True  # even a scheduler that wrongly believes it leads cannot claim the tick again
     assert b.claim_cron_ticks(clock.now()) == []
-    assert len(one.started) == 1 and two.started == []
+    assert len(one.started) == 1
+    assert two.started == []
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -201,13 +161,15 @@ def test_a_lease_expires_and_another_scheduler_takes_over(lease_store):
     store = lease_store
     clock = FakeClock(datetime(2026, 11, 19, 12))
     a, b = Leader(store, "p", clock, lease=20), Leader(store, "p", clock, lease=20)
-    assert a.acquire() and not b.acquire()
+    assert a.acquire()
+    assert not b.acquire()
     clock.advance(15)
     assert a.acquire()  # renewed
     clock.advance(15)
     assert not b.acquire()  # 15 s after the renewal: still a's
     clock.advance(6)
-    assert b.acquire() and not a.acquire()  # a stopped renewing: b leads
+    assert b.acquire()
+    assert not a.acquire()  # a stopped renewing: b leads
     b.release()
     assert a.acquire()
 
@@ -313,14 +275,16 @@ def test_a_schedule_that_cannot_meet_its_deadline_is_reported(project_dir, cli):
     root = project_dir({**MODELS, **USECASE}, lake=LAKE, config=PRIORITY.format(extra=late))
     done = cli("--project", root, "jobs")
     assert done.returncode == 0, done.stderr
-    assert "managers" in done.stdout and "late" in done.stdout
+    assert "managers" in done.stdout
+    assert "late" in done.stdout
     assert "warning: job late cannot meet use case managers" in " ".join(done.stdout.split())
     assert "job managers cannot" not in done.stdout  # 01:00 + 2 h is before 08:30
     listed = cli("--project", root, "jobs", "--json")
     import json
 
     rows = {r["job"]: r for r in json.loads(listed.stdout)}
-    assert rows["managers"]["critical_path_s"] == 7200 + 60 and rows["managers"]["warning"] is None
+    assert rows["managers"]["critical_path_s"] == 7200 + 60
+    assert rows["managers"]["warning"] is None
     assert rows["a_backfill"]["latest_start"] is None
 
 

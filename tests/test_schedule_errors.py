@@ -81,7 +81,8 @@ def test_an_unknown_job_on_the_command_line(make_project, cli):
     root = make_project({**MODELS, "kiban.yml": 'name: shop\njobs:\n  nightly:\n    cron: "0 2 * * *"\n'})
     done = cli("--project", root, "scheduler", "--once", "--job", "nigthly")
     assert done.returncode == 2
-    assert "error: unknown job 'nigthly'" in done.stderr and "did you mean 'nightly'?" in done.stderr
+    assert "error: unknown job 'nigthly'" in done.stderr
+    assert "did you mean 'nightly'?" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -96,5 +97,6 @@ def test_a_bad_schedule_stops_the_command_with_exit_2(make_project, cli):
 def test_a_project_without_jobs_has_nothing_to_schedule(make_project, cli):
     root = make_project(MODELS)
     done = cli("--project", root, "scheduler", "--once")
-    assert done.returncode == 2 and "the project has no jobs" in done.stderr
+    assert done.returncode == 2
+    assert "the project has no jobs" in done.stderr
     assert issubclass(ProjectError, KibanError)

@@ -33,13 +33,16 @@ def test_a_file_of_several_models_describes_each(project_dir) -> None:  # type: 
                         "models/warehouse/schema.yml": SCHEMA})
     project = load_project(root)
     orders, customers = project.assets["warehouse.orders"], project.assets["warehouse.customers"]
-    assert orders.config.description == "One row per order." and orders.config.tags == ("sales",)
+    assert orders.config.description == "One row per order."
+    assert orders.config.tags == ("sales",)
     assert customers.config.materialized == "view"
     assert customers.config.columns[0].description == "Member number."
     assert project.assets["warehouse.plain"].config_path is None
     check = suite_of(orders, project.assets).checks[0]
     location = check.location()
-    assert location is not None and location.path.name == "schema.yml" and location.line == 10
+    assert location is not None
+    assert location.path.name == "schema.yml"
+    assert location.line == 10
 
 
 @pytest.mark.parametrize(("text", "message", "line"), [

@@ -14,34 +14,11 @@ from kiban.slo.evaluate import Context, Verdict
 from kiban.slo.impact import blast_radius, root_cause
 from kiban.slo.service import assess, check
 from kiban.store import Store
+from tests.helpers.slo import FIRST, LAKE, MODELS, nightly, utc_deadline
 from tests.slo_history import add_check, add_run
 
+
 # Tokyo is UTC+9 without DST: 08:30 JST on day D is 23:30 UTC on D-1.
-MODELS = {
-    "models/warehouse/orders.sql": "select * from lake.orders",
-    "models/mart/daily_sales.sql": "select order_date, count(*) as n from warehouse.orders group by 1",
-    "models/mart/daily_sales.yml": "time_column: order_date\n",
-    "models/mart/other.sql": "select count(*) as n from warehouse.orders",
-    "usecases/morning.yml": """\
-description: Store managers read yesterday's sales before the meeting.
-owner: data-team
-consumers:
-  - name: Store managers
-    team: stores
-    contact: [email:stores@example.com]
-assets: [daily_sales]
-need: {by: "08:30", on: every_day, calendar: none, data_through: yesterday}
-target: {attainment: 0.9, window_days: 10}
-""",
-}
-LAKE = {"orders": "select i as order_id, date '2026-11-01' + (i % 20)::int as order_date from range(100) t(i)"}
-FIRST = datetime(2026, 11, 1, 12, 0)  # the project's first run: everything before is not judged
-
-
-def utc_deadline(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, 8, 30) - timedelta(hours=9)
-
-
 @pytest.fixture
 def shop(project_dir):
     root = project_dir(MODELS, LAKE)
@@ -51,18 +28,6 @@ def shop(project_dir):
     add_run(store, project.name, "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
     yield project, graph, store
     store.close()
-
-
-def nightly(store, day: date, offset_s: float, *, watermark: date | None = None, fail: bool = False,
-            run_id: str | None = None) -> datetime:
-    """A run that starts at 02:00 JST on ``day`` and publishes daily_sales ``offset_s`` later."""
-    start = utc_deadline(day) - timedelta(hours=6, minutes=30)
-    steps = [("warehouse.orders", "failed" if fail else "success", offset_s / 2, None,
-              "IO Error: No space left on device" if fail else None),
-             ("mart.daily_sales", "skipped" if fail else "success", offset_s,
-              None if fail else (watermark or day - timedelta(days=1)),
-              "upstream warehouse.orders failed" if fail else None)]
-    return add_run(store, "test", run_id or f"run-{day}-{offset_s}", start, steps)
 
 
 def verdict_of(project, graph, store, day: date, now: datetime) -> Verdict:
@@ -166,7 +131,8 @@ def test_error_budget_attainment_and_burn_rate(shop):
     assert (spent.due, spent.met, spent.missed, spent.allowed, spent.left) == (10, 8, 2, 1, -1)
     assert spent.attainment == pytest.approx(0.8)
     assert spent.burn_rate == pytest.approx((2 / 7) / 0.1)
-    assert spent.fast_burn and spent.exhausted
+    assert spent.fast_burn
+    assert spent.exhausted
 
 
 def test_upstream_deadlines_subtract_p90_of_everything_below(shop):
@@ -218,7 +184,8 @@ def test_check_opens_one_incident_per_day_with_root_cause_and_workaround(shop):
     assert [i.verdict for i in later.incidents if i.due_date == day] == ["late"]
     assert [e.kind for e in log.events(incident.id)] == ["failed", "met_late", "repaired"]
     closed = log.require(incident.id)
-    assert closed.status == "resolved" and "fixed by run repair" in (closed.note or "")
+    assert closed.status == "resolved"
+    assert "fixed by run repair" in (closed.note or "")
 
 
 def test_an_at_risk_incident_closes_itself_when_the_data_arrives_in_time(shop):
@@ -265,15 +232,18 @@ def test_consumers_and_owners_are_told_and_a_dead_channel_breaks_nothing(project
         consumer = next(m for m in received if "subject" in m)
         # in the consumers' words: the description, no internal ids, no doubled punctuation
         assert consumer["subject"] == "[kiban] Store managers read yesterday's sales before the meeting: not ready"
-        assert "morning" not in consumer["text"] and "warehouse" not in consumer["text"]
+        assert "morning" not in consumer["text"]
+        assert "warehouse" not in consumer["text"]
         assert "a processing step failed" in consumer["text"]
         owner = next(m for m in received if "blocks" in m)
-        assert "warehouse.orders" in owner["text"] and "kiban run +mart.daily_sales" in owner["text"]
+        assert "warehouse.orders" in owner["text"]
+        assert "kiban run +mart.daily_sales" in owner["text"]
         with store.engine.connect() as conn:
             from kiban.store.schema import notifications
 
             rows = {r.channel: r for r in conn.execute(notifications.select()).all()}
-        assert rows["dead"].status == "failed" and rows["dead"].attempts == 2
+        assert rows["dead"].status == "failed"
+        assert rows["dead"].attempts == 2
         assert rows["stores"].status == rows["ops"].status == "sent"
     finally:
         store.close()

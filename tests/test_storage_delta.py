@@ -39,7 +39,8 @@ def test_a_missing_credential_names_the_variable_never_a_value(monkeypatch: pyte
                          secret_access_key="env:KIBAN_SECRET_SET")
     with pytest.raises(StorageError) as raised:
         spec.options()
-    assert "KIBAN_NO_SUCH_KEY" in str(raised.value) and "s3cr3t" not in str(raised.value)
+    assert "KIBAN_NO_SUCH_KEY" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
 
 
 def _load(folder: Path, load_id: str, values: list[int]) -> Path:
@@ -60,15 +61,18 @@ def test_a_superseding_load_is_one_commit_and_repair_undoes_unrecorded_commits(s
     v1 = tables.commit_load("t", [_load(tmp_path, "b", [4])], "b")
     v2 = tables.commit_load("t", [_load(tmp_path, "c", [5, 6])], "c", replaces=["a"])
     assert (v0, v1, v2) == (0, 1, 2)  # one commit each: a's rows left in the commit that added c's
-    assert _rows(tables, "t") == {"b": 1, "c": 2} and _rows(tables, "t", 1) == {"a": 3, "b": 1}
+    assert _rows(tables, "t") == {"b": 1, "c": 2}
+    assert _rows(tables, "t", 1) == {"a": 3, "b": 1}
     tables.commit_load("t", [_load(tmp_path, "d", [7])], "d")  # a commit no manifest recorded (killed after it)
     assert tables.repair("t", recorded=2) == 4
     assert _rows(tables, "t") == {"b": 1, "c": 2}
     assert tables.repair("t", recorded=4) is None  # nothing to undo
-    assert tables.retract("t", ["b"]) == 5 and _rows(tables, "t") == {"c": 2}
+    assert tables.retract("t", ["b"]) == 5
+    assert _rows(tables, "t") == {"c": 2}
     assert tables.repair("u", recorded=None) is None  # no table
     tables.commit_load("u", [_load(tmp_path, "e", [1])], "e")
-    assert tables.repair("u", recorded=None) == 1 and _rows(tables, "u") == {}  # nothing recorded: empty
+    assert tables.repair("u", recorded=None) == 1
+    assert _rows(tables, "u") == {}  # nothing recorded: empty
 
 
 def test_a_snapshot_is_fetched_once_and_read_as_its_rows(s3: S3, tmp_path: Path) -> None:
@@ -79,14 +83,16 @@ def test_a_snapshot_is_fetched_once_and_read_as_its_rows(s3: S3, tmp_path: Path)
     first = local_files(uris, cache, tables.options)
     stamps = [Path(p).stat().st_mtime_ns for p in first]
     again = local_files(uris, cache, tables.options)
-    assert again == first and [Path(p).stat().st_mtime_ns for p in again] == stamps  # not fetched again
+    assert again == first
+    assert [Path(p).stat().st_mtime_ns for p in again] == stamps  # not fetched again
     assert sorted(pq.read_table(first).column("v").to_pylist()) == [1, 2, 3]
     assert not list(cache.rglob("*.part"))
     # a version's file list is read from the Delta log once per machine: it never changes
     asked: list[int] = []
     listing = lambda: asked.append(1) or tables.files("t", version)  # noqa: E731
     assert snapshot_uris(cache, tables.uri("t"), version, listing) == uris
-    assert snapshot_uris(cache, tables.uri("t"), version, listing) == uris and asked == [1]
+    assert snapshot_uris(cache, tables.uri("t"), version, listing) == uris
+    assert asked == [1]
 
 
 def test_types_delta_has_no_name_for_are_widened() -> None:

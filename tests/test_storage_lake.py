@@ -13,27 +13,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from tests import s3_server
+from tests.helpers.loads import MODEL, SOURCE, mart
 from tests.s3_server import CREDENTIALS, S3, kiban
 
 s3_endpoint, s3 = s3_server.s3_endpoint, s3_server.s3  # the fixtures
 
 deltalake = pytest.importorskip("deltalake")
-
-SOURCE = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n"
-MODEL = {"models/mart/n.sql": "select count(*) as n, sum(v::int) as total from lake.seed_items"}
-
-
-def mart(root: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute("select n, total from mart.n").fetchone()  # type: ignore[return-value]
-    finally:
-        con.close()
-
 
 def delta_rows(s3: S3, version: int | None = None) -> dict[str, int]:
     """Rows per load id of the shared table, as another tool reads it (delta-rs, no kiban)."""
@@ -109,7 +97,9 @@ def test_a_load_killed_between_delta_commit_and_manifest_is_never_seen_and_is_un
     assert kiban("--project", root, "run").returncode == 0  # the next load undoes it, then lands b.csv once
     assert mart(root) == (5, 150)
     rows = delta_rows(s3)
-    assert rows[first] == 3 and sum(rows.values()) == 5 and len(rows) == 2
+    assert rows[first] == 3
+    assert sum(rows.values()) == 5
+    assert len(rows) == 2
     history = deltalake.DeltaTable(f"s3://{s3.bucket}/lake/seed_items", storage_options=s3.options()).history()
     assert [h.get("kiban.load") for h in history][:2][1] == "repair"
 

@@ -46,7 +46,8 @@ def test_a_run_publishes_its_tables_to_s3_and_other_readers_read_them(make_proje
     (root / "data/b.csv").write_text("k,v\n4,40\n")
     assert kiban("--project", root, "run").returncode == 0
     mart = deltalake.DeltaTable(f"s3://{s3.bucket}/published/mart/n", storage_options=opts)
-    assert mart.version() == 1 and mart.to_pyarrow_table().to_pylist() == [{"n": 4, "total": 100}]
+    assert mart.version() == 1
+    assert mart.to_pyarrow_table().to_pylist() == [{"n": 4, "total": 100}]
     assert mart.history(1)[0]["kiban.version"]  # the run it came from
     # nothing rebuilt, nothing written again
     assert kiban("--project", root, "run").returncode == 0
@@ -124,7 +125,8 @@ def test_a_publish_killed_midway_leaves_the_previous_snapshot_whole(s3: S3) -> N
         env = {**os.environ, **CREDENTIALS, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
         child = subprocess.Popen([sys.executable, "-c", PUBLISHER, root, json.dumps(s3.options())], env=env,
                                  stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "writing"
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "writing"
         started = time.monotonic()
         time.sleep(rng.uniform(0.05, 0.6))  # somewhere in writing its data files (a whole publish takes longer)
         if child.poll() is None:
@@ -134,7 +136,8 @@ def test_a_publish_killed_midway_leaves_the_previous_snapshot_whole(s3: S3) -> N
         took.append(time.monotonic() - started)
         table = deltalake.DeltaTable(f"{root}/mart/big", storage_options=s3.options()).to_pyarrow_table()
         gens = table.column("gen").unique().to_pylist()
-        assert len(gens) == 1 and table.num_rows == {0: ROWS, 1: 3_000_000}[gens[0]]
+        assert len(gens) == 1
+        assert table.num_rows == {0: ROWS, 1: 3_000_000}[gens[0]]
         if gens == [1]:  # it finished before the kill: start again from the old snapshot
             tables.publish("mart/big", generation(0), "g0")
     assert killed, "no publish was killed midway"

@@ -30,7 +30,8 @@ def test_one_treated_store_interval_covers_the_truth_and_placebos_rarely_exclude
         for effect in (25.0, 0.0):
             p = panel(seed + (0 if effect else 50_000), Scenario(effect=effect, units=10, treated_share=0.1))
             e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
-            assert e.treated_units == 1 and e.control_units == 9
+            assert e.treated_units == 1
+            assert e.control_units == 9
             if effect:
                 cover += e.low <= effect <= e.high
             else:
@@ -51,7 +52,8 @@ def test_the_time_permutation_p_value_is_uniform_on_noise_and_exact_on_a_shift()
             u[t] = 0.5 * u[t - 1] + e[t]
         ps.append(conformal.p_value(u, 250))
     share = float(np.mean(np.array(ps) <= 0.05))
-    assert 0.01 <= share <= 0.09 and min(ps) > 0
+    assert 0.01 <= share <= 0.09
+    assert min(ps) > 0
     # a shift far larger than the noise: the after-start stretch is the most extreme one (p = 1 / weeks)
     shifted = rng.normal(size=364)
     shifted[250:] += 10
@@ -59,15 +61,21 @@ def test_the_time_permutation_p_value_is_uniform_on_noise_and_exact_on_a_shift()
     # the interval of a linear residual family: the estimate inside, both ends finite, the truth 10 inside
     r1 = np.r_[np.zeros(250), np.ones(114)]
     low, high = conformal.interval(lambda theta: shifted - theta * r1, 250, 10.0, 0.1, 0.95)
-    assert low < 10 < high and np.isfinite(low) and np.isfinite(high)
+    assert low < 10 < high
+    assert np.isfinite(low)
+    assert np.isfinite(high)
 
 
 def test_synthetic_control_shows_its_fit_weights_placebos_and_chart():
     p = panel(4, Scenario(units=12, effect=150.0, treated_share=1 / 12))
     e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
-    assert e.method == "synth" and e.excludes_zero and e.low <= 150 <= e.high
-    assert e.pre_fit["r2_pre"] > 0.5 and e.pre_fit["rmspe_pre"] > 0
-    assert e.pre_fit["weights"] and e.pre_fit["placebo_units"] == 11
+    assert e.method == "synth"
+    assert e.excludes_zero
+    assert e.low <= 150 <= e.high
+    assert e.pre_fit["r2_pre"] > 0.5
+    assert e.pre_fit["rmspe_pre"] > 0
+    assert e.pre_fit["weights"]
+    assert e.pre_fit["placebo_units"] == 11
     assert 1 / 12 <= e.pre_fit["placebo_p"] <= 1
     assert len(e.series) == len(p.panel.days)
     assert all(s.counterfactual is not None for s in e.series)
@@ -94,7 +102,8 @@ def test_hostile_panels_are_refused_or_handled():
     c = p.panel.units.index(p.control[0])
     holes[c, 10] = np.nan  # a control with a missing day is left out, and the notes say so
     e = measure(Panel(p.panel.days, p.panel.units, holes), p.start, method="synth", treated=p.treated)
-    assert e.control_units == 4 and any("left out" in n for n in e.notes)
+    assert e.control_units == 4
+    assert any("left out" in n for n in e.notes)
     every = p.panel.values.copy()
     every[[p.panel.units.index(u) for u in p.control], 3] = np.nan
     with pytest.raises(EffectError, match="a value every day"):
@@ -144,11 +153,15 @@ def test_a_kpi_named_by_a_metric_resolves_to_its_source(project_dir):
                        lake=LAKE, config=METRICS)
     project = load_project(root)
     a = project.initiatives["a"].config
-    assert a.kpi.asset == "mart.daily_sales" and a.kpi.unit == "store" and a.kpi.value == "sales"
-    assert a.kpi.name == "sales" and a.kpi.measure == "yen"
+    assert a.kpi.asset == "mart.daily_sales"
+    assert a.kpi.unit == "store"
+    assert a.kpi.value == "sales"
+    assert a.kpi.name == "sales"
+    assert a.kpi.measure == "yen"
     assert "mart.daily_sales" in a.assets  # the metric's table is an asset the initiative relies on
     b = project.initiatives["b"].config
-    assert b.kpi.sql.startswith("select day, store as unit") and b.kpi.name == "o"
+    assert b.kpi.sql.startswith("select day, store as unit")
+    assert b.kpi.name == "o"
 
 
 @pytest.mark.parametrize(("files", "config", "message", "where"), [
@@ -166,7 +179,8 @@ def test_a_bad_metric_or_metric_name_names_file_and_line(project_dir, files, con
     with pytest.raises((ProjectError, ProjectErrors)) as caught:
         load_project(root)
     shown = str(caught.value)
-    assert message in shown and where in shown, shown
+    assert message in shown, shown
+    assert where in shown, shown
 
 
 def test_an_initiative_measured_by_metric_name_from_the_warehouse(project_dir, cli):
@@ -187,9 +201,11 @@ def test_an_initiative_measured_by_metric_name_from_the_warehouse(project_dir, c
     got = cli("--project", root, "initiatives", "measure", "pilot", "--json", "--no-record")
     assert got.returncode == 0, got.stdout + got.stderr
     result = json.loads(got.stdout)
-    assert result["kpi"] == "sales" and result["measure"] == "yen"
+    assert result["kpi"] == "sales"
+    assert result["measure"] == "yen"
     effect = result["effect"]
-    assert effect["method"] == "synth" and effect["low"] <= 60 <= effect["high"]
+    assert effect["method"] == "synth"
+    assert effect["low"] <= 60 <= effect["high"]
 
 
 def test_a_short_series_moves_stretches_by_days_and_says_so():
@@ -197,4 +213,6 @@ def test_a_short_series_moves_stretches_by_days_and_says_so():
     p = panel(11, Scenario(units=6, days=90, start_day=60, effect=80.0, treated_share=1 / 6))
     e = measure(p.panel, p.start, method="synth", treated=p.treated, control=p.control)
     assert any("move a day at a time" in n for n in e.notes)
-    assert np.isfinite(e.low) and np.isfinite(e.high) and e.low <= 80 <= e.high
+    assert np.isfinite(e.low)
+    assert np.isfinite(e.high)
+    assert e.low <= 80 <= e.high

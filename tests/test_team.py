@@ -16,8 +16,8 @@ from kiban.store import Store
 from kiban.team.oncall import channels, duty_on, on_duty
 from kiban.team.postmortem import get, save
 from kiban.team.review import review, week_of
+from tests.helpers.slo import FIRST, LAKE, MODELS, nightly, utc_deadline
 from tests.slo_history import add_run
-from tests.test_slo import FIRST, LAKE, MODELS, nightly, utc_deadline
 
 ROTA = """\
 oncall:
@@ -70,9 +70,11 @@ def test_weekly_rotation_hands_over_on_the_first_business_day_and_overrides_win(
     assert duty_on(project, date(2026, 11, 24)).name == "Aiko"  # the fourth week: back to the first person
     assert duty_on(project, date(2026, 11, 16)).name == "Chika"
     over = duty_on(project, date(2026, 11, 26))
-    assert over.name == "Chika" and over.override
+    assert over.name == "Chika"
+    assert over.override
     name, where = channels(project, jst(date(2026, 11, 10), 12))
-    assert name == "Ben" and where == ["ben", "team"]
+    assert name == "Ben"
+    assert where == ["ben", "team"]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -87,7 +89,8 @@ def test_a_bad_rotation_names_file_and_line(project_dir, extra, message):
         return
     with pytest.raises((ProjectError, ProjectErrors)) as caught:
         load_project(root)
-    assert message in str(caught.value) and "kiban.yml:" in str(caught.value)
+    assert message in str(caught.value)
+    assert "kiban.yml:" in str(caught.value)
 
 
 def test_an_override_for_someone_not_on_the_rotation_is_refused(project_dir):
@@ -115,7 +118,8 @@ def test_incidents_go_to_whoever_is_on_call(project_dir, http_hook):
             from kiban.store.schema import notifications
 
             sent = {r.channel for r in conn.execute(notifications.select()).all() if r.status == "sent"}
-        assert {"ben", "team"} <= sent and "aiko" not in sent, (sent, paths)
+        assert {"ben", "team"} <= sent, (sent, paths)
+        assert "aiko" not in sent, (sent, paths)
         ben = next(m for m in received if m.get("fields", {}).get("on call") == "Ben")
         assert "incident" in ben["subject"]
     finally:
@@ -143,19 +147,25 @@ def test_a_postmortem_is_drafted_from_the_timeline_and_completed_by_people(proje
     try:
         incident_id = _incident(project, store)
         first = get(project, store, incident_id)
-        assert not first.saved and first.status == "draft"
+        assert not first.saved
+        assert first.status == "draft"
         body = first.body
-        assert "warehouse.orders" in body["root_cause"] and "No space left" in body["root_cause"]
+        assert "warehouse.orders" in body["root_cause"]
+        assert "No space left" in body["root_cause"]
         assert "Store managers (stores)" in body["impact"]
         assert body["on_call"] == "Ben"
         assert body["time_to_repair_s"] == pytest.approx(2 * 3600 - 5 * 60)
-        assert body["time_to_detect_s"] is not None and body["time_to_detect_s"] >= 0
+        assert body["time_to_detect_s"] is not None
+        assert body["time_to_detect_s"] >= 0
         assert any("rebuilt after freeing disk space" in t for t in body["timeline"])
         saved = save(project, store, incident_id, {"lessons": "  alert on disk space at 80%  "}, actor="aiko")
-        assert saved.saved and saved.body["lessons"] == "alert on disk space at 80%"
+        assert saved.saved
+        assert saved.body["lessons"] == "alert on disk space at 80%"
         assert saved.body["root_cause"] == body["root_cause"]  # the drafted facts stay
         final = save(project, store, incident_id, {}, actor="ben", status="final")
-        assert final.status == "final" and final.updated_by == "ben" and final.body["lessons"]
+        assert final.status == "final"
+        assert final.updated_by == "ben"
+        assert final.body["lessons"]
         assert "## Lessons\nalert on disk space at 80%" in final.markdown()
         with pytest.raises(Exception, match="not a section people edit"):
             save(project, store, incident_id, {"time_to_repair": "0"}, actor="x")
@@ -169,19 +179,25 @@ def test_the_weekly_review_counts_incidents_causes_toil_and_budgets(project_dir)
     try:
         incident_id = _incident(project, store)
         monday = week_of("2026-W46", date(2026, 12, 1))
-        assert monday == date(2026, 11, 9) and week_of("2026-11-12", date(2026, 12, 1)) == monday
+        assert monday == date(2026, 11, 9)
+        assert week_of("2026-11-12", date(2026, 12, 1)) == monday
         assert week_of(None, date(2026, 11, 18)) == monday  # default: last week
         result = review(project, build_graph(project), store, monday)
-        assert result.week.incidents == 1 and result.week.missed == 1
-        assert result.incidents[0]["id"] == incident_id and result.incidents[0]["on_call"] == "Ben"
+        assert result.week.incidents == 1
+        assert result.week.missed == 1
+        assert result.incidents[0]["id"] == incident_id
+        assert result.incidents[0]["on_call"] == "Ben"
         assert result.week.repair_hours == pytest.approx((2 * 3600 - 300) / 3600)
         assert result.causes[0]["cause"].startswith("warehouse.orders")
-        assert result.budgets and result.budgets[0]["usecase"] == "morning"
+        assert result.budgets
+        assert result.budgets[0]["usecase"] == "morning"
         assert any("no postmortem yet for incident" in n for n in result.notes)
         text = result.markdown()
-        assert "# Operations review 2026-W46" in text and "| incidents | 1 |" in text
+        assert "# Operations review 2026-W46" in text
+        assert "| incidents | 1 |" in text
         assert "incidents" in result.message_text()
-        assert len(result.previous) == 4 and all(w.incidents == 0 for w in result.previous)
+        assert len(result.previous) == 4
+        assert all(w.incidents == 0 for w in result.previous)
     finally:
         store.close()
 
@@ -197,11 +213,13 @@ def test_the_review_is_posted_once_per_week_and_channel(project_dir, http_hook):
         result = review(project, build_graph(project), store, date(2026, 11, 9), with_budgets=False)
         first = send(project, store, result)
         again = send(project, store, result)
-        assert [r.status for r in first] == ["sent"] and [r.status for r in again] == ["suppressed"]
+        assert [r.status for r in first] == ["sent"]
+        assert [r.status for r in again] == ["suppressed"]
         assert [r.status for r in send(project, store, result, again=True)] in (["sent"], ["suppressed"])
         message = next(m for m in received if "operations review" in m.get("subject", ""))
         assert message["subject"] == "[kiban] operations review 2026-W46"
-        assert "1 incidents (1 missed)" in message["text"] and "Repeat causes" not in message["text"]
+        assert "1 incidents (1 missed)" in message["text"]
+        assert "Repeat causes" not in message["text"]
     finally:
         store.close()
 
@@ -223,7 +241,9 @@ def test_the_review_counts_data_requests_and_their_toil(project_dir):
         result = review(project, build_graph(project), store, week_of("this", today), with_budgets=False)
         week = result.week
         assert (week.requests_opened, week.requests_delivered, result.open_requests) == (2, 1, 1)
-        assert week.lead_time_median_days is not None and week.lead_time_median_days < 0.01
-        assert 0 <= week.request_hours < 0.01 and week.toil_hours == week.request_hours  # no incidents
+        assert week.lead_time_median_days is not None
+        assert week.lead_time_median_days < 0.01
+        assert 0 <= week.request_hours < 0.01
+        assert week.toil_hours == week.request_hours  # no incidents
     finally:
         store.close()

@@ -100,7 +100,8 @@ def test_a_good_use_case_loads_with_asset_names_resolved(project):
     assert usecase.config.assets == ("mart.daily_sales",)
     assert usecase.assets == ("mart.daily_sales",)
     assert usecase.path == root / "usecases" / "morning_sales.yml"
-    assert usecase.config.need.deadline.hour == 8 and usecase.config.need.deadline.minute == 30
+    assert usecase.config.need.deadline.hour == 8
+    assert usecase.config.need.deadline.minute == 30
     assert usecase.config.need.calendar == "company"
     assert usecase.config.target.attainment == 0.95
 

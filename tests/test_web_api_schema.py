@@ -12,20 +12,17 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from tests import test_web_console
-from tests.test_web_console import bearer
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.console import bearer
 
 
 @pytest.fixture(scope="module")
-def served(template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.TempPathFactory) -> Any:
+def served(console_template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.TempPathFactory) -> Any:
     from kiban.web import create_app
 
     root = tmp_path_factory.mktemp("schema") / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     app = create_app(root)
-    token = template[1]["admin"]  # every operation is allowed, so the checks reach the handlers
+    token = console_template[1]["admin"]  # every operation is allowed, so the checks reach the handlers
     loaded = schemathesis.openapi.from_asgi("/openapi.json", app, headers=bearer(token))
     loaded.token = token  # type: ignore[attr-defined]
     return loaded

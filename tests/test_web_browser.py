@@ -5,105 +5,30 @@ be refused as a viewer, draw the lineage. Screenshots go to docs/images/ for doc
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from tests import test_web_console
-from tests.conftest import REQUIRE_SERVICES
-from tests.test_web_console import FIXED_SQL, PASSWORD
-from tests.test_web_live import serving
-
-template = test_web_console.template  # the shared fixture
-
-CHROMIUM = "/usr/bin/chromium"
-# screenshots for docs/web.md: written to docs/images/ when KIBAN_SCREENSHOTS=1, else to a scratch folder
-IMAGES = (Path(__file__).resolve().parent.parent / "docs" / "images" if os.environ.get("KIBAN_SCREENSHOTS") == "1"
-          else Path(tempfile.gettempdir()) / "kiban-screenshots")
-
-
-def _need_chromium() -> None:
-    if os.path.exists(CHROMIUM):
-        return
-    message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` does it as root)"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}, and KIBAN_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(message)
-
-
-@pytest.fixture
-def server(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(base URL, project root) of a real uvicorn server on a free loopback port."""
-    _need_chromium()
-    root = tmp_path / "shop"
-    shutil.copytree(template[0], root)
-    with serving(root) as (base, _app):
-        yield base, root
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    _need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def _sign_in(browser: Any, base: str, name: str) -> Any:
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.errors = errors
-    page.goto(base + "/")
-    assert page.url.startswith(base + "/login")  # not signed in: sent to the sign-in page
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
-    return page
-
-
-def _wait_for(check: Any, timeout: float = 10.0) -> None:
-    """Poll ``check()`` (Playwright's wait_for_function evaluates a string, which our CSP rightly forbids)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def _shot(page: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"web-{name}.png"), full_page=False)
+from tests.helpers.browser import browser_sign_in, shot
+from tests.helpers.console import FIXED_SQL, add_users, bearer
+from tests.helpers.live import serving, wait_until
 
 
 def test_operator_reads_the_board_opens_an_asset_and_resumes_the_failed_run(server, browser):
     base, root = server
-    page = _sign_in(browser, base, "operator")
+    page = browser_sign_in(browser, base, "operator")
     row = page.locator("tr.uc[data-usecase=morning_sales]")
-    assert row.count() == 1 and "Store managers read" in row.inner_text()
+    assert row.count() == 1
+    assert "Store managers read" in row.inner_text()
     assert page.locator("text=1 open incident").count() == 1
-    _shot(page, "today")
+    shot(page, "today")
 
     page.goto(base + "/assets/warehouse.orders")
     chart = page.locator("#duration-chart svg")
-    assert chart.is_visible() and chart.locator("circle").count() >= 1
+    assert chart.is_visible()
+    assert chart.locator("circle").count() >= 1
     assert page.locator("text=total in yen, tax included").is_visible()
-    _shot(page, "asset")
+    shot(page, "asset")
 
     page.goto(base + "/incidents/1")
     assert page.locator("text=kiban run --resume").first.is_visible()
-    _shot(page, "incident")
+    shot(page, "incident")
 
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)  # the fix, then the workaround
     page.goto(base + "/runs")
@@ -115,15 +40,15 @@ def test_operator_reads_the_board_opens_an_asset_and_resumes_the_failed_run(serv
     page.locator("main a[href^='/runs/']").click()
     page.wait_for_selector("text=mart.daily_sales")
     assert page.locator("h1 .pill.s-success").is_visible()
-    _shot(page, "run")
+    shot(page, "run")
     page.goto(base + "/runs")
-    _shot(page, "runs")
+    shot(page, "runs")
     assert not page.errors, page.errors  # no script errors, nothing blocked by the content security policy
 
 
 def test_a_viewer_is_refused_the_operators_action(server, browser):
     base, _root = server
-    page = _sign_in(browser, base, "viewer")
+    page = browser_sign_in(browser, base, "viewer")
     page.goto(base + "/incidents/1")
     assert page.locator("form[action='/actions/resume']").count() == 0  # no button to press
     # and forging the request from the page (with a valid CSRF token) is refused by the server
@@ -139,18 +64,19 @@ def test_a_viewer_is_refused_the_operators_action(server, browser):
 
 def test_the_lineage_graph_renders_and_links_to_assets(server, browser):
     base, _root = server
-    page = _sign_in(browser, base, "viewer")
+    page = browser_sign_in(browser, base, "viewer")
     page.goto(base + "/graph")
     nodes = page.locator("#lineage a.node")
     assert nodes.count() == 3
     box = page.locator("#lineage").bounding_box()
-    assert box and box["width"] > 300
+    assert box
+    assert box["width"] > 300
     before = page.locator("#lineage").get_attribute("viewBox")
     page.mouse.move(box["x"] + 200, box["y"] + 100)
     page.mouse.wheel(0, -300)  # zoom in
-    _wait_for(lambda: page.locator("#lineage").get_attribute("viewBox") != before)
+    wait_until(lambda: page.locator("#lineage").get_attribute("viewBox") != before)
     page.click("#zoom-reset")
-    _shot(page, "graph")
+    shot(page, "graph")
     page.locator("#lineage a.node[data-key='warehouse.orders']").click()
     page.wait_for_url(base + "/assets/warehouse.orders")
     assert not page.errors, page.errors
@@ -160,7 +86,6 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
     """500 assets: the page opens at natural size (labels readable), Fit shows the whole graph."""
     import random
 
-    from tests.test_web_console import add_users
 
     rng = random.Random(5)
     root = tmp_path / "big"
@@ -177,40 +102,40 @@ def test_a_500_asset_lineage_opens_readable_and_zooms_out_to_all(browser, tmp_pa
         keys.append(f"warehouse.w{i:03d}")
     add_users(root)
     with serving(root) as (base, _app):
-        page = _sign_in(browser, base, "viewer")
+        page = browser_sign_in(browser, base, "viewer")
         page.goto(base + "/graph")
         assert page.locator("#lineage a.node").count() == 500
         label = page.locator("#lineage a.node text").first.bounding_box()
-        assert label and label["height"] >= 8  # readable as it opens, not a speck
-        _shot(page, "graph-500")
+        assert label
+        assert label["height"] >= 8  # readable as it opens, not a speck
+        shot(page, "graph-500")
 
         def width() -> float:
             return float(page.locator("#lineage").get_attribute("viewBox").split()[2])
 
         opened = width()
         page.click("#zoom-reset")
-        _wait_for(lambda: width() > opened * 1.2)  # Fit: the whole graph
+        wait_until(lambda: width() > opened * 1.2)  # Fit: the whole graph
         assert not page.errors, page.errors
 
 
-def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, browser, template):
+def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, browser, console_template):
     """Server-sent events: the pages change without a reload while a run started elsewhere goes and ends."""
     import httpx
 
-    from tests.test_web_console import bearer
 
     base, root = server
     slow = "select id, store, amount, day from lake.orders where (select sum(hash(i)) from range({n}) t(i)) > 0\n"
     (root / "models/warehouse/orders.sql").write_text(slow.format(n=200_000_000))  # a few seconds to build
-    operator = bearer(template[1]["operator"])
-    page = _sign_in(browser, base, "viewer")
+    operator = bearer(console_template[1]["operator"])
+    page = browser_sign_in(browser, base, "viewer")
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     page.evaluate("() => { window.kibanSameDocument = true; }")  # gone if the page were reloaded
     assert page.locator("p.banner.running").count() == 0
     httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator, timeout=30)
     page.wait_for_selector("p.banner.running", timeout=20_000)  # Today: "Running now"
-    _wait_for(lambda: page.locator("p.banner.running").count() == 0, 60)  # and then it is over
+    wait_until(lambda: page.locator("p.banner.running").count() == 0, 60)  # and then it is over
     assert page.evaluate("() => window.kibanSameDocument === true")
 
     page.goto(base + "/runs")
@@ -219,7 +144,7 @@ def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, 
     job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=operator,
                      timeout=30).json()
     page.evaluate("() => { window.kibanSameDocument = true; }")
-    _wait_for(lambda: page.locator("table.runs tbody tr").count() == before + 1, 20)  # the new run appears
+    wait_until(lambda: page.locator("table.runs tbody tr").count() == before + 1, 20)  # the new run appears
     run_id = httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator, timeout=10).json()["run_id"]
     page.goto(f"{base}/runs/{run_id}")
     assert page.locator("h1 .pill.s-running").count() == 1  # opened while it goes
@@ -227,5 +152,6 @@ def test_today_runs_and_a_runs_gantt_update_themselves_while_a_run_goes(server, 
     page.wait_for_selector("h1 .pill.s-success", timeout=60_000)  # the Gantt page follows the run to its end
     assert page.locator("svg.gantt").first.is_visible()  # one per layer group
     assert page.evaluate("() => window.kibanSameDocument === true")
-    assert any("/events?since=" in u for u in streams) and any(f"/events/runs/{run_id}" in u for u in streams)
+    assert any("/events?since=" in u for u in streams)
+    assert any(f"/events/runs/{run_id}" in u for u in streams)
     assert not page.errors, page.errors

@@ -7,50 +7,29 @@ from __future__ import annotations
 
 import csv
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import test_web_catalog
-from tests.test_web_browser import _need_chromium, _shot, _sign_in, browser
-
-catalog_template = test_web_catalog.catalog_template  # the shared fixtures
-__all__ = ["browser", "catalog_template"]
+from tests.helpers.browser import browser_sign_in, need_chromium, shot
+from tests.helpers.live import serving
 
 
 @pytest.fixture
 def server(catalog_template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    import uvicorn
-
-    from kiban.web import create_app
-
-    _need_chromium()
+    need_chromium()
     root = tmp_path / "shop"
     shutil.copytree(catalog_template[0], root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(10)
+    with serving(root) as (base, _app):
+        yield base, root
 
 
 def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any, browser: Any,
                                                                      tmp_path: Path) -> None:
     base, _root = server
-    page = _sign_in(browser, base, "analyst")
+    page = browser_sign_in(browser, base, "analyst")
     page.click("header nav a[href='/console']")
     page.fill("textarea[name=sql]", "select store, count(*) as orders, sum(amount) as revenue\n"
                                     "from warehouse.orders group by store order by store")
@@ -58,10 +37,11 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     page.click("#console-form button:has-text('Run')")
     page.wait_for_selector("#result")
     cells = page.locator("#result tbody tr").first.locator("td").all_inner_texts()
-    assert cells[0] == "1" and int(cells[1]) > 0
+    assert cells[0] == "1"
+    assert int(cells[1]) > 0
     assert "read warehouse.orders" in page.locator("#result-summary").inner_text()
     assert page.locator("#history tbody tr").count() == 1
-    _shot(page, "console")
+    shot(page, "console")
 
     with page.expect_download() as waiting:
         page.click("#console-form button:has-text('Download CSV')")
@@ -69,7 +49,8 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     rows = list(csv.reader(saved.open(encoding="utf-8")))
-    assert download.suggested_filename == "query.csv" and rows[0] == ["store", "orders", "revenue"]
+    assert download.suggested_filename == "query.csv"
+    assert rows[0] == ["store", "orders", "revenue"]
     assert len(rows) == 4  # three stores
 
     assert not page.errors, page.errors  # no script errors, nothing blocked by the content security policy
@@ -77,7 +58,7 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     page.click("#console-form button:has-text('Run')")
     assert page.locator("#query-error").is_visible()  # refused, with the catalog's message (a 400 page)
 
-    viewer = _sign_in(browser, base, "viewer")
+    viewer = browser_sign_in(browser, base, "viewer")
     assert viewer.locator("header nav a[href='/console']").count() == 0
     viewer.goto(base + "/recipes")
     viewer.click("a[href='/recipes/customer_mails']")
@@ -86,9 +67,10 @@ def test_analyst_queries_downloads_csv_and_a_viewer_sees_pii_masked(server: Any,
     viewer.wait_for_selector("#result")
     assert viewer.locator("#masked-note").is_visible()
     table = viewer.locator("#result").inner_text()
-    assert "@example.com" not in table and "•••" in table
+    assert "@example.com" not in table
+    assert "•••" in table
     assert viewer.locator("#result th:has-text('email') .pill").inner_text() == "masked"
-    _shot(viewer, "recipe")
+    shot(viewer, "recipe")
     assert not viewer.errors, viewer.errors
 
 
@@ -117,15 +99,15 @@ def test_column_lineage_requests_and_usage_in_the_browser(server: Any, browser: 
                                                           catalog_template: tuple[Path, dict[str, str]]) -> None:
     base, _root = server
     _seed(base, catalog_template[1])
-    page = _sign_in(browser, base, "analyst")
+    page = browser_sign_in(browser, base, "analyst")
     page.goto(base + "/assets/warehouse.customers#columns")  # scrolled to the columns
     row = page.locator("#col-email_upper")
     assert "PII" in row.inner_text()
-    _shot(page, "asset-columns")
+    shot(page, "asset-columns")
     row.locator("a[href='/assets/lake.customers/columns/email']").click()
     page.wait_for_url(base + "/assets/lake.customers/columns/email")
     assert page.locator("a[href='/assets/warehouse.customers/columns/email_upper']").is_visible()
-    _shot(page, "column")
+    shot(page, "column")
 
     page.goto(base + "/requests/new")
     page.fill("input[name=title]", "Sales per hour")
@@ -142,9 +124,9 @@ def test_column_lineage_requests_and_usage_in_the_browser(server: Any, browser: 
     page.goto(base + "/requests")
     assert "1 delivered" in page.locator("#lead-times").inner_text()
     assert "1 overdue" in page.locator("#lead-times").inner_text()
-    _shot(page, "requests")
+    shot(page, "requests")
     page.goto(base + "/usage")
     assert page.locator("#unused a[href='/assets/mart.old_report']").is_visible()
     assert page.locator("#teams td:text-is('crm')").count() == 1
-    _shot(page, "usage")
+    shot(page, "usage")
     assert not page.errors, page.errors

@@ -12,10 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from tests import test_web_catalog
-from tests.test_web_console import bearer
-
-catalog_template = test_web_catalog.catalog_template  # the shared fixture
+from tests.helpers.console import bearer
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import pytest
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
-from tests.test_forms import WASTE_FILES
-from tests.test_web_console import bearer, sign_in
+from tests.helpers.console import bearer, sign_in
+from tests.helpers.forms import WASTE_FILES
 
 
 @pytest.fixture
@@ -49,16 +49,22 @@ def test_a_person_enters_a_row_on_the_form_and_a_resend_lands_nothing(served):
     client, root, _ = served
     csrf = sign_in(client, "tanaka")
     page = client.get("/forms/waste")
-    assert page.status_code == 200 and 'name="store_id"' in page.text and "/static/forms.js" in page.text
-    assert 'inputmode="numeric"' in page.text and '<option>bread</option>' in page.text
+    assert page.status_code == 200
+    assert 'name="store_id"' in page.text
+    assert "/static/forms.js" in page.text
+    assert 'inputmode="numeric"' in page.text
+    assert '<option>bread</option>' in page.text
     submission = re.search(r'name="submission" value="([^"]+)"', page.text).group(1)
     entry = {"csrf": csrf, "submission": submission, "store_id": "12", "day": "2026-12-07", "item": "bread",
              "quantity": "3", "note": ""}
     wrong = client.post("/forms/waste", data={**entry, "quantity": "-2", "item": "cake"})
-    assert wrong.status_code == 422 and "must be at least 0" in wrong.text and "must be one of" in wrong.text
+    assert wrong.status_code == 422
+    assert "must be at least 0" in wrong.text
+    assert "must be one of" in wrong.text
     assert lake(root, "select count(*) from T") == []
     sent = client.post("/forms/waste", data=entry, follow_redirects=False)
-    assert sent.status_code == 303 and "landed%201%20row" in sent.headers["location"].replace(" ", "%20")
+    assert sent.status_code == 303
+    assert "landed%201%20row" in sent.headers["location"].replace(" ", "%20")
     again = client.post("/forms/waste", data=entry, follow_redirects=False)
     assert "already" in again.headers["location"]
     assert lake(root, "select store_id, item, quantity, _entered_by from T") == [(12, "bread", 3, "tanaka")]
@@ -83,11 +89,13 @@ def test_an_upload_previews_shows_refused_rows_then_lands_the_rest(served):
                           files={"file": ("waste.csv", io.BytesIO(body.encode()), "text/csv")})
     assert preview.status_code == 200, preview.text
     assert re.search(r"<strong>1</strong> rows would land; <strong>2</strong> refused", preview.text)
-    assert "must be at least 1" in preview.text and "is not a whole number" in preview.text
+    assert "must be at least 1" in preview.text
+    assert "is not a whole number" in preview.text
     assert lake(root, "select count(*) from T") == []  # nothing lands from a preview
     action = re.search(r'action="(/forms/waste/upload/[^"]+)"', preview.text).group(1)
     landed = client.post(action, data={"csrf": csrf}, follow_redirects=False)
-    assert landed.status_code == 303 and "landed 1 rows" in landed.headers["location"].replace("%20", " ")
+    assert landed.status_code == 303
+    assert "landed 1 rows" in landed.headers["location"].replace("%20", " ")
     assert client.post(action, data={"csrf": csrf}, follow_redirects=False).status_code == 303  # twice: once
     assert lake(root, "select store_id, _entered_by, _row from T") == [(1, "ana", 1)]
 
@@ -98,11 +106,14 @@ def test_the_api_lands_all_or_nothing(served):
             {"store_id": 5, "day": "2026-12-07", "item": "tea", "quantity": 1}]
     refused = client.post("/api/v1/forms/waste/entries", headers=bearer(tokens["ana"]),
                           json={"submission": "api-000001", "rows": rows})
-    assert refused.status_code == 422 and refused.json()["refused"] == [{"row": 2, "reasons": {
+    assert refused.status_code == 422
+    assert refused.json()["refused"] == [{"row": 2, "reasons": {
         "item": "must be one of bread, milk, vegetables, other"}}]
     ok = client.post("/api/v1/forms/waste/entries", headers=bearer(tokens["ana"]),
                      json={"submission": "api-000001", "rows": rows[:1]})
-    assert ok.status_code == 200 and ok.json()["loaded"] and ok.json()["rows"] == 1
+    assert ok.status_code == 200
+    assert ok.json()["loaded"]
+    assert ok.json()["rows"] == 1
     assert lake(root, "select count(*) from T") == [(1,)]
 
 
@@ -182,16 +193,20 @@ def test_an_abandoned_preview_expires_and_is_removed(served):
 
     abandoned, kept = upload(), upload()
     old, fresh = (uploads_dir(project) / "waste" / f"{a.rsplit('/', 1)[1]}.parquet" for a in (abandoned, kept))
-    assert old.exists() and fresh.exists()
+    assert old.exists()
+    assert fresh.exists()
     past = time.time() - PREVIEW_HOURS * 3600 - 60
     os.utime(old, (past, past))  # walked away from a day ago
     gone = client.post(abandoned, data={"csrf": csrf}, follow_redirects=False)
-    assert gone.status_code == 404 and "upload the file again" in gone.text and not old.exists()
+    assert gone.status_code == 404
+    assert "upload the file again" in gone.text
+    assert not old.exists()
     assert lake(root, "select count(*) from T") == []  # an expired preview never lands
     os.utime(fresh, (past, past))
     assert sweep(project, time.time() - PREVIEW_HOURS * 3600 - 120) == 0  # not yet expired then
     upload()  # any upload sweeps what others left behind
-    assert not fresh.exists() and len(list(uploads_dir(project).glob("waste/*.parquet"))) == 1
+    assert not fresh.exists()
+    assert len(list(uploads_dir(project).glob("waste/*.parquet"))) == 1
     from kiban.schedule.clock import FakeClock
     from kiban.schedule.daemon import Scheduler
 

@@ -6,25 +6,21 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kiban.project import load_project
-from tests.test_web_console import PASSWORD, csrf_of, sign_in
-from tests.test_web_team import template  # noqa: F401  # the shared fixture (a planted, run project)
+from tests.helpers.browser import CHROMIUM, need_chromium
+from tests.helpers.console import PASSWORD, csrf_of, served_copy, sign_in
+from tests.helpers.live import serving
 
 
 @pytest.fixture
-def client(template: Path, tmp_path: Path) -> Any:  # noqa: F811
-    from fastapi.testclient import TestClient
-
-    from kiban.web import create_app
-
-    root = tmp_path / "shop"
-    shutil.copytree(template, root)
-    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+def client(team_template: Path, tmp_path: Path) -> Iterator[Any]:
+    with served_copy(team_template, tmp_path) as c:
         yield c
 
 
@@ -43,7 +39,8 @@ def test_an_analyst_edits_an_initiative_and_comments_stay(client):
                        follow_redirects=False).status_code == 403  # a viewer may not
     sign_in(client, "analyst")
     form = client.get("/initiatives/replenish/edit")
-    assert form.status_code == 200 and 'name="seen"' in form.text
+    assert form.status_code == 200
+    assert 'name="seen"' in form.text
     csrf = csrf_of(form.text)
     seen = form.text.split('name="seen" value="')[1].split('"')[0]
     assert client.post("/initiatives/replenish/edit", data={"csrf": "wrong", "seen": seen, "question": "q"},
@@ -55,15 +52,20 @@ def test_an_analyst_edits_an_initiative_and_comments_stay(client):
     done = client.post("/initiatives/replenish/edit", data=data, follow_redirects=False)
     assert done.status_code == 303, done.text
     text = path.read_text()
-    assert text.startswith("# owned by the stocking team\n") and "hypothesis: 3% more" in text
+    assert text.startswith("# owned by the stocking team\n")
+    assert "hypothesis: 3% more" in text
     cfg = load_project(_root(client)).initiatives["replenish"].config
-    assert cfg.status == "measured" and cfg.owner == "Aiko" and cfg.kpi is not None
+    assert cfg.status == "measured"
+    assert cfg.owner == "Aiko"
+    assert cfg.kpi is not None
     assert cfg.intervention.treated == original.treated  # the groups were not touched
     page = client.get("/initiatives/replenish").text
-    assert "measured" in page and "3% more" in page  # the served project was reloaded
+    assert "measured" in page
+    assert "3% more" in page  # the served project was reloaded
     # the same stale form again: someone saved meanwhile — refused, nothing written
     stale = client.post("/initiatives/replenish/edit", data={**data, "owner": "Ben"}, follow_redirects=False)
-    assert stale.status_code == 409 and "changed since you opened it" in stale.text
+    assert stale.status_code == 409
+    assert "changed since you opened it" in stale.text
     assert "owner: Aiko" in path.read_text()
 
 
@@ -80,7 +82,8 @@ def test_invalid_edits_are_refused_and_nothing_is_written(client, change, messag
     csrf = csrf_of(form.text)
     data = {"csrf": csrf, "name": "pilot", "question": "Does it work?", "status": "idea", **change}
     answer = client.post("/initiatives/new", data=data, follow_redirects=False)
-    assert answer.status_code == 400 and message in answer.text, answer.text[-2000:]
+    assert answer.status_code == 400, answer.text[-2000:]
+    assert message in answer.text, answer.text[-2000:]
     assert not (_root(client) / "initiatives" / "pilot.yml").exists()
 
 
@@ -88,11 +91,13 @@ def test_an_initiative_is_created_and_names_are_checked(client):
     csrf = sign_in(client, "analyst")
     made = client.post("/initiatives/new", data={"csrf": csrf, "name": "pilot", "question": "Does it work?",
                                                  "owner": "Ben", "status": "analysing"}, follow_redirects=False)
-    assert made.status_code == 303 and made.headers["location"] == "/initiatives/pilot"
+    assert made.status_code == 303
+    assert made.headers["location"] == "/initiatives/pilot"
     assert "Does it work?" in client.get("/initiatives/pilot").text
     again = client.post("/initiatives/new", data={"csrf": csrf, "name": "pilot", "question": "q"},
                         follow_redirects=False)
-    assert again.status_code == 409 and "exists already" in again.text
+    assert again.status_code == 409
+    assert "exists already" in again.text
     for hostile in ("../kiban", "Pilot", "a/b", "x" * 70, ".hidden", "con\x00"):
         bad = client.post("/initiatives/new", data={"csrf": csrf, "name": hostile, "question": "q"},
                           follow_redirects=False)
@@ -123,7 +128,8 @@ def test_concurrent_editors_never_lose_an_edit_silently(tmp_path):
     for t in threads:
         t.join()
     winners = [o for o in outcomes if o != "refused"]
-    assert len(winners) == 1 and outcomes.count("refused") == 11  # exactly one saved, the others were told
+    assert len(winners) == 1
+    assert outcomes.count("refused") == 11  # exactly one saved, the others were told
     assert f"owner: {winners[0]}" in path.read_text()
     assert not list(path.parent.glob(".*.tmp"))
 
@@ -134,12 +140,16 @@ def test_the_json_api_lists_initiatives_their_ledger_and_effect(client):
     assert client.post("/initiatives/replenish/measure", data={"csrf": csrf},
                        follow_redirects=False).status_code == 303
     listing = client.get("/api/v1/initiatives").json()
-    assert listing[0]["name"] == "replenish" and listing[0]["latest"]["value_per_month"]["estimate"] > 0
+    assert listing[0]["name"] == "replenish"
+    assert listing[0]["latest"]["value_per_month"]["estimate"] > 0
     one = client.get("/api/v1/initiatives/replenish").json()
-    assert one["intervention"]["treated"] and len(one["ledger"]) == 1
+    assert one["intervention"]["treated"]
+    assert len(one["ledger"]) == 1
     effect = client.get("/api/v1/initiatives/replenish/effect").json()
-    assert effect["effect"]["method"] == "did" and effect["effect"]["low"] <= 30 <= effect["effect"]["high"]
-    assert len(effect["series"]) > 100 and effect["series"][0]["counterfactual"] is not None
+    assert effect["effect"]["method"] == "did"
+    assert effect["effect"]["low"] <= 30 <= effect["effect"]["high"]
+    assert len(effect["series"]) > 100
+    assert effect["series"][0]["counterfactual"] is not None
     assert client.get("/api/v1/initiatives/nope").status_code == 404
     assert client.get("/api/v1/initiatives/nope/effect").status_code == 404
     page = client.get("/initiatives/replenish").text
@@ -148,15 +158,13 @@ def test_the_json_api_lists_initiatives_their_ledger_and_effect(client):
     assert client.get("/api/v1/initiatives").status_code == 401
 
 
-def test_the_form_in_a_real_browser(template, tmp_path):  # noqa: F811
-    from tests.test_web_browser import CHROMIUM, _need_chromium
-    from tests.test_web_live import serving
+def test_the_form_in_a_real_browser(team_template, tmp_path):
 
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     root = tmp_path / "shop"
-    shutil.copytree(template, root)
+    shutil.copytree(team_template, root)
     with serving(root) as (base, _app), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:

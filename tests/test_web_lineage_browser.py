@@ -21,11 +21,10 @@ import pytest
 
 from kiban.graph import Graph
 from kiban.project.asset import Asset
-from tests import test_web_console
-from tests.test_web_browser import CHROMIUM, _need_chromium, _shot, _sign_in, _wait_for
-from tests.test_web_live import serving
+from tests.helpers.browser import browser_sign_in, chromium, need_chromium, shot
+from tests.helpers.console import PASSWORD, bearer
+from tests.helpers.live import serving, wait_until
 
-template = test_web_console.template  # the shared fixture
 FIRST_PAINT_CI = 1500.0  # ms; the target is 1 s (bench/lineage.py records it); CI machines are shared and slower
 
 
@@ -46,10 +45,10 @@ def big_graph(n: int = 5000, seed: int = 11) -> Graph:
 
 
 @pytest.fixture(scope="module")
-def site(template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    _need_chromium()
+def site(console_template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    need_chromium()
     root = tmp_path_factory.mktemp("lineage-browser") / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     orders = root / "models/warehouse/orders.yml"  # a personal-data column, for the console's sidebar
     orders.write_text(orders.read_text() + "  - name: store\n    description: the store\n    tags: [pii]\n")
     with serving(root) as (base, app):
@@ -58,20 +57,12 @@ def site(template: tuple[Path, dict[str, str], int], tmp_path_factory: pytest.Te
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    _need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _context(browser: Any, base: str, who: str = "viewer") -> Any:
     """A browser context at 1440×900 signed in (new tabs share the session)."""
-    from tests.test_web_console import PASSWORD
 
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
@@ -118,14 +109,15 @@ def test_5000_assets_paint_fast_and_find_focus_and_keys_work(site, browser):
         shown = page.locator("#lineage a.node").count()
         assert 10 < shown < 600, shown
         label = page.locator("#lineage a.node text").first.bounding_box()
-        assert label and label["height"] >= 8
-        _shot(page, "graph-5000")
+        assert label
+        assert label["height"] >= 8
+        shot(page, "graph-5000")
 
         # Find: Enter jumps to the match, and its label is drawn there
         page.fill("#graph-find", "table_4321")
         assert "1 found" in page.locator("#graph-count").inner_text()
         page.press("#graph-find", "Enter")
-        _wait_for(lambda: page.locator("#lineage a.node[data-key='mart.table_4321']").count() == 1)
+        wait_until(lambda: page.locator("#lineage a.node[data-key='mart.table_4321']").count() == 1)
         assert page.locator("#lineage a.node.hit").count() == 1
         assert page.locator("#hits").get_attribute("d").startswith("M")
 
@@ -133,14 +125,14 @@ def test_5000_assets_paint_fast_and_find_focus_and_keys_work(site, browser):
         page.focus("#lineage")
         before = _view(page)
         page.keyboard.press("-")
-        _wait_for(lambda: _view(page)[2] > before[2] * 1.2)
+        wait_until(lambda: _view(page)[2] > before[2] * 1.2)
         page.keyboard.press("ArrowRight")
-        _wait_for(lambda: _view(page)[0] != before[0])
+        wait_until(lambda: _view(page)[0] != before[0])
         page.keyboard.press("0")
-        _wait_for(lambda: "far" in (page.locator("#lineage").get_attribute("class") or ""))
-        _wait_for(lambda: page.locator("#lineage a.node").count() == 0)
+        wait_until(lambda: "far" in (page.locator("#lineage").get_attribute("class") or ""))
+        wait_until(lambda: page.locator("#lineage a.node").count() == 0)
         page.keyboard.press("1")
-        _wait_for(lambda: page.locator("#lineage a.node").count() > 0)
+        wait_until(lambda: page.locator("#lineage a.node").count() > 0)
 
         # focus from a hit: +asset+ two steps each way, opened on it, arrowheads drawn
         page.fill("#graph-find", "table_2500")
@@ -186,7 +178,7 @@ def _store_run(root: Path, n: int) -> str:
 def test_a_502_asset_run_groups_and_scrolls_instead_of_a_23800_px_page(site, browser):
     base, _app, root = site
     run_id = _store_run(root, 502)
-    page = _sign_in(browser, base, "viewer")
+    page = browser_sign_in(browser, base, "viewer")
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{base}/runs/{run_id}")
     groups = page.locator("details.tl-group")
@@ -199,11 +191,12 @@ def test_a_502_asset_run_groups_and_scrolls_instead_of_a_23800_px_page(site, bro
     page.click("details.tl-group[data-group=warehouse] summary")
     frame = page.evaluate("() => { const f = document.querySelector('.timeline-frame'); "
                           "return [f.scrollHeight, f.clientHeight]; }")
-    assert frame[0] > frame[1] and frame[1] <= 600  # the timeline scrolls inside its frame
+    assert frame[0] > frame[1]
+    assert frame[1] <= 600  # the timeline scrolls inside its frame
     assert page.locator("table.attempts.problems tbody tr").count() == 3
     assert page.locator("table.attempts.built tbody tr").count() == 50
     assert "499 assets built or fresh" in page.inner_text("main")
-    _shot(page, "run-502")
+    shot(page, "run-502")
     page.click("#all-attempts")
     page.wait_for_url("**attempts=all")
     assert page.locator("table.attempts.built tbody tr").count() == 499
@@ -224,14 +217,16 @@ def test_a_run_started_elsewhere_shows_what_builds_inferred_and_its_eta(site, br
     store.record_attempt(run_id, "warehouse.orders", AttemptStatus.SUCCESS, started_at=began,
                          ended_at=began + timedelta(seconds=1), rows=200)
     try:
-        page = _sign_in(browser, base, "viewer")
+        page = browser_sign_in(browser, base, "viewer")
         page.goto(f"{base}/runs/{run_id}")
         text = page.locator("#in-flight").inner_text()
-        assert "1 of 2 done" in text and "(inferred)" in text
+        assert "1 of 2 done" in text
+        assert "(inferred)" in text
         assert page.locator("#in-flight tr[data-asset='mart.daily_sales']").count() == 1
         assert "left" in page.locator("#eta").inner_text() or "no estimate" in page.locator("#eta").inner_text()
         body = page.inner_text("main")
-        assert "running for" in body and " took " not in body
+        assert "running for" in body
+        assert " took " not in body
         assert page.locator("details.tl-group .bar.b-building").count() == 1  # drawn up to now, marked ▶
         assert not page.errors, page.errors
     finally:
@@ -239,15 +234,14 @@ def test_a_run_started_elsewhere_shows_what_builds_inferred_and_its_eta(site, br
         store.close()
 
 
-def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, browser, template):
+def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, browser, console_template):
     import httpx
 
-    from tests.test_web_console import bearer
 
     base, _app, root = site
     slow = "select id, store, amount, day from lake.orders where (select sum(hash(i)) from range({n}) t(i)) > 0\n"
     (root / "models/warehouse/orders.sql").write_text(slow.format(n=120_000_000))  # a second or two to build
-    operator = bearer(template[1]["operator"])
+    operator = bearer(console_template[1]["operator"])
     try:
         job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["+mart.daily_sales"]}, headers=operator,
                          timeout=30).json()
@@ -257,17 +251,19 @@ def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, brows
             run_id = httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator, timeout=10).json()["run_id"]
             time.sleep(0.1)
         assert run_id
-        page = _sign_in(browser, base, "viewer")
+        page = browser_sign_in(browser, base, "viewer")
         page.goto(f"{base}/runs/{run_id}")
         if page.locator("h1 .pill.s-running").count():
             flight = page.locator("#in-flight")
             assert flight.is_visible()
             text = flight.inner_text()
-            assert "of 2 done" in text and ("left" in text or "no estimate" in text)
+            assert "of 2 done" in text
+            assert "left" in text or "no estimate" in text
             assert page.locator("#in-flight tr[data-asset='warehouse.orders']").count() == 1  # exact: our job
             assert "(inferred)" not in text
             body = page.inner_text("main")
-            assert "running for" in body and " took " not in body  # never "took 5.45 s" while it goes
+            assert "running for" in body
+            assert " took " not in body  # never "took 5.45 s" while it goes
             assert "1 queued" in text  # mart.daily_sales waits for its input
         page.wait_for_selector("h1 .pill:not(.s-running)", timeout=90_000)
         assert page.locator("#in-flight").count() == 0
@@ -316,6 +312,6 @@ def test_the_sql_console_lists_the_schema_completes_names_and_runs_on_ctrl_enter
     area.press("End")
     page.locator("#schema-list details[data-table='mart.daily_sales'] summary button").click()
     assert area.input_value() == "select * from mart.daily_sales"
-    _shot(page, "console-editor")
+    shot(page, "console-editor")
     assert not errors, errors
     context.close()

@@ -8,58 +8,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests import test_web_console
-from tests.test_web_console import bearer
+from tests.helpers.console import bearer
+from tests.helpers.live import serving, wait_until
 
-template = test_web_console.template  # the shared fixture
 SLOW_SQL = "select sum(hash(i)) as s from range(150000000) t(i)\n"  # a second or so: the run is seen going
 
 
-@contextmanager
-def serving(root: Path, poll: float = 0.1, heartbeat: float = 0.4) -> Iterator[tuple[str, Any]]:
-    """(base URL, app) of ``kiban serve``'s app in a real uvicorn on a free loopback port."""
-    import uvicorn
-
-    from kiban.web import create_app
-
-    app = create_app(root)
-    app.state.live.update(poll=poll, heartbeat=heartbeat)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        assert not thread.is_alive(), "the server did not stop (an event stream held it?)"
-
-
 @pytest.fixture
-def shop(template: tuple[Path, dict[str, str], int], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def shop(console_template: tuple[Path, dict[str, str], int], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     (root / "models/warehouse/slow.sql").write_text(SLOW_SQL)
-    return root, template[1]
+    return root, console_template[1]
 
 
 def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -75,13 +41,6 @@ def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
         elif line == "" and data:
             yield kind, data
             kind, data = "message", ""
-
-
-def wait_until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_runs_progress_arrives_as_events_then_heartbeats_and_the_stream_ends_when_the_client_leaves(shop):
@@ -107,7 +66,8 @@ def test_a_runs_progress_arrives_as_events_then_heartbeats_and_the_stream_ends_w
             assert app.state.live["clients"] == 1
         changes = [json.loads(d) for k, d in seen if k == "change"]
         assert len(changes) >= 2, seen  # the run was seen going, and then over
-        assert changes[0]["running"] and not changes[-1]["running"]
+        assert changes[0]["running"]
+        assert not changes[-1]["running"]
         assert len({c["version"] for c in changes}) == len(changes)  # each event is a new state
         wait_until(lambda: app.state.live["clients"] == 0, 5)  # the client left: the server's stream ended too
         done = http.get(f"/api/v1/jobs/{job.json()['id']}").json()
@@ -121,7 +81,8 @@ def test_a_finished_runs_stream_says_end_and_closes(shop):
         run_id = http.get("/api/v1/runs").json()["runs"][0]["run_id"]
         with http.stream("GET", f"/events/runs/{run_id}") as answer:
             got = list(events(answer.iter_lines()))  # ends by itself
-        assert [k for k, _ in got] == ["change", "end"] and json.loads(got[1][1]) == {"status": "failed"}
+        assert [k for k, _ in got] == ["change", "end"]
+        assert json.loads(got[1][1]) == {"status": "failed"}
         assert http.get("/events/runs/no-such-run").status_code == 404
         page = http.get(f"/runs/{run_id}")  # not running: the page listens to nothing
         assert "data-events" not in page.text
@@ -132,7 +93,8 @@ def test_the_stream_is_for_signed_in_users_only(shop):
     with serving(root) as (base, _app):
         for path in ("/events", "/events?since=x", "/events/runs/x"):
             answer = httpx.get(base + path, timeout=10)
-            assert answer.status_code == 401 and "not signed in" in answer.json()["detail"]
+            assert answer.status_code == 401
+            assert "not signed in" in answer.json()["detail"]
         answer = httpx.get(base + "/events", headers={"Authorization": "Bearer wrong"}, timeout=10)
         assert answer.status_code == 401
 
@@ -143,7 +105,8 @@ def test_a_run_started_from_the_web_is_in_runs_after_a_restart(shop):
         job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["warehouse.slow"]},
                          headers=bearer(tokens["operator"]), timeout=30).json()
         finished = app.state.jobs.wait(job["id"], 60)
-        assert finished.status == "success" and finished.run_id
+        assert finished.status == "success"
+        assert finished.run_id
     with serving(root) as (base, _app), httpx.Client(base_url=base, timeout=10,
                                                      headers=bearer(tokens["viewer"])) as http:
         assert http.get("/api/v1/jobs").json() == {"jobs": []}  # the job list lived in the old process
@@ -153,4 +116,5 @@ def test_a_run_started_from_the_web_is_in_runs_after_a_restart(shop):
         page = http.get("/runs").text
         assert finished.run_id in page
         detail = http.get(f"/runs/{finished.run_id}").text
-        assert "warehouse.slow" in detail and "s-success" in detail
+        assert "warehouse.slow" in detail
+        assert "s-success" in detail

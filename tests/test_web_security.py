@@ -14,10 +14,7 @@ import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from tests import test_web_console
-from tests.test_web_console import PASSWORD, ROLES, bearer, csrf_of, sign_in, sign_in_with_form
-
-template, console = test_web_console.template, test_web_console.console  # the shared fixtures
+from tests.helpers.console import PASSWORD, ROLES, bearer, build_project, csrf_of, sign_in, sign_in_with_form
 
 PUBLIC = {"/login", "/health"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -44,7 +41,8 @@ def _flatten(routes: Any, prefix: str) -> list[Any]:
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None:
-            assert not prefix and not route.include_context.prefix, "prefixes: extend _flatten"
+            assert not prefix, "prefixes: extend _flatten"
+            assert not route.include_context.prefix, "prefixes: extend _flatten"
             found += _flatten(inner.routes, prefix)
         else:
             found.append(route)
@@ -88,10 +86,12 @@ def test_no_route_answers_a_stranger_except_sign_in_health_and_static(console):
                 continue
             checked += 1
             if method == "GET" and not url.startswith(("/api/", "/openapi", "/events")):  # a script reads those
-                assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), (method, url)
+                assert answer.status_code == 303, (method, url)
+                assert answer.headers["location"].startswith("/login"), (method, url)
             else:
                 assert answer.status_code == 401, (method, url, answer.status_code)
-            assert "morning_sales" not in answer.text and "warehouse.orders" not in answer.text
+            assert "morning_sales" not in answer.text
+            assert "warehouse.orders" not in answer.text
     assert checked > 60
 
 
@@ -123,7 +123,8 @@ def test_cookie_requests_that_change_state_need_the_csrf_token(console):
     for method, path in unsafe:
         url = _fill(path, incident, run_id)
         missing = client.request(method, url, data={"selection": "warehouse.orders"}, follow_redirects=False)
-        assert missing.status_code == 403 and "CSRF" in missing.text, (method, path)
+        assert missing.status_code == 403, (method, path)
+        assert "CSRF" in missing.text, (method, path)
         wrong = client.request(method, url, headers={"X-CSRF-Token": "x" + csrf}, follow_redirects=False)
         assert wrong.status_code == 403, (method, path)
     # with it, the same cookie session may act
@@ -132,7 +133,8 @@ def test_cookie_requests_that_change_state_need_the_csrf_token(console):
     assert client.get(f"/api/v1/incidents/{incident}", headers=bearer(tokens["viewer"])).json()["status"] \
         == "acknowledged"
     api = client.post(f"/api/v1/incidents/{incident}/resolve", json={"note": "done"}, headers={"X-CSRF-Token": csrf})
-    assert api.status_code == 200 and api.json()["status"] == "resolved"
+    assert api.status_code == 200
+    assert api.json()["status"] == "resolved"
 
 
 def test_no_hash_or_secret_ever_comes_back(console):
@@ -157,14 +159,15 @@ def test_no_hash_or_secret_ever_comes_back(console):
             bodies.append(client.get(url).text)
             bodies.append(client.get(url, headers=bearer(tokens["admin"])).text)
     text = "\n".join(bodies)
-    assert "$argon2" not in text and PASSWORD not in text
+    assert "$argon2" not in text
+    assert PASSWORD not in text
     for secret in secrets:
         assert secret[:24] not in text
     for token in tokens.values():
         assert token not in text
 
 
-def test_session_cookie_flags_and_no_open_redirect(template, tmp_path):
+def test_session_cookie_flags_and_no_open_redirect(console_template, tmp_path):
     import shutil
 
     from fastapi.testclient import TestClient
@@ -172,16 +175,18 @@ def test_session_cookie_flags_and_no_open_redirect(template, tmp_path):
     from kiban.web import create_app
 
     root = tmp_path / "shop"
-    shutil.copytree(template[0], root)
+    shutil.copytree(console_template[0], root)
     for base, secure in (("http://127.0.0.1", False), ("https://console.example", True)):
         with TestClient(create_app(root), base_url=base) as client:
             page = client.get("/login")
             token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
             answer = client.post("/login", data={"username": "viewer", "password": PASSWORD, "login_token": token,
                                                  "next": "//evil.example/x"}, follow_redirects=False)
-            assert answer.status_code == 303 and answer.headers["location"] == "/"
+            assert answer.status_code == 303
+            assert answer.headers["location"] == "/"
             cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("kiban_session="))
-            assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+            assert "HttpOnly" in cookie
+            assert "SameSite=lax" in cookie.replace("Lax", "lax")
             assert ("Secure" in cookie) is secure
             # signing out ends the session on the server, not only in the browser
             session = cookie.split(";")[0].split("=", 1)[1]
@@ -194,7 +199,8 @@ def test_session_cookie_flags_and_no_open_redirect(template, tmp_path):
 def test_the_sign_in_form_needs_its_own_token(console):
     client, *_ = console
     answer = client.post("/login", data={"username": "viewer", "password": PASSWORD, "login_token": "forged"})
-    assert answer.status_code == 403 and "kiban_session" not in answer.headers.get("set-cookie", "")
+    assert answer.status_code == 403
+    assert "kiban_session" not in answer.headers.get("set-cookie", "")
 
 
 def test_wrong_passwords_back_off_per_user_and_address(console):
@@ -208,7 +214,8 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
     page = client.get("/login")
     token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
     wrong = client.post("/login", data={"username": "operator", "password": "nope-nope", "login_token": token})
-    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+    assert wrong.status_code == 401
+    assert "Wrong user name or password" in wrong.text
     store = Store(load_project(root).state_url)
     try:
         accounts = Accounts(store)
@@ -230,7 +237,8 @@ def test_wrong_passwords_back_off_per_user_and_address(console):
         store.close()
     # the server says so, even to the right password, and for a while
     blocked = client.post("/login", data={"username": "operator", "password": PASSWORD, "login_token": token})
-    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 30
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 30
     assert "kiban_session" not in blocked.headers.get("set-cookie", "")
     sign_in(client, "viewer")  # another user from the same address is not held up
     audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
@@ -270,7 +278,8 @@ def test_parallel_wrong_passwords_are_evaluated_at_most_the_free_number_of_times
     finally:
         store.close()
     assert outcomes.count("evaluated") == len(evaluated) <= FREE_FAILURES
-    assert outcomes.count("throttled") >= 30 - FREE_FAILURES and "in" not in outcomes
+    assert outcomes.count("throttled") >= 30 - FREE_FAILURES
+    assert "in" not in outcomes
 
 
 def _kiban(root: Any, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -287,11 +296,12 @@ def test_users_command_and_serving_refused_on_the_network_without_users(tmp_path
     from kiban.cli import State, app
     from kiban.cli import web as _web  # noqa: F401 - registers serve and users
     from kiban.errors import UsageError
-    from tests.test_web_console import build_project
 
     root = build_project(tmp_path / "shop")
     refused = _kiban(root, "serve", "--host", "0.0.0.0", "--port", "1")  # the real command, end to end
-    assert refused.returncode == 2 and "no user is configured" in refused.stderr and "kiban users add" in refused.stderr
+    assert refused.returncode == 2
+    assert "no user is configured" in refused.stderr
+    assert "kiban users add" in refused.stderr
     added = _kiban(root, "users", "add", "alice", "--role", "operator", "--password-stdin", stdin="s3cret-enough\n")
     assert added.returncode == 0, added.stderr
     runner = CliRunner()
@@ -300,11 +310,14 @@ def test_users_command_and_serving_refused_on_the_network_without_users(tmp_path
     def kiban(*args: str, stdin: str = "") -> Any:
         return runner.invoke(app, ["--project", str(root), *args], input=stdin)
 
-    assert "alice" in kiban("users", "list").output and "operator" in kiban("users", "list").output
+    assert "alice" in kiban("users", "list").output
+    assert "operator" in kiban("users", "list").output
     short = kiban("users", "passwd", "alice", "--password-stdin", stdin="short\n")
-    assert isinstance(short.exception, UsageError) and "too short" in str(short.exception)
+    assert isinstance(short.exception, UsageError)
+    assert "too short" in str(short.exception)
     bad_role = kiban("users", "add", "bob", "--role", "operater", "--password-stdin", stdin="s3cret-enough\n")
-    assert isinstance(bad_role.exception, UsageError) and "operator" in str(bad_role.exception)  # did you mean
+    assert isinstance(bad_role.exception, UsageError)
+    assert "operator" in str(bad_role.exception)  # did you mean
     printed = kiban("users", "token", "alice", "--label", "ci").output.split()
     token = next(word for word in printed if word.startswith("kbn_") and not word.endswith("…';"))
     from fastapi.testclient import TestClient
@@ -316,8 +329,9 @@ def test_users_command_and_serving_refused_on_the_network_without_users(tmp_path
         assert kiban("users", "remove", "alice").exit_code == 0
         assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401  # its tokens went with it
         audit = [(e.actor, e.action, e.target) for e in client.app.state.accounts.audit_entries()]
-    assert ("cli:" + __import__("getpass").getuser(), "user.add", "alice") in audit and \
-        any(a[1] == "token.create" for a in audit) and any(a[1] == "user.remove" for a in audit)
+    assert ("cli:" + __import__("getpass").getuser(), "user.add", "alice") in audit
+    assert any(a[1] == "token.create" for a in audit)
+    assert any(a[1] == "user.remove" for a in audit)
 
 
 @pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("::1", True), ("localhost", True),
@@ -347,7 +361,8 @@ def test_refused_page_views_and_actions_are_audited(console):
     audit = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["entries"]
     denied = {(e["actor"], e["action"]) for e in audit if e["outcome"] == "denied"}
     assert ("viewer", "GET /api/v1/audit") in denied
-    assert (None, "GET /api/v1/runs") in denied and (None, "POST /api/v1/actions/run") in denied
+    assert (None, "GET /api/v1/runs") in denied
+    assert (None, "POST /api/v1/actions/run") in denied
 
 
 def test_absurd_numbers_are_a_4xx_never_a_500(console):

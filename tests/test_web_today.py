@@ -8,50 +8,53 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests import test_web_console
-from tests.test_web_console import FIXED_SQL, bearer, console, run, sign_in  # noqa: F401  (fixture)
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.console import FIXED_SQL, bearer, run, sign_in
 
 
-def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> None:  # noqa: F811
+def test_today_in_the_api_names_who_is_hurt_why_and_the_fix(console: Any) -> None:
     client, _root, tokens, _incident = console
     today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
     assert today["headline"] == "0 of 1 use case ready · 1 at risk"
     (risk,) = today["risks"]
-    assert risk["usecase"] == "morning_sales" and risk["state"] == "broken"
+    assert risk["usecase"] == "morning_sales"
+    assert risk["state"] == "broken"
     assert risk["consumers"] == [{"name": "Store managers", "team": "stores"}]
     assert risk["cause"].startswith("mart.daily_sales failed: Binder Error")
     assert risk["since"] is not None
     fix = risk["fix"]
-    assert fix["action"] == "run" and fix["selection"] == "mart.daily_sales+"
+    assert fix["action"] == "run"
+    assert fix["selection"] == "mart.daily_sales+"
     assert fix["rebuilds"] == ["mart.daily_sales"]
     assert today["old_incidents"] == 1  # the incident of 2026-11-30 is history, apart from today
 
 
-def test_a_fixed_model_clears_todays_risk(console: Any) -> None:  # noqa: F811
+def test_a_fixed_model_clears_todays_risk(console: Any) -> None:
     client, root, tokens, _incident = console
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run(root, select=["mart.daily_sales"]).status == "success"
     client.app.state.site.forget()
     today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
-    assert today["risks"] == [] and "at risk" not in today["headline"].replace("nothing at risk", "")
+    assert today["risks"] == []
+    assert "at risk" not in today["headline"].replace("nothing at risk", "")
 
 
-def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> None:  # noqa: F811
+def test_resume_with_nothing_to_do_says_why_and_starts_nothing(console: Any) -> None:
     client, root, _tokens, incident = console
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run(root, select=["mart.daily_sales"]).status == "success"
     csrf = sign_in(client, "operator")
     page = client.get(f"/incidents/{incident}").text
-    assert "Nothing to resume" in page and 'action="/actions/resume"' not in page
+    assert "Nothing to resume" in page
+    assert 'action="/actions/resume"' not in page
     answer = client.post("/actions/resume", data={"csrf": csrf}, follow_redirects=False)
-    assert answer.status_code == 200 and "Nothing to resume" in answer.text and "finished everything" in answer.text
+    assert answer.status_code == 200
+    assert "Nothing to resume" in answer.text
+    assert "finished everything" in answer.text
     assert client.app.state.jobs.all() == []  # no job that does nothing
     assert 'href="/"' in answer.text  # and a way back
 
 
-def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(console: Any) -> None:  # noqa: F811
+def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(console: Any) -> None:
     client, _root, _tokens, incident = console
     csrf = sign_in(client, "operator")
     page = client.get(f"/incidents/{incident}").text
@@ -63,11 +66,12 @@ def test_an_incident_offers_one_fix_with_its_preview_and_none_once_resolved(cons
                        follow_redirects=False).status_code == 303
     resolved = client.get(f"/incidents/{incident}").text
     main = resolved[resolved.index("<main"):resolved.index("</main>")]
-    assert "<form" not in main and "fixed the typo" in main
+    assert "<form" not in main
+    assert "fixed the typo" in main
     assert client.get(f"/api/v1/incidents/{incident}", headers=bearer(_tokens["viewer"])).json()["fix"] is None
 
 
-def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> None:  # noqa: F811
+def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> None:
     client, _root, _tokens, incident = console
     sign_in(client, "viewer")
     page = client.get(f"/incidents/{incident}").text
@@ -82,7 +86,7 @@ def test_times_are_in_project_time_labelled_with_utc_on_hover(console: Any) -> N
         assert ("PM" if jst.hour >= 12 else "AM") in shown, (utc, shown)
 
 
-def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> None:  # noqa: F811
+def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> None:
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/graph", params={"focus": "+mart.daily_sales"}).text
@@ -90,12 +94,14 @@ def test_lineage_focus_narrows_to_an_asset_and_its_neighbours(console: Any) -> N
     page = client.get("/graph", params={"focus": "mart.daily_sales"}).text
     assert "<small>1 assets</small>" in page
     wrong = client.get("/graph", params={"focus": "dayly_sales"})
-    assert wrong.status_code == 400 and "daily_sales" in wrong.text
+    assert wrong.status_code == 400
+    assert "daily_sales" in wrong.text
 
 
-def test_the_current_page_is_marked_and_a_skip_link_leads_to_the_content(console: Any) -> None:  # noqa: F811
+def test_the_current_page_is_marked_and_a_skip_link_leads_to_the_content(console: Any) -> None:
     client, _root, _tokens, _incident = console
     sign_in(client, "viewer")
     page = client.get("/incidents").text
-    assert '<a href="/incidents" aria-current="page">' in page and 'href="/" aria-current' not in page
+    assert '<a href="/incidents" aria-current="page">' in page
+    assert 'href="/" aria-current' not in page
     assert '<a class="skip" href="#live">' in page

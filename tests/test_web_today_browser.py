@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests import test_web_console
-from tests.test_web_browser import IMAGES, browser, server  # noqa: F401  (fixtures)
-from tests.test_web_console import FIXED_SQL, PASSWORD
-
-template = test_web_console.template  # the shared fixture
+from tests.helpers.browser import IMAGES
+from tests.helpers.console import FIXED_SQL, PASSWORD
 
 VIEWPORTS = [(1440, 900), (390, 844)]
 
@@ -36,7 +33,9 @@ def _above_the_fold(page: Any, selector: str, height: int) -> None:
     element = page.locator(selector).first
     assert element.is_visible(), selector
     box = element.bounding_box()
-    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (selector, box, height)
+    assert box is not None, (selector, box, height)
+    assert box["y"] >= 0, (selector, box, height)
+    assert box["y"] + box["height"] <= height, (selector, box, height)
 
 
 def _fits(page: Any, width: int) -> None:
@@ -45,7 +44,7 @@ def _fits(page: Any, width: int) -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), VIEWPORTS)
-def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server, browser, width, height):  # noqa: F811
+def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server, browser, width, height):
     base, _root = server
     page = _signed_in(browser, base, "operator", width, height)
     headline = page.locator("#headline").inner_text()
@@ -53,7 +52,8 @@ def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server
     assert re.fullmatch(r"\d+ of 1 use case ready · 1 at risk", headline), headline
     _above_the_fold(page, "#headline", height)  # is my data ready?
     risk = page.locator("article.risk[data-usecase=morning_sales]")
-    assert "Store managers" in risk.locator(".who").inner_text() and "stores" in risk.locator(".who").inner_text()
+    assert "Store managers" in risk.locator(".who").inner_text()
+    assert "stores" in risk.locator(".who").inner_text()
     _above_the_fold(page, "article.risk .who", height)  # who is hurt
     assert "mart.daily_sales failed" in risk.locator(".cause").inner_text()
     _above_the_fold(page, "article.risk summary.primary", height)  # what fixes it: one primary button
@@ -70,7 +70,7 @@ def test_today_answers_ready_who_is_hurt_and_what_fixes_it_above_the_fold(server
     assert not page.errors, page.errors
 
 
-def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser):  # noqa: F811
+def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser):
     base, _root = server
     page = _signed_in(browser, base, "viewer", 390, 844)
     page.click("footer .langs a[lang=ja]")  # the reader's choice, remembered in a cookie
@@ -88,7 +88,7 @@ def test_switching_to_japanese_shows_todays_headline_in_japanese(server, browser
     assert not page.errors, page.errors
 
 
-def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do(server, browser):  # noqa: F811
+def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do(server, browser):
     base, root = server
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)  # the cause is fixed on disk
     page = _signed_in(browser, base, "operator", 1440, 900)
@@ -108,7 +108,8 @@ def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do
 
     page.goto(base + "/incidents/1")  # its workaround (resume) has nothing left to do: said, with the reason
     nothing = page.locator(".nothing")
-    assert "Nothing to resume" in nothing.inner_text() and "finished everything" in nothing.inner_text()
+    assert "Nothing to resume" in nothing.inner_text()
+    assert "finished everything" in nothing.inner_text()
     assert page.locator("form[action='/actions/resume']").count() == 0
     page.fill("form.resolve input[name=note]", "fixed the column name in daily_sales.sql")
     page.locator("form.resolve button").click()
@@ -116,3 +117,33 @@ def test_the_fix_previews_confirms_links_its_run_and_then_there_is_nothing_to_do
     assert page.locator("main form").count() == 0  # no actions on a resolved incident
     assert "fixed the column name" in page.locator("ol.timeline").inner_text()
     assert not page.errors, page.errors
+
+
+def test_japanese_screenshots_with_a_cjk_font(server, browser):
+    """Today, an incident and the catalog in Japanese at 1440 px and 390 px: the page asks for a CJK font (Noto
+    Sans CJK JP on Debian, Hiragino, Yu Gothic, Meiryo elsewhere), nothing is wider than the screen, and the
+    screenshots for docs/web.md are taken (docs/images/web-ja-*.png with KIBAN_SCREENSHOTS=1)."""
+    import shutil
+    import subprocess
+
+    base, _root = server
+    fonts = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True, text=True).stdout \
+        if shutil.which("fc-list") else ""
+    if "CJK" not in fonts and "Gothic" not in fonts:
+        pytest.skip("no Japanese font on this machine (apt-get install fonts-noto-cjk; `make browser` does it)")
+    for width, height in VIEWPORTS:
+        page = _signed_in(browser, base, "operator", width, height)
+        page.goto(base + "/lang/ja?next=/")
+        family = page.evaluate("() => getComputedStyle(document.body).fontFamily")
+        assert "Noto Sans CJK JP" in family, family
+        assert "Hiragino Sans" in family, family
+        assert "Meiryo" in family, family
+        for path, name in (("/", "today"), ("/incidents/1", "incident"), ("/catalog", "catalog")):
+            page.goto(base + path)
+            assert page.locator("html").get_attribute("lang") == "ja"
+            assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", page.locator("h1").first.inner_text())
+            _fits(page, width)
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(IMAGES / f"web-ja-{name}-{width}.png"), full_page=False)
+        assert not page.errors, page.errors
+        page.close()

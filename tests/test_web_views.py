@@ -11,10 +11,7 @@ from pathlib import Path
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.web import lineage, svg
-from tests import test_web_console
-from tests.test_web_console import bearer, sign_in
-
-template, console = test_web_console.template, test_web_console.console  # the shared fixtures
+from tests.helpers.console import FIXED_SQL, add_users, bearer, build_project, sign_in
 
 
 def _graph(n: int, seed: int = 3) -> Graph:
@@ -73,11 +70,14 @@ def test_charts_draw_their_points_and_say_when_there_is_nothing():
 
     start = datetime(2026, 11, 1)
     chart = svg.line_chart([(start + timedelta(days=i), float(i * 10)) for i in range(5)], "rows")
-    assert chart.count("<circle") == 5 and "40" in chart
+    assert chart.count("<circle") == 5
+    assert "40" in chart
     assert "no data yet" in svg.line_chart([], "rows")
     gantt = svg.gantt([("a", start, start + timedelta(seconds=3), "success"),
                        ("b", start + timedelta(seconds=3), start + timedelta(seconds=4), "failed")])
-    assert gantt.count("<rect") == 2 and "#dc2626" in gantt and "4.00 s" in gantt
+    assert gantt.count("<rect") == 2
+    assert "#dc2626" in gantt
+    assert "4.00 s" in gantt
 
 
 def test_today_and_runs_go_live_while_a_run_is_going(console):
@@ -92,7 +92,9 @@ def test_today_and_runs_go_live_while_a_run_is_going(console):
         store.start_run("20991231T000000-aaaaaa", "webshop", ["mart.daily_sales"], {})  # this process: alive
         client.app.state.site.forget()
         page = client.get("/").text
-        assert 'data-live="1"' in page and "Running now" in page and "20991231T000000-aaaaaa" in page
+        assert 'data-live="1"' in page
+        assert "Running now" in page
+        assert "20991231T000000-aaaaaa" in page
         assert 'data-live="1"' in client.get("/runs").text
         today = client.get("/api/v1/today", headers=bearer(tokens["viewer"])).json()
         assert [r["run_id"] for r in today["running"]] == ["20991231T000000-aaaaaa"]
@@ -116,12 +118,14 @@ def test_a_stale_shared_value_is_answered_at_once_while_one_refresh_runs(console
     time.sleep(0.1)
     began = time.monotonic()
     answers = [site.cached("k", 0.05, slow) for _ in range(5)]
-    assert answers == [1] * 5 and time.monotonic() - began < 1  # nobody waited for the slow refresh
+    assert answers == [1] * 5
+    assert time.monotonic() - began < 1  # nobody waited for the slow refresh
     release.set()
     deadline = time.monotonic() + 5
     while site.cached("k", 60, slow) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert site.cached("k", 60, slow) == 2 and len(calls) == 2  # exactly one refresh ran
+    assert site.cached("k", 60, slow) == 2
+    assert len(calls) == 2  # exactly one refresh ran
 
 
 def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(console):
@@ -130,7 +134,6 @@ def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(con
     from kiban import operate
     from kiban.project import load_project
     from kiban.run import RunOptions
-    from tests.test_web_console import FIXED_SQL
 
     client, root, tokens, _incident = console
     head = bearer(tokens["viewer"])
@@ -143,7 +146,8 @@ def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(con
     assert orders["checks"] == []  # the first run had no gate
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     done = operate.run(load_project(root), RunOptions(select=["warehouse.orders+"], full_refresh=True))
-    assert done.result.status == "success" and done.gated
+    assert done.result.status == "success"
+    assert done.gated
     deadline = time.monotonic() + 5  # the store's pulse is shared for half a second
     while len((after := client.get("/api/v1/assets/mart.daily_sales", headers=head).json())["runs"]) < 2:
         assert time.monotonic() < deadline, "the asset page kept its old history after a run"
@@ -151,14 +155,14 @@ def test_an_assets_history_and_charts_are_kept_until_its_next_build_or_check(con
     assert [r["status"] for r in after["runs"]] == ["success", "failed"]
     assert "<circle" in client.get("/assets/mart.daily_sales").text  # the chart drawn again for the new build
     orders = client.get("/api/v1/assets/warehouse.orders", headers=head).json()
-    assert {c["status"] for c in orders["checks"]} == {"pass"} and len(orders["checks"]) >= 2
+    assert {c["status"] for c in orders["checks"]} == {"pass"}
+    assert len(orders["checks"]) >= 2
 
 
 def test_the_shared_assessment_follows_the_store_not_a_timer(console):
     """Today's verdicts are computed again when a run is recorded (by any process), not only when a timer says."""
     from kiban.project import load_project
     from kiban.run import RunOptions, run_project
-    from tests.test_web_console import FIXED_SQL
 
     client, root, tokens, _incident = console
     head = bearer(tokens["viewer"])
@@ -169,7 +173,8 @@ def test_the_shared_assessment_follows_the_store_not_a_timer(console):
 
     first = verdict()
     computed = site._seen["assessment"]
-    assert verdict() == first and site._seen["assessment"] is computed  # nothing happened: the same assessment
+    assert verdict() == first
+    assert site._seen["assessment"] is computed  # nothing happened: the same assessment
     (root / "models/mart/daily_sales.sql").write_text(FIXED_SQL)
     assert run_project(load_project(root), RunOptions()).status == "success"
     deadline = time.monotonic() + 10
@@ -210,24 +215,30 @@ def test_the_console_speaks_the_readers_language_and_formats_numbers_for_it(tmp_
     from fastapi.testclient import TestClient
 
     from kiban.web import create_app, i18n
-    from tests.test_web_console import add_users, build_project, sign_in
 
     root = build_project(tmp_path / "shop")
     add_users(root)
     with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
         sign_in(client, "viewer")
         english = client.get("/graph").text
-        assert '<html lang="en">' in english and ">Lineage</a>" in english
+        assert '<html lang="en">' in english
+        assert ">Lineage</a>" in english
         japanese = client.get("/graph", headers={"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5"}).text
-        assert '<html lang="ja">' in japanese and ">系譜</a>" in japanese and "本文へ移動" in japanese
+        assert '<html lang="ja">' in japanese
+        assert ">系譜</a>" in japanese
+        assert "本文へ移動" in japanese
         assert "件のアセット" in japanese
         moved = client.get("/lang/en", params={"next": "/graph"}, headers={"Accept-Language": "ja"},
                            follow_redirects=False)
-        assert moved.status_code == 303 and moved.headers["location"] == "/graph"
+        assert moved.status_code == 303
+        assert moved.headers["location"] == "/graph"
         chosen = client.get("/graph", headers={"Accept-Language": "ja"}).text
         assert '<html lang="en">' in chosen  # the reader's choice wins over the browser's
         hostile = client.get("/lang/ja", params={"next": "//evil.example/"}, follow_redirects=False)
         assert hostile.headers["location"] == "/"  # never an open redirect
-    assert i18n.number(1528380, "ja") == "1,528,380" and i18n.number(0.013148, "en") == "0.013"
-    assert i18n.number(1528380.5, "en") == "1,528,380.5" and i18n.number(None, "ja") == "–"
-    assert i18n.messages("en") == {} and i18n.messages("ja")["Today"] == "今日"
+    assert i18n.number(1528380, "ja") == "1,528,380"
+    assert i18n.number(0.013148, "en") == "0.013"
+    assert i18n.number(1528380.5, "en") == "1,528,380.5"
+    assert i18n.number(None, "ja") == "–"
+    assert i18n.messages("en") == {}
+    assert i18n.messages("ja")["Today"] == "今日"

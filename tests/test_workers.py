@@ -102,7 +102,8 @@ def test_a_killed_worker_is_replaced_and_every_asset_is_built_once(shared: tuple
     assert rows(url, "select count(*), sum(v) from mart.m3") == [(20, 5 * 210)]
     # a rerun finds everything fresh: nothing is queued, nothing published again
     again = run_distributed(project, RunOptions(), lease=LEASE)
-    assert again.status == "nothing" and len(again.plan.fresh) == len(expected)
+    assert again.status == "nothing"
+    assert len(again.plan.fresh) == len(expected)
     assert len(rows(url, "select asset from kiban.publishes")) == len(expected)
 
 
@@ -126,7 +127,8 @@ def test_failure_skips_downstream_and_branches_go_on(shared: tuple[Path, str]) -
         recorded = {(a.asset, a.status) for a in store.attempts(result.run_id)}
     finally:
         store.close()
-    assert ("mart.m1", "skipped") in recorded and ("warehouse.w1", "failed") in recorded
+    assert ("mart.m1", "skipped") in recorded
+    assert ("warehouse.w1", "failed") in recorded
 
 
 def test_cli_run_with_workers(shared: tuple[Path, str], cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
@@ -139,7 +141,8 @@ def test_cli_run_with_workers(shared: tuple[Path, str], cli: Callable[..., subpr
             proc.send_signal(signal.SIGTERM)
         outputs = [proc.communicate(timeout=30)[0] for proc in procs]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert '"kind": "run_finished"' in done.stdout and '"status": "success"' in done.stdout
+    assert '"kind": "run_finished"' in done.stdout
+    assert '"status": "success"' in done.stdout
     assert sorted(r[0] for r in rows(url, "select asset from kiban.publishes")) == ["mart.m3", "warehouse.w5"]
     assert any("stopped after" in out for out in outputs)
 
@@ -180,7 +183,8 @@ def test_a_worker_that_died_after_publishing_is_not_built_again(shared: tuple[Pa
         while claim is None and time.monotonic() < deadline:
             claim = queue.claim("shop", "ghost")  # a worker that will publish and then vanish
             time.sleep(0.05)
-        assert claim is not None and claim.asset == "warehouse.w1"
+        assert claim is not None
+        assert claim.asset == "warehouse.w1"
         engine = PostgresEngine(url)
         assert engine.claim_fence(claim.asset, claim.token, claim.run_id)  # what a worker does before building
         session = engine.session()

@@ -109,7 +109,8 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
         paused.send_signal(signal.SIGSTOP)  # a stalled VM
         procs.append(start_worker(root, "successor"))
         coordinator.join(timeout=120)
-        assert results and results[0].status == "success", results
+        assert results, results
+        assert results[0].status == "success", results
         assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(2,)]
         paused.send_signal(signal.SIGCONT)  # it wakes up with a finished model and a lease long gone
         time.sleep(SLOW + 3)
@@ -162,13 +163,15 @@ def test_the_spark_fence_guards_the_pointer_swap(tmp_path: Path) -> None:
         return spark
 
     old, new = engine(), engine()
-    assert old.claim_fence("mart.m", 5, "run-a") and new.claim_fence("mart.m", 6, "run-a")
+    assert old.claim_fence("mart.m", 5, "run-a")
+    assert new.claim_fence("mart.m", 6, "run-a")
     home = tmp_path / "mart" / "m"
     with pytest.raises(Fenced):
         old._publish(home, "mart.m", {"kind": "table", "version": "v-old", "fingerprint": "a"})
     assert not (home / POINTER).exists()
     new._publish(home, "mart.m", {"kind": "table", "version": "v-new", "fingerprint": "b"})
-    assert '"v-new"' in (home / POINTER).read_text() and new.published_by("mart.m") == "run-a"
+    assert '"v-new"' in (home / POINTER).read_text()
+    assert new.published_by("mart.m") == "run-a"
 
 
 def test_leases_expire_by_the_servers_clock(shared: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,4 +233,5 @@ def test_full_refresh_rebuilds_on_the_workers(shared: tuple[Path, str]) -> None:
         ("mart.fast", 2), ("warehouse.slow", 2)]
     judged = rows(url, "select check_name, status from check_results where asset = 'warehouse.slow' "
                        "order by check_name")
-    assert judged and {status for _, status in judged} == {"pass"}, judged
+    assert judged, judged
+    assert {status for _, status in judged} == {"pass"}, judged

@@ -51,13 +51,11 @@ def run(project: Project, options: RunOptions, listeners: Sequence[Callable[[Any
         min_workers: int = 0) -> Operated:
     """``run_project()`` (or, with ``workers``, the work queue) with the gate, the watcher, the catalog's listeners,
     and the service-level check afterwards. ``store`` (optional) is used for the check; else one is opened."""
-    from kiban.checks.gate import gate_for
-
     graph = _graph(project, graph)
     watcher = _watcher(project, graph, options.threads)
     everyone: list[Any] = [*listeners, *([watcher] if watcher is not None else []), *catalog_listeners(project),
                            *shared_storage(project)]
-    gate = gate_for(project)  # checks judge every new version before it is published
+    gate = _gate_for(project)  # checks judge every new version before it is published
     after = gate.after if gate else None
     try:
         if workers:  # the workers build (and check) the assets; this process plans and follows the queue
@@ -104,6 +102,15 @@ def explain(project: Project, options: RunOptions) -> Any:
     finally:
         if gate is not None:
             gate.close()
+
+
+def _gate_for(project: Project) -> Any:
+    """``checks.gate.gate_for``; a project whose models declare no checks does not import the checks at all."""
+    if not any(a.config.has_checks for a in project.assets.values() if a.layer != "lake"):
+        return None  # what gate_for answers too
+    from kiban.checks.gate import gate_for
+
+    return gate_for(project)
 
 
 def _graph(project: Project, graph: Graph | None) -> Graph | None:

@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,7 @@ def select_sql(relation: str, columns: Sequence[str] | None, where: str | Mappin
 
 
 POOL_SIZE = 4  # idle masked sessions kept per reader and clearance
+CHECKS_KEPT = 256  # checked query texts remembered per reader
 
 
 class Reader:
@@ -125,6 +127,7 @@ class Reader:
         self._records: queue.Queue[tuple[Actor, str, str, tuple[str, ...], dict[str, Any]]] = queue.Queue()
         self._recorder: threading.Thread | None = None
         self._residents: dict[tuple[float, bool], sandbox.Resident] = {}
+        self._checks: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] = OrderedDict()
         atexit.register(self.close)
 
     def version_key(self) -> float:
@@ -184,15 +187,12 @@ class Reader:
         Raises QueryRefused, QueryTimeout or QueryFailed (each recorded in the query history)."""
         started = time.perf_counter()
         try:
-            checked = check_query(sql, self.console.relations)
-            proven = prove_reads(sql, Exposed(self.console.relations, reserved_names()))
+            reads, bases = self._checked(sql)
         except QueryRefused as exc:
             self._record(actor, sql, "refused", error=exc.message)
             raise
-        bases = self.console._bases(checked.assets)
         if self.isolated:
-            table = self._in_worker(sql, sorted(set(checked.assets) | set(proven)), actor, params, timeout,
-                                    bases, started)
+            table = self._in_worker(sql, list(reads), actor, params, timeout, bases, started)
         else:
             table = self._in_process(sql, actor, params, timeout, bases, started)
         seconds = time.perf_counter() - started
@@ -200,6 +200,25 @@ class Reader:
         if record:
             self._record(actor, sql, "ok", bases, rows=table.num_rows, seconds=seconds, pii_shown=shown)
         return ArrowResult(table, bases, seconds)
+
+    def _checked(self, sql: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What ``sql`` reads (the relations the worker must offer) and its assets for the history, after both
+        parsers' checks; remembered per query text, since a reader is of one published version and one
+        kiban.yml (a new one makes a new reader) and the checks do not depend on who reads. Refusals are
+        not remembered (they raise each time)."""
+        with self._lock:
+            found = self._checks.get(sql)
+            if found is not None:
+                self._checks.move_to_end(sql)
+                return found
+        checked = check_query(sql, self.console.relations)
+        proven = prove_reads(sql, Exposed(self.console.relations, reserved_names()))
+        found = (tuple(sorted(set(checked.assets) | set(proven))), self.console._bases(checked.assets))
+        with self._lock:
+            self._checks[sql] = found
+            while len(self._checks) > CHECKS_KEPT:
+                self._checks.popitem(last=False)
+        return found
 
     def _in_worker(self, sql: str, reads: list[str], actor: Actor,
                    params: Sequence[Any] | Mapping[str, Any] | None, timeout: float | None,

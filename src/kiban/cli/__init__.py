@@ -8,6 +8,7 @@ loaded on first use).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,9 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
+    # kiban's settings models need no third-party Pydantic plugins, and looking for them reads the entry points of
+    # every installed package (≈ 50 CPU-ms a command). Whoever wants plugins sets the variable to something else.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from kiban.cli.quick import try_quick
 
     if try_quick(sys.argv[1:]):

@@ -87,6 +87,9 @@ def collect(
                                             help="text (live display) or json (one event per line).")] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line on stdout (the same as "
                                           "--log-format json).")] = False,
+    workers: Annotated[bool, typer.Option("--workers", help="Queue one load per table for `kiban worker` "
+                                          "processes (PostgreSQL state store) instead of loading here; "
+                                          "`--workers N` first waits until N workers are alive.")] = False,
 ) -> None:
     """Collect the selected source tables into the lake (default: all), without building models."""
     from kiban.cli.progress import JsonLog, progress_view
@@ -95,6 +98,9 @@ def collect(
     from kiban.run import RunOptions, run_project
 
     log_format = log_format_of(log_format, as_json)
+    min_workers = 0
+    if workers and selection and selection[0].isdigit():  # `--workers N`: a count, not a table named "2"
+        min_workers, selection = int(selection[0]), selection[1:]
     project = _project()
     tables = project.source_tables()
     if not tables:
@@ -114,7 +120,13 @@ def collect(
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_project(project, RunOptions(select=keys, threads=threads, wait=wait), listeners)
+        options = RunOptions(select=keys, threads=threads, wait=wait)
+        if workers:  # the workers load the tables, several at a time; this process follows the queue
+            from kiban.workers import run_distributed
+
+            result = run_distributed(project, options, listeners, min_workers=min_workers)
+        else:
+            result = run_project(project, options, listeners)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if log_format == "text":

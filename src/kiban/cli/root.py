@@ -67,6 +67,7 @@ def main() -> None:
         models,
         schedule,
         slo,
+        storage,
         team,
         value,
         web,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,15 +102,7 @@ def slo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     from kiban.slo.service import assess
 
-    project, graph, store = _open()
-    try:
-        result = assess(project, graph, store)
-    finally:
-        store.close()
-    if as_json:
-        emit_json(assessment_json(result))
-    else:
-        print_assessment(result)
+    _judge_and_show(assess, as_json)
 
 
 @slo_app.command("check")
@@ -118,9 +111,14 @@ def slo_check(notify: Annotated[bool, typer.Option("--notify/--no-notify", help=
     """Judge, store verdicts, open or close incidents and notify — run it from cron every few minutes."""
     from kiban.slo.service import check
 
+    _judge_and_show(lambda project, graph, store: check(project, graph, store, notify=notify), as_json)
+
+
+def _judge_and_show(judge: Callable[[Any, Any, Any], Any], as_json: bool) -> None:
+    """``judge(project, graph, store)`` (assess, or check and act) over the project's store; its assessment shown."""
     project, graph, store = _open()
     try:
-        result = check(project, graph, store, notify=notify)
+        result = judge(project, graph, store)
     finally:
         store.close()
     if as_json:

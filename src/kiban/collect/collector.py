@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.collect import shared_lake
 from kiban.collect.connector import SourceError
-from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_table
-from kiban.collect.manifest import Manifests
+from kiban.collect.load import LoadCancelled, LoadFailed, LoadResult, load_claimed, load_table
+from kiban.collect.manifest import Fence, Manifests
 from kiban.collect.secrets import redact
 from kiban.diskfull import disk_full, is_disk_full
-from kiban.engines.base import CollectedTable
+from kiban.engines.base import FENCED, CollectedTable, Fenced
 from kiban.run.events import Event, Listener
 from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
@@ -80,6 +80,7 @@ class CollectRun:
     policy_for: PolicyFor  # table → (retries, retry delay, timeout)
     cancel: threading.Event = field(default_factory=threading.Event)
     stops: dict[str, threading.Event] = field(default_factory=dict)  # the running loads' stop switches
+    fence: Fence | None = None  # a worker collecting the one table it claimed (``kiban.workers``)
 
 
 def collect_assets(run: CollectRun, keys: list[str], *, threads: int,
@@ -143,7 +144,8 @@ def _collect_one(run: CollectRun, key: str, source: str, table: str) -> Collecte
                 timer.start()
             permanent = False
             try:
-                result = load_table(project, source, table, store, run_id=run_id, cancel=stop)
+                result = load_table(project, source, table, store, run_id=run_id, cancel=stop) \
+                    if run.fence is None else load_claimed(project, source, table, store, run.fence, cancel=stop)
                 outcome.result, outcome.rows, outcome.notes = result, result.record.rows_landed, result.notes
                 outcome.watermark = result.watermark
             except LoadCancelled as exc:
@@ -155,6 +157,10 @@ def _collect_one(run: CollectRun, key: str, source: str, table: str) -> Collecte
                 outcome.result = LoadResult(exc.record)
             except SourceError as exc:
                 outcome.status, outcome.error = AttemptStatus.FAILED, str(exc)
+            except Fenced as exc:  # this worker's claim was taken over: its load committed nothing, and is not retried
+                outcome.status, outcome.error, permanent = AttemptStatus.FAILED, str(exc), True
+                if not outcome.error.startswith(FENCED):
+                    outcome.error = FENCED + outcome.error
             except Exception as exc:  # a connector's bug or an I/O error: the table fails, the run goes on
                 outcome.status, outcome.error = AttemptStatus.FAILED, _clean(source, table, exc, project)
                 if is_disk_full(exc):  # said once, plainly, as the table's error: no traceback for a full disk
@@ -178,9 +184,10 @@ def _collect_one(run: CollectRun, key: str, source: str, table: str) -> Collecte
             if not cancel.wait(wait_s):
                 continue
             outcome.status, outcome.error = AttemptStatus.CANCELLED, "the run was cancelled"
-        store.record_attempt(run_id, key, outcome.status, attempt=attempt, started_at=started,
-                             ended_at=outcome.ended_at, rows=outcome.rows, error=outcome.error,
-                             watermark=outcome.watermark)
+        if outcome.error is None or not outcome.error.startswith(FENCED):  # a fenced attempt: its successor's counts
+            store.record_attempt(run_id, key, outcome.status, attempt=attempt, started_at=started,
+                                 ended_at=outcome.ended_at, rows=outcome.rows, error=outcome.error,
+                                 watermark=outcome.watermark)
         emit(Event("asset_finished", run_id, asset=key, status=outcome.status, attempt=attempt, rows=outcome.rows,
                    seconds=seconds, error=outcome.error, detail=_detail(outcome)))
         return outcome

@@ -21,7 +21,7 @@ from kiban.collect.casting import quote
 from kiban.collect.connector import SourceError
 from kiban.collect.drift import ACTIONS, compare
 from kiban.collect.drift import note as drift_note
-from kiban.collect.manifest import LoadRecord, Manifests, TableState
+from kiban.collect.manifest import Fence, LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SOURCE_FILE, SOURCE_LINE, SourceSpec, TableSpec
 from kiban.errors import did_you_mean
 from kiban.quoting import literal as _literal
@@ -127,6 +127,8 @@ class LoadJob:
     cancel: threading.Event
     rows_per_file: int = layout.ROWS_PER_FILE
     batches: Any = None  # replaying quarantined rows: these record batches instead of the connector's
+    fence: Fence | None = None  # a worker's claim: checked before the Delta commit and inside the manifest's
+    lake_base: int | None = None  # shared storage: the Delta version this load's commit must follow (after repair)
 
     @property
     def lake(self) -> Path:

@@ -49,8 +49,9 @@ from kiban.collect.landing import (
     finalize_streamed,
     refuse,
 )
-from kiban.collect.manifest import LoadRecord, Manifests, TableState
+from kiban.collect.manifest import Fence, LoadRecord, Manifests, TableState
 from kiban.collect.spec import LOAD_ID, LOADED_AT, SourceSpec, TableSpec
+from kiban.engines.base import Fenced
 from kiban.errors import KibanError, RunLockedError, did_you_mean
 from kiban.quoting import quote
 from kiban.status import LoadStatus
@@ -59,7 +60,7 @@ from kiban.store import Store, utcnow
 if TYPE_CHECKING:
     from kiban.project import Project
 
-__all__ = ["LoadCancelled", "LoadFailed", "LoadJob", "LoadResult", "Replay", "load_table", "streams"]
+__all__ = ["LoadCancelled", "LoadFailed", "LoadJob", "LoadResult", "Replay", "load_claimed", "load_table", "streams"]
 SCRATCH_FILE_ROWS = 2_000_000  # above this many rows, a load de-duplicates in a database file, not in memory
 QUARANTINE_SCHEMA = pa.schema([("row_number", pa.int64()), ("location", pa.string()), ("file", pa.string()),
                                ("line", pa.int64()), ("column", pa.string()), ("raw", pa.string()),
@@ -234,6 +235,36 @@ def load_table(project: Project, source_name: str, table_name: str, store: Store
     (unreadable source, bad options), :class:`LoadFailed` (refused: nothing landed) or :class:`LoadCancelled`.
 
     ``replay`` replaces the connector (replaying quarantined rows): see :class:`Replay`."""
+    return _load(project, _Call(source_name, table_name, store, run_id, cancel, rows_per_file, replay))
+
+
+def load_claimed(project: Project, source_name: str, table_name: str, store: Store, fence: Fence,
+                 cancel: threading.Event | None = None) -> LoadResult:
+    """:func:`load_table` for a worker's claim (``kiban.workers``): the claim's ``fence`` is checked before the
+    Delta commit and inside the manifest's transaction, and the table's collection lock is taken over from the
+    run's earlier claim of it (a worker paused or killed past its lease) — whose load then commits nothing.
+    Raises ``kiban.engines.base.Fenced`` when this claim itself was taken over."""
+    return _load(project, _Call(source_name, table_name, store, fence.run_id, cancel, layout.ROWS_PER_FILE, None,
+                                fence))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """How :func:`load_table` / :func:`load_claimed` were called."""
+
+    source_name: str
+    table_name: str
+    store: Store
+    run_id: str | None
+    cancel: threading.Event | None
+    rows_per_file: int
+    replay: Replay | None
+    fence: Fence | None = None
+
+
+def _load(project: Project, call: _Call) -> LoadResult:
+    source_name, table_name, store, run_id, replay = call.source_name, call.table_name, call.store, call.run_id, \
+        call.replay
     source = project.sources[source_name]
     table = source.tables[table_name]
     asset = asset_key(source_name, table_name)
@@ -242,27 +273,34 @@ def load_table(project: Project, source_name: str, table_name: str, store: Store
     lock = f"collect:{project.name}:{asset}"
     holder = run_id or load_id  # a run's heartbeat keeps the locks it holds fresh
     try:
-        store.acquire_lock(lock, holder)
+        store.acquire_lock(lock, holder, steal=call.fence.steals if call.fence else None)
     except RunLockedError:
         raise SourceError(source_name, table_name, "another load of this table is running",
                           "wait for it to finish (kiban runs shows what is running)") from None
     record = LoadRecord(load_id=load_id, project=project.name, asset=asset, source=source_name, table=table_name,
                         started_at=started, run_id=run_id, kind="load" if replay is None else "replay",
                         replays=list(replay.rows) if replay else [])
+    fenced = False
     try:
         manifests = Manifests(store)
         state = manifests.state(project.name, asset)
-        shared_lake.repair(project, asset, state)  # shared storage: undo a Delta commit no manifest recorded
+        # shared storage: undo a Delta commit no manifest recorded; this load's commit must follow that version
+        base = shared_lake.repair(project, asset, state)
         state = shared_lake.with_local_files(project, state)  # earlier loads collected on another machine
         result = LoadResult(record, cursor_before=state.cursor if state else None,
                             since=since_of(state.cursor, table, state.reread_s) if state and replay is None else None,
                             reread_before=state.reread_s if state else None)
         job = LoadJob(project=project, source=source, table=table, record=record, result=result,
-                      manifests=manifests, state=state, cancel=cancel or threading.Event(),
-                      rows_per_file=rows_per_file, batches=replay.batches if replay else None)
+                      manifests=manifests, state=state, cancel=call.cancel or threading.Event(),
+                      rows_per_file=call.rows_per_file, batches=replay.batches if replay else None, fence=call.fence,
+                      lake_base=base)
         return _load_locked(job)
+    except Fenced:
+        fenced = True  # the lock is the new claim's now: not ours to release
+        raise
     finally:
-        store.release_lock(lock, holder)
+        if not fenced:
+            store.release_lock(lock, holder)
 
 
 def _load_locked(job: LoadJob) -> LoadResult:
@@ -414,8 +452,11 @@ def _land(job: LoadJob, ctx: ReadContext, staging: Path) -> LoadResult:
     record.status = LoadStatus.COMMITTED
     record.ended_at = utcnow()
     assert record.reconciles, f"counts do not reconcile: {record}"
-    shared_lake.commit(project, record, state, ctx.superseded)  # shared storage: one Delta commit, not yet read
-    manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files], ctx.superseded)
+    if job.fence is not None:  # a worker whose claim was taken over writes no Delta version
+        job.fence.verify(manifests.store)
+    # shared storage: one Delta commit, following exactly the version this load started from; not yet read
+    shared_lake.commit(project, record, state, ctx.superseded, job.lake_base)
+    manifests.commit(record, [(f.path, f.size, f.sha256) for f in ctx.files], ctx.superseded, job.fence)
     for load_id, why in sorted(ctx.superseded.items()):
         result.notes.append(f"{record.asset}: load {load_id} retracted, superseded by this load ({why})")
     return result

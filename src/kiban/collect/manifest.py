@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -37,6 +38,23 @@ class SchemaChange:
         if self.change == "dropped":
             return f"column {self.column} ({self.old_type}) is gone"
         return f"column {self.column} changed type {self.old_type} → {self.new_type}"
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A worker's right to commit a load it claimed from the run queue (``kiban.workers``): ``check`` raises
+    (``kiban.engines.base.Fenced``) once the claim was taken over — it runs inside the manifest's transaction, so a
+    worker paused past its lease can never commit its load — and ``steals`` names the lock holders (the same
+    run's earlier claim) whose collection lock this claim takes over although their process lives."""
+
+    run_id: str
+    check: Callable[[sa.Connection], None]
+    steals: Callable[[str], bool]
+
+    def verify(self, store: Store) -> None:
+        """The check on its own (before a Delta commit: a fenced load writes no version)."""
+        with store._tx() as conn:
+            self.check(conn)
 
 
 @dataclass
@@ -133,11 +151,14 @@ class Manifests:
 
     # -- writing ----------------------------------------------------------------------------------------
     def commit(self, record: LoadRecord, consumed: list[tuple[str, int, str]],
-               supersedes: dict[str, str] | None = None) -> None:
+               supersedes: dict[str, str] | None = None, fence: Fence | None = None) -> None:
         """The load, its files, the source files it consumed, its drift and the earlier loads it supersedes
-        (``on_change: replace``: load id → why; retracted in this same commit): ONE transaction."""
+        (``on_change: replace``: load id → why; retracted in this same commit): ONE transaction — in which a
+        worker's ``fence`` is checked first (a taken-over claim commits nothing)."""
         record.ended_at = record.ended_at or utcnow()
         with self.store._tx() as conn:
+            if fence is not None:
+                fence.check(conn)
             conn.execute(loads.insert().values(**self._row(record)))
             if supersedes and record.status == LoadStatus.COMMITTED:
                 self._supersede(conn, record, supersedes)

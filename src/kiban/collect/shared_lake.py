@@ -5,8 +5,12 @@ The order of one load, and why a kill anywhere is safe:
 
 1. under the table's collection lock, :func:`repair` undoes Delta commits the store never recorded (a load
    killed between its Delta commit and its manifest) with a new snapshot;
-2. the load lands its files locally as always, then :func:`commit` makes ONE Delta commit of its rows (the rows of
-   the loads it supersedes leave in that same commit) and notes the new version on the load's record;
+2. the load lands its files locally as always (DuckDB reads them back for the schema, drift and cursor), then
+   :func:`commit` puts those very files — not re-encoded — into the Delta table's folder on the storage root
+   and makes ONE Delta commit naming them (a first commit, a superseded load's, or one with a new column or type
+   is rewritten by delta-rs instead; the rows of the loads it supersedes leave in that same commit) and notes
+   the new version on the load's record. A kill after the files are put and before the commit leaves files
+   no version names: invisible, removed by ``kiban storage vacuum``;
 3. the manifest commits with that version: from then on every reader reads the new snapshot. Until then they read
    the version before, whatever the bucket holds.
 
@@ -44,16 +48,23 @@ def name_of(asset: str) -> str:
 
 def repair(project: Project, asset: str, state: TableState | None) -> int | None:
     """Step 1 (hold the table's collection lock): a new snapshot equal to the recorded one when the table has
-    commits no manifest recorded. Returns its version (None: nothing to undo, or not on shared storage)."""
+    commits no manifest recorded. Returns the table's version after it — the one this load's commit must follow
+    (None: no table yet, or not on shared storage)."""
     delta = tables(project)
     if delta is None:
         return None
-    return delta.repair(name_of(asset), state.lake_version if state else None)
+    name = name_of(asset)
+    repaired = delta.repair(name, state.lake_version if state else None)
+    return repaired if repaired is not None else delta.latest(name)
 
 
-def commit(project: Project, record: LoadRecord, state: TableState | None, supersedes: dict[str, str]) -> None:
-    """Step 2: the load's rows as one Delta commit; sets ``record.lake_version``. ``state``: the table's state
-    without the loads this one supersedes. Nothing to do off shared storage, or for a load that landed no file."""
+def commit(project: Project, record: LoadRecord, state: TableState | None, supersedes: dict[str, str],
+           base: int | None = None) -> None:
+    """Step 2: the load's rows as one Delta commit right after version ``base`` (what :func:`repair` left): a
+    commit that slipped in meanwhile — a worker paused past its lease, woken in the middle of its own commit —
+    makes this one fail instead of building on it (the attempt is retried, and its repair undoes that commit).
+    Sets ``record.lake_version``. ``state``: the table's state without the loads this one supersedes. Nothing to
+    do off shared storage, or for a load that landed no file."""
     delta = tables(project)
     data = [project.lake_dir / path for path, kind, _, _ in record.files if kind == "data"]
     if delta is None or not data:
@@ -63,7 +74,14 @@ def commit(project: Project, record: LoadRecord, state: TableState | None, super
         # the table's first commit on shared storage: its earlier loads come along, so it starts whole
         data = [project.lake_dir / f for f in state.files] + data
         replaces = []
-    record.lake_version = delta.commit_load(name_of(record.asset), data, record.load_id, replaces)
+    name = name_of(record.asset)
+    if base is not None and not replaces:  # the landed files themselves go to the storage root, as they are
+        version = delta.commit_files(name, data, record.load_id, base)
+        if version is not None:
+            record.lake_version = version
+            return
+    # a first commit, a superseded load, a new column or type: the rows are rewritten in Delta's own files
+    record.lake_version = delta.commit_load(name, data, record.load_id, replaces, base)
 
 
 def retract(project: Project, store: Store, load_id: str, note: str | None) -> LoadRecord:

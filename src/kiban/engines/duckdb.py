@@ -52,7 +52,11 @@ SIZE_FROM_ROWS = 50_000  # measuring storage costs ~3 ms; worth it only for tabl
 
 
 class DuckDBSession:
-    """A cursor of the shared connection; ``interrupt`` stops its running statement."""
+    """A cursor of the shared connection; ``interrupt`` stops its running statement. ``reusable``: after a
+    build that committed, the cursor is clean (no open transaction, only the search path set) and the executor
+    may hand it to the next build."""
+
+    reusable = True
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
         self.cursor = cursor

@@ -108,9 +108,17 @@ def _offset(node: dict[str, Any], base: int) -> int | None:
 
 def _walk(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int) -> Iterator[DuckRef]:
     """Depth-first over the parse tree; ``ctes``: the CTE names visible here (they shadow tables)."""
+    found: list[DuckRef] = []
+    _collect(node, ctes, sql, path, base, found)
+    return iter(found)
+
+
+def _collect(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int, found: list[DuckRef]) -> None:
+    """``_walk``'s work, appending to ``found`` (no generator per node: a parse tree has thousands of them)."""
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, ctes, sql, path, base)
+            if isinstance(item, (dict, list)):
+                _collect(item, ctes, sql, path, base, found)
         return
     if not isinstance(node, dict):
         return
@@ -119,10 +127,10 @@ def _walk(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int) -> I
         catalog, schema, name = node.get("catalog_name") or "", node.get("schema_name") or "", node["table_name"]
         if not catalog and not schema and name.lower() in ctes:
             return
-        yield DuckRef(catalog, schema, name, _offset(node, base))
+        found.append(DuckRef(catalog, schema, name, _offset(node, base)))
         return
     if kind == "TABLE_FUNCTION":
-        yield from _table_function(node, ctes, sql, path, base)
+        found.extend(_table_function(node, ctes, sql, path, base))
         return
     if kind == "RECURSIVE_CTE_NODE" and node.get("cte_name"):
         ctes = ctes | {str(node["cte_name"]).lower()}
@@ -130,12 +138,12 @@ def _walk(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int) -> I
     if cte_map:
         visible = set(ctes)
         for entry in cte_map:  # a CTE's body sees the CTEs written before it (and itself when recursive)
-            yield from _walk(entry.get("value", {}).get("query"), frozenset(visible), sql, path, base)
+            _collect(entry.get("value", {}).get("query"), frozenset(visible), sql, path, base, found)
             visible.add(str(entry.get("key", "")).lower())
         ctes = frozenset(visible)
     for key, value in node.items():
-        if key != "cte_map":
-            yield from _walk(value, ctes, sql, path, base)
+        if key != "cte_map" and isinstance(value, (dict, list)):
+            _collect(value, ctes, sql, path, base, found)
 
 
 def _constant_text(node: Any) -> str | None:

@@ -42,9 +42,21 @@ _HARMLESS = {"discard": "DISCARD ALL", "deallocate": "DEALLOCATE", "close": "CLO
 _READS = ("select", "with", "values", "table", "(", "from")
 
 
+_NAME = r'("(?:[^"]|"")+"|\w+)'
+_DECLARE = re.compile(r"^declare\s+" + _NAME + r"\s+(?:binary\s+)?(?:(?:asensitive|insensitive)\s+)?"
+                      r"(?:no\s+)?(?:scroll\s+)?cursor\s+(?:with(?:out)?\s+hold\s+)?for\s+(.*?);?\s*$", re.I | re.S)
+_FETCH = re.compile(r"^fetch\s+(?:(?:forward|next)\s+)?(?:(\d+|all)\s+|(next)\s+)?(?:(?:from|in)\s+)?" + _NAME
+                    + r"\s*;?\s*$", re.I)
+_CLOSE = re.compile(r"^close\s+" + _NAME + r"\s*;?\s*$", re.I)
+
+
+def _cursor_name(text: str) -> str:
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
+
+
 @dataclass(frozen=True)
 class Route:
-    kind: str  # data, catalog, set, show, transaction, harmless, empty, refused
+    kind: str  # data, catalog, set, show, transaction, harmless, declare, fetch, close, empty, refused
     sql: str = ""
     name: str = ""
     value: str = ""
@@ -60,6 +72,20 @@ def route(sql: str) -> Route:
     if not text.rstrip(";").strip():
         return Route("empty")
     word = re.split(r"[\s;(]", text.lower(), maxsplit=1)[0] or text[0]
+    found = _DECLARE.match(text)
+    if found:  # a cursor (psqlODBC's "Use Declare/Fetch"): its query is routed like any other
+        inner = route(found.group(2))
+        if inner.kind not in ("data", "catalog"):
+            return Route("refused", sql=sql, name="DECLARE")
+        return Route("declare", sql=inner.sql, name=_cursor_name(found.group(1)), value=inner.kind)
+    found = _FETCH.match(text)
+    if found:
+        count = (found.group(1) or found.group(2) or "1").lower()
+        return Route("fetch", name=_cursor_name(found.group(3)), value="all" if count == "all" else
+                     ("1" if count in ("next", "") else count))
+    found = _CLOSE.match(text)
+    if found:
+        return Route("close", name="" if found.group(1).lower() == "all" else _cursor_name(found.group(1)))
     if word in _TRANSACTION:
         return Route("transaction", name=_TRANSACTION[word])
     if word in _HARMLESS:
@@ -132,6 +158,11 @@ _QUALIFIED_FUNCTION = re.compile(r"\bpg_catalog\s*\.\s*(\w+)\s*\(", re.I)
 _OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([^)\s]+)\s*\)", re.I)
 _COLLATE = re.compile(r"\s+COLLATE\s+(pg_catalog\s*\.\s*)?\"?(default|C)\"?", re.I)
 _CASTS = re.compile(r"::\s*(pg_catalog\s*\.\s*)?(regclass|regtype|regproc|regnamespace|oid|name)\b", re.I)
+# CAST(x AS REGCLASS) (SQLAlchemy's spelling): DuckDB has no reg* types; a regclass shows as its text anyway
+_CAST_REG = re.compile(r"\bAS\s+(pg_catalog\s*\.\s*)?(regclass|regtype|regproc|regnamespace)\s*\)", re.I)
+# pg_catalog.pg_class.relname (SQLAlchemy qualifies every column so): DuckDB binds `pg_catalog.pg_class` in FROM
+# as pg_class, so the column is named through that
+_QUALIFIED_COLUMN = re.compile(r"\bpg_catalog\s*\.\s*(pg_\w+)\s*\.\s*(?=[\w\"])", re.I)
 _TYPE_PREFIX = re.compile(r"::\s*pg_catalog\s*\.\s*", re.I)
 
 
@@ -154,6 +185,10 @@ _TYPE_OID = """case
 _TYPE_LEN = "case oid when 16 then 1 when 21 then 2 when 23 then 4 when 20 then 8 when 700 then 4 when 701 then 8 " \
             "when 1082 then 4 when 1114 then 8 when 1184 then 8 when 1083 then 8 else -1 end"
 
+_TYPE_ZEROS = ("coalesce(typrelid, 0) as typrelid, coalesce(typtypmod, -1) as typtypmod, "
+               "coalesce(typbasetype, 0) as typbasetype, coalesce(typndims, 0) as typndims, "
+               "coalesce(typcollation, 0) as typcollation, coalesce(typelem, 0) as typelem, "
+               "coalesce(typarray, 0) as typarray")
 _OVERRIDES = {  # pg_catalog relations DuckDB's emulation lacks or gets wrong, completed in the schema kiban_pg
     "pg_class": "select *, false as relforcerowsecurity from pg_catalog.pg_class",
     # the schemas a BI tool should offer; DuckDB's `main` holds only the built-in types (and this session's
@@ -161,9 +196,14 @@ _OVERRIDES = {  # pg_catalog relations DuckDB's emulation lacks or gets wrong, c
     "pg_namespace": "select * replace (case nspname when 'main' then 'pg_catalog' else nspname end as nspname) "
                     "from pg_catalog.pg_namespace where nspname <> 'kiban_pg'",
     # types with an oid, typrelid 0 (not NULL) as PostgreSQL has it, and `text` (what the wire sends strings as)
-    "pg_type": "select * replace (coalesce(typrelid, 0) as typrelid) from pg_catalog.pg_type where oid is not null "
-               "union all select * replace (25 as oid, 'text' as typname, coalesce(typrelid, 0) as typrelid) "
+    # (and the other numbers PostgreSQL never leaves NULL: ODBC's SQLColumns() reads typtypmod into an int)
+    "pg_type": f"select * replace ({_TYPE_ZEROS}) from pg_catalog.pg_type where oid is not null "
+               f"union all select * replace (25 as oid, 'text' as typname, {_TYPE_ZEROS}) "
                "from pg_catalog.pg_type where oid = 1043",
+    # DuckDB's has no namespace column (SQLAlchemy's get_columns() joins it to pg_namespace)
+    "pg_collation": "select *, 11::bigint as collnamespace from pg_catalog.pg_collation",
+    # PostgreSQL 15's column SQLAlchemy reads with the keys and indexes (kiban's tables have none)
+    "pg_index": "select *, false as indnullsnotdistinct from pg_catalog.pg_index",
     # one database: the one the client connected to ($database: see catalog_session)
     "pg_database": "select * replace ($database as datname) from pg_catalog.pg_database where datname = 'memory'",
     # DuckDB's atttypid is its own type id, not PostgreSQL's: a JDBC getColumns() would join no type
@@ -208,6 +248,7 @@ _FORMAT_TYPE_BODY = """case t
   when 1114 then 'timestamp without time zone' when 1184 then 'timestamp with time zone'
   when 1083 then 'time without time zone' when 17 then 'bytea' when 25 then 'text'
   when 1043 then 'character varying' else null end"""
+_JSON_BUILD_OBJECT = re.compile(r"(?<![\w.])json_build_object\s*\(", re.I)
 _CURRENT_DATABASE = re.compile(r"\bcurrent_database\s*\(\s*\)", re.I)
 _EXPANDARRAY = re.compile(r"\binformation_schema\s*\.\s*_pg_expandarray\s*\(", re.I)
 
@@ -217,6 +258,7 @@ def catalog_sql(sql: str) -> str:
     (it holds no values, so a rewrite can make an answer wrong but never leak): ``pg_catalog.f(`` → ``f(``,
     ``OPERATOR(pg_catalog.~)`` → ``~``, ``COLLATE pg_catalog.default`` dropped, ``::regclass`` and friends
     dropped."""
+    sql = _QUALIFIED_COLUMN.sub(lambda m: f"{m.group(1)}.", sql)
     sql = _QUALIFIED_FUNCTION.sub(lambda m: f"{m.group(1)}(", sql)
     sql = _OPERATOR.sub(lambda m: f" {m.group(1)} ", sql)
     sql = _COLLATE.sub("", sql)
@@ -225,6 +267,8 @@ def catalog_sql(sql: str) -> str:
     sql = _INFORMATION_COLUMNS.sub("kiban_pg.columns", sql)
     sql = _CURRENT_DATABASE.sub("kiban_pg.client_database()", sql)
     sql = _FORMAT_TYPE.sub("kiban_pg.format_type(", sql)
+    sql = _JSON_BUILD_OBJECT.sub("json_object(", sql)
+    sql = _CAST_REG.sub("AS VARCHAR)", sql)
     return _TYPE_PREFIX.sub("::", _CASTS.sub("", sql))
 
 
@@ -233,10 +277,22 @@ _MACROS = {
     "pg_get_userbyid(x)": literal("kiban"),
     "pg_encoding_to_char(x)": literal("UTF8"),
     "pg_backend_pid()": "0",
-    "pg_table_is_visible(x)": "true",
+    # visible: the first schema on the search path that has a relation of that name (as PostgreSQL decides)
+    "pg_table_is_visible(x)": """(select v_c.relnamespace = (select v_c2.relnamespace from pg_catalog.pg_class v_c2
+        join pg_catalog.pg_namespace v_n2 on v_n2.oid = v_c2.relnamespace where v_c2.relname = v_c.relname
+        and v_n2.nspname in ('mart', 'warehouse', 'lake')
+        order by case v_n2.nspname when 'mart' then 1 when 'warehouse' then 2 else 3 end limit 1)
+      from pg_catalog.pg_class v_c where v_c.oid = x limit 1)""",
     "array_upper(a, d)": "len(a)",  # one-dimensional arrays only (JDBC's type cache asks it of current_schemas)
     "array_lower(a, d)": "case when len(a) > 0 then 1 end",
     "pg_get_expr(a, b)": "null::varchar, (a, b, c) as null::varchar",  # kiban's tables have no defaults
+    # psycopg's TypeInfo.fetch (SQLAlchemy asks for hstore on connect): a name's type oid, NULL when unknown
+    "to_regtype(x)": "(select min(v_t.oid) from pg_catalog.pg_type v_t "
+                     "where v_t.typname = lower(x) and v_t.oid is not null)",
+    # SQLAlchemy's get_columns() asks for identity columns' sequences; kiban's tables have none
+    "pg_get_serial_sequence(a, b)": "null::varchar",
+    "to_regclass(x)": "null::integer",
+    "pg_get_indexdef(a)": "null::varchar, (a, b, c) as null::varchar",  # kiban's tables have no indexes
 }
 
 

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0  # each query runs in a worker process bounded by the OS, like a console query
 HANDSHAKE_SECONDS = 10.0
+WRITE_BYTES = 1 << 20  # queued messages are written once they reach this size (or the client is to speak)
 MEMORY_LIMIT = "1GB"
 THREADS = 1
 _PARAM = re.compile(r"\$(\d+)")
@@ -79,6 +80,16 @@ class Portal:
     formats: list[int]
     table: pa.Table | None = None  # run at Describe (a client wants the columns first) or at Execute
     sent: int = 0
+    tag: str = ""  # the run's command tag (FETCH n for a cursor's rows)
+
+
+@dataclass
+class Cursor:
+    table: pa.Table  # the whole result, run when the cursor is declared (a read of the published snapshot)
+    sent: int = 0
+
+
+MAX_CURSORS = 64  # per connection: a client that never closes its cursors does not hold every result
 
 
 @dataclass
@@ -94,14 +105,29 @@ class Connection:
     portals: dict[str, Portal] = field(default_factory=dict)
     catalog: Any = None  # the published relations' columns, for catalog questions
     catalog_version: float = -1.0
+    cursors: dict[str, Cursor] = field(default_factory=dict)  # DECLAREd cursors (psqlODBC's Use Declare/Fetch)
     failed: bool = False  # an error in the extended protocol: skip to Sync
     encrypted: bool = False  # the connection is TLS
+    outbox: list[bytes] = field(default_factory=list)  # messages not yet written (see send)
+    queued: int = 0
 
     # -- the wire -------------------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        """Queued: what the server says goes out in few large writes — when the client is to speak next (a
+        read), or every :data:`WRITE_BYTES` (rows come in blocks of ``m.ROWS_PER_WRITE``)."""
+        self.outbox.append(data)
+        self.queued += len(data)
+        if self.queued >= WRITE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.outbox:
+            data = b"".join(self.outbox) if len(self.outbox) > 1 else self.outbox[0]
+            self.outbox, self.queued = [], 0
+            self.sock.sendall(data)
 
     def read_exact(self, size: int) -> bytes:
+        self.flush()
         chunks, left = [], size
         while left:
             chunk = self.sock.recv(min(left, 1 << 16))
@@ -176,6 +202,7 @@ class Connection:
 
     def _wrap(self, context: ssl.SSLContext) -> socket.socket:
         """The TLS handshake, bounded in time (a client that stops half-way does not hold a thread)."""
+        self.flush()  # the "S" goes out in clear
         self.sock.settimeout(HANDSHAKE_SECONDS)
         try:
             wrapped = context.wrap_socket(self.sock, server_side=True)
@@ -253,8 +280,8 @@ class Connection:
                 self.send(m.row_description(table.schema) if table is not None else m.message(b"n"))
             else:
                 portal = self.portals[name]
-                if portal.table is None and portal.prepared.route.kind in ("data", "catalog"):
-                    portal.table, _ = self.run(portal.prepared, portal.params)
+                if portal.table is None and portal.prepared.route.kind in ("data", "catalog", "fetch"):
+                    portal.table, portal.tag = self.run(portal.prepared, portal.params)
                 self.send(m.row_description(portal.table.schema, portal.formats) if portal.table is not None
                           else m.message(b"n"))
         elif kind == b"E":
@@ -290,10 +317,9 @@ class Connection:
         self.portals[portal] = Portal(prepared, params, results)
 
     def execute(self, portal: Portal, limit: int) -> None:
-        tag = ""
         if portal.table is None:
-            portal.table, tag = self.run(portal.prepared, portal.params)
-        table = portal.table
+            portal.table, portal.tag = self.run(portal.prepared, portal.params)
+        table, tag = portal.table, portal.tag
         if table is None:
             self.send(m.complete(tag) if tag else m.message(b"I"))
             return
@@ -305,7 +331,7 @@ class Connection:
         if portal.sent < table.num_rows:
             self.send(m.message(b"s"))  # PortalSuspended: the client asks for more
         else:
-            self.send(m.complete(f"SELECT {table.num_rows}"))
+            self.send(m.complete(tag if tag.startswith("FETCH") else f"SELECT {table.num_rows}"))
 
     # -- one statement ------------------------------------------------------------------------------------
     def run(self, prepared: Prepared, params: Sequence[Any], describe: bool = False) -> tuple[pa.Table | None, str]:
@@ -326,6 +352,8 @@ class Connection:
         if target.kind == "show":
             value = self.settings.get(target.name, "")
             return pa.table({target.name: [value]}), "SHOW"
+        if target.kind in ("declare", "fetch", "close"):
+            return self.cursor(target, params, describe)
         if target.kind == "refused":
             raise ReadOnly(f"kiban's PostgreSQL endpoint only reads: {target.name} is refused")
         sql = target.sql.strip().rstrip(";")
@@ -335,6 +363,34 @@ class Connection:
             return self.catalog_query(sql, params), "SELECT"
         table = self.server.read(sql, self.actor, list(params))
         return table, f"SELECT {table.num_rows}"
+
+    def cursor(self, target: Route, params: Sequence[Any], describe: bool) -> tuple[pa.Table | None, str]:
+        """DECLARE runs the query (the whole result is kept, as a WITH HOLD cursor's is), FETCH hands out the
+        next rows, CLOSE forgets it."""
+        if target.kind == "close":
+            if target.name:
+                self.cursors.pop(target.name, None)
+            else:
+                self.cursors.clear()
+            return None, "CLOSE CURSOR"
+        if target.kind == "fetch":
+            cursor = self.cursors.get(target.name)
+            if cursor is None:
+                raise UsageError(f'cursor "{target.name}" does not exist')
+            if describe:
+                return cursor.table.slice(0, 0), "FETCH 0"
+            count = cursor.table.num_rows - cursor.sent if target.value == "all" else int(target.value)
+            rows = cursor.table.slice(cursor.sent, count)
+            cursor.sent += rows.num_rows
+            return rows, f"FETCH {rows.num_rows}"
+        if describe:
+            return None, "DECLARE CURSOR"
+        if len(self.cursors) >= MAX_CURSORS and target.name not in self.cursors:
+            raise UsageError(f"too many open cursors (at most {MAX_CURSORS}): close one first")
+        table, _ = self.run(Prepared(target.sql, [], Route(target.value, sql=target.sql)), params)
+        assert table is not None
+        self.cursors[target.name] = Cursor(table)
+        return None, "DECLARE CURSOR"
 
     def catalog_query(self, sql: str, params: Sequence[Any]) -> pa.Table:
         """A catalog question, answered in a confined worker from empty tables with the published names and
@@ -363,6 +419,7 @@ class Connection:
 
     def close(self) -> None:
         self.catalog = None
+        self.cursors.clear()
 
 
 class ReadOnly(KibanError):
@@ -384,7 +441,33 @@ def split(text: str) -> list[str]:
             con.close()
         if found:
             return found
-    return [text]
+    return statements(text)
+
+
+def statements(text: str) -> list[str]:
+    """``text`` split at each ``;`` outside quotes, identifiers and comments (for what DuckDB cannot parse:
+    psqlODBC's ``BEGIN;declare … cursor for …;fetch 100 in …``)."""
+    out, start, i, n = [], 0, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in "'\"":
+            end = i + 1
+            while end < n and not (text[end] == char and text[end + 1:end + 2] != char):
+                end += 2 if text[end] == char else 1
+            i = end + 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif char == ";":
+            out.append(text[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    out.append(text[start:])
+    return [s for s in (part.strip() for part in out) if s]
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -395,6 +478,7 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             if conn.start():
                 conn.serve()
+            conn.flush()  # a refusal's last words
         except (ConnectionError, ProtocolError, OSError, struct.error) as exc:
             log.debug("pg: connection from %s ended: %s", self.client_address[0], exc)
         finally:

@@ -21,7 +21,7 @@ Layer = Literal["lake", "warehouse", "mart"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
 
 class ProjectConfig(_Strict):
@@ -201,7 +201,7 @@ class DeliveryConfig(_Strict):
 class ChannelConfig(_Strict):
     """A notification channel. URLs and SMTP credentials may be ``env:NAME``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True, populate_by_name=True)
 
     type: Literal["slack", "webhook", "email"]
     url: str | None = None

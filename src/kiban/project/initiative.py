@@ -50,7 +50,7 @@ DESIGNS = ("auto", "ab", "did", "synth", "before_after")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
 
 class Kpi(_Strict):

@@ -68,7 +68,7 @@ def _as_tuple(value: object) -> object:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
 
 class SensorConfig(_Strict):
@@ -103,7 +103,7 @@ class SensorConfig(_Strict):
 class JobConfig(_Strict):
     """A selection the scheduler runs on a cron schedule and/or when one of its sensors fires."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True, populate_by_name=True)
 
     select: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()

@@ -5,7 +5,11 @@ the largest part of kiban's own time per model (≈ 1–9 ms each, on the buildi
 thread only hands the row over; a flusher thread commits whatever has arrived, at most ``every`` seconds
 after it arrived, and the run flushes the rest before it records its end.
 
-What a kill can cost: the attempts of the last ``every`` seconds are not in the history. Nothing else — a
+The locks of the assets a run has finished go back in the same commits (``free``): other runs waiting for
+an asset see it free at most ``every`` seconds after it was published, and the run pays one commit for both.
+
+What a kill can cost: the attempts of the last ``every`` seconds are not in the history, and their locks are
+still held — by a dead process, which ``holder_gone`` sees, so the next run takes them over. Nothing else — a
 published table's truth is its fingerprint in the warehouse (the next run finds it fresh and records it
 so), never the attempt row; and the run itself is reaped as abandoned, as before.
 """
@@ -17,6 +21,7 @@ import threading
 from typing import Any
 
 from kiban.store import Store
+from kiban.store.store import LockRelease
 
 log = logging.getLogger(__name__)
 EVERY = 0.1  # seconds an attempt may wait for its commit (live views see it this much later)
@@ -25,10 +30,12 @@ EVERY = 0.1  # seconds an attempt may wait for its commit (live views see it thi
 class AttemptLog:
     """Attempt rows of one run on their way to the store (thread-safe)."""
 
-    def __init__(self, store: Store, every: float = EVERY) -> None:
+    def __init__(self, store: Store, every: float = EVERY, run_id: str = "") -> None:
         self.store = store
         self.every = every
+        self.run_id = run_id  # whose locks ``free`` hands back
         self._rows: list[dict[str, Any]] = []
+        self._freed: list[str] = []  # lock names
         self._lock = threading.Lock()
         self._arrived = threading.Event()
         self._stop = threading.Event()
@@ -44,16 +51,29 @@ class AttemptLog:
             self._rows.append(row)
         self._arrived.set()
 
+    def free(self, names: list[str]) -> None:
+        """Hand these locks (full names) back with the next commit."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the run's attempt log is closed")
+            self._freed.extend(names)
+        self._arrived.set()
+
     def flush(self) -> None:
         """Commit what has arrived (one transaction); raises the store's error, if any, once."""
         with self._lock:
             rows, self._rows = self._rows, []
-        if rows:
+            freed, self._freed = self._freed, []
+        if rows or freed:
             try:
-                self.store.record_attempts(rows)
+                if freed:
+                    self.store.record_attempts(rows, LockRelease(self.run_id, freed))
+                else:
+                    self.store.record_attempts(rows)
             except Exception as exc:
                 with self._lock:  # not lost: the next flush (or close) tries them again
                     self._rows[:0] = rows
+                    self._freed[:0] = freed
                 raise exc
 
     def close(self) -> None:

@@ -89,6 +89,9 @@ class Executor:
     python_models: PythonModels | None = None
     _active: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # sessions a build finished cleanly with, for the next build (engines whose sessions say ``reusable``): a
+    # cursor and its settings made once per worker, not once per model
+    _idle: list[Session] = field(default_factory=list)
 
     def stop(self) -> None:
         """Cancel the run: interrupt every running statement."""
@@ -152,6 +155,10 @@ class Executor:
                         waiting[child].discard(key)
                         if not waiting[child]:
                             ready.append(child)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for session in idle:
+            session.close()
         for key in [*build, *(k for k in todo if k not in build)]:  # never reached (cancelled before its inputs)
             if key not in outcomes:
                 outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
@@ -262,8 +269,12 @@ class Executor:
         missing = [d for d in self.graph.deps[asset.key] if d in self.unavailable]
         if missing:
             raise KibanError("; ".join(self.unavailable[d] for d in missing))
-        session = self.engine.session()
+        with self._lock:
+            session = self._idle.pop() if self._idle else None
+        if session is None:
+            session = self.engine.session()
         timed_out = threading.Event()
+        clean = False  # a session is kept for the next build only after a plain, successful build
 
         def on_timeout() -> None:
             timed_out.set()
@@ -278,7 +289,10 @@ class Executor:
                 timer.start()
             tag = f"{self.run_id[-6:]}_{attempt}"
             hook = self.audit(asset, self.run_id, fingerprint) if self.audit else None
-            return self.engine.build(session, asset, fingerprint, tag, hook, self.python_models)
+            result = self.engine.build(session, asset, fingerprint, tag, hook, self.python_models)
+            # (not after an audit: what the checks left on the session is theirs to know)
+            clean = timer is None and hook is None and asset.python is None and getattr(session, "reusable", False)
+            return result
         except Exception:
             if self.cancel.is_set():
                 raise Cancelled() from None
@@ -290,7 +304,11 @@ class Executor:
                 timer.cancel()
             with self._lock:
                 self._active.pop(asset.key, None)
-            session.close()
+                keep = clean and not self.cancel.is_set()  # (under the lock: stop() interrupts what is active)
+                if keep:
+                    self._idle.append(session)
+            if not keep:
+                session.close()
 
 
 def _clean_error(exc: BaseException) -> str:

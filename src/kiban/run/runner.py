@@ -35,6 +35,7 @@ from kiban.run.plan import Judge, Plan, make_plan
 from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
 from kiban.store.asset_locks import AssetLocks, Holder
+from kiban.store.store import LockRelease
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -169,20 +170,47 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
                 for done in [*(i.path for i in consumed), intent]:
                     intents.clear(done)
 
-            def release(event: Event) -> None:  # an asset finished is free for other runs at once
+            freeing = Freeing(locks, run_id)
+
+            def release(event: Event) -> None:  # an asset finished is free for other runs (with the next commit)
                 # (fresh ones are freed together, in one store transaction, before their events go out)
                 if event.kind == "asset_finished" and event.asset and event.run_id == run_id and \
                         event.status != AttemptStatus.FRESH:
-                    locks.release(run_id, [event.asset])
+                    freeing([event.asset])
 
             return _run_locked(RunContext(project, graph, store, run_id, selection, selectors, options,
                                           [*listeners, release], audit, after, executor_hook, recorded=recorded,
-                                          free=lambda keys: locks.release(run_id, keys)))
+                                          free=freeing))
         finally:
             locks.release(run_id)
     finally:
         intents.clear(intent)  # an error before the record (a bad selection, a held lock): not an interruption
         store.close()
+
+
+@dataclass
+class Freeing:
+    """Hands the assets a run is done with back to other runs: at once until the run's attempt log exists, then
+    with its next commit (the attempts and the locks in one store transaction, not one commit per asset)."""
+
+    locks: AssetLocks | None
+    run_id: str
+    log: AttemptLog | None = None
+
+    def __call__(self, keys: list[str]) -> None:
+        if self.locks is None or not keys:
+            return
+        if self.log is not None:
+            try:
+                self.log.free(self.locks.names(keys))
+                return
+            except RuntimeError:  # the log is closed (the run is ending): hand them back directly
+                pass
+        self.locks.release(self.run_id, keys)
+
+    def release(self, keys: list[str]) -> LockRelease | None:
+        """These assets' locks, to hand back with a store write of the caller's."""
+        return LockRelease(self.run_id, self.locks.names(keys)) if self.locks is not None and keys else None
 
 
 @dataclass
@@ -201,7 +229,7 @@ class RunContext:
     after: Mapping[str, tuple[str, ...]] | None = None
     executor_hook: list[Executor] | None = None
     recorded: Callable[[], object] = lambda: None  # called once the store knows the run
-    free: Callable[[list[str]], object] = lambda _keys: None  # hands assets this run is done with back to others
+    free: Freeing = field(default_factory=lambda: Freeing(None, ""))  # hands assets this run is done with back
 
 
 def _run_locked(ctx: RunContext) -> RunResult:
@@ -258,12 +286,13 @@ def _run_locked(ctx: RunContext) -> RunResult:
                 dict(run_id=run_id, asset=k, status=AttemptStatus.FRESH, attempt=0, started_at=started,
                      ended_at=started,
                      fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, built, graph, k))
-                for k in plan.fresh])
-            free(plan.fresh)  # one transaction for every fresh asset, not one each
+                for k in plan.fresh], free.release(plan.fresh))  # one transaction for every fresh asset
             for key in plan.fresh:
                 emit(Event("asset_finished", run_id, asset=key, status=AttemptStatus.FRESH))
 
-            attempts = AttemptLog(store)  # committed in groups, flushed before the run's end is recorded
+            # committed in groups, flushed before the run's end is recorded; finished assets' locks go with them
+            attempts = AttemptLog(store, run_id=run_id)
+            free.log = attempts
 
             intake = handoff.Intake(project, graph, store, engine, run_id, lake_assets,
                                     lambda: _collected_tables(project, store),

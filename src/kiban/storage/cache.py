@@ -28,7 +28,7 @@ def local_files(uris: Sequence[str], cache: Path, options: dict[str, str]) -> li
     remote = [u for u in uris if u.startswith("s3://")]
     if not remote:
         return [urlparse(u).path if u.startswith("file://") else u for u in uris]
-    fs = _filesystem(options)
+    fs = filesystem(options)
     targets = {u: cache / urlparse(u).netloc / urlparse(u).path.lstrip("/") for u in remote}
     missing = [u for u in remote if not targets[u].exists()]
     if missing:
@@ -51,7 +51,7 @@ def _fetch(fs: Any, uri: str, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _filesystem(options: dict[str, str]) -> Any:
+def filesystem(options: dict[str, str]) -> Any:
     """PyArrow's S3 client configured from the same options delta-rs gets."""
     from pyarrow import fs
 

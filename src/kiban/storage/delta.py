@@ -12,6 +12,9 @@ committed (killed between the two) is in no kiban reader's snapshot, and the tab
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,31 +130,104 @@ class DeltaTables:
         return dict(history[0]) if history else {}
 
     # -- writing ------------------------------------------------------------------------------------------
-    def commit_load(self, name: str, paths: Sequence[Path], load_id: str, replaces: Iterable[str] = ()) -> int:
+    def commit_load(self, name: str, paths: Sequence[Path], load_id: str, replaces: Iterable[str] = (),
+                    base: int | None = None) -> int:
         """One Delta commit adding the rows of ``paths`` (a load's Parquet files); the rows of the loads
-        ``replaces`` leave in the same commit (a superseded load). Returns the new version."""
+        ``replaces`` leave in the same commit (a superseded load). With ``base``, the commit must be version
+        ``base + 1``: another commit made after ``base`` fails it (no retry on top of someone else's rows).
+        Returns the new version."""
         _library()
         from deltalake import CommitProperties, write_deltalake
 
         reader = _reader(paths)
         gone = sorted(set(replaces))
-        props = CommitProperties(custom_metadata={META_LOAD: load_id})
+        props = CommitProperties(custom_metadata={META_LOAD: load_id}, max_commit_retries=0)
+        target: Any = self.uri(name)
+        if base is not None:
+            target = self._open(name, base)
+            if target is None:
+                raise StorageError(f"the Delta table {self.uri(name)} is gone since version {base}",
+                                   "collect again: the next load starts from what the state store recorded")
         try:
             if gone:  # replace where _load_id is one of them — or this load's (so its own rows match too)
                 where = f"{LOAD_ID} IN ({', '.join(_literal(i) for i in [*gone, load_id])})"
-                write_deltalake(self.uri(name), reader, mode="overwrite", predicate=where, schema_mode="merge",
+                write_deltalake(target, reader, mode="overwrite", predicate=where, schema_mode="merge",
                                 storage_options=self.options, commit_properties=props)
             else:
-                write_deltalake(self.uri(name), reader, mode="append", schema_mode="merge",
+                write_deltalake(target, reader, mode="append", schema_mode="merge",
                                 storage_options=self.options, commit_properties=props)
         except StorageError:
             raise
         except Exception as exc:
             raise StorageError(f"load {load_id} could not be committed to {self.uri(name)}: {exc}",
                                "nothing of it is visible; collect again once storage is reachable") from exc
+        if base is not None:
+            return base + 1
         latest = self.latest(name)
         assert latest is not None
         return latest
+
+    def commit_files(self, name: str, paths: Sequence[Path], load_id: str, base: int) -> int | None:
+        """A load's Parquet files put AS THEY ARE into the table's folder on the storage root (``<load_id>-N
+        .parquet``: no re-encoding, no second copy of the rows), then ONE Delta commit naming them, right after
+        version ``base`` (no retry on top of another commit). Returns the new version — or None, having put
+        nothing, when the files cannot be named as they are (a column the table lacks, a type it stores otherwise:
+        :meth:`commit_load` rewrites those). Files put by a load killed before its commit are named by no version:
+        invisible, and removed by :meth:`vacuum`."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = self._open(name, base)
+        if table is None:
+            return None
+        columns = {f.name: f.type for f in pa.schema(table.schema().to_arrow())}
+        schemas = [pq.read_schema(p) for p in paths]
+        if any(columns.get(f.name) != f.type for schema in schemas for f in schema):
+            return None
+        from deltalake import CommitProperties
+        from deltalake.transaction import AddAction
+
+        actions = []
+        for number, path in enumerate(paths):
+            relative = f"{load_id}-{number}.parquet"
+            self._put(path, f"{self.uri(name)}/{relative}")
+            rows = pq.read_metadata(path).num_rows
+            actions.append(AddAction(relative, path.stat().st_size, {}, int(path.stat().st_mtime * 1000), True,
+                                     json.dumps({"numRecords": rows})))
+        try:
+            table.create_write_transaction(actions, "append", pa.schema(table.schema().to_arrow()),
+                                           commit_properties=CommitProperties(custom_metadata={META_LOAD: load_id},
+                                                                              max_commit_retries=0))
+        except Exception as exc:
+            raise StorageError(f"load {load_id} could not be committed to {self.uri(name)}: {exc}",
+                               "nothing of it is visible; collect again once storage is reachable") from exc
+        return base + 1
+
+    def _put(self, path: Path, uri: str) -> None:
+        """One file to the storage root: a copy on a shared disk (fsynced, then renamed into place), an upload
+        to an object store."""
+        if uri.startswith("s3://"):
+            from pyarrow import fs
+
+            from kiban.storage.cache import filesystem
+
+            try:
+                fs.copy_files(str(path), uri[len("s3://"):], source_filesystem=fs.LocalFileSystem(),
+                              destination_filesystem=filesystem(self.options))
+            except OSError as exc:
+                raise StorageError(f"cannot write {uri}: {exc}", "check storage: in kiban.yml and the bucket") \
+                    from exc
+            return
+        target = Path(uri)
+        partial = target.with_name(f".{target.name}.part")
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(path, partial)  # the same disk: the landed file itself (already fsynced), no copy
+        except OSError:
+            shutil.copyfile(path, partial)
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(partial, target)
 
     def retract(self, name: str, load_ids: Iterable[str]) -> int | None:
         """A new snapshot without the rows of ``load_ids``; returns its version (None: there is no table)."""
@@ -175,6 +251,9 @@ class DeltaTables:
         latest = int(table.version())
         if recorded is not None and latest <= recorded:
             return None
+        if recorded is not None and all(str(h.get("operation", "")).startswith("VACUUM")
+                                        for h in table.history(latest - recorded)):
+            return None  # only a vacuum's bookkeeping commits since: the rows are the recorded version's
         from deltalake import CommitProperties
 
         props = CommitProperties(custom_metadata={META_LOAD: "repair"})
@@ -202,6 +281,41 @@ class DeltaTables:
         latest = self.latest(name)
         assert latest is not None
         return latest
+
+    def read(self, name: str, version: int) -> pa.Table:
+        """The rows of ``name`` at ``version`` (a snapshot: its files never change)."""
+        table = self._open(name, version)
+        if table is None:
+            raise StorageError(f"the Delta table {self.uri(name)} is gone", "publish again: kiban run")
+        return table.to_pyarrow_table()
+
+    def replace_at(self, name: str, data: pa.Table, base: int | None, tag: str) -> int:
+        """Replace ``name``'s rows with ``data`` in one commit right after ``base`` (None: the table's first),
+        failing (StorageError) when another commit came first. Returns the new version."""
+        _library()
+        from deltalake import CommitProperties, write_deltalake
+
+        target: Any = self.uri(name) if base is None else self._open(name, base)
+        try:
+            write_deltalake(target, data, mode="overwrite", schema_mode="overwrite", storage_options=self.options,
+                            commit_properties=CommitProperties(custom_metadata={META_TAG: tag}, max_commit_retries=0))
+        except Exception as exc:
+            raise StorageError(f"{self.uri(name)} moved on while it was replaced: {exc}",
+                               "read it again and retry") from exc
+        return 0 if base is None else base + 1
+
+    def vacuum(self, name: str, retention_hours: float, keep: Sequence[int], dry_run: bool) -> list[str]:
+        """Remove the files of ``name`` that no version younger than ``retention_hours`` and none of ``keep``
+        names — files of no version at all (a writer killed before its commit) included. Returns them."""
+        table = self._open(name)
+        if table is None:
+            return []
+        try:
+            removed = table.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+                                   enforce_retention_duration=False, full=True, keep_versions=sorted(set(keep)))
+        except Exception as exc:
+            raise StorageError(f"cannot vacuum {self.uri(name)}: {exc}", "check storage: in kiban.yml") from exc
+        return sorted(str(r) for r in removed)
 
     def tag(self, name: str) -> str | None:
         """The data version the table's newest snapshot was published from (None: never published)."""

@@ -9,12 +9,15 @@
       region: us-east-1
       access_key_id: env:KIBAN_S3_KEY        # credentials only as env:NAME — never written in the file
       secret_access_key: env:KIBAN_S3_SECRET
+      retention: 7d                          # `kiban storage vacuum` keeps versions younger than this
 
 Without ``storage:`` (the default) the lake is the local ``lake:`` folder, exactly as before. A leaf: the
 project loader validates with it; nothing here touches the network or imports ``deltalake``.
 """
 
 from __future__ import annotations
+
+import re
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -24,6 +27,17 @@ from kiban.errors import KibanError
 SCHEMES = ("s3://", "file://")
 
 
+UNITS = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
+
+
+def retention_hours(text: str) -> float:
+    """``7d``, ``36h``, ``90m``, ``0`` → hours (ValueError for anything else)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", str(text))
+    if match is None:
+        raise ValueError(f"'{text}': a retention is a number and a unit, e.g. 7d, 36h or 90m")
+    return float(match.group(1)) * UNITS[match.group(2) or "h"]
+
+
 class StorageError(KibanError):
     """The shared storage cannot be reached or used as configured."""
 
@@ -31,7 +45,7 @@ class StorageError(KibanError):
 class StorageConfig(BaseModel):
     """``storage:`` in ``kiban.yml``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
     lake: str | None = None
     warehouse: str | None = None
@@ -41,6 +55,7 @@ class StorageConfig(BaseModel):
     secret_access_key: str | None = None
     allow_http: bool | None = None  # default: true when endpoint_url is http://
     cache: str = ".kiban/storage-cache"  # where this machine keeps copies of a snapshot's files (relative: project)
+    retention: str = "7d"  # `kiban storage vacuum` keeps every version younger than this (time travel, long reads)
 
     @field_validator("lake", "warehouse")
     @classmethod
@@ -59,6 +74,16 @@ class StorageConfig(BaseModel):
         if value is not None and envref.env_name(value) is None:
             raise ValueError("credentials go in the environment: write env:NAME, not the value itself")
         return value
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> str:
+        text = str(value)  # YAML reads `retention: 0` as a number
+        retention_hours(text)
+        return text
+
+    def retention_hours(self) -> float:
+        return retention_hours(self.retention)
 
     def remote(self, location: str | None) -> bool:
         return bool(location) and str(location).startswith("s3://")

@@ -88,11 +88,15 @@ class AssetLocks:
                 told = True
             time.sleep(POLL_SECONDS)
 
+    def names(self, keys: Iterable[str]) -> list[str]:
+        """The lock names of these assets (for ``Store.record_attempts``'s ``release``)."""
+        return [asset_lock(self.project, k) for k in keys]
+
     def release(self, run_id: str, keys: Iterable[str] | None = None) -> None:
         """Release ``keys`` (all the run's asset locks when None)."""
         query = locks.update().where(locks.c.run_id == run_id)
         if keys is not None:
-            names = [asset_lock(self.project, k) for k in keys]
+            names = self.names(keys)
             if not names:
                 return
             query = query.where(locks.c.name.in_(names))

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,6 +43,14 @@ class AttemptDetails(TypedDict, total=False):
     fingerprint: str | None
     error: str | None
     watermark: date | None
+
+
+@dataclass(frozen=True)
+class LockRelease:
+    """Locks (their full names, see ``kiban.store.asset_locks``) a run hands back with a store write."""
+
+    run_id: str
+    names: Sequence[str]
 
 
 def utcnow() -> datetime:
@@ -189,14 +197,20 @@ class Store:
         row["bytes"] = row.pop("nbytes")
         self.record_attempts([dict(run_id=run_id, asset=asset, status=status, **row)])
 
-    def record_attempts(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def record_attempts(self, rows: list[dict[str, Any]], release: LockRelease | None = None) -> None:
+        """Record attempt rows; with ``release``, also hand those locks back — one transaction (one commit)."""
+        names = list(release.names) if release is not None else []
+        if not rows and not names:
             return
         for row in rows:
             start, end = row.get("started_at"), row.get("ended_at")
             row["seconds"] = (end - start).total_seconds() if start and end else None
         with self._tx() as conn:
-            conn.execute(attempts.insert(), rows)
+            if rows:
+                conn.execute(attempts.insert(), rows)
+            if release is not None and names:
+                conn.execute(locks.update().where(locks.c.run_id == release.run_id, locks.c.name.in_(names))
+                             .values(run_id=None, pid=None, host=None))
 
     def run(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
@@ -272,11 +286,14 @@ class Store:
         return reaped
 
     # -- locks ------------------------------------------------------------------------------
-    def acquire_lock(self, name: str, run_id: str, wait: float = 0.0) -> None:
-        """Take the named lock, taking it over from a dead holder; wait up to ``wait`` seconds."""
+    def acquire_lock(self, name: str, run_id: str, wait: float = 0.0,
+                     steal: Callable[[str], bool] | None = None) -> None:
+        """Take the named lock, taking it over from a dead holder; wait up to ``wait`` seconds. ``steal``: holders
+        whose lock is taken over although they live (a worker's claim on a collection whose earlier claim was
+        given to it: the queue's fence, not this lock, decides who may commit)."""
         deadline = time.monotonic() + wait
         while True:
-            holder = self._try_lock(name, run_id)
+            holder = self._try_lock(name, run_id, steal)
             if holder is None:
                 return
             if time.monotonic() >= deadline:
@@ -287,11 +304,12 @@ class Store:
                     "wait for it to finish, or pass --wait SECONDS to queue behind it")
             time.sleep(0.5)
 
-    def _try_lock(self, name: str, run_id: str) -> Any:
+    def _try_lock(self, name: str, run_id: str, steal: Callable[[str], bool] | None = None) -> Any:
         now = utcnow()
         with self._tx() as conn:
             row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
-            if row is not None and row.run_id is not None and not holder_gone(row.pid, row.host, row.heartbeat_at, now):
+            if row is not None and row.run_id is not None and not holder_gone(
+                    row.pid, row.host, row.heartbeat_at, now) and not (steal is not None and steal(row.run_id)):
                 return row
             if name.startswith("run:"):  # the project's exclusive lock: not while a run holds any of its assets
                 for held in conn.execute(locks.select().where(

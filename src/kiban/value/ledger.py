@@ -131,9 +131,10 @@ def relied_on(project: Project, graph: Graph) -> dict[str, set[str]]:
     return direct
 
 
-def holdings(project: Project, graph: Graph, store: Store, *, with_service_levels: bool = True
-             ) -> tuple[list[Holding], list[Holding]]:
-    """(per use case, per asset): value of the initiatives relying on each, with service level, cost and usage."""
+def holdings(project: Project, graph: Graph, store: Store, *, with_service_levels: bool = True,
+             assessment: Any = None) -> tuple[list[Holding], list[Holding]]:
+    """(per use case, per asset): value of the initiatives relying on each, with service level, cost and usage.
+    ``assessment``: the service-level assessment when the caller already has it (the console shares one)."""
     from datetime import timedelta
 
 
@@ -144,7 +145,7 @@ def holdings(project: Project, graph: Graph, store: Store, *, with_service_level
     if with_service_levels and project.usecases:
         from kiban.slo.service import assess
 
-        result = assess(project, graph, store)
+        result = assessment if assessment is not None else assess(project, graph, store)
         attainment = {name: b.attainment for name, b in result.budgets.items()}
         p50 = result.p50
     reads = read_counts(store, project.name, utcnow() - timedelta(days=30))
@@ -156,12 +157,14 @@ def holdings(project: Project, graph: Graph, store: Store, *, with_service_level
         usecases.append(Holding(name, relying, sum(values.get(i, 0.0) for i in relying),
                                 sum(1 for i in relying if i in values), attainment.get(name),
                                 reads_30d=sum(reads.get(a, 0) for a in usecase.config.assets)))
+    # what each use case reads, its assets and everything upstream of them: one walk per use case, not one per
+    # asset and use case (at 1,000 assets that was 24,000 walks, 1.2 s of the value page)
+    feeds = {u: set(uc.config.assets).union(*(graph.upstream(a) for a in uc.config.assets))
+             for u, uc in project.usecases.items() if attainment.get(u) is not None}
     assets: list[Holding] = []
     for key in graph.order:
         relying = sorted(by_asset.get(key, ()))
-        levels = [attainment[u] for u, uc in project.usecases.items()
-                  if attainment.get(u) is not None and (key in uc.config.assets
-                                                        or any(key in graph.upstream(a) for a in uc.config.assets))]
+        levels = [attainment[u] for u, reads in feeds.items() if key in reads]
         assets.append(Holding(key, relying, sum(values.get(i, 0.0) for i in relying),
                               sum(1 for i in relying if i in values),
                               min(v for v in levels if v is not None) if levels else None,

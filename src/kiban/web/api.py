@@ -138,8 +138,7 @@ def job(request: Request, job_id: str, user: Viewer) -> m.JobOut:
 def audit(request: Request, user: Annotated[User, Depends(need("admin"))],
           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> m.AuditList:
     accounts: Accounts = request.app.state.accounts
-    return m.AuditList(entries=[m.AuditOut(at=utc(e.at), actor=e.actor, action=e.action, target=e.target, ip=e.ip,
-                                           outcome=e.outcome, detail=e.detail) for e in accounts.audit_entries(limit)])
+    return m.AuditList(entries=[m.from_record(m.AuditOut, e) for e in accounts.audit_entries(limit)])
 
 
 # -- actions -----------------------------------------------------------------------------------------------------

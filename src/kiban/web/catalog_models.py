@@ -4,9 +4,13 @@ requests and usage — one Pydantic model per view, so the OpenAPI description i
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from kiban.catalog.requests import DataRequest
+from kiban.catalog.usage import QueryRecord
+from kiban.web.models import extends
 
 
 class ProfileOut(BaseModel):
@@ -70,19 +74,11 @@ class QueryOut(BaseModel):
     pii_shown: bool
 
 
-class HistoryEntry(BaseModel):
-    id: int
-    at: datetime
-    user: str
-    team: str | None
-    kind: str
-    name: str | None
-    sql: str
-    status: str = Field(description="ok, refused, failed or timeout")
-    rows: int | None
-    seconds: float | None
-    error: str | None
-    pii_shown: bool
+@extends
+class HistoryEntry(QueryRecord):
+    """A query as the console recorded it (kiban.catalog.usage.QueryRecord)."""
+
+    status: Annotated[str, Field(description="ok, refused, failed or timeout")]
 
 
 class History(BaseModel):
@@ -149,25 +145,15 @@ class RequestEventOut(BaseModel):
     note: str | None
 
 
-class RequestOut(BaseModel):
-    id: int
-    title: str
-    requester: str
-    team: str | None
-    purpose: str
-    hypothesis: str
-    data_needed: str
-    needed_by: date | None
-    status: str = Field(description="new, in_progress, delivered or closed")
-    assignee: str | None
-    deliverable: str | None
-    created_at: datetime
-    updated_at: datetime
-    delivered_at: datetime | None
-    closed_at: datetime | None
-    lead_time_days: float | None
-    moves: list[str] = Field(description="the states it may move to now")
+@extends
+class RequestOut(DataRequest):
+    """A data request as stored (kiban.catalog.requests.DataRequest), with its lead time, moves and events."""
+
+    status: Annotated[str, Field(description="new, in_progress, delivered or closed")]
+    moves: Annotated[list[str], Field(description="the states it may move to now")]
     events: list[RequestEventOut]
+
+    lead_time_days = computed_field(DataRequest.lead_time_days)  # the record's property, in the JSON
 
 
 class LeadTimesOut(BaseModel):

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kiban.catalog.requests import STATES, RequestError
 from kiban.errors import KibanError
-from kiban.web import catalog_api, pickers, sql_editor
+from kiban.web import catalog_api, i18n, pickers, sql_editor
 from kiban.web import catalog_models as cm
 from kiban.web import catalog_views as cv
 from kiban.web.accounts import User
@@ -74,7 +74,8 @@ def _console(request: Request, user: User, status: int = 200, **context: Any) ->
     context.setdefault("timeout", 30.0)
     cleared = user.can(cv.PII_ROLE)
     return render(request, "catalog_console.html", status, history=cv.history(site, user.name, 30).entries,
-                  clearance=cleared, title="SQL console", sidebar=sql_editor.sidebar(site, cleared),
+                  clearance=cleared, title="SQL console",
+                  sidebar=sql_editor.sidebar(site, cleared, i18n.choose(request)),
                   completion=sql_editor.completion_json(site), **context)
 
 

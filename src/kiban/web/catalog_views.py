@@ -152,10 +152,8 @@ def export(site: Site, user: User, result: QueryResult, sql: str, fmt: str, kind
 
 
 def history(site: Site, user: str, limit: int = 50) -> cm.History:
-    return cm.History(entries=[cm.HistoryEntry(
-        id=r.id, at=utc(r.at), user=r.user, team=r.team, kind=r.kind, name=r.name, sql=r.sql, status=r.status,
-        rows=r.rows, seconds=r.seconds, error=r.error, pii_shown=r.pii_shown)
-        for r in read(site.reader, site.project.name, user, limit)])
+    return cm.History(entries=[m.from_record(cm.HistoryEntry, r) for r in read(site.reader, site.project.name, user,
+                                                                                   limit)])
 
 
 # -- recipes -----------------------------------------------------------------------------------------------------
@@ -204,14 +202,9 @@ def promote(site: Site, name: str, values: dict[str, str], model: str | None) ->
 # -- data requests -----------------------------------------------------------------------------------------------
 
 def request_out(site: Site, r: Any, with_events: bool = True) -> cm.RequestOut:
-    return cm.RequestOut(
-        id=r.id, title=r.title, requester=r.requester, team=r.team, purpose=r.purpose, hypothesis=r.hypothesis,
-        data_needed=r.data_needed, needed_by=r.needed_by, status=r.status, assignee=r.assignee,
-        deliverable=r.deliverable, created_at=utc(r.created_at), updated_at=utc(r.updated_at),
-        delivered_at=utc(r.delivered_at), closed_at=utc(r.closed_at), lead_time_days=r.lead_time_days,
-        moves=list(MOVES[r.status]), events=[cm.RequestEventOut(
-            at=utc(e.at), actor=e.actor, from_status=e.from_status, to_status=e.to_status, note=e.note)
-            for e in (events(site.reader, r.id) if with_events else [])])
+    return m.from_record(cm.RequestOut, r, moves=list(MOVES[r.status]), events=[cm.RequestEventOut(
+        at=utc(e.at), actor=e.actor, from_status=e.from_status, to_status=e.to_status, note=e.note)
+        for e in (events(site.reader, r.id) if with_events else [])])
 
 
 def lead_times_out(found: list[Any]) -> cm.LeadTimesOut:

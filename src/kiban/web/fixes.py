@@ -114,9 +114,12 @@ def todays_risks(site: Any, result: Any, statuses: list[m.UseCaseStatus], latest
         root = _root(graph, broken)
         incident = next((i for i in open_incidents if i.usecase == status.name and i.due_date >= result.today),
                         None)
+        parts: dict[str, str | None] = {}
         if root is not None:
             attempt = broken[root]
-            cause = f"{root} {attempt.status}" + (f": {first_line(attempt.error)}" if attempt.error else "")
+            error = first_line(attempt.error) if attempt.error else None
+            cause = f"{root} {attempt.status}" + (f": {error}" if error else "")
+            parts = {"cause_asset": root, "cause_status": attempt.status, "cause_error": error}
             since = attempt.ended_at or attempt.started_at
         else:
             cause = status.detail or ("not ready by the deadline" if missed_today else "the forecast is late")
@@ -126,7 +129,7 @@ def todays_risks(site: Any, result: Any, statuses: list[m.UseCaseStatus], latest
         risk = m.Risk(
             usecase=status.name, description=status.description, state=state,
             consumers=[m.Consumer(name=c.name, team=c.team) for c in usecase.config.consumers],
-            since=_aware(since), deadline=status.deadline, cause=cause,
+            since=_aware(since), deadline=status.deadline, cause=cause, **parts,
             fix=fix_for(site, incident.workaround if incident else None, root),
             incident=incident.id if incident else None)
         out.append((rank, risk))

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from starlette.responses import Response
 
-from kiban.web import indexes, svg
+from kiban.web import i18n, indexes, svg
 from kiban.web.accounts import Accounts, User
 from kiban.web.auth import current_user, need
 from kiban.web.templating import render
@@ -70,20 +70,20 @@ def table_loads(request: Request, key: str, user: Viewer) -> Response:
     data = indexes.table_loads(site, key if key.startswith("lake.") else f"lake.{key}")
     if data is None:
         raise HTTPException(404, f"no collected table named '{key}'")
-    chart = _bars(site, data)
+    chart = _bars(site, data, i18n.choose(request))
     return render(request, "table_loads.html", data=data, chart=chart, kinds=svg.LOAD_KINDS,
                   title=f"Loads of {data.key}")
 
 
-def _bars(site: Site, data: indexes.TableLoads) -> str:
+def _bars(site: Site, data: indexes.TableLoads, lang: str = "en") -> str:
     return svg.load_bars([(r.load.started_at, r.load.rows_landed, r.kind) for r in reversed(data.loads)],
-                         "rows landed per load", tz=site.tz)
+                         i18n.gettext(lang)("rows landed per load"), tz=site.tz, lang=lang)
 
 
-def load_chart(site: Site, key: str, limit: int = 30) -> str | None:
+def load_chart(site: Site, key: str, limit: int = 30, lang: str = "en") -> str | None:
     """A collected table's rows per load (its asset page shows it instead of rows per build)."""
     data = indexes.table_loads(site, key, limit)
-    return _bars(site, data) if data is not None and data.loads else None
+    return _bars(site, data, lang) if data is not None and data.loads else None
 
 
 @router.get("/schedule")

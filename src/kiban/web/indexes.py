@@ -7,6 +7,7 @@ Each reads the same service the CLI command reads (``kiban loads``, ``kiban jobs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -203,19 +204,19 @@ DAYS = {"*": "every day", "1-5": "on weekdays", "MON-FRI": "on weekdays", "0,6":
             ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"))}}
 
 
-def describe_cron(cron: str | None) -> str | None:
+def describe_cron(cron: str | None, _: Callable[[str], str] = str) -> str | None:
     """A cron a person reads at once ("every day at 02:30", "on weekdays at 06:00", "every 15 minutes"), or None
-    when it is not one of those common shapes (the page then shows the cron itself)."""
+    when it is not one of those common shapes (the page then shows the cron itself); ``_`` translates the words."""
     parts = (cron or "").split()
     if len(parts) != 5 or parts[2:4] != ["*", "*"]:
         return None
     minute, hour, days = parts[0], parts[1], parts[4].upper()
     if hour == "*" and minute.startswith("*/") and minute[2:].isdigit() and days == "*":
-        return f"every {int(minute[2:])} minutes"
+        return _("every {n} minutes").format(n=int(minute[2:]))
     if hour == "*" and minute.isdigit() and days == "*":
-        return f"every hour at :{int(minute):02d}"
+        return _("every hour at :{minute}").format(minute=f"{int(minute):02d}")
     if minute.isdigit() and hour.isdigit() and days in DAYS:
-        return f"{DAYS[days]} at {int(hour):02d}:{int(minute):02d}"
+        return _("{days} at {time}").format(days=_(DAYS[days]), time=f"{int(hour):02d}:{int(minute):02d}")
     return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Request
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from kiban.errors import KibanError
 from kiban.project.initiative import STATUSES
 from kiban.status import InitiativeStatus
 from kiban.value.edit import EDITABLE, EditError, digest, initiative_path, save_initiative
+from kiban.web import i18n
 from kiban.web.accounts import User
 from kiban.web.api import ERRORS
 from kiban.web.auth import client_ip, current_user, need
@@ -42,7 +44,9 @@ def install(app: FastAPI) -> None:
     """Before the initiative pages of kiban.web.team_pages (``/initiatives/new`` is not an initiative's name)."""
     app.include_router(pages)
     app.include_router(api)
-    app.state.templates.env.globals["value_chart"] = value_chart
+    site: Site = app.state.site
+    app.state.templates.env.globals["value_chart"] = lambda entries, currency="", lang="en": value_chart(
+        entries, currency, lang, site.tz)
 
 
 def _site(request: Request) -> Site:
@@ -50,10 +54,12 @@ def _site(request: Request) -> Site:
     return site
 
 
-def value_chart(entries: list[Any], currency: str = "") -> str:
-    """The value per month of each ledger entry, in the order measured (the initiative page)."""
+def value_chart(entries: list[Any], currency: str = "", lang: str = "en", tz: ZoneInfo | None = None) -> str:
+    """The value per month of each ledger entry, in the order measured (the initiative page), times in the
+    project's zone and the reader's language."""
     points = sorted((e.measured_at, e.per_month[0]) for e in entries)
-    return line_chart(points, "Measured value per month over time", f" {currency}" if currency else "")
+    return line_chart(points, i18n.gettext(lang)("Measured value per month over time"),
+                      f" {currency}" if currency else "", tz=tz, lang=lang)
 
 
 def _form_values(found: Any) -> dict[str, str]:

@@ -157,8 +157,7 @@ def draw(graph: Graph, keys: Sequence[str], states: dict[str, str], at: dict[str
     else:
         shown = list(keys)
     nodes = "".join(_node(k, *at[k], states.get(k, NEVER)) for k in shown)
-    return (f'<svg id="lineage" class="lineage" role="img" tabindex="0" aria-label="lineage of {len(keys)} assets; '
-            f'keys: plus and minus zoom, arrows pan, 0 fits, 1 natural size" '
+    return (f'<svg id="lineage" class="lineage" role="img" tabindex="0" aria-labelledby="lineage-label" '
             f'viewBox="0 0 {num(width)} {num(height)}" width="100%" height="640" '
             f'preserveAspectRatio="xMinYMin meet"' + (f' data-centre="{escape(centre)}"' if centre else "")
             + (' data-window="1"' if windowed else "")

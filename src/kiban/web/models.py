@@ -1,14 +1,43 @@
 """What the pages show and the API returns: one Pydantic model per view, so the OpenAPI description is exact.
 
 Times are timezone-aware UTC; pages show them in the project's timezone.
+
+Where a view is a stored record (an attempt, an incident, an audit entry …), its type *extends the record's
+dataclass* (a frozen Pydantic dataclass, ``extends``), so a field added to the record is in the API at once and
+cannot drift from it; a field the API must not show is re-declared with ``Hidden``. ``from_record`` fills one from
+the record (stored naive-UTC times made aware) plus the fields the view adds.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+import dataclasses
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field
+from pydantic.dataclasses import dataclass
+
+from kiban.incidents.log import Incident
+from kiban.store import AttemptRecord
+from kiban.web.accounts import AuditEntry
+
+V = TypeVar("V")
+#: Re-declares a record's field the API does not show (kept in the value, left out of JSON and the schema).
+Hidden = Field(exclude=True)
+#: The decorator of a view that extends a stored record's (frozen) dataclass.
+extends = dataclass(frozen=True)
+
+
+def aware(value: Any) -> Any:
+    """A stored naive-UTC time as an aware one; anything else as it is."""
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def from_record(view: type[V], record: Any, **added: Any) -> V:
+    """``view`` (a type that ``extends`` ``record``'s dataclass) with the record's values, times made aware, and
+    ``added``: the fields the view adds to the record."""
+    values = {f.name: aware(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return view(**values, **added)
 
 
 class UseCaseStatus(BaseModel):
@@ -64,6 +93,9 @@ class Risk(BaseModel):
     since: datetime | None = Field(description="when it went wrong: the failed build, or the missed deadline")
     deadline: datetime | None
     cause: str = Field(description="the cause in one line")
+    cause_asset: str | None = Field(None, description="the first bad upstream asset, when the cause is one")
+    cause_status: str | None = Field(None, description="its latest build's status (failed, skipped, …)")
+    cause_error: str | None = Field(None, description="the first line of its error, as the engine said it")
     fix: Fix | None
     incident: int | None = Field(description="the open incident about it, if any")
 
@@ -81,17 +113,12 @@ class Today(BaseModel):
     old_incidents: int = Field(default=0, description="open incidents about earlier days")
 
 
-class AttemptOut(BaseModel):
-    run_id: str
-    asset: str
-    attempt: int
-    status: str
-    started_at: datetime | None
-    ended_at: datetime | None
-    seconds: float | None
-    rows: int | None
-    bytes: int | None
-    error: str | None
+@extends
+class AttemptOut(AttemptRecord):
+    """An attempt as stored (kiban.store.AttemptRecord), without its fingerprint and watermark."""
+
+    fingerprint: Annotated[str | None, Hidden]
+    watermark: Annotated[date | None, Hidden] = None
 
 
 class RunDetail(BaseModel):
@@ -150,22 +177,12 @@ class IncidentEventOut(BaseModel):
     actor: str | None
 
 
-class IncidentOut(BaseModel):
-    id: int
-    usecase: str
-    due_date: date
-    status: str
-    kind: str
-    verdict: str | None
-    opened_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
-    impact: dict[str, Any]
-    root_cause: dict[str, Any]
-    workaround: str | None
-    note: str | None
+@extends
+class IncidentOut(Incident):
+    """An incident as stored (kiban.incidents.Incident), with its timeline and the fix it offers."""
+
     events: list[IncidentEventOut]
-    fix: Fix | None = Field(default=None, description="the workaround as an action, with what it will rebuild")
+    fix: Annotated[Fix | None, Field(description="the workaround as an action, with what it will rebuild")] = None
 
 
 class IncidentList(BaseModel):
@@ -248,14 +265,9 @@ class IncidentNote(BaseModel):
     note: str = ""
 
 
-class AuditOut(BaseModel):
-    at: datetime
-    actor: str | None
-    action: str
-    target: str | None
-    ip: str | None
-    outcome: str
-    detail: str | None
+@extends
+class AuditOut(AuditEntry):
+    """An audit entry as stored (kiban.web.accounts.AuditEntry)."""
 
 
 class AuditList(BaseModel):

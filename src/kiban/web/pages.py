@@ -22,7 +22,7 @@ from kiban.incidents import IncidentLog
 from kiban.slo.evaluate import MISSES
 from kiban.status import AttemptStatus, RunStatus
 from kiban.web import catalog_views as cv
-from kiban.web import index_pages, live, run_page, svg, views
+from kiban.web import i18n, index_pages, live, run_page, svg, views
 from kiban.web.accounts import Accounts, ThrottledError, User
 from kiban.web.auth import LOGIN_COOKIE, SESSION_COOKIE, client_ip, current_user, need
 from kiban.web.fixes import fix_for
@@ -130,24 +130,27 @@ def usecase(request: Request, name: str, user: Viewer) -> Response:
     data = views.usecase_detail(_site(request), name)
     if data is None:
         raise HTTPException(404, f"no use case named '{name}'")
-    bars = svg.verdict_bars([(str(v.due_date), v.verdict, v.lateness_s) for v in data.history],
-                            f"due days of the last {data.window_days} days")
-    burn = svg.line_chart(_budget_line(data), "misses so far in the window (budget: "
-                          f"{data.status.budget_allowed})")
     site = _site(request)
+    lang = i18n.choose(request)
+    _ = i18n.gettext(lang)
+    bars = svg.verdict_bars([(str(v.due_date), v.verdict, v.lateness_s) for v in data.history],
+                            _("due days of the last {n} days").format(n=data.window_days), lang=lang)
+    burn = svg.line_chart(_budget_line(data, site.tz), _("misses so far in the window (budget: {n})").format(
+        n=data.status.budget_allowed), tz=site.tz, lang=lang)
     sent = delivery_history(site.reader, site.project.name, limit=20, usecase=name) \
         if any(c.usecase == name for c in site.project.config.deliveries.values()) else []
     return render(request, "usecase.html", data=data, bars=bars, burn=burn, title=name, deliveries=sent)
 
 
-def _budget_line(data: UseCaseDetail) -> list[tuple[datetime, float]]:
-    """Misses counted up over the window: the error budget burning."""
+def _budget_line(data: UseCaseDetail, tz: ZoneInfo) -> list[tuple[datetime, float]]:
+    """Misses counted up over the window: the error budget burning (each due day at midnight in the project's
+    zone, so the axis shows the due days themselves)."""
     out: list[tuple[datetime, float]] = []
     missed = 0
     for v in data.history:
         if v.verdict in MISSES:
             missed += 1
-        out.append((datetime.combine(v.due_date, datetime.min.time(), tzinfo=UTC), float(missed)))
+        out.append((datetime.combine(v.due_date, datetime.min.time(), tzinfo=tz), float(missed)))
     return out
 
 
@@ -156,20 +159,24 @@ def asset(request: Request, key: str, user: Viewer) -> Response:
     site = _site(request)
     key = site.resolve(key)
     data = views.asset_detail(site, key, show_sql=user.can("analyst"))
+    lang = i18n.choose(request)
     newest = data.runs[0] if data.runs else None  # the charts are drawn again only after its next build
-    duration, rows = site.keep(f"charts:{key}", newest and (newest.run_id, newest.attempt, newest.status),
-                               lambda: _charts(data.runs, site.tz))
+    duration, rows = site.keep(f"charts:{key}:{lang}", newest and (newest.run_id, newest.attempt, newest.status),
+                               lambda: _charts(data.runs, site.tz, lang))
     if key in site.project.source_tables():  # a collected table: rows per load, "nothing new" apart from "empty"
-        rows = index_pages.load_chart(site, key) or rows
+        rows = index_pages.load_chart(site, key, lang=lang) or rows
     return render(request, "asset.html", data=data, duration_chart=duration, rows_chart=rows, title=key)
 
 
-def _charts(runs: list[AttemptOut], tz: ZoneInfo | None = None) -> tuple[str, str]:
-    """An asset's build time and rows over its recent successful builds, as SVG (times in the project's zone)."""
+def _charts(runs: list[AttemptOut], tz: ZoneInfo | None = None, lang: str = "en") -> tuple[str, str]:
+    """An asset's build time and rows over its recent successful builds, as SVG (times in the project's zone, in
+    the reader's language)."""
+    _ = i18n.gettext(lang)
     built = [a for a in reversed(runs) if a.status == AttemptStatus.SUCCESS and a.ended_at]
-    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], "build time", " s",
-                              tz=tz)
-    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], "rows", tz=tz)
+    duration = svg.line_chart([(a.ended_at, a.seconds or 0.0) for a in built if a.ended_at], _("build time"),
+                              " " + _("s"), tz=tz, lang=lang)
+    return duration, svg.line_chart([(a.ended_at, float(a.rows or 0)) for a in built if a.ended_at], _("rows"),
+                                    tz=tz, lang=lang)
 
 
 @router.get("/runs")
@@ -187,7 +194,8 @@ def run(request: Request, run_id: str, user: Viewer) -> Response:
     jobs: Jobs = request.app.state.jobs
     everything = request.query_params.get("attempts") == "all"
     # a finished run never changes: its page's parts are kept (a few runs at a time); a running one is read afresh
-    slot, version = f"run-page:{sum(run_id.encode()) % 4}", (run_id, everything)
+    lang = i18n.choose(request)
+    slot, version = f"run-page:{sum(run_id.encode()) % 4}", (run_id, everything, lang)
     kept = site.peek(slot, version)
     going = None
     if kept is None:
@@ -195,14 +203,14 @@ def run(request: Request, run_id: str, user: Viewer) -> Response:
         if data is None:
             raise HTTPException(404, f"no run with id '{run_id}'")
         going = run_page.progress(site, data, jobs.building(data.run.run_id))
-        kept = (data, run_page.timeline(data.attempts, going.building if going else []),
+        kept = (data, run_page.timeline(data.attempts, going.building if going else [], lang=lang),
                 run_page.attempt_tables(data.attempts, 10**9 if everything else 50))
         if data.run.status != RunStatus.RUNNING:
             site.keep(slot, version, lambda: kept)
     data, chart, tables = kept
     running = data.run.status == RunStatus.RUNNING
     return render(request, "run.html", data=data, gantt=chart, live=running, progress=going, tables=tables,
-                  eta=run_page.eta_words(going) if going else None,
+                  eta=run_page.eta_words(going, lang=lang) if going else None,
                   events=live.events_url(site, data.run.run_id) if running else None, title=run_id)
 
 

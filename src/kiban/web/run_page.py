@@ -26,6 +26,7 @@ from kiban.graph import select
 from kiban.slo.predict import Concurrency, Durations, Predictor, RunState
 from kiban.status import AttemptStatus, RunStatus
 from kiban.store import utcnow
+from kiban.web import i18n
 from kiban.web.models import AttemptOut, RunDetail
 from kiban.web.svg import STATE_COLOURS, _num
 from kiban.web.views import Site, utc
@@ -129,9 +130,10 @@ def _group_of(key: str) -> str:
 
 
 def timeline(attempts: Sequence[AttemptOut], flights: Sequence[Flight], now: datetime | None = None,
-             width: int = 900) -> str:
+             width: int = 900, lang: str = "en") -> str:
     """The run's assets on one time axis, grouped by layer, in a frame that scrolls (HTML with one SVG per
-    group). A building asset is a bar up to now, marked ▶."""
+    group). A building asset is a bar up to now, marked ▶. Words in the reader's language ``lang``."""
+    _ = i18n.gettext(lang)
     last: dict[str, AttemptOut] = {}
     for a in attempts:
         last[a.asset] = a
@@ -142,7 +144,7 @@ def timeline(attempts: Sequence[AttemptOut], flights: Sequence[Flight], now: dat
     spans += [(f.key, f.since, now, "building") for f in flights if f.key not in last or
               last[f.key].status == AttemptStatus.RETRYING]
     if not spans:
-        return '<p class="muted">Nothing timed in this run yet.</p>'
+        return f'<p class="muted">{escape(_("Nothing timed in this run yet."))}</p>'
     t0 = min(s.timestamp() for _, s, _, _ in spans)
     t1 = max(e.timestamp() for _, _, e, _ in spans)
     span = (t1 - t0) or 1.0
@@ -153,9 +155,10 @@ def timeline(attempts: Sequence[AttemptOut], flights: Sequence[Flight], now: dat
     w = width - label_w - 10
     order = [g for g in ("lake", "warehouse", "mart") if g in groups] + sorted(set(groups) - {"lake", "warehouse",
                                                                                                "mart"})
-    parts = [f'<div class="timeline-frame" role="region" aria-label="timeline of the run" tabindex="0">'
-             f'<div class="timeline-axis"><span>0 s</span>'
-             f'<span>{span:.2f} s</span></div>']
+    sec = escape(_("s"))
+    parts = [f'<div class="timeline-frame" role="region" aria-label="{escape(_("timeline of the run"))}" '
+             f'tabindex="0"><div class="timeline-axis"><span>0 {sec}</span>'
+             f'<span>{span:.2f} {sec}</span></div>']
     for name in order:
         rows = groups[name]
         counts: dict[str, int] = {}
@@ -163,7 +166,7 @@ def timeline(attempts: Sequence[AttemptOut], flights: Sequence[Flight], now: dat
             counts[r.status] = counts.get(r.status, 0) + 1
         trouble = any(st not in DONE for st in counts)
         first, end = min(r.start for r in rows), max(r.end for r in rows)
-        summary = " · ".join(f"{MARKS.get(st, '')}{st} {n}".strip() for st, n in sorted(counts.items()))
+        summary = " · ".join(f"{MARKS.get(st, '')}{_(st)} {n}".strip() for st, n in sorted(counts.items()))
         bar = (f'<svg class="gantt-sum" viewBox="0 0 {width} 14" width="{width}" height="14" aria-hidden="true">'
                f'<rect x="{_num(label_w + first / span * w)}" y="3" width="{_num(max((end - first) / span * w, 2))}" '
                f'height="8" fill="{STATE_COLOURS["failed"] if trouble else "#9ca3af"}"/></svg>')
@@ -178,12 +181,13 @@ def timeline(attempts: Sequence[AttemptOut], flights: Sequence[Flight], now: dat
             bars.append(f'<g class="bar b-{escape(r.status)}"><text x="{_num(label_w - 6)}" y="{_num(y + 11)}" '
                         f'text-anchor="end">{escape(mark + " " if mark else "")}{escape(r.key)}</text>'
                         f'<rect x="{_num(x)}" y="{_num(y + 2)}" width="{_num(bw)}" height="{_num(row - 5)}" '
-                        f'fill="{colour}"/><title>{escape(r.key)} {escape(r.status)} '
-                        f'{r.end - r.start:.2f} s</title></g>')
+                        f'fill="{colour}"/><title>{escape(r.key)} {escape(_(r.status))} '
+                        f'{r.end - r.start:.2f} {sec}</title></g>')
         folded = len(rows) > FOLD and not trouble
         parts.append(f'<details class="tl-group" data-group="{escape(name)}"{"" if folded else " open"}>'
                      f'<summary><strong>{escape(name)}</strong> {len(rows)} · {escape(summary)}{bar}</summary>'
-                     f'<svg class="gantt" role="img" aria-label="{escape(name)}: {len(rows)} assets" '
+                     f'<svg class="gantt" role="img" aria-label="{escape(name)}: '
+                     f'{escape(_("{n} assets").format(n=len(rows)))}" '
                      f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">{"".join(bars)}</svg>'
                      f'</details>')
     parts.append("</div>")
@@ -199,14 +203,16 @@ def attempt_tables(attempts: Sequence[AttemptOut], keep: int = 50) -> dict[str, 
     return {"problems": problems, "built": shown, "built_total": len(built), "cut": len(shown) < len(built)}
 
 
-def eta_words(p: Progress, now: datetime | None = None) -> str:
-    """"about 3 min left" from the ETA, or why there is none."""
+def eta_words(p: Progress, now: datetime | None = None, lang: str = "en") -> str:
+    """"about 3 min left" from the ETA, or why there is none (in the reader's language)."""
+    _ = i18n.gettext(lang)
     if p.eta is None:
-        return "no estimate (nothing left that can run)" if p.total and p.done >= p.total else "no estimate yet"
+        return _("no estimate (nothing left that can run)" if p.total and p.done >= p.total else "no estimate yet")
     now = now or utcnow().replace(tzinfo=UTC)
     left = max((p.eta - now).total_seconds(), 0.0)
     high = max((p.eta_high - now).total_seconds(), left) if p.eta_high else left
-    return f"about {_span(left)} left" + (f" (at most {_span(high)} at the slow end)" if high > left + 1 else "")
+    return _("about {time} left").format(time=_span(left)) + (
+        _(" (at most {time} at the slow end)").format(time=_span(high)) if high > left + 1 else "")
 
 
 def _span(seconds: float) -> str:

@@ -17,6 +17,7 @@ from html import escape
 from markupsafe import Markup
 
 from kiban.web import catalog_views as cv
+from kiban.web import i18n
 from kiban.web.views import Site
 
 SCHEMA_TTL = 300.0
@@ -67,25 +68,28 @@ def _plain_type(kind: str | None) -> str:
     return kind.lower()
 
 
-def sidebar(site: Site, clearance: bool) -> Markup:
-    """The schema list of the sidebar, drawn once for everyone (per clearance) — 1,000 tables are 3,000 lines."""
+def sidebar(site: Site, clearance: bool, lang: str = "en") -> Markup:
+    """The schema list of the sidebar, drawn once for everyone (per clearance and language) — 1,000 tables are
+    3,000 lines."""
     def build() -> Markup:
-        mark = "PII" if clearance else "masked"
-        why = "personal data: shown to you and recorded" if clearance else "personal data: values come back masked"
+        _ = i18n.gettext(lang)
+        mark = "PII" if clearance else _("masked")
+        why = _("personal data: shown to you and recorded" if clearance else "personal data: values come back masked")
         parts = []
         for t in schema(site):
             key = escape(t.key)
             cols = "".join(
-                f'<li data-column="{escape(n)}"><button type="button" class="link ins" data-insert="{escape(n)}">'
-                f'{escape(n)}</button> <span class="muted small">{escape(k)}</span>'
+                f'<li data-column="{escape(n)}"><button type="button" class="link ins" translate="no" '
+                f'data-insert="{escape(n)}">'
+                f'{escape(n)}</button> <span class="muted small">{escape(_(k))}</span>'
                 + (f' <span class="pill s-pii masked-col" title="{why}">{mark}</span>' if p else "") + "</li>"
                 for n, k, p in t.columns)
-            parts.append(f'<details data-table="{key}"><summary><button type="button" class="link ins" '
+            parts.append(f'<details data-table="{key}"><summary><button type="button" class="link ins" translate="no" '
                          f'data-insert="{key}">{key}</button> <span class="muted small">{len(t.columns)}</span>'
                          f'</summary><ul>{cols}</ul></details>')
         return Markup("".join(parts))
 
-    found: Markup = site.cached(f"console:sidebar:{clearance}", SCHEMA_TTL, build)
+    found: Markup = site.cached(f"console:sidebar:{clearance}:{lang}", SCHEMA_TTL, build)
     return found
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
 from kiban.status import Verdict
+from kiban.web import i18n
 
 STATE_COLOURS = {
     "success": "#16a34a", "fresh": "#86efac", "failed": "#dc2626", "skipped": "#f59e0b", "cancelled": "#a855f7",
@@ -27,22 +28,44 @@ def _num(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
-def _label(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+def _label(value: float, lang: str = "en") -> str:
+    """An axis or tooltip number, grouped for the reader's locale (1,528,380; 0.0131)."""
+    if abs(value) >= 100:
+        return i18n.number(round(value), lang)
+    return f"{value:.3g}"
+
+
+def _when(at: datetime, fmt: str, tz: ZoneInfo | None, lang: str) -> str:
+    """A time on a chart in the reader's locale, in ``tz`` (UTC when None)."""
+    return i18n.when(at if at.tzinfo else at.replace(tzinfo=UTC), fmt, lang, tz or UTC)
+
+
+def _zoned(title: str, tz: ZoneInfo | None, lang: str) -> str:
+    if tz is None:
+        return title
+    return i18n.gettext(lang)("{title} (times in {zone})").format(title=title, zone=tz.key)
+
+
+def _tip(at: datetime, tz: ZoneInfo | None, lang: str) -> str:
+    """A point's time for its tooltip: in the project's zone and the reader's locale, with the UTC time."""
+    aware = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    shown = _when(aware, "%Y-%m-%d %H:%M", tz, lang)
+    return f"{shown} UTC" if tz is None else f"{shown} ({aware:%Y-%m-%d %H:%M} UTC)"
 
 
 def line_chart(points: Sequence[tuple[datetime, float]], title: str, unit: str = "", width: int = 520,
-               height: int = 160, tz: ZoneInfo | None = None) -> str:
+               height: int = 160, tz: ZoneInfo | None = None, lang: str = "en") -> str:
     """A line over time with its min and max labelled; a note when there is nothing to draw. With ``tz``, times are
-    shown in that zone (named in the title) and each point's tooltip adds its UTC time."""
-    utc = [(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC) for at, _ in points]
-    if tz is not None:
-        points = [(at.astimezone(tz), v) for at, (_, v) in zip(utc, points, strict=True)]
+    shown in that zone (named in the title) and each point's tooltip adds its UTC time; dates and words are in the
+    reader's language ``lang`` (``title`` comes translated)."""
+    _ = i18n.gettext(lang)
+    utc = [(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC) for at, _v in points]
     label = escape(title)
-    shown = escape(f"{title} (times in {tz.key})" if tz is not None else title)
+    shown = escape(_zoned(title, tz, lang))
     if not points:
         return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
-                f'height="40"><text x="4" y="24" class="muted">{label}: no data yet</text></svg>')
+                f'height="40"><text x="4" y="24" class="muted">{label}: {escape(_("no data yet"))}</text></svg>')
+    points = list(zip(utc, (v for _at, v in points), strict=True))
     pad_l, pad_r, pad_t, pad_b = 56.0, 10.0, 22.0, 20.0
     t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
     span = (t1 - t0) or 1.0
@@ -56,39 +79,43 @@ def line_chart(points: Sequence[tuple[datetime, float]], title: str, unit: str =
 
     coords = [xy(at, v) for at, v in points]
     path = " ".join(f"{'M' if i == 0 else 'L'}{_num(x)},{_num(y)}" for i, (x, y) in enumerate(coords))
-    dots = "".join(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="2.5"><title>{escape(at.strftime("%Y-%m-%d %H:%M"))}'
-                   + (f' ({escape(u.strftime("%m-%d %H:%M"))} UTC)' if tz is not None else "")
-                   + f': {_label(v)}{escape(unit)}</title></circle>'
-                   for (x, y), (at, v), u in zip(coords, points, utc, strict=True))
+    dots = "".join(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="2.5"><title>{escape(_tip(at, tz, lang))}'
+                   f': {_label(v, lang)}{escape(unit)}</title></circle>' for (x, y), (at, v) in zip(coords, points,
+                                                                                                   strict=True))
     return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}"><text x="4" y="14" class="title">{shown}</text>'
             f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{width - pad_r}" y2="{pad_t + h}" class="axis"/>'
-            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high)}{escape(unit)}</text>'
-            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low)}{escape(unit)}</text>'
-            f'<text x="{pad_l}" y="{height - 4}">{escape(points[0][0].strftime("%m-%d"))}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high, lang)}{escape(unit)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low, lang)}{escape(unit)}</text>'
+            f'<text x="{pad_l}" y="{height - 4}">{escape(_when(points[0][0], "%m-%d", tz, lang))}</text>'
             f'<text x="{width - pad_r}" y="{height - 4}" text-anchor="end">'
-            f'{escape(points[-1][0].strftime("%m-%d %H:%M"))}</text>'
+            f'{escape(_when(points[-1][0], "%m-%d %H:%M", tz, lang))}</text>'
             f'<path d="{path}" class="line"/>{dots}</svg>')
 
 
-def verdict_bars(days: Sequence[tuple[str, str, float | None]], title: str, width: int = 640, height: int = 120
-                 ) -> str:
-    """One bar per due day coloured by its verdict; a late day's bar grows with its lateness."""
+def verdict_bars(days: Sequence[tuple[str, str, float | None]], title: str, width: int = 640, height: int = 120,
+                 lang: str = "en") -> str:
+    """One bar per due day coloured by its verdict; a late day's bar grows with its lateness. Days (calendar days of
+    the project's zone) and verdicts in the reader's language."""
+    _ = i18n.gettext(lang)
     label = escape(title)
     if not days:
         return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
-                f'height="40"><text x="4" y="24" class="muted">{label}: no due days yet</text></svg>')
+                f'height="40"><text x="4" y="24" class="muted">{label}: {escape(_("no due days yet"))}</text></svg>')
     step = (width - 20) / len(days)
     bars = []
     for i, (day, verdict, late) in enumerate(days):
         tall = 30.0 if verdict in (Verdict.MET, Verdict.PENDING) else min(90.0, 45.0 + (late or 0) / 60)
         bars.append(f'<rect x="{_num(10 + i * step)}" y="{_num(height - 16 - tall)}" width="{_num(max(step - 2, 1))}" '
                     f'height="{_num(tall)}" fill="{STATE_COLOURS.get(verdict, "#9ca3af")}" class="v-{escape(verdict)}">'
-                    f'<title>{escape(day)}: {escape(verdict)}</title></rect>')
+                    f'<title>{escape(i18n.day(day, lang))}: {escape(_(verdict.replace("_", " ")))}'
+                    + (f' ({escape(_("{n} min late").format(n=round((late or 0) / 60)))})' if late else "")
+                    + '</title></rect>')
     return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}"><text x="4" y="14" class="title">{label}</text>{"".join(bars)}'
-            f'<text x="10" y="{height - 3}">{escape(days[0][0])}</text>'
-            f'<text x="{width - 10}" y="{height - 3}" text-anchor="end">{escape(days[-1][0])}</text></svg>')
+            f'<text x="10" y="{height - 3}">{escape(i18n.day(days[0][0], lang, False))}</text>'
+            f'<text x="{width - 10}" y="{height - 3}" text-anchor="end">{escape(i18n.day(days[-1][0], lang, False))}'
+            '</text></svg>')
 
 
 def gantt(bars: Sequence[tuple[str, datetime | None, datetime | None, str]], width: int = 900) -> str:
@@ -148,15 +175,16 @@ def layout(graph: Graph, keys: Sequence[str]) -> tuple[dict[str, tuple[float, fl
 
 
 def effect_chart(points: Sequence[tuple[object, float, float | None]], start: object, title: str, unit: str = "",
-                 width: int = 720, height: int = 220, smooth: int = 7) -> str:
+                 width: int = 720, height: int = 220, smooth: int = 7, lang: str = "en") -> str:
     """An initiative's KPI: actual (solid) against the counterfactual — what it would have been without the change
     (dashed) — with the start date marked. Points are (day, actual, counterfactual); both lines are drawn as
     ``smooth``-day moving averages so that the weekly pattern does not hide the gap. Colours are inline, so the
-    file stands alone (``kiban initiatives measure NAME --svg FILE``)."""
+    file stands alone (``kiban initiatives measure NAME --svg FILE``). Days and words in the reader's ``lang``."""
+    _ = i18n.gettext(lang)
     label = escape(title)
     if len(points) < 2:
         return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
-                f'height="40"><text x="4" y="24">{label}: no data yet</text></svg>')
+                f'height="40"><text x="4" y="24">{label}: {escape(_("no data yet"))}</text></svg>')
 
     def rolling(values: list[float | None]) -> list[float | None]:
         out: list[float | None] = []
@@ -191,34 +219,35 @@ def effect_chart(points: Sequence[tuple[object, float, float | None]], start: ob
 
     start_i = next((i for i, (d, _, _) in enumerate(points) if str(d) >= str(start)), n - 1)
     sx = pad_l + start_i / (n - 1) * w
-    first, last = str(points[0][0]), str(points[-1][0])
+    first, last = i18n.day(str(points[0][0]), lang), i18n.day(str(points[-1][0]), lang)
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{label}" '
             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" '
             f'font-size="11"><text x="4" y="14" font-weight="600">{label}</text>'
             f'<rect x="{_num(sx)}" y="{pad_t}" width="{_num(pad_l + w - sx)}" height="{_num(h)}" fill="#f1f5f9"/>'
             f'<line x1="{_num(sx)}" y1="{pad_t}" x2="{_num(sx)}" y2="{pad_t + h}" stroke="#64748b" '
-            f'stroke-dasharray="2,2"/><text x="{_num(sx + 3)}" y="{pad_t + 10}" fill="#475569">start '
-            f'{escape(str(start))}</text>'
-            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high)}{escape(unit)}</text>'
-            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low)}{escape(unit)}</text>'
+            f'stroke-dasharray="2,2"/><text x="{_num(sx + 3)}" y="{pad_t + 10}" fill="#475569">'
+            f'{escape(_("start {day}").format(day=i18n.day(str(start), lang)))}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(high, lang)}{escape(unit)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">{_label(low, lang)}{escape(unit)}</text>'
             f'<text x="{pad_l}" y="{pad_t + h + 14}">{escape(first)}</text>'
             f'<text x="{pad_l + w}" y="{pad_t + h + 14}" text-anchor="end">{escape(last)}</text>'
             f'<path d="{path(counter)}" fill="none" stroke="#94a3b8" stroke-width="1.5" stroke-dasharray="5,3"/>'
             f'<path d="{path(actual)}" fill="none" stroke="#2563eb" stroke-width="1.6"/>'
-            f'<text x="{pad_l}" y="{height - 4}" fill="#2563eb">— actual</text>'
-            f'<text x="{pad_l + 70}" y="{height - 4}" fill="#64748b">- - without the change (counterfactual), '
-            f'{smooth}-day averages</text></svg>')
+            f'<text x="{pad_l}" y="{height - 4}" fill="#2563eb">— {escape(_("actual"))}</text>'
+            f'<text x="{pad_l + 70}" y="{height - 4}" fill="#64748b">- - '
+            f'{escape(_("without the change (counterfactual), {n}-day averages").format(n=smooth))}</text></svg>')
 
 
-def measurement_chart(result: Any) -> str:
+def measurement_chart(result: Any, lang: str = "en") -> str:
     """The chart of a :class:`kiban.value.measure.Measurement`: its treated units' KPI against the counterfactual."""
     e = result.effect
     if not e.series:
-        return effect_chart([], None, result.initiative)
+        return effect_chart([], None, result.initiative, lang=lang)
     start = e.series[e.pre_days].day if e.pre_days < len(e.series) else e.series[-1].day
+    title = i18n.gettext(lang)("{initiative}: {kpi} per treated unit, actual vs without the change")
     return effect_chart([(p.day, p.actual, p.counterfactual) for p in e.series], start,
-                        f"{result.initiative}: {result.kpi} per treated unit, actual vs without the change",
-                        f" {result.measure_unit}" if result.measure_unit else "")
+                        title.format(initiative=result.initiative, kpi=result.kpi),
+                        f" {result.measure_unit}" if result.measure_unit else "", lang=lang)
 
 
 # what a load brought, by the shape under its bar as well as its colour (never colour alone)
@@ -229,14 +258,15 @@ LOAD_KINDS = {
 
 
 def load_bars(loads: Sequence[tuple[datetime, int, str]], title: str, width: int = 640, height: int = 150,
-              tz: ZoneInfo | None = None) -> str:
+              tz: ZoneInfo | None = None, lang: str = "en") -> str:
     """One bar per load (oldest first) of the rows it landed, with what kind of load it was: a load that found
     nothing new is a grey dot, not a drop to zero; a source that was empty is a red ∅; a refused load a ×."""
+    _ = i18n.gettext(lang)
     label = escape(title)
     if not loads:
         return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} 40" width="{width}" '
-                f'height="40"><text x="4" y="24" class="muted">{label}: no loads yet</text></svg>')
-    shown = escape(f"{title} (times in {tz.key})" if tz is not None else title)
+                f'height="40"><text x="4" y="24" class="muted">{label}: {escape(_("no loads yet"))}</text></svg>')
+    shown = escape(_zoned(title, tz, lang))
     pad_l, pad_t, pad_b = 56.0, 22.0, 34.0
     top = max(rows for _, rows, _ in loads) or 1
     step = (width - pad_l - 10) / len(loads)
@@ -244,10 +274,7 @@ def load_bars(loads: Sequence[tuple[datetime, int, str]], title: str, width: int
     bars = []
     for i, (at, rows, kind) in enumerate(loads):
         colour, mark = LOAD_KINDS.get(kind, ("#9ca3af", "?"))
-        aware = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-        local = aware.astimezone(tz) if tz is not None else aware
-        tip = (f"{local:%Y-%m-%d %H:%M}" + (f" ({aware:%m-%d %H:%M} UTC)" if tz is not None else "")
-               + f": {kind}, {rows:,} rows landed")
+        tip = f"{_tip(at, tz, lang)}: {_(kind)}, " + _("{n} rows landed").format(n=i18n.number(rows, lang))
         tall = max(rows / top * h, 2.0) if rows else 2.0
         x = pad_l + i * step
         bars.append(f'<g class="load k-{escape(kind.replace(" ", "-"))}"><title>{escape(tip)}</title>'
@@ -255,13 +282,11 @@ def load_bars(loads: Sequence[tuple[datetime, int, str]], title: str, width: int
                     f'height="{_num(tall)}" fill="{colour}"/>'
                     + (f'<text x="{_num(x + max(step - 2, 1) / 2)}" y="{_num(pad_t + h + 12)}" text-anchor="middle" '
                        f'class="mark">{mark}</text>' if mark else "") + "</g>")
-    first = loads[0][0] if tz is None else loads[0][0].replace(tzinfo=loads[0][0].tzinfo or UTC).astimezone(tz)
-    last = loads[-1][0] if tz is None else loads[-1][0].replace(tzinfo=loads[-1][0].tzinfo or UTC).astimezone(tz)
     return (f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}"><text x="4" y="14" class="title">{shown}</text>'
             f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{width - 10}" y2="{pad_t + h}" class="axis"/>'
-            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(top)}</text>'
+            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{_label(top, lang)}</text>'
             f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end">0</text>{"".join(bars)}'
-            f'<text x="{pad_l}" y="{height - 4}">{escape(first.strftime("%m-%d %H:%M"))}</text>'
-            f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">{escape(last.strftime("%m-%d %H:%M"))}'
-            f'</text></svg>')
+            f'<text x="{pad_l}" y="{height - 4}">{escape(_when(loads[0][0], "%m-%d %H:%M", tz, lang))}</text>'
+            f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">'
+            f'{escape(_when(loads[-1][0], "%m-%d %H:%M", tz, lang))}</text></svg>')

@@ -18,11 +18,12 @@ from kiban.errors import KibanError
 from kiban.team.oncall import on_duty, rota
 from kiban.team.postmortem import get, save
 from kiban.team.review import review, week_of
+from kiban.web import i18n
 from kiban.web.accounts import User
 from kiban.web.auth import client_ip, current_user, need
 from kiban.web.svg import measurement_chart  # the same chart as `kiban initiatives measure --svg`
 from kiban.web.templating import render
-from kiban.web.views import Site
+from kiban.web.views import ASSESS_TTL, Site
 
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[User, Depends(current_user)]
@@ -67,8 +68,9 @@ def initiatives(request: Request, user: Viewer) -> Response:
     site = _site(request)
     newest = latest(site.reader, site.project.name)
     error: str | None = None
-    try:
-        by_usecase, by_asset = holdings(site.project, site.graph, site.reader)
+    try:  # shared until the store's pulse moves (a run, a check, an incident), like Today's assessment
+        by_usecase, by_asset = site.following("value:holdings", ASSESS_TTL, lambda: holdings(
+            site.project, site.graph, site.reader, assessment=site.assessment() if site.project.usecases else None))
     except KibanError as exc:
         by_usecase, by_asset, error = [], [], exc.message
     currency = next((i.config.currency for i in site.project.initiatives.values() if i.config.currency), "")
@@ -99,7 +101,7 @@ def initiative(request: Request, name: str, user: Viewer) -> Response:
     if found.config.kpi is not None and found.config.intervention is not None:
         try:
             result = _measure(site, name, record=False)
-            svg = measurement_chart(result)
+            svg = measurement_chart(result, i18n.choose(request))
         except KibanError as exc:
             error = str(exc)
     return render(request, "initiative.html", initiative=name, i=found.config, result=result, svg=svg, error=error,

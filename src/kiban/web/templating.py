@@ -41,12 +41,13 @@ def templates(site: Site) -> Jinja2Templates:
 
     @pass_context
     def local_text(context: Any, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A time in the project's time zone as plain text (for a tooltip), zone named."""
+        """A time in the project's time zone as plain text (for a tooltip), zone named, with the UTC time."""
         if value is None:
             return "–"
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
         zone = site.project.config.timezone
-        return f"{i18n.when(aware, fmt, context.get('lang', 'en'), ZoneInfo(zone))} ({zone})"
+        shown = i18n.when(aware, fmt, context.get("lang", "en"), ZoneInfo(zone))
+        return f"{shown} ({zone}; {aware:%Y-%m-%d %H:%M} UTC)"
 
     @pass_context
     def day(context: Any, value: Any, long: bool = True) -> str:

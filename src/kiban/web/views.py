@@ -259,9 +259,7 @@ def _summary(run: RunRecord, counts: dict[str, int]) -> m.RunSummary:
 
 
 def _attempt(a: AttemptRecord) -> m.AttemptOut:
-    return m.AttemptOut(run_id=a.run_id, asset=a.asset, attempt=a.attempt, status=a.status,
-                        started_at=utc(a.started_at), ended_at=utc(a.ended_at), seconds=a.seconds, rows=a.rows,
-                        bytes=a.bytes, error=a.error)
+    return m.from_record(m.AttemptOut, a)
 
 
 def run_list(site: Site, limit: int = 25) -> m.RunList:
@@ -454,17 +452,13 @@ def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
     found = log.get(incident_id)
     if found is None:
         return None
-    out = _incident(log, found)
+    fix = None
     if found.status != IncidentStatus.RESOLVED:
         root = found.root_cause.get("asset") if isinstance(found.root_cause, dict) else None
-        out.fix = fixes.fix_for(site, found.workaround, root if isinstance(root, str) else None)
-    return out
+        fix = fixes.fix_for(site, found.workaround, root if isinstance(root, str) else None)
+    return _incident(log, found, fix)
 
 
-def _incident(log: Any, i: Any) -> m.IncidentOut:
-    return m.IncidentOut(
-        id=i.id, usecase=i.usecase, due_date=i.due_date, status=i.status, kind=i.kind, verdict=i.verdict,
-        opened_at=utc(i.opened_at), updated_at=utc(i.updated_at), resolved_at=utc(i.resolved_at),
-        impact=i.impact, root_cause=i.root_cause, workaround=i.workaround, note=i.note,
-        events=[m.IncidentEventOut(at=utc(e.at), kind=e.kind, message=e.message, actor=e.actor)
-                for e in log.events(i.id)])
+def _incident(log: Any, i: Any, fix: m.Fix | None = None) -> m.IncidentOut:
+    return m.from_record(m.IncidentOut, i, fix=fix, events=[
+        m.IncidentEventOut(at=utc(e.at), kind=e.kind, message=e.message, actor=e.actor) for e in log.events(i.id)])

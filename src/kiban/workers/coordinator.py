@@ -15,20 +15,31 @@ from collections.abc import Mapping, Sequence
 from kiban.engines import open_engine
 from kiban.engines.dialect import refuse_unportable
 from kiban.errors import ConfigError, KibanError
-from kiban.graph import build_graph, select
+from kiban.graph import Graph, build_graph, select
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
 from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
-from kiban.run.runner import Heartbeat, RunOptions, RunResult, _collected_tables, new_run_id, resume_selection
+from kiban.run.runner import (
+    Heartbeat,
+    RunOptions,
+    RunResult,
+    _collected_tables,
+    _skip_after_failed_collection,
+    new_run_id,
+    resume_selection,
+)
 from kiban.status import AttemptStatus, QueueStatus, RunStatus
 from kiban.store import Store, utcnow
 from kiban.store.asset_locks import AssetLocks
-from kiban.workers.queue import TERMINAL, QueueRow, RunQueue, project_version
+from kiban.workers.queue import COLLECT, TERMINAL, QueueRow, RunQueue, collect_code, project_version
 from kiban.workers.worker import LEASE_SECONDS
 
 POLL_SECONDS = 0.2
+DUCKDB_REFUSED = ("several workers need a warehouse that every worker can write, and a DuckDB file belongs to one "
+                  "process")
+DUCKDB_HINT = "use `warehouse: postgresql://…` or Spark (docs/scale-out.md), or run without --workers"
 NO_WORKER_LEASES = 4  # a run without any live worker for this many leases gives up
 
 
@@ -67,12 +78,22 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         plan = Plan(order=selection, fingerprints={})
         outcomes: dict[str, Outcome] = {}
         try:
+            builds = any(graph.assets[k].layer != "lake" for k in selection)
+            if builds and project.warehouse_url.startswith("duckdb:///"):  # said before anything is collected
+                raise ConfigError(DUCKDB_REFUSED, DUCKDB_HINT)
+            # the source tables first, on the workers too: one queue row per table, fenced like a build
+            outcomes = _collect_on_workers(queue, project, graph, run_id, selection, emit,
+                                           (min_workers, lease, poll))
+            if not builds:  # `kiban collect --workers`, or only lake tables selected: no warehouse needed
+                statuses = {o.status for o in outcomes.values()}
+                status = RunStatus.CANCELLED if AttemptStatus.CANCELLED in statuses else \
+                    RunStatus.FAILED if statuses - {AttemptStatus.SUCCESS} else \
+                    RunStatus.SUCCESS if outcomes else RunStatus.NOTHING
+                return RunResult(run_id, RunStatus(status), plan, outcomes, started, utcnow())
             engine = open_engine(project.warehouse_url, project.config.timezone)
             try:
                 if engine.name == "duckdb":
-                    raise ConfigError("several workers need a warehouse that every worker can write, and a DuckDB "
-                                      "file belongs to one process", "use `warehouse: postgresql://…` or Spark "
-                                      "(docs/scale-out.md), or run without --workers")
+                    raise ConfigError(DUCKDB_REFUSED, DUCKDB_HINT)
                 lake_assets = [graph.assets[k] for k in graph.order if graph.assets[k].layer == "lake"]
                 tables = _collected_tables(project, store)
                 versions = engine.prepare(lake_assets, tables)  # committed loads only
@@ -80,6 +101,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                                  _judge(project), plan_extra(graph, project.root, store, project.name, tables))
             finally:
                 engine.close()
+            skipped = _skip_after_failed_collection(graph, plan, outcomes, store, run_id, emit)
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": plan.build, "workers": queue.live_workers(project.name, lease)}))
@@ -94,14 +116,14 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                 key: ([d for d in (*graph.deps[key], *(after or {}).get(key, ())) if d in building and d != key],
                       plan.fingerprints[key], graph.sql_hashes[key]) for key in plan.build},
                 version=project_version(graph))
-            outcomes = _follow(queue, project.name, run_id, emit, lease, poll)
+            outcomes = {**_follow(queue, project.name, run_id, emit, lease, poll, set(outcomes)), **skipped}
             statuses = {o.status for o in outcomes.values()}
             if AttemptStatus.CANCELLED in statuses:
                 status = RunStatus.CANCELLED
             elif statuses & {AttemptStatus.FAILED, AttemptStatus.SKIPPED}:
                 status = RunStatus.FAILED
             else:
-                status = RunStatus.SUCCESS if plan.build else RunStatus.NOTHING
+                status = RunStatus.SUCCESS if plan.build or outcomes else RunStatus.NOTHING
         except KeyboardInterrupt:
             queue.cancel(run_id)
             status, error = RunStatus.CANCELLED, "interrupted"
@@ -121,12 +143,33 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
         store.close()
 
 
+def _collect_on_workers(queue: RunQueue, project: Project, graph: Graph, run_id: str, selection: list[str],
+                        emit: Listener, timing: tuple[int, float, float]) -> dict[str, Outcome]:
+    """Queue one row per selected source table (no inputs: all ready at once) and follow them until each is
+    loaded or failed — the workers load several tables at a time. ``timing``: (workers to wait for, lease, poll).
+    The models are planned after this, from the versions these loads committed."""
+    tables = project.source_tables() if project.sources else {}
+    keys = [k for k in selection if k in tables]
+    if not keys:
+        return {}
+    wanted, lease, poll = timing
+    emit(Event("collect_started", run_id, detail={"tables": len(keys), "assets": keys}))
+    _await_workers(queue, project.name, wanted, lease, poll)
+    codes = {k: collect_code(project, k) for k in keys}
+    queue.enqueue(run_id, project.name, {k: ([], COLLECT + codes[k], codes[k]) for k in keys},
+                  version=project_version(graph))
+    return _follow(queue, project.name, run_id, emit, lease, poll)
+
+
 def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: float,
-            poll: float) -> dict[str, Outcome]:
-    """Poll the queue until every row is finished, emitting what changed; requeue rows of dead workers.
+            poll: float, done: set[str] | None = None) -> dict[str, Outcome]:
+    """Poll the queue until every row is finished, emitting what changed (``done``: rows already reported, of an
+    earlier step of this run); requeue rows of dead workers.
 
     With no live worker for NO_WORKER_LEASES leases, the run stops with an error instead of waiting forever."""
     seen: dict[str, tuple[str, int]] = {}
+    for key in done or ():
+        seen[key] = ("", -1)
     last_worker = time.monotonic()
     while True:
         if queue.live_workers(project, lease):
@@ -145,7 +188,7 @@ def _follow(queue: RunQueue, project: str, run_id: str, emit: Listener, lease: f
         rows = queue.rows(run_id)
         for key, row in rows.items():
             state = (row.status, row.claims)
-            if seen.get(key) == state:
+            if seen.get(key) == state or (key in seen and seen[key][1] == -1):
                 continue
             seen[key] = state
             if row.status == QueueStatus.RUNNING:

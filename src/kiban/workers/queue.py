@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kiban.engines.base import FENCED, Fenced
 from kiban.errors import ConfigError
 from kiban.status import QUEUE_FINISHED, QueueStatus, RunStatus, WorkerStatus
 from kiban.store import Store, utcnow
@@ -33,6 +34,7 @@ from kiban.store.schema import FENCE_TOKENS, run_queue, runs, workers
 from kiban.walk import reach, reverse
 
 TERMINAL = QUEUE_FINISHED
+COLLECT = "collect:"  # a collection row's fingerprint starts so: the worker loads a source table, builds nothing
 REFUSING = WorkerStatus.REFUSING  # a worker's status while its project differs from the queued runs'
 
 
@@ -41,6 +43,17 @@ def project_version(graph: Any) -> str:
     import hashlib
 
     text = "\n".join(f"{key}={code}" for key, code in sorted(graph.sql_hashes.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def collect_code(project: Any, key: str) -> str:
+    """What a worker must share with the coordinator to load ``key``: its source's declaration (type, url
+    reference, options) and the table's — a hash, so two copies of the project agree or the worker refuses."""
+    import hashlib
+
+    source, table = project.source_tables()[key]
+    spec = project.sources[source]
+    text = spec.model_dump_json(exclude={"tables"}) + "\n" + spec.tables[table].model_dump_json()
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -216,6 +229,18 @@ class RunQueue:
         with self.engine.begin() as conn:
             conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(
                 status=status, heartbeat_at=server_now()))
+
+    @staticmethod
+    def check_fence(conn: sa.Connection, claim: Claim, worker_id: str) -> None:
+        """Inside the caller's transaction (a load's manifest commit): raise ``Fenced`` unless ``worker_id`` still
+        holds ``claim`` — the row running under its token. The row stays locked until that transaction ends, so
+        a takeover waits for the commit or finds it done; never a commit after a takeover."""
+        row = conn.execute(sa.select(run_queue.c.status, run_queue.c.token, run_queue.c.worker).where(
+            run_queue.c.run_id == claim.run_id, run_queue.c.asset == claim.asset).with_for_update()).first()
+        if row is None or row.status != QueueStatus.RUNNING or row.token != claim.token or row.worker != worker_id:
+            now = "none" if row is None else f"{row.token}, {row.status}"
+            raise Fenced(f"{FENCED}{claim.asset}: another worker took this claim over (fencing token {claim.token}, "
+                         f"now {now}): its load commits nothing")
 
     def release(self, claim: Claim, worker_id: str, reason: str) -> None:
         """Give a claimed row back (ready again) without an outcome: this worker could not fence it."""

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from kiban.collect.collector import CollectRun, collect_assets
+from kiban.collect.manifest import Fence
 from kiban.engines import Engine, open_engine
 from kiban.engines.base import FENCED
 from kiban.graph import Graph, build_graph
@@ -41,7 +43,15 @@ from kiban.run.plan import built_whole
 from kiban.run.runner import _collected_tables, _policy
 from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
-from kiban.workers.queue import REFUSING, Claim, RunQueue, project_version, worker_timeouts
+from kiban.workers.queue import (
+    COLLECT,
+    REFUSING,
+    Claim,
+    RunQueue,
+    collect_code,
+    project_version,
+    worker_timeouts,
+)
 
 log = logging.getLogger(__name__)
 FINISH_ATTEMPTS = 5  # a deadlocked or cut finish is tried again this many times
@@ -74,12 +84,18 @@ class Worker:
         self.halt = threading.Event()
         self.built = 0
         self._executor: Executor | None = None
+        self._collecting: CollectRun | None = None
         self._prepared_for: str | None = None  # the run whose lake this worker's engine last prepared
 
     def stop(self) -> None:
         self.halt.set()
         if self._executor is not None:
             self._executor.stop()
+        collecting = self._collecting
+        if collecting is not None:  # the load stops between two batches; nothing of it commits
+            collecting.cancel.set()
+            for switch in list(collecting.stops.values()):
+                switch.set()
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
@@ -90,7 +106,7 @@ class Worker:
         store = Store(self.project.state_url)
         queue = RunQueue(store)
         worker_timeouts(store, self.options.lease)
-        engine = self._open_engine()
+        engine: Engine | None = None  # opened at the first model: a worker that only collects needs no warehouse
         graph = build_graph(self.project)
         version = project_version(graph)
         refused: set[str] = set()
@@ -117,7 +133,11 @@ class Worker:
                     self.halt.wait(self.options.poll)
                     continue
                 try:
-                    self._build(claim, queue, store, engine, graph)
+                    if claim.fingerprint.startswith(COLLECT):
+                        self._collect(claim, queue, store)
+                    else:
+                        engine = engine or self._open_engine()
+                        self._build(claim, queue, store, engine, graph)
                 except Exception as exc:  # e.g. woken from a pause to connections the server closed, a deadlock
                     log.warning("worker %s: building %s failed outside the build: %s", self.options.worker_id,
                                 claim.asset, exc, exc_info=True)
@@ -131,7 +151,8 @@ class Worker:
                 queue.unregister(worker_id)
             except Exception:  # its heartbeat stops: the others see it gone when its lease expires
                 log.warning("worker %s: could not unregister", worker_id, exc_info=True)
-            engine.close()
+            if engine is not None:
+                engine.close()
             store.close()
         return self.built
 
@@ -143,7 +164,7 @@ class Worker:
                        "idle_in_transaction_session_timeout": f"{max(1000, int(self.options.lease * 500))}ms"})
         return engine
 
-    def _recover(self, claim: Claim, queue: RunQueue, engine: Engine) -> Engine:
+    def _recover(self, claim: Claim, queue: RunQueue, engine: Engine | None) -> Engine | None:
         """A build or its bookkeeping failed outside the asset's own outcome: the worker lives on (issue 18 soak).
 
         Its claim goes back to the queue (if it still holds it: a fenced or expired claim is someone else's),
@@ -153,6 +174,8 @@ class Worker:
             queue.release(claim, worker_id, f"worker {worker_id} lost its connections while building {claim.asset}")
         except Exception:  # its lease runs out instead: the claim is someone else's after that
             log.debug("worker %s: could not give back its claim on %s", worker_id, claim.asset, exc_info=True)
+        if engine is None:  # a collection: nothing of the warehouse to reopen
+            return None
         try:
             engine.close()
         except Exception:  # connections the server already closed
@@ -248,6 +271,33 @@ class Worker:
             getattr(engine, "fences", {}).pop(key, None)
         self._finish(claim, queue, store, outcome)
 
+    def _collect(self, claim: Claim, queue: RunQueue, store: Store) -> None:
+        """Load the source table a collection row names, as ``kiban collect`` does (its retries and timeout),
+        fenced: the load's Delta commit and manifest happen only while this worker still holds the claim."""
+        worker_id, key = self.options.worker_id, claim.asset
+        if key not in self.project.source_tables() or collect_code(self.project, key) != claim.code:
+            outcome = Outcome(key, AttemptStatus.FAILED, error=f"worker {worker_id} has a different version of "
+                              f"the project than the run's coordinator ({key}'s source): deploy the same project "
+                              "to every worker")
+            outcome.started_at = outcome.ended_at = utcnow()
+            _recorder(store, claim.run_id)(outcome, claim.claims, claim.fingerprint)
+            self._finish(claim, queue, store, outcome)
+            return
+        fence = Fence(run_id=claim.run_id, check=lambda conn: queue.check_fence(conn, claim, worker_id),
+                      steals=lambda holder: holder == claim.run_id)
+        run = CollectRun(self.project, store, claim.run_id, self.emit,
+                         lambda a: _collect_policy(self.project, a), fence=fence)
+        self._collecting = run
+        try:
+            done = collect_assets(run, [key], threads=1)[key]
+        finally:
+            self._collecting = None
+        if done.error and done.error.startswith(FENCED):
+            return  # the claim is someone else's: its row, its outcome
+        outcome = Outcome(key, done.status, attempts=done.attempts, rows=done.rows, error=done.error,
+                          started_at=done.started_at, ended_at=done.ended_at)
+        self._finish(claim, queue, store, outcome)
+
     def _finish(self, claim: Claim, queue: RunQueue, store: Store, outcome: Outcome) -> None:
         for attempt in range(FINISH_ATTEMPTS):  # one transaction, guarded by the claim's token: safe to repeat
             try:
@@ -267,6 +317,12 @@ class Worker:
         store.record_attempts([dict(run_id=claim.run_id, asset=k, status=status, attempt=0, started_at=now,
                                     ended_at=now, fingerprint=None,
                                     error=f"upstream {claim.asset} {outcome.status}") for k in skipped])
+
+
+def _collect_policy(project: Project, key: str) -> tuple[int, float, float | None]:
+    """A table's retries, retry delay and timeout: what ``kiban run`` gives it (``kiban.run.runner``)."""
+    policy = _policy(project, project.assets[key])
+    return policy.retries, policy.retry_delay, policy.timeout
 
 
 def _recorder(store: Store, run_id: str) -> Callable[[Outcome, int, str], None]:

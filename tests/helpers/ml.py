@@ -1,14 +1,16 @@
-"""A small forecasting project shared by the tests of machine learning (tests/test_ml_*.py); no tests here."""
+"""A small forecasting project shared by the tests of machine learning (tests/test_ml_*.py), and ``run``: `kiban run`
+in this process with the checks' gate (shared with tests/test_python_assets.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-from test_python_assets import run
-
+from kiban.checks.gate import gate_for
 from kiban.ml.registry import ModelVersion, open_registry
+from kiban.project import load_project
+from kiban.run.runner import RunOptions, RunResult, run_project
+from tests.helpers.warehouse import query
 
 __all__ = ["SALES", "SHIFTED", "make_ml_project", "query", "run", "set_algo", "versions"]
 
@@ -85,14 +87,6 @@ def set_algo(root: Path, algo: str) -> None:
                     encoding="utf-8")
 
 
-def query(root: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def versions(root: Path, model: str = "warehouse.demand_model") -> list[ModelVersion]:
     """Every version of ``model`` in the project's registry, oldest first."""
     registry = open_registry(root)
@@ -100,3 +94,14 @@ def versions(root: Path, model: str = "warehouse.demand_model") -> list[ModelVer
         return registry.versions(model)
     finally:
         registry.store.close()
+
+
+def run(root: Path, *select: str) -> RunResult:
+    """``kiban run`` in this process, with the checks' gate."""
+    project = load_project(root)
+    gate = gate_for(project)
+    try:
+        return run_project(project, RunOptions(select=select), audit=gate, after=gate.after if gate else None)
+    finally:
+        if gate:
+            gate.close()
