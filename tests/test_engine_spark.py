@@ -145,3 +145,42 @@ def test_the_lake_is_exactly_the_committed_files(tmp_path: Path) -> None:
     assert sorted(session.execute("select id, v from lake.events")) == COMMITTED_ROWS
     assert sorted(session.execute("select id, v from lake.events_latest")) == LATEST_ROWS
     assert len(session.execute("select valid_from, valid_to from lake.events_history")) == 4
+
+
+def test_planning_needs_no_spark_and_the_publish_log_has_every_swap(projects: tuple[Path, Path, Path]) -> None:
+    """A run with nothing to build never starts a JVM: the plan comes from the pointers and the lake's files."""
+    from kiban.engines.spark import SparkEngine
+
+    root, warehouse, _ = projects
+    assert run(root).status in ("success", "nothing")
+    project = load_project(root)
+    engine = SparkEngine(spark_url(warehouse))
+    versions = engine.prepare([a for a in project.assets.values() if a.layer == "lake"])
+    published = engine.published()
+    assert engine._spark is None  # neither the session nor the catalog was touched
+    assert set(versions) == {"lake.orders", "lake.customers"}
+    assert "mart.monthly" in published
+    log = engine.publishes()
+    assert log
+    assert {asset for asset, _ in log} >= set(published)
+    assert [f for a, f in log if a == "mart.monthly"][-1] == published["mart.monthly"]
+    assert engine.session().execute("select count(*) from mart.monthly")[0][0] > 0  # registered when read
+
+
+def test_a_lake_table_spark_cannot_read_is_found_without_spark(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kiban.engines.base import UNREADABLE_LAKE
+    from kiban.engines.spark import SparkEngine
+
+    root = write_files(tmp_path / "p", {"kiban.yml": "name: shop\ntimezone: UTC\n",
+                                        "models/warehouse/x.sql": "select * from lake.t\n"})
+    (root / "lake" / "t").mkdir(parents=True)
+    pq.write_table(pa.table({"a": pa.array([1], pa.int32())}), root / "lake" / "t" / "part-0.parquet")
+    pq.write_table(pa.table({"a": pa.array([2], pa.int64())}), root / "lake" / "t" / "part-1.parquet")
+    engine = SparkEngine(spark_url(tmp_path / "warehouse"))
+    versions = engine.prepare([load_project(root).assets["lake.t"]])
+    assert versions["lake.t"].startswith(UNREADABLE_LAKE)
+    assert "int32" in versions["lake.t"]
+    assert engine._spark is None

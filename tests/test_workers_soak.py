@@ -1,5 +1,6 @@
 """The worker soak (issue 18): random workers SIGKILLed or paused past their lease (SIGSTOP, resumed later —
-possibly during a later run) while distributed runs go on, on a real PostgreSQL warehouse and state store.
+possibly during a later run) while distributed runs go on, on a real PostgreSQL warehouse and state store, and on
+a Spark warehouse (local mode, one JVM per worker; the state store PostgreSQL).
 
 After every run and at the end, the publish log must be exactly one publish per run and asset, in run order:
 0 double publishes (a fingerprint published twice) and 0 stale publishes (an older version published after a
@@ -19,12 +20,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from kiban.engines.spark import POINTER, publish_log
 from kiban.project import load_project
 from kiban.run import RunOptions
 from kiban.status import RunStatus, WorkerStatus
@@ -42,17 +45,45 @@ def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql.encode()).fetchall()
 
 
+@dataclass(frozen=True)
+class Warehouse:
+    """Where the soak reads what was published: the state store's URL, the publish log, ``warehouse.a``'s sums."""
+
+    state: str
+    spark: Path | None = None  # the Spark warehouse folder (None: the warehouse is the PostgreSQL of ``state``)
+    workers: int = WORKERS
+    lease: float = LEASE
+
+    def log(self, key: str) -> list[str]:
+        """``key``'s publishes, oldest first."""
+        if self.spark is not None:
+            return [f for asset, f in publish_log(self.spark) if asset == key]
+        return [f for (f,) in rows(self.state, "select fingerprint from kiban.publishes "
+                                               f"where asset = '{key}' order by published_at")]
+
+    def sums(self) -> tuple[int, int]:
+        """sum(v), sum(id) of the published ``warehouse.a``."""
+        if self.spark is None:
+            v, i = rows(self.state, "select sum(v), sum(id) from warehouse.a")[0]
+            return int(v), int(i)
+        import pyarrow.parquet as pq
+
+        home = self.spark / "warehouse" / "a"
+        table = pq.read_table(home / json.loads((home / POINTER).read_text())["version"])
+        return sum(table.column("v").to_pylist()), sum(table.column("id").to_pylist())
+
+
 class Pool:
     """Four `kiban worker` processes; a killed one is replaced at once, a paused one is resumed later."""
 
-    def __init__(self, root: Path, rng: random.Random) -> None:
-        self.root, self.rng = root, rng
+    def __init__(self, root: Path, rng: random.Random, warehouse: Warehouse) -> None:
+        self.root, self.rng, self.warehouse = root, rng, warehouse
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.paused: dict[str, float] = {}  # name → when to resume (monotonic)
         self.logs: list[str] = []
         self.crashed: list[str] = []  # workers that exited without being killed: a worker must survive a pause
         self.count = 0
-        for _ in range(WORKERS):
+        for _ in range(warehouse.workers):
             self.spawn()
 
     def spawn(self) -> None:
@@ -63,8 +94,9 @@ class Pool:
         self.logs.append(str(log))
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "kiban", "--project", str(self.root), "worker", "--name", name,
-             "--lease", str(LEASE), "--idle-exit", "900"],
-            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+             "--lease", str(self.warehouse.lease), "--idle-exit", "900"],
+            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)  # its own process group: a pause stops the worker's JVM (Spark) with it
 
     def resume_due(self, everyone: bool = False) -> None:
         """Resume the paused workers whose time has come; replace (and count) any that died by itself."""
@@ -76,7 +108,7 @@ class Pool:
         now = time.monotonic()
         for name, when in list(self.paused.items()):
             if everyone or now >= when:
-                self.procs[name].send_signal(signal.SIGCONT)
+                os.killpg(self.procs[name].pid, signal.SIGCONT)
                 del self.paused[name]
 
     def disrupt(self, url: str, run: threading.Thread) -> str | None:
@@ -90,17 +122,18 @@ class Pool:
             # never all at once: a replacement takes seconds to start on a loaded machine, and a run whose every
             # worker is down gives up (NO_WORKER_LEASES) — a different test
             victims = sorted(n for n in healthy if listed[n] == WorkerStatus.BUSY)
-            if victims and len(healthy) >= WORKERS - 1:
+            if victims and len(healthy) >= self.warehouse.workers - 1:
                 name = self.rng.choice(victims)
                 time.sleep(self.rng.uniform(0.0, SLOW))  # anywhere in the build, the publish included
                 if self.rng.random() < 0.5:
-                    self.procs[name].kill()
+                    os.killpg(self.procs[name].pid, signal.SIGKILL)  # the worker and its JVM (Spark)
                     self.procs[name].wait()
                     del self.procs[name]
                     self.spawn()
                     return "kill"
-                self.procs[name].send_signal(signal.SIGSTOP)  # a stalled VM: resumed well past its lease
-                self.paused[name] = time.monotonic() + self.rng.uniform(LEASE + 1.0, 4 * LEASE)
+                os.killpg(self.procs[name].pid, signal.SIGSTOP)  # a stalled VM: resumed well past its lease
+                lease = self.warehouse.lease
+                self.paused[name] = time.monotonic() + self.rng.uniform(lease + 1.0, 4 * lease)
                 return "stop"
             time.sleep(0.05)
         return None
@@ -114,7 +147,7 @@ class Pool:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
@@ -130,18 +163,19 @@ def write_lake(root: Path, version: int) -> None:
     pq.write_table(pa.table({"id": list(range(1, 11)), "ver": [version] * 10}), folder / f"part-{version}.parquet")
 
 
-def soak(root: Path, url: str, disruptions: int, seed: int) -> dict[str, Any]:
+def soak(root: Path, warehouse: Warehouse, disruptions: int, seed: int) -> dict[str, Any]:
     """Distributed runs, one disruption attempted in each, until ``disruptions`` were made."""
     rng = random.Random(seed)
+    url = warehouse.state
     write_lake(root, 1)
     Store(url).close()
-    pool = Pool(root, rng)
+    pool = Pool(root, rng, warehouse)
     done: dict[str, int] = {"kill": 0, "stop": 0}
     expected: dict[str, list[str]] = {key: [] for key in ASSETS}  # the fingerprint each run published, in order
     started = time.monotonic()
     try:
-        deadline = time.monotonic() + 180
-        while rows(url, "select count(*) from workers where status <> 'stopped'")[0][0] < WORKERS:
+        deadline = time.monotonic() + 300
+        while rows(url, "select count(*) from workers where status <> 'stopped'")[0][0] < warehouse.workers:
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.1)
         trial = -1
@@ -156,7 +190,7 @@ def soak(root: Path, url: str, disruptions: int, seed: int) -> dict[str, Any]:
             def coordinate(project: Any = project, results: list[Any] = results,
                            errors: list[BaseException] = errors) -> None:
                 try:
-                    results.append(run_distributed(project, RunOptions(), lease=LEASE))
+                    results.append(run_distributed(project, RunOptions(), lease=warehouse.lease))
                 except BaseException as exc:  # reported by the main thread
                     errors.append(exc)
 
@@ -173,36 +207,33 @@ def soak(root: Path, url: str, disruptions: int, seed: int) -> dict[str, Any]:
             assert results, (trial, results)
             assert results[0].status == RunStatus.SUCCESS, (trial, results)
             for key in ASSETS:
-                expected[key].append(rows(url, "select fingerprint from kiban.publishes where asset = "
-                                               f"'{key}' order by published_at desc limit 1")[0][0])
-            assert rows(url, "select sum(v) from warehouse.a") == [(55 * (trial + 1),)], trial
-            check_log(url, expected)  # a worker woken during this run published nothing stale
+                expected[key].append(warehouse.log(key)[-1])
+            assert warehouse.sums()[0] == 55 * (trial + 1), trial
+            check_log(warehouse, expected)  # a worker woken during this run published nothing stale
             print(f"trial {trial}: {done}, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         pool.resume_due(everyone=True)
-        time.sleep(2 * LEASE + SLOW)  # the last paused workers wake up with finished models: they must not publish
-        check_log(url, expected)
-        assert rows(url, "select sum(v), sum(id) from warehouse.a") == [(55 * (trial + 1), 55)]
+        time.sleep(2 * warehouse.lease + SLOW)  # the last paused workers wake up with finished models: no publish
+        check_log(warehouse, expected)
+        assert warehouse.sums() == (55 * (trial + 1), 55)
         assert rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' and state like "
                          "'idle in transaction%' and now() - state_change > interval '10 s'") == [(0,)]
     finally:
         pool.close()
-    doubles = rows(url, "select count(*) from (select asset, fingerprint from kiban.publishes "
-                        "group by 1, 2 having count(*) > 1) d")[0][0]
+    doubles = sum(len(log) - len(set(log)) for log in map(warehouse.log, ASSETS))
     return {"runs": trial + 1, "kills": done["kill"], "stops": done["stop"], "double_publishes": doubles,
             "workers_crashed": len(pool.crashed),
             "stale_publishes": 0, "seconds": round(time.monotonic() - started, 1), "seed": seed}
 
 
-def check_log(url: str, expected: dict[str, list[str]]) -> None:
+def check_log(warehouse: Warehouse, expected: dict[str, list[str]]) -> None:
     """The publish log is exactly the runs' versions, once each and in order (no double, no stale publish)."""
     for key, fingerprints in expected.items():
-        log = [f for (f,) in rows(url, "select fingerprint from kiban.publishes "
-                                       f"where asset = '{key}' order by published_at")]
+        log = warehouse.log(key)
         assert log == fingerprints, (key, log, fingerprints)
 
 
 @pytest.fixture
-def project(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, str]:
+def project(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path, Warehouse]:
     config = f"name: shop\ntimezone: UTC\nwarehouse: {postgres_url}\nstate: {postgres_url}\nretries: 0\n"
     models = {
         "models/warehouse/a.sql": f"select id, id * ver as v from lake.t cross join (select pg_sleep({SLOW})) s\n",
@@ -212,24 +243,67 @@ def project(make_project: Callable[..., Path], postgres_url: str) -> tuple[Path,
         "models/warehouse/a.yml": "columns:\n  - name: id\n    checks: [not_null, unique]\n",
     }
     root = make_project({**models, "kiban.yml": config}, lake={"t": "select i as id, 1 as ver from range(1, 11) t(i)"})
-    return root, postgres_url
+    return root, Warehouse(postgres_url)
+
+
+SPARK_WORKERS = 3  # a JVM each on a 2-core machine
+SPARK_LEASE = 5.0  # a loaded JVM's pauses (GC, start of a job) stay well inside it
+
+
+@pytest.fixture
+def spark_project(make_project: Callable[..., Path], postgres_url: str, tmp_path: Path) -> tuple[Path, Warehouse]:
+    """The same three assets on a Spark warehouse (no sleep: a Spark build takes a second or more by itself)."""
+    pytest.importorskip("pyspark")
+    folder = tmp_path / "spark-wh"
+    config = (f"name: shop\ntimezone: UTC\nwarehouse: spark://{folder}?master=local[1]\nstate: {postgres_url}\n"
+              "retries: 0\n")
+    models = {
+        "models/warehouse/a.sql": "select id, id * ver as v from lake.t\n",
+        "models/warehouse/b.sql": "select id, ver as v from lake.t\n",
+        "models/mart/c.sql": "select count(*) as n, sum(a.v) + sum(b.v) as v from warehouse.a join warehouse.b "
+                             "using (id)\n",
+        "models/warehouse/a.yml": "columns:\n  - name: id\n    checks: [not_null, unique]\n",
+    }
+    root = make_project({**models, "kiban.yml": config}, lake={"t": "select i as id, 1 as ver from range(1, 11) t(i)"})
+    return root, Warehouse(postgres_url, spark=folder, workers=SPARK_WORKERS, lease=SPARK_LEASE)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_workers_killed_and_paused_never_publish_twice_or_stale(project: tuple[Path, str]) -> None:
-    root, url = project
-    result = soak(root, url, disruptions=3, seed=18)
+def test_workers_killed_and_paused_never_publish_twice_or_stale(project: tuple[Path, Warehouse]) -> None:
+    root, warehouse = project
+    result = soak(root, warehouse, disruptions=3, seed=18)
     assert result["double_publishes"] == 0, result
     assert result["workers_crashed"] == 0, result
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
-def test_worker_soak_50_disruptions(project: tuple[Path, str]) -> None:
-    root, url = project
+def test_worker_soak_50_disruptions(project: tuple[Path, Warehouse]) -> None:
+    root, warehouse = project
     disruptions = int(os.environ.get("KIBAN_SOAK_TRIALS", "50"))
-    result = soak(root, url, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
+    result = soak(root, warehouse, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
+    print("SOAK", json.dumps(result))
+    assert result["kills"] + result["stops"] >= disruptions
+    assert result["double_publishes"] == 0
+    assert result["workers_crashed"] == 0, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_spark_workers_killed_and_paused_never_publish_twice_or_stale(spark_project: tuple[Path, Warehouse]) -> None:
+    root, warehouse = spark_project
+    result = soak(root, warehouse, disruptions=2, seed=18)
+    assert result["double_publishes"] == 0, result
+    assert result["workers_crashed"] == 0, result
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(4 * 3600)
+def test_spark_worker_soak_50_disruptions(spark_project: tuple[Path, Warehouse]) -> None:
+    root, warehouse = spark_project
+    disruptions = int(os.environ.get("KIBAN_SOAK_TRIALS", "50"))
+    result = soak(root, warehouse, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
     print("SOAK", json.dumps(result))
     assert result["kills"] + result["stops"] >= disruptions
     assert result["double_publishes"] == 0

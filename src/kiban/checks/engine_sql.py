@@ -92,6 +92,7 @@ def probe(session: Session, sql: str, what: str) -> None:
     if dialect == DUCKDB:
         session.execute("EXPLAIN " + text)
     elif dialect == "spark":
+        cast(Any, session).ensure(text)  # the tables it reads registered first (SparkEngine._ensure)
         _ = cast(Any, session).spark.sql(text).schema  # analysis is eager for the schema (Spark Connect too)
     else:
         savepoint(session, "EXPLAIN " + text)
@@ -126,8 +127,10 @@ def describe(session: Session, relation: str) -> dict[str, tuple[str, str]]:
         from sqlglot import exp, parse_one
 
         rows = []
-        for name, kind, *_ in session.execute("DESCRIBE " + parse_one(relation, read=DUCKDB, into=exp.Table).sql(
-                dialect)):
+        target = parse_one(relation, read=DUCKDB, into=exp.Table).sql(dialect)
+        known = getattr(session, "columns_of", None)  # the engine knows the schema (Spark: the version it wrote)
+        described = known(target) if known is not None else None
+        for name, kind, *_ in described if described is not None else session.execute("DESCRIBE " + target):
             if not name or str(name).startswith("#"):
                 break  # partition information follows
             rows.append((str(name), str(kind)))

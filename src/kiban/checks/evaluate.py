@@ -87,7 +87,7 @@ def run_suite(session: Session, relation: str, suite: Suite, ctx: CheckContext) 
         return results + _model_checks(session, relation, models, suite, ctx)
     for check in checks:
         _columns_exist(check, columns)
-    compiler = Compiler(relation, columns, ctx.relation_of)
+    compiler = Compiler(relation, columns, ctx.relation_of, one_scan=engine_sql.dialect_of(session) == "spark")
     compiled = compiler.compile(checks)
     for check, part in compiled.parts:  # user SQL and other tables: bind each alone first, so an error names it
         if isinstance(check.spec, Expression | Sql | Relationships):

@@ -18,7 +18,7 @@ Spark gets it transpiled.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kiban.errors import KibanError
@@ -148,15 +148,19 @@ def copy_into(cur: Any, relation: str, table: Any) -> None:
 class SparkArrowCursor:
     """What a Python model's build reads through on Spark: kiban's DuckDB SQL transpiled, results as Arrow."""
 
-    def __init__(self, spark: Any) -> None:
+    def __init__(self, spark: Any, ensure: Callable[[str], None] | None = None) -> None:
         self.spark = spark
+        self.ensure = ensure  # registers the tables a statement reads (``SparkEngine._ensure``)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Result:
         import sqlglot
 
         if params:
             raise TypeError("no bound parameters here")
-        return _Result(self.spark.sql(sqlglot.transpile(sql, read="duckdb", write="spark")[0]).toArrow())
+        text = sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+        if self.ensure is not None:
+            self.ensure(text)
+        return _Result(self.spark.sql(text).toArrow())
 
 
 __all__ = ["PostgresArrowCursor", "SparkArrowCursor", "arrow_to_postgres", "copy_into", "postgres_arrow",

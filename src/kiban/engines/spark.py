@@ -24,11 +24,12 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ SCHEMAS = ("lake", "warehouse", "mart")
 POINTER = "_kiban.json"
 FENCE = "_fence.json"  # {"token": n, "run_id": …, "published_run": …}: the newest claim of a worker on this asset
 FENCE_LOCK = "_fence.lock"  # flock: a fence check and the pointer swap are one step
+PUBLISHES = "_publishes.jsonl"  # the asset's publish log, one line per swap (appended behind the fence)
 FENCE_WAIT = 30.0  # seconds a claim waits for a publish that holds the fence
 TMP_PREFIX = "__kiban_tmp_"
 PARTITION_LOCK = "_partitions.lock"  # flock: one partition of an asset replaced at a time (engines.spark_partitions)
@@ -107,16 +109,26 @@ class SparkSqlSession:
     def __init__(self, spark: Any, tag: str) -> None:
         self.spark = spark
         self.tag = tag
+        self.known: dict[str, Any] = {}  # relation → its schema (StructType) when the engine knows it already
+        # registers the tables a statement reads before it runs (the engine's: ``SparkEngine._ensure``)
+        self.ensure: Callable[[str], None] = _nothing
         with _best_effort("tagging a session"):
             spark.addTag(tag)
 
     def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         if params:
             raise KibanError("the Spark engine takes no bound parameters in audit SQL")
+        self.ensure(sql)
         return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+    def columns_of(self, relation: str) -> list[tuple[str, str]] | None:
+        """(name, Spark type) of ``relation`` when its schema is known without asking Spark (None: not known)."""
+        schema = self.known.get(relation.strip('`"'))
+        return None if schema is None else [(f.name, f.dataType.simpleString()) for f in schema.fields]
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of ``sql``."""
+        self.ensure(sql)
         frame = self.spark.sql(sql)
         return list(frame.columns), [tuple(row) for row in frame.collect()]
 
@@ -140,22 +152,39 @@ class SparkEngine(NotDuckDB):
         self.folder = folder
         self.full_refresh = False
         self.rebuild_whole: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._counter = 0
         self._names: dict[str, str] = {}
         self._registered: dict[str, str | None] = {}  # layer.name → the version (or view SQL) registered now
+        # layer.name → (version, folder, schema JSON) of the published table: registered when SQL first names it
+        self._wanted: dict[str, tuple[str, Path, str | None]] = {}
         # asset → (fencing token, run id) of the claim a worker holds (kiban.workers): checked at the swap
         self.fences: dict[str, tuple[int, str]] = {}
         self._schemas: dict[str, tuple[str, dict[str, str]]] = {}  # layer.name → (version, its column types)
-        self.spark = _session(master, remote, folder, settings)
         self.timezone = timezone or "UTC"  # the project's: decides hours and dates of instants (was forced UTC)
-        self.spark.conf.set("spark.sql.session.timeZone", self.timezone)
+        self._start = (master, remote, folder, settings)
+        self._spark: Any = None  # started on first use: a run with nothing to build never starts a JVM
+        self._pending: list[LakeTable] | None = None  # prepared, not registered in the session catalog yet
+        self._starting = threading.RLock()
+
+    @property
+    def spark(self) -> Any:
+        """The SparkSession, started (and the prepared catalog registered) on first use."""
+        with self._starting:
+            if self._spark is None:
+                self._spark = _session(*self._start)
+                self._spark.conf.set("spark.sql.session.timeZone", self.timezone)
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self._register_catalog(pending)
+            return self._spark
 
     def session(self) -> SparkSqlSession:
         with self._lock:
             self._counter += 1
             tag = f"kiban-{os.getpid()}-{self._counter}"
         session = SparkSqlSession(self.spark, tag)
+        session.ensure = self._ensure  # the tables its statements read are registered first
         session.zone = self.timezone  # checks are transpiled through it too (kiban.checks.engine_sql)
         return session
 
@@ -194,6 +223,7 @@ class SparkEngine(NotDuckDB):
         fence = self.fences.get(asset)
         if fence is None:
             self._swap(home, pointer)
+            _log_publish(home, pointer, None)
             return
         with _flock(home / FENCE_LOCK, FENCE_WAIT):
             current = _read_json(home / FENCE)
@@ -202,6 +232,11 @@ class SparkEngine(NotDuckDB):
                              f"{current.get('token')}); this version is not published")
             self._swap(home, pointer)
             _write_json(home / FENCE, {**current, "published_run": fence[1]})
+            _log_publish(home, pointer, fence)
+
+    def publishes(self) -> list[tuple[str, str]]:
+        """Every publish so far, oldest first: (asset, fingerprint) — as ``PostgresEngine.publishes``."""
+        return publish_log(self.folder)
 
     def _sql(self, sql: str) -> Any:
         return self.spark.sql(sql)
@@ -209,25 +244,39 @@ class SparkEngine(NotDuckDB):
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, lake_assets: list[Asset],
                 collected: Mapping[str, CollectedTable] | None = None) -> dict[str, str]:
+        """The lake tables' versions (from their files: no JVM), and the session catalog to rebuild from files —
+        registered when Spark is first used, so that a run with nothing to build never starts Spark."""
+        versions: dict[str, str] = {}
+        readable: list[LakeTable] = []
+        for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
+            versions[table.asset.key] = table.version
+            if not table.files:
+                continue
+            problem = _unreadable(table.files)
+            if problem:  # a broken file fails the lake table's readers, not the whole run
+                versions[table.asset.key] = UNREADABLE_LAKE + problem
+                log.warning("spark: lake table %s is unreadable: %s", table.asset.key, problem)
+            else:
+                readable.append(table)
+        with self._starting:
+            self._pending = readable
+        return versions
+
+    def _register_catalog(self, tables: list[LakeTable]) -> None:
         """Register the lake tables and every published version in the session catalog (rebuilt from files)."""
         for schema in SCHEMAS:
             self._sql(f"drop database if exists {quote(schema)} cascade")  # metadata only: tables are external
             self._sql(f"create database {quote(schema)}")
         self._names = {}
-        versions: dict[str, str] = {}
-        for table in lake_tables(lake_assets, collected):  # collected tables: exactly their committed files
-            versions[table.asset.key] = table.version
-            if not table.files:
-                continue
+        for table in tables:
             try:
                 self._register_lake(table)
-            except Exception as exc:  # a broken file fails the lake table's readers, not the whole run
-                versions[table.asset.key] = UNREADABLE_LAKE + str(exc).strip().splitlines()[0]
+            except Exception:  # Spark refused what pyarrow read: its readers fail, not the whole run
                 log.warning("spark: lake table %s is unreadable", table.asset.key, exc_info=True)
         self._registered = {}
+        self._wanted = {}
         self._schemas = {}
         self._sync()
-        return versions
 
     def _register_lake(self, table: LakeTable) -> None:
         """The external table lake.<name> over exactly the table's files (one Hadoop glob), and its derived views."""
@@ -244,21 +293,23 @@ class SparkEngine(NotDuckDB):
             self._names[view.lower()] = "lake"
 
     def _sync(self) -> None:
-        """Register every published version not registered yet (other processes publish too: workers)."""
+        """Take in every published version (other processes publish too: workers): a table is registered when
+        SQL first names it (``_ensure``), a view at once."""
         views: list[tuple[str, str, str]] = []
         for layer, name, pointer in self._pointers():
-            current = pointer.get("version") or pointer.get("sql")
-            if self._registered.get(f"{layer}.{name}") == current:
-                continue
-            self._registered[f"{layer}.{name}"] = current
+            key = f"{layer}.{name}"
             if pointer.get("kind") == "view":
-                views.append((layer, name, pointer["sql"]))
-            else:
-                self._register(layer, name, self.folder / layer / name / pointer["version"])
+                if self._registered.get(key) != pointer.get("sql"):
+                    self._registered[key] = pointer["sql"]
+                    self._wanted.pop(key, None)
+                    views.append((layer, name, pointer["sql"]))
+            elif pointer.get("version") and self._wanted.get(key, ("",))[0] != pointer["version"]:
+                self._want(key, self.folder / layer / name / pointer["version"], pointer.get("schema"))
         for _ in range(len(views)):  # views over views: register what can be, until nothing is left
             left = []
             for layer, name, sql in views:
                 try:
+                    self._ensure(sql)
                     self._sql(f"create or replace view {quote(layer)}.{quote(name)} as {sql}")
                     self._names[name.lower()] = layer
                 except Exception:  # it reads a view not registered yet: tried again in the next round
@@ -290,9 +341,41 @@ class SparkEngine(NotDuckDB):
         except AnalysisException:  # it is a view
             self._sql(f"drop view if exists {quote(layer)}.{quote(name)}")
 
-    def _register(self, layer: str, name: str, folder: Path) -> None:
-        self._drop(layer, name)
-        self._sql(f"create table {quote(layer)}.{quote(name)} using parquet location {literal(str(folder))}")
+    def _want(self, key: str, folder: Path, schema: str | None) -> None:
+        """``key``'s published version is the one in ``folder``: its name resolves now, it is registered when SQL
+        first reads it, and its column types are known from the pointer."""
+        layer, name = key.split(".", 1)
+        with self._lock:
+            self._wanted[key] = (folder.name, folder, schema)
+            self._names[name.lower()] = layer
+            if schema:
+                from pyspark.sql.types import StructType
+
+                self._schemas[key] = (folder.name, _duckdb_types(StructType.fromJson(json.loads(schema))))
+
+    def _ensure(self, sql: str) -> None:
+        """Register (again) each published table ``sql`` may read whose current version is not registered yet —
+        a run registers only what its statements read, once."""
+        with self._lock:
+            for key, (version, folder, schema) in list(self._wanted.items()):
+                if self._registered.get(key) != version and _mentions(sql, key):
+                    layer, name = key.split(".", 1)
+                    self._register(layer, name, folder, schema)
+                    self._registered[key] = version
+
+    def _register(self, layer: str, name: str, folder: Path, schema: str | None = None) -> None:
+        """The table ``layer.name`` over ``folder``; with its ``schema`` (JSON, from the pointer) Spark infers
+        nothing (no footer reads, no job)."""
+        if f"{layer}.{name}" in self._registered:
+            self._drop(layer, name)  # nothing to drop after prepare's fresh databases (one call less a model)
+        table = f"{quote(layer)}.{quote(name)}"
+        if schema:
+            from pyspark.sql.types import StructType
+
+            self.spark.catalog.createTable(f"{layer}.{name}", path=str(folder), source="parquet",
+                                           schema=StructType.fromJson(json.loads(schema)))
+        else:  # a version written before pointers carried the schema
+            self._sql(f"create table {table} using parquet location {literal(str(folder))}")
         self._names[name.lower()] = layer
 
     def published(self) -> dict[str, str]:
@@ -315,7 +398,7 @@ class SparkEngine(NotDuckDB):
             if python is None:
                 raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
                                  "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
-            produced = python.produce(SparkArrowCursor(self.spark), asset, fingerprint)
+            produced = python.produce(SparkArrowCursor(self.spark, self._ensure), asset, fingerprint)
             sql = ""
         else:
             sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
@@ -334,6 +417,7 @@ class SparkEngine(NotDuckDB):
             with self._lock:
                 self._names[name.lower()] = layer
                 self._registered[asset.key] = sql
+                self._wanted.pop(asset.key, None)
             return BuildResult(rows=None, nbytes=None, watermark=watermark)
         version = f"v-{tag}-{secrets.token_hex(4)}"  # never reused: workers' attempt counters all start at 1
         folder = home / version
@@ -344,63 +428,61 @@ class SparkEngine(NotDuckDB):
             if asset.config.incremental and produced is None:  # only the recent partitions are computed again
                 frame = self._incremental(asset, frame, home)
                 extra["code"] = partitions.code_of(asset)
+            frame, observed = _observed(frame, asset)
             frame.write.mode("overwrite").parquet(str(folder))
-            self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
-            rows = int(self._sql(f"select count(*) from {quote(tmp)}").collect()[0][0])
-            watermark = self._watermark(quote(tmp), asset)
+            rows, watermark = observed()  # counted by the write job itself: no second scan
+            schema = frame.schema  # known: the version is read back and registered without inferring it again
+            self.spark.read.schema(schema).parquet(str(folder)).createOrReplaceTempView(tmp)
             if "code" in extra:
                 extra["partitions"] = partitions.counted(self.spark, quote(tmp), asset)
             if audit:
+                session.known[tmp] = schema
                 audit(session, quote(tmp))  # the new version; the published table is still the old one
             self._publish(home, asset.key, {"kind": "table", "version": version, "fingerprint": fingerprint,
-                                            **extra})
+                                            "schema": schema.json(), **extra})
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             self._settle(asset, python)
             raise
         finally:
+            session.known.pop(tmp, None)
             with _best_effort(f"dropping the temporary view {tmp}"):
                 self.spark.catalog.dropTempView(tmp)
-        self._swapped_in(asset, folder, version)
+        self._swapped_in(asset, folder, version, schema.json())
         nbytes = sum(f.stat().st_size for f in folder.glob("*.parquet"))
         self._settle(asset, python)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
 
-    def _swapped_in(self, asset: Asset, folder: Path, version: str) -> None:
-        """After the pointer names ``version``: this session reads it, and older versions are pruned."""
-        with self._lock:
-            self._register(asset.layer, asset.name, folder)
-            self._registered[asset.key] = version
+    def _swapped_in(self, asset: Asset, folder: Path, version: str, schema: str | None) -> None:
+        """After the pointer names ``version``: this session reads it (registered when a statement first names
+        it), and older versions are pruned."""
+        self._want(asset.key, folder, schema)
         _prune(folder.parent, version)
 
     def _settle(self, asset: Asset, python: PythonModels | None) -> None:
         """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
         if python is not None and asset.python is not None:
             try:
-                python.settle(SparkArrowCursor(self.spark), asset)
+                python.settle(SparkArrowCursor(self.spark, self._ensure), asset)
             except Exception:  # the build's own outcome matters more than this bookkeeping
                 log.warning("%s: the model registry could not follow the publish", asset.key, exc_info=True)
 
-    def _tables(self, names: Mapping[str, str]) -> dict[str, dict[str, str]]:
-        """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type."""
-        from sqlglot import exp
-        from sqlglot.errors import SqlglotError
+    def _tables(self, names: Mapping[str, str]) -> Mapping[str, Mapping[str, str]]:
+        """``layer.name`` → its columns (lower name → DuckDB type) for the rewrites that depend on a type: read
+        when the transpiler asks for a table the model reads (not for every table), kept per version."""
+        return _Types({f"{layer}.{name}" for name, layer in names.items()}, self._types_of)
 
-        tables: dict[str, dict[str, str]] = {}
-        for name, layer in names.items():
-            key = f"{layer}.{name}"
-            cached = self._schemas.get(key)
-            version = self._registered.get(key) or "lake"
-            if cached is None or cached[0] != version:
-                columns: dict[str, str] = {}
-                with _best_effort(f"reading the types of {key}"):  # a view that does not resolve: no types, no loss
-                    for field in self.spark.table(f"{quote(layer)}.{quote(name)}").schema.fields:
-                        with contextlib.suppress(SqlglotError, ValueError):
-                            columns[field.name.lower()] = exp.DataType.build(
-                                field.dataType.simpleString(), dialect="spark").sql("duckdb")
-                cached = self._schemas[key] = (version, columns)
-            tables[key] = cached[1]
-        return tables
+    def _types_of(self, key: str) -> dict[str, str]:
+        layer, name = key.split(".", 1)
+        cached = self._schemas.get(key)
+        version = self._wanted[key][0] if key in self._wanted else self._registered.get(key) or "lake"
+        if cached is None or cached[0] != version:
+            columns: dict[str, str] = {}
+            with _best_effort(f"reading the types of {key}"):  # a view that does not resolve: no types, no loss
+                self._ensure(f"{layer}.{name}")
+                columns = _duckdb_types(self.spark.table(f"{quote(layer)}.{quote(name)}").schema)
+            cached = self._schemas[key] = (version, columns)
+        return cached[1]
 
     @staticmethod
     def _swap(home: Path, pointer: dict[str, Any]) -> None:
@@ -419,6 +501,7 @@ class SparkEngine(NotDuckDB):
         from pyspark.errors import AnalysisException
 
         try:
+            self._ensure(relation)
             row = self._sql(f"select cast(max({quote(column)}) as date) from {relation}").collect()
         except AnalysisException:
             raise KibanError(f"time_column '{column}' is not a date column of {asset.key}",
@@ -427,6 +510,7 @@ class SparkEngine(NotDuckDB):
         return row[0][0] if row else None
 
     def _model(self, sql: str) -> Any:
+        self._ensure(sql)
         frame = self._sql(sql)
         helpers = [c for c in frame.columns if c.startswith(QUALIFY_COLUMN)]  # of a rewritten SELECT * … QUALIFY
         return frame.drop(*helpers) if helpers else frame
@@ -481,22 +565,24 @@ class SparkEngine(NotDuckDB):
             if blocker:
                 raise KibanError(blocker)
             try:
-                partitions.between(model, published, asset, start, end).write.mode("overwrite").parquet(str(folder))
-                self.spark.read.parquet(str(folder)).createOrReplaceTempView(tmp)
+                frame = partitions.between(model, published, asset, start, end)
+                frame.write.mode("overwrite").parquet(str(folder))
+                schema = frame.schema
+                self.spark.read.schema(schema).parquet(str(folder)).createOrReplaceTempView(tmp)
                 counts = partitions.counted(self.spark, quote(tmp), asset)
                 rows = sum(n for s, n in counts.items() if start <= datetime.fromisoformat(s) < end)
                 if audit:
                     audit(session, quote(tmp))
                 changes = f"{pointer.get('changes', '')}{secrets.token_hex(4)}"[-16:]
                 self._publish(home, asset.key, {**pointer, "version": version, "partitions": counts,
-                                                "changes": changes})
+                                                "changes": changes, "schema": schema.json()})
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             finally:
                 with _best_effort(f"dropping the temporary view {tmp}"):
                     self.spark.catalog.dropTempView(tmp)
-            self._swapped_in(asset, folder, version)
+            self._swapped_in(asset, folder, version, schema.json())
         return BuildResult(rows=rows, nbytes=None)
 
     def processed_partitions(self, asset: Asset) -> dict[datetime, int]:
@@ -542,6 +628,138 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def publish_log(folder: Path) -> list[tuple[str, str]]:
+    """Every publish into the warehouse ``folder`` so far, oldest first: (asset, fingerprint)."""
+    found: list[tuple[float, int, str, str]] = []
+    for layer in ("warehouse", "mart"):
+        base = folder / layer
+        for log_file in sorted(base.glob(f"*/{PUBLISHES}")) if base.is_dir() else []:
+            for number, line in enumerate(log_file.read_text(encoding="utf-8").splitlines()):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    found.append((float(entry["at"]), number, f"{layer}.{log_file.parent.name}",
+                                  str(entry["fingerprint"])))
+    return [(asset, fingerprint) for _, _, asset, fingerprint in sorted(found)]
+
+
+class _Types(Mapping[str, Mapping[str, str]]):
+    """Tables' column types, read on first use (``SparkEngine._tables``)."""
+
+    def __init__(self, keys: set[str], read: Callable[[str], dict[str, str]]) -> None:
+        self.keys_, self.read = keys, read
+
+    def __getitem__(self, key: str) -> Mapping[str, str]:
+        if key not in self.keys_:
+            raise KeyError(key)
+        return self.read(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.keys_))
+
+    def __len__(self) -> int:
+        return len(self.keys_)
+
+
+def _nothing(_sql: str) -> None:
+    """A statement's tables need no registering (a session not opened by ``SparkEngine.session``)."""
+
+
+def _mentions(sql: str, key: str) -> bool:
+    """Whether ``sql`` may read the table ``layer.name`` (named with its layer, as transpiled models and checks
+    name tables; any case and quoting: a false yes only registers more)."""
+    layer, name = (re.escape(part) for part in key.split(".", 1))
+    pattern = rf"(?<![\w$])[`\"]?{layer}[`\"]?\s*\.\s*[`\"]?{name}(?![\w$])"
+    return re.search(pattern, sql, re.IGNORECASE) is not None
+
+
+def _unreadable(files: tuple[str, ...]) -> str | None:
+    """Why Spark could not read ``files`` as one table (a footer that does not read, a column whose type differs
+    between files as Spark sees types), found with pyarrow — no JVM; None when they read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds: dict[str, tuple[str, str]] = {}  # column → (Spark's kind of type, the file that had it first)
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (OSError, pa.ArrowException) as exc:
+            return f"{file}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        for field in schema:
+            kind = _spark_kind(field.type)
+            seen = kinds.setdefault(field.name, (kind, file)) if kind else None
+            if seen and seen[0] != kind:
+                return (f"column {field.name} is {seen[0]} in {seen[1]} and {kind} in {file} "
+                        "(Spark does not widen types across files)")
+    return None
+
+
+def _spark_kind(kind: Any) -> str | None:
+    """The Spark type an Arrow type reads as (None: a column of nulls, which fits any)."""
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return None
+    if pa.types.is_dictionary(kind):
+        return _spark_kind(kind.value_type)
+    if pa.types.is_timestamp(kind):
+        return "timestamp" if kind.tz else "timestamp_ntz"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "string"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return "binary"
+    if pa.types.is_time(kind):
+        return "time"
+    return str(kind)
+
+
+def _duckdb_types(schema: Any) -> dict[str, str]:
+    """Lower column name → DuckDB type of a Spark ``StructType`` (the rewrites that depend on a type)."""
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    columns: dict[str, str] = {}
+    for field in schema.fields:
+        with contextlib.suppress(SqlglotError, ValueError):
+            columns[field.name.lower()] = exp.DataType.build(field.dataType.simpleString(), dialect="spark").sql(
+                "duckdb")
+    return columns
+
+
+def _observed(frame: Any, asset: Asset) -> tuple[Any, Callable[[], tuple[int, date | None]]]:
+    """``frame`` observed while it is written: its row count and watermark come from the write job itself."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as fn
+
+    observation = Observation(f"kiban_{secrets.token_hex(6)}")
+    metrics = [fn.count(fn.lit(1)).alias("rows")]
+    column = asset.config.time_column
+    if column:
+        metrics.append(fn.max(fn.col(quote(column))).cast("date").alias("watermark"))
+    try:
+        observed = frame.observe(observation, *metrics)
+    except AnalysisException:
+        raise KibanError(f"time_column '{column}' is not a date column of {asset.key}",
+                         f"set time_column in {asset.config_path or asset.key} to one of its date columns") from None
+
+    def result() -> tuple[int, date | None]:
+        values = observation.get
+        return int(values.get("rows") or 0), values.get("watermark")
+
+    return observed, result
+
+
+def _log_publish(home: Path, pointer: dict[str, Any], fence: tuple[int, str] | None) -> None:
+    """One line in the asset's publish log (O_APPEND: one write per line, so lines never interleave)."""
+    entry = {"fingerprint": pointer.get("fingerprint"), "version": pointer.get("version"), "at": time.time(),
+             "token": fence[0] if fence else None, "run": fence[1] if fence else None}
+    fd = os.open(home / PUBLISHES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def _glob(files: tuple[str, ...]) -> str:
     """One Hadoop glob that matches exactly ``files``: their common folder, then ``{a,b,…}`` of the rest."""
     def escape(text: str) -> str:
@@ -559,6 +777,16 @@ def _prune(home: Path, current: str) -> None:
                       key=lambda p: p.stat().st_mtime, reverse=True)
     for old in [p for p in versions if p.name != current][KEEP_VERSIONS - 1:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _local_cores(master: str | None) -> int:
+    """Cores of a local master (``local``, ``local[4]``, ``local[*]``); 8 for a cluster."""
+    if not master or not master.startswith("local"):
+        return 8
+    inside = master.partition("[")[2].split("]")[0].split(",")[0]
+    if inside in ("", "*"):
+        return os.cpu_count() or 2 if inside else 1
+    return max(1, int(inside)) if inside.isdigit() else 2
 
 
 _SESSIONS: dict[tuple[Any, ...], Any] = {}
@@ -584,7 +812,8 @@ def _session(master: str | None, remote: str | None, folder: Path, settings: dic
                    .config("spark.sql.catalogImplementation", "in-memory")
                    .config("spark.sql.warehouse.dir", str(folder / "_spark"))
                    .config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.shuffle.partitions", "8")
+                   .config("spark.sql.shuffle.partitions", str(_local_cores(master)))  # small jobs: few tasks
+                   .config("spark.sql.adaptive.enabled", "true")  # and adaptive plans coalesce what is left
                    .config("spark.sql.timeType.enabled", "true"))  # lake tables may have TIME columns
     for name, value in settings.items():
         builder = builder.config(name, value)
