@@ -34,9 +34,6 @@ CLAIMS: dict[tuple[str, str], str] = {
         "the same: the fingerprint is unchanged (tests/test_fresh_truth.py)",
     ("docs/scale-out.md", "whatever SQLGlot itself reports as unsupported"):
         "the dialect layer refuses what SQLGlot cannot translate (tests/test_engine_dialect.py)",
-    ("docs/scale-out.md", "Not yet distributed: collection"):
-        "workers claim model builds from the run queue; collection runs in the coordinating process "
-        "(kiban/workers/coordinator.py calls no collector)",
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.storage.cache import filesystem
 from kiban.storage.spec import StorageError
 
 if TYPE_CHECKING:
@@ -208,8 +209,6 @@ class DeltaTables:
         to an object store."""
         if uri.startswith("s3://"):
             from pyarrow import fs
-
-            from kiban.storage.cache import filesystem
 
             try:
                 fs.copy_files(str(path), uri[len("s3://"):], source_filesystem=fs.LocalFileSystem(),

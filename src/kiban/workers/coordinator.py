@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from kiban.checks.gate import gate_for
 from kiban.engines import open_engine
 from kiban.engines.dialect import refuse_unportable
 from kiban.errors import ConfigError, KibanError
@@ -223,6 +224,4 @@ def _outcome(row: QueueRow) -> Outcome:
 
 def _judge(project: Project) -> Judge | None:
     """The blocking checks are part of every fingerprint: the workers judge by the same rules."""
-    from kiban.checks.gate import gate_for
-
     return gate_for(project)
