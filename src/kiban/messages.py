@@ -10,7 +10,7 @@ catalog (the English template is the msgid, as for every console message), then 
 - a list of parts (a cause inside an event) is said the same way, recursively;
 - anything else (asset names, times already in the project's zone, engine errors) is shown as it is.
 
-Parts are joined by ``"; "`` unless a part names its own separator (``"sep"``). The kind ``text`` is a sentence
+Parts are joined by ``"; "`` unless a part names its own separator (``"sep"``); in Japanese by ``。``, ``、``. The kind ``text`` is a sentence
 that has no kind (an older row, a person's note): it is shown as written.
 """
 
@@ -63,7 +63,6 @@ MESSAGES: dict[str, str] = {
     "event.revised": "(revised)",
     "event.recovered": "recovered before the deadline: the data was ready at {at}",
     "event.repaired": "repaired: the data was ready at {at}, {late_s} late",
-    "event.fixed_by_resume": "fixed by run {run_id} (kiban run --resume)",
     "event.fixed_by_run": "fixed by run {run_id} ({command})",
     "event.delivered": "delivered",
     "event.consumers_told": "consumers told: {reason}",
@@ -77,6 +76,7 @@ MESSAGES: dict[str, str] = {
 }
 
 TRANSLATED = ("status", "verdict")  # parameters that are status words: said in the reader's language
+VERBATIM = ("error", "text", "command")  # said as written, in no language of ours (an engine's error, a command)
 
 
 def part(kind: str, sep: str | None = None, **params: Any) -> Part:
@@ -113,36 +113,49 @@ def _identity(message: str) -> str:
     return message
 
 
-def say(parts: list[Part] | Part | None, gettext: Callable[[str], str] = _identity, lang: str = "en") -> str:
-    """The sentence of ``parts`` in the reader's language (English with the default ``gettext``)."""
+def say(parts: list[Part] | Part | None, gettext: Callable[[str], str] = _identity, lang: str = "en",
+        markup: Callable[[str], str] | None = None) -> str:
+    """The sentence of ``parts`` in the reader's language (English with the default ``gettext``).
+
+    With ``markup`` (``markupsafe.Markup``) the sentence is HTML: parameters are escaped, and the ones said as
+    written (an engine's error, a sentence without a kind) are marked ``translate="no"``."""
     if parts is None:
         return ""
     if isinstance(parts, dict):
         parts = [parts]
-    out = ""
+    make = markup or str
+    out = make("")
     for i, found in enumerate(parts):
         kind = str(found.get("kind", "text"))
-        template = MESSAGES.get(kind)
-        if template is None:  # a kind this version does not know: its text if it has one
-            said = str(found.get("text", ""))
-        else:
-            said = (gettext(template) if kind != "text" else template).format(**{
-                name: _param(name, found.get(name), gettext, lang) for name in _names(template)})
+        template = MESSAGES.get(kind, "{text}")  # a kind this version does not know: its text if it has one
+        template = template if kind == "text" or kind not in MESSAGES else gettext(template)
+        said = make(template).format(**{name: _param(name, found.get(name), gettext, lang, markup)
+                                        for name in _names(template)})
         if i:
-            out += str(found.get("sep", "; "))
+            out += _sep(str(found.get("sep", "; ")), lang)
         out += said
     return out
+
+
+SEPARATORS = {"ja": {"; ": "。", ", ": "、", " ": ""}}  # how parts are joined in each language (English: as given)
+
+
+def _sep(sep: str, lang: str) -> str:
+    return SEPARATORS.get(lang, {}).get(sep, sep)
 
 
 def _names(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def _param(name: str, value: Any, gettext: Callable[[str], str], lang: str) -> str:
+def _param(name: str, value: Any, gettext: Callable[[str], str], lang: str,
+           markup: Callable[[str], str] | None) -> str:
     if isinstance(value, list | dict):
-        return say(value, gettext, lang)
+        return say(value, gettext, lang, markup)
     if value is None:
         return "–"
+    if name in VERBATIM and markup is not None:
+        return markup('<span translate="no">{}</span>').format(value)  # type: ignore[attr-defined, no-any-return]
     if name.endswith("_s") and isinstance(value, int | float):
         return span(float(value), lang)
     if name in TRANSLATED:

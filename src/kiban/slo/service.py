@@ -269,7 +269,7 @@ def _what_delivered(result: Assessment, verdict: Verdict) -> Part:
     if row is None:
         return part("event.delivered")
     if json.loads(row.options or "{}").get("resume"):  # its selection is what the resume found undone
-        return part("event.fixed_by_resume", run_id=row.run_id)
+        return part("event.fixed_by_run", run_id=row.run_id, command="kiban run --resume")
     selection = " ".join(json.loads(row.selection or "[]"))
     return part("event.fixed_by_run", run_id=row.run_id, command=f"kiban run{' ' + selection if selection else ''}")
 
