@@ -59,7 +59,8 @@ def test_a_cause_inside_an_event_is_said_in_the_same_language() -> None:
 
 def test_japanese_joins_parts_with_its_own_punctuation() -> None:
     said = [part("event.recovered", at="05:00"), part("event.fixed_by_run", run_id="r1", command="kiban run --resume")]
-    assert say(said, i18n.gettext("ja"), "ja") == "期限前に回復：データは 05:00 に準備できました。実行 r1 で解決（kiban run --resume）"
+    assert say(said, i18n.gettext("ja"), "ja") == \
+        "期限前に回復：データは 05:00 に準備できました。実行 r1 で解決（kiban run --resume）"
 
 
 def test_durations_in_japanese() -> None:

@@ -395,3 +395,25 @@ def test_a_timeline_entry_written_before_parts_stays_as_written_and_marked(japan
     sign_in(client, "operator")
     timeline = _timeline(client.get(f"/incidents/{incident}").text)
     assert '<span translate="no">not delivered by the deadline</span>' in timeline
+
+
+def test_todays_cause_line_without_a_broken_asset_is_said_in_the_readers_language(console: Any) -> None:
+    """A use case late today with nothing broken (the cause is the SLO status line, e.g. "12 min late"): the risk
+    carries the line as parts, and Today says it in Japanese."""
+    from kiban.messages import part
+    from kiban.web import fixes
+    from kiban.web import models as m
+
+    client = console[0]
+    site = client.app.state.site
+    result = site.assessment()
+    name = next(iter(site.project.usecases))
+    late = m.UseCaseStatus(name=name, description="", verdict="late", due_date=result.today, deadline=None,
+                           estimated_finish=None, at_risk=False, detail="12 min late",
+                           detail_said=[part("status.late_min", minutes=12)], attainment=None, target=0.9,
+                           budget_allowed=1, budget_left=0, burn_rate=None)
+    risk = fixes.todays_risks(site, result, [late], {}, [])[0]
+    assert (risk.cause, risk.cause_said) == ("12 min late", [{"kind": "status.late_min", "minutes": 12}])
+    env = client.app.state.templates.env
+    line = env.from_string("{{ r.cause_said|say }}").render(r=risk, _=i18n.gettext("ja"), lang="ja")
+    assert line == "12 分遅れ"

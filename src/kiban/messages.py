@@ -10,8 +10,8 @@ catalog (the English template is the msgid, as for every console message), then 
 - a list of parts (a cause inside an event) is said the same way, recursively;
 - anything else (asset names, times already in the project's zone, engine errors) is shown as it is.
 
-Parts are joined by ``"; "`` unless a part names its own separator (``"sep"``); in Japanese by ``。``, ``、``. The kind ``text`` is a sentence
-that has no kind (an older row, a person's note): it is shown as written.
+Parts are joined by ``"; "`` unless a part names its own separator (``"sep"``); in Japanese by ``。``, ``、``.
+The kind ``text`` is a sentence that has no kind (an older row, a person's note): it is shown as written.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _param(name: str, value: Any, gettext: Callable[[str], str], lang: str,
     if value is None:
         return "–"
     if name in VERBATIM and markup is not None:
-        return markup('<span translate="no">{}</span>').format(value)  # type: ignore[attr-defined, no-any-return]
+        return markup('<span translate="no">{}</span>').format(value)
     if name.endswith("_s") and isinstance(value, int | float):
         return span(float(value), lang)
     if name in TRANSLATED:

@@ -17,12 +17,12 @@ import sqlalchemy as sa
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentDraft, IncidentLog
+from kiban.messages import Part, part, say
 from kiban.notify import Message, Notifier
 from kiban.notify.wording import ConsumerNotice, consumer_message
 from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
-from kiban.messages import Part, part, say
 from kiban.slo.cause import explain, first_build_start, said_of, span
 from kiban.slo.deadlines import SafeFinish, next_deadlines, upstream_deadlines
 from kiban.slo.durations import expected

@@ -10,10 +10,10 @@ from typing import Any
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentDraft, IncidentLog
+from kiban.messages import part, say
 from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
-from kiban.messages import part, say
 from kiban.slo.cause import START_MARGIN, cause, explain, said_of, usual_start
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.durations import HISTORY, expected
