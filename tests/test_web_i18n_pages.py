@@ -417,3 +417,12 @@ def test_todays_cause_line_without_a_broken_asset_is_said_in_the_readers_languag
     env = client.app.state.templates.env
     line = env.from_string("{{ r.cause_said|say }}").render(r=risk, _=i18n.gettext("ja"), lang="ja")
     assert line == "12 分遅れ"
+
+
+def test_a_drafted_postmortem_timeline_is_said_in_japanese(japanese: Any) -> None:
+    client, root, _tokens, _incident = japanese
+    sign_in(client, "operator")
+    page = client.get(f"/incidents/{_said_incident(root)}/postmortem").text
+    timeline = _timeline(page)
+    assert _leftover_english("<body>" + timeline, set()) == []
+    assert "修復：データは 07:10 に準備できました（1 時間 10 分 遅れ）" in timeline
