@@ -263,3 +263,31 @@ def test_a_use_case_added_later_is_not_held_to_the_past(shop):
     next_day = check(later, build_graph(later), store, utc_deadline(day + timedelta(days=1)) + timedelta(hours=1),
                      notify=False)
     assert [v.due_date for v in next_day.verdicts if v.usecase == "second"] == [day + timedelta(days=1)]
+
+
+def test_the_timeline_is_stored_as_parts_that_say_the_same_english(shop):
+    """Each event kiban writes carries its sentence as parts (kind + parameters, kiban.messages): the console
+    says them in the reader's language; in English they are the stored message, word for word."""
+    from kiban.messages import say
+
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    nightly(store, day, 60, fail=True)
+    now = utc_deadline(day) + timedelta(minutes=30)
+    incident = next(i for i in check(project, graph, store, now, notify=False).incidents if i.due_date == day)
+    add_run(store, "test", "repair", now, [("warehouse.orders", "success", 30, None, None),
+                                            ("mart.daily_sales", "success", 60, day - timedelta(days=1), None)])
+    check(project, graph, store, now + timedelta(hours=1), notify=False)
+    events = IncidentLog(store, "test").events(incident.id)
+    assert [say(e.said) for e in events] == [e.message for e in events]
+    assert [e.said[0]["kind"] for e in events if e.said] == ["event.failed", "event.late", "event.repaired"]
+    assert say(incident.root_cause["said"]) == incident.root_cause["reason"]
+
+
+def test_a_timeline_entry_written_before_parts_reads_as_it_was_written(shop):
+    _project, _graph, store = shop
+    from kiban.incidents import IncidentDraft
+
+    log = IncidentLog(store, "test")
+    incident, _ = log.record(IncidentDraft("morning", date(2026, 11, 10), "missed", "failed", "an old sentence"))
+    assert [(e.message, e.said) for e in log.events(incident.id)] == [("an old sentence", None)]

@@ -322,3 +322,107 @@ def test_every_page_of_a_broken_project_in_japanese_has_no_english_left(japanese
     assert any(p.startswith("/runs/") for p in pages)
     left = {path: words for path, html in pages.items() if (words := _leftover_english(html, vocabulary))}
     assert left == {}, "\n".join(f"{p}: {' '.join(w)}" for p, w in left.items())
+
+
+# -- what kiban writes and stores (incident timelines, causes): said in the reader's language ------------------------
+
+def _said_incident(root: Any) -> int:
+    """An incident whose timeline and cause kiban wrote as parts (kiban.messages), as the SLO service does."""
+    from datetime import date
+
+    from kiban.incidents import IncidentDraft, IncidentLog
+    from kiban.messages import part, say
+    from kiban.project import load_project
+    from kiban.slo.cause import cause, said_of
+    from kiban.store import Store
+
+    store = Store(load_project(root).state_url)
+    try:
+        log = IncidentLog(store, "webshop")
+        found = cause("failed", "mart.daily_sales", [part("cause.step_failed", asset="mart.daily_sales",
+                                                          status="failed", error="Binder Error: no column x")])
+        opened = [part("event.failed", deadline="2026-12-01 06:00"), {**said_of(found)[0], "sep": " — "}]
+        incident, _ = log.record(IncidentDraft("morning_sales", date(2026, 12, 1), "missed", "failed", say(opened),
+                                               root_cause=found, workaround="kiban run +mart.daily_sales",
+                                               said=opened))
+        told = [part("event.consumers_told", reason=said_of(found))]
+        log.note_event(incident.id, "warned", say(told), said=told)
+        log.acknowledge(incident.id, actor="operator")
+        done = [part("event.repaired", at="07:10", late_s=4200),
+                part("event.fixed_by_run", run_id="20261201-0700-ab12", command="kiban run +mart.daily_sales")]
+        log.resolve(incident.id, say(done), kind="repaired", said=done)
+        return incident.id
+    finally:
+        store.close()
+
+
+def _timeline(html: str) -> str:
+    return html[html.index('<ol class="timeline">'):html.index("</ol>", html.index('<ol class="timeline">'))]
+
+
+def test_an_incident_timeline_kiban_wrote_is_said_in_japanese(japanese: Any) -> None:
+    client, root, _tokens, _incident = japanese
+    sign_in(client, "operator")
+    page = client.get(f"/incidents/{_said_incident(root)}").text
+    timeline = _timeline(page)
+    assert _leftover_english("<body>" + timeline, set()) == []
+    assert "期限 2026-12-01 06:00 までに届きませんでした — mart.daily_sales 失敗：" in timeline
+    assert "利用者に通知：mart.daily_sales 失敗" in timeline
+    assert "修復：データは 07:10 に準備できました（1 時間 10 分 遅れ）。実行 20261201-0700-ab12 で解決" in timeline
+    assert "<b>対応開始</b> <span class=\"said\">対応中</span>" in timeline
+    assert timeline.count('translate="no"') == 4  # only the engine's error (twice), the command, the actor
+
+
+def test_the_cause_kiban_wrote_is_said_in_japanese_on_the_incident_page(japanese: Any) -> None:
+    client, root, _tokens, _incident = japanese
+    sign_in(client, "operator")
+    page = client.get(f"/incidents/{_said_incident(root)}").text
+    cause = page[page.index('<span class="reason">'):]
+    assert cause[:cause.index("</dd>")] == ('<span class="reason">mart.daily_sales 失敗：<span translate="no">'
+                                           'Binder Error: no column x</span></span>')
+
+
+def test_an_incident_timeline_kiban_wrote_reads_as_before_in_english(console: Any) -> None:
+    client, root, _tokens, _incident = console
+    sign_in(client, "operator")
+    timeline = _timeline(client.get(f"/incidents/{_said_incident(root)}").text)
+    assert "not delivered by the 2026-12-01 06:00 deadline — mart.daily_sales failed: " in timeline
+    assert "repaired: the data was ready at 07:10, 1 h 10 min late; fixed by run 20261201-0700-ab12 (" in timeline
+
+
+def test_a_timeline_entry_written_before_parts_stays_as_written_and_marked(japanese: Any) -> None:
+    client, _root, _tokens, incident = japanese
+    sign_in(client, "operator")
+    timeline = _timeline(client.get(f"/incidents/{incident}").text)
+    assert '<span translate="no">not delivered by the deadline</span>' in timeline
+
+
+def test_todays_cause_line_without_a_broken_asset_is_said_in_the_readers_language(console: Any) -> None:
+    """A use case late today with nothing broken (the cause is the SLO status line, e.g. "12 min late"): the risk
+    carries the line as parts, and Today says it in Japanese."""
+    from kiban.messages import part
+    from kiban.web import fixes
+    from kiban.web import models as m
+
+    client = console[0]
+    site = client.app.state.site
+    result = site.assessment()
+    name = next(iter(site.project.usecases))
+    late = m.UseCaseStatus(name=name, description="", verdict="late", due_date=result.today, deadline=None,
+                           estimated_finish=None, at_risk=False, detail="12 min late",
+                           detail_said=[part("status.late_min", minutes=12)], attainment=None, target=0.9,
+                           budget_allowed=1, budget_left=0, burn_rate=None)
+    risk = fixes.todays_risks(site, result, [late], {}, [])[0]
+    assert (risk.cause, risk.cause_said) == ("12 min late", [{"kind": "status.late_min", "minutes": 12}])
+    env = client.app.state.templates.env
+    line = env.from_string("{{ r.cause_said|say }}").render(r=risk, _=i18n.gettext("ja"), lang="ja")
+    assert line == "12 分遅れ"
+
+
+def test_a_drafted_postmortem_timeline_is_said_in_japanese(japanese: Any) -> None:
+    client, root, _tokens, _incident = japanese
+    sign_in(client, "operator")
+    page = client.get(f"/incidents/{_said_incident(root)}/postmortem").text
+    timeline = _timeline(page)
+    assert _leftover_english("<body>" + timeline, set()) == []
+    assert "修復：データは 07:10 に準備できました（1 時間 10 分 遅れ）" in timeline

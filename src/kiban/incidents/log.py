@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.errors import KibanError
+from kiban.messages import Part, part
 from kiban.status import IncidentStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import incident_events, incidents
@@ -17,10 +18,14 @@ from kiban.store.schema import incident_events, incidents
 
 @dataclass(frozen=True)
 class IncidentEvent:
+    """One entry of an incident's timeline: ``message`` in English as written; ``said`` the same sentence as parts
+    (:mod:`kiban.messages`) for readers in other languages — None on entries written before there were parts."""
+
     at: datetime
     kind: str
     message: str
     actor: str | None
+    said: list[Part] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class IncidentDraft:
     root_cause: dict[str, Any] | None = None
     workaround: str | None = None
     event: str | None = None
+    said: list[Part] | None = None  # ``message`` as parts (kiban.messages)
 
 
 def _incident(row: Any) -> Incident:
@@ -104,7 +110,7 @@ class IncidentLog:
                     values.update(status=IncidentStatus.OPEN, resolved_at=None)
                 conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=draft.event or kind,
-                                                         message=draft.message))
+                                                         message=draft.message, said=_dump(draft.said)))
         found = self.get(incident_id)
         assert found is not None
         return found, row is None
@@ -140,10 +146,11 @@ class IncidentLog:
         with self.store.engine.connect() as conn:
             rows = conn.execute(incident_events.select().where(incident_events.c.incident_id == incident_id)
                                 .order_by(incident_events.c.at, incident_events.c.id)).all()
-        return [IncidentEvent(r.at, r.kind, r.message, r.actor) for r in rows]
+        return [IncidentEvent(r.at, r.kind, r.message, r.actor, _load(r.said)) for r in rows]
 
     def _transition(self, incident_id: int, status: str, kind: str, message: str, actor: str | None,
-                    note: str | None = None, at: datetime | None = None) -> Incident:
+                    note: str | None = None, at: datetime | None = None, said: list[Part] | None = None
+                    ) -> Incident:
         current = self.require(incident_id)
         if current.status == IncidentStatus.RESOLVED and status != IncidentStatus.OPEN:
             raise KibanError(f"incident #{incident_id} is already resolved")
@@ -156,23 +163,37 @@ class IncidentLog:
         with self.store.engine.begin() as conn:
             conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=kind,
-                                                         message=message, actor=actor))
+                                                         message=message, actor=actor, said=_dump(said)))
         return self.require(incident_id)
 
     def acknowledge(self, incident_id: int, actor: str | None = None, note: str | None = None) -> Incident:
-        return self._transition(incident_id, "acknowledged", "ack", note or "acknowledged", actor, note)
+        return self._transition(incident_id, "acknowledged", "ack", note or "acknowledged", actor, note,
+                                said=None if note else [part("event.acknowledged")])
 
     def resolve(self, incident_id: int, note: str, actor: str | None = None, kind: str = "resolved",
-                at: datetime | None = None) -> Incident:
-        return self._transition(incident_id, "resolved", kind, note, actor, note, at)
+                at: datetime | None = None, said: list[Part] | None = None) -> Incident:
+        """Close the incident; ``note`` is a person's words (kept as written) or, with ``said``, kiban's."""
+        return self._transition(incident_id, "resolved", kind, note, actor, note, at, said)
 
-    def note_event(self, incident_id: int, kind: str, message: str, at: datetime | None = None) -> None:
+    def note_event(self, incident_id: int, kind: str, message: str, at: datetime | None = None,
+                   said: list[Part] | None = None) -> None:
         """Add an event to the timeline without changing the incident (e.g. ``warned``: consumers were told)."""
         with self.store.engine.begin() as conn:
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=at or utcnow(), kind=kind,
-                                                         message=message))
+                                                         message=message, said=_dump(said)))
 
     def count_open(self) -> int:
         with self.store.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
                 incidents.c.project == self.project, incidents.c.status != IncidentStatus.RESOLVED)).scalar() or 0)
+
+
+def _dump(said: list[Part] | None) -> str | None:
+    return json.dumps(said, default=str) if said else None
+
+
+def _load(text: str | None) -> list[Part] | None:
+    if not text:
+        return None
+    found = json.loads(text)
+    return found if isinstance(found, list) else None

@@ -22,6 +22,8 @@ import statistics
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from kiban.messages import Part, part, say
+from kiban.messages import span as span
 from kiban.slo.arrival import late_sources
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
@@ -38,25 +40,38 @@ START_MARGIN = 600.0  # a run starting up to 10 min after its usual time is not 
 MIN_HISTORY = 5  # builds before "usual" means anything
 
 
-def span(seconds: float) -> str:
-    """A duration with its real precision: ``20 s``, ``4 min 10 s``, ``2 h 05 min``."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    if seconds < 600:
-        minutes, rest = divmod(round(seconds), 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+def cause(kind: str, asset: str, reason: str | list[Part], amount_s: float | None = None, **extra: Any
+          ) -> dict[str, Any]:
+    """A root cause as stored on an incident (``error`` kept for readers that show only asset and error).
 
-
-def cause(kind: str, asset: str, reason: str, amount_s: float | None = None, **extra: Any) -> dict[str, Any]:
-    """A root cause as stored on an incident (``error`` kept for readers that show only asset and error)."""
+    ``reason`` given as parts (:mod:`kiban.messages`) is stored as ``said`` too, for readers in other languages."""
     status = {"late_source": "late", "bad_data": "bad data", "late_start": "late start"}.get(kind, kind)
-    return {"asset": asset, "status": status, "kind": kind, "reason": reason, "error": reason,
-            "amount_s": round(amount_s, 1) if amount_s is not None else None, **extra}
+    said = reason if isinstance(reason, list) else None
+    text = say(said) if said is not None else str(reason)
+    found = {"asset": asset, "status": status, "kind": kind, "reason": text, "error": text,
+             "amount_s": round(amount_s, 1) if amount_s is not None else None, **extra}
+    if said is not None:
+        found["said"] = said
+    return found
+
+
+def said_of(found: dict[str, Any] | None) -> list[Part]:
+    """The parts of a cause's reason (a cause stored before they were: its English text, as written)."""
+    if not found:
+        return []
+    if isinstance(found.get("said"), list):
+        return list(found["said"])
+    return [part("text", text=str(found.get("reason") or found.get("error") or found.get("asset") or ""))]
+
+
+def how_part(how: str) -> Part:
+    """How a source's arrival is expected ("declared expected_by 06:00", "learned from 12 loads") as a part."""
+    words = how.split()
+    if len(words) == 3 and words[:2] == ["declared", "expected_by"]:
+        return part("how.declared", at=words[2])
+    if len(words) == 4 and words[:2] == ["learned", "from"] and words[2].isdigit():
+        return part("how.learned", n=int(words[2]))
+    return part("text", text=f"({how})")
 
 
 def usual_seconds(facts: Facts, key: str) -> tuple[float, float] | None:
@@ -86,10 +101,12 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
     candidates: list[dict[str, Any]] = []
     late = late_sources(ctx, facts, usecase, due, window_start, deadline, done)
     for source in late:
-        what = f"arrived at {_local(ctx, source.arrived_at)}" if source.arrived_at else "had not arrived"
-        candidates.append(cause("late_source", source.asset,
-                                f"{source.asset} {what}, {span(source.overdue_s)} after its expected "
-                                f"{_local(ctx, source.expected_at)} ({source.how})", source.overdue_s))
+        expected = _local(ctx, source.expected_at)
+        how = how_part(source.how)
+        said = part("cause.source_arrived", asset=source.asset, at=_local(ctx, source.arrived_at),
+                    overdue_s=source.overdue_s, expected=expected, how=how) if source.arrived_at else \
+            part("cause.source_missing", asset=source.asset, overdue_s=source.overdue_s, expected=expected, how=how)
+        candidates.append(cause("late_source", source.asset, [said], source.overdue_s))
     chain = _critical_path(ctx, facts, usecase, window_start, done)
     failing = {f["asset"] for f in failures if f["status"] == AttemptStatus.FAILED}
     for failure in failures:
@@ -104,18 +121,19 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
         # judged as of the failure: the repair's passing check must not hide that a check refused the data
         found = failure_cause(ctx, facts, failure, window_start, failed_at, cost)
         if repaired:
-            found["reason"] = found["error"] = f"{found['reason']}; repaired {span(cost)} later"
+            found["said"] = [*said_of(found), part("cause.repaired_later", cost_s=cost)]
+            found["reason"] = found["error"] = say(found["said"])
         candidates.append(found)
     for key, (started, _ended, took, waited) in chain.items():
         extra = slow_by(facts, key, took)
         if extra is not None:
             usual = usual_seconds(facts, key)
             assert usual is not None
-            candidates.append(cause("slow", key, f"{key} took {span(took)}, usually {span(usual[0])} "
-                                                 f"(p90 {span(usual[1])}): {span(extra)} longer", extra))
+            candidates.append(cause("slow", key, [part("cause.slow_took", asset=key, took_s=took, usual_s=usual[0],
+                                                       p90_s=usual[1], extra_s=extra)], extra))
         if waited > QUEUE_MARGIN:
-            candidates.append(cause("queued", key, f"{key} waited {span(waited)} for a free thread after its "
-                                                   f"inputs were ready (started {_local(ctx, started)})", waited))
+            candidates.append(cause("queued", key, [part("cause.queued", asset=key, waited_s=waited,
+                                                         started=_local(ctx, started))], waited))
     models = [v for k, v in chain.items() if ctx.graph.assets[k].layer != "lake"]
     if models and not late:
         start = min(started for started, _, _, _ in models)
@@ -125,8 +143,7 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
             behind = usual_lead - lead
             if behind > START_MARGIN:
                 candidates.append(cause("late_start", next(k for k in chain if ctx.graph.assets[k].layer != "lake"),
-                                        f"the run started at {_local(ctx, start)}, {span(behind)} later than "
-                                        f"usual", behind))
+                                        [part("cause.late_start", at=_local(ctx, start), behind_s=behind)], behind))
     if not candidates:
         return None
     # a late source explains the lateness of everything after it; otherwise the biggest cost wins
@@ -216,11 +233,12 @@ def failure_cause(ctx: Context, facts: Facts, failure: dict[str, Any], start: da
     refused = [n for _, n in facts.of(key).failed_checks_between(start, end)] if key in facts.assets else []
     if refused:
         first, names = first_bad_upstream(ctx, facts, key, start, end)
-        where = "" if first == key else f"; the first bad upstream is {first} ({', '.join(names)})"
-        return cause("bad_data", first, f"blocking check failed on {key}: {', '.join(sorted(set(refused)))}{where}",
-                     amount_s, failing=key)
-    return cause("failed", key, f"{key} {failure.get('status') or 'failed'}: "
-                                f"{str(failure.get('error') or '')[:300]}", amount_s, at=failure.get("at"))
+        said = [part("cause.check_failed_on", asset=key, checks=", ".join(sorted(set(refused))))]
+        if first != key:
+            said.append(part("cause.first_bad_upstream", asset=first, checks=", ".join(names)))
+        return cause("bad_data", first, said, amount_s, failing=key)
+    return cause("failed", key, [part("cause.step_failed", asset=key, status=failure.get("status") or "failed",
+                                      error=str(failure.get("error") or "")[:300])], amount_s, at=failure.get("at"))
 
 
 def _local(ctx: Context, moment: datetime | None) -> str:
@@ -239,9 +257,10 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
     if verdict_name == Verdict.BAD_DATA and evidence.get("failed_checks"):
         failing = str(evidence["failed_checks"][0]).split(":", 1)[0]
         first, names = first_bad_upstream(ctx, facts, failing, window_start, end)
-        checks = ", ".join(evidence["failed_checks"])
-        where = "" if first == failing else f"; the first bad upstream is {first} ({', '.join(names)})"
-        return cause("bad_data", first, f"blocking check failed: {checks}{where}", None, failing=failing)
+        said = [part("cause.check_failed", checks=", ".join(evidence["failed_checks"]))]
+        if first != failing:
+            said.append(part("cause.first_bad_upstream", asset=first, checks=", ".join(names)))
+        return cause("bad_data", first, said, None, failing=failing)
     failures = evidence.get("failures") or []
     if failures:
         root = root_cause(ctx.graph, failures)
@@ -249,18 +268,17 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
             return failure_cause(ctx, facts, root, window_start, end)
     if evidence.get("not_started"):
         waiting = evidence["not_started"]
-        return cause("late_start", waiting["asset"], f"no run has started {waiting['asset']} since "
-                     f"{_local(ctx, window_start)}; it must start by {waiting['by']} to be on time (scheduler "
-                     "down, lock, waiting)", None)
+        return cause("late_start", waiting["asset"], [part("cause.not_started", asset=waiting["asset"],
+                                                           since=_local(ctx, window_start), by=waiting["by"])], None)
     late = evidence.get("late_sources") or []
     if late:
         worst = max(late, key=lambda s: s["overdue_s"])
         expected = datetime.fromisoformat(worst["expected_at"])
-        stale = f", its data reaches only {worst['reach']} (needed {worst['needed']})" if worst.get("reach") and \
-            worst.get("needed") and worst["reach"] < worst["needed"] else ""
-        return cause("late_source", worst["asset"],
-                     f"{worst['asset']} has not delivered: expected by {_local(ctx, expected)} ({worst['how']}), "
-                     f"{span(worst['overdue_s'])} overdue{stale}", worst["overdue_s"])
+        said = [part("cause.source_overdue", asset=worst["asset"], expected=_local(ctx, expected),
+                     overdue_s=worst["overdue_s"], how=how_part(worst["how"]))]
+        if worst.get("reach") and worst.get("needed") and worst["reach"] < worst["needed"]:
+            said.append(part("cause.source_stale", ", ", reach=worst["reach"], needed=worst["needed"]))
+        return cause("late_source", worst["asset"], said, worst["overdue_s"])
     if usecase is None or verdict_name not in (Verdict.FAILED, Verdict.INCOMPLETE):
         return None
     # nothing failed, no source is late: the build is still running (a slow step), or never started
@@ -268,10 +286,10 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
     if waiting is None:
         return None
     if busy:
-        return cause("slow", waiting, f"{waiting} is still running: not published since "
-                                      f"{_local(ctx, window_start)}", None)
-    return cause("late_start", waiting, f"no run has built {waiting} since {_local(ctx, window_start)}: "
-                                        "the nightly run did not start (scheduler, lock)", None)
+        return cause("slow", waiting, [part("cause.still_running", asset=waiting, since=_local(ctx, window_start))],
+                     None)
+    return cause("late_start", waiting, [part("cause.not_built", asset=waiting, since=_local(ctx, window_start))],
+                 None)
 
 
 def _next_unbuilt(ctx: Context, facts: Facts, usecase: str, window_start: datetime, end: datetime) -> str | None:

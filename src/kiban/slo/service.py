@@ -17,12 +17,13 @@ import sqlalchemy as sa
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentDraft, IncidentLog
+from kiban.messages import Part, part, say
 from kiban.notify import Message, Notifier
 from kiban.notify.wording import ConsumerNotice, consumer_message
 from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
-from kiban.slo.cause import explain, first_build_start, span
+from kiban.slo.cause import explain, first_build_start, said_of, span
 from kiban.slo.deadlines import SafeFinish, next_deadlines, upstream_deadlines
 from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
@@ -212,10 +213,10 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     if verdict.verdict == VerdictStatus.MET:
         if existing and existing.status != IncidentStatus.RESOLVED:
             what = _what_delivered(result, verdict)  # the owners hear what fixed it, in time or not
-            return incidents.resolve(existing.id, f"recovered before the deadline: the data was ready at "
-                                     f"{_local(ctx, verdict.satisfied_at)}"
-                                     + ("" if what == "delivered" else f"; {what}"), kind="recovered",
-                                     at=result.now), True
+            said = [part("event.recovered", at=_local(ctx, verdict.satisfied_at))]
+            if what["kind"] != "event.delivered":
+                said.append(what)
+            return incidents.resolve(existing.id, say(said), kind="recovered", at=result.now, said=said), True
         return None
     if verdict.verdict not in (*MISSES, VerdictStatus.AT_RISK):
         return None
@@ -240,53 +241,54 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
         fix, action = repair(found, usecase.assets, busy)
         if found is not None:
             found["action"] = action
-    message = _describe(verdict, found, ctx)
+    said = _describe(verdict, found, ctx)
     kind = "at_risk" if verdict.verdict == VerdictStatus.AT_RISK else "missed"
     event = {"late": "met_late" if existing else "late"}.get(verdict.verdict, verdict.verdict)
     # what was learnt earlier (the root cause, the workaround given) is kept unless there is something newer
     incident, _created = incidents.record(IncidentDraft(verdict.usecase, verdict.due_date, kind, verdict.verdict,
-                                                        message, impact=impact_doc, root_cause=found,
-                                                        workaround=fix, event=event), at=result.now)
+                                                        say(said), impact=impact_doc, root_cause=found,
+                                                        workaround=fix, event=event, said=said), at=result.now)
     if verdict.verdict == VerdictStatus.LATE and incident.status != IncidentStatus.RESOLVED:
-        incident = incidents.resolve(incident.id, f"repaired: the data was ready at "
-                                     f"{_local(ctx, verdict.satisfied_at)}, {span(verdict.lateness_s or 0)} late; "
-                                     f"{_what_delivered(result, verdict)}", kind="repaired", at=result.now)
+        repaired = [part("event.repaired", at=_local(ctx, verdict.satisfied_at), late_s=verdict.lateness_s or 0),
+                    _what_delivered(result, verdict)]
+        incident = incidents.resolve(incident.id, say(repaired), kind="repaired", at=result.now, said=repaired)
     return incident, True
 
 
-def _what_delivered(result: Assessment, verdict: Verdict) -> str:
+def _what_delivered(result: Assessment, verdict: Verdict) -> Part:
     """Which run delivered the data (its selection), for the owners' "what fixed it"."""
 
     usecase = result.context.project.usecases[verdict.usecase]
-    if verdict.satisfied_at is None:
-        return "delivered"
-    if result.store is None:
-        return "delivered"
+    if verdict.satisfied_at is None or result.store is None:
+        return part("event.delivered")
     with result.store.engine.connect() as conn:
         row = conn.execute(sa.select(runs.c.run_id, runs.c.selection, runs.c.options)
                            .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
                            .where(attempts.c.asset.in_(list(usecase.assets)),
                                   attempts.c.ended_at == verdict.satisfied_at)).first()
     if row is None:
-        return "delivered"
+        return part("event.delivered")
     if json.loads(row.options or "{}").get("resume"):  # its selection is what the resume found undone
-        return f"fixed by run {row.run_id} (kiban run --resume)"
+        return part("event.fixed_by_run", run_id=row.run_id, command="kiban run --resume")
     selection = " ".join(json.loads(row.selection or "[]"))
-    return f"fixed by run {row.run_id} (kiban run{' ' + selection if selection else ''})"
+    return part("event.fixed_by_run", run_id=row.run_id, command=f"kiban run{' ' + selection if selection else ''}")
 
 
-def _describe(verdict: Verdict, cause: dict[str, Any] | None, ctx: Context) -> str:
+def _describe(verdict: Verdict, cause: dict[str, Any] | None, ctx: Context) -> list[Part]:
+    """What the verdict says of the day, and its cause, as parts (:mod:`kiban.messages`)."""
     local = verdict.deadline.replace(tzinfo=UTC).astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M")
-    text = {
-        "late": f"delivered {span(verdict.lateness_s or 0)} after the {local} deadline",
-        "failed": f"not delivered by the {local} deadline",
-        "incomplete": f"delivered by {local} but the data does not reach {verdict.evidence.get('data_through')}",
-        "bad_data": f"delivered, but a blocking check failed: {', '.join(verdict.evidence.get('failed_checks', []))}",
-        "at_risk": f"at risk of missing the {local} deadline",
-    }.get(verdict.verdict, verdict.verdict)
+    said = {
+        "late": lambda: part("event.late", late_s=verdict.lateness_s or 0, deadline=local),
+        "failed": lambda: part("event.failed", deadline=local),
+        "incomplete": lambda: part("event.incomplete", deadline=local, through=verdict.evidence.get("data_through")),
+        "bad_data": lambda: part("event.bad_data", checks=", ".join(verdict.evidence.get("failed_checks", []))),
+        "at_risk": lambda: part("event.at_risk", deadline=local),
+    }.get(verdict.verdict, lambda: part("text", text=verdict.verdict))()
+    parts = [said]
     if cause:
-        text += f" — {cause.get('reason') or cause.get('error') or cause['asset']}"
-    return text
+        reason = said_of(cause)
+        parts += [{**reason[0], "sep": " — "}, *reason[1:]]
+    return parts
 
 
 def _local(ctx: Context, moment: datetime | None, fmt: str = "%H:%M") -> str:
@@ -310,7 +312,9 @@ def _warn_consumers(project: Project, store: Store, result: Assessment, incident
                          rebuild_self=found.get("kind") in ("failed", "late_start", "bad_data"))
     if result.now < min(latest, verdict.deadline - WARN_FLOOR):
         return
-    incidents.note_event(incident.id, "warned", f"consumers told: {found.get('reason') or 'at risk'}", at=result.now)
+    told = [part("event.consumers_told", reason=said_of(found))] if found.get("reason") else \
+        [part("event.consumers_told_at_risk")]
+    incidents.note_event(incident.id, "warned", say(told), at=result.now, said=told)
     if notify:
         tell_consumers(project, store, incident, "at_risk", result.context, eta=found.get("eta"))
 
@@ -378,7 +382,7 @@ def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict
         text = f"{closing}\nCause was: {found.get('reason') or found.get('error') or '-'}"
     else:
         subject = f"[kiban] incident #{incident.id} {verdict.usecase} {verdict.due_date}: {verdict.verdict}"
-        text = _describe(verdict, found or None, result.context)
+        text = say(_describe(verdict, found or None, result.context))
         text += f"\nWhat to do: {found['action']}" if found.get("action") else ""
         if incident.workaround:
             facts["workaround"] = incident.workaround

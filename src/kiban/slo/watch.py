@@ -10,10 +10,11 @@ from typing import Any
 
 from kiban.graph import Graph
 from kiban.incidents import Incident, IncidentDraft, IncidentLog
+from kiban.messages import part, say
 from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
-from kiban.slo.cause import START_MARGIN, cause, explain, span, usual_start
+from kiban.slo.cause import START_MARGIN, cause, explain, said_of, usual_start
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.durations import HISTORY, expected
 from kiban.slo.evaluate import Context
@@ -174,33 +175,38 @@ class BreachWatcher:
         eta: str | None = None
         if forecast.blocked_by:
             found = self._failure(forecast.blocked_by)
-            message = f"at risk: {found['reason']}, so the data cannot be ready by {deadline}"
+            said = [part("event.blocked", reason=said_of(found), deadline=deadline)]
         else:
             assert forecast.p50 is not None and forecast.p90 is not None
             local = {k: t.replace(tzinfo=UTC).astimezone(tz).strftime("%H:%M")
                      for k, t in (("p50", forecast.p50), ("p90", forecast.p90))}
             eta = f"{local['p50']} (up to {local['p90']})"
             late = (forecast.p50 - forecast.deadline).total_seconds()
-            when = f"about {span(late)} after" if late > 0 else f"about {span(-late)} before"
             late_start = self._late_start(forecast.usecase, now) if forecast.cause != "queued" else None
             if late_start is not None:
                 found = {**late_start, "eta": eta}
             elif forecast.cause == "queued":
-                reason = (f"{forecast.slowest} and the steps after it wait {span(forecast.queued_s)} for a free "
-                          f"thread ({self.predictor.threads if self.predictor else '?'} thread(s))")
+                reason = [part("cause.waits_for_thread", asset=forecast.slowest, queued_s=forecast.queued_s,
+                               threads=self.predictor.threads if self.predictor else "?")]
                 found = cause("queued", forecast.slowest or "?", reason, forecast.queued_s, eta=eta)
             else:
                 key = forecast.slowest or "?"
                 started, ended = self.state.started.get(key), self.state.finished.get(key)
                 took = ((ended or now) - started).total_seconds() if started else None
-                elapsed = "" if took is None else f": took {span(took)}" if ended else f", running for {span(took)}"
                 usual = self.predictor.p50.get(key) if self.predictor else None
                 extra = self.predictor.overrun(key, took) if self.predictor and took is not None else None
-                reason = f"{key} {'was' if ended else 'is'} slow{elapsed}" + \
-                    (f" (usually {span(usual)})" if usual else "")
+                slow = "cause.slow" if took is None else "cause.was_slow" if ended else "cause.is_slow"
+                reason = [part(slow, asset=key, took_s=took)]
+                if usual:
+                    reason.append(part("cause.usually", " ", usual_s=usual))
                 found = cause("slow", key, reason, extra, eta=eta)
-            message = (f"at risk: expected ready at {eta}, {when} the {deadline} deadline; {found['reason']}"
-                       + (" (revised)" if revision else ""))
+            expected = part("event.expected_after", p50=local["p50"], p90=local["p90"], late_s=late,
+                            deadline=deadline) if late > 0 else \
+                part("event.expected_before", p50=local["p50"], p90=local["p90"], early_s=-late, deadline=deadline)
+            said = [expected, *said_of(found)]
+            if revision:
+                said.append(part("event.revised", " "))
+        message = say(said)
         incidents = IncidentLog(self.store, self.project.name)
         known = incidents.open_for(forecast.usecase, due_day)
         if known is not None and known.status != IncidentStatus.RESOLVED \
@@ -210,7 +216,7 @@ class BreachWatcher:
         found["action"] = action
         incident, _ = incidents.record(IncidentDraft(forecast.usecase, due_day, "at_risk", "at_risk", message,
                                                      root_cause=found, workaround=fix,
-                                                     event="revised" if revision else "at_risk"), at=now)
+                                                     event="revised" if revision else "at_risk", said=said), at=now)
         # consumers hear it when the data is more likely late than not, or a failure leaves no room
         # (a failure is the scheduler's check's to tell them of: it waits for the last chance of a repair)
         # ... and only when something is off its normal course: a step past its normal variation, queueing or a
@@ -222,7 +228,8 @@ class BreachWatcher:
         if tell:
             self.consumers_told.add(forecast.usecase)
         if tell and not any(e.kind == "warned" for e in incidents.events(incident.id)):
-            incidents.note_event(incident.id, "warned", f"consumers told: {found['reason']}", at=now)
+            told = [part("event.consumers_told", reason=said_of(found))]
+            incidents.note_event(incident.id, "warned", say(told), at=now, said=told)
         elif not revision:
             tell = False
         if self.notify:  # sent off the run's path: a slow channel must not slow the run
@@ -276,7 +283,9 @@ class BreachWatcher:
                 return found
         except Exception as exc:  # the warning goes out with less detail rather than not at all
             log.warning("breach watcher: cannot explain the failure of %s: %s", key, exc)
-        return cause("failed", key, f"{key} failed" + (f": {error[:300]}" if error else ""), None)
+        said = part("cause.step_failed", asset=key, status="failed", error=error[:300]) if error else \
+            part("status.step", asset=key, status="failed")
+        return cause("failed", key, [said], None)
 
     def _abnormal(self, now: datetime) -> bool:
         """Whether a running step has run past its normal variation (as ``kiban.slo.cause.slow_by`` judges it)."""
@@ -299,7 +308,7 @@ class BreachWatcher:
             return None
         first = next((k for k in self.predictor.paths[usecase] if self.graph.assets[k].layer != "lake"), usecase)
         local = self.run_start.replace(tzinfo=UTC).astimezone(self.ctx.tz).strftime("%H:%M") if self.ctx else "?"
-        return cause("late_start", first, f"the run started at {local}, {span(behind)} later than usual", behind)
+        return cause("late_start", first, [part("cause.late_start", at=local, behind_s=behind)], behind)
 
     def _send(self, incident: Incident, message: str, action: str, tell: bool, eta: str | None,
               revision: int) -> None:

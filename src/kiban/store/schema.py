@@ -132,6 +132,7 @@ incident_events = Table(
     Column("kind", String(30), nullable=False),  # at_risk, failed, retried, recovered, met_late, ack, resolved
     Column("message", Text, nullable=False),
     Column("actor", String(200)),
+    Column("said", Text),  # the message as parts, JSON (kiban.messages); null on rows written before 0019
     Index("ix_incident_events_incident", "incident_id"),
 )
 

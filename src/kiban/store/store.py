@@ -27,7 +27,7 @@ from kiban.errors import ConfigError, RunLockedError
 from kiban.status import AttemptStatus, RunStatus
 from kiban.store.schema import attempts, locks, metadata, runs
 
-HEAD_REVISION = "0018"
+HEAD_REVISION = "0019"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
 

@@ -115,6 +115,9 @@ def draft(project: Project, store: Store, incident_id: int) -> dict[str, Any]:
                     + (f" and it was resolved at {local(incident.resolved_at)}." if incident.resolved_at
                        else "; it is still open.")),
         "timeline": timeline,
+        # the same entries with their parts (kiban.messages), for a reader in another language
+        "timeline_said": [{"at": local(e.at), "kind": e.kind, "said": e.said or [{"kind": "text", "text": e.message}],
+                           "actor": e.actor} for e in log.events(incident_id)],
         "impact": f"Consumers of {incident.usecase}: {consumers}."
                   + (f" Other use cases due that day and fed by the same cause: {', '.join(others)}." if others
                      else ""),

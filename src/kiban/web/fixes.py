@@ -114,7 +114,7 @@ def todays_risks(site: Any, result: Any, statuses: list[m.UseCaseStatus], latest
         root = _root(graph, broken)
         incident = next((i for i in open_incidents if i.usecase == status.name and i.due_date >= result.today),
                         None)
-        parts: dict[str, str | None] = {}
+        parts: dict[str, Any] = {}
         if root is not None:
             attempt = broken[root]
             error = first_line(attempt.error) if attempt.error else None
@@ -123,6 +123,7 @@ def todays_risks(site: Any, result: Any, statuses: list[m.UseCaseStatus], latest
             since = attempt.ended_at or attempt.started_at
         else:
             cause = status.detail or ("not ready by the deadline" if missed_today else "the forecast is late")
+            parts = {"cause_said": status.detail_said}
             since = status.deadline if missed_today else None
         state = status.verdict if missed_today else ("broken" if broken else "at_risk")
         rank = 0 if missed_today else (1 if broken else 2)

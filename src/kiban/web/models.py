@@ -49,6 +49,8 @@ class UseCaseStatus(BaseModel):
     estimated_finish: datetime | None = Field(description="ready at (met), or the p90 forecast of a running run")
     at_risk: bool
     detail: str
+    detail_said: list[dict[str, Any]] | None = Field(
+        None, description="``detail`` as parts: kind + parameters (kiban.messages), said in the reader's language")
     attainment: float | None
     target: float
     budget_allowed: int
@@ -96,6 +98,8 @@ class Risk(BaseModel):
     cause_asset: str | None = Field(None, description="the first bad upstream asset, when the cause is one")
     cause_status: str | None = Field(None, description="its latest build's status (failed, skipped, …)")
     cause_error: str | None = Field(None, description="the first line of its error, as the engine said it")
+    cause_said: list[dict[str, Any]] | None = Field(
+        None, description="``cause`` as parts: kind + parameters (kiban.messages), said in the reader's language")
     fix: Fix | None
     incident: int | None = Field(description="the open incident about it, if any")
 
@@ -173,8 +177,10 @@ class AssetDetail(BaseModel):
 class IncidentEventOut(BaseModel):
     at: datetime
     kind: str
-    message: str
+    message: str = Field(description="what happened, in English as written")
     actor: str | None
+    said: list[dict[str, Any]] | None = Field(
+        None, description="``message`` as parts: kind + parameters (kiban.messages), said in the reader's language")
 
 
 @extends

@@ -16,7 +16,7 @@ from jinja2 import pass_context
 from markupsafe import Markup
 from starlette.responses import Response
 
-from kiban import __version__
+from kiban import __version__, messages
 from kiban.web import i18n
 from kiban.web.views import Site
 
@@ -70,7 +70,13 @@ def templates(site: Site) -> Jinja2Templates:
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value:.0%}"
 
-    env.filters.update(local=local, local_text=local_text, day=day, seconds=seconds, number=number, percent=percent)
+    @pass_context
+    def say(context: Any, parts: Any) -> str:
+        """A sentence kiban stored as parts (kind + parameters, kiban.messages), in the reader's language."""
+        return messages.say(parts, context.get("_", _english), context.get("lang", "en"), markup=Markup)
+
+    env.filters.update(local=local, local_text=local_text, day=day, seconds=seconds, number=number, percent=percent,
+                       say=say)
     env.globals["version"] = __version__
     env.globals["_"] = lambda text: text  # pages rendered outside render() (errors) stay in English
     return found
@@ -84,3 +90,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
                    timezone=site.project.config.timezone, lang=lang, _=i18n.gettext(lang))
     response: Response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
     return response
+
+
+def _english(text: str) -> str:
+    return text

@@ -23,6 +23,7 @@ from kiban.checks import history as check_history
 from kiban.errors import KibanError, SelectionError, did_you_mean
 from kiban.graph import Graph, build_graph, select
 from kiban.incidents import IncidentLog
+from kiban.messages import Part, part, say
 from kiban.project import Project, load_project
 from kiban.slo.impact import blast_radius
 from kiban.slo.predict import Durations, Predictor, RunState
@@ -319,27 +320,30 @@ def _status(site: Site, result: Any, name: str, forecasts: dict[str, Any]) -> m.
     verdict = result.current.get(name)
     spent = result.budgets[name]
     forecast = forecasts.get(name)
-    detail, finish = "", None
+    said: Part | None = None
+    finish = None
     at_risk = verdict is not None and verdict.verdict == Verdict.AT_RISK
     if verdict is not None:
         if verdict.verdict == Verdict.LATE:
-            detail = f"{round((verdict.lateness_s or 0) / 60)} min late"
+            said = part("status.late_min", minutes=round((verdict.lateness_s or 0) / 60))
         elif verdict.verdict == Verdict.MET:
             finish = verdict.satisfied_at
         failures = verdict.evidence.get("failures")
         if failures and verdict.verdict not in (Verdict.MET, Verdict.LATE):
-            detail = f"{failures[0]['asset']} {failures[0]['status']}"
+            said = part("status.step", asset=failures[0]["asset"], status=failures[0]["status"])
     if forecast is not None:
         finish = forecast.p90
         at_risk = at_risk or forecast.at_risk
         if forecast.blocked_by:
-            detail = f"blocked by {forecast.blocked_by}"
+            said = part("status.blocked_by", asset=forecast.blocked_by)
         elif forecast.at_risk and forecast.slowest:
-            detail = f"at risk: {forecast.slowest} is slow"
+            said = part("status.slow_at_risk", asset=forecast.slowest)
+    detail = say(said)
     return m.UseCaseStatus(
         name=name, description=usecase.config.description, verdict=verdict.verdict if verdict else "not_due",
         due_date=verdict.due_date if verdict else None, deadline=utc(verdict.deadline) if verdict else None,
-        estimated_finish=utc(finish), at_risk=at_risk, detail=detail, attainment=spent.attainment,
+        estimated_finish=utc(finish), at_risk=at_risk, detail=detail, detail_said=[said] if said else None,
+        attainment=spent.attainment,
         target=spent.target, budget_allowed=spent.allowed, budget_left=spent.left, burn_rate=spent.burn_rate)
 
 
@@ -461,4 +465,5 @@ def incident(site: Site, incident_id: int) -> m.IncidentOut | None:
 
 def _incident(log: Any, i: Any, fix: m.Fix | None = None) -> m.IncidentOut:
     return m.from_record(m.IncidentOut, i, fix=fix, events=[
-        m.IncidentEventOut(at=utc(e.at), kind=e.kind, message=e.message, actor=e.actor) for e in log.events(i.id)])
+        m.IncidentEventOut(at=utc(e.at), kind=e.kind, message=e.message, actor=e.actor, said=e.said)
+        for e in log.events(i.id)])
