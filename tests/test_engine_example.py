@@ -82,7 +82,8 @@ def metrics(root: Path) -> list[tuple[int, str, dict[str, float], str]]:
     """The demand model's versions in the registry: (version, status, metrics, data fingerprint)."""
     registry = open_registry(root)
     try:
-        return [(v.version, v.status, v.metrics, v.data_fingerprint) for v in registry.versions("warehouse.demand_model")]
+        return [(v.version, v.status, v.metrics, v.data_fingerprint)
+                for v in registry.versions("warehouse.demand_model")]
     finally:
         registry.store.close()
 
