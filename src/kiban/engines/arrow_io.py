@@ -9,7 +9,9 @@ the other engines, so the model's function, its training and scoring run unchang
   instant). Each statement runs in its own transaction (a savepoint when one is open), so a failed probe — a
   training table not built yet — leaves the connection usable. The model's table goes back with
   ``COPY … FROM STDIN`` (CSV), one batch in memory at a time, like a lake load.
-- **Spark.** ``DataFrame.toArrow()`` in, ``createDataFrame(arrow)`` out (no pandas in between).
+- **Spark.** A published table is read from its version's Parquet files with pyarrow (typed as ``toArrow()``
+  types it; ``SparkEngine._arrow_of``), any other statement with ``DataFrame.toArrow()``; ``createDataFrame(arrow)``
+  out (no pandas in between).
 
 The SQL a model's cursor runs is kiban's own (``select * from "layer"."name"``), written in DuckDB's dialect:
 Spark gets it transpiled.
@@ -148,9 +150,11 @@ def copy_into(cur: Any, relation: str, table: Any) -> None:
 class SparkArrowCursor:
     """What a Python model's build reads through on Spark: kiban's DuckDB SQL transpiled, results as Arrow."""
 
-    def __init__(self, spark: Any, ensure: Callable[[str], None] | None = None) -> None:
+    def __init__(self, spark: Any, ensure: Callable[[str], None] | None = None,
+                 read: Callable[[str], Any | None] | None = None) -> None:
         self.spark = spark
         self.ensure = ensure  # registers the tables a statement reads (``SparkEngine._ensure``)
+        self.read = read  # the statement's Arrow table without Spark, or None (``SparkEngine._arrow_of``)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Result:
         import sqlglot
@@ -158,6 +162,9 @@ class SparkArrowCursor:
         if params:
             raise TypeError("no bound parameters here")
         text = sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+        table = self.read(text) if self.read is not None else None
+        if table is not None:
+            return _Result(table)
         if self.ensure is not None:
             self.ensure(text)
         return _Result(self.spark.sql(text).toArrow())

@@ -363,6 +363,56 @@ class SparkEngine(NotDuckDB):
                     self._register(layer, name, folder, schema)
                     self._registered[key] = version
 
+    def _cursor(self) -> SparkArrowCursor:
+        """What a Python model reads through: published tables straight from their Parquet files, the rest as
+        Spark SQL."""
+        return SparkArrowCursor(self.spark, self._readable, self._arrow_of)
+
+    def _arrow_of(self, sql: str) -> Any | None:
+        """A Python model's read of a published table (``select * from layer.name``, or some of its columns) as
+        Arrow, read from the version's Parquet files with pyarrow — typed as ``DataFrame.toArrow()`` types them
+        (the pointer's Spark schema; instants in UTC; every column nullable). None when ``sql`` is anything else,
+        or the version is not plain Parquet files pyarrow reads: Spark runs it then.
+
+        Why: ``toArrow()`` turns Spark's rows into Arrow batches in the JVM and sends them over a socket; for the
+        shop's 1M order lines that took 8.8–21.8 s on a loaded 2-core machine, pyarrow reads the files in 0.6 s.
+        """
+        import sqlglot
+        from sqlglot import exp
+
+        tree = sqlglot.parse_one(sql, read="spark")
+        if not isinstance(tree, exp.Select) or {k for k, v in tree.args.items() if v} - {"expressions", "from_"}:
+            return None
+        tables = list(tree.find_all(exp.Table))
+        if len(tables) != 1 or tree.find(exp.Subquery) is not None:
+            return None
+        with self._lock:
+            wanted = self._wanted.get(f"{tables[0].db}.{tables[0].name}")
+        if wanted is None or wanted[2] is None:
+            return None
+        star = [e for e in tree.expressions if isinstance(e, exp.Star)]
+        named = [e.name for e in tree.expressions if isinstance(e, exp.Column) and not e.table]
+        if len(star) + len(named) != len(tree.expressions) or (star and named):
+            return None
+        return _parquet_arrow(wanted[1], wanted[2], named or None,
+                              self._start[3].get("spark.sql.execution.arrow.useLargeVarTypes") == "true")
+
+    def _readable(self, sql: str) -> None:
+        """``_ensure`` for a Python model's cursor, which also probes tables that may not exist yet (a training's
+        table before its first publish): a warehouse or mart table with no published version is refused here,
+        without a Spark analysis that fails and logs its Java stack trace at ERROR (pyspark's query-context
+        logger) for what is an expected answer."""
+        import sqlglot
+        from sqlglot import exp
+
+        with self._lock:
+            known = {key.lower() for key in (*self._wanted, *self._registered)}
+        for table in sqlglot.parse_one(sql, read="spark").find_all(exp.Table):
+            key = f"{table.db}.{table.name}".lower()
+            if table.db.lower() in ("warehouse", "mart") and key not in known:
+                raise KibanError(f"{key} has no published version on this Spark warehouse")
+        self._ensure(sql)
+
     def _register(self, layer: str, name: str, folder: Path, schema: str | None = None) -> None:
         """The table ``layer.name`` over ``folder``; with its ``schema`` (JSON, from the pointer) Spark infers
         nothing (no footer reads, no job)."""
@@ -398,7 +448,7 @@ class SparkEngine(NotDuckDB):
             if python is None:
                 raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
                                  "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
-            produced = python.produce(SparkArrowCursor(self.spark, self._ensure), asset, fingerprint)
+            produced = python.produce(self._cursor(), asset, fingerprint)
             sql = ""
         else:
             sql = transpile((asset.sql or "").strip().rstrip(";"), "spark", asset.key, names, self._tables(names),
@@ -463,7 +513,7 @@ class SparkEngine(NotDuckDB):
         """A training asset's registry follows its publish: promoted when it committed, rejected when not."""
         if python is not None and asset.python is not None:
             try:
-                python.settle(SparkArrowCursor(self.spark, self._ensure), asset)
+                python.settle(self._cursor(), asset)
             except Exception:  # the build's own outcome matters more than this bookkeeping
                 log.warning("%s: the model registry could not follow the publish", asset.key, exc_info=True)
 
@@ -710,6 +760,33 @@ def _spark_kind(kind: Any) -> str | None:
     if pa.types.is_time(kind):
         return "time"
     return str(kind)
+
+
+def _parquet_arrow(folder: Path, schema: str, columns: list[str] | None, large: bool) -> Any | None:
+    """The Parquet files of a version in ``folder`` as ``toArrow()`` would give them (``SparkEngine._arrow_of``):
+    ``schema`` is the version's Spark schema (JSON); ``columns`` a projection (names as in the schema), None for
+    all. None when pyarrow cannot give exactly that: nested columns, files missing or unlike the schema."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
+    target = to_arrow_schema(StructType.fromJson(json.loads(schema)), timezone="UTC", prefers_large_types=large)
+    if any(pa.types.is_nested(field.type) for field in target):
+        return None
+    target = pa.schema([field.with_nullable(True) for field in target])  # Spark reads files as nullable
+    if columns is not None:
+        if not set(columns) <= set(target.names):  # a name in another case, or not a column: Spark answers it
+            return None
+        target = pa.schema([target.field(name) for name in columns])
+    # Spark writes instants as INT96 (UTC): read as microseconds, as Spark does, not nanoseconds (which overflow)
+    files = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="us"))
+    try:
+        table = ds.dataset(str(folder), format=files).to_table(columns=target.names)
+        return table.cast(target)
+    except (pa.ArrowException, OSError, KeyError, ValueError):  # Spark reads it (or says why it cannot)
+        log.debug("spark: %s read through Spark, not pyarrow", folder, exc_info=True)
+        return None
 
 
 def _duckdb_types(schema: Any) -> dict[str, str]:
