@@ -175,6 +175,18 @@ def test_every_command_word_names_the_module_that_registers_it() -> None:
     assert found == {word: f"kiban.cli.{module}" for word, module in root.COMMAND_MODULES.items()}
 
 
+def test_a_command_module_loaded_by_another_command_stays_registered(make_project: Callable[..., Path]) -> None:
+    """A run imports kiban.cli.checks (its checks' summary) while only `run` is registered: `check` must still be
+    there for a later main() in the same process (a program that calls the CLI twice)."""
+    root = make_project({"models/mart/b.sql": "select 1 as n",
+                         "models/mart/b.yml": "checks:\n  - row_count: {min: 1}\n"})
+    code = ("import sys\nfrom kiban.cli.root import main\n"
+            "for argv in (['run'], ['check']):\n    sys.argv = ['kiban', *argv]\n    main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(root))
+    assert done.returncode == 0, done.stderr
+    assert "1 checks: 1 passed" in done.stdout
+
+
 def test_every_module_imports_first() -> None:
     """Importing any module first works: no import-time cycle, also through a package's __init__, which the
     graph above does not see (importing kiban.collect.spec runs kiban.collect's __init__ first)."""

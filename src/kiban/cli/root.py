@@ -136,7 +136,7 @@ def _only_invoked(argv: list[str]) -> Iterator[None]:
         yield
         return
     every_command, every_group = app.registered_commands, app.registered_groups
-    app.registered_commands, app.registered_groups = commands, groups
+    app.registered_commands, app.registered_groups = list(commands), list(groups)
     try:
         yield
     finally:  # a command module the command imported meanwhile registered its own: keep them (a later main())
