@@ -136,6 +136,57 @@ def test_run_and_status_load_no_dataframe_library(make_project: Callable[..., Pa
     assert (root / "kiban.duckdb").exists()
 
 
+# What a DuckDB `kiban run` and `kiban check` never need: the ORM and migrations (the store is SQLAlchemy Core),
+# Typer's help formatter (Rich Markdown, tracebacks), Pygments (`kiban show` only), the Spark engine, and the command
+# modules of other commands (Rich tables, Typer sub-apps, their imports).
+NOT_ON_RUN_OR_CHECK = {"pandas", "numpy", "sqlalchemy.orm", "alembic", "typer.rich_utils", "rich.markdown",
+                       "rich.traceback", "rich.syntax", "pygments", "kiban.engines.spark", "kiban.cli.catalog",
+                       "kiban.cli.web", "kiban.cli.slo", "kiban.cli.value", "kiban.cli.team", "kiban.cli.console"}
+
+
+@pytest.mark.parametrize("args", [("run",), ("run", "--full-refresh"), ("check", "mart.b")])
+def test_run_and_check_load_only_what_they_use(make_project: Callable[..., Path], args: tuple[str, ...]) -> None:
+    """`kiban run` (the full path, not the no-op stamp) and `kiban check` import the one command module they are
+    in and none of the modules above (issue 23: ≈ 0.1 CPU-s a process together)."""
+    root = make_project({"models/warehouse/a.sql": "select id, name from lake.src",
+                         "models/mart/b.sql": "select count(*) as n from warehouse.a",
+                         "models/mart/b.yml": "checks:\n  - row_count: {min: 1}\n"},
+                        lake={"src": "select 1 as id, 'x' as name"})
+    if args[0] == "check":
+        _modules_after(root, "run")
+    loaded = _modules_after(root, *args)
+    assert {"kiban.run", "kiban.checks.on_demand"} & loaded  # it ran (a run, or the checks)
+    assert NOT_ON_RUN_OR_CHECK & loaded == set()
+
+
+def test_every_command_word_names_the_module_that_registers_it() -> None:
+    """kiban.cli.root imports only the invoked command's module (COMMAND_MODULES): every registered command and
+    group is there, under the module whose decorator registered it."""
+    from kiban.cli import root
+
+    root.import_commands(["--help"])  # all of them
+    found: dict[str, str] = {}
+    for command in root.app.registered_commands:
+        found[root._name(command.name, command.callback) or ""] = command.callback.__module__  # type: ignore[union-attr]
+    for group in root.app.registered_groups:
+        sub = group.typer_instance
+        callbacks = [c.callback for c in sub.registered_commands]  # type: ignore[union-attr]
+        found[group.name or root._group_name(sub) or ""] = callbacks[0].__module__  # type: ignore[union-attr]
+    assert found == {word: f"kiban.cli.{module}" for word, module in root.COMMAND_MODULES.items()}
+
+
+def test_a_command_module_loaded_by_another_command_stays_registered(make_project: Callable[..., Path]) -> None:
+    """A run imports kiban.cli.checks (its checks' summary) while only `run` is registered: `check` must still be
+    there for a later main() in the same process (a program that calls the CLI twice)."""
+    root = make_project({"models/mart/b.sql": "select 1 as n",
+                         "models/mart/b.yml": "checks:\n  - row_count: {min: 1}\n"})
+    code = ("import sys\nfrom kiban.cli.root import main\n"
+            "for argv in (['run'], ['check']):\n    sys.argv = ['kiban', *argv]\n    main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(root))
+    assert done.returncode == 0, done.stderr
+    assert "1 checks: 1 passed" in done.stdout
+
+
 def test_every_module_imports_first() -> None:
     """Importing any module first works: no import-time cycle, also through a package's __init__, which the
     graph above does not see (importing kiban.collect.spec runs kiban.collect's __init__ first)."""

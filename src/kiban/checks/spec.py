@@ -97,7 +97,7 @@ def check_regex(pattern: str) -> str:
 
 
 class _Check(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, frozen=True)
 
     name: str | None = Field(default=None, pattern=_NAME, max_length=120)
     severity: Severity = Severity.ERROR

@@ -5,6 +5,7 @@ Imports are lazy (inside commands) so that ``kiban --help`` answers at once.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,8 +52,29 @@ def _root(
     State.project_dir = project
 
 
-def main() -> None:
-    """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
+# Which module registers each command word (a test keeps this in step with the modules' decorators). A run imports
+# the one module its command lives in, not all seventeen (≈ 40–80 CPU-ms of Rich tables, Typer sub-apps and
+# kiban.cli.report's imports that `kiban run` would not use); anything else imports them all.
+COMMAND_MODULES = {
+    "backfill": "backfill", "check": "checks", "collect": "collect", "quarantine": "collect",
+    "deliver": "deliveries", "deliveries": "deliveries", "docs": "catalog", "lineage": "catalog", "pii": "catalog",
+    "plan": "catalog", "requests": "catalog", "search": "catalog", "usage": "catalog", "graph": "commands",
+    "init": "commands", "logs": "commands", "run": "commands", "runs": "commands", "show": "commands",
+    "status": "commands", "history": "console", "query": "console", "recipes": "console", "import": "dbt_import",
+    "loads": "loads", "models": "models", "jobs": "schedule", "scheduler": "schedule", "impact": "slo",
+    "incidents": "slo", "report": "slo", "slo": "slo", "storage": "storage", "oncall": "team",
+    "postmortem": "team", "review": "team", "initiatives": "value", "value": "value", "pg": "web", "serve": "web",
+    "users": "web", "worker": "worker",
+}
+
+
+def import_commands(argv: list[str]) -> None:
+    """Register the invoked command (its module only), or every command when the word is not one of them
+    (``--help``, no command, a typo: the whole app answers as before)."""
+    module = COMMAND_MODULES.get(_command_name(argv) or "")
+    if module is not None:
+        importlib.import_module(f"kiban.cli.{module}")
+        return
     # Importing a command module registers its commands (sources, services, models, catalog, workers...).
     from kiban.cli import (  # noqa: F401
         backfill,
@@ -73,6 +95,11 @@ def main() -> None:
         web,
         worker,
     )
+
+
+def main() -> None:
+    """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
+    import_commands(sys.argv[1:])
     from kiban.errors import KibanError
 
     try:
@@ -109,10 +136,12 @@ def _only_invoked(argv: list[str]) -> Iterator[None]:
         yield
         return
     every_command, every_group = app.registered_commands, app.registered_groups
-    app.registered_commands, app.registered_groups = commands, groups
+    app.registered_commands, app.registered_groups = list(commands), list(groups)
     try:
         yield
-    finally:
+    finally:  # a command module the command imported meanwhile registered its own: keep them (a later main())
+        every_command += [c for c in app.registered_commands if c not in commands]
+        every_group += [g for g in app.registered_groups if g not in groups]
         app.registered_commands, app.registered_groups = every_command, every_group
 
 
@@ -145,8 +174,6 @@ def _name(name: str | None, callback: Any) -> str | None:
 
 def _click_exceptions() -> tuple[type[Exception], ...]:
     """Click's usage-error class: Typer >= 0.2x vendors Click as ``typer._click``, older Typer uses ``click``."""
-    import importlib
-
     kinds: list[type[Exception]] = []
     for module in ("typer._click.exceptions", "click.exceptions"):
         try:

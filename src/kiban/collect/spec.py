@@ -43,7 +43,7 @@ class TableSpec(BaseModel):
     and are kept in ``options`` for it to validate.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", defer_build=True, frozen=True)
 
     description: str = ""
     owner: str | None = None
@@ -148,7 +148,7 @@ class TableSpec(BaseModel):
 class SourceSpec(BaseModel):
     """``sources/NAME.yml``: one source system. Keys other than these are the connector's (``base_url`` …)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", defer_build=True, frozen=True)
 
     type: Literal["files", "logs", "xlsx", "postgres", "mysql", "sqlite", "http"]
     description: str = ""

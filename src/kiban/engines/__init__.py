@@ -1,7 +1,6 @@
 """Engines: where SQL runs (DuckDB by default)."""
 
 from kiban.engines.base import AuditHook, BuildResult, Engine, Session
-from kiban.engines.spark import SparkEngine
 from kiban.errors import ConfigError
 
 
@@ -20,6 +19,8 @@ def open_engine(url: str, timezone: str | None = None) -> Engine:
 
         return PostgresEngine(url, timezone=timezone)
     if url.startswith(("spark:", "sc://")):
+        from kiban.engines.spark import SparkEngine  # its module costs ≈ 10 CPU-ms a process that has no Spark
+
         return SparkEngine(url, timezone=timezone)
     scheme = url.split(":", 1)[0]
     raise ConfigError(f"unsupported warehouse '{scheme}'",
