@@ -23,7 +23,8 @@ OWNERS: dict[str, set[str]] = {  # table → the modules that own it (write it, 
     # store.lite is the store without SQLAlchemy (stdlib sqlite3) for the hot paths: the no-op stamp (cli.quick)
     # records a run, its fresh attempts and empty loads; `kiban check` (checks.ledger) its results. It co-owns what
     # it writes; tests/test_noop_stamp.py and tests/test_check_ledger.py hold its rows to the full path's.
-    "runs": {"store.store", "store.lite"}, "attempts": {"store.store", "store.lite"}, "locks": {"store.store", "store.asset_locks"},
+    "runs": {"store.store", "store.lite"}, "attempts": {"store.store", "store.lite"},
+    "locks": {"store.store", "store.asset_locks"},
     "metadata": {"store.store", "store.migrations.env"},
     "check_results": {"checks.history", "store.lite"}, "slo_evaluations": {"slo.service"},
     "incidents": {"incidents.log"}, "incident_events": {"incidents.log"}, "notifications": {"notify.outbox"},
@@ -31,7 +32,8 @@ OWNERS: dict[str, set[str]] = {  # table → the modules that own it (write it, 
     # the scheduler writes its ticks; the layers below it (a backfill stepping aside) read them through store.ticks
     "job_ticks": {"schedule.ledger", "store.ticks"}, "trigger_states": {"schedule.ledger"},
     "backfills": {"store.backfills"}, "backfill_partitions": {"store.backfills"},
-    "loads": {"collect.manifest", "store.lite"}, "load_files": {"collect.manifest"}, "consumed_files": {"collect.manifest"},
+    "loads": {"collect.manifest", "store.lite"}, "load_files": {"collect.manifest"},
+    "consumed_files": {"collect.manifest"},
     "drift_events": {"collect.manifest"}, "quarantine_replays": {"collect.manifest"},
     "users": {"web.accounts"}, "sessions": {"web.accounts"}, "api_tokens": {"web.accounts"},
     "login_failures": {"web.accounts"}, "audit_log": {"web.accounts"},
