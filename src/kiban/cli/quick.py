@@ -14,7 +14,8 @@ everything that plan depended on —
 
 The next plain ``kiban run`` recomputes those identities (a directory walk and a few ``stat`` calls, no
 imports beyond the standard library). When all are the same, the plan cannot differ, so it records the run
-— one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them —
+— one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them; the
+SQL is the store layer's, ``kiban.store.lite`` —
 prints the same two lines and exits. A project with checks is stamped like any (a run that builds nothing judges
 nothing). A project whose sources are landing folders inside it (files, logs, xlsx) is stamped when the run's
 loads all committed empty and every landing file had settled before the run began; the stamp then also records,
