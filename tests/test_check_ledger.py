@@ -18,7 +18,7 @@ from kiban.checks.ledger import CheckLedger, head_revision
 from kiban.checks.on_demand import check_published
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
-from kiban.store import Store
+from kiban.store import Store, schema
 from kiban.store.store import HEAD_REVISION
 
 SIDECAR = """columns:
@@ -54,8 +54,12 @@ def test_the_ledger_writes_what_the_store_writes(project_dir) -> None:
         record(store, "p", "check-1", "f" * 64, results, checked_at=at)
         ledger.record("p", "check-2", "f" * 64, results, at)
         conn = sqlite3.connect(root / ".kiban" / "state.db")
-        rows = conn.execute("select * from check_results order by id").fetchall()
+        cur = conn.execute("select * from check_results order by id")  # every column: a new one must be filled
+        rows = cur.fetchall()  # by both writers (kiban.store.lite's SQL and checks.history's), or this fails
+        columns = [d[0] for d in cur.description]
         conn.close()
+        assert set(columns) == {c.name for c in schema.check_results.columns}
+        assert columns[:2] == ["id", "run_id"]
         assert [r[2:] for r in rows[:2]] == [r[2:] for r in rows[2:]]  # all but id and run id
         assert [r.__dict__ | {"run_id": None} for r in of_run(store, "check-1")] == \
                [r.__dict__ | {"run_id": None} for r in of_run(store, "check-2")]

@@ -7,6 +7,7 @@ quick path recorded must be the plan's. Unchanged steps must be answered by the 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -337,36 +338,76 @@ def test_random_source_edits_never_give_a_stale_answer(sourced: Path, monkeypatc
     assert quick_answers >= unchanged // 2
 
 
+VOLATILE = {"run_id", "load_id", "id", "started_at", "ended_at", "heartbeat_at", "pid", "host", "seconds"}
+
+
+def _shape_row(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> tuple[tuple[str, object], ...]:
+    """Every column of a row; those that differ between any two runs (ids, times, the process) only as filled
+    or not, so a column one path fills and the other leaves empty (a migration's new column) still differs."""
+    out = []
+    for (name, *_), value in zip(cursor.description, row, strict=True):
+        if name == "options" and value is not None:
+            value = json.dumps({k: v for k, v in json.loads(str(value)).items() if k != "pid"}, sort_keys=True)
+        out.append((name, (value is not None) if name in VOLATILE else value))
+    return tuple(out)
+
+
+def _last_run_rows(root: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The latest run's runs row, its attempts (by asset, attempt) and its loads (by asset), every column."""
+    conn = sqlite3.connect(root / ".kiban" / "state.db")
+    try:
+        cur = conn.execute("select * from runs order by started_at desc limit 1")
+        row = cur.fetchone()
+        run_id = row[[d[0] for d in cur.description].index("run_id")]
+        run = [_shape_row(cur, row)]
+        cur = conn.execute("select * from attempts where run_id = ? order by asset, attempt", (run_id,))
+        attempts = [_shape_row(cur, r) for r in cur.fetchall()]
+        cur = conn.execute("select * from loads where run_id = ? order by asset", (run_id,))
+        loads = [_shape_row(cur, r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+    return run, attempts, loads
+
+
 def _same_record_and_output(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stamp records the rows the full path records for the same no-op run — every column of runs, attempts
+    and loads (kiban.store.lite writes them without SQLAlchemy: a column added by a migration must be filled by
+    both, or this fails) — and prints the same lines."""
     import re
 
     def shape(text: str) -> str:  # run ids and times differ between any two runs
         return re.sub(r"\d+\.\d\ds", "T", re.sub(r"\d{8}T\d{6}-[0-9a-f]{6}", "RUN", text))
 
-    def last_run() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-        conn = sqlite3.connect(root / ".kiban" / "state.db")
-        try:
-            run = conn.execute("select run_id, status, selection from runs order by started_at desc limit 1").fetchone()
-            attempts = conn.execute("select asset, attempt, status, rows, bytes, fingerprint, error, watermark from "
-                                    "attempts where run_id = ? order by id", (run[0],)).fetchall()
-            loads = conn.execute("select asset, source, table_name, kind, status, rows_read, rows_landed, "
-                                 "rows_quarantined, rows_dropped, rows_deleted, cursor, schema, error, reread_s, "
-                                 "lake_version from loads where run_id = ? order by asset", (run[0],)).fetchall()
-        finally:
-            conn.close()
-        return [run[1:], *attempts], loads
-
     capsys.readouterr()
     assert not _kiban_run(root, monkeypatch)  # the full path: nothing new, writes the stamp
     full_out = capsys.readouterr()
-    full = last_run()
+    full = _last_run_rows(root)
     assert _kiban_run(root, monkeypatch)
     quick_out = capsys.readouterr()
-    assert sorted(last_run()[0][1:]) == sorted(full[0][1:])
-    assert last_run()[0][0] == full[0][0]
-    assert last_run()[1] == full[1]
+    stamped = _last_run_rows(root)
+    assert stamped[0] == full[0]
+    assert stamped[1] == full[1]
+    assert stamped[2] == full[2]
     assert shape(quick_out.out) == shape(full_out.out)
     assert sorted(shape(quick_out.err).splitlines()) == sorted(shape(full_out.err).splitlines())  # threads' order
+
+
+def test_a_stamped_run_without_sources_records_every_column_as_the_full_path(
+        built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _same_record_and_output(built, monkeypatch, capsys)
+
+
+def test_the_row_comparison_sees_a_column_one_path_leaves_empty(built: Path) -> None:
+    conn = sqlite3.connect(built / ".kiban" / "state.db")
+    try:
+        cur = conn.execute("select * from attempts order by id desc limit 1")
+        row = cur.fetchone()
+        names = [d[0] for d in cur.description]
+        assert set(names) >= {"id", "run_id", "asset", "status", "fingerprint", "watermark"}
+        emptied = tuple(None if name == "started_at" else value for name, value in zip(names, row, strict=True))
+        assert _shape_row(cur, row) != _shape_row(cur, emptied)
+    finally:
+        conn.close()
 
 
 def test_the_stamp_records_and_prints_what_the_full_path_does(sourced: Path, monkeypatch: pytest.MonkeyPatch,

@@ -126,7 +126,7 @@ def _watcher(project: Project, graph: Graph | None, threads: int | None = None) 
     if not project.usecases or graph is None:
         return None
     from kiban.slo.watch import BreachWatcher
-    from kiban.store import Store
+    from kiban.store.store import Store
 
     return BreachWatcher(project, graph, Store(project.state_url), threads=threads)
 
@@ -136,7 +136,7 @@ def _judged(done: Operated, project: Project, graph: Graph | None, store: Store 
     if not project.usecases:
         return done
     from kiban.slo.service import check
-    from kiban.store import Store
+    from kiban.store.store import Store
 
     graph = _graph(project, graph)
     own = store is None

@@ -114,7 +114,7 @@ class _Opening:
 
     def _open(self, url: str) -> None:
         try:
-            from kiban.store import Store
+            from kiban.store.store import Store
 
             self.store = Store(url)
         except BaseException as exc:  # handed to the caller by get()

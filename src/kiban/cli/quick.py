@@ -14,7 +14,8 @@ everything that plan depended on —
 
 The next plain ``kiban run`` recomputes those identities (a directory walk and a few ``stat`` calls, no
 imports beyond the standard library). When all are the same, the plan cannot differ, so it records the run
-— one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them —
+— one SQLite transaction: the run and one ``fresh`` attempt per asset, exactly as the full path writes them; the
+SQL is the store layer's, ``kiban.store.lite`` —
 prints the same two lines and exits. A project with checks is stamped like any (a run that builds nothing judges
 nothing). A project whose sources are landing folders inside it (files, logs, xlsx) is stamped when the run's
 loads all committed empty and every landing file had settled before the run began; the stamp then also records,
@@ -39,12 +40,12 @@ import socket
 import sqlite3
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from kiban.status import AttemptStatus, BackfillStatus, LoadStatus, RunStatus
+from kiban.status import AttemptStatus, LoadStatus, RunStatus
+from kiban.store import lite
 
 VERSION = 1
 STAMP = "noop.json"
@@ -127,50 +128,6 @@ def inputs_identity(root: Path) -> tuple[str | None, int]:
     return hashlib.sha256(blob.encode()).hexdigest(), newest
 
 
-def _store_identity(conn: sqlite3.Connection, project: str) -> dict[str, Any] | None:
-    """What the plan reads from the store: the latest run, backfilled partitions, the schema revision.
-    None when a run is going on or any lock of the project is held (the full path handles those)."""
-    running = conn.execute("select count(*) from runs where project = ? and status = ?",
-                           (project, RunStatus.RUNNING.value)).fetchone()[0]
-    held = conn.execute("select count(*) from locks where (name = ? or name like ? or name like ?) and "
-                        "run_id is not null", (f"run:{project}", f"asset:{project}:%", f"collect:{project}:%")
-                        ).fetchone()[0]
-    if running or held:
-        return None
-    last = conn.execute("select run_id from runs where project = ? order by started_at desc limit 1",
-                        (project,)).fetchone()
-    revision = conn.execute("select version_num from alembic_version").fetchone()
-    partitions = conn.execute(
-        "select p.asset, p.backfill_id, p.partition_start from backfill_partitions p join backfills b "
-        "on b.id = p.backfill_id where b.project = ? and p.status = ? order by 1, 2, 3",
-        (project, BackfillStatus.SUCCESS.value)).fetchall()
-    # a load retracted (or committed by `kiban collect`) since: the lake views, and so the plan, may differ
-    loads = conn.execute("select count(*), max(load_id), count(retracted_at), max(retracted_at) from loads "
-                         "where project = ?", (project,)).fetchone()
-    # profiles in use (`kiban docs profile`): a run that collects re-profiles what it collected, recorded each run
-    profiled = conn.execute("select count(*) from column_profiles where project = ?", (project,)).fetchone()[0]
-    return {"last_run": last[0] if last else None, "revision": revision[0] if revision else None,
-            "backfilled": hashlib.sha256(json.dumps(partitions, default=str).encode()).hexdigest(),
-            "loads": list(loads), "profiled": bool(profiled)}
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    """The store, never created here (mode=rw): a missing store is the full path's to make, private to its owner."""
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=30, isolation_level=None)
-    conn.execute("pragma journal_mode=wal")
-    conn.execute("pragma synchronous=full")  # as the full path's store: a recorded run survives a power loss
-    return conn
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _stored(moment: datetime) -> str:
-    """A time as the store keeps it (SQLAlchemy's SQLite DateTime: always six fraction digits)."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _write_stamp(cache: Path, stamp: dict[str, Any]) -> None:
     tmp = cache / f"{STAMP}.tmp"
     tmp.write_text(json.dumps(stamp))
@@ -202,20 +159,15 @@ def try_status(as_json: bool = False, cwd: Path | None = None) -> bool:
     if digest is None or digest != stamp.get("inputs"):
         return False
     try:
-        conn = _connect(stamp["state"])
+        conn = lite.connect(stamp["state"])
     except sqlite3.Error:
         return False
     try:
-        conn.row_factory = sqlite3.Row
         project = stamp["project"]
-        if conn.execute("select count(*) from runs where project = ? and status = ?",
-                        (project, RunStatus.RUNNING.value)).fetchone()[0]:
+        if lite.running_runs(conn, project):
             return False  # a run going on (or one to reap as abandoned): the full command
-        newest = ("select * from attempts where id in (select max(a.id) from attempts a join runs r on r.run_id = "
-                  "a.run_id where r.project = ?{} group by a.asset)")
-        latest = {r["asset"]: _Attempt(r) for r in conn.execute(newest.format(""), (project,))}
-        built = {r["asset"]: _Attempt(r) for r in conn.execute(newest.format(" and a.status = ?"),
-                                                               (project, AttemptStatus.SUCCESS.value))}
+        latest = {r["asset"]: _Attempt(r) for r in lite.newest_attempts(conn, project)}
+        built = {r["asset"]: _Attempt(r) for r in lite.newest_attempts(conn, project, AttemptStatus.SUCCESS.value)}
     except sqlite3.Error:
         return False
     finally:
@@ -263,71 +215,50 @@ def _answer(root: Path, stamp: dict[str, Any]) -> bool:
     if digest is None or digest != stamp.get("inputs"):
         return False
     try:
-        conn = _connect(stamp["state"])
+        conn = lite.connect(stamp["state"])
     except (sqlite3.Error, KeyError):
         return False
     collect: list[dict[str, Any]] = stamp.get("collect", [])
     try:
-        started = _utcnow()
-        run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        conn.execute("begin immediate")
-        try:
-            if _store_identity(conn, stamp["project"]) != stamp["store"]:
-                conn.execute("rollback")
+        started = lite.utcnow()
+        options = json.dumps({"exclude": [], "full_refresh": False, "resume": False, "pid": os.getpid()})
+        run = lite.StampedRun(run_id=started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3),
+                              project=stamp["project"], options=options, started_at=started, pid=os.getpid(),
+                              host=socket.gethostname())
+        with lite.transaction(conn):
+            if lite.store_identity(conn, run.project) != stamp["store"]:
+                lite.rollback(conn)
                 return False
-            options = json.dumps({"exclude": [], "full_refresh": False, "resume": False, "pid": os.getpid()})
-            at = _stored(started)
-            conn.execute(
-                "insert into runs (run_id, project, status, selection, options, started_at, heartbeat_at, pid, "
-                "host) values (?, ?, ?, '[]', ?, ?, ?, ?, ?)",
-                (run_id, stamp["project"], RunStatus.RUNNING.value, options, at, at, os.getpid(),
-                 socket.gethostname()))
-            loaded = _record_loads(conn, stamp["project"], run_id, collect)
-            conn.executemany(
-                "insert into attempts (run_id, asset, attempt, status, started_at, ended_at, seconds, "
-                "fingerprint, watermark) values (?, ?, 0, ?, ?, ?, 0.0, ?, ?)",
-                [(run_id, key, AttemptStatus.FRESH.value, at, at, fingerprint, watermark)
-                 for key, fingerprint, watermark in stamp["fresh"]])
-            ended = _utcnow()
-            conn.execute("update runs set status = ?, ended_at = ? where run_id = ?",
-                         (RunStatus.SUCCESS.value if collect else RunStatus.NOTHING.value, _stored(ended), run_id))
-            stamp["store"] = _store_identity(conn, stamp["project"])  # this run (and its loads) the latest now
-            conn.execute("commit")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("rollback")
-            raise
+            lite.start_run(conn, run)
+            loaded = _record_loads(conn, run, collect)
+            lite.record_fresh(conn, run, stamp["fresh"])
+            ended = lite.utcnow()
+            lite.finish_run(conn, run.run_id, RunStatus.SUCCESS if collect else RunStatus.NOTHING, ended)
+            stamp["store"] = lite.store_identity(conn, run.project)  # this run (and its loads) the latest now
     except sqlite3.Error:
         return False
     finally:
         conn.close()
+    run_id = run.run_id
     _write_stamp(_cache(root), stamp)  # the next run may answer from here too
     _say(run_id, len(stamp["fresh"]), loaded, (ended - started).total_seconds())
     return True
 
 
-def _record_loads(conn: sqlite3.Connection, project: str, run_id: str, collect: list[dict[str, Any]]
+def _record_loads(conn: sqlite3.Connection, run: lite.StampedRun, collect: list[dict[str, Any]]
                   ) -> list[tuple[str, float]]:
     """What the full path records for a landing folder with nothing new: an empty committed load and a
     successful collection attempt (0 rows) per source table. Returns (asset, seconds) of each."""
     loaded: list[tuple[str, float]] = []
     for one in collect:
-        begun = _utcnow()
+        begun = lite.utcnow()
         load_id = begun.strftime("%Y%m%dT%H%M%S%f")[:-3] + "-" + secrets.token_hex(3)  # collect.load.new_load_id
-        done = _utcnow()
-        conn.execute(
-            "insert into loads (load_id, project, asset, source, table_name, run_id, kind, status, started_at, "
-            "ended_at, rows_read, rows_landed, rows_quarantined, rows_dropped, rows_deleted, cursor, schema, "
-            "reread_s) values (?, ?, ?, ?, ?, ?, 'load', ?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?)",
-            (load_id, project, one["asset"], one["source"], one["table"], run_id, LoadStatus.COMMITTED.value,
-             _stored(begun), _stored(done), one["cursor"], one["schema"], one["reread_s"]))
-        seconds = (done - begun).total_seconds()
-        conn.execute(
-            "insert into attempts (run_id, asset, attempt, status, started_at, ended_at, seconds, rows, watermark) "
-            "values (?, ?, 1, ?, ?, ?, ?, 0, ?)",
-            (run_id, one["asset"], AttemptStatus.SUCCESS.value, _stored(begun), _stored(done), seconds,
-             one["watermark"]))
-        loaded.append((one["asset"], seconds))
+        done = lite.utcnow()
+        lite.record_empty_load(conn, run, lite.EmptyLoad(
+            load_id=load_id, asset=one["asset"], source=one["source"], table=one["table"], cursor=one["cursor"],
+            schema=one["schema"], reread_s=one["reread_s"], watermark=one["watermark"], started_at=begun,
+            ended_at=done))
+        loaded.append((one["asset"], (done - begun).total_seconds()))
     return loaded
 
 
@@ -375,13 +306,12 @@ def remember(project: Any, result: Any, gated: bool) -> bool:
     if digest is None or newest >= probe:  # a file changed since the run began: it may not be what was planned
         return False
     try:
-        conn = _connect(state)
+        conn = lite.connect(state)
     except sqlite3.Error:
         return False
     try:
-        store = _store_identity(conn, project.name)
-        rows = conn.execute("select asset, fingerprint, watermark from attempts where run_id = ? and status = ? "
-                            "order by id", (result.run_id, AttemptStatus.FRESH.value)).fetchall()
+        store = lite.store_identity(conn, project.name)
+        rows = lite.fresh_attempts(conn, result.run_id)
         collect = _empty_loads(conn, project, result)
     finally:
         conn.close()
@@ -404,14 +334,8 @@ def _empty_loads(conn: sqlite3.Connection, project: Any, result: Any) -> list[di
     collected = {k for k in result.outcomes}
     if not collected:
         return []
-    loads = conn.execute(
-        "select l.asset, l.source, l.table_name, l.cursor, l.schema, l.reread_s, l.status, l.rows_read, "
-        "l.rows_landed, l.rows_quarantined, l.rows_dropped, l.rows_deleted, l.lake_version, l.load_id, "
-        "(select count(*) from load_files f where f.load_id = l.load_id) + (select count(*) from consumed_files c "
-        "where c.load_id = l.load_id) + (select count(*) from drift_events d where d.load_id = l.load_id) "
-        "from loads l where l.run_id = ? order by l.asset", (result.run_id,)).fetchall()
-    attempts = conn.execute("select asset, status, attempt, rows, watermark from attempts where run_id = ? and "
-                            "status != ?", (result.run_id, AttemptStatus.FRESH.value)).fetchall()
+    loads = lite.run_loads(conn, result.run_id)
+    attempts = lite.built_attempts(conn, result.run_id)
     if {row[0] for row in loads} != collected or len(loads) != len(collected) or len(attempts) != len(collected):
         return None
     marks = {asset: watermark for asset, status, attempt, rows, watermark in attempts
