@@ -283,8 +283,8 @@ class BreachWatcher:
                 return found
         except Exception as exc:  # the warning goes out with less detail rather than not at all
             log.warning("breach watcher: cannot explain the failure of %s: %s", key, exc)
-        said = part("cause.step_failed", asset=key, status="failed", error=error[:300]) if error else \
-            part("status.step", asset=key, status="failed")
+        said = part("cause.step_failed", asset=key, status=AttemptStatus.FAILED, error=error[:300]) if error else \
+            part("status.step", asset=key, status=AttemptStatus.FAILED)
         return cause("failed", key, [said], None)
 
     def _abnormal(self, now: datetime) -> bool:
