@@ -16,22 +16,14 @@ import duckdb
 import pytest
 
 from tests import s3_server
+from tests.helpers.loads import SOURCE, mart
 from tests.s3_server import S3, kiban
 
 s3_endpoint, s3 = s3_server.s3_endpoint, s3_server.s3  # the fixtures
 deltalake = pytest.importorskip("deltalake")
 
-SOURCE = "type: files\ntables:\n  items:\n    path: data/*.csv\n    settle: 0\n"
 MODELS = {"models/warehouse/items.sql": "select k::int as k, v::int as v from lake.seed_items",
           "models/mart/n.sql": "select count(*) as n, sum(v) as total from warehouse.items"}
-
-
-def mart(root: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
-    try:
-        return con.execute("select n, total from mart.n").fetchone()  # type: ignore[return-value]
-    finally:
-        con.close()
 
 
 @pytest.fixture(params=["disk", "s3"])
