@@ -125,6 +125,18 @@ def same_rows(got: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> st
     return None
 
 
+def spark_rows(warehouse: Path, table: str, order: bool = False) -> list[tuple[Any, ...]]:
+    """The rows of a Spark warehouse table's published version, read from its Parquet files by DuckDB."""
+    layer, name = table.split(".")
+    version = json.loads((warehouse / layer / name / "_kiban.json").read_text())["version"]
+    con = duckdb.connect()
+    try:
+        return con.execute(f"select * from read_parquet('{warehouse / layer / name / version}/*.parquet')"
+                           + (" order by all" if order else "")).fetchall()
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("example_engines") / "generated"
@@ -200,29 +212,15 @@ def test_spark_builds_the_same_marts(generated: Path, duck: dict[str, list[tuple
     root = shop_copy(generated.parent, "spark", f"spark://{warehouse}?master=local[2]&spark.sql.shuffle.partitions=2",
                      generated)
     build(root)
-    con = duckdb.connect()
-    try:
-        for mart in SQL_MARTS:
-            layer, name = mart.split(".")
-            version = json.loads((warehouse / layer / name / "_kiban.json").read_text())["version"]
-            rows = con.execute(f"select * from read_parquet('{warehouse / layer / name / version}/*.parquet')"
-                               ).fetchall()
-            assert len(duck[mart]) > 5, mart
-            assert same_rows(rows, duck[mart]) is None, (mart, same_rows(rows, duck[mart]))
-    finally:
-        con.close()
+    for mart in SQL_MARTS:
+        rows = spark_rows(warehouse, mart)
+        assert len(duck[mart]) > 5, mart
+        assert same_rows(rows, duck[mart]) is None, (mart, same_rows(rows, duck[mart]))
     assert verdicts(root) == duck["checks"]  # `kiban check`: the same verdicts
     # the Python models — the demand table, the training (registry included) and the forecast — on Spark: Arrow in,
     # Arrow out. The same rows in, the same seed: the same features, metrics and forecast as on DuckDB, exactly.
     build_python(root)
     assert metrics(root) == duck_ml["metrics"]
-    con = duckdb.connect()
-    try:
-        for table in ML_TABLES:
-            layer, name = table.split(".")
-            version = json.loads((warehouse / layer / name / "_kiban.json").read_text())["version"]
-            rows = con.execute(f"select * from read_parquet('{warehouse / layer / name / version}/*.parquet') "
-                               "order by all").fetchall()
-            assert rows == duck_ml[table], (table, same_rows(rows, duck_ml[table]))
-    finally:
-        con.close()
+    for table in ML_TABLES:
+        rows = spark_rows(warehouse, table, order=True)
+        assert rows == duck_ml[table], (table, same_rows(rows, duck_ml[table]))

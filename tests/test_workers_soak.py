@@ -268,43 +268,41 @@ def spark_project(make_project: Callable[..., Path], postgres_url: str, tmp_path
     return root, Warehouse(postgres_url, spark=folder, workers=SPARK_WORKERS, lease=SPARK_LEASE)
 
 
+def soaked(root: Path, warehouse: Warehouse, disruptions: int, seed: int) -> dict[str, Any]:
+    """A soak's result, judged: as many disruptions as asked, no fingerprint published twice, no worker crashed
+    (a stale publish fails inside ``soak`` at the run it happened in)."""
+    result = soak(root, warehouse, disruptions=disruptions, seed=seed)
+    print("SOAK", json.dumps(result))
+    assert result["kills"] + result["stops"] >= disruptions, result
+    assert result["double_publishes"] == 0, result
+    assert result["workers_crashed"] == 0, result
+    return result
+
+
+def full_soak(root: Path, warehouse: Warehouse) -> None:
+    soaked(root, warehouse, int(os.environ.get("KIBAN_SOAK_TRIALS", "50")),
+           int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_workers_killed_and_paused_never_publish_twice_or_stale(project: tuple[Path, Warehouse]) -> None:
-    root, warehouse = project
-    result = soak(root, warehouse, disruptions=3, seed=18)
-    assert result["double_publishes"] == 0, result
-    assert result["workers_crashed"] == 0, result
+    soaked(*project, disruptions=3, seed=18)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
 def test_worker_soak_50_disruptions(project: tuple[Path, Warehouse]) -> None:
-    root, warehouse = project
-    disruptions = int(os.environ.get("KIBAN_SOAK_TRIALS", "50"))
-    result = soak(root, warehouse, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
-    print("SOAK", json.dumps(result))
-    assert result["kills"] + result["stops"] >= disruptions
-    assert result["double_publishes"] == 0
-    assert result["workers_crashed"] == 0, result
+    full_soak(*project)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_spark_workers_killed_and_paused_never_publish_twice_or_stale(spark_project: tuple[Path, Warehouse]) -> None:
-    root, warehouse = spark_project
-    result = soak(root, warehouse, disruptions=2, seed=18)
-    assert result["double_publishes"] == 0, result
-    assert result["workers_crashed"] == 0, result
+    soaked(*spark_project, disruptions=2, seed=18)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(4 * 3600)
 def test_spark_worker_soak_50_disruptions(spark_project: tuple[Path, Warehouse]) -> None:
-    root, warehouse = spark_project
-    disruptions = int(os.environ.get("KIBAN_SOAK_TRIALS", "50"))
-    result = soak(root, warehouse, disruptions=disruptions, seed=int(os.environ.get("KIBAN_SOAK_SEED", "1807")))
-    print("SOAK", json.dumps(result))
-    assert result["kills"] + result["stops"] >= disruptions
-    assert result["double_publishes"] == 0
-    assert result["workers_crashed"] == 0, result
+    full_soak(*spark_project)
