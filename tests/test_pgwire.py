@@ -13,7 +13,7 @@ import pytest
 from kiban.catalog.reading import flush_all
 from kiban.catalog.usage import history
 from kiban.pgwire.catalog import route
-from kiban.pgwire.server import serve_pg
+from kiban.pgwire.server import serve_pg, statements
 from kiban.project import load_project
 from kiban.store import Store
 from kiban.web.accounts import Accounts
@@ -220,3 +220,17 @@ def test_rows_are_encoded_column_by_column_as_postgresql_spells_them():
     assert len(_cells(chunks[1])) == 5
     assert b"".join(m.data_rows(many.slice(0, 0))) == b""
     assert _cells(b"".join(m.data_rows(pa.table({"x": [1, 2]}).select([])))) == [[], []]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("BEGIN;declare c cursor for select 1;fetch 100 in c",
+     ["BEGIN", "declare c cursor for select 1", "fetch 100 in c"]),
+    ("select 'a;b', \"x;y\" from t; select 2", ["select 'a;b', \"x;y\" from t", "select 2"]),
+    ("select $$a;b$$; select $q$;$q$", ["select $$a;b$$", "select $q$;$q$"]),
+    ("select 1 -- a;b\n; select 2 /* ; */", ["select 1 -- a;b", "select 2 /* ; */"]),
+    ("select 'it''s;'; ;", ["select 'it''s;'"]),
+    ("select 'unterminated;", ["select 'unterminated;"]),
+    (" ; ", []),
+])
+def test_a_simple_query_is_split_only_at_semicolons_outside_strings_identifiers_and_comments(text, expected):
+    assert statements(text) == expected

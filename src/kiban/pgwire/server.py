@@ -445,27 +445,22 @@ def split(text: str) -> list[str]:
 
 
 def statements(text: str) -> list[str]:
-    """``text`` split at each ``;`` outside quotes, identifiers and comments (for what DuckDB cannot parse:
-    psqlODBC's ``BEGIN;declare … cursor for …;fetch 100 in …``)."""
-    out, start, i, n = [], 0, 0, len(text)
-    while i < n:
-        char = text[i]
-        if char in "'\"":
-            end = i + 1
-            while end < n and not (text[end] == char and text[end + 1:end + 2] != char):
-                end += 2 if text[end] == char else 1
-            i = end + 1
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif char == ";":
-            out.append(text[start:i])
-            start = i = i + 1
-        else:
-            i += 1
+    """``text`` split at each ``;`` that SQLGlot's PostgreSQL tokenizer sees outside strings (dollar-quoted ones
+    included), quoted identifiers and comments — for what DuckDB cannot parse: psqlODBC's
+    ``BEGIN;declare … cursor for …;fetch 100 in …``. Text the tokenizer cannot read is kept whole."""
+    from sqlglot.dialects.postgres import Postgres
+    from sqlglot.errors import TokenError
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Postgres().tokenize(text)
+    except TokenError:
+        return [text.strip()] if text.strip() else []
+    out, start = [], 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            out.append(text[start:token.start])
+            start = token.end + 1
     out.append(text[start:])
     return [s for s in (part.strip() for part in out) if s]
 
