@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from kiban.catalog.console import QueryConsole, QueryFailed, QueryTimeout, export
+from kiban.catalog.console import QueryConsole, QueryFailed, QueryStopped, export
 from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor, history, unused, weekly
 from kiban.graph import build_graph
@@ -50,10 +50,10 @@ def test_the_row_limit_cuts_and_says_so(shop):
 
 def test_a_slow_query_is_interrupted_at_its_timeout_and_recorded(shop):
     started = utcnow()
-    with pytest.raises(QueryTimeout, match=r"longer than 0\.3s"):
+    with pytest.raises(QueryStopped, match=r"longer than 0\.3s"):
         shop.run("select count(*) from range(100000000000) a", ALICE, timeout=0.3)
     assert utcnow() - started < timedelta(seconds=5)
-    assert history(shop.store, "shop", "alice")[0].status == "timeout"
+    assert history(shop.store, "shop", "alice")[0].status == "stopped"
 
 
 def test_an_engine_error_is_a_clear_message_and_recorded(shop):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryTimeout
+from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryStopped
 from kiban.catalog.profile import load_profiles, profile_assets
 from kiban.catalog.usage import Actor
 from kiban.project import load_project
@@ -74,7 +74,7 @@ def test_a_run_succeeds_without_waiting_while_long_console_queries_read(collecte
             console.run("select count(*) from mart.cities, lake.web_visitors_latest, range(2000000000)",
                         Actor(f"reader{n}"), timeout=6)
             outcomes.append("finished")
-        except QueryTimeout:
+        except QueryStopped:
             outcomes.append("timeout")
 
     readers = [threading.Thread(target=long_query, args=(n,)) for n in range(3)]
@@ -104,7 +104,7 @@ def test_too_many_queries_at_once_are_told_busy_at_once(collected):
         try:
             console.run("select count(*) from mart.cities, range(2000000000) t(i) where hash(i) % 7 = 3", Actor(user),
                         timeout=3)  # a filter on every row: no shortcut through the counts
-        except QueryTimeout:
+        except QueryStopped:
             done.append(user)
 
     first = threading.Thread(target=slow, args=("ann",))

@@ -17,7 +17,7 @@ import pytest
 
 from kiban.catalog import sandbox
 from kiban.catalog.reading import Reader
-from kiban.catalog.sandbox import QueryTimeout
+from kiban.catalog.sandbox import QueryStopped
 from kiban.catalog.usage import Actor
 from kiban.store import Store
 from tests.helpers.sandbox import people_project
@@ -96,7 +96,7 @@ def test_the_worker_cannot_write_any_file_not_even_its_result_file(tmp_path):
 
 def test_a_read_past_its_time_fails_alone_and_the_next_read_works(reader):
     assert reader.arrow("select count(*) as n from lake.people", ANN).table.column("n").to_pylist() == [2000]
-    with pytest.raises(QueryTimeout):
+    with pytest.raises(QueryStopped):
         reader.arrow("select count(*) from lake.people a, lake.people b, lake.people c where a.id + b.id = c.id",
                      ANN, timeout=1)
     assert reader.arrow("select count(*) as n from lake.people", ANN).table.column("n").to_pylist() == [2000]

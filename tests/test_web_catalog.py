@@ -148,7 +148,7 @@ def test_console_refusals_timeouts_and_limits_are_clear_messages(web):
     assert limited.text.count("<tr><td>") >= 5
     history = client.get("/console").text
     assert history.count(">refused<") == 2
-    assert ">timeout<" in history
+    assert ">stopped<" in history
     api = client.post("/api/v1/query", json={"sql": "drop table mart.daily_sales"}, headers=bearer(tokens["analyst"]))
     assert api.status_code == 400
     assert api.json()["detail"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryFailed, QueryTimeout
+from kiban.catalog.console import ConsoleBusy, QueryConsole, QueryFailed, QueryStopped
 from kiban.catalog.safety import QueryRefused
 from kiban.catalog.usage import Actor
 from kiban.project import load_project
@@ -72,7 +72,7 @@ def answer(console: QueryConsole, sql: str, who: Actor) -> tuple[str, object]:
         result = console.run(sql, who, timeout=BUSY_TIMEOUT, limit=200)
     except QueryRefused as exc:
         return "refused", exc.message
-    except (QueryFailed, QueryTimeout, ConsoleBusy) as exc:
+    except (QueryFailed, QueryStopped, ConsoleBusy) as exc:
         return type(exc).__name__, exc.message
     return "rows", (result.columns, result.rows)
 

@@ -30,7 +30,7 @@ from kiban.catalog.masking import Found, mask_key, plan_masks, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.pivot import MAX_VALUES, is_dynamic, make_static, value_queries
 from kiban.catalog.safety import Exposed, QueryRefused, check_query, prove_reads
-from kiban.catalog.sandbox import QueryFailed, QueryTimeout, engine_message
+from kiban.catalog.sandbox import QueryFailed, QueryStopped, engine_message
 from kiban.catalog.usage import Actor, QueryEntry, log_query
 from kiban.catalog.warehouse import published_columns, source_of
 from kiban.errors import UsageError
@@ -52,7 +52,7 @@ DEFAULT_ADDRESS_SPACE = 3 * 2**30  # per query, the OS's hard bound on the worke
 DEFAULT_THREADS = 1  # a query's DuckDB threads compete with runs and the server's own loop for the cores
 DEFAULT_MAX_RUNNING = max(1, (os.cpu_count() or 2) - 1)  # at once on the project: one core stays free
 DEFAULT_MAX_PER_USER = 2
-__all__ = ["ConsoleBusy", "QueryConsole", "QueryFailed", "QueryResult", "QueryTimeout", "engine_message", "export"]
+__all__ = ["ConsoleBusy", "QueryConsole", "QueryFailed", "QueryResult", "QueryStopped", "engine_message", "export"]
 
 
 @dataclass
@@ -161,7 +161,7 @@ class QueryConsole:
     def run(self, sql: str, actor: Actor, *, params: Mapping[str, Any] | None = None, limit: int = DEFAULT_LIMIT,
             timeout: float = DEFAULT_TIMEOUT, kind: str = "query", name: str | None = None,
             record: bool = True) -> QueryResult:
-        """Check, run and record one query; raises QueryRefused, QueryTimeout, QueryFailed (all recorded),
+        """Check, run and record one query; raises QueryRefused, QueryStopped, QueryFailed (all recorded),
         ConsoleBusy, or UsageError for absurd limits."""
 
         check_limits(limit, timeout)
@@ -180,8 +180,8 @@ class QueryConsole:
         except QueryRefused as exc:
             self._record(actor, query.entry("refused", error=exc.message))
             raise
-        except (QueryTimeout, QueryFailed) as exc:
-            self._record(actor, query.entry("timeout" if isinstance(exc, QueryTimeout) else "failed",
+        except (QueryStopped, QueryFailed) as exc:
+            self._record(actor, query.entry("stopped" if isinstance(exc, QueryStopped) else "failed",
                                             error=exc.message, seconds=time.perf_counter() - started))
             raise
         reads = sorted(set(checked.assets) | set(proven))
@@ -189,8 +189,8 @@ class QueryConsole:
         try:
             outcome = self._in_sandbox(runnable, reads, actor, params, limit, timeout)
             columns, types, rows, truncated = outcome.columns, outcome.types, outcome.rows, outcome.truncated
-        except QueryTimeout as exc:
-            self._record(actor, query.entry("timeout", self._bases(checked.assets), error=exc.message,
+        except QueryStopped as exc:
+            self._record(actor, query.entry("stopped", self._bases(checked.assets), error=exc.message,
                                             seconds=time.perf_counter() - started))
             raise
         except QueryFailed as exc:

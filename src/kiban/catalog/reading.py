@@ -36,7 +36,7 @@ from kiban.catalog.console import (
     MAX_TIMEOUT,
     QueryConsole,
     QueryFailed,
-    QueryTimeout,
+    QueryStopped,
     engine_message,
 )
 from kiban.catalog.masking import MaskedSession, open_masked, reserved_names
@@ -184,7 +184,7 @@ class Reader:
               *, timeout: float | None = None, record: bool = True) -> ArrowResult:
         """Run one checked, masked query; the whole result as an Arrow table.
 
-        Raises QueryRefused, QueryTimeout or QueryFailed (each recorded in the query history)."""
+        Raises QueryRefused, QueryStopped or QueryFailed (each recorded in the query history)."""
         started = time.perf_counter()
         try:
             reads, bases = self._checked(sql)
@@ -244,8 +244,8 @@ class Reader:
                 except sandbox.HandoverFailed as exc:  # a read: once more, in a worker of its own
                     log.warning("%s; read again in a worker of its own", exc.message)
             return sandbox.run_arrow(job, console._planner(actor.pii_clearance))
-        except QueryTimeout as exc:
-            self._record(actor, sql, "timeout", bases, error=exc.message, seconds=time.perf_counter() - started)
+        except QueryStopped as exc:
+            self._record(actor, sql, "stopped", bases, error=exc.message, seconds=time.perf_counter() - started)
             raise
         except QueryFailed as exc:
             self._record(actor, sql, "failed", bases, error=exc.message, seconds=time.perf_counter() - started)
@@ -286,13 +286,12 @@ class Reader:
             try:
                 result = con.execute(sql, params) if params else con.execute(sql)
                 table = result.to_arrow_table()
-            except duckdb.InterruptException:
-                error = QueryTimeout(f"the query ran longer than {timeout:g}s and was stopped",
-                                     "narrow it down (a filter, fewer columns) or ask for a mart")
-                self._record(actor, sql, "timeout", bases, error=error.message,
+            except (duckdb.InterruptException, duckdb.OutOfMemoryException, MemoryError):
+                error = sandbox.stopped(timeout)
+                self._record(actor, sql, "stopped", bases, error=error.message,
                              seconds=time.perf_counter() - started)
                 raise error from None
-            except (duckdb.Error, UnicodeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+            except (duckdb.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:
                 failed = QueryFailed(f"the query failed: {engine_message(exc, actor.pii_clearance, session.clean)}")
                 self._record(actor, sql, "failed", bases, error=failed.message,
                              seconds=time.perf_counter() - started)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import multiprocessing
 import os
 import secrets
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
     from kiban.catalog.masking import Found
 
+log = logging.getLogger(__name__)
+
 NICENESS = 19
 PRIORITIES = ("idle", "low", "normal", "same")
 # "idle": SCHED_IDLE and nice 19 (the default: a query only gets CPU nobody else wants); "low": nice 19 only;
@@ -66,14 +69,21 @@ _ERROR_CLASSES = {
 }
 TOO_MUCH_MEMORY = "the query used too much memory"
 MEMORY_HINT = "aggregate or filter earlier, select fewer columns, or ask for a mart that does the heavy work"
-
-
-class QueryTimeout(KibanError):
-    exit_code = 4
+STOPPED = "the query was stopped: it ran longer than {seconds:g}s or used too much memory"
 
 
 class QueryFailed(KibanError):
-    """The engine could not run a query that passed the checks (a wrong column, a bad cast, too much memory)."""
+    """The engine could not run a query that passed the checks (a wrong column, a bad cast, a limit reached)."""
+
+
+class QueryStopped(QueryFailed):
+    """The query was stopped at one of the console's limits: its time or its memory.
+
+    Which of the two a runaway query reaches first depends on how busy the machine is, never on the data, so
+    both are told alike — one kind, one message naming both limits. A person learns the same from it on a calm
+    machine and a loaded one, and nothing from it about the values the query touched."""
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,7 @@ Planner = Callable[["Found"], tuple[dict[str, dict[str, str]], bytes | None]]
 def run(job: Job, planner: Planner) -> Outcome:
     """Run ``job`` in a worker process; ``planner`` turns the columns found into masks (and the hash key).
 
-    Raises QueryTimeout, QueryFailed (too much memory included) or ConfigError (the warehouse cannot be read)."""
+    Raises QueryStopped, QueryFailed (too much memory included) or ConfigError (the warehouse cannot be read)."""
     message = _exchange(job, planner)
     return Outcome(*message[1:])
 
@@ -172,14 +182,11 @@ def run_call(call: Call) -> pa.Table:
         if message[0] == "arrow":
             table: pa.Table = pa.ipc.open_stream(ours.recv_bytes()).read_all()
             return table
-        if message[0] == "memory":
-            raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
-        if message[0] == "timeout":
-            raise _timeout(call.timeout)
+        if message[0] in ("memory", "timeout"):
+            raise stopped(call.timeout)
         raise QueryFailed(message[1])
     except (EOFError, OSError):
-        raise QueryFailed(f"the query failed: its worker process ended before its result was sent "
-                          f"({TOO_MUCH_MEMORY}?)", MEMORY_HINT) from None
+        raise stopped(call.timeout) from None
     finally:
         if process.is_alive():
             process.kill()
@@ -223,13 +230,11 @@ def _exchange(job: Job, planner: Planner) -> tuple[Any, ...]:
             try:
                 data = ours.recv_bytes()
             except (EOFError, OSError):
-                raise QueryFailed(f"the query failed: its worker process ended before its result was sent "
-                                  f"({TOO_MUCH_MEMORY}?)", MEMORY_HINT) from None
+                log.info("a console worker ended while it sent its result")
+                raise stopped(job.timeout) from None
             return ("arrow", data)
-        if kind == "timeout":
-            raise _timeout(job.timeout)
-        if kind == "memory":
-            raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+        if kind in ("memory", "timeout"):
+            raise stopped(job.timeout)
         if kind == "config":
             raise ConfigError(message[1], message[2])
         raise QueryFailed(f"the query failed: {message[1]}")
@@ -240,23 +245,26 @@ def _exchange(job: Job, planner: Planner) -> tuple[Any, ...]:
         ours.close()
 
 
-def _timeout(seconds: float) -> QueryTimeout:
-    return QueryTimeout(f"the query ran longer than {seconds:g}s and was stopped",
-                        "narrow it down (a filter, fewer columns) or ask for a mart")
+def stopped(seconds: float | None) -> QueryStopped:
+    """A query stopped at a limit, told the same whichever limit it was (see :class:`QueryStopped`); without a
+    time limit (``None``) only its memory can have stopped it."""
+    if seconds is None:
+        return QueryStopped("the query was stopped: it used too much memory", MEMORY_HINT)
+    return QueryStopped(STOPPED.format(seconds=seconds), MEMORY_HINT)
 
 
 def _receive(con: Connection, process: Any, deadline: float, timeout: float) -> tuple[Any, ...]:
     if not con.poll(max(0.0, deadline - time.monotonic())):
         process.kill()
-        raise _timeout(timeout)
+        raise stopped(timeout)
     try:
         message: tuple[Any, ...] = con.recv()
     except (EOFError, OSError):
         process.join(5)
         code = process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY} (its worker process was stopped: {how}); "
-                          "nothing else was affected", MEMORY_HINT) from None
+        log.info("a console worker ended before it answered (%s): told as a query stopped at its limits", how)
+        raise stopped(timeout) from None
     return message
 
 
@@ -601,7 +609,7 @@ class Resident:
                 process.join(5)
 
     def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None, timeout: float) -> pa.Table:
-        """One read's whole result. Raises QueryTimeout, QueryFailed (too much memory included), ConfigError."""
+        """One read's whole result. Raises QueryStopped, QueryFailed (too much memory included), ConfigError."""
         import mmap
         from multiprocessing import reduction
 
@@ -632,10 +640,8 @@ class Resident:
                     mapped = True
                     table: pa.Table = pa.ipc.open_file(pa.py_buffer(mapping)).read_all()
                     return table
-                if kind == "timeout":
-                    raise _timeout(timeout)
-                if kind == "memory":
-                    raise QueryFailed(f"the query failed: {TOO_MUCH_MEMORY}", MEMORY_HINT)
+                if kind in ("memory", "timeout"):
+                    raise stopped(timeout)
                 if kind == "handover":  # the result was made but could not be passed back (never a value)
                     raise HandoverFailed(f"the query failed: its result could not be handed over ({message[1]})")
                 if kind == "large":

@@ -34,7 +34,7 @@ from kiban.catalog.console import (
     DEFAULT_MAX_PER_USER,
     DEFAULT_MAX_RUNNING,
     ConsoleBusy,
-    QueryTimeout,
+    QueryStopped,
 )
 from kiban.catalog.reading import Reader, shared_reader
 from kiban.catalog.safety import QueryRefused
@@ -409,7 +409,7 @@ class Connection:
             return m.error("25006", exc.message, exc.hint)
         if isinstance(exc, QueryRefused):
             return m.error("42501", exc.message, exc.hint)
-        if isinstance(exc, QueryTimeout):
+        if isinstance(exc, QueryStopped):
             return m.error("57014", exc.message, exc.hint)
         if isinstance(exc, ConsoleBusy):
             return m.error("53300", exc.message, exc.hint)

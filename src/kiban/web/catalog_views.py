@@ -118,7 +118,7 @@ def column_lineage(site: Site, key: str, column: str) -> cm.ColumnLineage | None
 # -- console -----------------------------------------------------------------------------------------------------
 
 def run_query(site: Site, user: User, sql: str, team: str | None, limit: int, timeout: float) -> QueryResult:
-    """Check, run, mask and record one query (raises the catalog's QueryRefused, QueryTimeout, QueryFailed)."""
+    """Check, run, mask and record one query (raises the catalog's QueryRefused, QueryStopped, QueryFailed)."""
     return console(site).run(sql, actor(site, user, team), limit=limit, timeout=timeout)
 
 
