@@ -18,6 +18,8 @@ from sqlalchemy import (
     Text,
 )
 
+from kiban.store.lite import ALEMBIC_VERSION
+
 metadata = MetaData()
 
 runs = Table(
@@ -594,8 +596,6 @@ def sqlite_ddl() -> tuple[str, ...]:
     import sqlite3
 
     from sqlalchemy import create_engine
-
-    from kiban.store.lite import ALEMBIC_VERSION
 
     engine = create_engine("sqlite://")
     try:
