@@ -6,6 +6,8 @@ alike. The full path is forced by making ``lite.open_store`` decline (as it does
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +19,10 @@ import pytest
 
 import kiban.store.asset_locks as asset_locks_module
 import kiban.store.store as store_module
+from kiban import operate
 from kiban.errors import RunLockedError
+from kiban.project import load_project
+from kiban.run import RunOptions
 from kiban.status import AttemptStatus, RunStatus
 from kiban.store import Store, ddl, lite, schema
 from kiban.store.asset_locks import AssetLocks
@@ -177,3 +182,52 @@ def test_a_store_at_another_revision_is_left_to_alembic(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("update alembic_version set version_num = '0001'")
     assert lite.open_store(str(path), store_module.HEAD_REVISION) is None  # migrations: through Alembic
+
+
+TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"
+MODELS = {"models/warehouse/t.sql": "select id, d from lake.src",
+          "models/warehouse/t.yml": "time_column: d\nchecks:\n  - row_count: {min: 1}\n",
+          "models/mart/m.sql": "select count(*) as n from warehouse.t"}
+
+
+def _masked(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every column of a run's rows; ids, run ids, times, pid and host only as filled or empty (times in the store's
+    format), as tests/test_noop_stamp.py compares a stamped run's."""
+    conn = sqlite3.connect(path)
+    try:
+        found = {}
+        for table, volatile in (("runs", {"run_id", "started_at", "ended_at", "heartbeat_at", "pid", "host"}),
+                                ("attempts", {"id", "run_id", "started_at", "ended_at", "seconds"}),
+                                ("locks", {"run_id", "pid", "host", "acquired_at", "heartbeat_at"}),
+                                ("check_results", {"id", "run_id", "checked_at"})):
+            cur = conn.execute(f"select * from {table} order by 1")
+            names = [d[0] for d in cur.description]
+            found[table] = sorted(tuple(_mask(v) if n in volatile else v for n, v in zip(names, row, strict=True))
+                                  for row in cur.fetchall())
+        return found
+    finally:
+        conn.close()
+
+
+def _mask(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return "time" if isinstance(value, str) and re.fullmatch(TIME, value) else "filled"
+
+
+def test_a_whole_run_writes_the_same_rows_both_ways(project_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = project_dir(MODELS, lake={"src": "select 1 as id, date '2026-12-01' as d"})
+    state, kept = root / ".kiban" / "state.db", {}
+    for way in ("full", "lite"):
+        shutil.rmtree(root / ".kiban", ignore_errors=True)
+        (root / "kiban.duckdb").unlink(missing_ok=True)
+        with monkeypatch.context() as patched:
+            if way == "full":
+                _full_path(patched)
+            done = operate.run(load_project(root), RunOptions())
+        assert done.result.ok
+        kept[way] = _masked(state)
+    assert kept["lite"] == kept["full"]
+    assert [row[2] for row in kept["lite"]["attempts"]] == ["mart.m", "warehouse.t"]
+    assert kept["lite"]["attempts"][1][-1] == "2026-12-01"  # the watermark, as a Date column stores it
+    assert len(kept["lite"]["check_results"]) == 1
