@@ -63,6 +63,7 @@ def test_the_ledger_writes_what_the_store_writes(project_dir) -> None:
         assert [r[2:] for r in rows[:2]] == [r[2:] for r in rows[2:]]  # all but id and run id
         assert [r.__dict__ | {"run_id": None} for r in of_run(store, "check-1")] == \
                [r.__dict__ | {"run_id": None} for r in of_run(store, "check-2")]
+        assert ledger.of_run("check-1") == of_run(store, "check-1")  # `kiban run`'s summary reads it this way
         tz = ZoneInfo("Asia/Tokyo")
         assert ledger.observations("p", "warehouse.t", "a", tz) == observations(store, "p", "warehouse.t", "a", tz)
         assert ledger.observations("p", "warehouse.t", "a", tz) == [(datetime(2026, 12, 7).date(),

@@ -22,10 +22,12 @@ from kiban.store import schema
 SRC = Path(kiban.__file__).parent
 OWNERS: dict[str, set[str]] = {  # table → the modules that own it (write it, and answer the others' questions)
     # store.lite is the store without SQLAlchemy (stdlib sqlite3) for the hot paths: the no-op stamp (cli.quick)
-    # records a run, its fresh attempts and empty loads; `kiban check` (checks.ledger) its results. It co-owns what
-    # it writes; tests/test_noop_stamp.py and tests/test_check_ledger.py hold its rows to the full path's.
+    # records a run, its fresh attempts and empty loads; `kiban check` (checks.ledger) its results; store.Store and
+    # store.asset_locks write a run's runs, attempts and locks through it on a SQLite file. It co-owns what it
+    # writes; tests/test_noop_stamp.py, tests/test_check_ledger.py and tests/test_store_lite.py hold its rows to
+    # the full path's.
     "runs": {"store.store", "store.lite"}, "attempts": {"store.store", "store.lite"},
-    "locks": {"store.store", "store.asset_locks"},
+    "locks": {"store.store", "store.asset_locks", "store.lite"},
     "metadata": {"store.store", "store.migrations.env"},
     "check_results": {"checks.history", "store.lite"}, "slo_evaluations": {"slo.service"},
     "incidents": {"incidents.log"}, "incident_events": {"incidents.log"}, "notifications": {"notify.outbox"},
@@ -62,7 +64,6 @@ DEBT = {  # (module, table) read around the owner → what to do
     ("catalog.usage", "data_requests"): "catalog.requests",
     ("workers.queue", "runs"): "store.Store",
     # the no-op stamp's identity of the store, read in one SQLite transaction without SQLAlchemy
-    ("store.lite", "locks"): "a count of held locks in store.asset_locks, stdlib-only",
     ("store.lite", "backfills"): "the backfilled partitions from store.backfills, stdlib-only",
     ("store.lite", "backfill_partitions"): "the same",
     ("store.lite", "column_profiles"): "whether profiles are in use, from catalog.profile, stdlib-only",

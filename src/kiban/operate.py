@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.hooks import catalog_listeners
 from kiban.storage.publish import listeners as shared_storage
+from kiban.store.store import Store
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from kiban.run import RunOptions, RunResult
     from kiban.run.backfill import BackfillOptions, BackfillResult, OnPartition, OnStart
     from kiban.slo.service import Assessment
-    from kiban.store import Store
 
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,6 @@ def _watcher(project: Project, graph: Graph | None, threads: int | None = None) 
     if not project.usecases or graph is None:
         return None
     from kiban.slo.watch import BreachWatcher
-    from kiban.store.store import Store
 
     return BreachWatcher(project, graph, Store(project.state_url), threads=threads)
 
@@ -136,7 +135,6 @@ def _judged(done: Operated, project: Project, graph: Graph | None, store: Store 
     if not project.usecases:
         return done
     from kiban.slo.service import check
-    from kiban.store.store import Store
 
     graph = _graph(project, graph)
     own = store is None

@@ -2,7 +2,7 @@
 
 One aggregate query per table (a single scan, like DuckDB's SUMMARIZE but cheaper: approximate
 counts, no quantiles). Values of PII columns are masked before they are stored. A run calls
-:func:`profile_assets` after it published (see :class:`ProfileAfterRun`); ``kiban docs profile``
+:func:`profile_assets` after it published (see :class:`kiban.catalog.hooks.ProfileAfterRun`); ``kiban docs profile``
 refreshes everything.
 """
 
@@ -21,7 +21,6 @@ from kiban.catalog.lineage import build_column_graph
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.warehouse import open_readonly, published_columns
 from kiban.quoting import quote as _q
-from kiban.status import AttemptStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
 
@@ -140,30 +139,3 @@ def profiled_assets(store: Store, project: str) -> set[str]:
     with store.engine.connect() as conn:
         return {r[0] for r in conn.execute(sa.select(column_profiles.c.asset).distinct()
                                            .where(column_profiles.c.project == project))}
-
-
-class ProfileAfterRun:
-    """A run listener: when the run has finished, profile what it published (never fails the run)."""
-
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.published: list[str] = []
-        self.error: str | None = None
-
-    def __call__(self, event: Any) -> None:
-        if event.kind == "asset_finished" and event.status == AttemptStatus.SUCCESS and event.asset:
-            self.published.append(event.asset)
-        elif event.kind == "run_finished" and self.published:
-            self.profile()
-
-    def profile(self) -> None:
-        store = Store(self.project.state_url)
-        try:
-            if not profiled_assets(store, self.project.name):
-                return  # the project does not use profiles (yet): `kiban docs profile` starts them
-            profile_assets(self.project, store, self.published)
-        except Exception as exc:  # profiles are documentation: a failure is reported, the run stands
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("profiles after the run of %s failed", self.project.name, exc_info=True)
-        finally:
-            store.close()

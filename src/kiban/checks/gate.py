@@ -22,10 +22,11 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kiban.checks.evaluate import CheckResult, context, run_suite
-from kiban.checks.history import observations, record
+from kiban.checks.ledger import CheckLedger
 from kiban.checks.spec import Relationships
 from kiban.checks.suite import Suite, suites_of
 from kiban.engines.base import AuditHook, Session
@@ -120,9 +121,9 @@ class Gate:
             store = self.store
             tz = ZoneInfo(self.project.config.timezone)
             results = run_suite(session, relation, suite, context(
-                self.project, lambda a, c: observations(store, self.project.name, a, c, tz), moment))
-            record(store, self.project.name, run_id, fingerprint, results,
-                   checked_at=moment.astimezone(UTC).replace(tzinfo=None))
+                self.project, lambda a, c: _observations(store, self.project.name, a, c, tz), moment))
+            _record(store, self.project.name, (run_id, fingerprint), results,
+                    moment.astimezone(UTC).replace(tzinfo=None))
             blocking = [r for r in results if r.blocks]
             if blocking:
                 raise CheckFailed(asset.key, blocking)
@@ -133,6 +134,30 @@ class Gate:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _observations(store: Store, project: str, asset: str, check: str, tz: ZoneInfo) -> list[Any]:
+    """``checks.history.observations``; on a SQLite store opened without SQLAlchemy, ``CheckLedger``'s (the same)."""
+    if store.lite is not None:
+        with store.lite_locked() as conn:
+            return CheckLedger(conn).observations(project, asset, check, tz)
+    from kiban.checks.history import observations
+
+    return observations(store, project, asset, check, tz)
+
+
+def _record(store: Store, project: str, version: tuple[str, str], results: list[CheckResult],
+            checked_at: datetime) -> None:
+    """``checks.history.record`` of a run's build (``version``: run id, fingerprint); on a SQLite store opened
+    without SQLAlchemy, ``CheckLedger``'s (the same rows: tests/test_check_ledger.py)."""
+    run_id, fingerprint = version
+    if store.lite is not None:
+        with store.lite_locked() as conn:
+            CheckLedger(conn).record(project, run_id, fingerprint, results, checked_at)
+        return
+    from kiban.checks.history import record
+
+    record(store, project, run_id, fingerprint, results, checked_at=checked_at)
 
 
 def gate_for(project: Project) -> Gate | None:

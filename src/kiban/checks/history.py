@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,26 +15,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from kiban.checks.evaluate import CheckResult
+from kiban.checks.ledger import StoredResult
 from kiban.store import Store, utcnow
 from kiban.store.schema import check_results, runs
 
 HISTORY_ROWS = 2000  # newest observations read for a volume check (several per day are possible)
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    run_id: str | None
-    asset: str
-    name: str
-    kind: str | None
-    severity: str
-    status: str
-    failures: int | None
-    rows: int | None
-    detail: str
-    checked_at: datetime
-    fingerprint: str | None
-    samples: list[dict[str, Any]]
 
 
 def record(store: Store, project: str, run_id: str | None, fingerprint: str | None, results: Sequence[CheckResult],
@@ -111,3 +95,6 @@ def _stored(row: Any) -> StoredResult:
     return StoredResult(row.run_id, row.asset, row.check_name, row.kind, row.severity, row.status, row.failures,
                         row.rows, row.detail or "", row.checked_at, row.fingerprint,
                         json.loads(row.samples) if row.samples else [])
+
+
+__all__ = ["HISTORY_ROWS", "StoredResult", "observations", "of_run", "recent", "record", "trends"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,9 +23,27 @@ from kiban.checks.evaluate import CheckResult
 from kiban.store import lite
 from kiban.store.lite import head_revision
 
-__all__ = ["CheckLedger", "head_revision"]
+__all__ = ["CheckLedger", "StoredResult", "head_revision"]
 
 HISTORY_ROWS = 2000  # as checks.history
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A check_results row as the readers see it (``checks.history`` and ``CheckLedger.of_run``)."""
+
+    run_id: str | None
+    asset: str
+    name: str
+    kind: str | None
+    severity: str
+    status: str
+    failures: int | None
+    rows: int | None
+    detail: str
+    checked_at: datetime
+    fingerprint: str | None
+    samples: list[dict[str, Any]]
 
 
 class CheckLedger:
@@ -60,6 +79,13 @@ class CheckLedger:
             if day not in by_day:
                 by_day[day] = json.loads(observed)
         return sorted(by_day.items())
+
+    def of_run(self, run_id: str) -> list[StoredResult]:
+        """``checks.history.of_run``: the results one run (or one ``kiban check``) recorded."""
+        return [StoredResult(run, asset, name, kind, severity, status, failures, rows, detail or "",
+                             datetime.fromisoformat(at), fingerprint, json.loads(samples) if samples else [])
+                for run, asset, name, kind, severity, status, failures, rows, detail, at, fingerprint, samples
+                in lite.check_results_of_run(self.conn, run_id)]
 
     def close(self) -> None:
         self.conn.close()

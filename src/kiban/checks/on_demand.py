@@ -23,6 +23,7 @@ from kiban.engines import open_engine
 from kiban.engines.base import EMPTY_LAKE, CollectedTable
 from kiban.graph import build_graph, select
 from kiban.project import Project
+from kiban.store.store import Store
 
 
 @dataclass
@@ -114,8 +115,6 @@ class _Opening:
 
     def _open(self, url: str) -> None:
         try:
-            from kiban.store.store import Store
-
             self.store = Store(url)
         except BaseException as exc:  # handed to the caller by get()
             self.error = exc

@@ -124,12 +124,18 @@ def print_samples(result: Any) -> None:
 
 def print_run_checks(project: Any, run_id: str) -> None:
     """After ``kiban run``: the checks that warned or blocked in this run (passing ones stay quiet)."""
-    from kiban.checks.history import of_run
+    from kiban.checks.ledger import CheckLedger
     from kiban.store import Store
 
     store = Store(project.state_url)
     try:
-        results = of_run(store, run_id)
+        if store.lite is not None:  # a SQLite store: read without SQLAlchemy
+            with store.lite_locked() as conn:
+                results = CheckLedger(conn).of_run(run_id)
+        else:
+            from kiban.checks.history import of_run
+
+            results = of_run(store, run_id)
     finally:
         store.close()
     failed = [r for r in results if r.status == CheckStatus.FAIL]

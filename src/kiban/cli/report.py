@@ -8,7 +8,6 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from kiban.catalog.lake_types import lake_types
 from kiban.cli.output import (
     console,
     duration,
@@ -395,12 +394,18 @@ def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str
                         "detail": c.detail, "checked_at": utc_iso(c.checked_at), "run_id": c.run_id}
                        for c in latest],
             "collection": _collection(project, key),
-            "types": [{"column": n, "type": t, "how": h} for n, t, h in lake_types(project, key)]
+            "types": [{"column": n, "type": t, "how": h} for n, t, h in _lake_types(project, key)]
             if asset.layer == "lake" else None}
 
 
+def _lake_types(project: Project, key: str) -> list[tuple[str, str, str]]:
+    from kiban.catalog.lake_types import lake_types  # the load manifests (SQLAlchemy): `kiban show` only
+
+    return lake_types(project, key)
+
+
 def _print_lake_types(project: Project, key: str) -> None:
-    types = lake_types(project, key)
+    types = _lake_types(project, key)
     if not types:
         return
     table = Table(box=None, header_style="bold", title="types", title_justify="left")

@@ -29,8 +29,7 @@ from kiban.engines.base import CollectedTable
 from kiban.engines.lake import folder_identities, key_changes
 from kiban.graph import Graph
 from kiban.run.plan import Extra
-from kiban.store import Store
-from kiban.store.backfills import BackfillLedger
+from kiban.store import Store, lite
 
 FOLDERS = "lake_folders.json"  # plain lake folder → its files and history at the last plan
 KEYS = "lake_keys.json"  # collected table → (its files' digest, key_changes of them)
@@ -62,6 +61,11 @@ def file_identity(patterns: tuple[str, ...], root: Path | None = None) -> str:
 
 def backfilled(store: Store, project: str) -> dict[str, str]:
     """model → a digest of its partitions every backfill replaced ('' absent: never backfilled)."""
+    if store.lite is not None:  # a SQLite store opened without SQLAlchemy
+        with store.lite_read() as conn:
+            return lite.replaced(conn, project)
+    from kiban.store.backfills import BackfillLedger
+
     return BackfillLedger(store).replaced(project)
 
 

@@ -11,6 +11,9 @@ runs' backs (backfills, replays, the worker coordinator): it is refused while an
 and a run is refused while it is held. Every lock operation of a project first locks that row (``FOR UPDATE``
 on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers anyway), so the check and the take are one step.
 A lock whose holder is gone (``holder_gone``) is taken over, like the project lock.
+
+A SQLite store opened without SQLAlchemy (``Store.lite``) takes and frees them on that connection, with the same
+steps in one ``begin immediate`` transaction (``kiban.store.lite``'s SQL); any other store through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from kiban.errors import RunLockedError
-from kiban.store.schema import locks
+from kiban.store import lite
 from kiban.store.store import HOST, Store, holder_gone, utcnow
 
 POLL_SECONDS = 0.5
@@ -94,6 +95,18 @@ class AssetLocks:
 
     def release(self, run_id: str, keys: Iterable[str] | None = None) -> None:
         """Release ``keys`` (all the run's asset locks when None)."""
+        if self.store.lite is not None:
+            names = self.names(keys) if keys is not None else []
+            if keys is not None and not names:
+                return
+            with self.store.lite_tx() as lconn:
+                if keys is None:
+                    lite.free_locks_like(lconn, run_id, asset_lock(self.project, "%"))
+                else:
+                    lite.free_locks(lconn, run_id, names)
+            return
+        from kiban.store.schema import locks
+
         query = locks.update().where(locks.c.run_id == run_id)
         if keys is not None:
             names = self.names(keys)
@@ -108,15 +121,28 @@ class AssetLocks:
     def held(self) -> dict[str, str]:
         """asset → the live run holding it."""
         now = utcnow()
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(locks.select().where(locks.c.name.like(asset_lock(self.project, "%")),
-                                                     locks.c.run_id.is_not(None))).all()
+        rows: list[Any]
+        if self.store.lite is not None:
+            with self.store.lite_read() as lconn:
+                rows = [_Lock(*r) for r in lite.locks_like(lconn, asset_lock(self.project, "%"))]
+        else:
+            from kiban.store.schema import locks
+
+            with self.store.engine.connect() as conn:
+                rows = list(conn.execute(locks.select().where(locks.c.name.like(asset_lock(self.project, "%")),
+                                                              locks.c.run_id.is_not(None))).all())
         prefix = len(asset_lock(self.project, ""))
         return {r.name[prefix:]: r.run_id for r in rows if not holder_gone(r.pid, r.host, r.heartbeat_at, now)}
 
     def _try(self, run_id: str, keys: Sequence[str]) -> list[Holder] | None:
         names = {asset_lock(self.project, k): k for k in keys}
         now = utcnow()
+        if self.store.lite is not None:
+            return self._try_lite(run_id, names, now)
+        import sqlalchemy as sa
+
+        from kiban.store.schema import locks
+
         try:
             with self.store._tx() as conn:
                 guard = _guard(conn, self.project)
@@ -148,8 +174,59 @@ class AssetLocks:
         return []
 
 
+    def _try_lite(self, run_id: str, names: dict[str, str], now: datetime) -> list[Holder]:
+        """``_try`` on the store's ``lite`` connection: the same steps, in one ``begin immediate`` transaction
+        (SQLite serialises writers: no other run inserts a row in between)."""
+        with self.store.lite_tx() as conn:
+            project = project_lock(self.project)
+            found = lite.locks_named(conn, [project])
+            if not found:
+                lite.insert_free_lock(conn, project)
+                found = lite.locks_named(conn, [project])
+            guard = _Lock(*found[0])
+            if guard.run_id is not None and guard.run_id != run_id and \
+                    not holder_gone(guard.pid, guard.host, guard.heartbeat_at, now):
+                return [Holder(guard.run_id, guard.pid, guard.host, guard.acquired_at, ())]
+            rows = {r.name: r for r in (_Lock(*f) for f in lite.locks_named(conn, list(names)))}
+            blockers: dict[str, list[str]] = {}
+            for row in rows.values():
+                if row.run_id is not None and row.run_id != run_id and \
+                        not holder_gone(row.pid, row.host, row.heartbeat_at, now):
+                    blockers.setdefault(row.run_id, []).append(names[row.name])
+            if blockers:
+                found_holders = []
+                for holder, assets in blockers.items():
+                    row = next(r for r in rows.values() if r.run_id == holder)
+                    found_holders.append(Holder(holder, row.pid, row.host, row.acquired_at, tuple(sorted(assets))))
+                return found_holders
+            lite.take_locks(conn, list(names), run_id, (os.getpid(), HOST), now)
+        return []
+
+
+@dataclass(frozen=True)
+class _Lock:
+    """A ``locks`` row read through ``lite`` (``lite.LOCK_COLUMNS``), times parsed as SQLAlchemy reads them."""
+
+    name: str
+    run_id: str | None
+    pid: int | None
+    host: str | None
+    acquired: str | None
+    heartbeat: str | None
+
+    @property
+    def acquired_at(self) -> datetime | None:
+        return lite.parsed(self.acquired)
+
+    @property
+    def heartbeat_at(self) -> datetime | None:
+        return lite.parsed(self.heartbeat)
+
+
 def _guard(conn: Any, project: str) -> Any:
     """The project's row, locked for this transaction (created free when missing)."""
+    from kiban.store.schema import locks
+
     name = project_lock(project)
     row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
     if row is None:

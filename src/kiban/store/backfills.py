@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.status import BackfillStatus
+from kiban.store.lite import digest_by_asset
 from kiban.store.schema import backfill_partitions, backfills
 from kiban.store.store import HOST, Store, utcnow
 
@@ -124,11 +124,7 @@ class BackfillLedger:
                  .where(backfills.c.project == project, backfill_partitions.c.status == BackfillStatus.SUCCESS))
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
-        by_asset: dict[str, list[str]] = {}
-        for r in rows:
-            by_asset.setdefault(r.asset, []).append(f"{r.backfill_id}:{r.partition_start.isoformat()}")
-        return {asset: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
-                for asset, items in by_asset.items()}
+        return digest_by_asset([(r.asset, r.backfill_id, r.partition_start) for r in rows])
 
     def partitions(self, backfill_id: str, status: str | None = None) -> list[PartitionRecord]:
         query = backfill_partitions.select().where(backfill_partitions.c.backfill_id == backfill_id)

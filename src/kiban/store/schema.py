@@ -18,6 +18,8 @@ from sqlalchemy import (
     Text,
 )
 
+from kiban.store.lite import ALEMBIC_VERSION
+
 metadata = MetaData()
 
 runs = Table(
@@ -585,3 +587,45 @@ postmortems = Table(  # one per incident: drafted from its timeline, completed b
     Column("updated_at", DateTime, nullable=False),
     Column("updated_by", String(200)),
 )
+
+
+def sqlite_ddl() -> tuple[str, ...]:
+    """A new SQLite store's schema as ``metadata.create_all`` and the revision table make it: ``sqlite_master``'s
+    statements, each table (in creation order) followed by its indexes by name (``create_all`` makes a table's
+    indexes in no fixed order). ``kiban.store.ddl.SQLITE`` is this, written out (``tests/test_store_lite.py``)."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.exec_driver_sql(ALEMBIC_VERSION)
+            dbapi = conn.connection.dbapi_connection
+            assert isinstance(dbapi, sqlite3.Connection)
+            found = dbapi.execute("select type, name, tbl_name, sql from sqlite_master where sql is not null "
+                                  "order by rowid").fetchall()
+    finally:
+        engine.dispose()
+    ordered: list[str] = []
+    for kind, _name, table, sql in found:
+        if kind == "table":
+            ordered.append(sql)
+            ordered += [i[3] for i in sorted(found, key=lambda f: f[1]) if i[0] == "index" and i[2] == table]
+    return tuple(ordered)
+
+
+DDL_HEADER = '''# ruff: noqa: E501
+"""A new SQLite state store's schema, without SQLAlchemy: the statements ``metadata.create_all`` (and the
+revision table) make, in ``sqlite_master``'s order. Written by ``kiban.store.schema.write_sqlite_ddl``;
+``tests/test_store_ddl.py`` holds it to ``kiban.store.schema.sqlite_ddl()``: write it again after a migration."""
+
+SQLITE: tuple[str, ...] = (
+'''
+
+
+def write_sqlite_ddl(path: str) -> None:
+    """Write ``kiban/store/ddl.py`` from ``sqlite_ddl()`` (after a migration changes the schema)."""
+    with open(path, "w") as out:
+        out.write(DDL_HEADER + "".join(f"    {sql!r},\n" for sql in sqlite_ddl()) + ")\n")

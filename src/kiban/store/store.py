@@ -2,6 +2,14 @@
 
 SQLite by default (a file under ``.kiban/``), PostgreSQL by URL. The schema is managed by
 Alembic; opening a store that is already at the newest revision does not import Alembic.
+
+A SQLite file does not import SQLAlchemy either, unless something asks for ``Store.engine``: the store is opened
+through ``kiban.store.lite`` (the standard library's ``sqlite3``), a new one is made there at the head revision
+from ``kiban.store.ddl`` (the statements ``metadata.create_all`` makes, written out and held to it by
+``tests/test_store_ddl.py``), and a run's own facts — runs, attempts, heartbeats, the asset locks — are read and
+written on that connection (one, shared by the run's threads under the store's lock; WAL, ``synchronous=full``,
+``begin immediate`` as before). ``Store.engine`` (SQLAlchemy) is made on first use, for everything else; an
+older store is migrated through it (Alembic). PostgreSQL, and SQLite in memory, go through SQLAlchemy only.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,17 +26,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kiban.diskfull import disk_full, is_disk_full
 from kiban.errors import ConfigError, RunLockedError
 from kiban.status import AttemptStatus, RunStatus
-from kiban.store.schema import attempts, locks, metadata, runs
+from kiban.store import lite
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
 
 HEAD_REVISION = "0019"
+ABANDONED = "the process running it stopped without finishing (killed or crashed)"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
 
@@ -121,24 +132,109 @@ def _attempt(row: Any) -> AttemptRecord:
                          row.seconds, row.rows, row.bytes, row.fingerprint, row.error, row.watermark)
 
 
+def _run_of(row: Sequence[Any]) -> RunRecord:
+    """A ``runs`` row read through ``lite`` (``lite.RUN_COLUMNS``), as SQLAlchemy reads it."""
+    run_id, project, status, selection, options, started, ended, beat, pid, host, error = row
+    return RunRecord(run_id, project, status, json.loads(selection or "[]"), json.loads(options or "{}"),
+                     lite.parsed(started), lite.parsed(ended), lite.parsed(beat), pid, host, error)  # type: ignore[arg-type]
+
+
+def _attempt_of(row: Sequence[Any]) -> AttemptRecord:
+    """An ``attempts`` row read through ``lite`` (``lite.ATTEMPT_COLUMNS``), as SQLAlchemy reads it."""
+    _id, run_id, asset, attempt, status, started, ended, seconds, rows, nbytes, fingerprint, error, watermark = row
+    return AttemptRecord(run_id, asset, attempt, status, lite.parsed(started), lite.parsed(ended), seconds, rows,
+                         nbytes, fingerprint, error, lite.parsed_date(watermark))
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The path of a SQLite store's file (None: another database, or SQLite in memory)."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:") or "?" in url:
+        return None
+    return url[len("sqlite:///"):]
+
+
+def _new_file(path: Path) -> None:
+    """The store holds users, sessions and the audit log: private to its owner from its first byte (SQLite takes
+    an empty file as a new database, and gives its WAL and shared-memory files the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Store:
     """Facts about runs. Thread-safe: the executor's worker threads record attempts here."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._write_lock = threading.Lock()
+        self._lite_lock = threading.RLock()  # the one sqlite3 connection: one statement (or transaction) at a time
+        self._engine: Engine | None = None
+        self.lite: sqlite3.Connection | None = None  # a SQLite file's connection without SQLAlchemy (see above)
+        path = _sqlite_file(url)
+        if path is not None:
+            try:
+                _new_file(Path(path))
+                self.lite = lite.open_store(path, HEAD_REVISION)
+            except (sqlite3.Error, OSError) as exc:
+                if is_disk_full(exc):
+                    raise disk_full([Path(path).parent], "opening the state store") from None
+                raise ConfigError(f"cannot open the state store: {str(exc).strip()}") from None
+            if self.lite is not None:
+                return
+        self._open_with_sqlalchemy()
+
+    def _open_with_sqlalchemy(self) -> None:
+        import sqlalchemy as sa
+
         try:
-            self.engine: Engine = _make_engine(url)
+            self._engine = _make_engine(self.url)
             self._migrate()
         except sa.exc.ArgumentError as exc:
             raise ConfigError(f"state store URL is not valid: {exc}") from None
         except sa.exc.OperationalError as exc:
-            if url.startswith("sqlite:///") and is_disk_full(exc):
-                raise disk_full([Path(url[len("sqlite:///"):]).parent], "opening the state store") from None
+            if self.url.startswith("sqlite:///") and is_disk_full(exc):
+                raise disk_full([Path(self.url[len("sqlite:///"):]).parent], "opening the state store") from None
             raise ConfigError(f"cannot open the state store: {str(exc.orig).strip()}") from None
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine, made (and SQLAlchemy imported) on first use when the store was opened through
+        ``lite``."""
+        if self._engine is None:
+            self._engine = _make_engine(self.url)
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def lite_tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``begin immediate``) on the ``lite`` connection, under the store's write lock."""
+        with self.lite_locked() as conn, lite.transaction(conn):
+            yield conn
+
+    @contextmanager
+    def lite_locked(self) -> Iterator[sqlite3.Connection]:
+        """The ``lite`` connection under the store's write lock, for a caller whose ``lite`` SQL opens its own
+        transaction (``checks.ledger.CheckLedger``)."""
+        assert self.lite is not None
+        with self._write_lock, self._lite_lock:
+            yield self.lite
+
+    @contextmanager
+    def lite_read(self) -> Iterator[sqlite3.Connection]:
+        """The ``lite`` connection for reads (each statement its own transaction)."""
+        assert self.lite is not None
+        with self._lite_lock:
+            yield self.lite
 
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:
+        import sqlalchemy as sa
+
+        from kiban.store.schema import metadata
+
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # several processes (workers) may open a new store at once
                 conn.execute(sa.text("select pg_advisory_xact_lock(7460121)"))
@@ -152,7 +248,7 @@ class Store:
                 # A new store: create the newest schema directly and stamp it, as Alembic recommends;
                 # the migrations are for stores that already hold history (tests keep both in step).
                 metadata.create_all(conn)
-                conn.execute(sa.text("create table alembic_version (version_num varchar(32) not null primary key)"))
+                conn.execute(sa.text(lite.ALEMBIC_VERSION))
                 conn.execute(sa.text("insert into alembic_version values (:v)"), {"v": HEAD_REVISION})
                 return
             from alembic import command
@@ -169,11 +265,22 @@ class Store:
             yield conn
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self.lite is not None:
+            with self._lite_lock:
+                self.lite.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- runs -------------------------------------------------------------------------------
     def start_run(self, run_id: str, project: str, selection: Sequence[str], options: dict[str, Any]) -> None:
         now = utcnow()
+        if self.lite is not None:
+            with self.lite_tx() as conn:
+                lite.insert_run(conn, lite.StampedRun(run_id, project, json.dumps(options), now, os.getpid(), HOST),
+                                json.dumps(list(selection)))
+            return
+        from kiban.store.schema import runs
+
         with self._tx() as conn:
             conn.execute(runs.insert().values(
                 run_id=run_id, project=project, status=RunStatus.RUNNING, selection=json.dumps(list(selection)),
@@ -181,11 +288,23 @@ class Store:
 
     def heartbeat(self, run_id: str) -> None:
         now = utcnow()
+        if self.lite is not None:
+            with self.lite_tx() as conn:
+                lite.beat(conn, run_id, now)
+            return
+        from kiban.store.schema import locks, runs
+
         with self._tx() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=now))
             conn.execute(locks.update().where(locks.c.run_id == run_id).values(heartbeat_at=now))
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        if self.lite is not None:
+            with self.lite_tx() as conn:
+                lite.end_run(conn, run_id, status, utcnow(), error)
+            return
+        from kiban.store.schema import runs
+
         with self._tx() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id)
                          .values(status=status, ended_at=utcnow(), error=error))
@@ -205,6 +324,15 @@ class Store:
         for row in rows:
             start, end = row.get("started_at"), row.get("ended_at")
             row["seconds"] = (end - start).total_seconds() if start and end else None
+        if self.lite is not None:
+            with self.lite_tx() as lconn:
+                if rows:
+                    lite.insert_attempts(lconn, rows)
+                if release is not None and names:
+                    lite.free_locks(lconn, release.run_id, names)
+            return
+        from kiban.store.schema import attempts, locks
+
         with self._tx() as conn:
             if rows:
                 conn.execute(attempts.insert(), rows)
@@ -212,23 +340,53 @@ class Store:
                 conn.execute(locks.update().where(locks.c.run_id == release.run_id, locks.c.name.in_(names))
                              .values(run_id=None, pid=None, host=None))
 
+    def _runs(self, where: str, params: Sequence[Any], tail: str = "") -> list[RunRecord]:
+        with self.lite_read() as conn:
+            return [_run_of(r) for r in lite.runs_where(conn, where, params, tail)]
+
+    def _attempts(self, where: str, params: Sequence[Any], tail: str = "") -> list[AttemptRecord]:
+        with self.lite_read() as conn:
+            return [_attempt_of(r) for r in lite.attempts_where(conn, where, params, tail)]
+
     def run(self, run_id: str) -> RunRecord | None:
+        if self.lite is not None:
+            found = self._runs("run_id = ?", (run_id,))
+            return found[0] if found else None
+        from kiban.store.schema import runs
+
         with self.engine.connect() as conn:
             row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
         return _run(row) if row else None
 
     def find_run(self, prefix: str) -> RunRecord | None:
+        if self.lite is not None:
+            escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+            rows = self._runs("run_id like ? escape '/'", (f"{escaped}%",), "limit 2")
+            return rows[0] if len(rows) == 1 else None
+        from kiban.store.schema import runs
+
         with self.engine.connect() as conn:
-            rows = conn.execute(runs.select().where(runs.c.run_id.startswith(prefix)).limit(2)).all()
-        return _run(rows[0]) if len(rows) == 1 else None
+            found = conn.execute(runs.select().where(runs.c.run_id.startswith(prefix)).limit(2)).all()
+        return _run(found[0]) if len(found) == 1 else None
 
     def runs(self, project: str, limit: int = 20) -> list[RunRecord]:
+        if self.lite is not None:
+            return self._runs("project = ?", (project,), f"order by started_at desc limit {int(limit)}")
+        from kiban.store.schema import runs
+
         with self.engine.connect() as conn:
             rows = conn.execute(runs.select().where(runs.c.project == project)
                                 .order_by(runs.c.started_at.desc()).limit(limit)).all()
         return [_run(r) for r in rows]
 
     def last_run(self, project: str, finished_only: bool = True) -> RunRecord | None:
+        if self.lite is not None:
+            where, params = ("project = ? and status != ?", (project, RunStatus.RUNNING.value)) if finished_only \
+                else ("project = ?", (project,))
+            found = self._runs(where, params, "order by started_at desc limit 1")
+            return found[0] if found else None
+        from kiban.store.schema import runs
+
         query = runs.select().where(runs.c.project == project)
         if finished_only:
             query = query.where(runs.c.status != RunStatus.RUNNING)
@@ -237,12 +395,20 @@ class Store:
         return _run(row) if row else None
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
+        if self.lite is not None:
+            return self._attempts("run_id = ?", (run_id,), "order by id")
+        from kiban.store.schema import attempts
+
         with self.engine.connect() as conn:
             rows = conn.execute(attempts.select().where(attempts.c.run_id == run_id)
                                 .order_by(attempts.c.id)).all()
         return [_attempt(r) for r in rows]
 
     def asset_history(self, asset: str, limit: int = 20) -> list[AttemptRecord]:
+        if self.lite is not None:
+            return self._attempts("asset = ?", (asset,), f"order by id desc limit {int(limit)}")
+        from kiban.store.schema import attempts
+
         with self.engine.connect() as conn:
             rows = conn.execute(attempts.select().where(attempts.c.asset == asset)
                                 .order_by(attempts.c.id.desc()).limit(limit)).all()
@@ -250,18 +416,25 @@ class Store:
 
     def latest_attempts(self, project: str) -> dict[str, AttemptRecord]:
         """The newest attempt of every asset that ever ran in this project."""
-        newest = (sa.select(sa.func.max(attempts.c.id).label("id"))
-                  .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
-                  .where(runs.c.project == project).group_by(attempts.c.asset).subquery())
-        with self.engine.connect() as conn:
-            rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
-        return {r.asset: _attempt(r) for r in rows}
+        return self._newest(project, None)
 
     def last_built(self, project: str) -> dict[str, AttemptRecord]:
         """The newest successful build (not 'fresh') of every asset."""
+        return self._newest(project, AttemptStatus.SUCCESS)
+
+    def _newest(self, project: str, status: AttemptStatus | None) -> dict[str, AttemptRecord]:
+        if self.lite is not None:
+            with self.lite_read() as lconn:
+                found = [_attempt_of(r) for r in lite.newest_attempt_rows(
+                    lconn, project, status.value if status is not None else None)]
+            return {a.asset: a for a in found}
+        import sqlalchemy as sa
+
+        from kiban.store.schema import attempts, runs
+
         newest = (sa.select(sa.func.max(attempts.c.id).label("id"))
                   .select_from(attempts.join(runs, runs.c.run_id == attempts.c.run_id))
-                  .where(runs.c.project == project, attempts.c.status == AttemptStatus.SUCCESS)
+                  .where(runs.c.project == project, *([attempts.c.status == status] if status is not None else []))
                   .group_by(attempts.c.asset).subquery())
         with self.engine.connect() as conn:
             rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
@@ -269,7 +442,19 @@ class Store:
 
     def reap_abandoned(self, project: str) -> list[str]:
         """Mark runs whose process is gone as abandoned; returns their ids."""
-        return self.abandon_dead(runs, runs.c.run_id, project)
+        if self.lite is None:
+            from kiban.store.schema import runs
+
+            return self.abandon_dead(runs, runs.c.run_id, project)
+        reaped: list[str] = []
+        now = utcnow()
+        with self.lite_tx() as conn:
+            for run in [_run_of(r) for r in lite.runs_where(conn, "project = ? and status = ?",
+                                                           (project, RunStatus.RUNNING.value))]:
+                if holder_gone(run.pid, run.host, run.heartbeat_at, now):
+                    lite.abandon_run(conn, run.run_id, run.heartbeat_at or now, ABANDONED)
+                    reaped.append(run.run_id)
+        return reaped
 
     def abandon_dead(self, table: sa.Table, key: sa.Column[Any], project: str) -> list[str]:
         """Rows of ``table`` (runs, backfills) still ``running`` whose process is gone become ``abandoned``."""
@@ -280,8 +465,7 @@ class Store:
                                                          table.c.status == RunStatus.RUNNING)).all():
                 if holder_gone(row.pid, row.host, row.heartbeat_at, now):
                     conn.execute(table.update().where(key == row._mapping[key.name]).values(
-                        status=RunStatus.ABANDONED, ended_at=row.heartbeat_at or now,
-                        error="the process running it stopped without finishing (killed or crashed)"))
+                        status=RunStatus.ABANDONED, ended_at=row.heartbeat_at or now, error=ABANDONED))
                     reaped.append(row._mapping[key.name])
         return reaped
 
@@ -305,6 +489,8 @@ class Store:
             time.sleep(0.5)
 
     def _try_lock(self, name: str, run_id: str, steal: Callable[[str], bool] | None = None) -> Any:
+        from kiban.store.schema import locks
+
         now = utcnow()
         with self._tx() as conn:
             row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
@@ -325,19 +511,18 @@ class Store:
         return None
 
     def release_lock(self, name: str, run_id: str) -> None:
+        from kiban.store.schema import locks
+
         with self._tx() as conn:
             conn.execute(locks.update().where(locks.c.name == name, locks.c.run_id == run_id)
                          .values(run_id=None, pid=None, host=None))
 
 
 def _make_engine(url: str) -> Engine:
+    import sqlalchemy as sa
+
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # the store holds users, sessions and the audit log: private to its owner from its first byte (SQLite
-        # takes an empty file as a new database, and gives its WAL and shared-memory files the same mode)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _new_file(Path(url[len("sqlite:///"):]))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):

@@ -198,6 +198,7 @@ def read_only(store: Store) -> Store:
 
     reader = copy.copy(store)
     reader.engine = engine
+    reader.lite = None  # every read through the query-only engine (not the writer's sqlite3 connection)
     return reader
 
 
