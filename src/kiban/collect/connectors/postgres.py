@@ -19,7 +19,7 @@ Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's stream
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -339,7 +339,7 @@ def _ordered(copy: _Copy) -> Any:
 
 
 def _copy_batches(ctx: ReadContext, conn: psycopg.Connection[Any], copy: _Copy, query: Any,
-                  parallel: tuple[threading.Event, int] | None = None) -> Iterator[pa.RecordBatch]:
+                  parallel: tuple[threading.Event, int] | None = None) -> Generator[pa.RecordBatch, None, None]:
     """One COPY … (FORMAT CSV) parsed by pyarrow block by block (:func:`_csv_blocks`): batches of at most
     ``ctx.batch_rows`` rows. ``parallel``: the streams' stop event and their number — the streams share
     :data:`CSV_BUDGET`, so their memory does not grow with how many there are."""
@@ -487,25 +487,30 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
         return False
 
     def work(conn: psycopg.Connection[Any]) -> None:
+        # the connection is closed, never committed: a stream stopped in the middle of its COPY leaves the
+        # connection busy, and a commit then fails before the close (`with conn:`) — the backend stayed
         try:
-            with conn:
-                while not stop.is_set():
-                    try:
-                        start, end = todo.get_nowait()
-                    except queue.Empty:
-                        break
-                    where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
-                    if end is not None:
-                        where += sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({end},0)"))
-                    joiner = " and " if plan.filtered else " where "
-                    query = copy.query + sql.SQL(joiner) + where
-                    for batch in _copy_batches(ctx, conn, copy, query, (stop, streams)):
+            while not stop.is_set():
+                try:
+                    start, end = todo.get_nowait()
+                except queue.Empty:
+                    break
+                where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
+                if end is not None:
+                    where += sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({end},0)"))
+                joiner = " and " if plan.filtered else " where "
+                batches = _copy_batches(ctx, conn, copy, copy.query + sql.SQL(joiner) + where, (stop, streams))
+                try:
+                    for batch in batches:
                         if not put(batch):
                             return
-                    pool.release_unused()  # this thread's freed blocks back to the OS: RSS stays flat
+                finally:
+                    batches.close()  # a COPY stopped midway is cancelled here, on this thread
+                pool.release_unused()  # this thread's freed blocks back to the OS: RSS stays flat
         except BaseException as exc:
             put(exc)
         finally:
+            conn.close()
             put(_DONE)
 
     threads = [threading.Thread(target=work, args=(conn,), daemon=True, name=f"kiban-pg-stream-{i}")
