@@ -13,7 +13,8 @@ Example ``sources/pos.yml``::
         primary_key: [order_id]
 
 Fast path: DuckDB's postgres scanner (binary COPY, filter pushed to the server as a bound parameter).
-Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's streaming CSV reader.
+Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's CSV reader block by block, nothing
+read ahead (one stream, or several over ctid ranges of one snapshot).
 """
 
 from __future__ import annotations
@@ -447,9 +448,10 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
                    size: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     """``streams`` connections read ctid ranges of the coordinator's exported snapshot into a bounded queue.
 
-    Memory stays flat: each stream holds one CSV block (4 MB) and its batch, and the queue at most one batch
-    per stream. The coordinator keeps its transaction open — the snapshot can be imported only while it is —
-    and reads ranges itself. The first error (or the consumer stopping) stops every stream."""
+    Memory stays flat: each stream holds one CSV block (the streams share :data:`CSV_BUDGET`) and its batch, and
+    the queue at most one batch per stream. The coordinator keeps its transaction open — the snapshot can be
+    imported only while it is — and reads ranges itself. The first error (or the consumer stopping) stops every
+    stream."""
     import queue
 
     from psycopg import sql
