@@ -146,11 +146,14 @@ def ensure_data(rows: int) -> str:
 LAST_CPU = [0.0]  # the last timed run's CPU seconds (user + system of the process tree: the client side)
 
 
+SRC = [REPO / "src"]  # the kiban a run imports: this checkout's (--before: another's, for one method)
+
+
 def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB, stdout) of one run under GNU time; its CPU seconds go to LAST_CPU."""
     stats = WORK / "time.txt"
     # this checkout's kiban, whatever the venv has installed
-    env = {**(env or os.environ), "PYTHONPATH": str(REPO / "src")}
+    env = {**(env or os.environ), "PYTHONPATH": str(SRC[0])}
     started = time.monotonic()
     done = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(stats), *command], capture_output=True, text=True,
                           env=env, cwd=cwd, check=False)
@@ -196,6 +199,18 @@ def run_kiban_driver(table: str) -> tuple[float, float, int]:
 
 def run_kiban_parallel(table: str) -> tuple[float, float, int]:
     return run_kiban(table, f"    reader: driver\n    streams: {STREAMS[0]}\n")
+
+
+def run_kiban_parallel_before(table: str) -> tuple[float, float, int]:
+    """The same parallel load with the kiban of --before (a checkout's src/): a change measured in one run."""
+    SRC[0] = BEFORE[0]
+    try:
+        return run_kiban_parallel(table)
+    finally:
+        SRC[0] = REPO / "src"
+
+
+BEFORE = [REPO / "src"]
 
 
 STREAMS = [4]
@@ -261,6 +276,8 @@ METHODS = {"drain": ("drain floor: psql COPY binary > /dev/null", run_drain),
            "kiban": ("kiban collect (postgres connector → lake, committed)", run_kiban),
            "kiban-driver": ("kiban collect, reader: driver, streams: 1 (before)", run_kiban_driver),
            "kiban-parallel": ("kiban collect, reader: driver, streams: N", run_kiban_parallel),
+           "kiban-parallel-before": ("kiban collect, reader: driver, streams: N, the --before checkout",
+                                     run_kiban_parallel_before),
            "kiban-connector": ("kiban connector only → ParquetWriter", run_connector),
            "kiban-stream": ("kiban connector only → Arrow batches, dropped", run_stream),
            "dlt": ("dlt sql_table backend=connectorx → filesystem parquet", run_dlt)}
@@ -274,9 +291,14 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--streams", type=int, default=4, help="streams: of the kiban-parallel method")
+    parser.add_argument("--before", type=Path, help="src/ of another checkout, for the kiban-parallel-before "
+                        "method (e.g. /work/main/src)")
     args = parser.parse_args()
     STREAMS[0] = args.streams
     methods = [m for m in args.methods.split(",") if m]
+    if args.before is not None:
+        BEFORE[0] = args.before
+    methods = [m for m in methods if m != "kiban-parallel-before" or args.before is not None]  # needs --before
     if "dlt" in methods and not DLT_PYTHON.exists():
         print(f"!! {DLT_PYTHON} is missing: run bash bench/setup_ingest_pg.sh (dlt left out)")
         methods.remove("dlt")

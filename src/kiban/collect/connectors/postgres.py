@@ -13,15 +13,14 @@ Example ``sources/pos.yml``::
         primary_key: [order_id]
 
 Fast path: DuckDB's postgres scanner (binary COPY, filter pushed to the server as a bound parameter).
-Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's streaming CSV reader.
+Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's CSV reader block by block, nothing
+read ahead (one stream, or several over ctid ranges of one snapshot).
 """
 
 from __future__ import annotations
 
-import io
-import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -234,26 +233,32 @@ def _arrow_type(column: Any) -> pa.DataType:
     return simple[kind]
 
 
-class _CopyStream(io.RawIOBase):
-    """COPY's chunks as a file for pyarrow's CSV reader."""
+CSV_BLOCK = 4 << 20  # at most this much COPY output is parsed at once (a batch's worth of CSV)
+CSV_BUDGET = 16 << 20  # parallel streams share this: each parses blocks of at most CSV_BUDGET / streams
+FIRST_BLOCK = 256 << 10  # a read's first block, small: it measures the rows' width for the next ones
+MIN_BLOCK = 64 << 10
 
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._rest = memoryview(b"")
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._rest = memoryview(chunk)
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
+def _csv_blocks(chunks: Iterator[Any], batch_rows: int, most: int) -> Iterator[bytearray]:
+    """COPY's output in blocks of whole rows, each about ``batch_rows`` rows and at most ``most`` bytes (plus
+    one row): the first block measures how wide a row is. PostgreSQL sends one CopyData message
+    per row (protocol: "messages sent from the backend will always correspond to single data rows"), so a block
+    ends where a message does. Nothing is read ahead: the next block is read when the last one's batches were
+    taken — a slow consumer stops the stream (pyarrow's streaming reader read up to 32 blocks ahead on its own
+    threads: the parallel load's peak memory grew with the table; bench/RESULTS.md). Rows are appended to one
+    buffer as they come (a list of them would hold an object per row: ~2.5× the bytes)."""
+    target = min(FIRST_BLOCK, most)
+    block = bytearray()
+    rows = 0
+    for chunk in chunks:
+        block += chunk
+        rows += 1
+        if len(block) >= target or rows >= batch_rows:
+            yield block
+            target = max(MIN_BLOCK, min(most, len(block) * batch_rows // rows))
+            block, rows = bytearray(), 0
+    if rows:
+        yield block
 
 
 @dataclass(frozen=True)
@@ -335,34 +340,38 @@ def _ordered(copy: _Copy) -> Any:
 
 
 def _copy_batches(ctx: ReadContext, conn: psycopg.Connection[Any], copy: _Copy, query: Any,
-                  stop: threading.Event | None = None) -> Iterator[pa.RecordBatch]:
-    """One COPY … (FORMAT CSV) parsed by pyarrow's streaming reader: batches of at most ``ctx.batch_rows``."""
+                  parallel: tuple[threading.Event, int] | None = None) -> Generator[pa.RecordBatch, None, None]:
+    """One COPY … (FORMAT CSV) parsed by pyarrow block by block (:func:`_csv_blocks`): batches of at most
+    ``ctx.batch_rows`` rows. ``parallel``: the streams' stop event and their number — the streams share
+    :data:`CSV_BUDGET`, so their memory does not grow with how many there are."""
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as csv
     from psycopg import sql
 
     plan = copy.plan
+    parse_options = csv.ParseOptions(newlines_in_values=True)
+    convert_options = csv.ConvertOptions(column_types=copy.types, null_values=[""], true_values=["t"],
+                                         false_values=["f"], strings_can_be_null=True,
+                                         quoted_strings_can_be_null=False)
+    stop, streams = parallel or (None, 1)
+    pool = _stream_pool() if parallel is not None else None
+    most = max(MIN_BLOCK, min(CSV_BLOCK, CSV_BUDGET // streams))
     try:
         with conn.cursor().copy(sql.SQL("copy ({}) to stdout (format csv)").format(query)) as stream:
-            chunks = iter(stream)
-            first = next(chunks, None)
-            if first is None:  # no rows (an empty range or filter): pyarrow refuses an empty CSV
-                return
-            reader = csv.open_csv(
-                io.BufferedReader(_CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20),
-                read_options=csv.ReadOptions(column_names=copy.names, block_size=4 << 20),
-                parse_options=csv.ParseOptions(newlines_in_values=True),
-                convert_options=csv.ConvertOptions(column_types=copy.types, null_values=[""], true_values=["t"],
-                                                   false_values=["f"], strings_can_be_null=True,
-                                                   quoted_strings_can_be_null=False),
-                memory_pool=_stream_pool() if stop is not None else None)
-            for batch in reader:
+            for block in _csv_blocks(iter(stream), ctx.batch_rows, most):
                 if ctx.cancel.is_set() or (stop is not None and stop.is_set()):
                     return
-                batch = _finish(batch, copy.final)
-                for start in range(0, batch.num_rows, ctx.batch_rows):
-                    yield batch.slice(start, ctx.batch_rows)
+                # one parsing block, one batch (a row longer than a block is no error); the streams are the
+                # parallelism: each parses on its own thread
+                read_options = csv.ReadOptions(column_names=copy.names, block_size=len(block) + 1,
+                                               use_threads=False)
+                table = csv.read_csv(pa.py_buffer(block), read_options=read_options, parse_options=parse_options,
+                                     convert_options=convert_options, memory_pool=pool)
+                del block  # the parsed rows do not refer to it
+                for batch in table.to_batches(max_chunksize=ctx.batch_rows):
+                    yield _finish(batch, copy.final)
+                del table
     except psycopg.Error as exc:
         raise query_error(ctx, plan, exc) from None
     except pa.ArrowInvalid as exc:
@@ -439,9 +448,10 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
                    size: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     """``streams`` connections read ctid ranges of the coordinator's exported snapshot into a bounded queue.
 
-    Memory stays flat: each stream holds one CSV block (4 MB) and its batch, and the queue at most one batch
-    per stream. The coordinator keeps its transaction open — the snapshot can be imported only while it is —
-    and reads ranges itself. The first error (or the consumer stopping) stops every stream."""
+    Memory stays flat: each stream holds one CSV block (the streams share :data:`CSV_BUDGET`) and its batch, and
+    the queue at most one batch per stream. The coordinator keeps its transaction open — the snapshot can be
+    imported only while it is — and reads ranges itself. The first error (or the consumer stopping) stops every
+    stream."""
     import queue
 
     from psycopg import sql
@@ -479,25 +489,30 @@ def _read_parallel(ctx: ReadContext, coordinator: psycopg.Connection[Any], plan:
         return False
 
     def work(conn: psycopg.Connection[Any]) -> None:
+        # the connection is closed, never committed: a stream stopped in the middle of its COPY leaves the
+        # connection busy, and a commit then fails before the close (`with conn:`) — the backend stayed
         try:
-            with conn:
-                while not stop.is_set():
-                    try:
-                        start, end = todo.get_nowait()
-                    except queue.Empty:
-                        break
-                    where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
-                    if end is not None:
-                        where += sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({end},0)"))
-                    joiner = " and " if plan.filtered else " where "
-                    query = copy.query + sql.SQL(joiner) + where
-                    for batch in _copy_batches(ctx, conn, copy, query, stop):
+            while not stop.is_set():
+                try:
+                    start, end = todo.get_nowait()
+                except queue.Empty:
+                    break
+                where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({start},0)"))
+                if end is not None:
+                    where += sql.SQL(" and ctid < {}::tid").format(sql.Literal(f"({end},0)"))
+                joiner = " and " if plan.filtered else " where "
+                batches = _copy_batches(ctx, conn, copy, copy.query + sql.SQL(joiner) + where, (stop, streams))
+                try:
+                    for batch in batches:
                         if not put(batch):
                             return
-                    pool.release_unused()  # this thread's freed blocks back to the OS: RSS stays flat
+                finally:
+                    batches.close()  # a COPY stopped midway is cancelled here, on this thread
+                pool.release_unused()  # this thread's freed blocks back to the OS: RSS stays flat
         except BaseException as exc:
             put(exc)
         finally:
+            conn.close()
             put(_DONE)
 
     threads = [threading.Thread(target=work, args=(conn,), daemon=True, name=f"kiban-pg-stream-{i}")
