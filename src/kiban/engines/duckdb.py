@@ -6,6 +6,10 @@ MVCC keeps showing every other reader the old version until the commit, and a fa
 process rolls the whole transaction back — so a published table is always a complete old or new
 version, and no temporary leftovers exist. The fingerprint lives *with* the data: ``published()``
 reads what is really there, whatever the state store says.
+
+A plain SQL model's table (nothing to audit, not incremental, no ``time_column``) is published by the ``create
+or replace … as`` statement alone — itself one transaction, and ≈ 2 ms a model cheaper than inside an explicit
+one — and its fingerprint is written by a second, small commit right after (``_publish_plain``).
 """
 
 from __future__ import annotations
@@ -328,6 +332,9 @@ class DuckDBEngine:
                 raise KibanError(f"{asset.key} is a Python model, and this build was given nothing to run it with",
                                  "build it through kiban run (or pass kiban.python.models.PythonModelRunner)")
             produced = python.produce(cur, asset, fingerprint)
+        elif (audit is None and physical == "table" and kind in (None, "table") and not asset.config.incremental
+              and not asset.config.time_column):  # nothing that may refuse the new version once it is made
+            return self._publish_plain(cur, asset, target, sql, comment)
         cur.execute("begin transaction")
         try:
             if kind and kind != physical:
@@ -351,12 +358,13 @@ class DuckDBEngine:
             watermark = self._watermark(cur, target, asset)
             if audit:
                 audit(session, target)  # sees the new version; everyone else still sees the old one
-            cur.execute(f"comment on {physical} {target} is {comment}")
             with self._catalog_lock:
                 clear = self._changed is None or asset.key in self._changed
             if clear:  # a whole new version: built from what its print names
                 partitions.clear_data_changes(cur, asset)
-            cur.execute("commit")
+            # the fingerprint and the commit in one call (one round trip less per model); DuckDB stops at the
+            # first failing statement, so a comment that fails never commits
+            cur.execute(f"comment on {physical} {target} is {comment}; commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 cur.execute("rollback")
@@ -375,6 +383,35 @@ class DuckDBEngine:
         if rows is not None and rows >= SIZE_FROM_ROWS:  # blocks exist only once committed
             nbytes = self._bytes(cur, schema, name)
         return BuildResult(rows=rows, nbytes=nbytes, watermark=watermark)
+
+    def _publish_plain(self, cur: duckdb.DuckDBPyConnection, asset: Asset, target: str, sql: str,
+                       comment: str) -> BuildResult:
+        """A SQL model's table with nothing to audit: ``create or replace … as`` is itself one transaction (readers
+        see the old table or the whole new one, and a failure or a kill leaves the old one), and DuckDB runs it
+        ≈ 2 ms a model cheaper than the same statement inside an explicit transaction. The fingerprint follows in
+        a second, small commit: until then the new table has no comment (``create or replace`` drops the old
+        one), so a process killed in between leaves a complete table of unknown version, which the next run
+        rebuilds — never a table whose comment names another version than its data."""
+        created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
+        rows = int(created[0]) if created else None
+        with self._catalog_lock:
+            clear = self._changed is None or asset.key in self._changed
+        if clear:  # a whole new version: built from what its print names (with the print, in one commit)
+            cur.execute("begin transaction")
+            try:
+                partitions.clear_data_changes(cur, asset)
+                cur.execute(f"comment on table {target} is {comment}; commit")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("rollback")
+                raise
+        else:
+            cur.execute(f"comment on table {target} is {comment}")
+        with self._catalog_lock:
+            if self._kinds is not None:
+                self._kinds[f"{asset.layer}.{asset.name}"] = "table"
+        nbytes = self._bytes(cur, asset.layer, asset.name) if rows is not None and rows >= SIZE_FROM_ROWS else None
+        return BuildResult(rows=rows, nbytes=nbytes)
 
     def partition_blocker(self, asset: Asset) -> str | None:
         """Why partitions of the incremental ``asset`` cannot be rebuilt one by one now (None: they can)."""

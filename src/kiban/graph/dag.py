@@ -9,7 +9,14 @@ from graphlib import CycleError, TopologicalSorter
 
 from kiban.assetkey import KeyResolver
 from kiban.errors import Location, ProjectError, ProjectErrors
-from kiban.graph.duckrefs import Unserializable, called_functions, duckdb_refs, read_files
+from kiban.graph.duckrefs import (
+    Serialized,
+    Unserializable,
+    called_functions,
+    duckdb_refs,
+    may_read_files,
+    read_files,
+)
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 from kiban.walk import reach
@@ -126,6 +133,14 @@ def _macro_uses(project: Project, errors: list[ProjectError]) -> tuple[dict[str,
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
+    # the texts DuckDB's parser will read (not cached, or reading files, or calling macros): asked in one batch
+    texts = [a.sql for a in project.assets.values() if a.sql is not None and a.python is None
+             and (project.macros or cache_key(a.sql) not in cache.entries or may_read_files(a.sql))]
+    with Serialized(texts):
+        return _build_graph(project, cache)
+
+
+def _build_graph(project: Project, cache: SqlCache) -> Graph:
     errors: list[ProjectError] = []
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
