@@ -106,9 +106,10 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
     try:
         wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status = 'busy'")
                  == [(1,)])
-        wait_for(lambda: rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' "
-                                   "and state = 'active' and query like '%pg_sleep%' and query not like "
-                                   "'%pg_stat_activity%'") != [(0,)])  # inside the model's pg_sleep: its tx is open
+        # inside the model's pg_sleep (its transaction open): seen on the server, not guessed with a fixed sleep
+        wait_for(lambda: rows(url, "select count(*) from pg_stat_activity where datname = current_database() "
+                                   "and pid <> pg_backend_pid() and state = 'active' and query ilike '%pg_sleep%'")
+                 != [(0,)])
         paused.send_signal(signal.SIGSTOP)  # a stalled VM
         procs.append(start_worker(root, "successor"))
         coordinator.join(timeout=120)
