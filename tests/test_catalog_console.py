@@ -14,6 +14,7 @@ from kiban.graph import build_graph
 from kiban.project import load_project
 from kiban.store import Store, utcnow
 from tests.helpers.shop import build_shop
+from tests.helpers.timing import slowdown
 
 
 @pytest.fixture
@@ -49,10 +50,12 @@ def test_the_row_limit_cuts_and_says_so(shop):
 
 
 def test_a_slow_query_is_interrupted_at_its_timeout_and_recorded(shop):
+    before = slowdown()
     started = utcnow()
     with pytest.raises(QueryStopped, match=r"longer than 0\.3s"):
         shop.run("select count(*) from range(100000000000) a", ALICE, timeout=0.3)
-    assert utcnow() - started < timedelta(seconds=5)
+    took = (utcnow() - started).total_seconds()
+    assert took < 5 * max(before, slowdown()), took  # stopped, not run to its end; scaled by the machine's load
     assert history(shop.store, "shop", "alice")[0].status == "stopped"
 
 

@@ -214,8 +214,9 @@ def test_a_killed_load_leaves_nothing_visible_and_the_next_load_collects_the_res
         "note text)",
         "insert into orders select i, i, timestamptz '2024-01-01 00:00Z' + i * interval '1 second', repeat('x', 1000) "
         "from generate_series(1, 50) i",
-        # every row of the view takes half a millisecond or more: the load is slow enough to be killed mid-read
-        "create view slow_orders as select o.* from orders o where pg_sleep(0.0005)::text = ''")
+        # every row of the view takes 5 ms or more: the load (15 s) is slow enough to be killed mid-read even when
+        # a loaded machine is slow to notice it started (at 0.5 ms a row it could finish first)
+        "create view slow_orders as select o.* from orders o where pg_sleep(0.005)::text = ''")
     root = project(make_project, postgres_url, monkeypatch, table="slow_orders", batch_rows=50)
     assert load(root).record.rows_landed == 50
     sql(postgres_url, "insert into orders select i, i, timestamptz '2024-01-02 00:00Z' + i * interval '1 second', "

@@ -138,7 +138,7 @@ def test_a_consumer_that_stops_leaves_no_backend_and_errors_are_raised(big: str)
     reader = read_batches(context(big, {"table": "items", "reader": "driver", "streams": 4}, batch_rows=500))
     next(reader)
     reader.close()  # the streams are stopped, their COPYs cancelled, the connections closed
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # the server ends cancelled backends slowly on a loaded machine
     while backends() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert backends() == 0

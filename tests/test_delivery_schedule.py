@@ -72,7 +72,7 @@ def receiver():
         server.shutdown()
 
 
-def serve_until(scheduler: Scheduler, done: Any, seconds: float = 20.0) -> None:
+def serve_until(scheduler: Scheduler, done: Any, seconds: float = 60.0) -> None:  # generous: a failure waits
     stop = threading.Event()
     thread = threading.Thread(target=scheduler.serve, args=(stop,), daemon=True)
     thread.start()

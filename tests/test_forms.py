@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import duckdb
 import pytest
@@ -15,6 +15,7 @@ from kiban.forms.validate import check_row, check_rows, read_upload
 from kiban.project import load_project
 from kiban.store import Store
 from tests.helpers.forms import WASTE_FILES
+from tests.helpers.timing import timed
 
 
 @pytest.fixture
@@ -77,13 +78,16 @@ def test_an_upload_shows_refused_rows_and_lands_10k_valid_rows_within_2_seconds(
     lines += [f"{1 + i % 50},2026-12-{1 + i % 28:02d},bread,{i % 100}," for i in range(10_000)]
     lines += ["0,2026-12-01,bread,1,", "5,2026-13-01,cake,1,", "=cmd|' /C calc'!A0,2026-12-01,milk,1,"]
     data = ("\ufeff" + "\r\n".join(lines)).encode("utf-8")
-    started = time.perf_counter()
-    checked = check_rows(form, read_upload(form, "waste.csv", data))
-    landed = land(project, store, form, checked.valid, "ana", new_submission(), numbers=checked.rows)
-    seconds = time.perf_counter() - started
+
+    def upload() -> tuple[Any, Any]:
+        checked = check_rows(form, read_upload(form, "waste.csv", data))
+        return checked, land(project, store, form, checked.valid, "ana", new_submission(), numbers=checked.rows)
+
+    # 2 s on an idle machine, scaled by the machine's slowdown measured around the upload (it lands rows: no retry)
+    (checked, landed), took = timed(upload)
     assert landed.loaded
     assert landed.rows == 10_000
-    assert seconds <= 2.0, f"10,000 rows took {seconds:.2f} s to land"
+    assert took.within(2.0), f"10,000 rows took {took.describe(2.0)} to land"
     assert [(r.row, sorted(r.reasons)) for r in checked.refused] == [
         (10_001, ["store_id"]), (10_002, ["day", "item"]), (10_003, ["store_id"])]
     assert lake_rows(project, "select count(*), count(distinct _row), min(_entered_by) from T") == [(10_000, 10_000,

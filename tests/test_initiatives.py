@@ -17,6 +17,7 @@ from kiban.project import load_project
 from kiban.value.effect import EffectError, Panel, measure
 from kiban.value.simulate import Scenario, panel
 from tests.helpers.initiatives import BASE, GOOD, LAKE, write_planted
+from tests.helpers.timing import within
 
 SEEDS = 30
 MIN_COVER = 26  # P(X ≤ 25 | n=30, p=0.95) ≈ 1.6%
@@ -100,15 +101,17 @@ def test_panel_from_rows_sums_duplicates_and_leaves_gaps_empty():
 
 
 def test_two_years_of_500_stores_is_measured_fast():
-    import time
-
     p = panel(0, Scenario(units=500, days=730, start_day=500))
     measure(p.panel, p.start, method="did", treated=p.treated, control=p.control)  # warm (imports)
-    t0 = time.perf_counter()
-    for method in ("did", "ab", "before_after"):
-        groups = {"treated": p.treated, "control": p.control} if method != "before_after" else {}
-        measure(p.panel, p.start, method=method, is_holiday=p.holidays.__contains__, **groups)
-    assert time.perf_counter() - t0 < 2.0 * 3
+
+    def three_methods() -> None:
+        for method in ("did", "ab", "before_after"):
+            groups = {"treated": p.treated, "control": p.control} if method != "before_after" else {}
+            measure(p.panel, p.start, method=method, is_holiday=p.holidays.__contains__, **groups)
+
+    # 2 s each on an idle machine (bench/initiatives.py owns the figure), scaled by the machine's slowdown; a pure
+    # computation, so a retry only forgives a burst of load
+    within(2.0 * 3, three_methods, what="measuring two years of 500 stores three ways")
 
 
 # --- the spec ---------------------------------------------------------------------------------------------------

@@ -15,10 +15,13 @@ from kiban.run import RunOptions, run_project
 from kiban.slo.predict import Durations, Predictor, RunState
 from kiban.slo.watch import BreachWatcher
 from kiban.store import Store, utcnow
+from tests.helpers.timing import slowdown
 
 # Slow on every machine: a step that takes 8 s of real time however fast the machine is (the run starts 6 s before
 # the deadline, so the forecast must turn at risk while the step runs past its 2 s estimate — before the deadline).
-SLOW = {"models/warehouse/step.py": """\
+# On a loaded machine both are scaled by its measured slowdown: the run's start (loading the project, starting the
+# step) takes longer, and a fixed 6 s of room ran out before the step had even started.
+SLOW_STEP = """\
 import time
 
 import pyarrow as pa
@@ -28,9 +31,20 @@ import kiban
 
 @kiban.asset
 def step() -> pa.Table:
-    time.sleep(8.0)
-    return pa.table({"s": [1]})
-"""}
+    time.sleep({seconds})
+    return pa.table({{"s": [1]}})
+"""
+
+
+def room_factor() -> float:
+    """The machine's slowdown, at most 10 (a minute of room): past that the run's start is not what is slow."""
+    return min(slowdown(), 10.0)
+
+
+def slow(seconds: float) -> dict[str, str]:
+    return {"models/warehouse/step.py": SLOW_STEP.format(seconds=round(seconds, 1))}
+
+
 FAST = {"models/warehouse/step.sql": "select 1 as s"}
 BROKEN = {"models/warehouse/step.sql": "select cast('x' as int) as s"}
 
@@ -75,13 +89,13 @@ def virtual_clock(seconds_before_deadline: float):
     return (lambda: utcnow() + shift), deadline
 
 
-def watch_run(project_dir, step: dict[str, str], port: int):
+def watch_run(project_dir, step: dict[str, str], port: int, room: float = 6.0):
     root = project_dir({**project_files(step, port)},
                        config=f"channels:\n  hook: {{type: webhook, url: 'http://127.0.0.1:{port}/hook', "
                               "min_interval: 0}\n")
     project = load_project(root)
     store = Store(project.state_url)
-    clock, deadline = virtual_clock(6.0)  # room for a slow start on a busy machine
+    clock, deadline = virtual_clock(room)  # room for the run's start (scaled by the callers on a loaded machine)
     watcher = BreachWatcher(project, build_graph(project), store, clock=clock)
     result = run_project(project, RunOptions(), [watcher])
     watcher.close()
@@ -89,7 +103,11 @@ def watch_run(project_dir, step: dict[str, str], port: int):
 
 
 def test_a_slow_run_turns_the_use_case_at_risk_before_the_deadline(project_dir, hook):
-    project, store, watcher, result, deadline, _clock = watch_run(project_dir, SLOW, hook)
+    factor = room_factor()
+    # the step outlives the moment the forecast turns (a step past its estimate needs half its elapsed time again,
+    # so about room / 1.5 into it) by 4 s: 8 s on an idle machine, as before
+    project, store, watcher, result, deadline, _clock = watch_run(project_dir, slow(4.0 * factor + 4.0), hook,
+                                                                  6.0 * factor)
     try:
         assert result.status == "success"
         flagged = watcher.flagged["noon"]
@@ -108,7 +126,7 @@ def test_a_slow_run_turns_the_use_case_at_risk_before_the_deadline(project_dir, 
 
 
 def test_a_normal_run_raises_nothing(project_dir, hook):
-    project, store, watcher, result, _, _ = watch_run(project_dir, FAST, hook)
+    project, store, watcher, result, _, _ = watch_run(project_dir, FAST, hook, 6.0 * room_factor())
     try:
         assert result.status == "success"
         assert watcher.flagged == {}

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from kiban.schedule.daemon import Scheduler
 from kiban.store import Store
 from kiban.store.store import HOST
 from tests.helpers.schedule import LAKE, MODELS, FakeLauncher
+from tests.helpers.timing import wait_for
 
 ROWS = 3_000_000
 BIG_LAKE = {"orders": f"select i as order_id, i % 37 as store_id, (i * 7) % 1000 as amount from range({ROWS}) t(i)"}
@@ -209,29 +209,29 @@ def test_the_scheduler_resumes_a_killed_run_and_the_tables_are_complete(project_
     clock = RealClock()
     scheduler = Scheduler(project, store, clock=clock)
     try:
-        deadline = time.monotonic() + 30
-        while not scheduler.running and time.monotonic() < deadline:
+        def started() -> bool:
             scheduler.step()
-            time.sleep(0.1)
+            return bool(scheduler.running)
+
+        def published() -> bool:
+            scheduler._collect()
+            return bool(item.run_id) and any(a.status == "success" for a in store.attempts(item.run_id))
+
+        def resumed() -> bool:
+            scheduler._collect()
+            scheduler._start_queued(clock.now())
+            return ("resume", "success") in _ticks(store)
+
+        # the deadlines are generous: a loaded machine starts the run's process slowly; none decides the verdict
+        wait_for(started, 120, 0.1, "the cron tick's run to start")
         (item,) = scheduler.running.values()
         schedules = scheduler.schedules
         scheduler.schedules = {}  # no further cron ticks: only the crashed one and its resume
-        while time.monotonic() < deadline:  # kill it once it has published something
-            scheduler._collect()
-            if item.run_id and any(a.status == "success" for a in store.attempts(item.run_id)):
-                break
-            time.sleep(0.05)
+        wait_for(published, 120, 0.05, "the run to publish something")  # kill it once it has
         assert item.handle.pid is not None
         os.kill(item.handle.pid, signal.SIGKILL)
         scheduler.schedules = schedules
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            scheduler._collect()
-            scheduler._start_queued(clock.now())
-            kinds = _ticks(store)
-            if ("resume", "success") in kinds:
-                break
-            time.sleep(0.1)
+        wait_for(resumed, 180, 0.1, "the resumed run to succeed")
         assert [t for t in _ticks(store) if t[1] != "skipped"] == [("cron", "lost"), ("resume", "success")]
     finally:
         scheduler.shutdown()

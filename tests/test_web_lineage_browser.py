@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,8 +23,11 @@ from kiban.project.asset import Asset
 from tests.helpers.browser import browser_sign_in, chromium, need_chromium, shot
 from tests.helpers.console import PASSWORD, bearer
 from tests.helpers.live import serving, wait_until
+from tests.helpers.timing import wait_for, within
 
-FIRST_PAINT_CI = 1500.0  # ms; the target is 1 s (bench/lineage.py records it); CI machines are shared and slower
+# ms on an idle machine, scaled by its measured slowdown when loaded; the target is 1 s (bench/lineage.py owns the
+# figure: 308 ms at 5,000 assets in bench/RESULTS.md)
+FIRST_PAINT_CI = 1500.0
 
 
 def big_graph(n: int = 5000, seed: int = 11) -> Graph:
@@ -92,18 +94,31 @@ def test_5000_assets_paint_fast_and_find_focus_and_keys_work(site, browser):
     try:
         context = _context(browser, base)
         errors: list[str] = []
-        paints, ready = [], []
-        for _ in range(3):  # a fresh tab each time: paint timings are per document
-            page = context.new_page()
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.goto(base + "/graph", wait_until="load")
-            ready.append(_frame_after_load(page))
-            paints.append(float(page.evaluate(
-                "() => new Promise(r => { const seen = () => { const e = performance.getEntriesByName("
-                "'first-contentful-paint')[0]; if (e) r(e.startTime); else setTimeout(seen, 20); }; seen(); })")))
+
+        def three_loads() -> tuple[list[float], list[float], Any]:
+            paints, ready, page = [], [], None
+            for _ in range(3):  # a fresh tab each time: paint timings are per document
+                if page is not None:
+                    page.close()
+                page = context.new_page()
+                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+                page.goto(base + "/graph", wait_until="load")
+                ready.append(_frame_after_load(page))
+                paints.append(float(page.evaluate(
+                    "() => new Promise(r => { const seen = () => { const e = performance.getEntriesByName("
+                    "'first-contentful-paint')[0]; if (e) r(e.startTime); else setTimeout(seen, 20); }; seen(); "
+                    "})")))
+            return paints, ready, page
+
+        def slower(loads: tuple[list[float], list[float], Any]) -> float:
+            """The median first paint, or half the median first frame after load if that is later, in seconds."""
+            return max(statistics.median(loads[0]), statistics.median(loads[1]) / 2) / 1000
+
+        # the limit scaled by the machine's speed measured around the loads (tests/helpers/timing.py): on an idle
+        # machine it is the limit itself; a retry forgives a burst of load, never a missing box or a console error
+        _paints, _ready, page = within(FIRST_PAINT_CI / 1000, three_loads, measure=slower,
+                                       what="the 5,000-asset lineage page's first paint")
         assert page.locator("h1 small").inner_text() == "5,000 assets"
-        assert statistics.median(paints) <= FIRST_PAINT_CI, paints
-        assert statistics.median(ready) <= 2 * FIRST_PAINT_CI, ready
         # every box drawn, labels only for what is in view (opened readable, on the middle of the sources)
         assert page.locator("#lineage path.boxes").count() > 0
         shown = page.locator("#lineage a.node").count()
@@ -245,12 +260,8 @@ def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, brows
     try:
         job = httpx.post(base + "/api/v1/actions/run", json={"selection": ["+mart.daily_sales"]}, headers=operator,
                          timeout=30).json()
-        run_id = None
-        deadline = time.monotonic() + 20
-        while run_id is None and time.monotonic() < deadline:
-            run_id = httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator, timeout=10).json()["run_id"]
-            time.sleep(0.1)
-        assert run_id
+        run_id = wait_for(lambda: httpx.get(f"{base}/api/v1/jobs/{job['id']}", headers=operator,
+                                            timeout=30).json()["run_id"], 120, 0.1, "the job's run to start")
         page = browser_sign_in(browser, base, "viewer")
         page.goto(f"{base}/runs/{run_id}")
         if page.locator("h1 .pill.s-running").count():

@@ -69,7 +69,7 @@ def test_a_runs_progress_arrives_as_events_then_heartbeats_and_the_stream_ends_w
         assert changes[0]["running"]
         assert not changes[-1]["running"]
         assert len({c["version"] for c in changes}) == len(changes)  # each event is a new state
-        wait_until(lambda: app.state.live["clients"] == 0, 5)  # the client left: the server's stream ended too
+        wait_until(lambda: app.state.live["clients"] == 0, 30)  # the client left: the server's stream ended too
         done = http.get(f"/api/v1/jobs/{job.json()['id']}").json()
         assert done["status"] == "success"
 

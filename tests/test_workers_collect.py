@@ -28,9 +28,10 @@ import pytest
 from kiban.collect.collector import collected_tables
 from kiban.project import load_project
 from kiban.run import RunOptions
-from kiban.status import RunStatus
+from kiban.status import RunStatus, WorkerStatus
 from kiban.store import Store
 from kiban.workers import run_distributed
+from tests.helpers.timing import wait_for
 
 LEASE = 3.0
 SLOW = 1.5  # each table's read sleeps this long inside PostgreSQL
@@ -145,10 +146,7 @@ def run_disrupted(root: Path, url: str, workers: Workers, action: str, rng: rand
         except BaseException as exc:  # reported by the test's thread
             errors.append(exc)
 
-    deadline = time.monotonic() + 180
-    while workers.alive() < 2:  # a replacement starts slowly on a loaded machine
-        assert time.monotonic() < deadline, "the workers did not start"
-        time.sleep(0.1)
+    wait_for(lambda: workers.alive() >= 2, 180, 0.1, "the workers to start")  # a replacement starts slowly
     thread = threading.Thread(target=coordinate)
     thread.start()
     victim = None
@@ -176,7 +174,10 @@ def run_disrupted(root: Path, url: str, workers: Workers, action: str, rng: rand
     loads_before = sql(url, "select count(*) from loads")[0][0]
     if paused is not None:
         paused.send_signal(signal.SIGCONT)  # it wakes up mid-load, its lease long gone: it must commit nothing
-        time.sleep(SLOW + 2 * LEASE)
+        # it holds its stale claim (busy) until it has tried and been fenced (then idle): wait for that, not for a
+        # fixed time a loaded machine may end before the woken worker even tried
+        wait_for(lambda: sql(url, f"select status from workers where worker_id = '{victim}'") != [(WorkerStatus.BUSY,)]
+                 or paused.poll() is not None, 180, 0.1, "the woken worker to give up its claim")
         assert paused.poll() is None, "a paused worker must live on"
     assert sql(url, "select count(*) from loads")[0][0] == loads_before, "a fenced load committed"
     return {"result": results[0], "victim": victim}

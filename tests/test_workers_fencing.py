@@ -26,6 +26,7 @@ from kiban.engines.postgres import PostgresEngine
 from kiban.errors import KibanError
 from kiban.project import load_project
 from kiban.run import RunOptions
+from kiban.status import WorkerStatus
 from kiban.store import Store
 from kiban.workers import RunQueue, run_distributed
 
@@ -105,7 +106,10 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
     try:
         wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status = 'busy'")
                  == [(1,)])
-        time.sleep(1.0)  # inside the model's pg_sleep: its transaction is open
+        # inside the model's pg_sleep (its transaction open): seen on the server, not guessed with a fixed sleep
+        wait_for(lambda: rows(url, "select count(*) from pg_stat_activity where datname = current_database() "
+                                   "and pid <> pg_backend_pid() and state = 'active' and query ilike '%pg_sleep%'")
+                 != [(0,)])
         paused.send_signal(signal.SIGSTOP)  # a stalled VM
         procs.append(start_worker(root, "successor"))
         coordinator.join(timeout=120)
@@ -113,7 +117,11 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
         assert results[0].status == "success", results
         assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(2,)]
         paused.send_signal(signal.SIGCONT)  # it wakes up with a finished model and a lease long gone
-        time.sleep(SLOW + 3)
+        # it holds its stale claim (busy) until it has tried to publish and been fenced (then idle): wait for that
+        # rather than a fixed time, which a loaded machine could end before the woken worker even tried
+        wait_for(lambda: rows(url, "select status from workers where worker_id = 'paused'") != [(WorkerStatus.BUSY,)]
+                 or paused.poll() is not None)
+        assert paused.poll() is None, "a paused worker must live on"
         # nothing more was published, and the paused worker holds no transaction open on the warehouse
         assert rows(url, "select count(*) from kiban.publishes where asset = 'warehouse.slow'") == [(2,)]
         assert rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' "

@@ -33,6 +33,7 @@ from kiban.run import RunOptions
 from kiban.status import RunStatus, WorkerStatus
 from kiban.store import Store
 from kiban.workers import run_distributed
+from tests.helpers.timing import wait_for
 
 LEASE = 3.0
 SLOW = 1.0  # each warehouse model sleeps this long inside PostgreSQL: a worker is busy when it is disrupted
@@ -174,10 +175,8 @@ def soak(root: Path, warehouse: Warehouse, disruptions: int, seed: int) -> dict[
     expected: dict[str, list[str]] = {key: [] for key in ASSETS}  # the fingerprint each run published, in order
     started = time.monotonic()
     try:
-        deadline = time.monotonic() + 300
-        while rows(url, "select count(*) from workers where status <> 'stopped'")[0][0] < warehouse.workers:
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.1)
+        wait_for(lambda: rows(url, "select count(*) from workers where status <> 'stopped'")[0][0]
+                 >= warehouse.workers, 300, 0.1, "the workers to start")
         trial = -1
         while done["kill"] + done["stop"] < disruptions:  # run 0 publishes a first version without disruption
             trial += 1
@@ -212,7 +211,15 @@ def soak(root: Path, warehouse: Warehouse, disruptions: int, seed: int) -> dict[
             check_log(warehouse, expected)  # a worker woken during this run published nothing stale
             print(f"trial {trial}: {done}, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         pool.resume_due(everyone=True)
-        time.sleep(2 * warehouse.lease + SLOW)  # the last paused workers wake up with finished models: no publish
+
+        def woken_busy() -> list[str]:
+            """Live workers still busy: a woken one holds its stale claim until it is fenced (then idle)."""
+            return [n for n, status in rows(url, "select worker_id, status from workers")
+                    if status == WorkerStatus.BUSY and n in pool.procs and pool.procs[n].poll() is None]
+
+        # the last paused workers wake up with finished models: wait until each has dealt with its stale claim
+        # (a fixed sleep of 2 leases could end before a woken worker even tried, on a loaded machine); no publish
+        wait_for(lambda: not woken_busy(), 300, 0.2, "the woken workers to give up their stale claims")
         check_log(warehouse, expected)
         assert warehouse.sums() == (55 * (trial + 1), 55)
         assert rows(url, "select count(*) from pg_stat_activity where application_name = 'kiban' and state like "

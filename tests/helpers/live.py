@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.helpers.timing import wait_for
 
 
 def free_port() -> int:
@@ -32,10 +33,7 @@ def serving(root: Path, poll: float = 0.1, heartbeat: float = 0.4) -> Iterator[t
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
+    wait_for(lambda: server.started, 60, 0.05, "uvicorn to start")
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:
@@ -44,10 +42,8 @@ def serving(root: Path, poll: float = 0.1, heartbeat: float = 0.4) -> Iterator[t
         assert not thread.is_alive(), "the server did not stop (an event stream held it?)"
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll ``check()`` every 50 ms until it is true; fail after ``timeout`` seconds. (In a browser test,
-    Playwright's wait_for_function evaluates a string, which the console's CSP rightly forbids: poll instead.)"""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Poll ``check()`` every 50 ms until it is true; fail after ``timeout`` seconds (generous: a loaded machine
+    is slow to repaint, and only a broken page ever waits it out). (In a browser test, Playwright's
+    wait_for_function evaluates a string, which the console's CSP rightly forbids: poll instead.)"""
+    wait_for(check, timeout, 0.05, "the page")

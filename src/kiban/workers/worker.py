@@ -292,10 +292,11 @@ class Worker:
             done = collect_assets(run, [key], threads=1)[key]
         finally:
             self._collecting = None
-        if done.error and done.error.startswith(FENCED):
-            return  # the claim is someone else's: its row, its outcome
         outcome = Outcome(key, done.status, attempts=done.attempts, rows=done.rows, error=done.error,
                           started_at=done.started_at, ended_at=done.ended_at)
+        # A fenced load's claim is someone else's: finishing it records nothing on that row (the claim's token no
+        # longer matches) but says this worker is idle again, as a fenced build does. Returning without it left a
+        # woken worker listed as busy with a table it no longer held, until its next claim.
         self._finish(claim, queue, store, outcome)
 
     def _finish(self, claim: Claim, queue: RunQueue, store: Store, outcome: Outcome) -> None:
