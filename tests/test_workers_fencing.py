@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from kiban.engines.base import Fenced
 from kiban.engines.postgres import PostgresEngine
@@ -29,6 +30,7 @@ from kiban.run import RunOptions
 from kiban.status import WorkerStatus
 from kiban.store import Store
 from kiban.workers import RunQueue, run_distributed
+from kiban.workers.queue import worker_timeouts
 
 LEASE = 3.0
 SLOW = 5.0  # the paused worker's model runs this long inside PostgreSQL
@@ -243,3 +245,36 @@ def test_full_refresh_rebuilds_on_the_workers(shared: tuple[Path, str]) -> None:
                        "order by check_name")
     assert judged, judged
     assert {status for _, status in judged} == {"pass"}, judged
+
+
+def test_a_store_transaction_left_open_by_a_paused_worker_ends_after_a_lease(postgres_url: str) -> None:
+    """A worker paused inside a store transaction (a load's commit holds its claim's queue row while it checks the
+    fence) must not hold the row past its lease: the takeover skips locked rows, so the run would wait for the
+    paused worker to wake. The server ends the idle transaction; the other side gets the row, the paused side's
+    commit fails and nothing it wrote is kept."""
+    lease = 1.0
+    table = f"kiban_test_idle_{os.getpid()}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"drop table if exists {table}".encode())
+        admin.execute(f"create table {table} (k int primary key, v text)".encode())
+        admin.execute(f"insert into {table} values (1, 'claimed')".encode())
+    store = Store(postgres_url)
+    worker_timeouts(store, lease)
+    try:
+        paused = store.engine.connect()
+        tx = paused.begin()
+        paused.execute(sa.text(f"select v from {table} where k = 1 for update"))
+        paused.execute(sa.text(f"update {table} set v = 'late' where k = 1"))
+        time.sleep(lease * 3)  # stopped: no statement, the transaction idle
+        with psycopg.connect(postgres_url) as other:
+            taken = other.execute(f"select k from {table} for update skip locked".encode()).fetchall()
+        assert taken == [(1,)], "the row is free again once the paused session's transaction was ended"
+        with pytest.raises(sa.exc.SQLAlchemyError):
+            paused.execute(sa.text("select 1"))
+            tx.commit()
+        paused.close()
+        assert rows(postgres_url, f"select v from {table}") == [("claimed",)]
+    finally:
+        store.close()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"drop table if exists {table}".encode())

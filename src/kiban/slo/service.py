@@ -37,6 +37,7 @@ from kiban.team.oncall import channels as oncall_channels
 
 log = logging.getLogger("kiban.slo")
 INCIDENT_DAYS = 7  # misses older than this are history, not incidents to open now
+LOOKAHEAD = timedelta(hours=18)  # the next due day is judged from this long before its deadline
 
 
 @dataclass
@@ -71,7 +72,11 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     start = today - timedelta(days=window - 1)
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
     known = _known_since(store, project.name)
-    verdicts = evaluate(ctx, facts, start, today, now, known_since=known)
+    upcoming = next_deadlines(ctx, now)
+    # the next delivery is judged from LOOKAHEAD before its deadline, even when it is due on a later local day:
+    # a nightly run failing at 22:00 puts a 07:00 (or 00:30) deadline at risk now, not at midnight
+    end = max([today, *(due for due, deadline in upcoming.values() if deadline - now <= LOOKAHEAD)])
+    verdicts = evaluate(ctx, facts, start, end, now, known_since=known)
     current: dict[str, Verdict] = {}
     for verdict in verdicts:  # in due-day order per use case: the last one wins
         current[verdict.usecase] = verdict
@@ -81,7 +86,6 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     budgets = {name: budget(name, u.config.target.attainment, u.config.target.window_days,
                             by_usecase.get(name, []), today) for name, u in project.usecases.items()}
     p50, p90 = expected(graph, facts, 0.5), expected(graph, facts, 0.9)
-    upcoming = next_deadlines(ctx, now)
     safe = upstream_deadlines(ctx, p90, upcoming)
     result = Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)
     result.upcoming, result.known_since = upcoming, known

@@ -67,8 +67,12 @@ def _seconds(value: float) -> Any:
 
 
 def worker_timeouts(store: Store, lease: float) -> None:
-    """``lock_timeout`` and ``statement_timeout`` on a worker's store connections: a queue statement that waits
-    longer than a lease is pointless (its row is someone else's by then) and must not hang the worker."""
+    """``lock_timeout``, ``statement_timeout`` and ``idle_in_transaction_session_timeout`` on a worker's store
+    connections: a queue statement that waits longer than a lease is pointless (its row is someone else's by then)
+    and must not hang the worker; and a worker paused inside a store transaction (a load's commit holds its claim's
+    queue row locked while it checks the fence) must not hold that row past its lease — the takeover skips locked
+    rows, so the claim could never pass to another worker and the run would wait for the paused one to wake. The
+    server ends such a session after a lease; the woken worker finds its connection gone and commits nothing."""
     limit = f"{max(1000, int(lease * 1000))}ms"
 
     @sa.event.listens_for(store.engine, "connect")
@@ -76,6 +80,7 @@ def worker_timeouts(store: Store, lease: float) -> None:
         with dbapi_connection.cursor() as cur:
             cur.execute(f"set lock_timeout = '{limit}'")
             cur.execute(f"set statement_timeout = '{limit}'")
+            cur.execute(f"set idle_in_transaction_session_timeout = '{limit}'")
         dbapi_connection.commit()
 
     store.engine.dispose()  # connections opened before (the migration's) get the settings too
