@@ -294,3 +294,17 @@ def test_a_timeline_entry_written_before_parts_reads_as_it_was_written(shop):
     log = IncidentLog(store, "test")
     incident, _ = log.record(IncidentDraft("morning", date(2026, 11, 10), "missed", "failed", "an old sentence"))
     assert [(e.message, e.said) for e in log.events(incident.id)] == [("an old sentence", None)]
+
+
+@pytest.mark.parametrize("hours_before", [1, 3, 6, 9, 10, 12, 15, 17])
+def test_a_failure_the_evening_before_puts_the_next_morning_at_risk_at_once(shop, hours_before):
+    """Whatever the time of day of the failure — the same local day as the 08:30 deadline or the evening before
+    (08:30 JST minus 9 h and more is the previous local date) — the next delivery is at risk from the moment its
+    build failed, not from local midnight."""
+    project, graph, store = shop
+    day = date(2026, 11, 10)
+    failed_at = utc_deadline(day) - timedelta(hours=hours_before)
+    add_run(store, project.name, f"evening-{hours_before}", failed_at,
+            [("warehouse.orders", "failed", 60, None, "IO Error: No space left on device")])
+    verdict = verdict_of(project, graph, store, day, failed_at + timedelta(minutes=2))
+    assert verdict.verdict == "at_risk"
