@@ -146,21 +146,12 @@ class AssetLocks:
         try:
             with self.store._tx() as conn:
                 guard = _guard(conn, self.project)
-                blockers: dict[str, list[str]] = {}
-                rows: dict[str, Any] = {}
-                if guard.run_id is not None and guard.run_id != run_id and \
-                        not holder_gone(guard.pid, guard.host, guard.heartbeat_at, now):
-                    return [Holder(guard.run_id, guard.pid, guard.host, guard.acquired_at, ())]
-                for row in conn.execute(locks.select().where(locks.c.name.in_(list(names))).with_for_update()):
-                    rows[row.name] = row
-                    if row.run_id is not None and row.run_id != run_id and \
-                            not holder_gone(row.pid, row.host, row.heartbeat_at, now):
-                        blockers.setdefault(row.run_id, []).append(names[row.name])
-                if blockers:
-                    found = []
-                    for holder, assets in blockers.items():
-                        row = next(r for r in rows.values() if r.run_id == holder)
-                        found.append(Holder(holder, row.pid, row.host, row.acquired_at, tuple(sorted(assets))))
+                if _live_other(guard, run_id, now):
+                    return _holders([guard], {guard.name: ""}, run_id, now, whole=True)
+                rows = {row.name: row for row in
+                        conn.execute(locks.select().where(locks.c.name.in_(list(names))).with_for_update())}
+                found = _holders(rows.values(), names, run_id, now)
+                if found:
                     return found
                 values = dict(run_id=run_id, pid=os.getpid(), host=HOST, acquired_at=now, heartbeat_at=now)
                 taken = [n for n in names if n in rows]
@@ -184,21 +175,11 @@ class AssetLocks:
                 lite.insert_free_lock(conn, project)
                 found = lite.locks_named(conn, [project])
             guard = _Lock(*found[0])
-            if guard.run_id is not None and guard.run_id != run_id and \
-                    not holder_gone(guard.pid, guard.host, guard.heartbeat_at, now):
-                return [Holder(guard.run_id, guard.pid, guard.host, guard.acquired_at, ())]
-            rows = {r.name: r for r in (_Lock(*f) for f in lite.locks_named(conn, list(names)))}
-            blockers: dict[str, list[str]] = {}
-            for row in rows.values():
-                if row.run_id is not None and row.run_id != run_id and \
-                        not holder_gone(row.pid, row.host, row.heartbeat_at, now):
-                    blockers.setdefault(row.run_id, []).append(names[row.name])
-            if blockers:
-                found_holders = []
-                for holder, assets in blockers.items():
-                    row = next(r for r in rows.values() if r.run_id == holder)
-                    found_holders.append(Holder(holder, row.pid, row.host, row.acquired_at, tuple(sorted(assets))))
-                return found_holders
+            if _live_other(guard, run_id, now):
+                return _holders([guard], {guard.name: ""}, run_id, now, whole=True)
+            holders = _holders([_Lock(*f) for f in lite.locks_named(conn, list(names))], names, run_id, now)
+            if holders:
+                return holders
             lite.take_locks(conn, list(names), run_id, (os.getpid(), HOST), now)
         return []
 
@@ -233,3 +214,23 @@ def _guard(conn: Any, project: str) -> Any:
         conn.execute(locks.insert().values(name=name, run_id=None))
         row = conn.execute(locks.select().where(locks.c.name == name).with_for_update()).first()
     return row
+
+
+def _live_other(row: Any, run_id: str, now: datetime) -> bool:
+    """The lock ``row`` is held by another run whose process is alive."""
+    return row.run_id is not None and row.run_id != run_id and not holder_gone(row.pid, row.host, row.heartbeat_at, now)
+
+
+def _holders(rows: Iterable[Any], names: dict[str, str], run_id: str, now: datetime,
+             whole: bool = False) -> list[Holder]:
+    """The live runs other than ``run_id`` that hold any of the lock ``rows`` (either door's), each with the assets
+    it holds (``whole``: the project's guard, no asset named); the same decision for the SQLAlchemy and the
+    ``lite`` path."""
+    held: dict[str, list[str]] = {}
+    first: dict[str, Any] = {}
+    for row in rows:
+        if _live_other(row, run_id, now):
+            held.setdefault(row.run_id, []).append(names[row.name])
+            first.setdefault(row.run_id, row)
+    return [Holder(h, first[h].pid, first[h].host, first[h].acquired_at, () if whole else tuple(sorted(assets)))
+            for h, assets in held.items()]
