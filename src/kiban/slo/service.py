@@ -37,7 +37,7 @@ from kiban.team.oncall import channels as oncall_channels
 
 log = logging.getLogger("kiban.slo")
 INCIDENT_DAYS = 7  # misses older than this are history, not incidents to open now
-LOOKAHEAD = timedelta(hours=18)  # the next due day is judged from this long before its deadline
+LOOKAHEAD = timedelta(hours=18)  # a next due day on a later date is watched for risk this long before its deadline
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Assessment:
     incidents: list[Incident] = field(default_factory=list)  # opened or changed by ``check``
     known: dict[tuple[str, date], Incident] = field(default_factory=dict)  # every recent incident (``check``)
     upcoming: dict[str, tuple[date, datetime]] = field(default_factory=dict)  # next due day and deadline
+    ahead: list[Verdict] = field(default_factory=list)  # next due days on a later date, within LOOKAHEAD
     known_since: dict[str, datetime] | None = None  # when each use case was first judged
     store: Store | None = None  # set by ``check``
 
@@ -73,10 +74,7 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
     known = _known_since(store, project.name)
     upcoming = next_deadlines(ctx, now)
-    # the next delivery is judged from LOOKAHEAD before its deadline, even when it is due on a later local day:
-    # a nightly run failing at 22:00 puts a 07:00 (or 00:30) deadline at risk now, not at midnight
-    end = max([today, *(due for due, deadline in upcoming.values() if deadline - now <= LOOKAHEAD)])
-    verdicts = evaluate(ctx, facts, start, end, now, known_since=known)
+    verdicts = evaluate(ctx, facts, start, today, now, known_since=known)
     current: dict[str, Verdict] = {}
     for verdict in verdicts:  # in due-day order per use case: the last one wins
         current[verdict.usecase] = verdict
@@ -89,7 +87,20 @@ def assess(project: Project, graph: Graph, store: Store, now: datetime | None = 
     safe = upstream_deadlines(ctx, p90, upcoming)
     result = Assessment(now, today, verdicts, current, budgets, safe, p50, p90, facts, ctx)
     result.upcoming, result.known_since = upcoming, known
+    result.ahead = _ahead(ctx, facts, upcoming, today, now, known)
     return result
+
+
+def _ahead(ctx: Context, facts: Facts, upcoming: dict[str, tuple[date, datetime]], today: date, now: datetime,
+           known: dict[str, datetime] | None) -> list[Verdict]:
+    """The next delivery of each use case that falls on a later local date but is due within :data:`LOOKAHEAD`:
+    a nightly run failing at 22:00 puts a 07:00 (or 00:30) deadline at risk now, not at local midnight. Judged for
+    incidents only (opened, warned, closed); not stored and not shown as the day's verdict before its date comes."""
+    ahead: list[Verdict] = []
+    for name, (due, deadline) in upcoming.items():
+        if due > today and deadline - now <= LOOKAHEAD:
+            ahead += evaluate(ctx, facts, due, due, now, usecases=[name], known_since=known)
+    return ahead
 
 
 def _known_since(store: Store, project: str) -> dict[str, datetime] | None:
@@ -164,7 +175,7 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     start = result.today - timedelta(days=INCIDENT_DAYS - 1)
     known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=1000)
              if i.due_date >= start}  # one read instead of one per verdict
-    for verdict in result.verdicts:
+    for verdict in [*result.verdicts, *result.ahead]:
         if verdict.due_date < start:
             continue
         if verdict.verdict not in (*MISSES, VerdictStatus.AT_RISK) and (verdict.usecase, verdict.due_date) not in known:
