@@ -71,7 +71,11 @@ def need_service(name: str, host: str, port: int) -> None:
     """Skip (or fail, under KIBAN_REQUIRE_SERVICES=1) when a server is not running here."""
     if _reachable(host, port):
         return
-    message = f"{name} is not running on {host}:{port}"
+    unavailable(f"{name} is not running on {host}:{port}")
+
+
+def unavailable(message: str) -> typing.NoReturn:
+    """A part the test needs is missing here: skip, or fail under KIBAN_REQUIRE_SERVICES=1 (CI)."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}, and KIBAN_REQUIRE_SERVICES=1 requires it")
     pytest.skip(message)

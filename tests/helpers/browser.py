@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import unavailable
 from tests.helpers.console import PASSWORD
 from tests.helpers.live import serving
 
@@ -25,10 +25,7 @@ IMAGES = (Path(__file__).resolve().parents[2] / "docs" / "images" if os.environ.
 def need_chromium() -> None:
     if os.path.exists(CHROMIUM):
         return
-    message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` does it as root)"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}, and KIBAN_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(message)
+    unavailable(f"chromium is not installed at {CHROMIUM} (apt-get install chromium; `make test` does it as root)")
 
 
 @pytest.fixture
