@@ -229,3 +229,55 @@ def test_every_example_model_depends_on_what_duckdbs_binder_names(tmp_path: Path
                 resolved.add(views.get(qualified, qualified))
             assert set(graph.deps[key]) == resolved, key
             assert parse_sql(asset.sql, asset.path).refs, key
+
+
+# --- DuckDB alone where SQLGlot cannot differ (issue 23) -------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_duckdbs_reading_alone_equals_both_parsers_reading(seed: int) -> None:
+    """Over generated SQL (CTEs named like tables, PIVOT, query_table, …): what DuckDB's parser alone gives —
+    the tables and the text's identity — is exactly what asking SQLGlot too gives."""
+    gen = Gen(random.Random(1000 + seed))
+    for i in range(60):
+        sql = gen.query(gen.rng.randint(0, 3))
+        alone, both = parse_sql(sql, Path(f"g{i}.sql")), parse_sql(sql, Path(f"g{i}.sql"), agree=True)
+        assert {(r.schema.lower(), r.name.lower()) for r in alone.refs} == \
+            {(r.schema.lower(), r.name.lower()) for r in both.refs}, sql
+        assert alone.normalized_hash == both.normalized_hash, sql
+        assert both.agreed
+
+
+def test_sqlglot_is_asked_only_where_a_cte_is_named_like_a_table(make_project: Any) -> None:
+    root = make_project({"models/warehouse/orders.sql": "select k, m, v from lake.a",
+                         "models/mart/plain.sql": "with t as (select k from warehouse.orders) select k from t",
+                         "models/mart/shadow.sql": "with orders as (select k from warehouse.orders) "
+                                                   "select k from orders"},
+                        lake={"a": None})
+    project = load_project(root)
+    cache = SqlCache(None)
+    graph = build_graph(project, cache)
+    assert graph.deps["mart.plain"] == graph.deps["mart.shadow"] == ("warehouse.orders",)
+    agreed = {project.assets[k].sql: cache.entries[cache_key(project.assets[k].sql or "")]["agreed"]
+              for k in ("mart.plain", "mart.shadow")}
+    assert list(agreed.values()) == [False, True]  # `t` hides no table; `orders` might have
+
+
+def test_sql_whose_tree_the_walk_does_not_know_is_read_by_both_parsers(make_project: Any) -> None:
+    """DESCRIBE is a SELECT to DuckDB's parser, with a node kind (SHOW_REF) that names its table in its own way:
+    it is not read by DuckDB's walk alone, and SQLGlot's parse refuses it as a model."""
+    root = make_project({"models/mart/m.sql": "describe lake.a"}, lake={"a": None})
+    with pytest.raises(ProjectError) as err:
+        build_graph(load_project(root))
+    assert "not DESCRIBE" in str(err.value)
+
+
+def test_the_texts_identity_ignores_comments_layout_and_keyword_case() -> None:
+    texts = ["select k, sum(v) as v from lake.a group by k",
+             "-- totals\nSELECT k,\n       SUM(v) AS v\n  FROM lake.a /* all */\n GROUP BY k\n",
+             "Select K, Sum(V) As V From Lake.A Group By K"]
+    hashes = {parse_sql(t, Path("m.sql")).normalized_hash for t in texts}
+    assert len(hashes) == 2  # identifiers keep their case (as written), keywords and layout do not count
+    assert parse_sql(texts[0], Path("m.sql")).normalized_hash == parse_sql(texts[1], Path("m.sql")).normalized_hash
+    assert parse_sql(texts[0], Path("m.sql")).normalized_hash != \
+        parse_sql("select k, sum(v) as w from lake.a group by k", Path("m.sql")).normalized_hash

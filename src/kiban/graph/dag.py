@@ -151,6 +151,8 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     closure, macro_reads = _macro_uses(project, errors) if project.macros else ({}, {})
+    # a CTE named like one of these may hide a table from DuckDB's walk: SQLGlot is asked there too
+    tables = {a.name.lower() for a in project.assets.values()} | {v.rsplit(".", 1)[-1].lower() for v in aliases}
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
             refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
@@ -162,7 +164,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
             continue
         else:
             try:
-                parsed = cache.parse(asset.sql, asset.path)
+                parsed = cache.parse(asset.sql, asset.path, tables)
             except ProjectError as exc:
                 errors.append(exc)
                 deps[key] = ()

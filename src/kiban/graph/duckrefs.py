@@ -13,8 +13,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,14 @@ _MAY_READ_FILES = re.compile(r"\b(read_\w+|parquet_scan|sniff_csv|st_read)\s*\("
 _lock = threading.Lock()
 _con: Any = None
 _serialized: dict[str, str] = {}  # SQL text → DuckDB's parse tree as JSON, while a Serialized batch is open
+_rendered: dict[str, str] = {}  # SQL text → DuckDB's canonical rendering of it, while a Serialized batch is open
+# DuckDB's parse tree → its own SQL rendering (no comments, one layout, keywords in one case); none for an error
+RENDER = "case when (j::json->>'error')::boolean then null else json_deserialize_sql(j) end"
+# the parse tree's nodes that are no expression: the query, table and modifier nodes the walk knows. Any other
+# (DESCRIBE's SHOW_REF, …) may name a table in its own way: the walk's reading is then not the whole story.
+KNOWN_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE", "BASE_TABLE",
+                         "JOIN", "SUBQUERY", "EMPTY", "EXPRESSION_LIST", "PIVOT", "TABLE_FUNCTION",
+                         "ORDER_DEFAULT", "ASCENDING", "DESCENDING"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,16 @@ class DuckRef:
     schema: str
     name: str
     offset: int | None
+
+
+@dataclass
+class Reading:
+    """What the walk over one parse tree found: the tables read, the names it took for CTEs rather than tables
+    (the one decision the walk makes itself), and node kinds it does not know."""
+
+    refs: list[DuckRef] = field(default_factory=list)
+    shadowed: set[str] = field(default_factory=set)
+    unknown: set[str] = field(default_factory=set)
 
 
 class Unserializable(Exception):
@@ -85,19 +102,26 @@ class Serialized:
         if len(self.texts) < 2:
             return self
         found: dict[str, str] = {}
+        rendered: dict[str, str] = {}
         for start in range(0, len(self.texts), self.BATCH):
             chunk = self.texts[start:start + self.BATCH]
             values = ", ".join(f"({i}, {literal(t)})" for i, t in enumerate(chunk))
             try:
                 with _lock:
-                    rows = _connection().execute(f"select i, json_serialize_sql(s) from (values {values}) "
-                                                 "as t(i, s)").fetchall()
+                    rows = _connection().execute(
+                        f"select i, j, {RENDER} from (select i, json_serialize_sql(s) as j from (values {values}) "
+                        "as t(i, s))").fetchall()
             except Exception:  # one text the batch cannot take: each is parsed alone, as without a batch
                 log.debug("parse trees in one batch failed; parsing one by one", exc_info=True)
                 continue
-            found.update((chunk[int(i)], str(tree)) for i, tree in rows if tree is not None)
+            for i, tree, text in rows:
+                if tree is not None:
+                    found[chunk[int(i)]] = str(tree)
+                    if text is not None:
+                        rendered[chunk[int(i)]] = str(text)
         with _lock:
             _serialized.update(found)
+            _rendered.update(rendered)
         self.texts = list(found)
         return self
 
@@ -105,6 +129,23 @@ class Serialized:
         with _lock:
             for text in self.texts:
                 _serialized.pop(text, None)
+                _rendered.pop(text, None)
+
+
+def rendered(sql: str) -> str | None:
+    """DuckDB's own rendering of ``sql`` (``json_deserialize_sql`` of its parse tree): the same for texts that
+    differ only in comments, layout and the case of keywords. None when DuckDB cannot parse or render it."""
+    with _lock:
+        text = _rendered.get(sql)
+        if text is not None:
+            return text
+        try:
+            row = _connection().execute(f"select {RENDER} from (select json_serialize_sql({literal(sql)}) as j)"
+                                        ).fetchone()
+        except Exception:  # a tree DuckDB serializes but cannot render back
+            log.debug("DuckDB cannot render its parse tree of a model back", exc_info=True)
+            return None
+    return str(row[0]) if row and row[0] is not None else None
 
 
 def normalized(sql: str) -> str:
@@ -129,6 +170,11 @@ def line_col(sql: str, offset: int) -> tuple[int, int]:
 def duckdb_refs(sql: str, path: Path) -> list[DuckRef]:
     """Every table ``sql`` reads, by DuckDB's parser. Raises :class:`Unserializable` for statements DuckDB
     splits in several (dynamic PIVOT), and :class:`ProjectError` for what DuckDB refuses to parse."""
+    return duckdb_reading(sql, path).refs
+
+
+def duckdb_reading(sql: str, path: Path) -> Reading:
+    """:func:`duckdb_refs` with what the walk decided on its own (:class:`Reading`)."""
     tree = serialize(sql)
     if tree.get("error"):
         message = str(tree.get("error_message", "cannot parse"))
@@ -141,7 +187,9 @@ def duckdb_refs(sql: str, path: Path) -> list[DuckRef]:
     if len(statements) != 1:
         raise ProjectError(f"a model is exactly one SELECT statement; DuckDB reads {len(statements)} here",
                            Location(path, 1))
-    return list(_walk(statements[0], frozenset(), sql, path, 0))
+    reading = Reading()
+    _collect(statements[0], frozenset(), sql, path, 0, reading)
+    return reading
 
 
 def _offset(node: dict[str, Any], base: int) -> int | None:
@@ -149,15 +197,9 @@ def _offset(node: dict[str, Any], base: int) -> int | None:
     return base + int(loc) if isinstance(loc, int) and loc != NO_LOCATION else (base or None)
 
 
-def _walk(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int) -> Iterator[DuckRef]:
-    """Depth-first over the parse tree; ``ctes``: the CTE names visible here (they shadow tables)."""
-    found: list[DuckRef] = []
-    _collect(node, ctes, sql, path, base, found)
-    return iter(found)
-
-
-def _collect(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int, found: list[DuckRef]) -> None:
-    """``_walk``'s work, appending to ``found`` (no generator per node: a parse tree has thousands of them)."""
+def _collect(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int, found: Reading) -> None:
+    """Depth-first over the parse tree, adding to ``found`` (no generator per node: a parse tree has thousands
+    of them); ``ctes``: the CTE names visible here (they shadow tables)."""
     if isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
@@ -169,12 +211,16 @@ def _collect(node: Any, ctes: frozenset[str], sql: str, path: Path, base: int, f
     if kind == "BASE_TABLE":
         catalog, schema, name = node.get("catalog_name") or "", node.get("schema_name") or "", node["table_name"]
         if not catalog and not schema and name.lower() in ctes:
+            found.shadowed.add(name.lower())
             return
-        found.append(DuckRef(catalog, schema, name, _offset(node, base)))
+        found.refs.append(DuckRef(catalog, schema, name, _offset(node, base)))
         return
     if kind == "TABLE_FUNCTION":
-        found.extend(_table_function(node, ctes, sql, path, base))
+        _table_function(node, ctes, sql, path, base, found)
         return
+    if isinstance(kind, str) and "class" not in node and kind not in KNOWN_NODES and \
+            not kind.endswith(("_MODIFIER", "_TYPE_INFO")):  # result modifiers and types name no table
+        found.unknown.add(kind)
     if kind == "RECURSIVE_CTE_NODE" and node.get("cte_name"):
         ctes = ctes | {str(node["cte_name"]).lower()}
     cte_map = (node.get("cte_map") or {}).get("map") or []
@@ -198,7 +244,7 @@ def _constant_text(node: Any) -> str | None:
 
 
 def _table_function(node: dict[str, Any], ctes: frozenset[str], sql: str, path: Path,
-                    base: int) -> Iterator[DuckRef]:
+                    base: int, found: Reading) -> None:
     function = node.get("function") or {}
     name = str(function.get("function_name", "")).lower()
     args = function.get("children") or []
@@ -211,13 +257,15 @@ def _table_function(node: dict[str, Any], ctes: frozenset[str], sql: str, path: 
                                where, "write the table's name in the FROM clause")
         text = texts[0]
         if name in QUERY_BY_TEXT:  # the inner query's own references, placed at the function call
-            for ref in duckdb_refs(text, path):
-                yield DuckRef(ref.catalog, ref.schema, ref.name, offset)
+            inner = duckdb_reading(text, path)
+            found.refs.extend(DuckRef(ref.catalog, ref.schema, ref.name, offset) for ref in inner.refs)
+            found.shadowed |= inner.shadowed
+            found.unknown |= inner.unknown
             return
         catalog, schema, table = ["", "", *_split_name(text)][-3:]
-        yield DuckRef(catalog, schema, table, offset)
+        found.refs.append(DuckRef(catalog, schema, table, offset))
         return
-    yield from _walk(args, ctes, sql, path, base)  # e.g. a subquery passed to a table function
+    _collect(args, ctes, sql, path, base, found)  # e.g. a subquery passed to a table function
 
 
 def _split_name(text: str) -> list[str]:
