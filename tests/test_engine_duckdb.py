@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -57,3 +58,37 @@ def test_derived_views_list_columns_and_skip_missing_keys() -> None:
     assert "_deleted" in views["pos_c_latest"]
     assert "__kiban_rn" not in views["pos_c_latest"].split(" from ")[0]  # the helper stays inside
     assert derived_views("pos_c", table, ["v", "_loaded_at"]) == []  # the key is not in the data (yet)
+
+
+def test_builds_running_at_once_share_duckdbs_threads(make_project: Callable[..., Path], monkeypatch: Any) -> None:
+    """Two builds at once get half the threads each; one alone (a heavy model, the tail of a run) gets them all,
+    and so does what follows the builds. Changing them while queries run loses nothing."""
+    from kiban.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(":memory:")
+    configured = int(engine.con.execute("select current_setting('threads')").fetchone()[0])
+    seen = []
+    for running in (2, 3, 1, 2, 0):
+        engine.share(running)
+        seen.append(int(engine.con.execute("select current_setting('threads')").fetchone()[0]))
+    engine.close()
+    assert seen == [max(1, configured // 2), max(1, configured // 3), configured, max(1, configured // 2),
+                    configured]
+
+    models = {f"models/warehouse/w{i:02d}.sql": f"select k, v * {i} as v from lake.src" for i in range(24)}
+    models["models/mart/total.sql"] = " union all ".join(f"select sum(v) as s from warehouse.w{i:02d}"
+                                                         for i in range(24))
+    root = make_project({**models, "kiban.yml": "name: shared\nwarehouse: duckdb:///kiban.duckdb\nthreads: 3\n"},
+                        lake={"src": "select i as k, i * 1.0 as v from range(20000) t(i)"})
+    shares: list[int] = []
+    real = DuckDBEngine.share
+    monkeypatch.setattr(DuckDBEngine, "share", lambda self, running: (shares.append(running), real(self, running)))
+    result = run_project(load_project(root), RunOptions())
+    assert result.status == "success", {k: o.error for k, o in result.outcomes.items()}
+    assert max(shares) == 3 and shares[-1] == 1
+    con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
+    try:
+        totals = [r[0] for r in con.execute("select s from mart.total").fetchall()]
+    finally:
+        con.close()
+    assert sorted(totals) == sorted(float(i * sum(range(20000))) for i in range(24))

@@ -29,8 +29,8 @@ def write_entries(path: Path, version: int | str, entries: dict[str, Any]) -> No
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"version": version, "entries": entries}, handle)
+        with os.fdopen(fd, "w") as handle:  # dumps, not dump: json.dump streams through the pure-Python encoder
+            handle.write(json.dumps({"version": version, "entries": entries}))
         os.replace(tmp, path)
 
 

@@ -117,6 +117,9 @@ class Engine(Protocol):
     def retryable(self, error: BaseException) -> bool:
         """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 
+    def share(self, running: int) -> None:
+        """``running`` builds run at once now: an engine that runs them in this process shares its cores out."""
+
     def close(self) -> None: ...
 
 
@@ -132,6 +135,9 @@ class NotDuckDB:
         if macros:
             raise ConfigError(f"macros/ holds DuckDB macros, which the {self.label} warehouse cannot run",
                               "write the logic into the models, or use DuckDB")
+
+    def share(self, running: int) -> None:
+        """The server runs the builds: its own scheduler shares its cores."""
 
     def partition_blocker(self, asset: Asset) -> str | None:
         return f"the {self.label} engine rebuilds incremental models whole (`kiban run`), not partition by partition"

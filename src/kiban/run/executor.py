@@ -128,6 +128,8 @@ class Executor:
                         alone = ready[pick]
                     key = ready.pop(pick)
                     running[pool.submit(self._run_asset, key)] = key
+                if self.threads > 1:  # the builds running now share the engine's threads
+                    self.engine.share(len(running))
                 if self.cancel.is_set():
                     for key in ready:
                         outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
@@ -155,6 +157,8 @@ class Executor:
                         waiting[child].discard(key)
                         if not waiting[child]:
                             ready.append(child)
+        if self.threads > 1:
+            self.engine.share(1)  # what follows the builds (checks, the snapshot) has every thread again
         with self._lock:
             idle, self._idle = self._idle, []
         for session in idle:
