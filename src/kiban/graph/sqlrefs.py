@@ -31,7 +31,7 @@ from typing import Any
 
 from kiban.cachefile import read_entries, write_entries
 from kiban.errors import Location, ProjectError
-from kiban.graph.duckrefs import Unserializable, duckdb_reading, duckdb_refs, line_col, normalized, rendered
+from kiban.graph.duckrefs import DuckRef, Unserializable, duckdb_reading, duckdb_refs, line_col, normalized, rendered
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,35 @@ def parse_sql(sql: str, path: Path, agree: bool = False) -> ParsedSql:
             reading = None
         if reading is not None and not reading.unknown:
             refs: dict[tuple[str, str], TableRef] = {}
-            for ref in reading.refs:
-                place = line_col(sql, ref.offset) if ref.offset is not None else (1, 1)
+            # each table placed where the text first names it (the walk goes in tree order, not text order)
+            for ref in sorted(reading.refs, key=lambda r: r.offset if r.offset is not None else 2**63):
+                place = line_col(sql, _name_at(sql, ref)) if ref.offset is not None else (1, 1)
                 refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
             return ParsedSql(tuple(refs.values()), _text_hash(sql, None), tuple(sorted(reading.shadowed)),
                              agreed=False)
     return _parse_agreed(sql, path)
+
+
+def _name_at(sql: str, ref: DuckRef) -> int:
+    """The byte offset of the table's own name in a reference DuckDB places at its start (``warehouse.ordrs``
+    is placed at ``ordrs``, where the mistake usually is, as SQLGlot places it)."""
+    assert ref.offset is not None
+    data = sql.encode()
+    at = ref.offset
+    for _ in range(bool(ref.catalog) + bool(ref.schema)):  # step over each qualifier and its dot
+        if data[at:at + 1] == b'"':
+            at = data.find(b'"', at + 1)
+            while at != -1 and data[at + 1:at + 2] == b'"':  # a doubled quote inside the name
+                at = data.find(b'"', at + 2)
+            if at == -1:
+                return ref.offset
+        dot = data.find(b".", at)
+        if dot == -1:
+            return ref.offset
+        at = dot + 1
+        while data[at:at + 1].isspace():
+            at += 1
+    return at
 
 
 def _text_hash(sql: str, fallback: Any) -> str:
