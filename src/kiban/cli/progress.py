@@ -13,10 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from kiban.cli.output import duration, err_console, number, styled
 from kiban.run import Event
@@ -113,6 +110,10 @@ class LiveView:
     that finished most recently."""
 
     def __init__(self) -> None:
+        # (Rich's live display, progress bar and tables: ≈ 15 CPU-ms of imports, only for a terminal)
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console)
         self.task = self.progress.add_task("", total=None, stage="run")
@@ -160,7 +161,9 @@ class LiveView:
             self.progress.update(self.task, description=" ".join(
                 f"{styled(s)} {n}" for s, n in sorted(self.counts.items())))
 
-    def _render(self) -> Table:
+    def _render(self) -> Any:
+        from rich.table import Table
+
         grid = Table.grid()
         grid.add_row(self.progress)
         table = Table(box=None, show_header=False, pad_edge=False)
