@@ -85,7 +85,8 @@ def test_builds_running_at_once_share_duckdbs_threads(make_project: Callable[...
     monkeypatch.setattr(DuckDBEngine, "share", lambda self, running: (shares.append(running), real(self, running)))
     result = run_project(load_project(root), RunOptions())
     assert result.status == "success", {k: o.error for k, o in result.outcomes.items()}
-    assert max(shares) == 3 and shares[-1] == 1
+    assert max(shares) == 3
+    assert shares[-1] == 1
     con = duckdb.connect(str(root / "kiban.duckdb"), read_only=True)
     try:
         totals = [r[0] for r in con.execute("select s from mart.total").fetchall()]
