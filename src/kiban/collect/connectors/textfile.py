@@ -429,7 +429,9 @@ def blocks(handle: IO[bytes], quote: bytes | None = None, block_bytes: int | Non
                 continue
             rest = buffer
             continue
-        cut = _balanced_cut(buffer, cut, quote, 4 * block_bytes)
+        # a quoted value may span as many bytes as the longest line held, whatever the block size: only past that
+        # is the quote taken for broken (a record over four small blocks was cut inside its quotes)
+        cut = _balanced_cut(buffer, cut, quote, max(4 * block_bytes, max_line_bytes))
         if cut == 0:
             rest = buffer
             continue
