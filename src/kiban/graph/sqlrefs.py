@@ -90,14 +90,19 @@ def parse_sql(sql: str, path: Path, agree: bool = False) -> ParsedSql:
         except (Unserializable, ProjectError):  # SQLGlot's parse decides how to say it (usually more clearly)
             reading = None
         if reading is not None and not reading.unknown:
-            refs: dict[tuple[str, str], TableRef] = {}
-            # each table placed where the text first names it (the walk goes in tree order, not text order)
-            for ref in sorted(reading.refs, key=lambda r: r.offset if r.offset is not None else 2**63):
-                place = line_col(sql, _name_at(sql, ref)) if ref.offset is not None else (1, 1)
-                refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
-            return ParsedSql(tuple(refs.values()), _text_hash(sql, None), tuple(sorted(reading.shadowed)),
+            return ParsedSql(_placed(sql, reading.refs), _text_hash(sql, None), tuple(sorted(reading.shadowed)),
                              agreed=False)
     return _parse_agreed(sql, path)
+
+
+def _placed(sql: str, duck: list[DuckRef]) -> tuple[TableRef, ...]:
+    """DuckDB's tables, each placed at its own name where the text first names it (the walk goes in tree
+    order, not text order)."""
+    refs: dict[tuple[str, str], TableRef] = {}
+    for ref in sorted(duck, key=lambda r: r.offset if r.offset is not None else 2**63):
+        place = line_col(sql, _name_at(sql, ref)) if ref.offset is not None else (1, 1)
+        refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
+    return tuple(refs.values())
 
 
 def _name_at(sql: str, ref: DuckRef) -> int:
@@ -176,11 +181,7 @@ def _duckdb_only(sql: str, path: Path, error: ProjectError) -> ParsedSql:
                            "statements, so neither parser can tell which tables this model reads",
                            error.location, "give the PIVOT an IN list (on payment_method in ('card', 'cash')) or "
                            "wrap it: select * from (pivot …) order by …") from None
-    refs: dict[tuple[str, str], TableRef] = {}
-    for ref in duck:
-        place = line_col(sql, ref.offset) if ref.offset is not None else (1, 1)
-        refs.setdefault((ref.schema.lower(), ref.name.lower()), TableRef(ref.schema, ref.name, *place))
-    return ParsedSql(tuple(refs.values()), _text_hash(sql, None))
+    return ParsedSql(_placed(sql, duck), _text_hash(sql, None))
 
 
 def _sqlglot_refs(tree: Any, sql: str) -> dict[tuple[str, str], TableRef]:
