@@ -50,6 +50,7 @@ class RunOptions:
     resume: bool = False
     threads: int | None = None
     wait: float = 0.0  # seconds to wait for another run's lock
+    run_id: str | None = None  # the caller names the run (the console links to it before it is planned)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def run_project(project: Project, options: RunOptions, listeners: Sequence[Liste
     orders builds without making them inputs (a relationships check waits for the table it refers to).
     """
 
-    run_id = new_run_id()
+    run_id = options.run_id or new_run_id()
     # first of all: a kill from here until the store records the run is found by the next `--resume`
     intent = intents.write(project, run_id, list(options.select), list(options.exclude), options.full_refresh) \
         if not options.resume else None

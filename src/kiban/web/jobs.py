@@ -14,11 +14,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from kiban import operate
 from kiban.errors import KibanError
-from kiban.run import RunOptions
+from kiban.run import RunOptions, new_run_id
 from kiban.run.backfill import BackfillOptions
 from kiban.run.events import Event
 from kiban.status import RunStatus
@@ -63,12 +62,16 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def resume(self, user: str) -> Job:
+        run_id = new_run_id()  # named here: the job links to its run from the first answer
         return self._start("resume", user, "kiban run --resume",
-                           lambda job: self._run(job, RunOptions(resume=True, wait=LOCK_WAIT)))
+                           lambda job: self._run(job, RunOptions(resume=True, wait=LOCK_WAIT, run_id=run_id)),
+                           run_id)
 
     def run(self, user: str, selection: list[str]) -> Job:
+        run_id = new_run_id()
         return self._start("run", user, "kiban run " + " ".join(selection),
-                           lambda job: self._run(job, RunOptions(select=selection, wait=LOCK_WAIT)))
+                           lambda job: self._run(job, RunOptions(select=selection, wait=LOCK_WAIT, run_id=run_id)),
+                           run_id)
 
     def backfill(self, user: str, selection: list[str], start: str, end: str) -> Job:
         return self._start("backfill", user, f"kiban backfill {' '.join(selection)} --from {start} --to {end}",
@@ -86,8 +89,8 @@ class Jobs:
             job.thread.join(timeout)
         return job
 
-    def _start(self, action: str, user: str, detail: str, work: Callable[[Job], str]) -> Job:
-        job = Job(id=secrets.token_hex(6), action=action, user=user, detail=detail)
+    def _start(self, action: str, user: str, detail: str, work: Callable[[Job], str], run_id: str | None = None) -> Job:
+        job = Job(id=secrets.token_hex(6), action=action, user=user, detail=detail, run_id=run_id)
 
         def body() -> None:
             try:
@@ -114,7 +117,7 @@ class Jobs:
         job.thread.start()
         return job
 
-    def _run(self, job: Job, options: Any) -> str:
+    def _run(self, job: Job, options: RunOptions) -> str:
         self.site.reload()
 
         def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse

@@ -247,7 +247,8 @@ class JobOut(BaseModel):
     status: str = Field(description="running, success, failed, cancelled, nothing")
     user: str
     detail: str
-    run_id: str | None
+    run_id: str | None = Field(description="the run's id (named when a run or resume job starts; a backfill's id "
+                                           "once it has one)")
     error: str | None
     started_at: datetime
     ended_at: datetime | None

@@ -57,7 +57,7 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
     refuse_unportable(project)  # what PostgreSQL/Spark cannot run as DuckDB does: refused before anything is queued
     store = Store(project.state_url)
     queue = RunQueue(store)
-    run_id = new_run_id()
+    run_id = options.run_id or new_run_id()
     locks = AssetLocks(store, project.name)  # like a run: only the selected assets, not the project
 
     def emit(event: Event) -> None:
