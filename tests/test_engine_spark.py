@@ -6,7 +6,10 @@ One SparkSession serves the whole module (the engine keeps it warm between runs 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -132,6 +135,30 @@ def test_spark_urls() -> None:
     with pytest.raises(ConfigError, match="names no warehouse folder"):
         parse_url("sc://connect:15002")
 
+
+
+REGISTER_AGAIN_AND_AGAIN = """
+import sys
+from kiban.engines.spark import SparkEngine
+engine = SparkEngine(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    engine.prepare([], {})  # the next use registers the catalog again: its databases dropped and made anew
+    assert engine.session().execute("select 1") == [(1,)]
+print("ok")
+"""
+
+
+def test_processes_on_one_warehouse_never_drop_each_others_catalog(tmp_path: Path) -> None:
+    """Workers and runs are separate JVMs on one warehouse folder: each one's session catalog (lake, warehouse,
+    mart databases, re-made at every run) is its own. They shared one directory, so one process dropping its
+    databases deleted the folder another had just made ("Unable to create database lake"; found by the soak)."""
+    url = spark_url(tmp_path / "warehouse")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", REGISTER_AGAIN_AND_AGAIN, url, "40"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [o.strip().splitlines()[-1] for o in outputs] == ["ok", "ok"], [o[-3000:] for o in outputs]
+    assert not (tmp_path / "warehouse" / "_spark").exists()  # nothing of a session's catalog in the shared folder
 
 
 def test_the_lake_is_exactly_the_committed_files(tmp_path: Path) -> None:

@@ -139,6 +139,10 @@ class Pool:
             time.sleep(0.05)
         return None
 
+    def tails(self, lines: int = 15) -> dict[str, list[str]]:
+        """The last lines of every worker's log: why a run failed, in the assertion's message."""
+        return {Path(log).stem: Path(log).read_text(errors="replace").splitlines()[-lines:] for log in self.logs}
+
     def close(self) -> None:
         self.resume_due(everyone=True)
         for proc in self.procs.values():
@@ -204,7 +208,8 @@ def soak(root: Path, warehouse: Warehouse, disruptions: int, seed: int) -> dict[
                 coordinator.join(timeout=0.1)
             assert not errors, errors
             assert results, (trial, results)
-            assert results[0].status == RunStatus.SUCCESS, (trial, results)
+            assert results[0].status == RunStatus.SUCCESS, (trial, {k: (o.status, o.attempts, o.error) for k, o in
+                                                                    results[0].outcomes.items()}, pool.tails())
             for key in ASSETS:
                 expected[key].append(warehouse.log(key)[-1])
             assert warehouse.sums()[0] == 55 * (trial + 1), trial

@@ -19,6 +19,7 @@ kiban and to Spark (a shared mount on a cluster).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -27,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -869,6 +871,13 @@ def _local_cores(master: str | None) -> int:
 _SESSIONS: dict[tuple[Any, ...], Any] = {}
 
 
+def _private_catalog() -> str:
+    """A directory for this process's session catalog (empty database folders), removed when it exits."""
+    folder = tempfile.mkdtemp(prefix="kiban-spark-catalog-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def _session(master: str | None, remote: str | None, folder: Path, settings: dict[str, str]) -> Any:
     """The SparkSession for these settings, started once per process."""
     key = (master, remote, str(folder), tuple(sorted(settings.items())))
@@ -887,7 +896,10 @@ def _session(master: str | None, remote: str | None, folder: Path, settings: dic
                    .config("spark.ui.enabled", "false")
                    .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.sql.catalogImplementation", "in-memory")
-                   .config("spark.sql.warehouse.dir", str(folder / "_spark"))
+                   # the session catalog's databases are this process's own: its tables are external (the
+                   # warehouse folder's versions), and processes sharing one folder (workers, a run and the
+                   # console) would otherwise drop and re-make the same database directories under each other
+                   .config("spark.sql.warehouse.dir", _private_catalog())
                    .config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.shuffle.partitions", str(_local_cores(master)))  # small jobs: few tasks
                    .config("spark.sql.adaptive.enabled", "true")  # and adaptive plans coalesce what is left
