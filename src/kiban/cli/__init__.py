@@ -1,7 +1,8 @@
 """The ``kiban`` command line: a thin front end over the core.
 
 Imports are lazy (inside commands) so that ``kiban --help`` answers at once; a plain ``kiban run`` with nothing
-to do, and ``kiban status``, are answered before Typer or any of kiban's heavy modules load (``kiban.cli.quick``).
+to do, and ``kiban status``, are answered before Typer or any of kiban's heavy modules load (``kiban.cli.quick``),
+and any other plain ``kiban run`` runs without Typer's parser (``kiban.cli.running``).
 The Typer app and its commands live in ``kiban.cli.root`` (``from kiban.cli import app`` still works: it is
 loaded on first use).
 """
@@ -34,6 +35,11 @@ def main() -> None:
     from kiban.cli.quick import try_quick
 
     if try_quick(sys.argv[1:]):
+        return
+    if sys.argv[1:] == ["run"]:  # every option at its default: the run command without Typer's parser
+        from kiban.cli.running import plain_run
+
+        plain_run()
         return
     from kiban.cli.root import main as full
 

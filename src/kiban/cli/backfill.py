@@ -99,7 +99,7 @@ def _run(project: Any, selection: list[str], exclude: list[str], start: str, end
                       soft_wrap=True)
     if result.status != BackfillStatus.SUCCESS:
         console.print("Fix the cause, then run the same command again: done partitions are skipped.")
-    from kiban.cli.commands import print_service_levels
+    from kiban.cli.running import print_service_levels
 
     print_service_levels(done, quiet=True)  # judged and stored; `kiban slo` shows them
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from kiban.cli import State, app
-from kiban.cli.output import JsonOpt, log_format_of
-from kiban.status import RunStatus
+from kiban.cli.output import JsonOpt
 
 SelectArg = Annotated[list[str] | None, typer.Argument(
     help="Assets: NAME, +NAME (with upstream), NAME+ (with downstream), layer:mart, tag:x. Default: all.",
@@ -21,12 +19,9 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="L
 
 
 def _project() -> Any:
-    from kiban.engines.dialect import refuse_unportable
-    from kiban.project import load_project
+    from kiban.cli.running import checked_project
 
-    project = load_project(State.project_dir)
-    refuse_unportable(project)  # PostgreSQL/Spark: what they cannot run as DuckDB does is refused on loading
-    return project
+    return checked_project(State.project_dir)
 
 
 @app.command()
@@ -66,76 +61,10 @@ def run(
                                           "built whole or is fresh, and why) and build nothing.")] = False,
 ) -> None:
     """Build the selected assets in dependency order; only what changed is rebuilt."""
-    from kiban.cli.output import err_console
-    from kiban.cli.progress import JsonLog, progress_view
-    from kiban.cli.report import print_run_summary
-    from kiban.errors import UsageError
-    from kiban.run import RunOptions
+    from kiban.cli.running import RunArgs, run_command
 
-    log_format = log_format_of(log_format, as_json)
-    min_workers = 0
-    if workers and selection and selection[0].isdigit():  # `--workers N`: a count, not an asset named "2"
-        min_workers, selection = int(selection[0]), selection[1:]
-    if resume and selection:
-        raise UsageError("--resume takes no selection: it re-runs what the last run left undone")
-    if explain and (resume or workers):
-        raise UsageError("--explain shows the plan of a plain run", "leave out --resume and --workers")
-    project = _project()
-    if explain:
-        from kiban import operate
-        from kiban.cli.report import print_plan
-
-        print_plan(operate.explain(project, RunOptions(select=selection or [], exclude=exclude or [],
-                                                       full_refresh=full_refresh)), as_json or log_format == "json")
-        return
-    listeners: list[Any] = [JsonLog() if log_format == "json" else progress_view()]
-    options = RunOptions(select=selection or [], exclude=exclude or [], full_refresh=full_refresh,
-                         resume=resume, threads=threads, wait=wait)
-
-    def on_term(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    from kiban import operate
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:  # checks gate every publish, the watcher raises at-risk incidents, service levels are judged after
-        done = operate.run(project, options, listeners, workers=workers, min_workers=min_workers)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    result = done.result
-    if log_format == "text":
-        print_run_summary(result, project)
-        if project.sources:  # what the run's loads quarantined, refused, or saw change in a schema
-            from kiban.cli.collect import print_load_notes
-
-            print_load_notes(project, result.run_id)
-        if done.gated:
-            from kiban.cli.checks import print_run_checks
-
-            print_run_checks(project, result.run_id)
-    elif not result.ok:  # stdout holds only JSON lines
-        err_console.print(f"run {result.run_id} {result.status}", style="red")
-    print_service_levels(done, quiet=log_format == "json")
-    if log_format == "text":  # a plain run that found nothing to do: the next one may answer without planning
-        from kiban.cli.quick import remember
-
-        remember(project, result, done.gated)
-    if result.status == RunStatus.CANCELLED:
-        sys.exit(130)
-    if not result.ok:
-        sys.exit(1)
-
-
-def print_service_levels(done: Any, quiet: bool) -> None:
-    """The use cases as the run left them (``kiban run``, ``kiban backfill``); a failure to judge is a warning."""
-    from kiban.cli.output import err_console
-
-    if done.levels_error is not None:
-        err_console.print(f"[yellow]service levels could not be checked: {done.levels_error}[/]")
-    elif done.levels is not None and not quiet:
-        from kiban.cli.slo import print_assessment
-
-        print_assessment(done.levels)
+    run_command(RunArgs(State.project_dir, selection or [], exclude or [], full_refresh, resume, threads, wait,
+                        log_format, workers, as_json, explain))
 
 
 @app.command()
