@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from kiban.engines import open_engine
+from kiban.engines import duckdb_marks, open_engine
 from kiban.graph import build_graph, duckrefs
 from kiban.graph.sqlrefs import SqlCache
 from kiban.project import load_project
@@ -103,3 +103,46 @@ def test_a_batch_the_parser_refuses_falls_back_to_one_text_at_a_time(tmp_path, m
         assert batch.texts == []
         refs = duckrefs.duckdb_refs(texts[1], Path("m.sql"))
     assert [(r.schema, r.name) for r in refs] == [("warehouse", "a"), ("lake", "b")]
+
+
+def test_quick_builds_fingerprints_are_written_together_before_the_snapshot(tmp_path, monkeypatch):
+    """Ten quick plain models: their fingerprints go in one commit (not one each), and the snapshot readers open
+    carries every one."""
+    root = _project(tmp_path / "p", models=10)
+    batches: list[int] = []
+    write = duckdb_marks._write
+    monkeypatch.setattr(duckdb_marks, "_write", lambda cur, batch: (batches.append(len(batch)), write(cur, batch)))
+    assert run_project(load_project(root), RunOptions()).ok
+    assert sum(batches) == 10
+    assert len([n for n in batches if n]) < 10
+    con = duckdb.connect(str(root / "kiban.duckdb.snapshot"), read_only=True)
+    marked = con.execute("select count(*) from duckdb_tables() where schema_name = 'warehouse' and "
+                         "comment like 'kiban:%'").fetchone()
+    con.close()
+    assert marked == (10,)
+
+
+def test_a_slow_build_writes_its_fingerprint_at_once(tmp_path, monkeypatch):
+    root = _project(tmp_path / "p", models=3)
+    batches: list[int] = []
+    write = duckdb_marks._write
+    monkeypatch.setattr(duckdb_marks, "_write", lambda cur, batch: (batches.append(len(batch)), write(cur, batch)))
+    monkeypatch.setattr(duckdb_marks, "ALONE", 0.0)  # every build counts as slow
+    assert run_project(load_project(root), RunOptions()).ok
+    assert [n for n in batches if n] == [1, 1, 1]
+
+
+def test_fingerprints_never_written_leave_tables_the_next_run_rebuilds(tmp_path, monkeypatch):
+    """A process killed before the waiting fingerprints were written: every table is whole and carries no
+    version (never another one's); the next run rebuilds exactly those and publishes what a clean run does."""
+    clean = _project(tmp_path / "clean", models=4)
+    assert run_project(load_project(clean), RunOptions()).ok
+    root = _project(tmp_path / "p", models=4)
+    with monkeypatch.context() as lost:
+        lost.setattr(duckdb_marks, "_write", lambda cur, batch: None)
+        assert run_project(load_project(root), RunOptions()).ok
+    assert not [k for k in _published(root) if k.startswith("warehouse.")]
+    again = run_project(load_project(root), RunOptions())
+    assert {k: o.status for k, o in again.outcomes.items()} == {f"warehouse.m{i}": AttemptStatus.SUCCESS
+                                                                for i in range(4)}
+    assert _published(root) == _published(clean)

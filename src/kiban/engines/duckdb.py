@@ -8,8 +8,8 @@ version, and no temporary leftovers exist. The fingerprint lives *with* the data
 reads what is really there, whatever the state store says.
 
 A plain SQL model's table (nothing to audit, not incremental, no ``time_column``) is published by the ``create
-or replace … as`` statement alone — itself one transaction, and ≈ 2 ms a model cheaper than inside an explicit
-one — and its fingerprint is written by a second, small commit right after (``_publish_plain``).
+or replace … as`` statement alone — itself one transaction — and its fingerprint is written afterwards, with
+other quick builds' in one commit (``_publish_plain``, ``kiban.engines.duckdb_marks``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from kiban.engines.base import (
     PythonModels,
     Session,
 )
+from kiban.engines.duckdb_marks import Marks
 from kiban.engines.lake import LakeTable, derived_views, lake_table
 from kiban.errors import ConfigError, KibanError
 from kiban.project import Asset
@@ -116,6 +118,7 @@ class DuckDBEngine:
         # some. None: not read yet, so every build clears. A change recorded later by another process is only
         # kept (its asset is rebuilt once more by the next run), never lost.
         self._changed: set[str] | None = None
+        self._marks = Marks()  # plain tables' fingerprints waiting to be written together
 
     def session(self) -> DuckDBSession:
         cursor = self.con.cursor()  # inherits the global TimeZone set in __init__
@@ -129,6 +132,7 @@ class DuckDBEngine:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        self._marks.flush(self.con)  # before the snapshot: readers' copy carries every fingerprint
         if self.path != ":memory:":  # readers (the console, profiles) read this copy: they never block a run
             snapshots.publish_snapshot(self.con, self.path)
         self.con.close()
@@ -292,6 +296,7 @@ class DuckDBEngine:
         return {str(key): str(sql or "") for key, sql in rows}
 
     def _comments(self, *schemas: str) -> dict[str, str]:
+        self._marks.flush(self.con)  # the fingerprints of this process's builds first
         names = ", ".join(literal(s) for s in schemas)  # not bound: see duckdb_partitions.value
         rows = self.con.execute(
             "select schema_name, table_name, comment from duckdb_tables() "
@@ -411,6 +416,7 @@ class DuckDBEngine:
         a second, small commit: until then the new table has no comment (``create or replace`` drops the old
         one), so a process killed in between leaves a complete table of unknown version, which the next run
         rebuilds — never a table whose comment names another version than its data."""
+        began = time.monotonic()
         created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
         rows = int(created[0]) if created else None
         with self._catalog_lock:
@@ -424,8 +430,8 @@ class DuckDBEngine:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute("rollback")
                 raise
-        else:
-            cur.execute(f"comment on table {target} is {comment}")
+        else:  # written with others' in one commit (kiban.engines.duckdb_marks); until then: no version
+            self._marks.add(cur, target, comment, time.monotonic() - began)
         with self._catalog_lock:
             if self._kinds is not None:
                 self._kinds[f"{asset.layer}.{asset.name}"] = "table"
