@@ -68,11 +68,11 @@ def test_builds_running_at_once_share_duckdbs_threads(make_project: Callable[...
     engine = DuckDBEngine(":memory:")
     configured = int(engine.con.execute("select current_setting('threads')").fetchone()[0])
     seen = []
-    for running in (2, 3, 1, 2, 0):
-        engine.share(running)
+    for running, light in ((2, False), (3, False), (1, False), (2, True), (1, True), (2, False), (0, False)):
+        engine.share(running, light)
         seen.append(int(engine.con.execute("select current_setting('threads')").fetchone()[0]))
     engine.close()
-    assert seen == [max(1, configured // 2), max(1, configured // 3), configured, max(1, configured // 2),
+    assert seen == [max(1, configured // 2), max(1, configured // 3), configured, 1, 1, max(1, configured // 2),
                     configured]
 
     models = {f"models/warehouse/w{i:02d}.sql": f"select k, v * {i} as v from lake.src" for i in range(24)}
@@ -82,7 +82,8 @@ def test_builds_running_at_once_share_duckdbs_threads(make_project: Callable[...
                         lake={"src": "select i as k, i * 1.0 as v from range(20000) t(i)"})
     shares: list[int] = []
     real = DuckDBEngine.share
-    monkeypatch.setattr(DuckDBEngine, "share", lambda self, running: (shares.append(running), real(self, running)))
+    monkeypatch.setattr(DuckDBEngine, "share", lambda self, running, light=False: (shares.append(running),
+                                                                                     real(self, running, light)))
     result = run_project(load_project(root), RunOptions())
     assert result.status == "success", {k: o.error for k, o in result.outcomes.items()}
     assert max(shares) == 3

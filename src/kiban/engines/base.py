@@ -117,8 +117,9 @@ class Engine(Protocol):
     def retryable(self, error: BaseException) -> bool:
         """Whether another attempt could succeed (I/O, locks) or is pointless (SQL errors)."""
 
-    def share(self, running: int) -> None:
-        """``running`` builds run at once now: an engine that runs them in this process shares its cores out."""
+    def share(self, running: int, light: bool = False) -> None:
+        """``running`` builds run at once now: an engine that runs them in this process shares its cores out
+        (``light``: each of them is small enough for one thread; kiban.run.sizing)."""
 
     def close(self) -> None: ...
 
@@ -136,7 +137,7 @@ class NotDuckDB:
             raise ConfigError(f"macros/ holds DuckDB macros, which the {self.label} warehouse cannot run",
                               "write the logic into the models, or use DuckDB")
 
-    def share(self, running: int) -> None:
+    def share(self, running: int, light: bool = False) -> None:
         """The server runs the builds: its own scheduler shares its cores."""
 
     def partition_blocker(self, asset: Asset) -> str | None:

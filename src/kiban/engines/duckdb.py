@@ -139,16 +139,17 @@ class DuckDBEngine:
         if self.path != ":memory:":
             snapshots.private(self.path)
 
-    def share(self, running: int) -> None:
+    def share(self, running: int, light: bool = False) -> None:
         """Builds running at once share DuckDB's threads: each query gets ``threads // running`` (at least one), a
         build running alone all of them. A model small enough to run beside others gains little from a query's
         own threads and pays for waking them (500 models of 10,000 rows, two at once: ≈ 20% less CPU, and the
-        wall time of two queries on one thread each rather than two on two); a big one runs alone."""
+        wall time of two queries on one thread each rather than two on two); a big one runs alone. ``light``
+        builds (inputs under one row group, which DuckDB scans on one thread anyway) get one thread each."""
         with self._catalog_lock:
             if not self._threads:
                 row = self.con.execute("select current_setting('threads')").fetchone()
                 self._threads = self._threads_now = int(row[0]) if row else 1
-            want = max(1, self._threads // max(1, running))
+            want = 1 if light else max(1, self._threads // max(1, running))
             if want != self._threads_now:
                 self.con.execute(f"set threads = {want}")
                 self._threads_now = want

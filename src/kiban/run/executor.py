@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from kiban.errors import KibanError
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.run.events import Event, Listener
+from kiban.run.sizing import LIGHT_SECONDS, Sizing
 from kiban.status import AttemptStatus
 from kiban.store import utcnow
 
@@ -33,6 +35,14 @@ AuditFor = Callable[[Asset, str, str], AuditHook | None]
 
 
 log = logging.getLogger(__name__)
+
+
+def _until_heavier(light: dict[Future[Outcome], float]) -> float:
+    """How long to wait for a build to end: at most half a second, and no longer than the first light build running
+    has left before it counts as light no more (its threads are shared out again then)."""
+    now = time.monotonic()
+    left = [start + LIGHT_SECONDS - now for start in light.values() if start + LIGHT_SECONDS > now]
+    return min(0.5, max(0.01, min(left))) if left else 0.5
 
 
 class Cancelled(Exception):
@@ -76,9 +86,9 @@ class Executor:
     audit: AuditFor | None = None
     after: dict[str, tuple[str, ...]] = field(default_factory=dict)  # ordering only: not inputs, never skipped
     unavailable: dict[str, str] = field(default_factory=dict)  # input → why it cannot be read
-    # Whether an asset is big enough to deserve the whole machine. DuckDB already spreads one query over
-    # every core; two big queries side by side only compete for cores and double the memory.
-    heavy: Callable[[str, dict[str, Outcome]], bool] = lambda _key, _done: False
+    # How big each build is (kiban.run.sizing): a heavy one runs alone; light ones running by themselves get one
+    # of the engine's threads each. None: every build is neither.
+    sizing: Sizing | None = None
     # Per-tag concurrency limits (kiban.yml `limits: {tag: N}`), e.g. one extraction from the POS database at a time.
     limits: dict[str, int] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -111,6 +121,7 @@ class Executor:
                 later.setdefault(first, []).append(key)
         ready = [k for k in build if not waiting[k]]
         running: dict[Future[Outcome], str] = {}
+        light: dict[Future[Outcome], float] = {}  # light builds running, and when each started (monotonic)
         with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="kiban") as pool:
             alone: str | None = None  # a heavy asset running with the machine to itself
             while ready or running:
@@ -122,14 +133,16 @@ class Executor:
                     if pick is None:
                         break  # every ready asset waits for one of its tags' running assets to finish
                     # -- end of per-tag limits -------------------------------------------------------------
-                    if self.heavy(ready[pick], outcomes):
+                    if self.sizing is not None and self.sizing.heavy(ready[pick], outcomes):
                         if running:
                             break  # let the others finish; then it runs alone
                         alone = ready[pick]
                     key = ready.pop(pick)
-                    running[pool.submit(self._run_asset, key)] = key
-                if self.threads > 1:  # the builds running now share the engine's threads
-                    self.engine.share(len(running))
+                    future = pool.submit(self._run_asset, key)
+                    running[future] = key
+                    if self.sizing is not None and self.sizing.light(key, outcomes):
+                        light[future] = time.monotonic()
+                self._share(running, light)
                 if self.cancel.is_set():
                     for key in ready:
                         outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
@@ -137,12 +150,13 @@ class Executor:
                 if not running:
                     break
                 try:
-                    done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                    done, _ = wait(running, timeout=_until_heavier(light), return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop, then collect what was running
                     self.stop()
                     continue
                 for future in done:
                     key = running.pop(future)
+                    light.pop(future, None)
                     if key == alone:
                         alone = None
                     outcome = future.result()
@@ -157,8 +171,7 @@ class Executor:
                         waiting[child].discard(key)
                         if not waiting[child]:
                             ready.append(child)
-        if self.threads > 1:
-            self.engine.share(1)  # what follows the builds (checks, the snapshot) has every thread again
+        self.engine.share(1)  # what follows the builds (checks, the snapshot) has every thread again
         with self._lock:
             idle, self._idle = self._idle, []
         for session in idle:
@@ -167,6 +180,13 @@ class Executor:
             if key not in outcomes:
                 outcomes[key] = self._finish_unstarted(key, "cancelled", "the run was cancelled")
         return outcomes
+
+    def _share(self, running: dict[Future[Outcome], str], light: dict[Future[Outcome], float]) -> None:
+        """The builds running now share the engine's threads; only light ones (none running past LIGHT_SECONDS):
+        one thread each."""
+        now = time.monotonic()
+        only_light = bool(running) and all(f in light and now - light[f] < LIGHT_SECONDS for f in running)
+        self.engine.share(len(running), light=only_light)
 
     def _take_in(self, todo: set[str], waiting: dict[str, set[str]], ready: list[str],
                  outcomes: dict[str, Outcome]) -> None:

@@ -32,6 +32,7 @@ from kiban.run.events import Event, Listener
 from kiban.run.executor import AuditFor, Executor, Outcome, Policy
 from kiban.run.inputs import plan_extra
 from kiban.run.plan import Judge, Plan, make_plan
+from kiban.run.sizing import LastBuild, sizing
 from kiban.status import ATTEMPT_UNFINISHED, RUN_SUCCEEDED, AttemptStatus, RunStatus
 from kiban.store import AttemptRecord, Store, utcnow
 from kiban.store.asset_locks import AssetLocks, Holder
@@ -314,7 +315,7 @@ def _run_locked(ctx: RunContext) -> RunResult:
                                 policy_for=lambda a: _policy(project, a), emit=emit, record=record, audit=audit,
                                 after=dict(after or {}),
                                 unavailable=_unavailable(graph, lake_versions),
-                                heavy=_heaviness(graph, built),
+                                sizing=sizing(graph, {k: LastBuild(a.rows, a.seconds) for k, a in built.items()}),
                                 limits=dict(project.config.limits),
                                 intake=intake, python_models=PythonModelRunner(project.root, graph.python_inputs))
             if intake is not None:
@@ -453,36 +454,6 @@ def _skip_after_failed_collection(graph: Graph, plan: Plan, collected: dict[str,
     plan.build = [k for k in plan.build if k not in skipped]
     plan.fresh = [k for k in plan.fresh if k not in skipped]
     return skipped
-
-
-HEAVY_LAKE_BYTES = 64 * 2**20  # reading this much Parquet keeps every core busy on its own
-HEAVY_INPUT_ROWS = 2_000_000
-
-
-def _heaviness(graph: Graph, built: dict[str, AttemptRecord]) -> Callable[[str, dict[str, Outcome]], bool]:
-    """A model is heavy when its inputs are big: Parquet bytes for lake inputs; rows for model inputs, as
-    built in this run or, failing that, in the last successful build."""
-    lake_bytes = {k: _folder_bytes(graph.assets[k].path) for k in graph.order if graph.assets[k].layer == "lake"}
-    last_rows = {k: a.rows for k, a in built.items() if a.rows is not None}
-
-    def heavy(key: str, done: dict[str, Outcome]) -> bool:
-        nbytes = rows = 0
-        for dep in graph.deps[key]:
-            if dep in lake_bytes:
-                nbytes += lake_bytes[dep]
-            else:
-                built = done.get(dep)
-                rows += (built.rows if built and built.rows is not None else last_rows.get(dep)) or 0
-        return nbytes >= HEAVY_LAKE_BYTES or rows >= HEAVY_INPUT_ROWS
-
-    return heavy
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(folder):
-        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames if f.endswith(".parquet"))
-    return total
 
 
 def _unavailable(graph: Graph, lake_versions: dict[str, str]) -> dict[str, str]:
