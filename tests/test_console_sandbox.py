@@ -175,7 +175,7 @@ ALLOWED_DATA_IMPORTS = {
     ("kiban/cli/catalog.py", "kiban.catalog.warehouse"): "published_columns: column names and types, no values",
     ("kiban/cli/catalog.py", "kiban.catalog.profile"): "profiles store no min/max/examples of a masked column",
     ("kiban/cli/checks.py", "kiban.checks.on_demand"): "an engineer's checks; stored samples mask PII columns",
-    ("kiban/cli/commands.py", "kiban.engines.dialect"): "refuse_unportable: the project's SQL text, no rows read",
+    ("kiban/cli/running.py", "kiban.engines.dialect"): "refuse_unportable: the project's SQL text, no rows read",
 }
 DATA_MODULES = ("duckdb", "kiban.engines", "kiban.catalog.warehouse", "kiban.catalog.masking",
                 "kiban.catalog.sandbox", "kiban.catalog.profile", "kiban.checks.on_demand", "kiban.checks.evaluate")
