@@ -359,35 +359,6 @@ def print_collection(project: Any, key: str, limit: int = 10) -> None:
                   + (f" (see `kiban quarantine show {key}`)" if waiting else ""))
 
 
-def print_load_notes(project: Any, run_id: str) -> None:
-    """After ``kiban run``: what the run's loads quarantined, refused, or found changed in a source's schema."""
-    if not project.sources:
-        return
-    from rich.markup import escape
-
-    from kiban.cli.output import err_console
-    from kiban.collect.manifest import Manifests
-    from kiban.store import Store
-
-    store = Store(project.state_url)
-    try:
-        manifests = Manifests(store)
-        loads = manifests.loads(project.name, run_id=run_id, limit=10_000)
-        drift = manifests.drift(project.name, None, limit=1000, load_ids=[r.load_id for r in loads])
-    finally:
-        store.close()
-    for r in sorted(loads, key=lambda r: r.asset):
-        if r.status != LoadStatus.COMMITTED:
-            err_console.print(f"[red]{escape(r.asset)}: load refused:[/] {escape(r.error or '')}", soft_wrap=True)
-        elif r.rows_quarantined:
-            err_console.print(f"[yellow]note:[/] {escape(r.asset)}: {r.rows_quarantined:,} of {r.rows_read:,} "
-                              f"row(s) quarantined; see `kiban quarantine show {escape(r.asset)}`", soft_wrap=True)
-    by_load = {r.load_id: r.asset for r in loads}
-    for _, load_id, change, action in reversed(drift):
-        err_console.print(f"[yellow]note:[/] {escape(by_load.get(load_id, ''))}: schema drift: "
-                          f"{escape(change.describe())} ({action})", soft_wrap=True)
-
-
 def collection_json(project: Any, key: str, limit: int = 10) -> dict[str, Any] | None:
     """The collection part of ``kiban show --json``: recent loads, drift and quarantined rows (None: not a
     collected table)."""

@@ -12,6 +12,7 @@ from kiban.cli.output import (
     console,
     duration,
     emit_json,
+    err_console,
     local_time,
     number,
     one_line,
@@ -24,7 +25,7 @@ from kiban.errors import SelectionError, UsageError, did_you_mean
 from kiban.graph import Graph
 from kiban.project import Project
 from kiban.run import RunResult
-from kiban.status import AttemptStatus, RunStatus
+from kiban.status import AttemptStatus, LoadStatus, RunStatus
 from kiban.store import Store, utcnow
 
 BIG_RUN = 30  # more built assets than this: a compact summary instead of one line per asset
@@ -362,7 +363,7 @@ def print_asset(project: Project, name: str, as_json: bool = False) -> None:
             table.add_row(a.run_id, styled(a.status), str(a.attempt), local_time(a.started_at, tz),
                           duration(a.seconds), number(a.rows), size(a.bytes), escape(one_line(a.error, 80)))
         console.print(table)
-    from kiban.cli.checks import print_asset_checks
+    from kiban.cli.check_report import print_asset_checks
 
     print_asset_checks(project, key)
 
@@ -467,3 +468,28 @@ def print_plan(explained: Any, as_json: bool) -> None:
     console.print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing selected")
     if explained.collect:
         console.print("[dim]sources are collected first: what they bring may rebuild more than shown[/]")
+
+
+def print_load_notes(project: Any, run_id: str) -> None:
+    """After ``kiban run``: what the run's loads quarantined, refused, or found changed in a source's schema."""
+    if not project.sources:
+        return
+    from kiban.collect.manifest import Manifests
+
+    store = Store(project.state_url)
+    try:
+        manifests = Manifests(store)
+        loads = manifests.loads(project.name, run_id=run_id, limit=10_000)
+        drift = manifests.drift(project.name, None, limit=1000, load_ids=[r.load_id for r in loads])
+    finally:
+        store.close()
+    for r in sorted(loads, key=lambda r: r.asset):
+        if r.status != LoadStatus.COMMITTED:
+            err_console.print(f"[red]{escape(r.asset)}: load refused:[/] {escape(r.error or '')}", soft_wrap=True)
+        elif r.rows_quarantined:
+            err_console.print(f"[yellow]note:[/] {escape(r.asset)}: {r.rows_quarantined:,} of {r.rows_read:,} "
+                              f"row(s) quarantined; see `kiban quarantine show {escape(r.asset)}`", soft_wrap=True)
+    by_load = {r.load_id: r.asset for r in loads}
+    for _, load_id, change, action in reversed(drift):
+        err_console.print(f"[yellow]note:[/] {escape(by_load.get(load_id, ''))}: schema drift: "
+                          f"{escape(change.describe())} ({action})", soft_wrap=True)

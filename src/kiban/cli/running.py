@@ -98,11 +98,11 @@ def run_command(args: RunArgs) -> None:
 
         print_run_summary(result, project)
         if project.sources:  # what the run's loads quarantined, refused, or saw change in a schema
-            from kiban.cli.collect import print_load_notes
+            from kiban.cli.report import print_load_notes
 
             print_load_notes(project, result.run_id)
         if done.gated:
-            from kiban.cli.checks import print_run_checks
+            from kiban.cli.check_report import print_run_checks
 
             print_run_checks(project, result.run_id)
     elif not result.ok:  # stdout holds only JSON lines
@@ -144,6 +144,6 @@ def print_service_levels(done: Any, quiet: bool) -> None:
     if done.levels_error is not None:
         err_console.print(f"[yellow]service levels could not be checked: {done.levels_error}[/]")
     elif done.levels is not None and not quiet:
-        from kiban.cli.slo import print_assessment
+        from kiban.cli.levels import print_assessment
 
         print_assessment(done.levels)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kiban.cli import State, app
+from kiban.cli.levels import print_assessment, verdict_text
 from kiban.cli.output import JsonOpt, console, duration, emit_json, styled, utc_iso
 from kiban.status import IncidentStatus
 
@@ -21,9 +22,6 @@ incidents_app = typer.Typer(help="Missed or endangered service levels, with impa
                             invoke_without_command=True)
 app.add_typer(slo_app, name="slo")
 app.add_typer(incidents_app, name="incidents")
-
-VERDICT_STYLE = {"met": "green", "late": "yellow", "failed": "bold red", "incomplete": "red", "bad_data": "red",
-                 "pending": "dim", "at_risk": "bold yellow", "not due": "dim"}
 
 
 def _open() -> tuple[Any, Any, Any]:
@@ -38,10 +36,6 @@ def _open() -> tuple[Any, Any, Any]:
         raise UsageError("this project has no use cases yet",
                          "describe who needs which data by when in usecases/NAME.yml (see docs/service-levels.md)")
     return project, build_graph(project), Store(project.state_url)
-
-
-def _verdict(value: str) -> str:
-    return f"[{VERDICT_STYLE.get(value, 'white')}]{value.replace('_', ' ')}[/]"
 
 
 def _incident_json(i: Any) -> dict[str, Any]:
@@ -68,31 +62,6 @@ def assessment_json(result: Any) -> dict[str, Any]:
             "budget_allowed": spent.allowed, "budget_left": spent.left, "burn_rate": spent.burn_rate})
     return {"today": result.today, "timezone": str(result.context.tz), "usecases": usecases,
             "incidents": [_incident_json(i) for i in result.incidents]}
-
-
-def print_assessment(result: Any) -> None:
-    from kiban.slo.report import rows
-
-    table = Table(box=None, header_style="bold", title=f"service levels {result.today}", title_justify="left")
-    for col in ("use case", "deadline", "verdict", "detail", "met", "budget", "burn"):
-        table.add_column(col, no_wrap=col != "detail", justify="right" if col in ("met", "budget", "burn") else "left")
-    for row in rows(result):
-        burn = row.burn
-        spent = result.budgets[row.usecase]
-        if spent.fast_burn:
-            burn = f"[bold red]{burn}[/]"
-        left = f"[red]{row.budget_left}[/]" if spent.exhausted else row.budget_left
-        table.add_row(escape(row.usecase), row.deadline, _verdict(row.verdict), escape(row.detail),
-                      row.attainment, left, burn)
-    console.print(table)
-    if result.budgets:
-        console.print(f"[dim]times in {result.context.tz}; met: share of due days on time; budget: misses the "
-                      "target still allows in its window (negative: the target is already missed); burn: how "
-                      "fast misses come now against what the target allows (1.0× = on budget)[/]")
-    for incident in result.incidents:
-        console.print(f"  incident [bold]#{incident.id}[/] {escape(incident.usecase)} {incident.due_date}: "
-                      f"{_verdict(incident.verdict or incident.kind)} — fix: "
-                      f"[bold]{escape(incident.workaround or '-')}[/]")
 
 
 @slo_app.callback()
@@ -200,7 +169,7 @@ def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")]
         ready = v.satisfied_at.replace(tzinfo=UTC).astimezone(result.context.tz).strftime("%m-%d %H:%M") \
             if v.satisfied_at else "-"
         table.add_row(str(v.due_date), v.deadline.replace(tzinfo=UTC).astimezone(result.context.tz).strftime("%H:%M"),
-                      _verdict(v.verdict), ready, duration(v.lateness_s) if v.lateness_s else "")
+                      verdict_text(v.verdict), ready, duration(v.lateness_s) if v.lateness_s else "")
     console.print(table)
     spent = result.budgets[usecase]
     if spent.attainment is not None:
@@ -292,7 +261,7 @@ def incidents(ctx: typer.Context,
     for i in found:
         cause = f"{i.root_cause.get('asset', '')} {i.root_cause.get('status', '')}".strip() or "-"
         table.add_row(str(i.id), escape(i.usecase), str(i.due_date), styled(i.status),
-                      _verdict(i.verdict or "-"), escape(cause), escape(i.workaround or "-"))
+                      verdict_text(i.verdict or "-"), escape(cause), escape(i.workaround or "-"))
     console.print(table)
 
 
@@ -315,7 +284,7 @@ def incident_show(incident_id: Annotated[int, typer.Argument(help="Incident numb
         return
     tz = project.config.timezone
     console.print(f"[bold]incident #{incident.id}[/] {escape(incident.usecase)} {incident.due_date} "
-                  f"{styled(incident.status)} {_verdict(incident.verdict or incident.kind)}")
+                  f"{styled(incident.status)} {verdict_text(incident.verdict or incident.kind)}")
     cause = incident.root_cause
     if cause:
         said = str(cause.get("reason") or cause.get("error") or "")
