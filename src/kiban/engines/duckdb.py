@@ -412,11 +412,11 @@ class DuckDBEngine:
     def _publish_plain(self, cur: duckdb.DuckDBPyConnection, asset: Asset, target: str, sql: str,
                        comment: str) -> BuildResult:
         """A SQL model's table with nothing to audit: ``create or replace … as`` is itself one transaction (readers
-        see the old table or the whole new one, and a failure or a kill leaves the old one), and DuckDB runs it
-        ≈ 2 ms a model cheaper than the same statement inside an explicit transaction. The fingerprint follows in
-        a second, small commit: until then the new table has no comment (``create or replace`` drops the old
-        one), so a process killed in between leaves a complete table of unknown version, which the next run
-        rebuilds — never a table whose comment names another version than its data."""
+        see the old table or the whole new one, and a failure or a kill leaves the old one). The fingerprint
+        follows, written with other quick builds' in one commit (``duckdb_marks``): until then the new table has
+        no comment (``create or replace`` drops the old one), so a process killed in between leaves a complete
+        table of unknown version, which the next run rebuilds — never a table whose comment names another version
+        than its data."""
         began = time.monotonic()
         created = cur.execute(f"create or replace table {target} as {sql}").fetchone()
         rows = int(created[0]) if created else None
