@@ -121,16 +121,13 @@ class Jobs:
         self.site.reload()
 
         def listen(event: Event) -> None:  # the live pages follow the run through the store's pulse
-            if event.kind == "run_started":
-                job.run_id = event.run_id
-            elif event.kind == "asset_started" and event.asset:  # the run page shows what builds now
+            if event.kind == "asset_started" and event.asset:  # the run page shows what builds now
                 job.started[event.asset] = utcnow()
             elif event.kind == "asset_finished" and event.asset:
                 job.started.pop(event.asset, None)
 
         done = operate.run(self.site.project, options, [listen], graph=self.site.graph, store=self.site.store)
-        result = done.result
-        job.run_id = result.run_id
+        result = done.result  # its id is the one the job named (options.run_id)
         if result.failed:
             job.error = "; ".join(f"{k}: {(result.outcomes[k].error or '')[:200]}" for k in result.failed[:3])
         return str(result.status)
