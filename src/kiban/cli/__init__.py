@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kiban.cli.root import State, app
 
-__all__ = ["State", "app", "main"]
+__all__ = ["State", "app", "main", "mistakes_told"]
 
 
 def __getattr__(name: str) -> Any:
@@ -44,3 +46,20 @@ def main() -> None:
     from kiban.cli.root import main as full
 
     full()
+
+
+@contextmanager
+def mistakes_told() -> Iterator[None]:
+    """A user's mistake (``KibanError``) prints its message and exits with its code, never a traceback; Ctrl-C
+    exits with 130. Both ways into a command use it: Typer's (``kiban.cli.root``) and a plain ``kiban run``."""
+    from kiban.errors import KibanError
+
+    try:
+        yield
+    except KibanError as exc:
+        from kiban.cli.output import print_error
+
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -100,27 +100,21 @@ def import_commands(argv: list[str]) -> None:
 def main() -> None:
     """Console entry point: user mistakes print a message and exit with their code, never a traceback."""
     import_commands(sys.argv[1:])
-    from kiban.errors import KibanError
+    from kiban.cli import mistakes_told  # the package imports this module on first use of `app`
 
-    try:
-        with _only_invoked(sys.argv[1:]):
-            app(standalone_mode=False)
-    except KibanError as exc:
-        from kiban.cli.output import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        if isinstance(exc, _click_exceptions()):
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        raise
+    with mistakes_told():
+        try:
+            with _only_invoked(sys.argv[1:]):
+                app(standalone_mode=False)
+        except typer.Abort:
+            sys.exit(130)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # click usage errors; a user's mistake goes on to mistakes_told
+            if isinstance(exc, _click_exceptions()):
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            raise
 
 
 @contextmanager

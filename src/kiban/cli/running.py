@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiban.cli import mistakes_told
 from kiban.status import RunStatus
 
 
@@ -50,20 +51,11 @@ def checked_project(project_dir: Path) -> Any:
 def plain_run() -> None:
     """A plain ``kiban run``: the run command at its defaults, with the entry point's handling of a user's
     mistake (a message and its exit code, never a traceback) and ``KIBAN_LOG_LEVEL``, as the Typer path has."""
-    from kiban.errors import KibanError
+    from kiban.cli.logconfig import configure
 
-    try:
-        from kiban.cli.logconfig import configure
-
+    with mistakes_told():
         configure(os.environ.get("KIBAN_LOG_LEVEL"))
         run_command(RunArgs())
-    except KibanError as exc:
-        from kiban.cli.output import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
 
 
 def run_command(args: RunArgs) -> None:
