@@ -88,3 +88,17 @@ def test_both_paths_refuse_a_mistake_alike_without_a_traceback(make_project: Cal
     assert first[0] not in (0, 1)  # a user's mistake has its own exit code
     assert "Traceback" not in first[2]
     assert "error:" in first[2]
+
+
+def test_the_plain_path_runs_with_the_typer_commands_defaults() -> None:
+    """RunArgs() is what `kiban run` means without options: its defaults are the Typer command's, field by field."""
+    import dataclasses
+    import inspect
+
+    from kiban.cli import commands
+    from kiban.cli.running import RunArgs
+
+    declared = {name: p.default for name, p in inspect.signature(commands.run).parameters.items()}
+    plain = {f.name: getattr(RunArgs(), f.name) for f in dataclasses.fields(RunArgs) if f.name != "project_dir"}
+    declared.update(selection=[], exclude=[])  # None there: the command passes `selection or []`
+    assert declared == plain

@@ -4,8 +4,8 @@
 Typer turns a command's parameters into Pydantic type adapters each time it parses them (≈ 50 CPU-ms for
 ``run``'s ten, on top of importing Typer): a fixed cost every cold ``kiban run`` from cron paid for options it
 did not give. A plain ``kiban run`` is every option at its default, so :func:`plain_run` calls the same
-:func:`run_command` with ``RunArgs()`` — one body, one set of defaults (``tests/test_cli_plain_run.py`` holds
-the two paths to the same output, exit code and error messages).
+:func:`run_command` with ``RunArgs()`` — one body; ``tests/test_cli_plain_run.py`` holds ``RunArgs``' defaults to
+the Typer command's and the two paths to the same output, exit code and error messages.
 """
 
 from __future__ import annotations
