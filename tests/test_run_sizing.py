@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kiban.engines.duckdb import DuckDBEngine
+from kiban.errors import ProjectError
 from kiban.graph import build_graph
 from kiban.project import load_project
 from kiban.run import RunOptions, run_project
@@ -35,6 +36,7 @@ def _graph(make_project: Callable[..., Path], models: dict[str, str], lake: dict
     ("select 1 as k", {}, {}, False),  # no input: rows from nowhere the inputs say
     ("select k from lake.src, range(1000000) r", {}, {}, False),  # a table function
     ("select * from read_parquet('big/*.parquet') join lake.src using (k)", {}, {}, False),
+    ("select k, 'x' as tag from lake.src", {}, {}, True),  # a string literal is no file read
     ("select k from warehouse.up", {}, {}, False),  # the input's rows are not known yet
     ("select k from warehouse.up", {"warehouse.up": Rows(5)}, {}, True),  # built in this run, small
     ("select k from warehouse.up", {}, {"warehouse.up": LastBuild(5, 0.1)}, True),  # its last build, small
@@ -49,6 +51,15 @@ def test_a_build_is_light_only_when_everything_it_reads_is_known_and_small(
     graph = _graph(make_project, {"models/warehouse/up.sql": "select k, v from lake.src",
                                   "models/warehouse/me.sql": sql})
     assert sizing(graph, last).light("warehouse.me", done) is light
+
+
+@pytest.mark.parametrize("sql", ["select * from lake.src join 'big.parquet' b using (k)",
+                                 "select * from lake.src, 'big.csv' b"])
+def test_a_file_read_by_its_quoted_name_never_reaches_sizing(make_project: Callable[..., Path], sql: str) -> None:
+    """Rows sizing cannot see: the project refuses them on loading (an unknown table), so no build is judged light
+    over them."""
+    with pytest.raises(ProjectError, match="unknown table"):
+        _graph(make_project, {"models/warehouse/me.sql": sql})
 
 
 def test_a_lake_table_without_local_parquet_is_of_unknown_size(make_project: Callable[..., Path]) -> None:
