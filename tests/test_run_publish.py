@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from kiban.engines import duckdb_marks, open_engine
 from kiban.graph import build_graph, duckrefs
@@ -124,14 +125,21 @@ def test_quick_builds_fingerprints_are_written_together_before_the_snapshot(tmp_
     assert marked == (10,)
 
 
-def test_a_slow_build_writes_its_fingerprint_at_once(tmp_path, monkeypatch):
-    root = _project(tmp_path / "p", models=3)
+@pytest.mark.parametrize(("setting", "value", "written"), [
+    ("ALONE", 0.0, [1, 1, 1, 1, 1, 1, 1]),  # every build counts as slow: its fingerprint goes at once
+    ("WAIT", 0.0, [1, 1, 1, 1, 1, 1, 1]),  # none may wait: each goes with the next build's end, at once
+    ("BATCH", 3, [3, 3, 1]),  # a full batch is written when it fills; the rest when the engine closes
+])
+def test_what_makes_waiting_fingerprints_be_written(tmp_path, monkeypatch, setting, value, written):
+    root = _project(tmp_path / "p", models=7)
+    for name, default in (("ALONE", 3600.0), ("WAIT", 3600.0), ("BATCH", 64)):
+        monkeypatch.setattr(duckdb_marks, name, value if name == setting else default)
     batches: list[int] = []
     write = duckdb_marks._write
     monkeypatch.setattr(duckdb_marks, "_write", lambda cur, batch: (batches.append(len(batch)), write(cur, batch)))
-    monkeypatch.setattr(duckdb_marks, "ALONE", 0.0)  # every build counts as slow
     assert run_project(load_project(root), RunOptions()).ok
-    assert [n for n in batches if n] == [1, 1, 1]
+    assert [n for n in batches if n] == written
+    assert sorted(k for k in _published(root) if k.startswith("warehouse.")) == [f"warehouse.m{i}" for i in range(7)]
 
 
 def test_fingerprints_never_written_leave_tables_the_next_run_rebuilds(tmp_path, monkeypatch):
