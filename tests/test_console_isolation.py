@@ -168,3 +168,23 @@ def test_the_writer_publishes_a_private_current_snapshot_and_clears_leftovers(tm
     fresh = duckdb.connect(str(snapshot), read_only=True)
     assert fresh.execute("select count(*) from t").fetchall() == [(2,)]
     fresh.close()
+
+
+def test_the_snapshot_copy_is_byte_for_byte_the_file_in_the_kernel_and_without_it(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from kiban.engines.duckdb_snapshot import copy_file
+
+    source = tmp_path / "live"
+    source.write_bytes(os.urandom(3 << 20) + b"tail")
+    for fallback in (False, True):
+        if fallback:  # a file system the kernel cannot copy within: the plain copy, nothing lost or doubled
+            def refuse(*args: object) -> int:
+                raise OSError(errno.EXDEV, "cross-device")
+
+            monkeypatch.setattr(os, "copy_file_range", refuse)
+        target = tmp_path / f"copy-{fallback}"
+        with source.open("rb") as src, target.open("wb") as out:
+            copy_file(src, out)
+        assert target.read_bytes() == source.read_bytes(), fallback
