@@ -29,6 +29,8 @@ MESSAGES: dict[str, str] = {
     "cause.source_missing": "{asset} had not arrived, {overdue_s} after its expected {expected} {how}",
     "cause.source_overdue": "{asset} has not delivered: expected by {expected} {how}, {overdue_s} overdue",
     "cause.source_stale": "its data reaches only {reach} (needed {needed})",
+    "cause.read_before_day_end": "{asset} was last read at {read}, before {through} was over: the data holds "
+                                 "only part of that day",
     "how.declared": "(declared expected_by {at})",
     "how.learned": "(learned from {n} loads)",
     "cause.repaired_later": "repaired {cost_s} later",

@@ -16,10 +16,12 @@ _PLAIN = {  # the root cause's kind → what a consumer understands
     "en": {"late_source": "the source data arrived late", "failed": "a processing step failed",
            "slow": "processing is taking longer than usual", "queued": "processing had to wait its turn",
            "late_start": "processing started late", "bad_data": "a data quality check found a problem",
+           "partial_day": "only part of the day's data had been collected",
            None: "the data is not ready yet"},
     "ja": {"late_source": "元データの到着が遅れています", "failed": "処理の一部が失敗しました",
            "slow": "処理に通常より時間がかかっています", "queued": "処理の順番待ちが発生しました",
            "late_start": "処理の開始が遅れました", "bad_data": "データ品質チェックで問題が見つかりました",
+           "partial_day": "その日のデータが途中までしか取り込まれていません",
            None: "データの準備がまだできていません"},
 }
 

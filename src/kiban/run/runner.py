@@ -284,9 +284,10 @@ def _run_locked(ctx: RunContext) -> RunResult:
                 "build": len(plan.build) + len(collected), "fresh": len(plan.fresh), "lake": len(plan.lake),
                 "selected": len(selection), "assets": [*collected, *plan.build], "reasons": plan.reasons}))
             built = store.last_built(project.name)  # last successful build of every asset
+            confirmed = utcnow()  # after the collection: what it confirms is as of the sources read now
             store.record_attempts([  # fresh: confirmed current now, reaching as far as its last build
-                dict(run_id=run_id, asset=k, status=AttemptStatus.FRESH, attempt=0, started_at=started,
-                     ended_at=started,
+                dict(run_id=run_id, asset=k, status=AttemptStatus.FRESH, attempt=0, started_at=confirmed,
+                     ended_at=confirmed,
                      fingerprint=plan.fingerprints[k], watermark=_fresh_watermark(engine, built, graph, k))
                 for k in plan.fresh], free.release(plan.fresh))  # one transaction for every fresh asset
             for key in plan.fresh:

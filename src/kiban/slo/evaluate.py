@@ -22,6 +22,7 @@ from kiban.project import Project, UseCase
 from kiban.slo.arrival import late_sources
 from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
 from kiban.slo.cause import late_delivery
+from kiban.slo.completeness import delivered_at, must_be_whole, partial_read
 from kiban.slo.facts import Facts, quiet_gc
 from kiban.status import VERDICT_FINAL, VERDICT_MISSED
 from kiban.status import Verdict as VerdictStatus
@@ -68,21 +69,30 @@ class Context:
 
         Ancestor bitsets are computed once for the whole graph in one pass — O(assets + edges) big-integer
         ORs — so asking "does this use case depend on X" costs a shift and a mask."""
-        if self._ancestors is None:
-            self._index = {k: i for i, k in enumerate(self.graph.order)}
-            self._ancestors = {}
-            for key in self.graph.order:
-                bits = 0
-                for dep in self.graph.deps[key]:
-                    bits |= self._ancestors[dep] | (1 << self._index[dep])
-                self._ancestors[key] = bits
+        ancestors = self._ancestor_bits()
         mask = self._masks.get(usecase)
         if mask is None:
             mask = 0
             for key in self.project.usecases[usecase].assets:
-                mask |= self._ancestors[key] | (1 << self._index[key])
+                mask |= ancestors[key] | (1 << self._index[key])
             self._masks[usecase] = mask
         return mask
+
+    def reads(self, key: str, other: str) -> bool:
+        """Whether ``key`` is built from ``other``, directly or through others (a shift and a mask)."""
+        return bool(self._ancestor_bits()[key] >> self._index[other] & 1)
+
+    def _ancestor_bits(self) -> dict[str, int]:
+        if self._ancestors is None:
+            self._index = {k: i for i, k in enumerate(self.graph.order)}
+            ancestors: dict[str, int] = {}
+            for key in self.graph.order:
+                bits = 0
+                for dep in self.graph.deps[key]:
+                    bits |= ancestors[dep] | (1 << self._index[dep])
+                ancestors[key] = bits
+            self._ancestors = ancestors
+        return self._ancestors
 
     def upstream(self, usecase: str) -> list[str]:
         """The use case's assets and everything they are built from, in dependency order (computed once)."""
@@ -121,13 +131,14 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
                  deadline: datetime, now: datetime) -> Verdict:
     need = usecase.config.need
     through = required_through(due, need.data_through, ctx.calendar(usecase))
+    whole = must_be_whole(through, deadline, ctx)  # a day over by the deadline: a part of it is no delivery
     per_asset: dict[str, Any] = {}
     satisfied: list[datetime | None] = []
     for key in usecase.assets:
         asset_facts = facts.of(key)
         timed = bool(ctx.graph.assets[key].config.time_column)
         if through is not None and timed:
-            at = asset_facts.first_reaching(through)
+            at = delivered_at(ctx, facts, key, through) if whole else asset_facts.first_reaching(through)
         else:
             at = asset_facts.first_publish_after(window_start)
         if at is not None and at > now:
@@ -139,6 +150,10 @@ def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
         # how far each asset's data reached is evidence only when the promise was not simply kept
         per_asset[key] = {"ready_at": _iso(at)} if on_time else \
             {"ready_at": _iso(at), "reach": _iso(facts.of(key).reach_at(min(now, deadline)))}
+        if not on_time and whole and through is not None and at is None:
+            partial = partial_read(ctx, facts, key, through, min(now, deadline))
+            if partial is not None:  # it reaches the day, on data read before the day was over
+                per_asset[key]["partial"] = {"source": partial[0], "read_at": _iso(partial[1])}
     evidence: dict[str, Any] = {"assets": per_asset, "window_start": _iso(window_start),
                                 "data_through": _iso(through)}
     verdict = Verdict(usecase.name, due, deadline, VerdictStatus.PENDING, evidence=evidence, satisfied_at=done)

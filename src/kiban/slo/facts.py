@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -32,6 +33,9 @@ class AssetFacts:
     publish_seconds: list[float | None] = field(default_factory=list)  # build time of each publish (None: fresh)
     publish_started: list[datetime | None] = field(default_factory=list)  # when the build of each publish began
     publish_attempts: list[int] = field(default_factory=list)  # attempt number of each publish (2+: retried)
+    # when the data of each publish was read (running max, so it can be bisected): the start of the load or
+    # build, or of the run that found its inputs unchanged (fresh)
+    read_at: list[datetime] = field(default_factory=list)
     failed_at: list[datetime] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (status, error) matching failed_at
     durations: list[float] = field(default_factory=list)  # seconds of successful builds, oldest first
@@ -47,6 +51,11 @@ class AssetFacts:
 
     def first_reaching(self, through: date) -> datetime | None:
         """When the data first reached ``through`` (published with a watermark at or past it)."""
+        i = self.first_reaching_index(through)
+        return self.published_at[i] if i < len(self.reach) else None
+
+    def first_reaching_index(self, through: date) -> int:
+        """The index of the first publish whose data reached ``through`` (``len(reach)``: none yet)."""
         lo, hi = 0, len(self.reach)
         while lo < hi:  # reach is non-decreasing (None sorts first)
             mid = (lo + hi) // 2
@@ -55,7 +64,7 @@ class AssetFacts:
                 hi = mid
             else:
                 lo = mid + 1
-        return self.published_at[lo] if lo < len(self.reach) else None
+        return lo
 
     def last_publish_before(self, moment: datetime) -> int | None:
         """Index of the newest publish at or before ``moment``."""
@@ -96,6 +105,7 @@ class Facts:
 
     any_check_failed: bool = False
     run_starts: list[datetime] = field(default_factory=list)  # when each run started, ascending
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # answers derived from these facts only
 
     def run_start_before(self, moment: datetime) -> datetime | None:
         """The start of the newest run that began at or before ``moment``."""
@@ -183,6 +193,10 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
                                         else None)
             item.publish_started.append(started_at if status == AttemptStatus.SUCCESS else None)
             item.publish_attempts.append(int(attempt or 1))
+            # a build, a load, or a look that found the inputs (the source) unchanged: the data it publishes or
+            # confirms is as of then (kiban.slo.completeness)
+            read = started_at or ended_at
+            item.read_at.append(max(read, item.read_at[-1]) if item.read_at else read)
             if status == AttemptStatus.SUCCESS and seconds is not None:
                 item.durations.append(float(seconds))
         elif status in BAD:

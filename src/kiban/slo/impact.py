@@ -74,6 +74,9 @@ def repair(found: dict[str, Any] | None, usecase_assets: tuple[str, ...], busy: 
     if kind in ("late_source", "late"):
         return command, (f"wait for {asset} to arrive; then `{command}` builds the rest{queued} "
                          f"(a run before it arrives would only rebuild yesterday's data)")
+    if kind == "partial_day":
+        return command, (f"`{command}` collects {asset} again, now that the day is over, and rebuilds (or confirms) "
+                         f"everything after it on the use case's path{queued}")
     if kind == "slow":
         return None, (f"wait: {asset} is still running{f', expected ready at {eta}' if eta else ''}; "
                       "restarting it would start the chain again")
