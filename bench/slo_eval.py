@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in graph.order[: len(graph.order) // 2]:
             state.finished[key] = now
         predict_s, _ = timed(lambda: predictor.forecast(state, now), args.reps * 4)
+        scope = {a for u in project.usecases.values() for k in u.assets for a in (k, *graph.upstream(k))}
         store.close()
     lines = [
         f"| attempts in the state store | {rows:,} |",
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| load facts from SQLite | {load_s:.3f} s |",
         f"| verdicts + budgets + upstream deadlines + 50 impact analyses | {judge_s:.3f} s "
         f"({'PASS' if judge_s <= 0.5 else 'FAIL'} ≤ 0.5 s) |",
-        f"| one breach-prediction update ({len(predictor.order):,} assets in scope) | {predict_s * 1000:.1f} ms "
+        f"| one breach-prediction update ({len(scope):,} assets in scope) | {predict_s * 1000:.1f} ms "
         f"({'PASS' if predict_s <= 0.010 else 'FAIL'} ≤ 10 ms) |",
     ]
     header = (f"## Service-level evaluation ({args.assets:,} assets, {args.usecases} use cases, {args.days} days; "

@@ -18,6 +18,8 @@ source wins over a late start it explains (a run started late *because* it waite
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import statistics
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.messages import Part, part, say
 from kiban.messages import span as span
 from kiban.slo.arrival import late_sources
+from kiban.slo.calendar import local_date
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
 from kiban.slo.impact import root_cause
@@ -197,17 +200,47 @@ def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datet
                       started_after: datetime | None = None) -> datetime | None:
     """When the first build of any of ``keys`` published in (start, end] began (with ``started_after``: only
     builds of runs that started after that moment)."""
+    if started_after is not None:
+        return _first_build_of_runs_after(facts, set(keys), start, end, started_after)
     found = []
     for key in keys:
         item = facts.of(key)
         i = item.last_publish_before(end)
         while i is not None and i >= 0 and item.published_at[i] > start:
             begun = item.publish_started[i]
-            run = facts.run_start_before(begun) if begun is not None and started_after is not None else None
-            if begun is not None and (started_after is None or run is None or run > started_after):
+            if begun is not None:
                 found.append(begun)
             i -= 1
     return min(found, default=None)
+
+
+def _first_build_of_runs_after(facts: Facts, keys: set[str], start: datetime, end: datetime,
+                               started_after: datetime) -> datetime | None:
+    """:func:`first_build_start` for builds of runs that started after ``started_after``: every build of the
+    facts in the order they began (made once per facts), looked at from ``started_after`` on until one of
+    ``keys`` is found — a few builds of one night, where asking each of thousands of upstream assets for its
+    builds in the window cost 80 ms a late day at 5,000 assets."""
+    memo = ("builds by start",)
+    if memo not in facts.memo:
+        builds = sorted((begun, published, key) for key, item in facts.assets.items()
+                        for begun, published in zip(item.publish_started, item.published_at, strict=True)
+                        if begun is not None)
+        facts.memo[memo] = builds, [b[0] for b in builds]
+    builds, begins = facts.memo[memo]
+    first_run = facts.run_starts[0] if facts.run_starts else None
+    # a build before the first known run has no run to judge by and counts (as it always did); any other must
+    # belong to a run that started after ``started_after``, so it began after that too
+    early = len(builds) if first_run is None else bisect.bisect_left(begins, first_run)
+    after = bisect.bisect_right(begins, started_after)
+    for index in itertools.chain(range(min(early, after)), range(after, len(builds))):
+        begun, published, key = builds[index]
+        if begun > end:
+            break
+        if start < published <= end and key in keys:
+            run = facts.run_start_before(begun)
+            if run is None or run > started_after:
+                return begun  # type: ignore[no-any-return]
+    return None
 
 
 def first_bad_upstream(ctx: Context, facts: Facts, failing: str, start: datetime, end: datetime
@@ -279,6 +312,15 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         if worst.get("reach") and worst.get("needed") and worst["reach"] < worst["needed"]:
             said.append(part("cause.source_stale", ", ", reach=worst["reach"], needed=worst["needed"]))
         return cause("late_source", worst["asset"], said, worst["overdue_s"])
+    partial = [item["partial"] for item in (evidence.get("assets") or {}).values() if item.get("partial")]
+    if partial and verdict_name == Verdict.INCOMPLETE:  # it reaches the day, on data read before the day was over
+        first = partial[0]
+        read = datetime.fromisoformat(first["read_at"])
+        return cause("partial_day", first["source"],
+                     [part("cause.read_before_day_end", asset=first["source"],
+                           read=f"{local_date(read, ctx.tz)} {_local(ctx, read)}",
+                           through=evidence.get("data_through"))],
+                     None)
     if usecase is None or verdict_name not in (Verdict.FAILED, Verdict.INCOMPLETE):
         return None
     # nothing failed, no source is late: the build is still running (a slow step), or never started
