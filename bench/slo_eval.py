@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         load_s, facts = timed(lambda: load_facts(store, "bench", since), args.reps)
 
         def judge() -> int:
+            facts.memo.clear()  # what one assessment derives from its facts, derived again (a real one reads them anew)
             ctx = Context.build(project, graph)
             verdicts = evaluate(ctx, facts, today - timedelta(days=args.days - 1), today, now)
             grouped: dict[str, list] = {}

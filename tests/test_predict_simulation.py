@@ -16,7 +16,7 @@ import pytest
 from kiban.graph.dag import Graph
 from kiban.project import Asset
 from kiban.project.config import ModelConfig
-from kiban.slo.predict import Concurrency, Durations, Predictor, RunState
+from kiban.slo.predict import Concurrency, Durations, Forecast, Predictor, RunState
 
 NOW = datetime(2026, 11, 30, 3, 0)
 
@@ -63,7 +63,8 @@ def reference(predictor: Predictor, state: RunState, now: datetime, share: float
     return finish, waited
 
 
-def random_case(rng: random.Random) -> tuple[Predictor, RunState, dict[str, str | None]]:
+def random_case(rng: random.Random, usecases: int = 1, history: bool = False, unlimited: bool = False
+                ) -> tuple[Predictor, RunState, dict[str, str | None]]:
     n = rng.randint(5, 120)
     assets: dict[str, Asset] = {}
     deps: dict[str, tuple[str, ...]] = {}
@@ -80,10 +81,16 @@ def random_case(rng: random.Random) -> tuple[Predictor, RunState, dict[str, str 
     p50 = {k: float(rng.choice([0, 1, 5, 30, 30, 120, 600])) for k in keys}
     p90 = {k: v * rng.uniform(1, 3) for k, v in p50.items()}
     heavy = set(rng.sample(keys, rng.randint(0, 3)))
-    concurrency = Concurrency(threads=rng.choice([None, 1, 2, 4]),
-                              limits=rng.choice([None, {"pg": 1}, {"pg": 2, "api": 1}]),
-                              heavy=(lambda k: k in heavy) if heavy else None)
-    predictor = Predictor(graph, {"u": (keys[-1],)}, {"u": NOW + timedelta(hours=1)}, Durations(p50, p90),
+    concurrency = Concurrency() if unlimited else \
+        Concurrency(threads=rng.choice([None, 1, 2, 4]), limits=rng.choice([None, {"pg": 1}, {"pg": 2, "api": 1}]),
+                    heavy=(lambda k: k in heavy) if heavy else None)
+    # some steps with a history of builds (an overrun is judged against it), some with too few, some declared
+    builds = {k: [p50[k] * rng.uniform(0.5, 1.5) for _ in range(rng.choice([0, 3, 12]))] for k in keys} \
+        if history else None
+    declared = set(rng.sample(keys, len(keys) // 4)) if history else None
+    wanted = {f"u{u}": tuple(rng.sample(keys, rng.randint(1, 3))) for u in range(usecases)}
+    deadlines = {name: NOW + timedelta(minutes=rng.randint(-30, 300)) for name in wanted if rng.random() < 0.9}
+    predictor = Predictor(graph, wanted, deadlines, Durations(p50, p90, history=builds, declared=declared),
                           concurrency)
     state = RunState(planned=set(rng.sample(keys, rng.randint(1, n))))
     for key in graph.sorted(state.planned):
@@ -102,9 +109,62 @@ def random_case(rng: random.Random) -> tuple[Predictor, RunState, dict[str, str 
     return predictor, state, blocker
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", range(80))
 def test_event_driven_scheduling_gives_the_plain_scans_answer(seed: int) -> None:
     rng = random.Random(seed)
-    predictor, state, blocker = random_case(rng)
+    predictor, state, blocker = random_case(rng, unlimited=seed % 4 == 0)  # a quarter: no limit at all (one pass)
     for share in (0.1, 0.5, 0.9):
         assert predictor._simulate(state, NOW, share, blocker) == reference(predictor, state, NOW, share, blocker)
+
+
+def reference_forecast(predictor: Predictor, state: RunState, now: datetime) -> list[Forecast]:
+    """The forecast as it was: each use case's path walked for its open, unknown, queued and slowest steps."""
+    graph = predictor.graph
+    wanted = graph.sorted({k for p in predictor.paths.values() for k in p})
+    blocker: dict[str, str | None] = {}
+    for key in wanted:
+        upstream = next((blocker[d] for d in graph.deps[key] if blocker.get(d)), None)
+        blocker[key] = upstream or (key if key in state.broken else None)
+    finish50, queued50 = predictor._simulate(state, now, 0.5, blocker)
+    finish90, _ = predictor._simulate(state, now, 0.9, blocker)
+    finish10, _ = predictor._simulate(state, now, 0.1, blocker)
+    out = []
+    for name, keys in predictor.usecase_assets.items():
+        if name not in predictor.deadlines:
+            continue
+        pending = [k for k in keys if k in state.planned and k not in state.finished]
+        blocked_by = next((blocker[k] for k in keys if blocker.get(k)), None)
+        if not pending and not blocked_by:
+            continue
+        p50 = None if blocked_by else max((t for k in keys if (t := finish50.get(k)) is not None), default=None)
+        p90 = None if blocked_by else max((t for k in keys if (t := finish90.get(k)) is not None), default=None)
+        p10 = None if blocked_by else max((t for k in keys if (t := finish10.get(k)) is not None), default=None)
+        todo = [k for k in predictor.paths[name] if k in state.planned and k not in state.finished]
+        unknown = tuple(k for k in todo if not predictor.known(k))
+        queued = sum(queued50.get(k, 0.0) for k in todo)
+        slowest = None if blocked_by else reference_slowest(predictor, name, state, now)
+        late_by = (p90 - predictor.deadlines[name]).total_seconds() if p90 else 0.0
+        cause = "failed" if blocked_by else "queued" if queued > max(60.0, 0.5 * late_by) else "slow"
+        out.append(Forecast(name, p50, p90, predictor.deadlines[name], blocked_by or slowest, blocked_by,
+                            not unknown, unknown, queued, cause, p10))
+    return out
+
+
+def reference_slowest(predictor: Predictor, usecase: str, state: RunState, now: datetime) -> str | None:
+    path = [k for k in predictor.paths[usecase] if k in state.planned and k in state.started]
+    overruns = {}
+    for key in path:
+        took = ((state.finished.get(key) or now) - state.started[key]).total_seconds()
+        if (extra := predictor.overrun(key, took)) is not None:
+            overruns[key] = extra
+    if overruns:
+        return max(overruns, key=lambda k: overruns[k])
+    open_steps = [k for k in predictor.paths[usecase] if k in state.planned and k not in state.finished]
+    return max(open_steps, key=lambda k: predictor.p90.get(k, 0.0), default=None)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_forecast_answers_per_use_case_as_the_path_walks_did(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    predictor, state, _ = random_case(rng, usecases=rng.randint(1, 8), history=True, unlimited=seed % 3 == 0)
+    assert predictor.forecast(state, NOW) == reference_forecast(predictor, state, NOW)

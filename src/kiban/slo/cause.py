@@ -158,28 +158,35 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
 
 def _critical_path(ctx: Context, facts: Facts, usecase: UseCase, window_start: datetime, done: datetime
                    ) -> dict[str, tuple[datetime, datetime, float, float]]:
-    """asset → (started, ended, seconds, waited for a thread) along the chain that made the delivery late."""
-    builds: dict[str, tuple[datetime, datetime, float]] = {}
-    for key in ctx.upstream(usecase.name):
-        item = facts.assets.get(key)
-        if item is None:
-            continue
-        i = item.last_publish_before(done)
-        if i is None or item.published_at[i] <= window_start or item.publish_seconds[i] is None:
-            continue
-        ended, took = item.published_at[i], item.publish_seconds[i] or 0.0
-        started = item.publish_started[i] or ended - timedelta(seconds=took)
-        builds[key] = (started, ended, took)
+    """asset → (started, ended, seconds, waited for a thread) along the chain that made the delivery late.
+
+    Only the assets the walk back from the use case reaches are looked up (the chain and its inputs), not
+    every asset upstream: thousands at 5,000 assets."""
+    builds: dict[str, tuple[datetime, datetime, float] | None] = {}
+
+    def build_of(key: str) -> tuple[datetime, datetime, float] | None:
+        """The build of ``key`` published in (window_start, done], if it was built in the window."""
+        if key not in builds:
+            item = facts.assets.get(key)
+            i = item.last_publish_before(done) if item is not None else None
+            if item is None or i is None or item.published_at[i] <= window_start or item.publish_seconds[i] is None:
+                builds[key] = None
+            else:
+                ended, took = item.published_at[i], item.publish_seconds[i] or 0.0
+                builds[key] = (item.publish_started[i] or ended - timedelta(seconds=took), ended, took)
+        return builds[key]
+
     chain: dict[str, tuple[datetime, datetime, float, float]] = {}
-    current = max((k for k in usecase.assets if k in builds), key=lambda k: builds[k][1], default=None)
+    built = {k: b for k in usecase.assets if (b := build_of(k)) is not None}
+    current = max(built, key=lambda k: built[k][1], default=None)
     while current is not None:
-        started, ended, took = builds[current]
-        inputs = [d for d in ctx.graph.deps[current] if d in builds]
-        ready = max((builds[d][1] for d in inputs), default=None)
+        started, ended, took = built[current]
+        built = {d: b for d in ctx.graph.deps[current] if (b := build_of(d)) is not None}
+        ready = max((b[1] for b in built.values()), default=None)
         run_start = facts.run_start_before(started)
         since = max((t for t in (ready, run_start) if t is not None), default=started)
         chain[current] = (started, ended, took, max(0.0, (started - since).total_seconds()))
-        current = max(inputs, key=lambda d: builds[d][1], default=None)
+        current = max(built, key=lambda d: built[d][1], default=None)
     return dict(reversed(list(chain.items())))
 
 
@@ -239,7 +246,7 @@ def _first_build_of_runs_after(facts: Facts, keys: set[str], start: datetime, en
         if start < published <= end and key in keys:
             run = facts.run_start_before(begun)
             if run is None or run > started_after:
-                return begun  # type: ignore[no-any-return]
+                return begun
     return None
 
 
