@@ -37,7 +37,7 @@ def jst(day: date, hour: int, minute: int = 0) -> datetime:
 SOURCE = """\
 type: files
 tables:
-  orders: {path: landing/orders/*.csv, optional: true, time_column: order_date}
+  orders: {path: landing/orders/*.csv, optional: true, time_column: order_date, expected_by: "03:00"}
   plans: {path: landing/plans/*.csv, optional: true, time_column: plan_date}
 """
 
@@ -108,6 +108,14 @@ def test_half_a_day_read_in_the_afternoon_is_not_yesterday_delivered(shop):
     command, words = repair(cause, ("mart.daily_sales",))
     assert command == "kiban run +mart.daily_sales"
     assert "collects lake.pos_orders again" in words
+
+
+def test_before_the_deadline_a_source_read_only_in_the_afternoon_is_overdue(shop):
+    project, graph, store = shop
+    intraday(store)  # nothing since: at 04:00 the 03:00 load of the whole day has not come
+    found, _ = verdict(project, graph, store, now=jst(DUE, 4))
+    assert found.verdict == "at_risk"
+    assert [s["asset"] for s in found.evidence["late_sources"]] == ["lake.pos_orders"]
 
 
 def test_the_nightly_collection_failing_after_an_intraday_load_is_a_miss_caused_by_the_failure(shop):

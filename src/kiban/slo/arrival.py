@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.project import UseCase
 from kiban.slo.calendar import deadline_utc, required_through
+from kiban.slo.completeness import delivered_at, must_be_whole
 from kiban.slo.durations import percentile
-from kiban.slo.facts import AssetFacts, Facts
+from kiban.slo.facts import Facts
 
 if TYPE_CHECKING:
     from kiban.slo.evaluate import Context
@@ -63,14 +64,16 @@ def sources_of(ctx: Context, usecase: str) -> list[str]:
     return [k for k in ctx.upstream(usecase) if ctx.graph.assets[k].layer == "lake"]
 
 
-def arrived(ctx: Context, facts: AssetFacts, key: str, through: date | None, window_start: datetime
+def arrived(ctx: Context, facts: Facts, key: str, through: date | None, window_start: datetime, deadline: datetime
             ) -> datetime | None:
-    """When the table delivered what the due day needs: reached ``through``, else a load in the window."""
+    """When the table delivered what the due day needs: reached ``through`` (the whole day, when it has ended by
+    the deadline: :mod:`kiban.slo.completeness`), else a load in the window."""
     if through is not None and ctx.graph.assets[key].config.time_column:
-        at = facts.first_reaching(through)
         # a table that reached the date long before the window still counts: nothing newer is needed
-        return at
-    return facts.first_publish_after(window_start)
+        if must_be_whole(through, deadline, ctx):
+            return delivered_at(ctx, facts, key, through)
+        return facts.of(key).first_reaching(through)
+    return facts.of(key).first_publish_after(window_start)
 
 
 def expectation(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, deadline: datetime
@@ -91,13 +94,12 @@ def _learned(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, 
     cache_key = (usecase.name, key, due)
     if cache_key in ctx.arrival_cache:
         return ctx.arrival_cache[cache_key]
-    item = facts.of(key)
     leads: list[float] = []  # seconds before the deadline the table delivered, per past due day
     days = [d for d in ctx.schedule(usecase, due - timedelta(days=LOOKBACK_DAYS), due - timedelta(days=1))
             if facts.first_run is not None and d[1] >= facts.first_run]  # days kiban could know about
     for day, window_start, day_deadline in days:
         through = required_through(day, usecase.config.need.data_through, ctx.calendar(usecase))
-        at = arrived(ctx, item, key, through, window_start)
+        at = arrived(ctx, facts, key, through, window_start, day_deadline)
         if at is not None and window_start < at <= day_deadline + timedelta(hours=12):
             leads.append((day_deadline - at).total_seconds())
     found: Expectation | None = None
@@ -125,7 +127,7 @@ def late_sources(ctx: Context, facts: Facts, usecase: UseCase, due: date, window
         if expect is None or now <= expect.expected_at:
             continue
         item = facts.of(key)
-        at = arrived(ctx, item, key, through, window_start)
+        at = arrived(ctx, facts, key, through, window_start, deadline)
         if at is not None and at > now:
             at = None
         if at is not None and at <= expect.expected_at:

@@ -310,6 +310,15 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         waiting = evidence["not_started"]
         return cause("late_start", waiting["asset"], [part("cause.not_started", asset=waiting["asset"],
                                                            since=_local(ctx, window_start), by=waiting["by"])], None)
+    partial = [item["partial"] for item in (evidence.get("assets") or {}).values() if item.get("partial")]
+    if partial and verdict_name == Verdict.INCOMPLETE:  # reaches the day on an early read: more exact than 'late'
+        first = partial[0]
+        read = datetime.fromisoformat(first["read_at"])
+        return cause("partial_day", first["source"],
+                     [part("cause.read_before_day_end", asset=first["source"],
+                           read=f"{local_date(read, ctx.tz)} {_local(ctx, read)}",
+                           through=evidence.get("data_through"))],
+                     None)
     late = evidence.get("late_sources") or []
     if late:
         worst = max(late, key=lambda s: s["overdue_s"])
@@ -319,15 +328,6 @@ def explain(ctx: Context, facts: Facts, verdict_name: str, evidence: dict[str, A
         if worst.get("reach") and worst.get("needed") and worst["reach"] < worst["needed"]:
             said.append(part("cause.source_stale", ", ", reach=worst["reach"], needed=worst["needed"]))
         return cause("late_source", worst["asset"], said, worst["overdue_s"])
-    partial = [item["partial"] for item in (evidence.get("assets") or {}).values() if item.get("partial")]
-    if partial and verdict_name == Verdict.INCOMPLETE:  # it reaches the day, on data read before the day was over
-        first = partial[0]
-        read = datetime.fromisoformat(first["read_at"])
-        return cause("partial_day", first["source"],
-                     [part("cause.read_before_day_end", asset=first["source"],
-                           read=f"{local_date(read, ctx.tz)} {_local(ctx, read)}",
-                           through=evidence.get("data_through"))],
-                     None)
     if usecase is None or verdict_name not in (Verdict.FAILED, Verdict.INCOMPLETE):
         return None
     # nothing failed, no source is late: the build is still running (a slow step), or never started
