@@ -14,20 +14,15 @@ from kiban.slo.evaluate import Context, Verdict
 from kiban.slo.impact import blast_radius, root_cause
 from kiban.slo.service import assess, check
 from kiban.store import Store
-from tests.helpers.slo import FIRST, LAKE, MODELS, nightly, utc_deadline
+from tests.helpers.slo import FIRST, LAKE, MODELS, nightly, opened, utc_deadline
 from tests.slo_history import add_check, add_run
 
 
 # Tokyo is UTC+9 without DST: 08:30 JST on day D is 23:30 UTC on D-1.
 @pytest.fixture
 def shop(project_dir):
-    root = project_dir(MODELS, LAKE)
-    project = load_project(root)
-    graph = build_graph(project)
-    store = Store(project.state_url)
-    add_run(store, project.name, "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
-    yield project, graph, store
-    store.close()
+    with opened(project_dir(MODELS, LAKE)) as shop:
+        yield shop
 
 
 def verdict_of(project, graph, store, day: date, now: datetime) -> Verdict:

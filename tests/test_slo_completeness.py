@@ -11,17 +11,13 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from kiban.graph import build_graph
-from kiban.project import load_project
 from kiban.slo.cause import explain
 from kiban.slo.completeness import delivered_at
 from kiban.slo.facts import load_facts
 from kiban.slo.impact import repair
 from kiban.slo.service import assess
-from kiban.store import Store
 from kiban.store.schema import attempts, runs
-from tests.helpers.slo import FIRST, MODELS
-from tests.slo_history import add_run
+from tests.helpers.slo import MODELS, opened
 
 DUE = date(2026, 11, 10)
 DAY = date(2026, 11, 9)
@@ -52,14 +48,8 @@ def shop(project_dir):
                                      "need: {by: '08:30', on: every_day, calendar: none, data_through: yesterday}\n",
              "usecases/today.yml": "owner: data-team\nassets: [daily_sales]\n"
                                    "need: {by: '18:00', on: every_day, calendar: none, data_through: today}\n"}
-    lake = {}
-    root = project_dir(files, lake)
-    project = load_project(root)
-    graph = build_graph(project)
-    store = Store(project.state_url)
-    add_run(store, project.name, "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
-    yield project, graph, store
-    store.close()
+    with opened(project_dir(files)) as shop:
+        yield shop
 
 
 def run(store, name: str, start: datetime, steps: list[tuple[str, str, date | None]]) -> datetime:

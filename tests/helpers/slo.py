@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+from kiban.graph import build_graph
+from kiban.project import load_project
+from kiban.store import Store
 from tests.slo_history import add_run
 
 MODELS = {
@@ -42,3 +49,16 @@ def nightly(store, day: date, offset_s: float, *, watermark: date | None = None,
               None if fail else (watermark or day - timedelta(days=1)),
               "upstream warehouse.orders failed" if fail else None)]
     return add_run(store, "test", run_id or f"run-{day}-{offset_s}", start, steps)
+
+
+@contextmanager
+def opened(root: Path) -> Iterator[tuple[Any, Any, Store]]:
+    """The project at ``root``, its graph and its store, with one run before everything judged (``FIRST``)."""
+    project = load_project(root)
+    graph = build_graph(project)
+    store = Store(project.state_url)
+    add_run(store, project.name, "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
+    try:
+        yield project, graph, store
+    finally:
+        store.close()
