@@ -4,7 +4,7 @@ afterwards — the same through ``kiban run`` and through the web console's work
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +15,28 @@ from kiban.store import utcnow
 from tests.conftest import write_files, write_parquet
 
 
-def build(root: Path) -> tuple[Path, datetime]:
+def build(root: Path, local_hour: int = 12) -> tuple[Path, datetime, date]:
     """lake.orders → warehouse.orders (a blocking not_null check its new version fails) → mart.sales, read by a
-    use case due two hours from now (so within the watcher's horizon, and not yet missed)."""
-    due = (utcnow() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    use case due two hours from now (so within the watcher's horizon, and not yet missed), in a timezone where it
+    is ``local_hour`` o'clock now (23: the due time falls on the next local date). Returns the deadline (UTC)
+    and its local date."""
+    now = utcnow()
+    offset = (local_hour - now.hour + 12) % 24 - 12  # hours east of UTC, -12 … +11
+    zone = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX names: Etc/GMT-9 is nine hours east
+    due = (now + timedelta(hours=2)).replace(second=0, microsecond=0)
+    local_due = due + timedelta(hours=offset)
     write_files(root, {
-        "kiban.yml": "name: operate\ntimezone: UTC\n",
+        "kiban.yml": f"name: operate\ntimezone: {zone}\n",
         "models/warehouse/orders.sql": "select id, case when id = 3 then null else amount end as amount "
                                        "from lake.orders\n",
         "models/warehouse/orders.yml": "columns:\n  - name: amount\n    checks: [not_null]\n",
         "models/mart/sales.sql": "select sum(amount) as total from warehouse.orders\n",
         "usecases/noon.yml": ("description: The dashboard.\nowner: data-team\nconsumers: [{name: Planners}]\n"
                               "assets: [mart.sales]\n"
-                              f"need: {{by: \"{due:%H:%M}\", on: every_day, calendar: none}}\n"),
+                              f"need: {{by: \"{local_due:%H:%M}\", on: every_day, calendar: none}}\n"),
     })
     write_parquet(root / "lake" / "orders" / "part-0.parquet", "select i as id, i * 10 as amount from range(5) t(i)")
-    return root, due
+    return root, due, local_due.date()
 
 
 def outcome(root: Path, due: datetime) -> dict[str, Any]:
@@ -85,9 +91,11 @@ def through_web(root: Path, _cli: Any) -> None:
         assert "warehouse.orders" in (job.error or "")
 
 
+@pytest.mark.parametrize("local_hour", [12, 23], ids=["midday", "before-midnight"])
 @pytest.mark.parametrize("front_end", [through_cli, through_web], ids=["cli", "web"])
-def test_the_gate_the_watcher_and_the_verdicts_are_the_same_from_every_front_end(front_end, tmp_path, cli):
-    root, due = build(tmp_path / "proj")
+def test_the_gate_the_watcher_and_the_verdicts_are_the_same_from_every_front_end(front_end, local_hour, tmp_path,
+                                                                                    cli):
+    root, due, due_date = build(tmp_path / "proj", local_hour)
     front_end(root, cli)
     seen = outcome(root, due)
     assert seen["status"] == "failed"
@@ -101,4 +109,4 @@ def test_the_gate_the_watcher_and_the_verdicts_are_the_same_from_every_front_end
     assert seen["incidents"] == [("noon", "at_risk")]
     assert seen["raised"] <= seen["ended"] < seen["due"]
     # the check afterwards: the use case's due day is judged and stored (at risk: its input failed)
-    assert seen["verdicts"] == [((seen["due"]).date(), "at_risk", None)]
+    assert seen["verdicts"] == [(due_date, "at_risk", None)]

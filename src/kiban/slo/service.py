@@ -163,8 +163,11 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
     result = assess(project, graph, store, now)
     result.store = store
     judged = {v.usecase for v in result.verdicts}
-    # a use case judged for the first time is recorded from its next due day on: it is not held to the past
-    first = [Verdict(name, due, deadline, "pending") for name, (due, deadline) in result.upcoming.items()
+    # a use case judged for the first time is recorded from its next due day on: it is not held to the past.
+    # That day as judged now when it falls on a later date and is already watched (at risk), else pending.
+    ahead = {(v.usecase, v.due_date): v for v in result.ahead}
+    first = [ahead.get((name, due)) or Verdict(name, due, deadline, "pending")
+             for name, (due, deadline) in result.upcoming.items()
              if name not in judged and name not in (result.known_since or {})]
     recent_runs = store.runs(project.name, 50)
     busy = any(r.started_at <= result.now and (r.ended_at is None or r.ended_at > result.now) for r in recent_runs)
