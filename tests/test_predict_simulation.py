@@ -45,7 +45,7 @@ def reference(predictor: Predictor, state: RunState, now: datetime, share: float
                 if any(d in state.planned and d not in finish for d in graph.deps[key]
                        if d in graph.assets and not blocker.get(d)):
                     continue
-                if not predictor._slot_free(key, running):
+                if not slot_free(predictor, key, running):
                     continue
                 ready = max([now, *(finish[d] for d in graph.deps[key] if d in finish)])
                 waited[key] = max(0.0, (clock - ready).total_seconds())
@@ -61,6 +61,17 @@ def reference(predictor: Predictor, state: RunState, now: datetime, share: float
         running.discard(key)
         finish[key] = clock
     return finish, waited
+
+
+def slot_free(predictor: Predictor, key: str, running: set[str]) -> bool:
+    """Whether ``key`` may start beside ``running``, asked of the running steps each time (as it was)."""
+    assets = predictor.graph.assets
+    if predictor.threads is not None and len(running) >= predictor.threads:
+        return False
+    if any(predictor.heavy(k) for k in running) or (predictor.heavy(key) and running):
+        return False
+    return all(sum(1 for k in running if tag in assets[k].config.tags) < limit
+               for tag in assets[key].config.tags if (limit := predictor.limits.get(tag)) is not None)
 
 
 def random_case(rng: random.Random, usecases: int = 1, history: bool = False, unlimited: bool = False

@@ -113,6 +113,7 @@ class Predictor:
         self._unlimited = concurrency.threads is None and not concurrency.limits and concurrency.heavy is None
         self.usecase_assets = usecase_assets
         self._known: dict[str, bool] = {}
+        self._order = {k: i for i, k in enumerate(graph.order)}
         self.paths: dict[str, list[str]] = {}
         self._path_sets: dict[str, set[str]] = {}
         for name, keys in usecase_assets.items():
@@ -120,8 +121,7 @@ class Predictor:
             for key in keys:
                 path |= graph.upstream(key)
             self._path_sets[name] = path
-            self.paths[name] = graph.sorted(path)
-        self._order = {k: i for i, k in enumerate(graph.order)}
+            self.paths[name] = sorted(path, key=self._order.__getitem__)  # the graph's order, without a pass over it
         self._wanted = graph.sorted(set().union(*self._path_sets.values()))
 
     def known(self, key: str) -> bool:
@@ -250,7 +250,8 @@ class Predictor:
         todo = {k for k in plan if k not in finish and k not in running}
         pending = {k: sum(1 for d in set(self.graph.deps[k]) if d in position and d not in finish) for k in todo}
         ready = sorted(position[k] for k, n in pending.items() if n == 0)  # plan positions, ascending
-        # what :meth:`_slot_free` asks of the running steps, counted as they start and finish
+        # what a free slot needs to know of the running steps (the threads in use, a heavy step running alone,
+        # each tag's count against its limit), counted as steps start and finish
         heavy_running = sum(1 for k in running if self.heavy(k))
         tagged: dict[str, int] = {}
         for k in running:
@@ -292,19 +293,6 @@ class Predictor:
                     if pending[child] == 0:
                         bisect.insort(ready, position[child])
         return finish, waited
-
-    def _slot_free(self, key: str, running: set[str]) -> bool:
-        if self.threads is not None and len(running) >= self.threads:
-            return False
-        if any(self.heavy(k) for k in running):
-            return False
-        if self.heavy(key) and running:
-            return False
-        for tag in self.graph.assets[key].config.tags:
-            limit = self.limits.get(tag)
-            if limit is not None and sum(1 for k in running if tag in self.graph.assets[k].config.tags) >= limit:
-                return False
-        return True
 
     def _slowest(self, path: set[str], overruns: dict[str, float], longest: list[str]) -> str | None:
         """The step to blame: the step of this run furthest past its normal variation — running *or finished*
