@@ -119,3 +119,28 @@ def test_the_late_chain_walked_back_from_the_use_case_is_the_one_found_from_ever
         done = start + timedelta(hours=rng.uniform(0, 48))
         assert _critical_path(ctx, facts, usecase, start, done) == \
             reference_critical_path(ctx, facts, usecase, start, done)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_use_cases_path_from_the_ancestor_bitsets_is_the_walk_over_the_graph(seed: int) -> None:
+    """``Context.upstream`` (read from the ancestor bitsets) and the bitset questions cause.py asks are the
+    graph's own walks: the same assets, in the graph's order."""
+    rng = random.Random(seed)
+    keys = [f"{'lake' if i < 3 else 'warehouse'}.a{i}" for i in range(rng.randint(3, 90))]
+    deps = {k: tuple(rng.sample(keys[:i], min(i, rng.randint(0, 4)))) if i >= 3 else () for i, k in enumerate(keys)}
+    assets = {k: Asset(layer=k.split(".")[0], name=k.split(".")[1], path=Path(f"{k}.sql"),
+                       sql=None if k.startswith("lake.") else "x", config=ModelConfig()) for k in keys}
+    graph = Graph(assets=assets, deps=deps, sql_hashes=dict.fromkeys(keys, "h"))
+    usecases = {f"u{n}": UseCase(f"u{n}", Path(f"u{n}.yml"), UseCaseConfig.model_validate(
+        {"assets": rng.sample(keys, rng.randint(1, 4)), "need": {"by": "08:30"}})) for n in range(5)}
+    project = Project(root=Path("."), config=ProjectConfig(name="t"), assets=assets, usecases=usecases)
+    ctx = Context.build(project, graph)
+    for name, usecase in usecases.items():
+        wanted = set(usecase.assets).union(*(graph.upstream(k) for k in usecase.assets))
+        assert ctx.upstream(name) == graph.sorted(wanted)
+    failing = set(rng.sample(keys, rng.randint(0, 5)))
+    bits = 0
+    for key in failing:
+        bits |= ctx.bit(key)
+    for key in keys:
+        assert bool(ctx.upstream_bits(key) & bits) == bool(graph.upstream(key) & failing)

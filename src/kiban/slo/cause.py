@@ -22,6 +22,7 @@ import bisect
 import itertools
 import statistics
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from kiban.messages import Part, part, say
@@ -111,9 +112,13 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
             part("cause.source_missing", asset=source.asset, overdue_s=source.overdue_s, expected=expected, how=how)
         candidates.append(cause("late_source", source.asset, [said], source.overdue_s))
     chain = _critical_path(ctx, facts, usecase, window_start, done)
-    failing = {f["asset"] for f in failures if f["status"] == AttemptStatus.FAILED}
+    failing = 0  # the failed assets, as a bitset over the graph's order
+    for f in failures:
+        if f["status"] == AttemptStatus.FAILED and f["asset"] in ctx.graph.assets:
+            failing |= ctx.bit(f["asset"])
     for failure in failures:
-        if failure["status"] != AttemptStatus.FAILED and ctx.graph.upstream(failure["asset"]) & failing:
+        if failure["status"] != AttemptStatus.FAILED and failure["asset"] in ctx.graph.assets and \
+                ctx.upstream_bits(failure["asset"]) & failing:
             continue  # skipped because a step above it failed: that failure is the cause, not this skip
         if failure["asset"] not in chain and chain:
             continue
@@ -192,12 +197,17 @@ def _critical_path(ctx: Context, facts: Facts, usecase: UseCase, window_start: d
 
 def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> float | None:
     """How long before the deadline the use case's first model build usually starts (median of past due days)."""
-    models = [k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"]
+    models: set[str] | None = None
     leads = []
     for _, window_start, deadline in ctx.schedule(usecase, due - timedelta(days=28), due - timedelta(days=1)):
         # only builds of runs that started in the window: a late delivery of the day before publishes its last
         # steps after that day's deadline (in this window), and would make "usual" a whole day early
-        first = first_build_start(facts, models, window_start, deadline, started_after=window_start)
+        memo = ("first build", usecase.name, window_start, deadline)  # late days a week apart share 3 weeks
+        if memo not in facts.memo:
+            if models is None:
+                models = {k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"}
+            facts.memo[memo] = _first_build_of_runs_after(facts, models, window_start, deadline, window_start)
+        first = facts.memo[memo]
         if first is not None:
             leads.append((deadline - first).total_seconds())
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
@@ -229,9 +239,9 @@ def _first_build_of_runs_after(facts: Facts, keys: set[str], start: datetime, en
     builds in the window cost 80 ms a late day at 5,000 assets."""
     memo = ("builds by start",)
     if memo not in facts.memo:
-        builds = sorted((begun, published, key) for key, item in facts.assets.items()
-                        for begun, published in zip(item.publish_started, item.published_at, strict=True)
-                        if begun is not None)
+        builds = sorted(((begun, published, key) for key, item in facts.assets.items()
+                         for begun, published in zip(item.publish_started, item.published_at, strict=True)
+                         if begun is not None), key=itemgetter(0))  # by start only: the answer is a start
         facts.memo[memo] = builds, [b[0] for b in builds]
     builds, begins = facts.memo[memo]
     first_run = facts.run_starts[0] if facts.run_starts else None

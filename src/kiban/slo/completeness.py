@@ -39,7 +39,10 @@ MIDNIGHT = time(0, 0)
 
 def day_end(day: date, ctx: Context) -> datetime:
     """The naive-UTC moment ``day`` ends in the project's timezone."""
-    return deadline_utc(day + timedelta(days=1), MIDNIGHT, ctx.tz)
+    found = ctx.day_ends.get(day)
+    if found is None:
+        found = ctx.day_ends[day] = deadline_utc(day + timedelta(days=1), MIDNIGHT, ctx.tz)
+    return found
 
 
 def must_be_whole(through: date | None, deadline: datetime, ctx: Context) -> bool:

@@ -59,6 +59,7 @@ class Context:
     _index: dict[str, int] = field(default_factory=dict)
     _masks: dict[str, int] = field(default_factory=dict)
     arrival_cache: dict[tuple[str, str, date], Any] = field(default_factory=dict)  # kiban.slo.arrival
+    day_ends: dict[date, datetime] = field(default_factory=dict)  # kiban.slo.completeness.day_end
 
     @classmethod
     def build(cls, project: Project, graph: Graph) -> Context:
@@ -98,12 +99,22 @@ class Context:
         """The use case's assets and everything they are built from, in dependency order (computed once)."""
         found = self._upstream.get(usecase)
         if found is None:
-            keys = self.project.usecases[usecase].assets
-            wanted: set[str] = set(keys)
-            for key in keys:
-                wanted |= self.graph.upstream(key)
-            found = self._upstream[usecase] = self.graph.sorted(wanted)
+            found = self._upstream[usecase] = self.keys_of(self.depends_on(usecase))
         return found
+
+    def keys_of(self, bits: int) -> list[str]:
+        """The assets of a bitset over the graph's order, in that order."""
+        order = self.graph.order
+        return [order[i] for i, bit in enumerate(reversed(bin(bits))) if bit == "1"]
+
+    def upstream_bits(self, key: str) -> int:
+        """A bitset of every asset ``key`` is built from, directly or through others (not ``key`` itself)."""
+        return self._ancestor_bits()[key]
+
+    def bit(self, key: str) -> int:
+        """``key``'s place in the bitsets."""
+        self._ancestor_bits()
+        return 1 << self._index[key]
 
     def calendar(self, usecase: UseCase) -> BusinessCalendar:
         name = usecase.config.need.calendar or self.project.config.calendar
