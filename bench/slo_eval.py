@@ -6,13 +6,21 @@ update during a run ≤ 10 ms. The history lives in a real SQLite state store; l
 separately from judging it. Prints a table and appends a section to bench/RESULTS.md.
 
     .venv/bin/python bench/slo_eval.py [--assets 5000] [--usecases 500] [--days 90] [--reps 5]
+    .venv/bin/python bench/slo_eval.py --before /path/to/other/src [--rounds 3]   # A/B, same run
+
+With ``--before``, both kibans (this one and the other's ``src/``) run the workload in fresh processes, sides
+alternated, and the table compares their judging and forecast CPU time (a loaded machine inflates wall time;
+the ratio holds).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    parser.add_argument("--before", default="", help="another kiban's src/ folder: compare the two, same run")
+    parser.add_argument("--rounds", type=int, default=3, help="with --before: processes per side")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one side of --before
     args = parser.parse_args(argv)
+    if args.before:
+        return compare(args)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         project, graph = synthetic(args.assets, args.usecases, root)
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             return len(verdicts) + len(budgets) + len(safe) + len(impacts)
 
         judge_s, _ = timed(judge, args.reps)
+        judge_cpu = cpu_of(judge, 3) if args.json else 0.0
         ctx = Context.build(project, graph)
         verdict_count = len(evaluate(ctx, facts, today - timedelta(days=args.days - 1), today, now))
         deadlines = {n: d for n, (_, d) in next_deadlines(ctx, now).items()}
@@ -143,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         for key in graph.order[: len(graph.order) // 2]:
             state.finished[key] = now
         predict_s, _ = timed(lambda: predictor.forecast(state, now), args.reps * 4)
+        predict_cpu = cpu_of(lambda: predictor.forecast(state, now), 20) if args.json else 0.0
         scope = {a for u in project.usecases.values() for k in u.assets for a in (k, *graph.upstream(k))}
         store.close()
+    if args.json:
+        print(json.dumps({"judge_cpu": judge_cpu, "predict_cpu": predict_cpu}))
+        return 0
     lines = [
         f"| attempts in the state store | {rows:,} |",
         f"| verdicts (use case × due day) | {verdict_count:,} |",
@@ -160,6 +178,37 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         write_section("## Service-level evaluation", text)
+    return 0
+
+
+def cpu_of(fn, reps: int) -> float:
+    """The least process CPU time of ``reps`` calls (what the machine's other work disturbs least)."""
+    spent = []
+    for _ in range(reps):
+        start = time.process_time()
+        fn()
+        spent.append(time.process_time() - start)
+    return min(spent)
+
+
+def compare(args: argparse.Namespace) -> int:
+    """This kiban against ``--before``'s, in fresh processes, sides alternated; medians over processes."""
+    sides = {"now": os.environ.get("PYTHONPATH", ""), "before": args.before}
+    found: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    for round_ in range(args.rounds):
+        for name in (("now", "before") if round_ % 2 == 0 else ("before", "now")):
+            env = {**os.environ, "PYTHONPATH": sides[name]}
+            out = subprocess.run([sys.executable, __file__, "--json", "--no-write", "--reps", "1", "--assets",
+                                  str(args.assets), "--usecases", str(args.usecases), "--days", str(args.days)],
+                                 env=env, capture_output=True, text=True, check=True)
+            found[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(name, found[name][-1], flush=True)
+    print(f"\n| what (CPU s; median of {args.rounds} processes, least of 3/20 calls in each) | before | now |")
+    print("|---|---:|---:|")
+    for key, label in (("judge_cpu", "verdicts + budgets + upstream deadlines + 50 impact analyses"),
+                       ("predict_cpu", "one breach-prediction update")):
+        b, n = (statistics.median(r[key] for r in found[side]) for side in ("before", "now"))
+        print(f"| {label} | {b:.4f} | {n:.4f} |")
     return 0
 
 
