@@ -194,3 +194,25 @@ def test_api_workarounds_rebuild_a_selection_and_report_a_backfill_that_cannot_r
     failed = client.get(f"/api/v1/jobs/{backfill.json()['id']}", headers=head).json()
     assert failed["status"] == "failed"
     assert "incremental" in failed["error"]  # the core's own explanation
+
+
+def test_a_fix_refused_before_its_run_began_links_to_no_run(console):
+    """The job names its run at once; when the run never begins (the project on disk no longer loads), the job
+    says why and drops that id, instead of linking to a run page that will never exist."""
+    client, root, tokens, _incident = console
+    head = bearer(tokens["operator"])
+    model = root / "models/warehouse/orders.sql"
+    kept = model.read_text()
+    model.write_text("select from from where")  # a half-edited file: the project does not load
+    try:
+        job = client.post("/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=head)
+        assert job.status_code == 202
+        assert job.json()["run_id"]
+        client.app.state.jobs.wait(job.json()["id"], 60)
+        done = client.get(f"/api/v1/jobs/{job.json()['id']}", headers=head).json()
+        assert done["status"] == "failed"
+        assert "orders.sql" in done["error"]
+        assert done["run_id"] is None
+        assert client.get(f"/api/v1/runs/{job.json()['run_id']}", headers=head).status_code == 404
+    finally:
+        model.write_text(kept)

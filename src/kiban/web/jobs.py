@@ -97,9 +97,11 @@ class Jobs:
                 job.status = work(job)
             except KibanError as exc:
                 job.status, job.error = RunStatus.FAILED, str(exc)
+                self._unnamed_if_never_started(job)
             except Exception as exc:  # a bug must not kill the server; it is shown on the page and audited
                 job.status, job.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
                 log.exception("web job %s (%s by %s) failed", job.id, job.action, job.user)
+                self._unnamed_if_never_started(job)
             finally:
                 job.ended_at = utcnow()
                 self.site.forget()
@@ -116,6 +118,19 @@ class Jobs:
         job.thread = threading.Thread(target=body, daemon=True, name=f"kiban-web-{action}")
         job.thread.start()
         return job
+
+    def _unnamed_if_never_started(self, job: Job) -> None:
+        """A job refused before its run began (an unknown asset, a project that no longer loads) links to no run:
+        the id it named at once is dropped rather than left pointing at a run page that will never exist."""
+        if job.run_id is None or job.action == "backfill":
+            return
+        try:
+            known = self.site.store.run(job.run_id) is not None
+        except Exception:  # the store itself is the trouble: keep the id, the error says what happened
+            log.exception("web job %s: looking up its run failed", job.id)
+            return
+        if not known:
+            job.run_id = None
 
     def _run(self, job: Job, options: RunOptions) -> str:
         self.site.reload()
