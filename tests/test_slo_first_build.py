@@ -144,3 +144,38 @@ def test_a_use_cases_path_from_the_ancestor_bitsets_is_the_walk_over_the_graph(s
         bits |= ctx.bit(key)
     for key in keys:
         assert bool(ctx.upstream_bits(key) & bits) == bool(graph.upstream(key) & failing)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_builds_loaded_from_the_store_are_the_assets_builds_and_answer_alike(tmp_path: Path, seed: int) -> None:
+    """``load_facts`` keeps every timed build in the order it was published (so sorting by start is cheap); that
+    list holds exactly the builds the assets' own lists hold, and the first build found through it is the plain
+    search's."""
+    from kiban.slo.facts import load_facts
+    from kiban.store import Store
+    from tests.slo_history import add_run
+
+    rng = random.Random(seed)
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    try:
+        names = [f"warehouse.a{i}" for i in range(rng.randint(2, 12))]
+        for n in range(rng.randint(1, 15)):
+            started = START + timedelta(hours=rng.uniform(0, 240))
+            steps = [(name, rng.choice(["success", "success", "fresh", "failed", "skipped"]), rng.uniform(1, 9000),
+                      None, None) for name in rng.sample(names, rng.randint(1, len(names)))]
+            add_run(store, "test", f"r{n}", started, steps)
+        facts = load_facts(store, "test", START - timedelta(days=1))
+        assert facts.builds is not None
+        derived = [(begun, published, key) for key, item in facts.assets.items()
+                   for begun, published in zip(item.publish_started, item.published_at, strict=True)
+                   if begun is not None]
+        assert sorted(facts.builds) == sorted(derived)
+        assert [b[1] for b in facts.builds] == sorted(b[1] for b in facts.builds)  # in the order published
+        for _ in range(30):
+            keys = rng.sample(names, rng.randint(1, len(names)))
+            start = START + timedelta(hours=rng.uniform(-12, 240))
+            end = start + timedelta(hours=rng.uniform(0, 48))
+            after = start + timedelta(hours=rng.choice([0, 0, -3, 2]))
+            assert first_build_start(facts, keys, start, end, after) == reference(facts, keys, start, end, after)
+    finally:
+        store.close()

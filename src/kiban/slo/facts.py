@@ -105,6 +105,9 @@ class Facts:
 
     any_check_failed: bool = False
     run_starts: list[datetime] = field(default_factory=list)  # when each run started, ascending
+    # every timed build (began, published, asset) in the order they were published, as loaded (None: not loaded
+    # so; derived from the assets' lists when asked). Nearly in the order they began, so sorting by that is cheap.
+    builds: list[tuple[datetime, datetime, str]] | None = None
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # answers derived from these facts only
 
     def run_start_before(self, moment: datetime) -> datetime | None:
@@ -178,6 +181,7 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             sa.select(runs.c.started_at).where(runs.c.project == project, runs.c.started_at > since)
             .order_by(runs.c.started_at)).all()]
     reach: dict[str, date | None] = {}
+    builds = facts.builds = []
     for asset, status, ended_at, watermark, seconds, error, started_at, attempt in rows:
         item = facts.assets.get(asset)
         if item is None:
@@ -192,6 +196,8 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             item.publish_seconds.append(float(seconds) if status == AttemptStatus.SUCCESS and seconds is not None
                                         else None)
             item.publish_started.append(started_at if status == AttemptStatus.SUCCESS else None)
+            if status == AttemptStatus.SUCCESS and started_at is not None:
+                builds.append((started_at, ended_at, asset))
             item.publish_attempts.append(int(attempt or 1))
             # a build, a load, or a look that found the inputs (the source) unchanged: the data it publishes or
             # confirms is as of then (kiban.slo.completeness)
