@@ -138,6 +138,8 @@ def test_a_use_cases_path_from_the_ancestor_bitsets_is_the_walk_over_the_graph(s
     for name, usecase in usecases.items():
         wanted = set(usecase.assets).union(*(graph.upstream(k) for k in usecase.assets))
         assert ctx.upstream(name) == graph.sorted(wanted)
+        assert ctx.upstream_in(name, lake=True) == [k for k in graph.sorted(wanted) if k.startswith("lake.")]
+        assert ctx.upstream_in(name, lake=False) == [k for k in graph.sorted(wanted) if not k.startswith("lake.")]
     failing = set(rng.sample(keys, rng.randint(0, 5)))
     bits = 0
     for key in failing:

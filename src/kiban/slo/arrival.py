@@ -61,7 +61,7 @@ class LateSource:
 
 def sources_of(ctx: Context, usecase: str) -> list[str]:
     """The lake tables the use case is built from, in dependency order."""
-    return [k for k in ctx.upstream(usecase) if ctx.graph.assets[k].layer == "lake"]
+    return ctx.upstream_in(usecase, lake=True)
 
 
 def arrived(ctx: Context, facts: Facts, key: str, through: date | None, window_start: datetime, deadline: datetime

@@ -205,7 +205,7 @@ def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> floa
         memo = ("first build", usecase.name, window_start, deadline)  # late days a week apart share 3 weeks
         if memo not in facts.memo:
             if models is None:
-                models = {k for k in ctx.upstream(usecase.name) if ctx.graph.assets[k].layer != "lake"}
+                models = set(ctx.upstream_in(usecase.name, lake=False))
             facts.memo[memo] = _first_build_of_runs_after(facts, models, window_start, deadline, window_start)
         first = facts.memo[memo]
         if first is not None:

@@ -55,6 +55,7 @@ class Context:
     tz: ZoneInfo
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
     _upstream: dict[str, list[str]] = field(default_factory=dict)
+    _layers: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
     _ancestors: dict[str, int] | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _masks: dict[str, int] = field(default_factory=dict)
@@ -100,6 +101,15 @@ class Context:
         found = self._upstream.get(usecase)
         if found is None:
             found = self._upstream[usecase] = self.keys_of(self.depends_on(usecase))
+        return found
+
+    def upstream_in(self, usecase: str, lake: bool) -> list[str]:
+        """:meth:`upstream`'s lake tables (``lake``) or its models, in dependency order (computed once)."""
+        found = self._layers.get((usecase, lake))
+        if found is None:
+            assets = self.graph.assets
+            found = self._layers[(usecase, lake)] = [k for k in self.upstream(usecase)
+                                                     if (assets[k].layer == "lake") is lake]
         return found
 
     def keys_of(self, bits: int) -> list[str]:
