@@ -151,6 +151,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     closure, macro_reads = _macro_uses(project, errors) if project.macros else ({}, {})
+    zone = project.config.timezone  # UTC (the default) adds nothing: the fingerprints stay what they were
     # a CTE named like one of these may hide a table from DuckDB's walk: SQLGlot is asked there too
     tables = {a.name.lower() for a in project.assets.values()} | {v.rsplit(".", 1)[-1].lower() for v in aliases}
     for key, asset in project.assets.items():
@@ -180,6 +181,8 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
             read = read_files(asset.sql)
             if read:
                 files[key] = read
+        if zone != "UTC":  # the session's time zone is part of what the code means (casts, hour(), date_trunc)
+            hashes[key] = hashlib.sha256(f"{hashes[key]}\0timezone={zone}".encode()).hexdigest()
         found: list[str] = []
         through: list[str] = []  # tables read through their _latest/_history view
         for i, ref in enumerate(refs):
