@@ -130,6 +130,12 @@ def _macro_uses(project: Project, errors: list[ProjectError]) -> tuple[dict[str,
     return closure, reads
 
 
+def macro_uses(project: Project) -> tuple[dict[str, set[str]], dict[str, list[TableRef]]]:
+    """For every macro of ``project``: the macros it uses (itself and through others), and the tables its body
+    reads (a macro whose body cannot be read reads nothing here: loading the graph reports it)."""
+    return _macro_uses(project, [])
+
+
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
