@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
 
 from kiban.assetkey import KeyResolver
 from kiban.errors import Location, ProjectError, ProjectErrors
@@ -153,6 +154,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     files: dict[str, tuple[str, ...]] = {}
     versioned: dict[str, tuple[str, ...]] = {}
     python_inputs: dict[str, dict[str, str]] = {}
+    helper_files: dict[str, Path] = {}  # helper module name → the file Python models import under it
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
@@ -162,6 +164,13 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     tables = {a.name.lower() for a in project.assets.values()} | {v.rsplit(".", 1)[-1].lower() for v in aliases}
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
+            for name, path, _ in asset.python.helpers:  # Python imports a name once per process
+                other = helper_files.setdefault(name, path)
+                if other != path:
+                    errors.append(ProjectError(
+                        f"{key} imports {name} from {path.parent}, and another model imports {name} from "
+                        f"{other.parent}: a process imports a module name once, so one of them would run the "
+                        "other's code", Location(asset.path), f"rename one of them (e.g. {name}_{asset.layer})"))
             refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
             if asset.python.model:
                 refs.append(_model_ref(asset.python.model, asset.python.line))
