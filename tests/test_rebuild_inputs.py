@@ -9,13 +9,15 @@ Each case served stale data as fresh (or failed every later run) before wave 10:
 - a blocking ``sql`` check may read other tables: it was neither ordered after them in a run nor judged again
   when they changed; a project macro called by a check was not part of the check either;
 - on PostgreSQL a model materialized as a view over a table model blocked every later publish of that table
-  ("views outside kiban depend on …"), so the table stayed old, run after run.
+  ("views outside kiban depend on …"), so the table stayed old, run after run;
+- a model reading ``current_date`` (or ``now()``, ``random()``) was fresh the next day, serving yesterday's
+  "yesterday".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from kiban import operate
 from kiban.errors import ProjectError
 from kiban.graph import build_graph
 from kiban.project import load_project
-from kiban.run import RunOptions
+from kiban.run import RunOptions, inputs
 from tests.conftest import write_parquet
 
 
@@ -179,3 +181,31 @@ def test_a_view_over_a_table_on_postgres_does_not_block_the_table_s_next_publish
     result = operate.run(load_project(root), RunOptions()).result
     assert "views outside kiban depend on warehouse.t" in (result.outcomes["warehouse.t"].error or "")
     assert pg("select * from warehouse.v2") == [(16,)]  # the old version, whole
+
+
+def test_a_model_reading_the_clock_is_as_fresh_as_what_it_reads(make_project: Callable[..., Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``current_date`` gives another value tomorrow, ``now()`` and ``random()`` at every run: a model reading
+    them was fresh forever (yesterday's "yesterday"). Today's date is now an input (in the project's zone), the
+    time and chance are as new as a URL's file (rebuilt every run); a macro reading them counts for its callers."""
+    root = make_project({"kiban.yml": "name: clock\ntimezone: Asia/Tokyo\n",
+                         "macros/stamp.sql": "create macro stamped() as now();\n",
+                         "models/warehouse/yesterday.sql": "select a from lake.src where d = current_date - 1",
+                         "models/warehouse/today.sql": "select today() as d",
+                         "models/warehouse/stamped.sql": "select a, stamped() as at from lake.src",
+                         "models/warehouse/sampled.sql": "select a from lake.src where random() < 2",
+                         "models/warehouse/plain.sql": "select a from lake.src"},
+                        lake={"src": "select 1 as a, current_date - 1 as d"})
+    assert set(run(root).values()) == {"success"}
+    assert run(root) == {"warehouse.yesterday": "fresh", "warehouse.today": "fresh", "warehouse.plain": "fresh",
+                         "warehouse.stamped": "success", "warehouse.sampled": "success"}
+
+    class Tomorrow(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + timedelta(days=1)
+
+    monkeypatch.setattr(inputs, "datetime", Tomorrow)
+    statuses = run(root)
+    assert statuses["warehouse.yesterday"] == statuses["warehouse.today"] == "success"
+    assert statuses["warehouse.plain"] == "fresh"

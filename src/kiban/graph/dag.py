@@ -14,6 +14,7 @@ from kiban.graph.duckrefs import (
     Serialized,
     Unserializable,
     called_functions,
+    clock_reads,
     duckdb_refs,
     may_read_files,
     read_files,
@@ -21,6 +22,9 @@ from kiban.graph.duckrefs import (
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 from kiban.walk import reach
+
+CLOCK_DAY_FILE = "clock:today:"  # + the project's time zone: a "file" whose version is the local date (run.inputs)
+_CLOCK = ("", "day", "always")
 
 # which layers each layer may read, and why
 ALLOWED_READS: dict[str, tuple[str, ...]] = {
@@ -187,6 +191,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
                 continue
             hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
             refs = list(parsed.refs)
+            used: list[str] = []
             if closure:  # the project's macros it calls: their text is part of it, their tables its inputs
                 used = sorted({m for f in called_functions(asset.sql) & set(closure) for m in closure[f]})
                 if used:
@@ -194,6 +199,10 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
                     hashes[key] = hashlib.sha256(f"{hashes[key]}\0macros\0{texts}".encode()).hexdigest()
                     refs += [ref for m in used for ref in macro_reads[m]]
             read = read_files(asset.sql)
+            clock = max([clock_reads(asset.sql), *(clock_reads(project.macros[m].query) for m in used)],
+                        key=_CLOCK.index)
+            if clock:  # today's date, or a value of its own at every run: an input no table or file has
+                read = (*read, CLOCK_DAY_FILE + zone if clock == "day" else "?")
             if read:
                 files[key] = read
         if zone != "UTC":  # the session's time zone is part of what the code means (casts, hour(), date_trunc)
