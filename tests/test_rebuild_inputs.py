@@ -209,3 +209,18 @@ def test_a_model_reading_the_clock_is_as_fresh_as_what_it_reads(make_project: Ca
     statuses = run(root)
     assert statuses["warehouse.yesterday"] == statuses["warehouse.today"] == "success"
     assert statuses["warehouse.plain"] == "fresh"
+
+
+def test_a_view_over_a_lake_table_on_postgres_does_not_block_a_reload_that_changes_its_types(
+        make_project: Callable[..., Path], postgres_url: str) -> None:
+    root = make_project({"kiban.yml": f"name: pgl\ntimezone: UTC\nwarehouse: {postgres_url}\n",
+                         "models/warehouse/v.sql": "select cast(a as varchar) as a from lake.src",
+                         "models/warehouse/v.yml": "materialized: view\n",
+                         "models/mart/m.sql": "select a from warehouse.v"},
+                        lake={"src": "select 1 as a"})
+    assert set(run(root).values()) == {"success"}
+    write_parquet(root / "lake/src/part-0.parquet", "select 'x' as a")  # the column's type changed
+    assert set(run(root).values()) == {"success"}
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("select a from mart.m").fetchall() == [("x",)]
+        assert conn.execute("select a from warehouse.v").fetchall() == [("x",)]

@@ -249,6 +249,8 @@ class PostgresEngine(NotDuckDB):
                         except (pg_errors.InvalidTableDefinition, pg_errors.DependentObjectsStillExist):
                             _replace_view(conn, view, sql)
                 else:
+                    with conn.cursor() as cur:  # kiban's views over it (models materialized as views): made again
+                        aside = _set_aside_views(cur, "lake", name)
                     for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
                         conn.execute(f"drop view if exists lake.{quote(view)}".encode())
                     try:
@@ -262,6 +264,9 @@ class PostgresEngine(NotDuckDB):
                     conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
                     for view, sql in views:
                         conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+                    derived = {("lake", view) for view, _ in views}
+                    with conn.cursor() as cur:
+                        _restore_views(cur, [v for v in aside if (v[0], v[1]) not in derived])
                 conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
                 for view, _sql in views:
                     conn.execute(f"comment on view lake.{quote(view)} is {literal(COMMENT_PREFIX + version)}".encode())
