@@ -22,16 +22,21 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kiban.assetkey import KeyResolver
 from kiban.checks.evaluate import CheckResult, context, run_suite
 from kiban.checks.ledger import CheckLedger
 from kiban.checks.spec import Relationships
-from kiban.checks.suite import Suite, suites_of
+from kiban.checks.suite import Check, Suite, suites_of
 from kiban.engines.base import AuditHook, Session
 from kiban.errors import KibanError, ProjectError, ProjectErrors
 from kiban.graph import build_graph
+from kiban.graph.dag import macro_uses
+from kiban.graph.duckrefs import Unserializable, called_functions, duckdb_refs
+from kiban.graph.sqlrefs import TableRef
 from kiban.project import Asset, Project
 from kiban.status import Severity
 from kiban.store import Store
@@ -58,6 +63,17 @@ class Gate:
         self.suites: dict[str, Suite] = suites_of(project, [k for k, a in project.assets.items()
                                                             if a.layer != "lake"])
         _refuse_gated_views(self.suites)
+        # what each check's SQL reads besides its own table (other assets), and the project's macros it calls
+        uses = macro_uses(project) if project.macros else ({}, {})
+        self.reads: dict[str, dict[str, tuple[str, ...]]] = {}
+        self.calls: dict[str, dict[str, tuple[str, ...]]] = {}
+        for key, suite in self.suites.items():
+            for check in suite.checks:
+                if check.sql is not None:
+                    tables, macros = check_reads(project, check, uses)
+                    self.reads.setdefault(key, {})[check.name] = tables
+                    self.calls.setdefault(key, {})[check.name] = macros
+        self.macros = {name: macro.text for name, macro in project.macros.items()}
         self.now = now or (lambda: datetime.now(UTC))
         self._store: Store | None = None
         self._lock = threading.Lock()
@@ -69,6 +85,7 @@ class Gate:
         after: dict[str, tuple[str, ...]] = {}
         for key, suite in self.suites.items():
             targets = {c.target for c in suite.checks if isinstance(c.spec, Relationships) and c.target}
+            targets |= {t for c in suite.checks for t in self.reads.get(key, {}).get(c.name, ())}
             targets = {t for t in targets if t in self.project.assets and self.project.assets[t].layer != "lake"}
             if targets:
                 after[key] = tuple(sorted(targets))
@@ -79,10 +96,11 @@ class Gate:
         for key, firsts in after.items():
             for target in firsts:
                 if key in graph.upstream(target) or _reaches(deps, target, key):
-                    check = next(c for c in self.suites[key].checks if c.target == target)
-                    raise check.error(f"relationships to {target}, which is built from {key} (directly or via "
-                                      "other checks), so it would always see an old version",
-                                      "check the relationship from the other side")
+                    check = next(c for c in self.suites[key].checks
+                                 if c.target == target or target in self.reads.get(key, {}).get(c.name, ()))
+                    what = f"relationships to {target}" if check.target == target else f"it reads {target}"
+                    raise check.error(f"{what}, which is built from {key} (directly or via other checks), so it "
+                                      "would always see an old version", "check the relationship from the other side")
         return after
 
     def __bool__(self) -> bool:
@@ -93,16 +111,20 @@ class Gate:
         fingerprint, so adding or changing one makes the next run build and judge the model again."""
         suite = self.suites.get(key)
         blocking = sorted(
-            json.dumps([c.name, c.kind, c.spec.model_dump(mode="json"), c.target, c.sql], sort_keys=True, default=str)
+            json.dumps([c.name, c.kind, c.spec.model_dump(mode="json"), c.target, c.sql]
+                       + [self.macros[m] for m in self.calls.get(key, {}).get(c.name, ())], sort_keys=True,
+                       default=str)
             for c in (suite.checks if suite else ()) if c.severity == Severity.ERROR)
         return hashlib.sha256("\n".join(blocking).encode()).hexdigest() if blocking else ""
 
     def references(self, key: str) -> tuple[str, ...]:
-        """The tables the blocking ``relationships`` checks of ``key`` compare with: their data versions are
-        part of its fingerprint, so a change there judges the model again."""
+        """The tables the blocking checks of ``key`` read besides it — a ``relationships`` check's target, what a
+        ``sql`` check's query reads: their data versions are part of its fingerprint, so a change there judges the
+        model again."""
         suite = self.suites.get(key)
-        return tuple(sorted({c.target for c in (suite.checks if suite else ())
-                             if isinstance(c.spec, Relationships) and c.target and c.severity == Severity.ERROR}))
+        blocking = [c for c in (suite.checks if suite else ()) if c.severity == Severity.ERROR]
+        return tuple(sorted({c.target for c in blocking if isinstance(c.spec, Relationships) and c.target}
+                            | {t for c in blocking for t in self.reads.get(key, {}).get(c.name, ())}))
 
     @property
     def store(self) -> Store:
@@ -134,6 +156,40 @@ class Gate:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def check_reads(project: Project, check: Check,
+                uses: tuple[dict[str, set[str]], dict[str, list[TableRef]]] | None = None
+                ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What an ``expression`` or ``sql`` check reads besides its own table: (the assets its SQL names — a ``sql``
+    check "may read other tables", through a project macro too —, the project's macros it calls, directly or
+    through each other). A change of either must judge the table again, like a ``relationships`` check's target
+    (``Judge.references``, ``Judge.judgement``)."""
+    assert check.sql is not None
+    text = check.sql if check.kind == "sql" else f"select 1 where {check.sql}"
+    try:
+        refs = [(r.schema, r.name) for r in duckdb_refs(text, check.source or Path("check"))]
+    except (ProjectError, Unserializable):  # DuckDB cannot read it as one SELECT: SQLGlot's reading then
+        refs = _sqlglot_tables(text)
+    macros: set[str] = set()
+    if project.macros:
+        closure, macro_reads = uses or macro_uses(project)
+        for name in called_functions(text) & set(closure):
+            macros |= closure[name]
+        refs += [(r.schema, r.name) for m in macros for r in macro_reads.get(m, ())]
+    keys = KeyResolver(project.assets, project.lake_views())
+    found = {k for k in (keys.resolve(schema, name) for schema, name in refs) if k and k != check.asset}
+    return tuple(sorted(found)), tuple(sorted(macros))
+
+
+def _sqlglot_tables(text: str) -> list[tuple[str, str]]:
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(text, read="duckdb")
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    return [(t.db, t.name) for t in tree.find_all(exp.Table)
+            if t.name and not (not t.db and t.name.lower() in ctes)]
 
 
 def _observations(store: Store, project: str, asset: str, check: str, tz: ZoneInfo) -> list[Any]:

@@ -401,7 +401,7 @@ def _settled(project: Any, probe: int) -> bool:
 
 
 def _stampable(project: Any, result: Any) -> bool:
-    from kiban.graph.duckrefs import read_files
+    from kiban.graph.duckrefs import clock_reads, read_files
 
     root = Path(project.root).resolve()
     # checks (gated) judge new versions only: a run that built nothing ran none and recorded none
@@ -419,4 +419,7 @@ def _stampable(project: Any, result: Any) -> bool:
     inside = [Path(project.warehouse_url[len("duckdb:///"):]), project.lake_dir]
     if not all(p.resolve().is_relative_to(root) for p in inside):
         return False
-    return not any(a.python is not None or (a.sql and read_files(a.sql)) for a in project.assets.values())
+    if any(clock_reads(m.query) for m in project.macros.values()):
+        return False  # a model calling it would be as new as the clock
+    return not any(a.python is not None or (a.sql and (read_files(a.sql) or clock_reads(a.sql)))
+                   for a in project.assets.values())

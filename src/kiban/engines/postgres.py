@@ -249,6 +249,8 @@ class PostgresEngine(NotDuckDB):
                         except (pg_errors.InvalidTableDefinition, pg_errors.DependentObjectsStillExist):
                             _replace_view(conn, view, sql)
                 else:
+                    with conn.cursor() as cur:  # kiban's views over it (models materialized as views): made again
+                        aside = _set_aside_views(cur, "lake", name)
                     for view in (f"{name}_latest", f"{name}_history"):  # they read the table being replaced
                         conn.execute(f"drop view if exists lake.{quote(view)}".encode())
                     try:
@@ -262,6 +264,9 @@ class PostgresEngine(NotDuckDB):
                     conn.execute(f"alter table {tmp} rename to {quote(name)}".encode())
                     for view, sql in views:
                         conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+                    derived = {("lake", view) for view, _ in views}
+                    with conn.cursor() as cur:
+                        _restore_views(cur, [v for v in aside if (v[0], v[1]) not in derived])
                 conn.execute(f"comment on table {target} is {literal(COMMENT_PREFIX + version)}".encode())
                 for view, _sql in views:
                     conn.execute(f"comment on view lake.{quote(view)} is {literal(COMMENT_PREFIX + version)}".encode())
@@ -330,6 +335,7 @@ class PostgresEngine(NotDuckDB):
                 kind = cur.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                                    "where n.nspname = %s and c.relname = %s", [schema, name]).fetchone()
                 in_place = False
+                aside: list[tuple[str, str, str, str]] = []  # kiban's views over the old relation, re-made over the new
                 if produced is not None:  # its Arrow result, published like a SQL model's SELECT
                     cur.execute(f"create table {tmp} ({postgres_columns(produced, asset.key)})".encode())
                     copy_into(cur, tmp, produced)
@@ -337,6 +343,7 @@ class PostgresEngine(NotDuckDB):
                     relation, physical = tmp, "table"
                 elif asset.config.materialized == "view":
                     if kind:
+                        aside = _set_aside_views(cur, schema, name)
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
                     cur.execute(f"create view {target} as {sql}".encode())
                     relation, physical = target, "view"
@@ -368,8 +375,10 @@ class PostgresEngine(NotDuckDB):
                 self._check_fence(cur, asset.key)  # a worker whose lease was taken never gets past this
                 if physical == "table" and not in_place:
                     if kind:
+                        aside = _set_aside_views(cur, schema, name)
                         cur.execute(f"drop {'view' if kind[0] == 'v' else 'table'} {target}".encode())
                     cur.execute(f"alter table {tmp} rename to {quote(name)}".encode())
+                _restore_views(cur, aside)
                 cur.execute(f"comment on {physical} {target} is {literal(COMMENT_PREFIX + fingerprint)}".encode())
                 cur.execute(f"insert into {quote(META_SCHEMA)}.publishes (asset, fingerprint) values (%s, %s)",
                             [asset.key, fingerprint])
@@ -506,6 +515,43 @@ def _replace_view(conn: psycopg.Connection[Any], view: str, sql: str) -> None:
                          f"({', '.join(_dependents(conn, 'lake', view))}), so it cannot be replaced",
                          "drop those views (kiban rebuilds its own on the next run)") from None
     conn.execute(f"create view lake.{quote(view)} as {sql}".encode())
+
+
+def _set_aside_views(cur: psycopg.Cursor[Any], schema: str, name: str) -> list[tuple[str, str, str, str]]:
+    """Drop kiban's own views that read ``schema.name`` (directly or through each other), deepest first, and
+    return them (schema, view, definition, comment) in the order to make them again: PostgreSQL binds a view to
+    the table it reads, so a model materialized as a view over a table model would otherwise block every later
+    publish of that table. A view that is not kiban's is left alone: dropping the table then fails, as before."""
+    rows = cur.execute(
+        "with recursive deps(oid, depth) as ("
+        " select r.ev_class, 1 from pg_depend d join pg_rewrite r on r.oid = d.objid"
+        "  where d.refobjid = to_regclass(%s) and r.ev_class <> d.refobjid"
+        " union all"
+        " select r.ev_class, deps.depth + 1 from deps join pg_depend d on d.refobjid = deps.oid"
+        "  join pg_rewrite r on r.oid = d.objid where r.ev_class <> deps.oid and deps.depth < 100)"
+        " select n.nspname, c.relname, max(deps.depth), pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class')"
+        " from deps join pg_class c on c.oid = deps.oid join pg_namespace n on n.oid = c.relnamespace"
+        " where c.relkind = 'v' group by c.oid, n.nspname, c.relname order by 3",
+        [f"{quote(schema)}.{quote(name)}"]).fetchall()
+    if not rows or not all(str(comment or "").startswith(COMMENT_PREFIX) for *_, comment in rows):
+        return []  # none, or someone else's among them: the drop says so
+    for view_schema, view, *_ in reversed(rows):
+        cur.execute(f"drop view {quote(view_schema)}.{quote(view)}".encode())
+    return [(view_schema, view, definition, comment) for view_schema, view, _, definition, comment in rows]
+
+
+def _restore_views(cur: psycopg.Cursor[Any], views: list[tuple[str, str, str, str]]) -> None:
+    """Make the views :func:`_set_aside_views` dropped again, with their fingerprints (a view whose inputs changed
+    is rebuilt by its own plan). One that no longer binds (a column it reads is gone) stays dropped: its own build
+    makes it again, or fails and says why."""
+    for view_schema, view, definition, comment in views:
+        target = f"{quote(view_schema)}.{quote(view)}"
+        try:
+            with cur.connection.transaction():
+                cur.execute(f"create view {target} as {definition}".encode())
+                cur.execute(f"comment on view {target} is {literal(comment)}".encode())
+        except psycopg.Error:
+            continue
 
 
 def _dependents(conn: psycopg.Connection[Any], schema: str, name: str) -> list[str]:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
 
 from kiban.assetkey import KeyResolver
 from kiban.errors import Location, ProjectError, ProjectErrors
@@ -13,6 +14,7 @@ from kiban.graph.duckrefs import (
     Serialized,
     Unserializable,
     called_functions,
+    clock_reads,
     duckdb_refs,
     may_read_files,
     read_files,
@@ -20,6 +22,9 @@ from kiban.graph.duckrefs import (
 from kiban.graph.sqlrefs import SqlCache, TableRef, cache_key
 from kiban.project import Asset, Project
 from kiban.walk import reach
+
+CLOCK_DAY_FILE = "clock:today:"  # + the project's time zone: a "file" whose version is the local date (run.inputs)
+_CLOCK = ("", "day", "always")
 
 # which layers each layer may read, and why
 ALLOWED_READS: dict[str, tuple[str, ...]] = {
@@ -130,6 +135,12 @@ def _macro_uses(project: Project, errors: list[ProjectError]) -> tuple[dict[str,
     return closure, reads
 
 
+def macro_uses(project: Project) -> tuple[dict[str, set[str]], dict[str, list[TableRef]]]:
+    """For every macro of ``project``: the macros it uses (itself and through others), and the tables its body
+    reads (a macro whose body cannot be read reads nothing here: loading the graph reports it)."""
+    return _macro_uses(project, [])
+
+
 def build_graph(project: Project, cache: SqlCache | None = None) -> Graph:
     """Parse every model, resolve what it reads, and check layers and cycles."""
     cache = cache or SqlCache(project.state_dir / "cache" / "sql.json")
@@ -147,14 +158,23 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     files: dict[str, tuple[str, ...]] = {}
     versioned: dict[str, tuple[str, ...]] = {}
     python_inputs: dict[str, dict[str, str]] = {}
+    helper_files: dict[str, Path] = {}  # helper module name → the file Python models import under it
     aliases = project.lake_views()  # derived views of collected tables resolve to the table's asset
     keys = KeyResolver(project.assets, aliases)
     edge_at: dict[tuple[str, str], TableRef] = {}  # (reader, upstream) → where the SQL names it
     closure, macro_reads = _macro_uses(project, errors) if project.macros else ({}, {})
+    zone = project.config.timezone  # UTC (the default) adds nothing: the fingerprints stay what they were
     # a CTE named like one of these may hide a table from DuckDB's walk: SQLGlot is asked there too
     tables = {a.name.lower() for a in project.assets.values()} | {v.rsplit(".", 1)[-1].lower() for v in aliases}
     for key, asset in project.assets.items():
         if asset.python is not None:  # a Python model: its inputs are its parameters; its code is its module
+            for name, path, _ in asset.python.helpers:  # Python imports a name once per process
+                other = helper_files.setdefault(name, path)
+                if other != path:
+                    errors.append(ProjectError(
+                        f"{key} imports {name} from {path.parent}, and another model imports {name} from "
+                        f"{other.parent}: a process imports a module name once, so one of them would run the "
+                        "other's code", Location(asset.path), f"rename one of them (e.g. {name}_{asset.layer})"))
             refs: list[TableRef] = [TableRef(i.schema, i.name, i.line, i.column) for i in asset.python.inputs]
             if asset.python.model:
                 refs.append(_model_ref(asset.python.model, asset.python.line))
@@ -171,6 +191,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
                 continue
             hashes[key] = hashlib.sha256((parsed.normalized_hash + asset.config.materialized).encode()).hexdigest()
             refs = list(parsed.refs)
+            used: list[str] = []
             if closure:  # the project's macros it calls: their text is part of it, their tables its inputs
                 used = sorted({m for f in called_functions(asset.sql) & set(closure) for m in closure[f]})
                 if used:
@@ -178,8 +199,14 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
                     hashes[key] = hashlib.sha256(f"{hashes[key]}\0macros\0{texts}".encode()).hexdigest()
                     refs += [ref for m in used for ref in macro_reads[m]]
             read = read_files(asset.sql)
+            clock = max([clock_reads(asset.sql), *(clock_reads(project.macros[m].query) for m in used)],
+                        key=_CLOCK.index)
+            if clock:  # today's date, or a value of its own at every run: an input no table or file has
+                read = (*read, CLOCK_DAY_FILE + zone if clock == "day" else "?")
             if read:
                 files[key] = read
+        if zone != "UTC":  # the session's time zone is part of what the code means (casts, hour(), date_trunc)
+            hashes[key] = hashlib.sha256(f"{hashes[key]}\0timezone={zone}".encode()).hexdigest()
         found: list[str] = []
         through: list[str] = []  # tables read through their _latest/_history view
         for i, ref in enumerate(refs):

@@ -332,6 +332,48 @@ def _files(node: Any, found: list[str]) -> None:
         _files(value, found)
 
 
+# what a statement reads from the clock (or from chance) rather than from a table or a file: its result changes
+# with the day (``DAY``) or with every run (``ALWAYS``) while its text and inputs stay the same
+CLOCK_DAY = frozenset({"current_date", "today"})
+CLOCK_ALWAYS = frozenset({"now", "current_timestamp", "get_current_timestamp", "transaction_timestamp",
+                          "current_localtimestamp", "localtimestamp", "current_time", "get_current_time", "localtime",
+                          "random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7"})
+# the ones SQL writes without parentheses: DuckDB's parser reads them as column names (its binder as functions)
+_CLOCK_WORDS = frozenset({"current_date", "current_timestamp", "localtimestamp", "current_time", "localtime"})
+_MAY_READ_CLOCK = re.compile("|".join(sorted(CLOCK_DAY | CLOCK_ALWAYS)), re.IGNORECASE)
+
+
+def clock_reads(sql: str) -> str:
+    """What ``sql`` reads from the clock: ``"always"`` (the time, a random number: another value at every run),
+    ``"day"`` (today's date: another value each day) or ``""``. A column named like one of these words counts too
+    (DuckDB's parser cannot tell them apart; a rebuild too many is the safe side)."""
+    if not _MAY_READ_CLOCK.search(sql):
+        return ""
+    tree = serialize(sql)
+    if tree.get("error"):
+        return ""
+    found = called_functions(sql)
+    _clock_words(tree.get("statements") or [], found)
+    if found & CLOCK_ALWAYS:
+        return "always"
+    return "day" if found & CLOCK_DAY else ""
+
+
+def _clock_words(node: Any, found: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _clock_words(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    names = node.get("column_names")
+    if node.get("class") == "COLUMN_REF" and isinstance(names, list) and len(names) == 1 \
+            and str(names[0]).lower() in _CLOCK_WORDS:
+        found.add(str(names[0]).lower())
+    for value in node.values():
+        _clock_words(value, found)
+
+
 def called_functions(sql: str) -> set[str]:
     """The names of every function and table function ``sql`` calls (lower case), by DuckDB's parser: which
     project macros a model uses. Unparseable SQL calls nothing here (its own parse reports the error)."""

@@ -8,6 +8,7 @@ The engine publishes the table exactly like a SQL model's result (see ``DuckDBEn
 from __future__ import annotations
 
 import hashlib
+import importlib
 import sys
 import threading
 import traceback
@@ -21,10 +22,10 @@ import pyarrow as pa
 from kiban.errors import KibanError
 from kiban.project import Asset
 from kiban.python.frames import as_arrow, convert
-from kiban.python.spec import MODEL_PARAMETER
+from kiban.python.spec import MODEL_PARAMETER, PythonSpec, helper_source
 from kiban.quoting import relation
 
-_modules: dict[tuple[str, str], ModuleType] = {}  # (path, source hash) → module: imported once per version
+_modules: dict[tuple[str, str, tuple[tuple[str, Path, str], ...]], ModuleType] = {}  # (path, source, helpers) → module
 _import_lock = threading.Lock()
 
 
@@ -52,28 +53,67 @@ def function_of(asset: Asset) -> Callable[..., Any]:
     spec = asset.python
     assert spec is not None
     with _import_lock:
-        module = _modules.get((str(spec.path), spec.module_hash))
+        folder = str(spec.path.parent)
+        if folder not in sys.path:
+            sys.path.append(folder)  # helper modules next to the model file
+        _load_helpers(spec)
+        version = (str(spec.path), spec.module_hash, spec.helpers)
+        module = _modules.get(version)
         if module is None:
             source = spec.path.read_text(encoding="utf-8")
             if hashlib.sha256(source.encode()).hexdigest() != spec.module_hash:
                 raise PythonModelError(f"{spec.path} changed while kiban was running", "run again")
-            name = f"kiban_models.{asset.layer}.{spec.path.stem}_{spec.module_hash[:10]}"
+            name = f"kiban_models.{asset.layer}.{spec.path.stem}_{spec.code_hash[:10]}"
             module = ModuleType(name)
             module.__file__ = str(spec.path)
-            folder = str(spec.path.parent)
-            if folder not in sys.path:
-                sys.path.append(folder)  # helper modules next to the model file
             sys.modules[name] = module  # classes defined in the file can be found by name (dataclasses, pickle)
             try:
                 exec(compile(source, str(spec.path), "exec"), module.__dict__)
             except Exception as exc:
                 del sys.modules[name]
                 raise _user_error(exc, spec.path, f"importing {spec.path.name} failed") from None
-            _modules[(str(spec.path), spec.module_hash)] = module
+            _modules[version] = module
     fn = getattr(module, spec.function, None)
     if not callable(fn):
         raise PythonModelError(f"{spec.path.name} defines no function {spec.function} when imported")
     return fn
+
+
+HELPER_VERSION = "__kiban_helper__"  # on a helper module kiban imported: (its path, the digest it was imported at)
+
+
+def _load_helpers(spec: PythonSpec) -> None:
+    """Make ``import helpers`` in the model's file (and in its function, when it runs) find the helper modules
+    whose code is in its fingerprint: this folder's files, as they are now. Python imports a module once per
+    process, so a helper edited since (or another folder's module of the same name) would otherwise be served
+    from ``sys.modules`` — the new fingerprint published over the old code's rows."""
+    if all(getattr(sys.modules.get(name), HELPER_VERSION, None) == (str(path), digest)
+           for name, path, digest in spec.helpers):
+        return
+    stale = [name for name, _, _ in spec.helpers]  # all of them: one may hold names it took from another
+    for name in stale:
+        sys.modules.pop(name, None)
+    folder = str(spec.path.parent)
+    sys.path.insert(0, folder)  # this folder's helpers first, whatever other model folders hold
+    try:
+        for name, path, digest in spec.helpers:
+            if name not in stale:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:
+                sys.modules.pop(name, None)
+                raise _user_error(exc, path, f"importing {path.name} failed") from None
+            if Path(getattr(module, "__file__", "") or "") != path:
+                raise PythonModelError(f"import {name} in {spec.path.name} found {getattr(module, '__file__', name)}, "
+                                       f"not {path}", f"rename {path.name}: another module has its name")
+            now = helper_source(spec.path.parent, name)
+            if now is None or now[1] != digest:
+                sys.modules.pop(name, None)
+                raise PythonModelError(f"{path} changed while kiban was running", "run again")
+            setattr(module, HELPER_VERSION, (str(path), digest))
+    finally:
+        sys.path.remove(folder)
 
 
 def to_arrow(value: Any, asset: Asset) -> pa.Table:

@@ -8,6 +8,7 @@ decorator's ``inputs=``); the decorator's arguments must be literals, so they ca
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class PythonSpec:
     code_hash: str = ""  # sha256 of the module's source, the function's name and the options
     returns: str = ""  # the return annotation as written
     module_hash: str = ""  # sha256 of the file's source: the file is imported once per version
+    # the project's own modules the file imports (directly or through each other), found next to it: (module name,
+    # path, sha256 of its source). Their code is the model's code too: part of ``code_hash``, checked when built.
+    helpers: tuple[tuple[str, Path, str], ...] = ()
 
     def __post_init__(self) -> None:  # read-only, as the rest of a loaded project (tests/test_project_immutable.py)
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
@@ -69,6 +73,7 @@ def discover(path: Path) -> list[PythonSpec]:
     except SyntaxError as exc:
         raise ProjectError(f"Python syntax error: {exc.msg}", Location(path, exc.lineno, exc.offset)) from None
     module_hash = hashlib.sha256(source.encode()).hexdigest()
+    helpers = local_modules(tree, path.parent)
     found: list[PythonSpec] = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -79,9 +84,55 @@ def discover(path: Path) -> list[PythonSpec]:
                 continue
             if isinstance(node, ast.AsyncFunctionDef):
                 raise ProjectError(f"{node.name}: a model function cannot be async", Location(path, node.lineno))
-            found.append(_spec(kind, options, node, path, module_hash))
+            found.append(_spec(kind, options, node, path, module_hash, helpers))
             break
     return found
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    """The top-level names of the absolute imports anywhere in ``tree`` (``import a.b`` → ``a``)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".", 1)[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".", 1)[0])
+    return names
+
+
+def local_modules(tree: ast.AST, folder: Path) -> tuple[tuple[str, Path, str], ...]:
+    """The helper modules ``tree`` imports from ``folder`` (the model file's own, where ``import helpers`` finds
+    ``helpers.py``), and those they import in turn: (name, path, sha256 of the source), by name. A helper that
+    cannot be parsed counts by its bytes (importing it will say what is wrong)."""
+    found: dict[str, tuple[Path, str]] = {}
+    todo = sorted(_imported(tree))
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        module = helper_source(folder, name)
+        if module is None:
+            continue
+        path, digest, imports = module
+        found[name] = (path, digest)
+        todo.extend(sorted(imports))
+    return tuple((name, path, digest) for name, (path, digest) in sorted(found.items()))
+
+
+def helper_source(folder: Path, name: str) -> tuple[Path, str, set[str]] | None:
+    """The module ``name`` of ``folder`` (``name.py``, or the package ``name/``): its path, the digest of its
+    source (a package's: of every module in it) and what it imports; None when the folder has none."""
+    path, package = folder / f"{name}.py", folder / name / "__init__.py"
+    if not (path.is_file() or package.is_file()):
+        return None
+    files = [path] if path.is_file() else sorted((folder / name).rglob("*.py"))
+    digest, imports = hashlib.sha256(), set()
+    for file in files:
+        data = file.read_bytes()
+        digest.update(f"{file.relative_to(folder)}\0".encode() + data + b"\0")
+        with contextlib.suppress(SyntaxError, ValueError):
+            imports |= _imported(ast.parse(data, filename=str(file)))
+    return (path if path.is_file() else package), digest.hexdigest(), imports
 
 
 def _decorator(node: ast.expr, path: Path) -> tuple[str | None, dict[str, Any]]:
@@ -111,7 +162,8 @@ def _decorator(node: ast.expr, path: Path) -> tuple[str | None, dict[str, Any]]:
     return kind, options
 
 
-def _spec(kind: str, options: dict[str, Any], node: ast.FunctionDef, path: Path, module_hash: str) -> PythonSpec:
+def _spec(kind: str, options: dict[str, Any], node: ast.FunctionDef, path: Path, module_hash: str,
+          helpers: tuple[tuple[str, Path, str], ...] = ()) -> PythonSpec:
     where = Location(path, node.lineno)
     if kind == "train" and not isinstance(options.get("metric"), str):
         raise ProjectError(f"@train on {node.name} needs metric='…', the hold-out metric that decides promotion",
@@ -146,9 +198,12 @@ def _spec(kind: str, options: dict[str, Any], node: ast.FunctionDef, path: Path,
         inputs.append(PythonInput(arg.arg, schema.lower(), name.lower(), arg.lineno, arg.col_offset + 1,
                                   annotation))
     digest = hashlib.sha256(f"{module_hash}\0{node.name}\0{kind}\0{sorted(options.items())!r}".encode())
+    for name, _, source_hash in helpers:  # without helpers the hash stays what it was: no rebuild on upgrade
+        digest.update(f"\0helper {name}={source_hash}".encode())
     return PythonSpec(kind=kind, function=node.name, path=path, line=node.lineno, inputs=tuple(inputs),
                       options=options, code_hash=digest.hexdigest(),
-                      returns=ast.unparse(node.returns) if node.returns else "", module_hash=module_hash)
+                      returns=ast.unparse(node.returns) if node.returns else "", module_hash=module_hash,
+                      helpers=helpers)
 
 
 def _from_parameter(parameter: str) -> str:

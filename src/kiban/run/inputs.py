@@ -3,7 +3,9 @@
 - **Files a model reads directly** (``read_parquet('data/*.parquet')``, ``read_csv([...])``): their identity —
   every matching path with its size and modification time — is an input of the model like a table's version.
   Relative names are resolved as DuckDB resolves them (from the working directory). A name kiban cannot stat
-  (a URL, a computed argument) has no version it can see: the model is rebuilt on every run.
+  (a URL, a computed argument) has no version it can see: the model is rebuilt on every run. So is a model that
+  reads the time or a random value (``now()``, ``random()``); one that reads today's date (``current_date``,
+  ``today()``) has the date in the project's time zone as that input's version: it is rebuilt once a day.
 - **Histories**: changes that are not appends. A collected table's retracted and replayed loads (from the
   manifests), a model's backfilled partitions (from the backfill ledger), a plain lake folder's replaced or
   deleted Parquet files, and for the tables models read through ``_latest``/``_history`` the loads that gave an
@@ -22,12 +24,15 @@ import hashlib
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from kiban.cachefile import read_entries, write_entries
 from kiban.engines.base import CollectedTable
 from kiban.engines.lake import folder_identities, key_changes
 from kiban.graph import Graph
+from kiban.graph.dag import CLOCK_DAY_FILE
 from kiban.run.plan import Extra
 from kiban.store import Store, lite
 
@@ -43,6 +48,10 @@ def file_identity(patterns: tuple[str, ...], root: Path | None = None) -> str:
     for pattern in patterns:
         if pattern == "?" or pattern.lower().startswith(REMOTE):  # no version kiban can see: always new
             digest.update(f"{pattern}\0{secrets.token_hex(8)}\n".encode())
+            continue
+        if pattern.startswith(CLOCK_DAY_FILE):  # current_date, today(): the date where the project is
+            zone = ZoneInfo(pattern[len(CLOCK_DAY_FILE):])
+            digest.update(f"{pattern}\0{datetime.now(zone).date().isoformat()}\n".encode())
             continue
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         digest.update(f"{pattern}\0{len(matches)}\n".encode())
