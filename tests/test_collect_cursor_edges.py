@@ -1,0 +1,212 @@
+"""Wave 10 hold-out attacks on incremental cursors: rows whose cursor the source leaves NULL, SQLite cursors
+spelled as the application writes them (ISO text with a ``T`` or a time-zone offset, epoch seconds), and keys
+that are NULL. A generator of random writers against an oracle (the source itself) on SQLite, PostgreSQL and
+MariaDB: after every load ``_latest`` equals the source — 0 lost, 0 stale — and no version landed twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collect_race import landed_twice, latest
+from conftest import need_service
+
+from kiban.collect.load import load_table
+from kiban.project import load_project
+from kiban.store import Store
+
+MYSQL_ROOT = dict(host="127.0.0.1", port=3306, user="root", password="")
+
+
+def project(root: Path, kind: str, url: str, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "kiban.yml").write_text("name: edges\ntimezone: Asia/Tokyo\n")
+    (root / "sources").mkdir(exist_ok=True)
+    (root / "sources" / "src.yml").write_text(
+        f"type: {kind}\nurl: {url}\ntables:\n  acct:\n    mode: incremental\n    cursor: updated_at\n"
+        f"    primary_key: [id]\n{extra}")
+    return root
+
+
+def load(root: Path) -> tuple[int, int, int, int]:
+    proj = load_project(root)
+    store = Store(proj.state_url)
+    try:
+        r = load_table(proj, "src", "acct", store).record
+    finally:
+        store.engine.dispose()
+    return r.rows_read, r.rows_landed, r.rows_dropped, r.rows_quarantined
+
+
+class Source:
+    """A table ``acct (id, balance, note, updated_at)`` in a real database, written through DB-API."""
+
+    def __init__(self, connect: Callable[[], Any], mark: str, stamp: Callable[[dt.datetime], Any]) -> None:
+        self.connect, self.mark, self.stamp = connect, mark, stamp
+
+    def run(self, sql: str, *rows: tuple[Any, ...]) -> None:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            for row in rows or [()]:
+                cur.execute(sql.replace("?", self.mark), row)
+            conn.commit()
+        finally:
+            conn.close()
+
+    def rows(self) -> dict[Any, tuple[Any, Any]]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("select id, balance, note from acct")
+            return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+        finally:
+            conn.close()
+
+
+def assert_same(landed: dict[Any, Any], source: dict[Any, Any], seed: int) -> None:
+    lost = [k for k in source if k not in landed]
+    stale = [k for k in source if k in landed and landed[k] != source[k]]
+    extra = [k for k in landed if k not in source]
+    assert not (lost or stale or extra), f"seed {seed}: {len(lost)} lost {lost[:5]}, {len(stale)} stale " \
+        f"{stale[:5]}, {len(extra)} not in the source, of {len(source)} rows"
+
+
+def writers_with_null_cursors(source: Source, root: Path, seed: int, rounds: int) -> dict[str, int]:
+    """Random inserts and updates between loads: a cursor the application sets — a clock that moves forward, or
+    NULL (not known yet, cleared) — and after each load the oracle: ``_latest`` is the source, nothing twice."""
+    rnd = random.Random(seed)
+    clock = dt.datetime(2026, 12, 6, 10, 0, 0)
+    ids: list[int] = []
+    nulls = 0
+    for _ in range(rounds):
+        for _ in range(rnd.randint(1, 6)):
+            clock += dt.timedelta(seconds=rnd.choice([0, 1, 7]))
+            cursor = None if rnd.random() < 0.35 else source.stamp(clock)
+            nulls += cursor is None
+            if not ids or rnd.random() < 0.4:
+                ids.append(len(ids) + 1)
+                source.run("insert into acct values (?, ?, ?, ?)", (ids[-1], rnd.randint(0, 99), "n", cursor))
+            else:
+                key = rnd.choice(ids)
+                source.run("update acct set balance = ?, note = ?, updated_at = ? where id = ?",
+                           (rnd.randint(0, 99), rnd.choice("xyz"), cursor, key))
+        load(root)
+        assert_same(latest(root), source.rows(), seed)
+    assert landed_twice(root) == 0
+    return {"ids": len(ids), "null cursors": nulls}
+
+
+# -- NULL cursors: SQLite, PostgreSQL, MariaDB ----------------------------------------------------------------------
+
+def sqlite_source(path: Path, kind: str = "DATETIME") -> Source:
+    conn = sqlite3.connect(path)
+    conn.execute(f"create table acct (id integer primary key, balance integer, note text, updated_at {kind})")
+    conn.commit()
+    conn.close()
+    return Source(lambda: sqlite3.connect(path), "?", lambda t: t.isoformat(sep=" "))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sqlite_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: Path, seed: int) -> None:
+    source = sqlite_source(tmp_path / "src.db")
+    root = project(tmp_path / "p", "sqlite", f"sqlite:///{tmp_path / 'src.db'}")
+    counts = writers_with_null_cursors(source, root, seed, rounds=8)
+    assert counts["null cursors"] > 0
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    name = f"kiban_edges_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+        conn.execute(f"alter database \"{name}\" set timezone = 'Asia/Tokyo'")  # a server far from UTC
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.mark.parametrize("reader", ["duckdb", "driver"])
+@pytest.mark.parametrize("kind", ["timestamptz", "timestamp"])
+def test_postgres_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: Path, pg_database: str,
+                                                                     reader: str, kind: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"create table acct (id int primary key, balance int, note text, updated_at {kind})")
+    source = Source(lambda: psycopg.connect(pg_database), "%s",
+                    lambda t: t.replace(tzinfo=dt.UTC) if kind == "timestamptz" else t)
+    os.environ["EDGES_PG_URL"] = pg_database
+    root = project(tmp_path / "p", "postgres", "env:EDGES_PG_URL", f"    reader: {reader}\n")
+    writers_with_null_cursors(source, root, seed=11, rounds=6)
+
+
+@pytest.fixture
+def mariadb_database() -> Iterator[str]:
+    need_service("MariaDB", "127.0.0.1", 3306)
+    import pymysql
+
+    name = f"kiban_edges_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(**MYSQL_ROOT, autocommit=True)  # type: ignore[arg-type]
+    try:
+        conn.cursor().execute(f"create database {name}")
+        yield name
+        conn.cursor().execute(f"drop database if exists {name}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("reader", ["duckdb", "driver"])
+def test_mariadb_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: Path, mariadb_database: str,
+                                                                    reader: str) -> None:
+    import pymysql
+
+    def connect() -> Any:
+        return pymysql.connect(**MYSQL_ROOT, database=mariadb_database)  # type: ignore[arg-type]
+
+    conn = connect()
+    try:
+        conn.cursor().execute("create table acct (id int primary key, balance int, note varchar(20), "
+                              "updated_at datetime(6) null)")
+    finally:
+        conn.close()
+    os.environ["EDGES_MY_URL"] = f"mysql://root@127.0.0.1:3306/{mariadb_database}"
+    root = project(tmp_path / "p", "mysql", "env:EDGES_MY_URL", f"    reader: {reader}\n")
+    writers_with_null_cursors(Source(connect, "%s", lambda t: t), root, seed=5, rounds=6)
+
+
+# -- SQLite: a time cursor however the application spells it ----------------------------------------------------------
+
+def spelled(rnd: random.Random, instant: dt.datetime) -> Any:
+    """One instant (UTC) as applications write it into a SQLite DATETIME column."""
+    utc = instant.replace(tzinfo=dt.UTC)
+    tokyo, new_york = utc.astimezone(dt.timezone(dt.timedelta(hours=9))), utc.astimezone(dt.timezone(-dt.timedelta(
+        hours=5)))
+    return rnd.choice([
+        instant.isoformat(sep=" "),  # what SQLite's own datetime() writes
+        instant.isoformat(),  # Python's default: a T
+        instant.isoformat() + "Z",
+        tokyo.isoformat(),  # +09:00
+        new_york.isoformat(sep=" "),  # -05:00
+        int(utc.timestamp()) if not instant.microsecond else utc.timestamp(),  # epoch seconds
+        utc.timestamp(),
+    ])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sqlite_time_cursors_compare_as_instants_whatever_their_spelling(tmp_path: Path, seed: int) -> None:
+    rnd = random.Random(seed)
+    source = sqlite_source(tmp_path / "src.db")
+    source.stamp = lambda t: spelled(rnd, t)  # type: ignore[method-assign]
+    root = project(tmp_path / "p", "sqlite", f"sqlite:///{tmp_path / 'src.db'}")
+    writers_with_null_cursors(source, root, seed, rounds=10)
