@@ -6,6 +6,7 @@ MariaDB: after every load ``_latest`` equals the source — 0 lost, 0 stale — 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import sqlite3
@@ -185,7 +186,7 @@ def test_mariadb_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: Pa
     writers_with_null_cursors(Source(connect, "%s", lambda t: t), root, seed=5, rounds=6)
 
 
-# -- SQLite: a time cursor however the application spells it ----------------------------------------------------------
+# -- SQLite: a time cursor however the application spells it --------------------------------------------------------
 
 def spelled(rnd: random.Random, instant: dt.datetime) -> Any:
     """One instant (UTC) as applications write it into a SQLite DATETIME column."""
@@ -210,3 +211,80 @@ def test_sqlite_time_cursors_compare_as_instants_whatever_their_spelling(tmp_pat
     source.stamp = lambda t: spelled(rnd, t)  # type: ignore[method-assign]
     root = project(tmp_path / "p", "sqlite", f"sqlite:///{tmp_path / 'src.db'}")
     writers_with_null_cursors(source, root, seed, rounds=10)
+
+
+# -- keys that are NULL: quarantined with their row, never folded into another one ---------------------------------
+
+def quarantined_rows(root: Path) -> list[dict[str, Any]]:
+    import duckdb
+
+    files = sorted((root / "lake" / "_quarantine").rglob("*.parquet"))
+    if not files:
+        return []
+    listed = ", ".join("'" + str(f) + "'" for f in files)
+    cur = duckdb.connect().execute(f"select location, reason, raw from read_parquet([{listed}])")
+    return [dict(zip(("location", "reason", "raw"), r, strict=True)) for r in cur.fetchall()]
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+@pytest.mark.parametrize("seed", range(3))
+def test_sqlite_rows_with_a_null_key_are_quarantined_not_dropped(tmp_path: Path, mode: str, seed: int) -> None:
+    """A source table whose key column has no constraint: random rows, some with a NULL key. Every load's NULL-key
+    rows are quarantined (with the reason), every other row lands, and the counts reconcile."""
+    rnd = random.Random(seed)
+    path = tmp_path / "src.db"
+    conn = sqlite3.connect(path)
+    conn.execute("create table acct (id integer, balance integer, note text, updated_at DATETIME)")
+    conn.commit()
+    root = project(tmp_path / "p", "sqlite", f"sqlite:///{path}")
+    if mode == "full":
+        (root / "sources" / "src.yml").write_text(f"type: sqlite\nurl: sqlite:///{path}\ntables:\n  acct:\n"
+                                                  "    primary_key: [id]\n")
+    clock = dt.datetime(2026, 12, 6, 10)
+    next_id, refused = 1, 0
+    for _ in range(5):
+        new_nulls = 0
+        for n in range(rnd.randint(2, 9)):  # one keyed row at least: a load whose every row is refused fails
+            clock += dt.timedelta(seconds=rnd.choice([1, 10]))
+            key = None if n and rnd.random() < 0.3 else next_id
+            next_id += key is not None
+            new_nulls += key is None
+            conn.execute("insert into acct values (?, ?, ?, ?)", (key, rnd.randint(0, 9), "n", clock.isoformat()))
+        conn.commit()
+        read, landed, dropped, quarantined = load(root)
+        assert read == landed + dropped + quarantined
+        all_nulls = conn.execute("select count(*) from acct where id is null").fetchone()[0]
+        # full: every NULL-key row of the table, each load; incremental: at least this round's (the look-back
+        # reads some earlier ones again, and quarantines them again)
+        assert quarantined == all_nulls if mode == "full" else new_nulls <= quarantined <= all_nulls
+        refused += quarantined
+        source = {r[0]: (r[1], r[2]) for r in conn.execute("select id, balance, note from acct where id is not null")}
+        assert_same(latest(root), source, seed)
+    stamps = {r[0] for r in conn.execute("select updated_at from acct where id is null")}
+    conn.close()
+    reasons = quarantined_rows(root)
+    assert len(reasons) == refused and refused > 0
+    assert all(r["reason"] == "primary key column id is NULL: the row cannot be told from others" for r in reasons)
+    assert all('"id": null' in r["raw"] for r in reasons)
+    assert {json.loads(r["raw"])["updated_at"] for r in reasons} >= {s.replace("T", " ") for s in stamps} or \
+        {json.loads(r["raw"])["updated_at"] for r in reasons} >= stamps  # every NULL-key row is in quarantine
+
+
+def test_csv_rows_with_an_empty_key_are_quarantined_with_their_line(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "sources").mkdir(parents=True)
+    (root / "landing").mkdir()
+    (root / "kiban.yml").write_text("name: edges\n")
+    (root / "sources" / "shop.yml").write_text(
+        "type: files\ntables:\n  orders:\n    path: landing/*.csv\n    settle: 0\n    primary_key: [id]\n"
+        "    columns:\n      - {name: id, type: INTEGER}\n")
+    (root / "landing" / "a.csv").write_text("id,amount\n1,10\n,11\n,12\n2,13\n")
+    proj = load_project(root)
+    store = Store(proj.state_url)
+    try:
+        r = load_table(proj, "shop", "orders", store).record
+    finally:
+        store.engine.dispose()
+    assert (r.rows_read, r.rows_landed, r.rows_dropped, r.rows_quarantined) == (4, 2, 0, 2)
+    where = sorted(row["location"] for row in quarantined_rows(root))
+    assert where == ["landing/a.csv:3", "landing/a.csv:4"]
