@@ -137,7 +137,7 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-@pytest.mark.parametrize("reader", ["duckdb", "driver"])
+@pytest.mark.parametrize("reader", ["duckdb", "driver", "duckdb-query"])
 @pytest.mark.parametrize("kind", ["timestamptz", "timestamp"])
 def test_postgres_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: Path, pg_database: str,
                                                                      reader: str, kind: str) -> None:
@@ -148,7 +148,9 @@ def test_postgres_rows_with_a_null_cursor_land_and_their_changes_too(tmp_path: P
     source = Source(lambda: psycopg.connect(pg_database), "%s",
                     lambda t: t.replace(tzinfo=dt.UTC) if kind == "timestamptz" else t)
     os.environ["EDGES_PG_URL"] = pg_database
-    root = project(tmp_path / "p", "postgres", "env:EDGES_PG_URL", f"    reader: {reader}\n")
+    extra = "    reader: duckdb\n    query: select * from acct\n" if reader == "duckdb-query" else \
+        f"    reader: {reader}\n"
+    root = project(tmp_path / "p", "postgres", "env:EDGES_PG_URL", extra)
     writers_with_null_cursors(source, root, seed=11, rounds=6)
 
 
@@ -288,3 +290,73 @@ def test_csv_rows_with_an_empty_key_are_quarantined_with_their_line(tmp_path: Pa
     assert (r.rows_read, r.rows_landed, r.rows_dropped, r.rows_quarantined) == (4, 2, 0, 2)
     where = sorted(row["location"] for row in quarantined_rows(root))
     assert where == ["landing/a.csv:3", "landing/a.csv:4"]
+
+
+# -- a cursor ahead of the clock: a row dated in the future, a wall clock set back -----------------------------------
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(("zone", "leads"), [
+    ("UTC", (dt.timedelta(minutes=5), dt.timedelta(hours=9), dt.timedelta(days=3650))),
+    # a naive cursor in a Tokyo project may be Tokyo's wall clock: a lead counts once it passes that too
+    ("Asia/Tokyo", (dt.timedelta(hours=10), dt.timedelta(days=2), dt.timedelta(days=3650)))])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_row_dated_in_the_future_does_not_hide_the_changes_after_it(tmp_path: Path, seed: int, zone: str,
+                                                                     leads: tuple[dt.timedelta, ...]) -> None:
+    """Writers stamp rows with the time (SQLite: the application sets the cursor, here in UTC); now and then one is
+    dated ahead — a typo'd year, a client whose clock runs fast. The cursor jumps there, and before, every change
+    stamped with the right time after it was never read again. The oracle: ``_latest`` is the source after every
+    load."""
+    rnd = random.Random(seed)
+    source = sqlite_source(tmp_path / "src.db")
+    root = project(tmp_path / "p", "sqlite", f"sqlite:///{tmp_path / 'src.db'}")
+    (root / "kiban.yml").write_text(f"name: edges\ntimezone: {zone}\n")
+    ids: list[int] = []
+    ahead = 0
+    for round_ in range(7):
+        for _ in range(rnd.randint(1, 5)):
+            stamp = utc_now()
+            if (round_ in (1, 4) and rnd.random() < 0.5) or (round_ == 2 and not ahead):
+                stamp += rnd.choice(leads)
+                ahead += 1
+            if not ids or rnd.random() < 0.5:
+                ids.append(len(ids) + 1)
+                source.run("insert into acct values (?, ?, ?, ?)", (ids[-1], rnd.randint(0, 99), "n",
+                                                                    stamp.isoformat(sep=" ")))
+            else:
+                source.run("update acct set balance = ?, updated_at = ? where id = ?",
+                           (rnd.randint(100, 999), stamp.isoformat(sep=" "), rnd.choice(ids)))
+        load(root)
+        assert_same(latest(root), source.rows(), seed)
+    assert landed_twice(root) == 0
+    assert ahead
+
+
+def test_the_clock_floor_covers_every_change_across_the_end_of_daylight_saving_time() -> None:
+    """A wall-clock cursor in Europe/Berlin (a server's `localtimestamp`, MySQL's DATETIME … CURRENT_TIMESTAMP):
+    at 03:00 CEST on 2026-10-25 the clock shows 02:00 again. Random load times and writes around it: every write
+    made after a load started carries a stamp at or past the next load's ``since`` (the generator of time: 2,000
+    loads of random spacing)."""
+    from zoneinfo import ZoneInfo
+
+    from kiban.collect.load import clock_floor, since_of
+    from kiban.collect.spec import TableSpec
+
+    berlin = ZoneInfo("Europe/Berlin")
+    table = TableSpec(mode="incremental", cursor="updated_at")
+    rnd = random.Random(7)
+
+    def wall(at: dt.datetime) -> dt.datetime:
+        return at.astimezone(berlin).replace(tzinfo=None)
+
+    for _ in range(2000):
+        start = dt.datetime(2026, 10, 24, 23, 0, tzinfo=dt.UTC) + dt.timedelta(seconds=rnd.uniform(0, 4 * 3600))
+        read = start + dt.timedelta(seconds=rnd.uniform(0, 3))
+        cursor = wall(read) - dt.timedelta(seconds=rnd.uniform(0, 60))  # the newest row the load read
+        following = read + dt.timedelta(seconds=rnd.uniform(1, 3 * 3600))
+        writes = [read + (following - read) * rnd.random() for _ in range(5)]
+        floor = clock_floor(cursor, start.replace(tzinfo=None), ("Europe/Berlin",), now=following)
+        since = since_of(cursor, table, 5.0, floor)
+        assert all(wall(w) >= since for w in writes), (start, cursor, since, [wall(w) for w in writes])
