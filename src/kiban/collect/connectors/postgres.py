@@ -132,7 +132,10 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, options: Options,
             relation = f"src.{ident(plan.schema or 'public')}.{ident(plan.table or '')}"
             columns = ", ".join(ident(c) for c in plan.select) or "*"
         sql = f"select {columns} from {relation}"
-        if plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
+        if plan.filtered and plan.query is not None:  # the query runs once; DuckDB filters what it returns
+            sql += f" where {plan.condition(ident(plan.cursor or ''), '?')}"
+            params.append(plan.since)
+        elif plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
             sql = scanned(sql, plan, ident(plan.cursor or ""))
             params.append(plan.since)
         # no ORDER BY here: DuckDB would have to read everything before the first row (the scanner cannot push
