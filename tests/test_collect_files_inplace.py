@@ -129,3 +129,24 @@ def test_a_file_rewritten_in_place_with_its_time_put_back_lands_the_version_reco
 @pytest.mark.parametrize("seed", range(2, 12))
 def test_a_file_rewritten_in_place_soak(tmp_path: Path, seed: int) -> None:
     trial(tmp_path, seed, loads=60)
+
+
+def test_a_file_moved_within_the_landing_path_is_said_to_land_again(tmp_path: Path) -> None:
+    """A move is a new path with bytes landed before: kiban cannot tell it from a second delivery, so it lands it
+    again — and says so, naming both paths (before, it landed the rows twice without a word)."""
+    root = tmp_path / "p"
+    (root / "sources").mkdir(parents=True)
+    (root / "landing" / "archive").mkdir(parents=True)
+    (root / "kiban.yml").write_text("name: moved\n")
+    (root / "sources" / "shop.yml").write_text(
+        "type: files\ntables:\n  orders:\n    path: landing/**/*.csv\n    settle: 0\n")
+    (root / "landing" / "a.csv").write_text("id,amount\n1,10\n2,11\n")
+    proj = load_project(root)
+    store = Store(proj.state_url)
+    try:
+        assert load_table(proj, "shop", "orders", store).notes == []
+        (root / "landing" / "a.csv").rename(root / "landing" / "archive" / "a.csv")
+        notes = load_table(proj, "shop", "orders", store).notes
+    finally:
+        store.engine.dispose()
+    assert any("landing/archive/a.csv has the very content of landing/a.csv" in n for n in notes), notes

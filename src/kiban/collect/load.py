@@ -366,6 +366,7 @@ def _load_locked(job: LoadJob) -> LoadResult:
                       batch_rows=job.source.batch_rows, cancel=job.cancel,
                       landed=lambda f: (f.path, f.size, f.sha256) in consumed,
                       landed_paths=frozenset(p for p, _, _ in consumed),
+                      landed_contents={(size, sha): path for path, size, sha in sorted(consumed)},
                       landed_by={p: frozenset(ids) for p, ids in landed_by.items()},
                       load_sources={one: frozenset(ps) for one, ps in load_sources.items()})
     staging = layout.staging_folder(job.lake, source_name, table_name, record.load_id)

@@ -174,6 +174,12 @@ def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
             continue
         found.append(source)
     fresh = [s for s in found if not ctx.landed(s.landed) and s.landed.path not in ctx.landed_paths]
+    for source in fresh:  # a new name, bytes landed before: a copy, or a file moved or renamed — said, not guessed
+        earlier = ctx.landed_contents.get((source.landed.size, source.landed.sha256))
+        if earlier is not None and source.landed.size:
+            ctx.note(f"{source.name} has the very content of {earlier}, landed before: landed again as a new file — "
+                     "if it was moved or renamed, its rows are now twice in the lake (move processed files out of "
+                     "what `path:` matches)")
     changed = [s for s in found if s.landed.path in ctx.landed_paths and not ctx.landed(s.landed)]
     take = {s.landed.path for s in fresh}
     if changed and ctx.table.on_change == "refuse":
