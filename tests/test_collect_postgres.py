@@ -101,8 +101,9 @@ def test_the_cursor_value_is_bound_not_pasted(orders: str) -> None:
     table = {"table": "sales.orders", "mode": "incremental", "cursor": "note"}
     for reader in READERS:
         found, _ = batches(orders, table, {"reader": reader}, since="n' or '1'='1")
-        assert all(r["note"] >= "n' or '1'='1" for r in rows_of(found))
-        assert 0 < len(rows_of(found)) < 25
+        # rows without a cursor value are read by every incremental load (no comparison places a NULL)
+        assert all(r["note"] is None or r["note"] >= "n' or '1'='1" for r in rows_of(found))
+        assert 0 < len([r for r in rows_of(found) if r["note"] is not None]) < 25
 
 
 def test_bad_configurations_give_clear_messages(orders: str, dead_port: int) -> None:

@@ -61,7 +61,7 @@ def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: 
     names = batch.schema.names
     wanted = [c for c in declared.types if c in names]
     if not wanted:
-        return pa.Table.from_batches([batch]), []
+        return _keyed(pa.Table.from_batches([batch]), batch, declared, first_ordinal, [])
     view = "__kiban_batch"
     con.register(view, batch)
     try:
@@ -82,7 +82,7 @@ def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: 
     for flag in flags[1:]:
         any_bad = pc.or_(any_bad, flag)
     if not pc.any(any_bad).as_py():
-        return table, []
+        return _keyed(table, batch, declared, first_ordinal, [])
     bad_rows: list[BadRow] = []
     original = pa.Table.from_batches([batch])
     positions = pc.indices_nonzero(any_bad).to_pylist()
@@ -93,4 +93,32 @@ def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: 
         bad_rows.append(BadRow(location=location, raw=raw_text(row),
                                reason=f"column {column}: {str(row[column])[:200]!r} is not a {declared.types[column]}",
                                column=column, file=file, line=line))
-    return table.filter(pc.invert(any_bad)), bad_rows
+    return _keyed(table, batch, declared, first_ordinal, bad_rows, any_bad)
+
+
+def _keyed(table: pa.Table, original: pa.RecordBatch, declared: Declared, first_ordinal: int,
+           bad_rows: list[BadRow], refused: pa.ChunkedArray | None = None) -> tuple[pa.Table, list[BadRow]]:
+    """``table`` (the cast rows, in the order read) without the rows refused already (``refused``, with their
+    ``bad_rows``) and without those whose primary key has a NULL, which join the refused: a row without its key
+    cannot be told from another one — de-duplication on the key would keep one of them and count the others as
+    dropped, and ``_latest`` would show one row for all of them. (``original``: the rows as read.)"""
+    keys = [k for k in declared.key if k in table.column_names]
+    nulls = [pc.is_null(table.column(k)) for k in keys]
+    any_null = nulls[0] if nulls else None
+    for flag in nulls[1:]:
+        any_null = pc.or_(any_null, flag)
+    if refused is not None and any_null is not None:
+        any_null = pc.and_(any_null, pc.invert(refused))
+    if any_null is None or not pc.any(any_null).as_py():
+        return (table if refused is None else table.filter(pc.invert(refused))), bad_rows
+    names = original.schema.names
+    out = list(bad_rows)
+    for index in pc.indices_nonzero(any_null).to_pylist():
+        row = {name: original.column(name)[index].as_py() for name in names}
+        column = next(k for k, flag in zip(keys, nulls, strict=True) if flag[index].as_py())
+        location, file, line = location_of(row, (), first_ordinal + index)
+        out.append(BadRow(location=location, raw=raw_text(row),
+                          reason=f"primary key column {column} is NULL: the row cannot be told from others",
+                          column=column, file=file, line=line))
+    keep = pc.invert(any_null if refused is None else pc.or_(any_null, refused))
+    return table.filter(keep), out

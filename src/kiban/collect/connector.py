@@ -105,6 +105,7 @@ class ReadContext:
     open_seen_at: float | None = None  # time.monotonic() when open_for was measured (see saw_open_transactions)
     landed: Callable[[LandedFile], bool] = lambda f: False  # was this exact file committed before?
     landed_paths: frozenset[str] = frozenset()  # paths of files committed before (any content)
+    landed_contents: dict[tuple[int, str], str] = field(default_factory=dict)  # (size, sha256) → a path it had
     # on_change: replace — path → the committed loads that read it, and load id → the paths it read
     landed_by: dict[str, frozenset[str]] = field(default_factory=dict)
     load_sources: dict[str, frozenset[str]] = field(default_factory=dict)

@@ -300,7 +300,9 @@ def _unseen_changes(con: duckdb.DuckDBPyConnection, table: TableSpec, rows: str,
     values: a row landed before in the window is dropped. Returns the relation of what lands."""
     cursor = table.cursor
     landed_columns = {r[0] for r in con.execute(f"describe select * from {_files_sql(prior)}").fetchall()}
-    window = f" where {quote(cursor)} >= ?" if cursor and since is not None and cursor in landed_columns else ""
+    # the window the read covered: the look-back, and the rows with no cursor value (read by every load)
+    window = f" where ({quote(cursor)} >= ? or {quote(cursor)} is null)" \
+        if cursor and since is not None and cursor in landed_columns else ""
     params = [since] if window else None
     if table.version and table.version in landed_columns:
         mine, theirs = f"r.{quote(table.version)}", quote(table.version)

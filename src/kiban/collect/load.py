@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +96,37 @@ def resolve_source_url(source_name: str, table_name: str, source: SourceSpec) ->
 DEFAULT_LOOKBACK_S = 5.0
 
 
-def since_of(cursor: Any, table: TableSpec, reread_s: float | None = None) -> Any:
+def clock_floor(cursor: Any, read_at: datetime | None, zones: tuple[str, ...] = (),
+                now: datetime | None = None) -> Any:
+    """Where to read from when the last cursor is ahead of the clock — a row dated in the future (a typo, a client
+    whose clock runs fast), or a wall clock set back (the end of daylight saving time repeats an hour): the
+    clock's reading when the last load started, in the cursor's terms, less what a wall clock was set back since.
+    Changes made after that carry no earlier cursor. None when the cursor is not ahead (or not a time).
+
+    A naive time cursor may be UTC or a wall clock: UTC, the project's timezone and this machine's are tried. Only
+    a cursor ahead of every one of them is ahead for certain; then the earliest is taken (reading more again is
+    safe). A cursor ahead of one and not of another (a UTC cursor a few hours fast, with the project in Tokyo) is
+    kept: it may be a wall clock's."""
+    if read_at is None or not isinstance(cursor, date):
+        return None
+    from zoneinfo import ZoneInfo
+
+    then = read_at.replace(tzinfo=UTC) if read_at.tzinfo is None else read_at.astimezone(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if isinstance(cursor, datetime) and cursor.tzinfo is not None:
+        return then if cursor > then else None
+    floors = []
+    for zone in (None, *zones, ""):  # UTC, the project's, this machine's ("": the C library's local time)
+        def wall(at: datetime, zone: str | None = zone) -> datetime:
+            local = at if zone is None else at.astimezone() if zone == "" else at.astimezone(ZoneInfo(zone))
+            return local.replace(tzinfo=None)
+        # a wall clock set back since the last read shows less now than then plus the time that passed
+        floor = min(wall(then), wall(now) - (now - then))
+        floors.append(floor if isinstance(cursor, datetime) else floor.date())
+    return min(floors) if cursor > max(floors) else None
+
+
+def since_of(cursor: Any, table: TableSpec, reread_s: float | None = None, floor: Any = None) -> Any:
     """Where an incremental read starts (inclusive): the last cursor minus the look-back (None: read everything).
 
     For a time cursor the look-back is the largest of the declared ``lookback:``, :data:`DEFAULT_LOOKBACK_S`,
@@ -104,6 +134,8 @@ def since_of(cursor: Any, table: TableSpec, reread_s: float | None = None) -> An
     running when it read (a transaction's rows carry a cursor no older than its start, and commit later)."""
     if cursor is None or table.mode != "incremental":
         return None
+    if floor is not None:  # a cursor ahead of the clock (a row dated in the future, a wall clock set back) reads
+        cursor = floor  # from the clock (clock_floor): changes made since carry no earlier value than it showed
     back = table.lookback_value() or 0
     if isinstance(cursor, date):  # datetime too
         back = max(back, DEFAULT_LOOKBACK_S if reread_s is None else max(reread_s, DEFAULT_LOOKBACK_S))
@@ -120,6 +152,14 @@ def since_of(cursor: Any, table: TableSpec, reread_s: float | None = None) -> An
     if isinstance(cursor, float):
         return cursor - back
     return cursor
+
+
+def _ahead(cursor: Any, floor: Any) -> bool:
+    """Whether a time cursor is more than a minute ahead of the clock floor (a few seconds are usual: rows stamped
+    between a load's start and its read)."""
+    if floor is None:
+        return False
+    return bool(cursor - floor > timedelta(minutes=1)) if isinstance(cursor, datetime) else True
 
 
 def late_commits(table: TableSpec, ctx: ReadContext, record: LoadRecord) -> list[str]:
@@ -287,9 +327,16 @@ def _load(project: Project, call: _Call) -> LoadResult:
         # shared storage: undo a Delta commit no manifest recorded; this load's commit must follow that version
         base = shared_lake.repair(project, asset, state)
         state = shared_lake.with_local_files(project, state)  # earlier loads collected on another machine
+        floor = clock_floor(state.cursor, state.read_at, (project.config.timezone,)) if state else None
         result = LoadResult(record, cursor_before=state.cursor if state else None,
-                            since=since_of(state.cursor, table, state.reread_s) if state and replay is None else None,
+                            since=since_of(state.cursor, table, state.reread_s, floor)
+                            if state and replay is None else None,
                             reread_before=state.reread_s if state else None)
+        if state and replay is None and table.mode == "incremental" and _ahead(state.cursor, floor):
+            result.notes.append(f"{asset}: the last cursor ({state.cursor}) is ahead of the clock when the last load "
+                                f"read ({floor}): a row dated in the future, or a wall clock set back — this load "
+                                "reads from the clock's time instead, so that no change made since is missed (the "
+                                "rows ahead are read again by every load until the clock reaches them)")
         job = LoadJob(project=project, source=source, table=table, record=record, result=result,
                       manifests=manifests, state=state, cancel=call.cancel or threading.Event(),
                       rows_per_file=call.rows_per_file, batches=replay.batches if replay else None, fence=call.fence,
@@ -319,6 +366,7 @@ def _load_locked(job: LoadJob) -> LoadResult:
                       batch_rows=job.source.batch_rows, cancel=job.cancel,
                       landed=lambda f: (f.path, f.size, f.sha256) in consumed,
                       landed_paths=frozenset(p for p, _, _ in consumed),
+                      landed_contents={(size, sha): path for path, size, sha in sorted(consumed)},
                       landed_by={p: frozenset(ids) for p, ids in landed_by.items()},
                       load_sources={one: frozenset(ps) for one, ps in load_sources.items()})
     staging = layout.staging_folder(job.lake, source_name, table_name, record.load_id)

@@ -108,6 +108,7 @@ class TableState:
     changes: str = ""
     # shared storage: the Delta version kiban reads the table at (None: not on shared storage yet)
     lake_version: int | None = None
+    read_at: datetime | None = None  # when the last committed load that read the source started (naive UTC)
 
 
 def encode_cursor(value: Any) -> str | None:
@@ -229,7 +230,7 @@ class Manifests:
         """The committed state of every source table (or of ``assets``) that has a committed load."""
         query = (sa.select(loads.c.asset, loads.c.load_id, loads.c.cursor, loads.c.schema, loads.c.reread_s,
                            loads.c.retracted_at, loads.c.kind, load_files.c.path, loads.c.lake_version,
-                           loads.c.retracted_version)
+                           loads.c.retracted_version, loads.c.started_at)
                  .select_from(loads.outerjoin(load_files, sa.and_(load_files.c.load_id == loads.c.load_id,
                                                                   load_files.c.kind == "data")))
                  .where(loads.c.project == project, loads.c.status == LoadStatus.COMMITTED)
@@ -244,6 +245,7 @@ class Manifests:
         retracted: set[str] = set()
         changes: dict[str, set[str]] = {}
         versions: dict[str, int] = {}  # shared storage: the newest Delta version a load or retraction recorded
+        read_at: dict[str, datetime] = {}
         for row in rows:
             for version in (row.lake_version, row.retracted_version):
                 if version is not None:
@@ -258,12 +260,14 @@ class Manifests:
                 files[row.asset].append(row.path)
                 landing[row.asset] = row.load_id
             last[row.asset] = row
+            if row.kind == "load":  # a replay read no source
+                read_at[row.asset] = row.started_at
         for asset in retracted & set(landing):  # the newest load may be the same as before a retraction
             digest = hashlib.sha256("\n".join(files[asset]).encode()).hexdigest()[:12]
             landing[asset] = f"{landing[asset]}~{digest}"
         return {asset: TableState(asset, landing.get(asset, ""), tuple(files[asset]), decode_cursor(row.cursor),
                                   tuple(tuple(c) for c in json.loads(row.schema or "[]")), row.reread_s,
-                                  _digest(changes.get(asset, set())), versions.get(asset))
+                                  _digest(changes.get(asset, set())), versions.get(asset), read_at.get(asset))
                 for asset, row in last.items()}
 
     def state(self, project: str, asset: str) -> TableState | None:

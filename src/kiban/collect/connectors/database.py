@@ -94,6 +94,12 @@ class SourceRead:
     def filtered(self) -> bool:
         return self.cursor is not None and self.since is not None
 
+    def condition(self, column: str, placeholder: str) -> str:
+        """The incremental filter: rows at or past ``since``, and rows with no cursor value at all — no comparison
+        places a NULL, so such a row is read by every load (the loader drops it when that version landed before);
+        ``cursor >= since`` alone would read it once, in the first load, and never an insert or update after."""
+        return f"({column} {self.operator} {placeholder} or {column} is null)"
+
 
 def plan_of(ctx: ReadContext, options: Options) -> SourceRead:
     incremental = ctx.table.mode == "incremental"
@@ -104,6 +110,13 @@ def plan_of(ctx: ReadContext, options: Options) -> SourceRead:
     name = options.table or ctx.table_name
     schema, _, table = name.rpartition(".")
     return SourceRead(schema or None, table, None, options.select, cursor, ctx.since, inclusive)
+
+
+def scanned(select: str, plan: SourceRead, column: str) -> str:
+    """``select`` (one relation of DuckDB's scanners, no WHERE) with the incremental filter, as two scans whose
+    simple filters the scanner pushes into the source — ``cursor >= ?`` and ``cursor is null`` — rather than one
+    OR that it would evaluate only after reading the whole table."""
+    return f"{select} where {column} {plan.operator} ? union all {select} where {column} is null"
 
 
 def one_stream(ctx: ReadContext, options: Options, kind: str) -> None:

@@ -36,6 +36,7 @@ from kiban.collect.connectors.database import (
     plan_of,
     query_error,
     require_url,
+    scanned,
     stream,
     use_duckdb,
     where_of,
@@ -132,7 +133,7 @@ def _source_sql(plan: SourceRead) -> str:
     """The MySQL statement for a query (the cursor filter is a ``?`` placeholder)."""
     sql = f"select * from ({plan.query}) as _kiban_query"
     if plan.filtered:
-        sql += f" where {ident(plan.cursor or '', '`')} {plan.operator} ?"
+        sql += f" where {plan.condition(ident(plan.cursor or '', '`'), '?')}"
     if plan.cursor:
         sql += f" order by {ident(plan.cursor, '`')}"
     return sql
@@ -166,7 +167,7 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any) -
             columns = ", ".join(ident(c) for c in plan.select) or "*"
             sql = f"select {columns} from src.{schema}{ident(plan.table or '')}"
             if plan.filtered:  # pushed down to MySQL by the scanner
-                sql += f" where {ident(plan.cursor or '')} {plan.operator} ?"
+                sql = scanned(sql, plan, ident(plan.cursor or ""))
                 params.append(_since(plan.since))
             if plan.cursor:
                 sql += f" order by {ident(plan.cursor)}"
@@ -284,7 +285,7 @@ def _read_pymysql(ctx: ReadContext, plan: SourceRead, url: str, options: Options
         columns = ", ".join(ident(c, "`") for c in plan.select) or "*"
         sql = f"select {columns} from {name}".replace("%", "%%")
         if plan.filtered:
-            sql += f" where {ident(plan.cursor or '', '`')} {plan.operator} %s"
+            sql += f" where {plan.condition(ident(plan.cursor or '', '`'), '%s')}"
         if plan.cursor:
             sql += f" order by {ident(plan.cursor, '`')}"
     conn = _connect(ctx, url, options, unbuffered=True)

@@ -37,6 +37,7 @@ from kiban.collect.connectors.database import (
     plan_of,
     query_error,
     require_url,
+    scanned,
     stream,
     use_duckdb,
     where_of,
@@ -131,8 +132,11 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, options: Options,
             relation = f"src.{ident(plan.schema or 'public')}.{ident(plan.table or '')}"
             columns = ", ".join(ident(c) for c in plan.select) or "*"
         sql = f"select {columns} from {relation}"
-        if plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
-            sql += f" where {ident(plan.cursor or '')} {plan.operator} ?"
+        if plan.filtered and plan.query is not None:  # the query runs once; DuckDB filters what it returns
+            sql += f" where {plan.condition(ident(plan.cursor or ''), '?')}"
+            params.append(plan.since)
+        elif plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
+            sql = scanned(sql, plan, ident(plan.cursor or ""))
             params.append(plan.since)
         # no ORDER BY here: DuckDB would have to read everything before the first row (the scanner cannot push
         # it down); the loader takes the newest cursor of the whole load, so the order does not matter
@@ -298,8 +302,8 @@ def _copy_of(ctx: ReadContext, conn: psycopg.Connection[Any], plan: SourceRead) 
     query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
     if plan.filtered:
         # COPY takes no parameters: psycopg quotes the value as a typed literal (never our own formatting)
-        query += sql.SQL(" where {} " + plan.operator + " {}").format(
-            sql.Identifier(plan.cursor or ""), sql.Literal(plan.since))
+        query += sql.SQL(" where " + plan.condition("{c}", "{v}")).format(
+            c=sql.Identifier(plan.cursor or ""), v=sql.Literal(plan.since))
     types = {c.name: _arrow_type(c) for c in described}
     final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
                        else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])

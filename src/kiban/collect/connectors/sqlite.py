@@ -72,8 +72,9 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
             sql = f"select {select}{f', rowid as {_ROWID}' if rowid else ''} from {name}"
         params: list[Any] = []
         if plan.filtered:
-            sql += f" where {ident(plan.cursor or '')} {plan.operator} ?"
-            params.append(_bindable(plan.since))
+            where, since = _cursor_filter(plan, dict(columns).get(plan.cursor or "", ""))
+            sql += f" where {where}"
+            params.append(since)
         if plan.cursor:
             sql += f" order by {ident(plan.cursor)}"
         try:
@@ -145,6 +146,29 @@ def _has_rowid(conn: sqlite3.Connection, plan: SourceRead) -> bool:
         return True
     except sqlite3.Error:  # a view, or a WITHOUT ROWID table
         return False
+
+
+def _cursor_filter(plan: SourceRead, declared: str) -> tuple[str, Any]:
+    """The incremental filter and its bound value. A time cursor (a DATETIME, TIMESTAMP or DATE column) is compared
+    as the instant the loader made of it, never as the text the application happened to write: SQLite has no time
+    type, and ``'2026-12-06T21:00:00-05:00' >= '2026-12-07 01:59:55'`` is false as text (a row written with a
+    negative offset would never be read again), while an epoch number is less than any text. Values SQLite's
+    ``julianday`` cannot read are NULL to it and read by every load, like NULL cursors. The bound value is 1 ms
+    early: a julianday is a double (tens of microseconds at today's dates), and reading a little more costs nothing
+    (the loader drops what landed before)."""
+    column = ident(plan.cursor or "")
+    kind = _kind(declared)[2]
+    if kind == "date":  # as _to_date reads it: the text's first ten characters
+        instant = f"julianday(substr(trim({column}), 1, 10))"
+    elif kind == "timestamp":  # as _to_timestamp reads it: ISO text (an offset or Z: converted to UTC), or epoch
+        instant = (f"(case when typeof({column}) in ('integer', 'real') then julianday({column}, 'unixepoch') "
+                   f"else julianday(trim({column})) end)")
+    else:
+        return plan.condition(column, "?"), _bindable(plan.since)
+    since = plan.since
+    if isinstance(since, dt.datetime):
+        since -= dt.timedelta(milliseconds=1)
+    return plan.condition(instant, "julianday(?)"), _bindable(since)
 
 
 def _bindable(value: Any) -> Any:

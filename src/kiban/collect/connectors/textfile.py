@@ -47,7 +47,7 @@ class SourceFile:
     path: Path
     name: str  # relative to the project root (posix) where possible
     landed: LandedFile
-    stamp: tuple[int, int] = (0, 0)  # size and modification time (ns) when it was identified
+    stamp: tuple[int, int, int, int] = (0, 0, 0, 0)  # size, last change, mtime, inode when identified (_stamp)
 
 
 def codec(name: str) -> str:
@@ -99,9 +99,12 @@ IN_PROGRESS = re.compile(r"(^\.|~$|\.(part|partial|tmp|temp|crdownload|filepart|
 SETTLE_WAIT_FACTOR = 10  # a file still changing after this many settle times is left for the next load
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    """What changes whenever the file does: its size, its last change — the later of the modification time and
+    the inode's change time (``ctime``: a writer can put the modification time back, as ``cp -p`` and ``rsync
+    --inplace --times`` do, but nobody can set ``ctime``) — and which file the path names (a rename over it)."""
     st = path.stat()
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, max(st.st_mtime_ns, st.st_ctime_ns), st.st_mtime_ns, st.st_ino
 
 
 def settled(ctx: ReadContext, paths: list[Path]) -> list[Path]:
@@ -171,6 +174,12 @@ def unlanded(ctx: ReadContext, patterns: list[str]) -> Iterator[SourceFile]:
             continue
         found.append(source)
     fresh = [s for s in found if not ctx.landed(s.landed) and s.landed.path not in ctx.landed_paths]
+    for source in fresh:  # a new name, bytes landed before: a copy, or a file moved or renamed — said, not guessed
+        earlier = ctx.landed_contents.get((source.landed.size, source.landed.sha256))
+        if earlier is not None and source.landed.size:
+            ctx.note(f"{source.name} has the very content of {earlier}, landed before: landed again as a new file — "
+                     "if it was moved or renamed, its rows are now twice in the lake (move processed files out of "
+                     "what `path:` matches)")
     changed = [s for s in found if s.landed.path in ctx.landed_paths and not ctx.landed(s.landed)]
     take = {s.landed.path for s in fresh}
     if changed and ctx.table.on_change == "refuse":
@@ -234,7 +243,7 @@ def still_the_same(ctx: ReadContext, source: SourceFile) -> None:
     try:
         now = _stamp(source.path)
     except FileNotFoundError:
-        now = (-1, -1)
+        now = (-1, -1, -1, -1)
     if now != source.stamp:
         raise ctx.error(f"{source.name} changed while it was read: nothing of this load was committed",
                         "the file is taken once it has stopped changing (raise `settle:`, or have the writer "
