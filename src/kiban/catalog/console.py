@@ -249,7 +249,7 @@ class QueryConsole:
             return []
         assert self.graph is not None
         plan = self.mask_plan
-        pii = self.pii
+        pii = self.pii | plan.suspect  # columns of unknown lineage below PII are masked like PII
         bases = {plan.base(a) for a in assets}
         if not ({a for a, _ in pii} | plan.tainted) & bases:
             return []

@@ -121,8 +121,15 @@ def pii_columns(project: Project, columns: ColumnGraph) -> dict[ColumnRef, Colum
     The tag follows column lineage downstream and stops at columns tagged ``anonymised``.
     """
     stop = tagged(project, ANONYMISED_TAGS)
-    found: dict[ColumnRef, ColumnRef | None] = {ref: None for ref in tagged(project, {PII_TAG}) if ref not in stop}
-    stack = [(ref, ref) for ref in found]
+    return spread(columns, {ref: None for ref in tagged(project, {PII_TAG}) if ref not in stop}, stop)
+
+
+def spread(columns: ColumnGraph, roots: Mapping[ColumnRef, ColumnRef | None],
+           stop: set[ColumnRef]) -> dict[ColumnRef, ColumnRef | None]:
+    """``roots`` and every column computed from one of them downstream (a reader of a column, or of its
+    relation's whole row), each → the root it comes from (None for a root itself); stopping at ``stop``."""
+    found: dict[ColumnRef, ColumnRef | None] = dict(roots)
+    stack = [(ref, ref if origin is None else origin) for ref, origin in found.items()]
     while stack:
         ref, origin = stack.pop()
         readers = columns.readers.get(ref, set()) | columns.readers.get((ref[0], STAR), set())
@@ -143,7 +150,9 @@ class MaskPlan:
 
     A column is masked when it is PII by lineage, or when its relation reads (at any distance) a relation
     with PII and the column's own lineage is unknown (a Python model, SQL that lineage could not follow, a
-    column published before the model changed). ``lake.x_latest``/``lake.x_history`` follow ``lake.x``."""
+    column published before the model changed) — and so is every column computed from such a column further
+    down (``suspect``): a column of unknown lineage is treated like PII all the way down, not only where it is
+    made. ``lake.x_latest``/``lake.x_history`` follow ``lake.x``."""
 
     project: Project
     graph: Any  # kiban.graph.Graph
@@ -162,6 +171,22 @@ class MaskPlan:
             deps = self.graph.deps.get(key, ())
             if any(d in bearing or d in self.tainted for d in deps):
                 self.tainted.add(key)
+        self.suspect = self._unknown_lineage()
+
+    def _unknown_lineage(self) -> set[ColumnRef]:
+        """The columns of unknown lineage in relations that read PII, and every column computed from them."""
+        roots: dict[ColumnRef, ColumnRef | None] = {}
+        for key in self.tainted:
+            names = self.columns.columns.get(key, ())
+            if not names or STAR in names:  # no lineage at all: whatever is read of it downstream
+                roots[(key, STAR)] = None
+                roots.update({ref: None for ref in self.columns.readers if ref[0] == key})
+            for name in names:
+                refs = self.columns.sources.get((key, name))
+                if refs is None or UNKNOWN in refs:
+                    roots[(key, name)] = None
+        roots = {ref: None for ref in roots if ref not in self.anonymised and ref not in self.pii}
+        return set(spread(self.columns, roots, self.anonymised))
 
     def base(self, relation: str) -> str:
         return self.aliases.get(relation, relation)
@@ -178,7 +203,7 @@ class MaskPlan:
                 continue
             if ref in self.pii:
                 out[name] = self.declared.get(self.pii[ref] or ref, "redact")
-            elif whole:
+            elif whole or ref in self.suspect or (key, STAR) in self.suspect:
                 out[name] = "redact"
             elif key in self.tainted:
                 refs = self.columns.sources.get(ref)
