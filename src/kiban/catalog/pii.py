@@ -158,6 +158,9 @@ class MaskPlan:
     graph: Any  # kiban.graph.Graph
     columns: ColumnGraph
     pii: Mapping[ColumnRef, ColumnRef | None]
+    # models whose code on disk changed since their table was built (kiban.catalog.definitions.stale_models): their
+    # lineage describes other data than what is published, so none of their columns is trusted
+    stale: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.aliases = self.project.lake_views()
@@ -171,21 +174,24 @@ class MaskPlan:
             deps = self.graph.deps.get(key, ())
             if any(d in bearing or d in self.tainted for d in deps):
                 self.tainted.add(key)
+        self.distrusted = self.stale if self.declared else frozenset()  # a project without PII guards nothing
         self.suspect = self._unknown_lineage()
 
     def _unknown_lineage(self) -> set[ColumnRef]:
         """The columns of unknown lineage in relations that read PII, and every column computed from them."""
         roots: dict[ColumnRef, ColumnRef | None] = {}
-        for key in self.tainted:
+        stale = self.distrusted
+        for key in self.tainted | stale:
             names = self.columns.columns.get(key, ())
-            if not names or STAR in names:  # no lineage at all: whatever is read of it downstream
+            if key in stale or not names or STAR in names:  # no (true) lineage: whatever is read of it downstream
                 roots[(key, STAR)] = None
                 roots.update({ref: None for ref in self.columns.readers if ref[0] == key})
             for name in names:
                 refs = self.columns.sources.get((key, name))
-                if refs is None or UNKNOWN in refs:
+                if key in stale or refs is None or UNKNOWN in refs:
                     roots[(key, name)] = None
-        roots = {ref: None for ref in roots if ref not in self.anonymised and ref not in self.pii}
+        # a stale table's columns are not what its YAML says now either: an `anonymised` tag there does not hold
+        roots = {ref: None for ref in roots if ref not in self.pii and (ref[0] in stale or ref not in self.anonymised)}
         return set(spread(self.columns, roots, self.anonymised))
 
     def base(self, relation: str) -> str:
@@ -199,7 +205,7 @@ class MaskPlan:
         out: dict[str, MaskKind] = {}
         for name in names:
             ref = (key, name.lower())
-            if ref in self.anonymised:
+            if ref in self.anonymised and key not in self.distrusted:
                 continue
             if ref in self.pii:
                 out[name] = self.declared.get(self.pii[ref] or ref, "redact")
