@@ -50,6 +50,19 @@ def rows(root: Path, sql: str) -> list[tuple[object, ...]]:
         store.close()
 
 
+def profiled(root: Path, assets: list[str]) -> str:
+    from kiban.catalog.profile import load_profiles, profile_assets
+
+    project = load_project(root)
+    store = Store(project.state_url)
+    try:
+        profile_assets(project, store, assets)
+        stored = load_profiles(store, project.name)
+        return repr({k: [(p.min_value, p.max_value, p.examples) for p in v] for k, v in stored.items() if k in assets})
+    finally:
+        store.close()
+
+
 def test_a_model_edited_after_its_build_is_masked_until_it_is_built_again(shop):
     root, _tokens = shop
     model = root / "models" / "warehouse" / "contact.sql"
@@ -62,6 +75,8 @@ def test_a_model_edited_after_its_build_is_masked_until_it_is_built_again(shop):
         got = rows(root, f"select * from {relation} order by id limit 3")
         assert SECRET not in repr(got), relation
         assert {r[1] for r in got} == {"•••"}, relation
+    # nor are its values profiled for the asset pages (min, max, examples), here or downstream
+    assert SECRET not in profiled(root, ["warehouse.contact", "warehouse.contact_copy"])
     # a build that fails keeps the old table: still masked
     edit(model, "select id, no_such_column as note from lake.customers\n")
     assert run(root, select=["warehouse.contact"]).failed == ["warehouse.contact"]
