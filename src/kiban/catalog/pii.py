@@ -9,9 +9,11 @@ digit makes them look like a My Number, card numbers that pass Luhn).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, UNKNOWN, ColumnGraph, ColumnRef
@@ -170,8 +172,12 @@ class MaskPlan:
         self.anonymised = tagged(self.project, ANONYMISED_TAGS)
         bearing = {a for a, _ in self.pii}
         self.tainted: set[str] = set()  # relations that read PII somewhere upstream
+        # models that read a lake table's files directly (read_parquet('lake/customers/*.parquet')): what lineage
+        # cannot see into, so every column of such a model is of unknown lineage
+        self.through_files = {key: tables for key in getattr(self.graph, "files", {})
+                              if (tables := files_read(self.project, self.graph, key))}
         for key in getattr(self.graph, "order", ()):
-            deps = self.graph.deps.get(key, ())
+            deps = [*self.graph.deps.get(key, ()), *self.through_files.get(key, ())]
             if any(d in bearing or d in self.tainted for d in deps):
                 self.tainted.add(key)
         self.distrusted = self.stale if self.declared else frozenset()  # a project without PII guards nothing
@@ -181,14 +187,15 @@ class MaskPlan:
         """The columns of unknown lineage in relations that read PII, and every column computed from them."""
         roots: dict[ColumnRef, ColumnRef | None] = {}
         stale = self.distrusted
+        opaque = stale | (self.tainted & set(self.through_files))
         for key in self.tainted | stale:
             names = self.columns.columns.get(key, ())
-            if key in stale or not names or STAR in names:  # no (true) lineage: whatever is read of it downstream
+            if key in opaque or not names or STAR in names:  # no (true) lineage: whatever is read of it downstream
                 roots[(key, STAR)] = None
                 roots.update({ref: None for ref in self.columns.readers if ref[0] == key})
             for name in names:
                 refs = self.columns.sources.get((key, name))
-                if key in stale or refs is None or UNKNOWN in refs:
+                if key in opaque or refs is None or UNKNOWN in refs:
                     roots[(key, name)] = None
         # a stale table's columns are not what its YAML says now either: an `anonymised` tag there does not hold
         roots = {ref: None for ref in roots if ref not in self.pii and (ref[0] in stale or ref not in self.anonymised)}
@@ -216,6 +223,27 @@ class MaskPlan:
                 if refs is None or UNKNOWN in refs:
                     out[name] = "redact"
         return out
+
+
+_GLOB = re.compile(r"[*?\[{]")
+
+
+def files_read(project: Project, graph: Any, key: str) -> set[str]:
+    """The lake tables whose files a model reads directly, by the names and globs its SQL gives DuckDB's file
+    functions (``graph.files``; relative to the project's folder). A name computed at run time (``?``) may be any
+    of them."""
+    lakes = {k: Path(a.path).resolve() for k, a in project.assets.items() if a.layer == "lake"}
+    found: set[str] = set()
+    for name in getattr(graph, "files", {}).get(key, ()):
+        if name == "?":
+            return set(lakes)
+        path = Path(name)
+        parts = (path if path.is_absolute() else Path(project.root) / path).parts
+        fixed = Path(*parts[:next((i for i, p in enumerate(parts) if _GLOB.search(p)), len(parts))])
+        with contextlib.suppress(OSError, ValueError):
+            fixed = fixed.resolve()
+        found.update(k for k, folder in lakes.items() if fixed.is_relative_to(folder) or folder.is_relative_to(fixed))
+    return found
 
 
 def suggest(project: Project, columns: ColumnGraph, samples: Mapping[str, Mapping[str, list[Any]]],
