@@ -48,6 +48,17 @@ CARRIERS = {
     "row_json": f"select customer_id, to_json(c)::varchar as note from {C} c",
     "columns_expr": f"select customer_id, columns('email') as note from {C}",
     "lateral": f"select c.customer_id, l.note from {C} c, lateral (select c.email as note) l",
+    "pivot": f"select * rename (\"Tokyo\" as note) from (pivot (select customer_id, city, email from {C}) "
+             "on city in ('Tokyo') using first(email))",
+    "struct_unpack": f"select customer_id, s.* from (select customer_id, struct_pack(note := email) as s from {C})",
+    "unnest_recursive": f"select unnest(s, recursive := true) from (select {{'customer_id': customer_id, "
+                        f"'note': email}} as s from {C})",
+    "alias_columns": f"select * from (select customer_id, email from {C}) t(customer_id, note)",
+    "cte_columns": f"with q(customer_id, note) as (select customer_id, email from {C}) select * from q",
+    "columns_exclude": f"select customer_id, columns(* exclude (customer_id, city, phone)) as note from {C}",
+    "recursive": f"with recursive r(customer_id, note) as (select 0, 'x' union all select r.customer_id + 1, "
+                 f"c.email from r join {C} c on c.customer_id = r.customer_id + 1 where r.customer_id < 3) "
+                 "select * from r",
 }
 # how a mart reads a warehouse model {w}
 READERS = {
