@@ -56,6 +56,8 @@ CARRIERS = {
     "alias_columns": f"select * from (select customer_id, email from {C}) t(customer_id, note)",
     "cte_columns": f"with q(customer_id, note) as (select customer_id, email from {C}) select * from q",
     "columns_exclude": f"select customer_id, columns(* exclude (customer_id, city, phone)) as note from {C}",
+    "dynamic_query": f"select * from query('select customer_id, email as note from {C}')",
+    "query_table": f"select * rename (email as note) from query_table('{C}')",
     "recursive": f"with recursive r(customer_id, note) as (select 0, 'x' union all select r.customer_id + 1, "
                  f"c.email from r join {C} c on c.customer_id = r.customer_id + 1 where r.customer_id < 3) "
                  "select * from r",
