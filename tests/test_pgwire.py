@@ -130,6 +130,24 @@ def test_files_settings_and_other_databases_stay_out_of_reach(endpoint):
         assert con.execute("select 1").fetchone() == (1,)  # the connection survives refusals
 
 
+ENGINE_SETTINGS = ("memory_limit", "temp_directory", "allowed_directories", "secret_directory", "home_directory",
+                   "extension_directory", "threads", "enable_external_access")
+
+
+@pytest.mark.parametrize("relation", ["pg_settings", "pg_catalog.pg_settings", "PG_CATALOG.PG_SETTINGS",
+                                      "pg_catalog . pg_settings"])
+def test_pg_settings_show_the_connections_settings_never_the_engines(endpoint, relation):
+    """BI tools read pg_settings; DuckDB's emulation of it listed the server's own engine settings (its folders,
+    its memory, where secrets are kept): it shows what SHOW answers for this connection, and nothing else."""
+    with connect(endpoint) as con:
+        shown = dict(con.execute(f"select name, setting from {relation}").fetchall())
+        assert shown["server_version"] == con.execute("show server_version").fetchone()[0]
+        assert not set(ENGINE_SETTINGS) & {n.lower() for n in shown}
+        assert str(endpoint["root"]) not in repr(shown)
+        for name in ENGINE_SETTINGS:
+            assert con.execute(f"select setting from {relation} where name = '{name}'").fetchall() == []
+
+
 def test_wrong_password_and_unknown_user_fail_the_same_way(endpoint):
     for user, password in (("ana", "nope-nope"), ("nobody", "ana-password"), ("boss", "kbn_not_a_token")):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):

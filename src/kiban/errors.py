@@ -8,6 +8,7 @@ names the file, the line and the column.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +112,36 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """Return ``"did you mean 'x'?"`` for the closest choice, or None when nothing is close."""
     match = closest(word, choices)
     return f"did you mean '{match}'?" if match else None
+
+
+# Engine messages that may quote a data value (DuckDB's error classes): kept without the value wherever a message is
+# stored or shown to people who may not see personal data (a run's attempt errors: the web's run pages, the API).
+VALUE_CLASSES = ("Conversion Error", "Invalid Input Error", "Out of Range Error", "Constraint Error",
+                 "Mismatch Type Error", "Invalid Type Error")
+_PG_VALUE = re.compile(r'((?:invalid input syntax|value too long|out of range|duplicate key value)[^:\n]*: )(.*)', re.I)
+HIDDEN = "•••"
+
+
+def without_values(message: str, code: str = "") -> str:
+    """``message`` with the data values an engine error may quote replaced by ``•••``: DuckDB's conversion,
+    constraint and range errors keep their words and names (a column, a type) but not their quoted literals; an
+    invalid-input error (``error('…' || email)``, a function's bad argument) keeps its class only — unless its text
+    is written in ``code`` itself (the model's own ``error('negative amount')``: no value in it); PostgreSQL's
+    "invalid input syntax … : "…"" loses what follows the colon. Naming errors (binder, catalog, parser) quote no
+    value and pass unchanged, as does every message of kiban's own."""
+    cut = message.find("\nLINE ")  # DuckDB's context (the statement's text, not data) follows the message
+    head, tail = (message[:cut], message[cut:]) if cut >= 0 else (message, "")
+    kind = next((k for k in VALUE_CLASSES if head.startswith(f"{k}: ")), None)
+    if kind == "Invalid Input Error":
+        said = head[len(kind) + 2:].strip()
+        if not (said and code and f"'{said}'" in code.replace("''", "'")):
+            head = f"{kind}: a function was given a value it cannot take (the value is not kept)"
+    elif kind is not None:
+        # a value is quoted as it is, quotes inside it included: everything from a quote's first to its last
+        for quote in ("'", '"'):
+            first, last = head.find(quote), head.rfind(quote)
+            if first != last:
+                head = head[:first + 1] + HIDDEN + head[last:]
+    else:
+        head = _PG_VALUE.sub(lambda m: m.group(1) + HIDDEN, head)
+    return head + tail

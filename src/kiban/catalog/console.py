@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.catalog import sandbox
 from kiban.catalog.admission import Admission, ConsoleBusy
+from kiban.catalog.definitions import stale_models
 from kiban.catalog.lineage import STAR, ColumnGraph, asset_resolver, build_column_graph, query_lineage
 from kiban.catalog.masking import Found, mask_key, plan_masks, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
@@ -148,8 +149,22 @@ class QueryConsole:
         if self._plan is None:
             self.pii  # noqa: B018 - computes self._pii
             assert self._pii is not None
-            self._plan = MaskPlan(self.project, self.graph, self.column_graph, self._pii)
+            self._plan = MaskPlan(self.project, self.graph, self.column_graph, self._pii, self._stale())
         return self._plan
+
+    def _stale(self) -> frozenset[str]:
+        """Models whose code changed since their table was built (:func:`kiban.catalog.definitions.stale_models`)."""
+        if not self.pii:
+            return frozenset()
+        if self.store is not None:
+            return frozenset(stale_models(self.project, self.graph, self.store))
+        from kiban.store import Store
+
+        store = Store(self.project.state_url)
+        try:
+            return frozenset(stale_models(self.project, self.graph, store))
+        finally:
+            store.close()
 
     def check(self, sql: str) -> tuple[str, ...]:
         """The assets ``sql`` would read; :class:`QueryRefused` when it may not run."""
@@ -249,7 +264,7 @@ class QueryConsole:
             return []
         assert self.graph is not None
         plan = self.mask_plan
-        pii = self.pii
+        pii = self.pii | plan.suspect  # columns of unknown lineage below PII are masked like PII
         bases = {plan.base(a) for a in assets}
         if not ({a for a, _ in pii} | plan.tainted) & bases:
             return []

@@ -44,10 +44,13 @@ class QueryLineage:
 
 
 def query_lineage(query: str | exp.Expression, resolve: Resolver,
-                  schema: Mapping[str, Iterable[str]] | None = None, partial: Iterable[str] = ()) -> QueryLineage:
+                  schema: Mapping[str, Iterable[str]] | None = None, partial: Iterable[str] = (),
+                  opaque: Iterable[str] = ()) -> QueryLineage:
     """Lineage of one SELECT. ``schema`` maps asset keys (``layer.name``) to their columns; tables not in
     it keep their ``*`` unexpanded (reported as the column ``*``). ``partial`` names the assets whose
-    columns in ``schema`` may be incomplete (declared in YAML, not read from the table)."""
+    columns in ``schema`` may be incomplete (declared in YAML, not read from the table). ``opaque`` names
+    functions whose bodies the walk cannot see (the project's macros): what they return is unexplained, whether
+    called as a scalar (``first_email()``) or read as a table (``from people()``)."""
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import OptimizeError
@@ -86,7 +89,7 @@ def query_lineage(query: str | exp.Expression, resolve: Resolver,
         return QueryLineage((), {})
     incomplete = set(partial)
     known = {k: {c.lower() for c in v} for k, v in (schema or {}).items() if k not in incomplete}
-    walker = _Walker(resolve, known)
+    walker = _Walker(resolve, known, {o.lower() for o in opaque})
     outputs = walker.outputs(root)
     merged: dict[str, frozenset[ColumnRef]] = {}
     for name, refs in outputs:
@@ -99,10 +102,26 @@ def query_lineage(query: str | exp.Expression, resolve: Resolver,
     return QueryLineage(tuple(merged), sources, frozenset(unexplained))
 
 
+def _by_name(branches: list[list[tuple[str, frozenset[ColumnRef]]]]) -> list[tuple[str, frozenset[ColumnRef]]]:
+    """``UNION [ALL] BY NAME`` (and DuckDB's other set operations BY NAME): the columns of every branch matched by
+    name, not by position, in the order the engine gives them (the first branch's, then new names). A branch's
+    unexpanded ``*`` (unknown schema) may hold any name: what it carries goes into every column."""
+    merged: dict[str, frozenset[ColumnRef]] = {}
+    starred: frozenset[ColumnRef] = frozenset()
+    for branch in branches:
+        for name, refs in branch:
+            if name == STAR:
+                starred |= refs
+            merged[name] = merged.get(name, frozenset()) | refs
+    return [(name, refs | starred) for name, refs in merged.items()]
+
+
 class _Walker:
-    def __init__(self, resolve: Resolver, known: Mapping[str, set[str]] | None = None) -> None:
+    def __init__(self, resolve: Resolver, known: Mapping[str, set[str]] | None = None,
+                 opaque: frozenset[str] | set[str] = frozenset()) -> None:
         self.resolve = resolve
         self.known = known or {}
+        self.opaque = opaque
         self.memo: dict[int, list[tuple[str, frozenset[ColumnRef]]]] = {}
 
     def outputs(self, scope: Scope) -> list[tuple[str, frozenset[ColumnRef]]]:
@@ -120,6 +139,8 @@ class _Walker:
             branches = [self.outputs(s) for s in scope.set_operation_scopes]
             if not branches:
                 return []
+            if scope.expression.args.get("by_name"):
+                return _by_name(branches)
             result = []
             for i, (name, refs) in enumerate(branches[0]):
                 for other in branches[1:]:
@@ -153,12 +174,20 @@ class _Walker:
                 key = self._key(source)
                 if key:
                     result.append((STAR, frozenset({(key, STAR)})))
+                elif self._opaque_table(source):
+                    result.append((STAR, frozenset({UNKNOWN})))
             else:
                 result.extend(self.outputs(source))
         return result
 
     def _key(self, table: exp.Table) -> str | None:
         return self.resolve(table.db, table.name)
+
+    def _opaque_table(self, table: exp.Table) -> bool:
+        """A table function in FROM that is one of the opaque functions (a table macro)."""
+        from sqlglot import exp
+
+        return not isinstance(table.this, exp.Identifier) and _function_name(table.this) in self.opaque
 
     def _refs(self, node: Any, scope: Scope, subscopes: dict[int, Scope]) -> set[ColumnRef]:
         from sqlglot import exp
@@ -176,6 +205,8 @@ class _Walker:
         for n in node.walk(prune=prune):
             if isinstance(n, exp.Column) and not isinstance(n.this, exp.Star):
                 refs.update(self._column(n, scope))
+            elif isinstance(n, exp.Func) and self.opaque and _function_name(n) in self.opaque:
+                refs.add(UNKNOWN)  # a macro: its body may read any table and return any of its values
             elif isinstance(n, exp.Columns | exp.PositionalColumn | exp.TableColumn) or (
                     isinstance(n, exp.Star) and not isinstance(n.parent, exp.Count)) or (
                     isinstance(n, exp.Column) and n is not node):
@@ -209,7 +240,7 @@ class _Walker:
         if isinstance(source, exp.Table):
             key = self._key(source)
             if key is None:
-                return set()
+                return {UNKNOWN} if self._opaque_table(source) else set()
             if key in self.known and name not in self.known[key]:
                 return {(key, name), UNKNOWN}  # not a column of the table: a whole-row reference, or unknown
             return {(key, name)}
@@ -224,6 +255,16 @@ class _Walker:
                 return set(refs)
         starred = {(key, name) for (key, col) in (r for o, rs in outputs if o == STAR for r in rs) if col == STAR}
         return starred or {r for _, rs in outputs for r in rs} | {UNKNOWN}  # e.g. a whole-row reference
+
+
+def _function_name(node: Any) -> str:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    if isinstance(node, exp.Func):
+        return str(node.sql_name()).lower()
+    return ""
 
 
 # -- the project's column graph ----------------------------------------------------------------------------------
@@ -307,21 +348,26 @@ def build_column_graph(graph: Any, known: Mapping[str, Iterable[str]] | None = N
             continue
         schema = {up: columns[up] for up in graph.deps.get(key, ()) if columns.get(up)}
         maybe = sorted(partial.intersection(schema))
-        hit = cache.get(asset.sql, {**schema, "?partial": maybe})
+        opaque = list(getattr(graph, "macros", {}).get(key, ()))
+        context = {**schema, "?partial": maybe, **({"?opaque": opaque} if opaque else {})}
+        hit = cache.get(asset.sql, context)
         lineage = QueryLineage(*hit) if hit is not None else None
         if lineage is None:
             try:
-                lineage = query_lineage(asset.sql, resolve, schema, maybe)
+                lineage = query_lineage(asset.sql, resolve, schema, maybe, opaque)
             except Exception:  # lineage is documentation: a query SQLGlot cannot follow loses its lineage only
                 log.warning("lineage: cannot follow the SQL of %s (%s); its columns have no lineage", key,
                             asset.path, exc_info=True)
                 lineage = QueryLineage((), {})
-            cache.put(asset.sql, {**schema, "?partial": maybe}, lineage)
+            cache.put(asset.sql, context, lineage)
         names = lineage.columns
         if STAR in names and key in known:
             names = tuple(c.lower() for c in known[key])
         columns[key] = names
+        # an unexplained column may hold any column of anything the model reads, as DuckDB's parser found it
+        # (the graph's edges: the tables a macro's body reads included), not only the tables SQLGlot saw named
+        whole = frozenset((d, STAR) for d in graph.deps.get(key, ()))
         for name, refs in lineage.sources.items():
-            sources[(key, name)] = refs
+            sources[(key, name)] = refs | whole if name in lineage.unexplained else refs
     cache.save()
     return ColumnGraph(columns, sources)

@@ -9,9 +9,11 @@ digit makes them look like a My Number, card numbers that pass Luhn).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiban.catalog.lineage import STAR, UNKNOWN, ColumnGraph, ColumnRef
@@ -121,8 +123,15 @@ def pii_columns(project: Project, columns: ColumnGraph) -> dict[ColumnRef, Colum
     The tag follows column lineage downstream and stops at columns tagged ``anonymised``.
     """
     stop = tagged(project, ANONYMISED_TAGS)
-    found: dict[ColumnRef, ColumnRef | None] = {ref: None for ref in tagged(project, {PII_TAG}) if ref not in stop}
-    stack = [(ref, ref) for ref in found]
+    return spread(columns, {ref: None for ref in tagged(project, {PII_TAG}) if ref not in stop}, stop)
+
+
+def spread(columns: ColumnGraph, roots: Mapping[ColumnRef, ColumnRef | None],
+           stop: set[ColumnRef]) -> dict[ColumnRef, ColumnRef | None]:
+    """``roots`` and every column computed from one of them downstream (a reader of a column, or of its
+    relation's whole row), each → the root it comes from (None for a root itself); stopping at ``stop``."""
+    found: dict[ColumnRef, ColumnRef | None] = dict(roots)
+    stack = [(ref, ref if origin is None else origin) for ref, origin in found.items()]
     while stack:
         ref, origin = stack.pop()
         readers = columns.readers.get(ref, set()) | columns.readers.get((ref[0], STAR), set())
@@ -143,12 +152,17 @@ class MaskPlan:
 
     A column is masked when it is PII by lineage, or when its relation reads (at any distance) a relation
     with PII and the column's own lineage is unknown (a Python model, SQL that lineage could not follow, a
-    column published before the model changed). ``lake.x_latest``/``lake.x_history`` follow ``lake.x``."""
+    column published before the model changed) — and so is every column computed from such a column further
+    down (``suspect``): a column of unknown lineage is treated like PII all the way down, not only where it is
+    made. ``lake.x_latest``/``lake.x_history`` follow ``lake.x``."""
 
     project: Project
     graph: Any  # kiban.graph.Graph
     columns: ColumnGraph
     pii: Mapping[ColumnRef, ColumnRef | None]
+    # models whose code on disk changed since their table was built (kiban.catalog.definitions.stale_models): their
+    # lineage describes other data than what is published, so none of their columns is trusted
+    stale: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.aliases = self.project.lake_views()
@@ -158,10 +172,34 @@ class MaskPlan:
         self.anonymised = tagged(self.project, ANONYMISED_TAGS)
         bearing = {a for a, _ in self.pii}
         self.tainted: set[str] = set()  # relations that read PII somewhere upstream
+        # models that read a lake table's files directly (read_parquet('lake/customers/*.parquet')): what lineage
+        # cannot see into, so every column of such a model is of unknown lineage
+        self.through_files = {key: tables for key in getattr(self.graph, "files", {})
+                              if (tables := files_read(self.project, self.graph, key))}
         for key in getattr(self.graph, "order", ()):
-            deps = self.graph.deps.get(key, ())
+            deps = [*self.graph.deps.get(key, ()), *self.through_files.get(key, ())]
             if any(d in bearing or d in self.tainted for d in deps):
                 self.tainted.add(key)
+        self.distrusted = self.stale if self.declared else frozenset()  # a project without PII guards nothing
+        self.suspect = self._unknown_lineage()
+
+    def _unknown_lineage(self) -> set[ColumnRef]:
+        """The columns of unknown lineage in relations that read PII, and every column computed from them."""
+        roots: dict[ColumnRef, ColumnRef | None] = {}
+        stale = self.distrusted
+        opaque = stale | (self.tainted & set(self.through_files))
+        for key in self.tainted | stale:
+            names = self.columns.columns.get(key, ())
+            if key in opaque or not names or STAR in names:  # no (true) lineage: whatever is read of it downstream
+                roots[(key, STAR)] = None
+                roots.update({ref: None for ref in self.columns.readers if ref[0] == key})
+            for name in names:
+                refs = self.columns.sources.get((key, name))
+                if key in opaque or refs is None or UNKNOWN in refs:
+                    roots[(key, name)] = None
+        # a stale table's columns are not what its YAML says now either: an `anonymised` tag there does not hold
+        roots = {ref: None for ref in roots if ref not in self.pii and (ref[0] in stale or ref not in self.anonymised)}
+        return set(spread(self.columns, roots, self.anonymised))
 
     def base(self, relation: str) -> str:
         return self.aliases.get(relation, relation)
@@ -174,17 +212,38 @@ class MaskPlan:
         out: dict[str, MaskKind] = {}
         for name in names:
             ref = (key, name.lower())
-            if ref in self.anonymised:
+            if ref in self.anonymised and key not in self.distrusted:
                 continue
             if ref in self.pii:
                 out[name] = self.declared.get(self.pii[ref] or ref, "redact")
-            elif whole:
+            elif whole or ref in self.suspect or (key, STAR) in self.suspect:
                 out[name] = "redact"
             elif key in self.tainted:
                 refs = self.columns.sources.get(ref)
                 if refs is None or UNKNOWN in refs:
                     out[name] = "redact"
         return out
+
+
+_GLOB = re.compile(r"[*?\[{]")
+
+
+def files_read(project: Project, graph: Any, key: str) -> set[str]:
+    """The lake tables whose files a model reads directly, by the names and globs its SQL gives DuckDB's file
+    functions (``graph.files``; relative to the project's folder). A name computed at run time (``?``) may be any
+    of them."""
+    lakes = {k: Path(a.path).resolve() for k, a in project.assets.items() if a.layer == "lake"}
+    found: set[str] = set()
+    for name in getattr(graph, "files", {}).get(key, ()):
+        if name == "?":
+            return set(lakes)
+        path = Path(name)
+        parts = (path if path.is_absolute() else Path(project.root) / path).parts
+        fixed = Path(*parts[:next((i for i, p in enumerate(parts) if _GLOB.search(p)), len(parts))])
+        with contextlib.suppress(OSError, ValueError):
+            fixed = fixed.resolve()
+        found.update(k for k, folder in lakes.items() if fixed.is_relative_to(folder) or folder.is_relative_to(fixed))
+    return found
 
 
 def suggest(project: Project, columns: ColumnGraph, samples: Mapping[str, Mapping[str, list[Any]]],

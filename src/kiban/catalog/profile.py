@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kiban.catalog.definitions import stale_models
 from kiban.catalog.lineage import build_column_graph
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.warehouse import open_readonly, published_columns
@@ -84,7 +85,8 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
     """Profile the given published assets (default: all) and keep the profiles in the store.
 
     ``pii`` are the columns whose values are never stored; by default every column the console masks (PII
-    by lineage, columns of unknown lineage downstream of PII, ``lake.x_latest``/``_history`` as ``lake.x``)."""
+    by lineage, columns of unknown lineage below PII and everything computed from them, every column of a model
+    edited since its build, ``lake.x_latest``/``_history`` as ``lake.x``)."""
     published = published_columns(project)
     wanted = [a for a in (assets if assets is not None else published) if a in published]
     hidden: dict[str, set[str]] = {}
@@ -94,7 +96,9 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
         known = {k: [c for c, _ in v] for k, v in published.items()}
         graph = build_graph(project)
         columns = build_column_graph(graph, known, project.state_dir / "cache" / "lineage.json")
-        plan = MaskPlan(project, graph, columns, pii_columns(project, columns))
+        # a model edited since its build holds what its old code made: none of its values is stored either
+        plan = MaskPlan(project, graph, columns, pii_columns(project, columns),
+                        frozenset(stale_models(project, graph, store)))
         hidden = {key: {c.lower() for c in plan.masks(key, known[key])} for key in wanted}
     else:
         aliases = project.lake_views()

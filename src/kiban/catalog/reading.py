@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiban.catalog import sandbox
+from kiban.catalog import definitions, sandbox
 from kiban.catalog.console import (
     DEFAULT_ADDRESS_SPACE,
     MAX_TIMEOUT,
@@ -333,37 +333,31 @@ class Reader:
         self._records.join()
 
 
-_readers: dict[tuple[str, str, bool], tuple[Reader, float, float]] = {}
+_readers: dict[tuple[str, str, bool], tuple[Reader, str, float]] = {}
 _readers_lock = threading.Lock()
-
-
-def _published(project: Project) -> tuple[float, float]:
-    """The published version (the snapshot's time) and kiban.yml's time: what makes a reader stale."""
-    version = 0.0 if is_postgres(project) else source_file(project).stat().st_mtime
-    return version, (project.root / "kiban.yml").stat().st_mtime
 
 
 def shared_reader(folder: Path, kind: str, *, threads: int | None = None, memory_limit: str | None = None,
                   address_space: int | None = DEFAULT_ADDRESS_SPACE, isolated: bool = True) -> Reader:
-    """One reader per project folder, kind and published version: a run's new snapshot (new models, columns,
-    PII tags) or a changed kiban.yml loads the project again; otherwise a read costs no project load."""
+    """One reader per project folder, kind and published version: a run's new snapshot (new models, columns) or
+    a changed definition file (kiban.yml, a model, a macro, a YAML's PII tags; :mod:`kiban.catalog.definitions`)
+    loads the project again, so masks are never planned from older code or tags than the data's; otherwise a
+    read costs no project load."""
 
     key = (str(folder), kind, isolated)
     with _readers_lock:
         found = _readers.get(key)
     if found is not None:
-        reader, version, config = found
-        try:
-            if _published(reader.project) == (version, config):
-                return reader
-        except OSError:
-            pass
+        reader, defined, published = found
+        if definitions.served(folder, reader.project) == (defined, published):
+            return reader
+    defined = definitions.version(folder)  # before the load: a change during it shows at the next look
     loaded = load_project(folder)
     reader = Reader(loaded, Store(loaded.state_url), kind=kind, threads=threads, memory_limit=memory_limit,
                     address_space=address_space, isolated=isolated)
     with _readers_lock:
         old = _readers.get(key)
-        _readers[key] = (reader, *_published(loaded))
+        _readers[key] = (reader, defined, definitions.published_at(loaded))
     if old is not None:
         old[0].close()
     return reader

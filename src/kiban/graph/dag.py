@@ -56,6 +56,9 @@ class Graph:
     # Python model → parameter → the relation it reads (an asset key, or a derived view read as itself): what
     # its decorator's inputs resolve to. The graph's own: the loaded Project is never written to.
     python_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # model → the project's macros its SQL calls (directly or through other macros): their bodies are opaque to
+    # column lineage, which must not trust what it cannot see through
+    macros: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def readable(self) -> dict[str, Asset]:
@@ -156,6 +159,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
     deps: dict[str, tuple[str, ...]] = {}
     hashes: dict[str, str] = {}
     files: dict[str, tuple[str, ...]] = {}
+    macros: dict[str, tuple[str, ...]] = {}  # model → the project macros it calls
     versioned: dict[str, tuple[str, ...]] = {}
     python_inputs: dict[str, dict[str, str]] = {}
     helper_files: dict[str, Path] = {}  # helper module name → the file Python models import under it
@@ -195,6 +199,7 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
             if closure:  # the project's macros it calls: their text is part of it, their tables its inputs
                 used = sorted({m for f in called_functions(asset.sql) & set(closure) for m in closure[f]})
                 if used:
+                    macros[key] = tuple(used)
                     texts = "\0".join(project.macros[m].text for m in used)
                     hashes[key] = hashlib.sha256(f"{hashes[key]}\0macros\0{texts}".encode()).hexdigest()
                     refs += [ref for m in used for ref in macro_reads[m]]
@@ -250,4 +255,4 @@ def _build_graph(project: Project, cache: SqlCache) -> Graph:
                            "a model cannot depend on itself through others; break one of these edges") from None
     cache.save(live_keys={cache_key(a.sql or '') for a in project.assets.values() if a.sql is not None})
     return Graph(assets=dict(project.assets), deps=deps, sql_hashes=hashes, order=order, views=aliases,
-                 files=files, versioned=versioned, python_inputs=python_inputs)
+                 files=files, versioned=versioned, python_inputs=python_inputs, macros=macros)

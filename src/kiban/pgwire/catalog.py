@@ -204,6 +204,9 @@ _OVERRIDES = {  # pg_catalog relations DuckDB's emulation lacks or gets wrong, c
     "pg_collation": "select *, 11::bigint as collnamespace from pg_catalog.pg_collation",
     # PostgreSQL 15's column SQLAlchemy reads with the keys and indexes (kiban's tables have none)
     "pg_index": "select *, false as indnullsnotdistinct from pg_catalog.pg_index",
+    # the connection's own settings, what SHOW answers ($settings: see catalog_session) — never DuckDB's: those
+    # name the server's folders, its memory and its secrets' storage
+    "pg_settings": "select * from (values $settings) s(name, setting, short_desc, vartype) where name is not null",
     # one database: the one the client connected to ($database: see catalog_session)
     "pg_database": "select * replace ($database as datname) from pg_catalog.pg_database where datname = 'memory'",
     # DuckDB's atttypid is its own type id, not PostgreSQL's: a JDBC getColumns() would join no type
@@ -311,7 +314,9 @@ def catalog_session(columns: Mapping[str, list[tuple[str, str]]], settings: Mapp
         ddl += [f"create macro {signature} as {body}" for signature, body in _MACROS.items()]
         ddl.append("create schema kiban_pg")
         database = literal(settings.get("database", "kiban"))
-        ddl += [f"create view kiban_pg.{name} as {body.replace('$database', database)}"
+        shown = ", ".join(f"({literal(k)}, {literal(v)}, '', 'string')" for k, v in sorted(settings.items())) \
+            or "(null, null, null, null)"
+        ddl += [f"create view kiban_pg.{name} as {body.replace('$database', database).replace('$settings', shown)}"
                 for name, body in _OVERRIDES.items()]
         ddl.append(f"create view kiban_pg.columns as {_COLUMNS_VIEW}")
         ddl.append(f"create macro kiban_pg.format_type(t, m) as {_FORMAT_TYPE_BODY}")

@@ -19,7 +19,7 @@ from datetime import date, datetime
 
 from kiban.engines import AuditHook, BuildResult, Engine, Session
 from kiban.engines.base import PythonModels
-from kiban.errors import KibanError
+from kiban.errors import KibanError, without_values
 from kiban.graph import Graph
 from kiban.project import Asset
 from kiban.run.events import Event, Listener
@@ -261,7 +261,7 @@ class Executor:
             except TimedOut as exc:
                 outcome.status, outcome.error = AttemptStatus.FAILED, str(exc)
             except Exception as exc:  # recorded as the attempt's error; the traceback goes to the log
-                outcome.status, outcome.error = AttemptStatus.FAILED, _clean_error(exc)
+                outcome.status, outcome.error = AttemptStatus.FAILED, _clean_error(exc, asset.sql or "")
                 # an error may say itself whether another attempt can help (a Python model's function raised)
                 said = getattr(exc, "retryable", None)
                 permanent = not said if isinstance(said, bool) else not self.engine.retryable(exc)
@@ -335,5 +335,8 @@ class Executor:
                 session.close()
 
 
-def _clean_error(exc: BaseException) -> str:
-    return str(exc).strip() or type(exc).__name__
+def _clean_error(exc: BaseException, code: str = "") -> str:
+    """What an attempt's error says, as kept in the state store and shown on every run page: an engine error that
+    quotes a data value (a failed cast of an e-mail) says it without the value (``kiban.errors.without_values``) —
+    run pages are read by people without PII clearance; someone cleared reproduces it in the console."""
+    return without_values(str(exc).strip() or type(exc).__name__, code)

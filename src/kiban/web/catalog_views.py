@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog import definitions
 from kiban.catalog.console import QueryConsole
 from kiban.catalog.console import export as write
 from kiban.catalog.dictionary import build_dictionary
@@ -49,7 +50,11 @@ def search_index(site: Site) -> SearchIndex:
 
 
 def console(site: Site) -> QueryConsole:
-    """The console over the project as loaded now (a reload gives a fresh one: new models, new lineage)."""
+    """The console over the project as loaded now (a reload gives a fresh one: new models, new lineage). A project
+    whose files or published snapshot changed since it was loaded (a run or an edit elsewhere) is loaded again
+    first: masks planned from older code or tags than the data's would show what the new ones mask."""
+    if definitions.served(site.root, site.project) != site.served:
+        site.reload()
     project, graph = site.project, site.graph
     found: QueryConsole = site.cached(f"catalog:console:{id(project)}", float("inf"),
                                       lambda: QueryConsole(project, site.store, graph))

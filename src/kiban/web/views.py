@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from kiban.catalog import definitions
 from kiban.checks import history as check_history
 from kiban.errors import KibanError, SelectionError, did_you_mean
 from kiban.graph import Graph, build_graph, select
@@ -56,8 +57,10 @@ class Site:
         self._computing: dict[str, threading.Lock] = {}
         self._kept: dict[str, tuple[Any, Any]] = {}  # name → (version, value); one entry per name
         self._seen: dict[str, tuple[Any, datetime | None]] = {}  # following(): the pulse a value was computed at
+        defined = definitions.version(root)  # before the load: a change during it shows at the next look
         self.project: Project = load_project(root)
         self.graph: Graph = build_graph(self.project)
+        self.served = (defined, definitions.published_at(self.project))  # what the masks were planned from
         self.store = Store(self.project.state_url)  # writes: reaping dead runs, incidents, accounts
         self.reader = read_only(self.store)  # every page's reads
 
@@ -66,10 +69,12 @@ class Site:
         return ZoneInfo(self.project.config.timezone)
 
     def reload(self) -> None:
+        defined = definitions.version(self.root)
         project = load_project(self.root)
         graph = build_graph(project)
         with self._lock:
             self.project, self.graph = project, graph
+            self.served = (defined, definitions.published_at(project))
             self._cache.clear()
             self._kept.clear()
             self._seen.clear()
