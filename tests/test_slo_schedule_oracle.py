@@ -11,7 +11,7 @@ but the ``holidays`` table and croniter's ``match``.
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,9 +21,11 @@ from croniter import croniter
 
 from kiban.graph import build_graph
 from kiban.project import load_project
+from kiban.slo.calendar import required_through
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.evaluate import Context
 from tests.conftest import write_files
+from tests.helpers.oracle import oracle_deadline
 
 ZONES = ("Asia/Tokyo", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago",
          "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago")
@@ -112,23 +114,6 @@ def is_due(need: dict, spec: dict | None, day: date) -> bool:
     return fires and is_open(spec, cal, day)
 
 
-def oracle_deadline(day: date, by: str, zone: ZoneInfo) -> datetime:
-    """The first UTC moment the wall clock shows ``by`` on ``day``; inside a gap, the wall time read with the
-    offset in force before the gap (it lands after the gap, later by the gap's length)."""
-    hour, minute = map(int, by.split(":"))
-    wall = datetime.combine(day, time(hour, minute))
-    found = []
-    for fold in (0, 1):
-        moment = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
-        if moment.astimezone(zone).replace(tzinfo=None) == wall:
-            found.append(moment)
-    if found:
-        return min(found).replace(tzinfo=None)
-    before = (wall - timedelta(hours=6)).replace(tzinfo=zone).utcoffset()
-    assert before is not None
-    return wall - before
-
-
 def previous_open(spec: dict | None, name: str, day: date) -> date:
     day -= timedelta(days=1)
     while not is_open(spec, name, day):
@@ -188,8 +173,6 @@ def compare(root: Path, seed: int, usecases: int, days: int) -> int:
 
 
 def ctx_through(ctx: Context, usecase, due: date) -> date | None:
-    from kiban.slo.calendar import required_through
-
     return required_through(due, usecase.config.need.data_through, ctx.calendar(usecase))
 
 
