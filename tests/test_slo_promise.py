@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import random
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
+
+from kiban.slo.arrival import GRACE, expectation
+from kiban.slo.evaluate import Context
+from kiban.slo.facts import load_facts
 from kiban.slo.service import assess
+from tests.helpers.oracle import oracle_deadline
 from tests.helpers.slo import LAKE, MODELS, opened
 from tests.slo_history import add_check, add_run
 
@@ -61,3 +69,116 @@ def test_a_pass_of_one_check_does_not_clear_or_keep_another(project_dir):
         assert "failed_checks" not in verdicts["morning"].evidence
         assert verdicts["audit"].verdict == "bad_data"
         assert verdicts["audit"].evidence["failed_checks"] == ["mart.daily_sales: b"]
+
+
+NEW_YORK_SOURCE = ("type: files\ntables:\n"
+                   "  orders: {path: landing/orders/*.csv, optional: true, time_column: order_date}\n")
+
+
+def _nightly_new_york(project_dir):
+    files = {**MODELS, "sources/pos.yml": NEW_YORK_SOURCE,
+             "models/warehouse/orders.sql": "select * from lake.pos_orders"}
+    files["usecases/morning.yml"] = ("owner: data-team\nassets: [daily_sales]\n"
+                                     "need: {by: '08:30', on: every_day, calendar: none, data_through: yesterday}\n")
+    root = project_dir(files, config="")
+    (root / "kiban.yml").write_text("name: test\ntimezone: America/New_York\n")
+    return opened(root)
+
+
+def _night(store, project, day: date) -> None:
+    """The source lands at 01:00 New York time on ``day``, the marts follow within ten minutes."""
+    start = datetime(day.year, day.month, day.day, 1, 0, tzinfo=ZoneInfo("America/New_York")
+                     ).astimezone(UTC).replace(tzinfo=None)
+    add_run(store, project.name, f"night-{day}", start,
+            [("lake.pos_orders", "success", 60, day - timedelta(days=1), None),
+             ("warehouse.orders", "success", 300, None, None),
+             ("mart.daily_sales", "success", 600, day - timedelta(days=1), None)])
+
+
+@pytest.mark.parametrize(("switch", "calm", "alarm"), [
+    (date(2026, 3, 8), datetime(2026, 3, 8, 5, 45), datetime(2026, 3, 8, 6, 45)),  # 00:45 and 01:45 EST
+    (date(2026, 11, 1), datetime(2026, 11, 1, 5, 15), datetime(2026, 11, 1, 5, 45)),  # 01:15 and 01:45 EDT
+])
+def test_a_learned_arrival_follows_the_wall_clock_across_daylight_saving(project_dir, switch, calm, alarm):
+    """A source that lands at 01:00 every night is expected at 01:00 (+ the grace) on the nights the clocks change
+    too. An expectation learned as "7 h 30 min before the 08:30 deadline" put it at 00:30 on the spring-forward night
+    (an hour shorter) — the use case at risk at 00:45, before the usual load — and at 01:30 *EST* on the fall-back
+    night, an hour after 01:30 EDT, so a missing load was noticed an hour late."""
+    with _nightly_new_york(project_dir) as (project, graph, store):
+        for back in range(14, 0, -1):
+            _night(store, project, switch - timedelta(days=back))
+        verdict = next(v for v in assess(project, graph, store, calm).verdicts if v.due_date == switch)
+        assert verdict.verdict == "pending", verdict.evidence
+        verdict = next(v for v in assess(project, graph, store, alarm).verdicts if v.due_date == switch)
+        assert verdict.verdict == "at_risk", verdict.evidence
+        assert verdict.evidence["late_sources"][0]["asset"] == "lake.pos_orders"
+
+
+def test_a_late_start_is_measured_on_the_wall_clock_across_daylight_saving(project_dir):
+    """The nightly run starts at 01:00 New York time for a 03:05 delivery. On the spring-forward night it started
+    at 01:50 EST — 50 minutes late — and a slow step made the delivery late: the cause is the late start, by
+    50 minutes on the clock everyone reads (it was said to be 1 h 50 min: the lead measured in elapsed time, on
+    a night an hour shorter)."""
+    files = dict(MODELS)
+    files["usecases/morning.yml"] = ("owner: data-team\nassets: [daily_sales]\n"
+                                     "need: {by: '03:05', on: every_day, calendar: none}\n")
+    root = project_dir(files, LAKE)
+    (root / "kiban.yml").write_text("name: test\ntimezone: America/New_York\n")
+    switch = date(2026, 3, 8)
+    with opened(root) as (project, graph, store):
+        for back in range(14, 0, -1):
+            day = switch - timedelta(days=back)
+            add_run(store, project.name, f"night-{day}", datetime(day.year, day.month, day.day, 6, 0),  # 01:00 EST
+                    [("warehouse.orders", "success", 60, None, None),
+                     ("mart.daily_sales", "success", 600, day, None)])
+        add_run(store, project.name, "late", datetime(2026, 3, 8, 6, 50),  # 01:50 EST
+                [("warehouse.orders", "success", 60, None, None),
+                 ("mart.daily_sales", "success", 42 * 60, switch, None)])
+        verdict = next(v for v in assess(project, graph, store, datetime(2026, 3, 8, 9, 0)).verdicts
+                       if v.due_date == switch)
+        assert verdict.verdict == "late"
+        assert verdict.lateness_s == 27 * 60  # 07:32 UTC against 03:05 EDT = 07:05 UTC
+        assert verdict.evidence["cause"]["kind"] == "late_start"
+        assert verdict.evidence["cause"]["amount_s"] == 50 * 60
+
+
+def _switch_days(zone: ZoneInfo, year: int) -> list[date]:
+    """The local dates on which the clocks change in ``zone`` (the offset at noon differs from the day before's)."""
+    days = [date(year, 1, 1) + timedelta(days=i) for i in range(366)]
+    noon = [datetime(d.year, d.month, d.day, 12, tzinfo=zone).utcoffset() for d in days]
+    return [d for d, before, after in zip(days[1:], noon, noon[1:], strict=False) if before != after]
+
+
+SWITCHES = [(name, day) for name in ("America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago",
+                                     "Australia/Sydney") for day in _switch_days(ZoneInfo(name), 2026)]
+
+
+@pytest.mark.parametrize(("zone", "switch"), SWITCHES)
+def test_learned_arrivals_on_every_switch_night_are_the_usual_wall_clock_time(project_dir, zone, switch):
+    """On each night the clocks change (30-minute DST and a switch at midnight included), a source that lands at the
+    same local time every night is expected at that local time plus the grace, read from the wall clock."""
+    rng = random.Random(f"{zone}{switch}")
+    land = time(rng.randrange(0, 4), rng.choice((0, 15, 30, 45)))
+    by = f"{rng.randrange(land.hour + 2, 12):02d}:{rng.choice((0, 30)):02d}"
+    files = {**MODELS, "sources/pos.yml": NEW_YORK_SOURCE,
+             "models/warehouse/orders.sql": "select * from lake.pos_orders"}
+    files["usecases/morning.yml"] = ("owner: data-team\nassets: [daily_sales]\n"
+                                     f"need: {{by: '{by}', on: every_day, calendar: none, data_through: yesterday}}\n")
+    root = project_dir(files)
+    (root / "kiban.yml").write_text(f"name: test\ntimezone: {zone}\n")
+    tz = ZoneInfo(zone)
+    with opened(root) as (project, graph, store):
+        for back in range(14, 0, -1):
+            day = switch - timedelta(days=back)
+            start = oracle_deadline(day, land.strftime("%H:%M"), tz)
+            add_run(store, project.name, f"night-{day}", start,
+                    [("lake.pos_orders", "success", 60, day - timedelta(days=1), None),
+                     ("warehouse.orders", "success", 120, None, None),
+                     ("mart.daily_sales", "success", 180, day - timedelta(days=1), None)])
+        ctx = Context.build(project, graph)
+        facts = load_facts(store, project.name, datetime(2026, 1, 1) if switch.month > 2 else datetime(2025, 12, 1))
+        deadline = oracle_deadline(switch, by, tz)
+        found = expectation(ctx, facts, project.usecases["morning"], "lake.pos_orders", switch, deadline)
+        assert found is not None
+        landed = oracle_deadline(switch, land.strftime("%H:%M"), tz) + timedelta(minutes=1)  # the load took a minute
+        assert found.expected_at == landed + GRACE, (land, by)
