@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -182,3 +183,23 @@ def test_learned_arrivals_on_every_switch_night_are_the_usual_wall_clock_time(pr
         assert found is not None
         landed = oracle_deadline(switch, land.strftime("%H:%M"), tz) + timedelta(minutes=1)  # the load took a minute
         assert found.expected_at == landed + GRACE, (land, by)
+
+
+def test_history_shows_every_day_asked_for_beyond_the_budget_window(project_dir, cli):
+    """`kiban slo history --days 30` of a use case with a 10-day budget window lists 30 days, as its "from" says
+    (it listed the 10 of the window)."""
+    with opened(project_dir(MODELS, LAKE)) as (project, _graph, store):
+        today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Tokyo")).date()
+        for back in range(40, 0, -1):
+            day = today - timedelta(days=back)
+            add_run(store, project.name, f"night-{day}",  # 02:00 JST
+                    datetime(day.year, day.month, day.day, 17, 0),
+                    [("warehouse.orders", "success", 30, None, None),
+                     ("mart.daily_sales", "success", 60, day, None)])
+        root = project.root
+    out = cli("--project", root, "slo", "history", "morning", "--days", "30", "--json")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["from"] == str(today - timedelta(days=29))
+    assert [d["due_date"] for d in shown["days"]][:2] == [str(today - timedelta(days=n)) for n in (29, 28)]
+    assert {d["verdict"] for d in shown["days"] if d["due_date"] < str(today)} == {"met"}

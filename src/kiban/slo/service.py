@@ -64,12 +64,13 @@ class Assessment:
         return [v for v in self.verdicts if v.verdict in MISSES and v.due_date >= start]
 
 
-def assess(project: Project, graph: Graph, store: Store, now: datetime | None = None) -> Assessment:
-    """Verdicts over each use case's budget window, budgets, upstream deadlines. Reads only."""
+def assess(project: Project, graph: Graph, store: Store, now: datetime | None = None, days: int = 1) -> Assessment:
+    """Verdicts over each use case's budget window (at least the last ``days`` days: ``kiban slo history --days``),
+    budgets, upstream deadlines. Reads only."""
     now = now or utcnow()
     ctx = Context.build(project, graph)
     today = local_date(now, ctx.tz)
-    window = max((u.config.target.window_days for u in project.usecases.values()), default=1)
+    window = max([days, *(u.config.target.window_days for u in project.usecases.values())])
     start = today - timedelta(days=window - 1)
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
     known = _known_since(store, project.name)
