@@ -15,9 +15,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import holidays
 import pytest
-from croniter import croniter
 
 from kiban.graph import build_graph
 from kiban.project import load_project
@@ -25,14 +23,13 @@ from kiban.slo.calendar import required_through
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.evaluate import Context
 from tests.conftest import write_files
-from tests.helpers.oracle import oracle_deadline
+from tests.helpers.oracle import DAYS, is_due, oracle_deadline, previous_open
 
 ZONES = ("Asia/Tokyo", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago",
          "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago")
 TIMES = ("00:00", "00:30", "01:00", "01:59", "02:00", "02:30", "03:00", "06:00", "08:30", "12:00", "23:00", "23:59")
 CRONS = ("0 10 * * 1", "0 10 1 * *", "0 10 1 1,4,7,10 *", "*/30 9-17 * * 1-5", "0 0 15 * *", "0 10 * * 0",
          "0 10 * * 7", "59 23 28-31 * *", "0 9 1-7 * 1", "0 10 29 2 *")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _calendar(rng: random.Random) -> dict[str, object]:
@@ -84,41 +81,6 @@ def make_project(root: Path, rng: random.Random, usecases: int) -> tuple[dict, d
 
 
 # --- the oracle ---------------------------------------------------------------------------------------------
-
-
-def is_open(spec: dict | None, name: str, day: date) -> bool:
-    if name == "none":
-        return True
-    if spec is None:  # the built-in jp
-        spec = {"country": "JP", "weekend": ["sat", "sun"], "closed": [], "open": []}
-    if day in spec["open"]:
-        return True
-    if DAYS[day.weekday()] in spec["weekend"] or day in spec["closed"]:
-        return False
-    return not (spec["country"] and day in holidays.country_holidays(spec["country"], years=day.year))
-
-
-def is_due(need: dict, spec: dict | None, day: date) -> bool:
-    on, cal = need["on"], need["calendar"]
-    if on == "every_day":
-        return True
-    if on == "weekdays":
-        return day.weekday() < 5
-    if on == "business_days":
-        return is_open(spec, cal, day)
-    if isinstance(on, list):
-        return DAYS[day.weekday()] in on and is_open(spec, cal, day)
-    expr = on[5:].strip()
-    minute, hour = (int(field.split("/")[0].split("-")[0].replace("*", "0")) for field in expr.split()[:2])
-    fires = croniter.match(expr, datetime.combine(day, time(hour, minute)))  # the list's times all fire
-    return fires and is_open(spec, cal, day)
-
-
-def previous_open(spec: dict | None, name: str, day: date) -> date:
-    day -= timedelta(days=1)
-    while not is_open(spec, name, day):
-        day -= timedelta(days=1)
-    return day
 
 
 def oracle_through(need: dict, spec: dict | None, day: date) -> date | None:

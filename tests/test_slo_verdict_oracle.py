@@ -1,13 +1,13 @@
 """Verdicts of random histories against a plain oracle written from docs/service-levels.md ("Verdicts").
 
-A use case on ``mart.daily_sales`` (timed, built from ``warehouse.orders``), due every day at a random local time
-— midnight, just after, inside a DST gap or overlap, 23:59 — in a random timezone, needing data through today,
-yesterday, the previous business day or nothing. The history is random: builds reaching random dates, runs that
-found the mart current (``fresh``), failures with the skip they cause, check evaluations (every check of the
-table at one moment) failing then passing; and many events land *exactly* on a deadline, a day's end or a window's
-opening. Every due day judged at a random moment (or exactly at a deadline) must get the oracle's verdict,
-delivery time, lateness and failed checks.
-"""
+One to three use cases on ``mart.daily_sales`` (timed, built from ``warehouse.orders``), each with its own deadline
+(midnight, just after, inside a DST gap or overlap, 23:59), schedule (every day, business days, weekdays, a weekday
+list, a cron) and calendar (jp or none), needing data through today, yesterday, the previous business day or
+nothing, and all, none or one of the checks — in a random timezone, over twelve days that hold a clock change,
+Golden Week or the year-end. The history is random: builds reaching random dates, runs that found the mart current
+(``fresh``), failures with the skip they cause, check evaluations (every check of the table at one moment) failing
+then passing; and many events land *exactly* on a deadline or a day's end, or a second either side. Every due day
+judged at a random moment must get the oracle's verdict, delivery time, lateness and failed checks."""
 
 from __future__ import annotations
 
@@ -25,13 +25,16 @@ from kiban.slo.service import assess
 from kiban.store import Store
 from kiban.store.schema import check_results
 from tests.conftest import write_files, write_parquet
-from tests.helpers.oracle import oracle_deadline
+from tests.helpers.oracle import is_due, oracle_deadline, previous_open
 from tests.helpers.slo import LAKE, MODELS
 from tests.slo_history import add_run
 
 ZONES = ("Asia/Tokyo", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "UTC")
 TIMES = ("00:00", "00:30", "01:00", "02:30", "06:00", "08:30", "23:59")
-DAY0 = date(2026, 3, 25)  # the history spans both DST switches of the southern and northern zones around it
+SCHEDULES = ("every_day", "every_day", "business_days", "weekdays", "[mon, thu]", "'cron: 0 10 * * 1-5'")
+# spans with a clock change (New York, Berlin; Santiago and Lord Howe in April), Golden Week, the year-end
+STARTS = (date(2026, 3, 4), date(2026, 3, 25), date(2026, 4, 1), date(2026, 4, 27), date(2026, 10, 22),
+          date(2026, 12, 26))
 
 
 @dataclass
@@ -49,18 +52,23 @@ def _moment(rng: random.Random, marks: list[datetime], lo: datetime, hi: datetim
     return lo + timedelta(seconds=rng.randrange(int((hi - lo).total_seconds())))
 
 
-def scenario(root: Path, seed: int) -> tuple[bool, int]:
+def scenario(root: Path, seed: int) -> int:
     rng = random.Random(seed)
-    zone_name, by = rng.choice(ZONES), rng.choice(TIMES)
-    through_word = rng.choice(("today", "yesterday", "previous_business_day", "none"))
-    checks = rng.choice(("all", "none", "[a]"))
+    zone_name = rng.choice(ZONES)
     zone = ZoneInfo(zone_name)
     files = dict(MODELS)
     files["models/mart/daily_sales.yml"] = ("time_column: order_date\nchecks:\n"
                                            "  - {name: a, not_null: order_date}\n  - {name: b, not_null: n}\n")
-    files["usecases/morning.yml"] = (f"assets: [daily_sales]\nneed: {{by: '{by}', on: every_day, calendar: none, "
-                                     f"data_through: {through_word}, checks: {checks}}}\n"
-                                     "target: {attainment: 0.9, window_days: 12}\n")
+    del files["usecases/morning.yml"]
+    needs = {}
+    for i in range(rng.randint(1, 3)):  # use cases on the same asset with their own deadlines and schedules
+        need = {"by": rng.choice(TIMES), "on": rng.choice(SCHEDULES), "calendar": rng.choice(("jp", "none")),
+                "data_through": rng.choice(("today", "yesterday", "previous_business_day", "none")),
+                "checks": rng.choice(("all", "none", "[a]"))}
+        needs[f"u{i}"] = need
+        files[f"usecases/u{i}.yml"] = ("assets: [daily_sales]\nneed: {" + ", ".join(
+            f"{k}: '{v}'" if k == "by" else f"{k}: {v}" for k, v in need.items()) + "}\n"
+            "target: {attainment: 0.9, window_days: 20}\n")
     write_files(root, {"kiban.yml": f"name: test\ntimezone: {zone_name}\n", **files})
     for table, sql in LAKE.items():
         write_parquet(root / "lake" / table / "part-0.parquet", sql)
@@ -68,23 +76,40 @@ def scenario(root: Path, seed: int) -> tuple[bool, int]:
     graph = build_graph(project)
     store = Store(project.state_url)
     try:
-        return _play(rng, project, graph, store, zone, by, through_word, checks)
+        return _play(rng, project, graph, store, zone, needs)
     finally:
         store.close()
 
 
-def _play(rng, project, graph, store, zone, by, through_word, checks) -> tuple[bool, int]:
-    days = [DAY0 + timedelta(days=i) for i in range(10)]
-    deadlines = {d: oracle_deadline(d, by, zone) for d in [days[0] - timedelta(days=1), *days]}
-    ends = [oracle_deadline(d + timedelta(days=1), "00:00", zone) for d in days]
-    marks = [*deadlines.values(), *ends]
-    lo, hi = deadlines[days[0]] - timedelta(hours=30), deadlines[days[-1]] + timedelta(hours=2)
+def _on(need: dict) -> object:
+    """The schedule as the oracle reads it (a weekday list as a list, a cron as ``cron: …``)."""
+    on = need["on"]
+    if on.startswith("["):
+        return [d.strip() for d in on[1:-1].split(",")]
+    return on.strip("'")
+
+
+def _due(need: dict, day: date) -> bool:
+    return is_due({**need, "on": _on(need)}, None, day)
+
+
+def _previous_due(need: dict, day: date) -> date | None:
+    return next((day - timedelta(days=n) for n in range(1, 60) if _due(need, day - timedelta(days=n))), None)
+
+
+def _play(rng, project, graph, store, zone, needs) -> int:
+    day0 = rng.choice(STARTS)
+    days = [day0 + timedelta(days=i) for i in range(12)]
+    marks = [oracle_deadline(d, need["by"], zone) for d in days for need in needs.values()]
+    marks += [oracle_deadline(d + timedelta(days=1), "00:00", zone) for d in days]
+    lo = oracle_deadline(days[0], "00:00", zone) - timedelta(hours=30)
+    hi = oracle_deadline(days[-1], "23:59", zone)
     first_run = lo - timedelta(hours=rng.choice((0, 0, 40)))
     add_run(store, "test", "first", first_run, [("warehouse.orders", "success", 1, None, None)])
     history: list[Attempt] = [Attempt("warehouse.orders", "success", first_run, first_run + timedelta(seconds=1),
                                       None)]
     evaluations: list[tuple[datetime, dict[str, str]]] = []
-    for i in range(rng.randint(3, 14)):
+    for i in range(rng.randint(3, 16)):
         start = _moment(rng, marks, lo, hi)
         took = timedelta(seconds=rng.choice((0, 1, 60, 1800, 4 * 3600)))
         kind = rng.choice(("build", "build", "build", "fresh", "failed", "checks"))
@@ -98,14 +123,12 @@ def _play(rng, project, graph, store, zone, by, through_word, checks) -> tuple[b
             evaluations.append((start, statuses))
             continue
         if kind == "build":
-            watermark = days[0] + timedelta(days=rng.randrange(-2, 11))
+            watermark = days[0] + timedelta(days=rng.randrange(-4, 13))
             steps = [("warehouse.orders", "success", 1, None, None),
                      ("mart.daily_sales", "success", max(took.total_seconds(), 1), watermark, None)]
         elif kind == "fresh":
-            watermark = None
             steps = [("mart.daily_sales", "fresh", 0, None, None)]
         else:
-            watermark = None
             steps = [("warehouse.orders", "failed", 1, None, "boom"),
                      ("mart.daily_sales", "skipped", 1, None, "upstream warehouse.orders failed")]
         add_run(store, "test", f"r{i}", start, steps)
@@ -113,27 +136,28 @@ def _play(rng, project, graph, store, zone, by, through_word, checks) -> tuple[b
             history.append(Attempt(asset, status, start, start + timedelta(seconds=offset), mark))
     now = _moment(rng, marks, lo, hi + timedelta(hours=30))
     result = assess(project, graph, store, now)
-    got = {v.due_date: v for v in result.verdicts if v.usecase == "morning"}
     compared = 0
-    for day in days:
-        deadline = deadlines[day]
-        if deadline < first_run or day > result.today:
-            assert day not in got, (day, got.get(day))
-            continue
-        want = oracle(day, deadline, deadlines[day - timedelta(days=1)], now, history, evaluations, zone,
-                      through_word, checks)
-        v = got.get(day)
-        assert v is not None, day
-        assert (v.verdict, v.satisfied_at, v.lateness_s, sorted(v.evidence.get("failed_checks", []))) == want, (
-            day, deadline, now, v.evidence)
-        compared += 1
-    return True, compared
+    for name, need in needs.items():
+        got = {v.due_date: v for v in result.verdicts if v.usecase == name}
+        for day in days:
+            deadline = oracle_deadline(day, need["by"], zone)
+            if not _due(need, day) or deadline < first_run or day > result.today:
+                assert day not in got, (name, need, day, got.get(day))
+                continue
+            before = _previous_due(need, day)
+            opens = oracle_deadline(before, need["by"], zone) if before else deadline - timedelta(days=1)
+            through = {"today": day, "yesterday": day - timedelta(days=1), "none": None}.get(
+                need["data_through"], previous_open(None, need["calendar"], day))
+            want = oracle(deadline, opens, through, now, history, evaluations, zone, need["checks"])
+            v = got.get(day)
+            assert v is not None, (name, need, day)
+            assert (v.verdict, v.satisfied_at, v.lateness_s, sorted(v.evidence.get("failed_checks", []))) == want, (
+                name, need, day, deadline, now, v.evidence)
+            compared += 1
+    return compared
 
 
-def oracle(day, deadline, previous_deadline, now, history, evaluations, zone, through_word, checks):
-    through = {"today": day, "yesterday": day - timedelta(days=1), "previous_business_day": day - timedelta(days=1),
-               "none": None}[through_word]
-    window_start = previous_deadline
+def oracle(deadline, window_start, through, now, history, evaluations, zone, checks):
     publishes = sorted((a for a in history if a.asset == "mart.daily_sales" and a.status in ("success", "fresh")),
                        key=lambda a: a.ended)
     ready = None
