@@ -12,9 +12,9 @@ import pytest
 from kiban.slo.arrival import GRACE, expectation
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
-from kiban.slo.service import assess
+from kiban.slo.service import assess, check
 from tests.helpers.oracle import oracle_deadline
-from tests.helpers.slo import LAKE, MODELS, opened
+from tests.helpers.slo import LAKE, MODELS, nightly, opened
 from tests.slo_history import add_check, add_run
 
 
@@ -203,3 +203,24 @@ def test_history_shows_every_day_asked_for_beyond_the_budget_window(project_dir,
     assert shown["from"] == str(today - timedelta(days=29))
     assert [d["due_date"] for d in shown["days"]][:2] == [str(today - timedelta(days=n)) for n in (29, 28)]
     assert {d["verdict"] for d in shown["days"] if d["due_date"] < str(today)} == {"met"}
+
+
+def test_a_night_that_never_starts_is_seen_after_a_morning_repair(project_dir):
+    """Yesterday's nightly build failed and was repaired at 10:00, after yesterday's deadline; tonight nothing
+    starts (the scheduler is down). The morning repair is no build of today's delivery — it could not hold a whole
+    yesterday — so today turns at risk ("not started") when the path would have to start, not failed at 08:30
+    without a warning (the repair, inside today's window, counted as today's build having started)."""
+    with opened(project_dir(MODELS, LAKE)) as (project, graph, store):
+        for back in range(10, 1, -1):
+            day = date(2026, 11, 10) - timedelta(days=back)
+            nightly(store, day, 600)
+        add_run(store, project.name, "failed", datetime(2026, 11, 8, 17, 0),  # 02:00 JST on the 9th
+                [("warehouse.orders", "failed", 60, None, "IO Error: No space left on device")])
+        add_run(store, project.name, "repair", datetime(2026, 11, 9, 1, 0),  # 10:00 JST on the 9th
+                [("warehouse.orders", "success", 300, None, None),
+                 ("mart.daily_sales", "success", 600, date(2026, 11, 8), None)])
+        now = datetime(2026, 11, 9, 23, 10)  # 08:10 JST on the 10th: the 10-minute path must start by 08:20
+        verdict = next(v for v in check(project, graph, store, now, notify=False).verdicts
+                       if v.due_date == date(2026, 11, 10))
+        assert verdict.verdict == "at_risk", verdict.evidence
+        assert verdict.evidence["not_started"]["asset"] == "warehouse.orders"
