@@ -203,7 +203,7 @@ START_MARGIN = timedelta(minutes=15)  # an unstarted build is at risk this long 
 def _not_started(result: Assessment) -> None:
     """Nothing runs and nothing of today's delivery has been built: at risk once the build would have to start
     within :data:`START_MARGIN` to be on time (the p90 chain of the whole path). A build counts only if it could
-    deliver the day: published in the window, and, when a date is required, after that day began (ended, when it
+    deliver the day: published in the window and, when a date is required, after that day began (ended, when it
     is needed whole) — yesterday's late repair in the morning is not tonight's build."""
 
     ctx = result.context
