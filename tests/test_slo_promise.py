@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kiban.project.usecase import Need
 from kiban.slo.arrival import GRACE, expectation
+from kiban.slo.calendar import deadline_utc
 from kiban.slo.evaluate import Context
 from kiban.slo.facts import load_facts
 from kiban.slo.service import assess, check
@@ -224,3 +226,12 @@ def test_a_night_that_never_starts_is_seen_after_a_morning_repair(project_dir):
                        if v.due_date == date(2026, 11, 10))
         assert verdict.verdict == "at_risk", verdict.evidence
         assert verdict.evidence["not_started"]["asset"] == "warehouse.orders"
+
+
+def test_a_deadline_is_on_its_due_day_and_24_00_is_refused_with_a_hint(tmp_path):
+    """`by: "01:00"` is 01:00 on the due day (the night before it, not the night after); `"24:00"` is no time of
+    day, and the message says what to write instead."""
+    assert deadline_utc(date(2026, 11, 10), Need(by="01:00").deadline, ZoneInfo("Asia/Tokyo")) == \
+        datetime(2026, 11, 9, 16, 0)
+    with pytest.raises(ValueError, match='write "23:59" for the end of the due day'):
+        Need(by="24:00")
