@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kiban.incidents import IncidentLog
 from kiban.project.usecase import Need
 from kiban.slo.arrival import GRACE, expectation
 from kiban.slo.calendar import deadline_utc
@@ -235,3 +236,26 @@ def test_a_deadline_is_on_its_due_day_and_24_00_is_refused_with_a_hint(tmp_path)
         datetime(2026, 11, 9, 16, 0)
     with pytest.raises(ValueError, match='write "23:59" for the end of the due day'):
         Need(by="24:00")
+
+
+def test_a_night_that_never_starts_is_seen_before_a_deadline_just_after_midnight(project_dir):
+    """Due at 00:30; the two-hour build usually runs at 21:00 the evening before. Tonight nothing starts: at 22:20
+    the delivery (tomorrow's date, watched within 18 hours) is at risk — the path must start by 22:30 — not only
+    once the date has turned, when it is already too late."""
+    files = dict(MODELS)
+    files["usecases/morning.yml"] = ("owner: data-team\nassets: [daily_sales]\n"
+                                     "need: {by: '00:30', on: every_day, calendar: none}\n")
+    with opened(project_dir(files, LAKE)) as (project, graph, store):
+        for back in range(10, 0, -1):
+            day = date(2026, 11, 10) - timedelta(days=back)
+            add_run(store, project.name, f"night-{day}", datetime(day.year, day.month, day.day, 12, 0),  # 21:00 JST
+                    [("warehouse.orders", "success", 3600, None, None),
+                     ("mart.daily_sales", "success", 7200, day, None)])
+        now = datetime(2026, 11, 10, 13, 20)  # 22:20 JST on the 10th; due 00:30 on the 11th
+        result = check(project, graph, store, now, notify=False)
+        ahead = next(v for v in result.ahead if v.due_date == date(2026, 11, 11))
+        assert ahead.verdict == "at_risk", ahead.evidence
+        assert ahead.evidence["not_started"]["asset"] == "warehouse.orders"
+        incident = IncidentLog(store, project.name).open_for("morning", date(2026, 11, 11))
+        assert incident is not None
+        assert incident.verdict == "at_risk"

@@ -207,7 +207,9 @@ def _not_started(result: Assessment) -> None:
     is needed whole) — yesterday's late repair in the morning is not tonight's build."""
 
     ctx = result.context
-    for name, verdict in result.current.items():
+    # today's delivery, and the next one on a later date already watched (a deadline just after midnight)
+    for verdict in [*result.current.values(), *result.ahead]:
+        name = verdict.usecase
         if verdict.verdict != VerdictStatus.PENDING or result.now >= verdict.deadline:
             continue
         models = [k for k in ctx.upstream(name) if ctx.graph.assets[k].layer != "lake"]
