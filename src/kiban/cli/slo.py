@@ -140,7 +140,7 @@ def slo_history(usecase: Annotated[str, typer.Argument(help="A use case name.")]
         store.close()
         raise SelectionError(f"no use case named '{usecase}'", did_you_mean(usecase, project.usecases))
     try:
-        result = assess(project, graph, store)
+        result = assess(project, graph, store, days=days)
     finally:
         store.close()
     start = result.today - timedelta(days=days - 1)

@@ -65,6 +65,9 @@ class Need(_Strict):
             # YAML 1.1 reads an unquoted 8:30 as the base-60 number 510
             raise _invalid(f"YAML read the unquoted time as the number {value}; "
                            f"write it in quotes: \"{value // 60:02d}:{value % 60:02d}\"")
+        if isinstance(value, str) and value.strip() in ("24:00", "24:00:00"):
+            raise _invalid("24:00 is not a time of day: a deadline is on its due day; write \"23:59\" for the end "
+                           "of the due day (\"00:00\" is its start)")
         if not isinstance(value, str) or not _HHMM.match(value):
             raise _invalid(f"{value!r} is not a time of day; write it as HH:MM in quotes, e.g. \"08:30\"")
         return value

@@ -6,7 +6,9 @@ opened. Each lake table upstream of a use case gets an **expected arrival** for 
 
 - declared: ``expected_by: "HH:MM"`` (local time) in the table's ``sources/*.yml`` entry or lake sidecar —
   the last such moment before the deadline;
-- learned: from the table's own loads over the last due days — the median of when it delivered, plus three
+- learned: from the table's own loads over the last due days — the median of when it delivered (on the wall
+  clock: how long before the deadline's local time, so a nightly 01:00 load is expected at 01:00 on the nights the
+  clocks change too), plus three
   times the spread of the earlier half (so late nights in the history do not move it), at least
   :data:`GRACE`. Learned only from :data:`MIN_DAYS` due days on which it
   delivered in the window (a table loaded weekly has no daily expectation).
@@ -22,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kiban.project import UseCase
-from kiban.slo.calendar import deadline_utc, required_through
+from kiban.slo.calendar import deadline_utc, required_through, wall_before, wall_seconds
 from kiban.slo.completeness import delivered_at, must_be_whole
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
@@ -101,7 +103,8 @@ def _learned(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, 
         through = required_through(day, usecase.config.need.data_through, ctx.calendar(usecase))
         at = arrived(ctx, facts, key, through, window_start, day_deadline)
         if at is not None and window_start < at <= day_deadline + timedelta(hours=12):
-            leads.append((day_deadline - at).total_seconds())
+            # on the wall clock: a load at 01:00 is at 01:00 on the night the clocks change too
+            leads.append(wall_seconds(at, day_deadline, ctx.tz))
     found: Expectation | None = None
     if len(leads) >= MIN_DAYS and len(leads) >= 0.8 * len(days):
         # robust to the late nights in the history: the median arrival plus three times the spread of the
@@ -109,7 +112,7 @@ def _learned(ctx: Context, facts: Facts, usecase: UseCase, key: str, due: date, 
         usual = percentile(leads, 0.5)
         spread = percentile(leads, 0.75) - usual
         grace = max(GRACE, timedelta(seconds=3 * spread))
-        found = Expectation(key, deadline - timedelta(seconds=usual) + grace, f"learned from {len(leads)} loads")
+        found = Expectation(key, wall_before(deadline, usual, ctx.tz) + grace, f"learned from {len(leads)} loads")
     ctx.arrival_cache[cache_key] = found
     return found
 

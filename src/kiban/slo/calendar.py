@@ -242,10 +242,28 @@ def required_through(due: date, data_through: str, calendar: BusinessCalendar) -
     raise ValueError(f"unknown data_through '{data_through}'; use today, yesterday, previous_business_day or none")
 
 
+def wall_seconds(start: datetime, end: datetime, tz: ZoneInfo) -> float:
+    """Seconds from naive-UTC ``start`` to ``end`` on the local wall clock of ``tz``: how far apart the clocks
+    people read show them. A nightly 01:00 run is 7 h 30 min before an 08:30 deadline on the nights the clocks
+    change too (elapsed, that night is an hour shorter or longer) — "usual" times learned from history are
+    wall-clock times."""
+    def wall(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+
+    return (wall(end) - wall(start)).total_seconds()
+
+
+def wall_before(moment: datetime, seconds: float, tz: ZoneInfo) -> datetime:
+    """The naive-UTC moment whose local wall-clock time is ``seconds`` before ``moment``'s (read like a deadline:
+    a time in a spring-forward gap lands after it, an ambiguous one is its first occurrence)."""
+    wall = moment.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None) - timedelta(seconds=seconds)
+    return deadline_utc(wall.date(), wall.time(), tz)
+
+
 def local_date(utc_naive: datetime, tz: ZoneInfo) -> date:
     """The local date in ``tz`` of a naive-UTC moment."""
     return utc_naive.replace(tzinfo=UTC).astimezone(tz).date()
 
 
 __all__ = ["BUILTIN_CALENDARS", "BusinessCalendar", "calendar_for", "deadline_utc", "due_days", "local_date",
-           "required_through"]
+           "required_through", "wall_before", "wall_seconds"]

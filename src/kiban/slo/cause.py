@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kiban.messages import Part, part, say
 from kiban.messages import span as span
 from kiban.slo.arrival import late_sources
-from kiban.slo.calendar import local_date
+from kiban.slo.calendar import local_date, wall_seconds
 from kiban.slo.durations import percentile
 from kiban.slo.facts import Facts
 from kiban.slo.impact import root_cause
@@ -147,8 +147,7 @@ def late_delivery(ctx: Context, facts: Facts, usecase: UseCase, due: date, windo
         start = min(started for started, _, _, _ in models)
         usual_lead = usual_start(ctx, facts, usecase, due)
         if start is not None and usual_lead is not None:
-            lead = (deadline - start).total_seconds()
-            behind = usual_lead - lead
+            behind = usual_lead - wall_seconds(start, deadline, ctx.tz)  # on the clock people read
             if behind > START_MARGIN:
                 candidates.append(cause("late_start", next(k for k in chain if ctx.graph.assets[k].layer != "lake"),
                                         [part("cause.late_start", at=_local(ctx, start), behind_s=behind)], behind))
@@ -196,7 +195,8 @@ def _critical_path(ctx: Context, facts: Facts, usecase: UseCase, window_start: d
 
 
 def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> float | None:
-    """How long before the deadline the use case's first model build usually starts (median of past due days)."""
+    """How long before the deadline the use case's first model build usually starts (median of past due days), on
+    the local wall clock (:func:`~kiban.slo.calendar.wall_seconds`)."""
     models: set[str] | None = None
     leads = []
     for _, window_start, deadline in ctx.schedule(usecase, due - timedelta(days=28), due - timedelta(days=1)):
@@ -209,7 +209,7 @@ def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> floa
             facts.memo[memo] = _first_build_of_runs_after(facts, models, window_start, deadline, window_start)
         first = facts.memo[memo]
         if first is not None:
-            leads.append((deadline - first).total_seconds())
+            leads.append(wall_seconds(first, deadline, ctx.tz))
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
 
 

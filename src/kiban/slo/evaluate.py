@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from kiban.graph import Graph
 from kiban.project import Project, UseCase
+from kiban.project.usecase import Need
 from kiban.slo.arrival import late_sources
 from kiban.slo.calendar import BusinessCalendar, calendar_for, deadline_utc, due_days, required_through
 from kiban.slo.cause import late_delivery
@@ -27,6 +28,7 @@ from kiban.slo.facts import Facts, quiet_gc
 from kiban.status import VERDICT_FINAL, VERDICT_MISSED
 from kiban.status import Verdict as VerdictStatus
 
+LOOKBACK_YEARS = 10  # how far back a due day's window looks for the previous due day
 FINAL = VERDICT_FINAL  # the names this module's readers import (kiban.status holds the groups)
 MISSES = VERDICT_MISSED
 
@@ -138,6 +140,10 @@ class Context:
         need = usecase.config.need
         calendar = self.calendar(usecase)
         days = due_days(need, calendar, start - timedelta(days=31), end)
+        if not days or days[0] >= start:  # no due day in the month before: look further back, a year at a time
+            before = _due_before(need, calendar, start - timedelta(days=31))
+            if before is not None:
+                days.insert(0, before)
         out: list[tuple[date, datetime, datetime]] = []
         previous: datetime | None = None
         for day in days:
@@ -146,6 +152,19 @@ class Context:
                 out.append((day, previous or deadline - timedelta(days=1), deadline))
             previous = deadline
         return out
+
+
+def _due_before(need: Need, calendar: BusinessCalendar, day: date) -> date | None:
+    """The last due day strictly before ``day`` (a quarterly or yearly schedule, a long closure), looking back at
+    most :data:`LOOKBACK_YEARS` years; None: none, so the first due day's window is one day."""
+    end = day - timedelta(days=1)
+    for _ in range(LOOKBACK_YEARS):
+        start = end - timedelta(days=365)
+        found = due_days(need, calendar, start, end)
+        if found:
+            return found[-1]
+        end = start - timedelta(days=1)
+    return None
 
 
 def evaluate_day(ctx: Context, facts: Facts, usecase: UseCase, due: date, window_start: datetime,

@@ -42,6 +42,7 @@ class AssetFacts:
     check_failed_at: list[datetime] = field(default_factory=list)
     check_failures: list[str] = field(default_factory=list)
     check_passed_at: list[datetime] = field(default_factory=list)
+    check_passes: list[str] = field(default_factory=list)  # the check of each pass
     warned_at: list[datetime] = field(default_factory=list)  # non-blocking (warn) checks that failed
     warned: list[str] = field(default_factory=list)
 
@@ -88,11 +89,14 @@ class AssetFacts:
         lo = bisect.bisect_right(self.check_failed_at, start)
         hi = bisect.bisect_right(self.check_failed_at, end)
         found = [(self.check_failed_at[i], self.check_failures[i]) for i in range(lo, hi)]
-        if found and self.check_passed_at:  # a later passing check (before ``end``) clears the failure
+        if found and self.check_passed_at:  # a later pass *of the same check* (by ``end``) clears its failures
+            last_fail = {name: at for at, name in found}
+            first = bisect.bisect_right(self.check_passed_at, found[0][0])
             j = bisect.bisect_right(self.check_passed_at, end)
-            last_pass = self.check_passed_at[j - 1] if j else None
-            if last_pass and last_pass > found[-1][0]:
-                return []
+            cleared = {name for at, name in zip(self.check_passed_at[first:j], self.check_passes[first:j],
+                                                strict=True) if name in last_fail and at > last_fail[name]}
+            if cleared:
+                return [(at, name) for at, name in found if name not in cleared]
         return found
 
 
@@ -223,4 +227,5 @@ def _load(store: Store, project: str, since: datetime) -> Facts:
             item.check_failures.append(name)
         else:
             item.check_passed_at.append(checked_at)
+            item.check_passes.append(name)
     return facts

@@ -24,6 +24,7 @@ from kiban.project import Project
 from kiban.slo.budget import Budget, budget
 from kiban.slo.calendar import local_date
 from kiban.slo.cause import explain, first_build_start, said_of, span
+from kiban.slo.completeness import day_end, must_be_whole
 from kiban.slo.deadlines import SafeFinish, next_deadlines, upstream_deadlines
 from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
@@ -64,12 +65,13 @@ class Assessment:
         return [v for v in self.verdicts if v.verdict in MISSES and v.due_date >= start]
 
 
-def assess(project: Project, graph: Graph, store: Store, now: datetime | None = None) -> Assessment:
-    """Verdicts over each use case's budget window, budgets, upstream deadlines. Reads only."""
+def assess(project: Project, graph: Graph, store: Store, now: datetime | None = None, days: int = 1) -> Assessment:
+    """Verdicts over each use case's budget window (at least the last ``days`` days: ``kiban slo history --days``),
+    budgets, upstream deadlines. Reads only."""
     now = now or utcnow()
     ctx = Context.build(project, graph)
     today = local_date(now, ctx.tz)
-    window = max((u.config.target.window_days for u in project.usecases.values()), default=1)
+    window = max([days, *(u.config.target.window_days for u in project.usecases.values())])
     start = today - timedelta(days=window - 1)
     facts = load_facts(store, project.name, datetime.combine(start - timedelta(days=35), datetime.min.time()))
     known = _known_since(store, project.name)
@@ -200,15 +202,24 @@ START_MARGIN = timedelta(minutes=15)  # an unstarted build is at risk this long 
 
 def _not_started(result: Assessment) -> None:
     """Nothing runs and nothing of today's delivery has been built: at risk once the build would have to start
-    within :data:`START_MARGIN` to be on time (the p90 chain of the whole path)."""
+    within :data:`START_MARGIN` to be on time (the p90 chain of the whole path). A build counts only if it could
+    deliver the day: published in the window and, when a date is required, after that day began (ended, when it
+    is needed whole) — yesterday's late repair in the morning is not tonight's build."""
 
     ctx = result.context
-    for name, verdict in result.current.items():
+    # today's delivery, and the next one on a later date already watched (a deadline just after midnight)
+    for verdict in [*result.current.values(), *result.ahead]:
+        name = verdict.usecase
         if verdict.verdict != VerdictStatus.PENDING or result.now >= verdict.deadline:
             continue
         models = [k for k in ctx.upstream(name) if ctx.graph.assets[k].layer != "lake"]
-        window_start = datetime.fromisoformat(verdict.evidence["window_start"])
-        if not models or first_build_start(result.facts, models, window_start, result.now) is not None:
+        since = datetime.fromisoformat(verdict.evidence["window_start"])
+        through = verdict.evidence.get("data_through")
+        if through is not None:  # a build before the required day began (or, needed whole, ended) cannot deliver it
+            day = date.fromisoformat(through)
+            since = max(since, day_end(day if must_be_whole(day, verdict.deadline, ctx) else day - timedelta(days=1),
+                                       ctx))
+        if not models or first_build_start(result.facts, models, since, result.now) is not None:
             continue
         first = models[0]
         latest = min(last_chance(ctx, result.p90, name, k, verdict.deadline, rebuild_self=True) for k in models

@@ -14,6 +14,7 @@ from kiban.messages import part, say
 from kiban.notify import Message, Notifier
 from kiban.project import Project
 from kiban.run import Event
+from kiban.slo.calendar import wall_seconds
 from kiban.slo.cause import START_MARGIN, cause, explain, said_of, usual_start
 from kiban.slo.deadlines import next_deadlines
 from kiban.slo.durations import HISTORY, expected
@@ -303,7 +304,8 @@ class BreachWatcher:
         overrun = any((now - t).total_seconds() > self.predictor.p90.get(k, 0.0) * 1.25 + 60
                       for k, t in self.state.started.items() if k not in self.state.finished)
         deadline = self.due[usecase][1]
-        behind = usual - (deadline - self.run_start).total_seconds()
+        behind = usual - (wall_seconds(self.run_start, deadline, self.ctx.tz) if self.ctx
+                          else (deadline - self.run_start).total_seconds())
         if overrun or behind <= START_MARGIN:
             return None
         first = next((k for k in self.predictor.paths[usecase] if self.graph.assets[k].layer != "lake"), usecase)
