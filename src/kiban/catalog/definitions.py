@@ -65,13 +65,13 @@ def version(root: Path) -> str:
 
 def published_at(project: Project) -> float:
     """When the published snapshot was last replaced (0 for a PostgreSQL warehouse, which has no snapshot file)."""
-    from kiban.catalog.warehouse import is_postgres, source_file
+    from kiban.catalog.warehouse import NothingPublished, is_postgres, source_file
 
     if is_postgres(project):
         return 0.0
     try:
         return source_file(project).stat().st_mtime
-    except OSError:
+    except (OSError, NothingPublished):  # nothing published yet: a console started before the first run
         return 0.0
 
 
