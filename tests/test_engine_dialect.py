@@ -68,7 +68,7 @@ def test_group_by_all_becomes_the_plain_select_items_on_postgres() -> None:
      "CONVERT_TIMEZONE('UTC', 'Asia/Tokyo', CAST(CAST(t AS TIMESTAMP) AS TIMESTAMP_NTZ))"),  # session zone: UTC
     ("timezone('Asia/Tokyo', cast(t as timestamp))", "TIMEZONE('Asia/Tokyo'",
      "CAST(CONVERT_TIMEZONE('Asia/Tokyo', 'UTC', "),
-    ("round(a / b, 2)", "ROUND(CAST(", "ELSE CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END, 2)"),
+    ("round(a / b, 2)", "kiban.round(CASE WHEN", "ELSE CAST(a AS DOUBLE) / CAST(b AS DOUBLE) END, 2)"),
     ("cast(t as time)", "CAST(t AS TIME)", "CAST(t AS TIME)"),
 ])
 def test_duckdb_functions_mean_the_same_on_every_engine(sql: str, postgres: str, spark: str) -> None:
@@ -87,3 +87,28 @@ def test_unqualified_names_get_their_layer() -> None:
     out = transpile("select * from orders join lake.stores using (store_id)", "postgres", "mart.m",
                     {"orders": "warehouse", "stores": "lake"})
     assert "FROM warehouse.orders JOIN lake.stores" in out
+
+
+@pytest.mark.parametrize(("sql", "construct", "line"), [
+    ("select id,\n  s ~ 'a+' as v from lake.t", "the regex operator ~", 2),  # DuckDB: a full match
+    ("select id,\n\n  s !~ 'a+' as v from lake.t", "the regex operator ~", 3),
+    ("select id,\n  strftime(d, '%U') as v from lake.t", "strftime(t, '%U')", 2),  # no to_char equivalent
+    ("select format('{}', id) as v from lake.t", "format(…)", 1),  # {} placeholders vs %s
+])
+def test_postgres_refuses_what_it_would_compute_differently_with_its_line(sql: str, construct: str,
+                                                                          line: int) -> None:
+    from kiban.engines.dialect import Untranslatable
+
+    with pytest.raises(Untranslatable) as caught:
+        transpile(sql, "postgres", "mart.x")
+    assert construct in str(caught.value)
+    assert caught.value.line == line
+
+
+def test_a_bitwise_not_is_not_a_regex() -> None:
+    assert "~" in transpile("select ~id as v from lake.t", "postgres", "mart.x")
+
+
+def test_strftime_literal_text_is_quoted_for_to_char() -> None:
+    out = transpile("select strftime(d, 'Day %d of %B') as v from lake.t", "postgres", "mart.x")
+    assert """TO_CHAR(d, '"Day "DD" of "FMMonth')""" in out, out

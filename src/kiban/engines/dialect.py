@@ -14,12 +14,12 @@ differently than DuckDB computes it (each was found running the example project 
 | ``isodow(d)`` | ``extract(isodow from d)`` | ``weekday(d) + 1`` |
 | ``hour(t)``, ``minute(t)`` | ``extract(hour from t)`` … | native |
 | ``regexp_full_match(s, p)`` | ``s ~ '^(?:p)$'`` | ``s rlike '^(?:p)$'`` |
-| ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` | native |
+| ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` (engines.meaning_postgres) | native |
 | ``timezone(z, timestamptz)`` | native | ``convert_timezone(S, z, cast(t as timestamp_ntz))`` (a local time) |
 | ``timezone(z, timestamp)`` | native | ``cast(convert_timezone(z, S, t) as timestamp)`` (an instant) |
 
 (S: the session's time zone — the project's — through which Spark reads and writes instants.)
-| ``round(x, n)`` of a double | ``round(cast(x as numeric), n)`` | native |
+| ``round(x, n)`` | ``kiban.round(x, n)`` (engines.meaning_postgres) | native |
 | ``cast(unnest(generate_series(…)) as T)`` | ``cast(generate_series(…) as T)`` | ``explode(cast(sequence(…)
   as array<T>))`` |
 | ``TIME`` | ``TIME`` | ``TIME`` (SQLGlot would write ``TIMESTAMP``) |
@@ -31,11 +31,13 @@ differently than DuckDB computes it (each was found running the example project 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kiban import envref
-from kiban.engines.meaning import Refused, rewrite_tree
+from kiban.engines.meaning import rewrite_tree
+from kiban.engines.refusal import Refused
 from kiban.errors import KibanError, Location, ProjectError, ProjectErrors
 
 if TYPE_CHECKING:
@@ -117,6 +119,12 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     if len(trees) != 1:
         raise KibanError(f"{model}: a model is one SELECT statement, found {len(trees)} statements")
     tree = trees[0]
+    tilde = _regex_tilde(sql)
+    if tilde is not None:  # SQLGlot reads `~` as regexp_matches (a search); DuckDB's `~` is a full match
+        raise Untranslatable(f"{model}: the regex operator ~ (line {tilde}) has no {_engine(target)} equivalent "
+                             "that SQLGlot writes faithfully", "say which match you mean: regexp_full_match(s, p) "
+                             "(what DuckDB's ~ does) or regexp_matches(s, p) (a search), or keep this model on "
+                             "the DuckDB engine", tilde)
     if layers:
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
@@ -142,7 +150,7 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
                              "equivalent that computes what DuckDB computes",
                              f"{refused.hint}, or keep this model on the DuckDB engine",
                              _line_of(refused.node)) from None
-    tree = tree.transform(lambda node: _rewrite(node, target, model, zone or "UTC"))
+    tree = _bottom_up(tree, lambda node: _rewrite(node, target, model, zone or "UTC"))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
     # before SQLGlot's own QUALIFY rewrite, which selects a column twice in `SELECT *, x … QUALIFY`
@@ -152,6 +160,39 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     except UnsupportedError as exc:
         raise Untranslatable(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
                              "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+
+
+def _bottom_up(tree: Any, rewrite: Any) -> Any:
+    """Every node of ``tree`` through ``rewrite``, children first: a rewritten node keeps its rewritten children
+    (SQLGlot's ``transform`` does not visit the children of a node it replaced: ``dayname`` inside
+    ``regexp_full_match`` stayed DuckDB's)."""
+    for node in reversed(list(tree.walk())):
+        new = rewrite(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
+
+
+def _regex_tilde(sql: str) -> int | None:
+    """The line of the first binary ``~`` / ``!~`` (DuckDB's regex full match) in ``sql``, or None; a unary ``~``
+    (bitwise not) follows an operator, not an operand."""
+    from sqlglot.dialects.duckdb import DuckDB
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import TokenType
+
+    operand_end = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.STRING, TokenType.NUMBER, TokenType.R_PAREN,
+                   TokenType.R_BRACKET, TokenType.NULL, TokenType.TRUE, TokenType.FALSE}
+    try:
+        tokens = DuckDB().tokenize(sql)
+    except SqlglotError:
+        return None
+    for before, token in itertools.pairwise(tokens):
+        if token.token_type == TokenType.TILDE and (before.token_type in operand_end or before.text == "!"):
+            return token.line
+    return None
 
 
 def _refused(node: Any, target: str) -> str | None:
@@ -210,15 +251,6 @@ def _rewrite(node: Any, target: str, model: str, zone: str = "UTC") -> Any:
     if pg and isinstance(node, (exp.Hour, exp.Minute, exp.Second)):
         unit = type(node).__name__.lower()
         return exp.Extract(this=exp.var(unit), expression=node.this.copy())
-    if pg and isinstance(node, exp.RegexpExtract):
-        group = node.args.get("group") or exp.Literal.number(0)
-        return exp.Coalesce(this=_fn("regexp_substr", node.this.copy(), node.expression.copy(),
-                                     exp.Literal.number(1), exp.Literal.number(1), exp.Literal.string(""),
-                                     group.copy()),
-                            expressions=[exp.Literal.string("")])
-    if pg and isinstance(node, exp.Round) and node.args.get("decimals") is not None:
-        return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")),
-                         decimals=node.args["decimals"].copy())
     if isinstance(node, exp.Cast) and isinstance(node.this, (exp.Explode, exp.Unnest)):
         generator = node.this
         inner = generator.this if isinstance(generator, exp.Explode) else (generator.expressions or [None])[0]

@@ -8,7 +8,8 @@ DuckDB computes → PostgreSQL / Spark SQL:
 - ``a % b``, ``a // b`` by zero: NULL → both error: ``b`` becomes ``nullif(b, 0)``.
 - ``cast(<double> as int)`` rounds half to even, ``cast(<decimal> as int)`` half away → PostgreSQL the same;
   Spark truncates: ``bround`` / ``round`` first.
-- ``round(<double>)``: half away from zero → PostgreSQL half to even: ``round(cast(x as numeric))``; Spark native.
+- ``round(<double>)``: half away from zero → PostgreSQL half to even: ``kiban.round`` (through numeric, keeping
+  the argument's type); Spark native.
 - ``dayofweek(d)``, ``weekday(d)``, ``date_part('dow', d)``: Sunday 0 … Saturday 6 → ``extract(dow …)``; Spark
   counts 1 … 7 (and its weekday starts on Monday): ``dayofweek(d) - 1``.
 - ``date_diff('month', a, b)``: boundaries crossed (Jan 31 → Feb 1 is 1) → PostgreSQL by SQLGlot (hours on
@@ -34,20 +35,13 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from kiban.engines import meaning_postgres
+from kiban.engines.refusal import Refused
+
 INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT", "UBIGINT")
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
 SAME_TYPE = {"TIMESTAMPNTZ": "TIMESTAMP", "TIMESTAMPLTZ": "TIMESTAMPTZ", "TEXT": "VARCHAR"}  # SQLGlot's synonyms
 DIFF_UNITS = ("YEAR", "QUARTER", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
-
-
-class Refused(Exception):
-    """A construct with no faithful rewrite: ``construct`` names it, ``hint`` says how to write it instead."""
-
-    def __init__(self, construct: str, hint: str, node: Any = None) -> None:
-        super().__init__(construct)
-        self.construct = construct
-        self.hint = hint
-        self.node = node
 
 
 def annotate(tree: Any) -> Any:
@@ -109,6 +103,10 @@ def rewrite(node: Any, target: str) -> Any:
     pg = target == "postgres"
     if isinstance(node, exp.Pivot) or (isinstance(node, exp.Anonymous) and node.name.upper() == "PIVOT"):
         raise Refused("PIVOT", "write the columns out: sum(case when k = 'a' then v end) as a, …", node)
+    if pg:  # the classes the generated differential test found (engines.meaning_postgres)
+        new = meaning_postgres.rewrite(node)
+        if new is not node:
+            return new
     if isinstance(node, exp.Div) and not node.args.get("typed"):
         return _divide(node, target)
     if isinstance(node, (exp.Mod, exp.IntDiv)):
@@ -134,8 +132,6 @@ def rewrite(node: Any, target: str) -> Any:
     if not pg and isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) and _type(node.this) in ("DATE", "TIMESTAMP"):
         ntz = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_NTZ")  # Spark would give an instant
         return exp.Cast(this=node.copy(), to=ntz)
-    if pg and isinstance(node, exp.Round) and node.args.get("decimals") is None:
-        return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")))
     if isinstance(node, exp.DayOfWeek) or _date_part(node) == "DOW":
         value = node.this if isinstance(node, exp.DayOfWeek) else _date_part_value(node)
         if pg:
@@ -220,6 +216,7 @@ POSTGRES_FUNCTIONS = (
        immutable parallel safe as $$ select date_trunc(unit, x) $$""",
     """create or replace function kiban.date_trunc(unit text, x timestamptz) returns timestamptz language sql
        stable parallel safe as $$ select date_trunc(unit, x) $$""",
+    *meaning_postgres.FUNCTIONS,
 )
 
 
