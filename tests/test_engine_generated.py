@@ -31,10 +31,11 @@ COLUMNS = [("id", "INTEGER", "integer"), ("i", "INTEGER", "integer"), ("j", "BIG
            ("f", "DOUBLE", "double precision"), ("n", "DECIMAL(10,2)", "numeric(10,2)"),
            ("s", "VARCHAR", 'text collate "C"'), ("p", "VARCHAR", 'text collate "C"'), ("d", "DATE", "date"),
            ("ts", "TIMESTAMP", "timestamp"), ("tz", "TIMESTAMPTZ", "timestamptz"), ("b", "BOOLEAN", "boolean")]
-ALPHABET = ["a", "b", "B", "c", "é", "É", "ü", "日", " ", "_", "x", "Z", "1", "-"]
+ALPHABET = ["a", "b", "B", "c", "é", "É", "ü", "日", " ", "_", "x", "Z", "1", "-", "\\", "\n", "%"]
 STRFTIME = ["%Y", "%m", "%d", "%-d", "%-m", "%y", "%H", "%-H", "%I", "%p", "%M", "%S", "%f", "%g", "%j", "%a",
             "%A", "%b", "%B", "%u", "%V", "%G", "%%", "%U", "%W", "%w", "%Z"]
 GLOBAL = ", 'g'"
+PATTERNS = ["a%", "%b%", "_", "é%", "%É", "a_c", "%", "B", "%\\%", "\\_%", "%\\"]  # LIKE patterns (column p)
 LITERAL_TEXT = ["-", " ", "Day ", "W", "at", ":", "/", "T", "HH", "\"q\"", "Month"]
 
 
@@ -55,7 +56,7 @@ def rows(seed: int, count: int = 24) -> list[tuple[Any, ...]]:
                     maybe(rnd.choice([0, 3, -3, 10_000_000_000, rnd.randint(-10**6, 10**6)])),
                     maybe(rnd.choice([0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 1e-9, 123.456, rnd.uniform(-1000, 1000)])),
                     maybe(Decimal(rnd.randint(-99999, 99999)) / 100),
-                    maybe(text), maybe(rnd.choice(["a%", "%b%", "_", "é%", "%É", "a_c", "%", "B"])),
+                    maybe(text), maybe(rnd.choice(PATTERNS)),
                     maybe(day), maybe(wall), maybe(wall.replace(tzinfo=UTC) + timedelta(hours=rnd.randint(-12, 12))),
                     maybe(rnd.random() < 0.5)))
     return out
@@ -99,7 +100,8 @@ class Grammar:
             lambda d: f"greatest({o('int', d)}, {o('int', d)})", lambda d: f"least({o('int', d)}, {o('int', d)})",
             lambda d: f"coalesce({o('int', d)}, {o('int', d)})", lambda d: f"nullif({o('int', d)}, {o('int', d)})",
             lambda d: f"case when {o('bool', d)} then {o('int', d)} else {o('int', d)} end",
-            lambda d: f"ascii({o('text', d)})", lambda d: f"cast(round({o('float', d)}) as bigint)",
+            lambda d: f"ascii({o('text', d)})", lambda d: f"unicode({o('text', d)})",
+            lambda d: f"cast(round({o('float', d)}) as bigint)",
         ], depth)
 
     def float(self, depth: int, leaf: bool) -> str:
@@ -126,7 +128,7 @@ class Grammar:
             lambda d: f"({o('dec', d)} + {o('dec', d)})", lambda d: f"({o('dec', d)} * 2)",
             lambda d: f"round({o('dec', d)}, {self.rnd.choice(['0', '1'])})", lambda d: f"abs({o('dec', d)})",
             lambda d: f"round({o('dec', d)})", lambda d: f"cast({o('int', d)} as decimal(12, 2))",
-            lambda d: f"({o('dec', d)} - {o('int', d)})", lambda d: f"coalesce({o('dec', d)}, 0)",
+            lambda d: f"({o('dec', d)} - {o('int', d)})", lambda d: f"coalesce({o('dec', d)}, n)",
         ], depth)
 
     def fmt(self) -> str:
@@ -134,7 +136,8 @@ class Grammar:
         return "".join(parts).replace("'", "''")
 
     def pattern(self) -> str:
-        return self.rnd.choice(["a", "[aé]", "b+", "(a)(b)?", "[A-Z]", ".", "^a", "x$", "[^a-z]", "é|É"])
+        return self.rnd.choice(["a", "[aé]", "b+", "(a)(b)?", "[A-Z]", ".", "^a", "x$", "[^a-z]", "é|É", "a.b",
+                                "\\bb", "b\\b", "\\Bb", "[[:alpha:]]+", "\\w\\s", "[].]", "x\\z", "(?i)b", "\\d"])
 
     def text(self, depth: int, leaf: bool) -> str:
         if leaf:
@@ -151,7 +154,8 @@ class Grammar:
             lambda d: f"strftime({o(self.rnd.choice(['date', 'ts', 'tz']), d)}, '{self.fmt()}')",
             lambda d: f"cast({o(self.rnd.choice(['int', 'dec', 'date', 'bool', 'float', 'ts']), d)} as varchar)",
             lambda d: f"regexp_extract({o('text', d)}, '{self.pattern()}', {self.rnd.choice([0, 1])})",
-            lambda d: f"regexp_replace({o('text', d)}, '{self.pattern()}', '-'{self.rnd.choice(['', GLOBAL])})",
+            lambda d: f"regexp_replace({o('text', d)}, '{self.pattern()}', '<\\0>'{self.rnd.choice(['', GLOBAL])})",
+            lambda d: f"split_part({o('text', d)}, '', {self.rnd.choice([0, 1, 2, -1])})",
             lambda d: f"split_part({o('text', d)}, '{self.rnd.choice(['a', ' ', 'é'])}', "
                       f"{self.rnd.choice([1, 2, -1])})",
             lambda d: f"repeat({o('text', d)}, {self.rnd.randint(0, 2)})", lambda d: f"dayname({o('date', d)})",
@@ -168,7 +172,9 @@ class Grammar:
         return self.pick([
             lambda d: f"({o(kind, d)} < {o(kind, d)})", lambda d: f"({o(kind, d)} = {o(kind, d)})",
             lambda d: f"({o('text', d)} like {o('text', d)})", lambda d: f"({o('text', d)} ilike {o('text', d)})",
-            lambda d: f"({o('text', d)} ilike p)",
+            lambda d: f"({o('text', d)} ilike p)", lambda d: f"({o('text', d)} not ilike p)",
+            lambda d: f"({o('text', d)} not like p)", lambda d: f"({o('text', d)} like '%\\_%')",
+            lambda d: f"({o('text', d)} not similar to '{self.pattern()}')",
             lambda d: f"regexp_matches({o('text', d)}, '{self.pattern()}')",
             lambda d: f"regexp_full_match({o('text', d)}, '{self.pattern()}')",
             lambda d: f"({o('text', d)} similar to '{self.pattern()}')",
@@ -315,7 +321,10 @@ def findings(duck: duckdb.DuckDBPyConnection, pg: psycopg.Connection[Any], seed:
                 wrong.append(f"fails on PostgreSQL only: {sql}\n    {str(exc).splitlines()[0]}\n    {written}")
             continue
         if expected is None:
-            wrong.append(f"fails on DuckDB only: {sql}\n    {written}")
+            if "stddev(" in sql or "var_pop(" in sql:  # DuckDB: "out of range" over ±inf; PostgreSQL: NaN
+                tally["both fail"] += 1
+            else:
+                wrong.append(f"fails on DuckDB only: {sql}\n    {written}")
             continue
         # DuckDB's sum of bigints is a HUGEINT, PostgreSQL's numeric: whole numbers either way (left alone)
         bad = [(g, e) for g, e in zip(got, expected, strict=False)

@@ -228,7 +228,8 @@ def _anchored(pattern: Any) -> Any:
     from sqlglot import exp
 
     if isinstance(pattern, exp.Literal) and pattern.is_string:
-        return exp.Literal.string(f"^(?:{pattern.this})$")
+        flags = "(?i)" if pattern.this.startswith("(?i)") else ""  # options lead the whole expression
+        return exp.Literal.string(f"{flags}^(?:{pattern.this[len(flags):]})$")
     return exp.DPipe(this=exp.DPipe(this=exp.Literal.string("^(?:"), expression=pattern.copy()),
                      expression=exp.Literal.string(")$"))
 

@@ -240,6 +240,20 @@ def _divide(node: Any, target: str) -> Any:
     if isinstance(node.expression, exp.Literal) and node.expression.is_number and float(node.expression.name) != 0:
         return exp.Div(this=a, expression=node.expression.copy(), typed=True)
     zero = exp.Literal.number(0)
+    if target == "postgres":  # IEEE: the sign of the zero counts (5 / -0.0 is -inf); NaN / 0 is NaN (PostgreSQL's
+        # NaN is greater than every number, so `a > 0` cannot tell it)
+        negative_zero = exp.EQ(this=exp.Cast(this=b.copy(), to=exp.DataType.build("text")),
+                               expression=exp.Literal.string("-0"))
+        nothing = exp.or_(exp.EQ(this=a.copy(), expression=zero.copy()),
+                          exp.EQ(this=a.copy(), expression=special("NaN")))
+        by_zero = exp.Case(ifs=[exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=exp.Null()),
+                                exp.If(this=nothing, true=special("NaN")),
+                                exp.If(this=exp.EQ(this=exp.paren(exp.GT(this=a.copy(), expression=zero.copy())),
+                                                   expression=exp.paren(negative_zero)),
+                                       true=special("-Infinity"))],
+                           default=special("Infinity"))
+        return exp.Case(ifs=[exp.If(this=exp.EQ(this=b.copy(), expression=zero), true=by_zero)],
+                        default=exp.Div(this=a, expression=b, typed=True))
     by_zero = exp.Case(ifs=[exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=exp.Null()),
                             exp.If(this=exp.GT(this=a.copy(), expression=zero.copy()), true=special("Infinity")),
                             exp.If(this=exp.LT(this=a.copy(), expression=zero.copy()), true=special("-Infinity"))],
