@@ -102,6 +102,7 @@ class Grammar:
             lambda d: f"case when {o('bool', d)} then {o('int', d)} else {o('int', d)} end",
             lambda d: f"ascii({o('text', d)})", lambda d: f"unicode({o('text', d)})",
             lambda d: f"cast(round({o('float', d)}) as bigint)",
+            lambda d: f"[i, j, id][{self.rnd.randint(-4, 4)}]", lambda d: f"[10, 20, 30][{o('int', d)}]",
         ], depth)
 
     def float(self, depth: int, leaf: bool) -> str:
@@ -206,6 +207,9 @@ class Grammar:
             lambda d: f"({o('ts', d)} + interval '{self.small()}' hour)",
             lambda d: f"({o('ts', d)} + interval '{self.small()}' month)",
             lambda d: f"cast({o('date', d)} as timestamp)",
+            lambda d: f"strptime(strftime({o('ts', d)}, '%d/%m/%Y %I:%M:%S %p'), '%d/%m/%Y %I:%M:%S %p')",
+            lambda d: f"strptime(cast({o('date', d)} as varchar), '%Y-%m-%d')",
+            lambda d: f"epoch_ms({o('int', d)} * 86400000)",
         ], depth)
 
     def tz(self, depth: int, leaf: bool) -> str:
@@ -242,6 +246,18 @@ def statements(seed: int, count: int) -> list[str]:
                 out.append(f"select id, {agg} as v from g order by id")
             else:
                 out.append(f"select b, {agg} as v from g group by b order by b nulls first")
+        elif shape < 0.95:  # a series: integers, or dates and instants by a step of time
+            a, b, step = rnd.randint(-5, 5), rnd.randint(-5, 5), rnd.choice([1, 2, -1, -3])
+            if rnd.random() < 0.5:
+                out.append(f"select x from {rnd.choice(['range', 'generate_series'])}({a}, {b}, {step}) s(x) "
+                           "order by x")
+            else:
+                start = grammar.of(rnd.choice(["date", "ts", "tz"]), 2)
+                unit = rnd.choice(["month", "day", "hour"])
+                span = rnd.randint(-3, 3)  # DuckDB refuses a step away from the end
+                step = abs(step) if span >= 0 else -abs(step)
+                out.append(f"select id, x from g, {rnd.choice(['range', 'generate_series'])}({start}, {start} + "
+                           f"interval '{span} {unit}', interval '{step} {unit}') s(x) order by id, x")
         else:
             key = grammar.of(rnd.choice(["text", "int", "date"]))
             direction = rnd.choice(["", " desc", " nulls first", " desc nulls last"])

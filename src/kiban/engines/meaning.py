@@ -291,8 +291,8 @@ def _date_diff(node: Any, target: str) -> Any:
                       "count days instead: date_diff('day', a, b) // 7 for weeks (DuckDB's week boundaries "
                       "differ between engines)", node)
     if target == "postgres":
-        if unit not in ("HOUR", "MINUTE", "SECOND"):
-            return node  # SQLGlot writes boundary arithmetic (date_trunc, then the difference)
+        if unit not in ("HOUR", "MINUTE", "SECOND"):  # SQLGlot writes boundary arithmetic (date_trunc, then the
+            return exp.Cast(this=node.copy(), to=exp.DataType.build("bigint"))  # difference); DuckDB: a BIGINT
         # instants stay instants (SQLGlot would cast to timestamp: wall-clock hours across a DST change)
         seconds = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}[unit]
         later, earlier = (_kiban_function("date_trunc", exp.Literal.string(unit.lower()), side.copy())

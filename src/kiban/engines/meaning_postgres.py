@@ -34,6 +34,12 @@ DuckDB's meaning or refused at load by ``engines.meaning.rewrite`` (which calls 
   → a literal pattern is rewritten to the ARE that matches the same text; what has none is refused.
 - ``split_part(s, '', k)``: DuckDB's k-th character (PostgreSQL: the whole string); part 0 is ''.
 - ``unicode('')``: DuckDB -1, PostgreSQL's ``ascii('')`` 0.
+- ``strptime(s, fmt)`` and ``epoch_ms(n)``: DuckDB a naive timestamp, PostgreSQL's ``to_timestamp`` an instant
+  (read through the session's zone: 02:30 in a DST gap becomes 03:30) → read at ``+00``, back to UTC wall time.
+- ``generate_series``/``range`` over dates: DuckDB naive timestamps (PostgreSQL instants) → ``kiban.naive``;
+  ``range``'s exclusive end: SQLGlot's ``end - 1`` counts down wrongly and cuts a 12-hour date range → one least
+  unit short on the step's side; as a list value (PostgreSQL: rows) → refused.
+- ``list[k]`` with a negative ``k`` (DuckDB: from the end; PostgreSQL NULL) → ``kiban.element``.
 """
 
 from __future__ import annotations
@@ -71,10 +77,20 @@ FUNCTIONS = (
              from (select case when o > 0 then o - 1 when o < 0 then length(s) + o else -1 end as st) x) y $$""",
     """create or replace function kiban.substring(s text, o bigint) returns text language sql immutable strict
        parallel safe as $$ select kiban.substring(s, o, 4294967295) $$""",
+    # DuckDB's list[k]: from the end for a negative k, NULL past either end
+    """create or replace function kiban.element(a anyarray, k bigint) returns anyelement language sql immutable
+       parallel safe as $$ select case when k is null or k = 0 or abs(k) > cardinality(a) then null
+       when k < 0 then a[(cardinality(a) + 1 + k)::int] else a[k::int] end $$""",
+    # DuckDB's generate_series/range over dates gives naive timestamps (PostgreSQL's date arguments: instants)
+    """create or replace function kiban.naive(x date) returns timestamp language sql immutable parallel safe
+       as $$ select x::timestamp $$""",
+    """create or replace function kiban.naive(x anyelement) returns anyelement language sql immutable
+       parallel safe as $$ select x $$""",
     # DuckDB's round keeps its argument's type; half away from zero (PostgreSQL's numeric round) for every type
     *(f"""create or replace function kiban.round(x {kind}, n integer) returns {kind} language sql immutable
         parallel safe as $$ select case when n < 0 and x in ('Infinity', '-Infinity', 'NaN') then 0
-        else round(x::numeric, n)::{kind} end $$""" for kind in ("double precision", "real")),  # DuckDB: 0
+        when x < 0 and round(x::numeric, n) = 0 then '-0'::{kind}
+        else round(x::numeric, n)::{kind} end $$""" for kind in ("double precision", "real")),  # DuckDB: 0, -0.0
     *(f"""create or replace function kiban.round(x {kind}, n integer) returns {kind} language sql immutable
         parallel safe as $$ select round(x::numeric, n)::{kind} $$""" for kind in ("smallint", "integer", "bigint")),
     """create or replace function kiban.round(x numeric, n integer) returns numeric language sql immutable
@@ -151,6 +167,8 @@ def to_char_pattern(fmt: str) -> str | None:
         if spec == "%":
             literal.append("%")
         elif spec in STRFTIME:
+            if out and not literal and not out[-1].endswith('"'):  # YY then YYYY would read as YYYY then YY
+                out.append('""')
             flush()
             out.append(STRFTIME[spec])
         else:
@@ -323,6 +341,73 @@ def _split_part(node: Any) -> Any:
                     default=node.copy())
 
 
+def _negative(value: Any) -> bool:
+    from sqlglot import exp
+
+    return isinstance(value, exp.Neg) or (isinstance(value, exp.Literal) and value.name.startswith("-"))
+
+
+def _series(node: Any) -> Any:
+    """``generate_series`` / ``range``: a set of rows only where PostgreSQL has one (FROM, unnest); dates give
+    DuckDB's naive timestamps (PostgreSQL: instants); an exclusive end (``range``) is one step's least unit
+    before the end, on the step's side (SQLGlot's ``end - 1`` counts down wrongly and cuts a date range at the
+    day)."""
+    from sqlglot import exp
+
+    if not isinstance(node.parent, (exp.Table, exp.Explode, exp.Unnest, exp.Cast)):
+        raise Refused("generate_series/range as a list value", "PostgreSQL's is a set of rows: select from it "
+                      "(from range(…) r(x)) or unnest it", node)
+    step = node.args.get("step")
+    timed = isinstance(step, exp.Interval)
+    series = node.copy()
+    if timed:
+        for side in ("start", "end"):
+            series.set(side, _kiban("naive", node.args[side].copy()))
+    if node.args.get("is_end_exclusive"):
+        if step is not None and not isinstance(step, (exp.Literal, exp.Neg, exp.Interval)):
+            raise Refused("range(a, b, <a step that is not a literal>)", "write the step as a literal, or use "
+                          "generate_series (its end is inclusive)", node)
+        down = step is not None and (_negative(step) or (timed and _negative(step.this)))
+        least = exp.Interval(this=exp.Literal.string("1"), unit=exp.var("microsecond")) if timed \
+            else exp.Literal.number(1)
+        end = series.args["end"].copy()
+        series.set("end", exp.Add(this=end, expression=least) if down else exp.Sub(this=end, expression=least))
+        series.set("is_end_exclusive", False)
+    return series
+
+
+def _element(node: Any) -> Any:
+    """``list[i]``: DuckDB counts a negative index from the end and answers NULL past either end (PostgreSQL:
+    NULL for a negative index, an error past the integers) → ``kiban.element``; a slice with a negative or
+    computed bound is refused."""
+    from sqlglot import exp
+
+    if len(node.expressions) != 1:
+        return node
+    index = node.expressions[0]
+    if isinstance(index, exp.Slice):
+        for bound in (index.this, index.expression):
+            if bound is not None and (_negative(bound) or not isinstance(bound, exp.Literal)):
+                raise Refused("a list slice [a:b] with a negative or computed bound", "PostgreSQL counts slices "
+                              "from the start only: write the bounds as positive literals", node)
+        return node
+    if isinstance(index, exp.Literal) and index.is_string:
+        return node  # a struct's or map's key
+    # SQLGlot's parser keeps an index it types as an integer 0-based (apply_index_offset): a literal k - 1, or
+    # `x + -1`; an index of unknown type (a column) stays as written. Read DuckDB's k back from that shape (types
+    # annotated later, or rewritten children, would say otherwise).
+    k: Any
+    if isinstance(index, exp.Literal) and index.is_int:
+        k = exp.Literal.number(int(index.name) + 1)
+    elif isinstance(index, exp.Neg) and isinstance(index.this, exp.Literal) and index.this.is_int:
+        k = exp.Literal.number(1 - int(index.this.name))
+    elif isinstance(index, exp.Add) and index.expression.sql() in ("-1", "- 1"):
+        k = index.this.copy()
+    else:
+        k = index.copy()
+    return _kiban("element", node.this.copy(), k)
+
+
 def rewrite(node: Any) -> Any:
     """``node`` as PostgreSQL must read it to compute DuckDB's answer (the classes in the module docstring);
     ``node`` itself when none applies. Raises ``engines.meaning.Refused``."""
@@ -330,6 +415,29 @@ def rewrite(node: Any) -> Any:
 
     if isinstance(node, exp.RegexpExtract):
         return _regexp_extract(node)
+    if isinstance(node, exp.GenerateSeries):
+        return _series(node)
+    if isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
+        return node.this.copy()  # PostgreSQL's generate_series is already a set of rows (_series wrote it)
+    if isinstance(node, exp.Bracket):
+        return _element(node)
+    if isinstance(node, exp.StrToTime):  # DuckDB: a naive timestamp read as written; to_timestamp: an instant
+        fmt = node.args.get("format")  # read through the session's zone (02:30 in a DST gap becomes 03:30)
+        pattern = to_char_pattern(fmt.name) if isinstance(fmt, exp.Literal) and fmt.is_string else None
+        if pattern is None:
+            raise Refused("strptime(s, <this format>)", "write the format as a text literal with the specifiers "
+                          f"{', '.join('%' + k for k in STRFTIME)}", node)
+        read = exp.Anonymous(this="to_timestamp", expressions=[
+            exp.DPipe(this=node.this.copy(), expression=exp.Literal.string(" +00")),
+            exp.Literal.string(pattern + " TZH")])
+        return exp.AtTimeZone(this=read, zone=exp.Literal.string("UTC"))
+    if isinstance(node, exp.UnixToTime) and isinstance(node.args.get("scale"), exp.Literal) \
+            and node.args["scale"].name in ("3", "6"):  # epoch_ms(n), epoch_us(n): DuckDB a naive timestamp
+        unit = "millisecond" if node.args["scale"].name == "3" else "microsecond"
+        epoch = exp.Cast(this=exp.Literal.string("epoch"), to=exp.DataType.build("timestamp"))
+        return exp.Add(this=epoch, expression=exp.Mul(this=exp.paren(node.this.copy()),
+                                                      expression=exp.Interval(this=exp.Literal.string("1"),
+                                                                              unit=exp.var(unit))))
     if isinstance(node, exp.Literal) and not node.is_string and "e" in node.name.lower():
         return exp.Cast(this=node.copy(), to=exp.DataType.build("double precision", dialect="postgres"))
     if isinstance(node, exp.Sign):  # DuckDB: a TINYINT for every argument; PostgreSQL: numeric or double
