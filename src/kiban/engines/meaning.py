@@ -182,7 +182,8 @@ def rewrite(node: Any, target: str) -> Any:
         collated = exp.Collate(this=node.this.copy(), expression=exp.Identifier(this="default", quoted=True))
         return exp.Collate(this=type(node)(this=collated),  # mapping knows ASCII only: the database's knows é → É
                            expression=exp.Identifier(this="C", quoted=True))
-    if pg and isinstance(node, exp.Literal) and node.is_string and _collatable(node):
+    if pg and isinstance(node, exp.Literal) and node.is_string and (_collatable(node)
+                                                                  or meaning_postgres.text_value(node)):
         return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
     if pg and isinstance(node, exp.Cast) and _named(node.to) == "VARCHAR" \
             and not isinstance(node.parent, exp.Collate):  # DuckDB's text of a double; byte order

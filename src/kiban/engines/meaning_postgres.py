@@ -408,6 +408,28 @@ def _element(node: Any) -> Any:
     return _kiban("element", node.this.copy(), k)
 
 
+def text_value(node: Any) -> bool:
+    """A text literal that is a value of its own, not something DuckDB would read as another type: a select
+    item, a VALUES row's field, a branch of a CASE whose every branch is a text literal (or NULL). Without
+    ``COLLATE "C"`` it takes the database's collation, and ordering or comparing it in the model (or a model
+    reading it) would follow that (``'a'`` < ``'B'`` in en-US) where DuckDB orders bytes."""
+    from sqlglot import exp
+
+    if not (isinstance(node, exp.Literal) and node.is_string):
+        return False
+    parent = node.parent
+    if isinstance(parent, exp.Alias) or (isinstance(parent, exp.Select) and node.arg_key == "expressions"):
+        return True
+    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
+        return True
+    case = parent.parent if isinstance(parent, exp.If) and node.arg_key == "true" else parent
+    if isinstance(case, exp.Case) and (node.arg_key == "default" or isinstance(parent, exp.If)):
+        branches = [i.args.get("true") for i in case.args.get("ifs") or []] + [case.args.get("default")]
+        return all(b is None or isinstance(b, exp.Null) or (isinstance(b, exp.Literal) and b.is_string)
+                   for b in branches)
+    return False
+
+
 def rewrite(node: Any) -> Any:
     """``node`` as PostgreSQL must read it to compute DuckDB's answer (the classes in the module docstring);
     ``node`` itself when none applies. Raises ``engines.meaning.Refused``."""
