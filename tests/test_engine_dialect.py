@@ -113,3 +113,11 @@ def test_a_bitwise_not_is_not_a_regex() -> None:
 def test_strftime_literal_text_is_quoted_for_to_char() -> None:
     out = transpile("select strftime(d, 'Day %d of %B') as v from lake.t", "postgres", "mart.x")
     assert """TO_CHAR(d, '"Day "DD" of "FMMonth')""" in out, out
+
+
+def test_like_keeps_duckdbs_lack_of_an_escape_character() -> None:
+    sql = r"select s like 'a\%' as v from lake.t"
+    assert "ESCAPE ''" in transpile(sql, "postgres", "mart.x")  # PostgreSQL's default escape is the backslash
+    with pytest.raises(KibanError, match="LIKE with a backslash"):
+        transpile(sql, "spark", "mart.x")  # Spark's too, and it cannot be turned off
+    assert "ESCAPE '!'" in transpile(r"select s like 'a\%' escape '!' as v from lake.t", "spark", "mart.x")

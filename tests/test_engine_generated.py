@@ -224,6 +224,12 @@ class Grammar:
         ], depth)
 
 
+WINDOWS = ["row_number() over (partition by b order by {int}, id)", "lag({text}, 1, 'none') over (order by id)",
+           "sum({int}) over (order by id rows between 1 preceding and current row)",
+           "rank() over (order by {date} desc)", "first_value({int}) over (partition by b order by id desc)",
+           "count({text}) over (partition by b)", "lead({dec}, 2) over (order by id)",
+           "avg({float}) over (order by id rows between unbounded preceding and current row)",
+           "dense_rank() over (order by {text})", "ntile(3) over (order by {int} nulls first, id)"]
 AGGREGATES = ["sum({int})", "avg({int})", "avg({float})", "avg({dec})", "min({text})", "max({text})",
               "count(distinct {text})", "stddev({float})", "var_pop({int})", "bool_and({bool})",
               "string_agg({text}, ',' order by {text}, id)", "count(*)", "sum({dec})", "max({date})",
@@ -243,8 +249,17 @@ def statements(seed: int, count: int) -> list[str]:
             agg = rnd.choice(AGGREGATES)
             for kind in ("int", "float", "dec", "text", "bool", "date"):
                 agg = agg.replace("{" + kind + "}", grammar.of(kind, 2), 1).replace("{" + kind + "}", "s")
+            if rnd.random() < 0.4:
+                agg = rnd.choice(WINDOWS)
+                for kind in ("int", "float", "dec", "text", "date"):
+                    agg = agg.replace("{" + kind + "}", grammar.of(kind, 2))
+                if rnd.random() < 0.3:
+                    out.append(f"select id, {agg} as v from g qualify v > 1 order by id")
+                    continue
             if " over " in agg:
                 out.append(f"select id, {agg} as v from g order by id")
+            elif rnd.random() < 0.2:
+                out.append(f"select b, {agg} as v from g group by all order by b nulls first")
             else:
                 out.append(f"select b, {agg} as v from g group by b order by b nulls first")
         elif shape < 0.95:  # a series: integers, or dates and instants by a step of time

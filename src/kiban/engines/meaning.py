@@ -152,6 +152,11 @@ def rewrite(node: Any, target: str) -> Any:
             and len(node.expressions) == 2:  # DuckDB's names; Spark's are startswith/endswith
         name = "startswith" if node.name.lower() == "prefix" else "endswith"
         return exp.Anonymous(this=name, expressions=[e.copy() for e in node.expressions])
+    if not pg and isinstance(node, (exp.Like, exp.ILike)) and not isinstance(node.parent, exp.Escape) \
+            and isinstance(node.expression, exp.Literal) and "\\" in node.expression.name:
+        raise Refused("LIKE with a backslash in its pattern", "DuckDB's LIKE has no escape character and Spark's "
+                      "is the backslash: write the pattern without one, or say ESCAPE '!' and escape with that",
+                      node)
     if not pg and isinstance(node, exp.RegexpReplace):
         flags = node.args.get("modifiers")
         if not (isinstance(flags, exp.Literal) and "g" in flags.name):  # DuckDB replaces the first match only
