@@ -107,6 +107,9 @@ def rewrite(node: Any, target: str) -> Any:
         new = meaning_postgres.rewrite(node)
         if new is not node:
             return new
+        new = meaning_postgres.byte_order(node)
+        if new is not node:
+            return new
     if isinstance(node, exp.Div) and not node.args.get("typed"):
         return _divide(node, target)
     if isinstance(node, (exp.Mod, exp.IntDiv)):

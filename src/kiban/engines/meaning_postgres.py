@@ -34,6 +34,8 @@ DuckDB's meaning or refused at load by ``engines.meaning.rewrite`` (which calls 
   → a literal pattern is rewritten to the ARE that matches the same text; what has none is refused.
 - ``split_part(s, '', k)``: DuckDB's k-th character (PostgreSQL: the whole string); part 0 is ''.
 - ``unicode('')``: DuckDB -1, PostgreSQL's ``ascii('')`` 0.
+- an instant ± days/months landing in the repeated hour of a DST change: DuckDB keeps the instant's UTC offset,
+  PostgreSQL takes standard time → ``kiban.shift``.
 - ``strptime(s, fmt)`` and ``epoch_ms(n)``: DuckDB a naive timestamp, PostgreSQL's ``to_timestamp`` an instant
   (read through the session's zone: 02:30 in a DST gap becomes 03:30) → read at ``+00``, back to UTC wall time.
 - ``generate_series``/``range`` over dates: DuckDB naive timestamps (PostgreSQL instants) → ``kiban.naive``;
@@ -81,6 +83,16 @@ FUNCTIONS = (
     """create or replace function kiban.element(a anyarray, k bigint) returns anyelement language sql immutable
        parallel safe as $$ select case when k is null or k = 0 or abs(k) > cardinality(a) then null
        when k < 0 then a[(cardinality(a) + 1 + k)::int] else a[k::int] end $$""",
+    # an instant plus days or months whose wall time falls in the repeated hour of a DST change: DuckDB keeps the
+    # instant's own UTC offset, PostgreSQL takes the later one (standard time)
+    """create or replace function kiban.shift(x timestamptz, i interval) returns timestamptz language sql stable
+       parallel safe as $$ select case when (r - interval '1 hour')::timestamp = r::timestamp
+       and extract(timezone from x) = extract(timezone from r - interval '1 hour') then r - interval '1 hour'
+       else r end from (select x + i as r) v $$""",
+    """create or replace function kiban.shift(x timestamp, i interval) returns timestamp language sql immutable
+       parallel safe as $$ select x + i $$""",
+    """create or replace function kiban.shift(x date, i interval) returns timestamp language sql immutable
+       parallel safe as $$ select x + i $$""",
     # DuckDB's generate_series/range over dates gives naive timestamps (PostgreSQL's date arguments: instants)
     """create or replace function kiban.naive(x date) returns timestamp language sql immutable parallel safe
        as $$ select x::timestamp $$""",
@@ -328,6 +340,17 @@ def _replacement(text: str) -> str:
     return "".join(out)
 
 
+def _calendar(node: Any) -> bool:
+    """An interval literal of days, weeks, months, quarters or years: wall-clock arithmetic on an instant."""
+    from sqlglot import exp
+
+    if not isinstance(node, exp.Interval):
+        return False
+    unit = node.args.get("unit")
+    text = (unit.name if unit is not None else node.this.name if isinstance(node.this, exp.Literal) else "").upper()
+    return any(part in text for part in ("DAY", "WEEK", "MONTH", "QUARTER", "YEAR"))
+
+
 def _split_part(node: Any) -> Any:
     """``split_part(s, sep, k)``: DuckDB splits on '' into characters and answers '' for part 0 (PostgreSQL:
     the whole string; an error)."""
@@ -430,6 +453,48 @@ def text_value(node: Any) -> bool:
     return False
 
 
+def _computed_text(node: Any) -> bool:
+    """Text a function computes (``to_char``, ``lpad('aB', 5)``, ``kiban.substring``): typed text by SQLGlot, and
+    neither a column (lake and published text is ``COLLATE "C"``) nor a literal (engines.meaning) nor collated."""
+    from sqlglot import exp
+
+    kind = getattr(node, "type", None)
+    name = kind.this.name if kind is not None and hasattr(kind.this, "name") else ""
+    return name in ("VARCHAR", "TEXT", "CHAR") and isinstance(node, (exp.Func, exp.Dot, exp.DPipe)) \
+        and not isinstance(node, (exp.Collate, exp.Cast))
+
+
+def byte_order(node: Any) -> Any:
+    """``node`` with the computed text it compares or orders in ``COLLATE "C"``: such text takes the database's
+    collation (``greatest(dayname(d), 'aB')`` is ``Tuesday`` in en-US, ``aB`` in DuckDB's byte order)."""
+    from sqlglot import exp
+
+    keys = {exp.EQ: ("this", "expression"), exp.NEQ: ("this", "expression"), exp.LT: ("this", "expression"),
+            exp.LTE: ("this", "expression"), exp.GT: ("this", "expression"), exp.GTE: ("this", "expression"),
+            exp.Ordered: ("this",), exp.Min: ("this",), exp.Max: ("this",), exp.Between: ("this", "low", "high"),
+            exp.Alias: ("this",)}  # a select item: its column, ordered or compared by name, later
+    names = keys.get(type(node))
+    lists = isinstance(node, (exp.Greatest, exp.Least))
+    if names is None and not lists:
+        return node
+    changed = node
+    for key in names or ("this", "expressions"):
+        value = node.args.get(key)
+        for child in (value if isinstance(value, list) else [value]):
+            if child is not None and _computed_text(child):
+                collated = exp.Collate(this=child.copy(), expression=exp.Identifier(this="C", quoted=True))
+                collated.type = child.type
+                if changed is node:
+                    changed = node.copy()
+                    changed.type = node.type
+                target = changed.args.get(key)
+                if isinstance(target, list):
+                    target[value.index(child)].replace(collated)
+                else:
+                    target.replace(collated)
+    return changed
+
+
 def rewrite(node: Any) -> Any:
     """``node`` as PostgreSQL must read it to compute DuckDB's answer (the classes in the module docstring);
     ``node`` itself when none applies. Raises ``engines.meaning.Refused``."""
@@ -437,6 +502,12 @@ def rewrite(node: Any) -> Any:
 
     if isinstance(node, exp.RegexpExtract):
         return _regexp_extract(node)
+    if isinstance(node, (exp.Add, exp.Sub)) and _calendar(node.expression) \
+            and not isinstance(node.this, exp.Interval):  # t ± interval 'n day|month|year'
+        step = node.expression.copy() if isinstance(node, exp.Add) else exp.Neg(this=node.expression.copy())
+        return _kiban("shift", node.this.copy(), step)
+    if isinstance(node, exp.Add) and _calendar(node.this) and not isinstance(node.expression, exp.Interval):
+        return _kiban("shift", node.expression.copy(), node.this.copy())
     if isinstance(node, exp.GenerateSeries):
         return _series(node)
     if isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
