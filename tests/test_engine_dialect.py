@@ -121,3 +121,17 @@ def test_like_keeps_duckdbs_lack_of_an_escape_character() -> None:
     with pytest.raises(KibanError, match="LIKE with a backslash"):
         transpile(sql, "spark", "mart.x")  # Spark's too, and it cannot be turned off
     assert "ESCAPE '!'" in transpile(r"select s like 'a\%' escape '!' as v from lake.t", "spark", "mart.x")
+
+
+def test_a_refusal_at_load_names_file_line_and_column() -> None:
+    from pathlib import Path
+
+    from kiban.engines.dialect import refusals
+
+    sql = "\n-- weekly report\nselect id,\n       strftime(d, '%U') as week,\n  s as full\nfrom lake.t\n"
+    errors = refusals("postgres", {"mart.weeks": (sql, Path("models/mart/weeks.sql")),
+                                   "mart.tilde": (sql.replace("strftime(d, '%U')", "d").replace("s as", "s ~ 'a+' as"),
+                                                  Path("models/mart/tilde.sql"))})
+    where = {str(e.location) for e in errors}
+    assert where == {"models/mart/weeks.sql:4:8", "models/mart/tilde.sql:5:5"}, where
+    assert all("PostgreSQL" in e.message for e in errors)

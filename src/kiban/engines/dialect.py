@@ -47,11 +47,14 @@ QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; en
 
 
 class Untranslatable(KibanError):
-    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model when known."""
+    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model and ``offset`` (the
+    character where the construct starts in the SQL given to ``transpile``) when known."""
 
-    def __init__(self, message: str, hint: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, line: int | None = None,
+                 offset: int | None = None) -> None:
         super().__init__(message, hint)
         self.line = line
+        self.offset = offset
 
 
 def engine_of(url: str) -> str | None:
@@ -72,7 +75,7 @@ def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Project
         try:
             transpile(sql.strip().rstrip(";"), target, key)
         except Untranslatable as exc:
-            errors.append(ProjectError(exc.message, Location(path, exc.line), exc.hint))
+            errors.append(ProjectError(exc.message, _where(path, sql, exc), exc.hint))
         except KibanError:
             continue  # not a construct (SQL that does not parse): the loader and the build report those
     return errors
@@ -121,10 +124,10 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     tree = trees[0]
     tilde = _regex_tilde(sql)
     if tilde is not None:  # SQLGlot reads `~` as regexp_matches (a search); DuckDB's `~` is a full match
-        raise Untranslatable(f"{model}: the regex operator ~ (line {tilde}) has no {_engine(target)} equivalent "
+        raise Untranslatable(f"{model}: the regex operator ~ (line {tilde[0]}) has no {_engine(target)} equivalent "
                              "that SQLGlot writes faithfully", "say which match you mean: regexp_full_match(s, p) "
                              "(what DuckDB's ~ does) or regexp_matches(s, p) (a search), or keep this model on "
-                             "the DuckDB engine", tilde)
+                             "the DuckDB engine", *tilde)
     if layers:
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
@@ -135,13 +138,13 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
         if str(join.args.get("method") or "").upper() == "ASOF":  # SQLGlot writes it through; no target runs it
             raise Untranslatable(f"{model}: ASOF JOIN{_line(join)} has no {_engine(target)} equivalent",
                                  "rewrite it as a join on a window (e.g. the latest row per key before the time), "
-                                 "or keep this model on the DuckDB engine", _line_of(join))
+                                 "or keep this model on the DuckDB engine", _line_of(join), _offset_of(join))
     for node in tree.walk():
         construct = _refused(node, target)
         if construct:
             raise Untranslatable(f"{model}: {construct}{_line(node)} has no {_engine(target)} equivalent",
                                  "rewrite it with portable SQL, or keep this model on the DuckDB engine",
-                                 _line_of(node))
+                                 _line_of(node), _offset_of(node))
 
     try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
         tree = rewrite_tree(tree, target, _columns_read(tree, tables))
@@ -149,7 +152,7 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
         raise Untranslatable(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} "
                              "equivalent that computes what DuckDB computes",
                              f"{refused.hint}, or keep this model on the DuckDB engine",
-                             _line_of(refused.node)) from None
+                             _line_of(refused.node), _offset_of(refused.node)) from None
     tree = _bottom_up(tree, lambda node: _rewrite(node, target, model, zone or "UTC"))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
@@ -176,9 +179,9 @@ def _bottom_up(tree: Any, rewrite: Any) -> Any:
     return tree
 
 
-def _regex_tilde(sql: str) -> int | None:
-    """The line of the first binary ``~`` / ``!~`` (DuckDB's regex full match) in ``sql``, or None; a unary ``~``
-    (bitwise not) follows an operator, not an operand."""
+def _regex_tilde(sql: str) -> tuple[int, int] | None:
+    """The line and offset of the first binary ``~`` / ``!~`` (DuckDB's regex full match) in ``sql``, or None; a
+    unary ``~`` (bitwise not) follows an operator, not an operand."""
     from sqlglot.dialects.duckdb import DuckDB
     from sqlglot.errors import SqlglotError
     from sqlglot.tokens import TokenType
@@ -191,7 +194,7 @@ def _regex_tilde(sql: str) -> int | None:
         return None
     for before, token in itertools.pairwise(tokens):
         if token.token_type == TokenType.TILDE and (before.token_type in operand_end or before.text == "!"):
-            return token.line
+            return token.line, token.start
     return None
 
 
@@ -377,6 +380,28 @@ def _line_of(node: Any) -> int | None:
         if line:
             return int(line)
     return None
+
+
+def _offset_of(node: Any) -> int | None:
+    """The character where ``node`` starts in the model's SQL, when SQLGlot recorded it."""
+    from sqlglot import exp
+
+    if node is None:
+        return None
+    for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
+        start = part.meta.get("start") if hasattr(part, "meta") else None
+        if start is not None:
+            return int(start)
+    return None
+
+
+def _where(path: Any, sql: str, exc: Untranslatable) -> Location:
+    """The file, line and column of a refused construct; ``sql`` is the model's text before it was stripped."""
+    lead = len(sql) - len(sql.lstrip())
+    if exc.offset is None:
+        return Location(path, exc.line + sql.count("\n", 0, lead) if exc.line else None)
+    at = lead + exc.offset
+    return Location(path, sql.count("\n", 0, at) + 1, at - (sql.rfind("\n", 0, at) + 1) + 1)
 
 
 def _line(node: Any) -> str:
