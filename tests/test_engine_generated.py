@@ -215,7 +215,7 @@ class Grammar:
             lambda d: f"cast({o('date', d)} as timestamp)",
             lambda d: f"strptime(strftime({o('ts', d)}, '%d/%m/%Y %I:%M:%S %p'), '%d/%m/%Y %I:%M:%S %p')",
             lambda d: f"strptime(cast({o('date', d)} as varchar), '%Y-%m-%d')",
-            lambda d: f"epoch_ms({o('int', d)} * 86400000)",
+            lambda d: f"epoch_ms(({o('int', d)}) % 36500 * 86400000)",  # not before year 1: Python has no BC
         ], depth)
 
     def tz(self, depth: int, leaf: bool) -> str:
