@@ -163,7 +163,7 @@ class Grammar:
             lambda d: f"regexp_replace({o('text', d)}, '{self.pattern()}', '<\\0>'{self.rnd.choice(['', GLOBAL])})",
             lambda d: f"split_part({o('text', d)}, '', {self.rnd.choice([0, 1, 2, -1])})",
             lambda d: f"split_part({o('text', d)}, '{self.rnd.choice(['a', ' ', 'é'])}', "
-                      f"{self.rnd.choice([1, 2, -1])})",
+                      f"{self.rnd.choice([0, 1, 2, -1])})",
             lambda d: f"repeat({o('text', d)}, {self.rnd.randint(0, 2)})", lambda d: f"dayname({o('date', d)})",
             lambda d: f"coalesce({o('text', d)}, {o('text', d)})",
             lambda d: f"greatest({o('text', d)}, {o('text', d)})",

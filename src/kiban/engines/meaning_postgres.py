@@ -210,8 +210,11 @@ def _split_part(node: Any) -> Any:
     text, sep, index = node.this, node.args["delimiter"], node.args["part_index"]
     return exp.Case(ifs=[exp.If(this=exp.EQ(this=sep.copy(), expression=exp.Literal.string("")),
                                 true=_kiban("substring", text.copy(), index.copy(), exp.Literal.number(1))),
-                         exp.If(this=exp.EQ(this=index.copy(), expression=exp.Literal.number(0)),
-                                true=exp.Literal.string(""))],
+                         exp.If(this=exp.EQ(this=index.copy(), expression=exp.Literal.number(0)),  # '', or NULL
+                                true=exp.DPipe(this=_kiban("substring", text.copy(), exp.Literal.number(1),
+                                                           exp.Literal.number(0)),
+                                               expression=exp.Anonymous(this="left", expressions=[
+                                                   sep.copy(), exp.Literal.number(0)])))],
                     default=node.copy())
 
 
