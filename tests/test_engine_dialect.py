@@ -135,3 +135,13 @@ def test_a_refusal_at_load_names_file_line_and_column() -> None:
     where = {str(e.location) for e in errors}
     assert where == {"models/mart/weeks.sql:4:8", "models/mart/tilde.sql:5:5"}, where
     assert all("PostgreSQL" in e.message for e in errors)
+
+
+@pytest.mark.parametrize(("sql", "collated"), [
+    ("select 'a' as k union all select 'B'", 2),  # text of the model's own: byte order (COLLATE "C")
+    ("select * from (values ('a'), ('B')) v(k)", 2),
+    ("select d from lake.t union all select '2024-01-01'", 0),  # a date in DuckDB: left for PostgreSQL to type
+    ("select * from (values (date '2024-01-01'), ('2024-01-02')) v(d)", 0),
+])
+def test_text_literals_are_byte_ordered_only_where_they_are_text(sql: str, collated: int) -> None:
+    assert transpile(sql, "postgres", "mart.x").count('COLLATE "C"') == collated

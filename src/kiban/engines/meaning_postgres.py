@@ -295,16 +295,41 @@ def text_value(node: Any) -> bool:
     if not (isinstance(node, exp.Literal) and node.is_string):
         return False
     parent = node.parent
-    if isinstance(parent, exp.Alias) or (isinstance(parent, exp.Select) and node.arg_key == "expressions"):
-        return True
-    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
-        return True
+    item = parent if isinstance(parent, exp.Alias) else node
+    select = item.parent
+    if isinstance(select, exp.Select) and item.arg_key == "expressions":
+        if not isinstance(select.parent, exp.SetOperation):
+            return True  # in a UNION, only when every branch's item is text too (`select d union select '…'`
+        return _column_of_text(select.parent, select.expressions.index(item))  # is a date in DuckDB)
+    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):  # likewise every row's field
+        index = parent.expressions.index(node)
+        return all(isinstance(row, exp.Tuple) and len(row.expressions) > index and _text(row.expressions[index])
+                   for row in parent.parent.expressions)
     case = parent.parent if isinstance(parent, exp.If) and node.arg_key == "true" else parent
     if isinstance(case, exp.Case) and (node.arg_key == "default" or isinstance(parent, exp.If)):
         branches = [i.args.get("true") for i in case.args.get("ifs") or []] + [case.args.get("default")]
         return all(b is None or isinstance(b, exp.Null) or (isinstance(b, exp.Literal) and b.is_string)
                    for b in branches)
     return False
+
+
+def _text(value: Any) -> bool:
+    from sqlglot import exp
+
+    value = value.this if isinstance(value, exp.Alias) else value
+    value = value.this if isinstance(value, exp.Collate) else value  # a sibling already rewritten
+    return isinstance(value, exp.Null) or (isinstance(value, exp.Literal) and value.is_string)
+
+
+def _column_of_text(union: Any, index: int) -> bool:
+    """Whether the ``index``-th item of every SELECT of a set operation is a text literal (or NULL)."""
+    from sqlglot import exp
+
+    while isinstance(union.parent, exp.SetOperation):
+        union = union.parent
+    selects = [union] if isinstance(union, exp.Select) else list(union.find_all(exp.Select))
+    return all(len(q.expressions) > index and _text(q.expressions[index]) for q in selects
+               if isinstance(q.parent, exp.SetOperation) or q is union)
 
 
 def _computed_text(node: Any) -> bool:
