@@ -145,3 +145,10 @@ def test_a_refusal_at_load_names_file_line_and_column() -> None:
 ])
 def test_text_literals_are_byte_ordered_only_where_they_are_text(sql: str, collated: int) -> None:
     assert transpile(sql, "postgres", "mart.x").count('COLLATE "C"') == collated
+
+
+def test_computed_text_is_byte_ordered_alike_in_distinct_on_and_order_by() -> None:
+    out = transpile("select distinct on (dayname(d)) dayname(d) as k, id from lake.t order by dayname(d), id",
+                    "postgres", "mart.x")
+    assert "DISTINCT ON (TO_CHAR(d, 'FMDay') COLLATE \"C\")" in out, out  # PostgreSQL: they must match
+    assert "ORDER BY TO_CHAR(d, 'FMDay') COLLATE \"C\", id" in out, out

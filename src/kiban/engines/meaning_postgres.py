@@ -353,11 +353,12 @@ def byte_order(node: Any) -> Any:
             exp.Ordered: ("this",), exp.Min: ("this",), exp.Max: ("this",), exp.Between: ("this", "low", "high"),
             exp.Alias: ("this",)}  # a select item: its column, ordered or compared by name, later
     names = keys.get(type(node))
-    lists = isinstance(node, (exp.Greatest, exp.Least))
+    lists = isinstance(node, (exp.Greatest, exp.Least)) or (  # DISTINCT ON's list must match the ORDER BY keys
+        isinstance(node, exp.Tuple) and isinstance(node.parent, exp.Distinct))
     if names is None and not lists:
         return node
     changed = node
-    for key in names or ("this", "expressions"):
+    for key in names or (("expressions",) if isinstance(node, exp.Tuple) else ("this", "expressions")):
         value = node.args.get(key)
         for child in (value if isinstance(value, list) else [value]):
             if child is not None and _computed_text(child):
