@@ -102,7 +102,7 @@ FUNCTIONS = (
     # DuckDB's round keeps its argument's type; half away from zero (PostgreSQL's numeric round) for every type
     *(f"""create or replace function kiban.round(x {kind}, n integer) returns {kind} language sql immutable
         parallel safe as $$ select case when n < 0 and x in ('Infinity', '-Infinity', 'NaN') then 0
-        when x < 0 and round(x::numeric, n) = 0 then '-0'::{kind}
+        when (x < 0 or x::text = '-0') and round(x::numeric, n) = 0 then '-0'::{kind}
         else round(x::numeric, n)::{kind} end $$""" for kind in ("double precision", "real")),  # DuckDB: 0, -0.0
     *(f"""create or replace function kiban.round(x {kind}, n integer) returns {kind} language sql immutable
         parallel safe as $$ select round(x::numeric, n)::{kind} $$""" for kind in ("smallint", "integer", "bigint")),
