@@ -222,3 +222,46 @@ def test_a_view_over_a_lake_table_never_blocks_its_reload(make_project: Callable
     assert pg_rows(postgres_url, "select stores from mart.store_count") == [(7,)]
     assert pg_rows(postgres_url, "select count(*), sum(size) from lake.stores") == [(7, 280)]
     assert pg_rows(postgres_url, "select count(*) from public.my_stores") == [(7,)]
+
+
+@pytest.fixture
+def icu_url() -> object:
+    """A fresh database whose default collation is ICU's en-US (a < B), as many servers' en_US.UTF-8 is."""
+    import uuid
+
+    from tests.conftest import need_service
+
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"kiban_icu_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        try:
+            conn.execute(f"create database \"{name}\" template template0 locale_provider icu icu_locale 'en-US' "
+                         "locale 'C.UTF-8'")
+        except psycopg.Error as exc:
+            pytest.skip(f"this PostgreSQL has no ICU collation: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def test_computed_text_orders_by_bytes_downstream_under_any_database_collation(
+        make_project: Callable[..., Path], icu_url: str) -> None:
+    """A model's text from literals or functions took the database's collation (en-US: a < B), so a model
+    reading it ordered, compared and took min/max differently from DuckDB (bytes: B < a)."""
+    files = {
+        "models/warehouse/labels.sql": "select id, case when id > 2 then 'a' else 'B' end as label, "
+                                       "dayname(date '2024-01-01' + id) as day, s from lake.items",
+        "models/mart/ordered.sql": "select id, label, min(label) over () as lo, max(day) over () as hi, "
+                                   "row_number() over (order by label, day, id) as n, label < 'a' as upper_first "
+                                   "from warehouse.labels",
+    }
+    items = "select * from (values (1, 'a'), (2, 'B'), (3, 'b'), (4, '_')) v(id, s)"
+    pg = make_project({**files, "kiban.yml": f"name: shop\ntimezone: UTC\nwarehouse: {icu_url}\n"},
+                      lake={"items": items}, root="pg")
+    assert run(pg).status == "success"
+    duck = make_project(files, lake={"items": items}, root="duck")
+    assert run(duck).status == "success"
+    query = "select * from mart.ordered order by id"
+    assert pg_rows(icu_url, query) == duck_rows(duck, query)
+    assert pg_rows(icu_url, "select collation_name from information_schema.columns where table_schema = "
+                            "'warehouse' and table_name = 'labels' and data_type = 'text' order by 1") == [("C",)] * 3

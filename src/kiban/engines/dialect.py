@@ -14,12 +14,12 @@ differently than DuckDB computes it (each was found running the example project 
 | ``isodow(d)`` | ``extract(isodow from d)`` | ``weekday(d) + 1`` |
 | ``hour(t)``, ``minute(t)`` | ``extract(hour from t)`` … | native |
 | ``regexp_full_match(s, p)`` | ``s ~ '^(?:p)$'`` | ``s rlike '^(?:p)$'`` |
-| ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` | native |
+| ``regexp_extract(s, p, g)`` | ``coalesce(regexp_substr(s, p, 1, 1, '', g), '')`` (engines.meaning_postgres) | native |
 | ``timezone(z, timestamptz)`` | native | ``convert_timezone(S, z, cast(t as timestamp_ntz))`` (a local time) |
 | ``timezone(z, timestamp)`` | native | ``cast(convert_timezone(z, S, t) as timestamp)`` (an instant) |
 
 (S: the session's time zone — the project's — through which Spark reads and writes instants.)
-| ``round(x, n)`` of a double | ``round(cast(x as numeric), n)`` | native |
+| ``round(x, n)`` | ``kiban.round(x, n)`` (engines.meaning_postgres) | native |
 | ``cast(unnest(generate_series(…)) as T)`` | ``cast(generate_series(…) as T)`` | ``explode(cast(sequence(…)
   as array<T>))`` |
 | ``TIME`` | ``TIME`` | ``TIME`` (SQLGlot would write ``TIMESTAMP``) |
@@ -31,11 +31,13 @@ differently than DuckDB computes it (each was found running the example project 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kiban import envref
-from kiban.engines.meaning import Refused, rewrite_tree
+from kiban.engines.meaning import rewrite_tree
+from kiban.engines.refusal import Refused
 from kiban.errors import KibanError, Location, ProjectError, ProjectErrors
 
 if TYPE_CHECKING:
@@ -45,11 +47,14 @@ QUALIFY_COLUMN = "__kiban_qualify_"  # helper columns of a rewritten QUALIFY; en
 
 
 class Untranslatable(KibanError):
-    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model when known."""
+    """A construct the target engine cannot compute as DuckDB does; ``line`` in the model and ``offset`` (the
+    character where the construct starts in the SQL given to ``transpile``) when known."""
 
-    def __init__(self, message: str, hint: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, line: int | None = None,
+                 offset: int | None = None) -> None:
         super().__init__(message, hint)
         self.line = line
+        self.offset = offset
 
 
 def engine_of(url: str) -> str | None:
@@ -70,7 +75,7 @@ def refusals(target: str, models: Mapping[str, tuple[str, Any]]) -> list[Project
         try:
             transpile(sql.strip().rstrip(";"), target, key)
         except Untranslatable as exc:
-            errors.append(ProjectError(exc.message, Location(path, exc.line), exc.hint))
+            errors.append(ProjectError(exc.message, _where(path, sql, exc), exc.hint))
         except KibanError:
             continue  # not a construct (SQL that does not parse): the loader and the build report those
     return errors
@@ -117,6 +122,12 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     if len(trees) != 1:
         raise KibanError(f"{model}: a model is one SELECT statement, found {len(trees)} statements")
     tree = trees[0]
+    tilde = _regex_tilde(sql)
+    if tilde is not None:  # SQLGlot reads `~` as regexp_matches (a search); DuckDB's `~` is a full match
+        raise Untranslatable(f"{model}: the regex operator ~ (line {tilde[0]}) has no {_engine(target)} equivalent "
+                             "that SQLGlot writes faithfully", "say which match you mean: regexp_full_match(s, p) "
+                             "(what DuckDB's ~ does) or regexp_matches(s, p) (a search), or keep this model on "
+                             "the DuckDB engine", *tilde)
     if layers:
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
@@ -127,13 +138,13 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
         if str(join.args.get("method") or "").upper() == "ASOF":  # SQLGlot writes it through; no target runs it
             raise Untranslatable(f"{model}: ASOF JOIN{_line(join)} has no {_engine(target)} equivalent",
                                  "rewrite it as a join on a window (e.g. the latest row per key before the time), "
-                                 "or keep this model on the DuckDB engine", _line_of(join))
+                                 "or keep this model on the DuckDB engine", _line_of(join), _offset_of(join))
     for node in tree.walk():
         construct = _refused(node, target)
         if construct:
             raise Untranslatable(f"{model}: {construct}{_line(node)} has no {_engine(target)} equivalent",
                                  "rewrite it with portable SQL, or keep this model on the DuckDB engine",
-                                 _line_of(node))
+                                 _line_of(node), _offset_of(node))
 
     try:  # DuckDB's meaning first: division, casts, rounding, weekdays, date_diff, collation (engines.meaning)
         tree = rewrite_tree(tree, target, _columns_read(tree, tables))
@@ -141,8 +152,8 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
         raise Untranslatable(f"{model}: {refused.construct}{_line(refused.node)} has no {_engine(target)} "
                              "equivalent that computes what DuckDB computes",
                              f"{refused.hint}, or keep this model on the DuckDB engine",
-                             _line_of(refused.node)) from None
-    tree = tree.transform(lambda node: _rewrite(node, target, model, zone or "UTC"))
+                             _line_of(refused.node), _offset_of(refused.node)) from None
+    tree = _bottom_up(tree, lambda node: _rewrite(node, target, model, zone or "UTC"))
     if target == "postgres":
         tree = tree.transform(lambda node: _group_by_all(node) if isinstance(node, exp.Select) else node)
     # before SQLGlot's own QUALIFY rewrite, which selects a column twice in `SELECT *, x … QUALIFY`
@@ -152,6 +163,39 @@ def transpile(sql: str, target: str, model: str, layers: Mapping[str, str] | Non
     except UnsupportedError as exc:
         raise Untranslatable(f"{model}: {_first_line(exc)} — this construct has no {_engine(target)} equivalent",
                              "rewrite it with portable SQL, or keep this model on the DuckDB engine") from None
+
+
+def _bottom_up(tree: Any, rewrite: Any) -> Any:
+    """Every node of ``tree`` through ``rewrite``, children first: a rewritten node keeps its rewritten children
+    (SQLGlot's ``transform`` does not visit the children of a node it replaced: ``dayname`` inside
+    ``regexp_full_match`` stayed DuckDB's)."""
+    for node in reversed(list(tree.walk())):
+        new = rewrite(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
+
+
+def _regex_tilde(sql: str) -> tuple[int, int] | None:
+    """The line and offset of the first binary ``~`` / ``!~`` (DuckDB's regex full match) in ``sql``, or None; a
+    unary ``~`` (bitwise not) follows an operator, not an operand."""
+    from sqlglot.dialects.duckdb import DuckDB
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import TokenType
+
+    operand_end = {TokenType.VAR, TokenType.IDENTIFIER, TokenType.STRING, TokenType.NUMBER, TokenType.R_PAREN,
+                   TokenType.R_BRACKET, TokenType.NULL, TokenType.TRUE, TokenType.FALSE}
+    try:
+        tokens = DuckDB().tokenize(sql)
+    except SqlglotError:
+        return None
+    for before, token in itertools.pairwise(tokens):
+        if token.token_type == TokenType.TILDE and (before.token_type in operand_end or before.text == "!"):
+            return token.line, token.start
+    return None
 
 
 def _refused(node: Any, target: str) -> str | None:
@@ -187,7 +231,8 @@ def _anchored(pattern: Any) -> Any:
     from sqlglot import exp
 
     if isinstance(pattern, exp.Literal) and pattern.is_string:
-        return exp.Literal.string(f"^(?:{pattern.this})$")
+        flags = "(?i)" if pattern.this.startswith("(?i)") else ""  # options lead the whole expression
+        return exp.Literal.string(f"{flags}^(?:{pattern.this[len(flags):]})$")
     return exp.DPipe(this=exp.DPipe(this=exp.Literal.string("^(?:"), expression=pattern.copy()),
                      expression=exp.Literal.string(")$"))
 
@@ -210,15 +255,6 @@ def _rewrite(node: Any, target: str, model: str, zone: str = "UTC") -> Any:
     if pg and isinstance(node, (exp.Hour, exp.Minute, exp.Second)):
         unit = type(node).__name__.lower()
         return exp.Extract(this=exp.var(unit), expression=node.this.copy())
-    if pg and isinstance(node, exp.RegexpExtract):
-        group = node.args.get("group") or exp.Literal.number(0)
-        return exp.Coalesce(this=_fn("regexp_substr", node.this.copy(), node.expression.copy(),
-                                     exp.Literal.number(1), exp.Literal.number(1), exp.Literal.string(""),
-                                     group.copy()),
-                            expressions=[exp.Literal.string("")])
-    if pg and isinstance(node, exp.Round) and node.args.get("decimals") is not None:
-        return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")),
-                         decimals=node.args["decimals"].copy())
     if isinstance(node, exp.Cast) and isinstance(node.this, (exp.Explode, exp.Unnest)):
         generator = node.this
         inner = generator.this if isinstance(generator, exp.Explode) else (generator.expressions or [None])[0]
@@ -344,6 +380,28 @@ def _line_of(node: Any) -> int | None:
         if line:
             return int(line)
     return None
+
+
+def _offset_of(node: Any) -> int | None:
+    """The character where ``node`` starts in the model's SQL, when SQLGlot recorded it."""
+    from sqlglot import exp
+
+    if node is None:
+        return None
+    for part in (node, *node.find_all(exp.Identifier, exp.Literal, exp.Column, exp.Func)):
+        start = part.meta.get("start") if hasattr(part, "meta") else None
+        if start is not None:
+            return int(start)
+    return None
+
+
+def _where(path: Any, sql: str, exc: Untranslatable) -> Location:
+    """The file, line and column of a refused construct; ``sql`` is the model's text before it was stripped."""
+    lead = len(sql) - len(sql.lstrip())
+    if exc.offset is None:
+        return Location(path, exc.line + sql.count("\n", 0, lead) if exc.line else None)
+    at = lead + exc.offset
+    return Location(path, sql.count("\n", 0, at) + 1, at - (sql.rfind("\n", 0, at) + 1) + 1)
 
 
 def _line(node: Any) -> str:

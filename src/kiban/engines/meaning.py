@@ -8,7 +8,8 @@ DuckDB computes → PostgreSQL / Spark SQL:
 - ``a % b``, ``a // b`` by zero: NULL → both error: ``b`` becomes ``nullif(b, 0)``.
 - ``cast(<double> as int)`` rounds half to even, ``cast(<decimal> as int)`` half away → PostgreSQL the same;
   Spark truncates: ``bround`` / ``round`` first.
-- ``round(<double>)``: half away from zero → PostgreSQL half to even: ``round(cast(x as numeric))``; Spark native.
+- ``round(<double>)``: half away from zero → PostgreSQL half to even: ``kiban.round`` (through numeric, keeping
+  the argument's type); Spark native.
 - ``dayofweek(d)``, ``weekday(d)``, ``date_part('dow', d)``: Sunday 0 … Saturday 6 → ``extract(dow …)``; Spark
   counts 1 … 7 (and its weekday starts on Monday): ``dayofweek(d) - 1``.
 - ``date_diff('month', a, b)``: boundaries crossed (Jan 31 → Feb 1 is 1) → PostgreSQL by SQLGlot (hours on
@@ -34,20 +35,13 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from kiban.engines import meaning_postgres
+from kiban.engines.refusal import Refused
+
 INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINT", "UBIGINT")
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
 SAME_TYPE = {"TIMESTAMPNTZ": "TIMESTAMP", "TIMESTAMPLTZ": "TIMESTAMPTZ", "TEXT": "VARCHAR"}  # SQLGlot's synonyms
 DIFF_UNITS = ("YEAR", "QUARTER", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
-
-
-class Refused(Exception):
-    """A construct with no faithful rewrite: ``construct`` names it, ``hint`` says how to write it instead."""
-
-    def __init__(self, construct: str, hint: str, node: Any = None) -> None:
-        super().__init__(construct)
-        self.construct = construct
-        self.hint = hint
-        self.node = node
 
 
 def annotate(tree: Any) -> Any:
@@ -109,6 +103,13 @@ def rewrite(node: Any, target: str) -> Any:
     pg = target == "postgres"
     if isinstance(node, exp.Pivot) or (isinstance(node, exp.Anonymous) and node.name.upper() == "PIVOT"):
         raise Refused("PIVOT", "write the columns out: sum(case when k = 'a' then v end) as a, …", node)
+    if pg:  # the classes the generated differential test found (engines.meaning_postgres)
+        new = meaning_postgres.rewrite(node)
+        if new is not node:
+            return new
+        new = meaning_postgres.byte_order(node)
+        if new is not node:
+            return new
     if isinstance(node, exp.Div) and not node.args.get("typed"):
         return _divide(node, target)
     if isinstance(node, (exp.Mod, exp.IntDiv)):
@@ -134,8 +135,6 @@ def rewrite(node: Any, target: str) -> Any:
     if not pg and isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)) and _type(node.this) in ("DATE", "TIMESTAMP"):
         ntz = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_NTZ")  # Spark would give an instant
         return exp.Cast(this=node.copy(), to=ntz)
-    if pg and isinstance(node, exp.Round) and node.args.get("decimals") is None:
-        return exp.Round(this=exp.Cast(this=node.this.copy(), to=exp.DataType.build("numeric")))
     if isinstance(node, exp.DayOfWeek) or _date_part(node) == "DOW":
         value = node.this if isinstance(node, exp.DayOfWeek) else _date_part_value(node)
         if pg:
@@ -156,6 +155,11 @@ def rewrite(node: Any, target: str) -> Any:
             and len(node.expressions) == 2:  # DuckDB's names; Spark's are startswith/endswith
         name = "startswith" if node.name.lower() == "prefix" else "endswith"
         return exp.Anonymous(this=name, expressions=[e.copy() for e in node.expressions])
+    if not pg and isinstance(node, (exp.Like, exp.ILike)) and not isinstance(node.parent, exp.Escape) \
+            and isinstance(node.expression, exp.Literal) and "\\" in node.expression.name:
+        raise Refused("LIKE with a backslash in its pattern", "DuckDB's LIKE has no escape character and Spark's "
+                      "is the backslash: write the pattern without one, or say ESCAPE '!' and escape with that",
+                      node)
     if not pg and isinstance(node, exp.RegexpReplace):
         flags = node.args.get("modifiers")
         if not (isinstance(flags, exp.Literal) and "g" in flags.name):  # DuckDB replaces the first match only
@@ -186,7 +190,8 @@ def rewrite(node: Any, target: str) -> Any:
         collated = exp.Collate(this=node.this.copy(), expression=exp.Identifier(this="default", quoted=True))
         return exp.Collate(this=type(node)(this=collated),  # mapping knows ASCII only: the database's knows é → É
                            expression=exp.Identifier(this="C", quoted=True))
-    if pg and isinstance(node, exp.Literal) and node.is_string and _collatable(node):
+    if pg and isinstance(node, exp.Literal) and node.is_string and (_collatable(node)
+                                                                  or meaning_postgres.text_value(node)):
         return exp.Collate(this=node.copy(), expression=exp.Identifier(this="C", quoted=True))
     if pg and isinstance(node, exp.Cast) and _named(node.to) == "VARCHAR" \
             and not isinstance(node.parent, exp.Collate):  # DuckDB's text of a double; byte order
@@ -220,6 +225,7 @@ POSTGRES_FUNCTIONS = (
        immutable parallel safe as $$ select date_trunc(unit, x) $$""",
     """create or replace function kiban.date_trunc(unit text, x timestamptz) returns timestamptz language sql
        stable parallel safe as $$ select date_trunc(unit, x) $$""",
+    *meaning_postgres.FUNCTIONS,
 )
 
 
@@ -243,6 +249,20 @@ def _divide(node: Any, target: str) -> Any:
     if isinstance(node.expression, exp.Literal) and node.expression.is_number and float(node.expression.name) != 0:
         return exp.Div(this=a, expression=node.expression.copy(), typed=True)
     zero = exp.Literal.number(0)
+    if target == "postgres":  # IEEE: the sign of the zero counts (5 / -0.0 is -inf); NaN / 0 is NaN (PostgreSQL's
+        # NaN is greater than every number, so `a > 0` cannot tell it)
+        negative_zero = exp.EQ(this=exp.Cast(this=b.copy(), to=exp.DataType.build("text")),
+                               expression=exp.Literal.string("-0"))
+        nothing = exp.or_(exp.EQ(this=a.copy(), expression=zero.copy()),
+                          exp.EQ(this=a.copy(), expression=special("NaN")))
+        by_zero = exp.Case(ifs=[exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=exp.Null()),
+                                exp.If(this=nothing, true=special("NaN")),
+                                exp.If(this=exp.EQ(this=exp.paren(exp.GT(this=a.copy(), expression=zero.copy())),
+                                                   expression=exp.paren(negative_zero)),
+                                       true=special("-Infinity"))],
+                           default=special("Infinity"))
+        return exp.Case(ifs=[exp.If(this=exp.EQ(this=b.copy(), expression=zero), true=by_zero)],
+                        default=exp.Div(this=a, expression=b, typed=True))
     by_zero = exp.Case(ifs=[exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=exp.Null()),
                             exp.If(this=exp.GT(this=a.copy(), expression=zero.copy()), true=special("Infinity")),
                             exp.If(this=exp.LT(this=a.copy(), expression=zero.copy()), true=special("-Infinity"))],
@@ -280,8 +300,8 @@ def _date_diff(node: Any, target: str) -> Any:
                       "count days instead: date_diff('day', a, b) // 7 for weeks (DuckDB's week boundaries "
                       "differ between engines)", node)
     if target == "postgres":
-        if unit not in ("HOUR", "MINUTE", "SECOND"):
-            return node  # SQLGlot writes boundary arithmetic (date_trunc, then the difference)
+        if unit not in ("HOUR", "MINUTE", "SECOND"):  # SQLGlot writes boundary arithmetic (date_trunc, then the
+            return exp.Cast(this=node.copy(), to=exp.DataType.build("bigint"))  # difference); DuckDB: a BIGINT
         # instants stay instants (SQLGlot would cast to timestamp: wall-clock hours across a DST change)
         seconds = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}[unit]
         later, earlier = (_kiban_function("date_trunc", exp.Literal.string(unit.lower()), side.copy())

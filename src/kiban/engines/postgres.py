@@ -360,6 +360,7 @@ class PostgresEngine(NotDuckDB):
                         else:
                             cur.execute(f"create table {tmp} as {sql}".encode())
                         rows = cur.rowcount if cur.rowcount >= 0 else None
+                        _text_in_byte_order(cur, tmp)
                         for (helper,) in cur.execute(  # what a rewritten `SELECT * … QUALIFY` could not leave out
                                 "select column_name from information_schema.columns where table_schema = %s and "
                                 "table_name = %s and column_name like %s", [schema, tmp_name, QUALIFY_COLUMN + "%"]
@@ -566,3 +567,17 @@ def _dependents(conn: psycopg.Connection[Any], schema: str, name: str) -> list[s
 def _lock_key(text: str) -> int:
     """A stable advisory-lock key for a name (signed 32-bit fits pg_advisory_xact_lock(bigint))."""
     return zlib.crc32(text.encode()) - 2**31
+
+
+def _text_in_byte_order(cur: psycopg.Cursor[Any], table: str) -> None:
+    """Every text column of a freshly built ``table`` in ``COLLATE "C"``, as lake text is: a column computed
+    from literals or functions (``case … then 'a' else 'B' end``, ``dayname(d)``) takes the database's default
+    collation, and a model reading it would order, compare, min and max it in that collation (``a`` < ``B`` in
+    en_US) where DuckDB orders bytes (``B`` < ``a``). The table is new and not yet visible: no one waits."""
+    columns = cur.execute(
+        "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+        "where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped and a.attcollation <> 0 "
+        "and a.attcollation <> 'pg_catalog.\"C\"'::regcollation order by a.attnum", [table]).fetchall()
+    if columns:
+        changes = ", ".join(f'alter column {quote(name)} type {kind} collate "C"' for name, kind in columns)
+        cur.execute(f"alter table {table} {changes}".encode())
