@@ -32,6 +32,10 @@ CLAIMS: dict[tuple[str, str], str] = {
         "an incremental model with no new input is fresh (tests/test_incremental.py)",
     ("docs/project-format.md", "A run with no new input does nothing, as for any model"):
         "the same: the fingerprint is unchanged (tests/test_fresh_truth.py)",
+    ("docs/scale-out.md", "landing in the repeated hour of a DST change keeps its UTC offset"):
+        "Spark's column: its dialect has no kiban.shift (only PostgreSQL's does, tests/test_engine_generated.py)",
+    ("docs/scale-out.md", "`x / -0.0` is `-inf` for a positive `x`"):
+        "Spark's column: its division is SQLGlot's (only PostgreSQL's reads the zero's sign, test_engine_generated.py)",
     ("docs/scale-out.md", "whatever SQLGlot itself reports as unsupported"):
         "the dialect layer refuses what SQLGlot cannot translate (tests/test_engine_dialect.py)",
 }

@@ -24,7 +24,7 @@ import pytest
 from kiban.engines.dialect import transpile
 from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import KibanError
-from tests.test_engine_meaning import same
+from tests.helpers.values import same
 
 ZONE = "America/Los_Angeles"
 COLUMNS = [("id", "INTEGER", "integer"), ("i", "INTEGER", "integer"), ("j", "BIGINT", "bigint"),

@@ -10,11 +10,10 @@ Every engine's session runs in the project's time zone (America/Los_Angeles here
 
 from __future__ import annotations
 
-import math
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from kiban.engines.dialect import transpile
 from kiban.engines.meaning import POSTGRES_FUNCTIONS
 from kiban.errors import KibanError
+from tests.helpers.values import same_rows
 
 ZONE = "America/Los_Angeles"
 COLUMNS = [("id", "INTEGER", "int"), ("i", "INTEGER", "int"), ("j", "BIGINT", "bigint"),
@@ -172,34 +172,6 @@ ACCEPTED = {
 # Spark reads a naive time through the session's zone: 2024-03-10 02:30, in the hour that America/Los_Angeles
 # skips, becomes 03:30. DuckDB keeps the wall time. Documented; every other row must still agree.
 GAP = {"spark": ("strftime(ts, '%H:%M')", "date_trunc('minute', ts)", "date_trunc('hour', ts)")}
-
-
-def normal(v: Any) -> Any:
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, (int, float, Decimal)):
-        return float(v)
-    if isinstance(v, datetime):
-        return v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v
-    if isinstance(v, date):
-        return datetime(v.year, v.month, v.day)  # a date and midnight of it: date_trunc's type differs
-    if isinstance(v, timedelta):
-        return v.total_seconds()
-    return str(v)
-
-
-def same(a: Any, b: Any) -> bool:
-    a, b = normal(a), normal(b)
-    if isinstance(a, float) and isinstance(b, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return bool(a == b)
-
-
-def same_rows(x: list[tuple[Any, ...]], y: list[tuple[Any, ...]]) -> bool:
-    return len(x) == len(y) and all(len(r) == len(q) and all(same(a, b) for a, b in zip(r, q, strict=True))
-                                    for r, q in zip(x, y, strict=True))
 
 
 @pytest.fixture(scope="module")

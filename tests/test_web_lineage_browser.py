@@ -21,7 +21,7 @@ import pytest
 from kiban.graph import Graph
 from kiban.project.asset import Asset
 from tests.helpers.browser import browser_sign_in, chromium, need_chromium, shot
-from tests.helpers.console import PASSWORD, bearer
+from tests.helpers.console import PASSWORD, bearer, run
 from tests.helpers.live import serving, wait_until
 from tests.helpers.timing import wait_for, within
 
@@ -53,6 +53,7 @@ def site(console_template: tuple[Path, dict[str, str], int], tmp_path_factory: p
     shutil.copytree(console_template[0], root)
     orders = root / "models/warehouse/orders.yml"  # a personal-data column, for the console's sidebar
     orders.write_text(orders.read_text() + "  - name: store\n    description: the store\n    tags: [pii]\n")
+    run(root)  # the run confirms the table under its new YAML (until then the console masks the model whole)
     with serving(root) as (base, app):
         yield base, app, root
 
@@ -282,6 +283,7 @@ def test_a_running_run_shows_what_builds_what_waits_and_when_it_ends(site, brows
         assert not page.errors, page.errors
     finally:
         (root / "models/warehouse/orders.sql").write_text("select id, store, amount, day from lake.orders\n")
+        run(root, select=["warehouse.orders"])  # built from the SQL it has again (else the console masks it whole)
 
 
 def test_the_sql_console_lists_the_schema_completes_names_and_runs_on_ctrl_enter(site, browser):

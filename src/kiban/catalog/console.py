@@ -36,11 +36,11 @@ from kiban.catalog.usage import Actor, QueryEntry, log_query
 from kiban.catalog.warehouse import published_columns, source_of
 from kiban.errors import UsageError
 from kiban.spreadsheets import inert
+from kiban.store import Store
 
 if TYPE_CHECKING:
     from kiban.graph import Graph
     from kiban.project import Project
-    from kiban.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,6 @@ class QueryConsole:
             return frozenset()
         if self.store is not None:
             return frozenset(stale_models(self.project, self.graph, self.store))
-        from kiban.store import Store
-
         store = Store(self.project.state_url)
         try:
             return frozenset(stale_models(self.project, self.graph, store))

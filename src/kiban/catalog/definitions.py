@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiban.catalog.warehouse import NothingPublished, is_postgres, source_file
 from kiban.status import ATTEMPT_CURRENT
 
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ def version(root: Path) -> str:
 
 def published_at(project: Project) -> float:
     """When the published snapshot was last replaced (0 for a PostgreSQL warehouse, which has no snapshot file)."""
-    from kiban.catalog.warehouse import NothingPublished, is_postgres, source_file
-
     if is_postgres(project):
         return 0.0
     try:
