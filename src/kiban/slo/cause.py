@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import statistics
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -206,19 +207,20 @@ def usual_start(ctx: Context, facts: Facts, usecase: UseCase, due: date) -> floa
         if memo not in facts.memo:
             if models is None:
                 models = set(ctx.upstream_in(usecase.name, lake=False))
-            facts.memo[memo] = _first_build_of_runs_after(facts, models, window_start, deadline, window_start)
+            facts.memo[memo] = first_build_start(facts, models, window_start, deadline, started_after=window_start)
         first = facts.memo[memo]
         if first is not None:
             leads.append(wall_seconds(first, deadline, ctx.tz))
     return statistics.median(leads) if len(leads) >= MIN_HISTORY else None
 
 
-def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datetime,
+def first_build_start(facts: Facts, keys: Collection[str], start: datetime, end: datetime,
                       started_after: datetime | None = None) -> datetime | None:
     """When the first build of any of ``keys`` published in (start, end] began (with ``started_after``: only
     builds of runs that started after that moment)."""
     if started_after is not None:
-        return _first_build_of_runs_after(facts, set(keys), start, end, started_after)
+        wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)  # looked up once per build
+        return _first_build_of_runs_after(facts, wanted, start, end, started_after)
     found = []
     for key in keys:
         item = facts.of(key)
@@ -231,7 +233,7 @@ def first_build_start(facts: Facts, keys: list[str], start: datetime, end: datet
     return min(found, default=None)
 
 
-def _first_build_of_runs_after(facts: Facts, keys: set[str], start: datetime, end: datetime,
+def _first_build_of_runs_after(facts: Facts, keys: Collection[str], start: datetime, end: datetime,
                                started_after: datetime) -> datetime | None:
     """:func:`first_build_start` for builds of runs that started after ``started_after``: every build of the
     facts in the order they began (made once per facts), looked at from ``started_after`` on until one of
