@@ -207,12 +207,13 @@ def test_a_fix_refused_before_its_run_began_links_to_no_run(console):
     try:
         job = client.post("/api/v1/actions/run", json={"selection": ["warehouse.orders"]}, headers=head)
         assert job.status_code == 202
-        assert job.json()["run_id"]
+        named = job.json()["run_id"]  # None only when the job was refused before this answer was written
         client.app.state.jobs.wait(job.json()["id"], 60)
         done = client.get(f"/api/v1/jobs/{job.json()['id']}", headers=head).json()
         assert done["status"] == "failed"
         assert "orders.sql" in done["error"]
         assert done["run_id"] is None
-        assert client.get(f"/api/v1/runs/{job.json()['run_id']}", headers=head).status_code == 404
+        if named is not None:
+            assert client.get(f"/api/v1/runs/{named}", headers=head).status_code == 404
     finally:
         model.write_text(kept)
