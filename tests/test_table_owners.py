@@ -27,6 +27,7 @@ OWNERS: dict[str, set[str]] = {  # table → the modules that own it (write it, 
     # writes; tests/test_noop_stamp.py, tests/test_check_ledger.py and tests/test_store_lite.py hold its rows to
     # the full path's.
     "runs": {"store.store", "store.lite"}, "attempts": {"store.store", "store.lite"},
+    "fingerprint_code": {"store.store", "store.lite"},
     "locks": {"store.store", "store.asset_locks", "store.lite"},
     "metadata": {"store.store", "store.migrations.env"},
     "check_results": {"checks.history", "store.lite"}, "slo_evaluations": {"slo.service"},

@@ -28,6 +28,7 @@ from typing import Any
 from kiban.engines import Engine
 from kiban.errors import RunLockedError
 from kiban.graph import Graph
+from kiban.graph.code import planned_codes
 from kiban.project import Asset, Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
@@ -190,6 +191,8 @@ class Intake:
                 for key, value in plan.fingerprints.items():
                     if key in plan.build or key not in self.fingerprints:
                         self.fingerprints[key] = value
+            self.store.record_codes(self.project.name, planned_codes(self.project, self.graph, plan.fingerprints,
+                                                                     [*plan.build, *plan.fresh]))
             self.store.record_attempts([dict(run_id=got.run_id, asset=k, status=AttemptStatus.FRESH, attempt=0,
                                              started_at=utcnow(), ended_at=utcnow(), fingerprint=plan.fingerprints[k])
                                         for k in plan.fresh])

@@ -24,6 +24,7 @@ from kiban.engines.base import EMPTY_LAKE, UNREADABLE_LAKE
 from kiban.engines.dialect import refuse_unportable
 from kiban.errors import KibanError
 from kiban.graph import Graph, build_graph, select
+from kiban.graph.code import planned_codes
 from kiban.project import Asset, Project
 from kiban.python.models import PythonModelRunner
 from kiban.run import handoff, intents
@@ -277,6 +278,9 @@ def _run_locked(ctx: RunContext) -> RunResult:
                              audit if isinstance(audit, Judge) else None,
                              plan_extra(graph, project.root, store, project.name, tables))
             engine.rebuild_whole = set(plan.whole)
+            # what each planned fingerprint is made from, by content (the console's "code changed since built")
+            store.record_codes(project.name,
+                               planned_codes(project, graph, plan.fingerprints, [*plan.build, *plan.fresh]))
             # lake tables this run only reads (not collected) are free for other runs at once
             free([k for k in selection if graph.assets[k].layer == "lake" and k not in collected])
             collected.update(_skip_after_failed_collection(graph, plan, collected, store, run_id, emit))

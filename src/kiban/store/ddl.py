@@ -64,5 +64,7 @@ SQLITE: tuple[str, ...] = (
     'CREATE TABLE initiative_measurements (\n\tid INTEGER NOT NULL, \n\tproject VARCHAR(200) NOT NULL, \n\tinitiative VARCHAR(200) NOT NULL, \n\tmeasured_at DATETIME NOT NULL, \n\tmethod VARCHAR(20) NOT NULL, \n\tdata_from DATE NOT NULL, \n\tdata_through DATE NOT NULL, \n\testimate FLOAT NOT NULL, \n\tlow FLOAT NOT NULL, \n\thigh FLOAT NOT NULL, \n\tp_value FLOAT, \n\tunit_days INTEGER NOT NULL, \n\tvalue FLOAT NOT NULL, \n\tvalue_low FLOAT NOT NULL, \n\tvalue_high FLOAT NOT NULL, \n\tdetail TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)',
     'CREATE INDEX ix_initiative_measurements ON initiative_measurements (project, initiative, measured_at)',
     'CREATE TABLE postmortems (\n\tincident_id INTEGER NOT NULL, \n\tproject VARCHAR(200) NOT NULL, \n\tstatus VARCHAR(20) NOT NULL, \n\tbody TEXT NOT NULL, \n\tcreated_at DATETIME NOT NULL, \n\tupdated_at DATETIME NOT NULL, \n\tupdated_by VARCHAR(200), \n\tPRIMARY KEY (incident_id)\n)',
+    'CREATE TABLE fingerprint_code (\n\tid INTEGER NOT NULL, \n\tproject VARCHAR(200) NOT NULL, \n\tfingerprint VARCHAR(100) NOT NULL, \n\tcode TEXT NOT NULL, \n\trecorded_at DATETIME NOT NULL, \n\tPRIMARY KEY (id)\n)',
+    'CREATE INDEX ix_fingerprint_code ON fingerprint_code (project, fingerprint)',
     'CREATE TABLE alembic_version (version_num varchar(32) not null primary key)',
 )

@@ -221,6 +221,22 @@ def newest_attempt_rows(conn: sqlite3.Connection, project: str, status: str | No
                           f"r.project = ?{only} group by a.asset)", (project, *([status] if status else [])))
 
 
+def codes_for(conn: sqlite3.Connection, project: str, fingerprints: Sequence[str]) -> list[tuple[str, str]]:
+    """(fingerprint, code) recorded for these fingerprints (``fingerprint_code``), oldest first."""
+    found: list[tuple[str, str]] = []
+    for i in range(0, len(fingerprints), 500):
+        batch = list(fingerprints[i:i + 500])
+        found += conn.execute("select fingerprint, code from fingerprint_code where project = ? and fingerprint in "
+                              f"({', '.join('?' * len(batch))}) order by id", (project, *batch)).fetchall()
+    return found
+
+
+def insert_codes(conn: sqlite3.Connection, project: str, codes: Sequence[tuple[str, str]], at: datetime) -> None:
+    """New (fingerprint, code) rows of ``fingerprint_code`` (``store.Store.record_codes`` leaves out known ones)."""
+    conn.executemany("insert into fingerprint_code (project, fingerprint, code, recorded_at) values (?, ?, ?, ?)",
+                     [(project, fingerprint, code, stored(at)) for fingerprint, code in codes])
+
+
 def locks_named(conn: sqlite3.Connection, names: Sequence[str]) -> list[tuple[Any, ...]]:
     """Rows of ``locks`` (``LOCK_COLUMNS``) with these names."""
     found: list[tuple[Any, ...]] = []

@@ -589,6 +589,18 @@ postmortems = Table(  # one per incident: drafted from its timeline, completed b
 )
 
 
+fingerprint_code = Table(  # what each planned fingerprint was planned from: the definitions' content (graph.code)
+    "fingerprint_code",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), nullable=False),
+    Column("fingerprint", String(100), nullable=False),  # as attempts record it (an incremental model's is longer)
+    Column("code", Text, nullable=False),  # JSON: each definition file's path → a digest of its content
+    Column("recorded_at", DateTime, nullable=False),
+    Index("ix_fingerprint_code", "project", "fingerprint"),
+)
+
+
 def sqlite_ddl() -> tuple[str, ...]:
     """A new SQLite store's schema as ``metadata.create_all`` and the revision table make it: ``sqlite_master``'s
     statements, each table (in creation order) followed by its indexes by name (``create_all`` makes a table's

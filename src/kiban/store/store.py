@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection, Engine
 
-HEAD_REVISION = "0019"
+HEAD_REVISION = "0020"
 ABANDONED = "the process running it stopped without finishing (killed or crashed)"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
@@ -439,6 +439,54 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(attempts.select().where(attempts.c.id.in_(sa.select(newest.c.id)))).all()
         return {r.asset: _attempt(r) for r in rows}
+
+    def record_codes(self, project: str, codes: dict[str, str]) -> None:
+        """Record what each planned fingerprint was planned from (``codes``: fingerprint → the definitions' code,
+        ``kiban.graph.code``); a pair already recorded is not recorded again."""
+        if not codes:
+            return
+        now = utcnow()
+        if self.lite is not None:
+            with self.lite_tx() as lconn:
+                known = set(lite.codes_for(lconn, project, sorted(codes)))
+                lite.insert_codes(lconn, project, [p for p in sorted(codes.items()) if p not in known], now)
+            return
+        from kiban.store.schema import fingerprint_code
+
+        with self._tx() as conn:
+            known = set()
+            for i in range(0, len(codes), 500):
+                batch = sorted(codes)[i:i + 500]
+                known |= {(r.fingerprint, r.code) for r in conn.execute(fingerprint_code.select().where(
+                    fingerprint_code.c.project == project, fingerprint_code.c.fingerprint.in_(batch)))}
+            new = [dict(project=project, fingerprint=f, code=c, recorded_at=now)
+                   for f, c in sorted(codes.items()) if (f, c) not in known]
+            if new:
+                conn.execute(fingerprint_code.insert(), new)
+
+    def codes(self, project: str, fingerprints: Sequence[str]) -> dict[str, list[str]]:
+        """fingerprint → every definitions' code a run planned it from, oldest first (absent: none recorded,
+        e.g. a build by a kiban older than the record)."""
+        wanted = sorted(set(fingerprints))
+        if not wanted:
+            return {}
+        if self.lite is not None:
+            with self.lite_read() as lconn:
+                rows = lite.codes_for(lconn, project, wanted)
+        else:
+            from kiban.store.schema import fingerprint_code
+
+            rows = []
+            with self.engine.connect() as conn:
+                for i in range(0, len(wanted), 500):
+                    rows += [(r.fingerprint, r.code) for r in conn.execute(
+                        fingerprint_code.select().where(fingerprint_code.c.project == project,
+                                                        fingerprint_code.c.fingerprint.in_(wanted[i:i + 500]))
+                        .order_by(fingerprint_code.c.id))]
+        found: dict[str, list[str]] = {}
+        for fingerprint, code in rows:
+            found.setdefault(fingerprint, []).append(code)
+        return found
 
     def reap_abandoned(self, project: str) -> list[str]:
         """Mark runs whose process is gone as abandoned; returns their ids."""

@@ -17,6 +17,7 @@ from kiban.engines import open_engine
 from kiban.engines.dialect import refuse_unportable
 from kiban.errors import ConfigError, KibanError
 from kiban.graph import Graph, build_graph, select
+from kiban.graph.code import planned_codes
 from kiban.project import Project
 from kiban.run.events import Event, Listener
 from kiban.run.executor import Outcome
@@ -102,6 +103,8 @@ def run_distributed(project: Project, options: RunOptions, listeners: Sequence[L
                                  _judge(project), plan_extra(graph, project.root, store, project.name, tables))
             finally:
                 engine.close()
+            store.record_codes(project.name,
+                               planned_codes(project, graph, plan.fingerprints, [*plan.build, *plan.fresh]))
             skipped = _skip_after_failed_collection(graph, plan, outcomes, store, run_id, emit)
             emit(Event("run_started", run_id, detail={
                 "build": len(plan.build), "fresh": len(plan.fresh), "lake": len(plan.lake),
