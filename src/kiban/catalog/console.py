@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiban.catalog import sandbox
 from kiban.catalog.admission import Admission, ConsoleBusy
-from kiban.catalog.definitions import stale_models
+from kiban.catalog.definitions import stale_definitions
 from kiban.catalog.lineage import STAR, ColumnGraph, asset_resolver, build_column_graph, query_lineage
 from kiban.catalog.masking import Found, mask_key, plan_masks, reserved_names
 from kiban.catalog.pii import MaskPlan, pii_columns
@@ -67,6 +67,9 @@ class QueryResult:
     masked: tuple[str, ...] = ()  # columns whose values were masked (PII, no clearance)
     query_id: int | None = None
     pii_shown: bool = False  # PII columns were returned unmasked (the person has clearance)
+    # what the person should know about the masks: each table read that is masked whole (or reads one) because
+    # its code changed since it was built, why, and the run that rebuilds it (no values)
+    notes: tuple[str, ...] = ()
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -116,6 +119,7 @@ class QueryConsole:
     _pii: dict[tuple[str, str], tuple[str, str] | None] | None = field(default=None, init=False)
     _plan: MaskPlan | None = field(default=None, init=False)
     _known: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _changed: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)  # stale model → changed files
 
     def __post_init__(self) -> None:
         if self.graph is None:
@@ -157,12 +161,73 @@ class QueryConsole:
         if not self.pii:
             return frozenset()
         if self.store is not None:
-            return frozenset(stale_models(self.project, self.graph, self.store))
-        store = Store(self.project.state_url)
+            self._changed = stale_definitions(self.project, self.graph, self.store)
+        else:
+            store = Store(self.project.state_url)
+            try:
+                self._changed = stale_definitions(self.project, self.graph, store)
+            finally:
+                store.close()
+        return frozenset(self._changed)
+
+    def stale_notes(self, assets: Sequence[str], actor: Actor) -> tuple[str, ...]:
+        """For a person without clearance: each of ``assets`` (what a query read) that is masked whole because its
+        code changed since its table was built, or that reads such a table — why, and the run that rebuilds it.
+        Names and file paths only, never a value."""
+        if actor.pii_clearance:
+            return ()
+        plan = self.mask_plan
+        if not plan.distrusted:
+            return ()
+        assert self.graph is not None
+        notes: list[str] = []
+        for asset in dict.fromkeys(plan.base(a) for a in assets):
+            if asset in plan.distrusted:
+                notes.append(f"{asset} is masked whole: its code changed since it was built{self._files(asset)}; "
+                             f"every column reads as '•••' until `kiban run +{asset}` builds it again")
+                continue
+            upstream = sorted(self._upstream(asset) & plan.distrusted)
+            if upstream:
+                said = "; ".join(f"{u}{self._files(u)}" for u in upstream)
+                notes.append(f"{asset} reads {', '.join(upstream)}, whose code changed since it was built ({said}); "
+                             f"its columns computed from there read as '•••' until `kiban run +{asset}` builds "
+                             "them again")
+        return tuple(notes)
+
+    def _files(self, key: str) -> str:
+        files = self._changed.get(key, ())
+        return f" ({', '.join(files)} changed)" if files else ""
+
+    def _upstream(self, key: str) -> set[str]:
+        assert self.graph is not None
+        seen: set[str] = set()
+        todo = list(self.graph.deps.get(key, ()))
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(self.graph.deps.get(dep, ()))
+        return seen
+
+    def _explained(self, exc: QueryFailed, assets: Sequence[str], actor: Actor) -> QueryFailed:
+        """A query that failed over a table masked whole (its code changed since its build: every column is the
+        text '•••', so a comparison, a sum or a cast fails) is told why and what rebuilds it, instead of the
+        engine's words about types; any other failure is ``exc`` as it was."""
+        if isinstance(exc, QueryStopped):
+            return exc
         try:
-            return frozenset(stale_models(self.project, self.graph, store))
-        finally:
-            store.close()
+            notes = self.stale_notes(assets, actor)
+        except Exception:  # the explanation is a courtesy: the failure stands as the engine told it
+            log.info("console: cannot explain a failed query", exc_info=True)
+            return exc
+        whole = [a for a in dict.fromkeys(self.mask_plan.base(a) for a in assets)
+                 if a in self.mask_plan.distrusted or self._upstream(a) & self.mask_plan.distrusted]
+        if not notes or not whole:
+            return exc
+        rebuild = "kiban run " + " ".join(f"+{a}" for a in whole)
+        return QueryFailed("the query failed over data masked because its code changed since it was built: "
+                           + "; ".join(notes) + f" (the engine said: {exc.message})",
+                           f"rebuild with `{rebuild}`, then query again")
 
     def check(self, sql: str) -> tuple[str, ...]:
         """The assets ``sql`` would read; :class:`QueryRefused` when it may not run."""
@@ -194,8 +259,11 @@ class QueryConsole:
             self._record(actor, query.entry("refused", error=exc.message))
             raise
         except (QueryStopped, QueryFailed) as exc:
+            told = exc if isinstance(exc, QueryStopped) else self._explained(exc, self._read_by(sql), actor)
             self._record(actor, query.entry("stopped" if isinstance(exc, QueryStopped) else "failed",
-                                            error=exc.message, seconds=time.perf_counter() - started))
+                                            error=told.message, seconds=time.perf_counter() - started))
+            if told is not exc:
+                raise told from None
             raise
         reads = sorted(set(checked.assets) | set(proven))
         outputs = self._pii_outputs(checked.tree, checked.assets)
@@ -207,8 +275,11 @@ class QueryConsole:
                                             seconds=time.perf_counter() - started))
             raise
         except QueryFailed as exc:
-            self._record(actor, query.entry("failed", self._bases(checked.assets), error=exc.message,
+            told = self._explained(exc, checked.assets, actor)
+            self._record(actor, query.entry("failed", self._bases(checked.assets), error=told.message,
                                             seconds=time.perf_counter() - started))
+            if told is not exc:
+                raise told from None
             raise
         hidden = _mask_columns(columns, outputs)
         shown = bool(hidden) and actor.pii_clearance  # cleared: shown, and the history says so
@@ -218,7 +289,8 @@ class QueryConsole:
         read = self._bases(checked.assets)
         query_id = self._record(actor, query.entry("ok", read, rows=len(rows), seconds=seconds,
                                                    pii_shown=shown)) if query.record else None
-        return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown)
+        return QueryResult(columns, types, rows, truncated, seconds, read, tuple(hidden), query_id, shown,
+                           self.stale_notes(checked.assets, actor))
 
     def _in_sandbox(self, sql: str, reads: Sequence[str], actor: Actor, params: Mapping[str, Any] | None,
                     limit: int, timeout: float) -> sandbox.Outcome:
@@ -249,6 +321,13 @@ class QueryConsole:
             return plans, mask_key(self.project) if hashed else None
 
         return plan
+
+    def _read_by(self, sql: str) -> tuple[str, ...]:
+        """The assets ``sql`` names (for telling why it failed; () when it cannot be checked)."""
+        try:
+            return tuple(check_query(sql, self.relations).assets)
+        except Exception:
+            return ()
 
     def _bases(self, assets: Sequence[str]) -> tuple[str, ...]:
         """What a query read, as assets: a ``_latest``/``_history`` view counts as the table it is made from."""

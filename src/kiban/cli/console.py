@@ -70,6 +70,12 @@ def print_result(result: Any, as_json: bool = False) -> None:
                       f"read {', '.join(result.assets) or 'no asset'}[/]")
 
 
+def print_notes(result: Any) -> None:
+    """What the console says about the masks (a table masked whole since its code changed), on stderr."""
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+
+
 def _deliver(con: Any, result: Any, csv: Path | None, xlsx: Path | None, who: Any, sql: str, kind: str,
              name: str | None) -> None:
     from kiban.catalog.console import export
@@ -106,6 +112,7 @@ def query(
     try:
         result = con.run(sql, who, limit=limit, timeout=timeout)
         _deliver(con, result, csv, xlsx, who, sql, "query", None)
+        print_notes(result)
     finally:
         store.close()
     if csv is None and xlsx is None:
@@ -224,6 +231,7 @@ def recipes_run(
         recipe = get_recipe(con.project, name)
         result = run_recipe(con, recipe, parse_assignments(param or []), who, limit=limit, timeout=timeout)
         _deliver(con, result, csv, xlsx, who, recipe.sql, "recipe", name)
+        print_notes(result)
     finally:
         store.close()
     if csv is None and xlsx is None:

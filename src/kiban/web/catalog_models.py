@@ -72,6 +72,8 @@ class QueryOut(BaseModel):
     assets: list[str] = Field(description="what the query read")
     masked: list[str] = Field(description="columns whose values were masked (PII, no clearance)")
     pii_shown: bool
+    notes: list[str] = Field(default_factory=list, description="tables read that are masked whole (or read one) "
+                             "because their code changed since they were built: why, and the run that rebuilds them")
 
 
 @extends

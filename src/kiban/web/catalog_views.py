@@ -131,7 +131,7 @@ def query_out(result: QueryResult) -> cm.QueryOut:
     return cm.QueryOut(query_id=result.query_id, columns=result.columns, types=result.types,
                        rows=[[_plain(v) for v in row] for row in result.rows], truncated=result.truncated,
                        seconds=result.seconds, assets=list(result.assets), masked=list(result.masked),
-                       pii_shown=result.pii_shown)
+                       pii_shown=result.pii_shown, notes=list(result.notes))
 
 
 def _plain(value: Any) -> Any:
