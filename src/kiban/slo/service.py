@@ -120,7 +120,8 @@ def store_verdicts(store: Store, project: str, verdicts: list[Verdict], now: dat
     with store.engine.begin() as conn:
         for usecase in {k[0] for k in keys}:
             days = [d for u, d in keys if u == usecase]
-            conn.execute(slo_evaluations.delete().where(slo_evaluations.c.usecase == usecase,
+            conn.execute(slo_evaluations.delete().where(slo_evaluations.c.project == project,
+                                                        slo_evaluations.c.usecase == usecase,
                                                         slo_evaluations.c.due_date.in_(days)))
         conn.execute(slo_evaluations.insert(), [
             {"usecase": v.usecase, "due_date": v.due_date, "project": project, "deadline": v.deadline,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection, Engine
 
-HEAD_REVISION = "0019"
+HEAD_REVISION = "0020"
 ABANDONED = "the process running it stopped without finishing (killed or crashed)"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()
@@ -404,13 +404,20 @@ class Store:
                                 .order_by(attempts.c.id)).all()
         return [_attempt(r) for r in rows]
 
-    def asset_history(self, asset: str, limit: int = 20) -> list[AttemptRecord]:
+    def asset_history(self, project: str, asset: str, limit: int = 20) -> list[AttemptRecord]:
+        """The asset's newest attempts in this project's runs (another project sharing the store may have an asset
+        of the same name: its builds are not this one's history)."""
         if self.lite is not None:
-            return self._attempts("asset = ?", (asset,), f"order by id desc limit {int(limit)}")
-        from kiban.store.schema import attempts
+            return self._attempts("asset = ? and run_id in (select run_id from runs where project = ?)",
+                                  (asset, project), f"order by id desc limit {int(limit)}")
+        import sqlalchemy as sa
+
+        from kiban.store.schema import attempts, runs
 
         with self.engine.connect() as conn:
-            rows = conn.execute(attempts.select().where(attempts.c.asset == asset)
+            rows = conn.execute(attempts.select().where(
+                attempts.c.asset == asset,
+                attempts.c.run_id.in_(sa.select(runs.c.run_id).where(runs.c.project == project)))
                                 .order_by(attempts.c.id.desc()).limit(limit)).all()
         return [_attempt(r) for r in rows]
 
