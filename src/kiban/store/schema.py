@@ -154,6 +154,7 @@ notifications = Table(
     Column("sent_at", DateTime),
     Column("payload", Text),  # the message as JSON: a failed delivery is sent again from the outbox
     Column("retry_at", DateTime),  # when the outbox tries it again (None: delivered, given up, or suppressed)
+    Column("project", String(200)),  # whose outbox (migration 0020; null on older rows)
     Index("ix_notifications_key", "channel", "dedupe_key", "created_at"),
 )
 

@@ -1,6 +1,10 @@
-"""Stored service-level verdicts are keyed by project as well: two projects sharing one state store may both
-have a use case called ``sales_dashboard``, and each one's verdict for a day used to replace the other's.
-Existing rows keep their project; the key becomes (project, usecase, due_date).
+"""Two projects sharing one state store keep their own verdicts and notifications.
+
+- Stored service-level verdicts are keyed by project as well: both projects may have a use case called
+  ``sales_dashboard``, and each one's verdict for a day used to replace the other's. Existing rows keep their
+  project; the key becomes (project, usecase, due_date).
+- The notification outbox says whose each row is: one project's scheduler retried the other's failed messages
+  over its own channel of the same name, and counted them in its rate limit. Older rows have no project.
 
 Revision ID: 0020
 Revises: 0019
@@ -44,7 +48,11 @@ def _rekey(*key: str) -> None:
 
 def upgrade() -> None:
     _rekey("project", "usecase", "due_date")
+    with op.batch_alter_table("notifications") as batch:
+        batch.add_column(sa.Column("project", sa.String(200)))
 
 
 def downgrade() -> None:  # only possible while no two projects judged a same-named use case on one day
+    with op.batch_alter_table("notifications") as batch:
+        batch.drop_column("project")
     _rekey("usecase", "due_date")
