@@ -398,7 +398,7 @@ def test_run_collects_then_transforms_and_a_failed_collection_skips_downstream(m
     assert again.outcomes["lake.shop_orders"].rows == 1
     assert again.outcomes["warehouse.totals"].status == "success"
     store = Store(load_project(root).state_url)
-    assert [a.rows for a in store.asset_history("lake.shop_orders")] == [1, 2]
+    assert [a.rows for a in store.asset_history(load_project(root).name, "lake.shop_orders")] == [1, 2]
 
 
 def test_a_collection_that_times_out_fails_its_asset_and_commits_nothing(make_project):

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-import kiban.store.store as store_module
-from kiban.store import Store
-
-
-def schema_of(url: str) -> dict[str, dict[str, str]]:
-    engine = sa.create_engine(url)
-    try:
-        inspector = sa.inspect(engine)
-        return {t: {c["name"]: str(c["type"]) for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
-    finally:
-        engine.dispose()
-
-
-def migrate(url: str, revision: str) -> None:
-    engine = sa.create_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store_module.__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    engine.dispose()
+from kiban.store import Store, lite
+from tests.helpers.migrations import keys_of, migrate, schema_of
 
 
 def test_a_new_store_has_exactly_the_migrated_schema(tmp_path):
@@ -36,6 +14,7 @@ def test_a_new_store_has_exactly_the_migrated_schema(tmp_path):
     Store(fresh).close()
     migrate(migrated, "head")
     assert schema_of(fresh) == schema_of(migrated)
+    assert keys_of(fresh) == keys_of(migrated)  # the same keys too: a key decides what a write replaces
 
 
 def test_an_old_store_is_upgraded_and_keeps_its_history(tmp_path):
@@ -65,3 +44,23 @@ def test_migrations_run_on_postgresql(postgres_url):
     finally:
         store.close()
     assert "slo_evaluations" in schema_of(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+
+
+@pytest.mark.parametrize("way", ["lite", "sqlalchemy"])
+def test_an_assets_history_is_its_own_projects(tmp_path, monkeypatch, way):
+    """Two projects sharing a store may both have ``warehouse.orders``: the asset page and `kiban show` list the
+    builds of the project asked about, never the other's (whose durations would also skew the usual build time)."""
+    if way == "sqlalchemy":
+        monkeypatch.setattr(lite, "open_store", lambda path, head: None)
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    assert (store.lite is not None) == (way == "lite")
+    try:
+        for n, project in enumerate(("alpha", "beta", "alpha")):
+            store.start_run(f"r{n}", project, ["warehouse.orders"], {})
+            store.record_attempt(f"r{n}", "warehouse.orders", "success", rows=1 if project == "alpha" else 9)
+            store.finish_run(f"r{n}", "success")
+        assert [a.rows for a in store.asset_history("alpha", "warehouse.orders")] == [1, 1]
+        assert [a.rows for a in store.asset_history("beta", "warehouse.orders")] == [9]
+        assert store.asset_history("gamma", "warehouse.orders") == []
+    finally:
+        store.close()

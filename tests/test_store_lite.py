@@ -155,7 +155,8 @@ def test_a_runs_rows_are_the_same_both_ways(tmp_path: Path, monkeypatch: pytest.
 def _reads(store: Store) -> list[Any]:
     return [store.run("r1"), store.run("nope"), store.find_run("r"), store.find_run("r1"), store.runs("p"),
             store.runs("p", 1), store.last_run("p"), store.last_run("p", finished_only=False), store.attempts("r1"),
-            store.asset_history("c"), store.asset_history("a", 1), store.latest_attempts("p"), store.last_built("p"),
+            store.asset_history("p", "c"), store.asset_history("p", "a", 1), store.asset_history("q", "a"),
+            store.latest_attempts("p"), store.last_built("p"),
             AssetLocks(store, "p").held()]
 
 

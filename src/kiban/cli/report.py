@@ -349,7 +349,7 @@ def print_asset(project: Project, name: str, as_json: bool = False) -> None:
         console.print(Syntax(asset.sql.strip(), "sql", theme="ansi_dark", line_numbers=False))
     store = Store(project.state_url)
     try:
-        history = store.asset_history(key, 10)
+        history = store.asset_history(project.name, key, 10)
         if project.usecases:
             _print_service_levels(project, graph, store, key)
     finally:
@@ -376,7 +376,7 @@ def _asset_json(project: Project, graph: Graph, key: str, kind: str) -> dict[str
     cfg = asset.config
     store = Store(project.state_url)
     try:
-        history = store.asset_history(key, 10)
+        history = store.asset_history(project.name, key, 10)
         checks = recent(store, project.name, key, limit=500)
     finally:
         store.close()

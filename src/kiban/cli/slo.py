@@ -394,7 +394,7 @@ def report(
         if send:
             from kiban.notify import Message, Notifier
 
-            delivered = Notifier(store, dict(project.config.channels), project.root).send(list(send), Message(
+            delivered = Notifier.of(project, store).send(list(send), Message(
                 subject=title + f" {result.today}", text=plain(result, title), severity="info",
                 dedupe_key=f"report:{project.name}:{result.today}"))
             for item in delivered:

@@ -1,6 +1,6 @@
 """Service-level notifications: tell consumers and owners, over Slack, webhooks and e-mail, exactly once.
 
-``Notifier(store, project.config.channels, project.root).send(["ops"], Message(...))`` never raises; see
+``Notifier.of(project, store).send(["ops"], Message(...))`` never raises; see
 :mod:`kiban.notify.outbox` for deduplication, rate limits and retries, :mod:`kiban.notify.channels` for the wire.
 """
 

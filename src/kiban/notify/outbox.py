@@ -4,7 +4,9 @@ Notifications are a side effect of runs and service-level checks. A dead Slack w
 that is down must not turn a successful run into a failed one, so :meth:`Notifier.send` never raises: every
 outcome, good or bad, is a :class:`DeliveryResult` and a row in the ``notifications`` table, and failures are
 logged on the ``kiban.notify`` logger. The table doubles as the memory for deduplication ("told them already
-five minutes ago") and rate limiting, so both hold across runs and processes that share a state store. Within
+five minutes ago") and rate limiting, so both hold across runs and processes that share a state store. Its
+rows belong to a project: two projects sharing a store each deduplicate, rate-limit and retry their own (a
+channel named ``ops`` in one project's kiban.yml is not the other's ``ops``). Within
 a process, sends to one channel are serialised; two processes sending the same key in the same instant can
 still both deliver (the check is a read, not a lock) — a rare duplicate is better than a lost alert.
 """
@@ -21,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -32,6 +35,9 @@ from kiban.status import DeliveryStatus
 from kiban.store import Store
 from kiban.store.schema import notifications
 from kiban.store.store import utcnow
+
+if TYPE_CHECKING:
+    from kiban.project import Project
 
 log = logging.getLogger("kiban.notify")
 
@@ -68,10 +74,13 @@ class Notifier:
     """Send :class:`Message` s over the channels of ``kiban.yml``, remembering what went out in ``store``."""
 
     def __init__(self, store: Store, channels: Mapping[str, ChannelConfig], project_root: Path | str, *,
-                 rate_limit: int = RATE_LIMIT, backoff: float = BACKOFF_BASE, timeout: float = DEFAULT_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = utcnow) -> None:
-        """``sleep`` and ``now`` are the clock (backoff waits; duplicate and rate windows): tests pass a fake one."""
+                 project: str = "", rate_limit: int = RATE_LIMIT, backoff: float = BACKOFF_BASE,
+                 timeout: float = DEFAULT_TIMEOUT, sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = utcnow) -> None:
+        """``project``: whose outbox this is (its rows, and only those, are deduplicated against and retried).
+        ``sleep`` and ``now`` are the clock (backoff waits; duplicate and rate windows): tests pass a fake one."""
         self.store = store
+        self.project = project
         self.channels = dict(channels)
         self.root = Path(project_root)
         self.rate_limit = rate_limit
@@ -81,6 +90,11 @@ class Notifier:
         self._now = now
         self._guard = threading.Lock()
         self._channel_locks: dict[str, threading.Lock] = {}
+
+    @classmethod
+    def of(cls, project: Project, store: Store) -> Notifier:
+        """The notifier of ``project``: its channels, its folder (for secrets files) and its rows of the outbox."""
+        return cls(store, dict(project.config.channels), project.root, project=project.name)
 
     def send(self, channel_names: list[str], message: Message) -> list[DeliveryResult]:
         """Deliver ``message`` to each named channel (each name once, in order). Never raises."""
@@ -101,8 +115,8 @@ class Notifier:
         try:
             with self.store.engine.connect() as conn:
                 rows = conn.execute(sa.select(n.id, n.channel, n.payload, n.attempts, n.created_at)
-                                    .where(n.status == DeliveryStatus.FAILED, n.retry_at.is_not(None),
-                                           n.retry_at <= now)
+                                    .where(self._ours(), n.status == DeliveryStatus.FAILED,
+                                           n.retry_at.is_not(None), n.retry_at <= now)
                                     .order_by(n.retry_at).limit(100)).all()
         except Exception as exc:
             log.warning("cannot read the notification outbox: %s", exc)
@@ -168,6 +182,10 @@ class Notifier:
                                 attempts, failure,
                                 keep=failure is not None and retryable)
 
+    def _ours(self) -> sa.ColumnElement[bool]:
+        """This project's rows of the outbox (rows written before migration 0020 have no project: anyone's)."""
+        return sa.or_(notifications.c.project == self.project, notifications.c.project.is_(None))
+
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
             return self._channel_locks.setdefault(name, threading.Lock())
@@ -179,13 +197,13 @@ class Notifier:
             if config.min_interval > 0:
                 since = now - timedelta(seconds=config.min_interval)
                 last = conn.execute(sa.select(sa.func.max(n.sent_at)).where(
-                    n.channel == name, n.dedupe_key == _key(message), n.status == DeliveryStatus.SENT,
+                    self._ours(), n.channel == name, n.dedupe_key == _key(message), n.status == DeliveryStatus.SENT,
                     n.sent_at >= since)).scalar()
                 if last is not None:
                     age = (now - last).total_seconds()
                     return f"duplicate: sent {age:.1f} s ago (min_interval is {config.min_interval:g} s)"
             recent = conn.execute(sa.select(sa.func.count()).select_from(notifications).where(
-                n.channel == name, n.status.in_((DeliveryStatus.SENT, DeliveryStatus.FAILED)),
+                self._ours(), n.channel == name, n.status.in_((DeliveryStatus.SENT, DeliveryStatus.FAILED)),
                 n.created_at >= now - RATE_WINDOW)).scalar()
         if recent is not None and recent >= self.rate_limit:
             return f"rate limit: {recent} messages on this channel in the last minute (at most {self.rate_limit})"
@@ -220,7 +238,8 @@ class Notifier:
         """Record the outcome (a store that cannot be written is logged, not raised) and log it; with ``keep``
         the message stays in the outbox to be tried again later (:meth:`retry_due`)."""
         now = self._now()
-        row = {"channel": name[:200], "dedupe_key": _key(message), "subject": message.subject, "status": status,
+        row = {"project": self.project, "channel": name[:200], "dedupe_key": _key(message),
+               "subject": message.subject, "status": status,
                "attempts": attempts, "error": error, "created_at": now,
                "sent_at": now if status == DeliveryStatus.SENT else None,
                "payload": json.dumps(message.as_dict(), ensure_ascii=False) if keep else None,

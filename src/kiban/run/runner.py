@@ -378,7 +378,7 @@ def _free_at(project: Project, graph: Graph, store: Store, held: list[Holder]) -
         return None
     usual: dict[str, float] = {}
     for key in keys:
-        took = [a.seconds for a in store.asset_history(key, 20)
+        took = [a.seconds for a in store.asset_history(project.name, key, 20)
                 if a.status == AttemptStatus.SUCCESS and a.seconds is not None]
         if not took:
             return None

@@ -174,7 +174,7 @@ class Scheduler:
                 self.log("incident", {"id": incident.id, "usecase": incident.usecase, "verdict": incident.verdict})
             if self.project.config.channels:  # deliveries that failed are tried again, with backoff, for hours
 
-                for sent in Notifier(self.store, dict(self.project.config.channels), self.project.root).retry_due():
+                for sent in Notifier.of(self.project, self.store).retry_due():
                     self.log("notification retried", {"channel": sent.channel, "status": sent.status})
         except Exception as exc:  # the scheduler keeps scheduling whatever happens here
             self.log("service-level check failed", {"error": str(exc)})

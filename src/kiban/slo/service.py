@@ -120,7 +120,8 @@ def store_verdicts(store: Store, project: str, verdicts: list[Verdict], now: dat
     with store.engine.begin() as conn:
         for usecase in {k[0] for k in keys}:
             days = [d for u, d in keys if u == usecase]
-            conn.execute(slo_evaluations.delete().where(slo_evaluations.c.usecase == usecase,
+            conn.execute(slo_evaluations.delete().where(slo_evaluations.c.project == project,
+                                                        slo_evaluations.c.usecase == usecase,
                                                         slo_evaluations.c.due_date.in_(days)))
         conn.execute(slo_evaluations.insert(), [
             {"usecase": v.usecase, "due_date": v.due_date, "project": project, "deadline": v.deadline,
@@ -365,7 +366,7 @@ def tell_consumers(project: Project, store: Store, incident: Incident, event: st
             continue
         subject, text = consumer_message(event, language, notice)
         severity = "info" if event in ("ready", "late") else "warning" if event == "at_risk" else "critical"
-        Notifier(store, dict(project.config.channels), project.root).send(sorted(channels), Message(
+        Notifier.of(project, store).send(sorted(channels), Message(
             subject=subject, text=text, severity=severity, link=console_link(project, incident),
             dedupe_key=f"incident:{project.name}:{incident.usecase}:{incident.due_date}:{event}:consumers:{language}"))
 
@@ -415,7 +416,7 @@ def _notify(project: Project, store: Store, incident: Incident, verdict: Verdict
         text += f"\nWhat to do: {found['action']}" if found.get("action") else ""
         if incident.workaround:
             facts["workaround"] = incident.workaround
-    Notifier(store, dict(project.config.channels), project.root).send(owner_channels, Message(
+    Notifier.of(project, store).send(owner_channels, Message(
         subject=subject, text=text, severity=severity, dedupe_key=key + ":owners", fields=facts,
         link=console_link(project, incident)))
 

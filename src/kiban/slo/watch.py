@@ -323,7 +323,7 @@ class BreachWatcher:
         if not channels:
             return
         found = incident.root_cause or {}
-        Notifier(self.store, dict(self.project.config.channels), self.project.root).send(channels, Message(
+        Notifier.of(self.project, self.store).send(channels, Message(
             subject=f"[kiban] incident #{incident.id} {incident.usecase} {incident.due_date}: at risk"
                     + (" (revised)" if revision else ""),
             text=f"{message}\nWhat to do: {action}", severity="warning",

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Sequence,
     String,
     Table,
@@ -91,11 +92,11 @@ check_results = Table(  # filled by data-quality checks; read by service levels 
     Index("ix_check_results_asset", "asset", "checked_at"),
 )
 
-slo_evaluations = Table(
+slo_evaluations = Table(  # one verdict per project, use case and due day (two projects may share a use case's name)
     "slo_evaluations",
     metadata,
-    Column("usecase", String(200), primary_key=True),
-    Column("due_date", Date, primary_key=True),
+    Column("usecase", String(200), nullable=False),
+    Column("due_date", Date, nullable=False),
     Column("project", String(200), nullable=False),
     Column("deadline", DateTime, nullable=False),  # UTC
     Column("verdict", String(20), nullable=False),  # met, late, failed, incomplete, bad_data, pending, at_risk
@@ -103,6 +104,7 @@ slo_evaluations = Table(
     Column("satisfied_at", DateTime),
     Column("evidence", Text, nullable=False, default="{}"),
     Column("evaluated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("project", "usecase", "due_date", name="pk_slo_evaluations"),  # migration 0020
 )
 
 incidents = Table(
@@ -152,6 +154,7 @@ notifications = Table(
     Column("sent_at", DateTime),
     Column("payload", Text),  # the message as JSON: a failed delivery is sent again from the outbox
     Column("retry_at", DateTime),  # when the outbox tries it again (None: delivered, given up, or suppressed)
+    Column("project", String(200)),  # whose outbox (migration 0020; null on older rows)
     Index("ix_notifications_key", "channel", "dedupe_key", "created_at"),
 )
 

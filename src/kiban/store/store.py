@@ -404,13 +404,20 @@ class Store:
                                 .order_by(attempts.c.id)).all()
         return [_attempt(r) for r in rows]
 
-    def asset_history(self, asset: str, limit: int = 20) -> list[AttemptRecord]:
+    def asset_history(self, project: str, asset: str, limit: int = 20) -> list[AttemptRecord]:
+        """The asset's newest attempts in this project's runs (another project sharing the store may have an asset
+        of the same name: its builds are not this one's history)."""
         if self.lite is not None:
-            return self._attempts("asset = ?", (asset,), f"order by id desc limit {int(limit)}")
-        from kiban.store.schema import attempts
+            return self._attempts("asset = ? and run_id in (select run_id from runs where project = ?)",
+                                  (asset, project), f"order by id desc limit {int(limit)}")
+        import sqlalchemy as sa
+
+        from kiban.store.schema import attempts, runs
 
         with self.engine.connect() as conn:
-            rows = conn.execute(attempts.select().where(attempts.c.asset == asset)
+            rows = conn.execute(attempts.select().where(
+                attempts.c.asset == asset,
+                attempts.c.run_id.in_(sa.select(runs.c.run_id).where(runs.c.project == project)))
                                 .order_by(attempts.c.id.desc()).limit(limit)).all()
         return [_attempt(r) for r in rows]
 

@@ -251,13 +251,15 @@ def send(project: Project, store: Store, result: Review, *, again: bool = False)
     key = f"review:{project.name}:{result.label}"
     with store.engine.connect() as conn:
         done = {c for (c,) in conn.execute(sa.select(notifications.c.channel).where(
-            notifications.c.dedupe_key == key, notifications.c.status == DeliveryStatus.SENT))} if not again else set()
+            notifications.c.dedupe_key == key, notifications.c.status == DeliveryStatus.SENT,
+            sa.or_(notifications.c.project == project.name, notifications.c.project.is_(None))))} \
+            if not again else set()
     skipped = [DeliveryResult(c, "suppressed", 0, f"this week's review was sent to {c} already")
                for c in channels if c in done]
     todo = [c for c in channels if c not in done]
     if not todo:
         return skipped
-    return skipped + Notifier(store, dict(project.config.channels), project.root).send(todo, Message(
+    return skipped + Notifier.of(project, store).send(todo, Message(
         subject=f"[kiban] operations review {result.label}", text=result.message_text(), severity="info",
         dedupe_key=key,
         fields={"incidents": str(result.week.incidents), "toil (h)": f"{result.week.toil_hours:.1f}",

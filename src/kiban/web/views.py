@@ -441,7 +441,7 @@ def _asset_history(site: Site, key: str) -> tuple[list[m.AttemptOut], list[m.Che
     version = pulse(site)
 
     def read() -> tuple[list[m.AttemptOut], list[m.CheckOut]]:
-        runs = [_attempt(a) for a in site.reader.asset_history(key, 30)]
+        runs = [_attempt(a) for a in site.reader.asset_history(site.project.name, key, 30)]
         checks = [m.CheckOut(name=c.name, kind=c.kind, severity=c.severity, status=c.status, failures=c.failures,
                              checked_at=utc(c.checked_at), detail=c.detail)
                   for c in check_history.recent(site.reader, site.project.name, key, 30)]
