@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection, Engine
 
-HEAD_REVISION = "0020"
+HEAD_REVISION = "0021"
 ABANDONED = "the process running it stopped without finishing (killed or crashed)"
 STALE_AFTER = timedelta(seconds=60)  # a heartbeat older than this means the holder is gone
 HOST = socket.gethostname()

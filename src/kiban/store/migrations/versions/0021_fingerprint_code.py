@@ -1,15 +1,15 @@
 """What each planned fingerprint was planned from: the content of the model's definition files, so the console
 tells a model whose code changed since its build by content rather than by the files' modification times.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
