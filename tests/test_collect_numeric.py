@@ -122,7 +122,7 @@ def landed(root: Path, source: str) -> tuple[dict[int, tuple[Any, ...]], list[tu
     con = sessions.session()
     try:
         files = str(root / "lake" / source / "t" / "**" / "*.parquet")
-        rel = con.sql(f"select * exclude (_load_id, _loaded_at) from read_parquet('{files}')")
+        rel = con.sql(f"select * exclude (_load_id, _loaded_at) from read_parquet('{files}', union_by_name = true)")
         types = list(zip(rel.columns, [str(t) for t in rel.types], strict=True))
         return {r[0]: r[1:] for r in rel.fetchall()}, types
     finally:
@@ -230,6 +230,9 @@ def test_a_table_that_landed_the_number_as_double_keeps_loading(postgres_url: st
     pg(postgres_url, "insert into n values (2, 'NaN'), (3, 0.1)")
     result = land(root, "pos")
     assert result.record.drift == []  # no drift: the landed type is kept
+    assert result.notes == ["lake.pos_t: column a (PostgreSQL numeric) lands as DOUBLE, the type the lake table "
+                            "has: declare {name: a, type: 'decimal(38,9)'} under `columns:` to land it exactly "
+                            "(docs/connectors/databases.md#types)"]
     rows, types = landed(root, "pos")
     assert types[1] == ("a", "DOUBLE")
     assert rows[3] == (0.1,) and rows[2][0] != rows[2][0]  # NaN stays NaN on both readers (the scanner said 0)
@@ -298,3 +301,50 @@ def test_mysql_wide_decimals_land_exactly_and_both_readers_agree(mysql_url: str,
         assert result.record.rows_read == len(texts) == result.record.rows_landed + len(bad)
         seen[reader] = (rows, quarantined)
     assert seen["duckdb"] == seen["driver"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_quarantined_number_replays_once_its_type_is_declared_and_not_before(
+        postgres_url: str, make_project: Any, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    pg(postgres_url, "create table n (id int primary key, a numeric, c numeric(10, 2))",
+       "insert into n values (1, 0.5, 1.25), (2, 'NaN', 2.5), (3, 0.0000000001, null)")
+    root, _ = collect(make_project, monkeypatch, "pos.yml", postgres_url, reader)
+    assert set(refused(root)) == {"id=2", "id=3"}
+
+    def replay() -> quarantine.ReplayResult:
+        p = load_project(root)
+        store = Store(p.state_url)
+        try:
+            return quarantine.replay(p, store, "lake.pos_t")
+        finally:
+            store.close()
+
+    again = replay()  # nothing declared: the lake's DECIMAL(38,9) still refuses them — no text lands
+    assert (again.tried, again.landed, again.still_failing) == (2, 0, 2)
+    source = root / "sources" / "pos.yml"
+    source.write_text(source.read_text() + "    columns:\n      - {name: a, type: varchar}\n")
+    again = replay()
+    assert (again.landed, again.still_failing) == (2, 0)
+    rows, types = landed(root, "pos")
+    assert dict(types)["a"] == "VARCHAR" and dict(types)["c"] == "DECIMAL(10,2)"
+    assert rows[2] == ("NaN", Decimal("2.50")) and rows[3] == ("0.0000000001", None)
+
+
+def test_switching_a_double_column_to_exact_is_a_recorded_type_change(postgres_url: str, make_project: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pg(postgres_url, "create table n (id int primary key, a numeric)", "insert into n values (1, 0.5)")
+    root, _ = collect(make_project, monkeypatch, "pos.yml", postgres_url, "duckdb",
+                      "    columns:\n      - {name: a, type: double}\n")
+    source = root / "sources" / "pos.yml"
+    source.write_text(source.read_text().replace("type: double", "type: 'decimal(38,9)'"))
+    pg(postgres_url, "insert into n values (2, 12345678901234567890.123456789)")
+    result = land(root, "pos")
+    assert [(d.change, d.column, d.old_type, d.new_type, action) for d, action in result.record.drift] == \
+        [("retyped", "a", "DOUBLE", "DECIMAL(38,9)", "evolved")]
+    con = sessions.session()
+    try:  # each file as it is: this load's holds the exact value
+        found = [con.execute("select a from read_parquet(?) where id = 2", [str(f)]).fetchall()
+                 for f in sorted((root / "lake" / "pos" / "t").rglob("*.parquet"))]
+    finally:
+        con.close()
+    assert [f for f in found if f] == [[(Decimal("12345678901234567890.123456789"),)]]
