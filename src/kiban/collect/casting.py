@@ -8,8 +8,9 @@ also says, per declared column, which rows failed; the rows that failed leave th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -29,10 +30,36 @@ class Declared:
 
     types: dict[str, str]
     key: tuple[str, ...] = ()  # primary key columns: a refused row's location names them
+    # column → what to do about a refused value, added to its reason (a type the loader chose, not the user)
+    hints: dict[str, str] = field(default_factory=dict)
 
     def missing(self, names: Sequence[str]) -> list[str]:
         present = set(names)
         return [c for c in self.types if c not in present]
+
+
+_DECIMAL = re.compile(r"\s*(?:DECIMAL|NUMERIC)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*", re.IGNORECASE)
+
+
+def decimal_scale(kind: str) -> int | None:
+    """The scale of a DuckDB DECIMAL type (``DECIMAL`` alone is DECIMAL(18,3)); None for any other type."""
+    match = _DECIMAL.fullmatch(kind)
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return 3
+    return int(match.group(2) or 0)
+
+
+def _rounds(column: str, scale: int) -> str:
+    """SQL: the text in ``column`` has a non-zero digit past ``scale`` decimals — DuckDB's cast would round it
+    (``try_cast('0.1234567891' as DECIMAL(38,9))`` is 0.123456789, no error): such a value is refused, never
+    rounded. Plain notation only (what databases send); a value in exponent notation is cast as DuckDB does."""
+    return f"regexp_matches(trim({column}), '^[+-]?[0-9]*\\.[0-9]{{{scale}}}[0-9]*[1-9]')"
+
+
+def _too_precise(value: Any, scale: int) -> bool:
+    return isinstance(value, str) and re.match(rf"[+-]?[0-9]*\.[0-9]{{{scale}}}[0-9]*[1-9]", value.strip()) is not None
 
 
 def raw_text(row: dict[str, Any]) -> str:
@@ -66,13 +93,18 @@ def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: 
     con.register(view, batch)
     try:
         select = []
+        exact = _exact(batch, declared, wanted)
         for name in names:
             if name in declared.types:
-                select.append(f"try_cast({quote(name)} as {declared.types[name]}) as {quote(name)}")
+                cast = f"try_cast({quote(name)} as {declared.types[name]})"
+                if name in exact:
+                    cast = f"case when {_rounds(quote(name), exact[name])} then null else {cast} end"
+                select.append(f"{cast} as {quote(name)}")
             else:
                 select.append(quote(name))
-        failed = [f"({quote(c)} is not null and try_cast({quote(c)} as {declared.types[c]}) is null) "
-                  f"as {quote('__bad_' + c)}" for c in wanted]
+        failed = [f"({quote(c)} is not null and (try_cast({quote(c)} as {declared.types[c]}) is null"
+                  f"{' or ' + _rounds(quote(c), exact[c]) if c in exact else ''})) as {quote('__bad_' + c)}"
+                  for c in wanted]
         table = con.execute(f"select {', '.join(select + failed)} from {view}").to_arrow_table()
     finally:
         con.unregister(view)
@@ -90,10 +122,26 @@ def cast_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, declared: 
         row = {name: original.column(name)[index].as_py() for name in names}
         column = next(c for c, flag in zip(wanted, flags, strict=True) if flag[index].as_py())
         location, file, line = location_of(row, declared.key, first_ordinal + index)
-        bad_rows.append(BadRow(location=location, raw=raw_text(row),
-                               reason=f"column {column}: {str(row[column])[:200]!r} is not a {declared.types[column]}",
-                               column=column, file=file, line=line))
+        kind = declared.types[column]
+        reason = f"column {column}: {str(row[column])[:200]!r} is not a {kind}"
+        if column in exact and _too_precise(row[column], exact[column]):
+            reason += f" (more than {exact[column]} decimals: it would be rounded)"
+        if column in declared.hints:
+            reason += f"; {declared.hints[column]}"
+        bad_rows.append(BadRow(location=location, raw=raw_text(row), reason=reason, column=column, file=file,
+                               line=line))
     return _keyed(table, batch, declared, first_ordinal, bad_rows, any_bad)
+
+
+def _exact(batch: pa.RecordBatch, declared: Declared, wanted: list[str]) -> dict[str, int]:
+    """The text columns declared DECIMAL, with their scales: their values must fit exactly."""
+    out: dict[str, int] = {}
+    for name in wanted:
+        kind = batch.schema.field(name).type
+        scale = decimal_scale(declared.types[name])
+        if scale is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            out[name] = scale
+    return out
 
 
 def _keyed(table: pa.Table, original: pa.RecordBatch, declared: Declared, first_ordinal: int,

@@ -13,6 +13,11 @@ Each connector is a module in ``kiban.collect.connectors`` with
 - ``read(ctx, options) -> Iterator[pa.RecordBatch]``: the rows, in batches. Rows it cannot parse go
   to ``ctx.quarantine`` with their location, raw text and reason — never dropped, never a crash.
 
+A number the source keeps exactly and Arrow cannot hold as a decimal of its own (PostgreSQL ``numeric``
+without a precision, a precision past 38) is yielded as its exact text, marked with :func:`exact_number`: the
+loader casts it to :data:`EXACT_DECIMAL` (or the declared type, or the type the lake table has already) and
+quarantines a value that does not fit — never rounded through a double.
+
 File sources add the columns ``_source_file`` and ``_source_line`` (1-based line, or record number);
 every connector reports the files it consumed with ``ctx.add_file`` so that a landing folder loads
 each file exactly once.
@@ -60,6 +65,21 @@ class SourceError(KibanError):
         where = f"source {source}" + (f", table {table}" if table else "")
         super().__init__(f"{where}: {message}", hint)
         self.source, self.table = source, table
+
+
+EXACT_NUMBER = b"kiban.exact_number"  # Arrow field metadata: this text column is a number; the value: what type
+EXACT_DECIMAL = "DECIMAL(38,9)"  # such a column's type in the lake by default (29 integer digits, 9 decimals)
+
+
+def exact_number(field: pa.Field, source_type: str) -> pa.Field:
+    """``field`` (text: the source's exact digits) marked as a number of ``source_type`` (e.g. "PostgreSQL
+    numeric") for the loader to cast exactly."""
+    return field.with_metadata({**(field.metadata or {}), EXACT_NUMBER: source_type.encode()})
+
+
+def exact_numbers(schema: pa.Schema) -> dict[str, str]:
+    """The columns of ``schema`` marked by :func:`exact_number`: name → the source's type."""
+    return {f.name: f.metadata[EXACT_NUMBER].decode() for f in schema if f.metadata and EXACT_NUMBER in f.metadata}
 
 
 @dataclass(frozen=True)

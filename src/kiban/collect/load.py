@@ -39,7 +39,7 @@ from kiban import envref
 from kiban.collect import lake as layout
 from kiban.collect import sessions, shared_lake
 from kiban.collect.casting import Declared, cast_batch
-from kiban.collect.connector import BadRow, ReadContext, SourceError, read_batches
+from kiban.collect.connector import EXACT_DECIMAL, BadRow, ReadContext, SourceError, exact_numbers, read_batches
 from kiban.collect.landing import (
     ORDINAL,
     LoadFailed,
@@ -431,6 +431,7 @@ def _land(job: LoadJob, ctx: ReadContext, staging: Path) -> LoadResult:
                 typer.close()
                 staged.close()
         good = typer.good
+        result.notes.extend(f"{record.asset}: {n}" for n in typer.notes)
         if ctx.superseded:
             _replays_follow(manifests, ctx)
         result.notes.extend(f"{record.asset}: {n}" for n in ctx.notes)
@@ -546,10 +547,16 @@ class _Typer:
     empty: pa.Table | None = None  # the typed columns of an empty file (a header only), without rows
     infer: bool = False  # infer_types: undeclared text columns get the types their values have
     landed: dict[str, str] = field(default_factory=dict)  # the types the table's undeclared columns have so far
+    numbers_typed: bool = False  # the source's exact numbers (text) have their types (exact_types)
+    notes: list[str] = field(default_factory=list)  # for the run's output
 
     def take(self, item: tuple[list[BadRow], pa.RecordBatch | None]) -> None:
         refused, batch = item
         self.quarantine.add(refused)
+        if batch is not None and not self.numbers_typed:
+            self.numbers_typed = True  # once per load: the first batch (or header) says which columns they are
+            self.declared, notes = exact_types(batch.schema, self.declared, self.landed)
+            self.notes.extend(notes)
         if self.infer and batch is not None and batch.num_rows:
             self.infer = False  # once per load: every batch of it is cast alike
             self.declared = Declared({**infer_types(self.con, batch, self.declared, self.landed),
@@ -572,6 +579,25 @@ class _Typer:
             self.sink.close()
         finally:
             self.con.close()
+
+
+def exact_types(schema: pa.Schema, declared: Declared, landed: dict[str, str]) -> tuple[Declared, list[str]]:
+    """``declared`` with a type for each column the connector sent as an exact number's text (see
+    :func:`kiban.collect.connector.exact_number`) that is not declared: the type the lake table has already
+    (``landed``: a table that landed it as DOUBLE before this release keeps loading as DOUBLE — declare
+    ``decimal(38,9)`` to switch), else :data:`EXACT_DECIMAL`. A value that does not fit exactly is quarantined,
+    its reason saying how to land it. Also a note for each such column kept as a type that is not exact."""
+    numbers = {n: kind for n, kind in exact_numbers(schema).items() if n not in declared.types}
+    if not numbers:
+        return declared, []
+    types = {n: landed.get(n, EXACT_DECIMAL) for n in numbers}
+    notes = [f"column {n} ({numbers[n]}) lands as {types[n]}, the type the lake table has: declare "
+             f"{{name: {n}, type: 'decimal(38,9)'}} under `columns:` to land it exactly (docs/connectors/"
+             f"databases.md#types)" for n in numbers if types[n].upper() in ("DOUBLE", "FLOAT", "REAL")]
+    hints = {n: f"{kind} lands as {types[n]} unless declared: declare the column's type under `columns:` "
+                f"(a wider decimal(p,s), double or varchar) to land such values, then `kiban quarantine replay`"
+             for n, kind in numbers.items()}
+    return Declared({**types, **declared.types}, declared.key, {**hints, **declared.hints}), notes
 
 
 INFERRED = ("BOOLEAN", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP")  # tried in this order, as DuckDB's sniffer does

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from kiban.collect import sessions
-from kiban.collect.casting import Declared, cast_batch
+from kiban.collect.casting import Declared, cast_batch, decimal_scale
 from kiban.collect.load import LoadResult, Replay, load_table
-from kiban.collect.manifest import Manifests
+from kiban.collect.manifest import Manifests, TableState
 from kiban.collect.spec import SOURCE_FILE, SOURCE_LINE
 from kiban.errors import UsageError
 from kiban.spreadsheets import inert
@@ -104,6 +104,19 @@ def export(found: list[QuarantinedRow], target: Path) -> int:
     return table.num_rows
 
 
+def _replay_types(declared: Declared, state: TableState | None, names: list[str]) -> Declared:
+    """``declared`` and, for an undeclared column the lake table has as a DECIMAL, that type: a number the loader
+    refused for its default DECIMAL(38,9) (an exact number of the source: NaN, too many decimals) stays refused
+    until its type is declared — its JSON text must not land as text."""
+    landed = {n: t for n, t in (state.schema if state else ()) if n in names and n not in declared.types
+              and decimal_scale(t) is not None}
+    if not landed:
+        return declared
+    hints = {n: "the lake table has it as this type: declare the column's type under `columns:` (a wider "
+                "decimal(p,s), double or varchar) to land such values" for n in landed}
+    return Declared({**landed, **declared.types}, declared.key, {**hints, **declared.hints})
+
+
 def replay(project: Project, store: Store, asset: str, run_id: str | None = None) -> ReplayResult:
     """Cast the table's quarantined rows again with today's declarations; land those that pass."""
     tables = project.source_tables()
@@ -134,7 +147,8 @@ def replay(project: Project, store: Store, asset: str, run_id: str | None = None
         return result
     names = list(dict.fromkeys(k for v in values for k in v))
     batch = pa.RecordBatch.from_pylist([{n: v.get(n) for n in names} for v in values])
-    declared = Declared({c.name: c.type for c in spec.columns if c.type}, spec.primary_key)
+    declared = _replay_types(Declared({c.name: c.type for c in spec.columns if c.type}, spec.primary_key),
+                             Manifests(store).state(project.name, asset), names)
     con = sessions.session()
     try:
         good, bad = cast_batch(con, batch, declared, 1)

@@ -12,17 +12,19 @@ Example ``sources/shop.yml``::
 
 Fast path: DuckDB's mysql scanner (filter and order pushed to the server; the cursor value is a bound
 parameter). Fallback: PyMySQL's unbuffered cursor, ``batch_rows`` rows at a time. The session's time zone is
-UTC, so TIMESTAMP columns come out in UTC.
+UTC, so TIMESTAMP columns come out in UTC. A DECIMAL of more than 38 digits is read as its text on both paths
+(the scanner would read a double) and cast exactly by the loader (``exact_number``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from kiban.collect.connector import ReadContext
+from kiban.collect.connector import ReadContext, exact_number
 from kiban.collect.connectors.database import (
     Options,
     SourceRead,
@@ -117,7 +119,7 @@ def read(ctx: ReadContext, options: Options) -> Iterator[pa.RecordBatch]:
     plan = plan_of(ctx, options)
     extension = use_duckdb(ctx, options, "mysql", "PyMySQL")
     if extension is not None:
-        yield from _read_duckdb(ctx, plan, url, extension)
+        yield from _read_duckdb(ctx, plan, url, extension, _exact_columns(ctx, plan, url, options))
     else:
         yield from _read_pymysql(ctx, plan, url, options)
 
@@ -139,11 +141,49 @@ def _source_sql(plan: SourceRead) -> str:
     return sql
 
 
+def _text_sql(plan: SourceRead, numbers: list[tuple[str, bool]]) -> str:
+    """The MySQL statement of a read whose wide decimals are sent as text (``cast(… as char)``: every digit)."""
+    items = ", ".join(f"cast({ident(n, '`')} as char) as {ident(n, '`')}" if exact else ident(n, "`")
+                      for n, exact in numbers)
+    if plan.query is not None:
+        relation = f"({plan.query}) as _kiban_query"
+    else:
+        relation = f"{ident(plan.schema, '`')}.{ident(plan.table or '', '`')}" if plan.schema else \
+            ident(plan.table or "", "`")
+    sql = f"select {items} from {relation}"
+    if plan.filtered:
+        sql += f" where {plan.condition(ident(plan.cursor or '', '`'), '?')}"
+    if plan.cursor:
+        sql += f" order by {ident(plan.cursor, '`')}"
+    return sql
+
+
 # -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
 
 
-def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any) -> Iterator[pa.RecordBatch]:
+def _exact_columns(ctx: ReadContext, plan: SourceRead, url: str, options: Options) -> list[tuple[str, bool]] | None:
+    """For the fast path: the read's columns, each with whether it is a DECIMAL of more than 38 digits (read as
+    its text: the scanner would read a double) — or None when there is none (the scan as usual)."""
+    conn = _connect(ctx, url, options)
+    try:
+        described, fields = _describe(ctx, conn, plan)
+    finally:
+        conn.close()
+    columns = [(d[0], _exact(d, f)) for d, f in zip(described, fields, strict=True)]
+    return columns if any(exact for _, exact in columns) else None
+
+
+def _exact(description: Any, field: Any) -> bool:
+    """A DECIMAL of more than 38 digits: no Arrow decimal holds it."""
+    code, length, scale = description[1], description[3] or 0, description[5] or 0
+    unsigned = bool(field.flags & _UNSIGNED)
+    return code in (0, 246) and length - (0 if unsigned else 1) - (1 if scale else 0) > 38
+
+
+def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any,
+                 numbers: list[tuple[str, bool]] | None = None) -> Iterator[pa.RecordBatch]:
     import duckdb
+    import pyarrow as pa
 
     con = duckdb_with(extension)
     try:
@@ -153,9 +193,10 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any) -
         except duckdb.Error as exc:
             raise connection_error(ctx, exc, where_of(url)) from None
         params: list[Any] = []
-        if plan.query is not None:
+        if plan.query is not None or numbers is not None:
             # the scanner sends the statement as is, with the value bound to its ? (text: MySQL converts it)
-            sql = f"select * from mysql_query('src', {literal(_source_sql(plan))}"
+            statement = _source_sql(plan) if numbers is None else _text_sql(plan, numbers)
+            sql = f"select * from mysql_query('src', {literal(statement)}"
             if plan.filtered:
                 sql += ", params := row(?)"
                 since = _since(plan.since)
@@ -171,8 +212,13 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, extension: Any) -
                 params.append(_since(plan.since))
             if plan.cursor:
                 sql += f" order by {ident(plan.cursor)}"
+        exact = {n for n, e in numbers or () if e}
         try:
-            yield from stream(con, sql, params, ctx.batch_rows, ctx)
+            for batch in stream(con, sql, params, ctx.batch_rows, ctx):
+                if exact:
+                    batch = pa.RecordBatch.from_arrays(batch.columns, schema=pa.schema(
+                        [exact_number(f, "MySQL decimal") if f.name in exact else f for f in batch.schema]))
+                yield batch
         except duckdb.Error as exc:
             raise query_error(ctx, plan, exc) from None
     finally:
@@ -238,7 +284,8 @@ def _arrow_type(description: Any, field: Any) -> pa.DataType:
     unsigned = bool(field.flags & _UNSIGNED)
     if code in (0, 246):  # DECIMAL: the length counts the sign and the point
         precision = length - (0 if unsigned else 1) - (1 if scale else 0)
-        return pa.decimal128(max(1, min(38, precision)), scale) if precision <= 38 else pa.float64()
+        # past 38 digits: its exact text (exact_number), cast exactly by the loader
+        return pa.decimal128(max(1, min(38, precision)), scale) if precision <= 38 else pa.string()
     if code == 1:
         return pa.bool_() if length == 1 else (pa.uint8() if unsigned else pa.int8())
     ints = {2: (pa.int16(), pa.uint16()), 3: (pa.int32(), pa.uint32()), 9: (pa.int32(), pa.uint32()),
@@ -263,6 +310,8 @@ def _value(value: Any, kind: pa.DataType) -> Any:
     if pa.types.is_boolean(kind):
         return bool(int.from_bytes(value, "big")) if isinstance(value, bytes) else bool(value)
     if pa.types.is_string(kind) and not isinstance(value, str):
+        if isinstance(value, decimal.Decimal):  # plain digits: str() would say 1E-30
+            return format(value, "f")
         return value.decode() if isinstance(value, bytes) else str(value)
     return value
 
@@ -276,7 +325,8 @@ def _read_pymysql(ctx: ReadContext, plan: SourceRead, url: str, options: Options
         described, fields = _describe(ctx, first, plan)
     finally:
         first.close()
-    schema = pa.schema([pa.field(d[0], _arrow_type(d, f)) for d, f in zip(described, fields, strict=True)])
+    schema = pa.schema([exact_number(pa.field(d[0], pa.string()), "MySQL decimal") if _exact(d, f)
+                        else pa.field(d[0], _arrow_type(d, f)) for d, f in zip(described, fields, strict=True)])
     if plan.query is not None:
         sql = _source_sql(plan).replace("%", "%%").replace(" ?", " %s")
     else:

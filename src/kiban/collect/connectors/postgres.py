@@ -15,6 +15,9 @@ Example ``sources/pos.yml``::
 Fast path: DuckDB's postgres scanner (binary COPY, filter pushed to the server as a bound parameter).
 Fallback: psycopg ``COPY … TO STDOUT (FORMAT CSV)`` parsed by pyarrow's CSV reader block by block, nothing
 read ahead (one stream, or several over ctid ranges of one snapshot).
+
+``numeric`` without a precision (or with one past 38) is read as its text on both paths — the scanner would
+read a double (rounded past 15–17 digits, NaN as 0) — and the loader casts it exactly (``exact_number``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from kiban.collect.connector import ReadContext
+from kiban.collect.connector import ReadContext, exact_number
 from kiban.collect.connectors.database import (
     Options,
     SourceRead,
@@ -116,6 +119,7 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, options: Options,
                  extension: Any) -> Iterator[pa.RecordBatch]:
     import duckdb
 
+    numbers = _exact_columns(ctx, plan, url, options)
     con = duckdb_with(extension)
     try:
         con.execute("set TimeZone = 'UTC'")
@@ -125,28 +129,67 @@ def _read_duckdb(ctx: ReadContext, plan: SourceRead, url: str, options: Options,
         except duckdb.Error as exc:
             raise connection_error(ctx, exc, where_of(url)) from None
         params: list[Any] = []
-        if plan.query is not None:
-            relation = f"postgres_query('src', {literal(plan.query)})"
-            columns = "*"
+        if numbers is not None:  # the server sends those numbers' text: the read is one statement it runs
+            sql = f"select * from postgres_query('src', {literal(numbers[1])})"
+        elif plan.query is not None:  # the query runs once; DuckDB filters what it returns
+            sql = f"select * from postgres_query('src', {literal(plan.query)})"
+            if plan.filtered:
+                sql += f" where {plan.condition(ident(plan.cursor or ''), '?')}"
+                params.append(plan.since)
         else:
-            relation = f"src.{ident(plan.schema or 'public')}.{ident(plan.table or '')}"
             columns = ", ".join(ident(c) for c in plan.select) or "*"
-        sql = f"select {columns} from {relation}"
-        if plan.filtered and plan.query is not None:  # the query runs once; DuckDB filters what it returns
-            sql += f" where {plan.condition(ident(plan.cursor or ''), '?')}"
-            params.append(plan.since)
-        elif plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
-            sql = scanned(sql, plan, ident(plan.cursor or ""))
-            params.append(plan.since)
+            sql = f"select {columns} from src.{ident(plan.schema or 'public')}.{ident(plan.table or '')}"
+            if plan.filtered:  # a bound parameter; DuckDB pushes the filter into the COPY it sends
+                sql = scanned(sql, plan, ident(plan.cursor or ""))
+                params.append(plan.since)
         # no ORDER BY here: DuckDB would have to read everything before the first row (the scanner cannot push
         # it down); the loader takes the newest cursor of the whole load, so the order does not matter
         try:
             for batch in stream(con, sql, params, ctx.batch_rows, ctx):
-                yield _utc(batch)
+                yield _marked(_utc(batch), numbers[0] if numbers else ())
         except duckdb.Error as exc:
             raise query_error(ctx, plan, exc) from None
     finally:
         con.close()
+
+
+def _exact(column: Any) -> bool:
+    """A ``numeric`` column without a precision, or with more than 38 digits: no Arrow decimal holds it."""
+    return column.type_code == NUMERIC and not (column.precision and column.precision <= 38)
+
+
+def _exact_columns(ctx: ReadContext, plan: SourceRead, url: str,
+                   options: Options) -> tuple[tuple[str, ...], str] | None:
+    """For the fast path: the columns of the read that are :func:`_exact` numbers, and the statement the server
+    runs instead of the scan — those columns as ``::text``, the incremental filter a literal (psycopg's typed
+    quoting, as for COPY) — or None when there are none (the scan as usual)."""
+    from psycopg import sql
+
+    with _connect(ctx, url, options) as conn:
+        described = _describe(ctx, conn, plan)
+        if plan.select:
+            by_name = {c.name: c for c in described}
+            described = [by_name[n] for n in plan.select if n in by_name]
+        exact = tuple(c.name for c in described if _exact(c))
+        if not exact:
+            return None
+        items = [sql.SQL("{}::text as {}").format(sql.Identifier(c.name), sql.Identifier(c.name)) if _exact(c)
+                 else sql.Identifier(c.name) for c in described]
+        query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(items), _relation(plan))
+        if plan.filtered:
+            query += sql.SQL(" where " + plan.condition("{c}", "{v}")).format(
+                c=sql.Identifier(plan.cursor or ""), v=sql.Literal(plan.since))
+        return exact, query.as_string(conn)
+
+
+def _marked(batch: pa.RecordBatch, numbers: tuple[str, ...]) -> pa.RecordBatch:
+    """``batch`` with its exact numbers' text columns marked for the loader (:func:`exact_number`)."""
+    import pyarrow as pa
+
+    if not numbers:
+        return batch
+    schema = pa.schema([exact_number(f, "PostgreSQL numeric") if f.name in numbers else f for f in batch.schema])
+    return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
 
 
 def _with_timeout(url: str, seconds: int) -> str:
@@ -220,6 +263,7 @@ def _describe(ctx: ReadContext, conn: psycopg.Connection[Any], plan: SourceRead)
 _TYPES: dict[int, str] = {16: "bool", 21: "int16", 23: "int32", 20: "int64", 26: "int64", 700: "float32",
                           701: "float64", 1082: "date", 1114: "timestamp", 1184: "timestamptz", 1083: "time",
                           17: "binary", 1700: "numeric"}
+NUMERIC = 1700
 
 
 def _arrow_type(column: Any) -> pa.DataType:
@@ -227,9 +271,9 @@ def _arrow_type(column: Any) -> pa.DataType:
 
     kind = _TYPES.get(column.type_code, "string")
     if kind == "numeric":
-        if column.precision and column.precision <= 38:
+        if not _exact(column):
             return pa.decimal128(column.precision, column.scale or 0)
-        return pa.float64()  # numeric without a precision: as DuckDB's scanner reads it
+        return pa.string()  # its exact text (COPY's CSV), cast exactly by the loader
     simple = {"bool": pa.bool_(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
               "float32": pa.float32(), "float64": pa.float64(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
               "timestamptz": pa.timestamp("us"), "time": pa.time64("us"), "binary": pa.string(),
@@ -306,8 +350,9 @@ def _copy_of(ctx: ReadContext, conn: psycopg.Connection[Any], plan: SourceRead) 
             c=sql.Identifier(plan.cursor or ""), v=sql.Literal(plan.since))
     types = {c.name: _arrow_type(c) for c in described}
     final = pa.schema([pa.field(c.name, pa.timestamp("us", "UTC")) if _TYPES.get(c.type_code) == "timestamptz"
-                       else pa.field(c.name, pa.binary()) if c.type_code == 17 else pa.field(c.name, types[c.name])
-                       for c in described])
+                       else pa.field(c.name, pa.binary()) if c.type_code == 17
+                       else exact_number(pa.field(c.name, pa.string()), "PostgreSQL numeric") if _exact(c)
+                       else pa.field(c.name, types[c.name]) for c in described])
     if xmin:
         types[XMIN] = pa.int64()
         final = final.append(pa.field(XMIN, pa.int64()))
