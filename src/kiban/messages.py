@@ -79,6 +79,8 @@ MESSAGES: dict[str, str] = {
                      "recovery)",
     "event.redefined": "closed: the service level of {usecase} was changed, and by its current definition the day "
                        "is {verdict} (not a recovery)",
+    "event.redefined_unjudged": "closed: the service level of {usecase} was changed, and its current definition "
+                                "does not judge the day (not a recovery)",
     "event.reopened": "reopened: use case {usecase} is defined again and in breach",
     # the SLO status line (kiban.web.views)
     "status.late_min": "{minutes} min late",

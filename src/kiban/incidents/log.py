@@ -121,13 +121,13 @@ class IncidentLog:
                 incident_id = int(row.id)
                 if kind == "missed" and row.kind != "missed":
                     values["kind"] = "missed"
-                if row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
-                    values.update(status=IncidentStatus.OPEN, resolved_at=None)
-                elif row.status == IncidentStatus.RESOLVED and row.resolution in INCIDENT_WITHDRAWN:
+                if row.status == IncidentStatus.RESOLVED and row.resolution in INCIDENT_WITHDRAWN:
                     values.update(status=IncidentStatus.OPEN, resolved_at=None, kind=kind)
                     said = [part("event.reopened", usecase=usecase)]
                     conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind="reopened",
                                                                  message=say(said), said=_dump(said)))
+                elif row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
+                    values.update(status=IncidentStatus.OPEN, resolved_at=None)
                 conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=draft.event or kind,
                                                          message=draft.message, said=_dump(draft.said)))

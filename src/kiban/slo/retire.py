@@ -85,8 +85,10 @@ def _why_stale(ctx: Context, incidents: IncidentLog, incident: Incident, judged:
                                                    usecase=incident.usecase)]
     old = incident.impact.get("promise")
     verdict = judged.get((incident.usecase, incident.due_date))
-    if old is None or old == promises[incident.usecase] or verdict is None:
+    if old is None or old == promises[incident.usecase]:
         return None  # the same promise: the verdicts keep the incident in step
+    if verdict is None:  # the new definition does not judge the day (a deadline before kiban knew of it)
+        return IncidentResolution.REDEFINED, [part("event.redefined_unjudged", usecase=incident.usecase)]
     if verdict.verdict in STANDING:
         incidents.set_promise(incident.id, promises[incident.usecase])  # broken by the new definition too
         return None
