@@ -20,7 +20,9 @@ SAMPLE: dict[str, Any] = {"asset": "mart.daily_sales", "at": "05:10", "expected"
                           "queued_s": 120, "threads": 2, "late_s": 700, "early_s": 300, "deadline": "12-07 06:00",
                           "through": "2026-12-06", "p50": "05:50", "p90": "06:20", "run_id": "20261207-0500-ab12",
                           "command": "kiban run +mart.daily_sales", "minutes": 12,
-                          "reason": [{"kind": "cause.slow", "asset": "mart.daily_sales"}], "text": "as written"}
+                          "reason": [{"kind": "cause.slow", "asset": "mart.daily_sales"}], "text": "as written",
+                          "usecase": "morning_sales", "successor": "store_morning", "day": "2026-12-07",
+                          "verdict": "pending"}
 KINDS = sorted(k for k in MESSAGES if k != "text")
 
 

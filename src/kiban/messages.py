@@ -70,6 +70,18 @@ MESSAGES: dict[str, str] = {
     "event.consumers_told": "consumers told: {reason}",
     "event.consumers_told_at_risk": "consumers told: at risk",
     "event.acknowledged": "acknowledged",
+    # closed by kiban without a delivery (kiban.slo.retire): never worded as a recovery
+    "event.retired": "closed: use case {usecase} is no longer defined in the project (not a recovery: nothing was "
+                     "delivered)",
+    "event.retired_successor": "{successor} has the same assets and deadline (renamed?): it is judged on its own "
+                               "from its next due day",
+    "event.not_due": "closed: {day} is no longer a due day of {usecase} under its current definition (not a "
+                     "recovery)",
+    "event.redefined": "closed: the service level of {usecase} was changed, and by its current definition the day "
+                       "is {verdict} (not a recovery)",
+    "event.redefined_unjudged": "closed: the service level of {usecase} was changed, and its current definition "
+                                "does not judge the day (not a recovery)",
+    "event.reopened": "reopened: use case {usecase} is defined again and in breach",
     # the SLO status line (kiban.web.views)
     "status.late_min": "{minutes} min late",
     "status.step": "{asset} {status}",

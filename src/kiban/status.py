@@ -87,7 +87,24 @@ class IncidentStatus(StrEnum):
 
     OPEN = "open"  # nobody has taken it yet
     ACKNOWLEDGED = "acknowledged"  # someone said they are on it (`kiban incidents ack`)
-    RESOLVED = "resolved"  # closed by a person, or by the use case being met after all
+    RESOLVED = "resolved"  # closed: by a person, by the data arriving, or withdrawn (``IncidentResolution`` says how)
+
+
+class IncidentResolution(StrEnum):
+    """How a resolved incident was closed: the kind of the timeline entry that closed it (``Incident.resolution``).
+
+    Every one leaves the status ``resolved``, so every reader that asks "is it open?" keeps its answer; the
+    resolution tells a recovery from a withdrawal, which no notification may present as "service restored"."""
+
+    RESOLVED = "resolved"  # by a person (`kiban incidents resolve`, the console), with their note
+    RECOVERED = "recovered"  # the data was delivered before the deadline after all
+    REPAIRED = "repaired"  # the data was delivered after the deadline (the miss stays on the record)
+    RETIRED = "retired"  # its use case is no longer defined in the project (removed, or renamed): nobody to serve
+    REDEFINED = "redefined"  # its use case's definition changed (deadline, days, assets): the breach no longer applies
+
+
+# closed by kiban without any delivery: reopened, not left closed, if the use case is defined and in breach again
+INCIDENT_WITHDRAWN = frozenset({IncidentResolution.RETIRED, IncidentResolution.REDEFINED})
 
 
 class IncidentKind(StrEnum):
@@ -189,6 +206,7 @@ __all__ = [
     "ATTEMPT_CURRENT",
     "ATTEMPT_FINAL",
     "ATTEMPT_UNFINISHED",
+    "INCIDENT_WITHDRAWN",
     "QUEUE_FINISHED",
     "QUEUE_OPEN",
     "RUN_FINISHED",
@@ -203,6 +221,7 @@ __all__ = [
     "CheckStatus",
     "DeliveryStatus",
     "IncidentKind",
+    "IncidentResolution",
     "IncidentStatus",
     "LoadStatus",
     "ModelStatus",

@@ -42,7 +42,7 @@ def _incident_json(i: Any) -> dict[str, Any]:
     return {"id": i.id, "usecase": i.usecase, "due_date": i.due_date, "status": i.status, "kind": i.kind,
             "verdict": i.verdict, "opened_at": utc_iso(i.opened_at), "updated_at": utc_iso(i.updated_at),
             "resolved_at": utc_iso(i.resolved_at), "root_cause": i.root_cause, "impact": i.impact,
-            "workaround": i.workaround, "note": i.note}
+            "workaround": i.workaround, "note": i.note, "resolution": i.resolution}
 
 
 def assessment_json(result: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from kiban.errors import KibanError
-from kiban.messages import Part, part
-from kiban.status import IncidentStatus
+from kiban.messages import Part, part, say
+from kiban.status import INCIDENT_WITHDRAWN, IncidentResolution, IncidentStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import incident_events, incidents
 
@@ -43,6 +43,7 @@ class Incident:
     root_cause: dict[str, Any]
     workaround: str | None
     note: str | None
+    resolution: str | None  # how a resolved one was closed (kiban.status.IncidentResolution); None while open
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,21 @@ class IncidentDraft:
 
 
 def _incident(row: Any) -> Incident:
+    resolution = row.resolution if row.status == IncidentStatus.RESOLVED else None
     return Incident(row.id, row.usecase, row.due_date, row.status, row.kind, row.verdict, row.opened_at,
                     row.updated_at, row.resolved_at, json.loads(row.impact or "{}"),
-                    json.loads(row.root_cause or "{}"), row.workaround, row.note)
+                    json.loads(row.root_cause or "{}"), row.workaround, row.note, resolution)
+
+
+def _select() -> sa.Select[Any]:
+    """The incidents, each with its resolution: the kind of its latest closing timeline entry (one correlated
+    look-up on the events' incident index, no column of its own)."""
+    closing = (sa.select(incident_events.c.kind)
+               .where(incident_events.c.incident_id == incidents.c.id,
+                      incident_events.c.kind.in_([str(r) for r in IncidentResolution]))
+               .order_by(incident_events.c.at.desc(), incident_events.c.id.desc()).limit(1)
+               .correlate(incidents).scalar_subquery())
+    return sa.select(incidents, closing.label("resolution"))
 
 
 class IncidentLog:
@@ -78,13 +91,15 @@ class IncidentLog:
     def record(self, draft: IncidentDraft, *, at: datetime | None = None) -> tuple[Incident, bool]:
         """Open the incident of (use case, day) or add to its timeline. Returns it and whether it is new.
 
-        An at-risk incident that becomes a miss is escalated; a resolved one that misses again reopens.
+        An at-risk incident that becomes a miss is escalated; a resolved one that misses again reopens — and so
+        does one kiban withdrew (its use case removed or redefined) when its use case is defined and in breach
+        again: the day's one incident (one per use case and day) tells the whole story on its timeline.
         """
         now = at or utcnow()
         usecase, due, kind, verdict = draft.usecase, draft.due, draft.kind, draft.verdict
         impact, root_cause, workaround = draft.impact, draft.root_cause, draft.workaround
         with self.store.engine.begin() as conn:
-            row = conn.execute(incidents.select().where(
+            row = conn.execute(_select().where(
                 incidents.c.project == self.project, incidents.c.usecase == usecase,
                 incidents.c.due_date == due)).first()
             values: dict[str, Any] = {"verdict": verdict, "updated_at": now}
@@ -106,7 +121,12 @@ class IncidentLog:
                 incident_id = int(row.id)
                 if kind == "missed" and row.kind != "missed":
                     values["kind"] = "missed"
-                if row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
+                if row.status == IncidentStatus.RESOLVED and row.resolution in INCIDENT_WITHDRAWN:
+                    values.update(status=IncidentStatus.OPEN, resolved_at=None, kind=kind)
+                    said = [part("event.reopened", usecase=usecase)]
+                    conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind="reopened",
+                                                                 message=say(said), said=_dump(said)))
+                elif row.status == IncidentStatus.RESOLVED and kind == "missed" and row.kind != "missed":
                     values.update(status=IncidentStatus.OPEN, resolved_at=None)
                 conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
             conn.execute(incident_events.insert().values(incident_id=incident_id, at=now, kind=draft.event or kind,
@@ -117,14 +137,14 @@ class IncidentLog:
 
     def open_for(self, usecase: str, due: date) -> Incident | None:
         with self.store.engine.connect() as conn:
-            row = conn.execute(incidents.select().where(
+            row = conn.execute(_select().where(
                 incidents.c.project == self.project, incidents.c.usecase == usecase,
                 incidents.c.due_date == due)).first()
         return _incident(row) if row else None
 
     def get(self, incident_id: int) -> Incident | None:
         with self.store.engine.connect() as conn:
-            row = conn.execute(incidents.select().where(incidents.c.id == incident_id,
+            row = conn.execute(_select().where(incidents.c.id == incident_id,
                                                         incidents.c.project == self.project)).first()
         return _incident(row) if row else None
 
@@ -135,11 +155,19 @@ class IncidentLog:
         return found
 
     def recent(self, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
-        query = incidents.select().where(incidents.c.project == self.project)
+        query = _select().where(incidents.c.project == self.project)
         if not include_resolved:
             query = query.where(incidents.c.status != IncidentStatus.RESOLVED)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query.order_by(incidents.c.due_date.desc(), incidents.c.id.desc()).limit(limit)).all()
+        return [_incident(r) for r in rows]
+
+    def unresolved(self) -> list[Incident]:
+        """Every incident of this project that is not resolved, of any day (the ones a check must keep true)."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(_select().where(incidents.c.project == self.project,
+                                                incidents.c.status != IncidentStatus.RESOLVED)
+                                .order_by(incidents.c.id)).all()
         return [_incident(r) for r in rows]
 
     def events(self, incident_id: int) -> list[IncidentEvent]:
@@ -174,6 +202,23 @@ class IncidentLog:
                 at: datetime | None = None, said: list[Part] | None = None) -> Incident:
         """Close the incident; ``note`` is a person's words (kept as written) or, with ``said``, kiban's."""
         return self._transition(incident_id, "resolved", kind, note, actor, note, at, said)
+
+    def withdraw(self, incident_id: int, resolution: IncidentResolution, said: list[Part],
+                 at: datetime | None = None) -> Incident:
+        """Close the incident without a delivery (``resolution`` one of kiban.status.INCIDENT_WITHDRAWN): its use
+        case is gone or no longer promises what was breached. Recorded on the timeline as kiban's, not a person's."""
+        if resolution not in INCIDENT_WITHDRAWN:
+            raise ValueError(f"{resolution!r} is not a withdrawal")
+        return self._transition(incident_id, IncidentStatus.RESOLVED, resolution, say(said), None, say(said), at,
+                                said)
+
+    def set_promise(self, incident_id: int, promise: dict[str, Any]) -> None:
+        """Keep ``promise`` (what the use case now promises, kiban.slo.retire) in the incident's impact, silently:
+        its definition changed and the day is still in breach by the new one."""
+        found = self.require(incident_id)
+        with self.store.engine.begin() as conn:
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(
+                impact=json.dumps({**found.impact, "promise": promise}, default=str)))
 
     def note_event(self, incident_id: int, kind: str, message: str, at: datetime | None = None,
                    said: list[Part] | None = None) -> None:

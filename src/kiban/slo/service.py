@@ -30,7 +30,8 @@ from kiban.slo.durations import expected
 from kiban.slo.evaluate import MISSES, Context, Verdict, evaluate
 from kiban.slo.facts import Facts, load_facts
 from kiban.slo.impact import blast_radius, repair
-from kiban.status import IncidentStatus
+from kiban.slo.retire import STANDING, promise_of, withdraw_stale
+from kiban.status import INCIDENT_WITHDRAWN, IncidentStatus
 from kiban.status import Verdict as VerdictStatus
 from kiban.store import Store, utcnow
 from kiban.store.schema import attempts, runs, slo_evaluations
@@ -178,6 +179,10 @@ def check(project: Project, graph: Graph, store: Store, now: datetime | None = N
         _not_started(result)
     store_verdicts(store, project.name, [*result.verdicts, *first], result.now)
     incidents = IncidentLog(store, project.name)
+    # first the incidents whose promise is gone (use case removed, renamed, redefined): closed as withdrawn, so a
+    # verdict on a changed definition never closes them as a recovery
+    result.incidents += withdraw_stale(project, result.context, incidents, [*result.verdicts, *result.ahead],
+                                       result.now, notify)
     start = result.today - timedelta(days=INCIDENT_DAYS - 1)
     known = {(i.usecase, i.due_date): i for i in incidents.recent(include_resolved=True, limit=1000)
              if i.due_date >= start}  # one read instead of one per verdict
@@ -240,6 +245,10 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     existing = incidents.open_for(verdict.usecase, verdict.due_date)
     ctx = result.context
     usecase = ctx.project.usecases[verdict.usecase]
+    if existing is not None and existing.resolution in INCIDENT_WITHDRAWN:
+        if verdict.verdict not in STANDING:
+            return None  # withdrawn, and nothing to reopen it for (a delivery closes nothing that is closed)
+        existing = None  # defined and in breach again: recorded as new, which reopens it (IncidentLog.record)
     if verdict.verdict == VerdictStatus.MET:
         if existing and existing.status != IncidentStatus.RESOLVED:
             what = _what_delivered(result, verdict)  # the owners hear what fixed it, in time or not
@@ -265,7 +274,8 @@ def _track(result: Assessment, incidents: IncidentLog, verdict: Verdict, busy: b
     consumers = [{"name": c.name, "team": c.team, "contact": list(c.contact)} for c in usecase.config.consumers]
     others = [u for u in (impact.usecases if impact else []) if u != verdict.usecase
               and ctx.schedule(ctx.project.usecases[u], verdict.due_date, verdict.due_date)]  # due that day too
-    impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers, "other_usecases": others}
+    impact_doc: dict[str, Any] = {"usecase": verdict.usecase, "consumers": consumers, "other_usecases": others,
+                                  "promise": promise_of(ctx.project, usecase)}  # what was breached (kiban.slo.retire)
     fix: str | None = None
     if verdict.verdict != VerdictStatus.LATE:
         fix, action = repair(found, usecase.assets, busy)
