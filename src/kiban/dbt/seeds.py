@@ -24,12 +24,18 @@ def literal(value: str) -> str:
 def load_seed(db: Any, path: Path, name: str, config: dict[str, Any]) -> list[tuple[str, str]]:
     """Create ``lake.<name>`` from the CSV; return its (column, type) pairs."""
     options = ["header = true"]
-    column_types = config.get("column_types") or {}
-    if isinstance(column_types, dict) and column_types:
-        pairs = ", ".join(f"{literal(str(k))}: {literal(str(v))}" for k, v in column_types.items())
-        options.append(f"types = {{{pairs}}}")
     if config.get("delimiter"):
         options.append(f"delim = {literal(str(config['delimiter']))}")
+    column_types = config.get("column_types") or {}
+    if isinstance(column_types, dict) and column_types:
+        # dbt looks each of the CSV's columns up in column_types: a key no column has is ignored (one
+        # folder-wide +column_types serves seeds with different columns), not an error
+        header = {str(r[0]) for r in db.execute(f"describe select * from read_csv({literal(str(path))}, "
+                                                 f"{', '.join(options)})").fetchall()}
+        pairs = ", ".join(f"{literal(str(k))}: {literal(str(v))}" for k, v in column_types.items()
+                          if str(k) in header)
+        if pairs:
+            options.append(f"types = {{{pairs}}}")
     db.execute(f"create or replace table lake.{quoted(name)} as select * from "
                f"read_csv({literal(str(path))}, {', '.join(options)})")
     return [(str(r[0]), str(r[1])) for r in db.execute(f"describe lake.{quoted(name)}").fetchall()]
