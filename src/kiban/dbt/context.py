@@ -10,6 +10,7 @@ answered by an in-memory DuckDB that holds the seeds and every model already ren
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime
 import itertools
@@ -30,6 +31,7 @@ import yaml
 from kiban.dbt import builtins
 from kiban.dbt.project import DbtProject, Node
 from kiban.dbt.relation import Column, QueryTable, Relation
+from kiban.dbt.versions import NoSuchVersion
 
 _MISSING = object()
 _TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)")
@@ -253,6 +255,7 @@ class Renderer:
             if not args or len(args) > 2:
                 raise RenderError("ref() takes a model name, or a package and a model name")
             name, package = (args[0], None) if len(args) == 1 else (args[1], args[0])
+            name = self.project.versioned(name, kwargs.get("v", kwargs.get("version")))
             out.refs.append((name, None))
             return self.resolve_ref(name, package)
 
@@ -286,7 +289,8 @@ class Renderer:
         template = expr if expr.startswith("{{") else "{{ " + expr + " }}"
 
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(ref=ref, source=self.resolve_source, execute=True)
         try:
@@ -303,7 +307,8 @@ class Renderer:
             expr = expr[2:-2]
 
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(ref=ref, source=self.resolve_source, execute=True)
         try:
@@ -313,12 +318,24 @@ class Renderer:
         except Exception as exc:
             raise RenderError(f"cannot read {text!r} as a relation: {exc}") from None
 
+    def render_value(self, text: str) -> Any:
+        """A config written as Jinja (``+enabled: "{{ var('on', false) }}"`` in dbt_project.yml, or in a
+        ``config:`` block): rendered as dbt renders project and property files (``var``, ``env_var``,
+        ``target``), and read back as a native value — ``False`` is a boolean, ``'table'`` a string."""
+        self._set(execute=False)
+        out = self.env.from_string(text).render(self.scopes[self.project.name]).strip()
+        try:
+            return ast.literal_eval(out)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return {"true": True, "false": False, "none": None, "null": None}.get(out.lower(), out)
+
     def render_string(self, text: str, node: Node, *, this: Relation) -> str:
         """Render a short Jinja string (a test's argument, a description) in a node's context."""
         if "{{" not in text and "{%" not in text:
             return text
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(this=this, execute=True, ref=ref, source=self.resolve_source)
         try:
@@ -500,6 +517,8 @@ def locate(exc: Exception, node: Node, root: Path) -> RenderError:
     """The innermost template frame of the traceback says which file and line failed."""
     if isinstance(exc, RenderError):
         error = exc
+    elif isinstance(exc, NoSuchVersion):
+        error = RenderError(exc.message, exc.hint)
     elif isinstance(exc, jinja2.UndefinedError):
         name = re.search(r"'([^']+)' is undefined", str(exc))
         if name:

@@ -1,0 +1,394 @@
+"""``kiban import dbt`` on constructs that real projects use and the first importer got wrong: configs
+written as Jinja in dbt_project.yml and property files, a folder-wide ``column_types``, versioned models
+(``ref('m', v=1)``), and sources that name the relation a seed is loaded into (dbt-labs/jaffle-shop's
+layout). Each test is a small synthetic project built the way dbt reads it; the generator at the end
+mixes them at random and compares every table with what the plain SQL computes. Needs no dbt."""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from kiban.dbt.importer import import_dbt
+from kiban.dbt.report import ImportReport
+from kiban.errors import ProjectErrors
+from kiban.operate import run
+from kiban.project.loader import load_project
+from kiban.run import RunOptions
+
+
+def _project(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in {"dbt_project.yml": "name: p\nconfig-version: 2\nprofile: p\n", **files}.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def _built(report: ImportReport) -> duckdb.DuckDBPyConnection:
+    done = run(load_project(Path(report.new_folder)), RunOptions())
+    assert done.result.status == "success", done.result.outcomes
+    return duckdb.connect(str(Path(report.new_folder) / "kiban.duckdb"), read_only=True)
+
+
+def _sidecar(report: ImportReport, asset: str) -> dict[str, Any]:
+    layer, name = asset.split(".")
+    data = yaml.safe_load((Path(report.new_folder) / "models" / layer / f"{name}.yml").read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _skipped(report: ImportReport) -> list[str]:
+    return [str(n) for n in report.not_converted]
+
+
+def _errors(dbt: Path, target: Path, cli_vars: dict[str, Any] | None = None) -> list[str]:
+    with pytest.raises(ProjectErrors) as caught:
+        import_dbt(dbt, target, cli_vars)
+    assert not target.exists()
+    return [str(e) for e in caught.value.errors]
+
+
+# --- configs written as Jinja ------------------------------------------------------------------------
+JINJA_CONFIGS = {
+    "dbt_project.yml": """\
+        name: p
+        config-version: 2
+        profile: p
+        vars:
+          mat: table
+        models:
+          p:
+            +materialized: "{{ var('mat') }}"
+            legacy:
+              +enabled: "{{ var('legacy_on', false) }}"
+            kept:
+              +enabled: "{{ env_var('KIBAN_TEST_KEPT_ON', 'true') }}"
+              +tags: ["{{ 'night' ~ 'ly' }}"]
+        seeds:
+          p:
+            +enabled: "{{ var('load_seeds', false) }}"
+        """,
+    "seeds/s.csv": "id\n1\n2\n",
+    "models/legacy/old.sql": "select 1 as x\n",
+    "models/kept/k.sql": "select 2 as y\n",
+    "models/kept/v.sql": "select y + 1 as z from {{ ref('k') }}\n",
+    "models/kept/props.yml": """\
+        version: 2
+        models:
+          - name: v
+            config:
+              materialized: "{{ 'table' if target.name == 'prod' else 'view' }}"
+        """,
+}
+
+
+def test_configs_written_as_jinja_are_rendered_as_dbt_renders_them(tmp_path: Path) -> None:
+    # a string "False" is true to a truth test: unrendered, the disabled folder and seeds were imported
+    report = import_dbt(_project(tmp_path / "dbt", JINJA_CONFIGS), tmp_path / "off")
+    skipped = _skipped(report)
+    assert any(s.startswith("models/legacy/old.sql: model old: disabled") for s in skipped), skipped
+    assert any(s.startswith("seeds/s.csv: seed s: disabled") for s in skipped), skipped
+    assert (report.count("model"), report.count("seed")) == (2, 0)
+    assert _sidecar(report, "warehouse.k")["materialized"] == "table"  # var('mat'), not the text "{{ … }}"
+    assert _sidecar(report, "warehouse.k")["tags"] == ["nightly"]
+    assert _sidecar(report, "mart.v")["materialized"] == "view"  # target is dev: the `else` branch
+
+    report = import_dbt(tmp_path / "dbt", tmp_path / "on", {"legacy_on": True, "load_seeds": "true"})
+    assert (report.count("model"), report.count("seed")) == (3, 1)
+    con = _built(report)
+    assert con.execute("select x from mart.old").fetchall() == [(1,)]
+    assert con.execute("select z from mart.v").fetchall() == [(3,)]
+
+
+def test_env_var_in_a_config_is_read_at_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIBAN_TEST_KEPT_ON", "false")
+    report = import_dbt(_project(tmp_path / "dbt", JINJA_CONFIGS), tmp_path / "new")
+    assert report.count("model") == 0
+    assert any(s.startswith("models/kept/k.sql: model k: disabled") for s in _skipped(report))
+
+
+def test_a_config_that_cannot_be_rendered_names_its_line(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": """\
+            name: p
+            config-version: 2
+            profile: p
+            models:
+              p:
+                +schema: "{{ var('no_such_var') }}"
+                +materialized: "{{ 'table' if }}"
+            """,
+        "models/a.sql": "select 1 as a\n",
+    })
+    errors = _errors(dbt, tmp_path / "new")
+    assert any("dbt_project.yml:6: config schema" in e and "no_such_var" in e for e in errors), errors
+    assert any("dbt_project.yml:7: config materialized" in e for e in errors), errors
+
+
+# --- seeds ----------------------------------------------------------------------------------------------
+def test_folder_wide_column_types_apply_to_the_seeds_that_have_the_column(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": """\
+            name: p
+            config-version: 2
+            profile: p
+            seeds:
+              p:
+                +column_types: {amount: "decimal(10,2)", code: varchar}
+            """,
+        "seeds/payments.csv": "id,amount,code\n1,1.5,007\n2,2.25,010\n",
+        "seeds/people.csv": "id,name\n1,Ann\n",  # neither column: dbt ignores both keys here
+        "models/m.sql": "select sum(amount) as total, min(code) as code from {{ ref('payments') }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    types = {c["name"]: c["type"] for c in _sidecar(report, "lake.payments")["columns"]}
+    assert types == {"id": "BIGINT", "amount": "DECIMAL(10,2)", "code": "VARCHAR"}
+    assert _built(report).execute("select total::varchar, code from mart.m").fetchall() == [("3.75", "007")]
+
+
+# --- versioned models -------------------------------------------------------------------------------------
+VERSIONED = {
+    "seeds/nums.csv": "id,v\n1,10\n2,20\n3,\n",
+    "models/dim_v1.sql": "select id, v from {{ ref('nums') }}\n",
+    "models/dim_v2.sql": "select id, v * 2 as v, 'two' as tag from {{ ref('nums') }}\n",
+    "models/dim_three.sql": "select id, v * 3 as v from {{ ref('nums') }}\n",
+    "models/dim.yml": """\
+        version: 2
+        models:
+          - name: dim
+            latest_version: 2
+            description: every version's
+            columns:
+              - name: id
+                tests: [not_null, unique]
+              - name: v
+                description: the value
+            versions:
+              - v: 1
+              - v: 2
+                columns:
+                  - include: all
+                  - name: tag
+                    tests: [{accepted_values: {values: [two]}}]
+              - v: 3
+                defined_in: dim_three
+                columns:
+                  - include: all
+                    exclude: [v]
+        """,
+    "models/use_latest.sql": "select sum(v) as s from {{ ref('dim') }}\n",
+    "models/use_v1.sql": "select sum(v) as s from {{ ref('dim', v=1) }}\n",
+    "models/use_v3.sql": "select sum(v) as s from {{ ref('p', 'dim', version=3) }}\n",
+    "models/use_v1_text.sql": "select count(*) as n from {{ ref('dim', v='1') }}\n",
+    "models/uses.yml": """\
+        version: 2
+        models:
+          - name: use_v1_text
+            columns:
+              - name: n
+                tests: [{relationships: {to: "ref('dim')", field: id}}]
+        """,
+}
+
+
+def test_versioned_models_are_referenced_by_version_and_latest(tmp_path: Path) -> None:
+    report = import_dbt(_project(tmp_path / "dbt", VERSIONED), tmp_path / "new")
+    names = {c.dbt: c.kiban for c in report.converted if c.kind == "model"}
+    # dbt's relation of a version is <name>_v<v>, whichever file holds it
+    assert names["dim_v1"] == "warehouse.dim_v1"
+    assert names["dim_three"] == "warehouse.dim_v3"
+    sql = (tmp_path / "new" / "models" / "mart" / "use_latest.sql").read_text()
+    assert "warehouse.dim_v2" in sql  # latest_version 2, not the highest (3)
+    con = _built(report)
+    assert con.execute("select s from mart.use_latest").fetchall() == [(60,)]
+    assert con.execute("select s from mart.use_v1").fetchall() == [(30,)]
+    assert con.execute("select s from mart.use_v3").fetchall() == [(90,)]
+    assert con.execute("select n from mart.use_v1_text").fetchall() == [(3,)]
+    # the model's entry describes every version; a version's columns pick from it and add their own
+    v1, v2, v3 = (_sidecar(report, f"warehouse.dim_v{n}") for n in (1, 2, 3))
+    assert v1["description"] == v2["description"] == "every version's"
+    assert [c["name"] for c in v1["columns"]] == ["id", "v"]
+    assert [c["name"] for c in v2["columns"]] == ["id", "v", "tag"]
+    assert [c["name"] for c in v3["columns"]] == ["id"]
+    assert {"unique", "not_null"} <= set(map(str, v3["columns"][0]["checks"]))
+    assert "accepted_values" in str(v2["columns"][2]["checks"])
+    assert "warehouse.dim_v2" in str(_sidecar(report, "mart.use_v1_text"))  # ref('dim') in a test's argument
+
+
+def test_a_version_that_does_not_exist_names_the_line_and_the_versions(tmp_path: Path) -> None:
+    files = {**VERSIONED, "models/use_v9.sql": "select 1 as x\nfrom {{ ref('dim', v=9) }}\n"}
+    errors = _errors(_project(tmp_path / "dbt", files), tmp_path / "new")
+    assert any("models/use_v9.sql:2: model use_v9: ref('dim', v=9): model dim has no such version" in e
+               and "its versions: 1, 2, 3" in e for e in errors), errors
+
+
+def test_a_version_without_its_file_is_reported(tmp_path: Path) -> None:
+    files = {k: v for k, v in VERSIONED.items() if k != "models/dim_three.sql" and "v3" not in k}
+    report = import_dbt(_project(tmp_path / "dbt", files), tmp_path / "new")
+    assert any(s.startswith("models/dim.yml:18: model dim v3") and "no model file dim_three.sql" in s
+               for s in _skipped(report)), _skipped(report)
+
+
+# --- sources that are seeds ---------------------------------------------------------------------------------
+def test_a_source_naming_a_seeds_relation_reads_the_seed(tmp_path: Path) -> None:
+    """jaffle-shop: the seeds are loaded into schema `raw` and the models read them as source('ecom', …)."""
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": """\
+            name: p
+            config-version: 2
+            profile: p
+            seeds:
+              p:
+                +schema: raw
+                other:
+                  +schema: elsewhere
+            """,
+        "seeds/raw_orders.csv": "id,amount\n1,5\n2,7\n",
+        "seeds/raw_people.csv": "id,name\n1,Ann\n",
+        "seeds/other/raw_things.csv": "id\n1\n",
+        "models/sources.yml": """\
+            version: 2
+            sources:
+              - name: ecom
+                schema: "{{ target.schema }}_raw"
+                tables:
+                  - name: raw_orders
+                    description: what the shop sold
+                    columns:
+                      - name: id
+                        description: the order
+                        tests: [not_null, unique]
+                  - name: people
+                    identifier: RAW_PEOPLE
+                  - name: raw_things
+              - name: crm
+                tables:
+                  - name: raw_orders
+            """,
+        "models/total.sql": """\
+            select sum(o.amount) as total, count(distinct p.name) as people, count(distinct t.id) as things
+            from {{ source('ecom', 'raw_orders') }} o, {{ source('ecom', 'people') }} p,
+                 {{ source('ecom', 'raw_things') }} t
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    sql = (tmp_path / "new" / "models" / "mart" / "total.sql").read_text()
+    assert "lake.raw_orders" in sql and "lake.raw_people" in sql
+    assert "lake.ecom_raw_things" in sql  # its seed is in main_elsewhere, not main_raw: a source of its own
+    assert not (tmp_path / "new" / "lake" / "ecom_raw_orders").exists()
+    assert (tmp_path / "new" / "lake" / "crm_raw_orders").is_dir()  # schema crm: not the seed
+    seed = _sidecar(report, "lake.raw_orders")
+    assert seed["description"] == "what the shop sold"
+    assert seed["columns"][0]["description"] == "the order"
+    assert {"not_null", "unique"} <= set(map(str, seed["columns"][0]["checks"]))
+    converted = [c for c in report.converted if c.kind == "source" and c.dbt == "ecom.raw_orders"]
+    assert converted and converted[0].kiban == "lake.raw_orders"
+    (tmp_path / "new" / "lake" / "ecom_raw_things").rename(tmp_path / "empty")
+    (tmp_path / "new" / "lake" / "ecom_raw_things").mkdir()
+    duckdb.execute(f"copy (select 1 as id) to '{tmp_path / 'new' / 'lake' / 'ecom_raw_things' / 'x.parquet'}'")
+    assert _built(report).execute("select total, people, things from mart.total").fetchall() == [(12, 1, 1)]
+
+
+def test_the_projects_generate_schema_name_decides_where_a_seed_is(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": "name: p\nconfig-version: 2\nprofile: p\nseeds:\n  p:\n    +schema: raw\n",
+        "macros/generate_schema_name.sql": """\
+            {% macro generate_schema_name(custom_schema_name, node) %}
+              {% if node.resource_type == 'seed' %}{{ custom_schema_name | trim }}
+              {% else %}{{ target.schema }}{% endif %}
+            {% endmacro %}
+            """,
+        "seeds/raw_orders.csv": "id\n1\n",
+        "models/sources.yml": """\
+            version: 2
+            sources:
+              - name: ecom
+                schema: raw
+                tables: [{name: raw_orders}]
+              - name: main_raw
+                tables: [{name: raw_orders}]
+            """,
+        "models/a.sql": "select * from {{ source('ecom', 'raw_orders') }}\n",
+        "models/b.sql": "select * from {{ source('main_raw', 'raw_orders') }}\n",
+    })
+    import_dbt(dbt, tmp_path / "new")
+    assert "lake.raw_orders" in (tmp_path / "new" / "models" / "mart" / "a.sql").read_text()
+    assert "lake.main_raw_raw_orders" in (tmp_path / "new" / "models" / "mart" / "b.sql").read_text()
+
+
+# --- generated: the constructs above mixed at random -------------------------------------------------------
+def _generated(root: Path, rng: random.Random) -> tuple[dict[str, Any], dict[str, int], set[str]]:
+    """A project of versioned models over a seed (read by ref or through a source that names it), consumers
+    pinning versions or not, and folders switched on and off by Jinja configs. Returns the --vars, each
+    consumer's expected sum, and the models dbt would build."""
+    values = [rng.randint(-50, 50) for _ in range(rng.randint(1, 8))]
+    seed_schema = rng.choice([None, "raw", "landing"])
+    files: dict[str, str] = {"seeds/nums.csv": "id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))}
+    cli_vars: dict[str, Any] = {}
+    folders: list[str] = []
+    disabled: set[str] = set()
+    for f in range(rng.randint(1, 3)):
+        on = rng.random() < 0.7
+        how = rng.choice(["literal", "var", "default", "if"])
+        if how == "literal":
+            enabled = str(on).lower()
+        elif how == "var":
+            enabled = f"\"{{{{ var('on_{f}') }}}}\""
+            cli_vars[f"on_{f}"] = rng.choice([on, str(on).lower(), str(on)])
+        elif how == "default":
+            enabled = f"\"{{{{ var('unset_{f}', {on}) }}}}\""
+        else:
+            enabled = f"\"{{{{ {'true' if on else 'false'} if target.type == 'duckdb' else {not on} }}}}\""
+        mat = rng.choice(["table", "view", "\"{{ 'table' }}\"", "\"{{ var('mat', 'view') }}\""])
+        folders.append(f"    f{f}:\n      +enabled: {enabled}\n      +materialized: {mat}\n")
+        if not on:
+            disabled.add(f"f{f}")
+    schema = f"\n    +schema: {seed_schema}" if seed_schema else ""
+    files["dbt_project.yml"] = ("name: p\nconfig-version: 2\nprofile: p\nseeds:\n  p:" + schema +
+                                "\nmodels:\n  p:\n" + "".join(folders))
+    files["models/src.yml"] = ("version: 2\nsources:\n  - name: s\n    schema: \"{{ target.schema }}"
+                               + (f"_{seed_schema}" if seed_schema else "") + "\"\n    tables: [{name: nums}]\n")
+    versions = list(range(1, rng.randint(2, 4)))
+    latest = rng.choice(versions)
+    files["models/f0/m.yml"] = ("version: 2\nmodels:\n  - name: m\n    latest_version: " + str(latest) +
+                                "\n    versions:\n" + "".join(f"      - v: {v}\n" for v in versions))
+    for v in versions:
+        read = rng.choice(["{{ ref('nums') }}", "{{ source('s', 'nums') }}"])
+        files[f"models/f0/m_v{v}.sql"] = f"select id, v * {v} as v from {read}\n"
+    expected: dict[str, int] = {}
+    built = set() if "f0" in disabled else {f"m_v{v}" for v in versions}
+    for c in range(rng.randint(1, 5)):
+        folder = f"f{rng.randrange(len(folders))}"
+        pin = rng.choice([None, *versions])
+        ref = "ref('m')" if pin is None else rng.choice([f"ref('m', v={pin})", f"ref('m', version='{pin}')"])
+        files[f"models/{folder}/c{c}.sql"] = f"select coalesce(sum(v), 0) as s from {{{{ {ref} }}}}\n"
+        if folder not in disabled and "f0" not in disabled:
+            expected[f"c{c}"] = sum(values) * (latest if pin is None else pin)
+            built.add(f"c{c}")
+    if "f0" in disabled:  # what reads a disabled model is an error in dbt too: keep the generated ones apart
+        for name in [k for k in files if k.startswith("models/f") and "/c" in k]:
+            del files[name]
+    _project(root, files)
+    return cli_vars, expected, built
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generated_projects_of_jinja_configs_versions_and_seed_sources(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    cli_vars, expected, built = _generated(tmp_path / "dbt", rng)
+    report = import_dbt(tmp_path / "dbt", tmp_path / "new", cli_vars)
+    imported = {c.dbt for c in report.converted if c.kind == "model"}
+    assert imported == built, seed
+    assert not [c for c in report.converted if c.kind == "source" and c.kiban != "lake.nums"]
+    assert not (tmp_path / "new" / "lake" / "s_nums").exists()
+    if not imported:
+        return
+    con = _built(report)
+    for name, total in expected.items():
+        assert con.execute(f"select s from mart.{name}").fetchall() == [(total,)], (name, seed)
