@@ -322,6 +322,60 @@ def test_the_projects_generate_schema_name_decides_where_a_seed_is(tmp_path: Pat
     assert "lake.main_raw_raw_orders" in (tmp_path / "new" / "models" / "mart" / "b.sql").read_text()
 
 
+# --- dbt_project.yml's test configs and singular tests' configs ---------------------------------------------
+def test_project_test_configs_and_singular_test_configs_keep_dbts_verdict(tmp_path: Path) -> None:
+    """dbt (1.11, built by hand on this project): WARN unique_stg_orders_id, FAIL not_null_orders_customer_id,
+    FAIL 3 orders_small, never skipped."""
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": """            name: p
+            config-version: 2
+            profile: p
+            data_tests:
+              p:
+                staging:
+                  +severity: warn
+                quality:
+                  +enabled: false
+            """,
+        "seeds/raw_orders.csv": "id,customer_id,amount\n1,10,1\n1,11,2\n3,,3\n",
+        "models/staging/stg_orders.sql": "select * from {{ ref('raw_orders') }}\n",
+        "models/marts/orders.sql": "select * from {{ ref('stg_orders') }}\n",
+        "models/staging/schema.yml": """            version: 2
+            models:
+              - name: stg_orders
+                columns:
+                  - name: id
+                    data_tests: [unique]
+                  - name: customer_id
+                    data_tests: [{not_null: {config: {severity: error}}}]
+            """,
+        "models/marts/schema.yml": """            version: 2
+            models:
+              - name: orders
+                columns:
+                  - name: customer_id
+                    data_tests: [not_null]
+            """,
+        "tests/orders_small.sql": "{{ config(error_if='>2') }}\nselect * from {{ ref('orders') }} where amount > 0\n",
+        "tests/orders_tiny.sql": "{{ config(error_if='>3') }}\nselect * from {{ ref('orders') }} where amount > 0\n",
+        "tests/quality/never.sql": "select * from {{ ref('orders') }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    staging = {c["name"]: c["checks"] for c in _sidecar(report, "warehouse.stg_orders")["columns"]}
+    assert staging["id"] == [{"unique": None, "severity": "warn"}]  # the folder's +severity
+    assert staging["customer_id"] == ["not_null"]  # the test's own severity wins
+    assert _sidecar(report, "mart.orders")["columns"][0]["checks"] == ["not_null"]  # not under staging/
+    assert any(s.startswith("tests/quality/never.sql: test never: disabled") for s in _skipped(report))
+    checks = {c["name"]: c["sql"] for c in _sidecar(report, "mart.orders")["checks"]}
+    assert set(checks) == {"orders_small", "orders_tiny"}
+    con = duckdb.connect()
+    con.execute("create schema mart; create table mart.orders as select * from (values (1, 10, 1), (1, 11, 2), "
+                "(3, null, 3)) t(id, customer_id, amount)")
+    # dbt: 3 failing rows; error_if >2 fails, >3 passes — a sql check fails when it returns a row
+    assert con.execute(checks["orders_small"]).fetchall() != []
+    assert con.execute(checks["orders_tiny"]).fetchall() == []
+
+
 # --- generated: the constructs above mixed at random -------------------------------------------------------
 def _generated(root: Path, rng: random.Random) -> tuple[dict[str, Any], dict[str, int], set[str]]:
     """A project of versioned models over a seed (read by ref or through a source that names it), consumers

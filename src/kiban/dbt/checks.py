@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from kiban.dbt.context import Config, Renderer, RenderError, locate
@@ -21,7 +22,7 @@ from kiban.status import Severity
 
 OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit",
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
-_CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
+CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
 _DURATION = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks"}
 
 
@@ -141,6 +142,12 @@ class TestConverter:
         for key in ("severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit", "enabled"):
             if key in args:
                 config.setdefault(key, args.pop(key))
+        # dbt_project.yml's `data_tests:` configs (`+severity: warn` for a folder) under the test's own
+        project = self.renderer.project
+        folders = Path(file).parts[1:-1]  # the property file's folders under models/ (seeds/, snapshots/)
+        test_name = "_".join(p for p in (kind.split(".")[-1], asset.identifier, column) if p)
+        for key, value in project.test_config((project.name, *folders, test_name)).items():
+            config.setdefault(key, value)
         if config.get("enabled") is False or args.pop("enabled", True) is False:
             self.report.skip(file, line, f"test {kind}", "disabled (enabled: false)")
             return
@@ -153,7 +160,7 @@ class TestConverter:
             options["severity"] = Severity.WARN
         # dbt: failures = fail_calc over the test's rows; error if `failures <error_if>`, else warn if `<warn_if>`
         condition = str(config.get("error_if" if severity == Severity.ERROR else "warn_if") or "!= 0").strip()
-        if not _CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
+        if not CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
             self.report.approximate(file, line, f"test {kind}", f"condition {condition!r} is not a comparison with "
                                     "a number; the check fails on any failing row")
             condition = "!= 0"

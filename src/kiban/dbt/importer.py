@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from kiban.dbt.checks import Sidecar, TestConverter
+from kiban.dbt.checks import CONDITION, Sidecar, TestConverter
 from kiban.dbt.context import AttrDict, Renderer, RenderError
 from kiban.dbt.incremental import time_column
 from kiban.dbt.layers import Placement, asset_name, place_model
@@ -558,8 +558,26 @@ class _Import:
         if sidecar is None:
             self.report.skip(test.rel, None, f"test {test.name}", "reads no model, seed or source to attach it to")
             return
-        check: dict[str, Any] = {"sql": rendered.sql.strip().rstrip(";"), "name": asset_name(test.name)}
-        if str(rendered.config.get("severity", "")).lower() == "warn":
+        config = {**self.project.test_config(test.fqn), **rendered.config}
+        if config.get("enabled") is False:
+            self.report.skip(test.rel, None, f"test {test.name}", "disabled (enabled: false)")
+            return
+        sql = rendered.sql.strip().rstrip(";")
+        warn = str(config.get("severity", "")).lower() == "warn"
+        # dbt's verdict: failures (count(*) of the rows) against error_if (warn_if of a warn test), `!= 0` unless set
+        condition = str(config.get("warn_if" if warn else "error_if") or "!= 0").strip()
+        if condition.replace(" ", "") not in ("!=0", ">0"):
+            if not CONDITION.fullmatch(condition):
+                self.report.approximate(test.rel, None, f"test {test.name}", f"condition {condition!r} is not a "
+                                        "comparison with a number; the check fails on any row")
+            else:
+                sql = (f"select * from (select count(*) as failures from ({sql}) as dbt_internal_test) "
+                       f"where failures {condition}")
+        if config.get("warn_if") and not warn:
+            self.report.approximate(test.rel, None, f"test {test.name}", "warn_if is dropped: a kiban check has "
+                                    "one severity")
+        check: dict[str, Any] = {"sql": sql, "name": asset_name(test.name)}
+        if warn:
             check["severity"] = Severity.WARN
         sidecar.checks.append(check)
         self.report.checks += 1

@@ -115,6 +115,13 @@ class DbtProject:
         return merged
 
 
+    def test_config(self, fqn: tuple[str, ...]) -> dict[str, Any]:
+        """What dbt_project.yml's ``tests:`` / ``data_tests:`` give a test of this fqn (the project, the
+        folders of its property file — or of the singular test — under the resource path, its name)."""
+        node = Node("test", fqn[-1], self.root, "", fqn)
+        return {**self.node_config("tests", node), **self.node_config("data_tests", node)}
+
+
 def _configs_at(tree: dict[str, Any]) -> dict[str, Any]:
     return {k.lstrip("+"): v for k, v in tree.items()
             if k.startswith("+") or not isinstance(v, dict) or k in DICT_CONFIGS}
