@@ -17,6 +17,7 @@ import yaml
 
 from kiban.dbt.importer import import_dbt
 from kiban.dbt.report import ImportReport
+from kiban.dbt.verify import as_text, verify
 from kiban.errors import ProjectErrors
 from kiban.operate import run
 from kiban.project.loader import load_project
@@ -374,6 +375,28 @@ def test_project_test_configs_and_singular_test_configs_keep_dbts_verdict(tmp_pa
     # dbt: 3 failing rows; error_if >2 fails, >3 passes — a sql check fails when it returns a row
     assert con.execute(checks["orders_small"]).fetchall() != []
     assert con.execute(checks["orders_tiny"]).fetchall() == []
+
+
+# --- --verify and ephemeral models ----------------------------------------------------------------------------
+def test_verify_skips_an_ephemeral_model_and_compares_what_reads_it(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "seeds/s.csv": "id\n1\n2\n",
+        "models/eph.sql": "{{ config(materialized='ephemeral') }}\nselect id * 10 as id from {{ ref('s') }}\n",
+        "models/top.sql": "{{ config(materialized='table') }}\nselect sum(id) as total from {{ ref('eph') }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    _built(report).close()
+    warehouse = Path(report.new_folder) / "kiban.duckdb"
+    fake = tmp_path / "dbt_built.duckdb"  # what dbt-duckdb builds: the seed and top; eph is a CTE, no table
+    con = duckdb.connect(str(fake))
+    con.execute("create table main.s as select * from (values (1), (2)) t(id)")
+    con.execute("create table main.top as select 30::hugeint as total")
+    con.close()
+    results = {r.kiban: r for r in verify(report, fake, warehouse)}
+    assert results["warehouse.eph"].status == "skipped"
+    assert "ephemeral" in results["warehouse.eph"].detail
+    assert results["mart.top"].status == results["lake.s"].status == "identical"
+    assert as_text(list(results.values())).startswith("verify: 2 of 2 tables identical to dbt's (1 not compared)")
 
 
 # --- generated: the constructs above mixed at random -------------------------------------------------------

@@ -28,7 +28,7 @@ from kiban.dbt.incremental import time_column
 from kiban.dbt.layers import Placement, asset_name, place_model
 from kiban.dbt.project import DbtProject, Node, Properties, read_project
 from kiban.dbt.relation import Relation
-from kiban.dbt.report import Converted, ImportReport, Note, failure
+from kiban.dbt.report import EPHEMERAL, Converted, ImportReport, Note, failure
 from kiban.dbt.seeds import load_seed, quoted, write_seed
 from kiban.dbt.writer import check_target, dump_yaml, staged, write_text
 from kiban.errors import KibanError, UsageError, did_you_mean
@@ -418,9 +418,9 @@ class _Import:
             props = self.project.properties.get(("model", name))
             model.sidecar = self._sidecar(props, model.node, model.config)
             model.sidecar.extra.update(self._extra(model, this, props))
-            self.report.converted.append(Converted("model", name, this.render(),
-                                                   str(model.sidecar.extra.get("materialized", "table")),
-                                                   str(model.config.get("alias") or "")))
+            detail = str(model.sidecar.extra.get("materialized", "table"))
+            self.report.converted.append(Converted("model", name, this.render(), EPHEMERAL if model.config.get(
+                "materialized") == "ephemeral" else detail, str(model.config.get("alias") or "")))
 
     def _materialization(self, model: _Model, this: Relation) -> None:
         materialized = str(model.config.get("materialized") or "view")

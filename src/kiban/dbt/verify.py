@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kiban.dbt.report import ImportReport
+from kiban.dbt.report import EPHEMERAL, ImportReport
 from kiban.dbt.seeds import literal, quoted
 from kiban.errors import UsageError
 
@@ -24,7 +24,7 @@ class Compared:
     kiban_rows: int | None
     only_dbt: int | None  # rows in dbt's table and not in kiban's (EXCEPT ALL)
     only_kiban: int | None
-    status: str  # identical, different, missing
+    status: str  # identical, different, missing, skipped (nothing of dbt's to compare with)
     detail: str = ""
 
 
@@ -48,6 +48,10 @@ def verify(report: ImportReport, dbt_file: Path, warehouse: Path) -> list[Compar
         out: list[Compared] = []
         for item in report.converted:
             if item.kind not in ("model", "seed"):
+                continue
+            if item.kind == "model" and item.detail == EPHEMERAL:  # dbt built no table; what reads it is compared
+                out.append(Compared(item.dbt, item.kiban, None, None, None, None, "skipped",
+                                    "ephemeral in dbt: no table to compare (the models that read it are compared)"))
                 continue
             identifier = item.identifier or item.dbt
             schemas = by_name.get(identifier.lower(), [])
@@ -93,7 +97,9 @@ def as_json(results: list[Compared]) -> list[dict[str, Any]]:
 
 
 def as_text(results: list[Compared]) -> str:
-    lines = [f"verify: {sum(r.status == 'identical' for r in results)} of {len(results)} tables identical to dbt's"]
+    compared = [r for r in results if r.status != "skipped"]
+    lines = [f"verify: {sum(r.status == 'identical' for r in compared)} of {len(compared)} tables identical to dbt's"
+             + (f" ({len(results) - len(compared)} not compared)" if len(compared) < len(results) else "")]
     for r in results:
         counts = f"rows dbt {r.dbt_rows} kiban {r.kiban_rows}"
         diff = "" if r.only_dbt is None else f", only in dbt {r.only_dbt}, only in kiban {r.only_kiban}"
