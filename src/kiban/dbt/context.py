@@ -20,12 +20,13 @@ import re
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import jinja2
 import jinja2.ext
 import jinja2.sandbox
+import pytz
 import yaml
 
 from kiban.dbt import builtins
@@ -64,14 +65,39 @@ def _preprocess(text: str) -> str:
     return _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
 
 
+_UNREACHABLE = (types.ModuleType, PurePath)
+
+
+def _members(module: types.ModuleType) -> AttrDict:
+    """``modules.datetime`` as dbt offers it, without the modules it imports (``datetime.sys``)."""
+    return AttrDict({name: value for name in dir(module) if not name.startswith("_")
+                     and not isinstance(value := getattr(module, name), types.ModuleType)})
+
+
 class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
     """Jinja that cannot reach Python internals (``''.__class__.__mro__``…): importing a project someone
     else wrote must not run arbitrary code. Packages' private macros (``dbt_utils._is_relation``) are fine."""
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # a module reaches every other one (`datetime.sys.modules['os']`), a path writes files, a macro's
+        # internals reach its file: none is dbt's API, so none is reachable from a template
+        if isinstance(value, _UNREACHABLE) or isinstance(obj, _UNREACHABLE):
+            return False
+        if isinstance(obj, MacroFunc):
+            return attr in ("name", "package")
         if isinstance(obj, Namespace) and not attr.startswith("__"):
             return True
         return bool(super().is_safe_attribute(obj, attr, value))
+
+
+def _returning(func: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        try:
+            return func(*args)
+        except _Return as done:
+            return done.value
+
+    return call
 
 
 class MacroFunc:
@@ -188,8 +214,11 @@ class Renderer:
             "return": _return, "log": lambda *a, **k: "", "print": lambda *a, **k: "",
             "exceptions": AttrDict(raise_compiler_error=_compiler_error, warn=self._warn,
                                    raise_not_implemented=_compiler_error),
-            "modules": AttrDict(datetime=datetime, re=re, itertools=itertools,
-                                pytz=types.SimpleNamespace(utc=datetime.UTC)),
+            "modules": AttrDict(datetime=_members(datetime), re=_members(re), itertools=_members(itertools),
+                                pytz=AttrDict(timezone=pytz.timezone, utc=pytz.utc, UTC=pytz.UTC,
+                                              FixedOffset=pytz.FixedOffset, all_timezones=pytz.all_timezones,
+                                              common_timezones=pytz.common_timezones,
+                                              UnknownTimeZoneError=pytz.UnknownTimeZoneError)),
             "fromjson": lambda s, d=None: json.loads(s) if s else d, "tojson": lambda o, **k: json.dumps(o, **k),
             "fromyaml": lambda s, d=None: yaml.safe_load(s) if s else d,
             "toyaml": lambda o, **k: yaml.safe_dump(o, **k),
@@ -226,6 +255,9 @@ class Renderer:
                     raise error from None
                 for name, value in context.vars.items():
                     if isinstance(value, jinja2.runtime.Macro):
+                        # a macro of the same file is called as Jinja's own Macro, not through MacroFunc: its
+                        # `return(x)` must end it there, not its caller (dbt_date's get_test_dates)
+                        value._func = _returning(value._func)
                         macros[name] = MacroFunc(name, package.name, value, path)
         for package_name, package_macros in self.macros.items():
             for name, scope in self.scopes.items():
