@@ -377,6 +377,92 @@ def test_project_test_configs_and_singular_test_configs_keep_dbts_verdict(tmp_pa
     assert con.execute(checks["orders_tiny"]).fetchall() == []
 
 
+# --- macros and test arguments ------------------------------------------------------------------------------
+def test_a_macro_returning_to_a_macro_of_the_same_file_returns_to_it(tmp_path: Path) -> None:
+    """dbt_date's integration tests: `{{ get_week()[0] }}` inside another macro of the file took the inner
+    return() for the outer macro's, so the model was the list ['2020-11-29', …]."""
+    dbt = _project(tmp_path / "dbt", {
+        "macros/dates.sql": """\
+            {% macro outer() -%}
+            select cast('{{ week()[0] }}' as date) as d, {{ adder(2) }} as n, '{{ plain() }}' as p
+            {%- endmacro %}
+            {% macro week() %}{{ return(['2020-11-29', '2020-12-05']) }}{% endmacro %}
+            {% macro adder(x) %}{{ return(x + inner_add(x)) }}{% endmacro %}
+            {% macro inner_add(x) %}{{ return(x * 10) }}{% endmacro %}
+            {% macro plain() %}text{% endmacro %}
+            """,
+        "models/m.sql": "{{ p.outer() }}\n",
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    assert _built(report).execute("select d::varchar, n, p from mart.m").fetchall() == [("2020-11-29", 22, "text")]
+
+
+def test_test_arguments_written_as_jinja_are_rendered(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": "name: p\nconfig-version: 2\nprofile: p\nvars:\n  ok: [a, b]\n  low: 1\n",
+        "macros/m.sql": "{% macro yesterday(c) %}({{ c }} - interval 1 day)::date{% endmacro %}\n",
+        "tests/generic/is_true.sql": """\
+            {% test is_true(model, expression) %}
+            select * from {{ model }} where not ({{ expression }})
+            {% endtest %}
+            """,
+        "models/m.sql": "select date '2024-01-02' as d, date '2024-01-01' as prev, 'a' as s, 2 as n\n",
+        "models/m.yml": """\
+            version: 2
+            models:
+              - name: m
+                columns:
+                  - name: s
+                    tests:
+                      - accepted_values: {values: "{{ var('ok') }}"}
+                  - name: n
+                    tests:
+                      - not_null: {config: {where: "n > {{ var('low') }}"}}
+                tests:
+                  - is_true: {expression: "prev = {{ yesterday('d') }}"}
+                  - is_true: {expression: "prev = {{ yesterday('d') }} + 1", config: {severity: warn}}
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    side = _sidecar(report, "mart.m")
+    columns = {c["name"]: c.get("checks") for c in side["columns"]}
+    assert columns["s"] == [{"accepted_values": ["a", "b"]}]  # the var's list, not the text "['a', 'b']"
+    assert "where n > 1" in str(side["checks"])
+    sqls = [c["sql"] for c in side["checks"] if "prev" in c["sql"]]
+    assert len(sqls) == 2 and all("{{" not in sql for sql in sqls)
+    con = _built(report)
+    rows = [con.execute(sql).fetchall() for sql in sqls]
+    assert rows[0] == [] and rows[1] != []  # dbt: the first passes, the second fails
+
+
+def test_a_template_reaches_no_module_and_no_file(tmp_path: Path) -> None:
+    """Found porting dbt_date: `modules.datetime.sys.modules['os']` ran a command at import, and a macro's
+    `.path` wrote a file. dbt's `modules` are offered without the modules they import."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dbt = _project(tmp_path / "dbt", {
+        "macros/m.sql": "{% macro m() %}1{% endmacro %}\n",
+        "models/a.sql": f"select 1 as x\n-- {{{{ modules.datetime.sys.modules['os'].system('touch {out}/a') }}}}\n",
+        "models/b.sql": "select 1 as x\n-- {{ m.path.parent.joinpath('b').write_text('x') }}\n",
+        "models/c.sql": f"select 1 as x\n-- {{{{ modules.re.enum.sys.modules['os'].system('touch {out}/c') }}}}\n",
+        "models/d.sql": f"select 1 as x\n-- {{{{ modules.pytz.os.system('touch {out}/d') }}}}\n",
+        "models/ok.sql": """\
+            select '{{ modules.datetime.datetime(2024, 1, 2, tzinfo=modules.pytz.timezone('Asia/Tokyo')).isoformat() }}'
+              as t, '{{ modules.re.sub('a', 'b', 'aa') }}' as r,
+              {{ modules.itertools.chain([1], [2]) | list | length }} as n
+            """,
+    })
+    errors = "\n".join(_errors(dbt, tmp_path / "new"))
+    for model in "abcd":
+        assert f"models/{model}.sql:2: model {model}" in errors, errors
+    assert "models/ok.sql" not in errors
+    assert not list(out.iterdir()) and not (tmp_path / "dbt" / "macros" / "b").exists()
+    for model in "abcd":
+        (tmp_path / "dbt" / "models" / f"{model}.sql").unlink()
+    report = import_dbt(tmp_path / "dbt", tmp_path / "new")
+    assert _built(report).execute("select t, r, n from mart.ok").fetchall() == [("2024-01-02T00:00:00+09:19", "bb", 2)]
+
+
 # --- --verify and ephemeral models ----------------------------------------------------------------------------
 def test_verify_skips_an_ephemeral_model_and_compares_what_reads_it(tmp_path: Path) -> None:
     dbt = _project(tmp_path / "dbt", {

@@ -9,6 +9,7 @@ check over the filtered rows. What cannot be converted goes to the report with i
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,8 @@ from kiban.status import Severity
 OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit",
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
 CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
+_RELATION_ARG = re.compile(r"\s*(\{\{)?\s*(ref|source)\s*\(")
+_ONE_EXPRESSION = re.compile(r"\{\{(?:(?!\}\}).)*\}\}", re.S)
 _DURATION = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks"}
 
 
@@ -148,6 +151,12 @@ class TestConverter:
         test_name = "_".join(p for p in (kind.split(".")[-1], asset.identifier, column) if p)
         for key, value in project.test_config((project.name, *folders, test_name)).items():
             config.setdefault(key, value)
+        try:  # dbt renders a test's arguments: `expression: "d = {{ dbt_date.yesterday('x') }}"`, a var in `where`
+            args = {k: self._rendered(v, node, asset) for k, v in args.items()}
+            config = {k: self._rendered(v, node, asset) for k, v in config.items()}
+        except RenderError as exc:
+            self.report.skip(file, line, f"test {kind}", f"its arguments could not be rendered: {exc.message}")
+            return
         if config.get("enabled") is False or args.pop("enabled", True) is False:
             self.report.skip(file, line, f"test {kind}", "disabled (enabled: false)")
             return
@@ -191,6 +200,23 @@ class TestConverter:
         else:
             sidecar.column(target).setdefault("checks", []).append(entry)
         self.report.checks += 1
+
+    def _rendered(self, value: Any, node: Node, asset: Relation) -> Any:
+        """A test argument with Jinja, rendered in the tested node's context; ``ref()``/``source()`` arguments
+        are left for the check (``to:``) or the macro (a relation object) to read."""
+        if isinstance(value, list):
+            return [self._rendered(v, node, asset) for v in value]
+        if isinstance(value, dict):
+            return {k: self._rendered(v, node, asset) for k, v in value.items()}
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value) or _RELATION_ARG.match(value):
+            return value
+        text = self.renderer.render_string(value, node, this=asset)
+        if _ONE_EXPRESSION.fullmatch(value.strip()):  # "{{ var('statuses') }}" is the list, as dbt renders it
+            try:
+                return ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return text
+        return text
 
     def _check(self, test: DbtTest) -> tuple[str | None, Any] | None:
         kind, args, asset, where, options = test.kind, test.args, test.asset, test.where, test.options
