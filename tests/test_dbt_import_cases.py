@@ -463,6 +463,28 @@ def test_a_template_reaches_no_module_and_no_file(tmp_path: Path) -> None:
     assert _built(report).execute("select t, r, n from mart.ok").fetchall() == [("2024-01-02T00:00:00+09:19", "bb", 2)]
 
 
+def test_sql_run_at_import_reads_only_the_dbt_project_and_writes_only_the_new_one(tmp_path: Path) -> None:
+    """run_query is dbt's: the project's SQL runs at import. It may not write files elsewhere (a COPY TO
+    ~/.bashrc runs code later), read files elsewhere into the SQL it freezes, or load extensions."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    dbt = _project(tmp_path / "dbt", {
+        "seeds/s.csv": "id\n1\n",
+        "models/w.sql": f"{{% do run_query(\"copy (select 1) to '{outside}/written.csv'\") %}}\nselect 1 as x\n",
+        "models/r.sql": f"{{% set t = run_query(\"select content from read_text('{outside}/secret.txt')\") %}}\n"
+                        "select '{{ t.columns[0].values()[0] }}' as x\n",
+        "models/e.sql": "{% do run_query('load httpfs') %}\nselect 1 as x\n",
+        "models/ok.sql": "{% set n = run_query('select count(*) from ' ~ ref('s')) %}\n"
+                         "select {{ n.columns[0].values()[0] }} as n\n",
+    })
+    errors = "\n".join(_errors(dbt, tmp_path / "new"))
+    for model in "wre":
+        assert f"models/{model}.sql:1: model {model}" in errors and "disabled" in errors, errors
+    assert "models/ok.sql" not in errors
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
 # --- --verify and ephemeral models ----------------------------------------------------------------------------
 def test_verify_skips_an_ephemeral_model_and_compares_what_reads_it(tmp_path: Path) -> None:
     dbt = _project(tmp_path / "dbt", {

@@ -29,8 +29,8 @@ from kiban.dbt.layers import Placement, asset_name, place_model
 from kiban.dbt.project import DbtProject, Node, Properties, read_project
 from kiban.dbt.relation import Relation
 from kiban.dbt.report import EPHEMERAL, Converted, ImportReport, Note, failure
-from kiban.dbt.seeds import load_seed, quoted, write_seed
-from kiban.dbt.writer import check_target, dump_yaml, staged, write_text
+from kiban.dbt.seeds import literal, load_seed, quoted, write_seed
+from kiban.dbt.writer import check_target, dump_yaml, scratch_for, staged, write_text
 from kiban.errors import KibanError, UsageError, did_you_mean
 from kiban.graph.dag import build_graph
 from kiban.project.loader import load_project
@@ -53,13 +53,19 @@ class _Model:
 
 
 class _Import:
-    def __init__(self, project: DbtProject, report: ImportReport, cli_vars: dict[str, Any]) -> None:
+    def __init__(self, project: DbtProject, report: ImportReport, cli_vars: dict[str, Any],
+                 writes: Path | None = None) -> None:
         import duckdb
 
         self.project = project
         self.report = report
         self.problems: list[Note] = []
         self.db = duckdb.connect()
+        # the project's Jinja runs SQL here (run_query, introspecting macros): it may read the dbt project and
+        # write the new one, nothing else — no `copy … to '~/.bashrc'`, no read_text('/etc/…'), no extensions
+        allowed = [f"{project.root}/", *([f"{writes}/"] if writes else [])]
+        self.db.execute(f"set allowed_directories = [{', '.join(literal(a) for a in allowed)}]")
+        self.db.execute("set enable_external_access = false")
         for schema in ("lake", "warehouse", "mart"):
             self.db.execute(f"create schema {schema}")
         self.lake: dict[str, Sidecar] = {}  # lake name → sidecar
@@ -701,7 +707,7 @@ def import_dbt(dbt_folder: Path, new_folder: Path, cli_vars: dict[str, Any] | No
     check_target(new_folder)
     project = read_project(dbt_folder)
     report = ImportReport(str(dbt_folder), str(new_folder))
-    work = _Import(project, report, dict(cli_vars or {}))
+    work = _Import(project, report, dict(cli_vars or {}), scratch_for(new_folder))
     try:
         work.render_configs()
         work.read_seeds()
