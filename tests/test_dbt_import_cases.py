@@ -485,6 +485,72 @@ def test_sql_run_at_import_reads_only_the_dbt_project_and_writes_only_the_new_on
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
 
 
+def test_a_tests_fail_calc_config_keeps_dbts_verdict(tmp_path: Path) -> None:
+    """dbt_expectations' integration project flips tests that must fail with `fail_calc: 'cast((count(*)=0) as
+    int)'` in the test's config: the checks failed where dbt passed."""
+    dbt = _project(tmp_path / "dbt", {
+        "tests/generic/has_dupes.sql": """\
+            {% test has_dupes(model, column_name) %}
+            select {{ column_name }} from {{ model }} group by 1 having count(*) > 1
+            {% endtest %}
+            """,
+        "models/m.sql": "select * from (values (1, null), (2, null), (2, 'x')) t(id, note)\n",
+        "models/m.yml": """\
+            version: 2
+            models:
+              - name: m
+                columns:
+                  - name: id
+                    tests:
+                      - has_dupes: {config: {fail_calc: "cast((count(*) = 0) as int)"}}
+                      - unique: {config: {fail_calc: "cast((count(*) = 0) as int)"}}
+                  - name: note
+                    tests:
+                      - not_null: {config: {fail_calc: "cast((count(*) = 0) as int)"}}
+                      - not_null: {fail_calc: "count(*) - 2", severity: warn}
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    con = _built(report)  # dbt: all four pass (three flipped failures; 2 nulls - 2 = 0 failures)
+    side = _sidecar(report, "mart.m")
+    sqls = [c["sql"] for c in side.get("checks", [])]
+    assert len(sqls) == 4 and all("cast((count(*) = 0) as int)" in q or "count(*) - 2" in q for q in sqls), side
+    assert [con.execute(q).fetchall() for q in sqls] == [[], [], [], []]
+
+
+def test_tests_reading_each_others_models_are_judged_by_the_later_one(tmp_path: Path) -> None:
+    """dbt_expectations' `expect_…_to_equal_other_table` on a model, towards a model built from it (and the
+    other way round): kiban refused to load what the import wrote (the check would wait for itself)."""
+    dbt = _project(tmp_path / "dbt", {
+        "tests/generic/same_count.sql": """\
+            {% test same_count(model, other) %}
+            select 1 as x where (select count(*) from {{ model }}) <> (select count(*) from {{ other }})
+            {% endtest %}
+            """,
+        "models/a.sql": "select * from range(3) t(i)\n",
+        "models/b.sql": "select i * 2 as j from {{ ref('a') }}\n",
+        "models/c.sql": "select * from range(3) t(k)\n",
+        "models/props.yml": """\
+            version: 2
+            models:
+              - name: a
+                tests: [{same_count: {other: ref('b')}}]
+              - name: b
+                tests: [{same_count: {other: ref('a')}}, {same_count: {other: ref('c')}}]
+              - name: c
+                tests: [{same_count: {other: ref('b')}}]
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    placed = {n: [c["sql"] for c in _sidecar(report, n).get("checks", [])] for n in
+              ("warehouse.a", "mart.b", "mart.c")}
+    assert placed["warehouse.a"] == []  # a's test reads b, built from a: b judges it
+    assert len(placed["mart.b"]) + len(placed["mart.c"]) == 4
+    assert any("moved" in n.why or "judges both" in n.why for n in report.approximations)
+    con = _built(report)
+    assert all(con.execute(q).fetchall() == [] for qs in placed.values() for q in qs)
+
+
 # --- --verify and ephemeral models ----------------------------------------------------------------------------
 def test_verify_skips_an_ephemeral_model_and_compares_what_reads_it(tmp_path: Path) -> None:
     dbt = _project(tmp_path / "dbt", {

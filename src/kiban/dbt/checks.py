@@ -110,6 +110,7 @@ class TestConverter:
         self.renderer = renderer
         self.report = report
         self._condition = "!= 0"  # the test being converted: its error_if (or warn_if, for a warn test)
+        self._fail_calc: str | None = None  # …and its `fail_calc` config, over the macro's own
         self._thresholds_done = False
 
     def convert_entry(self, props: Properties, node: Node, asset: Relation, sidecar: Sidecar) -> None:
@@ -174,6 +175,9 @@ class TestConverter:
                                     "a number; the check fails on any failing row")
             condition = "!= 0"
         self._condition, self._thresholds_done = condition, False
+        fail_calc = config.get("fail_calc") or args.pop("fail_calc", None)
+        self._fail_calc = str(fail_calc) if fail_calc and str(fail_calc).replace(" ", "").lower() != "count(*)" \
+            else None
         compact = condition.replace(" ", "")
         if compact.startswith(">") and compact[1:].isdigit() and compact[1:] != "0":
             options["fail_above"] = int(compact[1:])
@@ -225,15 +229,17 @@ class TestConverter:
         test = replace(test, column=column)
         model = asset.render()
         # a condition kiban's thresholds cannot say (error_if: "<1"): dbt's verdict as a sql check
-        special = self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options
+        special = ((self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options)
+                   or self._fail_calc is not None)
         if (where or special) and "." not in kind:
             if where:
                 model = f"(select * from {asset.render()} where {where}) as dbt_subquery"
             sql = self._core_sql(short, args, column, model)
             if sql is not None:
                 if special:
-                    sql = (f"select * from (select count(*) as failures from ({sql}) as dbt_internal_test) "
-                           f"where failures {self._condition}")
+                    sql = (f"select * from (select {self._fail_calc or 'count(*)'} as failures from ({sql}) as "
+                           f"dbt_internal_test) where failures {self._condition}")
+                    options.pop("fail_above", None)
                     self._thresholds_done = True
                 return None, {"sql": sql, "name": _check_name(f"{short}_{column or ''}" + ("_where" if where else "")
                                                               ).rstrip("_"), **_row_options(options, sql_check=True)}
@@ -328,7 +334,7 @@ class TestConverter:
                              + (f" ({where})" if where else "") + f": {error.message}")
             return None
         name = _check_name(f"{short}_{column}" if column else short)
-        fail_calc = str(values.get("fail_calc") or "count(*)")
+        fail_calc = str(self._fail_calc or values.get("fail_calc") or "count(*)")
         if fail_calc.replace(" ", "").lower() != "count(*)" or ("fail_above" not in options and
                                                                self._condition.replace(" ", "") not in ("!=0", ">0")):
             # dbt's verdict exactly: one row when the failures it computes meet the condition
