@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlglot
+import sqlglot.errors
 from sqlglot import exp
 
 from kiban.dbt.checks import CONDITION, Sidecar, TestConverter
@@ -518,6 +520,7 @@ class _Import:
                     todo.extend(deps.get(here, ()))
             return False
 
+        self._untangle_sql_checks(keys, deps, reaches)
         for key, model in keys.items():
             for column in model.sidecar.columns.values():
                 for i, check in enumerate(column.get("checks", [])):
@@ -543,6 +546,36 @@ class _Import:
                 column["checks"] = [c for c in column.get("checks", []) if c is not None]
                 if not column["checks"]:
                     column.pop("checks")
+
+    def _untangle_sql_checks(self, keys: dict[str, _Model], deps: dict[str, set[str]],
+                             reaches: Callable[[str, str], bool]) -> None:
+        """A rendered test that reads another model (dbt_expectations' ``…_to_equal_other_table``) waits for it;
+        when that model is built from the tested one (or waits for it through another such check), the check
+        moves to the model built last among those it reads, which sees every new version they make (as a
+        singular test does). The models built last go first, so two tests reading each other's models end on
+        the later one."""
+        built = {m.placement.key: self.order.index(name) for name, m in self.models.items()
+                 if m.placement is not None and name in self.order}
+        for key in sorted(keys, key=lambda k: built.get(k, -1), reverse=True):
+            model = keys[key]
+            for check in list(model.sidecar.checks):
+                if not (isinstance(check, dict) and isinstance(check.get("sql"), str)):
+                    continue
+                try:
+                    tree = sqlglot.parse_one(check["sql"], read="duckdb")
+                except sqlglot.errors.ParseError:
+                    continue
+                reads = {f"{t.db}.{t.name}".lower() for t in tree.find_all(exp.Table)} & set(keys)
+                if not any(other != key and reaches(other, key) for other in reads):
+                    deps[key] |= reads - {key}
+                    continue
+                last = max(reads | {key}, key=lambda k: built.get(k, -1))
+                model.sidecar.checks.remove(check)
+                keys[last].sidecar.checks.append(check)
+                deps[last] |= reads - {last}
+                self.report.approximate(model.node.rel, None, f"test {check.get('name', '')}",
+                                        f"it reads {last}, which is built from {key}: it is a check of {last}, so "
+                                        "it judges both new versions")
 
     def _singular(self, test: Node) -> None:
         self.report.tests += 1
