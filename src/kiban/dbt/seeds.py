@@ -38,7 +38,29 @@ def load_seed(db: Any, path: Path, name: str, config: dict[str, Any]) -> list[tu
             options.append(f"types = {{{pairs}}}")
     db.execute(f"create or replace table lake.{quoted(name)} as select * from "
                f"read_csv({literal(str(path))}, {', '.join(options)})")
+    pinned = {str(k) for k in column_types} if isinstance(column_types, dict) else set()
+    _as_dbt_types(db, name, pinned)
     return [(str(r[0]), str(r[1])) for r in db.execute(f"describe lake.{quoted(name)}").fetchall()]
+
+
+_WHOLE = {"TINYINT", "SMALLINT", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+
+
+def _as_dbt_types(db: Any, name: str, pinned: set[str]) -> None:
+    """dbt types a seed's whole numbers ``integer`` and its other numbers ``float8`` (agate's two kinds, which
+    dbt-duckdb keeps): DuckDB's sniffer says BIGINT, which an enforced contract declaring ``integer`` refuses.
+    A column whose values do not fit an INTEGER keeps BIGINT (dbt's seed would fail to load it)."""
+    table = f"lake.{quoted(name)}"
+    for column, dtype in [(str(r[0]), str(r[1])) for r in db.execute(f"describe {table}").fetchall()]:
+        if column in pinned:
+            continue
+        if dtype in _WHOLE:
+            low, high = db.execute(f"select min({quoted(column)})::hugeint, max({quoted(column)})::hugeint "
+                                   f"from {table}").fetchone()
+            if (low is None or low >= -(2**31)) and (high is None or high < 2**31):
+                db.execute(f"alter table {table} alter {quoted(column)} type integer")
+        elif dtype.startswith("DECIMAL") or dtype in ("FLOAT", "REAL"):
+            db.execute(f"alter table {table} alter {quoted(column)} type double")
 
 
 def write_seed(db: Any, name: str, folder: Path) -> None:
