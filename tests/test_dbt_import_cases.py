@@ -149,8 +149,49 @@ def test_folder_wide_column_types_apply_to_the_seeds_that_have_the_column(tmp_pa
     })
     report = import_dbt(dbt, tmp_path / "new")
     types = {c["name"]: c["type"] for c in _sidecar(report, "lake.payments")["columns"]}
-    assert types == {"id": "BIGINT", "amount": "DECIMAL(10,2)", "code": "VARCHAR"}
+    assert types == {"id": "INTEGER", "amount": "DECIMAL(10,2)", "code": "VARCHAR"}  # id: dbt's integer
     assert _built(report).execute("select total::varchar, code from mart.m").fetchall() == [("3.75", "007")]
+
+
+def test_seed_numbers_are_typed_as_dbt_types_them(tmp_path: Path) -> None:
+    """dbt-duckdb loads a seed's whole numbers as INTEGER and its other numbers as DOUBLE; DuckDB's sniffer said
+    BIGINT, so a contract declaring `integer` on a model passing the id through failed in kiban only."""
+    dbt = _project(tmp_path / "dbt", {
+        "dbt_project.yml": "name: p\nconfig-version: 2\nprofile: p\n"
+                           "seeds:\n  p:\n    +column_types: {pinned: bigint}\n",
+        "seeds/s.csv": "id,big,price,pinned,small\n1,3000000000,2.5,1,-3\n2,1,3,2,\n",
+        "models/m.sql": "{{ config(materialized='table') }}\nselect id, price from {{ ref('s') }}\n",
+        "models/m.yml": """\
+            version: 2
+            models:
+              - name: m
+                config: {contract: {enforced: true}}
+                columns:
+                  - {name: id, data_type: integer}
+                  - {name: price, data_type: double}
+            """,
+    })
+    report = import_dbt(dbt, tmp_path / "new")
+    types = {c["name"]: c["type"] for c in _sidecar(report, "lake.s")["columns"]}
+    # big does not fit an INTEGER (dbt's seed would fail): it stays BIGINT; a pinned type is kept
+    assert types == {"id": "INTEGER", "big": "BIGINT", "price": "DOUBLE", "pinned": "BIGINT", "small": "INTEGER"}
+    con = _built(report)  # the contract check passes
+    assert con.execute("select typeof(id), typeof(price) from mart.m limit 1").fetchall() == [("INTEGER", "DOUBLE")]
+
+
+def test_verify_tells_the_same_values_in_another_type_apart(tmp_path: Path) -> None:
+    dbt = _project(tmp_path / "dbt", {"seeds/s.csv": "id\n1\n", "models/m.sql": "select id from {{ ref('s') }}\n"})
+    report = import_dbt(dbt, tmp_path / "new")
+    _built(report).close()
+    fake = tmp_path / "dbt_built.duckdb"
+    con = duckdb.connect(str(fake))
+    con.execute("create table main.s as select 1::integer as id")
+    con.execute("create table main.m as select 1::bigint as id")  # same value, another type
+    con.close()
+    results = {r.kiban: r for r in verify(report, fake, Path(report.new_folder) / "kiban.duckdb")}
+    assert results["lake.s"].status == "identical"
+    assert results["mart.m"].status == "different"
+    assert "types differ: id BIGINT in dbt, INTEGER in kiban" in results["mart.m"].detail
 
 
 # --- versioned models -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``--verify``: every table kiban built compared with the one dbt-duckdb built from the same project.
 
-For each model and seed: the row counts, and ``EXCEPT ALL`` both ways over the columns dbt's table
-has (by name, so column order does not matter). The dbt file is attached read-only under the
+For each model and seed: the row counts, the columns' types, and ``EXCEPT ALL`` both ways over the
+columns dbt's table has (by name, so column order does not matter). The dbt file is attached read-only under the
 catalog name dbt gave it (its file name), so dbt's views, which name that catalog, still resolve.
 """
 
@@ -71,8 +71,9 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
     layer, _, name = kiban.partition(".")
     kiban_sql = f"{quoted(layer)}.{quoted(name)}"
     try:
-        columns = [r[0] for r in con.execute(f"describe {dbt_sql}").fetchall()]
-        mine = {r[0].lower() for r in con.execute(f"describe {kiban_sql}").fetchall()}
+        theirs = {r[0]: str(r[1]) for r in con.execute(f"describe {dbt_sql}").fetchall()}
+        mine_types = {r[0].lower(): str(r[1]) for r in con.execute(f"describe {kiban_sql}").fetchall()}
+        columns, mine = list(theirs), set(mine_types)
     except Exception as exc:
         return Compared(dbt_name, kiban, None, None, None, None, "missing", str(exc).splitlines()[0])
     absent = [c for c in columns if c.lower() not in mine]
@@ -87,8 +88,13 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
     only_kiban = con.execute(f"select count(*) from (select {cols} from {kiban_sql} except all "
                              f"select {cols} from {dbt_sql})").fetchone()[0]
     extra = len(mine) - len(columns)
-    status = "identical" if only_dbt == only_kiban == 0 and dbt_rows == kiban_rows and extra == 0 else "different"
-    detail = f"kiban has {extra} more column(s)" if extra else ""
+    # the same values in another type are not the same table: a contract, a cast or an overflow tells them apart
+    retyped = [f"{c} {theirs[c]} in dbt, {mine_types[c.lower()]} in kiban" for c in columns
+               if theirs[c] != mine_types[c.lower()]]
+    same = only_dbt == only_kiban == 0 and dbt_rows == kiban_rows and extra == 0 and not retyped
+    status = "identical" if same else "different"
+    detail = "; ".join([*([f"kiban has {extra} more column(s)"] if extra else []),
+                        *([f"types differ: {', '.join(retyped)}"] if retyped else [])])
     return Compared(dbt_name, kiban, dbt_rows, kiban_rows, only_dbt, only_kiban, status, detail)
 
 
