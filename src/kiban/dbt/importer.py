@@ -236,7 +236,10 @@ class _Import:
                          package_name=self.project.name, original_file_path=node.rel, path=node.rel)
         try:
             return str(macro(custom, about)).strip() or None
-        except Exception:  # the macro reads what the import has no value for: no seed is matched by schema
+        except Exception as exc:  # the macro reads what the import has no value for: say so, match no source
+            self.report.approximate(node.rel, None, f"seed {node.name}", "the project's generate_schema_name "
+                                    f"could not be computed for it ({type(exc).__name__}: {exc}): no source is "
+                                    "read as this seed")
             return None
 
     def _source_is_seed(self, props: Properties, table: dict[str, Any], j: int) -> bool:
