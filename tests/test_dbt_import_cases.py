@@ -114,6 +114,14 @@ def test_env_var_in_a_config_is_read_at_import(tmp_path: Path, monkeypatch: pyte
     assert any(s.startswith("models/kept/k.sql: model k: disabled") for s in _skipped(report))
 
 
+def test_a_ref_to_a_disabled_model_says_it_is_disabled(tmp_path: Path) -> None:
+    files = {**JINJA_CONFIGS, "models/kept/reads_old.sql": "select x from {{ ref('old') }}\n"}
+    errors = _errors(_project(tmp_path / "dbt", files), tmp_path / "new")
+    assert any("models/kept/reads_old.sql:1: model reads_old: ref('old'): models/legacy/old.sql is disabled" in e
+               and "--vars" in e for e in errors), errors
+    assert import_dbt(tmp_path / "dbt", tmp_path / "on", {"legacy_on": True}).count("model") == 4
+
+
 def test_a_config_that_cannot_be_rendered_names_its_line(tmp_path: Path) -> None:
     dbt = _project(tmp_path / "dbt", {
         "dbt_project.yml": """\

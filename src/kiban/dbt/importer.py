@@ -76,6 +76,7 @@ class _Import:
         self.source_props: list[tuple[str, Properties, Node]] = []  # (lake name, properties, node): tests to convert
         self.seed_relations: dict[tuple[str, str], tuple[str, str]] = {}  # dbt's (schema, name) → (seed, lake name)
         self.snapshot_refs: set[str] = set()
+        self.disabled: dict[str, str] = {}  # a disabled model's or seed's name → its file
         self.models: dict[str, _Model] = {}
         self.usecases: dict[str, str] = {}
         self.order: list[str] = []  # models in dependency order
@@ -147,6 +148,9 @@ class _Import:
         if name in self.project.snapshots:
             self.snapshot_refs.add(name)
             return Relation("lake", asset_name(name))
+        if name in self.disabled:  # dbt: "depends on a node named 'x' which is disabled"
+            raise RenderError(f"ref('{name}'): {self.disabled[name]} is disabled (enabled: false)",
+                              "enable it (with --vars, when its `enabled` reads a var), or disable what reads it")
         known = [*self.models, *self.seeds, *self.project.snapshots]
         raise RenderError(f"ref('{name}'): no model, seed or snapshot of that name", did_you_mean(name, known))
 
@@ -165,6 +169,7 @@ class _Import:
             config = {**self.project.node_config("seeds", node), **((props.data.get("config") or {}) if props else {})}
             if config.get("enabled") is False:
                 self.report.skip(node.rel, None, f"seed {name}", "disabled (enabled: false)")
+                self.disabled[name] = node.rel
                 continue
             lake_name = asset_name(str(config.get("alias") or name))
             try:
@@ -359,6 +364,7 @@ class _Import:
         for name, model in list(self.models.items()):
             if model.config.get("enabled") is False:
                 self.report.skip(model.node.rel, None, f"model {name}", "disabled (enabled: false)")
+                self.disabled[name] = model.node.rel
                 del self.models[name]
 
     def _render_problem(self, exc: RenderError, node: Node) -> None:
