@@ -56,7 +56,8 @@ def import_dbt_command(
         warehouse = Path(project.warehouse_url.removeprefix("duckdb:///"))
         results = compare(report, verify, warehouse)
         report.verify = verify_json(results)
-        failed = done.result.status not in RUN_SUCCEEDED or any(r.status != "identical" for r in results)
+        failed = done.result.status not in RUN_SUCCEEDED or any(r.status not in ("identical", "skipped")
+                                                                for r in results)
         verify_text = as_text(results)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, default=str))

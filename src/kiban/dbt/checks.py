@@ -9,8 +9,10 @@ check over the filtered rows. What cannot be converted goes to the report with i
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from kiban.dbt.context import Config, Renderer, RenderError, locate
@@ -21,7 +23,9 @@ from kiban.status import Severity
 
 OPTION_KEYS = {"config", "severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit",
                "enabled", "meta", "description", "fail_calc", "column_name", "alias", "schema", "database"}
-_CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
+CONDITION = re.compile(r"(<=|>=|!=|<>|=|<|>)\s*-?\d+(\.\d+)?")
+_RELATION_ARG = re.compile(r"\s*(\{\{)?\s*(ref|source)\s*\(")
+_ONE_EXPRESSION = re.compile(r"\{\{(?:(?!\}\}).)*\}\}", re.S)
 _DURATION = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks"}
 
 
@@ -106,6 +110,7 @@ class TestConverter:
         self.renderer = renderer
         self.report = report
         self._condition = "!= 0"  # the test being converted: its error_if (or warn_if, for a warn test)
+        self._fail_calc: str | None = None  # …and its `fail_calc` config, over the macro's own
         self._thresholds_done = False
 
     def convert_entry(self, props: Properties, node: Node, asset: Relation, sidecar: Sidecar) -> None:
@@ -141,6 +146,18 @@ class TestConverter:
         for key in ("severity", "where", "error_if", "warn_if", "name", "tags", "store_failures", "limit", "enabled"):
             if key in args:
                 config.setdefault(key, args.pop(key))
+        # dbt_project.yml's `data_tests:` configs (`+severity: warn` for a folder) under the test's own
+        project = self.renderer.project
+        folders = Path(file).parts[1:-1]  # the property file's folders under models/ (seeds/, snapshots/)
+        test_name = "_".join(p for p in (kind.split(".")[-1], asset.identifier, column) if p)
+        for key, value in project.test_config((project.name, *folders, test_name)).items():
+            config.setdefault(key, value)
+        try:  # dbt renders a test's arguments: `expression: "d = {{ dbt_date.yesterday('x') }}"`, a var in `where`
+            args = {k: self._rendered(v, node, asset) for k, v in args.items()}
+            config = {k: self._rendered(v, node, asset) for k, v in config.items()}
+        except RenderError as exc:
+            self.report.skip(file, line, f"test {kind}", f"its arguments could not be rendered: {exc.message}")
+            return
         if config.get("enabled") is False or args.pop("enabled", True) is False:
             self.report.skip(file, line, f"test {kind}", "disabled (enabled: false)")
             return
@@ -153,11 +170,14 @@ class TestConverter:
             options["severity"] = Severity.WARN
         # dbt: failures = fail_calc over the test's rows; error if `failures <error_if>`, else warn if `<warn_if>`
         condition = str(config.get("error_if" if severity == Severity.ERROR else "warn_if") or "!= 0").strip()
-        if not _CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
+        if not CONDITION.fullmatch(condition):  # pasted into SQL below: only a comparison with a number
             self.report.approximate(file, line, f"test {kind}", f"condition {condition!r} is not a comparison with "
                                     "a number; the check fails on any failing row")
             condition = "!= 0"
         self._condition, self._thresholds_done = condition, False
+        fail_calc = config.get("fail_calc") or args.pop("fail_calc", None)
+        self._fail_calc = str(fail_calc) if fail_calc and str(fail_calc).replace(" ", "").lower() != "count(*)" \
+            else None
         compact = condition.replace(" ", "")
         if compact.startswith(">") and compact[1:].isdigit() and compact[1:] != "0":
             options["fail_above"] = int(compact[1:])
@@ -185,6 +205,23 @@ class TestConverter:
             sidecar.column(target).setdefault("checks", []).append(entry)
         self.report.checks += 1
 
+    def _rendered(self, value: Any, node: Node, asset: Relation) -> Any:
+        """A test argument with Jinja, rendered in the tested node's context; ``ref()``/``source()`` arguments
+        are left for the check (``to:``) or the macro (a relation object) to read."""
+        if isinstance(value, list):
+            return [self._rendered(v, node, asset) for v in value]
+        if isinstance(value, dict):
+            return {k: self._rendered(v, node, asset) for k, v in value.items()}
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value) or _RELATION_ARG.match(value):
+            return value
+        text = self.renderer.render_string(value, node, this=asset)
+        if _ONE_EXPRESSION.fullmatch(value.strip()):  # "{{ var('statuses') }}" is the list, as dbt renders it
+            try:
+                return ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return text
+        return text
+
     def _check(self, test: DbtTest) -> tuple[str | None, Any] | None:
         kind, args, asset, where, options = test.kind, test.args, test.asset, test.where, test.options
         short = kind.split(".")[-1]
@@ -192,15 +229,17 @@ class TestConverter:
         test = replace(test, column=column)
         model = asset.render()
         # a condition kiban's thresholds cannot say (error_if: "<1"): dbt's verdict as a sql check
-        special = self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options
+        special = ((self._condition.replace(" ", "") not in ("!=0", ">0") and "fail_above" not in options)
+                   or self._fail_calc is not None)
         if (where or special) and "." not in kind:
             if where:
                 model = f"(select * from {asset.render()} where {where}) as dbt_subquery"
             sql = self._core_sql(short, args, column, model)
             if sql is not None:
                 if special:
-                    sql = (f"select * from (select count(*) as failures from ({sql}) as dbt_internal_test) "
-                           f"where failures {self._condition}")
+                    sql = (f"select * from (select {self._fail_calc or 'count(*)'} as failures from ({sql}) as "
+                           f"dbt_internal_test) where failures {self._condition}")
+                    options.pop("fail_above", None)
                     self._thresholds_done = True
                 return None, {"sql": sql, "name": _check_name(f"{short}_{column or ''}" + ("_where" if where else "")
                                                               ).rstrip("_"), **_row_options(options, sql_check=True)}
@@ -295,7 +334,7 @@ class TestConverter:
                              + (f" ({where})" if where else "") + f": {error.message}")
             return None
         name = _check_name(f"{short}_{column}" if column else short)
-        fail_calc = str(values.get("fail_calc") or "count(*)")
+        fail_calc = str(self._fail_calc or values.get("fail_calc") or "count(*)")
         if fail_calc.replace(" ", "").lower() != "count(*)" or ("fail_above" not in options and
                                                                self._condition.replace(" ", "") not in ("!=0", ">0")):
             # dbt's verdict exactly: one row when the failures it computes meet the condition

@@ -10,6 +10,7 @@ answered by an in-memory DuckDB that holds the seeds and every model already ren
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime
 import itertools
@@ -19,17 +20,19 @@ import re
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import jinja2
 import jinja2.ext
 import jinja2.sandbox
+import pytz
 import yaml
 
 from kiban.dbt import builtins
 from kiban.dbt.project import DbtProject, Node
 from kiban.dbt.relation import Column, QueryTable, Relation
+from kiban.dbt.versions import NoSuchVersion
 
 _MISSING = object()
 _TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)")
@@ -62,14 +65,39 @@ def _preprocess(text: str) -> str:
     return _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
 
 
+_UNREACHABLE = (types.ModuleType, PurePath)
+
+
+def _members(module: types.ModuleType) -> AttrDict:
+    """``modules.datetime`` as dbt offers it, without the modules it imports (``datetime.sys``)."""
+    return AttrDict({name: value for name in dir(module) if not name.startswith("_")
+                     and not isinstance(value := getattr(module, name), types.ModuleType)})
+
+
 class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
     """Jinja that cannot reach Python internals (``''.__class__.__mro__``…): importing a project someone
     else wrote must not run arbitrary code. Packages' private macros (``dbt_utils._is_relation``) are fine."""
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # a module reaches every other one (`datetime.sys.modules['os']`), a path writes files, a macro's
+        # internals reach its file: none is dbt's API, so none is reachable from a template
+        if isinstance(value, _UNREACHABLE) or isinstance(obj, _UNREACHABLE):
+            return False
+        if isinstance(obj, MacroFunc):
+            return attr in ("name", "package")
         if isinstance(obj, Namespace) and not attr.startswith("__"):
             return True
         return bool(super().is_safe_attribute(obj, attr, value))
+
+
+def _returning(func: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        try:
+            return func(*args)
+        except _Return as done:
+            return done.value
+
+    return call
 
 
 class MacroFunc:
@@ -186,8 +214,11 @@ class Renderer:
             "return": _return, "log": lambda *a, **k: "", "print": lambda *a, **k: "",
             "exceptions": AttrDict(raise_compiler_error=_compiler_error, warn=self._warn,
                                    raise_not_implemented=_compiler_error),
-            "modules": AttrDict(datetime=datetime, re=re, itertools=itertools,
-                                pytz=types.SimpleNamespace(utc=datetime.UTC)),
+            "modules": AttrDict(datetime=_members(datetime), re=_members(re), itertools=_members(itertools),
+                                pytz=AttrDict(timezone=pytz.timezone, utc=pytz.utc, UTC=pytz.UTC,
+                                              FixedOffset=pytz.FixedOffset, all_timezones=pytz.all_timezones,
+                                              common_timezones=pytz.common_timezones,
+                                              UnknownTimeZoneError=pytz.UnknownTimeZoneError)),
             "fromjson": lambda s, d=None: json.loads(s) if s else d, "tojson": lambda o, **k: json.dumps(o, **k),
             "fromyaml": lambda s, d=None: yaml.safe_load(s) if s else d,
             "toyaml": lambda o, **k: yaml.safe_dump(o, **k),
@@ -224,6 +255,9 @@ class Renderer:
                     raise error from None
                 for name, value in context.vars.items():
                     if isinstance(value, jinja2.runtime.Macro):
+                        # a macro of the same file is called as Jinja's own Macro, not through MacroFunc: its
+                        # `return(x)` must end it there, not its caller (dbt_date's get_test_dates)
+                        value._func = _returning(value._func)
                         macros[name] = MacroFunc(name, package.name, value, path)
         for package_name, package_macros in self.macros.items():
             for name, scope in self.scopes.items():
@@ -253,6 +287,7 @@ class Renderer:
             if not args or len(args) > 2:
                 raise RenderError("ref() takes a model name, or a package and a model name")
             name, package = (args[0], None) if len(args) == 1 else (args[1], args[0])
+            name = self.project.versioned(name, kwargs.get("v", kwargs.get("version")))
             out.refs.append((name, None))
             return self.resolve_ref(name, package)
 
@@ -286,7 +321,8 @@ class Renderer:
         template = expr if expr.startswith("{{") else "{{ " + expr + " }}"
 
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(ref=ref, source=self.resolve_source, execute=True)
         try:
@@ -303,7 +339,8 @@ class Renderer:
             expr = expr[2:-2]
 
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(ref=ref, source=self.resolve_source, execute=True)
         try:
@@ -313,12 +350,24 @@ class Renderer:
         except Exception as exc:
             raise RenderError(f"cannot read {text!r} as a relation: {exc}") from None
 
+    def render_value(self, text: str) -> Any:
+        """A config written as Jinja (``+enabled: "{{ var('on', false) }}"`` in dbt_project.yml, or in a
+        ``config:`` block): rendered as dbt renders project and property files (``var``, ``env_var``,
+        ``target``), and read back as a native value — ``False`` is a boolean, ``'table'`` a string."""
+        self._set(execute=False)
+        out = self.env.from_string(text).render(self.scopes[self.project.name]).strip()
+        try:
+            return ast.literal_eval(out)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return {"true": True, "false": False, "none": None, "null": None}.get(out.lower(), out)
+
     def render_string(self, text: str, node: Node, *, this: Relation) -> str:
         """Render a short Jinja string (a test's argument, a description) in a node's context."""
         if "{{" not in text and "{%" not in text:
             return text
         def ref(*args: str, **kwargs: Any) -> Relation:
-            return self.resolve_ref(args[-1], args[0] if len(args) > 1 else None)
+            return self.resolve_ref(self.project.versioned(args[-1], kwargs.get("v", kwargs.get("version"))),
+                                    args[0] if len(args) > 1 else None)
 
         self._set(this=this, execute=True, ref=ref, source=self.resolve_source)
         try:
@@ -500,6 +549,8 @@ def locate(exc: Exception, node: Node, root: Path) -> RenderError:
     """The innermost template frame of the traceback says which file and line failed."""
     if isinstance(exc, RenderError):
         error = exc
+    elif isinstance(exc, NoSuchVersion):
+        error = RenderError(exc.message, exc.hint)
     elif isinstance(exc, jinja2.UndefinedError):
         name = re.search(r"'([^']+)' is undefined", str(exc))
         if name:

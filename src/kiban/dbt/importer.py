@@ -15,27 +15,32 @@ import contextlib
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlglot
+import sqlglot.errors
 from sqlglot import exp
 
-from kiban.dbt.checks import Sidecar, TestConverter
-from kiban.dbt.context import Renderer, RenderError
+from kiban.dbt.checks import CONDITION, Sidecar, TestConverter
+from kiban.dbt.context import AttrDict, Renderer, RenderError
 from kiban.dbt.incremental import time_column
 from kiban.dbt.layers import Placement, asset_name, place_model
 from kiban.dbt.project import DbtProject, Node, Properties, read_project
 from kiban.dbt.relation import Relation
-from kiban.dbt.report import Converted, ImportReport, Note, failure
-from kiban.dbt.seeds import load_seed, quoted, write_seed
-from kiban.dbt.writer import check_target, dump_yaml, staged, write_text
+from kiban.dbt.report import EPHEMERAL, Converted, ImportReport, Note, failure
+from kiban.dbt.seeds import literal, load_seed, quoted, write_seed
+from kiban.dbt.writer import check_target, dump_yaml, scratch_for, staged, write_text
 from kiban.errors import KibanError, UsageError, did_you_mean
 from kiban.graph.dag import build_graph
 from kiban.project.loader import load_project
 from kiban.status import Severity
 
 _DURATION_UNITS = {"minute": "minutes", "hour": "hours", "day": "days"}
+_Lines = Callable[[tuple[str | int, ...]], int | None]  # a YAML path → its line
+_SOURCE_WHERE = ("database", "schema", "identifier", "loaded_at_field")  # a source's keys dbt renders
 SQL_HEADER = "-- imported from {rel} by `kiban import dbt`: plain DuckDB SQL, edit it here\n"
 
 
@@ -50,20 +55,28 @@ class _Model:
 
 
 class _Import:
-    def __init__(self, project: DbtProject, report: ImportReport, cli_vars: dict[str, Any]) -> None:
+    def __init__(self, project: DbtProject, report: ImportReport, cli_vars: dict[str, Any],
+                 writes: Path | None = None) -> None:
         import duckdb
 
         self.project = project
         self.report = report
         self.problems: list[Note] = []
         self.db = duckdb.connect()
+        # the project's Jinja runs SQL here (run_query, introspecting macros): it may read the dbt project and
+        # write the new one, nothing else — no `copy … to '~/.bashrc'`, no read_text('/etc/…'), no extensions
+        allowed = [f"{project.root}/", *([f"{writes}/"] if writes else [])]
+        self.db.execute(f"set allowed_directories = [{', '.join(literal(a) for a in allowed)}]")
+        self.db.execute("set enable_external_access = false")
         for schema in ("lake", "warehouse", "mart"):
             self.db.execute(f"create schema {schema}")
         self.lake: dict[str, Sidecar] = {}  # lake name → sidecar
         self.seeds: dict[str, str] = {}  # dbt seed name → lake name
         self.sources: dict[tuple[str, str], str] = {}  # (source, table) → lake name
-        self.source_props: dict[str, tuple[Properties, Node]] = {}  # lake name → its properties
+        self.source_props: list[tuple[str, Properties, Node]] = []  # (lake name, properties, node): tests to convert
+        self.seed_relations: dict[tuple[str, str], tuple[str, str]] = {}  # dbt's (schema, name) → (seed, lake name)
         self.snapshot_refs: set[str] = set()
+        self.disabled: dict[str, str] = {}  # a disabled model's or seed's name → its file
         self.models: dict[str, _Model] = {}
         self.usecases: dict[str, str] = {}
         self.order: list[str] = []  # models in dependency order
@@ -73,6 +86,54 @@ class _Import:
 
     def problem(self, rel: str, line: int | None, what: str, why: str, hint: str | None = None) -> None:
         self.problems.append(Note(rel, line, what, why, hint))
+
+    # --- configs written as Jinja ------------------------------------------------------------------
+    def render_configs(self) -> None:
+        """dbt renders dbt_project.yml's configs and the property files' ``config:`` blocks (``var``,
+        ``env_var``, ``target``) before it reads them: ``+enabled: "{{ var('load', false) }}"`` is
+        ``False``, not a string that a truth test would take for ``True``. Hooks are rendered when they
+        run, not here (and kiban runs none)."""
+        doc = self.project.config_doc
+        for section in ("models", "seeds", "snapshots", "sources", "tests", "data_tests"):
+            if isinstance(self.project.config.get(section), dict):
+                self._render_tree(self.project.config[section], (section,), "dbt_project.yml",
+                                  lambda path: doc.location(path).line if doc else None)
+        for props in self.project.sources:  # where a source is: `schema: "{{ target.schema }}_raw"`
+            lines = _lines_of(props)
+            rel = self.project.rel(props.doc.path)
+            for key in _SOURCE_WHERE:
+                props.data[key] = self._render_config(props.data.get(key), (key,), rel, lines)
+            for j, table in enumerate(props.data.get("tables") or []):
+                for key in _SOURCE_WHERE if isinstance(table, dict) else ():
+                    table[key] = self._render_config(table.get(key), ("tables", j, key), rel, lines)
+        entries = [*self.project.properties.values(), *self.project.sources]
+        for props in entries:
+            if isinstance(props.data.get("config"), dict):
+                self._render_tree(props.data["config"], ("config",), self.project.rel(props.doc.path),
+                                  _lines_of(props))
+
+    def _render_tree(self, tree: dict[str, Any], path: tuple[str | int, ...], rel: str, line: _Lines) -> None:
+        for key, value in tree.items():
+            if str(key).lstrip("+").replace("-", "_") in ("pre_hook", "post_hook"):
+                continue
+            here = (*path, key)
+            if isinstance(value, dict):
+                self._render_tree(value, here, rel, line)
+            elif isinstance(value, list):
+                tree[key] = [self._render_config(v, here, rel, line) for v in value]
+            else:
+                tree[key] = self._render_config(value, here, rel, line)
+
+    def _render_config(self, value: Any, path: tuple[str | int, ...], rel: str, line: _Lines) -> Any:
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
+            return value
+        try:
+            return self.renderer.render_value(value)
+        except RenderError as exc:
+            self.problem(rel, line(path), f"config {str(path[-1]).lstrip('+')}", f"{value!r}: {exc.message}", exc.hint)
+        except Exception as exc:  # a Jinja error in a one-line config: say which one
+            self.problem(rel, line(path), f"config {str(path[-1]).lstrip('+')}", f"{value!r} cannot be rendered: {exc}")
+        return value
 
     # --- what ref() and source() name --------------------------------------------------------------
     def _ref(self, name: str, package: str | None) -> Relation:
@@ -87,6 +148,9 @@ class _Import:
         if name in self.project.snapshots:
             self.snapshot_refs.add(name)
             return Relation("lake", asset_name(name))
+        if name in self.disabled:  # dbt: "depends on a node named 'x' which is disabled"
+            raise RenderError(f"ref('{name}'): {self.disabled[name]} is disabled (enabled: false)",
+                              "enable it (with --vars, when its `enabled` reads a var), or disable what reads it")
         known = [*self.models, *self.seeds, *self.project.snapshots]
         raise RenderError(f"ref('{name}'): no model, seed or snapshot of that name", did_you_mean(name, known))
 
@@ -105,6 +169,7 @@ class _Import:
             config = {**self.project.node_config("seeds", node), **((props.data.get("config") or {}) if props else {})}
             if config.get("enabled") is False:
                 self.report.skip(node.rel, None, f"seed {name}", "disabled (enabled: false)")
+                self.disabled[name] = node.rel
                 continue
             lake_name = asset_name(str(config.get("alias") or name))
             try:
@@ -119,7 +184,10 @@ class _Import:
                 sidecar.column(column)["type"] = dtype
             self.lake[lake_name] = sidecar
             if props is not None:
-                self.source_props[lake_name] = (props, node)
+                self.source_props.append((lake_name, props, node))
+            schema = self._seed_schema(node, config)
+            if schema is not None:
+                self.seed_relations[(schema.lower(), str(config.get("alias") or name).lower())] = (name, lake_name)
             self.report.converted.append(Converted("seed", name, f"lake.{lake_name}", "types: " + ", ".join(
                 f"{c} {t}" for c, t in columns), str(config.get("alias") or "")))
 
@@ -131,6 +199,8 @@ class _Import:
                 if not isinstance(table, dict) or not table.get("name"):
                     continue
                 name = str(table["name"])
+                if self._source_is_seed(props, table, j):
+                    continue
                 lake_name = asset_name(f"{source}_{name}")
                 if lake_name in self.lake:
                     self.problem(rel, props.line("tables", j), f"source {source}.{name}",
@@ -153,10 +223,56 @@ class _Import:
                 self._freshness(props, table, sidecar, rel, entry.line())
                 self._external_csv(props, table, source, name, rel, entry.line())
                 self.lake[lake_name] = sidecar
-                self.source_props[lake_name] = (entry, node)
+                self.source_props.append((lake_name, entry, node))
                 self.report.converted.append(Converted("source", f"{source}.{name}", f"lake.{lake_name}",
                                                        "an empty lake folder: collect into it or drop Parquet "
                                                        "files there"))
+
+    def _seed_schema(self, node: Node, config: dict[str, Any]) -> str | None:
+        """The schema dbt builds a seed in: the project's ``generate_schema_name`` macro, else dbt's default
+        (the target's schema, ``_<schema>`` appended when the seed's config gives one). None when the
+        project's macro cannot be called here."""
+        custom = config.get("schema")
+        target = self.renderer.base["target"]
+        macro = self.renderer.find_macro("generate_schema_name")
+        if macro is None or macro.package != self.project.name:
+            return str(target.schema) if custom is None else f"{target.schema}_{str(custom).strip()}"
+        about = AttrDict(resource_type="seed", name=node.name, fqn=list(node.fqn), config=config,
+                         package_name=self.project.name, original_file_path=node.rel, path=node.rel)
+        try:
+            return str(macro(custom, about)).strip() or None
+        except Exception as exc:  # the macro reads what the import has no value for: say so, match no source
+            self.report.approximate(node.rel, None, f"seed {node.name}", "the project's generate_schema_name "
+                                    f"could not be computed for it ({type(exc).__name__}: {exc}): no source is "
+                                    "read as this seed")
+            return None
+
+    def _source_is_seed(self, props: Properties, table: dict[str, Any], j: int) -> bool:
+        """A source table that names the relation a seed is loaded into (jaffle-shop's ``ecom.raw_orders`` is
+        the seed ``raw_orders`` in schema ``raw``) is that seed's lake table: in dbt, ``dbt seed`` fills what
+        the models read through ``source()``. Its description, columns and tests join the seed's."""
+        source, name = str(props.data["name"]), str(table["name"])
+        schema = str(table.get("schema") or props.data.get("schema") or source)
+        identifier = str(table.get("identifier") or name)
+        found = self.seed_relations.get((schema.lower(), identifier.lower()))
+        if found is None:
+            return False
+        seed, lake_name = found
+        entry = Properties(table, props.doc, (*props.path, "tables", j))
+        node = Node("source", name, props.doc.path, self.project.rel(props.doc.path),
+                    (self.project.name, source, name))
+        self.sources[(source, name)] = lake_name
+        own, seed_sidecar = self._sidecar(entry, node, {}), self.lake[lake_name]
+        seed_sidecar.description = seed_sidecar.description or own.description
+        for column, described in own.columns.items():
+            if described.get("description"):
+                seed_sidecar.column(column).setdefault("description", described["description"])
+        self._freshness(props, table, seed_sidecar, node.rel, entry.line())
+        self.source_props.append((lake_name, entry, node))
+        self.report.converted.append(Converted("source", f"{source}.{name}", f"lake.{lake_name}",
+                                               f"the relation {schema}.{identifier} that seed {seed} is loaded "
+                                               "into: the seed's lake table"))
+        return True
 
     def _external_csv(self, props: Properties, table: dict[str, Any], source: str, name: str, rel: str,
                       line: int | None) -> None:
@@ -248,6 +364,7 @@ class _Import:
         for name, model in list(self.models.items()):
             if model.config.get("enabled") is False:
                 self.report.skip(model.node.rel, None, f"model {name}", "disabled (enabled: false)")
+                self.disabled[name] = model.node.rel
                 del self.models[name]
 
     def _render_problem(self, exc: RenderError, node: Node) -> None:
@@ -318,9 +435,9 @@ class _Import:
             props = self.project.properties.get(("model", name))
             model.sidecar = self._sidecar(props, model.node, model.config)
             model.sidecar.extra.update(self._extra(model, this, props))
-            self.report.converted.append(Converted("model", name, this.render(),
-                                                   str(model.sidecar.extra.get("materialized", "table")),
-                                                   str(model.config.get("alias") or "")))
+            detail = str(model.sidecar.extra.get("materialized", "table"))
+            self.report.converted.append(Converted("model", name, this.render(), EPHEMERAL if model.config.get(
+                "materialized") == "ephemeral" else detail, str(model.config.get("alias") or "")))
 
     def _materialization(self, model: _Model, this: Relation) -> None:
         materialized = str(model.config.get("materialized") or "view")
@@ -370,7 +487,7 @@ class _Import:
             if props is not None and model.placement is not None and model.sql:
                 this = Relation(model.placement.layer, model.placement.name)
                 converter.convert_entry(props, model.node, this, model.sidecar)
-        for lake_name, (props, node) in self.source_props.items():
+        for lake_name, props, node in self.source_props:
             converter.convert_entry(props, node, Relation("lake", lake_name), self.lake[lake_name])
         for test in self.project.singular_tests:
             self._singular(test)
@@ -412,6 +529,7 @@ class _Import:
                     todo.extend(deps.get(here, ()))
             return False
 
+        self._untangle_sql_checks(keys, deps, reaches)
         for key, model in keys.items():
             for column in model.sidecar.columns.values():
                 for i, check in enumerate(column.get("checks", [])):
@@ -438,6 +556,36 @@ class _Import:
                 if not column["checks"]:
                     column.pop("checks")
 
+    def _untangle_sql_checks(self, keys: dict[str, _Model], deps: dict[str, set[str]],
+                             reaches: Callable[[str, str], bool]) -> None:
+        """A rendered test that reads another model (dbt_expectations' ``…_to_equal_other_table``) waits for it;
+        when that model is built from the tested one (or waits for it through another such check), the check
+        moves to the model built last among those it reads, which sees every new version they make (as a
+        singular test does). The models built last go first, so two tests reading each other's models end on
+        the later one."""
+        built = {m.placement.key: self.order.index(name) for name, m in self.models.items()
+                 if m.placement is not None and name in self.order}
+        for key in sorted(keys, key=lambda k: built.get(k, -1), reverse=True):
+            model = keys[key]
+            for check in list(model.sidecar.checks):
+                if not (isinstance(check, dict) and isinstance(check.get("sql"), str)):
+                    continue
+                try:
+                    tree = sqlglot.parse_one(check["sql"], read="duckdb")
+                except sqlglot.errors.ParseError:
+                    continue
+                reads = {f"{t.db}.{t.name}".lower() for t in tree.find_all(exp.Table)} & set(keys)
+                if not any(other != key and reaches(other, key) for other in reads):
+                    deps[key] |= reads - {key}
+                    continue
+                last = max(reads | {key}, key=lambda k: built.get(k, -1))
+                model.sidecar.checks.remove(check)
+                keys[last].sidecar.checks.append(check)
+                deps[last] |= reads - {last}
+                self.report.approximate(model.node.rel, None, f"test {check.get('name', '')}",
+                                        f"it reads {last}, which is built from {key}: it is a check of {last}, so "
+                                        "it judges both new versions")
+
     def _singular(self, test: Node) -> None:
         self.report.tests += 1
         try:
@@ -458,8 +606,26 @@ class _Import:
         if sidecar is None:
             self.report.skip(test.rel, None, f"test {test.name}", "reads no model, seed or source to attach it to")
             return
-        check: dict[str, Any] = {"sql": rendered.sql.strip().rstrip(";"), "name": asset_name(test.name)}
-        if str(rendered.config.get("severity", "")).lower() == "warn":
+        config = {**self.project.test_config(test.fqn), **rendered.config}
+        if config.get("enabled") is False:
+            self.report.skip(test.rel, None, f"test {test.name}", "disabled (enabled: false)")
+            return
+        sql = rendered.sql.strip().rstrip(";")
+        warn = str(config.get("severity", "")).lower() == "warn"
+        # dbt's verdict: failures (count(*) of the rows) against error_if (warn_if of a warn test), `!= 0` unless set
+        condition = str(config.get("warn_if" if warn else "error_if") or "!= 0").strip()
+        if condition.replace(" ", "") not in ("!=0", ">0"):
+            if not CONDITION.fullmatch(condition):
+                self.report.approximate(test.rel, None, f"test {test.name}", f"condition {condition!r} is not a "
+                                        "comparison with a number; the check fails on any row")
+            else:
+                sql = (f"select * from (select count(*) as failures from ({sql}) as dbt_internal_test) "
+                       f"where failures {condition}")
+        if config.get("warn_if") and not warn:
+            self.report.approximate(test.rel, None, f"test {test.name}", "warn_if is dropped: a kiban check has "
+                                    "one severity")
+        check: dict[str, Any] = {"sql": sql, "name": asset_name(test.name)}
+        if warn:
             check["severity"] = Severity.WARN
         sidecar.checks.append(check)
         self.report.checks += 1
@@ -540,6 +706,10 @@ class _Import:
             shutil.rmtree(root / ".kiban", ignore_errors=True)  # the loader's cache, not part of the project
 
 
+def _lines_of(props: Properties) -> _Lines:
+    return lambda path: props.line(*path)
+
+
 def _blocking(check: Any) -> bool:
     """Whether a converted check is blocking: anything but one that says ``severity: warn`` somewhere in it."""
     if isinstance(check, dict):
@@ -579,8 +749,9 @@ def import_dbt(dbt_folder: Path, new_folder: Path, cli_vars: dict[str, Any] | No
     check_target(new_folder)
     project = read_project(dbt_folder)
     report = ImportReport(str(dbt_folder), str(new_folder))
-    work = _Import(project, report, dict(cli_vars or {}))
+    work = _Import(project, report, dict(cli_vars or {}), scratch_for(new_folder))
     try:
+        work.render_configs()
         work.read_seeds()
         work.read_sources()
         work.parse_models()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiban.dbt.versions import NoSuchVersion, read_versions, version_key
 from kiban.errors import Location, ProjectError
 from kiban.project.yamlfile import YamlDoc, load_yaml
 
@@ -69,12 +70,27 @@ class DbtProject:
     exposures: list[Properties] = field(default_factory=list)
     docs: dict[str, str] = field(default_factory=dict)
     unsupported: list[tuple[str, int | None, str, str]] = field(default_factory=list)  # (file, line, what, why)
+    config_doc: YamlDoc | None = None  # dbt_project.yml with its positions, for the lines of its configs
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)  # versioned model → {v: its model's name}
+    latest: dict[str, str] = field(default_factory=dict)  # versioned model → its latest v
 
     def rel(self, path: Path) -> str:
         try:
             return str(path.relative_to(self.root))
         except ValueError:
             return str(path)
+
+    def versioned(self, name: str, version: Any = None) -> str:
+        """The model ``ref(name, v=version)`` names: a versioned model's unpinned ref is its latest version
+        (``latest_version``, else the highest). Any other name is itself."""
+        versions = self.versions.get(name)
+        if versions is None:
+            return name
+        v = self.latest[name] if version is None else version_key(version)
+        if v not in versions:
+            raise NoSuchVersion(f"ref('{name}', v={version}): model {name} has no such version",
+                                f"its versions: {', '.join(versions)}")
+        return versions[v]
 
     def project_vars(self) -> dict[str, Any]:
         """``vars:`` of dbt_project.yml: global ones, then the ones scoped to this project."""
@@ -97,6 +113,13 @@ class DbtProject:
             tree = sub
             _merge(merged, _configs_at(tree))
         return merged
+
+
+    def test_config(self, fqn: tuple[str, ...]) -> dict[str, Any]:
+        """What dbt_project.yml's ``tests:`` / ``data_tests:`` give a test of this fqn (the project, the
+        folders of its property file — or of the singular test — under the resource path, its name)."""
+        node = Node("test", fqn[-1], self.root, "", fqn)
+        return {**self.node_config("tests", node), **self.node_config("data_tests", node)}
 
 
 def _configs_at(tree: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +149,7 @@ def read_project(root: Path) -> DbtProject:
     doc = load_yaml(project_file)
     config = doc.data if isinstance(doc.data, dict) else {}
     name = str(config.get("name") or root.name)
-    project = DbtProject(root=root, name=name, config=config, packages=[])
+    project = DbtProject(root=root, name=name, config=config, packages=[], config_doc=doc)
     project.packages.append(Package(name, root, _macro_files(root, config)))
     packages_dir = root / str(config.get("packages-install-path") or "dbt_packages")
     if packages_dir.is_dir():
@@ -217,6 +240,9 @@ def _read_properties(project: DbtProject, path: Path) -> None:
                                                 "ignored"))
                     continue
                 project.properties[key] = Properties(entry, doc, (kind, i))
+    for i, entry in enumerate(data.get("models") or []):
+        if isinstance(entry, dict) and entry.get("name") and isinstance(entry.get("versions"), list):
+            read_versions(project, entry, Properties(entry, doc, ("models", i)))
     for i, entry in enumerate(data.get("sources") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.sources.append(Properties(entry, doc, ("sources", i)))
@@ -228,3 +254,4 @@ def _read_properties(project: DbtProject, path: Path) -> None:
     for i, entry in enumerate(data.get("exposures") or []):
         if isinstance(entry, dict) and entry.get("name"):
             project.exposures.append(Properties(entry, doc, ("exposures", i)))
+

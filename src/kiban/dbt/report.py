@@ -31,6 +31,9 @@ class Note:
         return f"{self.where}: {self.what}: {self.why}"
 
 
+EPHEMERAL = "view (ephemeral in dbt)"  # a Converted model's detail: dbt built no table of it
+
+
 @dataclass
 class Converted:
     """One dbt node and what it became."""

@@ -1,7 +1,7 @@
 """``--verify``: every table kiban built compared with the one dbt-duckdb built from the same project.
 
-For each model and seed: the row counts, and ``EXCEPT ALL`` both ways over the columns dbt's table
-has (by name, so column order does not matter). The dbt file is attached read-only under the
+For each model and seed: the row counts, the columns' types, and ``EXCEPT ALL`` both ways over the
+columns dbt's table has (by name, so column order does not matter). The dbt file is attached read-only under the
 catalog name dbt gave it (its file name), so dbt's views, which name that catalog, still resolve.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kiban.dbt.report import ImportReport
+from kiban.dbt.report import EPHEMERAL, ImportReport
 from kiban.dbt.seeds import literal, quoted
 from kiban.errors import UsageError
 
@@ -24,7 +24,7 @@ class Compared:
     kiban_rows: int | None
     only_dbt: int | None  # rows in dbt's table and not in kiban's (EXCEPT ALL)
     only_kiban: int | None
-    status: str  # identical, different, missing
+    status: str  # identical, different, missing, skipped (nothing of dbt's to compare with)
     detail: str = ""
 
 
@@ -49,6 +49,10 @@ def verify(report: ImportReport, dbt_file: Path, warehouse: Path) -> list[Compar
         for item in report.converted:
             if item.kind not in ("model", "seed"):
                 continue
+            if item.kind == "model" and item.detail == EPHEMERAL:  # dbt built no table; what reads it is compared
+                out.append(Compared(item.dbt, item.kiban, None, None, None, None, "skipped",
+                                    "ephemeral in dbt: no table to compare (the models that read it are compared)"))
+                continue
             identifier = item.identifier or item.dbt
             schemas = by_name.get(identifier.lower(), [])
             if not schemas:
@@ -67,8 +71,9 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
     layer, _, name = kiban.partition(".")
     kiban_sql = f"{quoted(layer)}.{quoted(name)}"
     try:
-        columns = [r[0] for r in con.execute(f"describe {dbt_sql}").fetchall()]
-        mine = {r[0].lower() for r in con.execute(f"describe {kiban_sql}").fetchall()}
+        theirs = {r[0]: str(r[1]) for r in con.execute(f"describe {dbt_sql}").fetchall()}
+        mine_types = {r[0].lower(): str(r[1]) for r in con.execute(f"describe {kiban_sql}").fetchall()}
+        columns, mine = list(theirs), set(mine_types)
     except Exception as exc:
         return Compared(dbt_name, kiban, None, None, None, None, "missing", str(exc).splitlines()[0])
     absent = [c for c in columns if c.lower() not in mine]
@@ -83,8 +88,13 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
     only_kiban = con.execute(f"select count(*) from (select {cols} from {kiban_sql} except all "
                              f"select {cols} from {dbt_sql})").fetchone()[0]
     extra = len(mine) - len(columns)
-    status = "identical" if only_dbt == only_kiban == 0 and dbt_rows == kiban_rows and extra == 0 else "different"
-    detail = f"kiban has {extra} more column(s)" if extra else ""
+    # the same values in another type are not the same table: a contract, a cast or an overflow tells them apart
+    retyped = [f"{c} {theirs[c]} in dbt, {mine_types[c.lower()]} in kiban" for c in columns
+               if theirs[c] != mine_types[c.lower()]]
+    same = only_dbt == only_kiban == 0 and dbt_rows == kiban_rows and extra == 0 and not retyped
+    status = "identical" if same else "different"
+    detail = "; ".join([*([f"kiban has {extra} more column(s)"] if extra else []),
+                        *([f"types differ: {', '.join(retyped)}"] if retyped else [])])
     return Compared(dbt_name, kiban, dbt_rows, kiban_rows, only_dbt, only_kiban, status, detail)
 
 
@@ -93,7 +103,9 @@ def as_json(results: list[Compared]) -> list[dict[str, Any]]:
 
 
 def as_text(results: list[Compared]) -> str:
-    lines = [f"verify: {sum(r.status == 'identical' for r in results)} of {len(results)} tables identical to dbt's"]
+    compared = [r for r in results if r.status != "skipped"]
+    lines = [f"verify: {sum(r.status == 'identical' for r in compared)} of {len(compared)} tables identical to dbt's"
+             + (f" ({len(results) - len(compared)} not compared)" if len(compared) < len(results) else "")]
     for r in results:
         counts = f"rows dbt {r.dbt_rows} kiban {r.kiban_rows}"
         diff = "" if r.only_dbt is None else f", only in dbt {r.only_dbt}, only in kiban {r.only_kiban}"

@@ -56,13 +56,18 @@ def _remove_leftovers(target: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def scratch_for(target: Path) -> Path:
+    """The hidden folder this process writes ``target`` into before renaming it into place."""
+    return target.parent / f".{target.name}.importing-{os.getpid()}"
+
+
 @contextlib.contextmanager
 def staged(target: Path) -> Iterator[Path]:
     """Yield a scratch folder to write the project into; rename it to ``target`` when the block ends
     without an exception, remove it otherwise."""
     check_target(target)
     _remove_leftovers(target)
-    scratch = target.parent / f".{target.name}.importing-{os.getpid()}"
+    scratch = scratch_for(target)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     try:
