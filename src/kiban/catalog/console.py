@@ -326,7 +326,10 @@ class QueryConsole:
         """The assets ``sql`` names (for telling why it failed; () when it cannot be checked)."""
         try:
             return tuple(check_query(sql, self.relations).assets)
-        except Exception:
+        except QueryRefused:  # refused before it ran: nothing it read to explain
+            return ()
+        except Exception:  # a bug in the check itself must not hide the query's own error
+            log.warning("console: cannot tell what a failed query read", exc_info=True)
             return ()
 
     def _bases(self, assets: Sequence[str]) -> tuple[str, ...]:
