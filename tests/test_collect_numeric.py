@@ -172,7 +172,8 @@ def test_postgres_numbers_land_exactly_and_both_readers_agree(numbers: tuple[str
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     url, texts = numbers
     good, bad = expected(texts, ("a", "b"))
-    assert len(good) > 40 and len(bad) > 40  # the generator attacks both sides
+    assert len(good) > 40
+    assert len(bad) > 40  # the generator attacks both sides
     seen = {}
     for reader in READERS:
         root, result = collect(make_project, monkeypatch, "pos.yml", url, reader)
@@ -235,7 +236,8 @@ def test_a_table_that_landed_the_number_as_double_keeps_loading(postgres_url: st
                             "(docs/connectors/databases.md#types)"]
     rows, types = landed(root, "pos")
     assert types[1] == ("a", "DOUBLE")
-    assert rows[3] == (0.1,) and rows[2][0] != rows[2][0]  # NaN stays NaN on both readers (the scanner said 0)
+    assert rows[3] == (0.1,)
+    assert rows[2][0] != rows[2][0]  # NaN stays NaN on both readers (the scanner said 0)
     assert refused(root) == {}
 
 
@@ -288,7 +290,8 @@ def test_mysql_wide_decimals_land_exactly_and_both_readers_agree(mysql_url: str,
         my(database, "insert into n values (%s, %s, 1.25)", params=[i, v])
     texts = {r[0]: (r[1],) for r in my(database, "select id, cast(d as char) from n")}
     good, bad = expected(texts, ("d",))
-    assert len(good) > 40 and len(bad) > 40
+    assert len(good) > 40
+    assert len(bad) > 40
     seen = {}
     for reader in READERS:
         root, result = collect(make_project, monkeypatch, "shop.yml", mysql_url, reader)
@@ -326,8 +329,10 @@ def test_a_quarantined_number_replays_once_its_type_is_declared_and_not_before(
     again = replay()
     assert (again.landed, again.still_failing) == (2, 0)
     rows, types = landed(root, "pos")
-    assert dict(types)["a"] == "VARCHAR" and dict(types)["c"] == "DECIMAL(10,2)"
-    assert rows[2] == ("NaN", Decimal("2.50")) and rows[3] == ("0.0000000001", None)
+    assert dict(types)["a"] == "VARCHAR"
+    assert dict(types)["c"] == "DECIMAL(10,2)"
+    assert rows[2] == ("NaN", Decimal("2.50"))
+    assert rows[3] == ("0.0000000001", None)
 
 
 def test_switching_a_double_column_to_exact_is_a_recorded_type_change(postgres_url: str, make_project: Any,

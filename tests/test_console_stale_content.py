@@ -223,7 +223,8 @@ def test_a_confirmation_without_a_rebuild_records_the_new_content(shop):
     os.utime(root / LOUD, (built_at - 60, built_at - 60))
     assert set(stale(root)) == {"warehouse.loud"}
     result = run(root, select=["warehouse.loud"])
-    assert result.ok and "warehouse.loud" in result.plan.fresh
+    assert result.ok
+    assert "warehouse.loud" in result.plan.fresh
     assert not stale(root)
 
 
@@ -245,7 +246,8 @@ def test_a_person_with_clearance_is_shown_the_values_and_no_note(shop, tmp_path)
     root, _tokens, built_at = shop
     apply(root, Edit("backdated", CONTACT), built_at, tmp_path)
     got = ask(root, "select note from warehouse.contact order by id limit 1", cleared=True)
-    assert got.rows == [("user1@example.com",)] and got.notes == ()
+    assert got.rows == [("user1@example.com",)]
+    assert got.notes == ()
 
 
 # -- telling why: a failed query over a table masked whole, and the note on an answer -------------------------------
@@ -258,7 +260,8 @@ def assert_explained(text: str) -> None:
     assert "its code changed since it was built" in text
     assert CONTACT in text  # the changed file
     assert "kiban run +warehouse.contact" in text  # the fix
-    assert SECRET not in text and "user1" not in text
+    assert SECRET not in text
+    assert "user1" not in text
     assert "Traceback" not in text
 
 
@@ -270,16 +273,20 @@ def test_a_query_that_fails_over_a_table_masked_whole_says_why(shop, tmp_path):
         with pytest.raises(QueryFailed) as failed:
             con.run(FAILING, Actor("mallory"))
         assert_explained(str(failed.value))
-        assert failed.value.hint is not None and "kiban run +warehouse.contact" in failed.value.hint
+        assert failed.value.hint is not None
+        assert "kiban run +warehouse.contact" in failed.value.hint
         # its answer over the same table, when it runs, carries the same note
         answer = con.run("select note from warehouse.contact_copy", Actor("mallory"))
-        assert answer.notes and "warehouse.contact" in answer.notes[0] and CONTACT in answer.notes[0]
+        assert answer.notes
+        assert "warehouse.contact" in answer.notes[0]
+        assert CONTACT in answer.notes[0]
         assert "kiban run +warehouse.contact_copy" in answer.notes[0]
         # the history keeps the explanation (no values), not the engine's words alone
         from kiban.catalog.usage import history
 
         failed_entry = next(r for r in history(store, load_project(root).name, "mallory") if r.status == "failed")
-        assert failed_entry.error is not None and "masked whole" in failed_entry.error
+        assert failed_entry.error is not None
+        assert "masked whole" in failed_entry.error
     finally:
         store.close()
     # a failure over tables with nothing masked for a code change is told as before
@@ -298,8 +305,10 @@ def test_the_cli_says_why_and_notes_what_is_masked(shop, cli, tmp_path):
     out = cli("--project", root, "query", "select note from warehouse.contact order by id limit 2", "--user",
               "mallory")
     assert out.returncode == 0, out.stderr
-    assert MASK in out.stdout and SECRET not in out.stdout + out.stderr
-    assert "note:" in out.stderr and "warehouse.contact is masked whole" in out.stderr
+    assert MASK in out.stdout
+    assert SECRET not in out.stdout + out.stderr
+    assert "note:" in out.stderr
+    assert "warehouse.contact is masked whole" in out.stderr
 
 
 def test_the_web_says_why_and_notes_what_is_masked(shop, tmp_path):
@@ -318,8 +327,10 @@ def test_the_web_says_why_and_notes_what_is_masked(shop, tmp_path):
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert SECRET not in answer.text
-        assert body["notes"] and "warehouse.contact is masked whole" in body["notes"][0]
+        assert body["notes"]
+        assert "warehouse.contact is masked whole" in body["notes"][0]
         # the console page shows the note above the result
         page = client.post("/console", data={"sql": "select note from warehouse.contact"}, headers=head)
-        assert "stale-note" in page.text and "warehouse.contact is masked whole" in page.text
+        assert "stale-note" in page.text
+        assert "warehouse.contact is masked whole" in page.text
         assert SECRET not in page.text

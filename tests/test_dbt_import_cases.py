@@ -329,7 +329,8 @@ def test_a_source_naming_a_seeds_relation_reads_the_seed(tmp_path: Path) -> None
     })
     report = import_dbt(dbt, tmp_path / "new")
     sql = (tmp_path / "new" / "models" / "mart" / "total.sql").read_text()
-    assert "lake.raw_orders" in sql and "lake.raw_people" in sql
+    assert "lake.raw_orders" in sql
+    assert "lake.raw_people" in sql
     assert "lake.ecom_raw_things" in sql  # its seed is in main_elsewhere, not main_raw: a source of its own
     assert not (tmp_path / "new" / "lake" / "ecom_raw_orders").exists()
     assert (tmp_path / "new" / "lake" / "crm_raw_orders").is_dir()  # schema crm: not the seed
@@ -338,7 +339,8 @@ def test_a_source_naming_a_seeds_relation_reads_the_seed(tmp_path: Path) -> None
     assert seed["columns"][0]["description"] == "the order"
     assert {"not_null", "unique"} <= set(map(str, seed["columns"][0]["checks"]))
     converted = [c for c in report.converted if c.kind == "source" and c.dbt == "ecom.raw_orders"]
-    assert converted and converted[0].kiban == "lake.raw_orders"
+    assert converted
+    assert converted[0].kiban == "lake.raw_orders"
     (tmp_path / "new" / "lake" / "ecom_raw_things").rename(tmp_path / "empty")
     (tmp_path / "new" / "lake" / "ecom_raw_things").mkdir()
     duckdb.execute(f"copy (select 1 as id) to '{tmp_path / 'new' / 'lake' / 'ecom_raw_things' / 'x.parquet'}'")
@@ -478,10 +480,12 @@ def test_test_arguments_written_as_jinja_are_rendered(tmp_path: Path) -> None:
     assert columns["s"] == [{"accepted_values": ["a", "b"]}]  # the var's list, not the text "['a', 'b']"
     assert "where n > 1" in str(side["checks"])
     sqls = [c["sql"] for c in side["checks"] if "prev" in c["sql"]]
-    assert len(sqls) == 2 and all("{{" not in sql for sql in sqls)
+    assert len(sqls) == 2
+    assert all("{{" not in sql for sql in sqls)
     con = _built(report)
     rows = [con.execute(sql).fetchall() for sql in sqls]
-    assert rows[0] == [] and rows[1] != []  # dbt: the first passes, the second fails
+    assert rows[0] == []
+    assert rows[1] != []  # dbt: the first passes, the second fails
 
 
 def test_a_template_reaches_no_module_and_no_file(tmp_path: Path) -> None:
@@ -505,7 +509,8 @@ def test_a_template_reaches_no_module_and_no_file(tmp_path: Path) -> None:
     for model in "abcd":
         assert f"models/{model}.sql:2: model {model}" in errors, errors
     assert "models/ok.sql" not in errors
-    assert not list(out.iterdir()) and not (tmp_path / "dbt" / "macros" / "b").exists()
+    assert not list(out.iterdir())
+    assert not (tmp_path / "dbt" / "macros" / "b").exists()
     for model in "abcd":
         (tmp_path / "dbt" / "models" / f"{model}.sql").unlink()
     report = import_dbt(tmp_path / "dbt", tmp_path / "new")
@@ -529,7 +534,8 @@ def test_sql_run_at_import_reads_only_the_dbt_project_and_writes_only_the_new_on
     })
     errors = "\n".join(_errors(dbt, tmp_path / "new"))
     for model in "wre":
-        assert f"models/{model}.sql:1: model {model}" in errors and "disabled" in errors, errors
+        assert f"models/{model}.sql:1: model {model}" in errors, errors
+        assert "disabled" in errors, errors
     assert "models/ok.sql" not in errors
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
 
@@ -563,7 +569,8 @@ def test_a_tests_fail_calc_config_keeps_dbts_verdict(tmp_path: Path) -> None:
     con = _built(report)  # dbt: all four pass (three flipped failures; 2 nulls - 2 = 0 failures)
     side = _sidecar(report, "mart.m")
     sqls = [c["sql"] for c in side.get("checks", [])]
-    assert len(sqls) == 4 and all("cast((count(*) = 0) as int)" in q or "count(*) - 2" in q for q in sqls), side
+    assert len(sqls) == 4, side
+    assert all("cast((count(*) = 0) as int)" in q or "count(*) - 2" in q for q in sqls), side
     assert [con.execute(q).fetchall() for q in sqls] == [[], [], [], []]
 
 

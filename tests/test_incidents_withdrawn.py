@@ -157,7 +157,8 @@ def test_open_incidents_are_the_defined_use_cases_in_breach_through_any_edits(ro
         for incident in log.recent(include_resolved=True, limit=1000):
             kinds = [e.kind for e in log.events(incident.id)]
             if incident.usecase not in project.usecases:  # gone: closed, and the last word is how
-                assert incident.status == IncidentStatus.RESOLVED and kinds[-1] == incident.resolution, kinds
+                assert incident.status == IncidentStatus.RESOLVED, kinds
+                assert kinds[-1] == incident.resolution, kinds
             for withdrawn, after in itertools.pairwise(kinds):  # nothing is said of a withdrawn one
                 assert withdrawn not in ("retired", "redefined") or after == "reopened", kinds
     finally:
@@ -199,7 +200,8 @@ def test_a_removed_use_case_closes_its_incident_as_retired_without_a_recovery_me
         assert (closed.status, closed.resolution) == (IncidentStatus.RESOLVED, IncidentResolution.RETIRED)
         last = log.events(incident.id)[-1]
         assert last.kind == "retired"
-        assert "no longer defined in the project" in last.message and "not a recovery" in last.message
+        assert "no longer defined in the project" in last.message
+        assert "not a recovery" in last.message
         assert "morning_v2 has the same assets and deadline" in last.message
         assert closed in result.incidents
         # on-call hears it as a withdrawal; nobody hears "the data is ready"; the owners' channel went with it
@@ -210,11 +212,13 @@ def test_a_removed_use_case_closes_its_incident_as_retired_without_a_recovery_me
             row = conn.execute(notifications.select().where(
                 notifications.c.dedupe_key == f"incident:test:morning:{day}:failed:owners",
                 notifications.c.status == "failed")).first()
-        assert row.retry_at is None and "closed" in row.error  # no reminder of a closed incident
+        assert row.retry_at is None
+        assert "closed" in row.error  # no reminder of a closed incident
         # the renamed one is judged on its own, from its next due day: nothing opened for it today
         assert not [i for i in log.recent() if i.usecase == "morning_v2"]
         again = check(project, graph, store, now + timedelta(minutes=10))
-        assert again.incidents == [] and log.require(incident.id).resolution == IncidentResolution.RETIRED
+        assert again.incidents == []
+        assert log.require(incident.id).resolution == IncidentResolution.RETIRED
     finally:
         store.close()
 
@@ -230,7 +234,8 @@ def test_a_re_added_use_case_reopens_its_withdrawn_incident_when_still_in_breach
         check(project, graph, store, now, notify=False)
         log = IncidentLog(store, "test")
         incident = log.open_for("morning", day)
-        assert incident is not None and incident.status == IncidentStatus.OPEN
+        assert incident is not None
+        assert incident.status == IncidentStatus.OPEN
         text = (root / "usecases/morning.yml").read_text()
         (root / "usecases/morning.yml").unlink()
         check(*loaded(root), store, now + timedelta(minutes=5), notify=False)
@@ -266,7 +271,8 @@ def test_a_redefined_use_case_closes_its_incident_as_redefined_not_recovered(roo
         check(project, graph, store, now)
         log = IncidentLog(store, "test")
         incident = log.open_for("morning", day)
-        assert incident is not None and incident.status == IncidentStatus.OPEN
+        assert incident is not None
+        assert incident.status == IncidentStatus.OPEN
         new = {"other days": usecase_yml(on="[mon, wed, fri]"),
                "met by new assets": usecase_yml("other")}[change]
         (root / "usecases/morning.yml").write_text(new.replace("owner: data-team\n", owned))
@@ -301,7 +307,8 @@ def test_two_projects_in_one_store_never_close_each_others_incidents(root, tmp_p
         check(*mine, store, now, notify=False)
         check(*theirs, store, now, notify=False)
         before = open_incidents(store, "other")
-        assert ("morning", day) in before and ("morning", day) in open_incidents(store, "test")
+        assert ("morning", day) in before
+        assert ("morning", day) in open_incidents(store, "test")
         for name in ("morning", "noon", "other"):  # this project drops every use case the other one has
             (root / "usecases" / f"{name}.yml").unlink()
         (root / "usecases/renamed.yml").write_text(usecase_yml())
@@ -330,11 +337,13 @@ def test_a_later_deadline_that_a_failure_still_endangers_keeps_the_incident_on_t
         check(project, graph, store, now, notify=False)
         log = IncidentLog(store, "test")
         incident = log.open_for("morning", day)
-        assert incident is not None and incident.impact["promise"]["by"] == "08:30"
+        assert incident is not None
+        assert incident.impact["promise"]["by"] == "08:30"
         (root / "usecases/morning.yml").write_text(usecase_yml(by="23:00"))
         result = check(*loaded(root), store, now + timedelta(minutes=5), notify=False)
         assert next(v for v in result.verdicts if v.usecase == "morning" and v.due_date == day).verdict == "at_risk"
         kept = log.require(incident.id)
-        assert kept.status == IncidentStatus.OPEN and kept.impact["promise"]["by"] == "23:00"
+        assert kept.status == IncidentStatus.OPEN
+        assert kept.impact["promise"]["by"] == "23:00"
     finally:
         store.close()

@@ -202,6 +202,15 @@ class ModelStatus(StrEnum):
     RETIRED = "retired"  # was current until a newer version replaced it
 
 
+class VerifyStatus(StrEnum):
+    """One table of ``kiban import dbt --verify``: dbt's build against kiban's."""
+
+    IDENTICAL = "identical"  # the same columns, types and rows
+    DIFFERENT = "different"  # rows, columns or types differ
+    MISSING = "missing"  # one side has no such table
+    SKIPPED = "skipped"  # not compared (an ephemeral model: dbt builds no table of it)
+
+
 __all__ = [
     "ATTEMPT_CURRENT",
     "ATTEMPT_FINAL",
@@ -230,5 +239,6 @@ __all__ = [
     "Severity",
     "TickStatus",
     "Verdict",
+    "VerifyStatus",
     "WorkerStatus",
 ]

@@ -35,6 +35,7 @@ from kiban.catalog.sandbox import QueryFailed, QueryStopped, engine_message
 from kiban.catalog.usage import Actor, QueryEntry, log_query
 from kiban.catalog.warehouse import published_columns, source_of
 from kiban.errors import UsageError
+from kiban.graph import build_graph
 from kiban.spreadsheets import inert
 from kiban.store import Store
 
@@ -123,8 +124,6 @@ class QueryConsole:
 
     def __post_init__(self) -> None:
         if self.graph is None:
-            from kiban.graph import build_graph
-
             self.graph = build_graph(self.project)
         self.relations: dict[str, object] = {**self.graph.assets,
                                              **{k: v for k, v in self.project.lake_views().items()}}

@@ -21,6 +21,7 @@ from kiban.catalog.definitions import stale_models
 from kiban.catalog.lineage import build_column_graph
 from kiban.catalog.pii import MaskPlan, pii_columns
 from kiban.catalog.warehouse import open_readonly, published_columns
+from kiban.graph import build_graph
 from kiban.quoting import quote as _q
 from kiban.store import Store, utcnow
 from kiban.store.schema import column_profiles
@@ -91,8 +92,6 @@ def profile_assets(project: Project, store: Store, assets: Iterable[str] | None 
     wanted = [a for a in (assets if assets is not None else published) if a in published]
     hidden: dict[str, set[str]] = {}
     if pii is None:
-        from kiban.graph import build_graph
-
         known = {k: [c for c, _ in v] for k, v in published.items()}
         graph = build_graph(project)
         columns = build_column_graph(graph, known, project.state_dir / "cache" / "lineage.json")

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kiban.cli import app
-from kiban.status import RUN_SUCCEEDED
+from kiban.status import RUN_SUCCEEDED, VerifyStatus
 
 import_app = typer.Typer(help="Bring a project from another tool into kiban.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -56,8 +56,8 @@ def import_dbt_command(
         warehouse = Path(project.warehouse_url.removeprefix("duckdb:///"))
         results = compare(report, verify, warehouse)
         report.verify = verify_json(results)
-        failed = done.result.status not in RUN_SUCCEEDED or any(r.status not in ("identical", "skipped")
-                                                                for r in results)
+        failed = done.result.status not in RUN_SUCCEEDED or any(
+            r.status not in (VerifyStatus.IDENTICAL, VerifyStatus.SKIPPED) for r in results)
         verify_text = as_text(results)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, default=str))

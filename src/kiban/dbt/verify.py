@@ -14,6 +14,7 @@ from typing import Any
 from kiban.dbt.report import EPHEMERAL, ImportReport
 from kiban.dbt.seeds import literal, quoted
 from kiban.errors import UsageError
+from kiban.status import VerifyStatus
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Compared:
     kiban_rows: int | None
     only_dbt: int | None  # rows in dbt's table and not in kiban's (EXCEPT ALL)
     only_kiban: int | None
-    status: str  # identical, different, missing, skipped (nothing of dbt's to compare with)
+    status: VerifyStatus
     detail: str = ""
 
 
@@ -50,13 +51,13 @@ def verify(report: ImportReport, dbt_file: Path, warehouse: Path) -> list[Compar
             if item.kind not in ("model", "seed"):
                 continue
             if item.kind == "model" and item.detail == EPHEMERAL:  # dbt built no table; what reads it is compared
-                out.append(Compared(item.dbt, item.kiban, None, None, None, None, "skipped",
+                out.append(Compared(item.dbt, item.kiban, None, None, None, None, VerifyStatus.SKIPPED,
                                     "ephemeral in dbt: no table to compare (the models that read it are compared)"))
                 continue
             identifier = item.identifier or item.dbt
             schemas = by_name.get(identifier.lower(), [])
             if not schemas:
-                out.append(Compared(item.dbt, item.kiban, None, None, None, None, "missing",
+                out.append(Compared(item.dbt, item.kiban, None, None, None, None, VerifyStatus.MISSING,
                                     "dbt's file has no such table"))
                 continue
             schema = "main" if "main" in schemas else schemas[0]
@@ -75,12 +76,12 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
         mine_types = {r[0].lower(): str(r[1]) for r in con.execute(f"describe {kiban_sql}").fetchall()}
         columns, mine = list(theirs), set(mine_types)
     except Exception as exc:
-        return Compared(dbt_name, kiban, None, None, None, None, "missing", str(exc).splitlines()[0])
+        return Compared(dbt_name, kiban, None, None, None, None, VerifyStatus.MISSING, str(exc).splitlines()[0])
     absent = [c for c in columns if c.lower() not in mine]
     dbt_rows = con.execute(f"select count(*) from {dbt_sql}").fetchone()[0]
     kiban_rows = con.execute(f"select count(*) from {kiban_sql}").fetchone()[0]
     if absent:
-        return Compared(dbt_name, kiban, dbt_rows, kiban_rows, None, None, "different",
+        return Compared(dbt_name, kiban, dbt_rows, kiban_rows, None, None, VerifyStatus.DIFFERENT,
                         f"kiban's table lacks {', '.join(absent)}")
     cols = ", ".join(quoted(c) for c in columns)
     only_dbt = con.execute(f"select count(*) from (select {cols} from {dbt_sql} except all "
@@ -92,7 +93,7 @@ def _compare(con: Any, dbt_sql: str, dbt_name: str, kiban: str) -> Compared:
     retyped = [f"{c} {theirs[c]} in dbt, {mine_types[c.lower()]} in kiban" for c in columns
                if theirs[c] != mine_types[c.lower()]]
     same = only_dbt == only_kiban == 0 and dbt_rows == kiban_rows and extra == 0 and not retyped
-    status = "identical" if same else "different"
+    status = VerifyStatus.IDENTICAL if same else VerifyStatus.DIFFERENT
     detail = "; ".join([*([f"kiban has {extra} more column(s)"] if extra else []),
                         *([f"types differ: {', '.join(retyped)}"] if retyped else [])])
     return Compared(dbt_name, kiban, dbt_rows, kiban_rows, only_dbt, only_kiban, status, detail)
@@ -103,8 +104,9 @@ def as_json(results: list[Compared]) -> list[dict[str, Any]]:
 
 
 def as_text(results: list[Compared]) -> str:
-    compared = [r for r in results if r.status != "skipped"]
-    lines = [f"verify: {sum(r.status == 'identical' for r in compared)} of {len(compared)} tables identical to dbt's"
+    compared = [r for r in results if r.status != VerifyStatus.SKIPPED]
+    same = sum(r.status == VerifyStatus.IDENTICAL for r in compared)
+    lines = [f"verify: {same} of {len(compared)} tables identical to dbt's"
              + (f" ({len(results) - len(compared)} not compared)" if len(compared) < len(results) else "")]
     for r in results:
         counts = f"rows dbt {r.dbt_rows} kiban {r.kiban_rows}"
