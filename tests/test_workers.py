@@ -40,10 +40,16 @@ MODELS = {
 }
 
 
+# Workers idle this long stop by themselves (only a test that died leaves them behind: the others stop theirs).
+# Not less: a worker waits idle from its start until the run is queued, and on a loaded machine a `kiban run`
+# process took longer than 20 s to get there (the workers had stopped, and the run found none).
+IDLE_EXIT = "120"
+
+
 def start_worker(root: Path, name: str) -> subprocess.Popen[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "kiban", "--project", str(root), "worker", "--name", name,
-                             "--lease", str(LEASE), "--idle-exit", "20"],
+                             "--lease", str(LEASE), "--idle-exit", IDLE_EXIT],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -235,7 +241,7 @@ def test_a_worker_that_died_after_publishing_is_not_built_again(shared: tuple[Pa
         session.close()
         engine.close()
         proc = subprocess.Popen([sys.executable, "-m", "kiban", "--project", str(root), "worker", "--lease", "2",
-                                 "--idle-exit", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 "--idle-exit", IDLE_EXIT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         await_workers(url, 2)  # the ghost and its replacement
     finally:
         vanished.set()  # the ghost dies: no goodbye, its heartbeat stops
