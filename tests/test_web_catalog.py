@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.console import bearer, served_copy, sign_in
+from tests.helpers.timing import within
 
 
 @pytest.fixture
@@ -330,15 +331,23 @@ def test_usage_page_self_served_versus_requests_and_unused_assets(web):
 
 
 def test_catalog_pages_answer_fast(web):
-    """Server-side time (Server-Timing) of each catalog page, warm: the p95 stays well under 100 ms."""
+    """Server-side time (Server-Timing) of each catalog page, warm: the p95 stays well under 100 ms (on an idle
+    core: the limit is scaled by the machine's slowdown measured around the requests, tests/helpers/timing.py; a
+    loaded CI machine took 150-170 ms)."""
     client, _root, _tokens = web
     sign_in(client, "analyst")
     pages = ["/assets/warehouse.customers", "/assets/warehouse.customers/columns/email", "/search?q=customer",
              "/console", "/recipes", "/recipes/store_sales", "/requests", "/usage"]
     for url in pages:
         assert client.get(url).status_code == 200, url
-    times = sorted(float(client.get(url).headers["server-timing"].split("dur=")[1]) for url in pages * 5)
-    assert times[int(len(times) * 0.95) - 1] < 100, times
+
+    def warm() -> list[float]:
+        return sorted(float(client.get(url).headers["server-timing"].split("dur=")[1]) for url in pages * 5)
+
+    def p95(times: list[float]) -> float:
+        return times[int(len(times) * 0.95) - 1] / 1000  # milliseconds, in seconds
+
+    within(0.1, warm, measure=p95, what="the catalog pages' p95 server time")
 
 
 def test_queries_from_many_requests_at_once_all_answer(web):
