@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.console import bearer, served_copy, sign_in
+from tests.helpers.timing import within
 
 
 @pytest.fixture
@@ -330,20 +331,30 @@ def test_usage_page_self_served_versus_requests_and_unused_assets(web):
 
 
 def test_catalog_pages_answer_fast(web):
-    """Server-side time (Server-Timing) of each catalog page, warm: the p95 stays well under 100 ms."""
+    """Server-side time (Server-Timing) of each catalog page, warm: the p95 stays well under 100 ms (on an idle
+    core: the limit is scaled by the machine's slowdown measured around the requests, tests/helpers/timing.py; a
+    loaded CI machine took 150-170 ms)."""
     client, _root, _tokens = web
     sign_in(client, "analyst")
     pages = ["/assets/warehouse.customers", "/assets/warehouse.customers/columns/email", "/search?q=customer",
              "/console", "/recipes", "/recipes/store_sales", "/requests", "/usage"]
     for url in pages:
         assert client.get(url).status_code == 200, url
-    times = sorted(float(client.get(url).headers["server-timing"].split("dur=")[1]) for url in pages * 5)
-    assert times[int(len(times) * 0.95) - 1] < 100, times
+
+    def warm() -> list[float]:
+        return sorted(float(client.get(url).headers["server-timing"].split("dur=")[1]) for url in pages * 5)
+
+    def p95(times: list[float]) -> float:
+        return times[int(len(times) * 0.95) - 1] / 1000  # milliseconds, in seconds
+
+    within(0.1, warm, measure=p95, what="the catalog pages' p95 server time")
 
 
 def test_queries_from_many_requests_at_once_all_answer(web):
     """Each request's masked session opens while others hold theirs (connections of one process to one file
     once shared a DuckDB instance and failed with 'the configuration has been locked')."""
+    import itertools
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from kiban.web import catalog_views as cv
@@ -353,14 +364,20 @@ def test_queries_from_many_requests_at_once_all_answer(web):
     site = client.app.state.site
     analyst = client.app.state.accounts.require("analyst")
     cv.console(site).max_running = 8  # the default follows the machine's cores; eight people at once here
+    # each thread is one person, one query at a time: a person picked by the query's number (n % 8) could have a
+    # third query at once when two of theirs ran slow on a loaded machine, and the console rightly refuses it
+    # (two per person)
+    numbers, person = itertools.count(), threading.local()
+
+    def become_someone() -> None:
+        person.user = User(f"{analyst.name}{next(numbers)}", analyst.role, analyst.created_at)
 
     def query(n: int) -> int:
-        someone = User(f"{analyst.name}{n % 8}", analyst.role, analyst.created_at)
-        result = cv.run_query(site, someone, f"select count(*) + {n} from warehouse.orders, range(200)", None,
+        result = cv.run_query(site, person.user, f"select count(*) + {n} from warehouse.orders, range(200)", None,
                               10, 30.0)
         return int(result.rows[0][0]) - n
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(8, initializer=become_someone) as pool:
         counts = list(pool.map(query, range(48)))
     assert counts == [200 * 200] * 48
 

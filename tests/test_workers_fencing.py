@@ -41,10 +41,10 @@ def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql.encode()).fetchall()
 
 
-def start_worker(root: Path, name: str, lease: float = LEASE) -> subprocess.Popen[str]:
+def start_worker(root: Path, name: str, lease: float = LEASE, idle_exit: float = 15) -> subprocess.Popen[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "kiban", "--project", str(root), "worker", "--name", name,
-                             "--lease", str(lease), "--idle-exit", "15"],
+                             "--lease", str(lease), "--idle-exit", str(idle_exit)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -100,10 +100,18 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
     results: list[Any] = []
     coordinator = threading.Thread(target=lambda: results.append(
         run_distributed(project, RunOptions(select=["warehouse.slow"]), lease=LEASE)))
-    paused = start_worker(root, "paused")
-    procs = [paused]
-    wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status <> 'stopped'")
+    # The successor is started now and held stopped until the other one pauses: the run gives up after four leases
+    # without a live worker, and a process started only once the other one paused did not always register in
+    # that time on a loaded machine. (Its idle time runs on while it is stopped: it must not stop by itself.)
+    successor = start_worker(root, "successor", idle_exit=300)
+    procs = [successor]
+    wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'successor' and status <> 'stopped'")
              == [(1,)], timeout=120)  # a loaded machine starts Python slowly
+    successor.send_signal(signal.SIGSTOP)  # before any run is queued: it claims nothing
+    paused = start_worker(root, "paused")
+    procs.append(paused)
+    wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status <> 'stopped'")
+             == [(1,)], timeout=120)
     coordinator.start()
     try:
         wait_for(lambda: rows(url, "select count(*) from workers where worker_id = 'paused' and status = 'busy'")
@@ -113,7 +121,7 @@ def test_a_worker_paused_past_its_lease_never_publishes(shared: tuple[Path, str]
                                    "and pid <> pg_backend_pid() and state = 'active' and query ilike '%pg_sleep%'")
                  != [(0,)])
         paused.send_signal(signal.SIGSTOP)  # a stalled VM
-        procs.append(start_worker(root, "successor"))
+        successor.send_signal(signal.SIGCONT)  # its heartbeat resumes; it takes the row over when the lease runs out
         coordinator.join(timeout=120)
         assert results, results
         assert results[0].status == "success", results
