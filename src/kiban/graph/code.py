@@ -28,6 +28,10 @@ def _short(text: str) -> str:
 
 
 def _label(project: Project, path: Path) -> str:
+    """``path`` under the project's folder: as the loader made it (no system call: a run labels every model's
+    files), else as the file system resolves it (a path given through a symbolic link)."""
+    if path.is_relative_to(project.root):
+        return path.relative_to(project.root).as_posix()
     try:
         return path.resolve().relative_to(project.root.resolve()).as_posix()
     except (OSError, ValueError):
