@@ -268,17 +268,18 @@ def _key(message: Message) -> str:
     return message.dedupe_key[:300]  # the column's width; longer keys still deduplicate by their prefix
 
 
-def withdraw_retries(store: Store, prefixes: list[str], reason: str) -> int:
-    """Stop the outbox retrying messages whose dedupe key starts with one of ``prefixes`` (what they said no longer
-    holds: their incident was closed). They stay ``failed``, with ``reason``; returns how many. Never raises."""
+def withdraw_retries(store: Store, project: str, prefixes: list[str], reason: str) -> int:
+    """Stop the outbox retrying ``project``'s messages whose dedupe key starts with one of ``prefixes`` (what they
+    said no longer holds: their incident was closed). They stay ``failed``, with ``reason``; returns how many.
+    Never raises."""
     if not prefixes:
         return 0
     n = notifications.c
     try:
         with store.engine.begin() as conn:
             result = conn.execute(notifications.update().where(
-                n.status == DeliveryStatus.FAILED, n.retry_at.is_not(None),
-                sa.or_(*(n.dedupe_key.startswith(p[:300], autoescape=True) for p in prefixes)))
+                sa.or_(n.project == project, n.project.is_(None)), n.status == DeliveryStatus.FAILED,
+                n.retry_at.is_not(None), sa.or_(*(n.dedupe_key.startswith(p[:300], autoescape=True) for p in prefixes)))
                 .values(retry_at=None, error=reason))
         return int(result.rowcount or 0)
     except Exception as exc:

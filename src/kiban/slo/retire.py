@@ -63,7 +63,7 @@ def withdraw_stale(project: Project, ctx: Context, incidents: IncidentLog, verdi
         resolution, said = found
         done = incidents.withdraw(incident.id, resolution, said, at=now)
         closed.append(done)
-        withdraw_retries(incidents.store, _keys(project, incident),
+        withdraw_retries(incidents.store, project.name, _keys(project, incident),
                          f"incident #{incident.id} was closed ({resolution}): not sent again")
         if notify:
             _tell(project, incidents, done, resolution, said, now)
