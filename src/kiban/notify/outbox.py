@@ -75,8 +75,7 @@ class Notifier:
 
     def __init__(self, store: Store, channels: Mapping[str, ChannelConfig], project_root: Path | str, *,
                  project: str = "", rate_limit: int = RATE_LIMIT, backoff: float = BACKOFF_BASE,
-                 timeout: float = DEFAULT_TIMEOUT, sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = utcnow) -> None:
         """``project``: whose outbox this is (its rows, and only those, are deduplicated against and retried).
         ``sleep`` and ``now`` are the clock (backoff waits; duplicate and rate windows): tests pass a fake one."""
         self.store = store
@@ -85,7 +84,7 @@ class Notifier:
         self.root = Path(project_root)
         self.rate_limit = rate_limit
         self.backoff = backoff
-        self.timeout = timeout
+        self.timeout = DEFAULT_TIMEOUT  # seconds a channel's one attempt may take
         self._sleep = sleep
         self._now = now
         self._guard = threading.Lock()
