@@ -133,12 +133,13 @@ def _since(value: Any) -> Any:
 
 def _source_sql(plan: SourceRead) -> str:
     """The MySQL statement for a query (the cursor filter is a ``?`` placeholder)."""
-    sql = f"select * from ({plan.query}) as _kiban_query"
-    if plan.filtered:
-        sql += f" where {plan.condition(ident(plan.cursor or '', '`'), '?')}"
-    if plan.cursor:
-        sql += f" order by {ident(plan.cursor, '`')}"
-    return sql
+    return f"select * from ({plan.query}) as _kiban_query" + _cursor_tail(plan)
+
+
+def _cursor_tail(plan: SourceRead) -> str:
+    """The cursor's filter (a ``?`` placeholder) and order, for a statement that ends in its ``from``."""
+    tail = f" where {plan.condition(ident(plan.cursor or '', '`'), '?')}" if plan.filtered else ""
+    return tail + (f" order by {ident(plan.cursor, '`')}" if plan.cursor else "")
 
 
 def _text_sql(plan: SourceRead, numbers: list[tuple[str, bool]]) -> str:
@@ -150,12 +151,7 @@ def _text_sql(plan: SourceRead, numbers: list[tuple[str, bool]]) -> str:
     else:
         relation = f"{ident(plan.schema, '`')}.{ident(plan.table or '', '`')}" if plan.schema else \
             ident(plan.table or "", "`")
-    sql = f"select {items} from {relation}"
-    if plan.filtered:
-        sql += f" where {plan.condition(ident(plan.cursor or '', '`'), '?')}"
-    if plan.cursor:
-        sql += f" order by {ident(plan.cursor, '`')}"
-    return sql
+    return f"select {items} from {relation}" + _cursor_tail(plan)
 
 
 # -- the fast path: DuckDB's scanner ------------------------------------------------------------------------------
