@@ -97,6 +97,29 @@ def postgres_url() -> str:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+
+@pytest.fixture
+def mysql_url() -> str:
+    """A fresh database URL on the local MariaDB (root, no password)."""
+    need_service("MariaDB", "127.0.0.1", 3306)
+    import uuid
+
+    import pymysql
+
+    name = f"kiban_test_{uuid.uuid4().hex[:10]}"
+
+    def server(statement: str) -> None:
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    server(f"create database {name}")
+    yield f"mysql://root@127.0.0.1:3306/{name}"
+    server(f"drop database if exists {name}")
+
 # --- projects from a dict, and the real `kiban` command (test_project_errors, test_graph, test_cli) ---
 
 

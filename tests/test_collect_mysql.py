@@ -7,15 +7,12 @@ and types; one load sequence goes through the real loader.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import need_service
 
 from kiban.collect.connector import ReadContext, SourceError, read_batches
 from kiban.collect.load import load_table
@@ -38,14 +35,6 @@ def sql(database: str | None, *statements: str) -> None:
     finally:
         conn.close()
 
-
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    need_service("MariaDB", "127.0.0.1", 3306)
-    name = f"kiban_test_{uuid.uuid4().hex[:10]}"
-    sql(None, f"create database {name}")
-    yield f"mysql://root@127.0.0.1:3306/{name}"
-    sql(None, f"drop database if exists {name}")
 
 
 def batches(url: str | None, table: dict[str, Any], source: dict[str, Any] | None = None, since: Any = None,

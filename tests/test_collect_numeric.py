@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import need_service
 
 from kiban.collect import quarantine, sessions
 from kiban.collect.casting import Declared, cast_batch, decimal_scale
@@ -269,14 +267,6 @@ def my(database: str | None, *statements: str, params: list[Any] | None = None) 
     finally:
         conn.close()
 
-
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    need_service("MariaDB", "127.0.0.1", 3306)
-    name = f"kiban_test_{uuid.uuid4().hex[:10]}"
-    my(None, f"create database {name}")
-    yield f"mysql://root@127.0.0.1:3306/{name}"
-    my(None, f"drop database if exists {name}")
 
 
 def test_mysql_wide_decimals_land_exactly_and_both_readers_agree(mysql_url: str, make_project: Any,
