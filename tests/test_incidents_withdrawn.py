@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kiban.graph import build_graph
-from kiban.incidents import IncidentLog
+from kiban.incidents import Incident, IncidentLog
 from kiban.project import load_project
 from kiban.slo.retire import STANDING
 from kiban.slo.service import INCIDENT_DAYS, check
@@ -60,6 +60,20 @@ def only_morning(root: Path, store: Store, day: date) -> None:
 def loaded(root: Path):
     project = load_project(root)
     return project, build_graph(project)
+
+
+def failed_morning(root: Path, store: Store) -> tuple[date, datetime, IncidentLog, Incident]:
+    """A first run, then a failed night before 2026-11-10's deadline, judged half an hour after it: the morning
+    use case's incident, open."""
+    add_run(store, "test", "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
+    day = date(2026, 11, 10)
+    nightly_of(store, "test", day, fail=True)
+    now = utc_deadline(day) + timedelta(minutes=30)
+    check(*loaded(root), store, now, notify=False)
+    log = IncidentLog(store, "test")
+    incident = log.open_for("morning", day)
+    assert incident is not None
+    return day, now, log, incident
 
 
 def open_incidents(store: Store, project: str) -> set[tuple[str, date]]:
@@ -224,17 +238,9 @@ def test_a_removed_use_case_closes_its_incident_as_retired_without_a_recovery_me
 
 
 def test_a_re_added_use_case_reopens_its_withdrawn_incident_when_still_in_breach(root):
-    project, graph = loaded(root)
-    store = Store(project.state_url)
+    store = Store(loaded(root)[0].state_url)
     try:
-        add_run(store, "test", "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
-        day = date(2026, 11, 10)
-        nightly_of(store, "test", day, fail=True)
-        now = utc_deadline(day) + timedelta(minutes=30)
-        check(project, graph, store, now, notify=False)
-        log = IncidentLog(store, "test")
-        incident = log.open_for("morning", day)
-        assert incident is not None
+        _day, now, log, incident = failed_morning(root, store)
         assert incident.status == IncidentStatus.OPEN
         text = (root / "usecases/morning.yml").read_text()
         (root / "usecases/morning.yml").unlink()
@@ -327,17 +333,9 @@ def test_two_projects_in_one_store_never_close_each_others_incidents(root, tmp_p
 
 
 def test_a_later_deadline_that_a_failure_still_endangers_keeps_the_incident_on_the_new_promise(root):
-    project, graph = loaded(root)
-    store = Store(project.state_url)
+    store = Store(loaded(root)[0].state_url)
     try:
-        add_run(store, "test", "first", FIRST, [("warehouse.orders", "success", 5, None, None)])
-        day = date(2026, 11, 10)
-        nightly_of(store, "test", day, fail=True)
-        now = utc_deadline(day) + timedelta(minutes=30)
-        check(project, graph, store, now, notify=False)
-        log = IncidentLog(store, "test")
-        incident = log.open_for("morning", day)
-        assert incident is not None
+        day, now, log, incident = failed_morning(root, store)
         assert incident.impact["promise"]["by"] == "08:30"
         (root / "usecases/morning.yml").write_text(usecase_yml(by="23:00"))
         result = check(*loaded(root), store, now + timedelta(minutes=5), notify=False)
