@@ -9,6 +9,7 @@ incidents are exactly the (use case, day) pairs of *currently defined* use cases
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import shutil
 from datetime import date, datetime, timedelta
@@ -345,3 +346,21 @@ def test_a_later_deadline_that_a_failure_still_endangers_keeps_the_incident_on_t
         assert kept.impact["promise"]["by"] == "23:00"
     finally:
         store.close()
+
+
+def test_the_command_line_shows_a_withdrawn_incident_as_closed_and_says_why(root, cli):
+    """`kiban incidents` (open ones) no longer lists it; `--all` lists it resolved, with its resolution."""
+    store = Store(loaded(root)[0].state_url)
+    try:
+        day, now, _log, incident = failed_morning(root, store)
+        (root / "usecases/morning.yml").unlink()
+        check(*loaded(root), store, now + timedelta(minutes=5), notify=False)
+    finally:
+        store.close()
+    open_now = cli("--project", root, "incidents", "--json")
+    assert open_now.returncode == 0, open_now.stderr
+    assert incident.id not in [i["id"] for i in json.loads(open_now.stdout)["incidents"]]
+    every = cli("--project", root, "incidents", "--all", "--json")
+    assert every.returncode == 0, every.stderr
+    [shown] = [i for i in json.loads(every.stdout)["incidents"] if i["id"] == incident.id]
+    assert (shown["status"], shown["resolution"], shown["due_date"]) == ("resolved", "retired", str(day))
